@@ -1,0 +1,156 @@
+/**
+ * @file km/crypto.h
+ * @brief Using keys: encrypt, decrypt, sign, verify, MAC; the km1: text form.
+ *
+ * Every operation checks the version's state, the key's usage mask and the
+ * vault's rules before any key material is touched. Callers never pass
+ * nonces: libkm draws a fresh random 96-bit nonce for every encryption.
+ */
+#ifndef KM_CRYPTO_H
+#define KM_CRYPTO_H
+
+#include "common.h"
+#include "key.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/** Bytes of the ciphertext header (magic, format, algorithm, key id, version, nonce). */
+#define KM_CIPHERTEXT_HEADER 36
+/** Bytes a ciphertext adds to its plaintext: the header and the 16-byte GCM tag. */
+#define KM_CIPHERTEXT_OVERHEAD 52
+/** Bytes of the header of a tagged signature or MAC (magic, format, algorithm, key id, version). */
+#define KM_TAG_HEADER 24
+/** Largest signature km_sign() writes, header included (RSA-4096). */
+#define KM_SIGNATURE_MAX 1024
+/** Largest MAC km_mac() writes, header included (HMAC-SHA-512). */
+#define KM_MAC_MAX 88
+/** Largest plaintext of one km_encrypt() call (64 GiB - 1 would be GCM's; libkm allows 1 GiB). */
+#define KM_PLAINTEXT_MAX (1u << 30)
+/** Largest caller aad. */
+#define KM_AAD_MAX (1u << 20)
+
+/** Function twins of the size constants, for FFI. */
+KM_EXTERN size_t km_ciphertext_overhead(void);
+KM_EXTERN size_t km_signature_max(void);
+KM_EXTERN size_t km_mac_max(void);
+
+/** km_sign() / km_verify() / km_mac() flags. */
+#define KM_SIG_RAW   0x1u /**< no libkm header: the bare signature or MAC, for other tools */
+#define KM_SIG_P1363 0x2u /**< ECDSA as r||s (IEEE P1363) instead of DER */
+
+/** km_decrypt() flags. */
+#define KM_DECRYPT_ALLOW_COMPROMISED 0x1u /**< process data under a COMPROMISED version (audited) */
+
+/**
+ * Encrypts with the key's primary version (AES-GCM, ciphertext format v1).
+ *
+ * @param[in]  key      an AES-GCM key with KM_USAGE_ENCRYPT.
+ * @param[in]  pt       plaintext; may be NULL when pt_len is 0.
+ * @param[in]  aad      associated data bound to the ciphertext; may be NULL when aad_len is 0.
+ * @param[out] out      at least pt_len + KM_CIPHERTEXT_OVERHEAD bytes; must not overlap pt.
+ * @param[out] out_len  bytes written, or needed when KM_E_BUFFER is returned.
+ * @return KM_OK; KM_E_INVALID (NULL, too long, overlap); KM_E_BUFFER;
+ *         KM_E_USAGE (type or usage mask); KM_E_STATE (no version may protect);
+ *         KM_E_LIMIT (the version's invocation limit); KM_E_FORK; KM_E_BACKEND.
+ * On error nothing is left in `out`. Thread-safe, also on one shared handle.
+ */
+KM_EXTERN int km_encrypt(km_key *key, const uint8_t *pt, size_t pt_len,
+                         const uint8_t *aad, size_t aad_len,
+                         uint8_t *out, size_t out_cap, size_t *out_len) KM_WUR;
+
+/**
+ * Decrypts a ciphertext made by km_encrypt() in this vault.
+ *
+ * The key and version come from the authenticated header; the key is found
+ * by id, never by trying keys; the algorithm comes from the key's metadata
+ * and must match the header.
+ *
+ * @param[in]  flags    0 or KM_DECRYPT_ALLOW_COMPROMISED.
+ * @param[out] out      at least ct_len - KM_CIPHERTEXT_OVERHEAD bytes.
+ * @return KM_OK; KM_E_INVALID (NULL, shorter than the overhead, not a libkm
+ *         ciphertext); KM_E_UNSUPPORTED (a future format version or unknown algorithm);
+ *         KM_E_NOTFOUND (no such key or version); KM_E_STATE (the version may not
+ *         process); KM_E_USAGE; KM_E_INTEGRITY (altered data, header or aad); KM_E_BUFFER.
+ * On any error the first min(out_cap, ct_len) bytes of `out` are zero.
+ */
+KM_EXTERN int km_decrypt(km_ctx *ctx, uint32_t flags, const uint8_t *ct, size_t ct_len,
+                         const uint8_t *aad, size_t aad_len,
+                         uint8_t *out, size_t out_cap, size_t *out_len) KM_WUR;
+
+/**
+ * As km_decrypt(), with the key given: a ciphertext of another key is
+ * refused with KM_E_INTEGRITY before any decryption.
+ */
+KM_EXTERN int km_decrypt_key(km_key *key, uint32_t flags, const uint8_t *ct, size_t ct_len,
+                             const uint8_t *aad, size_t aad_len,
+                             uint8_t *out, size_t out_cap, size_t *out_len) KM_WUR;
+
+/**
+ * Signs a message with the primary version.
+ *
+ * ECDSA hashes with SHA-256 (P-256), SHA-384 (P-384) or SHA-512 (P-521);
+ * RSA uses PSS with SHA-256, MGF1-SHA-256 and a 32-byte salt; Ed25519 is pure EdDSA.
+ * By default the signature carries a 24-byte header naming key, version and
+ * algorithm (docs/FORMATS.md); KM_SIG_RAW gives the bare signature.
+ *
+ * @param[in]  flags    KM_SIG_RAW, KM_SIG_P1363.
+ * @param[out] sig      at least KM_SIGNATURE_MAX bytes is always enough.
+ * @return KM_OK; KM_E_INVALID; KM_E_USAGE; KM_E_STATE; KM_E_BUFFER; KM_E_FORK; KM_E_BACKEND.
+ */
+KM_EXTERN int km_sign(km_key *key, uint32_t flags, const uint8_t *msg, size_t msg_len,
+                      uint8_t *sig, size_t sig_cap, size_t *sig_len);
+
+/**
+ * Verifies a signature.
+ *
+ * @param[in] version  0 = the version named in the header (tagged) or the primary (raw).
+ * @param[in] flags    the flags the signature was made with.
+ * @return KM_OK when valid; KM_E_VERIFY when not; KM_E_INVALID (NULL, malformed
+ *         header, a header naming another key or algorithm); KM_E_NOTFOUND (version);
+ *         KM_E_STATE; KM_E_USAGE.
+ */
+KM_EXTERN int km_verify(km_key *key, uint32_t version, uint32_t flags,
+                        const uint8_t *msg, size_t msg_len,
+                        const uint8_t *sig, size_t sig_len) KM_WUR;
+
+/**
+ * Computes an HMAC with the primary version (tagged unless KM_SIG_RAW).
+ * @param[out] tag  at least KM_MAC_MAX bytes is always enough.
+ * @return as km_sign().
+ */
+KM_EXTERN int km_mac(km_key *key, uint32_t flags, const uint8_t *msg, size_t msg_len,
+                     uint8_t *tag, size_t tag_cap, size_t *tag_len);
+
+/**
+ * Verifies an HMAC in constant time. A raw tag may be truncated to no fewer
+ * than 16 bytes (the leftmost bytes, as RFC 2104 allows).
+ * @return KM_OK when valid; KM_E_VERIFY when not; other errors as km_verify().
+ */
+KM_EXTERN int km_mac_verify(km_key *key, uint32_t version, uint32_t flags,
+                            const uint8_t *msg, size_t msg_len,
+                            const uint8_t *tag, size_t tag_len) KM_WUR;
+
+/**
+ * Encodes binary libkm output as text: "km1:" + base64url without padding.
+ * @param[out] out      NUL-terminated text; may be NULL to ask for the size.
+ * @param[out] out_len  characters written (without the NUL), or the buffer size
+ *                      needed (with the NUL) when KM_E_BUFFER is returned.
+ * @return KM_OK; KM_E_INVALID; KM_E_BUFFER.
+ */
+KM_EXTERN int km_text_encode(const uint8_t *bin, size_t bin_len, char *out, size_t out_cap,
+                             size_t *out_len);
+
+/**
+ * Decodes the "km1:" text form. Whitespace at the end is ignored; anything
+ * else that is not base64url, padding included, is refused.
+ * @return KM_OK; KM_E_INVALID (no km1: prefix, bad character or length); KM_E_BUFFER.
+ */
+KM_EXTERN int km_text_decode(const char *text, size_t text_len, uint8_t *out, size_t out_cap,
+                             size_t *out_len);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* KM_CRYPTO_H */

@@ -1,0 +1,254 @@
+/**
+ * @file km/key.h
+ * @brief Keys: types, creation, import, opening, listing, information, rotation.
+ *
+ * A key is a named object with a random 16-byte id, a type, a usage mask and
+ * one or more versions. The newest active version is the primary: it protects
+ * new data; older versions still process (decrypt, verify) data they made.
+ */
+#ifndef KM_KEY_H
+#define KM_KEY_H
+
+#include "common.h"
+#include "vault.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/** An open key handle. Opaque; may be shared by threads. */
+typedef struct km_key km_key;
+
+/**
+ * Key types. The value is also the algorithm id written in ciphertext and
+ * signature headers (docs/FORMATS.md), so values never change.
+ */
+typedef enum km_key_type {
+    KM_KEY_AES_128_GCM = 1,
+    KM_KEY_AES_192_GCM = 2,
+    KM_KEY_AES_256_GCM = 3,
+    KM_KEY_AES_256_KWP = 4,
+    KM_KEY_HMAC_SHA256 = 5,
+    KM_KEY_HMAC_SHA384 = 6,
+    KM_KEY_HMAC_SHA512 = 7,
+    KM_KEY_EC_P256 = 8,
+    KM_KEY_EC_P384 = 9,
+    KM_KEY_EC_P521 = 10,
+    KM_KEY_ED25519 = 11,
+    KM_KEY_X25519 = 12,
+    KM_KEY_RSA_2048 = 13,
+    KM_KEY_RSA_3072 = 14,
+    KM_KEY_RSA_4096 = 15
+} km_key_type;
+
+/** Usage mask bits. */
+#define KM_USAGE_ENCRYPT    0x001u
+#define KM_USAGE_DECRYPT    0x002u
+#define KM_USAGE_SIGN       0x004u
+#define KM_USAGE_VERIFY     0x008u
+#define KM_USAGE_MAC        0x010u
+#define KM_USAGE_MAC_VERIFY 0x020u
+#define KM_USAGE_WRAP       0x040u
+#define KM_USAGE_UNWRAP     0x080u
+#define KM_USAGE_DERIVE     0x100u
+#define KM_USAGE_AGREE      0x200u
+
+/** Key flags (km_key_options::flags). */
+#define KM_KEY_EXPORTABLE   0x1u /**< material may leave libkm, wrapped */
+#define KM_KEY_PUBLIC_ONLY  0x2u /**< read-only: set on keys imported from a public key */
+
+/** Lifecycle states of a key version (NIST SP 800-57; DESIGN.md). */
+typedef enum km_key_state {
+    KM_STATE_PRE_ACTIVE = 1,
+    KM_STATE_ACTIVE = 2,
+    KM_STATE_SUSPENDED = 3,
+    KM_STATE_DEACTIVATED = 4,
+    KM_STATE_COMPROMISED = 5,
+    KM_STATE_DESTROY_PENDING = 6,
+    KM_STATE_DESTROYED = 7
+} km_key_state;
+
+/** Longest key name in bytes (UTF-8, no NUL, no control characters). */
+#define KM_KEY_NAME_MAX 255
+
+#define KM_KEY_OPTIONS_VERSION 1
+/** Options of km_key_create() and km_key_import(). */
+typedef struct km_key_options {
+    uint32_t version;        /**< KM_KEY_OPTIONS_VERSION */
+    uint32_t usage;          /**< KM_USAGE_* mask; 0 = every usage the type supports */
+    uint32_t flags;          /**< KM_KEY_* */
+    const char *protection;  /**< backend holding the material; NULL = "software" */
+} km_key_options;
+
+#define KM_KEY_OPTIONS_INIT { KM_KEY_OPTIONS_VERSION, 0, 0, NULL }
+
+/** Material formats for km_key_import() and km_key_public_export(). */
+typedef enum km_material_format {
+    KM_MATERIAL_RAW = 1,       /**< symmetric key bytes; raw 32-byte Ed25519/X25519 private keys */
+    KM_MATERIAL_PKCS8_DER = 2, /**< private key, PKCS#8 DER (unencrypted) */
+    KM_MATERIAL_SPKI_DER = 3,  /**< public key, SubjectPublicKeyInfo DER */
+    KM_MATERIAL_PEM = 4        /**< PKCS#8 or SPKI in PEM */
+} km_material_format;
+
+/** km_key_import() flags. */
+#define KM_IMPORT_ALLOW_RAW 0x1u /**< required: plaintext import is a deliberate act */
+
+/**
+ * Returns the canonical name of a key type ("aes-256-gcm"), or NULL if unknown.
+ */
+KM_EXTERN const char *km_key_type_name(km_key_type type);
+
+/**
+ * Parses a key type name ("aes-256-gcm", "ec-p256", "rsa-3072", ...).
+ * @return KM_OK, KM_E_INVALID for NULL, KM_E_UNSUPPORTED for an unknown name.
+ */
+KM_EXTERN int km_key_type_from_name(const char *name, km_key_type *out);
+
+/** Returns the name of a state ("active"), or NULL if unknown. */
+KM_EXTERN const char *km_state_name(km_key_state state);
+
+/**
+ * Creates a key with a freshly generated first version (version 1, ACTIVE).
+ *
+ * @param[out] out   set to an open handle (free with km_key_free()), or NULL on
+ *                   error. May be NULL when the caller wants no handle.
+ * @param[in]  ctx   the vault.
+ * @param[in]  name  unique name, 1..KM_KEY_NAME_MAX bytes of printable UTF-8.
+ * @param[in]  type  the key type.
+ * @param[in]  opts  NULL for defaults.
+ * @return KM_OK; KM_E_INVALID for a bad name, type, usage or option (the usage
+ *         must fit the type); KM_E_EXISTS when the name is taken;
+ *         KM_E_UNSUPPORTED for an unknown protection; KM_E_BACKEND, KM_E_IO.
+ * Nothing is written to the vault on error. Thread-safe.
+ */
+KM_EXTERN int km_key_create(km_key **out, km_ctx *ctx, const char *name,
+                            km_key_type type, const km_key_options *opts);
+
+/**
+ * Imports key material in plaintext as a new key (version 1, ACTIVE).
+ *
+ * Requires KM_IMPORT_ALLOW_RAW in `flags`. A public key (SPKI) gives a
+ * verify-only key with KM_KEY_PUBLIC_ONLY set.
+ *
+ * @param[in] material  the key bytes; copied, never kept. The caller wipes them.
+ * @return KM_OK; KM_E_INVALID for a bad argument, missing flag, a wrong length
+ *         for the type, material that does not parse or whose algorithm or
+ *         curve differs from `type`; KM_E_EXISTS; KM_E_IO.
+ */
+KM_EXTERN int km_key_import(km_key **out, km_ctx *ctx, const char *name, km_key_type type,
+                            km_material_format format, const uint8_t *material,
+                            size_t material_len, uint32_t flags, const km_key_options *opts);
+
+/**
+ * Opens a key by name.
+ * @return KM_OK; KM_E_INVALID; KM_E_NOTFOUND; KM_E_CORRUPT; KM_E_IO.
+ */
+KM_EXTERN int km_key_open(km_key **out, km_ctx *ctx, const char *name);
+
+/** Opens a key by its 16-byte id. Errors as km_key_open(). */
+KM_EXTERN int km_key_open_id(km_key **out, km_ctx *ctx, const uint8_t id[16]);
+
+/** Releases a key handle (the key stays in the vault). Accepts NULL. */
+KM_EXTERN void km_key_free(km_key *key);
+
+/** Returns the key's name (borrowed, valid while the handle lives). */
+KM_EXTERN const char *km_key_name(const km_key *key);
+
+/** Returns the key's 16-byte id (borrowed, valid while the handle lives). */
+KM_EXTERN const uint8_t *km_key_id(const km_key *key);
+
+/** Returns the key's type, or 0 for NULL. */
+KM_EXTERN km_key_type km_key_get_type(const km_key *key);
+
+/**
+ * Called once per key by km_key_list(); return non-zero to stop the listing.
+ * `name` and `id` are valid only during the call.
+ */
+typedef int (*km_key_list_fn)(const char *name, const uint8_t id[16], km_key_type type,
+                              void *arg);
+
+/**
+ * Lists every key of the vault (in id order) from one consistent snapshot.
+ *
+ * @return KM_OK (also when `fn` stopped early); KM_E_INVALID; KM_E_CORRUPT; KM_E_IO.
+ */
+KM_EXTERN int km_key_list(km_ctx *ctx, km_key_list_fn fn, void *arg);
+
+/**
+ * Adds a new version (freshly generated material) and makes it the primary.
+ *
+ * Older versions keep their state: they still decrypt and verify.
+ * @param[out] new_version  the new version number; may be NULL.
+ * @return KM_OK; KM_E_INVALID; KM_E_UNSUPPORTED for imported public-only keys;
+ *         KM_E_LIMIT past 2^31 versions; KM_E_BACKEND; KM_E_IO.
+ */
+KM_EXTERN int km_key_rotate(km_key *key, uint32_t *new_version);
+
+/** A snapshot of one key's metadata, from km_key_info(). Opaque. */
+typedef struct km_keyinfo km_keyinfo;
+
+/** One version's metadata, filled by km_keyinfo_version(). Fields are only appended. */
+typedef struct km_version_info {
+    uint32_t version;        /**< 1, 2, ... */
+    km_key_state state;      /**< lifecycle state */
+    int64_t created;         /**< seconds since the epoch; 0 = not set */
+    int64_t activated;
+    int64_t protect_stop;
+    int64_t process_stop;
+    int64_t destroy_after;
+    uint64_t invocations;    /**< uses reserved so far (an upper bound of real use) */
+    uint64_t bytes;          /**< bytes processed, reserved likewise */
+} km_version_info;
+
+/**
+ * Reads a fresh snapshot of the key's metadata from the vault.
+ * @param[out] out  free with km_keyinfo_free().
+ * @return KM_OK; KM_E_INVALID; KM_E_NOTFOUND if the key was removed; KM_E_CORRUPT; KM_E_IO.
+ */
+KM_EXTERN int km_key_info(km_keyinfo **out, km_key *key);
+
+/** Releases an info snapshot. Accepts NULL. */
+KM_EXTERN void km_keyinfo_free(km_keyinfo *info);
+/** The key's name (borrowed from the snapshot). */
+KM_EXTERN const char *km_keyinfo_name(const km_keyinfo *info);
+/** The key's 16-byte id (borrowed from the snapshot). */
+KM_EXTERN const uint8_t *km_keyinfo_id(const km_keyinfo *info);
+/** The key's type. */
+KM_EXTERN km_key_type km_keyinfo_type(const km_keyinfo *info);
+/** The key's usage mask (KM_USAGE_*). */
+KM_EXTERN uint32_t km_keyinfo_usage(const km_keyinfo *info);
+/** The key's flags (KM_KEY_*). */
+KM_EXTERN uint32_t km_keyinfo_flags(const km_keyinfo *info);
+/** The key's protection ("software", ...), borrowed. */
+KM_EXTERN const char *km_keyinfo_protection(const km_keyinfo *info);
+/** The key's creation time (seconds since the epoch). */
+KM_EXTERN int64_t km_keyinfo_created(const km_keyinfo *info);
+/** The primary version number (0 when no version may protect). */
+KM_EXTERN uint32_t km_keyinfo_primary(const km_keyinfo *info);
+/** The number of versions. */
+KM_EXTERN uint32_t km_keyinfo_version_count(const km_keyinfo *info);
+/**
+ * Copies the metadata of the version at `index` (0 = version 1) into `out`.
+ * @param[in] out_size  sizeof(km_version_info) as the caller compiled it.
+ * @return KM_OK; KM_E_INVALID for a bad index, NULL or a too-small out_size.
+ */
+KM_EXTERN int km_keyinfo_version(const km_keyinfo *info, uint32_t index,
+                                  km_version_info *out, size_t out_size);
+
+/**
+ * Exports the public key of an asymmetric key version.
+ *
+ * @param[in]  version  0 = the primary version.
+ * @param[in]  format   KM_MATERIAL_SPKI_DER or KM_MATERIAL_PEM.
+ * @param[out] out      buffer; may be NULL to ask for the length.
+ * @param[out] out_len  the bytes written, or needed when KM_E_BUFFER is returned.
+ * @return KM_OK; KM_E_INVALID; KM_E_UNSUPPORTED for a symmetric key;
+ *         KM_E_NOTFOUND for an unknown version; KM_E_BUFFER.
+ */
+KM_EXTERN int km_key_public_export(km_key *key, uint32_t version, km_material_format format,
+                                   uint8_t *out, size_t out_cap, size_t *out_len);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* KM_KEY_H */

@@ -1,0 +1,157 @@
+/**
+ * @file km/sys/backend.h
+ * @brief API for backend authors: the versioned backend vtable.
+ *
+ * A backend holds key material (software, an HSM, a TPM) and performs the
+ * primitive operations on it. The core runs lifecycle, policy, access control
+ * and audit *before* any call, so a backend never sees a refused request and
+ * never decides policy. Material is named by an opaque *reference* that the
+ * backend returns from generate/import and that the core stores sealed in the
+ * vault catalog (for software keys, the reference is the material itself).
+ *
+ * Rules of the table (as SQLite's sqlite3_io_methods):
+ * - `version` comes first; members are only ever appended, each group under a
+ *   "valid for version N" comment. A backend built against an older header
+ *   sets a smaller version and the core never reads past it.
+ * - Members marked *required* must be non-NULL; *optional* ones may be NULL
+ *   (the operation is then KM_E_UNSUPPORTED). The core checks version and
+ *   pointer before every optional call.
+ * - km_backend_register() checks the table and copies it; the caller's table
+ *   need not outlive the call.
+ *
+ * Threading: `load`ed objects are used by many threads at once; a backend
+ * serialises internally what its device cannot do in parallel.
+ *
+ * Errors: return a km_error_code; record the device's own code with
+ * km_backend_error() so that km_error_last() carries it. Never put key bytes,
+ * PINs or passphrases into a message.
+ */
+#ifndef KM_SYS_BACKEND_H
+#define KM_SYS_BACKEND_H
+
+#include "../common.h"
+#include "../error.h"
+#include "../key.h"
+#include "../secret.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/** The vtable version this header describes. */
+#define KM_BACKEND_OPS_VERSION 1
+
+/** Capability bits (km_backend_ops::caps), informative. */
+#define KM_BACKEND_CAP_SYMMETRIC  0x1u /**< AES and HMAC keys */
+#define KM_BACKEND_CAP_ASYMMETRIC 0x2u /**< EC, Ed25519, RSA keys */
+#define KM_BACKEND_CAP_IMPORT     0x4u /**< accepts imported material */
+#define KM_BACKEND_CAP_EXTRACT    0x8u /**< material can be exported wrapped */
+
+/** What the core tells a backend about the key version it works on. */
+typedef struct km_backend_keyspec {
+    uint32_t version;        /**< 1 */
+    km_key_type type;        /**< the key type */
+    uint32_t usage;          /**< KM_USAGE_* */
+    uint32_t flags;          /**< KM_KEY_* */
+    const uint8_t *key_id;   /**< 16 bytes */
+    uint32_t key_version;    /**< version number */
+} km_backend_keyspec;
+
+/** The backend vtable. Declare it `static const` with designated initializers. */
+typedef struct km_backend_ops {
+    uint32_t version;        /**< KM_BACKEND_OPS_VERSION the table was written for */
+    const char *name;        /**< protection name: [a-z0-9_-]{1,31}, e.g. "software" */
+    uint32_t caps;           /**< KM_BACKEND_CAP_* */
+
+    /* ---- valid for version 1 ---- */
+
+    /** Optional. Opens a backend instance for a vault; `config` may be NULL. */
+    int (*open)(void **out_state, const char *config);
+    /** Optional. Closes an instance opened by `open`. */
+    void (*close)(void *state);
+    /** Required. Generates material for a new version; returns its reference. */
+    int (*generate)(void *state, const km_backend_keyspec *spec, km_secret **out_ref);
+    /** Optional. Imports plaintext material; returns its reference. */
+    int (*import)(void *state, const km_backend_keyspec *spec, km_material_format format,
+                  const uint8_t *material, size_t material_len, km_secret **out_ref);
+    /** Optional. Destroys the material behind a reference (HSM object, ...). */
+    int (*destroy)(void *state, const km_backend_keyspec *spec, const uint8_t *ref,
+                   size_t ref_len);
+    /** Required. Makes a reference ready for use; returns a per-version object. */
+    int (*load)(void *state, const km_backend_keyspec *spec, const uint8_t *ref,
+                size_t ref_len, void **out_obj);
+    /** Required. Releases (and wipes) a loaded object. */
+    void (*unload)(void *state, void *obj);
+    /**
+     * Optional. AES-GCM encryption with the given 12-byte nonce; the
+     * associated data is aad1 || aad2 (the libkm header, then the caller's).
+     * Writes in_len bytes to `out` and the 16-byte tag.
+     */
+    int (*aead_seal)(void *obj, const uint8_t nonce[12], const uint8_t *aad1, size_t aad1_len,
+                     const uint8_t *aad2, size_t aad2_len, const uint8_t *in, size_t in_len,
+                     uint8_t *out, uint8_t tag[16]);
+    /**
+     * Optional. AES-GCM decryption; KM_E_INTEGRITY when the tag does not
+     * match, leaving `out` zeroed.
+     */
+    int (*aead_open)(void *obj, const uint8_t nonce[12], const uint8_t *aad1, size_t aad1_len,
+                     const uint8_t *aad2, size_t aad2_len, const uint8_t *in, size_t in_len,
+                     const uint8_t tag[16], uint8_t *out);
+    /** Optional. Signs `msg`; flags: KM_SIG_P1363. */
+    int (*sign)(void *obj, uint32_t flags, const uint8_t *msg, size_t msg_len,
+                uint8_t *sig, size_t sig_cap, size_t *sig_len);
+    /** Optional. KM_OK when valid, KM_E_VERIFY when not. */
+    int (*verify)(void *obj, uint32_t flags, const uint8_t *msg, size_t msg_len,
+                  const uint8_t *sig, size_t sig_len);
+    /** Optional. Computes the full-length HMAC. */
+    int (*mac)(void *obj, const uint8_t *msg, size_t msg_len, uint8_t *tag, size_t tag_cap,
+               size_t *tag_len);
+    /** Optional. Wraps `in` (key material) under this key (AES-KWP, RSA-OAEP). */
+    int (*wrap)(void *obj, const uint8_t *in, size_t in_len, uint8_t *out, size_t out_cap,
+                size_t *out_len);
+    /** Optional. Unwraps into secure memory. */
+    int (*unwrap)(void *obj, const uint8_t *in, size_t in_len, km_secret **out);
+    /** Optional. HKDF-SHA-256 from this key with the given salt and info. */
+    int (*derive)(void *obj, const uint8_t *salt, size_t salt_len, const uint8_t *info,
+                  size_t info_len, size_t out_len, km_secret **out);
+    /** Optional. Key agreement with a peer public key (SPKI DER); the raw shared secret. */
+    int (*agree)(void *obj, const uint8_t *peer_spki, size_t peer_len, km_secret **out);
+    /** Optional. The public key as SubjectPublicKeyInfo DER. */
+    int (*public_key)(void *obj, uint8_t *out, size_t out_cap, size_t *out_len);
+    /** Optional. Backend-specific control operations. */
+    int (*ctl)(void *state, int op, void *arg);
+} km_backend_ops;
+
+/**
+ * Registers a backend process-wide, so that keys with `protection` = its name
+ * dispatch to it. The table is checked and copied.
+ *
+ * @return KM_OK; KM_E_INVALID for NULL, a version of 0, a bad name or a missing
+ *         required member; KM_E_UNSUPPORTED for a version newer than
+ *         KM_BACKEND_OPS_VERSION; KM_E_EXISTS when the name is registered.
+ * Thread-safe.
+ */
+KM_EXTERN int km_backend_register(const km_backend_ops *ops);
+
+/**
+ * Removes a registered backend. Vaults already open keep using their instance.
+ * @return KM_OK; KM_E_INVALID; KM_E_NOTFOUND; KM_E_BUSY for a built-in backend.
+ */
+KM_EXTERN int km_backend_unregister(const char *name);
+
+/**
+ * Records an error with the backend's native code for km_error_last(), and
+ * returns `code`, so that a backend can `return km_backend_error(...)`.
+ * The message is a printf format; it must never contain secrets.
+ */
+KM_EXTERN int km_backend_error(int code, km_native_kind kind, unsigned long native,
+                               const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 4, 5)))
+#endif
+    ;
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* KM_SYS_BACKEND_H */

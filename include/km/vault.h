@@ -1,0 +1,102 @@
+/**
+ * @file km/vault.h
+ * @brief Opening and closing a vault (a libkm context).
+ *
+ * A km_ctx is one open vault. The default and only built-in store is an LMDB
+ * environment directory (URI `lmdb:/path/to/dir`, or a bare path). Its master
+ * key lives only in keyslots; a passphrase slot opens it.
+ */
+#ifndef KM_VAULT_H
+#define KM_VAULT_H
+
+#include "common.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/** An open vault. Opaque; one may be shared by many threads. */
+typedef struct km_ctx km_ctx;
+
+/**
+ * A clock: returns the current time in seconds since the Unix epoch (UTC).
+ * Tests inject one to move time; NULL means the system clock.
+ */
+typedef int64_t (*km_clock_fn)(void *arg);
+
+/** km_open_options::flags */
+#define KM_OPEN_CREATE        0x1u /**< create the vault if the directory holds none */
+#define KM_OPEN_EXCL          0x2u /**< with CREATE: fail with KM_E_EXISTS if one exists */
+#define KM_OPEN_STRICT_REFRESH 0x4u /**< re-read key state from the vault on every use */
+
+#define KM_OPEN_OPTIONS_VERSION 1
+/** Default scrypt cost (log2 N) of a new passphrase slot: N = 2^17, r = 8, p = 1. */
+#define KM_KDF_COST_DEFAULT 17
+/** Smallest scrypt cost accepted (log2 N). */
+#define KM_KDF_COST_MIN 14
+/** Largest scrypt cost accepted (log2 N). */
+#define KM_KDF_COST_MAX 22
+
+/** Options of km_open(). Initialise with KM_OPEN_OPTIONS_INIT, then set fields. */
+typedef struct km_open_options {
+    uint32_t version;           /**< KM_OPEN_OPTIONS_VERSION */
+    uint32_t flags;             /**< KM_OPEN_* */
+    const uint8_t *passphrase;  /**< passphrase bytes (copied; never kept) */
+    size_t passphrase_len;      /**< 1 to 1024 bytes */
+    uint32_t kdf_cost;          /**< log2 scrypt N for a created slot; 0 = KM_KDF_COST_DEFAULT */
+    uint32_t refresh_ms;        /**< how stale another process's change may look in open handles; 0 = 100 ms */
+    uint64_t map_size;          /**< LMDB map size in bytes; 0 = 1 GiB (or the vault's current size) */
+    km_clock_fn clock;          /**< NULL = system clock */
+    void *clock_arg;            /**< passed to clock */
+} km_open_options;
+
+#define KM_OPEN_OPTIONS_INIT { KM_OPEN_OPTIONS_VERSION, 0, NULL, 0, 0, 0, 0, NULL, NULL }
+
+/**
+ * Opens (or with KM_OPEN_CREATE creates) a vault.
+ *
+ * @param[out] out   set to the new context, or NULL on error; close with km_close().
+ * @param[in]  uri   `lmdb:/path/dir` or a path to the vault directory (created
+ *                   with mode 0700 when KM_OPEN_CREATE is given and it is absent).
+ * @param[in]  opts  options; must carry a passphrase.
+ * @return KM_OK;
+ *         KM_E_INVALID for a NULL/empty argument, an unknown URI scheme, a bad option;
+ *         KM_E_NOTFOUND when no vault exists and KM_OPEN_CREATE is not given;
+ *         KM_E_EXISTS with KM_OPEN_EXCL when a vault exists;
+ *         KM_E_AUTH when no keyslot opens with the passphrase;
+ *         KM_E_CORRUPT when the vault's records fail to open;
+ *         KM_E_UNSUPPORTED for a vault written by a newer format version;
+ *         KM_E_IO for a storage error (native LMDB code in km_error_last()).
+ *
+ * Opening the same directory twice in one process shares one LMDB environment.
+ * Thread-safe.
+ */
+KM_EXTERN int km_open(km_ctx **out, const char *uri, const km_open_options *opts) KM_WUR;
+
+/**
+ * Closes a vault: wipes its master key and derived keys. Accepts NULL.
+ *
+ * Every km_key opened from it must have been freed first; a key handle
+ * still open keeps the vault's memory alive until it is freed, but any use
+ * of it fails with KM_E_STATE.
+ */
+KM_EXTERN void km_close(km_ctx *ctx);
+
+/**
+ * Adds a passphrase keyslot so that `passphrase` opens the vault too.
+ *
+ * @return KM_OK; KM_E_INVALID for bad arguments; KM_E_IO on storage errors.
+ */
+KM_EXTERN int km_vault_add_passphrase(km_ctx *ctx, const uint8_t *passphrase,
+                                      size_t passphrase_len, uint32_t kdf_cost);
+
+/**
+ * Writes the vault's 16-byte random id to `out`.
+ * @return KM_OK or KM_E_INVALID.
+ */
+KM_EXTERN int km_vault_id(const km_ctx *ctx, uint8_t out[16]);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* KM_VAULT_H */

@@ -1,0 +1,132 @@
+/*
+ * core.h - the core's private structures: contexts, key objects, versions,
+ * backend instances. Shared by ctx.c, key.c, ops.c and lifecycle.c only.
+ */
+#ifndef KM_CORE_H
+#define KM_CORE_H
+
+#include "km_int.h"
+
+/* Record tags (TLV) of the catalog records. Append only. */
+enum {
+    KM__K_NAME = 1, KM__K_TYPE = 2, KM__K_USAGE = 3, KM__K_FLAGS = 4, KM__K_PROTECTION = 5,
+    KM__K_CREATED = 6, KM__K_NVERSIONS = 7
+};
+enum {
+    KM__V_STATE = 1, KM__V_CREATED = 2, KM__V_ACTIVATED = 3, KM__V_PROTECT_STOP = 4,
+    KM__V_PROCESS_STOP = 5, KM__V_DESTROY_AFTER = 6
+};
+enum { KM__C_INVOCATIONS = 1, KM__C_BYTES = 2 };
+
+/* AES-GCM with random 96-bit nonces: at most 2^32 invocations per key version
+ * (NIST SP 800-38D section 8.3). */
+#define KM__GCM_INVOCATION_LIMIT ((uint64_t)1 << 32)
+/* Other protect operations are counted but not limited here (policy may). */
+#define KM__NO_LIMIT UINT64_MAX
+/* First block of invocations reserved at a time; doubles up to the max. */
+#define KM__RESERVE_MIN 1024u
+#define KM__RESERVE_MAX (1u << 20)
+
+typedef struct km__backend_inst {
+    km_backend_ops ops;   /* copied at registration */
+    void *state;          /* from ops.open, or NULL */
+    struct km__backend_inst *next;
+} km__backend_inst;
+
+typedef struct km__ver {
+    uint32_t version;
+    km_key_state state;
+    int64_t created, activated, protect_stop, process_stop, destroy_after;
+    /* backend object, loaded on first use */
+    _Atomic(void *) obj;
+    pthread_mutex_t mu;          /* serialises loading and counter reservation */
+    /* usage: this process's uses of this version, and how many it may make
+     * before reserving another block in the vault (reserved-before-use, so
+     * the persisted count never goes backwards after a crash) */
+    atomic_uint_fast64_t used;
+    atomic_uint_fast64_t allowance;
+    atomic_uint_fast64_t bytes;
+    uint64_t global_end;         /* the vault's reserved count after our last block */
+    uint32_t block;              /* next block size */
+    uint64_t reserved_seen;      /* last persisted reserved count read (for info) */
+} km__ver;
+
+typedef struct km__kobj {
+    struct km_ctx *ctx;
+    atomic_int refs;
+    uint8_t id[16];
+    char *name;
+    km_key_type type;
+    uint32_t usage, flags;
+    char protection[32];
+    int64_t created;
+    km__backend_inst *be;
+    pthread_rwlock_t lock;       /* versions array and metadata */
+    km__ver **vers;              /* index = version - 1 */
+    uint32_t nvers;
+    uint32_t primary;            /* 0 = none */
+    unsigned loaded_gen;         /* km__write_gen when last read */
+    int64_t checked_ms;          /* monotonic ms of the last read */
+    int removed;                 /* key no longer in the vault */
+    struct km__kobj *hnext;      /* ctx cache chain */
+} km__kobj;
+
+struct km_key {
+    km__kobj *k;
+    unsigned fork_gen;
+};
+
+#define KM__CACHE_BUCKETS 256
+
+struct km_ctx {
+    atomic_int refs;
+    atomic_int closed;
+    unsigned fork_gen;
+    km__env *env;
+    km__sealer *sealer;
+    km_secret *master;           /* the vault master key, secure memory */
+    uint8_t vault_id[16];
+    uint32_t flags;
+    uint32_t refresh_ms;
+    km_clock_fn clock;
+    void *clock_arg;
+    pthread_mutex_t mu;          /* backend instances */
+    km__backend_inst *backends;
+    pthread_rwlock_t cache_lock; /* key object cache, by id */
+    km__kobj *cache[KM__CACHE_BUCKETS];
+};
+
+/* Bumped after every committed write by any context in this process. */
+extern atomic_uint km__write_gen;
+
+/* ctx.c */
+int64_t km__now(const struct km_ctx *ctx);
+int64_t km__mono_ms(void);
+int km__ctx_check(struct km_ctx *ctx);
+int km__backend_get(struct km_ctx *ctx, const char *name, km__backend_inst **out);
+void km__ctx_ref(struct km_ctx *ctx);
+void km__ctx_unref(struct km_ctx *ctx);
+
+/* key.c */
+/* Finds (cache) or loads the key object by id; returns a new reference. */
+int km__kobj_get(struct km_ctx *ctx, const uint8_t id[16], km__kobj **out);
+void km__kobj_unref(km__kobj *k);
+/* Re-reads the key's metadata when stale. Takes and releases the write lock. */
+int km__kobj_refresh(km__kobj *k, int force);
+/* Checks the handle (fork, closed ctx) and refreshes when stale. */
+int km__key_use(km_key *key, km__kobj **out);
+/* The backend object of a version, loaded on first use. Call under rdlock. */
+int km__ver_obj(km__kobj *k, km__ver *v, void **out);
+/* Accounts one protect use of `bytes`; reserves a block in the vault when due. */
+int km__ver_count(km__kobj *k, km__ver *v, uint64_t bytes, uint64_t limit);
+/* Drops the cache entries of a context (at close). */
+void km__cache_clear(struct km_ctx *ctx);
+void km__kobj_release_counters(km__kobj *k);
+
+/* lifecycle.c */
+int km__may_protect(const km__ver *v, int64_t now);
+int km__may_process(const km__ver *v, uint32_t flags, int64_t now);
+/* The primary: newest version that may protect now; 0 if none. */
+uint32_t km__primary(const km__kobj *k, int64_t now);
+
+#endif /* KM_CORE_H */

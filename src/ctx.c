@@ -1,0 +1,342 @@
+/* ctx.c - opening and closing vaults, the clock, the backend registry. */
+#include "core.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+atomic_uint km__write_gen;
+
+/* ------------------------------------------------------- backend registry */
+
+#define KM__MAX_BACKENDS 16
+
+static pthread_mutex_t reg_mu = PTHREAD_MUTEX_INITIALIZER;
+static km_backend_ops reg[KM__MAX_BACKENDS];
+static int reg_builtin[KM__MAX_BACKENDS];
+static int reg_n;
+
+static int valid_backend_name(const char *n)
+{
+    size_t i, len = n ? strlen(n) : 0;
+    if (len == 0 || len > 31)
+        return 0;
+    for (i = 0; i < len; i++) {
+        char c = n[i];
+        if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_' || c == '-'))
+            return 0;
+    }
+    return 1;
+}
+
+static int find_backend_locked(const char *name)
+{
+    int i;
+    for (i = 0; i < reg_n; i++)
+        if (strcmp(reg[i].name, name) == 0)
+            return i;
+    return -1;
+}
+
+static int register_backend(const km_backend_ops *ops, int builtin)
+{
+    int rc = KM_OK;
+
+    if (ops == NULL)
+        return km__err(KM_E_INVALID, "km_backend_register: ops is NULL");
+    if (ops->version == 0)
+        return km__err(KM_E_INVALID, "km_backend_register: ops->version is 0");
+    if (ops->version > KM_BACKEND_OPS_VERSION)
+        return km__err(KM_E_UNSUPPORTED,
+                       "km_backend_register: ops->version %u is newer than this libkm (%u)",
+                       ops->version, (unsigned)KM_BACKEND_OPS_VERSION);
+    if (!valid_backend_name(ops->name))
+        return km__err(KM_E_INVALID, "km_backend_register: ops->name must be [a-z0-9_-]{1,31}");
+    if (ops->generate == NULL || ops->load == NULL || ops->unload == NULL)
+        return km__err(KM_E_INVALID,
+                       "km_backend_register: generate, load and unload are required");
+    pthread_mutex_lock(&reg_mu);
+    if (find_backend_locked(ops->name) >= 0) {
+        rc = km__err(KM_E_EXISTS, "km_backend_register: a backend named '%s' is registered",
+                     ops->name);
+    } else if (reg_n == KM__MAX_BACKENDS) {
+        rc = km__err(KM_E_NOMEM, "km_backend_register: too many backends");
+    } else {
+        /* Copy only what the caller's version defines; the rest stays NULL. */
+        memset(&reg[reg_n], 0, sizeof reg[reg_n]);
+        reg[reg_n] = *ops; /* version 1 is the whole current table */
+        reg_builtin[reg_n] = builtin;
+        reg_n++;
+    }
+    pthread_mutex_unlock(&reg_mu);
+    return rc;
+}
+
+int km_backend_register(const km_backend_ops *ops)
+{
+    int rc = km_init();
+    if (rc != KM_OK)
+        return rc;
+    return register_backend(ops, 0);
+}
+
+int km_backend_unregister(const char *name)
+{
+    int i, rc = KM_OK;
+
+    if (name == NULL)
+        return km__err(KM_E_INVALID, "km_backend_unregister: name is NULL");
+    pthread_mutex_lock(&reg_mu);
+    i = find_backend_locked(name);
+    if (i < 0) {
+        rc = km__err(KM_E_NOTFOUND, "km_backend_unregister: no backend named '%s'", name);
+    } else if (reg_builtin[i]) {
+        rc = km__err(KM_E_BUSY, "km_backend_unregister: '%s' is built in", name);
+    } else {
+        for (; i + 1 < reg_n; i++) {
+            reg[i] = reg[i + 1];
+            reg_builtin[i] = reg_builtin[i + 1];
+        }
+        reg_n--;
+    }
+    pthread_mutex_unlock(&reg_mu);
+    return rc;
+}
+
+static pthread_once_t builtin_once = PTHREAD_ONCE_INIT;
+static void register_builtins(void)
+{
+    (void)register_backend(&km__software_backend, 1);
+}
+
+int km__backend_get(struct km_ctx *ctx, const char *name, km__backend_inst **out)
+{
+    km__backend_inst *b;
+    int i, rc;
+
+    *out = NULL;
+    pthread_mutex_lock(&ctx->mu);
+    for (b = ctx->backends; b != NULL; b = b->next) {
+        if (strcmp(b->ops.name, name) == 0) {
+            *out = b;
+            pthread_mutex_unlock(&ctx->mu);
+            return KM_OK;
+        }
+    }
+    b = calloc(1, sizeof *b);
+    if (b == NULL) {
+        pthread_mutex_unlock(&ctx->mu);
+        return km__err(KM_E_NOMEM, "out of memory");
+    }
+    pthread_mutex_lock(&reg_mu);
+    i = find_backend_locked(name);
+    if (i >= 0)
+        b->ops = reg[i];
+    pthread_mutex_unlock(&reg_mu);
+    if (i < 0) {
+        free(b);
+        pthread_mutex_unlock(&ctx->mu);
+        return km__err(KM_E_UNSUPPORTED, "no backend named '%s' is registered", name);
+    }
+    if (b->ops.open != NULL) {
+        rc = b->ops.open(&b->state, NULL);
+        if (rc != KM_OK) {
+            free(b);
+            pthread_mutex_unlock(&ctx->mu);
+            return rc < 0 ? rc : km__err(KM_E_BACKEND, "backend '%s' failed to open", name);
+        }
+    }
+    b->next = ctx->backends;
+    ctx->backends = b;
+    *out = b;
+    pthread_mutex_unlock(&ctx->mu);
+    return KM_OK;
+}
+
+/* ------------------------------------------------------------------ clock */
+
+int64_t km__now(const struct km_ctx *ctx)
+{
+    if (ctx->clock != NULL)
+        return ctx->clock(ctx->clock_arg);
+    return (int64_t)time(NULL);
+}
+
+int64_t km__mono_ms(void)
+{
+    struct timespec ts;
+#ifdef CLOCK_MONOTONIC_COARSE
+    clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+#else
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+#endif
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* ------------------------------------------------------------ open / close */
+
+static int parse_uri(const char *uri, const char **path)
+{
+    if (strncmp(uri, "lmdb:", 5) == 0) {
+        *path = uri + 5;
+        if (strncmp(*path, "//", 2) == 0) /* lmdb:///abs/path */
+            *path += 2;
+    } else if (strchr(uri, ':') != NULL && uri[0] != '/' && uri[0] != '.') {
+        return km__err(KM_E_INVALID, "km_open: unknown URI scheme (expected lmdb:/path)");
+    } else {
+        *path = uri;
+    }
+    if ((*path)[0] == '\0')
+        return km__err(KM_E_INVALID, "km_open: the URI names no directory");
+    if (strlen(*path) > 4000)
+        return km__err(KM_E_INVALID, "km_open: path too long");
+    return KM_OK;
+}
+
+int km_open(km_ctx **out, const char *uri, const km_open_options *opts)
+{
+    struct km_ctx *ctx = NULL;
+    km_secret *master = NULL;
+    const char *path;
+    int rc;
+
+    if (out == NULL)
+        return km__err(KM_E_INVALID, "km_open: out is NULL");
+    *out = NULL;
+    if ((rc = km_init()) != KM_OK)
+        return rc;
+    (void)pthread_once(&builtin_once, register_builtins);
+    if (uri == NULL || uri[0] == '\0')
+        return km__err(KM_E_INVALID, "km_open: uri is NULL or empty");
+    if (opts == NULL)
+        return km__err(KM_E_INVALID, "km_open: opts is NULL (a passphrase is required)");
+    if (opts->version < 1 || opts->version > KM_OPEN_OPTIONS_VERSION)
+        return km__err(KM_E_INVALID, "km_open: opts->version %u is not supported", opts->version);
+    if (opts->flags & ~(KM_OPEN_CREATE | KM_OPEN_EXCL | KM_OPEN_STRICT_REFRESH))
+        return km__err(KM_E_INVALID, "km_open: opts->flags has unknown bits");
+    if (opts->passphrase == NULL || opts->passphrase_len == 0)
+        return km__err(KM_E_INVALID, "km_open: opts->passphrase is NULL or empty");
+    if (opts->passphrase_len > 1024)
+        return km__err(KM_E_INVALID, "km_open: opts->passphrase is longer than 1024 bytes");
+    if (opts->kdf_cost != 0 && (opts->kdf_cost < KM_KDF_COST_MIN || opts->kdf_cost > KM_KDF_COST_MAX))
+        return km__err(KM_E_INVALID, "km_open: opts->kdf_cost must be %d to %d",
+                       KM_KDF_COST_MIN, KM_KDF_COST_MAX);
+    if ((rc = parse_uri(uri, &path)) != KM_OK)
+        return rc;
+
+    ctx = calloc(1, sizeof *ctx);
+    if (ctx == NULL)
+        return km__err(KM_E_NOMEM, "km_open: out of memory");
+    atomic_init(&ctx->refs, 1);
+    atomic_init(&ctx->closed, 0);
+    ctx->fork_gen = atomic_load(&km__fork_gen);
+    ctx->flags = opts->flags;
+    ctx->refresh_ms = opts->refresh_ms ? opts->refresh_ms : 100;
+    ctx->clock = opts->clock;
+    ctx->clock_arg = opts->clock_arg;
+    pthread_mutex_init(&ctx->mu, NULL);
+    pthread_rwlock_init(&ctx->cache_lock, NULL);
+
+    rc = km__env_open(&ctx->env, path, opts, &master, ctx->vault_id);
+    if (rc != KM_OK)
+        goto out;
+    rc = km__sealer_new(&ctx->sealer, master);
+    if (rc != KM_OK)
+        goto out;
+    ctx->master = master;
+    master = NULL;
+    *out = ctx;
+    ctx = NULL;
+out:
+    km_secret_free(master);
+    if (ctx != NULL) {
+        if (ctx->env != NULL)
+            km__env_close(ctx->env);
+        pthread_mutex_destroy(&ctx->mu);
+        pthread_rwlock_destroy(&ctx->cache_lock);
+        free(ctx);
+    }
+    return rc;
+}
+
+void km__ctx_ref(struct km_ctx *ctx)
+{
+    atomic_fetch_add(&ctx->refs, 1);
+}
+
+void km__ctx_unref(struct km_ctx *ctx)
+{
+    km__backend_inst *b, *n;
+
+    if (atomic_fetch_sub(&ctx->refs, 1) != 1)
+        return;
+    for (b = ctx->backends; b != NULL; b = n) {
+        n = b->next;
+        if (b->ops.close != NULL)
+            b->ops.close(b->state);
+        free(b);
+    }
+    km__sealer_free(ctx->sealer);
+    km_secret_free(ctx->master);
+    km__env_close(ctx->env);
+    pthread_mutex_destroy(&ctx->mu);
+    pthread_rwlock_destroy(&ctx->cache_lock);
+    free(ctx);
+}
+
+void km_close(km_ctx *ctx)
+{
+    if (ctx == NULL)
+        return;
+    if (atomic_exchange(&ctx->closed, 1))
+        return;
+    km__cache_clear(ctx);
+    km__ctx_unref(ctx);
+}
+
+int km__ctx_check(struct km_ctx *ctx)
+{
+    if (atomic_load_explicit(&ctx->closed, memory_order_relaxed))
+        return km__err(KM_E_STATE, "the vault was closed");
+    if (ctx->fork_gen != atomic_load_explicit(&km__fork_gen, memory_order_relaxed))
+        return km__err(KM_E_FORK, "vault handle used in a forked child; open it again there");
+    return KM_OK;
+}
+
+int km_vault_id(const km_ctx *ctx, uint8_t out[16])
+{
+    if (ctx == NULL || out == NULL)
+        return km__err(KM_E_INVALID, "km_vault_id: %s is NULL", ctx == NULL ? "ctx" : "out");
+    memcpy(out, ctx->vault_id, 16);
+    return KM_OK;
+}
+
+int km_vault_add_passphrase(km_ctx *ctx, const uint8_t *passphrase, size_t passphrase_len,
+                            uint32_t kdf_cost)
+{
+    km__txn *t = NULL;
+    int rc;
+
+    if (ctx == NULL)
+        return km__err(KM_E_INVALID, "km_vault_add_passphrase: ctx is NULL");
+    if (passphrase == NULL || passphrase_len == 0 || passphrase_len > 1024)
+        return km__err(KM_E_INVALID, "km_vault_add_passphrase: passphrase must be 1 to 1024 bytes");
+    if (kdf_cost == 0)
+        kdf_cost = KM_KDF_COST_DEFAULT;
+    if (kdf_cost < KM_KDF_COST_MIN || kdf_cost > KM_KDF_COST_MAX)
+        return km__err(KM_E_INVALID, "km_vault_add_passphrase: kdf_cost must be %d to %d",
+                       KM_KDF_COST_MIN, KM_KDF_COST_MAX);
+    if ((rc = km__ctx_check(ctx)) != KM_OK)
+        return rc;
+    if ((rc = km__txn_begin(ctx->env, 1, &t)) != KM_OK)
+        return rc;
+    rc = km__slot_add_passphrase(t, ctx->master, passphrase, passphrase_len, kdf_cost);
+    if (rc != KM_OK) {
+        km__txn_abort(t);
+        return rc;
+    }
+    rc = km__txn_commit(t);
+    if (rc == KM_OK)
+        atomic_fetch_add(&km__write_gen, 1);
+    return rc;
+}

@@ -1,0 +1,1230 @@
+/* key.c - key objects: create, import, open, list, info, rotate; the cache. */
+#include "core.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/evp.h>
+
+/* ------------------------------------------------------------- key types */
+
+static const struct {
+    km_key_type type;
+    const char *name;
+} type_names[] = {
+    { KM_KEY_AES_128_GCM, "aes-128-gcm" }, { KM_KEY_AES_192_GCM, "aes-192-gcm" },
+    { KM_KEY_AES_256_GCM, "aes-256-gcm" }, { KM_KEY_AES_256_KWP, "aes-256-kwp" },
+    { KM_KEY_HMAC_SHA256, "hmac-sha256" }, { KM_KEY_HMAC_SHA384, "hmac-sha384" },
+    { KM_KEY_HMAC_SHA512, "hmac-sha512" }, { KM_KEY_EC_P256, "ec-p256" },
+    { KM_KEY_EC_P384, "ec-p384" },         { KM_KEY_EC_P521, "ec-p521" },
+    { KM_KEY_ED25519, "ed25519" },         { KM_KEY_X25519, "x25519" },
+    { KM_KEY_RSA_2048, "rsa-2048" },       { KM_KEY_RSA_3072, "rsa-3072" },
+    { KM_KEY_RSA_4096, "rsa-4096" },
+};
+
+const char *km_key_type_name(km_key_type type)
+{
+    size_t i;
+    for (i = 0; i < sizeof type_names / sizeof type_names[0]; i++)
+        if (type_names[i].type == type)
+            return type_names[i].name;
+    return NULL;
+}
+
+int km_key_type_from_name(const char *name, km_key_type *out)
+{
+    size_t i;
+    if (name == NULL || out == NULL)
+        return km__err(KM_E_INVALID, "km_key_type_from_name: %s is NULL",
+                       name == NULL ? "name" : "out");
+    for (i = 0; i < sizeof type_names / sizeof type_names[0]; i++) {
+        if (strcmp(type_names[i].name, name) == 0) {
+            *out = type_names[i].type;
+            return KM_OK;
+        }
+    }
+    return km__err(KM_E_UNSUPPORTED, "unknown key type (expected e.g. aes-256-gcm, ec-p256)");
+}
+
+static int check_name(const char *fn, const char *name, size_t *len)
+{
+    size_t i, n;
+    if (name == NULL)
+        return km__err(KM_E_INVALID, "%s: name is NULL", fn);
+    n = strnlen(name, KM_KEY_NAME_MAX + 1);
+    if (n == 0 || n > KM_KEY_NAME_MAX)
+        return km__err(KM_E_INVALID, "%s: name must be 1 to %d bytes", fn, KM_KEY_NAME_MAX);
+    for (i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)name[i];
+        if (c < 0x20 || c == 0x7f)
+            return km__err(KM_E_INVALID, "%s: name contains a control character", fn);
+    }
+    *len = n;
+    return KM_OK;
+}
+
+/* -------------------------------------------------------- record helpers */
+
+static void put_i64(km__tlv_w *w, uint8_t tag, int64_t v)
+{
+    km__tlv_put_u64(w, tag, (uint64_t)v);
+}
+
+static int get_i64(const uint8_t *b, size_t n, uint8_t tag, int64_t *out)
+{
+    uint64_t v = 0;
+    int rc = km__tlv_get_u64(b, n, tag, &v);
+    if (rc == KM_E_NOTFOUND) {
+        *out = 0;
+        return KM_OK;
+    }
+    *out = (int64_t)v;
+    return rc;
+}
+
+static void vkey(uint8_t out[20], const uint8_t id[16], uint32_t version)
+{
+    memcpy(out, id, 16);
+    km__be32_put(out + 16, version);
+}
+
+static int encode_vmeta(const km__ver *v, uint8_t *buf, size_t cap, size_t *len)
+{
+    km__tlv_w w;
+    km__tlv_init(&w, buf, cap);
+    km__tlv_put_u32(&w, KM__V_STATE, (uint32_t)v->state);
+    put_i64(&w, KM__V_CREATED, v->created);
+    put_i64(&w, KM__V_ACTIVATED, v->activated);
+    put_i64(&w, KM__V_PROTECT_STOP, v->protect_stop);
+    put_i64(&w, KM__V_PROCESS_STOP, v->process_stop);
+    put_i64(&w, KM__V_DESTROY_AFTER, v->destroy_after);
+    *len = w.len;
+    return km__tlv_end(&w);
+}
+
+static int decode_vmeta(const uint8_t *b, size_t n, km__ver *v)
+{
+    uint32_t st = 0;
+    int rc = km__tlv_check(b, n);
+    if (rc != KM_OK)
+        return rc;
+    if (km__tlv_get_u32(b, n, KM__V_STATE, &st) != KM_OK || st < KM_STATE_PRE_ACTIVE
+        || st > KM_STATE_DESTROYED)
+        return km__err(KM_E_CORRUPT, "version record: bad state");
+    v->state = (km_key_state)st;
+    if ((rc = get_i64(b, n, KM__V_CREATED, &v->created)) != KM_OK
+        || (rc = get_i64(b, n, KM__V_ACTIVATED, &v->activated)) != KM_OK
+        || (rc = get_i64(b, n, KM__V_PROTECT_STOP, &v->protect_stop)) != KM_OK
+        || (rc = get_i64(b, n, KM__V_PROCESS_STOP, &v->process_stop)) != KM_OK
+        || (rc = get_i64(b, n, KM__V_DESTROY_AFTER, &v->destroy_after)) != KM_OK)
+        return rc;
+    return KM_OK;
+}
+
+static int encode_key(const km__kobj *k, uint32_t nvers, uint8_t *buf, size_t cap, size_t *len)
+{
+    km__tlv_w w;
+    km__tlv_init(&w, buf, cap);
+    km__tlv_put_str(&w, KM__K_NAME, k->name);
+    km__tlv_put_u32(&w, KM__K_TYPE, (uint32_t)k->type);
+    km__tlv_put_u32(&w, KM__K_USAGE, k->usage);
+    km__tlv_put_u32(&w, KM__K_FLAGS, k->flags);
+    km__tlv_put_str(&w, KM__K_PROTECTION, k->protection);
+    put_i64(&w, KM__K_CREATED, k->created);
+    km__tlv_put_u32(&w, KM__K_NVERSIONS, nvers);
+    *len = w.len;
+    return km__tlv_end(&w);
+}
+
+/* Parsed key record (name borrowed from the record buffer). */
+typedef struct keyrec {
+    const uint8_t *name;
+    size_t name_len;
+    uint32_t type, usage, flags, nvers;
+    char protection[32];
+    int64_t created;
+} keyrec;
+
+static int decode_key(const uint8_t *b, size_t n, keyrec *r)
+{
+    const uint8_t *p;
+    size_t pl;
+    int rc = km__tlv_check(b, n);
+    if (rc != KM_OK)
+        return rc;
+    memset(r, 0, sizeof *r);
+    if (!km__tlv_find(b, n, KM__K_NAME, &r->name, &r->name_len) || r->name_len == 0
+        || r->name_len > KM_KEY_NAME_MAX || memchr(r->name, 0, r->name_len) != NULL)
+        return km__err(KM_E_CORRUPT, "key record: bad name");
+    if (km__tlv_get_u32(b, n, KM__K_TYPE, &r->type) != KM_OK || !km__type_is_valid((int)r->type))
+        return km__err(KM_E_CORRUPT, "key record: bad type");
+    if (km__tlv_get_u32(b, n, KM__K_USAGE, &r->usage) != KM_OK
+        || km__tlv_get_u32(b, n, KM__K_FLAGS, &r->flags) != KM_OK
+        || km__tlv_get_u32(b, n, KM__K_NVERSIONS, &r->nvers) != KM_OK || r->nvers == 0
+        || r->nvers > INT32_MAX)
+        return km__err(KM_E_CORRUPT, "key record: bad usage, flags or version count");
+    if (!km__tlv_find(b, n, KM__K_PROTECTION, &p, &pl) || pl == 0 || pl >= sizeof r->protection
+        || memchr(p, 0, pl) != NULL)
+        return km__err(KM_E_CORRUPT, "key record: bad protection");
+    memcpy(r->protection, p, pl);
+    r->protection[pl] = '\0';
+    return get_i64(b, n, KM__K_CREATED, &r->created);
+}
+
+static int read_counters(km__txn *t, const km__sealer *s, const uint8_t vk[20], uint64_t *inv,
+                         uint64_t *bytes)
+{
+    km_secret *rec = NULL;
+    int rc = km__rec_get(t, s, KM__T_COUNTERS, vk, 20, &rec);
+    *inv = 0;
+    *bytes = 0;
+    if (rc == KM_E_NOTFOUND)
+        return KM_OK;
+    if (rc != KM_OK)
+        return rc;
+    rc = km__tlv_check(km_secret_data(rec), km_secret_len(rec));
+    if (rc == KM_OK)
+        rc = km__tlv_get_u64(km_secret_data(rec), km_secret_len(rec), KM__C_INVOCATIONS, inv);
+    if (rc == KM_OK)
+        rc = km__tlv_get_u64(km_secret_data(rec), km_secret_len(rec), KM__C_BYTES, bytes);
+    km_secret_free(rec);
+    if (rc == KM_E_NOTFOUND)
+        rc = km__err(KM_E_CORRUPT, "counter record incomplete");
+    return rc;
+}
+
+static int write_counters(km__txn *t, const km__sealer *s, const uint8_t vk[20], uint64_t inv,
+                          uint64_t bytes)
+{
+    uint8_t buf[32];
+    km__tlv_w w;
+    km__tlv_init(&w, buf, sizeof buf);
+    km__tlv_put_u64(&w, KM__C_INVOCATIONS, inv);
+    km__tlv_put_u64(&w, KM__C_BYTES, bytes);
+    if (km__tlv_end(&w) != KM_OK)
+        return KM_E_INTERNAL;
+    return km__rec_put(t, s, KM__T_COUNTERS, vk, 20, buf, w.len, 0);
+}
+
+/* ------------------------------------------------------ key objects */
+
+static km__ver *ver_new(uint32_t version)
+{
+    km__ver *v = calloc(1, sizeof *v);
+    if (v == NULL)
+        return NULL;
+    v->version = version;
+    atomic_init(&v->obj, NULL);
+    atomic_init(&v->used, 0);
+    atomic_init(&v->allowance, 0);
+    atomic_init(&v->bytes, 0);
+    v->block = KM__RESERVE_MIN;
+    pthread_mutex_init(&v->mu, NULL);
+    return v;
+}
+
+static void ver_free(km__kobj *k, km__ver *v)
+{
+    void *obj;
+    if (v == NULL)
+        return;
+    obj = atomic_load(&v->obj);
+    if (obj != NULL && k->be != NULL)
+        k->be->ops.unload(k->be->state, obj);
+    pthread_mutex_destroy(&v->mu);
+    free(v);
+}
+
+static void kobj_free(km__kobj *k)
+{
+    uint32_t i;
+    km__kobj_release_counters(k);
+    for (i = 0; i < k->nvers; i++)
+        ver_free(k, k->vers[i]);
+    free(k->vers);
+    free(k->name);
+    pthread_rwlock_destroy(&k->lock);
+    km__ctx_unref(k->ctx);
+    free(k);
+}
+
+void km__kobj_unref(km__kobj *k)
+{
+    if (k != NULL && atomic_fetch_sub(&k->refs, 1) == 1)
+        kobj_free(k);
+}
+
+/* Reads the key record and every version's metadata in one snapshot, and
+ * merges them into k (which the caller holds exclusively or write-locked). */
+static int kobj_read(km__kobj *k, km__txn *t)
+{
+    struct km_ctx *ctx = k->ctx;
+    km_secret *rec = NULL;
+    keyrec r;
+    uint32_t i;
+    int rc;
+
+    rc = km__rec_get(t, ctx->sealer, KM__T_KEYS, k->id, 16, &rec);
+    if (rc == KM_E_NOTFOUND) {
+        k->removed = 1;
+        return km__err(KM_E_NOTFOUND, "the key no longer exists");
+    }
+    if (rc != KM_OK)
+        return rc;
+    rc = decode_key(km_secret_data(rec), km_secret_len(rec), &r);
+    if (rc != KM_OK)
+        goto out;
+    if (k->name == NULL) {
+        k->name = strndup((const char *)r.name, r.name_len);
+        if (k->name == NULL) {
+            rc = km__err(KM_E_NOMEM, "out of memory");
+            goto out;
+        }
+        k->type = (km_key_type)r.type;
+        k->usage = r.usage;
+        k->flags = r.flags;
+        memcpy(k->protection, r.protection, sizeof k->protection);
+        k->created = r.created;
+    } else if (k->type != (km_key_type)r.type || strcmp(k->protection, r.protection) != 0) {
+        rc = km__err(KM_E_CORRUPT, "key record changed its type or protection");
+        goto out;
+    } else {
+        k->usage = r.usage;
+        k->flags = r.flags;
+    }
+    if (r.nvers > k->nvers) {
+        km__ver **nv = realloc(k->vers, r.nvers * sizeof *nv);
+        if (nv == NULL) {
+            rc = km__err(KM_E_NOMEM, "out of memory");
+            goto out;
+        }
+        k->vers = nv;
+        for (i = k->nvers; i < r.nvers; i++) {
+            if ((k->vers[i] = ver_new(i + 1)) == NULL) {
+                k->nvers = i;
+                rc = km__err(KM_E_NOMEM, "out of memory");
+                goto out;
+            }
+        }
+        k->nvers = r.nvers;
+    }
+    for (i = 0; i < k->nvers; i++) {
+        uint8_t vk[20];
+        km_secret *vr = NULL;
+        uint64_t bytes;
+        vkey(vk, k->id, i + 1);
+        rc = km__rec_get(t, ctx->sealer, KM__T_VMETA, vk, 20, &vr);
+        if (rc == KM_E_NOTFOUND)
+            rc = km__err(KM_E_CORRUPT, "version %u of a key has no record", i + 1);
+        if (rc == KM_OK)
+            rc = decode_vmeta(km_secret_data(vr), km_secret_len(vr), k->vers[i]);
+        km_secret_free(vr);
+        if (rc == KM_OK)
+            rc = read_counters(t, ctx->sealer, vk, &k->vers[i]->reserved_seen, &bytes);
+        if (rc != KM_OK)
+            goto out;
+    }
+    k->primary = km__primary(k, km__now(ctx));
+out:
+    km_secret_free(rec);
+    return rc;
+}
+
+int km__kobj_refresh(km__kobj *k, int force)
+{
+    km__txn *t = NULL;
+    unsigned gen = atomic_load(&km__write_gen);
+    int64_t now_ms = km__mono_ms();
+    int rc;
+
+    pthread_rwlock_wrlock(&k->lock);
+    if (!force && k->loaded_gen == gen && now_ms - k->checked_ms < (int64_t)k->ctx->refresh_ms) {
+        pthread_rwlock_unlock(&k->lock);
+        return KM_OK; /* another thread refreshed it meanwhile */
+    }
+    rc = km__txn_begin(k->ctx->env, 0, &t);
+    if (rc == KM_OK) {
+        rc = kobj_read(k, t);
+        km__txn_abort(t);
+    }
+    if (rc == KM_OK) {
+        k->loaded_gen = gen;
+        k->checked_ms = now_ms;
+    }
+    pthread_rwlock_unlock(&k->lock);
+    return rc;
+}
+
+static unsigned bucket(const uint8_t id[16])
+{
+    return id[0] % KM__CACHE_BUCKETS;
+}
+
+int km__kobj_get(struct km_ctx *ctx, const uint8_t id[16], km__kobj **out)
+{
+    km__kobj *k, *other;
+    km__txn *t = NULL;
+    unsigned b = bucket(id);
+    int rc;
+
+    *out = NULL;
+    pthread_rwlock_rdlock(&ctx->cache_lock);
+    for (k = ctx->cache[b]; k != NULL; k = k->hnext) {
+        if (memcmp(k->id, id, 16) == 0) {
+            atomic_fetch_add(&k->refs, 1);
+            break;
+        }
+    }
+    pthread_rwlock_unlock(&ctx->cache_lock);
+    if (k != NULL) {
+        *out = k;
+        return KM_OK;
+    }
+
+    k = calloc(1, sizeof *k);
+    if (k == NULL)
+        return km__err(KM_E_NOMEM, "out of memory");
+    memcpy(k->id, id, 16);
+    atomic_init(&k->refs, 1);
+    k->ctx = ctx;
+    km__ctx_ref(ctx);
+    pthread_rwlock_init(&k->lock, NULL);
+    k->loaded_gen = atomic_load(&km__write_gen);
+    k->checked_ms = km__mono_ms();
+    rc = km__txn_begin(ctx->env, 0, &t);
+    if (rc == KM_OK) {
+        rc = kobj_read(k, t);
+        km__txn_abort(t);
+    }
+    if (rc == KM_OK)
+        rc = km__backend_get(ctx, k->protection, &k->be);
+    if (rc != KM_OK) {
+        kobj_free(k);
+        return rc;
+    }
+
+    pthread_rwlock_wrlock(&ctx->cache_lock);
+    for (other = ctx->cache[b]; other != NULL; other = other->hnext)
+        if (memcmp(other->id, id, 16) == 0)
+            break;
+    if (other != NULL) {
+        atomic_fetch_add(&other->refs, 1);
+        pthread_rwlock_unlock(&ctx->cache_lock);
+        kobj_free(k);
+        *out = other;
+        return KM_OK;
+    }
+    atomic_fetch_add(&k->refs, 1); /* the cache's reference */
+    k->hnext = ctx->cache[b];
+    ctx->cache[b] = k;
+    pthread_rwlock_unlock(&ctx->cache_lock);
+    *out = k;
+    return KM_OK;
+}
+
+void km__cache_clear(struct km_ctx *ctx)
+{
+    unsigned b;
+    pthread_rwlock_wrlock(&ctx->cache_lock);
+    for (b = 0; b < KM__CACHE_BUCKETS; b++) {
+        km__kobj *k = ctx->cache[b], *n;
+        ctx->cache[b] = NULL;
+        for (; k != NULL; k = n) {
+            n = k->hnext;
+            k->hnext = NULL;
+            km__kobj_unref(k);
+        }
+    }
+    pthread_rwlock_unlock(&ctx->cache_lock);
+}
+
+int km__key_use(km_key *key, km__kobj **out)
+{
+    km__kobj *k = key->k;
+    int rc;
+
+    if (key->fork_gen != atomic_load_explicit(&km__fork_gen, memory_order_relaxed))
+        return km__err(KM_E_FORK, "key handle used in a forked child; open it again there");
+    if ((rc = km__ctx_check(k->ctx)) != KM_OK)
+        return rc;
+    if ((k->ctx->flags & KM_OPEN_STRICT_REFRESH)
+        || k->loaded_gen != atomic_load_explicit(&km__write_gen, memory_order_relaxed)
+        || km__mono_ms() - k->checked_ms >= (int64_t)k->ctx->refresh_ms) {
+        rc = km__kobj_refresh(k, (k->ctx->flags & KM_OPEN_STRICT_REFRESH) != 0);
+        if (rc != KM_OK)
+            return rc;
+    }
+    *out = k;
+    return KM_OK;
+}
+
+int km__ver_obj(km__kobj *k, km__ver *v, void **out)
+{
+    km__txn *t = NULL;
+    km_secret *ref = NULL;
+    km_backend_keyspec spec;
+    void *obj = atomic_load_explicit(&v->obj, memory_order_acquire);
+    uint8_t vk[20];
+    int rc;
+
+    if (obj != NULL) {
+        *out = obj;
+        return KM_OK;
+    }
+    pthread_mutex_lock(&v->mu);
+    obj = atomic_load(&v->obj);
+    if (obj != NULL) {
+        pthread_mutex_unlock(&v->mu);
+        *out = obj;
+        return KM_OK;
+    }
+    vkey(vk, k->id, v->version);
+    rc = km__txn_begin(k->ctx->env, 0, &t);
+    if (rc == KM_OK) {
+        rc = km__rec_get(t, k->ctx->sealer, KM__T_MATERIAL, vk, 20, &ref);
+        km__txn_abort(t);
+    }
+    if (rc == KM_E_NOTFOUND)
+        rc = km__err(KM_E_STATE, "the material of this key version is gone");
+    if (rc == KM_OK) {
+        memset(&spec, 0, sizeof spec);
+        spec.version = 1;
+        spec.type = k->type;
+        spec.usage = k->usage;
+        spec.flags = k->flags;
+        spec.key_id = k->id;
+        spec.key_version = v->version;
+        rc = k->be->ops.load(k->be->state, &spec, km_secret_data(ref), km_secret_len(ref), &obj);
+        if (rc == KM_OK && obj == NULL)
+            rc = km__err(KM_E_BACKEND, "backend '%s' loaded no object", k->be->ops.name);
+        if (rc == KM_OK)
+            atomic_store_explicit(&v->obj, obj, memory_order_release);
+    }
+    km_secret_free(ref);
+    pthread_mutex_unlock(&v->mu);
+    if (rc == KM_OK)
+        *out = obj;
+    return rc;
+}
+
+/* Reserves the next block of invocations for this process in the vault. */
+static int reserve_block(km__kobj *k, km__ver *v, uint64_t limit)
+{
+    km__txn *t = NULL;
+    uint64_t inv = 0, bytes = 0, grant;
+    uint8_t vk[20];
+    int rc;
+
+    vkey(vk, k->id, v->version);
+    rc = km__txn_begin(k->ctx->env, 1, &t);
+    if (rc != KM_OK)
+        return rc;
+    rc = read_counters(t, k->ctx->sealer, vk, &inv, &bytes);
+    if (rc != KM_OK)
+        goto fail;
+    if (inv >= limit) {
+        rc = km__err(KM_E_LIMIT, "key version %u reached its usage limit; rotate the key",
+                     v->version);
+        goto fail;
+    }
+    grant = v->block;
+    if (limit - inv < grant)
+        grant = limit - inv;
+    bytes += atomic_exchange(&v->bytes, 0);
+    rc = write_counters(t, k->ctx->sealer, vk, inv + grant, bytes);
+    if (rc != KM_OK)
+        goto fail;
+    rc = km__txn_commit(t);
+    t = NULL;
+    if (rc != KM_OK)
+        return rc;
+    v->global_end = inv + grant;
+    v->reserved_seen = inv + grant;
+    if (v->block < KM__RESERVE_MAX)
+        v->block *= 2;
+    atomic_fetch_add(&v->allowance, grant);
+    return KM_OK;
+fail:
+    km__txn_abort(t);
+    return rc;
+}
+
+int km__ver_count(km__kobj *k, km__ver *v, uint64_t bytes, uint64_t limit)
+{
+    uint64_t idx = atomic_fetch_add_explicit(&v->used, 1, memory_order_relaxed);
+    int rc = KM_OK;
+
+    atomic_fetch_add_explicit(&v->bytes, bytes, memory_order_relaxed);
+    if (idx < atomic_load_explicit(&v->allowance, memory_order_acquire))
+        return KM_OK;
+    pthread_mutex_lock(&v->mu);
+    while (idx >= atomic_load(&v->allowance)) {
+        rc = reserve_block(k, v, limit);
+        if (rc != KM_OK)
+            break;
+    }
+    pthread_mutex_unlock(&v->mu);
+    return rc;
+}
+
+/* Gives back the unused part of this process's last block, when no other
+ * process reserved after it (so the persisted count stays an upper bound). */
+void km__kobj_release_counters(km__kobj *k)
+{
+    km__txn *t = NULL;
+    uint32_t i;
+
+    /* never touch the environment from a forked child (PLATFORM.md) */
+    if (k->ctx == NULL || k->ctx->fork_gen != atomic_load(&km__fork_gen))
+        return;
+    for (i = 0; i < k->nvers; i++) {
+        km__ver *v = k->vers[i];
+        uint64_t used = atomic_load(&v->used), allow = atomic_load(&v->allowance);
+        uint64_t inv = 0, bytes = 0, unused;
+        uint8_t vk[20];
+        if (allow == 0 || used >= allow)
+            continue;
+        unused = allow - used;
+        if (t == NULL && km__txn_begin(k->ctx->env, 1, &t) != KM_OK)
+            return;
+        vkey(vk, k->id, v->version);
+        if (read_counters(t, k->ctx->sealer, vk, &inv, &bytes) != KM_OK)
+            continue;
+        if (inv == v->global_end && inv >= unused)
+            (void)write_counters(t, k->ctx->sealer, vk, inv - unused,
+                                 bytes + atomic_exchange(&v->bytes, 0));
+        atomic_store(&v->allowance, used);
+    }
+    if (t != NULL && km__txn_commit(t) == KM_OK)
+        atomic_fetch_add(&km__write_gen, 1);
+}
+
+/* ------------------------------------------------------------ handles */
+
+static int handle_new(km_key **out, km__kobj *k)
+{
+    km_key *h = calloc(1, sizeof *h);
+    if (h == NULL) {
+        km__kobj_unref(k);
+        return km__err(KM_E_NOMEM, "out of memory");
+    }
+    h->k = k;
+    h->fork_gen = atomic_load(&km__fork_gen);
+    *out = h;
+    return KM_OK;
+}
+
+void km_key_free(km_key *key)
+{
+    if (key == NULL)
+        return;
+    km__kobj_unref(key->k);
+    free(key);
+}
+
+const char *km_key_name(const km_key *key)
+{
+    return key ? key->k->name : NULL;
+}
+
+const uint8_t *km_key_id(const km_key *key)
+{
+    return key ? key->k->id : NULL;
+}
+
+km_key_type km_key_get_type(const km_key *key)
+{
+    return key ? key->k->type : (km_key_type)0;
+}
+
+static int ctx_arg(const char *fn, km_ctx *ctx)
+{
+    if (ctx == NULL)
+        return km__err(KM_E_INVALID, "%s: ctx is NULL", fn);
+    return km__ctx_check(ctx);
+}
+
+static int lookup_name(km_ctx *ctx, km__txn *t, const char *name, size_t len, uint8_t id[16])
+{
+    uint8_t h[32];
+    km_secret *rec = NULL;
+    int rc = km__sealer_name_hash(ctx->sealer, name, len, h);
+    if (rc != KM_OK)
+        return rc;
+    rc = km__rec_get(t, ctx->sealer, KM__T_NAMES, h, 32, &rec);
+    if (rc == KM_E_NOTFOUND)
+        return km__err(KM_E_NOTFOUND, "no key with this name");
+    if (rc == KM_OK) {
+        if (km_secret_len(rec) != 16)
+            rc = km__err(KM_E_CORRUPT, "name record: bad length");
+        else
+            memcpy(id, km_secret_data(rec), 16);
+    }
+    km_secret_free(rec);
+    return rc;
+}
+
+int km_key_open(km_key **out, km_ctx *ctx, const char *name)
+{
+    km__txn *t = NULL;
+    km__kobj *k = NULL;
+    uint8_t id[16];
+    size_t len;
+    int rc;
+
+    if (out == NULL)
+        return km__err(KM_E_INVALID, "km_key_open: out is NULL");
+    *out = NULL;
+    if ((rc = ctx_arg("km_key_open", ctx)) != KM_OK || (rc = check_name("km_key_open", name, &len)) != KM_OK)
+        return rc;
+    if ((rc = km__txn_begin(ctx->env, 0, &t)) != KM_OK)
+        return rc;
+    rc = lookup_name(ctx, t, name, len, id);
+    km__txn_abort(t);
+    if (rc != KM_OK)
+        return rc;
+    if ((rc = km__kobj_get(ctx, id, &k)) != KM_OK)
+        return rc;
+    if (strcmp(k->name, name) != 0) {
+        km__kobj_unref(k);
+        return km__err(KM_E_CORRUPT, "name index points at another key");
+    }
+    return handle_new(out, k);
+}
+
+int km_key_open_id(km_key **out, km_ctx *ctx, const uint8_t id[16])
+{
+    km__kobj *k = NULL;
+    int rc;
+
+    if (out == NULL)
+        return km__err(KM_E_INVALID, "km_key_open_id: out is NULL");
+    *out = NULL;
+    if ((rc = ctx_arg("km_key_open_id", ctx)) != KM_OK)
+        return rc;
+    if (id == NULL)
+        return km__err(KM_E_INVALID, "km_key_open_id: id is NULL");
+    if ((rc = km__kobj_get(ctx, id, &k)) != KM_OK)
+        return rc;
+    return handle_new(out, k);
+}
+
+/* ------------------------------------------------------ create / import */
+
+static int check_key_options(const char *fn, km_key_type type, const km_key_options *o,
+                             uint32_t *usage, uint32_t *flags, const char **prot)
+{
+    uint32_t allowed;
+    if (!km__type_is_valid((int)type))
+        return km__err(KM_E_INVALID, "%s: unknown key type %d", fn, (int)type);
+    allowed = km__type_usage(type);
+    *usage = allowed;
+    *flags = 0;
+    *prot = "software";
+    if (o == NULL)
+        return KM_OK;
+    if (o->version < 1 || o->version > KM_KEY_OPTIONS_VERSION)
+        return km__err(KM_E_INVALID, "%s: opts->version %u is not supported", fn, o->version);
+    if (o->usage != 0) {
+        if (o->usage & ~allowed)
+            return km__err(KM_E_INVALID, "%s: opts->usage has bits the key type cannot do", fn);
+        *usage = o->usage;
+    }
+    if (o->flags & ~KM_KEY_EXPORTABLE)
+        return km__err(KM_E_INVALID, "%s: opts->flags has unknown bits", fn);
+    *flags = o->flags;
+    if (o->protection != NULL) {
+        if (o->protection[0] == '\0' || strlen(o->protection) > 31)
+            return km__err(KM_E_INVALID, "%s: opts->protection must be 1 to 31 bytes", fn);
+        *prot = o->protection;
+    }
+    return KM_OK;
+}
+
+/* Writes a new key (record, name index, version 1 metadata and material) in
+ * one transaction. Nothing is written on failure. */
+static int store_new_key(km_ctx *ctx, const char *name, size_t name_len, km_key_type type,
+                         uint32_t usage, uint32_t flags, const char *prot, const km_secret *ref,
+                         uint8_t id_out[16])
+{
+    km__txn *t = NULL;
+    km__kobj tmp;
+    km__ver v;
+    uint8_t h[32], vk[20], buf[512];
+    size_t len;
+    int64_t now = km__now(ctx);
+    int rc;
+
+    memset(&tmp, 0, sizeof tmp);
+    tmp.name = (char *)(uintptr_t)name;
+    tmp.type = type;
+    tmp.usage = usage;
+    tmp.flags = flags;
+    snprintf(tmp.protection, sizeof tmp.protection, "%s", prot);
+    tmp.created = now;
+    memset(&v, 0, sizeof v);
+    v.version = 1;
+    v.state = KM_STATE_ACTIVE;
+    v.created = now;
+    v.activated = now;
+
+    if ((rc = km__random(id_out, 16)) != KM_OK)
+        return rc;
+    if ((rc = km__sealer_name_hash(ctx->sealer, name, name_len, h)) != KM_OK)
+        return rc;
+    vkey(vk, id_out, 1);
+    if ((rc = km__txn_begin(ctx->env, 1, &t)) != KM_OK)
+        return rc;
+    rc = km__rec_put(t, ctx->sealer, KM__T_NAMES, h, 32, id_out, 16, KM__PUT_NOOVERWRITE);
+    if (rc == KM_E_EXISTS) {
+        rc = km__err(KM_E_EXISTS, "a key with this name exists");
+        goto fail;
+    }
+    if (rc != KM_OK)
+        goto fail;
+    if ((rc = encode_key(&tmp, 1, buf, sizeof buf, &len)) != KM_OK
+        || (rc = km__rec_put(t, ctx->sealer, KM__T_KEYS, id_out, 16, buf, len, KM__PUT_NOOVERWRITE)) != KM_OK
+        || (rc = encode_vmeta(&v, buf, sizeof buf, &len)) != KM_OK
+        || (rc = km__rec_put(t, ctx->sealer, KM__T_VMETA, vk, 20, buf, len, KM__PUT_NOOVERWRITE)) != KM_OK
+        || (rc = km__rec_put(t, ctx->sealer, KM__T_MATERIAL, vk, 20, km_secret_data(ref),
+                             km_secret_len(ref), KM__PUT_NOOVERWRITE)) != KM_OK)
+        goto fail;
+    rc = km__txn_commit(t);
+    if (rc == KM_OK)
+        atomic_fetch_add(&km__write_gen, 1);
+    return rc;
+fail:
+    km__txn_abort(t);
+    return rc;
+}
+
+static void make_spec(km_backend_keyspec *spec, km_key_type type, uint32_t usage,
+                      uint32_t flags, const uint8_t *id, uint32_t version)
+{
+    memset(spec, 0, sizeof *spec);
+    spec->version = 1;
+    spec->type = type;
+    spec->usage = usage;
+    spec->flags = flags;
+    spec->key_id = id;
+    spec->key_version = version;
+}
+
+int km_key_create(km_key **out, km_ctx *ctx, const char *name, km_key_type type,
+                  const km_key_options *opts)
+{
+    km__backend_inst *be = NULL;
+    km_backend_keyspec spec;
+    km_secret *ref = NULL;
+    km__kobj *k = NULL;
+    const char *prot;
+    uint32_t usage, flags;
+    uint8_t id[16], pending_id[16] = { 0 };
+    size_t len;
+    int rc;
+
+    if (out != NULL)
+        *out = NULL;
+    if ((rc = ctx_arg("km_key_create", ctx)) != KM_OK
+        || (rc = check_name("km_key_create", name, &len)) != KM_OK
+        || (rc = check_key_options("km_key_create", type, opts, &usage, &flags, &prot)) != KM_OK)
+        return rc;
+    if ((rc = km__backend_get(ctx, prot, &be)) != KM_OK)
+        return rc;
+    make_spec(&spec, type, usage, flags, pending_id, 1);
+    rc = be->ops.generate(be->state, &spec, &ref);
+    if (rc == KM_OK && (ref == NULL || km_secret_len(ref) == 0))
+        rc = km__err(KM_E_BACKEND, "backend '%s' returned no key reference", prot);
+    if (rc != KM_OK)
+        goto out;
+    rc = store_new_key(ctx, name, len, type, usage, flags, prot, ref, id);
+    if (rc != KM_OK) {
+        if (be->ops.destroy != NULL)
+            (void)be->ops.destroy(be->state, &spec, km_secret_data(ref), km_secret_len(ref));
+        goto out;
+    }
+    if (out != NULL) {
+        if ((rc = km__kobj_get(ctx, id, &k)) == KM_OK)
+            rc = handle_new(out, k);
+    }
+out:
+    km_secret_free(ref);
+    return rc;
+}
+
+static int pem_is_public(const uint8_t *m, size_t len)
+{
+    static const char tag[] = "-----BEGIN PUBLIC KEY-----";
+    size_t i, n = sizeof tag - 1;
+    for (i = 0; i + n <= len; i++)
+        if (memcmp(m + i, tag, n) == 0)
+            return 1;
+    return 0;
+}
+
+int km_key_import(km_key **out, km_ctx *ctx, const char *name, km_key_type type,
+                  km_material_format format, const uint8_t *material, size_t material_len,
+                  uint32_t flags, const km_key_options *opts)
+{
+    km__backend_inst *be = NULL;
+    km_backend_keyspec spec;
+    km_secret *ref = NULL;
+    km__kobj *k = NULL;
+    const char *prot;
+    uint32_t usage, kflags;
+    uint8_t id[16], pending_id[16] = { 0 };
+    size_t len;
+    int rc, pub;
+
+    if (out != NULL)
+        *out = NULL;
+    if ((rc = ctx_arg("km_key_import", ctx)) != KM_OK
+        || (rc = check_name("km_key_import", name, &len)) != KM_OK
+        || (rc = check_key_options("km_key_import", type, opts, &usage, &kflags, &prot)) != KM_OK)
+        return rc;
+    if (!(flags & KM_IMPORT_ALLOW_RAW))
+        return km__err(KM_E_INVALID, "km_key_import: plaintext import needs KM_IMPORT_ALLOW_RAW");
+    if (flags & ~KM_IMPORT_ALLOW_RAW)
+        return km__err(KM_E_INVALID, "km_key_import: flags has unknown bits");
+    if (format < KM_MATERIAL_RAW || format > KM_MATERIAL_PEM)
+        return km__err(KM_E_INVALID, "km_key_import: unknown material format %d", (int)format);
+    if (material == NULL || material_len == 0 || material_len > (1u << 16))
+        return km__err(KM_E_INVALID, "km_key_import: material must be 1 byte to 64 KiB");
+    pub = format == KM_MATERIAL_SPKI_DER
+          || (format == KM_MATERIAL_PEM && pem_is_public(material, material_len));
+    if (pub) {
+        if (km__type_is_symmetric(type))
+            return km__err(KM_E_INVALID, "km_key_import: a public key for a symmetric type");
+        kflags |= KM_KEY_PUBLIC_ONLY;
+        usage &= KM_USAGE_VERIFY | KM_USAGE_ENCRYPT | KM_USAGE_WRAP;
+        if (usage == 0)
+            return km__err(KM_E_INVALID, "km_key_import: a public key of this type has no use");
+    }
+    if ((rc = km__backend_get(ctx, prot, &be)) != KM_OK)
+        return rc;
+    if (be->ops.import == NULL)
+        return km__err(KM_E_UNSUPPORTED, "backend '%s' does not import keys", prot);
+    make_spec(&spec, type, usage, kflags, pending_id, 1);
+    rc = be->ops.import(be->state, &spec, format, material, material_len, &ref);
+    if (rc == KM_OK && (ref == NULL || km_secret_len(ref) == 0))
+        rc = km__err(KM_E_BACKEND, "backend '%s' returned no key reference", prot);
+    if (rc != KM_OK)
+        goto out;
+    rc = store_new_key(ctx, name, len, type, usage, kflags, prot, ref, id);
+    if (rc != KM_OK)
+        goto out;
+    if (out != NULL) {
+        if ((rc = km__kobj_get(ctx, id, &k)) == KM_OK)
+            rc = handle_new(out, k);
+    }
+out:
+    km_secret_free(ref);
+    return rc;
+}
+
+/* --------------------------------------------------------------- rotate */
+
+int km_key_rotate(km_key *key, uint32_t *new_version)
+{
+    km_backend_keyspec spec;
+    km_secret *ref = NULL, *rec = NULL;
+    km__txn *t = NULL;
+    km__kobj *k;
+    km__ver v;
+    keyrec r;
+    uint8_t vk[20], buf[512];
+    size_t len;
+    uint32_t nv;
+    int rc;
+
+    if (new_version != NULL)
+        *new_version = 0;
+    if (key == NULL)
+        return km__err(KM_E_INVALID, "km_key_rotate: key is NULL");
+    if ((rc = km__key_use(key, &k)) != KM_OK)
+        return rc;
+    if (k->flags & KM_KEY_PUBLIC_ONLY)
+        return km__err(KM_E_UNSUPPORTED, "km_key_rotate: a public-only key cannot rotate");
+
+    /* Generate outside the write transaction (RSA can take seconds). */
+    make_spec(&spec, k->type, k->usage, k->flags, k->id, 0);
+    rc = k->be->ops.generate(k->be->state, &spec, &ref);
+    if (rc == KM_OK && (ref == NULL || km_secret_len(ref) == 0))
+        rc = km__err(KM_E_BACKEND, "backend returned no key reference");
+    if (rc != KM_OK)
+        goto out;
+
+    if ((rc = km__txn_begin(k->ctx->env, 1, &t)) != KM_OK)
+        goto out;
+    rc = km__rec_get(t, k->ctx->sealer, KM__T_KEYS, k->id, 16, &rec);
+    if (rc == KM_OK)
+        rc = decode_key(km_secret_data(rec), km_secret_len(rec), &r);
+    if (rc != KM_OK)
+        goto fail;
+    if (r.nvers >= INT32_MAX) {
+        rc = km__err(KM_E_LIMIT, "km_key_rotate: the key has too many versions");
+        goto fail;
+    }
+    nv = r.nvers + 1;
+    {
+        km__kobj tmp;
+        char name[KM_KEY_NAME_MAX + 1];
+        memcpy(name, r.name, r.name_len);
+        name[r.name_len] = '\0';
+        memset(&tmp, 0, sizeof tmp);
+        tmp.name = name;
+        tmp.type = (km_key_type)r.type;
+        tmp.usage = r.usage;
+        tmp.flags = r.flags;
+        memcpy(tmp.protection, r.protection, sizeof tmp.protection);
+        tmp.created = r.created;
+        if ((rc = encode_key(&tmp, nv, buf, sizeof buf, &len)) != KM_OK
+            || (rc = km__rec_put(t, k->ctx->sealer, KM__T_KEYS, k->id, 16, buf, len, 0)) != KM_OK)
+            goto fail;
+    }
+    memset(&v, 0, sizeof v);
+    v.version = nv;
+    v.state = KM_STATE_ACTIVE;
+    v.created = v.activated = km__now(k->ctx);
+    vkey(vk, k->id, nv);
+    if ((rc = encode_vmeta(&v, buf, sizeof buf, &len)) != KM_OK
+        || (rc = km__rec_put(t, k->ctx->sealer, KM__T_VMETA, vk, 20, buf, len, KM__PUT_NOOVERWRITE)) != KM_OK
+        || (rc = km__rec_put(t, k->ctx->sealer, KM__T_MATERIAL, vk, 20, km_secret_data(ref),
+                             km_secret_len(ref), KM__PUT_NOOVERWRITE)) != KM_OK)
+        goto fail;
+    rc = km__txn_commit(t);
+    t = NULL;
+    if (rc != KM_OK)
+        goto out;
+    atomic_fetch_add(&km__write_gen, 1);
+    if (new_version != NULL)
+        *new_version = nv;
+    (void)km__kobj_refresh(k, 1);
+    goto out;
+fail:
+    km__txn_abort(t);
+    if (k->be->ops.destroy != NULL && ref != NULL)
+        (void)k->be->ops.destroy(k->be->state, &spec, km_secret_data(ref), km_secret_len(ref));
+out:
+    km_secret_free(rec);
+    km_secret_free(ref);
+    return rc;
+}
+
+/* ----------------------------------------------------------------- list */
+
+struct list_arg {
+    km_key_list_fn fn;
+    void *arg;
+};
+
+static int list_one(const uint8_t *key, size_t key_len, const uint8_t *val, size_t val_len,
+                    void *p)
+{
+    struct list_arg *la = p;
+    char name[KM_KEY_NAME_MAX + 1];
+    keyrec r;
+    int rc;
+
+    if (key_len != 16)
+        return km__err(KM_E_CORRUPT, "key table: bad key length");
+    if ((rc = decode_key(val, val_len, &r)) != KM_OK)
+        return rc;
+    memcpy(name, r.name, r.name_len);
+    name[r.name_len] = '\0';
+    return la->fn(name, key, (km_key_type)r.type, la->arg) ? 1 : 0;
+}
+
+int km_key_list(km_ctx *ctx, km_key_list_fn fn, void *arg)
+{
+    struct list_arg la;
+    km__txn *t = NULL;
+    int rc;
+
+    if ((rc = ctx_arg("km_key_list", ctx)) != KM_OK)
+        return rc;
+    if (fn == NULL)
+        return km__err(KM_E_INVALID, "km_key_list: fn is NULL");
+    la.fn = fn;
+    la.arg = arg;
+    if ((rc = km__txn_begin(ctx->env, 0, &t)) != KM_OK)
+        return rc;
+    rc = km__rec_iter(t, ctx->sealer, KM__T_KEYS, NULL, 0, list_one, &la);
+    km__txn_abort(t);
+    return rc;
+}
+
+/* ----------------------------------------------------------------- info */
+
+struct km_keyinfo {
+    char *name;
+    uint8_t id[16];
+    km_key_type type;
+    uint32_t usage, flags, primary, nvers;
+    char protection[32];
+    int64_t created;
+    km_version_info *vers;
+};
+
+int km_key_info(km_keyinfo **out, km_key *key)
+{
+    struct km_keyinfo *info;
+    km__kobj *k;
+    uint32_t i;
+    int rc;
+
+    if (out == NULL)
+        return km__err(KM_E_INVALID, "km_key_info: out is NULL");
+    *out = NULL;
+    if (key == NULL)
+        return km__err(KM_E_INVALID, "km_key_info: key is NULL");
+    if ((rc = km__key_use(key, &k)) != KM_OK)
+        return rc;
+    if ((rc = km__kobj_refresh(k, 1)) != KM_OK)
+        return rc;
+    info = calloc(1, sizeof *info);
+    if (info == NULL)
+        return km__err(KM_E_NOMEM, "out of memory");
+    pthread_rwlock_rdlock(&k->lock);
+    info->name = strdup(k->name);
+    info->vers = calloc(k->nvers, sizeof *info->vers);
+    if (info->name == NULL || info->vers == NULL) {
+        pthread_rwlock_unlock(&k->lock);
+        km_keyinfo_free(info);
+        return km__err(KM_E_NOMEM, "out of memory");
+    }
+    memcpy(info->id, k->id, 16);
+    info->type = k->type;
+    info->usage = k->usage;
+    info->flags = k->flags;
+    info->primary = km__primary(k, km__now(k->ctx));
+    info->nvers = k->nvers;
+    memcpy(info->protection, k->protection, sizeof info->protection);
+    info->created = k->created;
+    for (i = 0; i < k->nvers; i++) {
+        const km__ver *v = k->vers[i];
+        km_version_info *o = &info->vers[i];
+        o->version = v->version;
+        o->state = v->state;
+        o->created = v->created;
+        o->activated = v->activated;
+        o->protect_stop = v->protect_stop;
+        o->process_stop = v->process_stop;
+        o->destroy_after = v->destroy_after;
+        o->invocations = v->reserved_seen;
+        o->bytes = 0;
+    }
+    pthread_rwlock_unlock(&k->lock);
+    *out = info;
+    return KM_OK;
+}
+
+void km_keyinfo_free(km_keyinfo *info)
+{
+    if (info == NULL)
+        return;
+    free(info->name);
+    free(info->vers);
+    free(info);
+}
+
+const char *km_keyinfo_name(const km_keyinfo *i) { return i ? i->name : NULL; }
+const uint8_t *km_keyinfo_id(const km_keyinfo *i) { return i ? i->id : NULL; }
+km_key_type km_keyinfo_type(const km_keyinfo *i) { return i ? i->type : (km_key_type)0; }
+uint32_t km_keyinfo_usage(const km_keyinfo *i) { return i ? i->usage : 0; }
+uint32_t km_keyinfo_flags(const km_keyinfo *i) { return i ? i->flags : 0; }
+const char *km_keyinfo_protection(const km_keyinfo *i) { return i ? i->protection : NULL; }
+int64_t km_keyinfo_created(const km_keyinfo *i) { return i ? i->created : 0; }
+uint32_t km_keyinfo_primary(const km_keyinfo *i) { return i ? i->primary : 0; }
+uint32_t km_keyinfo_version_count(const km_keyinfo *i) { return i ? i->nvers : 0; }
+
+int km_keyinfo_version(const km_keyinfo *info, uint32_t index, km_version_info *out,
+                       size_t out_size)
+{
+    if (info == NULL || out == NULL)
+        return km__err(KM_E_INVALID, "km_keyinfo_version: %s is NULL",
+                       info == NULL ? "info" : "out");
+    if (out_size < sizeof *out)
+        return km__err(KM_E_INVALID, "km_keyinfo_version: out_size is smaller than this "
+                                     "library's km_version_info");
+    if (index >= info->nvers)
+        return km__err(KM_E_INVALID, "km_keyinfo_version: index %u is past the last version",
+                       index);
+    *out = info->vers[index];
+    return KM_OK;
+}
+
+/* ---------------------------------------------------------- public key */
+
+int km_key_public_export(km_key *key, uint32_t version, km_material_format format,
+                         uint8_t *out, size_t out_cap, size_t *out_len)
+{
+    uint8_t der[4096];
+    size_t der_len = 0, need;
+    km__kobj *k;
+    km__ver *v;
+    void *obj;
+    int rc;
+
+    if (out_len == NULL)
+        return km__err(KM_E_INVALID, "km_key_public_export: out_len is NULL");
+    *out_len = 0;
+    if (key == NULL)
+        return km__err(KM_E_INVALID, "km_key_public_export: key is NULL");
+    if (format != KM_MATERIAL_SPKI_DER && format != KM_MATERIAL_PEM)
+        return km__err(KM_E_INVALID, "km_key_public_export: format must be SPKI_DER or PEM");
+    if ((rc = km__key_use(key, &k)) != KM_OK)
+        return rc;
+    if (km__type_is_symmetric(k->type))
+        return km__err(KM_E_UNSUPPORTED, "km_key_public_export: a symmetric key has no public part");
+    if (k->be->ops.public_key == NULL)
+        return km__err(KM_E_UNSUPPORTED, "backend '%s' cannot export public keys", k->be->ops.name);
+    pthread_rwlock_rdlock(&k->lock);
+    if (version == 0)
+        version = k->primary ? k->primary : k->nvers;
+    if (version == 0 || version > k->nvers) {
+        pthread_rwlock_unlock(&k->lock);
+        return km__err(KM_E_NOTFOUND, "km_key_public_export: no version %u", version);
+    }
+    v = k->vers[version - 1];
+    if (v->state == KM_STATE_DESTROYED) {
+        pthread_rwlock_unlock(&k->lock);
+        return km__err(KM_E_STATE, "km_key_public_export: version %u is destroyed", version);
+    }
+    rc = km__ver_obj(k, v, &obj);
+    if (rc == KM_OK)
+        rc = k->be->ops.public_key(obj, der, sizeof der, &der_len);
+    pthread_rwlock_unlock(&k->lock);
+    if (rc != KM_OK)
+        return rc;
+    if (format == KM_MATERIAL_SPKI_DER) {
+        *out_len = der_len;
+        if (out == NULL || out_cap < der_len)
+            return km__err(KM_E_BUFFER, "km_key_public_export: needs %zu bytes", der_len);
+        memcpy(out, der, der_len);
+        return KM_OK;
+    }
+    /* PEM: 64-character lines of base64 between the RFC 7468 labels. */
+    {
+        static const char head[] = "-----BEGIN PUBLIC KEY-----\n";
+        static const char tail[] = "-----END PUBLIC KEY-----\n";
+        size_t lines = (der_len + 47) / 48, off = 0, i;
+        need = sizeof head - 1 + (der_len + 2) / 3 * 4 + lines + sizeof tail - 1;
+        *out_len = need;
+        if (out == NULL || out_cap < need + 1)
+            return km__err(KM_E_BUFFER, "km_key_public_export: needs %zu bytes", need + 1);
+        memcpy(out, head, sizeof head - 1);
+        off = sizeof head - 1;
+        for (i = 0; i < der_len; i += 48) {
+            int n = EVP_EncodeBlock(out + off, der + i, (int)(der_len - i < 48 ? der_len - i : 48));
+            off += (size_t)n;
+            out[off++] = '\n';
+        }
+        memcpy(out + off, tail, sizeof tail - 1);
+        off += sizeof tail - 1;
+        out[off] = '\0';
+        *out_len = off;
+    }
+    return KM_OK;
+}

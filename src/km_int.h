@@ -1,0 +1,223 @@
+/*
+ * km_int.h - internal interfaces shared by the core (src/) and the built-in
+ * LMDB vault and software backend (backends/lmdb/). Not installed.
+ *
+ * Naming: km__ for cross-file internal helpers.
+ */
+#ifndef KM_INT_H
+#define KM_INT_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdarg.h>
+
+#include "km.h"
+#include "km/sys/backend.h"
+
+/* ------------------------------------------------------------------ error.c */
+
+/* Records the calling thread's last error and returns `code`. Messages are one
+ * impersonal line and never contain secrets. */
+int km__err(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+int km__err_native(int code, km_native_kind kind, unsigned long native, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+/* Takes the oldest OpenSSL error from the queue as native code, clears the queue. */
+int km__err_ossl(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* ----------------------------------------------------------------- secure.c */
+
+/* Secure allocation (mlock, MADV_DONTDUMP, guard pages). km__sfree wipes. */
+void *km__salloc(size_t len);
+void km__sfree(void *p, size_t len);
+
+/* ------------------------------------------------------------------- init.c */
+
+/* Incremented in the child after every fork(); handles compare it. */
+extern atomic_uint km__fork_gen;
+
+/* --------------------------------------------------------------- prim.c
+ * Thin EVP wrappers for the primitives the vault itself needs. All return
+ * KM_OK or a km error code (recorded). */
+
+/* Cryptographically strong random bytes (OpenSSL DRBG). */
+int km__random(void *out, size_t len);
+/* Per-thread buffered DRBG stream for nonces: wiped and refilled after fork. */
+int km__nonce12(uint8_t out[12]);
+/* One-shot AES-256-GCM with a 12-byte nonce and a 16-byte tag. */
+int km__gcm_seal(const uint8_t key[32], const uint8_t nonce[12], const uint8_t *aad,
+                 size_t aad_len, const uint8_t *in, size_t len, uint8_t *out, uint8_t tag[16]);
+/* KM_E_INTEGRITY on a bad tag; `out` is then zeroed. */
+int km__gcm_open(const uint8_t key[32], const uint8_t nonce[12], const uint8_t *aad,
+                 size_t aad_len, const uint8_t *in, size_t len, const uint8_t tag[16],
+                 uint8_t *out);
+/* scrypt(pass, salt, N = 2^log2n, r, p) -> out. */
+int km__scrypt(const uint8_t *pass, size_t pass_len, const uint8_t *salt, size_t salt_len,
+               uint32_t log2n, uint32_t r, uint32_t p, uint8_t *out, size_t out_len);
+/* AES-KWP (RFC 5649) with a 128/192/256-bit KEK. wrap: out_len = ceil8(len) + 8. */
+int km__kwp_wrap(const uint8_t *kek, size_t kek_len, const uint8_t *in, size_t len,
+                 uint8_t *out, size_t out_cap, size_t *out_len);
+/* KM_E_INTEGRITY when the integrity check fails; `out` zeroed. */
+int km__kwp_unwrap(const uint8_t *kek, size_t kek_len, const uint8_t *in, size_t len,
+                   uint8_t *out, size_t out_cap, size_t *out_len);
+/* HKDF-SHA-256 (RFC 5869). */
+int km__hkdf_sha256(const uint8_t *ikm, size_t ikm_len, const uint8_t *salt, size_t salt_len,
+                    const uint8_t *info, size_t info_len, uint8_t *out, size_t out_len);
+/* HMAC-SHA-256, full 32-byte output. */
+int km__hmac_sha256(const uint8_t *key, size_t key_len, const uint8_t *msg, size_t msg_len,
+                    uint8_t out[32]);
+
+/* ----------------------------------------------------------------- format.c */
+
+/* Ciphertext header v1 (DESIGN.md): KM, 1, alg, key id[16], version BE32, nonce[12]. */
+#define KM__CT_MAGIC0 'K'
+#define KM__CT_MAGIC1 'M'
+#define KM__SIG_MAGIC1 'S'   /* tagged signature: 'K' 'S' */
+#define KM__MAC_MAGIC1 'T'   /* tagged MAC: 'K' 'T' */
+#define KM__FORMAT_V1 1
+
+typedef struct km__ct_header {
+    uint8_t alg;
+    uint8_t key_id[16];
+    uint32_t version;
+    uint8_t nonce[12];
+} km__ct_header;
+
+void km__ct_header_write(uint8_t out[KM_CIPHERTEXT_HEADER], const km__ct_header *h);
+/* KM_E_INVALID: too short / wrong magic; KM_E_UNSUPPORTED: other format version. */
+int km__ct_header_parse(const uint8_t *in, size_t len, km__ct_header *h);
+/* Tagged signature / MAC header (24 bytes): K, magic1, 1, alg, key id, version. */
+void km__tag_header_write(uint8_t out[KM_TAG_HEADER], uint8_t magic1, uint8_t alg,
+                          const uint8_t key_id[16], uint32_t version);
+int km__tag_header_parse(const uint8_t *in, size_t len, uint8_t magic1, uint8_t *alg,
+                         uint8_t key_id[16], uint32_t *version);
+
+static inline void km__be32_put(uint8_t *p, uint32_t v)
+{
+    p[0] = (uint8_t)(v >> 24); p[1] = (uint8_t)(v >> 16); p[2] = (uint8_t)(v >> 8); p[3] = (uint8_t)v;
+}
+static inline uint32_t km__be32_get(const uint8_t *p)
+{
+    return ((uint32_t)p[0] << 24) | ((uint32_t)p[1] << 16) | ((uint32_t)p[2] << 8) | p[3];
+}
+static inline void km__be64_put(uint8_t *p, uint64_t v)
+{
+    km__be32_put(p, (uint32_t)(v >> 32)); km__be32_put(p + 4, (uint32_t)v);
+}
+static inline uint64_t km__be64_get(const uint8_t *p)
+{
+    return ((uint64_t)km__be32_get(p) << 32) | km__be32_get(p + 4);
+}
+
+/* TLV records: tag (1 byte), length (BE32), value. Tags are unique per record.
+ * Writer into a fixed caller buffer; overflow is sticky and reported at end. */
+typedef struct km__tlv_w {
+    uint8_t *buf;
+    size_t cap, len;
+    int overflow;
+} km__tlv_w;
+
+void km__tlv_init(km__tlv_w *w, uint8_t *buf, size_t cap);
+void km__tlv_put(km__tlv_w *w, uint8_t tag, const void *val, size_t len);
+void km__tlv_put_u32(km__tlv_w *w, uint8_t tag, uint32_t v);
+void km__tlv_put_u64(km__tlv_w *w, uint8_t tag, uint64_t v);
+void km__tlv_put_str(km__tlv_w *w, uint8_t tag, const char *s);
+/* KM_OK or KM_E_INTERNAL on overflow. */
+int km__tlv_end(const km__tlv_w *w);
+
+/* Validates a whole record: every entry well-formed, no duplicate tag.
+ * KM_E_CORRUPT otherwise. */
+int km__tlv_check(const uint8_t *buf, size_t len);
+/* Finds `tag`. Returns 1 found, 0 absent. (Call km__tlv_check first.) */
+int km__tlv_find(const uint8_t *buf, size_t len, uint8_t tag, const uint8_t **val,
+                 size_t *vlen);
+/* Typed getters: KM_OK, KM_E_NOTFOUND when absent, KM_E_CORRUPT on a wrong length. */
+int km__tlv_get_u32(const uint8_t *buf, size_t len, uint8_t tag, uint32_t *out);
+int km__tlv_get_u64(const uint8_t *buf, size_t len, uint8_t tag, uint64_t *out);
+
+/* base64url without padding. */
+size_t km__b64url_encoded_len(size_t bin_len);
+void km__b64url_encode(const uint8_t *in, size_t len, char *out); /* writes NUL too */
+/* KM_E_INVALID on a bad character or an impossible length. */
+int km__b64url_decode(const char *in, size_t len, uint8_t *out, size_t cap, size_t *out_len);
+
+/* ---------------------------------------------------------- backends/lmdb/vault.c
+ * The catalog: an LMDB environment whose every value is sealed with
+ * AES-256-GCM under a key derived from the vault master key.
+ *
+ * Sealed value: [1 byte record-format version = 1][12 nonce][ciphertext][16 tag]
+ * Associated data: "km-rec" || rec-format(1) || table name || 0x00 || LMDB key bytes.
+ * A record moved to another LMDB key or table, downgraded or edited fails to
+ * open (KM_E_CORRUPT).
+ */
+typedef enum km__table {
+    KM__T_META = 0,     /* vault metadata: "format", "vault-id", ... (slot-independent, unsealed: see vault.c) */
+    KM__T_SLOTS,        /* keyslots: BE32 slot id -> slot record (not sealed: KWP-protected) */
+    KM__T_KEYS,         /* key id[16] -> key record */
+    KM__T_NAMES,        /* HMAC(name key, name)[32] -> key id record */
+    KM__T_VMETA,        /* key id[16] || BE32 version -> version metadata record */
+    KM__T_MATERIAL,     /* key id[16] || BE32 version -> backend reference */
+    KM__T_COUNTERS,     /* key id[16] || BE32 version -> reserved usage counters */
+    KM__T_AUDIT,        /* BE64 sequence -> audit entry (future) */
+    KM__T__COUNT
+} km__table;
+
+typedef struct km__env km__env;   /* one LMDB environment, shared per directory per process */
+typedef struct km__txn km__txn;   /* a read or write transaction */
+typedef struct km__sealer km__sealer; /* derived record-sealing keys of an unlocked vault */
+
+/* Opens (or creates) the environment of the vault directory `dir`, and unlocks
+ * it with the passphrase in `o`, giving the 32-byte master key in secure memory.
+ * Shares one environment per directory in the process (refcounted).
+ * Errors: KM_E_NOTFOUND (no vault, no CREATE), KM_E_EXISTS (EXCL), KM_E_AUTH,
+ * KM_E_CORRUPT, KM_E_UNSUPPORTED (newer format), KM_E_IO. */
+int km__env_open(km__env **out, const char *dir, const km_open_options *o,
+                 km_secret **master_out, uint8_t vault_id[16]);
+void km__env_close(km__env *env);
+
+/* Derives the sealing keys (HKDF from master). */
+int km__sealer_new(km__sealer **out, const km_secret *master);
+void km__sealer_free(km__sealer *s);
+/* The 32-byte keyed hash of a name for KM__T_NAMES. */
+int km__sealer_name_hash(const km__sealer *s, const char *name, size_t len, uint8_t out[32]);
+
+int km__txn_begin(km__env *env, int write, km__txn **out);
+int km__txn_commit(km__txn *t);   /* always frees t; KM_E_FULL / KM_E_IO on failure */
+void km__txn_abort(km__txn *t);   /* accepts NULL */
+
+/* Reads and unseals a record into secure memory. KM_E_NOTFOUND, KM_E_CORRUPT. */
+int km__rec_get(km__txn *t, const km__sealer *s, km__table tbl, const uint8_t *key,
+                size_t key_len, km_secret **out);
+/* Seals and writes. flags: KM__PUT_NOOVERWRITE -> KM_E_EXISTS if present. */
+#define KM__PUT_NOOVERWRITE 1
+int km__rec_put(km__txn *t, const km__sealer *s, km__table tbl, const uint8_t *key,
+                size_t key_len, const uint8_t *val, size_t val_len, unsigned flags);
+/* KM_E_NOTFOUND when absent. */
+int km__rec_del(km__txn *t, km__table tbl, const uint8_t *key, size_t key_len);
+/* Calls fn for every record whose LMDB key starts with `prefix` (may be empty),
+ * in key order, with the unsealed value (wiped after the call). fn returns
+ * non-zero to stop (that value is returned if negative, else KM_OK). */
+typedef int (*km__rec_fn)(const uint8_t *key, size_t key_len, const uint8_t *val,
+                          size_t val_len, void *arg);
+int km__rec_iter(km__txn *t, const km__sealer *s, km__table tbl, const uint8_t *prefix,
+                 size_t prefix_len, km__rec_fn fn, void *arg);
+/* Adds a passphrase slot for the master key (in a write transaction). */
+int km__slot_add_passphrase(km__txn *t, const km_secret *master, const uint8_t *pass,
+                            size_t pass_len, uint32_t log2n);
+
+/* ---------------------------------------------------------------- crypto.c
+ * Software key material (the "software" backend's reference) and the EVP
+ * operations on it. A software reference is:
+ *   [1 byte km_material_format][material bytes]
+ * RAW for AES/HMAC (and never for asymmetric keys in generated refs),
+ * PKCS8_DER for asymmetric private keys, SPKI_DER for public-only keys.
+ */
+extern const km_backend_ops km__software_backend;
+
+/* Expected raw key length of a symmetric type (0 if not symmetric). */
+size_t km__type_key_len(km_key_type type);
+/* Usage bits a type can have. */
+uint32_t km__type_usage(km_key_type type);
+int km__type_is_symmetric(km_key_type type);
+int km__type_is_valid(int type);
+
+#endif /* KM_INT_H */

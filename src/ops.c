@@ -1,0 +1,486 @@
+/* ops.c - the data path: checks in the core, then dispatch to the backend. */
+#include "core.h"
+
+#include <string.h>
+
+size_t km_ciphertext_overhead(void) { return KM_CIPHERTEXT_OVERHEAD; }
+size_t km_signature_max(void) { return KM_SIGNATURE_MAX; }
+size_t km_mac_max(void) { return KM_MAC_MAX; }
+
+static int is_gcm(km_key_type t)
+{
+    return t == KM_KEY_AES_128_GCM || t == KM_KEY_AES_192_GCM || t == KM_KEY_AES_256_GCM;
+}
+
+static int is_signing(km_key_type t)
+{
+    return t == KM_KEY_EC_P256 || t == KM_KEY_EC_P384 || t == KM_KEY_EC_P521
+           || t == KM_KEY_ED25519 || t == KM_KEY_RSA_2048 || t == KM_KEY_RSA_3072
+           || t == KM_KEY_RSA_4096;
+}
+
+static int is_hmac(km_key_type t)
+{
+    return t == KM_KEY_HMAC_SHA256 || t == KM_KEY_HMAC_SHA384 || t == KM_KEY_HMAC_SHA512;
+}
+
+static int overlaps(const uint8_t *a, size_t alen, const uint8_t *b, size_t blen)
+{
+    return a != NULL && b != NULL && alen > 0 && blen > 0 && a < b + blen && b < a + alen;
+}
+
+/* Checks the usage mask, then the operation's presence in the backend. */
+static int check_usage(const km__kobj *k, uint32_t bit, const char *what)
+{
+    if (!(k->usage & bit))
+        return km__err(KM_E_USAGE, "key '%s' (%s) may not %s", k->name,
+                       km_key_type_name(k->type), what);
+    return KM_OK;
+}
+
+/* Finds a version for processing: `version` 0 means the primary (or newest). */
+static int find_version(km__kobj *k, uint32_t version, km__ver **out)
+{
+    if (version == 0)
+        version = k->primary ? k->primary : k->nvers;
+    if (version == 0 || version > k->nvers)
+        return km__err(KM_E_NOTFOUND, "key '%s' has no version %u", k->name, version);
+    *out = k->vers[version - 1];
+    return KM_OK;
+}
+
+/* ---------------------------------------------------------- encrypt */
+
+int km_encrypt(km_key *key, const uint8_t *pt, size_t pt_len, const uint8_t *aad,
+               size_t aad_len, uint8_t *out, size_t out_cap, size_t *out_len)
+{
+    km__ct_header h;
+    km__kobj *k;
+    km__ver *v;
+    void *obj;
+    int rc;
+
+    if (out_len == NULL)
+        return km__err(KM_E_INVALID, "km_encrypt: out_len is NULL");
+    *out_len = 0;
+    if (key == NULL || out == NULL)
+        return km__err(KM_E_INVALID, "km_encrypt: %s is NULL", key == NULL ? "key" : "out");
+    if (pt == NULL && pt_len > 0)
+        return km__err(KM_E_INVALID, "km_encrypt: pt is NULL");
+    if (aad == NULL && aad_len > 0)
+        return km__err(KM_E_INVALID, "km_encrypt: aad is NULL");
+    if (pt_len > KM_PLAINTEXT_MAX)
+        return km__err(KM_E_INVALID, "km_encrypt: pt_len exceeds KM_PLAINTEXT_MAX");
+    if (aad_len > KM_AAD_MAX)
+        return km__err(KM_E_INVALID, "km_encrypt: aad_len exceeds KM_AAD_MAX");
+    if (out_cap < pt_len + KM_CIPHERTEXT_OVERHEAD) {
+        *out_len = pt_len + KM_CIPHERTEXT_OVERHEAD;
+        return km__err(KM_E_BUFFER, "km_encrypt: out needs %zu bytes", *out_len);
+    }
+    if (overlaps(pt, pt_len, out, pt_len + KM_CIPHERTEXT_OVERHEAD))
+        return km__err(KM_E_INVALID, "km_encrypt: out overlaps pt");
+    if ((rc = km__key_use(key, &k)) != KM_OK)
+        return rc;
+    if (!is_gcm(k->type))
+        return km__err(KM_E_USAGE, "key '%s' (%s) does not encrypt data", k->name,
+                       km_key_type_name(k->type));
+    if ((rc = check_usage(k, KM_USAGE_ENCRYPT, "encrypt")) != KM_OK)
+        return rc;
+    if (k->be->ops.aead_seal == NULL)
+        return km__err(KM_E_UNSUPPORTED, "backend '%s' cannot encrypt", k->be->ops.name);
+
+    pthread_rwlock_rdlock(&k->lock);
+    if (k->primary == 0) {
+        rc = km__err(KM_E_STATE, "key '%s' has no version that may protect new data", k->name);
+        goto out;
+    }
+    v = k->vers[k->primary - 1];
+    if ((rc = km__may_protect(v, km__now(k->ctx))) != KM_OK
+        || (rc = km__ver_obj(k, v, &obj)) != KM_OK
+        || (rc = km__ver_count(k, v, pt_len, KM__GCM_INVOCATION_LIMIT)) != KM_OK
+        || (rc = km__nonce12(h.nonce)) != KM_OK)
+        goto out;
+    h.alg = (uint8_t)k->type;
+    memcpy(h.key_id, k->id, 16);
+    h.version = v->version;
+    km__ct_header_write(out, &h);
+    rc = k->be->ops.aead_seal(obj, h.nonce, out, KM_CIPHERTEXT_HEADER, aad, aad_len, pt, pt_len,
+                              out + KM_CIPHERTEXT_HEADER, out + KM_CIPHERTEXT_HEADER + pt_len);
+    if (rc == KM_OK)
+        *out_len = pt_len + KM_CIPHERTEXT_OVERHEAD;
+out:
+    pthread_rwlock_unlock(&k->lock);
+    if (rc != KM_OK)
+        km_memzero(out, pt_len + KM_CIPHERTEXT_OVERHEAD);
+    return rc;
+}
+
+/* ---------------------------------------------------------- decrypt */
+
+static int decrypt_with(km__kobj *k, const km__ct_header *h, uint32_t flags, const uint8_t *ct,
+                        size_t ct_len, const uint8_t *aad, size_t aad_len, uint8_t *out)
+{
+    size_t n = ct_len - KM_CIPHERTEXT_OVERHEAD;
+    km__ver *v;
+    void *obj;
+    int rc;
+
+    if (h->alg != (uint8_t)k->type)
+        return km__err(KM_E_INTEGRITY, "ciphertext header names another algorithm than its key");
+    if (!is_gcm(k->type))
+        return km__err(KM_E_USAGE, "key '%s' (%s) does not decrypt data", k->name,
+                       km_key_type_name(k->type));
+    if ((rc = check_usage(k, KM_USAGE_DECRYPT, "decrypt")) != KM_OK)
+        return rc;
+    if (k->be->ops.aead_open == NULL)
+        return km__err(KM_E_UNSUPPORTED, "backend '%s' cannot decrypt", k->be->ops.name);
+    pthread_rwlock_rdlock(&k->lock);
+    if (h->version > k->nvers) {
+        /* Perhaps rotated by another process since we last looked. */
+        pthread_rwlock_unlock(&k->lock);
+        if ((rc = km__kobj_refresh(k, 1)) != KM_OK)
+            return rc;
+        pthread_rwlock_rdlock(&k->lock);
+    }
+    if (h->version > k->nvers) {
+        rc = km__err(KM_E_NOTFOUND, "key '%s' has no version %u", k->name, h->version);
+        goto out;
+    }
+    v = k->vers[h->version - 1];
+    if ((rc = km__may_process(v, flags, km__now(k->ctx))) != KM_OK
+        || (rc = km__ver_obj(k, v, &obj)) != KM_OK)
+        goto out;
+    rc = k->be->ops.aead_open(obj, h->nonce, ct, KM_CIPHERTEXT_HEADER, aad, aad_len,
+                              ct + KM_CIPHERTEXT_HEADER, n, ct + KM_CIPHERTEXT_HEADER + n, out);
+    if (rc == KM_E_INTEGRITY)
+        rc = km__err(KM_E_INTEGRITY, "ciphertext failed authentication (altered data, header "
+                                     "or aad)");
+out:
+    pthread_rwlock_unlock(&k->lock);
+    return rc;
+}
+
+static int decrypt_args(const char *fn, const uint8_t *ct, size_t ct_len, const uint8_t *aad,
+                        size_t aad_len, uint8_t *out, size_t out_cap, size_t *out_len,
+                        uint32_t flags)
+{
+    if (out_len == NULL)
+        return km__err(KM_E_INVALID, "%s: out_len is NULL", fn);
+    *out_len = 0;
+    if (ct == NULL)
+        return km__err(KM_E_INVALID, "%s: ct is NULL", fn);
+    if (aad == NULL && aad_len > 0)
+        return km__err(KM_E_INVALID, "%s: aad is NULL", fn);
+    if (aad_len > KM_AAD_MAX)
+        return km__err(KM_E_INVALID, "%s: aad_len exceeds KM_AAD_MAX", fn);
+    if (flags & ~KM_DECRYPT_ALLOW_COMPROMISED)
+        return km__err(KM_E_INVALID, "%s: flags has unknown bits", fn);
+    if (ct_len < KM_CIPHERTEXT_OVERHEAD)
+        return km__err(KM_E_INVALID, "%s: ciphertext shorter than %d bytes", fn,
+                       KM_CIPHERTEXT_OVERHEAD);
+    if (ct_len - KM_CIPHERTEXT_OVERHEAD > KM_PLAINTEXT_MAX)
+        return km__err(KM_E_INVALID, "%s: ciphertext too long", fn);
+    if (out == NULL && ct_len > KM_CIPHERTEXT_OVERHEAD)
+        return km__err(KM_E_INVALID, "%s: out is NULL", fn);
+    if (out_cap < ct_len - KM_CIPHERTEXT_OVERHEAD) {
+        *out_len = ct_len - KM_CIPHERTEXT_OVERHEAD;
+        return km__err(KM_E_BUFFER, "%s: out needs %zu bytes", fn, *out_len);
+    }
+    if (overlaps(ct, ct_len, out, ct_len - KM_CIPHERTEXT_OVERHEAD))
+        return km__err(KM_E_INVALID, "%s: out overlaps ct", fn);
+    return KM_OK;
+}
+
+static void zero_out(uint8_t *out, size_t out_cap, size_t ct_len)
+{
+    if (out != NULL)
+        km_memzero(out, out_cap < ct_len ? out_cap : ct_len);
+}
+
+int km_decrypt(km_ctx *ctx, uint32_t flags, const uint8_t *ct, size_t ct_len,
+               const uint8_t *aad, size_t aad_len, uint8_t *out, size_t out_cap,
+               size_t *out_len)
+{
+    km__ct_header h;
+    km__kobj *k = NULL;
+    int rc;
+
+    rc = decrypt_args("km_decrypt", ct, ct_len, aad, aad_len, out, out_cap, out_len, flags);
+    if (rc == KM_OK && ctx == NULL)
+        rc = km__err(KM_E_INVALID, "km_decrypt: ctx is NULL");
+    if (rc == KM_OK)
+        rc = km__ctx_check(ctx);
+    if (rc == KM_OK)
+        rc = km__ct_header_parse(ct, ct_len, &h);
+    if (rc == KM_OK) {
+        rc = km__kobj_get(ctx, h.key_id, &k);
+        if (rc == KM_E_NOTFOUND)
+            rc = km__err(KM_E_NOTFOUND, "the ciphertext's key is not in this vault");
+    }
+    if (rc == KM_OK) {
+        km_key tmp = { k, ctx->fork_gen };
+        km__kobj *kk;
+        rc = km__key_use(&tmp, &kk);
+        if (rc == KM_OK)
+            rc = decrypt_with(k, &h, flags, ct, ct_len, aad, aad_len, out);
+        km__kobj_unref(k);
+    }
+    if (rc == KM_OK)
+        *out_len = ct_len - KM_CIPHERTEXT_OVERHEAD;
+    else if (rc != KM_E_BUFFER)
+        zero_out(out, out_cap, ct_len);
+    return rc;
+}
+
+int km_decrypt_key(km_key *key, uint32_t flags, const uint8_t *ct, size_t ct_len,
+                   const uint8_t *aad, size_t aad_len, uint8_t *out, size_t out_cap,
+                   size_t *out_len)
+{
+    km__ct_header h;
+    km__kobj *k;
+    int rc;
+
+    rc = decrypt_args("km_decrypt_key", ct, ct_len, aad, aad_len, out, out_cap, out_len, flags);
+    if (rc == KM_OK && key == NULL)
+        rc = km__err(KM_E_INVALID, "km_decrypt_key: key is NULL");
+    if (rc == KM_OK)
+        rc = km__ct_header_parse(ct, ct_len, &h);
+    if (rc == KM_OK)
+        rc = km__key_use(key, &k);
+    if (rc == KM_OK && memcmp(h.key_id, k->id, 16) != 0)
+        rc = km__err(KM_E_INTEGRITY, "the ciphertext belongs to another key");
+    if (rc == KM_OK)
+        rc = decrypt_with(k, &h, flags, ct, ct_len, aad, aad_len, out);
+    if (rc == KM_OK)
+        *out_len = ct_len - KM_CIPHERTEXT_OVERHEAD;
+    else if (rc != KM_E_BUFFER)
+        zero_out(out, out_cap, ct_len);
+    return rc;
+}
+
+/* ------------------------------------------------------- sign / MAC */
+
+/* Shared by km_sign and km_mac: protect with the primary, optionally tagged. */
+static int protect_tagged(km_key *key, int mac, uint32_t flags, const uint8_t *msg,
+                          size_t msg_len, uint8_t *sig, size_t sig_cap, size_t *sig_len)
+{
+    const char *fn = mac ? "km_mac" : "km_sign";
+    size_t hdr = (flags & KM_SIG_RAW) ? 0 : KM_TAG_HEADER, n = 0;
+    km__kobj *k;
+    km__ver *v;
+    void *obj;
+    int rc;
+
+    if (sig_len == NULL)
+        return km__err(KM_E_INVALID, "%s: %s is NULL", fn, mac ? "tag_len" : "sig_len");
+    *sig_len = 0;
+    if (key == NULL || sig == NULL)
+        return km__err(KM_E_INVALID, "%s: %s is NULL", fn, key == NULL ? "key" : mac ? "tag" : "sig");
+    if (msg == NULL && msg_len > 0)
+        return km__err(KM_E_INVALID, "%s: msg is NULL", fn);
+    if (msg_len > KM_PLAINTEXT_MAX)
+        return km__err(KM_E_INVALID, "%s: msg_len exceeds KM_PLAINTEXT_MAX", fn);
+    if (flags & ~(KM_SIG_RAW | (mac ? 0 : KM_SIG_P1363)))
+        return km__err(KM_E_INVALID, "%s: flags has unknown bits", fn);
+    if (sig_cap <= hdr)
+        return km__err(KM_E_BUFFER, "%s: output buffer too small", fn);
+    if ((rc = km__key_use(key, &k)) != KM_OK)
+        return rc;
+    if (mac ? !is_hmac(k->type) : !is_signing(k->type))
+        return km__err(KM_E_USAGE, "key '%s' (%s) does not %s", k->name,
+                       km_key_type_name(k->type), mac ? "compute MACs" : "sign");
+    if ((flags & KM_SIG_P1363) && k->type != KM_KEY_EC_P256 && k->type != KM_KEY_EC_P384
+        && k->type != KM_KEY_EC_P521)
+        return km__err(KM_E_INVALID, "%s: KM_SIG_P1363 applies to ECDSA keys only", fn);
+    if ((rc = check_usage(k, mac ? KM_USAGE_MAC : KM_USAGE_SIGN, mac ? "compute MACs" : "sign")) != KM_OK)
+        return rc;
+    if ((mac ? (void *)k->be->ops.mac : (void *)k->be->ops.sign) == NULL)
+        return km__err(KM_E_UNSUPPORTED, "backend '%s' cannot %s", k->be->ops.name,
+                       mac ? "compute MACs" : "sign");
+
+    pthread_rwlock_rdlock(&k->lock);
+    if (k->primary == 0) {
+        rc = km__err(KM_E_STATE, "key '%s' has no version that may protect new data", k->name);
+        goto out;
+    }
+    v = k->vers[k->primary - 1];
+    if ((rc = km__may_protect(v, km__now(k->ctx))) != KM_OK
+        || (rc = km__ver_obj(k, v, &obj)) != KM_OK)
+        goto out;
+    if (mac)
+        rc = k->be->ops.mac(obj, msg, msg_len, sig + hdr, sig_cap - hdr, &n);
+    else
+        rc = k->be->ops.sign(obj, flags & KM_SIG_P1363, msg, msg_len, sig + hdr, sig_cap - hdr, &n);
+    if (rc == KM_E_BUFFER) {
+        *sig_len = n + hdr;
+        goto out;
+    }
+    if (rc == KM_OK && (n == 0 || n > sig_cap - hdr))
+        rc = km__err(KM_E_BACKEND, "backend '%s' returned a bad %s length", k->be->ops.name,
+                     mac ? "MAC" : "signature");
+    if (rc == KM_OK)
+        rc = km__ver_count(k, v, msg_len, KM__NO_LIMIT);
+    if (rc != KM_OK)
+        goto out;
+    if (hdr)
+        km__tag_header_write(sig, mac ? KM__MAC_MAGIC1 : KM__SIG_MAGIC1, (uint8_t)k->type, k->id,
+                             v->version);
+    *sig_len = hdr + n;
+out:
+    pthread_rwlock_unlock(&k->lock);
+    if (rc != KM_OK && rc != KM_E_BUFFER)
+        km_memzero(sig, sig_cap);
+    return rc;
+}
+
+int km_sign(km_key *key, uint32_t flags, const uint8_t *msg, size_t msg_len, uint8_t *sig,
+            size_t sig_cap, size_t *sig_len)
+{
+    return protect_tagged(key, 0, flags, msg, msg_len, sig, sig_cap, sig_len);
+}
+
+int km_mac(km_key *key, uint32_t flags, const uint8_t *msg, size_t msg_len, uint8_t *tag,
+           size_t tag_cap, size_t *tag_len)
+{
+    return protect_tagged(key, 1, flags, msg, msg_len, tag, tag_cap, tag_len);
+}
+
+/* Shared by km_verify and km_mac_verify. */
+static int process_tagged(km_key *key, int mac, uint32_t version, uint32_t flags,
+                          const uint8_t *msg, size_t msg_len, const uint8_t *sig, size_t sig_len)
+{
+    const char *fn = mac ? "km_mac_verify" : "km_verify";
+    uint8_t full[128];
+    size_t full_len = 0;
+    km__kobj *k;
+    km__ver *v;
+    void *obj;
+    int rc;
+
+    if (key == NULL || sig == NULL)
+        return km__err(KM_E_INVALID, "%s: %s is NULL", fn, key == NULL ? "key" : mac ? "tag" : "sig");
+    if (msg == NULL && msg_len > 0)
+        return km__err(KM_E_INVALID, "%s: msg is NULL", fn);
+    if (msg_len > KM_PLAINTEXT_MAX)
+        return km__err(KM_E_INVALID, "%s: msg_len exceeds KM_PLAINTEXT_MAX", fn);
+    if (flags & ~(KM_SIG_RAW | (mac ? 0 : KM_SIG_P1363)))
+        return km__err(KM_E_INVALID, "%s: flags has unknown bits", fn);
+    if ((rc = km__key_use(key, &k)) != KM_OK)
+        return rc;
+    if (mac ? !is_hmac(k->type) : !is_signing(k->type))
+        return km__err(KM_E_USAGE, "key '%s' (%s) does not %s", k->name,
+                       km_key_type_name(k->type), mac ? "verify MACs" : "verify signatures");
+    if ((rc = check_usage(k, mac ? KM_USAGE_MAC_VERIFY : KM_USAGE_VERIFY,
+                          mac ? "verify MACs" : "verify signatures")) != KM_OK)
+        return rc;
+    if ((mac ? (void *)k->be->ops.mac : (void *)k->be->ops.verify) == NULL)
+        return km__err(KM_E_UNSUPPORTED, "backend '%s' cannot verify", k->be->ops.name);
+    if (!(flags & KM_SIG_RAW)) {
+        uint8_t alg, id[16];
+        uint32_t hv;
+        if ((rc = km__tag_header_parse(sig, sig_len, mac ? KM__MAC_MAGIC1 : KM__SIG_MAGIC1, &alg,
+                                       id, &hv)) != KM_OK)
+            return rc;
+        if (memcmp(id, k->id, 16) != 0)
+            return km__err(KM_E_INVALID, "%s: the %s belongs to another key", fn,
+                           mac ? "MAC" : "signature");
+        if (alg != (uint8_t)k->type)
+            return km__err(KM_E_INVALID, "%s: the header names another algorithm than the key's", fn);
+        if (version != 0 && version != hv)
+            return km__err(KM_E_INVALID, "%s: the header names version %u, not %u", fn, hv, version);
+        version = hv;
+        sig += KM_TAG_HEADER;
+        sig_len -= KM_TAG_HEADER;
+    }
+    if (sig_len == 0)
+        return km__err(KM_E_VERIFY, "%s: empty %s", fn, mac ? "MAC" : "signature");
+
+    pthread_rwlock_rdlock(&k->lock);
+    if (version > k->nvers) {
+        pthread_rwlock_unlock(&k->lock);
+        if ((rc = km__kobj_refresh(k, 1)) != KM_OK)
+            return rc;
+        pthread_rwlock_rdlock(&k->lock);
+    }
+    if ((rc = find_version(k, version, &v)) != KM_OK
+        || (rc = km__may_process(v, 0, km__now(k->ctx))) != KM_OK
+        || (rc = km__ver_obj(k, v, &obj)) != KM_OK)
+        goto out;
+    if (!mac) {
+        rc = k->be->ops.verify(obj, flags & KM_SIG_P1363, msg, msg_len, sig, sig_len);
+        if (rc == KM_E_VERIFY)
+            rc = km__err(KM_E_VERIFY, "signature does not verify");
+        goto out;
+    }
+    rc = k->be->ops.mac(obj, msg, msg_len, full, sizeof full, &full_len);
+    if (rc != KM_OK)
+        goto out;
+    /* Tagged MACs are full length; raw ones may be truncated to >= 16 bytes. */
+    if (sig_len > full_len || sig_len < 16 || (!(flags & KM_SIG_RAW) && sig_len != full_len)
+        || !km_ct_equal(full, sig, sig_len))
+        rc = km__err(KM_E_VERIFY, "MAC does not verify");
+out:
+    pthread_rwlock_unlock(&k->lock);
+    km_memzero(full, sizeof full);
+    return rc;
+}
+
+int km_verify(km_key *key, uint32_t version, uint32_t flags, const uint8_t *msg,
+              size_t msg_len, const uint8_t *sig, size_t sig_len)
+{
+    return process_tagged(key, 0, version, flags, msg, msg_len, sig, sig_len);
+}
+
+int km_mac_verify(km_key *key, uint32_t version, uint32_t flags, const uint8_t *msg,
+                  size_t msg_len, const uint8_t *tag, size_t tag_len)
+{
+    return process_tagged(key, 1, version, flags, msg, msg_len, tag, tag_len);
+}
+
+/* ------------------------------------------------------------- text */
+
+int km_text_encode(const uint8_t *bin, size_t bin_len, char *out, size_t out_cap,
+                   size_t *out_len)
+{
+    size_t need;
+
+    if (out_len == NULL)
+        return km__err(KM_E_INVALID, "km_text_encode: out_len is NULL");
+    *out_len = 0;
+    if (bin == NULL || bin_len == 0)
+        return km__err(KM_E_INVALID, "km_text_encode: bin is NULL or empty");
+    if (bin_len > ((size_t)KM_PLAINTEXT_MAX + 4096))
+        return km__err(KM_E_INVALID, "km_text_encode: bin_len too large");
+    need = 4 + km__b64url_encoded_len(bin_len) + 1;
+    if (out == NULL || out_cap < need) {
+        *out_len = need;
+        return km__err(KM_E_BUFFER, "km_text_encode: out needs %zu bytes", need);
+    }
+    memcpy(out, "km1:", 4);
+    km__b64url_encode(bin, bin_len, out + 4);
+    *out_len = need - 1;
+    return KM_OK;
+}
+
+int km_text_decode(const char *text, size_t text_len, uint8_t *out, size_t out_cap,
+                   size_t *out_len)
+{
+    int rc;
+
+    if (out_len == NULL)
+        return km__err(KM_E_INVALID, "km_text_decode: out_len is NULL");
+    *out_len = 0;
+    if (text == NULL)
+        return km__err(KM_E_INVALID, "km_text_decode: text is NULL");
+    while (text_len > 0 && (text[text_len - 1] == '\n' || text[text_len - 1] == '\r'
+                            || text[text_len - 1] == ' ' || text[text_len - 1] == '\t'))
+        text_len--;
+    if (text_len < 4 || memcmp(text, "km1:", 4) != 0)
+        return km__err(KM_E_INVALID, "km_text_decode: text does not start with km1:");
+    if (out == NULL && text_len > 4) {
+        *out_len = (text_len - 4) / 4 * 3 + 3;
+        return km__err(KM_E_BUFFER, "km_text_decode: out is NULL");
+    }
+    rc = km__b64url_decode(text + 4, text_len - 4, out, out_cap, out_len);
+    return rc;
+}

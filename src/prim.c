@@ -1,0 +1,293 @@
+/* prim.c - the primitives the vault itself needs, as thin EVP wrappers. */
+#include "km_int.h"
+
+#include <limits.h>
+#include <string.h>
+
+#include <openssl/core_names.h>
+#include <openssl/evp.h>
+#include <openssl/kdf.h>
+#include <openssl/params.h>
+#include <openssl/rand.h>
+
+int km__random(void *out, size_t len)
+{
+    if (len == 0)
+        return KM_OK;
+    if (len > INT_MAX || RAND_bytes(out, (int)len) != 1)
+        return km__err_ossl(KM_E_CRYPTO, "random generator failed");
+    return KM_OK;
+}
+
+/*
+ * Nonces come from a per-thread buffer of DRBG output refilled in 4 KiB
+ * blocks: one RAND_bytes call per 341 nonces instead of one per nonce
+ * (PLATFORM.md). The buffer is discarded in a forked child (the fork
+ * generation changes) and wiped when the thread exits.
+ */
+#define KM__NONCE_BUF 4092 /* a multiple of 12 */
+
+struct nonce_stream {
+    uint8_t buf[KM__NONCE_BUF];
+    size_t pos;
+    unsigned gen;
+    int init;
+};
+
+static _Thread_local struct nonce_stream tl_ns;
+static pthread_key_t ns_key;
+static pthread_once_t ns_once = PTHREAD_ONCE_INIT;
+
+static void ns_wipe(void *p)
+{
+    struct nonce_stream *ns = p;
+    if (ns != NULL)
+        km_memzero(ns, sizeof *ns);
+}
+
+static void ns_key_init(void)
+{
+    (void)pthread_key_create(&ns_key, ns_wipe);
+}
+
+int km__nonce12(uint8_t out[12])
+{
+    struct nonce_stream *ns = &tl_ns;
+    unsigned gen = atomic_load_explicit(&km__fork_gen, memory_order_relaxed);
+
+    if (!ns->init || ns->gen != gen || ns->pos + 12 > KM__NONCE_BUF) {
+        if (!ns->init) {
+            (void)pthread_once(&ns_once, ns_key_init);
+            (void)pthread_setspecific(ns_key, ns);
+        }
+        if (RAND_bytes(ns->buf, KM__NONCE_BUF) != 1) {
+            km_memzero(ns->buf, sizeof ns->buf);
+            ns->init = 0;
+            return km__err_ossl(KM_E_CRYPTO, "random generator failed");
+        }
+        ns->pos = 0;
+        ns->gen = gen;
+        ns->init = 1;
+    }
+    memcpy(out, ns->buf + ns->pos, 12);
+    km_memzero(ns->buf + ns->pos, 12); /* each nonce is handed out once */
+    ns->pos += 12;
+    return KM_OK;
+}
+
+static int gcm(int enc, const uint8_t key[32], const uint8_t nonce[12], const uint8_t *aad,
+               size_t aad_len, const uint8_t *in, size_t len, uint8_t *tag, uint8_t *out)
+{
+    EVP_CIPHER_CTX *c = NULL;
+    int n, rc = KM_E_CRYPTO;
+
+    if (len > INT_MAX || aad_len > INT_MAX)
+        return km__err(KM_E_INVALID, "record too large");
+    c = EVP_CIPHER_CTX_new();
+    if (c == NULL)
+        return km__err_ossl(KM_E_NOMEM, "cipher context");
+    if (EVP_CipherInit_ex(c, EVP_aes_256_gcm(), NULL, NULL, NULL, enc) != 1
+        || EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_GCM_SET_IVLEN, 12, NULL) != 1
+        || EVP_CipherInit_ex(c, NULL, NULL, key, nonce, enc) != 1)
+        goto out;
+    if (aad_len > 0 && EVP_CipherUpdate(c, NULL, &n, aad, (int)aad_len) != 1)
+        goto out;
+    if (len > 0 && EVP_CipherUpdate(c, out, &n, in, (int)len) != 1)
+        goto out;
+    if (!enc) {
+        if (EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_GCM_SET_TAG, 16, tag) != 1)
+            goto out;
+        if (EVP_CipherFinal_ex(c, out + len, &n) != 1) {
+            rc = KM_E_INTEGRITY;
+            goto out;
+        }
+    } else {
+        if (EVP_CipherFinal_ex(c, out + len, &n) != 1
+            || EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_GCM_GET_TAG, 16, tag) != 1)
+            goto out;
+    }
+    rc = KM_OK;
+out:
+    EVP_CIPHER_CTX_free(c);
+    if (rc != KM_OK) {
+        if (len > 0)
+            km_memzero(out, len);
+        if (rc == KM_E_INTEGRITY)
+            return km__err_ossl(rc, "authentication tag does not match");
+        return km__err_ossl(rc, "AES-GCM failed");
+    }
+    return KM_OK;
+}
+
+int km__gcm_seal(const uint8_t key[32], const uint8_t nonce[12], const uint8_t *aad,
+                 size_t aad_len, const uint8_t *in, size_t len, uint8_t *out, uint8_t tag[16])
+{
+    return gcm(1, key, nonce, aad, aad_len, in, len, tag, out);
+}
+
+int km__gcm_open(const uint8_t key[32], const uint8_t nonce[12], const uint8_t *aad,
+                 size_t aad_len, const uint8_t *in, size_t len, const uint8_t tag[16],
+                 uint8_t *out)
+{
+    uint8_t t[16];
+    memcpy(t, tag, 16);
+    return gcm(0, key, nonce, aad, aad_len, in, len, t, out);
+}
+
+int km__scrypt(const uint8_t *pass, size_t pass_len, const uint8_t *salt, size_t salt_len,
+               uint32_t log2n, uint32_t r, uint32_t p, uint8_t *out, size_t out_len)
+{
+    EVP_KDF *kdf = NULL;
+    EVP_KDF_CTX *kc = NULL;
+    OSSL_PARAM params[6];
+    uint64_t n;
+    int rc = KM_E_CRYPTO;
+
+    if (log2n < 1 || log2n > 30)
+        return km__err(KM_E_INVALID, "scrypt cost out of range");
+    n = (uint64_t)1 << log2n;
+    kdf = EVP_KDF_fetch(NULL, OSSL_KDF_NAME_SCRYPT, NULL);
+    if (kdf == NULL || (kc = EVP_KDF_CTX_new(kdf)) == NULL)
+        goto out;
+    params[0] = OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_PASSWORD, (void *)(uintptr_t)pass, pass_len);
+    params[1] = OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_SALT, (void *)(uintptr_t)salt, salt_len);
+    params[2] = OSSL_PARAM_construct_uint64(OSSL_KDF_PARAM_SCRYPT_N, &n);
+    params[3] = OSSL_PARAM_construct_uint32(OSSL_KDF_PARAM_SCRYPT_R, &r);
+    params[4] = OSSL_PARAM_construct_uint32(OSSL_KDF_PARAM_SCRYPT_P, &p);
+    params[5] = OSSL_PARAM_construct_end();
+    {
+        uint64_t maxmem = 128 * r * (n + (uint64_t)p + 2) + (1u << 20);
+        OSSL_PARAM mp[2] = { OSSL_PARAM_construct_uint64(OSSL_KDF_PARAM_SCRYPT_MAXMEM, &maxmem),
+                             OSSL_PARAM_construct_end() };
+        if (EVP_KDF_CTX_set_params(kc, mp) != 1)
+            goto out;
+    }
+    if (EVP_KDF_derive(kc, out, out_len, params) != 1)
+        goto out;
+    rc = KM_OK;
+out:
+    EVP_KDF_CTX_free(kc);
+    EVP_KDF_free(kdf);
+    if (rc != KM_OK) {
+        km_memzero(out, out_len);
+        return km__err_ossl(rc, "scrypt failed");
+    }
+    return KM_OK;
+}
+
+static const EVP_CIPHER *kwp_cipher(size_t kek_len)
+{
+    switch (kek_len) {
+    case 16: return EVP_aes_128_wrap_pad();
+    case 24: return EVP_aes_192_wrap_pad();
+    case 32: return EVP_aes_256_wrap_pad();
+    default: return NULL;
+    }
+}
+
+static int kwp(int enc, const uint8_t *kek, size_t kek_len, const uint8_t *in, size_t len,
+               uint8_t *out, size_t out_cap, size_t *out_len)
+{
+    const EVP_CIPHER *ciph = kwp_cipher(kek_len);
+    EVP_CIPHER_CTX *c = NULL;
+    int n = 0, m = 0, rc = KM_E_CRYPTO;
+    size_t need;
+
+    *out_len = 0;
+    if (ciph == NULL)
+        return km__err(KM_E_INVALID, "key-wrapping key must be 16, 24 or 32 bytes");
+    if (enc) {
+        if (len == 0 || len > (1u << 24))
+            return km__err(KM_E_INVALID, "data to wrap must be 1 byte to 16 MiB");
+        need = (len + 7) / 8 * 8 + 8;
+    } else {
+        if (len < 16 || len % 8 != 0 || len > (1u << 24) + 8)
+            return km__err(KM_E_INTEGRITY, "wrapped data has an impossible length");
+        need = len; /* OpenSSL may write up to len bytes before checking */
+    }
+    if (out_cap < need) {
+        *out_len = need;
+        return km__err(KM_E_BUFFER, "output buffer too small for key wrap");
+    }
+    c = EVP_CIPHER_CTX_new();
+    if (c == NULL)
+        return km__err_ossl(KM_E_NOMEM, "cipher context");
+    EVP_CIPHER_CTX_set_flags(c, EVP_CIPHER_CTX_FLAG_WRAP_ALLOW);
+    if (EVP_CipherInit_ex(c, ciph, NULL, kek, NULL, enc) != 1)
+        goto out;
+    if (EVP_CipherUpdate(c, out, &n, in, (int)len) != 1 || n < 0) {
+        rc = enc ? KM_E_CRYPTO : KM_E_INTEGRITY;
+        goto out;
+    }
+    if (EVP_CipherFinal_ex(c, out + n, &m) != 1) {
+        rc = enc ? KM_E_CRYPTO : KM_E_INTEGRITY;
+        goto out;
+    }
+    *out_len = (size_t)n + (size_t)m;
+    rc = KM_OK;
+out:
+    EVP_CIPHER_CTX_free(c);
+    if (rc != KM_OK) {
+        km_memzero(out, need);
+        *out_len = 0;
+        return km__err_ossl(rc, rc == KM_E_INTEGRITY ? "key unwrap integrity check failed"
+                                                     : "key wrap failed");
+    }
+    return KM_OK;
+}
+
+int km__kwp_wrap(const uint8_t *kek, size_t kek_len, const uint8_t *in, size_t len,
+                 uint8_t *out, size_t out_cap, size_t *out_len)
+{
+    return kwp(1, kek, kek_len, in, len, out, out_cap, out_len);
+}
+
+int km__kwp_unwrap(const uint8_t *kek, size_t kek_len, const uint8_t *in, size_t len,
+                   uint8_t *out, size_t out_cap, size_t *out_len)
+{
+    return kwp(0, kek, kek_len, in, len, out, out_cap, out_len);
+}
+
+int km__hkdf_sha256(const uint8_t *ikm, size_t ikm_len, const uint8_t *salt, size_t salt_len,
+                    const uint8_t *info, size_t info_len, uint8_t *out, size_t out_len)
+{
+    EVP_KDF *kdf = NULL;
+    EVP_KDF_CTX *kc = NULL;
+    OSSL_PARAM params[5], *p = params;
+    int rc = KM_E_CRYPTO;
+
+    if (out_len == 0 || out_len > 255 * 32)
+        return km__err(KM_E_INVALID, "HKDF output length must be 1 to 8160 bytes");
+    kdf = EVP_KDF_fetch(NULL, OSSL_KDF_NAME_HKDF, NULL);
+    if (kdf == NULL || (kc = EVP_KDF_CTX_new(kdf)) == NULL)
+        goto out;
+    *p++ = OSSL_PARAM_construct_utf8_string(OSSL_KDF_PARAM_DIGEST, (char *)(uintptr_t)"SHA256", 0);
+    *p++ = OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_KEY, (void *)(uintptr_t)ikm, ikm_len);
+    if (salt_len > 0)
+        *p++ = OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_SALT, (void *)(uintptr_t)salt, salt_len);
+    *p++ = OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_INFO, (void *)(uintptr_t)info, info_len);
+    *p = OSSL_PARAM_construct_end();
+    if (EVP_KDF_derive(kc, out, out_len, params) != 1)
+        goto out;
+    rc = KM_OK;
+out:
+    EVP_KDF_CTX_free(kc);
+    EVP_KDF_free(kdf);
+    if (rc != KM_OK) {
+        km_memzero(out, out_len);
+        return km__err_ossl(rc, "HKDF failed");
+    }
+    return KM_OK;
+}
+
+int km__hmac_sha256(const uint8_t *key, size_t key_len, const uint8_t *msg, size_t msg_len,
+                    uint8_t out[32])
+{
+    size_t n = 0;
+    if (EVP_Q_mac(NULL, "HMAC", NULL, "SHA256", NULL, key, key_len, msg, msg_len, out, 32, &n)
+            == NULL || n != 32) {
+        km_memzero(out, 32);
+        return km__err_ossl(KM_E_CRYPTO, "HMAC failed");
+    }
+    return KM_OK;
+}

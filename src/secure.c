@@ -1,0 +1,145 @@
+/* secure.c - secure memory for secrets: locked, not dumped, fenced, wiped. */
+#include "km_int.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <openssl/crypto.h>
+
+#define KM__SECRET_MAX ((size_t)16 << 20)
+
+struct km_secret {
+    unsigned char *data;
+    size_t len;
+};
+
+static size_t page_size(void)
+{
+    static size_t ps;
+    if (ps == 0) {
+        long v = sysconf(_SC_PAGESIZE);
+        ps = v > 0 ? (size_t)v : 4096;
+    }
+    return ps;
+}
+
+static size_t round_up(size_t v, size_t to)
+{
+    return (v + to - 1) / to * to;
+}
+
+/*
+ * Layout: [guard page][data pages][guard page]; the data sits at the end of
+ * the data pages (rounded to 16 bytes), so an overflow runs into the guard.
+ * The data pages are mlock'ed (best effort: the limit may be low for non-root
+ * users) and excluded from core dumps.
+ */
+void *km__salloc(size_t len)
+{
+    size_t ps = page_size(), dlen = round_up(len ? len : 1, 16);
+    size_t dpages = round_up(dlen, ps), total = dpages + 2 * ps;
+    unsigned char *base;
+
+    if (len > KM__SECRET_MAX)
+        return NULL;
+    base = mmap(NULL, total, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (base == MAP_FAILED)
+        return NULL;
+#ifdef MADV_DONTDUMP
+    (void)madvise(base, total, MADV_DONTDUMP);
+#endif
+#ifdef MADV_WIPEONFORK
+    /* not used: a forked child that frees the secret must still find it mapped */
+#endif
+    if (mprotect(base, ps, PROT_NONE) != 0 || mprotect(base + ps + dpages, ps, PROT_NONE) != 0) {
+        munmap(base, total);
+        return NULL;
+    }
+    (void)mlock(base + ps, dpages);
+    return base + ps + dpages - dlen;
+}
+
+void km__sfree(void *p, size_t len)
+{
+    size_t ps = page_size(), dlen = round_up(len ? len : 1, 16);
+    size_t dpages = round_up(dlen, ps);
+    unsigned char *base;
+
+    if (p == NULL)
+        return;
+    base = (unsigned char *)p + dlen - dpages - ps;
+    OPENSSL_cleanse(base + ps, dpages);
+    (void)munlock(base + ps, dpages);
+    munmap(base, dpages + 2 * ps);
+}
+
+int km_secret_new(km_secret **out, size_t len)
+{
+    km_secret *s;
+
+    if (out == NULL)
+        return km__err(KM_E_INVALID, "km_secret_new: out is NULL");
+    *out = NULL;
+    if (len == 0 || len > KM__SECRET_MAX)
+        return km__err(KM_E_INVALID, "km_secret_new: len must be 1 to 16 MiB");
+    s = calloc(1, sizeof *s);
+    if (s == NULL)
+        return km__err(KM_E_NOMEM, "km_secret_new: out of memory");
+    s->data = km__salloc(len);
+    if (s->data == NULL) {
+        free(s);
+        return km__err(KM_E_NOMEM, "km_secret_new: cannot map secure pages");
+    }
+    s->len = len;
+    *out = s;
+    return KM_OK;
+}
+
+int km_secret_from(km_secret **out, const void *data, size_t len)
+{
+    int rc;
+
+    if (out != NULL)
+        *out = NULL;
+    if (data == NULL)
+        return km__err(KM_E_INVALID, "km_secret_from: data is NULL");
+    rc = km_secret_new(out, len);
+    if (rc == KM_OK)
+        memcpy((*out)->data, data, len);
+    return rc;
+}
+
+unsigned char *km_secret_data(const km_secret *s)
+{
+    return s ? s->data : NULL;
+}
+
+size_t km_secret_len(const km_secret *s)
+{
+    return s ? s->len : 0;
+}
+
+void km_secret_free(km_secret *s)
+{
+    if (s == NULL)
+        return;
+    km__sfree(s->data, s->len);
+    free(s);
+}
+
+int km_ct_equal(const void *a, const void *b, size_t len)
+{
+    if (len == 0)
+        return 1;
+    if (a == NULL || b == NULL)
+        return 0;
+    return CRYPTO_memcmp(a, b, len) == 0;
+}
+
+void km_memzero(void *p, size_t len)
+{
+    if (p != NULL && len > 0)
+        OPENSSL_cleanse(p, len);
+}
