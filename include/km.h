@@ -58,5 +58,6 @@
 #include "km/vault.h"
 #include "km/key.h"
 #include "km/crypto.h"
+#include "km/lifecycle.h"
 
 #endif /* KM_H */

@@ -14,7 +14,9 @@ enum {
 };
 enum {
     KM__V_STATE = 1, KM__V_CREATED = 2, KM__V_ACTIVATED = 3, KM__V_PROTECT_STOP = 4,
-    KM__V_PROCESS_STOP = 5, KM__V_DESTROY_AFTER = 6
+    KM__V_PROCESS_STOP = 5, KM__V_DESTROY_AFTER = 6, KM__V_PREV_STATE = 7,
+    KM__V_REVOKE_REASON = 8, KM__V_COMPROMISE_DATE = 9, KM__V_DEACTIVATED = 10,
+    KM__V_DESTROYED = 11
 };
 enum { KM__C_INVOCATIONS = 1, KM__C_BYTES = 2 };
 
@@ -37,6 +39,9 @@ typedef struct km__ver {
     uint32_t version;
     km_key_state state;
     int64_t created, activated, protect_stop, process_stop, destroy_after;
+    km_key_state prev_state;     /* for cancel-destroy */
+    uint32_t revoke_reason;
+    int64_t compromise_date, deactivated, destroyed;
     /* backend object, loaded on first use */
     _Atomic(void *) obj;
     pthread_mutex_t mu;          /* serialises loading and counter reservation */
@@ -123,9 +128,18 @@ int km__ver_count(km__kobj *k, km__ver *v, uint64_t bytes, uint64_t limit);
 void km__cache_clear(struct km_ctx *ctx);
 void km__kobj_release_counters(km__kobj *k);
 
+/* key.c: version records */
+void km__vkey(uint8_t out[20], const uint8_t id[16], uint32_t version);
+int km__vmeta_encode(const km__ver *v, uint8_t *buf, size_t cap, size_t *len);
+int km__vmeta_decode(const uint8_t *b, size_t n, km__ver *v);
+
 /* lifecycle.c */
 int km__may_protect(const km__ver *v, int64_t now);
 int km__may_process(const km__ver *v, uint32_t flags, int64_t now);
+/* The new state for (op, from), 0 when not allowed (the DESIGN.md table). */
+km_key_state km__transition(int op, km_key_state from, int compromise);
+/* key.c: drops the loaded backend object of a destroyed version. */
+void km__ver_unload(km__kobj *k, uint32_t version);
 /* The primary: newest version that may protect now; 0 if none. */
 uint32_t km__primary(const km__kobj *k, int64_t now);
 

@@ -197,7 +197,7 @@ int km_open(km_ctx **out, const char *uri, const km_open_options *opts)
 {
     struct km_ctx *ctx = NULL;
     km_secret *master = NULL;
-    const char *path;
+    const char *path = NULL;
     int rc;
 
     if (out == NULL)

@@ -83,13 +83,13 @@ static int get_i64(const uint8_t *b, size_t n, uint8_t tag, int64_t *out)
     return rc;
 }
 
-static void vkey(uint8_t out[20], const uint8_t id[16], uint32_t version)
+void km__vkey(uint8_t out[20], const uint8_t id[16], uint32_t version)
 {
     memcpy(out, id, 16);
     km__be32_put(out + 16, version);
 }
 
-static int encode_vmeta(const km__ver *v, uint8_t *buf, size_t cap, size_t *len)
+int km__vmeta_encode(const km__ver *v, uint8_t *buf, size_t cap, size_t *len)
 {
     km__tlv_w w;
     km__tlv_init(&w, buf, cap);
@@ -99,11 +99,21 @@ static int encode_vmeta(const km__ver *v, uint8_t *buf, size_t cap, size_t *len)
     put_i64(&w, KM__V_PROTECT_STOP, v->protect_stop);
     put_i64(&w, KM__V_PROCESS_STOP, v->process_stop);
     put_i64(&w, KM__V_DESTROY_AFTER, v->destroy_after);
+    if (v->prev_state != 0)
+        km__tlv_put_u32(&w, KM__V_PREV_STATE, (uint32_t)v->prev_state);
+    if (v->revoke_reason != 0)
+        km__tlv_put_u32(&w, KM__V_REVOKE_REASON, v->revoke_reason);
+    if (v->compromise_date != 0)
+        put_i64(&w, KM__V_COMPROMISE_DATE, v->compromise_date);
+    if (v->deactivated != 0)
+        put_i64(&w, KM__V_DEACTIVATED, v->deactivated);
+    if (v->destroyed != 0)
+        put_i64(&w, KM__V_DESTROYED, v->destroyed);
     *len = w.len;
     return km__tlv_end(&w);
 }
 
-static int decode_vmeta(const uint8_t *b, size_t n, km__ver *v)
+int km__vmeta_decode(const uint8_t *b, size_t n, km__ver *v)
 {
     uint32_t st = 0;
     int rc = km__tlv_check(b, n);
@@ -117,7 +127,19 @@ static int decode_vmeta(const uint8_t *b, size_t n, km__ver *v)
         || (rc = get_i64(b, n, KM__V_ACTIVATED, &v->activated)) != KM_OK
         || (rc = get_i64(b, n, KM__V_PROTECT_STOP, &v->protect_stop)) != KM_OK
         || (rc = get_i64(b, n, KM__V_PROCESS_STOP, &v->process_stop)) != KM_OK
-        || (rc = get_i64(b, n, KM__V_DESTROY_AFTER, &v->destroy_after)) != KM_OK)
+        || (rc = get_i64(b, n, KM__V_DESTROY_AFTER, &v->destroy_after)) != KM_OK
+        || (rc = get_i64(b, n, KM__V_COMPROMISE_DATE, &v->compromise_date)) != KM_OK
+        || (rc = get_i64(b, n, KM__V_DEACTIVATED, &v->deactivated)) != KM_OK
+        || (rc = get_i64(b, n, KM__V_DESTROYED, &v->destroyed)) != KM_OK)
+        return rc;
+    st = 0;
+    rc = km__tlv_get_u32(b, n, KM__V_PREV_STATE, &st);
+    if (rc == KM_E_CORRUPT || (rc == KM_OK && (st < KM_STATE_PRE_ACTIVE || st > KM_STATE_COMPROMISED)))
+        return km__err(KM_E_CORRUPT, "version record: bad previous state");
+    v->prev_state = rc == KM_OK ? (km_key_state)st : (km_key_state)0;
+    v->revoke_reason = 0;
+    rc = km__tlv_get_u32(b, n, KM__V_REVOKE_REASON, &v->revoke_reason);
+    if (rc == KM_E_CORRUPT)
         return rc;
     return KM_OK;
 }
@@ -226,7 +248,7 @@ static km__ver *ver_new(uint32_t version)
 
 static void ver_free(km__kobj *k, km__ver *v)
 {
-    void *obj;
+    void *obj = NULL;
     if (v == NULL)
         return;
     obj = atomic_load(&v->obj);
@@ -313,12 +335,12 @@ static int kobj_read(km__kobj *k, km__txn *t)
         uint8_t vk[20];
         km_secret *vr = NULL;
         uint64_t bytes;
-        vkey(vk, k->id, i + 1);
+        km__vkey(vk, k->id, i + 1);
         rc = km__rec_get(t, ctx->sealer, KM__T_VMETA, vk, 20, &vr);
         if (rc == KM_E_NOTFOUND)
             rc = km__err(KM_E_CORRUPT, "version %u of a key has no record", i + 1);
         if (rc == KM_OK)
-            rc = decode_vmeta(km_secret_data(vr), km_secret_len(vr), k->vers[i]);
+            rc = km__vmeta_decode(km_secret_data(vr), km_secret_len(vr), k->vers[i]);
         km_secret_free(vr);
         if (rc == KM_OK)
             rc = read_counters(t, ctx->sealer, vk, &k->vers[i]->reserved_seen, &bytes);
@@ -479,7 +501,7 @@ int km__ver_obj(km__kobj *k, km__ver *v, void **out)
         *out = obj;
         return KM_OK;
     }
-    vkey(vk, k->id, v->version);
+    km__vkey(vk, k->id, v->version);
     rc = km__txn_begin(k->ctx->env, 0, &t);
     if (rc == KM_OK) {
         rc = km__rec_get(t, k->ctx->sealer, KM__T_MATERIAL, vk, 20, &ref);
@@ -516,7 +538,7 @@ static int reserve_block(km__kobj *k, km__ver *v, uint64_t limit)
     uint8_t vk[20];
     int rc;
 
-    vkey(vk, k->id, v->version);
+    km__vkey(vk, k->id, v->version);
     rc = km__txn_begin(k->ctx->env, 1, &t);
     if (rc != KM_OK)
         return rc;
@@ -588,7 +610,7 @@ void km__kobj_release_counters(km__kobj *k)
         unused = allow - used;
         if (t == NULL && km__txn_begin(k->ctx->env, 1, &t) != KM_OK)
             return;
-        vkey(vk, k->id, v->version);
+        km__vkey(vk, k->id, v->version);
         if (read_counters(t, k->ctx->sealer, vk, &inv, &bytes) != KM_OK)
             continue;
         if (inv == v->global_end && inv >= unused)
@@ -773,7 +795,7 @@ static int store_new_key(km_ctx *ctx, const char *name, size_t name_len, km_key_
         return rc;
     if ((rc = km__sealer_name_hash(ctx->sealer, name, name_len, h)) != KM_OK)
         return rc;
-    vkey(vk, id_out, 1);
+    km__vkey(vk, id_out, 1);
     if ((rc = km__txn_begin(ctx->env, 1, &t)) != KM_OK)
         return rc;
     rc = km__rec_put(t, ctx->sealer, KM__T_NAMES, h, 32, id_out, 16, KM__PUT_NOOVERWRITE);
@@ -785,7 +807,7 @@ static int store_new_key(km_ctx *ctx, const char *name, size_t name_len, km_key_
         goto fail;
     if ((rc = encode_key(&tmp, 1, buf, sizeof buf, &len)) != KM_OK
         || (rc = km__rec_put(t, ctx->sealer, KM__T_KEYS, id_out, 16, buf, len, KM__PUT_NOOVERWRITE)) != KM_OK
-        || (rc = encode_vmeta(&v, buf, sizeof buf, &len)) != KM_OK
+        || (rc = km__vmeta_encode(&v, buf, sizeof buf, &len)) != KM_OK
         || (rc = km__rec_put(t, ctx->sealer, KM__T_VMETA, vk, 20, buf, len, KM__PUT_NOOVERWRITE)) != KM_OK
         || (rc = km__rec_put(t, ctx->sealer, KM__T_MATERIAL, vk, 20, km_secret_data(ref),
                              km_secret_len(ref), KM__PUT_NOOVERWRITE)) != KM_OK)
@@ -987,8 +1009,8 @@ int km_key_rotate(km_key *key, uint32_t *new_version)
     v.version = nv;
     v.state = KM_STATE_ACTIVE;
     v.created = v.activated = km__now(k->ctx);
-    vkey(vk, k->id, nv);
-    if ((rc = encode_vmeta(&v, buf, sizeof buf, &len)) != KM_OK
+    km__vkey(vk, k->id, nv);
+    if ((rc = km__vmeta_encode(&v, buf, sizeof buf, &len)) != KM_OK
         || (rc = km__rec_put(t, k->ctx->sealer, KM__T_VMETA, vk, 20, buf, len, KM__PUT_NOOVERWRITE)) != KM_OK
         || (rc = km__rec_put(t, k->ctx->sealer, KM__T_MATERIAL, vk, 20, km_secret_data(ref),
                              km_secret_len(ref), KM__PUT_NOOVERWRITE)) != KM_OK)
@@ -1163,8 +1185,8 @@ int km_key_public_export(km_key *key, uint32_t version, km_material_format forma
     uint8_t der[4096];
     size_t der_len = 0, need;
     km__kobj *k;
-    km__ver *v;
-    void *obj;
+    km__ver *v = NULL;
+    void *obj = NULL;
     int rc;
 
     if (out_len == NULL)
@@ -1227,4 +1249,16 @@ int km_key_public_export(km_key *key, uint32_t version, km_material_format forma
         *out_len = off;
     }
     return KM_OK;
+}
+
+void km__ver_unload(km__kobj *k, uint32_t version)
+{
+    void *obj;
+    pthread_rwlock_wrlock(&k->lock);
+    if (version >= 1 && version <= k->nvers) {
+        obj = atomic_exchange(&k->vers[version - 1]->obj, NULL);
+        if (obj != NULL)
+            k->be->ops.unload(k->be->state, obj);
+    }
+    pthread_rwlock_unlock(&k->lock);
 }

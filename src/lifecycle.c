@@ -1,6 +1,8 @@
 /* lifecycle.c - what each key-version state allows (NIST SP 800-57; DESIGN.md). */
 #include "core.h"
 
+#include <string.h>
+
 const char *km_state_name(km_key_state state)
 {
     switch (state) {
@@ -64,4 +66,289 @@ uint32_t km__primary(const km__kobj *k, int64_t now)
             return v->version;
     }
     return 0;
+}
+
+/* ------------------------------------------------------------ transitions */
+
+static const char *const reason_names[] = {
+    NULL, "unspecified", "key-compromise", "ca-compromise", "affiliation-changed",
+    "superseded", "cessation-of-operation", "privilege-withdrawn",
+};
+
+const char *km_revoke_reason_name(km_revoke_reason reason)
+{
+    if ((int)reason < KM_REVOKE_UNSPECIFIED || reason > KM_REVOKE_PRIVILEGE_WITHDRAWN)
+        return NULL;
+    return reason_names[reason];
+}
+
+int km_revoke_reason_from_name(const char *name, km_revoke_reason *out)
+{
+    int i;
+    if (name == NULL || out == NULL)
+        return km__err(KM_E_INVALID, "km_revoke_reason_from_name: %s is NULL",
+                       name == NULL ? "name" : "out");
+    for (i = KM_REVOKE_UNSPECIFIED; i <= KM_REVOKE_PRIVILEGE_WITHDRAWN; i++) {
+        if (strcmp(reason_names[i], name) == 0) {
+            *out = (km_revoke_reason)i;
+            return KM_OK;
+        }
+    }
+    return km__err(KM_E_INVALID, "unknown revocation reason (expected e.g. superseded, "
+                                 "key-compromise)");
+}
+
+typedef enum { OP_ACTIVATE, OP_SUSPEND, OP_RESUME, OP_REVOKE, OP_SCHEDULE_DESTROY,
+               OP_CANCEL_DESTROY, OP_DEACTIVATE, OP_DESTROY } lc_op;
+
+static const char *op_name(lc_op op)
+{
+    switch (op) {
+    case OP_ACTIVATE: return "activate";
+    case OP_SUSPEND: return "suspend";
+    case OP_RESUME: return "resume";
+    case OP_REVOKE: return "revoke";
+    case OP_SCHEDULE_DESTROY: return "schedule destruction of";
+    case OP_CANCEL_DESTROY: return "cancel destruction of";
+    case OP_DEACTIVATE: return "deactivate";
+    case OP_DESTROY: return "destroy";
+    }
+    return "change";
+}
+
+typedef struct lc_arg {
+    lc_op op;
+    km_revoke_reason reason;
+    int64_t date;        /* compromise date, or destroy-after */
+} lc_arg;
+
+static int is_compromise(km_revoke_reason r)
+{
+    return r == KM_REVOKE_KEY_COMPROMISE || r == KM_REVOKE_CA_COMPROMISE;
+}
+
+/*
+ * The transition table of DESIGN.md: returns the new state for (op, from),
+ * or 0 when the transition is not allowed. This one function decides; the
+ * table-driven test in tests/check_lifecycle.c walks every pair.
+ */
+km_key_state km__transition(int op, km_key_state from, int compromise)
+{
+    switch ((lc_op)op) {
+    case OP_ACTIVATE:
+        return from == KM_STATE_PRE_ACTIVE ? KM_STATE_ACTIVE : 0;
+    case OP_SUSPEND:
+        return from == KM_STATE_ACTIVE ? KM_STATE_SUSPENDED : 0;
+    case OP_RESUME:
+        return from == KM_STATE_SUSPENDED ? KM_STATE_ACTIVE : 0;
+    case OP_REVOKE:
+        if (compromise)
+            return (from == KM_STATE_PRE_ACTIVE || from == KM_STATE_ACTIVE
+                    || from == KM_STATE_SUSPENDED || from == KM_STATE_DEACTIVATED)
+                       ? KM_STATE_COMPROMISED : 0;
+        /* a non-compromise revocation deactivates */
+        return (from == KM_STATE_ACTIVE || from == KM_STATE_SUSPENDED) ? KM_STATE_DEACTIVATED : 0;
+    case OP_DEACTIVATE:
+        return (from == KM_STATE_ACTIVE || from == KM_STATE_SUSPENDED) ? KM_STATE_DEACTIVATED : 0;
+    case OP_SCHEDULE_DESTROY:
+        return (from == KM_STATE_PRE_ACTIVE || from == KM_STATE_DEACTIVATED
+                || from == KM_STATE_COMPROMISED) ? KM_STATE_DESTROY_PENDING : 0;
+    case OP_CANCEL_DESTROY:
+        return 0; /* back to the recorded previous state: handled by the caller */
+    case OP_DESTROY:
+        return from == KM_STATE_DESTROY_PENDING ? KM_STATE_DESTROYED : 0;
+    }
+    return 0;
+}
+
+/* Applies one transition to one version in its own write transaction; on
+ * OP_DESTROY also removes the material (backend first, then the record). */
+static int apply(km__kobj *k, uint32_t version, const lc_arg *a)
+{
+    struct km_ctx *ctx = k->ctx;
+    km_secret *rec = NULL, *ref = NULL;
+    km__txn *t = NULL;
+    km__ver v;
+    km_key_state to;
+    uint8_t vk[20], buf[256];
+    size_t len;
+    int64_t now = km__now(ctx);
+    int rc;
+
+    if (version == 0 || version > k->nvers)
+        return km__err(KM_E_NOTFOUND, "key '%s' has no version %u", k->name, version);
+    km__vkey(vk, k->id, version);
+    if ((rc = km__txn_begin(ctx->env, 1, &t)) != KM_OK)
+        return rc;
+    memset(&v, 0, sizeof v);
+    v.version = version;
+    rc = km__rec_get(t, ctx->sealer, KM__T_VMETA, vk, 20, &rec);
+    if (rc == KM_OK)
+        rc = km__vmeta_decode(km_secret_data(rec), km_secret_len(rec), &v);
+    if (rc != KM_OK)
+        goto fail;
+    if (a->op == OP_CANCEL_DESTROY) {
+        to = v.state == KM_STATE_DESTROY_PENDING && v.prev_state != 0 ? v.prev_state : 0;
+        if (to != 0 && v.destroy_after != 0 && now >= v.destroy_after)
+            to = 0; /* the grace window is over */
+    } else {
+        to = km__transition(a->op, v.state, a->op == OP_REVOKE && is_compromise(a->reason));
+    }
+    if (to == 0) {
+        rc = km__err(KM_E_STATE, "cannot %s key '%s' version %u: it is %s", op_name(a->op),
+                     k->name, version, km_state_name(v.state));
+        goto fail;
+    }
+    switch (a->op) {
+    case OP_ACTIVATE:
+        v.activated = now;
+        break;
+    case OP_REVOKE:
+        v.revoke_reason = a->reason;
+        if (to == KM_STATE_COMPROMISED)
+            v.compromise_date = a->date;
+        else
+            v.deactivated = now;
+        break;
+    case OP_DEACTIVATE:
+        v.deactivated = now;
+        break;
+    case OP_SCHEDULE_DESTROY:
+        v.prev_state = v.state;
+        v.destroy_after = a->date;
+        break;
+    case OP_CANCEL_DESTROY:
+        v.prev_state = 0;
+        v.destroy_after = 0;
+        break;
+    case OP_DESTROY:
+        v.destroyed = now;
+        break;
+    case OP_SUSPEND:
+    case OP_RESUME:
+        break;
+    }
+    v.state = to;
+    if (a->op == OP_DESTROY) {
+        /* Cryptographic destruction: the backend's object first (HSM, TPM),
+         * then the sealed reference. If the backend fails, nothing changes
+         * and the next maintenance run retries. */
+        rc = km__rec_get(t, ctx->sealer, KM__T_MATERIAL, vk, 20, &ref);
+        if (rc == KM_OK && k->be->ops.destroy != NULL) {
+            km_backend_keyspec spec;
+            memset(&spec, 0, sizeof spec);
+            spec.version = 1;
+            spec.type = k->type;
+            spec.usage = k->usage;
+            spec.flags = k->flags;
+            spec.key_id = k->id;
+            spec.key_version = version;
+            rc = k->be->ops.destroy(k->be->state, &spec, km_secret_data(ref), km_secret_len(ref));
+        }
+        if (rc == KM_E_NOTFOUND)
+            rc = KM_OK;
+        if (rc == KM_OK) {
+            rc = km__rec_del(t, KM__T_MATERIAL, vk, 20);
+            if (rc == KM_E_NOTFOUND)
+                rc = KM_OK;
+        }
+        if (rc != KM_OK)
+            goto fail;
+    }
+    if ((rc = km__vmeta_encode(&v, buf, sizeof buf, &len)) != KM_OK
+        || (rc = km__rec_put(t, ctx->sealer, KM__T_VMETA, vk, 20, buf, len, 0)) != KM_OK)
+        goto fail;
+    rc = km__txn_commit(t);
+    t = NULL;
+    if (rc == KM_OK) {
+        atomic_fetch_add(&km__write_gen, 1);
+        if (a->op == OP_DESTROY)
+            km__ver_unload(k, version);
+        rc = km__kobj_refresh(k, 1);
+    }
+    goto out;
+fail:
+    km__txn_abort(t);
+out:
+    km_secret_free(rec);
+    km_secret_free(ref);
+    return rc;
+}
+
+static int lc_entry(const char *fn, km_key *key, uint32_t version, const lc_arg *a)
+{
+    km__kobj *k;
+    int rc;
+
+    if (key == NULL)
+        return km__err(KM_E_INVALID, "%s: key is NULL", fn);
+    if ((rc = km__key_use(key, &k)) != KM_OK)
+        return rc;
+    if (version == 0) {
+        pthread_rwlock_rdlock(&k->lock);
+        if (a->op == OP_ACTIVATE) {
+            uint32_t i;
+            for (i = k->nvers; i > 0 && version == 0; i--)
+                if (k->vers[i - 1]->state == KM_STATE_PRE_ACTIVE)
+                    version = i;
+        } else {
+            version = k->primary;
+        }
+        pthread_rwlock_unlock(&k->lock);
+        if (version == 0)
+            return km__err(KM_E_STATE, "%s: key '%s' has no %s version", fn, k->name,
+                           a->op == OP_ACTIVATE ? "pre-active" : "primary");
+    }
+    return apply(k, version, a);
+}
+
+int km_key_activate(km_key *key, uint32_t version)
+{
+    lc_arg a = { OP_ACTIVATE, 0, 0 };
+    return lc_entry("km_key_activate", key, version, &a);
+}
+
+int km_key_suspend(km_key *key, uint32_t version)
+{
+    lc_arg a = { OP_SUSPEND, 0, 0 };
+    return lc_entry("km_key_suspend", key, version, &a);
+}
+
+int km_key_resume(km_key *key, uint32_t version)
+{
+    lc_arg a = { OP_RESUME, 0, 0 };
+    return lc_entry("km_key_resume", key, version, &a);
+}
+
+int km_key_revoke(km_key *key, uint32_t version, km_revoke_reason reason, int64_t compromise_date)
+{
+    lc_arg a = { OP_REVOKE, reason, compromise_date };
+    if (km_revoke_reason_name(reason) == NULL)
+        return km__err(KM_E_INVALID, "km_key_revoke: unknown reason %d", (int)reason);
+    if (is_compromise(reason)) {
+        if (compromise_date <= 0)
+            return km__err(KM_E_INVALID, "km_key_revoke: a compromise needs its compromise date");
+        if (key != NULL && compromise_date > km__now(key->k->ctx) + 60)
+            return km__err(KM_E_INVALID, "km_key_revoke: the compromise date is in the future");
+    } else if (compromise_date != 0) {
+        return km__err(KM_E_INVALID, "km_key_revoke: a compromise date needs a compromise reason");
+    }
+    return lc_entry("km_key_revoke", key, version, &a);
+}
+
+int km_key_schedule_destroy(km_key *key, uint32_t version, uint32_t grace_days)
+{
+    lc_arg a = { OP_SCHEDULE_DESTROY, 0, 0 };
+    if (grace_days < 1 || grace_days > 3650)
+        return km__err(KM_E_INVALID, "km_key_schedule_destroy: grace_days must be 1 to 3650");
+    if (key == NULL)
+        return km__err(KM_E_INVALID, "km_key_schedule_destroy: key is NULL");
+    a.date = km__now(key->k->ctx) + (int64_t)grace_days * 86400;
+    return lc_entry("km_key_schedule_destroy", key, version, &a);
+}
+
+int km_key_cancel_destroy(km_key *key, uint32_t version)
+{
+    lc_arg a = { OP_CANCEL_DESTROY, 0, 0 };
+    return lc_entry("km_key_cancel_destroy", key, version, &a);
 }

@@ -56,8 +56,8 @@ int km_encrypt(km_key *key, const uint8_t *pt, size_t pt_len, const uint8_t *aad
 {
     km__ct_header h;
     km__kobj *k;
-    km__ver *v;
-    void *obj;
+    km__ver *v = NULL;
+    void *obj = NULL;
     int rc;
 
     if (out_len == NULL)
@@ -121,8 +121,8 @@ static int decrypt_with(km__kobj *k, const km__ct_header *h, uint32_t flags, con
                         size_t ct_len, const uint8_t *aad, size_t aad_len, uint8_t *out)
 {
     size_t n = ct_len - KM_CIPHERTEXT_OVERHEAD;
-    km__ver *v;
-    void *obj;
+    km__ver *v = NULL;
+    void *obj = NULL;
     int rc;
 
     if (h->alg != (uint8_t)k->type)
@@ -267,8 +267,8 @@ static int protect_tagged(km_key *key, int mac, uint32_t flags, const uint8_t *m
     const char *fn = mac ? "km_mac" : "km_sign";
     size_t hdr = (flags & KM_SIG_RAW) ? 0 : KM_TAG_HEADER, n = 0;
     km__kobj *k;
-    km__ver *v;
-    void *obj;
+    km__ver *v = NULL;
+    void *obj = NULL;
     int rc;
 
     if (sig_len == NULL)
@@ -353,8 +353,8 @@ static int process_tagged(km_key *key, int mac, uint32_t version, uint32_t flags
     uint8_t full[128];
     size_t full_len = 0;
     km__kobj *k;
-    km__ver *v;
-    void *obj;
+    km__ver *v = NULL;
+    void *obj = NULL;
     int rc;
 
     if (key == NULL || sig == NULL)

@@ -228,7 +228,7 @@ static int kwp(int enc, const uint8_t *kek, size_t kek_len, const uint8_t *in, s
 out:
     EVP_CIPHER_CTX_free(c);
     if (rc != KM_OK) {
-        km_memzero(out, need);
+        km_memzero(out, out_cap);
         *out_len = 0;
         return km__err_ossl(rc, rc == KM_E_INTEGRITY ? "key unwrap integrity check failed"
                                                      : "key wrap failed");

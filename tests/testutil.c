@@ -1,5 +1,7 @@
 /* testutil.c - helpers shared by the Check suites. */
+#ifndef _GNU_SOURCE
 #define _GNU_SOURCE
+#endif
 #include "testutil.h"
 
 #include <check.h>

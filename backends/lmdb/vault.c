@@ -1,0 +1,1198 @@
+/*
+ * vault.c - the LMDB vault: one shared environment per directory, passphrase
+ * keyslots for the master key, and records sealed with AES-256-GCM.
+ *
+ * Layout of the environment (one named DB per km__table):
+ *   meta   "format"   1 byte, the vault format (1)             unsealed
+ *          "vault-id" 16 random bytes                          unsealed
+ *          "check"    sealed copy of format || vault-id: a downgraded or
+ *                     swapped unsealed entry fails the open (KM_E_CORRUPT)
+ *   slots  BE32 slot id -> TLV keyslot (unsealed: the master is not known
+ *          yet; the master in it is AES-KWP wrapped under scrypt(passphrase))
+ *   others sealed records (km_int.h): [1][nonce 12][ciphertext][tag 16],
+ *          AAD = "km-rec" || 1 || table name || 0 || LMDB key.
+ *
+ * Processes and threads: LMDB must not open one environment twice in one
+ * process (closing one copy would drop the other's fcntl locks), so a
+ * process-wide registry keyed by the directory's st_dev/st_ino shares one
+ * km__env, refcounted. Read transactions run on many threads (MDB_NOTLS).
+ * An environment is never used across fork(): each env records km__fork_gen
+ * at open and km__txn_begin refuses it in a child with KM_E_FORK (the core
+ * checks its own handles the same way); a child opens the vault again and
+ * gets a fresh environment.
+ */
+#include "km_int.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <lmdb.h>
+
+#define VAULT_FORMAT 1
+#define MASTER_LEN 32
+#define DEFAULT_MAP_SIZE ((uint64_t)1 << 30)
+#define RESIZE_WAIT_S 2
+
+#define REC_FORMAT 1
+#define REC_NONCE 12
+#define REC_TAG 16
+#define REC_OVERHEAD (1 + REC_NONCE + REC_TAG)
+#define REC_MAX ((size_t)16 << 20)  /* largest plaintext (the km_secret limit) */
+#define KEY_MAX 511                 /* LMDB's default maximum key size */
+#define AAD_PREFIX "km-rec"
+#define AAD_MAX (sizeof AAD_PREFIX - 1 + 1 + 16 + 1 + KEY_MAX)
+
+/* Keyslot TLV tags and values. */
+enum {
+    SLOT_TAG_TYPE = 1,
+    SLOT_TAG_KDF = 2,
+    SLOT_TAG_LOG2N = 3,
+    SLOT_TAG_R = 4,
+    SLOT_TAG_P = 5,
+    SLOT_TAG_SALT = 6,
+    SLOT_TAG_WRAPPED = 7
+};
+#define SLOT_TYPE_PASSPHRASE 1
+#define SLOT_KDF_SCRYPT 1
+#define SLOT_SCRYPT_R 8
+#define SLOT_SCRYPT_P 1
+#define SLOT_SALT_LEN 32
+#define SLOT_KEK_LEN 32
+#define SLOT_WRAPPED_LEN (MASTER_LEN + 8)
+/* five u32 entries, the salt and the wrapped master, nothing else */
+#define SLOT_PASS_REC_LEN (5 * (5 + 4) + (5 + SLOT_SALT_LEN) + (5 + SLOT_WRAPPED_LEN))
+
+static const char *const table_names[KM__T__COUNT] = {
+    [KM__T_META] = "meta",         [KM__T_SLOTS] = "slots",
+    [KM__T_KEYS] = "keys",         [KM__T_NAMES] = "names",
+    [KM__T_VMETA] = "vmeta",       [KM__T_MATERIAL] = "material",
+    [KM__T_COUNTERS] = "counters", [KM__T_AUDIT] = "audit",
+};
+
+static const char META_FORMAT[] = "format";
+static const char META_VAULT_ID[] = "vault-id";
+static const char META_CHECK[] = "check";
+
+struct km__env {
+    MDB_env *mdb;
+    MDB_dbi dbi[KM__T__COUNT];
+    dev_t dev;
+    ino_t ino;
+    unsigned fork_gen;          /* km__fork_gen when opened */
+    unsigned refs;              /* under reg_mu */
+    struct km__env *next;       /* registry list, under reg_mu */
+    /* Adopting a map size grown by another process (mdb_env_set_mapsize(env, 0))
+     * needs no transaction of this process open: `active` counts them,
+     * `resizing` holds new ones back meanwhile. */
+    atomic_uint active;
+    atomic_int resizing;
+    pthread_mutex_t mu;
+    pthread_cond_t cond;
+};
+
+struct km__txn {
+    km__env *env;
+    MDB_txn *txn;
+    int write;
+    int err;                    /* sticky: a write failed, the txn can only abort */
+    int native;                 /* its LMDB code */
+};
+
+struct km__sealer {
+    uint8_t *keys;              /* secure memory: [0,32) record seal, [32,64) name index */
+};
+#define SEALER_KEYS_LEN 64
+
+/* ---------------------------------------------------------------- helpers */
+
+static int lmdb_err(int rc, const char *what)
+{
+    int code;
+
+    switch (rc) {
+    case MDB_MAP_FULL:
+    case MDB_TXN_FULL:
+        code = KM_E_FULL;
+        break;
+    case MDB_CORRUPTED:
+    case MDB_PAGE_NOTFOUND:
+    case MDB_INVALID:
+        code = KM_E_CORRUPT;
+        break;
+    case MDB_VERSION_MISMATCH:
+        code = KM_E_UNSUPPORTED;
+        break;
+    case ENOMEM:
+        code = KM_E_NOMEM;
+        break;
+    default:
+        code = KM_E_IO;
+        break;
+    }
+    return km__err_native(code, KM_NATIVE_LMDB, (unsigned long)(long)rc, "%s: %s", what,
+                          mdb_strerror(rc));
+}
+
+static MDB_val mval(const void *p, size_t len)
+{
+    MDB_val v;
+    v.mv_size = len;
+    v.mv_data = (void *)(uintptr_t)p; /* LMDB does not write through key/data in */
+    return v;
+}
+
+static int table_ok(km__table tbl)
+{
+    return (unsigned)tbl < (unsigned)KM__T__COUNT;
+}
+
+static size_t aad_build(uint8_t aad[AAD_MAX], km__table tbl, const uint8_t *key, size_t key_len)
+{
+    size_t n = strlen(table_names[tbl]), off = sizeof AAD_PREFIX - 1;
+
+    memcpy(aad, AAD_PREFIX, off);
+    aad[off++] = REC_FORMAT;
+    memcpy(aad + off, table_names[tbl], n);
+    off += n;
+    aad[off++] = 0;
+    memcpy(aad + off, key, key_len);
+    return off + key_len;
+}
+
+/* Shape of a stored sealed value; no key needed. */
+static int rec_shape(km__table tbl, const MDB_val *v)
+{
+    const uint8_t *p = v->mv_data;
+
+    if (v->mv_size < REC_OVERHEAD + 1 || v->mv_size - REC_OVERHEAD > REC_MAX)
+        return km__err(KM_E_CORRUPT, "vault record in table %s has an impossible length",
+                       table_names[tbl]);
+    if (p[0] != REC_FORMAT)
+        return km__err(KM_E_CORRUPT, "vault record in table %s has unknown record format %u",
+                       table_names[tbl], (unsigned)p[0]);
+    return KM_OK;
+}
+
+/* Opens a stored value into `out` (v->mv_size - REC_OVERHEAD bytes). On
+ * failure `out` is zeroed. */
+static int rec_unseal(const km__sealer *s, km__table tbl, const MDB_val *k, const MDB_val *v,
+                      uint8_t *out)
+{
+    uint8_t aad[AAD_MAX];
+    const uint8_t *p = v->mv_data;
+    size_t n = v->mv_size - REC_OVERHEAD, aad_len;
+
+    if (k->mv_size == 0 || k->mv_size > KEY_MAX)
+        return km__err(KM_E_CORRUPT, "vault record in table %s has an impossible key",
+                       table_names[tbl]);
+    aad_len = aad_build(aad, tbl, k->mv_data, k->mv_size);
+    if (km__gcm_open(s->keys, p + 1, aad, aad_len, p + 1 + REC_NONCE, n, p + 1 + REC_NONCE + n,
+                     out) != KM_OK)
+        return km__err(KM_E_CORRUPT, "vault record in table %s failed to open", table_names[tbl]);
+    return KM_OK;
+}
+
+static int rec_args(const char *fn, const km__txn *t, km__table tbl, const uint8_t *key,
+                    size_t key_len)
+{
+    if (t == NULL || t->txn == NULL)
+        return km__err(KM_E_INVALID, "%s: transaction is NULL", fn);
+    if (!table_ok(tbl))
+        return km__err(KM_E_INVALID, "%s: unknown table", fn);
+    if (key == NULL || key_len == 0 || key_len > KEY_MAX)
+        return km__err(KM_E_INVALID, "%s: key must be 1 to %d bytes", fn, KEY_MAX);
+    return KM_OK;
+}
+
+static int txn_writable(const char *fn, km__txn *t)
+{
+    if (!t->write)
+        return km__err(KM_E_INVALID, "%s: read-only transaction", fn);
+    if (t->err != KM_OK)
+        return km__err_native(t->err, KM_NATIVE_LMDB, (unsigned long)(long)t->native,
+                              "%s: the transaction already failed", fn);
+    return KM_OK;
+}
+
+/* Records a failed LMDB write: LMDB then only allows an abort. */
+static int txn_fail(km__txn *t, int mrc, const char *what)
+{
+    int rc = lmdb_err(mrc, what);
+    t->err = rc;
+    t->native = mrc;
+    return rc;
+}
+
+static int raw_put(km__txn *t, km__table tbl, const void *key, size_t key_len, const void *val,
+                   size_t val_len)
+{
+    MDB_val k = mval(key, key_len), v = mval(val, val_len);
+    int mrc = mdb_put(t->txn, t->env->dbi[tbl], &k, &v, MDB_NOOVERWRITE);
+
+    if (mrc == MDB_KEYEXIST)
+        return km__err(KM_E_EXISTS, "a record with this key already exists in table %s",
+                       table_names[tbl]);
+    if (mrc != 0)
+        return txn_fail(t, mrc, "cannot write the vault");
+    return KM_OK;
+}
+
+/* ------------------------------------------------- process-wide registry */
+
+static pthread_mutex_t reg_mu = PTHREAD_MUTEX_INITIALIZER;
+static km__env *reg_head;
+static km__env *reg_orphans;    /* envs inherited across fork() and dropped in the child */
+static pthread_once_t reg_once = PTHREAD_ONCE_INIT;
+
+/* fork() while another thread holds reg_mu would leave it locked forever in
+ * the child: hold it across fork instead. */
+static void reg_lock(void)
+{
+    pthread_mutex_lock(&reg_mu);
+}
+
+static void reg_unlock(void)
+{
+    pthread_mutex_unlock(&reg_mu);
+}
+
+static void reg_init(void)
+{
+    (void)pthread_atfork(reg_lock, reg_unlock, reg_unlock);
+}
+
+static void env_destroy(km__env *e)
+{
+    if (e == NULL)
+        return;
+    if (e->mdb != NULL)
+        mdb_env_close(e->mdb);
+    pthread_mutex_destroy(&e->mu);
+    pthread_cond_destroy(&e->cond);
+    free(e);
+}
+
+static int env_new(const char *dir, const struct stat *st, uint64_t map_size, unsigned gen,
+                   km__env **out)
+{
+    km__env *e;
+    MDB_txn *txn = NULL;
+    MDB_envinfo info;
+    struct stat st2;
+    int mrc, dead, i, rc;
+
+    *out = NULL;
+    e = calloc(1, sizeof *e);
+    if (e == NULL)
+        return km__err(KM_E_NOMEM, "vault: out of memory");
+    if (pthread_mutex_init(&e->mu, NULL) != 0) {
+        free(e);
+        return km__err(KM_E_NOMEM, "vault: cannot create a mutex");
+    }
+    if (pthread_cond_init(&e->cond, NULL) != 0) {
+        pthread_mutex_destroy(&e->mu);
+        free(e);
+        return km__err(KM_E_NOMEM, "vault: cannot create a condition variable");
+    }
+    atomic_init(&e->active, 0);
+    atomic_init(&e->resizing, 0);
+    e->dev = st->st_dev;
+    e->ino = st->st_ino;
+    e->fork_gen = gen;
+    e->refs = 1;
+
+    if ((mrc = mdb_env_create(&e->mdb)) != 0) {
+        e->mdb = NULL;
+        rc = lmdb_err(mrc, "cannot create the LMDB environment");
+        goto fail;
+    }
+    if ((mrc = mdb_env_set_maxdbs(e->mdb, KM__T__COUNT)) != 0
+        || (map_size != 0 && (mrc = mdb_env_set_mapsize(e->mdb, (size_t)map_size)) != 0)) {
+        rc = lmdb_err(mrc, "cannot configure the LMDB environment");
+        goto fail;
+    }
+    /* Durable commits: never MDB_NOSYNC, MDB_NOMETASYNC, MDB_MAPASYNC or MDB_NOMEMINIT. */
+    if ((mrc = mdb_env_open(e->mdb, dir, MDB_NOTLS, 0600)) != 0) {
+        rc = lmdb_err(mrc, "cannot open the vault environment");
+        goto fail;
+    }
+    /* The directory must still be the one we looked up (the registry key). */
+    if (stat(dir, &st2) != 0 || st2.st_dev != e->dev || st2.st_ino != e->ino) {
+        rc = km__err(KM_E_IO, "the vault directory changed while it was being opened");
+        goto fail;
+    }
+    if (map_size == 0) {
+        /* max(1 GiB, the size the vault already has) */
+        if ((mrc = mdb_env_set_mapsize(e->mdb, 0)) != 0
+            || (mrc = mdb_env_info(e->mdb, &info)) != 0
+            || (info.me_mapsize < DEFAULT_MAP_SIZE
+                && (mrc = mdb_env_set_mapsize(e->mdb, (size_t)DEFAULT_MAP_SIZE)) != 0)) {
+            rc = lmdb_err(mrc, "cannot set the vault map size");
+            goto fail;
+        }
+    }
+    (void)mdb_reader_check(e->mdb, &dead);
+    /* Named DB handles live on only if the txn opening them commits. */
+    if ((mrc = mdb_txn_begin(e->mdb, NULL, 0, &txn)) != 0) {
+        rc = lmdb_err(mrc, "cannot begin a vault transaction");
+        goto fail;
+    }
+    for (i = 0; i < KM__T__COUNT; i++) {
+        if ((mrc = mdb_dbi_open(txn, table_names[i], MDB_CREATE, &e->dbi[i])) != 0) {
+            mdb_txn_abort(txn);
+            rc = lmdb_err(mrc, "cannot open a vault table");
+            goto fail;
+        }
+    }
+    if ((mrc = mdb_txn_commit(txn)) != 0) {
+        rc = lmdb_err(mrc, "cannot commit the vault tables");
+        goto fail;
+    }
+    *out = e;
+    return KM_OK;
+fail:
+    env_destroy(e);
+    return rc;
+}
+
+/* Finds or opens the shared environment of `dir` (described by `st`). */
+static int env_acquire(const char *dir, const struct stat *st, uint64_t map_size, km__env **out)
+{
+    unsigned gen = atomic_load(&km__fork_gen);
+    km__env *e;
+    int rc = KM_OK, dead;
+
+    *out = NULL;
+    pthread_mutex_lock(&reg_mu);
+    for (e = reg_head; e != NULL; e = e->next) {
+        /* an env inherited from the parent process is never reused */
+        if (e->dev == st->st_dev && e->ino == st->st_ino && e->fork_gen == gen)
+            break;
+    }
+    if (e != NULL) {
+        e->refs++;
+        (void)mdb_reader_check(e->mdb, &dead);
+    } else if ((rc = env_new(dir, st, map_size, gen, &e)) == KM_OK) {
+        e->next = reg_head;
+        reg_head = e;
+    }
+    pthread_mutex_unlock(&reg_mu);
+    if (rc == KM_OK)
+        *out = e;
+    return rc;
+}
+
+void km__env_close(km__env *env)
+{
+    km__env **pp;
+
+    if (env == NULL)
+        return;
+    pthread_mutex_lock(&reg_mu);
+    if (--env->refs > 0) {
+        pthread_mutex_unlock(&reg_mu);
+        return;
+    }
+    for (pp = &reg_head; *pp != NULL; pp = &(*pp)->next) {
+        if (*pp == env) {
+            *pp = env->next;
+            break;
+        }
+    }
+    if (env->fork_gen != atomic_load(&km__fork_gen)) {
+        /* Inherited from the parent across fork(): LMDB must not be used here,
+         * and mdb_env_close could touch the parent's reader slots. Leave the
+         * mapping, descriptors and mutex (maybe locked) alone, on a list that
+         * keeps them reachable. */
+        env->next = reg_orphans;
+        reg_orphans = env;
+        pthread_mutex_unlock(&reg_mu);
+        return;
+    }
+    pthread_mutex_unlock(&reg_mu);
+    env_destroy(env);
+}
+
+/* ------------------------------------------------------------ transactions */
+
+static void env_leave(km__env *e)
+{
+    if (atomic_fetch_sub(&e->active, 1) == 1 && atomic_load(&e->resizing)) {
+        pthread_mutex_lock(&e->mu);
+        pthread_cond_broadcast(&e->cond);
+        pthread_mutex_unlock(&e->mu);
+    }
+}
+
+static void env_enter(km__env *e)
+{
+    for (;;) {
+        atomic_fetch_add(&e->active, 1);
+        if (!atomic_load(&e->resizing))
+            return;
+        env_leave(e);
+        pthread_mutex_lock(&e->mu);
+        while (atomic_load(&e->resizing))
+            pthread_cond_wait(&e->cond, &e->mu);
+        pthread_mutex_unlock(&e->mu);
+    }
+}
+
+/* Another process grew the map: adopt its size once no transaction of this
+ * process is open (LMDB requires it). */
+static int env_adopt_mapsize(km__env *e)
+{
+    struct timespec deadline;
+    int rc = KM_OK, w = 0, mrc;
+
+    pthread_mutex_lock(&e->mu);
+    if (atomic_load(&e->resizing)) {
+        /* another thread is doing it */
+        while (atomic_load(&e->resizing))
+            pthread_cond_wait(&e->cond, &e->mu);
+        pthread_mutex_unlock(&e->mu);
+        return KM_OK;
+    }
+    atomic_store(&e->resizing, 1);
+    clock_gettime(CLOCK_REALTIME, &deadline);
+    deadline.tv_sec += RESIZE_WAIT_S;
+    while (atomic_load(&e->active) > 0 && w != ETIMEDOUT)
+        w = pthread_cond_timedwait(&e->cond, &e->mu, &deadline);
+    if (atomic_load(&e->active) > 0)
+        rc = km__err(KM_E_BUSY, "the vault map grew in another process while transactions "
+                                "of this process stay open");
+    else if ((mrc = mdb_env_set_mapsize(e->mdb, 0)) != 0)
+        rc = lmdb_err(mrc, "cannot adopt the vault's new map size");
+    atomic_store(&e->resizing, 0);
+    pthread_cond_broadcast(&e->cond);
+    pthread_mutex_unlock(&e->mu);
+    return rc;
+}
+
+int km__txn_begin(km__env *env, int write, km__txn **out)
+{
+    km__txn *t;
+    int mrc, rc, tries;
+
+    if (out == NULL)
+        return km__err(KM_E_INVALID, "km__txn_begin: out is NULL");
+    *out = NULL;
+    if (env == NULL)
+        return km__err(KM_E_INVALID, "km__txn_begin: env is NULL");
+    if (env->fork_gen != atomic_load(&km__fork_gen))
+        return km__err(KM_E_FORK, "vault environment used in a forked child; open the vault "
+                                  "again there");
+    t = calloc(1, sizeof *t);
+    if (t == NULL)
+        return km__err(KM_E_NOMEM, "vault: out of memory");
+    t->env = env;
+    t->write = write != 0;
+    for (tries = 0;; tries++) {
+        env_enter(env);
+        mrc = mdb_txn_begin(env->mdb, NULL, write ? 0 : MDB_RDONLY, &t->txn);
+        if (mrc == 0)
+            break;
+        env_leave(env);
+        if (mrc == MDB_MAP_RESIZED && tries < 3) {
+            if ((rc = env_adopt_mapsize(env)) != KM_OK) {
+                free(t);
+                return rc;
+            }
+            continue;
+        }
+        free(t);
+        return lmdb_err(mrc, "cannot begin a vault transaction");
+    }
+    *out = t;
+    return KM_OK;
+}
+
+int km__txn_commit(km__txn *t)
+{
+    km__env *e;
+    int mrc, rc = KM_OK;
+
+    if (t == NULL)
+        return km__err(KM_E_INVALID, "km__txn_commit: transaction is NULL");
+    e = t->env;
+    if (t->err != KM_OK) {
+        mdb_txn_abort(t->txn);
+        rc = km__err_native(t->err, KM_NATIVE_LMDB, (unsigned long)(long)t->native,
+                            "vault transaction aborted after a failed write: %s",
+                            mdb_strerror(t->native));
+    } else if ((mrc = mdb_txn_commit(t->txn)) != 0) {
+        rc = lmdb_err(mrc, "cannot commit the vault transaction");
+    }
+    env_leave(e);
+    free(t);
+    return rc;
+}
+
+void km__txn_abort(km__txn *t)
+{
+    if (t == NULL)
+        return;
+    mdb_txn_abort(t->txn);
+    env_leave(t->env);
+    free(t);
+}
+
+/* ----------------------------------------------------------------- sealer */
+
+void km__sealer_free(km__sealer *s)
+{
+    if (s == NULL)
+        return;
+    km__sfree(s->keys, SEALER_KEYS_LEN);
+    free(s);
+}
+
+int km__sealer_new(km__sealer **out, const km_secret *master)
+{
+    static const char info_seal[] = "km v1 record seal";
+    static const char info_name[] = "km v1 name index";
+    km__sealer *s = NULL;
+    int rc;
+
+    if (out == NULL)
+        return km__err(KM_E_INVALID, "km__sealer_new: out is NULL");
+    *out = NULL;
+    if (master == NULL || km_secret_len(master) != MASTER_LEN)
+        return km__err(KM_E_INVALID, "km__sealer_new: master must be a %d-byte secret",
+                       MASTER_LEN);
+    s = calloc(1, sizeof *s);
+    if (s == NULL)
+        return km__err(KM_E_NOMEM, "vault: out of memory");
+    s->keys = km__salloc(SEALER_KEYS_LEN);
+    if (s->keys == NULL) {
+        rc = km__err(KM_E_NOMEM, "vault: cannot map secure memory");
+        goto out;
+    }
+    rc = km__hkdf_sha256(km_secret_data(master), MASTER_LEN, NULL, 0, (const uint8_t *)info_seal,
+                         sizeof info_seal - 1, s->keys, 32);
+    if (rc != KM_OK)
+        goto out;
+    rc = km__hkdf_sha256(km_secret_data(master), MASTER_LEN, NULL, 0, (const uint8_t *)info_name,
+                         sizeof info_name - 1, s->keys + 32, 32);
+    if (rc != KM_OK)
+        goto out;
+    *out = s;
+    s = NULL;
+out:
+    km__sealer_free(s);
+    return rc;
+}
+
+int km__sealer_name_hash(const km__sealer *s, const char *name, size_t len, uint8_t out[32])
+{
+    if (s == NULL || out == NULL)
+        return km__err(KM_E_INVALID, "km__sealer_name_hash: %s is NULL",
+                       s == NULL ? "sealer" : "out");
+    if (name == NULL && len > 0)
+        return km__err(KM_E_INVALID, "km__sealer_name_hash: name is NULL");
+    return km__hmac_sha256(s->keys + 32, 32, (const uint8_t *)name, len, out);
+}
+
+/* ---------------------------------------------------------------- records */
+
+int km__rec_get(km__txn *t, const km__sealer *s, km__table tbl, const uint8_t *key,
+                size_t key_len, km_secret **out)
+{
+    MDB_val k, v;
+    km_secret *sec = NULL;
+    int rc, mrc;
+
+    if (out == NULL)
+        return km__err(KM_E_INVALID, "km__rec_get: out is NULL");
+    *out = NULL;
+    if ((rc = rec_args("km__rec_get", t, tbl, key, key_len)) != KM_OK)
+        return rc;
+    if (s == NULL)
+        return km__err(KM_E_INVALID, "km__rec_get: sealer is NULL");
+    if (tbl == KM__T_SLOTS)
+        return km__err(KM_E_INVALID, "km__rec_get: keyslots are not sealed records");
+    k = mval(key, key_len);
+    mrc = mdb_get(t->txn, t->env->dbi[tbl], &k, &v);
+    if (mrc == MDB_NOTFOUND)
+        return km__err(KM_E_NOTFOUND, "no record with this key in table %s", table_names[tbl]);
+    if (mrc != 0)
+        return lmdb_err(mrc, "cannot read the vault");
+    if ((rc = rec_shape(tbl, &v)) != KM_OK)
+        return rc;
+    if ((rc = km_secret_new(&sec, v.mv_size - REC_OVERHEAD)) != KM_OK)
+        return rc;
+    if ((rc = rec_unseal(s, tbl, &k, &v, km_secret_data(sec))) != KM_OK) {
+        km_secret_free(sec);
+        return rc;
+    }
+    *out = sec;
+    return KM_OK;
+}
+
+int km__rec_put(km__txn *t, const km__sealer *s, km__table tbl, const uint8_t *key,
+                size_t key_len, const uint8_t *val, size_t val_len, unsigned flags)
+{
+    uint8_t aad[AAD_MAX], *buf;
+    size_t aad_len, n;
+    MDB_val k, v;
+    int rc, mrc;
+
+    if ((rc = rec_args("km__rec_put", t, tbl, key, key_len)) != KM_OK)
+        return rc;
+    if (s == NULL)
+        return km__err(KM_E_INVALID, "km__rec_put: sealer is NULL");
+    if (tbl == KM__T_SLOTS)
+        return km__err(KM_E_INVALID, "km__rec_put: keyslots are not sealed records");
+    if (val == NULL || val_len == 0 || val_len > REC_MAX)
+        return km__err(KM_E_INVALID, "km__rec_put: value must be 1 byte to 16 MiB");
+    if (flags & ~(unsigned)KM__PUT_NOOVERWRITE)
+        return km__err(KM_E_INVALID, "km__rec_put: unknown flags");
+    if ((rc = txn_writable("km__rec_put", t)) != KM_OK)
+        return rc;
+    /* the sealed value is not secret: ordinary heap */
+    n = val_len + REC_OVERHEAD;
+    buf = malloc(n);
+    if (buf == NULL)
+        return km__err(KM_E_NOMEM, "vault: out of memory");
+    buf[0] = REC_FORMAT;
+    if ((rc = km__nonce12(buf + 1)) != KM_OK)
+        goto out;
+    aad_len = aad_build(aad, tbl, key, key_len);
+    rc = km__gcm_seal(s->keys, buf + 1, aad, aad_len, val, val_len, buf + 1 + REC_NONCE,
+                      buf + 1 + REC_NONCE + val_len);
+    if (rc != KM_OK)
+        goto out;
+    k = mval(key, key_len);
+    v = mval(buf, n);
+    mrc = mdb_put(t->txn, t->env->dbi[tbl], &k, &v,
+                  (flags & KM__PUT_NOOVERWRITE) ? MDB_NOOVERWRITE : 0);
+    if (mrc == MDB_KEYEXIST)
+        rc = km__err(KM_E_EXISTS, "a record with this key already exists in table %s",
+                     table_names[tbl]);
+    else if (mrc != 0)
+        rc = txn_fail(t, mrc, "cannot write the vault");
+out:
+    free(buf);
+    return rc;
+}
+
+int km__rec_del(km__txn *t, km__table tbl, const uint8_t *key, size_t key_len)
+{
+    MDB_val k;
+    int rc, mrc;
+
+    if ((rc = rec_args("km__rec_del", t, tbl, key, key_len)) != KM_OK)
+        return rc;
+    if ((rc = txn_writable("km__rec_del", t)) != KM_OK)
+        return rc;
+    k = mval(key, key_len);
+    mrc = mdb_del(t->txn, t->env->dbi[tbl], &k, NULL);
+    if (mrc == MDB_NOTFOUND)
+        return km__err(KM_E_NOTFOUND, "no record with this key in table %s", table_names[tbl]);
+    if (mrc != 0)
+        return txn_fail(t, mrc, "cannot delete from the vault");
+    return KM_OK;
+}
+
+int km__rec_iter(km__txn *t, const km__sealer *s, km__table tbl, const uint8_t *prefix,
+                 size_t prefix_len, km__rec_fn fn, void *arg)
+{
+    MDB_cursor *c = NULL;
+    MDB_cursor_op op;
+    MDB_val k, v;
+    uint8_t *buf = NULL;        /* secure scratch for one unsealed value */
+    size_t cap = 0, n;
+    int rc = KM_OK, mrc, r;
+
+    if (t == NULL || t->txn == NULL || s == NULL || fn == NULL)
+        return km__err(KM_E_INVALID, "km__rec_iter: %s is NULL",
+                       t == NULL || t->txn == NULL ? "transaction" : s == NULL ? "sealer" : "fn");
+    if (!table_ok(tbl) || tbl == KM__T_SLOTS)
+        return km__err(KM_E_INVALID, "km__rec_iter: not a table of sealed records");
+    if ((prefix == NULL && prefix_len > 0) || prefix_len > KEY_MAX)
+        return km__err(KM_E_INVALID, "km__rec_iter: bad prefix");
+    if ((mrc = mdb_cursor_open(t->txn, t->env->dbi[tbl], &c)) != 0)
+        return lmdb_err(mrc, "cannot read the vault");
+    if (prefix_len > 0) {
+        k = mval(prefix, prefix_len);
+        op = MDB_SET_RANGE;
+    } else {
+        op = MDB_FIRST;
+    }
+    for (;; op = MDB_NEXT) {
+        mrc = mdb_cursor_get(c, &k, &v, op);
+        if (mrc == MDB_NOTFOUND)
+            break;
+        if (mrc != 0) {
+            rc = lmdb_err(mrc, "cannot read the vault");
+            goto out;
+        }
+        if (prefix_len > 0
+            && (k.mv_size < prefix_len || memcmp(k.mv_data, prefix, prefix_len) != 0))
+            break;
+        if ((rc = rec_shape(tbl, &v)) != KM_OK)
+            goto out;
+        n = v.mv_size - REC_OVERHEAD;
+        if (n > cap) {
+            km__sfree(buf, cap);
+            cap = 0;
+            buf = km__salloc((n + 4095) & ~(size_t)4095);
+            if (buf == NULL) {
+                rc = km__err(KM_E_NOMEM, "vault: cannot map secure memory");
+                goto out;
+            }
+            cap = (n + 4095) & ~(size_t)4095;
+        }
+        if ((rc = rec_unseal(s, tbl, &k, &v, buf)) != KM_OK)
+            goto out;
+        r = fn(k.mv_data, k.mv_size, buf, n, arg);
+        km_memzero(buf, n);
+        if (r != 0) {
+            rc = r < 0 ? r : KM_OK;
+            goto out;
+        }
+    }
+out:
+    mdb_cursor_close(c);
+    km__sfree(buf, cap);
+    return rc;
+}
+
+/* --------------------------------------------------------------- keyslots */
+
+typedef struct pass_slot {
+    uint32_t log2n;
+    const uint8_t *salt;
+    const uint8_t *wrapped;
+} pass_slot;
+
+/* Parses and strictly validates a keyslot before any KDF runs on it.
+ * *is_pass = 0 for a slot of another type (skipped by passphrase opens). */
+static int slot_parse(const uint8_t *rec, size_t len, uint32_t id, pass_slot *ps, int *is_pass)
+{
+    uint32_t type, kdf, r, p;
+    size_t salt_len, wrapped_len;
+
+    *is_pass = 0;
+    if (km__tlv_check(rec, len) != KM_OK
+        || km__tlv_get_u32(rec, len, SLOT_TAG_TYPE, &type) != KM_OK)
+        return km__err(KM_E_CORRUPT, "keyslot %u is malformed", id);
+    if (type != SLOT_TYPE_PASSPHRASE)
+        return KM_OK;
+    if (len != SLOT_PASS_REC_LEN
+        || km__tlv_get_u32(rec, len, SLOT_TAG_KDF, &kdf) != KM_OK
+        || km__tlv_get_u32(rec, len, SLOT_TAG_LOG2N, &ps->log2n) != KM_OK
+        || km__tlv_get_u32(rec, len, SLOT_TAG_R, &r) != KM_OK
+        || km__tlv_get_u32(rec, len, SLOT_TAG_P, &p) != KM_OK
+        || !km__tlv_find(rec, len, SLOT_TAG_SALT, &ps->salt, &salt_len)
+        || !km__tlv_find(rec, len, SLOT_TAG_WRAPPED, &ps->wrapped, &wrapped_len))
+        return km__err(KM_E_CORRUPT, "keyslot %u is malformed", id);
+    if (kdf != SLOT_KDF_SCRYPT || ps->log2n < KM_KDF_COST_MIN || ps->log2n > KM_KDF_COST_MAX
+        || r != SLOT_SCRYPT_R || p != SLOT_SCRYPT_P || salt_len != SLOT_SALT_LEN
+        || wrapped_len != SLOT_WRAPPED_LEN)
+        return km__err(KM_E_CORRUPT, "keyslot %u has invalid parameters", id);
+    *is_pass = 1;
+    return KM_OK;
+}
+
+int km__slot_add_passphrase(km__txn *t, const km_secret *master, const uint8_t *pass,
+                            size_t pass_len, uint32_t log2n)
+{
+    uint8_t salt[SLOT_SALT_LEN], wrapped[SLOT_WRAPPED_LEN], rec[SLOT_PASS_REC_LEN], idb[4];
+    uint8_t *kek = NULL;
+    size_t wlen = 0;
+    uint32_t id = 1;
+    MDB_cursor *c = NULL;
+    MDB_val k, v;
+    km__tlv_w w;
+    int rc, mrc;
+
+    if (t == NULL || t->txn == NULL)
+        return km__err(KM_E_INVALID, "km__slot_add_passphrase: transaction is NULL");
+    if (master == NULL || km_secret_len(master) != MASTER_LEN)
+        return km__err(KM_E_INVALID, "km__slot_add_passphrase: master must be a %d-byte secret",
+                       MASTER_LEN);
+    if (pass == NULL || pass_len == 0 || pass_len > 1024)
+        return km__err(KM_E_INVALID, "km__slot_add_passphrase: passphrase must be 1 to 1024 bytes");
+    if (log2n < KM_KDF_COST_MIN || log2n > KM_KDF_COST_MAX)
+        return km__err(KM_E_INVALID, "km__slot_add_passphrase: kdf cost must be %d to %d",
+                       KM_KDF_COST_MIN, KM_KDF_COST_MAX);
+    if ((rc = txn_writable("km__slot_add_passphrase", t)) != KM_OK)
+        return rc;
+
+    /* next slot id: one past the highest */
+    if ((mrc = mdb_cursor_open(t->txn, t->env->dbi[KM__T_SLOTS], &c)) != 0)
+        return lmdb_err(mrc, "cannot read the keyslots");
+    mrc = mdb_cursor_get(c, &k, &v, MDB_LAST);
+    if (mrc == 0) {
+        if (k.mv_size != 4)
+            rc = km__err(KM_E_CORRUPT, "keyslot table holds a malformed key");
+        else if ((id = km__be32_get(k.mv_data) + 1) == 0)
+            rc = km__err(KM_E_FULL, "no keyslot id left");
+    } else if (mrc != MDB_NOTFOUND) {
+        rc = lmdb_err(mrc, "cannot read the keyslots");
+    }
+    mdb_cursor_close(c);
+    if (rc != KM_OK)
+        return rc;
+
+    kek = km__salloc(SLOT_KEK_LEN);
+    if (kek == NULL)
+        return km__err(KM_E_NOMEM, "vault: cannot map secure memory");
+    if ((rc = km__random(salt, sizeof salt)) != KM_OK)
+        goto out;
+    rc = km__scrypt(pass, pass_len, salt, sizeof salt, log2n, SLOT_SCRYPT_R, SLOT_SCRYPT_P, kek,
+                    SLOT_KEK_LEN);
+    if (rc != KM_OK)
+        goto out;
+    rc = km__kwp_wrap(kek, SLOT_KEK_LEN, km_secret_data(master), MASTER_LEN, wrapped,
+                      sizeof wrapped, &wlen);
+    if (rc != KM_OK)
+        goto out;
+    if (wlen != SLOT_WRAPPED_LEN) {
+        rc = km__err(KM_E_INTERNAL, "key wrap gave an unexpected length");
+        goto out;
+    }
+    km__tlv_init(&w, rec, sizeof rec);
+    km__tlv_put_u32(&w, SLOT_TAG_TYPE, SLOT_TYPE_PASSPHRASE);
+    km__tlv_put_u32(&w, SLOT_TAG_KDF, SLOT_KDF_SCRYPT);
+    km__tlv_put_u32(&w, SLOT_TAG_LOG2N, log2n);
+    km__tlv_put_u32(&w, SLOT_TAG_R, SLOT_SCRYPT_R);
+    km__tlv_put_u32(&w, SLOT_TAG_P, SLOT_SCRYPT_P);
+    km__tlv_put(&w, SLOT_TAG_SALT, salt, sizeof salt);
+    km__tlv_put(&w, SLOT_TAG_WRAPPED, wrapped, wlen);
+    if ((rc = km__tlv_end(&w)) != KM_OK)
+        goto out;
+    km__be32_put(idb, id);
+    rc = raw_put(t, KM__T_SLOTS, idb, sizeof idb, rec, w.len);
+out:
+    km__sfree(kek, SLOT_KEK_LEN);
+    return rc;
+}
+
+/* Unwraps the master key with the first passphrase slot that opens. Every
+ * slot is validated before any scrypt runs. */
+static int slots_open(km__txn *t, const uint8_t *pass, size_t pass_len, km_secret **master)
+{
+    MDB_cursor *c = NULL;
+    MDB_cursor_op op;
+    MDB_val k, v;
+    pass_slot ps;
+    uint8_t *kek = NULL, *mk = NULL;
+    size_t mlen = 0;
+    unsigned nslots = 0;
+    int rc = KM_OK, mrc, is_pass, pass_round;
+
+    *master = NULL;
+    kek = km__salloc(SLOT_KEK_LEN);
+    mk = km__salloc(SLOT_WRAPPED_LEN);
+    if (kek == NULL || mk == NULL) {
+        rc = km__err(KM_E_NOMEM, "vault: cannot map secure memory");
+        goto out;
+    }
+    if ((mrc = mdb_cursor_open(t->txn, t->env->dbi[KM__T_SLOTS], &c)) != 0) {
+        rc = lmdb_err(mrc, "cannot read the keyslots");
+        goto out;
+    }
+    /* round 0 validates every slot, round 1 tries the passphrase slots */
+    for (pass_round = 0; pass_round < 2 && *master == NULL; pass_round++) {
+        for (op = MDB_FIRST;; op = MDB_NEXT) {
+            mrc = mdb_cursor_get(c, &k, &v, op);
+            if (mrc == MDB_NOTFOUND)
+                break;
+            if (mrc != 0) {
+                rc = lmdb_err(mrc, "cannot read the keyslots");
+                goto out;
+            }
+            if (k.mv_size != 4) {
+                rc = km__err(KM_E_CORRUPT, "keyslot table holds a malformed key");
+                goto out;
+            }
+            rc = slot_parse(v.mv_data, v.mv_size, km__be32_get(k.mv_data), &ps, &is_pass);
+            if (rc != KM_OK)
+                goto out;
+            if (pass_round == 0) {
+                nslots++;
+                continue;
+            }
+            if (!is_pass)
+                continue;
+            rc = km__scrypt(pass, pass_len, ps.salt, SLOT_SALT_LEN, ps.log2n, SLOT_SCRYPT_R,
+                            SLOT_SCRYPT_P, kek, SLOT_KEK_LEN);
+            if (rc != KM_OK)
+                goto out;
+            rc = km__kwp_unwrap(kek, SLOT_KEK_LEN, ps.wrapped, SLOT_WRAPPED_LEN, mk,
+                                SLOT_WRAPPED_LEN, &mlen);
+            km_memzero(kek, SLOT_KEK_LEN);
+            if (rc == KM_E_INTEGRITY)
+                continue;       /* another passphrase's slot */
+            if (rc != KM_OK)
+                goto out;
+            if (mlen != MASTER_LEN) {
+                rc = km__err(KM_E_CORRUPT, "keyslot %u holds a key of the wrong length",
+                             km__be32_get(k.mv_data));
+                goto out;
+            }
+            rc = km_secret_from(master, mk, MASTER_LEN);
+            goto out;
+        }
+        if (pass_round == 0 && nslots == 0) {
+            rc = km__err(KM_E_CORRUPT, "the vault has no keyslot");
+            goto out;
+        }
+    }
+    rc = km__err(KM_E_AUTH, "no keyslot opens with this passphrase");
+out:
+    mdb_cursor_close(c);
+    km__sfree(kek, SLOT_KEK_LEN);
+    km__sfree(mk, SLOT_WRAPPED_LEN);
+    return rc;
+}
+
+/* --------------------------------------------------------------- vault meta */
+
+/* Reads the unsealed meta. *present = 0 when the environment holds no vault. */
+static int meta_read(km__txn *t, int *present, uint8_t vault_id[16])
+{
+    MDB_val k = mval(META_FORMAT, sizeof META_FORMAT - 1), v;
+    const uint8_t *p;
+    int mrc;
+
+    *present = 0;
+    mrc = mdb_get(t->txn, t->env->dbi[KM__T_META], &k, &v);
+    if (mrc == MDB_NOTFOUND)
+        return KM_OK;
+    if (mrc != 0)
+        return lmdb_err(mrc, "cannot read the vault metadata");
+    *present = 1;
+    p = v.mv_data;
+    if (v.mv_size != 1 || p[0] == 0)
+        return km__err(KM_E_CORRUPT, "vault metadata: bad format entry");
+    if (p[0] > VAULT_FORMAT)
+        return km__err(KM_E_UNSUPPORTED, "vault format %u is newer than this libkm reads (%d)",
+                       (unsigned)p[0], VAULT_FORMAT);
+    k = mval(META_VAULT_ID, sizeof META_VAULT_ID - 1);
+    mrc = mdb_get(t->txn, t->env->dbi[KM__T_META], &k, &v);
+    if (mrc == MDB_NOTFOUND || (mrc == 0 && v.mv_size != 16))
+        return km__err(KM_E_CORRUPT, "vault metadata: missing or bad vault id");
+    if (mrc != 0)
+        return lmdb_err(mrc, "cannot read the vault metadata");
+    memcpy(vault_id, v.mv_data, 16);
+    return KM_OK;
+}
+
+static void check_value(uint8_t out[17], const uint8_t vault_id[16])
+{
+    out[0] = VAULT_FORMAT;
+    memcpy(out + 1, vault_id, 16);
+}
+
+/* Compares the unsealed meta with its sealed copy. */
+static int meta_verify(km__txn *t, const km_secret *master, const uint8_t vault_id[16])
+{
+    km__sealer *s = NULL;
+    km_secret *rec = NULL;
+    uint8_t want[17];
+    int rc;
+
+    if ((rc = km__sealer_new(&s, master)) != KM_OK)
+        return rc;
+    rc = km__rec_get(t, s, KM__T_META, (const uint8_t *)META_CHECK, sizeof META_CHECK - 1, &rec);
+    if (rc == KM_E_NOTFOUND)
+        rc = km__err(KM_E_CORRUPT, "vault metadata: the sealed check record is missing");
+    if (rc != KM_OK)
+        goto out;
+    check_value(want, vault_id);
+    if (km_secret_len(rec) != sizeof want || !km_ct_equal(km_secret_data(rec), want, sizeof want))
+        rc = km__err(KM_E_CORRUPT, "vault metadata does not match its sealed copy "
+                                   "(downgraded or swapped)");
+out:
+    km_secret_free(rec);
+    km__sealer_free(s);
+    return rc;
+}
+
+/* Creates the vault in one write transaction. *raced = 1 when another
+ * thread or process created it first (nothing written). */
+static int vault_create(km__env *e, const km_open_options *o, uint32_t cost, km_secret **master_out,
+                        uint8_t vault_id[16], int *raced)
+{
+    static const uint8_t format = VAULT_FORMAT;
+    km__txn *t = NULL;
+    km__sealer *s = NULL;
+    km_secret *master = NULL;
+    uint8_t id[16], chk[17];
+    int rc, present;
+
+    *raced = 0;
+    if ((rc = km__txn_begin(e, 1, &t)) != KM_OK)
+        return rc;
+    if ((rc = meta_read(t, &present, id)) != KM_OK)
+        goto out;
+    if (present) {
+        *raced = 1;
+        goto out;
+    }
+    if ((rc = km_secret_new(&master, MASTER_LEN)) != KM_OK
+        || (rc = km__random(km_secret_data(master), MASTER_LEN)) != KM_OK
+        || (rc = km__random(id, sizeof id)) != KM_OK)
+        goto out;
+    if ((rc = raw_put(t, KM__T_META, META_FORMAT, sizeof META_FORMAT - 1, &format, 1)) != KM_OK
+        || (rc = raw_put(t, KM__T_META, META_VAULT_ID, sizeof META_VAULT_ID - 1, id, 16)) != KM_OK)
+        goto out;
+    rc = km__slot_add_passphrase(t, master, o->passphrase, o->passphrase_len, cost);
+    if (rc != KM_OK)
+        goto out;
+    if ((rc = km__sealer_new(&s, master)) != KM_OK)
+        goto out;
+    check_value(chk, id);
+    rc = km__rec_put(t, s, KM__T_META, (const uint8_t *)META_CHECK, sizeof META_CHECK - 1, chk,
+                     sizeof chk, KM__PUT_NOOVERWRITE);
+    if (rc != KM_OK)
+        goto out;
+    rc = km__txn_commit(t);
+    t = NULL;
+    if (rc != KM_OK)
+        goto out;
+    memcpy(vault_id, id, 16);
+    *master_out = master;
+    master = NULL;
+out:
+    km__txn_abort(t);
+    km__sealer_free(s);
+    km_secret_free(master);
+    return rc;
+}
+
+/* Unlocks an existing vault. */
+static int vault_unlock(km__env *e, const km_open_options *o, km_secret **master_out,
+                        uint8_t vault_id[16], int *present)
+{
+    km__txn *t = NULL;
+    km_secret *master = NULL;
+    uint8_t id[16];
+    int rc;
+
+    if ((rc = km__txn_begin(e, 0, &t)) != KM_OK)
+        return rc;
+    if ((rc = meta_read(t, present, id)) != KM_OK || !*present)
+        goto out;
+    if ((o->flags & KM_OPEN_CREATE) && (o->flags & KM_OPEN_EXCL)) {
+        rc = km__err(KM_E_EXISTS, "a vault already exists in this directory");
+        goto out;
+    }
+    if ((rc = slots_open(t, o->passphrase, o->passphrase_len, &master)) != KM_OK)
+        goto out;
+    if ((rc = meta_verify(t, master, id)) != KM_OK)
+        goto out;
+    memcpy(vault_id, id, 16);
+    *master_out = master;
+    master = NULL;
+out:
+    km__txn_abort(t);
+    km_secret_free(master);
+    return rc;
+}
+
+/* Looks the directory up, creating it (0700) with KM_OPEN_CREATE. Without
+ * CREATE, a directory without data.mdb holds no vault: nothing is created. */
+static int vault_dir(const char *dir, uint32_t flags, struct stat *st)
+{
+    char path[4200];
+    struct stat fst;
+    int n;
+
+    if (stat(dir, st) != 0) {
+        if (errno != ENOENT)
+            return km__err_native(KM_E_IO, KM_NATIVE_ERRNO, (unsigned long)errno,
+                                  "cannot look up the vault directory");
+        if (!(flags & KM_OPEN_CREATE))
+            return km__err(KM_E_NOTFOUND, "no vault at this path");
+        if (mkdir(dir, 0700) != 0 && errno != EEXIST)
+            return km__err_native(KM_E_IO, KM_NATIVE_ERRNO, (unsigned long)errno,
+                                  "cannot create the vault directory");
+        if (stat(dir, st) != 0)
+            return km__err_native(KM_E_IO, KM_NATIVE_ERRNO, (unsigned long)errno,
+                                  "cannot look up the vault directory");
+    }
+    if (!S_ISDIR(st->st_mode))
+        return km__err(KM_E_INVALID, "the vault path is not a directory");
+    if (!(flags & KM_OPEN_CREATE)) {
+        n = snprintf(path, sizeof path, "%s/data.mdb", dir);
+        if (n < 0 || (size_t)n >= sizeof path)
+            return km__err(KM_E_INVALID, "vault path too long");
+        if (stat(path, &fst) != 0) {
+            if (errno == ENOENT)
+                return km__err(KM_E_NOTFOUND, "no vault at this path");
+            return km__err_native(KM_E_IO, KM_NATIVE_ERRNO, (unsigned long)errno,
+                                  "cannot look up the vault file");
+        }
+    }
+    return KM_OK;
+}
+
+int km__env_open(km__env **out, const char *dir, const km_open_options *o,
+                 km_secret **master_out, uint8_t vault_id[16])
+{
+    km__env *e = NULL;
+    km_secret *master = NULL;
+    struct stat st;
+    uint32_t cost;
+    int rc, present = 0, raced = 0, attempt;
+
+    if (out != NULL)
+        *out = NULL;
+    if (master_out != NULL)
+        *master_out = NULL;
+    if (out == NULL || master_out == NULL || vault_id == NULL)
+        return km__err(KM_E_INVALID, "km__env_open: %s is NULL",
+                       out == NULL ? "out" : master_out == NULL ? "master_out" : "vault_id");
+    if (dir == NULL || dir[0] == '\0')
+        return km__err(KM_E_INVALID, "km__env_open: dir is NULL or empty");
+    if (o == NULL || o->version < 1 || o->version > KM_OPEN_OPTIONS_VERSION)
+        return km__err(KM_E_INVALID, "km__env_open: options missing or of an unknown version");
+    if (o->passphrase == NULL || o->passphrase_len == 0 || o->passphrase_len > 1024)
+        return km__err(KM_E_INVALID, "km__env_open: passphrase must be 1 to 1024 bytes");
+    cost = o->kdf_cost ? o->kdf_cost : KM_KDF_COST_DEFAULT;
+    if (cost < KM_KDF_COST_MIN || cost > KM_KDF_COST_MAX)
+        return km__err(KM_E_INVALID, "km__env_open: kdf_cost must be %d to %d", KM_KDF_COST_MIN,
+                       KM_KDF_COST_MAX);
+    if (o->map_size > SIZE_MAX)
+        return km__err(KM_E_INVALID, "km__env_open: map_size too large for this platform");
+    if ((rc = km_init()) != KM_OK)
+        return rc;
+    (void)pthread_once(&reg_once, reg_init);
+
+    if ((rc = vault_dir(dir, o->flags, &st)) != KM_OK)
+        return rc;
+    if ((rc = env_acquire(dir, &st, o->map_size, &e)) != KM_OK)
+        return rc;
+    /* A second attempt only after losing a creation race: the vault is then there. */
+    for (attempt = 0; attempt < 2; attempt++) {
+        rc = vault_unlock(e, o, &master, vault_id, &present);
+        if (rc != KM_OK || present)
+            break;
+        if (!(o->flags & KM_OPEN_CREATE)) {
+            rc = km__err(KM_E_NOTFOUND, "no vault at this path");
+            break;
+        }
+        rc = vault_create(e, o, cost, &master, vault_id, &raced);
+        if (rc != KM_OK || !raced)
+            break;
+    }
+    if (rc == KM_OK && master == NULL)
+        rc = km__err(KM_E_INTERNAL, "vault creation raced twice");
+    if (rc != KM_OK) {
+        km_secret_free(master);
+        km__env_close(e);
+        return rc;
+    }
+    *out = e;
+    *master_out = master;
+    return KM_OK;
+}

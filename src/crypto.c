@@ -1,0 +1,1371 @@
+/*
+ * crypto.c - the "software" backend: key material held by libkm itself and
+ * used through OpenSSL 3 EVP. The only file that calls EVP for software keys.
+ *
+ * A software reference (km_int.h) is [1 byte km_material_format][bytes]:
+ *   RAW        AES and HMAC key bytes
+ *   PKCS8_DER  an asymmetric private key (PrivateKeyInfo, re-encoded by us)
+ *   SPKI_DER   a public-only key (SubjectPublicKeyInfo)
+ * References are secrets: they live in km_secret (secure memory) only.
+ *
+ * A loaded object keeps what each call needs ready: AES-GCM objects hold a
+ * pool of keyed cipher contexts per direction (the key schedule is done once;
+ * a call takes a context, sets the nonce, and gives it back), HMAC objects a
+ * pool of keyed MAC contexts; asymmetric objects an EVP_PKEY. Objects are used
+ * by many threads at once; unload is called when no call is in flight.
+ */
+#include "km_int.h"
+
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/bio.h>
+#include <openssl/bn.h>
+#include <openssl/core_names.h>
+#include <openssl/ec.h>
+#include <openssl/encoder.h>
+#include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/objects.h>
+#include <openssl/params.h>
+#include <openssl/pem.h>
+#include <openssl/rand.h>
+#include <openssl/rsa.h>
+#include <openssl/x509.h>
+
+/* ------------------------------------------------------------- key types */
+
+enum kind { K_NONE = 0, K_GCM, K_KWP, K_HMAC, K_EC, K_ED25519, K_X25519, K_RSA };
+
+struct type_info {
+    enum kind kind;
+    const char *name;     /* for messages */
+    size_t key_len;       /* symmetric: raw bytes (HMAC: generated length = digest length) */
+    int bits;             /* RSA modulus bits */
+    const char *alg;      /* OpenSSL cipher or key type name */
+    const char *group;    /* EC: OpenSSL group name */
+    int nid;              /* EC: curve NID */
+    size_t field;         /* EC: bytes of r and of s in IEEE P1363 form */
+    const char *md;       /* digest of signatures, or of the HMAC */
+};
+
+#define KM__TYPE_MAX KM_KEY_RSA_4096
+
+static const struct type_info types[KM__TYPE_MAX + 1] = {
+    [KM_KEY_AES_128_GCM] = { .kind = K_GCM, .name = "aes-128-gcm", .key_len = 16,
+                             .alg = "AES-128-GCM" },
+    [KM_KEY_AES_192_GCM] = { .kind = K_GCM, .name = "aes-192-gcm", .key_len = 24,
+                             .alg = "AES-192-GCM" },
+    [KM_KEY_AES_256_GCM] = { .kind = K_GCM, .name = "aes-256-gcm", .key_len = 32,
+                             .alg = "AES-256-GCM" },
+    [KM_KEY_AES_256_KWP] = { .kind = K_KWP, .name = "aes-256-kwp", .key_len = 32,
+                             .alg = "AES-256-WRAP-PAD" },
+    [KM_KEY_HMAC_SHA256] = { .kind = K_HMAC, .name = "hmac-sha256", .key_len = 32,
+                             .md = "SHA256" },
+    [KM_KEY_HMAC_SHA384] = { .kind = K_HMAC, .name = "hmac-sha384", .key_len = 48,
+                             .md = "SHA384" },
+    [KM_KEY_HMAC_SHA512] = { .kind = K_HMAC, .name = "hmac-sha512", .key_len = 64,
+                             .md = "SHA512" },
+    [KM_KEY_EC_P256] = { .kind = K_EC, .name = "ec-p256", .alg = "EC", .group = "P-256",
+                         .nid = NID_X9_62_prime256v1, .field = 32, .md = "SHA256" },
+    [KM_KEY_EC_P384] = { .kind = K_EC, .name = "ec-p384", .alg = "EC", .group = "P-384",
+                         .nid = NID_secp384r1, .field = 48, .md = "SHA384" },
+    [KM_KEY_EC_P521] = { .kind = K_EC, .name = "ec-p521", .alg = "EC", .group = "P-521",
+                         .nid = NID_secp521r1, .field = 66, .md = "SHA512" },
+    [KM_KEY_ED25519] = { .kind = K_ED25519, .name = "ed25519", .alg = "ED25519" },
+    [KM_KEY_X25519] = { .kind = K_X25519, .name = "x25519", .alg = "X25519" },
+    [KM_KEY_RSA_2048] = { .kind = K_RSA, .name = "rsa-2048", .bits = 2048, .alg = "RSA",
+                          .md = "SHA256" },
+    [KM_KEY_RSA_3072] = { .kind = K_RSA, .name = "rsa-3072", .bits = 3072, .alg = "RSA",
+                          .md = "SHA256" },
+    [KM_KEY_RSA_4096] = { .kind = K_RSA, .name = "rsa-4096", .bits = 4096, .alg = "RSA",
+                          .md = "SHA256" },
+};
+
+/* HMAC keys imported raw may be 14 (112 bits, SP 800-131A) to 1024 bytes. */
+#define KM__HMAC_KEY_MIN 14
+#define KM__HMAC_KEY_MAX 1024
+/* RSA-PSS salt length, and the RSA-OAEP overhead with SHA-256 (2 * 32 + 2). */
+#define KM__PSS_SALT 32
+#define KM__OAEP_OVERHEAD 66
+/* Largest signature: RSA-4096. Largest DER ECDSA signature (P-521) is 139. */
+#define KM__SIG_BUF 512
+/* Largest encoded key accepted (RSA-4096 PKCS#8 is about 2.4 KiB). */
+#define KM__MATERIAL_MAX ((size_t)1 << 16)
+
+static const struct type_info *type_get(int type)
+{
+    if (type < 1 || type > KM__TYPE_MAX || types[type].kind == K_NONE)
+        return NULL;
+    return &types[type];
+}
+
+int km__type_is_valid(int type)
+{
+    return type_get(type) != NULL;
+}
+
+int km__type_is_symmetric(km_key_type type)
+{
+    const struct type_info *ti = type_get((int)type);
+    return ti != NULL && (ti->kind == K_GCM || ti->kind == K_KWP || ti->kind == K_HMAC);
+}
+
+size_t km__type_key_len(km_key_type type)
+{
+    return km__type_is_symmetric(type) ? types[type].key_len : 0;
+}
+
+uint32_t km__type_usage(km_key_type type)
+{
+    const struct type_info *ti = type_get((int)type);
+
+    if (ti == NULL)
+        return 0;
+    switch (ti->kind) {
+    case K_GCM:
+        return KM_USAGE_ENCRYPT | KM_USAGE_DECRYPT;
+    case K_KWP:
+        return KM_USAGE_WRAP | KM_USAGE_UNWRAP;
+    case K_HMAC:
+        return KM_USAGE_MAC | KM_USAGE_MAC_VERIFY | KM_USAGE_DERIVE;
+    case K_EC:
+        return KM_USAGE_SIGN | KM_USAGE_VERIFY | KM_USAGE_AGREE;
+    case K_ED25519:
+        return KM_USAGE_SIGN | KM_USAGE_VERIFY;
+    case K_X25519:
+        return KM_USAGE_AGREE;
+    case K_RSA:
+        return KM_USAGE_SIGN | KM_USAGE_VERIFY | KM_USAGE_WRAP | KM_USAGE_UNWRAP;
+    case K_NONE:
+        break;
+    }
+    return 0;
+}
+
+/* ----------------------------------------------------------- loaded objects */
+
+enum { POOL_ENC = 0, POOL_DEC = 1, POOL_MAC = 2, POOL__COUNT };
+
+struct pool_node {
+    struct pool_node *next;
+    void *item;            /* EVP_CIPHER_CTX (POOL_ENC, POOL_DEC) or EVP_MAC_CTX (POOL_MAC) */
+};
+
+struct pool {
+    pthread_mutex_t mu;
+    struct pool_node *free;
+};
+
+typedef struct sw_obj {
+    const struct type_info *ti;
+    km_key_type type;
+    int public_only;       /* no private key: verify, wrap, public_key only */
+    uint8_t *key;          /* symmetric key bytes, in secure memory */
+    size_t key_len;
+    EVP_CIPHER *cipher;    /* AES-GCM */
+    EVP_MAC *mac;          /* HMAC */
+    int pools_init;
+    struct pool pools[POOL__COUNT];
+    EVP_PKEY *pkey;        /* asymmetric */
+} sw_obj;
+
+static const uint8_t empty_msg[1] = { 0 };
+
+static void pool_item_free(int which, void *item)
+{
+    if (which == POOL_MAC)
+        EVP_MAC_CTX_free(item);
+    else
+        EVP_CIPHER_CTX_free(item);
+}
+
+static void pool_node_free(int which, struct pool_node *n)
+{
+    if (n == NULL)
+        return;
+    pool_item_free(which, n->item);
+    free(n);
+}
+
+/* Makes a new keyed context for pool `which`. */
+static int pool_node_new(sw_obj *o, int which, struct pool_node **out)
+{
+    struct pool_node *n = NULL;
+    int rc = KM_E_CRYPTO;
+
+    *out = NULL;
+    n = calloc(1, sizeof *n);
+    if (n == NULL)
+        return km__err(KM_E_NOMEM, "software backend: out of memory");
+    if (which == POOL_MAC) {
+        EVP_MAC_CTX *m = EVP_MAC_CTX_new(o->mac);
+        OSSL_PARAM params[2];
+
+        n->item = m;
+        if (m == NULL)
+            goto out;
+        params[0] = OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST,
+                                                     (char *)(uintptr_t)o->ti->md, 0);
+        params[1] = OSSL_PARAM_construct_end();
+        if (EVP_MAC_init(m, o->key, o->key_len, params) != 1)
+            goto out;
+    } else {
+        EVP_CIPHER_CTX *c = EVP_CIPHER_CTX_new();
+        int enc = which == POOL_ENC;
+
+        n->item = c;
+        if (c == NULL)
+            goto out;
+        if (EVP_CipherInit_ex(c, o->cipher, NULL, NULL, NULL, enc) != 1
+            || EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_AEAD_SET_IVLEN, 12, NULL) != 1
+            || EVP_CipherInit_ex(c, NULL, NULL, o->key, NULL, enc) != 1)
+            goto out;
+    }
+    *out = n;
+    n = NULL;
+    rc = KM_OK;
+out:
+    if (n != NULL) {
+        pool_node_free(which, n);
+        return km__err_ossl(rc, "software backend: cannot prepare a %s context",
+                            which == POOL_MAC ? "MAC" : "cipher");
+    }
+    return rc;
+}
+
+/* Takes a keyed context from the pool, or makes one when the pool is empty. */
+static int pool_take(sw_obj *o, int which, struct pool_node **out)
+{
+    struct pool *p = &o->pools[which];
+    struct pool_node *n;
+
+    pthread_mutex_lock(&p->mu);
+    n = p->free;
+    if (n != NULL)
+        p->free = n->next;
+    pthread_mutex_unlock(&p->mu);
+    if (n != NULL) {
+        n->next = NULL;
+        *out = n;
+        return KM_OK;
+    }
+    return pool_node_new(o, which, out);
+}
+
+static void pool_give(sw_obj *o, int which, struct pool_node *n)
+{
+    struct pool *p = &o->pools[which];
+
+    pthread_mutex_lock(&p->mu);
+    n->next = p->free;
+    p->free = n;
+    pthread_mutex_unlock(&p->mu);
+}
+
+static void obj_free(sw_obj *o)
+{
+    int i;
+
+    if (o == NULL)
+        return;
+    if (o->pools_init) {
+        for (i = 0; i < POOL__COUNT; i++) {
+            struct pool_node *n = o->pools[i].free, *next;
+            for (; n != NULL; n = next) {
+                next = n->next;
+                pool_node_free(i, n);
+            }
+            pthread_mutex_destroy(&o->pools[i].mu);
+        }
+    }
+    EVP_CIPHER_free(o->cipher);
+    EVP_MAC_free(o->mac);
+    EVP_PKEY_free(o->pkey);
+    if (o->key != NULL)
+        km__sfree(o->key, o->key_len);
+    free(o);
+}
+
+/* ------------------------------------------------------ decoding and checks */
+
+/* Checks that a decoded key is of the algorithm, curve and size of `ti`. */
+static int check_pkey_type(const struct type_info *ti, EVP_PKEY *pkey, const char *what)
+{
+    const char *have = EVP_PKEY_get0_type_name(pkey);
+
+    if (have == NULL)
+        have = "unknown";
+    switch (ti->kind) {
+    case K_EC: {
+        char group[64];
+        size_t glen = 0;
+        int nid;
+
+        if (!EVP_PKEY_is_a(pkey, "EC"))
+            return km__err_ossl(KM_E_INVALID, "%s is a %s key, type %s needs EC %s", what, have,
+                                ti->name, ti->group);
+        if (EVP_PKEY_get_group_name(pkey, group, sizeof group, &glen) != 1)
+            return km__err_ossl(KM_E_INVALID, "%s is an EC key without a named curve, type %s "
+                                "needs %s", what, ti->name, ti->group);
+        nid = OBJ_txt2nid(group);
+        if (nid == NID_undef)
+            nid = EC_curve_nist2nid(group);
+        if (nid != ti->nid)
+            return km__err_ossl(KM_E_INVALID, "%s is an EC key on curve %s, type %s needs %s",
+                                what, group, ti->name, ti->group);
+        return KM_OK;
+    }
+    case K_RSA:
+        if (!EVP_PKEY_is_a(pkey, "RSA"))
+            return km__err_ossl(KM_E_INVALID, "%s is a %s key, type %s needs RSA", what, have,
+                                ti->name);
+        if (EVP_PKEY_get_bits(pkey) != ti->bits)
+            return km__err_ossl(KM_E_INVALID, "%s is a %d-bit RSA key, type %s needs %d bits",
+                                what, EVP_PKEY_get_bits(pkey), ti->name, ti->bits);
+        return KM_OK;
+    case K_ED25519:
+    case K_X25519:
+        if (!EVP_PKEY_is_a(pkey, ti->alg))
+            return km__err_ossl(KM_E_INVALID, "%s is a %s key, type %s needs %s", what, have,
+                                ti->name, ti->alg);
+        return KM_OK;
+    default:
+        break;
+    }
+    return km__err(KM_E_INVALID, "type %s has no asymmetric key", ti->name);
+}
+
+/* Decodes PKCS#8 PrivateKeyInfo DER, the whole input and nothing else. */
+static int decode_pkcs8(const uint8_t *der, size_t len, EVP_PKEY **out)
+{
+    const unsigned char *p = der;
+    PKCS8_PRIV_KEY_INFO *p8 = NULL;
+    EVP_PKEY *pkey = NULL;
+    int rc = KM_E_INVALID;
+
+    *out = NULL;
+    if (len == 0 || len > KM__MATERIAL_MAX)
+        return km__err(KM_E_INVALID, "PKCS#8 key must be 1 byte to 64 KiB");
+    p8 = d2i_PKCS8_PRIV_KEY_INFO(NULL, &p, (long)len);
+    if (p8 == NULL) {
+        rc = km__err_ossl(KM_E_INVALID, "material does not parse as a PKCS#8 private key");
+        goto out;
+    }
+    if (p != der + len) {
+        rc = km__err_ossl(KM_E_INVALID, "PKCS#8 private key has trailing bytes");
+        goto out;
+    }
+    pkey = EVP_PKCS82PKEY_ex(p8, NULL, NULL);
+    if (pkey == NULL) {
+        rc = km__err_ossl(KM_E_INVALID, "PKCS#8 private key of an unsupported or bad algorithm");
+        goto out;
+    }
+    *out = pkey;
+    rc = KM_OK;
+out:
+    PKCS8_PRIV_KEY_INFO_free(p8); /* wipes the key octets */
+    return rc;
+}
+
+/* Decodes SubjectPublicKeyInfo DER, the whole input and nothing else. */
+static int decode_spki(const uint8_t *der, size_t len, EVP_PKEY **out)
+{
+    const unsigned char *p = der;
+    EVP_PKEY *pkey;
+
+    *out = NULL;
+    if (len == 0 || len > KM__MATERIAL_MAX)
+        return km__err(KM_E_INVALID, "public key must be 1 byte to 64 KiB");
+    pkey = d2i_PUBKEY_ex(NULL, &p, (long)len, NULL, NULL);
+    if (pkey == NULL)
+        return km__err_ossl(KM_E_INVALID, "material does not parse as a SubjectPublicKeyInfo");
+    if (p != der + len) {
+        EVP_PKEY_free(pkey);
+        return km__err_ossl(KM_E_INVALID, "public key has trailing bytes");
+    }
+    *out = pkey;
+    return KM_OK;
+}
+
+/* Checks a key's own consistency at import: the public key is valid, and a
+ * private key matches its public key. */
+static int check_pkey_valid(EVP_PKEY *pkey, int private)
+{
+    EVP_PKEY_CTX *c = EVP_PKEY_CTX_new_from_pkey(NULL, pkey, NULL);
+    int ok;
+
+    if (c == NULL)
+        return km__err_ossl(KM_E_CRYPTO, "software backend: key context");
+    ok = private ? EVP_PKEY_pairwise_check(c) : EVP_PKEY_public_check(c);
+    EVP_PKEY_CTX_free(c);
+    if (ok != 1)
+        return km__err_ossl(KM_E_INVALID, "%s key fails its consistency check",
+                            private ? "private" : "public");
+    return KM_OK;
+}
+
+/* ---------------------------------------------------------- references */
+
+/* Makes a reference [format][len bytes], the bytes left for the caller. */
+static int ref_new(km_material_format fmt, size_t len, km_secret **out, uint8_t **bytes)
+{
+    int rc;
+
+    if ((rc = km_secret_new(out, len + 1)) != KM_OK)
+        return rc;
+    km_secret_data(*out)[0] = (uint8_t)fmt;
+    *bytes = km_secret_data(*out) + 1;
+    return KM_OK;
+}
+
+/* Encodes an asymmetric key as a reference: PKCS#8 for a private key, SPKI
+ * for a public one. */
+static int ref_from_pkey(EVP_PKEY *pkey, int private, km_secret **out)
+{
+    OSSL_ENCODER_CTX *e = NULL;
+    unsigned char *der = NULL, *p;
+    uint8_t *bytes;
+    size_t len = 0;
+    int n, rc = KM_E_CRYPTO;
+
+    *out = NULL;
+    if (!private) {
+        n = i2d_PUBKEY(pkey, NULL);
+        if (n <= 0)
+            return km__err_ossl(KM_E_CRYPTO, "cannot encode the public key");
+        if ((rc = ref_new(KM_MATERIAL_SPKI_DER, (size_t)n, out, &bytes)) != KM_OK)
+            return rc;
+        p = bytes;
+        if (i2d_PUBKEY(pkey, &p) != n) {
+            km_secret_free(*out);
+            *out = NULL;
+            return km__err_ossl(KM_E_CRYPTO, "cannot encode the public key");
+        }
+        return KM_OK;
+    }
+    e = OSSL_ENCODER_CTX_new_for_pkey(pkey, EVP_PKEY_KEYPAIR, "DER", "PrivateKeyInfo", NULL);
+    if (e == NULL || OSSL_ENCODER_CTX_get_num_encoders(e) == 0
+        || OSSL_ENCODER_to_data(e, &der, &len) != 1 || der == NULL || len == 0) {
+        rc = km__err_ossl(KM_E_CRYPTO, "cannot encode the private key as PKCS#8");
+        goto out;
+    }
+    if ((rc = ref_new(KM_MATERIAL_PKCS8_DER, len, out, &bytes)) != KM_OK)
+        goto out;
+    memcpy(bytes, der, len);
+    rc = KM_OK;
+out:
+    OSSL_ENCODER_CTX_free(e);
+    if (der != NULL)
+        OPENSSL_clear_free(der, len);
+    return rc;
+}
+
+/* Splits a PEM block (PKCS#8 "PRIVATE KEY" or SPKI "PUBLIC KEY") into DER in
+ * secure memory. Only one block, no headers, nothing but white space after. */
+static int pem_decode(const uint8_t *pem, size_t len, int *is_public, unsigned char **der,
+                      long *der_len)
+{
+    BIO *b = NULL;
+    char *name = NULL, *header = NULL, rest[64];
+    unsigned char *data = NULL;
+    long dlen = 0;
+    int n, i, rc = KM_E_INVALID;
+
+    *der = NULL;
+    *der_len = 0;
+    if (len == 0 || len > KM__MATERIAL_MAX)
+        return km__err(KM_E_INVALID, "PEM key must be 1 byte to 64 KiB");
+    b = BIO_new_mem_buf(pem, (int)len);
+    if (b == NULL)
+        return km__err_ossl(KM_E_NOMEM, "software backend: memory BIO");
+    if (PEM_read_bio_ex(b, &name, &header, &data, &dlen, PEM_FLAG_SECURE | PEM_FLAG_ONLY_B64)
+            != 1) {
+        rc = km__err_ossl(KM_E_INVALID, "material does not parse as PEM");
+        goto out;
+    }
+    if (header != NULL && header[0] != '\0') {
+        rc = km__err_ossl(KM_E_INVALID, "PEM key has headers (encrypted keys are not accepted)");
+        goto out;
+    }
+    if (strcmp(name, "PRIVATE KEY") == 0) {
+        *is_public = 0;
+    } else if (strcmp(name, "PUBLIC KEY") == 0) {
+        *is_public = 1;
+    } else {
+        rc = km__err_ossl(KM_E_INVALID, "PEM label must be PRIVATE KEY (PKCS#8) or PUBLIC KEY "
+                          "(SPKI)");
+        goto out;
+    }
+    while ((n = BIO_read(b, rest, (int)sizeof rest)) > 0) {
+        for (i = 0; i < n; i++) {
+            if (rest[i] != ' ' && rest[i] != '\t' && rest[i] != '\r' && rest[i] != '\n') {
+                rc = km__err_ossl(KM_E_INVALID, "PEM key has trailing data");
+                goto out;
+            }
+        }
+    }
+    *der = data;
+    *der_len = dlen;
+    data = NULL;
+    rc = KM_OK;
+out:
+    BIO_free(b);
+    OPENSSL_secure_free(name);
+    OPENSSL_secure_free(header);
+    if (data != NULL)
+        OPENSSL_secure_clear_free(data, (size_t)dlen);
+    return rc;
+}
+
+/* Parses material of an asymmetric type into a key object, checked against
+ * the type. *is_public says what it holds. */
+static int parse_asym(const struct type_info *ti, km_material_format fmt, const uint8_t *m,
+                      size_t len, EVP_PKEY **out, int *is_public)
+{
+    unsigned char *der = NULL;
+    long der_len = 0;
+    int rc;
+
+    *out = NULL;
+    switch (fmt) {
+    case KM_MATERIAL_RAW:
+        if (ti->kind != K_ED25519 && ti->kind != K_X25519)
+            return km__err(KM_E_INVALID, "type %s cannot be imported raw (use PKCS#8 or SPKI)",
+                           ti->name);
+        if (len != 32)
+            return km__err(KM_E_INVALID, "a raw %s private key is 32 bytes, not %zu", ti->name,
+                           len);
+        *out = EVP_PKEY_new_raw_private_key_ex(NULL, ti->alg, NULL, m, len);
+        if (*out == NULL)
+            return km__err_ossl(KM_E_INVALID, "raw %s private key rejected", ti->name);
+        *is_public = 0;
+        return KM_OK;
+    case KM_MATERIAL_PKCS8_DER:
+        *is_public = 0;
+        rc = decode_pkcs8(m, len, out);
+        break;
+    case KM_MATERIAL_SPKI_DER:
+        *is_public = 1;
+        rc = decode_spki(m, len, out);
+        break;
+    case KM_MATERIAL_PEM:
+        rc = pem_decode(m, len, is_public, &der, &der_len);
+        if (rc == KM_OK) {
+            rc = *is_public ? decode_spki(der, (size_t)der_len, out)
+                            : decode_pkcs8(der, (size_t)der_len, out);
+            OPENSSL_secure_clear_free(der, (size_t)der_len);
+        }
+        break;
+    default:
+        return km__err(KM_E_INVALID, "unknown material format %d", (int)fmt);
+    }
+    if (rc != KM_OK)
+        return rc;
+    rc = check_pkey_type(ti, *out, *is_public ? "the public key" : "the private key");
+    if (rc != KM_OK) {
+        EVP_PKEY_free(*out);
+        *out = NULL;
+    }
+    return rc;
+}
+
+static int symmetric_len_ok(const struct type_info *ti, size_t len)
+{
+    if (ti->kind == K_HMAC)
+        return len >= KM__HMAC_KEY_MIN && len <= KM__HMAC_KEY_MAX;
+    return len == ti->key_len;
+}
+
+static int spec_type(const km_backend_keyspec *spec, const char *fn,
+                     const struct type_info **ti)
+{
+    if (spec == NULL)
+        return km__err(KM_E_INVALID, "software backend %s: spec is NULL", fn);
+    if (spec->version < 1)
+        return km__err(KM_E_INVALID, "software backend %s: spec->version is 0", fn);
+    *ti = type_get((int)spec->type);
+    if (*ti == NULL)
+        return km__err(KM_E_INVALID, "software backend %s: unknown key type %d", fn,
+                       (int)spec->type);
+    return KM_OK;
+}
+
+/* ------------------------------------------------------ generate / import */
+
+static int sw_generate(void *state, const km_backend_keyspec *spec, km_secret **out_ref)
+{
+    const struct type_info *ti = NULL;
+    EVP_PKEY *pkey = NULL;
+    uint8_t *bytes;
+    int rc;
+
+    (void)state;
+    if (out_ref == NULL)
+        return km__err(KM_E_INVALID, "software backend generate: out_ref is NULL");
+    *out_ref = NULL;
+    if ((rc = spec_type(spec, "generate", &ti)) != KM_OK)
+        return rc;
+    if (spec->flags & KM_KEY_PUBLIC_ONLY)
+        return km__err(KM_E_INVALID, "software backend generate: a public-only key cannot be "
+                       "generated");
+    switch (ti->kind) {
+    case K_GCM:
+    case K_KWP:
+    case K_HMAC:
+        if ((rc = ref_new(KM_MATERIAL_RAW, ti->key_len, out_ref, &bytes)) != KM_OK)
+            return rc;
+        if (RAND_priv_bytes(bytes, (int)ti->key_len) != 1) {
+            km_secret_free(*out_ref);
+            *out_ref = NULL;
+            return km__err_ossl(KM_E_CRYPTO, "random generator failed");
+        }
+        return KM_OK;
+    case K_EC:
+        pkey = EVP_PKEY_Q_keygen(NULL, NULL, "EC", ti->group);
+        break;
+    case K_ED25519:
+    case K_X25519:
+        pkey = EVP_PKEY_Q_keygen(NULL, NULL, ti->alg);
+        break;
+    case K_RSA:
+        pkey = EVP_PKEY_Q_keygen(NULL, NULL, "RSA", (size_t)ti->bits);
+        break;
+    case K_NONE:
+        break;
+    }
+    if (pkey == NULL)
+        return km__err_ossl(KM_E_CRYPTO, "%s key generation failed", ti->name);
+    rc = ref_from_pkey(pkey, 1, out_ref);
+    EVP_PKEY_free(pkey);
+    return rc;
+}
+
+static int sw_import(void *state, const km_backend_keyspec *spec, km_material_format format,
+                     const uint8_t *material, size_t material_len, km_secret **out_ref)
+{
+    const struct type_info *ti = NULL;
+    EVP_PKEY *pkey = NULL;
+    uint8_t *bytes;
+    int rc, is_public = 0;
+
+    (void)state;
+    if (out_ref == NULL)
+        return km__err(KM_E_INVALID, "software backend import: out_ref is NULL");
+    *out_ref = NULL;
+    if ((rc = spec_type(spec, "import", &ti)) != KM_OK)
+        return rc;
+    if (material == NULL || material_len == 0)
+        return km__err(KM_E_INVALID, "software backend import: no material");
+    if (km__type_is_symmetric(spec->type)) {
+        if (format != KM_MATERIAL_RAW)
+            return km__err(KM_E_INVALID, "a %s key is imported as raw bytes only", ti->name);
+        if (!symmetric_len_ok(ti, material_len)) {
+            if (ti->kind == K_HMAC)
+                return km__err(KM_E_INVALID, "an %s key must be %d to %d bytes, not %zu",
+                               ti->name, KM__HMAC_KEY_MIN, KM__HMAC_KEY_MAX, material_len);
+            return km__err(KM_E_INVALID, "an %s key must be %zu bytes, not %zu", ti->name,
+                           ti->key_len, material_len);
+        }
+        if ((rc = ref_new(KM_MATERIAL_RAW, material_len, out_ref, &bytes)) != KM_OK)
+            return rc;
+        memcpy(bytes, material, material_len);
+        return KM_OK;
+    }
+    if ((rc = parse_asym(ti, format, material, material_len, &pkey, &is_public)) != KM_OK)
+        return rc;
+    if (!is_public && (spec->flags & KM_KEY_PUBLIC_ONLY)) {
+        rc = km__err(KM_E_INVALID, "a public-only key was given private key material");
+        goto out;
+    }
+    if ((rc = check_pkey_valid(pkey, !is_public)) != KM_OK)
+        goto out;
+    rc = ref_from_pkey(pkey, !is_public, out_ref);
+out:
+    EVP_PKEY_free(pkey);
+    return rc;
+}
+
+/* ------------------------------------------------------------ load / unload */
+
+static int sw_load(void *state, const km_backend_keyspec *spec, const uint8_t *ref,
+                   size_t ref_len, void **out_obj)
+{
+    const struct type_info *ti = NULL;
+    sw_obj *o = NULL;
+    struct pool_node *n;
+    int rc, i, is_public = 0;
+
+    (void)state;
+    if (out_obj == NULL)
+        return km__err(KM_E_INVALID, "software backend load: out_obj is NULL");
+    *out_obj = NULL;
+    if ((rc = spec_type(spec, "load", &ti)) != KM_OK)
+        return rc;
+    if (ref == NULL || ref_len < 2)
+        return km__err(KM_E_INVALID, "software backend load: reference too short");
+    o = calloc(1, sizeof *o);
+    if (o == NULL)
+        return km__err(KM_E_NOMEM, "software backend load: out of memory");
+    o->ti = ti;
+    o->type = spec->type;
+    for (i = 0; i < POOL__COUNT; i++) {
+        if (pthread_mutex_init(&o->pools[i].mu, NULL) != 0) {
+            while (i-- > 0)
+                pthread_mutex_destroy(&o->pools[i].mu);
+            free(o);
+            return km__err(KM_E_NOMEM, "software backend load: cannot make a mutex");
+        }
+    }
+    o->pools_init = 1;
+
+    if (km__type_is_symmetric(spec->type)) {
+        if (ref[0] != KM_MATERIAL_RAW || !symmetric_len_ok(ti, ref_len - 1)) {
+            rc = km__err(KM_E_INVALID, "software backend load: not a %s key reference",
+                         ti->name);
+            goto out;
+        }
+        o->key_len = ref_len - 1;
+        o->key = km__salloc(o->key_len);
+        if (o->key == NULL) {
+            rc = km__err(KM_E_NOMEM, "software backend load: no secure memory");
+            goto out;
+        }
+        memcpy(o->key, ref + 1, o->key_len);
+        if (ti->kind == K_GCM) {
+            o->cipher = EVP_CIPHER_fetch(NULL, ti->alg, NULL);
+            if (o->cipher == NULL) {
+                rc = km__err_ossl(KM_E_CRYPTO, "%s is not available", ti->alg);
+                goto out;
+            }
+            /* one context per direction now, so the first calls allocate nothing */
+            if ((rc = pool_node_new(o, POOL_ENC, &n)) != KM_OK)
+                goto out;
+            pool_give(o, POOL_ENC, n);
+            if ((rc = pool_node_new(o, POOL_DEC, &n)) != KM_OK)
+                goto out;
+            pool_give(o, POOL_DEC, n);
+        } else if (ti->kind == K_HMAC) {
+            o->mac = EVP_MAC_fetch(NULL, "HMAC", NULL);
+            if (o->mac == NULL) {
+                rc = km__err_ossl(KM_E_CRYPTO, "HMAC is not available");
+                goto out;
+            }
+            if ((rc = pool_node_new(o, POOL_MAC, &n)) != KM_OK)
+                goto out;
+            pool_give(o, POOL_MAC, n);
+        }
+    } else {
+        if (ref[0] != KM_MATERIAL_PKCS8_DER && ref[0] != KM_MATERIAL_SPKI_DER) {
+            rc = km__err(KM_E_INVALID, "software backend load: not a %s key reference",
+                         ti->name);
+            goto out;
+        }
+        rc = parse_asym(ti, (km_material_format)ref[0], ref + 1, ref_len - 1, &o->pkey,
+                        &is_public);
+        if (rc != KM_OK)
+            goto out;
+        o->public_only = is_public || (spec->flags & KM_KEY_PUBLIC_ONLY) != 0;
+    }
+    *out_obj = o;
+    o = NULL;
+    rc = KM_OK;
+out:
+    obj_free(o);
+    return rc;
+}
+
+static void sw_unload(void *state, void *obj)
+{
+    (void)state;
+    obj_free(obj);
+}
+
+/* ------------------------------------------------------------------ AES-GCM */
+
+static int aead_args(const char *fn, sw_obj *o, const uint8_t *nonce, const uint8_t *aad1,
+                     size_t aad1_len, const uint8_t *aad2, size_t aad2_len, const uint8_t *in,
+                     size_t in_len, const uint8_t *out, const uint8_t *tag)
+{
+    if (o == NULL || nonce == NULL || tag == NULL)
+        return km__err(KM_E_INVALID, "software backend %s: %s is NULL", fn,
+                       o == NULL ? "obj" : nonce == NULL ? "nonce" : "tag");
+    if ((aad1 == NULL && aad1_len > 0) || (aad2 == NULL && aad2_len > 0)
+        || (in_len > 0 && (in == NULL || out == NULL)))
+        return km__err(KM_E_INVALID, "software backend %s: NULL buffer with a length", fn);
+    if (in_len > INT_MAX || aad1_len > INT_MAX || aad2_len > INT_MAX)
+        return km__err(KM_E_INVALID, "software backend %s: input too long", fn);
+    if (o->ti->kind != K_GCM)
+        return km__err(KM_E_USAGE, "a %s key does not encrypt data", o->ti->name);
+    return KM_OK;
+}
+
+static int sw_aead_seal(void *obj, const uint8_t nonce[12], const uint8_t *aad1,
+                        size_t aad1_len, const uint8_t *aad2, size_t aad2_len,
+                        const uint8_t *in, size_t in_len, uint8_t *out, uint8_t tag[16])
+{
+    sw_obj *o = obj;
+    struct pool_node *n = NULL;
+    EVP_CIPHER_CTX *c;
+    uint8_t fin[16];
+    int len = 0, rc;
+
+    rc = aead_args("aead_seal", o, nonce, aad1, aad1_len, aad2, aad2_len, in, in_len, out, tag);
+    if (rc != KM_OK)
+        return rc;
+    if ((rc = pool_take(o, POOL_ENC, &n)) != KM_OK)
+        return rc;
+    c = n->item;
+    rc = KM_E_CRYPTO;
+    if (EVP_EncryptInit_ex(c, NULL, NULL, NULL, nonce) != 1)
+        goto out;
+    if (aad1_len > 0 && EVP_EncryptUpdate(c, NULL, &len, aad1, (int)aad1_len) != 1)
+        goto out;
+    if (aad2_len > 0 && EVP_EncryptUpdate(c, NULL, &len, aad2, (int)aad2_len) != 1)
+        goto out;
+    if (in_len > 0 && (EVP_EncryptUpdate(c, out, &len, in, (int)in_len) != 1
+                       || (size_t)len != in_len))
+        goto out;
+    if (EVP_EncryptFinal_ex(c, fin, &len) != 1 || len != 0
+        || EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_AEAD_GET_TAG, 16, tag) != 1)
+        goto out;
+    rc = KM_OK;
+out:
+    if (rc == KM_OK) {
+        pool_give(o, POOL_ENC, n);
+        return KM_OK;
+    }
+    pool_node_free(POOL_ENC, n); /* its state is unknown: never reuse it */
+    if (in_len > 0)
+        km_memzero(out, in_len);
+    km_memzero(tag, 16);
+    return km__err_ossl(rc, "AES-GCM encryption failed");
+}
+
+static int sw_aead_open(void *obj, const uint8_t nonce[12], const uint8_t *aad1,
+                        size_t aad1_len, const uint8_t *aad2, size_t aad2_len,
+                        const uint8_t *in, size_t in_len, const uint8_t tag[16], uint8_t *out)
+{
+    sw_obj *o = obj;
+    struct pool_node *n = NULL;
+    EVP_CIPHER_CTX *c;
+    uint8_t t[16], fin[16];
+    int len = 0, rc;
+
+    rc = aead_args("aead_open", o, nonce, aad1, aad1_len, aad2, aad2_len, in, in_len, out, tag);
+    if (rc != KM_OK) {
+        if (out != NULL && in_len > 0)
+            km_memzero(out, in_len);
+        return rc;
+    }
+    if ((rc = pool_take(o, POOL_DEC, &n)) != KM_OK) {
+        if (in_len > 0)
+            km_memzero(out, in_len);
+        return rc;
+    }
+    c = n->item;
+    memcpy(t, tag, 16);
+    rc = KM_E_CRYPTO;
+    if (EVP_DecryptInit_ex(c, NULL, NULL, NULL, nonce) != 1)
+        goto out;
+    if (aad1_len > 0 && EVP_DecryptUpdate(c, NULL, &len, aad1, (int)aad1_len) != 1)
+        goto out;
+    if (aad2_len > 0 && EVP_DecryptUpdate(c, NULL, &len, aad2, (int)aad2_len) != 1)
+        goto out;
+    if (in_len > 0 && (EVP_DecryptUpdate(c, out, &len, in, (int)in_len) != 1
+                       || (size_t)len != in_len))
+        goto out;
+    if (EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_AEAD_SET_TAG, 16, t) != 1)
+        goto out;
+    if (EVP_DecryptFinal_ex(c, fin, &len) != 1) {
+        rc = KM_E_INTEGRITY;
+        goto out;
+    }
+    rc = KM_OK;
+out:
+    if (rc == KM_OK || rc == KM_E_INTEGRITY)
+        pool_give(o, POOL_DEC, n); /* a bad tag leaves the context sound */
+    else
+        pool_node_free(POOL_DEC, n);
+    if (rc == KM_OK)
+        return KM_OK;
+    if (in_len > 0)
+        km_memzero(out, in_len);
+    if (rc == KM_E_INTEGRITY)
+        return km__err_ossl(rc, "AES-GCM authentication tag does not match");
+    return km__err_ossl(rc, "AES-GCM decryption failed");
+}
+
+/* ------------------------------------------------------------ sign / verify */
+
+static int is_signer(const sw_obj *o)
+{
+    return o->ti->kind == K_EC || o->ti->kind == K_ED25519 || o->ti->kind == K_RSA;
+}
+
+/* A digest-sign or -verify context set up for this key's scheme. */
+static int sig_ctx(sw_obj *o, int sign, EVP_MD_CTX **out)
+{
+    EVP_MD_CTX *m = EVP_MD_CTX_new();
+    EVP_PKEY_CTX *pc = NULL;
+    const char *md = o->ti->kind == K_ED25519 ? NULL : o->ti->md;
+    int ok;
+
+    *out = NULL;
+    if (m == NULL)
+        return km__err_ossl(KM_E_NOMEM, "software backend: digest context");
+    if (sign)
+        ok = EVP_DigestSignInit_ex(m, &pc, md, NULL, NULL, o->pkey, NULL) == 1;
+    else
+        ok = EVP_DigestVerifyInit_ex(m, &pc, md, NULL, NULL, o->pkey, NULL) == 1;
+    if (ok && o->ti->kind == K_RSA)
+        ok = EVP_PKEY_CTX_set_rsa_padding(pc, RSA_PKCS1_PSS_PADDING) > 0
+             && EVP_PKEY_CTX_set_rsa_pss_saltlen(pc, KM__PSS_SALT) > 0
+             && EVP_PKEY_CTX_set_rsa_mgf1_md_name(pc, "SHA256", NULL) > 0;
+    if (!ok) {
+        EVP_MD_CTX_free(m);
+        return km__err_ossl(KM_E_CRYPTO, "cannot set up %s %s", o->ti->name,
+                            sign ? "signing" : "verification");
+    }
+    *out = m;
+    return KM_OK;
+}
+
+/* DER ECDSA-Sig-Value -> r || s, each `field` bytes. 1 on success. */
+static int der_to_p1363(const uint8_t *der, size_t der_len, size_t field, uint8_t *out)
+{
+    const unsigned char *p = der;
+    const BIGNUM *r = NULL, *s = NULL;
+    ECDSA_SIG *sig = d2i_ECDSA_SIG(NULL, &p, (long)der_len);
+    int ok;
+
+    if (sig == NULL)
+        return 0;
+    ECDSA_SIG_get0(sig, &r, &s);
+    ok = p == der + der_len && BN_bn2binpad(r, out, (int)field) == (int)field
+         && BN_bn2binpad(s, out + field, (int)field) == (int)field;
+    ECDSA_SIG_free(sig);
+    return ok;
+}
+
+/* r || s -> DER. 1 on success. */
+static int p1363_to_der(const uint8_t *rs, size_t field, uint8_t *der, size_t cap,
+                        size_t *der_len)
+{
+    ECDSA_SIG *sig = ECDSA_SIG_new();
+    BIGNUM *r = BN_bin2bn(rs, (int)field, NULL), *s = BN_bin2bn(rs + field, (int)field, NULL);
+    unsigned char *p = der;
+    int n, ok = 0;
+
+    if (sig == NULL || r == NULL || s == NULL || ECDSA_SIG_set0(sig, r, s) != 1)
+        goto out;
+    r = s = NULL; /* owned by sig */
+    n = i2d_ECDSA_SIG(sig, NULL);
+    if (n <= 0 || (size_t)n > cap || i2d_ECDSA_SIG(sig, &p) != n)
+        goto out;
+    *der_len = (size_t)n;
+    ok = 1;
+out:
+    BN_free(r);
+    BN_free(s);
+    ECDSA_SIG_free(sig);
+    return ok;
+}
+
+static int sw_sign(void *obj, uint32_t flags, const uint8_t *msg, size_t msg_len, uint8_t *sig,
+                   size_t sig_cap, size_t *sig_len)
+{
+    sw_obj *o = obj;
+    EVP_MD_CTX *m = NULL;
+    uint8_t buf[KM__SIG_BUF], rs[2 * 66];
+    const uint8_t *res = buf;
+    size_t n = sizeof buf;
+    int rc;
+
+    if (sig_len == NULL)
+        return km__err(KM_E_INVALID, "software backend sign: sig_len is NULL");
+    *sig_len = 0;
+    if (o == NULL || (msg == NULL && msg_len > 0))
+        return km__err(KM_E_INVALID, "software backend sign: %s is NULL",
+                       o == NULL ? "obj" : "msg");
+    if (!is_signer(o))
+        return km__err(KM_E_USAGE, "a %s key does not sign", o->ti->name);
+    if (o->public_only)
+        return km__err(KM_E_USAGE, "a public-only %s key cannot sign", o->ti->name);
+    if ((flags & ~KM_SIG_P1363) || ((flags & KM_SIG_P1363) && o->ti->kind != K_EC))
+        return km__err(KM_E_INVALID, "software backend sign: bad flags for a %s key",
+                       o->ti->name);
+    if ((rc = sig_ctx(o, 1, &m)) != KM_OK)
+        return rc;
+    if (EVP_DigestSign(m, buf, &n, msg != NULL ? msg : empty_msg, msg_len) != 1) {
+        rc = km__err_ossl(KM_E_CRYPTO, "%s signing failed", o->ti->name);
+        goto out;
+    }
+    if (flags & KM_SIG_P1363) {
+        if (!der_to_p1363(buf, n, o->ti->field, rs)) {
+            rc = km__err_ossl(KM_E_CRYPTO, "cannot convert the ECDSA signature to P1363");
+            goto out;
+        }
+        res = rs;
+        n = 2 * o->ti->field;
+    }
+    if (sig == NULL || sig_cap < n) {
+        /* a DER ECDSA signature varies in length: ask for the longest */
+        if (o->ti->kind == K_EC && !(flags & KM_SIG_P1363)
+            && (size_t)EVP_PKEY_get_size(o->pkey) > n)
+            n = (size_t)EVP_PKEY_get_size(o->pkey);
+        *sig_len = n;
+        rc = km__err(KM_E_BUFFER, "signature needs %zu bytes", n);
+        goto out;
+    }
+    memcpy(sig, res, n);
+    *sig_len = n;
+    rc = KM_OK;
+out:
+    EVP_MD_CTX_free(m);
+    return rc;
+}
+
+static int sw_verify(void *obj, uint32_t flags, const uint8_t *msg, size_t msg_len,
+                     const uint8_t *sig, size_t sig_len)
+{
+    sw_obj *o = obj;
+    EVP_MD_CTX *m = NULL;
+    uint8_t der[KM__SIG_BUF];
+    size_t der_len = 0;
+    int rc;
+
+    if (o == NULL || (msg == NULL && msg_len > 0) || (sig == NULL && sig_len > 0))
+        return km__err(KM_E_INVALID, "software backend verify: %s is NULL",
+                       o == NULL ? "obj" : msg == NULL ? "msg" : "sig");
+    if (!is_signer(o))
+        return km__err(KM_E_USAGE, "a %s key does not verify signatures", o->ti->name);
+    if ((flags & ~KM_SIG_P1363) || ((flags & KM_SIG_P1363) && o->ti->kind != K_EC))
+        return km__err(KM_E_INVALID, "software backend verify: bad flags for a %s key",
+                       o->ti->name);
+    if (sig_len == 0 || sig_len > KM__SIG_BUF)
+        return km__err(KM_E_VERIFY, "signature does not verify (bad length)");
+    if (flags & KM_SIG_P1363) {
+        if (sig_len != 2 * o->ti->field)
+            return km__err(KM_E_VERIFY, "P1363 signature must be %zu bytes",
+                           2 * o->ti->field);
+        if (!p1363_to_der(sig, o->ti->field, der, sizeof der, &der_len))
+            return km__err_ossl(KM_E_VERIFY, "signature does not verify");
+        sig = der;
+        sig_len = der_len;
+    }
+    if ((rc = sig_ctx(o, 0, &m)) != KM_OK)
+        return rc;
+    if (EVP_DigestVerify(m, sig, sig_len, msg != NULL ? msg : empty_msg, msg_len) == 1)
+        rc = KM_OK;
+    else
+        rc = km__err_ossl(KM_E_VERIFY, "signature does not verify");
+    EVP_MD_CTX_free(m);
+    return rc;
+}
+
+/* --------------------------------------------------------------------- HMAC */
+
+static int sw_mac(void *obj, const uint8_t *msg, size_t msg_len, uint8_t *tag, size_t tag_cap,
+                  size_t *tag_len)
+{
+    sw_obj *o = obj;
+    struct pool_node *n = NULL;
+    EVP_MAC_CTX *m;
+    size_t need, outl = 0;
+    int rc;
+
+    if (tag_len == NULL)
+        return km__err(KM_E_INVALID, "software backend mac: tag_len is NULL");
+    *tag_len = 0;
+    if (o == NULL || (msg == NULL && msg_len > 0))
+        return km__err(KM_E_INVALID, "software backend mac: %s is NULL",
+                       o == NULL ? "obj" : "msg");
+    if (o->ti->kind != K_HMAC)
+        return km__err(KM_E_USAGE, "a %s key does not compute MACs", o->ti->name);
+    need = o->ti->key_len; /* the digest length */
+    if (tag == NULL || tag_cap < need) {
+        *tag_len = need;
+        return km__err(KM_E_BUFFER, "MAC needs %zu bytes", need);
+    }
+    if ((rc = pool_take(o, POOL_MAC, &n)) != KM_OK)
+        return rc;
+    m = n->item;
+    if (EVP_MAC_init(m, NULL, 0, NULL) != 1 /* restart with the same key */
+        || (msg_len > 0 && EVP_MAC_update(m, msg, msg_len) != 1)
+        || EVP_MAC_final(m, tag, &outl, tag_cap) != 1 || outl != need) {
+        pool_node_free(POOL_MAC, n);
+        km_memzero(tag, tag_cap);
+        return km__err_ossl(KM_E_CRYPTO, "HMAC failed");
+    }
+    pool_give(o, POOL_MAC, n);
+    *tag_len = outl;
+    return KM_OK;
+}
+
+/* ------------------------------------------------------------- wrap / unwrap */
+
+static int rsa_oaep_ctx(sw_obj *o, int enc, EVP_PKEY_CTX **out)
+{
+    EVP_PKEY_CTX *c = EVP_PKEY_CTX_new_from_pkey(NULL, o->pkey, NULL);
+
+    *out = NULL;
+    if (c == NULL
+        || (enc ? EVP_PKEY_encrypt_init(c) : EVP_PKEY_decrypt_init(c)) != 1
+        || EVP_PKEY_CTX_set_rsa_padding(c, RSA_PKCS1_OAEP_PADDING) <= 0
+        || EVP_PKEY_CTX_set_rsa_oaep_md_name(c, "SHA256", NULL) <= 0
+        || EVP_PKEY_CTX_set_rsa_mgf1_md_name(c, "SHA256", NULL) <= 0) {
+        EVP_PKEY_CTX_free(c);
+        return km__err_ossl(KM_E_CRYPTO, "cannot set up RSA-OAEP");
+    }
+    *out = c;
+    return KM_OK;
+}
+
+static int sw_wrap(void *obj, const uint8_t *in, size_t in_len, uint8_t *out, size_t out_cap,
+                   size_t *out_len)
+{
+    sw_obj *o = obj;
+    EVP_PKEY_CTX *c = NULL;
+    size_t need, n;
+    int rc;
+
+    if (out_len == NULL)
+        return km__err(KM_E_INVALID, "software backend wrap: out_len is NULL");
+    *out_len = 0;
+    if (o == NULL || in == NULL || in_len == 0)
+        return km__err(KM_E_INVALID, "software backend wrap: %s",
+                       o == NULL ? "obj is NULL" : "nothing to wrap");
+    if (o->ti->kind == K_KWP) {
+        if (out == NULL)
+            out_cap = 0;
+        return km__kwp_wrap(o->key, o->key_len, in, in_len, out, out_cap, out_len);
+    }
+    if (o->ti->kind != K_RSA)
+        return km__err(KM_E_USAGE, "a %s key does not wrap keys", o->ti->name);
+    need = (size_t)EVP_PKEY_get_size(o->pkey);
+    if (in_len > need - KM__OAEP_OVERHEAD)
+        return km__err(KM_E_INVALID, "%s with OAEP-SHA-256 wraps at most %zu bytes",
+                       o->ti->name, need - KM__OAEP_OVERHEAD);
+    if (out == NULL || out_cap < need) {
+        *out_len = need;
+        return km__err(KM_E_BUFFER, "wrapped key needs %zu bytes", need);
+    }
+    if ((rc = rsa_oaep_ctx(o, 1, &c)) != KM_OK)
+        return rc;
+    n = out_cap;
+    if (EVP_PKEY_encrypt(c, out, &n, in, in_len) != 1) {
+        km_memzero(out, out_cap);
+        rc = km__err_ossl(KM_E_CRYPTO, "RSA-OAEP wrap failed");
+    } else {
+        *out_len = n;
+        rc = KM_OK;
+    }
+    EVP_PKEY_CTX_free(c);
+    return rc;
+}
+
+static int sw_unwrap(void *obj, const uint8_t *in, size_t in_len, km_secret **out)
+{
+    sw_obj *o = obj;
+    EVP_PKEY_CTX *c = NULL;
+    uint8_t *tmp = NULL;
+    size_t cap = 0, n = 0;
+    int rc;
+
+    if (out == NULL)
+        return km__err(KM_E_INVALID, "software backend unwrap: out is NULL");
+    *out = NULL;
+    if (o == NULL || in == NULL || in_len == 0)
+        return km__err(KM_E_INVALID, "software backend unwrap: %s",
+                       o == NULL ? "obj is NULL" : "nothing to unwrap");
+    if (o->ti->kind == K_KWP) {
+        if (in_len < 16 || in_len % 8 != 0 || in_len > ((size_t)1 << 24) + 8)
+            return km__err(KM_E_INTEGRITY, "wrapped key has an impossible length");
+        cap = in_len;
+    } else if (o->ti->kind == K_RSA) {
+        if (o->public_only)
+            return km__err(KM_E_USAGE, "a public-only %s key cannot unwrap", o->ti->name);
+        cap = (size_t)EVP_PKEY_get_size(o->pkey);
+        if (in_len != cap)
+            return km__err(KM_E_INTEGRITY, "wrapped key must be %zu bytes for %s", cap,
+                           o->ti->name);
+    } else {
+        return km__err(KM_E_USAGE, "a %s key does not unwrap keys", o->ti->name);
+    }
+    tmp = km__salloc(cap);
+    if (tmp == NULL)
+        return km__err(KM_E_NOMEM, "software backend unwrap: no secure memory");
+    if (o->ti->kind == K_KWP) {
+        rc = km__kwp_unwrap(o->key, o->key_len, in, in_len, tmp, cap, &n);
+        if (rc != KM_OK)
+            goto out;
+    } else {
+        if ((rc = rsa_oaep_ctx(o, 0, &c)) != KM_OK)
+            goto out;
+        n = cap;
+        if (EVP_PKEY_decrypt(c, tmp, &n, in, in_len) != 1) {
+            rc = km__err_ossl(KM_E_INTEGRITY, "RSA-OAEP unwrap failed (wrong key or altered "
+                              "data)");
+            goto out;
+        }
+    }
+    if (n == 0 || n > cap) {
+        rc = km__err(KM_E_INTEGRITY, "unwrapped key is empty");
+        goto out;
+    }
+    rc = km_secret_from(out, tmp, n);
+out:
+    EVP_PKEY_CTX_free(c);
+    km__sfree(tmp, cap);
+    return rc;
+}
+
+/* ------------------------------------------------------------ derive / agree */
+
+static int sw_derive(void *obj, const uint8_t *salt, size_t salt_len, const uint8_t *info,
+                     size_t info_len, size_t out_len, km_secret **out)
+{
+    sw_obj *o = obj;
+    km_secret *s = NULL;
+    int rc;
+
+    if (out == NULL)
+        return km__err(KM_E_INVALID, "software backend derive: out is NULL");
+    *out = NULL;
+    if (o == NULL || (salt == NULL && salt_len > 0) || (info == NULL && info_len > 0))
+        return km__err(KM_E_INVALID, "software backend derive: %s is NULL",
+                       o == NULL ? "obj" : salt == NULL && salt_len > 0 ? "salt" : "info");
+    if (o->ti->kind != K_HMAC)
+        return km__err(KM_E_USAGE, "a %s key does not derive keys", o->ti->name);
+    if (out_len == 0 || out_len > 255 * 32)
+        return km__err(KM_E_INVALID, "HKDF-SHA-256 output must be 1 to 8160 bytes");
+    if ((rc = km_secret_new(&s, out_len)) != KM_OK)
+        return rc;
+    rc = km__hkdf_sha256(o->key, o->key_len, salt != NULL ? salt : empty_msg, salt_len,
+                         info != NULL ? info : empty_msg, info_len, km_secret_data(s), out_len);
+    if (rc != KM_OK) {
+        km_secret_free(s);
+        return rc;
+    }
+    *out = s;
+    return KM_OK;
+}
+
+static int sw_agree(void *obj, const uint8_t *peer_spki, size_t peer_len, km_secret **out)
+{
+    sw_obj *o = obj;
+    EVP_PKEY *peer = NULL;
+    EVP_PKEY_CTX *c = NULL;
+    km_secret *s = NULL, *s2 = NULL;
+    size_t len = 0, got;
+    int rc;
+
+    if (out == NULL)
+        return km__err(KM_E_INVALID, "software backend agree: out is NULL");
+    *out = NULL;
+    if (o == NULL || peer_spki == NULL || peer_len == 0)
+        return km__err(KM_E_INVALID, "software backend agree: %s",
+                       o == NULL ? "obj is NULL" : "no peer key");
+    if (o->ti->kind != K_EC && o->ti->kind != K_X25519)
+        return km__err(KM_E_USAGE, "a %s key does not agree keys", o->ti->name);
+    if (o->public_only)
+        return km__err(KM_E_USAGE, "a public-only %s key cannot agree keys", o->ti->name);
+    if ((rc = decode_spki(peer_spki, peer_len, &peer)) != KM_OK)
+        return rc;
+    if ((rc = check_pkey_type(o->ti, peer, "the peer key")) != KM_OK)
+        goto out;
+    c = EVP_PKEY_CTX_new_from_pkey(NULL, o->pkey, NULL);
+    if (c == NULL || EVP_PKEY_derive_init(c) != 1) {
+        rc = km__err_ossl(KM_E_CRYPTO, "cannot set up %s key agreement", o->ti->name);
+        goto out;
+    }
+    if (EVP_PKEY_derive_set_peer_ex(c, peer, 1) != 1) {
+        rc = km__err_ossl(KM_E_INVALID, "the peer public key is not valid");
+        goto out;
+    }
+    if (EVP_PKEY_derive(c, NULL, &len) != 1 || len == 0) {
+        rc = km__err_ossl(KM_E_CRYPTO, "%s key agreement failed", o->ti->name);
+        goto out;
+    }
+    if ((rc = km_secret_new(&s, len)) != KM_OK)
+        goto out;
+    got = len;
+    if (EVP_PKEY_derive(c, km_secret_data(s), &got) != 1 || got == 0 || got > len) {
+        /* X25519 refuses a low-order peer (an all-zero secret) */
+        rc = km__err_ossl(KM_E_INVALID, "%s key agreement with this peer failed", o->ti->name);
+        goto out;
+    }
+    if (got != len) {
+        if ((rc = km_secret_from(&s2, km_secret_data(s), got)) != KM_OK)
+            goto out;
+        km_secret_free(s);
+        s = s2;
+    }
+    *out = s;
+    s = NULL;
+    rc = KM_OK;
+out:
+    km_secret_free(s);
+    EVP_PKEY_CTX_free(c);
+    EVP_PKEY_free(peer);
+    return rc;
+}
+
+/* -------------------------------------------------------------- public key */
+
+static int sw_public_key(void *obj, uint8_t *out, size_t out_cap, size_t *out_len)
+{
+    sw_obj *o = obj;
+    unsigned char *p = out;
+    int n;
+
+    if (out_len == NULL)
+        return km__err(KM_E_INVALID, "software backend public_key: out_len is NULL");
+    *out_len = 0;
+    if (o == NULL)
+        return km__err(KM_E_INVALID, "software backend public_key: obj is NULL");
+    if (o->pkey == NULL)
+        return km__err(KM_E_UNSUPPORTED, "a %s key has no public key", o->ti->name);
+    n = i2d_PUBKEY(o->pkey, NULL);
+    if (n <= 0)
+        return km__err_ossl(KM_E_CRYPTO, "cannot encode the public key");
+    if (out == NULL || out_cap < (size_t)n) {
+        *out_len = (size_t)n;
+        return km__err(KM_E_BUFFER, "public key needs %d bytes", n);
+    }
+    if (i2d_PUBKEY(o->pkey, &p) != n) {
+        km_memzero(out, out_cap);
+        return km__err_ossl(KM_E_CRYPTO, "cannot encode the public key");
+    }
+    *out_len = (size_t)n;
+    return KM_OK;
+}
+
+/* ------------------------------------------------------------------- table */
+
+const km_backend_ops km__software_backend = {
+    .version = KM_BACKEND_OPS_VERSION,
+    .name = "software",
+    .caps = KM_BACKEND_CAP_SYMMETRIC | KM_BACKEND_CAP_ASYMMETRIC | KM_BACKEND_CAP_IMPORT
+            | KM_BACKEND_CAP_EXTRACT,
+    .open = NULL,
+    .close = NULL,
+    .generate = sw_generate,
+    .import = sw_import,
+    .destroy = NULL, /* the reference is the material: the core deletes it */
+    .load = sw_load,
+    .unload = sw_unload,
+    .aead_seal = sw_aead_seal,
+    .aead_open = sw_aead_open,
+    .sign = sw_sign,
+    .verify = sw_verify,
+    .mac = sw_mac,
+    .wrap = sw_wrap,
+    .unwrap = sw_unwrap,
+    .derive = sw_derive,
+    .agree = sw_agree,
+    .public_key = sw_public_key,
+    .ctl = NULL,
+};

@@ -1,0 +1,187 @@
+/* cmd_data.c - kmctl commands that use keys: encrypt, decrypt, sign, verify, mac, mac-verify. */
+#ifdef HAVE_CONFIG_H
+#include "config.h"
+#endif
+
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "kmctl.h"
+
+/* Largest signature or tag file read by verify and mac-verify (binary or km1: text). */
+#define KMCTL_SIGFILE_MAX 65536
+/* Largest ciphertext on stdin: the biggest binary one, in the km1: text form, with slack. */
+#define KMCTL_CIPHERTEXT_TEXT_MAX \
+    ((size_t)4 + ((size_t)KM_PLAINTEXT_MAX + KM_CIPHERTEXT_OVERHEAD + 2) / 3 * 4 + 4096)
+
+static void aad_of(const struct kmctl_args *a, const uint8_t **aad, size_t *len)
+{
+    *aad = (const uint8_t *)a->val[OPT_AAD];
+    *len = *aad != NULL ? strlen(a->val[OPT_AAD]) : 0;
+}
+
+static uint32_t sig_flags(const struct kmctl_args *a)
+{
+    return (a->val[OPT_RAW] != NULL ? KM_SIG_RAW : 0) | (a->val[OPT_P1363] != NULL ? KM_SIG_P1363 : 0);
+}
+
+/* Writes binary output, or its km1: text form with --text. */
+static int emit(const struct kmctl_args *a, const uint8_t *p, size_t n)
+{
+    if (a->val[OPT_TEXT] != NULL)
+        return kmctl_text_write(p, n);
+    return kmctl_write(p, n);
+}
+
+/* ------------------------------------------------------------ encrypt */
+
+int kmctl_cmd_encrypt(struct kmctl *k, const struct kmctl_args *a)
+{
+    struct kmctl_buf pt = { NULL, 0, 0 };
+    const uint8_t *aad;
+    uint8_t *ct = NULL;
+    size_t aad_len, ct_len = 0;
+    km_key *key = NULL;
+    int rc;
+
+    aad_of(a, &aad, &aad_len);
+    if ((rc = kmctl_open_key(k, a->pos[0], &key)) != KMCTL_EXIT_OK)
+        return rc;
+    if ((rc = kmctl_read_fd(STDIN_FILENO, "the plaintext", KM_PLAINTEXT_MAX, &pt)) != KMCTL_EXIT_OK)
+        goto out;
+    ct = malloc(pt.len + KM_CIPHERTEXT_OVERHEAD);
+    if (ct == NULL) {
+        rc = kmctl_error(KMCTL_EXIT_OTHER, "encrypting: out of memory");
+        goto out;
+    }
+    rc = km_encrypt(key, pt.p, pt.len, aad, aad_len, ct, pt.len + KM_CIPHERTEXT_OVERHEAD, &ct_len);
+    if (rc != KM_OK) {
+        rc = kmctl_lib_error(rc, "encrypting with key '%s'", a->pos[0]);
+        goto out;
+    }
+    rc = emit(a, ct, ct_len);
+out:
+    free(ct);
+    kmctl_buf_free(&pt);
+    km_key_free(key);
+    return rc;
+}
+
+/* ------------------------------------------------------------ decrypt */
+
+int kmctl_cmd_decrypt(struct kmctl *k, const struct kmctl_args *a)
+{
+    struct kmctl_buf ct = { NULL, 0, 0 };
+    const uint8_t *aad;
+    uint8_t *pt = NULL;
+    size_t aad_len, cap, pt_len = 0;
+    int rc;
+
+    aad_of(a, &aad, &aad_len);
+    if ((rc = kmctl_read_fd(STDIN_FILENO, "the ciphertext", KMCTL_CIPHERTEXT_TEXT_MAX, &ct)) != KMCTL_EXIT_OK)
+        goto out;
+    if ((rc = kmctl_text_decode_if(&ct)) != KMCTL_EXIT_OK)
+        goto out;
+    cap = ct.len > 0 ? ct.len : 1;
+    pt = malloc(cap);
+    if (pt == NULL) {
+        rc = kmctl_error(KMCTL_EXIT_OTHER, "decrypting: out of memory");
+        goto out;
+    }
+    rc = km_decrypt(k->ctx, 0, ct.p, ct.len, aad, aad_len, pt, cap, &pt_len);
+    if (rc != KM_OK) {
+        rc = kmctl_lib_error(rc, "decrypting");
+        goto out;
+    }
+    rc = kmctl_write(pt, pt_len);
+out:
+    if (pt != NULL) {
+        km_memzero(pt, cap);
+        free(pt);
+    }
+    kmctl_buf_free(&ct);
+    return rc;
+}
+
+/* ------------------------------------------------------------ sign, mac */
+
+static int tag_cmd(struct kmctl *k, const struct kmctl_args *a, int is_mac)
+{
+    struct kmctl_buf msg = { NULL, 0, 0 };
+    uint8_t out[KM_SIGNATURE_MAX > KM_MAC_MAX ? KM_SIGNATURE_MAX : KM_MAC_MAX];
+    size_t n = 0;
+    km_key *key = NULL;
+    int rc;
+
+    if ((rc = kmctl_open_key(k, a->pos[0], &key)) != KMCTL_EXIT_OK)
+        return rc;
+    if ((rc = kmctl_read_fd(STDIN_FILENO, "the message", KM_PLAINTEXT_MAX, &msg)) != KMCTL_EXIT_OK)
+        goto out;
+    if (is_mac)
+        rc = km_mac(key, sig_flags(a), msg.p, msg.len, out, sizeof out, &n);
+    else
+        rc = km_sign(key, sig_flags(a), msg.p, msg.len, out, sizeof out, &n);
+    if (rc != KM_OK) {
+        rc = kmctl_lib_error(rc, "%s with key '%s'", is_mac ? "computing the MAC" : "signing", a->pos[0]);
+        goto out;
+    }
+    rc = emit(a, out, n);
+out:
+    kmctl_buf_free(&msg);
+    km_key_free(key);
+    return rc;
+}
+
+int kmctl_cmd_sign(struct kmctl *k, const struct kmctl_args *a)
+{
+    return tag_cmd(k, a, 0);
+}
+
+int kmctl_cmd_mac(struct kmctl *k, const struct kmctl_args *a)
+{
+    return tag_cmd(k, a, 1);
+}
+
+/* ------------------------------------------------------------ verify, mac-verify */
+
+static int verify_cmd(struct kmctl *k, const struct kmctl_args *a, int is_mac)
+{
+    struct kmctl_buf msg = { NULL, 0, 0 }, sig = { NULL, 0, 0 };
+    uint32_t version = a->val[OPT_VERSION] != NULL ? (uint32_t)a->num[OPT_VERSION] : 0;
+    km_key *key = NULL;
+    int rc;
+
+    if ((rc = kmctl_read_file(a->pos[1], KMCTL_SIGFILE_MAX, &sig)) != KMCTL_EXIT_OK)
+        return rc;
+    if ((rc = kmctl_text_decode_if(&sig)) != KMCTL_EXIT_OK)
+        goto out;
+    if ((rc = kmctl_open_key(k, a->pos[0], &key)) != KMCTL_EXIT_OK)
+        goto out;
+    if ((rc = kmctl_read_fd(STDIN_FILENO, "the message", KM_PLAINTEXT_MAX, &msg)) != KMCTL_EXIT_OK)
+        goto out;
+    if (is_mac)
+        rc = km_mac_verify(key, version, sig_flags(a), msg.p, msg.len, sig.p, sig.len);
+    else
+        rc = km_verify(key, version, sig_flags(a), msg.p, msg.len, sig.p, sig.len);
+    if (rc != KM_OK)
+        rc = kmctl_lib_error(rc, "%s '%s' with key '%s'", is_mac ? "verifying the MAC" : "verifying the signature",
+                             a->pos[1], a->pos[0]);
+    else
+        rc = KMCTL_EXIT_OK;
+out:
+    kmctl_buf_free(&msg);
+    kmctl_buf_free(&sig);
+    km_key_free(key);
+    return rc;
+}
+
+int kmctl_cmd_verify(struct kmctl *k, const struct kmctl_args *a)
+{
+    return verify_cmd(k, a, 0);
+}
+
+int kmctl_cmd_mac_verify(struct kmctl *k, const struct kmctl_args *a)
+{
+    return verify_cmd(k, a, 1);
+}

@@ -1,0 +1,110 @@
+/* kmctl.h - shared declarations of the kmctl command-line tool (public libkm API only). */
+#ifndef KMCTL_H
+#define KMCTL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <km.h>
+
+/* Exit codes: one per error class; documented in kmctl --help and kmctl(1). */
+enum kmctl_exit {
+    KMCTL_EXIT_OK = 0,          /* success */
+    KMCTL_EXIT_USAGE = 1,       /* bad arguments, invalid input (KM_E_INVALID) */
+    KMCTL_EXIT_NOTFOUND = 2,    /* KM_E_NOTFOUND */
+    KMCTL_EXIT_EXISTS = 3,      /* KM_E_EXISTS */
+    KMCTL_EXIT_DENIED = 4,      /* KM_E_POLICY, KM_E_DENIED, KM_E_STATE, KM_E_USAGE, KM_E_LIMIT */
+    KMCTL_EXIT_AUTH = 5,        /* KM_E_AUTH */
+    KMCTL_EXIT_INTEGRITY = 6,   /* KM_E_INTEGRITY, KM_E_VERIFY, KM_E_CORRUPT */
+    KMCTL_EXIT_BACKEND = 7,     /* KM_E_BACKEND, KM_E_IO, KM_E_FULL, KM_E_CRYPTO */
+    KMCTL_EXIT_UNSUPPORTED = 8, /* KM_E_UNSUPPORTED, or not in this libkm version */
+    KMCTL_EXIT_OTHER = 9        /* anything else (out of memory, output write errors, ...) */
+};
+
+/* Option ids: the index of an option's value in kmctl_args. */
+enum kmctl_opt_id {
+    OPT_TYPE,
+    OPT_PROTECTION,
+    OPT_EXPORTABLE,
+    OPT_USAGE,
+    OPT_ROTATE_EVERY,
+    OPT_JSON,
+    OPT_AAD,
+    OPT_TEXT,
+    OPT_RAW,
+    OPT_P1363,
+    OPT_DER,
+    OPT_VERSION,
+    OPT_FORMAT,
+    OPT_REASON,
+    OPT_COMPROMISE_DATE,
+    OPT_GRACE,
+    OPT_WRAP_WITH,
+    OPT_WRAPPED,
+    OPT_KDF_COST,
+    OPT__COUNT
+};
+
+/* The parsed command line of one command. */
+struct kmctl_args {
+    const char *cmd;                  /* the command words, "key create" */
+    const char *pos[4];               /* positional arguments */
+    int npos;
+    const char *val[OPT__COUNT];      /* option values; "" for a flag given; NULL = absent */
+    uint64_t num[OPT__COUNT];         /* numeric options, parsed */
+    int64_t date[OPT__COUNT];         /* date options, seconds since the epoch (UTC) */
+};
+
+/* The state a command runs with. */
+struct kmctl {
+    km_ctx *ctx;                      /* the open vault, or NULL for commands without one */
+    const char *vault;                /* --vault DIR or KM_VAULT */
+};
+
+/* report.c: exit codes and messages */
+int kmctl_exit_code(int km_rc);
+int kmctl_lib_error(int km_rc, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+int kmctl_error(int exit_code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void kmctl_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+int kmctl_unsupported(const char *what);
+void kmctl_hex(const uint8_t *p, size_t n, char *out);
+void kmctl_time(int64_t t, char out[32]);
+int kmctl_parse_date(const char *s, int64_t *out);
+int kmctl_parse_uint(const char *s, uint64_t max, uint64_t *out);
+
+/* io.c: binary-safe input and output */
+struct kmctl_buf {
+    uint8_t *p;
+    size_t len, cap;
+};
+void kmctl_buf_free(struct kmctl_buf *b);
+int kmctl_read_fd(int fd, const char *what, size_t max, struct kmctl_buf *out);
+int kmctl_read_file(const char *path, size_t max, struct kmctl_buf *out);
+int kmctl_read_secret(const char *path, size_t max, km_secret **out, size_t *len);
+int kmctl_write(const void *p, size_t n);
+int kmctl_finish_stdout(void);
+int kmctl_passphrase(const char *file, km_secret **out, size_t *len);
+int kmctl_text_decode_if(struct kmctl_buf *b);
+int kmctl_text_write(const uint8_t *bin, size_t n);
+
+/* commands: key management (cmd_key.c) */
+int kmctl_cmd_init(struct kmctl *k, const struct kmctl_args *a);
+int kmctl_cmd_key_create(struct kmctl *k, const struct kmctl_args *a);
+int kmctl_cmd_key_import(struct kmctl *k, const struct kmctl_args *a);
+int kmctl_check_key_create(const struct kmctl_args *a);
+int kmctl_check_key_import(const struct kmctl_args *a);
+int kmctl_cmd_key_list(struct kmctl *k, const struct kmctl_args *a);
+int kmctl_cmd_key_info(struct kmctl *k, const struct kmctl_args *a);
+int kmctl_cmd_key_rotate(struct kmctl *k, const struct kmctl_args *a);
+int kmctl_cmd_key_public(struct kmctl *k, const struct kmctl_args *a);
+int kmctl_open_key(struct kmctl *k, const char *name, km_key **out);
+
+/* commands: using keys (cmd_data.c) */
+int kmctl_cmd_encrypt(struct kmctl *k, const struct kmctl_args *a);
+int kmctl_cmd_decrypt(struct kmctl *k, const struct kmctl_args *a);
+int kmctl_cmd_sign(struct kmctl *k, const struct kmctl_args *a);
+int kmctl_cmd_verify(struct kmctl *k, const struct kmctl_args *a);
+int kmctl_cmd_mac(struct kmctl *k, const struct kmctl_args *a);
+int kmctl_cmd_mac_verify(struct kmctl *k, const struct kmctl_args *a);
+
+#endif /* KMCTL_H */

@@ -1,0 +1,770 @@
+/* bench.c - libkm against the limit it sits on, side by side, as ratios.
+ *
+ * Every pair is measured interleaved in one run: km, raw, km, raw, ... for
+ * BENCH_ROUNDS rounds (default 7) of BENCH_ROUND_S seconds each (default
+ * 0.25), after one short warm-up of each side; each side's figure is the
+ * median of its rounds and ratio = km / raw. One line per pair:
+ *
+ *   BENCH <name> km=<ops/s> raw=<ops/s> ratio=<km/raw>
+ *   BENCH <name> skipped=<reason>
+ *
+ * Usage: bench [PAIR...]            only the named pairs (default: all)
+ *        bench --profile PAIR [S]   only the km side of PAIR for S seconds
+ *                                   (for perf record / callgrind)
+ * See docs/PERFORMANCE.md for what each pair means.
+ */
+#define _GNU_SOURCE 1
+#include "benchutil.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <lmdb.h>
+#include <openssl/evp.h>
+#include <openssl/rand.h>
+
+#define MAX_ROUNDS 64
+#define BATCH 16                  /* operations between two clock reads */
+#define COLD_KEYS_DEFAULT 2000    /* keys in the open-cold vault */
+
+static int g_rounds = 7;
+static double g_round_s = 0.25, g_warm_s = 0.08;
+
+/* One side of a pair: performs n operations, returns 0 (or dies). */
+typedef int (*bench_fn)(void *arg, uint64_t n);
+
+/* Operations per second of `f` over about `secs` seconds. `excluded`, when
+ * not NULL, is time the side spent on untimed set-up inside its calls. */
+static double rate(bench_fn f, void *arg, double secs, double *excluded)
+{
+    uint64_t done = 0;
+    double t0, t, el;
+
+    if (excluded != NULL)
+        *excluded = 0;
+    t0 = bench_now();
+    do {
+        if (f(arg, BATCH) != 0)
+            bench_die("a benchmark operation failed");
+        done += BATCH;
+        t = bench_now();
+        el = t - t0 - (excluded != NULL ? *excluded : 0);
+    } while (el < secs);
+    return (double)done / el;
+}
+
+static void report(const char *name, double km, double raw)
+{
+    printf("BENCH %s km=%.0f raw=%.0f ratio=%.3f\n", name, km, raw, raw > 0 ? km / raw : 0.0);
+    fflush(stdout);
+}
+
+static void skipped(const char *name, const char *reason)
+{
+    printf("BENCH %s skipped=%s\n", name, reason);
+    fflush(stdout);
+}
+
+/* Runs the pair interleaved and reports it. */
+static void pair(const char *name, bench_fn km, void *km_arg, double *km_excl, bench_fn raw,
+                 void *raw_arg, double *raw_excl)
+{
+    double k[MAX_ROUNDS], r[MAX_ROUNDS];
+    int i;
+
+    (void)rate(km, km_arg, g_warm_s, km_excl);
+    (void)rate(raw, raw_arg, g_warm_s, raw_excl);
+    for (i = 0; i < g_rounds; i++) {
+        k[i] = rate(km, km_arg, g_round_s, km_excl);
+        r[i] = rate(raw, raw_arg, g_round_s, raw_excl);
+    }
+    report(name, bench_median(k, (size_t)g_rounds), bench_median(r, (size_t)g_rounds));
+}
+
+/* ------------------------------------------------------------ raw AES-GCM */
+
+static void ossl_check(int ok, const char *what)
+{
+    if (ok != 1)
+        bench_die("OpenSSL: %s failed", what);
+}
+
+/* A careful user of raw EVP: the key schedule once, a fresh random nonce per
+ * message with RAND_bytes(12), output nonce || ciphertext || tag. */
+typedef struct raw_gcm {
+    EVP_CIPHER_CTX *c;
+    size_t len;               /* plaintext length */
+    uint8_t *pt, *out;
+    uint8_t **pool;           /* raw messages to decrypt */
+    size_t npool, next;
+} raw_gcm;
+
+static void raw_gcm_init(raw_gcm *s, size_t len, size_t npool)
+{
+    uint8_t key[32];
+    memset(s, 0, sizeof *s);
+    s->len = len;
+    s->npool = npool;
+    s->c = EVP_CIPHER_CTX_new();
+    s->pt = calloc(1, len);
+    s->out = malloc(len + 28);
+    if (s->c == NULL || s->pt == NULL || s->out == NULL)
+        bench_die("out of memory");
+    ossl_check(RAND_bytes(key, sizeof key), "RAND_bytes");
+    ossl_check(RAND_bytes(s->pt, (int)len), "RAND_bytes");
+    ossl_check(EVP_CipherInit_ex(s->c, EVP_aes_256_gcm(), NULL, key, NULL, -1), "cipher init");
+    memset(key, 0, sizeof key);
+}
+
+static void raw_gcm_seal_one(raw_gcm *s, uint8_t *out)
+{
+    int n = 0, m = 0;
+    ossl_check(RAND_bytes(out, 12), "RAND_bytes");
+    ossl_check(EVP_EncryptInit_ex(s->c, NULL, NULL, NULL, out), "encrypt init");
+    ossl_check(EVP_EncryptUpdate(s->c, out + 12, &n, s->pt, (int)s->len), "encrypt update");
+    ossl_check(EVP_EncryptFinal_ex(s->c, out + 12 + n, &m), "encrypt final");
+    ossl_check(EVP_CIPHER_CTX_ctrl(s->c, EVP_CTRL_GCM_GET_TAG, 16, out + 12 + s->len), "get tag");
+}
+
+static int raw_encrypt(void *arg, uint64_t n)
+{
+    raw_gcm *s = arg;
+    uint64_t i;
+    for (i = 0; i < n; i++)
+        raw_gcm_seal_one(s, s->out);
+    return 0;
+}
+
+static void raw_gcm_make_pool(raw_gcm *s)
+{
+    size_t i;
+    s->pool = calloc(s->npool, sizeof *s->pool);
+    if (s->pool == NULL)
+        bench_die("out of memory");
+    for (i = 0; i < s->npool; i++) {
+        if ((s->pool[i] = malloc(s->len + 28)) == NULL)
+            bench_die("out of memory");
+        raw_gcm_seal_one(s, s->pool[i]);
+    }
+}
+
+static int raw_decrypt(void *arg, uint64_t n)
+{
+    raw_gcm *s = arg;
+    uint64_t i;
+    int l = 0, m = 0;
+    for (i = 0; i < n; i++) {
+        uint8_t *ct = s->pool[s->next];
+        s->next = (s->next + 1) % s->npool;
+        ossl_check(EVP_DecryptInit_ex(s->c, NULL, NULL, NULL, ct), "decrypt init");
+        ossl_check(EVP_DecryptUpdate(s->c, s->out, &l, ct + 12, (int)s->len), "decrypt update");
+        ossl_check(EVP_CIPHER_CTX_ctrl(s->c, EVP_CTRL_GCM_SET_TAG, 16, ct + 12 + s->len),
+                   "set tag");
+        ossl_check(EVP_DecryptFinal_ex(s->c, s->out + l, &m), "tag check");
+    }
+    return 0;
+}
+
+static void raw_gcm_free(raw_gcm *s)
+{
+    size_t i;
+    for (i = 0; s->pool != NULL && i < s->npool; i++)
+        free(s->pool[i]);
+    free(s->pool);
+    free(s->pt);
+    free(s->out);
+    EVP_CIPHER_CTX_free(s->c);
+}
+
+/* ------------------------------------------------------------- km AES-GCM */
+
+typedef struct km_gcm {
+    km_ctx *ctx;
+    km_key *key;
+    size_t len, cap;
+    uint8_t *pt, *out;
+    uint8_t **pool;           /* km ciphertexts to decrypt */
+    size_t npool, next;
+} km_gcm;
+
+static void km_gcm_init(km_gcm *s, km_ctx *ctx, km_key *key, size_t len, size_t npool)
+{
+    size_t i, n;
+    memset(s, 0, sizeof *s);
+    s->ctx = ctx;
+    s->key = key;
+    s->len = len;
+    s->cap = len + KM_CIPHERTEXT_OVERHEAD;
+    s->npool = npool;
+    s->pt = calloc(1, len);
+    s->out = malloc(s->cap);
+    s->pool = calloc(npool, sizeof *s->pool);
+    if (s->pt == NULL || s->out == NULL || s->pool == NULL)
+        bench_die("out of memory");
+    ossl_check(RAND_bytes(s->pt, (int)len), "RAND_bytes");
+    for (i = 0; i < npool; i++) {
+        if ((s->pool[i] = malloc(s->cap)) == NULL)
+            bench_die("out of memory");
+        BENCH_CHECK(km_encrypt(key, s->pt, len, NULL, 0, s->pool[i], s->cap, &n));
+    }
+}
+
+static int km_encrypt_n(void *arg, uint64_t n)
+{
+    km_gcm *s = arg;
+    size_t olen;
+    uint64_t i;
+    for (i = 0; i < n; i++)
+        BENCH_CHECK(km_encrypt(s->key, s->pt, s->len, NULL, 0, s->out, s->cap, &olen));
+    return 0;
+}
+
+static int km_decrypt_n(void *arg, uint64_t n)
+{
+    km_gcm *s = arg;
+    size_t olen;
+    uint64_t i;
+    for (i = 0; i < n; i++) {
+        const uint8_t *ct = s->pool[s->next];
+        s->next = (s->next + 1) % s->npool;
+        BENCH_CHECK(km_decrypt(s->ctx, 0, ct, s->cap, NULL, 0, s->out, s->cap, &olen));
+    }
+    return 0;
+}
+
+static void km_gcm_free(km_gcm *s)
+{
+    size_t i;
+    for (i = 0; i < s->npool; i++)
+        free(s->pool[i]);
+    free(s->pool);
+    free(s->pt);
+    free(s->out);
+}
+
+/* ------------------------------------------------------------------- sign */
+
+#define SIGN_MSG_LEN 32
+
+typedef struct km_sig {
+    km_key *key;
+    uint8_t msg[SIGN_MSG_LEN];
+    uint8_t sig[KM_SIGNATURE_MAX];
+} km_sig;
+
+static int km_sign_n(void *arg, uint64_t n)
+{
+    km_sig *s = arg;
+    size_t len;
+    uint64_t i;
+    for (i = 0; i < n; i++)
+        BENCH_CHECK(km_sign(s->key, KM_SIG_RAW, s->msg, sizeof s->msg, s->sig, sizeof s->sig,
+                            &len));
+    return 0;
+}
+
+/* Raw EVP signing: one EVP_PKEY reused across calls, one EVP_MD_CTX reused
+ * (re-initialised per message, as EVP_DigestSign requires). */
+typedef struct raw_sig {
+    EVP_PKEY *pk;
+    EVP_MD_CTX *md;
+    const char *mdname;       /* "SHA256", or NULL for Ed25519 */
+    uint8_t msg[SIGN_MSG_LEN];
+    uint8_t sig[256];
+} raw_sig;
+
+static int raw_sign_n(void *arg, uint64_t n)
+{
+    raw_sig *s = arg;
+    uint64_t i;
+    for (i = 0; i < n; i++) {
+        size_t len = sizeof s->sig;
+        ossl_check(EVP_DigestSignInit_ex(s->md, NULL, s->mdname, NULL, NULL, s->pk, NULL),
+                   "sign init");
+        ossl_check(EVP_DigestSign(s->md, s->sig, &len, s->msg, sizeof s->msg), "sign");
+    }
+    return 0;
+}
+
+static void bench_sign(const char *name, km_ctx *ctx, km_key_type type, const char *alg,
+                       const char *group, const char *mdname)
+{
+    km_sig k;
+    raw_sig r;
+    char kname[64];
+
+    memset(&k, 0, sizeof k);
+    memset(&r, 0, sizeof r);
+    snprintf(kname, sizeof kname, "bench-%s", name);
+    BENCH_CHECK(km_key_create(&k.key, ctx, kname, type, NULL));
+    ossl_check(RAND_bytes(k.msg, sizeof k.msg), "RAND_bytes");
+    memcpy(r.msg, k.msg, sizeof r.msg);
+    r.pk = group != NULL ? EVP_PKEY_Q_keygen(NULL, NULL, alg, group)
+                         : EVP_PKEY_Q_keygen(NULL, NULL, alg);
+    r.md = EVP_MD_CTX_new();
+    r.mdname = mdname;
+    if (r.pk == NULL || r.md == NULL)
+        bench_die("OpenSSL: cannot make a %s key", alg);
+    pair(name, km_sign_n, &k, NULL, raw_sign_n, &r, NULL);
+    EVP_MD_CTX_free(r.md);
+    EVP_PKEY_free(r.pk);
+    km_key_free(k.key);
+}
+
+/* -------------------------------------------------------------- open-cold */
+
+/* km side: km_key_open by name + km_key_free, each key once per context, so
+ * that every open misses the context's key cache. A "keeper" context stays
+ * open on the vault, so the LMDB environment (shared per directory in a
+ * process) stays open and mapped, as the raw side's does; when the names run
+ * out the measuring context is closed and opened again, untimed. */
+typedef struct km_cold {
+    const char *dir;
+    km_ctx *ctx;
+    char **names;
+    size_t n, pos, *perm;
+    double excluded;
+} km_cold;
+
+/* xorshift64*: cheap, so that reshuffling costs the timed loops nothing. */
+static uint64_t g_rng = 0x9e3779b97f4a7c15u;
+
+static uint64_t rng_next(void)
+{
+    g_rng ^= g_rng >> 12;
+    g_rng ^= g_rng << 25;
+    g_rng ^= g_rng >> 27;
+    return g_rng * 0x2545f4914f6cdd1du;
+}
+
+static void shuffle(size_t *p, size_t n)
+{
+    size_t i;
+    for (i = n; i > 1; i--) {
+        size_t j = (size_t)(rng_next() % i), t;
+        t = p[i - 1];
+        p[i - 1] = p[j];
+        p[j] = t;
+    }
+}
+
+static int km_open_n(void *arg, uint64_t n)
+{
+    km_cold *s = arg;
+    uint64_t i;
+    for (i = 0; i < n; i++) {
+        km_key *k = NULL;
+        if (s->pos == s->n) {
+            double t0 = bench_now();
+            km_close(s->ctx);
+            s->ctx = bench_vault_open(s->dir, 0);
+            shuffle(s->perm, s->n);
+            s->pos = 0;
+            s->excluded += bench_now() - t0;
+        }
+        BENCH_CHECK(km_key_open(&k, s->ctx, s->names[s->perm[s->pos++]]));
+        km_key_free(k);
+    }
+    return 0;
+}
+
+/* raw side: read transaction + mdb_get of a record of the same LMDB key and
+ * the same sealed size as the vault's key record + AES-256-GCM open with a
+ * pre-derived key (the context keyed once), with the vault's kind of
+ * associated data ("km-rec" 1 "keys" 0 id). */
+typedef struct raw_cold {
+    MDB_env *env;
+    MDB_dbi dbi;
+    uint8_t (*ids)[16];
+    size_t n, pos, *perm;
+    EVP_CIPHER_CTX *c;
+    uint8_t buf[4096];
+} raw_cold;
+
+static const char cold_aad_prefix[] = "km-rec\001keys"; /* then 0, then the id */
+
+static size_t cold_aad(uint8_t aad[64], const uint8_t id[16])
+{
+    size_t n = sizeof cold_aad_prefix; /* with its NUL: the 0 separator */
+    memcpy(aad, cold_aad_prefix, n);
+    memcpy(aad + n, id, 16);
+    return n + 16;
+}
+
+static int raw_open_n(void *arg, uint64_t n)
+{
+    raw_cold *s = arg;
+    uint64_t i;
+    for (i = 0; i < n; i++) {
+        const uint8_t *id, *p;
+        uint8_t aad[64];
+        MDB_txn *txn;
+        MDB_val k, v;
+        size_t ct_len, aad_len;
+        int l = 0, m = 0;
+        if (s->pos == s->n) {
+            shuffle(s->perm, s->n);
+            s->pos = 0;
+        }
+        id = s->ids[s->perm[s->pos++]];
+        k.mv_data = (void *)(uintptr_t)id;
+        k.mv_size = 16;
+        if (mdb_txn_begin(s->env, NULL, MDB_RDONLY, &txn) != 0 || mdb_get(txn, s->dbi, &k, &v) != 0)
+            bench_die("raw LMDB read failed");
+        p = v.mv_data;
+        if (v.mv_size < 29 || v.mv_size - 29 > sizeof s->buf)
+            bench_die("raw record of a bad size");
+        ct_len = v.mv_size - 29;
+        aad_len = cold_aad(aad, id);
+        ossl_check(EVP_DecryptInit_ex(s->c, NULL, NULL, NULL, p + 1), "decrypt init");
+        ossl_check(EVP_DecryptUpdate(s->c, NULL, &l, aad, (int)aad_len), "aad");
+        ossl_check(EVP_DecryptUpdate(s->c, s->buf, &l, p + 13, (int)ct_len), "decrypt");
+        ossl_check(EVP_CIPHER_CTX_ctrl(s->c, EVP_CTRL_GCM_SET_TAG, 16,
+                                       (void *)(uintptr_t)(p + 13 + ct_len)), "set tag");
+        ossl_check(EVP_DecryptFinal_ex(s->c, s->buf + l, &m), "tag check");
+        mdb_txn_abort(txn);
+    }
+    return 0;
+}
+
+/* Collects the ids and sealed sizes of the vault's "keys" table. */
+typedef struct cold_scan {
+    uint8_t (*ids)[16];
+    size_t *sizes;
+    size_t n, cap;
+} cold_scan;
+
+static void cold_scan_rec(const uint8_t *key, size_t key_len, size_t val_len, void *arg)
+{
+    cold_scan *cs = arg;
+    if (key_len != 16)
+        bench_die("vault 'keys' table has a %zu-byte key", key_len);
+    if (cs->n == cs->cap)
+        bench_die("vault 'keys' table has more records than expected");
+    memcpy(cs->ids[cs->n], key, 16);
+    cs->sizes[cs->n++] = val_len;
+}
+
+static void bench_open_cold(size_t nkeys)
+{
+    char *vdir = bench_mkdtemp("bench-cold"), *rdir = bench_mkdtemp("bench-raw");
+    km_ctx *keeper;
+    km_cold k;
+    raw_cold r;
+    cold_scan cs;
+    MDB_txn *txn;
+    uint8_t key[32];
+    size_t i, sum = 0;
+    double t0;
+
+    memset(&k, 0, sizeof k);
+    memset(&r, 0, sizeof r);
+    memset(&cs, 0, sizeof cs);
+    k.names = calloc(nkeys, sizeof *k.names);
+    k.perm = calloc(nkeys, sizeof *k.perm);
+    r.perm = calloc(nkeys, sizeof *r.perm);
+    cs.ids = calloc(nkeys, sizeof *cs.ids);
+    cs.sizes = calloc(nkeys, sizeof *cs.sizes);
+    if (k.names == NULL || k.perm == NULL || r.perm == NULL || cs.ids == NULL || cs.sizes == NULL)
+        bench_die("out of memory");
+
+    /* the vault: nkeys AES-256-GCM keys, one durable transaction each */
+    t0 = bench_now();
+    keeper = bench_vault_open(vdir, 0);
+    for (i = 0; i < nkeys; i++) {
+        if (asprintf(&k.names[i], "cold-%06zu", i) < 0)
+            bench_die("out of memory");
+        BENCH_CHECK(km_key_create(NULL, keeper, k.names[i], KM_KEY_AES_256_GCM, NULL));
+        k.perm[i] = i;
+        r.perm[i] = i;
+    }
+    km_close(keeper);
+    printf("# open-cold: %zu keys created in %.1f s (%.0f/s)\n", nkeys, bench_now() - t0,
+           (double)nkeys / (bench_now() - t0));
+
+    /* the raw twin: the same LMDB keys, values of the same sealed sizes */
+    cs.cap = nkeys;
+    bench_vault_scan(vdir, "keys", cold_scan_rec, &cs);
+    if (cs.n != nkeys)
+        bench_die("vault 'keys' table has %zu records, expected %zu", cs.n, nkeys);
+    ossl_check(RAND_bytes(key, sizeof key), "RAND_bytes");
+    if (mdb_env_create(&r.env) != 0 || mdb_env_set_maxdbs(r.env, 4) != 0
+        || mdb_env_set_mapsize(r.env, (size_t)256 << 20) != 0
+        || mdb_env_open(r.env, rdir, MDB_NOTLS, 0600) != 0
+        || mdb_txn_begin(r.env, NULL, 0, &txn) != 0
+        || mdb_dbi_open(txn, "keys", MDB_CREATE, &r.dbi) != 0)
+        bench_die("cannot create the raw LMDB environment");
+    r.c = EVP_CIPHER_CTX_new();
+    if (r.c == NULL)
+        bench_die("out of memory");
+    ossl_check(EVP_CipherInit_ex(r.c, EVP_aes_256_gcm(), NULL, key, NULL, 1), "cipher init");
+    for (i = 0; i < nkeys; i++) {
+        uint8_t val[4096], aad[64];
+        size_t pl = cs.sizes[i] - 29, aad_len = cold_aad(aad, cs.ids[i]);
+        MDB_val mk, mv;
+        int l = 0, m = 0;
+        if (cs.sizes[i] < 29 || cs.sizes[i] > sizeof val)
+            bench_die("vault key record of %zu bytes", cs.sizes[i]);
+        sum += cs.sizes[i];
+        val[0] = 1;
+        ossl_check(RAND_bytes(val + 1, 12), "RAND_bytes");
+        ossl_check(RAND_bytes(r.buf, (int)pl), "RAND_bytes");
+        ossl_check(EVP_EncryptInit_ex(r.c, NULL, NULL, NULL, val + 1), "encrypt init");
+        ossl_check(EVP_EncryptUpdate(r.c, NULL, &l, aad, (int)aad_len), "aad");
+        ossl_check(EVP_EncryptUpdate(r.c, val + 13, &l, r.buf, (int)pl), "encrypt");
+        ossl_check(EVP_EncryptFinal_ex(r.c, val + 13 + l, &m), "encrypt final");
+        ossl_check(EVP_CIPHER_CTX_ctrl(r.c, EVP_CTRL_GCM_GET_TAG, 16, val + 13 + pl), "tag");
+        mk.mv_data = cs.ids[i];
+        mk.mv_size = 16;
+        mv.mv_data = val;
+        mv.mv_size = cs.sizes[i];
+        if (mdb_put(txn, r.dbi, &mk, &mv, MDB_NOOVERWRITE) != 0)
+            bench_die("raw LMDB put failed");
+    }
+    if (mdb_txn_commit(txn) != 0)
+        bench_die("raw LMDB commit failed");
+    ossl_check(EVP_CipherInit_ex(r.c, NULL, NULL, key, NULL, 0), "cipher init");
+    memset(key, 0, sizeof key);
+    r.ids = cs.ids;
+    r.n = nkeys;
+    r.pos = nkeys;
+    printf("# open-cold: key records of %.0f bytes sealed on average; raw twin built\n",
+           (double)sum / (double)nkeys);
+
+    keeper = bench_vault_open(vdir, 0);
+    k.dir = vdir;
+    k.n = nkeys;
+    k.pos = 0;
+    k.ctx = bench_vault_open(vdir, 0);
+    shuffle(k.perm, nkeys);
+    pair("open-cold", km_open_n, &k, &k.excluded, raw_open_n, &r, NULL);
+    km_close(k.ctx);
+    km_close(keeper);
+
+    EVP_CIPHER_CTX_free(r.c);
+    mdb_env_close(r.env);
+    for (i = 0; i < nkeys; i++)
+        free(k.names[i]);
+    free(k.names);
+    free(k.perm);
+    free(r.perm);
+    free(cs.ids);
+    free(cs.sizes);
+    bench_rmtree(vdir);
+    bench_rmtree(rdir);
+    free(vdir);
+    free(rdir);
+}
+
+/* ---------------------------------------------------------- thread scaling */
+
+typedef struct thr_arg {
+    km_key *key;
+    atomic_int *stop;
+    pthread_barrier_t *bar;
+    uint64_t ops;
+} thr_arg;
+
+static void *thr_main(void *a)
+{
+    thr_arg *t = a;
+    uint8_t pt[64] = { 0 }, out[64 + KM_CIPHERTEXT_OVERHEAD];
+    size_t olen;
+    int i;
+
+    pthread_barrier_wait(t->bar);
+    while (!atomic_load_explicit(t->stop, memory_order_relaxed)) {
+        for (i = 0; i < BATCH; i++)
+            BENCH_CHECK(km_encrypt(t->key, pt, sizeof pt, NULL, 0, out, sizeof out, &olen));
+        t->ops += BATCH;
+    }
+    return NULL;
+}
+
+/* Total ops/s of `nthr` threads encrypting 64 B on one shared handle. */
+static double threads_rate(km_key *key, int nthr, double secs)
+{
+    pthread_t th[8];
+    thr_arg ta[8];
+    pthread_barrier_t bar;
+    atomic_int stop;
+    struct timespec ts;
+    uint64_t total = 0;
+    double t0, t1;
+    int i;
+
+    atomic_init(&stop, 0);
+    pthread_barrier_init(&bar, NULL, (unsigned)nthr + 1);
+    for (i = 0; i < nthr; i++) {
+        ta[i].key = key;
+        ta[i].stop = &stop;
+        ta[i].bar = &bar;
+        ta[i].ops = 0;
+        if (pthread_create(&th[i], NULL, thr_main, &ta[i]) != 0)
+            bench_die("pthread_create failed");
+    }
+    pthread_barrier_wait(&bar);
+    t0 = bench_now();
+    ts.tv_sec = (time_t)secs;
+    ts.tv_nsec = (long)((secs - (double)ts.tv_sec) * 1e9);
+    nanosleep(&ts, NULL);
+    atomic_store(&stop, 1);
+    for (i = 0; i < nthr; i++) {
+        pthread_join(th[i], NULL);
+        total += ta[i].ops;
+    }
+    t1 = bench_now();
+    pthread_barrier_destroy(&bar);
+    return (double)total / (t1 - t0);
+}
+
+static void bench_threads(km_key *key)
+{
+    double two[MAX_ROUNDS], one[MAX_ROUNDS];
+    int i;
+
+    (void)threads_rate(key, 2, g_warm_s);
+    (void)threads_rate(key, 1, g_warm_s);
+    for (i = 0; i < g_rounds; i++) {
+        two[i] = threads_rate(key, 2, g_round_s);
+        one[i] = threads_rate(key, 1, g_round_s);
+    }
+    report("encrypt-64-2threads", bench_median(two, (size_t)g_rounds),
+           bench_median(one, (size_t)g_rounds));
+}
+
+/* ------------------------------------------------------------------- main */
+
+static const char *const all_pairs[] = {
+    "encrypt-64", "encrypt-4k", "decrypt-64", "decrypt-4k", "sign-p256", "sign-ed25519",
+    "open-cold", "encrypt-64-2threads", "encrypt-64-audit", "pkcs11-encrypt", "pkcs11-sign",
+    "tpm2-sign", NULL
+};
+
+static int wanted(int argc, char **argv, const char *name)
+{
+    int i;
+    if (argc <= 1)
+        return 1;
+    for (i = 1; i < argc; i++)
+        if (strcmp(argv[i], name) == 0)
+            return 1;
+    return 0;
+}
+
+static void check_names(int argc, char **argv)
+{
+    int i, j;
+    for (i = 1; i < argc; i++) {
+        for (j = 0; all_pairs[j] != NULL; j++)
+            if (strcmp(argv[i], all_pairs[j]) == 0)
+                break;
+        if (all_pairs[j] == NULL)
+            bench_die("unknown pair '%s'", argv[i]);
+    }
+}
+
+/* --profile PAIR [S]: the km side only, for S seconds, for a profiler. */
+static int profile(km_ctx *ctx, km_key *aes, const char *name, double secs)
+{
+    double ops;
+    if (strcmp(name, "encrypt-64") == 0 || strcmp(name, "encrypt-4k") == 0
+        || strcmp(name, "decrypt-64") == 0 || strcmp(name, "decrypt-4k") == 0) {
+        size_t len = strstr(name, "4k") != NULL ? 4096 : 64;
+        km_gcm k;
+        km_gcm_init(&k, ctx, aes, len, len == 64 ? 1024 : 256);
+        ops = rate(name[0] == 'e' ? km_encrypt_n : km_decrypt_n, &k, secs, NULL);
+        km_gcm_free(&k);
+    } else if (strcmp(name, "sign-p256") == 0 || strcmp(name, "sign-ed25519") == 0) {
+        km_sig k;
+        memset(&k, 0, sizeof k);
+        BENCH_CHECK(km_key_create(&k.key, ctx, name, strcmp(name, "sign-p256") == 0
+                                  ? KM_KEY_EC_P256 : KM_KEY_ED25519, NULL));
+        ops = rate(km_sign_n, &k, secs, NULL);
+        km_key_free(k.key);
+    } else if (strcmp(name, "encrypt-64-2threads") == 0) {
+        ops = threads_rate(aes, 2, secs);
+    } else {
+        bench_die("--profile supports encrypt-*, decrypt-*, sign-*, encrypt-64-2threads "
+                  "(open-cold: run 'bench open-cold')");
+    }
+    printf("# profile %s: km side only, %.0f ops/s over %.1f s\n", name, ops, secs);
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    char *dir;
+    km_ctx *ctx;
+    km_key *aes;
+    size_t cold_keys;
+    int i, rc = 0;
+
+    g_rounds = (int)bench_env_num("BENCH_ROUNDS", 7);
+    g_round_s = bench_env_num("BENCH_ROUND_S", 0.25);
+    cold_keys = (size_t)bench_env_num("BENCH_COLD_KEYS", COLD_KEYS_DEFAULT);
+    if (g_rounds < 5 || g_rounds > MAX_ROUNDS)
+        bench_die("BENCH_ROUNDS must be 5 to %d", MAX_ROUNDS);
+    if (g_round_s < 0.01 || cold_keys < 16)
+        bench_die("BENCH_ROUND_S must be >= 0.01 and BENCH_COLD_KEYS >= 16");
+
+    BENCH_CHECK(km_init());
+    bench_print_machine("bench");
+    dir = bench_mkdtemp("bench");
+    ctx = bench_vault_open(dir, 0);
+    BENCH_CHECK(km_key_create(&aes, ctx, "bench-aes", KM_KEY_AES_256_GCM, NULL));
+
+    if (argc >= 3 && strcmp(argv[1], "--profile") == 0) {
+        rc = profile(ctx, aes, argv[2], argc >= 4 ? atof(argv[3]) : 5.0);
+        goto done;
+    }
+    check_names(argc, argv);
+    printf("# rounds=%d round_s=%.2f: km and raw interleaved, median of rounds, "
+           "ratio = km/raw\n", g_rounds, g_round_s);
+    fflush(stdout);
+
+    for (i = 0; i < 4; i++) {
+        static const char *const names[] = { "encrypt-64", "encrypt-4k", "decrypt-64",
+                                             "decrypt-4k" };
+        size_t len = (i % 2) ? 4096 : 64, npool = (i % 2) ? 256 : 1024;
+        int dec = i >= 2;
+        km_gcm k;
+        raw_gcm r;
+        if (!wanted(argc, argv, names[i]))
+            continue;
+        km_gcm_init(&k, ctx, aes, len, dec ? npool : 0);
+        raw_gcm_init(&r, len, npool);
+        if (dec)
+            raw_gcm_make_pool(&r);
+        pair(names[i], dec ? km_decrypt_n : km_encrypt_n, &k, NULL,
+             dec ? raw_decrypt : raw_encrypt, &r, NULL);
+        km_gcm_free(&k);
+        raw_gcm_free(&r);
+    }
+    if (wanted(argc, argv, "sign-p256"))
+        bench_sign("sign-p256", ctx, KM_KEY_EC_P256, "EC", "P-256", "SHA256");
+    if (wanted(argc, argv, "sign-ed25519"))
+        bench_sign("sign-ed25519", ctx, KM_KEY_ED25519, "ED25519", NULL, NULL);
+    if (wanted(argc, argv, "open-cold"))
+        bench_open_cold(cold_keys);
+    if (wanted(argc, argv, "encrypt-64-2threads"))
+        bench_threads(aes);
+    if (wanted(argc, argv, "encrypt-64-audit"))
+        skipped("encrypt-64-audit", "no-audit-module");
+    if (wanted(argc, argv, "pkcs11-encrypt"))
+        skipped("pkcs11-encrypt", "pkcs11-backend-not-built");
+    if (wanted(argc, argv, "pkcs11-sign"))
+        skipped("pkcs11-sign", "pkcs11-backend-not-built");
+    if (wanted(argc, argv, "tpm2-sign"))
+        skipped("tpm2-sign", "tpm2-backend-not-built");
+done:
+    km_key_free(aes);
+    km_close(ctx);
+    bench_rmtree(dir);
+    free(dir);
+    return rc;
+}

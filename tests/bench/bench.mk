@@ -1,0 +1,33 @@
+# tests/bench/bench.mk - the benchmarks (issue 11; docs/PERFORMANCE.md).
+# Included from the top Makefile.am:  include $(srcdir)/tests/bench/bench.mk
+#
+#   make bench        pairs of libkm against raw OpenSSL / LMDB, one BENCH line each
+#   make bench-scale  vaults of 1k and 100k keys (BENCH_SCALE_FULL=1 adds 1M)
+#
+# The programs are EXTRA_PROGRAMS: built on demand by these targets only,
+# never by `make` or `make check` (a benchmark is never a timed test).
+# Knobs (environment): BENCH_ROUNDS (7), BENCH_ROUND_S (0.25), BENCH_COLD_KEYS
+# (2000), BENCH_DIR (scratch directory, default $TMPDIR or /tmp), BENCH_KEEP=1,
+# BENCH_SCALE_FULL=1, BENCH_SCALE_SIZES=1000,5000, BENCH_SCALE_SAMPLES (2000);
+# BENCH_ARGS passes pair names (or --profile PAIR SECONDS) to the bench program.
+
+# (The top Makefile.am defines no EXTRA_PROGRAMS; should it come to, make this +=.)
+EXTRA_PROGRAMS = tests/bench/bench tests/bench/scale
+
+BENCH_CFLAGS = $(AM_CFLAGS) $(CRYPTO_CFLAGS) $(LMDB_CFLAGS)
+BENCH_LIBS = libkm.la $(CRYPTO_LIBS) $(LMDB_LIBS) $(PTHREAD_LIBS)
+
+tests_bench_bench_SOURCES = tests/bench/bench.c tests/bench/benchutil.c tests/bench/benchutil.h
+tests_bench_bench_CFLAGS = $(BENCH_CFLAGS)
+tests_bench_bench_LDADD = $(BENCH_LIBS)
+
+tests_bench_scale_SOURCES = tests/bench/scale.c tests/bench/benchutil.c tests/bench/benchutil.h
+tests_bench_scale_CFLAGS = $(BENCH_CFLAGS)
+tests_bench_scale_LDADD = $(BENCH_LIBS)
+
+.PHONY: bench bench-scale
+bench: tests/bench/bench$(EXEEXT)
+	./tests/bench/bench$(EXEEXT) $(BENCH_ARGS)
+
+bench-scale: tests/bench/scale$(EXEEXT)
+	./tests/bench/scale$(EXEEXT)

@@ -1,0 +1,199 @@
+/* scale.c - libkm vaults of 1 k, 100 k (and 1 M) keys: open-by-name latency
+ * and bytes on disk per key version, printed as a table.
+ *
+ * One vault grows through the sizes: keys are created through the public
+ * API only (km_key_create: one durable LMDB transaction per key, about
+ * 1,000 per second on ext4). At each size the vault is closed, its
+ * data.mdb measured, then opened again and BENCH_SCALE_SAMPLES (2000)
+ * random names are opened with km_key_open + km_key_free, each timed alone,
+ * on a freshly opened context (libkm's key cache cold; a second context
+ * keeps the LMDB environment open, as a long-running process would).
+ * The same names are then opened once more on another fresh context (the
+ * mapping's pages now touched): the "again" columns.
+ *
+ * Sizes: 1000 and 100000; BENCH_SCALE_FULL=1 adds 1000000 (about 17 minutes
+ * of key creation); BENCH_SCALE_SIZES="1000,5000" overrides the list.
+ */
+#define _GNU_SOURCE 1
+#include "benchutil.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define MAX_SIZES 8
+#define SCALE_MAP_SIZE ((uint64_t)16 << 30)
+
+static uint64_t g_rng = 0x2545f4914f6cdd1du;
+
+static uint64_t rng_next(void)
+{
+    g_rng ^= g_rng >> 12;
+    g_rng ^= g_rng << 25;
+    g_rng ^= g_rng >> 27;
+    return g_rng * 0x2545f4914f6cdd1du;
+}
+
+static void key_name(char *out, size_t cap, size_t i)
+{
+    snprintf(out, cap, "scale-%07zu", i);
+}
+
+static size_t parse_sizes(size_t *sizes, int full)
+{
+    const char *s = getenv("BENCH_SCALE_SIZES");
+    size_t n = 0;
+    if (s != NULL && *s != '\0') {
+        char *copy = strdup(s), *tok, *save = NULL;
+        if (copy == NULL)
+            bench_die("out of memory");
+        for (tok = strtok_r(copy, ",", &save); tok != NULL; tok = strtok_r(NULL, ",", &save)) {
+            char *end;
+            unsigned long long v = strtoull(tok, &end, 10);
+            if (*end != '\0' || v == 0 || n == MAX_SIZES || (n > 0 && v <= sizes[n - 1]))
+                bench_die("BENCH_SCALE_SIZES must be increasing key counts, comma-separated");
+            sizes[n++] = (size_t)v;
+        }
+        free(copy);
+        return n;
+    }
+    sizes[n++] = 1000;
+    sizes[n++] = 100000;
+    if (full)
+        sizes[n++] = 1000000;
+    return n;
+}
+
+/* Opens each sampled name once on fresh contexts, timing each open; a name
+ * is opened at most once per context. */
+static void time_opens(const char *dir, const size_t *sample, size_t nsample, size_t per_ctx,
+                       double *lat_us)
+{
+    km_ctx *ctx = NULL;
+    size_t i;
+    char name[64];
+
+    for (i = 0; i < nsample; i++) {
+        km_key *k = NULL;
+        double t0;
+        if (i % per_ctx == 0) {
+            km_close(ctx);
+            ctx = bench_vault_open(dir, SCALE_MAP_SIZE);
+        }
+        key_name(name, sizeof name, sample[i]);
+        t0 = bench_now();
+        BENCH_CHECK(km_key_open(&k, ctx, name));
+        km_key_free(k);
+        lat_us[i] = (bench_now() - t0) * 1e6;
+    }
+    km_close(ctx);
+}
+
+int main(void)
+{
+    int full = bench_env_num("BENCH_SCALE_FULL", 0) == 1;
+    size_t sizes[MAX_SIZES], nsizes = parse_sizes(sizes, full), nsample, s, created = 0;
+    size_t *sample, *perm = NULL;
+    double *lat, *lat2, p50_first = 0, p99_first = 0, p50[MAX_SIZES], p99[MAX_SIZES];
+    char *dir, name[64];
+    km_ctx *ctx;
+
+    nsample = (size_t)bench_env_num("BENCH_SCALE_SAMPLES", 2000);
+    if (nsample < 100)
+        bench_die("BENCH_SCALE_SAMPLES must be >= 100");
+    sample = calloc(nsample, sizeof *sample);
+    lat = calloc(nsample, sizeof *lat);
+    lat2 = calloc(nsample, sizeof *lat2);
+    if (sample == NULL || lat == NULL || lat2 == NULL)
+        bench_die("out of memory");
+
+    BENCH_CHECK(km_init());
+    bench_print_machine("bench-scale");
+    dir = bench_mkdtemp("bench-scale");
+    printf("# vault %s; AES-256-GCM keys, one km_key_create (one durable transaction) each\n", dir);
+    if (!full && getenv("BENCH_SCALE_SIZES") == NULL)
+        printf("# 1000000 keys: not run (BENCH_SCALE_FULL=1 runs it: about 17 minutes of key "
+               "creation at ~1000 keys/s)\n");
+    printf("# open: km_key_open + km_key_free of %zu random names on fresh contexts (key cache "
+           "cold), each timed alone; 'again': the same names on another fresh context\n",
+           nsample);
+    printf("# %-9s %9s %9s %11s %11s %11s %11s %14s %10s %10s %5s\n", "", "keys", "versions",
+           "create/s", "open-p50us", "open-p99us", "again-p50", "data.mdb", "bytes/ver",
+           "used/ver", "depth");
+    fflush(stdout);
+
+    ctx = bench_vault_open(dir, SCALE_MAP_SIZE);
+    for (s = 0; s < nsizes; s++) {
+        size_t n = sizes[s], i, per_ctx;
+        bench_vaultstat st;
+        km_ctx *keeper;
+        double t0 = bench_now(), create_rate;
+
+        for (i = created; i < n; i++) {
+            key_name(name, sizeof name, i);
+            BENCH_CHECK(km_key_create(NULL, ctx, name, KM_KEY_AES_256_GCM, NULL));
+            if ((i + 1) % 20000 == 0) {
+                double el = bench_now() - t0;
+                fprintf(stderr, "bench-scale: %zu / %zu keys (%.0f/s, %.0f s to go)\n", i + 1, n,
+                        (double)(i + 1 - created) / el,
+                        (double)(n - i - 1) * el / (double)(i + 1 - created));
+            }
+        }
+        create_rate = (double)(n - created) / (bench_now() - t0);
+        created = n;
+        km_close(ctx);
+        bench_vault_stat(dir, &st);
+        if (st.keys.entries != n)
+            bench_die("the vault holds %zu keys, expected %zu", st.keys.entries, n);
+
+        /* the sample: distinct names while they last (Fisher-Yates prefix) */
+        perm = realloc(perm, n * sizeof *perm);
+        if (perm == NULL)
+            bench_die("out of memory");
+        for (i = 0; i < n; i++)
+            perm[i] = i;
+        for (i = 0; i < nsample; i++) {
+            size_t j, t, k = i % n;
+            if (k == 0 && i > 0) /* another round over all names */
+                for (j = 0; j < n; j++)
+                    perm[j] = j;
+            j = k + (size_t)(rng_next() % (n - k));
+            t = perm[k];
+            perm[k] = perm[j];
+            perm[j] = t;
+            sample[i] = perm[k];
+        }
+        per_ctx = nsample < n ? nsample : n;
+
+        keeper = bench_vault_open(dir, SCALE_MAP_SIZE);
+        time_opens(dir, sample, nsample, per_ctx, lat);
+        time_opens(dir, sample, nsample, per_ctx, lat2);
+        km_close(keeper);
+        p50[s] = bench_median(lat, nsample);
+        p99[s] = bench_quantile(lat, nsample, 0.99);
+        if (s == 0) {
+            p50_first = p50[s];
+            p99_first = p99[s];
+        }
+        printf("SCALE      %9zu %9zu %11.0f %11.1f %11.1f %11.1f %14llu %10.1f %10.1f %5zu\n",
+               n, st.vmeta.entries, create_rate, p50[s], p99[s], bench_median(lat2, nsample),
+               (unsigned long long)st.file_bytes,
+               (double)st.file_bytes / (double)st.vmeta.entries,
+               (double)st.used_bytes / (double)st.vmeta.entries, st.names.depth);
+        fflush(stdout);
+        ctx = bench_vault_open(dir, SCALE_MAP_SIZE);
+    }
+    km_close(ctx);
+    for (s = 1; s < nsizes; s++)
+        printf("SCALE open-latency %zu/%zu p50=%.2fx p99=%.2fx (target for 1000000/1000: <= "
+               "2x)\n", sizes[s], sizes[0], p50[s] / p50_first, p99[s] / p99_first);
+    printf("# data.mdb: file size (bytes/ver) and pages in use ((last page + 1) x page size, "
+           "used/ver), per key version; depth: B-tree depth of the name index\n");
+    bench_rmtree(dir);
+    free(dir);
+    free(perm);
+    free(sample);
+    free(lat);
+    free(lat2);
+    return 0;
+}
