@@ -10,7 +10,8 @@
 /* Record tags (TLV) of the catalog records. Append only. */
 enum {
     KM__K_NAME = 1, KM__K_TYPE = 2, KM__K_USAGE = 3, KM__K_FLAGS = 4, KM__K_PROTECTION = 5,
-    KM__K_CREATED = 6, KM__K_NVERSIONS = 7
+    KM__K_CREATED = 6, KM__K_NVERSIONS = 7, KM__K_ROTATE_DAYS = 8, KM__K_PROTECT_DAYS = 9,
+    KM__K_PROCESS_DAYS = 10, KM__K_GRACE_DAYS = 11
 };
 enum {
     KM__V_STATE = 1, KM__V_CREATED = 2, KM__V_ACTIVATED = 3, KM__V_PROTECT_STOP = 4,
@@ -23,6 +24,8 @@ enum { KM__C_INVOCATIONS = 1, KM__C_BYTES = 2 };
 /* AES-GCM with random 96-bit nonces: at most 2^32 invocations per key version
  * (NIST SP 800-38D section 8.3). */
 #define KM__GCM_INVOCATION_LIMIT ((uint64_t)1 << 32)
+/* Rotate at 90% of it (SP 800-38D leaves margin; issue 3). */
+#define KM__GCM_ROTATE_AT (KM__GCM_INVOCATION_LIMIT / 10 * 9)
 /* Other protect operations are counted but not limited here (policy may). */
 #define KM__NO_LIMIT UINT64_MAX
 /* First block of invocations reserved at a time; doubles up to the max. */
@@ -65,6 +68,7 @@ typedef struct km__kobj {
     uint32_t usage, flags;
     char protection[32];
     int64_t created;
+    uint32_t rotate_days, protect_days, process_days, grace_days;
     km__backend_inst *be;
     pthread_rwlock_t lock;       /* versions array and metadata */
     km__ver **vers;              /* index = version - 1 */
@@ -128,7 +132,11 @@ int km__ver_count(km__kobj *k, km__ver *v, uint64_t bytes, uint64_t limit);
 void km__cache_clear(struct km_ctx *ctx);
 void km__kobj_release_counters(km__kobj *k);
 
+/* key.c: adds a version with fresh material and makes it the primary. */
+int km__kobj_rotate(km__kobj *k, uint32_t *new_version);
 /* key.c: version records */
+void km__version_init(km__ver *v, const km__kobj *k, uint32_t version, int64_t now,
+                      int64_t activate_at);
 void km__vkey(uint8_t out[20], const uint8_t id[16], uint32_t version);
 int km__vmeta_encode(const km__ver *v, uint8_t *buf, size_t cap, size_t *len);
 int km__vmeta_decode(const uint8_t *b, size_t n, km__ver *v);
@@ -140,6 +148,10 @@ int km__may_process(const km__ver *v, uint32_t flags, int64_t now);
 km_key_state km__transition(int op, km_key_state from, int compromise);
 /* key.c: drops the loaded backend object of a destroyed version. */
 void km__ver_unload(km__kobj *k, uint32_t version);
+/* 1 when a time- or usage-driven transition is due for the key. */
+int km__kobj_due(km__kobj *k, int64_t now);
+/* Applies what is due for one key; adds to the report (may be NULL). */
+int km__kobj_maintain(km__kobj *k, struct km_maintain_report *r);
 /* The primary: newest version that may protect now; 0 if none. */
 uint32_t km__primary(const km__kobj *k, int64_t now);
 

@@ -155,6 +155,10 @@ static int encode_key(const km__kobj *k, uint32_t nvers, uint8_t *buf, size_t ca
     km__tlv_put_str(&w, KM__K_PROTECTION, k->protection);
     put_i64(&w, KM__K_CREATED, k->created);
     km__tlv_put_u32(&w, KM__K_NVERSIONS, nvers);
+    km__tlv_put_u32(&w, KM__K_ROTATE_DAYS, k->rotate_days);
+    km__tlv_put_u32(&w, KM__K_PROTECT_DAYS, k->protect_days);
+    km__tlv_put_u32(&w, KM__K_PROCESS_DAYS, k->process_days);
+    km__tlv_put_u32(&w, KM__K_GRACE_DAYS, k->grace_days);
     *len = w.len;
     return km__tlv_end(&w);
 }
@@ -164,6 +168,7 @@ typedef struct keyrec {
     const uint8_t *name;
     size_t name_len;
     uint32_t type, usage, flags, nvers;
+    uint32_t rotate_days, protect_days, process_days, grace_days;
     char protection[32];
     int64_t created;
 } keyrec;
@@ -191,6 +196,12 @@ static int decode_key(const uint8_t *b, size_t n, keyrec *r)
         return km__err(KM_E_CORRUPT, "key record: bad protection");
     memcpy(r->protection, p, pl);
     r->protection[pl] = '\0';
+    r->grace_days = 30;
+    if ((km__tlv_get_u32(b, n, KM__K_ROTATE_DAYS, &r->rotate_days) == KM_E_CORRUPT)
+        || (km__tlv_get_u32(b, n, KM__K_PROTECT_DAYS, &r->protect_days) == KM_E_CORRUPT)
+        || (km__tlv_get_u32(b, n, KM__K_PROCESS_DAYS, &r->process_days) == KM_E_CORRUPT)
+        || (km__tlv_get_u32(b, n, KM__K_GRACE_DAYS, &r->grace_days) == KM_E_CORRUPT))
+        return KM_E_CORRUPT;
     return get_i64(b, n, KM__K_CREATED, &r->created);
 }
 
@@ -315,6 +326,10 @@ static int kobj_read(km__kobj *k, km__txn *t)
         k->usage = r.usage;
         k->flags = r.flags;
     }
+    k->rotate_days = r.rotate_days;
+    k->protect_days = r.protect_days;
+    k->process_days = r.process_days;
+    k->grace_days = r.grace_days;
     if (r.nvers > k->nvers) {
         km__ver **nv = realloc(k->vers, r.nvers * sizeof *nv);
         if (nv == NULL) {
@@ -476,6 +491,11 @@ int km__key_use(km_key *key, km__kobj **out)
         rc = km__kobj_refresh(k, (k->ctx->flags & KM_OPEN_STRICT_REFRESH) != 0);
         if (rc != KM_OK)
             return rc;
+        /* Time-driven transitions happen lazily on use too (checked at each
+         * refresh, so at most every refresh_ms). A failure here leaves the
+         * date checks of the data path in force. */
+        if (km__kobj_due(k, km__now(k->ctx)))
+            (void)km__kobj_maintain(k, NULL);
     }
     *out = k;
     return KM_OK;
@@ -761,14 +781,55 @@ static int check_key_options(const char *fn, km_key_type type, const km_key_opti
             return km__err(KM_E_INVALID, "%s: opts->protection must be 1 to 31 bytes", fn);
         *prot = o->protection;
     }
+    if (o->version >= 2) {
+        if (o->activate_at < 0)
+            return km__err(KM_E_INVALID, "%s: opts->activate_at is negative", fn);
+        if (o->rotate_days > 36500 || o->protect_days > 36500 || o->process_days > 36500)
+            return km__err(KM_E_INVALID, "%s: periods must be at most 36500 days", fn);
+        if (o->protect_days != 0 && o->process_days != 0 && o->protect_days > o->process_days)
+            return km__err(KM_E_INVALID, "%s: opts->protect_days exceeds opts->process_days "
+                                         "(protection must stop before processing)", fn);
+        if (o->destroy_grace_days > 3650)
+            return km__err(KM_E_INVALID, "%s: opts->destroy_grace_days must be at most 3650", fn);
+    }
     return KM_OK;
+}
+
+/* The periods of a key, from its options (version 2 fields). */
+static void set_periods(km__kobj *k, const km_key_options *o)
+{
+    k->rotate_days = k->protect_days = k->process_days = 0;
+    k->grace_days = 30;
+    if (o != NULL && o->version >= 2) {
+        k->rotate_days = o->rotate_days;
+        k->protect_days = o->protect_days;
+        k->process_days = o->process_days;
+        if (o->destroy_grace_days != 0)
+            k->grace_days = o->destroy_grace_days;
+    }
+}
+
+/* A new version's dates: activation (now, or a later date: PRE_ACTIVE),
+ * then protect-stop and process-stop from the key's periods. */
+void km__version_init(km__ver *v, const km__kobj *k, uint32_t version, int64_t now,
+                      int64_t activate_at)
+{
+    memset(v, 0, sizeof *v);
+    v->version = version;
+    v->created = now;
+    v->activated = activate_at > now ? activate_at : now;
+    v->state = activate_at > now ? KM_STATE_PRE_ACTIVE : KM_STATE_ACTIVE;
+    if (k->protect_days)
+        v->protect_stop = v->activated + (int64_t)k->protect_days * 86400;
+    if (k->process_days)
+        v->process_stop = v->activated + (int64_t)k->process_days * 86400;
 }
 
 /* Writes a new key (record, name index, version 1 metadata and material) in
  * one transaction. Nothing is written on failure. */
 static int store_new_key(km_ctx *ctx, const char *name, size_t name_len, km_key_type type,
                          uint32_t usage, uint32_t flags, const char *prot, const km_secret *ref,
-                         uint8_t id_out[16])
+                         const km_key_options *o, uint8_t id_out[16])
 {
     km__txn *t = NULL;
     km__kobj tmp;
@@ -785,11 +846,8 @@ static int store_new_key(km_ctx *ctx, const char *name, size_t name_len, km_key_
     tmp.flags = flags;
     snprintf(tmp.protection, sizeof tmp.protection, "%s", prot);
     tmp.created = now;
-    memset(&v, 0, sizeof v);
-    v.version = 1;
-    v.state = KM_STATE_ACTIVE;
-    v.created = now;
-    v.activated = now;
+    set_periods(&tmp, o);
+    km__version_init(&v, &tmp, 1, now, o != NULL && o->version >= 2 ? o->activate_at : 0);
 
     if ((rc = km__random(id_out, 16)) != KM_OK)
         return rc;
@@ -860,7 +918,7 @@ int km_key_create(km_key **out, km_ctx *ctx, const char *name, km_key_type type,
         rc = km__err(KM_E_BACKEND, "backend '%s' returned no key reference", prot);
     if (rc != KM_OK)
         goto out;
-    rc = store_new_key(ctx, name, len, type, usage, flags, prot, ref, id);
+    rc = store_new_key(ctx, name, len, type, usage, flags, prot, ref, opts, id);
     if (rc != KM_OK) {
         if (be->ops.destroy != NULL)
             (void)be->ops.destroy(be->state, &spec, km_secret_data(ref), km_secret_len(ref));
@@ -933,7 +991,7 @@ int km_key_import(km_key **out, km_ctx *ctx, const char *name, km_key_type type,
         rc = km__err(KM_E_BACKEND, "backend '%s' returned no key reference", prot);
     if (rc != KM_OK)
         goto out;
-    rc = store_new_key(ctx, name, len, type, usage, kflags, prot, ref, id);
+    rc = store_new_key(ctx, name, len, type, usage, kflags, prot, ref, opts, id);
     if (rc != KM_OK)
         goto out;
     if (out != NULL) {
@@ -949,10 +1007,23 @@ out:
 
 int km_key_rotate(km_key *key, uint32_t *new_version)
 {
+    km__kobj *k;
+    int rc;
+
+    if (new_version != NULL)
+        *new_version = 0;
+    if (key == NULL)
+        return km__err(KM_E_INVALID, "km_key_rotate: key is NULL");
+    if ((rc = km__key_use(key, &k)) != KM_OK)
+        return rc;
+    return km__kobj_rotate(k, new_version);
+}
+
+int km__kobj_rotate(km__kobj *k, uint32_t *new_version)
+{
     km_backend_keyspec spec;
     km_secret *ref = NULL, *rec = NULL;
     km__txn *t = NULL;
-    km__kobj *k;
     km__ver v;
     keyrec r;
     uint8_t vk[20], buf[512];
@@ -962,10 +1033,6 @@ int km_key_rotate(km_key *key, uint32_t *new_version)
 
     if (new_version != NULL)
         *new_version = 0;
-    if (key == NULL)
-        return km__err(KM_E_INVALID, "km_key_rotate: key is NULL");
-    if ((rc = km__key_use(key, &k)) != KM_OK)
-        return rc;
     if (k->flags & KM_KEY_PUBLIC_ONLY)
         return km__err(KM_E_UNSUPPORTED, "km_key_rotate: a public-only key cannot rotate");
 
@@ -1001,14 +1068,15 @@ int km_key_rotate(km_key *key, uint32_t *new_version)
         tmp.flags = r.flags;
         memcpy(tmp.protection, r.protection, sizeof tmp.protection);
         tmp.created = r.created;
+        tmp.rotate_days = r.rotate_days;
+        tmp.protect_days = r.protect_days;
+        tmp.process_days = r.process_days;
+        tmp.grace_days = r.grace_days;
+        km__version_init(&v, &tmp, nv, km__now(k->ctx), 0);
         if ((rc = encode_key(&tmp, nv, buf, sizeof buf, &len)) != KM_OK
             || (rc = km__rec_put(t, k->ctx->sealer, KM__T_KEYS, k->id, 16, buf, len, 0)) != KM_OK)
             goto fail;
     }
-    memset(&v, 0, sizeof v);
-    v.version = nv;
-    v.state = KM_STATE_ACTIVE;
-    v.created = v.activated = km__now(k->ctx);
     km__vkey(vk, k->id, nv);
     if ((rc = km__vmeta_encode(&v, buf, sizeof buf, &len)) != KM_OK
         || (rc = km__rec_put(t, k->ctx->sealer, KM__T_VMETA, vk, 20, buf, len, KM__PUT_NOOVERWRITE)) != KM_OK

@@ -1,6 +1,7 @@
 /* lifecycle.c - what each key-version state allows (NIST SP 800-57; DESIGN.md). */
 #include "core.h"
 
+#include <stdlib.h>
 #include <string.h>
 
 const char *km_state_name(km_key_state state)
@@ -201,7 +202,9 @@ static int apply(km__kobj *k, uint32_t version, const lc_arg *a)
     }
     switch (a->op) {
     case OP_ACTIVATE:
-        v.activated = now;
+        v.activated = a->date != 0 ? a->date : now;
+        v.protect_stop = k->protect_days ? v.activated + (int64_t)k->protect_days * 86400 : 0;
+        v.process_stop = k->process_days ? v.activated + (int64_t)k->process_days * 86400 : 0;
         break;
     case OP_REVOKE:
         v.revoke_reason = a->reason;
@@ -351,4 +354,251 @@ int km_key_cancel_destroy(km_key *key, uint32_t version)
 {
     lc_arg a = { OP_CANCEL_DESTROY, 0, 0 };
     return lc_entry("km_key_cancel_destroy", key, version, &a);
+}
+
+/* --------------------------------------------------------------- maintain */
+
+struct km_maintain_report {
+    struct entry {
+        char *name;
+        uint32_t version;
+        const char *action;
+    } *e;
+    size_t n, cap;
+};
+
+static void report_add(km_maintain_report *r, const char *name, uint32_t version,
+                       const char *action)
+{
+    if (r == NULL)
+        return;
+    if (r->n == r->cap) {
+        size_t cap = r->cap ? r->cap * 2 : 16;
+        struct entry *e = realloc(r->e, cap * sizeof *e);
+        if (e == NULL)
+            return; /* the report is best effort; the transitions are not */
+        r->e = e;
+        r->cap = cap;
+    }
+    r->e[r->n].name = strdup(name);
+    r->e[r->n].version = version;
+    r->e[r->n].action = action;
+    if (r->e[r->n].name != NULL)
+        r->n++;
+}
+
+/* What is due for one version now: the operation, or -1. */
+static int version_due(const km__ver *v, int64_t now)
+{
+    switch (v->state) {
+    case KM_STATE_PRE_ACTIVE:
+        if (v->activated != 0 && now >= v->activated)
+            return OP_ACTIVATE;
+        break;
+    case KM_STATE_ACTIVE:
+    case KM_STATE_SUSPENDED:
+        if (v->protect_stop != 0 && now >= v->protect_stop)
+            return OP_DEACTIVATE;
+        break;
+    case KM_STATE_DEACTIVATED:
+        if (v->process_stop != 0 && now >= v->process_stop)
+            return OP_SCHEDULE_DESTROY;
+        break;
+    case KM_STATE_DESTROY_PENDING:
+        if (v->destroy_after != 0 && now >= v->destroy_after)
+            return OP_DESTROY;
+        break;
+    case KM_STATE_COMPROMISED:
+    case KM_STATE_DESTROYED:
+        break;
+    }
+    return -1;
+}
+
+/* Rotation is due when the key has a period and its primary (or, with no
+ * primary, its newest version) was activated that long ago, or when the
+ * primary used 90% of its invocation limit (AES-GCM). */
+static int rotation_due(const km__kobj *k, int64_t now)
+{
+    const km__ver *v;
+    uint32_t p = km__primary(k, now);
+    if (k->flags & KM_KEY_PUBLIC_ONLY)
+        return 0;
+    if (p != 0) {
+        v = k->vers[p - 1];
+        if (v->reserved_seen >= KM__GCM_ROTATE_AT
+            && (k->type == KM_KEY_AES_128_GCM || k->type == KM_KEY_AES_192_GCM
+                || k->type == KM_KEY_AES_256_GCM))
+            return 1;
+    }
+    if (k->rotate_days == 0)
+        return 0;
+    if (p == 0) {
+        /* nothing may protect: rotate unless a version is waiting to activate */
+        uint32_t i;
+        for (i = 0; i < k->nvers; i++)
+            if (k->vers[i]->state == KM_STATE_PRE_ACTIVE)
+                return 0;
+        return 1;
+    }
+    return now >= v->activated + (int64_t)k->rotate_days * 86400;
+}
+
+int km__kobj_due(km__kobj *k, int64_t now)
+{
+    uint32_t i;
+    int due = 0;
+    pthread_rwlock_rdlock(&k->lock);
+    for (i = 0; i < k->nvers && !due; i++)
+        due = version_due(k->vers[i], now) >= 0;
+    if (!due)
+        due = rotation_due(k, now);
+    pthread_rwlock_unlock(&k->lock);
+    return due;
+}
+
+static const char *op_done(int op)
+{
+    switch (op) {
+    case OP_ACTIVATE: return "activated";
+    case OP_DEACTIVATE: return "deactivated";
+    case OP_SCHEDULE_DESTROY: return "destroy-pending";
+    case OP_DESTROY: return "destroyed";
+    default: return "changed";
+    }
+}
+
+/* Applies everything due for one key, one durable step at a time. */
+int km__kobj_maintain(km__kobj *k, km_maintain_report *r)
+{
+    int64_t now = km__now(k->ctx);
+    int rc = KM_OK, steps;
+
+    for (steps = 0; steps < 10000; steps++) {
+        uint32_t i, version = 0;
+        int op = -1, rot;
+        lc_arg a;
+
+        pthread_rwlock_rdlock(&k->lock);
+        for (i = 0; i < k->nvers && op < 0; i++) {
+            op = version_due(k->vers[i], now);
+            version = i + 1;
+        }
+        rot = op < 0 && rotation_due(k, now);
+        memset(&a, 0, sizeof a);
+        a.op = (lc_op)op;
+        if (op == OP_SCHEDULE_DESTROY)
+            a.date = k->vers[version - 1]->process_stop + (int64_t)k->grace_days * 86400;
+        if (op == OP_ACTIVATE)
+            a.date = k->vers[version - 1]->activated; /* keep the scheduled date */
+        pthread_rwlock_unlock(&k->lock);
+
+        if (op >= 0) {
+            rc = apply(k, version, &a);
+            if (rc != KM_OK)
+                return rc;
+            report_add(r, k->name, version, op_done(op));
+        } else if (rot) {
+            uint32_t nv = 0;
+            rc = km__kobj_rotate(k, &nv);
+            if (rc != KM_OK)
+                return rc;
+            report_add(r, k->name, nv, "rotated");
+        } else {
+            return KM_OK;
+        }
+    }
+    return km__err(KM_E_INTERNAL, "maintenance of key '%s' did not settle", k->name);
+}
+
+struct id_list {
+    uint8_t (*ids)[16];
+    size_t n, cap;
+};
+
+static int collect_id(const char *name, const uint8_t id[16], km_key_type type, void *arg)
+{
+    struct id_list *l = arg;
+    (void)name; (void)type;
+    if (l->n == l->cap) {
+        size_t cap = l->cap ? l->cap * 2 : 64;
+        void *p = realloc(l->ids, cap * 16);
+        if (p == NULL)
+            return 1;
+        l->ids = p;
+        l->cap = cap;
+    }
+    memcpy(l->ids[l->n++], id, 16);
+    return 0;
+}
+
+int km_maintain(km_ctx *ctx, km_maintain_report **out)
+{
+    km_maintain_report *r = NULL;
+    struct id_list l = { NULL, 0, 0 };
+    size_t i;
+    int rc, first_err = KM_OK;
+
+    if (out != NULL)
+        *out = NULL;
+    if (ctx == NULL)
+        return km__err(KM_E_INVALID, "km_maintain: ctx is NULL");
+    if ((rc = km__ctx_check(ctx)) != KM_OK)
+        return rc;
+    r = calloc(1, sizeof *r);
+    if (r == NULL)
+        return km__err(KM_E_NOMEM, "out of memory");
+    if ((rc = km_key_list(ctx, collect_id, &l)) != KM_OK)
+        goto out;
+    for (i = 0; i < l.n; i++) {
+        km__kobj *k = NULL;
+        rc = km__kobj_get(ctx, l.ids[i], &k);
+        if (rc == KM_OK)
+            rc = km__kobj_refresh(k, 1);
+        if (rc == KM_OK)
+            rc = km__kobj_maintain(k, r);
+        km__kobj_unref(k);
+        /* one key's failure (a backend that cannot destroy now) does not
+         * stop the others; the first error is returned */
+        if (rc != KM_OK && first_err == KM_OK)
+            first_err = rc;
+    }
+    rc = first_err;
+out:
+    free(l.ids);
+    if (out != NULL && (rc == KM_OK || r->n > 0))
+        *out = r;
+    else
+        km_maintain_report_free(r);
+    return rc;
+}
+
+size_t km_maintain_report_count(const km_maintain_report *r)
+{
+    return r ? r->n : 0;
+}
+
+int km_maintain_report_get(const km_maintain_report *r, size_t index, const char **key_name,
+                           uint32_t *version, const char **action)
+{
+    if (r == NULL || index >= r->n)
+        return km__err(KM_E_INVALID, "km_maintain_report_get: no entry %zu", index);
+    if (key_name)
+        *key_name = r->e[index].name;
+    if (version)
+        *version = r->e[index].version;
+    if (action)
+        *action = r->e[index].action;
+    return KM_OK;
+}
+
+void km_maintain_report_free(km_maintain_report *r)
+{
+    size_t i;
+    if (r == NULL)
+        return;
+    for (i = 0; i < r->n; i++)
+        free(r->e[i].name);
+    free(r->e);
+    free(r);
 }

@@ -71,16 +71,23 @@ typedef enum km_key_state {
 /** Longest key name in bytes (UTF-8, no NUL, no control characters). */
 #define KM_KEY_NAME_MAX 255
 
-#define KM_KEY_OPTIONS_VERSION 1
+#define KM_KEY_OPTIONS_VERSION 2
 /** Options of km_key_create() and km_key_import(). */
 typedef struct km_key_options {
     uint32_t version;        /**< KM_KEY_OPTIONS_VERSION */
     uint32_t usage;          /**< KM_USAGE_* mask; 0 = every usage the type supports */
     uint32_t flags;          /**< KM_KEY_* */
     const char *protection;  /**< backend holding the material; NULL = "software" */
+    /* ---- version 2 ---- */
+    int64_t activate_at;     /**< activation date (seconds since the epoch); 0 = now.
+                                  A future date creates the version PRE_ACTIVE. */
+    uint32_t rotate_days;    /**< rotate every N days (km_maintain, or lazily on use); 0 = never */
+    uint32_t protect_days;   /**< originator-usage period: protect-stop = activation + N days; 0 = none */
+    uint32_t process_days;   /**< recipient-usage period: process-stop = activation + N days; 0 = none */
+    uint32_t destroy_grace_days; /**< grace between process-stop and destruction; 0 = 30 */
 } km_key_options;
 
-#define KM_KEY_OPTIONS_INIT { KM_KEY_OPTIONS_VERSION, 0, 0, NULL }
+#define KM_KEY_OPTIONS_INIT { KM_KEY_OPTIONS_VERSION, 0, 0, NULL, 0, 0, 0, 0, 0 }
 
 /** Material formats for km_key_import() and km_key_public_export(). */
 typedef enum km_material_format {

@@ -1,0 +1,17 @@
+# kmctl: the command-line tool (issue 8). Included from the top Makefile.am:
+#   include $(srcdir)/src/kmctl/kmctl.mk
+# Paths are relative to the top of the tree. kmctl sees only the public
+# headers (include/), never the library's internals (src/).
+
+bin_PROGRAMS += src/kmctl/kmctl
+src_kmctl_kmctl_SOURCES = src/kmctl/kmctl.h src/kmctl/main.c src/kmctl/report.c \
+	src/kmctl/io.c src/kmctl/cmd_key.c src/kmctl/cmd_data.c
+src_kmctl_kmctl_CPPFLAGS = -I$(srcdir)/include
+src_kmctl_kmctl_CFLAGS = $(AM_CFLAGS) $(JANSSON_CFLAGS)
+src_kmctl_kmctl_LDADD = libkm.la $(JANSSON_LIBS)
+
+man1_MANS += docs/kmctl.1
+
+# the grammar end to end against a fresh vault
+TESTS += tests/kmctl.sh
+EXTRA_DIST += docs/kmctl.1 tests/kmctl.sh

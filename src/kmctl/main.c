@@ -1,0 +1,520 @@
+/* main.c - kmctl: the command table, the command-line parser, opening the vault, help. */
+#ifdef HAVE_CONFIG_H
+#include "config.h"
+#endif
+
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kmctl.h"
+
+/* ------------------------------------------------------------ the grammar */
+
+enum kmctl_arg_kind { ARG_NONE, ARG_STR, ARG_UINT, ARG_DATE };
+
+struct kmctl_optspec {
+    const char *name;        /* without the leading "--" */
+    const char *metavar;     /* NULL for a flag */
+    unsigned char kind;      /* enum kmctl_arg_kind */
+    unsigned char required;
+    unsigned char id;        /* enum kmctl_opt_id */
+    uint64_t max;            /* ARG_UINT: largest value */
+};
+
+enum kmctl_vault_mode { VAULT_NONE, VAULT_OPEN, VAULT_CREATE };
+
+typedef int (*kmctl_run_fn)(struct kmctl *k, const struct kmctl_args *a);
+typedef int (*kmctl_check_fn)(const struct kmctl_args *a);
+
+struct kmctl_cmd {
+    const char *words;       /* "key create" */
+    const char *positional;  /* "NAME SIGFILE", or "" */
+    int npos;                /* the number of positional arguments */
+    const struct kmctl_optspec *opts;
+    kmctl_check_fn check;    /* optional: validates before the vault is opened */
+    kmctl_run_fn run;        /* NULL: parsed, but not available in this libkm version (exit 8) */
+    unsigned char vault;     /* enum kmctl_vault_mode */
+    const char *io;          /* redirections shown in the synopsis */
+    const char *summary;
+};
+
+#define DAYS_MAX 36500u
+#define VERSION_MAX 0x7fffffffu
+
+#define O_END { NULL, NULL, ARG_NONE, 0, 0, 0 }
+#define O_JSON { "json", NULL, ARG_NONE, 0, OPT_JSON, 0 }
+#define O_AAD { "aad", "TEXT", ARG_STR, 0, OPT_AAD, 0 }
+#define O_TEXT { "text", NULL, ARG_NONE, 0, OPT_TEXT, 0 }
+#define O_RAWSIG { "raw", NULL, ARG_NONE, 0, OPT_RAW, 0 }
+#define O_P1363 { "p1363", NULL, ARG_NONE, 0, OPT_P1363, 0 }
+#define O_VERSION { "version", "N", ARG_UINT, 0, OPT_VERSION, VERSION_MAX }
+#define O_VERSION_REQ { "version", "N", ARG_UINT, 1, OPT_VERSION, VERSION_MAX }
+#define O_TYPE_REQ { "type", "TYPE", ARG_STR, 1, OPT_TYPE, 0 }
+#define O_PROTECTION { "protection", "software|pkcs11|tpm2", ARG_STR, 0, OPT_PROTECTION, 0 }
+#define O_EXPORTABLE { "exportable", NULL, ARG_NONE, 0, OPT_EXPORTABLE, 0 }
+#define O_USAGE { "usage", "LIST", ARG_STR, 0, OPT_USAGE, 0 }
+
+static const struct kmctl_optspec o_none[] = { O_END };
+static const struct kmctl_optspec o_json[] = { O_JSON, O_END };
+static const struct kmctl_optspec o_init[] = {
+    { "kdf-cost", "N", ARG_UINT, 0, OPT_KDF_COST, 64 }, O_END };
+static const struct kmctl_optspec o_create[] = {
+    O_TYPE_REQ, O_PROTECTION, O_EXPORTABLE, O_USAGE,
+    { "rotate-every", "DAYS", ARG_UINT, 0, OPT_ROTATE_EVERY, DAYS_MAX }, O_END };
+static const struct kmctl_optspec o_import[] = {
+    O_TYPE_REQ,
+    { "raw", "FILE", ARG_STR, 0, OPT_RAW, 0 },
+    { "format", "raw|pkcs8|spki|pem", ARG_STR, 0, OPT_FORMAT, 0 },
+    { "wrapped", "BLOB", ARG_STR, 0, OPT_WRAPPED, 0 },
+    O_PROTECTION, O_EXPORTABLE, O_USAGE, O_END };
+static const struct kmctl_optspec o_public[] = {
+    { "der", NULL, ARG_NONE, 0, OPT_DER, 0 }, O_VERSION, O_END };
+static const struct kmctl_optspec o_version[] = { O_VERSION, O_END };
+static const struct kmctl_optspec o_version_req[] = { O_VERSION_REQ, O_END };
+static const struct kmctl_optspec o_revoke[] = {
+    O_VERSION, { "reason", "REASON", ARG_STR, 1, OPT_REASON, 0 },
+    { "compromise-date", "DATE", ARG_DATE, 0, OPT_COMPROMISE_DATE, 0 }, O_END };
+static const struct kmctl_optspec o_destroy[] = {
+    O_VERSION_REQ, { "grace", "DAYS", ARG_UINT, 0, OPT_GRACE, DAYS_MAX }, O_END };
+static const struct kmctl_optspec o_encrypt[] = { O_AAD, O_TEXT, O_END };
+static const struct kmctl_optspec o_aad[] = { O_AAD, O_END };
+static const struct kmctl_optspec o_sign[] = { O_RAWSIG, O_P1363, O_TEXT, O_END };
+static const struct kmctl_optspec o_verify[] = { O_RAWSIG, O_P1363, O_VERSION, O_END };
+static const struct kmctl_optspec o_mac[] = { O_RAWSIG, O_TEXT, O_END };
+static const struct kmctl_optspec o_mac_verify[] = { O_RAWSIG, O_VERSION, O_END };
+static const struct kmctl_optspec o_export[] = {
+    { "wrap-with", "PUBKEY.pem", ARG_STR, 1, OPT_WRAP_WITH, 0 }, O_END };
+
+static int cmd_version(struct kmctl *k, const struct kmctl_args *a);
+static int cmd_help(struct kmctl *k, const struct kmctl_args *a);
+
+/*
+ * Every command of the grammar. A NULL run means the library function it needs
+ * is not in this libkm version: the command is parsed and validated, then exits
+ * KMCTL_EXIT_UNSUPPORTED. Wiring one later is filling in its run (and vault).
+ */
+static const struct kmctl_cmd commands[] = {
+    { "init", "", 0, o_init, NULL, kmctl_cmd_init, VAULT_CREATE, "",
+      "create a new vault (prints its id)" },
+    { "key create", "NAME", 1, o_create, kmctl_check_key_create, kmctl_cmd_key_create, VAULT_OPEN, "",
+      "create a key with a fresh version 1 (prints its id)" },
+    { "key import", "NAME", 1, o_import, kmctl_check_key_import, kmctl_cmd_key_import, VAULT_OPEN, "",
+      "import key material: --raw FILE in plaintext, or --wrapped BLOB (prints its id)" },
+    { "import", "NAME", 1, o_import, kmctl_check_key_import, kmctl_cmd_key_import, VAULT_OPEN, "",
+      "the same as key import" },
+    { "key list", "", 0, o_json, NULL, kmctl_cmd_key_list, VAULT_OPEN, "",
+      "list keys: NAME<tab>TYPE<tab>ID per line" },
+    { "key info", "NAME", 1, o_json, NULL, kmctl_cmd_key_info, VAULT_OPEN, "",
+      "show a key's metadata and versions" },
+    { "key rotate", "NAME", 1, o_none, NULL, kmctl_cmd_key_rotate, VAULT_OPEN, "",
+      "add a new primary version (prints its number)" },
+    { "key public", "NAME", 1, o_public, NULL, kmctl_cmd_key_public, VAULT_OPEN, "> pub.pem",
+      "export the public key (PEM, or SPKI DER with --der)" },
+    { "key activate", "NAME", 1, o_version, NULL, NULL, VAULT_OPEN, "", "activate a version" },
+    { "key suspend", "NAME", 1, o_version, NULL, NULL, VAULT_OPEN, "", "suspend a version" },
+    { "key resume", "NAME", 1, o_version, NULL, NULL, VAULT_OPEN, "", "resume a suspended version" },
+    { "key revoke", "NAME", 1, o_revoke, NULL, NULL, VAULT_OPEN, "", "revoke a version" },
+    { "key destroy", "NAME", 1, o_destroy, NULL, NULL, VAULT_OPEN, "",
+      "schedule a version's destruction" },
+    { "key cancel-destroy", "NAME", 1, o_version_req, NULL, NULL, VAULT_OPEN, "",
+      "cancel a scheduled destruction" },
+    { "encrypt", "NAME", 1, o_encrypt, NULL, kmctl_cmd_encrypt, VAULT_OPEN, "< plain > cipher",
+      "encrypt stdin (binary; --text: the km1: form and a newline)" },
+    { "decrypt", "", 0, o_aad, NULL, kmctl_cmd_decrypt, VAULT_OPEN, "< cipher > plain",
+      "decrypt stdin (binary or km1: text); the key comes from the ciphertext" },
+    { "sign", "NAME", 1, o_sign, NULL, kmctl_cmd_sign, VAULT_OPEN, "< msg > sig",
+      "sign stdin (libkm's tagged signature; --raw: the bare one)" },
+    { "verify", "NAME SIGFILE", 2, o_verify, NULL, kmctl_cmd_verify, VAULT_OPEN, "< msg",
+      "verify a signature of stdin (exit 0 valid, 6 not)" },
+    { "mac", "NAME", 1, o_mac, NULL, kmctl_cmd_mac, VAULT_OPEN, "< msg > tag",
+      "compute the MAC of stdin (tagged; --raw: the bare one)" },
+    { "mac-verify", "NAME TAGFILE", 2, o_mac_verify, NULL, kmctl_cmd_mac_verify, VAULT_OPEN, "< msg",
+      "verify a MAC of stdin (exit 0 valid, 6 not)" },
+    { "datakey", "NAME", 1, o_none, NULL, NULL, VAULT_OPEN, "", "generate a data key wrapped under NAME" },
+    { "rewrap", "", 0, o_aad, NULL, NULL, VAULT_OPEN, "< old > new",
+      "re-encrypt a ciphertext under its key's primary version" },
+    { "export", "NAME", 1, o_export, NULL, NULL, VAULT_OPEN, "> blob",
+      "export a key wrapped to a public key" },
+    { "wrapping-key", "", 0, o_none, NULL, NULL, VAULT_OPEN, "> vault-import-pub.pem",
+      "print the vault's import wrapping key" },
+    { "maintain", "", 0, o_json, NULL, NULL, VAULT_OPEN, "", "run time-driven transitions" },
+    { "policy show", "", 0, o_json, NULL, NULL, VAULT_OPEN, "", "show the vault policy" },
+    { "policy check", "", 0, o_json, NULL, NULL, VAULT_OPEN, "", "list keys out of policy" },
+    { "audit verify", "", 0, o_json, NULL, NULL, VAULT_OPEN, "", "verify the audit chain" },
+    { "audit show", "", 0, o_json, NULL, NULL, VAULT_OPEN, "", "show the audit log" },
+    { "backup", "FILE", 1, o_none, NULL, NULL, VAULT_OPEN, "", "write a consistent copy of the vault" },
+    { "version", "", 0, o_none, NULL, cmd_version, VAULT_NONE, "", "print the kmctl and libkm versions" },
+    { "help", "", 0, o_none, NULL, cmd_help, VAULT_NONE, "", "print this help" },
+};
+
+#define NCOMMANDS (sizeof commands / sizeof commands[0])
+
+/* ------------------------------------------------------------ help */
+
+static void synopsis(FILE *f, const struct kmctl_cmd *c)
+{
+    const struct kmctl_optspec *o;
+
+    fprintf(f, "kmctl %s", c->words);
+    if (c->positional[0] != '\0')
+        fprintf(f, " %s", c->positional);
+    for (o = c->opts; o->name != NULL; o++) {
+        const char *open = o->required ? "" : "[", *close = o->required ? "" : "]";
+        if (o->metavar != NULL)
+            fprintf(f, " %s--%s %s%s", open, o->name, o->metavar, close);
+        else
+            fprintf(f, " %s--%s%s", open, o->name, close);
+    }
+    if (c->io[0] != '\0')
+        fprintf(f, " %s", c->io);
+}
+
+static const char exit_help[] =
+    "Exit status:\n"
+    "  0  success (verify, mac-verify: the signature or MAC is valid)\n"
+    "  1  usage error or invalid input (KM_E_INVALID; an unreadable file named on the command line)\n"
+    "  2  not found (KM_E_NOTFOUND: no such key, version or vault)\n"
+    "  3  already exists (KM_E_EXISTS)\n"
+    "  4  refused: policy, access, key state, key usage or usage limit\n"
+    "     (KM_E_POLICY, KM_E_DENIED, KM_E_STATE, KM_E_USAGE, KM_E_LIMIT)\n"
+    "  5  authentication failed: wrong passphrase (KM_E_AUTH)\n"
+    "  6  integrity: altered data, wrong aad, invalid signature or MAC, corrupt vault\n"
+    "     (KM_E_INTEGRITY, KM_E_VERIFY, KM_E_CORRUPT)\n"
+    "  7  backend, storage or crypto library failure (KM_E_BACKEND, KM_E_IO, KM_E_FULL, KM_E_CRYPTO)\n"
+    "  8  unsupported (KM_E_UNSUPPORTED), or not available in this libkm version\n"
+    "  9  any other error (out of memory, the output cannot be written, ...)\n";
+
+static void help(FILE *f)
+{
+    size_t i;
+    int pass;
+
+    fputs("usage: kmctl [--vault DIR] [--passphrase-file FILE] COMMAND [ARGS] [OPTIONS]\n\n"
+          "Manages the keys of a libkm vault. The vault is --vault DIR or $KM_VAULT; the\n"
+          "passphrase is read from --passphrase-file FILE (one trailing newline stripped)\n"
+          "or $KM_PASSPHRASE, never from an argument. Errors go to stderr.\n", f);
+    for (pass = 0; pass < 2; pass++) {
+        fputs(pass == 0 ? "\nCommands:\n" : "\nParsed, but not available in this libkm version (exit 8):\n", f);
+        for (i = 0; i < NCOMMANDS; i++) {
+            if ((commands[i].run == NULL) != (pass == 1))
+                continue;
+            fputs("  ", f);
+            synopsis(f, &commands[i]);
+            fprintf(f, "\n      %s\n", commands[i].summary);
+        }
+    }
+    fputs("\nKey types: aes-128-gcm aes-192-gcm aes-256-gcm aes-256-kwp hmac-sha256 hmac-sha384\n"
+          "  hmac-sha512 ec-p256 ec-p384 ec-p521 ed25519 x25519 rsa-2048 rsa-3072 rsa-4096\n"
+          "Options may also be given as --name=value; -- ends the options.\n"
+          "kmctl COMMAND --help shows one command's synopsis. See kmctl(1).\n\n", f);
+    fputs(exit_help, f);
+}
+
+static int cmd_help(struct kmctl *k, const struct kmctl_args *a)
+{
+    (void)k;
+    (void)a;
+    help(stdout);
+    return KMCTL_EXIT_OK;
+}
+
+static int cmd_version(struct kmctl *k, const struct kmctl_args *a)
+{
+    (void)k;
+    (void)a;
+    if (printf("kmctl %s (libkm %s)\n", KM_VERSION_STRING, km_version()) < 0)
+        return kmctl_error(KMCTL_EXIT_OTHER, "writing the output failed");
+    return KMCTL_EXIT_OK;
+}
+
+/* ------------------------------------------------------------ the parser */
+
+struct globals {
+    const char *vault;
+    const char *passphrase_file;
+    int help;
+};
+
+static int usage_error(const struct kmctl_cmd *c, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+static int usage_error(const struct kmctl_cmd *c, const char *fmt, ...)
+{
+    va_list ap;
+
+    fputs("kmctl: ", stderr);
+    if (c != NULL)
+        fprintf(stderr, "%s: ", c->words);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputc('\n', stderr);
+    if (c != NULL) {
+        fputs("usage: ", stderr);
+        synopsis(stderr, c);
+        fputc('\n', stderr);
+    } else {
+        fputs("Try 'kmctl --help'.\n", stderr);
+    }
+    return KMCTL_EXIT_USAGE;
+}
+
+/*
+ * Takes a global option at argv[*i] if it is one: returns 1 (taken), 0 (not a
+ * global option) or -1 (a usage error, reported).
+ */
+static int global_option(int argc, char **argv, int *i, struct globals *g, const struct kmctl_cmd *c)
+{
+    static const char *const names[] = { "vault", "passphrase-file" };
+    const char *arg = argv[*i], *eq;
+    size_t n, j;
+
+    if (strcmp(arg, "--help") == 0 || strcmp(arg, "-h") == 0) {
+        g->help = 1;
+        return 1;
+    }
+    if (strncmp(arg, "--", 2) != 0)
+        return 0;
+    arg += 2;
+    eq = strchr(arg, '=');
+    n = eq != NULL ? (size_t)(eq - arg) : strlen(arg);
+    for (j = 0; j < 2; j++) {
+        const char *v;
+        if (strlen(names[j]) != n || strncmp(arg, names[j], n) != 0)
+            continue;
+        if (eq != NULL) {
+            v = eq + 1;
+        } else if (*i + 1 < argc) {
+            v = argv[++*i];
+        } else {
+            usage_error(c, "--%s needs an argument", names[j]);
+            return -1;
+        }
+        if (j == 0)
+            g->vault = v;
+        else
+            g->passphrase_file = v;
+        return 1;
+    }
+    return 0;
+}
+
+/* Splits "key create" into the words of argv[i..]: the number of words matched, or 0. */
+static int match_words(const char *words, int argc, char **argv, int i)
+{
+    int n = 0;
+
+    while (*words != '\0') {
+        size_t len = strcspn(words, " ");
+        if (i + n >= argc || strlen(argv[i + n]) != len || strncmp(argv[i + n], words, len) != 0)
+            return 0;
+        n++;
+        words += len;
+        if (*words == ' ')
+            words++;
+    }
+    return n;
+}
+
+static int is_group(const char *w)
+{
+    size_t i, n = strlen(w);
+
+    for (i = 0; i < NCOMMANDS; i++)
+        if (strncmp(commands[i].words, w, n) == 0 && commands[i].words[n] == ' ')
+            return 1;
+    return 0;
+}
+
+static int group_error(const char *group, const char *sub)
+{
+    size_t i, n = strlen(group);
+
+    if (sub != NULL && sub[0] != '-')
+        fprintf(stderr, "kmctl: unknown '%s' command '%s'; one of:", group, sub);
+    else
+        fprintf(stderr, "kmctl: '%s' needs a command; one of:", group);
+    for (i = 0; i < NCOMMANDS; i++)
+        if (strncmp(commands[i].words, group, n) == 0 && commands[i].words[n] == ' ')
+            fprintf(stderr, " %s", commands[i].words + n + 1);
+    fputs("\nTry 'kmctl --help'.\n", stderr);
+    return KMCTL_EXIT_USAGE;
+}
+
+static const struct kmctl_optspec *find_opt(const struct kmctl_cmd *c, const char *name, size_t n)
+{
+    const struct kmctl_optspec *o;
+
+    for (o = c->opts; o->name != NULL; o++)
+        if (strlen(o->name) == n && strncmp(o->name, name, n) == 0)
+            return o;
+    return NULL;
+}
+
+static int set_option(const struct kmctl_cmd *c, const struct kmctl_optspec *o, const char *v,
+                      struct kmctl_args *a)
+{
+    if (a->val[o->id] != NULL)
+        return usage_error(c, "--%s given twice", o->name);
+    if (o->kind == ARG_UINT && kmctl_parse_uint(v, o->max, &a->num[o->id]) != 0) {
+        return usage_error(c, "--%s: not a valid number '%s' (a whole number from 1 to %llu)", o->name, v,
+                           (unsigned long long)o->max);
+    }
+    if (o->kind == ARG_DATE && kmctl_parse_date(v, &a->date[o->id]) != 0)
+        return usage_error(c, "--%s: not a date '%s' (YYYY-MM-DD or YYYY-MM-DDTHH:MM:SSZ, UTC)",
+                           o->name, v);
+    a->val[o->id] = v;
+    return KMCTL_EXIT_OK;
+}
+
+/* Parses argv[i..] for command c into a. Returns an exit code (0: go on). */
+static int parse_command(const struct kmctl_cmd *c, int argc, char **argv, int i, struct globals *g,
+                         struct kmctl_args *a)
+{
+    const struct kmctl_optspec *o;
+    int only_pos = 0, rc;
+
+    for (; i < argc; i++) {
+        const char *arg = argv[i], *eq, *name;
+        size_t n;
+
+        if (only_pos || arg[0] != '-' || strcmp(arg, "-") == 0) {
+            if (a->npos == c->npos || a->npos == (int)(sizeof a->pos / sizeof a->pos[0]))
+                return usage_error(c, "unexpected argument '%s'", arg);
+            a->pos[a->npos++] = arg;
+            continue;
+        }
+        if (strcmp(arg, "--") == 0) {
+            only_pos = 1;
+            continue;
+        }
+        if ((rc = global_option(argc, argv, &i, g, c)) < 0)
+            return KMCTL_EXIT_USAGE;
+        if (rc > 0)
+            continue;
+        if (strncmp(arg, "--", 2) != 0)
+            return usage_error(c, "unknown option '%s'", arg);
+        name = arg + 2;
+        eq = strchr(name, '=');
+        n = eq != NULL ? (size_t)(eq - name) : strlen(name);
+        if ((o = find_opt(c, name, n)) == NULL)
+            return usage_error(c, "unknown option '%s'", arg);
+        if (o->metavar == NULL) {
+            if (eq != NULL)
+                return usage_error(c, "--%s takes no value", o->name);
+            rc = set_option(c, o, "", a);
+        } else if (eq != NULL) {
+            rc = set_option(c, o, eq + 1, a);
+        } else if (i + 1 < argc) {
+            rc = set_option(c, o, argv[++i], a);
+        } else {
+            return usage_error(c, "--%s needs an argument %s", o->name, o->metavar);
+        }
+        if (rc != KMCTL_EXIT_OK)
+            return rc;
+    }
+    if (g->help)
+        return KMCTL_EXIT_OK;
+    if (a->npos < c->npos)
+        return usage_error(c, "missing %s", c->positional);
+    for (o = c->opts; o->name != NULL; o++)
+        if (o->required && a->val[o->id] == NULL)
+            return usage_error(c, "missing --%s %s", o->name, o->metavar ? o->metavar : "");
+    return KMCTL_EXIT_OK;
+}
+
+/* ------------------------------------------------------------ main */
+
+static int open_vault(struct kmctl *k, const struct kmctl_cmd *c, const struct kmctl_args *a,
+                      const struct globals *g)
+{
+    km_open_options o = KM_OPEN_OPTIONS_INIT;
+    km_secret *pass = NULL;
+    size_t pass_len = 0;
+    int rc;
+
+    k->vault = g->vault != NULL ? g->vault : getenv("KM_VAULT");
+    if (k->vault == NULL || k->vault[0] == '\0')
+        return kmctl_error(KMCTL_EXIT_USAGE, "no vault: use --vault DIR or set KM_VAULT");
+    if ((rc = kmctl_passphrase(g->passphrase_file, &pass, &pass_len)) != KMCTL_EXIT_OK)
+        return rc;
+    o.passphrase = km_secret_data(pass);
+    o.passphrase_len = pass_len;
+    if (c->vault == VAULT_CREATE) {
+        o.flags = KM_OPEN_CREATE | KM_OPEN_EXCL;
+        o.kdf_cost = a->val[OPT_KDF_COST] != NULL ? (uint32_t)a->num[OPT_KDF_COST] : 0;
+    }
+    rc = km_open(&k->ctx, k->vault, &o);
+    km_secret_free(pass);
+    if (rc != KM_OK)
+        return kmctl_lib_error(rc, "%s vault '%s'", c->vault == VAULT_CREATE ? "creating" : "opening",
+                               k->vault);
+    return KMCTL_EXIT_OK;
+}
+
+int main(int argc, char **argv)
+{
+    struct globals g = { NULL, NULL, 0 };
+    struct kmctl_args a;
+    struct kmctl k = { NULL, NULL };
+    const struct kmctl_cmd *c = NULL;
+    int i = 1, best = 0, rc, out_rc;
+    size_t j;
+
+    /* A closed pipe is reported as a write error (exit 9), not a silent death. */
+    signal(SIGPIPE, SIG_IGN);
+    memset(&a, 0, sizeof a);
+
+    /* global options before the command */
+    while (i < argc && argv[i][0] == '-') {
+        if (strcmp(argv[i], "--version") == 0)
+            return cmd_version(&k, &a) != KMCTL_EXIT_OK ? KMCTL_EXIT_OTHER : kmctl_finish_stdout();
+        if ((rc = global_option(argc, argv, &i, &g, NULL)) < 0)
+            return KMCTL_EXIT_USAGE;
+        if (rc == 0)
+            return usage_error(NULL, "unknown option '%s'", argv[i]);
+        i++;
+    }
+    if (i >= argc) {
+        if (g.help) {
+            help(stdout);
+            return kmctl_finish_stdout();
+        }
+        help(stderr);
+        return KMCTL_EXIT_USAGE;
+    }
+    for (j = 0; j < NCOMMANDS; j++) {
+        int n = match_words(commands[j].words, argc, argv, i);
+        if (n > best) {
+            best = n;
+            c = &commands[j];
+        }
+    }
+    if (c == NULL) {
+        if (is_group(argv[i]))
+            return group_error(argv[i], i + 1 < argc ? argv[i + 1] : NULL);
+        return usage_error(NULL, "unknown command '%s'", argv[i]);
+    }
+    a.cmd = c->words;
+    if ((rc = parse_command(c, argc, argv, i + best, &g, &a)) != KMCTL_EXIT_OK)
+        return rc;
+    if (g.help) {
+        fputs("usage: ", stdout);
+        synopsis(stdout, c);
+        printf("\n  %s\n", c->summary);
+        return kmctl_finish_stdout();
+    }
+    if (c->check != NULL && (rc = c->check(&a)) != KMCTL_EXIT_OK)
+        return rc;
+    if (c->run == NULL)
+        return kmctl_unsupported(c->words);
+    if (c->vault != VAULT_NONE && (rc = open_vault(&k, c, &a, &g)) != KMCTL_EXIT_OK)
+        return rc;
+    rc = c->run(&k, &a);
+    km_close(k.ctx);
+    out_rc = kmctl_finish_stdout();
+    return rc != KMCTL_EXIT_OK ? rc : out_rc;
+}

@@ -1,0 +1,373 @@
+/* check_lifecycle.c - the lifecycle table of DESIGN.md, state by state and
+ * operation by operation, and the time-driven transitions under a moved clock. */
+#include <check.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <km.h>
+
+#include "testutil.h"
+
+#define DAY 86400
+static int64_t fake_now;
+static int64_t clock_fn(void *arg)
+{
+    (void)arg;
+    return fake_now;
+}
+
+static char *dir;
+static km_ctx *ctx;
+
+static void setup(void)
+{
+    char uri[4200];
+    km_open_options o = KM_OPEN_OPTIONS_INIT;
+    fake_now = 1900000000; /* 2030-03-17 */
+    dir = tu_tmpdir();
+    snprintf(uri, sizeof uri, "lmdb:%s/vault", dir);
+    o.flags = KM_OPEN_CREATE | KM_OPEN_STRICT_REFRESH;
+    o.passphrase = (const uint8_t *)TU_PASS;
+    o.passphrase_len = strlen(TU_PASS);
+    o.kdf_cost = KM_KDF_COST_MIN;
+    o.clock = clock_fn;
+    ck_assert_int_eq(km_open(&ctx, uri, &o), KM_OK);
+}
+
+static void teardown(void)
+{
+    km_close(ctx);
+    tu_rmtree(dir);
+    free(dir);
+}
+
+#define OK(call)                                                                               \
+    do {                                                                                       \
+        int rc_ = (call);                                                                      \
+        ck_assert_msg(rc_ == KM_OK, "%s: %s (%s)", #call, km_err_name(rc_), km_error_last()->message); \
+    } while (0)
+
+static km_key_state state_of(km_key *k, uint32_t version, km_version_info *out)
+{
+    km_keyinfo *info = NULL;
+    km_version_info vi;
+    OK(km_key_info(&info, k));
+    OK(km_keyinfo_version(info, version - 1, &vi, sizeof vi));
+    km_keyinfo_free(info);
+    if (out)
+        *out = vi;
+    return vi.state;
+}
+
+/* Brings a fresh key's version 1 into `st`; *ct gets a ciphertext made while
+ * it was ACTIVE (none for PRE_ACTIVE). */
+static km_key *key_in_state(const char *name, km_key_state st, uint8_t *ct, size_t *ct_len)
+{
+    km_key_options o = KM_KEY_OPTIONS_INIT;
+    km_key *k = NULL;
+    *ct_len = 0;
+    if (st == KM_STATE_PRE_ACTIVE)
+        o.activate_at = fake_now + DAY;
+    OK(km_key_create(&k, ctx, name, KM_KEY_AES_256_GCM, &o));
+    if (st != KM_STATE_PRE_ACTIVE)
+        OK(km_encrypt(k, (const uint8_t *)"data", 4, NULL, 0, ct, 100, ct_len));
+    switch (st) {
+    case KM_STATE_PRE_ACTIVE:
+    case KM_STATE_ACTIVE:
+        break;
+    case KM_STATE_SUSPENDED:
+        OK(km_key_suspend(k, 1));
+        break;
+    case KM_STATE_DEACTIVATED:
+        OK(km_key_revoke(k, 1, KM_REVOKE_SUPERSEDED, 0));
+        break;
+    case KM_STATE_COMPROMISED:
+        OK(km_key_revoke(k, 1, KM_REVOKE_KEY_COMPROMISE, fake_now - 10));
+        break;
+    case KM_STATE_DESTROY_PENDING:
+        OK(km_key_revoke(k, 1, KM_REVOKE_SUPERSEDED, 0));
+        OK(km_key_schedule_destroy(k, 1, 1));
+        break;
+    case KM_STATE_DESTROYED:
+        OK(km_key_revoke(k, 1, KM_REVOKE_SUPERSEDED, 0));
+        OK(km_key_schedule_destroy(k, 1, 1));
+        fake_now += 2 * DAY;
+        OK(km_maintain(ctx, NULL));
+        break;
+    }
+    ck_assert_int_eq(state_of(k, 1, NULL), st);
+    return k;
+}
+
+enum { A_ACTIVATE, A_SUSPEND, A_RESUME, A_REVOKE, A_COMPROMISE, A_DESTROY, A_CANCEL, A_N };
+static const char *const op_names[A_N] = { "activate", "suspend", "resume", "revoke",
+                                           "revoke-compromise", "schedule-destroy", "cancel" };
+
+/* Expected state after (op, from), 0 = refused: written from DESIGN.md. */
+static km_key_state expected(int op, km_key_state from)
+{
+    switch (op) {
+    case A_ACTIVATE: return from == KM_STATE_PRE_ACTIVE ? KM_STATE_ACTIVE : 0;
+    case A_SUSPEND: return from == KM_STATE_ACTIVE ? KM_STATE_SUSPENDED : 0;
+    case A_RESUME: return from == KM_STATE_SUSPENDED ? KM_STATE_ACTIVE : 0;
+    case A_REVOKE:
+        return from == KM_STATE_ACTIVE || from == KM_STATE_SUSPENDED ? KM_STATE_DEACTIVATED : 0;
+    case A_COMPROMISE:
+        return from == KM_STATE_PRE_ACTIVE || from == KM_STATE_ACTIVE || from == KM_STATE_SUSPENDED
+                       || from == KM_STATE_DEACTIVATED ? KM_STATE_COMPROMISED : 0;
+    case A_DESTROY:
+        return from == KM_STATE_PRE_ACTIVE || from == KM_STATE_DEACTIVATED
+                       || from == KM_STATE_COMPROMISED ? KM_STATE_DESTROY_PENDING : 0;
+    case A_CANCEL:
+        return from == KM_STATE_DESTROY_PENDING ? KM_STATE_DEACTIVATED : 0; /* came from there */
+    }
+    return 0;
+}
+
+static int do_op(km_key *k, int op)
+{
+    switch (op) {
+    case A_ACTIVATE: return km_key_activate(k, 1);
+    case A_SUSPEND: return km_key_suspend(k, 1);
+    case A_RESUME: return km_key_resume(k, 1);
+    case A_REVOKE: return km_key_revoke(k, 1, KM_REVOKE_CESSATION_OF_OPERATION, 0);
+    case A_COMPROMISE: return km_key_revoke(k, 1, KM_REVOKE_KEY_COMPROMISE, fake_now - 1);
+    case A_DESTROY: return km_key_schedule_destroy(k, 1, 7);
+    case A_CANCEL: return km_key_cancel_destroy(k, 1);
+    }
+    return KM_E_INTERNAL;
+}
+
+/* Every (state x transition) pair. */
+START_TEST(test_lifecycle_transition_table)
+{
+    km_key_state st;
+    int op, n = 0;
+    for (st = KM_STATE_PRE_ACTIVE; st <= KM_STATE_DESTROYED; st++) {
+        for (op = 0; op < A_N; op++) {
+            char name[64];
+            uint8_t ct[100];
+            size_t ct_len;
+            km_key *k;
+            km_key_state want = expected(op, st), got;
+            int rc;
+            snprintf(name, sizeof name, "k-%d-%d", (int)st, op);
+            k = key_in_state(name, st, ct, &ct_len);
+            rc = do_op(k, op);
+            got = state_of(k, 1, NULL);
+            if (want == 0) {
+                ck_assert_msg(rc == KM_E_STATE, "%s from %s gave %s, want KM_E_STATE", op_names[op],
+                              km_state_name(st), km_err_name(rc));
+                ck_assert_int_eq(got, st); /* nothing changed */
+            } else {
+                ck_assert_msg(rc == KM_OK, "%s from %s gave %s (%s)", op_names[op], km_state_name(st),
+                              km_err_name(rc), km_error_last()->message);
+                ck_assert_msg(got == want, "%s from %s gave state %s, want %s", op_names[op],
+                              km_state_name(st), km_state_name(got), km_state_name(want));
+            }
+            km_key_free(k);
+            n++;
+        }
+    }
+    ck_assert_int_eq(n, 7 * A_N);
+}
+END_TEST
+
+/* Protect and process in every state. */
+START_TEST(test_lifecycle_operations_by_state)
+{
+    km_key_state st;
+    for (st = KM_STATE_PRE_ACTIVE; st <= KM_STATE_DESTROYED; st++) {
+        char name[32];
+        uint8_t ct[100], out[100], pt[16];
+        size_t ct_len, n;
+        int rc, may_protect = st == KM_STATE_ACTIVE;
+        int may_process = st == KM_STATE_ACTIVE || st == KM_STATE_SUSPENDED || st == KM_STATE_DEACTIVATED;
+        km_key *k;
+        snprintf(name, sizeof name, "s-%d", (int)st);
+        k = key_in_state(name, st, ct, &ct_len);
+        rc = km_encrypt(k, (const uint8_t *)"x", 1, NULL, 0, out, sizeof out, &n);
+        ck_assert_msg(may_protect ? rc == KM_OK : rc == KM_E_STATE, "encrypt in %s: %s",
+                      km_state_name(st), km_err_name(rc));
+        if (ct_len > 0) {
+            memset(pt, 0xAA, sizeof pt);
+            rc = km_decrypt(ctx, 0, ct, ct_len, NULL, 0, pt, sizeof pt, &n);
+            ck_assert_msg(may_process ? rc == KM_OK : rc == KM_E_STATE, "decrypt in %s: %s",
+                          km_state_name(st), km_err_name(rc));
+            if (rc != KM_OK)
+                ck_assert(tu_all_zero(pt, 4));
+            rc = km_decrypt(ctx, KM_DECRYPT_ALLOW_COMPROMISED, ct, ct_len, NULL, 0, pt, sizeof pt, &n);
+            ck_assert_msg((may_process || st == KM_STATE_COMPROMISED) ? rc == KM_OK : rc == KM_E_STATE,
+                          "decrypt (allow compromised) in %s: %s", km_state_name(st), km_err_name(rc));
+        }
+        km_key_free(k);
+    }
+}
+END_TEST
+
+START_TEST(test_lifecycle_bad_arguments)
+{
+    km_key *k = NULL;
+    km_revoke_reason r;
+    OK(km_key_create(&k, ctx, "args", KM_KEY_EC_P256, NULL));
+    ck_assert_int_eq(km_key_activate(NULL, 1), KM_E_INVALID);
+    ck_assert_int_eq(km_key_suspend(k, 9), KM_E_NOTFOUND);
+    ck_assert_int_eq(km_key_revoke(k, 1, (km_revoke_reason)0, 0), KM_E_INVALID);
+    ck_assert_int_eq(km_key_revoke(k, 1, KM_REVOKE_KEY_COMPROMISE, 0), KM_E_INVALID);
+    ck_assert_int_eq(km_key_revoke(k, 1, KM_REVOKE_KEY_COMPROMISE, fake_now + 5 * DAY), KM_E_INVALID);
+    ck_assert_int_eq(km_key_revoke(k, 1, KM_REVOKE_SUPERSEDED, fake_now), KM_E_INVALID);
+    ck_assert_int_eq(km_key_schedule_destroy(k, 1, 0), KM_E_INVALID);
+    ck_assert_int_eq(km_key_schedule_destroy(k, 1, 7), KM_E_STATE); /* ACTIVE: never directly */
+    OK(km_revoke_reason_from_name("key-compromise", &r));
+    ck_assert_int_eq(r, KM_REVOKE_KEY_COMPROMISE);
+    ck_assert_str_eq(km_revoke_reason_name(KM_REVOKE_PRIVILEGE_WITHDRAWN), "privilege-withdrawn");
+    ck_assert_int_eq(km_revoke_reason_from_name("bored", &r), KM_E_INVALID);
+    km_key_free(k);
+}
+END_TEST
+
+/* The issue's scenario: rotate every 90 days, protect 90 days, process 2
+ * years, destroy 30 days later; every step visible in km_key_info. */
+START_TEST(test_lifecycle_time_driven)
+{
+    km_key_options o = KM_KEY_OPTIONS_INIT;
+    km_maintain_report *rep = NULL;
+    km_version_info vi;
+    km_keyinfo *info = NULL;
+    km_key *k = NULL;
+    uint8_t ct1[100], pt[16];
+    size_t n1, n;
+    const char *name, *action;
+    uint32_t ver;
+    int64_t t0 = fake_now;
+
+    o.rotate_days = 90;
+    o.protect_days = 90;
+    o.process_days = 730;
+    o.destroy_grace_days = 30;
+    OK(km_key_create(&k, ctx, "records", KM_KEY_AES_256_GCM, &o));
+    OK(km_encrypt(k, (const uint8_t *)"v1 data", 7, NULL, 0, ct1, sizeof ct1, &n1));
+    state_of(k, 1, &vi);
+    ck_assert_int_eq(vi.protect_stop, t0 + 90 * DAY);
+    ck_assert_int_eq(vi.process_stop, t0 + 730 * DAY);
+
+    fake_now = t0 + 89 * DAY;
+    OK(km_maintain(ctx, &rep));
+    ck_assert_uint_eq(km_maintain_report_count(rep), 0);
+    km_maintain_report_free(rep);
+
+    fake_now = t0 + 90 * DAY;
+    OK(km_maintain(ctx, &rep));
+    ck_assert_uint_eq(km_maintain_report_count(rep), 2);
+    OK(km_maintain_report_get(rep, 0, &name, &ver, &action));
+    ck_assert_str_eq(name, "records");
+    ck_assert_str_eq(action, "deactivated");
+    OK(km_maintain_report_get(rep, 1, &name, &ver, &action));
+    ck_assert_str_eq(action, "rotated");
+    ck_assert_uint_eq(ver, 2);
+    km_maintain_report_free(rep);
+    ck_assert_int_eq(state_of(k, 1, NULL), KM_STATE_DEACTIVATED);
+    ck_assert_int_eq(state_of(k, 2, NULL), KM_STATE_ACTIVE);
+    {
+        uint8_t ct2[100];
+        OK(km_encrypt(k, (const uint8_t *)"x", 1, NULL, 0, ct2, sizeof ct2, &n));
+        ck_assert_int_eq(ct2[23], 2); /* new data goes to the new version */
+    }
+    OK(km_decrypt(ctx, 0, ct1, n1, NULL, 0, pt, sizeof pt, &n)); /* decrypt-only, still works */
+
+    /* nine more rotations over two years, on time, without a run in between
+     * being missed: each run does what is due */
+    fake_now = t0 + 180 * DAY;
+    OK(km_maintain(ctx, NULL));
+    OK(km_key_info(&info, k));
+    ck_assert_uint_eq(km_keyinfo_version_count(info), 3);
+    ck_assert_uint_eq(km_keyinfo_primary(info), 3);
+    km_keyinfo_free(info);
+
+    /* past v1's process-stop: destroy-pending with the grace window, then destroyed */
+    fake_now = t0 + 730 * DAY;
+    OK(km_maintain(ctx, NULL));
+    state_of(k, 1, &vi);
+    ck_assert_int_eq(vi.state, KM_STATE_DESTROY_PENDING);
+    ck_assert_int_eq(vi.destroy_after, t0 + 760 * DAY);
+    ck_assert_int_eq(km_decrypt(ctx, 0, ct1, n1, NULL, 0, pt, sizeof pt, &n), KM_E_STATE);
+    fake_now = t0 + 760 * DAY;
+    OK(km_maintain(ctx, NULL));
+    state_of(k, 1, &vi);
+    ck_assert_int_eq(vi.state, KM_STATE_DESTROYED);
+    ck_assert_int_gt(vi.created, 0); /* the tombstone keeps the metadata */
+    ck_assert_int_eq(km_decrypt(ctx, KM_DECRYPT_ALLOW_COMPROMISED, ct1, n1, NULL, 0, pt, sizeof pt, &n),
+                     KM_E_STATE);
+    /* a second run has nothing left to do for v1 */
+    km_key_free(k);
+}
+END_TEST
+
+/* A scheduled activation: PRE_ACTIVE until the date, then ACTIVE lazily on use. */
+START_TEST(test_lifecycle_scheduled_activation)
+{
+    km_key_options o = KM_KEY_OPTIONS_INIT;
+    km_key *k = NULL;
+    uint8_t ct[100];
+    size_t n;
+    o.activate_at = fake_now + 3 * DAY;
+    OK(km_key_create(&k, ctx, "later", KM_KEY_AES_128_GCM, &o));
+    ck_assert_int_eq(km_encrypt(k, (const uint8_t *)"x", 1, NULL, 0, ct, sizeof ct, &n), KM_E_STATE);
+    fake_now += 3 * DAY;
+    OK(km_encrypt(k, (const uint8_t *)"x", 1, NULL, 0, ct, sizeof ct, &n)); /* lazily activated */
+    ck_assert_int_eq(state_of(k, 1, NULL), KM_STATE_ACTIVE);
+    km_key_free(k);
+}
+END_TEST
+
+/* Destruction removes the material: a cancel after the grace window fails,
+ * and the version can never be used again, even after reopening. */
+START_TEST(test_lifecycle_destroy_is_final)
+{
+    km_key *k = NULL;
+    uint8_t ct[100], pt[16];
+    size_t n, m;
+    OK(km_key_create(&k, ctx, "gone", KM_KEY_AES_256_GCM, NULL));
+    OK(km_encrypt(k, (const uint8_t *)"x", 1, NULL, 0, ct, sizeof ct, &n));
+    OK(km_key_revoke(k, 1, KM_REVOKE_SUPERSEDED, 0));
+    OK(km_key_schedule_destroy(k, 1, 2));
+    OK(km_key_cancel_destroy(k, 1));
+    ck_assert_int_eq(state_of(k, 1, NULL), KM_STATE_DEACTIVATED);
+    OK(km_decrypt(ctx, 0, ct, n, NULL, 0, pt, sizeof pt, &m));
+    OK(km_key_schedule_destroy(k, 1, 2));
+    fake_now += 2 * DAY;
+    ck_assert_int_eq(km_key_cancel_destroy(k, 1), KM_E_STATE);
+    OK(km_maintain(ctx, NULL));
+    ck_assert_int_eq(state_of(k, 1, NULL), KM_STATE_DESTROYED);
+    ck_assert_int_eq(km_decrypt(ctx, 0, ct, n, NULL, 0, pt, sizeof pt, &m), KM_E_STATE);
+    ck_assert_int_eq(km_key_schedule_destroy(k, 1, 2), KM_E_STATE);
+    km_key_free(k);
+}
+END_TEST
+
+static Suite *lifecycle_suite(void)
+{
+    Suite *s = suite_create("lifecycle");
+    TCase *tc = tcase_create("lifecycle");
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_set_timeout(tc, 120);
+    tcase_add_test(tc, test_lifecycle_transition_table);
+    tcase_add_test(tc, test_lifecycle_operations_by_state);
+    tcase_add_test(tc, test_lifecycle_bad_arguments);
+    tcase_add_test(tc, test_lifecycle_time_driven);
+    tcase_add_test(tc, test_lifecycle_scheduled_activation);
+    tcase_add_test(tc, test_lifecycle_destroy_is_final);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int main(void)
+{
+    SRunner *sr = srunner_create(lifecycle_suite());
+    int failed;
+    srunner_run_all(sr, CK_NORMAL);
+    failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}

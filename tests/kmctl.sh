@@ -1,0 +1,379 @@
+#!/bin/sh
+# kmctl.sh - kmctl's grammar end to end against a fresh vault: every command, its output and its exit code.
+# Run by make check (top_builddir and top_srcdir come from the environment).
+set -u
+: "${top_builddir:=.}" "${top_srcdir:=.}"
+KMCTL="$top_builddir/src/kmctl/kmctl"
+[ -x "$KMCTL" ] || { echo "kmctl.sh: $KMCTL is not built"; exit 1; }
+PY=/usr/bin/python3
+[ -x "$PY" ] || PY=python3
+command -v openssl >/dev/null 2>&1 || { echo "kmctl.sh: openssl(1) is needed"; exit 1; }
+
+tmp=$(mktemp -d "${TMPDIR:-/tmp}/kmctl-test.XXXXXX") || exit 1
+trap 'rm -rf "$tmp"' EXIT INT TERM
+cd "$tmp" || exit 1
+case $KMCTL in /*) ;; *) KMCTL="$OLDPWD/$KMCTL" ;; esac
+
+PASS="kmctl test passphrase"
+unset KM_VAULT KM_PASSPHRASE
+export KM_VAULT="$tmp/vault" KM_PASSPHRASE="$PASS"
+
+passed=0 failed=0
+ok() { passed=$((passed + 1)); }
+bad() {
+    failed=$((failed + 1))
+    echo "FAIL: $*"
+    [ -s err ] && sed 's/^/    stderr: /' err | head -5
+}
+
+# t CODE DESCRIPTION INPUT CMD... : runs kmctl CMD... with stdin from INPUT (- = none),
+# stdout to ./out and stderr to ./err, and checks the exit code.
+t() {
+    want=$1 desc=$2 in=$3
+    shift 3
+    [ "$in" = - ] && in=/dev/null
+    "$KMCTL" "$@" <"$in" >out 2>err
+    got=$?
+    if [ "$got" -eq "$want" ]; then ok; else bad "$desc: exit $got, wanted $want"; fi
+    return 0
+}
+# check DESCRIPTION SHELL-CONDITION...
+check() {
+    desc=$1
+    shift
+    if "$@"; then ok; else bad "$desc"; fi
+}
+hex() { od -An -tx1 "$@" | tr -d ' \n'; }
+# flip FILE OFFSET OUT: OUT is FILE with one bit changed at OFFSET (negative: from the end)
+flip() {
+    "$PY" -c 'import sys
+b = bytearray(open(sys.argv[1], "rb").read()); b[int(sys.argv[2])] ^= 1
+open(sys.argv[3], "wb").write(b)' "$1" "$2" "$3"
+}
+json_ok() { "$PY" -m json.tool <"$1" >/dev/null 2>&1; }
+# jq-like: json_get FILE PYTHON-EXPR (d is the document)
+json_get() { "$PY" -c 'import json, sys; d = json.load(open(sys.argv[1])); print(eval(sys.argv[2]))' "$1" "$2"; }
+
+printf 'attack at dawn\n' >msg
+head -c 100000 /dev/urandom >blob
+: >empty
+
+# ---------------------------------------------------------------- basics
+t 0 "version" - version
+check "version names kmctl and libkm" grep -q '^kmctl .* (libkm .*)$' out
+t 0 "--version" - --version
+t 0 "--help" - --help
+check "--help documents the exit codes" grep -q 'integrity' out
+check "--help lists the unavailable commands" grep -q 'not available in this libkm version' out
+t 0 "help" - help
+t 0 "command --help" - key create --help
+check "command --help shows its synopsis" grep -q 'kmctl key create NAME --type TYPE' out
+t 1 "no command" -
+t 2 "a vault that does not exist" - key list
+
+# ---------------------------------------------------------------- init
+t 0 "init" - init --kdf-cost 14
+check "init prints the vault id" grep -Eq '^[0-9a-f]{32}$' out
+t 3 "init of an existing vault" - init --kdf-cost 14
+t 1 "init with a bad --kdf-cost" - --vault "$tmp/v2" init --kdf-cost 3
+
+# ---------------------------------------------------------------- key create
+t 0 "create aes-256-gcm" - key create aes --type aes-256-gcm
+check "create prints the key id" grep -Eq '^[0-9a-f]{32}$' out
+aes_id=$(cat out)
+t 0 "create hmac-sha256" - key create hm --type hmac-sha256
+t 0 "create ec-p256" - key create ec --type ec-p256
+t 0 "create ed25519" - key create ed --type ed25519
+t 0 "create rsa-2048" - key create rsa --type rsa-2048
+t 0 "create with --protection software --exportable --usage" - \
+    key create enc-only --type aes-128-gcm --protection software --exportable --usage encrypt
+t 0 "create with --name=value options" - key create "two words" --type=aes-192-gcm
+t 3 "duplicate create" - key create aes --type aes-256-gcm
+t 1 "create with an unknown type" - key create x --type aes-512-gcm
+t 1 "create with an unknown usage" - key create x --type aes-256-gcm --usage fly
+t 1 "create with a usage the type lacks" - key create x --type ec-p256 --usage encrypt
+t 8 "create with an unknown protection" - key create x --type aes-256-gcm --protection quantum
+
+# ---------------------------------------------------------------- key list, key info
+t 0 "key list" - key list
+check "key list shows 7 keys" [ "$(wc -l <out)" -eq 7 ]
+check "key list: NAME TAB TYPE TAB ID" grep -q "^aes	aes-256-gcm	$aes_id\$" out
+check "key list shows the name with a space" grep -q '^two words	aes-192-gcm	' out
+t 0 "key list --json" - key list --json
+cp out list.json
+check "key list --json is JSON" json_ok list.json
+check "key list --json has 7 keys" [ "$(json_get list.json 'len(d["keys"])')" = 7 ]
+t 0 "key info" - key info aes
+check "key info shows the primary" grep -q '^primary: *1$' out
+check "key info shows version 1 active" grep -Eq '^ +1 +active ' out
+t 0 "key info --json" - key info enc-only --json
+cp out info.json
+check "key info --json is JSON" json_ok info.json
+check "key info --json fields" [ "$(json_get info.json \
+    '(d["name"], d["type"], d["usage"], d["flags"], d["protection"], d["primary"], len(d["id"]), d["created"][-1])')" = \
+    "('enc-only', 'aes-128-gcm', ['encrypt'], ['exportable'], 'software', 1, 32, 'Z')" ]
+check "key info --json versions" [ "$(json_get info.json \
+    '[(v["version"], v["state"], v["created"][-1], v["destroy_after"], type(v["invocations"]).__name__) for v in d["versions"]]')" = \
+    "[(1, 'active', 'Z', None, 'int')]" ]
+t 2 "key info of a missing key" - key info nosuchkey
+check "the message names the key" grep -q "^kmctl: opening key 'nosuchkey': " err
+
+# ---------------------------------------------------------------- encrypt, decrypt
+t 0 "encrypt binary" msg encrypt aes
+cp out ct
+check "binary ciphertext: KM header, plaintext + 52 bytes" \
+    [ "$(hex -N2 ct)" = 4b4d -a "$(wc -c <ct)" -eq $(($(wc -c <msg) + 52)) ]
+t 0 "decrypt binary" ct decrypt
+check "binary round trip" cmp -s out msg
+t 0 "encrypt --text" msg encrypt aes --text
+cp out ct.txt
+check "--text: km1: and one newline" [ "$(head -c4 ct.txt)" = km1: -a "$(wc -l <ct.txt)" -eq 1 ]
+t 0 "decrypt text" ct.txt decrypt
+check "text round trip" cmp -s out msg
+t 0 "encrypt 100 kB of binary" blob encrypt aes
+cp out blob.ct
+t 0 "decrypt 100 kB" blob.ct decrypt
+check "100 kB binary round trip" cmp -s out blob
+t 0 "encrypt empty input" empty encrypt aes
+cp out empty.ct
+t 0 "decrypt empty" empty.ct decrypt
+check "empty round trip" [ ! -s out ]
+t 0 "encrypt --aad" msg encrypt aes --aad "table=orders"
+cp out ct.aad
+t 0 "decrypt --aad" ct.aad decrypt --aad "table=orders"
+check "aad round trip" cmp -s out msg
+t 6 "decrypt with the wrong aad" ct.aad decrypt --aad "table=billing"
+check "a failed decrypt writes nothing" [ ! -s out ]
+t 6 "decrypt without the aad" ct.aad decrypt
+t 6 "decrypt with an aad it was not made with" ct decrypt --aad "table=orders"
+t 0 "encrypt --text --aad" msg encrypt aes --text --aad ctx
+cp out ct.aad.txt
+t 0 "decrypt text --aad" ct.aad.txt decrypt --aad ctx
+check "text aad round trip" cmp -s out msg
+t 6 "decrypt text with the wrong aad" ct.aad.txt decrypt --aad xtc
+flip ct -1 ct.bad
+t 6 "decrypt a changed ciphertext" ct.bad decrypt
+flip ct 22 ct.badver
+t 2 "decrypt with the header's version changed" ct.badver decrypt
+t 1 "decrypt garbage" msg decrypt
+t 1 "decrypt empty input" - decrypt
+printf 'km1:@@@@\n' >bad.txt
+t 1 "decrypt bad km1: text" bad.txt decrypt
+t 2 "encrypt with a missing key" msg encrypt nosuchkey
+t 4 "encrypt with an HMAC key (usage)" msg encrypt hm
+t 0 "encrypt with an encrypt-only key" msg encrypt enc-only
+cp out ct.enconly
+t 4 "decrypt with an encrypt-only key (usage)" ct.enconly decrypt
+if [ -w /dev/full ]; then
+    "$KMCTL" encrypt aes <msg >/dev/full 2>err
+    rc=$?
+    if [ $rc -eq 9 ] && grep -q '^kmctl: writing the output' err; then ok; else bad "write error: exit $rc, wanted 9"; fi
+fi
+
+# ---------------------------------------------------------------- rotate
+t 0 "key rotate" - key rotate aes
+check "rotate prints the new version" [ "$(cat out)" = 2 ]
+t 0 "key info after rotate" - key info aes --json
+cp out info2.json
+check "primary is 2, versions 1 and 2 active" [ "$(json_get info2.json \
+    '(d["primary"], [(v["version"], v["state"]) for v in d["versions"]])')" = \
+    "(2, [(1, 'active'), (2, 'active')])" ]
+t 0 "decrypt the old ciphertext after rotate" ct decrypt
+check "old ciphertext still decrypts" cmp -s out msg
+t 0 "decrypt the old text ciphertext with aad after rotate" ct.aad.txt decrypt --aad ctx
+check "old text ciphertext still decrypts" cmp -s out msg
+t 0 "encrypt after rotate" msg encrypt aes
+cp out ct2
+check "new ciphertext names version 2" [ "$(hex -j20 -N4 ct2)" = 00000002 ]
+t 0 "decrypt the new ciphertext" ct2 decrypt
+check "new round trip" cmp -s out msg
+t 2 "rotate a missing key" - key rotate nosuchkey
+
+# ---------------------------------------------------------------- sign, verify
+for k in ec ed rsa; do
+    t 0 "sign ($k)" msg sign $k
+    cp out $k.sig
+    t 0 "verify ($k)" msg verify $k $k.sig
+    printf 'attack at dusk\n' >msg.bad
+    t 6 "verify a changed message ($k)" msg.bad verify $k $k.sig
+    flip $k.sig -1 $k.sig.bad
+    t 6 "verify a changed signature ($k)" msg verify $k $k.sig.bad
+    t 0 "sign --text ($k)" msg sign $k --text
+    cp out $k.sig.txt
+    check "sign --text gives km1:" [ "$(head -c4 $k.sig.txt)" = km1: ]
+    t 0 "verify a km1: signature ($k)" msg verify $k $k.sig.txt
+done
+t 1 "verify with another key's signature" msg verify ec ed.sig
+t 1 "verify with a missing signature file" msg verify ec no-such.sig
+t 2 "sign with a missing key" msg sign nosuchkey
+t 4 "sign with an AES key (usage)" msg sign aes
+t 0 "rotate a signing key" - key rotate ed
+t 0 "verify a version-1 signature after rotate" msg verify ed ed.sig
+
+# ---------------------------------------------------------------- public keys and raw signatures, checked by openssl
+ossl_verify() { # KEYTYPE PUB SIG: openssl verifies SIG of msg
+    case $1 in
+    ed) openssl pkeyutl -verify -pubin -inkey "$2" -rawin -in msg -sigfile "$3" ;;
+    ec) openssl dgst -sha256 -binary msg >msg.sha256 &&
+        openssl pkeyutl -verify -pubin -inkey "$2" -in msg.sha256 -sigfile "$3" ;;
+    rsa) openssl dgst -sha256 -binary msg >msg.sha256 &&
+        openssl pkeyutl -verify -pubin -inkey "$2" -in msg.sha256 -sigfile "$3" \
+            -pkeyopt rsa_padding_mode:pss -pkeyopt rsa_pss_saltlen:32 -pkeyopt digest:sha256 \
+            -pkeyopt rsa_mgf1_md:sha256 ;;
+    esac >/dev/null 2>&1
+}
+for k in ec ed rsa; do
+    t 0 "key public ($k)" - key public $k
+    cp out $k.pub.pem
+    check "key public gives a PEM public key ($k)" openssl pkey -pubin -in $k.pub.pem -noout
+    t 0 "key public --der ($k)" - key public $k --der
+    cp out $k.pub.der
+    openssl pkey -pubin -in $k.pub.pem -outform DER -out $k.pub.der.ref 2>/dev/null
+    check "--der is the PEM's DER ($k)" cmp -s $k.pub.der $k.pub.der.ref
+    t 0 "sign --raw ($k)" msg sign $k --raw
+    cp out $k.raw.sig
+    check "openssl verifies the raw signature ($k)" ossl_verify $k $k.pub.pem $k.raw.sig
+    flip $k.raw.sig -1 $k.raw.sig.bad
+    check "openssl refuses a changed raw signature ($k)" eval '! ossl_verify $k $k.pub.pem $k.raw.sig.bad'
+    t 0 "verify --raw ($k)" msg verify $k $k.raw.sig --raw
+done
+t 0 "sign --raw --p1363 (ec)" msg sign ec --raw --p1363
+cp out ec.p1363
+check "P1363 signature is 64 bytes" [ "$(wc -c <ec.p1363)" -eq 64 ]
+t 0 "verify --raw --p1363 (ec)" msg verify ec ec.p1363 --raw --p1363
+t 0 "key public --version 2 (ed)" - key public ed --version 2
+check "the primary's public key is version 2's" cmp -s out ed.pub.pem
+t 0 "key public --version 1 (ed)" - key public ed --version 1
+check "version 1's public key differs from version 2's" eval '! cmp -s out ed.pub.pem'
+t 8 "key public of an AES key" - key public aes
+t 2 "key public of a missing version" - key public ec --version 9
+
+# ---------------------------------------------------------------- mac
+t 0 "mac" msg mac hm
+cp out tag
+t 0 "mac-verify" msg mac-verify hm tag
+t 6 "mac-verify a changed message" msg.bad mac-verify hm tag
+t 0 "mac --raw" msg mac hm --raw
+check "raw HMAC-SHA256 is 32 bytes" [ "$(wc -c <out)" -eq 32 ]
+t 0 "mac --text" msg mac hm --text
+check "mac --text gives km1:" [ "$(head -c4 out)" = km1: ]
+t 4 "mac with an AES key (usage)" msg mac aes
+
+# ---------------------------------------------------------------- key import --raw
+printf '000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f' >hmac.hex
+"$PY" -c 'import sys; open("hmac.key", "wb").write(bytes.fromhex(open("hmac.hex").read()))'
+t 0 "key import raw HMAC key" - key import hm2 --type hmac-sha256 --raw hmac.key
+check "import prints the key id" grep -Eq '^[0-9a-f]{32}$' out
+t 0 "mac --raw with the imported key" msg mac hm2 --raw
+cp out hm2.tag
+openssl dgst -sha256 -mac HMAC -macopt "hexkey:$(cat hmac.hex)" -binary <msg >hm2.tag.ref 2>/dev/null
+check "the imported key's MAC equals openssl's" cmp -s hm2.tag hm2.tag.ref
+openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out ec.key.pem 2>/dev/null
+openssl pkey -in ec.key.pem -pubout -out ec.key.pub.pem 2>/dev/null
+t 0 "import an EC private key (PEM, detected)" - key import ec2 --type ec-p256 --raw ec.key.pem
+t 0 "sign --raw with the imported EC key" msg sign ec2 --raw
+cp out ec2.raw.sig
+check "openssl verifies it with the original public key" ossl_verify ec ec.key.pub.pem ec2.raw.sig
+openssl pkey -in ec.key.pem -outform DER -out ec.key.der 2>/dev/null
+t 0 "import PKCS#8 DER (--format pkcs8)" - key import ec3 --type ec-p256 --raw ec.key.der --format pkcs8
+t 0 "import a public key (--format pem)" - key import ec-pub --type ec-p256 --raw ec.key.pub.pem --format pem
+t 0 "verify with the public-only key" msg verify ec-pub ec2.raw.sig --raw
+t 0 "import from stdin (--raw -)" hmac.key key import hm3 --type hmac-sha256 --raw -
+t 3 "import a taken name" - key import hm2 --type hmac-sha256 --raw hmac.key
+t 1 "import material of the wrong length" - key import x --type aes-256-gcm --raw msg
+t 1 "import without --raw or --wrapped" - key import x --type aes-256-gcm
+t 1 "import with both --raw and --wrapped" - key import x --type aes-256-gcm --raw a --wrapped b
+t 1 "import an unknown --format" - key import x --type aes-256-gcm --raw hmac.key --format jwk
+t 1 "import a missing file" - key import x --type aes-256-gcm --raw no-such-file
+
+# ---------------------------------------------------------------- passphrases
+KM_PASSPHRASE="wrong passphrase" "$KMCTL" key list >out 2>err
+rc=$?
+if [ $rc -eq 5 ]; then ok; else bad "wrong passphrase: exit $rc, wanted 5"; fi
+check "the passphrase is not in the message" eval '! grep -q "wrong passphrase" err'
+printf '%s\n' "$PASS" >pass.txt
+chmod 600 pass.txt
+KM_PASSPHRASE= "$KMCTL" --passphrase-file pass.txt key list >out 2>err
+rc=$?
+if [ $rc -eq 0 ] && [ ! -s err ]; then ok; else bad "--passphrase-file: exit $rc"; fi
+chmod 644 pass.txt
+KM_PASSPHRASE="wrong" "$KMCTL" key list --passphrase-file pass.txt >out 2>err
+rc=$?
+if [ $rc -eq 0 ] && grep -q 'warning: passphrase file' err; then ok; else bad "readable passphrase file: exit $rc, no warning"; fi
+printf '%s\n' "not it" >wrong.txt
+t 5 "--passphrase-file with the wrong passphrase" - --passphrase-file wrong.txt key list
+(unset KM_PASSPHRASE; "$KMCTL" key list >out 2>err)
+rc=$?
+if [ $rc -eq 1 ] && grep -q 'no passphrase' err; then ok; else bad "no passphrase: exit $rc, wanted 1"; fi
+
+# ---------------------------------------------------------------- the vault option
+(KM_VAULT="$tmp/nowhere" "$KMCTL" --vault "$tmp/vault" key list >out 2>err)
+check "--vault overrides KM_VAULT" [ $? -eq 0 -a "$(wc -l <out)" -ge 7 ]
+(unset KM_VAULT; "$KMCTL" key list --vault="$tmp/vault" >out 2>err)
+check "--vault=DIR after the command" [ $? -eq 0 ]
+(unset KM_VAULT; "$KMCTL" key list >out 2>err)
+check "no vault is a usage error" [ $? -eq 1 ]
+
+# ---------------------------------------------------------------- parsed, not available: exit 8
+unsupported() { # DESCRIPTION CMD...
+    d=$1
+    shift
+    "$KMCTL" "$@" </dev/null >out 2>err
+    rc=$?
+    if [ $rc -eq 8 ] && grep -q "is not available in this libkm version" err; then ok
+    else bad "$d: exit $rc, wanted 8 and the message"; fi
+}
+unsupported "key activate" key activate aes
+unsupported "key activate --version" key activate aes --version 2
+unsupported "key suspend" key suspend aes
+unsupported "key resume" key resume aes --version 1
+unsupported "key revoke" key revoke aes --version 1 --reason superseded
+unsupported "key revoke --compromise-date" key revoke aes --reason compromise --compromise-date 2024-01-02
+unsupported "key destroy" key destroy aes --version 1 --grace 7
+unsupported "key cancel-destroy" key cancel-destroy aes --version 1
+unsupported "datakey" datakey aes
+unsupported "rewrap" rewrap --aad x
+unsupported "export" export aes --wrap-with ec.pub.pem
+unsupported "wrapping-key" wrapping-key
+unsupported "import --wrapped" import x --type aes-256-gcm --wrapped blob
+unsupported "key import --wrapped" key import x --type aes-256-gcm --wrapped blob
+unsupported "maintain" maintain --json
+unsupported "policy show" policy show
+unsupported "policy check" policy check --json
+unsupported "audit verify" audit verify
+unsupported "audit show" audit show --json
+unsupported "backup" backup "$tmp/backup"
+unsupported "key create --rotate-every" key create x --type aes-256-gcm --rotate-every 90
+
+# ---------------------------------------------------------------- usage errors: exit 1
+t 1 "unknown command" - frobnicate
+t 1 "key without a command" - key
+t 1 "unknown key command" - key frob aes
+t 1 "policy without a command" - policy
+t 1 "key create without a name" - key create --type aes-256-gcm
+t 1 "key create without --type" - key create x
+t 1 "encrypt without a name" msg encrypt
+t 1 "verify without a signature file" msg verify ec
+t 1 "an extra argument" - key info aes extra
+t 1 "an unknown option" - key list --frob
+t 1 "an unknown short option" - key list -x
+t 1 "an option given twice" - encrypt aes --aad a --aad b
+t 1 "a flag with a value" - key list --json=yes
+t 1 "an option without its value" - encrypt aes --aad
+t 1 "--vault without its value" - --vault
+t 1 "an unknown global option" - --frob key list
+t 1 "key destroy without --version" - key destroy aes
+t 1 "key destroy --version abc" - key destroy aes --version abc
+t 1 "key destroy --version 0" - key destroy aes --version 0
+t 1 "key revoke without --reason" - key revoke aes
+t 1 "key revoke with a bad date" - key revoke aes --reason compromise --compromise-date 2024-13-01
+t 1 "export without --wrap-with" - export aes
+t 1 "backup without a file" - backup
+check "usage errors show the synopsis" grep -q '^usage: kmctl backup FILE' err
+
+# ---------------------------------------------------------------- messages
+t 2 "decrypt when the vault is gone" ct --vault "$tmp/nowhere" decrypt
+check "errors are one 'kmctl: what: why' line" grep -q "^kmctl: opening vault '$tmp/nowhere': ." err
+
+echo "kmctl: $passed passed, $failed failed"
+[ "$failed" -eq 0 ]
