@@ -56,7 +56,7 @@ typedef struct km__ver {
     atomic_uint_fast64_t bytes;
     uint64_t global_end;         /* the vault's reserved count after our last block */
     uint32_t block;              /* next block size */
-    uint64_t reserved_seen;      /* last persisted reserved count read (for info) */
+    atomic_uint_fast64_t reserved_seen; /* last persisted reserved count seen (for info) */
 } km__ver;
 
 typedef struct km__kobj {
@@ -74,8 +74,8 @@ typedef struct km__kobj {
     km__ver **vers;              /* index = version - 1 */
     uint32_t nvers;
     uint32_t primary;            /* 0 = none */
-    unsigned loaded_gen;         /* km__write_gen when last read */
-    int64_t checked_ms;          /* monotonic ms of the last read */
+    atomic_uint loaded_gen;      /* km__write_gen when last read */
+    _Atomic int64_t checked_ms;  /* monotonic ms of the last read */
     int removed;                 /* key no longer in the vault */
     struct km__kobj *hnext;      /* ctx cache chain */
 } km__kobj;

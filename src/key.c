@@ -252,6 +252,7 @@ static km__ver *ver_new(uint32_t version)
     atomic_init(&v->used, 0);
     atomic_init(&v->allowance, 0);
     atomic_init(&v->bytes, 0);
+    atomic_init(&v->reserved_seen, 0);
     v->block = KM__RESERVE_MIN;
     pthread_mutex_init(&v->mu, NULL);
     return v;
@@ -358,7 +359,11 @@ static int kobj_read(km__kobj *k, km__txn *t)
             rc = km__vmeta_decode(km_secret_data(vr), km_secret_len(vr), k->vers[i]);
         km_secret_free(vr);
         if (rc == KM_OK)
-            rc = read_counters(t, ctx->sealer, vk, &k->vers[i]->reserved_seen, &bytes);
+            {
+            uint64_t seen = 0;
+            rc = read_counters(t, ctx->sealer, vk, &seen, &bytes);
+            atomic_store(&k->vers[i]->reserved_seen, seen);
+        }
         if (rc != KM_OK)
             goto out;
     }
@@ -486,8 +491,10 @@ int km__key_use(km_key *key, km__kobj **out)
     if ((rc = km__ctx_check(k->ctx)) != KM_OK)
         return rc;
     if ((k->ctx->flags & KM_OPEN_STRICT_REFRESH)
-        || k->loaded_gen != atomic_load_explicit(&km__write_gen, memory_order_relaxed)
-        || km__mono_ms() - k->checked_ms >= (int64_t)k->ctx->refresh_ms) {
+        || atomic_load_explicit(&k->loaded_gen, memory_order_relaxed)
+               != atomic_load_explicit(&km__write_gen, memory_order_relaxed)
+        || km__mono_ms() - atomic_load_explicit(&k->checked_ms, memory_order_relaxed)
+               >= (int64_t)k->ctx->refresh_ms) {
         rc = km__kobj_refresh(k, (k->ctx->flags & KM_OPEN_STRICT_REFRESH) != 0);
         if (rc != KM_OK)
             return rc;
@@ -1202,7 +1209,7 @@ int km_key_info(km_keyinfo **out, km_key *key)
         o->protect_stop = v->protect_stop;
         o->process_stop = v->process_stop;
         o->destroy_after = v->destroy_after;
-        o->invocations = v->reserved_seen;
+        o->invocations = atomic_load(&v->reserved_seen);
         o->bytes = 0;
     }
     pthread_rwlock_unlock(&k->lock);

@@ -971,6 +971,13 @@ START_TEST(test_crypto_agree_both_sides_equal)
     pb = realloc(pb, lb + 1);
     pb[lb] = 0;
     ck_assert_int_eq(B->agree(a, pb, lb + 1, &s3), KM_E_INVALID);
+    if (type != KM_KEY_X25519) {
+        /* a point off the curve: the last byte of y changed */
+        pb[lb - 1] ^= 1;
+        ck_assert_int_eq(B->agree(a, pb, lb, &s3), KM_E_INVALID);
+        pb[lb - 1] ^= 1;
+    }
+    ck_assert_ptr_null(s3);
     ck_assert(ERR_peek_error() == 0);
     if (type == KM_KEY_EC_P256) {
         rsa = gen_load(KM_KEY_RSA_2048);
@@ -1087,6 +1094,23 @@ START_TEST(test_crypto_import_rejects_wrong_length_algorithm_curve)
     OSSL_ENCODER_CTX_free(e);
     EVP_PKEY_free(pk);
 
+    /* a private key whose public half belongs to another key (the point is the
+     * last 65 bytes of OpenSSL's P-256 PKCS#8) fails the pairwise check */
+    {
+        km_secret *q = gen(KM_KEY_EC_P256);
+        size_t l = km_secret_len(p256) - 1;
+        ck_assert_uint_eq(km_secret_len(q) - 1, l);
+        buf = malloc(l);
+        memcpy(buf, km_secret_data(p256) + 1, l);
+        ck_assert_int_eq(buf[l - 65], 0x04);
+        memcpy(buf + l - 65, km_secret_data(q) + 1 + l - 65, 65);
+        import_invalid(KM_KEY_EC_P256, 0, KM_MATERIAL_PKCS8_DER, buf, l, "mismatched pair");
+        ck_assert_msg(strstr(km_error_last()->message, "consistency") != NULL, "%s",
+                      km_error_last()->message);
+        free(buf);
+        km_secret_free(q);
+    }
+
     /* the right key imports, and re-encodes to the same PKCS#8 */
     ref = import_ok(KM_KEY_EC_P384, KM_MATERIAL_PKCS8_DER, km_secret_data(p384) + 1,
                     km_secret_len(p384) - 1);
@@ -1141,6 +1165,20 @@ START_TEST(test_crypto_import_pem)
                    "P-256 PEM as P-384");
     import_invalid(KM_KEY_EC_P256, KM_KEY_PUBLIC_ONLY, KM_MATERIAL_PEM, (const uint8_t *)pem,
                    strlen(pem), "private PEM for a public-only key");
+    /* a PKCS#8 block with RFC 1421 headers is refused */
+    {
+        const char *body = strchr(pem, '\n') + 1;
+        size_t hl = (size_t)(body - pem);
+        static const char hdrs[] = "Proc-Type: 4,ENCRYPTED\nDEK-Info: AES-256-CBC,"
+                                   "00112233445566778899AABBCCDDEEFF\n\n";
+        char *h = malloc(strlen(pem) + sizeof hdrs);
+        memcpy(h, pem, hl);
+        memcpy(h + hl, hdrs, sizeof hdrs - 1);
+        strcpy(h + hl + sizeof hdrs - 1, body);
+        import_invalid(KM_KEY_EC_P256, 0, KM_MATERIAL_PEM, (const uint8_t *)h, strlen(h),
+                       "PEM with headers");
+        free(h);
+    }
     free(pem);
     /* a second block after the first is refused */
     pem = to_pem(pk, 1, "-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----\n");

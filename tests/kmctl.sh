@@ -43,16 +43,16 @@ check() {
     shift
     if "$@"; then ok; else bad "$desc"; fi
 }
-hex() { od -An -tx1 "$@" | tr -d ' \n'; }
+hex() { od -An -tx1 "$@" 2>/dev/null | tr -d ' \n'; }
 # flip FILE OFFSET OUT: OUT is FILE with one bit changed at OFFSET (negative: from the end)
 flip() {
     "$PY" -c 'import sys
 b = bytearray(open(sys.argv[1], "rb").read()); b[int(sys.argv[2])] ^= 1
-open(sys.argv[3], "wb").write(b)' "$1" "$2" "$3"
+open(sys.argv[3], "wb").write(b)' "$1" "$2" "$3" 2>/dev/null
 }
 json_ok() { "$PY" -m json.tool <"$1" >/dev/null 2>&1; }
 # jq-like: json_get FILE PYTHON-EXPR (d is the document)
-json_get() { "$PY" -c 'import json, sys; d = json.load(open(sys.argv[1])); print(eval(sys.argv[2]))' "$1" "$2"; }
+json_get() { "$PY" -c 'import json, sys; d = json.load(open(sys.argv[1])); print(eval(sys.argv[2]))' "$1" "$2" 2>/dev/null; }
 
 printf 'attack at dawn\n' >msg
 head -c 100000 /dev/urandom >blob
@@ -274,8 +274,21 @@ t 0 "import an EC private key (PEM, detected)" - key import ec2 --type ec-p256 -
 t 0 "sign --raw with the imported EC key" msg sign ec2 --raw
 cp out ec2.raw.sig
 check "openssl verifies it with the original public key" ossl_verify ec ec.key.pub.pem ec2.raw.sig
-openssl pkey -in ec.key.pem -outform DER -out ec.key.der 2>/dev/null
+openssl pkcs8 -topk8 -nocrypt -in ec.key.pem -outform DER -out ec.key.der 2>/dev/null
 t 0 "import PKCS#8 DER (--format pkcs8)" - key import ec3 --type ec-p256 --raw ec.key.der --format pkcs8
+t 0 "import PKCS#8 DER (detected)" - key import ec4 --type ec-p256 --raw ec.key.der
+t 0 "sign --raw with the DER-imported key" msg sign ec4 --raw
+cp out ec4.raw.sig
+check "openssl verifies it too" ossl_verify ec ec.key.pub.pem ec4.raw.sig
+openssl genpkey -algorithm ED25519 -out ed.key.pem 2>/dev/null
+openssl pkey -in ed.key.pem -pubout -out ed.key.pub.pem 2>/dev/null
+openssl pkcs8 -topk8 -nocrypt -in ed.key.pem -outform DER 2>/dev/null | tail -c 32 >ed.key.raw
+t 0 "import a raw 32-byte Ed25519 key (detected)" - key import ed2 --type ed25519 --raw ed.key.raw
+t 0 "sign --raw with the imported Ed25519 key" msg sign ed2 --raw
+cp out ed2.raw.sig
+check "openssl verifies it with the original public key" ossl_verify ed ed.key.pub.pem ed2.raw.sig
+t 0 "key public of the imported Ed25519 key" - key public ed2
+check "it is the original public key" cmp -s out ed.key.pub.pem
 t 0 "import a public key (--format pem)" - key import ec-pub --type ec-p256 --raw ec.key.pub.pem --format pem
 t 0 "verify with the public-only key" msg verify ec-pub ec2.raw.sig --raw
 t 0 "import from stdin (--raw -)" hmac.key key import hm3 --type hmac-sha256 --raw -

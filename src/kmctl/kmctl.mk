@@ -2,15 +2,18 @@
 #   include $(srcdir)/src/kmctl/kmctl.mk
 # Paths are relative to the top of the tree. kmctl sees only the public
 # headers (include/), never the library's internals (src/).
+# The top Makefile.am defines neither bin_PROGRAMS nor man1_MANS, and automake
+# refuses '+=' on an undefined variable: this fragment defines both with '='
+# (switch to '+=' if the top Makefile.am ever defines them before the include).
 
-bin_PROGRAMS += src/kmctl/kmctl
+bin_PROGRAMS = src/kmctl/kmctl
 src_kmctl_kmctl_SOURCES = src/kmctl/kmctl.h src/kmctl/main.c src/kmctl/report.c \
 	src/kmctl/io.c src/kmctl/cmd_key.c src/kmctl/cmd_data.c
 src_kmctl_kmctl_CPPFLAGS = -I$(srcdir)/include
 src_kmctl_kmctl_CFLAGS = $(AM_CFLAGS) $(JANSSON_CFLAGS)
 src_kmctl_kmctl_LDADD = libkm.la $(JANSSON_LIBS)
 
-man1_MANS += docs/kmctl.1
+man1_MANS = docs/kmctl.1
 
 # the grammar end to end against a fresh vault
 TESTS += tests/kmctl.sh

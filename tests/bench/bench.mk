@@ -31,3 +31,10 @@ bench: tests/bench/bench$(EXEEXT)
 
 bench-scale: tests/bench/scale$(EXEEXT)
 	./tests/bench/scale$(EXEEXT)
+
+# EXTRA_PROGRAMS are not removed by `make clean` on their own.
+# (If the top Makefile.am comes to define clean-local, add clean-bench to it.)
+.PHONY: clean-bench
+clean-bench:
+	-$(LIBTOOL) --mode=clean rm -f $(EXTRA_PROGRAMS)
+clean-local: clean-bench

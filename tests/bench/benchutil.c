@@ -107,13 +107,33 @@ static void cpu_model(char *out, size_t cap)
     fclose(f);
 }
 
+/* The 1-minute load average: other work on the machine skews the figures. */
+static double loadavg(void)
+{
+    FILE *f = fopen("/proc/loadavg", "r");
+    double v = -1;
+    if (f != NULL) {
+        if (fscanf(f, "%lf", &v) != 1)
+            v = -1;
+        fclose(f);
+    }
+    return v;
+}
+
 void bench_print_machine(const char *prog)
 {
     char cpu[256];
     long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
     cpu_model(cpu, sizeof cpu);
-    printf("# %s: nproc=%ld cpu=\"%s\" openssl=\"%s\" lmdb=\"%s\" libkm=%s\n", prog, ncpu, cpu,
-           OpenSSL_version(OPENSSL_VERSION), mdb_version(NULL, NULL, NULL), km_version());
+    printf("# %s: nproc=%ld cpu=\"%s\" openssl=\"%s\" lmdb=\"%s\" libkm=%s loadavg=%.2f\n",
+           prog, ncpu, cpu, OpenSSL_version(OPENSSL_VERSION), mdb_version(NULL, NULL, NULL),
+           km_version(), loadavg());
+    fflush(stdout);
+}
+
+void bench_print_load(void)
+{
+    printf("# loadavg=%.2f at the end\n", loadavg());
     fflush(stdout);
 }
 

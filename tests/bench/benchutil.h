@@ -32,6 +32,8 @@ double bench_env_num(const char *name, double def);
 
 /* Prints the machine line: "# machine: nproc=... cpu="..." openssl="..." ...". */
 void bench_print_machine(const char *prog);
+/* Prints "# loadavg=... at the end". */
+void bench_print_load(void);
 
 /* A fresh scratch directory under $BENCH_DIR, $TMPDIR or /tmp (malloc'ed path). */
 char *bench_mkdtemp(const char *tag);

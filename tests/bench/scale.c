@@ -9,7 +9,9 @@
  * on a freshly opened context (libkm's key cache cold; a second context
  * keeps the LMDB environment open, as a long-running process would).
  * The same names are then opened once more on another fresh context (the
- * mapping's pages now touched): the "again" columns.
+ * mapping's pages now touched): the "again" column. Last, km_decrypt of one
+ * 64-byte ciphertext is timed with one key in a context's key cache, then
+ * with every key of the vault in it ("dec-1", "dec-all").
  *
  * Sizes: 1000 and 100000; BENCH_SCALE_FULL=1 adds 1000000 (about 17 minutes
  * of key creation); BENCH_SCALE_SIZES="1000,5000" overrides the list.
@@ -89,6 +91,46 @@ static void time_opens(const char *dir, const size_t *sample, size_t nsample, si
     km_close(ctx);
 }
 
+/* Microseconds per km_decrypt of one 64-byte ciphertext over about `secs`. */
+static double decrypt_us(km_ctx *ctx, const uint8_t *ct, size_t ct_len, double secs)
+{
+    uint8_t pt[64];
+    size_t n, ops = 0, i;
+    double t0 = bench_now(), el;
+    do {
+        for (i = 0; i < 256; i++)
+            BENCH_CHECK(km_decrypt(ctx, 0, ct, ct_len, NULL, 0, pt, sizeof pt, &n));
+        ops += 256;
+        el = bench_now() - t0;
+    } while (el < secs);
+    return el * 1e6 / (double)ops;
+}
+
+/* km_decrypt finds its key in the context's key cache. Decrypt speed with
+ * one key cached, then after every key of the vault was opened (and freed)
+ * once through the same context, so that all of them sit in its cache. */
+static void decrypt_cached(const char *dir, size_t n, double *one_us, double *all_us)
+{
+    km_ctx *ctx = bench_vault_open(dir, SCALE_MAP_SIZE);
+    uint8_t pt[64] = { 0 }, ct[64 + KM_CIPHERTEXT_OVERHEAD];
+    size_t ct_len, i;
+    char name[64];
+    km_key *k = NULL;
+
+    key_name(name, sizeof name, n / 2);
+    BENCH_CHECK(km_key_open(&k, ctx, name));
+    BENCH_CHECK(km_encrypt(k, pt, sizeof pt, NULL, 0, ct, sizeof ct, &ct_len));
+    km_key_free(k);
+    *one_us = decrypt_us(ctx, ct, ct_len, 0.3);
+    for (i = 0; i < n; i++) {
+        key_name(name, sizeof name, i);
+        BENCH_CHECK(km_key_open(&k, ctx, name));
+        km_key_free(k);
+    }
+    *all_us = decrypt_us(ctx, ct, ct_len, 0.3);
+    km_close(ctx);
+}
+
 int main(void)
 {
     int full = bench_env_num("BENCH_SCALE_FULL", 0) == 1;
@@ -117,9 +159,11 @@ int main(void)
     printf("# open: km_key_open + km_key_free of %zu random names on fresh contexts (key cache "
            "cold), each timed alone; 'again': the same names on another fresh context\n",
            nsample);
-    printf("# %-9s %9s %9s %11s %11s %11s %11s %14s %10s %10s %5s\n", "", "keys", "versions",
-           "create/s", "open-p50us", "open-p99us", "again-p50", "data.mdb", "bytes/ver",
-           "used/ver", "depth");
+    printf("# decrypt: microseconds per km_decrypt (64 B) with 1 key in the context's cache, then "
+           "with every key of the vault in it\n");
+    printf("# %-9s %9s %9s %9s %10s %10s %10s %12s %9s %9s %5s %8s %8s\n", "", "keys",
+           "versions", "create/s", "open-p50", "open-p99", "again-p50", "data.mdb", "bytes/ver",
+           "used/ver", "depth", "dec-1", "dec-all");
     fflush(stdout);
 
     ctx = bench_vault_open(dir, SCALE_MAP_SIZE);
@@ -127,7 +171,7 @@ int main(void)
         size_t n = sizes[s], i, per_ctx;
         bench_vaultstat st;
         km_ctx *keeper;
-        double t0 = bench_now(), create_rate;
+        double t0 = bench_now(), create_rate, dec_one, dec_all;
 
         for (i = created; i < n; i++) {
             key_name(name, sizeof name, i);
@@ -168,6 +212,7 @@ int main(void)
         keeper = bench_vault_open(dir, SCALE_MAP_SIZE);
         time_opens(dir, sample, nsample, per_ctx, lat);
         time_opens(dir, sample, nsample, per_ctx, lat2);
+        decrypt_cached(dir, n, &dec_one, &dec_all);
         km_close(keeper);
         p50[s] = bench_median(lat, nsample);
         p99[s] = bench_quantile(lat, nsample, 0.99);
@@ -175,11 +220,11 @@ int main(void)
             p50_first = p50[s];
             p99_first = p99[s];
         }
-        printf("SCALE      %9zu %9zu %11.0f %11.1f %11.1f %11.1f %14llu %10.1f %10.1f %5zu\n",
-               n, st.vmeta.entries, create_rate, p50[s], p99[s], bench_median(lat2, nsample),
-               (unsigned long long)st.file_bytes,
+        printf("SCALE      %9zu %9zu %9.0f %10.1f %10.1f %10.1f %12llu %9.1f %9.1f %5zu %8.2f "
+               "%8.2f\n", n, st.vmeta.entries, create_rate, p50[s], p99[s],
+               bench_median(lat2, nsample), (unsigned long long)st.file_bytes,
                (double)st.file_bytes / (double)st.vmeta.entries,
-               (double)st.used_bytes / (double)st.vmeta.entries, st.names.depth);
+               (double)st.used_bytes / (double)st.vmeta.entries, st.names.depth, dec_one, dec_all);
         fflush(stdout);
         ctx = bench_vault_open(dir, SCALE_MAP_SIZE);
     }
@@ -187,8 +232,10 @@ int main(void)
     for (s = 1; s < nsizes; s++)
         printf("SCALE open-latency %zu/%zu p50=%.2fx p99=%.2fx (target for 1000000/1000: <= "
                "2x)\n", sizes[s], sizes[0], p50[s] / p50_first, p99[s] / p99_first);
-    printf("# data.mdb: file size (bytes/ver) and pages in use ((last page + 1) x page size, "
-           "used/ver), per key version; depth: B-tree depth of the name index\n");
+    printf("# open-*: microseconds; data.mdb: file size in bytes (bytes/ver) and pages in use "
+           "((last page + 1) x page size, used/ver), per key version; depth: B-tree depth of the "
+           "name index; dec-*: microseconds per km_decrypt\n");
+    bench_print_load();
     bench_rmtree(dir);
     free(dir);
     free(perm);

@@ -1,0 +1,450 @@
+"""Low-level ctypes layer of the libkm bindings.
+
+Every C function of the public headers (include/km.h, include/km/*.h) is
+declared once, in ``_FUNCTIONS`` below, with its argtypes, restype and
+errcheck. Functions returning an ``int`` status go through ``_check``, which
+raises the exception class of the error code (``CODES`` maps every code of
+KM_ERROR_LIST in include/km/error.h to one class). Nothing here reaches into
+libkm's internals: only the installed API is used.
+
+The library is found, in this order:
+  1. the path in the environment variable ``KM_LIBRARY``;
+  2. ``libkm.so.0`` (or ``libkm.so``) next to this module;
+  3. the soname ``libkm.so.0`` through the dynamic linker.
+
+A function missing from the loaded library (an older libkm) does not break
+the import: calling it raises ``Unsupported``.
+"""
+
+import ctypes
+import os
+
+__all__ = ["lib", "CODES", "KmError", "wipe"]
+
+# ---------------------------------------------------------------- loading
+
+SONAME = "libkm.so.0"
+
+
+def _load():
+    tried = []
+    env = os.environ.get("KM_LIBRARY")
+    if env:
+        # an explicit choice: fail loudly rather than fall back silently
+        return ctypes.CDLL(env), env
+    here = os.path.dirname(os.path.abspath(__file__))
+    for name in (SONAME, "libkm.so"):
+        path = os.path.join(here, name)
+        if os.path.exists(path):
+            return ctypes.CDLL(path), path
+        tried.append(path)
+    try:
+        return ctypes.CDLL(SONAME), SONAME
+    except OSError as e:
+        tried.append(SONAME)
+        raise ImportError(
+            "km: cannot load libkm (set KM_LIBRARY to the path of libkm.so.0); tried: "
+            + ", ".join(tried) + ": " + str(e)) from e
+
+
+# ---------------------------------------------------------------- C types
+
+class _Opaque(ctypes.Structure):
+    """Base of the opaque handle types (never dereferenced)."""
+    _fields_ = []
+
+
+class km_ctx(_Opaque):
+    pass
+
+
+class km_key(_Opaque):
+    pass
+
+
+class km_keyinfo(_Opaque):
+    pass
+
+
+class km_secret(_Opaque):
+    pass
+
+
+class km_maintain_report(_Opaque):
+    pass
+
+
+CTX_P = ctypes.POINTER(km_ctx)
+KEY_P = ctypes.POINTER(km_key)
+KEYINFO_P = ctypes.POINTER(km_keyinfo)
+SECRET_P = ctypes.POINTER(km_secret)
+REPORT_P = ctypes.POINTER(km_maintain_report)
+U8_P = ctypes.POINTER(ctypes.c_uint8)
+SIZE_P = ctypes.POINTER(ctypes.c_size_t)
+U32_P = ctypes.POINTER(ctypes.c_uint32)
+INT_P = ctypes.POINTER(ctypes.c_int)
+
+km_clock_fn = ctypes.CFUNCTYPE(ctypes.c_int64, ctypes.c_void_p)
+km_key_list_fn = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_char_p, U8_P, ctypes.c_int,
+                                  ctypes.c_void_p)
+
+
+class km_error(ctypes.Structure):
+    _fields_ = [("code", ctypes.c_int),
+                ("message", ctypes.c_char_p),
+                ("native_kind", ctypes.c_int),
+                ("native", ctypes.c_ulong)]
+
+
+class km_open_options(ctypes.Structure):
+    _fields_ = [("version", ctypes.c_uint32),
+                ("flags", ctypes.c_uint32),
+                ("passphrase", U8_P),
+                ("passphrase_len", ctypes.c_size_t),
+                ("kdf_cost", ctypes.c_uint32),
+                ("refresh_ms", ctypes.c_uint32),
+                ("map_size", ctypes.c_uint64),
+                ("clock", km_clock_fn),
+                ("clock_arg", ctypes.c_void_p)]
+
+
+class km_key_options(ctypes.Structure):
+    _fields_ = [("version", ctypes.c_uint32),
+                ("usage", ctypes.c_uint32),
+                ("flags", ctypes.c_uint32),
+                ("protection", ctypes.c_char_p),
+                # ---- version 2 ----
+                ("activate_at", ctypes.c_int64),
+                ("rotate_days", ctypes.c_uint32),
+                ("protect_days", ctypes.c_uint32),
+                ("process_days", ctypes.c_uint32),
+                ("destroy_grace_days", ctypes.c_uint32)]
+
+
+class km_version_info(ctypes.Structure):
+    _fields_ = [("version", ctypes.c_uint32),
+                ("state", ctypes.c_int),
+                ("created", ctypes.c_int64),
+                ("activated", ctypes.c_int64),
+                ("protect_stop", ctypes.c_int64),
+                ("process_stop", ctypes.c_int64),
+                ("destroy_after", ctypes.c_int64),
+                ("invocations", ctypes.c_uint64),
+                ("bytes", ctypes.c_uint64)]
+
+
+# ---------------------------------------------------------------- constants (include/km/*.h)
+
+KM_OPEN_OPTIONS_VERSION = 1
+KM_OPEN_CREATE = 0x1
+KM_OPEN_EXCL = 0x2
+KM_OPEN_STRICT_REFRESH = 0x4
+KM_KDF_COST_DEFAULT = 17
+KM_KDF_COST_MIN = 14
+KM_KDF_COST_MAX = 22
+
+KM_KEY_OPTIONS_VERSION = 2
+KM_KEY_EXPORTABLE = 0x1
+KM_KEY_PUBLIC_ONLY = 0x2
+KM_IMPORT_ALLOW_RAW = 0x1
+
+KM_MATERIAL_RAW = 1
+KM_MATERIAL_PKCS8_DER = 2
+KM_MATERIAL_SPKI_DER = 3
+KM_MATERIAL_PEM = 4
+
+KM_SIG_RAW = 0x1
+KM_SIG_P1363 = 0x2
+KM_DECRYPT_ALLOW_COMPROMISED = 0x1
+
+KM_CIPHERTEXT_HEADER = 36
+KM_TAG_HEADER = 24
+
+# ---------------------------------------------------------------- errors
+
+# (name, value, Python class name, extra Python base) for every entry of
+# KM_ERROR_LIST except KM_OK. Codes are append-only in C; append here too.
+_ERRORS = (
+    ("KM_E_INVALID", -1, "InvalidArgument", ValueError),
+    ("KM_E_UNSUPPORTED", -2, "Unsupported", None),
+    ("KM_E_NOMEM", -3, "OutOfMemory", MemoryError),
+    ("KM_E_NOTFOUND", -4, "NotFound", None),
+    ("KM_E_EXISTS", -5, "AlreadyExists", None),
+    ("KM_E_AUTH", -6, "AuthError", None),
+    ("KM_E_INTEGRITY", -7, "IntegrityError", None),
+    ("KM_E_VERIFY", -8, "VerifyError", None),
+    ("KM_E_STATE", -9, "StateError", None),
+    ("KM_E_USAGE", -10, "UsageError", None),
+    ("KM_E_POLICY", -11, "PolicyError", None),
+    ("KM_E_DENIED", -12, "AccessDenied", None),
+    ("KM_E_LIMIT", -13, "LimitReached", None),
+    ("KM_E_BUFFER", -14, "BufferTooSmall", None),
+    ("KM_E_CORRUPT", -15, "CorruptVault", None),
+    ("KM_E_IO", -16, "StorageError", None),
+    ("KM_E_FULL", -17, "VaultFull", None),
+    ("KM_E_BACKEND", -18, "BackendError", None),
+    ("KM_E_CRYPTO", -19, "CryptoError", None),
+    ("KM_E_FORK", -20, "ForkError", None),
+    ("KM_E_BUSY", -21, "Busy", None),
+    ("KM_E_INTERNAL", -22, "InternalError", None),
+)
+
+NATIVE_KINDS = {0: None, 1: "errno", 2: "lmdb", 3: "openssl", 4: "pkcs11", 5: "tss2"}
+
+
+class KmError(Exception):
+    """A libkm error.
+
+    Attributes:
+        code: the negative km_error_code (e.g. -4).
+        name: its C name (e.g. "KM_E_NOTFOUND").
+        message: km_error_last()'s one-line message (never secrets).
+        native_kind: what ``native`` is: None, "errno", "lmdb", "openssl",
+            "pkcs11" or "tss2".
+        native: the backend's own code (CK_RV, TSS2_RC, MDB rc, errno), or 0.
+        function: the C function that failed, when known.
+    """
+
+    code = None
+    name = "KM_E_UNKNOWN"
+
+    def __init__(self, message=None, code=None, native_kind=None, native=0, function=None):
+        if code is not None:
+            self.code = code
+        if message is None:
+            message = self.name
+        super().__init__(message)
+        self.message = message
+        self.native_kind = native_kind
+        self.native = native
+        self.function = function
+
+    def __str__(self):
+        return "%s: %s" % (self.name, self.message) if not self.message.startswith(
+            self.name) else self.message
+
+
+KmError.__module__ = "km"
+
+CODES = {}      # code -> class
+CLASSES = {}    # Python class name -> class
+for _name, _value, _cls, _extra in _ERRORS:
+    _bases = (KmError,) if _extra is None else (KmError, _extra)
+    _doc = "libkm error %s (%d)." % (_name, _value)
+    _klass = type(_cls, _bases, {"code": _value, "name": _name, "__doc__": _doc,
+                                 "__module__": "km"})
+    CODES[_value] = _klass
+    CLASSES[_cls] = _klass
+del _name, _value, _cls, _extra, _bases, _doc, _klass
+
+
+def error_for(code, function=None):
+    """Builds the exception for `code` from the calling thread's last error.
+
+    Must be called right after the failing call, on the same thread (the
+    last error is per thread and overwritten by the next libkm call).
+    """
+    message, kind, native = None, None, 0
+    try:
+        last = lib.km_error_last().contents
+        if last.code == code:
+            message = last.message.decode("utf-8", "replace") if last.message else None
+            kind = NATIVE_KINDS.get(last.native_kind, last.native_kind)
+            native = last.native
+        if message is None:
+            message = lib.km_strerror(code).decode("utf-8", "replace")
+    except Exception:  # pragma: no cover - never hide the original error
+        pass
+    klass = CODES.get(code)
+    if klass is None:
+        return KmError(message or "unknown libkm error %d" % code, code=code,
+                       native_kind=kind, native=native, function=function)
+    return klass(message, native_kind=kind, native=native, function=function)
+
+
+def _check(result, func, args):
+    """errcheck of int-returning functions: KM_OK passes, a negative code raises."""
+    if result < 0:
+        raise error_for(result, func.__name__)
+    return result
+
+
+def _check_verify(result, func, args):
+    """errcheck of km_verify/km_mac_verify: True if valid, False for KM_E_VERIFY."""
+    if result == 0:
+        return True
+    if result == CLASSES["VerifyError"].code:
+        return False
+    raise error_for(result, func.__name__)
+
+
+def _check_string(result, func, args):
+    """errcheck of functions returning a static/borrowed char*: str, or None for NULL."""
+    return None if result is None else result.decode("utf-8", "replace")
+
+
+# ---------------------------------------------------------------- the function table
+
+_int, _u32, _i64, _size, _ccp, _vp = (ctypes.c_int, ctypes.c_uint32, ctypes.c_int64,
+                                      ctypes.c_size_t, ctypes.c_char_p, ctypes.c_void_p)
+
+# name: (restype, argtypes, errcheck)
+_FUNCTIONS = {
+    # common.h
+    "km_version": (_ccp, [], _check_string),
+    "km_init": (_int, [], _check),
+    # error.h
+    "km_strerror": (_ccp, [_int], None),
+    "km_err_name": (_ccp, [_int], None),
+    "km_error_last": (ctypes.POINTER(km_error), [], None),
+    "km_error_clear": (None, [], None),
+    # secret.h
+    "km_secret_new": (_int, [ctypes.POINTER(SECRET_P), _size], _check),
+    "km_secret_from": (_int, [ctypes.POINTER(SECRET_P), _vp, _size], _check),
+    "km_secret_data": (U8_P, [SECRET_P], None),
+    "km_secret_len": (_size, [SECRET_P], None),
+    "km_secret_free": (None, [SECRET_P], None),
+    "km_ct_equal": (_int, [_vp, _vp, _size], None),
+    "km_memzero": (None, [_vp, _size], None),
+    # vault.h
+    "km_open": (_int, [ctypes.POINTER(CTX_P), _ccp, ctypes.POINTER(km_open_options)], _check),
+    "km_close": (None, [CTX_P], None),
+    "km_vault_add_passphrase": (_int, [CTX_P, U8_P, _size, _u32], _check),
+    "km_vault_id": (_int, [CTX_P, U8_P], _check),
+    # key.h
+    "km_key_type_name": (_ccp, [_int], _check_string),
+    "km_key_type_from_name": (_int, [_ccp, INT_P], _check),
+    "km_state_name": (_ccp, [_int], _check_string),
+    "km_key_create": (_int, [ctypes.POINTER(KEY_P), CTX_P, _ccp, _int,
+                             ctypes.POINTER(km_key_options)], _check),
+    "km_key_import": (_int, [ctypes.POINTER(KEY_P), CTX_P, _ccp, _int, _int, U8_P, _size,
+                             _u32, ctypes.POINTER(km_key_options)], _check),
+    "km_key_open": (_int, [ctypes.POINTER(KEY_P), CTX_P, _ccp], _check),
+    "km_key_open_id": (_int, [ctypes.POINTER(KEY_P), CTX_P, U8_P], _check),
+    "km_key_free": (None, [KEY_P], None),
+    "km_key_name": (_ccp, [KEY_P], _check_string),
+    "km_key_id": (U8_P, [KEY_P], None),
+    "km_key_get_type": (_int, [KEY_P], None),
+    "km_key_list": (_int, [CTX_P, km_key_list_fn, _vp], _check),
+    "km_key_rotate": (_int, [KEY_P, U32_P], _check),
+    "km_key_info": (_int, [ctypes.POINTER(KEYINFO_P), KEY_P], _check),
+    "km_keyinfo_free": (None, [KEYINFO_P], None),
+    "km_keyinfo_name": (_ccp, [KEYINFO_P], _check_string),
+    "km_keyinfo_id": (U8_P, [KEYINFO_P], None),
+    "km_keyinfo_type": (_int, [KEYINFO_P], None),
+    "km_keyinfo_usage": (_u32, [KEYINFO_P], None),
+    "km_keyinfo_flags": (_u32, [KEYINFO_P], None),
+    "km_keyinfo_protection": (_ccp, [KEYINFO_P], _check_string),
+    "km_keyinfo_created": (_i64, [KEYINFO_P], None),
+    "km_keyinfo_primary": (_u32, [KEYINFO_P], None),
+    "km_keyinfo_version_count": (_u32, [KEYINFO_P], None),
+    "km_keyinfo_version": (_int, [KEYINFO_P, _u32, ctypes.POINTER(km_version_info), _size],
+                           _check),
+    "km_key_public_export": (_int, [KEY_P, _u32, _int, U8_P, _size, SIZE_P], _check),
+    # crypto.h
+    "km_ciphertext_overhead": (_size, [], None),
+    "km_signature_max": (_size, [], None),
+    "km_mac_max": (_size, [], None),
+    "km_encrypt": (_int, [KEY_P, U8_P, _size, U8_P, _size, U8_P, _size, SIZE_P], _check),
+    "km_decrypt": (_int, [CTX_P, _u32, U8_P, _size, U8_P, _size, U8_P, _size, SIZE_P], _check),
+    "km_decrypt_key": (_int, [KEY_P, _u32, U8_P, _size, U8_P, _size, U8_P, _size, SIZE_P],
+                       _check),
+    "km_sign": (_int, [KEY_P, _u32, U8_P, _size, U8_P, _size, SIZE_P], _check),
+    "km_verify": (_int, [KEY_P, _u32, _u32, U8_P, _size, U8_P, _size], _check_verify),
+    "km_mac": (_int, [KEY_P, _u32, U8_P, _size, U8_P, _size, SIZE_P], _check),
+    "km_mac_verify": (_int, [KEY_P, _u32, _u32, U8_P, _size, U8_P, _size], _check_verify),
+    # char *out declared as uint8_t * (same ABI) so that every output buffer is a c_uint8 array
+    "km_text_encode": (_int, [U8_P, _size, U8_P, _size, SIZE_P], _check),
+    "km_text_decode": (_int, [ctypes.c_char_p, _size, U8_P, _size, SIZE_P], _check),
+    # lifecycle.h
+    "km_revoke_reason_name": (_ccp, [_int], _check_string),
+    "km_revoke_reason_from_name": (_int, [_ccp, INT_P], _check),
+    "km_key_activate": (_int, [KEY_P, _u32], _check),
+    "km_key_suspend": (_int, [KEY_P, _u32], _check),
+    "km_key_resume": (_int, [KEY_P, _u32], _check),
+    "km_key_revoke": (_int, [KEY_P, _u32, _int, _i64], _check),
+    "km_key_schedule_destroy": (_int, [KEY_P, _u32, _u32], _check),
+    "km_key_cancel_destroy": (_int, [KEY_P, _u32], _check),
+    "km_maintain": (_int, [CTX_P, ctypes.POINTER(REPORT_P)], _check),
+    "km_maintain_report_count": (_size, [REPORT_P], None),
+    "km_maintain_report_get": (_int, [REPORT_P, _size, ctypes.POINTER(_ccp), U32_P,
+                                      ctypes.POINTER(_ccp)], _check),
+    "km_maintain_report_free": (None, [REPORT_P], None),
+}
+
+
+class _Lib:
+    """Namespace of the declared functions (attributes named as in C)."""
+
+    def __init__(self, cdll, path):
+        self._cdll = cdll
+        self.path = path
+        self.missing = []
+        for name, (restype, argtypes, errcheck) in _FUNCTIONS.items():
+            try:
+                fn = getattr(cdll, name)
+            except AttributeError:
+                self.missing.append(name)
+                setattr(self, name, _missing(name))
+                continue
+            fn.restype = restype
+            fn.argtypes = argtypes
+            if errcheck is not None:
+                fn.errcheck = errcheck
+            setattr(self, name, fn)
+
+
+def _missing(name):
+    def call(*args, **kwargs):
+        raise CLASSES["Unsupported"]("%s is not in the loaded libkm (%s)" % (name, lib.path),
+                                     function=name)
+    call.__name__ = name
+    return call
+
+
+lib = _Lib(*_load())
+
+
+# ---------------------------------------------------------------- buffers
+
+def wipe(buf):
+    """Zeroes a ctypes buffer or a bytearray in place (bytes cannot be wiped)."""
+    if buf is None:
+        return
+    if isinstance(buf, bytearray):
+        n = len(buf)
+        if n:
+            ctypes.memset((ctypes.c_char * n).from_buffer(buf), 0, n)
+        return
+    ctypes.memset(buf, 0, ctypes.sizeof(buf))
+
+
+def in_buffer(data, what):
+    """A private ctypes copy of a bytes-like input, for passing as const uint8_t*.
+
+    Returns (buffer, length). The buffer has at least one byte so that the
+    pointer is never NULL; the caller wipes it when the input is secret.
+    """
+    if data is None:
+        data = b""
+    if isinstance(data, str):
+        raise TypeError("%s must be bytes-like, not str" % what)
+    try:
+        view = memoryview(data)
+    except TypeError:
+        raise TypeError("%s must be bytes-like, not %s" % (what, type(data).__name__)) from None
+    with view:
+        n = view.nbytes
+        if n == 0:
+            return (ctypes.c_uint8 * 1)(), 0
+        if not view.c_contiguous:  # rare (a sliced array): one intermediate copy
+            return in_buffer(view.tobytes(), what)
+        buf = (ctypes.c_uint8 * n).from_buffer_copy(view)
+    return buf, n
+
+
+def in_data(data, what):
+    """(pointer, length) of a non-secret bytes-like input; no copy for bytes."""
+    if isinstance(data, bytes):
+        return ctypes.cast(ctypes.c_char_p(data), U8_P), len(data)
+    return in_buffer(data, what)

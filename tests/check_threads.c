@@ -1,0 +1,172 @@
+/* check_threads.c - one key handle shared by threads that encrypt, decrypt
+ * and rotate at once; nonces never repeat across threads and processes. */
+#include <check.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <km.h>
+
+#include "testutil.h"
+
+#define THREADS 4
+#define PER_THREAD 20000
+
+static char *dir;
+static km_ctx *ctx;
+static km_key *key;
+static uint8_t (*nonces)[12];
+static volatile int failures;
+
+static void setup(void)
+{
+    dir = tu_tmpdir();
+    ctx = tu_vault(dir);
+    ck_assert_int_eq(km_key_create(&key, ctx, "shared", KM_KEY_AES_256_GCM, NULL), KM_OK);
+    nonces = calloc((size_t)THREADS * PER_THREAD * 2, 12);
+    failures = 0;
+}
+
+static void teardown(void)
+{
+    free(nonces);
+    km_key_free(key);
+    km_close(ctx);
+    tu_rmtree(dir);
+    free(dir);
+}
+
+static void *worker(void *arg)
+{
+    size_t id = (size_t)(uintptr_t)arg, i;
+    uint8_t ct[64 + KM_CIPHERTEXT_OVERHEAD], pt[64], msg[64];
+    for (i = 0; i < PER_THREAD; i++) {
+        size_t n, m;
+        memset(msg, (int)(i + id), sizeof msg);
+        if (km_encrypt(key, msg, sizeof msg, (const uint8_t *)&id, sizeof id, ct, sizeof ct, &n) != KM_OK
+            || km_decrypt(ctx, 0, ct, n, (const uint8_t *)&id, sizeof id, pt, sizeof pt, &m) != KM_OK
+            || m != sizeof msg || memcmp(pt, msg, m) != 0) {
+            __atomic_add_fetch(&failures, 1, __ATOMIC_RELAXED);
+            continue;
+        }
+        memcpy(nonces[id * PER_THREAD + i], ct + 24, 12);
+    }
+    return NULL;
+}
+
+static void *rotator(void *arg)
+{
+    int i;
+    (void)arg;
+    for (i = 0; i < 20; i++) {
+        if (km_key_rotate(key, NULL) != KM_OK)
+            __atomic_add_fetch(&failures, 1, __ATOMIC_RELAXED);
+        usleep(2000);
+    }
+    return NULL;
+}
+
+static int cmp12(const void *a, const void *b)
+{
+    return memcmp(a, b, 12);
+}
+
+static size_t duplicates(uint8_t (*v)[12], size_t n)
+{
+    size_t i, d = 0;
+    qsort(v, n, 12, cmp12);
+    for (i = 1; i < n; i++)
+        if (memcmp(v[i - 1], v[i], 12) == 0)
+            d++;
+    return d;
+}
+
+/* No failed decrypt during rotation, and no repeated nonce. */
+START_TEST(test_threads_encrypt_decrypt_rotate)
+{
+    pthread_t t[THREADS], r;
+    size_t i;
+    km_keyinfo *info = NULL;
+    for (i = 0; i < THREADS; i++)
+        ck_assert_int_eq(pthread_create(&t[i], NULL, worker, (void *)(uintptr_t)i), 0);
+    ck_assert_int_eq(pthread_create(&r, NULL, rotator, NULL), 0);
+    for (i = 0; i < THREADS; i++)
+        pthread_join(t[i], NULL);
+    pthread_join(r, NULL);
+    ck_assert_int_eq(failures, 0);
+    ck_assert_uint_eq(duplicates(nonces, (size_t)THREADS * PER_THREAD), 0);
+    ck_assert_int_eq(km_key_info(&info, key), KM_OK);
+    ck_assert_uint_eq(km_keyinfo_version_count(info), 21);
+    km_keyinfo_free(info);
+}
+END_TEST
+
+/* Parent and a forked child (with its own vault context) never produce the
+ * same nonce. */
+START_TEST(test_threads_fork_nonces_distinct)
+{
+    int fds[2];
+    pid_t pid;
+    size_t i, n = 2000;
+    uint8_t ct[KM_CIPHERTEXT_OVERHEAD];
+    size_t len;
+    for (i = 0; i < 10; i++) /* warm the parent's nonce buffer before fork */
+        ck_assert_int_eq(km_encrypt(key, NULL, 0, NULL, 0, ct, sizeof ct, &len), KM_OK);
+    ck_assert_int_eq(pipe(fds), 0);
+    pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        km_ctx *c2 = NULL;
+        km_key *k2 = NULL;
+        close(fds[0]);
+        if (tu_vault_open(&c2, dir, TU_PASS, 0) != KM_OK || km_key_open(&k2, c2, "shared") != KM_OK)
+            _exit(2);
+        for (i = 0; i < n; i++) {
+            if (km_encrypt(k2, NULL, 0, NULL, 0, ct, sizeof ct, &len) != KM_OK
+                || write(fds[1], ct + 24, 12) != 12)
+                _exit(3);
+        }
+        km_key_free(k2);
+        km_close(c2);
+        _exit(0);
+    }
+    close(fds[1]);
+    for (i = 0; i < n; i++) {
+        ck_assert_int_eq(km_encrypt(key, NULL, 0, NULL, 0, ct, sizeof ct, &len), KM_OK);
+        memcpy(nonces[i], ct + 24, 12);
+    }
+    for (i = 0; i < n; i++)
+        ck_assert_int_eq(read(fds[0], nonces[n + i], 12), 12);
+    {
+        int st = 0;
+        waitpid(pid, &st, 0);
+        ck_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    }
+    close(fds[0]);
+    ck_assert_uint_eq(duplicates(nonces, 2 * n), 0);
+}
+END_TEST
+
+static Suite *threads_suite(void)
+{
+    Suite *s = suite_create("threads");
+    TCase *tc = tcase_create("threads");
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_set_timeout(tc, 300);
+    tcase_add_test(tc, test_threads_encrypt_decrypt_rotate);
+    tcase_add_test(tc, test_threads_fork_nonces_distinct);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int main(void)
+{
+    SRunner *sr = srunner_create(threads_suite());
+    int failed;
+    srunner_run_all(sr, CK_NORMAL);
+    failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}
