@@ -324,13 +324,19 @@ static int kobj_read(km__kobj *k, km__txn *t)
         rc = km__err(KM_E_CORRUPT, "key record changed its type or protection");
         goto out;
     } else {
-        k->usage = r.usage;
-        k->flags = r.flags;
+        /* written only when changed: readers check them under the read lock */
+        if (k->usage != r.usage)
+            k->usage = r.usage;
+        if (k->flags != r.flags)
+            k->flags = r.flags;
     }
-    k->rotate_days = r.rotate_days;
-    k->protect_days = r.protect_days;
-    k->process_days = r.process_days;
-    k->grace_days = r.grace_days;
+    if (k->rotate_days != r.rotate_days || k->protect_days != r.protect_days
+        || k->process_days != r.process_days || k->grace_days != r.grace_days) {
+        k->rotate_days = r.rotate_days;
+        k->protect_days = r.protect_days;
+        k->process_days = r.process_days;
+        k->grace_days = r.grace_days;
+    }
     if (r.nvers > k->nvers) {
         km__ver **nv = realloc(k->vers, r.nvers * sizeof *nv);
         if (nv == NULL) {

@@ -84,12 +84,12 @@ int km_encrypt(km_key *key, const uint8_t *pt, size_t pt_len, const uint8_t *aad
     if (!is_gcm(k->type))
         return km__err(KM_E_USAGE, "key '%s' (%s) does not encrypt data", k->name,
                        km_key_type_name(k->type));
-    if ((rc = check_usage(k, KM_USAGE_ENCRYPT, "encrypt")) != KM_OK)
-        return rc;
     if (k->be->ops.aead_seal == NULL)
         return km__err(KM_E_UNSUPPORTED, "backend '%s' cannot encrypt", k->be->ops.name);
 
     pthread_rwlock_rdlock(&k->lock);
+    if ((rc = check_usage(k, KM_USAGE_ENCRYPT, "encrypt")) != KM_OK)
+        goto out;
     if (k->primary == 0) {
         rc = km__err(KM_E_STATE, "key '%s' has no version that may protect new data", k->name);
         goto out;
@@ -125,16 +125,18 @@ static int decrypt_with(km__kobj *k, const km__ct_header *h, uint32_t flags, con
     void *obj = NULL;
     int rc;
 
+    if (!km__type_is_valid(h->alg))
+        return km__err(KM_E_UNSUPPORTED, "ciphertext: unknown algorithm id %u", (unsigned)h->alg);
     if (h->alg != (uint8_t)k->type)
         return km__err(KM_E_INTEGRITY, "ciphertext header names another algorithm than its key");
     if (!is_gcm(k->type))
         return km__err(KM_E_USAGE, "key '%s' (%s) does not decrypt data", k->name,
                        km_key_type_name(k->type));
-    if ((rc = check_usage(k, KM_USAGE_DECRYPT, "decrypt")) != KM_OK)
-        return rc;
     if (k->be->ops.aead_open == NULL)
         return km__err(KM_E_UNSUPPORTED, "backend '%s' cannot decrypt", k->be->ops.name);
     pthread_rwlock_rdlock(&k->lock);
+    if ((rc = check_usage(k, KM_USAGE_DECRYPT, "decrypt")) != KM_OK)
+        goto out;
     if (h->version > k->nvers) {
         /* Perhaps rotated by another process since we last looked. */
         pthread_rwlock_unlock(&k->lock);
@@ -292,13 +294,13 @@ static int protect_tagged(km_key *key, int mac, uint32_t flags, const uint8_t *m
     if ((flags & KM_SIG_P1363) && k->type != KM_KEY_EC_P256 && k->type != KM_KEY_EC_P384
         && k->type != KM_KEY_EC_P521)
         return km__err(KM_E_INVALID, "%s: KM_SIG_P1363 applies to ECDSA keys only", fn);
-    if ((rc = check_usage(k, mac ? KM_USAGE_MAC : KM_USAGE_SIGN, mac ? "compute MACs" : "sign")) != KM_OK)
-        return rc;
     if ((mac ? (void *)k->be->ops.mac : (void *)k->be->ops.sign) == NULL)
         return km__err(KM_E_UNSUPPORTED, "backend '%s' cannot %s", k->be->ops.name,
                        mac ? "compute MACs" : "sign");
 
     pthread_rwlock_rdlock(&k->lock);
+    if ((rc = check_usage(k, mac ? KM_USAGE_MAC : KM_USAGE_SIGN, mac ? "compute MACs" : "sign")) != KM_OK)
+        goto out;
     if (k->primary == 0) {
         rc = km__err(KM_E_STATE, "key '%s' has no version that may protect new data", k->name);
         goto out;
@@ -370,9 +372,6 @@ static int process_tagged(km_key *key, int mac, uint32_t version, uint32_t flags
     if (mac ? !is_hmac(k->type) : !is_signing(k->type))
         return km__err(KM_E_USAGE, "key '%s' (%s) does not %s", k->name,
                        km_key_type_name(k->type), mac ? "verify MACs" : "verify signatures");
-    if ((rc = check_usage(k, mac ? KM_USAGE_MAC_VERIFY : KM_USAGE_VERIFY,
-                          mac ? "verify MACs" : "verify signatures")) != KM_OK)
-        return rc;
     if ((mac ? (void *)k->be->ops.mac : (void *)k->be->ops.verify) == NULL)
         return km__err(KM_E_UNSUPPORTED, "backend '%s' cannot verify", k->be->ops.name);
     if (!(flags & KM_SIG_RAW)) {
@@ -402,7 +401,9 @@ static int process_tagged(km_key *key, int mac, uint32_t version, uint32_t flags
             return rc;
         pthread_rwlock_rdlock(&k->lock);
     }
-    if ((rc = find_version(k, version, &v)) != KM_OK
+    if ((rc = check_usage(k, mac ? KM_USAGE_MAC_VERIFY : KM_USAGE_VERIFY,
+                          mac ? "verify MACs" : "verify signatures")) != KM_OK
+        || (rc = find_version(k, version, &v)) != KM_OK
         || (rc = km__may_process(v, 0, km__now(k->ctx))) != KM_OK
         || (rc = km__ver_obj(k, v, &obj)) != KM_OK)
         goto out;

@@ -201,8 +201,11 @@ static int kwp(int enc, const uint8_t *kek, size_t kek_len, const uint8_t *in, s
             return km__err(KM_E_INVALID, "data to wrap must be 1 byte to 16 MiB");
         need = (len + 7) / 8 * 8 + 8;
     } else {
-        if (len < 16 || len % 8 != 0 || len > (1u << 24) + 8)
+        if (len < 16 || len % 8 != 0 || len > (1u << 24) + 8) {
+            if (out != NULL)
+                km_memzero(out, out_cap);
             return km__err(KM_E_INTEGRITY, "wrapped data has an impossible length");
+        }
         need = len; /* OpenSSL may write up to len bytes before checking */
     }
     if (out_cap < need) {

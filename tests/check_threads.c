@@ -63,7 +63,6 @@ static void *rotator(void *arg)
     for (i = 0; i < 20; i++) {
         if (km_key_rotate(key, NULL) != KM_OK)
             __atomic_add_fetch(&failures, 1, __ATOMIC_RELAXED);
-        usleep(2000);
     }
     return NULL;
 }

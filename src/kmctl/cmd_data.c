@@ -75,7 +75,8 @@ int kmctl_cmd_decrypt(struct kmctl *k, const struct kmctl_args *a)
     struct kmctl_buf ct = { NULL, 0, 0 };
     const uint8_t *aad;
     uint8_t *pt = NULL;
-    size_t aad_len, cap, pt_len = 0;
+    size_t aad_len, cap = 0, pt_len = 0;
+    uint32_t flags;
     int rc;
 
     aad_of(a, &aad, &aad_len);
@@ -89,7 +90,8 @@ int kmctl_cmd_decrypt(struct kmctl *k, const struct kmctl_args *a)
         rc = kmctl_error(KMCTL_EXIT_OTHER, "decrypting: out of memory");
         goto out;
     }
-    rc = km_decrypt(k->ctx, 0, ct.p, ct.len, aad, aad_len, pt, cap, &pt_len);
+    flags = a->val[OPT_ALLOW_COMPROMISED] != NULL ? KM_DECRYPT_ALLOW_COMPROMISED : 0;
+    rc = km_decrypt(k->ctx, flags, ct.p, ct.len, aad, aad_len, pt, cap, &pt_len);
     if (rc != KM_OK) {
         rc = kmctl_lib_error(rc, "decrypting");
         goto out;

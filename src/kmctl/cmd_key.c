@@ -123,6 +123,14 @@ static int key_options(const struct kmctl_args *a, km_key_options *o)
     if (a->val[OPT_EXPORTABLE] != NULL)
         o->flags |= KM_KEY_EXPORTABLE;
     o->protection = a->val[OPT_PROTECTION];
+    if (a->val[OPT_ROTATE_EVERY] != NULL)
+        o->rotate_days = (uint32_t)a->num[OPT_ROTATE_EVERY];
+    if (a->val[OPT_ACTIVATE_AT] != NULL)
+        o->activate_at = a->date[OPT_ACTIVATE_AT];
+    if (a->val[OPT_PROTECT_DAYS] != NULL)
+        o->protect_days = (uint32_t)a->num[OPT_PROTECT_DAYS];
+    if (a->val[OPT_PROCESS_DAYS] != NULL)
+        o->process_days = (uint32_t)a->num[OPT_PROCESS_DAYS];
     return KMCTL_EXIT_OK;
 }
 
@@ -192,11 +200,7 @@ int kmctl_check_key_create(const struct kmctl_args *a)
 
     if ((rc = parse_type(a->val[OPT_TYPE], &type)) != KMCTL_EXIT_OK)
         return rc;
-    if ((rc = key_options(a, &o)) != KMCTL_EXIT_OK)
-        return rc;
-    if (a->val[OPT_ROTATE_EVERY] != NULL)
-        return kmctl_unsupported("key create --rotate-every");
-    return KMCTL_EXIT_OK;
+    return key_options(a, &o);
 }
 
 int kmctl_cmd_key_create(struct kmctl *k, const struct kmctl_args *a)

@@ -42,6 +42,10 @@ enum kmctl_opt_id {
     OPT_WRAP_WITH,
     OPT_WRAPPED,
     OPT_KDF_COST,
+    OPT_ACTIVATE_AT,
+    OPT_PROTECT_DAYS,
+    OPT_PROCESS_DAYS,
+    OPT_ALLOW_COMPROMISED,
     OPT__COUNT
 };
 
@@ -98,6 +102,16 @@ int kmctl_cmd_key_info(struct kmctl *k, const struct kmctl_args *a);
 int kmctl_cmd_key_rotate(struct kmctl *k, const struct kmctl_args *a);
 int kmctl_cmd_key_public(struct kmctl *k, const struct kmctl_args *a);
 int kmctl_open_key(struct kmctl *k, const char *name, km_key **out);
+
+/* commands: the lifecycle of key versions (cmd_lifecycle.c) */
+int kmctl_cmd_key_activate(struct kmctl *k, const struct kmctl_args *a);
+int kmctl_cmd_key_suspend(struct kmctl *k, const struct kmctl_args *a);
+int kmctl_cmd_key_resume(struct kmctl *k, const struct kmctl_args *a);
+int kmctl_check_key_revoke(const struct kmctl_args *a);
+int kmctl_cmd_key_revoke(struct kmctl *k, const struct kmctl_args *a);
+int kmctl_cmd_key_destroy(struct kmctl *k, const struct kmctl_args *a);
+int kmctl_cmd_key_cancel_destroy(struct kmctl *k, const struct kmctl_args *a);
+int kmctl_cmd_maintain(struct kmctl *k, const struct kmctl_args *a);
 
 /* commands: using keys (cmd_data.c) */
 int kmctl_cmd_encrypt(struct kmctl *k, const struct kmctl_args *a);

@@ -43,6 +43,7 @@ struct kmctl_cmd {
 
 #define DAYS_MAX 36500u
 #define VERSION_MAX 0x7fffffffu
+#define GRACE_MAX 3650u
 
 #define O_END { NULL, NULL, ARG_NONE, 0, 0, 0 }
 #define O_JSON { "json", NULL, ARG_NONE, 0, OPT_JSON, 0 }
@@ -63,7 +64,10 @@ static const struct kmctl_optspec o_init[] = {
     { "kdf-cost", "N", ARG_UINT, 0, OPT_KDF_COST, 64 }, O_END };
 static const struct kmctl_optspec o_create[] = {
     O_TYPE_REQ, O_PROTECTION, O_EXPORTABLE, O_USAGE,
-    { "rotate-every", "DAYS", ARG_UINT, 0, OPT_ROTATE_EVERY, DAYS_MAX }, O_END };
+    { "rotate-every", "DAYS", ARG_UINT, 0, OPT_ROTATE_EVERY, DAYS_MAX },
+    { "activate-at", "DATE", ARG_DATE, 0, OPT_ACTIVATE_AT, 0 },
+    { "protect-days", "DAYS", ARG_UINT, 0, OPT_PROTECT_DAYS, DAYS_MAX },
+    { "process-days", "DAYS", ARG_UINT, 0, OPT_PROCESS_DAYS, DAYS_MAX }, O_END };
 static const struct kmctl_optspec o_import[] = {
     O_TYPE_REQ,
     { "raw", "FILE", ARG_STR, 0, OPT_RAW, 0 },
@@ -78,9 +82,11 @@ static const struct kmctl_optspec o_revoke[] = {
     O_VERSION, { "reason", "REASON", ARG_STR, 1, OPT_REASON, 0 },
     { "compromise-date", "DATE", ARG_DATE, 0, OPT_COMPROMISE_DATE, 0 }, O_END };
 static const struct kmctl_optspec o_destroy[] = {
-    O_VERSION_REQ, { "grace", "DAYS", ARG_UINT, 0, OPT_GRACE, DAYS_MAX }, O_END };
+    O_VERSION_REQ, { "grace", "DAYS", ARG_UINT, 0, OPT_GRACE, GRACE_MAX }, O_END };
 static const struct kmctl_optspec o_encrypt[] = { O_AAD, O_TEXT, O_END };
 static const struct kmctl_optspec o_aad[] = { O_AAD, O_END };
+static const struct kmctl_optspec o_decrypt[] = {
+    O_AAD, { "allow-compromised", NULL, ARG_NONE, 0, OPT_ALLOW_COMPROMISED, 0 }, O_END };
 static const struct kmctl_optspec o_sign[] = { O_RAWSIG, O_P1363, O_TEXT, O_END };
 static const struct kmctl_optspec o_verify[] = { O_RAWSIG, O_P1363, O_VERSION, O_END };
 static const struct kmctl_optspec o_mac[] = { O_RAWSIG, O_TEXT, O_END };
@@ -113,17 +119,21 @@ static const struct kmctl_cmd commands[] = {
       "add a new primary version (prints its number)" },
     { "key public", "NAME", 1, o_public, NULL, kmctl_cmd_key_public, VAULT_OPEN, "> pub.pem",
       "export the public key (PEM, or SPKI DER with --der)" },
-    { "key activate", "NAME", 1, o_version, NULL, NULL, VAULT_OPEN, "", "activate a version" },
-    { "key suspend", "NAME", 1, o_version, NULL, NULL, VAULT_OPEN, "", "suspend a version" },
-    { "key resume", "NAME", 1, o_version, NULL, NULL, VAULT_OPEN, "", "resume a suspended version" },
-    { "key revoke", "NAME", 1, o_revoke, NULL, NULL, VAULT_OPEN, "", "revoke a version" },
-    { "key destroy", "NAME", 1, o_destroy, NULL, NULL, VAULT_OPEN, "",
-      "schedule a version's destruction" },
-    { "key cancel-destroy", "NAME", 1, o_version_req, NULL, NULL, VAULT_OPEN, "",
-      "cancel a scheduled destruction" },
+    { "key activate", "NAME", 1, o_version, NULL, kmctl_cmd_key_activate, VAULT_OPEN, "",
+      "pre-active -> active (default: the newest pre-active version)" },
+    { "key suspend", "NAME", 1, o_version, NULL, kmctl_cmd_key_suspend, VAULT_OPEN, "",
+      "active -> suspended: stops protecting, still processes (default: the primary)" },
+    { "key resume", "NAME", 1, o_version, NULL, kmctl_cmd_key_resume, VAULT_OPEN, "",
+      "suspended -> active" },
+    { "key revoke", "NAME", 1, o_revoke, kmctl_check_key_revoke, kmctl_cmd_key_revoke, VAULT_OPEN, "",
+      "-> deactivated, or compromised with a compromise reason and date" },
+    { "key destroy", "NAME", 1, o_destroy, NULL, kmctl_cmd_key_destroy, VAULT_OPEN, "",
+      "-> destroy-pending: destroyed by maintain after the grace (default 30 days)" },
+    { "key cancel-destroy", "NAME", 1, o_version_req, NULL, kmctl_cmd_key_cancel_destroy, VAULT_OPEN, "",
+      "destroy-pending -> the state it came from" },
     { "encrypt", "NAME", 1, o_encrypt, NULL, kmctl_cmd_encrypt, VAULT_OPEN, "< plain > cipher",
       "encrypt stdin (binary; --text: the km1: form and a newline)" },
-    { "decrypt", "", 0, o_aad, NULL, kmctl_cmd_decrypt, VAULT_OPEN, "< cipher > plain",
+    { "decrypt", "", 0, o_decrypt, NULL, kmctl_cmd_decrypt, VAULT_OPEN, "< cipher > plain",
       "decrypt stdin (binary or km1: text); the key comes from the ciphertext" },
     { "sign", "NAME", 1, o_sign, NULL, kmctl_cmd_sign, VAULT_OPEN, "< msg > sig",
       "sign stdin (libkm's tagged signature; --raw: the bare one)" },
@@ -140,7 +150,8 @@ static const struct kmctl_cmd commands[] = {
       "export a key wrapped to a public key" },
     { "wrapping-key", "", 0, o_none, NULL, NULL, VAULT_OPEN, "> vault-import-pub.pem",
       "print the vault's import wrapping key" },
-    { "maintain", "", 0, o_json, NULL, NULL, VAULT_OPEN, "", "run time-driven transitions" },
+    { "maintain", "", 0, o_json, NULL, kmctl_cmd_maintain, VAULT_OPEN, "",
+      "apply the due time-driven transitions: KEY<tab>VERSION<tab>ACTION per line" },
     { "policy show", "", 0, o_json, NULL, NULL, VAULT_OPEN, "", "show the vault policy" },
     { "policy check", "", 0, o_json, NULL, NULL, VAULT_OPEN, "", "list keys out of policy" },
     { "audit verify", "", 0, o_json, NULL, NULL, VAULT_OPEN, "", "verify the audit chain" },
