@@ -4,11 +4,13 @@
 
 #include <check.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include <openssl/bio.h>
 #include <openssl/bn.h>
+#include <openssl/crypto.h>
 #include <openssl/ec.h>
 #include <openssl/encoder.h>
 #include <openssl/err.h>
@@ -451,6 +453,57 @@ START_TEST(test_crypto_gcm_shared_object_across_threads)
         ck_assert_int_eq(pthread_join(th[i], NULL), 0);
         ck_assert_int_eq(args[i].failures, 0);
     }
+    B->unload(NULL, obj);
+}
+END_TEST
+
+/* OpenSSL's allocations, counted (installed in main before anything else). */
+static atomic_ulong ossl_allocs;
+
+static void *count_malloc(size_t n, const char *file, int line)
+{
+    (void)file; (void)line;
+    atomic_fetch_add(&ossl_allocs, 1);
+    return malloc(n);
+}
+
+static void *count_realloc(void *p, size_t n, const char *file, int line)
+{
+    (void)file; (void)line;
+    atomic_fetch_add(&ossl_allocs, 1);
+    return realloc(p, n);
+}
+
+static void count_free(void *p, const char *file, int line)
+{
+    (void)file; (void)line;
+    free(p);
+}
+
+/* After the first call, sealing and opening (also failing to open) allocate nothing. */
+START_TEST(test_crypto_gcm_steady_state_allocates_nothing)
+{
+    void *obj = gen_load(KM_KEY_AES_256_GCM);
+    uint8_t nonce[12], hdr[36] = { 0 }, pt[64] = { 1 }, ct[64], back[64], tag[16];
+    unsigned long before, after;
+    int i;
+
+    ck_assert_int_eq(km__nonce12(nonce), KM_OK);
+    ck_assert_int_eq(B->aead_seal(obj, nonce, hdr, 36, pt, 3, pt, 64, ct, tag), KM_OK);
+    ck_assert_int_eq(B->aead_open(obj, nonce, hdr, 36, pt, 3, ct, 64, tag, back), KM_OK);
+    tag[0] ^= 1;
+    ck_assert_int_eq(B->aead_open(obj, nonce, hdr, 36, pt, 3, ct, 64, tag, back), KM_E_INTEGRITY);
+    before = atomic_load(&ossl_allocs);
+    for (i = 0; i < 200; i++) {
+        ck_assert_int_eq(km__nonce12(nonce), KM_OK);
+        ck_assert_int_eq(B->aead_seal(obj, nonce, hdr, 36, pt, 3, pt, 64, ct, tag), KM_OK);
+        ck_assert_int_eq(B->aead_open(obj, nonce, hdr, 36, pt, 3, ct, 64, tag, back), KM_OK);
+        tag[0] ^= 1;
+        ck_assert_int_eq(B->aead_open(obj, nonce, hdr, 36, pt, 3, ct, 64, tag, back),
+                         KM_E_INTEGRITY);
+    }
+    after = atomic_load(&ossl_allocs);
+    ck_assert_uint_eq(after, before);
     B->unload(NULL, obj);
 }
 END_TEST
@@ -1260,6 +1313,7 @@ static Suite *crypto_suite(void)
     tcase_add_loop_test(tc, test_crypto_gcm_round_trip_and_tamper, 0, N_OF(gcm_types));
     tcase_add_test(tc, test_crypto_gcm_known_answer_and_aad_split);
     tcase_add_test(tc, test_crypto_gcm_shared_object_across_threads);
+    tcase_add_test(tc, test_crypto_gcm_steady_state_allocates_nothing);
     tcase_add_test(tc, test_crypto_gcm_rejects_bad_arguments);
     tcase_add_loop_test(tc, test_crypto_hmac_generated_and_known_answer, 0, N_OF(hmac_types));
     tcase_add_test(tc, test_crypto_hmac_import_key_lengths);
@@ -1290,6 +1344,8 @@ int main(void)
     SRunner *sr;
     int failed;
 
+    if (!CRYPTO_set_mem_functions(count_malloc, count_realloc, count_free))
+        return EXIT_FAILURE;
     if (km_init() != KM_OK)
         return EXIT_FAILURE;
     sr = srunner_create(crypto_suite());

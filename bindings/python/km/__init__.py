@@ -20,7 +20,8 @@ Conventions
   ``weakref.finalize`` when garbage-collected. A key keeps its vault alive;
   closing a vault closes its keys first. Using a closed handle raises
   ``km.StateError`` (as libkm does for a key of a closed vault). ``close()``
-  waits for calls in progress on other threads.
+  waits for calls in progress on other threads. In a child after ``fork()``
+  inherited handles raise ``km.ForkError``: open the vault again there.
 * Secrets: a passphrase or key material is copied into a private ctypes
   buffer that is wiped after the call. A ``bytearray`` given by the caller is
   the caller's to wipe (use ``km.wipe(buf)``); ``str`` is refused for secrets
@@ -71,8 +72,7 @@ USAGES = {"encrypt": 0x001, "decrypt": 0x002, "sign": 0x004, "verify": 0x008, "m
           "agree": 0x200}
 _KEY_FLAGS = {"exportable": _ffi.KM_KEY_EXPORTABLE, "public-only": _ffi.KM_KEY_PUBLIC_ONLY}
 _FORMATS = {"raw": _ffi.KM_MATERIAL_RAW, "pkcs8": _ffi.KM_MATERIAL_PKCS8_DER,
-            "spki": _ffi.KM_MATERIAL_SPKI_DER, "pem": _ffi.KM_MATERIAL_PEM,
-            "der": _ffi.KM_MATERIAL_SPKI_DER}
+            "spki": _ffi.KM_MATERIAL_SPKI_DER, "pem": _ffi.KM_MATERIAL_PEM}
 
 
 # ---------------------------------------------------------------- module functions
@@ -201,6 +201,9 @@ def _sig_flags(raw, p1363):
     return (_ffi.KM_SIG_RAW if raw else 0) | (_ffi.KM_SIG_P1363 if p1363 else 0)
 
 
+_HANDLES = weakref.WeakSet()
+
+
 class _Handle:
     """A C pointer shared by threads: close() waits for calls in progress,
     then frees it once; a use after close raises km.StateError."""
@@ -215,6 +218,14 @@ class _Handle:
         self.children = set()
         if parent is not None:
             parent.add_child(self)
+        _HANDLES.add(self)
+
+    def _after_fork_in_child(self):
+        # the threads that held uses do not exist in the child: forget them, so
+        # that close() (at exit, say) frees at once; libkm refuses other uses
+        # there with KM_E_FORK and frees handles without touching the vault.
+        self._cond = threading.Condition(threading.Lock())
+        self._users = 0
 
     def acquire(self):
         with self._cond:
@@ -231,7 +242,7 @@ class _Handle:
 
     def add_child(self, child):
         with self._cond:
-            if self._ptr is None:  # pragma: no cover - callers hold a use
+            if self._ptr is None:  # closing: a key opened meanwhile is freed at once
                 raise StateError("%s is closed" % self._what, function=self._what)
             self.children.add(child)
 
@@ -256,6 +267,15 @@ class _Handle:
         self._free(ptr)
         if self._parent is not None:
             self._parent.discard_child(self)
+
+
+def _after_fork_in_child():
+    for h in list(_HANDLES):
+        h._after_fork_in_child()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 class _Use:

@@ -1,5 +1,6 @@
 """The error classes match KM_ERROR_LIST, and _ffi declares the whole public C API."""
 
+import ctypes
 import os
 import re
 import sys
@@ -93,3 +94,27 @@ def test_size_twins_match_the_header_constants():
     assert km.CIPHERTEXT_OVERHEAD == 52
     assert km.SIGNATURE_MAX == 1024
     assert km.MAC_MAX == 88
+
+
+def test_sized_retries_with_the_reported_size_and_wipes():
+    seen = []
+
+    def call(out, cap, out_len):  # reports KM_E_BUFFER with the size needed, like libkm
+        seen.append((out, cap))
+        out_len._obj.value = 10
+        if cap < 10:
+            raise km.BufferTooSmall("too small")
+        ctypes.memmove(out, b"0123456789", 10)
+
+    assert km._sized(call, 4) == b"0123456789"
+    assert [c for _, c in seen] == [4, 10]
+    assert bytes(seen[-1][0]) == bytes(10)  # the C buffer was wiped after the copy
+    s = km._sized(call, 10, secret=True)
+    assert isinstance(s, bytearray) and s == bytearray(b"0123456789")
+
+    def refuses(out, cap, out_len):  # KM_E_BUFFER without a bigger size: raised as is
+        out_len._obj.value = cap
+        raise km.BufferTooSmall("too small")
+
+    with pytest.raises(km.BufferTooSmall):
+        km._sized(refuses, 4)

@@ -588,6 +588,35 @@ def test_close_waits_for_calls_on_other_threads(tmp_path):
     assert k.closed
 
 
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_fork_child_gets_fork_error_and_closes(tmp_path):
+    v = openv(tmp_path / "v")
+    k = v.create_key("k", "aes-256-gcm")
+    ct = k.encrypt(b"x")
+    k._h.acquire()  # as if another thread were inside a call when fork() happened
+    pid = os.fork()
+    if pid == 0:  # child: report through the exit status only
+        rc = 1
+        try:
+            import signal
+            signal.alarm(10)  # never hang the suite
+            try:
+                k.encrypt(b"x")
+            except km.ForkError:
+                try:
+                    v.decrypt(ct)
+                except km.ForkError:
+                    v.close()  # must not wait for the parent's thread
+                    rc = 0 if k.closed else 3
+        finally:
+            os._exit(rc)
+    _, status = os.waitpid(pid, 0)
+    k._h.release()
+    assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
+    assert v.decrypt(ct) == b"x"  # the parent's handles still work
+    v.close()
+
+
 def test_pathlike(tmp_path):
     assert isinstance(tmp_path, pathlib.Path)
     with openv(tmp_path / "p") as v:
