@@ -59,5 +59,6 @@
 #include "km/key.h"
 #include "km/crypto.h"
 #include "km/lifecycle.h"
+#include "km/policy.h"
 
 #endif /* KM_H */

@@ -6,6 +6,7 @@
 #define KM_CORE_H
 
 #include "km_int.h"
+#include "policy.h"
 
 /* Record tags (TLV) of the catalog records. Append only. */
 enum {
@@ -21,11 +22,9 @@ enum {
 };
 enum { KM__C_INVOCATIONS = 1, KM__C_BYTES = 2 };
 
-/* AES-GCM with random 96-bit nonces: at most 2^32 invocations per key version
- * (NIST SP 800-38D section 8.3). */
-#define KM__GCM_INVOCATION_LIMIT ((uint64_t)1 << 32)
-/* Rotate at 90% of it (SP 800-38D leaves margin; issue 3). */
-#define KM__GCM_ROTATE_AT (KM__GCM_INVOCATION_LIMIT / 10 * 9)
+/* Usage limits (AES-GCM with random nonces: 2^32 invocations per version,
+ * NIST SP 800-38D section 8.3, rotating at 0.9 of it) come from the policy
+ * (src/policy.c); km__kobj caches them at each refresh. */
 /* Other protect operations are counted but not limited here (policy may). */
 #define KM__NO_LIMIT UINT64_MAX
 /* First block of invocations reserved at a time; doubles up to the max. */
@@ -77,6 +76,11 @@ typedef struct km__kobj {
     atomic_uint loaded_gen;      /* km__write_gen when last read */
     _Atomic int64_t checked_ms;  /* monotonic ms of the last read */
     int removed;                 /* key no longer in the vault */
+    /* from the vault policy at the last refresh */
+    int policy_rc;               /* KM_OK, or KM_E_POLICY: the algorithm may not protect */
+    char policy_msg[200];
+    uint64_t usage_limit;        /* invocations per version; KM__NO_LIMIT = none */
+    uint64_t rotate_at;          /* rotate when the primary reached this; 0 = never */
     struct km__kobj *hnext;      /* ctx cache chain */
 } km__kobj;
 
@@ -101,6 +105,11 @@ struct km_ctx {
     void *clock_arg;
     pthread_mutex_t mu;          /* backend instances */
     km__backend_inst *backends;
+    pthread_rwlock_t policy_lock; /* the vault policy */
+    km__policy *policy;
+    char *policy_json;            /* the stored document, to notice changes */
+    size_t policy_json_len;
+    _Atomic int64_t policy_checked_ms;
     pthread_rwlock_t cache_lock; /* key object cache, by id */
     km__kobj *cache[KM__CACHE_BUCKETS];
 };
@@ -115,6 +124,12 @@ int km__ctx_check(struct km_ctx *ctx);
 int km__backend_get(struct km_ctx *ctx, const char *name, km__backend_inst **out);
 void km__ctx_ref(struct km_ctx *ctx);
 void km__ctx_unref(struct km_ctx *ctx);
+
+/* ctx.c: the policy. Acquire gives the current policy under a read lock. */
+const km__policy *km__policy_acquire(struct km_ctx *ctx);
+void km__policy_release(struct km_ctx *ctx);
+/* Re-reads the stored policy when another process may have changed it. */
+int km__ctx_policy_refresh(struct km_ctx *ctx, int force);
 
 /* key.c */
 /* Finds (cache) or loads the key object by id; returns a new reference. */

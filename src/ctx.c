@@ -153,6 +153,161 @@ int km__backend_get(struct km_ctx *ctx, const char *name, km__backend_inst **out
     return KM_OK;
 }
 
+/* ----------------------------------------------------------------- policy */
+
+static const uint8_t policy_rec_key[] = "policy";
+
+const km__policy *km__policy_acquire(struct km_ctx *ctx)
+{
+    pthread_rwlock_rdlock(&ctx->policy_lock);
+    return ctx->policy;
+}
+
+void km__policy_release(struct km_ctx *ctx)
+{
+    pthread_rwlock_unlock(&ctx->policy_lock);
+}
+
+/* Installs a parsed policy and the document it came from. */
+static void policy_install(struct km_ctx *ctx, km__policy *p, const char *json, size_t len)
+{
+    char *copy = NULL;
+    if (json != NULL && (copy = malloc(len ? len : 1)) != NULL)
+        memcpy(copy, json, len);
+    pthread_rwlock_wrlock(&ctx->policy_lock);
+    km__policy_free(ctx->policy);
+    free(ctx->policy_json);
+    ctx->policy = p;
+    ctx->policy_json = copy;
+    ctx->policy_json_len = copy ? len : 0;
+    pthread_rwlock_unlock(&ctx->policy_lock);
+}
+
+static int policy_store(struct km_ctx *ctx, const char *json, size_t len)
+{
+    km__txn *t = NULL;
+    int rc = km__txn_begin(ctx->env, 1, &t);
+    if (rc != KM_OK)
+        return rc;
+    rc = km__rec_put(t, ctx->sealer, KM__T_META, policy_rec_key, sizeof policy_rec_key - 1,
+                     (const uint8_t *)json, len, 0);
+    if (rc != KM_OK) {
+        km__txn_abort(t);
+        return rc;
+    }
+    rc = km__txn_commit(t);
+    if (rc == KM_OK)
+        atomic_fetch_add(&km__write_gen, 1);
+    return rc;
+}
+
+/* Loads the stored policy (or the default); with `fips` and no stored
+ * policy, stores the FIPS profile. */
+static int policy_load(struct km_ctx *ctx, int fips)
+{
+    km__txn *t = NULL;
+    km_secret *rec = NULL;
+    km__policy *p = NULL;
+    int rc = km__txn_begin(ctx->env, 0, &t);
+
+    if (rc != KM_OK)
+        return rc;
+    rc = km__rec_get(t, ctx->sealer, KM__T_META, policy_rec_key, sizeof policy_rec_key - 1, &rec);
+    km__txn_abort(t);
+    if (rc == KM_E_NOTFOUND) {
+        rc = km__policy_default(&p, fips);
+        if (rc == KM_OK && fips) {
+            char *json = km__policy_to_json(p);
+            rc = json ? policy_store(ctx, json, strlen(json)) : km__err(KM_E_NOMEM, "out of memory");
+            if (rc == KM_OK)
+                policy_install(ctx, p, json, strlen(json));
+            free(json);
+        } else if (rc == KM_OK) {
+            policy_install(ctx, p, NULL, 0);
+        }
+        if (rc != KM_OK)
+            km__policy_free(p);
+        return rc;
+    }
+    if (rc != KM_OK)
+        return rc;
+    pthread_rwlock_rdlock(&ctx->policy_lock);
+    if (ctx->policy != NULL && ctx->policy_json != NULL && ctx->policy_json_len == km_secret_len(rec)
+        && memcmp(ctx->policy_json, km_secret_data(rec), km_secret_len(rec)) == 0) {
+        pthread_rwlock_unlock(&ctx->policy_lock);
+        km_secret_free(rec);
+        return KM_OK; /* unchanged */
+    }
+    pthread_rwlock_unlock(&ctx->policy_lock);
+    rc = km__policy_parse(&p, (const char *)km_secret_data(rec), km_secret_len(rec), NULL);
+    if (rc == KM_OK)
+        policy_install(ctx, p, (const char *)km_secret_data(rec), km_secret_len(rec));
+    else
+        rc = km__err(KM_E_CORRUPT, "the vault's stored policy does not parse: %s",
+                     km_error_last()->message);
+    km_secret_free(rec);
+    return rc;
+}
+
+int km__ctx_policy_refresh(struct km_ctx *ctx, int force)
+{
+    int64_t now = km__mono_ms();
+    if (!force && now - atomic_load(&ctx->policy_checked_ms) < (int64_t)ctx->refresh_ms)
+        return KM_OK;
+    atomic_store(&ctx->policy_checked_ms, now);
+    return policy_load(ctx, 0);
+}
+
+int km_policy_set(km_ctx *ctx, const char *json, size_t json_len)
+{
+    km__policy *p = NULL;
+    int rc;
+
+    if (ctx == NULL || json == NULL)
+        return km__err(KM_E_INVALID, "km_policy_set: %s is NULL", ctx == NULL ? "ctx" : "json");
+    if (json_len == 0 || json_len > (1u << 20))
+        return km__err(KM_E_INVALID, "km_policy_set: json must be 1 byte to 1 MiB");
+    if ((rc = km__ctx_check(ctx)) != KM_OK)
+        return rc;
+    if ((rc = km__policy_parse(&p, json, json_len, NULL)) != KM_OK)
+        return rc;
+    rc = policy_store(ctx, json, json_len);
+    if (rc == KM_OK)
+        policy_install(ctx, p, json, json_len);
+    else
+        km__policy_free(p);
+    return rc;
+}
+
+int km_policy_get(km_ctx *ctx, char *out, size_t out_cap, size_t *out_len)
+{
+    char *json;
+    size_t n;
+    int rc;
+
+    if (out_len == NULL)
+        return km__err(KM_E_INVALID, "km_policy_get: out_len is NULL");
+    *out_len = 0;
+    if (ctx == NULL)
+        return km__err(KM_E_INVALID, "km_policy_get: ctx is NULL");
+    if ((rc = km__ctx_check(ctx)) != KM_OK || (rc = km__ctx_policy_refresh(ctx, 1)) != KM_OK)
+        return rc;
+    json = km__policy_to_json(km__policy_acquire(ctx));
+    km__policy_release(ctx);
+    if (json == NULL)
+        return km__err(KM_E_NOMEM, "km_policy_get: out of memory");
+    n = strlen(json);
+    if (out == NULL || out_cap < n + 1) {
+        *out_len = n + 1;
+        free(json);
+        return km__err(KM_E_BUFFER, "km_policy_get: out needs %zu bytes", n + 1);
+    }
+    memcpy(out, json, n + 1);
+    *out_len = n;
+    free(json);
+    return KM_OK;
+}
+
 /* ------------------------------------------------------------------ clock */
 
 int64_t km__now(const struct km_ctx *ctx)
@@ -212,7 +367,7 @@ int km_open(km_ctx **out, const char *uri, const km_open_options *opts)
         return km__err(KM_E_INVALID, "km_open: opts is NULL (a passphrase is required)");
     if (opts->version < 1 || opts->version > KM_OPEN_OPTIONS_VERSION)
         return km__err(KM_E_INVALID, "km_open: opts->version %u is not supported", opts->version);
-    if (opts->flags & ~(KM_OPEN_CREATE | KM_OPEN_EXCL | KM_OPEN_STRICT_REFRESH))
+    if (opts->flags & ~(KM_OPEN_CREATE | KM_OPEN_EXCL | KM_OPEN_STRICT_REFRESH | KM_OPEN_FIPS))
         return km__err(KM_E_INVALID, "km_open: opts->flags has unknown bits");
     if (opts->passphrase == NULL || opts->passphrase_len == 0)
         return km__err(KM_E_INVALID, "km_open: opts->passphrase is NULL or empty");
@@ -236,6 +391,7 @@ int km_open(km_ctx **out, const char *uri, const km_open_options *opts)
     ctx->clock_arg = opts->clock_arg;
     pthread_mutex_init(&ctx->mu, NULL);
     pthread_rwlock_init(&ctx->cache_lock, NULL);
+    pthread_rwlock_init(&ctx->policy_lock, NULL);
 
     rc = km__env_open(&ctx->env, path, opts, &master, ctx->vault_id);
     if (rc != KM_OK)
@@ -245,15 +401,24 @@ int km_open(km_ctx **out, const char *uri, const km_open_options *opts)
         goto out;
     ctx->master = master;
     master = NULL;
+    atomic_store(&ctx->policy_checked_ms, km__mono_ms());
+    rc = policy_load(ctx, (opts->flags & KM_OPEN_FIPS) != 0);
+    if (rc != KM_OK)
+        goto out;
     *out = ctx;
     ctx = NULL;
 out:
     km_secret_free(master);
     if (ctx != NULL) {
+        km__sealer_free(ctx->sealer);
+        km_secret_free(ctx->master);
+        km__policy_free(ctx->policy);
+        free(ctx->policy_json);
         if (ctx->env != NULL)
             km__env_close(ctx->env);
         pthread_mutex_destroy(&ctx->mu);
         pthread_rwlock_destroy(&ctx->cache_lock);
+        pthread_rwlock_destroy(&ctx->policy_lock);
         free(ctx);
     }
     return rc;
@@ -278,9 +443,12 @@ void km__ctx_unref(struct km_ctx *ctx)
     }
     km__sealer_free(ctx->sealer);
     km_secret_free(ctx->master);
+    km__policy_free(ctx->policy);
+    free(ctx->policy_json);
     km__env_close(ctx->env);
     pthread_mutex_destroy(&ctx->mu);
     pthread_rwlock_destroy(&ctx->cache_lock);
+    pthread_rwlock_destroy(&ctx->policy_lock);
     free(ctx);
 }
 

@@ -289,6 +289,27 @@ void km__kobj_unref(km__kobj *k)
         kobj_free(k);
 }
 
+/* Caches what the vault policy says about this key, so that the data path
+ * checks it without taking the policy lock. Called at every refresh. */
+static void kobj_apply_policy(km__kobj *k)
+{
+    const km__policy *p = km__policy_acquire(k->ctx);
+    km_error saved = *km_error_last();
+    uint64_t limit = 0, rotate_at = 0;
+    int rc = km__policy_check_protect(p, k->type, km__now(k->ctx));
+    if (rc != KM_OK)
+        snprintf(k->policy_msg, sizeof k->policy_msg, "%s", km_error_last()->message);
+    k->policy_rc = rc;
+    km__policy_usage_limit(p, k->type, &limit, &rotate_at);
+    km__policy_release(k->ctx);
+    k->usage_limit = limit ? limit : KM__NO_LIMIT;
+    k->rotate_at = rotate_at;
+    if (saved.code != KM_OK)
+        km__err_native(saved.code, saved.native_kind, saved.native, "%s", saved.message);
+    else
+        km_error_clear();
+}
+
 /* Reads the key record and every version's metadata in one snapshot, and
  * merges them into k (which the caller holds exclusively or write-locked). */
 static int kobj_read(km__kobj *k, km__txn *t)
@@ -374,6 +395,7 @@ static int kobj_read(km__kobj *k, km__txn *t)
             goto out;
     }
     k->primary = km__primary(k, km__now(ctx));
+    kobj_apply_policy(k);
 out:
     km_secret_free(rec);
     return rc;
@@ -501,6 +523,8 @@ int km__key_use(km_key *key, km__kobj **out)
                != atomic_load_explicit(&km__write_gen, memory_order_relaxed)
         || km__mono_ms() - atomic_load_explicit(&k->checked_ms, memory_order_relaxed)
                >= (int64_t)k->ctx->refresh_ms) {
+        if ((rc = km__ctx_policy_refresh(k->ctx, 0)) != KM_OK)
+            return rc;
         rc = km__kobj_refresh(k, (k->ctx->flags & KM_OPEN_STRICT_REFRESH) != 0);
         if (rc != KM_OK)
             return rc;
@@ -584,6 +608,10 @@ static int reserve_block(km__kobj *k, km__ver *v, uint64_t limit)
         goto fail;
     }
     grant = v->block;
+    /* with a small limit, reserve finely so that usage-based rotation and
+     * the hard stop fall close to the real count */
+    if (limit != KM__NO_LIMIT && grant > limit / 64)
+        grant = limit / 64 ? limit / 64 : 1;
     if (limit - inv < grant)
         grant = limit - inv;
     bytes += atomic_exchange(&v->bytes, 0);
@@ -838,6 +866,39 @@ void km__version_init(km__ver *v, const km__kobj *k, uint32_t version, int64_t n
         v->process_stop = v->activated + (int64_t)k->process_days * 86400;
 }
 
+/* Applies the vault policy to a new key: fills the periods the caller left
+ * unset with the policy's defaults (into *eff, a version-2 copy of the
+ * options) and checks type, size, dates and periods. */
+static int policy_for_new_key(km_ctx *ctx, km_key_type type, uint32_t key_bits,
+                              const km_key_options *o, km_key_options *eff)
+{
+    const km__policy *p;
+    int rc;
+    km_key_options def = KM_KEY_OPTIONS_INIT;
+    *eff = def;
+    if (o != NULL) {
+        eff->usage = o->usage;
+        eff->flags = o->flags;
+        eff->protection = o->protection;
+        if (o->version >= 2) {
+            eff->activate_at = o->activate_at;
+            eff->rotate_days = o->rotate_days;
+            eff->protect_days = o->protect_days;
+            eff->process_days = o->process_days;
+            eff->destroy_grace_days = o->destroy_grace_days;
+        }
+    }
+    if (eff->destroy_grace_days == 0)
+        eff->destroy_grace_days = 30;
+    p = km__policy_acquire(ctx);
+    km__policy_key_defaults(p, type, &eff->rotate_days, &eff->protect_days, &eff->process_days,
+                            &eff->destroy_grace_days);
+    rc = km__policy_check_create(p, type, key_bits, km__now(ctx), eff->rotate_days,
+                                 eff->protect_days, eff->process_days, eff->destroy_grace_days);
+    km__policy_release(ctx);
+    return rc;
+}
+
 /* Writes a new key (record, name index, version 1 metadata and material) in
  * one transaction. Nothing is written on failure. */
 static int store_new_key(km_ctx *ctx, const char *name, size_t name_len, km_key_type type,
@@ -914,6 +975,7 @@ int km_key_create(km_key **out, km_ctx *ctx, const char *name, km_key_type type,
     const char *prot;
     uint32_t usage, flags;
     uint8_t id[16], pending_id[16] = { 0 };
+    km_key_options eff;
     size_t len;
     int rc;
 
@@ -923,6 +985,9 @@ int km_key_create(km_key **out, km_ctx *ctx, const char *name, km_key_type type,
         || (rc = check_name("km_key_create", name, &len)) != KM_OK
         || (rc = check_key_options("km_key_create", type, opts, &usage, &flags, &prot)) != KM_OK)
         return rc;
+    if ((rc = km__ctx_policy_refresh(ctx, 0)) != KM_OK
+        || (rc = policy_for_new_key(ctx, type, 0, opts, &eff)) != KM_OK)
+        return rc;
     if ((rc = km__backend_get(ctx, prot, &be)) != KM_OK)
         return rc;
     make_spec(&spec, type, usage, flags, pending_id, 1);
@@ -931,7 +996,7 @@ int km_key_create(km_key **out, km_ctx *ctx, const char *name, km_key_type type,
         rc = km__err(KM_E_BACKEND, "backend '%s' returned no key reference", prot);
     if (rc != KM_OK)
         goto out;
-    rc = store_new_key(ctx, name, len, type, usage, flags, prot, ref, opts, id);
+    rc = store_new_key(ctx, name, len, type, usage, flags, prot, ref, &eff, id);
     if (rc != KM_OK) {
         if (be->ops.destroy != NULL)
             (void)be->ops.destroy(be->state, &spec, km_secret_data(ref), km_secret_len(ref));
@@ -967,6 +1032,7 @@ int km_key_import(km_key **out, km_ctx *ctx, const char *name, km_key_type type,
     const char *prot;
     uint32_t usage, kflags;
     uint8_t id[16], pending_id[16] = { 0 };
+    km_key_options eff;
     size_t len;
     int rc, pub;
 
@@ -994,6 +1060,12 @@ int km_key_import(km_key **out, km_ctx *ctx, const char *name, km_key_type type,
         if (usage == 0)
             return km__err(KM_E_INVALID, "km_key_import: a public key of this type has no use");
     }
+    if ((rc = km__ctx_policy_refresh(ctx, 0)) != KM_OK
+        || (rc = policy_for_new_key(ctx, type,
+                                    format == KM_MATERIAL_RAW && km__type_is_symmetric(type)
+                                        ? (uint32_t)(material_len * 8) : 0,
+                                    opts, &eff)) != KM_OK)
+        return rc;
     if ((rc = km__backend_get(ctx, prot, &be)) != KM_OK)
         return rc;
     if (be->ops.import == NULL)
@@ -1004,7 +1076,7 @@ int km_key_import(km_key **out, km_ctx *ctx, const char *name, km_key_type type,
         rc = km__err(KM_E_BACKEND, "backend '%s' returned no key reference", prot);
     if (rc != KM_OK)
         goto out;
-    rc = store_new_key(ctx, name, len, type, usage, kflags, prot, ref, opts, id);
+    rc = store_new_key(ctx, name, len, type, usage, kflags, prot, ref, &eff, id);
     if (rc != KM_OK)
         goto out;
     if (out != NULL) {

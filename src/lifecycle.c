@@ -346,6 +346,13 @@ int km_key_schedule_destroy(km_key *key, uint32_t version, uint32_t grace_days)
         return km__err(KM_E_INVALID, "km_key_schedule_destroy: grace_days must be 1 to 3650");
     if (key == NULL)
         return km__err(KM_E_INVALID, "km_key_schedule_destroy: key is NULL");
+    {
+        struct km_ctx *ctx = key->k->ctx;
+        int rc = km__policy_check_grace(km__policy_acquire(ctx), grace_days);
+        km__policy_release(ctx);
+        if (rc != KM_OK)
+            return rc;
+    }
     a.date = km__now(key->k->ctx) + (int64_t)grace_days * 86400;
     return lc_entry("km_key_schedule_destroy", key, version, &a);
 }
@@ -426,9 +433,7 @@ static int rotation_due(const km__kobj *k, int64_t now)
         return 0;
     if (p != 0) {
         v = k->vers[p - 1];
-        if (v->reserved_seen >= KM__GCM_ROTATE_AT
-            && (k->type == KM_KEY_AES_128_GCM || k->type == KM_KEY_AES_192_GCM
-                || k->type == KM_KEY_AES_256_GCM))
+        if (k->rotate_at != 0 && v->reserved_seen >= k->rotate_at)
             return 1;
     }
     if (k->rotate_days == 0)
@@ -601,4 +606,108 @@ void km_maintain_report_free(km_maintain_report *r)
         free(r->e[i].name);
     free(r->e);
     free(r);
+}
+
+/* ------------------------------------------------------------ policy report */
+
+struct km_policy_findings {
+    struct finding {
+        char *name;
+        char *why;
+    } *f;
+    size_t n;
+};
+
+int km_policy_report(km_ctx *ctx, km_policy_findings **out)
+{
+    struct id_list l = { NULL, 0, 0 };
+    km_policy_findings *r;
+    size_t i;
+    int rc;
+
+    if (out == NULL)
+        return km__err(KM_E_INVALID, "km_policy_report: out is NULL");
+    *out = NULL;
+    if (ctx == NULL)
+        return km__err(KM_E_INVALID, "km_policy_report: ctx is NULL");
+    if ((rc = km__ctx_check(ctx)) != KM_OK || (rc = km__ctx_policy_refresh(ctx, 1)) != KM_OK)
+        return rc;
+    if ((rc = km_key_list(ctx, collect_id, &l)) != KM_OK) {
+        free(l.ids);
+        return rc;
+    }
+    r = calloc(1, sizeof *r);
+    if (r == NULL || (l.n > 0 && (r->f = calloc(l.n, sizeof *r->f)) == NULL)) {
+        free(r);
+        free(l.ids);
+        return km__err(KM_E_NOMEM, "out of memory");
+    }
+    for (i = 0; i < l.n && rc == KM_OK; i++) {
+        km__kobj *k = NULL;
+        char why[1024];
+        int bad;
+        rc = km__kobj_get(ctx, l.ids[i], &k);
+        if (rc == KM_OK)
+            rc = km__kobj_refresh(k, 1);
+        if (rc == KM_OK) {
+            const km__policy *p = km__policy_acquire(ctx);
+            int64_t now = km__now(ctx), act = 0;
+            pthread_rwlock_rdlock(&k->lock);
+            if (k->primary != 0)
+                act = k->vers[k->primary - 1]->activated;
+            bad = km__policy_key_out_of_policy(p, k->type, now, act, k->rotate_days,
+                                               k->protect_days, k->process_days, why, sizeof why);
+            pthread_rwlock_unlock(&k->lock);
+            km__policy_release(ctx);
+            if (bad) {
+                r->f[r->n].name = strdup(k->name);
+                r->f[r->n].why = strdup(why);
+                if (r->f[r->n].name == NULL || r->f[r->n].why == NULL) {
+                    free(r->f[r->n].name);
+                    free(r->f[r->n].why);
+                    rc = km__err(KM_E_NOMEM, "out of memory");
+                } else {
+                    r->n++;
+                }
+            }
+        }
+        km__kobj_unref(k);
+    }
+    free(l.ids);
+    if (rc != KM_OK) {
+        km_policy_findings_free(r);
+        return rc;
+    }
+    *out = r;
+    return KM_OK;
+}
+
+size_t km_policy_findings_count(const km_policy_findings *f)
+{
+    return f ? f->n : 0;
+}
+
+int km_policy_findings_get(const km_policy_findings *f, size_t index, const char **key_name,
+                           const char **why)
+{
+    if (f == NULL || index >= f->n)
+        return km__err(KM_E_INVALID, "km_policy_findings_get: no entry %zu", index);
+    if (key_name)
+        *key_name = f->f[index].name;
+    if (why)
+        *why = f->f[index].why;
+    return KM_OK;
+}
+
+void km_policy_findings_free(km_policy_findings *f)
+{
+    size_t i;
+    if (f == NULL)
+        return;
+    for (i = 0; i < f->n; i++) {
+        free(f->f[i].name);
+        free(f->f[i].why);
+    }
+    free(f->f);
+    free(f);
 }

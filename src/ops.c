@@ -90,6 +90,10 @@ int km_encrypt(km_key *key, const uint8_t *pt, size_t pt_len, const uint8_t *aad
     pthread_rwlock_rdlock(&k->lock);
     if ((rc = check_usage(k, KM_USAGE_ENCRYPT, "encrypt")) != KM_OK)
         goto out;
+    if (k->policy_rc != KM_OK) {
+        rc = km__err(KM_E_POLICY, "%s", k->policy_msg);
+        goto out;
+    }
     if (k->primary == 0) {
         rc = km__err(KM_E_STATE, "key '%s' has no version that may protect new data", k->name);
         goto out;
@@ -97,7 +101,7 @@ int km_encrypt(km_key *key, const uint8_t *pt, size_t pt_len, const uint8_t *aad
     v = k->vers[k->primary - 1];
     if ((rc = km__may_protect(v, km__now(k->ctx))) != KM_OK
         || (rc = km__ver_obj(k, v, &obj)) != KM_OK
-        || (rc = km__ver_count(k, v, pt_len, KM__GCM_INVOCATION_LIMIT)) != KM_OK
+        || (rc = km__ver_count(k, v, pt_len, k->usage_limit)) != KM_OK
         || (rc = km__nonce12(h.nonce)) != KM_OK)
         goto out;
     h.alg = (uint8_t)k->type;
@@ -301,6 +305,10 @@ static int protect_tagged(km_key *key, int mac, uint32_t flags, const uint8_t *m
     pthread_rwlock_rdlock(&k->lock);
     if ((rc = check_usage(k, mac ? KM_USAGE_MAC : KM_USAGE_SIGN, mac ? "compute MACs" : "sign")) != KM_OK)
         goto out;
+    if (k->policy_rc != KM_OK) {
+        rc = km__err(KM_E_POLICY, "%s", k->policy_msg);
+        goto out;
+    }
     if (k->primary == 0) {
         rc = km__err(KM_E_STATE, "key '%s' has no version that may protect new data", k->name);
         goto out;
@@ -321,7 +329,7 @@ static int protect_tagged(km_key *key, int mac, uint32_t flags, const uint8_t *m
         rc = km__err(KM_E_BACKEND, "backend '%s' returned a bad %s length", k->be->ops.name,
                      mac ? "MAC" : "signature");
     if (rc == KM_OK)
-        rc = km__ver_count(k, v, msg_len, KM__NO_LIMIT);
+        rc = km__ver_count(k, v, msg_len, k->usage_limit);
     if (rc != KM_OK)
         goto out;
     if (hdr)

@@ -12,8 +12,8 @@
  * A km__policy is immutable after it is made, so one may be shared by threads.
  * Times are seconds since the epoch (UTC); periods are whole days.
  */
-#ifndef KM_POLICY_H
-#define KM_POLICY_H
+#ifndef KM_INT_POLICY_H
+#define KM_INT_POLICY_H
 
 #include "km_int.h"
 
@@ -130,4 +130,4 @@ int km__policy_key_out_of_policy(const km__policy *p, km_key_type type, int64_t 
                                  uint32_t protect_days, uint32_t process_days, char *why,
                                  size_t why_len);
 
-#endif /* KM_POLICY_H */
+#endif /* KM_INT_POLICY_H */

@@ -87,12 +87,12 @@ static km_key *key_in_state(const char *name, km_key_state st, uint8_t *ct, size
         break;
     case KM_STATE_DESTROY_PENDING:
         OK(km_key_revoke(k, 1, KM_REVOKE_SUPERSEDED, 0));
-        OK(km_key_schedule_destroy(k, 1, 1));
+        OK(km_key_schedule_destroy(k, 1, 7));
         break;
     case KM_STATE_DESTROYED:
         OK(km_key_revoke(k, 1, KM_REVOKE_SUPERSEDED, 0));
-        OK(km_key_schedule_destroy(k, 1, 1));
-        fake_now += 2 * DAY;
+        OK(km_key_schedule_destroy(k, 1, 7));
+        fake_now += 8 * DAY;
         OK(km_maintain(ctx, NULL));
         break;
     }
@@ -331,18 +331,144 @@ START_TEST(test_lifecycle_destroy_is_final)
     OK(km_key_create(&k, ctx, "gone", KM_KEY_AES_256_GCM, NULL));
     OK(km_encrypt(k, (const uint8_t *)"x", 1, NULL, 0, ct, sizeof ct, &n));
     OK(km_key_revoke(k, 1, KM_REVOKE_SUPERSEDED, 0));
-    OK(km_key_schedule_destroy(k, 1, 2));
+    ck_assert_int_eq(km_key_schedule_destroy(k, 1, 2), KM_E_POLICY); /* below the 7-day minimum */
+    OK(km_key_schedule_destroy(k, 1, 7));
     OK(km_key_cancel_destroy(k, 1));
     ck_assert_int_eq(state_of(k, 1, NULL), KM_STATE_DEACTIVATED);
     OK(km_decrypt(ctx, 0, ct, n, NULL, 0, pt, sizeof pt, &m));
-    OK(km_key_schedule_destroy(k, 1, 2));
-    fake_now += 2 * DAY;
+    OK(km_key_schedule_destroy(k, 1, 7));
+    fake_now += 7 * DAY;
     ck_assert_int_eq(km_key_cancel_destroy(k, 1), KM_E_STATE);
     OK(km_maintain(ctx, NULL));
     ck_assert_int_eq(state_of(k, 1, NULL), KM_STATE_DESTROYED);
     ck_assert_int_eq(km_decrypt(ctx, 0, ct, n, NULL, 0, pt, sizeof pt, &m), KM_E_STATE);
-    ck_assert_int_eq(km_key_schedule_destroy(k, 1, 2), KM_E_STATE);
+    ck_assert_int_eq(km_key_schedule_destroy(k, 1, 7), KM_E_STATE);
     km_key_free(k);
+}
+END_TEST
+
+/* A key whose algorithm the policy forbids cannot be created; the refusal
+ * names the rule; nothing is written. */
+START_TEST(test_policy_forbidden_algorithm)
+{
+    static const char pol[] = "{\"version\": 1, \"algorithms\": {\"aes-128-gcm\": {\"allowed\": false}}}";
+    km_key *k = NULL;
+    char buf[8192];
+    size_t n;
+    OK(km_policy_set(ctx, pol, sizeof pol - 1));
+    ck_assert_int_eq(km_key_create(&k, ctx, "weak", KM_KEY_AES_128_GCM, NULL), KM_E_POLICY);
+    ck_assert_ptr_nonnull(strstr(km_error_last()->message, "aes-128-gcm"));
+    ck_assert_int_eq(km_key_open(&k, ctx, "weak"), KM_E_NOTFOUND);
+    OK(km_key_create(&k, ctx, "strong", KM_KEY_AES_256_GCM, NULL));
+    km_key_free(k);
+    OK(km_policy_get(ctx, buf, sizeof buf, &n));
+    ck_assert_ptr_nonnull(strstr(buf, "\"aes-128-gcm\""));
+    {
+        const char *bad1 = "{\"version\": 1, \"bogus\": 1}", *bad2 = "{\"version\": 1,\n \"x\" ";
+        ck_assert_int_eq(km_policy_set(ctx, bad1, strlen(bad1)), KM_E_INVALID);
+        ck_assert_ptr_nonnull(strstr(km_error_last()->message, "bogus"));
+        ck_assert_int_eq(km_policy_set(ctx, bad2, strlen(bad2)), KM_E_INVALID);
+        ck_assert_ptr_nonnull(strstr(km_error_last()->message, "line 2"));
+    }
+}
+END_TEST
+
+/* RSA-2048 (112-bit strength) protects until 2030-12-31, then only processes;
+ * km_policy_report names it. */
+START_TEST(test_policy_algorithm_retired_by_date)
+{
+    km_key *k = NULL;
+    km_policy_findings *f = NULL;
+    uint8_t sig[KM_SIGNATURE_MAX];
+    size_t n;
+    const char *name, *why;
+    fake_now = 1924905600; /* 2030-12-31 */
+    OK(km_key_create(&k, ctx, "legacy", KM_KEY_RSA_2048, NULL));
+    OK(km_sign(k, 0, (const uint8_t *)"m", 1, sig, sizeof sig, &n));
+    OK(km_policy_report(ctx, &f));
+    ck_assert_uint_eq(km_policy_findings_count(f), 0);
+    km_policy_findings_free(f);
+    fake_now = 1925078400; /* 2031-01-02 */
+    ck_assert_int_eq(km_sign(k, 0, (const uint8_t *)"m", 1, sig, sizeof sig, &n), KM_E_POLICY);
+    ck_assert_ptr_nonnull(strstr(km_error_last()->message, "rsa-2048"));
+    {   /* a signature from before the date still verifies */
+        uint8_t old[KM_SIGNATURE_MAX];
+        size_t on;
+        fake_now = 1924905600;
+        OK(km_sign(k, 0, (const uint8_t *)"m", 1, old, sizeof old, &on));
+        fake_now = 1925078400;
+        OK(km_verify(k, 0, 0, (const uint8_t *)"m", 1, old, on));
+    }
+    OK(km_policy_report(ctx, &f));
+    ck_assert_uint_eq(km_policy_findings_count(f), 1);
+    OK(km_policy_findings_get(f, 0, &name, &why));
+    ck_assert_str_eq(name, "legacy");
+    ck_assert_ptr_nonnull(strstr(why, "rsa-2048"));
+    km_policy_findings_free(f);
+    ck_assert_int_eq(km_key_create(NULL, ctx, "legacy2", KM_KEY_RSA_2048, NULL), KM_E_POLICY);
+    km_key_free(k);
+}
+END_TEST
+
+/* The usage limit: a hard stop at the limit, and rotation at the policy's
+ * fraction of it (here lowered to 3000 invocations). */
+START_TEST(test_policy_usage_limit)
+{
+    static const char pol[] = "{\"version\": 1, \"usage_limits\": {\"aes-gcm-invocations\": 3000}, "
+                              "\"rotation\": {\"usage_fraction\": 0.9}}";
+    km_open_options o = KM_OPEN_OPTIONS_INIT;
+    km_maintain_report *rep = NULL;
+    km_ctx *c2 = NULL;
+    km_key *k = NULL;
+    uint8_t ct[100];
+    size_t n;
+    char uri[4200];
+    int i, rc = KM_OK;
+    OK(km_policy_set(ctx, pol, sizeof pol - 1));
+    /* a second context that refreshes rarely, so that nothing rotates lazily */
+    snprintf(uri, sizeof uri, "lmdb:%s/vault", dir);
+    o.passphrase = (const uint8_t *)TU_PASS;
+    o.passphrase_len = strlen(TU_PASS);
+    o.refresh_ms = 600000;
+    o.clock = clock_fn;
+    OK(km_open(&c2, uri, &o));
+    OK(km_key_create(&k, c2, "busy", KM_KEY_AES_256_GCM, NULL));
+    for (i = 0; i < 3000 && rc == KM_OK; i++)
+        rc = km_encrypt(k, (const uint8_t *)"x", 1, NULL, 0, ct, sizeof ct, &n);
+    ck_assert_msg(rc == KM_OK, "encrypt %d: %s", i, km_err_name(rc));
+    ck_assert_int_eq(km_encrypt(k, (const uint8_t *)"x", 1, NULL, 0, ct, sizeof ct, &n), KM_E_LIMIT);
+    OK(km_maintain(c2, &rep));
+    ck_assert_uint_eq(km_maintain_report_count(rep), 1);
+    km_maintain_report_free(rep);
+    OK(km_encrypt(k, (const uint8_t *)"x", 1, NULL, 0, ct, sizeof ct, &n));
+    ck_assert_int_eq(ct[23], 2);
+    km_key_free(k);
+    km_close(c2);
+}
+END_TEST
+
+/* A vault created with KM_OPEN_FIPS keeps the FIPS 140-3 profile: no X25519. */
+START_TEST(test_policy_fips_profile)
+{
+    km_open_options o = KM_OPEN_OPTIONS_INIT;
+    km_ctx *f = NULL;
+    char uri[4200], buf[8192];
+    size_t n;
+    snprintf(uri, sizeof uri, "lmdb:%s/fips", dir);
+    o.flags = KM_OPEN_CREATE | KM_OPEN_FIPS;
+    o.passphrase = (const uint8_t *)TU_PASS;
+    o.passphrase_len = strlen(TU_PASS);
+    o.kdf_cost = KM_KDF_COST_MIN;
+    OK(km_open(&f, uri, &o));
+    ck_assert_int_eq(km_key_create(NULL, f, "x", KM_KEY_X25519, NULL), KM_E_POLICY);
+    OK(km_key_create(NULL, f, "e", KM_KEY_ED25519, NULL));
+    km_close(f);
+    o.flags = 0; /* reopened without the flag: the stored profile stays */
+    OK(km_open(&f, uri, &o));
+    OK(km_policy_get(f, buf, sizeof buf, &n));
+    ck_assert_ptr_nonnull(strstr(buf, "fips"));
+    ck_assert_int_eq(km_key_create(NULL, f, "x", KM_KEY_X25519, NULL), KM_E_POLICY);
+    km_close(f);
 }
 END_TEST
 
@@ -358,6 +484,10 @@ static Suite *lifecycle_suite(void)
     tcase_add_test(tc, test_lifecycle_time_driven);
     tcase_add_test(tc, test_lifecycle_scheduled_activation);
     tcase_add_test(tc, test_lifecycle_destroy_is_final);
+    tcase_add_test(tc, test_policy_forbidden_algorithm);
+    tcase_add_test(tc, test_policy_algorithm_retired_by_date);
+    tcase_add_test(tc, test_policy_usage_limit);
+    tcase_add_test(tc, test_policy_fips_profile);
     suite_add_tcase(s, tc);
     return s;
 }

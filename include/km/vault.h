@@ -28,6 +28,7 @@ typedef int64_t (*km_clock_fn)(void *arg);
 #define KM_OPEN_CREATE        0x1u /**< create the vault if the directory holds none */
 #define KM_OPEN_EXCL          0x2u /**< with CREATE: fail with KM_E_EXISTS if one exists */
 #define KM_OPEN_STRICT_REFRESH 0x4u /**< re-read key state from the vault on every use */
+#define KM_OPEN_FIPS          0x8u /**< with CREATE: a new vault gets the FIPS 140-3 policy profile */
 
 #define KM_OPEN_OPTIONS_VERSION 1
 /** Default scrypt cost (log2 N) of a new passphrase slot: N = 2^17, r = 8, p = 1. */

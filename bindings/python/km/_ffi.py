@@ -79,6 +79,13 @@ KEY_P = ctypes.POINTER(km_key)
 KEYINFO_P = ctypes.POINTER(km_keyinfo)
 SECRET_P = ctypes.POINTER(km_secret)
 REPORT_P = ctypes.POINTER(km_maintain_report)
+
+
+class km_policy_findings(_Opaque):
+    pass
+
+
+FINDINGS_P = ctypes.POINTER(km_policy_findings)
 U8_P = ctypes.POINTER(ctypes.c_uint8)
 SIZE_P = ctypes.POINTER(ctypes.c_size_t)
 U32_P = ctypes.POINTER(ctypes.c_uint32)
@@ -370,6 +377,14 @@ _FUNCTIONS = {
     "km_maintain_report_get": (_int, [REPORT_P, _size, ctypes.POINTER(_ccp), U32_P,
                                       ctypes.POINTER(_ccp)], _check),
     "km_maintain_report_free": (None, [REPORT_P], None),
+    # policy.h
+    "km_policy_set": (_int, [CTX_P, ctypes.c_char_p, _size], _check),
+    "km_policy_get": (_int, [CTX_P, U8_P, _size, SIZE_P], _check),
+    "km_policy_report": (_int, [CTX_P, ctypes.POINTER(FINDINGS_P)], _check),
+    "km_policy_findings_count": (_size, [FINDINGS_P], None),
+    "km_policy_findings_get": (_int, [FINDINGS_P, _size, ctypes.POINTER(_ccp),
+                                      ctypes.POINTER(_ccp)], _check),
+    "km_policy_findings_free": (None, [FINDINGS_P], None),
 }
 
 
