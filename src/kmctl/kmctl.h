@@ -112,6 +112,9 @@ int kmctl_cmd_key_revoke(struct kmctl *k, const struct kmctl_args *a);
 int kmctl_cmd_key_destroy(struct kmctl *k, const struct kmctl_args *a);
 int kmctl_cmd_key_cancel_destroy(struct kmctl *k, const struct kmctl_args *a);
 int kmctl_cmd_maintain(struct kmctl *k, const struct kmctl_args *a);
+int kmctl_cmd_policy_show(struct kmctl *k, const struct kmctl_args *a);
+int kmctl_cmd_policy_check(struct kmctl *k, const struct kmctl_args *a);
+int kmctl_cmd_policy_set(struct kmctl *k, const struct kmctl_args *a);
 
 /* commands: using keys (cmd_data.c) */
 int kmctl_cmd_encrypt(struct kmctl *k, const struct kmctl_args *a);
