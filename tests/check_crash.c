@@ -67,7 +67,10 @@ START_TEST(test_crash_sigkill_keeps_acknowledged_changes)
             child(dir, fds[1]);
         }
         close(fds[1]);
-        usleep((useconds_t)(20000 + rand() % 60000)); /* 20-80 ms, after the scrypt open */
+        /* wait until the child works (its vault open runs scrypt), then kill
+         * it at a random moment 0-40 ms later */
+        ck_assert_int_eq(read(fds[0], &last, sizeof last), (ssize_t)sizeof last);
+        usleep((useconds_t)(rand() % 40000));
         kill(pid, SIGKILL);
         waitpid(pid, &st, 0);
         ck_assert_msg(WIFSIGNALED(st), "child exited on its own (%d)", WEXITSTATUS(st));
