@@ -12,7 +12,7 @@
 enum {
     KM__K_NAME = 1, KM__K_TYPE = 2, KM__K_USAGE = 3, KM__K_FLAGS = 4, KM__K_PROTECTION = 5,
     KM__K_CREATED = 6, KM__K_NVERSIONS = 7, KM__K_ROTATE_DAYS = 8, KM__K_PROTECT_DAYS = 9,
-    KM__K_PROCESS_DAYS = 10, KM__K_GRACE_DAYS = 11
+    KM__K_PROCESS_DAYS = 10, KM__K_GRACE_DAYS = 11, KM__K_POLICY = 12
 };
 enum {
     KM__V_STATE = 1, KM__V_CREATED = 2, KM__V_ACTIVATED = 3, KM__V_PROTECT_STOP = 4,
@@ -21,6 +21,9 @@ enum {
     KM__V_DESTROYED = 11
 };
 enum { KM__C_INVOCATIONS = 1, KM__C_BYTES = 2 };
+
+/* Largest per-key policy document (bytes of JSON). */
+#define KM__KEY_POLICY_MAX 4096
 
 /* Usage limits (AES-GCM with random nonces: 2^32 invocations per version,
  * NIST SP 800-38D section 8.3, rotating at 0.9 of it) come from the policy
@@ -68,6 +71,7 @@ typedef struct km__kobj {
     char protection[32];
     int64_t created;
     uint32_t rotate_days, protect_days, process_days, grace_days;
+    char *policy_json;           /* the key's own policy, or NULL */
     km__backend_inst *be;
     pthread_rwlock_t lock;       /* versions array and metadata */
     km__ver **vers;              /* index = version - 1 */

@@ -159,6 +159,8 @@ static int encode_key(const km__kobj *k, uint32_t nvers, uint8_t *buf, size_t ca
     km__tlv_put_u32(&w, KM__K_PROTECT_DAYS, k->protect_days);
     km__tlv_put_u32(&w, KM__K_PROCESS_DAYS, k->process_days);
     km__tlv_put_u32(&w, KM__K_GRACE_DAYS, k->grace_days);
+    if (k->policy_json != NULL)
+        km__tlv_put_str(&w, KM__K_POLICY, k->policy_json);
     *len = w.len;
     return km__tlv_end(&w);
 }
@@ -169,6 +171,8 @@ typedef struct keyrec {
     size_t name_len;
     uint32_t type, usage, flags, nvers;
     uint32_t rotate_days, protect_days, process_days, grace_days;
+    const uint8_t *policy;       /* the key's own policy JSON (borrowed), or NULL */
+    size_t policy_len;
     char protection[32];
     int64_t created;
 } keyrec;
@@ -197,6 +201,10 @@ static int decode_key(const uint8_t *b, size_t n, keyrec *r)
     memcpy(r->protection, p, pl);
     r->protection[pl] = '\0';
     r->grace_days = 30;
+    if (km__tlv_find(b, n, KM__K_POLICY, &r->policy, &r->policy_len)
+        && (r->policy_len == 0 || r->policy_len > KM__KEY_POLICY_MAX
+            || memchr(r->policy, 0, r->policy_len) != NULL))
+        return km__err(KM_E_CORRUPT, "key record: bad policy");
     if ((km__tlv_get_u32(b, n, KM__K_ROTATE_DAYS, &r->rotate_days) == KM_E_CORRUPT)
         || (km__tlv_get_u32(b, n, KM__K_PROTECT_DAYS, &r->protect_days) == KM_E_CORRUPT)
         || (km__tlv_get_u32(b, n, KM__K_PROCESS_DAYS, &r->process_days) == KM_E_CORRUPT)
@@ -278,6 +286,7 @@ static void kobj_free(km__kobj *k)
         ver_free(k, k->vers[i]);
     free(k->vers);
     free(k->name);
+    free(k->policy_json);
     pthread_rwlock_destroy(&k->lock);
     km__ctx_unref(k->ctx);
     free(k);
@@ -294,13 +303,22 @@ void km__kobj_unref(km__kobj *k)
 static void kobj_apply_policy(km__kobj *k)
 {
     const km__policy *p = km__policy_acquire(k->ctx);
+    km__policy *own = NULL;
     km_error saved = *km_error_last();
     uint64_t limit = 0, rotate_at = 0;
-    int rc = km__policy_check_protect(p, k->type, km__now(k->ctx));
+    int rc;
+    /* the key's own policy tightens the vault's; if it no longer parses
+     * against the vault's (the vault's was tightened past it), the vault's
+     * applies and km_policy_report() shows the key */
+    if (k->policy_json != NULL
+        && km__policy_parse(&own, k->policy_json, strlen(k->policy_json), p) == KM_OK)
+        p = own;
+    rc = km__policy_check_protect(p, k->type, km__now(k->ctx));
     if (rc != KM_OK)
         snprintf(k->policy_msg, sizeof k->policy_msg, "%s", km_error_last()->message);
     k->policy_rc = rc;
     km__policy_usage_limit(p, k->type, &limit, &rotate_at);
+    km__policy_free(own);
     km__policy_release(k->ctx);
     k->usage_limit = limit ? limit : KM__NO_LIMIT;
     k->rotate_at = rotate_at;
@@ -350,6 +368,17 @@ static int kobj_read(km__kobj *k, km__txn *t)
             k->usage = r.usage;
         if (k->flags != r.flags)
             k->flags = r.flags;
+    }
+    if ((r.policy == NULL) != (k->policy_json == NULL)
+        || (r.policy != NULL && (strlen(k->policy_json) != r.policy_len
+                                 || memcmp(k->policy_json, r.policy, r.policy_len) != 0))) {
+        char *pj = r.policy ? strndup((const char *)r.policy, r.policy_len) : NULL;
+        if (r.policy != NULL && pj == NULL) {
+            rc = km__err(KM_E_NOMEM, "out of memory");
+            goto out;
+        }
+        free(k->policy_json);
+        k->policy_json = pj;
     }
     if (k->rotate_days != r.rotate_days || k->protect_days != r.protect_days
         || k->process_days != r.process_days || k->grace_days != r.grace_days) {
@@ -841,6 +870,7 @@ static void set_periods(km__kobj *k, const km_key_options *o)
 {
     k->rotate_days = k->protect_days = k->process_days = 0;
     k->grace_days = 30;
+    k->policy_json = o != NULL && o->version >= 3 ? (char *)(uintptr_t)o->policy : NULL;
     if (o != NULL && o->version >= 2) {
         k->rotate_days = o->rotate_days;
         k->protect_days = o->protect_days;
@@ -873,6 +903,7 @@ static int policy_for_new_key(km_ctx *ctx, km_key_type type, uint32_t key_bits,
                               const km_key_options *o, km_key_options *eff)
 {
     const km__policy *p;
+    km__policy *own = NULL;
     int rc;
     km_key_options def = KM_KEY_OPTIONS_INIT;
     *eff = def;
@@ -888,13 +919,30 @@ static int policy_for_new_key(km_ctx *ctx, km_key_type type, uint32_t key_bits,
             eff->destroy_grace_days = o->destroy_grace_days;
         }
     }
+    if (o != NULL && o->version >= 3 && o->policy != NULL) {
+        size_t pl = strnlen(o->policy, KM__KEY_POLICY_MAX + 1);
+        if (pl == 0 || pl > KM__KEY_POLICY_MAX)
+            return km__err(KM_E_INVALID, "opts->policy must be 1 to %d bytes of JSON",
+                           KM__KEY_POLICY_MAX);
+        eff->policy = o->policy;
+    }
     if (eff->destroy_grace_days == 0)
         eff->destroy_grace_days = 30;
     p = km__policy_acquire(ctx);
+    if (eff->policy != NULL) {
+        /* a looser rule is KM_E_POLICY naming it; a malformed one KM_E_INVALID */
+        rc = km__policy_parse(&own, eff->policy, strlen(eff->policy), p);
+        if (rc != KM_OK) {
+            km__policy_release(ctx);
+            return rc;
+        }
+        p = own;
+    }
     km__policy_key_defaults(p, type, &eff->rotate_days, &eff->protect_days, &eff->process_days,
                             &eff->destroy_grace_days);
     rc = km__policy_check_create(p, type, key_bits, km__now(ctx), eff->rotate_days,
                                  eff->protect_days, eff->process_days, eff->destroy_grace_days);
+    km__policy_free(own);
     km__policy_release(ctx);
     return rc;
 }
@@ -908,7 +956,7 @@ static int store_new_key(km_ctx *ctx, const char *name, size_t name_len, km_key_
     km__txn *t = NULL;
     km__kobj tmp;
     km__ver v;
-    uint8_t h[32], vk[20], buf[512];
+    uint8_t h[32], vk[20], buf[KM__KEY_POLICY_MAX + 1024];
     size_t len;
     int64_t now = km__now(ctx);
     int rc;
@@ -1111,7 +1159,7 @@ int km__kobj_rotate(km__kobj *k, uint32_t *new_version)
     km__txn *t = NULL;
     km__ver v;
     keyrec r;
-    uint8_t vk[20], buf[512];
+    uint8_t vk[20], buf[KM__KEY_POLICY_MAX + 1024];
     size_t len;
     uint32_t nv;
     int rc;
@@ -1157,9 +1205,20 @@ int km__kobj_rotate(km__kobj *k, uint32_t *new_version)
         tmp.protect_days = r.protect_days;
         tmp.process_days = r.process_days;
         tmp.grace_days = r.grace_days;
-        km__version_init(&v, &tmp, nv, km__now(k->ctx), 0);
-        if ((rc = encode_key(&tmp, nv, buf, sizeof buf, &len)) != KM_OK
-            || (rc = km__rec_put(t, k->ctx->sealer, KM__T_KEYS, k->id, 16, buf, len, 0)) != KM_OK)
+        {
+            char pol[KM__KEY_POLICY_MAX + 1];
+            tmp.policy_json = NULL;
+            if (r.policy != NULL) {
+                memcpy(pol, r.policy, r.policy_len);
+                pol[r.policy_len] = '\0';
+                tmp.policy_json = pol;
+            }
+            km__version_init(&v, &tmp, nv, km__now(k->ctx), 0);
+            rc = encode_key(&tmp, nv, buf, sizeof buf, &len);
+        }
+        if (rc != KM_OK)
+            goto fail;
+        if ((rc = km__rec_put(t, k->ctx->sealer, KM__T_KEYS, k->id, 16, buf, len, 0)) != KM_OK)
             goto fail;
     }
     km__vkey(vk, k->id, nv);

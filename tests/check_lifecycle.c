@@ -447,6 +447,54 @@ START_TEST(test_policy_usage_limit)
 }
 END_TEST
 
+/* A key's own policy may only tighten the vault's; a tighter one is applied
+ * to that key alone, and survives rotation and reopening. */
+START_TEST(test_policy_key_policy_tightens_only)
+{
+    km_key_options o = KM_KEY_OPTIONS_INIT;
+    km_key *k = NULL, *other = NULL;
+    uint8_t ct[100];
+    size_t n;
+    int i, rc = KM_OK;
+    o.policy = "{\"version\": 1, \"destruction\": {\"min_grace_days\": 1}}";
+    ck_assert_int_eq(km_key_create(&k, ctx, "loose", KM_KEY_AES_256_GCM, &o), KM_E_POLICY);
+    ck_assert_ptr_nonnull(strstr(km_error_last()->message, "min_grace_days"));
+    o.policy = "{\"version\": 1, \"bogus\": true}";
+    ck_assert_int_eq(km_key_create(&k, ctx, "bad", KM_KEY_AES_256_GCM, &o), KM_E_INVALID);
+    o.policy = "{\"version\": 1, \"algorithms\": {\"aes-256-gcm\": {\"allowed\": false}}}";
+    ck_assert_int_eq(km_key_create(&k, ctx, "self-forbidden", KM_KEY_AES_256_GCM, &o), KM_E_POLICY);
+    o.policy = "{\"version\": 1, \"usage_limits\": {\"aes-gcm-invocations\": 200}, "
+               "\"rotation\": {\"usage_fraction\": 0.5}}";
+    OK(km_key_create(&k, ctx, "tight", KM_KEY_AES_256_GCM, &o));
+    OK(km_key_create(&other, ctx, "normal", KM_KEY_AES_256_GCM, NULL));
+    OK(km_key_rotate(k, NULL));
+    km_key_free(k);
+    km_close(ctx);
+    ctx = NULL;
+    { /* reopen with a long refresh so nothing rotates lazily while we count */
+        km_open_options oo = KM_OPEN_OPTIONS_INIT;
+        char uri[4200];
+        snprintf(uri, sizeof uri, "lmdb:%s/vault", dir);
+        oo.passphrase = (const uint8_t *)TU_PASS;
+        oo.passphrase_len = strlen(TU_PASS);
+        oo.refresh_ms = 600000;
+        oo.clock = clock_fn;
+        OK(km_open(&ctx, uri, &oo));
+    }
+    km_key_free(other);
+    OK(km_key_open(&k, ctx, "tight"));
+    OK(km_key_open(&other, ctx, "normal"));
+    for (i = 0; i < 200 && rc == KM_OK; i++)
+        rc = km_encrypt(k, (const uint8_t *)"x", 1, NULL, 0, ct, sizeof ct, &n);
+    ck_assert_int_eq(rc, KM_OK);
+    ck_assert_int_eq(km_encrypt(k, (const uint8_t *)"x", 1, NULL, 0, ct, sizeof ct, &n), KM_E_LIMIT);
+    for (i = 0; i < 300; i++) /* the vault's limit for the other key */
+        OK(km_encrypt(other, (const uint8_t *)"x", 1, NULL, 0, ct, sizeof ct, &n));
+    km_key_free(k);
+    km_key_free(other);
+}
+END_TEST
+
 /* A vault created with KM_OPEN_FIPS keeps the FIPS 140-3 profile: no X25519. */
 START_TEST(test_policy_fips_profile)
 {
@@ -488,6 +536,7 @@ static Suite *lifecycle_suite(void)
     tcase_add_test(tc, test_policy_algorithm_retired_by_date);
     tcase_add_test(tc, test_policy_usage_limit);
     tcase_add_test(tc, test_policy_fips_profile);
+    tcase_add_test(tc, test_policy_key_policy_tightens_only);
     suite_add_tcase(s, tc);
     return s;
 }

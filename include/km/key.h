@@ -71,7 +71,7 @@ typedef enum km_key_state {
 /** Longest key name in bytes (UTF-8, no NUL, no control characters). */
 #define KM_KEY_NAME_MAX 255
 
-#define KM_KEY_OPTIONS_VERSION 2
+#define KM_KEY_OPTIONS_VERSION 3
 /** Options of km_key_create() and km_key_import(). */
 typedef struct km_key_options {
     uint32_t version;        /**< KM_KEY_OPTIONS_VERSION */
@@ -85,9 +85,12 @@ typedef struct km_key_options {
     uint32_t protect_days;   /**< originator-usage period: protect-stop = activation + N days; 0 = none */
     uint32_t process_days;   /**< recipient-usage period: process-stop = activation + N days; 0 = none */
     uint32_t destroy_grace_days; /**< grace between process-stop and destruction; 0 = 30 */
+    /* ---- version 3 ---- */
+    const char *policy;      /**< the key's own policy (JSON, docs/POLICY.md; copied), which may
+                                  only tighten the vault's; NULL = the vault's policy alone */
 } km_key_options;
 
-#define KM_KEY_OPTIONS_INIT { KM_KEY_OPTIONS_VERSION, 0, 0, NULL, 0, 0, 0, 0, 0 }
+#define KM_KEY_OPTIONS_INIT { KM_KEY_OPTIONS_VERSION, 0, 0, NULL, 0, 0, 0, 0, 0, NULL }
 
 /** Material formats for km_key_import() and km_key_public_export(). */
 typedef enum km_material_format {
@@ -124,7 +127,10 @@ KM_EXTERN const char *km_state_name(km_key_state state);
  * @param[in]  type  the key type.
  * @param[in]  opts  NULL for defaults.
  * @return KM_OK; KM_E_INVALID for a bad name, type, usage or option (the usage
- *         must fit the type); KM_E_EXISTS when the name is taken;
+ *         must fit the type), or a key policy that does not parse;
+ *         KM_E_POLICY when the vault policy (or the key's own, which may only
+ *         tighten it) refuses the type, size or periods, naming the rule;
+ *         KM_E_EXISTS when the name is taken;
  *         KM_E_UNSUPPORTED for an unknown protection; KM_E_BACKEND, KM_E_IO.
  * Nothing is written to the vault on error. Thread-safe.
  */
