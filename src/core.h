@@ -93,7 +93,6 @@ struct km_key {
     unsigned fork_gen;
 };
 
-#define KM__CACHE_BUCKETS 256
 
 struct km_ctx {
     atomic_int refs;
@@ -115,7 +114,8 @@ struct km_ctx {
     size_t policy_json_len;
     _Atomic int64_t policy_checked_ms;
     pthread_rwlock_t cache_lock; /* key object cache, by id */
-    km__kobj *cache[KM__CACHE_BUCKETS];
+    km__kobj **cache;            /* hash table of key objects by id */
+    size_t cache_buckets, cache_count;
 };
 
 /* Bumped after every committed write by any context in this process. */
@@ -149,6 +149,10 @@ int km__ver_obj(km__kobj *k, km__ver *v, void **out);
 int km__ver_count(km__kobj *k, km__ver *v, uint64_t bytes, uint64_t limit);
 /* Drops the cache entries of a context (at close). */
 void km__cache_clear(struct km_ctx *ctx);
+/* Data-path lookup: on a hit returns the object with the cache read lock held
+ * (release with km__cache_unlock), no reference taken; NULL on a miss. */
+km__kobj *km__cache_peek(struct km_ctx *ctx, const uint8_t id[16]);
+void km__cache_unlock(struct km_ctx *ctx);
 void km__kobj_release_counters(km__kobj *k);
 
 /* key.c: adds a version with fresh material and makes it the primary. */

@@ -153,7 +153,19 @@ struct pool_node {
     void *item;            /* EVP_CIPHER_CTX (POOL_ENC, POOL_DEC) or EVP_MAC_CTX (POOL_MAC) */
 };
 
+/* Each pool has a few per-thread slots (a thread always uses the same one, on
+ * its own cache line) taken and returned with one atomic exchange, so that
+ * threads sharing a key do not meet on a mutex; the mutex list behind them
+ * holds the contexts of any further concurrent callers. */
+#define POOL_SLOTS 4
+
+struct pool_slot {
+    _Atomic(struct pool_node *) n;
+    char pad[64 - sizeof(void *)];
+};
+
 struct pool {
+    struct pool_slot slots[POOL_SLOTS];
     pthread_mutex_t mu;
     struct pool_node *free;
 };
@@ -235,12 +247,26 @@ out:
     return rc;
 }
 
+static unsigned thread_slot(void)
+{
+    static atomic_uint next_slot;
+    static _Thread_local unsigned slot = UINT_MAX;
+    if (slot == UINT_MAX)
+        slot = atomic_fetch_add_explicit(&next_slot, 1, memory_order_relaxed) % POOL_SLOTS;
+    return slot;
+}
+
 /* Takes a keyed context from the pool, or makes one when the pool is empty. */
 static int pool_take(sw_obj *o, int which, struct pool_node **out)
 {
     struct pool *p = &o->pools[which];
     struct pool_node *n;
 
+    n = atomic_exchange_explicit(&p->slots[thread_slot()].n, NULL, memory_order_acquire);
+    if (n != NULL) {
+        *out = n;
+        return KM_OK;
+    }
     pthread_mutex_lock(&p->mu);
     n = p->free;
     if (n != NULL)
@@ -257,7 +283,12 @@ static int pool_take(sw_obj *o, int which, struct pool_node **out)
 static void pool_give(sw_obj *o, int which, struct pool_node *n)
 {
     struct pool *p = &o->pools[which];
+    struct pool_node *empty = NULL;
 
+    n->next = NULL;
+    if (atomic_compare_exchange_strong_explicit(&p->slots[thread_slot()].n, &empty, n,
+                                                memory_order_release, memory_order_relaxed))
+        return;
     pthread_mutex_lock(&p->mu);
     n->next = p->free;
     p->free = n;
@@ -273,6 +304,9 @@ static void obj_free(sw_obj *o)
     if (o->pools_init) {
         for (i = 0; i < POOL__COUNT; i++) {
             struct pool_node *n = o->pools[i].free, *next;
+            int j;
+            for (j = 0; j < POOL_SLOTS; j++)
+                pool_node_free(i, atomic_exchange(&o->pools[i].slots[j].n, NULL));
             for (; n != NULL; n = next) {
                 next = n->next;
                 pool_node_free(i, n);

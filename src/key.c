@@ -455,26 +455,88 @@ int km__kobj_refresh(km__kobj *k, int force)
     return rc;
 }
 
-static unsigned bucket(const uint8_t id[16])
+/* The cache is a chained hash table keyed by the (random) key id, doubled
+ * when it holds twice as many keys as buckets, so a lookup stays O(1) in a
+ * vault of any size. */
+static size_t bucket_of(const uint8_t id[16], size_t nbuckets)
 {
-    return id[0] % KM__CACHE_BUCKETS;
+    uint64_t x;
+    memcpy(&x, id, sizeof x);
+    return (size_t)(x & (nbuckets - 1));
+}
+
+/* Under the cache read lock: the key object, or NULL. */
+static km__kobj *cache_find(struct km_ctx *ctx, const uint8_t id[16])
+{
+    km__kobj *k;
+    if (ctx->cache == NULL)
+        return NULL;
+    for (k = ctx->cache[bucket_of(id, ctx->cache_buckets)]; k != NULL; k = k->hnext)
+        if (memcmp(k->id, id, 16) == 0)
+            return k;
+    return NULL;
+}
+
+/* Under the cache write lock. Failure to grow is harmless (longer chains). */
+static void cache_insert(struct km_ctx *ctx, km__kobj *k)
+{
+    size_t b;
+    if (ctx->cache == NULL || ctx->cache_count >= 2 * ctx->cache_buckets) {
+        size_t nb = ctx->cache == NULL ? 256 : ctx->cache_buckets * 2, i;
+        km__kobj **nt = calloc(nb, sizeof *nt);
+        if (nt != NULL) {
+            for (i = 0; ctx->cache != NULL && i < ctx->cache_buckets; i++) {
+                km__kobj *e = ctx->cache[i], *n;
+                for (; e != NULL; e = n) {
+                    n = e->hnext;
+                    b = bucket_of(e->id, nb);
+                    e->hnext = nt[b];
+                    nt[b] = e;
+                }
+            }
+            free(ctx->cache);
+            ctx->cache = nt;
+            ctx->cache_buckets = nb;
+        } else if (ctx->cache == NULL) {
+            return; /* not cached: the caller keeps its own reference */
+        }
+    }
+    b = bucket_of(k->id, ctx->cache_buckets);
+    atomic_fetch_add(&k->refs, 1); /* the cache's reference */
+    k->hnext = ctx->cache[b];
+    ctx->cache[b] = k;
+    ctx->cache_count++;
+}
+
+/* Looks the key up in the cache and, on a hit, returns with the cache read
+ * lock HELD and no new reference (the data path's fast lookup): the caller
+ * calls km__cache_unlock() when done. On a miss, NULL and no lock. */
+km__kobj *km__cache_peek(struct km_ctx *ctx, const uint8_t id[16])
+{
+    km__kobj *k;
+    pthread_rwlock_rdlock(&ctx->cache_lock);
+    k = cache_find(ctx, id);
+    if (k == NULL)
+        pthread_rwlock_unlock(&ctx->cache_lock);
+    return k;
+}
+
+void km__cache_unlock(struct km_ctx *ctx)
+{
+    pthread_rwlock_unlock(&ctx->cache_lock);
 }
 
 int km__kobj_get(struct km_ctx *ctx, const uint8_t id[16], km__kobj **out)
 {
     km__kobj *k, *other;
     km__txn *t = NULL;
-    unsigned b = bucket(id);
     int rc;
 
     *out = NULL;
     pthread_rwlock_rdlock(&ctx->cache_lock);
-    for (k = ctx->cache[b]; k != NULL; k = k->hnext) {
-        if (memcmp(k->id, id, 16) == 0) {
-            atomic_fetch_add(&k->refs, 1);
-            break;
-        }
-    }
+    k = cache_find(ctx, id);
+    if (k != NULL)
+        atomic_fetch_add(&k->refs, 1);
     pthread_rwlock_unlock(&ctx->cache_lock);
     if (k != NULL) {
         *out = k;
@@ -504,9 +566,7 @@ int km__kobj_get(struct km_ctx *ctx, const uint8_t id[16], km__kobj **out)
     }
 
     pthread_rwlock_wrlock(&ctx->cache_lock);
-    for (other = ctx->cache[b]; other != NULL; other = other->hnext)
-        if (memcmp(other->id, id, 16) == 0)
-            break;
+    other = cache_find(ctx, id);
     if (other != NULL) {
         atomic_fetch_add(&other->refs, 1);
         pthread_rwlock_unlock(&ctx->cache_lock);
@@ -514,9 +574,7 @@ int km__kobj_get(struct km_ctx *ctx, const uint8_t id[16], km__kobj **out)
         *out = other;
         return KM_OK;
     }
-    atomic_fetch_add(&k->refs, 1); /* the cache's reference */
-    k->hnext = ctx->cache[b];
-    ctx->cache[b] = k;
+    cache_insert(ctx, k);
     pthread_rwlock_unlock(&ctx->cache_lock);
     *out = k;
     return KM_OK;
@@ -524,9 +582,9 @@ int km__kobj_get(struct km_ctx *ctx, const uint8_t id[16], km__kobj **out)
 
 void km__cache_clear(struct km_ctx *ctx)
 {
-    unsigned b;
+    size_t b;
     pthread_rwlock_wrlock(&ctx->cache_lock);
-    for (b = 0; b < KM__CACHE_BUCKETS; b++) {
+    for (b = 0; ctx->cache != NULL && b < ctx->cache_buckets; b++) {
         km__kobj *k = ctx->cache[b], *n;
         ctx->cache[b] = NULL;
         for (; k != NULL; k = n) {
@@ -535,6 +593,9 @@ void km__cache_clear(struct km_ctx *ctx)
             km__kobj_unref(k);
         }
     }
+    free(ctx->cache);
+    ctx->cache = NULL;
+    ctx->cache_buckets = ctx->cache_count = 0;
     pthread_rwlock_unlock(&ctx->cache_lock);
 }
 

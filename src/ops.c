@@ -218,18 +218,26 @@ int km_decrypt(km_ctx *ctx, uint32_t flags, const uint8_t *ct, size_t ct_len,
         rc = km__ctx_check(ctx);
     if (rc == KM_OK)
         rc = km__ct_header_parse(ct, ct_len, &h);
-    if (rc == KM_OK) {
-        rc = km__kobj_get(ctx, h.key_id, &k);
-        if (rc == KM_E_NOTFOUND)
-            rc = km__err(KM_E_NOTFOUND, "the ciphertext's key is not in this vault");
-    }
-    if (rc == KM_OK) {
+    if (rc == KM_OK && (k = km__cache_peek(ctx, h.key_id)) != NULL) {
+        /* hot path: the cached object, kept alive by the cache read lock */
         km_key tmp = { k, ctx->fork_gen };
         km__kobj *kk;
         rc = km__key_use(&tmp, &kk);
         if (rc == KM_OK)
             rc = decrypt_with(k, &h, flags, ct, ct_len, aad, aad_len, out);
-        km__kobj_unref(k);
+        km__cache_unlock(ctx);
+    } else if (rc == KM_OK) {
+        rc = km__kobj_get(ctx, h.key_id, &k);
+        if (rc == KM_E_NOTFOUND)
+            rc = km__err(KM_E_NOTFOUND, "the ciphertext's key is not in this vault");
+        if (rc == KM_OK) {
+            km_key tmp = { k, ctx->fork_gen };
+            km__kobj *kk;
+            rc = km__key_use(&tmp, &kk);
+            if (rc == KM_OK)
+                rc = decrypt_with(k, &h, flags, ct, ct_len, aad, aad_len, out);
+            km__kobj_unref(k);
+        }
     }
     if (rc == KM_OK)
         *out_len = ct_len - KM_CIPHERTEXT_OVERHEAD;
