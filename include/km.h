@@ -60,5 +60,6 @@
 #include "km/crypto.h"
 #include "km/lifecycle.h"
 #include "km/policy.h"
+#include "km/envelope.h"
 
 #endif /* KM_H */

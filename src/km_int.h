@@ -73,9 +73,11 @@ int km__hmac_sha256(const uint8_t *key, size_t key_len, const uint8_t *msg, size
 #define KM__CT_MAGIC1 'M'
 #define KM__SIG_MAGIC1 'S'   /* tagged signature: 'K' 'S' */
 #define KM__MAC_MAGIC1 'T'   /* tagged MAC: 'K' 'T' */
+#define KM__DK_MAGIC1 'D'    /* wrapped data key: 'K' 'D', otherwise a v1 ciphertext */
 #define KM__FORMAT_V1 1
 
 typedef struct km__ct_header {
+    uint8_t magic1;          /* KM__CT_MAGIC1 (data) or KM__DK_MAGIC1 (wrapped data key) */
     uint8_t alg;
     uint8_t key_id[16];
     uint32_t version;

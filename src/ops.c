@@ -1,7 +1,10 @@
 /* ops.c - the data path: checks in the core, then dispatch to the backend. */
 #include "core.h"
 
+#include <stdlib.h>
 #include <string.h>
+
+#include <openssl/rand.h>
 
 size_t km_ciphertext_overhead(void) { return KM_CIPHERTEXT_OVERHEAD; }
 size_t km_signature_max(void) { return KM_SIGNATURE_MAX; }
@@ -51,8 +54,11 @@ static int find_version(km__kobj *k, uint32_t version, km__ver **out)
 
 /* ---------------------------------------------------------- encrypt */
 
-int km_encrypt(km_key *key, const uint8_t *pt, size_t pt_len, const uint8_t *aad,
-               size_t aad_len, uint8_t *out, size_t out_cap, size_t *out_len)
+/* Seals under the primary version with header magic `magic1` (data or a
+ * wrapped data key); shared by km_encrypt, km_datakey_generate, km_rewrap. */
+static int seal_with(km_key *key, uint8_t magic1, const uint8_t *pt, size_t pt_len,
+                     const uint8_t *aad, size_t aad_len, uint8_t *out, size_t out_cap,
+                     size_t *out_len)
 {
     km__ct_header h;
     km__kobj *k;
@@ -104,6 +110,7 @@ int km_encrypt(km_key *key, const uint8_t *pt, size_t pt_len, const uint8_t *aad
         || (rc = km__ver_count(k, v, pt_len, k->usage_limit)) != KM_OK
         || (rc = km__nonce12(h.nonce)) != KM_OK)
         goto out;
+    h.magic1 = magic1;
     h.alg = (uint8_t)k->type;
     memcpy(h.key_id, k->id, 16);
     h.version = v->version;
@@ -117,6 +124,12 @@ out:
     if (rc != KM_OK)
         km_memzero(out, pt_len + KM_CIPHERTEXT_OVERHEAD);
     return rc;
+}
+
+int km_encrypt(km_key *key, const uint8_t *pt, size_t pt_len, const uint8_t *aad,
+               size_t aad_len, uint8_t *out, size_t out_cap, size_t *out_len)
+{
+    return seal_with(key, KM__CT_MAGIC1, pt, pt_len, aad, aad_len, out, out_cap, out_len);
 }
 
 /* ---------------------------------------------------------- decrypt */
@@ -218,6 +231,8 @@ int km_decrypt(km_ctx *ctx, uint32_t flags, const uint8_t *ct, size_t ct_len,
         rc = km__ctx_check(ctx);
     if (rc == KM_OK)
         rc = km__ct_header_parse(ct, ct_len, &h);
+    if (rc == KM_OK && h.magic1 != KM__CT_MAGIC1)
+        rc = km__err(KM_E_INVALID, "km_decrypt: this is a wrapped data key; use km_datakey_decrypt");
     if (rc == KM_OK && (k = km__cache_peek(ctx, h.key_id)) != NULL) {
         /* hot path: the cached object, kept alive by the cache read lock */
         km_key tmp = { k, ctx->fork_gen };
@@ -259,6 +274,8 @@ int km_decrypt_key(km_key *key, uint32_t flags, const uint8_t *ct, size_t ct_len
         rc = km__err(KM_E_INVALID, "km_decrypt_key: key is NULL");
     if (rc == KM_OK)
         rc = km__ct_header_parse(ct, ct_len, &h);
+    if (rc == KM_OK && h.magic1 != KM__CT_MAGIC1)
+        rc = km__err(KM_E_INVALID, "km_decrypt_key: this is a wrapped data key; use km_datakey_decrypt");
     if (rc == KM_OK)
         rc = km__key_use(key, &k);
     if (rc == KM_OK && memcmp(h.key_id, k->id, 16) != 0)
@@ -269,6 +286,148 @@ int km_decrypt_key(km_key *key, uint32_t flags, const uint8_t *ct, size_t ct_len
         *out_len = ct_len - KM_CIPHERTEXT_OVERHEAD;
     else if (rc != KM_E_BUFFER)
         zero_out(out, out_cap, ct_len);
+    return rc;
+}
+
+/* -------------------------------------------------- envelope encryption */
+
+size_t km_datakey_wrapped_len(void) { return KM_DATAKEY_WRAPPED_LEN; }
+
+int km_datakey_generate(km_key *kek, const uint8_t *aad, size_t aad_len, km_secret **plain,
+                        uint8_t *wrapped, size_t wrapped_cap, size_t *wrapped_len)
+{
+    km_secret *dk = NULL;
+    int rc;
+
+    if (plain != NULL)
+        *plain = NULL;
+    if (wrapped_len == NULL)
+        return km__err(KM_E_INVALID, "km_datakey_generate: wrapped_len is NULL");
+    *wrapped_len = 0;
+    if (kek == NULL || wrapped == NULL)
+        return km__err(KM_E_INVALID, "km_datakey_generate: %s is NULL", kek == NULL ? "kek" : "wrapped");
+    if (wrapped_cap < KM_DATAKEY_WRAPPED_LEN) {
+        *wrapped_len = KM_DATAKEY_WRAPPED_LEN;
+        return km__err(KM_E_BUFFER, "km_datakey_generate: wrapped needs %d bytes",
+                       KM_DATAKEY_WRAPPED_LEN);
+    }
+    if ((rc = km_secret_new(&dk, KM_DATAKEY_LEN)) != KM_OK)
+        return rc;
+    if (RAND_priv_bytes(km_secret_data(dk), KM_DATAKEY_LEN) != 1) {
+        km_secret_free(dk);
+        return km__err_ossl(KM_E_CRYPTO, "random generator failed");
+    }
+    rc = seal_with(kek, KM__DK_MAGIC1, km_secret_data(dk), KM_DATAKEY_LEN, aad, aad_len, wrapped,
+                   wrapped_cap, wrapped_len);
+    if (rc == KM_OK && plain != NULL)
+        *plain = dk;
+    else
+        km_secret_free(dk);
+    return rc;
+}
+
+/* Finds the key of a parsed header, uses it, and opens into `out`. */
+static int open_by_header(km_ctx *ctx, const km__ct_header *h, uint32_t flags, const uint8_t *ct,
+                          size_t ct_len, const uint8_t *aad, size_t aad_len, uint8_t *out,
+                          km__kobj **kout)
+{
+    km__kobj *k = NULL, *kk;
+    km_key tmp;
+    int rc = km__kobj_get(ctx, h->key_id, &k);
+    if (rc == KM_E_NOTFOUND)
+        return km__err(KM_E_NOTFOUND, "the ciphertext's key is not in this vault");
+    if (rc != KM_OK)
+        return rc;
+    tmp.k = k;
+    tmp.fork_gen = ctx->fork_gen;
+    rc = km__key_use(&tmp, &kk);
+    if (rc == KM_OK)
+        rc = decrypt_with(k, h, flags, ct, ct_len, aad, aad_len, out);
+    if (rc == KM_OK && kout != NULL)
+        *kout = k; /* the caller's reference */
+    else
+        km__kobj_unref(k);
+    return rc;
+}
+
+int km_datakey_decrypt(km_ctx *ctx, const uint8_t *wrapped, size_t wrapped_len,
+                       const uint8_t *aad, size_t aad_len, km_secret **out)
+{
+    km__ct_header h;
+    km_secret *dk = NULL;
+    int rc;
+
+    if (out == NULL)
+        return km__err(KM_E_INVALID, "km_datakey_decrypt: out is NULL");
+    *out = NULL;
+    if (ctx == NULL || wrapped == NULL)
+        return km__err(KM_E_INVALID, "km_datakey_decrypt: %s is NULL", ctx == NULL ? "ctx" : "wrapped");
+    if (aad == NULL && aad_len > 0)
+        return km__err(KM_E_INVALID, "km_datakey_decrypt: aad is NULL");
+    if (aad_len > KM_AAD_MAX)
+        return km__err(KM_E_INVALID, "km_datakey_decrypt: aad_len exceeds KM_AAD_MAX");
+    if (wrapped_len != KM_DATAKEY_WRAPPED_LEN)
+        return km__err(KM_E_INVALID, "km_datakey_decrypt: a wrapped data key is %d bytes",
+                       KM_DATAKEY_WRAPPED_LEN);
+    if ((rc = km__ctx_check(ctx)) != KM_OK || (rc = km__ct_header_parse(wrapped, wrapped_len, &h)) != KM_OK)
+        return rc;
+    if (h.magic1 != KM__DK_MAGIC1)
+        return km__err(KM_E_INVALID, "km_datakey_decrypt: not a wrapped data key (a ciphertext?)");
+    if ((rc = km_secret_new(&dk, KM_DATAKEY_LEN)) != KM_OK)
+        return rc;
+    rc = open_by_header(ctx, &h, 0, wrapped, wrapped_len, aad, aad_len, km_secret_data(dk), NULL);
+    if (rc != KM_OK) {
+        km_secret_free(dk);
+        return rc;
+    }
+    *out = dk;
+    return KM_OK;
+}
+
+int km_rewrap(km_ctx *ctx, const uint8_t *in, size_t in_len, const uint8_t *aad, size_t aad_len,
+              uint8_t *out, size_t out_cap, size_t *out_len)
+{
+    km__ct_header h;
+    km__kobj *k = NULL;
+    uint8_t *plain = NULL;
+    size_t n;
+    int rc;
+
+    rc = decrypt_args("km_rewrap", in, in_len, aad, aad_len, out, out_cap, out_len, 0);
+    if (rc == KM_E_BUFFER || (rc == KM_OK && out_cap < in_len)) {
+        *out_len = in_len;
+        return km__err(KM_E_BUFFER, "km_rewrap: out needs %zu bytes", in_len);
+    }
+    if (rc == KM_OK && ctx == NULL)
+        rc = km__err(KM_E_INVALID, "km_rewrap: ctx is NULL");
+    if (rc == KM_OK && overlaps(in, in_len, out, in_len))
+        rc = km__err(KM_E_INVALID, "km_rewrap: out overlaps in");
+    if (rc == KM_OK)
+        rc = km__ctx_check(ctx);
+    if (rc == KM_OK)
+        rc = km__ct_header_parse(in, in_len, &h);
+    if (rc != KM_OK)
+        return rc;
+    n = in_len - KM_CIPHERTEXT_OVERHEAD;
+    /* the plaintext never leaves libkm: it lives in a buffer wiped below
+     * (secure memory for a data key) */
+    plain = h.magic1 == KM__DK_MAGIC1 ? km__salloc(n ? n : 1) : malloc(n ? n : 1);
+    if (plain == NULL)
+        return km__err(KM_E_NOMEM, "km_rewrap: out of memory");
+    rc = open_by_header(ctx, &h, 0, in, in_len, aad, aad_len, plain, &k);
+    if (rc == KM_OK) {
+        km_key tmp = { k, ctx->fork_gen };
+        rc = seal_with(&tmp, h.magic1, plain, n, aad, aad_len, out, out_cap, out_len);
+        km__kobj_unref(k);
+    }
+    if (h.magic1 == KM__DK_MAGIC1) {
+        km__sfree(plain, n ? n : 1);
+    } else {
+        km_memzero(plain, n);
+        free(plain);
+    }
+    if (rc != KM_OK)
+        km_memzero(out, out_cap < in_len ? out_cap : in_len);
     return rc;
 }
 

@@ -385,6 +385,13 @@ _FUNCTIONS = {
     "km_policy_findings_get": (_int, [FINDINGS_P, _size, ctypes.POINTER(_ccp),
                                       ctypes.POINTER(_ccp)], _check),
     "km_policy_findings_free": (None, [FINDINGS_P], None),
+    # envelope.h
+    "km_datakey_wrapped_len": (_size, [], None),
+    "km_datakey_generate": (_int, [KEY_P, U8_P, _size, ctypes.POINTER(SECRET_P), U8_P, _size,
+                                   SIZE_P], _check),
+    "km_datakey_decrypt": (_int, [CTX_P, U8_P, _size, U8_P, _size, ctypes.POINTER(SECRET_P)],
+                           _check),
+    "km_rewrap": (_int, [CTX_P, U8_P, _size, U8_P, _size, U8_P, _size, SIZE_P], _check),
 }
 
 

@@ -1,0 +1,77 @@
+/**
+ * @file km/envelope.h
+ * @brief Envelope encryption: data keys wrapped under a key-encryption key
+ * (KEK) of the vault, and re-wrapping under a KEK's newest version.
+ *
+ * A data key (DEK) is 32 random bytes (an AES-256 key) for the application
+ * to encrypt bulk data with, outside libkm; only its wrapped form is stored
+ * next to the data. The wrapped form is a libkm ciphertext (docs/FORMATS.md)
+ * with the magic `K` `D`, so it names the KEK and its version, and a wrapped
+ * data key can never be mistaken for (or decrypted as) ordinary data.
+ */
+#ifndef KM_ENVELOPE_H
+#define KM_ENVELOPE_H
+
+#include "common.h"
+#include "key.h"
+#include "secret.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/** Bytes of a data key. */
+#define KM_DATAKEY_LEN 32
+/** Bytes of a wrapped data key (a 36-byte header, the key, a 16-byte tag). */
+#define KM_DATAKEY_WRAPPED_LEN 84
+
+/** Function twin of KM_DATAKEY_WRAPPED_LEN, for FFI. */
+KM_EXTERN size_t km_datakey_wrapped_len(void);
+
+/**
+ * Generates a data key and wraps it under the KEK's primary version.
+ *
+ * @param[in]  kek      an AES-GCM key with KM_USAGE_ENCRYPT.
+ * @param[in]  aad      bound to the wrapped key (needed again to unwrap); may be NULL when aad_len is 0.
+ * @param[out] plain    the data key in secure memory (free with km_secret_free()),
+ *                      or NULL to get only the wrapped form (as AWS's
+ *                      GenerateDataKeyWithoutPlaintext).
+ * @param[out] wrapped  at least KM_DATAKEY_WRAPPED_LEN bytes.
+ * @return KM_OK; KM_E_INVALID; KM_E_BUFFER; and the errors of km_encrypt()
+ *         (KM_E_USAGE, KM_E_STATE, KM_E_POLICY, KM_E_LIMIT, ...).
+ * Thread-safe.
+ */
+KM_EXTERN int km_datakey_generate(km_key *kek, const uint8_t *aad, size_t aad_len,
+                                  km_secret **plain, uint8_t *wrapped, size_t wrapped_cap,
+                                  size_t *wrapped_len);
+
+/**
+ * Unwraps a data key made by km_datakey_generate() in this vault.
+ *
+ * @param[out] out  the data key in secure memory; free with km_secret_free().
+ * @return KM_OK; KM_E_INVALID (not a wrapped data key, wrong length);
+ *         KM_E_NOTFOUND (no such KEK or version); KM_E_STATE; KM_E_USAGE;
+ *         KM_E_INTEGRITY (altered, or wrong aad); KM_E_UNSUPPORTED (future format).
+ */
+KM_EXTERN int km_datakey_decrypt(km_ctx *ctx, const uint8_t *wrapped, size_t wrapped_len,
+                                 const uint8_t *aad, size_t aad_len, km_secret **out) KM_WUR;
+
+/**
+ * Re-encrypts a ciphertext or a wrapped data key under the newest (primary)
+ * version of its own key, without handing the plaintext to the caller.
+ *
+ * The output has the input's length and kind. Use it after a rotation so
+ * that old versions can be retired.
+ * @param[in]  aad  the aad the input was made with; the output keeps it.
+ * @param[out] out  at least in_len bytes; must not overlap `in`.
+ * @return KM_OK; the errors of km_decrypt() for the input (KM_E_INTEGRITY,
+ *         KM_E_STATE, ...) and of km_encrypt() for the output; KM_E_BUFFER.
+ * On error `out` is zeroed.
+ */
+KM_EXTERN int km_rewrap(km_ctx *ctx, const uint8_t *in, size_t in_len, const uint8_t *aad,
+                        size_t aad_len, uint8_t *out, size_t out_cap, size_t *out_len) KM_WUR;
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* KM_ENVELOPE_H */
