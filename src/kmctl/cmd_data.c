@@ -3,6 +3,7 @@
 #include "config.h"
 #endif
 
+#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -186,4 +187,93 @@ int kmctl_cmd_verify(struct kmctl *k, const struct kmctl_args *a)
 int kmctl_cmd_mac_verify(struct kmctl *k, const struct kmctl_args *a)
 {
     return verify_cmd(k, a, 1);
+}
+
+/* ------------------------------------------------------------ datakey */
+
+/* Writes a secret to a new file only its owner can read (refuses to
+ * overwrite an existing one). */
+static int write_secret_file(const char *path, const uint8_t *p, size_t n)
+{
+    int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    size_t off = 0;
+    if (fd < 0)
+        return kmctl_error(KMCTL_EXIT_USAGE, "cannot create %s (it must not exist yet)", path);
+    while (off < n) {
+        ssize_t w = write(fd, p + off, n - off);
+        if (w <= 0) {
+            close(fd);
+            unlink(path);
+            return kmctl_error(KMCTL_EXIT_OTHER, "writing %s failed", path);
+        }
+        off += (size_t)w;
+    }
+    if (fsync(fd) != 0 || close(fd) != 0) {
+        unlink(path);
+        return kmctl_error(KMCTL_EXIT_OTHER, "writing %s failed", path);
+    }
+    return KMCTL_EXIT_OK;
+}
+
+/* kmctl datakey NAME [--aad TEXT] [--text] [--plaintext-file FILE]:
+ * the wrapped data key on stdout; its plaintext only into FILE on request. */
+int kmctl_cmd_datakey(struct kmctl *k, const struct kmctl_args *a)
+{
+    uint8_t w[KM_DATAKEY_WRAPPED_LEN];
+    const uint8_t *aad;
+    size_t aad_len, n = 0;
+    km_secret *dk = NULL;
+    km_key *key = NULL;
+    int rc;
+
+    aad_of(a, &aad, &aad_len);
+    if ((rc = kmctl_open_key(k, a->pos[0], &key)) != KMCTL_EXIT_OK)
+        return rc;
+    rc = km_datakey_generate(key, aad, aad_len, a->val[OPT_PLAINTEXT_FILE] != NULL ? &dk : NULL,
+                             w, sizeof w, &n);
+    km_key_free(key);
+    if (rc != KM_OK)
+        return kmctl_lib_error(rc, "generating a data key under '%s'", a->pos[0]);
+    if (dk != NULL) {
+        rc = write_secret_file(a->val[OPT_PLAINTEXT_FILE], km_secret_data(dk), km_secret_len(dk));
+        km_secret_free(dk);
+        if (rc != KMCTL_EXIT_OK)
+            return rc;
+    }
+    return emit(a, w, n);
+}
+
+/* ------------------------------------------------------------- rewrap */
+
+/* kmctl rewrap [--aad TEXT] < old > new: the same kind and form (binary or
+ * km1: text) as the input, under the key's primary version. */
+int kmctl_cmd_rewrap(struct kmctl *k, const struct kmctl_args *a)
+{
+    struct kmctl_buf in = { NULL, 0, 0 };
+    const uint8_t *aad;
+    uint8_t *out = NULL;
+    size_t aad_len, n = 0;
+    int text, rc;
+
+    aad_of(a, &aad, &aad_len);
+    if ((rc = kmctl_read_fd(STDIN_FILENO, "the ciphertext", KMCTL_CIPHERTEXT_TEXT_MAX, &in)) != KMCTL_EXIT_OK)
+        goto out;
+    text = in.len >= 4 && memcmp(in.p, "km1:", 4) == 0;
+    if ((rc = kmctl_text_decode_if(&in)) != KMCTL_EXIT_OK)
+        goto out;
+    out = malloc(in.len > 0 ? in.len : 1);
+    if (out == NULL) {
+        rc = kmctl_error(KMCTL_EXIT_OTHER, "rewrapping: out of memory");
+        goto out;
+    }
+    rc = km_rewrap(k->ctx, in.p, in.len, aad, aad_len, out, in.len, &n);
+    if (rc != KM_OK) {
+        rc = kmctl_lib_error(rc, "rewrapping");
+        goto out;
+    }
+    rc = text ? kmctl_text_write(out, n) : kmctl_write(out, n);
+out:
+    free(out);
+    kmctl_buf_free(&in);
+    return rc;
 }

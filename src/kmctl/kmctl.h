@@ -46,6 +46,7 @@ enum kmctl_opt_id {
     OPT_PROTECT_DAYS,
     OPT_PROCESS_DAYS,
     OPT_ALLOW_COMPROMISED,
+    OPT_PLAINTEXT_FILE,
     OPT__COUNT
 };
 
@@ -112,6 +113,8 @@ int kmctl_cmd_key_revoke(struct kmctl *k, const struct kmctl_args *a);
 int kmctl_cmd_key_destroy(struct kmctl *k, const struct kmctl_args *a);
 int kmctl_cmd_key_cancel_destroy(struct kmctl *k, const struct kmctl_args *a);
 int kmctl_cmd_maintain(struct kmctl *k, const struct kmctl_args *a);
+int kmctl_cmd_datakey(struct kmctl *k, const struct kmctl_args *a);
+int kmctl_cmd_rewrap(struct kmctl *k, const struct kmctl_args *a);
 int kmctl_cmd_policy_show(struct kmctl *k, const struct kmctl_args *a);
 int kmctl_cmd_policy_check(struct kmctl *k, const struct kmctl_args *a);
 int kmctl_cmd_policy_set(struct kmctl *k, const struct kmctl_args *a);

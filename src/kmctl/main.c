@@ -85,6 +85,8 @@ static const struct kmctl_optspec o_destroy[] = {
     O_VERSION_REQ, { "grace", "DAYS", ARG_UINT, 0, OPT_GRACE, GRACE_MAX }, O_END };
 static const struct kmctl_optspec o_encrypt[] = { O_AAD, O_TEXT, O_END };
 static const struct kmctl_optspec o_aad[] = { O_AAD, O_END };
+static const struct kmctl_optspec o_datakey[] = {
+    O_AAD, O_TEXT, { "plaintext-file", "FILE", ARG_STR, 0, OPT_PLAINTEXT_FILE, 0 }, O_END };
 static const struct kmctl_optspec o_decrypt[] = {
     O_AAD, { "allow-compromised", NULL, ARG_NONE, 0, OPT_ALLOW_COMPROMISED, 0 }, O_END };
 static const struct kmctl_optspec o_sign[] = { O_RAWSIG, O_P1363, O_TEXT, O_END };
@@ -143,8 +145,9 @@ static const struct kmctl_cmd commands[] = {
       "compute the MAC of stdin (tagged; --raw: the bare one)" },
     { "mac-verify", "NAME TAGFILE", 2, o_mac_verify, NULL, kmctl_cmd_mac_verify, VAULT_OPEN, "< msg",
       "verify a MAC of stdin (exit 0 valid, 6 not)" },
-    { "datakey", "NAME", 1, o_none, NULL, NULL, VAULT_OPEN, "", "generate a data key wrapped under NAME" },
-    { "rewrap", "", 0, o_aad, NULL, NULL, VAULT_OPEN, "< old > new",
+    { "datakey", "NAME", 1, o_datakey, NULL, kmctl_cmd_datakey, VAULT_OPEN, "> wrapped",
+      "a new AES-256 data key wrapped under NAME (the plaintext only with --plaintext-file)" },
+    { "rewrap", "", 0, o_aad, NULL, kmctl_cmd_rewrap, VAULT_OPEN, "< old > new",
       "re-encrypt a ciphertext under its key's primary version" },
     { "export", "NAME", 1, o_export, NULL, NULL, VAULT_OPEN, "> blob",
       "export a key wrapped to a public key" },
