@@ -1,6 +1,8 @@
 /* ctx.c - opening and closing vaults, the clock, the backend registry. */
 #include "core.h"
 
+#include <stdio.h>
+
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -107,6 +109,88 @@ static pthread_once_t builtin_once = PTHREAD_ONCE_INIT;
 static void register_builtins(void)
 {
     (void)register_backend(&km__software_backend, 1);
+#ifdef KM_HAVE_PKCS11
+    (void)register_backend(&km__pkcs11_backend, 1);
+#endif
+#ifdef KM_HAVE_TPM2
+    (void)register_backend(&km__tpm2_backend, 1);
+#endif
+}
+
+/* A backend's configuration lives sealed in the vault's meta table under
+ * "backend/<name>" (it may hold a PIN the administrator chose to keep). */
+static void backend_config_key(const char *name, uint8_t *out, size_t *len)
+{
+    *len = (size_t)snprintf((char *)out, 48, "backend/%s", name);
+}
+
+/* The stored configuration of a backend as a NUL-terminated string in secure
+ * memory, or NULL when none is stored. */
+static int backend_config_get(struct km_ctx *ctx, const char *name, km_secret **out)
+{
+    uint8_t key[48];
+    size_t klen;
+    km_secret *rec = NULL;
+    km__txn *t = NULL;
+    int rc;
+
+    *out = NULL;
+    backend_config_key(name, key, &klen);
+    if ((rc = km__txn_begin(ctx->env, 0, &t)) != KM_OK)
+        return rc;
+    rc = km__rec_get(t, ctx->sealer, KM__T_META, key, klen, &rec);
+    km__txn_abort(t);
+    if (rc == KM_E_NOTFOUND)
+        return KM_OK;
+    if (rc != KM_OK)
+        return rc;
+    rc = km_secret_new(out, km_secret_len(rec) + 1);
+    if (rc == KM_OK)
+        memcpy(km_secret_data(*out), km_secret_data(rec), km_secret_len(rec));
+    km_secret_free(rec);
+    return rc;
+}
+
+int km_vault_backend_set(km_ctx *ctx, const char *name, const char *config)
+{
+    uint8_t key[48];
+    size_t klen, clen;
+    km__txn *t = NULL;
+    int rc;
+
+    if (ctx == NULL || name == NULL)
+        return km__err(KM_E_INVALID, "km_vault_backend_set: %s is NULL", ctx == NULL ? "ctx" : "name");
+    if (!valid_backend_name(name))
+        return km__err(KM_E_INVALID, "km_vault_backend_set: name must be [a-z0-9_-]{1,31}");
+    if (strcmp(name, "software") == 0)
+        return km__err(KM_E_INVALID, "km_vault_backend_set: the software backend takes no configuration");
+    clen = config != NULL ? strnlen(config, 65537) : 0;
+    if (config != NULL && (clen == 0 || clen > 65536))
+        return km__err(KM_E_INVALID, "km_vault_backend_set: config must be 1 byte to 64 KiB");
+    if ((rc = km__ctx_check(ctx)) != KM_OK)
+        return rc;
+    pthread_mutex_lock(&reg_mu);
+    rc = find_backend_locked(name) >= 0 ? KM_OK
+         : km__err(KM_E_UNSUPPORTED, "no backend named '%s' is built in or registered", name);
+    pthread_mutex_unlock(&reg_mu);
+    if (rc != KM_OK)
+        return rc;
+    backend_config_key(name, key, &klen);
+    if ((rc = km__txn_begin(ctx->env, 1, &t)) != KM_OK)
+        return rc;
+    if (config != NULL)
+        rc = km__rec_put(t, ctx->sealer, KM__T_META, key, klen, (const uint8_t *)config, clen, 0);
+    else if ((rc = km__rec_del(t, KM__T_META, key, klen)) == KM_E_NOTFOUND)
+        rc = KM_OK;
+    if (rc != KM_OK) {
+        km__txn_abort(t);
+        return rc;
+    }
+    if ((rc = km__txn_commit(t)) != KM_OK)
+        return rc;
+    atomic_fetch_add(&km__write_gen, 1);
+    /* an instance already open keeps its configuration until the vault is reopened */
+    return KM_OK;
 }
 
 int km__backend_get(struct km_ctx *ctx, const char *name, km__backend_inst **out)
@@ -139,7 +223,11 @@ int km__backend_get(struct km_ctx *ctx, const char *name, km__backend_inst **out
         return km__err(KM_E_UNSUPPORTED, "no backend named '%s' is registered", name);
     }
     if (b->ops.open != NULL) {
-        rc = b->ops.open(&b->state, NULL);
+        km_secret *config = NULL;
+        rc = backend_config_get(ctx, name, &config);
+        if (rc == KM_OK)
+            rc = b->ops.open(&b->state, config ? (const char *)km_secret_data(config) : NULL);
+        km_secret_free(config);
         if (rc != KM_OK) {
             free(b);
             pthread_mutex_unlock(&ctx->mu);

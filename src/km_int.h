@@ -214,6 +214,12 @@ int km__slot_add_passphrase(km__txn *t, const km_secret *master, const uint8_t *
  * PKCS8_DER for asymmetric private keys, SPKI_DER for public-only keys.
  */
 extern const km_backend_ops km__software_backend;
+#ifdef KM_HAVE_PKCS11
+extern const km_backend_ops km__pkcs11_backend;   /* backends/pkcs11/ */
+#endif
+#ifdef KM_HAVE_TPM2
+extern const km_backend_ops km__tpm2_backend;     /* backends/tpm2/ */
+#endif
 
 /* Expected raw key length of a symmetric type (0 if not symmetric). */
 size_t km__type_key_len(km_key_type type);

@@ -92,6 +92,21 @@ KM_EXTERN int km_vault_add_passphrase(km_ctx *ctx, const uint8_t *passphrase,
                                       size_t passphrase_len, uint32_t kdf_cost);
 
 /**
+ * Stores the configuration of a key backend (for "pkcs11": the module and the
+ * token URI; for "tpm2": the TCTI; see that backend's documentation) sealed
+ * in the vault, so that keys with that protection work whenever the vault is
+ * opened. A NULL `config` removes it.
+ *
+ * The configuration may hold a PIN when the administrator chooses to keep one
+ * in the vault: it is sealed like every record and never logged.
+ * A backend instance already open in this context keeps its old configuration
+ * until the vault is reopened.
+ * @return KM_OK; KM_E_INVALID (bad name, empty or > 64 KiB config, "software");
+ *         KM_E_UNSUPPORTED (no such backend built in or registered); KM_E_IO.
+ */
+KM_EXTERN int km_vault_backend_set(km_ctx *ctx, const char *name, const char *config);
+
+/**
  * Writes the vault's 16-byte random id to `out`.
  * @return KM_OK or KM_E_INVALID.
  */
