@@ -385,6 +385,7 @@ _FUNCTIONS = {
     "km_policy_findings_get": (_int, [FINDINGS_P, _size, ctypes.POINTER(_ccp),
                                       ctypes.POINTER(_ccp)], _check),
     "km_policy_findings_free": (None, [FINDINGS_P], None),
+    "km_vault_backend_set": (_int, [CTX_P, _ccp, _ccp], _check),
     # envelope.h
     "km_datakey_wrapped_len": (_size, [], None),
     "km_datakey_generate": (_int, [KEY_P, U8_P, _size, ctypes.POINTER(SECRET_P), U8_P, _size,
