@@ -61,5 +61,6 @@
 #include "km/lifecycle.h"
 #include "km/policy.h"
 #include "km/envelope.h"
+#include "km/distribute.h"
 
 #endif /* KM_H */

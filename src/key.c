@@ -972,6 +972,8 @@ static int policy_for_new_key(km_ctx *ctx, km_key_type type, uint32_t key_bits,
         eff->usage = o->usage;
         eff->flags = o->flags;
         eff->protection = o->protection;
+        if (o->version >= 4)
+            eff->key_id = o->key_id;
         if (o->version >= 2) {
             eff->activate_at = o->activate_at;
             eff->rotate_days = o->rotate_days;
@@ -1032,7 +1034,9 @@ static int store_new_key(km_ctx *ctx, const char *name, size_t name_len, km_key_
     set_periods(&tmp, o);
     km__version_init(&v, &tmp, 1, now, o != NULL && o->version >= 2 ? o->activate_at : 0);
 
-    if ((rc = km__random(id_out, 16)) != KM_OK)
+    if (o != NULL && o->version >= 4 && o->key_id != NULL)
+        memcpy(id_out, o->key_id, 16);
+    else if ((rc = km__random(id_out, 16)) != KM_OK)
         return rc;
     if ((rc = km__sealer_name_hash(ctx->sealer, name, name_len, h)) != KM_OK)
         return rc;
@@ -1094,6 +1098,8 @@ int km_key_create(km_key **out, km_ctx *ctx, const char *name, km_key_type type,
         || (rc = check_name("km_key_create", name, &len)) != KM_OK
         || (rc = check_key_options("km_key_create", type, opts, &usage, &flags, &prot)) != KM_OK)
         return rc;
+    if (opts != NULL && opts->version >= 4 && opts->key_id != NULL)
+        return km__err(KM_E_INVALID, "km_key_create: opts->key_id is for imports only");
     if ((rc = km__ctx_policy_refresh(ctx, 0)) != KM_OK
         || (rc = policy_for_new_key(ctx, type, 0, opts, &eff)) != KM_OK)
         return rc;

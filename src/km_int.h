@@ -62,6 +62,10 @@ int km__kwp_unwrap(const uint8_t *kek, size_t kek_len, const uint8_t *in, size_t
 /* HKDF-SHA-256 (RFC 5869). */
 int km__hkdf_sha256(const uint8_t *ikm, size_t ikm_len, const uint8_t *salt, size_t salt_len,
                     const uint8_t *info, size_t info_len, uint8_t *out, size_t out_len);
+/* CKM_RSA_AES_KEY_WRAP to an outside RSA public key (SPKI DER or PEM):
+ * RSA-OAEP-SHA-256 of a fresh AES-256 key, then AES-KWP of `in`. */
+int km__rsa_oaep_kwp_wrap(const uint8_t *spki, size_t spki_len, const uint8_t *in, size_t len,
+                          uint8_t *out, size_t out_cap, size_t *out_len);
 /* HMAC-SHA-256, full 32-byte output. */
 int km__hmac_sha256(const uint8_t *key, size_t key_len, const uint8_t *msg, size_t msg_len,
                     uint8_t out[32]);

@@ -8,7 +8,10 @@
 #include <openssl/evp.h>
 #include <openssl/kdf.h>
 #include <openssl/params.h>
+#include <openssl/err.h>
+#include <openssl/pem.h>
 #include <openssl/rand.h>
+#include <openssl/rsa.h>
 
 int km__random(void *out, size_t len)
 {
@@ -293,4 +296,64 @@ int km__hmac_sha256(const uint8_t *key, size_t key_len, const uint8_t *msg, size
         return km__err_ossl(KM_E_CRYPTO, "HMAC failed");
     }
     return KM_OK;
+}
+
+/* CKM_RSA_AES_KEY_WRAP: RSA-OAEP (SHA-256, MGF1-SHA-256) of a fresh AES-256
+ * key to the recipient's public key (SPKI DER or PEM), then AES-KWP of `in`. */
+int km__rsa_oaep_kwp_wrap(const uint8_t *spki, size_t spki_len, const uint8_t *in, size_t len,
+                          uint8_t *out, size_t out_cap, size_t *out_len)
+{
+    EVP_PKEY *pk = NULL;
+    EVP_PKEY_CTX *pc = NULL;
+    uint8_t eph[32];
+    size_t mod, n, kw = 0;
+    int rc = KM_E_CRYPTO;
+
+    *out_len = 0;
+    if (spki_len > 11 && memcmp(spki, "-----BEGIN", 10) == 0) {
+        BIO *b = BIO_new_mem_buf(spki, (int)spki_len);
+        pk = b ? PEM_read_bio_PUBKEY(b, NULL, NULL, NULL) : NULL;
+        BIO_free(b);
+    } else {
+        const unsigned char *p = spki;
+        pk = d2i_PUBKEY(NULL, &p, (long)spki_len);
+        if (pk != NULL && p != spki + spki_len) {
+            EVP_PKEY_free(pk);
+            pk = NULL;
+        }
+    }
+    if (pk == NULL || !EVP_PKEY_is_a(pk, "RSA") || EVP_PKEY_get_bits(pk) < 2048) {
+        EVP_PKEY_free(pk);
+        ERR_clear_error();
+        return km__err(KM_E_INVALID, "the recipient key is not an RSA public key of 2048 bits or more");
+    }
+    mod = (size_t)EVP_PKEY_get_size(pk);
+    if (out == NULL || out_cap < mod + (len + 7) / 8 * 8 + 8) {
+        *out_len = mod + (len + 7) / 8 * 8 + 8;
+        EVP_PKEY_free(pk);
+        return km__err(KM_E_BUFFER, "the wrapped key needs %zu bytes", *out_len);
+    }
+    if (RAND_priv_bytes(eph, sizeof eph) != 1)
+        goto out;
+    pc = EVP_PKEY_CTX_new_from_pkey(NULL, pk, NULL);
+    n = mod;
+    if (pc == NULL || EVP_PKEY_encrypt_init(pc) != 1
+        || EVP_PKEY_CTX_set_rsa_padding(pc, RSA_PKCS1_OAEP_PADDING) != 1
+        || EVP_PKEY_CTX_set_rsa_oaep_md_name(pc, "SHA256", NULL) != 1
+        || EVP_PKEY_CTX_set_rsa_mgf1_md_name(pc, "SHA256", NULL) != 1
+        || EVP_PKEY_encrypt(pc, out, &n, eph, sizeof eph) != 1 || n != mod)
+        goto out;
+    rc = km__kwp_wrap(eph, sizeof eph, in, len, out + mod, out_cap - mod, &kw);
+    if (rc == KM_OK)
+        *out_len = mod + kw;
+out:
+    km_memzero(eph, sizeof eph);
+    EVP_PKEY_CTX_free(pc);
+    EVP_PKEY_free(pk);
+    if (rc != KM_OK) {
+        km_memzero(out, out_cap);
+        if (rc == KM_E_CRYPTO)
+            return km__err_ossl(rc, "RSA-OAEP key wrap failed");
+    }
+    return rc;
 }

@@ -71,7 +71,7 @@ typedef enum km_key_state {
 /** Longest key name in bytes (UTF-8, no NUL, no control characters). */
 #define KM_KEY_NAME_MAX 255
 
-#define KM_KEY_OPTIONS_VERSION 3
+#define KM_KEY_OPTIONS_VERSION 4
 /** Options of km_key_create() and km_key_import(). */
 typedef struct km_key_options {
     uint32_t version;        /**< KM_KEY_OPTIONS_VERSION */
@@ -88,9 +88,12 @@ typedef struct km_key_options {
     /* ---- version 3 ---- */
     const char *policy;      /**< the key's own policy (JSON, docs/POLICY.md; copied), which may
                                   only tighten the vault's; NULL = the vault's policy alone */
+    /* ---- version 4 ---- */
+    const uint8_t *key_id;   /**< import only: keep this 16-byte id (the source key's, so that
+                                  its ciphertexts decrypt here); NULL = a new random id */
 } km_key_options;
 
-#define KM_KEY_OPTIONS_INIT { KM_KEY_OPTIONS_VERSION, 0, 0, NULL, 0, 0, 0, 0, 0, NULL }
+#define KM_KEY_OPTIONS_INIT { KM_KEY_OPTIONS_VERSION, 0, 0, NULL, 0, 0, 0, 0, 0, NULL, NULL }
 
 /** Material formats for km_key_import() and km_key_public_export(). */
 typedef enum km_material_format {

@@ -386,6 +386,12 @@ _FUNCTIONS = {
                                       ctypes.POINTER(_ccp)], _check),
     "km_policy_findings_free": (None, [FINDINGS_P], None),
     "km_vault_backend_set": (_int, [CTX_P, _ccp, _ccp], _check),
+    # distribute.h
+    "km_key_export_wrapped": (_int, [KEY_P, _u32, _int, KEY_P, U8_P, _size, U8_P, _size, SIZE_P],
+                              _check),
+    "km_key_import_wrapped": (_int, [ctypes.POINTER(KEY_P), CTX_P, _ccp, _int, _int, U8_P, _size,
+                                     ctypes.POINTER(km_key_options)], _check),
+    "km_vault_wrapping_key": (_int, [CTX_P, _int, U8_P, _size, SIZE_P], _check),
     # envelope.h
     "km_datakey_wrapped_len": (_size, [], None),
     "km_datakey_generate": (_int, [KEY_P, U8_P, _size, ctypes.POINTER(SECRET_P), U8_P, _size,

@@ -1,0 +1,257 @@
+/* check_distribute.c - wrapped export and import (BYOK): between vaults, and
+ * with the openssl command-line tool as the outside party. */
+#include <check.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include <km.h>
+#include <openssl/evp.h>
+#include <openssl/rand.h>
+
+#include "testutil.h"
+
+static char *dir;
+static km_ctx *a, *b;
+
+static void setup(void)
+{
+    char sub[4200];
+    dir = tu_tmpdir();
+    a = tu_vault(dir);
+    snprintf(sub, sizeof sub, "%s/b", dir);
+    ck_assert_int_eq(mkdir(sub, 0700), 0);
+    b = tu_vault(sub);
+}
+
+static void teardown(void)
+{
+    km_close(a);
+    km_close(b);
+    tu_rmtree(dir);
+    free(dir);
+}
+
+#define OK(call)                                                                               \
+    do {                                                                                       \
+        int rc_ = (call);                                                                      \
+        ck_assert_msg(rc_ == KM_OK, "%s: %s (%s)", #call, km_err_name(rc_), km_error_last()->message); \
+    } while (0)
+
+static void write_file(const char *path, const uint8_t *p, size_t n)
+{
+    FILE *f = fopen(path, "wb");
+    ck_assert_ptr_nonnull(f);
+    ck_assert_uint_eq(fwrite(p, 1, n, f), n);
+    fclose(f);
+}
+
+static int run(const char *cmd)
+{
+    int rc = system(cmd);
+    return rc == 0 ? 0 : -1;
+}
+
+/* A key moved from vault A to vault B with B's wrapping key (RSA-OAEP +
+ * AES-KWP) keeps its id, and B decrypts A's ciphertexts. */
+START_TEST(test_distribute_vault_to_vault)
+{
+    km_key_options ex = KM_KEY_OPTIONS_INIT, im = KM_KEY_OPTIONS_INIT;
+    uint8_t pub[4096], blob[1024], ct[100], pt[64];
+    size_t pub_len, blob_len, n, m;
+    km_key *k = NULL, *k2 = NULL, *secret = NULL;
+    const uint8_t msg[] = "moved between vaults";
+
+    ex.flags = KM_KEY_EXPORTABLE;
+    OK(km_key_create(&k, a, "shared", KM_KEY_AES_256_GCM, &ex));
+    OK(km_key_create(&secret, a, "stays", KM_KEY_AES_256_GCM, NULL));
+    OK(km_encrypt(k, msg, sizeof msg, NULL, 0, ct, sizeof ct, &n));
+    OK(km_vault_wrapping_key(b, KM_MATERIAL_SPKI_DER, pub, sizeof pub, &pub_len));
+    /* not exportable: refused, nothing released */
+    memset(blob, 0xAA, sizeof blob);
+    ck_assert_int_eq(km_key_export_wrapped(secret, 0, KM_WRAP_RSA_OAEP_KWP, NULL, pub, pub_len, blob,
+                                           sizeof blob, &blob_len), KM_E_POLICY);
+    OK(km_key_export_wrapped(k, 0, KM_WRAP_RSA_OAEP_KWP, NULL, pub, pub_len, blob, sizeof blob, &blob_len));
+    ck_assert_uint_eq(blob_len, 512 + 40);
+    im.key_id = km_key_id(k);
+    OK(km_key_import_wrapped(&k2, b, "shared", KM_KEY_AES_256_GCM, KM_WRAP_RSA_OAEP_KWP, blob, blob_len, &im));
+    OK(km_decrypt(b, 0, ct, n, NULL, 0, pt, sizeof pt, &m));
+    ck_assert_mem_eq(pt, msg, sizeof msg);
+    /* wrapped to B: A cannot import it (A has another wrapping key) */
+    OK(km_vault_wrapping_key(a, KM_MATERIAL_PEM, pub, sizeof pub, &pub_len));
+    ck_assert_int_eq(km_key_import_wrapped(NULL, a, "again", KM_KEY_AES_256_GCM, KM_WRAP_RSA_OAEP_KWP, blob,
+                                           blob_len, NULL), KM_E_INTEGRITY);
+    /* the same id twice in one vault is refused */
+    ck_assert_int_eq(km_key_import_wrapped(NULL, b, "shared2", KM_KEY_AES_256_GCM, KM_WRAP_RSA_OAEP_KWP,
+                                           blob, blob_len, &im), KM_E_EXISTS);
+    km_key_free(k);
+    km_key_free(k2);
+    km_key_free(secret);
+}
+END_TEST
+
+/* AES-KWP under a KEK: round trip, every bit flip and truncation refused. */
+START_TEST(test_distribute_kwp_under_kek)
+{
+    km_key_options ex = KM_KEY_OPTIONS_INIT;
+    km_key *kek = NULL, *k = NULL, *ec = NULL, *back = NULL;
+    uint8_t blob[1024], sig[KM_SIGNATURE_MAX];
+    size_t blob_len, i, sig_len;
+    ex.flags = KM_KEY_EXPORTABLE;
+    OK(km_key_create(&kek, a, "kek", KM_KEY_AES_256_KWP, NULL));
+    OK(km_key_create(&k, a, "hmac", KM_KEY_HMAC_SHA256, &ex));
+    OK(km_key_create(&ec, a, "signer", KM_KEY_EC_P256, &ex));
+    OK(km_key_export_wrapped(k, 0, KM_WRAP_KWP, kek, NULL, 0, blob, sizeof blob, &blob_len));
+    ck_assert_int_eq(blob[1], 'W');
+    OK(km_key_import_wrapped(&back, a, "hmac-copy", KM_KEY_HMAC_SHA256, KM_WRAP_KWP, blob, blob_len, NULL));
+    {
+        uint8_t t1[64], t2[64];
+        size_t n1, n2;
+        OK(km_mac(k, KM_SIG_RAW, (const uint8_t *)"m", 1, t1, sizeof t1, &n1));
+        OK(km_mac(back, KM_SIG_RAW, (const uint8_t *)"m", 1, t2, sizeof t2, &n2));
+        ck_assert_mem_eq(t1, t2, n1);
+    }
+    km_key_free(back);
+    for (i = 0; i < blob_len * 8; i += 7) {
+        blob[i / 8] ^= (uint8_t)(1u << (i % 8));
+        ck_assert_int_ne(km_key_import_wrapped(NULL, a, "x", KM_KEY_HMAC_SHA256, KM_WRAP_KWP, blob,
+                                               blob_len, NULL), KM_OK);
+        blob[i / 8] ^= (uint8_t)(1u << (i % 8));
+    }
+    for (i = 0; i < blob_len; i++)
+        ck_assert_int_ne(km_key_import_wrapped(NULL, a, "x", KM_KEY_HMAC_SHA256, KM_WRAP_KWP, blob, i,
+                                               NULL), KM_OK);
+    ck_assert_int_eq(km_key_open(&back, a, "x"), KM_E_NOTFOUND);
+    /* a private key (PKCS#8 inside) moves too, and signs the same */
+    OK(km_key_export_wrapped(ec, 0, KM_WRAP_KWP, kek, NULL, 0, blob, sizeof blob, &blob_len));
+    OK(km_key_import_wrapped(&back, a, "signer-copy", KM_KEY_EC_P256, KM_WRAP_KWP, blob, blob_len, NULL));
+    OK(km_sign(back, KM_SIG_RAW, (const uint8_t *)"m", 1, sig, sizeof sig, &sig_len));
+    OK(km_verify(ec, 0, KM_SIG_RAW, (const uint8_t *)"m", 1, sig, sig_len));
+    /* a type that does not match the material is refused */
+    ck_assert_int_eq(km_key_import_wrapped(NULL, a, "y", KM_KEY_EC_P384, KM_WRAP_KWP, blob, blob_len, NULL),
+                     KM_E_INVALID);
+    /* wrong arguments */
+    ck_assert_int_eq(km_key_export_wrapped(k, 0, KM_WRAP_KWP, NULL, NULL, 0, blob, sizeof blob, &blob_len),
+                     KM_E_INVALID);
+    ck_assert_int_eq(km_key_export_wrapped(k, 0, KM_WRAP_KWP, ec, NULL, 0, blob, sizeof blob, &blob_len),
+                     KM_E_USAGE);
+    km_key_free(back);
+    km_key_free(kek);
+    km_key_free(k);
+    km_key_free(ec);
+}
+END_TEST
+
+/* The openssl tool unwraps what libkm exports (RSA-OAEP + AES-KWP). */
+START_TEST(test_distribute_openssl_unwraps_export)
+{
+    char cmd[16384], path[4200];
+    uint8_t raw[32], blob[1024], pub[4096];
+    size_t blob_len, len;
+    km_key *k = NULL;
+    uint8_t *got, *pubpem;
+    ck_assert_int_eq(RAND_bytes(raw, 32), 1);
+    {
+        km_key_options ex = KM_KEY_OPTIONS_INIT;
+        ex.flags = KM_KEY_EXPORTABLE;
+        OK(km_key_import(&k, a, "known", KM_KEY_AES_256_GCM, KM_MATERIAL_RAW, raw, 32, KM_IMPORT_ALLOW_RAW, &ex));
+    }
+    snprintf(cmd, sizeof cmd, "cd '%s' && openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 "
+             "-out r.pem 2>/dev/null && openssl pkey -in r.pem -pubout -out r.pub.pem", dir);
+    ck_assert_int_eq(run(cmd), 0);
+    snprintf(path, sizeof path, "%s/r.pub.pem", dir);
+    pubpem = tu_read_file(path, &len);
+    ck_assert_ptr_nonnull(pubpem);
+    memcpy(pub, pubpem, len);
+    free(pubpem);
+    OK(km_key_export_wrapped(k, 0, KM_WRAP_RSA_OAEP_KWP, NULL, pub, len, blob, sizeof blob, &blob_len));
+    snprintf(path, sizeof path, "%s/blob.bin", dir);
+    write_file(path, blob, blob_len);
+    snprintf(cmd, sizeof cmd,
+             "cd '%s' && head -c 256 blob.bin > eph.enc && tail -c +257 blob.bin > key.kwp && "
+             "openssl pkeyutl -decrypt -inkey r.pem -in eph.enc -out eph.bin "
+             "-pkeyopt rsa_padding_mode:oaep -pkeyopt rsa_oaep_md:sha256 -pkeyopt rsa_mgf1_md:sha256 && "
+             "openssl enc -d -id-aes256-wrap-pad -K $(od -An -tx1 eph.bin | tr -d ' \\n') -iv A65959A6 "
+             "-in key.kwp -out key.bin",
+             dir);
+    ck_assert_int_eq(run(cmd), 0);
+    snprintf(path, sizeof path, "%s/key.bin", dir);
+    got = tu_read_file(path, &len);
+    ck_assert_ptr_nonnull(got);
+    ck_assert_uint_eq(len, 32);
+    ck_assert_mem_eq(got, raw, 32);
+    free(got);
+    km_memzero(raw, sizeof raw);
+    km_key_free(k);
+}
+END_TEST
+
+/* libkm imports a key that the openssl tool wrapped to the vault's wrapping key. */
+START_TEST(test_distribute_openssl_wraps_import)
+{
+    char cmd[16384], path[4200];
+    uint8_t pub[4096], *blob, *raw, ct[100], pt[64];
+    size_t pub_len, blob_len, raw_len, n;
+    km_key *k = NULL;
+    const uint8_t msg[] = "byok";
+    OK(km_vault_wrapping_key(a, KM_MATERIAL_PEM, pub, sizeof pub, &pub_len));
+    snprintf(path, sizeof path, "%s/wrap.pub.pem", dir);
+    write_file(path, pub, pub_len);
+    snprintf(cmd, sizeof cmd,
+             "cd '%s' && openssl rand 32 > key.bin && openssl rand 32 > eph.bin && "
+             "openssl pkeyutl -encrypt -pubin -inkey wrap.pub.pem -in eph.bin -out eph.enc "
+             "-pkeyopt rsa_padding_mode:oaep -pkeyopt rsa_oaep_md:sha256 -pkeyopt rsa_mgf1_md:sha256 && "
+             "openssl enc -id-aes256-wrap-pad -K $(od -An -tx1 eph.bin | tr -d ' \\n') -iv A65959A6 "
+             "-in key.bin -out key.kwp && cat eph.enc key.kwp > blob.bin",
+             dir);
+    ck_assert_int_eq(run(cmd), 0);
+    snprintf(path, sizeof path, "%s/blob.bin", dir);
+    blob = tu_read_file(path, &blob_len);
+    snprintf(path, sizeof path, "%s/key.bin", dir);
+    raw = tu_read_file(path, &raw_len);
+    ck_assert_ptr_nonnull(blob);
+    ck_assert_ptr_nonnull(raw);
+    OK(km_key_import_wrapped(&k, a, "from-openssl", KM_KEY_AES_256_GCM, KM_WRAP_RSA_OAEP_KWP, blob, blob_len, NULL));
+    OK(km_encrypt(k, msg, sizeof msg, NULL, 0, ct, sizeof ct, &n));
+    { /* the imported key is the one openssl wrapped: decrypt with raw EVP */
+        EVP_CIPHER_CTX *c = EVP_CIPHER_CTX_new();
+        int l, ok = EVP_DecryptInit_ex(c, EVP_aes_256_gcm(), NULL, raw, ct + 24) == 1
+                    && EVP_DecryptUpdate(c, NULL, &l, ct, 36) == 1
+                    && EVP_DecryptUpdate(c, pt, &l, ct + 36, (int)(n - 52)) == 1
+                    && EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_GCM_SET_TAG, 16, ct + n - 16) == 1
+                    && EVP_DecryptFinal_ex(c, pt + l, &l) == 1;
+        EVP_CIPHER_CTX_free(c);
+        ck_assert(ok);
+        ck_assert_mem_eq(pt, msg, sizeof msg);
+    }
+    free(blob);
+    km_memzero(raw, raw_len);
+    free(raw);
+    km_key_free(k);
+}
+END_TEST
+
+static Suite *distribute_suite(void)
+{
+    Suite *s = suite_create("distribute");
+    TCase *tc = tcase_create("distribute");
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_set_timeout(tc, 600); /* RSA-4096 wrapping keys are generated, slowly under valgrind */
+    tcase_add_test(tc, test_distribute_vault_to_vault);
+    tcase_add_test(tc, test_distribute_kwp_under_kek);
+    tcase_add_test(tc, test_distribute_openssl_unwraps_export);
+    tcase_add_test(tc, test_distribute_openssl_wraps_import);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int main(void)
+{
+    SRunner *sr = srunner_create(distribute_suite());
+    int failed;
+    srunner_run_all(sr, CK_NORMAL);
+    failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}
