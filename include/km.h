@@ -62,5 +62,6 @@
 #include "km/policy.h"
 #include "km/envelope.h"
 #include "km/distribute.h"
+#include "km/derive.h"
 
 #endif /* KM_H */

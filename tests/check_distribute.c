@@ -232,6 +232,75 @@ START_TEST(test_distribute_openssl_wraps_import)
 }
 END_TEST
 
+/* HKDF derivation is deterministic per (key, salt, info) and differs otherwise. */
+START_TEST(test_distribute_derive)
+{
+    km_key *k = NULL, *aes = NULL;
+    km_secret *s1 = NULL, *s2 = NULL, *s3 = NULL;
+    OK(km_key_create(&k, a, "root", KM_KEY_HMAC_SHA256, NULL));
+    OK(km_key_create(&aes, a, "aes", KM_KEY_AES_256_GCM, NULL));
+    OK(km_derive(k, (const uint8_t *)"salt", 4, (const uint8_t *)"tenant-1", 8, 32, &s1));
+    OK(km_derive(k, (const uint8_t *)"salt", 4, (const uint8_t *)"tenant-1", 8, 32, &s2));
+    OK(km_derive(k, (const uint8_t *)"salt", 4, (const uint8_t *)"tenant-2", 8, 32, &s3));
+    ck_assert_mem_eq(km_secret_data(s1), km_secret_data(s2), 32);
+    ck_assert(memcmp(km_secret_data(s1), km_secret_data(s3), 32) != 0);
+    km_secret_free(s1);
+    km_secret_free(s2);
+    km_secret_free(s3);
+    s1 = (km_secret *)1;
+    ck_assert_int_eq(km_derive(aes, NULL, 0, NULL, 0, 32, &s1), KM_E_USAGE);
+    ck_assert_ptr_null(s1);
+    ck_assert_int_eq(km_derive(k, NULL, 0, NULL, 0, 0, &s1), KM_E_INVALID);
+    ck_assert_int_eq(km_derive(k, NULL, 0, NULL, 0, KM_DERIVE_MAX + 1, &s1), KM_E_INVALID);
+    km_key_free(k);
+    km_key_free(aes);
+}
+END_TEST
+
+/* Two parties agree the same secret (ECDH P-256 and P-384, X25519); a peer on
+ * another curve or an invalid point is refused. */
+START_TEST(test_distribute_agree)
+{
+    static const km_key_type types[] = { KM_KEY_EC_P256, KM_KEY_EC_P384, KM_KEY_X25519 };
+    size_t i;
+    for (i = 0; i < 3; i++) {
+        km_key *x = NULL, *y = NULL;
+        uint8_t px[512], py[512];
+        size_t nx, ny;
+        km_secret *sx = NULL, *sy = NULL;
+        char n1[16], n2[16];
+        snprintf(n1, sizeof n1, "x%zu", i);
+        snprintf(n2, sizeof n2, "y%zu", i);
+        OK(km_key_create(&x, a, n1, types[i], NULL));
+        OK(km_key_create(&y, b, n2, types[i], NULL));
+        OK(km_key_public_export(x, 0, KM_MATERIAL_SPKI_DER, px, sizeof px, &nx));
+        OK(km_key_public_export(y, 0, KM_MATERIAL_SPKI_DER, py, sizeof py, &ny));
+        OK(km_agree(x, py, ny, (const uint8_t *)"session", 7, 32, &sx));
+        OK(km_agree(y, px, nx, (const uint8_t *)"session", 7, 32, &sy));
+        ck_assert_mem_eq(km_secret_data(sx), km_secret_data(sy), 32);
+        km_secret_free(sx);
+        km_secret_free(sy);
+        /* a peer key of another type */
+        ck_assert_int_eq(km_agree(x, i == 0 ? py : px, 0, NULL, 0, 32, &sx), KM_E_INVALID);
+        if (i == 0) {
+            km_key *other = NULL;
+            uint8_t po[512];
+            size_t no;
+            OK(km_key_create(&other, b, "other-curve", KM_KEY_EC_P384, NULL));
+            OK(km_key_public_export(other, 0, KM_MATERIAL_SPKI_DER, po, sizeof po, &no));
+            ck_assert_int_eq(km_agree(x, po, no, NULL, 0, 32, &sx), KM_E_INVALID);
+            /* a point not on the curve: flip a bit of the x coordinate */
+            py[ny - 10] ^= 1;
+            ck_assert_int_ne(km_agree(x, py, ny, NULL, 0, 32, &sx), KM_OK);
+            ck_assert_ptr_null(sx);
+            km_key_free(other);
+        }
+        km_key_free(x);
+        km_key_free(y);
+    }
+}
+END_TEST
+
 static Suite *distribute_suite(void)
 {
     Suite *s = suite_create("distribute");
@@ -242,6 +311,8 @@ static Suite *distribute_suite(void)
     tcase_add_test(tc, test_distribute_kwp_under_kek);
     tcase_add_test(tc, test_distribute_openssl_unwraps_export);
     tcase_add_test(tc, test_distribute_openssl_wraps_import);
+    tcase_add_test(tc, test_distribute_derive);
+    tcase_add_test(tc, test_distribute_agree);
     suite_add_tcase(s, tc);
     return s;
 }

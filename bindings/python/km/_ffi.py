@@ -392,6 +392,9 @@ _FUNCTIONS = {
     "km_key_import_wrapped": (_int, [ctypes.POINTER(KEY_P), CTX_P, _ccp, _int, _int, U8_P, _size,
                                      ctypes.POINTER(km_key_options)], _check),
     "km_vault_wrapping_key": (_int, [CTX_P, _int, U8_P, _size, SIZE_P], _check),
+    # derive.h
+    "km_derive": (_int, [KEY_P, U8_P, _size, U8_P, _size, _size, ctypes.POINTER(SECRET_P)], _check),
+    "km_agree": (_int, [KEY_P, U8_P, _size, U8_P, _size, _size, ctypes.POINTER(SECRET_P)], _check),
     # envelope.h
     "km_datakey_wrapped_len": (_size, [], None),
     "km_datakey_generate": (_int, [KEY_P, U8_P, _size, ctypes.POINTER(SECRET_P), U8_P, _size,
