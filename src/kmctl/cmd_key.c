@@ -243,9 +243,74 @@ int kmctl_check_key_import(const struct kmctl_args *a)
         if ((rc = parse_format(a->val[OPT_FORMAT], &f)) != KMCTL_EXIT_OK)
             return rc;
     }
-    if (a->val[OPT_WRAPPED] != NULL)
-        return kmctl_unsupported("import --wrapped");
     return KMCTL_EXIT_OK;
+}
+
+/* import --wrapped BLOB: a blob wrapped to this vault's wrapping key (the
+ * cloud BYOK format), or a libkm AES-KWP blob naming a KEK of this vault. */
+static int import_wrapped(struct kmctl *k, const struct kmctl_args *a, km_key_type type,
+                          const km_key_options *o)
+{
+    struct kmctl_buf b = { NULL, 0, 0 };
+    km_key *key = NULL;
+    km_wrap_format f;
+    int rc = kmctl_read_file(a->val[OPT_WRAPPED], 1u << 16, &b);
+    if (rc != KMCTL_EXIT_OK)
+        return rc;
+    if ((rc = kmctl_text_decode_if(&b)) != KMCTL_EXIT_OK)
+        goto out;
+    f = b.len > 2 && b.p[0] == 'K' && b.p[1] == 'W' ? KM_WRAP_KWP : KM_WRAP_RSA_OAEP_KWP;
+    rc = km_key_import_wrapped(&key, k->ctx, a->pos[0], type, f, b.p, b.len, o);
+    if (rc != KM_OK) {
+        rc = kmctl_lib_error(rc, "importing wrapped key '%s'", a->pos[0]);
+        goto out;
+    }
+    rc = print_id(km_key_id(key));
+out:
+    km_key_free(key);
+    kmctl_buf_free(&b);
+    return rc;
+}
+
+/* kmctl export NAME --wrap-with PUBKEY.pem > blob (RSA-OAEP + AES-KWP). */
+int kmctl_cmd_export(struct kmctl *k, const struct kmctl_args *a)
+{
+    struct kmctl_buf pub = { NULL, 0, 0 };
+    km_key *key = NULL;
+    uint8_t *blob = NULL;
+    size_t need = 0, n = 0;
+    int rc;
+
+    if ((rc = kmctl_read_file(a->val[OPT_WRAP_WITH], 1u << 16, &pub)) != KMCTL_EXIT_OK)
+        return rc;
+    if ((rc = kmctl_open_key(k, a->pos[0], &key)) != KMCTL_EXIT_OK)
+        goto out;
+    rc = km_key_export_wrapped(key, 0, KM_WRAP_RSA_OAEP_KWP, NULL, pub.p, pub.len, NULL, 0, &need);
+    if (rc == KM_E_BUFFER && (blob = malloc(need)) != NULL)
+        rc = km_key_export_wrapped(key, 0, KM_WRAP_RSA_OAEP_KWP, NULL, pub.p, pub.len, blob, need, &n);
+    if (rc != KM_OK) {
+        rc = kmctl_lib_error(rc, "exporting key '%s'", a->pos[0]);
+        goto out;
+    }
+    rc = kmctl_write(blob, n);
+out:
+    free(blob);
+    km_key_free(key);
+    kmctl_buf_free(&pub);
+    return rc;
+}
+
+/* kmctl wrapping-key > vault-import-pub.pem */
+int kmctl_cmd_wrapping_key(struct kmctl *k, const struct kmctl_args *a)
+{
+    uint8_t pem[4096];
+    size_t n = 0;
+    int rc;
+    (void)a;
+    rc = km_vault_wrapping_key(k->ctx, KM_MATERIAL_PEM, pem, sizeof pem, &n);
+    if (rc != KM_OK)
+        return kmctl_lib_error(rc, "reading the vault's import wrapping key");
+    return kmctl_write(pem, n);
 }
 
 /* The format of a key file when --format is not given. */
@@ -273,6 +338,8 @@ int kmctl_cmd_key_import(struct kmctl *k, const struct kmctl_args *a)
     if ((rc = parse_type(a->val[OPT_TYPE], &type)) != KMCTL_EXIT_OK ||
         (rc = key_options(a, &o)) != KMCTL_EXIT_OK)
         return rc;
+    if (a->val[OPT_WRAPPED] != NULL)
+        return import_wrapped(k, a, type, &o);
     if ((rc = kmctl_read_secret(a->val[OPT_RAW], KMCTL_KEYFILE_MAX, &material, &len)) != KMCTL_EXIT_OK)
         return rc;
     if (a->val[OPT_FORMAT] != NULL) {

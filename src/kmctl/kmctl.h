@@ -113,6 +113,8 @@ int kmctl_cmd_key_revoke(struct kmctl *k, const struct kmctl_args *a);
 int kmctl_cmd_key_destroy(struct kmctl *k, const struct kmctl_args *a);
 int kmctl_cmd_key_cancel_destroy(struct kmctl *k, const struct kmctl_args *a);
 int kmctl_cmd_maintain(struct kmctl *k, const struct kmctl_args *a);
+int kmctl_cmd_export(struct kmctl *k, const struct kmctl_args *a);
+int kmctl_cmd_wrapping_key(struct kmctl *k, const struct kmctl_args *a);
 int kmctl_cmd_datakey(struct kmctl *k, const struct kmctl_args *a);
 int kmctl_cmd_rewrap(struct kmctl *k, const struct kmctl_args *a);
 int kmctl_cmd_policy_show(struct kmctl *k, const struct kmctl_args *a);
