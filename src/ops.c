@@ -431,6 +431,27 @@ int km_rewrap(km_ctx *ctx, const uint8_t *in, size_t in_len, const uint8_t *aad,
     return rc;
 }
 
+int km_rewrap_batch(km_ctx *ctx, size_t count, const uint8_t *const *in, const size_t *in_len,
+                    const uint8_t *const *aad, const size_t *aad_len, uint8_t *const *out,
+                    const size_t *out_cap, size_t *out_len, int *results)
+{
+    size_t i;
+    int first = KM_OK;
+
+    if (ctx == NULL || in == NULL || in_len == NULL || out == NULL || out_cap == NULL
+        || out_len == NULL || results == NULL || (aad != NULL && aad_len == NULL))
+        return km__err(KM_E_INVALID, "km_rewrap_batch: an array argument is NULL");
+    if (count > 1000000)
+        return km__err(KM_E_INVALID, "km_rewrap_batch: count exceeds 1,000,000");
+    for (i = 0; i < count; i++) {
+        results[i] = km_rewrap(ctx, in[i], in_len[i], aad ? aad[i] : NULL, aad ? aad_len[i] : 0,
+                               out[i], out_cap[i], &out_len[i]);
+        if (results[i] != KM_OK && first == KM_OK)
+            first = results[i];
+    }
+    return first == KM_OK ? KM_OK : km__err(first, "km_rewrap_batch: an item failed (see results)");
+}
+
 /* ------------------------------------------------------- sign / MAC */
 
 /* Shared by km_sign and km_mac: protect with the primary, optionally tagged. */

@@ -166,6 +166,34 @@ START_TEST(test_envelope_rewrap_ciphertext)
 }
 END_TEST
 
+START_TEST(test_envelope_rewrap_batch)
+{
+    uint8_t ct[3][100], nw[3][100];
+    const uint8_t *in[3];
+    uint8_t *outp[3];
+    size_t in_len[3], cap[3], out_len[3], i;
+    int results[3];
+    for (i = 0; i < 3; i++) {
+        OK(km_encrypt(kek, (const uint8_t *)"item", 4, NULL, 0, ct[i], sizeof ct[i], &in_len[i]));
+        in[i] = ct[i];
+        outp[i] = nw[i];
+        cap[i] = sizeof nw[i];
+    }
+    OK(km_key_rotate(kek, NULL));
+    ct[1][40] ^= 1; /* one damaged item */
+    ck_assert_int_eq(km_rewrap_batch(ctx, 3, in, in_len, NULL, NULL, outp, cap, out_len, results),
+                     KM_E_INTEGRITY);
+    ck_assert_int_eq(results[0], KM_OK);
+    ck_assert_int_eq(results[1], KM_E_INTEGRITY);
+    ck_assert_int_eq(results[2], KM_OK);
+    ck_assert_int_eq(nw[0][23], 2);
+    ck_assert_int_eq(nw[2][23], 2);
+    ck_assert(tu_all_zero(nw[1], in_len[1]));
+    ck_assert_int_eq(km_rewrap_batch(ctx, 3, NULL, in_len, NULL, NULL, outp, cap, out_len, results),
+                     KM_E_INVALID);
+}
+END_TEST
+
 static Suite *envelope_suite(void)
 {
     Suite *s = suite_create("envelope");
@@ -176,6 +204,7 @@ static Suite *envelope_suite(void)
     tcase_add_test(tc, test_envelope_datakey_tamper);
     tcase_add_test(tc, test_envelope_file_rotate_rewrap);
     tcase_add_test(tc, test_envelope_rewrap_ciphertext);
+    tcase_add_test(tc, test_envelope_rewrap_batch);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -71,6 +71,23 @@ KM_EXTERN int km_datakey_decrypt(km_ctx *ctx, const uint8_t *wrapped, size_t wra
 KM_EXTERN int km_rewrap(km_ctx *ctx, const uint8_t *in, size_t in_len, const uint8_t *aad,
                         size_t aad_len, uint8_t *out, size_t out_cap, size_t *out_len) KM_WUR;
 
+/**
+ * Rewraps many ciphertexts or wrapped data keys in one call (as km_rewrap()
+ * each), for a migration after a rotation.
+ *
+ * @param[in]  count    the number of items (at most 1,000,000).
+ * @param[in]  aad      per item; NULL = no aad for any item (aad_len may then be NULL).
+ * @param[out] out      per item, a buffer of out_cap[i] bytes (>= in_len[i]).
+ * @param[out] out_len  per item, the bytes written.
+ * @param[out] results  per item, its km_error_code (KM_OK or why it failed).
+ * @return KM_OK when every item was rewrapped; otherwise the first item's
+ *         error (the others are still attempted); KM_E_INVALID for NULL arrays.
+ */
+KM_EXTERN int km_rewrap_batch(km_ctx *ctx, size_t count, const uint8_t *const *in,
+                              const size_t *in_len, const uint8_t *const *aad,
+                              const size_t *aad_len, uint8_t *const *out, const size_t *out_cap,
+                              size_t *out_len, int *results);
+
 #ifdef __cplusplus
 }
 #endif

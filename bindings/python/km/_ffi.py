@@ -402,6 +402,8 @@ _FUNCTIONS = {
     "km_datakey_decrypt": (_int, [CTX_P, U8_P, _size, U8_P, _size, ctypes.POINTER(SECRET_P)],
                            _check),
     "km_rewrap": (_int, [CTX_P, U8_P, _size, U8_P, _size, U8_P, _size, SIZE_P], _check),
+    "km_rewrap_batch": (_int, [CTX_P, _size, ctypes.POINTER(U8_P), SIZE_P, ctypes.POINTER(U8_P),
+                               SIZE_P, ctypes.POINTER(U8_P), SIZE_P, SIZE_P, INT_P], _check),
 }
 
 
