@@ -80,6 +80,7 @@ typedef struct km__kobj {
     atomic_uint loaded_gen;      /* km__write_gen when last read */
     _Atomic int64_t checked_ms;  /* monotonic ms of the last read */
     int removed;                 /* key no longer in the vault */
+    int session;                 /* an ephemeral key: never in the vault */
     /* from the vault policy at the last refresh */
     int policy_rc;               /* KM_OK, or KM_E_POLICY: the algorithm may not protect */
     char policy_msg[200];

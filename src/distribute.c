@@ -72,6 +72,8 @@ int km_key_export_wrapped(km_key *key, uint32_t version, km_wrap_format format, 
     if (k->flags & KM_KEY_PUBLIC_ONLY)
         return km__err(KM_E_UNSUPPORTED, "key '%s' holds only a public key: export it with "
                                          "km_key_public_export", k->name);
+    if (k->session)
+        return km__err(KM_E_UNSUPPORTED, "a session key is not exported");
     if (strcmp(k->protection, "software") != 0)
         return km__err(KM_E_UNSUPPORTED, "keys protected by '%s' are not exported this way",
                        k->protection);

@@ -437,6 +437,12 @@ int km__kobj_refresh(km__kobj *k, int force)
     int64_t now_ms = km__mono_ms();
     int rc;
 
+    if (k->session) { /* nothing to re-read: it lives only in memory */
+        atomic_store(&k->loaded_gen, gen);
+        atomic_store(&k->checked_ms, now_ms);
+        return KM_OK;
+    }
+
     pthread_rwlock_wrlock(&k->lock);
     if (!force && k->loaded_gen == gen && now_ms - k->checked_ms < (int64_t)k->ctx->refresh_ms) {
         pthread_rwlock_unlock(&k->lock);
@@ -685,6 +691,9 @@ static int reserve_block(km__kobj *k, km__ver *v, uint64_t limit)
     uint8_t vk[20];
     int rc;
 
+    if (k->session) /* its whole allowance was granted at creation */
+        return km__err(KM_E_LIMIT, "session key reached its usage limit");
+
     km__vkey(vk, k->id, v->version);
     rc = km__txn_begin(k->ctx->env, 1, &t);
     if (rc != KM_OK)
@@ -749,7 +758,7 @@ void km__kobj_release_counters(km__kobj *k)
     uint32_t i;
 
     /* never touch the environment from a forked child (PLATFORM.md) */
-    if (k->ctx == NULL || k->ctx->fork_gen != atomic_load(&km__fork_gen))
+    if (k->ctx == NULL || k->session || k->ctx->fork_gen != atomic_load(&km__fork_gen))
         return;
     for (i = 0; i < k->nvers; i++) {
         km__ver *v = k->vers[i];
@@ -772,6 +781,8 @@ void km__kobj_release_counters(km__kobj *k)
     if (t != NULL && km__txn_commit(t) == KM_OK)
         atomic_fetch_add(&km__write_gen, 1);
 }
+
+static int kobj_rotate_stored(km__kobj *k, uint32_t *new_version);
 
 /* ------------------------------------------------------------ handles */
 
@@ -1221,6 +1232,13 @@ int km_key_rotate(km_key *key, uint32_t *new_version)
 
 int km__kobj_rotate(km__kobj *k, uint32_t *new_version)
 {
+    if (k->session)
+        return km__err(KM_E_UNSUPPORTED, "a session key does not rotate; make a new one");
+    return kobj_rotate_stored(k, new_version);
+}
+
+static int kobj_rotate_stored(km__kobj *k, uint32_t *new_version)
+{
     km_backend_keyspec spec;
     km_secret *ref = NULL, *rec = NULL;
     km__txn *t = NULL;
@@ -1540,4 +1558,75 @@ void km__ver_unload(km__kobj *k, uint32_t version)
             k->be->ops.unload(k->be->state, obj);
     }
     pthread_rwlock_unlock(&k->lock);
+}
+
+/* ----------------------------------------------------------- session keys */
+
+int km_session_key_create(km_key **out, km_ctx *ctx, km_key_type type)
+{
+    km_backend_keyspec spec;
+    km_secret *ref = NULL;
+    km__kobj *k = NULL;
+    km__ver *v;
+    void *obj = NULL;
+    int rc;
+
+    if (out == NULL)
+        return km__err(KM_E_INVALID, "km_session_key_create: out is NULL");
+    *out = NULL;
+    if ((rc = ctx_arg("km_session_key_create", ctx)) != KM_OK)
+        return rc;
+    if (!km__type_is_valid((int)type))
+        return km__err(KM_E_INVALID, "km_session_key_create: unknown key type %d", (int)type);
+    if ((rc = km__ctx_policy_refresh(ctx, 0)) != KM_OK)
+        return rc;
+    {
+        const km__policy *p = km__policy_acquire(ctx);
+        rc = km__policy_check_create(p, type, 0, km__now(ctx), 0, 0, 0, 30);
+        km__policy_release(ctx);
+        if (rc != KM_OK)
+            return rc;
+    }
+    k = calloc(1, sizeof *k);
+    if (k == NULL)
+        return km__err(KM_E_NOMEM, "out of memory");
+    atomic_init(&k->refs, 1);
+    k->ctx = ctx;
+    km__ctx_ref(ctx);
+    pthread_rwlock_init(&k->lock, NULL);
+    k->session = 1;
+    k->type = type;
+    k->usage = km__type_usage(type);
+    snprintf(k->protection, sizeof k->protection, "software");
+    k->created = km__now(ctx);
+    k->grace_days = 30;
+    if ((rc = km__random(k->id, 16)) != KM_OK)
+        goto fail;
+    if ((k->name = strdup("(session key)")) == NULL || (k->vers = calloc(1, sizeof *k->vers)) == NULL
+        || (k->vers[0] = ver_new(1)) == NULL) {
+        rc = km__err(KM_E_NOMEM, "out of memory");
+        goto fail;
+    }
+    k->nvers = 1;
+    v = k->vers[0];
+    km__version_init(v, k, 1, k->created, 0);
+    if ((rc = km__backend_get(ctx, "software", &k->be)) != KM_OK)
+        goto fail;
+    make_spec(&spec, type, k->usage, 0, k->id, 1);
+    if ((rc = k->be->ops.generate(k->be->state, &spec, &ref)) != KM_OK)
+        goto fail;
+    rc = k->be->ops.load(k->be->state, &spec, km_secret_data(ref), km_secret_len(ref), &obj);
+    km_secret_free(ref); /* the loaded object holds the only copy */
+    if (rc != KM_OK)
+        goto fail;
+    atomic_store(&v->obj, obj);
+    k->primary = 1;
+    kobj_apply_policy(k);
+    atomic_store(&v->allowance, k->usage_limit);
+    atomic_store(&k->loaded_gen, atomic_load(&km__write_gen));
+    atomic_store(&k->checked_ms, km__mono_ms());
+    return handle_new(out, k);
+fail:
+    kobj_free(k);
+    return rc;
 }

@@ -287,6 +287,8 @@ static int lc_entry(const char *fn, km_key *key, uint32_t version, const lc_arg 
         return km__err(KM_E_INVALID, "%s: key is NULL", fn);
     if ((rc = km__key_use(key, &k)) != KM_OK)
         return rc;
+    if (k->session)
+        return km__err(KM_E_UNSUPPORTED, "%s: a session key has no lifecycle; free it", fn);
     if (version == 0) {
         pthread_rwlock_rdlock(&k->lock);
         if (a->op == OP_ACTIVATE) {

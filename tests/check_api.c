@@ -577,6 +577,38 @@ START_TEST(test_api_format_interop)
 }
 END_TEST
 
+/* A session key works on the data path, never reaches the vault, and has no
+ * lifecycle of its own. */
+START_TEST(test_api_session_key)
+{
+    km_key *s = NULL, *e = NULL;
+    uint8_t ct[100], pt[16], sig[KM_SIGNATURE_MAX];
+    size_t n, m;
+    int count = 0;
+    OK(km_session_key_create(&s, ctx, KM_KEY_AES_256_GCM));
+    OK(km_encrypt(s, (const uint8_t *)"eph", 3, NULL, 0, ct, sizeof ct, &n));
+    OK(km_decrypt_key(s, 0, ct, n, NULL, 0, pt, sizeof pt, &m));
+    ck_assert_mem_eq(pt, "eph", 3);
+    ck_assert_int_eq(km_decrypt(ctx, 0, ct, n, NULL, 0, pt, sizeof pt, &m), KM_E_NOTFOUND);
+    ck_assert_int_eq(km_key_rotate(s, NULL), KM_E_UNSUPPORTED);
+    ck_assert_int_eq(km_key_suspend(s, 0), KM_E_UNSUPPORTED);
+    OK(km_key_list(ctx, count_keys, &count));
+    ck_assert_int_eq(count, 0);
+    OK(km_session_key_create(&e, ctx, KM_KEY_ED25519));
+    OK(km_sign(e, KM_SIG_RAW, (const uint8_t *)"m", 1, sig, sizeof sig, &n));
+    OK(km_verify(e, 0, KM_SIG_RAW, (const uint8_t *)"m", 1, sig, n));
+    ck_assert_int_eq(km_session_key_create(&s, ctx, (km_key_type)0), KM_E_INVALID);
+    km_key_free(s);
+    km_key_free(e);
+    /* nothing was written: the vault still has no key */
+    km_close(ctx);
+    OK(tu_vault_open(&ctx, dir, TU_PASS, 0));
+    count = 0;
+    OK(km_key_list(ctx, count_keys, &count));
+    ck_assert_int_eq(count, 0);
+}
+END_TEST
+
 static Suite *api_suite(void)
 {
     Suite *s = suite_create("api");
@@ -599,6 +631,7 @@ static Suite *api_suite(void)
     tcase_add_test(tc, test_api_fork_detected);
     tcase_add_test(tc, test_api_usage_counter_persisted);
     tcase_add_test(tc, test_api_format_interop);
+    tcase_add_test(tc, test_api_session_key);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -156,6 +156,17 @@ KM_EXTERN int km_key_import(km_key **out, km_ctx *ctx, const char *name, km_key_
                             size_t material_len, uint32_t flags, const km_key_options *opts);
 
 /**
+ * Creates a session key: an ephemeral key of `type`, generated in memory,
+ * never written to the vault, and wiped when the handle is freed. It works
+ * with every data-path call of its type (decrypt with km_decrypt_key(), since
+ * km_decrypt() finds only vault keys); it has no name in the vault, no
+ * lifecycle and no rotation (KM_E_UNSUPPORTED), and is not exported. The
+ * vault policy still decides whether the type may be created.
+ * @return KM_OK; KM_E_INVALID; KM_E_POLICY; KM_E_NOMEM.
+ */
+KM_EXTERN int km_session_key_create(km_key **out, km_ctx *ctx, km_key_type type);
+
+/**
  * Opens a key by name.
  * @return KM_OK; KM_E_INVALID; KM_E_NOTFOUND; KM_E_CORRUPT; KM_E_IO.
  */

@@ -395,6 +395,7 @@ _FUNCTIONS = {
     # derive.h
     "km_derive": (_int, [KEY_P, U8_P, _size, U8_P, _size, _size, ctypes.POINTER(SECRET_P)], _check),
     "km_agree": (_int, [KEY_P, U8_P, _size, U8_P, _size, _size, ctypes.POINTER(SECRET_P)], _check),
+    "km_session_key_create": (_int, [ctypes.POINTER(KEY_P), CTX_P, _int], _check),
     # envelope.h
     "km_datakey_wrapped_len": (_size, [], None),
     "km_datakey_generate": (_int, [KEY_P, U8_P, _size, ctypes.POINTER(SECRET_P), U8_P, _size,
