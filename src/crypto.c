@@ -36,7 +36,7 @@
 
 /* ------------------------------------------------------------- key types */
 
-enum kind { K_NONE = 0, K_GCM, K_KWP, K_HMAC, K_EC, K_ED25519, K_X25519, K_RSA };
+enum kind { K_NONE = 0, K_GCM, K_KWP, K_HMAC, K_EC, K_ED25519, K_X25519, K_RSA, K_DH };
 
 struct type_info {
     enum kind kind;
@@ -50,7 +50,7 @@ struct type_info {
     const char *md;       /* digest of signatures, or of the HMAC */
 };
 
-#define KM__TYPE_MAX KM_KEY_RSA_4096
+#define KM__TYPE_MAX KM_KEY_FFDHE4096
 
 static const struct type_info types[KM__TYPE_MAX + 1] = {
     [KM_KEY_AES_128_GCM] = { .kind = K_GCM, .name = "aes-128-gcm", .key_len = 16,
@@ -81,6 +81,12 @@ static const struct type_info types[KM__TYPE_MAX + 1] = {
                           .md = "SHA256" },
     [KM_KEY_RSA_4096] = { .kind = K_RSA, .name = "rsa-4096", .bits = 4096, .alg = "RSA",
                           .md = "SHA256" },
+    [KM_KEY_FFDHE2048] = { .kind = K_DH, .name = "ffdhe2048", .alg = "DH", .group = "ffdhe2048",
+                           .bits = 2048 },
+    [KM_KEY_FFDHE3072] = { .kind = K_DH, .name = "ffdhe3072", .alg = "DH", .group = "ffdhe3072",
+                           .bits = 3072 },
+    [KM_KEY_FFDHE4096] = { .kind = K_DH, .name = "ffdhe4096", .alg = "DH", .group = "ffdhe4096",
+                           .bits = 4096 },
 };
 
 /* HMAC keys imported raw may be 14 (112 bits, SP 800-131A) to 1024 bytes. */
@@ -135,6 +141,7 @@ uint32_t km__type_usage(km_key_type type)
     case K_ED25519:
         return KM_USAGE_SIGN | KM_USAGE_VERIFY;
     case K_X25519:
+    case K_DH:
         return KM_USAGE_AGREE;
     case K_RSA:
         return KM_USAGE_SIGN | KM_USAGE_VERIFY | KM_USAGE_WRAP | KM_USAGE_UNWRAP;
@@ -365,6 +372,18 @@ static int check_pkey_type(const struct type_info *ti, EVP_PKEY *pkey, const cha
             return km__err_ossl(KM_E_INVALID, "%s is a %s key, type %s needs %s", what, have,
                                 ti->name, ti->alg);
         return KM_OK;
+    case K_DH: {
+        char group[64];
+        size_t glen = 0;
+        if (!EVP_PKEY_is_a(pkey, "DH"))
+            return km__err_ossl(KM_E_INVALID, "%s is a %s key, type %s needs DH %s", what, have,
+                                ti->name, ti->group);
+        if (EVP_PKEY_get_group_name(pkey, group, sizeof group, &glen) != 1
+            || strcmp(group, ti->group) != 0)
+            return km__err_ossl(KM_E_INVALID, "%s is not a DH key on the RFC 7919 group %s", what,
+                                ti->group);
+        return KM_OK;
+    }
     default:
         break;
     }
@@ -666,6 +685,18 @@ static int sw_generate(void *state, const km_backend_keyspec *spec, km_secret **
     case K_RSA:
         pkey = EVP_PKEY_Q_keygen(NULL, NULL, "RSA", (size_t)ti->bits);
         break;
+    case K_DH: {
+        EVP_PKEY_CTX *pc = EVP_PKEY_CTX_new_from_name(NULL, "DH", NULL);
+        OSSL_PARAM gp[2];
+        gp[0] = OSSL_PARAM_construct_utf8_string(OSSL_PKEY_PARAM_GROUP_NAME,
+                                                 (char *)(uintptr_t)ti->group, 0);
+        gp[1] = OSSL_PARAM_construct_end();
+        if (pc == NULL || EVP_PKEY_keygen_init(pc) != 1 || EVP_PKEY_CTX_set_params(pc, gp) != 1
+            || EVP_PKEY_generate(pc, &pkey) != 1)
+            pkey = NULL;
+        EVP_PKEY_CTX_free(pc);
+        break;
+    }
     case K_NONE:
         break;
     }
@@ -1302,7 +1333,7 @@ static int sw_agree(void *obj, const uint8_t *peer_spki, size_t peer_len, km_sec
     if (o == NULL || peer_spki == NULL || peer_len == 0)
         return km__err(KM_E_INVALID, "software backend agree: %s",
                        o == NULL ? "obj is NULL" : "no peer key");
-    if (o->ti->kind != K_EC && o->ti->kind != K_X25519)
+    if (o->ti->kind != K_EC && o->ti->kind != K_X25519 && o->ti->kind != K_DH)
         return km__err(KM_E_USAGE, "a %s key does not agree keys", o->ti->name);
     if (o->public_only)
         return km__err(KM_E_USAGE, "a public-only %s key cannot agree keys", o->ti->name);

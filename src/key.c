@@ -20,7 +20,8 @@ static const struct {
     { KM_KEY_EC_P384, "ec-p384" },         { KM_KEY_EC_P521, "ec-p521" },
     { KM_KEY_ED25519, "ed25519" },         { KM_KEY_X25519, "x25519" },
     { KM_KEY_RSA_2048, "rsa-2048" },       { KM_KEY_RSA_3072, "rsa-3072" },
-    { KM_KEY_RSA_4096, "rsa-4096" },
+    { KM_KEY_RSA_4096, "rsa-4096" },       { KM_KEY_FFDHE2048, "ffdhe2048" },
+    { KM_KEY_FFDHE3072, "ffdhe3072" },     { KM_KEY_FFDHE4096, "ffdhe4096" },
 };
 
 const char *km_key_type_name(km_key_type type)

@@ -10,7 +10,7 @@
 
 /* ------------------------------------------------------------ constants */
 
-#define KM__PTYPE_MAX 15              /* KM_KEY_RSA_4096 */
+#define KM__PTYPE_MAX 18              /* KM_KEY_FFDHE4096 */
 #define DAY_SECONDS 86400
 #define NO_DATE INT64_MAX             /* open-ended: no protect_until */
 #define DOC_MAX ((size_t)1 << 20)     /* longest policy document accepted */
@@ -58,6 +58,10 @@ static const ptype ptypes[KM__PTYPE_MAX + 1] = {
     [KM_KEY_RSA_2048] = { "rsa-2048", SG, 2048, 112, 1, 0, 0 },
     [KM_KEY_RSA_3072] = { "rsa-3072", SG, 3072, 128, 1, 0, 0 },
     [KM_KEY_RSA_4096] = { "rsa-4096", SG, 4096, 128, 1, 0, 0 },
+    /* RFC 7919 safe-prime groups, approved by SP 800-56A rev. 3 */
+    [KM_KEY_FFDHE2048] = { "ffdhe2048", KA, 2048, 112, 1, 0, 0 },
+    [KM_KEY_FFDHE3072] = { "ffdhe3072", KA, 3072, 128, 1, 0, 0 },
+    [KM_KEY_FFDHE4096] = { "ffdhe4096", KA, 4096, 152, 1, 0, 0 },
 };
 
 static const char *const class_names[KM__PCLASS__COUNT] = {

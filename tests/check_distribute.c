@@ -257,15 +257,16 @@ START_TEST(test_distribute_derive)
 }
 END_TEST
 
-/* Two parties agree the same secret (ECDH P-256 and P-384, X25519); a peer on
+/* Two parties agree the same secret (ECDH P-256 and P-384, X25519, FFDHE); a peer on
  * another curve or an invalid point is refused. */
 START_TEST(test_distribute_agree)
 {
-    static const km_key_type types[] = { KM_KEY_EC_P256, KM_KEY_EC_P384, KM_KEY_X25519 };
+    static const km_key_type types[] = { KM_KEY_EC_P256, KM_KEY_EC_P384, KM_KEY_X25519,
+                                         KM_KEY_FFDHE2048 };
     size_t i;
-    for (i = 0; i < 3; i++) {
+    for (i = 0; i < 4; i++) {
         km_key *x = NULL, *y = NULL;
-        uint8_t px[512], py[512];
+        uint8_t px[1024], py[1024];
         size_t nx, ny;
         km_secret *sx = NULL, *sy = NULL;
         char n1[16], n2[16];
@@ -293,6 +294,15 @@ START_TEST(test_distribute_agree)
             py[ny - 10] ^= 1;
             ck_assert_int_ne(km_agree(x, py, ny, NULL, 0, 32, &sx), KM_OK);
             ck_assert_ptr_null(sx);
+            km_key_free(other);
+        }
+        if (i == 3) { /* a DH key of another group is refused */
+            km_key *other = NULL;
+            uint8_t po[1024];
+            size_t no;
+            OK(km_key_create(&other, b, "dh3072", KM_KEY_FFDHE3072, NULL));
+            OK(km_key_public_export(other, 0, KM_MATERIAL_SPKI_DER, po, sizeof po, &no));
+            ck_assert_int_eq(km_agree(x, po, no, NULL, 0, 32, &sx), KM_E_INVALID);
             km_key_free(other);
         }
         km_key_free(x);

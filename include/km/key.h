@@ -38,7 +38,10 @@ typedef enum km_key_type {
     KM_KEY_X25519 = 12,
     KM_KEY_RSA_2048 = 13,
     KM_KEY_RSA_3072 = 14,
-    KM_KEY_RSA_4096 = 15
+    KM_KEY_RSA_4096 = 15,
+    KM_KEY_FFDHE2048 = 16,   /**< finite-field Diffie-Hellman, RFC 7919 group (agree only) */
+    KM_KEY_FFDHE3072 = 17,
+    KM_KEY_FFDHE4096 = 18
 } km_key_type;
 
 /** Usage mask bits. */
