@@ -254,7 +254,7 @@ START_TEST(test_tamper_header_algorithm_unknown)
     uint8_t ct[CT_LEN];
     encrypt_sample(a, NULL, 0, ct);
     header_edit(a, ct, 3, 0, KM_E_UNSUPPORTED, KM_E_UNSUPPORTED, "unknown algorithm");
-    header_edit(a, ct, 3, 16, KM_E_UNSUPPORTED, KM_E_UNSUPPORTED, "unknown algorithm");
+    header_edit(a, ct, 3, 19, KM_E_UNSUPPORTED, KM_E_UNSUPPORTED, "unknown algorithm");
     header_edit(a, ct, 3, 0xFF, KM_E_UNSUPPORTED, KM_E_UNSUPPORTED, "unknown algorithm");
     km_key_free(a);
 }
