@@ -22,6 +22,11 @@ enum {
 };
 enum { KM__C_INVOCATIONS = 1, KM__C_BYTES = 2 };
 
+/* Key objects kept in a context's cache before unused ones are dropped. */
+#ifndef KM__CACHE_MAX
+#define KM__CACHE_MAX 65536
+#endif
+
 /* Largest per-key policy document (bytes of JSON). */
 #define KM__KEY_POLICY_MAX 4096
 
@@ -116,7 +121,7 @@ struct km_ctx {
     _Atomic int64_t policy_checked_ms;
     pthread_rwlock_t cache_lock; /* key object cache, by id */
     km__kobj **cache;            /* hash table of key objects by id */
-    size_t cache_buckets, cache_count;
+    size_t cache_buckets, cache_count, cache_cursor, cache_max;
 };
 
 /* Bumped after every committed write by any context in this process. */

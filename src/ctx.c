@@ -477,6 +477,8 @@ int km_open(km_ctx **out, const char *uri, const km_open_options *opts)
     ctx->refresh_ms = opts->refresh_ms ? opts->refresh_ms : 100;
     ctx->clock = opts->clock;
     ctx->clock_arg = opts->clock_arg;
+    ctx->cache_max = opts->version >= 2 && opts->key_cache_max != 0 ? opts->key_cache_max
+                                                                    : KM__CACHE_MAX;
     pthread_mutex_init(&ctx->mu, NULL);
     pthread_rwlock_init(&ctx->cache_lock, NULL);
     pthread_rwlock_init(&ctx->policy_lock, NULL);

@@ -484,10 +484,36 @@ static km__kobj *cache_find(struct km_ctx *ctx, const uint8_t id[16])
     return NULL;
 }
 
+/* Under the cache write lock: when the cache holds KM__CACHE_MAX keys, drops
+ * entries nobody else holds (only the cache's reference), a few buckets at a
+ * time from a rotating cursor, so that a process touching every key of a huge
+ * vault keeps bounded memory. No reader can be inside the cache meanwhile. */
+static void cache_evict(struct km_ctx *ctx)
+{
+    size_t scanned;
+    for (scanned = 0; scanned < 64 && ctx->cache_count >= ctx->cache_max; scanned++) {
+        km__kobj **pp = &ctx->cache[ctx->cache_cursor];
+        while (*pp != NULL) {
+            km__kobj *e = *pp;
+            if (atomic_load(&e->refs) == 1) {
+                *pp = e->hnext;
+                e->hnext = NULL;
+                ctx->cache_count--;
+                km__kobj_unref(e);
+            } else {
+                pp = &e->hnext;
+            }
+        }
+        ctx->cache_cursor = (ctx->cache_cursor + 1) & (ctx->cache_buckets - 1);
+    }
+}
+
 /* Under the cache write lock. Failure to grow is harmless (longer chains). */
 static void cache_insert(struct km_ctx *ctx, km__kobj *k)
 {
     size_t b;
+    if (ctx->cache != NULL && ctx->cache_count >= ctx->cache_max)
+        cache_evict(ctx);
     if (ctx->cache == NULL || ctx->cache_count >= 2 * ctx->cache_buckets) {
         size_t nb = ctx->cache == NULL ? 256 : ctx->cache_buckets * 2, i;
         km__kobj **nt = calloc(nb, sizeof *nt);

@@ -609,6 +609,35 @@ START_TEST(test_api_session_key)
 }
 END_TEST
 
+/* With a small key cache, touching more keys than it holds keeps working:
+ * unused key objects are dropped and loaded again when needed. */
+START_TEST(test_api_key_cache_bounded)
+{
+    km_open_options o = KM_OPEN_OPTIONS_INIT;
+    char uri[4200], name[16];
+    uint8_t ct[20][64], pt[16];
+    size_t n[20], m;
+    km_ctx *c = NULL;
+    int i, round;
+    for (i = 0; i < 20; i++) {
+        km_key *k = NULL;
+        snprintf(name, sizeof name, "k%d", i);
+        OK(km_key_create(&k, ctx, name, KM_KEY_AES_128_GCM, NULL));
+        OK(km_encrypt(k, (const uint8_t *)"v", 1, NULL, 0, ct[i], sizeof ct[i], &n[i]));
+        km_key_free(k);
+    }
+    snprintf(uri, sizeof uri, "lmdb:%s/vault", dir);
+    o.passphrase = (const uint8_t *)TU_PASS;
+    o.passphrase_len = strlen(TU_PASS);
+    o.key_cache_max = 4;
+    OK(km_open(&c, uri, &o));
+    for (round = 0; round < 3; round++)
+        for (i = 0; i < 20; i++)
+            OK(km_decrypt(c, 0, ct[i], n[i], NULL, 0, pt, sizeof pt, &m));
+    km_close(c);
+}
+END_TEST
+
 static Suite *api_suite(void)
 {
     Suite *s = suite_create("api");
@@ -632,6 +661,7 @@ static Suite *api_suite(void)
     tcase_add_test(tc, test_api_usage_counter_persisted);
     tcase_add_test(tc, test_api_format_interop);
     tcase_add_test(tc, test_api_session_key);
+    tcase_add_test(tc, test_api_key_cache_bounded);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -30,7 +30,7 @@ typedef int64_t (*km_clock_fn)(void *arg);
 #define KM_OPEN_STRICT_REFRESH 0x4u /**< re-read key state from the vault on every use */
 #define KM_OPEN_FIPS          0x8u /**< with CREATE: a new vault gets the FIPS 140-3 policy profile */
 
-#define KM_OPEN_OPTIONS_VERSION 1
+#define KM_OPEN_OPTIONS_VERSION 2
 /** Default scrypt cost (log2 N) of a new passphrase slot: N = 2^17, r = 8, p = 1. */
 #define KM_KDF_COST_DEFAULT 17
 /** Smallest scrypt cost accepted (log2 N). */
@@ -49,9 +49,11 @@ typedef struct km_open_options {
     uint64_t map_size;          /**< LMDB map size in bytes; 0 = 1 GiB (or the vault's current size) */
     km_clock_fn clock;          /**< NULL = system clock */
     void *clock_arg;            /**< passed to clock */
+    /* ---- version 2 ---- */
+    uint32_t key_cache_max;     /**< key objects kept loaded before unused ones are dropped; 0 = 65536 */
 } km_open_options;
 
-#define KM_OPEN_OPTIONS_INIT { KM_OPEN_OPTIONS_VERSION, 0, NULL, 0, 0, 0, 0, NULL, NULL }
+#define KM_OPEN_OPTIONS_INIT { KM_OPEN_OPTIONS_VERSION, 0, NULL, 0, 0, 0, 0, NULL, NULL, 0 }
 
 /**
  * Opens (or with KM_OPEN_CREATE creates) a vault.
