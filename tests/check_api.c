@@ -597,8 +597,9 @@ START_TEST(test_api_session_key)
     OK(km_session_key_create(&e, ctx, KM_KEY_ED25519));
     OK(km_sign(e, KM_SIG_RAW, (const uint8_t *)"m", 1, sig, sizeof sig, &n));
     OK(km_verify(e, 0, KM_SIG_RAW, (const uint8_t *)"m", 1, sig, n));
-    ck_assert_int_eq(km_session_key_create(&s, ctx, (km_key_type)0), KM_E_INVALID);
     km_key_free(s);
+    ck_assert_int_eq(km_session_key_create(&s, ctx, (km_key_type)0), KM_E_INVALID);
+    ck_assert_ptr_null(s);
     km_key_free(e);
     /* nothing was written: the vault still has no key */
     km_close(ctx);
