@@ -113,7 +113,7 @@ START_TEST(test_distribute_kwp_under_kek)
         ck_assert_mem_eq(t1, t2, n1);
     }
     km_key_free(back);
-    for (i = 0; i < blob_len * 8; i += 7) {
+    for (i = 0; i < blob_len * 8; i++) {
         blob[i / 8] ^= (uint8_t)(1u << (i % 8));
         ck_assert_int_ne(km_key_import_wrapped(NULL, a, "x", KM_KEY_HMAC_SHA256, KM_WRAP_KWP, blob,
                                                blob_len, NULL), KM_OK);
@@ -295,6 +295,20 @@ START_TEST(test_distribute_agree)
             ck_assert_int_ne(km_agree(x, py, ny, NULL, 0, 32, &sx), KM_OK);
             ck_assert_ptr_null(sx);
             km_key_free(other);
+        }
+        if (i == 2) { /* X25519 low-order points (u = 0, u = 1) give no secret */
+            static const uint8_t spki_prefix[12] = { 0x30, 0x2a, 0x30, 0x05, 0x06, 0x03, 0x2b,
+                                                     0x65, 0x6e, 0x03, 0x21, 0x00 };
+            uint8_t lo[44];
+            int u;
+            for (u = 0; u <= 1; u++) {
+                memcpy(lo, spki_prefix, 12);
+                memset(lo + 12, 0, 32);
+                lo[12] = (uint8_t)u;
+                sx = NULL;
+                ck_assert_int_ne(km_agree(x, lo, sizeof lo, NULL, 0, 32, &sx), KM_OK);
+                ck_assert_ptr_null(sx);
+            }
         }
         if (i == 3) { /* a DH key of another group is refused */
             km_key *other = NULL;

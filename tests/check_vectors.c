@@ -738,6 +738,9 @@ END_TEST
 
 /* -------------------------------------------------------------------- HKDF */
 
+static km_ctx *hkdf_ctx;       /* a vault for the km_derive pass, or NULL */
+static size_t hkdf_api_cases;  /* cases also run through km_derive */
+
 static int hkdf_case(vstats *s, long tc, int r, const uint8_t *ikm, size_t ilen,
                      const uint8_t *salt, size_t slen, const uint8_t *info, size_t nlen,
                      size_t size, const uint8_t *okm, size_t olen)
@@ -764,6 +767,35 @@ static int hkdf_case(vstats *s, long tc, int r, const uint8_t *ikm, size_t ilen,
             ok = 0;
         }
     }
+    /* The same case through the public API: the ikm imported as an HMAC key,
+     * km_derive (HKDF-SHA-256 from it). Keys shorter than libkm's 14-byte
+     * minimum for raw HMAC keys are not importable: counted apart. */
+    if (hkdf_ctx != NULL && ilen >= 14 && ilen <= 1024 && slen <= 4096 && nlen <= 4096) {
+        char name[64];
+        km_key *k = NULL;
+        km_secret *d = (km_secret *)1;
+        snprintf(name, sizeof name, "hkdf-%s-%ld", s->file, tc);
+        rc = km_key_import(&k, hkdf_ctx, name, KM_KEY_HMAC_SHA256, KM_MATERIAL_RAW, ikm, ilen,
+                           KM_IMPORT_ALLOW_RAW, NULL);
+        if (rc != KM_OK) {
+            vfail(s, tc, "import of the ikm as an HMAC key: %s", km_err_name(rc));
+            return 0;
+        }
+        rc = km_derive(k, salt, slen, info, nlen, size, &d);
+        if (r == R_VALID) {
+            if (rc != KM_OK || olen != size || memcmp(km_secret_data(d), okm, size) != 0) {
+                vfail(s, tc, "km_derive (%zu bytes): %s or wrong output", size, km_err_name(rc));
+                ok = 0;
+            }
+        } else if (rc == KM_OK || d != NULL) {
+            vfail(s, tc, "INVALID HKDF REQUEST ANSWERED by km_derive (%zu bytes)", size);
+            ok = 0;
+        }
+        if (rc == KM_OK)
+            km_secret_free(d);
+        km_key_free(k);
+        hkdf_api_cases++;
+    }
     free(out);
     return ok;
 }
@@ -774,7 +806,10 @@ START_TEST(test_vectors_hkdf_sha256)
     json_t *root = load_json(file), *g, *t;
     size_t gi, ti;
     vstats s;
+    char *vdir = tu_tmpdir();
 
+    hkdf_ctx = tu_vault(vdir);
+    hkdf_api_cases = 0;
     vs_init(&s, file);
     json_array_foreach(jarr(root, "testGroups"), gi, g) {
         json_array_foreach(jarr(g, "tests"), ti, t) {
@@ -800,6 +835,12 @@ START_TEST(test_vectors_hkdf_sha256)
             free(okm);
         }
     }
+    printf("vectors: %s: %zu cases also through km_derive (ikm imported as an HMAC key; "
+           "shorter ikm than 14 bytes cannot be an HMAC key)\n", file, hkdf_api_cases);
+    km_close(hkdf_ctx);
+    hkdf_ctx = NULL;
+    tu_rmtree(vdir);
+    free(vdir);
     vs_report(&s, (unsigned)jint(root, "numberOfTests"));
     json_decref(root);
 }
