@@ -1,0 +1,838 @@
+/*
+ * tpm2.c - the "tpm2" backend: keys created under the TPM's storage primary.
+ *
+ * Reference (stored sealed in the catalog):
+ *   [1 byte format version = 1][1 byte kind][TPM2B_PUBLIC][TPM2B_PRIVATE]
+ * with the TPM2B structures marshalled by Tss2_MU (each carries its size). The
+ * TPM itself holds nothing but its seed: the blobs load again after a restart
+ * and fail to load under another TPM (KM_E_INTEGRITY or KM_E_BACKEND).
+ *
+ * Kinds:
+ *   EC P-256   ECDSA-SHA256 signing key; sign in the TPM, verify and the
+ *              public key in software (OpenSSL) from the public point.
+ *   HMAC-SHA256 keyed-hash object generated in the TPM; mac via TPM2_HMAC.
+ *   AES (GCM, KWP) the key bytes sealed as a TPM data object; `load`
+ *              unseals them (over a salted, encrypting session) into secure
+ *              memory and hands them to the software backend, which does the
+ *              cipher work (the TPM has no GCM).
+ */
+#include "tpm2_int.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/bn.h>
+#include <openssl/core_names.h>
+#include <openssl/ec.h>
+#include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/params.h>
+#include <openssl/rand.h>
+#include <openssl/x509.h>
+
+#include <tss2/tss2_mu.h>
+
+#define REF_VERSION 1
+enum ref_kind { KIND_ECDSA = 1, KIND_HMAC = 2, KIND_SEALED = 3 };
+
+#define P256_FIELD 32
+#define P256_DER_MAX 72  /* SEQUENCE of two 33-byte INTEGERs */
+
+typedef struct tpm_state {
+    km__tpm2_conn *conn;
+} tpm_state;
+
+typedef struct tpm_obj {
+    tpm_state *st;
+    km_key_type type;
+    enum ref_kind kind;
+    TPM2B_PUBLIC pub;
+    TPM2B_PRIVATE priv;
+    EVP_PKEY *pkey;     /* EC: the public key */
+    void *sw;           /* sealed: the software backend's object */
+} tpm_obj;
+
+static const uint8_t empty_msg[1] = { 0 };
+
+static enum ref_kind kind_of(km_key_type type)
+{
+    switch (type) {
+    case KM_KEY_EC_P256:
+        return KIND_ECDSA;
+    case KM_KEY_HMAC_SHA256:
+        return KIND_HMAC;
+    case KM_KEY_AES_128_GCM:
+    case KM_KEY_AES_192_GCM:
+    case KM_KEY_AES_256_GCM:
+    case KM_KEY_AES_256_KWP:
+        return KIND_SEALED;
+    default:
+        return 0;
+    }
+}
+
+/* ---------------------------------------------------------- open / close */
+
+static int tpm_open(void **out_state, const char *config)
+{
+    tpm_state *st;
+    int rc;
+
+    if (out_state == NULL)
+        return km__err(KM_E_INVALID, "tpm2 open: out_state is NULL");
+    *out_state = NULL;
+    st = calloc(1, sizeof *st);
+    if (st == NULL)
+        return km__err(KM_E_NOMEM, "tpm2 open: out of memory");
+    if ((rc = km__tpm2_conn_get(config, &st->conn)) != KM_OK) {
+        free(st);
+        return rc;
+    }
+    *out_state = st;
+    return KM_OK;
+}
+
+static void tpm_close(void *state)
+{
+    tpm_state *st = state;
+
+    if (st == NULL)
+        return;
+    km__tpm2_conn_put(st->conn);
+    free(st);
+}
+
+/* ------------------------------------------------------------- references */
+
+static int ref_make(enum ref_kind kind, const TPM2B_PUBLIC *pub, const TPM2B_PRIVATE *priv,
+                    km_secret **out)
+{
+    uint8_t buf[2 + sizeof(TPM2B_PUBLIC) + sizeof(TPM2B_PRIVATE)];
+    size_t off = 2;
+    TSS2_RC rc;
+    int krc;
+
+    buf[0] = REF_VERSION;
+    buf[1] = (uint8_t)kind;
+    rc = Tss2_MU_TPM2B_PUBLIC_Marshal(pub, buf, sizeof buf, &off);
+    if (rc == TSS2_RC_SUCCESS)
+        rc = Tss2_MU_TPM2B_PRIVATE_Marshal(priv, buf, sizeof buf, &off);
+    if (rc != TSS2_RC_SUCCESS)
+        return km__tpm2_err(rc, "marshal key blobs");
+    krc = km_secret_from(out, buf, off);
+    km_memzero(buf, sizeof buf);
+    return krc;
+}
+
+static int ref_parse(const uint8_t *ref, size_t len, enum ref_kind kind, TPM2B_PUBLIC *pub,
+                     TPM2B_PRIVATE *priv)
+{
+    size_t off = 2;
+
+    memset(pub, 0, sizeof *pub);
+    memset(priv, 0, sizeof *priv);
+    if (ref == NULL || len < 3)
+        return km__err(KM_E_INVALID, "tpm2 load: reference too short");
+    if (ref[0] != REF_VERSION)
+        return km__err(KM_E_UNSUPPORTED, "tpm2 load: reference format %u is not supported",
+                       ref[0]);
+    if (ref[1] != (uint8_t)kind)
+        return km__err(KM_E_INVALID, "tpm2 load: the reference is of another key kind");
+    if (Tss2_MU_TPM2B_PUBLIC_Unmarshal(ref, len, &off, pub) != TSS2_RC_SUCCESS
+        || Tss2_MU_TPM2B_PRIVATE_Unmarshal(ref, len, &off, priv) != TSS2_RC_SUCCESS
+        || off != len)
+        return km__err(KM_E_INVALID, "tpm2 load: malformed key blobs");
+    return KM_OK;
+}
+
+/* ----------------------------------------------------------- TPM helpers */
+
+/* A salted HMAC session bound to nothing, salted with the storage primary,
+ * that encrypts the first command parameter and the first response parameter
+ * (AES-128-CFB) so that sealed key bytes never cross the wire in clear. */
+static TSS2_RC start_enc_session(km__tpm2_conn *c, ESYS_TR *out)
+{
+    TPMT_SYM_DEF sym = { .algorithm = TPM2_ALG_AES, .keyBits.aes = 128,
+                         .mode.aes = TPM2_ALG_CFB };
+    TSS2_RC rc;
+
+    *out = ESYS_TR_NONE;
+    KM__TPM2_CALL(rc, Esys_StartAuthSession(c->esys, c->primary, ESYS_TR_NONE, ESYS_TR_NONE,
+                                            ESYS_TR_NONE, ESYS_TR_NONE, NULL, TPM2_SE_HMAC,
+                                            &sym, TPM2_ALG_SHA256, out));
+    if (rc != TSS2_RC_SUCCESS) {
+        *out = ESYS_TR_NONE;
+        return rc;
+    }
+    rc = Esys_TRSess_SetAttributes(c->esys, *out,
+                                   TPMA_SESSION_DECRYPT | TPMA_SESSION_ENCRYPT
+                                       | TPMA_SESSION_CONTINUESESSION,
+                                   0xff);
+    return rc;
+}
+
+static void flush(km__tpm2_conn *c, ESYS_TR *h)
+{
+    if (*h != ESYS_TR_NONE && c->esys != NULL)
+        (void)Esys_FlushContext(c->esys, *h);
+    *h = ESYS_TR_NONE;
+}
+
+/* ------------------------------------------------------------- generate */
+
+struct gen_arg {
+    enum ref_kind kind;
+    size_t key_len;            /* sealed: bytes of key to generate */
+    km_secret *ref;            /* out */
+};
+
+static void template_for(enum ref_kind kind, TPM2B_PUBLIC *t)
+{
+    memset(t, 0, sizeof *t);
+    t->publicArea.nameAlg = TPM2_ALG_SHA256;
+    t->publicArea.objectAttributes = TPMA_OBJECT_FIXEDTPM | TPMA_OBJECT_FIXEDPARENT
+                                     | TPMA_OBJECT_USERWITHAUTH | TPMA_OBJECT_NODA;
+    switch (kind) {
+    case KIND_ECDSA:
+        t->publicArea.type = TPM2_ALG_ECC;
+        t->publicArea.objectAttributes |= TPMA_OBJECT_SIGN_ENCRYPT
+                                          | TPMA_OBJECT_SENSITIVEDATAORIGIN;
+        t->publicArea.parameters.eccDetail.symmetric.algorithm = TPM2_ALG_NULL;
+        t->publicArea.parameters.eccDetail.scheme.scheme = TPM2_ALG_ECDSA;
+        t->publicArea.parameters.eccDetail.scheme.details.ecdsa.hashAlg = TPM2_ALG_SHA256;
+        t->publicArea.parameters.eccDetail.curveID = TPM2_ECC_NIST_P256;
+        t->publicArea.parameters.eccDetail.kdf.scheme = TPM2_ALG_NULL;
+        break;
+    case KIND_HMAC:
+        t->publicArea.type = TPM2_ALG_KEYEDHASH;
+        t->publicArea.objectAttributes |= TPMA_OBJECT_SIGN_ENCRYPT
+                                          | TPMA_OBJECT_SENSITIVEDATAORIGIN;
+        t->publicArea.parameters.keyedHashDetail.scheme.scheme = TPM2_ALG_HMAC;
+        t->publicArea.parameters.keyedHashDetail.scheme.details.hmac.hashAlg = TPM2_ALG_SHA256;
+        break;
+    case KIND_SEALED:
+        /* a sealed data object: no sign/decrypt, the data comes from us */
+        t->publicArea.type = TPM2_ALG_KEYEDHASH;
+        t->publicArea.parameters.keyedHashDetail.scheme.scheme = TPM2_ALG_NULL;
+        break;
+    }
+}
+
+static int op_generate(km__tpm2_conn *c, void *varg, TSS2_RC *trc)
+{
+    struct gen_arg *a = varg;
+    TPM2B_SENSITIVE_CREATE sens;
+    TPM2B_PUBLIC tmpl;
+    TPM2B_DATA outside;
+    TPML_PCR_SELECTION pcrs;
+    TPM2B_PUBLIC *pub = NULL;
+    TPM2B_PRIVATE *priv = NULL;
+    ESYS_TR sess = ESYS_TR_NONE, auth = ESYS_TR_PASSWORD;
+    TSS2_RC rc;
+    int krc;
+
+    memset(&sens, 0, sizeof sens);
+    memset(&outside, 0, sizeof outside);
+    memset(&pcrs, 0, sizeof pcrs);
+    template_for(a->kind, &tmpl);
+    if (a->kind == KIND_SEALED) {
+        if (a->key_len > sizeof sens.sensitive.data.buffer) {
+            krc = km__err(KM_E_INTERNAL, "tpm2: sealed key too long");
+            goto out;
+        }
+        if (RAND_priv_bytes(sens.sensitive.data.buffer, (int)a->key_len) != 1) {
+            krc = km__err_ossl(KM_E_CRYPTO, "random generator failed");
+            goto out;
+        }
+        sens.sensitive.data.size = (UINT16)a->key_len;
+        if ((rc = start_enc_session(c, &sess)) != TSS2_RC_SUCCESS) {
+            *trc = rc;
+            krc = km__tpm2_err(rc, "StartAuthSession (salted)");
+            goto out;
+        }
+        auth = sess;
+    }
+    KM__TPM2_CALL(rc, Esys_Create(c->esys, c->primary, auth, ESYS_TR_NONE, ESYS_TR_NONE, &sens,
+                                  &tmpl, &outside, &pcrs, &priv, &pub, NULL, NULL, NULL));
+    if (rc != TSS2_RC_SUCCESS) {
+        *trc = rc;
+        krc = km__tpm2_err(rc, "Create");
+        goto out;
+    }
+    krc = ref_make(a->kind, pub, priv, &a->ref);
+out:
+    km_memzero(&sens, sizeof sens);
+    flush(c, &sess);
+    Esys_Free(pub);
+    Esys_Free(priv);
+    return krc;
+}
+
+static int tpm_generate(void *state, const km_backend_keyspec *spec, km_secret **out_ref)
+{
+    tpm_state *st = state;
+    struct gen_arg a;
+    int rc;
+
+    if (out_ref == NULL)
+        return km__err(KM_E_INVALID, "tpm2 generate: out_ref is NULL");
+    *out_ref = NULL;
+    if (st == NULL || spec == NULL || spec->version == 0)
+        return km__err(KM_E_INVALID, "tpm2 generate: %s", st == NULL ? "no state" : "bad spec");
+    memset(&a, 0, sizeof a);
+    a.kind = kind_of(spec->type);
+    if (a.kind == 0)
+        return km__err(KM_E_UNSUPPORTED, "tpm2: key type %s is not supported by the TPM backend",
+                       km_key_type_name(spec->type) ? km_key_type_name(spec->type) : "?");
+    if (spec->flags & (KM_KEY_PUBLIC_ONLY | KM_KEY_EXPORTABLE))
+        return km__err(KM_E_UNSUPPORTED, "tpm2: keys are neither public-only nor exportable");
+    a.key_len = km__type_key_len(spec->type);
+    rc = km__tpm2_run(st->conn, op_generate, &a);
+    if (rc == KM_OK)
+        *out_ref = a.ref;
+    else
+        km_secret_free(a.ref);
+    return rc;
+}
+
+/* ------------------------------------------------------------ load / unload */
+
+static int ec_pkey_from_public(const TPM2B_PUBLIC *pub, EVP_PKEY **out)
+{
+    const TPMS_ECC_POINT *pt = &pub->publicArea.unique.ecc;
+    uint8_t point[1 + 2 * P256_FIELD];
+    EVP_PKEY_CTX *pc = NULL;
+    OSSL_PARAM params[3];
+    int rc = KM_E_CRYPTO;
+
+    *out = NULL;
+    if (pub->publicArea.type != TPM2_ALG_ECC
+        || pub->publicArea.parameters.eccDetail.curveID != TPM2_ECC_NIST_P256
+        || pt->x.size == 0 || pt->x.size > P256_FIELD || pt->y.size == 0
+        || pt->y.size > P256_FIELD)
+        return km__err(KM_E_INVALID, "tpm2 load: not an ECC P-256 public area");
+    memset(point, 0, sizeof point);
+    point[0] = 0x04;
+    memcpy(point + 1 + P256_FIELD - pt->x.size, pt->x.buffer, pt->x.size);
+    memcpy(point + 1 + 2 * P256_FIELD - pt->y.size, pt->y.buffer, pt->y.size);
+    params[0] = OSSL_PARAM_construct_utf8_string(OSSL_PKEY_PARAM_GROUP_NAME, (char *)"P-256", 0);
+    params[1] = OSSL_PARAM_construct_octet_string(OSSL_PKEY_PARAM_PUB_KEY, point, sizeof point);
+    params[2] = OSSL_PARAM_construct_end();
+    pc = EVP_PKEY_CTX_new_from_name(NULL, "EC", NULL);
+    if (pc == NULL || EVP_PKEY_fromdata_init(pc) != 1
+        || EVP_PKEY_fromdata(pc, out, EVP_PKEY_PUBLIC_KEY, params) != 1) {
+        *out = NULL;
+        rc = km__err_ossl(KM_E_CRYPTO, "tpm2 load: the TPM's public point does not decode");
+    } else {
+        rc = KM_OK;
+    }
+    EVP_PKEY_CTX_free(pc);
+    return rc;
+}
+
+/* Loads the object's blobs under the primary; the caller flushes *h. */
+static int load_blobs(km__tpm2_conn *c, tpm_obj *o, ESYS_TR *h, TSS2_RC *trc)
+{
+    TSS2_RC rc;
+
+    KM__TPM2_CALL(rc, Esys_Load(c->esys, c->primary, ESYS_TR_PASSWORD, ESYS_TR_NONE,
+                                ESYS_TR_NONE, &o->priv, &o->pub, h));
+    if (rc != TSS2_RC_SUCCESS) {
+        *h = ESYS_TR_NONE;
+        *trc = rc;
+        return km__tpm2_err(rc, "Load (key blobs of another TPM, or altered?)");
+    }
+    return KM_OK;
+}
+
+struct unseal_arg {
+    tpm_obj *o;
+    km_secret *key;    /* out: [KM_MATERIAL_RAW][key bytes], a software reference */
+};
+
+static int op_unseal(km__tpm2_conn *c, void *varg, TSS2_RC *trc)
+{
+    struct unseal_arg *a = varg;
+    TPM2B_SENSITIVE_DATA *data = NULL;
+    ESYS_TR h = ESYS_TR_NONE, sess = ESYS_TR_NONE;
+    TSS2_RC rc;
+    int krc;
+
+    if ((krc = load_blobs(c, a->o, &h, trc)) != KM_OK)
+        goto out;
+    if ((rc = start_enc_session(c, &sess)) != TSS2_RC_SUCCESS) {
+        *trc = rc;
+        krc = km__tpm2_err(rc, "StartAuthSession (salted)");
+        goto out;
+    }
+    KM__TPM2_CALL(rc, Esys_Unseal(c->esys, h, sess, ESYS_TR_NONE, ESYS_TR_NONE, &data));
+    if (rc != TSS2_RC_SUCCESS) {
+        *trc = rc;
+        krc = km__tpm2_err(rc, "Unseal");
+        goto out;
+    }
+    if (data->size != km__type_key_len(a->o->type)) {
+        krc = km__err(KM_E_INTEGRITY, "tpm2 load: the sealed key has the wrong length");
+        goto out;
+    }
+    if ((krc = km_secret_new(&a->key, 1u + data->size)) != KM_OK)
+        goto out;
+    km_secret_data(a->key)[0] = KM_MATERIAL_RAW;
+    memcpy(km_secret_data(a->key) + 1, data->buffer, data->size);
+out:
+    if (data != NULL)
+        km_memzero(data, sizeof *data);
+    Esys_Free(data);
+    flush(c, &sess);
+    flush(c, &h);
+    return krc;
+}
+
+static void obj_free(tpm_obj *o)
+{
+    if (o == NULL)
+        return;
+    if (o->sw != NULL)
+        km__software_backend.unload(NULL, o->sw);
+    EVP_PKEY_free(o->pkey);
+    km_memzero(o, sizeof *o);
+    free(o);
+}
+
+static int tpm_load(void *state, const km_backend_keyspec *spec, const uint8_t *ref,
+                    size_t ref_len, void **out_obj)
+{
+    tpm_state *st = state;
+    tpm_obj *o = NULL;
+    int rc;
+
+    if (out_obj == NULL)
+        return km__err(KM_E_INVALID, "tpm2 load: out_obj is NULL");
+    *out_obj = NULL;
+    if (st == NULL || spec == NULL || spec->version == 0)
+        return km__err(KM_E_INVALID, "tpm2 load: %s", st == NULL ? "no state" : "bad spec");
+    o = calloc(1, sizeof *o);
+    if (o == NULL)
+        return km__err(KM_E_NOMEM, "tpm2 load: out of memory");
+    o->st = st;
+    o->type = spec->type;
+    o->kind = kind_of(spec->type);
+    if (o->kind == 0) {
+        rc = km__err(KM_E_UNSUPPORTED, "tpm2: key type not supported");
+        goto out;
+    }
+    if ((rc = ref_parse(ref, ref_len, o->kind, &o->pub, &o->priv)) != KM_OK)
+        goto out;
+    switch (o->kind) {
+    case KIND_ECDSA:
+        rc = ec_pkey_from_public(&o->pub, &o->pkey);
+        break;
+    case KIND_HMAC:
+        if (o->pub.publicArea.type != TPM2_ALG_KEYEDHASH
+            || !(o->pub.publicArea.objectAttributes & TPMA_OBJECT_SIGN_ENCRYPT))
+            rc = km__err(KM_E_INVALID, "tpm2 load: not an HMAC key");
+        break;
+    case KIND_SEALED: {
+        struct unseal_arg a = { o, NULL };
+        if (o->pub.publicArea.type != TPM2_ALG_KEYEDHASH
+            || (o->pub.publicArea.objectAttributes
+                & (TPMA_OBJECT_SIGN_ENCRYPT | TPMA_OBJECT_DECRYPT))) {
+            rc = km__err(KM_E_INVALID, "tpm2 load: not a sealed data object");
+            break;
+        }
+        rc = km__tpm2_run(st->conn, op_unseal, &a);
+        if (rc == KM_OK)
+            rc = km__software_backend.load(NULL, spec, km_secret_data(a.key),
+                                           km_secret_len(a.key), &o->sw);
+        km_secret_free(a.key);
+        break;
+    }
+    }
+    if (rc != KM_OK)
+        goto out;
+    *out_obj = o;
+    o = NULL;
+out:
+    obj_free(o);
+    return rc;
+}
+
+static void tpm_unload(void *state, void *obj)
+{
+    (void)state;
+    obj_free(obj);
+}
+
+/* --------------------------------------------------- AES (software backend) */
+
+static int tpm_aead_seal(void *obj, const uint8_t nonce[12], const uint8_t *aad1,
+                         size_t aad1_len, const uint8_t *aad2, size_t aad2_len,
+                         const uint8_t *in, size_t in_len, uint8_t *out, uint8_t tag[16])
+{
+    tpm_obj *o = obj;
+
+    if (o == NULL || o->sw == NULL)
+        return km__err(KM_E_USAGE, "tpm2: this key does not encrypt data");
+    return km__software_backend.aead_seal(o->sw, nonce, aad1, aad1_len, aad2, aad2_len, in,
+                                          in_len, out, tag);
+}
+
+static int tpm_aead_open(void *obj, const uint8_t nonce[12], const uint8_t *aad1,
+                         size_t aad1_len, const uint8_t *aad2, size_t aad2_len,
+                         const uint8_t *in, size_t in_len, const uint8_t tag[16], uint8_t *out)
+{
+    tpm_obj *o = obj;
+
+    if (o == NULL || o->sw == NULL)
+        return km__err(KM_E_USAGE, "tpm2: this key does not decrypt data");
+    return km__software_backend.aead_open(o->sw, nonce, aad1, aad1_len, aad2, aad2_len, in,
+                                          in_len, tag, out);
+}
+
+static int tpm_wrap(void *obj, const uint8_t *in, size_t in_len, uint8_t *out, size_t out_cap,
+                    size_t *out_len)
+{
+    tpm_obj *o = obj;
+
+    if (o == NULL || o->sw == NULL)
+        return km__err(KM_E_USAGE, "tpm2: this key does not wrap");
+    return km__software_backend.wrap(o->sw, in, in_len, out, out_cap, out_len);
+}
+
+static int tpm_unwrap(void *obj, const uint8_t *in, size_t in_len, km_secret **out)
+{
+    tpm_obj *o = obj;
+
+    if (o == NULL || o->sw == NULL)
+        return km__err(KM_E_USAGE, "tpm2: this key does not unwrap");
+    return km__software_backend.unwrap(o->sw, in, in_len, out);
+}
+
+/* -------------------------------------------------------------------- ECDSA */
+
+struct sign_arg {
+    tpm_obj *o;
+    TPM2B_DIGEST digest;
+    BIGNUM *r, *s;     /* out */
+};
+
+static int op_sign(km__tpm2_conn *c, void *varg, TSS2_RC *trc)
+{
+    struct sign_arg *a = varg;
+    TPMT_SIG_SCHEME scheme;
+    TPMT_TK_HASHCHECK ticket;
+    TPMT_SIGNATURE *sig = NULL;
+    ESYS_TR h = ESYS_TR_NONE;
+    TSS2_RC rc;
+    int krc;
+
+    memset(&scheme, 0, sizeof scheme);
+    memset(&ticket, 0, sizeof ticket);
+    scheme.scheme = TPM2_ALG_ECDSA;
+    scheme.details.ecdsa.hashAlg = TPM2_ALG_SHA256;
+    ticket.tag = TPM2_ST_HASHCHECK;
+    ticket.hierarchy = TPM2_RH_NULL;
+    if ((krc = load_blobs(c, a->o, &h, trc)) != KM_OK)
+        goto out;
+    KM__TPM2_CALL(rc, Esys_Sign(c->esys, h, ESYS_TR_PASSWORD, ESYS_TR_NONE, ESYS_TR_NONE,
+                                &a->digest, &scheme, &ticket, &sig));
+    if (rc != TSS2_RC_SUCCESS) {
+        *trc = rc;
+        krc = km__tpm2_err(rc, "Sign");
+        goto out;
+    }
+    if (sig->sigAlg != TPM2_ALG_ECDSA) {
+        krc = km__err(KM_E_BACKEND, "tpm2 Sign returned another signature algorithm");
+        goto out;
+    }
+    a->r = BN_bin2bn(sig->signature.ecdsa.signatureR.buffer, sig->signature.ecdsa.signatureR.size,
+                     NULL);
+    a->s = BN_bin2bn(sig->signature.ecdsa.signatureS.buffer, sig->signature.ecdsa.signatureS.size,
+                     NULL);
+    krc = a->r != NULL && a->s != NULL ? KM_OK : km__err(KM_E_NOMEM, "tpm2 sign: out of memory");
+out:
+    Esys_Free(sig);
+    flush(c, &h);
+    return krc;
+}
+
+static int tpm_sign(void *obj, uint32_t flags, const uint8_t *msg, size_t msg_len, uint8_t *sig,
+                    size_t sig_cap, size_t *sig_len)
+{
+    tpm_obj *o = obj;
+    struct sign_arg a;
+    ECDSA_SIG *es = NULL;
+    uint8_t buf[P256_DER_MAX], *p = buf;
+    unsigned int dlen = 0;
+    size_t n;
+    int rc, der_len;
+
+    if (sig_len == NULL)
+        return km__err(KM_E_INVALID, "tpm2 sign: sig_len is NULL");
+    *sig_len = 0;
+    if (o == NULL || (msg == NULL && msg_len > 0))
+        return km__err(KM_E_INVALID, "tpm2 sign: %s is NULL", o == NULL ? "obj" : "msg");
+    if (o->kind != KIND_ECDSA)
+        return km__err(KM_E_USAGE, "tpm2: this key does not sign");
+    if (flags & ~KM_SIG_P1363)
+        return km__err(KM_E_INVALID, "tpm2 sign: unknown flags");
+    n = (flags & KM_SIG_P1363) ? 2 * P256_FIELD : P256_DER_MAX;
+    if (sig == NULL || sig_cap < n) {
+        *sig_len = n;
+        return km__err(KM_E_BUFFER, "signature needs %zu bytes", n);
+    }
+    memset(&a, 0, sizeof a);
+    a.o = o;
+    if (EVP_Digest(msg != NULL ? msg : empty_msg, msg_len, a.digest.buffer, &dlen,
+                   EVP_sha256(), NULL) != 1)
+        return km__err_ossl(KM_E_CRYPTO, "SHA-256 failed");
+    a.digest.size = (UINT16)dlen;
+    rc = km__tpm2_run(o->st->conn, op_sign, &a);
+    if (rc != KM_OK)
+        goto out;
+    if (flags & KM_SIG_P1363) {
+        if (BN_bn2binpad(a.r, sig, P256_FIELD) != P256_FIELD
+            || BN_bn2binpad(a.s, sig + P256_FIELD, P256_FIELD) != P256_FIELD) {
+            rc = km__err_ossl(KM_E_CRYPTO, "tpm2 sign: bad signature values");
+            goto out;
+        }
+        *sig_len = 2 * P256_FIELD;
+        goto out;
+    }
+    es = ECDSA_SIG_new();
+    if (es == NULL || ECDSA_SIG_set0(es, a.r, a.s) != 1) {
+        rc = km__err_ossl(KM_E_NOMEM, "tpm2 sign: out of memory");
+        goto out;
+    }
+    a.r = a.s = NULL; /* owned by es */
+    der_len = i2d_ECDSA_SIG(es, &p);
+    if (der_len <= 0 || (size_t)der_len > sizeof buf) {
+        rc = km__err_ossl(KM_E_CRYPTO, "tpm2 sign: cannot encode the signature");
+        goto out;
+    }
+    memcpy(sig, buf, (size_t)der_len);
+    *sig_len = (size_t)der_len;
+out:
+    BN_free(a.r);
+    BN_free(a.s);
+    ECDSA_SIG_free(es);
+    return rc;
+}
+
+static int tpm_verify(void *obj, uint32_t flags, const uint8_t *msg, size_t msg_len,
+                      const uint8_t *sig, size_t sig_len)
+{
+    tpm_obj *o = obj;
+    EVP_MD_CTX *m = NULL;
+    ECDSA_SIG *es = NULL;
+    BIGNUM *r = NULL, *s = NULL;
+    uint8_t der[P256_DER_MAX], *p = der;
+    int rc, der_len;
+
+    if (o == NULL || (msg == NULL && msg_len > 0) || (sig == NULL && sig_len > 0))
+        return km__err(KM_E_INVALID, "tpm2 verify: %s is NULL",
+                       o == NULL ? "obj" : msg == NULL ? "msg" : "sig");
+    if (o->kind != KIND_ECDSA)
+        return km__err(KM_E_USAGE, "tpm2: this key does not verify signatures");
+    if (flags & ~KM_SIG_P1363)
+        return km__err(KM_E_INVALID, "tpm2 verify: unknown flags");
+    if (sig_len == 0 || sig_len > 512)
+        return km__err(KM_E_VERIFY, "signature does not verify (bad length)");
+    if (flags & KM_SIG_P1363) {
+        if (sig_len != 2 * P256_FIELD)
+            return km__err(KM_E_VERIFY, "P1363 signature must be %d bytes", 2 * P256_FIELD);
+        r = BN_bin2bn(sig, P256_FIELD, NULL);
+        s = BN_bin2bn(sig + P256_FIELD, P256_FIELD, NULL);
+        es = ECDSA_SIG_new();
+        if (r == NULL || s == NULL || es == NULL || ECDSA_SIG_set0(es, r, s) != 1) {
+            BN_free(r);
+            BN_free(s);
+            rc = km__err_ossl(KM_E_NOMEM, "tpm2 verify: out of memory");
+            goto out;
+        }
+        der_len = i2d_ECDSA_SIG(es, &p);
+        if (der_len <= 0 || (size_t)der_len > sizeof der) {
+            rc = km__err_ossl(KM_E_VERIFY, "signature does not verify");
+            goto out;
+        }
+        sig = der;
+        sig_len = (size_t)der_len;
+    }
+    m = EVP_MD_CTX_new();
+    if (m == NULL || EVP_DigestVerifyInit_ex(m, NULL, "SHA256", NULL, NULL, o->pkey, NULL) != 1) {
+        rc = km__err_ossl(KM_E_CRYPTO, "tpm2 verify: cannot set up ECDSA");
+        goto out;
+    }
+    if (EVP_DigestVerify(m, sig, sig_len, msg != NULL ? msg : empty_msg, msg_len) == 1)
+        rc = KM_OK;
+    else
+        rc = km__err_ossl(KM_E_VERIFY, "signature does not verify");
+out:
+    EVP_MD_CTX_free(m);
+    ECDSA_SIG_free(es);
+    return rc;
+}
+
+static int tpm_public_key(void *obj, uint8_t *out, size_t out_cap, size_t *out_len)
+{
+    tpm_obj *o = obj;
+    unsigned char *p = out;
+    int n;
+
+    if (out_len == NULL)
+        return km__err(KM_E_INVALID, "tpm2 public_key: out_len is NULL");
+    *out_len = 0;
+    if (o == NULL || o->pkey == NULL)
+        return km__err(KM_E_USAGE, "tpm2: this key has no public key");
+    n = i2d_PUBKEY(o->pkey, NULL);
+    if (n <= 0)
+        return km__err_ossl(KM_E_CRYPTO, "tpm2: cannot encode the public key");
+    if (out == NULL || out_cap < (size_t)n) {
+        *out_len = (size_t)n;
+        return km__err(KM_E_BUFFER, "public key needs %d bytes", n);
+    }
+    if (i2d_PUBKEY(o->pkey, &p) != n)
+        return km__err_ossl(KM_E_CRYPTO, "tpm2: cannot encode the public key");
+    *out_len = (size_t)n;
+    return KM_OK;
+}
+
+/* --------------------------------------------------------------------- HMAC */
+
+struct mac_arg {
+    tpm_obj *o;
+    const uint8_t *msg;
+    size_t msg_len;
+    uint8_t tag[32];   /* out */
+};
+
+static int op_mac(km__tpm2_conn *c, void *varg, TSS2_RC *trc)
+{
+    struct mac_arg *a = varg;
+    TPM2B_MAX_BUFFER buf;
+    TPM2B_DIGEST *res = NULL;
+    TPM2B_AUTH seq_auth;
+    ESYS_TR h = ESYS_TR_NONE, seq = ESYS_TR_NONE;
+    const uint8_t *p = a->msg;
+    size_t left = a->msg_len;
+    TSS2_RC rc;
+    int krc;
+
+    memset(&seq_auth, 0, sizeof seq_auth);
+    if ((krc = load_blobs(c, a->o, &h, trc)) != KM_OK)
+        goto out;
+    if (left <= sizeof buf.buffer) {
+        buf.size = (UINT16)left;
+        if (left > 0)
+            memcpy(buf.buffer, p, left);
+        KM__TPM2_CALL(rc, Esys_HMAC(c->esys, h, ESYS_TR_PASSWORD, ESYS_TR_NONE, ESYS_TR_NONE,
+                                    &buf, TPM2_ALG_SHA256, &res));
+        if (rc != TSS2_RC_SUCCESS) {
+            *trc = rc;
+            krc = km__tpm2_err(rc, "HMAC");
+            goto out;
+        }
+    } else {
+        KM__TPM2_CALL(rc, Esys_HMAC_Start(c->esys, h, ESYS_TR_PASSWORD, ESYS_TR_NONE,
+                                          ESYS_TR_NONE, &seq_auth, TPM2_ALG_SHA256, &seq));
+        if (rc != TSS2_RC_SUCCESS) {
+            seq = ESYS_TR_NONE;
+            *trc = rc;
+            krc = km__tpm2_err(rc, "HMAC_Start");
+            goto out;
+        }
+        while (left > sizeof buf.buffer) {
+            buf.size = sizeof buf.buffer;
+            memcpy(buf.buffer, p, sizeof buf.buffer);
+            KM__TPM2_CALL(rc, Esys_SequenceUpdate(c->esys, seq, ESYS_TR_PASSWORD, ESYS_TR_NONE,
+                                                  ESYS_TR_NONE, &buf));
+            if (rc != TSS2_RC_SUCCESS) {
+                *trc = rc;
+                krc = km__tpm2_err(rc, "SequenceUpdate");
+                goto out;
+            }
+            p += sizeof buf.buffer;
+            left -= sizeof buf.buffer;
+        }
+        buf.size = (UINT16)left;
+        memcpy(buf.buffer, p, left);
+        KM__TPM2_CALL(rc, Esys_SequenceComplete(c->esys, seq, ESYS_TR_PASSWORD, ESYS_TR_NONE,
+                                                ESYS_TR_NONE, &buf, ESYS_TR_RH_NULL, &res,
+                                                NULL));
+        if (rc != TSS2_RC_SUCCESS) {
+            *trc = rc;
+            krc = km__tpm2_err(rc, "SequenceComplete");
+            goto out;
+        }
+        seq = ESYS_TR_NONE; /* SequenceComplete flushed it */
+    }
+    if (res->size != sizeof a->tag) {
+        krc = km__err(KM_E_BACKEND, "tpm2 HMAC returned %u bytes", res->size);
+        goto out;
+    }
+    memcpy(a->tag, res->buffer, sizeof a->tag);
+    krc = KM_OK;
+out:
+    km_memzero(&buf, sizeof buf);
+    Esys_Free(res);
+    flush(c, &seq);
+    flush(c, &h);
+    return krc;
+}
+
+static int tpm_mac(void *obj, const uint8_t *msg, size_t msg_len, uint8_t *tag, size_t tag_cap,
+                   size_t *tag_len)
+{
+    tpm_obj *o = obj;
+    struct mac_arg a;
+    int rc;
+
+    if (tag_len == NULL)
+        return km__err(KM_E_INVALID, "tpm2 mac: tag_len is NULL");
+    *tag_len = 0;
+    if (o == NULL || (msg == NULL && msg_len > 0))
+        return km__err(KM_E_INVALID, "tpm2 mac: %s is NULL", o == NULL ? "obj" : "msg");
+    if (o->kind != KIND_HMAC)
+        return km__err(KM_E_USAGE, "tpm2: this key does not compute MACs");
+    if (tag == NULL || tag_cap < sizeof a.tag) {
+        *tag_len = sizeof a.tag;
+        return km__err(KM_E_BUFFER, "MAC needs %zu bytes", sizeof a.tag);
+    }
+    memset(&a, 0, sizeof a);
+    a.o = o;
+    a.msg = msg;
+    a.msg_len = msg_len;
+    rc = km__tpm2_run(o->st->conn, op_mac, &a);
+    if (rc == KM_OK) {
+        memcpy(tag, a.tag, sizeof a.tag);
+        *tag_len = sizeof a.tag;
+    }
+    km_memzero(a.tag, sizeof a.tag);
+    return rc;
+}
+
+/* -------------------------------------------------------------------- table */
+
+const km_backend_ops km__tpm2_backend = {
+    .version = KM_BACKEND_OPS_VERSION,
+    .name = "tpm2",
+    .caps = KM_BACKEND_CAP_SYMMETRIC | KM_BACKEND_CAP_ASYMMETRIC,
+    .open = tpm_open,
+    .close = tpm_close,
+    .generate = tpm_generate,
+    .import = NULL,
+    .destroy = NULL, /* the TPM holds nothing: the core deletes the blobs */
+    .load = tpm_load,
+    .unload = tpm_unload,
+    .aead_seal = tpm_aead_seal,
+    .aead_open = tpm_aead_open,
+    .sign = tpm_sign,
+    .verify = tpm_verify,
+    .mac = tpm_mac,
+    .wrap = tpm_wrap,
+    .unwrap = tpm_unwrap,
+    .derive = NULL,
+    .agree = NULL,
+    .public_key = tpm_public_key,
+    .ctl = NULL,
+};

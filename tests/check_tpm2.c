@@ -1,0 +1,509 @@
+/* check_tpm2.c - the TPM 2.0 backend through the public API, against swtpm
+ * instances this suite starts itself (127.0.0.1, free ports, temporary state).
+ * Fails (never skips) when swtpm or tpm2-tools are not installed. */
+#include <check.h>
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+
+#include <openssl/evp.h>
+#include <openssl/x509.h>
+
+#include <km.h>
+
+#include "testutil.h"
+
+/* ------------------------------------------------------------ swtpm helper */
+
+typedef struct swtpm {
+    char dir[512];     /* temporary state directory */
+    int port;          /* server port; control on port + 1 */
+    pid_t pid;
+    char tcti[128];    /* swtpm:host=127.0.0.1,port=P */
+    char config[160];  /* tcti=... for km_vault_backend_set */
+} swtpm;
+
+static int port_free(int port)
+{
+    struct sockaddr_in sa;
+    int fd = socket(AF_INET, SOCK_STREAM, 0), ok;
+
+    if (fd < 0)
+        return 0;
+    memset(&sa, 0, sizeof sa);
+    sa.sin_family = AF_INET;
+    sa.sin_port = htons((uint16_t)port);
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    ok = bind(fd, (struct sockaddr *)&sa, sizeof sa) == 0;
+    close(fd);
+    return ok;
+}
+
+static int port_open(int port)
+{
+    struct sockaddr_in sa;
+    int fd = socket(AF_INET, SOCK_STREAM, 0), ok;
+
+    if (fd < 0)
+        return 0;
+    memset(&sa, 0, sizeof sa);
+    sa.sin_family = AF_INET;
+    sa.sin_port = htons((uint16_t)port);
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    ok = connect(fd, (struct sockaddr *)&sa, sizeof sa) == 0;
+    close(fd);
+    return ok;
+}
+
+static void sleep_ms(long ms)
+{
+    struct timespec ts = { ms / 1000, (ms % 1000) * 1000000L };
+    nanosleep(&ts, NULL);
+}
+
+static int pid_alive(pid_t pid)
+{
+    return pid > 0 && (kill(pid, 0) == 0 || errno == EPERM);
+}
+
+static void tools(const swtpm *t, const char *args)
+{
+    char cmd[1024];
+
+    snprintf(cmd, sizeof cmd, "TPM2TOOLS_TCTI='%s' %s >/dev/null 2>&1", t->tcti, args);
+    if (system(cmd) != 0)
+        ck_abort_msg("failed: %s", args);
+}
+
+/* Starts swtpm on t->dir and t->port (a free pair chosen when port is 0). */
+static void swtpm_start(swtpm *t)
+{
+    char cmd[2048], pidpath[600];
+    FILE *f;
+    int i;
+
+    if (t->port == 0) {
+        srand((unsigned)getpid() ^ (unsigned)time(NULL));
+        for (i = 0; i < 200; i++) {
+            int p = 20000 + 2 * (rand() % 15000);
+            if (port_free(p) && port_free(p + 1)) {
+                t->port = p;
+                break;
+            }
+        }
+        ck_assert_int_ne(t->port, 0);
+        snprintf(t->tcti, sizeof t->tcti, "swtpm:host=127.0.0.1,port=%d", t->port);
+        snprintf(t->config, sizeof t->config, "tcti=%s", t->tcti);
+    }
+    snprintf(pidpath, sizeof pidpath, "%s/pid", t->dir);
+    snprintf(cmd, sizeof cmd,
+             "swtpm socket --tpm2 --tpmstate dir=%s --server type=tcp,port=%d,bindaddr=127.0.0.1 "
+             "--ctrl type=tcp,port=%d,bindaddr=127.0.0.1 --flags not-need-init,startup-clear "
+             "--pid file=%s --daemon",
+             t->dir, t->port, t->port + 1, pidpath);
+    ck_assert_int_eq(system(cmd), 0);
+    t->pid = 0;
+    for (i = 0; i < 500 && t->pid == 0; i++) {
+        f = fopen(pidpath, "r");
+        if (f != NULL) {
+            int pid = 0;
+            if (fscanf(f, "%d", &pid) == 1)
+                t->pid = pid;
+            fclose(f);
+        }
+        if (t->pid == 0)
+            sleep_ms(10);
+    }
+    ck_assert_int_gt(t->pid, 0);
+    for (i = 0; i < 500 && !port_open(t->port); i++)
+        sleep_ms(10);
+    /* test TPMs: no long dictionary-attack lockouts (an unclean stop counts as a failure) */
+    tools(t, "tpm2_dictionarylockout --setup-parameters --max-tries=1000 --recovery-time=1 "
+             "--lockout-recovery-time=1");
+}
+
+static void swtpm_wait_gone(swtpm *t)
+{
+    int i;
+
+    for (i = 0; i < 500 && pid_alive(t->pid); i++)
+        sleep_ms(10);
+    ck_assert_msg(!pid_alive(t->pid), "swtpm %d did not stop", (int)t->pid);
+    for (i = 0; i < 500 && !port_free(t->port); i++)
+        sleep_ms(10);
+    t->pid = 0;
+}
+
+/* Orderly stop: TPM2_Shutdown, then the process. No libkm connection may be open. */
+static void swtpm_stop(swtpm *t)
+{
+    if (t->pid == 0)
+        return;
+    tools(t, "tpm2_shutdown");
+    kill(t->pid, SIGTERM);
+    swtpm_wait_gone(t);
+}
+
+static void swtpm_kill(swtpm *t)
+{
+    kill(t->pid, SIGKILL);
+    swtpm_wait_gone(t);
+}
+
+static int have_tools(void)
+{
+    return system("command -v swtpm >/dev/null 2>&1 && command -v tpm2_shutdown >/dev/null 2>&1 "
+                  "&& command -v tpm2_dictionarylockout >/dev/null 2>&1") == 0;
+}
+
+/* ----------------------------------------------------------------- fixture */
+
+static char *dir;       /* the test's temporary directory */
+static swtpm tpm, tpm_b;
+
+static void make_tpm(swtpm *t, const char *name)
+{
+    memset(t, 0, sizeof *t);
+    snprintf(t->dir, sizeof t->dir, "%s/%s", dir, name);
+    ck_assert_int_eq(mkdir(t->dir, 0700), 0);
+    swtpm_start(t);
+}
+
+static void setup(void)
+{
+    setenv("TSS2_LOG", "all+NONE", 1);
+    dir = tu_tmpdir();
+    make_tpm(&tpm, "tpm-a");
+    memset(&tpm_b, 0, sizeof tpm_b);
+}
+
+static void teardown(void)
+{
+    if (tpm.pid != 0)
+        swtpm_stop(&tpm);
+    if (tpm_b.pid != 0)
+        swtpm_stop(&tpm_b);
+    tu_rmtree(dir);
+    free(dir);
+    dir = NULL;
+}
+
+/* A vault in the test directory whose tpm2 backend is `t`. */
+static km_ctx *vault_for(const swtpm *t)
+{
+    km_ctx *ctx = tu_vault(dir);
+    ck_assert_int_eq(km_vault_backend_set(ctx, "tpm2", t->config), KM_OK);
+    return ctx;
+}
+
+static km_key *tpm_key(km_ctx *ctx, const char *name, km_key_type type)
+{
+    km_key_options o = KM_KEY_OPTIONS_INIT;
+    km_key *k = NULL;
+
+    o.protection = "tpm2";
+    ck_assert_msg(km_key_create(&k, ctx, name, type, &o) == KM_OK, "create %s: %s", name,
+                  km_error_last()->message);
+    return k;
+}
+
+static const uint8_t msg[] = "message signed by the TPM";
+
+static void sign_ok(km_key *k)
+{
+    uint8_t sig[KM_SIGNATURE_MAX];
+    size_t n = 0;
+    int rc = km_sign(k, 0, msg, sizeof msg, sig, sizeof sig, &n);
+
+    ck_assert_msg(rc == KM_OK, "sign: %s", km_error_last()->message);
+    ck_assert_int_eq(km_verify(k, 0, 0, msg, sizeof msg, sig, n), KM_OK);
+}
+
+/* ------------------------------------------------------------------- tests */
+
+START_TEST(test_tpm2_ecdsa_sign_verify)
+{
+    km_ctx *ctx = vault_for(&tpm);
+    km_key *k = tpm_key(ctx, "ec", KM_KEY_EC_P256);
+    uint8_t sig[KM_SIGNATURE_MAX], spki[256];
+    const uint8_t *p = spki;
+    size_t n = 0, spki_len = 0;
+    EVP_PKEY *pub;
+    EVP_MD_CTX *m;
+
+    sign_ok(k);
+    /* a changed message does not verify */
+    ck_assert_int_eq(km_sign(k, 0, msg, sizeof msg, sig, sizeof sig, &n), KM_OK);
+    ck_assert_int_eq(km_verify(k, 0, 0, msg, sizeof msg - 1, sig, n), KM_E_VERIFY);
+
+    /* the raw DER signature verifies with OpenSSL under the exported public key */
+    ck_assert_int_eq(km_sign(k, KM_SIG_RAW, msg, sizeof msg, sig, sizeof sig, &n), KM_OK);
+    ck_assert_int_eq(km_key_public_export(k, 0, KM_MATERIAL_SPKI_DER, spki, sizeof spki,
+                                          &spki_len), KM_OK);
+    pub = d2i_PUBKEY(NULL, &p, (long)spki_len);
+    ck_assert_ptr_nonnull(pub);
+    ck_assert(EVP_PKEY_is_a(pub, "EC"));
+    m = EVP_MD_CTX_new();
+    ck_assert_int_eq(EVP_DigestVerifyInit(m, NULL, EVP_sha256(), NULL, pub), 1);
+    ck_assert_int_eq(EVP_DigestVerify(m, sig, n, msg, sizeof msg), 1);
+    EVP_MD_CTX_free(m);
+    EVP_PKEY_free(pub);
+
+    /* P1363 r||s */
+    ck_assert_int_eq(km_sign(k, KM_SIG_RAW | KM_SIG_P1363, msg, sizeof msg, sig, sizeof sig, &n),
+                     KM_OK);
+    ck_assert_uint_eq(n, 64);
+    ck_assert_int_eq(km_verify(k, 0, KM_SIG_RAW | KM_SIG_P1363, msg, sizeof msg, sig, n), KM_OK);
+    sig[10] ^= 1;
+    ck_assert_int_eq(km_verify(k, 0, KM_SIG_RAW | KM_SIG_P1363, msg, sizeof msg, sig, n),
+                     KM_E_VERIFY);
+    km_key_free(k);
+    km_close(ctx);
+}
+END_TEST
+
+START_TEST(test_tpm2_hmac)
+{
+    km_ctx *ctx = vault_for(&tpm);
+    km_key *k = tpm_key(ctx, "mac", KM_KEY_HMAC_SHA256);
+    uint8_t tag[KM_MAC_MAX], tag2[KM_MAC_MAX], *big;
+    size_t n = 0, n2 = 0, big_len = 3000;
+
+    ck_assert_int_eq(km_mac(k, 0, msg, sizeof msg, tag, sizeof tag, &n), KM_OK);
+    ck_assert_int_eq(km_mac_verify(k, 0, 0, msg, sizeof msg, tag, n), KM_OK);
+    ck_assert_int_eq(km_mac_verify(k, 0, 0, msg, sizeof msg - 1, tag, n), KM_E_VERIFY);
+    /* deterministic, and longer than one TPM buffer (HMAC sequence) */
+    ck_assert_int_eq(km_mac(k, 0, msg, sizeof msg, tag2, sizeof tag2, &n2), KM_OK);
+    ck_assert_mem_eq(tag, tag2, n);
+    big = calloc(1, big_len);
+    ck_assert_int_eq(km_mac(k, KM_SIG_RAW, big, big_len, tag, sizeof tag, &n), KM_OK);
+    ck_assert_uint_eq(n, 32);
+    ck_assert_int_eq(km_mac_verify(k, 0, KM_SIG_RAW, big, big_len, tag, n), KM_OK);
+    big[2999] = 1;
+    ck_assert_int_eq(km_mac_verify(k, 0, KM_SIG_RAW, big, big_len, tag, n), KM_E_VERIFY);
+    free(big);
+    km_key_free(k);
+    km_close(ctx);
+}
+END_TEST
+
+START_TEST(test_tpm2_aes_gcm_round_trip_and_tamper)
+{
+    km_ctx *ctx = vault_for(&tpm);
+    km_key *k = tpm_key(ctx, "aes", KM_KEY_AES_256_GCM);
+    uint8_t ct[256], pt[256];
+    size_t ct_len = 0, pt_len = 0;
+
+    ck_assert_int_eq(km_encrypt(k, msg, sizeof msg, (const uint8_t *)"aad", 3, ct, sizeof ct,
+                                &ct_len), KM_OK);
+    ck_assert_int_eq(km_decrypt(ctx, 0, ct, ct_len, (const uint8_t *)"aad", 3, pt, sizeof pt,
+                                &pt_len), KM_OK);
+    ck_assert_uint_eq(pt_len, sizeof msg);
+    ck_assert_mem_eq(pt, msg, sizeof msg);
+    /* wrong aad, then a flipped ciphertext byte: integrity failure, output zeroed */
+    ck_assert_int_eq(km_decrypt(ctx, 0, ct, ct_len, (const uint8_t *)"aaD", 3, pt, sizeof pt,
+                                &pt_len), KM_E_INTEGRITY);
+    ct[ct_len - 20] ^= 0x01;
+    memset(pt, 0xa5, sizeof pt);
+    ck_assert_int_eq(km_decrypt(ctx, 0, ct, ct_len, (const uint8_t *)"aad", 3, pt, sizeof pt,
+                                &pt_len), KM_E_INTEGRITY);
+    ck_assert(tu_all_zero(pt, sizeof msg));
+    km_key_free(k);
+    km_close(ctx);
+}
+END_TEST
+
+START_TEST(test_tpm2_rotate)
+{
+    km_ctx *ctx = vault_for(&tpm);
+    km_key *aes = tpm_key(ctx, "aes", KM_KEY_AES_256_GCM);
+    km_key *ec = tpm_key(ctx, "ec", KM_KEY_EC_P256);
+    uint8_t ct[256], pt[256], sig[KM_SIGNATURE_MAX], sig2[KM_SIGNATURE_MAX];
+    size_t ct_len = 0, pt_len = 0, n = 0, n2 = 0;
+    uint32_t v = 0;
+
+    ck_assert_int_eq(km_encrypt(aes, msg, sizeof msg, NULL, 0, ct, sizeof ct, &ct_len), KM_OK);
+    ck_assert_int_eq(km_sign(ec, 0, msg, sizeof msg, sig, sizeof sig, &n), KM_OK);
+    ck_assert_int_eq(km_key_rotate(aes, &v), KM_OK);
+    ck_assert_uint_eq(v, 2);
+    ck_assert_int_eq(km_key_rotate(ec, &v), KM_OK);
+    ck_assert_uint_eq(v, 2);
+    /* old data still processes; new data uses the new version */
+    ck_assert_int_eq(km_decrypt(ctx, 0, ct, ct_len, NULL, 0, pt, sizeof pt, &pt_len), KM_OK);
+    ck_assert_mem_eq(pt, msg, sizeof msg);
+    ck_assert_int_eq(km_verify(ec, 0, 0, msg, sizeof msg, sig, n), KM_OK);
+    ck_assert_int_eq(km_sign(ec, 0, msg, sizeof msg, sig2, sizeof sig2, &n2), KM_OK);
+    ck_assert_int_eq(km_verify(ec, 0, 0, msg, sizeof msg, sig2, n2), KM_OK);
+    /* the raw v2 signature does not verify under v1 */
+    ck_assert_int_eq(km_sign(ec, KM_SIG_RAW, msg, sizeof msg, sig2, sizeof sig2, &n2), KM_OK);
+    ck_assert_int_eq(km_verify(ec, 1, KM_SIG_RAW, msg, sizeof msg, sig2, n2), KM_E_VERIFY);
+    km_key_free(aes);
+    km_key_free(ec);
+    km_close(ctx);
+}
+END_TEST
+
+START_TEST(test_tpm2_keys_reload_after_restart)
+{
+    km_ctx *ctx = vault_for(&tpm);
+    km_key *aes = tpm_key(ctx, "aes", KM_KEY_AES_256_GCM);
+    km_key *ec = tpm_key(ctx, "ec", KM_KEY_EC_P256);
+    uint8_t ct[256], pt[256], sig[KM_SIGNATURE_MAX];
+    size_t ct_len = 0, pt_len = 0, n = 0;
+
+    ck_assert_int_eq(km_encrypt(aes, msg, sizeof msg, NULL, 0, ct, sizeof ct, &ct_len), KM_OK);
+    ck_assert_int_eq(km_sign(ec, 0, msg, sizeof msg, sig, sizeof sig, &n), KM_OK);
+    km_key_free(aes);
+    km_key_free(ec);
+    km_close(ctx);
+
+    swtpm_stop(&tpm);
+    swtpm_start(&tpm);
+
+    ck_assert_int_eq(tu_vault_open(&ctx, dir, TU_PASS, 0), KM_OK);
+    ck_assert_int_eq(km_key_open(&ec, ctx, "ec"), KM_OK);
+    sign_ok(ec);
+    ck_assert_int_eq(km_verify(ec, 0, 0, msg, sizeof msg, sig, n), KM_OK);
+    ck_assert_int_eq(km_decrypt(ctx, 0, ct, ct_len, NULL, 0, pt, sizeof pt, &pt_len), KM_OK);
+    ck_assert_mem_eq(pt, msg, sizeof msg);
+    km_key_free(ec);
+    km_close(ctx);
+}
+END_TEST
+
+START_TEST(test_tpm2_killed_gives_backend_error_then_recovers)
+{
+    km_ctx *ctx = vault_for(&tpm);
+    km_key *ec = tpm_key(ctx, "ec", KM_KEY_EC_P256);
+    uint8_t sig[KM_SIGNATURE_MAX];
+    size_t n = 0;
+    const km_error *e;
+    time_t t0;
+    int rc;
+
+    sign_ok(ec);
+    swtpm_kill(&tpm);
+
+    t0 = time(NULL);
+    rc = km_sign(ec, 0, msg, sizeof msg, sig, sizeof sig, &n);
+    ck_assert_int_eq(rc, KM_E_BACKEND);
+    e = km_error_last();
+    ck_assert_int_eq(e->code, KM_E_BACKEND);
+    ck_assert_int_eq(e->native_kind, KM_NATIVE_TSS2);
+    ck_assert_uint_ne(e->native, 0);
+    ck_assert_int_le(time(NULL) - t0, 3);
+    /* still down: fails again at once, no hang */
+    ck_assert_int_eq(km_sign(ec, 0, msg, sizeof msg, sig, sizeof sig, &n), KM_E_BACKEND);
+    ck_assert_int_le(time(NULL) - t0, 5);
+
+    swtpm_start(&tpm);
+    sign_ok(ec); /* same context, same handle */
+    km_key_free(ec);
+    km_close(ctx);
+}
+END_TEST
+
+START_TEST(test_tpm2_restart_under_open_handle_recovers)
+{
+    km_ctx *ctx = vault_for(&tpm);
+    km_key *ec = tpm_key(ctx, "ec", KM_KEY_EC_P256);
+
+    sign_ok(ec);
+    swtpm_kill(&tpm);
+    swtpm_start(&tpm);
+    sign_ok(ec); /* the stale connection is dropped and made again in the same call */
+    km_key_free(ec);
+    km_close(ctx);
+}
+END_TEST
+
+START_TEST(test_tpm2_other_tpm_cannot_use_keys)
+{
+    km_ctx *ctx = vault_for(&tpm);
+    km_key *ec = tpm_key(ctx, "ec", KM_KEY_EC_P256);
+    km_key *aes = tpm_key(ctx, "aes", KM_KEY_AES_256_GCM);
+    uint8_t ct[256], pt[256], sig[KM_SIGNATURE_MAX];
+    size_t ct_len = 0, pt_len = 0, n = 0;
+    int rc;
+
+    ck_assert_int_eq(km_encrypt(aes, msg, sizeof msg, NULL, 0, ct, sizeof ct, &ct_len), KM_OK);
+    km_key_free(ec);
+    km_key_free(aes);
+    /* point the vault at a second TPM with another seed */
+    make_tpm(&tpm_b, "tpm-b");
+    ck_assert_int_eq(km_vault_backend_set(ctx, "tpm2", tpm_b.config), KM_OK);
+    km_close(ctx);
+
+    ck_assert_int_eq(tu_vault_open(&ctx, dir, TU_PASS, 0), KM_OK);
+    ck_assert_int_eq(km_key_open(&ec, ctx, "ec"), KM_OK);
+    rc = km_sign(ec, 0, msg, sizeof msg, sig, sizeof sig, &n);
+    ck_assert_msg(rc == KM_E_BACKEND || rc == KM_E_INTEGRITY, "sign on another TPM gave %d", rc);
+    ck_assert_int_eq(km_error_last()->native_kind, KM_NATIVE_TSS2);
+    rc = km_decrypt(ctx, 0, ct, ct_len, NULL, 0, pt, sizeof pt, &pt_len);
+    ck_assert_msg(rc == KM_E_BACKEND || rc == KM_E_INTEGRITY, "decrypt on another TPM gave %d",
+                  rc);
+    ck_assert(tu_all_zero(pt, sizeof msg));
+    km_key_free(ec);
+    km_close(ctx);
+}
+END_TEST
+
+START_TEST(test_tpm2_unsupported_type_refused)
+{
+    km_ctx *ctx = vault_for(&tpm);
+    km_key_options o = KM_KEY_OPTIONS_INIT;
+    km_key *k = NULL;
+
+    o.protection = "tpm2";
+    ck_assert_int_eq(km_key_create(&k, ctx, "ed", KM_KEY_ED25519, &o), KM_E_UNSUPPORTED);
+    ck_assert_ptr_null(k);
+    km_close(ctx);
+}
+END_TEST
+
+static Suite *tpm2_suite(void)
+{
+    Suite *s = suite_create("tpm2");
+    TCase *tc = tcase_create("swtpm");
+
+    tcase_set_timeout(tc, 120);
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_add_test(tc, test_tpm2_ecdsa_sign_verify);
+    tcase_add_test(tc, test_tpm2_hmac);
+    tcase_add_test(tc, test_tpm2_aes_gcm_round_trip_and_tamper);
+    tcase_add_test(tc, test_tpm2_rotate);
+    tcase_add_test(tc, test_tpm2_keys_reload_after_restart);
+    tcase_add_test(tc, test_tpm2_killed_gives_backend_error_then_recovers);
+    tcase_add_test(tc, test_tpm2_restart_under_open_handle_recovers);
+    tcase_add_test(tc, test_tpm2_other_tpm_cannot_use_keys);
+    tcase_add_test(tc, test_tpm2_unsupported_type_refused);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int main(void)
+{
+    SRunner *sr;
+    int failed;
+
+    if (!have_tools()) {
+        /* never a silent skip: the build asked for the TPM backend */
+        fprintf(stderr, "check_tpm2: swtpm or tpm2-tools not installed (apt-get install swtpm "
+                        "swtpm-tools tpm2-tools): FAILED\n");
+        return 1;
+    }
+    sr = srunner_create(tpm2_suite());
+    srunner_run_all(sr, CK_NORMAL);
+    failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}
