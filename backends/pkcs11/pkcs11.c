@@ -1,0 +1,903 @@
+/*
+ * pkcs11.c - the "pkcs11" backend: keys generated and used inside a PKCS#11
+ * token (an HSM, a smart card; SoftHSM2 in the tests). Built with
+ * --enable-pkcs11.
+ *
+ * Configuration (km_vault_backend_set(ctx, "pkcs11", config), stored sealed):
+ *
+ *     module=/usr/lib/softhsm/libsofthsm2.so;token=pkcs11:token=LABEL;pin=PIN
+ *
+ *   module=  the PKCS#11 module, loaded through p11-kit (required)
+ *   token=   an RFC 7512 PKCS#11 URI naming the token (token label, serial,
+ *            manufacturer, model; library-* attributes match the module). The
+ *            URI's own ';'-separated attributes stay part of it: the value runs
+ *            to the next ";module=" or ";pin=" or the end. (required)
+ *   pin=     the user PIN (optional; else $KM_PKCS11_PIN; else no login)
+ *
+ * Keys: aes-256-gcm (CKM_AES_GCM), ec-p256 / ec-p384 (CKM_ECDSA on a SHA-256 /
+ * SHA-384 digest), rsa-2048 / rsa-3072 (CKM_RSA_PKCS_PSS on a SHA-256 digest,
+ * MGF1-SHA-256, salt 32). Every object: CKA_TOKEN, CKA_PRIVATE, CKA_SENSITIVE,
+ * CKA_EXTRACTABLE only for KM_KEY_EXPORTABLE keys, no wrap/unwrap/derive, a
+ * random 16-byte CKA_ID. Verification and the public key are done in
+ * software from the token's public attributes.
+ *
+ * Reference (36 bytes, stored sealed by the core):
+ *   'P' '1' 1 type serial[16] cka_id[16]
+ * Objects are found by CKA_ID; a cached handle is dropped on any failure and
+ * found again once (no retry loops).
+ */
+#include "km_int.h"
+#include "p11_int.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/bn.h>
+#include <openssl/core_names.h>
+#include <openssl/ec.h>
+#include <openssl/evp.h>
+#include <openssl/param_build.h>
+#include <openssl/rsa.h>
+#include <openssl/x509.h>
+
+#define REF_LEN 36
+#define PSS_SALT 32
+/* a vendor code of our own: the object is not on the token */
+#define RV_NOT_FOUND (CKR_VENDOR_DEFINED | 0x4b4d0001UL)
+
+enum kind { P_SYM = 1, P_EC, P_RSA };
+
+struct p11_type {
+    enum kind kind;
+    const char *name;
+    CK_ULONG bits;          /* AES key bytes / RSA modulus bits */
+    const uint8_t *oid;     /* EC: DER OID (CKA_EC_PARAMS) */
+    size_t oid_len;
+    const char *group;      /* EC: OpenSSL group name */
+    size_t field;           /* EC: bytes of r and of s */
+    const char *md;         /* digest signed */
+};
+
+static const uint8_t oid_p256[] = { 0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07 };
+static const uint8_t oid_p384[] = { 0x06, 0x05, 0x2b, 0x81, 0x04, 0x00, 0x22 };
+
+static const struct p11_type *type_get(int type)
+{
+    static const struct p11_type aes256 = { P_SYM, "aes-256-gcm", 32, NULL, 0, NULL, 0, NULL };
+    static const struct p11_type p256 = { P_EC, "ec-p256", 0, oid_p256, sizeof oid_p256,
+                                          "P-256", 32, "SHA256" };
+    static const struct p11_type p384 = { P_EC, "ec-p384", 0, oid_p384, sizeof oid_p384,
+                                          "P-384", 48, "SHA384" };
+    static const struct p11_type rsa2 = { P_RSA, "rsa-2048", 2048, NULL, 0, NULL, 0, "SHA256" };
+    static const struct p11_type rsa3 = { P_RSA, "rsa-3072", 3072, NULL, 0, NULL, 0, "SHA256" };
+
+    switch (type) {
+    case KM_KEY_AES_256_GCM: return &aes256;
+    case KM_KEY_EC_P256: return &p256;
+    case KM_KEY_EC_P384: return &p384;
+    case KM_KEY_RSA_2048: return &rsa2;
+    case KM_KEY_RSA_3072: return &rsa3;
+    default: return NULL;
+    }
+}
+
+typedef struct p11_obj {
+    km__p11 *p;
+    const struct p11_type *ti;
+    uint8_t id[16];
+    pthread_mutex_t mu;
+    CK_OBJECT_HANDLE h;     /* secret or private key; CK_INVALID_HANDLE = find by CKA_ID */
+    EVP_PKEY *pub;          /* asymmetric: the public key */
+} p11_obj;
+
+/* Maps an rv from run() to a km code. */
+static int fail(CK_RV rv, const char *what)
+{
+    if (rv == RV_NOT_FOUND)
+        return km__err(KM_E_NOTFOUND, "pkcs11: %s: no object with the key's CKA_ID on the token",
+                       what);
+    return km__p11_fail(rv, what);
+}
+
+/* ---------------------------------------------------------------- open */
+
+static int p11_open(void **out_state, const char *config)
+{
+    size_t len;
+    char *buf, *seg, *semi, *module = NULL, *uri = NULL, *pin = NULL;
+    int cur = 0, rc;
+    km__p11 *p = NULL;
+
+    *out_state = NULL;
+    if (config == NULL)
+        return km__err(KM_E_INVALID, "pkcs11: no configuration (km_vault_backend_set with "
+                       "module=...;token=pkcs11:...)");
+    len = strlen(config);
+    buf = km__salloc(len + 1);
+    if (buf == NULL)
+        return km__err(KM_E_NOMEM, "pkcs11: no secure memory");
+    memcpy(buf, config, len + 1);
+    for (seg = buf; seg != NULL; seg = semi != NULL ? semi + 1 : NULL) {
+        semi = strchr(seg, ';');
+        if (semi != NULL)
+            *semi = '\0';
+        if (strncmp(seg, "module=", 7) == 0) {
+            module = seg + 7;
+            cur = 1;
+        } else if (strncmp(seg, "pin=", 4) == 0) {
+            pin = seg + 4;
+            cur = 2;
+        } else if (strncmp(seg, "token=", 6) == 0 && uri == NULL) {
+            uri = seg + 6;
+            cur = 3;
+        } else if (cur == 3 && seg > buf) {
+            seg[-1] = ';'; /* an attribute of the URI */
+        } else if (*seg != '\0') {
+            rc = km__err(KM_E_INVALID, "pkcs11: unknown configuration item (want module=, "
+                         "token=, pin=)");
+            goto out;
+        }
+    }
+    if (module == NULL || *module == '\0' || uri == NULL || *uri == '\0') {
+        rc = km__err(KM_E_INVALID, "pkcs11: the configuration needs module= and token=");
+        goto out;
+    }
+    rc = km__p11_open(&p, module, uri, pin);
+    if (rc == KM_OK)
+        *out_state = p;
+out:
+    km__sfree(buf, len + 1);
+    return rc;
+}
+
+static void p11_close(void *state)
+{
+    km__p11_close(state);
+}
+
+/* ------------------------------------------------------------ generate */
+
+static int p11_generate(void *state, const km_backend_keyspec *spec, km_secret **out_ref)
+{
+    km__p11 *p = state;
+    const struct p11_type *ti;
+    CK_BBOOL yes = CK_TRUE, no = CK_FALSE, extractable;
+    CK_OBJECT_CLASS sec = CKO_SECRET_KEY;
+    CK_KEY_TYPE aes = CKK_AES;
+    CK_ULONG value_len, bits;
+    static const uint8_t e65537[] = { 0x01, 0x00, 0x01 };
+    uint8_t id[16];
+    CK_SESSION_HANDLE s;
+    CK_OBJECT_HANDLE h1 = CK_INVALID_HANDLE, h2 = CK_INVALID_HANDLE;
+    CK_MECHANISM m = { 0, NULL, 0 };
+    CK_RV rv;
+    uint8_t *r;
+    int rc;
+
+    if (out_ref == NULL)
+        return km__err(KM_E_INVALID, "pkcs11 generate: out_ref is NULL");
+    *out_ref = NULL;
+    if (p == NULL || spec == NULL)
+        return km__err(KM_E_INVALID, "pkcs11 generate: %s is NULL", p == NULL ? "state" : "spec");
+    ti = type_get(spec->type);
+    if (ti == NULL)
+        return km__err(KM_E_UNSUPPORTED, "pkcs11: key type %d is not supported on a token "
+                       "(aes-256-gcm, ec-p256, ec-p384, rsa-2048, rsa-3072)", (int)spec->type);
+    if (spec->flags & KM_KEY_PUBLIC_ONLY)
+        return km__err(KM_E_INVALID, "pkcs11 generate: a public-only key cannot be generated");
+    extractable = (spec->flags & KM_KEY_EXPORTABLE) ? CK_TRUE : CK_FALSE;
+    if ((rc = km__random(id, sizeof id)) != KM_OK)
+        return rc;
+    if ((rc = km__p11_session_get(p, &s)) != KM_OK)
+        return rc;
+    if (ti->kind == P_SYM) {
+        CK_ATTRIBUTE t[] = {
+            { CKA_CLASS, &sec, sizeof sec },         { CKA_KEY_TYPE, &aes, sizeof aes },
+            { CKA_VALUE_LEN, &value_len, sizeof value_len },
+            { CKA_TOKEN, &yes, sizeof yes },         { CKA_PRIVATE, &yes, sizeof yes },
+            { CKA_SENSITIVE, &yes, sizeof yes },     { CKA_EXTRACTABLE, &extractable, 1 },
+            { CKA_ENCRYPT, &yes, sizeof yes },       { CKA_DECRYPT, &yes, sizeof yes },
+            { CKA_WRAP, &no, sizeof no },            { CKA_UNWRAP, &no, sizeof no },
+            { CKA_SIGN, &no, sizeof no },            { CKA_VERIFY, &no, sizeof no },
+            { CKA_DERIVE, &no, sizeof no },          { CKA_ID, id, sizeof id },
+        };
+        value_len = ti->bits;
+        m.mechanism = CKM_AES_KEY_GEN;
+        rv = p->fl->C_GenerateKey(s, &m, t, sizeof t / sizeof t[0], &h1);
+    } else {
+        CK_ATTRIBUTE pub_ec[] = {
+            { CKA_TOKEN, &yes, sizeof yes },  { CKA_VERIFY, &yes, sizeof yes },
+            { CKA_ENCRYPT, &no, sizeof no },  { CKA_WRAP, &no, sizeof no },
+            { CKA_DERIVE, &no, sizeof no },   { CKA_ID, id, sizeof id },
+            { CKA_EC_PARAMS, (void *)(uintptr_t)ti->oid, ti->oid_len },
+        };
+        CK_ATTRIBUTE pub_rsa[] = {
+            { CKA_TOKEN, &yes, sizeof yes },  { CKA_VERIFY, &yes, sizeof yes },
+            { CKA_ENCRYPT, &no, sizeof no },  { CKA_WRAP, &no, sizeof no },
+            { CKA_DERIVE, &no, sizeof no },   { CKA_ID, id, sizeof id },
+            { CKA_MODULUS_BITS, &bits, sizeof bits },
+            { CKA_PUBLIC_EXPONENT, (void *)(uintptr_t)e65537, sizeof e65537 },
+        };
+        CK_ATTRIBUTE priv[] = {
+            { CKA_TOKEN, &yes, sizeof yes },     { CKA_PRIVATE, &yes, sizeof yes },
+            { CKA_SENSITIVE, &yes, sizeof yes }, { CKA_EXTRACTABLE, &extractable, 1 },
+            { CKA_SIGN, &yes, sizeof yes },      { CKA_DECRYPT, &no, sizeof no },
+            { CKA_UNWRAP, &no, sizeof no },      { CKA_DERIVE, &no, sizeof no },
+            { CKA_ID, id, sizeof id },
+        };
+        bits = ti->bits;
+        if (ti->kind == P_EC) {
+            m.mechanism = CKM_EC_KEY_PAIR_GEN;
+            rv = p->fl->C_GenerateKeyPair(s, &m, pub_ec, sizeof pub_ec / sizeof pub_ec[0], priv,
+                                          sizeof priv / sizeof priv[0], &h1, &h2);
+        } else {
+            m.mechanism = CKM_RSA_PKCS_KEY_PAIR_GEN;
+            rv = p->fl->C_GenerateKeyPair(s, &m, pub_rsa, sizeof pub_rsa / sizeof pub_rsa[0],
+                                          priv, sizeof priv / sizeof priv[0], &h1, &h2);
+        }
+    }
+    km__p11_session_put(p, s, rv);
+    if (rv != CKR_OK)
+        return fail(rv, ti->kind == P_SYM ? "C_GenerateKey" : "C_GenerateKeyPair");
+    if ((rc = km_secret_new(out_ref, REF_LEN)) != KM_OK)
+        return rc;
+    r = km_secret_data(*out_ref);
+    r[0] = 'P';
+    r[1] = '1';
+    r[2] = 1;
+    r[3] = (uint8_t)spec->type;
+    pthread_mutex_lock(&p->mu);
+    memcpy(r + 4, p->serial, 16);
+    pthread_mutex_unlock(&p->mu);
+    memcpy(r + 20, id, 16);
+    return KM_OK;
+}
+
+/* -------------------------------------------------------- load / find */
+
+static int parse_ref(km__p11 *p, const km_backend_keyspec *spec, const uint8_t *ref,
+                     size_t ref_len, const char *fn, const struct p11_type **ti)
+{
+    int serial_ok;
+
+    if (p == NULL || spec == NULL || ref == NULL)
+        return km__err(KM_E_INVALID, "pkcs11 %s: NULL argument", fn);
+    if (ref_len != REF_LEN || ref[0] != 'P' || ref[1] != '1' || ref[2] != 1
+        || ref[3] != (uint8_t)spec->type || (*ti = type_get(ref[3])) == NULL)
+        return km__err(KM_E_CORRUPT, "pkcs11 %s: not a pkcs11 key reference of this type", fn);
+    pthread_mutex_lock(&p->mu);
+    serial_ok = memcmp(p->serial, ref + 4, 16) == 0;
+    pthread_mutex_unlock(&p->mu);
+    if (!serial_ok)
+        return km__err(KM_E_NOTFOUND, "pkcs11 %s: the key lives on another token (serial "
+                       "%.16s)", fn, (const char *)ref + 4);
+    return KM_OK;
+}
+
+/* The key's secret or private object handle (cached until a failure). */
+static CK_RV obj_handle(p11_obj *o, CK_SESSION_HANDLE s, CK_OBJECT_HANDLE *h)
+{
+    CK_ULONG n = 0;
+    CK_RV rv = CKR_OK;
+
+    pthread_mutex_lock(&o->mu);
+    if (o->h == CK_INVALID_HANDLE) {
+        rv = km__p11_find(o->p, s, o->id,
+                          o->ti->kind == P_SYM ? CKO_SECRET_KEY : CKO_PRIVATE_KEY, &o->h, 1, &n);
+        if (rv == CKR_OK && n == 0)
+            rv = RV_NOT_FOUND;
+        if (rv != CKR_OK)
+            o->h = CK_INVALID_HANDLE;
+    }
+    *h = o->h;
+    pthread_mutex_unlock(&o->mu);
+    return rv;
+}
+
+static void obj_forget(p11_obj *o)
+{
+    pthread_mutex_lock(&o->mu);
+    o->h = CK_INVALID_HANDLE;
+    pthread_mutex_unlock(&o->mu);
+}
+
+typedef CK_RV (*op_fn)(p11_obj *o, CK_SESSION_HANDLE s, CK_OBJECT_HANDLE h, void *arg);
+
+/* Runs op on the key's object; on a stale session or handle, once more on a
+ * fresh session with the object found again. km code; *rv the last CK_RV. */
+static int run(p11_obj *o, op_fn fn, void *arg, const char *what, CK_RV *last)
+{
+    CK_SESSION_HANDLE s;
+    CK_OBJECT_HANDLE h;
+    CK_RV rv = CKR_OK;
+    int attempt, rc;
+
+    for (attempt = 0; attempt < 2; attempt++) {
+        if ((rc = km__p11_session_get(o->p, &s)) != KM_OK) {
+            *last = CKR_DEVICE_ERROR;
+            return rc;
+        }
+        rv = obj_handle(o, s, &h);
+        if (rv == CKR_OK)
+            rv = fn(o, s, h, arg);
+        km__p11_session_put(o->p, s, rv == RV_NOT_FOUND ? CKR_OK : rv);
+        if (rv == CKR_OK)
+            break;
+        obj_forget(o);
+        if (!km__p11_rv_stale(rv))
+            break;
+    }
+    *last = rv;
+    return rv == CKR_OK ? KM_OK : fail(rv, what);
+}
+
+static CK_RV get_attr(km__p11 *p, CK_SESSION_HANDLE s, CK_OBJECT_HANDLE h, CK_ATTRIBUTE_TYPE t,
+                      uint8_t **out, CK_ULONG *len)
+{
+    CK_ATTRIBUTE a = { t, NULL, 0 };
+    CK_RV rv = p->fl->C_GetAttributeValue(s, h, &a, 1);
+
+    *out = NULL;
+    if (rv != CKR_OK)
+        return rv;
+    if (a.ulValueLen == 0 || a.ulValueLen > 4096)
+        return CKR_ATTRIBUTE_VALUE_INVALID;
+    a.pValue = malloc(a.ulValueLen);
+    if (a.pValue == NULL)
+        return CKR_HOST_MEMORY;
+    rv = p->fl->C_GetAttributeValue(s, h, &a, 1);
+    if (rv != CKR_OK) {
+        free(a.pValue);
+        return rv;
+    }
+    *out = a.pValue;
+    *len = a.ulValueLen;
+    return CKR_OK;
+}
+
+/* The public key from the token's public-key object. */
+static int load_pub(p11_obj *o, CK_SESSION_HANDLE s, CK_RV *last)
+{
+    OSSL_PARAM_BLD *bld = NULL;
+    OSSL_PARAM *params = NULL;
+    EVP_PKEY_CTX *pc = NULL;
+    ASN1_OCTET_STRING *os = NULL;
+    BIGNUM *n = NULL, *e = NULL;
+    uint8_t *a1 = NULL, *a2 = NULL;
+    CK_ULONG l1 = 0, l2 = 0, cnt = 0;
+    CK_OBJECT_HANDLE h;
+    const unsigned char *q;
+    CK_RV rv;
+    int rc = KM_E_CRYPTO;
+
+    rv = km__p11_find(o->p, s, o->id, CKO_PUBLIC_KEY, &h, 1, &cnt);
+    if (rv == CKR_OK && cnt == 0)
+        rv = RV_NOT_FOUND;
+    if (rv == CKR_OK && o->ti->kind == P_EC)
+        rv = get_attr(o->p, s, h, CKA_EC_POINT, &a1, &l1);
+    else if (rv == CKR_OK) {
+        rv = get_attr(o->p, s, h, CKA_MODULUS, &a1, &l1);
+        if (rv == CKR_OK)
+            rv = get_attr(o->p, s, h, CKA_PUBLIC_EXPONENT, &a2, &l2);
+    }
+    *last = rv;
+    if (rv != CKR_OK) {
+        rc = fail(rv, "reading the public key");
+        goto out;
+    }
+    if ((bld = OSSL_PARAM_BLD_new()) == NULL)
+        goto bad;
+    if (o->ti->kind == P_EC) {
+        q = a1;
+        os = d2i_ASN1_OCTET_STRING(NULL, &q, (long)l1);
+        if (os == NULL
+            || !OSSL_PARAM_BLD_push_utf8_string(bld, OSSL_PKEY_PARAM_GROUP_NAME, o->ti->group, 0)
+            || !OSSL_PARAM_BLD_push_octet_string(bld, OSSL_PKEY_PARAM_PUB_KEY,
+                                                 ASN1_STRING_get0_data(os),
+                                                 (size_t)ASN1_STRING_length(os)))
+            goto bad;
+    } else {
+        n = BN_bin2bn(a1, (int)l1, NULL);
+        e = BN_bin2bn(a2, (int)l2, NULL);
+        if (n == NULL || e == NULL || !OSSL_PARAM_BLD_push_BN(bld, OSSL_PKEY_PARAM_RSA_N, n)
+            || !OSSL_PARAM_BLD_push_BN(bld, OSSL_PKEY_PARAM_RSA_E, e))
+            goto bad;
+    }
+    if ((params = OSSL_PARAM_BLD_to_param(bld)) == NULL
+        || (pc = EVP_PKEY_CTX_new_from_name(NULL, o->ti->kind == P_EC ? "EC" : "RSA", NULL))
+               == NULL
+        || EVP_PKEY_fromdata_init(pc) != 1
+        || EVP_PKEY_fromdata(pc, &o->pub, EVP_PKEY_PUBLIC_KEY, params) != 1)
+        goto bad;
+    rc = KM_OK;
+    goto out;
+bad:
+    rc = km__err_ossl(KM_E_CRYPTO, "pkcs11: the token's %s public key does not decode",
+                      o->ti->name);
+out:
+    EVP_PKEY_CTX_free(pc);
+    OSSL_PARAM_free(params);
+    OSSL_PARAM_BLD_free(bld);
+    ASN1_OCTET_STRING_free(os);
+    BN_free(n);
+    BN_free(e);
+    free(a1);
+    free(a2);
+    return rc;
+}
+
+static CK_RV nop(p11_obj *o, CK_SESSION_HANDLE s, CK_OBJECT_HANDLE h, void *arg)
+{
+    (void)o;
+    (void)h;
+    (void)arg;
+    (void)s;
+    return CKR_OK;
+}
+
+static void p11_unload(void *state, void *obj)
+{
+    p11_obj *o = obj;
+
+    (void)state;
+    if (o == NULL)
+        return;
+    EVP_PKEY_free(o->pub);
+    pthread_mutex_destroy(&o->mu);
+    free(o);
+}
+
+static int p11_load(void *state, const km_backend_keyspec *spec, const uint8_t *ref,
+                    size_t ref_len, void **out_obj)
+{
+    km__p11 *p = state;
+    const struct p11_type *ti = NULL;
+    p11_obj *o;
+    CK_SESSION_HANDLE s;
+    CK_RV rv = CKR_OK;
+    int rc;
+
+    if (out_obj == NULL)
+        return km__err(KM_E_INVALID, "pkcs11 load: out_obj is NULL");
+    *out_obj = NULL;
+    if ((rc = parse_ref(p, spec, ref, ref_len, "load", &ti)) != KM_OK)
+        return rc;
+    o = calloc(1, sizeof *o);
+    if (o == NULL)
+        return km__err(KM_E_NOMEM, "pkcs11 load: out of memory");
+    if (pthread_mutex_init(&o->mu, NULL) != 0) {
+        free(o);
+        return km__err(KM_E_NOMEM, "pkcs11 load: cannot make a mutex");
+    }
+    o->p = p;
+    o->ti = ti;
+    o->h = CK_INVALID_HANDLE;
+    memcpy(o->id, ref + 20, 16);
+    /* find the object now: a missing key fails here, not at first use */
+    if ((rc = run(o, nop, NULL, "finding the key", &rv)) != KM_OK)
+        goto fail;
+    if (ti->kind != P_SYM) {
+        if ((rc = km__p11_session_get(p, &s)) != KM_OK)
+            goto fail;
+        rc = load_pub(o, s, &rv);
+        km__p11_session_put(p, s, rv == RV_NOT_FOUND ? CKR_OK : rv);
+        if (rc != KM_OK)
+            goto fail;
+    }
+    *out_obj = o;
+    return KM_OK;
+fail:
+    p11_unload(state, o);
+    return rc;
+}
+
+/* --------------------------------------------------------------- destroy */
+
+static int p11_destroy(void *state, const km_backend_keyspec *spec, const uint8_t *ref,
+                       size_t ref_len)
+{
+    km__p11 *p = state;
+    const struct p11_type *ti = NULL;
+    CK_OBJECT_HANDLE hs[8];
+    CK_ULONG n = 0, i;
+    CK_SESSION_HANDLE s;
+    CK_RV rv, rv2;
+    int rc;
+
+    if ((rc = parse_ref(p, spec, ref, ref_len, "destroy", &ti)) != KM_OK)
+        return rc;
+    if ((rc = km__p11_session_get(p, &s)) != KM_OK)
+        return rc;
+    rv = km__p11_find(p, s, ref + 20, (CK_ULONG)-1, hs, 8, &n);
+    for (i = 0; rv == CKR_OK && i < n; i++) {
+        rv2 = p->fl->C_DestroyObject(s, hs[i]);
+        if (rv2 != CKR_OK && rv2 != CKR_OBJECT_HANDLE_INVALID)
+            rv = rv2;
+    }
+    km__p11_session_put(p, s, rv);
+    return rv == CKR_OK ? KM_OK : fail(rv, "C_DestroyObject");
+}
+
+/* ------------------------------------------------------------------ AEAD */
+
+struct gcm_arg {
+    int enc;
+    const uint8_t *nonce;
+    uint8_t *aad;
+    size_t aad_len;
+    const uint8_t *in;
+    CK_ULONG in_len;
+    uint8_t *out;
+    CK_ULONG out_len;
+};
+
+static CK_RV gcm_op(p11_obj *o, CK_SESSION_HANDLE s, CK_OBJECT_HANDLE h, void *arg)
+{
+    struct gcm_arg *g = arg;
+    CK_GCM_PARAMS gp;
+    CK_MECHANISM m = { CKM_AES_GCM, &gp, sizeof gp };
+    CK_ULONG n = g->out_len;
+    CK_RV rv;
+
+    memset(&gp, 0, sizeof gp);
+    gp.pIv = (unsigned char *)(uintptr_t)g->nonce;
+    gp.ulIvLen = 12;
+    gp.ulIvBits = 96;
+    gp.pAAD = g->aad;
+    gp.ulAADLen = g->aad_len;
+    gp.ulTagBits = 128;
+    if (g->enc) {
+        rv = o->p->fl->C_EncryptInit(s, &m, h);
+        if (rv == CKR_OK)
+            rv = o->p->fl->C_Encrypt(s, (CK_BYTE *)(uintptr_t)g->in, g->in_len, g->out, &n);
+    } else {
+        rv = o->p->fl->C_DecryptInit(s, &m, h);
+        if (rv == CKR_OK)
+            rv = o->p->fl->C_Decrypt(s, (CK_BYTE *)(uintptr_t)g->in, g->in_len, g->out, &n);
+    }
+    if (rv == CKR_OK && n != (g->enc ? g->in_len + 16 : g->in_len - 16))
+        rv = CKR_DATA_LEN_RANGE;
+    return rv;
+}
+
+/* aad1 || aad2 in `stack` or in a malloc'ed buffer (*heap, to free). */
+static int aad_join(const uint8_t *aad1, size_t aad1_len, const uint8_t *aad2, size_t aad2_len,
+                    uint8_t *stack, size_t stack_len, uint8_t **joined, uint8_t **heap)
+{
+    size_t n = aad1_len + aad2_len;
+
+    *heap = NULL;
+    if (n < aad1_len || (aad1 == NULL && aad1_len > 0) || (aad2 == NULL && aad2_len > 0))
+        return km__err(KM_E_INVALID, "pkcs11 aead: bad associated data");
+    if (n > stack_len) {
+        if ((*heap = malloc(n)) == NULL)
+            return km__err(KM_E_NOMEM, "pkcs11 aead: out of memory");
+        *joined = *heap;
+    } else {
+        *joined = stack;
+    }
+    if (aad1_len > 0)
+        memcpy(*joined, aad1, aad1_len);
+    if (aad2_len > 0)
+        memcpy(*joined + aad1_len, aad2, aad2_len);
+    return KM_OK;
+}
+
+static int p11_aead_seal(void *obj, const uint8_t nonce[12], const uint8_t *aad1,
+                         size_t aad1_len, const uint8_t *aad2, size_t aad2_len,
+                         const uint8_t *in, size_t in_len, uint8_t *out, uint8_t tag[16])
+{
+    p11_obj *o = obj;
+    uint8_t stack[512], *heap = NULL, one = 0;
+    struct gcm_arg g;
+    CK_RV rv;
+    int rc;
+
+    if (o == NULL || nonce == NULL || tag == NULL || (in_len > 0 && (in == NULL || out == NULL)))
+        return km__err(KM_E_INVALID, "pkcs11 aead_seal: NULL argument");
+    if (o->ti->kind != P_SYM)
+        return km__err(KM_E_USAGE, "a %s key does not encrypt data", o->ti->name);
+    if (in_len > ((size_t)1 << 31))
+        return km__err(KM_E_INVALID, "pkcs11 aead_seal: input too long");
+    memset(&g, 0, sizeof g);
+    if ((rc = aad_join(aad1, aad1_len, aad2, aad2_len, stack, sizeof stack, &g.aad, &heap))
+        != KM_OK)
+        return rc;
+    g.enc = 1;
+    g.nonce = nonce;
+    g.aad_len = aad1_len + aad2_len;
+    g.in = in_len > 0 ? in : &one;
+    g.in_len = in_len;
+    g.out_len = in_len + 16;
+    g.out = malloc(g.out_len);
+    if (g.out == NULL) {
+        free(heap);
+        return km__err(KM_E_NOMEM, "pkcs11 aead_seal: out of memory");
+    }
+    rc = run(o, gcm_op, &g, "AES-GCM encryption (C_Encrypt)", &rv);
+    if (rc == KM_OK) {
+        if (in_len > 0)
+            memcpy(out, g.out, in_len);
+        memcpy(tag, g.out + in_len, 16);
+    }
+    free(g.out);
+    free(heap);
+    return rc;
+}
+
+static int p11_aead_open(void *obj, const uint8_t nonce[12], const uint8_t *aad1,
+                         size_t aad1_len, const uint8_t *aad2, size_t aad2_len,
+                         const uint8_t *in, size_t in_len, const uint8_t tag[16], uint8_t *out)
+{
+    p11_obj *o = obj;
+    uint8_t stack[512], *heap = NULL, *buf = NULL;
+    size_t buf_len = in_len + 16;
+    struct gcm_arg g;
+    CK_RV rv = CKR_OK, rv2;
+    int rc;
+
+    if (o == NULL || nonce == NULL || tag == NULL || (in_len > 0 && (in == NULL || out == NULL)))
+        return km__err(KM_E_INVALID, "pkcs11 aead_open: NULL argument");
+    if (o->ti->kind != P_SYM)
+        return km__err(KM_E_USAGE, "a %s key does not decrypt data", o->ti->name);
+    if (in_len > ((size_t)1 << 31))
+        return km__err(KM_E_INVALID, "pkcs11 aead_open: input too long");
+    memset(&g, 0, sizeof g);
+    if ((rc = aad_join(aad1, aad1_len, aad2, aad2_len, stack, sizeof stack, &g.aad, &heap))
+        != KM_OK)
+        goto out;
+    /* ciphertext || tag in; the plaintext lands in secure memory first */
+    buf = km__salloc(2 * buf_len);
+    if (buf == NULL) {
+        rc = km__err(KM_E_NOMEM, "pkcs11 aead_open: no secure memory");
+        goto out;
+    }
+    if (in_len > 0)
+        memcpy(buf, in, in_len);
+    memcpy(buf + in_len, tag, 16);
+    g.nonce = nonce;
+    g.aad_len = aad1_len + aad2_len;
+    g.in = buf;
+    g.in_len = buf_len;
+    g.out = buf + buf_len;
+    g.out_len = buf_len;
+    rc = run(o, gcm_op, &g, "AES-GCM decryption (C_Decrypt)", &rv);
+    if (rc != KM_OK && (rv == CKR_GENERAL_ERROR || rv == CKR_ENCRYPTED_DATA_INVALID)) {
+        /* SoftHSM reports a bad tag as CKR_GENERAL_ERROR: it is an integrity
+         * failure only if the token is still there and the key still found */
+        rv2 = CKR_OK;
+        if (run(o, nop, NULL, "finding the key", &rv2) == KM_OK)
+            rc = km_backend_error(KM_E_INTEGRITY, KM_NATIVE_PKCS11, (unsigned long)rv,
+                                  "pkcs11: AES-GCM authentication failed");
+    }
+    if (rc == KM_OK && in_len > 0)
+        memcpy(out, g.out, in_len);
+out:
+    if (rc != KM_OK && in_len > 0 && out != NULL)
+        km_memzero(out, in_len);
+    if (buf != NULL)
+        km__sfree(buf, 2 * buf_len);
+    free(heap);
+    return rc;
+}
+
+/* ------------------------------------------------------------ signatures */
+
+struct sign_arg {
+    const uint8_t *digest;
+    CK_ULONG digest_len;
+    uint8_t *out;
+    CK_ULONG out_len;
+};
+
+static CK_RV sign_op(p11_obj *o, CK_SESSION_HANDLE s, CK_OBJECT_HANDLE h, void *arg)
+{
+    struct sign_arg *a = arg;
+    CK_RSA_PKCS_PSS_PARAMS pss = { CKM_SHA256, CKG_MGF1_SHA256, PSS_SALT };
+    CK_MECHANISM m = { CKM_ECDSA, NULL, 0 };
+    CK_RV rv;
+
+    if (o->ti->kind == P_RSA) {
+        m.mechanism = CKM_RSA_PKCS_PSS;
+        m.pParameter = &pss;
+        m.ulParameterLen = sizeof pss;
+    }
+    rv = o->p->fl->C_SignInit(s, &m, h);
+    if (rv == CKR_OK)
+        rv = o->p->fl->C_Sign(s, (CK_BYTE *)(uintptr_t)a->digest, a->digest_len, a->out,
+                              &a->out_len);
+    return rv;
+}
+
+static size_t sig_max(const p11_obj *o, uint32_t flags)
+{
+    if (o->ti->kind == P_RSA)
+        return o->ti->bits / 8;
+    if (flags & KM_SIG_P1363)
+        return 2 * o->ti->field;
+    return (size_t)EVP_PKEY_get_size(o->pub);
+}
+
+static int p11_sign(void *obj, uint32_t flags, const uint8_t *msg, size_t msg_len, uint8_t *sig,
+                    size_t sig_cap, size_t *sig_len)
+{
+    p11_obj *o = obj;
+    uint8_t digest[EVP_MAX_MD_SIZE], raw[512], one = 0;
+    unsigned int dlen = 0;
+    struct sign_arg a;
+    ECDSA_SIG *es = NULL;
+    BIGNUM *r = NULL, *s = NULL;
+    unsigned char *p;
+    size_t need;
+    CK_RV rv;
+    int rc, n;
+
+    if (sig_len == NULL)
+        return km__err(KM_E_INVALID, "pkcs11 sign: sig_len is NULL");
+    *sig_len = 0;
+    if (o == NULL || (msg == NULL && msg_len > 0))
+        return km__err(KM_E_INVALID, "pkcs11 sign: %s is NULL", o == NULL ? "obj" : "msg");
+    if (o->ti->kind == P_SYM)
+        return km__err(KM_E_USAGE, "a %s key does not sign", o->ti->name);
+    if ((flags & ~KM_SIG_P1363) || ((flags & KM_SIG_P1363) && o->ti->kind != P_EC))
+        return km__err(KM_E_INVALID, "pkcs11 sign: bad flags for a %s key", o->ti->name);
+    need = sig_max(o, flags);
+    if (sig == NULL || sig_cap < need) {
+        *sig_len = need;
+        return km__err(KM_E_BUFFER, "signature needs %zu bytes", need);
+    }
+    if (EVP_Digest(msg != NULL ? msg : &one, msg_len, digest, &dlen,
+                   EVP_get_digestbyname(o->ti->md), NULL) != 1)
+        return km__err_ossl(KM_E_CRYPTO, "pkcs11 sign: digest failed");
+    a.digest = digest;
+    a.digest_len = dlen;
+    a.out = raw;
+    a.out_len = sizeof raw;
+    if ((rc = run(o, sign_op, &a, "C_Sign", &rv)) != KM_OK)
+        return rc;
+    if (o->ti->kind == P_RSA || (flags & KM_SIG_P1363)) {
+        if (a.out_len != need)
+            return km__err(KM_E_BACKEND, "pkcs11 sign: the token returned %lu bytes, not %zu",
+                           (unsigned long)a.out_len, need);
+        memcpy(sig, raw, need);
+        *sig_len = need;
+        return KM_OK;
+    }
+    /* raw r || s -> DER ECDSA-Sig-Value */
+    if (a.out_len != 2 * o->ti->field)
+        return km__err(KM_E_BACKEND, "pkcs11 sign: the token returned %lu bytes, not %zu",
+                       (unsigned long)a.out_len, 2 * o->ti->field);
+    rc = km__err_ossl(KM_E_CRYPTO, "pkcs11 sign: cannot encode the ECDSA signature");
+    es = ECDSA_SIG_new();
+    r = BN_bin2bn(raw, (int)o->ti->field, NULL);
+    s = BN_bin2bn(raw + o->ti->field, (int)o->ti->field, NULL);
+    if (es == NULL || r == NULL || s == NULL || ECDSA_SIG_set0(es, r, s) != 1)
+        goto out;
+    r = s = NULL;
+    n = i2d_ECDSA_SIG(es, NULL);
+    if (n <= 0 || (size_t)n > sig_cap)
+        goto out;
+    p = sig;
+    if (i2d_ECDSA_SIG(es, &p) != n)
+        goto out;
+    *sig_len = (size_t)n;
+    rc = KM_OK;
+out:
+    BN_free(r);
+    BN_free(s);
+    ECDSA_SIG_free(es);
+    return rc;
+}
+
+static int p11_verify(void *obj, uint32_t flags, const uint8_t *msg, size_t msg_len,
+                      const uint8_t *sig, size_t sig_len)
+{
+    p11_obj *o = obj;
+    EVP_MD_CTX *m = NULL;
+    EVP_PKEY_CTX *pc = NULL;
+    ECDSA_SIG *es = NULL;
+    BIGNUM *r = NULL, *s = NULL;
+    uint8_t der[160], one = 0;
+    unsigned char *p = der;
+    int rc = KM_E_VERIFY, n;
+
+    if (o == NULL || (msg == NULL && msg_len > 0) || (sig == NULL && sig_len > 0))
+        return km__err(KM_E_INVALID, "pkcs11 verify: NULL argument");
+    if (o->ti->kind == P_SYM)
+        return km__err(KM_E_USAGE, "a %s key does not verify signatures", o->ti->name);
+    if ((flags & ~KM_SIG_P1363) || ((flags & KM_SIG_P1363) && o->ti->kind != P_EC))
+        return km__err(KM_E_INVALID, "pkcs11 verify: bad flags for a %s key", o->ti->name);
+    if (sig_len == 0 || sig_len > 1024)
+        return km__err(KM_E_VERIFY, "signature does not verify (bad length)");
+    if (flags & KM_SIG_P1363) {
+        if (sig_len != 2 * o->ti->field)
+            return km__err(KM_E_VERIFY, "P1363 signature must be %zu bytes", 2 * o->ti->field);
+        es = ECDSA_SIG_new();
+        r = BN_bin2bn(sig, (int)o->ti->field, NULL);
+        s = BN_bin2bn(sig + o->ti->field, (int)o->ti->field, NULL);
+        if (es == NULL || r == NULL || s == NULL || ECDSA_SIG_set0(es, r, s) != 1) {
+            rc = km__err_ossl(KM_E_NOMEM, "pkcs11 verify: out of memory");
+            goto out;
+        }
+        r = s = NULL;
+        n = i2d_ECDSA_SIG(es, NULL);
+        if (n <= 0 || (size_t)n > sizeof der || i2d_ECDSA_SIG(es, &p) != n) {
+            rc = km__err_ossl(KM_E_VERIFY, "signature does not verify");
+            goto out;
+        }
+        sig = der;
+        sig_len = (size_t)n;
+    }
+    if ((m = EVP_MD_CTX_new()) == NULL
+        || EVP_DigestVerifyInit_ex(m, &pc, o->ti->md, NULL, NULL, o->pub, NULL) != 1
+        || (o->ti->kind == P_RSA
+            && (EVP_PKEY_CTX_set_rsa_padding(pc, RSA_PKCS1_PSS_PADDING) <= 0
+                || EVP_PKEY_CTX_set_rsa_pss_saltlen(pc, PSS_SALT) <= 0
+                || EVP_PKEY_CTX_set_rsa_mgf1_md_name(pc, "SHA256", NULL) <= 0))) {
+        rc = km__err_ossl(KM_E_CRYPTO, "pkcs11 verify: cannot set up %s verification",
+                          o->ti->name);
+        goto out;
+    }
+    if (EVP_DigestVerify(m, sig, sig_len, msg != NULL ? msg : &one, msg_len) == 1)
+        rc = KM_OK;
+    else
+        rc = km__err_ossl(KM_E_VERIFY, "signature does not verify");
+out:
+    BN_free(r);
+    BN_free(s);
+    ECDSA_SIG_free(es);
+    EVP_MD_CTX_free(m);
+    return rc;
+}
+
+static int p11_public_key(void *obj, uint8_t *out, size_t out_cap, size_t *out_len)
+{
+    p11_obj *o = obj;
+    unsigned char *p = out;
+    int n;
+
+    if (out_len == NULL)
+        return km__err(KM_E_INVALID, "pkcs11 public_key: out_len is NULL");
+    *out_len = 0;
+    if (o == NULL)
+        return km__err(KM_E_INVALID, "pkcs11 public_key: obj is NULL");
+    if (o->pub == NULL)
+        return km__err(KM_E_UNSUPPORTED, "a %s key has no public key", o->ti->name);
+    n = i2d_PUBKEY(o->pub, NULL);
+    if (n <= 0)
+        return km__err_ossl(KM_E_CRYPTO, "cannot encode the public key");
+    if (out == NULL || out_cap < (size_t)n) {
+        *out_len = (size_t)n;
+        return km__err(KM_E_BUFFER, "public key needs %d bytes", n);
+    }
+    if (i2d_PUBKEY(o->pub, &p) != n)
+        return km__err_ossl(KM_E_CRYPTO, "cannot encode the public key");
+    *out_len = (size_t)n;
+    return KM_OK;
+}
+
+/* ------------------------------------------------------------------- table */
+
+const km_backend_ops km__pkcs11_backend = {
+    .version = KM_BACKEND_OPS_VERSION,
+    .name = "pkcs11",
+    .caps = KM_BACKEND_CAP_SYMMETRIC | KM_BACKEND_CAP_ASYMMETRIC,
+    .open = p11_open,
+    .close = p11_close,
+    .generate = p11_generate,
+    .import = NULL,
+    .destroy = p11_destroy,
+    .load = p11_load,
+    .unload = p11_unload,
+    .aead_seal = p11_aead_seal,
+    .aead_open = p11_aead_open,
+    .sign = p11_sign,
+    .verify = p11_verify,
+    .mac = NULL,
+    .wrap = NULL,
+    .unwrap = NULL,
+    .derive = NULL,
+    .agree = NULL,
+    .public_key = p11_public_key,
+    .ctl = NULL,
+};
