@@ -210,6 +210,28 @@ int km__rec_iter(km__txn *t, const km__sealer *s, km__table tbl, const uint8_t *
 int km__slot_add_passphrase(km__txn *t, const km_secret *master, const uint8_t *pass,
                             size_t pass_len, uint32_t log2n);
 
+/* km_vault_rekey's storage part, in one write transaction of its own: every
+ * sealed record (meta except "format"/"vault-id", keys, vmeta, material,
+ * counters, audit) is unsealed with old_s and resealed with new_s, the names
+ * index is rebuilt under new_s's name key from the key records' names, and
+ * all keyslots are replaced by one passphrase slot for new_master. Marks
+ * old_s retired (km__rec_put then refuses it with KM_E_STATE) when the
+ * commit succeeds. KM_E_CORRUPT when a record does not open with old_s
+ * (nothing written), KM_E_FULL, KM_E_IO, KM_E_NOMEM. */
+int km__vault_rekey(km__env *env, km__sealer *old_s, const km__sealer *new_s,
+                    const km_secret *new_master, const uint8_t *pass, size_t pass_len,
+                    uint32_t log2n);
+/* Makes the fresh sealer new_s own old_s and old_master: freed with new_s
+ * (a thread may still be using them when the context swaps them). */
+void km__sealer_retire(km__sealer *new_s, km__sealer *old_s, km_secret *old_master);
+/* Rewrites the environment's data.mdb without free pages (mdb_env_copy2 with
+ * MDB_CP_COMPACT into dir/compact.tmp, fsync, rename over data.mdb) and
+ * reopens it in place: the km__env pointer stays valid. KM_E_BUSY when
+ * another km_ctx of this process shares the environment, another process has
+ * it open (exclusive fcntl lock on byte 0 of lock.mdb refused), or this
+ * process's transactions stay open; KM_E_IO, KM_E_FULL, KM_E_FORK. */
+int km__env_compact(km__env *env);
+
 /* ---------------------------------------------------------------- crypto.c
  * Software key material (the "software" backend's reference) and the EVP
  * operations on it. A software reference is:

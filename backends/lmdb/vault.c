@@ -24,6 +24,8 @@
 #include "km_int.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -93,6 +95,12 @@ struct km__env {
     atomic_int resizing;
     pthread_mutex_t mu;
     pthread_cond_t cond;
+    /* After km__env_compact: the descriptor of lock.mdb whose exclusive
+     * lock let the compaction run (downgraded to LMDB's shared lock when
+     * the environment was reopened). Closing any descriptor of lock.mdb
+     * drops every fcntl lock of the process on it, LMDB's too, so it stays
+     * open until the environment is closed. -1 otherwise. */
+    int lock_fd;
 };
 
 struct km__txn {
@@ -105,6 +113,13 @@ struct km__txn {
 
 struct km__sealer {
     uint8_t *keys;              /* secure memory: [0,32) record seal, [32,64) name index */
+    /* Set (before the commit) when km__vault_rekey replaced this sealer:
+     * km__rec_put then refuses to write with it. */
+    atomic_int retired;
+    /* Sealers and master keys replaced by rekeys of the owning context, kept
+     * alive (a thread may still be using them) until this one is freed. */
+    struct km__sealer *prev;
+    km_secret *prev_master;
 };
 #define SEALER_KEYS_LEN 64
 
@@ -272,39 +287,37 @@ static void env_destroy(km__env *e)
         return;
     if (e->mdb != NULL)
         mdb_env_close(e->mdb);
+    if (e->lock_fd >= 0)
+        (void)close(e->lock_fd);
     pthread_mutex_destroy(&e->mu);
     pthread_cond_destroy(&e->cond);
     free(e);
 }
 
-static int env_new(const char *dir, const struct stat *st, uint64_t map_size, unsigned gen,
-                   km__env **out)
+#define COMPACT_TMP "compact.tmp"
+
+/* Removes a compaction directory left by a crash (its half-written copy). */
+static void compact_tmp_remove(const char *dir)
 {
-    km__env *e;
+    char path[PATH_MAX + 32];
+    int n;
+
+    n = snprintf(path, sizeof path, "%s/" COMPACT_TMP "/data.mdb", dir);
+    if (n > 0 && (size_t)n < sizeof path)
+        (void)unlink(path);
+    n = snprintf(path, sizeof path, "%s/" COMPACT_TMP, dir);
+    if (n > 0 && (size_t)n < sizeof path)
+        (void)rmdir(path);
+}
+
+/* Creates and opens e->mdb on `dir` and its named databases. On failure
+ * e->mdb is NULL. */
+static int env_mdb_open(km__env *e, const char *dir, uint64_t map_size)
+{
     MDB_txn *txn = NULL;
     MDB_envinfo info;
     struct stat st2;
     int mrc, dead, i, rc;
-
-    *out = NULL;
-    e = calloc(1, sizeof *e);
-    if (e == NULL)
-        return km__err(KM_E_NOMEM, "vault: out of memory");
-    if (pthread_mutex_init(&e->mu, NULL) != 0) {
-        free(e);
-        return km__err(KM_E_NOMEM, "vault: cannot create a mutex");
-    }
-    if (pthread_cond_init(&e->cond, NULL) != 0) {
-        pthread_mutex_destroy(&e->mu);
-        free(e);
-        return km__err(KM_E_NOMEM, "vault: cannot create a condition variable");
-    }
-    atomic_init(&e->active, 0);
-    atomic_init(&e->resizing, 0);
-    e->dev = st->st_dev;
-    e->ino = st->st_ino;
-    e->fork_gen = gen;
-    e->refs = 1;
 
     if ((mrc = mdb_env_create(&e->mdb)) != 0) {
         e->mdb = NULL;
@@ -321,6 +334,9 @@ static int env_new(const char *dir, const struct stat *st, uint64_t map_size, un
         rc = lmdb_err(mrc, "cannot open the vault environment");
         goto fail;
     }
+    /* Holding LMDB's shared lock on lock.mdb: no compaction runs anywhere,
+     * so a leftover compaction directory is from a crash. */
+    compact_tmp_remove(dir);
     /* The directory must still be the one we looked up (the registry key). */
     if (stat(dir, &st2) != 0 || st2.st_dev != e->dev || st2.st_ino != e->ino) {
         rc = km__err(KM_E_IO, "the vault directory changed while it was being opened");
@@ -353,6 +369,43 @@ static int env_new(const char *dir, const struct stat *st, uint64_t map_size, un
         rc = lmdb_err(mrc, "cannot commit the vault tables");
         goto fail;
     }
+    return KM_OK;
+fail:
+    if (e->mdb != NULL)
+        mdb_env_close(e->mdb);
+    e->mdb = NULL;
+    return rc;
+}
+
+static int env_new(const char *dir, const struct stat *st, uint64_t map_size, unsigned gen,
+                   km__env **out)
+{
+    km__env *e;
+    int rc;
+
+    *out = NULL;
+    e = calloc(1, sizeof *e);
+    if (e == NULL)
+        return km__err(KM_E_NOMEM, "vault: out of memory");
+    if (pthread_mutex_init(&e->mu, NULL) != 0) {
+        free(e);
+        return km__err(KM_E_NOMEM, "vault: cannot create a mutex");
+    }
+    if (pthread_cond_init(&e->cond, NULL) != 0) {
+        pthread_mutex_destroy(&e->mu);
+        free(e);
+        return km__err(KM_E_NOMEM, "vault: cannot create a condition variable");
+    }
+    atomic_init(&e->active, 0);
+    atomic_init(&e->resizing, 0);
+    e->dev = st->st_dev;
+    e->ino = st->st_ino;
+    e->fork_gen = gen;
+    e->refs = 1;
+    e->lock_fd = -1;
+
+    if ((rc = env_mdb_open(e, dir, map_size)) != KM_OK)
+        goto fail;
     *out = e;
     return KM_OK;
 fail:
@@ -487,6 +540,9 @@ int km__txn_begin(km__env *env, int write, km__txn **out)
     if (env->fork_gen != atomic_load(&km__fork_gen))
         return km__err(KM_E_FORK, "vault environment used in a forked child; open the vault "
                                   "again there");
+    if (env->mdb == NULL)
+        return km__err(KM_E_IO, "the vault environment could not be reopened after compaction; "
+                                "close the vault and open it again");
     t = calloc(1, sizeof *t);
     if (t == NULL)
         return km__err(KM_E_NOMEM, "vault: out of memory");
@@ -546,10 +602,15 @@ void km__txn_abort(km__txn *t)
 
 void km__sealer_free(km__sealer *s)
 {
-    if (s == NULL)
-        return;
-    km__sfree(s->keys, SEALER_KEYS_LEN);
-    free(s);
+    km__sealer *prev;
+
+    while (s != NULL) {
+        prev = s->prev;
+        km__sfree(s->keys, SEALER_KEYS_LEN);
+        km_secret_free(s->prev_master);
+        free(s);
+        s = prev;
+    }
 }
 
 int km__sealer_new(km__sealer **out, const km_secret *master)
@@ -568,6 +629,7 @@ int km__sealer_new(km__sealer **out, const km_secret *master)
     s = calloc(1, sizeof *s);
     if (s == NULL)
         return km__err(KM_E_NOMEM, "vault: out of memory");
+    atomic_init(&s->retired, 0);
     s->keys = km__salloc(SEALER_KEYS_LEN);
     if (s->keys == NULL) {
         rc = km__err(KM_E_NOMEM, "vault: cannot map secure memory");
@@ -654,6 +716,8 @@ int km__rec_put(km__txn *t, const km__sealer *s, km__table tbl, const uint8_t *k
         return km__err(KM_E_INVALID, "km__rec_put: unknown flags");
     if ((rc = txn_writable("km__rec_put", t)) != KM_OK)
         return rc;
+    if (atomic_load(&s->retired))
+        return km__err(KM_E_STATE, "the vault was rekeyed while this operation ran; retry it");
     /* the sealed value is not secret: ordinary heap */
     n = val_len + REC_OVERHEAD;
     buf = malloc(n);
@@ -1195,4 +1259,353 @@ int km__env_open(km__env **out, const char *dir, const km_open_options *o,
     *out = e;
     *master_out = master;
     return KM_OK;
+}
+
+/* ------------------------------------------------------------------ rekey */
+
+void km__sealer_retire(km__sealer *new_s, km__sealer *old_s, km_secret *old_master)
+{
+    /* new_s is fresh from km__sealer_new: its slots are empty */
+    new_s->prev = old_s;
+    new_s->prev_master = old_master;
+}
+
+/* Unseals every record of `tbl` with `old_s` and reseals it in place with
+ * `new_s`. The unsealed meta entries are skipped. */
+static int reseal_table(km__txn *t, const km__sealer *old_s, const km__sealer *new_s,
+                        km__table tbl)
+{
+    MDB_cursor *c = NULL;
+    MDB_cursor_op op;
+    MDB_val k, v, nv;
+    uint8_t kbuf[KEY_MAX], aad[AAD_MAX], *plain = NULL, *sealed = NULL;
+    size_t cap = 0, scap = 0, n, klen, aad_len;
+    int rc = KM_OK, mrc;
+
+    if ((mrc = mdb_cursor_open(t->txn, t->env->dbi[tbl], &c)) != 0)
+        return txn_fail(t, mrc, "cannot read the vault");
+    for (op = MDB_FIRST;; op = MDB_NEXT) {
+        mrc = mdb_cursor_get(c, &k, &v, op);
+        if (mrc == MDB_NOTFOUND)
+            break;
+        if (mrc != 0) {
+            rc = txn_fail(t, mrc, "cannot read the vault");
+            goto out;
+        }
+        if (tbl == KM__T_META
+            && ((k.mv_size == sizeof META_FORMAT - 1
+                 && memcmp(k.mv_data, META_FORMAT, k.mv_size) == 0)
+                || (k.mv_size == sizeof META_VAULT_ID - 1
+                    && memcmp(k.mv_data, META_VAULT_ID, k.mv_size) == 0)))
+            continue;
+        if ((rc = rec_shape(tbl, &v)) != KM_OK)
+            goto out;
+        n = v.mv_size - REC_OVERHEAD;
+        if (n > cap) {
+            km__sfree(plain, cap);
+            cap = (n + 4095) & ~(size_t)4095;
+            if ((plain = km__salloc(cap)) == NULL) {
+                cap = 0;
+                rc = km__err(KM_E_NOMEM, "vault: cannot map secure memory");
+                goto out;
+            }
+        }
+        if (v.mv_size > scap) {
+            free(sealed);
+            scap = v.mv_size;
+            if ((sealed = malloc(scap)) == NULL) {
+                scap = 0;
+                rc = km__err(KM_E_NOMEM, "vault: out of memory");
+                goto out;
+            }
+        }
+        if ((rc = rec_unseal(old_s, tbl, &k, &v, plain)) != KM_OK)
+            goto out;
+        klen = k.mv_size;
+        memcpy(kbuf, k.mv_data, klen);
+        sealed[0] = REC_FORMAT;
+        if ((rc = km__nonce12(sealed + 1)) != KM_OK)
+            goto out;
+        aad_len = aad_build(aad, tbl, kbuf, klen);
+        rc = km__gcm_seal(new_s->keys, sealed + 1, aad, aad_len, plain, n, sealed + 1 + REC_NONCE,
+                          sealed + 1 + REC_NONCE + n);
+        km_memzero(plain, n);
+        if (rc != KM_OK)
+            goto out;
+        k = mval(kbuf, klen);
+        nv = mval(sealed, n + REC_OVERHEAD);
+        if ((mrc = mdb_cursor_put(c, &k, &nv, MDB_CURRENT)) != 0) {
+            rc = txn_fail(t, mrc, "cannot write the vault");
+            goto out;
+        }
+    }
+out:
+    mdb_cursor_close(c);
+    km__sfree(plain, cap);
+    free(sealed);
+    return rc;
+}
+
+typedef struct names_arg {
+    km__txn *t;
+    const km__sealer *s;
+} names_arg;
+
+/* For each key record: names[HMAC(new name key, name)] = sealed key id. */
+static int names_add(const uint8_t *key, size_t key_len, const uint8_t *val, size_t val_len,
+                     void *arg)
+{
+    names_arg *na = arg;
+    const uint8_t *name;
+    uint8_t id[16], h[32];
+    size_t name_len;
+    int rc;
+
+    if (key_len != 16)
+        return km__err(KM_E_CORRUPT, "the keys table holds a malformed key");
+    if (km__tlv_check(val, val_len) != KM_OK)
+        return km__err(KM_E_CORRUPT, "a key record is malformed");
+    if (!km__tlv_find(val, val_len, 1 /* KM__K_NAME */, &name, &name_len) || name_len == 0)
+        return KM_OK;   /* a key without a name: nothing to index */
+    memcpy(id, key, 16);
+    if ((rc = km__sealer_name_hash(na->s, (const char *)name, name_len, h)) != KM_OK)
+        return rc;
+    rc = km__rec_put(na->t, na->s, KM__T_NAMES, h, sizeof h, id, sizeof id,
+                     KM__PUT_NOOVERWRITE);
+    if (rc == KM_E_EXISTS)
+        rc = km__err(KM_E_CORRUPT, "two key records carry the same name");
+    return rc;
+}
+
+int km__vault_rekey(km__env *env, km__sealer *old_s, const km__sealer *new_s,
+                    const km_secret *new_master, const uint8_t *pass, size_t pass_len,
+                    uint32_t log2n)
+{
+    static const km__table sealed_tables[] = {
+        KM__T_META, KM__T_KEYS, KM__T_VMETA, KM__T_MATERIAL, KM__T_COUNTERS, KM__T_AUDIT
+    };
+    km__txn *t = NULL;
+    names_arg na;
+    size_t i;
+    int rc, mrc;
+
+    if (env == NULL || old_s == NULL || new_s == NULL || new_master == NULL || old_s == new_s)
+        return km__err(KM_E_INVALID, "km__vault_rekey: bad arguments");
+    if ((rc = km__txn_begin(env, 1, &t)) != KM_OK)
+        return rc;
+    /* Holding the write lock from here: no other writer of any process
+     * interleaves. A record that does not open with old_s aborts it all. */
+    for (i = 0; i < sizeof sealed_tables / sizeof sealed_tables[0]; i++)
+        if ((rc = reseal_table(t, old_s, new_s, sealed_tables[i])) != KM_OK)
+            goto out;
+    /* The names index is keyed by an HMAC under the old name key: rebuild it. */
+    if ((mrc = mdb_drop(t->txn, env->dbi[KM__T_NAMES], 0)) != 0) {
+        rc = txn_fail(t, mrc, "cannot clear the names index");
+        goto out;
+    }
+    na.t = t;
+    na.s = new_s;
+    if ((rc = km__rec_iter(t, new_s, KM__T_KEYS, NULL, 0, names_add, &na)) != KM_OK)
+        goto out;
+    /* Every keyslot wraps the old master: replace them all by one. */
+    if ((mrc = mdb_drop(t->txn, env->dbi[KM__T_SLOTS], 0)) != 0) {
+        rc = txn_fail(t, mrc, "cannot clear the keyslots");
+        goto out;
+    }
+    if ((rc = km__slot_add_passphrase(t, new_master, pass, pass_len, log2n)) != KM_OK)
+        goto out;
+    /* A writer of this process still holding old_s would begin its
+     * transaction after our commit: make km__rec_put refuse old_s. The LMDB
+     * writer mutex orders this store before that writer's load. */
+    atomic_store(&old_s->retired, 1);
+    rc = km__txn_commit(t);
+    t = NULL;
+    if (rc != KM_OK)
+        atomic_store(&old_s->retired, 0);
+out:
+    km__txn_abort(t);
+    return rc;
+}
+
+/* ---------------------------------------------------------------- compact */
+
+static int errno_err(int code, const char *what)
+{
+    int e = errno;
+    return km__err_native(code, KM_NATIVE_ERRNO, (unsigned long)e, "%s: %s", what, strerror(e));
+}
+
+static int fsync_path(const char *path, int dir)
+{
+    int fd = open(path, (dir ? O_RDONLY | O_DIRECTORY : O_RDONLY) | O_CLOEXEC), rc = 0;
+
+    if (fd < 0)
+        return -1;
+    if (fsync(fd) != 0)
+        rc = -1;
+    (void)close(fd);
+    return rc;
+}
+
+/* Copies `dir` compacted into dir/compact.tmp and renames the copy over
+ * dir/data.mdb. The caller holds the exclusive lock on lock.mdb, and no
+ * environment of this process is open on `dir`. */
+static int compact_locked(const char *dir, size_t map_size)
+{
+    char tmp[PATH_MAX], tmpdata[PATH_MAX + 16], data[PATH_MAX + 16];
+    MDB_env *src = NULL;
+    int rc = KM_OK, mrc;
+
+    if (snprintf(tmp, sizeof tmp, "%s/" COMPACT_TMP, dir) >= (int)sizeof tmp)
+        return km__err(KM_E_INVALID, "vault path too long");
+    snprintf(tmpdata, sizeof tmpdata, "%s/data.mdb", tmp);
+    snprintf(data, sizeof data, "%s/data.mdb", dir);
+    compact_tmp_remove(dir);
+    if (mkdir(tmp, 0700) != 0)
+        return errno_err(KM_E_IO, "cannot create the compaction directory");
+    /* MDB_NOLOCK: this environment never touches lock.mdb, so closing it
+     * cannot drop our lock; MDB_RDONLY: it only reads data.mdb. */
+    if ((mrc = mdb_env_create(&src)) != 0) {
+        src = NULL;
+        rc = lmdb_err(mrc, "cannot create the LMDB environment");
+        goto fail;
+    }
+    if ((mrc = mdb_env_set_maxdbs(src, KM__T__COUNT)) != 0
+        || (map_size != 0 && (mrc = mdb_env_set_mapsize(src, map_size)) != 0)
+        || (mrc = mdb_env_open(src, dir, MDB_NOLOCK | MDB_RDONLY | MDB_NOTLS, 0600)) != 0) {
+        rc = lmdb_err(mrc, "cannot open the vault for compaction");
+        goto fail;
+    }
+    if ((mrc = mdb_env_copy2(src, tmp, MDB_CP_COMPACT)) != 0) {
+        rc = lmdb_err(mrc, "cannot write the compacted copy of the vault");
+        goto fail;
+    }
+    mdb_env_close(src);
+    src = NULL;
+    /* The copy is complete and durable before it replaces the original. */
+    if (fsync_path(tmpdata, 0) != 0 || fsync_path(tmp, 1) != 0) {
+        rc = errno_err(KM_E_IO, "cannot sync the compacted copy of the vault");
+        goto fail;
+    }
+    if (rename(tmpdata, data) != 0) {
+        rc = errno_err(KM_E_IO, "cannot replace the vault file with its compacted copy");
+        goto fail;
+    }
+    if (fsync_path(dir, 1) != 0) {
+        /* the rename happened; only its durability is in doubt */
+        rc = errno_err(KM_E_IO, "cannot sync the vault directory after compaction");
+    }
+    (void)rmdir(tmp);
+    return rc;
+fail:
+    if (src != NULL)
+        mdb_env_close(src);
+    compact_tmp_remove(dir);
+    return rc;
+}
+
+int km__env_compact(km__env *e)
+{
+    char dir[PATH_MAX], lockpath[PATH_MAX + 16];
+    const char *p = NULL;
+    struct timespec deadline;
+    struct flock fl;
+    MDB_envinfo info;
+    size_t map_size;
+    int rc = KM_OK, rc2, mrc, w = 0, lfd = -1, locked = 0;
+
+    if (e == NULL)
+        return km__err(KM_E_INVALID, "km__env_compact: env is NULL");
+    if (e->fork_gen != atomic_load(&km__fork_gen))
+        return km__err(KM_E_FORK, "vault environment used in a forked child; open the vault "
+                                  "again there");
+    /* reg_mu is held throughout: no km_open of this process joins the
+     * environment while it is closed and replaced. */
+    pthread_mutex_lock(&reg_mu);
+    if (e->mdb == NULL) {
+        pthread_mutex_unlock(&reg_mu);
+        return km__err(KM_E_IO, "the vault environment is not open");
+    }
+    if (e->refs > 1) {
+        pthread_mutex_unlock(&reg_mu);
+        return km__err(KM_E_BUSY, "cannot compact: another km_ctx of this process has the "
+                                  "vault open (close it first)");
+    }
+    if ((mrc = mdb_env_get_path(e->mdb, &p)) != 0 || p == NULL
+        || strlen(p) >= sizeof dir - 1) {
+        pthread_mutex_unlock(&reg_mu);
+        return km__err(KM_E_INTERNAL, "cannot get the vault path");
+    }
+    strcpy(dir, p);
+    if (snprintf(lockpath, sizeof lockpath, "%s/lock.mdb", dir) >= (int)sizeof lockpath) {
+        pthread_mutex_unlock(&reg_mu);
+        return km__err(KM_E_INVALID, "vault path too long");
+    }
+    /* Hold back this process's transactions (as for a map resize). */
+    pthread_mutex_lock(&e->mu);
+    while (atomic_load(&e->resizing))
+        pthread_cond_wait(&e->cond, &e->mu);
+    atomic_store(&e->resizing, 1);
+    clock_gettime(CLOCK_REALTIME, &deadline);
+    deadline.tv_sec += RESIZE_WAIT_S;
+    while (atomic_load(&e->active) > 0 && w != ETIMEDOUT)
+        w = pthread_cond_timedwait(&e->cond, &e->mu, &deadline);
+    if (atomic_load(&e->active) > 0) {
+        rc = km__err(KM_E_BUSY, "cannot compact: transactions of this process stay open");
+        goto release;
+    }
+    pthread_mutex_unlock(&e->mu);
+
+    map_size = mdb_env_info(e->mdb, &info) == 0 ? info.me_mapsize : 0;
+    /* Closing our environment drops LMDB's shared lock on lock.mdb (byte 0,
+     * F_RDLCK, held by every process with the environment open). */
+    mdb_env_close(e->mdb);
+    e->mdb = NULL;
+    if (e->lock_fd >= 0) {
+        (void)close(e->lock_fd);
+        e->lock_fd = -1;
+    }
+    lfd = open(lockpath, O_RDWR | O_CLOEXEC);
+    if (lfd < 0) {
+        rc = errno_err(KM_E_IO, "cannot open the vault lock file");
+    } else {
+        memset(&fl, 0, sizeof fl);
+        fl.l_type = F_WRLCK;
+        fl.l_whence = SEEK_SET;
+        fl.l_start = 0;
+        fl.l_len = 1;
+        if (fcntl(lfd, F_SETLK, &fl) == 0)
+            locked = 1;
+        else if (errno == EAGAIN || errno == EACCES)
+            rc = km__err(KM_E_BUSY, "cannot compact: another process has the vault open");
+        else
+            rc = errno_err(KM_E_IO, "cannot lock the vault lock file");
+    }
+    if (locked)
+        rc = compact_locked(dir, map_size);
+    if (!locked && lfd >= 0) {
+        /* must be closed before LMDB takes its lock again */
+        (void)close(lfd);
+        lfd = -1;
+    }
+    /* Reopen. With our exclusive lock still held, LMDB's own exclusive-lock
+     * attempt succeeds (same process), so it reinitialises lock.mdb for the
+     * new file (whose transaction ids restart) before it downgrades the lock
+     * to shared and a process waiting to open the vault proceeds. */
+    rc2 = env_mdb_open(e, dir, map_size);
+    if (lfd >= 0) {
+        if (rc2 == KM_OK)
+            e->lock_fd = lfd;   /* closing it would drop LMDB's lock */
+        else
+            (void)close(lfd);
+    }
+    if (rc == KM_OK && rc2 != KM_OK)
+        rc = rc2;
+    pthread_mutex_lock(&e->mu);
+release:
+    atomic_store(&e->resizing, 0);
+    pthread_cond_broadcast(&e->cond);
+    pthread_mutex_unlock(&e->mu);
+    pthread_mutex_unlock(&reg_mu);
+    return rc;
 }

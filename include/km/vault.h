@@ -114,6 +114,103 @@ KM_EXTERN int km_vault_backend_set(km_ctx *ctx, const char *name, const char *co
  */
 KM_EXTERN int km_vault_id(const km_ctx *ctx, uint8_t out[16]);
 
+/**
+ * Rekeys the vault: draws a new random master key and reseals every record
+ * with keys derived from it, so that any older sealed copy of a record (for
+ * example the material of a destroyed key version left in a free page of
+ * data.mdb) can no longer be opened by anyone who learns the new master key
+ * or a passphrase.
+ *
+ * In one LMDB write transaction: every sealed record (key and version
+ * records, key material references, usage counters, audit entries, and the
+ * sealed meta entries such as the check record, the policy and backend
+ * configurations) is opened with the old record key and sealed again with the
+ * new one; the name index is rebuilt under the new name key; and **all
+ * keyslots are removed** and replaced by one passphrase slot holding the new
+ * master key under `passphrase`. Every other passphrase (and any other
+ * credential) no longer opens the vault: add them again afterwards with
+ * km_vault_add_passphrase(). Key ids, versions, states and material are
+ * unchanged: existing ciphertexts, signatures and wrapped keys stay valid.
+ *
+ * Crash safety: the transaction commits atomically; after a crash or SIGKILL
+ * at any point the vault holds either the old master key (the old
+ * passphrases open it) or the new one (only `passphrase` opens it), never a
+ * mix.
+ *
+ * Afterwards this context uses the new master key. The old derived keys stay
+ * in this context's locked memory until km_close(), so that another thread
+ * that was using them meanwhile fails cleanly: a read with them returns
+ * KM_E_CORRUPT, a write KM_E_STATE (retry the operation). Other contexts on
+ * the same vault (other processes, or another km_ctx of this process) still
+ * hold the old master key: their reads fail with KM_E_CORRUPT and they must
+ * close and reopen the vault with the new passphrase. Plain data keys
+ * already unwrapped by the application are not affected.
+ *
+ * The old sealed bytes remain physically in data.mdb's free pages until they
+ * are reused; km_vault_compact() removes them.
+ *
+ * @param ctx             an open vault.
+ * @param passphrase      the passphrase of the new (only) keyslot; copied, not
+ *                        kept; 1 to 1024 bytes.
+ * @param passphrase_len  its length.
+ * @param kdf_cost        log2 of the scrypt N of the new slot,
+ *                        KM_KDF_COST_MIN..KM_KDF_COST_MAX; 0 = KM_KDF_COST_DEFAULT.
+ * @return KM_OK;
+ *         KM_E_INVALID for a NULL ctx or passphrase, a bad length or cost;
+ *         KM_E_STATE when ctx was closed;
+ *         KM_E_FORK when ctx is used in a forked child;
+ *         KM_E_CORRUPT when a record does not open with the current master
+ *         key (e.g. another context rekeyed the vault first): nothing changed;
+ *         KM_E_FULL when the map cannot hold the transaction (raise map_size);
+ *         KM_E_NOMEM, KM_E_CRYPTO, KM_E_IO (native LMDB code in km_error_last()).
+ *         On any error the vault and the context are unchanged.
+ *
+ * Thread-safe; rekeys of one context are serialised. It holds the vault's
+ * write lock (all processes) for the whole operation, including one scrypt
+ * run at `kdf_cost`.
+ */
+KM_EXTERN int km_vault_rekey(km_ctx *ctx, const uint8_t *passphrase, size_t passphrase_len,
+                             uint32_t kdf_cost) KM_WUR;
+
+/**
+ * Compacts the vault file: writes a copy of data.mdb without free pages
+ * (LMDB's mdb_env_copy2 with MDB_CP_COMPACT) into the directory
+ * `compact.tmp` inside the vault directory, syncs it, renames it over
+ * data.mdb and reopens the environment. Old sealed copies of deleted or
+ * overwritten records (LMDB is copy-on-write: they stay in free pages) are
+ * then physically gone from the file, and the file usually shrinks. Use it
+ * after km_vault_rekey() to finish destroying key material. (Copies of the
+ * old file made by backups, snapshots or the file system are not affected.)
+ *
+ * Exclusive: it refuses with KM_E_BUSY when another km_ctx of this process
+ * has the same vault open, or another process has it open (checked with an
+ * exclusive, non-blocking fcntl lock on byte 0 of lock.mdb, where every
+ * process with the vault open holds LMDB's shared lock; processes that try
+ * to open the vault meanwhile wait for the end of the compaction). Other
+ * threads' transactions on this context are held back while it runs; if some
+ * stay open for 2 s it returns KM_E_BUSY.
+ *
+ * Crash safety: at any crash point the vault directory holds either the old
+ * data.mdb or the complete compacted one (the copy is synced before the
+ * atomic rename). A leftover `compact.tmp` is removed by the next open or
+ * compaction.
+ *
+ * The context stays usable afterwards; open km_key handles stay valid.
+ *
+ * @param ctx  an open vault.
+ * @return KM_OK;
+ *         KM_E_INVALID for a NULL ctx;
+ *         KM_E_STATE when ctx was closed; KM_E_FORK in a forked child;
+ *         KM_E_BUSY as described above (nothing changed);
+ *         KM_E_IO for a file-system or LMDB error (native errno or LMDB code in
+ *         km_error_last()). If reopening fails after a successful rename,
+ *         the vault on disk is intact but this context's operations fail with
+ *         KM_E_IO: close it and open the vault again.
+ *
+ * Thread-safe with respect to this context's other threads (they wait).
+ */
+KM_EXTERN int km_vault_compact(km_ctx *ctx) KM_WUR;
+
 #ifdef __cplusplus
 }
 #endif

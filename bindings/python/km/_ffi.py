@@ -386,6 +386,8 @@ _FUNCTIONS = {
                                       ctypes.POINTER(_ccp)], _check),
     "km_policy_findings_free": (None, [FINDINGS_P], None),
     "km_vault_backend_set": (_int, [CTX_P, _ccp, _ccp], _check),
+    "km_vault_rekey": (_int, [CTX_P, U8_P, _size, _u32], _check),
+    "km_vault_compact": (_int, [CTX_P], _check),
     # distribute.h
     "km_key_export_wrapped": (_int, [KEY_P, _u32, _int, KEY_P, U8_P, _size, U8_P, _size, SIZE_P],
                               _check),

@@ -1,0 +1,476 @@
+/* check_rekey.c - km_vault_rekey and km_vault_compact: keys survive a rekey,
+ * the old passphrase and the old sealed bytes stop opening, compaction removes
+ * the old sealed material from data.mdb, SIGKILL during a rekey leaves exactly
+ * one of the two vaults, and compaction refuses a shared vault. */
+#include <check.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <lmdb.h>
+
+#include "core.h"
+#include "testutil.h"
+
+#define DAY 86400
+#define PASS_B "the new passphrase"
+
+static int64_t fake_now;
+static int64_t clock_fn(void *arg)
+{
+    (void)arg;
+    return fake_now;
+}
+
+#define OK(call)                                                                               \
+    do {                                                                                       \
+        int rc_ = (call);                                                                      \
+        ck_assert_msg(rc_ == KM_OK, "%s: %s (%s)", #call, km_err_name(rc_),                  \
+                      km_error_last()->message);                                               \
+    } while (0)
+
+static char *dir;
+
+static void setup(void)
+{
+    fake_now = 1900000000;
+    dir = tu_tmpdir();
+}
+
+static void teardown(void)
+{
+    tu_rmtree(dir);
+    free(dir);
+}
+
+static int open_pass(km_ctx **out, const char *pass, int with_clock)
+{
+    char uri[4200];
+    km_open_options o = KM_OPEN_OPTIONS_INIT;
+    snprintf(uri, sizeof uri, "lmdb:%s/vault", dir);
+    o.flags = KM_OPEN_CREATE;
+    o.passphrase = (const uint8_t *)pass;
+    o.passphrase_len = strlen(pass);
+    o.kdf_cost = KM_KDF_COST_MIN;
+    if (with_clock)
+        o.clock = clock_fn;
+    return km_open(out, uri, &o);
+}
+
+#define NKEYS 3
+typedef struct sample {
+    uint8_t ct[NKEYS][100];
+    size_t ct_len[NKEYS];
+} sample;
+
+static void make_keys(km_ctx *ctx, sample *s)
+{
+    char name[32];
+    km_key *k;
+    int i;
+    for (i = 0; i < NKEYS; i++) {
+        snprintf(name, sizeof name, "key-%d", i);
+        OK(km_key_create(&k, ctx, name, KM_KEY_AES_256_GCM, NULL));
+        OK(km_encrypt(k, (const uint8_t *)name, strlen(name), NULL, 0, s->ct[i], sizeof s->ct[i],
+                      &s->ct_len[i]));
+        km_key_free(k);
+    }
+}
+
+static void check_keys(km_ctx *ctx, const sample *s)
+{
+    char name[32];
+    uint8_t pt[100], ct[100];
+    size_t n, cn;
+    km_key *k;
+    int i;
+    for (i = 0; i < NKEYS; i++) {
+        snprintf(name, sizeof name, "key-%d", i);
+        OK(km_key_open(&k, ctx, name));
+        OK(km_decrypt(ctx, 0, s->ct[i], s->ct_len[i], NULL, 0, pt, sizeof pt, &n));
+        ck_assert_uint_eq(n, strlen(name));
+        ck_assert_int_eq(memcmp(pt, name, n), 0);
+        OK(km_encrypt(k, pt, n, NULL, 0, ct, sizeof ct, &cn));
+        OK(km_decrypt(ctx, 0, ct, cn, NULL, 0, pt, sizeof pt, &n));
+        km_key_free(k);
+    }
+}
+
+static char *vpath(const char *leaf)
+{
+    static char p[4300];
+    snprintf(p, sizeof p, "%s/vault/%s", dir, leaf);
+    return p;
+}
+
+START_TEST(test_rekey_keys_survive)
+{
+    km_ctx *ctx = NULL;
+    km_key *k = NULL;
+    sample s;
+    uint8_t pt[100];
+    size_t n;
+
+    OK(open_pass(&ctx, TU_PASS, 0));
+    make_keys(ctx, &s);
+    OK(km_key_open(&k, ctx, "key-0"));   /* a handle held across the rekey */
+    ck_assert_int_eq(km_vault_rekey(ctx, NULL, 3, KM_KDF_COST_MIN), KM_E_INVALID);
+    ck_assert_int_eq(km_vault_rekey(ctx, (const uint8_t *)"x", 1, 99), KM_E_INVALID);
+    OK(km_vault_rekey(ctx, (const uint8_t *)PASS_B, strlen(PASS_B), KM_KDF_COST_MIN));
+    check_keys(ctx, &s);
+    OK(km_encrypt(k, (const uint8_t *)"abc", 3, NULL, 0, s.ct[0], sizeof s.ct[0], &s.ct_len[0]));
+    OK(km_decrypt(ctx, 0, s.ct[0], s.ct_len[0], NULL, 0, pt, sizeof pt, &n));
+    km_key_free(k);
+    /* a second rekey on the same context, and credentials re-added after it */
+    OK(km_vault_rekey(ctx, (const uint8_t *)PASS_B, strlen(PASS_B), KM_KDF_COST_MIN));
+    OK(km_vault_add_passphrase(ctx, (const uint8_t *)"third", 5, KM_KDF_COST_MIN));
+    km_close(ctx);
+
+    ck_assert_int_eq(open_pass(&ctx, TU_PASS, 0), KM_E_AUTH);
+    OK(open_pass(&ctx, "third", 0));
+    km_close(ctx);
+    OK(open_pass(&ctx, PASS_B, 0));
+    OK(km_decrypt(ctx, 0, s.ct[0], s.ct_len[0], NULL, 0, pt, sizeof pt, &n));
+    ck_assert_int_eq(memcmp(pt, "abc", 3), 0);
+    s.ct_len[0] = 0;
+    {
+        /* key-0's first ciphertext was replaced; re-make it for check_keys */
+        km_key *k0;
+        OK(km_key_open(&k0, ctx, "key-0"));
+        OK(km_encrypt(k0, (const uint8_t *)"key-0", 5, NULL, 0, s.ct[0], sizeof s.ct[0],
+                      &s.ct_len[0]));
+        km_key_free(k0);
+    }
+    check_keys(ctx, &s);
+    km_close(ctx);
+}
+END_TEST
+
+/* The raw sealed `material` record of (id, version), read with plain LMDB. */
+static uint8_t *raw_material(const uint8_t id[16], uint32_t version, size_t *len)
+{
+    MDB_env *env;
+    MDB_txn *txn;
+    MDB_dbi dbi;
+    MDB_val k, v;
+    uint8_t key[20], *out = NULL;
+
+    memcpy(key, id, 16);
+    km__be32_put(key + 16, version);
+    ck_assert_int_eq(mdb_env_create(&env), 0);
+    ck_assert_int_eq(mdb_env_set_maxdbs(env, 16), 0);
+    ck_assert_int_eq(mdb_env_open(env, vpath(""), MDB_RDONLY, 0600), 0);
+    ck_assert_int_eq(mdb_txn_begin(env, NULL, MDB_RDONLY, &txn), 0);
+    ck_assert_int_eq(mdb_dbi_open(txn, "material", 0, &dbi), 0);
+    k.mv_data = key;
+    k.mv_size = sizeof key;
+    if (mdb_get(txn, dbi, &k, &v) == 0) {
+        out = malloc(v.mv_size);
+        memcpy(out, v.mv_data, v.mv_size);
+        *len = v.mv_size;
+    }
+    mdb_txn_abort(txn);
+    mdb_env_close(env);
+    return out;
+}
+
+/* Opens a sealed material record with the record key derived from `master`
+ * (vault.c's format, FORMATS.md): KM_OK or KM_E_INTEGRITY. */
+static int open_sealed(const uint8_t master[32], const uint8_t id[16], uint32_t version,
+                       const uint8_t *rec, size_t len)
+{
+    static const char info[] = "km v1 record seal";
+    uint8_t key[32], aad[64], out[256];
+    size_t a = 0;
+    ck_assert_uint_gt(len, 29);
+    ck_assert_uint_lt(len - 29, sizeof out);
+    OK(km__hkdf_sha256(master, 32, NULL, 0, (const uint8_t *)info, sizeof info - 1, key, 32));
+    memcpy(aad, "km-rec", 6);
+    a = 6;
+    aad[a++] = 1;
+    memcpy(aad + a, "material", 8);
+    a += 8;
+    aad[a++] = 0;
+    memcpy(aad + a, id, 16);
+    km__be32_put(aad + a + 16, version);
+    a += 20;
+    return km__gcm_open(key, rec + 1, aad, a, rec + 13, len - 29, rec + len - 16, out);
+}
+
+static int file_has(const char *path, const uint8_t *needle, size_t n, size_t *size)
+{
+    size_t len = 0;
+    uint8_t *buf = tu_read_file(path, &len);
+    int r;
+    ck_assert_ptr_nonnull(buf);
+    r = tu_memmem(buf, len, needle, n);
+    free(buf);
+    if (size)
+        *size = len;
+    return r;
+}
+
+static void copy_file(const char *from, const char *to)
+{
+    size_t len = 0;
+    uint8_t *buf = tu_read_file(from, &len);
+    FILE *f = fopen(to, "wb");
+    ck_assert_ptr_nonnull(buf);
+    ck_assert_ptr_nonnull(f);
+    ck_assert_uint_eq(fwrite(buf, 1, len, f), len);
+    ck_assert_int_eq(fclose(f), 0);
+    free(buf);
+}
+
+/* The issue's test: destroy + rekey + compact, then the old sealed bytes of
+ * the destroyed material cannot be opened and are gone from the file. */
+START_TEST(test_rekey_destroyed_material_gone)
+{
+    static const uint8_t aes[32] = "0123456789abcdef0123456789ABCDEF";
+    km_ctx *ctx = NULL;
+    km_key *k = NULL;
+    km_keyinfo *info = NULL;
+    km_version_info vi;
+    uint8_t id[16], ct[100], pt[100], old_master[32];
+    uint8_t *sealed_v1;
+    size_t ct_len, n, sealed_len = 0, size_before, size_after;
+    char oldcopy[4300], olddir[4300];
+    uint32_t v2 = 0;
+    km_ctx *old = NULL;
+
+    OK(open_pass(&ctx, TU_PASS, 1));
+    OK(km_key_import(&k, ctx, "imported", KM_KEY_AES_256_GCM, KM_MATERIAL_RAW, aes, sizeof aes,
+                     KM_IMPORT_ALLOW_RAW, NULL));
+    memcpy(id, km_key_id(k), 16);
+    OK(km_encrypt(k, (const uint8_t *)"v1 data", 7, NULL, 0, ct, sizeof ct, &ct_len));
+    OK(km_key_rotate(k, &v2));
+    ck_assert_uint_eq(v2, 2);
+    OK(km_key_revoke(k, 1, KM_REVOKE_SUPERSEDED, 0));
+    OK(km_key_schedule_destroy(k, 1, 7));
+    km_key_free(k);
+    km_close(ctx);
+
+    /* the sealed record of v1 as stored, and a copy of the whole old file */
+    sealed_v1 = raw_material(id, 1, &sealed_len);
+    ck_assert_ptr_nonnull(sealed_v1);
+    snprintf(oldcopy, sizeof oldcopy, "%s/old.mdb", dir);
+    copy_file(vpath("data.mdb"), oldcopy);
+
+    OK(open_pass(&ctx, TU_PASS, 1));
+    memcpy(old_master, km_secret_data(ctx->master), 32);
+    ck_assert_int_eq(open_sealed(old_master, id, 1, sealed_v1, sealed_len), KM_OK); /* control */
+    fake_now += 8 * DAY;
+    OK(km_maintain(ctx, NULL));
+    OK(km_key_open(&k, ctx, "imported"));
+    OK(km_key_info(&info, k));
+    OK(km_keyinfo_version(info, 0, &vi, sizeof vi));
+    ck_assert_int_eq(vi.state, KM_STATE_DESTROYED);
+    km_keyinfo_free(info);
+    ck_assert_int_ne(km_decrypt(ctx, 0, ct, ct_len, NULL, 0, pt, sizeof pt, &n), KM_OK);
+
+    OK(km_vault_rekey(ctx, (const uint8_t *)PASS_B, strlen(PASS_B), KM_KDF_COST_MIN));
+    /* the saved sealed bytes do not open under the new record key */
+    ck_assert_int_eq(open_sealed(km_secret_data(ctx->master), id, 1, sealed_v1, sealed_len),
+                     KM_E_INTEGRITY);
+    ck_assert_int_ne(memcmp(old_master, km_secret_data(ctx->master), 32), 0);
+    OK(km_encrypt(k, (const uint8_t *)"v2 data", 7, NULL, 0, ct, sizeof ct, &ct_len));
+    km_key_free(k);
+    km_close(ctx);
+
+    /* the old file does not open with the new passphrase */
+    snprintf(olddir, sizeof olddir, "%s/oldvault", dir);
+    ck_assert_int_eq(mkdir(olddir, 0700), 0);
+    snprintf(olddir, sizeof olddir, "%s/oldvault/data.mdb", dir);
+    copy_file(oldcopy, olddir);
+    snprintf(olddir, sizeof olddir, "lmdb:%s/oldvault", dir);
+    {
+        km_open_options o = KM_OPEN_OPTIONS_INIT;
+        o.passphrase = (const uint8_t *)PASS_B;
+        o.passphrase_len = strlen(PASS_B);
+        ck_assert_int_eq(km_open(&old, olddir, &o), KM_E_AUTH);
+    }
+
+    /* compaction removes the stale copies */
+    (void)file_has(vpath("data.mdb"), sealed_v1, sealed_len, &size_before);
+    OK(open_pass(&ctx, PASS_B, 1));
+    OK(km_vault_compact(ctx));
+    /* the context keeps working after compaction */
+    OK(km_decrypt(ctx, 0, ct, ct_len, NULL, 0, pt, sizeof pt, &n));
+    ck_assert_int_eq(memcmp(pt, "v2 data", 7), 0);
+    OK(km_key_open(&k, ctx, "imported"));
+    OK(km_encrypt(k, (const uint8_t *)"after", 5, NULL, 0, ct, sizeof ct, &ct_len));
+    km_key_free(k);
+    km_close(ctx);
+    ck_assert_int_eq(file_has(vpath("data.mdb"), sealed_v1, sealed_len, &size_after), 0);
+    ck_assert_int_eq(file_has(vpath("data.mdb"), aes, sizeof aes, NULL), 0);
+    ck_assert_uint_le(size_after, size_before);
+    ck_assert_int_eq(access(vpath("compact.tmp"), F_OK), -1);
+
+    OK(open_pass(&ctx, PASS_B, 1));
+    OK(km_decrypt(ctx, 0, ct, ct_len, NULL, 0, pt, sizeof pt, &n));
+    ck_assert_int_eq(memcmp(pt, "after", 5), 0);
+    km_close(ctx);
+    free(sealed_v1);
+}
+END_TEST
+
+/* SIGKILL a child at random points of km_vault_rekey: afterwards exactly one
+ * of the two passphrases opens the vault and every key decrypts its data. */
+START_TEST(test_rekey_sigkill)
+{
+    const char *pass[2] = { TU_PASS, PASS_B };
+    km_ctx *ctx = NULL;
+    sample s;
+    int cur = 0, round, status, changed = 0, kept = 0;
+    unsigned seed = (unsigned)time(NULL);
+
+    OK(open_pass(&ctx, TU_PASS, 0));
+    make_keys(ctx, &s);
+    km_close(ctx);
+    srand(seed);
+    for (round = 0; round < 12; round++) {
+        pid_t pid = fork();
+        struct timespec ts;
+        int rc0, rc1;
+        ck_assert_int_ge(pid, 0);
+        if (pid == 0) {
+            km_ctx *c = NULL;
+            if (open_pass(&c, pass[cur], 0) != KM_OK)
+                _exit(2);
+            _exit(km_vault_rekey(c, (const uint8_t *)pass[1 - cur], strlen(pass[1 - cur]),
+                                 KM_KDF_COST_MIN) == KM_OK ? 0 : 3);
+        }
+        ts.tv_sec = 0;
+        ts.tv_nsec = (long)(rand() % 250) * 1000000L;
+        nanosleep(&ts, NULL);
+        kill(pid, SIGKILL);
+        ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+        ck_assert_msg(!WIFEXITED(status) || WEXITSTATUS(status) == 0, "child failed: %d",
+                      WEXITSTATUS(status));
+        rc0 = open_pass(&ctx, pass[cur], 0);
+        if (rc0 == KM_OK) {
+            km_close(ctx);
+            kept++;
+        } else {
+            ck_assert_int_eq(rc0, KM_E_AUTH);
+        }
+        rc1 = open_pass(&ctx, pass[1 - cur], 0);
+        if (rc1 == KM_OK) {
+            km_close(ctx);
+        } else {
+            ck_assert_int_eq(rc1, KM_E_AUTH);
+        }
+        ck_assert_msg((rc0 == KM_OK) != (rc1 == KM_OK), "round %d: %d %d (seed %u)", round,
+                      rc0, rc1, seed);
+        if (rc1 == KM_OK) {
+            cur = 1 - cur;
+            changed++;
+        }
+        OK(open_pass(&ctx, pass[cur], 0));
+        check_keys(ctx, &s);
+        km_close(ctx);
+    }
+    fprintf(stderr, "test_rekey_sigkill: %d rekeys committed, %d killed before (seed %u)\n",
+            changed, kept, seed);
+}
+END_TEST
+
+START_TEST(test_rekey_compact_busy)
+{
+    km_ctx *a = NULL, *b = NULL;
+    sample s;
+    int p[2], q[2];
+    char c = 0;
+    pid_t pid;
+
+    OK(open_pass(&a, TU_PASS, 0));
+    make_keys(a, &s);
+    OK(open_pass(&b, TU_PASS, 0));
+    ck_assert_int_eq(km_vault_compact(a), KM_E_BUSY);
+    ck_assert_ptr_nonnull(strstr(km_error_last()->message, "another km_ctx"));
+    check_keys(b, &s);
+    km_close(b);
+    OK(km_vault_compact(a));
+    check_keys(a, &s);
+
+    /* another process has the vault open */
+    ck_assert_int_eq(pipe(p), 0);
+    ck_assert_int_eq(pipe(q), 0);
+    pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        km_ctx *cc = NULL;
+        int r = open_pass(&cc, TU_PASS, 0);
+        char x = r == KM_OK ? 'o' : 'e';
+        if (write(p[1], &x, 1) != 1 || read(q[0], &x, 1) != 1)
+            _exit(4);
+        km_close(cc);
+        _exit(0);
+    }
+    ck_assert_int_eq(read(p[0], &c, 1), 1);
+    ck_assert_int_eq(c, 'o');
+    ck_assert_int_eq(km_vault_compact(a), KM_E_BUSY);
+    ck_assert_ptr_nonnull(strstr(km_error_last()->message, "another process"));
+    check_keys(a, &s);   /* still usable after the refusal */
+    ck_assert_int_eq(write(q[1], &c, 1), 1);
+    ck_assert_int_eq(waitpid(pid, NULL, 0), pid);
+    close(p[0]); close(p[1]); close(q[0]); close(q[1]);
+    OK(km_vault_compact(a));
+    check_keys(a, &s);
+    km_close(a);
+}
+END_TEST
+
+/* A compaction directory left by a crash is removed at the next open. */
+START_TEST(test_rekey_compact_leftover_removed)
+{
+    km_ctx *ctx = NULL;
+    sample s;
+    FILE *f;
+
+    OK(open_pass(&ctx, TU_PASS, 0));
+    make_keys(ctx, &s);
+    km_close(ctx);
+    ck_assert_int_eq(mkdir(vpath("compact.tmp"), 0700), 0);
+    f = fopen(vpath("compact.tmp/data.mdb"), "wb");
+    ck_assert_ptr_nonnull(f);
+    fputs("half a copy", f);
+    fclose(f);
+    OK(open_pass(&ctx, TU_PASS, 0));
+    ck_assert_int_eq(access(vpath("compact.tmp"), F_OK), -1);
+    check_keys(ctx, &s);
+    km_close(ctx);
+}
+END_TEST
+
+static Suite *rekey_suite(void)
+{
+    Suite *s = suite_create("rekey");
+    TCase *tc = tcase_create("rekey");
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_set_timeout(tc, 120);
+    tcase_add_test(tc, test_rekey_keys_survive);
+    tcase_add_test(tc, test_rekey_destroyed_material_gone);
+    tcase_add_test(tc, test_rekey_sigkill);
+    tcase_add_test(tc, test_rekey_compact_busy);
+    tcase_add_test(tc, test_rekey_compact_leftover_removed);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int main(void)
+{
+    SRunner *sr = srunner_create(rekey_suite());
+    int failed;
+    srunner_run_all(sr, CK_NORMAL);
+    failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}
