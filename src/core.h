@@ -22,6 +22,9 @@ enum {
 };
 enum { KM__C_INVOCATIONS = 1, KM__C_BYTES = 2 };
 
+/* The most versions one key keeps (a record claiming more is corrupt). */
+#define KM__VERSIONS_MAX 100000u
+
 /* Key objects kept in a context's cache before unused ones are dropped. */
 #ifndef KM__CACHE_MAX
 #define KM__CACHE_MAX 65536

@@ -194,7 +194,7 @@ static int decode_key(const uint8_t *b, size_t n, keyrec *r)
     if (km__tlv_get_u32(b, n, KM__K_USAGE, &r->usage) != KM_OK
         || km__tlv_get_u32(b, n, KM__K_FLAGS, &r->flags) != KM_OK
         || km__tlv_get_u32(b, n, KM__K_NVERSIONS, &r->nvers) != KM_OK || r->nvers == 0
-        || r->nvers > INT32_MAX)
+        || r->nvers > KM__VERSIONS_MAX)
         return km__err(KM_E_CORRUPT, "key record: bad usage, flags or version count");
     if (!km__tlv_find(b, n, KM__K_PROTECTION, &p, &pl) || pl == 0 || pl >= sizeof r->protection
         || memchr(p, 0, pl) != NULL)
@@ -1296,8 +1296,9 @@ static int kobj_rotate_stored(km__kobj *k, uint32_t *new_version)
         rc = decode_key(km_secret_data(rec), km_secret_len(rec), &r);
     if (rc != KM_OK)
         goto fail;
-    if (r.nvers >= INT32_MAX) {
-        rc = km__err(KM_E_LIMIT, "km_key_rotate: the key has too many versions");
+    if (r.nvers >= KM__VERSIONS_MAX) {
+        rc = km__err(KM_E_LIMIT, "km_key_rotate: the key has %u versions, the most a key keeps",
+                     (unsigned)KM__VERSIONS_MAX);
         goto fail;
     }
     nv = r.nvers + 1;

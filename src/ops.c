@@ -406,14 +406,20 @@ int km_rewrap(km_ctx *ctx, const uint8_t *in, size_t in_len, const uint8_t *aad,
         rc = km__ctx_check(ctx);
     if (rc == KM_OK)
         rc = km__ct_header_parse(in, in_len, &h);
-    if (rc != KM_OK)
+    if (rc != KM_OK) {
+        /* the documented promise: on error `out` is zeroed */
+        if (out != NULL && !overlaps(in, in_len, out, out_cap))
+            km_memzero(out, out_cap < in_len ? out_cap : in_len);
         return rc;
+    }
     n = in_len - KM_CIPHERTEXT_OVERHEAD;
     /* the plaintext never leaves libkm: it lives in a buffer wiped below
      * (secure memory for a data key) */
     plain = h.magic1 == KM__DK_MAGIC1 ? km__salloc(n ? n : 1) : malloc(n ? n : 1);
-    if (plain == NULL)
+    if (plain == NULL) {
+        km_memzero(out, out_cap < in_len ? out_cap : in_len);
         return km__err(KM_E_NOMEM, "km_rewrap: out of memory");
+    }
     rc = open_by_header(ctx, &h, 0, in, in_len, aad, aad_len, plain, &k);
     if (rc == KM_OK) {
         km_key tmp = { k, ctx->fork_gen };

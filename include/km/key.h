@@ -210,7 +210,7 @@ KM_EXTERN int km_key_list(km_ctx *ctx, km_key_list_fn fn, void *arg);
  * Older versions keep their state: they still decrypt and verify.
  * @param[out] new_version  the new version number; may be NULL.
  * @return KM_OK; KM_E_INVALID; KM_E_UNSUPPORTED for imported public-only keys;
- *         KM_E_LIMIT past 2^31 versions; KM_E_BACKEND; KM_E_IO.
+ *         KM_E_LIMIT past 100,000 versions; KM_E_BACKEND; KM_E_IO.
  */
 KM_EXTERN int km_key_rotate(km_key *key, uint32_t *new_version);
 
