@@ -1166,10 +1166,10 @@ out:
 
 static int pem_is_public(const uint8_t *m, size_t len)
 {
-    static const char tag[] = "-----BEGIN PUBLIC KEY-----";
-    size_t i, n = sizeof tag - 1;
+    static const char label[] = "-----BEGIN PUBLIC KEY-----";
+    size_t i, n = sizeof label - 1;
     for (i = 0; i + n <= len; i++)
-        if (memcmp(m + i, tag, n) == 0)
+        if (memcmp(m + i, label, n) == 0)
             return 1;
     return 0;
 }

@@ -278,7 +278,7 @@ int km_decrypt_key(km_key *key, uint32_t flags, const uint8_t *ct, size_t ct_len
         rc = km__err(KM_E_INVALID, "km_decrypt_key: this is a wrapped data key; use km_datakey_decrypt");
     if (rc == KM_OK)
         rc = km__key_use(key, &k);
-    if (rc == KM_OK && memcmp(h.key_id, k->id, 16) != 0)
+    if (rc == KM_OK && !km_ct_equal(h.key_id, k->id, 16))
         rc = km__err(KM_E_INTEGRITY, "the ciphertext belongs to another key");
     if (rc == KM_OK)
         rc = decrypt_with(k, &h, flags, ct, ct_len, aad, aad_len, out);

@@ -329,7 +329,7 @@ static int env_mdb_open(km__env *e, const char *dir, uint64_t map_size)
         rc = lmdb_err(mrc, "cannot configure the LMDB environment");
         goto fail;
     }
-    /* Durable commits: never MDB_NOSYNC, MDB_NOMETASYNC, MDB_MAPASYNC or MDB_NOMEMINIT. */
+    /* Durable commits only: none of LMDB's no-sync or no-meminit flags (TESTING.md C). */
     if ((mrc = mdb_env_open(e->mdb, dir, MDB_NOTLS, 0600)) != 0) {
         rc = lmdb_err(mrc, "cannot open the vault environment");
         goto fail;
