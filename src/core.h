@@ -108,8 +108,9 @@ struct km_ctx {
     atomic_int closed;
     unsigned fork_gen;
     km__env *env;
-    km__sealer *sealer;
-    km_secret *master;           /* the vault master key, secure memory */
+    /* swapped by km_vault_rekey (under mu) while other threads may read them */
+    km__sealer *_Atomic sealer;
+    km_secret *_Atomic master;   /* the vault master key, secure memory */
     uint8_t vault_id[16];
     uint32_t flags;
     uint32_t refresh_ms;

@@ -486,7 +486,11 @@ int km_open(km_ctx **out, const char *uri, const km_open_options *opts)
     rc = km__env_open(&ctx->env, path, opts, &master, ctx->vault_id);
     if (rc != KM_OK)
         goto out;
-    rc = km__sealer_new(&ctx->sealer, master);
+    {
+        km__sealer *sealer = NULL;
+        rc = km__sealer_new(&sealer, master);
+        ctx->sealer = sealer;
+    }
     if (rc != KM_OK)
         goto out;
     ctx->master = master;
@@ -586,14 +590,21 @@ int km_vault_add_passphrase(km_ctx *ctx, const uint8_t *passphrase, size_t passp
                        KM_KDF_COST_MIN, KM_KDF_COST_MAX);
     if ((rc = km__ctx_check(ctx)) != KM_OK)
         return rc;
-    if ((rc = km__txn_begin(ctx->env, 1, &t)) != KM_OK)
+    /* under ctx->mu, which km_vault_rekey holds from its transaction to the
+     * master-key swap: the slot never wraps a master key being replaced */
+    pthread_mutex_lock(&ctx->mu);
+    if ((rc = km__txn_begin(ctx->env, 1, &t)) != KM_OK) {
+        pthread_mutex_unlock(&ctx->mu);
         return rc;
+    }
     rc = km__slot_add_passphrase(t, ctx->master, passphrase, passphrase_len, kdf_cost);
     if (rc != KM_OK) {
         km__txn_abort(t);
+        pthread_mutex_unlock(&ctx->mu);
         return rc;
     }
     rc = km__txn_commit(t);
+    pthread_mutex_unlock(&ctx->mu);
     if (rc == KM_OK)
         atomic_fetch_add(&km__write_gen, 1);
     return rc;
