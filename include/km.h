@@ -37,7 +37,7 @@
  * with KM_E_FORK: open the vault again in the child.
  *
  * @section caveats Caveats
- * - A change made by *another process* (a rotation, later a revocation) is
+ * - A change made by *another process* (a rotation, a revocation, a policy change) is
  *   seen by this process's open handles within km_open_options::refresh_ms
  *   (100 ms by default), or at once with KM_OPEN_STRICT_REFRESH. Changes made
  *   through the same km_ctx are seen at once.
