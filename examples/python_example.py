@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""python_example.py - protect records with a libkm vault from Python: encrypt, rotate, decrypt, sign."""
+"""python_example.py - protect records with a libkm vault from Python: encrypt, rotate, data keys, rewrap, sign."""
 # Run from a build tree: KM_LIBRARY=build/.libs/libkm.so.0 PYTHONPATH=bindings/python \
 #   python3 examples/python_example.py [DIR]
 import os
@@ -28,6 +28,22 @@ def main(directory):
             pass
         if vault.decrypt(km.decode_text(stored), aad=b"record 4711") != record:
             return "the record did not round-trip"
+
+        # envelope encryption: a data key for local use, stored only wrapped.
+        # dek is a km.Secret (a bytearray): wiped at the end of the with block.
+        dek, wrapped = key.generate_data_key(aad=b"backup 2026-11")
+        with dek:
+            if len(dek) != 32:
+                return "the data key is not 256 bits"
+            with vault.decrypt_data_key(wrapped, aad=b"backup 2026-11") as again:
+                if again != dek:
+                    return "the data key did not unwrap"
+        if any(dek):
+            return "the data key was not wiped"
+        # after the rotation above, rewrap moves the stored record to version 2
+        moved = vault.rewrap(km.decode_text(stored), aad=b"record 4711")
+        if vault.decrypt(moved, aad=b"record 4711") != record:
+            return "the rewrapped record did not round-trip"
 
         signer = vault.create_key("releases", "ed25519")
         sig = signer.sign(b"release 1.0")

@@ -63,5 +63,8 @@
 #include "km/envelope.h"
 #include "km/distribute.h"
 #include "km/derive.h"
+#include "km/audit.h"
+#include "km/acl.h"
+#include "km/quorum.h"
 
 #endif /* KM_H */

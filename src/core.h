@@ -94,6 +94,10 @@ typedef struct km__kobj {
     char policy_msg[200];
     uint64_t usage_limit;        /* invocations per version; KM__NO_LIMIT = none */
     uint64_t rotate_at;          /* rotate when the primary reached this; 0 = never */
+    /* the context principal's permissions on this key (acl.c), cached */
+    atomic_uint acl_perms;
+    atomic_uint acl_gen;         /* km__write_gen + 1 when read; 0 = never read */
+    _Atomic int64_t acl_ms;      /* monotonic ms when read */
     struct km__kobj *hnext;      /* ctx cache chain */
 } km__kobj;
 
@@ -102,6 +106,44 @@ struct km_key {
     unsigned fork_gen;
 };
 
+
+/* Operations, for access control and the audit log (names in audit.c). */
+enum {
+    KM__OP_NONE = 0, KM__OP_OPEN, KM__OP_AUTH_FAIL, KM__OP_DENIED,
+    KM__OP_KEY_CREATE, KM__OP_KEY_IMPORT, KM__OP_KEY_ROTATE, KM__OP_KEY_STATE,
+    KM__OP_KEY_DESTROY, KM__OP_KEY_POLICY, KM__OP_KEY_GRANT, KM__OP_KEY_OWNER, KM__OP_EXPORT,
+    KM__OP_POLICY_SET, KM__OP_BACKEND_SET, KM__OP_SLOT_ADD, KM__OP_SLOT_REMOVE, KM__OP_REKEY,
+    KM__OP_COMPACT, KM__OP_AUDIT_LEVEL, KM__OP_PRINCIPAL_ADD, KM__OP_PRINCIPAL_REMOVE,
+    KM__OP_REQUEST, KM__OP_APPROVE, KM__OP_EXECUTE,
+    KM__OP_ENCRYPT, KM__OP_DECRYPT, KM__OP_SIGN, KM__OP_VERIFY, KM__OP_MAC, KM__OP_DATAKEY,
+    KM__OP_REWRAP, KM__OP_DERIVE, KM__OP_AGREE, KM__OP_PUBLIC, KM__OP_AUDIT_READ, KM__OP_READ,
+    KM__OP_COMPROMISED_USE,
+    KM__OP__COUNT
+};
+
+struct km__audit_pending;
+
+/* A context's audit state (audit.c). Lock order: fmu, then the LMDB write
+ * lock, then kmu; mu (the queue) is never held while a transaction begins. */
+typedef struct km__audit_ctx {
+    atomic_int level;                /* km_audit_level */
+    pthread_mutex_t mu;              /* the data-path queue and the flusher's state */
+    struct km__audit_pending *q;
+    size_t qn, qcap;
+    pthread_cond_t cv;               /* wakes the flusher */
+    pthread_t thread;                /* the flusher, started at the first queued entry */
+    int thread_on, stop, waiting;
+    unsigned thread_gen;             /* km__fork_gen when it started */
+    atomic_int failed;               /* the last flush's error, KM_OK when fine */
+    pthread_mutex_t fmu;             /* serialises flushes (batches in queue order) */
+    pthread_mutex_t kmu;             /* the MAC key and context, the sinks */
+    km_secret *key;                  /* the audit MAC key, loaded on first use */
+    km__mac *mac;                    /* keyed with it */
+    uint8_t *buf;                    /* encoding buffer of append_entries */
+    size_t bufcap;
+    int syslog;
+    int fd;                          /* JSON-lines sink, or -1 */
+} km__audit_ctx;
 
 struct km_ctx {
     atomic_int refs;
@@ -126,6 +168,13 @@ struct km_ctx {
     pthread_rwlock_t cache_lock; /* key object cache, by id */
     km__kobj **cache;            /* hash table of key objects by id */
     size_t cache_buckets, cache_count, cache_cursor, cache_max;
+    /* who opened the vault: the owner (an owner passphrase slot), a
+     * principal (its own slot), "shares" or "backend:<name>" */
+    char principal_name[72];
+    uint8_t principal_id[16];     /* zero unless a principal */
+    int is_principal;
+    uint32_t roles;               /* KM_ROLE_* of a principal */
+    km__audit_ctx audit;
 };
 
 /* Bumped after every committed write by any context in this process. */
@@ -144,6 +193,51 @@ const km__policy *km__policy_acquire(struct km_ctx *ctx);
 void km__policy_release(struct km_ctx *ctx);
 /* Re-reads the stored policy when another process may have changed it. */
 int km__ctx_policy_refresh(struct km_ctx *ctx, int force);
+
+/* audit.c */
+const char *km__op_name(int op);
+/* Appends a state change's entry in the caller's write transaction. */
+int km__audit_append(struct km_ctx *ctx, km__txn *t, int op, const uint8_t *key_id,
+                     uint32_t version, int result, const char *detail);
+/* The same with an explicit sealer (a rekey's new one). */
+int km__audit_append_sealed(struct km_ctx *ctx, km__txn *t, const km__sealer *s, int op,
+                            const uint8_t *key_id, uint32_t version, int result,
+                            const char *detail);
+/* An event outside a state change (a denied call), in its own transaction. */
+int km__audit_event(struct km_ctx *ctx, int op, const uint8_t *key_id, uint32_t version,
+                    int result, const char *detail);
+/* A data-path call (queued when the level is "every"). */
+int km__audit_data(struct km_ctx *ctx, int op, const uint8_t *key_id, uint32_t version,
+                   int result);
+int km__audit_open(struct km_ctx *ctx);
+void km__audit_close(struct km_ctx *ctx);
+
+/* acl.c: KM_OK, or KM_E_DENIED (audited) naming the missing permission. k may
+ * be NULL for operations on the vault. */
+int km__acl_check(struct km_ctx *ctx, int op, const km__kobj *k);
+/* Reads the opening principal's roles (KM_E_AUTH when it was removed). */
+int km__acl_load(struct km_ctx *ctx);
+/* Records the context's principal as the owner of a new key, in t. */
+int km__acl_set_owner(struct km_ctx *ctx, km__txn *t, const uint8_t kid[16]);
+
+/* quorum.c: dual control. Consumes an approved request of the context's
+ * principal for op (KM_REQ_*) with these exact params in t, or returns
+ * KM_E_DENIED saying how many approvals the op needs. KM_OK at once when the
+ * policy asks for none. _own runs it in a transaction of its own. */
+int km__quorum_consume(struct km_ctx *ctx, km__txn *t, int op, const uint8_t *key_id,
+                       const uint8_t *params, size_t params_len);
+int km__quorum_consume_own(struct km_ctx *ctx, int op, const uint8_t *key_id,
+                           const uint8_t *params, size_t params_len);
+uint32_t km__quorum_needed(struct km_ctx *ctx, int op);
+
+/* key.c: km_key_import; `unwrapped` = 1 for material that arrived wrapped
+ * to the vault (not a raw import under dual control). */
+int km__key_import(km_key **out, km_ctx *ctx, const char *name, km_key_type type,
+                   km_material_format format, const uint8_t *material, size_t material_len,
+                   uint32_t flags, const km_key_options *opts, int unwrapped);
+
+/* lifecycle.c: deactivates every ACTIVE or SUSPENDED version of a key. */
+int km__key_revoke_all(struct km_ctx *ctx, const uint8_t id[16], const char *why);
 
 /* key.c */
 /* Finds (cache) or loads the key object by id; returns a new reference. */

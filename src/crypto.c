@@ -1038,6 +1038,45 @@ out:
     return ok;
 }
 
+#define SIG_DIGESTS (KM_BACKEND_SIG_SHA256 | KM_BACKEND_SIG_SHA384 | KM_BACKEND_SIG_SHA512)
+
+/* Signs a digest (KM_BACKEND_CAP_SIGN_DIGEST): ECDSA as given, RSA with PSS
+ * (MGF1 of the same digest, salt = digest length) or PKCS#1 v1.5. */
+static int sign_digest(sw_obj *o, uint32_t flags, const uint8_t *dgst, size_t dgst_len,
+                       uint8_t *buf, size_t *n)
+{
+    uint32_t d = flags & SIG_DIGESTS;
+    char *md = d == KM_BACKEND_SIG_SHA256 ? "SHA256" : d == KM_BACKEND_SIG_SHA384 ? "SHA384"
+             : d == KM_BACKEND_SIG_SHA512 ? "SHA512" : NULL;
+    size_t want = d == KM_BACKEND_SIG_SHA256 ? 32 : d == KM_BACKEND_SIG_SHA384 ? 48 : 64;
+    char pss[] = "pss", pkcs1[] = "pkcs1", saltlen[] = "digest";
+    OSSL_PARAM p[5], *q = p;
+    EVP_PKEY_CTX *pc;
+    int ok;
+
+    if (md == NULL || dgst == NULL || dgst_len != want)
+        return km__err(KM_E_INVALID, "software backend sign: bad digest for a %s key",
+                       o->ti->name);
+    if (o->ti->kind != K_EC && o->ti->kind != K_RSA)
+        return km__err(KM_E_USAGE, "a %s key does not sign digests", o->ti->name);
+    *q++ = OSSL_PARAM_construct_utf8_string(OSSL_SIGNATURE_PARAM_DIGEST, md, 0);
+    if (o->ti->kind == K_RSA && (flags & KM_SIG_PKCS1)) {
+        *q++ = OSSL_PARAM_construct_utf8_string(OSSL_SIGNATURE_PARAM_PAD_MODE, pkcs1, 0);
+    } else if (o->ti->kind == K_RSA) {
+        *q++ = OSSL_PARAM_construct_utf8_string(OSSL_SIGNATURE_PARAM_PAD_MODE, pss, 0);
+        *q++ = OSSL_PARAM_construct_utf8_string(OSSL_SIGNATURE_PARAM_PSS_SALTLEN, saltlen, 0);
+        *q++ = OSSL_PARAM_construct_utf8_string(OSSL_SIGNATURE_PARAM_MGF1_DIGEST, md, 0);
+    }
+    *q = OSSL_PARAM_construct_end();
+    pc = EVP_PKEY_CTX_new_from_pkey(NULL, o->pkey, NULL);
+    ok = pc != NULL && EVP_PKEY_sign_init_ex(pc, p) == 1
+         && EVP_PKEY_sign(pc, buf, n, dgst, dgst_len) == 1;
+    EVP_PKEY_CTX_free(pc);
+    if (!ok)
+        return km__err_ossl(KM_E_CRYPTO, "%s digest signing failed", o->ti->name);
+    return KM_OK;
+}
+
 static int sw_sign(void *obj, uint32_t flags, const uint8_t *msg, size_t msg_len, uint8_t *sig,
                    size_t sig_cap, size_t *sig_len)
 {
@@ -1058,14 +1097,22 @@ static int sw_sign(void *obj, uint32_t flags, const uint8_t *msg, size_t msg_len
         return km__err(KM_E_USAGE, "a %s key does not sign", o->ti->name);
     if (o->public_only)
         return km__err(KM_E_USAGE, "a public-only %s key cannot sign", o->ti->name);
-    if ((flags & ~KM_SIG_P1363) || ((flags & KM_SIG_P1363) && o->ti->kind != K_EC))
+    if ((flags & ~(KM_SIG_P1363 | KM_SIG_PKCS1 | SIG_DIGESTS))
+        || ((flags & KM_SIG_P1363) && o->ti->kind != K_EC)
+        || ((flags & KM_SIG_PKCS1) && o->ti->kind != K_RSA)
+        || ((flags & KM_SIG_PKCS1) && !(flags & SIG_DIGESTS)))
         return km__err(KM_E_INVALID, "software backend sign: bad flags for a %s key",
                        o->ti->name);
-    if ((rc = sig_ctx(o, 1, &m)) != KM_OK)
-        return rc;
-    if (EVP_DigestSign(m, buf, &n, msg != NULL ? msg : empty_msg, msg_len) != 1) {
-        rc = km__err_ossl(KM_E_CRYPTO, "%s signing failed", o->ti->name);
-        goto out;
+    if (flags & SIG_DIGESTS) {
+        if ((rc = sign_digest(o, flags, msg, msg_len, buf, &n)) != KM_OK)
+            return rc;
+    } else {
+        if ((rc = sig_ctx(o, 1, &m)) != KM_OK)
+            return rc;
+        if (EVP_DigestSign(m, buf, &n, msg != NULL ? msg : empty_msg, msg_len) != 1) {
+            rc = km__err_ossl(KM_E_CRYPTO, "%s signing failed", o->ti->name);
+            goto out;
+        }
     }
     if (flags & KM_SIG_P1363) {
         if (!der_to_p1363(buf, n, o->ti->field, rs)) {
@@ -1414,7 +1461,7 @@ const km_backend_ops km__software_backend = {
     .version = KM_BACKEND_OPS_VERSION,
     .name = "software",
     .caps = KM_BACKEND_CAP_SYMMETRIC | KM_BACKEND_CAP_ASYMMETRIC | KM_BACKEND_CAP_IMPORT
-            | KM_BACKEND_CAP_EXTRACT,
+            | KM_BACKEND_CAP_EXTRACT | KM_BACKEND_CAP_SIGN_DIGEST,
     .open = NULL,
     .close = NULL,
     .generate = sw_generate,

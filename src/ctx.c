@@ -1,8 +1,10 @@
 /* ctx.c - opening and closing vaults, the clock, the backend registry. */
 #include "core.h"
+#include "km/quorum.h"
 
 #include <stdio.h>
 
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -66,7 +68,8 @@ static int register_backend(const km_backend_ops *ops, int builtin)
     } else {
         /* Copy only what the caller's version defines; the rest stays NULL. */
         memset(&reg[reg_n], 0, sizeof reg[reg_n]);
-        reg[reg_n] = *ops; /* version 1 is the whole current table */
+        memcpy(&reg[reg_n], ops,
+               ops->version >= 2 ? sizeof *ops : offsetof(km_backend_ops, slot_seal));
         reg_builtin[reg_n] = builtin;
         reg_n++;
     }
@@ -175,6 +178,8 @@ int km_vault_backend_set(km_ctx *ctx, const char *name, const char *config)
     pthread_mutex_unlock(&reg_mu);
     if (rc != KM_OK)
         return rc;
+    if ((rc = km__acl_check(ctx, KM__OP_BACKEND_SET, NULL)) != KM_OK)
+        return rc;
     backend_config_key(name, key, &klen);
     if ((rc = km__txn_begin(ctx->env, 1, &t)) != KM_OK)
         return rc;
@@ -182,6 +187,8 @@ int km_vault_backend_set(km_ctx *ctx, const char *name, const char *config)
         rc = km__rec_put(t, ctx->sealer, KM__T_META, key, klen, (const uint8_t *)config, clen, 0);
     else if ((rc = km__rec_del(t, KM__T_META, key, klen)) == KM_E_NOTFOUND)
         rc = KM_OK;
+    if (rc == KM_OK)  /* the name only: the configuration may hold a PIN */
+        rc = km__audit_append(ctx, t, KM__OP_BACKEND_SET, NULL, 0, KM_OK, name);
     if (rc != KM_OK) {
         km__txn_abort(t);
         return rc;
@@ -241,6 +248,185 @@ int km__backend_get(struct km_ctx *ctx, const char *name, km__backend_inst **out
     return KM_OK;
 }
 
+/* A short-lived instance of a registered backend opened with `config`, for
+ * a keyslot (the vault's stored configuration is not readable yet when a
+ * vault is being unlocked). */
+static int slot_backend_open(const char *name, const char *config, km_backend_ops *ops,
+                             void **state)
+{
+    int i, rc;
+
+    *state = NULL;
+    (void)pthread_once(&builtin_once, register_builtins);
+    if (!valid_backend_name(name))
+        return km__err(KM_E_INVALID, "keyslot backend name must be [a-z0-9_-]{1,31}");
+    pthread_mutex_lock(&reg_mu);
+    i = find_backend_locked(name);
+    if (i >= 0)
+        *ops = reg[i];
+    pthread_mutex_unlock(&reg_mu);
+    if (i < 0)
+        return km__err(KM_E_UNSUPPORTED, "no backend named '%s' is registered", name);
+    if (ops->slot_seal == NULL || ops->slot_unseal == NULL)
+        return km__err(KM_E_UNSUPPORTED, "backend '%s' cannot hold a keyslot", name);
+    if (ops->open != NULL && (rc = ops->open(state, config)) != KM_OK)
+        return rc < 0 ? rc : km__err(KM_E_BACKEND, "backend '%s' failed to open", name);
+    return KM_OK;
+}
+
+int km__backend_slot_seal(const char *name, const char *config, const km_secret *master,
+                          km_secret **blob)
+{
+    km_backend_ops ops;
+    void *state = NULL;
+    int rc;
+
+    *blob = NULL;
+    if ((rc = slot_backend_open(name, config, &ops, &state)) != KM_OK)
+        return rc;
+    rc = ops.slot_seal(state, master, blob);
+    if (rc == KM_OK && (*blob == NULL || km_secret_len(*blob) == 0
+                        || km_secret_len(*blob) > KM__SLOT_BLOB_MAX)) {
+        km_secret_free(*blob);
+        *blob = NULL;
+        rc = km__err(KM_E_BACKEND, "backend '%s' returned an unusable keyslot blob", name);
+    }
+    if (rc > 0)
+        rc = km__err(KM_E_BACKEND, "backend '%s' could not seal the master key", name);
+    if (ops.close != NULL)
+        ops.close(state);
+    return rc;
+}
+
+int km__backend_slot_unseal(const char *name, const char *config, const uint8_t *blob,
+                            size_t blob_len, km_secret **master)
+{
+    km_backend_ops ops;
+    void *state = NULL;
+    int rc;
+
+    *master = NULL;
+    if ((rc = slot_backend_open(name, config, &ops, &state)) != KM_OK)
+        return rc;
+    rc = ops.slot_unseal(state, blob, blob_len, master);
+    if (rc > 0)
+        rc = km__err(KM_E_BACKEND, "backend '%s' could not unseal the master key", name);
+    if (rc != KM_OK) {
+        km_secret_free(*master);
+        *master = NULL;
+    }
+    if (ops.close != NULL)
+        ops.close(state);
+    return rc;
+}
+
+int km_vault_add_backend_slot(km_ctx *ctx, const char *backend, const char *config)
+{
+    km_secret *blob = NULL;
+    km__txn *t = NULL;
+    int rc;
+
+    if (ctx == NULL || backend == NULL)
+        return km__err(KM_E_INVALID, "km_vault_add_backend_slot: %s is NULL",
+                       ctx == NULL ? "ctx" : "backend");
+    if (strcmp(backend, "software") == 0)
+        return km__err(KM_E_INVALID, "km_vault_add_backend_slot: the software backend holds no "
+                                     "keyslot (add a passphrase instead)");
+    if ((rc = km__ctx_check(ctx)) != KM_OK)
+        return rc;
+    if ((rc = km__acl_check(ctx, KM__OP_SLOT_ADD, NULL)) != KM_OK)
+        return rc;
+    /* under ctx->mu: never seals a master key that a rekey is replacing */
+    pthread_mutex_lock(&ctx->mu);
+    rc = km__backend_slot_seal(backend, config, ctx->master, &blob);
+    if (rc == KM_OK)
+        rc = km__txn_begin(ctx->env, 1, &t);
+    if (rc == KM_OK)
+        rc = km__slot_add_backend(t, backend, km_secret_data(blob), km_secret_len(blob));
+    if (rc == KM_OK)
+        rc = km__audit_append(ctx, t, KM__OP_SLOT_ADD, NULL, 0, KM_OK, backend);
+    if (rc == KM_OK) {
+        rc = km__txn_commit(t);
+        t = NULL;
+    }
+    km__txn_abort(t);
+    pthread_mutex_unlock(&ctx->mu);
+    km_secret_free(blob);
+    if (rc == KM_OK)
+        atomic_fetch_add(&km__write_gen, 1);
+    return rc;
+}
+
+int km_vault_add_shares(km_ctx *ctx, unsigned m, unsigned n, km_secret **shares)
+{
+    km__txn *t = NULL;
+    char d[48];
+    int rc;
+
+    if (ctx == NULL || shares == NULL)
+        return km__err(KM_E_INVALID, "km_vault_add_shares: %s is NULL",
+                       ctx == NULL ? "ctx" : "shares");
+    if (m < 2 || m > n || n > KM_SHARES_MAX)
+        return km__err(KM_E_INVALID, "km_vault_add_shares: need 2 <= m <= n <= %d",
+                       KM_SHARES_MAX);
+    if ((rc = km__ctx_check(ctx)) != KM_OK)
+        return rc;
+    if ((rc = km__acl_check(ctx, KM__OP_SLOT_ADD, NULL)) != KM_OK)
+        return rc;
+    snprintf(d, sizeof d, "shamir %u of %u", m, n);
+    pthread_mutex_lock(&ctx->mu);
+    rc = km__txn_begin(ctx->env, 1, &t);
+    if (rc == KM_OK)
+        rc = km__slot_add_shamir(t, ctx->master, m, n, shares);
+    if (rc == KM_OK)
+        rc = km__audit_append(ctx, t, KM__OP_SLOT_ADD, NULL, 0, KM_OK, d);
+    if (rc == KM_OK) {
+        rc = km__txn_commit(t);
+        t = NULL;
+    }
+    km__txn_abort(t);
+    pthread_mutex_unlock(&ctx->mu);
+    if (rc != KM_OK) {
+        unsigned i;
+        for (i = 0; i < n; i++) {
+            km_secret_free(shares[i]);
+            shares[i] = NULL;
+        }
+        return rc;
+    }
+    atomic_fetch_add(&km__write_gen, 1);
+    return KM_OK;
+}
+
+int km_vault_remove_passphrases(km_ctx *ctx)
+{
+    km__txn *t = NULL;
+    int rc;
+
+    if (ctx == NULL)
+        return km__err(KM_E_INVALID, "km_vault_remove_passphrases: ctx is NULL");
+    if ((rc = km__ctx_check(ctx)) != KM_OK)
+        return rc;
+    if ((rc = km__acl_check(ctx, KM__OP_SLOT_REMOVE, NULL)) != KM_OK)
+        return rc;
+    pthread_mutex_lock(&ctx->mu);
+    rc = km__txn_begin(ctx->env, 1, &t);
+    if (rc == KM_OK)
+        rc = km__slot_remove_owner(t);
+    if (rc == KM_OK)
+        rc = km__audit_append(ctx, t, KM__OP_SLOT_REMOVE, NULL, 0, KM_OK,
+                              "owner passphrase slots");
+    if (rc == KM_OK) {
+        rc = km__txn_commit(t);
+        t = NULL;
+    }
+    km__txn_abort(t);
+    pthread_mutex_unlock(&ctx->mu);
+    if (rc == KM_OK)
+        atomic_fetch_add(&km__write_gen, 1);
+    return rc;
+}
+
 /* ----------------------------------------------------------------- policy */
 
 static const uint8_t policy_rec_key[] = "policy";
@@ -271,7 +457,7 @@ static void policy_install(struct km_ctx *ctx, km__policy *p, const char *json, 
     pthread_rwlock_unlock(&ctx->policy_lock);
 }
 
-static int policy_store(struct km_ctx *ctx, const char *json, size_t len)
+static int policy_store(struct km_ctx *ctx, const char *json, size_t len, int change)
 {
     km__txn *t = NULL;
     int rc = km__txn_begin(ctx->env, 1, &t);
@@ -279,6 +465,12 @@ static int policy_store(struct km_ctx *ctx, const char *json, size_t len)
         return rc;
     rc = km__rec_put(t, ctx->sealer, KM__T_META, policy_rec_key, sizeof policy_rec_key - 1,
                      (const uint8_t *)json, len, 0);
+    /* the approvals the policy in force asks for (the new one may ask for more) */
+    if (rc == KM_OK && change)
+        rc = km__quorum_consume(ctx, t, KM_REQ_POLICY_CHANGE, NULL, (const uint8_t *)json, len);
+    if (rc == KM_OK)
+        rc = km__audit_append(ctx, t, KM__OP_POLICY_SET, NULL, 0, KM_OK,
+                              change ? "vault policy" : "initial vault policy");
     if (rc != KM_OK) {
         km__txn_abort(t);
         return rc;
@@ -306,7 +498,7 @@ static int policy_load(struct km_ctx *ctx, int fips)
         rc = km__policy_default(&p, fips);
         if (rc == KM_OK && fips) {
             char *json = km__policy_to_json(p);
-            rc = json ? policy_store(ctx, json, strlen(json)) : km__err(KM_E_NOMEM, "out of memory");
+            rc = json ? policy_store(ctx, json, strlen(json), 0) : km__err(KM_E_NOMEM, "out of memory");
             if (rc == KM_OK)
                 policy_install(ctx, p, json, strlen(json));
             free(json);
@@ -357,9 +549,11 @@ int km_policy_set(km_ctx *ctx, const char *json, size_t json_len)
         return km__err(KM_E_INVALID, "km_policy_set: json must be 1 byte to 1 MiB");
     if ((rc = km__ctx_check(ctx)) != KM_OK)
         return rc;
+    if ((rc = km__acl_check(ctx, KM__OP_POLICY_SET, NULL)) != KM_OK)
+        return rc;
     if ((rc = km__policy_parse(&p, json, json_len, NULL)) != KM_OK)
         return rc;
-    rc = policy_store(ctx, json, json_len);
+    rc = policy_store(ctx, json, json_len, 1);
     if (rc == KM_OK)
         policy_install(ctx, p, json, json_len);
     else
@@ -457,8 +651,19 @@ int km_open(km_ctx **out, const char *uri, const km_open_options *opts)
         return km__err(KM_E_INVALID, "km_open: opts->version %u is not supported", opts->version);
     if (opts->flags & ~(KM_OPEN_CREATE | KM_OPEN_EXCL | KM_OPEN_STRICT_REFRESH | KM_OPEN_FIPS))
         return km__err(KM_E_INVALID, "km_open: opts->flags has unknown bits");
-    if (opts->passphrase == NULL || opts->passphrase_len == 0)
-        return km__err(KM_E_INVALID, "km_open: opts->passphrase is NULL or empty");
+    if (opts->passphrase == NULL
+        && !(opts->version >= 3 && (opts->slot_backend != NULL || opts->share_count > 0)))
+        return km__err(KM_E_INVALID, "km_open: opts carries no passphrase, keyslot backend or "
+                                     "shares");
+    if (opts->passphrase != NULL && opts->passphrase_len == 0)
+        return km__err(KM_E_INVALID, "km_open: opts->passphrase is empty");
+    if (opts->version >= 3 && opts->share_count > 0 && opts->shares == NULL)
+        return km__err(KM_E_INVALID, "km_open: opts->shares is NULL");
+    if (opts->version >= 3 && opts->principal != NULL
+        && (opts->passphrase == NULL || opts->principal[0] == '\0'
+            || strlen(opts->principal) > 64))
+        return km__err(KM_E_INVALID, "km_open: a principal (1 to 64 bytes) opens with its "
+                                     "passphrase");
     if (opts->passphrase_len > 1024)
         return km__err(KM_E_INVALID, "km_open: opts->passphrase is longer than 1024 bytes");
     if (opts->kdf_cost != 0 && (opts->kdf_cost < KM_KDF_COST_MIN || opts->kdf_cost > KM_KDF_COST_MAX))
@@ -483,9 +688,24 @@ int km_open(km_ctx **out, const char *uri, const km_open_options *opts)
     pthread_rwlock_init(&ctx->cache_lock, NULL);
     pthread_rwlock_init(&ctx->policy_lock, NULL);
 
-    rc = km__env_open(&ctx->env, path, opts, &master, ctx->vault_id);
+    pthread_mutex_init(&ctx->audit.mu, NULL);
+    pthread_mutex_init(&ctx->audit.kmu, NULL);
+    pthread_mutex_init(&ctx->audit.fmu, NULL);
+    ctx->audit.fd = -1;
+    rc = km__env_open(&ctx->env, path, opts, &master, ctx->vault_id, ctx->principal_id);
     if (rc != KM_OK)
         goto out;
+    if (opts->version >= 3 && opts->principal != NULL) {
+        ctx->is_principal = 1;
+        snprintf(ctx->principal_name, sizeof ctx->principal_name, "%s", opts->principal);
+    } else if (opts->passphrase != NULL) {
+        snprintf(ctx->principal_name, sizeof ctx->principal_name, "owner");
+    } else if (opts->slot_backend != NULL) {
+        snprintf(ctx->principal_name, sizeof ctx->principal_name, "backend:%s",
+                 opts->slot_backend);
+    } else {
+        snprintf(ctx->principal_name, sizeof ctx->principal_name, "shares");
+    }
     {
         km__sealer *sealer = NULL;
         rc = km__sealer_new(&sealer, master);
@@ -499,6 +719,12 @@ int km_open(km_ctx **out, const char *uri, const km_open_options *opts)
     rc = policy_load(ctx, (opts->flags & KM_OPEN_FIPS) != 0);
     if (rc != KM_OK)
         goto out;
+    if ((rc = km__acl_load(ctx)) != KM_OK)
+        goto out;
+    if ((rc = km__audit_open(ctx)) != KM_OK) {
+        km__audit_close(ctx);
+        goto out;
+    }
     *out = ctx;
     ctx = NULL;
 out:
@@ -511,6 +737,9 @@ out:
         if (ctx->env != NULL)
             km__env_close(ctx->env);
         pthread_mutex_destroy(&ctx->mu);
+        pthread_mutex_destroy(&ctx->audit.mu);
+        pthread_mutex_destroy(&ctx->audit.kmu);
+        pthread_mutex_destroy(&ctx->audit.fmu);
         pthread_rwlock_destroy(&ctx->cache_lock);
         pthread_rwlock_destroy(&ctx->policy_lock);
         free(ctx);
@@ -535,6 +764,10 @@ void km__ctx_unref(struct km_ctx *ctx)
             b->ops.close(b->state);
         free(b);
     }
+    km__audit_close(ctx);
+    pthread_mutex_destroy(&ctx->audit.mu);
+    pthread_mutex_destroy(&ctx->audit.kmu);
+    pthread_mutex_destroy(&ctx->audit.fmu);
     km__sealer_free(ctx->sealer);
     km_secret_free(ctx->master);
     km__policy_free(ctx->policy);
@@ -590,6 +823,8 @@ int km_vault_add_passphrase(km_ctx *ctx, const uint8_t *passphrase, size_t passp
                        KM_KDF_COST_MIN, KM_KDF_COST_MAX);
     if ((rc = km__ctx_check(ctx)) != KM_OK)
         return rc;
+    if ((rc = km__acl_check(ctx, KM__OP_SLOT_ADD, NULL)) != KM_OK)
+        return rc;
     /* under ctx->mu, which km_vault_rekey holds from its transaction to the
      * master-key swap: the slot never wraps a master key being replaced */
     pthread_mutex_lock(&ctx->mu);
@@ -598,6 +833,8 @@ int km_vault_add_passphrase(km_ctx *ctx, const uint8_t *passphrase, size_t passp
         return rc;
     }
     rc = km__slot_add_passphrase(t, ctx->master, passphrase, passphrase_len, kdf_cost);
+    if (rc == KM_OK)
+        rc = km__audit_append(ctx, t, KM__OP_SLOT_ADD, NULL, 0, KM_OK, "owner passphrase");
     if (rc != KM_OK) {
         km__txn_abort(t);
         pthread_mutex_unlock(&ctx->mu);

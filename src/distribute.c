@@ -1,8 +1,10 @@
 /* distribute.c - wrapped export and import of keys (BYOK), the vault's
  * import wrapping key. */
 #include "core.h"
+#include "km/quorum.h"
 
 #include <stdlib.h>
+#include <stdio.h>
 #include <string.h>
 
 #define KM__WRAP_MAGIC1 'W'
@@ -41,6 +43,32 @@ static int kek_obj(km__kobj *kek, uint32_t version, int protect, km__ver **vout,
         rc = km__ver_obj(kek, v, obj);
     if (rc == KM_OK)
         *vout = v;
+    return rc;
+}
+
+/* After a successful wrap and before the blob is returned: consumes the
+ * dual-control request when the policy asks for one (params = the recipient
+ * public key, or the KEK's key id) and writes the audit entry, in one
+ * transaction. A failure here wipes the blob. */
+static int export_record(km__kobj *k, uint32_t version, const uint8_t *params, size_t len)
+{
+    km__txn *t = NULL;
+    char d[120];
+    int rc;
+
+    if ((rc = km__txn_begin(k->ctx->env, 1, &t)) != KM_OK)
+        return rc;
+    snprintf(d, sizeof d, "'%.64s' exported wrapped", k->name);
+    rc = km__quorum_consume(k->ctx, t, KM_REQ_EXPORT, k->id, params, len);
+    if (rc == KM_OK)
+        rc = km__audit_append(k->ctx, t, KM__OP_EXPORT, k->id, version, KM_OK, d);
+    if (rc != KM_OK) {
+        km__txn_abort(t);
+        return rc;
+    }
+    rc = km__txn_commit(t);
+    if (rc == KM_OK)
+        atomic_fetch_add(&km__write_gen, 1);
     return rc;
 }
 
@@ -93,6 +121,8 @@ int km_key_export_wrapped(km_key *key, uint32_t version, km_wrap_format format, 
     }
     pthread_rwlock_unlock(&k->lock);
     if (rc == KM_OK)
+        rc = km__acl_check(k->ctx, KM__OP_EXPORT, k);
+    if (rc == KM_OK)
         rc = read_ref(k, version, &ref);
     if (rc == KM_OK && km_secret_len(ref) < 2)
         rc = km__err(KM_E_CORRUPT, "key material record too short");
@@ -102,6 +132,8 @@ int km_key_export_wrapped(km_key *key, uint32_t version, km_wrap_format format, 
     if (format == KM_WRAP_RSA_OAEP_KWP) {
         rc = km__rsa_oaep_kwp_wrap(recipient, recipient_len, km_secret_data(ref) + 1,
                                    km_secret_len(ref) - 1, out, out_cap, out_len);
+        if (rc == KM_OK)
+            rc = export_record(k, version, recipient, recipient_len);
         goto out;
     }
     if ((rc = km__key_use(kek, &w)) != KM_OK)
@@ -131,6 +163,8 @@ int km_key_export_wrapped(km_key *key, uint32_t version, km_wrap_format format, 
         }
     }
     pthread_rwlock_unlock(&w->lock);
+    if (rc == KM_OK)
+        rc = export_record(k, version, w->id, 16);
 out:
     km_secret_free(ref);
     if (rc != KM_OK && rc != KM_E_BUFFER && out != NULL)
@@ -234,10 +268,10 @@ int km_key_import_wrapped(km_key **out, km_ctx *ctx, const char *name, km_key_ty
         return rc;
     if ((rc = unwrap_blob(ctx, format, blob, blob_len, &material)) != KM_OK)
         return rc;
-    rc = km_key_import(out, ctx, name, type,
+    rc = km__key_import(out, ctx, name, type,
                        km__type_is_symmetric(type) ? KM_MATERIAL_RAW : KM_MATERIAL_PKCS8_DER,
                        km_secret_data(material), km_secret_len(material), KM_IMPORT_ALLOW_RAW,
-                       opts);
+                       opts, 1);
     km_secret_free(material);
     return rc;
 }

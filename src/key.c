@@ -1,5 +1,6 @@
 /* key.c - key objects: create, import, open, list, info, rotate; the cache. */
 #include "core.h"
+#include "km/quorum.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -1050,9 +1051,9 @@ static int policy_for_new_key(km_ctx *ctx, km_key_type type, uint32_t key_bits,
 
 /* Writes a new key (record, name index, version 1 metadata and material) in
  * one transaction. Nothing is written on failure. */
-static int store_new_key(km_ctx *ctx, const char *name, size_t name_len, km_key_type type,
-                         uint32_t usage, uint32_t flags, const char *prot, const km_secret *ref,
-                         const km_key_options *o, uint8_t id_out[16])
+static int store_new_key(km_ctx *ctx, int op, const char *name, size_t name_len,
+                         km_key_type type, uint32_t usage, uint32_t flags, const char *prot,
+                         const km_secret *ref, const km_key_options *o, uint8_t id_out[16])
 {
     km__txn *t = NULL;
     km__kobj tmp;
@@ -1095,6 +1096,14 @@ static int store_new_key(km_ctx *ctx, const char *name, size_t name_len, km_key_
         || (rc = km__rec_put(t, ctx->sealer, KM__T_MATERIAL, vk, 20, km_secret_data(ref),
                              km_secret_len(ref), KM__PUT_NOOVERWRITE)) != KM_OK)
         goto fail;
+    if ((rc = km__acl_set_owner(ctx, t, id_out)) != KM_OK)
+        goto fail;
+    {
+        char d[120];
+        snprintf(d, sizeof d, "'%.64s' %s, %s", name, km_key_type_name(type), prot);
+        if ((rc = km__audit_append(ctx, t, op, id_out, 1, KM_OK, d)) != KM_OK)
+            goto fail;
+    }
     rc = km__txn_commit(t);
     if (rc == KM_OK)
         atomic_fetch_add(&km__write_gen, 1);
@@ -1133,6 +1142,7 @@ int km_key_create(km_key **out, km_ctx *ctx, const char *name, km_key_type type,
     if (out != NULL)
         *out = NULL;
     if ((rc = ctx_arg("km_key_create", ctx)) != KM_OK
+        || (rc = km__acl_check(ctx, KM__OP_KEY_CREATE, NULL)) != KM_OK
         || (rc = check_name("km_key_create", name, &len)) != KM_OK
         || (rc = check_key_options("km_key_create", type, opts, &usage, &flags, &prot)) != KM_OK)
         return rc;
@@ -1149,7 +1159,7 @@ int km_key_create(km_key **out, km_ctx *ctx, const char *name, km_key_type type,
         rc = km__err(KM_E_BACKEND, "backend '%s' returned no key reference", prot);
     if (rc != KM_OK)
         goto out;
-    rc = store_new_key(ctx, name, len, type, usage, flags, prot, ref, &eff, id);
+    rc = store_new_key(ctx, KM__OP_KEY_CREATE, name, len, type, usage, flags, prot, ref, &eff, id);
     if (rc != KM_OK) {
         if (be->ops.destroy != NULL)
             (void)be->ops.destroy(be->state, &spec, km_secret_data(ref), km_secret_len(ref));
@@ -1178,6 +1188,13 @@ int km_key_import(km_key **out, km_ctx *ctx, const char *name, km_key_type type,
                   km_material_format format, const uint8_t *material, size_t material_len,
                   uint32_t flags, const km_key_options *opts)
 {
+    return km__key_import(out, ctx, name, type, format, material, material_len, flags, opts, 0);
+}
+
+int km__key_import(km_key **out, km_ctx *ctx, const char *name, km_key_type type,
+                   km_material_format format, const uint8_t *material, size_t material_len,
+                   uint32_t flags, const km_key_options *opts, int unwrapped)
+{
     km__backend_inst *be = NULL;
     km_backend_keyspec spec;
     km_secret *ref = NULL;
@@ -1192,6 +1209,7 @@ int km_key_import(km_key **out, km_ctx *ctx, const char *name, km_key_type type,
     if (out != NULL)
         *out = NULL;
     if ((rc = ctx_arg("km_key_import", ctx)) != KM_OK
+        || (rc = km__acl_check(ctx, KM__OP_KEY_IMPORT, NULL)) != KM_OK
         || (rc = check_name("km_key_import", name, &len)) != KM_OK
         || (rc = check_key_options("km_key_import", type, opts, &usage, &kflags, &prot)) != KM_OK)
         return rc;
@@ -1213,6 +1231,12 @@ int km_key_import(km_key **out, km_ctx *ctx, const char *name, km_key_type type,
         if (usage == 0)
             return km__err(KM_E_INVALID, "km_key_import: a public key of this type has no use");
     }
+    /* dual control over plaintext key material entering the vault (a key
+     * unwrapped from a blob to the vault's wrapping key is not "raw") */
+    if (!pub && !unwrapped
+        && (rc = km__quorum_consume_own(ctx, KM_REQ_IMPORT_RAW, NULL, material, material_len))
+               != KM_OK)
+        return rc;
     if ((rc = km__ctx_policy_refresh(ctx, 0)) != KM_OK
         || (rc = policy_for_new_key(ctx, type,
                                     format == KM_MATERIAL_RAW && km__type_is_symmetric(type)
@@ -1229,7 +1253,7 @@ int km_key_import(km_key **out, km_ctx *ctx, const char *name, km_key_type type,
         rc = km__err(KM_E_BACKEND, "backend '%s' returned no key reference", prot);
     if (rc != KM_OK)
         goto out;
-    rc = store_new_key(ctx, name, len, type, usage, kflags, prot, ref, &eff, id);
+    rc = store_new_key(ctx, KM__OP_KEY_IMPORT, name, len, type, usage, kflags, prot, ref, &eff, id);
     if (rc != KM_OK)
         goto out;
     if (out != NULL) {
@@ -1253,6 +1277,8 @@ int km_key_rotate(km_key *key, uint32_t *new_version)
     if (key == NULL)
         return km__err(KM_E_INVALID, "km_key_rotate: key is NULL");
     if ((rc = km__key_use(key, &k)) != KM_OK)
+        return rc;
+    if ((rc = km__acl_check(k->ctx, KM__OP_KEY_ROTATE, k)) != KM_OK)
         return rc;
     return km__kobj_rotate(k, new_version);
 }
@@ -1340,6 +1366,12 @@ static int kobj_rotate_stored(km__kobj *k, uint32_t *new_version)
         || (rc = km__rec_put(t, k->ctx->sealer, KM__T_MATERIAL, vk, 20, km_secret_data(ref),
                              km_secret_len(ref), KM__PUT_NOOVERWRITE)) != KM_OK)
         goto fail;
+    {
+        char d[100];
+        snprintf(d, sizeof d, "'%.64s' to version %u", k->name, nv);
+        if ((rc = km__audit_append(k->ctx, t, KM__OP_KEY_ROTATE, k->id, nv, KM_OK, d)) != KM_OK)
+            goto fail;
+    }
     rc = km__txn_commit(t);
     t = NULL;
     if (rc != KM_OK)

@@ -26,6 +26,10 @@ int km__err_ossl(int code, const char *fmt, ...) __attribute__((format(printf, 2
 
 /* ----------------------------------------------------------------- secure.c */
 
+/* A km_secret from the small-secret pool (locked, non-dumpable arenas; no
+ * guard page per secret): for libkm's own short-lived records. Freed (and
+ * wiped) with km_secret_free as any other. */
+int km__secret_new_pooled(km_secret **out, size_t len);
 /* Secure allocation (mlock, MADV_DONTDUMP, guard pages). km__sfree wipes. */
 void *km__salloc(size_t len);
 void km__sfree(void *p, size_t len);
@@ -46,6 +50,15 @@ int km__nonce12(uint8_t out[12]);
 /* One-shot AES-256-GCM with a 12-byte nonce and a 16-byte tag. */
 int km__gcm_seal(const uint8_t key[32], const uint8_t nonce[12], const uint8_t *aad,
                  size_t aad_len, const uint8_t *in, size_t len, uint8_t *out, uint8_t tag[16]);
+/* A pre-keyed AES-256-GCM key for many one-shot operations from many threads
+ * (the vault's record sealing). */
+typedef struct km__gcmk km__gcmk;
+int km__gcmk_new(km__gcmk **out, const uint8_t key[32]);
+void km__gcmk_free(km__gcmk *g);
+int km__gcmk_seal(km__gcmk *g, const uint8_t nonce[12], const uint8_t *aad, size_t aad_len,
+                  const uint8_t *in, size_t len, uint8_t *out, uint8_t tag[16]);
+int km__gcmk_open(km__gcmk *g, const uint8_t nonce[12], const uint8_t *aad, size_t aad_len,
+                  const uint8_t *in, size_t len, const uint8_t tag[16], uint8_t *out);
 /* KM_E_INTEGRITY on a bad tag; `out` is then zeroed. */
 int km__gcm_open(const uint8_t key[32], const uint8_t nonce[12], const uint8_t *aad,
                  size_t aad_len, const uint8_t *in, size_t len, const uint8_t tag[16],
@@ -66,6 +79,19 @@ int km__hkdf_sha256(const uint8_t *ikm, size_t ikm_len, const uint8_t *salt, siz
  * RSA-OAEP-SHA-256 of a fresh AES-256 key, then AES-KWP of `in`. */
 int km__rsa_oaep_kwp_wrap(const uint8_t *spki, size_t spki_len, const uint8_t *in, size_t len,
                           uint8_t *out, size_t out_cap, size_t *out_len);
+/* A reusable keyed HMAC-SHA-256 (and SHA-256) context: one thread at a time. */
+typedef struct km__mac km__mac;
+int km__mac_new(km__mac **out, const uint8_t *key, size_t key_len);
+int km__mac_compute(km__mac *m, const uint8_t *msg, size_t len, uint8_t out[32]);
+int km__mac_sha256(km__mac *m, const uint8_t *msg, size_t len, uint8_t out[32]);
+void km__mac_free(km__mac *m);
+/* A pre-keyed HMAC-SHA-256 (key up to 32 bytes) for many threads. */
+typedef struct km__hmack km__hmack;
+int km__hmack_new(km__hmack **out, const uint8_t *key, size_t key_len);
+int km__hmack_compute(km__hmack *h, const uint8_t *msg, size_t len, uint8_t out[32]);
+void km__hmack_free(km__hmack *h);
+/* SHA-256 of the concatenation of n parts. */
+int km__sha256v(const uint8_t *const *parts, const size_t *lens, size_t n, uint8_t out[32]);
 /* HMAC-SHA-256, full 32-byte output. */
 int km__hmac_sha256(const uint8_t *key, size_t key_len, const uint8_t *msg, size_t msg_len,
                     uint8_t out[32]);
@@ -177,7 +203,7 @@ typedef struct km__sealer km__sealer; /* derived record-sealing keys of an unloc
  * Errors: KM_E_NOTFOUND (no vault, no CREATE), KM_E_EXISTS (EXCL), KM_E_AUTH,
  * KM_E_CORRUPT, KM_E_UNSUPPORTED (newer format), KM_E_IO. */
 int km__env_open(km__env **out, const char *dir, const km_open_options *o,
-                 km_secret **master_out, uint8_t vault_id[16]);
+                 km_secret **master_out, uint8_t vault_id[16], uint8_t pid[16]);
 void km__env_close(km__env *env);
 
 /* Derives the sealing keys (HKDF from master). */
@@ -210,6 +236,35 @@ int km__rec_iter(km__txn *t, const km__sealer *s, km__table tbl, const uint8_t *
 int km__slot_add_passphrase(km__txn *t, const km_secret *master, const uint8_t *pass,
                             size_t pass_len, uint32_t log2n);
 
+/* A principal's passphrase slot (principal == NULL and pid == NULL: an
+ * owner slot, as km__slot_add_passphrase). */
+int km__slot_add_principal(km__txn *t, const km_secret *master, const uint8_t *pass,
+                           size_t pass_len, uint32_t log2n, const char *principal,
+                           const uint8_t pid[16]);
+/* Removes every passphrase slot of principal `pid`; KM_E_NOTFOUND if none. */
+int km__slot_remove_principal(km__txn *t, const uint8_t pid[16]);
+/* Removes every owner passphrase slot (KM_E_STATE if none would remain). */
+int km__slot_remove_owner(km__txn *t);
+/* 1 for a write transaction. */
+int km__txn_is_write(const km__txn *t);
+/* Entries in a table. */
+int km__table_count(km__txn *t, km__table tbl, uint64_t *out);
+/* The unsealed count of failed authentications since the last successful open. */
+int km__authfail_get(km__txn *t, uint64_t *n);
+int km__authfail_clear(km__txn *t);
+/* A backend keyslot holding the blob of the backend's slot_seal. */
+#define KM__SLOT_BLOB_MAX ((size_t)64 << 10)
+int km__slot_add_backend(km__txn *t, const char *backend, const uint8_t *blob, size_t blob_len);
+/* A Shamir keyslot: m of n shares (text "kms1:...", in shares[0..n-1]) open it. */
+#define KM__SHARE_Y_LEN 32
+int km__slot_add_shamir(km__txn *t, const km_secret *master, unsigned m, unsigned n,
+                        km_secret **shares);
+/* ctx.c: a registered backend opened with `config` seals / unseals a master key. */
+int km__backend_slot_seal(const char *name, const char *config, const km_secret *master,
+                          km_secret **blob);
+int km__backend_slot_unseal(const char *name, const char *config, const uint8_t *blob,
+                            size_t blob_len, km_secret **master);
+
 /* km_vault_rekey's storage part, in one write transaction of its own: every
  * sealed record (meta except "format"/"vault-id", keys, vmeta, material,
  * counters, audit) is unsealed with old_s and resealed with new_s, the names
@@ -218,9 +273,10 @@ int km__slot_add_passphrase(km__txn *t, const km_secret *master, const uint8_t *
  * old_s retired (km__rec_put then refuses it with KM_E_STATE) when the
  * commit succeeds. KM_E_CORRUPT when a record does not open with old_s
  * (nothing written), KM_E_FULL, KM_E_IO, KM_E_NOMEM. */
+typedef int (*km__txn_hook)(void *arg, km__txn *t, const km__sealer *s);
 int km__vault_rekey(km__env *env, km__sealer *old_s, const km__sealer *new_s,
                     const km_secret *new_master, const uint8_t *pass, size_t pass_len,
-                    uint32_t log2n);
+                    uint32_t log2n, km__txn_hook hook, void *hook_arg);
 /* Makes the fresh sealer new_s own old_s and old_master: freed with new_s
  * (a thread may still be using them when the context swaps them). */
 void km__sealer_retire(km__sealer *new_s, km__sealer *old_s, km_secret *old_master);
@@ -231,6 +287,13 @@ void km__sealer_retire(km__sealer *new_s, km__sealer *old_s, km_secret *old_mast
  * it open (exclusive fcntl lock on byte 0 of lock.mdb refused), or this
  * process's transactions stay open; KM_E_IO, KM_E_FULL, KM_E_FORK. */
 int km__env_compact(km__env *env);
+/* Writes a compacted copy of the environment's data.mdb to fd from one read
+ * snapshot (mdb_env_copyfd2, MDB_CP_COMPACT) while writers go on; holds off
+ * km__env_compact meanwhile. KM_E_IO (LMDB code kept), KM_E_FORK. */
+int km__env_copyfd(km__env *env, int fd);
+/* backends/lmdb/backup.c: km_vault_backup / km_vault_restore's file work. */
+int km__vault_backup(km__env *env, const char *path);
+int km__vault_restore(const char *backup, const char *dir);
 
 /* ---------------------------------------------------------------- crypto.c
  * Software key material (the "software" backend's reference) and the EVP

@@ -1,7 +1,9 @@
 /* lifecycle.c - what each key-version state allows (NIST SP 800-57; DESIGN.md). */
 #include "core.h"
+#include "km/quorum.h"
 
 #include <stdlib.h>
+#include <stdio.h>
 #include <string.h>
 
 const char *km_state_name(km_key_state state)
@@ -121,6 +123,7 @@ typedef struct lc_arg {
     lc_op op;
     km_revoke_reason reason;
     int64_t date;        /* compromise date, or destroy-after */
+    uint32_t grace_days; /* OP_SCHEDULE_DESTROY: for the dual-control request */
 } lc_arg;
 
 static int is_compromise(km_revoke_reason r)
@@ -170,7 +173,7 @@ static int apply(km__kobj *k, uint32_t version, const lc_arg *a)
     km_secret *rec = NULL, *ref = NULL;
     km__txn *t = NULL;
     km__ver v;
-    km_key_state to;
+    km_key_state to, from_state;
     uint8_t vk[20], buf[256];
     size_t len;
     int64_t now = km__now(ctx);
@@ -231,6 +234,7 @@ static int apply(km__kobj *k, uint32_t version, const lc_arg *a)
     case OP_RESUME:
         break;
     }
+    from_state = v.state;
     v.state = to;
     if (a->op == OP_DESTROY) {
         /* Cryptographic destruction: the backend's object first (HSM, TPM),
@@ -261,6 +265,28 @@ static int apply(km__kobj *k, uint32_t version, const lc_arg *a)
     if ((rc = km__vmeta_encode(&v, buf, sizeof buf, &len)) != KM_OK
         || (rc = km__rec_put(t, ctx->sealer, KM__T_VMETA, vk, 20, buf, len, 0)) != KM_OK)
         goto fail;
+    if (a->op == OP_SCHEDULE_DESTROY) {
+        /* dual control: consumes an approved request in this transaction */
+        uint8_t params[8];
+        km__be32_put(params, version);
+        km__be32_put(params + 4, a->grace_days);
+        if ((rc = km__quorum_consume(ctx, t, KM_REQ_DESTROY, k->id, params, sizeof params))
+            != KM_OK)
+            goto fail;
+    }
+    {
+        char d[160];
+        snprintf(d, sizeof d, "%s '%s': %s -> %s%s%s", op_name(a->op), k->name,
+                 km_state_name(from_state), km_state_name(to),
+                 a->op == OP_REVOKE ? ", reason " : "",
+                 a->op == OP_REVOKE ? km_revoke_reason_name(a->reason) : "");
+        rc = km__audit_append(ctx, t, a->op == OP_DESTROY || a->op == OP_SCHEDULE_DESTROY
+                                              || a->op == OP_CANCEL_DESTROY
+                                          ? KM__OP_KEY_DESTROY : KM__OP_KEY_STATE,
+                              k->id, version, KM_OK, d);
+        if (rc != KM_OK)
+            goto fail;
+    }
     rc = km__txn_commit(t);
     t = NULL;
     if (rc == KM_OK) {
@@ -289,6 +315,9 @@ static int lc_entry(const char *fn, km_key *key, uint32_t version, const lc_arg 
         return rc;
     if (k->session)
         return km__err(KM_E_UNSUPPORTED, "%s: a session key has no lifecycle; free it", fn);
+    if ((rc = km__acl_check(k->ctx, a->op == OP_SCHEDULE_DESTROY || a->op == OP_CANCEL_DESTROY
+                                        ? KM__OP_KEY_DESTROY : KM__OP_KEY_STATE, k)) != KM_OK)
+        return rc;
     if (version == 0) {
         pthread_rwlock_rdlock(&k->lock);
         if (a->op == OP_ACTIVATE) {
@@ -309,25 +338,25 @@ static int lc_entry(const char *fn, km_key *key, uint32_t version, const lc_arg 
 
 int km_key_activate(km_key *key, uint32_t version)
 {
-    lc_arg a = { OP_ACTIVATE, 0, 0 };
+    lc_arg a = { OP_ACTIVATE, 0, 0, 0 };
     return lc_entry("km_key_activate", key, version, &a);
 }
 
 int km_key_suspend(km_key *key, uint32_t version)
 {
-    lc_arg a = { OP_SUSPEND, 0, 0 };
+    lc_arg a = { OP_SUSPEND, 0, 0, 0 };
     return lc_entry("km_key_suspend", key, version, &a);
 }
 
 int km_key_resume(km_key *key, uint32_t version)
 {
-    lc_arg a = { OP_RESUME, 0, 0 };
+    lc_arg a = { OP_RESUME, 0, 0, 0 };
     return lc_entry("km_key_resume", key, version, &a);
 }
 
 int km_key_revoke(km_key *key, uint32_t version, km_revoke_reason reason, int64_t compromise_date)
 {
-    lc_arg a = { OP_REVOKE, reason, compromise_date };
+    lc_arg a = { OP_REVOKE, reason, compromise_date, 0 };
     if (km_revoke_reason_name(reason) == NULL)
         return km__err(KM_E_INVALID, "km_key_revoke: unknown reason %d", (int)reason);
     if (is_compromise(reason)) {
@@ -343,7 +372,7 @@ int km_key_revoke(km_key *key, uint32_t version, km_revoke_reason reason, int64_
 
 int km_key_schedule_destroy(km_key *key, uint32_t version, uint32_t grace_days)
 {
-    lc_arg a = { OP_SCHEDULE_DESTROY, 0, 0 };
+    lc_arg a = { OP_SCHEDULE_DESTROY, 0, 0, 0 };
     if (grace_days < 1 || grace_days > 3650)
         return km__err(KM_E_INVALID, "km_key_schedule_destroy: grace_days must be 1 to 3650");
     if (key == NULL)
@@ -356,12 +385,13 @@ int km_key_schedule_destroy(km_key *key, uint32_t version, uint32_t grace_days)
             return rc;
     }
     a.date = km__now(key->k->ctx) + (int64_t)grace_days * 86400;
+    a.grace_days = grace_days;
     return lc_entry("km_key_schedule_destroy", key, version, &a);
 }
 
 int km_key_cancel_destroy(km_key *key, uint32_t version)
 {
-    lc_arg a = { OP_CANCEL_DESTROY, 0, 0 };
+    lc_arg a = { OP_CANCEL_DESTROY, 0, 0, 0 };
     return lc_entry("km_key_cancel_destroy", key, version, &a);
 }
 
@@ -712,4 +742,32 @@ void km_policy_findings_free(km_policy_findings *f)
     }
     free(f->f);
     free(f);
+}
+
+int km__key_revoke_all(struct km_ctx *ctx, const uint8_t id[16], const char *why)
+{
+    km__kobj *k = NULL;
+    lc_arg a = { OP_REVOKE, KM_REVOKE_AFFILIATION_CHANGED, 0, 0 };
+    uint32_t i, n;
+    km_key_state st;
+    int rc, first = KM_OK;
+
+    (void)why;
+    if ((rc = km__kobj_get(ctx, id, &k)) != KM_OK)
+        return rc == KM_E_NOTFOUND ? KM_OK : rc;
+    pthread_rwlock_rdlock(&k->lock);
+    n = k->nvers;
+    pthread_rwlock_unlock(&k->lock);
+    for (i = 1; i <= n; i++) {
+        pthread_rwlock_rdlock(&k->lock);
+        st = i <= k->nvers ? k->vers[i - 1]->state : KM_STATE_DESTROYED;
+        pthread_rwlock_unlock(&k->lock);
+        if (st == KM_STATE_ACTIVE || st == KM_STATE_SUSPENDED) {
+            rc = apply(k, i, &a);
+            if (rc != KM_OK && first == KM_OK)
+                first = rc;
+        }
+    }
+    km__kobj_unref(k);
+    return first;
 }

@@ -1,14 +1,38 @@
 /* ops.c - the data path: checks in the core, then dispatch to the backend. */
 #include "core.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include <openssl/rand.h>
 
 size_t km_ciphertext_overhead(void) { return KM_CIPHERTEXT_OVERHEAD; }
 size_t km_signature_max(void) { return KM_SIGNATURE_MAX; }
 size_t km_mac_max(void) { return KM_MAC_MAX; }
+
+/* A data-path call into the audit log (a no-op unless the level is "every").
+ * A queue that cannot be written fails the call: fail closed. */
+#define AUDIT_DATA(k, op, v, rc)                                                              \
+    do {                                                                                  \
+        if (atomic_load_explicit(&(k)->ctx->audit.level, memory_order_relaxed)              \
+            == KM_AUDIT_DATA_EVERY) {                                                     \
+            int arc_ = km__audit_data((k)->ctx, (op), (k)->id, (v) ? (v)->version : 0, (rc)); \
+            if ((rc) == KM_OK && arc_ != KM_OK)                                           \
+                (rc) = arc_;                                                              \
+        }                                                                                 \
+    } while (0)
+
+/* A use of a COMPROMISED version is always audited (DESIGN.md), whatever the
+ * data-path level, in its own transaction; if it cannot be, the call fails. */
+static int audit_compromised(km__kobj *k, const km__ver *v, const char *what)
+{
+    char d[120];
+    snprintf(d, sizeof d, "%s with compromised version %u of '%.64s'", what, v->version,
+             k->name ? k->name : "");
+    return km__audit_event(k->ctx, KM__OP_COMPROMISED_USE, k->id, v->version, KM_OK, d);
+}
 
 static int is_gcm(km_key_type t)
 {
@@ -87,6 +111,10 @@ static int seal_with(km_key *key, uint8_t magic1, const uint8_t *pt, size_t pt_l
         return km__err(KM_E_INVALID, "km_encrypt: out overlaps pt");
     if ((rc = km__key_use(key, &k)) != KM_OK)
         return rc;
+    if (k->ctx->is_principal
+        && (rc = km__acl_check(k->ctx, magic1 == KM__CT_MAGIC1 ? KM__OP_ENCRYPT : KM__OP_DATAKEY,
+                               k)) != KM_OK)
+        return rc;
     if (!is_gcm(k->type))
         return km__err(KM_E_USAGE, "key '%s' (%s) does not encrypt data", k->name,
                        km_key_type_name(k->type));
@@ -121,6 +149,7 @@ static int seal_with(km_key *key, uint8_t magic1, const uint8_t *pt, size_t pt_l
         *out_len = pt_len + KM_CIPHERTEXT_OVERHEAD;
 out:
     pthread_rwlock_unlock(&k->lock);
+    AUDIT_DATA(k, magic1 == KM__CT_MAGIC1 ? KM__OP_ENCRYPT : KM__OP_DATAKEY, v, rc);
     if (rc != KM_OK)
         km_memzero(out, pt_len + KM_CIPHERTEXT_OVERHEAD);
     return rc;
@@ -151,6 +180,8 @@ static int decrypt_with(km__kobj *k, const km__ct_header *h, uint32_t flags, con
                        km_key_type_name(k->type));
     if (k->be->ops.aead_open == NULL)
         return km__err(KM_E_UNSUPPORTED, "backend '%s' cannot decrypt", k->be->ops.name);
+    if (k->ctx->is_principal && (rc = km__acl_check(k->ctx, KM__OP_DECRYPT, k)) != KM_OK)
+        return rc;
     pthread_rwlock_rdlock(&k->lock);
     if ((rc = check_usage(k, KM_USAGE_DECRYPT, "decrypt")) != KM_OK)
         goto out;
@@ -176,6 +207,9 @@ static int decrypt_with(km__kobj *k, const km__ct_header *h, uint32_t flags, con
                                      "or aad)");
 out:
     pthread_rwlock_unlock(&k->lock);
+    AUDIT_DATA(k, KM__OP_DECRYPT, v, rc);
+    if (rc == KM_OK && v != NULL && v->state == KM_STATE_COMPROMISED)
+        rc = audit_compromised(k, v, "decrypt");
     return rc;
 }
 
@@ -486,6 +520,9 @@ static int protect_tagged(km_key *key, int mac, uint32_t flags, const uint8_t *m
         return km__err(KM_E_BUFFER, "%s: output buffer too small", fn);
     if ((rc = km__key_use(key, &k)) != KM_OK)
         return rc;
+    if (k->ctx->is_principal
+        && (rc = km__acl_check(k->ctx, mac ? KM__OP_MAC : KM__OP_SIGN, k)) != KM_OK)
+        return rc;
     if (mac ? !is_hmac(k->type) : !is_signing(k->type))
         return km__err(KM_E_USAGE, "key '%s' (%s) does not %s", k->name,
                        km_key_type_name(k->type), mac ? "compute MACs" : "sign");
@@ -532,6 +569,8 @@ static int protect_tagged(km_key *key, int mac, uint32_t flags, const uint8_t *m
     *sig_len = hdr + n;
 out:
     pthread_rwlock_unlock(&k->lock);
+    if (rc != KM_E_BUFFER)
+        AUDIT_DATA(k, mac ? KM__OP_MAC : KM__OP_SIGN, v, rc);
     if (rc != KM_OK && rc != KM_E_BUFFER)
         km_memzero(sig, sig_cap);
     return rc;
@@ -547,6 +586,147 @@ int km_mac(km_key *key, uint32_t flags, const uint8_t *msg, size_t msg_len, uint
            size_t tag_cap, size_t *tag_len)
 {
     return protect_tagged(key, 1, flags, msg, msg_len, tag, tag_cap, tag_len);
+}
+
+/* "SHA256", "SHA2-256", "sha-256", ... -> the backend flag and the digest length. */
+static uint32_t digest_flag(const char *name, size_t *len)
+{
+    static const struct { const char *names[3]; uint32_t flag; size_t len; } t[] = {
+        { { "SHA256", "SHA2-256", "SHA-256" }, KM_BACKEND_SIG_SHA256, 32 },
+        { { "SHA384", "SHA2-384", "SHA-384" }, KM_BACKEND_SIG_SHA384, 48 },
+        { { "SHA512", "SHA2-512", "SHA-512" }, KM_BACKEND_SIG_SHA512, 64 },
+    };
+    size_t i, j;
+
+    for (i = 0; i < sizeof t / sizeof t[0]; i++)
+        for (j = 0; j < 3; j++)
+            if (strcasecmp(name, t[i].names[j]) == 0) {
+                *len = t[i].len;
+                return t[i].flag;
+            }
+    return 0;
+}
+
+int km_sign_digest(km_key *key, uint32_t version, uint32_t flags, const char *digest,
+                   const uint8_t *dgst, size_t dgst_len, uint8_t *sig, size_t sig_cap,
+                   size_t *sig_len)
+{
+    size_t want = 0, n = 0;
+    uint32_t dflag;
+    km__kobj *k;
+    km__ver *v = NULL;
+    void *obj = NULL;
+    int rc;
+
+    if (sig_len == NULL)
+        return km__err(KM_E_INVALID, "km_sign_digest: sig_len is NULL");
+    *sig_len = 0;
+    if (key == NULL || digest == NULL || dgst == NULL || sig == NULL)
+        return km__err(KM_E_INVALID, "km_sign_digest: %s is NULL",
+                       key == NULL ? "key" : digest == NULL ? "digest" : dgst == NULL ? "dgst" : "sig");
+    if ((dflag = digest_flag(digest, &want)) == 0)
+        return km__err(KM_E_UNSUPPORTED, "km_sign_digest: digest '%.32s' is not SHA-256, SHA-384 "
+                       "or SHA-512", digest);
+    if (dgst_len != want)
+        return km__err(KM_E_INVALID, "km_sign_digest: a %s digest is %zu bytes, not %zu", digest,
+                       want, dgst_len);
+    if (flags & ~(KM_SIG_P1363 | KM_SIG_PKCS1))
+        return km__err(KM_E_INVALID, "km_sign_digest: flags has unknown bits");
+    if (sig_cap == 0)
+        return km__err(KM_E_BUFFER, "km_sign_digest: output buffer too small");
+    if ((rc = km__key_use(key, &k)) != KM_OK)
+        return rc;
+    if (!is_signing(k->type) || k->type == KM_KEY_ED25519)
+        return km__err(KM_E_USAGE, "key '%s' (%s) does not sign digests", k->name,
+                       km_key_type_name(k->type));
+    if ((flags & KM_SIG_P1363) && k->type != KM_KEY_EC_P256 && k->type != KM_KEY_EC_P384
+        && k->type != KM_KEY_EC_P521)
+        return km__err(KM_E_INVALID, "km_sign_digest: KM_SIG_P1363 applies to ECDSA keys only");
+    if ((flags & KM_SIG_PKCS1) && k->type != KM_KEY_RSA_2048 && k->type != KM_KEY_RSA_3072
+        && k->type != KM_KEY_RSA_4096)
+        return km__err(KM_E_INVALID, "km_sign_digest: KM_SIG_PKCS1 applies to RSA keys only");
+    if (k->be->ops.sign == NULL || !(k->be->ops.caps & KM_BACKEND_CAP_SIGN_DIGEST))
+        return km__err(KM_E_UNSUPPORTED, "backend '%s' cannot sign digests", k->be->ops.name);
+
+    pthread_rwlock_rdlock(&k->lock);
+    if ((rc = check_usage(k, KM_USAGE_SIGN, "sign")) != KM_OK)
+        goto out;
+    if (k->policy_rc != KM_OK) {
+        rc = km__err(KM_E_POLICY, "%s", k->policy_msg);
+        goto out;
+    }
+    if (k->primary == 0) {
+        rc = km__err(KM_E_STATE, "key '%s' has no version that may protect new data", k->name);
+        goto out;
+    }
+    if (version != 0 && version != k->primary) {
+        rc = km__err(KM_E_STATE, "version %u of key '%s' is not its primary version (%u)",
+                     version, k->name, k->primary);
+        goto out;
+    }
+    v = k->vers[k->primary - 1];
+    if ((rc = km__may_protect(v, km__now(k->ctx))) != KM_OK
+        || (rc = km__ver_obj(k, v, &obj)) != KM_OK)
+        goto out;
+    rc = k->be->ops.sign(obj, flags | dflag, dgst, dgst_len, sig, sig_cap, &n);
+    if (rc == KM_E_BUFFER) {
+        *sig_len = n;
+        goto out;
+    }
+    if (rc == KM_OK && (n == 0 || n > sig_cap))
+        rc = km__err(KM_E_BACKEND, "backend '%s' returned a bad signature length",
+                     k->be->ops.name);
+    if (rc == KM_OK)
+        rc = km__ver_count(k, v, dgst_len, k->usage_limit);
+    if (rc == KM_OK)
+        *sig_len = n;
+out:
+    pthread_rwlock_unlock(&k->lock);
+    if (rc != KM_OK && rc != KM_E_BUFFER)
+        km_memzero(sig, sig_cap);
+    return rc;
+}
+
+int km_rsa_decrypt(km_key *key, uint32_t version, const uint8_t *in, size_t in_len,
+                   km_secret **out)
+{
+    km__kobj *k;
+    km__ver *v = NULL;
+    void *obj = NULL;
+    int rc;
+
+    if (out == NULL)
+        return km__err(KM_E_INVALID, "km_rsa_decrypt: out is NULL");
+    *out = NULL;
+    if (key == NULL || in == NULL || in_len == 0)
+        return km__err(KM_E_INVALID, "km_rsa_decrypt: %s", key == NULL ? "key is NULL"
+                       : "nothing to decrypt");
+    if (in_len > KM_SIGNATURE_MAX)
+        return km__err(KM_E_INTEGRITY, "km_rsa_decrypt: input longer than any RSA modulus");
+    if ((rc = km__key_use(key, &k)) != KM_OK)
+        return rc;
+    if (k->type != KM_KEY_RSA_2048 && k->type != KM_KEY_RSA_3072 && k->type != KM_KEY_RSA_4096)
+        return km__err(KM_E_USAGE, "key '%s' (%s) is not an RSA key", k->name,
+                       km_key_type_name(k->type));
+    if (k->be->ops.unwrap == NULL)
+        return km__err(KM_E_UNSUPPORTED, "backend '%s' cannot decrypt", k->be->ops.name);
+
+    pthread_rwlock_rdlock(&k->lock);
+    if (version > k->nvers) {
+        pthread_rwlock_unlock(&k->lock);
+        if ((rc = km__kobj_refresh(k, 1)) != KM_OK)
+            return rc;
+        pthread_rwlock_rdlock(&k->lock);
+    }
+    if ((rc = check_usage(k, KM_USAGE_UNWRAP, "unwrap (RSA-OAEP decrypt)")) != KM_OK
+        || (rc = find_version(k, version, &v)) != KM_OK
+        || (rc = km__may_process(v, 0, km__now(k->ctx))) != KM_OK
+        || (rc = km__ver_obj(k, v, &obj)) != KM_OK)
+        goto out;
+    rc = k->be->ops.unwrap(obj, in, in_len, out);
+out:
+    pthread_rwlock_unlock(&k->lock);
+    return rc;
 }
 
 /* Shared by km_verify and km_mac_verify. */
@@ -570,6 +750,8 @@ static int process_tagged(km_key *key, int mac, uint32_t version, uint32_t flags
     if (flags & ~(KM_SIG_RAW | (mac ? 0 : KM_SIG_P1363)))
         return km__err(KM_E_INVALID, "%s: flags has unknown bits", fn);
     if ((rc = km__key_use(key, &k)) != KM_OK)
+        return rc;
+    if (k->ctx->is_principal && (rc = km__acl_check(k->ctx, KM__OP_VERIFY, k)) != KM_OK)
         return rc;
     if (mac ? !is_hmac(k->type) : !is_signing(k->type))
         return km__err(KM_E_USAGE, "key '%s' (%s) does not %s", k->name,
@@ -624,6 +806,12 @@ static int process_tagged(km_key *key, int mac, uint32_t version, uint32_t flags
         rc = km__err(KM_E_VERIFY, "MAC does not verify");
 out:
     pthread_rwlock_unlock(&k->lock);
+    AUDIT_DATA(k, KM__OP_VERIFY, v, rc);
+    if ((rc == KM_OK || rc == KM_E_VERIFY) && v != NULL && v->state == KM_STATE_COMPROMISED) {
+        int arc = audit_compromised(k, v, mac ? "MAC verification" : "signature verification");
+        if (arc != KM_OK)
+            rc = arc;
+    }
     km_memzero(full, sizeof full);
     return rc;
 }

@@ -1,7 +1,10 @@
 /* prim.c - the primitives the vault itself needs, as thin EVP wrappers. */
 #include "km_int.h"
+#include <pthread.h>
+#include <stdatomic.h>
 
 #include <limits.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <openssl/core_names.h>
@@ -120,6 +123,140 @@ out:
         return km__err_ossl(rc, "AES-GCM failed");
     }
     return KM_OK;
+}
+
+/* A pre-keyed AES-256-GCM key: a few context pairs, each keyed once and
+ * reused under its lock; a thread picks one by a per-thread index and falls
+ * back to a one-shot context when that one is busy. Freeing the contexts
+ * cleanses the key schedules. */
+#define GCMK_SLOTS 8
+
+typedef struct gcmk_slot {
+    pthread_mutex_t mu;
+    EVP_CIPHER_CTX *enc, *dec;
+} gcmk_slot;
+
+struct km__gcmk {
+    uint8_t key[32];      /* secure memory: the object is km__salloc'ed */
+    gcmk_slot slot[GCMK_SLOTS];
+};
+
+static EVP_CIPHER_CTX *gcmk_ctx(const uint8_t key[32], int enc)
+{
+    EVP_CIPHER_CTX *c = EVP_CIPHER_CTX_new();
+    if (c == NULL || EVP_CipherInit_ex(c, EVP_aes_256_gcm(), NULL, NULL, NULL, enc) != 1
+        || EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_GCM_SET_IVLEN, 12, NULL) != 1
+        || EVP_CipherInit_ex(c, NULL, NULL, key, NULL, enc) != 1) {
+        EVP_CIPHER_CTX_free(c);
+        return NULL;
+    }
+    return c;
+}
+
+int km__gcmk_new(km__gcmk **out, const uint8_t key[32])
+{
+    km__gcmk *g = km__salloc(sizeof *g);
+    int i;
+
+    *out = NULL;
+    if (g == NULL)
+        return km__err(KM_E_NOMEM, "cannot map secure memory");
+    memset(g, 0, sizeof *g);
+    memcpy(g->key, key, 32);
+    for (i = 0; i < GCMK_SLOTS; i++) {
+        pthread_mutex_init(&g->slot[i].mu, NULL);
+        g->slot[i].enc = gcmk_ctx(key, 1);
+        g->slot[i].dec = gcmk_ctx(key, 0);
+        if (g->slot[i].enc == NULL || g->slot[i].dec == NULL) {
+            km__gcmk_free(g);
+            return km__err_ossl(KM_E_CRYPTO, "AES-GCM context setup failed");
+        }
+    }
+    *out = g;
+    return KM_OK;
+}
+
+void km__gcmk_free(km__gcmk *g)
+{
+    int i;
+    if (g == NULL)
+        return;
+    for (i = 0; i < GCMK_SLOTS; i++) {
+        EVP_CIPHER_CTX_free(g->slot[i].enc);
+        EVP_CIPHER_CTX_free(g->slot[i].dec);
+        pthread_mutex_destroy(&g->slot[i].mu);
+    }
+    km__sfree(g, sizeof *g);
+}
+
+static unsigned gcmk_index(void)
+{
+    static atomic_uint next;
+    static _Thread_local unsigned idx = UINT_MAX;
+    if (idx == UINT_MAX)
+        idx = atomic_fetch_add(&next, 1) % GCMK_SLOTS;
+    return idx;
+}
+
+/* One GCM operation with a pre-keyed context (only the nonce is set). */
+static int gcmk_run(EVP_CIPHER_CTX *c, int enc, const uint8_t nonce[12], const uint8_t *aad,
+                    size_t aad_len, const uint8_t *in, size_t len, uint8_t *tag, uint8_t *out)
+{
+    int n;
+    if (EVP_CipherInit_ex(c, NULL, NULL, NULL, nonce, enc) != 1)
+        return KM_E_CRYPTO;
+    if (aad_len > 0 && EVP_CipherUpdate(c, NULL, &n, aad, (int)aad_len) != 1)
+        return KM_E_CRYPTO;
+    if (len > 0 && EVP_CipherUpdate(c, out, &n, in, (int)len) != 1)
+        return KM_E_CRYPTO;
+    if (!enc) {
+        if (EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_GCM_SET_TAG, 16, tag) != 1)
+            return KM_E_CRYPTO;
+        if (EVP_CipherFinal_ex(c, out + len, &n) != 1)
+            return KM_E_INTEGRITY;
+        return KM_OK;
+    }
+    if (EVP_CipherFinal_ex(c, out + len, &n) != 1
+        || EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_GCM_GET_TAG, 16, tag) != 1)
+        return KM_E_CRYPTO;
+    return KM_OK;
+}
+
+static int gcmk_op(km__gcmk *g, int enc, const uint8_t nonce[12], const uint8_t *aad,
+                   size_t aad_len, const uint8_t *in, size_t len, uint8_t *tag, uint8_t *out)
+{
+    gcmk_slot *sl = &g->slot[gcmk_index()];
+    int rc;
+
+    if (len > INT_MAX || aad_len > INT_MAX)
+        return km__err(KM_E_INVALID, "record too large");
+    if (pthread_mutex_trylock(&sl->mu) != 0)
+        return gcm(enc, g->key, nonce, aad, aad_len, in, len, tag, out);
+    rc = gcmk_run(enc ? sl->enc : sl->dec, enc, nonce, aad, aad_len, in, len, tag, out);
+    pthread_mutex_unlock(&sl->mu);
+    if (rc != KM_OK) {
+        if (len > 0)
+            km_memzero(out, len);
+        ERR_clear_error();
+        if (rc == KM_E_INTEGRITY)
+            return km__err(rc, "authentication tag does not match");
+        return km__err(rc, "AES-GCM failed");
+    }
+    return KM_OK;
+}
+
+int km__gcmk_seal(km__gcmk *g, const uint8_t nonce[12], const uint8_t *aad, size_t aad_len,
+                  const uint8_t *in, size_t len, uint8_t *out, uint8_t tag[16])
+{
+    return gcmk_op(g, 1, nonce, aad, aad_len, in, len, tag, out);
+}
+
+int km__gcmk_open(km__gcmk *g, const uint8_t nonce[12], const uint8_t *aad, size_t aad_len,
+                  const uint8_t *in, size_t len, const uint8_t tag[16], uint8_t *out)
+{
+    uint8_t t[16];
+    memcpy(t, tag, 16);
+    return gcmk_op(g, 0, nonce, aad, aad_len, in, len, t, out);
 }
 
 int km__gcm_seal(const uint8_t key[32], const uint8_t nonce[12], const uint8_t *aad,
@@ -294,6 +431,152 @@ int km__hmac_sha256(const uint8_t *key, size_t key_len, const uint8_t *msg, size
             == NULL || n != 32) {
         km_memzero(out, 32);
         return km__err_ossl(KM_E_CRYPTO, "HMAC failed");
+    }
+    return KM_OK;
+}
+
+/* A keyed HMAC-SHA-256 context, re-initialised (same key) for each message. */
+struct km__mac {
+    EVP_MAC_CTX *mc;
+    EVP_MD_CTX *md;      /* a SHA-256 context reused by km__mac_sha256 */
+    EVP_MD *sha256;
+};
+
+int km__mac_new(km__mac **out, const uint8_t *key, size_t key_len)
+{
+    EVP_MAC *mac = NULL;
+    km__mac *m;
+    OSSL_PARAM params[2];
+
+    *out = NULL;
+    if ((m = calloc(1, sizeof *m)) == NULL)
+        return km__err(KM_E_NOMEM, "out of memory");
+    params[0] = OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, (char *)"SHA256", 0);
+    params[1] = OSSL_PARAM_construct_end();
+    mac = EVP_MAC_fetch(NULL, "HMAC", NULL);
+    m->mc = mac ? EVP_MAC_CTX_new(mac) : NULL;
+    EVP_MAC_free(mac);
+    m->md = EVP_MD_CTX_new();
+    m->sha256 = EVP_MD_fetch(NULL, "SHA256", NULL);
+    if (m->mc == NULL || m->md == NULL || m->sha256 == NULL
+        || EVP_MAC_init(m->mc, key, key_len, params) != 1) {
+        km__mac_free(m);
+        return km__err_ossl(KM_E_CRYPTO, "HMAC context setup failed");
+    }
+    *out = m;
+    return KM_OK;
+}
+
+int km__mac_compute(km__mac *m, const uint8_t *msg, size_t len, uint8_t out[32])
+{
+    size_t n = 0;
+    if (EVP_MAC_init(m->mc, NULL, 0, NULL) != 1 || EVP_MAC_update(m->mc, msg, len) != 1
+        || EVP_MAC_final(m->mc, out, &n, 32) != 1 || n != 32) {
+        km_memzero(out, 32);
+        return km__err_ossl(KM_E_CRYPTO, "HMAC failed");
+    }
+    return KM_OK;
+}
+
+int km__mac_sha256(km__mac *m, const uint8_t *msg, size_t len, uint8_t out[32])
+{
+    unsigned int n = 0;
+    if (EVP_DigestInit_ex2(m->md, m->sha256, NULL) != 1 || EVP_DigestUpdate(m->md, msg, len) != 1
+        || EVP_DigestFinal_ex(m->md, out, &n) != 1 || n != 32) {
+        km_memzero(out, 32);
+        return km__err_ossl(KM_E_CRYPTO, "SHA-256 failed");
+    }
+    return KM_OK;
+}
+
+void km__mac_free(km__mac *m)
+{
+    if (m == NULL)
+        return;
+    EVP_MAC_CTX_free(m->mc);   /* clears the key */
+    EVP_MD_CTX_free(m->md);
+    EVP_MD_free(m->sha256);
+    free(m);
+}
+
+/* A pre-keyed HMAC-SHA-256 for many threads: a few km__mac slots under
+ * locks, a one-shot MAC when a thread's slot is busy. */
+#define HMACK_SLOTS 8
+
+struct km__hmack {
+    uint8_t key[32];
+    size_t key_len;
+    struct {
+        pthread_mutex_t mu;
+        km__mac *m;
+    } slot[HMACK_SLOTS];
+};
+
+int km__hmack_new(km__hmack **out, const uint8_t *key, size_t key_len)
+{
+    km__hmack *h;
+    int i, rc;
+
+    *out = NULL;
+    if (key_len > 32)
+        return km__err(KM_E_INVALID, "km__hmack_new: key longer than 32 bytes");
+    if ((h = km__salloc(sizeof *h)) == NULL)
+        return km__err(KM_E_NOMEM, "cannot map secure memory");
+    memset(h, 0, sizeof *h);
+    memcpy(h->key, key, key_len);
+    h->key_len = key_len;
+    for (i = 0; i < HMACK_SLOTS; i++) {
+        pthread_mutex_init(&h->slot[i].mu, NULL);
+        if ((rc = km__mac_new(&h->slot[i].m, key, key_len)) != KM_OK) {
+            km__hmack_free(h);
+            return rc;
+        }
+    }
+    *out = h;
+    return KM_OK;
+}
+
+void km__hmack_free(km__hmack *h)
+{
+    int i;
+    if (h == NULL)
+        return;
+    for (i = 0; i < HMACK_SLOTS; i++) {
+        km__mac_free(h->slot[i].m);
+        pthread_mutex_destroy(&h->slot[i].mu);
+    }
+    km__sfree(h, sizeof *h);
+}
+
+int km__hmack_compute(km__hmack *h, const uint8_t *msg, size_t len, uint8_t out[32])
+{
+    static atomic_uint next;
+    static _Thread_local unsigned idx = UINT_MAX;
+    int rc;
+
+    if (idx == UINT_MAX)
+        idx = atomic_fetch_add(&next, 1) % HMACK_SLOTS;
+    if (pthread_mutex_trylock(&h->slot[idx].mu) != 0)
+        return km__hmac_sha256(h->key, h->key_len, msg, len, out);
+    rc = km__mac_compute(h->slot[idx].m, msg, len, out);
+    pthread_mutex_unlock(&h->slot[idx].mu);
+    return rc;
+}
+
+int km__sha256v(const uint8_t *const *parts, const size_t *lens, size_t n, uint8_t out[32])
+{
+    EVP_MD_CTX *mc = EVP_MD_CTX_new();
+    unsigned int len = 0;
+    size_t i;
+    int ok = mc != NULL && EVP_DigestInit_ex2(mc, EVP_sha256(), NULL) == 1;
+
+    for (i = 0; ok && i < n; i++)
+        ok = EVP_DigestUpdate(mc, parts[i], lens[i]) == 1;
+    ok = ok && EVP_DigestFinal_ex(mc, out, &len) == 1 && len == 32;
+    EVP_MD_CTX_free(mc);
+    if (!ok) {
+        km_memzero(out, 32);
+        return km__err_ossl(KM_E_CRYPTO, "SHA-256 failed");
     }
     return KM_OK;
 }

@@ -3,6 +3,12 @@
  * work is in backends/lmdb/vault.c; this file handles the context. */
 #include "core.h"
 
+static int rekey_audit(void *arg, km__txn *t, const km__sealer *s)
+{
+    return km__audit_append_sealed(arg, t, s, KM__OP_REKEY, NULL, 0, KM_OK,
+                                   "new master key; every keyslot replaced by one passphrase");
+}
+
 int km_vault_rekey(km_ctx *ctx, const uint8_t *passphrase, size_t passphrase_len,
                    uint32_t kdf_cost)
 {
@@ -21,6 +27,11 @@ int km_vault_rekey(km_ctx *ctx, const uint8_t *passphrase, size_t passphrase_len
                        KM_KDF_COST_MIN, KM_KDF_COST_MAX);
     if ((rc = km__ctx_check(ctx)) != KM_OK)
         return rc;
+    if ((rc = km__acl_check(ctx, KM__OP_REKEY, NULL)) != KM_OK)
+        return rc;
+    /* queued data-path entries first, under the old sealer */
+    if ((rc = km_audit_flush(ctx)) != KM_OK)
+        return rc;
     if ((rc = km_secret_new(&master, 32)) != KM_OK)
         return rc;
     if ((rc = km__random(km_secret_data(master), 32)) != KM_OK
@@ -31,7 +42,8 @@ int km_vault_rekey(km_ctx *ctx, const uint8_t *passphrase, size_t passphrase_len
     /* ctx->mu serialises rekeys of this context and guards the swap. */
     pthread_mutex_lock(&ctx->mu);
     old = ctx->sealer;
-    rc = km__vault_rekey(ctx->env, old, ns, master, passphrase, passphrase_len, kdf_cost);
+    rc = km__vault_rekey(ctx->env, old, ns, master, passphrase, passphrase_len, kdf_cost,
+                         rekey_audit, ctx);
     if (rc == KM_OK) {
         /* The old sealer and master stay alive (owned by the new sealer)
          * until km_close: a thread that loaded them before the swap gets
@@ -59,6 +71,10 @@ int km_vault_compact(km_ctx *ctx)
     if (ctx == NULL)
         return km__err(KM_E_INVALID, "km_vault_compact: ctx is NULL");
     if ((rc = km__ctx_check(ctx)) != KM_OK)
+        return rc;
+    if ((rc = km__acl_check(ctx, KM__OP_COMPACT, NULL)) != KM_OK)
+        return rc;
+    if ((rc = km_audit_flush(ctx)) != KM_OK)
         return rc;
     rc = km__env_compact(ctx->env);
     if (rc == KM_OK)

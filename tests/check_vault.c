@@ -30,6 +30,8 @@ static void teardown(void)
     tmp = NULL;
 }
 
+static uint8_t km_test_pid[16]; /* the principal out-parameter (unused: owner opens) */
+
 static int vopen_at(const char *dir, const char *pass, uint32_t flags, uint64_t map_size,
                     km__env **env, km_secret **master, uint8_t id[16])
 {
@@ -39,7 +41,7 @@ static int vopen_at(const char *dir, const char *pass, uint32_t flags, uint64_t 
     o.passphrase_len = strlen(pass);
     o.kdf_cost = KM_KDF_COST_MIN;
     o.map_size = map_size;
-    return km__env_open(env, dir, &o, master, id);
+    return km__env_open(env, dir, &o, master, id, km_test_pid);
 }
 
 static int vopen(const char *pass, uint32_t flags, km__env **env, km_secret **master,
@@ -264,14 +266,14 @@ START_TEST(test_vault_bad_kdf_cost_is_invalid)
     o.passphrase = (const uint8_t *)TU_PASS;
     o.passphrase_len = strlen(TU_PASS);
     o.kdf_cost = KM_KDF_COST_MIN - 1;
-    ck_assert_int_eq(km__env_open(&env, vdir, &o, &m, id), KM_E_INVALID);
+    ck_assert_int_eq(km__env_open(&env, vdir, &o, &m, id, km_test_pid), KM_E_INVALID);
     o.kdf_cost = KM_KDF_COST_MAX + 1;
-    ck_assert_int_eq(km__env_open(&env, vdir, &o, &m, id), KM_E_INVALID);
+    ck_assert_int_eq(km__env_open(&env, vdir, &o, &m, id, km_test_pid), KM_E_INVALID);
     o.kdf_cost = KM_KDF_COST_MIN;
     o.passphrase_len = 0;
-    ck_assert_int_eq(km__env_open(&env, vdir, &o, &m, id), KM_E_INVALID);
+    ck_assert_int_eq(km__env_open(&env, vdir, &o, &m, id, km_test_pid), KM_E_INVALID);
     ck_assert_int_ne(stat(vdir, &st), 0);
-    ck_assert_int_eq(km__env_open(NULL, vdir, &o, &m, id), KM_E_INVALID);
+    ck_assert_int_eq(km__env_open(NULL, vdir, &o, &m, id, km_test_pid), KM_E_INVALID);
 }
 END_TEST
 

@@ -468,9 +468,132 @@ unsupported() { # DESCRIPTION CMD...
     if [ $rc -eq 8 ] && grep -q "is not available in this libkm version" err; then ok
     else bad "$d: exit $rc, wanted 8 and the message"; fi
 }
-unsupported "audit verify" audit verify
-unsupported "audit show" audit show --json
-unsupported "backup" backup "$tmp/backup"
+# ---------------------------------------------------------------- the audit log
+t 0 "audit verify" - audit verify
+check "audit verify says the log is whole" grep -q "whole" out
+t 0 "audit verify --json" - audit verify --json
+check "audit verify --json is one JSON document" json_ok out
+check "audit verify --json: whole" [ "$(json_get out 'd["whole"]')" = True ]
+t 0 "audit show --json" - audit show --json
+check "audit show --json is one JSON document" json_ok out
+check "the log records key creation" [ "$(json_get out 'sum(e["op"] == "key.create" for e in d["entries"])')" -ge 1 ]
+check "the log holds no passphrase" sh -c '! grep -q "$1" out' - "$PASS"
+t 0 "audit head" - audit head
+cp out "$tmp/head"
+check "audit head is SEQ HASH" grep -Eq '^[0-9]+ [0-9a-f]{64}$' "$tmp/head"
+t 0 "audit verify --anchor" - audit verify --anchor "$tmp/head"
+printf '99999 %064d\n' 0 >"$tmp/future-head"
+t 6 "a head the log does not reach" - audit verify --anchor "$tmp/future-head"
+t 1 "a bad anchor file" msg audit verify --anchor msg
+t 0 "audit level every" - audit level every
+t 0 "an encrypt at level every" msg encrypt aes
+t 0 "audit show" - audit show
+check "level every records the encrypt" grep -q '"op":"encrypt"' out
+t 0 "audit level counters" - audit level counters
+t 1 "audit level bogus" - audit level bogus
+
+# ---------------------------------------------------------------- principals and grants
+for who in ann carl cleo uma otto; do printf 'cred of %s\n' "$who" >"$tmp/cred-$who"; done
+chmod 600 "$tmp"/cred-*
+t 0 "principal add (admin)" - principal add ann --role admin --credential-file "$tmp/cred-ann"
+t 0 "principal add (custodian)" - principal add carl --role custodian --credential-file "$tmp/cred-carl"
+t 0 "principal add (custodian 2)" - principal add cleo --role custodian --credential-file "$tmp/cred-cleo"
+t 0 "principal add (user)" - principal add uma --role user --credential-file "$tmp/cred-uma"
+t 0 "principal add (auditor)" - principal add otto --role auditor --credential-file "$tmp/cred-otto"
+t 3 "principal add twice" - principal add uma --role user --credential-file "$tmp/cred-uma"
+t 1 "principal add with a bad role" - principal add x --role wizard --credential-file "$tmp/cred-uma"
+t 0 "principal list --json" - principal list --json
+check "principal list --json lists five" [ "$(json_get out 'len(d["principals"])')" = 5 ]
+as() { who=$1; shift; "$KMCTL" --principal "$who" --passphrase-file "$tmp/cred-$who" "$@"; }
+as uma whoami >out 2>err
+check "whoami as a principal" grep -q "^uma	user$" out
+"$KMCTL" --principal uma --passphrase-file "$tmp/cred-ann" whoami >out 2>err
+check "another principal's credential: authentication fails" [ $? -eq 5 ]
+as uma encrypt aes <msg >out 2>err
+check "a user without a grant is denied (exit 4)" [ $? -eq 4 ]
+check "the refusal names the permission" grep -q "encrypt permission" err
+t 0 "key grant" - key grant aes uma --perms encrypt,decrypt
+as uma encrypt aes <msg >"$tmp/uma.ct" 2>err
+check "the granted user encrypts" [ $? -eq 0 ]
+as uma decrypt <"$tmp/uma.ct" >out 2>err
+check "the granted user decrypts" cmp -s out msg
+as uma key create mine --type aes-256-gcm >out 2>err
+check "a user cannot create keys" [ $? -eq 4 ]
+as otto audit verify >out 2>err
+check "the auditor verifies the log" [ $? -eq 0 ]
+as otto decrypt <"$tmp/uma.ct" >out 2>err
+check "the auditor never gets plaintext" [ $? -eq 4 ]
+t 1 "key grant with a bad permission" - key grant aes uma --perms fly
+t 0 "key grant none revokes" - key grant aes uma --perms none
+as uma encrypt aes <msg >out 2>err
+check "a revoked grant denies" [ $? -eq 4 ]
+
+# ---------------------------------------------------------------- dual control
+printf '{"version": 1, "dual_control": {"destroy": 2}}\n' >"$tmp/dual.json"
+t 0 "policy with dual control on destroy" - policy set "$tmp/dual.json"
+t 0 "a key to destroy" - key create doomed --type aes-256-gcm
+t 0 "rotate it" - key rotate doomed
+t 0 "revoke version 1" - key revoke doomed --version 1 --reason superseded
+t 4 "destroy without approvals" - key destroy doomed --version 1 --grace 7
+check "the refusal says how many approvals" grep -q "2 custodian approval" err
+as ann request create destroy --target doomed --version 1 --grace 7 >out 2>err
+check "ann requests the destruction" [ $? -eq 0 ]
+req=$(cat out)
+check "a request id is 32 hex digits" sh -c 'printf %s "$1" | grep -Eq "^[0-9a-f]{32}$"' - "$req"
+t 4 "the owner is not a custodian" - request approve "$req"
+as ann request approve "$req" >out 2>err
+check "no self-approval" [ $? -eq 4 ]
+as carl request approve "$req" >out 2>err
+check "carl approves" [ $? -eq 0 ]
+as carl request approve "$req" >out 2>err
+check "carl cannot approve twice (exit 3)" [ $? -eq 3 ]
+as ann key destroy doomed --version 1 --grace 7 >out 2>err
+check "one approval is not enough" [ $? -eq 4 ]
+as cleo request approve "$req" >out 2>err
+check "cleo approves" [ $? -eq 0 ]
+t 0 "request show --json" - request show "$req" --json
+check "request show counts two approvals" [ "$(json_get out 'd["approvals"]')" = 2 ]
+as ann key destroy doomed --version 1 --grace 8 >out 2>err
+check "other arguments than requested are refused" [ $? -eq 4 ]
+as ann key destroy doomed --version 1 --grace 7 >out 2>err
+check "the requester destroys with two approvals" [ $? -eq 0 ]
+as ann key cancel-destroy doomed --version 1 >out 2>err
+check "cancel" [ $? -eq 0 ]
+as ann key destroy doomed --version 1 --grace 7 >out 2>err
+check "a request serves once" [ $? -eq 4 ]
+t 1 "request approve with a bad id" - request approve xyz
+printf '{"version": 1}\n' >"$tmp/nodual.json"
+t 0 "policy back without dual control" - policy set "$tmp/nodual.json"
+
+# ---------------------------------------------------------------- Shamir share keyslot
+t 0 "keyslot add shares" - keyslot add shares --m 2 --n 3 --out-dir "$tmp/shares"
+check "three share files, private" sh -c '[ "$(stat -c %a "$1/share-1.txt")" = 600 ] && [ -f "$1/share-3.txt" ]' - "$tmp/shares"
+t 3 "keyslot add shares never overwrites" - keyslot add shares --m 2 --n 3 --out-dir "$tmp/shares"
+(unset KM_PASSPHRASE; "$KMCTL" --share-file "$tmp/shares/share-1.txt" --share-file "$tmp/shares/share-3.txt" key list >out 2>err)
+check "two of three shares open the vault" [ $? -eq 0 ]
+(unset KM_PASSPHRASE; "$KMCTL" --share-file "$tmp/shares/share-2.txt" key list >out 2>err)
+check "one share does not (exit 5)" [ $? -eq 5 ]
+t 0 "audit alerts --json" - audit alerts --json
+check "the alerts list the denied calls" [ "$(json_get out 'sum(a["op"] == "denied" for a in d["alerts"])')" -ge 3 ]
+t 0 "audit verify after all that" - audit verify
+
+# ---------------------------------------------------------------- backup and restore
+t 0 "backup" - backup "$tmp/vault.bak"
+check "the backup is a private file" [ -f "$tmp/vault.bak" ] && [ "$(stat -c %a "$tmp/vault.bak")" = 600 ]
+check "the backup holds no plaintext key name" sh -c '! grep -q "movable" "$1"' - "$tmp/vault.bak"
+t 3 "backup over an existing file" - backup "$tmp/vault.bak"
+t 1 "restore without a directory" - restore "$tmp/vault.bak"
+t 0 "restore" - restore "$tmp/vault.bak" "$tmp/restored"
+t 3 "restore over a vault" - restore "$tmp/vault.bak" "$tmp/restored"
+t 6 "restore of a file that is not a vault" - restore msg "$tmp/restored2"
+t 2 "restore of a missing file" - restore "$tmp/nothing" "$tmp/restored2"
+"$KMCTL" key list >list.orig 2>err
+t 0 "the restored vault opens with the same passphrase" - --vault "$tmp/restored" key list
+check "the restored vault has every key" cmp -s out list.orig
+t 0 "the restored vault decrypts an old ciphertext" ct --vault "$tmp/restored" decrypt
+check "to the same plaintext" cmp -s out msg
+KM_PASSPHRASE="wrong" "$KMCTL" --vault "$tmp/restored" key list >out 2>err
+check "and not with another passphrase" [ $? -eq 5 ]
 
 # ---------------------------------------------------------------- usage errors: exit 1
 t 1 "unknown command" - frobnicate

@@ -22,6 +22,7 @@
  * gets a fresh environment.
  */
 #include "km_int.h"
+#include "shamir.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -57,9 +58,19 @@ enum {
     SLOT_TAG_R = 4,
     SLOT_TAG_P = 5,
     SLOT_TAG_SALT = 6,
-    SLOT_TAG_WRAPPED = 7
+    SLOT_TAG_WRAPPED = 7,
+    SLOT_TAG_SELECTOR = 8,  /* principal slots: SHA-256("km-principal-v1" || salt || name) */
+    SLOT_TAG_PID = 9,       /* principal slots: the principal id */
+    SLOT_TAG_BACKEND = 10,  /* backend slots: the backend's name */
+    SLOT_TAG_BLOB = 11,     /* backend slots: the backend's sealed blob */
+    SLOT_TAG_M = 12,        /* Shamir slots: shares needed */
+    SLOT_TAG_N = 13,        /* Shamir slots: shares made */
+    SLOT_TAG_SETID = 14,    /* Shamir slots: random id of the split */
+    SLOT_TAG_HASHES = 15    /* Shamir slots: SHA-256 of each share, in order */
 };
 #define SLOT_TYPE_PASSPHRASE 1
+#define SLOT_TYPE_BACKEND 2
+#define SLOT_TYPE_SHAMIR 3
 #define SLOT_KDF_SCRYPT 1
 #define SLOT_SCRYPT_R 8
 #define SLOT_SCRYPT_P 1
@@ -79,6 +90,9 @@ static const char *const table_names[KM__T__COUNT] = {
 static const char META_FORMAT[] = "format";
 static const char META_VAULT_ID[] = "vault-id";
 static const char META_CHECK[] = "check";
+/* unsealed: failed authentications since the last successful open (no
+ * master key is at hand to seal it); turned into an audit entry then */
+static const char META_AUTH_FAILS[] = "auth-failures";
 
 struct km__env {
     MDB_env *mdb;
@@ -113,6 +127,8 @@ struct km__txn {
 
 struct km__sealer {
     uint8_t *keys;              /* secure memory: [0,32) record seal, [32,64) name index */
+    km__gcmk *seal;             /* the record-seal key, pre-keyed contexts */
+    km__hmack *names;           /* the name-index key, pre-keyed */
     /* Set (before the commit) when km__vault_rekey replaced this sealer:
      * km__rec_put then refuses to write with it. */
     atomic_int retired;
@@ -206,7 +222,7 @@ static int rec_unseal(const km__sealer *s, km__table tbl, const MDB_val *k, cons
         return km__err(KM_E_CORRUPT, "vault record in table %s has an impossible key",
                        table_names[tbl]);
     aad_len = aad_build(aad, tbl, k->mv_data, k->mv_size);
-    if (km__gcm_open(s->keys, p + 1, aad, aad_len, p + 1 + REC_NONCE, n, p + 1 + REC_NONCE + n,
+    if (km__gcmk_open(s->seal, p + 1, aad, aad_len, p + 1 + REC_NONCE, n, p + 1 + REC_NONCE + n,
                      out) != KM_OK)
         return km__err(KM_E_CORRUPT, "vault record in table %s failed to open", table_names[tbl]);
     return KM_OK;
@@ -255,6 +271,74 @@ static int raw_put(km__txn *t, km__table tbl, const void *key, size_t key_len, c
     if (mrc != 0)
         return txn_fail(t, mrc, "cannot write the vault");
     return KM_OK;
+}
+
+int km__txn_is_write(const km__txn *t)
+{
+    return t != NULL && t->write;
+}
+
+int km__table_count(km__txn *t, km__table tbl, uint64_t *out)
+{
+    MDB_stat st;
+    int mrc;
+
+    *out = 0;
+    if (t == NULL || t->txn == NULL || !table_ok(tbl))
+        return km__err(KM_E_INVALID, "km__table_count: bad arguments");
+    if ((mrc = mdb_stat(t->txn, t->env->dbi[tbl], &st)) != 0)
+        return lmdb_err(mrc, "cannot read the vault");
+    *out = st.ms_entries;
+    return KM_OK;
+}
+
+int km__authfail_get(km__txn *t, uint64_t *n)
+{
+    MDB_val k = mval(META_AUTH_FAILS, sizeof META_AUTH_FAILS - 1), v;
+    int mrc = mdb_get(t->txn, t->env->dbi[KM__T_META], &k, &v);
+
+    *n = 0;
+    if (mrc == MDB_NOTFOUND)
+        return KM_OK;
+    if (mrc != 0)
+        return lmdb_err(mrc, "cannot read the vault metadata");
+    if (v.mv_size != 8)
+        return km__err(KM_E_CORRUPT, "vault metadata: bad failed-authentication counter");
+    *n = km__be64_get(v.mv_data);
+    return KM_OK;
+}
+
+int km__authfail_clear(km__txn *t)
+{
+    MDB_val k = mval(META_AUTH_FAILS, sizeof META_AUTH_FAILS - 1);
+    int mrc = mdb_del(t->txn, t->env->dbi[KM__T_META], &k, NULL);
+    if (mrc != 0 && mrc != MDB_NOTFOUND)
+        return txn_fail(t, mrc, "cannot write the vault metadata");
+    return KM_OK;
+}
+
+/* Counts a failed authentication (best effort: a failure to count is not
+ * the caller's error). */
+static void authfail_bump(km__env *e)
+{
+    km__txn *t = NULL;
+    uint64_t n = 0;
+    uint8_t b[8];
+    MDB_val k = mval(META_AUTH_FAILS, sizeof META_AUTH_FAILS - 1), v;
+
+    if (km__txn_begin(e, 1, &t) != KM_OK)
+        return;
+    if (km__authfail_get(t, &n) != KM_OK) {
+        km__txn_abort(t);
+        return;
+    }
+    km__be64_put(b, n + 1);
+    v = mval(b, sizeof b);
+    if (mdb_put(t->txn, t->env->dbi[KM__T_META], &k, &v, 0) != 0) {
+        km__txn_abort(t);
+        return;
+    }
+    (void)km__txn_commit(t);
 }
 
 /* ------------------------------------------------- process-wide registry */
@@ -606,6 +690,8 @@ void km__sealer_free(km__sealer *s)
 
     while (s != NULL) {
         prev = s->prev;
+        km__gcmk_free(s->seal);
+        km__hmack_free(s->names);
         km__sfree(s->keys, SEALER_KEYS_LEN);
         km_secret_free(s->prev_master);
         free(s);
@@ -643,6 +729,9 @@ int km__sealer_new(km__sealer **out, const km_secret *master)
                          sizeof info_name - 1, s->keys + 32, 32);
     if (rc != KM_OK)
         goto out;
+    if ((rc = km__gcmk_new(&s->seal, s->keys)) != KM_OK
+        || (rc = km__hmack_new(&s->names, s->keys + 32, 32)) != KM_OK)
+        goto out;
     *out = s;
     s = NULL;
 out:
@@ -657,7 +746,7 @@ int km__sealer_name_hash(const km__sealer *s, const char *name, size_t len, uint
                        s == NULL ? "sealer" : "out");
     if (name == NULL && len > 0)
         return km__err(KM_E_INVALID, "km__sealer_name_hash: name is NULL");
-    return km__hmac_sha256(s->keys + 32, 32, (const uint8_t *)name, len, out);
+    return km__hmack_compute(s->names, (const uint8_t *)name, len, out);
 }
 
 /* ---------------------------------------------------------------- records */
@@ -686,7 +775,7 @@ int km__rec_get(km__txn *t, const km__sealer *s, km__table tbl, const uint8_t *k
         return lmdb_err(mrc, "cannot read the vault");
     if ((rc = rec_shape(tbl, &v)) != KM_OK)
         return rc;
-    if ((rc = km_secret_new(&sec, v.mv_size - REC_OVERHEAD)) != KM_OK)
+    if ((rc = km__secret_new_pooled(&sec, v.mv_size - REC_OVERHEAD)) != KM_OK)
         return rc;
     if ((rc = rec_unseal(s, tbl, &k, &v, km_secret_data(sec))) != KM_OK) {
         km_secret_free(sec);
@@ -727,7 +816,7 @@ int km__rec_put(km__txn *t, const km__sealer *s, km__table tbl, const uint8_t *k
     if ((rc = km__nonce12(buf + 1)) != KM_OK)
         goto out;
     aad_len = aad_build(aad, tbl, key, key_len);
-    rc = km__gcm_seal(s->keys, buf + 1, aad, aad_len, val, val_len, buf + 1 + REC_NONCE,
+    rc = km__gcmk_seal(s->seal, buf + 1, aad, aad_len, val, val_len, buf + 1 + REC_NONCE,
                       buf + 1 + REC_NONCE + val_len);
     if (rc != KM_OK)
         goto out;
@@ -829,67 +918,97 @@ out:
 
 /* --------------------------------------------------------------- keyslots */
 
-typedef struct pass_slot {
-    uint32_t log2n;
-    const uint8_t *salt;
-    const uint8_t *wrapped;
-} pass_slot;
+/* A passphrase slot (owner or principal), a backend slot, or a Shamir slot. */
+typedef struct any_slot {
+    uint32_t id, type;
+    uint32_t log2n;                 /* passphrase */
+    const uint8_t *salt;            /* passphrase */
+    const uint8_t *selector;        /* principal slots: SHA-256 of salt and name; else NULL */
+    const uint8_t *pid;             /* principal slots: the principal id[16] */
+    const uint8_t *wrapped;         /* passphrase, Shamir: KWP of the master key */
+    const char *backend;            /* backend: its name (not NUL-terminated) */
+    size_t backend_len;
+    const uint8_t *blob;            /* backend: its opaque blob */
+    size_t blob_len;
+    uint32_t m, n;                  /* Shamir */
+    const uint8_t *setid;           /* Shamir: 16 bytes naming the split */
+    const uint8_t *hashes;          /* Shamir: n share hashes of 32 bytes */
+} any_slot;
 
-/* Parses and strictly validates a keyslot before any KDF runs on it.
- * *is_pass = 0 for a slot of another type (skipped by passphrase opens). */
-static int slot_parse(const uint8_t *rec, size_t len, uint32_t id, pass_slot *ps, int *is_pass)
+static int tlv_bytes(const uint8_t *rec, size_t len, uint8_t tag, size_t want,
+                     const uint8_t **out)
+{
+    size_t n;
+    return km__tlv_find(rec, len, tag, out, &n) && n == want;
+}
+
+/* Parses and strictly validates a keyslot before any KDF runs on it. A slot
+ * of a type this libkm does not know (a newer one's) gets type 0: skipped. */
+static int slot_parse(const uint8_t *rec, size_t len, uint32_t id, any_slot *sl)
 {
     uint32_t type, kdf, r, p;
-    size_t salt_len, wrapped_len;
+    size_t n;
 
-    *is_pass = 0;
+    memset(sl, 0, sizeof *sl);
+    sl->id = id;
     if (km__tlv_check(rec, len) != KM_OK
         || km__tlv_get_u32(rec, len, SLOT_TAG_TYPE, &type) != KM_OK)
         return km__err(KM_E_CORRUPT, "keyslot %u is malformed", id);
-    if (type != SLOT_TYPE_PASSPHRASE)
-        return KM_OK;
-    if (len != SLOT_PASS_REC_LEN
-        || km__tlv_get_u32(rec, len, SLOT_TAG_KDF, &kdf) != KM_OK
-        || km__tlv_get_u32(rec, len, SLOT_TAG_LOG2N, &ps->log2n) != KM_OK
-        || km__tlv_get_u32(rec, len, SLOT_TAG_R, &r) != KM_OK
-        || km__tlv_get_u32(rec, len, SLOT_TAG_P, &p) != KM_OK
-        || !km__tlv_find(rec, len, SLOT_TAG_SALT, &ps->salt, &salt_len)
-        || !km__tlv_find(rec, len, SLOT_TAG_WRAPPED, &ps->wrapped, &wrapped_len))
-        return km__err(KM_E_CORRUPT, "keyslot %u is malformed", id);
-    if (kdf != SLOT_KDF_SCRYPT || ps->log2n < KM_KDF_COST_MIN || ps->log2n > KM_KDF_COST_MAX
-        || r != SLOT_SCRYPT_R || p != SLOT_SCRYPT_P || salt_len != SLOT_SALT_LEN
-        || wrapped_len != SLOT_WRAPPED_LEN)
-        return km__err(KM_E_CORRUPT, "keyslot %u has invalid parameters", id);
-    *is_pass = 1;
+    switch (type) {
+    case SLOT_TYPE_PASSPHRASE:
+        if (km__tlv_get_u32(rec, len, SLOT_TAG_KDF, &kdf) != KM_OK
+            || km__tlv_get_u32(rec, len, SLOT_TAG_LOG2N, &sl->log2n) != KM_OK
+            || km__tlv_get_u32(rec, len, SLOT_TAG_R, &r) != KM_OK
+            || km__tlv_get_u32(rec, len, SLOT_TAG_P, &p) != KM_OK
+            || !tlv_bytes(rec, len, SLOT_TAG_SALT, SLOT_SALT_LEN, &sl->salt)
+            || !tlv_bytes(rec, len, SLOT_TAG_WRAPPED, SLOT_WRAPPED_LEN, &sl->wrapped))
+            return km__err(KM_E_CORRUPT, "keyslot %u is malformed", id);
+        if (km__tlv_find(rec, len, SLOT_TAG_SELECTOR, &sl->selector, &n)) {
+            if (n != 32 || !tlv_bytes(rec, len, SLOT_TAG_PID, 16, &sl->pid)
+                || len != SLOT_PASS_REC_LEN + (5 + 32) + (5 + 16))
+                return km__err(KM_E_CORRUPT, "keyslot %u is malformed", id);
+        } else if (len != SLOT_PASS_REC_LEN) {
+            return km__err(KM_E_CORRUPT, "keyslot %u is malformed", id);
+        }
+        if (kdf != SLOT_KDF_SCRYPT || sl->log2n < KM_KDF_COST_MIN
+            || sl->log2n > KM_KDF_COST_MAX || r != SLOT_SCRYPT_R || p != SLOT_SCRYPT_P)
+            return km__err(KM_E_CORRUPT, "keyslot %u has invalid parameters", id);
+        break;
+    case SLOT_TYPE_BACKEND:
+        if (!km__tlv_find(rec, len, SLOT_TAG_BACKEND, (const uint8_t **)&sl->backend,
+                          &sl->backend_len)
+            || !km__tlv_find(rec, len, SLOT_TAG_BLOB, &sl->blob, &sl->blob_len)
+            || sl->backend_len == 0 || sl->backend_len > 31 || sl->blob_len == 0
+            || sl->blob_len > KM__SLOT_BLOB_MAX)
+            return km__err(KM_E_CORRUPT, "keyslot %u is malformed", id);
+        break;
+    case SLOT_TYPE_SHAMIR:
+        if (km__tlv_get_u32(rec, len, SLOT_TAG_M, &sl->m) != KM_OK
+            || km__tlv_get_u32(rec, len, SLOT_TAG_N, &sl->n) != KM_OK
+            || sl->m < 2 || sl->m > sl->n || sl->n > KM_SHARES_MAX
+            || !tlv_bytes(rec, len, SLOT_TAG_SETID, 16, &sl->setid)
+            || !tlv_bytes(rec, len, SLOT_TAG_HASHES, (size_t)sl->n * 32, &sl->hashes)
+            || !tlv_bytes(rec, len, SLOT_TAG_WRAPPED, SLOT_WRAPPED_LEN, &sl->wrapped))
+            return km__err(KM_E_CORRUPT, "keyslot %u is malformed", id);
+        break;
+    default:
+        return KM_OK; /* type stays 0 */
+    }
+    sl->type = type;
     return KM_OK;
 }
 
-int km__slot_add_passphrase(km__txn *t, const km_secret *master, const uint8_t *pass,
-                            size_t pass_len, uint32_t log2n)
+/* Writes `rec` as a new keyslot, one id past the highest. */
+static int slot_put(km__txn *t, const uint8_t *rec, size_t len, uint32_t *id_out)
 {
-    uint8_t salt[SLOT_SALT_LEN], wrapped[SLOT_WRAPPED_LEN], rec[SLOT_PASS_REC_LEN], idb[4];
-    uint8_t *kek = NULL;
-    size_t wlen = 0;
-    uint32_t id = 1;
     MDB_cursor *c = NULL;
     MDB_val k, v;
-    km__tlv_w w;
-    int rc, mrc;
+    uint8_t idb[4];
+    uint32_t id = 1;
+    int rc = KM_OK, mrc;
 
-    if (t == NULL || t->txn == NULL)
-        return km__err(KM_E_INVALID, "km__slot_add_passphrase: transaction is NULL");
-    if (master == NULL || km_secret_len(master) != MASTER_LEN)
-        return km__err(KM_E_INVALID, "km__slot_add_passphrase: master must be a %d-byte secret",
-                       MASTER_LEN);
-    if (pass == NULL || pass_len == 0 || pass_len > 1024)
-        return km__err(KM_E_INVALID, "km__slot_add_passphrase: passphrase must be 1 to 1024 bytes");
-    if (log2n < KM_KDF_COST_MIN || log2n > KM_KDF_COST_MAX)
-        return km__err(KM_E_INVALID, "km__slot_add_passphrase: kdf cost must be %d to %d",
-                       KM_KDF_COST_MIN, KM_KDF_COST_MAX);
-    if ((rc = txn_writable("km__slot_add_passphrase", t)) != KM_OK)
+    if ((rc = txn_writable("keyslot", t)) != KM_OK)
         return rc;
-
-    /* next slot id: one past the highest */
     if ((mrc = mdb_cursor_open(t->txn, t->env->dbi[KM__T_SLOTS], &c)) != 0)
         return lmdb_err(mrc, "cannot read the keyslots");
     mrc = mdb_cursor_get(c, &k, &v, MDB_LAST);
@@ -904,7 +1023,46 @@ int km__slot_add_passphrase(km__txn *t, const km_secret *master, const uint8_t *
     mdb_cursor_close(c);
     if (rc != KM_OK)
         return rc;
+    km__be32_put(idb, id);
+    if ((rc = raw_put(t, KM__T_SLOTS, idb, sizeof idb, rec, len)) == KM_OK && id_out != NULL)
+        *id_out = id;
+    return rc;
+}
 
+/* The selector of a principal's slot: SHA-256("km-principal-v1" || salt || name). */
+static int principal_selector(const uint8_t salt[SLOT_SALT_LEN], const char *name,
+                              uint8_t out[32])
+{
+    static const char tag[] = "km-principal-v1";
+    const uint8_t *parts[3] = { (const uint8_t *)tag, salt, (const uint8_t *)name };
+    size_t lens[3] = { sizeof tag - 1, SLOT_SALT_LEN, strlen(name) };
+    return km__sha256v(parts, lens, 3, out);
+}
+
+int km__slot_add_principal(km__txn *t, const km_secret *master, const uint8_t *pass,
+                           size_t pass_len, uint32_t log2n, const char *principal,
+                           const uint8_t pid[16])
+{
+    uint8_t salt[SLOT_SALT_LEN], wrapped[SLOT_WRAPPED_LEN], sel[32];
+    uint8_t rec[SLOT_PASS_REC_LEN + (5 + 32) + (5 + 16)];
+    uint8_t *kek = NULL;
+    size_t wlen = 0;
+    km__tlv_w w;
+    int rc;
+
+    if (t == NULL || t->txn == NULL)
+        return km__err(KM_E_INVALID, "keyslot: transaction is NULL");
+    if (master == NULL || km_secret_len(master) != MASTER_LEN)
+        return km__err(KM_E_INVALID, "keyslot: master must be a %d-byte secret", MASTER_LEN);
+    if (pass == NULL || pass_len == 0 || pass_len > 1024)
+        return km__err(KM_E_INVALID, "keyslot: passphrase must be 1 to 1024 bytes");
+    if (log2n < KM_KDF_COST_MIN || log2n > KM_KDF_COST_MAX)
+        return km__err(KM_E_INVALID, "keyslot: kdf cost must be %d to %d", KM_KDF_COST_MIN,
+                       KM_KDF_COST_MAX);
+    if ((principal == NULL) != (pid == NULL))
+        return km__err(KM_E_INVALID, "keyslot: principal and its id go together");
+    if ((rc = txn_writable("keyslot", t)) != KM_OK)
+        return rc;
     kek = km__salloc(SLOT_KEK_LEN);
     if (kek == NULL)
         return km__err(KM_E_NOMEM, "vault: cannot map secure memory");
@@ -930,41 +1088,275 @@ int km__slot_add_passphrase(km__txn *t, const km_secret *master, const uint8_t *
     km__tlv_put_u32(&w, SLOT_TAG_P, SLOT_SCRYPT_P);
     km__tlv_put(&w, SLOT_TAG_SALT, salt, sizeof salt);
     km__tlv_put(&w, SLOT_TAG_WRAPPED, wrapped, wlen);
+    if (principal != NULL) {
+        if ((rc = principal_selector(salt, principal, sel)) != KM_OK)
+            goto out;
+        km__tlv_put(&w, SLOT_TAG_SELECTOR, sel, sizeof sel);
+        km__tlv_put(&w, SLOT_TAG_PID, pid, 16);
+    }
     if ((rc = km__tlv_end(&w)) != KM_OK)
         goto out;
-    km__be32_put(idb, id);
-    rc = raw_put(t, KM__T_SLOTS, idb, sizeof idb, rec, w.len);
+    rc = slot_put(t, rec, w.len, NULL);
 out:
     km__sfree(kek, SLOT_KEK_LEN);
     return rc;
 }
 
-/* Unwraps the master key with the first passphrase slot that opens. Every
- * slot is validated before any scrypt runs. */
-static int slots_open(km__txn *t, const uint8_t *pass, size_t pass_len, km_secret **master)
+int km__slot_add_passphrase(km__txn *t, const km_secret *master, const uint8_t *pass,
+                            size_t pass_len, uint32_t log2n)
 {
-    MDB_cursor *c = NULL;
-    MDB_cursor_op op;
-    MDB_val k, v;
-    pass_slot ps;
-    uint8_t *kek = NULL, *mk = NULL;
-    size_t mlen = 0;
-    unsigned nslots = 0;
-    int rc = KM_OK, mrc, is_pass, pass_round;
+    return km__slot_add_principal(t, master, pass, pass_len, log2n, NULL, NULL);
+}
 
-    *master = NULL;
-    kek = km__salloc(SLOT_KEK_LEN);
+int km__slot_add_backend(km__txn *t, const char *backend, const uint8_t *blob, size_t blob_len)
+{
+    km__tlv_w w;
+    uint8_t *rec;
+    size_t cap, nlen = backend ? strlen(backend) : 0;
+    int rc;
+
+    if (t == NULL || nlen == 0 || nlen > 31 || blob == NULL || blob_len == 0
+        || blob_len > KM__SLOT_BLOB_MAX)
+        return km__err(KM_E_INVALID, "keyslot: bad backend slot arguments");
+    cap = 64 + nlen + blob_len;
+    if ((rec = malloc(cap)) == NULL)
+        return km__err(KM_E_NOMEM, "out of memory");
+    km__tlv_init(&w, rec, cap);
+    km__tlv_put_u32(&w, SLOT_TAG_TYPE, SLOT_TYPE_BACKEND);
+    km__tlv_put(&w, SLOT_TAG_BACKEND, backend, nlen);
+    km__tlv_put(&w, SLOT_TAG_BLOB, blob, blob_len);
+    rc = km__tlv_end(&w);
+    if (rc == KM_OK)
+        rc = slot_put(t, rec, w.len, NULL);
+    free(rec);
+    return rc;
+}
+
+/* The hash that names one share: SHA-256("km-share-v1" || setid || x || y). */
+static int share_hash(const uint8_t setid[16], uint8_t x, const uint8_t *y, uint8_t out[32])
+{
+    static const char tag[] = "km-share-v1";
+    const uint8_t *parts[4] = { (const uint8_t *)tag, setid, &x, y };
+    size_t lens[4] = { sizeof tag - 1, 16, 1, KM__SHARE_Y_LEN };
+    return km__sha256v(parts, lens, 4, out);
+}
+
+/* Share text: "kms1:" + base64url(1 | setid[16] | m | n | x | y[32]). */
+#define SHARE_BIN_LEN (1 + 16 + 3 + KM__SHARE_Y_LEN)
+#define SHARE_PREFIX "kms1:"
+
+int km__slot_add_shamir(km__txn *t, const km_secret *master, unsigned m, unsigned n,
+                        km_secret **shares)
+{
+    uint8_t setid[16], hashes[KM_SHARES_MAX * 32], wrapped[SLOT_WRAPPED_LEN], bin[SHARE_BIN_LEN];
+    uint8_t *secret = NULL, *ys = NULL, *rec = NULL;
+    size_t wlen = 0, cap, tlen, ylen = (size_t)n * KM__SHARE_Y_LEN;
+    km__tlv_w w;
+    unsigned i;
+    int rc;
+
+    for (i = 0; i < n && shares != NULL; i++)
+        shares[i] = NULL;
+    if (t == NULL || master == NULL || shares == NULL || m < 2 || m > n || n > KM_SHARES_MAX)
+        return km__err(KM_E_INVALID, "keyslot: need 2 <= m <= n <= %d", KM_SHARES_MAX);
+    secret = km__salloc(KM__SHARE_Y_LEN);
+    ys = km__salloc(ylen);
+    cap = 128 + (size_t)n * 32;
+    rec = malloc(cap);
+    if (secret == NULL || ys == NULL || rec == NULL) {
+        rc = km__err(KM_E_NOMEM, "out of memory");
+        goto out;
+    }
+    /* a random secret split in n; the slot holds the master key wrapped under it */
+    if ((rc = km__random(secret, KM__SHARE_Y_LEN)) != KM_OK
+        || (rc = km__random(setid, sizeof setid)) != KM_OK
+        || (rc = km__shamir_split(secret, KM__SHARE_Y_LEN, m, n, ys)) != KM_OK)
+        goto out;
+    rc = km__kwp_wrap(secret, KM__SHARE_Y_LEN, km_secret_data(master), MASTER_LEN, wrapped,
+                      sizeof wrapped, &wlen);
+    if (rc != KM_OK)
+        goto out;
+    for (i = 0; i < n; i++)
+        if ((rc = share_hash(setid, (uint8_t)(i + 1), ys + (size_t)i * KM__SHARE_Y_LEN,
+                             hashes + (size_t)i * 32)) != KM_OK)
+            goto out;
+    km__tlv_init(&w, rec, cap);
+    km__tlv_put_u32(&w, SLOT_TAG_TYPE, SLOT_TYPE_SHAMIR);
+    km__tlv_put_u32(&w, SLOT_TAG_M, m);
+    km__tlv_put_u32(&w, SLOT_TAG_N, n);
+    km__tlv_put(&w, SLOT_TAG_SETID, setid, sizeof setid);
+    km__tlv_put(&w, SLOT_TAG_HASHES, hashes, (size_t)n * 32);
+    km__tlv_put(&w, SLOT_TAG_WRAPPED, wrapped, wlen);
+    if ((rc = km__tlv_end(&w)) != KM_OK || (rc = slot_put(t, rec, w.len, NULL)) != KM_OK)
+        goto out;
+    tlen = sizeof SHARE_PREFIX - 1 + km__b64url_encoded_len(SHARE_BIN_LEN);
+    for (i = 0; i < n; i++) {
+        bin[0] = 1;
+        memcpy(bin + 1, setid, 16);
+        bin[17] = (uint8_t)m;
+        bin[18] = (uint8_t)n;
+        bin[19] = (uint8_t)(i + 1);
+        memcpy(bin + 20, ys + (size_t)i * KM__SHARE_Y_LEN, KM__SHARE_Y_LEN);
+        if ((rc = km_secret_new(&shares[i], tlen)) != KM_OK)
+            goto out;
+        memcpy(km_secret_data(shares[i]), SHARE_PREFIX, sizeof SHARE_PREFIX - 1);
+        km__b64url_encode(bin, sizeof bin, (char *)km_secret_data(shares[i])
+                                               + sizeof SHARE_PREFIX - 1);
+    }
+out:
+    km_memzero(bin, sizeof bin);
+    km__sfree(secret, KM__SHARE_Y_LEN);
+    km__sfree(ys, ylen);
+    free(rec);
+    if (rc != KM_OK)
+        for (i = 0; i < n && shares != NULL; i++) {
+            km_secret_free(shares[i]);
+            shares[i] = NULL;
+        }
+    return rc;
+}
+
+/* Opens a Shamir slot with the shares given; KM_E_AUTH (naming the share)
+ * when a share is not of this split or altered, or too few are given. */
+static int shamir_open(const any_slot *sl, const char *const *shares, size_t count,
+                       km_secret **master)
+{
+    uint8_t xs[KM_SHARES_MAX], bin[SHARE_BIN_LEN + 2], h[32];
+    uint8_t *ys = NULL, *secret = NULL, *mk = NULL;
+    size_t i, j, k = 0, blen, mlen = 0, plen = sizeof SHARE_PREFIX - 1;
+    int rc = KM_OK, mine = 0;
+
+    ys = km__salloc((size_t)KM_SHARES_MAX * KM__SHARE_Y_LEN);
+    secret = km__salloc(KM__SHARE_Y_LEN);
     mk = km__salloc(SLOT_WRAPPED_LEN);
+    if (ys == NULL || secret == NULL || mk == NULL) {
+        rc = km__err(KM_E_NOMEM, "vault: cannot map secure memory");
+        goto out;
+    }
+    for (i = 0; i < count; i++) {
+        const char *s = shares[i];
+        if (s == NULL || strncmp(s, SHARE_PREFIX, plen) != 0
+            || km__b64url_decode(s + plen, strlen(s + plen), bin, sizeof bin, &blen) != KM_OK
+            || blen != SHARE_BIN_LEN || bin[0] != 1) {
+            rc = km__err(KM_E_INVALID, "share %zu is not a libkm share (kms1:...)", i + 1);
+            goto out;
+        }
+        if (!km_ct_equal(bin + 1, sl->setid, 16))
+            continue;                   /* a share of another split */
+        mine++;
+        if (bin[17] != sl->m || bin[18] != sl->n || bin[19] == 0 || bin[19] > sl->n) {
+            rc = km__err(KM_E_AUTH, "share %zu does not match keyslot %u", i + 1, sl->id);
+            goto out;
+        }
+        if ((rc = share_hash(sl->setid, bin[19], bin + 20, h)) != KM_OK)
+            goto out;
+        if (!km_ct_equal(h, sl->hashes + (size_t)(bin[19] - 1) * 32, 32)) {
+            rc = km__err(KM_E_AUTH, "share %zu (number %u of keyslot %u) is altered or wrong",
+                         i + 1, (unsigned)bin[19], sl->id);
+            goto out;
+        }
+        for (j = 0; j < k; j++)
+            if (xs[j] == bin[19])
+                break;
+        if (j < k)
+            continue;                   /* the same share twice counts once */
+        xs[k] = bin[19];
+        memcpy(ys + k * KM__SHARE_Y_LEN, bin + 20, KM__SHARE_Y_LEN);
+        k++;
+    }
+    if (mine == 0) {
+        rc = KM_E_NOTFOUND;             /* not this slot's shares: try another */
+        goto out;
+    }
+    if (k < sl->m) {
+        rc = km__err(KM_E_AUTH, "keyslot %u needs %u distinct shares, %zu given", sl->id, sl->m,
+                     k);
+        goto out;
+    }
+    if ((rc = km__shamir_combine(xs, ys, (unsigned)sl->m, KM__SHARE_Y_LEN, secret)) != KM_OK)
+        goto out;
+    rc = km__kwp_unwrap(secret, KM__SHARE_Y_LEN, sl->wrapped, SLOT_WRAPPED_LEN, mk,
+                        SLOT_WRAPPED_LEN, &mlen);
+    if (rc == KM_E_INTEGRITY) {
+        rc = km__err(KM_E_AUTH, "the shares do not open keyslot %u", sl->id);
+        goto out;
+    }
+    if (rc == KM_OK && mlen != MASTER_LEN)
+        rc = km__err(KM_E_CORRUPT, "keyslot %u holds a key of the wrong length", sl->id);
+    if (rc == KM_OK)
+        rc = km_secret_from(master, mk, MASTER_LEN);
+out:
+    km_memzero(bin, sizeof bin);
+    km__sfree(ys, (size_t)KM_SHARES_MAX * KM__SHARE_Y_LEN);
+    km__sfree(secret, KM__SHARE_Y_LEN);
+    km__sfree(mk, SLOT_WRAPPED_LEN);
+    return rc;
+}
+
+/* Tries one passphrase slot: KM_E_INTEGRITY when it is another passphrase's. */
+static int pass_open(const any_slot *sl, const uint8_t *pass, size_t pass_len,
+                     km_secret **master)
+{
+    uint8_t *kek = km__salloc(SLOT_KEK_LEN), *mk = km__salloc(SLOT_WRAPPED_LEN);
+    size_t mlen = 0;
+    int rc;
+
     if (kek == NULL || mk == NULL) {
         rc = km__err(KM_E_NOMEM, "vault: cannot map secure memory");
         goto out;
     }
-    if ((mrc = mdb_cursor_open(t->txn, t->env->dbi[KM__T_SLOTS], &c)) != 0) {
-        rc = lmdb_err(mrc, "cannot read the keyslots");
+    rc = km__scrypt(pass, pass_len, sl->salt, SLOT_SALT_LEN, sl->log2n, SLOT_SCRYPT_R,
+                    SLOT_SCRYPT_P, kek, SLOT_KEK_LEN);
+    if (rc != KM_OK)
         goto out;
-    }
-    /* round 0 validates every slot, round 1 tries the passphrase slots */
-    for (pass_round = 0; pass_round < 2 && *master == NULL; pass_round++) {
+    rc = km__kwp_unwrap(kek, SLOT_KEK_LEN, sl->wrapped, SLOT_WRAPPED_LEN, mk, SLOT_WRAPPED_LEN,
+                        &mlen);
+    if (rc != KM_OK)
+        goto out;
+    if (mlen != MASTER_LEN)
+        rc = km__err(KM_E_CORRUPT, "keyslot %u holds a key of the wrong length", sl->id);
+    else
+        rc = km_secret_from(master, mk, MASTER_LEN);
+out:
+    km__sfree(kek, SLOT_KEK_LEN);
+    km__sfree(mk, SLOT_WRAPPED_LEN);
+    return rc;
+}
+
+/* How km_open's options ask to unlock. */
+static int unlock_mode(const km_open_options *o)
+{
+    if (o->passphrase != NULL)
+        return SLOT_TYPE_PASSPHRASE;
+    if (o->version >= 3 && o->slot_backend != NULL)
+        return SLOT_TYPE_BACKEND;
+    if (o->version >= 3 && o->share_count > 0)
+        return SLOT_TYPE_SHAMIR;
+    return 0;
+}
+
+/* Unwraps the master key with the first slot that opens with what the options
+ * carry. Every slot is validated before any KDF or device call runs.
+ * pid: the principal whose slot opened (all zero for an owner slot). */
+static int slots_open(km__txn *t, const km_open_options *o, km_secret **master,
+                      uint8_t pid[16])
+{
+    const char *principal = o->version >= 3 ? o->principal : NULL;
+    MDB_cursor *c = NULL;
+    MDB_cursor_op op;
+    MDB_val k, v;
+    any_slot sl;
+    uint8_t sel[32];
+    unsigned nslots = 0, tried = 0;
+    int rc = KM_OK, mrc, round, mode = unlock_mode(o), soft_rc = KM_OK;
+    char bname[32];
+
+    *master = NULL;
+    memset(pid, 0, 16);
+    if ((mrc = mdb_cursor_open(t->txn, t->env->dbi[KM__T_SLOTS], &c)) != 0)
+        return lmdb_err(mrc, "cannot read the keyslots");
+    /* round 0 validates every slot, round 1 tries the ones that match */
+    for (round = 0; round < 2 && *master == NULL; round++) {
         for (op = MDB_FIRST;; op = MDB_NEXT) {
             mrc = mdb_cursor_get(c, &k, &v, op);
             if (mrc == MDB_NOTFOUND)
@@ -977,45 +1369,149 @@ static int slots_open(km__txn *t, const uint8_t *pass, size_t pass_len, km_secre
                 rc = km__err(KM_E_CORRUPT, "keyslot table holds a malformed key");
                 goto out;
             }
-            rc = slot_parse(v.mv_data, v.mv_size, km__be32_get(k.mv_data), &ps, &is_pass);
-            if (rc != KM_OK)
+            if ((rc = slot_parse(v.mv_data, v.mv_size, km__be32_get(k.mv_data), &sl)) != KM_OK)
                 goto out;
-            if (pass_round == 0) {
+            if (round == 0) {
                 nslots++;
                 continue;
             }
-            if (!is_pass)
+            if (sl.type != (uint32_t)mode)
                 continue;
-            rc = km__scrypt(pass, pass_len, ps.salt, SLOT_SALT_LEN, ps.log2n, SLOT_SCRYPT_R,
-                            SLOT_SCRYPT_P, kek, SLOT_KEK_LEN);
-            if (rc != KM_OK)
+            if (mode == SLOT_TYPE_PASSPHRASE) {
+                if ((principal == NULL) != (sl.selector == NULL))
+                    continue;
+                if (principal != NULL) {
+                    if ((rc = principal_selector(sl.salt, principal, sel)) != KM_OK)
+                        goto out;
+                    if (!km_ct_equal(sel, sl.selector, 32))
+                        continue;
+                }
+                tried++;
+                rc = pass_open(&sl, o->passphrase, o->passphrase_len, master);
+                if (rc == KM_E_INTEGRITY)
+                    continue;   /* another passphrase's slot */
+                if (rc != KM_OK)
+                    goto out;
+                if (sl.pid != NULL)
+                    memcpy(pid, sl.pid, 16);
                 goto out;
-            rc = km__kwp_unwrap(kek, SLOT_KEK_LEN, ps.wrapped, SLOT_WRAPPED_LEN, mk,
-                                SLOT_WRAPPED_LEN, &mlen);
-            km_memzero(kek, SLOT_KEK_LEN);
-            if (rc == KM_E_INTEGRITY)
-                continue;       /* another passphrase's slot */
-            if (rc != KM_OK)
-                goto out;
-            if (mlen != MASTER_LEN) {
-                rc = km__err(KM_E_CORRUPT, "keyslot %u holds a key of the wrong length",
-                             km__be32_get(k.mv_data));
+            } else if (mode == SLOT_TYPE_BACKEND) {
+                if (sl.backend_len != strlen(o->slot_backend)
+                    || memcmp(sl.backend, o->slot_backend, sl.backend_len) != 0)
+                    continue;
+                tried++;
+                memcpy(bname, sl.backend, sl.backend_len);
+                bname[sl.backend_len] = '\0';
+                rc = km__backend_slot_unseal(bname, o->slot_config, sl.blob, sl.blob_len,
+                                             master);
+                if (rc == KM_OK && km_secret_len(*master) != MASTER_LEN) {
+                    km_secret_free(*master);
+                    *master = NULL;
+                    rc = km__err(KM_E_CORRUPT, "keyslot %u gave a key of the wrong length",
+                                 sl.id);
+                }
+                if (rc == KM_OK)
+                    goto out;
+                soft_rc = rc;   /* remember the device's reason; try the next slot */
+            } else {
+                rc = shamir_open(&sl, o->shares, o->share_count, master);
+                if (rc == KM_E_NOTFOUND)
+                    continue;
+                tried++;
                 goto out;
             }
-            rc = km_secret_from(master, mk, MASTER_LEN);
-            goto out;
         }
-        if (pass_round == 0 && nslots == 0) {
+        if (round == 0 && nslots == 0) {
             rc = km__err(KM_E_CORRUPT, "the vault has no keyslot");
             goto out;
         }
     }
-    rc = km__err(KM_E_AUTH, "no keyslot opens with this passphrase");
+    if (mode == SLOT_TYPE_BACKEND && soft_rc != KM_OK && soft_rc != KM_E_AUTH)
+        rc = soft_rc;           /* km_error_last still names the device's failure */
+    else if (mode == SLOT_TYPE_PASSPHRASE && principal != NULL && tried == 0)
+        rc = km__err(KM_E_AUTH, "no keyslot for this principal opens with this passphrase");
+    else if (mode == SLOT_TYPE_PASSPHRASE)
+        rc = km__err(KM_E_AUTH, "no keyslot opens with this passphrase");
+    else if (mode == SLOT_TYPE_BACKEND)
+        rc = km__err(KM_E_AUTH, tried ? "no %s keyslot opens on this device"
+                                      : "the vault has no %s keyslot", o->slot_backend);
+    else
+        rc = km__err(KM_E_AUTH, "no keyslot opens with these shares");
 out:
     mdb_cursor_close(c);
-    km__sfree(kek, SLOT_KEK_LEN);
-    km__sfree(mk, SLOT_WRAPPED_LEN);
+    km_memzero(&sl, sizeof sl);
     return rc;
+}
+
+/* Deletes the slots `want` selects: 1 = owner passphrase slots, 2 = the
+ * passphrase slots of principal pid. Refuses to leave the vault without a
+ * keyslot. *removed counts them. */
+static int slots_remove(km__txn *t, int want, const uint8_t pid[16], unsigned *removed)
+{
+    MDB_cursor *c = NULL;
+    MDB_val k, v;
+    any_slot sl;
+    unsigned total = 0, hit = 0;
+    int rc = KM_OK, mrc, pass;
+
+    *removed = 0;
+    if ((rc = txn_writable("keyslot", t)) != KM_OK)
+        return rc;
+    if ((mrc = mdb_cursor_open(t->txn, t->env->dbi[KM__T_SLOTS], &c)) != 0)
+        return lmdb_err(mrc, "cannot read the keyslots");
+    for (pass = 0; pass < 2; pass++) {
+        for (mrc = mdb_cursor_get(c, &k, &v, MDB_FIRST); mrc == 0;
+             mrc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
+            int match;
+            if (k.mv_size != 4) {
+                rc = km__err(KM_E_CORRUPT, "keyslot table holds a malformed key");
+                goto out;
+            }
+            if ((rc = slot_parse(v.mv_data, v.mv_size, km__be32_get(k.mv_data), &sl)) != KM_OK)
+                goto out;
+            match = sl.type == SLOT_TYPE_PASSPHRASE
+                    && (want == 1 ? sl.pid == NULL
+                                  : sl.pid != NULL && km_ct_equal(sl.pid, pid, 16));
+            if (pass == 0) {
+                total++;
+                hit += match != 0;
+                continue;
+            }
+            if (match && (mrc = mdb_cursor_del(c, 0)) != 0) {
+                rc = txn_fail(t, mrc, "cannot remove a keyslot");
+                goto out;
+            }
+        }
+        if (mrc != MDB_NOTFOUND && mrc != 0) {
+            rc = lmdb_err(mrc, "cannot read the keyslots");
+            goto out;
+        }
+        if (pass == 0 && hit == 0) {
+            rc = km__err(KM_E_NOTFOUND, want == 1 ? "the vault has no owner passphrase slot"
+                                                  : "the principal has no keyslot");
+            goto out;
+        }
+        if (pass == 0 && hit == total) {
+            rc = km__err(KM_E_STATE, "removing these keyslots would leave the vault with none");
+            goto out;
+        }
+    }
+    *removed = hit;
+out:
+    mdb_cursor_close(c);
+    return rc;
+}
+
+int km__slot_remove_principal(km__txn *t, const uint8_t pid[16])
+{
+    unsigned n;
+    return slots_remove(t, 2, pid, &n);
+}
+
+int km__slot_remove_owner(km__txn *t)
+{
+    unsigned n;
+    return slots_remove(t, 1, NULL, &n);
 }
 
 /* --------------------------------------------------------------- vault meta */
@@ -1135,7 +1631,7 @@ out:
 
 /* Unlocks an existing vault. */
 static int vault_unlock(km__env *e, const km_open_options *o, km_secret **master_out,
-                        uint8_t vault_id[16], int *present)
+                        uint8_t vault_id[16], uint8_t pid[16], int *present)
 {
     km__txn *t = NULL;
     km_secret *master = NULL;
@@ -1150,7 +1646,7 @@ static int vault_unlock(km__env *e, const km_open_options *o, km_secret **master
         rc = km__err(KM_E_EXISTS, "a vault already exists in this directory");
         goto out;
     }
-    if ((rc = slots_open(t, o->passphrase, o->passphrase_len, &master)) != KM_OK)
+    if ((rc = slots_open(t, o, &master, pid)) != KM_OK)
         goto out;
     if ((rc = meta_verify(t, master, id)) != KM_OK)
         goto out;
@@ -1201,7 +1697,7 @@ static int vault_dir(const char *dir, uint32_t flags, struct stat *st)
 }
 
 int km__env_open(km__env **out, const char *dir, const km_open_options *o,
-                 km_secret **master_out, uint8_t vault_id[16])
+                 km_secret **master_out, uint8_t vault_id[16], uint8_t pid[16])
 {
     km__env *e = NULL;
     km_secret *master = NULL;
@@ -1213,14 +1709,16 @@ int km__env_open(km__env **out, const char *dir, const km_open_options *o,
         *out = NULL;
     if (master_out != NULL)
         *master_out = NULL;
-    if (out == NULL || master_out == NULL || vault_id == NULL)
-        return km__err(KM_E_INVALID, "km__env_open: %s is NULL",
-                       out == NULL ? "out" : master_out == NULL ? "master_out" : "vault_id");
+    if (out == NULL || master_out == NULL || vault_id == NULL || pid == NULL)
+        return km__err(KM_E_INVALID, "km__env_open: an output is NULL");
+    memset(pid, 0, 16);
     if (dir == NULL || dir[0] == '\0')
         return km__err(KM_E_INVALID, "km__env_open: dir is NULL or empty");
     if (o == NULL || o->version < 1 || o->version > KM_OPEN_OPTIONS_VERSION)
         return km__err(KM_E_INVALID, "km__env_open: options missing or of an unknown version");
-    if (o->passphrase == NULL || o->passphrase_len == 0 || o->passphrase_len > 1024)
+    if (unlock_mode(o) == 0)
+        return km__err(KM_E_INVALID, "km__env_open: no passphrase, keyslot backend or shares");
+    if (o->passphrase != NULL && (o->passphrase_len == 0 || o->passphrase_len > 1024))
         return km__err(KM_E_INVALID, "km__env_open: passphrase must be 1 to 1024 bytes");
     cost = o->kdf_cost ? o->kdf_cost : KM_KDF_COST_DEFAULT;
     if (cost < KM_KDF_COST_MIN || cost > KM_KDF_COST_MAX)
@@ -1238,11 +1736,21 @@ int km__env_open(km__env **out, const char *dir, const km_open_options *o,
         return rc;
     /* A second attempt only after losing a creation race: the vault is then there. */
     for (attempt = 0; attempt < 2; attempt++) {
-        rc = vault_unlock(e, o, &master, vault_id, &present);
+        rc = vault_unlock(e, o, &master, vault_id, pid, &present);
+        if (rc == KM_E_AUTH) {
+            char keep[256];
+            snprintf(keep, sizeof keep, "%s", km_error_last()->message);
+            authfail_bump(e);
+            (void)km__err(KM_E_AUTH, "%s", keep);
+        }
         if (rc != KM_OK || present)
             break;
         if (!(o->flags & KM_OPEN_CREATE)) {
             rc = km__err(KM_E_NOTFOUND, "no vault at this path");
+            break;
+        }
+        if (o->passphrase == NULL || (o->version >= 3 && o->principal != NULL)) {
+            rc = km__err(KM_E_INVALID, "a new vault is created with an owner passphrase");
             break;
         }
         rc = vault_create(e, o, cost, &master, vault_id, &raced);
@@ -1296,7 +1804,9 @@ static int reseal_table(km__txn *t, const km__sealer *old_s, const km__sealer *n
             && ((k.mv_size == sizeof META_FORMAT - 1
                  && memcmp(k.mv_data, META_FORMAT, k.mv_size) == 0)
                 || (k.mv_size == sizeof META_VAULT_ID - 1
-                    && memcmp(k.mv_data, META_VAULT_ID, k.mv_size) == 0)))
+                    && memcmp(k.mv_data, META_VAULT_ID, k.mv_size) == 0)
+                || (k.mv_size == sizeof META_AUTH_FAILS - 1
+                    && memcmp(k.mv_data, META_AUTH_FAILS, k.mv_size) == 0)))
             continue;
         if ((rc = rec_shape(tbl, &v)) != KM_OK)
             goto out;
@@ -1327,7 +1837,7 @@ static int reseal_table(km__txn *t, const km__sealer *old_s, const km__sealer *n
         if ((rc = km__nonce12(sealed + 1)) != KM_OK)
             goto out;
         aad_len = aad_build(aad, tbl, kbuf, klen);
-        rc = km__gcm_seal(new_s->keys, sealed + 1, aad, aad_len, plain, n, sealed + 1 + REC_NONCE,
+        rc = km__gcmk_seal(new_s->seal, sealed + 1, aad, aad_len, plain, n, sealed + 1 + REC_NONCE,
                           sealed + 1 + REC_NONCE + n);
         km_memzero(plain, n);
         if (rc != KM_OK)
@@ -1379,7 +1889,7 @@ static int names_add(const uint8_t *key, size_t key_len, const uint8_t *val, siz
 
 int km__vault_rekey(km__env *env, km__sealer *old_s, const km__sealer *new_s,
                     const km_secret *new_master, const uint8_t *pass, size_t pass_len,
-                    uint32_t log2n)
+                    uint32_t log2n, km__txn_hook hook, void *hook_arg)
 {
     static const km__table sealed_tables[] = {
         KM__T_META, KM__T_KEYS, KM__T_VMETA, KM__T_MATERIAL, KM__T_COUNTERS, KM__T_AUDIT
@@ -1413,6 +1923,9 @@ int km__vault_rekey(km__env *env, km__sealer *old_s, const km__sealer *new_s,
         goto out;
     }
     if ((rc = km__slot_add_passphrase(t, new_master, pass, pass_len, log2n)) != KM_OK)
+        goto out;
+    /* the caller's part of the same transaction (its audit entry) */
+    if (hook != NULL && (rc = hook(hook_arg, t, new_s)) != KM_OK)
         goto out;
     /* A writer of this process still holding old_s would begin its
      * transaction after our commit: make km__rec_put refuse old_s. The LMDB
@@ -1608,4 +2121,41 @@ release:
     pthread_mutex_unlock(&e->mu);
     pthread_mutex_unlock(&reg_mu);
     return rc;
+}
+
+/* ---------------------------------------------------------------- backup */
+
+/* Writes a compacted copy of the environment's data.mdb to `fd` (at its
+ * current offset, which must be 0 on an empty file), from one read snapshot:
+ * writers of every process go on meanwhile. Holds off km__env_compact (it
+ * counts as an open transaction of this process) and adopts a map grown by
+ * another process. For backends/lmdb/backup.c. */
+int km__env_copyfd(km__env *e, int fd)
+{
+    int mrc, rc, tries;
+
+    if (e == NULL || fd < 0)
+        return km__err(KM_E_INVALID, "km__env_copyfd: bad argument");
+    if (e->fork_gen != atomic_load(&km__fork_gen))
+        return km__err(KM_E_FORK, "vault environment used in a forked child; open the vault "
+                                  "again there");
+    for (tries = 0;; tries++) {
+        env_enter(e);
+        if (e->mdb == NULL) {
+            env_leave(e);
+            return km__err(KM_E_IO, "the vault environment could not be reopened after "
+                                    "compaction; close the vault and open it again");
+        }
+        mrc = mdb_env_copyfd2(e->mdb, fd, MDB_CP_COMPACT);
+        env_leave(e);
+        if (mrc != MDB_MAP_RESIZED || tries >= 3)
+            break;
+        if ((rc = env_adopt_mapsize(e)) != KM_OK)
+            return rc;
+        if (ftruncate(fd, 0) != 0 || lseek(fd, 0, SEEK_SET) != 0)
+            return errno_err(KM_E_IO, "cannot rewind the backup file");
+    }
+    if (mrc != 0)
+        return lmdb_err(mrc, "cannot write the copy of the vault");
+    return KM_OK;
 }

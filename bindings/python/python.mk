@@ -12,4 +12,5 @@ TESTS += bindings/python/run-tests.sh
 EXTRA_DIST += bindings/python/python.mk bindings/python/run-tests.sh \
 	bindings/python/km/__init__.py bindings/python/km/_ffi.py \
 	bindings/python/tests/test_vault.py bindings/python/tests/test_errors.py \
-	bindings/python/tests/test_example.py examples/python_example.py
+	bindings/python/tests/test_example.py bindings/python/tests/test_api.py \
+	examples/python_example.py

@@ -39,6 +39,7 @@ KM_EXTERN size_t km_mac_max(void);
 /** km_sign() / km_verify() / km_mac() flags. */
 #define KM_SIG_RAW   0x1u /**< no libkm header: the bare signature or MAC, for other tools */
 #define KM_SIG_P1363 0x2u /**< ECDSA as r||s (IEEE P1363) instead of DER */
+#define KM_SIG_PKCS1 0x4u /**< km_sign_digest(): RSA PKCS#1 v1.5 padding instead of PSS */
 
 /** km_decrypt() flags. */
 #define KM_DECRYPT_ALLOW_COMPROMISED 0x1u /**< process data under a COMPROMISED version (audited) */
@@ -101,6 +102,53 @@ KM_EXTERN int km_decrypt_key(km_key *key, uint32_t flags, const uint8_t *ct, siz
  */
 KM_EXTERN int km_sign(km_key *key, uint32_t flags, const uint8_t *msg, size_t msg_len,
                       uint8_t *sig, size_t sig_cap, size_t *sig_len);
+
+/**
+ * Signs a digest the caller computed (pre-hashed signing, as TLS, X.509 and
+ * the OpenSSL provider need), with the primary version. The signature is
+ * always raw (no libkm header); verify it with km_verify() only if it was made
+ * as km_sign() would (same digest, PSS), or with any standard verifier.
+ *
+ * ECDSA signs the digest as given (TLS 1.2 may pair any of the digests with
+ * any curve); RSA uses PSS with MGF1 of the same digest and a salt as long as
+ * the digest (what TLS 1.3 and RFC 8446 rsa_pss_rsae_* require), or PKCS#1
+ * v1.5 with KM_SIG_PKCS1. Ed25519 signs messages only: use km_sign().
+ *
+ * @param[in]  version  0 = the primary; otherwise the version the caller
+ *                      expects (the one its certificate names): KM_E_STATE if
+ *                      it is not the primary, so that no other version signs.
+ * @param[in]  flags    KM_SIG_P1363 (ECDSA only), KM_SIG_PKCS1 (RSA only).
+ * @param[in]  digest   "SHA256", "SHA384" or "SHA512" (also "SHA2-256", "SHA-256", ...,
+ *                      any case); SHA-1 and others are refused.
+ * @param[in]  dgst     the digest, exactly as long as `digest` gives.
+ * @param[out] sig      at least KM_SIGNATURE_MAX bytes is always enough.
+ * @return KM_OK; KM_E_INVALID (NULL, bad flags, wrong digest length);
+ *         KM_E_UNSUPPORTED (unknown digest; a backend that cannot sign digests);
+ *         KM_E_USAGE (not a signing key, Ed25519, usage mask); KM_E_POLICY;
+ *         KM_E_STATE (no version may protect, or `version` is not the primary);
+ *         KM_E_BUFFER; KM_E_FORK; KM_E_BACKEND.
+ * On error nothing is left in `sig`. Thread-safe, also on one shared handle.
+ */
+KM_EXTERN int km_sign_digest(km_key *key, uint32_t version, uint32_t flags, const char *digest,
+                             const uint8_t *dgst, size_t dgst_len, uint8_t *sig, size_t sig_cap,
+                             size_t *sig_len);
+
+/**
+ * RSA-OAEP decryption (SHA-256, MGF1-SHA-256, empty label) of a small secret,
+ * typically a key wrapped to this RSA key by another party (CMS, a KMS import).
+ * A process operation: SUSPENDED and DEACTIVATED versions still decrypt.
+ *
+ * @param[in]  key      an RSA key with KM_USAGE_UNWRAP.
+ * @param[in]  version  0 = the primary (or newest).
+ * @param[in]  in       exactly the modulus size in bytes.
+ * @param[out] out      the plaintext in secure memory; free with km_secret_free().
+ * @return KM_OK; KM_E_INVALID; KM_E_USAGE (not RSA, usage mask); KM_E_NOTFOUND (version);
+ *         KM_E_STATE (the version may not process); KM_E_INTEGRITY (wrong key or altered
+ *         data, wrong length); KM_E_UNSUPPORTED (backend); KM_E_FORK; KM_E_BACKEND.
+ * Thread-safe.
+ */
+KM_EXTERN int km_rsa_decrypt(km_key *key, uint32_t version, const uint8_t *in, size_t in_len,
+                             km_secret **out) KM_WUR;
 
 /**
  * Verifies a signature.

@@ -10,6 +10,7 @@
 #define KM_VAULT_H
 
 #include "common.h"
+#include "secret.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -30,7 +31,7 @@ typedef int64_t (*km_clock_fn)(void *arg);
 #define KM_OPEN_STRICT_REFRESH 0x4u /**< re-read key state from the vault on every use */
 #define KM_OPEN_FIPS          0x8u /**< with CREATE: a new vault gets the FIPS 140-3 policy profile */
 
-#define KM_OPEN_OPTIONS_VERSION 2
+#define KM_OPEN_OPTIONS_VERSION 3
 /** Default scrypt cost (log2 N) of a new passphrase slot: N = 2^17, r = 8, p = 1. */
 #define KM_KDF_COST_DEFAULT 17
 /** Smallest scrypt cost accepted (log2 N). */
@@ -51,9 +52,34 @@ typedef struct km_open_options {
     void *clock_arg;            /**< passed to clock */
     /* ---- version 2 ---- */
     uint32_t key_cache_max;     /**< key objects kept loaded before unused ones are dropped; 0 = 65536 */
+    /* ---- version 3 ---- */
+    /**
+     * Open as this principal (km/acl.h): `passphrase` must open that
+     * principal's own keyslot, which proves its credential. NULL opens with
+     * an owner passphrase slot (the one the vault was created with).
+     */
+    const char *principal;
+    /**
+     * With `passphrase` NULL: open with a keyslot of this backend ("tpm2",
+     * "pkcs11"; see km_vault_add_backend_slot), the backend being opened with
+     * `slot_config` (a TCTI; a module, token and PIN).
+     */
+    const char *slot_backend;
+    const char *slot_config;    /**< configuration for slot_backend; may be NULL */
+    /**
+     * With `passphrase` and `slot_backend` NULL: open with the custodians'
+     * shares of a Shamir keyslot (km_vault_add_shares), each a NUL-terminated
+     * "kms1:..." text; at least that slot's M distinct shares.
+     */
+    const char *const *shares;
+    size_t share_count;         /**< number of entries in `shares` */
 } km_open_options;
 
-#define KM_OPEN_OPTIONS_INIT { KM_OPEN_OPTIONS_VERSION, 0, NULL, 0, 0, 0, 0, NULL, NULL, 0 }
+#define KM_OPEN_OPTIONS_INIT \
+    { KM_OPEN_OPTIONS_VERSION, 0, NULL, 0, 0, 0, 0, NULL, NULL, 0, NULL, NULL, NULL, NULL, 0 }
+
+/** Most shares a Shamir keyslot can be split into. */
+#define KM_SHARES_MAX 32
 
 /**
  * Opens (or with KM_OPEN_CREATE creates) a vault.
@@ -61,12 +87,17 @@ typedef struct km_open_options {
  * @param[out] out   set to the new context, or NULL on error; close with km_close().
  * @param[in]  uri   `lmdb:/path/dir` or a path to the vault directory (created
  *                   with mode 0700 when KM_OPEN_CREATE is given and it is absent).
- * @param[in]  opts  options; must carry a passphrase.
+ * @param[in]  opts  options; carry a passphrase (an owner's, or with
+ *                   `principal` a principal's), or a keyslot backend, or
+ *                   Shamir shares. Creating a vault needs an owner passphrase.
  * @return KM_OK;
  *         KM_E_INVALID for a NULL/empty argument, an unknown URI scheme, a bad option;
  *         KM_E_NOTFOUND when no vault exists and KM_OPEN_CREATE is not given;
  *         KM_E_EXISTS with KM_OPEN_EXCL when a vault exists;
- *         KM_E_AUTH when no keyslot opens with the passphrase;
+ *         KM_E_AUTH when no keyslot opens with the passphrase (or the
+ *         backend, or the shares: a wrong or altered share is named);
+ *         KM_E_BACKEND when the keyslot's device fails (its native code in
+ *         km_error_last());
  *         KM_E_CORRUPT when the vault's records fail to open;
  *         KM_E_UNSUPPORTED for a vault written by a newer format version;
  *         KM_E_IO for a storage error (native LMDB code in km_error_last()).
@@ -92,6 +123,46 @@ KM_EXTERN void km_close(km_ctx *ctx);
  */
 KM_EXTERN int km_vault_add_passphrase(km_ctx *ctx, const uint8_t *passphrase,
                                       size_t passphrase_len, uint32_t kdf_cost);
+
+/**
+ * Adds a keyslot that a backend holds: the master key sealed to a TPM
+ * ("tpm2", optionally bound to PCRs) or wrapped by a non-extractable HSM key
+ * ("pkcs11"), so that the vault opens with that device and no passphrase
+ * (km_open_options::slot_backend). `config` is the backend's configuration
+ * for the slot (see that backend's documentation); a PIN in it is used, never
+ * stored. Audited.
+ *
+ * @return KM_OK; KM_E_INVALID; KM_E_UNSUPPORTED (no such backend, or it
+ *         cannot hold keyslots); KM_E_BACKEND / KM_E_AUTH from the device;
+ *         KM_E_DENIED without the right; KM_E_IO.
+ */
+KM_EXTERN int km_vault_add_backend_slot(km_ctx *ctx, const char *backend, const char *config);
+
+/**
+ * Adds a Shamir M-of-N keyslot: a fresh secret is split into `n` shares for
+ * custodians, any `m` of which open the vault (km_open_options::shares),
+ * while m - 1 reveal nothing. Each share is returned as text "kms1:..." in
+ * secure memory: `shares[i]` for i < n, to be handed to one custodian each
+ * and freed with km_secret_free(). The vault stores only a hash of each share,
+ * so an altered or foreign share is detected and named at open, never
+ * combined into a wrong key. Audited.
+ *
+ * To leave the shares as the only way in, remove the owner passphrase slots
+ * with km_vault_remove_passphrases() after checking that the shares open the
+ * vault. (km_vault_rekey() replaces every keyslot by one passphrase slot.)
+ *
+ * @return KM_OK; KM_E_INVALID unless 2 <= m <= n <= KM_SHARES_MAX;
+ *         KM_E_DENIED; KM_E_IO.
+ */
+KM_EXTERN int km_vault_add_shares(km_ctx *ctx, unsigned m, unsigned n, km_secret **shares);
+
+/**
+ * Removes every owner passphrase keyslot, so that only principals' slots,
+ * backend slots and Shamir slots open the vault. Refused (KM_E_STATE) when no
+ * other keyslot would remain. Audited.
+ * @return KM_OK; KM_E_STATE; KM_E_DENIED; KM_E_IO.
+ */
+KM_EXTERN int km_vault_remove_passphrases(km_ctx *ctx);
 
 /**
  * Stores the configuration of a key backend (for "pkcs11": the module and the
@@ -210,6 +281,76 @@ KM_EXTERN int km_vault_rekey(km_ctx *ctx, const uint8_t *passphrase, size_t pass
  * Thread-safe with respect to this context's other threads (they wait).
  */
 KM_EXTERN int km_vault_compact(km_ctx *ctx) KM_WUR;
+
+/**
+ * Writes a hot backup of the vault to the file `path`: a consistent copy of
+ * the whole vault as of one moment (LMDB's mdb_env_copyfd2 with
+ * MDB_CP_COMPACT from one read snapshot), taken while this and other threads
+ * and processes keep writing. Every change committed before the call started
+ * is in it; changes committed meanwhile may or may not be, each one whole.
+ *
+ * The backup is one file, the vault's data.mdb without free pages: every
+ * record stays sealed under the vault's master key, and the keyslots come
+ * with it, so it opens only with the credentials (passphrases, principals'
+ * slots, shares, TPM or HSM slots) that opened the vault when the backup was
+ * taken, and it holds no old sealed copy of an overwritten or destroyed
+ * record. Make it a vault again with km_vault_restore(). A later
+ * km_vault_rekey() does not reach a backup: the old passphrases keep opening
+ * it, so a backup is as sensitive as the vault was.
+ *
+ * The copy is written to a temporary file `<path>.tmp.XXXXXX` (mode 0600) in
+ * the same directory, synced, then given the name `path`, which is never
+ * overwritten, and the directory is synced: after a crash `path` is either
+ * absent or complete (a leftover temporary file may be deleted).
+ *
+ * @param[in] ctx   an open vault.
+ * @param[in] path  the backup file to create; its directory must exist.
+ * @return KM_OK;
+ *         KM_E_INVALID for a NULL ctx or a NULL, empty or too long path;
+ *         KM_E_EXISTS when `path` exists (nothing written);
+ *         KM_E_STATE when ctx was closed; KM_E_FORK in a forked child;
+ *         KM_E_IO for a file-system or LMDB error, e.g. no space (native errno
+ *         or LMDB code in km_error_last()); nothing is left at `path` then.
+ *
+ * Thread-safe. It holds one LMDB read snapshot for its duration (writers are
+ * not blocked, but the vault file cannot reuse pages freed meanwhile); a
+ * km_vault_compact() of this context meanwhile waits for it, up to its 2 s
+ * limit (then KM_E_BUSY).
+ */
+KM_EXTERN int km_vault_backup(km_ctx *ctx, const char *path) KM_WUR;
+
+/**
+ * Restores a backup written by km_vault_backup(): checks that `backup` is a
+ * libkm vault file (an LMDB file with the vault's format, id and at least one
+ * keyslot; its records are authenticated later, when it is opened), then
+ * copies it to `dir`/data.mdb (creating `dir` with mode 0700 if absent) the
+ * same crash-safe way (temporary file `dir`/restore.tmp.XXXXXX, sync, name
+ * never overwritten, directory sync). The restored vault has the backup's
+ * vault id, keys, policy, audit log and keyslots: open it with km_open() and
+ * the credentials that opened the vault when the backup was taken.
+ *
+ * A vault is never overwritten: to roll a vault back, restore into a new
+ * directory, check it, then swap the directories while no process has either
+ * open. Needs no credential (nothing is unsealed). Only restore backups kept
+ * where an attacker cannot write: the records are sealed, but LMDB trusts
+ * its own page structure (a deliberately malformed file may crash the
+ * process that opens it).
+ *
+ * @param[in] backup  the backup file.
+ * @param[in] dir     the vault directory to create the vault in.
+ * @return KM_OK;
+ *         KM_E_INVALID for a NULL or empty argument, a backup that is not a
+ *         regular file, or a `dir` that is not a directory;
+ *         KM_E_NOTFOUND when `backup` does not exist;
+ *         KM_E_CORRUPT when `backup` is not a libkm vault file;
+ *         KM_E_UNSUPPORTED for a vault format newer than this libkm;
+ *         KM_E_EXISTS when `dir` already holds a vault (nothing written);
+ *         KM_E_IO for a file-system or LMDB error (native code in
+ *         km_error_last()); nothing is left at `dir`/data.mdb then.
+ *
+ * Thread-safe; it does not touch any open vault.
+ */
+KM_EXTERN int km_vault_restore(const char *backup, const char *dir) KM_WUR;
 
 #ifdef __cplusplus
 }

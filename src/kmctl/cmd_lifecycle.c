@@ -12,7 +12,6 @@
 #include "kmctl.h"
 
 /* Grace before a scheduled destruction when --grace is not given (days). */
-#define KMCTL_DESTROY_GRACE_DEFAULT 30
 
 static uint32_t version_of(const struct kmctl_args *a)
 {

@@ -21,6 +21,9 @@ enum kmctl_exit {
     KMCTL_EXIT_OTHER = 9        /* anything else (out of memory, output write errors, ...) */
 };
 
+/* `key destroy` grace when --grace is not given, days. */
+#define KMCTL_DESTROY_GRACE_DEFAULT 30
+
 /* Option ids: the index of an option's value in kmctl_args. */
 enum kmctl_opt_id {
     OPT_TYPE,
@@ -47,6 +50,17 @@ enum kmctl_opt_id {
     OPT_PROCESS_DAYS,
     OPT_ALLOW_COMPROMISED,
     OPT_PLAINTEXT_FILE,
+    OPT_ANCHOR,
+    OPT_FROM,
+    OPT_ROLE,
+    OPT_CREDENTIAL_FILE,
+    OPT_REVOKE_KEYS,
+    OPT_PERMS,
+    OPT_TARGET,
+    OPT_TTL,
+    OPT_M,
+    OPT_N,
+    OPT_OUT_DIR,
     OPT__COUNT
 };
 
@@ -128,5 +142,26 @@ int kmctl_cmd_sign(struct kmctl *k, const struct kmctl_args *a);
 int kmctl_cmd_verify(struct kmctl *k, const struct kmctl_args *a);
 int kmctl_cmd_mac(struct kmctl *k, const struct kmctl_args *a);
 int kmctl_cmd_mac_verify(struct kmctl *k, const struct kmctl_args *a);
+
+/* commands: audit, principals, grants, requests, share keyslots (cmd_access.c) */
+int kmctl_cmd_audit_verify(struct kmctl *k, const struct kmctl_args *a);
+int kmctl_cmd_audit_show(struct kmctl *k, const struct kmctl_args *a);
+int kmctl_cmd_audit_head(struct kmctl *k, const struct kmctl_args *a);
+int kmctl_cmd_audit_level(struct kmctl *k, const struct kmctl_args *a);
+int kmctl_cmd_audit_alerts(struct kmctl *k, const struct kmctl_args *a);
+int kmctl_cmd_principal_add(struct kmctl *k, const struct kmctl_args *a);
+int kmctl_cmd_principal_remove(struct kmctl *k, const struct kmctl_args *a);
+int kmctl_cmd_principal_list(struct kmctl *k, const struct kmctl_args *a);
+int kmctl_cmd_whoami(struct kmctl *k, const struct kmctl_args *a);
+int kmctl_cmd_key_grant(struct kmctl *k, const struct kmctl_args *a);
+int kmctl_cmd_request_create(struct kmctl *k, const struct kmctl_args *a);
+int kmctl_cmd_request_approve(struct kmctl *k, const struct kmctl_args *a);
+int kmctl_cmd_request_show(struct kmctl *k, const struct kmctl_args *a);
+int kmctl_cmd_keyslot_add_shares(struct kmctl *k, const struct kmctl_args *a);
+int kmctl_cmd_keyslot_remove_passphrases(struct kmctl *k, const struct kmctl_args *a);
+
+/* commands: backup and restore (cmd_backup.c) */
+int kmctl_cmd_backup(struct kmctl *k, const struct kmctl_args *a);
+int kmctl_cmd_restore(struct kmctl *k, const struct kmctl_args *a);
 
 #endif /* KMCTL_H */

@@ -96,6 +96,26 @@ static const struct kmctl_optspec o_mac_verify[] = { O_RAWSIG, O_VERSION, O_END 
 static const struct kmctl_optspec o_export[] = {
     { "wrap-with", "PUBKEY.pem", ARG_STR, 1, OPT_WRAP_WITH, 0 }, O_END };
 
+static const struct kmctl_optspec o_audit_verify[] = {
+    O_JSON, { "anchor", "HEADFILE", ARG_STR, 0, OPT_ANCHOR, 0 }, O_END };
+static const struct kmctl_optspec o_audit_show[] = {
+    O_JSON, { "from", "SEQ", ARG_UINT, 0, OPT_FROM, UINT64_MAX }, O_END };
+static const struct kmctl_optspec o_principal_add[] = {
+    { "role", "ROLES", ARG_STR, 1, OPT_ROLE, 0 },
+    { "credential-file", "FILE", ARG_STR, 1, OPT_CREDENTIAL_FILE, 0 }, O_END };
+static const struct kmctl_optspec o_principal_remove[] = {
+    { "revoke-keys", NULL, ARG_NONE, 0, OPT_REVOKE_KEYS, 0 }, O_END };
+static const struct kmctl_optspec o_grant[] = {
+    { "perms", "LIST", ARG_STR, 1, OPT_PERMS, 0 }, O_END };
+static const struct kmctl_optspec o_request[] = {
+    { "target", "NAME|FILE", ARG_STR, 1, OPT_TARGET, 0 }, O_VERSION,
+    { "grace", "DAYS", ARG_UINT, 0, OPT_GRACE, GRACE_MAX },
+    { "wrap-with", "PUBKEY.pem", ARG_STR, 0, OPT_WRAP_WITH, 0 },
+    { "ttl", "SECONDS", ARG_UINT, 0, OPT_TTL, 30u * 24 * 3600 }, O_END };
+static const struct kmctl_optspec o_shares[] = {
+    { "m", "M", ARG_UINT, 1, OPT_M, KM_SHARES_MAX }, { "n", "N", ARG_UINT, 1, OPT_N, KM_SHARES_MAX },
+    { "out-dir", "DIR", ARG_STR, 1, OPT_OUT_DIR, 0 }, O_END };
+
 static int cmd_version(struct kmctl *k, const struct kmctl_args *a);
 static int cmd_help(struct kmctl *k, const struct kmctl_args *a);
 
@@ -161,9 +181,40 @@ static const struct kmctl_cmd commands[] = {
       "list keys out of policy: KEY<tab>WHY (exit 0 none, 4 some)" },
     { "policy set", "FILE", 1, o_none, NULL, kmctl_cmd_policy_set, VAULT_OPEN, "",
       "replace the vault policy with the JSON document in FILE" },
-    { "audit verify", "", 0, o_json, NULL, NULL, VAULT_OPEN, "", "verify the audit chain" },
-    { "audit show", "", 0, o_json, NULL, NULL, VAULT_OPEN, "", "show the audit log" },
-    { "backup", "FILE", 1, o_none, NULL, NULL, VAULT_OPEN, "", "write a consistent copy of the vault" },
+    { "audit verify", "", 0, o_audit_verify, NULL, kmctl_cmd_audit_verify, VAULT_OPEN, "",
+      "verify the audit chain and MACs (with --anchor: that the log still reaches that head)" },
+    { "audit show", "", 0, o_audit_show, NULL, kmctl_cmd_audit_show, VAULT_OPEN, "",
+      "print the audit log, one JSON object per line (--json: one document)" },
+    { "audit head", "", 0, o_json, NULL, kmctl_cmd_audit_head, VAULT_OPEN, "> head",
+      "print the log's head (SEQ HASH), to keep outside the vault for --anchor" },
+    { "audit level", "none|counters|every", 1, o_none, NULL, kmctl_cmd_audit_level, VAULT_OPEN,
+      "", "set how data-path calls are audited" },
+    { "audit alerts", "", 0, o_audit_show, NULL, kmctl_cmd_audit_alerts, VAULT_OPEN, "",
+      "entries worth an alert: denied use, failed logins, compromised versions used" },
+    { "principal add", "NAME", 1, o_principal_add, NULL, kmctl_cmd_principal_add, VAULT_OPEN, "",
+      "add a principal (ROLES: admin,custodian,user,auditor) with its own keyslot" },
+    { "principal remove", "NAME", 1, o_principal_remove, NULL, kmctl_cmd_principal_remove,
+      VAULT_OPEN, "", "offboard a principal: its keyslot, grants and keys (--revoke-keys)" },
+    { "principal list", "", 0, o_json, NULL, kmctl_cmd_principal_list, VAULT_OPEN, "",
+      "list the principals: NAME<tab>ROLES<tab>CREATED" },
+    { "whoami", "", 0, o_json, NULL, kmctl_cmd_whoami, VAULT_OPEN, "",
+      "who this vault was opened as, and the roles" },
+    { "key grant", "NAME GRANTEE", 2, o_grant, NULL, kmctl_cmd_key_grant, VAULT_OPEN, "",
+      "grant permissions on a key to a principal or role:ROLE (--perms none revokes)" },
+    { "request create", "OP", 1, o_request, NULL, kmctl_cmd_request_create, VAULT_OPEN, "> id",
+      "ask for dual-control approval of OP (destroy, export, import-raw, policy-change, ...)" },
+    { "request approve", "ID", 1, o_none, NULL, kmctl_cmd_request_approve, VAULT_OPEN, "",
+      "approve a request as a custodian" },
+    { "request show", "ID", 1, o_json, NULL, kmctl_cmd_request_show, VAULT_OPEN, "",
+      "show a request's approvals and expiry" },
+    { "keyslot add shares", "", 0, o_shares, NULL, kmctl_cmd_keyslot_add_shares, VAULT_OPEN, "",
+      "split a new keyslot into N custodian shares, any M of which open the vault" },
+    { "keyslot remove passphrases", "", 0, o_none, NULL, kmctl_cmd_keyslot_remove_passphrases,
+      VAULT_OPEN, "", "remove the owner passphrase keyslots (others must remain)" },
+    { "backup", "FILE", 1, o_none, NULL, kmctl_cmd_backup, VAULT_OPEN, "",
+      "write a consistent, still sealed copy of the vault to FILE (while others write)" },
+    { "restore", "FILE DIR", 2, o_none, NULL, kmctl_cmd_restore, VAULT_NONE, "",
+      "make the backup FILE a vault in DIR (never overwrites a vault)" },
     { "version", "", 0, o_none, NULL, cmd_version, VAULT_NONE, "", "print the kmctl and libkm versions" },
     { "help", "", 0, o_none, NULL, cmd_help, VAULT_NONE, "", "print this help" },
 };
@@ -210,10 +261,14 @@ static void help(FILE *f)
     size_t i;
     int pass;
 
-    fputs("usage: kmctl [--vault DIR] [--passphrase-file FILE] COMMAND [ARGS] [OPTIONS]\n\n"
+    fputs("usage: kmctl [--vault DIR] [--passphrase-file FILE] [--principal NAME]\n"
+          "             [--share-file FILE]... COMMAND [ARGS] [OPTIONS]\n\n"
           "Manages the keys of a libkm vault. The vault is --vault DIR or $KM_VAULT; the\n"
           "passphrase is read from --passphrase-file FILE (one trailing newline stripped)\n"
-          "or $KM_PASSPHRASE, never from an argument. Errors go to stderr.\n", f);
+          "or $KM_PASSPHRASE, never from an argument. With --principal NAME (or\n"
+          "$KM_PRINCIPAL) the passphrase is that principal's own credential. With\n"
+          "--share-file FILE given M times, custodians' shares open the vault instead.\n"
+          "Errors go to stderr.\n", f);
     for (pass = 0; pass < 2; pass++) {
         fputs(pass == 0 ? "\nCommands:\n" : "\nParsed, but not available in this libkm version (exit 8):\n", f);
         for (i = 0; i < NCOMMANDS; i++) {
@@ -250,10 +305,15 @@ static int cmd_version(struct kmctl *k, const struct kmctl_args *a)
 
 /* ------------------------------------------------------------ the parser */
 
+#define KMCTL_SHARES_MAX 32
+
 struct globals {
     const char *vault;
     const char *passphrase_file;
     int help;
+    const char *principal;                 /* --principal NAME or $KM_PRINCIPAL */
+    const char *share_files[KMCTL_SHARES_MAX]; /* --share-file FILE, repeated */
+    int nshares;
 };
 
 static int usage_error(const struct kmctl_cmd *c, const char *fmt, ...)
@@ -286,7 +346,7 @@ static int usage_error(const struct kmctl_cmd *c, const char *fmt, ...)
  */
 static int global_option(int argc, char **argv, int *i, struct globals *g, const struct kmctl_cmd *c)
 {
-    static const char *const names[] = { "vault", "passphrase-file" };
+    static const char *const names[] = { "vault", "passphrase-file", "principal", "share-file" };
     const char *arg = argv[*i], *eq;
     size_t n, j;
 
@@ -299,7 +359,7 @@ static int global_option(int argc, char **argv, int *i, struct globals *g, const
     arg += 2;
     eq = strchr(arg, '=');
     n = eq != NULL ? (size_t)(eq - arg) : strlen(arg);
-    for (j = 0; j < 2; j++) {
+    for (j = 0; j < sizeof names / sizeof names[0]; j++) {
         const char *v;
         if (strlen(names[j]) != n || strncmp(arg, names[j], n) != 0)
             continue;
@@ -311,10 +371,19 @@ static int global_option(int argc, char **argv, int *i, struct globals *g, const
             usage_error(c, "--%s needs an argument", names[j]);
             return -1;
         }
-        if (j == 0)
+        if (j == 0) {
             g->vault = v;
-        else
+        } else if (j == 1) {
             g->passphrase_file = v;
+        } else if (j == 2) {
+            g->principal = v;
+        } else {
+            if (g->nshares == KMCTL_SHARES_MAX) {
+                usage_error(c, "at most %d --share-file options", KMCTL_SHARES_MAX);
+                return -1;
+            }
+            g->share_files[g->nshares++] = v;
+        }
         return 1;
     }
     return 0;
@@ -446,36 +515,71 @@ static int parse_command(const struct kmctl_cmd *c, int argc, char **argv, int i
 
 /* ------------------------------------------------------------ main */
 
+/* Reads the share files: one "kms1:..." text each, trailing newline stripped. */
+static int read_shares(const struct globals *g, km_secret **out, const char **text)
+{
+    size_t len;
+    int i, rc;
+
+    for (i = 0; i < g->nshares; i++) {
+        if ((rc = kmctl_read_secret(g->share_files[i], 4096, &out[i], &len)) != KMCTL_EXIT_OK)
+            return rc;
+        while (len > 0 && (km_secret_data(out[i])[len - 1] == '\n'
+                           || km_secret_data(out[i])[len - 1] == '\r'))
+            len--;
+        km_secret_data(out[i])[len] = '\0';   /* the buffer holds one byte more than max */
+        text[i] = (const char *)km_secret_data(out[i]);
+    }
+    return KMCTL_EXIT_OK;
+}
+
 static int open_vault(struct kmctl *k, const struct kmctl_cmd *c, const struct kmctl_args *a,
                       const struct globals *g)
 {
     km_open_options o = KM_OPEN_OPTIONS_INIT;
-    km_secret *pass = NULL;
+    km_secret *pass = NULL, *shares[KMCTL_SHARES_MAX] = { NULL };
+    const char *share_text[KMCTL_SHARES_MAX];
     size_t pass_len = 0;
-    int rc;
+    int rc, i;
 
     k->vault = g->vault != NULL ? g->vault : getenv("KM_VAULT");
     if (k->vault == NULL || k->vault[0] == '\0')
         return kmctl_error(KMCTL_EXIT_USAGE, "no vault: use --vault DIR or set KM_VAULT");
-    if ((rc = kmctl_passphrase(g->passphrase_file, &pass, &pass_len)) != KMCTL_EXIT_OK)
-        return rc;
-    o.passphrase = km_secret_data(pass);
-    o.passphrase_len = pass_len;
+    o.principal = g->principal != NULL ? g->principal : getenv("KM_PRINCIPAL");
+    if (o.principal != NULL && o.principal[0] == '\0')
+        o.principal = NULL;
+    if (g->nshares > 0) {
+        /* custodians' shares of a Shamir keyslot, one per file, instead of a passphrase */
+        if ((rc = read_shares(g, shares, share_text)) != KMCTL_EXIT_OK)
+            goto out;
+        o.shares = share_text;
+        o.share_count = (size_t)g->nshares;
+    } else {
+        if ((rc = kmctl_passphrase(g->passphrase_file, &pass, &pass_len)) != KMCTL_EXIT_OK)
+            return rc;
+        o.passphrase = km_secret_data(pass);
+        o.passphrase_len = pass_len;
+    }
     if (c->vault == VAULT_CREATE) {
         o.flags = KM_OPEN_CREATE | KM_OPEN_EXCL;
         o.kdf_cost = a->val[OPT_KDF_COST] != NULL ? (uint32_t)a->num[OPT_KDF_COST] : 0;
     }
     rc = km_open(&k->ctx, k->vault, &o);
-    km_secret_free(pass);
     if (rc != KM_OK)
-        return kmctl_lib_error(rc, "%s vault '%s'", c->vault == VAULT_CREATE ? "creating" : "opening",
-                               k->vault);
-    return KMCTL_EXIT_OK;
+        rc = kmctl_lib_error(rc, "%s vault '%s'", c->vault == VAULT_CREATE ? "creating" : "opening",
+                             k->vault);
+    else
+        rc = KMCTL_EXIT_OK;
+out:
+    km_secret_free(pass);
+    for (i = 0; i < g->nshares; i++)
+        km_secret_free(shares[i]);
+    return rc;
 }
 
 int main(int argc, char **argv)
 {
-    struct globals g = { NULL, NULL, 0 };
+    struct globals g;
     struct kmctl_args a;
     struct kmctl k = { NULL, NULL };
     const struct kmctl_cmd *c = NULL;
@@ -485,6 +589,7 @@ int main(int argc, char **argv)
     /* A closed pipe is reported as a write error (exit 9), not a silent death. */
     signal(SIGPIPE, SIG_IGN);
     memset(&a, 0, sizeof a);
+    memset(&g, 0, sizeof g);
 
     /* global options before the command */
     while (i < argc && argv[i][0] == '-') {

@@ -25,10 +25,26 @@ Conventions
 * Secrets: a passphrase or key material is copied into a private ctypes
   buffer that is wiped after the call. A ``bytearray`` given by the caller is
   the caller's to wipe (use ``km.wipe(buf)``); ``str`` is refused for secrets
-  because Python strings cannot be wiped. Secrets that libkm returns come
-  back as ``bytearray`` (wipe them with ``km.wipe``). Decrypted plaintext is
-  the application's data and comes back as ``bytes``; the C buffer it passed
-  through is wiped.
+  because Python strings cannot be wiped (configurations that may hold a PIN
+  and Shamir shares are also accepted as bytes/bytearray for that reason).
+  Secrets that libkm returns (data keys, derived and agreed keys, RSA-OAEP
+  decrypted keys, Shamir shares) come back as ``km.Secret``, a ``bytearray``
+  that ``s.wipe()`` zeroes, that a ``with`` block wipes at its end, and that
+  is wiped when the Vault it came from is closed; libkm's own copy is wiped
+  before it is returned. Decrypted plaintext is the application's data and
+  comes back as ``bytes``; the C buffer it passed through is wiped.
+
+Coverage: the whole public C API. Vault: open (passphrase, principal, TPM/HSM
+keyslot, Shamir shares), create_key/import_key/key/key_by_id/keys,
+session_key, decrypt, data keys (decrypt_data_key), rewrap/rewrap_batch,
+import_wrapped/wrapping_key, policy (get_policy/set_policy/policy_report),
+maintain, rekey/compact/backup (km.restore), add_passphrase/add_backend_slot/
+add_shares/remove_passphrases, set_backend, principals and dual control
+(add_principal, whoami, request/approve), audit (audit_entries, audit_verify,
+audit_head, audit_level, sinks). Key: encrypt/decrypt, sign/verify,
+sign_digest, mac/mac_verify, generate_data_key, derive, agree, rsa_decrypt,
+export_wrapped, public_key, rotate, info/versions, lifecycle (activate,
+suspend, resume, revoke, schedule_destroy, cancel_destroy), grant/perms.
 
 The library is loaded from ``$KM_LIBRARY``, else ``libkm.so.0`` next to this
 package, else the soname ``libkm.so.0`` (see km/_ffi.py).
@@ -36,6 +52,7 @@ package, else the soname ``libkm.so.0`` (see km/_ffi.py).
 
 import ctypes
 import datetime as _dt
+import json
 import os
 import threading
 import weakref
@@ -43,8 +60,9 @@ import weakref
 from . import _ffi
 from ._ffi import KmError, lib, wipe
 
-__all__ = ["Vault", "Key", "KmError", "version", "encode_text", "decode_text", "wipe",
-           "error_class", "KEY_TYPES", "USAGES"] + sorted(_ffi.CLASSES)
+__all__ = ["Vault", "Key", "Secret", "KmError", "version", "encode_text", "decode_text",
+           "wipe", "error_class", "restore", "KEY_TYPES", "USAGES", "REVOKE_REASONS", "ROLES",
+           "PERMS", "REQUEST_OPS", "AUDIT_LEVELS"] + sorted(_ffi.CLASSES)
 
 # one exception class per error code: km.NotFound, km.AuthError, ...
 globals().update(_ffi.CLASSES)
@@ -71,6 +89,25 @@ USAGES = {"encrypt": 0x001, "decrypt": 0x002, "sign": 0x004, "verify": 0x008, "m
           "mac-verify": 0x020, "wrap": 0x040, "unwrap": 0x080, "derive": 0x100,
           "agree": 0x200}
 _KEY_FLAGS = {"exportable": _ffi.KM_KEY_EXPORTABLE, "public-only": _ffi.KM_KEY_PUBLIC_ONLY}
+_WRAP_FORMATS = {"kwp": _ffi.KM_WRAP_KWP, "rsa-oaep-kwp": _ffi.KM_WRAP_RSA_OAEP_KWP}
+DERIVE_MAX = _ffi.KM_DERIVE_MAX
+DATAKEY_LEN = _ffi.KM_DATAKEY_LEN
+DATAKEY_WRAPPED_LEN = lib.km_datakey_wrapped_len()
+SHARES_MAX = _ffi.KM_SHARES_MAX
+
+#: principal roles (km/acl.h KM_ROLE_*)
+ROLES = {"admin": 0x1, "custodian": 0x2, "user": 0x4, "auditor": 0x8}
+#: key permissions for grants (km/acl.h KM_PERM_*)
+PERMS = {"encrypt": 0x01, "decrypt": 0x02, "sign": 0x04, "verify": 0x08, "mac": 0x10,
+         "derive": 0x20, "export": 0x40}
+#: operations under dual control (km/quorum.h km_request_op)
+REQUEST_OPS = {"destroy": 1, "export": 2, "import-raw": 3, "policy-change": 4,
+               "principal-change": 5}
+#: data-path audit levels (km/audit.h km_audit_level)
+AUDIT_LEVELS = {"none": 0, "counters": 1, "every": 2}
+
+#: revocation reason names (km_revoke_reason_name of 1, 2, ...)
+REVOKE_REASONS = tuple(n for n in (lib.km_revoke_reason_name(i) for i in range(1, 32)) if n)
 _FORMATS = {"raw": _ffi.KM_MATERIAL_RAW, "pkcs8": _ffi.KM_MATERIAL_PKCS8_DER,
             "spki": _ffi.KM_MATERIAL_SPKI_DER, "pem": _ffi.KM_MATERIAL_PEM}
 
@@ -107,6 +144,15 @@ def decode_text(text):
     return _sized(lambda out, cap, out_len: lib.km_text_decode(text, len(text), out, cap,
                                                                out_len),
                   len(text) * 3 // 4 + 3)
+
+
+def restore(backup, directory):
+    """Makes a vault again from a file written by Vault.backup() in `directory`
+    (created if absent; a vault there is never overwritten: AlreadyExists).
+    Open it with the credentials that opened the vault when it was backed up.
+    Raises NotFound, CorruptVault (not a libkm vault file), AlreadyExists,
+    Unsupported, StorageError."""
+    lib.km_vault_restore(os.fsencode(os.fspath(backup)), os.fsencode(os.fspath(directory)))
 
 
 # ---------------------------------------------------------------- helpers
@@ -177,7 +223,7 @@ def _names(mask, names):
 
 def _key_options(usage=None, exportable=False, protection=None, activate_at=None,
                  rotate_days=None, protect_days=None, process_days=None,
-                 destroy_grace_days=None):
+                 destroy_grace_days=None, policy=None, key_id=None):
     o = _ffi.km_key_options()
     o.version = _ffi.KM_KEY_OPTIONS_VERSION
     o.usage = _mask(usage, USAGES, "usage")
@@ -190,7 +236,165 @@ def _key_options(usage=None, exportable=False, protection=None, activate_at=None
     o.protect_days = int(protect_days or 0)
     o.process_days = int(process_days or 0)
     o.destroy_grace_days = int(destroy_grace_days or 0)
+    if policy is not None:
+        o.policy = _policy_text(policy)
+    if key_id is not None:
+        if isinstance(key_id, str):
+            key_id = bytes.fromhex(key_id)
+        if len(key_id) != 16:
+            raise InvalidArgument("a key id has 16 bytes", function="key_id")
+        o._key_id_buf = (ctypes.c_uint8 * 16).from_buffer_copy(bytes(key_id))
+        o.key_id = ctypes.cast(o._key_id_buf, _ffi.U8_P)
     return o
+
+
+def _policy_text(policy):
+    """A policy given as a dict (dumped to JSON), str or bytes: UTF-8 bytes."""
+    if isinstance(policy, dict):
+        policy = json.dumps(policy)
+    if isinstance(policy, str):
+        policy = policy.encode("utf-8")
+    if not isinstance(policy, (bytes, bytearray)):
+        raise TypeError("a policy is a dict, str or bytes, not %s" % type(policy).__name__)
+    return bytes(policy)
+
+
+def _pem_to_der(data):
+    """SubjectPublicKeyInfo DER from DER or "-----BEGIN PUBLIC KEY-----" PEM bytes."""
+    import base64
+    if isinstance(data, str):
+        data = data.encode("ascii")
+    data = bytes(data)
+    if data.lstrip().startswith(b"-----BEGIN"):
+        body = b"".join(line for line in data.strip().splitlines()
+                        if not line.startswith(b"-----"))
+        return base64.b64decode(body)
+    return data
+
+
+def _secret_buffer(value, what):
+    """A NUL-terminated private copy of a secret text (a configuration with a
+    PIN, a share) as (buffer, char* pointer); the caller wipes the buffer."""
+    if isinstance(value, str):
+        value = value.encode("utf-8")
+    if not isinstance(value, (bytes, bytearray, memoryview)):
+        raise TypeError("%s must be str or bytes-like, not %s" % (what, type(value).__name__))
+    tmp, n = _ffi.in_buffer(value, what)
+    try:
+        if 0 in tmp[:n]:
+            raise InvalidArgument("%s contains a NUL character" % what, function=what)
+        buf = (ctypes.c_char * (n + 1))()
+        ctypes.memmove(buf, tmp, n)
+    finally:
+        wipe(tmp)
+    return buf, ctypes.cast(buf, ctypes.c_char_p)
+
+
+class Secret(bytearray):
+    """Secret bytes that libkm returned: a data key, a derived or agreed key,
+    an RSA-decrypted key, a Shamir share.
+
+    A ``bytearray``, so that it can be wiped: ``s.wipe()`` zeroes it in place,
+    a ``with`` block wipes it at its end, and every Secret still alive is
+    wiped when the Vault it came from is closed. libkm's own copy (secure
+    memory) is wiped and freed before the Secret is handed out. Growing or
+    shrinking it may leave a copy behind (Python reallocates): do not resize
+    it. Its repr never shows the bytes.
+    """
+
+    def wipe(self):
+        """Zeroes the bytes in place (the length stays)."""
+        wipe(self)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.wipe()
+
+    def __repr__(self):
+        return "<km.Secret %d bytes>" % len(self)
+
+    __str__ = __repr__
+
+
+class _Secrets:
+    """The Secrets a vault returned that are still alive (weak references by
+    identity: a Secret is a bytearray, compared by value and unhashable)."""
+
+    def __init__(self):
+        self._refs = {}
+        self._lock = threading.Lock()
+
+    def add(self, secret):
+        key = id(secret)
+
+        def gone(_ref, key=key, refs=self._refs):
+            refs.pop(key, None)
+
+        with self._lock:
+            self._refs[key] = weakref.ref(secret, gone)
+
+    def wipe_all(self):
+        with self._lock:
+            refs, self._refs = list(self._refs.values()), {}
+        for r in refs:
+            s = r()
+            if s is not None:
+                s.wipe()
+
+
+def _take_secret(sp, vault):
+    """Copies a km_secret into a Secret registered with `vault`, then frees
+    (and so wipes) the km_secret."""
+    try:
+        n = lib.km_secret_len(sp)
+        s = Secret(n)
+        if n:
+            ctypes.memmove((ctypes.c_char * n).from_buffer(s), lib.km_secret_data(sp), n)
+    finally:
+        lib.km_secret_free(sp)
+    vault._secrets.add(s)
+    return s
+
+
+def _fn(name):
+    """lib.<name>, or a function raising Unsupported when this libkm lacks it."""
+    fn = getattr(lib, name, None)
+    if fn is None:
+        return _ffi._missing(name)
+    return fn
+
+
+def _close_vault(handle, secrets):
+    secrets.wipe_all()
+    handle.close()
+
+
+def _audit_entry(e):
+    """A km_audit_entry as a dict (its strings copied: valid only during the callback)."""
+    return {"seq": e.seq, "time": e.time,
+            "principal": (e.principal or b"").decode("utf-8", "replace"),
+            "op": (e.op or b"").decode("utf-8", "replace"),
+            "key_id": bytes(e.key_id) if e.has_key else None,
+            "version": e.version,
+            "result": "KM_OK" if e.result == 0 else (lib.km_err_name(e.result) or b"").decode(),
+            "detail": (e.detail or b"").decode("utf-8", "replace"),
+            "hash": bytes(e.hash)}
+
+
+def _audit_json(entry_p):
+    out_len = ctypes.c_size_t(0)
+    cap = 1024
+    while True:
+        buf = ctypes.create_string_buffer(cap)
+        try:
+            lib.km_audit_entry_json(entry_p, buf, cap, ctypes.byref(out_len))
+            return buf.value.decode("utf-8", "replace")
+        except BufferTooSmall:
+            if out_len.value <= cap:
+                raise
+            cap = out_len.value
 
 
 def _time(t):
@@ -301,58 +505,98 @@ class Vault:
         raise TypeError("use km.Vault.open(path, passphrase=...)")
 
     @classmethod
-    def open(cls, path, passphrase, create=False, kdf_cost=None, *, exclusive=False,
-             strict_refresh=False, refresh_ms=None, map_size=None):
+    def open(cls, path, passphrase=None, create=False, kdf_cost=None, *, exclusive=False,
+             strict_refresh=False, refresh_ms=None, map_size=None, fips=False,
+             key_cache_max=None, principal=None, slot_backend=None, slot_config=None,
+             shares=None):
         """Opens (with create=True: creates if absent) the vault at `path`.
 
         path: a directory path (str, bytes or os.PathLike) or an "lmdb:/dir" URI.
         passphrase: bytes or bytearray (1 to 1024 bytes). It is copied into a
             private buffer that is wiped as soon as km_open returns; a bytearray
-            passed in is not wiped here (that is the caller's choice).
-        create: create the vault when the directory holds none.
+            passed in is not wiped here (that is the caller's choice). None
+            when the vault is opened with slot_backend or shares.
+        create: create the vault when the directory holds none (needs a passphrase).
         kdf_cost: log2 of scrypt's N for a newly created passphrase slot
             (km.KDF_COST_MIN..KDF_COST_MAX; None = libkm's default, 17).
         exclusive: with create, fail with AlreadyExists if a vault exists.
         strict_refresh: re-read key state on every use (KM_OPEN_STRICT_REFRESH).
-        refresh_ms, map_size: see km_open_options.
+        fips: with create, the new vault gets the FIPS 140-3 policy profile.
+        refresh_ms, map_size, key_cache_max: see km_open_options.
+        principal: open as this principal; `passphrase` is then its own.
+        slot_backend, slot_config: open with a keyslot held by a backend
+            ("tpm2", "pkcs11"; see Vault.add_backend_slot) and no passphrase;
+            slot_config is that backend's configuration (a TCTI; a module,
+            token and PIN). A bytes/bytearray config is copied into a buffer
+            wiped after the call (a str cannot be wiped).
+        shares: open with the custodians' Shamir shares ("kms1:..." texts,
+            from Vault.add_shares), at least the slot's M of them; copied
+            into buffers wiped after the call.
 
         Raises: NotFound (no vault and not create), AuthError (wrong
-        passphrase), AlreadyExists (exclusive), CorruptVault, Unsupported (a
+        passphrase, backend slot or shares), AlreadyExists (exclusive),
+        BackendError (the keyslot's device), CorruptVault, Unsupported (a
         newer vault format), StorageError, InvalidArgument.
         """
         uri = os.fsencode(os.fspath(path))
         if isinstance(passphrase, str):
             raise TypeError("passphrase must be bytes or bytearray (a str cannot be wiped)")
-        if not isinstance(passphrase, (bytes, bytearray, memoryview)):
+        if passphrase is not None and not isinstance(passphrase, (bytes, bytearray, memoryview)):
             raise TypeError("passphrase must be bytes or bytearray, not %s"
                             % type(passphrase).__name__)
+        if passphrase is None and slot_backend is None and not shares:
+            raise TypeError("Vault.open needs a passphrase, a slot_backend or shares")
         o = _ffi.km_open_options()
         o.version = _ffi.KM_OPEN_OPTIONS_VERSION
         o.flags = ((_ffi.KM_OPEN_CREATE if create else 0)
                    | (_ffi.KM_OPEN_EXCL if exclusive else 0)
-                   | (_ffi.KM_OPEN_STRICT_REFRESH if strict_refresh else 0))
+                   | (_ffi.KM_OPEN_STRICT_REFRESH if strict_refresh else 0)
+                   | (_ffi.KM_OPEN_FIPS if fips else 0))
         o.kdf_cost = 0 if kdf_cost is None else int(kdf_cost)
         o.refresh_ms = 0 if refresh_ms is None else int(refresh_ms)
         o.map_size = 0 if map_size is None else int(map_size)
-        buf, n = _ffi.in_buffer(passphrase, "passphrase")
+        o.key_cache_max = 0 if key_cache_max is None else int(key_cache_max)
+        if principal is not None:
+            o.principal = _cstr(principal, "principal")
+        if slot_backend is not None:
+            o.slot_backend = _cstr(slot_backend, "slot_backend")
+        wipes = []
         ctx = _ffi.CTX_P()
         try:
-            o.passphrase = ctypes.cast(buf, _ffi.U8_P)
-            o.passphrase_len = n
+            if passphrase is not None:
+                buf, n = _ffi.in_buffer(passphrase, "passphrase")
+                wipes.append(buf)
+                o.passphrase = ctypes.cast(buf, _ffi.U8_P)
+                o.passphrase_len = n
+            if slot_config is not None:
+                buf, o.slot_config = _secret_buffer(slot_config, "slot_config")
+                wipes.append(buf)
+            if shares:
+                shares = list(shares)
+                arr = (ctypes.c_char_p * len(shares))()
+                for i, share in enumerate(shares):
+                    buf, arr[i] = _secret_buffer(share, "share")
+                    wipes.append(buf)
+                o.shares = arr
+                o.share_count = len(shares)
             lib.km_open(ctypes.byref(ctx), uri, ctypes.byref(o))
         finally:
             o.passphrase = None
-            wipe(buf)
+            o.slot_config = None
+            for buf in wipes:
+                wipe(buf)
         self = object.__new__(cls)
         self._uri = uri
         self._h = _Handle(ctx, lib.km_close, "vault")
-        self._finalizer = weakref.finalize(self, self._h.close)
+        self._secrets = _Secrets()
+        self._finalizer = weakref.finalize(self, _close_vault, self._h, self._secrets)
         return self
 
     # -- handle
     def close(self):
-        """Closes the vault: first every key handle opened from it, then km_close
-        (which wipes the master key). Idempotent."""
+        """Closes the vault: wipes every km.Secret it returned that is still
+        alive, closes every key handle opened from it, then km_close (which
+        wipes the master key). Idempotent."""
         self._finalizer()
 
     @property
@@ -526,6 +770,418 @@ class Vault:
             return out
         finally:
             lib.km_maintain_report_free(rep)
+
+    # -- policy
+    def policy_json(self):
+        """The vault's current policy as a JSON text (docs/POLICY.md)."""
+        with _Use(self._h) as ctx:
+            out = _sized(lambda out, cap, out_len: lib.km_policy_get(ctx, out, cap, out_len), 4096)
+        return out.rstrip(b"\0").decode("utf-8")
+
+    def get_policy(self):
+        """The vault's current policy as a dict (the JSON document of docs/POLICY.md)."""
+        return json.loads(self.policy_json())
+
+    def set_policy(self, policy):
+        """Replaces the vault's policy: a dict, or a JSON str/bytes.
+        Raises InvalidArgument (the message names the rule), Unsupported (a
+        newer document version), PolicyError/AccessDenied (dual control, rights)."""
+        text = _policy_text(policy)
+        with _Use(self._h) as ctx:
+            lib.km_policy_set(ctx, text, len(text))
+
+    def policy_report(self):
+        """Every key out of policy, as a list of (key name, why)."""
+        f = _ffi.FINDINGS_P()
+        with _Use(self._h) as ctx:
+            lib.km_policy_report(ctx, ctypes.byref(f))
+        try:
+            out = []
+            for i in range(lib.km_policy_findings_count(f)):
+                name, why = ctypes.c_char_p(), ctypes.c_char_p()
+                lib.km_policy_findings_get(f, i, ctypes.byref(name), ctypes.byref(why))
+                out.append((name.value.decode("utf-8", "replace"),
+                            why.value.decode("utf-8", "replace")))
+            return out
+        finally:
+            lib.km_policy_findings_free(f)
+
+    # -- envelope encryption
+    def decrypt_data_key(self, wrapped, aad=b""):
+        """Unwraps a data key made by Key.generate_data_key() (the KEK is found
+        from its header). Returns a km.Secret (wiped on close).
+        Raises IntegrityError (altered, or another aad), NotFound, StateError."""
+        w, wn = _ffi.in_data(wrapped, "wrapped")
+        a, an = _ffi.in_data(aad, "aad")
+        sp = _ffi.SECRET_P()
+        with _Use(self._h) as ctx:
+            lib.km_datakey_decrypt(ctx, w, wn, a, an, ctypes.byref(sp))
+            return _take_secret(sp, self)
+
+    def rewrap(self, data, aad=b""):
+        """Re-encrypts a ciphertext or a wrapped data key under the primary
+        version of its own key; the plaintext never reaches Python. The aad
+        is the one the input was made with, and stays bound to the output."""
+        d, dn = _ffi.in_data(data, "data")
+        a, an = _ffi.in_data(aad, "aad")
+        with _Use(self._h) as ctx:
+            return _sized(lambda out, cap, out_len: lib.km_rewrap(ctx, d, dn, a, an, out, cap,
+                                                                  out_len), dn)
+
+    def rewrap_batch(self, items, aads=None):
+        """Rewraps many ciphertexts / wrapped data keys in one call.
+
+        items: a sequence of bytes; aads: None or one aad per item.
+        Returns a list with, per item, the rewrapped bytes or, for an item
+        that failed, the KmError instance saying why (not raised: the other
+        items are still rewrapped). Raises only for a failure of the call
+        itself (e.g. InvalidArgument for too many items)."""
+        items = list(items)
+        n = len(items)
+        if aads is not None:
+            aads = list(aads)
+            if len(aads) != n:
+                raise InvalidArgument("rewrap_batch: one aad per item", function="rewrap_batch")
+        if n == 0:
+            return []
+        keep = []
+        ins, in_lens = (_ffi.U8_P * n)(), (ctypes.c_size_t * n)()
+        outs, caps = (_ffi.U8_P * n)(), (ctypes.c_size_t * n)()
+        out_lens, results = (ctypes.c_size_t * n)(), (ctypes.c_int * n)(*([1] * n))
+        aad_p = aad_l = None
+        if aads is not None:
+            aad_p, aad_l = (_ffi.U8_P * n)(), (ctypes.c_size_t * n)()
+        bufs = []
+        for i, item in enumerate(items):
+            p, ln = _ffi.in_data(item, "item")
+            keep.append(p)
+            ins[i], in_lens[i] = ctypes.cast(p, _ffi.U8_P), ln
+            b = (ctypes.c_uint8 * max(ln, 1))()
+            bufs.append(b)
+            outs[i], caps[i] = ctypes.cast(b, _ffi.U8_P), ln
+            if aads is not None:
+                p, ln = _ffi.in_data(aads[i], "aad")
+                keep.append(p)
+                aad_p[i], aad_l[i] = ctypes.cast(p, _ffi.U8_P), ln
+        failure = None
+        with _Use(self._h) as ctx:
+            try:
+                lib.km_rewrap_batch(ctx, n, ins, in_lens, aad_p, aad_l, outs, caps, out_lens,
+                                    results)
+            except KmError as e:
+                failure = e
+        if failure is not None and any(r == 1 for r in results):
+            raise failure  # the call failed as a whole: no per-item results
+        out = []
+        for i in range(n):
+            r = results[i]
+            if r == 0:
+                out.append(ctypes.string_at(bufs[i], out_lens[i]))
+            else:
+                msg = lib.km_strerror(r).decode("utf-8", "replace")
+                out.append(error_class(r)("item %d: %s" % (i, msg), code=r,
+                                          function="km_rewrap_batch"))
+        return out
+
+    # -- distribution
+    def import_wrapped(self, name, type, blob, format="kwp", **options):
+        """Imports a wrapped key as a new key (version 1, ACTIVE).
+
+        format: "kwp" (a blob from Key.export_wrapped(kek=...) under a KEK of
+        this vault) or "rsa-oaep-kwp" (wrapped to this vault's
+        wrapping_key()). options: as create_key().
+        Raises InvalidArgument, IntegrityError (does not unwrap), NotFound
+        (the KEK is not here), AlreadyExists, PolicyError."""
+        cname = _cstr(name, "name")
+        ktype = _key_type(type)
+        try:
+            fmt = _WRAP_FORMATS[format]
+        except KeyError:
+            raise InvalidArgument("format must be 'kwp' or 'rsa-oaep-kwp'",
+                                  function="import_wrapped") from None
+        b, bn = _ffi.in_data(blob, "blob")
+        o = _key_options(**options)
+        out = _ffi.KEY_P()
+        with _Use(self._h) as ctx:
+            lib.km_key_import_wrapped(ctypes.byref(out), ctx, cname, ktype, fmt, b, bn,
+                                      ctypes.byref(o))
+            return Key._new(self, out)
+
+    def wrapping_key(self, format="pem"):
+        """The public half of the vault's RSA-4096 import wrapping key ("pem"
+        or "der" SubjectPublicKeyInfo), for senders of "rsa-oaep-kwp" blobs."""
+        try:
+            fmt = {"pem": _ffi.KM_MATERIAL_PEM, "der": _ffi.KM_MATERIAL_SPKI_DER}[format]
+        except KeyError:
+            raise InvalidArgument("format must be 'pem' or 'der'",
+                                  function="wrapping_key") from None
+        with _Use(self._h) as ctx:
+            return _sized(lambda out, cap, out_len: lib.km_vault_wrapping_key(ctx, fmt, out, cap,
+                                                                              out_len), 2048)
+
+    def session_key(self, type):
+        """An ephemeral key that never touches the vault (km_session_key_create)."""
+        ktype = _key_type(type)
+        out = _ffi.KEY_P()
+        with _Use(self._h) as ctx:
+            lib.km_session_key_create(ctypes.byref(out), ctx, ktype)
+            return Key._new(self, out)
+
+    # -- vault administration
+    def rekey(self, passphrase, kdf_cost=None):
+        """New master key, every record resealed, and every keyslot replaced by
+        one passphrase slot for `passphrase` (add others again afterwards)."""
+        if isinstance(passphrase, str):
+            raise TypeError("passphrase must be bytes or bytearray (a str cannot be wiped)")
+        buf, n = _ffi.in_buffer(passphrase, "passphrase")
+        try:
+            with _Use(self._h) as ctx:
+                lib.km_vault_rekey(ctx, buf, n, 0 if kdf_cost is None else kdf_cost)
+        finally:
+            wipe(buf)
+
+    def compact(self):
+        """Rewrites the vault file without free pages (old sealed copies gone).
+        Raises Busy while another context or process has the vault open."""
+        with _Use(self._h) as ctx:
+            lib.km_vault_compact(ctx)
+
+    def set_backend(self, name, config):
+        """Stores a backend's configuration ("pkcs11": module, token, PIN;
+        "tpm2": TCTI) sealed in the vault; None removes it. A bytes/bytearray
+        config is copied into a buffer wiped after the call."""
+        cname = _cstr(name, "name")
+        buf, p = (None, None) if config is None else _secret_buffer(config, "config")
+        try:
+            with _Use(self._h) as ctx:
+                lib.km_vault_backend_set(ctx, cname, p)
+        finally:
+            if buf is not None:
+                wipe(buf)
+
+    def add_backend_slot(self, backend, config=None):
+        """Adds a keyslot held by a backend ("tpm2": the master key sealed to
+        the TPM; "pkcs11": wrapped by a token key), so that
+        Vault.open(path, slot_backend=..., slot_config=...) opens the vault
+        without a passphrase. config as for set_backend()."""
+        cname = _cstr(backend, "backend")
+        buf, p = (None, None) if config is None else _secret_buffer(config, "config")
+        try:
+            with _Use(self._h) as ctx:
+                _fn("km_vault_add_backend_slot")(ctx, cname, p)
+        finally:
+            if buf is not None:
+                wipe(buf)
+
+    def add_shares(self, m, n):
+        """Adds a Shamir M-of-N keyslot; returns the n shares ("kms1:..." text)
+        as km.Secret objects, one per custodian (wiped on close)."""
+        arr = (_ffi.SECRET_P * max(int(n), 1))()
+        with _Use(self._h) as ctx:
+            _fn("km_vault_add_shares")(ctx, int(m), int(n), arr)
+        return [_take_secret(arr[i], self) for i in range(int(n))]
+
+    def remove_passphrases(self):
+        """Removes every owner passphrase keyslot (StateError if no other would remain)."""
+        with _Use(self._h) as ctx:
+            _fn("km_vault_remove_passphrases")(ctx)
+
+    def backup(self, path):
+        """Writes a consistent copy of the vault to the new file `path` (never
+        overwritten: AlreadyExists) while it stays in use; km.restore() makes
+        it a vault again. The copy opens with today's credentials."""
+        with _Use(self._h) as ctx:
+            lib.km_vault_backup(ctx, os.fsencode(os.fspath(path)))
+
+    # -- principals and grants (km/acl.h)
+    def add_principal(self, name, roles, passphrase, kdf_cost=None):
+        """Adds a principal with `roles` (names from km.ROLES or a mask) and its
+        own passphrase keyslot: Vault.open(path, passphrase=..., principal=name)."""
+        if isinstance(passphrase, str):
+            raise TypeError("passphrase must be bytes or bytearray (a str cannot be wiped)")
+        cname = _cstr(name, "name")
+        mask = _mask(roles, ROLES, "role")
+        buf, n = _ffi.in_buffer(passphrase, "passphrase")
+        try:
+            with _Use(self._h) as ctx:
+                lib.km_principal_add(ctx, cname, mask, buf, n, 0 if kdf_cost is None else kdf_cost)
+        finally:
+            wipe(buf)
+
+    def remove_principal(self, name, *, revoke_owned=False):
+        """Offboards a principal: its keyslots, record and grants go, its keys
+        pass to the owner (and with revoke_owned=True are deactivated)."""
+        with _Use(self._h) as ctx:
+            lib.km_principal_remove(ctx, _cstr(name, "name"), 1 if revoke_owned else 0)
+
+    def principals(self):
+        """The principals as a list of (name, [role names], created epoch seconds)."""
+        found, failure = [], []
+
+        def each(name, roles, created, arg):
+            try:
+                found.append((name.decode("utf-8", "replace"), _names(roles, ROLES), created))
+                return 0
+            except BaseException as e:  # pragma: no cover - never unwind through C
+                failure.append(e)
+                return 1
+
+        cb = _ffi.km_principal_fn(each)
+        with _Use(self._h) as ctx:
+            lib.km_principal_list(ctx, cb, None)
+        if failure:  # pragma: no cover
+            raise failure[0]
+        return found
+
+    def whoami(self):
+        """(name, [role names]) of who opened this vault ("owner", a principal, "shares", ...)."""
+        buf = ctypes.create_string_buffer(128)
+        roles = ctypes.c_uint32(0)
+        with _Use(self._h) as ctx:
+            lib.km_whoami(ctx, buf, len(buf), ctypes.byref(roles))
+        return buf.value.decode("utf-8", "replace"), _names(roles.value, ROLES)
+
+    # -- dual control (km/quorum.h)
+    def request(self, op, key_name=None, params=b"", ttl=None):
+        """Creates a dual-control request for `op` (a name from km.REQUEST_OPS)
+        with the exact params the call will use (see km/quorum.h); returns its
+        16-byte id, for custodians to approve()."""
+        try:
+            code = REQUEST_OPS[op] if isinstance(op, str) else int(op)
+        except KeyError:
+            raise InvalidArgument("unknown request op %r (one of %s)"
+                                  % (op, ", ".join(REQUEST_OPS)), function="request") from None
+        p, pn = _ffi.in_data(params if not isinstance(params, str) else params.encode("utf-8"),
+                             "params")
+        rid = (ctypes.c_uint8 * 16)()
+        kn = None if key_name is None else _cstr(key_name, "key_name")
+        with _Use(self._h) as ctx:
+            lib.km_request_create(ctx, code, kn, p, pn, int(ttl or 0), rid)
+        return bytes(rid)
+
+    def approve(self, request_id):
+        """Approves a request as this vault's principal (a custodian, not its requester)."""
+        rid = (ctypes.c_uint8 * 16).from_buffer_copy(bytes(request_id))
+        with _Use(self._h) as ctx:
+            lib.km_request_approve(ctx, rid)
+
+    def request_info(self, request_id):
+        """A request's state as a dict: op, key_name, requester, approvals,
+        needed, created, expires, consumed."""
+        rid = (ctypes.c_uint8 * 16).from_buffer_copy(bytes(request_id))
+        st = _ffi.km_request_status()
+        with _Use(self._h) as ctx:
+            lib.km_request_info(ctx, rid, ctypes.byref(st))
+        ops = {v: k for k, v in REQUEST_OPS.items()}
+        return {"op": ops.get(st.op, st.op), "key_name": st.key_name.decode("utf-8", "replace"),
+                "requester": st.requester.decode("utf-8", "replace"),
+                "approvals": st.approvals, "needed": st.needed, "created": st.created,
+                "expires": st.expires, "consumed": bool(st.consumed)}
+
+    # -- audit (km/audit.h)
+    @property
+    def audit_level(self):
+        """The data-path audit level: "none", "counters" (default) or "every"."""
+        lv = ctypes.c_int(0)
+        with _Use(self._h) as ctx:
+            lib.km_audit_get_level(ctx, ctypes.byref(lv))
+        return {v: k for k, v in AUDIT_LEVELS.items()}.get(lv.value, lv.value)
+
+    @audit_level.setter
+    def audit_level(self, level):
+        try:
+            code = AUDIT_LEVELS[level] if isinstance(level, str) else int(level)
+        except KeyError:
+            raise InvalidArgument("audit level is one of none, counters, every",
+                                  function="audit_level") from None
+        with _Use(self._h) as ctx:
+            lib.km_audit_set_level(ctx, code)
+
+    def audit_flush(self):
+        """Writes the queued data-path audit entries now."""
+        with _Use(self._h) as ctx:
+            lib.km_audit_flush(ctx)
+
+    def audit_head(self):
+        """The head of the audit log as (seq, sha256 bytes): keep it outside
+        the vault and pass it to audit_verify(anchor=...) later."""
+        h = _ffi.km_audit_head()
+        with _Use(self._h) as ctx:
+            lib.km_audit_head_get(ctx, ctypes.byref(h))
+        return h.seq, bytes(h.hash)
+
+    def audit_verify(self, anchor=None):
+        """Verifies the whole audit log (with `anchor`, a head from
+        audit_head(), also that its tail was not cut). Returns the number of
+        entries verified; raises IntegrityError with .bad_seq, the first bad
+        entry's sequence number."""
+        a = None
+        if anchor is not None:
+            a = _ffi.km_audit_head()
+            a.seq = int(anchor[0])
+            ctypes.memmove(a.hash, bytes(anchor[1]), 32)
+        count, bad = ctypes.c_uint64(0), ctypes.c_uint64(0)
+        with _Use(self._h) as ctx:
+            try:
+                lib.km_audit_verify(ctx, None if a is None else ctypes.byref(a),
+                                    ctypes.byref(count), ctypes.byref(bad))
+            except KmError as e:
+                e.bad_seq = bad.value
+                raise
+        return count.value
+
+    def audit_entries(self, start=1, *, as_json=False):
+        """The audit entries from sequence `start`, as dicts (seq, time,
+        principal, op, key_id, version, result, detail, hash), or as libkm's
+        JSON text with as_json=True. Raises IntegrityError at a bad entry."""
+        found, failure = [], []
+
+        def each(entry, arg):
+            try:
+                found.append(_audit_json(entry) if as_json else _audit_entry(entry.contents))
+                return 0
+            except BaseException as e:  # pragma: no cover - never unwind through C
+                failure.append(e)
+                return 1
+
+        cb = _ffi.km_audit_fn(each)
+        with _Use(self._h) as ctx:
+            try:
+                lib.km_audit_foreach(ctx, int(start), cb, None)
+            except KmError:
+                if failure:  # pragma: no cover
+                    raise failure[0] from None
+                raise
+        return found
+
+    def audit_alerts(self, start=1):
+        """The entries worth an alert (denied uses, failed authentications,
+        use of a compromised version, ...) as a list of (entry dict, why)."""
+        found, failure = [], []
+
+        def each(entry, why, arg):
+            try:
+                found.append((_audit_entry(entry.contents), why.decode("utf-8", "replace")))
+                return 0
+            except BaseException as e:  # pragma: no cover
+                failure.append(e)
+                return 1
+
+        cb = _ffi.km_audit_alert_fn(each)
+        with _Use(self._h) as ctx:
+            lib.km_audit_alerts(ctx, int(start), cb, None)
+        return found
+
+    def audit_to_syslog(self, enable=True):
+        """Copies every entry this vault handle writes to syslog (LOG_AUTHPRIV)."""
+        with _Use(self._h) as ctx:
+            lib.km_audit_sink_syslog(ctx, 1 if enable else 0)
+
+    def audit_to_file(self, path):
+        """Appends every entry this handle writes to `path` as JSON lines; None stops."""
+        p = None if path is None else os.fsencode(os.fspath(path))
+        with _Use(self._h) as ctx:
+            lib.km_audit_sink_file(ctx, p)
 
 
 # ---------------------------------------------------------------- Key
@@ -746,3 +1402,108 @@ class Key:
         """DESTROY_PENDING -> the state it came from."""
         with _Use(self._h) as k:
             lib.km_key_cancel_destroy(k, version)
+
+    def grant(self, grantee, perms):
+        """Grants `perms` (names from km.PERMS, or a mask; None/[] removes) on
+        this key to a principal name or a role ("role:user", ...)."""
+        mask = _mask(perms, PERMS, "permission")
+        with _Use(self._h) as k:
+            lib.km_key_grant(k, _cstr(grantee, "grantee"), mask)
+
+    def perms(self):
+        """The permissions (names from km.PERMS) the vault's principal has on this key."""
+        p = ctypes.c_uint32(0)
+        with _Use(self._h) as k:
+            lib.km_key_perms(k, ctypes.byref(p))
+        return _names(p.value, PERMS)
+
+    def versions(self):
+        """The key's versions (a list of dicts, as info()["versions"])."""
+        return self.info()["versions"]
+
+    # -- envelope encryption, derivation, agreement
+    def generate_data_key(self, aad=b"", *, plaintext=True):
+        """Generates a 32-byte data key wrapped under this key (an AES-GCM KEK).
+
+        Returns (plain, wrapped): plain is a km.Secret (a bytearray, wiped on
+        close; None with plaintext=False), wrapped is bytes
+        (km.DATAKEY_WRAPPED_LEN) to store next to the data; unwrap it with
+        Vault.decrypt_data_key(wrapped, aad).
+        Raises UsageError, StateError, PolicyError, LimitReached."""
+        a, an = _ffi.in_data(aad, "aad")
+        sp = _ffi.SECRET_P()
+        with _Use(self._h) as k:
+            wrapped = _sized(lambda out, cap, out_len: lib.km_datakey_generate(
+                k, a, an, ctypes.byref(sp) if plaintext else None, out, cap, out_len),
+                DATAKEY_WRAPPED_LEN)
+        return (_take_secret(sp, self.vault) if plaintext else None), wrapped
+
+    def derive(self, length, *, salt=b"", info=b""):
+        """HKDF-SHA-256 from this HMAC key (usage "derive"): the same salt and
+        info always give the same `length` bytes (1..km.DERIVE_MAX), as a km.Secret."""
+        s_, sn = _ffi.in_data(salt, "salt")
+        i, iname = _ffi.in_data(info, "info")
+        sp = _ffi.SECRET_P()
+        with _Use(self._h) as k:
+            lib.km_derive(k, s_, sn, i, iname, int(length), ctypes.byref(sp))
+        return _take_secret(sp, self.vault)
+
+    def agree(self, peer_public_key, length=32, *, info=b""):
+        """ECDH / X25519 / FFDHE with a peer's public key (SPKI DER or PEM),
+        then HKDF-SHA-256 (empty salt, `info`) to `length` bytes: a km.Secret.
+        Both sides get the same bytes. Raises InvalidArgument for a bad or
+        other-curve peer key, UsageError."""
+        peer, pn = _ffi.in_data(_pem_to_der(peer_public_key), "peer_public_key")
+        i, iname = _ffi.in_data(info, "info")
+        sp = _ffi.SECRET_P()
+        with _Use(self._h) as k:
+            lib.km_agree(k, peer, pn, i, iname, int(length), ctypes.byref(sp))
+        return _take_secret(sp, self.vault)
+
+    def rsa_decrypt(self, data, *, version=0):
+        """RSA-OAEP-SHA-256 decryption of a small secret wrapped to this RSA
+        key (usage "unwrap"); a km.Secret."""
+        d, dn = _ffi.in_data(data, "data")
+        sp = _ffi.SECRET_P()
+        with _Use(self._h) as k:
+            lib.km_rsa_decrypt(k, version, d, dn, ctypes.byref(sp))
+        return _take_secret(sp, self.vault)
+
+    def sign_digest(self, digest, algorithm="sha256", *, version=0, p1363=False, pkcs1=False):
+        """Signs a digest computed by the caller (raw signature, no header).
+        algorithm: "sha256", "sha384" or "sha512"; pkcs1=True: RSA PKCS#1 v1.5
+        instead of PSS; p1363=True: ECDSA as r||s."""
+        d, dn = _ffi.in_data(digest, "digest")
+        flags = ((_ffi.KM_SIG_P1363 if p1363 else 0) | (_ffi.KM_SIG_PKCS1 if pkcs1 else 0))
+        alg = _cstr(algorithm, "algorithm")
+        with _Use(self._h) as k:
+            return _sized(lambda out, cap, out_len: lib.km_sign_digest(k, version, flags, alg,
+                                                                       d, dn, out, cap,
+                                                                       out_len),
+                          SIGNATURE_MAX)
+
+    # -- distribution
+    def export_wrapped(self, *, kek=None, recipient=None, version=0):
+        """Exports this key's material wrapped (the key must be exportable).
+
+        kek: a Key of type aes-256-kwp with usage "wrap" ("kwp" format: import
+            it with Vault.import_wrapped(..., format="kwp") in a vault that
+            holds the same KEK); or
+        recipient: an RSA public key (SPKI DER or PEM, >= 2048 bits), e.g.
+            another vault's wrapping_key() ("rsa-oaep-kwp" format).
+        Raises PolicyError (not exportable), Unsupported (material that cannot
+        leave its backend), UsageError, StateError."""
+        if (kek is None) == (recipient is None):
+            raise InvalidArgument("export_wrapped needs exactly one of kek and recipient",
+                                  function="export_wrapped")
+        if kek is not None:
+            if not isinstance(kek, Key):
+                raise TypeError("kek must be a km.Key")
+            with _Use(kek._h) as kp, _Use(self._h) as k:
+                return _sized(lambda out, cap, out_len: lib.km_key_export_wrapped(
+                    k, version, _ffi.KM_WRAP_KWP, kp, None, 0, out, cap, out_len), 1024)
+        r, rn = _ffi.in_data(bytes(recipient.encode("ascii") if isinstance(recipient, str)
+                                   else recipient), "recipient")
+        with _Use(self._h) as k:
+            return _sized(lambda out, cap, out_len: lib.km_key_export_wrapped(
+                k, version, _ffi.KM_WRAP_RSA_OAEP_KWP, None, r, rn, out, cap, out_len), 4096)

@@ -112,7 +112,15 @@ class km_open_options(ctypes.Structure):
                 ("refresh_ms", ctypes.c_uint32),
                 ("map_size", ctypes.c_uint64),
                 ("clock", km_clock_fn),
-                ("clock_arg", ctypes.c_void_p)]
+                ("clock_arg", ctypes.c_void_p),
+                # ---- version 2 ----
+                ("key_cache_max", ctypes.c_uint32),
+                # ---- version 3 ----
+                ("principal", ctypes.c_char_p),
+                ("slot_backend", ctypes.c_char_p),
+                ("slot_config", ctypes.c_char_p),
+                ("shares", ctypes.POINTER(ctypes.c_char_p)),
+                ("share_count", ctypes.c_size_t)]
 
 
 class km_key_options(ctypes.Structure):
@@ -125,7 +133,11 @@ class km_key_options(ctypes.Structure):
                 ("rotate_days", ctypes.c_uint32),
                 ("protect_days", ctypes.c_uint32),
                 ("process_days", ctypes.c_uint32),
-                ("destroy_grace_days", ctypes.c_uint32)]
+                ("destroy_grace_days", ctypes.c_uint32),
+                # ---- version 3 ----
+                ("policy", ctypes.c_char_p),
+                # ---- version 4 ----
+                ("key_id", U8_P)]
 
 
 class km_version_info(ctypes.Structure):
@@ -140,17 +152,55 @@ class km_version_info(ctypes.Structure):
                 ("bytes", ctypes.c_uint64)]
 
 
+class km_audit_head(ctypes.Structure):
+    _fields_ = [("seq", ctypes.c_uint64),
+                ("hash", ctypes.c_uint8 * 32)]
+
+
+class km_audit_entry(ctypes.Structure):
+    _fields_ = [("seq", ctypes.c_uint64),
+                ("time", ctypes.c_int64),
+                ("principal", ctypes.c_char_p),
+                ("op", ctypes.c_char_p),
+                ("has_key", ctypes.c_int),
+                ("key_id", ctypes.c_uint8 * 16),
+                ("version", ctypes.c_uint32),
+                ("result", ctypes.c_int),
+                ("detail", ctypes.c_char_p),
+                ("hash", ctypes.c_uint8 * 32)]
+
+
+class km_request_status(ctypes.Structure):
+    _fields_ = [("op", ctypes.c_int),
+                ("key_name", ctypes.c_char * 256),
+                ("requester", ctypes.c_char * 72),
+                ("approvals", ctypes.c_uint32),
+                ("needed", ctypes.c_uint32),
+                ("created", ctypes.c_int64),
+                ("expires", ctypes.c_int64),
+                ("consumed", ctypes.c_int)]
+
+
+km_audit_fn = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.POINTER(km_audit_entry), ctypes.c_void_p)
+km_audit_alert_fn = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.POINTER(km_audit_entry),
+                                     ctypes.c_char_p, ctypes.c_void_p)
+km_principal_fn = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_char_p, ctypes.c_uint32,
+                                   ctypes.c_int64, ctypes.c_void_p)
+
+
 # ---------------------------------------------------------------- constants (include/km/*.h)
 
-KM_OPEN_OPTIONS_VERSION = 1
+KM_OPEN_OPTIONS_VERSION = 3
 KM_OPEN_CREATE = 0x1
 KM_OPEN_EXCL = 0x2
 KM_OPEN_STRICT_REFRESH = 0x4
+KM_OPEN_FIPS = 0x8
+KM_SHARES_MAX = 32
 KM_KDF_COST_DEFAULT = 17
 KM_KDF_COST_MIN = 14
 KM_KDF_COST_MAX = 22
 
-KM_KEY_OPTIONS_VERSION = 2
+KM_KEY_OPTIONS_VERSION = 4
 KM_KEY_EXPORTABLE = 0x1
 KM_KEY_PUBLIC_ONLY = 0x2
 KM_IMPORT_ALLOW_RAW = 0x1
@@ -162,6 +212,12 @@ KM_MATERIAL_PEM = 4
 
 KM_SIG_RAW = 0x1
 KM_SIG_P1363 = 0x2
+KM_SIG_PKCS1 = 0x4
+KM_WRAP_KWP = 1
+KM_WRAP_RSA_OAEP_KWP = 2
+KM_DERIVE_MAX = 8160
+KM_DATAKEY_LEN = 32
+KM_DATAKEY_WRAPPED_LEN = 84
 KM_DECRYPT_ALLOW_COMPROMISED = 0x1
 
 KM_CIPHERTEXT_HEADER = 36
@@ -318,6 +374,10 @@ _FUNCTIONS = {
     "km_close": (None, [CTX_P], None),
     "km_vault_add_passphrase": (_int, [CTX_P, U8_P, _size, _u32], _check),
     "km_vault_id": (_int, [CTX_P, U8_P], _check),
+    "km_vault_add_backend_slot": (_int, [CTX_P, _ccp, _ccp], _check),
+    "km_vault_add_shares": (_int, [CTX_P, ctypes.c_uint, ctypes.c_uint,
+                                   ctypes.POINTER(SECRET_P)], _check),
+    "km_vault_remove_passphrases": (_int, [CTX_P], _check),
     # key.h
     "km_key_type_name": (_ccp, [_int], _check_string),
     "km_key_type_from_name": (_int, [_ccp, INT_P], _check),
@@ -358,6 +418,9 @@ _FUNCTIONS = {
                        _check),
     "km_sign": (_int, [KEY_P, _u32, U8_P, _size, U8_P, _size, SIZE_P], _check),
     "km_verify": (_int, [KEY_P, _u32, _u32, U8_P, _size, U8_P, _size], _check_verify),
+    "km_sign_digest": (_int, [KEY_P, _u32, _u32, _ccp, U8_P, _size, U8_P, _size, SIZE_P],
+                       _check),
+    "km_rsa_decrypt": (_int, [KEY_P, _u32, U8_P, _size, ctypes.POINTER(SECRET_P)], _check),
     "km_mac": (_int, [KEY_P, _u32, U8_P, _size, U8_P, _size, SIZE_P], _check),
     "km_mac_verify": (_int, [KEY_P, _u32, _u32, U8_P, _size, U8_P, _size], _check_verify),
     # char *out declared as uint8_t * (same ABI) so that every output buffer is a c_uint8 array
@@ -388,6 +451,8 @@ _FUNCTIONS = {
     "km_vault_backend_set": (_int, [CTX_P, _ccp, _ccp], _check),
     "km_vault_rekey": (_int, [CTX_P, U8_P, _size, _u32], _check),
     "km_vault_compact": (_int, [CTX_P], _check),
+    "km_vault_backup": (_int, [CTX_P, _ccp], _check),
+    "km_vault_restore": (_int, [_ccp, _ccp], _check),
     # distribute.h
     "km_key_export_wrapped": (_int, [KEY_P, _u32, _int, KEY_P, U8_P, _size, U8_P, _size, SIZE_P],
                               _check),
@@ -407,6 +472,36 @@ _FUNCTIONS = {
     "km_rewrap": (_int, [CTX_P, U8_P, _size, U8_P, _size, U8_P, _size, SIZE_P], _check),
     "km_rewrap_batch": (_int, [CTX_P, _size, ctypes.POINTER(U8_P), SIZE_P, ctypes.POINTER(U8_P),
                                SIZE_P, ctypes.POINTER(U8_P), SIZE_P, SIZE_P, INT_P], _check),
+    # vault.h: keyslots beyond passphrases
+    "km_vault_add_backend_slot": (_int, [CTX_P, _ccp, _ccp], _check),
+    "km_vault_add_shares": (_int, [CTX_P, ctypes.c_uint, ctypes.c_uint,
+                                   ctypes.POINTER(SECRET_P)], _check),
+    "km_vault_remove_passphrases": (_int, [CTX_P], _check),
+    # audit.h
+    "km_audit_set_level": (_int, [CTX_P, _int], _check),
+    "km_audit_get_level": (_int, [CTX_P, INT_P], _check),
+    "km_audit_flush": (_int, [CTX_P], _check),
+    "km_audit_head_get": (_int, [CTX_P, ctypes.POINTER(km_audit_head)], _check),
+    "km_audit_verify": (_int, [CTX_P, ctypes.POINTER(km_audit_head),
+                               ctypes.POINTER(ctypes.c_uint64), ctypes.POINTER(ctypes.c_uint64)],
+                        _check),
+    "km_audit_foreach": (_int, [CTX_P, ctypes.c_uint64, km_audit_fn, _vp], _check),
+    "km_audit_alerts": (_int, [CTX_P, ctypes.c_uint64, km_audit_alert_fn, _vp], _check),
+    "km_audit_entry_json": (_int, [ctypes.POINTER(km_audit_entry), ctypes.c_char_p, _size,
+                                   SIZE_P], _check),
+    "km_audit_sink_syslog": (_int, [CTX_P, _int], _check),
+    "km_audit_sink_file": (_int, [CTX_P, _ccp], _check),
+    # acl.h
+    "km_principal_add": (_int, [CTX_P, _ccp, _u32, U8_P, _size, _u32], _check),
+    "km_principal_remove": (_int, [CTX_P, _ccp, _int], _check),
+    "km_principal_list": (_int, [CTX_P, km_principal_fn, _vp], _check),
+    "km_whoami": (_int, [CTX_P, ctypes.c_char_p, _size, ctypes.POINTER(_u32)], _check),
+    "km_key_grant": (_int, [KEY_P, _ccp, _u32], _check),
+    "km_key_perms": (_int, [KEY_P, ctypes.POINTER(_u32)], _check),
+    # quorum.h
+    "km_request_create": (_int, [CTX_P, _int, _ccp, U8_P, _size, _u32, U8_P], _check),
+    "km_request_approve": (_int, [CTX_P, U8_P], _check),
+    "km_request_info": (_int, [CTX_P, U8_P, ctypes.POINTER(km_request_status)], _check),
 }
 
 

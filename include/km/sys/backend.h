@@ -39,13 +39,24 @@ extern "C" {
 #endif
 
 /** The vtable version this header describes. */
-#define KM_BACKEND_OPS_VERSION 1
+#define KM_BACKEND_OPS_VERSION 2
 
 /** Capability bits (km_backend_ops::caps), informative. */
 #define KM_BACKEND_CAP_SYMMETRIC  0x1u /**< AES and HMAC keys */
 #define KM_BACKEND_CAP_ASYMMETRIC 0x2u /**< EC, Ed25519, RSA keys */
 #define KM_BACKEND_CAP_IMPORT     0x4u /**< accepts imported material */
 #define KM_BACKEND_CAP_EXTRACT    0x8u /**< material can be exported wrapped */
+/**
+ * sign() also signs digests (km_sign_digest): the core then may pass one of
+ * KM_BACKEND_SIG_SHA256/384/512 in `flags`, meaning `msg` is a digest of that
+ * algorithm, and KM_SIG_PKCS1 for RSA. Without this bit the core never passes them.
+ */
+#define KM_BACKEND_CAP_SIGN_DIGEST 0x10u
+
+/** sign() flags for a digest (with KM_BACKEND_CAP_SIGN_DIGEST only). */
+#define KM_BACKEND_SIG_SHA256 0x100u
+#define KM_BACKEND_SIG_SHA384 0x200u
+#define KM_BACKEND_SIG_SHA512 0x400u
 
 /** What the core tells a backend about the key version it works on. */
 typedef struct km_backend_keyspec {
@@ -97,7 +108,7 @@ typedef struct km_backend_ops {
     int (*aead_open)(void *obj, const uint8_t nonce[12], const uint8_t *aad1, size_t aad1_len,
                      const uint8_t *aad2, size_t aad2_len, const uint8_t *in, size_t in_len,
                      const uint8_t tag[16], uint8_t *out);
-    /** Optional. Signs `msg`; flags: KM_SIG_P1363. */
+    /** Optional. Signs `msg`; flags: KM_SIG_P1363 (and see KM_BACKEND_CAP_SIGN_DIGEST). */
     int (*sign)(void *obj, uint32_t flags, const uint8_t *msg, size_t msg_len,
                 uint8_t *sig, size_t sig_cap, size_t *sig_len);
     /** Optional. KM_OK when valid, KM_E_VERIFY when not. */
@@ -120,6 +131,26 @@ typedef struct km_backend_ops {
     int (*public_key)(void *obj, uint8_t *out, size_t out_cap, size_t *out_len);
     /** Optional. Backend-specific control operations. */
     int (*ctl)(void *state, int op, void *arg);
+
+    /* ---- valid for version 2 ---- */
+
+    /**
+     * Optional. Seals the vault's 32-byte master key to this backend for a
+     * keyslot (km_vault_add_backend_slot): `state` is an instance opened with
+     * the configuration given there. Returns an opaque blob that the vault
+     * stores unsealed in the keyslot, so the backend must protect the key
+     * itself (a non-extractable token key, a TPM seal). The blob must hold
+     * everything slot_unseal needs except secrets (PINs come from the
+     * configuration).
+     */
+    int (*slot_seal)(void *state, const km_secret *master, km_secret **out_blob);
+    /**
+     * Optional. Recovers the master key from a slot_seal blob. KM_E_AUTH when
+     * this instance cannot (another token or TPM, a PCR policy not met);
+     * KM_E_BACKEND when the device fails.
+     */
+    int (*slot_unseal)(void *state, const uint8_t *blob, size_t blob_len,
+                       km_secret **out_master);
 } km_backend_ops;
 
 /**
