@@ -191,9 +191,11 @@ static int mac_ready(struct km_ctx *ctx)
     return km__mac_new(&ctx->audit.mac, km_secret_data(ctx->audit.key), 32);
 }
 
-/* Encodes entry `seq` chained to `prev` and MACs it. */
+/* Encodes entry `seq` chained to `prev`; `hash` gets its SHA-256 (of every
+ * byte before the MAC field), and the MAC field is HMAC-SHA-256(audit key,
+ * that hash). */
 static int entry_encode(struct km_ctx *ctx, uint64_t seq, const entry_in *p,
-                        const uint8_t prev[32], uint8_t *out, size_t *out_len)
+                        const uint8_t prev[32], uint8_t *out, size_t *out_len, uint8_t hash[32])
 {
     km__tlv_w w;
     uint8_t mac[32];
@@ -215,7 +217,8 @@ static int entry_encode(struct km_ctx *ctx, uint64_t seq, const entry_in *p,
     if ((rc = km__tlv_end(&w)) != KM_OK)
         return rc;
     body = w.len;
-    if ((rc = km__mac_compute(ctx->audit.mac, out, body, mac)) != KM_OK)
+    if ((rc = km__mac_sha256(ctx->audit.mac, out, body, hash)) != KM_OK
+        || (rc = km__mac_compute(ctx->audit.mac, hash, 32, mac)) != KM_OK)
         return rc;
     km__tlv_put(&w, A_MAC, mac, 32);
     if ((rc = km__tlv_end(&w)) != KM_OK)
@@ -240,7 +243,9 @@ static int entry_decode(km__mac *m, const uint8_t *b, size_t n, km_audit_entry *
     mac_at = n - (5 + 32);
     if (b[mac_at] != A_MAC || km__tlv_check(b, mac_at) != KM_OK)
         return KM_E_INTEGRITY;
-    if (km__mac_compute(m, b, mac_at, mac) != KM_OK || !km_ct_equal(mac, b + mac_at + 5, 32))
+    if (km__mac_sha256(m, b, mac_at, e->hash) != KM_OK
+        || km__mac_compute(m, e->hash, 32, mac) != KM_OK
+        || !km_ct_equal(mac, b + mac_at + 5, 32))
         return KM_E_INTEGRITY;
     if (km__tlv_get_u64(b, n, A_SEQ, &seq) != KM_OK || km__tlv_get_u64(b, n, A_TIME, &tm) != KM_OK
         || km__tlv_get_u32(b, n, A_OP, &op) != KM_OK
@@ -274,7 +279,7 @@ static int entry_decode(km__mac *m, const uint8_t *b, size_t n, km_audit_entry *
     }
     e->principal = pbuf;
     e->detail = dbuf;
-    return km__mac_sha256(m, b, n, e->hash);
+    return KM_OK;
 }
 
 /* --------------------------------------------------------------- sinks */
@@ -393,11 +398,10 @@ static int append_entries(struct km_ctx *ctx, km__txn *t, const km__sealer *s,
         }
         rec = ctx->audit.buf;
         e = rec + at + 4;
-        if ((rc = entry_encode(ctx, h.seq + 1, &p[i], h.hash, e, &len)) != KM_OK)
+        if ((rc = entry_encode(ctx, h.seq + 1, &p[i], h.hash, e, &len, h.hash)) != KM_OK)
             return rc;
         km__be32_put(rec + at, (uint32_t)len);
-        if ((rc = sinks_write(ctx, e, len)) != KM_OK
-            || (rc = km__mac_sha256(ctx->audit.mac, e, len, h.hash)) != KM_OK)
+        if ((rc = sinks_write(ctx, e, len)) != KM_OK)
             return rc;
         at += 4 + len;
         h.seq++;

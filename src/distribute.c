@@ -315,6 +315,10 @@ static int derive_use(km_key *key, uint32_t usage, const char *what, km__kobj **
     int rc;
     if ((rc = km__key_use(key, &k)) != KM_OK)
         return rc;
+    if (k->ctx->is_principal && (rc = km__acl_check(k->ctx, usage == KM_USAGE_DERIVE
+                                                                ? KM__OP_DERIVE : KM__OP_AGREE,
+                                                    k)) != KM_OK)
+        return rc;
     pthread_rwlock_rdlock(&k->lock);
     if (!(k->usage & usage))
         rc = km__err(KM_E_USAGE, "key '%s' (%s) may not %s", k->name, km_key_type_name(k->type), what);
@@ -340,6 +344,7 @@ int km_derive(km_key *key, const uint8_t *salt, size_t salt_len, const uint8_t *
 {
     km__kobj *k;
     void *obj;
+    uint32_t ver;
     int rc;
 
     if (out == NULL)
@@ -353,10 +358,19 @@ int km_derive(km_key *key, const uint8_t *salt, size_t salt_len, const uint8_t *
                        KM_DERIVE_MAX);
     if ((rc = derive_use(key, KM_USAGE_DERIVE, "derive keys", &k, &obj)) != KM_OK)
         return rc;
+    ver = k->primary;
     rc = k->be->ops.derive == NULL
              ? km__err(KM_E_UNSUPPORTED, "backend '%s' cannot derive", k->be->ops.name)
              : k->be->ops.derive(obj, salt, salt_len, info, info_len, out_len, out);
     pthread_rwlock_unlock(&k->lock);
+    if (atomic_load_explicit(&k->ctx->audit.level, memory_order_relaxed) == KM_AUDIT_DATA_EVERY) {
+        int arc = km__audit_data(k->ctx, KM__OP_DERIVE, k->id, ver, rc);
+        if (rc == KM_OK && arc != KM_OK) {
+            km_secret_free(*out);
+            *out = NULL;
+            rc = arc;
+        }
+    }
     if (rc == KM_OK && (*out == NULL || km_secret_len(*out) != out_len)) {
         km_secret_free(*out);
         *out = NULL;
@@ -371,6 +385,7 @@ int km_agree(km_key *key, const uint8_t *peer, size_t peer_len, const uint8_t *i
     km_secret *z = NULL, *s = NULL;
     km__kobj *k;
     void *obj;
+    uint32_t ver;
     int rc;
 
     if (out == NULL)
@@ -383,10 +398,16 @@ int km_agree(km_key *key, const uint8_t *peer, size_t peer_len, const uint8_t *i
         return km__err(KM_E_INVALID, "km_agree: out_len must be 1 to %d", KM_DERIVE_MAX);
     if ((rc = derive_use(key, KM_USAGE_AGREE, "agree keys", &k, &obj)) != KM_OK)
         return rc;
+    ver = k->primary;
     rc = k->be->ops.agree == NULL
              ? km__err(KM_E_UNSUPPORTED, "backend '%s' cannot agree keys", k->be->ops.name)
              : k->be->ops.agree(obj, peer, peer_len, &z);
     pthread_rwlock_unlock(&k->lock);
+    if (atomic_load_explicit(&k->ctx->audit.level, memory_order_relaxed) == KM_AUDIT_DATA_EVERY) {
+        int arc = km__audit_data(k->ctx, KM__OP_AGREE, k->id, ver, rc);
+        if (rc == KM_OK && arc != KM_OK)
+            rc = arc;
+    }
     if (rc == KM_OK && (z == NULL || km_secret_len(z) == 0))
         rc = km__err(KM_E_BACKEND, "backend returned no shared secret");
     if (rc == KM_OK && (rc = km_secret_new(&s, out_len)) == KM_OK)

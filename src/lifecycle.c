@@ -320,10 +320,12 @@ static int lc_entry(const char *fn, km_key *key, uint32_t version, const lc_arg 
         return rc;
     if (version == 0) {
         pthread_rwlock_rdlock(&k->lock);
-        if (a->op == OP_ACTIVATE) {
+        if (a->op == OP_ACTIVATE || a->op == OP_RESUME) {
+            /* the newest version waiting for it: pre-active, or suspended */
+            km_key_state want = a->op == OP_ACTIVATE ? KM_STATE_PRE_ACTIVE : KM_STATE_SUSPENDED;
             uint32_t i;
             for (i = k->nvers; i > 0 && version == 0; i--)
-                if (k->vers[i - 1]->state == KM_STATE_PRE_ACTIVE)
+                if (k->vers[i - 1]->state == want)
                     version = i;
         } else {
             version = k->primary;
@@ -331,7 +333,8 @@ static int lc_entry(const char *fn, km_key *key, uint32_t version, const lc_arg 
         pthread_rwlock_unlock(&k->lock);
         if (version == 0)
             return km__err(KM_E_STATE, "%s: key '%s' has no %s version", fn, k->name,
-                           a->op == OP_ACTIVATE ? "pre-active" : "primary");
+                           a->op == OP_ACTIVATE ? "pre-active"
+                           : a->op == OP_RESUME ? "suspended" : "primary");
     }
     return apply(k, version, a);
 }

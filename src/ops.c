@@ -636,6 +636,8 @@ int km_sign_digest(km_key *key, uint32_t version, uint32_t flags, const char *di
         return km__err(KM_E_BUFFER, "km_sign_digest: output buffer too small");
     if ((rc = km__key_use(key, &k)) != KM_OK)
         return rc;
+    if (k->ctx->is_principal && (rc = km__acl_check(k->ctx, KM__OP_SIGN, k)) != KM_OK)
+        return rc;
     if (!is_signing(k->type) || k->type == KM_KEY_ED25519)
         return km__err(KM_E_USAGE, "key '%s' (%s) does not sign digests", k->name,
                        km_key_type_name(k->type));
@@ -682,8 +684,12 @@ int km_sign_digest(km_key *key, uint32_t version, uint32_t flags, const char *di
         *sig_len = n;
 out:
     pthread_rwlock_unlock(&k->lock);
-    if (rc != KM_OK && rc != KM_E_BUFFER)
+    if (rc != KM_E_BUFFER)
+        AUDIT_DATA(k, KM__OP_SIGN, v, rc);
+    if (rc != KM_OK && rc != KM_E_BUFFER) {
         km_memzero(sig, sig_cap);
+        *sig_len = 0;
+    }
     return rc;
 }
 
@@ -704,6 +710,8 @@ int km_rsa_decrypt(km_key *key, uint32_t version, const uint8_t *in, size_t in_l
     if (in_len > KM_SIGNATURE_MAX)
         return km__err(KM_E_INTEGRITY, "km_rsa_decrypt: input longer than any RSA modulus");
     if ((rc = km__key_use(key, &k)) != KM_OK)
+        return rc;
+    if (k->ctx->is_principal && (rc = km__acl_check(k->ctx, KM__OP_DECRYPT, k)) != KM_OK)
         return rc;
     if (k->type != KM_KEY_RSA_2048 && k->type != KM_KEY_RSA_3072 && k->type != KM_KEY_RSA_4096)
         return km__err(KM_E_USAGE, "key '%s' (%s) is not an RSA key", k->name,
@@ -726,6 +734,13 @@ int km_rsa_decrypt(km_key *key, uint32_t version, const uint8_t *in, size_t in_l
     rc = k->be->ops.unwrap(obj, in, in_len, out);
 out:
     pthread_rwlock_unlock(&k->lock);
+    AUDIT_DATA(k, KM__OP_DECRYPT, v, rc);
+    if (rc == KM_OK && v != NULL && v->state == KM_STATE_COMPROMISED)
+        rc = audit_compromised(k, v, "RSA decryption");
+    if (rc != KM_OK) {
+        km_secret_free(*out);
+        *out = NULL;
+    }
     return rc;
 }
 

@@ -78,33 +78,45 @@ static km_key *mkkey(km_ctx *c, const char *name, km_key_type type)
     return k;
 }
 
+/* The first 256 entries in full; every entry counted by operation. */
 typedef struct collected {
     int n;
     char ops[256][24];
     char principals[256][72];
     char details[256][128];
     int results[256];
+    char op_names[64][24];
+    int op_counts[64];
+    int nops;
 } collected;
 
 static int collect(const km_audit_entry *e, void *arg)
 {
     collected *c = arg;
+    int i;
     if (c->n < 256) {
         snprintf(c->ops[c->n], sizeof c->ops[0], "%s", e->op);
         snprintf(c->principals[c->n], sizeof c->principals[0], "%s", e->principal);
         snprintf(c->details[c->n], sizeof c->details[0], "%s", e->detail);
         c->results[c->n] = e->result;
     }
+    for (i = 0; i < c->nops && strcmp(c->op_names[i], e->op) != 0; i++)
+        ;
+    if (i == c->nops && c->nops < 64)
+        snprintf(c->op_names[c->nops++], sizeof c->op_names[0], "%s", e->op);
+    if (i < 64)
+        c->op_counts[i]++;
     c->n++;
     return 0;
 }
 
 static int count_op(const collected *c, const char *op)
 {
-    int i, n = 0;
-    for (i = 0; i < c->n && i < 256; i++)
-        n += strcmp(c->ops[i], op) == 0;
-    return n;
+    int i;
+    for (i = 0; i < c->nops; i++)
+        if (strcmp(c->op_names[i], op) == 0)
+            return c->op_counts[i];
+    return 0;
 }
 
 /* ------------------------------------------------------------ the log */

@@ -5,7 +5,6 @@
  * vault's passphrase opens it); existing files and vaults are never
  * overwritten; a file that is not a vault is refused. */
 #include <check.h>
-#include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
@@ -274,15 +273,18 @@ START_TEST(test_backup_under_load_restores_every_acknowledged_change)
         ck_assert_uint_gt(count, PRE_KEYS);
         printf("backup: audit chain of the restored vault whole (%llu entries)\n",
                (unsigned long long)count);
+        fflush(stdout);
     }
 #else
     printf("backup: km_audit_verify not in this libkm (km/audit.h not in km.h): audit chain not checked\n");
+    fflush(stdout);
 #endif
     printf("backup: under load (2 writer threads + 1 writer process): %u + %u + %u keys acknowledged "
            "before the backup, all present and usable after restore (+%u PRE); %u + %u + %u more "
            "acknowledged while and after it ran\n",
            t_acked[0], t_acked[1], p_acked, PRE_KEYS, t_after[0] - t_acked[0], t_after[1] - t_acked[1],
            p_after - p_acked);
+    fflush(stdout);
     km_close(rc_ctx);
     km_close(ctx);
 }

@@ -12,7 +12,6 @@
  * process still decrypts what the child encrypted under it, and no other key
  * exists. */
 #include <check.h>
-#include <errno.h>
 #include <stdio.h>
 #include <signal.h>
 #include <stdlib.h>
@@ -506,7 +505,8 @@ START_TEST(test_crash_lifecycle_sigkill)
             ck_abort_msg("round %d: the child did not start (exit %d)", round,
                          WIFEXITED(status) ? WEXITSTATUS(status) : -1);
         }
-        usleep((useconds_t)(rand() % 20000));
+        /* 0-60 ms: from inside its first call to several calls later */
+        usleep((useconds_t)(rand() % 60000));
         kill(pid, SIGKILL);
         waitpid(pid, &status, 0);
         ck_assert_msg(WIFSIGNALED(status), "round %d: the child failed (exit %d)", round,
@@ -537,6 +537,7 @@ START_TEST(test_crash_lifecycle_sigkill)
            (unsigned long long)st.inflight, (unsigned long long)st.inflight_done,
            (unsigned long long)(st.inflight - st.inflight_done), m->keys,
            (unsigned long long)st.versions_checked, (unsigned long long)st.decrypts);
+    fflush(stdout);
     ck_assert_uint_gt(total, 0);
     free(m);
     tu_rmtree(dir);

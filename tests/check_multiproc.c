@@ -8,7 +8,6 @@
  * and its material after each kill, whether the compacted copy had replaced
  * data.mdb or not, and the half-written copy is removed. */
 #include <check.h>
-#include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
@@ -211,11 +210,13 @@ START_TEST(test_multiproc_one_killed_mid_write_others_go_on)
         ck_assert_msg(rc == KM_OK, "audit chain after the kills: %s at entry %llu", km_err_name(rc),
                       (unsigned long long)bad);
         printf("multiproc: audit chain whole (%llu entries)\n", (unsigned long long)count);
+        fflush(stdout);
     }
 #endif
     printf("multiproc: %d writer processes SIGKILLed mid-write while %d others wrote; %llu + %u writes "
            "acknowledged, all present; %llu keys in the vault; the others never stalled\n", kills,
            WORKERS, (unsigned long long)acked_total, victim_acked, (unsigned long long)keys);
+    fflush(stdout);
     km_close(ctx);
     tu_rmtree(dir);
     free(dir);
@@ -315,6 +316,7 @@ START_TEST(test_multiproc_sigkill_during_compact)
     printf("compact: %d SIGKILLs during back-to-back km_vault_compact (%d compactions completed, "
            "%d kills left a half-written copy); the vault opened with all %d keys every time\n",
            kills, compactions, mid, COMPACT_KEYS);
+    fflush(stdout);
     tu_rmtree(dir);
     free(dir);
 }

@@ -191,6 +191,7 @@ START_TEST(test_nonces_never_repeat)
     free(all);
     printf("nonces: %llu encryptions under one key version (2 processes x (main thread + 2 threads) "
            "+ 1 forked child), %zu duplicate nonces\n", (unsigned long long)total, dups);
+    fflush(stdout);
     ck_assert_uint_eq(dups, 0);
     tu_rmtree(dir);
     free(dir);

@@ -271,7 +271,7 @@ check "the version is suspended" [ "$(json_get lc.json 'd["versions"][0]["state"
 t 4 "encrypt with a suspended key (state)" msg encrypt lc
 t 0 "decrypt under a suspended version" lc.ct decrypt
 check "a suspended version still processes" cmp -s out msg
-t 0 "key resume" - key resume lc --version 1
+t 0 "key resume (the suspended version by default)" - key resume lc
 t 0 "encrypt after resume" msg encrypt lc
 t 4 "destroy an active version (state)" - key destroy lc --version 1
 t 0 "key revoke --reason superseded" - key revoke lc --reason superseded

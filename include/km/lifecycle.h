@@ -50,17 +50,20 @@ KM_EXTERN const char *km_revoke_reason_name(km_revoke_reason reason);
 KM_EXTERN int km_revoke_reason_from_name(const char *name, km_revoke_reason *out);
 
 /**
- * PRE_ACTIVE → ACTIVE, now.
+ * PRE_ACTIVE → ACTIVE, now. `version` 0 = the newest PRE_ACTIVE version.
  * @return KM_OK; KM_E_INVALID (NULL key); KM_E_NOTFOUND (no such version);
  *         KM_E_STATE (the version is not PRE_ACTIVE); KM_E_IO.
  * Thread-safe; the change is durable when the call returns.
  */
 KM_EXTERN int km_key_activate(km_key *key, uint32_t version);
 
-/** ACTIVE → SUSPENDED: the version stops protecting and still processes. Errors as km_key_activate(). */
+/**
+ * ACTIVE → SUSPENDED: the version stops protecting and still processes.
+ * `version` 0 = the primary. Errors as km_key_activate().
+ */
 KM_EXTERN int km_key_suspend(km_key *key, uint32_t version);
 
-/** SUSPENDED → ACTIVE. Errors as km_key_activate(). */
+/** SUSPENDED → ACTIVE. `version` 0 = the newest SUSPENDED version. Errors as km_key_activate(). */
 KM_EXTERN int km_key_resume(km_key *key, uint32_t version);
 
 /**

@@ -270,6 +270,11 @@ static void help(FILE *f)
           "--share-file FILE given M times, custodians' shares open the vault instead.\n"
           "Errors go to stderr.\n", f);
     for (pass = 0; pass < 2; pass++) {
+        int any = 0;
+        for (i = 0; i < NCOMMANDS; i++)
+            any |= (commands[i].run == NULL) == (pass == 1);
+        if (!any)
+            continue;
         fputs(pass == 0 ? "\nCommands:\n" : "\nParsed, but not available in this libkm version (exit 8):\n", f);
         for (i = 0; i < NCOMMANDS; i++) {
             if ((commands[i].run == NULL) != (pass == 1))

@@ -124,6 +124,16 @@ if ossl pkeyutl "${P[@]}" -sign -inkey km:ec-p256 -in msg.sha256 -out sig.pre 2>
     ok "ECDSA over a pre-computed SHA-256 digest verifies"
 else bad "ECDSA over a digest: $(tr '\n' ' ' < err)"; fi
 
+# openssl dgst -sign (EVP_DigestSign, streaming), and verification by the provider itself
+if ossl dgst "${P[@]}" -sha384 -sign km:ec-p256 -out sig.dgst msg 2> err \
+   && ossl dgst -sha384 -verify ec-p256.pub.pem -signature sig.dgst msg >/dev/null 2>&1; then
+    ok "dgst -sha384 -sign km:ec-p256 verifies (SHA-384 with a P-256 key, as TLS 1.2 may ask)"
+else bad "dgst -sign: $(tr '\n' ' ' < err)"; fi
+if ossl pkeyutl "${P[@]}" -verify -inkey km:ed25519 -rawin -in msg -sigfile sig.ed25519 >/dev/null 2>&1 \
+   && ! ossl pkeyutl "${P[@]}" -verify -inkey km:ed25519 -rawin -in msg2 -sigfile sig.ed25519 >/dev/null 2>&1; then
+    ok "pkeyutl -verify -inkey km:ed25519 accepts the signature and refuses a changed message"
+else bad "pkeyutl -verify with a km: key"; fi
+
 # ------------------------------------------------------------ certificates
 for t in $TYPES; do
     if ossl req "${P[@]}" -new -x509 -key "km:$t" -subj "/CN=libkm $t" -days 2 -out "$t.crt" 2> err; then
