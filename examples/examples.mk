@@ -52,10 +52,7 @@ if HAVE_TPM2
 check_PROGRAMS += examples/tpm2_vault
 examples_tpm2_vault_SOURCES = examples/tpm2_vault.c
 examples_tpm2_vault_LDADD = libkm.la
-# Not run yet: the tpm2 backend has no slot_seal/slot_unseal (backend.h v2)
-# so km_vault_add_backend_slot(ctx, "tpm2", ...) is KM_E_UNSUPPORTED. Enable
-# this line together with them:
-# TESTS += examples/tpm2_vault.sh
+TESTS += examples/tpm2_vault.sh
 endif
 EXTRA_DIST += examples/tpm2_vault.sh
 

@@ -470,6 +470,63 @@ START_TEST(test_tpm2_unsupported_type_refused)
 }
 END_TEST
 
+/* A vault sealed to TPM A opens with A alone (no passphrase), after A
+ * restarts too, and not with TPM B; TPM-down gives KM_E_BACKEND. */
+static int open_with_tpm(const swtpm *t, km_ctx **out)
+{
+    km_open_options o = KM_OPEN_OPTIONS_INIT;
+    char uri[4200];
+    snprintf(uri, sizeof uri, "lmdb:%s/vault", dir);
+    o.slot_backend = "tpm2";
+    o.slot_config = t->config;
+    return km_open(out, uri, &o);
+}
+
+START_TEST(test_tpm2_keyslot_opens_on_this_tpm_only)
+{
+    km_ctx *ctx = tu_vault(dir), *c2 = NULL;
+    km_key *k = NULL;
+    uint8_t ct[256], pt[256];
+    size_t ct_len = 0, pt_len = 0;
+    int rc;
+
+    ck_assert_int_eq(km_key_create(&k, ctx, "data", KM_KEY_AES_256_GCM, NULL), KM_OK);
+    ck_assert_int_eq(km_encrypt(k, msg, sizeof msg, NULL, 0, ct, sizeof ct, &ct_len), KM_OK);
+    km_key_free(k);
+    ck_assert_int_eq(open_with_tpm(&tpm, &c2), KM_E_AUTH);   /* no TPM slot yet */
+    ck_assert_msg(km_vault_add_backend_slot(ctx, "tpm2", tpm.config) == KM_OK, "add slot: %s",
+                  km_error_last()->message);
+    km_close(ctx);
+
+    ck_assert_msg(open_with_tpm(&tpm, &c2) == KM_OK, "open with the TPM: %s",
+                  km_error_last()->message);
+    ck_assert_int_eq(km_decrypt(c2, 0, ct, ct_len, NULL, 0, pt, sizeof pt, &pt_len), KM_OK);
+    ck_assert_mem_eq(pt, msg, sizeof msg);
+    km_close(c2);
+    /* the passphrase still opens it too */
+    ck_assert_int_eq(tu_vault_open(&c2, dir, TU_PASS, 0), KM_OK);
+    km_close(c2);
+    /* after a restart of the same TPM (same state): still */
+    swtpm_stop(&tpm);
+    swtpm_start(&tpm);
+    ck_assert_msg(open_with_tpm(&tpm, &c2) == KM_OK, "open after restart: %s",
+                  km_error_last()->message);
+    km_close(c2);
+    /* another TPM (another seed) cannot */
+    make_tpm(&tpm_b, "tpm-b");
+    rc = open_with_tpm(&tpm_b, &c2);
+    ck_assert_msg(rc == KM_E_AUTH, "open with another TPM gave %s (%s)", km_err_name(rc),
+                  km_error_last()->message);
+    ck_assert_ptr_null(c2);
+    /* the TPM away: a backend error, quickly, with the TSS2 code */
+    swtpm_kill(&tpm);
+    rc = open_with_tpm(&tpm, &c2);
+    ck_assert_msg(rc == KM_E_BACKEND, "open with the TPM down gave %s", km_err_name(rc));
+    ck_assert_int_eq(km_error_last()->native_kind, KM_NATIVE_TSS2);
+    swtpm_start(&tpm);
+}
+END_TEST
+
 static Suite *tpm2_suite(void)
 {
     Suite *s = suite_create("tpm2");
@@ -486,6 +543,7 @@ static Suite *tpm2_suite(void)
     tcase_add_test(tc, test_tpm2_restart_under_open_handle_recovers);
     tcase_add_test(tc, test_tpm2_other_tpm_cannot_use_keys);
     tcase_add_test(tc, test_tpm2_unsupported_type_refused);
+    tcase_add_test(tc, test_tpm2_keyslot_opens_on_this_tpm_only);
     suite_add_tcase(s, tc);
     return s;
 }

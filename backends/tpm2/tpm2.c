@@ -15,9 +15,13 @@
  *              unseals them (over a salted, encrypting session) into secure
  *              memory and hands them to the software backend, which does the
  *              cipher work (the TPM has no GCM).
+ *   keyslot    the vault's master key sealed the same way (slot_seal /
+ *              slot_unseal): the vault then opens on this TPM without a
+ *              passphrase, and not on another TPM (its seed differs).
  */
 #include "tpm2_int.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -33,7 +37,7 @@
 #include <tss2/tss2_mu.h>
 
 #define REF_VERSION 1
-enum ref_kind { KIND_ECDSA = 1, KIND_HMAC = 2, KIND_SEALED = 3 };
+enum ref_kind { KIND_ECDSA = 1, KIND_HMAC = 2, KIND_SEALED = 3, KIND_SLOT = 4 };
 
 #define P256_FIELD 32
 #define P256_DER_MAX 72  /* SEQUENCE of two 33-byte INTEGERs */
@@ -183,6 +187,7 @@ static void flush(km__tpm2_conn *c, ESYS_TR *h)
 struct gen_arg {
     enum ref_kind kind;
     size_t key_len;            /* sealed: bytes of key to generate */
+    const uint8_t *data;       /* sealed: these bytes instead of random ones (a keyslot) */
     km_secret *ref;            /* out */
 };
 
@@ -211,6 +216,7 @@ static void template_for(enum ref_kind kind, TPM2B_PUBLIC *t)
         t->publicArea.parameters.keyedHashDetail.scheme.details.hmac.hashAlg = TPM2_ALG_SHA256;
         break;
     case KIND_SEALED:
+    case KIND_SLOT:
         /* a sealed data object: no sign/decrypt, the data comes from us */
         t->publicArea.type = TPM2_ALG_KEYEDHASH;
         t->publicArea.parameters.keyedHashDetail.scheme.scheme = TPM2_ALG_NULL;
@@ -235,12 +241,14 @@ static int op_generate(km__tpm2_conn *c, void *varg, TSS2_RC *trc)
     memset(&outside, 0, sizeof outside);
     memset(&pcrs, 0, sizeof pcrs);
     template_for(a->kind, &tmpl);
-    if (a->kind == KIND_SEALED) {
+    if (a->kind == KIND_SEALED || a->kind == KIND_SLOT) {
         if (a->key_len > sizeof sens.sensitive.data.buffer) {
             krc = km__err(KM_E_INTERNAL, "tpm2: sealed key too long");
             goto out;
         }
-        if (RAND_priv_bytes(sens.sensitive.data.buffer, (int)a->key_len) != 1) {
+        if (a->data != NULL)
+            memcpy(sens.sensitive.data.buffer, a->data, a->key_len);
+        else if (RAND_priv_bytes(sens.sensitive.data.buffer, (int)a->key_len) != 1) {
             krc = km__err_ossl(KM_E_CRYPTO, "random generator failed");
             goto out;
         }
@@ -348,6 +356,7 @@ static int load_blobs(km__tpm2_conn *c, tpm_obj *o, ESYS_TR *h, TSS2_RC *trc)
 struct unseal_arg {
     tpm_obj *o;
     km_secret *key;    /* out: [KM_MATERIAL_RAW][key bytes], a software reference */
+    int slot;          /* a keyslot: out is the bare 32-byte master key */
 };
 
 static int op_unseal(km__tpm2_conn *c, void *varg, TSS2_RC *trc)
@@ -371,8 +380,12 @@ static int op_unseal(km__tpm2_conn *c, void *varg, TSS2_RC *trc)
         krc = km__tpm2_err(rc, "Unseal");
         goto out;
     }
-    if (data->size != km__type_key_len(a->o->type)) {
+    if (data->size != (a->slot ? 32u : km__type_key_len(a->o->type))) {
         krc = km__err(KM_E_INTEGRITY, "tpm2 load: the sealed key has the wrong length");
+        goto out;
+    }
+    if (a->slot) {
+        krc = km_secret_from(&a->key, data->buffer, data->size);
         goto out;
     }
     if ((krc = km_secret_new(&a->key, 1u + data->size)) != KM_OK)
@@ -433,7 +446,7 @@ static int tpm_load(void *state, const km_backend_keyspec *spec, const uint8_t *
             rc = km__err(KM_E_INVALID, "tpm2 load: not an HMAC key");
         break;
     case KIND_SEALED: {
-        struct unseal_arg a = { o, NULL };
+        struct unseal_arg a = { o, NULL, 0 };
         if (o->pub.publicArea.type != TPM2_ALG_KEYEDHASH
             || (o->pub.publicArea.objectAttributes
                 & (TPMA_OBJECT_SIGN_ENCRYPT | TPMA_OBJECT_DECRYPT))) {
@@ -447,6 +460,9 @@ static int tpm_load(void *state, const km_backend_keyspec *spec, const uint8_t *
         km_secret_free(a.key);
         break;
     }
+    case KIND_SLOT:   /* never a key's kind (kind_of gives none) */
+        rc = km__err(KM_E_INVALID, "tpm2 load: a keyslot is not a key");
+        break;
     }
     if (rc != KM_OK)
         goto out;
@@ -813,6 +829,75 @@ static int tpm_mac(void *obj, const uint8_t *msg, size_t msg_len, uint8_t *tag, 
 
 /* -------------------------------------------------------------------- table */
 
+/* ------------------------------------------------------------ keyslot */
+
+/* Seals the vault master key to this TPM (under its storage primary, over a
+ * salted encrypting session). The blob is a reference of kind KIND_SLOT. */
+static int tpm_slot_seal(void *state, const km_secret *master, km_secret **out_blob)
+{
+    tpm_state *st = state;
+    struct gen_arg a;
+    int rc;
+
+    if (out_blob == NULL)
+        return km__err(KM_E_INVALID, "tpm2 keyslot: out_blob is NULL");
+    *out_blob = NULL;
+    if (st == NULL || master == NULL || km_secret_len(master) != 32)
+        return km__err(KM_E_INVALID, "tpm2 keyslot: a 32-byte master key is needed");
+    memset(&a, 0, sizeof a);
+    a.kind = KIND_SLOT;
+    a.key_len = 32;
+    a.data = km_secret_data(master);
+    rc = km__tpm2_run(st->conn, op_generate, &a);
+    if (rc == KM_OK)
+        *out_blob = a.ref;
+    else
+        km_secret_free(a.ref);
+    return rc;
+}
+
+static int tpm_slot_unseal(void *state, const uint8_t *blob, size_t blob_len,
+                           km_secret **out_master)
+{
+    tpm_state *st = state;
+    tpm_obj o;
+    struct unseal_arg a;
+    int rc;
+
+    if (out_master == NULL)
+        return km__err(KM_E_INVALID, "tpm2 keyslot: out_master is NULL");
+    *out_master = NULL;
+    if (st == NULL || blob == NULL)
+        return km__err(KM_E_INVALID, "tpm2 keyslot: bad arguments");
+    memset(&o, 0, sizeof o);
+    o.st = st;
+    o.kind = KIND_SLOT;
+    if ((rc = ref_parse(blob, blob_len, KIND_SLOT, &o.pub, &o.priv)) != KM_OK)
+        return rc;
+    if (o.pub.publicArea.type != TPM2_ALG_KEYEDHASH
+        || (o.pub.publicArea.objectAttributes & (TPMA_OBJECT_SIGN_ENCRYPT | TPMA_OBJECT_DECRYPT)))
+        return km__err(KM_E_CORRUPT, "tpm2 keyslot: not a sealed data object");
+    memset(&a, 0, sizeof a);
+    a.o = &o;
+    a.slot = 1;
+    rc = km__tpm2_run(st->conn, op_unseal, &a);
+    km_memzero(&o, sizeof o);
+    if (rc == KM_E_INTEGRITY || rc == KM_E_AUTH) {
+        /* the blob does not load under this TPM's seed: not this machine's slot */
+        char keep[200];
+        km_secret_free(a.key);
+        snprintf(keep, sizeof keep, "%s", km_error_last()->message);
+        return km__err_native(KM_E_AUTH, KM_NATIVE_TSS2, km_error_last()->native,
+                              "tpm2 keyslot: this TPM cannot unseal it (%s)", keep);
+    }
+    if (rc != KM_OK) {
+        km_secret_free(a.key);
+        return rc;
+    }
+    *out_master = a.key;
+    return KM_OK;
+}
+
 const km_backend_ops km__tpm2_backend = {
     .version = KM_BACKEND_OPS_VERSION,
     .name = "tpm2",
@@ -835,4 +920,6 @@ const km_backend_ops km__tpm2_backend = {
     .agree = NULL,
     .public_key = tpm_public_key,
     .ctl = NULL,
+    .slot_seal = tpm_slot_seal,
+    .slot_unseal = tpm_slot_unseal,
 };

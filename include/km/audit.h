@@ -21,10 +21,13 @@
  * Data-path operations (encrypt, decrypt, sign, ...) are audited at the level
  * km_audit_set_level() chooses: none, per-key usage counters (the default:
  * the counters every key version keeps), or every call. Every-call entries are
- * group-committed: queued in the context and written in one transaction per
- * batch (at most KM_AUDIT_BATCH entries or 200 ms old, at the next call, at
- * km_audit_flush() and at km_close()); a crash can lose the queued entries of
- * operations that returned in that window, never a state change's entry.
+ * group-committed: queued in the context and written in batches (one sealed
+ * record and one transaction per batch) by a flusher thread of the context,
+ * at least every 100 ms, and by km_audit_flush() and km_close(). When the queue
+ * holds 4 x KM_AUDIT_BATCH entries the calling thread writes it itself, and a
+ * queue that cannot be written makes data-path calls fail (fail closed). A
+ * crash can lose the queued entries of calls that returned in the last
+ * ~100 ms, never a state change's entry.
  *
  * Entries can also be copied to syslog and to a JSON-lines file for a SIEM.
  * A sink that cannot write fails the operation (fail closed).
@@ -46,13 +49,13 @@ typedef enum km_audit_level {
     KM_AUDIT_DATA_EVERY = 2     /**< an entry for every call, group-committed */
 } km_audit_level;
 
-/** Most data-path entries queued before a batch is written. */
+/** Data-path entries per batch the flusher aims at (the queue holds at most 4x). */
 #define KM_AUDIT_BATCH 4096
 
 /** The head of the log: the last entry's sequence number and SHA-256. */
 typedef struct km_audit_head {
     uint64_t seq;        /**< 0 for an empty log */
-    uint8_t hash[32];    /**< SHA-256 of the last entry (zero for an empty log) */
+    uint8_t hash[32];    /**< the last entry's hash (SHA-256, docs/FORMATS.md); zero when empty */
 } km_audit_head;
 
 /** One audit entry, as km_audit_foreach() passes it (valid during the call). */
@@ -66,7 +69,7 @@ typedef struct km_audit_entry {
     uint32_t version;        /**< the key version, 0 when not one version */
     int result;              /**< KM_OK or the km error code the operation returned */
     const char *detail;      /**< short non-secret detail ("" when none) */
-    uint8_t hash[32];        /**< SHA-256 of this entry (the next one chains it) */
+    uint8_t hash[32];        /**< this entry's hash (SHA-256; the next one chains it) */
 } km_audit_entry;
 
 /** Callback of km_audit_foreach(); non-zero stops (a negative value is returned). */

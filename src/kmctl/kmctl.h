@@ -61,6 +61,11 @@ enum kmctl_opt_id {
     OPT_M,
     OPT_N,
     OPT_OUT_DIR,
+    OPT_TCTI,
+    OPT_MODULE,
+    OPT_TOKEN_URI,
+    OPT_PIN_FILE,
+    OPT_STORE_PIN,
     OPT__COUNT
 };
 
@@ -159,6 +164,11 @@ int kmctl_cmd_request_approve(struct kmctl *k, const struct kmctl_args *a);
 int kmctl_cmd_request_show(struct kmctl *k, const struct kmctl_args *a);
 int kmctl_cmd_keyslot_add_shares(struct kmctl *k, const struct kmctl_args *a);
 int kmctl_cmd_keyslot_remove_passphrases(struct kmctl *k, const struct kmctl_args *a);
+
+/* commands: TPM and PKCS#11 registration, the TPM keyslot (cmd_backend.c) */
+int kmctl_cmd_backend_add_tpm2(struct kmctl *k, const struct kmctl_args *a);
+int kmctl_cmd_backend_add_pkcs11(struct kmctl *k, const struct kmctl_args *a);
+int kmctl_cmd_keyslot_add_tpm2(struct kmctl *k, const struct kmctl_args *a);
 
 /* commands: backup and restore (cmd_backup.c) */
 int kmctl_cmd_backup(struct kmctl *k, const struct kmctl_args *a);

@@ -116,6 +116,14 @@ static const struct kmctl_optspec o_shares[] = {
     { "m", "M", ARG_UINT, 1, OPT_M, KM_SHARES_MAX }, { "n", "N", ARG_UINT, 1, OPT_N, KM_SHARES_MAX },
     { "out-dir", "DIR", ARG_STR, 1, OPT_OUT_DIR, 0 }, O_END };
 
+static const struct kmctl_optspec o_tcti[] = {
+    { "tcti", "TCTI", ARG_STR, 1, OPT_TCTI, 0 }, O_END };
+static const struct kmctl_optspec o_pkcs11[] = {
+    { "module", "PATH", ARG_STR, 1, OPT_MODULE, 0 },
+    { "token-uri", "URI", ARG_STR, 1, OPT_TOKEN_URI, 0 },
+    { "pin-file", "FILE", ARG_STR, 0, OPT_PIN_FILE, 0 },
+    { "store-pin", NULL, ARG_NONE, 0, OPT_STORE_PIN, 0 }, O_END };
+
 static int cmd_version(struct kmctl *k, const struct kmctl_args *a);
 static int cmd_help(struct kmctl *k, const struct kmctl_args *a);
 
@@ -207,6 +215,12 @@ static const struct kmctl_cmd commands[] = {
       "approve a request as a custodian" },
     { "request show", "ID", 1, o_json, NULL, kmctl_cmd_request_show, VAULT_OPEN, "",
       "show a request's approvals and expiry" },
+    { "backend add tpm2", "", 0, o_tcti, NULL, kmctl_cmd_backend_add_tpm2, VAULT_OPEN, "",
+      "register a TPM 2.0 (TCTI: swtpm:host=H,port=P or device:/dev/tpmrm0) for --protection tpm2" },
+    { "backend add pkcs11", "", 0, o_pkcs11, NULL, kmctl_cmd_backend_add_pkcs11, VAULT_OPEN, "",
+      "register a PKCS#11 token for --protection pkcs11 (PIN: KM_PKCS11_PIN, or --store-pin)" },
+    { "keyslot add tpm2", "", 0, o_tcti, NULL, kmctl_cmd_keyslot_add_tpm2, VAULT_OPEN, "",
+      "seal the master key to a TPM: the vault then opens with KM_TPM2_TCTI, no passphrase" },
     { "keyslot add shares", "", 0, o_shares, NULL, kmctl_cmd_keyslot_add_shares, VAULT_OPEN, "",
       "split a new keyslot into N custodian shares, any M of which open the vault" },
     { "keyslot remove passphrases", "", 0, o_none, NULL, kmctl_cmd_keyslot_remove_passphrases,
@@ -267,7 +281,8 @@ static void help(FILE *f)
           "passphrase is read from --passphrase-file FILE (one trailing newline stripped)\n"
           "or $KM_PASSPHRASE, never from an argument. With --principal NAME (or\n"
           "$KM_PRINCIPAL) the passphrase is that principal's own credential. With\n"
-          "--share-file FILE given M times, custodians' shares open the vault instead.\n"
+          "--share-file FILE given M times, custodians' shares open the vault instead;\n"
+          "with no passphrase given and $KM_TPM2_TCTI set, the vault's TPM keyslot does.\n"
           "Errors go to stderr.\n", f);
     for (pass = 0; pass < 2; pass++) {
         int any = 0;
@@ -544,6 +559,8 @@ static int open_vault(struct kmctl *k, const struct kmctl_cmd *c, const struct k
     km_open_options o = KM_OPEN_OPTIONS_INIT;
     km_secret *pass = NULL, *shares[KMCTL_SHARES_MAX] = { NULL };
     const char *share_text[KMCTL_SHARES_MAX];
+    const char *tcti = getenv("KM_TPM2_TCTI");
+    char tpm_config[1024];
     size_t pass_len = 0;
     int rc, i;
 
@@ -559,6 +576,14 @@ static int open_vault(struct kmctl *k, const struct kmctl_cmd *c, const struct k
             goto out;
         o.shares = share_text;
         o.share_count = (size_t)g->nshares;
+    } else if (g->passphrase_file == NULL && getenv("KM_PASSPHRASE") == NULL
+               && tcti != NULL && tcti[0] != '\0' && c->vault != VAULT_CREATE) {
+        /* no passphrase but a TPM: open with the vault's TPM keyslot */
+        if ((size_t)snprintf(tpm_config, sizeof tpm_config, "tcti=%s", tcti)
+            >= sizeof tpm_config)
+            return kmctl_error(KMCTL_EXIT_USAGE, "KM_TPM2_TCTI is too long");
+        o.slot_backend = "tpm2";
+        o.slot_config = tpm_config;
     } else {
         if ((rc = kmctl_passphrase(g->passphrase_file, &pass, &pass_len)) != KMCTL_EXIT_OK)
             return rc;

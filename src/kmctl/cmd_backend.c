@@ -1,0 +1,110 @@
+/* cmd_backend.c - kmctl: registering a TPM or a PKCS#11 token with the vault,
+ * and sealing the master key to a TPM (a keyslot). */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kmctl.h"
+
+#define CONFIG_MAX 4096
+
+/* A configuration value may not hold the separator of the config string. */
+static int plain(const char *what, const char *v)
+{
+    if (v[0] == '\0' || strchr(v, ';') != NULL || strchr(v, '\n') != NULL)
+        return kmctl_error(KMCTL_EXIT_USAGE, "%s must be non-empty, without ';' or newlines",
+                           what);
+    return KMCTL_EXIT_OK;
+}
+
+int kmctl_cmd_backend_add_tpm2(struct kmctl *k, const struct kmctl_args *a)
+{
+    char config[CONFIG_MAX];
+    int rc;
+
+    if ((rc = plain("--tcti", a->val[OPT_TCTI])) != KMCTL_EXIT_OK)
+        return rc;
+    if ((size_t)snprintf(config, sizeof config, "tcti=%s", a->val[OPT_TCTI]) >= sizeof config)
+        return kmctl_error(KMCTL_EXIT_USAGE, "--tcti is too long");
+    if ((rc = km_vault_backend_set(k->ctx, "tpm2", config)) != KM_OK)
+        return kmctl_lib_error(rc, "registering the TPM");
+    return KMCTL_EXIT_OK;
+}
+
+int kmctl_cmd_backend_add_pkcs11(struct kmctl *k, const struct kmctl_args *a)
+{
+    km_secret *config = NULL, *pin = NULL;
+    size_t pin_len = 0, n;
+    const char *env_pin = getenv("KM_PKCS11_PIN");
+    int rc;
+
+    if ((rc = plain("--module", a->val[OPT_MODULE])) != KMCTL_EXIT_OK
+        || (rc = plain("--token-uri", a->val[OPT_TOKEN_URI])) != KMCTL_EXIT_OK)
+        return rc;
+    if (strncmp(a->val[OPT_TOKEN_URI], "pkcs11:", 7) != 0)
+        return kmctl_error(KMCTL_EXIT_USAGE, "--token-uri must be an RFC 7512 URI (pkcs11:...)");
+    if (a->val[OPT_STORE_PIN] != NULL) {
+        /* the administrator asked for a copy of the PIN sealed in the vault */
+        if (a->val[OPT_PIN_FILE] != NULL) {
+            if ((rc = kmctl_passphrase(a->val[OPT_PIN_FILE], &pin, &pin_len)) != KMCTL_EXIT_OK)
+                return rc;
+        } else if (env_pin != NULL && env_pin[0] != '\0') {
+            if ((rc = km_secret_from(&pin, env_pin, strlen(env_pin))) != KM_OK)
+                return kmctl_lib_error(rc, "reading the PIN");
+            pin_len = strlen(env_pin);
+        } else {
+            return kmctl_error(KMCTL_EXIT_USAGE, "--store-pin needs --pin-file FILE or "
+                                                 "KM_PKCS11_PIN");
+        }
+        if (memchr(km_secret_data(pin), ';', pin_len) != NULL) {
+            km_secret_free(pin);
+            return kmctl_error(KMCTL_EXIT_USAGE, "the PIN may not contain ';'");
+        }
+    } else if (a->val[OPT_PIN_FILE] != NULL) {
+        return kmctl_error(KMCTL_EXIT_USAGE, "--pin-file is only read with --store-pin (otherwise "
+                                             "give the PIN at use time in KM_PKCS11_PIN)");
+    }
+    /* the configuration lives in secure memory: it may hold the PIN */
+    if ((rc = km_secret_new(&config, CONFIG_MAX)) != KM_OK) {
+        km_secret_free(pin);
+        return kmctl_lib_error(rc, "building the configuration");
+    }
+    n = (size_t)snprintf((char *)km_secret_data(config), CONFIG_MAX, "module=%s;token=%s",
+                         a->val[OPT_MODULE], a->val[OPT_TOKEN_URI]);
+    if (n < CONFIG_MAX && pin != NULL) {
+        if (n + 5 + pin_len >= CONFIG_MAX) {
+            n = CONFIG_MAX;
+        } else {
+            memcpy(km_secret_data(config) + n, ";pin=", 5);
+            memcpy(km_secret_data(config) + n + 5, km_secret_data(pin), pin_len);
+            n += 5 + pin_len;
+            km_secret_data(config)[n] = '\0';
+        }
+    }
+    km_secret_free(pin);
+    if (n >= CONFIG_MAX) {
+        km_secret_free(config);
+        return kmctl_error(KMCTL_EXIT_USAGE, "the module path and token URI are too long");
+    }
+    rc = km_vault_backend_set(k->ctx, "pkcs11", (const char *)km_secret_data(config));
+    km_secret_free(config);
+    if (rc != KM_OK)
+        return kmctl_lib_error(rc, "registering the token");
+    return KMCTL_EXIT_OK;
+}
+
+int kmctl_cmd_keyslot_add_tpm2(struct kmctl *k, const struct kmctl_args *a)
+{
+    char config[CONFIG_MAX];
+    int rc;
+
+    if ((rc = plain("--tcti", a->val[OPT_TCTI])) != KMCTL_EXIT_OK)
+        return rc;
+    if ((size_t)snprintf(config, sizeof config, "tcti=%s", a->val[OPT_TCTI]) >= sizeof config)
+        return kmctl_error(KMCTL_EXIT_USAGE, "--tcti is too long");
+    if ((rc = km_vault_add_backend_slot(k->ctx, "tpm2", config)) != KM_OK)
+        return kmctl_lib_error(rc, "sealing the master key to the TPM");
+    fprintf(stderr, "kmctl: the master key is sealed to this TPM; open with KM_TPM2_TCTI set "
+                    "and no passphrase\n");
+    return KMCTL_EXIT_OK;
+}

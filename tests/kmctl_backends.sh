@@ -1,0 +1,178 @@
+#!/bin/sh
+# kmctl_backends.sh - kmctl with a TPM 2.0 (swtpm) and a PKCS#11 token (SoftHSM2), both
+# started here with temporary state and stopped at the end: backend add, keys with
+# --protection tpm2|pkcs11 through the demo's operations, the TPM keyslot opened with
+# KM_TPM2_TCTI and no passphrase, and not with another TPM.
+# A missing swtpm or SoftHSM2 is a failure, never a skip. Run by make check.
+set -u
+: "${top_builddir:=.}"
+KMCTL="$top_builddir/src/kmctl/kmctl"
+case $KMCTL in /*) ;; *) KMCTL="$PWD/$KMCTL" ;; esac
+[ -x "$KMCTL" ] || { echo "kmctl_backends.sh: $KMCTL is not built"; exit 1; }
+PY=/usr/bin/python3
+[ -x "$PY" ] || PY=python3
+MODULE=/usr/lib/softhsm/libsofthsm2.so
+for t in swtpm tpm2_dictionarylockout softhsm2-util openssl; do
+    command -v "$t" >/dev/null 2>&1 || { echo "kmctl_backends.sh: $t is not installed"; exit 1; }
+done
+[ -f "$MODULE" ] || { echo "kmctl_backends.sh: $MODULE is missing (softhsm2)"; exit 1; }
+
+tmp=$(mktemp -d "${TMPDIR:-/tmp}/kmctl-backends.XXXXXX") || exit 1
+pids=
+cleanup() {
+    for p in $pids; do
+        kill "$p" 2>/dev/null
+        i=0
+        while kill -0 "$p" 2>/dev/null && [ $i -lt 100 ]; do sleep 0.05; i=$((i + 1)); done
+    done
+    rm -rf "$tmp"
+}
+trap cleanup EXIT INT TERM
+cd "$tmp" || exit 1
+TSS2_LOG=all+NONE
+export TSS2_LOG
+
+passed=0 failed=0
+ok() { passed=$((passed + 1)); }
+bad() {
+    failed=$((failed + 1))
+    echo "FAIL: $*"
+    [ -s err ] && sed 's/^/    stderr: /' err | head -5
+}
+# t CODE DESCRIPTION INPUT CMD...: kmctl CMD with stdin INPUT (- = none), out/err files
+t() {
+    want=$1 desc=$2 in=$3
+    shift 3
+    [ "$in" = - ] && in=/dev/null
+    "$KMCTL" "$@" <"$in" >out 2>err
+    got=$?
+    if [ "$got" -eq "$want" ]; then ok; else bad "$desc: exit $got, wanted $want"; fi
+}
+check() {
+    desc=$1
+    shift
+    if "$@"; then ok; else bad "$desc"; fi
+}
+
+# start_tpm NAME: a swtpm on a free port pair; sets $tcti
+start_tpm() {
+    mkdir -p "$tmp/$1"
+    port=$("$PY" - <<'EOF'
+import random, socket
+for _ in range(200):
+    p = 20000 + 2 * random.randrange(15000)
+    try:
+        for q in (p, p + 1):
+            s = socket.socket()
+            s.bind(("127.0.0.1", q))
+            s.close()
+    except OSError:
+        continue
+    print(p)
+    break
+EOF
+)
+    swtpm socket --tpm2 --tpmstate dir="$tmp/$1" \
+        --server type=tcp,port="$port",bindaddr=127.0.0.1 \
+        --ctrl type=tcp,port=$((port + 1)),bindaddr=127.0.0.1 \
+        --flags not-need-init,startup-clear --pid file="$tmp/$1/pid" --daemon || return 1
+    i=0
+    while [ ! -s "$tmp/$1/pid" ] && [ $i -lt 200 ]; do sleep 0.05; i=$((i + 1)); done
+    pids="$pids $(cat "$tmp/$1/pid")"
+    tcti="swtpm:host=127.0.0.1,port=$port"
+    i=0
+    until TPM2TOOLS_TCTI="$tcti" tpm2_dictionarylockout --setup-parameters --max-tries=1000 \
+            --recovery-time=1 --lockout-recovery-time=1 >/dev/null 2>&1; do
+        i=$((i + 1))
+        [ $i -lt 100 ] || { echo "kmctl_backends.sh: swtpm does not answer"; return 1; }
+        sleep 0.05
+    done
+}
+
+start_tpm tpm-a || exit 1
+tcti_a=$tcti
+start_tpm tpm-b || exit 1
+tcti_b=$tcti
+
+mkdir "$tmp/tokens"
+printf 'directories.tokendir = %s\nobjectstore.backend = file\nlog.level = ERROR\n' \
+    "$tmp/tokens" >"$tmp/softhsm2.conf"
+SOFTHSM2_CONF="$tmp/softhsm2.conf"
+export SOFTHSM2_CONF
+softhsm2-util --init-token --free --label kmtest --so-pin 5678 --pin 4321 >/dev/null || exit 1
+
+export KM_VAULT="$tmp/vault" KM_PASSPHRASE="backends test passphrase"
+printf 'attack at dawn\n' >msg
+
+t 0 "init" - init --kdf-cost 14
+
+# ---------------------------------------------------------------- TPM keys
+t 1 "backend add tpm2 without --tcti" - backend add tpm2
+t 0 "backend add tpm2" - backend add tpm2 --tcti "$tcti_a"
+t 0 "create a TPM signing key" - key create tsig --type ec-p256 --protection tpm2
+t 0 "create a TPM-sealed AES key" - key create taes --type aes-256-gcm --protection tpm2
+t 0 "key info shows the protection" - key info tsig --json
+check "protection tpm2" grep -q '"protection": *"tpm2"' out
+t 0 "encrypt with a TPM key" msg encrypt taes
+cp out taes.ct
+t 0 "decrypt with a TPM key" taes.ct decrypt
+check "the TPM key round-trips" cmp -s out msg
+t 0 "sign in the TPM" msg sign tsig --raw
+cp out tsig.sig
+t 0 "verify the TPM signature" msg verify tsig tsig.sig --raw
+t 0 "public key of the TPM key" - key public tsig
+cp out tsig.pem
+check "openssl verifies the TPM signature" \
+    openssl dgst -sha256 -verify tsig.pem -signature tsig.sig msg
+t 0 "rotate the TPM key" - key rotate tsig
+t 0 "sign with the new TPM version" msg sign tsig
+
+# ---------------------------------------------------------------- the TPM keyslot
+t 0 "keyslot add tpm2" - keyslot add tpm2 --tcti "$tcti_a"
+(unset KM_PASSPHRASE; KM_TPM2_TCTI="$tcti_a" "$KMCTL" key list >out 2>err)
+check "the vault opens with the TPM and no passphrase" [ $? -eq 0 ]
+check "and lists its keys" grep -q '^taes' out
+(unset KM_PASSPHRASE; KM_TPM2_TCTI="$tcti_a" "$KMCTL" decrypt <taes.ct >out 2>err)
+check "opened by the TPM, it decrypts" cmp -s out msg
+(unset KM_PASSPHRASE; KM_TPM2_TCTI="$tcti_b" "$KMCTL" key list >out 2>err)
+check "another TPM does not open it (exit 5)" [ $? -eq 5 ]
+(unset KM_PASSPHRASE; unset KM_TPM2_TCTI; "$KMCTL" key list >out 2>err)
+check "no passphrase and no TPM: a usage error" [ $? -eq 1 ]
+t 0 "audit records the keyslot" - audit show
+check "the keyslot entry" grep -q '"op":"keyslot.add","result":"OK","detail":"tpm2"' out
+
+# ---------------------------------------------------------------- PKCS#11 keys
+t 1 "backend add pkcs11 without a pkcs11: URI" - backend add pkcs11 --module "$MODULE" --token-uri token=kmtest
+t 0 "backend add pkcs11" - backend add pkcs11 --module "$MODULE" --token-uri "pkcs11:token=kmtest"
+export KM_PKCS11_PIN=4321
+t 0 "create an HSM AES key" - key create haes --type aes-256-gcm --protection pkcs11
+t 0 "create an HSM signing key" - key create hsig --type ec-p256 --protection pkcs11
+t 0 "encrypt with the HSM key" msg encrypt haes
+cp out haes.ct
+t 0 "decrypt with the HSM key" haes.ct decrypt
+check "the HSM key round-trips" cmp -s out msg
+t 0 "sign in the HSM" msg sign hsig --raw
+cp out hsig.sig
+t 0 "verify the HSM signature" msg verify hsig hsig.sig --raw
+t 0 "public key of the HSM key" - key public hsig
+cp out hsig.pem
+check "openssl verifies the HSM signature" \
+    openssl dgst -sha256 -verify hsig.pem -signature hsig.sig msg
+t 0 "rotate the HSM key" - key rotate haes
+t 0 "decrypt the old ciphertext after rotation" haes.ct decrypt
+check "still the message" cmp -s out msg
+unset KM_PKCS11_PIN
+"$KMCTL" decrypt <haes.ct >out 2>err
+rc=$?
+check "no PIN: refused (exit $rc)" [ $rc -ne 0 ]
+check "the error never shows a PIN" sh -c '! grep -q 4321 err'
+printf '4321\n' >"$tmp/pin"
+chmod 600 "$tmp/pin"
+t 1 "--pin-file without --store-pin" - backend add pkcs11 --module "$MODULE" --token-uri "pkcs11:token=kmtest" --pin-file "$tmp/pin"
+t 0 "backend add pkcs11 --store-pin" - backend add pkcs11 --module "$MODULE" --token-uri "pkcs11:token=kmtest" --pin-file "$tmp/pin" --store-pin
+t 0 "the sealed PIN serves" haes.ct decrypt
+check "decrypt with the sealed PIN" cmp -s out msg
+check "the PIN is not in the vault file in clear" sh -c '! grep -q "pin=4321" "$1/data.mdb"' - "$tmp/vault"
+
+echo "kmctl_backends: $passed passed, $failed failed"
+[ "$failed" -eq 0 ]
