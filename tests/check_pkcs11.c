@@ -399,6 +399,49 @@ START_TEST(test_pkcs11_destroy_lifecycle)
 }
 END_TEST
 
+/* An HSM keyslot: the vault opens with the token alone (no passphrase), not
+ * with another token, and not after the token is re-initialised. */
+static int open_with_token(const char *cfg, km_ctx **out)
+{
+    char uri[4300];
+    km_open_options o = KM_OPEN_OPTIONS_INIT;
+    snprintf(uri, sizeof uri, "lmdb:%s/vault", dir);
+    o.slot_backend = "pkcs11";
+    o.slot_config = cfg;
+    return km_open(out, uri, &o);
+}
+
+START_TEST(test_pkcs11_keyslot)
+{
+    char other[4400], cmd[4400];
+    km_ctx *c2 = NULL;
+    int rc;
+
+    ck_assert_int_eq(open_with_token(config, &c2), KM_E_AUTH);   /* no HSM slot yet */
+    OK(km_vault_add_backend_slot(ctx, "pkcs11", config));
+    OK(open_with_token(config, &c2));
+    km_close(c2);
+    c2 = NULL;
+    /* a second token of the same module: it has not the slot's key */
+    snprintf(cmd, sizeof cmd, "softhsm2-util --init-token --free --label other --so-pin 1234 "
+             "--pin %s >/dev/null", PIN);
+    ck_assert_int_eq(system(cmd), 0);
+    snprintf(other, sizeof other, "module=%s;token=pkcs11:token=other;pin=%s", MODULE, PIN);
+    rc = open_with_token(other, &c2);
+    ck_assert_msg(rc == KM_E_AUTH, "another token gave %s (%s)", km_err_name(rc),
+                  km_error_last()->message);
+    ck_assert_ptr_null(c2);
+    /* a wrong PIN: authentication fails, the PIN is not in the message */
+    snprintf(other, sizeof other, "module=%s;token=pkcs11:token=%s;pin=999999", MODULE, LABEL);
+    rc = open_with_token(other, &c2);
+    ck_assert_int_eq(rc, KM_E_AUTH);
+    ck_assert_ptr_null(strstr(km_error_last()->message, "999999"));
+    /* the passphrase still opens it */
+    OK(tu_vault_open(&c2, dir, TU_PASS, 0));
+    km_close(c2);
+}
+END_TEST
+
 static Suite *suite(void)
 {
     Suite *s = suite_create("pkcs11");
@@ -414,6 +457,7 @@ static Suite *suite(void)
     tcase_add_test(tc, test_pkcs11_pin_from_env);
     tcase_add_test(tc, test_pkcs11_token_removed);
     tcase_add_test(tc, test_pkcs11_destroy_lifecycle);
+    tcase_add_test(tc, test_pkcs11_keyslot);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -29,6 +29,7 @@
 #include "km_int.h"
 #include "p11_int.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -878,6 +879,105 @@ static int p11_public_key(void *obj, uint8_t *out, size_t out_cap, size_t *out_l
 
 /* ------------------------------------------------------------------- table */
 
+/* ------------------------------------------------------------ keyslot */
+
+/*
+ * An HSM keyslot: the vault master key encrypted (AES-256-GCM, in the token)
+ * under a token key made for the slot (sensitive, non-extractable, encrypt /
+ * decrypt only). Blob:
+ *   'S' 1 ref_len(1) ref[ref_len] nonce[12] ciphertext[32] tag[16]
+ * where ref is the key's reference (token serial and CKA_ID). Another token,
+ * or this one re-initialised, cannot open it.
+ */
+static const uint8_t slot_aad[] = "km-pkcs11-keyslot-v1";
+
+static void slot_spec(km_backend_keyspec *spec, const uint8_t id[16])
+{
+    memset(spec, 0, sizeof *spec);
+    spec->version = 1;
+    spec->type = KM_KEY_AES_256_GCM;
+    spec->usage = KM_USAGE_ENCRYPT | KM_USAGE_DECRYPT;
+    spec->key_id = id;
+    spec->key_version = 1;
+}
+
+static int p11_slot_seal(void *state, const km_secret *master, km_secret **out_blob)
+{
+    km_backend_keyspec spec;
+    km_secret *ref = NULL;
+    void *obj = NULL;
+    uint8_t id[16], nonce[12], blob[3 + 255 + 12 + 32 + 16];
+    size_t n;
+    int rc;
+
+    *out_blob = NULL;
+    if (master == NULL || km_secret_len(master) != 32)
+        return km__err(KM_E_INVALID, "pkcs11 keyslot: a 32-byte master key is needed");
+    if ((rc = km__random(id, sizeof id)) != KM_OK || (rc = km__random(nonce, sizeof nonce)))
+        return rc;
+    slot_spec(&spec, id);
+    if ((rc = p11_generate(state, &spec, &ref)) != KM_OK)
+        return rc;
+    if (km_secret_len(ref) > 255) {
+        rc = km__err(KM_E_INTERNAL, "pkcs11 keyslot: key reference too long");
+        goto out;
+    }
+    if ((rc = p11_load(state, &spec, km_secret_data(ref), km_secret_len(ref), &obj)) != KM_OK)
+        goto out;
+    n = km_secret_len(ref);
+    blob[0] = 'S';
+    blob[1] = 1;
+    blob[2] = (uint8_t)n;
+    memcpy(blob + 3, km_secret_data(ref), n);
+    memcpy(blob + 3 + n, nonce, 12);
+    rc = p11_aead_seal(obj, nonce, slot_aad, sizeof slot_aad - 1, NULL, 0, km_secret_data(master),
+                       32, blob + 3 + n + 12, blob + 3 + n + 12 + 32);
+    if (rc == KM_OK)
+        rc = km_secret_from(out_blob, blob, 3 + n + 12 + 32 + 16);
+out:
+    if (obj != NULL)
+        p11_unload(state, obj);
+    if (rc != KM_OK && ref != NULL)   /* do not leave an unused key in the token */
+        (void)p11_destroy(state, &spec, km_secret_data(ref), km_secret_len(ref));
+    km_secret_free(ref);
+    km_memzero(blob, sizeof blob);
+    return rc;
+}
+
+static int p11_slot_unseal(void *state, const uint8_t *blob, size_t blob_len,
+                           km_secret **out_master)
+{
+    km_backend_keyspec spec;
+    void *obj = NULL;
+    uint8_t mk[32];
+    size_t n;
+    int rc;
+
+    *out_master = NULL;
+    if (blob == NULL || blob_len < 3 || blob[0] != 'S' || blob[1] != 1 || blob[2] != REF_LEN
+        || blob_len != 3u + REF_LEN + 12 + 32 + 16)
+        return km__err(KM_E_CORRUPT, "pkcs11 keyslot: malformed blob");
+    n = REF_LEN;
+    slot_spec(&spec, blob + 3 + REF_LEN - 16);   /* the reference ends with the CKA_ID */
+    rc = p11_load(state, &spec, blob + 3, n, &obj);
+    if (rc == KM_E_NOTFOUND || rc == KM_E_INVALID || rc == KM_E_INTEGRITY) {
+        char keep[200];
+        snprintf(keep, sizeof keep, "%s", km_error_last()->message);
+        return km__err(KM_E_AUTH, "pkcs11 keyslot: this token cannot open it (%s)", keep);
+    }
+    if (rc != KM_OK)
+        return rc;
+    rc = p11_aead_open(obj, blob + 3 + n, slot_aad, sizeof slot_aad - 1, NULL, 0,
+                       blob + 3 + n + 12, 32, blob + 3 + n + 12 + 32, mk);
+    p11_unload(state, obj);
+    if (rc == KM_E_INTEGRITY)
+        rc = km__err(KM_E_AUTH, "pkcs11 keyslot: the token key does not open it");
+    if (rc == KM_OK)
+        rc = km_secret_from(out_master, mk, sizeof mk);
+    km_memzero(mk, sizeof mk);
+    return rc;
+}
+
 const km_backend_ops km__pkcs11_backend = {
     .version = KM_BACKEND_OPS_VERSION,
     .name = "pkcs11",
@@ -900,4 +1000,6 @@ const km_backend_ops km__pkcs11_backend = {
     .agree = NULL,
     .public_key = p11_public_key,
     .ctl = NULL,
+    .slot_seal = p11_slot_seal,
+    .slot_unseal = p11_slot_unseal,
 };
