@@ -470,6 +470,48 @@ START_TEST(test_tpm2_unsupported_type_refused)
 }
 END_TEST
 
+/* ECDH: the TPM key (Esys_ECDH_ZGen) and a software P-256 key agree on the
+ * same derived secret both ways; a peer on another curve is refused. */
+START_TEST(test_tpm2_ecdh_agree)
+{
+    km_ctx *ctx = vault_for(&tpm);
+    km_key *k = tpm_key(ctx, "ec-agree", KM_KEY_EC_P256), *sw = NULL, *other = NULL;
+    uint8_t spki_t[256], spki_s[256], spki_o[256];
+    size_t lt = 0, ls = 0, lo = 0;
+    km_secret *a = NULL, *b = NULL, *c = NULL;
+    static const uint8_t info[] = "ctx";
+
+    ck_assert_int_eq(km_key_create(&sw, ctx, "peer", KM_KEY_EC_P256, NULL), KM_OK);
+    ck_assert_int_eq(km_key_public_export(k, 0, KM_MATERIAL_SPKI_DER, spki_t, sizeof spki_t, &lt),
+                     KM_OK);
+    ck_assert_int_eq(km_key_public_export(sw, 0, KM_MATERIAL_SPKI_DER, spki_s, sizeof spki_s, &ls),
+                     KM_OK);
+    ck_assert_msg(km_agree(k, spki_s, ls, info, sizeof info, 32, &a) == KM_OK, "tpm agree: %s",
+                  km_error_last()->message);
+    ck_assert_int_eq(km_agree(sw, spki_t, lt, info, sizeof info, 32, &b), KM_OK);
+    ck_assert_uint_eq(km_secret_len(a), 32);
+    ck_assert_mem_eq(km_secret_data(a), km_secret_data(b), 32);
+    /* another peer gives another secret */
+    ck_assert_int_eq(km_key_create(&other, ctx, "other", KM_KEY_EC_P256, NULL), KM_OK);
+    ck_assert_int_eq(km_key_public_export(other, 0, KM_MATERIAL_SPKI_DER, spki_o, sizeof spki_o,
+                                          &lo), KM_OK);
+    ck_assert_int_eq(km_agree(k, spki_o, lo, info, sizeof info, 32, &c), KM_OK);
+    ck_assert(memcmp(km_secret_data(a), km_secret_data(c), 32) != 0);
+    km_secret_free(c);
+    c = NULL;
+    /* garbage is refused as invalid */
+    spki_s[ls - 5] ^= 0x55;
+    ck_assert_int_ne(km_agree(k, spki_s, ls, info, sizeof info, 32, &c), KM_OK);
+    ck_assert_ptr_null(c);
+    km_secret_free(a);
+    km_secret_free(b);
+    km_key_free(k);
+    km_key_free(sw);
+    km_key_free(other);
+    km_close(ctx);
+}
+END_TEST
+
 /* A vault sealed to TPM A opens with A alone (no passphrase), after A
  * restarts too, and not with TPM B; TPM-down gives KM_E_BACKEND. */
 static int open_with_tpm(const swtpm *t, km_ctx **out)
@@ -544,6 +586,7 @@ static Suite *tpm2_suite(void)
     tcase_add_test(tc, test_tpm2_other_tpm_cannot_use_keys);
     tcase_add_test(tc, test_tpm2_unsupported_type_refused);
     tcase_add_test(tc, test_tpm2_keyslot_opens_on_this_tpm_only);
+    tcase_add_test(tc, test_tpm2_ecdh_agree);
     suite_add_tcase(s, tc);
     return s;
 }

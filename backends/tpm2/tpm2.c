@@ -200,11 +200,12 @@ static void template_for(enum ref_kind kind, TPM2B_PUBLIC *t)
     switch (kind) {
     case KIND_ECDSA:
         t->publicArea.type = TPM2_ALG_ECC;
-        t->publicArea.objectAttributes |= TPMA_OBJECT_SIGN_ENCRYPT
+        /* sign (ECDSA, scheme given per call) and decrypt (ECDH_ZGen for
+         * km_agree): an unrestricted key with a NULL scheme may do both */
+        t->publicArea.objectAttributes |= TPMA_OBJECT_SIGN_ENCRYPT | TPMA_OBJECT_DECRYPT
                                           | TPMA_OBJECT_SENSITIVEDATAORIGIN;
         t->publicArea.parameters.eccDetail.symmetric.algorithm = TPM2_ALG_NULL;
-        t->publicArea.parameters.eccDetail.scheme.scheme = TPM2_ALG_ECDSA;
-        t->publicArea.parameters.eccDetail.scheme.details.ecdsa.hashAlg = TPM2_ALG_SHA256;
+        t->publicArea.parameters.eccDetail.scheme.scheme = TPM2_ALG_NULL;
         t->publicArea.parameters.eccDetail.curveID = TPM2_ECC_NIST_P256;
         t->publicArea.parameters.eccDetail.kdf.scheme = TPM2_ALG_NULL;
         break;
@@ -713,6 +714,108 @@ static int tpm_public_key(void *obj, uint8_t *out, size_t out_cap, size_t *out_l
     return KM_OK;
 }
 
+/* --------------------------------------------------------------------- ECDH */
+
+struct agree_arg {
+    tpm_obj *o;
+    TPM2B_ECC_POINT peer;
+    km_secret *z;      /* out: the 32-byte x coordinate of the shared point */
+};
+
+static int op_agree(km__tpm2_conn *c, void *varg, TSS2_RC *trc)
+{
+    struct agree_arg *a = varg;
+    TPM2B_ECC_POINT *out = NULL;
+    ESYS_TR h = ESYS_TR_NONE, sess = ESYS_TR_NONE;
+    TSS2_RC rc;
+    int krc;
+
+    if ((krc = load_blobs(c, a->o, &h, trc)) != KM_OK)
+        goto out;
+    /* the shared point comes back encrypted on the wire (salted session) */
+    if ((rc = start_enc_session(c, &sess)) != TSS2_RC_SUCCESS) {
+        *trc = rc;
+        krc = km__tpm2_err(rc, "StartAuthSession (salted)");
+        goto out;
+    }
+    KM__TPM2_CALL(rc, Esys_ECDH_ZGen(c->esys, h, sess, ESYS_TR_NONE, ESYS_TR_NONE, &a->peer,
+                                     &out));
+    if (rc != TSS2_RC_SUCCESS) {
+        *trc = rc;
+        krc = (rc & 0xFFFF0000u) == 0 && (rc & TPM2_RC_FMT1)
+                      && (rc & 0x3Fu) == (TPM2_RC_ECC_POINT & 0x3Fu)
+                  ? km__err_native(KM_E_INVALID, KM_NATIVE_TSS2, (long)rc,
+                                   "tpm2 ECDH: the peer point is not on the curve")
+                  : km__tpm2_err(rc, "ECDH_ZGen");
+        goto out;
+    }
+    if (out->point.x.size == 0 || out->point.x.size > P256_FIELD) {
+        krc = km__err(KM_E_BACKEND, "tpm2 ECDH_ZGen returned a bad point");
+        goto out;
+    }
+    if ((krc = km_secret_new(&a->z, P256_FIELD)) != KM_OK)
+        goto out;
+    memset(km_secret_data(a->z), 0, P256_FIELD);
+    memcpy(km_secret_data(a->z) + P256_FIELD - out->point.x.size, out->point.x.buffer,
+           out->point.x.size);
+out:
+    if (out != NULL) {
+        km_memzero(out, sizeof *out);
+        Esys_Free(out);
+    }
+    flush(c, &sess);
+    flush(c, &h);
+    return krc;
+}
+
+static int tpm_agree(void *obj, const uint8_t *peer_spki, size_t peer_len, km_secret **out)
+{
+    tpm_obj *o = obj;
+    struct agree_arg a;
+    const unsigned char *p = peer_spki;
+    EVP_PKEY *peer = NULL;
+    uint8_t point[1 + 2 * P256_FIELD];
+    char group[32];
+    size_t plen = 0;
+    int rc;
+
+    if (out == NULL)
+        return km__err(KM_E_INVALID, "tpm2 agree: out is NULL");
+    *out = NULL;
+    if (o == NULL || peer_spki == NULL || peer_len == 0 || peer_len > 4096)
+        return km__err(KM_E_INVALID, "tpm2 agree: bad arguments");
+    if (o->kind != KIND_ECDSA)
+        return km__err(KM_E_USAGE, "tpm2: this key does not agree keys");
+    if (!(o->pub.publicArea.objectAttributes & TPMA_OBJECT_DECRYPT))
+        return km__err(KM_E_USAGE, "tpm2: this key was created for signing only (before ECDH "
+                                   "support); create a new version to agree keys");
+    peer = d2i_PUBKEY(NULL, &p, (long)peer_len);
+    if (peer == NULL || p != peer_spki + peer_len || !EVP_PKEY_is_a(peer, "EC")
+        || EVP_PKEY_get_utf8_string_param(peer, OSSL_PKEY_PARAM_GROUP_NAME, group, sizeof group,
+                                          NULL) != 1
+        || (strcmp(group, "prime256v1") != 0 && strcmp(group, "P-256") != 0)
+        || EVP_PKEY_get_octet_string_param(peer, OSSL_PKEY_PARAM_ENCODED_PUBLIC_KEY, point,
+                                           sizeof point, &plen) != 1
+        || plen != sizeof point || point[0] != 0x04) {
+        EVP_PKEY_free(peer);
+        return km__err_ossl(KM_E_INVALID, "tpm2 agree: the peer key is not a P-256 public key");
+    }
+    EVP_PKEY_free(peer);
+    memset(&a, 0, sizeof a);
+    a.o = o;
+    a.peer.point.x.size = P256_FIELD;
+    memcpy(a.peer.point.x.buffer, point + 1, P256_FIELD);
+    a.peer.point.y.size = P256_FIELD;
+    memcpy(a.peer.point.y.buffer, point + 1 + P256_FIELD, P256_FIELD);
+    rc = km__tpm2_run(o->st->conn, op_agree, &a);
+    if (rc != KM_OK) {
+        km_secret_free(a.z);
+        return rc;
+    }
+    *out = a.z;
+    return KM_OK;
+}
+
 /* --------------------------------------------------------------------- HMAC */
 
 struct mac_arg {
@@ -917,7 +1020,7 @@ const km_backend_ops km__tpm2_backend = {
     .wrap = tpm_wrap,
     .unwrap = tpm_unwrap,
     .derive = NULL,
-    .agree = NULL,
+    .agree = tpm_agree,
     .public_key = tpm_public_key,
     .ctl = NULL,
     .slot_seal = tpm_slot_seal,

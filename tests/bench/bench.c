@@ -15,6 +15,7 @@
  */
 #define _GNU_SOURCE 1
 #include "benchutil.h"
+#include "bench_hw.h"
 
 #include <pthread.h>
 #include <stdatomic.h>
@@ -63,11 +64,6 @@ static void report(const char *name, double km, double raw)
     fflush(stdout);
 }
 
-static void skipped(const char *name, const char *reason)
-{
-    printf("BENCH %s skipped=%s\n", name, reason);
-    fflush(stdout);
-}
 
 /* Runs the pair interleaved and reports it. */
 static void pair(const char *name, bench_fn km, void *km_arg, double *km_excl, bench_fn raw,
@@ -668,6 +664,14 @@ static void bench_threads(km_ctx *ctx, km_key *key)
     }
 }
 
+/* The pair runner as bench_hw.c sees it. */
+static void hw_pair(const char *name, bench_hw_fn km, void *km_arg, bench_hw_fn raw,
+                    void *raw_arg)
+{
+    pair(name, km, km_arg, NULL, raw, raw_arg, NULL);
+    fflush(stdout);
+}
+
 /* ------------------------------------------------------------ audit */
 
 /* encrypt-64 with an audit entry for every call (group-committed) against
@@ -824,12 +828,11 @@ int main(int argc, char **argv)
         bench_threads(ctx, aes);
     if (wanted(argc, argv, "encrypt-64-audit"))
         bench_audit(dir);
-    if (wanted(argc, argv, "pkcs11-encrypt"))
-        skipped("pkcs11-encrypt", "pkcs11-backend-not-built");
-    if (wanted(argc, argv, "pkcs11-sign"))
-        skipped("pkcs11-sign", "pkcs11-backend-not-built");
+    if (wanted(argc, argv, "pkcs11-encrypt") || wanted(argc, argv, "pkcs11-sign"))
+        bench_hw_pkcs11(dir, hw_pair, wanted(argc, argv, "pkcs11-encrypt"),
+                        wanted(argc, argv, "pkcs11-sign"));
     if (wanted(argc, argv, "tpm2-sign"))
-        skipped("tpm2-sign", "tpm2-backend-not-built");
+        bench_hw_tpm2(dir, hw_pair);
     bench_print_load();
 done:
     km_key_free(aes);

@@ -14,10 +14,11 @@
 # (The top Makefile.am defines no EXTRA_PROGRAMS; should it come to, make this +=.)
 EXTRA_PROGRAMS = tests/bench/bench tests/bench/scale
 
-BENCH_CFLAGS = $(AM_CFLAGS) $(CRYPTO_CFLAGS) $(LMDB_CFLAGS)
-BENCH_LIBS = libkm.la $(CRYPTO_LIBS) $(LMDB_LIBS) $(PTHREAD_LIBS)
+BENCH_CFLAGS = $(AM_CFLAGS) $(CRYPTO_CFLAGS) $(LMDB_CFLAGS) $(PKCS11_CFLAGS) $(TSS2_CFLAGS)
+BENCH_LIBS = libkm.la $(CRYPTO_LIBS) $(LMDB_LIBS) $(PKCS11_LIBS) $(TSS2_LIBS) $(PTHREAD_LIBS)
 
-tests_bench_bench_SOURCES = tests/bench/bench.c tests/bench/benchutil.c tests/bench/benchutil.h
+tests_bench_bench_SOURCES = tests/bench/bench.c tests/bench/benchutil.c tests/bench/benchutil.h \
+	tests/bench/bench_hw.c tests/bench/bench_hw.h
 tests_bench_bench_CFLAGS = $(BENCH_CFLAGS)
 tests_bench_bench_LDADD = $(BENCH_LIBS)
 
