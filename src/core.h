@@ -174,6 +174,8 @@ struct km_ctx {
     uint8_t principal_id[16];     /* zero unless a principal */
     int is_principal;
     uint32_t roles;               /* KM_ROLE_* of a principal */
+    km_progress_fn progress;      /* km_set_progress */
+    void *progress_arg;
     km__audit_ctx audit;
 };
 
@@ -193,6 +195,9 @@ const km__policy *km__policy_acquire(struct km_ctx *ctx);
 void km__policy_release(struct km_ctx *ctx);
 /* Re-reads the stored policy when another process may have changed it. */
 int km__ctx_policy_refresh(struct km_ctx *ctx, int force);
+
+/* ctx.c: reports progress of long work when the caller asked for it. */
+void km__progress(struct km_ctx *ctx, const char *what, uint64_t done, uint64_t total);
 
 /* audit.c */
 const char *km__op_name(int op);

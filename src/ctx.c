@@ -427,6 +427,21 @@ int km_vault_remove_passphrases(km_ctx *ctx)
     return rc;
 }
 
+int km_set_progress(km_ctx *ctx, km_progress_fn fn, void *arg)
+{
+    if (ctx == NULL)
+        return km__err(KM_E_INVALID, "km_set_progress: ctx is NULL");
+    ctx->progress = fn;
+    ctx->progress_arg = arg;
+    return KM_OK;
+}
+
+void km__progress(struct km_ctx *ctx, const char *what, uint64_t done, uint64_t total)
+{
+    if (ctx->progress != NULL)
+        ctx->progress(what, done, total, ctx->progress_arg);
+}
+
 /* ----------------------------------------------------------------- policy */
 
 static const uint8_t policy_rec_key[] = "policy";

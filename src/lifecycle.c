@@ -592,6 +592,7 @@ int km_maintain(km_ctx *ctx, km_maintain_report **out)
         goto out;
     for (i = 0; i < l.n; i++) {
         km__kobj *k = NULL;
+        km__progress(ctx, "maintain", i, l.n);
         rc = km__kobj_get(ctx, l.ids[i], &k);
         if (rc == KM_OK)
             rc = km__kobj_refresh(k, 1);
@@ -603,6 +604,7 @@ int km_maintain(km_ctx *ctx, km_maintain_report **out)
         if (rc != KM_OK && first_err == KM_OK)
             first_err = rc;
     }
+    km__progress(ctx, "maintain", l.n, l.n);
     rc = first_err;
 out:
     free(l.ids);

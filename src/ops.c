@@ -484,11 +484,14 @@ int km_rewrap_batch(km_ctx *ctx, size_t count, const uint8_t *const *in, const s
     if (count > 1000000)
         return km__err(KM_E_INVALID, "km_rewrap_batch: count exceeds 1,000,000");
     for (i = 0; i < count; i++) {
+        if ((i & 255) == 0)
+            km__progress(ctx, "rewrap", i, count);
         results[i] = km_rewrap(ctx, in[i], in_len[i], aad ? aad[i] : NULL, aad ? aad_len[i] : 0,
                                out[i], out_cap[i], &out_len[i]);
         if (results[i] != KM_OK && first == KM_OK)
             first = results[i];
     }
+    km__progress(ctx, "rewrap", count, count);
     return first == KM_OK ? KM_OK : km__err(first, "km_rewrap_batch: an item failed (see results)");
 }
 

@@ -39,6 +39,7 @@ int km_vault_rekey(km_ctx *ctx, const uint8_t *passphrase, size_t passphrase_len
         km_secret_free(master);
         return rc;
     }
+    km__progress(ctx, "rekey", 0, 1);
     /* ctx->mu serialises rekeys of this context and guards the swap. */
     pthread_mutex_lock(&ctx->mu);
     old = ctx->sealer;
@@ -60,6 +61,7 @@ int km_vault_rekey(km_ctx *ctx, const uint8_t *passphrase, size_t passphrase_len
     if (rc == KM_OK) {
         atomic_fetch_add(&km__write_gen, 1);
         atomic_store(&ctx->policy_checked_ms, 0);
+        km__progress(ctx, "rekey", 1, 1);
     }
     return rc;
 }
@@ -76,8 +78,11 @@ int km_vault_compact(km_ctx *ctx)
         return rc;
     if ((rc = km_audit_flush(ctx)) != KM_OK)
         return rc;
+    km__progress(ctx, "compact", 0, 1);
     rc = km__env_compact(ctx->env);
-    if (rc == KM_OK)
+    if (rc == KM_OK) {
         atomic_fetch_add(&km__write_gen, 1);
+        km__progress(ctx, "compact", 1, 1);
+    }
     return rc;
 }

@@ -16,6 +16,7 @@
 #include <sys/stat.h>
 
 #include <openssl/evp.h>
+#include <openssl/rsa.h>
 #include <openssl/x509.h>
 
 #include <km.h>
@@ -470,6 +471,67 @@ START_TEST(test_tpm2_unsupported_type_refused)
 }
 END_TEST
 
+/* RSA-2048 in the TPM: PSS signatures that OpenSSL verifies under the
+ * exported key, and OAEP (SHA-256) decryption of what OpenSSL encrypted. */
+START_TEST(test_tpm2_rsa_pss_and_oaep)
+{
+    km_ctx *ctx = vault_for(&tpm);
+    km_key *k = tpm_key(ctx, "rsa", KM_KEY_RSA_2048);
+    uint8_t sig[KM_SIGNATURE_MAX], spki[600], ct[256];
+    const uint8_t *p = spki;
+    static const uint8_t secret[32] = { 1, 2, 3, 4, 5, 6, 7, 8, 9 };
+    size_t n = 0, spki_len = 0, ct_len = sizeof ct;
+    km_secret *pt = NULL;
+    EVP_PKEY *pub;
+    EVP_PKEY_CTX *pc = NULL;
+    EVP_MD_CTX *m;
+
+    sign_ok(k);
+    ck_assert_int_eq(km_sign(k, KM_SIG_RAW, msg, sizeof msg, sig, sizeof sig, &n), KM_OK);
+    ck_assert_uint_eq(n, 256);
+    ck_assert_int_eq(km_verify(k, 0, KM_SIG_RAW, msg, sizeof msg, sig, n), KM_OK);
+    ck_assert_int_eq(km_verify(k, 0, KM_SIG_RAW, msg, sizeof msg - 1, sig, n), KM_E_VERIFY);
+    ck_assert_int_eq(km_key_public_export(k, 0, KM_MATERIAL_SPKI_DER, spki, sizeof spki,
+                                          &spki_len), KM_OK);
+    pub = d2i_PUBKEY(NULL, &p, (long)spki_len);
+    ck_assert_ptr_nonnull(pub);
+    ck_assert(EVP_PKEY_is_a(pub, "RSA"));
+    ck_assert_int_eq(EVP_PKEY_get_bits(pub), 2048);
+    m = EVP_MD_CTX_new();
+    ck_assert_int_eq(EVP_DigestVerifyInit(m, &pc, EVP_sha256(), NULL, pub), 1);
+    ck_assert_int_gt(EVP_PKEY_CTX_set_rsa_padding(pc, RSA_PKCS1_PSS_PADDING), 0);
+    ck_assert_int_gt(EVP_PKEY_CTX_set_rsa_pss_saltlen(pc, RSA_PSS_SALTLEN_AUTO), 0);
+    ck_assert_int_eq(EVP_DigestVerify(m, sig, n, msg, sizeof msg), 1);
+    EVP_MD_CTX_free(m);
+
+    pc = EVP_PKEY_CTX_new(pub, NULL);
+    ck_assert_int_eq(EVP_PKEY_encrypt_init(pc), 1);
+    ck_assert_int_gt(EVP_PKEY_CTX_set_rsa_padding(pc, RSA_PKCS1_OAEP_PADDING), 0);
+    ck_assert_int_gt(EVP_PKEY_CTX_set_rsa_oaep_md(pc, EVP_sha256()), 0);
+    ck_assert_int_gt(EVP_PKEY_CTX_set_rsa_mgf1_md(pc, EVP_sha256()), 0);
+    ck_assert_int_eq(EVP_PKEY_encrypt(pc, ct, &ct_len, secret, sizeof secret), 1);
+    EVP_PKEY_CTX_free(pc);
+    EVP_PKEY_free(pub);
+    ck_assert_msg(km_rsa_decrypt(k, 0, ct, ct_len, &pt) == KM_OK, "decrypt: %s",
+                  km_error_last()->message);
+    ck_assert_uint_eq(km_secret_len(pt), sizeof secret);
+    ck_assert_mem_eq(km_secret_data(pt), secret, sizeof secret);
+    km_secret_free(pt);
+    pt = NULL;
+    ct[100] ^= 1;
+    ck_assert_msg(km_rsa_decrypt(k, 0, ct, ct_len, &pt) == KM_E_INTEGRITY, "tampered: %s",
+                  km_error_last()->message);
+    ck_assert_ptr_null(pt);
+    /* the TPM still works after a failed decode (old libtpms answers it with TPM_RC_FAILURE) */
+    ct[100] ^= 1;
+    ck_assert_int_eq(km_rsa_decrypt(k, 0, ct, ct_len, &pt), KM_OK);
+    ck_assert_mem_eq(km_secret_data(pt), secret, sizeof secret);
+    km_secret_free(pt);
+    km_key_free(k);
+    km_close(ctx);
+}
+END_TEST
+
 /* ECDH: the TPM key (Esys_ECDH_ZGen) and a software P-256 key agree on the
  * same derived secret both ways; a peer on another curve is refused. */
 START_TEST(test_tpm2_ecdh_agree)
@@ -587,6 +649,7 @@ static Suite *tpm2_suite(void)
     tcase_add_test(tc, test_tpm2_unsupported_type_refused);
     tcase_add_test(tc, test_tpm2_keyslot_opens_on_this_tpm_only);
     tcase_add_test(tc, test_tpm2_ecdh_agree);
+    tcase_add_test(tc, test_tpm2_rsa_pss_and_oaep);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -577,6 +577,24 @@ t 0 "audit alerts --json" - audit alerts --json
 check "the alerts list the denied calls" [ "$(json_get out 'sum(a["op"] == "denied" for a in d["alerts"])')" -ge 3 ]
 t 0 "audit verify after all that" - audit verify
 
+# ---------------------------------------------------------------- progress, compact, rekey
+if command -v script >/dev/null 2>&1; then
+    script -qec "\"$KMCTL\" maintain" /dev/null >out 2>&1
+    check "maintain shows progress on a terminal" grep -q "maintain [0-9]*/[0-9]*" out
+else
+    bad "script(1) (bsdutils) is needed to test the progress line"
+fi
+t 0 "maintain without a terminal" - maintain
+check "no progress line when stderr is not a terminal" sh -c '! grep -q "maintain [0-9]" err'
+t 0 "vault compact" - vault compact
+printf 'kmctl rekeyed passphrase\n' >"$tmp/newpass"
+chmod 600 "$tmp/newpass"
+cp -r "$tmp/vault" "$tmp/vault-rekey"
+t 0 "vault rekey" - --vault "$tmp/vault-rekey" vault rekey --new-passphrase-file "$tmp/newpass" --kdf-cost 14
+(KM_PASSPHRASE="kmctl rekeyed passphrase" "$KMCTL" --vault "$tmp/vault-rekey" key list >out 2>err)
+check "the rekeyed vault opens with the new passphrase" [ $? -eq 0 ]
+t 5 "and not with the old one" - --vault "$tmp/vault-rekey" key list
+
 # ---------------------------------------------------------------- backup and restore
 t 0 "backup" - backup "$tmp/vault.bak"
 check "the backup is a private file" [ -f "$tmp/vault.bak" ] && [ "$(stat -c %a "$tmp/vault.bak")" = 600 ]

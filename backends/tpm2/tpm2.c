@@ -30,6 +30,7 @@
 #include <openssl/ec.h>
 #include <openssl/err.h>
 #include <openssl/evp.h>
+#include <openssl/param_build.h>
 #include <openssl/params.h>
 #include <openssl/rand.h>
 #include <openssl/x509.h>
@@ -37,7 +38,9 @@
 #include <tss2/tss2_mu.h>
 
 #define REF_VERSION 1
-enum ref_kind { KIND_ECDSA = 1, KIND_HMAC = 2, KIND_SEALED = 3, KIND_SLOT = 4 };
+enum ref_kind { KIND_ECDSA = 1, KIND_HMAC = 2, KIND_SEALED = 3, KIND_SLOT = 4, KIND_RSA = 5 };
+
+#define RSA_BYTES 256   /* RSA-2048 */
 
 #define P256_FIELD 32
 #define P256_DER_MAX 72  /* SEQUENCE of two 33-byte INTEGERs */
@@ -52,8 +55,9 @@ typedef struct tpm_obj {
     enum ref_kind kind;
     TPM2B_PUBLIC pub;
     TPM2B_PRIVATE priv;
-    EVP_PKEY *pkey;     /* EC: the public key */
-    void *sw;           /* sealed: the software backend's object */
+    EVP_PKEY *pkey;     /* EC, RSA: the public key */
+    void *sw;           /* sealed: the software backend's object; EC, RSA: a public-only
+                         * software object that verifies and exports the public key */
 } tpm_obj;
 
 static const uint8_t empty_msg[1] = { 0 };
@@ -63,6 +67,8 @@ static enum ref_kind kind_of(km_key_type type)
     switch (type) {
     case KM_KEY_EC_P256:
         return KIND_ECDSA;
+    case KM_KEY_RSA_2048:
+        return KIND_RSA;
     case KM_KEY_HMAC_SHA256:
         return KIND_HMAC;
     case KM_KEY_AES_128_GCM:
@@ -209,6 +215,16 @@ static void template_for(enum ref_kind kind, TPM2B_PUBLIC *t)
         t->publicArea.parameters.eccDetail.curveID = TPM2_ECC_NIST_P256;
         t->publicArea.parameters.eccDetail.kdf.scheme = TPM2_ALG_NULL;
         break;
+    case KIND_RSA:
+        /* PSS sign and OAEP decrypt: both schemes given per call */
+        t->publicArea.type = TPM2_ALG_RSA;
+        t->publicArea.objectAttributes |= TPMA_OBJECT_SIGN_ENCRYPT | TPMA_OBJECT_DECRYPT
+                                          | TPMA_OBJECT_SENSITIVEDATAORIGIN;
+        t->publicArea.parameters.rsaDetail.symmetric.algorithm = TPM2_ALG_NULL;
+        t->publicArea.parameters.rsaDetail.scheme.scheme = TPM2_ALG_NULL;
+        t->publicArea.parameters.rsaDetail.keyBits = 2048;
+        t->publicArea.parameters.rsaDetail.exponent = 0;   /* 65537 */
+        break;
     case KIND_HMAC:
         t->publicArea.type = TPM2_ALG_KEYEDHASH;
         t->publicArea.objectAttributes |= TPMA_OBJECT_SIGN_ENCRYPT
@@ -339,6 +355,56 @@ static int ec_pkey_from_public(const TPM2B_PUBLIC *pub, EVP_PKEY **out)
     return rc;
 }
 
+static int rsa_pkey_from_public(const TPM2B_PUBLIC *pub, EVP_PKEY **out)
+{
+    const TPM2B_PUBLIC_KEY_RSA *n = &pub->publicArea.unique.rsa;
+    uint32_t e = pub->publicArea.parameters.rsaDetail.exponent;
+    BIGNUM *bn = NULL, *be = NULL;
+    OSSL_PARAM_BLD *b = NULL;
+    OSSL_PARAM *params = NULL;
+    EVP_PKEY_CTX *pc = NULL;
+    int rc;
+
+    *out = NULL;
+    if (pub->publicArea.type != TPM2_ALG_RSA || pub->publicArea.parameters.rsaDetail.keyBits != 2048
+        || n->size != RSA_BYTES)
+        return km__err(KM_E_INVALID, "tpm2 load: not an RSA-2048 public area");
+    bn = BN_bin2bn(n->buffer, n->size, NULL);
+    be = BN_new();
+    b = OSSL_PARAM_BLD_new();
+    if (bn == NULL || be == NULL || b == NULL || BN_set_word(be, e == 0 ? 65537u : e) != 1
+        || OSSL_PARAM_BLD_push_BN(b, OSSL_PKEY_PARAM_RSA_N, bn) != 1
+        || OSSL_PARAM_BLD_push_BN(b, OSSL_PKEY_PARAM_RSA_E, be) != 1
+        || (params = OSSL_PARAM_BLD_to_param(b)) == NULL
+        || (pc = EVP_PKEY_CTX_new_from_name(NULL, "RSA", NULL)) == NULL
+        || EVP_PKEY_fromdata_init(pc) != 1
+        || EVP_PKEY_fromdata(pc, out, EVP_PKEY_PUBLIC_KEY, params) != 1) {
+        *out = NULL;
+        rc = km__err_ossl(KM_E_CRYPTO, "tpm2 load: the TPM's RSA public key does not decode");
+    } else {
+        rc = KM_OK;
+    }
+    EVP_PKEY_CTX_free(pc);
+    OSSL_PARAM_free(params);
+    OSSL_PARAM_BLD_free(b);
+    BN_free(bn);
+    BN_free(be);
+    return rc;
+}
+
+/* Verification and public-key export go through the software backend: a
+ * public-only software object made from the TPM key's SPKI. */
+static int sw_public_obj(const km_backend_keyspec *spec, EVP_PKEY *pkey, void **out)
+{
+    uint8_t ref[1 + 600], *p = ref + 1;
+    int n = i2d_PUBKEY(pkey, NULL);
+
+    if (n <= 0 || (size_t)n > sizeof ref - 1 || i2d_PUBKEY(pkey, &p) != n)
+        return km__err_ossl(KM_E_CRYPTO, "tpm2 load: cannot encode the public key");
+    ref[0] = KM_MATERIAL_SPKI_DER;
+    return km__software_backend.load(NULL, spec, ref, 1u + (size_t)n, out);
+}
+
 /* Loads the object's blobs under the primary; the caller flushes *h. */
 static int load_blobs(km__tpm2_conn *c, tpm_obj *o, ESYS_TR *h, TSS2_RC *trc)
 {
@@ -439,7 +505,12 @@ static int tpm_load(void *state, const km_backend_keyspec *spec, const uint8_t *
         goto out;
     switch (o->kind) {
     case KIND_ECDSA:
-        rc = ec_pkey_from_public(&o->pub, &o->pkey);
+        if ((rc = ec_pkey_from_public(&o->pub, &o->pkey)) == KM_OK)
+            rc = sw_public_obj(spec, o->pkey, &o->sw);
+        break;
+    case KIND_RSA:
+        if ((rc = rsa_pkey_from_public(&o->pub, &o->pkey)) == KM_OK)
+            rc = sw_public_obj(spec, o->pkey, &o->sw);
         break;
     case KIND_HMAC:
         if (o->pub.publicArea.type != TPM2_ALG_KEYEDHASH
@@ -516,11 +587,100 @@ static int tpm_wrap(void *obj, const uint8_t *in, size_t in_len, uint8_t *out, s
     return km__software_backend.wrap(o->sw, in, in_len, out, out_cap, out_len);
 }
 
+/* ------------------------------------------------------------- RSA-OAEP */
+
+struct dec_arg {
+    tpm_obj *o;
+    const uint8_t *in;
+    size_t in_len;
+    km_secret *out;    /* out */
+};
+
+/* libtpms before 0.10 (Debian 12's swtpm) answers a failed OAEP decode with
+ * TPM_RC_FAILURE although the TPM is fine (fixed by libtpms PR #444, which
+ * returns TPM_RC_VALUE): tell that apart from a real failure mode by asking
+ * the TPM for its self-test result. */
+static int tpm_in_failure_mode(km__tpm2_conn *c)
+{
+    TPM2B_MAX_BUFFER *data = NULL;
+    TPM2_RC result = 0;
+    TSS2_RC rc = Esys_GetTestResult(c->esys, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, &data,
+                                    &result);
+
+    Esys_Free(data);
+    return rc != TSS2_RC_SUCCESS || result == TPM2_RC_FAILURE;
+}
+
+static int op_rsa_decrypt(km__tpm2_conn *c, void *varg, TSS2_RC *trc)
+{
+    struct dec_arg *a = varg;
+    TPM2B_PUBLIC_KEY_RSA ct;
+    TPMT_RSA_DECRYPT scheme;
+    TPM2B_DATA label;
+    TPM2B_PUBLIC_KEY_RSA *pt = NULL;
+    ESYS_TR h = ESYS_TR_NONE, sess = ESYS_TR_NONE;
+    TSS2_RC rc;
+    int krc;
+
+    memset(&ct, 0, sizeof ct);
+    memset(&scheme, 0, sizeof scheme);
+    memset(&label, 0, sizeof label);
+    ct.size = (UINT16)a->in_len;
+    memcpy(ct.buffer, a->in, a->in_len);
+    scheme.scheme = TPM2_ALG_OAEP;
+    scheme.details.oaep.hashAlg = TPM2_ALG_SHA256;
+    if ((krc = load_blobs(c, a->o, &h, trc)) != KM_OK)
+        goto out;
+    /* the plaintext comes back encrypted on the wire (salted session) */
+    if ((rc = start_enc_session(c, &sess)) != TSS2_RC_SUCCESS) {
+        *trc = rc;
+        krc = km__tpm2_err(rc, "StartAuthSession (salted)");
+        goto out;
+    }
+    KM__TPM2_CALL(rc, Esys_RSA_Decrypt(c->esys, h, sess, ESYS_TR_NONE, ESYS_TR_NONE, &ct,
+                                       &scheme, &label, &pt));
+    if (rc != TSS2_RC_SUCCESS) {
+        *trc = rc;
+        if (((rc & 0xFFFF0000u) == 0 && (rc & TPM2_RC_FMT1)
+             && ((rc & 0x3Fu) == (TPM2_RC_VALUE & 0x3Fu)
+                 || (rc & 0x3Fu) == (TPM2_RC_SIZE & 0x3Fu)))
+            || (rc == TPM2_RC_FAILURE && !tpm_in_failure_mode(c)))
+            krc = km__err_native(KM_E_INTEGRITY, KM_NATIVE_TSS2, (long)rc,
+                                 "RSA-OAEP decryption failed (wrong key or altered ciphertext)");
+        else
+            krc = km__tpm2_err(rc, "RSA_Decrypt");
+        goto out;
+    }
+    krc = km_secret_from(&a->out, pt->buffer, pt->size);
+out:
+    if (pt != NULL) {
+        km_memzero(pt, sizeof *pt);
+        Esys_Free(pt);
+    }
+    flush(c, &sess);
+    flush(c, &h);
+    return krc;
+}
+
 static int tpm_unwrap(void *obj, const uint8_t *in, size_t in_len, km_secret **out)
 {
     tpm_obj *o = obj;
 
-    if (o == NULL || o->sw == NULL)
+    if (o != NULL && o->kind == KIND_RSA) {
+        struct dec_arg a = { o, in, in_len, NULL };
+        int rc;
+
+        if (out == NULL || in == NULL)
+            return km__err(KM_E_INVALID, "tpm2 decrypt: %s is NULL", out == NULL ? "out" : "in");
+        *out = NULL;
+        if (in_len != RSA_BYTES)
+            return km__err(KM_E_INTEGRITY, "RSA-OAEP decryption failed (bad length)");
+        if ((rc = km__tpm2_run(o->st->conn, op_rsa_decrypt, &a)) != KM_OK)
+            return rc;
+        *out = a.out;
+        return KM_OK;
+    }
+    if (o == NULL || o->sw == NULL || o->kind != KIND_SEALED)
         return km__err(KM_E_USAGE, "tpm2: this key does not unwrap");
     return km__software_backend.unwrap(o->sw, in, in_len, out);
 }
@@ -530,7 +690,9 @@ static int tpm_unwrap(void *obj, const uint8_t *in, size_t in_len, km_secret **o
 struct sign_arg {
     tpm_obj *o;
     TPM2B_DIGEST digest;
-    BIGNUM *r, *s;     /* out */
+    BIGNUM *r, *s;     /* out: ECDSA */
+    uint8_t rsa[RSA_BYTES];   /* out: RSA-PSS */
+    size_t rsa_len;
 };
 
 static int op_sign(km__tpm2_conn *c, void *varg, TSS2_RC *trc)
@@ -545,8 +707,13 @@ static int op_sign(km__tpm2_conn *c, void *varg, TSS2_RC *trc)
 
     memset(&scheme, 0, sizeof scheme);
     memset(&ticket, 0, sizeof ticket);
-    scheme.scheme = TPM2_ALG_ECDSA;
-    scheme.details.ecdsa.hashAlg = TPM2_ALG_SHA256;
+    if (a->o->kind == KIND_RSA) {
+        scheme.scheme = TPM2_ALG_RSAPSS;
+        scheme.details.rsapss.hashAlg = TPM2_ALG_SHA256;
+    } else {
+        scheme.scheme = TPM2_ALG_ECDSA;
+        scheme.details.ecdsa.hashAlg = TPM2_ALG_SHA256;
+    }
     ticket.tag = TPM2_ST_HASHCHECK;
     ticket.hierarchy = TPM2_RH_NULL;
     if ((krc = load_blobs(c, a->o, &h, trc)) != KM_OK)
@@ -556,6 +723,16 @@ static int op_sign(km__tpm2_conn *c, void *varg, TSS2_RC *trc)
     if (rc != TSS2_RC_SUCCESS) {
         *trc = rc;
         krc = km__tpm2_err(rc, "Sign");
+        goto out;
+    }
+    if (a->o->kind == KIND_RSA) {
+        if (sig->sigAlg != TPM2_ALG_RSAPSS || sig->signature.rsapss.sig.size != RSA_BYTES) {
+            krc = km__err(KM_E_BACKEND, "tpm2 Sign returned another signature algorithm");
+            goto out;
+        }
+        memcpy(a->rsa, sig->signature.rsapss.sig.buffer, RSA_BYTES);
+        a->rsa_len = RSA_BYTES;
+        krc = KM_OK;
         goto out;
     }
     if (sig->sigAlg != TPM2_ALG_ECDSA) {
@@ -589,11 +766,11 @@ static int tpm_sign(void *obj, uint32_t flags, const uint8_t *msg, size_t msg_le
     *sig_len = 0;
     if (o == NULL || (msg == NULL && msg_len > 0))
         return km__err(KM_E_INVALID, "tpm2 sign: %s is NULL", o == NULL ? "obj" : "msg");
-    if (o->kind != KIND_ECDSA)
+    if (o->kind != KIND_ECDSA && o->kind != KIND_RSA)
         return km__err(KM_E_USAGE, "tpm2: this key does not sign");
-    if (flags & ~KM_SIG_P1363)
-        return km__err(KM_E_INVALID, "tpm2 sign: unknown flags");
-    n = (flags & KM_SIG_P1363) ? 2 * P256_FIELD : P256_DER_MAX;
+    if ((flags & ~KM_SIG_P1363) || (o->kind == KIND_RSA && flags != 0))
+        return km__err(KM_E_INVALID, "tpm2 sign: unsupported flags for this key");
+    n = o->kind == KIND_RSA ? RSA_BYTES : (flags & KM_SIG_P1363) ? 2 * P256_FIELD : P256_DER_MAX;
     if (sig == NULL || sig_cap < n) {
         *sig_len = n;
         return km__err(KM_E_BUFFER, "signature needs %zu bytes", n);
@@ -607,6 +784,11 @@ static int tpm_sign(void *obj, uint32_t flags, const uint8_t *msg, size_t msg_le
     rc = km__tpm2_run(o->st->conn, op_sign, &a);
     if (rc != KM_OK)
         goto out;
+    if (o->kind == KIND_RSA) {
+        memcpy(sig, a.rsa, a.rsa_len);
+        *sig_len = a.rsa_len;
+        goto out;
+    }
     if (flags & KM_SIG_P1363) {
         if (BN_bn2binpad(a.r, sig, P256_FIELD) != P256_FIELD
             || BN_bn2binpad(a.s, sig + P256_FIELD, P256_FIELD) != P256_FIELD) {
@@ -640,78 +822,25 @@ static int tpm_verify(void *obj, uint32_t flags, const uint8_t *msg, size_t msg_
                       const uint8_t *sig, size_t sig_len)
 {
     tpm_obj *o = obj;
-    EVP_MD_CTX *m = NULL;
-    ECDSA_SIG *es = NULL;
-    BIGNUM *r = NULL, *s = NULL;
-    uint8_t der[P256_DER_MAX], *p = der;
-    int rc, der_len;
 
-    if (o == NULL || (msg == NULL && msg_len > 0) || (sig == NULL && sig_len > 0))
-        return km__err(KM_E_INVALID, "tpm2 verify: %s is NULL",
-                       o == NULL ? "obj" : msg == NULL ? "msg" : "sig");
-    if (o->kind != KIND_ECDSA)
+    if (o == NULL)
+        return km__err(KM_E_INVALID, "tpm2 verify: obj is NULL");
+    if ((o->kind != KIND_ECDSA && o->kind != KIND_RSA) || o->sw == NULL)
         return km__err(KM_E_USAGE, "tpm2: this key does not verify signatures");
-    if (flags & ~KM_SIG_P1363)
-        return km__err(KM_E_INVALID, "tpm2 verify: unknown flags");
-    if (sig_len == 0 || sig_len > 512)
-        return km__err(KM_E_VERIFY, "signature does not verify (bad length)");
-    if (flags & KM_SIG_P1363) {
-        if (sig_len != 2 * P256_FIELD)
-            return km__err(KM_E_VERIFY, "P1363 signature must be %d bytes", 2 * P256_FIELD);
-        r = BN_bin2bn(sig, P256_FIELD, NULL);
-        s = BN_bin2bn(sig + P256_FIELD, P256_FIELD, NULL);
-        es = ECDSA_SIG_new();
-        if (r == NULL || s == NULL || es == NULL || ECDSA_SIG_set0(es, r, s) != 1) {
-            BN_free(r);
-            BN_free(s);
-            rc = km__err_ossl(KM_E_NOMEM, "tpm2 verify: out of memory");
-            goto out;
-        }
-        der_len = i2d_ECDSA_SIG(es, &p);
-        if (der_len <= 0 || (size_t)der_len > sizeof der) {
-            rc = km__err_ossl(KM_E_VERIFY, "signature does not verify");
-            goto out;
-        }
-        sig = der;
-        sig_len = (size_t)der_len;
-    }
-    m = EVP_MD_CTX_new();
-    if (m == NULL || EVP_DigestVerifyInit_ex(m, NULL, "SHA256", NULL, NULL, o->pkey, NULL) != 1) {
-        rc = km__err_ossl(KM_E_CRYPTO, "tpm2 verify: cannot set up ECDSA");
-        goto out;
-    }
-    if (EVP_DigestVerify(m, sig, sig_len, msg != NULL ? msg : empty_msg, msg_len) == 1)
-        rc = KM_OK;
-    else
-        rc = km__err_ossl(KM_E_VERIFY, "signature does not verify");
-out:
-    EVP_MD_CTX_free(m);
-    ECDSA_SIG_free(es);
-    return rc;
+    /* public-key work: the software backend on the same public key */
+    return km__software_backend.verify(o->sw, flags, msg, msg_len, sig, sig_len);
 }
 
 static int tpm_public_key(void *obj, uint8_t *out, size_t out_cap, size_t *out_len)
 {
     tpm_obj *o = obj;
-    unsigned char *p = out;
-    int n;
 
     if (out_len == NULL)
         return km__err(KM_E_INVALID, "tpm2 public_key: out_len is NULL");
     *out_len = 0;
-    if (o == NULL || o->pkey == NULL)
+    if (o == NULL || (o->kind != KIND_ECDSA && o->kind != KIND_RSA) || o->sw == NULL)
         return km__err(KM_E_USAGE, "tpm2: this key has no public key");
-    n = i2d_PUBKEY(o->pkey, NULL);
-    if (n <= 0)
-        return km__err_ossl(KM_E_CRYPTO, "tpm2: cannot encode the public key");
-    if (out == NULL || out_cap < (size_t)n) {
-        *out_len = (size_t)n;
-        return km__err(KM_E_BUFFER, "public key needs %d bytes", n);
-    }
-    if (i2d_PUBKEY(o->pkey, &p) != n)
-        return km__err_ossl(KM_E_CRYPTO, "tpm2: cannot encode the public key");
-    *out_len = (size_t)n;
-    return KM_OK;
+    return km__software_backend.public_key(o->sw, out, out_cap, out_len);
 }
 
 /* --------------------------------------------------------------------- ECDH */

@@ -165,6 +165,21 @@ KM_EXTERN int km_vault_add_shares(km_ctx *ctx, unsigned m, unsigned n, km_secret
 KM_EXTERN int km_vault_remove_passphrases(km_ctx *ctx);
 
 /**
+ * A progress callback for long work: `what` names it ("maintain", "rewrap",
+ * "rekey", "compact"), `done` of `total` steps are finished (done == total
+ * at the end). Called in the thread doing the work; keep it short.
+ */
+typedef void (*km_progress_fn)(const char *what, uint64_t done, uint64_t total, void *arg);
+
+/**
+ * Sets (or with NULL clears) the context's progress callback, used by
+ * km_maintain (per key), km_rewrap_batch (per ciphertext), km_vault_rekey and
+ * km_vault_compact (start and end).
+ * @return KM_OK or KM_E_INVALID.
+ */
+KM_EXTERN int km_set_progress(km_ctx *ctx, km_progress_fn fn, void *arg);
+
+/**
  * Stores the configuration of a key backend (for "pkcs11": the module and the
  * token URI; for "tpm2": the TCTI; see that backend's documentation) sealed
  * in the vault, so that keys with that protection work whenever the vault is

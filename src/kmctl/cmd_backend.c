@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "kmctl.h"
 
@@ -107,4 +108,50 @@ int kmctl_cmd_keyslot_add_tpm2(struct kmctl *k, const struct kmctl_args *a)
     fprintf(stderr, "kmctl: the master key is sealed to this TPM; open with KM_TPM2_TCTI set "
                     "and no passphrase\n");
     return KMCTL_EXIT_OK;
+}
+
+/* ------------------------------------------------------------ maintenance */
+
+int kmctl_cmd_vault_compact(struct kmctl *k, const struct kmctl_args *a)
+{
+    int rc;
+    (void)a;
+    if ((rc = km_vault_compact(k->ctx)) != KM_OK)
+        return kmctl_lib_error(rc, "compacting the vault");
+    return KMCTL_EXIT_OK;
+}
+
+int kmctl_cmd_vault_rekey(struct kmctl *k, const struct kmctl_args *a)
+{
+    km_secret *pass = NULL;
+    size_t len = 0;
+    int rc;
+
+    if ((rc = kmctl_passphrase(a->val[OPT_NEW_PASS_FILE], &pass, &len)) != KMCTL_EXIT_OK)
+        return rc;
+    rc = km_vault_rekey(k->ctx, km_secret_data(pass), len,
+                        a->val[OPT_KDF_COST] != NULL ? (uint32_t)a->num[OPT_KDF_COST] : 0);
+    km_secret_free(pass);
+    if (rc != KM_OK)
+        return kmctl_lib_error(rc, "rekeying the vault");
+    fprintf(stderr, "kmctl: rekeyed; every keyslot was replaced: re-add principals, shares and "
+                    "device keyslots\n");
+    return KMCTL_EXIT_OK;
+}
+
+/* The progress line of long work, on a terminal only (main installs it when
+ * stderr is a tty): at most ten updates a second, a newline at the end. */
+void kmctl_progress(const char *what, uint64_t done, uint64_t total, void *arg)
+{
+    static struct timespec last;
+    struct timespec now;
+    (void)arg;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    if (done < total && (now.tv_sec - last.tv_sec) * 1000 + (now.tv_nsec - last.tv_nsec) / 1000000
+                            < 100)
+        return;
+    last = now;
+    fprintf(stderr, "\rkmctl: %s %llu/%llu%s", what, (unsigned long long)done,
+            (unsigned long long)total, done >= total ? "\n" : "");
+    fflush(stderr);
 }

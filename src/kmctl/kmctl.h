@@ -66,6 +66,7 @@ enum kmctl_opt_id {
     OPT_TOKEN_URI,
     OPT_PIN_FILE,
     OPT_STORE_PIN,
+    OPT_NEW_PASS_FILE,
     OPT__COUNT
 };
 
@@ -169,6 +170,11 @@ int kmctl_cmd_keyslot_remove_passphrases(struct kmctl *k, const struct kmctl_arg
 int kmctl_cmd_backend_add_tpm2(struct kmctl *k, const struct kmctl_args *a);
 int kmctl_cmd_backend_add_pkcs11(struct kmctl *k, const struct kmctl_args *a);
 int kmctl_cmd_keyslot_add_tpm2(struct kmctl *k, const struct kmctl_args *a);
+
+/* vault maintenance and the progress line (cmd_backend.c) */
+int kmctl_cmd_vault_compact(struct kmctl *k, const struct kmctl_args *a);
+int kmctl_cmd_vault_rekey(struct kmctl *k, const struct kmctl_args *a);
+void kmctl_progress(const char *what, uint64_t done, uint64_t total, void *arg);
 
 /* commands: backup and restore (cmd_backup.c) */
 int kmctl_cmd_backup(struct kmctl *k, const struct kmctl_args *a);

@@ -9,6 +9,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <unistd.h>
+
 #include "kmctl.h"
 
 /* ------------------------------------------------------------ the grammar */
@@ -124,6 +126,10 @@ static const struct kmctl_optspec o_pkcs11[] = {
     { "pin-file", "FILE", ARG_STR, 0, OPT_PIN_FILE, 0 },
     { "store-pin", NULL, ARG_NONE, 0, OPT_STORE_PIN, 0 }, O_END };
 
+static const struct kmctl_optspec o_rekey[] = {
+    { "new-passphrase-file", "FILE", ARG_STR, 1, OPT_NEW_PASS_FILE, 0 },
+    { "kdf-cost", "N", ARG_UINT, 0, OPT_KDF_COST, 64 }, O_END };
+
 static int cmd_version(struct kmctl *k, const struct kmctl_args *a);
 static int cmd_help(struct kmctl *k, const struct kmctl_args *a);
 
@@ -221,6 +227,10 @@ static const struct kmctl_cmd commands[] = {
       "register a PKCS#11 token for --protection pkcs11 (PIN: KM_PKCS11_PIN, or --store-pin)" },
     { "keyslot add tpm2", "", 0, o_tcti, NULL, kmctl_cmd_keyslot_add_tpm2, VAULT_OPEN, "",
       "seal the master key to a TPM: the vault then opens with KM_TPM2_TCTI, no passphrase" },
+    { "vault compact", "", 0, o_none, NULL, kmctl_cmd_vault_compact, VAULT_OPEN, "",
+      "rewrite the vault file without free pages (no stale sealed copies left)" },
+    { "vault rekey", "", 0, o_rekey, NULL, kmctl_cmd_vault_rekey, VAULT_OPEN, "",
+      "new master key, everything resealed; every keyslot replaced by the new passphrase" },
     { "keyslot add shares", "", 0, o_shares, NULL, kmctl_cmd_keyslot_add_shares, VAULT_OPEN, "",
       "split a new keyslot into N custodian shares, any M of which open the vault" },
     { "keyslot remove passphrases", "", 0, o_none, NULL, kmctl_cmd_keyslot_remove_passphrases,
@@ -666,6 +676,8 @@ int main(int argc, char **argv)
         return kmctl_unsupported(c->words);
     if (c->vault != VAULT_NONE && (rc = open_vault(&k, c, &a, &g)) != KMCTL_EXIT_OK)
         return rc;
+    if (k.ctx != NULL && isatty(STDERR_FILENO))
+        (void)km_set_progress(k.ctx, kmctl_progress, NULL);
     rc = c->run(&k, &a);
     km_close(k.ctx);
     out_rc = kmctl_finish_stdout();

@@ -184,6 +184,8 @@ class km_request_status(ctypes.Structure):
 km_audit_fn = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.POINTER(km_audit_entry), ctypes.c_void_p)
 km_audit_alert_fn = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.POINTER(km_audit_entry),
                                      ctypes.c_char_p, ctypes.c_void_p)
+km_progress_fn = ctypes.CFUNCTYPE(None, ctypes.c_char_p, ctypes.c_uint64, ctypes.c_uint64,
+                                  ctypes.c_void_p)
 km_principal_fn = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_char_p, ctypes.c_uint32,
                                    ctypes.c_int64, ctypes.c_void_p)
 
@@ -378,6 +380,7 @@ _FUNCTIONS = {
     "km_vault_add_shares": (_int, [CTX_P, ctypes.c_uint, ctypes.c_uint,
                                    ctypes.POINTER(SECRET_P)], _check),
     "km_vault_remove_passphrases": (_int, [CTX_P], _check),
+    "km_set_progress": (_int, [CTX_P, km_progress_fn, _vp], _check),
     # key.h
     "km_key_type_name": (_ccp, [_int], _check_string),
     "km_key_type_from_name": (_int, [_ccp, INT_P], _check),
@@ -472,11 +475,6 @@ _FUNCTIONS = {
     "km_rewrap": (_int, [CTX_P, U8_P, _size, U8_P, _size, U8_P, _size, SIZE_P], _check),
     "km_rewrap_batch": (_int, [CTX_P, _size, ctypes.POINTER(U8_P), SIZE_P, ctypes.POINTER(U8_P),
                                SIZE_P, ctypes.POINTER(U8_P), SIZE_P, SIZE_P, INT_P], _check),
-    # vault.h: keyslots beyond passphrases
-    "km_vault_add_backend_slot": (_int, [CTX_P, _ccp, _ccp], _check),
-    "km_vault_add_shares": (_int, [CTX_P, ctypes.c_uint, ctypes.c_uint,
-                                   ctypes.POINTER(SECRET_P)], _check),
-    "km_vault_remove_passphrases": (_int, [CTX_P], _check),
     # audit.h
     "km_audit_set_level": (_int, [CTX_P, _int], _check),
     "km_audit_get_level": (_int, [CTX_P, INT_P], _check),
