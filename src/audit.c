@@ -77,6 +77,7 @@ static const char *const op_names[KM__OP__COUNT] = {
     [KM__OP_AUDIT_READ] = "audit.read",
     [KM__OP_READ] = "metadata.read",
     [KM__OP_COMPROMISED_USE] = "compromised.use",
+    [KM__OP_BACKUP] = "vault.backup",
 };
 
 const char *km__op_name(int op)

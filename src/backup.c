@@ -13,6 +13,13 @@ int km_vault_backup(km_ctx *ctx, const char *path)
         return km__err(KM_E_INVALID, "km_vault_backup: path is NULL or empty");
     if ((rc = km__ctx_check(ctx)) != KM_OK)
         return rc;
+    if ((rc = km__acl_check(ctx, KM__OP_BACKUP, NULL)) != KM_OK)
+        return rc;
+    /* queued data-path entries go into the copy too; the backup itself is
+     * recorded before the snapshot, so the copy holds its own entry */
+    if ((rc = km_audit_flush(ctx)) != KM_OK
+        || (rc = km__audit_event(ctx, KM__OP_BACKUP, NULL, 0, KM_OK, "hot backup")) != KM_OK)
+        return rc;
     return km__vault_backup(ctx->env, path);
 }
 

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -399,6 +400,62 @@ START_TEST(test_pkcs11_destroy_lifecycle)
 }
 END_TEST
 
+/* fork(): the child re-initialises the module (C_Initialize again) and can
+ * use an HSM key; the parent keeps working afterwards. */
+START_TEST(test_pkcs11_fork_child)
+{
+    km_key *k = create("aes", KM_KEY_AES_256_GCM, 0);
+    uint8_t ct[128], out[128];
+    size_t n = 0, m = 0;
+    pid_t pid;
+    int st = 0;
+
+    OK(km_encrypt(k, (const uint8_t *)"data", 4, NULL, 0, ct, sizeof ct, &n));
+    pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        uint8_t o2[128], c2[128];
+        size_t m2 = 0, n2 = 0;
+        int rc = km_decrypt(ctx, 0, ct, n, NULL, 0, o2, sizeof o2, &m2);
+        if (rc != KM_OK || m2 != 4 || memcmp(o2, "data", 4) != 0)
+            _exit(10);
+        if (km_encrypt(k, (const uint8_t *)"kid", 3, NULL, 0, c2, sizeof c2, &n2) != KM_OK)
+            _exit(11);
+        _exit(0);
+    }
+    ck_assert_int_eq(waitpid(pid, &st, 0), pid);
+    ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 0, "child status %d", st);
+    OK(km_decrypt(ctx, 0, ct, n, NULL, 0, out, sizeof out, &m));
+    ck_assert_uint_eq(m, 4);
+    km_key_free(k);
+}
+END_TEST
+
+/* The token goes away and comes back (same directory restored): the key is
+ * found again by CKA_ID, not through a stale handle. */
+START_TEST(test_pkcs11_token_returns)
+{
+    km_key *k = create("aes", KM_KEY_AES_256_GCM, 0);
+    uint8_t ct[128], out[128];
+    size_t n = 0, m = 0;
+    char cmd[9000];
+    int rc;
+
+    OK(km_encrypt(k, (const uint8_t *)"data", 4, NULL, 0, ct, sizeof ct, &n));
+    snprintf(cmd, sizeof cmd, "mv '%s' '%s.away'", tokdir, tokdir);
+    ck_assert_int_eq(system(cmd), 0);
+    rc = km_decrypt(ctx, 0, ct, n, NULL, 0, out, sizeof out, &m);
+    ck_assert_int_eq(rc, KM_E_BACKEND);
+    ck_assert_int_eq(km_error_last()->native_kind, KM_NATIVE_PKCS11);
+    snprintf(cmd, sizeof cmd, "mv '%s.away' '%s'", tokdir, tokdir);
+    ck_assert_int_eq(system(cmd), 0);
+    rc = km_decrypt(ctx, 0, ct, n, NULL, 0, out, sizeof out, &m);
+    ck_assert_msg(rc == KM_OK, "after the token came back: %s", km_error_last()->message);
+    ck_assert_uint_eq(m, 4);
+    km_key_free(k);
+}
+END_TEST
+
 /* An HSM keyslot: the vault opens with the token alone (no passphrase), not
  * with another token, and not after the token is re-initialised. */
 static int open_with_token(const char *cfg, km_ctx **out)
@@ -458,6 +515,8 @@ static Suite *suite(void)
     tcase_add_test(tc, test_pkcs11_token_removed);
     tcase_add_test(tc, test_pkcs11_destroy_lifecycle);
     tcase_add_test(tc, test_pkcs11_keyslot);
+    tcase_add_test(tc, test_pkcs11_fork_child);
+    tcase_add_test(tc, test_pkcs11_token_returns);
     suite_add_tcase(s, tc);
     return s;
 }

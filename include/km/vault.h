@@ -320,6 +320,8 @@ KM_EXTERN int km_vault_compact(km_ctx *ctx) KM_WUR;
  *
  * @param[in] ctx   an open vault.
  * @param[in] path  the backup file to create; its directory must exist.
+ * Needs the admin role (km/acl.h); recorded in the audit log (the
+ * copy holds that entry).
  * @return KM_OK;
  *         KM_E_INVALID for a NULL ctx or a NULL, empty or too long path;
  *         KM_E_EXISTS when `path` exists (nothing written);
