@@ -414,13 +414,34 @@ START_TEST(test_pkcs11_fork_child)
     pid = fork();
     ck_assert_int_ge(pid, 0);
     if (pid == 0) {
+        /* the child opens the vault again (a handle never crosses fork())
+         * and with it the module, initialised again in this process */
         uint8_t o2[128], c2[128];
         size_t m2 = 0, n2 = 0;
-        int rc = km_decrypt(ctx, 0, ct, n, NULL, 0, o2, sizeof o2, &m2);
-        if (rc != KM_OK || m2 != 4 || memcmp(o2, "data", 4) != 0)
+        char uri[4300];
+        km_open_options oo = KM_OPEN_OPTIONS_INIT;
+        km_ctx *cc = NULL;
+        km_key *kk = NULL;
+        int rc;
+
+        snprintf(uri, sizeof uri, "lmdb:%s/vault", dir);
+        oo.passphrase = (const uint8_t *)TU_PASS;
+        oo.passphrase_len = strlen(TU_PASS);
+        oo.clock = clock_fn;
+        if (km_open(&cc, uri, &oo) != KM_OK)
+            _exit(9);
+        rc = km_decrypt(cc, 0, ct, n, NULL, 0, o2, sizeof o2, &m2);
+        if (rc != KM_OK || m2 != 4 || memcmp(o2, "data", 4) != 0) {
+            fprintf(stderr, "child: decrypt: %s\n", km_error_last()->message);
             _exit(10);
-        if (km_encrypt(k, (const uint8_t *)"kid", 3, NULL, 0, c2, sizeof c2, &n2) != KM_OK)
+        }
+        if (km_key_open(&kk, cc, "aes") != KM_OK
+            || km_encrypt(kk, (const uint8_t *)"kid", 3, NULL, 0, c2, sizeof c2, &n2) != KM_OK) {
+            fprintf(stderr, "child: encrypt: %s\n", km_error_last()->message);
             _exit(11);
+        }
+        km_key_free(kk);
+        km_close(cc);
         _exit(0);
     }
     ck_assert_int_eq(waitpid(pid, &st, 0), pid);

@@ -15,6 +15,7 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <p11-kit/p11-kit.h>
 
@@ -140,6 +141,31 @@ static CK_RV find_slot_locked(km__p11 *p)
     return rv;
 }
 
+/* Re-initialises the module (with p->mu held): after fork() in the child,
+ * whose inherited sessions and handles mean nothing (PKCS#11 says the child
+ * must call C_Initialize again), and after the token went away, so that a
+ * token that came back (or was re-initialised) is read anew. Handles are
+ * never kept across this: objects are found again by CKA_ID. */
+static CK_RV reinit_locked(km__p11 *p)
+{
+    CK_RV rv;
+
+    if (p->pid != getpid()) {
+        p->n_idle = 0;           /* the parent's sessions: not ours to close */
+        p->pid = getpid();
+    } else {
+        drop_idle_locked(p);
+    }
+    (void)p11_kit_module_finalize(p->fl);
+    rv = p11_kit_module_initialize(p->fl);
+    if (rv == CKR_CRYPTOKI_ALREADY_INITIALIZED)
+        rv = CKR_OK;
+    p->slot_ok = 0;
+    if (rv == CKR_OK)
+        p->reinit = 0;
+    return rv;
+}
+
 /* Opens a new logged-in session (with p->mu held). */
 static int open_session_locked(km__p11 *p, CK_SESSION_HANDLE *out)
 {
@@ -147,8 +173,12 @@ static int open_session_locked(km__p11 *p, CK_SESSION_HANDLE *out)
     CK_SESSION_INFO si;
     CK_RV rv;
 
-    if (!p->slot_ok && (rv = find_slot_locked(p)) != CKR_OK)
+    if ((p->reinit || p->pid != getpid()) && (rv = reinit_locked(p)) != CKR_OK)
+        return km__p11_fail(rv, "initialising the module again");
+    if (!p->slot_ok && (rv = find_slot_locked(p)) != CKR_OK) {
+        p->reinit = 1;
         return km__p11_fail(rv, "finding the token of the URI");
+    }
     rv = p->fl->C_OpenSession(p->slot, CKF_SERIAL_SESSION | CKF_RW_SESSION, NULL, NULL, &s);
     if (rv != CKR_OK) {
         p->slot_ok = 0;
@@ -168,6 +198,10 @@ static int open_session_locked(km__p11 *p, CK_SESSION_HANDLE *out)
             rv = CKR_OK;
         if (rv != CKR_OK) {
             (void)p->fl->C_CloseSession(s);
+            if (rv_device(rv)) {
+                p->slot_ok = 0;
+                p->reinit = 1;
+            }
             return km__p11_fail(rv, "C_Login");
         }
     } else if (rv != CKR_OK) {
@@ -184,6 +218,10 @@ int km__p11_session_get(km__p11 *p, CK_SESSION_HANDLE *out)
     int rc = KM_OK;
 
     pthread_mutex_lock(&p->mu);
+    if (p->pid != getpid()) {
+        p->n_idle = 0;           /* fork(): the pool is the parent's */
+        p->reinit = 1;
+    }
     if (p->n_idle > 0)
         *out = p->idle[--p->n_idle];
     else
@@ -195,6 +233,10 @@ int km__p11_session_get(km__p11 *p, CK_SESSION_HANDLE *out)
 void km__p11_session_put(km__p11 *p, CK_SESSION_HANDLE s, CK_RV rv)
 {
     pthread_mutex_lock(&p->mu);
+    if (p->pid != getpid()) {    /* a session of the parent's, leaked over fork() */
+        pthread_mutex_unlock(&p->mu);
+        return;
+    }
     if (rv == CKR_OK && p->n_idle < KM__P11_POOL_MAX) {
         p->idle[p->n_idle++] = s;
     } else {
@@ -202,6 +244,7 @@ void km__p11_session_put(km__p11 *p, CK_SESSION_HANDLE s, CK_RV rv)
         if (rv_device(rv)) {
             drop_idle_locked(p);
             p->slot_ok = 0;
+            p->reinit = 1;
         }
     }
     pthread_mutex_unlock(&p->mu);
@@ -269,6 +312,7 @@ int km__p11_open(km__p11 **out, const char *module, const char *uri, const char 
         rc = km__err(KM_E_BACKEND, "pkcs11: cannot load the module %s", module);
         goto fail;
     }
+    p->pid = getpid();
     rv = p11_kit_module_initialize(p->fl);
     if (rv != CKR_OK) {
         p11_kit_module_release(p->fl);
@@ -306,7 +350,8 @@ void km__p11_close(km__p11 *p)
     if (p == NULL)
         return;
     if (p->fl != NULL) {
-        drop_idle_locked(p);
+        if (p->pid == getpid())
+            drop_idle_locked(p);
         (void)p11_kit_module_finalize(p->fl);
         p11_kit_module_release(p->fl);
     }

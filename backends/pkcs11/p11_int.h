@@ -10,6 +10,7 @@
 #define KM_P11_INT_H
 
 #include <pthread.h>
+#include <sys/types.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -26,6 +27,8 @@ typedef struct km__p11 {
     char *pin;                   /* secure memory, KM__P11_PIN_MAX + 1 bytes; "" = none */
     pthread_mutex_t mu;          /* guards everything below */
     int slot_ok;                 /* 0: find the slot again before the next session */
+    int reinit;                  /* 1: finalise and initialise the module again first */
+    pid_t pid;                   /* the process that initialised the module (fork check) */
     CK_SLOT_ID slot;
     uint8_t serial[16];          /* the token's serial (blank-padded), as in the references */
     CK_SESSION_HANDLE idle[KM__P11_POOL_MAX];
