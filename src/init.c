@@ -38,6 +38,11 @@ static void do_init(void)
         init_rc = KM_E_INTERNAL;
         return;
     }
+    /* The secret pool's fork handlers first: prepare handlers run in reverse
+     * order of registration, so the pool's lock is taken last before a fork,
+     * after the vault registry's, as in every other path (registry, then an
+     * LMDB writer, then the pool). */
+    km__secure_fork_init();
     init_rc = KM_OK;
 }
 

@@ -30,6 +30,8 @@ int km__err_ossl(int code, const char *fmt, ...) __attribute__((format(printf, 2
  * guard page per secret): for libkm's own short-lived records. Freed (and
  * wiped) with km_secret_free as any other. */
 int km__secret_new_pooled(km_secret **out, size_t len);
+/* Registers the pool's fork handlers (km_init calls it first thing). */
+void km__secure_fork_init(void);
 /* Secure allocation (mlock, MADV_DONTDUMP, guard pages). km__sfree wipes. */
 void *km__salloc(size_t len);
 void km__sfree(void *p, size_t len);

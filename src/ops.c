@@ -169,7 +169,7 @@ static int decrypt_with(km__kobj *k, const km__ct_header *h, uint32_t flags, con
     size_t n = ct_len - KM_CIPHERTEXT_OVERHEAD;
     km__ver *v = NULL;
     void *obj = NULL;
-    int rc;
+    int rc, compromised = 0;
 
     if (!km__type_is_valid(h->alg))
         return km__err(KM_E_UNSUPPORTED, "ciphertext: unknown algorithm id %u", (unsigned)h->alg);
@@ -206,9 +206,10 @@ static int decrypt_with(km__kobj *k, const km__ct_header *h, uint32_t flags, con
         rc = km__err(KM_E_INTEGRITY, "ciphertext failed authentication (altered data, header "
                                      "or aad)");
 out:
+    compromised = v != NULL && v->state == KM_STATE_COMPROMISED;   /* read under the lock */
     pthread_rwlock_unlock(&k->lock);
     AUDIT_DATA(k, KM__OP_DECRYPT, v, rc);
-    if (rc == KM_OK && v != NULL && v->state == KM_STATE_COMPROMISED)
+    if (rc == KM_OK && compromised)
         rc = audit_compromised(k, v, "decrypt");
     return rc;
 }
@@ -702,7 +703,7 @@ int km_rsa_decrypt(km_key *key, uint32_t version, const uint8_t *in, size_t in_l
     km__kobj *k;
     km__ver *v = NULL;
     void *obj = NULL;
-    int rc;
+    int rc, compromised = 0;
 
     if (out == NULL)
         return km__err(KM_E_INVALID, "km_rsa_decrypt: out is NULL");
@@ -736,9 +737,10 @@ int km_rsa_decrypt(km_key *key, uint32_t version, const uint8_t *in, size_t in_l
         goto out;
     rc = k->be->ops.unwrap(obj, in, in_len, out);
 out:
+    compromised = v != NULL && v->state == KM_STATE_COMPROMISED;   /* read under the lock */
     pthread_rwlock_unlock(&k->lock);
     AUDIT_DATA(k, KM__OP_DECRYPT, v, rc);
-    if (rc == KM_OK && v != NULL && v->state == KM_STATE_COMPROMISED)
+    if (rc == KM_OK && compromised)
         rc = audit_compromised(k, v, "RSA decryption");
     if (rc != KM_OK) {
         km_secret_free(*out);
@@ -757,7 +759,7 @@ static int process_tagged(km_key *key, int mac, uint32_t version, uint32_t flags
     km__kobj *k;
     km__ver *v = NULL;
     void *obj = NULL;
-    int rc;
+    int rc, compromised = 0;
 
     if (key == NULL || sig == NULL)
         return km__err(KM_E_INVALID, "%s: %s is NULL", fn, key == NULL ? "key" : mac ? "tag" : "sig");
@@ -823,9 +825,10 @@ static int process_tagged(km_key *key, int mac, uint32_t version, uint32_t flags
         || !km_ct_equal(full, sig, sig_len))
         rc = km__err(KM_E_VERIFY, "MAC does not verify");
 out:
+    compromised = v != NULL && v->state == KM_STATE_COMPROMISED;   /* read under the lock */
     pthread_rwlock_unlock(&k->lock);
     AUDIT_DATA(k, KM__OP_VERIFY, v, rc);
-    if ((rc == KM_OK || rc == KM_E_VERIFY) && v != NULL && v->state == KM_STATE_COMPROMISED) {
+    if ((rc == KM_OK || rc == KM_E_VERIFY) && compromised) {
         int arc = audit_compromised(k, v, mac ? "MAC verification" : "signature verification");
         if (arc != KM_OK)
             rc = arc;

@@ -56,6 +56,11 @@ static void pool_init(void)
     (void)pthread_atfork(pool_prepare, pool_release, pool_release);
 }
 
+void km__secure_fork_init(void)
+{
+    (void)pthread_once(&pool_once, pool_init);
+}
+
 static int pool_class(size_t len, size_t *size)
 {
     int c = 0;
