@@ -83,7 +83,7 @@ static int principal_rec(const uint8_t *key, size_t key_len, const uint8_t *val,
     if (f->fn != NULL)
         return f->fn(name, roles, (int64_t)created, f->arg);
     if ((f->name != NULL && strcmp(f->name, name) == 0)
-        || (f->pid != NULL && memcmp(f->pid, key + pl, 16) == 0)) {
+        || (f->pid != NULL && km_ct_equal(f->pid, key + pl, 16))) {
         f->found = 1;
         memcpy(f->id, key + pl, 16);
         f->roles = roles;
@@ -220,7 +220,7 @@ static int collect_keys(const uint8_t *key, size_t key_len, const uint8_t *val, 
     (void)len;
     if (key_len > 64)
         return km__err(KM_E_CORRUPT, "a grant record key is malformed");
-    if (g->gid != NULL && (key_len < 16 || memcmp(key + key_len - 16, g->gid, 16) != 0))
+    if (g->gid != NULL && (key_len < 16 || !km_ct_equal(key + key_len - 16, g->gid, 16)))
         return 0;
     if (g->n == g->cap) {
         size_t nc = g->cap ? g->cap * 2 : 16;
@@ -250,7 +250,7 @@ static int collect_owned(const uint8_t *key, size_t key_len, const uint8_t *val,
     size_t pl = sizeof pfx_owner - 1;
     if (key_len != pl + 16 || len != 16)
         return km__err(KM_E_CORRUPT, "an owner record is malformed");
-    if (memcmp(val, o->pid, 16) != 0)
+    if (!km_ct_equal(val, o->pid, 16))
         return 0;
     if (o->n == o->cap) {
         size_t nc = o->cap ? o->cap * 2 : 16;
@@ -397,7 +397,7 @@ static int perms_read(struct km_ctx *ctx, const uint8_t kid[16], uint32_t *perms
         return rc;
     rc = km__rec_get(t, ctx->sealer, KM__T_META, k, rkey(k, pfx_owner, kid, NULL), &rec);
     if (rc == KM_OK && km_secret_len(rec) == 16
-        && memcmp(km_secret_data(rec), ctx->principal_id, 16) == 0)
+        && km_ct_equal(km_secret_data(rec), ctx->principal_id, 16))
         *perms = KM_PERM_ALL;
     km_secret_free(rec);
     rec = NULL;

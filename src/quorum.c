@@ -180,10 +180,10 @@ static int consume_scan(const uint8_t *key, size_t key_len, const uint8_t *val, 
     if ((rc = req_decode(val, len, &r)) != KM_OK)
         return rc;
     if (r.op != (uint32_t)f->op || r.consumed || !km_ct_equal(r.phash, f->phash, 32)
-        || memcmp(r.rpid, f->ctx->principal_id, 16) != 0
+        || !km_ct_equal(r.rpid, f->ctx->principal_id, 16)
         || strcmp(r.requester, f->ctx->principal_name) != 0
         || r.has_key != (f->key_id != NULL)
-        || (f->key_id != NULL && memcmp(r.key_id, f->key_id, 16) != 0))
+        || (f->key_id != NULL && !km_ct_equal(r.key_id, f->key_id, 16)))
         return 0;
     if (f->now >= r.expires || r.napprovals < f->needed) {
         f->stale = 1;
@@ -357,14 +357,14 @@ int km_request_approve(km_ctx *ctx, const uint8_t id[16])
         rc = km__err(KM_E_STATE, "the request has expired");
         goto fail;
     }
-    if (memcmp(r.rpid, ctx->principal_id, 16) == 0) {
+    if (km_ct_equal(r.rpid, ctx->principal_id, 16)) {
         rc = KM_E_DENIED;
         snprintf(d, sizeof d, "'%s' tried to approve its own request %02x%02x%02x%02x..",
                  ctx->principal_name, id[0], id[1], id[2], id[3]);
         goto refused;
     }
     for (i = 0; i < r.napprovals; i++)
-        if (memcmp(r.approvals + i * APPROVER_LEN, ctx->principal_id, 16) == 0) {
+        if (km_ct_equal(r.approvals + i * APPROVER_LEN, ctx->principal_id, 16)) {
             rc = KM_E_EXISTS;
             snprintf(d, sizeof d, "'%s' tried to approve request %02x%02x%02x%02x.. twice",
                      ctx->principal_name, id[0], id[1], id[2], id[3]);
