@@ -631,6 +631,39 @@ START_TEST(test_tpm2_keyslot_opens_on_this_tpm_only)
 }
 END_TEST
 
+/* A keyslot bound to a PCR: opens while the PCR holds its value, not once it
+ * is extended; a TPM reset (Startup CLEAR) restores it. PCR 16 is the
+ * debug PCR anyone may extend. */
+START_TEST(test_tpm2_keyslot_pcr_policy)
+{
+    km_ctx *ctx = tu_vault(dir), *c2 = NULL;
+    char cfg[300];
+    int rc;
+
+    snprintf(cfg, sizeof cfg, "%s;pcrs=sha256:16", tpm.config);
+    ck_assert_int_eq(km_vault_add_backend_slot(ctx, "tpm2", "tcti=x;pcrs=sha256:99"),
+                     KM_E_INVALID);
+    ck_assert_msg(km_vault_add_backend_slot(ctx, "tpm2", cfg) == KM_OK, "add slot: %s",
+                  km_error_last()->message);
+    km_close(ctx);
+    ck_assert_msg(open_with_tpm(&tpm, &c2) == KM_OK, "open before the extend: %s",
+                  km_error_last()->message);
+    km_close(c2);
+    c2 = NULL;
+    tools(&tpm, "tpm2_pcrextend 16:sha256=0000000000000000000000000000000000000000000000000000000000000001");
+    rc = open_with_tpm(&tpm, &c2);
+    ck_assert_msg(rc == KM_E_AUTH, "open after the PCR changed gave %s (%s)", km_err_name(rc),
+                  km_error_last()->message);
+    ck_assert_ptr_null(c2);
+    /* a TPM restart resets PCR 16: the slot opens again */
+    swtpm_stop(&tpm);
+    swtpm_start(&tpm);
+    ck_assert_msg(open_with_tpm(&tpm, &c2) == KM_OK, "open after a reset: %s",
+                  km_error_last()->message);
+    km_close(c2);
+}
+END_TEST
+
 static Suite *tpm2_suite(void)
 {
     Suite *s = suite_create("tpm2");
@@ -648,6 +681,7 @@ static Suite *tpm2_suite(void)
     tcase_add_test(tc, test_tpm2_other_tpm_cannot_use_keys);
     tcase_add_test(tc, test_tpm2_unsupported_type_refused);
     tcase_add_test(tc, test_tpm2_keyslot_opens_on_this_tpm_only);
+    tcase_add_test(tc, test_tpm2_keyslot_pcr_policy);
     tcase_add_test(tc, test_tpm2_ecdh_agree);
     tcase_add_test(tc, test_tpm2_rsa_pss_and_oaep);
     suite_add_tcase(s, tc);

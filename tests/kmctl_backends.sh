@@ -138,6 +138,14 @@ check "opened by the TPM, it decrypts" cmp -s out msg
 check "another TPM does not open it (exit 5)" [ $? -eq 5 ]
 (unset KM_PASSPHRASE; unset KM_TPM2_TCTI; "$KMCTL" key list >out 2>err)
 check "no passphrase and no TPM: a usage error" [ $? -eq 1 ]
+t 0 "keyslot add tpm2 bound to PCR 16" - keyslot add tpm2 --tcti "$tcti_b" --pcrs sha256:16
+t 1 "--pcrs with a bad PCR" - keyslot add tpm2 --tcti "$tcti_b" --pcrs sha256:99
+(unset KM_PASSPHRASE; KM_TPM2_TCTI="$tcti_b" "$KMCTL" key list >out 2>err)
+check "TPM B opens through its PCR-bound slot" [ $? -eq 0 ]
+TPM2TOOLS_TCTI="$tcti_b" tpm2_pcrextend 16:sha256=0000000000000000000000000000000000000000000000000000000000000002 >/dev/null 2>&1
+check "PCR 16 extended" [ $? -eq 0 ]
+(unset KM_PASSPHRASE; KM_TPM2_TCTI="$tcti_b" "$KMCTL" key list >out 2>err)
+check "after the PCR changed, TPM B does not open it (exit 5)" [ $? -eq 5 ]
 t 0 "audit records the keyslot" - audit show
 check "the keyslot entry" grep -q '"op":"keyslot.add","result":"OK","detail":"tpm2"' out
 

@@ -47,6 +47,7 @@ enum ref_kind { KIND_ECDSA = 1, KIND_HMAC = 2, KIND_SEALED = 3, KIND_SLOT = 4, K
 
 typedef struct tpm_state {
     km__tpm2_conn *conn;
+    uint32_t pcrs;      /* keyslots: SHA-256 PCRs to bind to (bit i = PCR i), from pcrs= */
 } tpm_state;
 
 typedef struct tpm_obj {
@@ -83,6 +84,43 @@ static enum ref_kind kind_of(km_key_type type)
 
 /* ---------------------------------------------------------- open / close */
 
+/* The "pcrs=sha256:0,7" (or "pcrs=0,7") item of a configuration: the SHA-256
+ * PCRs a keyslot is sealed to. */
+static int parse_pcrs(const char *config, uint32_t *mask)
+{
+    const char *p = config ? strstr(config, "pcrs=") : NULL;
+    char *endp;
+
+    *mask = 0;
+    if (p == NULL)
+        return KM_OK;
+    p += 5;
+    if (strncmp(p, "sha256:", 7) == 0)
+        p += 7;
+    while (*p != '\0' && *p != ';') {
+        unsigned long n = strtoul(p, &endp, 10);
+        if (endp == p || n > 23 || (*endp != ',' && *endp != ';' && *endp != '\0'))
+            return km__err(KM_E_INVALID, "tpm2 configuration: pcrs= is a list of PCR numbers "
+                                         "0..23 (sha256 bank), e.g. pcrs=sha256:0,7");
+        *mask |= 1u << n;
+        p = *endp == ',' ? endp + 1 : endp;
+    }
+    if (*mask == 0)
+        return km__err(KM_E_INVALID, "tpm2 configuration: pcrs= names no PCR");
+    return KM_OK;
+}
+
+static void pcr_selection(uint32_t mask, TPML_PCR_SELECTION *sel)
+{
+    memset(sel, 0, sizeof *sel);
+    sel->count = 1;
+    sel->pcrSelections[0].hash = TPM2_ALG_SHA256;
+    sel->pcrSelections[0].sizeofSelect = 3;
+    sel->pcrSelections[0].pcrSelect[0] = (uint8_t)mask;
+    sel->pcrSelections[0].pcrSelect[1] = (uint8_t)(mask >> 8);
+    sel->pcrSelections[0].pcrSelect[2] = (uint8_t)(mask >> 16);
+}
+
 static int tpm_open(void **out_state, const char *config)
 {
     tpm_state *st;
@@ -94,7 +132,8 @@ static int tpm_open(void **out_state, const char *config)
     st = calloc(1, sizeof *st);
     if (st == NULL)
         return km__err(KM_E_NOMEM, "tpm2 open: out of memory");
-    if ((rc = km__tpm2_conn_get(config, &st->conn)) != KM_OK) {
+    if ((rc = parse_pcrs(config, &st->pcrs)) != KM_OK
+        || (rc = km__tpm2_conn_get(config, &st->conn)) != KM_OK) {
         free(st);
         return rc;
     }
@@ -181,6 +220,64 @@ static TSS2_RC start_enc_session(km__tpm2_conn *c, ESYS_TR *out)
     return rc;
 }
 
+/* A salted policy session (a trial one computes the digest only) with
+ * PolicyPCR over the SHA-256 PCRs in `mask` at their current values; the
+ * real one also encrypts the Unseal response. */
+static TSS2_RC start_policy_session(km__tpm2_conn *c, int trial, uint32_t mask, ESYS_TR *out)
+{
+    TPMT_SYM_DEF sym = { .algorithm = TPM2_ALG_AES, .keyBits.aes = 128,
+                         .mode.aes = TPM2_ALG_CFB };
+    TPML_PCR_SELECTION sel;
+    TSS2_RC rc;
+
+    *out = ESYS_TR_NONE;
+    pcr_selection(mask, &sel);
+    KM__TPM2_CALL(rc, Esys_StartAuthSession(c->esys, c->primary, ESYS_TR_NONE, ESYS_TR_NONE,
+                                            ESYS_TR_NONE, ESYS_TR_NONE, NULL,
+                                            trial ? TPM2_SE_TRIAL : TPM2_SE_POLICY, &sym,
+                                            TPM2_ALG_SHA256, out));
+    if (rc != TSS2_RC_SUCCESS) {
+        *out = ESYS_TR_NONE;
+        return rc;
+    }
+    if (!trial
+        && (rc = Esys_TRSess_SetAttributes(c->esys, *out, TPMA_SESSION_ENCRYPT
+                                                              | TPMA_SESSION_CONTINUESESSION,
+                                           0xff)) != TSS2_RC_SUCCESS)
+        return rc;
+    KM__TPM2_CALL(rc, Esys_PolicyPCR(c->esys, *out, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE,
+                                     NULL, &sel));
+    return rc;
+}
+
+struct policy_arg {
+    uint32_t pcrs;
+    TPM2B_DIGEST digest;   /* out */
+};
+
+static void flush(km__tpm2_conn *c, ESYS_TR *h);
+
+static int op_policy_digest(km__tpm2_conn *c, void *varg, TSS2_RC *trc)
+{
+    struct policy_arg *a = varg;
+    TPM2B_DIGEST *d = NULL;
+    ESYS_TR sess = ESYS_TR_NONE;
+    TSS2_RC rc;
+    int krc = KM_OK;
+
+    if ((rc = start_policy_session(c, 1, a->pcrs, &sess)) == TSS2_RC_SUCCESS)
+        rc = Esys_PolicyGetDigest(c->esys, sess, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, &d);
+    if (rc != TSS2_RC_SUCCESS) {
+        *trc = rc;
+        krc = km__tpm2_err(rc, "PolicyPCR (trial)");
+    } else {
+        a->digest = *d;
+    }
+    Esys_Free(d);
+    flush(c, &sess);
+    return krc;
+}
+
 static void flush(km__tpm2_conn *c, ESYS_TR *h)
 {
     if (*h != ESYS_TR_NONE && c->esys != NULL)
@@ -194,6 +291,7 @@ struct gen_arg {
     enum ref_kind kind;
     size_t key_len;            /* sealed: bytes of key to generate */
     const uint8_t *data;       /* sealed: these bytes instead of random ones (a keyslot) */
+    const TPM2B_DIGEST *policy;/* a keyslot bound to PCRs: the object's authPolicy */
     km_secret *ref;            /* out */
 };
 
@@ -258,6 +356,11 @@ static int op_generate(km__tpm2_conn *c, void *varg, TSS2_RC *trc)
     memset(&outside, 0, sizeof outside);
     memset(&pcrs, 0, sizeof pcrs);
     template_for(a->kind, &tmpl);
+    if (a->policy != NULL) {
+        /* usable only through the policy: no password authorization */
+        tmpl.publicArea.authPolicy = *a->policy;
+        tmpl.publicArea.objectAttributes &= ~TPMA_OBJECT_USERWITHAUTH;
+    }
     if (a->kind == KIND_SEALED || a->kind == KIND_SLOT) {
         if (a->key_len > sizeof sens.sensitive.data.buffer) {
             krc = km__err(KM_E_INTERNAL, "tpm2: sealed key too long");
@@ -424,6 +527,7 @@ struct unseal_arg {
     tpm_obj *o;
     km_secret *key;    /* out: [KM_MATERIAL_RAW][key bytes], a software reference */
     int slot;          /* a keyslot: out is the bare 32-byte master key */
+    uint32_t pcrs;     /* a keyslot bound to these PCRs: unseal through PolicyPCR */
 };
 
 static int op_unseal(km__tpm2_conn *c, void *varg, TSS2_RC *trc)
@@ -436,9 +540,13 @@ static int op_unseal(km__tpm2_conn *c, void *varg, TSS2_RC *trc)
 
     if ((krc = load_blobs(c, a->o, &h, trc)) != KM_OK)
         goto out;
-    if ((rc = start_enc_session(c, &sess)) != TSS2_RC_SUCCESS) {
+    if (a->pcrs != 0)
+        rc = start_policy_session(c, 0, a->pcrs, &sess);
+    else
+        rc = start_enc_session(c, &sess);
+    if (rc != TSS2_RC_SUCCESS) {
         *trc = rc;
-        krc = km__tpm2_err(rc, "StartAuthSession (salted)");
+        krc = km__tpm2_err(rc, a->pcrs ? "PolicyPCR session" : "StartAuthSession (salted)");
         goto out;
     }
     KM__TPM2_CALL(rc, Esys_Unseal(c->esys, h, sess, ESYS_TR_NONE, ESYS_TR_NONE, &data));
@@ -518,7 +626,7 @@ static int tpm_load(void *state, const km_backend_keyspec *spec, const uint8_t *
             rc = km__err(KM_E_INVALID, "tpm2 load: not an HMAC key");
         break;
     case KIND_SEALED: {
-        struct unseal_arg a = { o, NULL, 0 };
+        struct unseal_arg a = { o, NULL, 0, 0 };
         if (o->pub.publicArea.type != TPM2_ALG_KEYEDHASH
             || (o->pub.publicArea.objectAttributes
                 & (TPMA_OBJECT_SIGN_ENCRYPT | TPMA_OBJECT_DECRYPT))) {
@@ -1069,6 +1177,7 @@ static int tpm_slot_seal(void *state, const km_secret *master, km_secret **out_b
 {
     tpm_state *st = state;
     struct gen_arg a;
+    struct policy_arg pa;
     int rc;
 
     if (out_blob == NULL)
@@ -1080,11 +1189,20 @@ static int tpm_slot_seal(void *state, const km_secret *master, km_secret **out_b
     a.kind = KIND_SLOT;
     a.key_len = 32;
     a.data = km_secret_data(master);
+    if (st->pcrs != 0) {
+        memset(&pa, 0, sizeof pa);
+        pa.pcrs = st->pcrs;
+        if ((rc = km__tpm2_run(st->conn, op_policy_digest, &pa)) != KM_OK)
+            return rc;
+        a.policy = &pa.digest;
+    }
     rc = km__tpm2_run(st->conn, op_generate, &a);
-    if (rc == KM_OK)
-        *out_blob = a.ref;
-    else
-        km_secret_free(a.ref);
+    /* blob: the PCR mask (BE32, 0 = none), then the object's reference */
+    if (rc == KM_OK && (rc = km_secret_new(out_blob, 4 + km_secret_len(a.ref))) == KM_OK) {
+        km__be32_put(km_secret_data(*out_blob), st->pcrs);
+        memcpy(km_secret_data(*out_blob) + 4, km_secret_data(a.ref), km_secret_len(a.ref));
+    }
+    km_secret_free(a.ref);
     return rc;
 }
 
@@ -1101,10 +1219,12 @@ static int tpm_slot_unseal(void *state, const uint8_t *blob, size_t blob_len,
     *out_master = NULL;
     if (st == NULL || blob == NULL)
         return km__err(KM_E_INVALID, "tpm2 keyslot: bad arguments");
+    if (blob_len < 4)
+        return km__err(KM_E_CORRUPT, "tpm2 keyslot: blob too short");
     memset(&o, 0, sizeof o);
     o.st = st;
     o.kind = KIND_SLOT;
-    if ((rc = ref_parse(blob, blob_len, KIND_SLOT, &o.pub, &o.priv)) != KM_OK)
+    if ((rc = ref_parse(blob + 4, blob_len - 4, KIND_SLOT, &o.pub, &o.priv)) != KM_OK)
         return rc;
     if (o.pub.publicArea.type != TPM2_ALG_KEYEDHASH
         || (o.pub.publicArea.objectAttributes & (TPMA_OBJECT_SIGN_ENCRYPT | TPMA_OBJECT_DECRYPT)))
@@ -1112,6 +1232,9 @@ static int tpm_slot_unseal(void *state, const uint8_t *blob, size_t blob_len,
     memset(&a, 0, sizeof a);
     a.o = &o;
     a.slot = 1;
+    a.pcrs = km__be32_get(blob);
+    if (a.pcrs > 0xffffffu)
+        return km__err(KM_E_CORRUPT, "tpm2 keyslot: bad PCR selection");
     rc = km__tpm2_run(st->conn, op_unseal, &a);
     km_memzero(&o, sizeof o);
     if (rc == KM_E_INTEGRITY || rc == KM_E_AUTH) {

@@ -39,7 +39,8 @@ int km__tpm2_err(TSS2_RC rc, const char *what)
             return km_backend_error(KM_E_AUTH, KM_NATIVE_TSS2, rc,
                                     "tpm2 %s: the TPM is in dictionary-attack lockout (%s)",
                                     what, msg);
-        if (base == TPM2_RC_AUTH_FAIL || base == TPM2_RC_BAD_AUTH)
+        if (base == TPM2_RC_AUTH_FAIL || base == TPM2_RC_BAD_AUTH
+            || base == TPM2_RC_POLICY_FAIL)   /* e.g. PCRs no longer as sealed */
             code = KM_E_AUTH;
         else if (base == TPM2_RC_INTEGRITY)
             code = KM_E_INTEGRITY;
@@ -189,6 +190,8 @@ static int parse_config(const char *config, char **out)
             p++;
         if (p == end)
             continue;
+        if (strncmp(p, "pcrs=", 5) == 0)
+            continue;   /* a keyslot's PCR binding (tpm2.c), not the connection's */
         if ((size_t)(end - p) > 5 && strncmp(p, "tcti=", 5) == 0) {
             *out = strndup(p + 5, (size_t)(end - p - 5));
             if (*out == NULL)

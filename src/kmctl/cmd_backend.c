@@ -99,9 +99,12 @@ int kmctl_cmd_keyslot_add_tpm2(struct kmctl *k, const struct kmctl_args *a)
     char config[CONFIG_MAX];
     int rc;
 
-    if ((rc = plain("--tcti", a->val[OPT_TCTI])) != KMCTL_EXIT_OK)
+    if ((rc = plain("--tcti", a->val[OPT_TCTI])) != KMCTL_EXIT_OK
+        || (a->val[OPT_PCRS] != NULL && (rc = plain("--pcrs", a->val[OPT_PCRS])) != KMCTL_EXIT_OK))
         return rc;
-    if ((size_t)snprintf(config, sizeof config, "tcti=%s", a->val[OPT_TCTI]) >= sizeof config)
+    if ((size_t)snprintf(config, sizeof config, "tcti=%s%s%s", a->val[OPT_TCTI],
+                         a->val[OPT_PCRS] ? ";pcrs=" : "", a->val[OPT_PCRS] ? a->val[OPT_PCRS] : "")
+        >= sizeof config)
         return kmctl_error(KMCTL_EXIT_USAGE, "--tcti is too long");
     if ((rc = km_vault_add_backend_slot(k->ctx, "tpm2", config)) != KM_OK)
         return kmctl_lib_error(rc, "sealing the master key to the TPM");

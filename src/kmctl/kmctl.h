@@ -67,6 +67,7 @@ enum kmctl_opt_id {
     OPT_PIN_FILE,
     OPT_STORE_PIN,
     OPT_NEW_PASS_FILE,
+    OPT_PCRS,
     OPT__COUNT
 };
 

@@ -120,6 +120,9 @@ static const struct kmctl_optspec o_shares[] = {
 
 static const struct kmctl_optspec o_tcti[] = {
     { "tcti", "TCTI", ARG_STR, 1, OPT_TCTI, 0 }, O_END };
+static const struct kmctl_optspec o_tpm_slot[] = {
+    { "tcti", "TCTI", ARG_STR, 1, OPT_TCTI, 0 },
+    { "pcrs", "sha256:N,N,...", ARG_STR, 0, OPT_PCRS, 0 }, O_END };
 static const struct kmctl_optspec o_pkcs11[] = {
     { "module", "PATH", ARG_STR, 1, OPT_MODULE, 0 },
     { "token-uri", "URI", ARG_STR, 1, OPT_TOKEN_URI, 0 },
@@ -225,7 +228,7 @@ static const struct kmctl_cmd commands[] = {
       "register a TPM 2.0 (TCTI: swtpm:host=H,port=P or device:/dev/tpmrm0) for --protection tpm2" },
     { "backend add pkcs11", "", 0, o_pkcs11, NULL, kmctl_cmd_backend_add_pkcs11, VAULT_OPEN, "",
       "register a PKCS#11 token for --protection pkcs11 (PIN: KM_PKCS11_PIN, or --store-pin)" },
-    { "keyslot add tpm2", "", 0, o_tcti, NULL, kmctl_cmd_keyslot_add_tpm2, VAULT_OPEN, "",
+    { "keyslot add tpm2", "", 0, o_tpm_slot, NULL, kmctl_cmd_keyslot_add_tpm2, VAULT_OPEN, "",
       "seal the master key to a TPM: the vault then opens with KM_TPM2_TCTI, no passphrase" },
     { "vault compact", "", 0, o_none, NULL, kmctl_cmd_vault_compact, VAULT_OPEN, "",
       "rewrite the vault file without free pages (no stale sealed copies left)" },
