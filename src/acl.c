@@ -150,13 +150,8 @@ int km_principal_add(km_ctx *ctx, const char *name, uint32_t roles, const uint8_
                                      "bytes without spaces, not 'owner' or 'role:...'");
     if (roles == 0 || (roles & ~ROLES_ALL) != 0)
         return km__err(KM_E_INVALID, "km_principal_add: roles must be KM_ROLE_* bits");
-    if (passphrase == NULL || passphrase_len == 0 || passphrase_len > 1024)
-        return km__err(KM_E_INVALID, "km_principal_add: passphrase must be 1 to 1024 bytes");
-    if (kdf_cost == 0)
-        kdf_cost = KM_KDF_COST_DEFAULT;
-    if (kdf_cost < KM_KDF_COST_MIN || kdf_cost > KM_KDF_COST_MAX)
-        return km__err(KM_E_INVALID, "km_principal_add: kdf_cost must be %d to %d",
-                       KM_KDF_COST_MIN, KM_KDF_COST_MAX);
+    if ((rc = km__pass_args("km_principal_add", passphrase, passphrase_len, &kdf_cost)) != KM_OK)
+        return rc;
     if ((rc = km__ctx_check(ctx)) != KM_OK)
         return rc;
     if ((rc = km__acl_check(ctx, KM__OP_PRINCIPAL_ADD, NULL)) != KM_OK)

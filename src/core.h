@@ -196,6 +196,10 @@ void km__policy_release(struct km_ctx *ctx);
 /* Re-reads the stored policy when another process may have changed it. */
 int km__ctx_policy_refresh(struct km_ctx *ctx, int force);
 
+/* ctx.c: checks a passphrase (1..1024 bytes) and a scrypt cost (0 = the
+ * default, else KM_KDF_COST_MIN..MAX), naming `fn` in the error. */
+int km__pass_args(const char *fn, const uint8_t *pass, size_t pass_len, uint32_t *kdf_cost);
+
 /* ctx.c: reports progress of long work when the caller asked for it. */
 void km__progress(struct km_ctx *ctx, const char *what, uint64_t done, uint64_t total);
 

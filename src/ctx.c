@@ -821,6 +821,18 @@ int km_vault_id(const km_ctx *ctx, uint8_t out[16])
     return KM_OK;
 }
 
+int km__pass_args(const char *fn, const uint8_t *pass, size_t pass_len, uint32_t *kdf_cost)
+{
+    if (pass == NULL || pass_len == 0 || pass_len > 1024)
+        return km__err(KM_E_INVALID, "%s: passphrase must be 1 to 1024 bytes", fn);
+    if (*kdf_cost == 0)
+        *kdf_cost = KM_KDF_COST_DEFAULT;
+    if (*kdf_cost < KM_KDF_COST_MIN || *kdf_cost > KM_KDF_COST_MAX)
+        return km__err(KM_E_INVALID, "%s: kdf_cost must be %d to %d", fn, KM_KDF_COST_MIN,
+                       KM_KDF_COST_MAX);
+    return KM_OK;
+}
+
 int km_vault_add_passphrase(km_ctx *ctx, const uint8_t *passphrase, size_t passphrase_len,
                             uint32_t kdf_cost)
 {
@@ -829,13 +841,9 @@ int km_vault_add_passphrase(km_ctx *ctx, const uint8_t *passphrase, size_t passp
 
     if (ctx == NULL)
         return km__err(KM_E_INVALID, "km_vault_add_passphrase: ctx is NULL");
-    if (passphrase == NULL || passphrase_len == 0 || passphrase_len > 1024)
-        return km__err(KM_E_INVALID, "km_vault_add_passphrase: passphrase must be 1 to 1024 bytes");
-    if (kdf_cost == 0)
-        kdf_cost = KM_KDF_COST_DEFAULT;
-    if (kdf_cost < KM_KDF_COST_MIN || kdf_cost > KM_KDF_COST_MAX)
-        return km__err(KM_E_INVALID, "km_vault_add_passphrase: kdf_cost must be %d to %d",
-                       KM_KDF_COST_MIN, KM_KDF_COST_MAX);
+    if ((rc = km__pass_args("km_vault_add_passphrase", passphrase, passphrase_len, &kdf_cost))
+        != KM_OK)
+        return rc;
     if ((rc = km__ctx_check(ctx)) != KM_OK)
         return rc;
     if ((rc = km__acl_check(ctx, KM__OP_SLOT_ADD, NULL)) != KM_OK)

@@ -18,13 +18,8 @@ int km_vault_rekey(km_ctx *ctx, const uint8_t *passphrase, size_t passphrase_len
 
     if (ctx == NULL)
         return km__err(KM_E_INVALID, "km_vault_rekey: ctx is NULL");
-    if (passphrase == NULL || passphrase_len == 0 || passphrase_len > 1024)
-        return km__err(KM_E_INVALID, "km_vault_rekey: passphrase must be 1 to 1024 bytes");
-    if (kdf_cost == 0)
-        kdf_cost = KM_KDF_COST_DEFAULT;
-    if (kdf_cost < KM_KDF_COST_MIN || kdf_cost > KM_KDF_COST_MAX)
-        return km__err(KM_E_INVALID, "km_vault_rekey: kdf_cost must be %d to %d",
-                       KM_KDF_COST_MIN, KM_KDF_COST_MAX);
+    if ((rc = km__pass_args("km_vault_rekey", passphrase, passphrase_len, &kdf_cost)) != KM_OK)
+        return rc;
     if ((rc = km__ctx_check(ctx)) != KM_OK)
         return rc;
     if ((rc = km__acl_check(ctx, KM__OP_REKEY, NULL)) != KM_OK)

@@ -805,6 +805,16 @@ START_TEST(principal_slots_prove_credentials)
                                       KM_KDF_COST_MIN), KM_E_EXISTS);
     ck_assert_int_eq(km_principal_add(c, "owner", KM_ROLE_USER, (const uint8_t *)"x", 1,
                                       KM_KDF_COST_MIN), KM_E_INVALID);
+    ck_assert_int_eq(km_principal_add(c, "p2", 0, (const uint8_t *)"x", 1, KM_KDF_COST_MIN),
+                     KM_E_INVALID);   /* no role */
+    ck_assert_int_eq(km_principal_add(c, "p2", 0x100, (const uint8_t *)"x", 1, KM_KDF_COST_MIN),
+                     KM_E_INVALID);   /* an unknown role bit */
+    ck_assert_int_eq(km_principal_add(c, "p2", KM_ROLE_USER, (const uint8_t *)"x", 0,
+                                      KM_KDF_COST_MIN), KM_E_INVALID);
+    ck_assert_int_eq(km_principal_add(c, "p2", KM_ROLE_USER, (const uint8_t *)"x", 1,
+                                      KM_KDF_COST_MAX + 1), KM_E_INVALID);
+    ck_assert_int_eq(km_principal_add(c, "has space", KM_ROLE_USER, (const uint8_t *)"x", 1,
+                                      KM_KDF_COST_MIN), KM_E_INVALID);
     km_close(c);
     p = as(P_USER, "pu");
     OK(km_whoami(p, name, sizeof name, &roles));
