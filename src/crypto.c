@@ -231,15 +231,19 @@ static int pool_node_new(sw_obj *o, int which, struct pool_node **out)
         if (EVP_MAC_init(m, o->key, o->key_len, params) != 1)
             goto out;
     } else {
-        EVP_CIPHER_CTX *c = EVP_CIPHER_CTX_new();
-        int enc = which == POOL_ENC;
+        EVP_CIPHER_CTX *c;
+        int enc = which == POOL_ENC, ok;
 
+        /* the key schedule OpenSSL allocates here goes to locked,
+         * non-dumpable pages when libkm's allocator is installed (osslmem.c) */
+        km__osslmem_begin();
+        c = EVP_CIPHER_CTX_new();
+        ok = c != NULL && EVP_CipherInit_ex(c, o->cipher, NULL, NULL, NULL, enc) == 1
+             && EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_AEAD_SET_IVLEN, 12, NULL) == 1
+             && EVP_CipherInit_ex(c, NULL, NULL, o->key, NULL, enc) == 1;
+        km__osslmem_end();
         n->item = c;
-        if (c == NULL)
-            goto out;
-        if (EVP_CipherInit_ex(c, o->cipher, NULL, NULL, NULL, enc) != 1
-            || EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_AEAD_SET_IVLEN, 12, NULL) != 1
-            || EVP_CipherInit_ex(c, NULL, NULL, o->key, NULL, enc) != 1)
+        if (!ok)
             goto out;
     }
     *out = n;
@@ -292,6 +296,13 @@ static void pool_give(sw_obj *o, int which, struct pool_node *n)
     struct pool *p = &o->pools[which];
     struct pool_node *empty = NULL;
 
+    /* Without libkm's allocator in OpenSSL a keyed cipher context would keep
+     * the key schedule in the ordinary heap: one context per call, freed
+     * (and cleansed by OpenSSL) at once. */
+    if (which != POOL_MAC && !km__osslmem_hooked()) {
+        pool_node_free(which, n);
+        return;
+    }
     n->next = NULL;
     if (atomic_compare_exchange_strong_explicit(&p->slots[thread_slot()].n, &empty, n,
                                                 memory_order_release, memory_order_relaxed))
@@ -804,13 +815,16 @@ static int sw_load(void *state, const km_backend_keyspec *spec, const uint8_t *r
                 rc = km__err_ossl(KM_E_CRYPTO, "%s is not available", ti->alg);
                 goto out;
             }
-            /* one context per direction now, so the first calls allocate nothing */
+            /* one context per direction now, so the first calls allocate
+             * nothing (when contexts are kept at all: km_key_schedules) */
             if ((rc = pool_node_new(o, POOL_ENC, &n)) != KM_OK)
                 goto out;
             pool_give(o, POOL_ENC, n);
-            if ((rc = pool_node_new(o, POOL_DEC, &n)) != KM_OK)
-                goto out;
-            pool_give(o, POOL_DEC, n);
+            if (km__osslmem_hooked()) {
+                if ((rc = pool_node_new(o, POOL_DEC, &n)) != KM_OK)
+                    goto out;
+                pool_give(o, POOL_DEC, n);
+            }
         } else if (ti->kind == K_HMAC) {
             o->mac = EVP_MAC_fetch(NULL, "HMAC", NULL);
             if (o->mac == NULL) {

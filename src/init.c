@@ -43,6 +43,7 @@ static void do_init(void)
      * after the vault registry's, as in every other path (registry, then an
      * LMDB writer, then the pool). */
     km__secure_fork_init();
+    km__osslmem_fork_init();
     init_rc = KM_OK;
 }
 

@@ -36,6 +36,17 @@ void km__secure_fork_init(void);
 void *km__salloc(size_t len);
 void km__sfree(void *p, size_t len);
 
+/* ---------------------------------------------------------------- osslmem.c */
+
+/* OpenSSL allocations made by this thread between begin and end (nested) come
+ * from locked, non-dumpable pages when the allocation functions are installed
+ * (km__osslmem_hooked); otherwise begin/end do nothing and callers must not
+ * keep keyed cipher contexts beyond a call. */
+void km__osslmem_begin(void);
+void km__osslmem_end(void);
+int km__osslmem_hooked(void);
+void km__osslmem_fork_init(void);
+
 /* ------------------------------------------------------------------- init.c */
 
 /* Incremented in the child after every fork(); handles compare it. */

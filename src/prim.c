@@ -143,10 +143,17 @@ struct km__gcmk {
 
 static EVP_CIPHER_CTX *gcmk_ctx(const uint8_t key[32], int enc)
 {
-    EVP_CIPHER_CTX *c = EVP_CIPHER_CTX_new();
-    if (c == NULL || EVP_CipherInit_ex(c, EVP_aes_256_gcm(), NULL, NULL, NULL, enc) != 1
-        || EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_GCM_SET_IVLEN, 12, NULL) != 1
-        || EVP_CipherInit_ex(c, NULL, NULL, key, NULL, enc) != 1) {
+    EVP_CIPHER_CTX *c;
+    int ok;
+
+    /* the key schedule: locked, non-dumpable pages (osslmem.c) */
+    km__osslmem_begin();
+    c = EVP_CIPHER_CTX_new();
+    ok = c != NULL && EVP_CipherInit_ex(c, EVP_aes_256_gcm(), NULL, NULL, NULL, enc) == 1
+         && EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_GCM_SET_IVLEN, 12, NULL) == 1
+         && EVP_CipherInit_ex(c, NULL, NULL, key, NULL, enc) == 1;
+    km__osslmem_end();
+    if (!ok) {
         EVP_CIPHER_CTX_free(c);
         return NULL;
     }
@@ -165,6 +172,10 @@ int km__gcmk_new(km__gcmk **out, const uint8_t key[32])
     memcpy(g->key, key, 32);
     for (i = 0; i < GCMK_SLOTS; i++) {
         pthread_mutex_init(&g->slot[i].mu, NULL);
+        /* without libkm's allocator in OpenSSL no keyed context is kept:
+         * gcmk_op then keys one per call (km_key_schedules) */
+        if (!km__osslmem_hooked())
+            continue;
         g->slot[i].enc = gcmk_ctx(key, 1);
         g->slot[i].dec = gcmk_ctx(key, 0);
         if (g->slot[i].enc == NULL || g->slot[i].dec == NULL) {
@@ -230,7 +241,7 @@ static int gcmk_op(km__gcmk *g, int enc, const uint8_t nonce[12], const uint8_t 
 
     if (len > INT_MAX || aad_len > INT_MAX)
         return km__err(KM_E_INVALID, "record too large");
-    if (pthread_mutex_trylock(&sl->mu) != 0)
+    if (sl->enc == NULL || pthread_mutex_trylock(&sl->mu) != 0)
         return gcm(enc, g->key, nonce, aad, aad_len, in, len, tag, out);
     rc = gcmk_run(enc ? sl->enc : sl->dec, enc, nonce, aad, aad_len, in, len, tag, out);
     pthread_mutex_unlock(&sl->mu);

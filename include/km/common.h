@@ -50,6 +50,36 @@ KM_EXTERN const char *km_version(void);
  */
 KM_EXTERN int km_init(void);
 
+/** km_key_schedules(): keyed AES contexts are kept, in locked, non-dumpable pages. */
+#define KM_SCHEDULES_LOCKED 1
+/** km_key_schedules(): a context is keyed for each call and wiped after it. */
+#define KM_SCHEDULES_PER_CALL 2
+
+/**
+ * Says where the key schedules of loaded AES keys live.
+ *
+ * OpenSSL keeps an AES key schedule (which begins with the raw key) in memory
+ * it allocates itself. When libkm is loaded before the process's first OpenSSL
+ * allocation, a library constructor installs OpenSSL allocation functions
+ * (CRYPTO_set_mem_functions) that hand every allocation to malloc unchanged
+ * except those libkm makes while keying a context it keeps: these come from
+ * locked pages excluded from core dumps, wiped when freed. The answer is then
+ * KM_SCHEDULES_LOCKED, and keyed contexts live as long as the key is loaded.
+ *
+ * Otherwise (libkm loaded after OpenSSL had allocated, e.g. through dlopen from
+ * an interpreter or as an OpenSSL provider; or the environment variable
+ * KM_OPENSSL_MEM=off at load, for applications that install their own OpenSSL
+ * allocator) the answer is KM_SCHEDULES_PER_CALL: each encryption and
+ * decryption keys a fresh context and frees it, so no key schedule outlives
+ * a call, at a cost per call (docs/PERFORMANCE.md).
+ *
+ * libkm.so is linked with -z nodelete: once loaded it stays mapped, so the
+ * functions installed in OpenSSL can never point into an unloaded library.
+ *
+ * @return KM_SCHEDULES_LOCKED or KM_SCHEDULES_PER_CALL.
+ */
+KM_EXTERN int km_key_schedules(void);
+
 #ifdef __cplusplus
 }
 #endif

@@ -73,6 +73,9 @@ tests_check_hygiene_SOURCES = tests/check_hygiene.c tests/testutil.h tests/testu
 tests_check_hygiene_CFLAGS = $(TEST_CFLAGS)
 tests_check_hygiene_LDADD = $(PUBLIC_LIBS)
 TESTS += tests/check_hygiene
+# the same with libkm's OpenSSL allocator off (per-call key schedules)
+TESTS += tests/hygiene_percall.sh
+EXTRA_DIST += tests/hygiene_percall.sh
 endif
 
 EXTRA_DIST += tests/fuzz/corpus tests/fuzz/fuzz.mk docs/RELIABILITY.md

@@ -119,6 +119,13 @@ def version():
     return lib.km_version()
 
 
+def key_schedules():
+    """Where loaded AES keys' schedules live: "locked" (kept in libkm's locked,
+    non-dumpable pages) or "per-call" (keyed for each call and wiped after it);
+    see km_key_schedules() in km/common.h."""
+    return "locked" if lib.km_key_schedules() == 1 else "per-call"
+
+
 def error_class(code):
     """The KmError subclass of a libkm error code (KmError for an unknown one)."""
     return _ffi.CODES.get(code, KmError)

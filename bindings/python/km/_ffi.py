@@ -358,6 +358,7 @@ _FUNCTIONS = {
     # common.h
     "km_version": (_ccp, [], _check_string),
     "km_init": (_int, [], _check),
+    "km_key_schedules": (_int, [], None),
     # error.h
     "km_strerror": (_ccp, [_int], None),
     "km_err_name": (_ccp, [_int], None),
