@@ -237,6 +237,10 @@ int km__quorum_consume(struct km_ctx *ctx, km__txn *t, int op, const uint8_t *ke
                        const uint8_t *params, size_t params_len);
 int km__quorum_consume_own(struct km_ctx *ctx, int op, const uint8_t *key_id,
                            const uint8_t *params, size_t params_len);
+/* The same check as km__quorum_consume_own, nothing consumed (the request is
+ * then spent by km__quorum_consume in the transaction of the change). */
+int km__quorum_check_own(struct km_ctx *ctx, int op, const uint8_t *key_id,
+                         const uint8_t *params, size_t params_len);
 uint32_t km__quorum_needed(struct km_ctx *ctx, int op);
 
 /* key.c: km_key_import; `unwrapped` = 1 for material that arrived wrapped

@@ -1050,10 +1050,14 @@ static int policy_for_new_key(km_ctx *ctx, km_key_type type, uint32_t key_bits,
 }
 
 /* Writes a new key (record, name index, version 1 metadata and material) in
- * one transaction. Nothing is written on failure. */
+ * one transaction. Nothing is written on failure. With `raw` (plaintext
+ * material being imported), the caller's approved KM_REQ_IMPORT_RAW request
+ * for exactly that material is consumed in the same transaction: it is spent
+ * only if the key is stored. */
 static int store_new_key(km_ctx *ctx, int op, const char *name, size_t name_len,
                          km_key_type type, uint32_t usage, uint32_t flags, const char *prot,
-                         const km_secret *ref, const km_key_options *o, uint8_t id_out[16])
+                         const km_secret *ref, const km_key_options *o, uint8_t id_out[16],
+                         const uint8_t *raw, size_t raw_len)
 {
     km__txn *t = NULL;
     km__kobj tmp;
@@ -1097,6 +1101,9 @@ static int store_new_key(km_ctx *ctx, int op, const char *name, size_t name_len,
                              km_secret_len(ref), KM__PUT_NOOVERWRITE)) != KM_OK)
         goto fail;
     if ((rc = km__acl_set_owner(ctx, t, id_out)) != KM_OK)
+        goto fail;
+    if (raw != NULL
+        && (rc = km__quorum_consume(ctx, t, KM_REQ_IMPORT_RAW, NULL, raw, raw_len)) != KM_OK)
         goto fail;
     {
         char d[120];
@@ -1159,7 +1166,8 @@ int km_key_create(km_key **out, km_ctx *ctx, const char *name, km_key_type type,
         rc = km__err(KM_E_BACKEND, "backend '%s' returned no key reference", prot);
     if (rc != KM_OK)
         goto out;
-    rc = store_new_key(ctx, KM__OP_KEY_CREATE, name, len, type, usage, flags, prot, ref, &eff, id);
+    rc = store_new_key(ctx, KM__OP_KEY_CREATE, name, len, type, usage, flags, prot, ref, &eff, id,
+                       NULL, 0);
     if (rc != KM_OK) {
         if (be->ops.destroy != NULL)
             (void)be->ops.destroy(be->state, &spec, km_secret_data(ref), km_secret_len(ref));
@@ -1201,6 +1209,7 @@ int km__key_import(km_key **out, km_ctx *ctx, const char *name, km_key_type type
     km__kobj *k = NULL;
     const char *prot;
     uint32_t usage, kflags;
+    int raw;
     uint8_t id[16], pending_id[16] = { 0 };
     km_key_options eff;
     size_t len;
@@ -1232,10 +1241,12 @@ int km__key_import(km_key **out, km_ctx *ctx, const char *name, km_key_type type
             return km__err(KM_E_INVALID, "km_key_import: a public key of this type has no use");
     }
     /* dual control over plaintext key material entering the vault (a key
-     * unwrapped from a blob to the vault's wrapping key is not "raw") */
-    if (!pub && !unwrapped
-        && (rc = km__quorum_consume_own(ctx, KM_REQ_IMPORT_RAW, NULL, material, material_len))
-               != KM_OK)
+     * unwrapped from a blob to the vault's wrapping key is not "raw"): the
+     * approved request is checked now, before the backend sees the material,
+     * and spent in the transaction that stores the key (store_new_key) */
+    raw = !pub && !unwrapped;
+    if (raw && (rc = km__quorum_check_own(ctx, KM_REQ_IMPORT_RAW, NULL, material, material_len))
+                   != KM_OK)
         return rc;
     if ((rc = km__ctx_policy_refresh(ctx, 0)) != KM_OK
         || (rc = policy_for_new_key(ctx, type,
@@ -1253,7 +1264,8 @@ int km__key_import(km_key **out, km_ctx *ctx, const char *name, km_key_type type
         rc = km__err(KM_E_BACKEND, "backend '%s' returned no key reference", prot);
     if (rc != KM_OK)
         goto out;
-    rc = store_new_key(ctx, KM__OP_KEY_IMPORT, name, len, type, usage, kflags, prot, ref, &eff, id);
+    rc = store_new_key(ctx, KM__OP_KEY_IMPORT, name, len, type, usage, kflags, prot, ref, &eff, id,
+                       raw ? material : NULL, material_len);
     if (rc != KM_OK)
         goto out;
     if (out != NULL) {

@@ -230,6 +230,22 @@ int km__quorum_consume(struct km_ctx *ctx, km__txn *t, int op, const uint8_t *ke
     return km__audit_append(ctx, t, KM__OP_EXECUTE, key_id, 0, KM_OK, d);
 }
 
+int km__quorum_check_own(struct km_ctx *ctx, int op, const uint8_t *key_id,
+                         const uint8_t *params, size_t params_len)
+{
+    km__txn *t = NULL;
+    int rc;
+
+    if (km__quorum_needed(ctx, op) == 0)
+        return KM_OK;
+    /* the consumption, in a transaction that is thrown away */
+    if ((rc = km__txn_begin(ctx->env, 1, &t)) != KM_OK)
+        return rc;
+    rc = km__quorum_consume(ctx, t, op, key_id, params, params_len);
+    km__txn_abort(t);
+    return rc;
+}
+
 int km__quorum_consume_own(struct km_ctx *ctx, int op, const uint8_t *key_id,
                            const uint8_t *params, size_t params_len)
 {

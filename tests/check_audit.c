@@ -1061,6 +1061,59 @@ END_TEST
 
 
 /* Principal and policy changes under dual control too; and an export. */
+/* A raw import under dual control: the approved request names the exact
+ * material, and is spent only by the import that stores the key (a failed
+ * import, e.g. a name taken, leaves it for the next attempt). */
+START_TEST(dual_control_import_raw)
+{
+    static const char pol[] = "{\"version\": 1, \"dual_control\": {\"import-raw\": 2}}";
+    km_ctx *c = owner(), *c1, *c2;
+    km_key *k = NULL;
+    uint8_t id[16], mat[32], other[32];
+    km_request_status st;
+    collected col;
+
+    memset(mat, 0x5a, sizeof mat);
+    memset(other, 0xa5, sizeof other);
+    add_principals(c);
+    OK(km_policy_set(c, pol, strlen(pol)));
+    c1 = as(P_CUST1, "pc1");
+    c2 = as(P_CUST2, "pc2");
+    k = mkkey(c, "taken", KM_KEY_AES_256_GCM);
+    km_key_free(k);
+    k = NULL;
+    ck_assert_int_eq(km_key_import(&k, c, "imp", KM_KEY_AES_256_GCM, KM_MATERIAL_RAW, mat, 32,
+                                   KM_IMPORT_ALLOW_RAW, NULL), KM_E_DENIED);
+    OK(km_request_create(c, KM_REQ_IMPORT_RAW, NULL, mat, sizeof mat, 0, id));
+    OK(km_request_approve(c1, id));
+    OK(km_request_approve(c2, id));
+    /* other material than approved: refused */
+    ck_assert_int_eq(km_key_import(&k, c, "imp", KM_KEY_AES_256_GCM, KM_MATERIAL_RAW, other, 32,
+                                   KM_IMPORT_ALLOW_RAW, NULL), KM_E_DENIED);
+    /* the import fails (the name is taken): the request is not spent */
+    ck_assert_int_eq(km_key_import(&k, c, "taken", KM_KEY_AES_256_GCM, KM_MATERIAL_RAW, mat, 32,
+                                   KM_IMPORT_ALLOW_RAW, NULL), KM_E_EXISTS);
+    OK(km_request_info(c, id, &st));
+    ck_assert_int_eq(st.consumed, 0);
+    /* the import that stores the key spends it, once */
+    OK(km_key_import(&k, c, "imp", KM_KEY_AES_256_GCM, KM_MATERIAL_RAW, mat, 32,
+                     KM_IMPORT_ALLOW_RAW, NULL));
+    km_key_free(k);
+    k = NULL;
+    OK(km_request_info(c, id, &st));
+    ck_assert_int_eq(st.consumed, 1);
+    ck_assert_int_eq(km_key_import(&k, c, "imp2", KM_KEY_AES_256_GCM, KM_MATERIAL_RAW, mat, 32,
+                                   KM_IMPORT_ALLOW_RAW, NULL), KM_E_DENIED);
+    memset(&col, 0, sizeof col);
+    OK(km_audit_foreach(c, 1, collect, &col));
+    ck_assert_int_eq(count_op(&col, "request.execute"), 1);
+    ck_assert_int_eq(count_op(&col, "key.import"), 1);
+    km_close(c2);
+    km_close(c1);
+    km_close(c);
+}
+END_TEST
+
 START_TEST(dual_control_principal_policy_export)
 {
     static const char pol[] = "{\"version\": 1, \"dual_control\": {\"principal-change\": 2, "
@@ -1203,6 +1256,7 @@ static Suite *suite(void)
     tcase_add_test(t, offboarding);
     tcase_add_test(t, dual_control_destroy);
     tcase_add_test(t, dual_control_expiry);
+    tcase_add_test(t, dual_control_import_raw);
     tcase_add_test(t, monitoring_alerts);
     tcase_add_test(t, dual_control_principal_policy_export);
     suite_add_tcase(s, t);
