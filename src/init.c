@@ -2,6 +2,7 @@
 #include "km_int.h"
 
 #include <pthread.h>
+#include <stdio.h>
 
 #include <openssl/crypto.h>
 #include <openssl/opensslv.h>
@@ -19,6 +20,35 @@ static void on_fork_child(void)
     atomic_fetch_add(&km__fork_gen, 1);
 }
 
+#ifdef KM__LSAN
+/* OpenSSL's secure heap is a mapping of its own, holding pointers to ordinary
+ * heap objects (DRBG state, key parts): give it to LeakSanitizer as a root
+ * region (found from a block allocated in it, through /proc/self/maps). */
+static void lsan_secure_heap(void)
+{
+    void *p = OPENSSL_secure_malloc(16);
+    char line[512];
+    FILE *f;
+
+    if (p == NULL || !CRYPTO_secure_allocated(p)) {
+        OPENSSL_secure_free(p);
+        return;
+    }
+    if ((f = fopen("/proc/self/maps", "r")) != NULL) {
+        while (fgets(line, sizeof line, f) != NULL) {
+            unsigned long lo, hi;
+            if (sscanf(line, "%lx-%lx", &lo, &hi) == 2 && (uintptr_t)p >= lo
+                && (uintptr_t)p < hi) {
+                __lsan_register_root_region((void *)lo, hi - lo);
+                break;
+            }
+        }
+        fclose(f);
+    }
+    OPENSSL_secure_free(p);
+}
+#endif
+
 static void do_init(void)
 {
     if (OpenSSL_version_num() < KM__OPENSSL_MIN) {
@@ -34,6 +64,9 @@ static void do_init(void)
      * it OpenSSL falls back to the ordinary heap. */
     if (!CRYPTO_secure_malloc_initialized())
         (void)CRYPTO_secure_malloc_init(1 << 21, 16);
+#ifdef KM__LSAN
+    lsan_secure_heap();
+#endif
     if (pthread_atfork(NULL, NULL, on_fork_child) != 0) {
         init_rc = KM_E_INTERNAL;
         return;

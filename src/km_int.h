@@ -36,6 +36,21 @@ void km__secure_fork_init(void);
 void *km__salloc(size_t len);
 void km__sfree(void *p, size_t len);
 
+/* Under AddressSanitizer, memory libkm maps itself (secure pages, the OpenSSL
+ * region of osslmem.c) is registered with LeakSanitizer as a root region, so
+ * that heap objects pointed to only from there are not reported as leaks by
+ * a leak check made while a vault is open (libFuzzer does them). */
+#if defined(__SANITIZE_ADDRESS__)
+#define KM__LSAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define KM__LSAN 1
+#endif
+#endif
+#ifdef KM__LSAN
+#include <sanitizer/lsan_interface.h>
+#endif
+
 /* ---------------------------------------------------------------- osslmem.c */
 
 /* OpenSSL allocations made by this thread between begin and end (nested) come
@@ -318,6 +333,7 @@ int km__vault_restore(const char *backup, const char *dir);
 extern const km_backend_ops km__software_backend;
 #ifdef KM_HAVE_PKCS11
 extern const km_backend_ops km__pkcs11_backend;   /* backends/pkcs11/ */
+extern const km_backend_ops km__pkcs11_card_backend; /* backends/pkcs11/p11_card.c */
 #endif
 #ifdef KM_HAVE_TPM2
 extern const km_backend_ops km__tpm2_backend;     /* backends/tpm2/ */

@@ -222,6 +222,9 @@ __attribute__((constructor)) static void om_install(void)
         return;
     }
     hooked = 1;
+#ifdef KM__LSAN
+    __lsan_register_root_region(region, REGION_SIZE);
+#endif
 }
 
 static void om_prepare(void)

@@ -116,6 +116,9 @@ void *km__salloc(size_t len)
         return NULL;
     }
     (void)mlock(base + ps, dpages);
+#ifdef KM__LSAN
+    __lsan_register_root_region(base + ps, dpages);
+#endif
     return base + ps + dpages - dlen;
 }
 
@@ -129,6 +132,9 @@ void km__sfree(void *p, size_t len)
         return;
     base = (unsigned char *)p + dlen - dpages - ps;
     OPENSSL_cleanse(base + ps, dpages);
+#ifdef KM__LSAN
+    __lsan_unregister_root_region(base + ps, dpages);
+#endif
     (void)munlock(base + ps, dpages);
     munmap(base, dpages + 2 * ps);
 }

@@ -16,9 +16,11 @@
 # Targets: ciphertext (km_decrypt, km_decrypt_key, km_rewrap), text (km_text_decode),
 # datakey (km_datakey_decrypt), tagged (km_verify, km_mac_verify), tlv (km__tlv_*,
 # km__vmeta_decode), policy (km__policy_parse), open (km_open URIs and options),
-# record (sealed key and version records through km_key_open_id).
+# record (sealed key and version records through km_key_open_id), audit (audit
+# records and entries through km_audit_verify/foreach), export (KWP export blobs
+# through km_key_import_wrapped).
 
-FUZZ_ALL_TARGETS = ciphertext text datakey tagged tlv policy open record
+FUZZ_ALL_TARGETS = ciphertext text datakey tagged tlv policy open record audit export
 FUZZ_TARGETS = $(FUZZ_ALL_TARGETS)
 FUZZ_SECONDS = 30
 FUZZ_KEEP = 0
@@ -33,10 +35,12 @@ FUZZ_REPLAY_LIBS = libkm_internal.la $(CRYPTO_LIBS) $(LMDB_LIBS) $(JANSSON_LIBS)
 
 check_PROGRAMS += tests/fuzz/replay_ciphertext tests/fuzz/replay_text tests/fuzz/replay_datakey \
 	tests/fuzz/replay_tagged tests/fuzz/replay_tlv tests/fuzz/replay_policy \
-	tests/fuzz/replay_open tests/fuzz/replay_record tests/fuzz/gen_corpus
+	tests/fuzz/replay_open tests/fuzz/replay_record tests/fuzz/replay_audit \
+	tests/fuzz/replay_export tests/fuzz/gen_corpus
 TESTS += tests/fuzz/replay_ciphertext tests/fuzz/replay_text tests/fuzz/replay_datakey \
 	tests/fuzz/replay_tagged tests/fuzz/replay_tlv tests/fuzz/replay_policy \
-	tests/fuzz/replay_open tests/fuzz/replay_record
+	tests/fuzz/replay_open tests/fuzz/replay_record tests/fuzz/replay_audit \
+	tests/fuzz/replay_export
 
 tests_fuzz_replay_ciphertext_SOURCES = tests/fuzz/fuzz_ciphertext.c tests/fuzz/replay.c tests/fuzz/fuzz_common.h
 tests_fuzz_replay_ciphertext_CFLAGS = $(FUZZ_REPLAY_CFLAGS) -DFUZZ_TARGET='"ciphertext"'
@@ -62,6 +66,12 @@ tests_fuzz_replay_open_LDADD = $(FUZZ_REPLAY_LIBS)
 tests_fuzz_replay_record_SOURCES = tests/fuzz/fuzz_record.c tests/fuzz/replay.c tests/fuzz/fuzz_common.h
 tests_fuzz_replay_record_CFLAGS = $(FUZZ_REPLAY_CFLAGS) -DFUZZ_TARGET='"record"'
 tests_fuzz_replay_record_LDADD = $(FUZZ_REPLAY_LIBS)
+tests_fuzz_replay_audit_SOURCES = tests/fuzz/fuzz_audit.c tests/fuzz/replay.c tests/fuzz/fuzz_common.h
+tests_fuzz_replay_audit_CFLAGS = $(FUZZ_REPLAY_CFLAGS) -DFUZZ_TARGET='"audit"'
+tests_fuzz_replay_audit_LDADD = $(FUZZ_REPLAY_LIBS)
+tests_fuzz_replay_export_SOURCES = tests/fuzz/fuzz_export.c tests/fuzz/replay.c tests/fuzz/fuzz_common.h
+tests_fuzz_replay_export_CFLAGS = $(FUZZ_REPLAY_CFLAGS) -DFUZZ_TARGET='"export"'
+tests_fuzz_replay_export_LDADD = $(FUZZ_REPLAY_LIBS)
 tests_fuzz_gen_corpus_SOURCES = tests/fuzz/gen_corpus.c tests/fuzz/fuzz_common.h
 tests_fuzz_gen_corpus_CFLAGS = $(FUZZ_REPLAY_CFLAGS)
 tests_fuzz_gen_corpus_LDADD = $(FUZZ_REPLAY_LIBS)
@@ -87,7 +97,7 @@ fuzz-corpus: tests/fuzz/gen_corpus$(EXEEXT)
 # fuzzer's coverage), then linked into each target with -fsanitize=fuzzer.
 FUZZ_LIB_FLAGS = -g -O1 -std=c11 $(FUZZ_SAN) $(DEFS) -I$(abs_top_srcdir)/include \
 	-I$(abs_top_srcdir)/src -DKM_BUILDING_LIBRARY $(PTHREAD_CFLAGS) $(CRYPTO_CFLAGS) \
-	$(LMDB_CFLAGS) $(JANSSON_CFLAGS) $(FUZZ_DEFINES)
+	$(LMDB_CFLAGS) $(JANSSON_CFLAGS) $(PKCS11_CFLAGS) $(TSS2_CFLAGS) $(FUZZ_DEFINES)
 FUZZ_LIB_LIBS = $(libkm_internal_la_LIBADD)
 
 fuzz-build:

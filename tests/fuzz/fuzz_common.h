@@ -46,6 +46,10 @@ static const uint8_t fz_hmac_key[32] = {
 static const uint8_t fz_ed_key[32] = {
     0x9d, 0x61, 0xb1, 0x9d, 0xef, 0xfd, 0x5a, 0x60, 0xba, 0x84, 0x4a, 0xf4, 0x92, 0xec, 0x2c, 0xc4,
     0x44, 0x49, 0xc5, 0x69, 0x7b, 0x32, 0x69, 0x19, 0x70, 0x3b, 0xac, 0x03, 0x1c, 0xae, 0x7f, 0x60 };
+/* The KEK of fuzz_export's blobs (AES-256-KWP, wrap/unwrap only). */
+static const uint8_t fz_kek_key[32] = {
+    0x6b, 0x65, 0x6b, 0x2d, 0x66, 0x75, 0x7a, 0x7a, 0x10, 0x32, 0x54, 0x76, 0x98, 0xba, 0xdc, 0xfe,
+    0xef, 0xcd, 0xab, 0x89, 0x67, 0x45, 0x23, 0x01, 0x11, 0x22, 0x33, 0x44, 0x55, 0x66, 0x77, 0x88 };
 /* An EC P-256 private key, PKCS#8 DER (openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256). */
 static const char fz_ec_pkcs8_hex[] =
     "308187020100301306072a8648ce3d020106082a8648ce3d030107046d306b0201010420"
@@ -57,7 +61,7 @@ static const char fz_ec_pkcs8_hex[] =
 typedef struct fz_fixture {
     char dir[256];
     km_ctx *ctx;
-    km_key *aes, *hmac, *ed, *ec;
+    km_key *aes, *hmac, *ed, *ec, *kek;
 } fz_fixture;
 
 static fz_fixture fz;
@@ -92,6 +96,7 @@ static inline void fz_teardown(void)
     km_key_free(fz.hmac);
     km_key_free(fz.ed);
     km_key_free(fz.ec);
+    km_key_free(fz.kek);
     km_close(fz.ctx);
     fz_rmtree(fz.dir);
     memset(&fz, 0, sizeof fz);
@@ -103,8 +108,8 @@ static inline void fz_die(const char *what, int rc)
     exit(2);
 }
 
-static inline km_key *fz_import(const char *name, km_key_type type, km_material_format fmt,
-                         const uint8_t *m, size_t mlen, char idc)
+static inline km_key *fz_import_usage(const char *name, km_key_type type, km_material_format fmt,
+                                      const uint8_t *m, size_t mlen, char idc, uint32_t usage)
 {
     static const uint8_t base_id[16] = FZ_ID('0');
     uint8_t id[16];
@@ -114,10 +119,17 @@ static inline km_key *fz_import(const char *name, km_key_type type, km_material_
     memcpy(id, base_id, 16);
     id[15] = (uint8_t)idc;
     ko.key_id = id;
+    ko.usage = usage;
     rc = km_key_import(&k, fz.ctx, name, type, fmt, m, mlen, KM_IMPORT_ALLOW_RAW, &ko);
     if (rc != KM_OK)
         fz_die(name, rc);
     return k;
+}
+
+static inline km_key *fz_import(const char *name, km_key_type type, km_material_format fmt,
+                                const uint8_t *m, size_t mlen, char idc)
+{
+    return fz_import_usage(name, type, fmt, m, mlen, idc, 0);
 }
 
 static inline void fz_unhex(const char *hex, uint8_t *out, size_t *len)
@@ -155,6 +167,8 @@ static inline void fz_setup(void)
     fz.ed = fz_import("fz-ed", KM_KEY_ED25519, KM_MATERIAL_RAW, fz_ed_key, 32, '3');
     fz_unhex(fz_ec_pkcs8_hex, ec, &ec_len);
     fz.ec = fz_import("fz-ec", KM_KEY_EC_P256, KM_MATERIAL_PKCS8_DER, ec, ec_len, '4');
+    fz.kek = fz_import_usage("fz-kek", KM_KEY_AES_256_KWP, KM_MATERIAL_RAW, fz_kek_key, 32, '5',
+                             KM_USAGE_WRAP | KM_USAGE_UNWRAP);
     atexit(fz_teardown);
 }
 

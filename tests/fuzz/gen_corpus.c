@@ -151,6 +151,53 @@ int main(int argc, char **argv)
     km_secret_free(krec);
     km_secret_free(vrec);
 
+    /* audit (fuzz_audit.c): the vault's first record, each entry without its
+     * 37-byte MAC item (the target appends a valid one) */
+    {
+        uint8_t seq[8];
+        const uint8_t *r;
+        size_t left, len, out = 0;
+        km__be64_put(seq, 1);
+        record_of(KM__T_AUDIT, seq, 8, &krec);
+        r = km_secret_data(krec);
+        left = km_secret_len(krec);
+        while (left >= 4 && (len = km__be32_get(r)) >= 37 && len <= left - 4
+               && out + len < sizeof buf) {
+            km__be32_put(buf + out, (uint32_t)(len - 37));
+            memcpy(buf + out + 4, r + 4, len - 37);
+            out += 4 + len - 37;
+            r += 4 + len;
+            left -= 4 + len;
+        }
+        put("audit", "record1", buf, out);
+        if (out > 0)
+            put("audit", "entry1", buf, 4 + km__be32_get(buf));
+        km_secret_free(krec);
+        krec = NULL;
+    }
+
+    /* export blobs (fuzz_export.c): [type selector][KWP blob under fz.kek] */
+    {
+        static const struct { km_key_type type; uint8_t sel; const char *name; } ex[] = {
+            { KM_KEY_AES_256_GCM, 0, "aes" }, { KM_KEY_HMAC_SHA256, 1, "hmac" },
+            { KM_KEY_ED25519, 2, "ed25519" }, { KM_KEY_EC_P256, 3, "ec" }
+        };
+        size_t i;
+        for (i = 0; i < sizeof ex / sizeof ex[0]; i++) {
+            km_key_options ko = KM_KEY_OPTIONS_INIT;
+            km_key *k = NULL;
+            char kn[32];
+            ko.flags = KM_KEY_EXPORTABLE;
+            snprintf(kn, sizeof kn, "fz-exp-%s", ex[i].name);
+            CHECK(km_key_create(&k, fz.ctx, kn, ex[i].type, &ko));
+            buf[0] = ex[i].sel;
+            CHECK(km_key_export_wrapped(k, 0, KM_WRAP_KWP, fz.kek, NULL, 0, buf + 1,
+                                        sizeof buf - 1, &n));
+            put("export", ex[i].name, buf, n + 1);
+            km_key_free(k);
+        }
+    }
+
     /* policies: the full JSON of both profiles, and small documents */
     CHECK(km__policy_default(&p, 0));
     json = km__policy_to_json(p);
