@@ -331,8 +331,12 @@ static void kobj_apply_policy(km__kobj *k)
 }
 
 /* Reads the key record and every version's metadata in one snapshot, and
- * merges them into k (which the caller holds exclusively or write-locked). */
-static int kobj_read(km__kobj *k, km__txn *t)
+ * merges them into k (which the caller holds exclusively or write-locked).
+ * The persisted usage counters (reserved_seen: km_key_info's invocations and
+ * usage-based rotation) are read for every version with `all_counters`, else
+ * only for the primary of a key with usage-based rotation: a cold open reads
+ * three records (name, key, version) instead of four. */
+static int kobj_read(km__kobj *k, km__txn *t, int all_counters)
 {
     struct km_ctx *ctx = k->ctx;
     km_secret *rec = NULL;
@@ -416,8 +420,7 @@ static int kobj_read(km__kobj *k, km__txn *t)
         if (rc == KM_OK)
             rc = km__vmeta_decode(km_secret_data(vr), km_secret_len(vr), k->vers[i]);
         km_secret_free(vr);
-        if (rc == KM_OK)
-            {
+        if (rc == KM_OK && all_counters) {
             uint64_t seen = 0;
             rc = read_counters(t, ctx->sealer, vk, &seen, &bytes);
             atomic_store(&k->vers[i]->reserved_seen, seen);
@@ -427,6 +430,14 @@ static int kobj_read(km__kobj *k, km__txn *t)
     }
     k->primary = km__primary(k, km__now(ctx));
     kobj_apply_policy(k);
+    if (!all_counters && k->rotate_at != 0 && k->primary != 0) {
+        uint8_t vk[20];
+        uint64_t seen = 0, bytes;
+        km__vkey(vk, k->id, k->primary);
+        if ((rc = read_counters(t, ctx->sealer, vk, &seen, &bytes)) != KM_OK)
+            goto out;
+        atomic_store(&k->vers[k->primary - 1]->reserved_seen, seen);
+    }
 out:
     km_secret_free(rec);
     return rc;
@@ -452,7 +463,7 @@ int km__kobj_refresh(km__kobj *k, int force)
     }
     rc = km__txn_begin(k->ctx->env, 0, &t);
     if (rc == KM_OK) {
-        rc = kobj_read(k, t);
+        rc = kobj_read(k, t, force);
         km__txn_abort(t);
     }
     if (rc == KM_OK) {
@@ -589,7 +600,7 @@ int km__kobj_get(struct km_ctx *ctx, const uint8_t id[16], km__kobj **out)
     k->checked_ms = km__mono_ms();
     rc = km__txn_begin(ctx->env, 0, &t);
     if (rc == KM_OK) {
-        rc = kobj_read(k, t);
+        rc = kobj_read(k, t, 0);
         km__txn_abort(t);
     }
     if (rc == KM_OK)
