@@ -66,5 +66,6 @@
 #include "km/audit.h"
 #include "km/acl.h"
 #include "km/quorum.h"
+#include "km/pkcs11.h"
 
 #endif /* KM_H */

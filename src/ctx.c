@@ -114,6 +114,7 @@ static void register_builtins(void)
     (void)register_backend(&km__software_backend, 1);
 #ifdef KM_HAVE_PKCS11
     (void)register_backend(&km__pkcs11_backend, 1);
+    (void)register_backend(&km__pkcs11_card_backend, 1);
 #endif
 #ifdef KM_HAVE_TPM2
     (void)register_backend(&km__tpm2_backend, 1);

@@ -101,6 +101,16 @@ SOFTHSM2_CONF="$tmp/softhsm2.conf"
 export SOFTHSM2_CONF
 softhsm2-util --init-token --free --label kmtest --so-pin 5678 --pin 4321 >/dev/null || exit 1
 
+# token discovery (pkcs11-helper): one line per initialised token, stable ids
+t 0 "backend tokens" - backend tokens --module "$MODULE"
+check "one token listed, with its label" \
+    sh -c '[ "$(wc -l <out)" -eq 1 ] && [ "$(cut -f2 out)" = kmtest ]'
+cp out tokens.1
+t 0 "backend tokens again" - backend tokens --module "$MODULE"
+check "the serialised token id is stable" cmp -s out tokens.1
+t 1 "backend tokens without --module" - backend tokens
+t 7 "backend tokens of a missing module" - backend tokens --module "$tmp/no-such-module.so"
+
 export KM_VAULT="$tmp/vault" KM_PASSPHRASE="backends test passphrase"
 printf 'attack at dawn\n' >msg
 

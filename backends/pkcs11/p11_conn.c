@@ -12,6 +12,7 @@
  */
 #include "km_int.h"
 #include "p11_int.h"
+#include "p11_helper.h"   /* km__p11card_login: no PKCS#11 types */
 
 #include <stdlib.h>
 #include <string.h>
@@ -187,11 +188,15 @@ static int open_session_locked(km__p11 *p, CK_SESSION_HANDLE *out)
     rv = p->fl->C_GetSessionInfo(s, &si);
     if (rv == CKR_OK && (si.state == CKS_RO_PUBLIC_SESSION || si.state == CKS_RW_PUBLIC_SESSION)) {
         if (p->pin[0] == '\0') {
-            (void)p->fl->C_CloseSession(s);
-            return km_backend_error(KM_E_AUTH, KM_NATIVE_PKCS11,
-                                    (unsigned long)CKR_USER_NOT_LOGGED_IN,
-                                    "pkcs11: the token needs a PIN and none is configured "
-                                    "(pin= or KM_PKCS11_PIN)");
+            /* no PIN configured: the application's PIN callback, through
+             * pkcs11-helper (km_pkcs11_set_pin_callback; p11_card.c) */
+            int prc = km__p11card_login(p->fl, (unsigned long)p->slot);
+            if (prc != KM_OK) {
+                (void)p->fl->C_CloseSession(s);
+                return prc;
+            }
+            *out = s;
+            return KM_OK;
         }
         rv = p->fl->C_Login(s, CKU_USER, (CK_UTF8CHAR *)p->pin, (CK_ULONG)strlen(p->pin));
         if (rv == CKR_USER_ALREADY_LOGGED_IN)

@@ -158,3 +158,25 @@ void kmctl_progress(const char *what, uint64_t done, uint64_t total, void *arg)
             (unsigned long long)total, done >= total ? "\n" : "");
     fflush(stderr);
 }
+
+/* The tokens of a PKCS#11 module (pkcs11-helper's discovery): one line per
+ * token, its serialised id (stable across runs) and its label. */
+int kmctl_cmd_backend_tokens(struct kmctl *k, const struct kmctl_args *a)
+{
+    km_pkcs11_list *l = NULL;
+    size_t i;
+    int rc;
+
+    (void)k;
+    if ((rc = km_pkcs11_tokens(&l, a->val[OPT_MODULE])) != KM_OK)
+        return kmctl_lib_error(rc, "listing the module's tokens");
+    for (i = 0; i < km_pkcs11_list_count(l); i++) {
+        if (printf("%s\t%s\n", km_pkcs11_list_get(l, i, KM_PKCS11_ID),
+                   km_pkcs11_list_get(l, i, KM_PKCS11_LABEL)) < 0) {
+            km_pkcs11_list_free(l);
+            return kmctl_error(KMCTL_EXIT_OTHER, "writing the output failed");
+        }
+    }
+    km_pkcs11_list_free(l);
+    return KMCTL_EXIT_OK;
+}

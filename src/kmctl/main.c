@@ -128,6 +128,8 @@ static const struct kmctl_optspec o_pkcs11[] = {
     { "token-uri", "URI", ARG_STR, 1, OPT_TOKEN_URI, 0 },
     { "pin-file", "FILE", ARG_STR, 0, OPT_PIN_FILE, 0 },
     { "store-pin", NULL, ARG_NONE, 0, OPT_STORE_PIN, 0 }, O_END };
+static const struct kmctl_optspec o_tokens[] = {
+    { "module", "PATH", ARG_STR, 1, OPT_MODULE, 0 }, O_END };
 
 static const struct kmctl_optspec o_rekey[] = {
     { "new-passphrase-file", "FILE", ARG_STR, 1, OPT_NEW_PASS_FILE, 0 },
@@ -228,6 +230,8 @@ static const struct kmctl_cmd commands[] = {
       "register a TPM 2.0 (TCTI: swtpm:host=H,port=P or device:/dev/tpmrm0) for --protection tpm2" },
     { "backend add pkcs11", "", 0, o_pkcs11, NULL, kmctl_cmd_backend_add_pkcs11, VAULT_OPEN, "",
       "register a PKCS#11 token for --protection pkcs11 (PIN: KM_PKCS11_PIN, or --store-pin)" },
+    { "backend tokens", "", 0, o_tokens, NULL, kmctl_cmd_backend_tokens, VAULT_NONE, "",
+      "list the tokens of a PKCS#11 module: SERIALISED-ID<tab>LABEL per line (no vault, no PIN)" },
     { "keyslot add tpm2", "", 0, o_tpm_slot, NULL, kmctl_cmd_keyslot_add_tpm2, VAULT_OPEN, "",
       "seal the master key to a TPM: the vault then opens with KM_TPM2_TCTI, no passphrase" },
     { "vault compact", "", 0, o_none, NULL, kmctl_cmd_vault_compact, VAULT_OPEN, "",

@@ -190,6 +190,16 @@ km_principal_fn = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_char_p, ctypes.c_uint3
                                    ctypes.c_int64, ctypes.c_void_p)
 
 
+class km_pkcs11_list(_Opaque):
+    pass
+
+
+P11LIST_P = ctypes.POINTER(km_pkcs11_list)
+# (arg, token_label, retry, pin buffer, pin_cap) -> 0 with the PIN written, else cancel
+km_pkcs11_pin_fn = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p, ctypes.c_char_p,
+                                    ctypes.c_uint, ctypes.c_void_p, ctypes.c_size_t)
+
+
 # ---------------------------------------------------------------- constants (include/km/*.h)
 
 KM_OPEN_OPTIONS_VERSION = 3
@@ -501,6 +511,17 @@ _FUNCTIONS = {
     "km_request_create": (_int, [CTX_P, _int, _ccp, U8_P, _size, _u32, U8_P], _check),
     "km_request_approve": (_int, [CTX_P, U8_P], _check),
     "km_request_info": (_int, [CTX_P, U8_P, ctypes.POINTER(km_request_status)], _check),
+    # pkcs11.h
+    "km_pkcs11_tokens": (_int, [ctypes.POINTER(P11LIST_P), _ccp], _check),
+    "km_pkcs11_certificates": (_int, [ctypes.POINTER(P11LIST_P), _ccp], _check),
+    "km_pkcs11_list_count": (_size, [P11LIST_P], None),
+    "km_pkcs11_list_get": (_ccp, [P11LIST_P, _size, _int], None),
+    "km_pkcs11_list_free": (None, [P11LIST_P], None),
+    "km_pkcs11_set_pin_callback": (_int, [km_pkcs11_pin_fn, _vp], _check),
+    "km_pkcs11_set_pin_cache": (_int, [_int], _check),
+    "km_pkcs11_pin_cache_clear": (_int, [], _check),
+    "km_pkcs11_key_link": (_int, [ctypes.POINTER(KEY_P), CTX_P, _ccp, _ccp,
+                                  ctypes.POINTER(km_key_options)], _check),
 }
 
 
