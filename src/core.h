@@ -187,6 +187,10 @@ int64_t km__now(const struct km_ctx *ctx);
 int64_t km__mono_ms(void);
 int km__ctx_check(struct km_ctx *ctx);
 int km__backend_get(struct km_ctx *ctx, const char *name, km__backend_inst **out);
+/* km__backend_slot_seal with the configuration stored in the vault for that
+ * backend (km_vault_backend_set), or none. */
+int km__backend_slot_seal_for(struct km_ctx *ctx, const char *name, const km_secret *master,
+                              km_secret **blob);
 void km__ctx_ref(struct km_ctx *ctx);
 void km__ctx_unref(struct km_ctx *ctx);
 

@@ -299,6 +299,21 @@ int km__backend_slot_seal(const char *name, const char *config, const km_secret 
     return rc;
 }
 
+int km__backend_slot_seal_for(struct km_ctx *ctx, const char *name, const km_secret *master,
+                              km_secret **blob)
+{
+    km_secret *config = NULL;
+    int rc;
+
+    *blob = NULL;
+    if ((rc = backend_config_get(ctx, name, &config)) != KM_OK)
+        return rc;
+    rc = km__backend_slot_seal(name, config ? (const char *)km_secret_data(config) : NULL, master,
+                               blob);
+    km_secret_free(config);
+    return rc;
+}
+
 int km__backend_slot_unseal(const char *name, const char *config, const uint8_t *blob,
                             size_t blob_len, km_secret **master)
 {

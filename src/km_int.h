@@ -283,6 +283,9 @@ int km__authfail_clear(km__txn *t);
 /* A backend keyslot holding the blob of the backend's slot_seal. */
 #define KM__SLOT_BLOB_MAX ((size_t)64 << 10)
 int km__slot_add_backend(km__txn *t, const char *backend, const uint8_t *blob, size_t blob_len);
+/* The distinct backend names of the vault's backend keyslots (at most cap),
+ * and how many backend keyslots there are in all. */
+int km__slot_backend_names(km__txn *t, char names[][32], size_t cap, size_t *n, size_t *total);
 /* A Shamir keyslot: m of n shares (text "kms1:...", in shares[0..n-1]) open it. */
 #define KM__SHARE_Y_LEN 32
 int km__slot_add_shamir(km__txn *t, const km_secret *master, unsigned m, unsigned n,

@@ -3,10 +3,63 @@
  * work is in backends/lmdb/vault.c; this file handles the context. */
 #include "core.h"
 
-static int rekey_audit(void *arg, km__txn *t, const km__sealer *s)
+#include <stdio.h>
+#include <string.h>
+
+#define RESEAL_MAX 8
+
+/* The device keyslots re-sealed under the new master key before the rekey
+ * transaction, written by its hook. */
+typedef struct rekey_arg {
+    km_ctx *ctx;
+    size_t n, total;
+    char names[RESEAL_MAX][32];
+    km_secret *blobs[RESEAL_MAX];
+} rekey_arg;
+
+static int rekey_hook(void *arg, km__txn *t, const km__sealer *s)
 {
-    return km__audit_append_sealed(arg, t, s, KM__OP_REKEY, NULL, 0, KM_OK,
-                                   "new master key; every keyslot replaced by one passphrase");
+    rekey_arg *a = arg;
+    char d[160];
+    size_t i, kept = 0;
+    int rc;
+
+    for (i = 0; i < a->n; i++) {
+        if (a->blobs[i] == NULL)
+            continue;
+        rc = km__slot_add_backend(t, a->names[i], km_secret_data(a->blobs[i]),
+                                  km_secret_len(a->blobs[i]));
+        if (rc != KM_OK)
+            return rc;
+        kept++;
+    }
+    snprintf(d, sizeof d, "new master key; keyslots replaced by one passphrase, %zu device "
+                          "keyslot(s) re-sealed, %zu dropped", kept, a->total - kept);
+    return km__audit_append_sealed(a->ctx, t, s, KM__OP_REKEY, NULL, 0, KM_OK, d);
+}
+
+/* Seals the new master key with the backend of each of the vault's device
+ * keyslots (configured as stored in the vault); a device that cannot (not
+ * reachable, not configured) loses its keyslot, as passphrase-derived ones do. */
+static int reseal_devices(km_ctx *ctx, const km_secret *master, rekey_arg *a)
+{
+    km__txn *t = NULL;
+    size_t i;
+    int rc;
+
+    if ((rc = km__txn_begin(ctx->env, 0, &t)) != KM_OK)
+        return rc;
+    rc = km__slot_backend_names(t, a->names, RESEAL_MAX, &a->n, &a->total);
+    km__txn_abort(t);
+    if (rc != KM_OK)
+        return rc;
+    for (i = 0; i < a->n; i++) {
+        if (km__backend_slot_seal_for(ctx, a->names[i], master, &a->blobs[i]) != KM_OK) {
+            a->blobs[i] = NULL;
+            km_error_clear();
+        }
+    }
+    return KM_OK;
 }
 
 int km_vault_rekey(km_ctx *ctx, const uint8_t *passphrase, size_t passphrase_len,
@@ -14,6 +67,8 @@ int km_vault_rekey(km_ctx *ctx, const uint8_t *passphrase, size_t passphrase_len
 {
     km_secret *master = NULL;
     km__sealer *ns = NULL, *old;
+    rekey_arg ra;
+    size_t i;
     int rc;
 
     if (ctx == NULL)
@@ -35,11 +90,18 @@ int km_vault_rekey(km_ctx *ctx, const uint8_t *passphrase, size_t passphrase_len
         return rc;
     }
     km__progress(ctx, "rekey", 0, 1);
+    memset(&ra, 0, sizeof ra);
+    ra.ctx = ctx;
+    if ((rc = reseal_devices(ctx, master, &ra)) != KM_OK) {
+        km__sealer_free(ns);
+        km_secret_free(master);
+        return rc;
+    }
     /* ctx->mu serialises rekeys of this context and guards the swap. */
     pthread_mutex_lock(&ctx->mu);
     old = ctx->sealer;
     rc = km__vault_rekey(ctx->env, old, ns, master, passphrase, passphrase_len, kdf_cost,
-                         rekey_audit, ctx);
+                         rekey_hook, &ra);
     if (rc == KM_OK) {
         /* The old sealer and master stay alive (owned by the new sealer)
          * until km_close: a thread that loaded them before the swap gets
@@ -51,6 +113,8 @@ int km_vault_rekey(km_ctx *ctx, const uint8_t *passphrase, size_t passphrase_len
         master = NULL;
     }
     pthread_mutex_unlock(&ctx->mu);
+    for (i = 0; i < ra.n; i++)
+        km_secret_free(ra.blobs[i]);
     km__sealer_free(ns);
     km_secret_free(master);
     if (rc == KM_OK) {

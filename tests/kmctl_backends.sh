@@ -158,6 +158,20 @@ check "PCR 16 extended" [ $? -eq 0 ]
 check "after the PCR changed, TPM B does not open it (exit 5)" [ $? -eq 5 ]
 t 0 "audit records the keyslot" - audit show
 check "the keyslot entry" grep -q '"op":"keyslot.add","result":"OK","detail":"tpm2"' out
+# a rekey re-seals the device keyslot it can (the TPM registered by backend add, A) and
+# drops the other (B's, bound to a PCR that has changed)
+printf 'rekeyed backends passphrase' >"$tmp/newpass"
+t 0 "vault rekey with two TPM keyslots" - vault rekey --new-passphrase-file "$tmp/newpass"
+(unset KM_PASSPHRASE; KM_TPM2_TCTI="$tcti_a" "$KMCTL" key list >out 2>err)
+check "after the rekey, TPM A still opens the vault alone" [ $? -eq 0 ]
+(unset KM_PASSPHRASE; KM_TPM2_TCTI="$tcti_a" "$KMCTL" decrypt <taes.ct >out 2>err)
+check "and decrypts with it" cmp -s out msg
+"$KMCTL" key list >out 2>err
+check "the old passphrase no longer opens it (exit 5)" [ $? -eq 5 ]
+export KM_PASSPHRASE="rekeyed backends passphrase"
+t 0 "the new passphrase opens it" - audit show
+check "the rekey entry counts the keyslots" \
+    grep -q '"op":"vault.rekey","result":"OK","detail":"new master key; keyslots replaced by one passphrase, 1 device keyslot(s) re-sealed, 1 dropped"' out
 
 # ---------------------------------------------------------------- PKCS#11 keys
 t 1 "backend add pkcs11 without a pkcs11: URI" - backend add pkcs11 --module "$MODULE" --token-uri token=kmtest

@@ -1502,6 +1502,45 @@ out:
     return rc;
 }
 
+int km__slot_backend_names(km__txn *t, char names[][32], size_t cap, size_t *n, size_t *total)
+{
+    MDB_cursor *c = NULL;
+    MDB_val k, v;
+    any_slot sl;
+    int rc = KM_OK, mrc;
+
+    *n = *total = 0;
+    if ((mrc = mdb_cursor_open(t->txn, t->env->dbi[KM__T_SLOTS], &c)) != 0)
+        return lmdb_err(mrc, "cannot read the keyslots");
+    for (mrc = mdb_cursor_get(c, &k, &v, MDB_FIRST); mrc == 0;
+         mrc = mdb_cursor_get(c, &k, &v, MDB_NEXT)) {
+        size_t i;
+        if (k.mv_size != 4) {
+            rc = km__err(KM_E_CORRUPT, "keyslot table holds a malformed key");
+            goto out;
+        }
+        if ((rc = slot_parse(v.mv_data, v.mv_size, km__be32_get(k.mv_data), &sl)) != KM_OK)
+            goto out;
+        if (sl.type != SLOT_TYPE_BACKEND || sl.backend_len == 0 || sl.backend_len > 31)
+            continue;
+        (*total)++;
+        for (i = 0; i < *n; i++)
+            if (strlen(names[i]) == sl.backend_len
+                && memcmp(names[i], sl.backend, sl.backend_len) == 0)
+                break;
+        if (i < *n || *n == cap)
+            continue;   /* one re-seal per backend */
+        memcpy(names[*n], sl.backend, sl.backend_len);
+        names[*n][sl.backend_len] = '\0';
+        (*n)++;
+    }
+    if (mrc != MDB_NOTFOUND && mrc != 0)
+        rc = lmdb_err(mrc, "cannot read the keyslots");
+out:
+    mdb_cursor_close(c);
+    return rc;
+}
+
 int km__slot_remove_principal(km__txn *t, const uint8_t pid[16])
 {
     unsigned n;

@@ -149,7 +149,7 @@ KM_EXTERN int km_vault_add_backend_slot(km_ctx *ctx, const char *backend, const 
  *
  * To leave the shares as the only way in, remove the owner passphrase slots
  * with km_vault_remove_passphrases() after checking that the shares open the
- * vault. (km_vault_rekey() replaces every keyslot by one passphrase slot.)
+ * vault. (km_vault_rekey() replaces the shares' keyslot too: see there.)
  *
  * @return KM_OK; KM_E_INVALID unless 2 <= m <= n <= KM_SHARES_MAX;
  *         KM_E_DENIED; KM_E_IO.
@@ -213,9 +213,16 @@ KM_EXTERN int km_vault_id(const km_ctx *ctx, uint8_t out[16]);
  * configurations) is opened with the old record key and sealed again with the
  * new one; the name index is rebuilt under the new name key; and **all
  * keyslots are removed** and replaced by one passphrase slot holding the new
- * master key under `passphrase`. Every other passphrase (and any other
- * credential) no longer opens the vault: add them again afterwards with
- * km_vault_add_passphrase(). Key ids, versions, states and material are
+ * master key under `passphrase`, plus the device keyslots that could be
+ * re-sealed: before the transaction, the new master key is sealed with the
+ * backend of each backend keyslot (a TPM or an HSM; one per backend name,
+ * opened with the configuration stored in the vault by km_vault_backend_set(),
+ * or none), and those that succeed are written in the same transaction; a
+ * device that is not reachable loses its keyslot. Every other passphrase,
+ * principal keyslot and Shamir share no longer opens the vault: add them
+ * again afterwards (km_vault_add_passphrase(), km_principal_add(),
+ * km_vault_add_shares()). The audit entry says how many device keyslots were
+ * re-sealed and dropped. Key ids, versions, states and material are
  * unchanged: existing ciphertexts, signatures and wrapped keys stay valid.
  *
  * Crash safety: the transaction commits atomically; after a crash or SIGKILL

@@ -137,8 +137,9 @@ int kmctl_cmd_vault_rekey(struct kmctl *k, const struct kmctl_args *a)
     km_secret_free(pass);
     if (rc != KM_OK)
         return kmctl_lib_error(rc, "rekeying the vault");
-    fprintf(stderr, "kmctl: rekeyed; every keyslot was replaced: re-add principals, shares and "
-                    "device keyslots\n");
+    fprintf(stderr, "kmctl: rekeyed; the keyslots were replaced by the new passphrase and the "
+                    "device keyslots that could be re-sealed ('kmctl audit show' says how many): "
+                    "re-add passphrases, principals and shares\n");
     return KMCTL_EXIT_OK;
 }
 

@@ -936,8 +936,10 @@ class Vault:
 
     # -- vault administration
     def rekey(self, passphrase, kdf_cost=None):
-        """New master key, every record resealed, and every keyslot replaced by
-        one passphrase slot for `passphrase` (add others again afterwards)."""
+        """New master key, every record resealed, and the keyslots replaced by
+        one passphrase slot for `passphrase` plus the device keyslots (TPM, HSM)
+        that could be re-sealed; add other passphrases, principals and shares
+        again afterwards (km_vault_rekey in km/vault.h)."""
         if isinstance(passphrase, str):
             raise TypeError("passphrase must be bytes or bytearray (a str cannot be wiped)")
         buf, n = _ffi.in_buffer(passphrase, "passphrase")
