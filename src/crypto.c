@@ -658,7 +658,7 @@ static int spec_type(const km_backend_keyspec *spec, const char *fn,
 
 /* ------------------------------------------------------ generate / import */
 
-static int sw_generate(void *state, const km_backend_keyspec *spec, km_secret **out_ref)
+static int sw_generate_in(void *state, const km_backend_keyspec *spec, km_secret **out_ref)
 {
     const struct type_info *ti = NULL;
     EVP_PKEY *pkey = NULL;
@@ -718,7 +718,7 @@ static int sw_generate(void *state, const km_backend_keyspec *spec, km_secret **
     return rc;
 }
 
-static int sw_import(void *state, const km_backend_keyspec *spec, km_material_format format,
+static int sw_import_in(void *state, const km_backend_keyspec *spec, km_material_format format,
                      const uint8_t *material, size_t material_len, km_secret **out_ref)
 {
     const struct type_info *ti = NULL;
@@ -765,7 +765,7 @@ out:
 
 /* ------------------------------------------------------------ load / unload */
 
-static int sw_load(void *state, const km_backend_keyspec *spec, const uint8_t *ref,
+static int sw_load_in(void *state, const km_backend_keyspec *spec, const uint8_t *ref,
                    size_t ref_len, void **out_obj)
 {
     const struct type_info *ti = NULL;
@@ -878,6 +878,41 @@ static int aead_args(const char *fn, sw_obj *o, const uint8_t *nonce, const uint
     if (o->ti->kind != K_GCM)
         return km__err(KM_E_USAGE, "a %s key does not encrypt data", o->ti->name);
     return KM_OK;
+}
+
+/* Generation, import and load handle private material: OpenSSL's DER encoder
+ * and decoder keep temporary copies of it in buffers they free without
+ * cleansing (ASN1_i2d_bio), and the EVP_PKEY and cipher contexts made here
+ * live as long as the key is loaded. Their OpenSSL allocations go to
+ * libkm's locked, non-dumpable, wiped-on-free pages (osslmem.c) when the
+ * allocator is installed. */
+static int sw_generate(void *state, const km_backend_keyspec *spec, km_secret **out_ref)
+{
+    int rc;
+    km__osslmem_begin();
+    rc = sw_generate_in(state, spec, out_ref);
+    km__osslmem_end();
+    return rc;
+}
+
+static int sw_import(void *state, const km_backend_keyspec *spec, km_material_format format,
+                     const uint8_t *material, size_t material_len, km_secret **out_ref)
+{
+    int rc;
+    km__osslmem_begin();
+    rc = sw_import_in(state, spec, format, material, material_len, out_ref);
+    km__osslmem_end();
+    return rc;
+}
+
+static int sw_load(void *state, const km_backend_keyspec *spec, const uint8_t *ref,
+                   size_t ref_len, void **out_obj)
+{
+    int rc;
+    km__osslmem_begin();
+    rc = sw_load_in(state, spec, ref, ref_len, out_obj);
+    km__osslmem_end();
+    return rc;
 }
 
 static int sw_aead_seal(void *obj, const uint8_t nonce[12], const uint8_t *aad1,

@@ -340,13 +340,19 @@ static void find_core(const char *dir, char *out, size_t cap)
         closedir(d);
 }
 
-START_TEST(test_core_dump)
+/* Forks a child that opens a vault, imports the canary as an AES key, encrypts
+ * and decrypts with it and, with `asym`, imports the same bytes as an Ed25519
+ * private key and signs; the child then dumps core while holding the keys.
+ * Returns the canary's copies in the core, or (size_t)-1 when no core could
+ * be read here (printed as a FINDING). */
+static size_t core_dump_hits(int asym)
 {
     char *dir = tu_tmpdir();
     char pattern[256] = "", core[4300], cmd[4500];
     int fds[2], st = 0, via_gcore = 0;
     FILE *f = fopen("/proc/sys/kernel/core_pattern", "r");
     struct rlimit rl;
+    size_t h = (size_t)-1;
     pid_t pid;
 
     if (f) {
@@ -362,7 +368,7 @@ START_TEST(test_core_dump)
                "test cannot read them, and gcore is not installed: core dump not checked\n", pattern);
         tu_rmtree(dir);
         free(dir);
-        return;
+        return h;
     }
     ck_assert(pipe(fds) == 0);
     pid = fork();
@@ -370,8 +376,8 @@ START_TEST(test_core_dump)
     if (pid == 0) {
         km_ctx *ctx;
         km_key *k;
-        uint8_t ct[16 + KM_CIPHERTEXT_OVERHEAD];
-        size_t n;
+        uint8_t ct[16 + KM_CIPHERTEXT_OVERHEAD], pt[16], sig[KM_SIGNATURE_MAX];
+        size_t n, pn;
         close(fds[0]);
         rl.rlim_cur = rl.rlim_max;
         setrlimit(RLIMIT_CORE, &rl);
@@ -380,12 +386,14 @@ START_TEST(test_core_dump)
             _exit(3);
         ctx = open_vault(dir);
         k = import_canary(ctx, "canary", KM_KEY_AES_256_GCM);
-        if (km_encrypt(k, (const uint8_t *)"0123456789abcdef", 16, NULL, 0, ct, sizeof ct, &n) != KM_OK)
+        if (km_encrypt(k, (const uint8_t *)"0123456789abcdef", 16, NULL, 0, ct, sizeof ct, &n) != KM_OK
+            || km_decrypt(ctx, 0, ct, n, NULL, 0, pt, sizeof pt, &pn) != KM_OK)
             _exit(4);
-        {
-            uint8_t pt[16];
-            size_t pn;
-            if (km_decrypt(ctx, 0, ct, n, NULL, 0, pt, sizeof pt, &pn) != KM_OK)
+        if (asym) {
+            /* the same bytes as an Ed25519 private key: encoded as PKCS#8 at
+             * import, decoded at load, used */
+            km_key *e = import_canary(ctx, "canary-ed25519", KM_KEY_ED25519);
+            if (km_sign(e, 0, (const uint8_t *)"m", 1, sig, sizeof sig, &pn) != KM_OK)
                 _exit(4);
         }
         if (via_gcore) {
@@ -414,21 +422,48 @@ START_TEST(test_core_dump)
     } else {
         struct stat sb;
         stat(core, &sb);
-        printf("hygiene: core dump %s (%lld bytes, %s)\n", core, (long long)sb.st_size,
-               via_gcore ? "gcore" : "kernel");
-        size_t h = scan_file(core, "core dump");
-        /* The key was used to encrypt and decrypt: with libkm's allocator in
-         * OpenSSL (KM_SCHEDULES_LOCKED) both keyed contexts are alive in
-         * MADV_DONTDUMP pages; without it (KM_OPENSSL_MEM=off, as
-         * tests/hygiene_percall.sh runs this) none outlives the call. */
-        printf("hygiene: key schedules %s\n",
-               km_key_schedules() == KM_SCHEDULES_LOCKED ? "locked" : "per call");
-        place("core dump of a process holding the key", h);
-        ck_assert_msg(h == 0, "canary in the core dump: key material outside libkm's "
-                              "MADV_DONTDUMP pages (see the hygiene: lines above)");
+        printf("hygiene: core dump %s (%lld bytes, %s, %s)\n", core, (long long)sb.st_size,
+               via_gcore ? "gcore" : "kernel", asym ? "AES and Ed25519 keys" : "AES key");
+        h = scan_file(core, "core dump");
     }
     tu_rmtree(dir);
     free(dir);
+    return h;
+}
+
+/* A process holding an open vault dumps core: the canary is not in the dump.
+ * With libkm's allocator in OpenSSL (KM_SCHEDULES_LOCKED) the keyed cipher
+ * contexts, the EVP_PKEY and OpenSSL's temporary DER buffers of the private
+ * key all live in MADV_DONTDUMP pages wiped on free. Without it
+ * (KM_OPENSSL_MEM=off, as tests/hygiene_percall.sh runs this) no cipher
+ * context outlives a call, so an AES key is still absent; but OpenSSL's DER
+ * encoder and decoder free their temporary copies of a private key without
+ * cleansing them (ASN1_i2d_bio: OPENSSL_free), so an asymmetric key may be
+ * found in freed heap: a known limit of that mode (docs/RELIABILITY.md),
+ * reported here and not counted. */
+START_TEST(test_core_dump)
+{
+    int locked = km_key_schedules() == KM_SCHEDULES_LOCKED;
+    size_t h;
+
+    printf("hygiene: key schedules %s\n", locked ? "locked" : "per call");
+    h = core_dump_hits(0);
+    if (h != (size_t)-1) {
+        place("core dump of a process holding an AES key", h);
+        ck_assert_msg(h == 0, "canary in the core dump: key material outside libkm's "
+                              "MADV_DONTDUMP pages (see the hygiene: lines above)");
+    }
+    h = core_dump_hits(1);
+    if (h != (size_t)-1) {
+        if (locked || h == 0) {
+            place("core dump of a process holding AES+Ed25519 keys", h);
+            ck_assert_msg(h == 0, "canary in the core dump (AES and Ed25519 keys held): key "
+                                  "material outside libkm's MADV_DONTDUMP pages");
+        } else {
+            printf("hygiene: KNOWN FINDING (per-call mode): %zu copies of an Ed25519 private key "
+                   "in the core dump, in freed OpenSSL DER buffers (not counted)\n", h);
+        }
+    }
 }
 END_TEST
 
@@ -462,8 +497,10 @@ int main(void)
     tcase_add_test(tc, test_scanner_sees_canary);
     tcase_add_test(tc, test_after_destroy_and_close);
     tcase_add_test(tc, test_after_error_paths);
-    tcase_add_test(tc, test_public_export);
+    /* before test_public_export: in per-call mode its Ed25519 import leaves
+     * freed OpenSSL DER buffers that a later fork would inherit */
     tcase_add_test(tc, test_core_dump);
+    tcase_add_test(tc, test_public_export);
     suite_add_tcase(s, tc);
     sr = srunner_create(s);
     srunner_set_fork_status(sr, CK_NOFORK); /* one process: the figures add up */
