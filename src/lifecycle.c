@@ -687,15 +687,18 @@ int km_policy_report(km_ctx *ctx, km_policy_findings **out)
         if (rc == KM_OK)
             rc = km__kobj_refresh(k, 1);
         if (rc == KM_OK) {
-            const km__policy *p = km__policy_acquire(ctx);
+            const km__policy *p;
             int64_t now = km__now(ctx), act = 0;
+            /* the key's lock before the policy's, as km__kobj_refresh takes them
+             * (ThreadSanitizer found the inverse order here) */
             pthread_rwlock_rdlock(&k->lock);
+            p = km__policy_acquire(ctx);
             if (k->primary != 0)
                 act = k->vers[k->primary - 1]->activated;
             bad = km__policy_key_out_of_policy(p, k->type, now, act, k->rotate_days,
                                                k->protect_days, k->process_days, why, sizeof why);
-            pthread_rwlock_unlock(&k->lock);
             km__policy_release(ctx);
+            pthread_rwlock_unlock(&k->lock);
             if (bad) {
                 r->f[r->n].name = strdup(k->name);
                 r->f[r->n].why = strdup(why);
