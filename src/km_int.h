@@ -283,6 +283,10 @@ int km__authfail_clear(km__txn *t);
 /* A backend keyslot holding the blob of the backend's slot_seal. */
 #define KM__SLOT_BLOB_MAX ((size_t)64 << 10)
 int km__slot_add_backend(km__txn *t, const char *backend, const uint8_t *blob, size_t blob_len);
+/* Test hook (vault.c): at write step `at` of the vault the process SIGKILLs
+ * itself (0 = off, ULONG_MAX = count only); km__fault_steps: steps so far. */
+void km__fault_arm(unsigned long at);
+unsigned long km__fault_steps(void);
 /* The distinct backend names of the vault's backend keyslots (at most cap),
  * and how many backend keyslots there are in all. */
 int km__slot_backend_names(km__txn *t, char names[][32], size_t cap, size_t *n, size_t *total);

@@ -27,6 +27,8 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -35,6 +37,8 @@
 #include <unistd.h>
 
 #include <lmdb.h>
+
+static void fault_step(void);   /* fault injection, below km__txn_commit's section */
 
 #define VAULT_FORMAT 1
 #define MASTER_LEN 32
@@ -263,7 +267,9 @@ static int raw_put(km__txn *t, km__table tbl, const void *key, size_t key_len, c
                    size_t val_len)
 {
     MDB_val k = mval(key, key_len), v = mval(val, val_len);
-    int mrc = mdb_put(t->txn, t->env->dbi[tbl], &k, &v, MDB_NOOVERWRITE);
+    int mrc;
+    fault_step();
+    mrc = mdb_put(t->txn, t->env->dbi[tbl], &k, &v, MDB_NOOVERWRITE);
 
     if (mrc == MDB_KEYEXIST)
         return km__err(KM_E_EXISTS, "a record with this key already exists in table %s",
@@ -311,7 +317,9 @@ int km__authfail_get(km__txn *t, uint64_t *n)
 int km__authfail_clear(km__txn *t)
 {
     MDB_val k = mval(META_AUTH_FAILS, sizeof META_AUTH_FAILS - 1);
-    int mrc = mdb_del(t->txn, t->env->dbi[KM__T_META], &k, NULL);
+    int mrc;
+    fault_step();
+    mrc = mdb_del(t->txn, t->env->dbi[KM__T_META], &k, NULL);
     if (mrc != 0 && mrc != MDB_NOTFOUND)
         return txn_fail(t, mrc, "cannot write the vault metadata");
     return KM_OK;
@@ -334,6 +342,7 @@ static void authfail_bump(km__env *e)
     }
     km__be64_put(b, n + 1);
     v = mval(b, sizeof b);
+    fault_step();
     if (mdb_put(t->txn, t->env->dbi[KM__T_META], &k, &v, 0) != 0) {
         km__txn_abort(t);
         return;
@@ -652,6 +661,35 @@ int km__txn_begin(km__env *env, int write, km__txn **out)
     return KM_OK;
 }
 
+/* ------------------------------------------------------- fault injection */
+
+/* A test hook (tests/check_faults.c), reachable only through the internal
+ * library: every write step of the vault (a put, a delete, a commit, the
+ * moment after a commit, a file step of compaction) counts, and at step
+ * `fault_at` the process kills itself with SIGKILL, as a crash there would.
+ * fault_at = 0 (the default) disables it; ULONG_MAX only counts. */
+static atomic_ulong fault_at, fault_count;
+
+void km__fault_arm(unsigned long at)
+{
+    atomic_store(&fault_count, 0);
+    atomic_store(&fault_at, at);
+}
+
+unsigned long km__fault_steps(void)
+{
+    return atomic_load(&fault_count);
+}
+
+static void fault_step(void)
+{
+    unsigned long at = atomic_load_explicit(&fault_at, memory_order_relaxed);
+    if (at == 0)
+        return;
+    if (atomic_fetch_add(&fault_count, 1) + 1 == at)
+        (void)kill(getpid(), SIGKILL);
+}
+
 int km__txn_commit(km__txn *t)
 {
     km__env *e;
@@ -665,8 +703,12 @@ int km__txn_commit(km__txn *t)
         rc = km__err_native(t->err, KM_NATIVE_LMDB, (unsigned long)(long)t->native,
                             "vault transaction aborted after a failed write: %s",
                             mdb_strerror(t->native));
-    } else if ((mrc = mdb_txn_commit(t->txn)) != 0) {
-        rc = lmdb_err(mrc, "cannot commit the vault transaction");
+    } else {
+        fault_step();   /* before the commit */
+        if ((mrc = mdb_txn_commit(t->txn)) != 0)
+            rc = lmdb_err(mrc, "cannot commit the vault transaction");
+        else
+            fault_step();   /* committed, before the caller hears of it */
     }
     env_leave(e);
     free(t);
@@ -822,6 +864,7 @@ int km__rec_put(km__txn *t, const km__sealer *s, km__table tbl, const uint8_t *k
         goto out;
     k = mval(key, key_len);
     v = mval(buf, n);
+    fault_step();
     mrc = mdb_put(t->txn, t->env->dbi[tbl], &k, &v,
                   (flags & KM__PUT_NOOVERWRITE) ? MDB_NOOVERWRITE : 0);
     if (mrc == MDB_KEYEXIST)
@@ -844,6 +887,7 @@ int km__rec_del(km__txn *t, km__table tbl, const uint8_t *key, size_t key_len)
     if ((rc = txn_writable("km__rec_del", t)) != KM_OK)
         return rc;
     k = mval(key, key_len);
+    fault_step();
     mrc = mdb_del(t->txn, t->env->dbi[tbl], &k, NULL);
     if (mrc == MDB_NOTFOUND)
         return km__err(KM_E_NOTFOUND, "no record with this key in table %s", table_names[tbl]);
@@ -1477,6 +1521,8 @@ static int slots_remove(km__txn *t, int want, const uint8_t pid[16], unsigned *r
                 hit += match != 0;
                 continue;
             }
+            if (match)
+                fault_step();
             if (match && (mrc = mdb_cursor_del(c, 0)) != 0) {
                 rc = txn_fail(t, mrc, "cannot remove a keyslot");
                 goto out;
@@ -1883,6 +1929,7 @@ static int reseal_table(km__txn *t, const km__sealer *old_s, const km__sealer *n
             goto out;
         k = mval(kbuf, klen);
         nv = mval(sealed, n + REC_OVERHEAD);
+        fault_step();
         if ((mrc = mdb_cursor_put(c, &k, &nv, MDB_CURRENT)) != 0) {
             rc = txn_fail(t, mrc, "cannot write the vault");
             goto out;
@@ -2039,6 +2086,7 @@ static int compact_locked(const char *dir, size_t map_size)
         rc = errno_err(KM_E_IO, "cannot sync the compacted copy of the vault");
         goto fail;
     }
+    fault_step();   /* the compacted copy is complete, not yet renamed */
     if (rename(tmpdata, data) != 0) {
         rc = errno_err(KM_E_IO, "cannot replace the vault file with its compacted copy");
         goto fail;

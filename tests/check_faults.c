@@ -1,0 +1,373 @@
+/*
+ * check_faults.c - a crash at every write step (TESTING.md C: "a crash at every
+ * step of rotate, rewrap, import and destroy leaves the old state or the new
+ * one"). The vault's internal fault hook (km__fault_arm, backends/lmdb/vault.c)
+ * counts every put, delete, commit, the moment after each commit, and the file
+ * steps of compaction. For each operation a dry run counts its steps; then for
+ * every step k a child process runs the operation on a fresh copy of the same
+ * vault and SIGKILLs itself at step k; the parent opens the copy and checks
+ * that it holds exactly the state before or the state after the operation
+ * (key versions and states, material usable, the old ciphertext still
+ * decrypting, the audit chain whole and its entries matching the change).
+ * One line per operation: "faults: OP: N steps, N crashes, old A, new B, half-done 0".
+ */
+#include <check.h>
+#include <errno.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "km_int.h"
+#include "testutil.h"
+
+#define DAY 86400
+#define NEW_PASS "the new passphrase"
+
+static int64_t fake_now = 1900000000;
+static int64_t clock_fn(void *arg)
+{
+    (void)arg;
+    return fake_now;
+}
+
+#define OK(call)                                                                               \
+    do {                                                                                       \
+        int rc_ = (call);                                                                      \
+        ck_assert_msg(rc_ == KM_OK, "%s: %s (%s)", #call, km_err_name(rc_), km_error_last()->message); \
+    } while (0)
+
+static int open_at(km_ctx **out, const char *dir, const char *pass, uint32_t flags)
+{
+    char uri[4200];
+    km_open_options o = KM_OPEN_OPTIONS_INIT;
+    snprintf(uri, sizeof uri, "lmdb:%s/vault", dir);
+    o.flags = flags;
+    o.passphrase = (const uint8_t *)pass;
+    o.passphrase_len = strlen(pass);
+    o.kdf_cost = KM_KDF_COST_MIN;
+    o.clock = clock_fn;
+    return km_open(out, uri, &o);
+}
+
+static void copy_dir(const char *from, const char *to)
+{
+    char cmd[9000];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s' && cp -a '%s' '%s'", to, from, to);
+    ck_assert_msg(system(cmd) == 0, "cannot copy %s", from);
+}
+
+/* The base vault: key "k" (AES, v1) with a ciphertext, key "d" (AES) whose v1
+ * is rotated out, revoked and scheduled for destruction in 7 days. */
+static uint8_t base_ct[64 + KM_CIPHERTEXT_OVERHEAD];
+static size_t base_ct_len;
+static const uint8_t raw_key[32] = "0123456789abcdef0123456789abcde";
+
+static void make_base(const char *dir)
+{
+    km_ctx *c;
+    km_key *k, *d;
+    OK(open_at(&c, dir, TU_PASS, KM_OPEN_CREATE));
+    OK(km_key_create(&k, c, "k", KM_KEY_AES_256_GCM, NULL));
+    OK(km_encrypt(k, (const uint8_t *)"the old ciphertext's plaintext", 30, NULL, 0, base_ct,
+                  sizeof base_ct, &base_ct_len));
+    OK(km_key_create(&d, c, "d", KM_KEY_AES_256_GCM, NULL));
+    OK(km_key_rotate(d, NULL));
+    OK(km_key_revoke(d, 1, KM_REVOKE_CESSATION_OF_OPERATION, 0));
+    OK(km_key_schedule_destroy(d, 1, 7));
+    km_key_free(d);
+    km_key_free(k);
+    km_close(c);
+}
+
+/* --------------------------------------------------------------- operations */
+
+enum op { OP_CREATE, OP_IMPORT, OP_ROTATE, OP_REVOKE, OP_DESTROY, OP_REKEY, OP_COMPACT,
+          OP_REWRAP, OP__COUNT };
+static const char *const op_names[OP__COUNT] = {
+    "create", "import", "rotate", "revoke", "destroy (maintain)", "rekey", "compact", "rewrap"
+};
+
+/* Runs the operation on an open vault; the km rc. */
+static int run_op(km_ctx *c, enum op op)
+{
+    km_key *k = NULL;
+    int rc;
+    switch (op) {
+    case OP_CREATE:
+        rc = km_key_create(&k, c, "n", KM_KEY_AES_256_GCM, NULL);
+        break;
+    case OP_IMPORT:
+        rc = km_key_import(&k, c, "i", KM_KEY_AES_256_GCM, KM_MATERIAL_RAW, raw_key, 32,
+                           KM_IMPORT_ALLOW_RAW, NULL);
+        break;
+    case OP_ROTATE:
+        if ((rc = km_key_open(&k, c, "k")) == KM_OK)
+            rc = km_key_rotate(k, NULL);
+        break;
+    case OP_REVOKE:
+        if ((rc = km_key_open(&k, c, "k")) == KM_OK)
+            rc = km_key_revoke(k, 1, KM_REVOKE_KEY_COMPROMISE, fake_now - 60);
+        break;
+    case OP_DESTROY:
+        rc = km_maintain(c, NULL);   /* the clock is past d v1's grace period */
+        break;
+    case OP_REKEY:
+        rc = km_vault_rekey(c, (const uint8_t *)NEW_PASS, strlen(NEW_PASS), KM_KDF_COST_MIN);
+        break;
+    case OP_COMPACT:
+        rc = km_vault_compact(c);
+        break;
+    case OP_REWRAP: {
+        uint8_t out[sizeof base_ct];
+        size_t n;
+        rc = km_rewrap(c, base_ct, base_ct_len, NULL, 0, out, sizeof out, &n);
+        break;
+    }
+    default:
+        rc = KM_E_INTERNAL;
+    }
+    km_key_free(k);
+    return rc;
+}
+
+static uint64_t count_op_entries(km_ctx *c, const char *opname);
+
+/* The audit operation each one writes (NULL: none), and its count in the base. */
+static const char *const op_audit[OP__COUNT] = {
+    "key.create", "key.import", "key.rotate", "key.state", "key.destroy", "vault.rekey", NULL, NULL
+};
+static uint64_t base_entries;
+
+typedef struct count_arg {
+    const char *op;
+    uint64_t n;
+} count_arg;
+
+static int count_cb(const km_audit_entry *e, void *arg)
+{
+    count_arg *a = arg;
+    if (strcmp(e->op, a->op) == 0 && e->result == KM_OK)
+        a->n++;
+    return 0;
+}
+
+static uint64_t count_op_entries(km_ctx *c, const char *opname)
+{
+    count_arg a = { opname, 0 };
+    OK(km_audit_foreach(c, 1, count_cb, &a));
+    return a.n;
+}
+
+static uint32_t nversions(km_ctx *c, const char *name, km_key_state *v1_state)
+{
+    km_key *k = NULL;
+    km_keyinfo *info = NULL;
+    km_version_info vi;
+    uint32_t n;
+    if (km_key_open(&k, c, name) != KM_OK)
+        return 0;
+    OK(km_key_info(&info, k));
+    n = km_keyinfo_version_count(info);
+    if (v1_state != NULL) {
+        OK(km_keyinfo_version(info, 0, &vi, sizeof vi));
+        *v1_state = vi.state;
+    }
+    km_keyinfo_free(info);
+    km_key_free(k);
+    return n;
+}
+
+/* The key `name` encrypts and decrypts (a usable primary). */
+static void usable(km_ctx *c, const char *name)
+{
+    km_key *k;
+    uint8_t ct[16 + KM_CIPHERTEXT_OVERHEAD], pt[16];
+    size_t n, m;
+    OK(km_key_open(&k, c, name));
+    OK(km_encrypt(k, (const uint8_t *)"0123456789abcdef", 16, NULL, 0, ct, sizeof ct, &n));
+    OK(km_decrypt(c, 0, ct, n, NULL, 0, pt, sizeof pt, &m));
+    ck_assert(m == 16 && memcmp(pt, "0123456789abcdef", 16) == 0);
+    km_key_free(k);
+}
+
+/* Opens the vault after a crash and says whether it holds the state before
+ * (0) or after (1) the operation; fails the test on anything else. */
+static int classify(const char *dir, enum op op)
+{
+    km_ctx *c = NULL;
+    uint8_t pt[64];
+    size_t m;
+    uint64_t count = 0, bad = 0;
+    km_key_state st = 0;
+    uint32_t nv;
+    int rc, state = -1;
+
+    if (op == OP_REKEY) {
+        int old = open_at(&c, dir, TU_PASS, 0);
+        if (old == KM_OK) {
+            state = 0;
+        } else {
+            ck_assert_msg(old == KM_E_AUTH, "rekey: the old passphrase gives %s", km_err_name(old));
+            OK(open_at(&c, dir, NEW_PASS, 0));
+            state = 1;
+        }
+    } else {
+        OK(open_at(&c, dir, TU_PASS, 0));
+    }
+    /* always: the audit chain is whole and the old data decrypts */
+    rc = km_audit_verify(c, NULL, &count, &bad);
+    ck_assert_msg(rc == KM_OK, "%s: audit chain broken at entry %llu: %s", op_names[op],
+                  (unsigned long long)bad, km_error_last()->message);
+    /* (after the revoke, k v1 is compromised: decrypting needs the flag, and
+     * k has nothing left to encrypt with) */
+    OK(km_decrypt(c, op == OP_REVOKE ? KM_DECRYPT_ALLOW_COMPROMISED : 0, base_ct, base_ct_len,
+                  NULL, 0, pt, sizeof pt, &m));
+    ck_assert(m == 30 && memcmp(pt, "the old ciphertext's plaintext", 30) == 0);
+    if (op != OP_REVOKE)
+        usable(c, "k");
+
+    switch (op) {
+    case OP_CREATE:
+    case OP_IMPORT: {
+        const char *name = op == OP_CREATE ? "n" : "i";
+        nv = nversions(c, name, NULL);
+        state = nv == 1;
+        ck_assert_msg(nv <= 1, "%s: %u versions", op_names[op], nv);
+        if (state)
+            usable(c, name);
+        break;
+    }
+    case OP_ROTATE:
+        nv = nversions(c, "k", NULL);
+        ck_assert_msg(nv == 1 || nv == 2, "rotate: %u versions", nv);
+        state = nv == 2;
+        if (state)
+            usable(c, "k");
+        break;
+    case OP_REVOKE:
+        nversions(c, "k", &st);
+        ck_assert_msg(st == KM_STATE_ACTIVE || st == KM_STATE_COMPROMISED,
+                      "revoke: v1 is in state %d", (int)st);
+        state = st == KM_STATE_COMPROMISED;
+        break;
+    case OP_DESTROY:
+        nversions(c, "d", &st);
+        ck_assert_msg(st == KM_STATE_DESTROY_PENDING || st == KM_STATE_DESTROYED,
+                      "destroy: d v1 is in state %d", (int)st);
+        state = st == KM_STATE_DESTROYED;
+        break;
+    case OP_REKEY:
+        break;
+    case OP_COMPACT:
+    case OP_REWRAP:
+        /* nothing changes in the catalog: both states are the same one */
+        ck_assert_uint_eq(nversions(c, "k", NULL), 1);
+        ck_assert_uint_eq(nversions(c, "d", NULL), 2);
+        state = 1;
+        break;
+    default:
+        break;
+    }
+    /* no change without its audit entry, no entry without its change */
+    if (op_audit[op] != NULL)
+        ck_assert_msg(count_op_entries(c, op_audit[op]) == base_entries + (uint64_t)state,
+                      "%s: %llu '%s' entries, %llu before, state %s", op_names[op],
+                      (unsigned long long)count_op_entries(c, op_audit[op]),
+                      op_audit[op], (unsigned long long)base_entries, state ? "new" : "old");
+    km_close(c);
+    return state;
+}
+
+/* Dry run (counts), then one child per step. */
+static void crash_every_step(const char *base, const char *work, enum op op)
+{
+    unsigned long steps, k;
+    unsigned old = 0, new_ = 0, crashes = 0, finished = 0;
+    km_ctx *c;
+
+    copy_dir(base, work);
+    OK(open_at(&c, work, TU_PASS, 0));
+    base_entries = op_audit[op] != NULL ? count_op_entries(c, op_audit[op]) : 0;
+    km__fault_arm(ULONG_MAX);
+    OK(run_op(c, op));
+    km_close(c);   /* close's own writes (counters, audit flush) count too */
+    steps = km__fault_steps();
+    km__fault_arm(0);
+    ck_assert_int_eq(classify(work, op), 1);
+
+    for (k = 1; k <= steps; k++) {
+        pid_t pid;
+        int st = 0, s;
+        copy_dir(base, work);
+        pid = fork();
+        ck_assert(pid >= 0);
+        if (pid == 0) {
+            km_ctx *cc;
+            if (open_at(&cc, work, TU_PASS, 0) != KM_OK)
+                _exit(3);
+            km__fault_arm(k);
+            if (run_op(cc, op) != KM_OK)
+                _exit(4);
+            km_close(cc);
+            _exit(0);
+        }
+        ck_assert(waitpid(pid, &st, 0) == pid);
+        if (WIFSIGNALED(st)) {
+            ck_assert_int_eq(WTERMSIG(st), SIGKILL);
+            crashes++;
+        } else {
+            ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 0, "%s: step %lu: child status %#x",
+                          op_names[op], k, st);
+            finished++;
+        }
+        s = classify(work, op);
+        if (s == 0)
+            old++;
+        else
+            new_++;
+    }
+    printf("faults: %s: %lu steps, %u crashes (%u runs finished first), old %u, new %u, "
+           "half-done 0\n", op_names[op], steps, crashes, finished, old, new_);
+    ck_assert_uint_eq(crashes + finished, steps);
+    fflush(stdout);
+}
+
+START_TEST(test_crash_at_every_step)
+{
+    char *dir = tu_tmpdir();
+    char base[4200], work[4200];
+    int op = _i;
+
+    snprintf(base, sizeof base, "%s/base", dir);
+    snprintf(work, sizeof work, "%s/work", dir);
+    ck_assert(mkdir(base, 0700) == 0);
+    fake_now = 1900000000;
+    make_base(base);
+    fake_now += 8 * DAY;   /* d v1's destruction is due */
+    crash_every_step(base, work, (enum op)op);
+    tu_rmtree(dir);
+    free(dir);
+}
+END_TEST
+
+int main(void)
+{
+    Suite *s = suite_create("faults");
+    TCase *tc = tcase_create("every-step");
+    SRunner *sr;
+    int failed;
+
+    tcase_set_timeout(tc, 600);
+    tcase_add_loop_test(tc, test_crash_at_every_step, 0, OP__COUNT);
+    suite_add_tcase(s, tc);
+    sr = srunner_create(s);
+    srunner_run_all(sr, CK_NORMAL);
+    failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed == 0 ? 0 : 1;
+}
