@@ -18,6 +18,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sched.h>
+#include <sys/mount.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -355,6 +358,132 @@ START_TEST(test_crash_at_every_step)
 }
 END_TEST
 
+/* ------------------------------------------------------------------ disk full */
+
+#define DF_FAIL(...)                                                                           \
+    do {                                                                                       \
+        printf("faults: disk full: FAIL: " __VA_ARGS__);                                      \
+        printf(" (%s)\n", km_error_last()->message);                                          \
+        fflush(stdout);                                                                        \
+        _exit(1);                                                                              \
+    } while (0)
+
+/* In a child: fills a vault on a full file system (a 512 KiB tmpfs in a mount
+ * namespace of its own when root, else RLIMIT_FSIZE with SIGXFSZ ignored),
+ * checks the failing call, then gives the space back and stores again. */
+static void disk_full_child(const char *dir)
+{
+    struct rlimit rl;
+    km_ctx *c = NULL;
+    km_key *k = NULL;
+    char name[32], how[96];
+    int real = 0, rc = KM_OK, i, n;
+    unsigned long native;
+
+    if (geteuid() == 0 && unshare(CLONE_NEWNS) == 0
+        && mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) == 0
+        && mount("tmpfs", dir, "tmpfs", 0, "size=512k,mode=0700") == 0) {
+        real = 1;
+        snprintf(how, sizeof how, "a 512 KiB tmpfs (real ENOSPC)");
+    } else {
+        signal(SIGXFSZ, SIG_IGN);
+        if (getrlimit(RLIMIT_FSIZE, &rl) != 0)
+            DF_FAIL("getrlimit");
+        rl.rlim_cur = 512 * 1024;   /* the soft limit only: it can be raised again */
+        if (setrlimit(RLIMIT_FSIZE, &rl) != 0)
+            DF_FAIL("neither a tmpfs mount nor RLIMIT_FSIZE is possible here");
+        snprintf(how, sizeof how, "RLIMIT_FSIZE 512 KiB (EFBIG; not root, no tmpfs)");
+    }
+    if (open_at(&c, dir, TU_PASS, KM_OPEN_CREATE) != KM_OK)
+        DF_FAIL("cannot create the vault");
+    for (n = 0; n < 20000; n++) {
+        snprintf(name, sizeof name, "key-%d", n);
+        if ((rc = km_key_create(&k, c, name, KM_KEY_AES_256_GCM, NULL)) != KM_OK)
+            break;
+        km_key_free(k);
+        k = NULL;
+    }
+    if (rc == KM_OK)
+        DF_FAIL("20000 keys fit in 512 KiB");
+    native = km_error_last()->native;
+    if (rc != KM_E_FULL)
+        DF_FAIL("the failing create gave %s, not KM_E_FULL", km_err_name(rc));
+    if (native != (unsigned long)(real ? ENOSPC : EFBIG) && native != EIO)
+        DF_FAIL("native code %lu, not %d or EIO", native, real ? ENOSPC : EFBIG);
+    if (strstr(km_error_last()->message, "full") == NULL
+        && strstr(km_error_last()->message, "No space") == NULL
+        && strstr(km_error_last()->message, "too large") == NULL)
+        DF_FAIL("the message does not say the storage is full");
+    if (k != NULL)
+        DF_FAIL("a key handle came back from the failed create");
+    /* nothing partial: the failed key is absent, the others all work */
+    if (km_key_open(&k, c, name) != KM_E_NOTFOUND)
+        DF_FAIL("the key of the failed create exists");
+    for (i = 0; i < n; i += n / 10 + 1) {
+        uint8_t ct[16 + KM_CIPHERTEXT_OVERHEAD], pt[16];
+        size_t l, m;
+        snprintf(name, sizeof name, "key-%d", i);
+        if (km_key_open(&k, c, name) != KM_OK
+            || km_encrypt(k, (const uint8_t *)"0123456789abcdef", 16, NULL, 0, ct, sizeof ct, &l)
+                   != KM_OK
+            || km_decrypt(c, 0, ct, l, NULL, 0, pt, sizeof pt, &m) != KM_OK)
+            DF_FAIL("stored key %s does not work on the full disk", name);
+        km_key_free(k);
+        k = NULL;
+    }
+    km_close(c);
+    c = NULL;
+    /* reopens on the full disk, chain whole */
+    if (open_at(&c, dir, TU_PASS, 0) != KM_OK)
+        DF_FAIL("the vault does not reopen on the full disk");
+    {
+        uint64_t count = 0, bad = 0;
+        if (km_audit_verify(c, NULL, &count, &bad) != KM_OK)
+            DF_FAIL("the audit chain is broken at %llu", (unsigned long long)bad);
+    }
+    /* the space returns: the same create works */
+    if (real) {
+        if (mount("tmpfs", dir, NULL, MS_REMOUNT, "size=4m,mode=0700") != 0)
+            DF_FAIL("cannot grow the tmpfs");
+    } else {
+        rl.rlim_cur = rl.rlim_max;
+        if (setrlimit(RLIMIT_FSIZE, &rl) != 0)
+            DF_FAIL("cannot lift RLIMIT_FSIZE");
+    }
+    snprintf(name, sizeof name, "key-%d", n);
+    if (km_key_create(&k, c, name, KM_KEY_AES_256_GCM, NULL) != KM_OK)
+        DF_FAIL("after the space returned the create still fails");
+    km_key_free(k);
+    km_close(c);
+    printf("faults: disk full on %s: %d keys stored, the next create KM_E_FULL (errno %lu), "
+           "nothing partial, every key usable, the vault reopens, and the create succeeds once "
+           "the space returned\n", how, n, native);
+    fflush(stdout);
+    _exit(0);
+}
+
+START_TEST(test_disk_full)
+{
+    char *dir = tu_tmpdir();
+    char vdir[4200];
+    int st = 0;
+    pid_t pid;
+
+    snprintf(vdir, sizeof vdir, "%s/fs", dir);
+    ck_assert(mkdir(vdir, 0700) == 0);
+    fflush(stdout);
+    pid = fork();
+    ck_assert(pid >= 0);
+    if (pid == 0)
+        disk_full_child(vdir);
+    ck_assert(waitpid(pid, &st, 0) == pid);
+    ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 0, "disk-full child: status %#x (see the "
+                  "faults: line above)", st);
+    tu_rmtree(dir);
+    free(dir);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("faults");
@@ -364,6 +493,10 @@ int main(void)
 
     tcase_set_timeout(tc, 600);
     tcase_add_loop_test(tc, test_crash_at_every_step, 0, OP__COUNT);
+    suite_add_tcase(s, tc);
+    tc = tcase_create("disk-full");
+    tcase_set_timeout(tc, 300);
+    tcase_add_test(tc, test_disk_full);
     suite_add_tcase(s, tc);
     sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);

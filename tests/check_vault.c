@@ -779,6 +779,28 @@ START_TEST(test_vault_map_full_is_full_and_atomic)
     put1(&v, KM__T_MATERIAL, "small", "fits");
     ck_assert_int_eq(get1(&v, KM__T_MATERIAL, "small", "fits"), KM_OK);
     vault_down(&v);
+    /* recovery after a resize: reopened with a larger map, the same
+     * transaction commits and everything is there */
+    vault_up_at(&v, vdir, 0, (uint64_t)4 << 20);
+    ck_assert_int_eq(km__txn_begin(v.env, 1, &t), KM_OK);
+    for (i = 0; i < 100; i++) {
+        snprintf(key, sizeof key, "big%03d", i);
+        ck_assert_int_eq(km__rec_put(t, v.s, KM__T_MATERIAL, (const uint8_t *)key, strlen(key),
+                                     big, sizeof big, 0), KM_OK);
+    }
+    ck_assert_int_eq(km__txn_commit(t), KM_OK);
+    ck_assert_int_eq(get1(&v, KM__T_MATERIAL, "small", "fits"), KM_OK);
+    {
+        km_secret *sec = NULL;
+        ck_assert_int_eq(km__txn_begin(v.env, 0, &t), KM_OK);
+        ck_assert_int_eq(km__rec_get(t, v.s, KM__T_MATERIAL, (const uint8_t *)"big099", 6, &sec),
+                         KM_OK);
+        km__txn_abort(t);
+        ck_assert_uint_eq(km_secret_len(sec), sizeof big);
+        ck_assert_int_eq(memcmp(km_secret_data(sec), big, sizeof big), 0);
+        km_secret_free(sec);
+    }
+    vault_down(&v);
 }
 END_TEST
 

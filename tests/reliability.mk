@@ -13,6 +13,12 @@
 
 libkm_internal_la_SOURCES += src/backup.c backends/lmdb/backup.c
 
+# every C suite under ThreadSanitizer, from a build configured with --enable-tsan
+EXTRA_DIST += tests/tsan_all.sh
+.PHONY: tsan-check
+tsan-check:
+	MAKE='$(MAKE)' sh $(abs_top_srcdir)/tests/tsan_all.sh
+
 if HAVE_CHECK
 check_PROGRAMS += tests/check_backup
 tests_check_backup_SOURCES = tests/check_backup.c tests/testutil.h tests/testutil.c

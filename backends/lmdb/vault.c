@@ -32,7 +32,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -152,6 +154,9 @@ static int lmdb_err(int rc, const char *what)
     switch (rc) {
     case MDB_MAP_FULL:
     case MDB_TXN_FULL:
+    case ENOSPC:    /* the file system is full (LMDB returns errno values as they are) */
+    case EFBIG:
+    case EDQUOT:
         code = KM_E_FULL;
         break;
     case MDB_CORRUPTED:
@@ -690,6 +695,25 @@ static void fault_step(void)
         (void)kill(getpid(), SIGKILL);
 }
 
+/* After LMDB reports EIO on a commit: 1 when the cause is a full file system
+ * (a short write there gives EIO, not ENOSPC) or the file size limit. */
+static int storage_full(km__env *e)
+{
+    struct statvfs vs;
+    struct stat sb;
+    struct rlimit rl;
+    int fd;
+
+    if (mdb_env_get_fd(e->mdb, &fd) != 0)
+        return 0;
+    if (fstatvfs(fd, &vs) == 0 && (uint64_t)vs.f_bavail * vs.f_frsize < ((uint64_t)64 << 10))
+        return 1;
+    if (getrlimit(RLIMIT_FSIZE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY && fstat(fd, &sb) == 0
+        && (uint64_t)sb.st_size + ((uint64_t)64 << 10) > (uint64_t)rl.rlim_cur)
+        return 1;
+    return 0;
+}
+
 int km__txn_commit(km__txn *t)
 {
     km__env *e;
@@ -705,9 +729,14 @@ int km__txn_commit(km__txn *t)
                             mdb_strerror(t->native));
     } else {
         fault_step();   /* before the commit */
-        if ((mrc = mdb_txn_commit(t->txn)) != 0)
-            rc = lmdb_err(mrc, "cannot commit the vault transaction");
-        else
+        if ((mrc = mdb_txn_commit(t->txn)) != 0) {
+            if (mrc == EIO && storage_full(e))
+                rc = km__err_native(KM_E_FULL, KM_NATIVE_LMDB, (unsigned long)(long)mrc,
+                                    "cannot commit the vault transaction: the file system "
+                                    "holding the vault is full (LMDB: %s)", mdb_strerror(mrc));
+            else
+                rc = lmdb_err(mrc, "cannot commit the vault transaction");
+        } else
             fault_step();   /* committed, before the caller hears of it */
     }
     env_leave(e);
