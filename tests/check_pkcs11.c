@@ -10,7 +10,9 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <openssl/core_names.h>
 #include <openssl/evp.h>
+#include <openssl/kdf.h>
 #include <openssl/rsa.h>
 #include <openssl/x509.h>
 
@@ -18,6 +20,7 @@
 #include <p11-kit/pkcs11.h>
 
 #include <km.h>
+#include <km/derive.h>
 #include <km/lifecycle.h>
 
 #include "testutil.h"
@@ -25,7 +28,11 @@
 #define MODULE "/usr/lib/softhsm/libsofthsm2.so"
 #define LABEL "km-test"
 #define PIN "5678"
-#define OK(x) ck_assert_int_eq((x), KM_OK)
+#define OK(x)                                                                                  \
+    do {                                                                                       \
+        int rc_ = (x);                                                                         \
+        ck_assert_msg(rc_ == KM_OK, "%s: %s (%s)", #x, km_err_name(rc_), km_error_last()->message); \
+    } while (0)
 #define DAY 86400
 
 static char *dir;
@@ -308,6 +315,217 @@ START_TEST(test_pkcs11_attributes)
 }
 END_TEST
 
+/* The CK_BBOOL attribute `t` of the key's private or secret object. */
+static CK_BBOOL key_flag(struct raw *r, km_key *k, CK_OBJECT_CLASS want, CK_ATTRIBUTE_TYPE t)
+{
+    CK_OBJECT_HANDLE hs[32];
+    CK_ULONG n = raw_keys(r, hs, 32), i;
+    CK_BBOOL v = 2;
+    uint8_t id[16];
+    size_t got = 0;
+    km_keyinfo *info = NULL;
+
+    (void)id;
+    (void)got;
+    (void)info;
+    (void)k;
+    for (i = 0; i < n; i++) {
+        CK_OBJECT_CLASS cls;
+        CK_ATTRIBUTE a[] = { { CKA_CLASS, &cls, sizeof cls } };
+        CK_ATTRIBUTE b[] = { { t, &v, 1 } };
+        ck_assert_int_eq(r->fl->C_GetAttributeValue(r->s, hs[i], a, 1), CKR_OK);
+        if (cls != want)
+            continue;
+        ck_assert_int_eq(r->fl->C_GetAttributeValue(r->s, hs[i], b, 1), CKR_OK);
+        return v;
+    }
+    ck_abort_msg("no object of class %lu on the token", (unsigned long)want);
+    return v;
+}
+
+/* HMAC keys generated in the token: tags of the right length, verified, a
+ * changed message refused, another key another tag; sign-only attributes. */
+START_TEST(test_pkcs11_hmac)
+{
+    static const km_key_type types[] = { KM_KEY_HMAC_SHA256, KM_KEY_HMAC_SHA384,
+                                         KM_KEY_HMAC_SHA512 };
+    static const size_t lens[] = { 32, 48, 64 };
+    const uint8_t msg[] = "authenticate me on the token";
+    uint8_t t1[KM_MAC_MAX], t2[KM_MAC_MAX];
+    size_t n1 = 0, n2 = 0;
+    km_key *k = create("hmac", types[_i], 0), *k2 = create("hmac2", types[_i], 0);
+    struct raw r;
+
+    OK(km_mac(k, KM_SIG_RAW, msg, sizeof msg, t1, sizeof t1, &n1));
+    ck_assert_uint_eq(n1, lens[_i]);
+    OK(km_mac_verify(k, 0, KM_SIG_RAW, msg, sizeof msg, t1, n1));
+    OK(km_mac(k, KM_SIG_RAW, msg, sizeof msg, t2, sizeof t2, &n2));
+    ck_assert_int_eq(memcmp(t1, t2, n1), 0);            /* deterministic */
+    ck_assert_int_eq(km_mac_verify(k, 0, KM_SIG_RAW, msg, sizeof msg - 1, t1, n1), KM_E_VERIFY);
+    OK(km_mac(k2, KM_SIG_RAW, msg, sizeof msg, t2, sizeof t2, &n2));
+    ck_assert_int_ne(memcmp(t1, t2, n1), 0);            /* another key */
+    /* tagged form, through libkm */
+    OK(km_mac(k, 0, msg, sizeof msg, t1, sizeof t1, &n1));
+    OK(km_mac_verify(k, 0, 0, msg, sizeof msg, t1, n1));
+    km_key_free(k2);
+    km_key_free(k);
+    raw_open(&r);
+    ck_assert_int_eq(key_flag(&r, NULL, CKO_SECRET_KEY, CKA_SENSITIVE), CK_TRUE);
+    ck_assert_int_eq(key_flag(&r, NULL, CKO_SECRET_KEY, CKA_EXTRACTABLE), CK_FALSE);
+    ck_assert_int_eq(key_flag(&r, NULL, CKO_SECRET_KEY, CKA_SIGN), CK_TRUE);
+    ck_assert_int_eq(key_flag(&r, NULL, CKO_SECRET_KEY, CKA_ENCRYPT), CK_FALSE);
+    raw_close(&r);
+}
+END_TEST
+
+/* HKDF-SHA-256 with an empty salt, as km_agree derives. */
+static void hkdf(const uint8_t *ikm, size_t ikm_len, const char *info, uint8_t *out, size_t n)
+{
+    EVP_KDF *kdf = EVP_KDF_fetch(NULL, "HKDF", NULL);
+    EVP_KDF_CTX *kc = EVP_KDF_CTX_new(kdf);
+    OSSL_PARAM p[4];
+    p[0] = OSSL_PARAM_construct_utf8_string(OSSL_KDF_PARAM_DIGEST, (char *)"SHA256", 0);
+    p[1] = OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_KEY, (void *)(uintptr_t)ikm, ikm_len);
+    p[2] = OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_INFO, (void *)(uintptr_t)info,
+                                             strlen(info));
+    p[3] = OSSL_PARAM_construct_end();
+    ck_assert_int_eq(EVP_KDF_derive(kc, out, n, p), 1);
+    EVP_KDF_CTX_free(kc);
+    EVP_KDF_free(kdf);
+}
+
+/* ECDH in the token (CKM_ECDH1_DERIVE): km_agree equals what the peer
+ * computes with the token key's public half; a key without the agree usage
+ * has CKA_DERIVE false and is refused; the derived session object is gone. */
+START_TEST(test_pkcs11_ecdh)
+{
+    km_key_options o = KM_KEY_OPTIONS_INIT;
+    km_key *k = NULL, *ns = NULL;
+    EVP_PKEY *peer = NULL, *tokpub;
+    EVP_PKEY_CTX *pc;
+    uint8_t spki[512], pspki[512], z[66], want[32], *pp = pspki;
+    const unsigned char *q = spki;
+    size_t spki_len = 0, zlen = sizeof z;
+    int plen;
+    km_secret *got = NULL;
+    CK_OBJECT_HANDLE hs[32];
+    struct raw r;
+    const km_key_type type = _i == 0 ? KM_KEY_EC_P256 : KM_KEY_EC_P384;
+
+    o.protection = "pkcs11";
+    o.usage = KM_USAGE_SIGN | KM_USAGE_VERIFY | KM_USAGE_AGREE;
+    OK(km_key_create(&k, ctx, "ecdh", type, &o));
+    /* the peer, in software */
+    peer = EVP_PKEY_Q_keygen(NULL, NULL, "EC", type == KM_KEY_EC_P256 ? "P-256" : "P-384");
+    ck_assert_ptr_nonnull(peer);
+    plen = i2d_PUBKEY(peer, &pp);
+    ck_assert_int_gt(plen, 0);
+    OK(km_agree(k, pspki, (size_t)plen, (const uint8_t *)"ctx", 3, sizeof want, &got));
+    /* the peer's side: ECDH with the token key's public half, then HKDF */
+    OK(km_key_public_export(k, 0, KM_MATERIAL_SPKI_DER, spki, sizeof spki, &spki_len));
+    tokpub = d2i_PUBKEY(NULL, &q, (long)spki_len);
+    ck_assert_ptr_nonnull(tokpub);
+    pc = EVP_PKEY_CTX_new(peer, NULL);
+    ck_assert_int_eq(EVP_PKEY_derive_init(pc), 1);
+    ck_assert_int_eq(EVP_PKEY_derive_set_peer(pc, tokpub), 1);
+    ck_assert_int_eq(EVP_PKEY_derive(pc, z, &zlen), 1);
+    ck_assert_uint_eq(zlen, type == KM_KEY_EC_P256 ? 32 : 48);
+    hkdf(z, zlen, "ctx", want, sizeof want);
+    ck_assert_uint_eq(km_secret_len(got), sizeof want);
+    ck_assert_int_eq(memcmp(km_secret_data(got), want, sizeof want), 0);
+    km_secret_free(got);
+    got = NULL;
+    /* a peer on another curve is refused */
+    {
+        EVP_PKEY *other = EVP_PKEY_Q_keygen(NULL, NULL, "EC",
+                                            type == KM_KEY_EC_P256 ? "P-384" : "P-256");
+        uint8_t ospki[512], *op = ospki;
+        int olen = i2d_PUBKEY(other, &op);
+        ck_assert_int_eq(km_agree(k, ospki, (size_t)olen, NULL, 0, 32, &got), KM_E_INVALID);
+        ck_assert_ptr_null(got);
+        EVP_PKEY_free(other);
+    }
+    /* a key made without the agree usage */
+    o.usage = KM_USAGE_SIGN | KM_USAGE_VERIFY;
+    OK(km_key_create(&ns, ctx, "no-ecdh", type, &o));
+    ck_assert_int_eq(km_agree(ns, pspki, (size_t)plen, NULL, 0, 32, &got), KM_E_USAGE);
+    ck_assert_ptr_null(got);
+    km_key_free(ns);
+    km_key_free(k);
+    EVP_PKEY_CTX_free(pc);
+    EVP_PKEY_free(tokpub);
+    EVP_PKEY_free(peer);
+    /* on the token: two private keys, one may derive; no session object left */
+    raw_open(&r);
+    {
+        CK_ULONG n = raw_keys(&r, hs, 32), i, derive_yes = 0, derive_no = 0, secrets = 0;
+        for (i = 0; i < n; i++) {
+            CK_OBJECT_CLASS cls;
+            CK_BBOOL d = 2;
+            CK_ATTRIBUTE a[] = { { CKA_CLASS, &cls, sizeof cls } };
+            CK_ATTRIBUTE b[] = { { CKA_DERIVE, &d, 1 } };
+            ck_assert_int_eq(r.fl->C_GetAttributeValue(r.s, hs[i], a, 1), CKR_OK);
+            if (cls == CKO_SECRET_KEY)
+                secrets++;
+            if (cls != CKO_PRIVATE_KEY)
+                continue;
+            ck_assert_int_eq(r.fl->C_GetAttributeValue(r.s, hs[i], b, 1), CKR_OK);
+            if (d == CK_TRUE)
+                derive_yes++;
+            else
+                derive_no++;
+        }
+        ck_assert_uint_eq(derive_yes, 1);
+        ck_assert_uint_eq(derive_no, 1);
+        ck_assert_uint_eq(secrets, 0);
+    }
+    raw_close(&r);
+}
+END_TEST
+
+/* Digest signing (KM_BACKEND_CAP_SIGN_DIGEST, as the OpenSSL provider uses
+ * it): ECDSA on the digest, RSA-PSS with the digest's MGF1 and salt, and
+ * RSA PKCS#1 v1.5 over a DigestInfo; OpenSSL verifies each. */
+START_TEST(test_pkcs11_sign_digest)
+{
+    static const char *const mds[] = { "SHA256", "SHA384", "SHA512" };
+    const km_key_type type = _i < 3 ? KM_KEY_EC_P256 : KM_KEY_RSA_2048;
+    const int pkcs1 = _i >= 6;
+    const char *md = mds[_i % 3];
+    km_key *k = create("dsigner", type, 0);
+    uint8_t dg[64], sig[1024], spki[2048];
+    unsigned int dl = 0;
+    size_t sl = 0, spki_len = 0;
+    const unsigned char *p = spki;
+    EVP_PKEY *pk;
+    EVP_PKEY_CTX *pc;
+
+    ck_assert_int_eq(EVP_Digest("to be signed", 12, dg, &dl, EVP_get_digestbyname(md), NULL), 1);
+    OK(km_sign_digest(k, 0, pkcs1 ? KM_SIG_PKCS1 : 0, md, dg, dl, sig, sizeof sig, &sl));
+    OK(km_key_public_export(k, 0, KM_MATERIAL_SPKI_DER, spki, sizeof spki, &spki_len));
+    pk = d2i_PUBKEY(NULL, &p, (long)spki_len);
+    ck_assert_ptr_nonnull(pk);
+    pc = EVP_PKEY_CTX_new(pk, NULL);
+    ck_assert_int_eq(EVP_PKEY_verify_init(pc), 1);
+    ck_assert_int_gt(EVP_PKEY_CTX_set_signature_md(pc, EVP_get_digestbyname(md)), 0);
+    if (type == KM_KEY_RSA_2048 && !pkcs1) {
+        ck_assert_int_gt(EVP_PKEY_CTX_set_rsa_padding(pc, RSA_PKCS1_PSS_PADDING), 0);
+        ck_assert_int_gt(EVP_PKEY_CTX_set_rsa_pss_saltlen(pc, RSA_PSS_SALTLEN_DIGEST), 0);
+        ck_assert_int_gt(EVP_PKEY_CTX_set_rsa_mgf1_md(pc, EVP_get_digestbyname(md)), 0);
+    } else if (type == KM_KEY_RSA_2048) {
+        ck_assert_int_gt(EVP_PKEY_CTX_set_rsa_padding(pc, RSA_PKCS1_PADDING), 0);
+    }
+    ck_assert_int_eq(EVP_PKEY_verify(pc, sig, sl, dg, dl), 1);
+    dg[0] ^= 1;
+    ck_assert_int_ne(EVP_PKEY_verify(pc, sig, sl, dg, dl), 1);
+    /* a digest of the wrong length */
+    ck_assert_int_eq(km_sign_digest(k, 0, 0, md, dg, dl - 1, sig, sizeof sig, &sl), KM_E_INVALID);
+    EVP_PKEY_CTX_free(pc);
+    EVP_PKEY_free(pk);
+    km_key_free(k);
+}
+END_TEST
+
 START_TEST(test_pkcs11_wrong_pin)
 {
     km_key_options o = KM_KEY_OPTIONS_INIT;
@@ -531,6 +749,9 @@ static Suite *suite(void)
     tcase_add_test(tc, test_pkcs11_reopen_and_rotate);
     tcase_add_loop_test(tc, test_pkcs11_sign_verify, 0, 3);
     tcase_add_test(tc, test_pkcs11_attributes);
+    tcase_add_loop_test(tc, test_pkcs11_hmac, 0, 3);
+    tcase_add_loop_test(tc, test_pkcs11_ecdh, 0, 2);
+    tcase_add_loop_test(tc, test_pkcs11_sign_digest, 0, 9);
     tcase_add_test(tc, test_pkcs11_wrong_pin);
     tcase_add_test(tc, test_pkcs11_pin_from_env);
     tcase_add_test(tc, test_pkcs11_token_removed);

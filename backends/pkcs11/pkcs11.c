@@ -12,14 +12,22 @@
  *            manufacturer, model; library-* attributes match the module). The
  *            URI's own ';'-separated attributes stay part of it: the value runs
  *            to the next ";module=" or ";pin=" or the end. (required)
- *   pin=     the user PIN (optional; else $KM_PKCS11_PIN; else no login)
+ *   pin=     the user PIN (optional; else $KM_PKCS11_PIN; else the application's
+ *            PIN callback, km_pkcs11_set_pin_callback; else no login)
  *
- * Keys: aes-256-gcm (CKM_AES_GCM), ec-p256 / ec-p384 (CKM_ECDSA on a SHA-256 /
- * SHA-384 digest), rsa-2048 / rsa-3072 (CKM_RSA_PKCS_PSS on a SHA-256 digest,
- * MGF1-SHA-256, salt 32). Every object: CKA_TOKEN, CKA_PRIVATE, CKA_SENSITIVE,
- * CKA_EXTRACTABLE only for KM_KEY_EXPORTABLE keys, no wrap/unwrap/derive, a
- * random 16-byte CKA_ID. Verification and the public key are done in
- * software from the token's public attributes.
+ * Keys: aes-256-gcm (CKM_AES_GCM), hmac-sha256/384/512 (CKK_GENERIC_SECRET,
+ * CKM_SHA*_HMAC; sign/verify only), ec-p256 / ec-p384 (CKM_ECDSA on a SHA-256 /
+ * SHA-384 digest; ECDH with CKM_ECDH1_DERIVE when the key's usage has agree),
+ * rsa-2048 / rsa-3072 (CKM_RSA_PKCS_PSS on a SHA-256 digest, MGF1-SHA-256,
+ * salt 32). Digests are signed too (KM_BACKEND_CAP_SIGN_DIGEST, for
+ * km_sign_digest and the OpenSSL provider): ECDSA, PSS with the digest's MGF1
+ * and salt, PKCS#1 v1.5 over a DigestInfo. Every object: CKA_TOKEN,
+ * CKA_PRIVATE, CKA_SENSITIVE, CKA_EXTRACTABLE only for KM_KEY_EXPORTABLE keys,
+ * no wrap/unwrap, CKA_DERIVE only on EC keys with the agree usage, a random
+ * 16-byte CKA_ID. Verification and the public key are done in software from
+ * the token's public attributes. Not done: RSA-OAEP decryption in the token
+ * (SoftHSM2 2.6.1 refuses OAEP with SHA-256, CKR_ARGUMENTS_BAD, so it could
+ * not be tested; km_rsa_decrypt on a pkcs11 key is KM_E_UNSUPPORTED).
  *
  * Reference (36 bytes, stored sealed by the core):
  *   'P' '1' 1 type serial[16] cka_id[16]
@@ -36,7 +44,9 @@
 #include <openssl/bn.h>
 #include <openssl/core_names.h>
 #include <openssl/ec.h>
+#include <openssl/err.h>
 #include <openssl/evp.h>
+#include <openssl/objects.h>
 #include <openssl/param_build.h>
 #include <openssl/rsa.h>
 #include <openssl/x509.h>
@@ -46,7 +56,7 @@
 /* a vendor code of our own: the object is not on the token */
 #define RV_NOT_FOUND (CKR_VENDOR_DEFINED | 0x4b4d0001UL)
 
-enum kind { P_SYM = 1, P_EC, P_RSA };
+enum kind { P_SYM = 1, P_EC, P_RSA, P_HMAC };
 
 struct p11_type {
     enum kind kind;
@@ -71,6 +81,10 @@ static const struct p11_type *type_get(int type)
                                           "P-384", 48, "SHA384" };
     static const struct p11_type rsa2 = { P_RSA, "rsa-2048", 2048, NULL, 0, NULL, 0, "SHA256" };
     static const struct p11_type rsa3 = { P_RSA, "rsa-3072", 3072, NULL, 0, NULL, 0, "SHA256" };
+    /* HMAC: bits = key bytes, field = tag bytes, md = the CKM_*_HMAC (as text) */
+    static const struct p11_type h256 = { P_HMAC, "hmac-sha256", 32, NULL, 0, NULL, 32, "SHA256" };
+    static const struct p11_type h384 = { P_HMAC, "hmac-sha384", 48, NULL, 0, NULL, 48, "SHA384" };
+    static const struct p11_type h512 = { P_HMAC, "hmac-sha512", 64, NULL, 0, NULL, 64, "SHA512" };
 
     switch (type) {
     case KM_KEY_AES_256_GCM: return &aes256;
@@ -78,6 +92,9 @@ static const struct p11_type *type_get(int type)
     case KM_KEY_EC_P384: return &p384;
     case KM_KEY_RSA_2048: return &rsa2;
     case KM_KEY_RSA_3072: return &rsa3;
+    case KM_KEY_HMAC_SHA256: return &h256;
+    case KM_KEY_HMAC_SHA384: return &h384;
+    case KM_KEY_HMAC_SHA512: return &h512;
     default: return NULL;
     }
 }
@@ -164,7 +181,8 @@ static int p11_generate(void *state, const km_backend_keyspec *spec, km_secret *
     const struct p11_type *ti;
     CK_BBOOL yes = CK_TRUE, no = CK_FALSE, extractable;
     CK_OBJECT_CLASS sec = CKO_SECRET_KEY;
-    CK_KEY_TYPE aes = CKK_AES;
+    CK_KEY_TYPE aes = CKK_AES, gen = CKK_GENERIC_SECRET;
+    CK_BBOOL derive = (spec != NULL && (spec->usage & KM_USAGE_AGREE)) ? CK_TRUE : CK_FALSE;
     CK_ULONG value_len, bits;
     static const uint8_t e65537[] = { 0x01, 0x00, 0x01 };
     uint8_t id[16];
@@ -183,7 +201,8 @@ static int p11_generate(void *state, const km_backend_keyspec *spec, km_secret *
     ti = type_get(spec->type);
     if (ti == NULL)
         return km__err(KM_E_UNSUPPORTED, "pkcs11: key type %d is not supported on a token "
-                       "(aes-256-gcm, ec-p256, ec-p384, rsa-2048, rsa-3072)", (int)spec->type);
+                       "(aes-256-gcm, hmac-sha256/384/512, ec-p256, ec-p384, rsa-2048, "
+                       "rsa-3072)", (int)spec->type);
     if (spec->flags & KM_KEY_PUBLIC_ONLY)
         return km__err(KM_E_INVALID, "pkcs11 generate: a public-only key cannot be generated");
     extractable = (spec->flags & KM_KEY_EXPORTABLE) ? CK_TRUE : CK_FALSE;
@@ -205,6 +224,21 @@ static int p11_generate(void *state, const km_backend_keyspec *spec, km_secret *
         value_len = ti->bits;
         m.mechanism = CKM_AES_KEY_GEN;
         rv = p->fl->C_GenerateKey(s, &m, t, sizeof t / sizeof t[0], &h1);
+    } else if (ti->kind == P_HMAC) {
+        /* a generic secret that only signs and verifies (CKM_SHA*_HMAC) */
+        CK_ATTRIBUTE t[] = {
+            { CKA_CLASS, &sec, sizeof sec },         { CKA_KEY_TYPE, &gen, sizeof gen },
+            { CKA_VALUE_LEN, &value_len, sizeof value_len },
+            { CKA_TOKEN, &yes, sizeof yes },         { CKA_PRIVATE, &yes, sizeof yes },
+            { CKA_SENSITIVE, &yes, sizeof yes },     { CKA_EXTRACTABLE, &extractable, 1 },
+            { CKA_ENCRYPT, &no, sizeof no },         { CKA_DECRYPT, &no, sizeof no },
+            { CKA_WRAP, &no, sizeof no },            { CKA_UNWRAP, &no, sizeof no },
+            { CKA_SIGN, &yes, sizeof yes },          { CKA_VERIFY, &yes, sizeof yes },
+            { CKA_DERIVE, &no, sizeof no },          { CKA_ID, id, sizeof id },
+        };
+        value_len = ti->bits;
+        m.mechanism = CKM_GENERIC_SECRET_KEY_GEN;
+        rv = p->fl->C_GenerateKey(s, &m, t, sizeof t / sizeof t[0], &h1);
     } else {
         CK_ATTRIBUTE pub_ec[] = {
             { CKA_TOKEN, &yes, sizeof yes },  { CKA_VERIFY, &yes, sizeof yes },
@@ -223,7 +257,9 @@ static int p11_generate(void *state, const km_backend_keyspec *spec, km_secret *
             { CKA_TOKEN, &yes, sizeof yes },     { CKA_PRIVATE, &yes, sizeof yes },
             { CKA_SENSITIVE, &yes, sizeof yes }, { CKA_EXTRACTABLE, &extractable, 1 },
             { CKA_SIGN, &yes, sizeof yes },      { CKA_DECRYPT, &no, sizeof no },
-            { CKA_UNWRAP, &no, sizeof no },      { CKA_DERIVE, &no, sizeof no },
+            { CKA_UNWRAP, &no, sizeof no },
+            /* ECDH (km_agree) only when the key's usage has agree */
+            { CKA_DERIVE, ti->kind == P_EC ? &derive : &no, sizeof no },
             { CKA_ID, id, sizeof id },
         };
         bits = ti->bits;
@@ -239,7 +275,8 @@ static int p11_generate(void *state, const km_backend_keyspec *spec, km_secret *
     }
     km__p11_session_put(p, s, rv);
     if (rv != CKR_OK)
-        return fail(rv, ti->kind == P_SYM ? "C_GenerateKey" : "C_GenerateKeyPair");
+        return fail(rv, ti->kind == P_SYM || ti->kind == P_HMAC ? "C_GenerateKey"
+                                                                : "C_GenerateKeyPair");
     if ((rc = km_secret_new(out_ref, REF_LEN)) != KM_OK)
         return rc;
     r = km_secret_data(*out_ref);
@@ -284,7 +321,9 @@ static CK_RV obj_handle(p11_obj *o, CK_SESSION_HANDLE s, CK_OBJECT_HANDLE *h)
     pthread_mutex_lock(&o->mu);
     if (o->h == CK_INVALID_HANDLE) {
         rv = km__p11_find(o->p, s, o->id,
-                          o->ti->kind == P_SYM ? CKO_SECRET_KEY : CKO_PRIVATE_KEY, &o->h, 1, &n);
+                          o->ti->kind == P_SYM || o->ti->kind == P_HMAC ? CKO_SECRET_KEY
+                                                                         : CKO_PRIVATE_KEY,
+                          &o->h, 1, &n);
         if (rv == CKR_OK && n == 0)
             rv = RV_NOT_FOUND;
         if (rv != CKR_OK)
@@ -477,7 +516,7 @@ static int p11_load(void *state, const km_backend_keyspec *spec, const uint8_t *
     /* find the object now: a missing key fails here, not at first use */
     if ((rc = run(o, nop, NULL, "finding the key", &rv)) != KM_OK)
         goto fail;
-    if (ti->kind != P_SYM) {
+    if (ti->kind == P_EC || ti->kind == P_RSA) {
         if ((rc = km__p11_session_get(p, &s)) != KM_OK)
             goto fail;
         rc = load_pub(o, s, &rv);
@@ -685,10 +724,11 @@ out:
 /* ------------------------------------------------------------ signatures */
 
 struct sign_arg {
-    const uint8_t *digest;
+    const uint8_t *digest;   /* or, for HMAC and PKCS#1, the data the token signs */
     CK_ULONG digest_len;
     uint8_t *out;
     CK_ULONG out_len;
+    CK_MECHANISM mech;       /* mechanism 0: the key type's default */
 };
 
 static CK_RV sign_op(p11_obj *o, CK_SESSION_HANDLE s, CK_OBJECT_HANDLE h, void *arg)
@@ -698,7 +738,9 @@ static CK_RV sign_op(p11_obj *o, CK_SESSION_HANDLE s, CK_OBJECT_HANDLE h, void *
     CK_MECHANISM m = { CKM_ECDSA, NULL, 0 };
     CK_RV rv;
 
-    if (o->ti->kind == P_RSA) {
+    if (a->mech.mechanism != 0) {
+        m = a->mech;
+    } else if (o->ti->kind == P_RSA) {
         m.mechanism = CKM_RSA_PKCS_PSS;
         m.pParameter = &pss;
         m.ulParameterLen = sizeof pss;
@@ -708,6 +750,56 @@ static CK_RV sign_op(p11_obj *o, CK_SESSION_HANDLE s, CK_OBJECT_HANDLE h, void *
         rv = o->p->fl->C_Sign(s, (CK_BYTE *)(uintptr_t)a->digest, a->digest_len, a->out,
                               &a->out_len);
     return rv;
+}
+
+#define SIG_DIGESTS (KM_BACKEND_SIG_SHA256 | KM_BACKEND_SIG_SHA384 | KM_BACKEND_SIG_SHA512)
+
+/* A digest to sign (KM_BACKEND_CAP_SIGN_DIGEST): the mechanism, and for
+ * PKCS#1 v1.5 the DigestInfo the token signs, in `buf`. */
+static int digest_mech(const p11_obj *o, uint32_t flags, const uint8_t *dgst, size_t dgst_len,
+                       struct sign_arg *a, CK_RSA_PKCS_PSS_PARAMS *pss, uint8_t *buf,
+                       size_t cap)
+{
+    static const uint8_t di256[] = { 0x30, 0x31, 0x30, 0x0d, 0x06, 0x09, 0x60, 0x86, 0x48, 0x01,
+                                     0x65, 0x03, 0x04, 0x02, 0x01, 0x05, 0x00, 0x04, 0x20 };
+    static const uint8_t di384[] = { 0x30, 0x41, 0x30, 0x0d, 0x06, 0x09, 0x60, 0x86, 0x48, 0x01,
+                                     0x65, 0x03, 0x04, 0x02, 0x02, 0x05, 0x00, 0x04, 0x30 };
+    static const uint8_t di512[] = { 0x30, 0x51, 0x30, 0x0d, 0x06, 0x09, 0x60, 0x86, 0x48, 0x01,
+                                     0x65, 0x03, 0x04, 0x02, 0x03, 0x05, 0x00, 0x04, 0x40 };
+    uint32_t d = flags & SIG_DIGESTS;
+    size_t want = d == KM_BACKEND_SIG_SHA256 ? 32 : d == KM_BACKEND_SIG_SHA384 ? 48
+                : d == KM_BACKEND_SIG_SHA512 ? 64 : 0;
+    const uint8_t *di = d == KM_BACKEND_SIG_SHA256 ? di256 : d == KM_BACKEND_SIG_SHA384 ? di384
+                      : di512;
+
+    if (want == 0 || dgst == NULL || dgst_len != want)
+        return km__err(KM_E_INVALID, "pkcs11 sign: bad digest for a %s key", o->ti->name);
+    memset(&a->mech, 0, sizeof a->mech);
+    a->digest = dgst;
+    a->digest_len = (CK_ULONG)want;
+    if (o->ti->kind == P_EC) {
+        a->mech.mechanism = CKM_ECDSA;
+    } else if (flags & KM_SIG_PKCS1) {
+        if (sizeof di256 + want > cap)
+            return km__err(KM_E_INTERNAL, "pkcs11 sign: DigestInfo buffer too small");
+        memcpy(buf, di, sizeof di256);
+        memcpy(buf + sizeof di256, dgst, want);
+        a->mech.mechanism = CKM_RSA_PKCS;
+        a->digest = buf;
+        a->digest_len = (CK_ULONG)(sizeof di256 + want);
+    } else {
+        /* PSS with MGF1 of the same digest, salt = digest length (as the
+         * software backend and OpenSSL's "digest" salt length) */
+        pss->hashAlg = d == KM_BACKEND_SIG_SHA256 ? CKM_SHA256
+                     : d == KM_BACKEND_SIG_SHA384 ? CKM_SHA384 : CKM_SHA512;
+        pss->mgf = d == KM_BACKEND_SIG_SHA256 ? CKG_MGF1_SHA256
+                 : d == KM_BACKEND_SIG_SHA384 ? CKG_MGF1_SHA384 : CKG_MGF1_SHA512;
+        pss->sLen = (CK_ULONG)want;
+        a->mech.mechanism = CKM_RSA_PKCS_PSS;
+        a->mech.pParameter = pss;
+        a->mech.ulParameterLen = sizeof *pss;
+    }
+    return KM_OK;
 }
 
 static size_t sig_max(const p11_obj *o, uint32_t flags)
@@ -723,9 +815,10 @@ static int p11_sign(void *obj, uint32_t flags, const uint8_t *msg, size_t msg_le
                     size_t sig_cap, size_t *sig_len)
 {
     p11_obj *o = obj;
-    uint8_t digest[EVP_MAX_MD_SIZE], raw[512], one = 0;
+    uint8_t digest[EVP_MAX_MD_SIZE], raw[512], dinfo[19 + 64], one = 0;
     unsigned int dlen = 0;
     struct sign_arg a;
+    CK_RSA_PKCS_PSS_PARAMS pss;
     ECDSA_SIG *es = NULL;
     BIGNUM *r = NULL, *s = NULL;
     unsigned char *p;
@@ -738,20 +831,28 @@ static int p11_sign(void *obj, uint32_t flags, const uint8_t *msg, size_t msg_le
     *sig_len = 0;
     if (o == NULL || (msg == NULL && msg_len > 0))
         return km__err(KM_E_INVALID, "pkcs11 sign: %s is NULL", o == NULL ? "obj" : "msg");
-    if (o->ti->kind == P_SYM)
+    if (o->ti->kind == P_SYM || o->ti->kind == P_HMAC)
         return km__err(KM_E_USAGE, "a %s key does not sign", o->ti->name);
-    if ((flags & ~KM_SIG_P1363) || ((flags & KM_SIG_P1363) && o->ti->kind != P_EC))
+    if ((flags & ~(KM_SIG_P1363 | KM_SIG_PKCS1 | SIG_DIGESTS))
+        || ((flags & KM_SIG_P1363) && o->ti->kind != P_EC)
+        || ((flags & KM_SIG_PKCS1) && (o->ti->kind != P_RSA || !(flags & SIG_DIGESTS))))
         return km__err(KM_E_INVALID, "pkcs11 sign: bad flags for a %s key", o->ti->name);
     need = sig_max(o, flags);
     if (sig == NULL || sig_cap < need) {
         *sig_len = need;
         return km__err(KM_E_BUFFER, "signature needs %zu bytes", need);
     }
-    if (EVP_Digest(msg != NULL ? msg : &one, msg_len, digest, &dlen,
-                   EVP_get_digestbyname(o->ti->md), NULL) != 1)
-        return km__err_ossl(KM_E_CRYPTO, "pkcs11 sign: digest failed");
-    a.digest = digest;
-    a.digest_len = dlen;
+    memset(&a, 0, sizeof a);
+    if (flags & SIG_DIGESTS) {
+        if ((rc = digest_mech(o, flags, msg, msg_len, &a, &pss, dinfo, sizeof dinfo)) != KM_OK)
+            return rc;
+    } else {
+        if (EVP_Digest(msg != NULL ? msg : &one, msg_len, digest, &dlen,
+                       EVP_get_digestbyname(o->ti->md), NULL) != 1)
+            return km__err_ossl(KM_E_CRYPTO, "pkcs11 sign: digest failed");
+        a.digest = digest;
+        a.digest_len = dlen;
+    }
     a.out = raw;
     a.out_len = sizeof raw;
     if ((rc = run(o, sign_op, &a, "C_Sign", &rv)) != KM_OK)
@@ -804,7 +905,7 @@ static int p11_verify(void *obj, uint32_t flags, const uint8_t *msg, size_t msg_
 
     if (o == NULL || (msg == NULL && msg_len > 0) || (sig == NULL && sig_len > 0))
         return km__err(KM_E_INVALID, "pkcs11 verify: NULL argument");
-    if (o->ti->kind == P_SYM)
+    if (o->ti->kind == P_SYM || o->ti->kind == P_HMAC)
         return km__err(KM_E_USAGE, "a %s key does not verify signatures", o->ti->name);
     if ((flags & ~KM_SIG_P1363) || ((flags & KM_SIG_P1363) && o->ti->kind != P_EC))
         return km__err(KM_E_INVALID, "pkcs11 verify: bad flags for a %s key", o->ti->name);
@@ -889,6 +990,136 @@ static int p11_public_key(void *obj, uint8_t *out, size_t out_cap, size_t *out_l
  * where ref is the key's reference (token serial and CKA_ID). Another token,
  * or this one re-initialised, cannot open it.
  */
+/* ------------------------------------------------------------------ HMAC */
+
+static int p11_mac(void *obj, const uint8_t *msg, size_t msg_len, uint8_t *tag, size_t tag_cap,
+                   size_t *tag_len)
+{
+    p11_obj *o = obj;
+    struct sign_arg a;
+    uint8_t raw[64], one = 0;
+    CK_RV rv;
+    int rc;
+
+    if (tag_len == NULL)
+        return km__err(KM_E_INVALID, "pkcs11 mac: tag_len is NULL");
+    *tag_len = 0;
+    if (o == NULL || (msg == NULL && msg_len > 0))
+        return km__err(KM_E_INVALID, "pkcs11 mac: %s is NULL", o == NULL ? "obj" : "msg");
+    if (o->ti->kind != P_HMAC)
+        return km__err(KM_E_USAGE, "a %s key does not compute MACs", o->ti->name);
+    if (tag == NULL || tag_cap < o->ti->field) {
+        *tag_len = o->ti->field;
+        return km__err(KM_E_BUFFER, "a MAC needs %zu bytes", o->ti->field);
+    }
+    memset(&a, 0, sizeof a);
+    a.mech.mechanism = o->ti->field == 32 ? CKM_SHA256_HMAC
+                     : o->ti->field == 48 ? CKM_SHA384_HMAC : CKM_SHA512_HMAC;
+    a.digest = msg != NULL ? msg : &one;
+    a.digest_len = (CK_ULONG)msg_len;
+    a.out = raw;
+    a.out_len = sizeof raw;
+    if ((rc = run(o, sign_op, &a, "C_Sign (HMAC)", &rv)) != KM_OK)
+        return rc;
+    if (a.out_len != o->ti->field) {
+        km_memzero(raw, sizeof raw);
+        return km__err(KM_E_BACKEND, "pkcs11 mac: the token returned %lu bytes, not %zu",
+                       (unsigned long)a.out_len, o->ti->field);
+    }
+    memcpy(tag, raw, o->ti->field);
+    km_memzero(raw, sizeof raw);
+    *tag_len = o->ti->field;
+    return KM_OK;
+}
+
+/* ------------------------------------------------------------------ ECDH */
+
+struct ecdh_arg {
+    const uint8_t *point;      /* the peer's uncompressed point */
+    CK_ULONG point_len;
+    CK_ULONG secret_len;
+    uint8_t *out;              /* secure memory, secret_len bytes */
+};
+
+/* CKM_ECDH1_DERIVE into a session object that is extractable only so that
+ * the shared secret can be read out; destroyed at once, whatever happens. */
+static CK_RV ecdh_op(p11_obj *o, CK_SESSION_HANDLE s, CK_OBJECT_HANDLE h, void *arg)
+{
+    struct ecdh_arg *e = arg;
+    CK_ECDH1_DERIVE_PARAMS dp = { CKD_NULL, 0, NULL, e->point_len,
+                                  (CK_BYTE *)(uintptr_t)e->point };
+    CK_MECHANISM m = { CKM_ECDH1_DERIVE, &dp, sizeof dp };
+    CK_OBJECT_CLASS sec = CKO_SECRET_KEY;
+    CK_KEY_TYPE gen = CKK_GENERIC_SECRET;
+    CK_BBOOL yes = CK_TRUE, no = CK_FALSE;
+    CK_ULONG len = e->secret_len;
+    CK_ATTRIBUTE t[] = {
+        { CKA_CLASS, &sec, sizeof sec },      { CKA_KEY_TYPE, &gen, sizeof gen },
+        { CKA_VALUE_LEN, &len, sizeof len },  { CKA_TOKEN, &no, sizeof no },
+        { CKA_PRIVATE, &yes, sizeof yes },    { CKA_SENSITIVE, &no, sizeof no },
+        { CKA_EXTRACTABLE, &yes, sizeof yes },
+    };
+    CK_ATTRIBUTE v = { CKA_VALUE, e->out, e->secret_len };
+    CK_OBJECT_HANDLE hk = CK_INVALID_HANDLE;
+    CK_RV rv, rv2;
+
+    rv = o->p->fl->C_DeriveKey(s, &m, h, t, sizeof t / sizeof t[0], &hk);
+    if (rv != CKR_OK)
+        return rv;
+    rv = o->p->fl->C_GetAttributeValue(s, hk, &v, 1);
+    if (rv == CKR_OK && v.ulValueLen != e->secret_len)
+        rv = CKR_GENERAL_ERROR;
+    rv2 = o->p->fl->C_DestroyObject(s, hk);
+    return rv != CKR_OK ? rv : rv2;
+}
+
+static int p11_agree(void *obj, const uint8_t *peer_spki, size_t peer_len, km_secret **out)
+{
+    p11_obj *o = obj;
+    const unsigned char *q = peer_spki;
+    EVP_PKEY *peer = NULL;
+    char group[64];
+    uint8_t point[2 * 66 + 1];
+    size_t plen = 0;
+    struct ecdh_arg e;
+    CK_RV rv;
+    int rc;
+
+    if (out == NULL)
+        return km__err(KM_E_INVALID, "pkcs11 agree: out is NULL");
+    *out = NULL;
+    if (o == NULL || peer_spki == NULL || peer_len == 0 || peer_len > 4096)
+        return km__err(KM_E_INVALID, "pkcs11 agree: bad arguments");
+    if (o->ti->kind != P_EC)
+        return km__err(KM_E_USAGE, "a %s key does not do key agreement", o->ti->name);
+    peer = d2i_PUBKEY(NULL, &q, (long)peer_len);
+    if (peer == NULL || q != peer_spki + peer_len || !EVP_PKEY_is_a(peer, "EC")
+        || EVP_PKEY_get_utf8_string_param(peer, OSSL_PKEY_PARAM_GROUP_NAME, group, sizeof group,
+                                          NULL) != 1
+        || OBJ_txt2nid(group) != EC_curve_nist2nid(o->ti->group)
+        || EVP_PKEY_get_octet_string_param(peer, OSSL_PKEY_PARAM_ENCODED_PUBLIC_KEY, point,
+                                           sizeof point, &plen) != 1
+        || plen != 2 * o->ti->field + 1 || point[0] != 0x04) {
+        EVP_PKEY_free(peer);
+        ERR_clear_error();
+        return km__err(KM_E_INVALID, "pkcs11 agree: the peer key is not an uncompressed %s "
+                       "public key (SPKI DER)", o->ti->group);
+    }
+    EVP_PKEY_free(peer);
+    if ((rc = km_secret_new(out, o->ti->field)) != KM_OK)
+        return rc;
+    e.point = point;
+    e.point_len = (CK_ULONG)plen;
+    e.secret_len = (CK_ULONG)o->ti->field;
+    e.out = km_secret_data(*out);
+    if ((rc = run(o, ecdh_op, &e, "C_DeriveKey (ECDH)", &rv)) != KM_OK) {
+        km_secret_free(*out);
+        *out = NULL;
+        return rc;
+    }
+    return KM_OK;
+}
+
 static const uint8_t slot_aad[] = "km-pkcs11-keyslot-v1";
 
 static void slot_spec(km_backend_keyspec *spec, const uint8_t id[16])
@@ -981,7 +1212,7 @@ static int p11_slot_unseal(void *state, const uint8_t *blob, size_t blob_len,
 const km_backend_ops km__pkcs11_backend = {
     .version = KM_BACKEND_OPS_VERSION,
     .name = "pkcs11",
-    .caps = KM_BACKEND_CAP_SYMMETRIC | KM_BACKEND_CAP_ASYMMETRIC,
+    .caps = KM_BACKEND_CAP_SYMMETRIC | KM_BACKEND_CAP_ASYMMETRIC | KM_BACKEND_CAP_SIGN_DIGEST,
     .open = p11_open,
     .close = p11_close,
     .generate = p11_generate,
@@ -993,11 +1224,11 @@ const km_backend_ops km__pkcs11_backend = {
     .aead_open = p11_aead_open,
     .sign = p11_sign,
     .verify = p11_verify,
-    .mac = NULL,
+    .mac = p11_mac,
     .wrap = NULL,
     .unwrap = NULL,
     .derive = NULL,
-    .agree = NULL,
+    .agree = p11_agree,
     .public_key = p11_public_key,
     .ctl = NULL,
     .slot_seal = p11_slot_seal,
