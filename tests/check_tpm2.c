@@ -272,6 +272,46 @@ START_TEST(test_tpm2_ecdsa_sign_verify)
 }
 END_TEST
 
+/* The connection keeps the key used last loaded (tpm2.c load_cached): keys
+ * used in turn, more than the TPM's transient slots (swtpm: 3, one for the
+ * primary), each evict the previous one and all sign and verify. */
+START_TEST(test_tpm2_cached_handles_evict)
+{
+    km_ctx *ctx = vault_for(&tpm);
+    km_key *k[5];
+    char name[16];
+    int i, round;
+
+    for (i = 0; i < 5; i++) {
+        snprintf(name, sizeof name, "ec%d", i);
+        k[i] = tpm_key(ctx, name, i % 2 ? KM_KEY_EC_P256 : KM_KEY_HMAC_SHA256);
+    }
+    for (round = 0; round < 3; round++) {
+        for (i = 0; i < 5; i++) {
+            if (i % 2) {
+                sign_ok(k[i]);
+                sign_ok(k[i]);   /* the cached handle */
+            } else {
+                uint8_t tag[KM_MAC_MAX];
+                size_t n = 0;
+                ck_assert_int_eq(km_mac(k[i], 0, msg, sizeof msg, tag, sizeof tag, &n), KM_OK);
+                ck_assert_int_eq(km_mac_verify(k[i], 0, 0, msg, sizeof msg, tag, n), KM_OK);
+            }
+        }
+    }
+    /* after more turns the cached key is the last one used; closing the vault
+     * unloads every object, flushing the cached handle (tpm_unload) */
+    sign_ok(k[3]);
+    km_key_free(k[3]);
+    sign_ok(k[1]);
+    sign_ok(k[1]);
+    for (i = 0; i < 5; i++)
+        if (i != 3)
+            km_key_free(k[i]);
+    km_close(ctx);
+}
+END_TEST
+
 START_TEST(test_tpm2_hmac)
 {
     km_ctx *ctx = vault_for(&tpm);
@@ -673,6 +713,7 @@ static Suite *tpm2_suite(void)
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_add_test(tc, test_tpm2_ecdsa_sign_verify);
     tcase_add_test(tc, test_tpm2_hmac);
+    tcase_add_test(tc, test_tpm2_cached_handles_evict);
     tcase_add_test(tc, test_tpm2_aes_gcm_round_trip_and_tamper);
     tcase_add_test(tc, test_tpm2_rotate);
     tcase_add_test(tc, test_tpm2_keys_reload_after_restart);

@@ -52,6 +52,7 @@ typedef struct tpm_state {
 
 typedef struct tpm_obj {
     tpm_state *st;
+    uint64_t id;        /* unique in the process: names the object in the conn's cache */
     km_key_type type;
     enum ref_kind kind;
     TPM2B_PUBLIC pub;
@@ -508,6 +509,37 @@ static int sw_public_obj(const km_backend_keyspec *spec, EVP_PKEY *pkey, void **
     return km__software_backend.load(NULL, spec, ref, 1u + (size_t)n, out);
 }
 
+/* Flushes the connection's cached key object, if any (under the conn lock). */
+static void cache_drop(km__tpm2_conn *c)
+{
+    if (c->cached != ESYS_TR_NONE && c->esys != NULL)
+        (void)Esys_FlushContext(c->esys, c->cached);
+    c->cached = ESYS_TR_NONE;
+    c->cached_id = 0;
+}
+
+static int load_blobs(km__tpm2_conn *c, tpm_obj *o, ESYS_TR *h, TSS2_RC *trc);
+
+/* The object's loaded handle: the cached one when it is this object's, else
+ * the previous cached object is flushed and this one loaded and cached. The
+ * caller never flushes it; after a failed operation it calls cache_drop (a
+ * handle that failed is not trusted again). */
+static int load_cached(km__tpm2_conn *c, tpm_obj *o, ESYS_TR *h, TSS2_RC *trc)
+{
+    int krc;
+
+    if (c->cached != ESYS_TR_NONE && c->cached_id == o->id) {
+        *h = c->cached;
+        return KM_OK;
+    }
+    cache_drop(c);
+    if ((krc = load_blobs(c, o, h, trc)) != KM_OK)
+        return krc;
+    c->cached = *h;
+    c->cached_id = o->id;
+    return KM_OK;
+}
+
 /* Loads the object's blobs under the primary; the caller flushes *h. */
 static int load_blobs(km__tpm2_conn *c, tpm_obj *o, ESYS_TR *h, TSS2_RC *trc)
 {
@@ -603,6 +635,10 @@ static int tpm_load(void *state, const km_backend_keyspec *spec, const uint8_t *
     if (o == NULL)
         return km__err(KM_E_NOMEM, "tpm2 load: out of memory");
     o->st = st;
+    {
+        static atomic_ulong next_id;
+        o->id = (uint64_t)atomic_fetch_add(&next_id, 1) + 1;
+    }
     o->type = spec->type;
     o->kind = kind_of(spec->type);
     if (o->kind == 0) {
@@ -655,7 +691,15 @@ out:
 
 static void tpm_unload(void *state, void *obj)
 {
+    tpm_obj *o = obj;
     (void)state;
+    if (o != NULL && o->st != NULL && o->st->conn != NULL) {
+        km__tpm2_conn *c = o->st->conn;
+        pthread_mutex_lock(&c->mu);
+        if (c->cached_id == o->id)
+            cache_drop(c);
+        pthread_mutex_unlock(&c->mu);
+    }
     obj_free(obj);
 }
 
@@ -737,7 +781,7 @@ static int op_rsa_decrypt(km__tpm2_conn *c, void *varg, TSS2_RC *trc)
     memcpy(ct.buffer, a->in, a->in_len);
     scheme.scheme = TPM2_ALG_OAEP;
     scheme.details.oaep.hashAlg = TPM2_ALG_SHA256;
-    if ((krc = load_blobs(c, a->o, &h, trc)) != KM_OK)
+    if ((krc = load_cached(c, a->o, &h, trc)) != KM_OK)
         goto out;
     /* the plaintext comes back encrypted on the wire (salted session) */
     if ((rc = start_enc_session(c, &sess)) != TSS2_RC_SUCCESS) {
@@ -766,7 +810,8 @@ out:
         Esys_Free(pt);
     }
     flush(c, &sess);
-    flush(c, &h);
+    if (krc != KM_OK)
+        cache_drop(c);   /* the cached handle is never flushed otherwise */
     return krc;
 }
 
@@ -824,7 +869,7 @@ static int op_sign(km__tpm2_conn *c, void *varg, TSS2_RC *trc)
     }
     ticket.tag = TPM2_ST_HASHCHECK;
     ticket.hierarchy = TPM2_RH_NULL;
-    if ((krc = load_blobs(c, a->o, &h, trc)) != KM_OK)
+    if ((krc = load_cached(c, a->o, &h, trc)) != KM_OK)
         goto out;
     KM__TPM2_CALL(rc, Esys_Sign(c->esys, h, ESYS_TR_PASSWORD, ESYS_TR_NONE, ESYS_TR_NONE,
                                 &a->digest, &scheme, &ticket, &sig));
@@ -854,7 +899,8 @@ static int op_sign(km__tpm2_conn *c, void *varg, TSS2_RC *trc)
     krc = a->r != NULL && a->s != NULL ? KM_OK : km__err(KM_E_NOMEM, "tpm2 sign: out of memory");
 out:
     Esys_Free(sig);
-    flush(c, &h);
+    if (krc != KM_OK)
+        cache_drop(c);   /* the cached handle is never flushed otherwise */
     return krc;
 }
 
@@ -967,7 +1013,7 @@ static int op_agree(km__tpm2_conn *c, void *varg, TSS2_RC *trc)
     TSS2_RC rc;
     int krc;
 
-    if ((krc = load_blobs(c, a->o, &h, trc)) != KM_OK)
+    if ((krc = load_cached(c, a->o, &h, trc)) != KM_OK)
         goto out;
     /* the shared point comes back encrypted on the wire (salted session) */
     if ((rc = start_enc_session(c, &sess)) != TSS2_RC_SUCCESS) {
@@ -1001,7 +1047,8 @@ out:
         Esys_Free(out);
     }
     flush(c, &sess);
-    flush(c, &h);
+    if (krc != KM_OK)
+        cache_drop(c);   /* the cached handle is never flushed otherwise */
     return krc;
 }
 
@@ -1075,7 +1122,7 @@ static int op_mac(km__tpm2_conn *c, void *varg, TSS2_RC *trc)
     int krc;
 
     memset(&seq_auth, 0, sizeof seq_auth);
-    if ((krc = load_blobs(c, a->o, &h, trc)) != KM_OK)
+    if ((krc = load_cached(c, a->o, &h, trc)) != KM_OK)
         goto out;
     if (left <= sizeof buf.buffer) {
         buf.size = (UINT16)left;
@@ -1132,7 +1179,8 @@ out:
     km_memzero(&buf, sizeof buf);
     Esys_Free(res);
     flush(c, &seq);
-    flush(c, &h);
+    if (krc != KM_OK)
+        cache_drop(c);   /* the cached handle is never flushed otherwise */
     return krc;
 }
 

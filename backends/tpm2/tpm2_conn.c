@@ -74,6 +74,8 @@ static void conn_drop(km__tpm2_conn *c)
     c->esys = NULL;
     c->tcti_ctx = NULL;
     c->primary = ESYS_TR_NONE;
+    c->cached = ESYS_TR_NONE;   /* gone with the ESYS context (and the TPM's state) */
+    c->cached_id = 0;
 }
 
 /* The storage primary: ECC P-256, AES-128-CFB, from the owner hierarchy's
@@ -234,6 +236,7 @@ int km__tpm2_conn_get(const char *config, km__tpm2_conn **out)
     c->tcti = tcti;
     c->refs = 1;
     c->primary = ESYS_TR_NONE;
+    c->cached = ESYS_TR_NONE;
     c->next = conns;
     conns = c;
     pthread_mutex_unlock(&conns_mu);

@@ -13,8 +13,9 @@
  * One connection to a TPM, shared process-wide by every vault whose tpm2
  * configuration names the same TCTI (swtpm and a bare /dev/tpm0 serve one
  * connection at a time). All TPM access is serialised by its mutex. The
- * storage primary is kept loaded (one of swtpm's 3 transient slots); every
- * other transient handle is flushed before the operation returns.
+ * storage primary is kept loaded (one of swtpm's 3 transient slots), and the
+ * key object used last (a second slot); every other transient handle is
+ * flushed before the operation returns, so at most three are ever loaded.
  */
 typedef struct km__tpm2_conn {
     struct km__tpm2_conn *next;
@@ -24,6 +25,12 @@ typedef struct km__tpm2_conn {
     TSS2_TCTI_CONTEXT *tcti_ctx;
     ESYS_CONTEXT *esys;      /* NULL when not connected */
     ESYS_TR primary;         /* ESYS_TR_NONE when not loaded */
+    /* One key object kept loaded between operations (tpm2.c), so that a key
+     * used again costs one TPM command, not Load + command + FlushContext:
+     * its handle, and the id of the loaded object (tpm_obj) it belongs to
+     * (0 = none). Dropped with the connection. */
+    ESYS_TR cached;
+    uint64_t cached_id;
 } km__tpm2_conn;
 
 /* Parses a backend configuration ("tcti=...", optionally prefixed "tpm2:",
