@@ -195,6 +195,26 @@ START_TEST(test_pkcs11_encrypt_roundtrip)
         OK(km_decrypt(ctx, 0, ct, ct_len, big, sizeof big, out, sizeof out, &out_len));
         ck_assert_mem_eq(out, pt, sizeof pt);
     }
+    /* messages across the backend's buffer sizes (stack / heap ciphertext,
+     * pooled / paged plaintext): 2032, 2033, 4096, 4097, 9000 bytes */
+    {
+        static const size_t lens[] = { 2032, 2033, 4096, 4097, 9000 };
+        static uint8_t msg[9000], bct[9200], bout[9000];
+        size_t bl = 0, ol = 0;
+        unsigned j;
+        for (j = 0; j < sizeof msg; j++)
+            msg[j] = (uint8_t)(j * 7 + 1);
+        for (j = 0; j < 5; j++) {
+            OK(km_encrypt(k, msg, lens[j], NULL, 0, bct, sizeof bct, &bl));
+            OK(km_decrypt(ctx, 0, bct, bl, NULL, 0, bout, sizeof bout, &ol));
+            ck_assert_uint_eq(ol, lens[j]);
+            ck_assert_mem_eq(bout, msg, lens[j]);
+            bct[bl - 1] ^= 1;
+            ck_assert_int_eq(km_decrypt(ctx, 0, bct, bl, NULL, 0, bout, sizeof bout, &ol),
+                             KM_E_INTEGRITY);
+            ck_assert(tu_all_zero(bout, lens[j]));
+        }
+    }
     km_key_free(k);
 }
 END_TEST
@@ -526,6 +546,146 @@ START_TEST(test_pkcs11_sign_digest)
 }
 END_TEST
 
+/* OpenSSL: RSA-OAEP encryption to the public key `spki` with hash `md`
+ * (MGF1 the same), empty label. */
+static size_t oaep_encrypt(const uint8_t *spki, size_t spki_len, const char *md,
+                           const uint8_t *pt, size_t pt_len, uint8_t *ct, size_t cap)
+{
+    const unsigned char *p = spki;
+    EVP_PKEY *pk = d2i_PUBKEY(NULL, &p, (long)spki_len);
+    EVP_PKEY_CTX *pc;
+    size_t n = cap;
+
+    ck_assert_ptr_nonnull(pk);
+    pc = EVP_PKEY_CTX_new(pk, NULL);
+    ck_assert_int_eq(EVP_PKEY_encrypt_init(pc), 1);
+    ck_assert_int_gt(EVP_PKEY_CTX_set_rsa_padding(pc, RSA_PKCS1_OAEP_PADDING), 0);
+    ck_assert_int_gt(EVP_PKEY_CTX_set_rsa_oaep_md(pc, EVP_get_digestbyname(md)), 0);
+    ck_assert_int_gt(EVP_PKEY_CTX_set_rsa_mgf1_md(pc, EVP_get_digestbyname(md)), 0);
+    ck_assert_int_eq(EVP_PKEY_encrypt(pc, ct, &n, pt, pt_len), 1);
+    EVP_PKEY_CTX_free(pc);
+    EVP_PKEY_free(pk);
+    return n;
+}
+
+/* RSA-OAEP decryption in the token (km_rsa_decrypt, CKM_RSA_PKCS_OAEP with
+ * SHA-256 / MGF1-SHA-256). The private key has CKA_DECRYPT only when the
+ * key's usage has unwrap, never CKA_UNWRAP. SoftHSM2 2.6.1 refuses OAEP with
+ * any hash but SHA-1 (CKR_ARGUMENTS_BAD at C_DecryptInit): there libkm must
+ * say KM_E_UNSUPPORTED with that CK_RV, and the object itself is shown to
+ * decrypt through the raw API (OAEP-SHA-1); a token that offers SHA-256 must
+ * decrypt what OpenSSL encrypted to the exported public key. */
+START_TEST(test_pkcs11_rsa_oaep)
+{
+    km_key_options o = KM_KEY_OPTIONS_INIT;
+    km_key *k = NULL;
+    const uint8_t secret[] = "a 32-byte data key, wrapped....";
+    uint8_t spki[1024], ct[512];
+    size_t spki_len = 0, ct_len;
+    km_secret *pt = NULL;
+    CK_INFO info;
+    struct raw r;
+    int old_softhsm;
+
+    o.protection = "pkcs11";
+    o.usage = KM_USAGE_SIGN | KM_USAGE_VERIFY | KM_USAGE_UNWRAP;
+    OK(km_key_create(&k, ctx, "oaep", KM_KEY_RSA_2048, &o));
+    OK(km_key_public_export(k, 0, KM_MATERIAL_SPKI_DER, spki, sizeof spki, &spki_len));
+    ct_len = oaep_encrypt(spki, spki_len, "SHA256", secret, sizeof secret, ct, sizeof ct);
+    ck_assert_uint_eq(ct_len, 256);
+
+    raw_open(&r);
+    ck_assert_int_eq(r.fl->C_GetInfo(&info), CKR_OK);
+    old_softhsm = memcmp(info.manufacturerID, "SoftHSM", 7) == 0
+                  && (info.libraryVersion.major < 2
+                      || (info.libraryVersion.major == 2 && info.libraryVersion.minor <= 6));
+    ck_assert_int_eq(key_flag(&r, NULL, CKO_PRIVATE_KEY, CKA_DECRYPT), CK_TRUE);
+    ck_assert_int_eq(key_flag(&r, NULL, CKO_PRIVATE_KEY, CKA_UNWRAP), CK_FALSE);
+    ck_assert_int_eq(key_flag(&r, NULL, CKO_PRIVATE_KEY, CKA_SIGN), CK_TRUE);
+    ck_assert_int_eq(key_flag(&r, NULL, CKO_PRIVATE_KEY, CKA_SENSITIVE), CK_TRUE);
+    ck_assert_int_eq(key_flag(&r, NULL, CKO_PRIVATE_KEY, CKA_EXTRACTABLE), CK_FALSE);
+    ck_assert_int_eq(key_flag(&r, NULL, CKO_PUBLIC_KEY, CKA_ENCRYPT), CK_FALSE);
+    if (old_softhsm) {
+        CK_OBJECT_HANDLE hs[8];
+        CK_ULONG n = raw_keys(&r, hs, 8), i;
+        CK_RSA_PKCS_OAEP_PARAMS op = { CKM_SHA_1, CKG_MGF1_SHA1, CKZ_DATA_SPECIFIED, NULL, 0 };
+        CK_MECHANISM m = { CKM_RSA_PKCS_OAEP, &op, sizeof op };
+        uint8_t ct1[512], out[512];
+        CK_ULONG out_len = sizeof out;
+        size_t ct1_len = oaep_encrypt(spki, spki_len, "SHA1", secret, sizeof secret, ct1,
+                                      sizeof ct1);
+
+        ck_assert_int_eq(km_rsa_decrypt(k, 0, ct, ct_len, &pt), KM_E_UNSUPPORTED);
+        ck_assert_ptr_null(pt);
+        ck_assert_int_eq(km_error_last()->native_kind, KM_NATIVE_PKCS11);
+        ck_assert_uint_eq(km_error_last()->native, CKR_ARGUMENTS_BAD);
+        /* the token object decrypts (OAEP-SHA-1, raw): CKA_DECRYPT works and it
+         * is the private half of the exported public key */
+        for (i = 0; i < n; i++) {
+            CK_OBJECT_CLASS cls;
+            CK_ATTRIBUTE a[] = { { CKA_CLASS, &cls, sizeof cls } };
+            ck_assert_int_eq(r.fl->C_GetAttributeValue(r.s, hs[i], a, 1), CKR_OK);
+            if (cls == CKO_PRIVATE_KEY)
+                break;
+        }
+        ck_assert_uint_lt(i, n);
+        ck_assert_int_eq(r.fl->C_DecryptInit(r.s, &m, hs[i]), CKR_OK);
+        ck_assert_int_eq(r.fl->C_Decrypt(r.s, ct1, (CK_ULONG)ct1_len, out, &out_len), CKR_OK);
+        ck_assert_uint_eq(out_len, sizeof secret);
+        ck_assert_mem_eq(out, secret, sizeof secret);
+    } else {
+        OK(km_rsa_decrypt(k, 0, ct, ct_len, &pt));
+        ck_assert_uint_eq(km_secret_len(pt), sizeof secret);
+        ck_assert_mem_eq(km_secret_data(pt), secret, sizeof secret);
+        km_secret_free(pt);
+        pt = NULL;
+        ct[100] ^= 1;
+        ck_assert_int_eq(km_rsa_decrypt(k, 0, ct, ct_len, &pt), KM_E_INTEGRITY);
+        ck_assert_ptr_null(pt);
+        ct[100] ^= 1;
+    }
+    raw_close(&r);
+    /* a wrong length never reaches the token */
+    ck_assert_int_eq(km_rsa_decrypt(k, 0, ct, ct_len - 1, &pt), KM_E_INTEGRITY);
+    ck_assert_ptr_null(pt);
+    km_key_free(k);
+}
+END_TEST
+
+/* The private key's CKA_SIGN and CKA_DECRYPT follow the key's usage: a
+ * sign-only RSA key cannot decrypt in the token, an unwrap-only one cannot
+ * sign; the core refuses both before the token is asked. */
+START_TEST(test_pkcs11_rsa_oaep_usage)
+{
+    km_key_options o = KM_KEY_OPTIONS_INIT;
+    km_key *k = NULL;
+    uint8_t ct[256], sig[512];
+    size_t sl = 0;
+    km_secret *pt = NULL;
+    struct raw r;
+
+    o.protection = "pkcs11";
+    o.usage = _i == 0 ? KM_USAGE_SIGN | KM_USAGE_VERIFY : KM_USAGE_UNWRAP;
+    OK(km_key_create(&k, ctx, "rsa-usage", KM_KEY_RSA_2048, &o));
+    memset(ct, 1, sizeof ct);
+    raw_open(&r);
+    ck_assert_int_eq(key_flag(&r, NULL, CKO_PRIVATE_KEY, CKA_DECRYPT),
+                     _i == 0 ? CK_FALSE : CK_TRUE);
+    ck_assert_int_eq(key_flag(&r, NULL, CKO_PRIVATE_KEY, CKA_SIGN), _i == 0 ? CK_TRUE : CK_FALSE);
+    ck_assert_int_eq(key_flag(&r, NULL, CKO_PRIVATE_KEY, CKA_DERIVE), CK_FALSE);
+    raw_close(&r);
+    if (_i == 0) {
+        ck_assert_int_eq(km_rsa_decrypt(k, 0, ct, sizeof ct, &pt), KM_E_USAGE);
+        ck_assert_ptr_null(pt);
+        OK(km_sign(k, 0, (const uint8_t *)"m", 1, sig, sizeof sig, &sl));
+    } else {
+        ck_assert_int_eq(km_sign(k, 0, (const uint8_t *)"m", 1, sig, sizeof sig, &sl),
+                         KM_E_USAGE);
+    }
+    km_key_free(k);
+}
+END_TEST
+
 START_TEST(test_pkcs11_wrong_pin)
 {
     km_key_options o = KM_KEY_OPTIONS_INIT;
@@ -738,6 +898,67 @@ START_TEST(test_pkcs11_keyslot)
 }
 END_TEST
 
+/* The child of test_pkcs11_close_at_exit, a fresh process (exec): an atexit
+ * handler that closes the vault is registered before the token's module is
+ * loaded, as the OpenSSL provider does; so it runs after the module's own
+ * exit-time destructors. Signs once, then returns: the exit must be clean. */
+static km_ctx *exit_ctx;
+
+static void close_at_exit(void)
+{
+    km_close(exit_ctx);
+}
+
+static int atexit_child(const char *vault_dir)
+{
+    char uri[4300];
+    km_open_options o = KM_OPEN_OPTIONS_INIT;
+    km_key *k = NULL;
+    uint8_t sig[256];
+    size_t sl = 0;
+
+    (void)atexit(close_at_exit);
+    snprintf(uri, sizeof uri, "lmdb:%s/vault", vault_dir);
+    fake_now = 1900000000;   /* the parent's clock (setup) */
+    o.clock = clock_fn;
+    o.passphrase = (const uint8_t *)TU_PASS;
+    o.passphrase_len = strlen(TU_PASS);
+    if (km_open(&exit_ctx, uri, &o) != KM_OK || km_key_open(&k, exit_ctx, "signer") != KM_OK
+        || km_sign(k, KM_SIG_RAW, (const uint8_t *)"m", 1, sig, sizeof sig, &sl) != KM_OK) {
+        fprintf(stderr, "atexit child: %s\n", km_error_last()->message);
+        return 3;
+    }
+    km_key_free(k);
+    return 0;
+}
+
+/* A vault closed from an atexit handler that predates the module's loading
+ * (the provider's close_vaults_at_exit): the process exits cleanly, not with
+ * SIGSEGV in C_CloseSession after SoftHSM2's destructors ran. */
+START_TEST(test_pkcs11_close_at_exit)
+{
+    km_key *k = create("signer", KM_KEY_EC_P256, 0);
+    char self[4096];
+    ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
+    pid_t pid;
+    int st = 0;
+
+    km_key_free(k);
+    ck_assert_int_gt(n, 0);
+    self[n] = '\0';
+    pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        execl(self, self, "--atexit-child", dir, (char *)NULL);
+        _exit(127);
+    }
+    ck_assert_int_eq(waitpid(pid, &st, 0), pid);
+    ck_assert_msg(WIFEXITED(st), "the child died of signal %d at exit",
+                  WIFSIGNALED(st) ? WTERMSIG(st) : 0);
+    ck_assert_int_eq(WEXITSTATUS(st), 0);
+}
+END_TEST
+
 static Suite *suite(void)
 {
     Suite *s = suite_create("pkcs11");
@@ -752,6 +973,8 @@ static Suite *suite(void)
     tcase_add_loop_test(tc, test_pkcs11_hmac, 0, 3);
     tcase_add_loop_test(tc, test_pkcs11_ecdh, 0, 2);
     tcase_add_loop_test(tc, test_pkcs11_sign_digest, 0, 9);
+    tcase_add_test(tc, test_pkcs11_rsa_oaep);
+    tcase_add_loop_test(tc, test_pkcs11_rsa_oaep_usage, 0, 2);
     tcase_add_test(tc, test_pkcs11_wrong_pin);
     tcase_add_test(tc, test_pkcs11_pin_from_env);
     tcase_add_test(tc, test_pkcs11_token_removed);
@@ -759,14 +982,18 @@ static Suite *suite(void)
     tcase_add_test(tc, test_pkcs11_keyslot);
     tcase_add_test(tc, test_pkcs11_fork_child);
     tcase_add_test(tc, test_pkcs11_token_returns);
+    tcase_add_test(tc, test_pkcs11_close_at_exit);
     suite_add_tcase(s, tc);
     return s;
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
     SRunner *sr;
     int failed;
+
+    if (argc == 3 && strcmp(argv[1], "--atexit-child") == 0)
+        return atexit_child(argv[2]);
 
     if (access(MODULE, R_OK) != 0 || system("softhsm2-util --version >/dev/null 2>&1") != 0) {
         /* never a silent skip: the build asked for the PKCS#11 backend */

@@ -21,13 +21,16 @@
  * rsa-2048 / rsa-3072 (CKM_RSA_PKCS_PSS on a SHA-256 digest, MGF1-SHA-256,
  * salt 32). Digests are signed too (KM_BACKEND_CAP_SIGN_DIGEST, for
  * km_sign_digest and the OpenSSL provider): ECDSA, PSS with the digest's MGF1
- * and salt, PKCS#1 v1.5 over a DigestInfo. Every object: CKA_TOKEN,
- * CKA_PRIVATE, CKA_SENSITIVE, CKA_EXTRACTABLE only for KM_KEY_EXPORTABLE keys,
- * no wrap/unwrap, CKA_DERIVE only on EC keys with the agree usage, a random
+ * and salt, PKCS#1 v1.5 over a DigestInfo. RSA-OAEP decryption
+ * (km_rsa_decrypt: CKM_RSA_PKCS_OAEP, SHA-256, MGF1-SHA-256, empty label) in
+ * the token; SoftHSM2 up to 2.6.1 takes OAEP with SHA-1 only and refuses it
+ * (CKR_ARGUMENTS_BAD), which libkm reports as KM_E_UNSUPPORTED. Every object:
+ * CKA_TOKEN, CKA_PRIVATE, CKA_SENSITIVE, CKA_EXTRACTABLE only for
+ * KM_KEY_EXPORTABLE keys, never CKA_WRAP / CKA_UNWRAP; on private keys
+ * CKA_SIGN only with the sign usage, CKA_DECRYPT only on RSA keys with the
+ * unwrap usage, CKA_DERIVE only on EC keys with the agree usage; a random
  * 16-byte CKA_ID. Verification and the public key are done in software from
- * the token's public attributes. Not done: RSA-OAEP decryption in the token
- * (SoftHSM2 2.6.1 refuses OAEP with SHA-256, CKR_ARGUMENTS_BAD, so it could
- * not be tested; km_rsa_decrypt on a pkcs11 key is KM_E_UNSUPPORTED).
+ * the token's public attributes.
  *
  * Reference (36 bytes, stored sealed by the core):
  *   'P' '1' 1 type serial[16] cka_id[16]
@@ -40,6 +43,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
+
+#include <p11-kit/p11-kit.h>
 
 #include <openssl/bn.h>
 #include <openssl/core_names.h>
@@ -106,6 +112,7 @@ typedef struct p11_obj {
     pthread_mutex_t mu;
     CK_OBJECT_HANDLE h;     /* secret or private key; CK_INVALID_HANDLE = find by CKA_ID */
     EVP_PKEY *pub;          /* asymmetric: the public key */
+    EVP_MD *md;             /* asymmetric: the message digest, fetched once at load */
 } p11_obj;
 
 /* Maps an rv from run() to a km code. */
@@ -115,6 +122,90 @@ static int fail(CK_RV rv, const char *what)
         return km__err(KM_E_NOTFOUND, "pkcs11: %s: no object with the key's CKA_ID on the token",
                        what);
     return km__p11_fail(rv, what);
+}
+
+/* ------------------------------------------------------- process exit */
+
+/*
+ * A vault closed from an atexit handler registered before the token's module
+ * was loaded (the OpenSSL provider closes its vaults so, before
+ * OPENSSL_cleanup) would call C_CloseSession and C_Finalize after the
+ * module's own exit-time destructors ran (handlers run in reverse order;
+ * SoftHSM2's C++ statics are registered when it is loaded): a crash at exit.
+ * So the first open registers a handler of its own, after the module's: it
+ * closes the idle sessions and finalises the modules of the open tokens while
+ * they are intact; a later km__p11_close then finds nothing to close, and
+ * p11-kit does not call down into a module it already finalised.
+ */
+static pthread_mutex_t live_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_once_t live_once = PTHREAD_ONCE_INIT;
+static km__p11 **live;
+static size_t n_live, cap_live;
+
+static void p11_at_exit(void)
+{
+    size_t i;
+
+    pthread_mutex_lock(&live_mu);
+    for (i = 0; i < n_live; i++) {
+        km__p11 *p = live[i];
+
+        pthread_mutex_lock(&p->mu);
+        if (p->pid == getpid()) {
+            while (p->n_idle > 0)
+                (void)p->fl->C_CloseSession(p->idle[--p->n_idle]);
+            (void)p11_kit_module_finalize(p->fl);
+        }
+        p->n_idle = 0;
+        pthread_mutex_unlock(&p->mu);
+    }
+    pthread_mutex_unlock(&live_mu);
+}
+
+static void register_at_exit(void)
+{
+    (void)atexit(p11_at_exit);
+}
+
+static int live_add(km__p11 *p)
+{
+    int rc = KM_OK;
+
+    pthread_once(&live_once, register_at_exit);
+    pthread_mutex_lock(&live_mu);
+    if (n_live == cap_live) {
+        size_t cap = cap_live ? 2 * cap_live : 4;
+        km__p11 **n = realloc(live, cap * sizeof *n);
+        if (n == NULL) {
+            rc = km__err(KM_E_NOMEM, "pkcs11: out of memory");
+        } else {
+            live = n;
+            cap_live = cap;
+        }
+    }
+    if (rc == KM_OK)
+        live[n_live++] = p;
+    pthread_mutex_unlock(&live_mu);
+    return rc;
+}
+
+static void live_remove(km__p11 *p)
+{
+    size_t i;
+
+    pthread_mutex_lock(&live_mu);
+    for (i = 0; i < n_live; i++) {
+        if (live[i] == p) {
+            live[i] = live[--n_live];
+            break;
+        }
+    }
+    if (n_live == 0) {
+        free(live);
+        live = NULL;
+        cap_live = 0;
+    }
+    pthread_mutex_unlock(&live_mu);
 }
 
 /* ---------------------------------------------------------------- open */
@@ -161,6 +252,8 @@ static int p11_open(void **out_state, const char *config)
         goto out;
     }
     rc = km__p11_open(&p, module, uri, pin);
+    if (rc == KM_OK && (rc = live_add(p)) != KM_OK)
+        km__p11_close(p);
     if (rc == KM_OK)
         *out_state = p;
 out:
@@ -170,6 +263,9 @@ out:
 
 static void p11_close(void *state)
 {
+    if (state == NULL)
+        return;
+    live_remove(state);
     km__p11_close(state);
 }
 
@@ -183,6 +279,8 @@ static int p11_generate(void *state, const km_backend_keyspec *spec, km_secret *
     CK_OBJECT_CLASS sec = CKO_SECRET_KEY;
     CK_KEY_TYPE aes = CKK_AES, gen = CKK_GENERIC_SECRET;
     CK_BBOOL derive = (spec != NULL && (spec->usage & KM_USAGE_AGREE)) ? CK_TRUE : CK_FALSE;
+    CK_BBOOL sign = (spec != NULL && (spec->usage & KM_USAGE_SIGN)) ? CK_TRUE : CK_FALSE;
+    CK_BBOOL decrypt = (spec != NULL && (spec->usage & KM_USAGE_UNWRAP)) ? CK_TRUE : CK_FALSE;
     CK_ULONG value_len, bits;
     static const uint8_t e65537[] = { 0x01, 0x00, 0x01 };
     uint8_t id[16];
@@ -256,9 +354,12 @@ static int p11_generate(void *state, const km_backend_keyspec *spec, km_secret *
         CK_ATTRIBUTE priv[] = {
             { CKA_TOKEN, &yes, sizeof yes },     { CKA_PRIVATE, &yes, sizeof yes },
             { CKA_SENSITIVE, &yes, sizeof yes }, { CKA_EXTRACTABLE, &extractable, 1 },
-            { CKA_SIGN, &yes, sizeof yes },      { CKA_DECRYPT, &no, sizeof no },
+            /* each operation only when the key's usage has it: sign (ECDSA,
+             * PSS), decrypt (RSA-OAEP, km_rsa_decrypt: usage unwrap; never
+             * CKA_UNWRAP), derive (ECDH, km_agree: usage agree) */
+            { CKA_SIGN, &sign, sizeof sign },
+            { CKA_DECRYPT, ti->kind == P_RSA ? &decrypt : &no, sizeof no },
             { CKA_UNWRAP, &no, sizeof no },
-            /* ECDH (km_agree) only when the key's usage has agree */
             { CKA_DERIVE, ti->kind == P_EC ? &derive : &no, sizeof no },
             { CKA_ID, id, sizeof id },
         };
@@ -483,6 +584,7 @@ static void p11_unload(void *state, void *obj)
     if (o == NULL)
         return;
     EVP_PKEY_free(o->pub);
+    EVP_MD_free(o->md);
     pthread_mutex_destroy(&o->mu);
     free(o);
 }
@@ -523,6 +625,11 @@ static int p11_load(void *state, const km_backend_keyspec *spec, const uint8_t *
         km__p11_session_put(p, s, rv == RV_NOT_FOUND ? CKR_OK : rv);
         if (rc != KM_OK)
             goto fail;
+        /* fetched here, not per signature (an implicit fetch on every call) */
+        if ((o->md = EVP_MD_fetch(NULL, ti->md, NULL)) == NULL) {
+            rc = km__err_ossl(KM_E_CRYPTO, "pkcs11 load: no %s digest", ti->md);
+            goto fail;
+        }
     }
     *out_obj = o;
     return KM_OK;
@@ -628,7 +735,9 @@ static int p11_aead_seal(void *obj, const uint8_t nonce[12], const uint8_t *aad1
                          const uint8_t *in, size_t in_len, uint8_t *out, uint8_t tag[16])
 {
     p11_obj *o = obj;
-    uint8_t stack[512], *heap = NULL, one = 0;
+    /* ciphertext || tag from the token: on the stack up to 4 KiB (no
+     * allocation on the data path), else on the heap; not secret */
+    uint8_t stack[512], *heap = NULL, one = 0, ctbuf[4096 + 16];
     struct gcm_arg g;
     CK_RV rv;
     int rc;
@@ -649,7 +758,7 @@ static int p11_aead_seal(void *obj, const uint8_t nonce[12], const uint8_t *aad1
     g.in = in_len > 0 ? in : &one;
     g.in_len = in_len;
     g.out_len = in_len + 16;
-    g.out = malloc(g.out_len);
+    g.out = g.out_len <= sizeof ctbuf ? ctbuf : malloc(g.out_len);
     if (g.out == NULL) {
         free(heap);
         return km__err(KM_E_NOMEM, "pkcs11 aead_seal: out of memory");
@@ -660,7 +769,8 @@ static int p11_aead_seal(void *obj, const uint8_t nonce[12], const uint8_t *aad1
             memcpy(out, g.out, in_len);
         memcpy(tag, g.out + in_len, 16);
     }
-    free(g.out);
+    if (g.out != ctbuf)
+        free(g.out);
     free(heap);
     return rc;
 }
@@ -670,8 +780,12 @@ static int p11_aead_open(void *obj, const uint8_t nonce[12], const uint8_t *aad1
                          const uint8_t *in, size_t in_len, const uint8_t tag[16], uint8_t *out)
 {
     p11_obj *o = obj;
-    uint8_t stack[512], *heap = NULL, *buf = NULL;
+    /* ciphertext || tag in (not secret): on the stack up to 4 KiB, else on
+     * the heap; the plaintext lands in secure memory first (a pooled secret
+     * up to 2 KiB: no mmap per call; else guarded pages) */
+    uint8_t stack[512], *heap = NULL, ctbuf[4096 + 16], *ctin = NULL, *pt;
     size_t buf_len = in_len + 16;
+    km_secret *ptsec = NULL;
     struct gcm_arg g;
     CK_RV rv = CKR_OK, rv2;
     int rc;
@@ -686,20 +800,23 @@ static int p11_aead_open(void *obj, const uint8_t nonce[12], const uint8_t *aad1
     if ((rc = aad_join(aad1, aad1_len, aad2, aad2_len, stack, sizeof stack, &g.aad, &heap))
         != KM_OK)
         goto out;
-    /* ciphertext || tag in; the plaintext lands in secure memory first */
-    buf = km__salloc(2 * buf_len);
-    if (buf == NULL) {
-        rc = km__err(KM_E_NOMEM, "pkcs11 aead_open: no secure memory");
+    ctin = buf_len <= sizeof ctbuf ? ctbuf : malloc(buf_len);
+    if (ctin == NULL) {
+        rc = km__err(KM_E_NOMEM, "pkcs11 aead_open: out of memory");
         goto out;
     }
+    if ((rc = buf_len <= 2048 ? km__secret_new_pooled(&ptsec, buf_len)
+                              : km_secret_new(&ptsec, buf_len)) != KM_OK)
+        goto out;
+    pt = km_secret_data(ptsec);
     if (in_len > 0)
-        memcpy(buf, in, in_len);
-    memcpy(buf + in_len, tag, 16);
+        memcpy(ctin, in, in_len);
+    memcpy(ctin + in_len, tag, 16);
     g.nonce = nonce;
     g.aad_len = aad1_len + aad2_len;
-    g.in = buf;
+    g.in = ctin;
     g.in_len = buf_len;
-    g.out = buf + buf_len;
+    g.out = pt;
     g.out_len = buf_len;
     rc = run(o, gcm_op, &g, "AES-GCM decryption (C_Decrypt)", &rv);
     if (rc != KM_OK && (rv == CKR_GENERAL_ERROR || rv == CKR_ENCRYPTED_DATA_INVALID)) {
@@ -715,8 +832,9 @@ static int p11_aead_open(void *obj, const uint8_t nonce[12], const uint8_t *aad1
 out:
     if (rc != KM_OK && in_len > 0 && out != NULL)
         km_memzero(out, in_len);
-    if (buf != NULL)
-        km__sfree(buf, 2 * buf_len);
+    km_secret_free(ptsec);
+    if (ctin != ctbuf)
+        free(ctin);
     free(heap);
     return rc;
 }
@@ -848,7 +966,7 @@ static int p11_sign(void *obj, uint32_t flags, const uint8_t *msg, size_t msg_le
             return rc;
     } else {
         if (EVP_Digest(msg != NULL ? msg : &one, msg_len, digest, &dlen,
-                       EVP_get_digestbyname(o->ti->md), NULL) != 1)
+                       o->md, NULL) != 1)
             return km__err_ossl(KM_E_CRYPTO, "pkcs11 sign: digest failed");
         a.digest = digest;
         a.digest_len = dlen;
@@ -1120,6 +1238,83 @@ static int p11_agree(void *obj, const uint8_t *peer_spki, size_t peer_len, km_se
     return KM_OK;
 }
 
+/* -------------------------------------------------------------- RSA-OAEP */
+
+struct oaep_arg {
+    const uint8_t *in;         /* exactly the modulus size */
+    CK_ULONG in_len;
+    uint8_t *out;              /* secure memory, in_len bytes */
+    CK_ULONG out_len;
+    CK_RV init_rv;             /* C_DecryptInit's result (parameters refused?) */
+};
+
+/* CKM_RSA_PKCS_OAEP, SHA-256, MGF1-SHA-256, empty label: what km_rsa_decrypt
+ * promises (the software and TPM backends do the same). */
+static CK_RV oaep_op(p11_obj *o, CK_SESSION_HANDLE s, CK_OBJECT_HANDLE h, void *arg)
+{
+    struct oaep_arg *a = arg;
+    CK_RSA_PKCS_OAEP_PARAMS op = { CKM_SHA256, CKG_MGF1_SHA256, CKZ_DATA_SPECIFIED, NULL, 0 };
+    CK_MECHANISM m = { CKM_RSA_PKCS_OAEP, &op, sizeof op };
+    CK_RV rv;
+
+    a->out_len = a->in_len;
+    rv = a->init_rv = o->p->fl->C_DecryptInit(s, &m, h);
+    if (rv == CKR_OK)
+        rv = o->p->fl->C_Decrypt(s, (CK_BYTE *)(uintptr_t)a->in, a->in_len, a->out, &a->out_len);
+    if (rv == CKR_OK && a->out_len > a->in_len - 2 * 32 - 2)
+        rv = CKR_DATA_LEN_RANGE;  /* longer than OAEP-SHA-256 can carry: a lying token */
+    return rv;
+}
+
+/* km_rsa_decrypt (and the import of RSA-OAEP wrapped keys): OAEP decryption in
+ * the token, the plaintext straight into secure memory. */
+static int p11_unwrap(void *obj, const uint8_t *in, size_t in_len, km_secret **out)
+{
+    p11_obj *o = obj;
+    struct oaep_arg a;
+    km_secret *buf = NULL;
+    CK_RV rv = CKR_OK, rv2;
+    int rc;
+
+    if (out == NULL)
+        return km__err(KM_E_INVALID, "pkcs11 decrypt: out is NULL");
+    *out = NULL;
+    if (o == NULL || in == NULL)
+        return km__err(KM_E_INVALID, "pkcs11 decrypt: %s is NULL", o == NULL ? "obj" : "in");
+    if (o->ti->kind != P_RSA)
+        return km__err(KM_E_USAGE, "a %s key does not unwrap", o->ti->name);
+    if (in_len != o->ti->bits / 8)
+        return km__err(KM_E_INTEGRITY, "RSA-OAEP decryption failed (bad length)");
+    if ((rc = km_secret_new(&buf, in_len)) != KM_OK)
+        return rc;
+    memset(&a, 0, sizeof a);
+    a.in = in;
+    a.in_len = (CK_ULONG)in_len;
+    a.out = km_secret_data(buf);
+    rc = run(o, oaep_op, &a, "RSA-OAEP decryption (C_Decrypt)", &rv);
+    if (rc != KM_OK && a.init_rv != CKR_OK
+        && (rv == CKR_ARGUMENTS_BAD || rv == CKR_MECHANISM_PARAM_INVALID)) {
+        /* SoftHSM2 up to 2.6.1 takes OAEP with SHA-1 only (CKR_ARGUMENTS_BAD) */
+        rc = km_backend_error(KM_E_UNSUPPORTED, KM_NATIVE_PKCS11, (unsigned long)rv,
+                              "pkcs11: the token does not offer RSA-OAEP with SHA-256 and "
+                              "MGF1-SHA-256 (C_DecryptInit: 0x%lx)", (unsigned long)rv);
+    } else if (rc != KM_OK && a.init_rv == CKR_OK
+               && (rv == CKR_ENCRYPTED_DATA_INVALID || rv == CKR_ENCRYPTED_DATA_LEN_RANGE
+                   || rv == CKR_GENERAL_ERROR)) {
+        /* a bad padding; some tokens say CKR_GENERAL_ERROR: an integrity
+         * failure only if the token is still there and the key still found */
+        rv2 = CKR_OK;
+        if (rv != CKR_GENERAL_ERROR || run(o, nop, NULL, "finding the key", &rv2) == KM_OK)
+            rc = km_backend_error(KM_E_INTEGRITY, KM_NATIVE_PKCS11, (unsigned long)rv,
+                                  "RSA-OAEP decryption failed (wrong key or altered "
+                                  "ciphertext)");
+    }
+    if (rc == KM_OK)
+        rc = km_secret_from(out, km_secret_data(buf), a.out_len);
+    km_secret_free(buf);
+    return rc;
+}
+
 static const uint8_t slot_aad[] = "km-pkcs11-keyslot-v1";
 
 static void slot_spec(km_backend_keyspec *spec, const uint8_t id[16])
@@ -1226,7 +1421,7 @@ const km_backend_ops km__pkcs11_backend = {
     .verify = p11_verify,
     .mac = p11_mac,
     .wrap = NULL,
-    .unwrap = NULL,
+    .unwrap = p11_unwrap,
     .derive = NULL,
     .agree = p11_agree,
     .public_key = p11_public_key,

@@ -121,13 +121,19 @@ static void raw_p11_open(p11_raw *r)
     CK_ULONG klen = 32;
     CK_MECHANISM kg = { CKM_AES_KEY_GEN, NULL, 0 }, ecg = { CKM_EC_KEY_PAIR_GEN, NULL, 0 };
     static const uint8_t p256[] = { 0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07 };
-    CK_ATTRIBUTE aes_t[] = { { CKA_TOKEN, &no, 1 }, { CKA_SENSITIVE, &yes, 1 },
-                             { CKA_EXTRACTABLE, &no, 1 }, { CKA_ENCRYPT, &yes, 1 },
-                             { CKA_VALUE_LEN, &klen, sizeof klen } };
-    CK_ATTRIBUTE pub_t[] = { { CKA_TOKEN, &no, 1 },
+    /* persistent private token objects, as libkm's keys are (and must be:
+     * they outlive the process). SoftHSM2's file store re-reads a token
+     * object's generation from its file on every use, a session object
+     * (CKA_TOKEN=FALSE) skips that: a baseline of session objects would
+     * measure another kind of object, not libkm's overhead. */
+    CK_ATTRIBUTE aes_t[] = { { CKA_TOKEN, &yes, 1 }, { CKA_PRIVATE, &yes, 1 },
+                             { CKA_SENSITIVE, &yes, 1 }, { CKA_EXTRACTABLE, &no, 1 },
+                             { CKA_ENCRYPT, &yes, 1 }, { CKA_VALUE_LEN, &klen, sizeof klen } };
+    CK_ATTRIBUTE pub_t[] = { { CKA_TOKEN, &yes, 1 },
                              { CKA_EC_PARAMS, (void *)(uintptr_t)p256, sizeof p256 },
                              { CKA_VERIFY, &yes, 1 } };
-    CK_ATTRIBUTE prv_t[] = { { CKA_TOKEN, &no, 1 }, { CKA_SENSITIVE, &yes, 1 },
+    CK_ATTRIBUTE prv_t[] = { { CKA_TOKEN, &yes, 1 }, { CKA_PRIVATE, &yes, 1 },
+                             { CKA_SENSITIVE, &yes, 1 }, { CKA_EXTRACTABLE, &no, 1 },
                              { CKA_SIGN, &yes, 1 } };
     CK_OBJECT_HANDLE pub;
     CK_RV rv;
@@ -147,8 +153,8 @@ static void raw_p11_open(p11_raw *r)
     rv = r->fl->C_Login(r->s, CKU_USER, (CK_UTF8CHAR *)P11_PIN, strlen(P11_PIN));
     if (rv != CKR_OK && rv != CKR_USER_ALREADY_LOGGED_IN)
         bench_die("C_Login failed");
-    if (r->fl->C_GenerateKey(r->s, &kg, aes_t, 5, &r->aes) != CKR_OK
-        || r->fl->C_GenerateKeyPair(r->s, &ecg, pub_t, 3, prv_t, 3, &pub, &r->ec) != CKR_OK)
+    if (r->fl->C_GenerateKey(r->s, &kg, aes_t, 6, &r->aes) != CKR_OK
+        || r->fl->C_GenerateKeyPair(r->s, &ecg, pub_t, 3, prv_t, 5, &pub, &r->ec) != CKR_OK)
         bench_die("raw key generation failed");
     RAND_bytes(r->msg, sizeof r->msg);
 }

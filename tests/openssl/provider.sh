@@ -10,6 +10,7 @@
 #   - s_server -key km:NAME on 127.0.0.1 completes TLS 1.3 and TLS 1.2
 #     handshakes with s_client, with either provider loaded first;
 #   - pkeyutl -decrypt with RSA-OAEP (SHA-256); other paddings are refused;
+#   - an EC P-256 key in a SoftHSM2 token (--protection pkcs11) signs;
 #   - a suspended and a revoked key refuse to sign, with libkm's reason;
 #   - the provider's openssl.cnf section (vault, passphrase_file) replaces
 #     KM_VAULT and KM_PASSPHRASE; km:NAME;version=N pins a version.
@@ -246,6 +247,33 @@ if start_server srv.log "${P[@]}" -key km:ed25519 -cert ed25519.crt -tls1_3; the
         ok "a running server refuses the handshake once kmctl suspends its key, with libkm's reason"
     else bad "suspended under a running server: $(tr '\n' ' ' < srv.log)"; fi
 else bad "s_server -key km:ed25519 did not start: $(tr '\n' ' ' < srv.log)"; fi
+
+# ------------------------------------------------------------ a PKCS#11 key
+# an EC P-256 key made in a SoftHSM2 token (--protection pkcs11) signs through
+# the provider (a message, and a pre-hashed digest: km_sign_digest in the token)
+P11_MODULE=/usr/lib/softhsm/libsofthsm2.so
+if [ -f "$P11_MODULE" ] && command -v softhsm2-util >/dev/null 2>&1; then
+    mkdir p11tok
+    printf 'directories.tokendir = %s\nobjectstore.backend = file\nlog.level = ERROR\n' "$tmp/p11tok" > softhsm2.conf
+    export SOFTHSM2_CONF="$tmp/softhsm2.conf" KM_PKCS11_PIN=4321
+    if softhsm2-util --init-token --free --label kmprov --so-pin 5678 --pin 4321 >/dev/null \
+       && "$KMCTL" backend add pkcs11 --module "$P11_MODULE" --token-uri "pkcs11:token=kmprov" >/dev/null \
+       && "$KMCTL" key create p11-ec --type ec-p256 --protection pkcs11 >/dev/null \
+       && "$KMCTL" key public p11-ec > p11-ec.pub.pem; then
+        if ossl pkeyutl "${P[@]}" -sign -inkey km:p11-ec -rawin -digest sha256 -in msg -out sig.p11 2> err \
+           && ossl pkeyutl -verify -pubin -inkey p11-ec.pub.pem -rawin -digest sha256 -in msg -sigfile sig.p11 >/dev/null 2>&1 \
+           && ! ossl pkeyutl -verify -pubin -inkey p11-ec.pub.pem -rawin -digest sha256 -in msg2 -sigfile sig.p11 >/dev/null 2>&1; then
+            ok "pkeyutl -sign -inkey km:p11-ec (a SoftHSM2 key) verifies with kmctl's public key, not a changed message"
+        else bad "pkeyutl -sign with a pkcs11 key: $(tr '\n' ' ' < err)"; fi
+        if ossl pkeyutl "${P[@]}" -sign -inkey km:p11-ec -in msg.sha256 -out sig.p11pre 2> err \
+           && ossl pkeyutl -verify -pubin -inkey p11-ec.pub.pem -in msg.sha256 -sigfile sig.p11pre >/dev/null 2>&1; then
+            ok "ECDSA in the token over a pre-computed SHA-256 digest verifies"
+        else bad "digest signing with a pkcs11 key: $(tr '\n' ' ' < err)"; fi
+    else bad "SoftHSM2 token or kmctl pkcs11 key set-up failed"; fi
+    unset SOFTHSM2_CONF KM_PKCS11_PIN
+else
+    bad "SoftHSM2 ($P11_MODULE, softhsm2-util) is not installed (apt-get install softhsm2)"
+fi
 
 # ------------------------------------------------------------ configuration and URIs
 printf '%s\n' "$KM_PASSPHRASE" > pass.txt
