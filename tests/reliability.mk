@@ -14,7 +14,7 @@
 libkm_internal_la_SOURCES += src/backup.c backends/lmdb/backup.c
 
 # every C suite under ThreadSanitizer, from a build configured with --enable-tsan
-EXTRA_DIST += tests/tsan_all.sh
+EXTRA_DIST += tests/tsan_all.sh tests/tsan-p11helper.supp
 .PHONY: tsan-check
 tsan-check:
 	MAKE='$(MAKE)' sh $(abs_top_srcdir)/tests/tsan_all.sh

@@ -2091,6 +2091,7 @@ static int compact_locked(const char *dir, size_t map_size)
     compact_tmp_remove(dir);
     if (mkdir(tmp, 0700) != 0)
         return errno_err(KM_E_IO, "cannot create the compaction directory");
+    fault_step();   /* fault injection: the empty compaction directory exists */
     /* MDB_NOLOCK: this environment never touches lock.mdb, so closing it
      * cannot drop our lock; MDB_RDONLY: it only reads data.mdb. */
     if ((mrc = mdb_env_create(&src)) != 0) {
@@ -2108,6 +2109,7 @@ static int compact_locked(const char *dir, size_t map_size)
         rc = lmdb_err(mrc, "cannot write the compacted copy of the vault");
         goto fail;
     }
+    fault_step();   /* fault injection: the copy is written, not yet synced */
     mdb_env_close(src);
     src = NULL;
     /* The copy is complete and durable before it replaces the original. */
@@ -2120,6 +2122,7 @@ static int compact_locked(const char *dir, size_t map_size)
         rc = errno_err(KM_E_IO, "cannot replace the vault file with its compacted copy");
         goto fail;
     }
+    fault_step();   /* fault injection: renamed, the directory not yet synced */
     if (fsync_path(dir, 1) != 0) {
         /* the rename happened; only its durability is in doubt */
         rc = errno_err(KM_E_IO, "cannot sync the vault directory after compaction");
