@@ -2,6 +2,7 @@
  * instances this suite starts itself (127.0.0.1, free ports, temporary state).
  * Fails (never skips) when swtpm or tpm2-tools are not installed. */
 #include <check.h>
+#include <dirent.h>
 #include <errno.h>
 #include <signal.h>
 #include <stdio.h>
@@ -14,6 +15,10 @@
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+
+#include <pthread.h>
 
 #include <openssl/evp.h>
 #include <openssl/rsa.h>
@@ -76,6 +81,106 @@ static int pid_alive(pid_t pid)
     return pid > 0 && (kill(pid, 0) == 0 || errno == EPERM);
 }
 
+/* ------------------------------------------------- leftover swtpm reaping
+ *
+ * Check runs every test in a forked child; a failed assertion ends that child
+ * at once, without its teardown or atexit handlers, and a swtpm it started
+ * (a daemon of its own) would run on forever. So every started swtpm is
+ * recorded in a file reg_dir/swtpm.PID (removed once it is stopped), and
+ * main() stops whatever is still recorded after all tests ran, whatever
+ * their outcome. reg_dir is also the TMPDIR of the tests: a failed test's
+ * temporary directory goes with it. */
+
+static char reg_dir[4096];
+
+static void reg_path(pid_t pid, char *out, size_t cap)
+{
+    snprintf(out, cap, "%s/swtpm.%d", reg_dir, (int)pid);
+}
+
+static void reg_add(pid_t pid, const char *state_dir)
+{
+    char path[4200];
+    FILE *f;
+
+    if (reg_dir[0] == '\0')
+        return;
+    reg_path(pid, path, sizeof path);
+    f = fopen(path, "w");
+    ck_assert_msg(f != NULL, "cannot record swtpm %d in %s", (int)pid, reg_dir);
+    fprintf(f, "%s\n", state_dir);
+    fclose(f);
+}
+
+static void reg_remove(pid_t pid)
+{
+    char path[4200];
+
+    if (reg_dir[0] == '\0')
+        return;
+    reg_path(pid, path, sizeof path);
+    (void)unlink(path);
+}
+
+/* True when `pid` is still a swtpm serving state_dir (not a reused PID). */
+static int is_our_swtpm(pid_t pid, const char *state_dir)
+{
+    char path[64], buf[8192];
+    size_t n, i;
+    FILE *f;
+
+    snprintf(path, sizeof path, "/proc/%d/cmdline", (int)pid);
+    if ((f = fopen(path, "r")) == NULL)
+        return 0;
+    n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    for (i = 0; i < n; i++)
+        if (buf[i] == '\0')
+            buf[i] = ' ';
+    buf[n] = '\0';
+    return strstr(buf, "swtpm") != NULL && strstr(buf, state_dir) != NULL;
+}
+
+/* Stops every swtpm still recorded; returns how many there were. */
+static int reap_leftovers(void)
+{
+    DIR *d = opendir(reg_dir);
+    struct dirent *e;
+    int found = 0;
+
+    if (d == NULL)
+        return 0;
+    while ((e = readdir(d)) != NULL) {
+        char path[4200], state_dir[600] = "";
+        FILE *f;
+        int pid, i;
+
+        if (sscanf(e->d_name, "swtpm.%d", &pid) != 1 || pid <= 0)
+            continue;
+        reg_path(pid, path, sizeof path);
+        if ((f = fopen(path, "r")) != NULL) {
+            if (fgets(state_dir, sizeof state_dir, f) != NULL)
+                state_dir[strcspn(state_dir, "\n")] = '\0';
+            fclose(f);
+        }
+        if (state_dir[0] != '\0' && is_our_swtpm(pid, state_dir)) {
+            found++;
+            fprintf(stderr, "check_tpm2: stopping swtpm %d left running by a failed test\n",
+                    pid);
+            kill(pid, SIGTERM);
+            for (i = 0; i < 200 && is_our_swtpm(pid, state_dir); i++) {
+                struct timespec ts = { 0, 10000000L };
+                nanosleep(&ts, NULL);
+            }
+            if (is_our_swtpm(pid, state_dir))
+                kill(pid, SIGKILL);
+        }
+        (void)unlink(path);
+    }
+    closedir(d);
+    return found;
+}
+
 static void tools(const swtpm *t, const char *args)
 {
     char cmd[1024];
@@ -125,6 +230,7 @@ static void swtpm_start(swtpm *t)
             sleep_ms(10);
     }
     ck_assert_int_gt(t->pid, 0);
+    reg_add(t->pid, t->dir);
     for (i = 0; i < 500 && !port_open(t->port); i++)
         sleep_ms(10);
     /* test TPMs: no long dictionary-attack lockouts (an unclean stop counts as a failure) */
@@ -139,6 +245,7 @@ static void swtpm_wait_gone(swtpm *t)
     for (i = 0; i < 500 && pid_alive(t->pid); i++)
         sleep_ms(10);
     ck_assert_msg(!pid_alive(t->pid), "swtpm %d did not stop", (int)t->pid);
+    reg_remove(t->pid);
     for (i = 0; i < 500 && !port_free(t->port); i++)
         sleep_ms(10);
     t->pid = 0;
@@ -229,6 +336,36 @@ static void sign_ok(km_key *k)
     ck_assert_int_eq(km_verify(k, 0, 0, msg, sizeof msg, sig, n), KM_OK);
 }
 
+/* The TPM's own count of loaded transient objects (tpm2_getcap, from outside
+ * the library: the swtpm TCTI connects per command, so tpm2-tools get through
+ * while libkm is connected). */
+static int transient_count(const swtpm *t)
+{
+    char cmd[1024], line[256];
+    FILE *p;
+    int n = 0, rc;
+
+    snprintf(cmd, sizeof cmd, "TPM2TOOLS_TCTI='%s' tpm2_getcap handles-transient 2>/dev/null",
+             t->tcti);
+    p = popen(cmd, "r");
+    ck_assert_ptr_nonnull(p);
+    while (fgets(line, sizeof line, p) != NULL)
+        if (strncmp(line, "- 0x80", 6) == 0)
+            n++;
+    rc = pclose(p);
+    ck_assert_msg(rc == 0, "tpm2_getcap handles-transient failed (%d)", rc);
+    return n;
+}
+
+static void mac_ok(km_key *k)
+{
+    uint8_t tag[KM_MAC_MAX];
+    size_t n = 0;
+
+    ck_assert_int_eq(km_mac(k, 0, msg, sizeof msg, tag, sizeof tag, &n), KM_OK);
+    ck_assert_int_eq(km_mac_verify(k, 0, 0, msg, sizeof msg, tag, n), KM_OK);
+}
+
 /* ------------------------------------------------------------------- tests */
 
 START_TEST(test_tpm2_ecdsa_sign_verify)
@@ -272,9 +409,9 @@ START_TEST(test_tpm2_ecdsa_sign_verify)
 }
 END_TEST
 
-/* The connection keeps the key used last loaded (tpm2.c load_cached): keys
+/* The connection keeps the keys used last loaded (tpm2.c load_cached): keys
  * used in turn, more than the TPM's transient slots (swtpm: 3, one for the
- * primary), each evict the previous one and all sign and verify. */
+ * primary), evict the least recently used one and all sign and verify. */
 START_TEST(test_tpm2_cached_handles_evict)
 {
     km_ctx *ctx = vault_for(&tpm);
@@ -309,6 +446,286 @@ START_TEST(test_tpm2_cached_handles_evict)
         if (i != 3)
             km_key_free(k[i]);
     km_close(ctx);
+}
+END_TEST
+
+/* The connection's cache of loaded objects (tpm2_conn.c): swtpm has 3
+ * transient slots, one for the storage primary, so the cache holds 2 keys
+ * (TPM2_PT_HR_TRANSIENT_AVAIL). Eight keys of four kinds used in turn, in
+ * both orders and with repeats, all sign / mac / verify while the least
+ * recently used key is evicted; the TPM never holds more than the primary
+ * and 2 keys; an HMAC sequence (a transient object of its own) and the
+ * creation of a key (TPM2_Create needs a free slot) make room first. */
+START_TEST(test_tpm2_cache_many_keys_evict_lru)
+{
+    km_ctx *ctx = vault_for(&tpm);
+    km_key *k[8];
+    char name[16];
+    uint8_t *big;
+    size_t n = 0;
+    uint8_t tag[KM_MAC_MAX];
+    int i, round;
+
+    for (i = 0; i < 8; i++) {
+        snprintf(name, sizeof name, "k%d", i);
+        k[i] = tpm_key(ctx, name, i == 6 ? KM_KEY_RSA_2048
+                                  : i % 3 == 2 ? KM_KEY_HMAC_SHA256 : KM_KEY_EC_P256);
+    }
+    for (round = 0; round < 3; round++) {
+        for (i = 0; i < 8; i++) {
+            int j = round == 1 ? 7 - i : i;
+            if (j % 3 == 2 && j != 6)
+                mac_ok(k[j]);
+            else
+                sign_ok(k[j]);
+            ck_assert_int_le(transient_count(&tpm), 3);
+        }
+    }
+    ck_assert_int_eq(transient_count(&tpm), 3);   /* the primary and the 2 keys used last */
+    /* two keys in turn stay loaded: no eviction, nothing else loaded */
+    for (i = 0; i < 10; i++) {
+        sign_ok(k[0]);
+        sign_ok(k[1]);
+    }
+    ck_assert_int_eq(transient_count(&tpm), 3);
+    /* an HMAC over more than one TPM buffer runs a sequence object: room is
+     * made for it (the other cached key goes), and it is flushed after */
+    big = calloc(1, 5000);
+    ck_assert_ptr_nonnull(big);
+    ck_assert_int_eq(km_mac(k[2], 0, big, 5000, tag, sizeof tag, &n), KM_OK);
+    ck_assert_int_eq(km_mac_verify(k[2], 0, 0, big, 5000, tag, n), KM_OK);
+    free(big);
+    ck_assert_int_le(transient_count(&tpm), 3);
+    /* a new key while the cache is full */
+    sign_ok(k[3]);
+    km_key_free(k[7]);
+    k[7] = tpm_key(ctx, "k7b", KM_KEY_EC_P256);
+    sign_ok(k[7]);
+    sign_ok(k[3]);
+    ck_assert_int_eq(transient_count(&tpm), 3);
+    for (i = 0; i < 8; i++)
+        km_key_free(k[i]);
+    /* closing the vault (its connection's last user) flushes everything */
+    km_close(ctx);
+    ck_assert_int_eq(transient_count(&tpm), 0);
+}
+END_TEST
+
+/* Another client holds a slot the cache counted on: the Load gets
+ * TPM2_RC_OBJECT_MEMORY, one cached key is evicted and the operation runs
+ * once more (and the cache counts on one slot fewer from then on). */
+START_TEST(test_tpm2_cache_object_memory_evicts_and_retries)
+{
+    km_ctx *ctx = vault_for(&tpm);
+    km_key *a = tpm_key(ctx, "a", KM_KEY_EC_P256), *b = tpm_key(ctx, "b", KM_KEY_EC_P256);
+    char cmd[700];
+    int i;
+
+    sign_ok(a);
+    ck_assert_int_eq(transient_count(&tpm), 2);   /* primary + a */
+    /* tpm2-tools leave their primary loaded (swtpm has no resource manager) */
+    snprintf(cmd, sizeof cmd, "tpm2_createprimary -C o -c %s/other.ctx", dir);
+    tools(&tpm, cmd);
+    ck_assert_int_eq(transient_count(&tpm), 3);   /* the TPM is full */
+    for (i = 0; i < 3; i++) {
+        sign_ok(b);   /* a evicted, b loaded */
+        sign_ok(a);   /* b evicted, a loaded */
+        ck_assert_int_eq(transient_count(&tpm), 3);
+    }
+    km_key_free(a);
+    km_key_free(b);
+    km_close(ctx);
+    ck_assert_int_eq(transient_count(&tpm), 1);   /* only the other client's object */
+    tools(&tpm, "tpm2_flushcontext -t");
+}
+END_TEST
+
+/* A restart of the TPM between two signatures with the cache warm: the
+ * cached handles are gone with it; the next operation gets
+ * TPM2_RC_REFERENCE_H0 (or a connection error), drops the connection and the
+ * cache, connects again and loads the key from its blob in the same call:
+ * the second signature succeeds, no error is returned. The same when the
+ * handles are flushed behind the library's back (all, or one). */
+START_TEST(test_tpm2_cache_restart_reloads)
+{
+    km_ctx *ctx = vault_for(&tpm);
+    km_key *a = tpm_key(ctx, "a", KM_KEY_EC_P256), *b = tpm_key(ctx, "b", KM_KEY_HMAC_SHA256);
+
+    sign_ok(a);
+    mac_ok(b);
+    ck_assert_int_eq(transient_count(&tpm), 3);
+    swtpm_stop(&tpm);   /* orderly: TPM2_Shutdown, then the process */
+    swtpm_start(&tpm);
+    ck_assert_int_eq(transient_count(&tpm), 0);
+    sign_ok(a);
+    mac_ok(b);
+    ck_assert_int_eq(transient_count(&tpm), 3);
+    /* killed (no Shutdown) and restarted */
+    swtpm_kill(&tpm);
+    swtpm_start(&tpm);
+    mac_ok(b);
+    sign_ok(a);
+    ck_assert_int_eq(transient_count(&tpm), 3);
+    /* every transient object flushed by someone else: stale handles */
+    tools(&tpm, "tpm2_flushcontext -t");
+    ck_assert_int_eq(transient_count(&tpm), 0);
+    sign_ok(a);
+    mac_ok(b);
+    ck_assert_int_eq(transient_count(&tpm), 3);
+    /* only a's handle flushed by someone else (the primary is made first at
+     * connect, 0x80000000; a is loaded next): using a reconnects, and our
+     * other handles (b, the old primary) are flushed, not left to fill the
+     * TPM's slots */
+    tools(&tpm, "tpm2_flushcontext 0x80000001");
+    ck_assert_int_eq(transient_count(&tpm), 2);
+    sign_ok(a);
+    ck_assert_int_eq(transient_count(&tpm), 2);   /* the new primary and a */
+    mac_ok(b);
+    ck_assert_int_eq(transient_count(&tpm), 3);
+    km_key_free(a);
+    km_key_free(b);
+    km_close(ctx);
+    ck_assert_int_eq(transient_count(&tpm), 0);
+}
+END_TEST
+
+static int64_t fake_now;
+static int64_t clock_fn(void *arg)
+{
+    (void)arg;
+    return fake_now;
+}
+
+/* A destroyed key version's handle is flushed at once (the TPM's transient
+ * count goes back), and a closed key's when its vault closes. */
+START_TEST(test_tpm2_cache_destroy_flushes)
+{
+    km_open_options o = KM_OPEN_OPTIONS_INIT;
+    km_ctx *ctx = NULL;
+    km_key *a, *b;
+    char uri[4200];
+    uint8_t sig[KM_SIGNATURE_MAX];
+    size_t n = 0;
+
+    fake_now = 1900000000;
+    snprintf(uri, sizeof uri, "lmdb:%s/vault", dir);
+    o.flags = KM_OPEN_CREATE;
+    o.passphrase = (const uint8_t *)TU_PASS;
+    o.passphrase_len = strlen(TU_PASS);
+    o.kdf_cost = KM_KDF_COST_MIN;
+    o.clock = clock_fn;
+    ck_assert_int_eq(km_open(&ctx, uri, &o), KM_OK);
+    ck_assert_int_eq(km_vault_backend_set(ctx, "tpm2", tpm.config), KM_OK);
+    a = tpm_key(ctx, "a", KM_KEY_EC_P256);
+    b = tpm_key(ctx, "b", KM_KEY_EC_P256);
+    sign_ok(a);
+    sign_ok(b);
+    ck_assert_int_eq(transient_count(&tpm), 3);
+    /* destroy a's only version: deactivate, schedule, let the grace pass */
+    ck_assert_int_eq(km_key_revoke(a, 1, KM_REVOKE_SUPERSEDED, 0), KM_OK);
+    ck_assert_int_eq(km_key_schedule_destroy(a, 1, 7), KM_OK);   /* the policy's minimum */
+    ck_assert_int_eq(transient_count(&tpm), 3);
+    fake_now += 8 * 86400;
+    ck_assert_int_eq(km_maintain(ctx, NULL), KM_OK);
+    ck_assert_int_eq(transient_count(&tpm), 2);   /* the primary and b */
+    ck_assert_int_ne(km_sign(a, 0, msg, sizeof msg, sig, sizeof sig, &n), KM_OK);
+    sign_ok(b);
+    ck_assert_int_eq(transient_count(&tpm), 2);
+    km_key_free(a);
+    km_key_free(b);
+    km_close(ctx);
+    ck_assert_int_eq(transient_count(&tpm), 0);
+}
+END_TEST
+
+/* Many threads share the connection and its cache: four threads sign with
+ * four keys in turn (more keys than the cache holds, so entries are evicted
+ * under the other threads' feet); every signature verifies. */
+struct sign_thread_arg {
+    km_key **keys;
+    int id;
+    int failures;
+};
+
+static void *sign_thread(void *varg)
+{
+    struct sign_thread_arg *a = varg;
+    uint8_t sig[KM_SIGNATURE_MAX];
+    int i;
+
+    for (i = 0; i < 12; i++) {
+        km_key *k = a->keys[(a->id + i) % 4];
+        size_t n = 0;
+        if (km_sign(k, 0, msg, sizeof msg, sig, sizeof sig, &n) != KM_OK
+            || km_verify(k, 0, 0, msg, sizeof msg, sig, n) != KM_OK)
+            a->failures++;
+    }
+    return NULL;
+}
+
+START_TEST(test_tpm2_cache_threads)
+{
+    km_ctx *ctx = vault_for(&tpm);
+    km_key *k[4];
+    pthread_t th[4];
+    struct sign_thread_arg args[4];
+    char name[16];
+    int i;
+
+    for (i = 0; i < 4; i++) {
+        snprintf(name, sizeof name, "t%d", i);
+        k[i] = tpm_key(ctx, name, KM_KEY_EC_P256);
+    }
+    for (i = 0; i < 4; i++) {
+        args[i].keys = k;
+        args[i].id = i;
+        args[i].failures = 0;
+        ck_assert_int_eq(pthread_create(&th[i], NULL, sign_thread, &args[i]), 0);
+    }
+    for (i = 0; i < 4; i++) {
+        ck_assert_int_eq(pthread_join(th[i], NULL), 0);
+        ck_assert_msg(args[i].failures == 0, "thread %d: %d failed signatures", i,
+                      args[i].failures);
+    }
+    ck_assert_int_eq(transient_count(&tpm), 3);
+    for (i = 0; i < 4; i++)
+        km_key_free(k[i]);
+    km_close(ctx);
+    ck_assert_int_eq(transient_count(&tpm), 0);
+}
+END_TEST
+
+/* fork(): a child never uses (nor flushes) the parent's loaded objects. The
+ * child's inherited key refuses with KM_E_FORK, and closing the inherited
+ * vault in the child forgets the parent's connection without a TPM command:
+ * the parent's primary and cached key stay loaded and keep working. */
+START_TEST(test_tpm2_cache_fork_child_leaves_parent_handles)
+{
+    km_ctx *ctx = vault_for(&tpm);
+    km_key *k = tpm_key(ctx, "a", KM_KEY_EC_P256);
+    int status = 0;
+    pid_t pid;
+
+    sign_ok(k);
+    ck_assert_int_eq(transient_count(&tpm), 2);
+    pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        uint8_t sig[KM_SIGNATURE_MAX];
+        size_t n = 0;
+        int ok = km_sign(k, 0, msg, sizeof msg, sig, sizeof sig, &n) == KM_E_FORK;
+        km_key_free(k);
+        km_close(ctx);
+        _exit(ok ? 0 : 3);
+    }
+    ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+    ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0, "child status %d", status);
+    ck_assert_int_eq(transient_count(&tpm), 2);   /* nothing of the parent's flushed */
+    sign_ok(k);
+    ck_assert_int_eq(transient_count(&tpm), 2);   /* still the cached handle */
+    km_key_free(k);
+    km_close(ctx);
+    ck_assert_int_eq(transient_count(&tpm), 0);
 }
 END_TEST
 
@@ -714,6 +1131,12 @@ static Suite *tpm2_suite(void)
     tcase_add_test(tc, test_tpm2_ecdsa_sign_verify);
     tcase_add_test(tc, test_tpm2_hmac);
     tcase_add_test(tc, test_tpm2_cached_handles_evict);
+    tcase_add_test(tc, test_tpm2_cache_many_keys_evict_lru);
+    tcase_add_test(tc, test_tpm2_cache_object_memory_evicts_and_retries);
+    tcase_add_test(tc, test_tpm2_cache_restart_reloads);
+    tcase_add_test(tc, test_tpm2_cache_destroy_flushes);
+    tcase_add_test(tc, test_tpm2_cache_threads);
+    tcase_add_test(tc, test_tpm2_cache_fork_child_leaves_parent_handles);
     tcase_add_test(tc, test_tpm2_aes_gcm_round_trip_and_tamper);
     tcase_add_test(tc, test_tpm2_rotate);
     tcase_add_test(tc, test_tpm2_keys_reload_after_restart);
@@ -740,9 +1163,24 @@ int main(void)
                         "swtpm-tools tpm2-tools): FAILED\n");
         return 1;
     }
+    {
+        const char *base = getenv("TMPDIR");
+        snprintf(reg_dir, sizeof reg_dir, "%s/km-check-tpm2.XXXXXX", base && *base ? base : "/tmp");
+        if (mkdtemp(reg_dir) == NULL) {
+            perror("check_tpm2: mkdtemp");
+            return 1;
+        }
+        setenv("TMPDIR", reg_dir, 1);   /* every test's directory is made in it */
+    }
     sr = srunner_create(tpm2_suite());
     srunner_run_all(sr, CK_NORMAL);
     failed = srunner_ntests_failed(sr);
     srunner_free(sr);
+    /* unconditionally: a failed test's swtpm is stopped here */
+    if (reap_leftovers() > 0 && failed == 0) {
+        fprintf(stderr, "check_tpm2: swtpm left running although every test passed: FAILED\n");
+        failed = 1;
+    }
+    tu_rmtree(reg_dir);
     return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
 }

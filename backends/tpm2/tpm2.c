@@ -381,6 +381,7 @@ static int op_generate(km__tpm2_conn *c, void *varg, TSS2_RC *trc)
         }
         auth = sess;
     }
+    km__tpm2_cache_room(c, 1, 0);   /* TPM2_Create needs a free object slot */
     KM__TPM2_CALL(rc, Esys_Create(c->esys, c->primary, auth, ESYS_TR_NONE, ESYS_TR_NONE, &sens,
                                   &tmpl, &outside, &pcrs, &priv, &pub, NULL, NULL, NULL));
     if (rc != TSS2_RC_SUCCESS) {
@@ -509,38 +510,36 @@ static int sw_public_obj(const km_backend_keyspec *spec, EVP_PKEY *pkey, void **
     return km__software_backend.load(NULL, spec, ref, 1u + (size_t)n, out);
 }
 
-/* Flushes the connection's cached key object, if any (under the conn lock). */
-static void cache_drop(km__tpm2_conn *c)
-{
-    if (c->cached != ESYS_TR_NONE && c->esys != NULL)
-        (void)Esys_FlushContext(c->esys, c->cached);
-    c->cached = ESYS_TR_NONE;
-    c->cached_id = 0;
-}
-
 static int load_blobs(km__tpm2_conn *c, tpm_obj *o, ESYS_TR *h, TSS2_RC *trc);
 
-/* The object's loaded handle: the cached one when it is this object's, else
- * the previous cached object is flushed and this one loaded and cached. The
- * caller never flushes it; after a failed operation it calls cache_drop (a
- * handle that failed is not trusted again). */
+/* The object's loaded handle from the connection's cache, else the object is
+ * loaded (the least recently used entry flushed first when the cache is full)
+ * and cached. The caller never flushes it; after a failed operation it calls
+ * cache_failed. */
 static int load_cached(km__tpm2_conn *c, tpm_obj *o, ESYS_TR *h, TSS2_RC *trc)
 {
     int krc;
 
-    if (c->cached != ESYS_TR_NONE && c->cached_id == o->id) {
-        *h = c->cached;
+    if ((*h = km__tpm2_cache_find(c, o->id)) != ESYS_TR_NONE)
         return KM_OK;
-    }
-    cache_drop(c);
+    km__tpm2_cache_room(c, 1, 0);
     if ((krc = load_blobs(c, o, h, trc)) != KM_OK)
         return krc;
-    c->cached = *h;
-    c->cached_id = o->id;
+    km__tpm2_cache_add(c, o->id, *h);
     return KM_OK;
 }
 
-/* Loads the object's blobs under the primary; the caller flushes *h. */
+/* After an operation on a cached handle failed: a handle that failed is not
+ * trusted again (flushed, loaded again next time), unless the TPM only ran
+ * out of object memory for something else (km__tpm2_run evicts and retries). */
+static void cache_failed(km__tpm2_conn *c, tpm_obj *o, TSS2_RC trc)
+{
+    if (trc != TPM2_RC_OBJECT_MEMORY)
+        km__tpm2_cache_forget(c, o->id);
+}
+
+/* Loads the object's blobs under the primary; the caller flushes *h (or
+ * caches it). The caller made room for it in the TPM (km__tpm2_cache_room). */
 static int load_blobs(km__tpm2_conn *c, tpm_obj *o, ESYS_TR *h, TSS2_RC *trc)
 {
     TSS2_RC rc;
@@ -550,7 +549,9 @@ static int load_blobs(km__tpm2_conn *c, tpm_obj *o, ESYS_TR *h, TSS2_RC *trc)
     if (rc != TSS2_RC_SUCCESS) {
         *h = ESYS_TR_NONE;
         *trc = rc;
-        return km__tpm2_err(rc, "Load (key blobs of another TPM, or altered?)");
+        return km__tpm2_err(rc, rc == TPM2_RC_OBJECT_MEMORY
+                                    ? "Load (no free object slot in the TPM)"
+                                    : "Load (key blobs of another TPM, or altered?)");
     }
     return KM_OK;
 }
@@ -570,6 +571,7 @@ static int op_unseal(km__tpm2_conn *c, void *varg, TSS2_RC *trc)
     TSS2_RC rc;
     int krc;
 
+    km__tpm2_cache_room(c, 1, 0);   /* the sealed object is loaded for this call only */
     if ((krc = load_blobs(c, a->o, &h, trc)) != KM_OK)
         goto out;
     if (a->pcrs != 0)
@@ -689,16 +691,17 @@ out:
     return rc;
 }
 
+/* Unloading (the key closed, a version destroyed, the vault closed) flushes
+ * the object's cached handle: nothing of a key stays in the TPM after it. */
 static void tpm_unload(void *state, void *obj)
 {
     tpm_obj *o = obj;
     (void)state;
     if (o != NULL && o->st != NULL && o->st->conn != NULL) {
         km__tpm2_conn *c = o->st->conn;
-        pthread_mutex_lock(&c->mu);
-        if (c->cached_id == o->id)
-            cache_drop(c);
-        pthread_mutex_unlock(&c->mu);
+        km__tpm2_lock(c);
+        km__tpm2_cache_forget(c, o->id);
+        km__tpm2_unlock(c);
     }
     obj_free(obj);
 }
@@ -811,7 +814,7 @@ out:
     }
     flush(c, &sess);
     if (krc != KM_OK)
-        cache_drop(c);   /* the cached handle is never flushed otherwise */
+        cache_failed(c, a->o, *trc);
     return krc;
 }
 
@@ -900,7 +903,7 @@ static int op_sign(km__tpm2_conn *c, void *varg, TSS2_RC *trc)
 out:
     Esys_Free(sig);
     if (krc != KM_OK)
-        cache_drop(c);   /* the cached handle is never flushed otherwise */
+        cache_failed(c, a->o, *trc);
     return krc;
 }
 
@@ -1048,7 +1051,7 @@ out:
     }
     flush(c, &sess);
     if (krc != KM_OK)
-        cache_drop(c);   /* the cached handle is never flushed otherwise */
+        cache_failed(c, a->o, *trc);
     return krc;
 }
 
@@ -1136,6 +1139,7 @@ static int op_mac(km__tpm2_conn *c, void *varg, TSS2_RC *trc)
             goto out;
         }
     } else {
+        km__tpm2_cache_room(c, 1, a->o->id);   /* the sequence is an object too */
         KM__TPM2_CALL(rc, Esys_HMAC_Start(c->esys, h, ESYS_TR_PASSWORD, ESYS_TR_NONE,
                                           ESYS_TR_NONE, &seq_auth, TPM2_ALG_SHA256, &seq));
         if (rc != TSS2_RC_SUCCESS) {
@@ -1180,7 +1184,7 @@ out:
     Esys_Free(res);
     flush(c, &seq);
     if (krc != KM_OK)
-        cache_drop(c);   /* the cached handle is never flushed otherwise */
+        cache_failed(c, a->o, *trc);
     return krc;
 }
 

@@ -49,24 +49,36 @@ int km__tpm2_err(TSS2_RC rc, const char *what)
 }
 
 /* A failure below the TPM (TCTI, SYS, ESYS layers): the connection may be
- * dead or out of step. Or a TPM that restarted under us: our primary's handle
- * is no longer loaded (TPM2_RC_REFERENCE_H0..H6) or the TPM awaits Startup.
- * Either way the connection is dropped and made again. */
+ * dead or out of step. Or a TPM that restarted under us: our handles are no
+ * longer loaded (TPM2_RC_REFERENCE_H0..H6, or TPM2_RC_HANDLE on a handle) or
+ * the TPM awaits Startup. Either way the connection is dropped with every
+ * handle and made again. */
 static int is_conn_error(TSS2_RC rc)
 {
     if (rc == TSS2_RC_SUCCESS)
         return 0;
     if ((rc & TSS2_RC_LAYER_MASK) != TSS2_TPM_RC_LAYER)
         return 1;
+    if ((rc & TPM2_RC_FMT1) && (rc & (TPM2_RC_FMT1 | 0x3fu)) == TPM2_RC_HANDLE
+        && !(rc & (TPM2_RC_P | TPM2_RC_S)) && (rc & 0x700u) != 0)
+        return 1;   /* one of the command's handles is not what it was */
     return (rc >= TPM2_RC_REFERENCE_H0 && rc <= TPM2_RC_REFERENCE_H6)
            || rc == TPM2_RC_INITIALIZE;
 }
 
+static int is_object_memory(TSS2_RC rc)
+{
+    return rc == TPM2_RC_OBJECT_MEMORY;
+}
+
 /* -------------------------------------------------------------- connection */
 
+/* Forgets the connection and every handle of it, sending nothing:
+ * Esys_Finalize sends nothing and the TCTI's finalize only closes its socket
+ * or device, so a dead TPM cannot make it hang and a child after fork() does
+ * not touch the parent's objects. */
 static void conn_drop(km__tpm2_conn *c)
 {
-    /* Esys_Finalize sends nothing: a dead TPM cannot make it hang */
     if (c->esys != NULL)
         Esys_Finalize(&c->esys);
     if (c->tcti_ctx != NULL)
@@ -74,8 +86,172 @@ static void conn_drop(km__tpm2_conn *c)
     c->esys = NULL;
     c->tcti_ctx = NULL;
     c->primary = ESYS_TR_NONE;
-    c->cached = ESYS_TR_NONE;   /* gone with the ESYS context (and the TPM's state) */
-    c->cached_id = 0;
+    memset(c->cache, 0, sizeof c->cache);
+    c->cache_n = 0;
+    c->cache_cap = 0;
+}
+
+/* Flushes every cached object and the primary (best effort), then drops the
+ * connection: for a TPM that answers (a handle went stale, the last vault
+ * closed), so that nothing of ours stays loaded in it. */
+static void conn_flush_drop(km__tpm2_conn *c)
+{
+    unsigned i;
+
+    if (c->esys != NULL) {
+        for (i = 0; i < c->cache_n; i++)
+            (void)Esys_FlushContext(c->esys, c->cache[i].h);
+        c->cache_n = 0;
+        if (c->primary != ESYS_TR_NONE)
+            (void)Esys_FlushContext(c->esys, c->primary);
+    }
+    conn_drop(c);
+}
+
+/* ------------------------------------------------------------------- fork */
+
+/* fork() while another thread holds a connection's lock would leave it
+ * locked forever in the child: the locks are held across fork instead (an
+ * operation in flight finishes first). The child then forgets the parent's
+ * connections on their first use (km__tpm2_lock). */
+static void atfork_prepare(void)
+{
+    km__tpm2_conn *c;
+
+    pthread_mutex_lock(&conns_mu);
+    for (c = conns; c != NULL; c = c->next)
+        pthread_mutex_lock(&c->mu);
+}
+
+static void atfork_release(void)
+{
+    km__tpm2_conn *c;
+
+    for (c = conns; c != NULL; c = c->next)
+        pthread_mutex_unlock(&c->mu);
+    pthread_mutex_unlock(&conns_mu);
+}
+
+static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
+
+static void atfork_register(void)
+{
+    (void)pthread_atfork(atfork_prepare, atfork_release, atfork_release);
+}
+
+void km__tpm2_lock(km__tpm2_conn *c)
+{
+    unsigned gen;
+
+    pthread_mutex_lock(&c->mu);
+    gen = atomic_load(&km__fork_gen);
+    if (c->fork_gen != gen) {
+        /* a child: the connection and its handles are the parent's */
+        conn_drop(c);
+        c->fork_gen = gen;
+    }
+}
+
+void km__tpm2_unlock(km__tpm2_conn *c)
+{
+    pthread_mutex_unlock(&c->mu);
+}
+
+/* ------------------------------------------------------------------ cache */
+
+ESYS_TR km__tpm2_cache_find(km__tpm2_conn *c, uint64_t id)
+{
+    unsigned i;
+
+    for (i = 0; i < c->cache_n; i++) {
+        if (c->cache[i].id == id) {
+            c->cache[i].used = ++c->clock;
+            return c->cache[i].h;
+        }
+    }
+    return ESYS_TR_NONE;
+}
+
+void km__tpm2_cache_add(km__tpm2_conn *c, uint64_t id, ESYS_TR h)
+{
+    if (c->cache_n >= KM__TPM2_CACHE_MAX) {   /* the caller made room: never */
+        if (c->esys != NULL)
+            (void)Esys_FlushContext(c->esys, h);
+        return;
+    }
+    c->cache[c->cache_n].h = h;
+    c->cache[c->cache_n].id = id;
+    c->cache[c->cache_n].used = ++c->clock;
+    c->cache_n++;
+}
+
+static void cache_remove(km__tpm2_conn *c, unsigned i)
+{
+    if (c->esys != NULL)
+        (void)Esys_FlushContext(c->esys, c->cache[i].h);
+    c->cache[i] = c->cache[c->cache_n - 1];
+    c->cache_n--;
+    memset(&c->cache[c->cache_n], 0, sizeof c->cache[c->cache_n]);
+}
+
+void km__tpm2_cache_forget(km__tpm2_conn *c, uint64_t id)
+{
+    unsigned i;
+
+    for (i = 0; i < c->cache_n; i++) {
+        if (c->cache[i].id == id) {
+            cache_remove(c, i);
+            return;
+        }
+    }
+}
+
+/* Flushes the least recently used entry other than `keep`'s; 0 when none. */
+static int cache_evict_lru(km__tpm2_conn *c, uint64_t keep)
+{
+    unsigned i, lru = c->cache_n;
+
+    for (i = 0; i < c->cache_n; i++)
+        if (c->cache[i].id != keep && (lru == c->cache_n || c->cache[i].used < c->cache[lru].used))
+            lru = i;
+    if (lru == c->cache_n)
+        return 0;
+    cache_remove(c, lru);
+    return 1;
+}
+
+void km__tpm2_cache_room(km__tpm2_conn *c, unsigned need, uint64_t keep)
+{
+    unsigned cap = c->cache_cap != 0 ? c->cache_cap : 1;
+
+    while (c->cache_n > 0 && c->cache_n + need > cap)
+        if (!cache_evict_lru(c, keep))
+            break;
+}
+
+/* How many objects the cache may hold: the TPM's free transient slots with
+ * the primary loaded. Through the kernel's resource manager (/dev/tpmrm0,
+ * and the default TCTI, which prefers it) a connection's space holds 3
+ * objects whatever the TPM has free, one of them the primary. */
+static unsigned transient_avail(km__tpm2_conn *c)
+{
+    TPMS_CAPABILITY_DATA *data = NULL;
+    TPMI_YES_NO more = 0;
+    unsigned cap = 1;
+    TSS2_RC rc;
+
+    KM__TPM2_CALL(rc, Esys_GetCapability(c->esys, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE,
+                                         TPM2_CAP_TPM_PROPERTIES, TPM2_PT_HR_TRANSIENT_AVAIL, 1,
+                                         &more, &data));
+    if (rc == TSS2_RC_SUCCESS && data != NULL && data->data.tpmProperties.count >= 1
+        && data->data.tpmProperties.tpmProperty[0].property == TPM2_PT_HR_TRANSIENT_AVAIL) {
+        uint32_t v = data->data.tpmProperties.tpmProperty[0].value;
+        cap = v < 1 ? 1 : v > KM__TPM2_CACHE_MAX ? KM__TPM2_CACHE_MAX : (unsigned)v;
+    }
+    Esys_Free(data);
+    if (cap > 2 && (c->tcti[0] == '\0' || strstr(c->tcti, "tpmrm") != NULL))
+        cap = 2;
+    return cap;
 }
 
 /* The storage primary: ECC P-256, AES-128-CFB, from the owner hierarchy's
@@ -147,6 +323,8 @@ static int conn_ensure(km__tpm2_conn *c, TSS2_RC *trc)
             return km__tpm2_err(rc, "CreatePrimary (storage key)");
         }
     }
+    if (c->cache_cap == 0)
+        c->cache_cap = transient_avail(c);
     return KM_OK;
 }
 
@@ -154,7 +332,7 @@ int km__tpm2_run(km__tpm2_conn *c, km__tpm2_op op, void *arg)
 {
     int rc = KM_E_BACKEND, attempt;
 
-    pthread_mutex_lock(&c->mu);
+    km__tpm2_lock(c);
     for (attempt = 0; attempt < 2; attempt++) {
         int was_connected = c->esys != NULL;
         TSS2_RC trc = 0;
@@ -162,15 +340,35 @@ int km__tpm2_run(km__tpm2_conn *c, km__tpm2_op op, void *arg)
         rc = conn_ensure(c, &trc);
         if (rc == KM_OK)
             rc = op(c, arg, &trc);
-        if (rc == KM_OK || !is_conn_error(trc))
+        if (rc == KM_OK)
             break;
-        /* the TPM went away (or restarted): drop the connection; reconnect
-         * once at once when it had been working before this call */
-        conn_drop(c);
+        if (is_object_memory(trc)) {
+            /* the TPM has fewer free slots than we counted on (another
+             * client holds some): evict one object, count on fewer */
+            if (c->cache_n == 0)
+                break;
+            if (c->cache_n < c->cache_cap)
+                c->cache_cap = c->cache_n;
+            (void)cache_evict_lru(c, 0);
+            continue;
+        }
+        if (!is_conn_error(trc))
+            break;
+        /* the TPM went away, restarted, or a handle of ours went stale: drop
+         * the connection and every handle, then connect once more at once
+         * when it had been working before this call, loading what is needed
+         * again from the blobs. When the TPM itself answered (and is not
+         * waiting for Startup, i.e. holds nothing), our other handles may
+         * still be loaded (one was flushed behind our back): flush them, or
+         * their slots would be lost until the TPM restarts. */
+        if ((trc & TSS2_RC_LAYER_MASK) == TSS2_TPM_RC_LAYER && trc != TPM2_RC_INITIALIZE)
+            conn_flush_drop(c);
+        else
+            conn_drop(c);
         if (!was_connected)
             break;
     }
-    pthread_mutex_unlock(&c->mu);
+    km__tpm2_unlock(c);
     return rc;
 }
 
@@ -216,6 +414,7 @@ int km__tpm2_conn_get(const char *config, km__tpm2_conn **out)
     *out = NULL;
     if ((rc = parse_config(config, &tcti)) != KM_OK)
         return rc;
+    (void)pthread_once(&atfork_once, atfork_register);
     pthread_mutex_lock(&conns_mu);
     for (c = conns; c != NULL; c = c->next) {
         if (strcmp(c->tcti, tcti) == 0) {
@@ -236,7 +435,7 @@ int km__tpm2_conn_get(const char *config, km__tpm2_conn **out)
     c->tcti = tcti;
     c->refs = 1;
     c->primary = ESYS_TR_NONE;
-    c->cached = ESYS_TR_NONE;
+    c->fork_gen = atomic_load(&km__fork_gen);
     c->next = conns;
     conns = c;
     pthread_mutex_unlock(&conns_mu);
@@ -262,11 +461,9 @@ void km__tpm2_conn_put(km__tpm2_conn *c)
         }
     }
     pthread_mutex_unlock(&conns_mu);
-    pthread_mutex_lock(&c->mu);
-    if (c->esys != NULL && c->primary != ESYS_TR_NONE)
-        (void)Esys_FlushContext(c->esys, c->primary);
-    conn_drop(c);
-    pthread_mutex_unlock(&c->mu);
+    km__tpm2_lock(c);   /* after fork(): drops the parent's connection, flushing nothing */
+    conn_flush_drop(c);
+    km__tpm2_unlock(c);
     pthread_mutex_destroy(&c->mu);
     free(c->tcti);
     free(c);
