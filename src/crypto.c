@@ -941,17 +941,9 @@ static int sw_aead_seal(void *obj, const uint8_t nonce[12], const uint8_t *aad1,
     if (in_len > 0 && (EVP_EncryptUpdate(c, out, &len, in, (int)in_len) != 1
                        || (size_t)len != in_len))
         goto out;
-    if (EVP_EncryptFinal_ex(c, fin, &len) != 1 || len != 0)
+    if (EVP_EncryptFinal_ex(c, fin, &len) != 1 || len != 0
+        || EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_AEAD_GET_TAG, 16, tag) != 1)
         goto out;
-    {
-        /* the tag through the provider's parameters directly (EVP_CIPHER_CTX_ctrl
-         * translates to the same call through a look-up table) */
-        OSSL_PARAM tp[2];
-        tp[0] = OSSL_PARAM_construct_octet_string(OSSL_CIPHER_PARAM_AEAD_TAG, tag, 16);
-        tp[1] = OSSL_PARAM_construct_end();
-        if (EVP_CIPHER_CTX_get_params(c, tp) != 1 || tp[0].return_size != 16)
-            goto out;
-    }
     rc = KM_OK;
 out:
     if (rc == KM_OK) {
@@ -998,13 +990,8 @@ static int sw_aead_open(void *obj, const uint8_t nonce[12], const uint8_t *aad1,
     if (in_len > 0 && (EVP_DecryptUpdate(c, out, &len, in, (int)in_len) != 1
                        || (size_t)len != in_len))
         goto out;
-    {
-        OSSL_PARAM tp[2];
-        tp[0] = OSSL_PARAM_construct_octet_string(OSSL_CIPHER_PARAM_AEAD_TAG, t, 16);
-        tp[1] = OSSL_PARAM_construct_end();
-        if (EVP_CIPHER_CTX_set_params(c, tp) != 1)
-            goto out;
-    }
+    if (EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_AEAD_SET_TAG, 16, t) != 1)
+        goto out;
     if (EVP_DecryptFinal_ex(c, fin, &len) != 1) {
         rc = KM_E_INTEGRITY;
         goto out;
