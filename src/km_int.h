@@ -51,6 +51,12 @@ void km__sfree(void *p, size_t len);
 #include <sanitizer/lsan_interface.h>
 #endif
 
+/* prim.c: an ECDSA signature given as r || s (field bytes each, as PKCS#11
+ * and TPMs return it) as DER ECDSA-Sig-Value in out. KM_E_CRYPTO when it does
+ * not encode or does not fit in cap. */
+int km__ecdsa_raw_to_der(const uint8_t *rs, size_t field, uint8_t *out, size_t cap,
+                         size_t *out_len);
+
 /* ---------------------------------------------------------------- osslmem.c */
 
 /* OpenSSL allocations made by this thread between begin and end (nested) come

@@ -589,10 +589,7 @@ static int card_sign(void *obj, uint32_t flags, const uint8_t *msg, size_t msg_l
     uint8_t digest[EVP_MAX_MD_SIZE], raw[512], one = 0;
     unsigned int dlen = 0;
     size_t need, n = sizeof raw;
-    ECDSA_SIG *es = NULL;
-    BIGNUM *r = NULL, *s = NULL;
-    unsigned char *p;
-    int rc, len;
+    int rc;
     int ec;
 
     if (sig_len == NULL)
@@ -628,26 +625,9 @@ static int card_sign(void *obj, uint32_t flags, const uint8_t *msg, size_t msg_l
     if (n != 2 * o->field)
         return km__err(KM_E_BACKEND, "pkcs11-card sign: the token returned %zu bytes, not %zu",
                        n, 2 * o->field);
-    rc = km__err_ossl(KM_E_CRYPTO, "pkcs11-card sign: cannot encode the ECDSA signature");
-    es = ECDSA_SIG_new();
-    r = BN_bin2bn(raw, (int)o->field, NULL);
-    s = BN_bin2bn(raw + o->field, (int)o->field, NULL);
-    if (es == NULL || r == NULL || s == NULL || ECDSA_SIG_set0(es, r, s) != 1)
-        goto out;
-    r = s = NULL;
-    len = i2d_ECDSA_SIG(es, NULL);
-    if (len <= 0 || (size_t)len > sig_cap)
-        goto out;
-    p = sig;
-    if (i2d_ECDSA_SIG(es, &p) != len)
-        goto out;
-    *sig_len = (size_t)len;
-    rc = KM_OK;
-out:
-    BN_free(r);
-    BN_free(s);
-    ECDSA_SIG_free(es);
-    return rc;
+    if (km__ecdsa_raw_to_der(raw, o->field, sig, sig_cap, sig_len) != KM_OK)
+        return km__err_ossl(KM_E_CRYPTO, "pkcs11-card sign: cannot encode the ECDSA signature");
+    return KM_OK;
 }
 
 static int card_verify(void *obj, uint32_t flags, const uint8_t *msg, size_t msg_len,

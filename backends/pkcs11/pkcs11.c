@@ -937,12 +937,9 @@ static int p11_sign(void *obj, uint32_t flags, const uint8_t *msg, size_t msg_le
     unsigned int dlen = 0;
     struct sign_arg a;
     CK_RSA_PKCS_PSS_PARAMS pss;
-    ECDSA_SIG *es = NULL;
-    BIGNUM *r = NULL, *s = NULL;
-    unsigned char *p;
     size_t need;
     CK_RV rv;
-    int rc, n;
+    int rc;
 
     if (sig_len == NULL)
         return km__err(KM_E_INVALID, "pkcs11 sign: sig_len is NULL");
@@ -987,26 +984,9 @@ static int p11_sign(void *obj, uint32_t flags, const uint8_t *msg, size_t msg_le
     if (a.out_len != 2 * o->ti->field)
         return km__err(KM_E_BACKEND, "pkcs11 sign: the token returned %lu bytes, not %zu",
                        (unsigned long)a.out_len, 2 * o->ti->field);
-    rc = km__err_ossl(KM_E_CRYPTO, "pkcs11 sign: cannot encode the ECDSA signature");
-    es = ECDSA_SIG_new();
-    r = BN_bin2bn(raw, (int)o->ti->field, NULL);
-    s = BN_bin2bn(raw + o->ti->field, (int)o->ti->field, NULL);
-    if (es == NULL || r == NULL || s == NULL || ECDSA_SIG_set0(es, r, s) != 1)
-        goto out;
-    r = s = NULL;
-    n = i2d_ECDSA_SIG(es, NULL);
-    if (n <= 0 || (size_t)n > sig_cap)
-        goto out;
-    p = sig;
-    if (i2d_ECDSA_SIG(es, &p) != n)
-        goto out;
-    *sig_len = (size_t)n;
-    rc = KM_OK;
-out:
-    BN_free(r);
-    BN_free(s);
-    ECDSA_SIG_free(es);
-    return rc;
+    if (km__ecdsa_raw_to_der(raw, o->ti->field, sig, sig_cap, sig_len) != KM_OK)
+        return km__err_ossl(KM_E_CRYPTO, "pkcs11 sign: cannot encode the ECDSA signature");
+    return KM_OK;
 }
 
 static int p11_verify(void *obj, uint32_t flags, const uint8_t *msg, size_t msg_len,
