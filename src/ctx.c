@@ -109,6 +109,30 @@ int km_backend_unregister(const char *name)
 }
 
 static pthread_once_t builtin_once = PTHREAD_ONCE_INIT;
+static void register_builtins(void);
+
+int km_backend_names(char (*names)[KM_BACKEND_NAME_MAX + 1], size_t cap, size_t *n)
+{
+    int i, rc;
+
+    if (n == NULL)
+        return km__err(KM_E_INVALID, "km_backend_names: n is NULL");
+    *n = 0;
+    if (names == NULL && cap > 0)
+        return km__err(KM_E_INVALID, "km_backend_names: names is NULL");
+    if ((rc = km_init()) != KM_OK)
+        return rc;
+    pthread_once(&builtin_once, register_builtins);
+    pthread_mutex_lock(&reg_mu);
+    for (i = 0; i < reg_n; i++) {
+        if ((size_t)i < cap)
+            snprintf(names[i], KM_BACKEND_NAME_MAX + 1, "%s", reg[i].name);
+    }
+    *n = (size_t)reg_n;
+    pthread_mutex_unlock(&reg_mu);
+    return KM_OK;
+}
+
 static void register_builtins(void)
 {
     (void)register_backend(&km__software_backend, 1);

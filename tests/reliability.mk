@@ -66,6 +66,6 @@ soak: tests/check_crash$(EXEEXT) tests/check_multiproc$(EXEEXT) tests/check_nonc
 	exit $$rc
 
 .PHONY: soak
-CLEANFILES = tests/soak-crash.log tests/soak-nonces.log tests/soak-multiproc.log
+CLEANFILES += tests/soak-crash.log tests/soak-nonces.log tests/soak-multiproc.log
 
 EXTRA_DIST += tests/reliability.mk

@@ -11,7 +11,7 @@ ossl_modules_LTLIBRARIES = bindings/openssl/km.la
 bindings_openssl_km_la_SOURCES = bindings/openssl/provider.h bindings/openssl/provider.c \
 	bindings/openssl/keymgmt.c bindings/openssl/store.c bindings/openssl/signature.c \
 	bindings/openssl/asymcipher.c
-bindings_openssl_km_la_CPPFLAGS = -I$(srcdir)/include
+bindings_openssl_km_la_CPPFLAGS = $(KM_CONFIG_INCLUDE) -I$(srcdir)/include
 bindings_openssl_km_la_CFLAGS = $(AM_CFLAGS) $(CRYPTO_CFLAGS)
 bindings_openssl_km_la_LIBADD = libkm.la $(CRYPTO_LIBS) $(PTHREAD_LIBS)
 bindings_openssl_km_la_LDFLAGS = $(AM_LDFLAGS) -module -avoid-version -shared -no-undefined \

@@ -5,6 +5,8 @@
 #include <string.h>
 #include <time.h>
 
+#include <km/sys/backend.h>
+
 #include "kmctl.h"
 
 #define CONFIG_MAX 4096
@@ -162,6 +164,23 @@ void kmctl_progress(const char *what, uint64_t done, uint64_t total, void *arg)
 
 /* The tokens of a PKCS#11 module (pkcs11-helper's discovery): one line per
  * token, its serialised id (stable across runs) and its label. */
+int kmctl_cmd_backend_list(struct kmctl *k, const struct kmctl_args *a)
+{
+    char names[32][KM_BACKEND_NAME_MAX + 1];
+    size_t i, n = 0;
+    int rc;
+
+    (void)k;
+    (void)a;
+    if ((rc = km_backend_names(names, 32, &n)) != KM_OK)
+        return kmctl_lib_error(rc, "listing the backends");
+    for (i = 0; i < n && i < 32; i++) {
+        if (printf("%s\n", names[i]) < 0)
+            return kmctl_error(KMCTL_EXIT_OTHER, "writing the output failed");
+    }
+    return KMCTL_EXIT_OK;
+}
+
 int kmctl_cmd_backend_tokens(struct kmctl *k, const struct kmctl_args *a)
 {
     km_pkcs11_list *l = NULL;

@@ -171,6 +171,7 @@ int kmctl_cmd_keyslot_remove_passphrases(struct kmctl *k, const struct kmctl_arg
 int kmctl_cmd_backend_add_tpm2(struct kmctl *k, const struct kmctl_args *a);
 int kmctl_cmd_backend_add_pkcs11(struct kmctl *k, const struct kmctl_args *a);
 int kmctl_cmd_backend_tokens(struct kmctl *k, const struct kmctl_args *a);
+int kmctl_cmd_backend_list(struct kmctl *k, const struct kmctl_args *a);
 int kmctl_cmd_keyslot_add_tpm2(struct kmctl *k, const struct kmctl_args *a);
 
 /* vault maintenance and the progress line (cmd_backend.c) */

@@ -230,6 +230,8 @@ static const struct kmctl_cmd commands[] = {
       "register a TPM 2.0 (TCTI: swtpm:host=H,port=P or device:/dev/tpmrm0) for --protection tpm2" },
     { "backend add pkcs11", "", 0, o_pkcs11, NULL, kmctl_cmd_backend_add_pkcs11, VAULT_OPEN, "",
       "register a PKCS#11 token for --protection pkcs11 (PIN: KM_PKCS11_PIN, or --store-pin)" },
+    { "backend list", "", 0, o_none, NULL, kmctl_cmd_backend_list, VAULT_NONE, "",
+      "list the key backends this libkm has, one name per line (no vault)" },
     { "backend tokens", "", 0, o_tokens, NULL, kmctl_cmd_backend_tokens, VAULT_NONE, "",
       "list the tokens of a PKCS#11 module: SERIALISED-ID<tab>LABEL per line (no vault, no PIN)" },
     { "keyslot add tpm2", "", 0, o_tpm_slot, NULL, kmctl_cmd_keyslot_add_tpm2, VAULT_OPEN, "",

@@ -60,7 +60,7 @@ import weakref
 from . import _ffi
 from ._ffi import KmError, lib, wipe
 
-__all__ = ["Vault", "Key", "Secret", "KmError", "version", "encode_text", "decode_text",
+__all__ = ["Vault", "Key", "Secret", "KmError", "version", "backends", "encode_text", "decode_text",
            "wipe", "error_class", "restore", "KEY_TYPES", "USAGES", "REVOKE_REASONS", "ROLES",
            "PERMS", "REQUEST_OPS", "AUDIT_LEVELS"] + sorted(_ffi.CLASSES)
 
@@ -124,6 +124,17 @@ def key_schedules():
     non-dumpable pages) or "per-call" (keyed for each call and wiped after it);
     see km_key_schedules() in km/common.h."""
     return "locked" if lib.km_key_schedules() == 1 else "per-call"
+
+
+def backends():
+    """The names of the key backends the loaded libkm has, built-in ones first
+    (e.g. ["software", "pkcs11", "pkcs11-card", "tpm2"]); km_backend_names()."""
+    n = ctypes.c_size_t(0)
+    lib.km_backend_names(None, 0, ctypes.byref(n))
+    cap = n.value
+    names = (ctypes.c_char * 32 * max(cap, 1))()
+    lib.km_backend_names(names, cap, ctypes.byref(n))
+    return [bytes(names[i]).split(b"\0", 1)[0].decode() for i in range(min(cap, n.value))]
 
 
 def error_class(code):

@@ -10,7 +10,8 @@ libkm's internals: only the installed API is used.
 The library is found, in this order:
   1. the path in the environment variable ``KM_LIBRARY``;
   2. ``libkm.so.0`` (or ``libkm.so``) next to this module;
-  3. the soname ``libkm.so.0`` through the dynamic linker.
+  3. ``libkm.so.0`` in the libdir that ``make install`` recorded in ``km/_paths.py``;
+  4. the soname ``libkm.so.0`` through the dynamic linker.
 
 A function missing from the loaded library (an older libkm) does not break
 the import: calling it raises ``Unsupported``.
@@ -35,6 +36,18 @@ def _load():
     here = os.path.dirname(os.path.abspath(__file__))
     for name in (SONAME, "libkm.so"):
         path = os.path.join(here, name)
+        if os.path.exists(path):
+            return ctypes.CDLL(path), path
+        tried.append(path)
+    # `make install` records the libdir it installed libkm into (km/_paths.py),
+    # so a package installed under a prefix finds its own library there even
+    # when that libdir is not on the dynamic linker's path
+    try:
+        from . import _paths
+    except ImportError:
+        _paths = None
+    if _paths is not None and getattr(_paths, "LIBDIR", ""):
+        path = os.path.join(_paths.LIBDIR, SONAME)
         if os.path.exists(path):
             return ctypes.CDLL(path), path
         tried.append(path)
@@ -369,6 +382,8 @@ _FUNCTIONS = {
     "km_version": (_ccp, [], _check_string),
     "km_init": (_int, [], _check),
     "km_key_schedules": (_int, [], None),
+    # sys/backend.h
+    "km_backend_names": (_int, [_vp, _size, ctypes.POINTER(ctypes.c_size_t)], _check),
     # error.h
     "km_strerror": (_ccp, [_int], None),
     "km_err_name": (_ccp, [_int], None),

@@ -170,6 +170,23 @@ KM_EXTERN int km_backend_register(const km_backend_ops *ops);
  */
 KM_EXTERN int km_backend_unregister(const char *name);
 
+/** Longest backend name (km_backend_names writes at most this many bytes + NUL). */
+#define KM_BACKEND_NAME_MAX 31
+
+/**
+ * The names of the backends this libkm has: built-in ones first (those the
+ * library was built with: "software", and "pkcs11", "pkcs11-card", "tpm2" when
+ * configured), then those registered at run time, in registration order.
+ * @param[out] names  receives up to `cap` NUL-terminated names (may be NULL when
+ *                    cap is 0, to ask only for the count)
+ * @param[in]  cap    entries available in `names`
+ * @param[out] n      how many backends there are in all (may exceed cap: call
+ *                    again with a larger array)
+ * @return KM_OK; KM_E_INVALID when n is NULL, or names is NULL with cap > 0.
+ * Thread-safe.
+ */
+KM_EXTERN int km_backend_names(char (*names)[KM_BACKEND_NAME_MAX + 1], size_t cap, size_t *n);
+
 /**
  * Records an error with the backend's native code for km_error_last(), and
  * returns `code`, so that a backend can `return km_backend_error(...)`.
