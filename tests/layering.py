@@ -173,15 +173,15 @@ def strip(text):
 
 def split_pp(text):
     """(code, pp): preprocessor lines (with continuations) blanked in code,
-    and only those lines kept in pp; both keep every newline."""
+    and only those lines kept in pp; both keep every offset of text."""
     code, pp, in_pp = [], [], False
     for line in text.split("\n"):
         if in_pp or line.lstrip().startswith("#"):
             pp.append(line)
-            code.append("")
+            code.append(" " * len(line))
             in_pp = line.endswith("\\")
         else:
-            pp.append("")
+            pp.append(" " * len(line))
             code.append(line)
     return "\n".join(code), "\n".join(pp)
 
