@@ -25,7 +25,7 @@
  *   km_key_free(k); km_close(ctx);
  * @endcode
  *
- * Conventions (docs/conventions in STYLE.md): output parameters come first
+ * Conventions (docs/ARCHITECTURE.md, docs/ABI.md): output parameters come first
  * and are named `out`; `*out` is set to NULL first and written only on
  * success; a `**out` object is freed with its type's `_free`, which accepts
  * NULL; a pointer returned by value is borrowed. Every function returns KM_OK

@@ -60,7 +60,7 @@ typedef enum km_key_type {
 #define KM_KEY_EXPORTABLE   0x1u /**< material may leave libkm, wrapped */
 #define KM_KEY_PUBLIC_ONLY  0x2u /**< read-only: set on keys imported from a public key */
 
-/** Lifecycle states of a key version (NIST SP 800-57; DESIGN.md). */
+/** Lifecycle states of a key version (NIST SP 800-57; docs/LIFECYCLE.md). */
 typedef enum km_key_state {
     KM_STATE_PRE_ACTIVE = 1,
     KM_STATE_ACTIVE = 2,
