@@ -77,11 +77,17 @@ static int register_backend(const km_backend_ops *ops, int builtin)
     return rc;
 }
 
+static pthread_once_t builtin_once = PTHREAD_ONCE_INIT;
+static void register_builtins(void);
+
 int km_backend_register(const km_backend_ops *ops)
 {
     int rc = km_init();
     if (rc != KM_OK)
         return rc;
+    /* the built-in backends first: a program can neither take their names
+     * nor be listed before them */
+    (void)pthread_once(&builtin_once, register_builtins);
     return register_backend(ops, 0);
 }
 
@@ -107,9 +113,6 @@ int km_backend_unregister(const char *name)
     pthread_mutex_unlock(&reg_mu);
     return rc;
 }
-
-static pthread_once_t builtin_once = PTHREAD_ONCE_INIT;
-static void register_builtins(void);
 
 int km_backend_names(char (*names)[KM_BACKEND_NAME_MAX + 1], size_t cap, size_t *n)
 {

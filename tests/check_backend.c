@@ -177,6 +177,45 @@ START_TEST(test_backend_register_rules)
 }
 END_TEST
 
+/* km_backend_names: built-in backends first (what configure built, config.h),
+ * then registered ones in order; a count when the array is short; bad args. */
+START_TEST(test_backend_names_lists_builtin_and_registered)
+{
+    char names[16][KM_BACKEND_NAME_MAX + 1];
+    size_t n = 99, n2 = 0, i;
+    int seen_fake = -1, seen_fake3 = -1;
+    km_backend_ops o = fake_ops;
+
+    ck_assert_int_eq(km_backend_names(NULL, 0, &n), KM_OK);
+    ck_assert_uint_ge(n, 2); /* software and fake (setup) at least */
+    ck_assert_int_eq(km_backend_names(NULL, 1, &n2), KM_E_INVALID);
+    ck_assert_int_eq(km_backend_names(names, 16, NULL), KM_E_INVALID);
+    o.name = "fake3";
+    ck_assert_int_eq(km_backend_register(&o), KM_OK);
+    ck_assert_int_eq(km_backend_names(names, 16, &n2), KM_OK);
+    ck_assert_uint_eq(n2, n + 1);
+    ck_assert_str_eq(names[0], "software");
+    for (i = 0; i < n2; i++) {
+        if (strcmp(names[i], "fake") == 0) seen_fake = (int)i;
+        if (strcmp(names[i], "fake3") == 0) seen_fake3 = (int)i;
+    }
+    ck_assert_int_ge(seen_fake, 1);
+    ck_assert_int_eq(seen_fake3, (int)n2 - 1); /* registered last, listed last */
+#ifdef KM_HAVE_PKCS11
+    ck_assert_int_eq(strcmp(names[1], "pkcs11"), 0);
+#endif
+    /* a short array: filled up to cap, the count is the whole */
+    memset(names, 'x', sizeof names);
+    ck_assert_int_eq(km_backend_names(names, 1, &n), KM_OK);
+    ck_assert_uint_eq(n, n2);
+    ck_assert_str_eq(names[0], "software");
+    ck_assert_int_eq(names[1][0], 'x');
+    ck_assert_int_eq(km_backend_unregister("fake3"), KM_OK);
+    ck_assert_int_eq(km_backend_names(NULL, 0, &n), KM_OK);
+    ck_assert_uint_eq(n, n2 - 1);
+}
+END_TEST
+
 START_TEST(test_backend_dispatch_and_nonces)
 {
     km_key *k = fake_key("f1", KM_KEY_AES_256_GCM, 0);
@@ -267,6 +306,7 @@ static Suite *backend_suite(void)
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_set_timeout(tc, 60);
     tcase_add_test(tc, test_backend_register_rules);
+    tcase_add_test(tc, test_backend_names_lists_builtin_and_registered);
     tcase_add_test(tc, test_backend_dispatch_and_nonces);
     tcase_add_test(tc, test_backend_refused_never_dispatched);
     tcase_add_test(tc, test_backend_lying_length_refused);

@@ -521,3 +521,10 @@ def test_audit_level_sinks_and_alerts(tmp_path):
         assert "a ciphertext failed authentication" in whys
         with pytest.raises(km.InvalidArgument):
             v.audit_level = "loud"
+
+
+def test_backends_lists_what_libkm_has():
+    names = km.backends()
+    assert names[0] == "software"
+    assert len(names) == len(set(names))
+    assert all(isinstance(n, str) and n for n in names)
