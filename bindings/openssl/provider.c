@@ -5,17 +5,26 @@
  * Configuration, from the provider's openssl.cnf section:
  *   vault = /path/to/vault            (else $KM_VAULT)
  *   passphrase_file = /path/to/file   (one trailing newline stripped; else $KM_PASSPHRASE)
+ *   principal = NAME                  (else $KM_PRINCIPAL; the passphrase is then that
+ *                                      principal's own credential, and the provider has
+ *                                      that principal's rights only; unset: the owner)
+ * The passphrase file must be a regular file owned by the process's user, not
+ * a symlink, and readable by nobody else (mode 0600 or tighter): anything
+ * else is refused, because whoever can read it holds the vault's keys.
  * The vault is opened at the first km: URI, so that loading the provider
  * costs nothing when no key is used.
  */
 #include "provider.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <openssl/core_names.h>
 #include <openssl/crypto.h>
@@ -124,10 +133,36 @@ static int read_passphrase(kmp_prov *p, km_secret **out, size_t *len)
         kmp_error_km(p, rc, "passphrase buffer");
         return 0;
     }
-    if ((f = fopen(p->pass_file, "rb")) == NULL) {
-        kmp_error(p, KMP_R_CONFIG, "passphrase_file '%s': %s", p->pass_file, strerror(errno));
-        km_secret_free(s);
-        return 0;
+    /* no symlink (O_NOFOLLOW), a regular file of ours that nobody else can read */
+    {
+        struct stat st;
+        int fd = open(p->pass_file, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY);
+        if (fd < 0) {
+            kmp_error(p, KMP_R_CONFIG, "passphrase_file '%s': %s", p->pass_file,
+                      errno == ELOOP ? "is a symbolic link (refused)" : strerror(errno));
+            km_secret_free(s);
+            return 0;
+        }
+        if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+            kmp_error(p, KMP_R_CONFIG, "passphrase_file '%s': not a regular file", p->pass_file);
+            close(fd);
+            km_secret_free(s);
+            return 0;
+        }
+        if (st.st_uid != geteuid() || (st.st_mode & 077) != 0) {
+            kmp_error(p, KMP_R_CONFIG,
+                      "passphrase_file '%s': must be owned by this process's user and readable "
+                      "by nobody else (chown it, chmod 600 it)", p->pass_file);
+            close(fd);
+            km_secret_free(s);
+            return 0;
+        }
+        if ((f = fdopen(fd, "rb")) == NULL) {
+            kmp_error(p, KMP_R_CONFIG, "passphrase_file '%s': %s", p->pass_file, strerror(errno));
+            close(fd);
+            km_secret_free(s);
+            return 0;
+        }
     }
     setvbuf(f, NULL, _IONBF, 0); /* no copy of the passphrase in a stdio buffer */
     n = fread(km_secret_data(s), 1, KMP_PASSPHRASE_MAX + 1, f);
@@ -165,6 +200,7 @@ km_ctx *kmp_vault(kmp_prov *p)
         goto out;
     o.passphrase = km_secret_data(pass);
     o.passphrase_len = pass_len;
+    o.principal = p->principal; /* NULL: the owner */
     /* a long-running server sees a suspension or revocation made by kmctl at once */
     o.flags = KM_OPEN_STRICT_REFRESH;
     rc = km_open(&v, p->vault_path, &o);
@@ -371,6 +407,7 @@ static void kmp_teardown(void *provctx)
     OSSL_LIB_CTX_free(p->libctx);
     free(p->vault_path);
     free(p->pass_file);
+    free(p->principal);
     pthread_mutex_destroy(&p->lock);
     free(p);
 }
@@ -400,7 +437,7 @@ int OSSL_provider_init(const OSSL_CORE_HANDLE *handle, const OSSL_DISPATCH *in,
                        const OSSL_DISPATCH **out, void **provctx)
 {
     OSSL_FUNC_core_get_params_fn *get_params = NULL;
-    char *vault = NULL, *pass_file = NULL;
+    char *vault = NULL, *pass_file = NULL, *principal = NULL;
     kmp_prov *p;
 
     *provctx = NULL;
@@ -429,17 +466,20 @@ int OSSL_provider_init(const OSSL_CORE_HANDLE *handle, const OSSL_DISPATCH *in,
         }
     }
     if (get_params != NULL) {
-        OSSL_PARAM q[3];
+        OSSL_PARAM q[4];
         q[0] = OSSL_PARAM_construct_utf8_ptr("vault", &vault, 0);
         q[1] = OSSL_PARAM_construct_utf8_ptr("passphrase_file", &pass_file, 0);
-        q[2] = OSSL_PARAM_construct_end();
+        q[2] = OSSL_PARAM_construct_utf8_ptr("principal", &principal, 0);
+        q[3] = OSSL_PARAM_construct_end();
         if (!get_params(handle, q)) {
             vault = NULL;
             pass_file = NULL;
+            principal = NULL;
         }
     }
     p->vault_path = conf_or_env(vault, "KM_VAULT");
     p->pass_file = conf_or_env(pass_file, NULL);
+    p->principal = conf_or_env(principal, "KM_PRINCIPAL");
     /* the private library context: public-key work and hashing, never the app's */
     if ((p->libctx = OSSL_LIB_CTX_new()) == NULL
         || (p->deflt = OSSL_PROVIDER_load(p->libctx, "default")) == NULL) {

@@ -30,6 +30,7 @@ typedef struct kmp_prov {
     km_ctx *vault;             /* opened at the first km: URI */
     char *vault_path;          /* openssl.cnf `vault`, else $KM_VAULT */
     char *pass_file;           /* openssl.cnf `passphrase_file`, else $KM_PASSPHRASE */
+    char *principal;           /* openssl.cnf `principal`, else $KM_PRINCIPAL; NULL: owner */
     struct kmp_prov *next;     /* the list of live instances (closed at exit) */
     OSSL_FUNC_core_new_error_fn *new_error;
     OSSL_FUNC_core_set_error_debug_fn *set_error_debug;
