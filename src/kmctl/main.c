@@ -320,6 +320,7 @@ static void help(FILE *f)
     }
     fputs("\nKey types: aes-128-gcm aes-192-gcm aes-256-gcm aes-256-kwp hmac-sha256 hmac-sha384\n"
           "  hmac-sha512 ec-p256 ec-p384 ec-p521 ed25519 x25519 rsa-2048 rsa-3072 rsa-4096\n"
+          "  ffdhe2048 ffdhe3072 ffdhe4096\n"
           "Options may also be given as --name=value; -- ends the options.\n"
           "kmctl COMMAND --help shows one command's synopsis. See kmctl(1).\n\n", f);
     fputs(exit_help, f);
