@@ -9,8 +9,6 @@
 #include <string.h>
 #include <time.h>
 
-atomic_uint km__write_gen;
-
 /* ------------------------------------------------------- backend registry */
 
 #define KM__MAX_BACKENDS 16
@@ -182,23 +180,19 @@ int km_vault_backend_set(km_ctx *ctx, const char *name, const char *config)
     if ((rc = km__acl_check(ctx, KM__OP_BACKEND_SET, NULL)) != KM_OK)
         return rc;
     backend_config_key(name, key, &klen);
-    if ((rc = km__txn_begin(ctx->env, 1, &t)) != KM_OK)
+    if ((rc = km__wtxn_begin(ctx, &t)) != KM_OK)
         return rc;
     if (config != NULL)
         rc = km__rec_put(t, ctx->sealer, KM__T_META, key, klen, (const uint8_t *)config, clen, 0);
     else if ((rc = km__rec_del(t, KM__T_META, key, klen)) == KM_E_NOTFOUND)
         rc = KM_OK;
-    if (rc == KM_OK)  /* the name only: the configuration may hold a PIN */
-        rc = km__audit_append(ctx, t, KM__OP_BACKEND_SET, NULL, 0, KM_OK, name);
     if (rc != KM_OK) {
-        km__txn_abort(t);
+        km__wtxn_abort(t);
         return rc;
     }
-    if ((rc = km__txn_commit(t)) != KM_OK)
-        return rc;
-    atomic_fetch_add(&km__write_gen, 1);
-    /* an instance already open keeps its configuration until the vault is reopened */
-    return KM_OK;
+    /* the name only in the log: the configuration may hold a PIN; an
+     * instance already open keeps its configuration until the vault is reopened */
+    return km__wtxn_commit(ctx, t, KM__OP_BACKEND_SET, NULL, 0, name);
 }
 
 int km__backend_get(struct km_ctx *ctx, const char *name, km__backend_inst **out)
@@ -356,20 +350,16 @@ int km_vault_add_backend_slot(km_ctx *ctx, const char *backend, const char *conf
     pthread_mutex_lock(&ctx->mu);
     rc = km__backend_slot_seal(backend, config, ctx->master, &blob);
     if (rc == KM_OK)
-        rc = km__txn_begin(ctx->env, 1, &t);
+        rc = km__wtxn_begin(ctx, &t);
     if (rc == KM_OK)
         rc = km__slot_add_backend(t, backend, km_secret_data(blob), km_secret_len(blob));
-    if (rc == KM_OK)
-        rc = km__audit_append(ctx, t, KM__OP_SLOT_ADD, NULL, 0, KM_OK, backend);
     if (rc == KM_OK) {
-        rc = km__txn_commit(t);
+        rc = km__wtxn_commit(ctx, t, KM__OP_SLOT_ADD, NULL, 0, backend);
         t = NULL;
     }
-    km__txn_abort(t);
+    km__wtxn_abort(t);
     pthread_mutex_unlock(&ctx->mu);
     km_secret_free(blob);
-    if (rc == KM_OK)
-        atomic_fetch_add(&km__write_gen, 1);
     return rc;
 }
 
@@ -391,16 +381,14 @@ int km_vault_add_shares(km_ctx *ctx, unsigned m, unsigned n, km_secret **shares)
         return rc;
     snprintf(d, sizeof d, "shamir %u of %u", m, n);
     pthread_mutex_lock(&ctx->mu);
-    rc = km__txn_begin(ctx->env, 1, &t);
+    rc = km__wtxn_begin(ctx, &t);
     if (rc == KM_OK)
         rc = km__slot_add_shamir(t, ctx->master, m, n, shares);
-    if (rc == KM_OK)
-        rc = km__audit_append(ctx, t, KM__OP_SLOT_ADD, NULL, 0, KM_OK, d);
     if (rc == KM_OK) {
-        rc = km__txn_commit(t);
+        rc = km__wtxn_commit(ctx, t, KM__OP_SLOT_ADD, NULL, 0, d);
         t = NULL;
     }
-    km__txn_abort(t);
+    km__wtxn_abort(t);
     pthread_mutex_unlock(&ctx->mu);
     if (rc != KM_OK) {
         unsigned i;
@@ -410,7 +398,6 @@ int km_vault_add_shares(km_ctx *ctx, unsigned m, unsigned n, km_secret **shares)
         }
         return rc;
     }
-    atomic_fetch_add(&km__write_gen, 1);
     return KM_OK;
 }
 
@@ -426,20 +413,15 @@ int km_vault_remove_passphrases(km_ctx *ctx)
     if ((rc = km__acl_check(ctx, KM__OP_SLOT_REMOVE, NULL)) != KM_OK)
         return rc;
     pthread_mutex_lock(&ctx->mu);
-    rc = km__txn_begin(ctx->env, 1, &t);
+    rc = km__wtxn_begin(ctx, &t);
     if (rc == KM_OK)
         rc = km__slot_remove_owner(t);
-    if (rc == KM_OK)
-        rc = km__audit_append(ctx, t, KM__OP_SLOT_REMOVE, NULL, 0, KM_OK,
-                              "owner passphrase slots");
     if (rc == KM_OK) {
-        rc = km__txn_commit(t);
+        rc = km__wtxn_commit(ctx, t, KM__OP_SLOT_REMOVE, NULL, 0, "owner passphrase slots");
         t = NULL;
     }
-    km__txn_abort(t);
+    km__wtxn_abort(t);
     pthread_mutex_unlock(&ctx->mu);
-    if (rc == KM_OK)
-        atomic_fetch_add(&km__write_gen, 1);
     return rc;
 }
 
@@ -491,7 +473,7 @@ static void policy_install(struct km_ctx *ctx, km__policy *p, const char *json, 
 static int policy_store(struct km_ctx *ctx, const char *json, size_t len, int change)
 {
     km__txn *t = NULL;
-    int rc = km__txn_begin(ctx->env, 1, &t);
+    int rc = km__wtxn_begin(ctx, &t);
     if (rc != KM_OK)
         return rc;
     rc = km__rec_put(t, ctx->sealer, KM__T_META, policy_rec_key, sizeof policy_rec_key - 1,
@@ -499,17 +481,12 @@ static int policy_store(struct km_ctx *ctx, const char *json, size_t len, int ch
     /* the approvals the policy in force asks for (the new one may ask for more) */
     if (rc == KM_OK && change)
         rc = km__quorum_consume(ctx, t, KM_REQ_POLICY_CHANGE, NULL, (const uint8_t *)json, len);
-    if (rc == KM_OK)
-        rc = km__audit_append(ctx, t, KM__OP_POLICY_SET, NULL, 0, KM_OK,
-                              change ? "vault policy" : "initial vault policy");
     if (rc != KM_OK) {
-        km__txn_abort(t);
+        km__wtxn_abort(t);
         return rc;
     }
-    rc = km__txn_commit(t);
-    if (rc == KM_OK)
-        atomic_fetch_add(&km__write_gen, 1);
-    return rc;
+    return km__wtxn_commit(ctx, t, KM__OP_POLICY_SET, NULL, 0,
+                           change ? "vault policy" : "initial vault policy");
 }
 
 /* Loads the stored policy (or the default); with `fips` and no stored
@@ -867,21 +844,17 @@ int km_vault_add_passphrase(km_ctx *ctx, const uint8_t *passphrase, size_t passp
     /* under ctx->mu, which km_vault_rekey holds from its transaction to the
      * master-key swap: the slot never wraps a master key being replaced */
     pthread_mutex_lock(&ctx->mu);
-    if ((rc = km__txn_begin(ctx->env, 1, &t)) != KM_OK) {
+    if ((rc = km__wtxn_begin(ctx, &t)) != KM_OK) {
         pthread_mutex_unlock(&ctx->mu);
         return rc;
     }
     rc = km__slot_add_passphrase(t, ctx->master, passphrase, passphrase_len, kdf_cost);
-    if (rc == KM_OK)
-        rc = km__audit_append(ctx, t, KM__OP_SLOT_ADD, NULL, 0, KM_OK, "owner passphrase");
     if (rc != KM_OK) {
-        km__txn_abort(t);
+        km__wtxn_abort(t);
         pthread_mutex_unlock(&ctx->mu);
         return rc;
     }
-    rc = km__txn_commit(t);
+    rc = km__wtxn_commit(ctx, t, KM__OP_SLOT_ADD, NULL, 0, "owner passphrase");
     pthread_mutex_unlock(&ctx->mu);
-    if (rc == KM_OK)
-        atomic_fetch_add(&km__write_gen, 1);
     return rc;
 }

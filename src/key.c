@@ -446,7 +446,7 @@ out:
 int km__kobj_refresh(km__kobj *k, int force)
 {
     km__txn *t = NULL;
-    unsigned gen = atomic_load(&km__write_gen);
+    unsigned gen = km__wtxn_gen();
     int64_t now_ms = km__mono_ms();
     int rc;
 
@@ -596,7 +596,7 @@ int km__kobj_get(struct km_ctx *ctx, const uint8_t id[16], km__kobj **out)
     k->ctx = ctx;
     km__ctx_ref(ctx);
     pthread_rwlock_init(&k->lock, NULL);
-    k->loaded_gen = atomic_load(&km__write_gen);
+    k->loaded_gen = km__wtxn_gen();
     k->checked_ms = km__mono_ms();
     rc = km__txn_begin(ctx->env, 0, &t);
     if (rc == KM_OK) {
@@ -655,7 +655,7 @@ int km__key_use(km_key *key, km__kobj **out)
         return rc;
     if ((k->ctx->flags & KM_OPEN_STRICT_REFRESH)
         || atomic_load_explicit(&k->loaded_gen, memory_order_relaxed)
-               != atomic_load_explicit(&km__write_gen, memory_order_relaxed)
+               != km__wtxn_gen()
         || km__mono_ms() - atomic_load_explicit(&k->checked_ms, memory_order_relaxed)
                >= (int64_t)k->ctx->refresh_ms) {
         if ((rc = km__ctx_policy_refresh(k->ctx, 0)) != KM_OK)
@@ -734,7 +734,7 @@ static int reserve_block(km__kobj *k, km__ver *v, uint64_t limit)
         return km__err(KM_E_LIMIT, "session key reached its usage limit");
 
     km__vkey(vk, k->id, v->version);
-    rc = km__txn_begin(k->ctx->env, 1, &t);
+    rc = km__wtxn_begin(k->ctx, &t);
     if (rc != KM_OK)
         return rc;
     rc = read_counters(t, k->ctx->sealer, vk, &inv, &bytes);
@@ -756,7 +756,8 @@ static int reserve_block(km__kobj *k, km__ver *v, uint64_t limit)
     rc = write_counters(t, k->ctx->sealer, vk, inv + grant, bytes);
     if (rc != KM_OK)
         goto fail;
-    rc = km__txn_commit(t);
+    /* counters only: nothing a handle caches changed */
+    rc = km__wtxn_commit_plain(t, 0);
     t = NULL;
     if (rc != KM_OK)
         return rc;
@@ -767,8 +768,29 @@ static int reserve_block(km__kobj *k, km__ver *v, uint64_t limit)
     atomic_fetch_add(&v->allowance, grant);
     return KM_OK;
 fail:
-    km__txn_abort(t);
+    km__wtxn_abort(t);
     return rc;
+}
+
+int km__key_protect_check(km__kobj *k, uint32_t usage, const char *what, uint32_t version,
+                          km__ver **out)
+{
+    int derive = usage == KM_USAGE_DERIVE || usage == KM_USAGE_AGREE;
+
+    if (!(k->usage & usage))
+        return km__err(KM_E_USAGE, "key '%s' (%s) may not %s", k->name,
+                       km_key_type_name(k->type), what);
+    if (k->policy_rc != KM_OK)
+        return km__err(KM_E_POLICY, "%s", k->policy_msg);
+    if (k->primary == 0)
+        return km__err(KM_E_STATE, "key '%s' has no version that may %s", k->name,
+                       derive ? "be used" : "protect new data");
+    if (version != 0 && version != k->primary)
+        return km__err(KM_E_STATE, "version %u of key '%s' is not its primary version (%u)",
+                       version, k->name, k->primary);
+    /* the audit entry of a refused call names the primary */
+    *out = k->vers[k->primary - 1];
+    return km__may_protect(*out, km__now(k->ctx));
 }
 
 int km__ver_count(km__kobj *k, km__ver *v, uint64_t bytes, uint64_t limit)
@@ -807,7 +829,7 @@ void km__kobj_release_counters(km__kobj *k)
         if (allow == 0 || used >= allow)
             continue;
         unused = allow - used;
-        if (t == NULL && km__txn_begin(k->ctx->env, 1, &t) != KM_OK)
+        if (t == NULL && km__wtxn_begin(k->ctx, &t) != KM_OK)
             return;
         km__vkey(vk, k->id, v->version);
         if (read_counters(t, k->ctx->sealer, vk, &inv, &bytes) != KM_OK)
@@ -817,8 +839,8 @@ void km__kobj_release_counters(km__kobj *k)
                                  bytes + atomic_exchange(&v->bytes, 0));
         atomic_store(&v->allowance, used);
     }
-    if (t != NULL && km__txn_commit(t) == KM_OK)
-        atomic_fetch_add(&km__write_gen, 1);
+    if (t != NULL)
+        (void)km__wtxn_commit_plain(t, 1);
 }
 
 static int kobj_rotate_stored(km__kobj *k, uint32_t *new_version);
@@ -1095,7 +1117,7 @@ static int store_new_key(km_ctx *ctx, int op, const char *name, size_t name_len,
     if ((rc = km__sealer_name_hash(ctx->sealer, name, name_len, h)) != KM_OK)
         return rc;
     km__vkey(vk, id_out, 1);
-    if ((rc = km__txn_begin(ctx->env, 1, &t)) != KM_OK)
+    if ((rc = km__wtxn_begin(ctx, &t)) != KM_OK)
         return rc;
     rc = km__rec_put(t, ctx->sealer, KM__T_NAMES, h, 32, id_out, 16, KM__PUT_NOOVERWRITE);
     if (rc == KM_E_EXISTS) {
@@ -1119,15 +1141,10 @@ static int store_new_key(km_ctx *ctx, int op, const char *name, size_t name_len,
     {
         char d[120];
         snprintf(d, sizeof d, "'%.64s' %s, %s", name, km_key_type_name(type), prot);
-        if ((rc = km__audit_append(ctx, t, op, id_out, 1, KM_OK, d)) != KM_OK)
-            goto fail;
+        return km__wtxn_commit(ctx, t, op, id_out, 1, d);
     }
-    rc = km__txn_commit(t);
-    if (rc == KM_OK)
-        atomic_fetch_add(&km__write_gen, 1);
-    return rc;
 fail:
-    km__txn_abort(t);
+    km__wtxn_abort(t);
     return rc;
 }
 
@@ -1323,7 +1340,7 @@ static int kobj_rotate_stored(km__kobj *k, uint32_t *new_version)
     uint8_t vk[20], buf[KM__KEY_POLICY_MAX + 1024];
     size_t len;
     uint32_t nv;
-    int rc;
+    int rc, committing = 0;
 
     if (new_version != NULL)
         *new_version = 0;
@@ -1338,7 +1355,7 @@ static int kobj_rotate_stored(km__kobj *k, uint32_t *new_version)
     if (rc != KM_OK)
         goto out;
 
-    if ((rc = km__txn_begin(k->ctx->env, 1, &t)) != KM_OK)
+    if ((rc = km__wtxn_begin(k->ctx, &t)) != KM_OK)
         goto out;
     rc = km__rec_get(t, k->ctx->sealer, KM__T_KEYS, k->id, 16, &rec);
     if (rc == KM_OK)
@@ -1392,14 +1409,13 @@ static int kobj_rotate_stored(km__kobj *k, uint32_t *new_version)
     {
         char d[100];
         snprintf(d, sizeof d, "'%.64s' to version %u", k->name, nv);
-        if ((rc = km__audit_append(k->ctx, t, KM__OP_KEY_ROTATE, k->id, nv, KM_OK, d)) != KM_OK)
-            goto fail;
+        rc = km__wtxn_commit_ex(k->ctx, t, KM__OP_KEY_ROTATE, k->id, nv, d, &committing);
+        t = NULL;
     }
-    rc = km__txn_commit(t);
-    t = NULL;
+    if (rc != KM_OK && !committing)
+        goto fail;
     if (rc != KM_OK)
-        goto out;
-    atomic_fetch_add(&km__write_gen, 1);
+        goto out;   /* the commit failed: the material may be referenced, keep it */
     if (new_version != NULL)
         *new_version = nv;
     (void)km__kobj_refresh(k, 1);
@@ -1706,7 +1722,7 @@ int km_session_key_create(km_key **out, km_ctx *ctx, km_key_type type)
     k->primary = 1;
     kobj_apply_policy(k);
     atomic_store(&v->allowance, k->usage_limit);
-    atomic_store(&k->loaded_gen, atomic_load(&km__write_gen));
+    atomic_store(&k->loaded_gen, km__wtxn_gen());
     atomic_store(&k->checked_ms, km__mono_ms());
     return handle_new(out, k);
 fail:
