@@ -231,7 +231,21 @@ int km__pass_args(const char *fn, const uint8_t *pass, size_t pass_len, uint32_t
 /* ctx.c: reports progress of long work when the caller asked for it. */
 void km__progress(struct km_ctx *ctx, const char *what, uint64_t done, uint64_t total);
 
-/* audit_log.c */
+/* audit_append.c: an entry to append (state changes carry a detail). */
+typedef struct km__audit_entry_in {
+    int64_t time;
+    int op, result, has_key;
+    const uint8_t *key_id;
+    uint32_t version;
+    const char *detail;
+} km__audit_entry_in;
+/* Appends `count` entries as one sealed record in the write transaction t,
+ * sealed with s, and sends each to the sinks. Call with ctx->audit.kmu held.
+ * Errors: KM_E_CORRUPT (an entry beyond the stored head), KM_E_NOMEM, KM_E_IO
+ * (a sink), the vault's. */
+int km__audit_append_entries(struct km_ctx *ctx, km__txn *t, const km__sealer *s,
+                             const km__audit_entry_in *p, size_t count);
+/* audit_append.c, audit_log.c */
 /* Appends a state change's entry in the caller's write transaction. */
 int km__audit_append(struct km_ctx *ctx, km__txn *t, int op, const uint8_t *key_id,
                      uint32_t version, int result, const char *detail);
@@ -383,6 +397,23 @@ void km__cache_clear(struct km_ctx *ctx);
 km__kobj *km__cache_peek(struct km_ctx *ctx, const uint8_t id[16]);
 void km__cache_unlock(struct km_ctx *ctx);
 void km__kobj_release_counters(km__kobj *k);
+
+/* key.c: the ids of the vault's keys, gathered by km_key_list with
+ * km__key_id_collect (which stops the listing when out of memory). */
+typedef struct km__id_list {
+    uint8_t (*ids)[16];
+    size_t n, cap;
+} km__id_list;
+int km__key_id_collect(const char *name, const uint8_t id[16], km_key_type type, void *arg);
+
+/* ctx.c: the backend registry and configuration records. */
+int km__backend_name_ok(const char *name);        /* [a-z0-9_-]{1,31} */
+int km__backend_known(const char *name);          /* built in or registered */
+void km__backend_config_key(const char *name, uint8_t *out, size_t *len);
+/* ctx.c: the vault policy record put in t; installing a parsed policy (p is
+ * owned by the context afterwards) and the document it came from. */
+int km__ctx_policy_put(struct km_ctx *ctx, km__txn *t, const char *json, size_t len);
+void km__ctx_policy_install(struct km_ctx *ctx, km__policy *p, const char *json, size_t len);
 
 /* key.c: adds a version with fresh material and makes it the primary. */
 int km__kobj_rotate(km__kobj *k, uint32_t *new_version);

@@ -18,7 +18,7 @@ static km_backend_ops reg[KM__MAX_BACKENDS];
 static int reg_builtin[KM__MAX_BACKENDS];
 static int reg_n;
 
-static int valid_backend_name(const char *n)
+int km__backend_name_ok(const char *n)
 {
     size_t i, len = n ? strlen(n) : 0;
     if (len == 0 || len > 31)
@@ -40,6 +40,15 @@ static int find_backend_locked(const char *name)
     return -1;
 }
 
+int km__backend_known(const char *name)
+{
+    int known;
+    pthread_mutex_lock(&reg_mu);
+    known = find_backend_locked(name) >= 0;
+    pthread_mutex_unlock(&reg_mu);
+    return known;
+}
+
 static int register_backend(const km_backend_ops *ops, int builtin)
 {
     int rc = KM_OK;
@@ -52,7 +61,7 @@ static int register_backend(const km_backend_ops *ops, int builtin)
         return km__err(KM_E_UNSUPPORTED,
                        "km_backend_register: ops->version %u is newer than this libkm (%u)",
                        ops->version, (unsigned)KM_BACKEND_OPS_VERSION);
-    if (!valid_backend_name(ops->name))
+    if (!km__backend_name_ok(ops->name))
         return km__err(KM_E_INVALID, "km_backend_register: ops->name must be [a-z0-9_-]{1,31}");
     if (ops->generate == NULL || ops->load == NULL || ops->unload == NULL)
         return km__err(KM_E_INVALID,
@@ -121,7 +130,7 @@ static void register_builtins(void)
 
 /* A backend's configuration lives sealed in the vault's meta table under
  * "backend/<name>" (it may hold a PIN the administrator chose to keep). */
-static void backend_config_key(const char *name, uint8_t *out, size_t *len)
+void km__backend_config_key(const char *name, uint8_t *out, size_t *len)
 {
     *len = (size_t)snprintf((char *)out, 48, "backend/%s", name);
 }
@@ -137,7 +146,7 @@ static int backend_config_get(struct km_ctx *ctx, const char *name, km_secret **
     int rc;
 
     *out = NULL;
-    backend_config_key(name, key, &klen);
+    km__backend_config_key(name, key, &klen);
     if ((rc = km__txn_begin(ctx->env, 0, &t)) != KM_OK)
         return rc;
     rc = km__rec_get(t, ctx->sealer, KM__T_META, key, klen, &rec);
@@ -153,47 +162,6 @@ static int backend_config_get(struct km_ctx *ctx, const char *name, km_secret **
     return rc;
 }
 
-int km_vault_backend_set(km_ctx *ctx, const char *name, const char *config)
-{
-    uint8_t key[48];
-    size_t klen, clen;
-    km__txn *t = NULL;
-    int rc;
-
-    if (ctx == NULL || name == NULL)
-        return km__err(KM_E_INVALID, "km_vault_backend_set: %s is NULL", ctx == NULL ? "ctx" : "name");
-    if (!valid_backend_name(name))
-        return km__err(KM_E_INVALID, "km_vault_backend_set: name must be [a-z0-9_-]{1,31}");
-    if (strcmp(name, "software") == 0)
-        return km__err(KM_E_INVALID, "km_vault_backend_set: the software backend takes no configuration");
-    clen = config != NULL ? strnlen(config, 65537) : 0;
-    if (config != NULL && (clen == 0 || clen > 65536))
-        return km__err(KM_E_INVALID, "km_vault_backend_set: config must be 1 byte to 64 KiB");
-    if ((rc = km__ctx_check(ctx)) != KM_OK)
-        return rc;
-    pthread_mutex_lock(&reg_mu);
-    rc = find_backend_locked(name) >= 0 ? KM_OK
-         : km__err(KM_E_UNSUPPORTED, "no backend named '%s' is built in or registered", name);
-    pthread_mutex_unlock(&reg_mu);
-    if (rc != KM_OK)
-        return rc;
-    if ((rc = km__acl_check(ctx, KM__OP_BACKEND_SET, NULL)) != KM_OK)
-        return rc;
-    backend_config_key(name, key, &klen);
-    if ((rc = km__wtxn_begin(ctx, &t)) != KM_OK)
-        return rc;
-    if (config != NULL)
-        rc = km__rec_put(t, ctx->sealer, KM__T_META, key, klen, (const uint8_t *)config, clen, 0);
-    else if ((rc = km__rec_del(t, KM__T_META, key, klen)) == KM_E_NOTFOUND)
-        rc = KM_OK;
-    if (rc != KM_OK) {
-        km__wtxn_abort(t);
-        return rc;
-    }
-    /* the name only in the log: the configuration may hold a PIN; an
-     * instance already open keeps its configuration until the vault is reopened */
-    return km__wtxn_commit(ctx, t, KM__OP_BACKEND_SET, NULL, 0, name);
-}
 
 int km__backend_get(struct km_ctx *ctx, const char *name, km__backend_inst **out)
 {
@@ -253,7 +221,7 @@ static int slot_backend_open(const char *name, const char *config, km_backend_op
 
     *state = NULL;
     (void)pthread_once(&builtin_once, register_builtins);
-    if (!valid_backend_name(name))
+    if (!km__backend_name_ok(name))
         return km__err(KM_E_INVALID, "keyslot backend name must be [a-z0-9_-]{1,31}");
     pthread_mutex_lock(&reg_mu);
     i = find_backend_locked(name);
@@ -330,100 +298,8 @@ int km__backend_slot_unseal(const char *name, const char *config, const uint8_t 
     return rc;
 }
 
-int km_vault_add_backend_slot(km_ctx *ctx, const char *backend, const char *config)
-{
-    km_secret *blob = NULL;
-    km__txn *t = NULL;
-    int rc;
 
-    if (ctx == NULL || backend == NULL)
-        return km__err(KM_E_INVALID, "km_vault_add_backend_slot: %s is NULL",
-                       ctx == NULL ? "ctx" : "backend");
-    if (strcmp(backend, "software") == 0)
-        return km__err(KM_E_INVALID, "km_vault_add_backend_slot: the software backend holds no "
-                                     "keyslot (add a passphrase instead)");
-    if ((rc = km__ctx_check(ctx)) != KM_OK)
-        return rc;
-    if ((rc = km__acl_check(ctx, KM__OP_SLOT_ADD, NULL)) != KM_OK)
-        return rc;
-    /* under ctx->mu: never seals a master key that a rekey is replacing */
-    pthread_mutex_lock(&ctx->mu);
-    rc = km__backend_slot_seal(backend, config, ctx->master, &blob);
-    if (rc == KM_OK)
-        rc = km__wtxn_begin(ctx, &t);
-    if (rc == KM_OK)
-        rc = km__slot_add_backend(t, backend, km_secret_data(blob), km_secret_len(blob));
-    if (rc == KM_OK) {
-        rc = km__wtxn_commit(ctx, t, KM__OP_SLOT_ADD, NULL, 0, backend);
-        t = NULL;
-    }
-    km__wtxn_abort(t);
-    pthread_mutex_unlock(&ctx->mu);
-    km_secret_free(blob);
-    return rc;
-}
 
-int km_vault_add_shares(km_ctx *ctx, unsigned m, unsigned n, km_secret **shares)
-{
-    km__txn *t = NULL;
-    char d[48];
-    int rc;
-
-    if (ctx == NULL || shares == NULL)
-        return km__err(KM_E_INVALID, "km_vault_add_shares: %s is NULL",
-                       ctx == NULL ? "ctx" : "shares");
-    if (m < 2 || m > n || n > KM_SHARES_MAX)
-        return km__err(KM_E_INVALID, "km_vault_add_shares: need 2 <= m <= n <= %d",
-                       KM_SHARES_MAX);
-    if ((rc = km__ctx_check(ctx)) != KM_OK)
-        return rc;
-    if ((rc = km__acl_check(ctx, KM__OP_SLOT_ADD, NULL)) != KM_OK)
-        return rc;
-    snprintf(d, sizeof d, "shamir %u of %u", m, n);
-    pthread_mutex_lock(&ctx->mu);
-    rc = km__wtxn_begin(ctx, &t);
-    if (rc == KM_OK)
-        rc = km__slot_add_shamir(t, ctx->master, m, n, shares);
-    if (rc == KM_OK) {
-        rc = km__wtxn_commit(ctx, t, KM__OP_SLOT_ADD, NULL, 0, d);
-        t = NULL;
-    }
-    km__wtxn_abort(t);
-    pthread_mutex_unlock(&ctx->mu);
-    if (rc != KM_OK) {
-        unsigned i;
-        for (i = 0; i < n; i++) {
-            km_secret_free(shares[i]);
-            shares[i] = NULL;
-        }
-        return rc;
-    }
-    return KM_OK;
-}
-
-int km_vault_remove_passphrases(km_ctx *ctx)
-{
-    km__txn *t = NULL;
-    int rc;
-
-    if (ctx == NULL)
-        return km__err(KM_E_INVALID, "km_vault_remove_passphrases: ctx is NULL");
-    if ((rc = km__ctx_check(ctx)) != KM_OK)
-        return rc;
-    if ((rc = km__acl_check(ctx, KM__OP_SLOT_REMOVE, NULL)) != KM_OK)
-        return rc;
-    pthread_mutex_lock(&ctx->mu);
-    rc = km__wtxn_begin(ctx, &t);
-    if (rc == KM_OK)
-        rc = km__slot_remove_owner(t);
-    if (rc == KM_OK) {
-        rc = km__wtxn_commit(ctx, t, KM__OP_SLOT_REMOVE, NULL, 0, "owner passphrase slots");
-        t = NULL;
-    }
-    km__wtxn_abort(t);
-    pthread_mutex_unlock(&ctx->mu);
-    return rc;
-}
 
 int km_set_progress(km_ctx *ctx, km_progress_fn fn, void *arg)
 {
@@ -456,7 +332,7 @@ void km__policy_release(struct km_ctx *ctx)
 }
 
 /* Installs a parsed policy and the document it came from. */
-static void policy_install(struct km_ctx *ctx, km__policy *p, const char *json, size_t len)
+void km__ctx_policy_install(struct km_ctx *ctx, km__policy *p, const char *json, size_t len)
 {
     char *copy = NULL;
     if (json != NULL && (copy = malloc(len ? len : 1)) != NULL)
@@ -470,23 +346,24 @@ static void policy_install(struct km_ctx *ctx, km__policy *p, const char *json, 
     pthread_rwlock_unlock(&ctx->policy_lock);
 }
 
-static int policy_store(struct km_ctx *ctx, const char *json, size_t len, int change)
+int km__ctx_policy_put(struct km_ctx *ctx, km__txn *t, const char *json, size_t len)
+{
+    return km__rec_put(t, ctx->sealer, KM__T_META, policy_rec_key, sizeof policy_rec_key - 1,
+                       (const uint8_t *)json, len, 0);
+}
+
+/* Stores the initial policy (the FIPS profile at creation). */
+static int policy_store_initial(struct km_ctx *ctx, const char *json, size_t len)
 {
     km__txn *t = NULL;
     int rc = km__wtxn_begin(ctx, &t);
     if (rc != KM_OK)
         return rc;
-    rc = km__rec_put(t, ctx->sealer, KM__T_META, policy_rec_key, sizeof policy_rec_key - 1,
-                     (const uint8_t *)json, len, 0);
-    /* the approvals the policy in force asks for (the new one may ask for more) */
-    if (rc == KM_OK && change)
-        rc = km__quorum_consume(ctx, t, KM_REQ_POLICY_CHANGE, NULL, (const uint8_t *)json, len);
-    if (rc != KM_OK) {
+    if ((rc = km__ctx_policy_put(ctx, t, json, len)) != KM_OK) {
         km__wtxn_abort(t);
         return rc;
     }
-    return km__wtxn_commit(ctx, t, KM__OP_POLICY_SET, NULL, 0,
-                           change ? "vault policy" : "initial vault policy");
+    return km__wtxn_commit(ctx, t, KM__OP_POLICY_SET, NULL, 0, "initial vault policy");
 }
 
 /* Loads the stored policy (or the default); with `fips` and no stored
@@ -506,12 +383,12 @@ static int policy_load(struct km_ctx *ctx, int fips)
         rc = km__policy_default(&p, fips);
         if (rc == KM_OK && fips) {
             char *json = km__policy_to_json(p);
-            rc = json ? policy_store(ctx, json, strlen(json), 0) : km__err(KM_E_NOMEM, "out of memory");
+            rc = json ? policy_store_initial(ctx, json, strlen(json)) : km__err(KM_E_NOMEM, "out of memory");
             if (rc == KM_OK)
-                policy_install(ctx, p, json, strlen(json));
+                km__ctx_policy_install(ctx, p, json, strlen(json));
             free(json);
         } else if (rc == KM_OK) {
-            policy_install(ctx, p, NULL, 0);
+            km__ctx_policy_install(ctx, p, NULL, 0);
         }
         if (rc != KM_OK)
             km__policy_free(p);
@@ -529,7 +406,7 @@ static int policy_load(struct km_ctx *ctx, int fips)
     pthread_rwlock_unlock(&ctx->policy_lock);
     rc = km__policy_parse(&p, (const char *)km_secret_data(rec), km_secret_len(rec), NULL);
     if (rc == KM_OK)
-        policy_install(ctx, p, (const char *)km_secret_data(rec), km_secret_len(rec));
+        km__ctx_policy_install(ctx, p, (const char *)km_secret_data(rec), km_secret_len(rec));
     else
         rc = km__err(KM_E_CORRUPT, "the vault's stored policy does not parse: %s",
                      km_error_last()->message);
@@ -546,57 +423,7 @@ int km__ctx_policy_refresh(struct km_ctx *ctx, int force)
     return policy_load(ctx, 0);
 }
 
-int km_policy_set(km_ctx *ctx, const char *json, size_t json_len)
-{
-    km__policy *p = NULL;
-    int rc;
 
-    if (ctx == NULL || json == NULL)
-        return km__err(KM_E_INVALID, "km_policy_set: %s is NULL", ctx == NULL ? "ctx" : "json");
-    if (json_len == 0 || json_len > (1u << 20))
-        return km__err(KM_E_INVALID, "km_policy_set: json must be 1 byte to 1 MiB");
-    if ((rc = km__ctx_check(ctx)) != KM_OK)
-        return rc;
-    if ((rc = km__acl_check(ctx, KM__OP_POLICY_SET, NULL)) != KM_OK)
-        return rc;
-    if ((rc = km__policy_parse(&p, json, json_len, NULL)) != KM_OK)
-        return rc;
-    rc = policy_store(ctx, json, json_len, 1);
-    if (rc == KM_OK)
-        policy_install(ctx, p, json, json_len);
-    else
-        km__policy_free(p);
-    return rc;
-}
-
-int km_policy_get(km_ctx *ctx, char *out, size_t out_cap, size_t *out_len)
-{
-    char *json;
-    size_t n;
-    int rc;
-
-    if (out_len == NULL)
-        return km__err(KM_E_INVALID, "km_policy_get: out_len is NULL");
-    *out_len = 0;
-    if (ctx == NULL)
-        return km__err(KM_E_INVALID, "km_policy_get: ctx is NULL");
-    if ((rc = km__ctx_check(ctx)) != KM_OK || (rc = km__ctx_policy_refresh(ctx, 1)) != KM_OK)
-        return rc;
-    json = km__policy_to_json(km__policy_acquire(ctx));
-    km__policy_release(ctx);
-    if (json == NULL)
-        return km__err(KM_E_NOMEM, "km_policy_get: out of memory");
-    n = strlen(json);
-    if (out == NULL || out_cap < n + 1) {
-        *out_len = n + 1;
-        free(json);
-        return km__err(KM_E_BUFFER, "km_policy_get: out needs %zu bytes", n + 1);
-    }
-    memcpy(out, json, n + 1);
-    *out_len = n;
-    free(json);
-    return KM_OK;
-}
 
 /* ------------------------------------------------------------------ clock */
 
@@ -826,35 +653,3 @@ int km__pass_args(const char *fn, const uint8_t *pass, size_t pass_len, uint32_t
     return KM_OK;
 }
 
-int km_vault_add_passphrase(km_ctx *ctx, const uint8_t *passphrase, size_t passphrase_len,
-                            uint32_t kdf_cost)
-{
-    km__txn *t = NULL;
-    int rc;
-
-    if (ctx == NULL)
-        return km__err(KM_E_INVALID, "km_vault_add_passphrase: ctx is NULL");
-    if ((rc = km__pass_args("km_vault_add_passphrase", passphrase, passphrase_len, &kdf_cost))
-        != KM_OK)
-        return rc;
-    if ((rc = km__ctx_check(ctx)) != KM_OK)
-        return rc;
-    if ((rc = km__acl_check(ctx, KM__OP_SLOT_ADD, NULL)) != KM_OK)
-        return rc;
-    /* under ctx->mu, which km_vault_rekey holds from its transaction to the
-     * master-key swap: the slot never wraps a master key being replaced */
-    pthread_mutex_lock(&ctx->mu);
-    if ((rc = km__wtxn_begin(ctx, &t)) != KM_OK) {
-        pthread_mutex_unlock(&ctx->mu);
-        return rc;
-    }
-    rc = km__slot_add_passphrase(t, ctx->master, passphrase, passphrase_len, kdf_cost);
-    if (rc != KM_OK) {
-        km__wtxn_abort(t);
-        pthread_mutex_unlock(&ctx->mu);
-        return rc;
-    }
-    rc = km__wtxn_commit(ctx, t, KM__OP_SLOT_ADD, NULL, 0, "owner passphrase");
-    pthread_mutex_unlock(&ctx->mu);
-    return rc;
-}

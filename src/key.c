@@ -1454,6 +1454,22 @@ static int list_one(const uint8_t *key, size_t key_len, const uint8_t *val, size
     return la->fn(name, key, (km_key_type)r.type, la->arg) ? 1 : 0;
 }
 
+int km__key_id_collect(const char *name, const uint8_t id[16], km_key_type type, void *arg)
+{
+    km__id_list *l = arg;
+    (void)name; (void)type;
+    if (l->n == l->cap) {
+        size_t cap = l->cap ? l->cap * 2 : 64;
+        void *p = realloc(l->ids, cap * 16);
+        if (p == NULL)
+            return 1;
+        l->ids = p;
+        l->cap = cap;
+    }
+    memcpy(l->ids[l->n++], id, 16);
+    return 0;
+}
+
 int km_key_list(km_ctx *ctx, km_key_list_fn fn, void *arg)
 {
     struct list_arg la;

@@ -104,31 +104,10 @@ int km_key_cancel_destroy(km_key *key, uint32_t version)
 
 /* --------------------------------------------------------------- maintain */
 
-struct id_list {
-    uint8_t (*ids)[16];
-    size_t n, cap;
-};
-
-static int collect_id(const char *name, const uint8_t id[16], km_key_type type, void *arg)
-{
-    struct id_list *l = arg;
-    (void)name; (void)type;
-    if (l->n == l->cap) {
-        size_t cap = l->cap ? l->cap * 2 : 64;
-        void *p = realloc(l->ids, cap * 16);
-        if (p == NULL)
-            return 1;
-        l->ids = p;
-        l->cap = cap;
-    }
-    memcpy(l->ids[l->n++], id, 16);
-    return 0;
-}
-
 int km_maintain(km_ctx *ctx, km_maintain_report **out)
 {
     km_maintain_report *r = NULL;
-    struct id_list l = { NULL, 0, 0 };
+    km__id_list l = { NULL, 0, 0 };
     size_t i;
     int rc, first_err = KM_OK;
 
@@ -141,7 +120,7 @@ int km_maintain(km_ctx *ctx, km_maintain_report **out)
     r = calloc(1, sizeof *r);
     if (r == NULL)
         return km__err(KM_E_NOMEM, "out of memory");
-    if ((rc = km_key_list(ctx, collect_id, &l)) != KM_OK)
+    if ((rc = km_key_list(ctx, km__key_id_collect, &l)) != KM_OK)
         goto out;
     for (i = 0; i < l.n; i++) {
         km__kobj *k = NULL;
@@ -196,112 +175,5 @@ void km_maintain_report_free(km_maintain_report *r)
         free(r->e[i].name);
     free(r->e);
     free(r);
-}
-
-/* ------------------------------------------------------------ policy report */
-
-struct km_policy_findings {
-    struct finding {
-        char *name;
-        char *why;
-    } *f;
-    size_t n;
-};
-
-int km_policy_report(km_ctx *ctx, km_policy_findings **out)
-{
-    struct id_list l = { NULL, 0, 0 };
-    km_policy_findings *r;
-    size_t i;
-    int rc;
-
-    if (out == NULL)
-        return km__err(KM_E_INVALID, "km_policy_report: out is NULL");
-    *out = NULL;
-    if (ctx == NULL)
-        return km__err(KM_E_INVALID, "km_policy_report: ctx is NULL");
-    if ((rc = km__ctx_check(ctx)) != KM_OK || (rc = km__ctx_policy_refresh(ctx, 1)) != KM_OK)
-        return rc;
-    if ((rc = km_key_list(ctx, collect_id, &l)) != KM_OK) {
-        free(l.ids);
-        return rc;
-    }
-    r = calloc(1, sizeof *r);
-    if (r == NULL || (l.n > 0 && (r->f = calloc(l.n, sizeof *r->f)) == NULL)) {
-        free(r);
-        free(l.ids);
-        return km__err(KM_E_NOMEM, "out of memory");
-    }
-    for (i = 0; i < l.n && rc == KM_OK; i++) {
-        km__kobj *k = NULL;
-        char why[1024];
-        int bad;
-        rc = km__kobj_get(ctx, l.ids[i], &k);
-        if (rc == KM_OK)
-            rc = km__kobj_refresh(k, 1);
-        if (rc == KM_OK) {
-            const km__policy *p;
-            int64_t now = km__now(ctx), act = 0;
-            /* the key's lock before the policy's, as km__kobj_refresh takes them
-             * (ThreadSanitizer found the inverse order here) */
-            pthread_rwlock_rdlock(&k->lock);
-            p = km__policy_acquire(ctx);
-            if (k->primary != 0)
-                act = k->vers[k->primary - 1]->activated;
-            bad = km__policy_key_out_of_policy(p, k->type, now, act, k->rotate_days,
-                                               k->protect_days, k->process_days, why, sizeof why);
-            km__policy_release(ctx);
-            pthread_rwlock_unlock(&k->lock);
-            if (bad) {
-                r->f[r->n].name = strdup(k->name);
-                r->f[r->n].why = strdup(why);
-                if (r->f[r->n].name == NULL || r->f[r->n].why == NULL) {
-                    free(r->f[r->n].name);
-                    free(r->f[r->n].why);
-                    rc = km__err(KM_E_NOMEM, "out of memory");
-                } else {
-                    r->n++;
-                }
-            }
-        }
-        km__kobj_unref(k);
-    }
-    free(l.ids);
-    if (rc != KM_OK) {
-        km_policy_findings_free(r);
-        return rc;
-    }
-    *out = r;
-    return KM_OK;
-}
-
-size_t km_policy_findings_count(const km_policy_findings *f)
-{
-    return f ? f->n : 0;
-}
-
-int km_policy_findings_get(const km_policy_findings *f, size_t index, const char **key_name,
-                           const char **why)
-{
-    if (f == NULL || index >= f->n)
-        return km__err(KM_E_INVALID, "km_policy_findings_get: no entry %zu", index);
-    if (key_name)
-        *key_name = f->f[index].name;
-    if (why)
-        *why = f->f[index].why;
-    return KM_OK;
-}
-
-void km_policy_findings_free(km_policy_findings *f)
-{
-    size_t i;
-    if (f == NULL)
-        return;
-    for (i = 0; i < f->n; i++) {
-        free(f->f[i].name);
-        free(f->f[i].why);
-    }
-    free(f->f);
-    free(f);
 }
 
