@@ -165,6 +165,9 @@ struct km_ctx {
     km_progress_fn progress;      /* km_set_progress */
     void *progress_arg;
     km__audit_ctx audit;
+    /* km__audit_close, set by km_open: called when the last reference goes
+     * (ctx.c calls nothing above it) */
+    void (*audit_close)(struct km_ctx *ctx);
 };
 
 /* wtxn.c: the one write path. Every change of the vault goes through here:
@@ -221,6 +224,12 @@ void km__ctx_unref(struct km_ctx *ctx);
 /* ctx.c: the policy. Acquire gives the current policy under a read lock. */
 const km__policy *km__policy_acquire(struct km_ctx *ctx);
 void km__policy_release(struct km_ctx *ctx);
+/* ctx.c: loads the stored policy, or installs the default when none is
+ * stored (*none_stored = 1; may be NULL). KM_E_CORRUPT (does not parse), the
+ * vault's errors. */
+int km__ctx_policy_load(struct km_ctx *ctx, int *none_stored);
+/* ctx.c: registers the built-in backends (once). */
+void km__backends_builtin(void);
 /* Re-reads the stored policy when another process may have changed it. */
 int km__ctx_policy_refresh(struct km_ctx *ctx, int force);
 

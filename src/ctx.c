@@ -116,6 +116,13 @@ int km_backend_unregister(const char *name)
 }
 
 static pthread_once_t builtin_once = PTHREAD_ONCE_INIT;
+static void register_builtins(void);
+
+void km__backends_builtin(void)
+{
+    (void)pthread_once(&builtin_once, register_builtins);
+}
+
 static void register_builtins(void)
 {
     (void)register_backend(&km__software_backend, 1);
@@ -352,23 +359,7 @@ int km__ctx_policy_put(struct km_ctx *ctx, km__txn *t, const char *json, size_t 
                        (const uint8_t *)json, len, 0);
 }
 
-/* Stores the initial policy (the FIPS profile at creation). */
-static int policy_store_initial(struct km_ctx *ctx, const char *json, size_t len)
-{
-    km__txn *t = NULL;
-    int rc = km__wtxn_begin(ctx, &t);
-    if (rc != KM_OK)
-        return rc;
-    if ((rc = km__ctx_policy_put(ctx, t, json, len)) != KM_OK) {
-        km__wtxn_abort(t);
-        return rc;
-    }
-    return km__wtxn_commit(ctx, t, KM__OP_POLICY_SET, NULL, 0, "initial vault policy");
-}
-
-/* Loads the stored policy (or the default); with `fips` and no stored
- * policy, stores the FIPS profile. */
-static int policy_load(struct km_ctx *ctx, int fips)
+int km__ctx_policy_load(struct km_ctx *ctx, int *none_stored)
 {
     km__txn *t = NULL;
     km_secret *rec = NULL;
@@ -379,19 +370,11 @@ static int policy_load(struct km_ctx *ctx, int fips)
         return rc;
     rc = km__rec_get(t, ctx->sealer, KM__T_META, policy_rec_key, sizeof policy_rec_key - 1, &rec);
     km__txn_abort(t);
+    if (none_stored != NULL)
+        *none_stored = rc == KM_E_NOTFOUND;
     if (rc == KM_E_NOTFOUND) {
-        rc = km__policy_default(&p, fips);
-        if (rc == KM_OK && fips) {
-            char *json = km__policy_to_json(p);
-            rc = json ? policy_store_initial(ctx, json, strlen(json)) : km__err(KM_E_NOMEM, "out of memory");
-            if (rc == KM_OK)
-                km__ctx_policy_install(ctx, p, json, strlen(json));
-            free(json);
-        } else if (rc == KM_OK) {
+        if ((rc = km__policy_default(&p, 0)) == KM_OK)
             km__ctx_policy_install(ctx, p, NULL, 0);
-        }
-        if (rc != KM_OK)
-            km__policy_free(p);
         return rc;
     }
     if (rc != KM_OK)
@@ -420,7 +403,7 @@ int km__ctx_policy_refresh(struct km_ctx *ctx, int force)
     if (!force && now - atomic_load(&ctx->policy_checked_ms) < (int64_t)ctx->refresh_ms)
         return KM_OK;
     atomic_store(&ctx->policy_checked_ms, now);
-    return policy_load(ctx, 0);
+    return km__ctx_policy_load(ctx, NULL);
 }
 
 
@@ -445,143 +428,6 @@ int64_t km__mono_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-/* ------------------------------------------------------------ open / close */
-
-static int parse_uri(const char *uri, const char **path)
-{
-    if (strncmp(uri, "lmdb:", 5) == 0) {
-        *path = uri + 5;
-        if (strncmp(*path, "//", 2) == 0) /* lmdb:///abs/path */
-            *path += 2;
-    } else if (strchr(uri, ':') != NULL && uri[0] != '/' && uri[0] != '.') {
-        return km__err(KM_E_INVALID, "km_open: unknown URI scheme (expected lmdb:/path)");
-    } else {
-        *path = uri;
-    }
-    if ((*path)[0] == '\0')
-        return km__err(KM_E_INVALID, "km_open: the URI names no directory");
-    if (strlen(*path) > 4000)
-        return km__err(KM_E_INVALID, "km_open: path too long");
-    return KM_OK;
-}
-
-int km_open(km_ctx **out, const char *uri, const km_open_options *opts)
-{
-    struct km_ctx *ctx = NULL;
-    km_secret *master = NULL;
-    const char *path = NULL;
-    int rc;
-
-    if (out == NULL)
-        return km__err(KM_E_INVALID, "km_open: out is NULL");
-    *out = NULL;
-    if ((rc = km_init()) != KM_OK)
-        return rc;
-    (void)pthread_once(&builtin_once, register_builtins);
-    if (uri == NULL || uri[0] == '\0')
-        return km__err(KM_E_INVALID, "km_open: uri is NULL or empty");
-    if (opts == NULL)
-        return km__err(KM_E_INVALID, "km_open: opts is NULL (a passphrase is required)");
-    if (opts->version < 1 || opts->version > KM_OPEN_OPTIONS_VERSION)
-        return km__err(KM_E_INVALID, "km_open: opts->version %u is not supported", opts->version);
-    if (opts->flags & ~(KM_OPEN_CREATE | KM_OPEN_EXCL | KM_OPEN_STRICT_REFRESH | KM_OPEN_FIPS))
-        return km__err(KM_E_INVALID, "km_open: opts->flags has unknown bits");
-    if (opts->passphrase == NULL
-        && !(opts->version >= 3 && (opts->slot_backend != NULL || opts->share_count > 0)))
-        return km__err(KM_E_INVALID, "km_open: opts carries no passphrase, keyslot backend or "
-                                     "shares");
-    if (opts->passphrase != NULL && opts->passphrase_len == 0)
-        return km__err(KM_E_INVALID, "km_open: opts->passphrase is empty");
-    if (opts->version >= 3 && opts->share_count > 0 && opts->shares == NULL)
-        return km__err(KM_E_INVALID, "km_open: opts->shares is NULL");
-    if (opts->version >= 3 && opts->principal != NULL
-        && (opts->passphrase == NULL || opts->principal[0] == '\0'
-            || strlen(opts->principal) > 64))
-        return km__err(KM_E_INVALID, "km_open: a principal (1 to 64 bytes) opens with its "
-                                     "passphrase");
-    if (opts->passphrase_len > 1024)
-        return km__err(KM_E_INVALID, "km_open: opts->passphrase is longer than 1024 bytes");
-    if (opts->kdf_cost != 0 && (opts->kdf_cost < KM_KDF_COST_MIN || opts->kdf_cost > KM_KDF_COST_MAX))
-        return km__err(KM_E_INVALID, "km_open: opts->kdf_cost must be %d to %d",
-                       KM_KDF_COST_MIN, KM_KDF_COST_MAX);
-    if ((rc = parse_uri(uri, &path)) != KM_OK)
-        return rc;
-
-    ctx = calloc(1, sizeof *ctx);
-    if (ctx == NULL)
-        return km__err(KM_E_NOMEM, "km_open: out of memory");
-    atomic_init(&ctx->refs, 1);
-    atomic_init(&ctx->closed, 0);
-    ctx->fork_gen = atomic_load(&km__fork_gen);
-    ctx->flags = opts->flags;
-    ctx->refresh_ms = opts->refresh_ms ? opts->refresh_ms : 100;
-    ctx->clock = opts->clock;
-    ctx->clock_arg = opts->clock_arg;
-    ctx->cache_max = opts->version >= 2 && opts->key_cache_max != 0 ? opts->key_cache_max
-                                                                    : KM__CACHE_MAX;
-    pthread_mutex_init(&ctx->mu, NULL);
-    pthread_rwlock_init(&ctx->cache_lock, NULL);
-    pthread_rwlock_init(&ctx->policy_lock, NULL);
-
-    pthread_mutex_init(&ctx->audit.mu, NULL);
-    pthread_mutex_init(&ctx->audit.kmu, NULL);
-    pthread_mutex_init(&ctx->audit.fmu, NULL);
-    ctx->audit.fd = -1;
-    rc = km__env_open(&ctx->env, path, opts, &master, ctx->vault_id, ctx->principal_id);
-    if (rc != KM_OK)
-        goto out;
-    if (opts->version >= 3 && opts->principal != NULL) {
-        ctx->is_principal = 1;
-        snprintf(ctx->principal_name, sizeof ctx->principal_name, "%s", opts->principal);
-    } else if (opts->passphrase != NULL) {
-        snprintf(ctx->principal_name, sizeof ctx->principal_name, "owner");
-    } else if (opts->slot_backend != NULL) {
-        snprintf(ctx->principal_name, sizeof ctx->principal_name, "backend:%s",
-                 opts->slot_backend);
-    } else {
-        snprintf(ctx->principal_name, sizeof ctx->principal_name, "shares");
-    }
-    {
-        km__sealer *sealer = NULL;
-        rc = km__sealer_new(&sealer, master);
-        ctx->sealer = sealer;
-    }
-    if (rc != KM_OK)
-        goto out;
-    ctx->master = master;
-    master = NULL;
-    atomic_store(&ctx->policy_checked_ms, km__mono_ms());
-    rc = policy_load(ctx, (opts->flags & KM_OPEN_FIPS) != 0);
-    if (rc != KM_OK)
-        goto out;
-    if ((rc = km__acl_load(ctx)) != KM_OK)
-        goto out;
-    if ((rc = km__audit_open(ctx)) != KM_OK) {
-        km__audit_close(ctx);
-        goto out;
-    }
-    *out = ctx;
-    ctx = NULL;
-out:
-    km_secret_free(master);
-    if (ctx != NULL) {
-        km__sealer_free(ctx->sealer);
-        km_secret_free(ctx->master);
-        km__policy_free(ctx->policy);
-        free(ctx->policy_json);
-        if (ctx->env != NULL)
-            km__env_close(ctx->env);
-        pthread_mutex_destroy(&ctx->mu);
-        pthread_mutex_destroy(&ctx->audit.mu);
-        pthread_mutex_destroy(&ctx->audit.kmu);
-        pthread_mutex_destroy(&ctx->audit.fmu);
-        pthread_rwlock_destroy(&ctx->cache_lock);
-        pthread_rwlock_destroy(&ctx->policy_lock);
-        free(ctx);
-    }
-    return rc;
-}
-
 void km__ctx_ref(struct km_ctx *ctx)
 {
     atomic_fetch_add(&ctx->refs, 1);
@@ -599,7 +445,8 @@ void km__ctx_unref(struct km_ctx *ctx)
             b->ops.close(b->state);
         free(b);
     }
-    km__audit_close(ctx);
+    if (ctx->audit_close != NULL)
+        ctx->audit_close(ctx);
     pthread_mutex_destroy(&ctx->audit.mu);
     pthread_mutex_destroy(&ctx->audit.kmu);
     pthread_mutex_destroy(&ctx->audit.fmu);
@@ -612,16 +459,6 @@ void km__ctx_unref(struct km_ctx *ctx)
     pthread_rwlock_destroy(&ctx->cache_lock);
     pthread_rwlock_destroy(&ctx->policy_lock);
     free(ctx);
-}
-
-void km_close(km_ctx *ctx)
-{
-    if (ctx == NULL)
-        return;
-    if (atomic_exchange(&ctx->closed, 1))
-        return;
-    km__cache_clear(ctx);
-    km__ctx_unref(ctx);
 }
 
 int km__ctx_check(struct km_ctx *ctx)

@@ -1,6 +1,7 @@
 /* key_state.c - the core of the key lifecycle: applying a transition to a
- * stored version (one write transaction), the primary, what is due and the
- * maintenance of a key. The decisions are the rules' (rules_lifecycle.c);
+ * stored version (one write transaction), what is due and the maintenance
+ * of a key, and the use of a key handle (refreshed when stale, due
+ * transitions applied on the way). The decisions are the rules' (rules_lifecycle.c);
  * the public functions are in lifecycle.c. */
 #include "core.h"
 #include "km/quorum.h"
@@ -22,17 +23,6 @@ const char *km__lc_op_verb(int op)
     case KM__LC_DESTROY: return "destroy";
     }
     return "change";
-}
-
-uint32_t km__primary(const km__kobj *k, int64_t now)
-{
-    uint32_t i;
-    for (i = k->nvers; i > 0; i--) {
-        km__vstate vs = km__ver_vstate(k->vers[i - 1]);
-        if (km__rules_primary_candidate(&vs, now))
-            return vs.version;
-    }
-    return 0;
 }
 
 int km__key_transition(km__kobj *k, uint32_t version, const km__lc_arg *a)
@@ -303,4 +293,35 @@ int km__key_revoke_all(struct km_ctx *ctx, const uint8_t id[16], const char *why
     }
     km__kobj_unref(k);
     return first;
+}
+
+/* ------------------------------------------------------------- handles */
+
+int km__key_use(km_key *key, km__kobj **out)
+{
+    km__kobj *k = key->k;
+    int rc;
+
+    if (key->fork_gen != atomic_load_explicit(&km__fork_gen, memory_order_relaxed))
+        return km__err(KM_E_FORK, "key handle used in a forked child; open it again there");
+    if ((rc = km__ctx_check(k->ctx)) != KM_OK)
+        return rc;
+    if ((k->ctx->flags & KM_OPEN_STRICT_REFRESH)
+        || atomic_load_explicit(&k->loaded_gen, memory_order_relaxed)
+               != km__wtxn_gen()
+        || km__mono_ms() - atomic_load_explicit(&k->checked_ms, memory_order_relaxed)
+               >= (int64_t)k->ctx->refresh_ms) {
+        if ((rc = km__ctx_policy_refresh(k->ctx, 0)) != KM_OK)
+            return rc;
+        rc = km__kobj_refresh(k, (k->ctx->flags & KM_OPEN_STRICT_REFRESH) != 0);
+        if (rc != KM_OK)
+            return rc;
+        /* Time-driven transitions happen lazily on use too (checked at each
+         * refresh, so at most every refresh_ms). A failure here leaves the
+         * date checks of the data path in force. */
+        if (km__kobj_due(k, km__now(k->ctx)))
+            (void)km__kobj_maintain(k, NULL);
+    }
+    *out = k;
+    return KM_OK;
 }
