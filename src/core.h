@@ -1,7 +1,11 @@
 /*
  * core.h - the core's private structures: contexts, key objects, versions,
- * backend instances. Shared by the core (ctx.c, key.c, key_state.c, wtxn.c,
- * access.c, approvals.c, audit_log.c) and the API files above it.
+ * backend instances, and the core's functions. The core, lowest first:
+ * ctx.c (the context), audit_append.c, wtxn.c (the write path),
+ * audit_log.c, access.c, approvals.c, key.c (key objects), key_state.c. The
+ * API files above it (acl.c, audit.c, quorum.c, lifecycle.c, key_api.c,
+ * vault_api.c, policy_api.c, ops.c, distribute.c, rekey.c, backup.c) call
+ * the core and the rules (rules.h), never the reverse.
  */
 #ifndef KM_CORE_H
 #define KM_CORE_H
@@ -173,7 +177,7 @@ struct km_ctx {
 /* wtxn.c: the one write path. Every change of the vault goes through here:
  * begin, then commit (the change's audit entry, the commit, the generation
  * bump) or abort. The audit entry goes to the sinks as it is appended, as it
- * always did (audit_log.c).
+ * always did (audit_append.c), so before the commit.
  *
  * km__wtxn_begin: a write transaction on the context's vault, in *out.
  * Errors: those of km__txn_begin (KM_E_FORK, KM_E_IO, KM_E_NOMEM). */
@@ -393,7 +397,9 @@ int km__kobj_get(struct km_ctx *ctx, const uint8_t id[16], km__kobj **out);
 void km__kobj_unref(km__kobj *k);
 /* Re-reads the key's metadata when stale. Takes and releases the write lock. */
 int km__kobj_refresh(km__kobj *k, int force);
-/* Checks the handle (fork, closed ctx) and refreshes when stale. */
+/* key_state.c: checks the handle (fork, closed ctx) and refreshes when
+ * stale, applying due time-driven transitions on the way. KM_E_FORK,
+ * KM_E_STATE (closed), the refresh's errors. */
 int km__key_use(km_key *key, km__kobj **out);
 /* The backend object of a version, loaded on first use. Call under rdlock. */
 int km__ver_obj(km__kobj *k, km__ver *v, void **out);
@@ -461,17 +467,18 @@ static inline int km__may_process(const km__ver *v, uint32_t flags, int64_t now)
  * derive, agree), under the key's read lock: the key's usage allows `usage`
  * (`what` names it in the error), the vault policy lets the algorithm
  * protect, the key has a primary version and it may protect now (and it is
- * `version` when that is not 0). *out = the primary. Errors: KM_E_USAGE,
+ * `version` when that is not 0). *out = the primary, set also when it may
+ * not protect now (the refusal's audit entry names it). Errors: KM_E_USAGE,
  * KM_E_POLICY, KM_E_STATE. */
 int km__key_protect_check(km__kobj *k, uint32_t usage, const char *what, uint32_t version,
                           km__ver **out);
 /* key.c: drops the loaded backend object of a destroyed version. */
 void km__ver_unload(km__kobj *k, uint32_t version);
-/* 1 when a time- or usage-driven transition is due for the key. */
+/* key_state.c: 1 when a time- or usage-driven transition is due for the key. */
 int km__kobj_due(km__kobj *k, int64_t now);
 /* key_state.c: applies what is due for one key; adds to the report (may be NULL). */
 int km__kobj_maintain(km__kobj *k, struct km_maintain_report *r);
-/* The primary: newest version that may protect now; 0 if none. */
+/* key.c: the primary: newest version that may protect now; 0 if none. */
 uint32_t km__primary(const km__kobj *k, int64_t now);
 
 #endif /* KM_CORE_H */
