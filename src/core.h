@@ -1,12 +1,18 @@
 /*
  * core.h - the core's private structures: contexts, key objects, versions,
- * backend instances. Shared by ctx.c, key.c, ops.c and lifecycle.c only.
+ * backend instances, and the core's functions. The core, lowest first:
+ * ctx.c (the context), audit_append.c, wtxn.c (the write path),
+ * audit_log.c, access.c, approvals.c, key.c (key objects), key_state.c. The
+ * API files above it (acl.c, audit.c, quorum.c, lifecycle.c, key_api.c,
+ * vault_api.c, policy_api.c, ops.c, distribute.c, rekey.c, backup.c) call
+ * the core and the rules (rules.h), never the reverse.
  */
 #ifndef KM_CORE_H
 #define KM_CORE_H
 
 #include "km_int.h"
 #include "policy.h"
+#include "rules.h"
 
 /* Record tags (TLV) of the catalog records. Append only. */
 enum {
@@ -107,20 +113,6 @@ struct km_key {
 };
 
 
-/* Operations, for access control and the audit log (names in audit.c). */
-enum {
-    KM__OP_NONE = 0, KM__OP_OPEN, KM__OP_AUTH_FAIL, KM__OP_DENIED,
-    KM__OP_KEY_CREATE, KM__OP_KEY_IMPORT, KM__OP_KEY_ROTATE, KM__OP_KEY_STATE,
-    KM__OP_KEY_DESTROY, KM__OP_KEY_POLICY, KM__OP_KEY_GRANT, KM__OP_KEY_OWNER, KM__OP_EXPORT,
-    KM__OP_POLICY_SET, KM__OP_BACKEND_SET, KM__OP_SLOT_ADD, KM__OP_SLOT_REMOVE, KM__OP_REKEY,
-    KM__OP_COMPACT, KM__OP_AUDIT_LEVEL, KM__OP_PRINCIPAL_ADD, KM__OP_PRINCIPAL_REMOVE,
-    KM__OP_REQUEST, KM__OP_APPROVE, KM__OP_EXECUTE,
-    KM__OP_ENCRYPT, KM__OP_DECRYPT, KM__OP_SIGN, KM__OP_VERIFY, KM__OP_MAC, KM__OP_DATAKEY,
-    KM__OP_REWRAP, KM__OP_DERIVE, KM__OP_AGREE, KM__OP_PUBLIC, KM__OP_AUDIT_READ, KM__OP_READ,
-    KM__OP_COMPROMISED_USE, KM__OP_BACKUP,
-    KM__OP__COUNT
-};
-
 struct km__audit_pending;
 
 /* A context's audit state (audit.c). Lock order: fmu, then the LMDB write
@@ -177,10 +169,49 @@ struct km_ctx {
     km_progress_fn progress;      /* km_set_progress */
     void *progress_arg;
     km__audit_ctx audit;
+    /* km__audit_close, set by km_open: called when the last reference goes
+     * (ctx.c calls nothing above it) */
+    void (*audit_close)(struct km_ctx *ctx);
 };
 
-/* Bumped after every committed write by any context in this process. */
-extern atomic_uint km__write_gen;
+/* wtxn.c: the one write path. Every change of the vault goes through here:
+ * begin, then commit (the change's audit entry, the commit, the generation
+ * bump) or abort. The audit entry goes to the sinks as it is appended, as it
+ * always did (audit_append.c), so before the commit.
+ *
+ * km__wtxn_begin: a write transaction on the context's vault, in *out.
+ * Errors: those of km__txn_begin (KM_E_FORK, KM_E_IO, KM_E_NOMEM). */
+int km__wtxn_begin(struct km_ctx *ctx, km__txn **out);
+/* Appends the audit entry of the change (op with key_id, version, detail;
+ * result KM_OK) in t, commits, and after a successful commit bumps the write
+ * generation so that every handle of this process re-reads what it cached.
+ * Always consumes t (aborted when the entry cannot be appended). Errors: the
+ * append's (KM_E_CORRUPT, KM_E_NOMEM, ...), the commit's (KM_E_FULL, KM_E_IO). */
+int km__wtxn_commit(struct km_ctx *ctx, km__txn *t, int op, const uint8_t *key_id,
+                    uint32_t version, const char *detail);
+/* km__wtxn_commit that also says whether the commit itself was tried (1)
+ * or the entry failed first (0), for a caller that undoes work outside the
+ * vault only when nothing can have been committed. */
+int km__wtxn_commit_ex(struct km_ctx *ctx, km__txn *t, int op, const uint8_t *key_id,
+                       uint32_t version, const char *detail, int *committing);
+/* The same for an event that changes nothing a handle caches (a refusal, a
+ * backup, failed authentications): the entry carries `result`, and the
+ * generation is not bumped. */
+int km__wtxn_commit_event(struct km_ctx *ctx, km__txn *t, int op, const uint8_t *key_id,
+                          uint32_t version, int result, const char *detail);
+/* Commits t whose audit entries the caller appended itself (a batch of
+ * data-path entries, a rekey's entry under the new sealer) or that needs none
+ * (usage counters); bumps the generation when `changed`. Always consumes t.
+ * Errors: KM_E_FULL, KM_E_IO. */
+int km__wtxn_commit_plain(km__txn *t, int changed);
+/* Aborts t (NULL accepted). */
+void km__wtxn_abort(km__txn *t);
+/* After a change made outside a km__wtxn transaction (rekey, compaction):
+ * bumps the generation. */
+void km__wtxn_changed(void);
+/* The write generation: changes after every committed change of any context
+ * of this process. */
+unsigned km__wtxn_gen(void);
 
 /* ctx.c */
 int64_t km__now(const struct km_ctx *ctx);
@@ -197,6 +228,12 @@ void km__ctx_unref(struct km_ctx *ctx);
 /* ctx.c: the policy. Acquire gives the current policy under a read lock. */
 const km__policy *km__policy_acquire(struct km_ctx *ctx);
 void km__policy_release(struct km_ctx *ctx);
+/* ctx.c: loads the stored policy, or installs the default when none is
+ * stored (*none_stored = 1; may be NULL). KM_E_CORRUPT (does not parse), the
+ * vault's errors. */
+int km__ctx_policy_load(struct km_ctx *ctx, int *none_stored);
+/* ctx.c: registers the built-in backends (once). */
+void km__backends_builtin(void);
 /* Re-reads the stored policy when another process may have changed it. */
 int km__ctx_policy_refresh(struct km_ctx *ctx, int force);
 
@@ -207,8 +244,21 @@ int km__pass_args(const char *fn, const uint8_t *pass, size_t pass_len, uint32_t
 /* ctx.c: reports progress of long work when the caller asked for it. */
 void km__progress(struct km_ctx *ctx, const char *what, uint64_t done, uint64_t total);
 
-/* audit.c */
-const char *km__op_name(int op);
+/* audit_append.c: an entry to append (state changes carry a detail). */
+typedef struct km__audit_entry_in {
+    int64_t time;
+    int op, result, has_key;
+    const uint8_t *key_id;
+    uint32_t version;
+    const char *detail;
+} km__audit_entry_in;
+/* Appends `count` entries as one sealed record in the write transaction t,
+ * sealed with s, and sends each to the sinks. Call with ctx->audit.kmu held.
+ * Errors: KM_E_CORRUPT (an entry beyond the stored head), KM_E_NOMEM, KM_E_IO
+ * (a sink), the vault's. */
+int km__audit_append_entries(struct km_ctx *ctx, km__txn *t, const km__sealer *s,
+                             const km__audit_entry_in *p, size_t count);
+/* audit_append.c, audit_log.c */
 /* Appends a state change's entry in the caller's write transaction. */
 int km__audit_append(struct km_ctx *ctx, km__txn *t, int op, const uint8_t *key_id,
                      uint32_t version, int result, const char *detail);
@@ -224,8 +274,53 @@ int km__audit_data(struct km_ctx *ctx, int op, const uint8_t *key_id, uint32_t v
                    int result);
 int km__audit_open(struct km_ctx *ctx);
 void km__audit_close(struct km_ctx *ctx);
+/* Writes the queued data-path entries now (km_audit_flush without checks).
+ * Errors: the vault's; the batch stays queued. */
+int km__audit_flush(struct km_ctx *ctx);
+/* The meta record of the data-path level (one byte, km_audit_level). */
+#define KM__AUDIT_LEVEL_KEY "audit-level"
+#define KM__AUDIT_ENTRY_MAX 1024
+#define KM__AUDIT_DETAIL_MAX 200
+/* The stored head (0 and zeros when the log is empty). KM_E_CORRUPT. */
+int km__audit_head_read(const km__sealer *s, km__txn *t, km_audit_head *h);
+/* Loads the audit MAC key into the context (creating it in a write t).
+ * KM_E_NOTFOUND when no entry was ever written, KM_E_CORRUPT. */
+int km__audit_key_ready(struct km_ctx *ctx, km__txn *t);
+/* Decodes one entry and checks its own MAC with m; prev gets the hash it
+ * chains to; pbuf (128) and dbuf (KM__AUDIT_DETAIL_MAX + 1) hold its
+ * strings. KM_E_INTEGRITY. */
+int km__audit_entry_decode(km__mac *m, const uint8_t *b, size_t n, km_audit_entry *e,
+                           uint8_t prev[32], char *pbuf, char *dbuf);
 
-/* acl.c: KM_OK, or KM_E_DENIED (audited) naming the missing permission. k may
+/* access.c: the access records (layout at the top of access.c). */
+#define KM__PFX_PRINCIPAL "principal/"
+#define KM__PFX_GRANT "grant/"
+#define KM__PFX_OWNER "owner/"
+enum { KM__P_NAME = 1, KM__P_ROLES = 2, KM__P_CREATED = 3 };
+/* The record key pfx || a[16] || b[16] (a, b may be NULL) in out (64 bytes);
+ * returns its length. */
+size_t km__acl_rkey(uint8_t *out, const char *pfx, const uint8_t *a, const uint8_t *b);
+/* The grantee id of a role: 15 bytes 0xff, then the role bit. */
+void km__acl_role_gid(uint32_t role, uint8_t gid[16]);
+/* A search of the principal records: by name, by id, or every one to fn. */
+typedef struct km__pfind {
+    const char *name;     /* find by name, or */
+    const uint8_t *pid;   /* by id */
+    int found;
+    uint8_t id[16];
+    uint32_t roles;
+    int64_t created;
+    char pname[72];
+    km_principal_fn fn;   /* or list */
+    void *arg;
+} km__pfind;
+/* Runs f over the principal records in t. KM_E_CORRUPT on a malformed one,
+ * or what f->fn returned. */
+int km__principal_find(struct km_ctx *ctx, km__txn *t, km__pfind *f);
+/* The permissions of the context's principal on key kid, read now.
+ * Errors: KM_E_CORRUPT, the vault's. */
+int km__acl_perms_read(struct km_ctx *ctx, const uint8_t kid[16], uint32_t *perms);
+/* access.c: KM_OK, or KM_E_DENIED (audited) naming the missing permission. k may
  * be NULL for operations on the vault. */
 int km__acl_check(struct km_ctx *ctx, int op, const km__kobj *k);
 /* Reads the opening principal's roles (KM_E_AUTH when it was removed). */
@@ -233,7 +328,7 @@ int km__acl_load(struct km_ctx *ctx);
 /* Records the context's principal as the owner of a new key, in t. */
 int km__acl_set_owner(struct km_ctx *ctx, km__txn *t, const uint8_t kid[16]);
 
-/* quorum.c: dual control. Consumes an approved request of the context's
+/* approvals.c: dual control. Consumes an approved request of the context's
  * principal for op (KM_REQ_*) with these exact params in t, or returns
  * KM_E_DENIED saying how many approvals the op needs. KM_OK at once when the
  * policy asks for none. _own runs it in a transaction of its own. */
@@ -245,7 +340,17 @@ int km__quorum_consume_own(struct km_ctx *ctx, int op, const uint8_t *key_id,
  * then spent by km__quorum_consume in the transaction of the change). */
 int km__quorum_check_own(struct km_ctx *ctx, int op, const uint8_t *key_id,
                          const uint8_t *params, size_t params_len);
+/* The approvals the vault policy asks for op (KM_REQ_*); UINT32_MAX for an
+ * unknown op. */
 uint32_t km__quorum_needed(struct km_ctx *ctx, int op);
+/* approvals.c: the policy name of a request op ("destroy"), "?" if unknown. */
+const char *km__quorum_op_name(int op);
+/* The request record `id` in t. KM_E_NOTFOUND, KM_E_CORRUPT. */
+int km__request_get(struct km_ctx *ctx, km__txn *t, const uint8_t id[16], km__request *r);
+/* Writes the request record `id` in t. KM_E_INTERNAL (too large), the vault's. */
+int km__request_put(struct km_ctx *ctx, km__txn *t, const uint8_t id[16], const km__request *r);
+/* The SHA-256 that binds a request to the exact parameters of its call. */
+int km__request_params_hash(int op, const uint8_t *p, size_t n, uint8_t out[32]);
 
 /* key.c: km_key_import; `unwrapped` = 1 for material that arrived wrapped
  * to the vault (not a raw import under dual control). */
@@ -253,8 +358,38 @@ int km__key_import(km_key **out, km_ctx *ctx, const char *name, km_key_type type
                    km_material_format format, const uint8_t *material, size_t material_len,
                    uint32_t flags, const km_key_options *opts, int unwrapped);
 
-/* lifecycle.c: deactivates every ACTIVE or SUSPENDED version of a key. */
+/* key_state.c: deactivates every ACTIVE or SUSPENDED version of a key. */
 int km__key_revoke_all(struct km_ctx *ctx, const uint8_t id[16], const char *why);
+
+/* key_state.c: one transition of the lifecycle state machine. */
+typedef struct km__lc_arg {
+    km__lc_op op;
+    km_revoke_reason reason;
+    int64_t date;        /* compromise date, activation date (0 = now), or destroy-after */
+    uint32_t grace_days; /* KM__LC_SCHEDULE_DESTROY: for the dual-control request */
+} km__lc_arg;
+/* Applies a->op to one version in its own write transaction (the rules
+ * decide whether it is legal); on KM__LC_DESTROY also removes the material
+ * (backend first, then the record); KM__LC_SCHEDULE_DESTROY consumes an
+ * approved dual-control request. Refreshes k. Errors: KM_E_NOTFOUND (no such
+ * version), KM_E_STATE (not allowed from its state), KM_E_DENIED (approvals
+ * missing), the backend's and the vault's errors. */
+int km__key_transition(km__kobj *k, uint32_t version, const km__lc_arg *a);
+/* The verb of a lifecycle operation for messages ("schedule destruction of"). */
+const char *km__lc_op_verb(int op);
+
+/* What km_maintain did (key_state.c fills it, lifecycle.c reads it). */
+struct km_maintain_report {
+    struct km__report_entry {
+        char *name;
+        uint32_t version;
+        const char *action;
+    } *e;
+    size_t n, cap;
+};
+/* Adds an entry (best effort: dropped when out of memory); r may be NULL. */
+void km__report_add(struct km_maintain_report *r, const char *name, uint32_t version,
+                    const char *action);
 
 /* key.c */
 /* Finds (cache) or loads the key object by id; returns a new reference. */
@@ -262,7 +397,9 @@ int km__kobj_get(struct km_ctx *ctx, const uint8_t id[16], km__kobj **out);
 void km__kobj_unref(km__kobj *k);
 /* Re-reads the key's metadata when stale. Takes and releases the write lock. */
 int km__kobj_refresh(km__kobj *k, int force);
-/* Checks the handle (fork, closed ctx) and refreshes when stale. */
+/* key_state.c: checks the handle (fork, closed ctx) and refreshes when
+ * stale, applying due time-driven transitions on the way. KM_E_FORK,
+ * KM_E_STATE (closed), the refresh's errors. */
 int km__key_use(km_key *key, km__kobj **out);
 /* The backend object of a version, loaded on first use. Call under rdlock. */
 int km__ver_obj(km__kobj *k, km__ver *v, void **out);
@@ -276,6 +413,23 @@ km__kobj *km__cache_peek(struct km_ctx *ctx, const uint8_t id[16]);
 void km__cache_unlock(struct km_ctx *ctx);
 void km__kobj_release_counters(km__kobj *k);
 
+/* key.c: the ids of the vault's keys, gathered by km_key_list with
+ * km__key_id_collect (which stops the listing when out of memory). */
+typedef struct km__id_list {
+    uint8_t (*ids)[16];
+    size_t n, cap;
+} km__id_list;
+int km__key_id_collect(const char *name, const uint8_t id[16], km_key_type type, void *arg);
+
+/* ctx.c: the backend registry and configuration records. */
+int km__backend_name_ok(const char *name);        /* [a-z0-9_-]{1,31} */
+int km__backend_known(const char *name);          /* built in or registered */
+void km__backend_config_key(const char *name, uint8_t *out, size_t *len);
+/* ctx.c: the vault policy record put in t; installing a parsed policy (p is
+ * owned by the context afterwards) and the document it came from. */
+int km__ctx_policy_put(struct km_ctx *ctx, km__txn *t, const char *json, size_t len);
+void km__ctx_policy_install(struct km_ctx *ctx, km__policy *p, const char *json, size_t len);
+
 /* key.c: adds a version with fresh material and makes it the primary. */
 int km__kobj_rotate(km__kobj *k, uint32_t *new_version);
 /* key.c: version records */
@@ -285,18 +439,46 @@ void km__vkey(uint8_t out[20], const uint8_t id[16], uint32_t version);
 int km__vmeta_encode(const km__ver *v, uint8_t *buf, size_t cap, size_t *len);
 int km__vmeta_decode(const uint8_t *b, size_t n, km__ver *v);
 
-/* lifecycle.c */
-int km__may_protect(const km__ver *v, int64_t now);
-int km__may_process(const km__ver *v, uint32_t flags, int64_t now);
-/* The new state for (op, from), 0 when not allowed (the DESIGN.md table). */
-km_key_state km__transition(int op, km_key_state from, int compromise);
+/* key.c: the facts of a version the lifecycle rules decide on. */
+static inline km__vstate km__ver_vstate(const km__ver *v)
+{
+    km__vstate s;
+    s.version = v->version;
+    s.state = v->state;
+    s.prev_state = v->prev_state;
+    s.activated = v->activated;
+    s.protect_stop = v->protect_stop;
+    s.process_stop = v->process_stop;
+    s.destroy_after = v->destroy_after;
+    return s;
+}
+/* The lifecycle rules (rules_lifecycle.c) on a version. */
+static inline int km__may_protect(const km__ver *v, int64_t now)
+{
+    km__vstate s = km__ver_vstate(v);
+    return km__rules_may_protect(&s, now);
+}
+static inline int km__may_process(const km__ver *v, uint32_t flags, int64_t now)
+{
+    km__vstate s = km__ver_vstate(v);
+    return km__rules_may_process(&s, flags, now);
+}
+/* key.c: the checks before every protect operation (encrypt, sign, MAC,
+ * derive, agree), under the key's read lock: the key's usage allows `usage`
+ * (`what` names it in the error), the vault policy lets the algorithm
+ * protect, the key has a primary version and it may protect now (and it is
+ * `version` when that is not 0). *out = the primary, set also when it may
+ * not protect now (the refusal's audit entry names it). Errors: KM_E_USAGE,
+ * KM_E_POLICY, KM_E_STATE. */
+int km__key_protect_check(km__kobj *k, uint32_t usage, const char *what, uint32_t version,
+                          km__ver **out);
 /* key.c: drops the loaded backend object of a destroyed version. */
 void km__ver_unload(km__kobj *k, uint32_t version);
-/* 1 when a time- or usage-driven transition is due for the key. */
+/* key_state.c: 1 when a time- or usage-driven transition is due for the key. */
 int km__kobj_due(km__kobj *k, int64_t now);
-/* Applies what is due for one key; adds to the report (may be NULL). */
+/* key_state.c: applies what is due for one key; adds to the report (may be NULL). */
 int km__kobj_maintain(km__kobj *k, struct km_maintain_report *r);
-/* The primary: newest version that may protect now; 0 if none. */
+/* key.c: the primary: newest version that may protect now; 0 if none. */
 uint32_t km__primary(const km__kobj *k, int64_t now);
 
 #endif /* KM_CORE_H */

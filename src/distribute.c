@@ -56,20 +56,15 @@ static int export_record(km__kobj *k, uint32_t version, const uint8_t *params, s
     char d[120];
     int rc;
 
-    if ((rc = km__txn_begin(k->ctx->env, 1, &t)) != KM_OK)
+    if ((rc = km__wtxn_begin(k->ctx, &t)) != KM_OK)
         return rc;
     snprintf(d, sizeof d, "'%.64s' exported wrapped", k->name);
     rc = km__quorum_consume(k->ctx, t, KM_REQ_EXPORT, k->id, params, len);
-    if (rc == KM_OK)
-        rc = km__audit_append(k->ctx, t, KM__OP_EXPORT, k->id, version, KM_OK, d);
     if (rc != KM_OK) {
-        km__txn_abort(t);
+        km__wtxn_abort(t);
         return rc;
     }
-    rc = km__txn_commit(t);
-    if (rc == KM_OK)
-        atomic_fetch_add(&km__write_gen, 1);
-    return rc;
+    return km__wtxn_commit(k->ctx, t, KM__OP_EXPORT, k->id, version, d);
 }
 
 int km_key_export_wrapped(km_key *key, uint32_t version, km_wrap_format format, km_key *kek,
@@ -320,17 +315,8 @@ static int derive_use(km_key *key, uint32_t usage, const char *what, km__kobj **
                                                     k)) != KM_OK)
         return rc;
     pthread_rwlock_rdlock(&k->lock);
-    if (!(k->usage & usage))
-        rc = km__err(KM_E_USAGE, "key '%s' (%s) may not %s", k->name, km_key_type_name(k->type), what);
-    else if (k->policy_rc != KM_OK)
-        rc = km__err(KM_E_POLICY, "%s", k->policy_msg);
-    else if (k->primary == 0)
-        rc = km__err(KM_E_STATE, "key '%s' has no version that may be used", k->name);
-    else {
-        v = k->vers[k->primary - 1];
-        if ((rc = km__may_protect(v, km__now(k->ctx))) == KM_OK)
-            rc = km__ver_obj(k, v, obj);
-    }
+    if ((rc = km__key_protect_check(k, usage, what, 0, &v)) == KM_OK)
+        rc = km__ver_obj(k, v, obj);
     if (rc != KM_OK) {
         pthread_rwlock_unlock(&k->lock);
         return rc;

@@ -6,8 +6,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <openssl/evp.h>
-
 /* ------------------------------------------------------------- key types */
 
 static const struct {
@@ -446,7 +444,7 @@ out:
 int km__kobj_refresh(km__kobj *k, int force)
 {
     km__txn *t = NULL;
-    unsigned gen = atomic_load(&km__write_gen);
+    unsigned gen = km__wtxn_gen();
     int64_t now_ms = km__mono_ms();
     int rc;
 
@@ -596,7 +594,7 @@ int km__kobj_get(struct km_ctx *ctx, const uint8_t id[16], km__kobj **out)
     k->ctx = ctx;
     km__ctx_ref(ctx);
     pthread_rwlock_init(&k->lock, NULL);
-    k->loaded_gen = atomic_load(&km__write_gen);
+    k->loaded_gen = km__wtxn_gen();
     k->checked_ms = km__mono_ms();
     rc = km__txn_begin(ctx->env, 0, &t);
     if (rc == KM_OK) {
@@ -642,35 +640,6 @@ void km__cache_clear(struct km_ctx *ctx)
     ctx->cache = NULL;
     ctx->cache_buckets = ctx->cache_count = 0;
     pthread_rwlock_unlock(&ctx->cache_lock);
-}
-
-int km__key_use(km_key *key, km__kobj **out)
-{
-    km__kobj *k = key->k;
-    int rc;
-
-    if (key->fork_gen != atomic_load_explicit(&km__fork_gen, memory_order_relaxed))
-        return km__err(KM_E_FORK, "key handle used in a forked child; open it again there");
-    if ((rc = km__ctx_check(k->ctx)) != KM_OK)
-        return rc;
-    if ((k->ctx->flags & KM_OPEN_STRICT_REFRESH)
-        || atomic_load_explicit(&k->loaded_gen, memory_order_relaxed)
-               != atomic_load_explicit(&km__write_gen, memory_order_relaxed)
-        || km__mono_ms() - atomic_load_explicit(&k->checked_ms, memory_order_relaxed)
-               >= (int64_t)k->ctx->refresh_ms) {
-        if ((rc = km__ctx_policy_refresh(k->ctx, 0)) != KM_OK)
-            return rc;
-        rc = km__kobj_refresh(k, (k->ctx->flags & KM_OPEN_STRICT_REFRESH) != 0);
-        if (rc != KM_OK)
-            return rc;
-        /* Time-driven transitions happen lazily on use too (checked at each
-         * refresh, so at most every refresh_ms). A failure here leaves the
-         * date checks of the data path in force. */
-        if (km__kobj_due(k, km__now(k->ctx)))
-            (void)km__kobj_maintain(k, NULL);
-    }
-    *out = k;
-    return KM_OK;
 }
 
 int km__ver_obj(km__kobj *k, km__ver *v, void **out)
@@ -734,7 +703,7 @@ static int reserve_block(km__kobj *k, km__ver *v, uint64_t limit)
         return km__err(KM_E_LIMIT, "session key reached its usage limit");
 
     km__vkey(vk, k->id, v->version);
-    rc = km__txn_begin(k->ctx->env, 1, &t);
+    rc = km__wtxn_begin(k->ctx, &t);
     if (rc != KM_OK)
         return rc;
     rc = read_counters(t, k->ctx->sealer, vk, &inv, &bytes);
@@ -756,7 +725,8 @@ static int reserve_block(km__kobj *k, km__ver *v, uint64_t limit)
     rc = write_counters(t, k->ctx->sealer, vk, inv + grant, bytes);
     if (rc != KM_OK)
         goto fail;
-    rc = km__txn_commit(t);
+    /* counters only: nothing a handle caches changed */
+    rc = km__wtxn_commit_plain(t, 0);
     t = NULL;
     if (rc != KM_OK)
         return rc;
@@ -767,8 +737,29 @@ static int reserve_block(km__kobj *k, km__ver *v, uint64_t limit)
     atomic_fetch_add(&v->allowance, grant);
     return KM_OK;
 fail:
-    km__txn_abort(t);
+    km__wtxn_abort(t);
     return rc;
+}
+
+int km__key_protect_check(km__kobj *k, uint32_t usage, const char *what, uint32_t version,
+                          km__ver **out)
+{
+    int derive = usage == KM_USAGE_DERIVE || usage == KM_USAGE_AGREE;
+
+    if (!(k->usage & usage))
+        return km__err(KM_E_USAGE, "key '%s' (%s) may not %s", k->name,
+                       km_key_type_name(k->type), what);
+    if (k->policy_rc != KM_OK)
+        return km__err(KM_E_POLICY, "%s", k->policy_msg);
+    if (k->primary == 0)
+        return km__err(KM_E_STATE, "key '%s' has no version that may %s", k->name,
+                       derive ? "be used" : "protect new data");
+    if (version != 0 && version != k->primary)
+        return km__err(KM_E_STATE, "version %u of key '%s' is not its primary version (%u)",
+                       version, k->name, k->primary);
+    /* the audit entry of a refused call names the primary */
+    *out = k->vers[k->primary - 1];
+    return km__may_protect(*out, km__now(k->ctx));
 }
 
 int km__ver_count(km__kobj *k, km__ver *v, uint64_t bytes, uint64_t limit)
@@ -807,7 +798,7 @@ void km__kobj_release_counters(km__kobj *k)
         if (allow == 0 || used >= allow)
             continue;
         unused = allow - used;
-        if (t == NULL && km__txn_begin(k->ctx->env, 1, &t) != KM_OK)
+        if (t == NULL && km__wtxn_begin(k->ctx, &t) != KM_OK)
             return;
         km__vkey(vk, k->id, v->version);
         if (read_counters(t, k->ctx->sealer, vk, &inv, &bytes) != KM_OK)
@@ -817,8 +808,8 @@ void km__kobj_release_counters(km__kobj *k)
                                  bytes + atomic_exchange(&v->bytes, 0));
         atomic_store(&v->allowance, used);
     }
-    if (t != NULL && km__txn_commit(t) == KM_OK)
-        atomic_fetch_add(&km__write_gen, 1);
+    if (t != NULL)
+        (void)km__wtxn_commit_plain(t, 1);
 }
 
 static int kobj_rotate_stored(km__kobj *k, uint32_t *new_version);
@@ -1095,7 +1086,7 @@ static int store_new_key(km_ctx *ctx, int op, const char *name, size_t name_len,
     if ((rc = km__sealer_name_hash(ctx->sealer, name, name_len, h)) != KM_OK)
         return rc;
     km__vkey(vk, id_out, 1);
-    if ((rc = km__txn_begin(ctx->env, 1, &t)) != KM_OK)
+    if ((rc = km__wtxn_begin(ctx, &t)) != KM_OK)
         return rc;
     rc = km__rec_put(t, ctx->sealer, KM__T_NAMES, h, 32, id_out, 16, KM__PUT_NOOVERWRITE);
     if (rc == KM_E_EXISTS) {
@@ -1119,15 +1110,10 @@ static int store_new_key(km_ctx *ctx, int op, const char *name, size_t name_len,
     {
         char d[120];
         snprintf(d, sizeof d, "'%.64s' %s, %s", name, km_key_type_name(type), prot);
-        if ((rc = km__audit_append(ctx, t, op, id_out, 1, KM_OK, d)) != KM_OK)
-            goto fail;
+        return km__wtxn_commit(ctx, t, op, id_out, 1, d);
     }
-    rc = km__txn_commit(t);
-    if (rc == KM_OK)
-        atomic_fetch_add(&km__write_gen, 1);
-    return rc;
 fail:
-    km__txn_abort(t);
+    km__wtxn_abort(t);
     return rc;
 }
 
@@ -1288,23 +1274,19 @@ out:
     return rc;
 }
 
-/* --------------------------------------------------------------- rotate */
-
-int km_key_rotate(km_key *key, uint32_t *new_version)
+/* The primary: the newest version the rules let protect now. */
+uint32_t km__primary(const km__kobj *k, int64_t now)
 {
-    km__kobj *k;
-    int rc;
-
-    if (new_version != NULL)
-        *new_version = 0;
-    if (key == NULL)
-        return km__err(KM_E_INVALID, "km_key_rotate: key is NULL");
-    if ((rc = km__key_use(key, &k)) != KM_OK)
-        return rc;
-    if ((rc = km__acl_check(k->ctx, KM__OP_KEY_ROTATE, k)) != KM_OK)
-        return rc;
-    return km__kobj_rotate(k, new_version);
+    uint32_t i;
+    for (i = k->nvers; i > 0; i--) {
+        km__vstate vs = km__ver_vstate(k->vers[i - 1]);
+        if (km__rules_primary_candidate(&vs, now))
+            return vs.version;
+    }
+    return 0;
 }
+
+/* --------------------------------------------------------------- rotate */
 
 int km__kobj_rotate(km__kobj *k, uint32_t *new_version)
 {
@@ -1323,7 +1305,7 @@ static int kobj_rotate_stored(km__kobj *k, uint32_t *new_version)
     uint8_t vk[20], buf[KM__KEY_POLICY_MAX + 1024];
     size_t len;
     uint32_t nv;
-    int rc;
+    int rc, committing = 0;
 
     if (new_version != NULL)
         *new_version = 0;
@@ -1338,7 +1320,7 @@ static int kobj_rotate_stored(km__kobj *k, uint32_t *new_version)
     if (rc != KM_OK)
         goto out;
 
-    if ((rc = km__txn_begin(k->ctx->env, 1, &t)) != KM_OK)
+    if ((rc = km__wtxn_begin(k->ctx, &t)) != KM_OK)
         goto out;
     rc = km__rec_get(t, k->ctx->sealer, KM__T_KEYS, k->id, 16, &rec);
     if (rc == KM_OK)
@@ -1392,14 +1374,13 @@ static int kobj_rotate_stored(km__kobj *k, uint32_t *new_version)
     {
         char d[100];
         snprintf(d, sizeof d, "'%.64s' to version %u", k->name, nv);
-        if ((rc = km__audit_append(k->ctx, t, KM__OP_KEY_ROTATE, k->id, nv, KM_OK, d)) != KM_OK)
-            goto fail;
+        rc = km__wtxn_commit_ex(k->ctx, t, KM__OP_KEY_ROTATE, k->id, nv, d, &committing);
+        t = NULL;
     }
-    rc = km__txn_commit(t);
-    t = NULL;
+    if (rc != KM_OK && !committing)
+        goto fail;
     if (rc != KM_OK)
-        goto out;
-    atomic_fetch_add(&km__write_gen, 1);
+        goto out;   /* the commit failed: the material may be referenced, keep it */
     if (new_version != NULL)
         *new_version = nv;
     (void)km__kobj_refresh(k, 1);
@@ -1438,6 +1419,22 @@ static int list_one(const uint8_t *key, size_t key_len, const uint8_t *val, size
     return la->fn(name, key, (km_key_type)r.type, la->arg) ? 1 : 0;
 }
 
+int km__key_id_collect(const char *name, const uint8_t id[16], km_key_type type, void *arg)
+{
+    km__id_list *l = arg;
+    (void)name; (void)type;
+    if (l->n == l->cap) {
+        size_t cap = l->cap ? l->cap * 2 : 64;
+        void *p = realloc(l->ids, cap * 16);
+        if (p == NULL)
+            return 1;
+        l->ids = p;
+        l->cap = cap;
+    }
+    memcpy(l->ids[l->n++], id, 16);
+    return 0;
+}
+
 int km_key_list(km_ctx *ctx, km_key_list_fn fn, void *arg)
 {
     struct list_arg la;
@@ -1455,180 +1452,6 @@ int km_key_list(km_ctx *ctx, km_key_list_fn fn, void *arg)
     rc = km__rec_iter(t, ctx->sealer, KM__T_KEYS, NULL, 0, list_one, &la);
     km__txn_abort(t);
     return rc;
-}
-
-/* ----------------------------------------------------------------- info */
-
-struct km_keyinfo {
-    char *name;
-    uint8_t id[16];
-    km_key_type type;
-    uint32_t usage, flags, primary, nvers;
-    char protection[32];
-    int64_t created;
-    km_version_info *vers;
-};
-
-int km_key_info(km_keyinfo **out, km_key *key)
-{
-    struct km_keyinfo *info;
-    km__kobj *k;
-    uint32_t i;
-    int rc;
-
-    if (out == NULL)
-        return km__err(KM_E_INVALID, "km_key_info: out is NULL");
-    *out = NULL;
-    if (key == NULL)
-        return km__err(KM_E_INVALID, "km_key_info: key is NULL");
-    if ((rc = km__key_use(key, &k)) != KM_OK)
-        return rc;
-    if ((rc = km__kobj_refresh(k, 1)) != KM_OK)
-        return rc;
-    info = calloc(1, sizeof *info);
-    if (info == NULL)
-        return km__err(KM_E_NOMEM, "out of memory");
-    pthread_rwlock_rdlock(&k->lock);
-    info->name = strdup(k->name);
-    info->vers = calloc(k->nvers, sizeof *info->vers);
-    if (info->name == NULL || info->vers == NULL) {
-        pthread_rwlock_unlock(&k->lock);
-        km_keyinfo_free(info);
-        return km__err(KM_E_NOMEM, "out of memory");
-    }
-    memcpy(info->id, k->id, 16);
-    info->type = k->type;
-    info->usage = k->usage;
-    info->flags = k->flags;
-    info->primary = km__primary(k, km__now(k->ctx));
-    info->nvers = k->nvers;
-    memcpy(info->protection, k->protection, sizeof info->protection);
-    info->created = k->created;
-    for (i = 0; i < k->nvers; i++) {
-        const km__ver *v = k->vers[i];
-        km_version_info *o = &info->vers[i];
-        o->version = v->version;
-        o->state = v->state;
-        o->created = v->created;
-        o->activated = v->activated;
-        o->protect_stop = v->protect_stop;
-        o->process_stop = v->process_stop;
-        o->destroy_after = v->destroy_after;
-        o->invocations = atomic_load(&v->reserved_seen);
-        o->bytes = 0;
-    }
-    pthread_rwlock_unlock(&k->lock);
-    *out = info;
-    return KM_OK;
-}
-
-void km_keyinfo_free(km_keyinfo *info)
-{
-    if (info == NULL)
-        return;
-    free(info->name);
-    free(info->vers);
-    free(info);
-}
-
-const char *km_keyinfo_name(const km_keyinfo *i) { return i ? i->name : NULL; }
-const uint8_t *km_keyinfo_id(const km_keyinfo *i) { return i ? i->id : NULL; }
-km_key_type km_keyinfo_type(const km_keyinfo *i) { return i ? i->type : (km_key_type)0; }
-uint32_t km_keyinfo_usage(const km_keyinfo *i) { return i ? i->usage : 0; }
-uint32_t km_keyinfo_flags(const km_keyinfo *i) { return i ? i->flags : 0; }
-const char *km_keyinfo_protection(const km_keyinfo *i) { return i ? i->protection : NULL; }
-int64_t km_keyinfo_created(const km_keyinfo *i) { return i ? i->created : 0; }
-uint32_t km_keyinfo_primary(const km_keyinfo *i) { return i ? i->primary : 0; }
-uint32_t km_keyinfo_version_count(const km_keyinfo *i) { return i ? i->nvers : 0; }
-
-int km_keyinfo_version(const km_keyinfo *info, uint32_t index, km_version_info *out,
-                       size_t out_size)
-{
-    if (info == NULL || out == NULL)
-        return km__err(KM_E_INVALID, "km_keyinfo_version: %s is NULL",
-                       info == NULL ? "info" : "out");
-    if (out_size < sizeof *out)
-        return km__err(KM_E_INVALID, "km_keyinfo_version: out_size is smaller than this "
-                                     "library's km_version_info");
-    if (index >= info->nvers)
-        return km__err(KM_E_INVALID, "km_keyinfo_version: index %u is past the last version",
-                       index);
-    *out = info->vers[index];
-    return KM_OK;
-}
-
-/* ---------------------------------------------------------- public key */
-
-int km_key_public_export(km_key *key, uint32_t version, km_material_format format,
-                         uint8_t *out, size_t out_cap, size_t *out_len)
-{
-    uint8_t der[4096];
-    size_t der_len = 0, need;
-    km__kobj *k;
-    km__ver *v = NULL;
-    void *obj = NULL;
-    int rc;
-
-    if (out_len == NULL)
-        return km__err(KM_E_INVALID, "km_key_public_export: out_len is NULL");
-    *out_len = 0;
-    if (key == NULL)
-        return km__err(KM_E_INVALID, "km_key_public_export: key is NULL");
-    if (format != KM_MATERIAL_SPKI_DER && format != KM_MATERIAL_PEM)
-        return km__err(KM_E_INVALID, "km_key_public_export: format must be SPKI_DER or PEM");
-    if ((rc = km__key_use(key, &k)) != KM_OK)
-        return rc;
-    if (km__type_is_symmetric(k->type))
-        return km__err(KM_E_UNSUPPORTED, "km_key_public_export: a symmetric key has no public part");
-    if (k->be->ops.public_key == NULL)
-        return km__err(KM_E_UNSUPPORTED, "backend '%s' cannot export public keys", k->be->ops.name);
-    pthread_rwlock_rdlock(&k->lock);
-    if (version == 0)
-        version = k->primary ? k->primary : k->nvers;
-    if (version == 0 || version > k->nvers) {
-        pthread_rwlock_unlock(&k->lock);
-        return km__err(KM_E_NOTFOUND, "km_key_public_export: no version %u", version);
-    }
-    v = k->vers[version - 1];
-    if (v->state == KM_STATE_DESTROYED) {
-        pthread_rwlock_unlock(&k->lock);
-        return km__err(KM_E_STATE, "km_key_public_export: version %u is destroyed", version);
-    }
-    rc = km__ver_obj(k, v, &obj);
-    if (rc == KM_OK)
-        rc = k->be->ops.public_key(obj, der, sizeof der, &der_len);
-    pthread_rwlock_unlock(&k->lock);
-    if (rc != KM_OK)
-        return rc;
-    if (format == KM_MATERIAL_SPKI_DER) {
-        *out_len = der_len;
-        if (out == NULL || out_cap < der_len)
-            return km__err(KM_E_BUFFER, "km_key_public_export: needs %zu bytes", der_len);
-        memcpy(out, der, der_len);
-        return KM_OK;
-    }
-    /* PEM: 64-character lines of base64 between the RFC 7468 labels. */
-    {
-        static const char head[] = "-----BEGIN PUBLIC KEY-----\n";
-        static const char tail[] = "-----END PUBLIC KEY-----\n";
-        size_t lines = (der_len + 47) / 48, off = 0, i;
-        need = sizeof head - 1 + (der_len + 2) / 3 * 4 + lines + sizeof tail - 1;
-        *out_len = need;
-        if (out == NULL || out_cap < need + 1)
-            return km__err(KM_E_BUFFER, "km_key_public_export: needs %zu bytes", need + 1);
-        memcpy(out, head, sizeof head - 1);
-        off = sizeof head - 1;
-        for (i = 0; i < der_len; i += 48) {
-            int n = EVP_EncodeBlock(out + off, der + i, (int)(der_len - i < 48 ? der_len - i : 48));
-            off += (size_t)n;
-            out[off++] = '\n';
-        }
-        memcpy(out + off, tail, sizeof tail - 1);
-        off += sizeof tail - 1;
-        out[off] = '\0';
-        *out_len = off;
-    }
-    return KM_OK;
 }
 
 void km__ver_unload(km__kobj *k, uint32_t version)
@@ -1706,7 +1529,7 @@ int km_session_key_create(km_key **out, km_ctx *ctx, km_key_type type)
     k->primary = 1;
     kobj_apply_policy(k);
     atomic_store(&v->allowance, k->usage_limit);
-    atomic_store(&k->loaded_gen, atomic_load(&km__write_gen));
+    atomic_store(&k->loaded_gen, km__wtxn_gen());
     atomic_store(&k->checked_ms, km__mono_ms());
     return handle_new(out, k);
 fail:

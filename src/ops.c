@@ -122,18 +122,7 @@ static int seal_with(km_key *key, uint8_t magic1, const uint8_t *pt, size_t pt_l
         return km__err(KM_E_UNSUPPORTED, "backend '%s' cannot encrypt", k->be->ops.name);
 
     pthread_rwlock_rdlock(&k->lock);
-    if ((rc = check_usage(k, KM_USAGE_ENCRYPT, "encrypt")) != KM_OK)
-        goto out;
-    if (k->policy_rc != KM_OK) {
-        rc = km__err(KM_E_POLICY, "%s", k->policy_msg);
-        goto out;
-    }
-    if (k->primary == 0) {
-        rc = km__err(KM_E_STATE, "key '%s' has no version that may protect new data", k->name);
-        goto out;
-    }
-    v = k->vers[k->primary - 1];
-    if ((rc = km__may_protect(v, km__now(k->ctx))) != KM_OK
+    if ((rc = km__key_protect_check(k, KM_USAGE_ENCRYPT, "encrypt", 0, &v)) != KM_OK
         || (rc = km__ver_obj(k, v, &obj)) != KM_OK
         || (rc = km__ver_count(k, v, pt_len, k->usage_limit)) != KM_OK
         || (rc = km__nonce12(h.nonce)) != KM_OK)
@@ -538,18 +527,8 @@ static int protect_tagged(km_key *key, int mac, uint32_t flags, const uint8_t *m
                        mac ? "compute MACs" : "sign");
 
     pthread_rwlock_rdlock(&k->lock);
-    if ((rc = check_usage(k, mac ? KM_USAGE_MAC : KM_USAGE_SIGN, mac ? "compute MACs" : "sign")) != KM_OK)
-        goto out;
-    if (k->policy_rc != KM_OK) {
-        rc = km__err(KM_E_POLICY, "%s", k->policy_msg);
-        goto out;
-    }
-    if (k->primary == 0) {
-        rc = km__err(KM_E_STATE, "key '%s' has no version that may protect new data", k->name);
-        goto out;
-    }
-    v = k->vers[k->primary - 1];
-    if ((rc = km__may_protect(v, km__now(k->ctx))) != KM_OK
+    if ((rc = km__key_protect_check(k, mac ? KM_USAGE_MAC : KM_USAGE_SIGN,
+                                    mac ? "compute MACs" : "sign", 0, &v)) != KM_OK
         || (rc = km__ver_obj(k, v, &obj)) != KM_OK)
         goto out;
     if (mac)
@@ -655,23 +634,7 @@ int km_sign_digest(km_key *key, uint32_t version, uint32_t flags, const char *di
         return km__err(KM_E_UNSUPPORTED, "backend '%s' cannot sign digests", k->be->ops.name);
 
     pthread_rwlock_rdlock(&k->lock);
-    if ((rc = check_usage(k, KM_USAGE_SIGN, "sign")) != KM_OK)
-        goto out;
-    if (k->policy_rc != KM_OK) {
-        rc = km__err(KM_E_POLICY, "%s", k->policy_msg);
-        goto out;
-    }
-    if (k->primary == 0) {
-        rc = km__err(KM_E_STATE, "key '%s' has no version that may protect new data", k->name);
-        goto out;
-    }
-    if (version != 0 && version != k->primary) {
-        rc = km__err(KM_E_STATE, "version %u of key '%s' is not its primary version (%u)",
-                     version, k->name, k->primary);
-        goto out;
-    }
-    v = k->vers[k->primary - 1];
-    if ((rc = km__may_protect(v, km__now(k->ctx))) != KM_OK
+    if ((rc = km__key_protect_check(k, KM_USAGE_SIGN, "sign", version, &v)) != KM_OK
         || (rc = km__ver_obj(k, v, &obj)) != KM_OK)
         goto out;
     rc = k->be->ops.sign(obj, flags | dflag, dgst, dgst_len, sig, sig_cap, &n);

@@ -118,7 +118,7 @@ int km_vault_rekey(km_ctx *ctx, const uint8_t *passphrase, size_t passphrase_len
     km__sealer_free(ns);
     km_secret_free(master);
     if (rc == KM_OK) {
-        atomic_fetch_add(&km__write_gen, 1);
+        km__wtxn_changed();
         atomic_store(&ctx->policy_checked_ms, 0);
         km__progress(ctx, "rekey", 1, 1);
     }
@@ -140,7 +140,7 @@ int km_vault_compact(km_ctx *ctx)
     km__progress(ctx, "compact", 0, 1);
     rc = km__env_compact(ctx->env);
     if (rc == KM_OK) {
-        atomic_fetch_add(&km__write_gen, 1);
+        km__wtxn_changed();
         km__progress(ctx, "compact", 1, 1);
     }
     return rc;

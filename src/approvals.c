@@ -1,0 +1,262 @@
+/* approvals.c - dual control in the core: the request records, and the
+ * consumption of an approved request by the guarded change, in the change's
+ * own transaction. Whether a request authorises is the rules' decision
+ * (rules_quorum.c); creating and approving requests is the API (quorum.c).
+ *
+ * A request is a sealed meta record "request/" || id[16]:
+ *   TLV { op, key id (optional), params SHA-256, requester name, requester
+ *         pid, created, expires, consumed, approvals (n x (pid[16] || BE64 time)) }
+ * The guarded call consumes a matching approved request of its caller in the
+ * same transaction as its change (km__quorum_consume). */
+#include "core.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "km/acl.h"
+#include "km/quorum.h"
+
+enum {
+    R_OP = 1, R_KEY = 2, R_PHASH = 3, R_REQUESTER = 4, R_RPID = 5, R_CREATED = 6,
+    R_EXPIRES = 7, R_CONSUMED = 8, R_APPROVALS = 9
+};
+
+#define REQ_REC_MAX 1024
+
+static const char pfx_request[] = "request/";
+
+static const char *const pol_op[KM_REQ_PRINCIPAL_CHANGE + 1] = {
+    [KM_REQ_DESTROY] = "destroy", [KM_REQ_EXPORT] = "export", [KM_REQ_IMPORT_RAW] = "import-raw",
+    [KM_REQ_POLICY_CHANGE] = "policy-change", [KM_REQ_PRINCIPAL_CHANGE] = "principal-change"
+};
+
+typedef km__request req;
+
+const char *km__quorum_op_name(int op)
+{
+    return op >= KM_REQ_DESTROY && op <= KM_REQ_PRINCIPAL_CHANGE ? pol_op[op] : "?";
+}
+
+static size_t req_key(uint8_t *out, const uint8_t id[16])
+{
+    memcpy(out, pfx_request, sizeof pfx_request - 1);
+    memcpy(out + sizeof pfx_request - 1, id, 16);
+    return sizeof pfx_request - 1 + 16;
+}
+
+static int req_encode(const req *r, uint8_t *buf, size_t cap, size_t *len)
+{
+    km__tlv_w w;
+    int rc;
+    km__tlv_init(&w, buf, cap);
+    km__tlv_put_u32(&w, R_OP, r->op);
+    if (r->has_key)
+        km__tlv_put(&w, R_KEY, r->key_id, 16);
+    km__tlv_put(&w, R_PHASH, r->phash, 32);
+    km__tlv_put_str(&w, R_REQUESTER, r->requester);
+    km__tlv_put(&w, R_RPID, r->rpid, 16);
+    km__tlv_put_u64(&w, R_CREATED, (uint64_t)r->created);
+    km__tlv_put_u64(&w, R_EXPIRES, (uint64_t)r->expires);
+    km__tlv_put_u32(&w, R_CONSUMED, r->consumed);
+    if (r->napprovals > 0)
+        km__tlv_put(&w, R_APPROVALS, r->approvals, r->napprovals * KM__APPROVER_LEN);
+    if ((rc = km__tlv_end(&w)) != KM_OK)
+        return rc;
+    *len = w.len;
+    return KM_OK;
+}
+
+static int req_decode(const uint8_t *b, size_t n, req *r)
+{
+    const uint8_t *v;
+    size_t vl;
+    uint64_t c, e;
+
+    memset(r, 0, sizeof *r);
+    if (km__tlv_check(b, n) != KM_OK || km__tlv_get_u32(b, n, R_OP, &r->op) != KM_OK
+        || !km__tlv_find(b, n, R_PHASH, &v, &vl) || vl != 32)
+        goto bad;
+    memcpy(r->phash, v, 32);
+    if (km__tlv_find(b, n, R_KEY, &v, &vl)) {
+        if (vl != 16)
+            goto bad;
+        r->has_key = 1;
+        memcpy(r->key_id, v, 16);
+    }
+    if (!km__tlv_find(b, n, R_REQUESTER, &v, &vl) || vl == 0 || vl >= sizeof r->requester)
+        goto bad;
+    memcpy(r->requester, v, vl);
+    if (!km__tlv_find(b, n, R_RPID, &v, &vl) || vl != 16)
+        goto bad;
+    memcpy(r->rpid, v, 16);
+    if (km__tlv_get_u64(b, n, R_CREATED, &c) != KM_OK
+        || km__tlv_get_u64(b, n, R_EXPIRES, &e) != KM_OK
+        || km__tlv_get_u32(b, n, R_CONSUMED, &r->consumed) != KM_OK)
+        goto bad;
+    r->created = (int64_t)c;
+    r->expires = (int64_t)e;
+    if (km__tlv_find(b, n, R_APPROVALS, &v, &vl)) {
+        if (vl % KM__APPROVER_LEN != 0 || vl / KM__APPROVER_LEN > KM__APPROVERS_MAX)
+            goto bad;
+        memcpy(r->approvals, v, vl);
+        r->napprovals = vl / KM__APPROVER_LEN;
+    }
+    return KM_OK;
+bad:
+    return km__err(KM_E_CORRUPT, "a dual-control request record is malformed");
+}
+
+int km__request_get(struct km_ctx *ctx, km__txn *t, const uint8_t id[16], req *r)
+{
+    km_secret *rec = NULL;
+    uint8_t k[32];
+    int rc = km__rec_get(t, ctx->sealer, KM__T_META, k, req_key(k, id), &rec);
+    if (rc == KM_E_NOTFOUND)
+        return km__err(KM_E_NOTFOUND, "no such dual-control request");
+    if (rc != KM_OK)
+        return rc;
+    rc = req_decode(km_secret_data(rec), km_secret_len(rec), r);
+    km_secret_free(rec);
+    return rc;
+}
+
+int km__request_put(struct km_ctx *ctx, km__txn *t, const uint8_t id[16], const req *r)
+{
+    uint8_t buf[REQ_REC_MAX], k[32];
+    size_t len;
+    int rc = req_encode(r, buf, sizeof buf, &len);
+    if (rc == KM_OK)
+        rc = km__rec_put(t, ctx->sealer, KM__T_META, k, req_key(k, id), buf, len, 0);
+    return rc;
+}
+
+uint32_t km__quorum_needed(struct km_ctx *ctx, int op)
+{
+    uint32_t n;
+    if (op < KM_REQ_DESTROY || op > KM_REQ_PRINCIPAL_CHANGE)
+        return UINT32_MAX;
+    n = km__policy_approvals(km__policy_acquire(ctx), pol_op[op]);
+    km__policy_release(ctx);
+    return n;
+}
+
+int km__request_params_hash(int op, const uint8_t *p, size_t n, uint8_t out[32])
+{
+    uint8_t o = (uint8_t)op;
+    static const char tag[] = "km-request-v1";
+    const uint8_t *parts[3] = { (const uint8_t *)tag, &o, p != NULL ? p : (const uint8_t *)"" };
+    size_t lens[3] = { sizeof tag - 1, 1, p != NULL ? n : 0 };
+    return km__sha256v(parts, lens, 3, out);
+}
+
+typedef struct cfind {
+    struct km_ctx *ctx;
+    int op;
+    const uint8_t *key_id;
+    uint8_t phash[32];
+    uint32_t needed;
+    int64_t now;
+    int found;
+    uint8_t id[16];
+    req r;
+    int stale;           /* a match that is expired or short of approvals */
+} cfind;
+
+static int consume_scan(const uint8_t *key, size_t key_len, const uint8_t *val, size_t len,
+                        void *arg)
+{
+    cfind *f = arg;
+    req r;
+    int rc;
+
+    if (key_len != sizeof pfx_request - 1 + 16)
+        return km__err(KM_E_CORRUPT, "a request record key is malformed");
+    if ((rc = req_decode(val, len, &r)) != KM_OK)
+        return rc;
+    if (r.op != (uint32_t)f->op || r.consumed || !km_ct_equal(r.phash, f->phash, 32)
+        || !km_ct_equal(r.rpid, f->ctx->principal_id, 16)
+        || strcmp(r.requester, f->ctx->principal_name) != 0
+        || r.has_key != (f->key_id != NULL)
+        || (f->key_id != NULL && !km_ct_equal(r.key_id, f->key_id, 16)))
+        return 0;
+    if (!km__rules_quorum_ready(&r, f->needed, f->now)) {
+        f->stale = 1;   /* expired or short of approvals */
+        return 0;
+    }
+    f->found = 1;
+    memcpy(f->id, key + sizeof pfx_request - 1, 16);
+    f->r = r;
+    return 1;
+}
+
+int km__quorum_consume(struct km_ctx *ctx, km__txn *t, int op, const uint8_t *key_id,
+                       const uint8_t *params, size_t params_len)
+{
+    cfind f;
+    char d[120];
+    int rc;
+
+    memset(&f, 0, sizeof f);
+    f.needed = km__quorum_needed(ctx, op);
+    if (f.needed == 0)
+        return KM_OK;
+    f.ctx = ctx;
+    f.op = op;
+    f.key_id = key_id;
+    f.now = km__now(ctx);
+    if ((rc = km__request_params_hash(op, params, params_len, f.phash)) != KM_OK)
+        return rc;
+    rc = km__rec_iter(t, ctx->sealer, KM__T_META, (const uint8_t *)pfx_request,
+                      sizeof pfx_request - 1, consume_scan, &f);
+    if (rc != KM_OK)
+        return rc;
+    if (!f.found)
+        return km__err(KM_E_DENIED, "%s needs %u custodian approval(s)%s: create a request "
+                                    "(km_request_create / kmctl request create) with these exact "
+                                    "arguments",
+                       pol_op[op], f.needed, f.stale ? " (a matching request is expired or "
+                                                        "not yet approved)" : "");
+    f.r.consumed = 1;
+    if ((rc = km__request_put(ctx, t, f.id, &f.r)) != KM_OK)
+        return rc;
+    snprintf(d, sizeof d, "%s request %02x%02x%02x%02x.. by %s, %zu approval(s)", pol_op[op],
+             f.id[0], f.id[1], f.id[2], f.id[3], f.r.requester, f.r.napprovals);
+    return km__audit_append(ctx, t, KM__OP_EXECUTE, key_id, 0, KM_OK, d);
+}
+
+int km__quorum_check_own(struct km_ctx *ctx, int op, const uint8_t *key_id,
+                         const uint8_t *params, size_t params_len)
+{
+    km__txn *t = NULL;
+    int rc;
+
+    if (km__quorum_needed(ctx, op) == 0)
+        return KM_OK;
+    /* the consumption, in a transaction that is thrown away */
+    if ((rc = km__wtxn_begin(ctx, &t)) != KM_OK)
+        return rc;
+    rc = km__quorum_consume(ctx, t, op, key_id, params, params_len);
+    km__wtxn_abort(t);
+    return rc;
+}
+
+int km__quorum_consume_own(struct km_ctx *ctx, int op, const uint8_t *key_id,
+                           const uint8_t *params, size_t params_len)
+{
+    km__txn *t = NULL;
+    int rc;
+
+    if (km__quorum_needed(ctx, op) == 0)
+        return KM_OK;
+    if ((rc = km__wtxn_begin(ctx, &t)) != KM_OK)
+        return rc;
+    rc = km__quorum_consume(ctx, t, op, key_id, params, params_len);
+    if (rc != KM_OK) {
+        km__wtxn_abort(t);
+        return rc;
+    }
+    /* the request's entry (request.execute) is in t already */
+    return km__wtxn_commit_plain(t, 1);
+}
+

@@ -1,0 +1,327 @@
+/* key_state.c - the core of the key lifecycle: applying a transition to a
+ * stored version (one write transaction), what is due and the maintenance
+ * of a key, and the use of a key handle (refreshed when stale, due
+ * transitions applied on the way). The decisions are the rules' (rules_lifecycle.c);
+ * the public functions are in lifecycle.c. */
+#include "core.h"
+#include "km/quorum.h"
+
+#include <stdlib.h>
+#include <stdio.h>
+#include <string.h>
+
+const char *km__lc_op_verb(int op)
+{
+    switch ((km__lc_op)op) {
+    case KM__LC_ACTIVATE: return "activate";
+    case KM__LC_SUSPEND: return "suspend";
+    case KM__LC_RESUME: return "resume";
+    case KM__LC_REVOKE: return "revoke";
+    case KM__LC_SCHEDULE_DESTROY: return "schedule destruction of";
+    case KM__LC_CANCEL_DESTROY: return "cancel destruction of";
+    case KM__LC_DEACTIVATE: return "deactivate";
+    case KM__LC_DESTROY: return "destroy";
+    }
+    return "change";
+}
+
+int km__key_transition(km__kobj *k, uint32_t version, const km__lc_arg *a)
+{
+    struct km_ctx *ctx = k->ctx;
+    km_secret *rec = NULL, *ref = NULL;
+    km__txn *t = NULL;
+    km__ver v;
+    km_key_state to, from_state;
+    uint8_t vk[20], buf[256];
+    size_t len;
+    int64_t now = km__now(ctx);
+    int rc;
+
+    if (version == 0 || version > k->nvers)
+        return km__err(KM_E_NOTFOUND, "key '%s' has no version %u", k->name, version);
+    km__vkey(vk, k->id, version);
+    if ((rc = km__wtxn_begin(ctx, &t)) != KM_OK)
+        return rc;
+    memset(&v, 0, sizeof v);
+    v.version = version;
+    rc = km__rec_get(t, ctx->sealer, KM__T_VMETA, vk, 20, &rec);
+    if (rc == KM_OK)
+        rc = km__vmeta_decode(km_secret_data(rec), km_secret_len(rec), &v);
+    if (rc != KM_OK)
+        goto fail;
+    {
+        km__vstate vs = km__ver_vstate(&v);
+        to = a->op == KM__LC_CANCEL_DESTROY
+                 ? km__rules_cancel_destroy(&vs, now)
+                 : km__transition(a->op, v.state,
+                                  a->op == KM__LC_REVOKE && km__rules_is_compromise(a->reason));
+    }
+    if (to == 0) {
+        rc = km__err(KM_E_STATE, "cannot %s key '%s' version %u: it is %s", km__lc_op_verb(a->op),
+                     k->name, version, km_state_name(v.state));
+        goto fail;
+    }
+    switch (a->op) {
+    case KM__LC_ACTIVATE:
+        v.activated = a->date != 0 ? a->date : now;
+        km__rules_stop_dates(v.activated, k->protect_days, k->process_days, &v.protect_stop,
+                             &v.process_stop);
+        break;
+    case KM__LC_REVOKE:
+        v.revoke_reason = a->reason;
+        if (to == KM_STATE_COMPROMISED)
+            v.compromise_date = a->date;
+        else
+            v.deactivated = now;
+        break;
+    case KM__LC_DEACTIVATE:
+        v.deactivated = now;
+        break;
+    case KM__LC_SCHEDULE_DESTROY:
+        v.prev_state = v.state;
+        v.destroy_after = a->date;
+        break;
+    case KM__LC_CANCEL_DESTROY:
+        v.prev_state = 0;
+        v.destroy_after = 0;
+        break;
+    case KM__LC_DESTROY:
+        v.destroyed = now;
+        break;
+    case KM__LC_SUSPEND:
+    case KM__LC_RESUME:
+        break;
+    }
+    from_state = v.state;
+    v.state = to;
+    if (a->op == KM__LC_DESTROY) {
+        /* Cryptographic destruction: the backend's object first (HSM, TPM),
+         * then the sealed reference. If the backend fails, nothing changes
+         * and the next maintenance run retries. */
+        rc = km__rec_get(t, ctx->sealer, KM__T_MATERIAL, vk, 20, &ref);
+        if (rc == KM_OK && k->be->ops.destroy != NULL) {
+            km_backend_keyspec spec;
+            memset(&spec, 0, sizeof spec);
+            spec.version = 1;
+            spec.type = k->type;
+            spec.usage = k->usage;
+            spec.flags = k->flags;
+            spec.key_id = k->id;
+            spec.key_version = version;
+            rc = k->be->ops.destroy(k->be->state, &spec, km_secret_data(ref), km_secret_len(ref));
+        }
+        if (rc == KM_E_NOTFOUND)
+            rc = KM_OK;
+        if (rc == KM_OK) {
+            rc = km__rec_del(t, KM__T_MATERIAL, vk, 20);
+            if (rc == KM_E_NOTFOUND)
+                rc = KM_OK;
+        }
+        if (rc != KM_OK)
+            goto fail;
+    }
+    if ((rc = km__vmeta_encode(&v, buf, sizeof buf, &len)) != KM_OK
+        || (rc = km__rec_put(t, ctx->sealer, KM__T_VMETA, vk, 20, buf, len, 0)) != KM_OK)
+        goto fail;
+    if (a->op == KM__LC_SCHEDULE_DESTROY) {
+        /* dual control: consumes an approved request in this transaction */
+        uint8_t params[8];
+        km__be32_put(params, version);
+        km__be32_put(params + 4, a->grace_days);
+        if ((rc = km__quorum_consume(ctx, t, KM_REQ_DESTROY, k->id, params, sizeof params))
+            != KM_OK)
+            goto fail;
+    }
+    {
+        char d[160];
+        snprintf(d, sizeof d, "%s '%s': %s -> %s%s%s", km__lc_op_verb(a->op), k->name,
+                 km_state_name(from_state), km_state_name(to),
+                 a->op == KM__LC_REVOKE ? ", reason " : "",
+                 a->op == KM__LC_REVOKE ? km_revoke_reason_name(a->reason) : "");
+        rc = km__wtxn_commit(ctx, t, a->op == KM__LC_DESTROY || a->op == KM__LC_SCHEDULE_DESTROY
+                                             || a->op == KM__LC_CANCEL_DESTROY
+                                         ? KM__OP_KEY_DESTROY : KM__OP_KEY_STATE,
+                             k->id, version, d);
+        t = NULL;
+    }
+    if (rc == KM_OK) {
+        if (a->op == KM__LC_DESTROY)
+            km__ver_unload(k, version);
+        rc = km__kobj_refresh(k, 1);
+    }
+    goto out;
+fail:
+    km__txn_abort(t);
+out:
+    km_secret_free(rec);
+    km_secret_free(ref);
+    return rc;
+}
+
+/* --------------------------------------------------------------- maintain */
+
+void km__report_add(km_maintain_report *r, const char *name, uint32_t version,
+                       const char *action)
+{
+    if (r == NULL)
+        return;
+    if (r->n == r->cap) {
+        size_t cap = r->cap ? r->cap * 2 : 16;
+        struct km__report_entry *e = realloc(r->e, cap * sizeof *e);
+        if (e == NULL)
+            return; /* the report is best effort; the transitions are not */
+        r->e = e;
+        r->cap = cap;
+    }
+    r->e[r->n].name = strdup(name);
+    r->e[r->n].version = version;
+    r->e[r->n].action = action;
+    if (r->e[r->n].name != NULL)
+        r->n++;
+}
+
+/* The facts of rotation (under the key's read lock). */
+static int rotation_due(const km__kobj *k, int64_t now)
+{
+    km__rotation_in in;
+    uint32_t i, p = km__primary(k, now);
+
+    memset(&in, 0, sizeof in);
+    in.public_only = (k->flags & KM_KEY_PUBLIC_ONLY) != 0;
+    in.has_primary = p != 0;
+    if (p != 0) {
+        in.primary_activated = k->vers[p - 1]->activated;
+        in.primary_reserved = k->vers[p - 1]->reserved_seen;
+    }
+    in.rotate_at = k->rotate_at;
+    in.rotate_days = k->rotate_days;
+    for (i = 0; i < k->nvers && !in.pre_active_waiting; i++)
+        in.pre_active_waiting = k->vers[i]->state == KM_STATE_PRE_ACTIVE;
+    return km__rules_rotation_due(&in, now);
+}
+
+int km__kobj_due(km__kobj *k, int64_t now)
+{
+    uint32_t i;
+    int due = 0;
+    int64_t date;
+    pthread_rwlock_rdlock(&k->lock);
+    for (i = 0; i < k->nvers && !due; i++) {
+        km__vstate vs = km__ver_vstate(k->vers[i]);
+        due = km__rules_version_due(&vs, k->grace_days, now, &date) >= 0;
+    }
+    if (!due)
+        due = rotation_due(k, now);
+    pthread_rwlock_unlock(&k->lock);
+    return due;
+}
+
+static const char *op_done(int op)
+{
+    switch (op) {
+    case KM__LC_ACTIVATE: return "activated";
+    case KM__LC_DEACTIVATE: return "deactivated";
+    case KM__LC_SCHEDULE_DESTROY: return "destroy-pending";
+    case KM__LC_DESTROY: return "destroyed";
+    default: return "changed";
+    }
+}
+
+/* Applies everything due for one key, one durable step at a time. */
+int km__kobj_maintain(km__kobj *k, km_maintain_report *r)
+{
+    int64_t now = km__now(k->ctx);
+    int rc = KM_OK, steps;
+
+    for (steps = 0; steps < 10000; steps++) {
+        uint32_t i, version = 0;
+        int op = -1, rot;
+        km__lc_arg a;
+
+        memset(&a, 0, sizeof a);
+        pthread_rwlock_rdlock(&k->lock);
+        for (i = 0; i < k->nvers && op < 0; i++) {
+            km__vstate vs = km__ver_vstate(k->vers[i]);
+            op = km__rules_version_due(&vs, k->grace_days, now, &a.date);
+            version = i + 1;
+        }
+        rot = op < 0 && rotation_due(k, now);
+        a.op = (km__lc_op)op;
+        pthread_rwlock_unlock(&k->lock);
+
+        if (op >= 0) {
+            rc = km__key_transition(k, version, &a);
+            if (rc != KM_OK)
+                return rc;
+            km__report_add(r, k->name, version, op_done(op));
+        } else if (rot) {
+            uint32_t nv = 0;
+            rc = km__kobj_rotate(k, &nv);
+            if (rc != KM_OK)
+                return rc;
+            km__report_add(r, k->name, nv, "rotated");
+        } else {
+            return KM_OK;
+        }
+    }
+    return km__err(KM_E_INTERNAL, "maintenance of key '%s' did not settle", k->name);
+}
+
+int km__key_revoke_all(struct km_ctx *ctx, const uint8_t id[16], const char *why)
+{
+    km__kobj *k = NULL;
+    km__lc_arg a = { KM__LC_REVOKE, KM_REVOKE_AFFILIATION_CHANGED, 0, 0 };
+    uint32_t i, n;
+    km_key_state st;
+    int rc, first = KM_OK;
+
+    (void)why;
+    if ((rc = km__kobj_get(ctx, id, &k)) != KM_OK)
+        return rc == KM_E_NOTFOUND ? KM_OK : rc;
+    pthread_rwlock_rdlock(&k->lock);
+    n = k->nvers;
+    pthread_rwlock_unlock(&k->lock);
+    for (i = 1; i <= n; i++) {
+        pthread_rwlock_rdlock(&k->lock);
+        st = i <= k->nvers ? k->vers[i - 1]->state : KM_STATE_DESTROYED;
+        pthread_rwlock_unlock(&k->lock);
+        if (st == KM_STATE_ACTIVE || st == KM_STATE_SUSPENDED) {
+            rc = km__key_transition(k, i, &a);
+            if (rc != KM_OK && first == KM_OK)
+                first = rc;
+        }
+    }
+    km__kobj_unref(k);
+    return first;
+}
+
+/* ------------------------------------------------------------- handles */
+
+int km__key_use(km_key *key, km__kobj **out)
+{
+    km__kobj *k = key->k;
+    int rc;
+
+    if (key->fork_gen != atomic_load_explicit(&km__fork_gen, memory_order_relaxed))
+        return km__err(KM_E_FORK, "key handle used in a forked child; open it again there");
+    if ((rc = km__ctx_check(k->ctx)) != KM_OK)
+        return rc;
+    if ((k->ctx->flags & KM_OPEN_STRICT_REFRESH)
+        || atomic_load_explicit(&k->loaded_gen, memory_order_relaxed)
+               != km__wtxn_gen()
+        || km__mono_ms() - atomic_load_explicit(&k->checked_ms, memory_order_relaxed)
+               >= (int64_t)k->ctx->refresh_ms) {
+        if ((rc = km__ctx_policy_refresh(k->ctx, 0)) != KM_OK)
+            return rc;
+        rc = km__kobj_refresh(k, (k->ctx->flags & KM_OPEN_STRICT_REFRESH) != 0);
+        if (rc != KM_OK)
+            return rc;
+        /* Time-driven transitions happen lazily on use too (checked at each
+         * refresh, so at most every refresh_ms). A failure here leaves the
+         * date checks of the data path in force. */
+        if (km__kobj_due(k, km__now(k->ctx)))
+            (void)km__kobj_maintain(k, NULL);
+    }
+    *out = k;
+    return KM_OK;
+}

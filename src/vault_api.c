@@ -1,0 +1,354 @@
+/* vault_api.c - the vault API (include/km/vault.h): opening and closing a
+ * vault, keyslots (passphrases, device keyslots, Shamir shares) and the
+ * stored backend configuration. The context itself is the core's (ctx.c);
+ * rekey and compaction are rekey.c, backups backup.c. */
+#include "core.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+int km_vault_backend_set(km_ctx *ctx, const char *name, const char *config)
+{
+    uint8_t key[48];
+    size_t klen, clen;
+    km__txn *t = NULL;
+    int rc;
+
+    if (ctx == NULL || name == NULL)
+        return km__err(KM_E_INVALID, "km_vault_backend_set: %s is NULL", ctx == NULL ? "ctx" : "name");
+    if (!km__backend_name_ok(name))
+        return km__err(KM_E_INVALID, "km_vault_backend_set: name must be [a-z0-9_-]{1,31}");
+    if (strcmp(name, "software") == 0)
+        return km__err(KM_E_INVALID, "km_vault_backend_set: the software backend takes no configuration");
+    clen = config != NULL ? strnlen(config, 65537) : 0;
+    if (config != NULL && (clen == 0 || clen > 65536))
+        return km__err(KM_E_INVALID, "km_vault_backend_set: config must be 1 byte to 64 KiB");
+    if ((rc = km__ctx_check(ctx)) != KM_OK)
+        return rc;
+    if (!km__backend_known(name))
+        return km__err(KM_E_UNSUPPORTED, "no backend named '%s' is built in or registered", name);
+    if ((rc = km__acl_check(ctx, KM__OP_BACKEND_SET, NULL)) != KM_OK)
+        return rc;
+    km__backend_config_key(name, key, &klen);
+    if ((rc = km__wtxn_begin(ctx, &t)) != KM_OK)
+        return rc;
+    if (config != NULL)
+        rc = km__rec_put(t, ctx->sealer, KM__T_META, key, klen, (const uint8_t *)config, clen, 0);
+    else if ((rc = km__rec_del(t, KM__T_META, key, klen)) == KM_E_NOTFOUND)
+        rc = KM_OK;
+    if (rc != KM_OK) {
+        km__wtxn_abort(t);
+        return rc;
+    }
+    /* the name only in the log: the configuration may hold a PIN; an
+     * instance already open keeps its configuration until the vault is reopened */
+    return km__wtxn_commit(ctx, t, KM__OP_BACKEND_SET, NULL, 0, name);
+}
+
+int km_vault_add_backend_slot(km_ctx *ctx, const char *backend, const char *config)
+{
+    km_secret *blob = NULL;
+    km__txn *t = NULL;
+    int rc;
+
+    if (ctx == NULL || backend == NULL)
+        return km__err(KM_E_INVALID, "km_vault_add_backend_slot: %s is NULL",
+                       ctx == NULL ? "ctx" : "backend");
+    if (strcmp(backend, "software") == 0)
+        return km__err(KM_E_INVALID, "km_vault_add_backend_slot: the software backend holds no "
+                                     "keyslot (add a passphrase instead)");
+    if ((rc = km__ctx_check(ctx)) != KM_OK)
+        return rc;
+    if ((rc = km__acl_check(ctx, KM__OP_SLOT_ADD, NULL)) != KM_OK)
+        return rc;
+    /* under ctx->mu: never seals a master key that a rekey is replacing */
+    pthread_mutex_lock(&ctx->mu);
+    rc = km__backend_slot_seal(backend, config, ctx->master, &blob);
+    if (rc == KM_OK)
+        rc = km__wtxn_begin(ctx, &t);
+    if (rc == KM_OK)
+        rc = km__slot_add_backend(t, backend, km_secret_data(blob), km_secret_len(blob));
+    if (rc == KM_OK) {
+        rc = km__wtxn_commit(ctx, t, KM__OP_SLOT_ADD, NULL, 0, backend);
+        t = NULL;
+    }
+    km__wtxn_abort(t);
+    pthread_mutex_unlock(&ctx->mu);
+    km_secret_free(blob);
+    return rc;
+}
+
+int km_vault_add_shares(km_ctx *ctx, unsigned m, unsigned n, km_secret **shares)
+{
+    km__txn *t = NULL;
+    char d[48];
+    int rc;
+
+    if (ctx == NULL || shares == NULL)
+        return km__err(KM_E_INVALID, "km_vault_add_shares: %s is NULL",
+                       ctx == NULL ? "ctx" : "shares");
+    if (m < 2 || m > n || n > KM_SHARES_MAX)
+        return km__err(KM_E_INVALID, "km_vault_add_shares: need 2 <= m <= n <= %d",
+                       KM_SHARES_MAX);
+    if ((rc = km__ctx_check(ctx)) != KM_OK)
+        return rc;
+    if ((rc = km__acl_check(ctx, KM__OP_SLOT_ADD, NULL)) != KM_OK)
+        return rc;
+    snprintf(d, sizeof d, "shamir %u of %u", m, n);
+    pthread_mutex_lock(&ctx->mu);
+    rc = km__wtxn_begin(ctx, &t);
+    if (rc == KM_OK)
+        rc = km__slot_add_shamir(t, ctx->master, m, n, shares);
+    if (rc == KM_OK) {
+        rc = km__wtxn_commit(ctx, t, KM__OP_SLOT_ADD, NULL, 0, d);
+        t = NULL;
+    }
+    km__wtxn_abort(t);
+    pthread_mutex_unlock(&ctx->mu);
+    if (rc != KM_OK) {
+        unsigned i;
+        for (i = 0; i < n; i++) {
+            km_secret_free(shares[i]);
+            shares[i] = NULL;
+        }
+        return rc;
+    }
+    return KM_OK;
+}
+
+int km_vault_remove_passphrases(km_ctx *ctx)
+{
+    km__txn *t = NULL;
+    int rc;
+
+    if (ctx == NULL)
+        return km__err(KM_E_INVALID, "km_vault_remove_passphrases: ctx is NULL");
+    if ((rc = km__ctx_check(ctx)) != KM_OK)
+        return rc;
+    if ((rc = km__acl_check(ctx, KM__OP_SLOT_REMOVE, NULL)) != KM_OK)
+        return rc;
+    pthread_mutex_lock(&ctx->mu);
+    rc = km__wtxn_begin(ctx, &t);
+    if (rc == KM_OK)
+        rc = km__slot_remove_owner(t);
+    if (rc == KM_OK) {
+        rc = km__wtxn_commit(ctx, t, KM__OP_SLOT_REMOVE, NULL, 0, "owner passphrase slots");
+        t = NULL;
+    }
+    km__wtxn_abort(t);
+    pthread_mutex_unlock(&ctx->mu);
+    return rc;
+}
+
+int km_vault_add_passphrase(km_ctx *ctx, const uint8_t *passphrase, size_t passphrase_len,
+                            uint32_t kdf_cost)
+{
+    km__txn *t = NULL;
+    int rc;
+
+    if (ctx == NULL)
+        return km__err(KM_E_INVALID, "km_vault_add_passphrase: ctx is NULL");
+    if ((rc = km__pass_args("km_vault_add_passphrase", passphrase, passphrase_len, &kdf_cost))
+        != KM_OK)
+        return rc;
+    if ((rc = km__ctx_check(ctx)) != KM_OK)
+        return rc;
+    if ((rc = km__acl_check(ctx, KM__OP_SLOT_ADD, NULL)) != KM_OK)
+        return rc;
+    /* under ctx->mu, which km_vault_rekey holds from its transaction to the
+     * master-key swap: the slot never wraps a master key being replaced */
+    pthread_mutex_lock(&ctx->mu);
+    if ((rc = km__wtxn_begin(ctx, &t)) != KM_OK) {
+        pthread_mutex_unlock(&ctx->mu);
+        return rc;
+    }
+    rc = km__slot_add_passphrase(t, ctx->master, passphrase, passphrase_len, kdf_cost);
+    if (rc != KM_OK) {
+        km__wtxn_abort(t);
+        pthread_mutex_unlock(&ctx->mu);
+        return rc;
+    }
+    rc = km__wtxn_commit(ctx, t, KM__OP_SLOT_ADD, NULL, 0, "owner passphrase");
+    pthread_mutex_unlock(&ctx->mu);
+    return rc;
+}
+
+/* The policy in force at open: the stored one, or the default; with `fips`
+ * and none stored, the FIPS profile, stored in the vault. */
+static int policy_open(struct km_ctx *ctx, int fips)
+{
+    km__policy *p = NULL;
+    km__txn *t = NULL;
+    char *json = NULL;
+    int rc, none = 0;
+
+    if ((rc = km__ctx_policy_load(ctx, &none)) != KM_OK || !fips || !none)
+        return rc;
+    if ((rc = km__policy_default(&p, 1)) != KM_OK)
+        return rc;
+    if ((json = km__policy_to_json(p)) == NULL)
+        rc = km__err(KM_E_NOMEM, "out of memory");
+    if (rc == KM_OK)
+        rc = km__wtxn_begin(ctx, &t);
+    if (rc == KM_OK && (rc = km__ctx_policy_put(ctx, t, json, strlen(json))) != KM_OK)
+        km__wtxn_abort(t);
+    else if (rc == KM_OK)
+        rc = km__wtxn_commit(ctx, t, KM__OP_POLICY_SET, NULL, 0, "initial vault policy");
+    if (rc == KM_OK) {
+        km__ctx_policy_install(ctx, p, json, strlen(json));
+        p = NULL;
+    }
+    km__policy_free(p);
+    free(json);
+    return rc;
+}
+
+/* ------------------------------------------------------------ open / close */
+
+static int parse_uri(const char *uri, const char **path)
+{
+    if (strncmp(uri, "lmdb:", 5) == 0) {
+        *path = uri + 5;
+        if (strncmp(*path, "//", 2) == 0) /* lmdb:///abs/path */
+            *path += 2;
+    } else if (strchr(uri, ':') != NULL && uri[0] != '/' && uri[0] != '.') {
+        return km__err(KM_E_INVALID, "km_open: unknown URI scheme (expected lmdb:/path)");
+    } else {
+        *path = uri;
+    }
+    if ((*path)[0] == '\0')
+        return km__err(KM_E_INVALID, "km_open: the URI names no directory");
+    if (strlen(*path) > 4000)
+        return km__err(KM_E_INVALID, "km_open: path too long");
+    return KM_OK;
+}
+
+int km_open(km_ctx **out, const char *uri, const km_open_options *opts)
+{
+    struct km_ctx *ctx = NULL;
+    km_secret *master = NULL;
+    const char *path = NULL;
+    int rc;
+
+    if (out == NULL)
+        return km__err(KM_E_INVALID, "km_open: out is NULL");
+    *out = NULL;
+    if ((rc = km_init()) != KM_OK)
+        return rc;
+    km__backends_builtin();
+    if (uri == NULL || uri[0] == '\0')
+        return km__err(KM_E_INVALID, "km_open: uri is NULL or empty");
+    if (opts == NULL)
+        return km__err(KM_E_INVALID, "km_open: opts is NULL (a passphrase is required)");
+    if (opts->version < 1 || opts->version > KM_OPEN_OPTIONS_VERSION)
+        return km__err(KM_E_INVALID, "km_open: opts->version %u is not supported", opts->version);
+    if (opts->flags & ~(KM_OPEN_CREATE | KM_OPEN_EXCL | KM_OPEN_STRICT_REFRESH | KM_OPEN_FIPS))
+        return km__err(KM_E_INVALID, "km_open: opts->flags has unknown bits");
+    if (opts->passphrase == NULL
+        && !(opts->version >= 3 && (opts->slot_backend != NULL || opts->share_count > 0)))
+        return km__err(KM_E_INVALID, "km_open: opts carries no passphrase, keyslot backend or "
+                                     "shares");
+    if (opts->passphrase != NULL && opts->passphrase_len == 0)
+        return km__err(KM_E_INVALID, "km_open: opts->passphrase is empty");
+    if (opts->version >= 3 && opts->share_count > 0 && opts->shares == NULL)
+        return km__err(KM_E_INVALID, "km_open: opts->shares is NULL");
+    if (opts->version >= 3 && opts->principal != NULL
+        && (opts->passphrase == NULL || opts->principal[0] == '\0'
+            || strlen(opts->principal) > 64))
+        return km__err(KM_E_INVALID, "km_open: a principal (1 to 64 bytes) opens with its "
+                                     "passphrase");
+    if (opts->passphrase_len > 1024)
+        return km__err(KM_E_INVALID, "km_open: opts->passphrase is longer than 1024 bytes");
+    if (opts->kdf_cost != 0 && (opts->kdf_cost < KM_KDF_COST_MIN || opts->kdf_cost > KM_KDF_COST_MAX))
+        return km__err(KM_E_INVALID, "km_open: opts->kdf_cost must be %d to %d",
+                       KM_KDF_COST_MIN, KM_KDF_COST_MAX);
+    if ((rc = parse_uri(uri, &path)) != KM_OK)
+        return rc;
+
+    ctx = calloc(1, sizeof *ctx);
+    if (ctx == NULL)
+        return km__err(KM_E_NOMEM, "km_open: out of memory");
+    atomic_init(&ctx->refs, 1);
+    atomic_init(&ctx->closed, 0);
+    ctx->fork_gen = atomic_load(&km__fork_gen);
+    ctx->flags = opts->flags;
+    ctx->refresh_ms = opts->refresh_ms ? opts->refresh_ms : 100;
+    ctx->clock = opts->clock;
+    ctx->clock_arg = opts->clock_arg;
+    ctx->cache_max = opts->version >= 2 && opts->key_cache_max != 0 ? opts->key_cache_max
+                                                                    : KM__CACHE_MAX;
+    pthread_mutex_init(&ctx->mu, NULL);
+    pthread_rwlock_init(&ctx->cache_lock, NULL);
+    pthread_rwlock_init(&ctx->policy_lock, NULL);
+
+    pthread_mutex_init(&ctx->audit.mu, NULL);
+    pthread_mutex_init(&ctx->audit.kmu, NULL);
+    pthread_mutex_init(&ctx->audit.fmu, NULL);
+    ctx->audit.fd = -1;
+    rc = km__env_open(&ctx->env, path, opts, &master, ctx->vault_id, ctx->principal_id);
+    if (rc != KM_OK)
+        goto out;
+    if (opts->version >= 3 && opts->principal != NULL) {
+        ctx->is_principal = 1;
+        snprintf(ctx->principal_name, sizeof ctx->principal_name, "%s", opts->principal);
+    } else if (opts->passphrase != NULL) {
+        snprintf(ctx->principal_name, sizeof ctx->principal_name, "owner");
+    } else if (opts->slot_backend != NULL) {
+        snprintf(ctx->principal_name, sizeof ctx->principal_name, "backend:%s",
+                 opts->slot_backend);
+    } else {
+        snprintf(ctx->principal_name, sizeof ctx->principal_name, "shares");
+    }
+    {
+        km__sealer *sealer = NULL;
+        rc = km__sealer_new(&sealer, master);
+        ctx->sealer = sealer;
+    }
+    if (rc != KM_OK)
+        goto out;
+    ctx->master = master;
+    master = NULL;
+    atomic_store(&ctx->policy_checked_ms, km__mono_ms());
+    rc = policy_open(ctx, (opts->flags & KM_OPEN_FIPS) != 0);
+    if (rc != KM_OK)
+        goto out;
+    if ((rc = km__acl_load(ctx)) != KM_OK)
+        goto out;
+    ctx->audit_close = km__audit_close;
+    if ((rc = km__audit_open(ctx)) != KM_OK) {
+        km__audit_close(ctx);
+        goto out;
+    }
+    *out = ctx;
+    ctx = NULL;
+out:
+    km_secret_free(master);
+    if (ctx != NULL) {
+        km__sealer_free(ctx->sealer);
+        km_secret_free(ctx->master);
+        km__policy_free(ctx->policy);
+        free(ctx->policy_json);
+        if (ctx->env != NULL)
+            km__env_close(ctx->env);
+        pthread_mutex_destroy(&ctx->mu);
+        pthread_mutex_destroy(&ctx->audit.mu);
+        pthread_mutex_destroy(&ctx->audit.kmu);
+        pthread_mutex_destroy(&ctx->audit.fmu);
+        pthread_rwlock_destroy(&ctx->cache_lock);
+        pthread_rwlock_destroy(&ctx->policy_lock);
+        free(ctx);
+    }
+    return rc;
+}
+
+void km_close(km_ctx *ctx)
+{
+    if (ctx == NULL)
+        return;
+    if (atomic_exchange(&ctx->closed, 1))
+        return;
+    km__cache_clear(ctx);
+    km__ctx_unref(ctx);
+}
+

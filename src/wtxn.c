@@ -1,0 +1,72 @@
+/* wtxn.c - the one write path of the core (core.h): every change of the
+ * vault begins, appends its audit entry, commits and bumps the write
+ * generation here, in that order, so that no change can forget a step.
+ *
+ * The generation tells every key handle and cached permission of this
+ * process that what it read may be stale (key.c, access.c); changes by other
+ * processes are noticed by time (refresh_ms). */
+#include "core.h"
+
+/* Bumped after every committed change by any context in this process. */
+static atomic_uint write_gen;
+
+int km__wtxn_begin(struct km_ctx *ctx, km__txn **out)
+{
+    return km__txn_begin(ctx->env, 1, out);
+}
+
+/* The audit entry, then the commit, then the generation. */
+static int commit_entry(struct km_ctx *ctx, km__txn *t, int op, const uint8_t *key_id,
+                        uint32_t version, int result, const char *detail, int changed,
+                        int *committing)
+{
+    int rc = km__audit_append(ctx, t, op, key_id, version, result, detail);
+    if (committing != NULL)
+        *committing = rc == KM_OK;
+    if (rc != KM_OK) {
+        km__txn_abort(t);
+        return rc;
+    }
+    return km__wtxn_commit_plain(t, changed);
+}
+
+int km__wtxn_commit(struct km_ctx *ctx, km__txn *t, int op, const uint8_t *key_id,
+                    uint32_t version, const char *detail)
+{
+    return commit_entry(ctx, t, op, key_id, version, KM_OK, detail, 1, NULL);
+}
+
+int km__wtxn_commit_ex(struct km_ctx *ctx, km__txn *t, int op, const uint8_t *key_id,
+                       uint32_t version, const char *detail, int *committing)
+{
+    return commit_entry(ctx, t, op, key_id, version, KM_OK, detail, 1, committing);
+}
+
+int km__wtxn_commit_event(struct km_ctx *ctx, km__txn *t, int op, const uint8_t *key_id,
+                          uint32_t version, int result, const char *detail)
+{
+    return commit_entry(ctx, t, op, key_id, version, result, detail, 0, NULL);
+}
+
+int km__wtxn_commit_plain(km__txn *t, int changed)
+{
+    int rc = km__txn_commit(t);
+    if (rc == KM_OK && changed)
+        km__wtxn_changed();
+    return rc;
+}
+
+void km__wtxn_abort(km__txn *t)
+{
+    km__txn_abort(t);
+}
+
+void km__wtxn_changed(void)
+{
+    atomic_fetch_add(&write_gen, 1);
+}
+
+unsigned km__wtxn_gen(void)
+{
+    return atomic_load(&write_gen);
+}
