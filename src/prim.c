@@ -653,27 +653,3 @@ out:
     }
     return rc;
 }
-
-int km__ecdsa_raw_to_der(const uint8_t *rs, size_t field, uint8_t *out, size_t cap,
-                         size_t *out_len)
-{
-    ECDSA_SIG *es = ECDSA_SIG_new();
-    BIGNUM *r = BN_bin2bn(rs, (int)field, NULL), *s = BN_bin2bn(rs + field, (int)field, NULL);
-    unsigned char *p = out;
-    int n, rc = KM_E_CRYPTO;
-
-    *out_len = 0;
-    if (es == NULL || r == NULL || s == NULL || ECDSA_SIG_set0(es, r, s) != 1)
-        goto out;
-    r = s = NULL;
-    n = i2d_ECDSA_SIG(es, NULL);
-    if (n <= 0 || (size_t)n > cap || i2d_ECDSA_SIG(es, &p) != n)
-        goto out;
-    *out_len = (size_t)n;
-    rc = KM_OK;
-out:
-    BN_free(r);
-    BN_free(s);
-    ECDSA_SIG_free(es);
-    return rc;
-}
