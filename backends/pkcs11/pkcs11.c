@@ -30,7 +30,8 @@
  * CKA_SIGN only with the sign usage, CKA_DECRYPT only on RSA keys with the
  * unwrap usage, CKA_DERIVE only on EC keys with the agree usage; a random
  * 16-byte CKA_ID. Verification and the public key are done in software from
- * the token's public attributes.
+ * the token's public attributes, through the primitives (prim.h): no OpenSSL
+ * call here.
  *
  * Reference (36 bytes, stored sealed by the core):
  *   'P' '1' 1 type serial[16] cka_id[16]

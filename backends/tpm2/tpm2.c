@@ -9,12 +9,14 @@
  *
  * Kinds:
  *   EC P-256   ECDSA-SHA256 signing key; sign in the TPM, verify and the
- *              public key in software (OpenSSL) from the public point.
+ *              public key in software (the primitives, prim.h) from the
+ *              public point. RSA-2048 likewise (RSA-PSS; OAEP in the TPM).
  *   HMAC-SHA256 keyed-hash object generated in the TPM; mac via TPM2_HMAC.
  *   AES (GCM, KWP) the key bytes sealed as a TPM data object; `load`
  *              unseals them (over a salted, encrypting session) into secure
- *              memory and hands them to the software backend, which does the
- *              cipher work (the TPM has no GCM).
+ *              memory as a keyed primitive (km__skey, prim.h: the same keyed
+ *              contexts the software backend uses), which does the cipher
+ *              work (the TPM has no GCM). No other backend is called.
  *   keyslot    the vault's master key sealed the same way (slot_seal /
  *              slot_unseal): the vault then opens on this TPM without a
  *              passphrase, and not on another TPM (its seed differs).
@@ -501,7 +503,7 @@ static int load_blobs(km__tpm2_conn *c, tpm_obj *o, ESYS_TR *h, TSS2_RC *trc)
 
 struct unseal_arg {
     tpm_obj *o;
-    km_secret *key;    /* out: [KM_MATERIAL_RAW][key bytes], a software reference */
+    km_secret *key;    /* out: [KM_MATERIAL_RAW][key bytes] (a keyslot: the bare key) */
     int slot;          /* a keyslot: out is the bare 32-byte master key */
     uint32_t pcrs;     /* a keyslot bound to these PCRs: unseal through PolicyPCR */
 };
