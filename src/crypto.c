@@ -8,11 +8,13 @@
  *   SPKI_DER   a public-only key (SubjectPublicKeyInfo)
  * References are secrets: they live in km_secret (secure memory) only.
  *
- * A loaded object keeps what each call needs ready: AES-GCM objects hold a
- * pool of keyed cipher contexts per direction (the key schedule is done once;
- * a call takes a context, sets the nonce, and gives it back), HMAC objects a
- * pool of keyed MAC contexts; asymmetric objects an EVP_PKEY. Objects are used
- * by many threads at once; unload is called when no call is in flight.
+ * A loaded object keeps what each call needs ready: AES-GCM, HMAC and
+ * AES-KWP objects a km__skey (src/prim_keyed.c: pools of keyed cipher or MAC
+ * contexts, the key schedule done once; the TPM backend uses the same for its
+ * unsealed keys); asymmetric objects an EVP_PKEY, verified and exported
+ * through the primitives (src/prim_pkey.c) as the device backends do.
+ * Objects are used by many threads at once; unload is called when no call is
+ * in flight.
  */
 #include "km_int.h"
 
