@@ -303,23 +303,22 @@ static int ref_new(km_material_format fmt, size_t len, km_secret **out, uint8_t 
 static int ref_from_pkey(EVP_PKEY *pkey, int private, km_secret **out)
 {
     OSSL_ENCODER_CTX *e = NULL;
-    unsigned char *der = NULL, *p;
+    unsigned char *der = NULL;
     uint8_t *bytes;
     size_t len = 0;
-    int n, rc = KM_E_CRYPTO;
+    int rc = KM_E_CRYPTO;
 
     *out = NULL;
     if (!private) {
-        n = i2d_PUBKEY(pkey, NULL);
-        if (n <= 0)
+        size_t n = km__pkey_spki_len(pkey), got = 0;
+        if (n == 0)
             return km__err_ossl(KM_E_CRYPTO, "cannot encode the public key");
-        if ((rc = ref_new(KM_MATERIAL_SPKI_DER, (size_t)n, out, &bytes)) != KM_OK)
+        if ((rc = ref_new(KM_MATERIAL_SPKI_DER, n, out, &bytes)) != KM_OK)
             return rc;
-        p = bytes;
-        if (i2d_PUBKEY(pkey, &p) != n) {
+        if ((rc = km__pkey_spki(pkey, bytes, n, &got)) != KM_OK || got != n) {
             km_secret_free(*out);
             *out = NULL;
-            return km__err_ossl(KM_E_CRYPTO, "cannot encode the public key");
+            return rc != KM_OK ? rc : km__err(KM_E_CRYPTO, "cannot encode the public key");
         }
         return KM_OK;
     }

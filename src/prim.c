@@ -610,13 +610,8 @@ int km__rsa_oaep_kwp_wrap(const uint8_t *spki, size_t spki_len, const uint8_t *i
         BIO *b = BIO_new_mem_buf(spki, (int)spki_len);
         pk = b ? PEM_read_bio_PUBKEY(b, NULL, NULL, NULL) : NULL;
         BIO_free(b);
-    } else {
-        const unsigned char *p = spki;
-        pk = d2i_PUBKEY(NULL, &p, (long)spki_len);
-        if (pk != NULL && p != spki + spki_len) {
-            EVP_PKEY_free(pk);
-            pk = NULL;
-        }
+    } else if (km__pkey_from_spki(&pk, spki, spki_len) != KM_OK) {
+        pk = NULL;   /* reported below */
     }
     if (pk == NULL || !EVP_PKEY_is_a(pk, "RSA") || EVP_PKEY_get_bits(pk) < 2048) {
         EVP_PKEY_free(pk);

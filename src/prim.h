@@ -179,6 +179,9 @@ int km__pkey_from_rsa(km__pkey **out, const uint8_t *n, size_t n_len, const uint
  * *out_len the size needed) when out is NULL or out_cap too small,
  * KM_E_CRYPTO (out zeroed). */
 int km__pkey_spki(const km__pkey *k, uint8_t *out, size_t out_cap, size_t *out_len);
+/* The length of the key's SubjectPublicKeyInfo DER; 0 when it does not
+ * encode (nothing recorded). */
+size_t km__pkey_spki_len(const km__pkey *k);
 /* The largest signature or ciphertext of the key in bytes (EVP_PKEY_get_size). */
 size_t km__pkey_size(const km__pkey *k);
 /* 1 when the key is an EC key on the NIST curve `group` ("P-256"), else 0. */

@@ -168,6 +168,12 @@ int km__pkey_from_rsa(km__pkey **out, const uint8_t *n, size_t n_len, const uint
     return rc;
 }
 
+size_t km__pkey_spki_len(const km__pkey *k)
+{
+    int n = i2d_PUBKEY(k, NULL);
+    return n > 0 ? (size_t)n : 0;
+}
+
 int km__pkey_spki(const km__pkey *k, uint8_t *out, size_t out_cap, size_t *out_len)
 {
     unsigned char *p = out;
@@ -218,16 +224,12 @@ int km__pkey_is_rsa(const km__pkey *k, int bits)
 int km__pkey_peer_ec_point(const uint8_t *spki, size_t spki_len, const char *group,
                            uint8_t *point, size_t cap, size_t *point_len)
 {
-    const unsigned char *q = spki;
     EVP_PKEY *peer = NULL;
     size_t plen = 0, field;
     int ok;
 
     *point_len = 0;
-    if (spki == NULL || spki_len == 0 || spki_len > PKEY_DER_MAX)
-        return km__err(KM_E_INVALID, "the peer key is not a %s public key", group);
-    peer = d2i_PUBKEY(NULL, &q, (long)spki_len);
-    ok = peer != NULL && q == spki + spki_len && km__pkey_is_ec(peer, group);
+    ok = km__pkey_from_spki(&peer, spki, spki_len) == KM_OK && km__pkey_is_ec(peer, group);
     field = ok ? ((size_t)EVP_PKEY_get_bits(peer) + 7) / 8 : 0;
     ok = ok && EVP_PKEY_get_octet_string_param(peer, OSSL_PKEY_PARAM_ENCODED_PUBLIC_KEY, point,
                                                cap, &plen) == 1
