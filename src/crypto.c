@@ -8,11 +8,13 @@
  *   SPKI_DER   a public-only key (SubjectPublicKeyInfo)
  * References are secrets: they live in km_secret (secure memory) only.
  *
- * A loaded object keeps what each call needs ready: AES-GCM objects hold a
- * pool of keyed cipher contexts per direction (the key schedule is done once;
- * a call takes a context, sets the nonce, and gives it back), HMAC objects a
- * pool of keyed MAC contexts; asymmetric objects an EVP_PKEY. Objects are used
- * by many threads at once; unload is called when no call is in flight.
+ * A loaded object keeps what each call needs ready: AES-GCM, HMAC and
+ * AES-KWP objects a km__skey (src/prim_keyed.c: pools of keyed cipher or MAC
+ * contexts, the key schedule done once; the TPM backend uses the same for its
+ * unsealed keys); asymmetric objects an EVP_PKEY, verified and exported
+ * through the primitives (src/prim_pkey.c) as the device backends do.
+ * Objects are used by many threads at once; unload is called when no call is
+ * in flight.
  */
 #include "km_int.h"
 
@@ -153,190 +155,22 @@ uint32_t km__type_usage(km_key_type type)
 
 /* ----------------------------------------------------------- loaded objects */
 
-enum { POOL_ENC = 0, POOL_DEC = 1, POOL_MAC = 2, POOL__COUNT };
-
-struct pool_node {
-    struct pool_node *next;
-    void *item;            /* EVP_CIPHER_CTX (POOL_ENC, POOL_DEC) or EVP_MAC_CTX (POOL_MAC) */
-};
-
-/* Each pool has a few per-thread slots (a thread always uses the same one, on
- * its own cache line) taken and returned with one atomic exchange, so that
- * threads sharing a key do not meet on a mutex; the mutex list behind them
- * holds the contexts of any further concurrent callers. */
-#define POOL_SLOTS 4
-
-struct pool_slot {
-    _Atomic(struct pool_node *) n;
-    char pad[64 - sizeof(void *)];
-};
-
-struct pool {
-    struct pool_slot slots[POOL_SLOTS];
-    pthread_mutex_t mu;
-    struct pool_node *free;
-};
-
 typedef struct sw_obj {
     const struct type_info *ti;
     km_key_type type;
     int public_only;       /* no private key: verify, wrap, public_key only */
-    uint8_t *key;          /* symmetric key bytes, in secure memory */
-    size_t key_len;
-    EVP_CIPHER *cipher;    /* AES-GCM */
-    EVP_MAC *mac;          /* HMAC */
-    int pools_init;
-    struct pool pools[POOL__COUNT];
+    km__skey *sk;          /* symmetric: the key and its pools of keyed contexts (prim.h) */
     EVP_PKEY *pkey;        /* asymmetric */
 } sw_obj;
 
 static const uint8_t empty_msg[1] = { 0 };
 
-static void pool_item_free(int which, void *item)
-{
-    if (which == POOL_MAC)
-        EVP_MAC_CTX_free(item);
-    else
-        EVP_CIPHER_CTX_free(item);
-}
-
-static void pool_node_free(int which, struct pool_node *n)
-{
-    if (n == NULL)
-        return;
-    pool_item_free(which, n->item);
-    free(n);
-}
-
-/* Makes a new keyed context for pool `which`. */
-static int pool_node_new(sw_obj *o, int which, struct pool_node **out)
-{
-    struct pool_node *n = NULL;
-    int rc = KM_E_CRYPTO;
-
-    *out = NULL;
-    n = calloc(1, sizeof *n);
-    if (n == NULL)
-        return km__err(KM_E_NOMEM, "software backend: out of memory");
-    if (which == POOL_MAC) {
-        EVP_MAC_CTX *m = EVP_MAC_CTX_new(o->mac);
-        OSSL_PARAM params[2];
-
-        n->item = m;
-        if (m == NULL)
-            goto out;
-        params[0] = OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST,
-                                                     (char *)(uintptr_t)o->ti->md, 0);
-        params[1] = OSSL_PARAM_construct_end();
-        if (EVP_MAC_init(m, o->key, o->key_len, params) != 1)
-            goto out;
-    } else {
-        EVP_CIPHER_CTX *c;
-        int enc = which == POOL_ENC, ok;
-
-        /* the key schedule OpenSSL allocates here goes to locked,
-         * non-dumpable pages when libkm's allocator is installed (osslmem.c) */
-        km__osslmem_begin();
-        c = EVP_CIPHER_CTX_new();
-        ok = c != NULL && EVP_CipherInit_ex(c, o->cipher, NULL, NULL, NULL, enc) == 1
-             && EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_AEAD_SET_IVLEN, 12, NULL) == 1
-             && EVP_CipherInit_ex(c, NULL, NULL, o->key, NULL, enc) == 1;
-        km__osslmem_end();
-        n->item = c;
-        if (!ok)
-            goto out;
-    }
-    *out = n;
-    n = NULL;
-    rc = KM_OK;
-out:
-    if (n != NULL) {
-        pool_node_free(which, n);
-        return km__err_ossl(rc, "software backend: cannot prepare a %s context",
-                            which == POOL_MAC ? "MAC" : "cipher");
-    }
-    return rc;
-}
-
-static unsigned thread_slot(void)
-{
-    static atomic_uint next_slot;
-    static _Thread_local unsigned slot = UINT_MAX;
-    if (slot == UINT_MAX)
-        slot = atomic_fetch_add_explicit(&next_slot, 1, memory_order_relaxed) % POOL_SLOTS;
-    return slot;
-}
-
-/* Takes a keyed context from the pool, or makes one when the pool is empty. */
-static int pool_take(sw_obj *o, int which, struct pool_node **out)
-{
-    struct pool *p = &o->pools[which];
-    struct pool_node *n;
-
-    n = atomic_exchange_explicit(&p->slots[thread_slot()].n, NULL, memory_order_acquire);
-    if (n != NULL) {
-        *out = n;
-        return KM_OK;
-    }
-    pthread_mutex_lock(&p->mu);
-    n = p->free;
-    if (n != NULL)
-        p->free = n->next;
-    pthread_mutex_unlock(&p->mu);
-    if (n != NULL) {
-        n->next = NULL;
-        *out = n;
-        return KM_OK;
-    }
-    return pool_node_new(o, which, out);
-}
-
-static void pool_give(sw_obj *o, int which, struct pool_node *n)
-{
-    struct pool *p = &o->pools[which];
-    struct pool_node *empty = NULL;
-
-    /* Without libkm's allocator in OpenSSL a keyed cipher context would keep
-     * the key schedule in the ordinary heap: one context per call, freed
-     * (and cleansed by OpenSSL) at once. */
-    if (which != POOL_MAC && !km__osslmem_hooked()) {
-        pool_node_free(which, n);
-        return;
-    }
-    n->next = NULL;
-    if (atomic_compare_exchange_strong_explicit(&p->slots[thread_slot()].n, &empty, n,
-                                                memory_order_release, memory_order_relaxed))
-        return;
-    pthread_mutex_lock(&p->mu);
-    n->next = p->free;
-    p->free = n;
-    pthread_mutex_unlock(&p->mu);
-}
-
 static void obj_free(sw_obj *o)
 {
-    int i;
-
     if (o == NULL)
         return;
-    if (o->pools_init) {
-        for (i = 0; i < POOL__COUNT; i++) {
-            struct pool_node *n = o->pools[i].free, *next;
-            int j;
-            for (j = 0; j < POOL_SLOTS; j++)
-                pool_node_free(i, atomic_exchange(&o->pools[i].slots[j].n, NULL));
-            for (; n != NULL; n = next) {
-                next = n->next;
-                pool_node_free(i, n);
-            }
-            pthread_mutex_destroy(&o->pools[i].mu);
-        }
-    }
-    EVP_CIPHER_free(o->cipher);
-    EVP_MAC_free(o->mac);
+    km__skey_free(o->sk);
     EVP_PKEY_free(o->pkey);
-    if (o->key != NULL)
-        km__sfree(o->key, o->key_len);
     free(o);
 }
 
@@ -433,26 +267,6 @@ out:
     return rc;
 }
 
-/* Decodes SubjectPublicKeyInfo DER, the whole input and nothing else. */
-static int decode_spki(const uint8_t *der, size_t len, EVP_PKEY **out)
-{
-    const unsigned char *p = der;
-    EVP_PKEY *pkey;
-
-    *out = NULL;
-    if (len == 0 || len > KM__MATERIAL_MAX)
-        return km__err(KM_E_INVALID, "public key must be 1 byte to 64 KiB");
-    pkey = d2i_PUBKEY_ex(NULL, &p, (long)len, NULL, NULL);
-    if (pkey == NULL)
-        return km__err_ossl(KM_E_INVALID, "material does not parse as a SubjectPublicKeyInfo");
-    if (p != der + len) {
-        EVP_PKEY_free(pkey);
-        return km__err_ossl(KM_E_INVALID, "public key has trailing bytes");
-    }
-    *out = pkey;
-    return KM_OK;
-}
-
 /* Checks a key's own consistency at import: the public key is valid, and a
  * private key matches its public key. */
 static int check_pkey_valid(EVP_PKEY *pkey, int private)
@@ -489,23 +303,22 @@ static int ref_new(km_material_format fmt, size_t len, km_secret **out, uint8_t 
 static int ref_from_pkey(EVP_PKEY *pkey, int private, km_secret **out)
 {
     OSSL_ENCODER_CTX *e = NULL;
-    unsigned char *der = NULL, *p;
+    unsigned char *der = NULL;
     uint8_t *bytes;
     size_t len = 0;
-    int n, rc = KM_E_CRYPTO;
+    int rc = KM_E_CRYPTO;
 
     *out = NULL;
     if (!private) {
-        n = i2d_PUBKEY(pkey, NULL);
-        if (n <= 0)
+        size_t n = km__pkey_spki_len(pkey), got = 0;
+        if (n == 0)
             return km__err_ossl(KM_E_CRYPTO, "cannot encode the public key");
-        if ((rc = ref_new(KM_MATERIAL_SPKI_DER, (size_t)n, out, &bytes)) != KM_OK)
+        if ((rc = ref_new(KM_MATERIAL_SPKI_DER, n, out, &bytes)) != KM_OK)
             return rc;
-        p = bytes;
-        if (i2d_PUBKEY(pkey, &p) != n) {
+        if ((rc = km__pkey_spki(pkey, bytes, n, &got)) != KM_OK || got != n) {
             km_secret_free(*out);
             *out = NULL;
-            return km__err_ossl(KM_E_CRYPTO, "cannot encode the public key");
+            return rc != KM_OK ? rc : km__err(KM_E_CRYPTO, "cannot encode the public key");
         }
         return KM_OK;
     }
@@ -612,12 +425,12 @@ static int parse_asym(const struct type_info *ti, km_material_format fmt, const 
         break;
     case KM_MATERIAL_SPKI_DER:
         *is_public = 1;
-        rc = decode_spki(m, len, out);
+        rc = km__pkey_from_spki(out, m, len);
         break;
     case KM_MATERIAL_PEM:
         rc = pem_decode(m, len, is_public, &der, &der_len);
         if (rc == KM_OK) {
-            rc = *is_public ? decode_spki(der, (size_t)der_len, out)
+            rc = *is_public ? km__pkey_from_spki(out, der, (size_t)der_len)
                             : decode_pkcs8(der, (size_t)der_len, out);
             OPENSSL_secure_clear_free(der, (size_t)der_len);
         }
@@ -770,8 +583,7 @@ static int sw_load_in(void *state, const km_backend_keyspec *spec, const uint8_t
 {
     const struct type_info *ti = NULL;
     sw_obj *o = NULL;
-    struct pool_node *n;
-    int rc, i, is_public = 0;
+    int rc, is_public = 0;
 
     (void)state;
     if (out_obj == NULL)
@@ -786,55 +598,18 @@ static int sw_load_in(void *state, const km_backend_keyspec *spec, const uint8_t
         return km__err(KM_E_NOMEM, "software backend load: out of memory");
     o->ti = ti;
     o->type = spec->type;
-    for (i = 0; i < POOL__COUNT; i++) {
-        if (pthread_mutex_init(&o->pools[i].mu, NULL) != 0) {
-            while (i-- > 0)
-                pthread_mutex_destroy(&o->pools[i].mu);
-            free(o);
-            return km__err(KM_E_NOMEM, "software backend load: cannot make a mutex");
-        }
-    }
-    o->pools_init = 1;
-
     if (km__type_is_symmetric(spec->type)) {
         if (ref[0] != KM_MATERIAL_RAW || !symmetric_len_ok(ti, ref_len - 1)) {
             rc = km__err(KM_E_INVALID, "software backend load: not a %s key reference",
                          ti->name);
             goto out;
         }
-        o->key_len = ref_len - 1;
-        o->key = km__salloc(o->key_len);
-        if (o->key == NULL) {
-            rc = km__err(KM_E_NOMEM, "software backend load: no secure memory");
+        rc = km__skey_new(&o->sk, ti->kind == K_GCM ? KM__SKEY_GCM
+                                  : ti->kind == K_HMAC ? KM__SKEY_HMAC : KM__SKEY_KWP,
+                          ti->kind == K_GCM ? ti->alg : ti->kind == K_HMAC ? ti->md : NULL,
+                          ref + 1, ref_len - 1);
+        if (rc != KM_OK)
             goto out;
-        }
-        memcpy(o->key, ref + 1, o->key_len);
-        if (ti->kind == K_GCM) {
-            o->cipher = EVP_CIPHER_fetch(NULL, ti->alg, NULL);
-            if (o->cipher == NULL) {
-                rc = km__err_ossl(KM_E_CRYPTO, "%s is not available", ti->alg);
-                goto out;
-            }
-            /* one context per direction now, so the first calls allocate
-             * nothing (when contexts are kept at all: km_key_schedules) */
-            if ((rc = pool_node_new(o, POOL_ENC, &n)) != KM_OK)
-                goto out;
-            pool_give(o, POOL_ENC, n);
-            if (km__osslmem_hooked()) {
-                if ((rc = pool_node_new(o, POOL_DEC, &n)) != KM_OK)
-                    goto out;
-                pool_give(o, POOL_DEC, n);
-            }
-        } else if (ti->kind == K_HMAC) {
-            o->mac = EVP_MAC_fetch(NULL, "HMAC", NULL);
-            if (o->mac == NULL) {
-                rc = km__err_ossl(KM_E_CRYPTO, "HMAC is not available");
-                goto out;
-            }
-            if ((rc = pool_node_new(o, POOL_MAC, &n)) != KM_OK)
-                goto out;
-            pool_give(o, POOL_MAC, n);
-        }
     } else {
         if (ref[0] != KM_MATERIAL_PKCS8_DER && ref[0] != KM_MATERIAL_SPKI_DER) {
             rc = km__err(KM_E_INVALID, "software backend load: not a %s key reference",
@@ -920,41 +695,12 @@ static int sw_aead_seal(void *obj, const uint8_t nonce[12], const uint8_t *aad1,
                         const uint8_t *in, size_t in_len, uint8_t *out, uint8_t tag[16])
 {
     sw_obj *o = obj;
-    struct pool_node *n = NULL;
-    EVP_CIPHER_CTX *c;
-    uint8_t fin[16];
-    int len = 0, rc;
+    int rc;
 
     rc = aead_args("aead_seal", o, nonce, aad1, aad1_len, aad2, aad2_len, in, in_len, out, tag);
     if (rc != KM_OK)
         return rc;
-    if ((rc = pool_take(o, POOL_ENC, &n)) != KM_OK)
-        return rc;
-    c = n->item;
-    rc = KM_E_CRYPTO;
-    if (EVP_EncryptInit_ex(c, NULL, NULL, NULL, nonce) != 1)
-        goto out;
-    if (aad1_len > 0 && EVP_EncryptUpdate(c, NULL, &len, aad1, (int)aad1_len) != 1)
-        goto out;
-    if (aad2_len > 0 && EVP_EncryptUpdate(c, NULL, &len, aad2, (int)aad2_len) != 1)
-        goto out;
-    if (in_len > 0 && (EVP_EncryptUpdate(c, out, &len, in, (int)in_len) != 1
-                       || (size_t)len != in_len))
-        goto out;
-    if (EVP_EncryptFinal_ex(c, fin, &len) != 1 || len != 0
-        || EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_AEAD_GET_TAG, 16, tag) != 1)
-        goto out;
-    rc = KM_OK;
-out:
-    if (rc == KM_OK) {
-        pool_give(o, POOL_ENC, n);
-        return KM_OK;
-    }
-    pool_node_free(POOL_ENC, n); /* its state is unknown: never reuse it */
-    if (in_len > 0)
-        km_memzero(out, in_len);
-    km_memzero(tag, 16);
-    return km__err_ossl(rc, "AES-GCM encryption failed");
+    return km__skey_seal(o->sk, nonce, aad1, aad1_len, aad2, aad2_len, in, in_len, out, tag);
 }
 
 static int sw_aead_open(void *obj, const uint8_t nonce[12], const uint8_t *aad1,
@@ -962,10 +708,7 @@ static int sw_aead_open(void *obj, const uint8_t nonce[12], const uint8_t *aad1,
                         const uint8_t *in, size_t in_len, const uint8_t tag[16], uint8_t *out)
 {
     sw_obj *o = obj;
-    struct pool_node *n = NULL;
-    EVP_CIPHER_CTX *c;
-    uint8_t t[16], fin[16];
-    int len = 0, rc;
+    int rc;
 
     rc = aead_args("aead_open", o, nonce, aad1, aad1_len, aad2, aad2_len, in, in_len, out, tag);
     if (rc != KM_OK) {
@@ -973,42 +716,7 @@ static int sw_aead_open(void *obj, const uint8_t nonce[12], const uint8_t *aad1,
             km_memzero(out, in_len);
         return rc;
     }
-    if ((rc = pool_take(o, POOL_DEC, &n)) != KM_OK) {
-        if (in_len > 0)
-            km_memzero(out, in_len);
-        return rc;
-    }
-    c = n->item;
-    memcpy(t, tag, 16);
-    rc = KM_E_CRYPTO;
-    if (EVP_DecryptInit_ex(c, NULL, NULL, NULL, nonce) != 1)
-        goto out;
-    if (aad1_len > 0 && EVP_DecryptUpdate(c, NULL, &len, aad1, (int)aad1_len) != 1)
-        goto out;
-    if (aad2_len > 0 && EVP_DecryptUpdate(c, NULL, &len, aad2, (int)aad2_len) != 1)
-        goto out;
-    if (in_len > 0 && (EVP_DecryptUpdate(c, out, &len, in, (int)in_len) != 1
-                       || (size_t)len != in_len))
-        goto out;
-    if (EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_AEAD_SET_TAG, 16, t) != 1)
-        goto out;
-    if (EVP_DecryptFinal_ex(c, fin, &len) != 1) {
-        rc = KM_E_INTEGRITY;
-        goto out;
-    }
-    rc = KM_OK;
-out:
-    if (rc == KM_OK || rc == KM_E_INTEGRITY)
-        pool_give(o, POOL_DEC, n); /* a bad tag leaves the context sound */
-    else
-        pool_node_free(POOL_DEC, n);
-    if (rc == KM_OK)
-        return KM_OK;
-    if (in_len > 0)
-        km_memzero(out, in_len);
-    if (rc == KM_E_INTEGRITY)
-        return km__err_ossl(rc, "AES-GCM authentication tag does not match");
-    return km__err_ossl(rc, "AES-GCM decryption failed");
+    return km__skey_open(o->sk, nonce, aad1, aad1_len, aad2, aad2_len, in, in_len, tag, out);
 }
 
 /* ------------------------------------------------------------ sign / verify */
@@ -1044,47 +752,6 @@ static int sig_ctx(sw_obj *o, int sign, EVP_MD_CTX **out)
     }
     *out = m;
     return KM_OK;
-}
-
-/* DER ECDSA-Sig-Value -> r || s, each `field` bytes. 1 on success. */
-static int der_to_p1363(const uint8_t *der, size_t der_len, size_t field, uint8_t *out)
-{
-    const unsigned char *p = der;
-    const BIGNUM *r = NULL, *s = NULL;
-    ECDSA_SIG *sig = d2i_ECDSA_SIG(NULL, &p, (long)der_len);
-    int ok;
-
-    if (sig == NULL)
-        return 0;
-    ECDSA_SIG_get0(sig, &r, &s);
-    ok = p == der + der_len && BN_bn2binpad(r, out, (int)field) == (int)field
-         && BN_bn2binpad(s, out + field, (int)field) == (int)field;
-    ECDSA_SIG_free(sig);
-    return ok;
-}
-
-/* r || s -> DER. 1 on success. */
-static int p1363_to_der(const uint8_t *rs, size_t field, uint8_t *der, size_t cap,
-                        size_t *der_len)
-{
-    ECDSA_SIG *sig = ECDSA_SIG_new();
-    BIGNUM *r = BN_bin2bn(rs, (int)field, NULL), *s = BN_bin2bn(rs + field, (int)field, NULL);
-    unsigned char *p = der;
-    int n, ok = 0;
-
-    if (sig == NULL || r == NULL || s == NULL || ECDSA_SIG_set0(sig, r, s) != 1)
-        goto out;
-    r = s = NULL; /* owned by sig */
-    n = i2d_ECDSA_SIG(sig, NULL);
-    if (n <= 0 || (size_t)n > cap || i2d_ECDSA_SIG(sig, &p) != n)
-        goto out;
-    *der_len = (size_t)n;
-    ok = 1;
-out:
-    BN_free(r);
-    BN_free(s);
-    ECDSA_SIG_free(sig);
-    return ok;
 }
 
 #define SIG_DIGESTS (KM_BACKEND_SIG_SHA256 | KM_BACKEND_SIG_SHA384 | KM_BACKEND_SIG_SHA512)
@@ -1164,7 +831,7 @@ static int sw_sign(void *obj, uint32_t flags, const uint8_t *msg, size_t msg_len
         }
     }
     if (flags & KM_SIG_P1363) {
-        if (!der_to_p1363(buf, n, o->ti->field, rs)) {
+        if (km__ecdsa_der_to_raw(buf, n, o->ti->field, rs) != KM_OK) {
             rc = km__err_ossl(KM_E_CRYPTO, "cannot convert the ECDSA signature to P1363");
             goto out;
         }
@@ -1192,10 +859,6 @@ static int sw_verify(void *obj, uint32_t flags, const uint8_t *msg, size_t msg_l
                      const uint8_t *sig, size_t sig_len)
 {
     sw_obj *o = obj;
-    EVP_MD_CTX *m = NULL;
-    uint8_t der[KM__SIG_BUF];
-    size_t der_len = 0;
-    int rc;
 
     if (o == NULL || (msg == NULL && msg_len > 0) || (sig == NULL && sig_len > 0))
         return km__err(KM_E_INVALID, "software backend verify: %s is NULL",
@@ -1205,25 +868,8 @@ static int sw_verify(void *obj, uint32_t flags, const uint8_t *msg, size_t msg_l
     if ((flags & ~KM_SIG_P1363) || ((flags & KM_SIG_P1363) && o->ti->kind != K_EC))
         return km__err(KM_E_INVALID, "software backend verify: bad flags for a %s key",
                        o->ti->name);
-    if (sig_len == 0 || sig_len > KM__SIG_BUF)
-        return km__err(KM_E_VERIFY, "signature does not verify (bad length)");
-    if (flags & KM_SIG_P1363) {
-        if (sig_len != 2 * o->ti->field)
-            return km__err(KM_E_VERIFY, "P1363 signature must be %zu bytes",
-                           2 * o->ti->field);
-        if (!p1363_to_der(sig, o->ti->field, der, sizeof der, &der_len))
-            return km__err_ossl(KM_E_VERIFY, "signature does not verify");
-        sig = der;
-        sig_len = der_len;
-    }
-    if ((rc = sig_ctx(o, 0, &m)) != KM_OK)
-        return rc;
-    if (EVP_DigestVerify(m, sig, sig_len, msg != NULL ? msg : empty_msg, msg_len) == 1)
-        rc = KM_OK;
-    else
-        rc = km__err_ossl(KM_E_VERIFY, "signature does not verify");
-    EVP_MD_CTX_free(m);
-    return rc;
+    return km__pkey_verify(o->pkey, o->ti->kind == K_ED25519 ? NULL : o->ti->md, flags, msg,
+                           msg_len, sig, sig_len);
 }
 
 /* --------------------------------------------------------------------- HMAC */
@@ -1232,9 +878,7 @@ static int sw_mac(void *obj, const uint8_t *msg, size_t msg_len, uint8_t *tag, s
                   size_t *tag_len)
 {
     sw_obj *o = obj;
-    struct pool_node *n = NULL;
-    EVP_MAC_CTX *m;
-    size_t need, outl = 0;
+    size_t need;
     int rc;
 
     if (tag_len == NULL)
@@ -1250,18 +894,11 @@ static int sw_mac(void *obj, const uint8_t *msg, size_t msg_len, uint8_t *tag, s
         *tag_len = need;
         return km__err(KM_E_BUFFER, "MAC needs %zu bytes", need);
     }
-    if ((rc = pool_take(o, POOL_MAC, &n)) != KM_OK)
-        return rc;
-    m = n->item;
-    if (EVP_MAC_init(m, NULL, 0, NULL) != 1 /* restart with the same key */
-        || (msg_len > 0 && EVP_MAC_update(m, msg, msg_len) != 1)
-        || EVP_MAC_final(m, tag, &outl, tag_cap) != 1 || outl != need) {
-        pool_node_free(POOL_MAC, n);
+    if ((rc = km__skey_mac(o->sk, msg, msg_len, tag, need)) != KM_OK) {
         km_memzero(tag, tag_cap);
-        return km__err_ossl(KM_E_CRYPTO, "HMAC failed");
+        return rc;
     }
-    pool_give(o, POOL_MAC, n);
-    *tag_len = outl;
+    *tag_len = need;
     return KM_OK;
 }
 
@@ -1298,11 +935,8 @@ static int sw_wrap(void *obj, const uint8_t *in, size_t in_len, uint8_t *out, si
     if (o == NULL || in == NULL || in_len == 0)
         return km__err(KM_E_INVALID, "software backend wrap: %s",
                        o == NULL ? "obj is NULL" : "nothing to wrap");
-    if (o->ti->kind == K_KWP) {
-        if (out == NULL)
-            out_cap = 0;
-        return km__kwp_wrap(o->key, o->key_len, in, in_len, out, out_cap, out_len);
-    }
+    if (o->ti->kind == K_KWP)
+        return km__skey_wrap(o->sk, in, in_len, out, out_cap, out_len);
     if (o->ti->kind != K_RSA)
         return km__err(KM_E_USAGE, "a %s key does not wrap keys", o->ti->name);
     need = (size_t)EVP_PKEY_get_size(o->pkey);
@@ -1341,11 +975,9 @@ static int sw_unwrap(void *obj, const uint8_t *in, size_t in_len, km_secret **ou
     if (o == NULL || in == NULL || in_len == 0)
         return km__err(KM_E_INVALID, "software backend unwrap: %s",
                        o == NULL ? "obj is NULL" : "nothing to unwrap");
-    if (o->ti->kind == K_KWP) {
-        if (in_len < 16 || in_len % 8 != 0 || in_len > ((size_t)1 << 24) + 8)
-            return km__err(KM_E_INTEGRITY, "wrapped key has an impossible length");
-        cap = in_len;
-    } else if (o->ti->kind == K_RSA) {
+    if (o->ti->kind == K_KWP)
+        return km__skey_unwrap(o->sk, in, in_len, out);
+    if (o->ti->kind == K_RSA) {
         if (o->public_only)
             return km__err(KM_E_USAGE, "a public-only %s key cannot unwrap", o->ti->name);
         cap = (size_t)EVP_PKEY_get_size(o->pkey);
@@ -1358,19 +990,13 @@ static int sw_unwrap(void *obj, const uint8_t *in, size_t in_len, km_secret **ou
     tmp = km__salloc(cap);
     if (tmp == NULL)
         return km__err(KM_E_NOMEM, "software backend unwrap: no secure memory");
-    if (o->ti->kind == K_KWP) {
-        rc = km__kwp_unwrap(o->key, o->key_len, in, in_len, tmp, cap, &n);
-        if (rc != KM_OK)
-            goto out;
-    } else {
-        if ((rc = rsa_oaep_ctx(o, 0, &c)) != KM_OK)
-            goto out;
-        n = cap;
-        if (EVP_PKEY_decrypt(c, tmp, &n, in, in_len) != 1) {
-            rc = km__err_ossl(KM_E_INTEGRITY, "RSA-OAEP unwrap failed (wrong key or altered "
-                              "data)");
-            goto out;
-        }
+    if ((rc = rsa_oaep_ctx(o, 0, &c)) != KM_OK)
+        goto out;
+    n = cap;
+    if (EVP_PKEY_decrypt(c, tmp, &n, in, in_len) != 1) {
+        rc = km__err_ossl(KM_E_INTEGRITY, "RSA-OAEP unwrap failed (wrong key or altered "
+                          "data)");
+        goto out;
     }
     if (n == 0 || n > cap) {
         rc = km__err(KM_E_INTEGRITY, "unwrapped key is empty");
@@ -1390,6 +1016,8 @@ static int sw_derive(void *obj, const uint8_t *salt, size_t salt_len, const uint
 {
     sw_obj *o = obj;
     km_secret *s = NULL;
+    const uint8_t *key;
+    size_t key_len = 0;
     int rc;
 
     if (out == NULL)
@@ -1404,7 +1032,8 @@ static int sw_derive(void *obj, const uint8_t *salt, size_t salt_len, const uint
         return km__err(KM_E_INVALID, "HKDF-SHA-256 output must be 1 to 8160 bytes");
     if ((rc = km_secret_new(&s, out_len)) != KM_OK)
         return rc;
-    rc = km__hkdf_sha256(o->key, o->key_len, salt != NULL ? salt : empty_msg, salt_len,
+    key = km__skey_bytes(o->sk, &key_len);
+    rc = km__hkdf_sha256(key, key_len, salt != NULL ? salt : empty_msg, salt_len,
                          info != NULL ? info : empty_msg, info_len, km_secret_data(s), out_len);
     if (rc != KM_OK) {
         km_secret_free(s);
@@ -1433,7 +1062,7 @@ static int sw_agree(void *obj, const uint8_t *peer_spki, size_t peer_len, km_sec
         return km__err(KM_E_USAGE, "a %s key does not agree keys", o->ti->name);
     if (o->public_only)
         return km__err(KM_E_USAGE, "a public-only %s key cannot agree keys", o->ti->name);
-    if ((rc = decode_spki(peer_spki, peer_len, &peer)) != KM_OK)
+    if ((rc = km__pkey_from_spki(&peer, peer_spki, peer_len)) != KM_OK)
         return rc;
     if ((rc = check_pkey_type(o->ti, peer, "the peer key")) != KM_OK)
         goto out;
@@ -1479,8 +1108,6 @@ out:
 static int sw_public_key(void *obj, uint8_t *out, size_t out_cap, size_t *out_len)
 {
     sw_obj *o = obj;
-    unsigned char *p = out;
-    int n;
 
     if (out_len == NULL)
         return km__err(KM_E_INVALID, "software backend public_key: out_len is NULL");
@@ -1489,19 +1116,7 @@ static int sw_public_key(void *obj, uint8_t *out, size_t out_cap, size_t *out_le
         return km__err(KM_E_INVALID, "software backend public_key: obj is NULL");
     if (o->pkey == NULL)
         return km__err(KM_E_UNSUPPORTED, "a %s key has no public key", o->ti->name);
-    n = i2d_PUBKEY(o->pkey, NULL);
-    if (n <= 0)
-        return km__err_ossl(KM_E_CRYPTO, "cannot encode the public key");
-    if (out == NULL || out_cap < (size_t)n) {
-        *out_len = (size_t)n;
-        return km__err(KM_E_BUFFER, "public key needs %d bytes", n);
-    }
-    if (i2d_PUBKEY(o->pkey, &p) != n) {
-        km_memzero(out, out_cap);
-        return km__err_ossl(KM_E_CRYPTO, "cannot encode the public key");
-    }
-    *out_len = (size_t)n;
-    return KM_OK;
+    return km__pkey_spki(o->pkey, out, out_cap, out_len);
 }
 
 /* ------------------------------------------------------------------- table */

@@ -51,12 +51,6 @@ void km__sfree(void *p, size_t len);
 #include <sanitizer/lsan_interface.h>
 #endif
 
-/* prim.c: an ECDSA signature given as r || s (field bytes each, as PKCS#11
- * and TPMs return it) as DER ECDSA-Sig-Value in out. KM_E_CRYPTO when it does
- * not encode or does not fit in cap. */
-int km__ecdsa_raw_to_der(const uint8_t *rs, size_t field, uint8_t *out, size_t cap,
-                         size_t *out_len);
-
 /* ---------------------------------------------------------------- osslmem.c */
 
 /* OpenSSL allocations made by this thread between begin and end (nested) come
@@ -73,62 +67,9 @@ void km__osslmem_fork_init(void);
 /* Incremented in the child after every fork(); handles compare it. */
 extern atomic_uint km__fork_gen;
 
-/* --------------------------------------------------------------- prim.c
- * Thin EVP wrappers for the primitives the vault itself needs. All return
- * KM_OK or a km error code (recorded). */
-
-/* Cryptographically strong random bytes (OpenSSL DRBG). */
-int km__random(void *out, size_t len);
-/* Per-thread buffered DRBG stream for nonces: wiped and refilled after fork. */
-int km__nonce12(uint8_t out[12]);
-/* One-shot AES-256-GCM with a 12-byte nonce and a 16-byte tag. */
-int km__gcm_seal(const uint8_t key[32], const uint8_t nonce[12], const uint8_t *aad,
-                 size_t aad_len, const uint8_t *in, size_t len, uint8_t *out, uint8_t tag[16]);
-/* A pre-keyed AES-256-GCM key for many one-shot operations from many threads
- * (the vault's record sealing). */
-typedef struct km__gcmk km__gcmk;
-int km__gcmk_new(km__gcmk **out, const uint8_t key[32]);
-void km__gcmk_free(km__gcmk *g);
-int km__gcmk_seal(km__gcmk *g, const uint8_t nonce[12], const uint8_t *aad, size_t aad_len,
-                  const uint8_t *in, size_t len, uint8_t *out, uint8_t tag[16]);
-int km__gcmk_open(km__gcmk *g, const uint8_t nonce[12], const uint8_t *aad, size_t aad_len,
-                  const uint8_t *in, size_t len, const uint8_t tag[16], uint8_t *out);
-/* KM_E_INTEGRITY on a bad tag; `out` is then zeroed. */
-int km__gcm_open(const uint8_t key[32], const uint8_t nonce[12], const uint8_t *aad,
-                 size_t aad_len, const uint8_t *in, size_t len, const uint8_t tag[16],
-                 uint8_t *out);
-/* scrypt(pass, salt, N = 2^log2n, r, p) -> out. */
-int km__scrypt(const uint8_t *pass, size_t pass_len, const uint8_t *salt, size_t salt_len,
-               uint32_t log2n, uint32_t r, uint32_t p, uint8_t *out, size_t out_len);
-/* AES-KWP (RFC 5649) with a 128/192/256-bit KEK. wrap: out_len = ceil8(len) + 8. */
-int km__kwp_wrap(const uint8_t *kek, size_t kek_len, const uint8_t *in, size_t len,
-                 uint8_t *out, size_t out_cap, size_t *out_len);
-/* KM_E_INTEGRITY when the integrity check fails; `out` zeroed. */
-int km__kwp_unwrap(const uint8_t *kek, size_t kek_len, const uint8_t *in, size_t len,
-                   uint8_t *out, size_t out_cap, size_t *out_len);
-/* HKDF-SHA-256 (RFC 5869). */
-int km__hkdf_sha256(const uint8_t *ikm, size_t ikm_len, const uint8_t *salt, size_t salt_len,
-                    const uint8_t *info, size_t info_len, uint8_t *out, size_t out_len);
-/* CKM_RSA_AES_KEY_WRAP to an outside RSA public key (SPKI DER or PEM):
- * RSA-OAEP-SHA-256 of a fresh AES-256 key, then AES-KWP of `in`. */
-int km__rsa_oaep_kwp_wrap(const uint8_t *spki, size_t spki_len, const uint8_t *in, size_t len,
-                          uint8_t *out, size_t out_cap, size_t *out_len);
-/* A reusable keyed HMAC-SHA-256 (and SHA-256) context: one thread at a time. */
-typedef struct km__mac km__mac;
-int km__mac_new(km__mac **out, const uint8_t *key, size_t key_len);
-int km__mac_compute(km__mac *m, const uint8_t *msg, size_t len, uint8_t out[32]);
-int km__mac_sha256(km__mac *m, const uint8_t *msg, size_t len, uint8_t out[32]);
-void km__mac_free(km__mac *m);
-/* A pre-keyed HMAC-SHA-256 (key up to 32 bytes) for many threads. */
-typedef struct km__hmack km__hmack;
-int km__hmack_new(km__hmack **out, const uint8_t *key, size_t key_len);
-int km__hmack_compute(km__hmack *h, const uint8_t *msg, size_t len, uint8_t out[32]);
-void km__hmack_free(km__hmack *h);
-/* SHA-256 of the concatenation of n parts. */
-int km__sha256v(const uint8_t *const *parts, const size_t *lens, size_t n, uint8_t out[32]);
-/* HMAC-SHA-256, full 32-byte output. */
-int km__hmac_sha256(const uint8_t *key, size_t key_len, const uint8_t *msg, size_t msg_len,
-                    uint8_t out[32]);
+/* The primitives (prim.c, prim_keyed.c, prim_pkey.c): every OpenSSL call of
+ * the device backends goes through them. */
+#include "prim.h"
 
 /* ----------------------------------------------------------------- format.c */
 

@@ -610,13 +610,8 @@ int km__rsa_oaep_kwp_wrap(const uint8_t *spki, size_t spki_len, const uint8_t *i
         BIO *b = BIO_new_mem_buf(spki, (int)spki_len);
         pk = b ? PEM_read_bio_PUBKEY(b, NULL, NULL, NULL) : NULL;
         BIO_free(b);
-    } else {
-        const unsigned char *p = spki;
-        pk = d2i_PUBKEY(NULL, &p, (long)spki_len);
-        if (pk != NULL && p != spki + spki_len) {
-            EVP_PKEY_free(pk);
-            pk = NULL;
-        }
+    } else if (km__pkey_from_spki(&pk, spki, spki_len) != KM_OK) {
+        pk = NULL;   /* reported below */
     }
     if (pk == NULL || !EVP_PKEY_is_a(pk, "RSA") || EVP_PKEY_get_bits(pk) < 2048) {
         EVP_PKEY_free(pk);
@@ -651,29 +646,5 @@ out:
         if (rc == KM_E_CRYPTO)
             return km__err_ossl(rc, "RSA-OAEP key wrap failed");
     }
-    return rc;
-}
-
-int km__ecdsa_raw_to_der(const uint8_t *rs, size_t field, uint8_t *out, size_t cap,
-                         size_t *out_len)
-{
-    ECDSA_SIG *es = ECDSA_SIG_new();
-    BIGNUM *r = BN_bin2bn(rs, (int)field, NULL), *s = BN_bin2bn(rs + field, (int)field, NULL);
-    unsigned char *p = out;
-    int n, rc = KM_E_CRYPTO;
-
-    *out_len = 0;
-    if (es == NULL || r == NULL || s == NULL || ECDSA_SIG_set0(es, r, s) != 1)
-        goto out;
-    r = s = NULL;
-    n = i2d_ECDSA_SIG(es, NULL);
-    if (n <= 0 || (size_t)n > cap || i2d_ECDSA_SIG(es, &p) != n)
-        goto out;
-    *out_len = (size_t)n;
-    rc = KM_OK;
-out:
-    BN_free(r);
-    BN_free(s);
-    ECDSA_SIG_free(es);
     return rc;
 }

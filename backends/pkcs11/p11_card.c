@@ -1,9 +1,12 @@
 /*
  * p11_card.c - the p11-kit side of libkm's use of pkcs11-helper: which module
- * pkcs11-helper is given, the public API of km/pkcs11.h (discovery, PIN
- * callback and cache, card keys), the raw layer's PIN hook, and the
+ * pkcs11-helper is given, what km/pkcs11.h's functions (src/pkcs11.c, the API
+ * layer) need of the backend (discovery, PIN callback and cache, the key type
+ * of a certificate: p11_card.h), the raw layer's PIN hook, and the
  * "pkcs11-card" backend, whose keys are certificate-bound private keys of a
- * token (smart cards) named by a serialised certificate id.
+ * token (smart cards) named by a serialised certificate id. Software crypto
+ * (digests, the certificate's public key, verification, export) comes from
+ * the primitives (prim.h); nothing of the core is used here.
  *
  * Sharing one module with the raw layer (PLATFORM.md): pkcs11h_terminate()
  * calls C_Finalize on every provider it initialised. So, for as long as
@@ -26,7 +29,8 @@
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE /* dladdr */
 #endif
-#include "core.h"
+#include "km_int.h"
+#include "p11_card.h"
 #include "p11_helper.h"
 
 #include <dlfcn.h>
@@ -37,18 +41,12 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <openssl/bn.h>
-#include <openssl/ec.h>
-#include <openssl/evp.h>
-#include <openssl/rsa.h>
-#include <openssl/x509.h>
-
 #include <p11-kit/p11-kit.h>
 #include <p11-kit/pkcs11.h>
 
 #define REF_MAGIC0 'C'
 #define REF_MAGIC1 '1'
-#define CERT_ID_MAX 4096
+#define CERT_ID_MAX KM__P11CARD_ID_MAX
 
 /* ------------------------------------------------------------- the hold */
 
@@ -203,7 +201,7 @@ static int module_has(CK_FUNCTION_LIST *fl, const km__p11h_item *it)
     return 0;
 }
 
-static int list_make(km_pkcs11_list **out, const char *module, int certs)
+int km__p11card_list(km_pkcs11_list **out, const char *module, int certs)
 {
     struct hold h;
     km_pkcs11_list *l;
@@ -211,14 +209,7 @@ static int list_make(km_pkcs11_list **out, const char *module, int certs)
     size_t n = 0, i, k;
     int rc;
 
-    if (out == NULL)
-        return km__err(KM_E_INVALID, "km_pkcs11_%s: out is NULL", certs ? "certificates" : "tokens");
     *out = NULL;
-    if (module == NULL)
-        return km__err(KM_E_INVALID, "km_pkcs11_%s: module is NULL",
-                       certs ? "certificates" : "tokens");
-    if ((rc = km_init()) != KM_OK)
-        return rc;
     if ((l = calloc(1, sizeof *l)) == NULL)
         return km__err(KM_E_NOMEM, "km_pkcs11: out of memory");
     if ((rc = hold_open(&h, module)) != KM_OK) {
@@ -248,22 +239,13 @@ static int list_make(km_pkcs11_list **out, const char *module, int certs)
     return KM_OK;
 }
 
-int km_pkcs11_tokens(km_pkcs11_list **out, const char *module)
-{
-    return list_make(out, module, 0);
-}
-
-int km_pkcs11_certificates(km_pkcs11_list **out, const char *module)
-{
-    return list_make(out, module, 1);
-}
-
-size_t km_pkcs11_list_count(const km_pkcs11_list *list)
+size_t km__p11card_list_count(const km_pkcs11_list *list)
 {
     return list != NULL ? list->n : 0;
 }
 
-const char *km_pkcs11_list_get(const km_pkcs11_list *list, size_t index, km_pkcs11_field field)
+const char *km__p11card_list_get(const km_pkcs11_list *list, size_t index,
+                                 km_pkcs11_field field)
 {
     const km__p11h_item *it;
 
@@ -281,7 +263,7 @@ const char *km_pkcs11_list_get(const km_pkcs11_list *list, size_t index, km_pkcs
     }
 }
 
-void km_pkcs11_list_free(km_pkcs11_list *list)
+void km__p11card_list_free(km_pkcs11_list *list)
 {
     if (list == NULL)
         return;
@@ -291,25 +273,19 @@ void km_pkcs11_list_free(km_pkcs11_list *list)
 
 /* ----------------------------------------------------------------- PINs */
 
-int km_pkcs11_set_pin_callback(km_pkcs11_pin_fn fn, void *arg)
+void km__p11card_set_pin_callback(km_pkcs11_pin_fn fn, void *arg)
 {
     km__p11h_set_pin_callback(fn, arg);
-    return KM_OK;
 }
 
-int km_pkcs11_set_pin_cache(int seconds)
+void km__p11card_set_pin_cache(int seconds)
 {
-    if (seconds < -1 || seconds > 86400 * 366)
-        return km__err(KM_E_INVALID, "km_pkcs11_set_pin_cache: seconds must be -1, 0 or up to "
-                       "one year");
     km__p11h_set_cache_period(seconds);
-    return KM_OK;
 }
 
-int km_pkcs11_pin_cache_clear(void)
+void km__p11card_pin_cache_clear(void)
 {
     km__p11h_forget();
-    return KM_OK;
 }
 
 /* The raw layer's hook (p11_conn.c): a session of `fl` on `slot` is not
@@ -354,7 +330,7 @@ struct card_be {
 
 struct card_obj {
     km__p11h_cert *cert;
-    EVP_PKEY *pub;
+    km__pkey *pub;
     km_key_type type;
     const char *md;          /* digest signed */
     size_t field;            /* EC: bytes of r and of s */
@@ -416,51 +392,55 @@ static int card_generate(void *state, const km_backend_keyspec *spec, km_secret 
                    "(km_pkcs11_key_link), never generated or rotated");
 }
 
-/* The key type of a certificate's public key. */
-static int cert_type(const uint8_t *der, size_t der_len, EVP_PKEY **pub, km_key_type *type)
+/* The key type of a certificate's public key (*pub: that key). */
+static int cert_type(const uint8_t *der, size_t der_len, km__pkey **pub, km_key_type *type)
 {
-    const unsigned char *p = der;
-    X509 *x = d2i_X509(NULL, &p, (long)der_len);
-    char group[64];
-    int bits;
+    int rc;
 
     *pub = NULL;
-    if (x == NULL || p != der + der_len)
-        goto bad;
-    if ((*pub = X509_get_pubkey(x)) == NULL)
-        goto bad;
-    X509_free(x);
-    x = NULL;
-    bits = EVP_PKEY_get_bits(*pub);
-    if (EVP_PKEY_is_a(*pub, "EC")
-        && EVP_PKEY_get_group_name(*pub, group, sizeof group, NULL) == 1) {
-        if (strcmp(group, "prime256v1") == 0 || strcmp(group, "P-256") == 0) {
-            *type = KM_KEY_EC_P256;
-            return KM_OK;
-        }
-        if (strcmp(group, "secp384r1") == 0 || strcmp(group, "P-384") == 0) {
-            *type = KM_KEY_EC_P384;
-            return KM_OK;
-        }
-    } else if (EVP_PKEY_is_a(*pub, "RSA") && (bits == 2048 || bits == 3072)) {
-        *type = bits == 2048 ? KM_KEY_RSA_2048 : KM_KEY_RSA_3072;
-        return KM_OK;
+    if ((rc = km__pkey_from_cert(pub, der, der_len)) != KM_OK) {
+        const km_error *e = km_error_last();   /* keep the primitive's OpenSSL code */
+        return km_backend_error(rc, e->native_kind, e->native,
+                                "pkcs11-card: the token's certificate does not decode");
     }
-    EVP_PKEY_free(*pub);
-    *pub = NULL;
-    return km__err(KM_E_UNSUPPORTED, "pkcs11-card: the certificate's key is not ec-p256, "
-                   "ec-p384, rsa-2048 or rsa-3072");
-bad:
-    X509_free(x);
-    EVP_PKEY_free(*pub);
-    *pub = NULL;
-    return km__err_ossl(KM_E_CORRUPT, "pkcs11-card: the token's certificate does not decode");
+    if (km__pkey_is_ec(*pub, "P-256"))
+        *type = KM_KEY_EC_P256;
+    else if (km__pkey_is_ec(*pub, "P-384"))
+        *type = KM_KEY_EC_P384;
+    else if (km__pkey_is_rsa(*pub, 2048))
+        *type = KM_KEY_RSA_2048;
+    else if (km__pkey_is_rsa(*pub, 3072))
+        *type = KM_KEY_RSA_3072;
+    else {
+        km__pkey_free(*pub);
+        *pub = NULL;
+        return km__err(KM_E_UNSUPPORTED, "pkcs11-card: the certificate's key is not ec-p256, "
+                       "ec-p384, rsa-2048 or rsa-3072");
+    }
+    return KM_OK;
+}
+
+int km__p11card_cert_type(const char *cert_id, km_key_type *type)
+{
+    uint8_t *der = NULL;
+    size_t der_len = 0;
+    km__pkey *pub = NULL;
+    km__p11h_cert *c = NULL;
+    int rc;
+
+    rc = km__p11h_cert_open(&c, cert_id, &der, &der_len);
+    if (rc == KM_OK)
+        rc = cert_type(der, der_len, &pub, type);
+    km__pkey_free(pub);
+    free(der);
+    km__p11h_cert_close(c);
+    return rc;
 }
 
 /* What a card key does. RSA decryption (OAEP-SHA-256, libkm's km_rsa_decrypt)
  * is not offered: SoftHSM2 does OAEP with SHA-1 only, so it could not be
  * tested against a real token here. */
-static uint32_t card_usage(km_key_type t)
+uint32_t km__p11card_usage(km_key_type t)
 {
     (void)t;
     return KM_USAGE_SIGN | KM_USAGE_VERIFY;
@@ -474,7 +454,7 @@ static void card_unload(void *state, void *obj)
     if (o == NULL)
         return;
     km__p11h_cert_close(o->cert);
-    EVP_PKEY_free(o->pub);
+    km__pkey_free(o->pub);
     free(o);
 }
 
@@ -535,7 +515,7 @@ static int card_import(void *state, const km_backend_keyspec *spec, km_material_
     if (format != KM_MATERIAL_RAW)
         return km__err(KM_E_INVALID, "pkcs11-card: a card key is linked by its serialised "
                        "certificate id (km_pkcs11_key_link), never imported as material");
-    if (spec->usage & ~card_usage(spec->type))
+    if (spec->usage & ~km__p11card_usage(spec->type))
         return km__err(KM_E_INVALID, "pkcs11-card: a card key signs and verifies only");
     if (spec->flags & KM_KEY_EXPORTABLE)
         return km__err(KM_E_INVALID, "pkcs11-card: a card key is never exportable");
@@ -586,9 +566,8 @@ static int card_sign(void *obj, uint32_t flags, const uint8_t *msg, size_t msg_l
                      size_t sig_cap, size_t *sig_len)
 {
     struct card_obj *o = obj;
-    uint8_t digest[EVP_MAX_MD_SIZE], raw[512], one = 0;
-    unsigned int dlen = 0;
-    size_t need, n = sizeof raw;
+    uint8_t digest[64], raw[512];
+    size_t need, n = sizeof raw, dlen = 0;
     int rc;
     int ec;
 
@@ -602,14 +581,13 @@ static int card_sign(void *obj, uint32_t flags, const uint8_t *msg, size_t msg_l
         return km__err(KM_E_INVALID, "pkcs11-card sign: bad flags for a %s key",
                        km_key_type_name(o->type));
     need = !ec ? o->bits / 8 : (flags & KM_SIG_P1363) ? 2 * o->field
-                                                      : (size_t)EVP_PKEY_get_size(o->pub);
+                                                      : km__pkey_size(o->pub);
     if (sig == NULL || sig_cap < need) {
         *sig_len = need;
         return km__err(KM_E_BUFFER, "signature needs %zu bytes", need);
     }
-    if (EVP_Digest(msg != NULL ? msg : &one, msg_len, digest, &dlen,
-                   EVP_get_digestbyname(o->md), NULL) != 1)
-        return km__err_ossl(KM_E_CRYPTO, "pkcs11-card sign: digest failed");
+    if ((rc = km__digest(o->md, msg, msg_len, digest, sizeof digest, &dlen)) != KM_OK)
+        return rc;
     rc = km__p11h_cert_op(o->cert, ec ? KM__P11H_ECDSA : KM__P11H_RSA_PSS_SHA256, digest, dlen,
                           raw, &n);
     if (rc != KM_OK)
@@ -634,82 +612,27 @@ static int card_verify(void *obj, uint32_t flags, const uint8_t *msg, size_t msg
                        const uint8_t *sig, size_t sig_len)
 {
     struct card_obj *o = obj;
-    EVP_MD_CTX *m = NULL;
-    EVP_PKEY_CTX *pc = NULL;
-    ECDSA_SIG *es = NULL;
-    BIGNUM *r = NULL, *s = NULL;
-    uint8_t der[160], one = 0;
-    unsigned char *p = der;
-    int rc, n, ec;
+    int ec;
 
     if (o == NULL || (msg == NULL && msg_len > 0) || (sig == NULL && sig_len > 0))
         return km__err(KM_E_INVALID, "pkcs11-card verify: NULL argument");
     ec = o->field > 0;
     if ((flags & ~KM_SIG_P1363) || ((flags & KM_SIG_P1363) && !ec))
         return km__err(KM_E_INVALID, "pkcs11-card verify: bad flags");
-    if (sig_len == 0 || sig_len > 1024)
-        return km__err(KM_E_VERIFY, "signature does not verify (bad length)");
-    if (flags & KM_SIG_P1363) {
-        if (sig_len != 2 * o->field)
-            return km__err(KM_E_VERIFY, "P1363 signature must be %zu bytes", 2 * o->field);
-        es = ECDSA_SIG_new();
-        r = BN_bin2bn(sig, (int)o->field, NULL);
-        s = BN_bin2bn(sig + o->field, (int)o->field, NULL);
-        if (es == NULL || r == NULL || s == NULL || ECDSA_SIG_set0(es, r, s) != 1) {
-            rc = km__err_ossl(KM_E_NOMEM, "pkcs11-card verify: out of memory");
-            goto out;
-        }
-        r = s = NULL;
-        n = i2d_ECDSA_SIG(es, NULL);
-        if (n <= 0 || (size_t)n > sizeof der || i2d_ECDSA_SIG(es, &p) != n) {
-            rc = km__err_ossl(KM_E_VERIFY, "signature does not verify");
-            goto out;
-        }
-        sig = der;
-        sig_len = (size_t)n;
-    }
-    if ((m = EVP_MD_CTX_new()) == NULL
-        || EVP_DigestVerifyInit_ex(m, &pc, o->md, NULL, NULL, o->pub, NULL) != 1
-        || (!ec && (EVP_PKEY_CTX_set_rsa_padding(pc, RSA_PKCS1_PSS_PADDING) <= 0
-                    || EVP_PKEY_CTX_set_rsa_pss_saltlen(pc, 32) <= 0
-                    || EVP_PKEY_CTX_set_rsa_mgf1_md_name(pc, "SHA256", NULL) <= 0))) {
-        rc = km__err_ossl(KM_E_CRYPTO, "pkcs11-card verify: cannot set up verification");
-        goto out;
-    }
-    if (EVP_DigestVerify(m, sig, sig_len, msg != NULL ? msg : &one, msg_len) == 1)
-        rc = KM_OK;
-    else
-        rc = km__err_ossl(KM_E_VERIFY, "signature does not verify");
-out:
-    BN_free(r);
-    BN_free(s);
-    ECDSA_SIG_free(es);
-    EVP_MD_CTX_free(m);
-    return rc;
+    /* public-key work in software (prim.h), on the certificate's key */
+    return km__pkey_verify(o->pub, o->md, flags, msg, msg_len, sig, sig_len);
 }
 
 static int card_public_key(void *obj, uint8_t *out, size_t out_cap, size_t *out_len)
 {
     struct card_obj *o = obj;
-    unsigned char *p = out;
-    int n;
 
     if (out_len == NULL)
         return km__err(KM_E_INVALID, "pkcs11-card public_key: out_len is NULL");
     *out_len = 0;
     if (o == NULL)
         return km__err(KM_E_INVALID, "pkcs11-card public_key: obj is NULL");
-    n = i2d_PUBKEY(o->pub, NULL);
-    if (n <= 0)
-        return km__err_ossl(KM_E_CRYPTO, "cannot encode the public key");
-    if (out == NULL || out_cap < (size_t)n) {
-        *out_len = (size_t)n;
-        return km__err(KM_E_BUFFER, "public key needs %d bytes", n);
-    }
-    if (i2d_PUBKEY(o->pub, &p) != n)
-        return km__err_ossl(KM_E_CRYPTO, "cannot encode the public key");
-    *out_len = (size_t)n;
-    return KM_OK;
+    return km__pkey_spki(o->pub, out, out_cap, out_len);
 }
 
 const km_backend_ops km__pkcs11_card_backend = {
@@ -727,75 +650,3 @@ const km_backend_ops km__pkcs11_card_backend = {
     .verify = card_verify,
     .public_key = card_public_key,
 };
-
-/* --------------------------------------------------------------- linking */
-
-int km_pkcs11_key_link(km_key **out, km_ctx *ctx, const char *name, const char *cert_id,
-                       const km_key_options *opts)
-{
-    km__backend_inst *be = NULL;
-    km_key_options o2 = KM_KEY_OPTIONS_INIT;
-    km_key_type type;
-    size_t len;
-    int rc;
-
-    if (out != NULL)
-        *out = NULL;
-    if (ctx == NULL || name == NULL || cert_id == NULL)
-        return km__err(KM_E_INVALID, "km_pkcs11_key_link: %s is NULL",
-                       ctx == NULL ? "ctx" : name == NULL ? "name" : "cert_id");
-    len = strnlen(cert_id, CERT_ID_MAX + 1);
-    if (len == 0 || len > CERT_ID_MAX)
-        return km__err(KM_E_INVALID, "km_pkcs11_key_link: cert_id must be 1 to %d bytes",
-                       CERT_ID_MAX);
-    if (opts != NULL) {
-        if (opts->version == 0 || opts->version > KM_KEY_OPTIONS_VERSION)
-            return km__err(KM_E_INVALID, "km_pkcs11_key_link: opts->version must be 1 to %d",
-                           KM_KEY_OPTIONS_VERSION);
-        o2.usage = opts->usage;
-        o2.flags = opts->flags;
-        if (opts->version >= 2) {
-            o2.activate_at = opts->activate_at;
-            o2.rotate_days = opts->rotate_days;
-            o2.protect_days = opts->protect_days;
-            o2.process_days = opts->process_days;
-            o2.destroy_grace_days = opts->destroy_grace_days;
-        }
-        if (opts->version >= 3)
-            o2.policy = opts->policy;
-        if (opts->version >= 4)
-            o2.key_id = opts->key_id;
-        if (o2.rotate_days != 0)
-            return km__err(KM_E_INVALID, "km_pkcs11_key_link: a card key does not rotate "
-                           "(rotate_days must be 0)");
-    }
-    /* refused callers touch no token */
-    if ((rc = km__ctx_check(ctx)) != KM_OK
-        || (rc = km__acl_check(ctx, KM__OP_KEY_IMPORT, NULL)) != KM_OK
-        || (rc = km__backend_get(ctx, "pkcs11-card", &be)) != KM_OK)
-        return rc;
-    /* the type comes from the certificate on the token */
-    {
-        uint8_t *der = NULL;
-        size_t der_len = 0;
-        EVP_PKEY *pub = NULL;
-        km__p11h_cert *c = NULL;
-
-        rc = km__p11h_cert_open(&c, cert_id, &der, &der_len);
-        if (rc == KM_OK)
-            rc = cert_type(der, der_len, &pub, &type);
-        EVP_PKEY_free(pub);
-        free(der);
-        km__p11h_cert_close(c);
-        if (rc != KM_OK)
-            return rc;
-    }
-    o2.protection = "pkcs11-card";
-    if (o2.usage == 0)
-        o2.usage = card_usage(type);
-    o2.flags &= ~KM_KEY_EXPORTABLE;
-    /* no material enters the vault: the reference only (unwrapped = 1: not a
-     * raw import under dual control) */
-    return km__key_import(out, ctx, name, type, KM_MATERIAL_RAW, (const uint8_t *)cert_id, len,
-                          KM_IMPORT_ALLOW_RAW, &o2, 1);
-}

@@ -12,7 +12,7 @@
  */
 #include "km_int.h"
 #include "p11_int.h"
-#include "p11_helper.h"   /* km__p11card_login: no PKCS#11 types */
+#include "p11_card.h"     /* km__p11card_login: no PKCS#11 types */
 
 #include <stdlib.h>
 #include <string.h>

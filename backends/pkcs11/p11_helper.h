@@ -87,12 +87,4 @@ void km__p11h_set_pin_callback(km_pkcs11_pin_fn fn, void *arg);
 /* 1 when a PIN callback is set. */
 int km__p11h_has_pin_callback(void);
 
-/* ---- p11_card.c (the p11-kit side) ---- */
-
-/* The raw layer's PIN hook (p11_conn.c): a session on `slot` of the p11-kit
- * function list `function_list` (a CK_FUNCTION_LIST *) is not logged in and
- * no PIN is configured: log the token in through pkcs11-helper with the
- * application's PIN callback. KM_E_AUTH when there is none or it cancels. */
-int km__p11card_login(void *function_list, unsigned long slot);
-
 #endif

@@ -30,7 +30,8 @@
  * CKA_SIGN only with the sign usage, CKA_DECRYPT only on RSA keys with the
  * unwrap usage, CKA_DERIVE only on EC keys with the agree usage; a random
  * 16-byte CKA_ID. Verification and the public key are done in software from
- * the token's public attributes.
+ * the token's public attributes, through the primitives (prim.h): no OpenSSL
+ * call here.
  *
  * Reference (36 bytes, stored sealed by the core):
  *   'P' '1' 1 type serial[16] cka_id[16]
@@ -47,15 +48,6 @@
 
 #include <p11-kit/p11-kit.h>
 
-#include <openssl/bn.h>
-#include <openssl/core_names.h>
-#include <openssl/ec.h>
-#include <openssl/err.h>
-#include <openssl/evp.h>
-#include <openssl/objects.h>
-#include <openssl/param_build.h>
-#include <openssl/rsa.h>
-#include <openssl/x509.h>
 
 #define REF_LEN 36
 #define PSS_SALT 32
@@ -111,8 +103,7 @@ typedef struct p11_obj {
     uint8_t id[16];
     pthread_mutex_t mu;
     CK_OBJECT_HANDLE h;     /* secret or private key; CK_INVALID_HANDLE = find by CKA_ID */
-    EVP_PKEY *pub;          /* asymmetric: the public key */
-    EVP_MD *md;             /* asymmetric: the message digest, fetched once at load */
+    km__pkey *pub;          /* asymmetric: the public key (prim.h) */
 } p11_obj;
 
 /* Maps an rv from run() to a km code. */
@@ -499,17 +490,11 @@ static CK_RV get_attr(km__p11 *p, CK_SESSION_HANDLE s, CK_OBJECT_HANDLE h, CK_AT
 /* The public key from the token's public-key object. */
 static int load_pub(p11_obj *o, CK_SESSION_HANDLE s, CK_RV *last)
 {
-    OSSL_PARAM_BLD *bld = NULL;
-    OSSL_PARAM *params = NULL;
-    EVP_PKEY_CTX *pc = NULL;
-    ASN1_OCTET_STRING *os = NULL;
-    BIGNUM *n = NULL, *e = NULL;
     uint8_t *a1 = NULL, *a2 = NULL;
     CK_ULONG l1 = 0, l2 = 0, cnt = 0;
     CK_OBJECT_HANDLE h;
-    const unsigned char *q;
     CK_RV rv;
-    int rc = KM_E_CRYPTO;
+    int rc;
 
     rv = km__p11_find(o->p, s, o->id, CKO_PUBLIC_KEY, &h, 1, &cnt);
     if (rv == CKR_OK && cnt == 0)
@@ -526,42 +511,16 @@ static int load_pub(p11_obj *o, CK_SESSION_HANDLE s, CK_RV *last)
         rc = fail(rv, "reading the public key");
         goto out;
     }
-    if ((bld = OSSL_PARAM_BLD_new()) == NULL)
-        goto bad;
-    if (o->ti->kind == P_EC) {
-        q = a1;
-        os = d2i_ASN1_OCTET_STRING(NULL, &q, (long)l1);
-        if (os == NULL
-            || !OSSL_PARAM_BLD_push_utf8_string(bld, OSSL_PKEY_PARAM_GROUP_NAME, o->ti->group, 0)
-            || !OSSL_PARAM_BLD_push_octet_string(bld, OSSL_PKEY_PARAM_PUB_KEY,
-                                                 ASN1_STRING_get0_data(os),
-                                                 (size_t)ASN1_STRING_length(os)))
-            goto bad;
-    } else {
-        n = BN_bin2bn(a1, (int)l1, NULL);
-        e = BN_bin2bn(a2, (int)l2, NULL);
-        if (n == NULL || e == NULL || !OSSL_PARAM_BLD_push_BN(bld, OSSL_PKEY_PARAM_RSA_N, n)
-            || !OSSL_PARAM_BLD_push_BN(bld, OSSL_PKEY_PARAM_RSA_E, e))
-            goto bad;
+    if (o->ti->kind == P_EC)
+        rc = km__pkey_from_ec_point_der(&o->pub, o->ti->group, a1, l1);
+    else
+        rc = km__pkey_from_rsa(&o->pub, a1, l1, a2, l2);
+    if (rc != KM_OK) {
+        const km_error *e = km_error_last();   /* keep the primitive's OpenSSL code */
+        rc = km_backend_error(rc, e->native_kind, e->native,
+                              "pkcs11: the token's %s public key does not decode", o->ti->name);
     }
-    if ((params = OSSL_PARAM_BLD_to_param(bld)) == NULL
-        || (pc = EVP_PKEY_CTX_new_from_name(NULL, o->ti->kind == P_EC ? "EC" : "RSA", NULL))
-               == NULL
-        || EVP_PKEY_fromdata_init(pc) != 1
-        || EVP_PKEY_fromdata(pc, &o->pub, EVP_PKEY_PUBLIC_KEY, params) != 1)
-        goto bad;
-    rc = KM_OK;
-    goto out;
-bad:
-    rc = km__err_ossl(KM_E_CRYPTO, "pkcs11: the token's %s public key does not decode",
-                      o->ti->name);
 out:
-    EVP_PKEY_CTX_free(pc);
-    OSSL_PARAM_free(params);
-    OSSL_PARAM_BLD_free(bld);
-    ASN1_OCTET_STRING_free(os);
-    BN_free(n);
-    BN_free(e);
     free(a1);
     free(a2);
     return rc;
@@ -583,8 +542,7 @@ static void p11_unload(void *state, void *obj)
     (void)state;
     if (o == NULL)
         return;
-    EVP_PKEY_free(o->pub);
-    EVP_MD_free(o->md);
+    km__pkey_free(o->pub);
     pthread_mutex_destroy(&o->mu);
     free(o);
 }
@@ -625,11 +583,6 @@ static int p11_load(void *state, const km_backend_keyspec *spec, const uint8_t *
         km__p11_session_put(p, s, rv == RV_NOT_FOUND ? CKR_OK : rv);
         if (rc != KM_OK)
             goto fail;
-        /* fetched here, not per signature (an implicit fetch on every call) */
-        if ((o->md = EVP_MD_fetch(NULL, ti->md, NULL)) == NULL) {
-            rc = km__err_ossl(KM_E_CRYPTO, "pkcs11 load: no %s digest", ti->md);
-            goto fail;
-        }
     }
     *out_obj = o;
     return KM_OK;
@@ -926,15 +879,15 @@ static size_t sig_max(const p11_obj *o, uint32_t flags)
         return o->ti->bits / 8;
     if (flags & KM_SIG_P1363)
         return 2 * o->ti->field;
-    return (size_t)EVP_PKEY_get_size(o->pub);
+    return km__pkey_size(o->pub);
 }
 
 static int p11_sign(void *obj, uint32_t flags, const uint8_t *msg, size_t msg_len, uint8_t *sig,
                     size_t sig_cap, size_t *sig_len)
 {
     p11_obj *o = obj;
-    uint8_t digest[EVP_MAX_MD_SIZE], raw[512], dinfo[19 + 64], one = 0;
-    unsigned int dlen = 0;
+    uint8_t digest[64], raw[512], dinfo[19 + 64];
+    size_t dlen = 0;
     struct sign_arg a;
     CK_RSA_PKCS_PSS_PARAMS pss;
     size_t need;
@@ -962,11 +915,10 @@ static int p11_sign(void *obj, uint32_t flags, const uint8_t *msg, size_t msg_le
         if ((rc = digest_mech(o, flags, msg, msg_len, &a, &pss, dinfo, sizeof dinfo)) != KM_OK)
             return rc;
     } else {
-        if (EVP_Digest(msg != NULL ? msg : &one, msg_len, digest, &dlen,
-                       o->md, NULL) != 1)
-            return km__err_ossl(KM_E_CRYPTO, "pkcs11 sign: digest failed");
+        if ((rc = km__digest(o->ti->md, msg, msg_len, digest, sizeof digest, &dlen)) != KM_OK)
+            return rc;
         a.digest = digest;
-        a.digest_len = dlen;
+        a.digest_len = (CK_ULONG)dlen;
     }
     a.out = raw;
     a.out_len = sizeof raw;
@@ -993,13 +945,6 @@ static int p11_verify(void *obj, uint32_t flags, const uint8_t *msg, size_t msg_
                       const uint8_t *sig, size_t sig_len)
 {
     p11_obj *o = obj;
-    EVP_MD_CTX *m = NULL;
-    EVP_PKEY_CTX *pc = NULL;
-    ECDSA_SIG *es = NULL;
-    BIGNUM *r = NULL, *s = NULL;
-    uint8_t der[160], one = 0;
-    unsigned char *p = der;
-    int rc = KM_E_VERIFY, n;
 
     if (o == NULL || (msg == NULL && msg_len > 0) || (sig == NULL && sig_len > 0))
         return km__err(KM_E_INVALID, "pkcs11 verify: NULL argument");
@@ -1007,54 +952,13 @@ static int p11_verify(void *obj, uint32_t flags, const uint8_t *msg, size_t msg_
         return km__err(KM_E_USAGE, "a %s key does not verify signatures", o->ti->name);
     if ((flags & ~KM_SIG_P1363) || ((flags & KM_SIG_P1363) && o->ti->kind != P_EC))
         return km__err(KM_E_INVALID, "pkcs11 verify: bad flags for a %s key", o->ti->name);
-    if (sig_len == 0 || sig_len > 1024)
-        return km__err(KM_E_VERIFY, "signature does not verify (bad length)");
-    if (flags & KM_SIG_P1363) {
-        if (sig_len != 2 * o->ti->field)
-            return km__err(KM_E_VERIFY, "P1363 signature must be %zu bytes", 2 * o->ti->field);
-        es = ECDSA_SIG_new();
-        r = BN_bin2bn(sig, (int)o->ti->field, NULL);
-        s = BN_bin2bn(sig + o->ti->field, (int)o->ti->field, NULL);
-        if (es == NULL || r == NULL || s == NULL || ECDSA_SIG_set0(es, r, s) != 1) {
-            rc = km__err_ossl(KM_E_NOMEM, "pkcs11 verify: out of memory");
-            goto out;
-        }
-        r = s = NULL;
-        n = i2d_ECDSA_SIG(es, NULL);
-        if (n <= 0 || (size_t)n > sizeof der || i2d_ECDSA_SIG(es, &p) != n) {
-            rc = km__err_ossl(KM_E_VERIFY, "signature does not verify");
-            goto out;
-        }
-        sig = der;
-        sig_len = (size_t)n;
-    }
-    if ((m = EVP_MD_CTX_new()) == NULL
-        || EVP_DigestVerifyInit_ex(m, &pc, o->ti->md, NULL, NULL, o->pub, NULL) != 1
-        || (o->ti->kind == P_RSA
-            && (EVP_PKEY_CTX_set_rsa_padding(pc, RSA_PKCS1_PSS_PADDING) <= 0
-                || EVP_PKEY_CTX_set_rsa_pss_saltlen(pc, PSS_SALT) <= 0
-                || EVP_PKEY_CTX_set_rsa_mgf1_md_name(pc, "SHA256", NULL) <= 0))) {
-        rc = km__err_ossl(KM_E_CRYPTO, "pkcs11 verify: cannot set up %s verification",
-                          o->ti->name);
-        goto out;
-    }
-    if (EVP_DigestVerify(m, sig, sig_len, msg != NULL ? msg : &one, msg_len) == 1)
-        rc = KM_OK;
-    else
-        rc = km__err_ossl(KM_E_VERIFY, "signature does not verify");
-out:
-    BN_free(r);
-    BN_free(s);
-    ECDSA_SIG_free(es);
-    EVP_MD_CTX_free(m);
-    return rc;
+    /* public-key work in software (prim.h) */
+    return km__pkey_verify(o->pub, o->ti->md, flags, msg, msg_len, sig, sig_len);
 }
 
 static int p11_public_key(void *obj, uint8_t *out, size_t out_cap, size_t *out_len)
 {
     p11_obj *o = obj;
-    unsigned char *p = out;
-    int n;
 
     if (out_len == NULL)
         return km__err(KM_E_INVALID, "pkcs11 public_key: out_len is NULL");
@@ -1063,17 +967,7 @@ static int p11_public_key(void *obj, uint8_t *out, size_t out_cap, size_t *out_l
         return km__err(KM_E_INVALID, "pkcs11 public_key: obj is NULL");
     if (o->pub == NULL)
         return km__err(KM_E_UNSUPPORTED, "a %s key has no public key", o->ti->name);
-    n = i2d_PUBKEY(o->pub, NULL);
-    if (n <= 0)
-        return km__err_ossl(KM_E_CRYPTO, "cannot encode the public key");
-    if (out == NULL || out_cap < (size_t)n) {
-        *out_len = (size_t)n;
-        return km__err(KM_E_BUFFER, "public key needs %d bytes", n);
-    }
-    if (i2d_PUBKEY(o->pub, &p) != n)
-        return km__err_ossl(KM_E_CRYPTO, "cannot encode the public key");
-    *out_len = (size_t)n;
-    return KM_OK;
+    return km__pkey_spki(o->pub, out, out_cap, out_len);
 }
 
 /* ------------------------------------------------------------------- table */
@@ -1174,9 +1068,6 @@ static CK_RV ecdh_op(p11_obj *o, CK_SESSION_HANDLE s, CK_OBJECT_HANDLE h, void *
 static int p11_agree(void *obj, const uint8_t *peer_spki, size_t peer_len, km_secret **out)
 {
     p11_obj *o = obj;
-    const unsigned char *q = peer_spki;
-    EVP_PKEY *peer = NULL;
-    char group[64];
     uint8_t point[2 * 66 + 1];
     size_t plen = 0;
     struct ecdh_arg e;
@@ -1190,20 +1081,12 @@ static int p11_agree(void *obj, const uint8_t *peer_spki, size_t peer_len, km_se
         return km__err(KM_E_INVALID, "pkcs11 agree: bad arguments");
     if (o->ti->kind != P_EC)
         return km__err(KM_E_USAGE, "a %s key does not do key agreement", o->ti->name);
-    peer = d2i_PUBKEY(NULL, &q, (long)peer_len);
-    if (peer == NULL || q != peer_spki + peer_len || !EVP_PKEY_is_a(peer, "EC")
-        || EVP_PKEY_get_utf8_string_param(peer, OSSL_PKEY_PARAM_GROUP_NAME, group, sizeof group,
-                                          NULL) != 1
-        || OBJ_txt2nid(group) != EC_curve_nist2nid(o->ti->group)
-        || EVP_PKEY_get_octet_string_param(peer, OSSL_PKEY_PARAM_ENCODED_PUBLIC_KEY, point,
-                                           sizeof point, &plen) != 1
-        || plen != 2 * o->ti->field + 1 || point[0] != 0x04) {
-        EVP_PKEY_free(peer);
-        ERR_clear_error();
+    if (km__pkey_peer_ec_point(peer_spki, peer_len, o->ti->group, point, sizeof point, &plen)
+            != KM_OK
+        || plen != 2 * o->ti->field + 1) {
         return km__err(KM_E_INVALID, "pkcs11 agree: the peer key is not an uncompressed %s "
                        "public key (SPKI DER)", o->ti->group);
     }
-    EVP_PKEY_free(peer);
     if ((rc = km_secret_new(out, o->ti->field)) != KM_OK)
         return rc;
     e.point = point;

@@ -3,9 +3,12 @@
 libkm_internal_la_SOURCES += backends/pkcs11/p11_int.h backends/pkcs11/p11_conn.c \
 	backends/pkcs11/pkcs11.c
 # pkcs11-helper behind one interface (p11_helper.c is the only file with its
-# headers); p11_card.c: the p11-kit side, km/pkcs11.h and the pkcs11-card backend
+# headers); p11_card.c: the p11-kit side and the pkcs11-card backend
 libkm_internal_la_SOURCES += backends/pkcs11/p11_helper.h backends/pkcs11/p11_helper.c \
-	backends/pkcs11/p11_card.c
+	backends/pkcs11/p11_card.h backends/pkcs11/p11_card.c
+# km/pkcs11.h's functions (the API layer: context and access checks, catalog
+# import), calling the backend through p11_card.h
+libkm_internal_la_SOURCES += src/pkcs11.c
 libkm_internal_la_CFLAGS += $(PKCS11_CFLAGS)
 libkm_internal_la_LIBADD += $(PKCS11_LIBS)
 

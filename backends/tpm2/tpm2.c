@@ -9,12 +9,14 @@
  *
  * Kinds:
  *   EC P-256   ECDSA-SHA256 signing key; sign in the TPM, verify and the
- *              public key in software (OpenSSL) from the public point.
+ *              public key in software (the primitives, prim.h) from the
+ *              public point. RSA-2048 likewise (RSA-PSS; OAEP in the TPM).
  *   HMAC-SHA256 keyed-hash object generated in the TPM; mac via TPM2_HMAC.
  *   AES (GCM, KWP) the key bytes sealed as a TPM data object; `load`
  *              unseals them (over a salted, encrypting session) into secure
- *              memory and hands them to the software backend, which does the
- *              cipher work (the TPM has no GCM).
+ *              memory as a keyed primitive (km__skey, prim.h: the same keyed
+ *              contexts the software backend uses), which does the cipher
+ *              work (the TPM has no GCM). No other backend is called.
  *   keyslot    the vault's master key sealed the same way (slot_seal /
  *              slot_unseal): the vault then opens on this TPM without a
  *              passphrase, and not on another TPM (its seed differs).
@@ -24,16 +26,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-#include <openssl/bn.h>
-#include <openssl/core_names.h>
-#include <openssl/ec.h>
-#include <openssl/err.h>
-#include <openssl/evp.h>
-#include <openssl/param_build.h>
-#include <openssl/params.h>
-#include <openssl/rand.h>
-#include <openssl/x509.h>
 
 #include <tss2/tss2_mu.h>
 
@@ -57,9 +49,8 @@ typedef struct tpm_obj {
     enum ref_kind kind;
     TPM2B_PUBLIC pub;
     TPM2B_PRIVATE priv;
-    EVP_PKEY *pkey;     /* EC, RSA: the public key */
-    void *sw;           /* sealed: the software backend's object; EC, RSA: a public-only
-                         * software object that verifies and exports the public key */
+    km__pkey *pkey;     /* EC, RSA: the public key (verification, export: prim.h) */
+    km__skey *sk;       /* sealed: the unsealed key with its keyed contexts (prim.h) */
 } tpm_obj;
 
 static const uint8_t empty_msg[1] = { 0 };
@@ -80,6 +71,17 @@ static enum ref_kind kind_of(km_key_type type)
         return KIND_SEALED;
     default:
         return 0;
+    }
+}
+
+/* The AES-GCM cipher of a sealed key type (NULL: AES-KWP). */
+static const char *sealed_cipher(km_key_type type)
+{
+    switch (type) {
+    case KM_KEY_AES_128_GCM: return "AES-128-GCM";
+    case KM_KEY_AES_192_GCM: return "AES-192-GCM";
+    case KM_KEY_AES_256_GCM: return "AES-256-GCM";
+    default: return NULL;
     }
 }
 
@@ -369,10 +371,8 @@ static int op_generate(km__tpm2_conn *c, void *varg, TSS2_RC *trc)
         }
         if (a->data != NULL)
             memcpy(sens.sensitive.data.buffer, a->data, a->key_len);
-        else if (RAND_priv_bytes(sens.sensitive.data.buffer, (int)a->key_len) != 1) {
-            krc = km__err_ossl(KM_E_CRYPTO, "random generator failed");
+        else if ((krc = km__random_priv(sens.sensitive.data.buffer, a->key_len)) != KM_OK)
             goto out;
-        }
         sens.sensitive.data.size = (UINT16)a->key_len;
         if ((rc = start_enc_session(c, &sess)) != TSS2_RC_SUCCESS) {
             *trc = rc;
@@ -427,13 +427,9 @@ static int tpm_generate(void *state, const km_backend_keyspec *spec, km_secret *
 
 /* ------------------------------------------------------------ load / unload */
 
-static int ec_pkey_from_public(const TPM2B_PUBLIC *pub, EVP_PKEY **out)
+static int ec_pkey_from_public(const TPM2B_PUBLIC *pub, km__pkey **out)
 {
     const TPMS_ECC_POINT *pt = &pub->publicArea.unique.ecc;
-    uint8_t point[1 + 2 * P256_FIELD];
-    EVP_PKEY_CTX *pc = NULL;
-    OSSL_PARAM params[3];
-    int rc = KM_E_CRYPTO;
 
     *out = NULL;
     if (pub->publicArea.type != TPM2_ALG_ECC
@@ -441,73 +437,22 @@ static int ec_pkey_from_public(const TPM2B_PUBLIC *pub, EVP_PKEY **out)
         || pt->x.size == 0 || pt->x.size > P256_FIELD || pt->y.size == 0
         || pt->y.size > P256_FIELD)
         return km__err(KM_E_INVALID, "tpm2 load: not an ECC P-256 public area");
-    memset(point, 0, sizeof point);
-    point[0] = 0x04;
-    memcpy(point + 1 + P256_FIELD - pt->x.size, pt->x.buffer, pt->x.size);
-    memcpy(point + 1 + 2 * P256_FIELD - pt->y.size, pt->y.buffer, pt->y.size);
-    params[0] = OSSL_PARAM_construct_utf8_string(OSSL_PKEY_PARAM_GROUP_NAME, (char *)"P-256", 0);
-    params[1] = OSSL_PARAM_construct_octet_string(OSSL_PKEY_PARAM_PUB_KEY, point, sizeof point);
-    params[2] = OSSL_PARAM_construct_end();
-    pc = EVP_PKEY_CTX_new_from_name(NULL, "EC", NULL);
-    if (pc == NULL || EVP_PKEY_fromdata_init(pc) != 1
-        || EVP_PKEY_fromdata(pc, out, EVP_PKEY_PUBLIC_KEY, params) != 1) {
-        *out = NULL;
-        rc = km__err_ossl(KM_E_CRYPTO, "tpm2 load: the TPM's public point does not decode");
-    } else {
-        rc = KM_OK;
-    }
-    EVP_PKEY_CTX_free(pc);
-    return rc;
+    return km__pkey_from_ec_xy(out, "P-256", pt->x.buffer, pt->x.size, pt->y.buffer,
+                               pt->y.size);
 }
 
-static int rsa_pkey_from_public(const TPM2B_PUBLIC *pub, EVP_PKEY **out)
+static int rsa_pkey_from_public(const TPM2B_PUBLIC *pub, km__pkey **out)
 {
     const TPM2B_PUBLIC_KEY_RSA *n = &pub->publicArea.unique.rsa;
     uint32_t e = pub->publicArea.parameters.rsaDetail.exponent;
-    BIGNUM *bn = NULL, *be = NULL;
-    OSSL_PARAM_BLD *b = NULL;
-    OSSL_PARAM *params = NULL;
-    EVP_PKEY_CTX *pc = NULL;
-    int rc;
+    uint8_t be[4];
 
     *out = NULL;
     if (pub->publicArea.type != TPM2_ALG_RSA || pub->publicArea.parameters.rsaDetail.keyBits != 2048
         || n->size != RSA_BYTES)
         return km__err(KM_E_INVALID, "tpm2 load: not an RSA-2048 public area");
-    bn = BN_bin2bn(n->buffer, n->size, NULL);
-    be = BN_new();
-    b = OSSL_PARAM_BLD_new();
-    if (bn == NULL || be == NULL || b == NULL || BN_set_word(be, e == 0 ? 65537u : e) != 1
-        || OSSL_PARAM_BLD_push_BN(b, OSSL_PKEY_PARAM_RSA_N, bn) != 1
-        || OSSL_PARAM_BLD_push_BN(b, OSSL_PKEY_PARAM_RSA_E, be) != 1
-        || (params = OSSL_PARAM_BLD_to_param(b)) == NULL
-        || (pc = EVP_PKEY_CTX_new_from_name(NULL, "RSA", NULL)) == NULL
-        || EVP_PKEY_fromdata_init(pc) != 1
-        || EVP_PKEY_fromdata(pc, out, EVP_PKEY_PUBLIC_KEY, params) != 1) {
-        *out = NULL;
-        rc = km__err_ossl(KM_E_CRYPTO, "tpm2 load: the TPM's RSA public key does not decode");
-    } else {
-        rc = KM_OK;
-    }
-    EVP_PKEY_CTX_free(pc);
-    OSSL_PARAM_free(params);
-    OSSL_PARAM_BLD_free(b);
-    BN_free(bn);
-    BN_free(be);
-    return rc;
-}
-
-/* Verification and public-key export go through the software backend: a
- * public-only software object made from the TPM key's SPKI. */
-static int sw_public_obj(const km_backend_keyspec *spec, EVP_PKEY *pkey, void **out)
-{
-    uint8_t ref[1 + 600], *p = ref + 1;
-    int n = i2d_PUBKEY(pkey, NULL);
-
-    if (n <= 0 || (size_t)n > sizeof ref - 1 || i2d_PUBKEY(pkey, &p) != n)
-        return km__err_ossl(KM_E_CRYPTO, "tpm2 load: cannot encode the public key");
-    ref[0] = KM_MATERIAL_SPKI_DER;
-    return km__software_backend.load(NULL, spec, ref, 1u + (size_t)n, out);
+    km__be32_put(be, e == 0 ? 65537u : e);   /* 0: the TPM's default exponent */
+    return km__pkey_from_rsa(out, n->buffer, n->size, be, sizeof be);
 }
 
 static int load_blobs(km__tpm2_conn *c, tpm_obj *o, ESYS_TR *h, TSS2_RC *trc);
@@ -558,7 +503,7 @@ static int load_blobs(km__tpm2_conn *c, tpm_obj *o, ESYS_TR *h, TSS2_RC *trc)
 
 struct unseal_arg {
     tpm_obj *o;
-    km_secret *key;    /* out: [KM_MATERIAL_RAW][key bytes], a software reference */
+    km_secret *key;    /* out: [KM_MATERIAL_RAW][key bytes] (a keyslot: the bare key) */
     int slot;          /* a keyslot: out is the bare 32-byte master key */
     uint32_t pcrs;     /* a keyslot bound to these PCRs: unseal through PolicyPCR */
 };
@@ -614,9 +559,8 @@ static void obj_free(tpm_obj *o)
 {
     if (o == NULL)
         return;
-    if (o->sw != NULL)
-        km__software_backend.unload(NULL, o->sw);
-    EVP_PKEY_free(o->pkey);
+    km__skey_free(o->sk);
+    km__pkey_free(o->pkey);
     km_memzero(o, sizeof *o);
     free(o);
 }
@@ -651,12 +595,10 @@ static int tpm_load(void *state, const km_backend_keyspec *spec, const uint8_t *
         goto out;
     switch (o->kind) {
     case KIND_ECDSA:
-        if ((rc = ec_pkey_from_public(&o->pub, &o->pkey)) == KM_OK)
-            rc = sw_public_obj(spec, o->pkey, &o->sw);
+        rc = ec_pkey_from_public(&o->pub, &o->pkey);
         break;
     case KIND_RSA:
-        if ((rc = rsa_pkey_from_public(&o->pub, &o->pkey)) == KM_OK)
-            rc = sw_public_obj(spec, o->pkey, &o->sw);
+        rc = rsa_pkey_from_public(&o->pub, &o->pkey);
         break;
     case KIND_HMAC:
         if (o->pub.publicArea.type != TPM2_ALG_KEYEDHASH
@@ -673,8 +615,10 @@ static int tpm_load(void *state, const km_backend_keyspec *spec, const uint8_t *
         }
         rc = km__tpm2_run(st->conn, op_unseal, &a);
         if (rc == KM_OK)
-            rc = km__software_backend.load(NULL, spec, km_secret_data(a.key),
-                                           km_secret_len(a.key), &o->sw);
+            rc = km__skey_new(&o->sk, spec->type == KM_KEY_AES_256_KWP ? KM__SKEY_KWP
+                                                                       : KM__SKEY_GCM,
+                              sealed_cipher(spec->type), km_secret_data(a.key) + 1,
+                              km_secret_len(a.key) - 1);
         km_secret_free(a.key);
         break;
     }
@@ -706,7 +650,7 @@ static void tpm_unload(void *state, void *obj)
     obj_free(obj);
 }
 
-/* --------------------------------------------------- AES (software backend) */
+/* ------------------------------------ AES (the unsealed key, in software) */
 
 static int tpm_aead_seal(void *obj, const uint8_t nonce[12], const uint8_t *aad1,
                          size_t aad1_len, const uint8_t *aad2, size_t aad2_len,
@@ -714,10 +658,12 @@ static int tpm_aead_seal(void *obj, const uint8_t nonce[12], const uint8_t *aad1
 {
     tpm_obj *o = obj;
 
-    if (o == NULL || o->sw == NULL)
+    if (o == NULL || o->sk == NULL)
         return km__err(KM_E_USAGE, "tpm2: this key does not encrypt data");
-    return km__software_backend.aead_seal(o->sw, nonce, aad1, aad1_len, aad2, aad2_len, in,
-                                          in_len, out, tag);
+    if (nonce == NULL || tag == NULL || (in_len > 0 && (in == NULL || out == NULL))
+        || (aad1 == NULL && aad1_len > 0) || (aad2 == NULL && aad2_len > 0))
+        return km__err(KM_E_INVALID, "tpm2 aead_seal: NULL buffer");
+    return km__skey_seal(o->sk, nonce, aad1, aad1_len, aad2, aad2_len, in, in_len, out, tag);
 }
 
 static int tpm_aead_open(void *obj, const uint8_t nonce[12], const uint8_t *aad1,
@@ -726,10 +672,15 @@ static int tpm_aead_open(void *obj, const uint8_t nonce[12], const uint8_t *aad1
 {
     tpm_obj *o = obj;
 
-    if (o == NULL || o->sw == NULL)
+    if (o == NULL || o->sk == NULL)
         return km__err(KM_E_USAGE, "tpm2: this key does not decrypt data");
-    return km__software_backend.aead_open(o->sw, nonce, aad1, aad1_len, aad2, aad2_len, in,
-                                          in_len, tag, out);
+    if (nonce == NULL || tag == NULL || (in_len > 0 && (in == NULL || out == NULL))
+        || (aad1 == NULL && aad1_len > 0) || (aad2 == NULL && aad2_len > 0)) {
+        if (out != NULL && in_len > 0)
+            km_memzero(out, in_len);
+        return km__err(KM_E_INVALID, "tpm2 aead_open: NULL buffer");
+    }
+    return km__skey_open(o->sk, nonce, aad1, aad1_len, aad2, aad2_len, in, in_len, tag, out);
 }
 
 static int tpm_wrap(void *obj, const uint8_t *in, size_t in_len, uint8_t *out, size_t out_cap,
@@ -737,9 +688,14 @@ static int tpm_wrap(void *obj, const uint8_t *in, size_t in_len, uint8_t *out, s
 {
     tpm_obj *o = obj;
 
-    if (o == NULL || o->sw == NULL)
+    if (out_len == NULL)
+        return km__err(KM_E_INVALID, "tpm2 wrap: out_len is NULL");
+    *out_len = 0;
+    if (o == NULL || o->sk == NULL)
         return km__err(KM_E_USAGE, "tpm2: this key does not wrap");
-    return km__software_backend.wrap(o->sw, in, in_len, out, out_cap, out_len);
+    if (in == NULL || in_len == 0)
+        return km__err(KM_E_INVALID, "tpm2 wrap: nothing to wrap");
+    return km__skey_wrap(o->sk, in, in_len, out, out_cap, out_len);
 }
 
 /* ------------------------------------------------------------- RSA-OAEP */
@@ -836,9 +792,14 @@ static int tpm_unwrap(void *obj, const uint8_t *in, size_t in_len, km_secret **o
         *out = a.out;
         return KM_OK;
     }
-    if (o == NULL || o->sw == NULL || o->kind != KIND_SEALED)
+    if (out == NULL)
+        return km__err(KM_E_INVALID, "tpm2 unwrap: out is NULL");
+    *out = NULL;
+    if (o == NULL || o->sk == NULL || o->kind != KIND_SEALED)
         return km__err(KM_E_USAGE, "tpm2: this key does not unwrap");
-    return km__software_backend.unwrap(o->sw, in, in_len, out);
+    if (in == NULL || in_len == 0)
+        return km__err(KM_E_INVALID, "tpm2 unwrap: nothing to unwrap");
+    return km__skey_unwrap(o->sk, in, in_len, out);
 }
 
 /* -------------------------------------------------------------------- ECDSA */
@@ -846,7 +807,7 @@ static int tpm_unwrap(void *obj, const uint8_t *in, size_t in_len, km_secret **o
 struct sign_arg {
     tpm_obj *o;
     TPM2B_DIGEST digest;
-    BIGNUM *r, *s;     /* out: ECDSA */
+    uint8_t rs[2 * P256_FIELD];  /* out: ECDSA r || s */
     uint8_t rsa[RSA_BYTES];   /* out: RSA-PSS */
     size_t rsa_len;
 };
@@ -895,11 +856,19 @@ static int op_sign(km__tpm2_conn *c, void *varg, TSS2_RC *trc)
         krc = km__err(KM_E_BACKEND, "tpm2 Sign returned another signature algorithm");
         goto out;
     }
-    a->r = BN_bin2bn(sig->signature.ecdsa.signatureR.buffer, sig->signature.ecdsa.signatureR.size,
-                     NULL);
-    a->s = BN_bin2bn(sig->signature.ecdsa.signatureS.buffer, sig->signature.ecdsa.signatureS.size,
-                     NULL);
-    krc = a->r != NULL && a->s != NULL ? KM_OK : km__err(KM_E_NOMEM, "tpm2 sign: out of memory");
+    {
+        const TPM2B_ECC_PARAMETER *r = &sig->signature.ecdsa.signatureR;
+        const TPM2B_ECC_PARAMETER *s = &sig->signature.ecdsa.signatureS;
+
+        if (r->size > P256_FIELD || s->size > P256_FIELD) {
+            krc = km__err(KM_E_CRYPTO, "tpm2 sign: bad signature values");
+            goto out;
+        }
+        memset(a->rs, 0, sizeof a->rs);
+        memcpy(a->rs + P256_FIELD - r->size, r->buffer, r->size);
+        memcpy(a->rs + 2 * P256_FIELD - s->size, s->buffer, s->size);
+        krc = KM_OK;
+    }
 out:
     Esys_Free(sig);
     if (krc != KM_OK)
@@ -912,11 +881,8 @@ static int tpm_sign(void *obj, uint32_t flags, const uint8_t *msg, size_t msg_le
 {
     tpm_obj *o = obj;
     struct sign_arg a;
-    ECDSA_SIG *es = NULL;
-    uint8_t buf[P256_DER_MAX], *p = buf;
-    unsigned int dlen = 0;
-    size_t n;
-    int rc, der_len;
+    size_t n, dlen = 0;
+    int rc;
 
     if (sig_len == NULL)
         return km__err(KM_E_INVALID, "tpm2 sign: sig_len is NULL");
@@ -934,45 +900,26 @@ static int tpm_sign(void *obj, uint32_t flags, const uint8_t *msg, size_t msg_le
     }
     memset(&a, 0, sizeof a);
     a.o = o;
-    if (EVP_Digest(msg != NULL ? msg : empty_msg, msg_len, a.digest.buffer, &dlen,
-                   EVP_sha256(), NULL) != 1)
-        return km__err_ossl(KM_E_CRYPTO, "SHA-256 failed");
+    if ((rc = km__digest("SHA256", msg != NULL ? msg : empty_msg, msg_len, a.digest.buffer,
+                         sizeof a.digest.buffer, &dlen)) != KM_OK)
+        return rc;
     a.digest.size = (UINT16)dlen;
     rc = km__tpm2_run(o->st->conn, op_sign, &a);
     if (rc != KM_OK)
-        goto out;
+        return rc;
     if (o->kind == KIND_RSA) {
         memcpy(sig, a.rsa, a.rsa_len);
         *sig_len = a.rsa_len;
-        goto out;
+        return KM_OK;
     }
     if (flags & KM_SIG_P1363) {
-        if (BN_bn2binpad(a.r, sig, P256_FIELD) != P256_FIELD
-            || BN_bn2binpad(a.s, sig + P256_FIELD, P256_FIELD) != P256_FIELD) {
-            rc = km__err_ossl(KM_E_CRYPTO, "tpm2 sign: bad signature values");
-            goto out;
-        }
+        memcpy(sig, a.rs, 2 * P256_FIELD);
         *sig_len = 2 * P256_FIELD;
-        goto out;
+        return KM_OK;
     }
-    es = ECDSA_SIG_new();
-    if (es == NULL || ECDSA_SIG_set0(es, a.r, a.s) != 1) {
-        rc = km__err_ossl(KM_E_NOMEM, "tpm2 sign: out of memory");
-        goto out;
-    }
-    a.r = a.s = NULL; /* owned by es */
-    der_len = i2d_ECDSA_SIG(es, &p);
-    if (der_len <= 0 || (size_t)der_len > sizeof buf) {
-        rc = km__err_ossl(KM_E_CRYPTO, "tpm2 sign: cannot encode the signature");
-        goto out;
-    }
-    memcpy(sig, buf, (size_t)der_len);
-    *sig_len = (size_t)der_len;
-out:
-    BN_free(a.r);
-    BN_free(a.s);
-    ECDSA_SIG_free(es);
-    return rc;
+    if (km__ecdsa_raw_to_der(a.rs, P256_FIELD, sig, sig_cap, sig_len) != KM_OK)
+        return km__err(KM_E_CRYPTO, "tpm2 sign: cannot encode the signature");
+    return KM_OK;
 }
 
 static int tpm_verify(void *obj, uint32_t flags, const uint8_t *msg, size_t msg_len,
@@ -982,10 +929,12 @@ static int tpm_verify(void *obj, uint32_t flags, const uint8_t *msg, size_t msg_
 
     if (o == NULL)
         return km__err(KM_E_INVALID, "tpm2 verify: obj is NULL");
-    if ((o->kind != KIND_ECDSA && o->kind != KIND_RSA) || o->sw == NULL)
+    if ((o->kind != KIND_ECDSA && o->kind != KIND_RSA) || o->pkey == NULL)
         return km__err(KM_E_USAGE, "tpm2: this key does not verify signatures");
-    /* public-key work: the software backend on the same public key */
-    return km__software_backend.verify(o->sw, flags, msg, msg_len, sig, sig_len);
+    if ((msg == NULL && msg_len > 0) || (sig == NULL && sig_len > 0))
+        return km__err(KM_E_INVALID, "tpm2 verify: %s is NULL", msg == NULL ? "msg" : "sig");
+    /* public-key work in software (prim.h), on the TPM key's public key */
+    return km__pkey_verify(o->pkey, "SHA256", flags, msg, msg_len, sig, sig_len);
 }
 
 static int tpm_public_key(void *obj, uint8_t *out, size_t out_cap, size_t *out_len)
@@ -995,9 +944,9 @@ static int tpm_public_key(void *obj, uint8_t *out, size_t out_cap, size_t *out_l
     if (out_len == NULL)
         return km__err(KM_E_INVALID, "tpm2 public_key: out_len is NULL");
     *out_len = 0;
-    if (o == NULL || (o->kind != KIND_ECDSA && o->kind != KIND_RSA) || o->sw == NULL)
+    if (o == NULL || (o->kind != KIND_ECDSA && o->kind != KIND_RSA) || o->pkey == NULL)
         return km__err(KM_E_USAGE, "tpm2: this key has no public key");
-    return km__software_backend.public_key(o->sw, out, out_cap, out_len);
+    return km__pkey_spki(o->pkey, out, out_cap, out_len);
 }
 
 /* --------------------------------------------------------------------- ECDH */
@@ -1059,10 +1008,7 @@ static int tpm_agree(void *obj, const uint8_t *peer_spki, size_t peer_len, km_se
 {
     tpm_obj *o = obj;
     struct agree_arg a;
-    const unsigned char *p = peer_spki;
-    EVP_PKEY *peer = NULL;
     uint8_t point[1 + 2 * P256_FIELD];
-    char group[32];
     size_t plen = 0;
     int rc;
 
@@ -1076,18 +1022,9 @@ static int tpm_agree(void *obj, const uint8_t *peer_spki, size_t peer_len, km_se
     if (!(o->pub.publicArea.objectAttributes & TPMA_OBJECT_DECRYPT))
         return km__err(KM_E_USAGE, "tpm2: this key was created for signing only (before ECDH "
                                    "support); create a new version to agree keys");
-    peer = d2i_PUBKEY(NULL, &p, (long)peer_len);
-    if (peer == NULL || p != peer_spki + peer_len || !EVP_PKEY_is_a(peer, "EC")
-        || EVP_PKEY_get_utf8_string_param(peer, OSSL_PKEY_PARAM_GROUP_NAME, group, sizeof group,
-                                          NULL) != 1
-        || (strcmp(group, "prime256v1") != 0 && strcmp(group, "P-256") != 0)
-        || EVP_PKEY_get_octet_string_param(peer, OSSL_PKEY_PARAM_ENCODED_PUBLIC_KEY, point,
-                                           sizeof point, &plen) != 1
-        || plen != sizeof point || point[0] != 0x04) {
-        EVP_PKEY_free(peer);
-        return km__err_ossl(KM_E_INVALID, "tpm2 agree: the peer key is not a P-256 public key");
-    }
-    EVP_PKEY_free(peer);
+    if (km__pkey_peer_ec_point(peer_spki, peer_len, "P-256", point, sizeof point, &plen) != KM_OK
+        || plen != sizeof point)
+        return km__err(KM_E_INVALID, "tpm2 agree: the peer key is not a P-256 public key");
     memset(&a, 0, sizeof a);
     a.o = o;
     a.peer.point.x.size = P256_FIELD;

@@ -1,0 +1,419 @@
+/*
+ * prim_keyed.c - km__skey (prim.h): a symmetric key with pools of keyed
+ * OpenSSL contexts, shared by the software backend (src/crypto.c) and the
+ * device backends that keep a key sealed by the device and use it in software
+ * (backends/tpm2). The key schedule is made once; a call takes a context, sets
+ * the nonce (or restarts the MAC), and gives it back.
+ */
+#include "km_int.h"
+
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/core_names.h>
+#include <openssl/evp.h>
+#include <openssl/params.h>
+
+enum { POOL_ENC = 0, POOL_DEC = 1, POOL_MAC = 2, POOL__COUNT };
+
+struct pool_node {
+    struct pool_node *next;
+    void *item;            /* EVP_CIPHER_CTX (POOL_ENC, POOL_DEC) or EVP_MAC_CTX (POOL_MAC) */
+};
+
+/* Each pool has a few per-thread slots (a thread always uses the same one, on
+ * its own cache line) taken and returned with one atomic exchange, so that
+ * threads sharing a key do not meet on a mutex; the mutex list behind them
+ * holds the contexts of any further concurrent callers. */
+#define POOL_SLOTS 4
+
+struct pool_slot {
+    _Atomic(struct pool_node *) n;
+    char pad[64 - sizeof(void *)];
+};
+
+struct pool {
+    struct pool_slot slots[POOL_SLOTS];
+    pthread_mutex_t mu;
+    struct pool_node *free;
+};
+
+struct km__skey {
+    km__skey_kind kind;
+    uint8_t *key;          /* the key bytes, in secure memory */
+    size_t key_len;
+    EVP_CIPHER *cipher;    /* GCM */
+    EVP_MAC *mac;          /* HMAC */
+    char md[32];           /* HMAC: the digest name */
+    int pools_init;
+    struct pool pools[POOL__COUNT];
+};
+
+static void pool_item_free(int which, void *item)
+{
+    if (which == POOL_MAC)
+        EVP_MAC_CTX_free(item);
+    else
+        EVP_CIPHER_CTX_free(item);
+}
+
+static void pool_node_free(int which, struct pool_node *n)
+{
+    if (n == NULL)
+        return;
+    pool_item_free(which, n->item);
+    free(n);
+}
+
+/* Makes a new keyed context for pool `which`. The key schedule (and the HMAC
+ * key copy) OpenSSL allocates here goes to locked, non-dumpable pages when
+ * libkm's allocator is installed (osslmem.c). */
+static int pool_node_new(km__skey *k, int which, struct pool_node **out)
+{
+    struct pool_node *n = NULL;
+    int ok;
+
+    *out = NULL;
+    n = calloc(1, sizeof *n);
+    if (n == NULL)
+        return km__err(KM_E_NOMEM, "keyed context: out of memory");
+    km__osslmem_begin();
+    if (which == POOL_MAC) {
+        EVP_MAC_CTX *m = EVP_MAC_CTX_new(k->mac);
+        OSSL_PARAM params[2];
+
+        params[0] = OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, k->md, 0);
+        params[1] = OSSL_PARAM_construct_end();
+        n->item = m;
+        ok = m != NULL && EVP_MAC_init(m, k->key, k->key_len, params) == 1;
+    } else {
+        EVP_CIPHER_CTX *c;
+        int enc = which == POOL_ENC;
+
+        c = EVP_CIPHER_CTX_new();
+        ok = c != NULL && EVP_CipherInit_ex(c, k->cipher, NULL, NULL, NULL, enc) == 1
+             && EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_AEAD_SET_IVLEN, 12, NULL) == 1
+             && EVP_CipherInit_ex(c, NULL, NULL, k->key, NULL, enc) == 1;
+        n->item = c;
+    }
+    km__osslmem_end();
+    if (!ok) {
+        pool_node_free(which, n);
+        return km__err_ossl(KM_E_CRYPTO, "cannot prepare a %s context",
+                            which == POOL_MAC ? "MAC" : "cipher");
+    }
+    *out = n;
+    return KM_OK;
+}
+
+static unsigned thread_slot(void)
+{
+    static atomic_uint next_slot;
+    static _Thread_local unsigned slot = UINT_MAX;
+    if (slot == UINT_MAX)
+        slot = atomic_fetch_add_explicit(&next_slot, 1, memory_order_relaxed) % POOL_SLOTS;
+    return slot;
+}
+
+/* Takes a keyed context from the pool, or makes one when the pool is empty. */
+static int pool_take(km__skey *k, int which, struct pool_node **out)
+{
+    struct pool *p = &k->pools[which];
+    struct pool_node *n;
+
+    n = atomic_exchange_explicit(&p->slots[thread_slot()].n, NULL, memory_order_acquire);
+    if (n != NULL) {
+        *out = n;
+        return KM_OK;
+    }
+    pthread_mutex_lock(&p->mu);
+    n = p->free;
+    if (n != NULL)
+        p->free = n->next;
+    pthread_mutex_unlock(&p->mu);
+    if (n != NULL) {
+        n->next = NULL;
+        *out = n;
+        return KM_OK;
+    }
+    return pool_node_new(k, which, out);
+}
+
+static void pool_give(km__skey *k, int which, struct pool_node *n)
+{
+    struct pool *p = &k->pools[which];
+    struct pool_node *empty = NULL;
+
+    /* Without libkm's allocator in OpenSSL a keyed cipher context would keep
+     * the key schedule in the ordinary heap: one context per call, freed
+     * (and cleansed by OpenSSL) at once. */
+    if (which != POOL_MAC && !km__osslmem_hooked()) {
+        pool_node_free(which, n);
+        return;
+    }
+    n->next = NULL;
+    if (atomic_compare_exchange_strong_explicit(&p->slots[thread_slot()].n, &empty, n,
+                                                memory_order_release, memory_order_relaxed))
+        return;
+    pthread_mutex_lock(&p->mu);
+    n->next = p->free;
+    p->free = n;
+    pthread_mutex_unlock(&p->mu);
+}
+
+void km__skey_free(km__skey *k)
+{
+    int i;
+
+    if (k == NULL)
+        return;
+    if (k->pools_init) {
+        for (i = 0; i < POOL__COUNT; i++) {
+            struct pool_node *n = k->pools[i].free, *next;
+            int j;
+            for (j = 0; j < POOL_SLOTS; j++)
+                pool_node_free(i, atomic_exchange(&k->pools[i].slots[j].n, NULL));
+            for (; n != NULL; n = next) {
+                next = n->next;
+                pool_node_free(i, n);
+            }
+            pthread_mutex_destroy(&k->pools[i].mu);
+        }
+    }
+    EVP_CIPHER_free(k->cipher);
+    EVP_MAC_free(k->mac);
+    if (k->key != NULL)
+        km__sfree(k->key, k->key_len);
+    km_memzero(k, sizeof *k);
+    free(k);
+}
+
+int km__skey_new(km__skey **out, km__skey_kind kind, const char *alg, const uint8_t *key,
+                 size_t key_len)
+{
+    km__skey *k;
+    struct pool_node *n;
+    int rc, i;
+
+    *out = NULL;
+    if (key == NULL || key_len == 0 || key_len > INT_MAX
+        || ((kind == KM__SKEY_GCM || kind == KM__SKEY_HMAC) && alg == NULL)
+        || (kind == KM__SKEY_HMAC && strlen(alg) >= sizeof k->md)
+        || (kind != KM__SKEY_GCM && kind != KM__SKEY_HMAC && kind != KM__SKEY_KWP))
+        return km__err(KM_E_INVALID, "keyed object: bad key or algorithm");
+    k = calloc(1, sizeof *k);
+    if (k == NULL)
+        return km__err(KM_E_NOMEM, "keyed object: out of memory");
+    k->kind = kind;
+    for (i = 0; i < POOL__COUNT; i++) {
+        if (pthread_mutex_init(&k->pools[i].mu, NULL) != 0) {
+            while (i-- > 0)
+                pthread_mutex_destroy(&k->pools[i].mu);
+            free(k);
+            return km__err(KM_E_NOMEM, "keyed object: cannot make a mutex");
+        }
+    }
+    k->pools_init = 1;
+    k->key_len = key_len;
+    k->key = km__salloc(key_len);
+    if (k->key == NULL) {
+        rc = km__err(KM_E_NOMEM, "keyed object: no secure memory");
+        goto out;
+    }
+    memcpy(k->key, key, key_len);
+    if (kind == KM__SKEY_GCM) {
+        k->cipher = EVP_CIPHER_fetch(NULL, alg, NULL);
+        if (k->cipher == NULL) {
+            rc = km__err_ossl(KM_E_CRYPTO, "%s is not available", alg);
+            goto out;
+        }
+        /* one context per direction now, so the first calls allocate
+         * nothing (when contexts are kept at all: km_key_schedules) */
+        if ((rc = pool_node_new(k, POOL_ENC, &n)) != KM_OK)
+            goto out;
+        pool_give(k, POOL_ENC, n);
+        if (km__osslmem_hooked()) {
+            if ((rc = pool_node_new(k, POOL_DEC, &n)) != KM_OK)
+                goto out;
+            pool_give(k, POOL_DEC, n);
+        }
+    } else if (kind == KM__SKEY_HMAC) {
+        memcpy(k->md, alg, strlen(alg) + 1);
+        k->mac = EVP_MAC_fetch(NULL, "HMAC", NULL);
+        if (k->mac == NULL) {
+            rc = km__err_ossl(KM_E_CRYPTO, "HMAC is not available");
+            goto out;
+        }
+        if ((rc = pool_node_new(k, POOL_MAC, &n)) != KM_OK)
+            goto out;
+        pool_give(k, POOL_MAC, n);
+    }
+    *out = k;
+    k = NULL;
+    rc = KM_OK;
+out:
+    km__skey_free(k);
+    return rc;
+}
+
+const uint8_t *km__skey_bytes(const km__skey *k, size_t *len)
+{
+    *len = k->key_len;
+    return k->key;
+}
+
+static int gcm_args(const km__skey *k, size_t aad1_len, size_t aad2_len, size_t in_len)
+{
+    if (k->kind != KM__SKEY_GCM)
+        return km__err(KM_E_USAGE, "this key does not encrypt data");
+    if (in_len > INT_MAX || aad1_len > INT_MAX || aad2_len > INT_MAX)
+        return km__err(KM_E_INVALID, "AES-GCM: input too long");
+    return KM_OK;
+}
+
+int km__skey_seal(km__skey *k, const uint8_t nonce[12], const uint8_t *aad1, size_t aad1_len,
+                  const uint8_t *aad2, size_t aad2_len, const uint8_t *in, size_t in_len,
+                  uint8_t *out, uint8_t tag[16])
+{
+    struct pool_node *n = NULL;
+    EVP_CIPHER_CTX *c;
+    uint8_t fin[16];
+    int len = 0, rc;
+
+    if ((rc = gcm_args(k, aad1_len, aad2_len, in_len)) != KM_OK)
+        return rc;
+    if ((rc = pool_take(k, POOL_ENC, &n)) != KM_OK)
+        return rc;
+    c = n->item;
+    rc = KM_E_CRYPTO;
+    if (EVP_EncryptInit_ex(c, NULL, NULL, NULL, nonce) != 1)
+        goto out;
+    if (aad1_len > 0 && EVP_EncryptUpdate(c, NULL, &len, aad1, (int)aad1_len) != 1)
+        goto out;
+    if (aad2_len > 0 && EVP_EncryptUpdate(c, NULL, &len, aad2, (int)aad2_len) != 1)
+        goto out;
+    if (in_len > 0 && (EVP_EncryptUpdate(c, out, &len, in, (int)in_len) != 1
+                       || (size_t)len != in_len))
+        goto out;
+    if (EVP_EncryptFinal_ex(c, fin, &len) != 1 || len != 0
+        || EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_AEAD_GET_TAG, 16, tag) != 1)
+        goto out;
+    rc = KM_OK;
+out:
+    if (rc == KM_OK) {
+        pool_give(k, POOL_ENC, n);
+        return KM_OK;
+    }
+    pool_node_free(POOL_ENC, n); /* its state is unknown: never reuse it */
+    if (in_len > 0)
+        km_memzero(out, in_len);
+    km_memzero(tag, 16);
+    return km__err_ossl(rc, "AES-GCM encryption failed");
+}
+
+int km__skey_open(km__skey *k, const uint8_t nonce[12], const uint8_t *aad1, size_t aad1_len,
+                  const uint8_t *aad2, size_t aad2_len, const uint8_t *in, size_t in_len,
+                  const uint8_t tag[16], uint8_t *out)
+{
+    struct pool_node *n = NULL;
+    EVP_CIPHER_CTX *c;
+    uint8_t t[16], fin[16];
+    int len = 0, rc;
+
+    if ((rc = gcm_args(k, aad1_len, aad2_len, in_len)) != KM_OK
+        || (rc = pool_take(k, POOL_DEC, &n)) != KM_OK) {
+        if (out != NULL && in_len > 0)
+            km_memzero(out, in_len);
+        return rc;
+    }
+    c = n->item;
+    memcpy(t, tag, 16);
+    rc = KM_E_CRYPTO;
+    if (EVP_DecryptInit_ex(c, NULL, NULL, NULL, nonce) != 1)
+        goto out;
+    if (aad1_len > 0 && EVP_DecryptUpdate(c, NULL, &len, aad1, (int)aad1_len) != 1)
+        goto out;
+    if (aad2_len > 0 && EVP_DecryptUpdate(c, NULL, &len, aad2, (int)aad2_len) != 1)
+        goto out;
+    if (in_len > 0 && (EVP_DecryptUpdate(c, out, &len, in, (int)in_len) != 1
+                       || (size_t)len != in_len))
+        goto out;
+    if (EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_AEAD_SET_TAG, 16, t) != 1)
+        goto out;
+    if (EVP_DecryptFinal_ex(c, fin, &len) != 1) {
+        rc = KM_E_INTEGRITY;
+        goto out;
+    }
+    rc = KM_OK;
+out:
+    if (rc == KM_OK || rc == KM_E_INTEGRITY)
+        pool_give(k, POOL_DEC, n); /* a bad tag leaves the context sound */
+    else
+        pool_node_free(POOL_DEC, n);
+    if (rc == KM_OK)
+        return KM_OK;
+    if (in_len > 0)
+        km_memzero(out, in_len);
+    if (rc == KM_E_INTEGRITY)
+        return km__err_ossl(rc, "AES-GCM authentication tag does not match");
+    return km__err_ossl(rc, "AES-GCM decryption failed");
+}
+
+int km__skey_mac(km__skey *k, const uint8_t *msg, size_t msg_len, uint8_t *tag,
+                 size_t tag_len)
+{
+    struct pool_node *n = NULL;
+    EVP_MAC_CTX *m;
+    size_t outl = 0;
+    int rc;
+
+    if (k->kind != KM__SKEY_HMAC)
+        return km__err(KM_E_USAGE, "this key does not compute MACs");
+    if ((rc = pool_take(k, POOL_MAC, &n)) != KM_OK)
+        return rc;
+    m = n->item;
+    if (EVP_MAC_init(m, NULL, 0, NULL) != 1 /* restart with the same key */
+        || (msg_len > 0 && EVP_MAC_update(m, msg, msg_len) != 1)
+        || EVP_MAC_final(m, tag, &outl, tag_len) != 1 || outl != tag_len) {
+        pool_node_free(POOL_MAC, n);
+        km_memzero(tag, tag_len);
+        return km__err_ossl(KM_E_CRYPTO, "HMAC failed");
+    }
+    pool_give(k, POOL_MAC, n);
+    return KM_OK;
+}
+
+int km__skey_wrap(km__skey *k, const uint8_t *in, size_t len, uint8_t *out, size_t out_cap,
+                  size_t *out_len)
+{
+    *out_len = 0;
+    if (k->kind != KM__SKEY_KWP)
+        return km__err(KM_E_USAGE, "this key does not wrap keys");
+    if (out == NULL)
+        out_cap = 0;
+    return km__kwp_wrap(k->key, k->key_len, in, len, out, out_cap, out_len);
+}
+
+int km__skey_unwrap(km__skey *k, const uint8_t *in, size_t len, km_secret **out)
+{
+    uint8_t *tmp;
+    size_t n = 0;
+    int rc;
+
+    *out = NULL;
+    if (k->kind != KM__SKEY_KWP)
+        return km__err(KM_E_USAGE, "this key does not unwrap keys");
+    if (len < 16 || len % 8 != 0 || len > ((size_t)1 << 24) + 8)
+        return km__err(KM_E_INTEGRITY, "wrapped key has an impossible length");
+    tmp = km__salloc(len);
+    if (tmp == NULL)
+        return km__err(KM_E_NOMEM, "unwrap: no secure memory");
+    rc = km__kwp_unwrap(k->key, k->key_len, in, len, tmp, len, &n);
+    if (rc == KM_OK && (n == 0 || n > len))
+        rc = km__err(KM_E_INTEGRITY, "unwrapped key is empty");
+    if (rc == KM_OK)
+        rc = km_secret_from(out, tmp, n);
+    km__sfree(tmp, len);
+    return rc;
+}

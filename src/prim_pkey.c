@@ -1,0 +1,379 @@
+/*
+ * prim_pkey.c - km__pkey (prim.h): public keys as the device backends meet
+ * them (SPKI, an EC point or x/y, an RSA modulus and exponent, a
+ * certificate), their SPKI export, signature verification, the ECDSA
+ * signature encodings, digests. The software backend uses the same functions
+ * for decoding SPKI, export and verification.
+ */
+#include "km_int.h"
+
+#include <limits.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/asn1.h>
+#include <openssl/bn.h>
+#include <openssl/core_names.h>
+#include <openssl/ec.h>
+#include <openssl/evp.h>
+#include <openssl/objects.h>
+#include <openssl/param_build.h>
+#include <openssl/params.h>
+#include <openssl/rand.h>
+#include <openssl/rsa.h>
+#include <openssl/x509.h>
+
+#define PKEY_DER_MAX ((size_t)1 << 16)
+#define SIG_MAX 1024      /* longer than any signature of a supported key */
+#define PSS_SALT 32
+
+static const uint8_t empty_msg[1] = { 0 };
+
+void km__pkey_free(km__pkey *k)
+{
+    EVP_PKEY_free(k);
+}
+
+int km__pkey_from_spki(km__pkey **out, const uint8_t *der, size_t len)
+{
+    const unsigned char *p = der;
+    EVP_PKEY *pkey;
+
+    *out = NULL;
+    if (der == NULL || len == 0 || len > PKEY_DER_MAX)
+        return km__err(KM_E_INVALID, "public key must be 1 byte to 64 KiB");
+    pkey = d2i_PUBKEY_ex(NULL, &p, (long)len, NULL, NULL);
+    if (pkey == NULL)
+        return km__err_ossl(KM_E_INVALID, "material does not parse as a SubjectPublicKeyInfo");
+    if (p != der + len) {
+        EVP_PKEY_free(pkey);
+        return km__err_ossl(KM_E_INVALID, "public key has trailing bytes");
+    }
+    *out = pkey;
+    return KM_OK;
+}
+
+int km__pkey_from_cert(km__pkey **out, const uint8_t *der, size_t len)
+{
+    const unsigned char *p = der;
+    X509 *x;
+
+    *out = NULL;
+    if (der == NULL || len == 0 || len > PKEY_DER_MAX)
+        return km__err(KM_E_CORRUPT, "the certificate does not decode");
+    x = d2i_X509(NULL, &p, (long)len);
+    if (x == NULL || p != der + len || (*out = X509_get_pubkey(x)) == NULL) {
+        X509_free(x);
+        return km__err_ossl(KM_E_CORRUPT, "the certificate does not decode");
+    }
+    X509_free(x);
+    return KM_OK;
+}
+
+int km__pkey_from_ec_point(km__pkey **out, const char *group, const uint8_t *point,
+                           size_t point_len)
+{
+    EVP_PKEY_CTX *pc = NULL;
+    OSSL_PARAM params[3];
+    int rc = KM_OK;
+
+    *out = NULL;
+    params[0] = OSSL_PARAM_construct_utf8_string(OSSL_PKEY_PARAM_GROUP_NAME,
+                                                 (char *)(uintptr_t)group, 0);
+    params[1] = OSSL_PARAM_construct_octet_string(OSSL_PKEY_PARAM_PUB_KEY,
+                                                  (void *)(uintptr_t)point, point_len);
+    params[2] = OSSL_PARAM_construct_end();
+    pc = EVP_PKEY_CTX_new_from_name(NULL, "EC", NULL);
+    if (pc == NULL || EVP_PKEY_fromdata_init(pc) != 1
+        || EVP_PKEY_fromdata(pc, out, EVP_PKEY_PUBLIC_KEY, params) != 1) {
+        *out = NULL;
+        rc = km__err_ossl(KM_E_CRYPTO, "the %s public point does not decode", group);
+    }
+    EVP_PKEY_CTX_free(pc);
+    return rc;
+}
+
+int km__pkey_from_ec_xy(km__pkey **out, const char *group, const uint8_t *x, size_t x_len,
+                        const uint8_t *y, size_t y_len)
+{
+    int nid = EC_curve_nist2nid(group);
+    EC_GROUP *g = nid != NID_undef ? EC_GROUP_new_by_curve_name(nid) : NULL;
+    size_t field = g != NULL ? ((size_t)EC_GROUP_get_degree(g) + 7) / 8 : 0;
+    uint8_t point[1 + 2 * 66];
+    int rc;
+
+    EC_GROUP_free(g);
+    *out = NULL;
+    if (field == 0 || field > 66 || x_len == 0 || x_len > field || y_len == 0 || y_len > field)
+        return km__err(KM_E_CRYPTO, "the %s public point does not decode", group);
+    memset(point, 0, sizeof point);
+    point[0] = 0x04;
+    memcpy(point + 1 + field - x_len, x, x_len);
+    memcpy(point + 1 + 2 * field - y_len, y, y_len);
+    rc = km__pkey_from_ec_point(out, group, point, 1 + 2 * field);
+    km_memzero(point, sizeof point);
+    return rc;
+}
+
+int km__pkey_from_ec_point_der(km__pkey **out, const char *group, const uint8_t *der,
+                               size_t der_len)
+{
+    const unsigned char *q = der;
+    ASN1_OCTET_STRING *os;
+    int rc;
+
+    *out = NULL;
+    if (der == NULL || der_len == 0 || der_len > LONG_MAX)
+        return km__err(KM_E_CRYPTO, "the %s public point does not decode", group);
+    os = d2i_ASN1_OCTET_STRING(NULL, &q, (long)der_len);
+    if (os == NULL)
+        return km__err_ossl(KM_E_CRYPTO, "the %s public point does not decode", group);
+    rc = km__pkey_from_ec_point(out, group, ASN1_STRING_get0_data(os),
+                                (size_t)ASN1_STRING_length(os));
+    ASN1_OCTET_STRING_free(os);
+    return rc;
+}
+
+int km__pkey_from_rsa(km__pkey **out, const uint8_t *n, size_t n_len, const uint8_t *e,
+                      size_t e_len)
+{
+    BIGNUM *bn = NULL, *be = NULL;
+    OSSL_PARAM_BLD *b = NULL;
+    OSSL_PARAM *params = NULL;
+    EVP_PKEY_CTX *pc = NULL;
+    int rc = KM_OK;
+
+    *out = NULL;
+    if (n_len > INT_MAX || e_len > INT_MAX)
+        return km__err(KM_E_CRYPTO, "the RSA public key does not decode");
+    bn = BN_bin2bn(n, (int)n_len, NULL);
+    be = BN_bin2bn(e, (int)e_len, NULL);
+    b = OSSL_PARAM_BLD_new();
+    if (bn == NULL || be == NULL || b == NULL
+        || OSSL_PARAM_BLD_push_BN(b, OSSL_PKEY_PARAM_RSA_N, bn) != 1
+        || OSSL_PARAM_BLD_push_BN(b, OSSL_PKEY_PARAM_RSA_E, be) != 1
+        || (params = OSSL_PARAM_BLD_to_param(b)) == NULL
+        || (pc = EVP_PKEY_CTX_new_from_name(NULL, "RSA", NULL)) == NULL
+        || EVP_PKEY_fromdata_init(pc) != 1
+        || EVP_PKEY_fromdata(pc, out, EVP_PKEY_PUBLIC_KEY, params) != 1) {
+        *out = NULL;
+        rc = km__err_ossl(KM_E_CRYPTO, "the RSA public key does not decode");
+    }
+    EVP_PKEY_CTX_free(pc);
+    OSSL_PARAM_free(params);
+    OSSL_PARAM_BLD_free(b);
+    BN_free(bn);
+    BN_free(be);
+    return rc;
+}
+
+size_t km__pkey_spki_len(const km__pkey *k)
+{
+    int n = i2d_PUBKEY(k, NULL);
+    return n > 0 ? (size_t)n : 0;
+}
+
+int km__pkey_spki(const km__pkey *k, uint8_t *out, size_t out_cap, size_t *out_len)
+{
+    unsigned char *p = out;
+    int n;
+
+    *out_len = 0;
+    n = i2d_PUBKEY(k, NULL);
+    if (n <= 0)
+        return km__err_ossl(KM_E_CRYPTO, "cannot encode the public key");
+    if (out == NULL || out_cap < (size_t)n) {
+        *out_len = (size_t)n;
+        return km__err(KM_E_BUFFER, "public key needs %d bytes", n);
+    }
+    if (i2d_PUBKEY(k, &p) != n) {
+        km_memzero(out, out_cap);
+        return km__err_ossl(KM_E_CRYPTO, "cannot encode the public key");
+    }
+    *out_len = (size_t)n;
+    return KM_OK;
+}
+
+size_t km__pkey_size(const km__pkey *k)
+{
+    int n = EVP_PKEY_get_size(k);
+    return n > 0 ? (size_t)n : 0;
+}
+
+int km__pkey_is_ec(const km__pkey *k, const char *group)
+{
+    char have[64];
+    size_t glen = 0;
+    int nid;
+
+    if (!EVP_PKEY_is_a(k, "EC")
+        || EVP_PKEY_get_group_name(k, have, sizeof have, &glen) != 1)
+        return 0;
+    nid = OBJ_txt2nid(have);
+    if (nid == NID_undef)
+        nid = EC_curve_nist2nid(have);
+    return nid != NID_undef && nid == EC_curve_nist2nid(group);
+}
+
+int km__pkey_is_rsa(const km__pkey *k, int bits)
+{
+    return EVP_PKEY_is_a(k, "RSA") && EVP_PKEY_get_bits(k) == bits;
+}
+
+int km__pkey_peer_ec_point(const uint8_t *spki, size_t spki_len, const char *group,
+                           uint8_t *point, size_t cap, size_t *point_len)
+{
+    EVP_PKEY *peer = NULL;
+    size_t plen = 0, field;
+    int ok;
+
+    *point_len = 0;
+    ok = km__pkey_from_spki(&peer, spki, spki_len) == KM_OK && km__pkey_is_ec(peer, group);
+    field = ok ? ((size_t)EVP_PKEY_get_bits(peer) + 7) / 8 : 0;
+    ok = ok && EVP_PKEY_get_octet_string_param(peer, OSSL_PKEY_PARAM_ENCODED_PUBLIC_KEY, point,
+                                               cap, &plen) == 1
+         && plen == 2 * field + 1 && point[0] == 0x04;
+    EVP_PKEY_free(peer);
+    if (!ok) {
+        if (cap > 0)
+            km_memzero(point, cap);
+        return km__err_ossl(KM_E_INVALID, "the peer key is not an uncompressed %s public key",
+                            group);
+    }
+    *point_len = plen;
+    return KM_OK;
+}
+
+int km__pkey_verify(km__pkey *k, const char *md, uint32_t flags, const uint8_t *msg,
+                    size_t msg_len, const uint8_t *sig, size_t sig_len)
+{
+    EVP_MD_CTX *m = NULL;
+    EVP_PKEY_CTX *pc = NULL;
+    uint8_t der[160];
+    size_t der_len = 0;
+    int ec = EVP_PKEY_is_a(k, "EC"), rc;
+
+    if ((flags & ~KM_SIG_P1363) || ((flags & KM_SIG_P1363) && !ec))
+        return km__err(KM_E_INVALID, "verify: bad flags for this key");
+    if (sig == NULL || sig_len == 0 || sig_len > SIG_MAX)
+        return km__err(KM_E_VERIFY, "signature does not verify (bad length)");
+    if (flags & KM_SIG_P1363) {
+        size_t field = ((size_t)EVP_PKEY_get_bits(k) + 7) / 8;
+        if (sig_len != 2 * field)
+            return km__err(KM_E_VERIFY, "P1363 signature must be %zu bytes", 2 * field);
+        if (km__ecdsa_raw_to_der(sig, field, der, sizeof der, &der_len) != KM_OK)
+            return km__err_ossl(KM_E_VERIFY, "signature does not verify");
+        sig = der;
+        sig_len = der_len;
+    }
+    if ((m = EVP_MD_CTX_new()) == NULL
+        || EVP_DigestVerifyInit_ex(m, &pc, md, NULL, NULL, k, NULL) != 1
+        || (EVP_PKEY_is_a(k, "RSA")
+            && (EVP_PKEY_CTX_set_rsa_padding(pc, RSA_PKCS1_PSS_PADDING) <= 0
+                || EVP_PKEY_CTX_set_rsa_pss_saltlen(pc, PSS_SALT) <= 0
+                || EVP_PKEY_CTX_set_rsa_mgf1_md_name(pc, "SHA256", NULL) <= 0))) {
+        rc = km__err_ossl(KM_E_CRYPTO, "cannot set up %s verification",
+                          EVP_PKEY_get0_type_name(k) ? EVP_PKEY_get0_type_name(k) : "signature");
+        goto out;
+    }
+    if (EVP_DigestVerify(m, sig, sig_len, msg != NULL ? msg : empty_msg, msg_len) == 1)
+        rc = KM_OK;
+    else
+        rc = km__err_ossl(KM_E_VERIFY, "signature does not verify");
+out:
+    EVP_MD_CTX_free(m);
+    return rc;
+}
+
+int km__ecdsa_raw_to_der(const uint8_t *rs, size_t field, uint8_t *out, size_t cap,
+                         size_t *out_len)
+{
+    ECDSA_SIG *es = ECDSA_SIG_new();
+    BIGNUM *r = BN_bin2bn(rs, (int)field, NULL), *s = BN_bin2bn(rs + field, (int)field, NULL);
+    unsigned char *p = out;
+    int n, rc = KM_E_CRYPTO;
+
+    *out_len = 0;
+    if (es == NULL || r == NULL || s == NULL || ECDSA_SIG_set0(es, r, s) != 1)
+        goto out;
+    r = s = NULL;
+    n = i2d_ECDSA_SIG(es, NULL);
+    if (n <= 0 || (size_t)n > cap || i2d_ECDSA_SIG(es, &p) != n)
+        goto out;
+    *out_len = (size_t)n;
+    rc = KM_OK;
+out:
+    BN_free(r);
+    BN_free(s);
+    ECDSA_SIG_free(es);
+    return rc;
+}
+
+int km__ecdsa_der_to_raw(const uint8_t *der, size_t der_len, size_t field, uint8_t *out)
+{
+    const unsigned char *p = der;
+    const BIGNUM *r = NULL, *s = NULL;
+    ECDSA_SIG *sig;
+    int ok;
+
+    if (der_len > LONG_MAX || field > INT_MAX)
+        return KM_E_CRYPTO;
+    sig = d2i_ECDSA_SIG(NULL, &p, (long)der_len);
+    if (sig == NULL)
+        return KM_E_CRYPTO;
+    ECDSA_SIG_get0(sig, &r, &s);
+    ok = p == der + der_len && BN_bn2binpad(r, out, (int)field) == (int)field
+         && BN_bn2binpad(s, out + field, (int)field) == (int)field;
+    ECDSA_SIG_free(sig);
+    return ok ? KM_OK : KM_E_CRYPTO;
+}
+
+int km__random_priv(void *out, size_t len)
+{
+    if (len == 0)
+        return KM_OK;
+    if (len > INT_MAX || RAND_priv_bytes(out, (int)len) != 1)
+        return km__err_ossl(KM_E_CRYPTO, "random generator failed");
+    return KM_OK;
+}
+
+/* The SHA-2 digests signers use, fetched once for the process (an implicit
+ * fetch on every signature costs a method-store lookup); others per call. */
+static const char *const md_names[] = { "SHA256", "SHA384", "SHA512" };
+static EVP_MD *md_cache[3];
+static pthread_once_t md_once = PTHREAD_ONCE_INIT;
+
+static void md_fetch_all(void)
+{
+    size_t i;
+    for (i = 0; i < 3; i++)
+        md_cache[i] = EVP_MD_fetch(NULL, md_names[i], NULL);
+}
+
+int km__digest(const char *md, const uint8_t *msg, size_t len, uint8_t *out, size_t cap,
+               size_t *out_len)
+{
+    EVP_MD *d = NULL, *own = NULL;
+    unsigned int n = 0;
+    size_t i;
+    int rc = KM_OK;
+
+    *out_len = 0;
+    (void)pthread_once(&md_once, md_fetch_all);
+    for (i = 0; i < 3 && d == NULL; i++)
+        if (strcmp(md, md_names[i]) == 0)
+            d = md_cache[i];
+    if (d == NULL)
+        d = own = EVP_MD_fetch(NULL, md, NULL);
+    if (d == NULL)
+        return km__err_ossl(KM_E_CRYPTO, "digest %s is not available", md);
+    if ((size_t)EVP_MD_get_size(d) > cap)
+        rc = km__err(KM_E_INTERNAL, "digest buffer too small");
+    else if (EVP_Digest(msg != NULL ? msg : empty_msg, len, out, &n, d, NULL) != 1)
+        rc = km__err_ossl(KM_E_CRYPTO, "%s failed", md);
+    else
+        *out_len = n;
+    EVP_MD_free(own);
+    return rc;
+}

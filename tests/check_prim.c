@@ -1,0 +1,253 @@
+/* check_prim.c - the primitives the device backends use (src/prim.h:
+ * prim_keyed.c km__skey, prim_pkey.c km__pkey): they agree with the one-shot
+ * primitives and with the software backend on the same keys. */
+#include <check.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/bn.h>
+#include <openssl/core_names.h>
+#include <openssl/evp.h>
+#include <openssl/x509.h>
+
+#include "km_int.h"
+#include "testutil.h"
+
+static const km_backend_ops *const B = &km__software_backend;
+static const uint8_t msg[] = "the primitives sign and verify this";
+
+/* A software key of `type` (generated), loaded. */
+static void *sw_key(km_key_type type, uint32_t usage)
+{
+    km_backend_keyspec spec = { .version = 1, .type = type, .usage = usage };
+    km_secret *ref = NULL;
+    void *obj = NULL;
+
+    ck_assert_int_eq(B->generate(NULL, &spec, &ref), KM_OK);
+    ck_assert_int_eq(B->load(NULL, &spec, km_secret_data(ref), km_secret_len(ref), &obj), KM_OK);
+    km_secret_free(ref);
+    return obj;
+}
+
+START_TEST(test_prim_skey_agrees_with_one_shot)
+{
+    uint8_t key[32], nonce[12], aad[5] = "aad12", pt[40], ct[40], ct2[40], out[40];
+    uint8_t tag[16], tag2[16], mac[32], mac2[32], w[64], w2[64];
+    size_t wl = 0, wl2 = 0;
+    km__skey *g = NULL, *h = NULL, *k = NULL;
+    km_secret *un = NULL;
+    const uint8_t *kb;
+    size_t kl = 0;
+
+    ck_assert_int_eq(km__random(key, sizeof key), KM_OK);
+    ck_assert_int_eq(km__random(nonce, sizeof nonce), KM_OK);
+    ck_assert_int_eq(km__random(pt, sizeof pt), KM_OK);
+    /* AES-256-GCM over aad1 || aad2 equals the one-shot over the whole AAD */
+    ck_assert_int_eq(km__skey_new(&g, KM__SKEY_GCM, "AES-256-GCM", key, sizeof key), KM_OK);
+    ck_assert_int_eq(km__skey_seal(g, nonce, aad, 2, aad + 2, 3, pt, sizeof pt, ct, tag), KM_OK);
+    ck_assert_int_eq(km__gcm_seal(key, nonce, aad, sizeof aad, pt, sizeof pt, ct2, tag2), KM_OK);
+    ck_assert_mem_eq(ct, ct2, sizeof ct);
+    ck_assert_mem_eq(tag, tag2, sizeof tag);
+    ck_assert_int_eq(km__skey_open(g, nonce, aad, sizeof aad, NULL, 0, ct, sizeof ct, tag, out),
+                     KM_OK);
+    ck_assert_mem_eq(out, pt, sizeof pt);
+    /* a bad tag: KM_E_INTEGRITY, output zeroed, the object still works */
+    tag[0] ^= 1;
+    ck_assert_int_eq(km__skey_open(g, nonce, aad, sizeof aad, NULL, 0, ct, sizeof ct, tag, out),
+                     KM_E_INTEGRITY);
+    ck_assert(tu_all_zero(out, sizeof out));
+    tag[0] ^= 1;
+    ck_assert_int_eq(km__skey_open(g, nonce, aad, sizeof aad, NULL, 0, ct, sizeof ct, tag, out),
+                     KM_OK);
+    /* a GCM key neither MACs nor wraps */
+    ck_assert_int_eq(km__skey_mac(g, pt, sizeof pt, mac, sizeof mac), KM_E_USAGE);
+    ck_assert_int_eq(km__skey_wrap(g, pt, 16, w, sizeof w, &wl), KM_E_USAGE);
+
+    /* HMAC-SHA-256 equals the one-shot, many times over one object */
+    ck_assert_int_eq(km__skey_new(&h, KM__SKEY_HMAC, "SHA256", key, sizeof key), KM_OK);
+    ck_assert_int_eq(km__hmac_sha256(key, sizeof key, pt, sizeof pt, mac2), KM_OK);
+    for (int i = 0; i < 3; i++) {
+        ck_assert_int_eq(km__skey_mac(h, pt, sizeof pt, mac, sizeof mac), KM_OK);
+        ck_assert_mem_eq(mac, mac2, sizeof mac);
+    }
+    kb = km__skey_bytes(h, &kl);
+    ck_assert_uint_eq(kl, sizeof key);
+    ck_assert_mem_eq(kb, key, sizeof key);
+    ck_assert_int_eq(km__skey_seal(h, nonce, NULL, 0, NULL, 0, pt, sizeof pt, ct, tag),
+                     KM_E_USAGE);
+
+    /* AES-KWP equals the one-shot and unwraps; an altered wrap fails */
+    ck_assert_int_eq(km__skey_new(&k, KM__SKEY_KWP, NULL, key, sizeof key), KM_OK);
+    ck_assert_int_eq(km__skey_wrap(k, pt, 20, NULL, 0, &wl), KM_E_BUFFER);
+    ck_assert_uint_eq(wl, 32);
+    ck_assert_int_eq(km__skey_wrap(k, pt, 20, w, sizeof w, &wl), KM_OK);
+    ck_assert_int_eq(km__kwp_wrap(key, sizeof key, pt, 20, w2, sizeof w2, &wl2), KM_OK);
+    ck_assert_uint_eq(wl, wl2);
+    ck_assert_mem_eq(w, w2, wl);
+    ck_assert_int_eq(km__skey_unwrap(k, w, wl, &un), KM_OK);
+    ck_assert_uint_eq(km_secret_len(un), 20);
+    ck_assert_mem_eq(km_secret_data(un), pt, 20);
+    km_secret_free(un);
+    un = NULL;
+    w[3] ^= 1;
+    ck_assert_int_eq(km__skey_unwrap(k, w, wl, &un), KM_E_INTEGRITY);
+    ck_assert_ptr_null(un);
+    ck_assert_int_eq(km__skey_unwrap(k, w, 12, &un), KM_E_INTEGRITY);
+
+    km__skey_free(g);
+    km__skey_free(h);
+    km__skey_free(k);
+    km__skey_free(NULL);
+}
+END_TEST
+
+START_TEST(test_prim_ec_key_from_point_verifies_software_signatures)
+{
+    void *obj = sw_key(KM_KEY_EC_P384, KM_USAGE_SIGN | KM_USAGE_VERIFY);
+    uint8_t spki[256], spki2[256], point[1 + 2 * 66], sig[128], raw[96], der[128];
+    size_t spki_len = 0, spki2_len = 0, plen = 0, sig_len = 0, der_len = 0;
+    km__pkey *a = NULL, *b = NULL, *c = NULL;
+
+    ck_assert_int_eq(B->public_key(obj, spki, sizeof spki, &spki_len), KM_OK);
+    ck_assert_int_eq(B->sign(obj, 0, msg, sizeof msg, sig, sizeof sig, &sig_len), KM_OK);
+    /* the key from its SPKI, from its point, from x and y: one key */
+    ck_assert_int_eq(km__pkey_from_spki(&a, spki, spki_len), KM_OK);
+    ck_assert(km__pkey_is_ec(a, "P-384"));
+    ck_assert(!km__pkey_is_ec(a, "P-256"));
+    ck_assert(!km__pkey_is_rsa(a, 2048));
+    ck_assert_int_eq(km__pkey_peer_ec_point(spki, spki_len, "P-384", point, sizeof point, &plen),
+                     KM_OK);
+    ck_assert_uint_eq(plen, 97);
+    ck_assert_int_eq(km__pkey_peer_ec_point(spki, spki_len, "P-256", point, sizeof point, &plen),
+                     KM_E_INVALID);
+    ck_assert_int_eq(km__pkey_peer_ec_point(spki, spki_len, "P-384", point, sizeof point, &plen),
+                     KM_OK);
+    ck_assert_int_eq(km__pkey_from_ec_point(&b, "P-384", point, plen), KM_OK);
+    ck_assert_int_eq(km__pkey_from_ec_xy(&c, "P-384", point + 1, 48, point + 49, 48), KM_OK);
+    ck_assert_int_eq(km__pkey_spki(b, spki2, sizeof spki2, &spki2_len), KM_OK);
+    ck_assert_uint_eq(spki2_len, spki_len);
+    ck_assert_mem_eq(spki2, spki, spki_len);
+    ck_assert_int_eq(km__pkey_spki(c, NULL, 0, &spki2_len), KM_E_BUFFER);
+    ck_assert_uint_eq(spki2_len, spki_len);
+    ck_assert_int_eq(km__pkey_spki(c, spki2, sizeof spki2, &spki2_len), KM_OK);
+    ck_assert_mem_eq(spki2, spki, spki_len);
+    /* a point off the curve does not make a key */
+    {
+        km__pkey *bad = NULL;
+        point[40] ^= 1;
+        ck_assert_int_eq(km__pkey_from_ec_point(&bad, "P-384", point, plen), KM_E_CRYPTO);
+        ck_assert_ptr_null(bad);
+        point[40] ^= 1;
+    }
+
+    /* DER and r || s: both verify, convert both ways, a changed message fails */
+    ck_assert_int_eq(km__pkey_verify(b, "SHA384", 0, msg, sizeof msg, sig, sig_len), KM_OK);
+    ck_assert_int_eq(km__ecdsa_der_to_raw(sig, sig_len, 48, raw), KM_OK);
+    ck_assert_int_eq(km__pkey_verify(c, "SHA384", KM_SIG_P1363, msg, sizeof msg, raw, 96), KM_OK);
+    ck_assert_int_eq(km__ecdsa_raw_to_der(raw, 48, der, sizeof der, &der_len), KM_OK);
+    ck_assert_uint_eq(der_len, sig_len);
+    ck_assert_mem_eq(der, sig, sig_len);
+    ck_assert_int_eq(km__pkey_verify(a, "SHA384", 0, msg, sizeof msg - 1, sig, sig_len),
+                     KM_E_VERIFY);
+    ck_assert_int_eq(km__pkey_verify(a, "SHA384", KM_SIG_P1363, msg, sizeof msg, raw, 95),
+                     KM_E_VERIFY);
+    ck_assert_int_eq(km__pkey_verify(a, "SHA384", 0, msg, sizeof msg, sig, 0), KM_E_VERIFY);
+    ck_assert_int_eq(km__ecdsa_raw_to_der(raw, 48, der, 10, &der_len), KM_E_CRYPTO);
+    ck_assert_int_eq(km__ecdsa_der_to_raw(sig, sig_len - 1, 48, raw), KM_E_CRYPTO);
+    /* and the software backend verifies through the same function */
+    ck_assert_int_eq(B->verify(obj, KM_SIG_P1363, msg, sizeof msg, (uint8_t *)raw, 96), KM_OK);
+
+    km__pkey_free(a);
+    km__pkey_free(b);
+    km__pkey_free(c);
+    km__pkey_free(NULL);
+    B->unload(NULL, obj);
+}
+END_TEST
+
+/* The modulus and exponent of an RSA SPKI (test side, through OpenSSL). */
+static void rsa_ne(const uint8_t *spki, size_t len, uint8_t *n, size_t *n_len, uint8_t *e,
+                   size_t *e_len)
+{
+    const unsigned char *p = spki;
+    EVP_PKEY *k = d2i_PUBKEY(NULL, &p, (long)len);
+    BIGNUM *bn = NULL, *be = NULL;
+
+    ck_assert_ptr_nonnull(k);
+    ck_assert_int_eq(EVP_PKEY_get_bn_param(k, OSSL_PKEY_PARAM_RSA_N, &bn), 1);
+    ck_assert_int_eq(EVP_PKEY_get_bn_param(k, OSSL_PKEY_PARAM_RSA_E, &be), 1);
+    *n_len = (size_t)BN_bn2bin(bn, n);
+    *e_len = (size_t)BN_bn2bin(be, e);
+    BN_free(bn);
+    BN_free(be);
+    EVP_PKEY_free(k);
+}
+
+START_TEST(test_prim_rsa_key_from_modulus_verifies_pss)
+{
+    void *obj = sw_key(KM_KEY_RSA_2048, KM_USAGE_SIGN | KM_USAGE_VERIFY);
+    uint8_t spki[512], spki2[512], sig[256], n[256], e[8], d[64];
+    size_t spki_len = 0, spki2_len = 0, sig_len = 0, n_len = 0, e_len = 0, d_len = 0;
+    km__pkey *k = NULL;
+
+    ck_assert_int_eq(B->public_key(obj, spki, sizeof spki, &spki_len), KM_OK);
+    ck_assert_int_eq(B->sign(obj, 0, msg, sizeof msg, sig, sizeof sig, &sig_len), KM_OK);
+    rsa_ne(spki, spki_len, n, &n_len, e, &e_len);
+    ck_assert_int_eq(km__pkey_from_rsa(&k, n, n_len, e, e_len), KM_OK);
+    ck_assert(km__pkey_is_rsa(k, 2048));
+    ck_assert(!km__pkey_is_ec(k, "P-256"));
+    ck_assert_uint_eq(km__pkey_size(k), 256);
+    ck_assert_int_eq(km__pkey_spki(k, spki2, sizeof spki2, &spki2_len), KM_OK);
+    ck_assert_uint_eq(spki2_len, spki_len);
+    ck_assert_mem_eq(spki2, spki, spki_len);
+    ck_assert_int_eq(km__pkey_verify(k, "SHA256", 0, msg, sizeof msg, sig, sig_len), KM_OK);
+    sig[10] ^= 1;
+    ck_assert_int_eq(km__pkey_verify(k, "SHA256", 0, msg, sizeof msg, sig, sig_len), KM_E_VERIFY);
+    /* P1363 is for EC keys only */
+    ck_assert_int_eq(km__pkey_verify(k, "SHA256", KM_SIG_P1363, msg, sizeof msg, sig, sig_len),
+                     KM_E_INVALID);
+    /* not SPKI, not a certificate */
+    {
+        km__pkey *bad = NULL;
+        ck_assert_int_eq(km__pkey_from_spki(&bad, n, n_len), KM_E_INVALID);
+        ck_assert_int_eq(km__pkey_from_cert(&bad, spki, spki_len), KM_E_CORRUPT);
+        ck_assert_ptr_null(bad);
+    }
+    /* digests: SHA-256 of nothing; an unknown digest */
+    ck_assert_int_eq(km__digest("SHA256", NULL, 0, d, sizeof d, &d_len), KM_OK);
+    ck_assert_uint_eq(d_len, 32);
+    ck_assert_uint_eq(d[0], 0xe3);
+    ck_assert_uint_eq(d[31], 0x55);
+    ck_assert_int_eq(km__digest("SHA512", msg, sizeof msg, d, 32, &d_len), KM_E_INTERNAL);
+    ck_assert_int_eq(km__digest("NO-SUCH-DIGEST", msg, sizeof msg, d, sizeof d, &d_len),
+                     KM_E_CRYPTO);
+    km__pkey_free(k);
+    B->unload(NULL, obj);
+}
+END_TEST
+
+static Suite *prim_suite(void)
+{
+    Suite *s = suite_create("prim");
+    TCase *tc = tcase_create("prim");
+    tcase_set_timeout(tc, 60);
+    tcase_add_test(tc, test_prim_skey_agrees_with_one_shot);
+    tcase_add_test(tc, test_prim_ec_key_from_point_verifies_software_signatures);
+    tcase_add_test(tc, test_prim_rsa_key_from_modulus_verifies_pss);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int main(void)
+{
+    SRunner *sr;
+    int failed;
+
+    if (km_init() != KM_OK)
+        return EXIT_FAILURE;
+    sr = srunner_create(prim_suite());
+    srunner_run_all(sr, CK_NORMAL);
+    failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}
