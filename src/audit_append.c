@@ -20,7 +20,6 @@
 #include <syslog.h>
 #include <unistd.h>
 
-#include <openssl/evp.h>
 
 enum {
     A_SEQ = 1, A_TIME = 2, A_PRINCIPAL = 3, A_OP = 4, A_KEY = 5, A_VERSION = 6, A_RESULT = 7,

@@ -6,7 +6,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <openssl/evp.h>
 
 /* --------------------------------------------------------------- rotate */
 
@@ -188,8 +187,7 @@ int km_key_public_export(km_key *key, uint32_t version, km_material_format forma
         memcpy(out, head, sizeof head - 1);
         off = sizeof head - 1;
         for (i = 0; i < der_len; i += 48) {
-            int n = EVP_EncodeBlock(out + off, der + i, (int)(der_len - i < 48 ? der_len - i : 48));
-            off += (size_t)n;
+            off += km__b64_encode(der + i, der_len - i < 48 ? der_len - i : 48, (char *)out + off);
             out[off++] = '\n';
         }
         memcpy(out + off, tail, sizeof tail - 1);

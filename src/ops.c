@@ -6,7 +6,6 @@
 #include <string.h>
 #include <strings.h>
 
-#include <openssl/rand.h>
 
 size_t km_ciphertext_overhead(void) { return KM_CIPHERTEXT_OVERHEAD; }
 size_t km_signature_max(void) { return KM_SIGNATURE_MAX; }
@@ -337,9 +336,9 @@ int km_datakey_generate(km_key *kek, const uint8_t *aad, size_t aad_len, km_secr
     }
     if ((rc = km_secret_new(&dk, KM_DATAKEY_LEN)) != KM_OK)
         return rc;
-    if (RAND_priv_bytes(km_secret_data(dk), KM_DATAKEY_LEN) != 1) {
+    if ((rc = km__random_priv(km_secret_data(dk), KM_DATAKEY_LEN)) != KM_OK) {
         km_secret_free(dk);
-        return km__err_ossl(KM_E_CRYPTO, "random generator failed");
+        return rc;
     }
     rc = seal_with(kek, KM__DK_MAGIC1, km_secret_data(dk), KM_DATAKEY_LEN, aad, aad_len, wrapped,
                    wrapped_cap, wrapped_len);

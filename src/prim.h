@@ -91,6 +91,10 @@ int km__ecdsa_raw_to_der(const uint8_t *rs, size_t field, uint8_t *out, size_t c
  * out (2 * field bytes). KM_E_CRYPTO (nothing recorded) when it does not
  * parse or a value is longer than `field`. */
 int km__ecdsa_der_to_raw(const uint8_t *der, size_t der_len, size_t field, uint8_t *out);
+/* Standard base64 (RFC 4648 section 4, with padding) of in into out, which
+ * must hold 4 * ceil(len / 3) + 1 bytes; writes a NUL and returns the length
+ * without it. For PEM bodies (callers break the lines). */
+size_t km__b64_encode(const uint8_t *in, size_t len, char *out);
 /* Random bytes from OpenSSL's private DRBG (for key material). KM_E_CRYPTO. */
 int km__random_priv(void *out, size_t len);
 /* The digest `md` (an OpenSSL name: "SHA256", "SHA384", "SHA512") of msg in

@@ -329,6 +329,19 @@ int km__ecdsa_der_to_raw(const uint8_t *der, size_t der_len, size_t field, uint8
     return ok ? KM_OK : KM_E_CRYPTO;
 }
 
+size_t km__b64_encode(const uint8_t *in, size_t len, char *out)
+{
+    size_t done = 0, off = 0;
+    /* EVP_EncodeBlock takes an int: encode in slices of whole 3-byte groups */
+    while (len - done > 0) {
+        size_t n = len - done > 3 * 4096 ? 3 * 4096 : len - done;
+        off += (size_t)EVP_EncodeBlock((unsigned char *)out + off, in + done, (int)n);
+        done += n;
+    }
+    out[off] = '\0';
+    return off;
+}
+
 int km__random_priv(void *out, size_t len)
 {
     if (len == 0)
