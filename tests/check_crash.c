@@ -273,15 +273,10 @@ static int64_t crash_clock(void *arg)
 
 static int open_with_clock(km_ctx **out, const char *dir, int64_t *offset)
 {
-    char path[4200];
-    km_open_options o = KM_OPEN_OPTIONS_INIT;
-    snprintf(path, sizeof path, "lmdb:%s/vault", dir);
-    o.passphrase = (const uint8_t *)TU_PASS;
-    o.passphrase_len = strlen(TU_PASS);
-    o.kdf_cost = KM_KDF_COST_MIN;
+    tu_open o = TU_OPEN_INIT;
     o.clock = crash_clock;
     o.clock_arg = offset;
-    return km_open(out, path, &o);
+    return tu_vault_open_with(out, dir, &o);
 }
 
 static void send_msg(int fd, const struct msg *g)
@@ -562,10 +557,5 @@ static Suite *crash_suite(void)
 
 int main(void)
 {
-    SRunner *sr = srunner_create(crash_suite());
-    int failed;
-    srunner_run_all(sr, CK_NORMAL);
-    failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+    return tu_run(crash_suite());
 }

@@ -1344,16 +1344,10 @@ static Suite *crypto_suite(void)
 
 int main(void)
 {
-    SRunner *sr;
-    int failed;
 
     if (!CRYPTO_set_mem_functions(count_malloc, count_realloc, count_free))
         return EXIT_FAILURE;
     if (km_init() != KM_OK)
         return EXIT_FAILURE;
-    sr = srunner_create(crypto_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+    return tu_run(crypto_suite());
 }

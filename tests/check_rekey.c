@@ -22,46 +22,28 @@
 #define DAY 86400
 #define PASS_B "the new passphrase"
 
-static int64_t fake_now;
-static int64_t clock_fn(void *arg)
-{
-    (void)arg;
-    return fake_now;
-}
-
-#define OK(call)                                                                               \
-    do {                                                                                       \
-        int rc_ = (call);                                                                      \
-        ck_assert_msg(rc_ == KM_OK, "%s: %s (%s)", #call, km_err_name(rc_),                  \
-                      km_error_last()->message);                                               \
-    } while (0)
-
 static char *dir;
 
 static void setup(void)
 {
-    fake_now = 1900000000;
-    dir = tu_tmpdir();
+    tu_setup(&dir, NULL, NULL);
 }
 
 static void teardown(void)
 {
-    tu_rmtree(dir);
-    free(dir);
+    tu_teardown(&dir, NULL);
 }
 
+/* Opens (creating) dir/vault with `pass`, on the fake clock tu_clock when
+ * with_clock is set. */
 static int open_pass(km_ctx **out, const char *pass, int with_clock)
 {
-    char uri[4200];
-    km_open_options o = KM_OPEN_OPTIONS_INIT;
-    snprintf(uri, sizeof uri, "lmdb:%s/vault", dir);
+    tu_open o = TU_OPEN_INIT;
     o.flags = KM_OPEN_CREATE;
-    o.passphrase = (const uint8_t *)pass;
-    o.passphrase_len = strlen(pass);
-    o.kdf_cost = KM_KDF_COST_MIN;
+    o.pass = pass;
     if (with_clock)
-        o.clock = clock_fn;
-    return km_open(out, uri, &o);
+        o.clock = tu_clock;
+    return tu_vault_open_with(out, dir, &o);
 }
 
 #define NKEYS 3
@@ -266,7 +248,7 @@ START_TEST(test_rekey_destroyed_material_gone)
     OK(open_pass(&ctx, TU_PASS, 1));
     memcpy(old_master, km_secret_data(ctx->master), 32);
     ck_assert_int_eq(open_sealed(old_master, id, 1, sealed_v1, sealed_len), KM_OK); /* control */
-    fake_now += 8 * DAY;
+    tu_now += 8 * DAY;
     OK(km_maintain(ctx, NULL));
     OK(km_key_open(&k, ctx, "imported"));
     OK(km_key_info(&info, k));
@@ -452,25 +434,18 @@ END_TEST
 
 static Suite *rekey_suite(void)
 {
-    Suite *s = suite_create("rekey");
-    TCase *tc = tcase_create("rekey");
-    tcase_add_checked_fixture(tc, setup, teardown);
-    tcase_set_timeout(tc, 120);
+    TCase *tc;
+    Suite *s = tu_suite("rekey", NULL, &tc, 120, setup, teardown);
+
     tcase_add_test(tc, test_rekey_keys_survive);
     tcase_add_test(tc, test_rekey_destroyed_material_gone);
     tcase_add_test(tc, test_rekey_sigkill);
     tcase_add_test(tc, test_rekey_compact_busy);
     tcase_add_test(tc, test_rekey_compact_leftover_removed);
-    suite_add_tcase(s, tc);
     return s;
 }
 
 int main(void)
 {
-    SRunner *sr = srunner_create(rekey_suite());
-    int failed;
-    srunner_run_all(sr, CK_NORMAL);
-    failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+    return tu_run(rekey_suite());
 }

@@ -31,25 +31,13 @@ static km_ctx *ctx;
 
 static void setup(void)
 {
-    dir = tu_tmpdir();
-    ctx = tu_vault(dir);
+    tu_setup(&dir, &ctx, NULL);
 }
 
 static void teardown(void)
 {
-    km_close(ctx);
-    ctx = NULL;
-    tu_rmtree(dir);
-    free(dir);
-    dir = NULL;
+    tu_teardown(&dir, &ctx);
 }
-
-#define OK(call)                                                                               \
-    do {                                                                                       \
-        int rc_ = (call);                                                                      \
-        ck_assert_msg(rc_ == KM_OK, "%s: %s (%s)", #call, km_err_name(rc_),                    \
-                      km_error_last()->message);                                               \
-    } while (0)
 
 /* ------------------------------------------------------------ guarded buffers */
 
@@ -661,30 +649,22 @@ END_TEST
 
 static Suite *sweep_suite(void)
 {
-    Suite *s = suite_create("sweep");
-    TCase *tc = tcase_create("sweep");
-    tcase_add_checked_fixture(tc, setup, teardown);
-    tcase_set_timeout(tc, 300);
+    TCase *tc;
+    Suite *s = tu_suite("sweep", NULL, &tc, 300, setup, teardown);
+
     tcase_add_test(tc, test_sweep_wrapped_datakey);
     tcase_add_test(tc, test_sweep_export_blob);
     tcase_add_test(tc, test_sweep_tagged_signatures_and_macs);
     tcase_add_test(tc, test_sweep_policy_json);
     tcase_add_test(tc, test_sweep_vault_records);
     tcase_add_test(tc, test_sweep_vault_name_index);
-    suite_add_tcase(s, tc);
     return s;
 }
 
 int main(void)
 {
-    SRunner *sr;
-    int failed;
     /* LMDB commits are cheap on tmpfs: thousands of keys are made here */
     if (getenv("TMPDIR") == NULL && access("/dev/shm", W_OK) == 0)
         setenv("TMPDIR", "/dev/shm", 1);
-    sr = srunner_create(sweep_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+    return tu_run(sweep_suite());
 }

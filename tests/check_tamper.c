@@ -32,32 +32,13 @@ static km_ctx *ctx;
 
 static void setup(void)
 {
-    dir = tu_tmpdir();
-    ctx = tu_vault(dir);
+    tu_setup(&dir, &ctx, NULL);
 }
 
 static void teardown(void)
 {
-    km_close(ctx);
-    ctx = NULL;
-    tu_rmtree(dir);
-    free(dir);
-    dir = NULL;
+    tu_teardown(&dir, &ctx);
 }
-
-#define OK(call)                                                                               \
-    do {                                                                                       \
-        int rc_ = (call);                                                                      \
-        ck_assert_msg(rc_ == KM_OK, "%s: %s (%s)", #call, km_err_name(rc_),                    \
-                      km_error_last()->message);                                               \
-    } while (0)
-
-#define RC(want, call)                                                                         \
-    do {                                                                                       \
-        int rc_ = (call);                                                                      \
-        ck_assert_msg(rc_ == (want), "%s: %s, expected %s (%s)", #call, km_err_name(rc_),      \
-                      km_err_name(want), km_error_last()->message);                            \
-    } while (0)
 
 /* ------------------------------------------------------------ guarded buffers */
 
@@ -1103,10 +1084,9 @@ END_TEST
 
 static Suite *tamper_suite(void)
 {
-    Suite *s = suite_create("tamper");
-    TCase *tc = tcase_create("tamper");
-    tcase_add_checked_fixture(tc, setup, teardown);
-    tcase_set_timeout(tc, 60);
+    TCase *tc;
+    Suite *s = tu_suite("tamper", NULL, &tc, 60, setup, teardown);
+
     tcase_add_test(tc, test_tamper_header_magic);
     tcase_add_test(tc, test_tamper_header_format_version);
     tcase_add_test(tc, test_tamper_header_algorithm);
@@ -1129,7 +1109,6 @@ static Suite *tamper_suite(void)
     tcase_add_test(tc, test_tamper_secret_at_rest);
     tcase_add_test(tc, test_tamper_signature_other_key);
     tcase_add_test(tc, test_tamper_mac_other_key);
-    suite_add_tcase(s, tc);
     return s;
 }
 

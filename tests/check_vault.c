@@ -19,15 +19,13 @@ static char vdir[4400];      /* tmp/vault */
 
 static void setup(void)
 {
-    tmp = tu_tmpdir();
+    tu_setup(&tmp, NULL, NULL);
     snprintf(vdir, sizeof vdir, "%s/vault", tmp);
 }
 
 static void teardown(void)
 {
-    tu_rmtree(tmp);
-    free(tmp);
-    tmp = NULL;
+    tu_teardown(&tmp, NULL);
 }
 
 static uint8_t km_test_pid[16]; /* the principal out-parameter (unused: owner opens) */
@@ -986,11 +984,9 @@ END_TEST
 
 static Suite *vault_suite(void)
 {
-    Suite *s = suite_create("vault");
-    TCase *tc = tcase_create("vault");
+    TCase *tc;
+    Suite *s = tu_suite("vault", NULL, &tc, 120, setup, teardown);
 
-    tcase_set_timeout(tc, 120);
-    tcase_add_checked_fixture(tc, setup, teardown);
     tcase_add_test(tc, test_vault_create_then_reopen);
     tcase_add_test(tc, test_vault_wrong_passphrase_is_auth);
     tcase_add_test(tc, test_vault_missing_without_create_is_notfound);
@@ -1012,7 +1008,6 @@ static Suite *vault_suite(void)
     tcase_add_test(tc, test_vault_map_resized_by_other_process);
     tcase_add_test(tc, test_vault_map_size_default_and_kept);
     tcase_add_test(tc, test_vault_threads_share_env);
-    suite_add_tcase(s, tc);
     return s;
 }
 
