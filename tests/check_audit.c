@@ -746,9 +746,7 @@ END_TEST
 
 static km_ctx *as(const char *who, const char *pass)
 {
-    km_ctx *c = NULL;
-    OK(open_as(&c, who, pass, 0));
-    return c;
+    return tu_as(vdir, who, pass);
 }
 
 START_TEST(principal_slots_prove_credentials)

@@ -174,6 +174,15 @@ int tu_vault_open_slot(km_ctx **out, const char *dir, const char *backend, const
     return tu_vault_open_with(out, dir, &o);
 }
 
+km_ctx *tu_as(const char *dir, const char *who, const char *pass)
+{
+    km_ctx *ctx = NULL;
+    int rc = tu_vault_open_as(&ctx, dir, who, pass, 0);
+    ck_assert_msg(rc == KM_OK, "opening as %s: %s (%s)", who, km_err_name(rc),
+                  km_error_last()->message);
+    return ctx;
+}
+
 static km_ctx *vault_new(const char *dir, const tu_open *t)
 {
     km_ctx *ctx = NULL;

@@ -105,6 +105,9 @@ int tu_vault_open_as(km_ctx **out, const char *dir, const char *who, const char 
 /* Opens dir/vault with the keyslot of `backend` configured by `config` (no
  * passphrase); returns the km rc. */
 int tu_vault_open_slot(km_ctx **out, const char *dir, const char *backend, const char *config);
+/* Opens dir/vault as principal `who` with `pass` (flags 0, the fake clock
+ * tu_clock); fails the test on error. */
+km_ctx *tu_as(const char *dir, const char *who, const char *pass);
 /* Opens (creating) a vault at dir/vault with TU_PASS; fails the test on error. */
 km_ctx *tu_vault(const char *dir);
 /* As tu_vault, with the fake clock tu_clock and extra KM_OPEN_* flags. */
