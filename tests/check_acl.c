@@ -31,6 +31,11 @@ static void teardown(void)
 
 static const uint8_t msg[] = "a message";
 
+/* The four principals, one per role, and their passphrases. */
+static const char *const who[4] = { TU_ADMIN, TU_CUST1, TU_USER, TU_AUDITOR };
+static const char *const pass[4] = { TU_ADMIN_PASS, TU_CUST1_PASS, TU_USER_PASS,
+                                     TU_AUDITOR_PASS };
+
 /* Encrypts `msg` with `k`; returns the km rc. */
 static int try_encrypt(km_key *k)
 {
@@ -163,9 +168,6 @@ END_TEST
  * and grants; no other role may. */
 START_TEST(test_acl_admin_role_administers)
 {
-    static const char *const who[4] = { TU_ADMIN, TU_CUST1, TU_USER, TU_AUDITOR };
-    static const char *const pass[4] = { TU_ADMIN_PASS, TU_CUST1_PASS, TU_USER_PASS,
-                                         TU_AUDITOR_PASS };
     static const char pol[] = "{\"version\": 1}";
     km_key *shared = owner_key("shared");
     int i;
@@ -196,9 +198,6 @@ END_TEST
 /* Every principal may read metadata and list the principals. */
 START_TEST(test_acl_everyone_reads_metadata)
 {
-    static const char *const who[4] = { TU_ADMIN, TU_CUST1, TU_USER, TU_AUDITOR };
-    static const char *const pass[4] = { TU_ADMIN_PASS, TU_CUST1_PASS, TU_USER_PASS,
-                                         TU_AUDITOR_PASS };
     km_key *k = owner_key("k");
     int i;
 
@@ -219,9 +218,6 @@ END_TEST
 /* The auditor role reads the audit log; a user or custodian may not. */
 START_TEST(test_acl_audit_log_needs_auditor_or_admin)
 {
-    static const char *const who[4] = { TU_ADMIN, TU_CUST1, TU_USER, TU_AUDITOR };
-    static const char *const pass[4] = { TU_ADMIN_PASS, TU_CUST1_PASS, TU_USER_PASS,
-                                         TU_AUDITOR_PASS };
     static const int ok[4] = { 1, 0, 0, 1 };
     int i;
 

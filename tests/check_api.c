@@ -12,18 +12,7 @@
 
 #include "testutil.h"
 
-static char *dir;
-static km_ctx *ctx;
-
-static void setup(void)
-{
-    tu_setup(&dir, &ctx, NULL);
-}
-
-static void teardown(void)
-{
-    tu_teardown(&dir, &ctx);
-}
+TU_VAULT_FIXTURE
 
 /* ------------------------------------------------------------------ vault */
 

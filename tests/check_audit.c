@@ -19,6 +19,7 @@
 #include <km.h>
 #include <km/sys/backend.h>
 
+#include "testraw.h"
 #include "testutil.h"
 
 static char *tmp;           /* the test's directory */
@@ -131,26 +132,25 @@ START_TEST(audit_records_state_changes)
 }
 END_TEST
 
-/* Raw LMDB access to the vault file, to play the attacker. */
+/* Raw LMDB access to the vault file, to play the attacker (testraw.h). */
+static tu_raw raw;
+
 static MDB_env *raw_open(MDB_dbi *audit, MDB_dbi *meta, MDB_txn **txn)
 {
-    MDB_env *e = NULL;
     char dir[4200];
     snprintf(dir, sizeof dir, "%s/vault", tmp);
-    ck_assert_int_eq(mdb_env_create(&e), 0);
-    ck_assert_int_eq(mdb_env_set_maxdbs(e, 32), 0);
-    ck_assert_int_eq(mdb_env_set_mapsize(e, (size_t)1 << 30), 0);
-    ck_assert_int_eq(mdb_env_open(e, dir, 0, 0600), 0);
-    ck_assert_int_eq(mdb_txn_begin(e, NULL, 0, txn), 0);
-    ck_assert_int_eq(mdb_dbi_open(*txn, "audit", 0, audit), 0);
-    ck_assert_int_eq(mdb_dbi_open(*txn, "meta", 0, meta), 0);
-    return e;
+    tu_raw_begin(&raw, dir, 0, (uint64_t)1 << 30);
+    *audit = tu_raw_dbi(&raw, "audit");
+    *meta = tu_raw_dbi(&raw, "meta");
+    *txn = raw.txn;
+    return raw.env;
 }
 
 static void raw_close(MDB_env *e, MDB_txn *txn)
 {
-    ck_assert_int_eq(mdb_txn_commit(txn), 0);
-    mdb_env_close(e);
+    ck_assert_ptr_eq(e, raw.env);
+    ck_assert_ptr_eq(txn, raw.txn);
+    tu_raw_end(&raw);
 }
 
 static MDB_val seqkey(uint8_t b[8], uint64_t s)
@@ -1179,10 +1179,9 @@ END_TEST
 
 static Suite *suite(void)
 {
-    Suite *s = suite_create("audit");
-    TCase *t = tcase_create("audit");
-    tcase_add_checked_fixture(t, setup, teardown);
-    tcase_set_timeout(t, 120);
+    TCase *t;
+    Suite *s = tu_suite("audit", NULL, &t, 120, setup, teardown);
+
     tcase_add_test(t, audit_records_state_changes);
     tcase_add_test(t, audit_tamper_edit);
     tcase_add_test(t, audit_tamper_delete);
@@ -1194,19 +1193,13 @@ static Suite *suite(void)
     tcase_add_test(t, audit_sink_fails_closed);
     tcase_add_test(t, audit_failed_auth_reported);
     tcase_add_test(t, audit_crash_atomicity);
-    suite_add_tcase(s, t);
-    t = tcase_create("keyslots");
-    tcase_add_checked_fixture(t, setup, teardown);
-    tcase_set_timeout(t, 120);
+    t = tu_tcase(s, "keyslots", 120, setup, teardown);
     tcase_add_test(t, shamir_3_of_5_every_subset);
     tcase_add_test(t, shamir_altered_share_named);
     tcase_add_test(t, shamir_only_slot_left);
     tcase_add_test(t, backend_slot_dispatch);
     tcase_add_test(t, principal_slots_prove_credentials);
-    suite_add_tcase(s, t);
-    t = tcase_create("access");
-    tcase_add_checked_fixture(t, setup, teardown);
-    tcase_set_timeout(t, 120);
+    t = tu_tcase(s, "access", 120, setup, teardown);
     tcase_add_test(t, role_operation_matrix);
     tcase_add_test(t, offboarding);
     tcase_add_test(t, dual_control_destroy);
@@ -1214,16 +1207,10 @@ static Suite *suite(void)
     tcase_add_test(t, dual_control_import_raw);
     tcase_add_test(t, monitoring_alerts);
     tcase_add_test(t, dual_control_principal_policy_export);
-    suite_add_tcase(s, t);
     return s;
 }
 
 int main(void)
 {
-    SRunner *r = srunner_create(suite());
-    int failed;
-    srunner_run_all(r, CK_NORMAL);
-    failed = srunner_ntests_failed(r);
-    srunner_free(r);
-    return failed == 0 ? 0 : 1;
+    return tu_run(suite());
 }

@@ -542,16 +542,13 @@ END_TEST
 
 static Suite *crash_suite(void)
 {
-    Suite *s = suite_create("crash");
-    TCase *tc = tcase_create("crash");
-    tcase_set_timeout(tc, 300);
+    TCase *tc;
+    Suite *s = tu_suite("crash", NULL, &tc, 300, NULL, NULL);
+
     tcase_add_test(tc, test_crash_sigkill_keeps_acknowledged_changes);
-    suite_add_tcase(s, tc);
-    tc = tcase_create("lifecycle");
     /* about 0.1 s a round (two scrypt opens); generous for loaded machines */
-    tcase_set_timeout(tc, 120.0 + 1.0 * crash_kills());
+    tc = tu_tcase(s, "lifecycle", 120.0 + 1.0 * crash_kills(), NULL, NULL);
     tcase_add_test(tc, test_crash_lifecycle_sigkill);
-    suite_add_tcase(s, tc);
     return s;
 }
 

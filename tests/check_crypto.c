@@ -1304,11 +1304,9 @@ END_TEST
 
 static Suite *crypto_suite(void)
 {
-    Suite *s = suite_create("crypto");
-    TCase *tc = tcase_create("crypto");
-    TCase *slow = tcase_create("crypto-rsa");
+    TCase *tc, *slow;
+    Suite *s = tu_suite("crypto", NULL, &tc, 120, NULL, NULL);
 
-    tcase_set_timeout(tc, 120);
     tcase_add_test(tc, test_crypto_backend_table_complete);
     tcase_add_test(tc, test_crypto_type_tables);
     tcase_add_test(tc, test_crypto_reference_layout);
@@ -1329,16 +1327,14 @@ static Suite *crypto_suite(void)
     tcase_add_test(tc, test_crypto_x25519_known_answer);
     tcase_add_test(tc, test_crypto_import_pem);
     tcase_add_test(tc, test_crypto_ops_refuse_other_key_types);
-    suite_add_tcase(s, tc);
 
     /* RSA key generation takes seconds (minutes under valgrind) */
-    tcase_set_timeout(slow, 900);
+    slow = tu_tcase(s, "crypto-rsa", 900, NULL, NULL);
     tcase_add_loop_test(slow, test_crypto_sign_verify_every_type, 0, N_OF(sign_types));
     tcase_add_test(slow, test_crypto_rsa_pss_parameters);
     tcase_add_loop_test(slow, test_crypto_public_only_verifies_never_signs, 0, N_OF(pub_types));
     tcase_add_test(slow, test_crypto_rsa_oaep_wrap_round_trip);
     tcase_add_test(slow, test_crypto_import_rejects_wrong_length_algorithm_curve);
-    suite_add_tcase(s, slow);
     return s;
 }
 

@@ -649,23 +649,13 @@ END_TEST
 
 int main(void)
 {
-    Suite *s = suite_create("faults");
-    TCase *tc = tcase_create("every-step");
-    SRunner *sr;
-    int failed;
+    TCase *tc;
+    Suite *s = tu_suite("faults", "every-step", &tc, 600, NULL, NULL);
 
-    tcase_set_timeout(tc, 600);
     tcase_add_loop_test(tc, test_crash_at_every_step, 0, OP__COUNT);
-    suite_add_tcase(s, tc);
-    tc = tcase_create("disk-full");
-    tcase_set_timeout(tc, 300);
+    tc = tu_tcase(s, "disk-full", 300, NULL, NULL);
     /* 0: a real ENOSPC on a tmpfs when root (else RLIMIT_FSIZE, said so);
      * 1: RLIMIT_FSIZE (EFBIG) in every case */
     tcase_add_loop_test(tc, test_disk_full, 0, 2);
-    suite_add_tcase(s, tc);
-    sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed == 0 ? 0 : 1;
+    return tu_run(s);
 }

@@ -17,6 +17,7 @@
 #include <lmdb.h>
 
 #include "core.h"
+#include "testraw.h"
 #include "testutil.h"
 
 #define DAY 86400
@@ -138,28 +139,21 @@ END_TEST
 /* The raw sealed `material` record of (id, version), read with plain LMDB. */
 static uint8_t *raw_material(const uint8_t id[16], uint32_t version, size_t *len)
 {
-    MDB_env *env;
-    MDB_txn *txn;
-    MDB_dbi dbi;
+    tu_raw r;
     MDB_val k, v;
     uint8_t key[20], *out = NULL;
 
     memcpy(key, id, 16);
     km__be32_put(key + 16, version);
-    ck_assert_int_eq(mdb_env_create(&env), 0);
-    ck_assert_int_eq(mdb_env_set_maxdbs(env, 16), 0);
-    ck_assert_int_eq(mdb_env_open(env, vpath(""), MDB_RDONLY, 0600), 0);
-    ck_assert_int_eq(mdb_txn_begin(env, NULL, MDB_RDONLY, &txn), 0);
-    ck_assert_int_eq(mdb_dbi_open(txn, "material", 0, &dbi), 0);
+    tu_raw_begin(&r, vpath(""), MDB_RDONLY, 0);
     k.mv_data = key;
     k.mv_size = sizeof key;
-    if (mdb_get(txn, dbi, &k, &v) == 0) {
+    if (mdb_get(r.txn, tu_raw_dbi(&r, "material"), &k, &v) == 0) {
         out = malloc(v.mv_size);
         memcpy(out, v.mv_data, v.mv_size);
         *len = v.mv_size;
     }
-    mdb_txn_abort(txn);
-    mdb_env_close(env);
+    tu_raw_end(&r);
     return out;
 }
 

@@ -1078,16 +1078,9 @@ static Suite *vectors_suite(void)
 
 int main(void)
 {
-    SRunner *sr;
-    int failed;
-
     if (km_init() != KM_OK) {
         fprintf(stderr, "km_init failed\n");
         return 1;
     }
-    sr = srunner_create(vectors_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed == 0 ? 0 : 1;
+    return tu_run(vectors_suite());
 }

@@ -16,6 +16,7 @@
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/types.h>
@@ -101,6 +102,35 @@ void tu_sleep_ms(long ms)
 {
     struct timespec ts = { ms / 1000, (ms % 1000) * 1000000L };
     nanosleep(&ts, NULL);
+}
+
+void tu_guard_new(tu_guard *g, size_t len)
+{
+    size_t page = (size_t)sysconf(_SC_PAGESIZE);
+    size_t data_pages = (len + page - 1) / page;
+
+    if (data_pages == 0)
+        data_pages = 1;
+    g->map_len = (data_pages + 1) * page;
+    g->map = mmap(NULL, g->map_len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    ck_assert_msg(g->map != MAP_FAILED, "mmap failed");
+    ck_assert_int_eq(mprotect(g->map + data_pages * page, page, PROT_NONE), 0);
+    g->p = g->map + data_pages * page - len;
+    g->len = len;
+}
+
+void tu_guard_copy(tu_guard *g, const void *data, size_t len)
+{
+    tu_guard_new(g, len);
+    if (len > 0)
+        memcpy(g->p, data, len);
+}
+
+void tu_guard_free(tu_guard *g)
+{
+    if (g->map != NULL)
+        munmap(g->map, g->map_len);
+    memset(g, 0, sizeof *g);
 }
 
 /* ------------------------------------------------------------- clock */
@@ -249,17 +279,24 @@ void tu_principals_add(km_ctx *ctx)
 
 /* ------------------------------------------------------------ suites */
 
+TCase *tu_tcase(Suite *s, const char *name, double timeout, SFun setup, SFun teardown)
+{
+    TCase *tc = tcase_create(name);
+
+    if (setup != NULL || teardown != NULL)
+        tcase_add_checked_fixture(tc, setup, teardown);
+    if (timeout > 0)
+        tcase_set_timeout(tc, timeout);
+    suite_add_tcase(s, tc);
+    return tc;
+}
+
 Suite *tu_suite(const char *name, const char *tcase, TCase **tc, double timeout, SFun setup,
                 SFun teardown)
 {
     Suite *s = suite_create(name);
 
-    *tc = tcase_create(tcase != NULL ? tcase : name);
-    if (setup != NULL || teardown != NULL)
-        tcase_add_checked_fixture(*tc, setup, teardown);
-    if (timeout > 0)
-        tcase_set_timeout(*tc, timeout);
-    suite_add_tcase(s, *tc);
+    *tc = tu_tcase(s, tcase != NULL ? tcase : name, timeout, setup, teardown);
     return s;
 }
 

@@ -64,6 +64,21 @@ int tu_all_zero(const uint8_t *p, size_t len);
 /* Sleeps `ms` milliseconds. */
 void tu_sleep_ms(long ms);
 
+/* A buffer whose last byte sits right before a PROT_NONE page: a read or
+ * write past [p, p + len) faults. */
+typedef struct tu_guard {
+    uint8_t *map;
+    size_t map_len;
+    uint8_t *p;      /* the usable bytes: [p, p + len) ends at the PROT_NONE page */
+    size_t len;
+} tu_guard;
+/* Maps a guarded buffer of `len` bytes (0 allowed). */
+void tu_guard_new(tu_guard *g, size_t len);
+/* As tu_guard_new, holding a copy of `data`. */
+void tu_guard_copy(tu_guard *g, const void *data, size_t len);
+/* Unmaps it (a zeroed tu_guard: nothing) and zeroes *g. */
+void tu_guard_free(tu_guard *g);
+
 /* ------------------------------------------------------------- clock */
 
 /* The fake time of the suites that control the clock (seconds since the
@@ -121,6 +136,21 @@ void tu_setup(char **dir, km_ctx **ctx, const tu_open *o);
 /* Closes *ctx (ctx may be NULL), removes and frees *dir, and NULLs both. */
 void tu_teardown(char **dir, km_ctx **ctx);
 
+/* The fixture of the suites that need nothing else: declares the static
+ * `dir` and `ctx` of the test and its setup()/teardown() (tu_setup with the
+ * defaults, tu_teardown), to pass to tu_suite. */
+#define TU_VAULT_FIXTURE                                                                       \
+    static char *dir;                                                                          \
+    static km_ctx *ctx;                                                                        \
+    static void setup(void)                                                                    \
+    {                                                                                          \
+        tu_setup(&dir, &ctx, NULL);                                                            \
+    }                                                                                          \
+    static void teardown(void)                                                                 \
+    {                                                                                          \
+        tu_teardown(&dir, &ctx);                                                               \
+    }
+
 /* -------------------------------------------------------- principals */
 
 /* The principals of the access-control suites, with their passphrases. */
@@ -146,6 +176,9 @@ void tu_principals_add(km_ctx *ctx);
  * fixture; *tc is the test case to add the tests to. */
 Suite *tu_suite(const char *name, const char *tcase, TCase **tc, double timeout, SFun setup,
                 SFun teardown);
+/* One more test case `name` in suite `s`, with its timeout (0: Check's
+ * default) and, when setup or teardown is not NULL, a checked fixture. */
+TCase *tu_tcase(Suite *s, const char *name, double timeout, SFun setup, SFun teardown);
 /* Runs `s` (CK_NORMAL) and frees the runner; EXIT_SUCCESS when every test passed. */
 int tu_run(Suite *s);
 
