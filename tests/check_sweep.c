@@ -364,15 +364,6 @@ static size_t raw_len(tu_raw *r, MDB_dbi d, const uint8_t *key, size_t key_len)
     return v.mv_size;
 }
 
-static void vkey(uint8_t out[20], const uint8_t id[16], uint32_t version)
-{
-    memcpy(out, id, 16);
-    out[16] = (uint8_t)(version >> 24);
-    out[17] = (uint8_t)(version >> 16);
-    out[18] = (uint8_t)(version >> 8);
-    out[19] = (uint8_t)version;
-}
-
 /* The key `name` is refused with KM_E_CORRUPT, at open or at its first use,
  * and releases nothing. Returns 1 when it was refused at open. */
 static int key_refused(const char *name, const char *what)
@@ -454,7 +445,7 @@ START_TEST(test_sweep_vault_records)
     tu_raw_begin(&r, vdir, MDB_NOLOCK, 0);
     for (t = 0; t < NTABLES; t++) {
         uint8_t vk[20];
-        vkey(vk, ids[t][0], 1);
+        tu_raw_vkey(vk, ids[t][0], 1);
         len[t] = t == 0 ? raw_len(&r, tu_raw_dbi(&r, "keys"), ids[t][0], 16)
                         : raw_len(&r, tu_raw_dbi(&r, rec_tables[t]), vk, 20);
         nvar[t] = variants(len[t]);
@@ -477,7 +468,7 @@ START_TEST(test_sweep_vault_records)
         MDB_dbi d = tu_raw_dbi(&r, rec_tables[t]);
         for (i = 0; i < nvar[t]; i++) {
             uint8_t vk[20];
-            vkey(vk, ids[t][i], 1);
+            tu_raw_vkey(vk, ids[t][i], 1);
             if (t == 0)
                 raw_variant(&r, d, ids[t][i], 16, i, len[t]);
             else

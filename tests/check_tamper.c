@@ -632,15 +632,6 @@ static void raw_copy(tu_raw *r, const char *table, const uint8_t *from, const ui
     free(old);
 }
 
-static void vkey(uint8_t out[20], const uint8_t id[16], uint32_t version)
-{
-    memcpy(out, id, 16);
-    out[16] = (uint8_t)(version >> 24);
-    out[17] = (uint8_t)(version >> 16);
-    out[18] = (uint8_t)(version >> 8);
-    out[19] = (uint8_t)version;
-}
-
 static void reopen(void)
 {
     int rc;
@@ -736,9 +727,9 @@ START_TEST(test_tamper_record_swap_material)
     km_key_free(b);
     km_close(ctx);
     ctx = NULL;
-    vkey(a1, ida, 1);
-    vkey(a2, ida, 2);
-    vkey(b1, idb, 1);
+    tu_raw_vkey(a1, ida, 1);
+    tu_raw_vkey(a2, ida, 2);
+    tu_raw_vkey(b1, idb, 1);
 
     raw_begin(&r);
     raw_copy(&r, "material", a2, b1, 20); /* another key's material */
@@ -790,9 +781,9 @@ START_TEST(test_tamper_record_swap_vmeta)
     km_key_free(b);
     km_close(ctx);
     ctx = NULL;
-    vkey(a1, ida, 1);
-    vkey(a2, ida, 2);
-    vkey(b1, idb, 1);
+    tu_raw_vkey(a1, ida, 1);
+    tu_raw_vkey(a2, ida, 2);
+    tu_raw_vkey(b1, idb, 1);
 
     raw_begin(&r);
     raw_copy(&r, "vmeta", a1, b1, 20); /* another key's version record */
@@ -819,8 +810,8 @@ START_TEST(test_tamper_record_swap_counters)
     km_key_free(b);
     km_close(ctx);
     ctx = NULL;
-    vkey(a1, ida, 1);
-    vkey(b1, idb, 1);
+    tu_raw_vkey(a1, ida, 1);
+    tu_raw_vkey(b1, idb, 1);
 
     raw_begin(&r);
     raw_copy(&r, "counters", b1, a1, 20);

@@ -49,6 +49,15 @@ void tu_raw_put(tu_raw *r, const char *table, const void *key, size_t key_len, c
     ck_assert_int_eq(mdb_put(r->txn, tu_raw_dbi(r, table), &k, &v, 0), 0);
 }
 
+void tu_raw_vkey(uint8_t out[20], const uint8_t id[16], uint32_t version)
+{
+    memcpy(out, id, 16);
+    out[16] = (uint8_t)(version >> 24);
+    out[17] = (uint8_t)(version >> 16);
+    out[18] = (uint8_t)(version >> 8);
+    out[19] = (uint8_t)version;
+}
+
 void tu_raw_end(tu_raw *r)
 {
     if (r->flags & MDB_RDONLY)

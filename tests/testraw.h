@@ -26,6 +26,8 @@ uint8_t *tu_raw_get(tu_raw *r, const char *table, const void *key, size_t key_le
 /* Writes `val` at `key` in `table`. */
 void tu_raw_put(tu_raw *r, const char *table, const void *key, size_t key_len, const void *val,
                 size_t val_len);
+/* The record key of one key version: the key id, then the version big-endian. */
+void tu_raw_vkey(uint8_t out[20], const uint8_t id[16], uint32_t version);
 /* Commits (a read-only transaction: aborts) and closes the environment. */
 void tu_raw_end(tu_raw *r);
 

@@ -18,6 +18,8 @@
 
 #include <km.h>
 
+#include "testdev.h"
+
 #define TU_PASS "test passphrase"
 
 /* --------------------------------------------------------- assertions */
@@ -182,69 +184,17 @@ TCase *tu_tcase(Suite *s, const char *name, double timeout, SFun setup, SFun tea
 /* Runs `s` (CK_NORMAL) and frees the runner; EXIT_SUCCESS when every test passed. */
 int tu_run(Suite *s);
 
-/* ---------------------------------------------------------- SoftHSM2 */
+/* ------------------------------------------------------------ devices */
 
-#define TU_P11_MODULE "/usr/lib/softhsm/libsofthsm2.so"
-#define TU_P11_SO_PIN "1234"
-
-/* A SoftHSM2 installation of one test: its own configuration file and token
- * directory inside the test's directory, named by SOFTHSM2_CONF. */
-typedef struct tu_softhsm {
-    char conf[4200];     /* DIR/softhsm2.conf */
-    char tokdir[4200];   /* DIR/tok */
-} tu_softhsm;
-
-/* 1 when the module and softhsm2-util are there; otherwise prints why
- * (naming `suite`) and returns 0: the suite then fails, never skips. */
-int tu_softhsm_installed(const char *suite);
-/* Makes DIR/tok and DIR/softhsm2.conf and exports SOFTHSM2_CONF. */
+/* testdev.h's SoftHSM2 and swtpm helpers, failing the test when they fail. */
 void tu_softhsm_setup(tu_softhsm *t, const char *dir);
-/* Initialises a token `label` with user PIN `pin` (SO PIN TU_P11_SO_PIN) in
- * the first free slot of the current SOFTHSM2_CONF. */
+/* A token `label` with user PIN `pin` and SO PIN TU_P11_SO_PIN. */
 void tu_softhsm_token(const char *label, const char *pin);
-/* Unsets SOFTHSM2_CONF (the files go with the test's directory). */
-void tu_softhsm_cleanup(tu_softhsm *t);
-
-/* ------------------------------------------------------------- swtpm */
-
-/* A swtpm (TPM 2.0 simulator) of one test, on 127.0.0.1. */
-typedef struct tu_swtpm {
-    char dir[512];       /* state directory (its own; holds the pid file) */
-    int port;            /* server port; control on port + 1; 0: pick a free pair */
-    pid_t pid;           /* 0 when stopped */
-    char tcti[128];      /* swtpm:host=127.0.0.1,port=P */
-    char config[160];    /* tcti=... for km_vault_backend_set */
-} tu_swtpm;
-
-/* 1 when swtpm and the tpm2-tools used here are installed; otherwise prints
- * why (naming `suite`) and returns 0: the suite then fails, never skips. */
-int tu_swtpm_installed(const char *suite);
-/* A free port P with P + 1 free too, on 127.0.0.1 (fails the test if none). */
 int tu_free_port_pair(void);
-/* Makes the state directory PARENT/NAME and starts a swtpm there on a free
- * port pair (tu_swtpm_start). */
 void tu_swtpm_make(tu_swtpm *t, const char *parent, const char *name);
-/* Starts swtpm on t->dir and t->port (a free pair chosen when port is 0),
- * records its PID, waits until it answers, and sets a short
- * dictionary-attack lockout (an unclean stop counts as a failure). */
 void tu_swtpm_start(tu_swtpm *t);
-/* Orderly stop: TPM2_Shutdown, then SIGTERM to the recorded PID; waits until
- * it and its ports are gone. No libkm connection may be open. */
 void tu_swtpm_stop(tu_swtpm *t);
-/* SIGKILL to the recorded PID; waits until it and its ports are gone. */
 void tu_swtpm_kill(tu_swtpm *t);
-/* Runs a tpm2-tools command line against t (TPM2TOOLS_TCTI); fails the test
- * when it fails. */
 void tu_swtpm_tools(const tu_swtpm *t, const char *args);
-
-/* Check runs every test in a forked child, and a failed assertion ends it
- * without its teardown: a swtpm it started (a daemon) would run on. So every
- * started swtpm is recorded in a registry directory (REG/swtpm.PID), which is
- * also the TMPDIR of the tests. tu_swtpm_registry makes it (in main, before
- * the runner; 0 on success); tu_swtpm_reap stops every swtpm still recorded
- * (checked through /proc to be ours), removes the registry and returns how
- * many it stopped. */
-int tu_swtpm_registry(const char *suite);
-int tu_swtpm_reap(const char *suite);
 
 #endif
