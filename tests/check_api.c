@@ -12,28 +12,7 @@
 
 #include "testutil.h"
 
-static char *dir;
-static km_ctx *ctx;
-
-static void setup(void)
-{
-    dir = tu_tmpdir();
-    ctx = tu_vault(dir);
-}
-
-static void teardown(void)
-{
-    km_close(ctx);
-    ctx = NULL;
-    tu_rmtree(dir);
-    free(dir);
-}
-
-#define OK(call)                                                                               \
-    do {                                                                                       \
-        int rc_ = (call);                                                                      \
-        ck_assert_msg(rc_ == KM_OK, "%s: %s (%s)", #call, km_err_name(rc_), km_error_last()->message); \
-    } while (0)
+TU_VAULT_FIXTURE
 
 /* ------------------------------------------------------------------ vault */
 
@@ -614,8 +593,8 @@ END_TEST
  * unused key objects are dropped and loaded again when needed. */
 START_TEST(test_api_key_cache_bounded)
 {
-    km_open_options o = KM_OPEN_OPTIONS_INIT;
-    char uri[4200], name[16];
+    tu_open o = TU_OPEN_INIT;
+    char name[16];
     uint8_t ct[20][64], pt[16];
     size_t n[20], m;
     km_ctx *c = NULL;
@@ -627,11 +606,8 @@ START_TEST(test_api_key_cache_bounded)
         OK(km_encrypt(k, (const uint8_t *)"v", 1, NULL, 0, ct[i], sizeof ct[i], &n[i]));
         km_key_free(k);
     }
-    snprintf(uri, sizeof uri, "lmdb:%s/vault", dir);
-    o.passphrase = (const uint8_t *)TU_PASS;
-    o.passphrase_len = strlen(TU_PASS);
     o.key_cache_max = 4;
-    OK(km_open(&c, uri, &o));
+    OK(tu_vault_open_with(&c, dir, &o));
     for (round = 0; round < 3; round++)
         for (i = 0; i < 20; i++)
             OK(km_decrypt(c, 0, ct[i], n[i], NULL, 0, pt, sizeof pt, &m));
@@ -641,10 +617,9 @@ END_TEST
 
 static Suite *api_suite(void)
 {
-    Suite *s = suite_create("api");
-    TCase *tc = tcase_create("api");
-    tcase_add_checked_fixture(tc, setup, teardown);
-    tcase_set_timeout(tc, 120);
+    TCase *tc;
+    Suite *s = tu_suite("api", NULL, &tc, 120, setup, teardown);
+
     tcase_add_test(tc, test_api_version_and_init);
     tcase_add_test(tc, test_api_open_errors);
     tcase_add_test(tc, test_api_reopen_and_passphrases);
@@ -663,16 +638,10 @@ static Suite *api_suite(void)
     tcase_add_test(tc, test_api_format_interop);
     tcase_add_test(tc, test_api_session_key);
     tcase_add_test(tc, test_api_key_cache_bounded);
-    suite_add_tcase(s, tc);
     return s;
 }
 
 int main(void)
 {
-    SRunner *sr = srunner_create(api_suite());
-    int failed;
-    srunner_run_all(sr, CK_NORMAL);
-    failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+    return tu_run(api_suite());
 }

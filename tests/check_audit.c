@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -18,50 +19,27 @@
 #include <km.h>
 #include <km/sys/backend.h>
 
+#include "testraw.h"
 #include "testutil.h"
 
-static char *tmp;
-static char vpath[4200];
-static int64_t fake_now;
-
-static int64_t test_clock(void *arg)
-{
-    (void)arg;
-    return fake_now;
-}
+static char *tmp;           /* the test's directory */
+static const char *vdir;    /* the directory of the vault the helpers open: tmp */
 
 static void setup(void)
 {
-    tmp = tu_tmpdir();
-    snprintf(vpath, sizeof vpath, "lmdb:%s/vault", tmp);
-    fake_now = 1900000000;
+    tu_setup(&tmp, NULL, NULL);
+    vdir = tmp;
 }
 
 static void teardown(void)
 {
-    tu_rmtree(tmp);
-    free(tmp);
-    tmp = NULL;
+    tu_teardown(&tmp, NULL);
 }
 
-#define OK(call)                                                                               \
-    do {                                                                                       \
-        int rc_ = (call);                                                                      \
-        ck_assert_msg(rc_ == KM_OK, "%s: %s (%s)", #call, km_err_name(rc_),                   \
-                      km_error_last()->message);                                               \
-    } while (0)
-
-/* Opens with a passphrase (owner) or as a principal. */
+/* Opens with a passphrase (owner) or as a principal, on the fake clock. */
 static int open_as(km_ctx **c, const char *principal, const char *pass, uint32_t flags)
 {
-    km_open_options o = KM_OPEN_OPTIONS_INIT;
-    o.flags = flags;
-    o.passphrase = (const uint8_t *)pass;
-    o.passphrase_len = strlen(pass);
-    o.kdf_cost = KM_KDF_COST_MIN;
-    o.principal = principal;
-    o.clock = test_clock;
-    return km_open(c, vpath, &o);
+    return tu_vault_open_as(c, vdir, principal, pass, flags);
 }
 
 static km_ctx *owner(void)
@@ -154,26 +132,25 @@ START_TEST(audit_records_state_changes)
 }
 END_TEST
 
-/* Raw LMDB access to the vault file, to play the attacker. */
+/* Raw LMDB access to the vault file, to play the attacker (testraw.h). */
+static tu_raw raw;
+
 static MDB_env *raw_open(MDB_dbi *audit, MDB_dbi *meta, MDB_txn **txn)
 {
-    MDB_env *e = NULL;
     char dir[4200];
     snprintf(dir, sizeof dir, "%s/vault", tmp);
-    ck_assert_int_eq(mdb_env_create(&e), 0);
-    ck_assert_int_eq(mdb_env_set_maxdbs(e, 32), 0);
-    ck_assert_int_eq(mdb_env_set_mapsize(e, (size_t)1 << 30), 0);
-    ck_assert_int_eq(mdb_env_open(e, dir, 0, 0600), 0);
-    ck_assert_int_eq(mdb_txn_begin(e, NULL, 0, txn), 0);
-    ck_assert_int_eq(mdb_dbi_open(*txn, "audit", 0, audit), 0);
-    ck_assert_int_eq(mdb_dbi_open(*txn, "meta", 0, meta), 0);
-    return e;
+    tu_raw_begin(&raw, dir, 0, (uint64_t)1 << 30);
+    *audit = tu_raw_dbi(&raw, "audit");
+    *meta = tu_raw_dbi(&raw, "meta");
+    *txn = raw.txn;
+    return raw.env;
 }
 
 static void raw_close(MDB_env *e, MDB_txn *txn)
 {
-    ck_assert_int_eq(mdb_txn_commit(txn), 0);
-    mdb_env_close(e);
+    ck_assert_ptr_eq(e, raw.env);
+    ck_assert_ptr_eq(txn, raw.txn);
+    tu_raw_end(&raw);
 }
 
 static MDB_val seqkey(uint8_t b[8], uint64_t s)
@@ -559,12 +536,12 @@ END_TEST
 
 static int open_shares(const char *const *shares, size_t n)
 {
-    km_open_options o = KM_OPEN_OPTIONS_INIT;
+    tu_open o = TU_OPEN_INIT;
     km_ctx *c = NULL;
     int rc;
     o.shares = shares;
     o.share_count = n;
-    rc = km_open(&c, vpath, &o);
+    rc = tu_vault_open_with(&c, vdir, &o);
     km_close(c);
     return rc;
 }
@@ -634,13 +611,14 @@ START_TEST(shamir_altered_share_named)
     ck_assert_int_eq(open_shares(pick, 2), KM_E_INVALID);
     /* shares of another vault's split do not open this one */
     {
-        char save[4200];
-        snprintf(save, sizeof save, "%s", vpath);
-        snprintf(vpath, sizeof vpath, "lmdb:%s/vault2", tmp);
+        char other_dir[4200];
+        snprintf(other_dir, sizeof other_dir, "%s/other", tmp);
+        ck_assert_int_eq(mkdir(other_dir, 0700), 0);
+        vdir = other_dir;
         c = owner();
         OK(km_vault_add_shares(c, 2, 2, other));
         km_close(c);
-        snprintf(vpath, sizeof vpath, "%s", save);
+        vdir = tmp;
         pick[0] = (const char *)km_secret_data(other[0]);
         pick[1] = (const char *)km_secret_data(other[1]);
         ck_assert_int_eq(open_shares(pick, 2), KM_E_AUTH);
@@ -738,12 +716,8 @@ static const km_backend_ops slot_backend = {
 
 static int open_backend(const char *config)
 {
-    km_open_options o = KM_OPEN_OPTIONS_INIT;
     km_ctx *c = NULL;
-    int rc;
-    o.slot_backend = "slottest";
-    o.slot_config = config;
-    rc = km_open(&c, vpath, &o);
+    int rc = tu_vault_open_slot(&c, vdir, "slottest", config);
     km_close(c);
     return rc;
 }
@@ -770,28 +744,9 @@ END_TEST
 
 /* ------------------------------------------------ principals and roles */
 
-#define P_ADMIN "alice-admin"
-#define P_CUST1 "carol-custodian"
-#define P_CUST2 "dave-custodian"
-#define P_USER "uma-user"
-#define P_AUD "otto-auditor"
-
-static void add_principals(km_ctx *c)
-{
-    OK(km_principal_add(c, P_ADMIN, KM_ROLE_ADMIN, (const uint8_t *)"pa", 2, KM_KDF_COST_MIN));
-    OK(km_principal_add(c, P_CUST1, KM_ROLE_CUSTODIAN, (const uint8_t *)"pc1", 3,
-                        KM_KDF_COST_MIN));
-    OK(km_principal_add(c, P_CUST2, KM_ROLE_CUSTODIAN, (const uint8_t *)"pc2", 3,
-                        KM_KDF_COST_MIN));
-    OK(km_principal_add(c, P_USER, KM_ROLE_USER, (const uint8_t *)"pu", 2, KM_KDF_COST_MIN));
-    OK(km_principal_add(c, P_AUD, KM_ROLE_AUDITOR, (const uint8_t *)"po", 2, KM_KDF_COST_MIN));
-}
-
 static km_ctx *as(const char *who, const char *pass)
 {
-    km_ctx *c = NULL;
-    OK(open_as(&c, who, pass, 0));
-    return c;
+    return tu_as(vdir, who, pass);
 }
 
 START_TEST(principal_slots_prove_credentials)
@@ -800,8 +755,8 @@ START_TEST(principal_slots_prove_credentials)
     char name[80];
     uint32_t roles = 0;
 
-    add_principals(c);
-    ck_assert_int_eq(km_principal_add(c, P_USER, KM_ROLE_USER, (const uint8_t *)"x", 1,
+    tu_principals_add(c);
+    ck_assert_int_eq(km_principal_add(c, TU_USER, KM_ROLE_USER, (const uint8_t *)"x", 1,
                                       KM_KDF_COST_MIN), KM_E_EXISTS);
     ck_assert_int_eq(km_principal_add(c, "owner", KM_ROLE_USER, (const uint8_t *)"x", 1,
                                       KM_KDF_COST_MIN), KM_E_INVALID);
@@ -816,14 +771,14 @@ START_TEST(principal_slots_prove_credentials)
     ck_assert_int_eq(km_principal_add(c, "has space", KM_ROLE_USER, (const uint8_t *)"x", 1,
                                       KM_KDF_COST_MIN), KM_E_INVALID);
     km_close(c);
-    p = as(P_USER, "pu");
+    p = as(TU_USER, "pu");
     OK(km_whoami(p, name, sizeof name, &roles));
-    ck_assert_str_eq(name, P_USER);
+    ck_assert_str_eq(name, TU_USER);
     ck_assert_uint_eq(roles, KM_ROLE_USER);
     km_close(p);
     /* another principal's passphrase, or the owner's, does not open as uma */
-    ck_assert_int_eq(open_as(&p, P_USER, "pa", 0), KM_E_AUTH);
-    ck_assert_int_eq(open_as(&p, P_USER, TU_PASS, 0), KM_E_AUTH);
+    ck_assert_int_eq(open_as(&p, TU_USER, "pa", 0), KM_E_AUTH);
+    ck_assert_int_eq(open_as(&p, TU_USER, TU_PASS, 0), KM_E_AUTH);
     ck_assert_int_eq(open_as(&p, "nobody", "pu", 0), KM_E_AUTH);
     /* a principal's passphrase is not an owner passphrase */
     ck_assert_int_eq(open_as(&p, NULL, "pu", 0), KM_E_AUTH);
@@ -841,7 +796,7 @@ static int count_principal(const char *name, uint32_t roles, int64_t created, vo
 START_TEST(role_operation_matrix)
 {
     km_ctx *c = owner(), *who[5];
-    const char *names[5] = { P_ADMIN, P_CUST1, P_USER, P_AUD, NULL };
+    const char *names[5] = { TU_ADMIN, TU_CUST1, TU_USER, TU_AUDITOR, NULL };
     const char *pw[5] = { "pa", "pc1", "pu", "po", NULL };
     /* expected: admin, custodian, user, auditor */
     const int create_ok[4] = { 1, 0, 0, 0 };
@@ -855,8 +810,8 @@ START_TEST(role_operation_matrix)
     int i, rc, n_listed;
     collected col;
 
-    add_principals(c);
-    OK(km_key_grant(k, P_USER, KM_PERM_ENCRYPT | KM_PERM_DECRYPT));
+    tu_principals_add(c);
+    OK(km_key_grant(k, TU_USER, KM_PERM_ENCRYPT | KM_PERM_DECRYPT));
     ck_assert_int_eq(km_key_grant(k, "nobody", KM_PERM_ENCRYPT), KM_E_NOTFOUND);
     ck_assert_int_eq(km_key_grant(k, "role:wizard", KM_PERM_ENCRYPT), KM_E_INVALID);
     km_key_free(k);
@@ -906,7 +861,7 @@ START_TEST(role_operation_matrix)
     km_key_free(kk);
     /* an auditor is never given material, even when granted */
     OK(km_key_open(&kk, c, "shared"));
-    OK(km_key_grant(kk, P_AUD, KM_PERM_ALL));
+    OK(km_key_grant(kk, TU_AUDITOR, KM_PERM_ALL));
     km_key_free(kk);
     OK(km_key_open(&kk, who[3], "shared"));
     ck_assert_int_eq(km_encrypt(kk, (const uint8_t *)"m", 1, NULL, 0, ct, sizeof ct, &len),
@@ -917,7 +872,7 @@ START_TEST(role_operation_matrix)
     OK(km_audit_foreach(c, 1, collect, &col));
     ck_assert_int_ge(count_op(&col, "denied"), 8);
     for (i = 0; i < col.n && i < 256; i++)
-        if (strcmp(col.ops[i], "denied") == 0 && strcmp(col.principals[i], P_USER) == 0) {
+        if (strcmp(col.ops[i], "denied") == 0 && strcmp(col.principals[i], TU_USER) == 0) {
             ck_assert_ptr_nonnull(strstr(col.details[i], "admin role"));
             break;
         }
@@ -936,13 +891,13 @@ START_TEST(offboarding)
     km_version_info vi;
     collected col;
 
-    add_principals(c);
-    a = as(P_ADMIN, "pa");
+    tu_principals_add(c);
+    a = as(TU_ADMIN, "pa");
     OK(km_principal_add(a, "leaver", KM_ROLE_ADMIN | KM_ROLE_USER, (const uint8_t *)"pl", 2,
                         KM_KDF_COST_MIN));
     u = as("leaver", "pl");
     k = mkkey(u, "leavers-key", KM_KEY_AES_256_GCM);
-    OK(km_key_grant(k, P_USER, KM_PERM_ENCRYPT));
+    OK(km_key_grant(k, TU_USER, KM_PERM_ENCRYPT));
     km_key_free(k);
     ck_assert_int_eq(km_principal_remove(u, "leaver", 1), KM_E_STATE);  /* not itself */
     km_close(u);
@@ -977,12 +932,12 @@ START_TEST(dual_control_destroy)
     km_request_status st;
     collected col;
 
-    add_principals(c);
+    tu_principals_add(c);
     OK(km_policy_set(c, dual_policy, strlen(dual_policy)));
-    admin = as(P_ADMIN, "pa");
-    c1 = as(P_CUST1, "pc1");
-    c2 = as(P_CUST2, "pc2");
-    u = as(P_USER, "pu");
+    admin = as(TU_ADMIN, "pa");
+    c1 = as(TU_CUST1, "pc1");
+    c2 = as(TU_CUST2, "pc2");
+    u = as(TU_USER, "pu");
     k = mkkey(admin, "old", KM_KEY_AES_256_GCM);
     OK(km_key_rotate(k, NULL));
     OK(km_key_revoke(k, 1, KM_REVOKE_SUPERSEDED, 0));
@@ -1037,17 +992,17 @@ START_TEST(dual_control_expiry)
     km_key *k;
     uint8_t id[16], params[8] = { 0, 0, 0, 1, 0, 0, 0, 7 };
 
-    add_principals(c);
+    tu_principals_add(c);
     OK(km_policy_set(c, dual_policy, strlen(dual_policy)));
-    admin = as(P_ADMIN, "pa");
-    c1 = as(P_CUST1, "pc1");
-    c2 = as(P_CUST2, "pc2");
+    admin = as(TU_ADMIN, "pa");
+    c1 = as(TU_CUST1, "pc1");
+    c2 = as(TU_CUST2, "pc2");
     k = mkkey(admin, "old", KM_KEY_AES_256_GCM);
     OK(km_key_rotate(k, NULL));
     OK(km_key_revoke(k, 1, KM_REVOKE_SUPERSEDED, 0));
     OK(km_request_create(admin, KM_REQ_DESTROY, "old", params, 8, 600, id));
     OK(km_request_approve(c1, id));
-    fake_now += 601;
+    tu_now += 601;
     ck_assert_int_eq(km_request_approve(c2, id), KM_E_STATE);
     ck_assert_ptr_nonnull(strstr(km_error_last()->message, "expired"));
     ck_assert_int_eq(km_key_schedule_destroy(k, 1, 7), KM_E_DENIED);
@@ -1075,10 +1030,10 @@ START_TEST(dual_control_import_raw)
 
     memset(mat, 0x5a, sizeof mat);
     memset(other, 0xa5, sizeof other);
-    add_principals(c);
+    tu_principals_add(c);
     OK(km_policy_set(c, pol, strlen(pol)));
-    c1 = as(P_CUST1, "pc1");
-    c2 = as(P_CUST2, "pc2");
+    c1 = as(TU_CUST1, "pc1");
+    c2 = as(TU_CUST2, "pc2");
     k = mkkey(c, "taken", KM_KEY_AES_256_GCM);
     km_key_free(k);
     k = NULL;
@@ -1125,10 +1080,10 @@ START_TEST(dual_control_principal_policy_export)
     size_t n = 0;
     km_key_options ko = KM_KEY_OPTIONS_INIT;
 
-    add_principals(c);
+    tu_principals_add(c);
     OK(km_policy_set(c, pol, strlen(pol)));
-    c1 = as(P_CUST1, "pc1");
-    c2 = as(P_CUST2, "pc2");
+    c1 = as(TU_CUST1, "pc1");
+    c2 = as(TU_CUST2, "pc2");
     ck_assert_int_eq(km_principal_add(c, "newbie", KM_ROLE_USER, (const uint8_t *)"pn", 2,
                                       KM_KDF_COST_MIN), KM_E_DENIED);
     OK(km_request_create(c, KM_REQ_PRINCIPAL_CHANGE, NULL, (const uint8_t *)"add:newbie", 10, 0,
@@ -1195,15 +1150,15 @@ START_TEST(monitoring_alerts)
     alerts_seen a;
     int i;
 
-    OK(km_principal_add(c, P_USER, KM_ROLE_USER, (const uint8_t *)"pu", 2, KM_KDF_COST_MIN));
+    OK(km_principal_add(c, TU_USER, KM_ROLE_USER, (const uint8_t *)"pu", 2, KM_KDF_COST_MIN));
     OK(km_encrypt(k, (const uint8_t *)"secret", 6, NULL, 0, ct, sizeof ct, &len));
     OK(km_key_rotate(k, NULL));
-    OK(km_key_revoke(k, 1, KM_REVOKE_KEY_COMPROMISE, fake_now - 10));
+    OK(km_key_revoke(k, 1, KM_REVOKE_KEY_COMPROMISE, tu_now - 10));
     km_key_free(k);
     km_close(c);
     for (i = 0; i < 3; i++)
         ck_assert_int_eq(open_as(&c, NULL, "guess", 0), KM_E_AUTH);
-    u = as(P_USER, "pu");
+    u = as(TU_USER, "pu");
     OK(km_key_open(&ku, u, "k"));
     ck_assert_int_eq(km_encrypt(ku, (const uint8_t *)"m", 1, NULL, 0, ct + 64, 64, &n),
                      KM_E_DENIED);
@@ -1224,10 +1179,9 @@ END_TEST
 
 static Suite *suite(void)
 {
-    Suite *s = suite_create("audit");
-    TCase *t = tcase_create("audit");
-    tcase_add_checked_fixture(t, setup, teardown);
-    tcase_set_timeout(t, 120);
+    TCase *t;
+    Suite *s = tu_suite("audit", NULL, &t, 120, setup, teardown);
+
     tcase_add_test(t, audit_records_state_changes);
     tcase_add_test(t, audit_tamper_edit);
     tcase_add_test(t, audit_tamper_delete);
@@ -1239,19 +1193,13 @@ static Suite *suite(void)
     tcase_add_test(t, audit_sink_fails_closed);
     tcase_add_test(t, audit_failed_auth_reported);
     tcase_add_test(t, audit_crash_atomicity);
-    suite_add_tcase(s, t);
-    t = tcase_create("keyslots");
-    tcase_add_checked_fixture(t, setup, teardown);
-    tcase_set_timeout(t, 120);
+    t = tu_tcase(s, "keyslots", 120, setup, teardown);
     tcase_add_test(t, shamir_3_of_5_every_subset);
     tcase_add_test(t, shamir_altered_share_named);
     tcase_add_test(t, shamir_only_slot_left);
     tcase_add_test(t, backend_slot_dispatch);
     tcase_add_test(t, principal_slots_prove_credentials);
-    suite_add_tcase(s, t);
-    t = tcase_create("access");
-    tcase_add_checked_fixture(t, setup, teardown);
-    tcase_set_timeout(t, 120);
+    t = tu_tcase(s, "access", 120, setup, teardown);
     tcase_add_test(t, role_operation_matrix);
     tcase_add_test(t, offboarding);
     tcase_add_test(t, dual_control_destroy);
@@ -1259,16 +1207,10 @@ static Suite *suite(void)
     tcase_add_test(t, dual_control_import_raw);
     tcase_add_test(t, monitoring_alerts);
     tcase_add_test(t, dual_control_principal_policy_export);
-    suite_add_tcase(s, t);
     return s;
 }
 
 int main(void)
 {
-    SRunner *r = srunner_create(suite());
-    int failed;
-    srunner_run_all(r, CK_NORMAL);
-    failed = srunner_ntests_failed(r);
-    srunner_free(r);
-    return failed == 0 ? 0 : 1;
+    return tu_run(suite());
 }

@@ -128,15 +128,12 @@ static void setup(void)
         ck_assert_int_eq(km_backend_register(&fake_ops), KM_OK);
         registered = 1;
     }
-    dir = tu_tmpdir();
-    ctx = tu_vault(dir);
+    tu_setup(&dir, &ctx, NULL);
 }
 
 static void teardown(void)
 {
-    km_close(ctx);
-    tu_rmtree(dir);
-    free(dir);
+    tu_teardown(&dir, &ctx);
 }
 
 static km_key *fake_key(const char *name, km_key_type type, uint32_t usage)
@@ -301,26 +298,19 @@ END_TEST
 
 static Suite *backend_suite(void)
 {
-    Suite *s = suite_create("backend");
-    TCase *tc = tcase_create("backend");
-    tcase_add_checked_fixture(tc, setup, teardown);
-    tcase_set_timeout(tc, 60);
+    TCase *tc;
+    Suite *s = tu_suite("backend", NULL, &tc, 60, setup, teardown);
+
     tcase_add_test(tc, test_backend_register_rules);
     tcase_add_test(tc, test_backend_names_lists_builtin_and_registered);
     tcase_add_test(tc, test_backend_dispatch_and_nonces);
     tcase_add_test(tc, test_backend_refused_never_dispatched);
     tcase_add_test(tc, test_backend_lying_length_refused);
     tcase_add_test(tc, test_backend_error_native_code);
-    suite_add_tcase(s, tc);
     return s;
 }
 
 int main(void)
 {
-    SRunner *sr = srunner_create(backend_suite());
-    int failed;
-    srunner_run_all(sr, CK_NORMAL);
-    failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+    return tu_run(backend_suite());
 }

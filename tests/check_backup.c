@@ -28,13 +28,12 @@ static char *dir;
 
 static void setup(void)
 {
-    dir = tu_tmpdir();
+    tu_setup(&dir, NULL, NULL);
 }
 
 static void teardown(void)
 {
-    tu_rmtree(dir);
-    free(dir);
+    tu_teardown(&dir, NULL);
 }
 
 /* ------------------------------------------------------------ writers */
@@ -425,25 +424,18 @@ END_TEST
 
 static Suite *backup_suite(void)
 {
-    Suite *s = suite_create("backup");
-    TCase *tc = tcase_create("backup");
-    tcase_add_checked_fixture(tc, setup, teardown);
-    tcase_set_timeout(tc, 300);
+    TCase *tc;
+    Suite *s = tu_suite("backup", NULL, &tc, 300, setup, teardown);
+
     tcase_add_test(tc, test_backup_under_load_restores_every_acknowledged_change);
     tcase_add_test(tc, test_backup_stays_sealed);
     tcase_add_test(tc, test_backup_keeps_its_keyslots);
     tcase_add_test(tc, test_backup_never_overwrites);
     tcase_add_test(tc, test_restore_refuses_what_is_not_a_vault);
-    suite_add_tcase(s, tc);
     return s;
 }
 
 int main(void)
 {
-    SRunner *sr = srunner_create(backup_suite());
-    int failed;
-    srunner_run_all(sr, CK_NORMAL);
-    failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+    return tu_run(backup_suite());
 }

@@ -323,9 +323,9 @@ END_TEST
 
 static Suite *core_suite(void)
 {
-    Suite *s = suite_create("core");
-    TCase *tc = tcase_create("core");
-    tcase_set_timeout(tc, 60);
+    TCase *tc;
+    Suite *s = tu_suite("core", NULL, &tc, 60, NULL, NULL);
+
     tcase_add_test(tc, test_error_every_code_named);
     tcase_add_test(tc, test_error_last_is_per_thread);
     tcase_add_test(tc, test_error_long_message_truncated);
@@ -337,16 +337,10 @@ static Suite *core_suite(void)
     tcase_add_test(tc, test_format_text_round_trip);
     tcase_add_test(tc, test_prim_nonces_distinct_and_fork_refresh);
     tcase_add_test(tc, test_prim_gcm_and_kwp);
-    suite_add_tcase(s, tc);
     return s;
 }
 
 int main(void)
 {
-    SRunner *sr = srunner_create(core_suite());
-    int failed;
-    srunner_run_all(sr, CK_NORMAL);
-    failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+    return tu_run(core_suite());
 }

@@ -273,15 +273,10 @@ static int64_t crash_clock(void *arg)
 
 static int open_with_clock(km_ctx **out, const char *dir, int64_t *offset)
 {
-    char path[4200];
-    km_open_options o = KM_OPEN_OPTIONS_INIT;
-    snprintf(path, sizeof path, "lmdb:%s/vault", dir);
-    o.passphrase = (const uint8_t *)TU_PASS;
-    o.passphrase_len = strlen(TU_PASS);
-    o.kdf_cost = KM_KDF_COST_MIN;
+    tu_open o = TU_OPEN_INIT;
     o.clock = crash_clock;
     o.clock_arg = offset;
-    return km_open(out, path, &o);
+    return tu_vault_open_with(out, dir, &o);
 }
 
 static void send_msg(int fd, const struct msg *g)
@@ -547,25 +542,17 @@ END_TEST
 
 static Suite *crash_suite(void)
 {
-    Suite *s = suite_create("crash");
-    TCase *tc = tcase_create("crash");
-    tcase_set_timeout(tc, 300);
+    TCase *tc;
+    Suite *s = tu_suite("crash", NULL, &tc, 300, NULL, NULL);
+
     tcase_add_test(tc, test_crash_sigkill_keeps_acknowledged_changes);
-    suite_add_tcase(s, tc);
-    tc = tcase_create("lifecycle");
     /* about 0.1 s a round (two scrypt opens); generous for loaded machines */
-    tcase_set_timeout(tc, 120.0 + 1.0 * crash_kills());
+    tc = tu_tcase(s, "lifecycle", 120.0 + 1.0 * crash_kills(), NULL, NULL);
     tcase_add_test(tc, test_crash_lifecycle_sigkill);
-    suite_add_tcase(s, tc);
     return s;
 }
 
 int main(void)
 {
-    SRunner *sr = srunner_create(crash_suite());
-    int failed;
-    srunner_run_all(sr, CK_NORMAL);
-    failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+    return tu_run(crash_suite());
 }

@@ -1304,11 +1304,9 @@ END_TEST
 
 static Suite *crypto_suite(void)
 {
-    Suite *s = suite_create("crypto");
-    TCase *tc = tcase_create("crypto");
-    TCase *slow = tcase_create("crypto-rsa");
+    TCase *tc, *slow;
+    Suite *s = tu_suite("crypto", NULL, &tc, 120, NULL, NULL);
 
-    tcase_set_timeout(tc, 120);
     tcase_add_test(tc, test_crypto_backend_table_complete);
     tcase_add_test(tc, test_crypto_type_tables);
     tcase_add_test(tc, test_crypto_reference_layout);
@@ -1329,31 +1327,23 @@ static Suite *crypto_suite(void)
     tcase_add_test(tc, test_crypto_x25519_known_answer);
     tcase_add_test(tc, test_crypto_import_pem);
     tcase_add_test(tc, test_crypto_ops_refuse_other_key_types);
-    suite_add_tcase(s, tc);
 
     /* RSA key generation takes seconds (minutes under valgrind) */
-    tcase_set_timeout(slow, 900);
+    slow = tu_tcase(s, "crypto-rsa", 900, NULL, NULL);
     tcase_add_loop_test(slow, test_crypto_sign_verify_every_type, 0, N_OF(sign_types));
     tcase_add_test(slow, test_crypto_rsa_pss_parameters);
     tcase_add_loop_test(slow, test_crypto_public_only_verifies_never_signs, 0, N_OF(pub_types));
     tcase_add_test(slow, test_crypto_rsa_oaep_wrap_round_trip);
     tcase_add_test(slow, test_crypto_import_rejects_wrong_length_algorithm_curve);
-    suite_add_tcase(s, slow);
     return s;
 }
 
 int main(void)
 {
-    SRunner *sr;
-    int failed;
 
     if (!CRYPTO_set_mem_functions(count_malloc, count_realloc, count_free))
         return EXIT_FAILURE;
     if (km_init() != KM_OK)
         return EXIT_FAILURE;
-    sr = srunner_create(crypto_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+    return tu_run(crypto_suite());
 }

@@ -18,8 +18,7 @@ static km_ctx *a, *b;
 static void setup(void)
 {
     char sub[4200];
-    dir = tu_tmpdir();
-    a = tu_vault(dir);
+    tu_setup(&dir, &a, NULL);
     snprintf(sub, sizeof sub, "%s/b", dir);
     ck_assert_int_eq(mkdir(sub, 0700), 0);
     b = tu_vault(sub);
@@ -27,17 +26,9 @@ static void setup(void)
 
 static void teardown(void)
 {
-    km_close(a);
     km_close(b);
-    tu_rmtree(dir);
-    free(dir);
+    tu_teardown(&dir, &a);
 }
-
-#define OK(call)                                                                               \
-    do {                                                                                       \
-        int rc_ = (call);                                                                      \
-        ck_assert_msg(rc_ == KM_OK, "%s: %s (%s)", #call, km_err_name(rc_), km_error_last()->message); \
-    } while (0)
 
 static void write_file(const char *path, const uint8_t *p, size_t n)
 {
@@ -327,26 +318,20 @@ END_TEST
 
 static Suite *distribute_suite(void)
 {
-    Suite *s = suite_create("distribute");
-    TCase *tc = tcase_create("distribute");
-    tcase_add_checked_fixture(tc, setup, teardown);
-    tcase_set_timeout(tc, 600); /* RSA-4096 wrapping keys are generated, slowly under valgrind */
+    TCase *tc;
+    Suite *s = tu_suite("distribute", NULL, &tc, 600, setup, teardown);
+
+    /* 600 s: RSA-4096 wrapping keys are generated, slowly under valgrind */
     tcase_add_test(tc, test_distribute_vault_to_vault);
     tcase_add_test(tc, test_distribute_kwp_under_kek);
     tcase_add_test(tc, test_distribute_openssl_unwraps_export);
     tcase_add_test(tc, test_distribute_openssl_wraps_import);
     tcase_add_test(tc, test_distribute_derive);
     tcase_add_test(tc, test_distribute_agree);
-    suite_add_tcase(s, tc);
     return s;
 }
 
 int main(void)
 {
-    SRunner *sr = srunner_create(distribute_suite());
-    int failed;
-    srunner_run_all(sr, CK_NORMAL);
-    failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+    return tu_run(distribute_suite());
 }

@@ -15,24 +15,15 @@ static km_key *kek;
 
 static void setup(void)
 {
-    dir = tu_tmpdir();
-    ctx = tu_vault(dir);
+    tu_setup(&dir, &ctx, NULL);
     ck_assert_int_eq(km_key_create(&kek, ctx, "kek", KM_KEY_AES_256_GCM, NULL), KM_OK);
 }
 
 static void teardown(void)
 {
     km_key_free(kek);
-    km_close(ctx);
-    tu_rmtree(dir);
-    free(dir);
+    tu_teardown(&dir, &ctx);
 }
-
-#define OK(call)                                                                               \
-    do {                                                                                       \
-        int rc_ = (call);                                                                      \
-        ck_assert_msg(rc_ == KM_OK, "%s: %s (%s)", #call, km_err_name(rc_), km_error_last()->message); \
-    } while (0)
 
 START_TEST(test_envelope_datakey_round_trip)
 {
@@ -196,25 +187,18 @@ END_TEST
 
 static Suite *envelope_suite(void)
 {
-    Suite *s = suite_create("envelope");
-    TCase *tc = tcase_create("envelope");
-    tcase_add_checked_fixture(tc, setup, teardown);
-    tcase_set_timeout(tc, 120);
+    TCase *tc;
+    Suite *s = tu_suite("envelope", NULL, &tc, 120, setup, teardown);
+
     tcase_add_test(tc, test_envelope_datakey_round_trip);
     tcase_add_test(tc, test_envelope_datakey_tamper);
     tcase_add_test(tc, test_envelope_file_rotate_rewrap);
     tcase_add_test(tc, test_envelope_rewrap_ciphertext);
     tcase_add_test(tc, test_envelope_rewrap_batch);
-    suite_add_tcase(s, tc);
     return s;
 }
 
 int main(void)
 {
-    SRunner *sr = srunner_create(envelope_suite());
-    int failed;
-    srunner_run_all(sr, CK_NORMAL);
-    failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+    return tu_run(envelope_suite());
 }

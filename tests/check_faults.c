@@ -35,37 +35,10 @@
 #define DAY 86400
 #define NEW_PASS "the new passphrase"
 
-static int64_t fake_now = 1900000000;
-static int64_t clock_fn(void *arg)
-{
-    (void)arg;
-    return fake_now;
-}
-
-#define OK(call)                                                                               \
-    do {                                                                                       \
-        int rc_ = (call);                                                                      \
-        ck_assert_msg(rc_ == KM_OK, "%s: %s (%s)", #call, km_err_name(rc_), km_error_last()->message); \
-    } while (0)
-
-static int open_as(km_ctx **out, const char *dir, const char *principal, const char *pass,
-                   uint32_t flags)
-{
-    char uri[4200];
-    km_open_options o = KM_OPEN_OPTIONS_INIT;
-    snprintf(uri, sizeof uri, "lmdb:%s/vault", dir);
-    o.flags = flags;
-    o.principal = principal;
-    o.passphrase = (const uint8_t *)pass;
-    o.passphrase_len = strlen(pass);
-    o.kdf_cost = KM_KDF_COST_MIN;
-    o.clock = clock_fn;
-    return km_open(out, uri, &o);
-}
-
+/* Opens dir/vault as the owner on the fake clock tu_clock. */
 static int open_at(km_ctx **out, const char *dir, const char *pass, uint32_t flags)
 {
-    return open_as(out, dir, NULL, pass, flags);
+    return tu_vault_open_as(out, dir, NULL, pass, flags);
 }
 
 static void copy_dir(const char *from, const char *to)
@@ -88,8 +61,6 @@ static uint8_t req_id[16];
 static uint8_t wrapped[512];   /* key "e" (HMAC, exportable) wrapped under "kek" (AES-KWP) */
 static size_t wrapped_len;
 
-#define P_ADMIN "alice-admin"
-#define P_ADMIN_PASS "pa"
 static const char dual_policy[] = "{\"version\": 1, \"dual_control\": {\"destroy\": 2}}";
 
 static void make_deactivated(km_ctx *c, const char *name)
@@ -105,18 +76,15 @@ static void make_dual(const char *dir, km_ctx *c)
 {
     static const uint8_t params[8] = { 0, 0, 0, 1, 0, 0, 0, 7 };   /* v1, 7 days */
     km_ctx *a, *c1, *c2;
-    OK(km_principal_add(c, P_ADMIN, KM_ROLE_ADMIN, (const uint8_t *)P_ADMIN_PASS, 2,
-                        KM_KDF_COST_MIN));
-    OK(km_principal_add(c, "carol-custodian", KM_ROLE_CUSTODIAN, (const uint8_t *)"pc1", 3,
-                        KM_KDF_COST_MIN));
-    OK(km_principal_add(c, "dave-custodian", KM_ROLE_CUSTODIAN, (const uint8_t *)"pc2", 3,
-                        KM_KDF_COST_MIN));
+    OK(tu_principal_add(c, TU_ADMIN, KM_ROLE_ADMIN, TU_ADMIN_PASS));
+    OK(tu_principal_add(c, TU_CUST1, KM_ROLE_CUSTODIAN, TU_CUST1_PASS));
+    OK(tu_principal_add(c, TU_CUST2, KM_ROLE_CUSTODIAN, TU_CUST2_PASS));
     OK(km_policy_set(c, dual_policy, strlen(dual_policy)));
-    OK(open_as(&a, dir, P_ADMIN, P_ADMIN_PASS, 0));
+    OK(tu_vault_open_as(&a, dir, TU_ADMIN, TU_ADMIN_PASS, 0));
     make_deactivated(a, "s2");
     OK(km_request_create(a, KM_REQ_DESTROY, "s2", params, 8, KM_REQUEST_TTL_MAX, req_id));
-    OK(open_as(&c1, dir, "carol-custodian", "pc1", 0));
-    OK(open_as(&c2, dir, "dave-custodian", "pc2", 0));
+    OK(tu_vault_open_as(&c1, dir, TU_CUST1, TU_CUST1_PASS, 0));
+    OK(tu_vault_open_as(&c2, dir, TU_CUST2, TU_CUST2_PASS, 0));
     OK(km_request_approve(c1, req_id));
     OK(km_request_approve(c2, req_id));
     km_close(c2);
@@ -175,7 +143,7 @@ static const char *const op_names[OP__COUNT] = {
 static int open_caller(km_ctx **out, const char *dir, enum op op)
 {
     if (op == OP_DUAL)
-        return open_as(out, dir, P_ADMIN, P_ADMIN_PASS, 0);
+        return tu_vault_open_as(out, dir, TU_ADMIN, TU_ADMIN_PASS, 0);
     return open_at(out, dir, TU_PASS, 0);
 }
 
@@ -198,7 +166,7 @@ static int run_op(km_ctx *c, enum op op)
         break;
     case OP_REVOKE:
         if ((rc = km_key_open(&k, c, "k")) == KM_OK)
-            rc = km_key_revoke(k, 1, KM_REVOKE_KEY_COMPROMISE, fake_now - 60);
+            rc = km_key_revoke(k, 1, KM_REVOKE_KEY_COMPROMISE, tu_now - 60);
         break;
     case OP_DESTROY:
         rc = km_maintain(c, NULL);   /* the clock is past d v1's grace period */
@@ -531,9 +499,9 @@ START_TEST(test_crash_at_every_step)
     snprintf(base, sizeof base, "%s/base", dir);
     snprintf(work, sizeof work, "%s/work", dir);
     ck_assert(mkdir(base, 0700) == 0);
-    fake_now = 1900000000;
+    tu_now = 1900000000;
     make_base(base, op == OP_DUAL);
-    fake_now += 8 * DAY;   /* d v1's destruction is due */
+    tu_now += 8 * DAY;   /* d v1's destruction is due */
     crash_every_step(base, work, (enum op)op);
     tu_rmtree(dir);
     free(dir);
@@ -681,23 +649,13 @@ END_TEST
 
 int main(void)
 {
-    Suite *s = suite_create("faults");
-    TCase *tc = tcase_create("every-step");
-    SRunner *sr;
-    int failed;
+    TCase *tc;
+    Suite *s = tu_suite("faults", "every-step", &tc, 600, NULL, NULL);
 
-    tcase_set_timeout(tc, 600);
     tcase_add_loop_test(tc, test_crash_at_every_step, 0, OP__COUNT);
-    suite_add_tcase(s, tc);
-    tc = tcase_create("disk-full");
-    tcase_set_timeout(tc, 300);
+    tc = tu_tcase(s, "disk-full", 300, NULL, NULL);
     /* 0: a real ENOSPC on a tmpfs when root (else RLIMIT_FSIZE, said so);
      * 1: RLIMIT_FSIZE (EFBIG) in every case */
     tcase_add_loop_test(tc, test_disk_full, 0, 2);
-    suite_add_tcase(s, tc);
-    sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed == 0 ? 0 : 1;
+    return tu_run(s);
 }

@@ -41,13 +41,6 @@
 #define MASK 0xA5u
 #define CHUNK (1u << 20)
 
-static int64_t fake_now;
-static int64_t clock_fn(void *arg)
-{
-    (void)arg;
-    return fake_now;
-}
-
 static int places, found_places;
 static uint8_t needle[32];   /* canary XOR MASK: never the canary itself */
 static uint8_t *scanbuf;     /* mmap'ed, skipped by the scan */
@@ -168,27 +161,6 @@ static void place(const char *what, size_t hits)
     printf("hygiene: place %-38s %s\n", what, hits ? "CANARY FOUND" : "clean");
 }
 
-#define OK(call)                                                                               \
-    do {                                                                                       \
-        int rc_ = (call);                                                                      \
-        ck_assert_msg(rc_ == KM_OK, "%s: %s (%s)", #call, km_err_name(rc_), km_error_last()->message); \
-    } while (0)
-
-static km_ctx *open_vault(const char *dir)
-{
-    char uri[4200];
-    km_open_options o = KM_OPEN_OPTIONS_INIT;
-    km_ctx *ctx = NULL;
-    snprintf(uri, sizeof uri, "lmdb:%s/vault", dir);
-    o.flags = KM_OPEN_CREATE;
-    o.passphrase = (const uint8_t *)TU_PASS;
-    o.passphrase_len = strlen(TU_PASS);
-    o.kdf_cost = KM_KDF_COST_MIN;
-    o.clock = clock_fn;
-    OK(km_open(&ctx, uri, &o));
-    return ctx;
-}
-
 static km_key *import_canary(km_ctx *ctx, const char *name, km_key_type type)
 {
     volatile uint8_t m[32];
@@ -234,8 +206,8 @@ START_TEST(test_after_destroy_and_close)
     size_t h;
     km_secret *dk = NULL;
 
-    fake_now = 1900000000;
-    ctx = open_vault(dir);
+    tu_now = 1900000000;
+    ctx = tu_vault_clocked(dir, 0);
     k = import_canary(ctx, "canary", KM_KEY_AES_256_GCM);
     OK(km_encrypt(k, (const uint8_t *)"sixty-four bytes of plaintext, more or less, to encrypt...!!!!!!", 64,
                   NULL, 0, ct, sizeof ct, &n));
@@ -251,7 +223,7 @@ START_TEST(test_after_destroy_and_close)
 
     OK(km_key_revoke(k, 1, KM_REVOKE_CESSATION_OF_OPERATION, 0));
     OK(km_key_schedule_destroy(k, 1, 7));
-    fake_now += 8 * DAY;
+    tu_now += 8 * DAY;
     OK(km_maintain(ctx, NULL));
     km_key_free(k);
     h = scan_self("after destroy, vault open");
@@ -276,8 +248,8 @@ START_TEST(test_after_error_paths)
     size_t n, m;
     int before = found_places, rc;
 
-    fake_now = 1900000000;
-    ctx = open_vault(dir);
+    tu_now = 1900000000;
+    ctx = tu_vault_clocked(dir, 0);
     /* a refused import: 32 bytes for a 16-byte key type */
     canary_get(mat);
     rc = km_key_import(&bad, ctx, "bad", KM_KEY_AES_128_GCM, KM_MATERIAL_RAW,
@@ -311,8 +283,8 @@ START_TEST(test_public_export)
     size_t n;
     int before = found_places;
 
-    fake_now = 1900000000;
-    ctx = open_vault(dir);
+    tu_now = 1900000000;
+    ctx = tu_vault_clocked(dir, 0);
     k = import_canary(ctx, "canary-ed", KM_KEY_ED25519);   /* the canary as a private key */
     OK(km_key_public_export(k, 0, KM_MATERIAL_SPKI_DER, out, sizeof out, &n));
     place("public export (SPKI DER)", find_all(out, n, NULL));
@@ -384,7 +356,7 @@ static size_t core_dump_hits(int asym)
         prctl(PR_SET_DUMPABLE, 1);
         if (chdir(dir) != 0)
             _exit(3);
-        ctx = open_vault(dir);
+        ctx = tu_vault_clocked(dir, 0);
         k = import_canary(ctx, "canary", KM_KEY_AES_256_GCM);
         if (km_encrypt(k, (const uint8_t *)"0123456789abcdef", 16, NULL, 0, ct, sizeof ct, &n) != KM_OK
             || km_decrypt(ctx, 0, ct, n, NULL, 0, pt, sizeof pt, &pn) != KM_OK)
@@ -469,8 +441,8 @@ END_TEST
 
 int main(void)
 {
-    Suite *s = suite_create("hygiene");
-    TCase *tc = tcase_create("canary");
+    TCase *tc;
+    Suite *s;
     SRunner *sr;
     int failed;
 
@@ -493,7 +465,7 @@ int main(void)
     scanbuf = mmap(NULL, CHUNK, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (scanbuf == MAP_FAILED)
         return 99;
-    tcase_set_timeout(tc, 300);
+    s = tu_suite("hygiene", "canary", &tc, 300, NULL, NULL);
     tcase_add_test(tc, test_scanner_sees_canary);
     tcase_add_test(tc, test_after_destroy_and_close);
     tcase_add_test(tc, test_after_error_paths);
@@ -501,7 +473,6 @@ int main(void)
      * freed OpenSSL DER buffers that a later fork would inherit */
     tcase_add_test(tc, test_core_dump);
     tcase_add_test(tc, test_public_export);
-    suite_add_tcase(s, tc);
     sr = srunner_create(s);
     srunner_set_fork_status(sr, CK_NOFORK); /* one process: the figures add up */
     srunner_run_all(sr, CK_NORMAL);

@@ -10,43 +10,21 @@
 #include "testutil.h"
 
 #define DAY 86400
-static int64_t fake_now;
-static int64_t clock_fn(void *arg)
-{
-    (void)arg;
-    return fake_now;
-}
-
 static char *dir;
 static km_ctx *ctx;
 
 static void setup(void)
 {
-    char uri[4200];
-    km_open_options o = KM_OPEN_OPTIONS_INIT;
-    fake_now = 1900000000; /* 2030-03-17 */
-    dir = tu_tmpdir();
-    snprintf(uri, sizeof uri, "lmdb:%s/vault", dir);
-    o.flags = KM_OPEN_CREATE | KM_OPEN_STRICT_REFRESH;
-    o.passphrase = (const uint8_t *)TU_PASS;
-    o.passphrase_len = strlen(TU_PASS);
-    o.kdf_cost = KM_KDF_COST_MIN;
-    o.clock = clock_fn;
-    ck_assert_int_eq(km_open(&ctx, uri, &o), KM_OK);
+    tu_open o = TU_OPEN_INIT;
+    o.flags = KM_OPEN_STRICT_REFRESH;
+    o.clock = tu_clock;        /* tu_now: 2030-03-17 */
+    tu_setup(&dir, &ctx, &o);
 }
 
 static void teardown(void)
 {
-    km_close(ctx);
-    tu_rmtree(dir);
-    free(dir);
+    tu_teardown(&dir, &ctx);
 }
-
-#define OK(call)                                                                               \
-    do {                                                                                       \
-        int rc_ = (call);                                                                      \
-        ck_assert_msg(rc_ == KM_OK, "%s: %s (%s)", #call, km_err_name(rc_), km_error_last()->message); \
-    } while (0)
 
 static km_key_state state_of(km_key *k, uint32_t version, km_version_info *out)
 {
@@ -68,7 +46,7 @@ static km_key *key_in_state(const char *name, km_key_state st, uint8_t *ct, size
     km_key *k = NULL;
     *ct_len = 0;
     if (st == KM_STATE_PRE_ACTIVE)
-        o.activate_at = fake_now + DAY;
+        o.activate_at = tu_now + DAY;
     OK(km_key_create(&k, ctx, name, KM_KEY_AES_256_GCM, &o));
     if (st != KM_STATE_PRE_ACTIVE)
         OK(km_encrypt(k, (const uint8_t *)"data", 4, NULL, 0, ct, 100, ct_len));
@@ -83,7 +61,7 @@ static km_key *key_in_state(const char *name, km_key_state st, uint8_t *ct, size
         OK(km_key_revoke(k, 1, KM_REVOKE_SUPERSEDED, 0));
         break;
     case KM_STATE_COMPROMISED:
-        OK(km_key_revoke(k, 1, KM_REVOKE_KEY_COMPROMISE, fake_now - 10));
+        OK(km_key_revoke(k, 1, KM_REVOKE_KEY_COMPROMISE, tu_now - 10));
         break;
     case KM_STATE_DESTROY_PENDING:
         OK(km_key_revoke(k, 1, KM_REVOKE_SUPERSEDED, 0));
@@ -92,7 +70,7 @@ static km_key *key_in_state(const char *name, km_key_state st, uint8_t *ct, size
     case KM_STATE_DESTROYED:
         OK(km_key_revoke(k, 1, KM_REVOKE_SUPERSEDED, 0));
         OK(km_key_schedule_destroy(k, 1, 7));
-        fake_now += 8 * DAY;
+        tu_now += 8 * DAY;
         OK(km_maintain(ctx, NULL));
         break;
     }
@@ -132,7 +110,7 @@ static int do_op(km_key *k, int op)
     case A_SUSPEND: return km_key_suspend(k, 1);
     case A_RESUME: return km_key_resume(k, 1);
     case A_REVOKE: return km_key_revoke(k, 1, KM_REVOKE_CESSATION_OF_OPERATION, 0);
-    case A_COMPROMISE: return km_key_revoke(k, 1, KM_REVOKE_KEY_COMPROMISE, fake_now - 1);
+    case A_COMPROMISE: return km_key_revoke(k, 1, KM_REVOKE_KEY_COMPROMISE, tu_now - 1);
     case A_DESTROY: return km_key_schedule_destroy(k, 1, 7);
     case A_CANCEL: return km_key_cancel_destroy(k, 1);
     }
@@ -215,8 +193,8 @@ START_TEST(test_lifecycle_bad_arguments)
     ck_assert_int_eq(km_key_suspend(k, 9), KM_E_NOTFOUND);
     ck_assert_int_eq(km_key_revoke(k, 1, (km_revoke_reason)0, 0), KM_E_INVALID);
     ck_assert_int_eq(km_key_revoke(k, 1, KM_REVOKE_KEY_COMPROMISE, 0), KM_E_INVALID);
-    ck_assert_int_eq(km_key_revoke(k, 1, KM_REVOKE_KEY_COMPROMISE, fake_now + 5 * DAY), KM_E_INVALID);
-    ck_assert_int_eq(km_key_revoke(k, 1, KM_REVOKE_SUPERSEDED, fake_now), KM_E_INVALID);
+    ck_assert_int_eq(km_key_revoke(k, 1, KM_REVOKE_KEY_COMPROMISE, tu_now + 5 * DAY), KM_E_INVALID);
+    ck_assert_int_eq(km_key_revoke(k, 1, KM_REVOKE_SUPERSEDED, tu_now), KM_E_INVALID);
     ck_assert_int_eq(km_key_schedule_destroy(k, 1, 0), KM_E_INVALID);
     ck_assert_int_eq(km_key_schedule_destroy(k, 1, 7), KM_E_STATE); /* ACTIVE: never directly */
     OK(km_revoke_reason_from_name("key-compromise", &r));
@@ -240,7 +218,7 @@ START_TEST(test_lifecycle_time_driven)
     size_t n1, n;
     const char *name, *action;
     uint32_t ver;
-    int64_t t0 = fake_now;
+    int64_t t0 = tu_now;
 
     o.rotate_days = 90;
     o.protect_days = 90;
@@ -252,12 +230,12 @@ START_TEST(test_lifecycle_time_driven)
     ck_assert_int_eq(vi.protect_stop, t0 + 90 * DAY);
     ck_assert_int_eq(vi.process_stop, t0 + 730 * DAY);
 
-    fake_now = t0 + 89 * DAY;
+    tu_now = t0 + 89 * DAY;
     OK(km_maintain(ctx, &rep));
     ck_assert_uint_eq(km_maintain_report_count(rep), 0);
     km_maintain_report_free(rep);
 
-    fake_now = t0 + 90 * DAY;
+    tu_now = t0 + 90 * DAY;
     OK(km_maintain(ctx, &rep));
     ck_assert_uint_eq(km_maintain_report_count(rep), 2);
     OK(km_maintain_report_get(rep, 0, &name, &ver, &action));
@@ -278,7 +256,7 @@ START_TEST(test_lifecycle_time_driven)
 
     /* nine more rotations over two years, on time, without a run in between
      * being missed: each run does what is due */
-    fake_now = t0 + 180 * DAY;
+    tu_now = t0 + 180 * DAY;
     OK(km_maintain(ctx, NULL));
     OK(km_key_info(&info, k));
     ck_assert_uint_eq(km_keyinfo_version_count(info), 3);
@@ -286,13 +264,13 @@ START_TEST(test_lifecycle_time_driven)
     km_keyinfo_free(info);
 
     /* past v1's process-stop: destroy-pending with the grace window, then destroyed */
-    fake_now = t0 + 730 * DAY;
+    tu_now = t0 + 730 * DAY;
     OK(km_maintain(ctx, NULL));
     state_of(k, 1, &vi);
     ck_assert_int_eq(vi.state, KM_STATE_DESTROY_PENDING);
     ck_assert_int_eq(vi.destroy_after, t0 + 760 * DAY);
     ck_assert_int_eq(km_decrypt(ctx, 0, ct1, n1, NULL, 0, pt, sizeof pt, &n), KM_E_STATE);
-    fake_now = t0 + 760 * DAY;
+    tu_now = t0 + 760 * DAY;
     OK(km_maintain(ctx, NULL));
     state_of(k, 1, &vi);
     ck_assert_int_eq(vi.state, KM_STATE_DESTROYED);
@@ -311,10 +289,10 @@ START_TEST(test_lifecycle_scheduled_activation)
     km_key *k = NULL;
     uint8_t ct[100];
     size_t n;
-    o.activate_at = fake_now + 3 * DAY;
+    o.activate_at = tu_now + 3 * DAY;
     OK(km_key_create(&k, ctx, "later", KM_KEY_AES_128_GCM, &o));
     ck_assert_int_eq(km_encrypt(k, (const uint8_t *)"x", 1, NULL, 0, ct, sizeof ct, &n), KM_E_STATE);
-    fake_now += 3 * DAY;
+    tu_now += 3 * DAY;
     OK(km_encrypt(k, (const uint8_t *)"x", 1, NULL, 0, ct, sizeof ct, &n)); /* lazily activated */
     ck_assert_int_eq(state_of(k, 1, NULL), KM_STATE_ACTIVE);
     km_key_free(k);
@@ -337,7 +315,7 @@ START_TEST(test_lifecycle_destroy_is_final)
     ck_assert_int_eq(state_of(k, 1, NULL), KM_STATE_DEACTIVATED);
     OK(km_decrypt(ctx, 0, ct, n, NULL, 0, pt, sizeof pt, &m));
     OK(km_key_schedule_destroy(k, 1, 7));
-    fake_now += 7 * DAY;
+    tu_now += 7 * DAY;
     ck_assert_int_eq(km_key_cancel_destroy(k, 1), KM_E_STATE);
     OK(km_maintain(ctx, NULL));
     ck_assert_int_eq(state_of(k, 1, NULL), KM_STATE_DESTROYED);
@@ -382,21 +360,21 @@ START_TEST(test_policy_algorithm_retired_by_date)
     uint8_t sig[KM_SIGNATURE_MAX];
     size_t n;
     const char *name, *why;
-    fake_now = 1924905600; /* 2030-12-31 */
+    tu_now = 1924905600; /* 2030-12-31 */
     OK(km_key_create(&k, ctx, "legacy", KM_KEY_RSA_2048, NULL));
     OK(km_sign(k, 0, (const uint8_t *)"m", 1, sig, sizeof sig, &n));
     OK(km_policy_report(ctx, &f));
     ck_assert_uint_eq(km_policy_findings_count(f), 0);
     km_policy_findings_free(f);
-    fake_now = 1925078400; /* 2031-01-02 */
+    tu_now = 1925078400; /* 2031-01-02 */
     ck_assert_int_eq(km_sign(k, 0, (const uint8_t *)"m", 1, sig, sizeof sig, &n), KM_E_POLICY);
     ck_assert_ptr_nonnull(strstr(km_error_last()->message, "rsa-2048"));
     {   /* a signature from before the date still verifies */
         uint8_t old[KM_SIGNATURE_MAX];
         size_t on;
-        fake_now = 1924905600;
+        tu_now = 1924905600;
         OK(km_sign(k, 0, (const uint8_t *)"m", 1, old, sizeof old, &on));
-        fake_now = 1925078400;
+        tu_now = 1925078400;
         OK(km_verify(k, 0, 0, (const uint8_t *)"m", 1, old, on));
     }
     OK(km_policy_report(ctx, &f));
@@ -416,22 +394,18 @@ START_TEST(test_policy_usage_limit)
 {
     static const char pol[] = "{\"version\": 1, \"usage_limits\": {\"aes-gcm-invocations\": 3000}, "
                               "\"rotation\": {\"usage_fraction\": 0.9}}";
-    km_open_options o = KM_OPEN_OPTIONS_INIT;
+    tu_open o = TU_OPEN_INIT;
     km_maintain_report *rep = NULL;
     km_ctx *c2 = NULL;
     km_key *k = NULL;
     uint8_t ct[100];
     size_t n;
-    char uri[4200];
     int i, rc = KM_OK;
     OK(km_policy_set(ctx, pol, sizeof pol - 1));
     /* a second context that refreshes rarely, so that nothing rotates lazily */
-    snprintf(uri, sizeof uri, "lmdb:%s/vault", dir);
-    o.passphrase = (const uint8_t *)TU_PASS;
-    o.passphrase_len = strlen(TU_PASS);
     o.refresh_ms = 600000;
-    o.clock = clock_fn;
-    OK(km_open(&c2, uri, &o));
+    o.clock = tu_clock;
+    OK(tu_vault_open_with(&c2, dir, &o));
     OK(km_key_create(&k, c2, "busy", KM_KEY_AES_256_GCM, NULL));
     for (i = 0; i < 3000 && rc == KM_OK; i++)
         rc = km_encrypt(k, (const uint8_t *)"x", 1, NULL, 0, ct, sizeof ct, &n);
@@ -472,14 +446,10 @@ START_TEST(test_policy_key_policy_tightens_only)
     km_close(ctx);
     ctx = NULL;
     { /* reopen with a long refresh so nothing rotates lazily while we count */
-        km_open_options oo = KM_OPEN_OPTIONS_INIT;
-        char uri[4200];
-        snprintf(uri, sizeof uri, "lmdb:%s/vault", dir);
-        oo.passphrase = (const uint8_t *)TU_PASS;
-        oo.passphrase_len = strlen(TU_PASS);
+        tu_open oo = TU_OPEN_INIT;
         oo.refresh_ms = 600000;
-        oo.clock = clock_fn;
-        OK(km_open(&ctx, uri, &oo));
+        oo.clock = tu_clock;
+        OK(tu_vault_open_with(&ctx, dir, &oo));
     }
     km_key_free(other);
     OK(km_key_open(&k, ctx, "tight"));
@@ -522,10 +492,9 @@ END_TEST
 
 static Suite *lifecycle_suite(void)
 {
-    Suite *s = suite_create("lifecycle");
-    TCase *tc = tcase_create("lifecycle");
-    tcase_add_checked_fixture(tc, setup, teardown);
-    tcase_set_timeout(tc, 120);
+    TCase *tc;
+    Suite *s = tu_suite("lifecycle", NULL, &tc, 120, setup, teardown);
+
     tcase_add_test(tc, test_lifecycle_transition_table);
     tcase_add_test(tc, test_lifecycle_operations_by_state);
     tcase_add_test(tc, test_lifecycle_bad_arguments);
@@ -537,16 +506,10 @@ static Suite *lifecycle_suite(void)
     tcase_add_test(tc, test_policy_usage_limit);
     tcase_add_test(tc, test_policy_fips_profile);
     tcase_add_test(tc, test_policy_key_policy_tightens_only);
-    suite_add_tcase(s, tc);
     return s;
 }
 
 int main(void)
 {
-    SRunner *sr = srunner_create(lifecycle_suite());
-    int failed;
-    srunner_run_all(sr, CK_NORMAL);
-    failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+    return tu_run(lifecycle_suite());
 }

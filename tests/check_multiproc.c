@@ -324,22 +324,17 @@ END_TEST
 
 static Suite *multiproc_suite(void)
 {
-    Suite *s = suite_create("multiproc");
-    TCase *tc = tcase_create("multiproc");
+    TCase *tc;
+    Suite *s = tu_suite("multiproc", NULL, &tc, 0, NULL, NULL);
+
     tcase_set_timeout(tc, 120.0 + 2.0 * env_count("KM_MULTIPROC_KILLS", 20)
                               + 1.0 * env_count("KM_COMPACT_KILLS", 20));
     tcase_add_test(tc, test_multiproc_one_killed_mid_write_others_go_on);
     tcase_add_test(tc, test_multiproc_sigkill_during_compact);
-    suite_add_tcase(s, tc);
     return s;
 }
 
 int main(void)
 {
-    SRunner *sr = srunner_create(multiproc_suite());
-    int failed;
-    srunner_run_all(sr, CK_NORMAL);
-    failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+    return tu_run(multiproc_suite());
 }

@@ -200,21 +200,16 @@ END_TEST
 
 static Suite *nonces_suite(void)
 {
-    Suite *s = suite_create("nonces");
-    TCase *tc = tcase_create("nonces");
+    TCase *tc;
+    Suite *s = tu_suite("nonces", NULL, &tc, 0, NULL, NULL);
+
     /* 2^24 take about a minute on 2 cores; generous for loaded machines */
     tcase_set_timeout(tc, 60.0 + (double)nonce_total() / 50000.0);
     tcase_add_test(tc, test_nonces_never_repeat);
-    suite_add_tcase(s, tc);
     return s;
 }
 
 int main(void)
 {
-    SRunner *sr = srunner_create(nonces_suite());
-    int failed;
-    srunner_run_all(sr, CK_NORMAL);
-    failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+    return tu_run(nonces_suite());
 }

@@ -29,51 +29,30 @@
 
 #include "testutil.h"
 
-#define MODULE "/usr/lib/softhsm/libsofthsm2.so"
+#define MODULE TU_P11_MODULE
 #define PIN "5678"
-#define OK(x) ck_assert_int_eq((x), KM_OK)
 
 static char *dir;
 static km_ctx *ctx;
+static tu_softhsm hsm;      /* this test's SoftHSM2 configuration and token directory */
 
 /* ------------------------------------------------------------ fixture */
 
-static void init_token(const char *label)
-{
-    char cmd[512];
-
-    snprintf(cmd, sizeof cmd, "softhsm2-util --init-token --free --label %s --so-pin 1234 "
-             "--pin %s >/dev/null", label, PIN);
-    ck_assert_int_eq(system(cmd), 0);
-}
-
 static void setup(void)
 {
-    char tokdir[4200], path[4200];
-    FILE *f;
-
-    dir = tu_tmpdir();
-    snprintf(tokdir, sizeof tokdir, "%s/tok", dir);
-    ck_assert_int_eq(mkdir(tokdir, 0700), 0);
-    snprintf(path, sizeof path, "%s/softhsm2.conf", dir);
-    f = fopen(path, "w");
-    ck_assert_ptr_nonnull(f);
-    fprintf(f, "directories.tokendir = %s\nobjectstore.backend = file\nlog.level = ERROR\n",
-            tokdir);
-    fclose(f);
-    setenv("SOFTHSM2_CONF", path, 1);
+    tu_setup(&dir, NULL, NULL);
+    tu_softhsm_setup(&hsm, dir);
     unsetenv("KM_PKCS11_PIN");
-    init_token("km-a");
-    init_token("km-b");
+    tu_softhsm_token("km-a", PIN);
+    tu_softhsm_token("km-b", PIN);
     ctx = tu_vault(dir);
 }
 
 static void teardown(void)
 {
     km_pkcs11_set_pin_callback(NULL, NULL);
-    km_close(ctx);
-    ctx = NULL;
-    tu_rmtree(dir);
+    tu_teardown(&dir, &ctx);
+    tu_softhsm_cleanup(&hsm);
 }
 
 /* ------------------------------------------------------- PIN callback */
@@ -708,11 +687,9 @@ END_TEST
 
 static Suite *suite(void)
 {
-    Suite *s = suite_create("p11helper");
-    TCase *tc = tcase_create("softhsm2");
+    TCase *tc;
+    Suite *s = tu_suite("p11helper", "softhsm2", &tc, 60, setup, teardown);
 
-    tcase_add_checked_fixture(tc, setup, teardown);
-    tcase_set_timeout(tc, 60);
     tcase_add_test(tc, test_p11helper_discovery);
     tcase_add_test(tc, test_p11helper_pin_callback_retry);
     tcase_add_test(tc, test_p11helper_pin_cancel);
@@ -722,24 +699,12 @@ static Suite *suite(void)
     tcase_add_test(tc, test_p11helper_card_cancel);
     tcase_add_test(tc, test_p11helper_raw_sessions_survive);
     tcase_add_test(tc, test_p11helper_fork_child);
-    suite_add_tcase(s, tc);
     return s;
 }
 
 int main(void)
 {
-    SRunner *sr;
-    int failed;
-
-    if (access(MODULE, R_OK) != 0 || system("softhsm2-util --version >/dev/null 2>&1") != 0) {
-        /* never a silent skip: the build asked for the PKCS#11 backend */
-        fprintf(stderr, "check_p11helper: SoftHSM2 is not installed (apt-get install softhsm2): "
-                "FAILED\n");
+    if (!tu_softhsm_installed("check_p11helper"))
         return 1;
-    }
-    sr = srunner_create(suite());
-    srunner_run_all(sr, CK_NORMAL);
-    failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+    return tu_run(suite());
 }

@@ -25,76 +25,30 @@
 
 #include "testutil.h"
 
-#define MODULE "/usr/lib/softhsm/libsofthsm2.so"
+#define MODULE TU_P11_MODULE
 #define LABEL "km-test"
 #define PIN "5678"
-#define OK(x)                                                                                  \
-    do {                                                                                       \
-        int rc_ = (x);                                                                         \
-        ck_assert_msg(rc_ == KM_OK, "%s: %s (%s)", #x, km_err_name(rc_), km_error_last()->message); \
-    } while (0)
 #define DAY 86400
 
 static char *dir;
-static char tokdir[4200];
+static tu_softhsm hsm;      /* this test's SoftHSM2 configuration and token directory */
 static char config[4400];
 static km_ctx *ctx;
-static int64_t fake_now;
-
-static int64_t clock_fn(void *arg)
-{
-    (void)arg;
-    return fake_now;
-}
-
-static void make_token(void)
-{
-    char path[4200], cmd[4400];
-    FILE *f;
-
-    snprintf(tokdir, sizeof tokdir, "%s/tok", dir);
-    ck_assert_int_eq(mkdir(tokdir, 0700), 0);
-    snprintf(path, sizeof path, "%s/softhsm2.conf", dir);
-    f = fopen(path, "w");
-    ck_assert_ptr_nonnull(f);
-    fprintf(f, "directories.tokendir = %s\nobjectstore.backend = file\nlog.level = ERROR\n",
-            tokdir);
-    fclose(f);
-    setenv("SOFTHSM2_CONF", path, 1);
-    snprintf(cmd, sizeof cmd, "softhsm2-util --init-token --free --label %s --so-pin 1234 "
-             "--pin %s >/dev/null", LABEL, PIN);
-    ck_assert_int_eq(system(cmd), 0);
-}
-
-static void open_vault(void)
-{
-    char uri[4300];
-    km_open_options o = KM_OPEN_OPTIONS_INIT;
-
-    snprintf(uri, sizeof uri, "lmdb:%s/vault", dir);
-    o.flags = KM_OPEN_CREATE;
-    o.passphrase = (const uint8_t *)TU_PASS;
-    o.passphrase_len = strlen(TU_PASS);
-    o.kdf_cost = KM_KDF_COST_MIN;
-    o.clock = clock_fn;
-    OK(km_open(&ctx, uri, &o));
-}
 
 static void setup(void)
 {
-    fake_now = 1900000000;
-    dir = tu_tmpdir();
-    make_token();
-    open_vault();
+    tu_setup(&dir, NULL, NULL);
+    tu_softhsm_setup(&hsm, dir);
+    tu_softhsm_token(LABEL, PIN);
+    ctx = tu_vault_clocked(dir, 0);
     snprintf(config, sizeof config, "module=%s;token=pkcs11:token=%s;pin=%s", MODULE, LABEL, PIN);
     OK(km_vault_backend_set(ctx, "pkcs11", config));
 }
 
 static void teardown(void)
 {
-    km_close(ctx);
-    ctx = NULL;
-    tu_rmtree(dir);
+    tu_teardown(&dir, &ctx);
+    tu_softhsm_cleanup(&hsm);
 }
 
 static km_key *create(const char *name, km_key_type type, uint32_t flags)
@@ -235,7 +189,7 @@ START_TEST(test_pkcs11_reopen_and_rotate)
     km_key_free(k);
     /* a fresh vault handle: objects are found again by CKA_ID */
     km_close(ctx);
-    open_vault();
+    ctx = tu_vault_clocked(dir, 0);
     OK(km_decrypt(ctx, 0, ct1, n1, NULL, 0, out, sizeof out, &n));
     ck_assert_mem_eq(out, "one", 3);
     OK(km_decrypt(ctx, 0, ct2, n2, NULL, 0, out, sizeof out, &n));
@@ -696,7 +650,7 @@ START_TEST(test_pkcs11_wrong_pin)
     snprintf(config, sizeof config, "module=%s;token=pkcs11:token=%s;pin=0000", MODULE, LABEL);
     OK(km_vault_backend_set(ctx, "pkcs11", config));
     km_close(ctx);
-    open_vault();
+    ctx = tu_vault_clocked(dir, 0);
     o.protection = "pkcs11";
     t0 = time(NULL);
     ck_assert_int_eq(km_key_create(&k, ctx, "aes", KM_KEY_AES_256_GCM, &o), KM_E_AUTH);
@@ -710,7 +664,7 @@ START_TEST(test_pkcs11_wrong_pin)
     snprintf(config, sizeof config, "module=%s;token=pkcs11:token=%s;pin=%s", MODULE, LABEL, PIN);
     OK(km_vault_backend_set(ctx, "pkcs11", config));
     km_close(ctx);
-    open_vault();
+    ctx = tu_vault_clocked(dir, 0);
     k = create("aes", KM_KEY_AES_256_GCM, 0);
     km_key_free(k);
 }
@@ -723,7 +677,7 @@ START_TEST(test_pkcs11_pin_from_env)
     snprintf(config, sizeof config, "module=%s;token=pkcs11:token=%s", MODULE, LABEL);
     OK(km_vault_backend_set(ctx, "pkcs11", config));
     km_close(ctx);
-    open_vault();
+    ctx = tu_vault_clocked(dir, 0);
     setenv("KM_PKCS11_PIN", PIN, 1);
     k = create("aes", KM_KEY_AES_256_GCM, 0);
     unsetenv("KM_PKCS11_PIN");
@@ -740,7 +694,7 @@ START_TEST(test_pkcs11_token_removed)
     int rc;
 
     OK(km_encrypt(k, (const uint8_t *)"data", 4, NULL, 0, ct, sizeof ct, &n));
-    tu_rmtree(tokdir);
+    tu_rmtree(hsm.tokdir);
     t0 = time(NULL);
     rc = km_decrypt(ctx, 0, ct, n, NULL, 0, out, sizeof out, &m);
     ck_assert_msg(rc == KM_E_BACKEND, "rc %d: %s", rc, km_error_last()->message);
@@ -768,7 +722,7 @@ START_TEST(test_pkcs11_destroy_lifecycle)
     raw_close(&r);
     OK(km_key_revoke(k, 1, KM_REVOKE_SUPERSEDED, 0));
     OK(km_key_schedule_destroy(k, 1, 7));
-    fake_now += 8 * DAY;
+    tu_now += 8 * DAY;
     OK(km_maintain(ctx, NULL));
     raw_open(&r);
     ck_assert_uint_eq(raw_keys(&r, hs, 16), 1); /* only the other key's secret */
@@ -796,17 +750,13 @@ START_TEST(test_pkcs11_fork_child)
          * and with it the module, initialised again in this process */
         uint8_t o2[128], c2[128];
         size_t m2 = 0, n2 = 0;
-        char uri[4300];
-        km_open_options oo = KM_OPEN_OPTIONS_INIT;
+        tu_open oo = TU_OPEN_INIT;
         km_ctx *cc = NULL;
         km_key *kk = NULL;
         int rc;
 
-        snprintf(uri, sizeof uri, "lmdb:%s/vault", dir);
-        oo.passphrase = (const uint8_t *)TU_PASS;
-        oo.passphrase_len = strlen(TU_PASS);
-        oo.clock = clock_fn;
-        if (km_open(&cc, uri, &oo) != KM_OK)
+        oo.clock = tu_clock;
+        if (tu_vault_open_with(&cc, dir, &oo) != KM_OK)
             _exit(9);
         rc = km_decrypt(cc, 0, ct, n, NULL, 0, o2, sizeof o2, &m2);
         if (rc != KM_OK || m2 != 4 || memcmp(o2, "data", 4) != 0) {
@@ -841,12 +791,12 @@ START_TEST(test_pkcs11_token_returns)
     int rc;
 
     OK(km_encrypt(k, (const uint8_t *)"data", 4, NULL, 0, ct, sizeof ct, &n));
-    snprintf(cmd, sizeof cmd, "mv '%s' '%s.away'", tokdir, tokdir);
+    snprintf(cmd, sizeof cmd, "mv '%s' '%s.away'", hsm.tokdir, hsm.tokdir);
     ck_assert_int_eq(system(cmd), 0);
     rc = km_decrypt(ctx, 0, ct, n, NULL, 0, out, sizeof out, &m);
     ck_assert_int_eq(rc, KM_E_BACKEND);
     ck_assert_int_eq(km_error_last()->native_kind, KM_NATIVE_PKCS11);
-    snprintf(cmd, sizeof cmd, "mv '%s.away' '%s'", tokdir, tokdir);
+    snprintf(cmd, sizeof cmd, "mv '%s.away' '%s'", hsm.tokdir, hsm.tokdir);
     ck_assert_int_eq(system(cmd), 0);
     rc = km_decrypt(ctx, 0, ct, n, NULL, 0, out, sizeof out, &m);
     ck_assert_msg(rc == KM_OK, "after the token came back: %s", km_error_last()->message);
@@ -859,17 +809,12 @@ END_TEST
  * with another token, and not after the token is re-initialised. */
 static int open_with_token(const char *cfg, km_ctx **out)
 {
-    char uri[4300];
-    km_open_options o = KM_OPEN_OPTIONS_INIT;
-    snprintf(uri, sizeof uri, "lmdb:%s/vault", dir);
-    o.slot_backend = "pkcs11";
-    o.slot_config = cfg;
-    return km_open(out, uri, &o);
+    return tu_vault_open_slot(out, dir, "pkcs11", cfg);
 }
 
 START_TEST(test_pkcs11_keyslot)
 {
-    char other[4400], cmd[4400];
+    char other[4400];
     km_ctx *c2 = NULL;
     int rc;
 
@@ -879,9 +824,7 @@ START_TEST(test_pkcs11_keyslot)
     km_close(c2);
     c2 = NULL;
     /* a second token of the same module: it has not the slot's key */
-    snprintf(cmd, sizeof cmd, "softhsm2-util --init-token --free --label other --so-pin 1234 "
-             "--pin %s >/dev/null", PIN);
-    ck_assert_int_eq(system(cmd), 0);
+    tu_softhsm_token("other", PIN);
     snprintf(other, sizeof other, "module=%s;token=pkcs11:token=other;pin=%s", MODULE, PIN);
     rc = open_with_token(other, &c2);
     ck_assert_msg(rc == KM_E_AUTH, "another token gave %s (%s)", km_err_name(rc),
@@ -911,19 +854,15 @@ static void close_at_exit(void)
 
 static int atexit_child(const char *vault_dir)
 {
-    char uri[4300];
-    km_open_options o = KM_OPEN_OPTIONS_INIT;
+    tu_open o = TU_OPEN_INIT;
     km_key *k = NULL;
     uint8_t sig[256];
     size_t sl = 0;
 
     (void)atexit(close_at_exit);
-    snprintf(uri, sizeof uri, "lmdb:%s/vault", vault_dir);
-    fake_now = 1900000000;   /* the parent's clock (setup) */
-    o.clock = clock_fn;
-    o.passphrase = (const uint8_t *)TU_PASS;
-    o.passphrase_len = strlen(TU_PASS);
-    if (km_open(&exit_ctx, uri, &o) != KM_OK || km_key_open(&k, exit_ctx, "signer") != KM_OK
+    tu_now = TU_NOW_START;   /* the parent's clock (setup) */
+    o.clock = tu_clock;
+    if (tu_vault_open_with(&exit_ctx, vault_dir, &o) != KM_OK || km_key_open(&k, exit_ctx, "signer") != KM_OK
         || km_sign(k, KM_SIG_RAW, (const uint8_t *)"m", 1, sig, sizeof sig, &sl) != KM_OK) {
         fprintf(stderr, "atexit child: %s\n", km_error_last()->message);
         return 3;
@@ -961,11 +900,9 @@ END_TEST
 
 static Suite *suite(void)
 {
-    Suite *s = suite_create("pkcs11");
-    TCase *tc = tcase_create("softhsm2");
+    TCase *tc;
+    Suite *s = tu_suite("pkcs11", "softhsm2", &tc, 60, setup, teardown);
 
-    tcase_add_checked_fixture(tc, setup, teardown);
-    tcase_set_timeout(tc, 60);
     tcase_add_test(tc, test_pkcs11_encrypt_roundtrip);
     tcase_add_test(tc, test_pkcs11_reopen_and_rotate);
     tcase_add_loop_test(tc, test_pkcs11_sign_verify, 0, 3);
@@ -983,28 +920,15 @@ static Suite *suite(void)
     tcase_add_test(tc, test_pkcs11_fork_child);
     tcase_add_test(tc, test_pkcs11_token_returns);
     tcase_add_test(tc, test_pkcs11_close_at_exit);
-    suite_add_tcase(s, tc);
     return s;
 }
 
 int main(int argc, char **argv)
 {
-    SRunner *sr;
-    int failed;
-
     if (argc == 3 && strcmp(argv[1], "--atexit-child") == 0)
         return atexit_child(argv[2]);
 
-    if (access(MODULE, R_OK) != 0 || system("softhsm2-util --version >/dev/null 2>&1") != 0) {
-        /* never a silent skip: the build asked for the PKCS#11 backend */
-        fprintf(stderr, "check_pkcs11: SoftHSM2 is not installed (apt-get install softhsm2): "
-                "FAILED\n");
+    if (!tu_softhsm_installed("check_pkcs11"))
         return 1;
-    }
-    sr = srunner_create(suite());
-
-    srunner_run_all(sr, CK_NORMAL);
-    failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+    return tu_run(suite());
 }

@@ -947,9 +947,9 @@ END_TEST
 
 static Suite *policy_suite(void)
 {
-    Suite *s = suite_create("policy");
-    TCase *tc = tcase_create("policy");
-    tcase_set_timeout(tc, 30);
+    TCase *tc;
+    Suite *s = tu_suite("policy", NULL, &tc, 30, NULL, NULL);
+
     tcase_add_test(tc, test_policy_defaults_match_document);
     tcase_add_test(tc, test_policy_document_examples);
     tcase_add_test(tc, test_policy_defaults_nist_values);
@@ -969,16 +969,10 @@ static Suite *policy_suite(void)
     tcase_add_test(tc, test_policy_loosening_key_rule_refused);
     tcase_add_test(tc, test_policy_round_trip);
     tcase_add_test(tc, test_policy_out_of_policy_report);
-    suite_add_tcase(s, tc);
     return s;
 }
 
 int main(void)
 {
-    SRunner *sr = srunner_create(policy_suite());
-    int failed;
-    srunner_run_all(sr, CK_NORMAL);
-    failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+    return tu_run(policy_suite());
 }

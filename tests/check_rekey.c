@@ -17,51 +17,34 @@
 #include <lmdb.h>
 
 #include "core.h"
+#include "testraw.h"
 #include "testutil.h"
 
 #define DAY 86400
 #define PASS_B "the new passphrase"
 
-static int64_t fake_now;
-static int64_t clock_fn(void *arg)
-{
-    (void)arg;
-    return fake_now;
-}
-
-#define OK(call)                                                                               \
-    do {                                                                                       \
-        int rc_ = (call);                                                                      \
-        ck_assert_msg(rc_ == KM_OK, "%s: %s (%s)", #call, km_err_name(rc_),                  \
-                      km_error_last()->message);                                               \
-    } while (0)
-
 static char *dir;
 
 static void setup(void)
 {
-    fake_now = 1900000000;
-    dir = tu_tmpdir();
+    tu_setup(&dir, NULL, NULL);
 }
 
 static void teardown(void)
 {
-    tu_rmtree(dir);
-    free(dir);
+    tu_teardown(&dir, NULL);
 }
 
+/* Opens (creating) dir/vault with `pass`, on the fake clock tu_clock when
+ * with_clock is set. */
 static int open_pass(km_ctx **out, const char *pass, int with_clock)
 {
-    char uri[4200];
-    km_open_options o = KM_OPEN_OPTIONS_INIT;
-    snprintf(uri, sizeof uri, "lmdb:%s/vault", dir);
+    tu_open o = TU_OPEN_INIT;
     o.flags = KM_OPEN_CREATE;
-    o.passphrase = (const uint8_t *)pass;
-    o.passphrase_len = strlen(pass);
-    o.kdf_cost = KM_KDF_COST_MIN;
+    o.pass = pass;
     if (with_clock)
-        o.clock = clock_fn;
-    return km_open(out, uri, &o);
+        o.clock = tu_clock;
+    return tu_vault_open_with(out, dir, &o);
 }
 
 #define NKEYS 3
@@ -156,28 +139,21 @@ END_TEST
 /* The raw sealed `material` record of (id, version), read with plain LMDB. */
 static uint8_t *raw_material(const uint8_t id[16], uint32_t version, size_t *len)
 {
-    MDB_env *env;
-    MDB_txn *txn;
-    MDB_dbi dbi;
+    tu_raw r;
     MDB_val k, v;
     uint8_t key[20], *out = NULL;
 
     memcpy(key, id, 16);
     km__be32_put(key + 16, version);
-    ck_assert_int_eq(mdb_env_create(&env), 0);
-    ck_assert_int_eq(mdb_env_set_maxdbs(env, 16), 0);
-    ck_assert_int_eq(mdb_env_open(env, vpath(""), MDB_RDONLY, 0600), 0);
-    ck_assert_int_eq(mdb_txn_begin(env, NULL, MDB_RDONLY, &txn), 0);
-    ck_assert_int_eq(mdb_dbi_open(txn, "material", 0, &dbi), 0);
+    tu_raw_begin(&r, vpath(""), MDB_RDONLY, 0);
     k.mv_data = key;
     k.mv_size = sizeof key;
-    if (mdb_get(txn, dbi, &k, &v) == 0) {
+    if (mdb_get(r.txn, tu_raw_dbi(&r, "material"), &k, &v) == 0) {
         out = malloc(v.mv_size);
         memcpy(out, v.mv_data, v.mv_size);
         *len = v.mv_size;
     }
-    mdb_txn_abort(txn);
-    mdb_env_close(env);
+    tu_raw_end(&r);
     return out;
 }
 
@@ -266,7 +242,7 @@ START_TEST(test_rekey_destroyed_material_gone)
     OK(open_pass(&ctx, TU_PASS, 1));
     memcpy(old_master, km_secret_data(ctx->master), 32);
     ck_assert_int_eq(open_sealed(old_master, id, 1, sealed_v1, sealed_len), KM_OK); /* control */
-    fake_now += 8 * DAY;
+    tu_now += 8 * DAY;
     OK(km_maintain(ctx, NULL));
     OK(km_key_open(&k, ctx, "imported"));
     OK(km_key_info(&info, k));
@@ -452,25 +428,18 @@ END_TEST
 
 static Suite *rekey_suite(void)
 {
-    Suite *s = suite_create("rekey");
-    TCase *tc = tcase_create("rekey");
-    tcase_add_checked_fixture(tc, setup, teardown);
-    tcase_set_timeout(tc, 120);
+    TCase *tc;
+    Suite *s = tu_suite("rekey", NULL, &tc, 120, setup, teardown);
+
     tcase_add_test(tc, test_rekey_keys_survive);
     tcase_add_test(tc, test_rekey_destroyed_material_gone);
     tcase_add_test(tc, test_rekey_sigkill);
     tcase_add_test(tc, test_rekey_compact_busy);
     tcase_add_test(tc, test_rekey_compact_leftover_removed);
-    suite_add_tcase(s, tc);
     return s;
 }
 
 int main(void)
 {
-    SRunner *sr = srunner_create(rekey_suite());
-    int failed;
-    srunner_run_all(sr, CK_NORMAL);
-    failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+    return tu_run(rekey_suite());
 }

@@ -343,9 +343,9 @@ END_TEST
 
 static Suite *shamir_suite(void)
 {
-    Suite *s = suite_create("shamir");
-    TCase *tc = tcase_create("shamir");
-    tcase_set_timeout(tc, 60);
+    TCase *tc;
+    Suite *s = tu_suite("shamir", NULL, &tc, 60, NULL, NULL);
+
     tcase_add_test(tc, gf_mul_all_products);
     tcase_add_test(tc, gf_inverse_all);
     tcase_add_test(tc, split_3_of_5);
@@ -355,16 +355,10 @@ static Suite *shamir_suite(void)
     tcase_add_test(tc, altered_share_changes_result);
     tcase_add_test(tc, lengths_1_and_64_and_255);
     tcase_add_test(tc, invalid_arguments);
-    suite_add_tcase(s, tc);
     return s;
 }
 
 int main(void)
 {
-    SRunner *sr = srunner_create(shamir_suite());
-    int failed;
-    srunner_run_all(sr, CK_NORMAL);
-    failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+    return tu_run(shamir_suite());
 }

@@ -24,63 +24,14 @@
 #include <lmdb.h>
 
 #include "policy.h"
+#include "testraw.h"
 #include "testutil.h"
 
-static char *dir;
-static km_ctx *ctx;
-
-static void setup(void)
-{
-    dir = tu_tmpdir();
-    ctx = tu_vault(dir);
-}
-
-static void teardown(void)
-{
-    km_close(ctx);
-    ctx = NULL;
-    tu_rmtree(dir);
-    free(dir);
-    dir = NULL;
-}
-
-#define OK(call)                                                                               \
-    do {                                                                                       \
-        int rc_ = (call);                                                                      \
-        ck_assert_msg(rc_ == KM_OK, "%s: %s (%s)", #call, km_err_name(rc_),                    \
-                      km_error_last()->message);                                               \
-    } while (0)
+TU_VAULT_FIXTURE
 
 /* ------------------------------------------------------------ guarded buffers */
 
-typedef struct guard {
-    uint8_t *map;
-    size_t map_len;
-    uint8_t *p;    /* [p, p + len) ends right at the PROT_NONE page */
-    size_t len;
-} guard;
-
-static void guard_copy(guard *g, const void *data, size_t len)
-{
-    size_t page = (size_t)sysconf(_SC_PAGESIZE);
-    size_t data_pages = (len + page - 1) / page;
-    if (data_pages == 0)
-        data_pages = 1;
-    g->map_len = (data_pages + 1) * page;
-    g->map = mmap(NULL, g->map_len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    ck_assert_msg(g->map != MAP_FAILED, "mmap failed");
-    ck_assert_int_eq(mprotect(g->map + data_pages * page, page, PROT_NONE), 0);
-    g->p = g->map + data_pages * page - len;
-    g->len = len;
-    if (len > 0)
-        memcpy(g->p, data, len);
-}
-
-static void guard_free(guard *g)
-{
-    munmap(g->map, g->map_len);
-    memset(g, 0, sizeof *g);
-}
+typedef tu_guard guard;    /* testutil.h */
 
 /* ------------------------------------------------------------ the sweep */
 
@@ -132,9 +83,9 @@ static void sweep(const char *what, const uint8_t *sample, size_t len, parse_fn 
     memset(&t, 0, sizeof t);
     ck_assert_ptr_nonnull(v);
     /* the positive control */
-    guard_copy(&g, sample, len);
+    tu_guard_copy(&g, sample, len);
     rc = fn(g.p, len, arg);
-    guard_free(&g);
+    tu_guard_free(&g);
     ck_assert_msg(rc == KM_OK, "%s: the untouched sample is refused: %s (%s)", what, km_err_name(rc),
                   km_error_last()->message);
     for (l = 0; l < len + 8 * len; l++) {
@@ -148,9 +99,9 @@ static void sweep(const char *what, const uint8_t *sample, size_t len, parse_fn 
             v[bit / 8] ^= (uint8_t)(1u << (bit % 8));
             vlen = len;
         }
-        guard_copy(&g, v, vlen);
+        tu_guard_copy(&g, v, vlen);
         rc = fn(g.p, vlen, arg);
-        guard_free(&g);
+        tu_guard_free(&g);
         t.n++;
         if (rc == KM_OK) {
             ck_assert_msg(accept_ok != NULL && accept_ok(v, vlen, trunc),
@@ -261,9 +212,9 @@ START_TEST(test_sweep_export_blob)
             memcpy(v, blob, bl);
             if (l >= bl)
                 v[(l - bl) / 8] ^= (uint8_t)(1u << ((l - bl) % 8));
-            guard_copy(&g, v, vlen);
+            tu_guard_copy(&g, v, vlen);
             rc = imp_parse(g.p, vlen, NULL);
-            guard_free(&g);
+            tu_guard_free(&g);
             ck_assert_msg(rc != KM_OK, "export blob: variant %zu IMPORTED", l);
             ck_assert_msg(clean_code(rc), "export blob: variant %zu refused with %s (%s)", l,
                           km_err_name(rc), km_error_last()->message);
@@ -278,9 +229,9 @@ START_TEST(test_sweep_export_blob)
     ck_assert_uint_eq(after, before);
     ck_assert_int_eq(km_key_open(&chk, ctx, "imported"), KM_E_NOTFOUND);
     /* the positive control, last: the untouched blob imports the same key */
-    guard_copy(&g, blob, bl);
+    tu_guard_copy(&g, blob, bl);
     OK(imp_parse(g.p, bl, NULL));
-    guard_free(&g);
+    tu_guard_free(&g);
     OK(km_key_open(&chk, ctx, "imported"));
     OK(km_mac(k, KM_SIG_RAW, (const uint8_t *)"m", 1, mac1, sizeof mac1, &m1));
     OK(km_mac(chk, KM_SIG_RAW, (const uint8_t *)"m", 1, mac2, sizeof mac2, &m2));
@@ -374,34 +325,8 @@ END_TEST
 
 /* ------------------------------------------------------------ vault records */
 
-/* A raw view of data.mdb without the lock file (MDB_NOLOCK), used only while
- * no libkm context has the vault open. */
-struct raw {
-    MDB_env *env;
-    MDB_txn *txn;
-};
-
-static void raw_begin(struct raw *r, const char *vdir)
-{
-    ck_assert_int_eq(mdb_env_create(&r->env), 0);
-    ck_assert_int_eq(mdb_env_set_maxdbs(r->env, 16), 0);
-    ck_assert_int_eq(mdb_env_open(r->env, vdir, MDB_NOLOCK, 0600), 0);
-    ck_assert_int_eq(mdb_txn_begin(r->env, NULL, 0, &r->txn), 0);
-}
-
-static MDB_dbi raw_dbi(struct raw *r, const char *table)
-{
-    MDB_dbi d;
-    ck_assert_int_eq(mdb_dbi_open(r->txn, table, 0, &d), 0);
-    return d;
-}
-
-static void raw_end(struct raw *r)
-{
-    ck_assert_int_eq(mdb_txn_commit(r->txn), 0);
-    mdb_env_close(r->env);
-}
-
+/* A raw view of data.mdb without the lock file (MDB_NOLOCK, testraw.h), used
+ * only while no libkm context has the vault open. */
 /* The variants of a value of `len` bytes: truncations to 1 .. len - 1 bytes
  * (LMDB stores no empty value), then every single-bit flip. */
 static size_t variants(size_t len)
@@ -410,7 +335,7 @@ static size_t variants(size_t len)
 }
 
 /* Replaces the value at `key` by its variant `i`. */
-static void raw_variant(struct raw *r, MDB_dbi d, const uint8_t *key, size_t key_len, size_t i,
+static void raw_variant(tu_raw *r, MDB_dbi d, const uint8_t *key, size_t key_len, size_t i,
                         size_t want_len)
 {
     MDB_val k = { key_len, (void *)(uintptr_t)key }, v;
@@ -431,21 +356,12 @@ static void raw_variant(struct raw *r, MDB_dbi d, const uint8_t *key, size_t key
     ck_assert_int_eq(mdb_put(r->txn, d, &k, &v, 0), 0);
 }
 
-static size_t raw_len(struct raw *r, MDB_dbi d, const uint8_t *key, size_t key_len)
+static size_t raw_len(tu_raw *r, MDB_dbi d, const uint8_t *key, size_t key_len)
 {
     MDB_val k = { key_len, (void *)(uintptr_t)key }, v;
     int mrc = mdb_get(r->txn, d, &k, &v);
     ck_assert_msg(mrc == 0, "record absent: %s", mdb_strerror(mrc));
     return v.mv_size;
-}
-
-static void vkey(uint8_t out[20], const uint8_t id[16], uint32_t version)
-{
-    memcpy(out, id, 16);
-    out[16] = (uint8_t)(version >> 24);
-    out[17] = (uint8_t)(version >> 16);
-    out[18] = (uint8_t)(version >> 8);
-    out[19] = (uint8_t)version;
 }
 
 /* The key `name` is refused with KM_E_CORRUPT, at open or at its first use,
@@ -515,7 +431,7 @@ START_TEST(test_sweep_vault_records)
     char vdir[4200], name[32];
     uint8_t (*ids[NTABLES])[16];
     size_t len[NTABLES], nvar[NTABLES], t, i;
-    struct raw r;
+    tu_raw r;
 
     snprintf(vdir, sizeof vdir, "%s/vault", dir);
     /* one key per table first, to learn the record lengths */
@@ -526,12 +442,12 @@ START_TEST(test_sweep_vault_records)
     }
     km_close(ctx);
     ctx = NULL;
-    raw_begin(&r, vdir);
+    tu_raw_begin(&r, vdir, MDB_NOLOCK, 0);
     for (t = 0; t < NTABLES; t++) {
         uint8_t vk[20];
-        vkey(vk, ids[t][0], 1);
-        len[t] = t == 0 ? raw_len(&r, raw_dbi(&r, "keys"), ids[t][0], 16)
-                        : raw_len(&r, raw_dbi(&r, rec_tables[t]), vk, 20);
+        tu_raw_vkey(vk, ids[t][0], 1);
+        len[t] = t == 0 ? raw_len(&r, tu_raw_dbi(&r, "keys"), ids[t][0], 16)
+                        : raw_len(&r, tu_raw_dbi(&r, rec_tables[t]), vk, 20);
         nvar[t] = variants(len[t]);
     }
     mdb_txn_abort(r.txn);
@@ -547,19 +463,19 @@ START_TEST(test_sweep_vault_records)
     km_close(ctx);
     ctx = NULL;
     /* key i of table t gets variant i of its own record in table t */
-    raw_begin(&r, vdir);
+    tu_raw_begin(&r, vdir, MDB_NOLOCK, 0);
     for (t = 0; t < NTABLES; t++) {
-        MDB_dbi d = raw_dbi(&r, rec_tables[t]);
+        MDB_dbi d = tu_raw_dbi(&r, rec_tables[t]);
         for (i = 0; i < nvar[t]; i++) {
             uint8_t vk[20];
-            vkey(vk, ids[t][i], 1);
+            tu_raw_vkey(vk, ids[t][i], 1);
             if (t == 0)
                 raw_variant(&r, d, ids[t][i], 16, i, len[t]);
             else
                 raw_variant(&r, d, vk, 20, i, len[t]);
         }
     }
-    raw_end(&r);
+    tu_raw_end(&r);
     OK(tu_vault_open(&ctx, dir, TU_PASS, 0));
     for (t = 0; t < NTABLES; t++) {
         unsigned at_open = 0;
@@ -591,7 +507,7 @@ START_TEST(test_sweep_vault_name_index)
     char vdir[4200], name[32];
     uint8_t (*ids)[16] = calloc(1, 16);
     size_t len, nvar, i, refused = 0, total;
-    struct raw r;
+    tu_raw r;
     MDB_dbi d;
     MDB_cursor *cur;
     MDB_val k, v;
@@ -602,8 +518,8 @@ START_TEST(test_sweep_vault_name_index)
     make_group("names", 0, 1, ids);
     km_close(ctx);
     ctx = NULL;
-    raw_begin(&r, vdir);
-    d = raw_dbi(&r, "names");
+    tu_raw_begin(&r, vdir, MDB_NOLOCK, 0);
+    d = tu_raw_dbi(&r, "names");
     ck_assert_int_eq(mdb_cursor_open(r.txn, d, &cur), 0);
     ck_assert_int_eq(mdb_cursor_get(cur, &k, &v, MDB_FIRST), 0);
     len = v.mv_size;
@@ -620,8 +536,8 @@ START_TEST(test_sweep_vault_name_index)
     ctx = NULL;
     keys = calloc(total, 32);
     ck_assert_ptr_nonnull(keys);
-    raw_begin(&r, vdir);
-    d = raw_dbi(&r, "names");
+    tu_raw_begin(&r, vdir, MDB_NOLOCK, 0);
+    d = tu_raw_dbi(&r, "names");
     ck_assert_int_eq(mdb_cursor_open(r.txn, d, &cur), 0);
     for (i = 0; i < total; i++) {
         ck_assert_int_eq(mdb_cursor_get(cur, &k, &v, i == 0 ? MDB_FIRST : MDB_NEXT), 0);
@@ -633,7 +549,7 @@ START_TEST(test_sweep_vault_name_index)
     mdb_cursor_close(cur);
     for (i = 0; i < nvar; i++)
         raw_variant(&r, d, keys[i], 32, i, len);
-    raw_end(&r);
+    tu_raw_end(&r);
     OK(tu_vault_open(&ctx, dir, TU_PASS, 0));
     for (i = 0; i < total; i++) {
         km_key *kk = (km_key *)(uintptr_t)1;
@@ -661,30 +577,22 @@ END_TEST
 
 static Suite *sweep_suite(void)
 {
-    Suite *s = suite_create("sweep");
-    TCase *tc = tcase_create("sweep");
-    tcase_add_checked_fixture(tc, setup, teardown);
-    tcase_set_timeout(tc, 300);
+    TCase *tc;
+    Suite *s = tu_suite("sweep", NULL, &tc, 300, setup, teardown);
+
     tcase_add_test(tc, test_sweep_wrapped_datakey);
     tcase_add_test(tc, test_sweep_export_blob);
     tcase_add_test(tc, test_sweep_tagged_signatures_and_macs);
     tcase_add_test(tc, test_sweep_policy_json);
     tcase_add_test(tc, test_sweep_vault_records);
     tcase_add_test(tc, test_sweep_vault_name_index);
-    suite_add_tcase(s, tc);
     return s;
 }
 
 int main(void)
 {
-    SRunner *sr;
-    int failed;
     /* LMDB commits are cheap on tmpfs: thousands of keys are made here */
     if (getenv("TMPDIR") == NULL && access("/dev/shm", W_OK) == 0)
         setenv("TMPDIR", "/dev/shm", 1);
-    sr = srunner_create(sweep_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+    return tu_run(sweep_suite());
 }

@@ -22,79 +22,17 @@
 #include <km.h>
 #include <lmdb.h>
 
+#include "testraw.h"
 #include "testutil.h"
 
 #define PT_LEN 64
 #define CT_LEN (PT_LEN + KM_CIPHERTEXT_OVERHEAD)
 
-static char *dir;
-static km_ctx *ctx;
-
-static void setup(void)
-{
-    dir = tu_tmpdir();
-    ctx = tu_vault(dir);
-}
-
-static void teardown(void)
-{
-    km_close(ctx);
-    ctx = NULL;
-    tu_rmtree(dir);
-    free(dir);
-    dir = NULL;
-}
-
-#define OK(call)                                                                               \
-    do {                                                                                       \
-        int rc_ = (call);                                                                      \
-        ck_assert_msg(rc_ == KM_OK, "%s: %s (%s)", #call, km_err_name(rc_),                    \
-                      km_error_last()->message);                                               \
-    } while (0)
-
-#define RC(want, call)                                                                         \
-    do {                                                                                       \
-        int rc_ = (call);                                                                      \
-        ck_assert_msg(rc_ == (want), "%s: %s, expected %s (%s)", #call, km_err_name(rc_),      \
-                      km_err_name(want), km_error_last()->message);                            \
-    } while (0)
+TU_VAULT_FIXTURE
 
 /* ------------------------------------------------------------ guarded buffers */
 
-typedef struct guard {
-    uint8_t *map;
-    size_t map_len;
-    uint8_t *p;    /* the usable bytes: [p, p + len) ends at the PROT_NONE page */
-    size_t len;
-} guard;
-
-static void guard_new(guard *g, size_t len)
-{
-    size_t page = (size_t)sysconf(_SC_PAGESIZE);
-    size_t data_pages = (len + page - 1) / page;
-    if (data_pages == 0)
-        data_pages = 1;
-    g->map_len = (data_pages + 1) * page;
-    g->map = mmap(NULL, g->map_len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    ck_assert_msg(g->map != MAP_FAILED, "mmap failed");
-    ck_assert_int_eq(mprotect(g->map + data_pages * page, page, PROT_NONE), 0);
-    g->p = g->map + data_pages * page - len;
-    g->len = len;
-}
-
-static void guard_copy(guard *g, const void *data, size_t len)
-{
-    guard_new(g, len);
-    if (len > 0)
-        memcpy(g->p, data, len);
-}
-
-static void guard_free(guard *g)
-{
-    if (g->map != NULL)
-        munmap(g->map, g->map_len);
-    memset(g, 0, sizeof *g);
-}
+typedef tu_guard guard;    /* testutil.h */
 
 /* ------------------------------------------------------------------ helpers */
 
@@ -142,8 +80,8 @@ static int decrypt_refused(km_ctx *c, km_key *key, const uint8_t *ct, size_t ct_
     size_t n = 777, z = out_cap < ct_len ? out_cap : ct_len;
     int rc;
 
-    guard_copy(&in, ct, ct_len);
-    guard_new(&out, out_cap);
+    tu_guard_copy(&in, ct, ct_len);
+    tu_guard_new(&out, out_cap);
     memset(out.p, 0xAA, out_cap);
     if (key == NULL)
         rc = km_decrypt(c, 0, in.p, ct_len, aad, aad_len, out.p, out_cap, &n);
@@ -155,8 +93,8 @@ static int decrypt_refused(km_ctx *c, km_key *key, const uint8_t *ct, size_t ct_
     ck_assert_msg(n == 0, "%s: out_len %zu after a refusal", what, n);
     ck_assert_msg(tu_all_zero(out.p, z), "%s: output not zeroed after %s", what,
                   km_err_name(rc));
-    guard_free(&in);
-    guard_free(&out);
+    tu_guard_free(&in);
+    tu_guard_free(&out);
     return rc;
 }
 
@@ -166,16 +104,16 @@ static void decrypt_ok(km_ctx *c, km_key *key, const uint8_t *ct, size_t ct_len,
 {
     guard in, out;
     size_t n = 0;
-    guard_copy(&in, ct, ct_len);
-    guard_new(&out, PT_LEN);
+    tu_guard_copy(&in, ct, ct_len);
+    tu_guard_new(&out, PT_LEN);
     if (key == NULL)
         OK(km_decrypt(c, 0, in.p, ct_len, aad, aad_len, out.p, PT_LEN, &n));
     else
         OK(km_decrypt_key(key, 0, in.p, ct_len, aad, aad_len, out.p, PT_LEN, &n));
     ck_assert_uint_eq(n, PT_LEN);
     ck_assert_int_eq(memcmp(out.p, sample_pt(), PT_LEN), 0);
-    guard_free(&in);
-    guard_free(&out);
+    tu_guard_free(&in);
+    tu_guard_free(&out);
 }
 
 /* Edits one header byte of a copy and asserts the exact refusal code on both entry points. */
@@ -418,10 +356,10 @@ static int text_refused(const char *text, size_t len, const char *what)
     size_t n = 999;
     int rc;
 
-    guard_copy(&in, text, len);
+    tu_guard_copy(&in, text, len);
     memset(bin, 0xAA, sizeof bin);
     rc = km_text_decode((const char *)in.p, len, bin, sizeof bin, &n);
-    guard_free(&in);
+    tu_guard_free(&in);
     if (rc != KM_OK) {
         ck_assert_msg(rc == KM_E_INVALID, "%s: km_text_decode gave %s, not KM_E_INVALID", what,
                       km_err_name(rc));
@@ -672,76 +610,26 @@ END_TEST
 
 /* ------------------------------------------------------ vault record swaps */
 
-struct raw {
-    MDB_env *env;
-    MDB_txn *txn;
-};
-
-static void raw_begin(struct raw *r)
+/* Raw access to this test's closed vault (testraw.h). */
+static void raw_begin(tu_raw *r)
 {
     char vdir[4200];
     snprintf(vdir, sizeof vdir, "%s/vault", dir);
-    ck_assert_int_eq(mdb_env_create(&r->env), 0);
-    ck_assert_int_eq(mdb_env_set_maxdbs(r->env, 16), 0);
-    ck_assert_int_eq(mdb_env_open(r->env, vdir, 0, 0600), 0);
-    ck_assert_int_eq(mdb_txn_begin(r->env, NULL, 0, &r->txn), 0);
-}
-
-static MDB_dbi raw_dbi(struct raw *r, const char *table)
-{
-    MDB_dbi d;
-    ck_assert_int_eq(mdb_dbi_open(r->txn, table, 0, &d), 0);
-    return d;
-}
-
-static uint8_t *raw_get(struct raw *r, const char *table, const void *key, size_t key_len,
-                        size_t *len)
-{
-    MDB_val k = { key_len, (void *)(uintptr_t)key }, v;
-    uint8_t *p;
-    int mrc = mdb_get(r->txn, raw_dbi(r, table), &k, &v);
-    ck_assert_msg(mrc == 0, "raw get in %s: %s", table, mdb_strerror(mrc));
-    p = malloc(v.mv_size);
-    ck_assert_ptr_nonnull(p);
-    memcpy(p, v.mv_data, v.mv_size);
-    *len = v.mv_size;
-    return p;
-}
-
-static void raw_put(struct raw *r, const char *table, const void *key, size_t key_len,
-                    const void *val, size_t val_len)
-{
-    MDB_val k = { key_len, (void *)(uintptr_t)key }, v = { val_len, (void *)(uintptr_t)val };
-    ck_assert_int_eq(mdb_put(r->txn, raw_dbi(r, table), &k, &v, 0), 0);
+    tu_raw_begin(r, vdir, 0, 0);
 }
 
 /* Copies the raw (sealed) value at `from` over the one at `to` in `table`. */
-static void raw_copy(struct raw *r, const char *table, const uint8_t *from, const uint8_t *to,
+static void raw_copy(tu_raw *r, const char *table, const uint8_t *from, const uint8_t *to,
                      size_t key_len)
 {
     size_t n;
-    uint8_t *v = raw_get(r, table, from, key_len, &n);
+    uint8_t *v = tu_raw_get(r, table, from, key_len, &n);
     size_t m;
-    uint8_t *old = raw_get(r, table, to, key_len, &m);
+    uint8_t *old = tu_raw_get(r, table, to, key_len, &m);
     ck_assert_msg(n != m || memcmp(v, old, n) != 0, "the two records are already equal");
-    raw_put(r, table, to, key_len, v, n);
+    tu_raw_put(r, table, to, key_len, v, n);
     free(v);
     free(old);
-}
-
-static void raw_end(struct raw *r)
-{
-    ck_assert_int_eq(mdb_txn_commit(r->txn), 0);
-    mdb_env_close(r->env);
-}
-
-static void vkey(uint8_t out[20], const uint8_t id[16], uint32_t version)
-{
-    memcpy(out, id, 16);
-    out[16] = (uint8_t)(version >> 24);
-    out[17] = (uint8_t)(version >> 16);
-    out[18] = (uint8_t)(version >> 8);
-    out[19] = (uint8_t)version;
 }
 
 static void reopen(void)
@@ -779,7 +667,7 @@ START_TEST(test_tamper_record_swap_keys)
 {
     km_key *a = make_key("a", KM_KEY_AES_256_GCM), *b = make_key("b", KM_KEY_AES_256_GCM), *k;
     uint8_t ida[16], idb[16], cta[CT_LEN], ctb[CT_LEN];
-    struct raw r;
+    tu_raw r;
     int rc;
 
     memcpy(ida, km_key_id(a), 16);
@@ -793,7 +681,7 @@ START_TEST(test_tamper_record_swap_keys)
 
     raw_begin(&r);
     raw_copy(&r, "keys", ida, idb, 16); /* a's key record now sits under b's id */
-    raw_end(&r);
+    tu_raw_end(&r);
     reopen();
 
     k = (km_key *)&rc;
@@ -806,13 +694,13 @@ START_TEST(test_tamper_record_swap_keys)
     {
         guard out;
         size_t n = 3;
-        guard_new(&out, PT_LEN);
+        tu_guard_new(&out, PT_LEN);
         memset(out.p, 0xAA, PT_LEN);
         rc = km_decrypt(ctx, 0, ctb, CT_LEN, NULL, 0, out.p, PT_LEN, &n);
         ck_assert_msg(rc == KM_E_CORRUPT, "decrypt under the swapped record: %s",
                       km_err_name(rc));
         ck_assert(tu_all_zero(out.p, PT_LEN));
-        guard_free(&out);
+        tu_guard_free(&out);
     }
     /* a is untouched */
     OK(km_key_open(&k, ctx, "a"));
@@ -826,7 +714,7 @@ START_TEST(test_tamper_record_swap_material)
     km_key *a = make_key("a", KM_KEY_AES_256_GCM), *b = make_key("b", KM_KEY_AES_256_GCM), *k;
     uint8_t ida[16], idb[16], a1[20], a2[20], b1[20];
     uint8_t cta1[CT_LEN], cta2[CT_LEN], ctb[CT_LEN];
-    struct raw r;
+    tu_raw r;
     int rc;
 
     memcpy(ida, km_key_id(a), 16);
@@ -839,14 +727,14 @@ START_TEST(test_tamper_record_swap_material)
     km_key_free(b);
     km_close(ctx);
     ctx = NULL;
-    vkey(a1, ida, 1);
-    vkey(a2, ida, 2);
-    vkey(b1, idb, 1);
+    tu_raw_vkey(a1, ida, 1);
+    tu_raw_vkey(a2, ida, 2);
+    tu_raw_vkey(b1, idb, 1);
 
     raw_begin(&r);
     raw_copy(&r, "material", a2, b1, 20); /* another key's material */
     raw_copy(&r, "material", a2, a1, 20); /* another version's material */
-    raw_end(&r);
+    tu_raw_end(&r);
     reopen();
 
     /* b: its only version's material is a's v2 under b's LMDB key */
@@ -854,7 +742,7 @@ START_TEST(test_tamper_record_swap_material)
     {
         guard out;
         size_t n = 3;
-        guard_new(&out, PT_LEN);
+        tu_guard_new(&out, PT_LEN);
         memset(out.p, 0xAA, PT_LEN);
         rc = km_decrypt(ctx, 0, ctb, CT_LEN, NULL, 0, out.p, PT_LEN, &n);
         ck_assert_msg(rc == KM_E_CORRUPT, "decrypt of b's ciphertext: %s (%s), not KM_E_CORRUPT",
@@ -866,7 +754,7 @@ START_TEST(test_tamper_record_swap_material)
         ck_assert_msg(rc == KM_E_CORRUPT, "decrypt of a/v1 ciphertext: %s (%s), not KM_E_CORRUPT",
                       km_err_name(rc), km_error_last()->message);
         ck_assert(tu_all_zero(out.p, PT_LEN));
-        guard_free(&out);
+        tu_guard_free(&out);
     }
     /* a/v2 is untouched: still decrypts and encrypts */
     OK(km_key_open(&k, ctx, "a"));
@@ -884,7 +772,7 @@ START_TEST(test_tamper_record_swap_vmeta)
 {
     km_key *a = make_key("a", KM_KEY_AES_256_GCM), *b = make_key("b", KM_KEY_AES_256_GCM);
     uint8_t ida[16], idb[16], a1[20], a2[20], b1[20];
-    struct raw r;
+    tu_raw r;
 
     memcpy(ida, km_key_id(a), 16);
     memcpy(idb, km_key_id(b), 16);
@@ -893,14 +781,14 @@ START_TEST(test_tamper_record_swap_vmeta)
     km_key_free(b);
     km_close(ctx);
     ctx = NULL;
-    vkey(a1, ida, 1);
-    vkey(a2, ida, 2);
-    vkey(b1, idb, 1);
+    tu_raw_vkey(a1, ida, 1);
+    tu_raw_vkey(a2, ida, 2);
+    tu_raw_vkey(b1, idb, 1);
 
     raw_begin(&r);
     raw_copy(&r, "vmeta", a1, b1, 20); /* another key's version record */
     raw_copy(&r, "vmeta", a2, a1, 20); /* another version's record */
-    raw_end(&r);
+    tu_raw_end(&r);
     reopen();
     assert_key_corrupt("b", "vmeta of a/v1 under b/v1");
     assert_key_corrupt("a", "vmeta of a/v2 under a/v1");
@@ -911,7 +799,7 @@ START_TEST(test_tamper_record_swap_counters)
 {
     km_key *a = make_key("a", KM_KEY_AES_256_GCM), *b = make_key("b", KM_KEY_AES_256_GCM);
     uint8_t ida[16], idb[16], a1[20], b1[20], ct[CT_LEN];
-    struct raw r;
+    tu_raw r;
 
     memcpy(ida, km_key_id(a), 16);
     memcpy(idb, km_key_id(b), 16);
@@ -922,12 +810,12 @@ START_TEST(test_tamper_record_swap_counters)
     km_key_free(b);
     km_close(ctx);
     ctx = NULL;
-    vkey(a1, ida, 1);
-    vkey(b1, idb, 1);
+    tu_raw_vkey(a1, ida, 1);
+    tu_raw_vkey(b1, idb, 1);
 
     raw_begin(&r);
     raw_copy(&r, "counters", b1, a1, 20);
-    raw_end(&r);
+    tu_raw_end(&r);
     reopen();
     assert_key_corrupt("a", "counters of b/v1 under a/v1");
 }
@@ -938,7 +826,7 @@ START_TEST(test_tamper_record_swap_names)
     km_key *a = make_key("a", KM_KEY_AES_256_GCM), *b = make_key("b", KM_KEY_AES_256_GCM), *k;
     uint8_t ida[16], idb[16], ka[64], kb[64], *va, *vb;
     size_t kla = 0, klb = 0, la, lb;
-    struct raw r;
+    tu_raw r;
     MDB_cursor *cur;
     MDB_val key, val;
     int n = 0;
@@ -952,7 +840,7 @@ START_TEST(test_tamper_record_swap_names)
 
     /* the names table holds two entries (keyed hashes); swap their sealed values */
     raw_begin(&r);
-    ck_assert_int_eq(mdb_cursor_open(r.txn, raw_dbi(&r, "names"), &cur), 0);
+    ck_assert_int_eq(mdb_cursor_open(r.txn, tu_raw_dbi(&r, "names"), &cur), 0);
     while (mdb_cursor_get(cur, &key, &val, n == 0 ? MDB_FIRST : MDB_NEXT) == 0) {
         ck_assert_uint_le(key.mv_size, sizeof ka);
         if (n == 0) {
@@ -966,13 +854,13 @@ START_TEST(test_tamper_record_swap_names)
     }
     mdb_cursor_close(cur);
     ck_assert_int_eq(n, 2);
-    va = raw_get(&r, "names", ka, kla, &la);
-    vb = raw_get(&r, "names", kb, klb, &lb);
-    raw_put(&r, "names", ka, kla, vb, lb);
-    raw_put(&r, "names", kb, klb, va, la);
+    va = tu_raw_get(&r, "names", ka, kla, &la);
+    vb = tu_raw_get(&r, "names", kb, klb, &lb);
+    tu_raw_put(&r, "names", ka, kla, vb, lb);
+    tu_raw_put(&r, "names", kb, klb, va, la);
     free(va);
     free(vb);
-    raw_end(&r);
+    tu_raw_end(&r);
     reopen();
 
     k = (km_key *)&n;
@@ -1103,10 +991,9 @@ END_TEST
 
 static Suite *tamper_suite(void)
 {
-    Suite *s = suite_create("tamper");
-    TCase *tc = tcase_create("tamper");
-    tcase_add_checked_fixture(tc, setup, teardown);
-    tcase_set_timeout(tc, 60);
+    TCase *tc;
+    Suite *s = tu_suite("tamper", NULL, &tc, 60, setup, teardown);
+
     tcase_add_test(tc, test_tamper_header_magic);
     tcase_add_test(tc, test_tamper_header_format_version);
     tcase_add_test(tc, test_tamper_header_algorithm);
@@ -1129,16 +1016,10 @@ static Suite *tamper_suite(void)
     tcase_add_test(tc, test_tamper_secret_at_rest);
     tcase_add_test(tc, test_tamper_signature_other_key);
     tcase_add_test(tc, test_tamper_mac_other_key);
-    suite_add_tcase(s, tc);
     return s;
 }
 
 int main(void)
 {
-    SRunner *sr = srunner_create(tamper_suite());
-    int failed;
-    srunner_run_all(sr, CK_NORMAL);
-    failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed == 0 ? 0 : 1;
+    return tu_run(tamper_suite());
 }

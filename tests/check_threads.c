@@ -22,8 +22,7 @@ static volatile int failures;
 
 static void setup(void)
 {
-    dir = tu_tmpdir();
-    ctx = tu_vault(dir);
+    tu_setup(&dir, &ctx, NULL);
     ck_assert_int_eq(km_key_create(&key, ctx, "shared", KM_KEY_AES_256_GCM, NULL), KM_OK);
     nonces = calloc((size_t)THREADS * PER_THREAD * 2, 12);
     failures = 0;
@@ -33,9 +32,7 @@ static void teardown(void)
 {
     free(nonces);
     km_key_free(key);
-    km_close(ctx);
-    tu_rmtree(dir);
-    free(dir);
+    tu_teardown(&dir, &ctx);
 }
 
 static void *worker(void *arg)
@@ -150,22 +147,15 @@ END_TEST
 
 static Suite *threads_suite(void)
 {
-    Suite *s = suite_create("threads");
-    TCase *tc = tcase_create("threads");
-    tcase_add_checked_fixture(tc, setup, teardown);
-    tcase_set_timeout(tc, 300);
+    TCase *tc;
+    Suite *s = tu_suite("threads", NULL, &tc, 300, setup, teardown);
+
     tcase_add_test(tc, test_threads_encrypt_decrypt_rotate);
     tcase_add_test(tc, test_threads_fork_nonces_distinct);
-    suite_add_tcase(s, tc);
     return s;
 }
 
 int main(void)
 {
-    SRunner *sr = srunner_create(threads_suite());
-    int failed;
-    srunner_run_all(sr, CK_NORMAL);
-    failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+    return tu_run(threads_suite());
 }

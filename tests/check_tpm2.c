@@ -28,281 +28,26 @@
 
 #include "testutil.h"
 
-/* ------------------------------------------------------------ swtpm helper */
-
-typedef struct swtpm {
-    char dir[512];     /* temporary state directory */
-    int port;          /* server port; control on port + 1 */
-    pid_t pid;
-    char tcti[128];    /* swtpm:host=127.0.0.1,port=P */
-    char config[160];  /* tcti=... for km_vault_backend_set */
-} swtpm;
-
-static int port_free(int port)
-{
-    struct sockaddr_in sa;
-    int fd = socket(AF_INET, SOCK_STREAM, 0), ok;
-
-    if (fd < 0)
-        return 0;
-    memset(&sa, 0, sizeof sa);
-    sa.sin_family = AF_INET;
-    sa.sin_port = htons((uint16_t)port);
-    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    ok = bind(fd, (struct sockaddr *)&sa, sizeof sa) == 0;
-    close(fd);
-    return ok;
-}
-
-static int port_open(int port)
-{
-    struct sockaddr_in sa;
-    int fd = socket(AF_INET, SOCK_STREAM, 0), ok;
-
-    if (fd < 0)
-        return 0;
-    memset(&sa, 0, sizeof sa);
-    sa.sin_family = AF_INET;
-    sa.sin_port = htons((uint16_t)port);
-    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    ok = connect(fd, (struct sockaddr *)&sa, sizeof sa) == 0;
-    close(fd);
-    return ok;
-}
-
-static void sleep_ms(long ms)
-{
-    struct timespec ts = { ms / 1000, (ms % 1000) * 1000000L };
-    nanosleep(&ts, NULL);
-}
-
-static int pid_alive(pid_t pid)
-{
-    return pid > 0 && (kill(pid, 0) == 0 || errno == EPERM);
-}
-
-/* ------------------------------------------------- leftover swtpm reaping
- *
- * Check runs every test in a forked child; a failed assertion ends that child
- * at once, without its teardown or atexit handlers, and a swtpm it started
- * (a daemon of its own) would run on forever. So every started swtpm is
- * recorded in a file reg_dir/swtpm.PID (removed once it is stopped), and
- * main() stops whatever is still recorded after all tests ran, whatever
- * their outcome. reg_dir is also the TMPDIR of the tests: a failed test's
- * temporary directory goes with it. */
-
-static char reg_dir[4096];
-
-static void reg_path(pid_t pid, char *out, size_t cap)
-{
-    snprintf(out, cap, "%s/swtpm.%d", reg_dir, (int)pid);
-}
-
-static void reg_add(pid_t pid, const char *state_dir)
-{
-    char path[4200];
-    FILE *f;
-
-    if (reg_dir[0] == '\0')
-        return;
-    reg_path(pid, path, sizeof path);
-    f = fopen(path, "w");
-    ck_assert_msg(f != NULL, "cannot record swtpm %d in %s", (int)pid, reg_dir);
-    fprintf(f, "%s\n", state_dir);
-    fclose(f);
-}
-
-static void reg_remove(pid_t pid)
-{
-    char path[4200];
-
-    if (reg_dir[0] == '\0')
-        return;
-    reg_path(pid, path, sizeof path);
-    (void)unlink(path);
-}
-
-/* True when `pid` is still a swtpm serving state_dir (not a reused PID). */
-static int is_our_swtpm(pid_t pid, const char *state_dir)
-{
-    char path[64], buf[8192];
-    size_t n, i;
-    FILE *f;
-
-    snprintf(path, sizeof path, "/proc/%d/cmdline", (int)pid);
-    if ((f = fopen(path, "r")) == NULL)
-        return 0;
-    n = fread(buf, 1, sizeof buf - 1, f);
-    fclose(f);
-    for (i = 0; i < n; i++)
-        if (buf[i] == '\0')
-            buf[i] = ' ';
-    buf[n] = '\0';
-    return strstr(buf, "swtpm") != NULL && strstr(buf, state_dir) != NULL;
-}
-
-/* Stops every swtpm still recorded; returns how many there were. */
-static int reap_leftovers(void)
-{
-    DIR *d = opendir(reg_dir);
-    struct dirent *e;
-    int found = 0;
-
-    if (d == NULL)
-        return 0;
-    while ((e = readdir(d)) != NULL) {
-        char path[4200], state_dir[600] = "";
-        FILE *f;
-        int pid, i;
-
-        if (sscanf(e->d_name, "swtpm.%d", &pid) != 1 || pid <= 0)
-            continue;
-        reg_path(pid, path, sizeof path);
-        if ((f = fopen(path, "r")) != NULL) {
-            if (fgets(state_dir, sizeof state_dir, f) != NULL)
-                state_dir[strcspn(state_dir, "\n")] = '\0';
-            fclose(f);
-        }
-        if (state_dir[0] != '\0' && is_our_swtpm(pid, state_dir)) {
-            found++;
-            fprintf(stderr, "check_tpm2: stopping swtpm %d left running by a failed test\n",
-                    pid);
-            kill(pid, SIGTERM);
-            for (i = 0; i < 200 && is_our_swtpm(pid, state_dir); i++) {
-                struct timespec ts = { 0, 10000000L };
-                nanosleep(&ts, NULL);
-            }
-            if (is_our_swtpm(pid, state_dir))
-                kill(pid, SIGKILL);
-        }
-        (void)unlink(path);
-    }
-    closedir(d);
-    return found;
-}
-
-static void tools(const swtpm *t, const char *args)
-{
-    char cmd[1024];
-
-    snprintf(cmd, sizeof cmd, "TPM2TOOLS_TCTI='%s' %s >/dev/null 2>&1", t->tcti, args);
-    if (system(cmd) != 0)
-        ck_abort_msg("failed: %s", args);
-}
-
-/* Starts swtpm on t->dir and t->port (a free pair chosen when port is 0). */
-static void swtpm_start(swtpm *t)
-{
-    char cmd[2048], pidpath[600];
-    FILE *f;
-    int i;
-
-    if (t->port == 0) {
-        srand((unsigned)getpid() ^ (unsigned)time(NULL));
-        for (i = 0; i < 200; i++) {
-            int p = 20000 + 2 * (rand() % 15000);
-            if (port_free(p) && port_free(p + 1)) {
-                t->port = p;
-                break;
-            }
-        }
-        ck_assert_int_ne(t->port, 0);
-        snprintf(t->tcti, sizeof t->tcti, "swtpm:host=127.0.0.1,port=%d", t->port);
-        snprintf(t->config, sizeof t->config, "tcti=%s", t->tcti);
-    }
-    snprintf(pidpath, sizeof pidpath, "%s/pid", t->dir);
-    snprintf(cmd, sizeof cmd,
-             "swtpm socket --tpm2 --tpmstate dir=%s --server type=tcp,port=%d,bindaddr=127.0.0.1 "
-             "--ctrl type=tcp,port=%d,bindaddr=127.0.0.1 --flags not-need-init,startup-clear "
-             "--pid file=%s --daemon",
-             t->dir, t->port, t->port + 1, pidpath);
-    ck_assert_int_eq(system(cmd), 0);
-    t->pid = 0;
-    for (i = 0; i < 500 && t->pid == 0; i++) {
-        f = fopen(pidpath, "r");
-        if (f != NULL) {
-            int pid = 0;
-            if (fscanf(f, "%d", &pid) == 1)
-                t->pid = pid;
-            fclose(f);
-        }
-        if (t->pid == 0)
-            sleep_ms(10);
-    }
-    ck_assert_int_gt(t->pid, 0);
-    reg_add(t->pid, t->dir);
-    for (i = 0; i < 500 && !port_open(t->port); i++)
-        sleep_ms(10);
-    /* test TPMs: no long dictionary-attack lockouts (an unclean stop counts as a failure) */
-    tools(t, "tpm2_dictionarylockout --setup-parameters --max-tries=1000 --recovery-time=1 "
-             "--lockout-recovery-time=1");
-}
-
-static void swtpm_wait_gone(swtpm *t)
-{
-    int i;
-
-    for (i = 0; i < 500 && pid_alive(t->pid); i++)
-        sleep_ms(10);
-    ck_assert_msg(!pid_alive(t->pid), "swtpm %d did not stop", (int)t->pid);
-    reg_remove(t->pid);
-    for (i = 0; i < 500 && !port_free(t->port); i++)
-        sleep_ms(10);
-    t->pid = 0;
-}
-
-/* Orderly stop: TPM2_Shutdown, then the process. No libkm connection may be open. */
-static void swtpm_stop(swtpm *t)
-{
-    if (t->pid == 0)
-        return;
-    tools(t, "tpm2_shutdown");
-    kill(t->pid, SIGTERM);
-    swtpm_wait_gone(t);
-}
-
-static void swtpm_kill(swtpm *t)
-{
-    kill(t->pid, SIGKILL);
-    swtpm_wait_gone(t);
-}
-
-static int have_tools(void)
-{
-    return system("command -v swtpm >/dev/null 2>&1 && command -v tpm2_shutdown >/dev/null 2>&1 "
-                  "&& command -v tpm2_dictionarylockout >/dev/null 2>&1") == 0;
-}
-
 /* ----------------------------------------------------------------- fixture */
+
+typedef tu_swtpm swtpm;     /* testutil.h: a swtpm of this test, stopped by its PID */
 
 static char *dir;       /* the test's temporary directory */
 static swtpm tpm, tpm_b;
 
-static void make_tpm(swtpm *t, const char *name)
-{
-    memset(t, 0, sizeof *t);
-    snprintf(t->dir, sizeof t->dir, "%s/%s", dir, name);
-    ck_assert_int_eq(mkdir(t->dir, 0700), 0);
-    swtpm_start(t);
-}
-
 static void setup(void)
 {
     setenv("TSS2_LOG", "all+NONE", 1);
-    dir = tu_tmpdir();
-    make_tpm(&tpm, "tpm-a");
+    tu_setup(&dir, NULL, NULL);
+    tu_swtpm_make(&tpm, dir, "tpm-a");
     memset(&tpm_b, 0, sizeof tpm_b);
 }
 
 static void teardown(void)
 {
-    if (tpm.pid != 0)
-        swtpm_stop(&tpm);
-    if (tpm_b.pid != 0)
-        swtpm_stop(&tpm_b);
-    tu_rmtree(dir);
-    free(dir);
-    dir = NULL;
+    tu_swtpm_stop(&tpm);
+    tu_swtpm_stop(&tpm_b);
+    tu_teardown(&dir, NULL);
 }
 
 /* A vault in the test directory whose tpm2 backend is `t`. */
@@ -525,7 +270,7 @@ START_TEST(test_tpm2_cache_object_memory_evicts_and_retries)
     ck_assert_int_eq(transient_count(&tpm), 2);   /* primary + a */
     /* tpm2-tools leave their primary loaded (swtpm has no resource manager) */
     snprintf(cmd, sizeof cmd, "tpm2_createprimary -C o -c %s/other.ctx", dir);
-    tools(&tpm, cmd);
+    tu_swtpm_tools(&tpm, cmd);
     ck_assert_int_eq(transient_count(&tpm), 3);   /* the TPM is full */
     for (i = 0; i < 3; i++) {
         sign_ok(b);   /* a evicted, b loaded */
@@ -536,7 +281,7 @@ START_TEST(test_tpm2_cache_object_memory_evicts_and_retries)
     km_key_free(b);
     km_close(ctx);
     ck_assert_int_eq(transient_count(&tpm), 1);   /* only the other client's object */
-    tools(&tpm, "tpm2_flushcontext -t");
+    tu_swtpm_tools(&tpm, "tpm2_flushcontext -t");
 }
 END_TEST
 
@@ -554,20 +299,20 @@ START_TEST(test_tpm2_cache_restart_reloads)
     sign_ok(a);
     mac_ok(b);
     ck_assert_int_eq(transient_count(&tpm), 3);
-    swtpm_stop(&tpm);   /* orderly: TPM2_Shutdown, then the process */
-    swtpm_start(&tpm);
+    tu_swtpm_stop(&tpm);   /* orderly: TPM2_Shutdown, then the process */
+    tu_swtpm_start(&tpm);
     ck_assert_int_eq(transient_count(&tpm), 0);
     sign_ok(a);
     mac_ok(b);
     ck_assert_int_eq(transient_count(&tpm), 3);
     /* killed (no Shutdown) and restarted */
-    swtpm_kill(&tpm);
-    swtpm_start(&tpm);
+    tu_swtpm_kill(&tpm);
+    tu_swtpm_start(&tpm);
     mac_ok(b);
     sign_ok(a);
     ck_assert_int_eq(transient_count(&tpm), 3);
     /* every transient object flushed by someone else: stale handles */
-    tools(&tpm, "tpm2_flushcontext -t");
+    tu_swtpm_tools(&tpm, "tpm2_flushcontext -t");
     ck_assert_int_eq(transient_count(&tpm), 0);
     sign_ok(a);
     mac_ok(b);
@@ -576,7 +321,7 @@ START_TEST(test_tpm2_cache_restart_reloads)
      * connect, 0x80000000; a is loaded next): using a reconnects, and our
      * other handles (b, the old primary) are flushed, not left to fill the
      * TPM's slots */
-    tools(&tpm, "tpm2_flushcontext 0x80000001");
+    tu_swtpm_tools(&tpm, "tpm2_flushcontext 0x80000001");
     ck_assert_int_eq(transient_count(&tpm), 2);
     sign_ok(a);
     ck_assert_int_eq(transient_count(&tpm), 2);   /* the new primary and a */
@@ -589,32 +334,17 @@ START_TEST(test_tpm2_cache_restart_reloads)
 }
 END_TEST
 
-static int64_t fake_now;
-static int64_t clock_fn(void *arg)
-{
-    (void)arg;
-    return fake_now;
-}
-
 /* A destroyed key version's handle is flushed at once (the TPM's transient
  * count goes back), and a closed key's when its vault closes. */
 START_TEST(test_tpm2_cache_destroy_flushes)
 {
-    km_open_options o = KM_OPEN_OPTIONS_INIT;
     km_ctx *ctx = NULL;
     km_key *a, *b;
-    char uri[4200];
     uint8_t sig[KM_SIGNATURE_MAX];
     size_t n = 0;
 
-    fake_now = 1900000000;
-    snprintf(uri, sizeof uri, "lmdb:%s/vault", dir);
-    o.flags = KM_OPEN_CREATE;
-    o.passphrase = (const uint8_t *)TU_PASS;
-    o.passphrase_len = strlen(TU_PASS);
-    o.kdf_cost = KM_KDF_COST_MIN;
-    o.clock = clock_fn;
-    ck_assert_int_eq(km_open(&ctx, uri, &o), KM_OK);
+    tu_now = TU_NOW_START;
+    ctx = tu_vault_clocked(dir, 0);
     ck_assert_int_eq(km_vault_backend_set(ctx, "tpm2", tpm.config), KM_OK);
     a = tpm_key(ctx, "a", KM_KEY_EC_P256);
     b = tpm_key(ctx, "b", KM_KEY_EC_P256);
@@ -625,7 +355,7 @@ START_TEST(test_tpm2_cache_destroy_flushes)
     ck_assert_int_eq(km_key_revoke(a, 1, KM_REVOKE_SUPERSEDED, 0), KM_OK);
     ck_assert_int_eq(km_key_schedule_destroy(a, 1, 7), KM_OK);   /* the policy's minimum */
     ck_assert_int_eq(transient_count(&tpm), 3);
-    fake_now += 8 * 86400;
+    tu_now += 8 * 86400;
     ck_assert_int_eq(km_maintain(ctx, NULL), KM_OK);
     ck_assert_int_eq(transient_count(&tpm), 2);   /* the primary and b */
     ck_assert_int_ne(km_sign(a, 0, msg, sizeof msg, sig, sizeof sig, &n), KM_OK);
@@ -824,8 +554,8 @@ START_TEST(test_tpm2_keys_reload_after_restart)
     km_key_free(ec);
     km_close(ctx);
 
-    swtpm_stop(&tpm);
-    swtpm_start(&tpm);
+    tu_swtpm_stop(&tpm);
+    tu_swtpm_start(&tpm);
 
     ck_assert_int_eq(tu_vault_open(&ctx, dir, TU_PASS, 0), KM_OK);
     ck_assert_int_eq(km_key_open(&ec, ctx, "ec"), KM_OK);
@@ -849,7 +579,7 @@ START_TEST(test_tpm2_killed_gives_backend_error_then_recovers)
     int rc;
 
     sign_ok(ec);
-    swtpm_kill(&tpm);
+    tu_swtpm_kill(&tpm);
 
     t0 = time(NULL);
     rc = km_sign(ec, 0, msg, sizeof msg, sig, sizeof sig, &n);
@@ -863,7 +593,7 @@ START_TEST(test_tpm2_killed_gives_backend_error_then_recovers)
     ck_assert_int_eq(km_sign(ec, 0, msg, sizeof msg, sig, sizeof sig, &n), KM_E_BACKEND);
     ck_assert_int_le(time(NULL) - t0, 5);
 
-    swtpm_start(&tpm);
+    tu_swtpm_start(&tpm);
     sign_ok(ec); /* same context, same handle */
     km_key_free(ec);
     km_close(ctx);
@@ -876,8 +606,8 @@ START_TEST(test_tpm2_restart_under_open_handle_recovers)
     km_key *ec = tpm_key(ctx, "ec", KM_KEY_EC_P256);
 
     sign_ok(ec);
-    swtpm_kill(&tpm);
-    swtpm_start(&tpm);
+    tu_swtpm_kill(&tpm);
+    tu_swtpm_start(&tpm);
     sign_ok(ec); /* the stale connection is dropped and made again in the same call */
     km_key_free(ec);
     km_close(ctx);
@@ -897,7 +627,7 @@ START_TEST(test_tpm2_other_tpm_cannot_use_keys)
     km_key_free(ec);
     km_key_free(aes);
     /* point the vault at a second TPM with another seed */
-    make_tpm(&tpm_b, "tpm-b");
+    tu_swtpm_make(&tpm_b, dir, "tpm-b");
     ck_assert_int_eq(km_vault_backend_set(ctx, "tpm2", tpm_b.config), KM_OK);
     km_close(ctx);
 
@@ -1035,12 +765,7 @@ END_TEST
  * restarts too, and not with TPM B; TPM-down gives KM_E_BACKEND. */
 static int open_with_tpm(const swtpm *t, km_ctx **out)
 {
-    km_open_options o = KM_OPEN_OPTIONS_INIT;
-    char uri[4200];
-    snprintf(uri, sizeof uri, "lmdb:%s/vault", dir);
-    o.slot_backend = "tpm2";
-    o.slot_config = t->config;
-    return km_open(out, uri, &o);
+    return tu_vault_open_slot(out, dir, "tpm2", t->config);
 }
 
 START_TEST(test_tpm2_keyslot_opens_on_this_tpm_only)
@@ -1068,23 +793,23 @@ START_TEST(test_tpm2_keyslot_opens_on_this_tpm_only)
     ck_assert_int_eq(tu_vault_open(&c2, dir, TU_PASS, 0), KM_OK);
     km_close(c2);
     /* after a restart of the same TPM (same state): still */
-    swtpm_stop(&tpm);
-    swtpm_start(&tpm);
+    tu_swtpm_stop(&tpm);
+    tu_swtpm_start(&tpm);
     ck_assert_msg(open_with_tpm(&tpm, &c2) == KM_OK, "open after restart: %s",
                   km_error_last()->message);
     km_close(c2);
     /* another TPM (another seed) cannot */
-    make_tpm(&tpm_b, "tpm-b");
+    tu_swtpm_make(&tpm_b, dir, "tpm-b");
     rc = open_with_tpm(&tpm_b, &c2);
     ck_assert_msg(rc == KM_E_AUTH, "open with another TPM gave %s (%s)", km_err_name(rc),
                   km_error_last()->message);
     ck_assert_ptr_null(c2);
     /* the TPM away: a backend error, quickly, with the TSS2 code */
-    swtpm_kill(&tpm);
+    tu_swtpm_kill(&tpm);
     rc = open_with_tpm(&tpm, &c2);
     ck_assert_msg(rc == KM_E_BACKEND, "open with the TPM down gave %s", km_err_name(rc));
     ck_assert_int_eq(km_error_last()->native_kind, KM_NATIVE_TSS2);
-    swtpm_start(&tpm);
+    tu_swtpm_start(&tpm);
 }
 END_TEST
 
@@ -1107,14 +832,14 @@ START_TEST(test_tpm2_keyslot_pcr_policy)
                   km_error_last()->message);
     km_close(c2);
     c2 = NULL;
-    tools(&tpm, "tpm2_pcrextend 16:sha256=0000000000000000000000000000000000000000000000000000000000000001");
+    tu_swtpm_tools(&tpm, "tpm2_pcrextend 16:sha256=0000000000000000000000000000000000000000000000000000000000000001");
     rc = open_with_tpm(&tpm, &c2);
     ck_assert_msg(rc == KM_E_AUTH, "open after the PCR changed gave %s (%s)", km_err_name(rc),
                   km_error_last()->message);
     ck_assert_ptr_null(c2);
     /* a TPM restart resets PCR 16: the slot opens again */
-    swtpm_stop(&tpm);
-    swtpm_start(&tpm);
+    tu_swtpm_stop(&tpm);
+    tu_swtpm_start(&tpm);
     ck_assert_msg(open_with_tpm(&tpm, &c2) == KM_OK, "open after a reset: %s",
                   km_error_last()->message);
     km_close(c2);
@@ -1123,11 +848,9 @@ END_TEST
 
 static Suite *tpm2_suite(void)
 {
-    Suite *s = suite_create("tpm2");
-    TCase *tc = tcase_create("swtpm");
+    TCase *tc;
+    Suite *s = tu_suite("tpm2", "swtpm", &tc, 120, setup, teardown);
 
-    tcase_set_timeout(tc, 120);
-    tcase_add_checked_fixture(tc, setup, teardown);
     tcase_add_test(tc, test_tpm2_ecdsa_sign_verify);
     tcase_add_test(tc, test_tpm2_hmac);
     tcase_add_test(tc, test_tpm2_cached_handles_evict);
@@ -1148,39 +871,21 @@ static Suite *tpm2_suite(void)
     tcase_add_test(tc, test_tpm2_keyslot_pcr_policy);
     tcase_add_test(tc, test_tpm2_ecdh_agree);
     tcase_add_test(tc, test_tpm2_rsa_pss_and_oaep);
-    suite_add_tcase(s, tc);
     return s;
 }
 
 int main(void)
 {
-    SRunner *sr;
-    int failed;
+    int failed, rc;
 
-    if (!have_tools()) {
-        /* never a silent skip: the build asked for the TPM backend */
-        fprintf(stderr, "check_tpm2: swtpm or tpm2-tools not installed (apt-get install swtpm "
-                        "swtpm-tools tpm2-tools): FAILED\n");
+    if (!tu_swtpm_installed("check_tpm2") || tu_swtpm_registry("check_tpm2") != 0)
         return 1;
-    }
-    {
-        const char *base = getenv("TMPDIR");
-        snprintf(reg_dir, sizeof reg_dir, "%s/km-check-tpm2.XXXXXX", base && *base ? base : "/tmp");
-        if (mkdtemp(reg_dir) == NULL) {
-            perror("check_tpm2: mkdtemp");
-            return 1;
-        }
-        setenv("TMPDIR", reg_dir, 1);   /* every test's directory is made in it */
-    }
-    sr = srunner_create(tpm2_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
+    rc = tu_run(tpm2_suite());
+    failed = rc != EXIT_SUCCESS;
     /* unconditionally: a failed test's swtpm is stopped here */
-    if (reap_leftovers() > 0 && failed == 0) {
+    if (tu_swtpm_reap("check_tpm2") > 0 && !failed) {
         fprintf(stderr, "check_tpm2: swtpm left running although every test passed: FAILED\n");
         failed = 1;
     }
-    tu_rmtree(reg_dir);
-    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
 }

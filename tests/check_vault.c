@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "km_int.h"
+#include "testraw.h"
 #include "testutil.h"
 
 #define PASS2 "another passphrase"
@@ -19,15 +20,13 @@ static char vdir[4400];      /* tmp/vault */
 
 static void setup(void)
 {
-    tmp = tu_tmpdir();
+    tu_setup(&tmp, NULL, NULL);
     snprintf(vdir, sizeof vdir, "%s/vault", tmp);
 }
 
 static void teardown(void)
 {
-    tu_rmtree(tmp);
-    free(tmp);
-    tmp = NULL;
+    tu_teardown(&tmp, NULL);
 }
 
 static uint8_t km_test_pid[16]; /* the principal out-parameter (unused: owner opens) */
@@ -107,54 +106,6 @@ static int get1(struct vault *v, km__table tbl, const char *key, const char *wan
     }
     km_secret_free(sec);
     return rc;
-}
-
-/* Raw LMDB access to a closed vault, as an attacker with the file would have. */
-struct raw {
-    MDB_env *env;
-    MDB_txn *txn;
-};
-
-static void raw_begin(struct raw *r)
-{
-    ck_assert_int_eq(mdb_env_create(&r->env), 0);
-    ck_assert_int_eq(mdb_env_set_maxdbs(r->env, 16), 0);
-    ck_assert_int_eq(mdb_env_open(r->env, vdir, 0, 0600), 0);
-    ck_assert_int_eq(mdb_txn_begin(r->env, NULL, 0, &r->txn), 0);
-}
-
-static MDB_dbi raw_dbi(struct raw *r, const char *table)
-{
-    MDB_dbi d;
-    ck_assert_int_eq(mdb_dbi_open(r->txn, table, 0, &d), 0);
-    return d;
-}
-
-/* Returns a malloc'ed copy of a raw value. */
-static uint8_t *raw_get(struct raw *r, const char *table, const void *key, size_t key_len,
-                        size_t *len)
-{
-    MDB_val k = { key_len, (void *)(uintptr_t)key }, v;
-    uint8_t *p;
-    ck_assert_int_eq(mdb_get(r->txn, raw_dbi(r, table), &k, &v), 0);
-    p = malloc(v.mv_size);
-    ck_assert_ptr_nonnull(p);
-    memcpy(p, v.mv_data, v.mv_size);
-    *len = v.mv_size;
-    return p;
-}
-
-static void raw_put(struct raw *r, const char *table, const void *key, size_t key_len,
-                    const void *val, size_t val_len)
-{
-    MDB_val k = { key_len, (void *)(uintptr_t)key }, v = { val_len, (void *)(uintptr_t)val };
-    ck_assert_int_eq(mdb_put(r->txn, raw_dbi(r, table), &k, &v, 0), 0);
-}
-
-static void raw_end(struct raw *r)
-{
-    ck_assert_int_eq(mdb_txn_commit(r->txn), 0);
-    mdb_env_close(r->env);
 }
 
 /* ------------------------------------------------------------ open/create */
@@ -484,7 +435,7 @@ END_TEST
 START_TEST(test_vault_record_moved_is_corrupt)
 {
     struct vault v;
-    struct raw r;
+    tu_raw r;
     struct seen s;
     km__txn *t = NULL;
     uint8_t *val;
@@ -494,12 +445,12 @@ START_TEST(test_vault_record_moved_is_corrupt)
     put1(&v, KM__T_KEYS, "key-a", "sealed for keys/key-a");
     vault_down(&v);
 
-    raw_begin(&r);
-    val = raw_get(&r, "keys", "key-a", 5, &len);
-    raw_put(&r, "keys", "key-b", 5, val, len);      /* same table, other key */
-    raw_put(&r, "material", "key-a", 5, val, len);  /* other table, same key */
-    raw_put(&r, "vmeta", "key-c", 5, val, len);     /* both */
-    raw_end(&r);
+    tu_raw_begin(&r, vdir, 0, 0);   /* as an attacker with the file */
+    val = tu_raw_get(&r, "keys", "key-a", 5, &len);
+    tu_raw_put(&r, "keys", "key-b", 5, val, len);      /* same table, other key */
+    tu_raw_put(&r, "material", "key-a", 5, val, len);  /* other table, same key */
+    tu_raw_put(&r, "vmeta", "key-c", 5, val, len);     /* both */
+    tu_raw_end(&r);
     free(val);
 
     vault_up(&v, 0);
@@ -525,7 +476,7 @@ START_TEST(test_vault_altered_record_is_corrupt)
     static const char *const names[] = { "r-body", "r-tag", "r-nonce", "r-format", "r-short",
                                          "r-tiny" };
     struct vault v;
-    struct raw r;
+    tu_raw r;
     uint8_t *val;
     size_t len, i;
 
@@ -534,9 +485,9 @@ START_TEST(test_vault_altered_record_is_corrupt)
         put1(&v, KM__T_COUNTERS, names[i], "counter value 12345");
     vault_down(&v);
 
-    raw_begin(&r);
+    tu_raw_begin(&r, vdir, 0, 0);
     for (i = 0; i < 6; i++) {
-        val = raw_get(&r, "counters", names[i], strlen(names[i]), &len);
+        val = tu_raw_get(&r, "counters", names[i], strlen(names[i]), &len);
         ck_assert_uint_eq(len, 1 + 12 + 19 + 16);
         switch (i) {
         case 0: val[1 + 12 + 3] ^= 0x01; break;    /* a ciphertext bit */
@@ -546,10 +497,10 @@ START_TEST(test_vault_altered_record_is_corrupt)
         case 4: len -= 1; break;                   /* truncated */
         case 5: len = 20; break;                   /* shorter than the overhead */
         }
-        raw_put(&r, "counters", names[i], strlen(names[i]), val, len);
+        tu_raw_put(&r, "counters", names[i], strlen(names[i]), val, len);
         free(val);
     }
-    raw_end(&r);
+    tu_raw_end(&r);
 
     vault_up(&v, 0);
     for (i = 0; i < 6; i++) {
@@ -565,22 +516,22 @@ END_TEST
 START_TEST(test_vault_newer_format_is_unsupported)
 {
     struct vault v;
-    struct raw r;
+    tu_raw r;
     km__env *env = NULL;
     km_secret *m = NULL;
     uint8_t id[16], two = 2, zero = 0;
 
     vault_up(&v, KM_OPEN_CREATE);
     vault_down(&v);
-    raw_begin(&r);
-    raw_put(&r, "meta", "format", 6, &two, 1);
-    raw_end(&r);
+    tu_raw_begin(&r, vdir, 0, 0);
+    tu_raw_put(&r, "meta", "format", 6, &two, 1);
+    tu_raw_end(&r);
     ck_assert_int_eq(vopen(TU_PASS, 0, &env, &m, id), KM_E_UNSUPPORTED);
     ck_assert_int_eq(vopen(TU_PASS, KM_OPEN_CREATE, &env, &m, id), KM_E_UNSUPPORTED);
     ck_assert_ptr_null(env);
-    raw_begin(&r);
-    raw_put(&r, "meta", "format", 6, &zero, 1);
-    raw_end(&r);
+    tu_raw_begin(&r, vdir, 0, 0);
+    tu_raw_put(&r, "meta", "format", 6, &zero, 1);
+    tu_raw_end(&r);
     ck_assert_int_eq(vopen(TU_PASS, 0, &env, &m, id), KM_E_CORRUPT);
 }
 END_TEST
@@ -588,7 +539,7 @@ END_TEST
 START_TEST(test_vault_swapped_meta_is_corrupt)
 {
     struct vault v;
-    struct raw r;
+    tu_raw r;
     km__env *env = NULL;
     km_secret *m = NULL;
     uint8_t id[16], other_id[16];
@@ -598,20 +549,20 @@ START_TEST(test_vault_swapped_meta_is_corrupt)
     vault_down(&v);
     /* another vault id in the unsealed meta: the sealed copy disagrees */
     memset(other_id, 0x5a, sizeof other_id);
-    raw_begin(&r);
-    raw_put(&r, "meta", "vault-id", 8, other_id, 16);
-    raw_end(&r);
+    tu_raw_begin(&r, vdir, 0, 0);
+    tu_raw_put(&r, "meta", "vault-id", 8, other_id, 16);
+    tu_raw_end(&r);
     ck_assert_int_eq(vopen(TU_PASS, 0, &env, &m, id), KM_E_CORRUPT);
     ck_assert_ptr_null(m);
     /* the sealed copy removed */
-    raw_begin(&r);
-    ck_assert_int_eq(mdb_del(r.txn, raw_dbi(&r, "meta"), &k, NULL), 0);
-    raw_end(&r);
+    tu_raw_begin(&r, vdir, 0, 0);
+    ck_assert_int_eq(mdb_del(r.txn, tu_raw_dbi(&r, "meta"), &k, NULL), 0);
+    tu_raw_end(&r);
     ck_assert_int_eq(vopen(TU_PASS, 0, &env, &m, id), KM_E_CORRUPT);
     /* an id of the wrong length */
-    raw_begin(&r);
-    raw_put(&r, "meta", "vault-id", 8, other_id, 15);
-    raw_end(&r);
+    tu_raw_begin(&r, vdir, 0, 0);
+    tu_raw_put(&r, "meta", "vault-id", 8, other_id, 15);
+    tu_raw_end(&r);
     ck_assert_int_eq(vopen(TU_PASS, 0, &env, &m, id), KM_E_CORRUPT);
 }
 END_TEST
@@ -619,13 +570,13 @@ END_TEST
 /* Sets the u32 TLV entry `tag` of slot 1 to `val`. */
 static void slot_set_u32(uint8_t tag, uint32_t val)
 {
-    struct raw r;
+    tu_raw r;
     uint8_t idb[4] = { 0, 0, 0, 1 }, *rec;
     size_t len, off = 0;
     int done = 0;
 
-    raw_begin(&r);
-    rec = raw_get(&r, "slots", idb, 4, &len);
+    tu_raw_begin(&r, vdir, 0, 0);
+    rec = tu_raw_get(&r, "slots", idb, 4, &len);
     while (off + 5 <= len) {
         uint32_t l = km__be32_get(rec + off + 1);
         if (rec[off] == tag) {
@@ -636,8 +587,8 @@ static void slot_set_u32(uint8_t tag, uint32_t val)
         off += 5 + l;
     }
     ck_assert(done);
-    raw_put(&r, "slots", idb, 4, rec, len);
-    raw_end(&r);
+    tu_raw_put(&r, "slots", idb, 4, rec, len);
+    tu_raw_end(&r);
     free(rec);
 }
 
@@ -727,19 +678,19 @@ START_TEST(test_vault_name_hash_is_keyed)
     vault_down(&a);
     vault_down(&b);
     {
-        struct raw r;
+        tu_raw r;
         uint8_t *val;
         size_t len;
         char save[4400];
-        raw_begin(&r);
-        val = raw_get(&r, "keys", "k", 1, &len);
+        tu_raw_begin(&r, vdir, 0, 0);
+        val = tu_raw_get(&r, "keys", "k", 1, &len);
         mdb_txn_abort(r.txn);
         mdb_env_close(r.env);
         memcpy(save, vdir, sizeof save);
         snprintf(vdir, sizeof vdir, "%s", other);
-        raw_begin(&r);
-        raw_put(&r, "keys", "k", 1, val, len);
-        raw_end(&r);
+        tu_raw_begin(&r, vdir, 0, 0);
+        tu_raw_put(&r, "keys", "k", 1, val, len);
+        tu_raw_end(&r);
         free(val);
         vault_up(&b, 0);
         ck_assert_int_eq(get1(&b, KM__T_KEYS, "k", NULL), KM_E_CORRUPT);
@@ -893,9 +844,9 @@ END_TEST
 /* The map size the file records, as another process would adopt it. */
 static uint64_t raw_mapsize(void)
 {
-    struct raw r;
+    tu_raw r;
     MDB_envinfo info;
-    raw_begin(&r);
+    tu_raw_begin(&r, vdir, 0, 0);
     mdb_txn_abort(r.txn);
     ck_assert_int_eq(mdb_env_set_mapsize(r.env, 0), 0);
     ck_assert_int_eq(mdb_env_info(r.env, &info), 0);
@@ -986,11 +937,9 @@ END_TEST
 
 static Suite *vault_suite(void)
 {
-    Suite *s = suite_create("vault");
-    TCase *tc = tcase_create("vault");
+    TCase *tc;
+    Suite *s = tu_suite("vault", NULL, &tc, 120, setup, teardown);
 
-    tcase_set_timeout(tc, 120);
-    tcase_add_checked_fixture(tc, setup, teardown);
     tcase_add_test(tc, test_vault_create_then_reopen);
     tcase_add_test(tc, test_vault_wrong_passphrase_is_auth);
     tcase_add_test(tc, test_vault_missing_without_create_is_notfound);
@@ -1012,17 +961,10 @@ static Suite *vault_suite(void)
     tcase_add_test(tc, test_vault_map_resized_by_other_process);
     tcase_add_test(tc, test_vault_map_size_default_and_kept);
     tcase_add_test(tc, test_vault_threads_share_env);
-    suite_add_tcase(s, tc);
     return s;
 }
 
 int main(void)
 {
-    SRunner *sr = srunner_create(vault_suite());
-    int failed;
-
-    srunner_run_all(sr, CK_NORMAL);
-    failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+    return tu_run(vault_suite());
 }

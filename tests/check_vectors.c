@@ -1059,9 +1059,10 @@ END_TEST
 
 static Suite *vectors_suite(void)
 {
-    Suite *s = suite_create("vectors");
-    TCase *tc = tcase_create("vectors");
-    tcase_set_timeout(tc, 60); /* the slowest test takes ~17 s under valgrind */
+    TCase *tc;
+    Suite *s = tu_suite("vectors", NULL, &tc, 60, NULL, NULL);
+
+    /* 60 s: the slowest test takes ~17 s under valgrind */
     tcase_add_test(tc, test_vectors_aes_gcm);
     tcase_add_test(tc, test_vectors_aes_kwp);
     tcase_add_test(tc, test_vectors_aes_wrap);
@@ -1072,22 +1073,14 @@ static Suite *vectors_suite(void)
     tcase_add_test(tc, test_vectors_ed25519);
     tcase_add_test(tc, test_vectors_rsa_pss_2048_sha256_mgf1_32);
     tcase_add_test(tc, test_vectors_rfc_vectors);
-    suite_add_tcase(s, tc);
     return s;
 }
 
 int main(void)
 {
-    SRunner *sr;
-    int failed;
-
     if (km_init() != KM_OK) {
         fprintf(stderr, "km_init failed\n");
         return 1;
     }
-    sr = srunner_create(vectors_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed == 0 ? 0 : 1;
+    return tu_run(vectors_suite());
 }

@@ -3,14 +3,16 @@
 # Run by make check (top_builddir and top_srcdir come from the environment).
 set -u
 : "${top_builddir:=.}" "${top_srcdir:=.}"
+. "$(dirname "$0")/lib.sh"
+lib_init kmctl
+LIB_SHOW_ERR=1
 KMCTL="$top_builddir/src/kmctl/kmctl"
-[ -x "$KMCTL" ] || { echo "kmctl.sh: $KMCTL is not built"; exit 1; }
+[ -x "$KMCTL" ] || lib_die "$KMCTL is not built"
 PY=/usr/bin/python3
 [ -x "$PY" ] || PY=python3
-command -v openssl >/dev/null 2>&1 || { echo "kmctl.sh: openssl(1) is needed"; exit 1; }
+lib_need_tools openssl
 
-tmp=$(mktemp -d "${TMPDIR:-/tmp}/kmctl-test.XXXXXX") || exit 1
-trap 'rm -rf "$tmp"' EXIT INT TERM
+lib_tmpdir
 cd "$tmp" || exit 1
 case $KMCTL in /*) ;; *) KMCTL="$OLDPWD/$KMCTL" ;; esac
 
@@ -18,31 +20,6 @@ PASS="kmctl test passphrase"
 unset KM_VAULT KM_PASSPHRASE
 export KM_VAULT="$tmp/vault" KM_PASSPHRASE="$PASS"
 
-passed=0 failed=0
-ok() { passed=$((passed + 1)); }
-bad() {
-    failed=$((failed + 1))
-    echo "FAIL: $*"
-    [ -s err ] && sed 's/^/    stderr: /' err | head -5
-}
-
-# t CODE DESCRIPTION INPUT CMD... : runs kmctl CMD... with stdin from INPUT (- = none),
-# stdout to ./out and stderr to ./err, and checks the exit code.
-t() {
-    want=$1 desc=$2 in=$3
-    shift 3
-    [ "$in" = - ] && in=/dev/null
-    "$KMCTL" "$@" <"$in" >out 2>err
-    got=$?
-    if [ "$got" -eq "$want" ]; then ok; else bad "$desc: exit $got, wanted $want"; fi
-    return 0
-}
-# check DESCRIPTION SHELL-CONDITION...
-check() {
-    desc=$1
-    shift
-    if "$@"; then ok; else bad "$desc"; fi
-}
 hex() { od -An -tx1 "$@" 2>/dev/null | tr -d ' \n'; }
 # flip FILE OFFSET OUT: OUT is FILE with one bit changed at OFFSET (negative: from the end)
 flip() {
@@ -643,5 +620,4 @@ check "usage errors show the synopsis" grep -q '^usage: kmctl backup FILE' err
 t 2 "decrypt when the vault is gone" ct --vault "$tmp/nowhere" decrypt
 check "errors are one 'kmctl: what: why' line" grep -q "^kmctl: opening vault '$tmp/nowhere': ." err
 
-echo "kmctl: $passed passed, $failed failed"
-[ "$failed" -eq 0 ]
+lib_summary

@@ -6,100 +6,29 @@
 # A missing swtpm or SoftHSM2 is a failure, never a skip. Run by make check.
 set -u
 : "${top_builddir:=.}"
+. "$(dirname "$0")/lib.sh"
+lib_init kmctl_backends
+LIB_SHOW_ERR=1
 KMCTL="$top_builddir/src/kmctl/kmctl"
 case $KMCTL in /*) ;; *) KMCTL="$PWD/$KMCTL" ;; esac
-[ -x "$KMCTL" ] || { echo "kmctl_backends.sh: $KMCTL is not built"; exit 1; }
-PY=/usr/bin/python3
-[ -x "$PY" ] || PY=python3
-MODULE=/usr/lib/softhsm/libsofthsm2.so
-for t in swtpm tpm2_dictionarylockout softhsm2-util openssl; do
-    command -v "$t" >/dev/null 2>&1 || { echo "kmctl_backends.sh: $t is not installed"; exit 1; }
-done
-[ -f "$MODULE" ] || { echo "kmctl_backends.sh: $MODULE is missing (softhsm2)"; exit 1; }
+[ -x "$KMCTL" ] || lib_die "$KMCTL is not built"
+PYTHON=/usr/bin/python3
+[ -x "$PYTHON" ] || PYTHON=python3
+MODULE=$LIB_P11_MODULE
+lib_need_tools swtpm tpm2_dictionarylockout softhsm2-util openssl
+lib_need_softhsm
 
-tmp=$(mktemp -d "${TMPDIR:-/tmp}/kmctl-backends.XXXXXX") || exit 1
-pids=
-cleanup() {
-    for p in $pids; do
-        kill "$p" 2>/dev/null
-        i=0
-        while kill -0 "$p" 2>/dev/null && [ $i -lt 100 ]; do sleep 0.05; i=$((i + 1)); done
-    done
-    rm -rf "$tmp"
-}
-trap cleanup EXIT INT TERM
+lib_tmpdir
 cd "$tmp" || exit 1
 TSS2_LOG=all+NONE
 export TSS2_LOG
 
-passed=0 failed=0
-ok() { passed=$((passed + 1)); }
-bad() {
-    failed=$((failed + 1))
-    echo "FAIL: $*"
-    [ -s err ] && sed 's/^/    stderr: /' err | head -5
-}
-# t CODE DESCRIPTION INPUT CMD...: kmctl CMD with stdin INPUT (- = none), out/err files
-t() {
-    want=$1 desc=$2 in=$3
-    shift 3
-    [ "$in" = - ] && in=/dev/null
-    "$KMCTL" "$@" <"$in" >out 2>err
-    got=$?
-    if [ "$got" -eq "$want" ]; then ok; else bad "$desc: exit $got, wanted $want"; fi
-}
-check() {
-    desc=$1
-    shift
-    if "$@"; then ok; else bad "$desc"; fi
-}
-
-# start_tpm NAME: a swtpm on a free port pair; sets $tcti
-start_tpm() {
-    mkdir -p "$tmp/$1"
-    port=$("$PY" - <<'EOF'
-import random, socket
-for _ in range(200):
-    p = 20000 + 2 * random.randrange(15000)
-    try:
-        for q in (p, p + 1):
-            s = socket.socket()
-            s.bind(("127.0.0.1", q))
-            s.close()
-    except OSError:
-        continue
-    print(p)
-    break
-EOF
-)
-    swtpm socket --tpm2 --tpmstate dir="$tmp/$1" \
-        --server type=tcp,port="$port",bindaddr=127.0.0.1 \
-        --ctrl type=tcp,port=$((port + 1)),bindaddr=127.0.0.1 \
-        --flags not-need-init,startup-clear --pid file="$tmp/$1/pid" --daemon || return 1
-    i=0
-    while [ ! -s "$tmp/$1/pid" ] && [ $i -lt 200 ]; do sleep 0.05; i=$((i + 1)); done
-    pids="$pids $(cat "$tmp/$1/pid")"
-    tcti="swtpm:host=127.0.0.1,port=$port"
-    i=0
-    until TPM2TOOLS_TCTI="$tcti" tpm2_dictionarylockout --setup-parameters --max-tries=1000 \
-            --recovery-time=1 --lockout-recovery-time=1 >/dev/null 2>&1; do
-        i=$((i + 1))
-        [ $i -lt 100 ] || { echo "kmctl_backends.sh: swtpm does not answer"; return 1; }
-        sleep 0.05
-    done
-}
-
-start_tpm tpm-a || exit 1
+lib_swtpm_start "$tmp/tpm-a" || lib_die "cannot start swtpm A"
 tcti_a=$tcti
-start_tpm tpm-b || exit 1
+lib_swtpm_start "$tmp/tpm-b" || lib_die "cannot start swtpm B"
 tcti_b=$tcti
 
-mkdir "$tmp/tokens"
-printf 'directories.tokendir = %s\nobjectstore.backend = file\nlog.level = ERROR\n' \
-    "$tmp/tokens" >"$tmp/softhsm2.conf"
-SOFTHSM2_CONF="$tmp/softhsm2.conf"
-export SOFTHSM2_CONF
-softhsm2-util --init-token --free --label kmtest --so-pin 5678 --pin 4321 >/dev/null || exit 1
+lib_softhsm "$tmp" kmtest 5678 4321 || lib_die "cannot make the SoftHSM2 token"
 
 # token discovery (pkcs11-helper): one line per initialised token, stable ids
 t 0 "backend tokens" - backend tokens --module "$MODULE"
@@ -206,5 +135,4 @@ t 0 "the sealed PIN serves" haes.ct decrypt
 check "decrypt with the sealed PIN" cmp -s out msg
 check "the PIN is not in the vault file in clear" sh -c '! grep -q "pin=4321" "$1/data.mdb"' - "$tmp/vault"
 
-echo "kmctl_backends: $passed passed, $failed failed"
-[ "$failed" -eq 0 ]
+lib_summary

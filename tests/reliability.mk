@@ -36,7 +36,8 @@ tests_check_nonces_CFLAGS = $(TEST_CFLAGS)
 tests_check_nonces_LDADD = $(PUBLIC_LIBS)
 TESTS += tests/check_nonces
 check_PROGRAMS += tests/check_sweep
-tests_check_sweep_SOURCES = tests/check_sweep.c tests/testutil.h tests/testutil.c
+tests_check_sweep_SOURCES = tests/check_sweep.c tests/testutil.h tests/testutil.c \
+	tests/testraw.h tests/testraw.c
 tests_check_sweep_CFLAGS = $(TEST_CFLAGS) $(JANSSON_CFLAGS)
 tests_check_sweep_LDADD = $(INTERNAL_LIBS) $(JANSSON_LIBS)
 TESTS += tests/check_sweep

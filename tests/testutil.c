@@ -1,15 +1,19 @@
-/* testutil.c - helpers shared by the Check suites. */
+/* testutil.c - the fixtures shared by the Check suites (testutil.h). */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
 #endif
 #include "testutil.h"
 
-#include <check.h>
 #include <ftw.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
+
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/types.h>
 
 char *tu_tmpdir(void)
 {
@@ -32,26 +36,6 @@ void tu_rmtree(const char *path)
 {
     if (path != NULL)
         nftw(path, rm_one, 16, FTW_DEPTH | FTW_PHYS);
-}
-
-int tu_vault_open(km_ctx **out, const char *dir, const char *pass, uint32_t flags)
-{
-    char path[4200];
-    km_open_options o = KM_OPEN_OPTIONS_INIT;
-    snprintf(path, sizeof path, "lmdb:%s/vault", dir);
-    o.flags = flags;
-    o.passphrase = (const uint8_t *)pass;
-    o.passphrase_len = strlen(pass);
-    o.kdf_cost = KM_KDF_COST_MIN;
-    return km_open(out, path, &o);
-}
-
-km_ctx *tu_vault(const char *dir)
-{
-    km_ctx *ctx = NULL;
-    int rc = tu_vault_open(&ctx, dir, TU_PASS, KM_OPEN_CREATE);
-    ck_assert_msg(rc == KM_OK, "km_open: %s (%s)", km_err_name(rc), km_error_last()->message);
-    return ctx;
 }
 
 uint8_t *tu_read_file(const char *path, size_t *len)
@@ -107,3 +91,265 @@ int tu_all_zero(const uint8_t *p, size_t len)
             return 0;
     return 1;
 }
+
+void tu_sleep_ms(long ms)
+{
+    struct timespec ts = { ms / 1000, (ms % 1000) * 1000000L };
+    nanosleep(&ts, NULL);
+}
+
+void tu_guard_new(tu_guard *g, size_t len)
+{
+    size_t page = (size_t)sysconf(_SC_PAGESIZE);
+    size_t data_pages = (len + page - 1) / page;
+
+    if (data_pages == 0)
+        data_pages = 1;
+    g->map_len = (data_pages + 1) * page;
+    g->map = mmap(NULL, g->map_len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    ck_assert_msg(g->map != MAP_FAILED, "mmap failed");
+    ck_assert_int_eq(mprotect(g->map + data_pages * page, page, PROT_NONE), 0);
+    g->p = g->map + data_pages * page - len;
+    g->len = len;
+}
+
+void tu_guard_copy(tu_guard *g, const void *data, size_t len)
+{
+    tu_guard_new(g, len);
+    if (len > 0)
+        memcpy(g->p, data, len);
+}
+
+void tu_guard_free(tu_guard *g)
+{
+    if (g->map != NULL)
+        munmap(g->map, g->map_len);
+    memset(g, 0, sizeof *g);
+}
+
+/* ------------------------------------------------------------- clock */
+
+int64_t tu_now = TU_NOW_START;
+
+int64_t tu_clock(void *arg)
+{
+    (void)arg;
+    return tu_now;
+}
+
+/* ------------------------------------------------------------ vaults */
+
+void tu_vault_uri(char *out, size_t cap, const char *dir)
+{
+    snprintf(out, cap, "lmdb:%s/vault", dir);
+}
+
+int tu_vault_open_with(km_ctx **out, const char *dir, const tu_open *t)
+{
+    char uri[4200];
+    km_open_options o = KM_OPEN_OPTIONS_INIT;
+    const char *pass = t->pass;
+
+    if (pass == NULL && t->slot_backend == NULL && t->shares == NULL)
+        pass = TU_PASS;
+    tu_vault_uri(uri, sizeof uri, dir);
+    o.flags = t->flags;
+    if (pass != NULL) {
+        o.passphrase = (const uint8_t *)pass;
+        o.passphrase_len = strlen(pass);
+    }
+    o.kdf_cost = KM_KDF_COST_MIN;
+    o.principal = t->principal;
+    o.clock = t->clock;
+    o.clock_arg = t->clock_arg;
+    o.slot_backend = t->slot_backend;
+    o.slot_config = t->slot_config;
+    o.key_cache_max = t->key_cache_max;
+    o.shares = t->shares;
+    o.share_count = t->share_count;
+    o.refresh_ms = t->refresh_ms;
+    return km_open(out, uri, &o);
+}
+
+int tu_vault_open(km_ctx **out, const char *dir, const char *pass, uint32_t flags)
+{
+    tu_open o = TU_OPEN_INIT;
+    o.pass = pass;
+    o.flags = flags;
+    return tu_vault_open_with(out, dir, &o);
+}
+
+int tu_vault_open_as(km_ctx **out, const char *dir, const char *who, const char *pass,
+                     uint32_t flags)
+{
+    tu_open o = TU_OPEN_INIT;
+    o.principal = who;
+    o.pass = pass;
+    o.flags = flags;
+    o.clock = tu_clock;
+    return tu_vault_open_with(out, dir, &o);
+}
+
+int tu_vault_open_slot(km_ctx **out, const char *dir, const char *backend, const char *config)
+{
+    tu_open o = TU_OPEN_INIT;
+    o.slot_backend = backend;
+    o.slot_config = config;
+    return tu_vault_open_with(out, dir, &o);
+}
+
+km_ctx *tu_as(const char *dir, const char *who, const char *pass)
+{
+    km_ctx *ctx = NULL;
+    int rc = tu_vault_open_as(&ctx, dir, who, pass, 0);
+    ck_assert_msg(rc == KM_OK, "opening as %s: %s (%s)", who, km_err_name(rc),
+                  km_error_last()->message);
+    return ctx;
+}
+
+static km_ctx *vault_new(const char *dir, const tu_open *t)
+{
+    km_ctx *ctx = NULL;
+    tu_open o = *t;
+    int rc;
+
+    o.flags |= KM_OPEN_CREATE;
+    rc = tu_vault_open_with(&ctx, dir, &o);
+    ck_assert_msg(rc == KM_OK, "km_open: %s (%s)", km_err_name(rc), km_error_last()->message);
+    return ctx;
+}
+
+km_ctx *tu_vault(const char *dir)
+{
+    tu_open o = TU_OPEN_INIT;
+    return vault_new(dir, &o);
+}
+
+km_ctx *tu_vault_clocked(const char *dir, uint32_t flags)
+{
+    tu_open o = TU_OPEN_INIT;
+    o.flags = flags;
+    o.clock = tu_clock;
+    return vault_new(dir, &o);
+}
+
+void tu_setup(char **dir, km_ctx **ctx, const tu_open *o)
+{
+    tu_open def = TU_OPEN_INIT;
+
+    tu_now = TU_NOW_START;
+    *dir = tu_tmpdir();
+    if (ctx != NULL)
+        *ctx = vault_new(*dir, o != NULL ? o : &def);
+}
+
+void tu_teardown(char **dir, km_ctx **ctx)
+{
+    if (ctx != NULL) {
+        km_close(*ctx);
+        *ctx = NULL;
+    }
+    tu_rmtree(*dir);
+    free(*dir);
+    *dir = NULL;
+}
+
+/* -------------------------------------------------------- principals */
+
+int tu_principal_add(km_ctx *ctx, const char *name, uint32_t roles, const char *pass)
+{
+    return km_principal_add(ctx, name, roles, (const uint8_t *)pass, strlen(pass),
+                            KM_KDF_COST_MIN);
+}
+
+void tu_principals_add(km_ctx *ctx)
+{
+    TU_OK(tu_principal_add(ctx, TU_ADMIN, KM_ROLE_ADMIN, TU_ADMIN_PASS));
+    TU_OK(tu_principal_add(ctx, TU_CUST1, KM_ROLE_CUSTODIAN, TU_CUST1_PASS));
+    TU_OK(tu_principal_add(ctx, TU_CUST2, KM_ROLE_CUSTODIAN, TU_CUST2_PASS));
+    TU_OK(tu_principal_add(ctx, TU_USER, KM_ROLE_USER, TU_USER_PASS));
+    TU_OK(tu_principal_add(ctx, TU_AUDITOR, KM_ROLE_AUDITOR, TU_AUDITOR_PASS));
+}
+
+/* ------------------------------------------------------------ suites */
+
+TCase *tu_tcase(Suite *s, const char *name, double timeout, SFun setup, SFun teardown)
+{
+    TCase *tc = tcase_create(name);
+
+    if (setup != NULL || teardown != NULL)
+        tcase_add_checked_fixture(tc, setup, teardown);
+    if (timeout > 0)
+        tcase_set_timeout(tc, timeout);
+    suite_add_tcase(s, tc);
+    return tc;
+}
+
+Suite *tu_suite(const char *name, const char *tcase, TCase **tc, double timeout, SFun setup,
+                SFun teardown)
+{
+    Suite *s = suite_create(name);
+
+    *tc = tu_tcase(s, tcase != NULL ? tcase : name, timeout, setup, teardown);
+    return s;
+}
+
+int tu_run(Suite *s)
+{
+    SRunner *sr = srunner_create(s);
+    int failed;
+
+    srunner_run_all(sr, CK_NORMAL);
+    failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}
+
+/* ------------------------------------------------------------ devices */
+
+void tu_softhsm_setup(tu_softhsm *t, const char *dir)
+{
+    ck_assert_msg(tu_dev_softhsm_setup(t, dir) == 0, "%s", tu_dev_error());
+}
+
+void tu_softhsm_token(const char *label, const char *pin)
+{
+    ck_assert_msg(tu_dev_softhsm_token(label, TU_P11_SO_PIN, pin) == 0, "%s", tu_dev_error());
+}
+
+int tu_free_port_pair(void)
+{
+    int p = tu_dev_free_port_pair();
+    ck_assert_msg(p != 0, "%s", tu_dev_error());
+    return p;
+}
+
+void tu_swtpm_make(tu_swtpm *t, const char *parent, const char *name)
+{
+    ck_assert_msg(tu_dev_swtpm_make(t, parent, name) == 0, "%s", tu_dev_error());
+}
+
+void tu_swtpm_start(tu_swtpm *t)
+{
+    ck_assert_msg(tu_dev_swtpm_start(t) == 0, "%s", tu_dev_error());
+}
+
+void tu_swtpm_stop(tu_swtpm *t)
+{
+    ck_assert_msg(tu_dev_swtpm_stop(t) == 0, "%s", tu_dev_error());
+}
+
+void tu_swtpm_kill(tu_swtpm *t)
+{
+    ck_assert_msg(tu_dev_swtpm_kill(t) == 0, "%s", tu_dev_error());
+}
+
+void tu_swtpm_tools(const tu_swtpm *t, const char *args)
+{
+    ck_assert_msg(tu_dev_swtpm_tools(t, args) == 0, "%s", tu_dev_error());
+}
+
+/* The devices' code (testdev.c, free of Check so that the benchmarks use it
+ * too) is compiled here, as part of this file: every suite's source list,
+ * some of them in the backends' make fragments, names testutil.c alone. */
+#include "testdev.c"

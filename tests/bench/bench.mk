@@ -18,7 +18,7 @@ BENCH_CFLAGS = $(AM_CFLAGS) $(CRYPTO_CFLAGS) $(LMDB_CFLAGS) $(PKCS11_CFLAGS) $(T
 BENCH_LIBS = libkm.la $(CRYPTO_LIBS) $(LMDB_LIBS) $(PKCS11_LIBS) $(TSS2_LIBS) $(PTHREAD_LIBS)
 
 tests_bench_bench_SOURCES = tests/bench/bench.c tests/bench/benchutil.c tests/bench/benchutil.h \
-	tests/bench/bench_hw.c tests/bench/bench_hw.h
+	tests/bench/bench_hw.c tests/bench/bench_hw.h tests/testdev.c tests/testdev.h
 tests_bench_bench_CFLAGS = $(BENCH_CFLAGS)
 tests_bench_bench_LDADD = $(BENCH_LIBS)
 

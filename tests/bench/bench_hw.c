@@ -19,6 +19,7 @@
 #include <km.h>
 
 #include "benchutil.h"
+#include "../testdev.h"
 
 #define MSG_LEN 64
 
@@ -28,7 +29,7 @@
 #include <p11-kit/p11-kit.h>
 #include <p11-kit/pkcs11.h>
 
-#define P11_MODULE "/usr/lib/softhsm/libsofthsm2.so"
+#define P11_MODULE TU_P11_MODULE
 #define P11_LABEL "kmbench"
 #define P11_PIN "4321"
 
@@ -161,12 +162,12 @@ static void raw_p11_open(p11_raw *r)
 
 void bench_hw_pkcs11(const char *dir, bench_pair_fn pair, int want_enc, int want_sign)
 {
-    char conf[4300], tok[4300], cmd[8800], vdir[4300], config[512];
+    char vdir[4300], config[512];
+    tu_softhsm hsm;
     km_key_options o = KM_KEY_OPTIONS_INIT;
     p11_km ke, ks;
     p11_raw r;
     km_ctx *ctx;
-    FILE *f;
 
     if (access(P11_MODULE, R_OK) != 0) {
         if (want_enc)
@@ -175,17 +176,9 @@ void bench_hw_pkcs11(const char *dir, bench_pair_fn pair, int want_enc, int want
             printf("BENCH pkcs11-sign skipped=softhsm2-not-installed\n");
         return;
     }
-    snprintf(tok, sizeof tok, "%s/tokens", dir);
-    snprintf(conf, sizeof conf, "%s/softhsm2.conf", dir);
-    if (mkdir(tok, 0700) != 0 || (f = fopen(conf, "w")) == NULL)
-        bench_die("cannot make the token directory");
-    fprintf(f, "directories.tokendir = %s\nobjectstore.backend = file\nlog.level = ERROR\n", tok);
-    fclose(f);
-    setenv("SOFTHSM2_CONF", conf, 1);
-    snprintf(cmd, sizeof cmd, "softhsm2-util --init-token --free --label %s --so-pin 5678 "
-             "--pin %s >/dev/null", P11_LABEL, P11_PIN);
-    if (system(cmd) != 0)
-        bench_die("softhsm2-util --init-token failed");
+    if (tu_dev_softhsm_setup(&hsm, dir) != 0
+        || tu_dev_softhsm_token(P11_LABEL, "5678", P11_PIN) != 0)
+        bench_die("SoftHSM2 token: %s", tu_dev_error());
     snprintf(vdir, sizeof vdir, "%s/p11vault", dir);
     ctx = bench_vault_open(vdir, 0);
     snprintf(config, sizeof config, "module=%s;token=pkcs11:token=%s;pin=%s", P11_MODULE,
@@ -276,53 +269,6 @@ static int raw_tpm_sign(void *arg, uint64_t n)
     return 0;
 }
 
-/* Starts a swtpm in dir/name; returns its pid and writes its TCTI. */
-static pid_t swtpm_up(const char *dir, const char *name, int port, char *tcti, size_t cap)
-{
-    char sd[4300], cmd[9000], pidf[4400];
-    FILE *f;
-    long pid = 0;
-    int i;
-
-    snprintf(sd, sizeof sd, "%s/%s", dir, name);
-    snprintf(pidf, sizeof pidf, "%s/pid", sd);
-    if (mkdir(sd, 0700) != 0)
-        bench_die("mkdir %s failed", sd);
-    snprintf(cmd, sizeof cmd, "swtpm socket --tpm2 --tpmstate dir=%s --server type=tcp,port=%d,"
-             "bindaddr=127.0.0.1 --ctrl type=tcp,port=%d,bindaddr=127.0.0.1 --flags "
-             "not-need-init,startup-clear --pid file=%s --daemon >/dev/null 2>&1", sd, port,
-             port + 1, pidf);
-    if (system(cmd) != 0)
-        return 0;
-    for (i = 0; i < 200 && pid == 0; i++) {
-        if ((f = fopen(pidf, "r")) != NULL) {
-            if (fscanf(f, "%ld", &pid) != 1)
-                pid = 0;
-            fclose(f);
-        }
-        if (pid == 0)
-            usleep(20000);
-    }
-    snprintf(tcti, cap, "swtpm:host=127.0.0.1,port=%d", port);
-    snprintf(cmd, sizeof cmd, "for i in $(seq 100); do TPM2TOOLS_TCTI='%s' "
-             "tpm2_dictionarylockout --setup-parameters --max-tries=1000 --recovery-time=1 "
-             "--lockout-recovery-time=1 >/dev/null 2>&1 && exit 0; sleep 0.05; done; exit 1",
-             tcti);
-    if (system(cmd) != 0)
-        bench_die("swtpm on port %d does not answer", port);
-    return (pid_t)pid;
-}
-
-static void swtpm_down(pid_t pid)
-{
-    int i;
-    if (pid <= 0)
-        return;
-    kill(pid, SIGTERM);
-    for (i = 0; i < 100 && kill(pid, 0) == 0; i++)
-        usleep(20000);
-}
-
 static void raw_tpm_open(tpm_raw *r, const char *tcti)
 {
     TPM2B_SENSITIVE_CREATE sens;
@@ -357,13 +303,12 @@ static void raw_tpm_open(tpm_raw *r, const char *tcti)
 
 void bench_hw_tpm2(const char *dir, bench_pair_fn pair)
 {
-    char tcti_km[128], tcti_raw[128], config[200], vdir[4300];
+    char vdir[4300];
     km_key_options o = KM_KEY_OPTIONS_INIT;
     tpm_km k;
     tpm_raw r;
     km_ctx *ctx;
-    pid_t a, b;
-    int port = 21000 + 2 * (int)(getpid() % 4000);
+    tu_swtpm a, b;
 
     if (system("command -v swtpm >/dev/null 2>&1 && command -v tpm2_dictionarylockout "
                ">/dev/null 2>&1") != 0) {
@@ -373,26 +318,24 @@ void bench_hw_tpm2(const char *dir, bench_pair_fn pair)
     setenv("TSS2_LOG", "all+NONE", 1);
     /* swtpm serves one connection: libkm's TPM and the direct caller's are two
      * instances of the same software TPM */
-    if ((a = swtpm_up(dir, "tpm-km", port, tcti_km, sizeof tcti_km)) == 0
-        || (b = swtpm_up(dir, "tpm-raw", port + 2, tcti_raw, sizeof tcti_raw)) == 0)
-        bench_die("cannot start swtpm");
+    if (tu_dev_swtpm_make(&a, dir, "tpm-km") != 0 || tu_dev_swtpm_make(&b, dir, "tpm-raw") != 0)
+        bench_die("cannot start swtpm: %s", tu_dev_error());
     snprintf(vdir, sizeof vdir, "%s/tpmvault", dir);
     ctx = bench_vault_open(vdir, 0);
-    snprintf(config, sizeof config, "tcti=%s", tcti_km);
-    BENCH_CHECK(km_vault_backend_set(ctx, "tpm2", config));
+    BENCH_CHECK(km_vault_backend_set(ctx, "tpm2", a.config));
     o.protection = "tpm2";
     memset(&k, 0, sizeof k);
     BENCH_CHECK(km_key_create(&k.key, ctx, "tpm-ec", KM_KEY_EC_P256, &o));
     memset(&r, 0, sizeof r);
-    raw_tpm_open(&r, tcti_raw);
+    raw_tpm_open(&r, b.tcti);
     pair("tpm2-sign", km_tpm_sign, &k, raw_tpm_sign, &r);
     Esys_FlushContext(r.esys, r.key);
     Esys_Finalize(&r.esys);
     Tss2_TctiLdr_Finalize(&r.tcti);
     km_key_free(k.key);
     km_close(ctx);
-    swtpm_down(a);
-    swtpm_down(b);
+    if (tu_dev_swtpm_stop(&a) != 0 || tu_dev_swtpm_stop(&b) != 0)
+        bench_die("stopping swtpm: %s", tu_dev_error());
 }
 #else
 void bench_hw_tpm2(const char *dir, bench_pair_fn pair)

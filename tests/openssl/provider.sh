@@ -23,14 +23,12 @@ top_builddir=$(cd "$top_builddir" && pwd)
 KMCTL="$top_builddir/src/kmctl/kmctl"
 MODDIR="$top_builddir/bindings/openssl/.libs"
 OPENSSL=${OPENSSL:-openssl}
+. "$(cd "$(dirname "$0")/.." && pwd)/lib.sh"
+lib_init provider
 
-fail=0
-pass=0
 SAN_ENV=()
 # every openssl run is bounded: a hang is a failure, never a stuck make check
 ossl() { timeout 60 env "${SAN_ENV[@]}" "$OPENSSL" "$@"; }
-ok() { pass=$((pass + 1)); echo "ok   - $*"; }
-bad() { fail=$((fail + 1)); echo "FAIL - $*"; }
 
 command -v "$OPENSSL" >/dev/null 2>&1 || { echo "FAIL - no openssl tool on PATH (apt-get install openssl)"; exit 1; }
 [ -x "$KMCTL" ] || { echo "FAIL - $KMCTL is not built"; exit 1; }
@@ -47,14 +45,9 @@ case "${KM_SAN_FLAGS:-}" in
     ;;
 esac
 
-tmp=$(mktemp -d "${TMPDIR:-/tmp}/km-openssl.XXXXXX") || exit 1
+lib_tmpdir
 SERVER_PID=
-cleanup() {
-    if [ -n "$SERVER_PID" ]; then kill "$SERVER_PID" 2>/dev/null; wait "$SERVER_PID" 2>/dev/null; fi
-    rm -rf "$tmp"
-}
-trap cleanup EXIT
-trap 'exit 1' INT TERM
+lib_on_exit 'if [ -n "$SERVER_PID" ]; then kill "$SERVER_PID" 2>/dev/null; wait "$SERVER_PID" 2>/dev/null; fi'
 cd "$tmp" || exit 1
 
 # no system or user configuration leaks in: this test's own, empty, openssl.cnf
@@ -251,12 +244,10 @@ else bad "s_server -key km:ed25519 did not start: $(tr '\n' ' ' < srv.log)"; fi
 # ------------------------------------------------------------ a PKCS#11 key
 # an EC P-256 key made in a SoftHSM2 token (--protection pkcs11) signs through
 # the provider (a message, and a pre-hashed digest: km_sign_digest in the token)
-P11_MODULE=/usr/lib/softhsm/libsofthsm2.so
+P11_MODULE=$LIB_P11_MODULE
 if [ -f "$P11_MODULE" ] && command -v softhsm2-util >/dev/null 2>&1; then
-    mkdir p11tok
-    printf 'directories.tokendir = %s\nobjectstore.backend = file\nlog.level = ERROR\n' "$tmp/p11tok" > softhsm2.conf
-    export SOFTHSM2_CONF="$tmp/softhsm2.conf" KM_PKCS11_PIN=4321
-    if softhsm2-util --init-token --free --label kmprov --so-pin 5678 --pin 4321 >/dev/null \
+    export KM_PKCS11_PIN=4321
+    if lib_softhsm "$tmp/p11" kmprov 5678 4321 \
        && "$KMCTL" backend add pkcs11 --module "$P11_MODULE" --token-uri "pkcs11:token=kmprov" >/dev/null \
        && "$KMCTL" key create p11-ec --type ec-p256 --protection pkcs11 >/dev/null \
        && "$KMCTL" key public p11-ec > p11-ec.pub.pem; then
@@ -328,5 +319,4 @@ if ossl pkey "${P[@]}" -in km:ec-p256 -out priv.pem > err 2>&1 && grep -q 'PRIVA
     bad "the private key of km:ec-p256 was exported"
 else ok "openssl pkey cannot write out the private key of km:ec-p256"; fi
 
-echo "provider: $pass passed, $fail failed"
-[ "$fail" -eq 0 ]
+lib_summary

@@ -6,35 +6,13 @@ import hashlib
 import json
 import os
 import subprocess
-import sys
 import time
 
 import pytest
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.dirname(HERE))  # bindings/python: the package from the source tree
-if "KM_LIBRARY" not in os.environ:  # by hand, in a tree built in ./build
-    _built = os.path.join(HERE, "..", "..", "..", "build", ".libs", "libkm.so.0")
-    if os.path.exists(_built):
-        os.environ["KM_LIBRARY"] = os.path.abspath(_built)
-
-import km  # noqa: E402
-from km import _ffi  # noqa: E402
-
-PASS = b"correct horse battery staple"
-COST = 14
-INCLUDE = os.path.join(os.environ.get("top_srcdir", os.path.join(HERE, "..", "..", "..")),
-                       "include")
-
-
-def openv(path, passphrase=PASS, create=True, **kw):
-    return km.Vault.open(path, passphrase=passphrase, create=create, kdf_cost=COST, **kw)
-
-
-@pytest.fixture
-def vault(tmp_path):
-    with openv(tmp_path / "vault") as v:
-        yield v
+import km
+from km import _ffi
+from conftest import COST, INCLUDE, PASS, openv  # conftest.py: km from the source tree
 
 
 def header_define(name):

@@ -3,22 +3,12 @@
 import ctypes
 import os
 import re
-import sys
 
 import pytest
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.dirname(HERE))  # bindings/python: the package from the source tree
-if "KM_LIBRARY" not in os.environ:  # by hand, in a tree built in ./build
-    _built = os.path.join(HERE, "..", "..", "..", "build", ".libs", "libkm.so.0")
-    if os.path.exists(_built):
-        os.environ["KM_LIBRARY"] = os.path.abspath(_built)
-
-import km  # noqa: E402
-from km import _ffi  # noqa: E402
-
-INCLUDE = os.path.join(os.environ.get("top_srcdir", os.path.join(HERE, "..", "..", "..")),
-                       "include")
+import km
+from km import _ffi
+from conftest import INCLUDE  # conftest.py: km from the source tree
 
 EXPECTED = {
     "KM_E_INVALID": "InvalidArgument", "KM_E_UNSUPPORTED": "Unsupported",

@@ -9,11 +9,7 @@ TOP = os.environ.get("top_srcdir", os.path.join(HERE, "..", "..", ".."))
 
 
 def test_python_example(tmp_path):
-    env = dict(os.environ)
-    if "KM_LIBRARY" not in env:
-        built = os.path.join(HERE, "..", "..", "..", "build", ".libs", "libkm.so.0")
-        if os.path.exists(built):
-            env["KM_LIBRARY"] = os.path.abspath(built)
+    env = dict(os.environ)   # KM_LIBRARY as conftest.py set it
     r = subprocess.run([sys.executable, os.path.join(TOP, "examples", "python_example.py"),
                         str(tmp_path)], capture_output=True, text=True, env=env, timeout=60)
     assert r.returncode == 0, r.stdout + r.stderr

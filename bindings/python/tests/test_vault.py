@@ -6,33 +6,13 @@ import hashlib
 import os
 import pathlib
 import subprocess
-import sys
 import threading
 import time
 
 import pytest
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.dirname(HERE))  # bindings/python: the package from the source tree
-if "KM_LIBRARY" not in os.environ:  # by hand, in a tree built in ./build
-    _built = os.path.join(HERE, "..", "..", "..", "build", ".libs", "libkm.so.0")
-    if os.path.exists(_built):
-        os.environ["KM_LIBRARY"] = os.path.abspath(_built)
-
-import km  # noqa: E402
-
-PASS = b"correct horse battery staple"
-COST = 14  # the smallest scrypt cost: keeps the suite fast
-
-
-def openv(path, passphrase=PASS, create=True, **kw):
-    return km.Vault.open(path, passphrase=passphrase, create=create, kdf_cost=COST, **kw)
-
-
-@pytest.fixture
-def vault(tmp_path):
-    with openv(tmp_path / "vault") as v:
-        yield v
+import km
+from conftest import COST, PASS, openv  # conftest.py: km from the source tree
 
 
 @pytest.fixture
