@@ -1,6 +1,10 @@
 /*
  * core.h - the core's private structures: contexts, key objects, versions,
- * backend instances. Shared by ctx.c, key.c, ops.c and lifecycle.c only.
+ * backend instances, and the core's cross-file functions. For the core's
+ * files in src/ only: the catalog store (src/store.c, keyslot.c, src/store/)
+ * and the primitives never include it; the store reaches the catalog through
+ * store.h and hands nothing back up except through callbacks the core gives
+ * it (the keyslot unsealer of km__store_open).
  */
 #ifndef KM_CORE_H
 #define KM_CORE_H
@@ -149,7 +153,7 @@ struct km_ctx {
     atomic_int refs;
     atomic_int closed;
     unsigned fork_gen;
-    km__env *env;
+    km__store *env;              /* the open catalog store (store.h), shared by contexts on it */
     /* swapped by km_vault_rekey (under mu) while other threads may read them */
     km__sealer *_Atomic sealer;
     km_secret *_Atomic master;   /* the vault master key, secure memory */
@@ -179,7 +183,13 @@ struct km_ctx {
     km__audit_ctx audit;
 };
 
-/* Bumped after every committed write by any context in this process. */
+/* The core's cache generation (defined in ctx.c): bumped by the core after
+ * every committed write that changes what its caches hold (keys, versions,
+ * policy, principals, grants), by any context in this process; key objects
+ * and ACL caches compare it with the value they read under. The core, not
+ * the store, owns it: audit appends and usage-counter reservations commit
+ * without it so that the data path does not re-read its keys after each.
+ * The store's own change generation (km__store_gen) counts every commit. */
 extern atomic_uint km__write_gen;
 
 /* ctx.c */
@@ -187,6 +197,13 @@ int64_t km__now(const struct km_ctx *ctx);
 int64_t km__mono_ms(void);
 int km__ctx_check(struct km_ctx *ctx);
 int km__backend_get(struct km_ctx *ctx, const char *name, km__backend_inst **out);
+/* A registered backend opened with `config` seals / unseals a master key for
+ * a device keyslot; km__backend_slot_unseal is what km_open hands to the
+ * store (as its km__slot_unsealer) to open such a slot. */
+int km__backend_slot_seal(const char *name, const char *config, const km_secret *master,
+                          km_secret **blob);
+int km__backend_slot_unseal(const char *name, const char *config, const uint8_t *blob,
+                            size_t blob_len, km_secret **master);
 /* km__backend_slot_seal with the configuration stored in the vault for that
  * backend (km_vault_backend_set), or none. */
 int km__backend_slot_seal_for(struct km_ctx *ctx, const char *name, const km_secret *master,
