@@ -54,7 +54,7 @@ const char *km__table_name(km__table tbl);
 /* Record keys are 1 to KM__STORE_KEY_MAX bytes (LMDB's default limit). */
 #define KM__STORE_KEY_MAX 511
 
-typedef struct km__store km__store;   /* an open store (shared, refcounted, by its implementation) */
+typedef struct km__store km__store;   /* an open store (its implementation may share one) */
 typedef struct km__txn km__txn;       /* a read or write transaction */
 typedef struct km__sealer km__sealer; /* derived record-sealing keys of an unlocked vault */
 /* The name the core has used for an open store since the LMDB-only days. */
