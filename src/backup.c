@@ -1,6 +1,6 @@
 /* backup.c - km_vault_backup (a consistent copy of an open vault, taken
  * while writers run) and km_vault_restore (a backup made a vault directory
- * again). The file work is in backends/lmdb/backup.c. */
+ * again). The file work is the store's (src/store/lmdb_backup.c for LMDB). */
 #include "core.h"
 
 int km_vault_backup(km_ctx *ctx, const char *path)
@@ -20,7 +20,7 @@ int km_vault_backup(km_ctx *ctx, const char *path)
     if ((rc = km_audit_flush(ctx)) != KM_OK
         || (rc = km__audit_event(ctx, KM__OP_BACKUP, NULL, 0, KM_OK, "hot backup")) != KM_OK)
         return rc;
-    return km__vault_backup(ctx->env, path);
+    return km__store_backup(ctx->env, path);
 }
 
 int km_vault_restore(const char *backup, const char *dir)
@@ -29,5 +29,5 @@ int km_vault_restore(const char *backup, const char *dir)
         return km__err(KM_E_INVALID, "km_vault_restore: backup is NULL or empty");
     if (dir == NULL || dir[0] == '\0')
         return km__err(KM_E_INVALID, "km_vault_restore: dir is NULL or empty");
-    return km__vault_restore(backup, dir);
+    return km__store_restore(backup, dir);
 }

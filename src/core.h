@@ -6,6 +6,10 @@
  * API files above it (acl.c, audit.c, quorum.c, lifecycle.c, key_api.c,
  * vault_api.c, policy_api.c, ops.c, distribute.c, rekey.c, backup.c) call
  * the core and the rules (rules.h), never the reverse.
+ * The catalog store (src/store.c, keyslot.c, src/store/) and the primitives
+ * never include this header; the store reaches the catalog through store.h
+ * and hands nothing back up except through callbacks the core gives it (the
+ * keyslot unsealer of km__store_open).
  */
 #ifndef KM_CORE_H
 #define KM_CORE_H
@@ -141,7 +145,7 @@ struct km_ctx {
     atomic_int refs;
     atomic_int closed;
     unsigned fork_gen;
-    km__env *env;
+    km__store *env;              /* the open catalog store (store.h), shared by contexts on it */
     /* swapped by km_vault_rekey (under mu) while other threads may read them */
     km__sealer *_Atomic sealer;
     km_secret *_Atomic master;   /* the vault master key, secure memory */
@@ -218,6 +222,13 @@ int64_t km__now(const struct km_ctx *ctx);
 int64_t km__mono_ms(void);
 int km__ctx_check(struct km_ctx *ctx);
 int km__backend_get(struct km_ctx *ctx, const char *name, km__backend_inst **out);
+/* A registered backend opened with `config` seals / unseals a master key for
+ * a device keyslot; km__backend_slot_unseal is what km_open hands to the
+ * store (as its km__slot_unsealer) to open such a slot. */
+int km__backend_slot_seal(const char *name, const char *config, const km_secret *master,
+                          km_secret **blob);
+int km__backend_slot_unseal(const char *name, const char *config, const uint8_t *blob,
+                            size_t blob_len, km_secret **master);
 /* km__backend_slot_seal with the configuration stored in the vault for that
  * backend (km_vault_backend_set), or none. */
 int km__backend_slot_seal_for(struct km_ctx *ctx, const char *name, const km_secret *master,

@@ -479,7 +479,7 @@ void km__ctx_unref(struct km_ctx *ctx)
     km_secret_free(ctx->master);
     km__policy_free(ctx->policy);
     free(ctx->policy_json);
-    km__env_close(ctx->env);
+    km__store_close(ctx->env);
     pthread_mutex_destroy(&ctx->mu);
     pthread_rwlock_destroy(&ctx->cache_lock);
     pthread_rwlock_destroy(&ctx->policy_lock);

@@ -1,6 +1,8 @@
 /*
- * km_int.h - internal interfaces shared by the core (src/) and the built-in
- * LMDB vault and software backend (backends/lmdb/). Not installed.
+ * km_int.h - internal interfaces shared by every part of the library: the
+ * primitives (error.c, secure.c, osslmem.c, init.c, prim.c, format.c), the
+ * catalog store (store.h, included below), and the built-in key backends'
+ * tables. Not installed. The core's own structures are in core.h.
  *
  * Naming: km__ for cross-file internal helpers.
  */
@@ -147,135 +149,9 @@ void km__b64url_encode(const uint8_t *in, size_t len, char *out); /* writes NUL 
 /* KM_E_INVALID on a bad character or an impossible length. */
 int km__b64url_decode(const char *in, size_t len, uint8_t *out, size_t cap, size_t *out_len);
 
-/* ---------------------------------------------------------- backends/lmdb/vault.c
- * The catalog: an LMDB environment whose every value is sealed with
- * AES-256-GCM under a key derived from the vault master key.
- *
- * Sealed value: [1 byte record-format version = 1][12 nonce][ciphertext][16 tag]
- * Associated data: "km-rec" || rec-format(1) || table name || 0x00 || LMDB key bytes.
- * A record moved to another LMDB key or table, downgraded or edited fails to
- * open (KM_E_CORRUPT).
- */
-typedef enum km__table {
-    KM__T_META = 0,     /* vault metadata: "format", "vault-id", ... (slot-independent, unsealed: see vault.c) */
-    KM__T_SLOTS,        /* keyslots: BE32 slot id -> slot record (not sealed: KWP-protected) */
-    KM__T_KEYS,         /* key id[16] -> key record */
-    KM__T_NAMES,        /* HMAC(name key, name)[32] -> key id record */
-    KM__T_VMETA,        /* key id[16] || BE32 version -> version metadata record */
-    KM__T_MATERIAL,     /* key id[16] || BE32 version -> backend reference */
-    KM__T_COUNTERS,     /* key id[16] || BE32 version -> reserved usage counters */
-    KM__T_AUDIT,        /* BE64 sequence -> audit entry (future) */
-    KM__T__COUNT
-} km__table;
-
-typedef struct km__env km__env;   /* one LMDB environment, shared per directory per process */
-typedef struct km__txn km__txn;   /* a read or write transaction */
-typedef struct km__sealer km__sealer; /* derived record-sealing keys of an unlocked vault */
-
-/* Opens (or creates) the environment of the vault directory `dir`, and unlocks
- * it with the passphrase in `o`, giving the 32-byte master key in secure memory.
- * Shares one environment per directory in the process (refcounted).
- * Errors: KM_E_NOTFOUND (no vault, no CREATE), KM_E_EXISTS (EXCL), KM_E_AUTH,
- * KM_E_CORRUPT, KM_E_UNSUPPORTED (newer format), KM_E_IO. */
-int km__env_open(km__env **out, const char *dir, const km_open_options *o,
-                 km_secret **master_out, uint8_t vault_id[16], uint8_t pid[16]);
-void km__env_close(km__env *env);
-
-/* Derives the sealing keys (HKDF from master). */
-int km__sealer_new(km__sealer **out, const km_secret *master);
-void km__sealer_free(km__sealer *s);
-/* The 32-byte keyed hash of a name for KM__T_NAMES. */
-int km__sealer_name_hash(const km__sealer *s, const char *name, size_t len, uint8_t out[32]);
-
-int km__txn_begin(km__env *env, int write, km__txn **out);
-int km__txn_commit(km__txn *t);   /* always frees t; KM_E_FULL / KM_E_IO on failure */
-void km__txn_abort(km__txn *t);   /* accepts NULL */
-
-/* Reads and unseals a record into secure memory. KM_E_NOTFOUND, KM_E_CORRUPT. */
-int km__rec_get(km__txn *t, const km__sealer *s, km__table tbl, const uint8_t *key,
-                size_t key_len, km_secret **out);
-/* Seals and writes. flags: KM__PUT_NOOVERWRITE -> KM_E_EXISTS if present. */
-#define KM__PUT_NOOVERWRITE 1
-int km__rec_put(km__txn *t, const km__sealer *s, km__table tbl, const uint8_t *key,
-                size_t key_len, const uint8_t *val, size_t val_len, unsigned flags);
-/* KM_E_NOTFOUND when absent. */
-int km__rec_del(km__txn *t, km__table tbl, const uint8_t *key, size_t key_len);
-/* Calls fn for every record whose LMDB key starts with `prefix` (may be empty),
- * in key order, with the unsealed value (wiped after the call). fn returns
- * non-zero to stop (that value is returned if negative, else KM_OK). */
-typedef int (*km__rec_fn)(const uint8_t *key, size_t key_len, const uint8_t *val,
-                          size_t val_len, void *arg);
-int km__rec_iter(km__txn *t, const km__sealer *s, km__table tbl, const uint8_t *prefix,
-                 size_t prefix_len, km__rec_fn fn, void *arg);
-/* Adds a passphrase slot for the master key (in a write transaction). */
-int km__slot_add_passphrase(km__txn *t, const km_secret *master, const uint8_t *pass,
-                            size_t pass_len, uint32_t log2n);
-
-/* A principal's passphrase slot (principal == NULL and pid == NULL: an
- * owner slot, as km__slot_add_passphrase). */
-int km__slot_add_principal(km__txn *t, const km_secret *master, const uint8_t *pass,
-                           size_t pass_len, uint32_t log2n, const char *principal,
-                           const uint8_t pid[16]);
-/* Removes every passphrase slot of principal `pid`; KM_E_NOTFOUND if none. */
-int km__slot_remove_principal(km__txn *t, const uint8_t pid[16]);
-/* Removes every owner passphrase slot (KM_E_STATE if none would remain). */
-int km__slot_remove_owner(km__txn *t);
-/* 1 for a write transaction. */
-int km__txn_is_write(const km__txn *t);
-/* Entries in a table. */
-int km__table_count(km__txn *t, km__table tbl, uint64_t *out);
-/* The unsealed count of failed authentications since the last successful open. */
-int km__authfail_get(km__txn *t, uint64_t *n);
-int km__authfail_clear(km__txn *t);
-/* A backend keyslot holding the blob of the backend's slot_seal. */
-#define KM__SLOT_BLOB_MAX ((size_t)64 << 10)
-int km__slot_add_backend(km__txn *t, const char *backend, const uint8_t *blob, size_t blob_len);
-/* Test hook (vault.c): at write step `at` of the vault the process SIGKILLs
- * itself (0 = off, ULONG_MAX = count only); km__fault_steps: steps so far. */
-void km__fault_arm(unsigned long at);
-unsigned long km__fault_steps(void);
-/* The distinct backend names of the vault's backend keyslots (at most cap),
- * and how many backend keyslots there are in all. */
-int km__slot_backend_names(km__txn *t, char names[][32], size_t cap, size_t *n, size_t *total);
-/* A Shamir keyslot: m of n shares (text "kms1:...", in shares[0..n-1]) open it. */
-#define KM__SHARE_Y_LEN 32
-int km__slot_add_shamir(km__txn *t, const km_secret *master, unsigned m, unsigned n,
-                        km_secret **shares);
-/* ctx.c: a registered backend opened with `config` seals / unseals a master key. */
-int km__backend_slot_seal(const char *name, const char *config, const km_secret *master,
-                          km_secret **blob);
-int km__backend_slot_unseal(const char *name, const char *config, const uint8_t *blob,
-                            size_t blob_len, km_secret **master);
-
-/* km_vault_rekey's storage part, in one write transaction of its own: every
- * sealed record (meta except "format"/"vault-id", keys, vmeta, material,
- * counters, audit) is unsealed with old_s and resealed with new_s, the names
- * index is rebuilt under new_s's name key from the key records' names, and
- * all keyslots are replaced by one passphrase slot for new_master. Marks
- * old_s retired (km__rec_put then refuses it with KM_E_STATE) when the
- * commit succeeds. KM_E_CORRUPT when a record does not open with old_s
- * (nothing written), KM_E_FULL, KM_E_IO, KM_E_NOMEM. */
-typedef int (*km__txn_hook)(void *arg, km__txn *t, const km__sealer *s);
-int km__vault_rekey(km__env *env, km__sealer *old_s, const km__sealer *new_s,
-                    const km_secret *new_master, const uint8_t *pass, size_t pass_len,
-                    uint32_t log2n, km__txn_hook hook, void *hook_arg);
-/* Makes the fresh sealer new_s own old_s and old_master: freed with new_s
- * (a thread may still be using them when the context swaps them). */
-void km__sealer_retire(km__sealer *new_s, km__sealer *old_s, km_secret *old_master);
-/* Rewrites the environment's data.mdb without free pages (mdb_env_copy2 with
- * MDB_CP_COMPACT into dir/compact.tmp, fsync, rename over data.mdb) and
- * reopens it in place: the km__env pointer stays valid. KM_E_BUSY when
- * another km_ctx of this process shares the environment, another process has
- * it open (exclusive fcntl lock on byte 0 of lock.mdb refused), or this
- * process's transactions stay open; KM_E_IO, KM_E_FULL, KM_E_FORK. */
-int km__env_compact(km__env *env);
-/* Writes a compacted copy of the environment's data.mdb to fd from one read
- * snapshot (mdb_env_copyfd2, MDB_CP_COMPACT) while writers go on; holds off
- * km__env_compact meanwhile. KM_E_IO (LMDB code kept), KM_E_FORK. */
-int km__env_copyfd(km__env *env, int fd);
-/* backends/lmdb/backup.c: km_vault_backup / km_vault_restore's file work. */
-int km__vault_backup(km__env *env, const char *path);
-int km__vault_restore(const char *backup, const char *dir);
+/* ------------------------------------------------------------------ store.h
+ * The catalog store (src/store.c, keyslot.c, src/store/): its own header. */
+#include "store.h"
 
 /* ---------------------------------------------------------------- crypto.c
  * Software key material (the "software" backend's reference) and the EVP

@@ -1,6 +1,7 @@
 /* rekey.c - km_vault_rekey (new master key, every record resealed) and
- * km_vault_compact (data.mdb rewritten without free pages). The storage
- * work is in backends/lmdb/vault.c; this file handles the context. */
+ * km_vault_compact (the store rewritten without free space). The storage
+ * work is in the store (src/store.c, src/store/lmdb.c); this file handles
+ * the context. */
 #include "core.h"
 
 #include <stdio.h>
@@ -138,7 +139,7 @@ int km_vault_compact(km_ctx *ctx)
     if ((rc = km_audit_flush(ctx)) != KM_OK)
         return rc;
     km__progress(ctx, "compact", 0, 1);
-    rc = km__env_compact(ctx->env);
+    rc = km__store_compact(ctx->env);
     if (rc == KM_OK) {
         km__wtxn_changed();
         km__progress(ctx, "compact", 1, 1);

@@ -206,28 +206,21 @@ static int policy_open(struct km_ctx *ctx, int fips)
 
 /* ------------------------------------------------------------ open / close */
 
-static int parse_uri(const char *uri, const char **path)
+/* km_open's keyslot unsealer for the store: a device keyslot opens with the
+ * registered backend it names (the store never calls up into the core). */
+static int slot_unseal(void *arg, const char *backend, const char *config, const uint8_t *blob,
+                       size_t blob_len, km_secret **master)
 {
-    if (strncmp(uri, "lmdb:", 5) == 0) {
-        *path = uri + 5;
-        if (strncmp(*path, "//", 2) == 0) /* lmdb:///abs/path */
-            *path += 2;
-    } else if (strchr(uri, ':') != NULL && uri[0] != '/' && uri[0] != '.') {
-        return km__err(KM_E_INVALID, "km_open: unknown URI scheme (expected lmdb:/path)");
-    } else {
-        *path = uri;
-    }
-    if ((*path)[0] == '\0')
-        return km__err(KM_E_INVALID, "km_open: the URI names no directory");
-    if (strlen(*path) > 4000)
-        return km__err(KM_E_INVALID, "km_open: path too long");
-    return KM_OK;
+    (void)arg;
+    return km__backend_slot_unseal(backend, config, blob, blob_len, master);
 }
 
 int km_open(km_ctx **out, const char *uri, const km_open_options *opts)
 {
     struct km_ctx *ctx = NULL;
     km_secret *master = NULL;
+    const km__store_ops *store = NULL;
+    const km__slot_unsealer unsealer = { slot_unseal, NULL };
     const char *path = NULL;
     int rc;
 
@@ -263,7 +256,7 @@ int km_open(km_ctx **out, const char *uri, const km_open_options *opts)
     if (opts->kdf_cost != 0 && (opts->kdf_cost < KM_KDF_COST_MIN || opts->kdf_cost > KM_KDF_COST_MAX))
         return km__err(KM_E_INVALID, "km_open: opts->kdf_cost must be %d to %d",
                        KM_KDF_COST_MIN, KM_KDF_COST_MAX);
-    if ((rc = parse_uri(uri, &path)) != KM_OK)
+    if ((rc = km__store_find(uri, &store, &path)) != KM_OK)
         return rc;
 
     ctx = calloc(1, sizeof *ctx);
@@ -286,7 +279,8 @@ int km_open(km_ctx **out, const char *uri, const km_open_options *opts)
     pthread_mutex_init(&ctx->audit.kmu, NULL);
     pthread_mutex_init(&ctx->audit.fmu, NULL);
     ctx->audit.fd = -1;
-    rc = km__env_open(&ctx->env, path, opts, &master, ctx->vault_id, ctx->principal_id);
+    rc = km__store_open(&ctx->env, store, path, opts, &unsealer, &master, ctx->vault_id,
+                        ctx->principal_id);
     if (rc != KM_OK)
         goto out;
     if (opts->version >= 3 && opts->principal != NULL) {
@@ -329,8 +323,7 @@ out:
         km_secret_free(ctx->master);
         km__policy_free(ctx->policy);
         free(ctx->policy_json);
-        if (ctx->env != NULL)
-            km__env_close(ctx->env);
+        km__store_close(ctx->env);
         pthread_mutex_destroy(&ctx->mu);
         pthread_mutex_destroy(&ctx->audit.mu);
         pthread_mutex_destroy(&ctx->audit.kmu);

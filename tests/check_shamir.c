@@ -242,7 +242,7 @@ END_TEST
 /* A share with an altered byte, or a share presented under the wrong x,
  * interpolates to a different secret and the arithmetic returns KM_OK: it
  * cannot detect a wrong share. The keyslot detects it with a hash per share
- * (backends/lmdb/vault.c); this test documents why that check is needed. */
+ * (src/keyslot.c); this test documents why that check is needed. */
 START_TEST(altered_share_changes_result)
 {
     uint8_t secret[32], all[5 * 32], xs[3], ys[3 * 32], out[32];

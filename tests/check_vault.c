@@ -1,4 +1,5 @@
-/* check_vault.c - the LMDB vault (backends/lmdb/vault.c): keyslots, sealed records, sharing. */
+/* check_vault.c - the LMDB store (src/store/lmdb.c) under src/store.c and keyslot.c:
+ * keyslots, sealed records, sharing. */
 #include <check.h>
 #include <lmdb.h>
 #include <pthread.h>

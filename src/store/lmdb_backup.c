@@ -1,6 +1,7 @@
 /*
- * backup.c - hot backup and restore of an LMDB vault (km_vault_backup,
- * km_vault_restore; the public part is src/backup.c).
+ * lmdb_backup.c - hot backup and restore of an LMDB vault: the LMDB store's
+ * backup and restore members (km_vault_backup, km_vault_restore; the public
+ * part is src/backup.c).
  *
  * A backup is one file: a compacted copy of the vault's data.mdb written by
  * LMDB from one read snapshot (mdb_env_copyfd2 with MDB_CP_COMPACT) while
@@ -22,6 +23,7 @@
  * copies it the same way into `<dir>/data.mdb` and never overwrites a vault.
  */
 #include "km_int.h"
+#include "store/lmdb.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -34,7 +36,7 @@
 
 #include <lmdb.h>
 
-/* As in vault.c and docs/FORMATS.md: the unsealed meta entries. */
+/* As in src/store.c and docs/FORMATS.md: the unsealed meta entries. */
 #define BK_VAULT_FORMAT 1
 #define BK_MAXDBS 16
 static const char BK_META[] = "meta";
@@ -144,10 +146,10 @@ static int copy_to(const char *dir, const char *final, const char *tmp_prefix, c
 
 static int copy_live(void *arg, int fd)
 {
-    return km__env_copyfd(arg, fd);
+    return km__lmdb_copyfd(arg, fd);
 }
 
-int km__vault_backup(km__env *env, const char *path)
+int km__lmdb_backup(km__store *env, const char *path)
 {
     char dir[PATH_MAX];
     struct stat st;
@@ -256,7 +258,7 @@ static int copy_backup(void *arg, int fd)
     return mrc == 0 ? KM_OK : bk_lmdb(KM_E_IO, mrc, "cannot copy the backup into the vault");
 }
 
-int km__vault_restore(const char *backup, const char *dir)
+int km__lmdb_restore(const char *backup, const char *dir)
 {
     char data[PATH_MAX], tmp_prefix[PATH_MAX];
     struct stat st;

@@ -1,0 +1,740 @@
+/*
+ * keyslot.c - the vault's keyslots: the master key wrapped for each way of
+ * unlocking (an owner's or a principal's passphrase, a device, m of n
+ * Shamir shares), as raw records of the slots table (not sealed: the master
+ * key is not known before a slot opens). Byte formats in docs/FORMATS.md.
+ *
+ * A keyslot is a TLV record under its BE32 id (one past the highest). A
+ * device's keyslot holds the blob of its backend's slot_seal; the store
+ * opens it through the km__slot_unsealer the core gave to km__store_open.
+ */
+#include "store_int.h"
+#include "shamir.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#define MASTER_LEN KM__MASTER_LEN
+
+/* Keyslot TLV tags and values. */
+enum {
+    SLOT_TAG_TYPE = 1,
+    SLOT_TAG_KDF = 2,
+    SLOT_TAG_LOG2N = 3,
+    SLOT_TAG_R = 4,
+    SLOT_TAG_P = 5,
+    SLOT_TAG_SALT = 6,
+    SLOT_TAG_WRAPPED = 7,
+    SLOT_TAG_SELECTOR = 8,  /* principal slots: SHA-256("km-principal-v1" || salt || name) */
+    SLOT_TAG_PID = 9,       /* principal slots: the principal id */
+    SLOT_TAG_BACKEND = 10,  /* backend slots: the backend's name */
+    SLOT_TAG_BLOB = 11,     /* backend slots: the backend's sealed blob */
+    SLOT_TAG_M = 12,        /* Shamir slots: shares needed */
+    SLOT_TAG_N = 13,        /* Shamir slots: shares made */
+    SLOT_TAG_SETID = 14,    /* Shamir slots: random id of the split */
+    SLOT_TAG_HASHES = 15    /* Shamir slots: SHA-256 of each share, in order */
+};
+#define SLOT_TYPE_PASSPHRASE 1
+#define SLOT_TYPE_BACKEND 2
+#define SLOT_TYPE_SHAMIR 3
+#define SLOT_KDF_SCRYPT 1
+#define SLOT_SCRYPT_R 8
+#define SLOT_SCRYPT_P 1
+#define SLOT_SALT_LEN 32
+#define SLOT_KEK_LEN 32
+#define SLOT_WRAPPED_LEN (MASTER_LEN + 8)
+/* five u32 entries, the salt and the wrapped master, nothing else */
+#define SLOT_PASS_REC_LEN (5 * (5 + 4) + (5 + SLOT_SALT_LEN) + (5 + SLOT_WRAPPED_LEN))
+
+/* A passphrase slot (owner or principal), a backend slot, or a Shamir slot. */
+typedef struct any_slot {
+    uint32_t id, type;
+    uint32_t log2n;                 /* passphrase */
+    const uint8_t *salt;            /* passphrase */
+    const uint8_t *selector;        /* principal slots: SHA-256 of salt and name; else NULL */
+    const uint8_t *pid;             /* principal slots: the principal id[16] */
+    const uint8_t *wrapped;         /* passphrase, Shamir: KWP of the master key */
+    const char *backend;            /* backend: its name (not NUL-terminated) */
+    size_t backend_len;
+    const uint8_t *blob;            /* backend: its opaque blob */
+    size_t blob_len;
+    uint32_t m, n;                  /* Shamir */
+    const uint8_t *setid;           /* Shamir: 16 bytes naming the split */
+    const uint8_t *hashes;          /* Shamir: n share hashes of 32 bytes */
+} any_slot;
+
+static int tlv_bytes(const uint8_t *rec, size_t len, uint8_t tag, size_t want,
+                     const uint8_t **out)
+{
+    size_t n;
+    return km__tlv_find(rec, len, tag, out, &n) && n == want;
+}
+
+/* Parses and strictly validates a keyslot before any KDF runs on it. A slot
+ * of a type this libkm does not know (a newer one's) gets type 0: skipped. */
+static int slot_parse(const uint8_t *rec, size_t len, uint32_t id, any_slot *sl)
+{
+    uint32_t type, kdf, r, p;
+    size_t n;
+
+    memset(sl, 0, sizeof *sl);
+    sl->id = id;
+    if (km__tlv_check(rec, len) != KM_OK
+        || km__tlv_get_u32(rec, len, SLOT_TAG_TYPE, &type) != KM_OK)
+        return km__err(KM_E_CORRUPT, "keyslot %u is malformed", id);
+    switch (type) {
+    case SLOT_TYPE_PASSPHRASE:
+        if (km__tlv_get_u32(rec, len, SLOT_TAG_KDF, &kdf) != KM_OK
+            || km__tlv_get_u32(rec, len, SLOT_TAG_LOG2N, &sl->log2n) != KM_OK
+            || km__tlv_get_u32(rec, len, SLOT_TAG_R, &r) != KM_OK
+            || km__tlv_get_u32(rec, len, SLOT_TAG_P, &p) != KM_OK
+            || !tlv_bytes(rec, len, SLOT_TAG_SALT, SLOT_SALT_LEN, &sl->salt)
+            || !tlv_bytes(rec, len, SLOT_TAG_WRAPPED, SLOT_WRAPPED_LEN, &sl->wrapped))
+            return km__err(KM_E_CORRUPT, "keyslot %u is malformed", id);
+        if (km__tlv_find(rec, len, SLOT_TAG_SELECTOR, &sl->selector, &n)) {
+            if (n != 32 || !tlv_bytes(rec, len, SLOT_TAG_PID, 16, &sl->pid)
+                || len != SLOT_PASS_REC_LEN + (5 + 32) + (5 + 16))
+                return km__err(KM_E_CORRUPT, "keyslot %u is malformed", id);
+        } else if (len != SLOT_PASS_REC_LEN) {
+            return km__err(KM_E_CORRUPT, "keyslot %u is malformed", id);
+        }
+        if (kdf != SLOT_KDF_SCRYPT || sl->log2n < KM_KDF_COST_MIN
+            || sl->log2n > KM_KDF_COST_MAX || r != SLOT_SCRYPT_R || p != SLOT_SCRYPT_P)
+            return km__err(KM_E_CORRUPT, "keyslot %u has invalid parameters", id);
+        break;
+    case SLOT_TYPE_BACKEND:
+        if (!km__tlv_find(rec, len, SLOT_TAG_BACKEND, (const uint8_t **)&sl->backend,
+                          &sl->backend_len)
+            || !km__tlv_find(rec, len, SLOT_TAG_BLOB, &sl->blob, &sl->blob_len)
+            || sl->backend_len == 0 || sl->backend_len > 31 || sl->blob_len == 0
+            || sl->blob_len > KM__SLOT_BLOB_MAX)
+            return km__err(KM_E_CORRUPT, "keyslot %u is malformed", id);
+        break;
+    case SLOT_TYPE_SHAMIR:
+        if (km__tlv_get_u32(rec, len, SLOT_TAG_M, &sl->m) != KM_OK
+            || km__tlv_get_u32(rec, len, SLOT_TAG_N, &sl->n) != KM_OK
+            || sl->m < 2 || sl->m > sl->n || sl->n > KM_SHARES_MAX
+            || !tlv_bytes(rec, len, SLOT_TAG_SETID, 16, &sl->setid)
+            || !tlv_bytes(rec, len, SLOT_TAG_HASHES, (size_t)sl->n * 32, &sl->hashes)
+            || !tlv_bytes(rec, len, SLOT_TAG_WRAPPED, SLOT_WRAPPED_LEN, &sl->wrapped))
+            return km__err(KM_E_CORRUPT, "keyslot %u is malformed", id);
+        break;
+    default:
+        return KM_OK; /* type stays 0 */
+    }
+    sl->type = type;
+    return KM_OK;
+}
+
+/* Walks the keyslots: each one's key checked and record parsed (a slot of
+ * an unknown type has type 0), then fn. fn's non-zero return stops the walk
+ * and is returned (a positive one too). */
+typedef int (*slot_fn)(const any_slot *sl, void *arg);
+typedef struct slot_walk {
+    slot_fn fn;
+    void *arg;
+} slot_walk;
+
+static int slot_walk_one(const uint8_t *key, size_t key_len, const uint8_t *val, size_t val_len,
+                         void *arg)
+{
+    slot_walk *w = arg;
+    any_slot sl;
+    int rc;
+
+    if (key_len != 4)
+        return km__err(KM_E_CORRUPT, "keyslot table holds a malformed key");
+    if ((rc = slot_parse(val, val_len, km__be32_get(key), &sl)) != KM_OK)
+        return rc;
+    rc = w->fn(&sl, w->arg);
+    km_memzero(&sl, sizeof sl);
+    return rc;
+}
+
+static int slots_walk(km__txn *t, slot_fn fn, void *arg)
+{
+    slot_walk w;
+
+    w.fn = fn;
+    w.arg = arg;
+    return km__raw_iter(t, KM__T_SLOTS, NULL, 0, slot_walk_one, &w);
+}
+
+/* The highest keyslot id (the last key), and whether that key is well-formed. */
+typedef struct slot_last {
+    int any, bad;
+    uint32_t id;
+} slot_last;
+
+static int slot_last_one(const uint8_t *key, size_t key_len, const uint8_t *val, size_t val_len,
+                         void *arg)
+{
+    slot_last *l = arg;
+
+    (void)val;
+    (void)val_len;
+    l->any = 1;
+    l->bad = key_len != 4;
+    l->id = key_len == 4 ? km__be32_get(key) : 0;
+    return 0;
+}
+
+/* Writes `rec` as a new keyslot, one id past the highest. */
+static int slot_put(km__txn *t, const uint8_t *rec, size_t len, uint32_t *id_out)
+{
+    slot_last l;
+    uint8_t idb[4];
+    uint32_t id = 1;
+    int rc;
+
+    if ((rc = km__txn_writable("keyslot", t)) != KM_OK)
+        return rc;
+    memset(&l, 0, sizeof l);
+    if ((rc = km__raw_iter(t, KM__T_SLOTS, NULL, 0, slot_last_one, &l)) != KM_OK)
+        return rc;
+    if (l.any) {
+        if (l.bad)
+            return km__err(KM_E_CORRUPT, "keyslot table holds a malformed key");
+        if ((id = l.id + 1) == 0)
+            return km__err(KM_E_FULL, "no keyslot id left");
+    }
+    km__be32_put(idb, id);
+    rc = km__raw_put(t, KM__T_SLOTS, idb, sizeof idb, rec, len, KM__PUT_NOOVERWRITE);
+    if (rc == KM_OK && id_out != NULL)
+        *id_out = id;
+    return rc;
+}
+
+/* The selector of a principal's slot: SHA-256("km-principal-v1" || salt || name). */
+static int principal_selector(const uint8_t salt[SLOT_SALT_LEN], const char *name,
+                              uint8_t out[32])
+{
+    static const char tag[] = "km-principal-v1";
+    const uint8_t *parts[3] = { (const uint8_t *)tag, salt, (const uint8_t *)name };
+    size_t lens[3] = { sizeof tag - 1, SLOT_SALT_LEN, strlen(name) };
+    return km__sha256v(parts, lens, 3, out);
+}
+
+int km__slot_add_principal(km__txn *t, const km_secret *master, const uint8_t *pass,
+                           size_t pass_len, uint32_t log2n, const char *principal,
+                           const uint8_t pid[16])
+{
+    uint8_t salt[SLOT_SALT_LEN], wrapped[SLOT_WRAPPED_LEN], sel[32];
+    uint8_t rec[SLOT_PASS_REC_LEN + (5 + 32) + (5 + 16)];
+    uint8_t *kek = NULL;
+    size_t wlen = 0;
+    km__tlv_w w;
+    int rc;
+
+    if (t == NULL)
+        return km__err(KM_E_INVALID, "keyslot: transaction is NULL");
+    if (master == NULL || km_secret_len(master) != MASTER_LEN)
+        return km__err(KM_E_INVALID, "keyslot: master must be a %d-byte secret", MASTER_LEN);
+    if (pass == NULL || pass_len == 0 || pass_len > 1024)
+        return km__err(KM_E_INVALID, "keyslot: passphrase must be 1 to 1024 bytes");
+    if (log2n < KM_KDF_COST_MIN || log2n > KM_KDF_COST_MAX)
+        return km__err(KM_E_INVALID, "keyslot: kdf cost must be %d to %d", KM_KDF_COST_MIN,
+                       KM_KDF_COST_MAX);
+    if ((principal == NULL) != (pid == NULL))
+        return km__err(KM_E_INVALID, "keyslot: principal and its id go together");
+    if ((rc = km__txn_writable("keyslot", t)) != KM_OK)
+        return rc;
+    kek = km__salloc(SLOT_KEK_LEN);
+    if (kek == NULL)
+        return km__err(KM_E_NOMEM, "vault: cannot map secure memory");
+    if ((rc = km__random(salt, sizeof salt)) != KM_OK)
+        goto out;
+    rc = km__scrypt(pass, pass_len, salt, sizeof salt, log2n, SLOT_SCRYPT_R, SLOT_SCRYPT_P, kek,
+                    SLOT_KEK_LEN);
+    if (rc != KM_OK)
+        goto out;
+    rc = km__kwp_wrap(kek, SLOT_KEK_LEN, km_secret_data(master), MASTER_LEN, wrapped,
+                      sizeof wrapped, &wlen);
+    if (rc != KM_OK)
+        goto out;
+    if (wlen != SLOT_WRAPPED_LEN) {
+        rc = km__err(KM_E_INTERNAL, "key wrap gave an unexpected length");
+        goto out;
+    }
+    km__tlv_init(&w, rec, sizeof rec);
+    km__tlv_put_u32(&w, SLOT_TAG_TYPE, SLOT_TYPE_PASSPHRASE);
+    km__tlv_put_u32(&w, SLOT_TAG_KDF, SLOT_KDF_SCRYPT);
+    km__tlv_put_u32(&w, SLOT_TAG_LOG2N, log2n);
+    km__tlv_put_u32(&w, SLOT_TAG_R, SLOT_SCRYPT_R);
+    km__tlv_put_u32(&w, SLOT_TAG_P, SLOT_SCRYPT_P);
+    km__tlv_put(&w, SLOT_TAG_SALT, salt, sizeof salt);
+    km__tlv_put(&w, SLOT_TAG_WRAPPED, wrapped, wlen);
+    if (principal != NULL) {
+        if ((rc = principal_selector(salt, principal, sel)) != KM_OK)
+            goto out;
+        km__tlv_put(&w, SLOT_TAG_SELECTOR, sel, sizeof sel);
+        km__tlv_put(&w, SLOT_TAG_PID, pid, 16);
+    }
+    if ((rc = km__tlv_end(&w)) != KM_OK)
+        goto out;
+    rc = slot_put(t, rec, w.len, NULL);
+out:
+    km__sfree(kek, SLOT_KEK_LEN);
+    return rc;
+}
+
+int km__slot_add_passphrase(km__txn *t, const km_secret *master, const uint8_t *pass,
+                            size_t pass_len, uint32_t log2n)
+{
+    return km__slot_add_principal(t, master, pass, pass_len, log2n, NULL, NULL);
+}
+
+int km__slot_add_backend(km__txn *t, const char *backend, const uint8_t *blob, size_t blob_len)
+{
+    km__tlv_w w;
+    uint8_t *rec;
+    size_t cap, nlen = backend ? strlen(backend) : 0;
+    int rc;
+
+    if (t == NULL || nlen == 0 || nlen > 31 || blob == NULL || blob_len == 0
+        || blob_len > KM__SLOT_BLOB_MAX)
+        return km__err(KM_E_INVALID, "keyslot: bad backend slot arguments");
+    cap = 64 + nlen + blob_len;
+    if ((rec = malloc(cap)) == NULL)
+        return km__err(KM_E_NOMEM, "out of memory");
+    km__tlv_init(&w, rec, cap);
+    km__tlv_put_u32(&w, SLOT_TAG_TYPE, SLOT_TYPE_BACKEND);
+    km__tlv_put(&w, SLOT_TAG_BACKEND, backend, nlen);
+    km__tlv_put(&w, SLOT_TAG_BLOB, blob, blob_len);
+    rc = km__tlv_end(&w);
+    if (rc == KM_OK)
+        rc = slot_put(t, rec, w.len, NULL);
+    free(rec);
+    return rc;
+}
+
+/* The hash that names one share: SHA-256("km-share-v1" || setid || x || y). */
+static int share_hash(const uint8_t setid[16], uint8_t x, const uint8_t *y, uint8_t out[32])
+{
+    static const char tag[] = "km-share-v1";
+    const uint8_t *parts[4] = { (const uint8_t *)tag, setid, &x, y };
+    size_t lens[4] = { sizeof tag - 1, 16, 1, KM__SHARE_Y_LEN };
+    return km__sha256v(parts, lens, 4, out);
+}
+
+/* Share text: "kms1:" + base64url(1 | setid[16] | m | n | x | y[32]). */
+#define SHARE_BIN_LEN (1 + 16 + 3 + KM__SHARE_Y_LEN)
+#define SHARE_PREFIX "kms1:"
+
+int km__slot_add_shamir(km__txn *t, const km_secret *master, unsigned m, unsigned n,
+                        km_secret **shares)
+{
+    uint8_t setid[16], hashes[KM_SHARES_MAX * 32], wrapped[SLOT_WRAPPED_LEN], bin[SHARE_BIN_LEN];
+    uint8_t *secret = NULL, *ys = NULL, *rec = NULL;
+    size_t wlen = 0, cap, tlen, ylen = (size_t)n * KM__SHARE_Y_LEN;
+    km__tlv_w w;
+    unsigned i;
+    int rc;
+
+    for (i = 0; i < n && shares != NULL; i++)
+        shares[i] = NULL;
+    if (t == NULL || master == NULL || shares == NULL || m < 2 || m > n || n > KM_SHARES_MAX)
+        return km__err(KM_E_INVALID, "keyslot: need 2 <= m <= n <= %d", KM_SHARES_MAX);
+    secret = km__salloc(KM__SHARE_Y_LEN);
+    ys = km__salloc(ylen);
+    cap = 128 + (size_t)n * 32;
+    rec = malloc(cap);
+    if (secret == NULL || ys == NULL || rec == NULL) {
+        rc = km__err(KM_E_NOMEM, "out of memory");
+        goto out;
+    }
+    /* a random secret split in n; the slot holds the master key wrapped under it */
+    if ((rc = km__random(secret, KM__SHARE_Y_LEN)) != KM_OK
+        || (rc = km__random(setid, sizeof setid)) != KM_OK
+        || (rc = km__shamir_split(secret, KM__SHARE_Y_LEN, m, n, ys)) != KM_OK)
+        goto out;
+    rc = km__kwp_wrap(secret, KM__SHARE_Y_LEN, km_secret_data(master), MASTER_LEN, wrapped,
+                      sizeof wrapped, &wlen);
+    if (rc != KM_OK)
+        goto out;
+    for (i = 0; i < n; i++)
+        if ((rc = share_hash(setid, (uint8_t)(i + 1), ys + (size_t)i * KM__SHARE_Y_LEN,
+                             hashes + (size_t)i * 32)) != KM_OK)
+            goto out;
+    km__tlv_init(&w, rec, cap);
+    km__tlv_put_u32(&w, SLOT_TAG_TYPE, SLOT_TYPE_SHAMIR);
+    km__tlv_put_u32(&w, SLOT_TAG_M, m);
+    km__tlv_put_u32(&w, SLOT_TAG_N, n);
+    km__tlv_put(&w, SLOT_TAG_SETID, setid, sizeof setid);
+    km__tlv_put(&w, SLOT_TAG_HASHES, hashes, (size_t)n * 32);
+    km__tlv_put(&w, SLOT_TAG_WRAPPED, wrapped, wlen);
+    if ((rc = km__tlv_end(&w)) != KM_OK || (rc = slot_put(t, rec, w.len, NULL)) != KM_OK)
+        goto out;
+    tlen = sizeof SHARE_PREFIX - 1 + km__b64url_encoded_len(SHARE_BIN_LEN);
+    for (i = 0; i < n; i++) {
+        bin[0] = 1;
+        memcpy(bin + 1, setid, 16);
+        bin[17] = (uint8_t)m;
+        bin[18] = (uint8_t)n;
+        bin[19] = (uint8_t)(i + 1);
+        memcpy(bin + 20, ys + (size_t)i * KM__SHARE_Y_LEN, KM__SHARE_Y_LEN);
+        if ((rc = km_secret_new(&shares[i], tlen)) != KM_OK)
+            goto out;
+        memcpy(km_secret_data(shares[i]), SHARE_PREFIX, sizeof SHARE_PREFIX - 1);
+        km__b64url_encode(bin, sizeof bin, (char *)km_secret_data(shares[i])
+                                               + sizeof SHARE_PREFIX - 1);
+    }
+out:
+    km_memzero(bin, sizeof bin);
+    km__sfree(secret, KM__SHARE_Y_LEN);
+    km__sfree(ys, ylen);
+    free(rec);
+    if (rc != KM_OK)
+        for (i = 0; i < n && shares != NULL; i++) {
+            km_secret_free(shares[i]);
+            shares[i] = NULL;
+        }
+    return rc;
+}
+
+/* Opens a Shamir slot with the shares given; KM_E_AUTH (naming the share)
+ * when a share is not of this split or altered, or too few are given. */
+static int shamir_open(const any_slot *sl, const char *const *shares, size_t count,
+                       km_secret **master)
+{
+    uint8_t xs[KM_SHARES_MAX], bin[SHARE_BIN_LEN + 2], h[32];
+    uint8_t *ys = NULL, *secret = NULL, *mk = NULL;
+    size_t i, j, k = 0, blen, mlen = 0, plen = sizeof SHARE_PREFIX - 1;
+    int rc = KM_OK, mine = 0;
+
+    ys = km__salloc((size_t)KM_SHARES_MAX * KM__SHARE_Y_LEN);
+    secret = km__salloc(KM__SHARE_Y_LEN);
+    mk = km__salloc(SLOT_WRAPPED_LEN);
+    if (ys == NULL || secret == NULL || mk == NULL) {
+        rc = km__err(KM_E_NOMEM, "vault: cannot map secure memory");
+        goto out;
+    }
+    for (i = 0; i < count; i++) {
+        const char *s = shares[i];
+        if (s == NULL || strncmp(s, SHARE_PREFIX, plen) != 0
+            || km__b64url_decode(s + plen, strlen(s + plen), bin, sizeof bin, &blen) != KM_OK
+            || blen != SHARE_BIN_LEN || bin[0] != 1) {
+            rc = km__err(KM_E_INVALID, "share %zu is not a libkm share (kms1:...)", i + 1);
+            goto out;
+        }
+        if (!km_ct_equal(bin + 1, sl->setid, 16))
+            continue;                   /* a share of another split */
+        mine++;
+        if (bin[17] != sl->m || bin[18] != sl->n || bin[19] == 0 || bin[19] > sl->n) {
+            rc = km__err(KM_E_AUTH, "share %zu does not match keyslot %u", i + 1, sl->id);
+            goto out;
+        }
+        if ((rc = share_hash(sl->setid, bin[19], bin + 20, h)) != KM_OK)
+            goto out;
+        if (!km_ct_equal(h, sl->hashes + (size_t)(bin[19] - 1) * 32, 32)) {
+            rc = km__err(KM_E_AUTH, "share %zu (number %u of keyslot %u) is altered or wrong",
+                         i + 1, (unsigned)bin[19], sl->id);
+            goto out;
+        }
+        for (j = 0; j < k; j++)
+            if (xs[j] == bin[19])
+                break;
+        if (j < k)
+            continue;                   /* the same share twice counts once */
+        xs[k] = bin[19];
+        memcpy(ys + k * KM__SHARE_Y_LEN, bin + 20, KM__SHARE_Y_LEN);
+        k++;
+    }
+    if (mine == 0) {
+        rc = KM_E_NOTFOUND;             /* not this slot's shares: try another */
+        goto out;
+    }
+    if (k < sl->m) {
+        rc = km__err(KM_E_AUTH, "keyslot %u needs %u distinct shares, %zu given", sl->id, sl->m,
+                     k);
+        goto out;
+    }
+    if ((rc = km__shamir_combine(xs, ys, (unsigned)sl->m, KM__SHARE_Y_LEN, secret)) != KM_OK)
+        goto out;
+    rc = km__kwp_unwrap(secret, KM__SHARE_Y_LEN, sl->wrapped, SLOT_WRAPPED_LEN, mk,
+                        SLOT_WRAPPED_LEN, &mlen);
+    if (rc == KM_E_INTEGRITY) {
+        rc = km__err(KM_E_AUTH, "the shares do not open keyslot %u", sl->id);
+        goto out;
+    }
+    if (rc == KM_OK && mlen != MASTER_LEN)
+        rc = km__err(KM_E_CORRUPT, "keyslot %u holds a key of the wrong length", sl->id);
+    if (rc == KM_OK)
+        rc = km_secret_from(master, mk, MASTER_LEN);
+out:
+    km_memzero(bin, sizeof bin);
+    km__sfree(ys, (size_t)KM_SHARES_MAX * KM__SHARE_Y_LEN);
+    km__sfree(secret, KM__SHARE_Y_LEN);
+    km__sfree(mk, SLOT_WRAPPED_LEN);
+    return rc;
+}
+
+/* Tries one passphrase slot: KM_E_INTEGRITY when it is another passphrase's. */
+static int pass_open(const any_slot *sl, const uint8_t *pass, size_t pass_len,
+                     km_secret **master)
+{
+    uint8_t *kek = km__salloc(SLOT_KEK_LEN), *mk = km__salloc(SLOT_WRAPPED_LEN);
+    size_t mlen = 0;
+    int rc;
+
+    if (kek == NULL || mk == NULL) {
+        rc = km__err(KM_E_NOMEM, "vault: cannot map secure memory");
+        goto out;
+    }
+    rc = km__scrypt(pass, pass_len, sl->salt, SLOT_SALT_LEN, sl->log2n, SLOT_SCRYPT_R,
+                    SLOT_SCRYPT_P, kek, SLOT_KEK_LEN);
+    if (rc != KM_OK)
+        goto out;
+    rc = km__kwp_unwrap(kek, SLOT_KEK_LEN, sl->wrapped, SLOT_WRAPPED_LEN, mk, SLOT_WRAPPED_LEN,
+                        &mlen);
+    if (rc != KM_OK)
+        goto out;
+    if (mlen != MASTER_LEN)
+        rc = km__err(KM_E_CORRUPT, "keyslot %u holds a key of the wrong length", sl->id);
+    else
+        rc = km_secret_from(master, mk, MASTER_LEN);
+out:
+    km__sfree(kek, SLOT_KEK_LEN);
+    km__sfree(mk, SLOT_WRAPPED_LEN);
+    return rc;
+}
+
+int km__slot_unlock_mode(const km_open_options *o)
+{
+    if (o->passphrase != NULL)
+        return SLOT_TYPE_PASSPHRASE;
+    if (o->version >= 3 && o->slot_backend != NULL)
+        return SLOT_TYPE_BACKEND;
+    if (o->version >= 3 && o->share_count > 0)
+        return SLOT_TYPE_SHAMIR;
+    return 0;
+}
+
+/* km__slots_open's state over the walk. */
+typedef struct slots_open_arg {
+    const km_open_options *o;
+    const km__slot_unsealer *unseal;
+    const char *principal;
+    int mode;
+    km_secret **master;
+    uint8_t *pid;
+    unsigned nslots, tried;
+    int soft_rc;                /* a device's reason for refusing its slot */
+} slots_open_arg;
+
+static int slot_count_one(const any_slot *sl, void *arg)
+{
+    (void)sl;
+    ((slots_open_arg *)arg)->nslots++;
+    return 0;
+}
+
+/* Tries one slot: 0 to go on with the next, 1 when it opened, or an error
+ * that ends the unlock. */
+static int slot_try_one(const any_slot *sl, void *arg)
+{
+    slots_open_arg *a = arg;
+    const km_open_options *o = a->o;
+    uint8_t sel[32];
+    char bname[32];
+    int rc;
+
+    if (sl->type != (uint32_t)a->mode)
+        return 0;
+    if (a->mode == SLOT_TYPE_PASSPHRASE) {
+        if ((a->principal == NULL) != (sl->selector == NULL))
+            return 0;
+        if (a->principal != NULL) {
+            if ((rc = principal_selector(sl->salt, a->principal, sel)) != KM_OK)
+                return rc;
+            if (!km_ct_equal(sel, sl->selector, 32))
+                return 0;
+        }
+        a->tried++;
+        rc = pass_open(sl, o->passphrase, o->passphrase_len, a->master);
+        if (rc == KM_E_INTEGRITY)
+            return 0;   /* another passphrase's slot */
+        if (rc != KM_OK)
+            return rc;
+        if (sl->pid != NULL)
+            memcpy(a->pid, sl->pid, 16);
+        return 1;
+    }
+    if (a->mode == SLOT_TYPE_BACKEND) {
+        if (sl->backend_len != strlen(o->slot_backend)
+            || memcmp(sl->backend, o->slot_backend, sl->backend_len) != 0)
+            return 0;
+        a->tried++;
+        memcpy(bname, sl->backend, sl->backend_len);
+        bname[sl->backend_len] = '\0';
+        if (a->unseal == NULL || a->unseal->fn == NULL)
+            rc = km__err(KM_E_UNSUPPORTED, "no device can open keyslot %u here", sl->id);
+        else
+            rc = a->unseal->fn(a->unseal->arg, bname, o->slot_config, sl->blob, sl->blob_len,
+                               a->master);
+        if (rc == KM_OK && km_secret_len(*a->master) != MASTER_LEN) {
+            km_secret_free(*a->master);
+            *a->master = NULL;
+            rc = km__err(KM_E_CORRUPT, "keyslot %u gave a key of the wrong length", sl->id);
+        }
+        if (rc == KM_OK)
+            return 1;
+        a->soft_rc = rc;   /* remember the device's reason; try the next slot */
+        return 0;
+    }
+    rc = shamir_open(sl, o->shares, o->share_count, a->master);
+    if (rc == KM_E_NOTFOUND)
+        return 0;
+    a->tried++;
+    return rc != KM_OK ? rc : 1;
+}
+
+int km__slots_open(km__txn *t, const km_open_options *o, const km__slot_unsealer *unseal,
+                   km_secret **master, uint8_t pid[16])
+{
+    slots_open_arg a;
+    int rc;
+
+    *master = NULL;
+    memset(pid, 0, 16);
+    memset(&a, 0, sizeof a);
+    a.o = o;
+    a.unseal = unseal;
+    a.principal = o->version >= 3 ? o->principal : NULL;
+    a.mode = km__slot_unlock_mode(o);
+    a.master = master;
+    a.pid = pid;
+    /* every slot is validated before any KDF or device call runs */
+    if ((rc = slots_walk(t, slot_count_one, &a)) != KM_OK)
+        return rc;
+    if (a.nslots == 0)
+        return km__err(KM_E_CORRUPT, "the vault has no keyslot");
+    rc = slots_walk(t, slot_try_one, &a);
+    if (rc < 0)
+        return rc;
+    if (rc > 0)
+        return KM_OK;
+    if (a.mode == SLOT_TYPE_BACKEND && a.soft_rc != KM_OK && a.soft_rc != KM_E_AUTH)
+        return a.soft_rc;       /* km_error_last still names the device's failure */
+    if (a.mode == SLOT_TYPE_PASSPHRASE && a.principal != NULL && a.tried == 0)
+        return km__err(KM_E_AUTH, "no keyslot for this principal opens with this passphrase");
+    if (a.mode == SLOT_TYPE_PASSPHRASE)
+        return km__err(KM_E_AUTH, "no keyslot opens with this passphrase");
+    if (a.mode == SLOT_TYPE_BACKEND)
+        return km__err(KM_E_AUTH, a.tried ? "no %s keyslot opens on this device"
+                                          : "the vault has no %s keyslot", o->slot_backend);
+    return km__err(KM_E_AUTH, "no keyslot opens with these shares");
+}
+
+/* slots_remove's walk: the slots `want` selects (1 = owner passphrase
+ * slots, 2 = the passphrase slots of principal pid), and how many in all. */
+typedef struct slots_sel {
+    int want;
+    const uint8_t *pid;
+    unsigned total, hit;
+    uint32_t *ids;
+    size_t cap;
+} slots_sel;
+
+static int slot_select_one(const any_slot *sl, void *arg)
+{
+    slots_sel *a = arg;
+    uint32_t *p;
+
+    a->total++;
+    if (sl->type != SLOT_TYPE_PASSPHRASE
+        || !(a->want == 1 ? sl->pid == NULL : sl->pid != NULL && km_ct_equal(sl->pid, a->pid, 16)))
+        return 0;
+    if (a->hit == a->cap) {
+        p = realloc(a->ids, (a->cap ? a->cap * 2 : 8) * sizeof *p);
+        if (p == NULL)
+            return km__err(KM_E_NOMEM, "out of memory");
+        a->ids = p;
+        a->cap = a->cap ? a->cap * 2 : 8;
+    }
+    a->ids[a->hit++] = sl->id;
+    return 0;
+}
+
+/* Deletes the slots `want` selects (slots_sel). Refuses to leave the vault
+ * without a keyslot. */
+static int slots_remove(km__txn *t, int want, const uint8_t pid[16])
+{
+    slots_sel a;
+    uint8_t idb[4];
+    unsigned i;
+    int rc;
+
+    if ((rc = km__txn_writable("keyslot", t)) != KM_OK)
+        return rc;
+    memset(&a, 0, sizeof a);
+    a.want = want;
+    a.pid = pid;
+    if ((rc = slots_walk(t, slot_select_one, &a)) != KM_OK)
+        goto out;
+    if (a.hit == 0) {
+        rc = km__err(KM_E_NOTFOUND, want == 1 ? "the vault has no owner passphrase slot"
+                                              : "the principal has no keyslot");
+        goto out;
+    }
+    if (a.hit == a.total) {
+        rc = km__err(KM_E_STATE, "removing these keyslots would leave the vault with none");
+        goto out;
+    }
+    for (i = 0; i < a.hit; i++) {
+        km__be32_put(idb, a.ids[i]);
+        if ((rc = km__raw_del(t, KM__T_SLOTS, idb, sizeof idb)) != KM_OK)
+            goto out;
+    }
+out:
+    free(a.ids);
+    return rc;
+}
+
+/* km__slot_backend_names's walk. */
+typedef struct backend_names_arg {
+    char (*names)[32];
+    size_t cap, *n, *total;
+} backend_names_arg;
+
+static int slot_backend_one(const any_slot *sl, void *arg)
+{
+    backend_names_arg *a = arg;
+    size_t i;
+
+    if (sl->type != SLOT_TYPE_BACKEND || sl->backend_len == 0 || sl->backend_len > 31)
+        return 0;
+    (*a->total)++;
+    for (i = 0; i < *a->n; i++)
+        if (strlen(a->names[i]) == sl->backend_len
+            && memcmp(a->names[i], sl->backend, sl->backend_len) == 0)
+            break;
+    if (i < *a->n || *a->n == a->cap)
+        return 0;   /* one re-seal per backend */
+    memcpy(a->names[*a->n], sl->backend, sl->backend_len);
+    a->names[*a->n][sl->backend_len] = '\0';
+    (*a->n)++;
+    return 0;
+}
+
+int km__slot_backend_names(km__txn *t, char names[][32], size_t cap, size_t *n, size_t *total)
+{
+    backend_names_arg a;
+
+    *n = *total = 0;
+    a.names = names;
+    a.cap = cap;
+    a.n = n;
+    a.total = total;
+    return slots_walk(t, slot_backend_one, &a);
+}
+
+int km__slot_remove_principal(km__txn *t, const uint8_t pid[16])
+{
+    return slots_remove(t, 2, pid);
+}
+
+int km__slot_remove_owner(km__txn *t)
+{
+    return slots_remove(t, 1, NULL);
+}

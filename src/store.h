@@ -1,0 +1,301 @@
+/*
+ * store.h - the catalog store: the vault's records in transactions, sealed
+ * with AES-256-GCM, its keyslots, and the vault-level work built on them
+ * (open or create and unlock, rekey's storage part, compaction, backup).
+ * Internal; reached through km_int.h. Not installed.
+ *
+ * Layers, top to bottom:
+ *   the core (src/ctx.c, key.c, ...)  calls the functions of this header
+ *   src/store.c      the scheme table, dispatch to the implementation, sealed
+ *                    records over raw bytes, the vault meta, open/create/
+ *                    unlock, rekey's storage part, the fault-injection hook
+ *   src/keyslot.c    keyslots: raw (unsealed, KWP-protected) records of KM__T_SLOTS
+ *   an implementation of km__store_ops: raw bytes in tables, transactions
+ *                    (src/store/lmdb.c, its backup and restore in lmdb_backup.c)
+ * Store code uses only the primitives (the rest of km_int.h and shamir.h),
+ * never the core: a keyslot sealed by a device is opened through the
+ * km__slot_unsealer the core hands to km__store_open.
+ *
+ * Sealed value: [1 byte record-format version = 1][12 nonce][ciphertext][16 tag]
+ * Associated data: "km-rec" || rec-format(1) || table name || 0x00 || record key.
+ * A record moved to another key or table, downgraded or edited fails to
+ * open (KM_E_CORRUPT). Sealing is done here, once, for every implementation:
+ * an implementation only stores the bytes it is given.
+ *
+ * A second implementation (a replicated store) is one km__store_ops and one
+ * row in the scheme table of store.c; nothing above this header changes.
+ */
+#ifndef KM_STORE_H
+#define KM_STORE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "km.h"
+
+typedef enum km__table {
+    KM__T_META = 0,     /* vault metadata: "format", "vault-id", "auth-failures" unsealed
+                         * (store.c), every other entry sealed */
+    KM__T_SLOTS,        /* keyslots: BE32 slot id -> slot record (not sealed: KWP-protected) */
+    KM__T_KEYS,         /* key id[16] -> key record */
+    KM__T_NAMES,        /* HMAC(name key, name)[32] -> key id record */
+    KM__T_VMETA,        /* key id[16] || BE32 version -> version metadata record */
+    KM__T_MATERIAL,     /* key id[16] || BE32 version -> backend reference */
+    KM__T_COUNTERS,     /* key id[16] || BE32 version -> reserved usage counters */
+    KM__T_AUDIT,        /* BE64 sequence -> audit entry */
+    KM__T__COUNT
+} km__table;
+
+/* The table's name ("meta", "slots", ...): part of every sealed record's
+ * associated data, and the name an implementation stores the table under.
+ * NULL for a value out of range. */
+const char *km__table_name(km__table tbl);
+
+/* Record keys are 1 to KM__STORE_KEY_MAX bytes (LMDB's default limit). */
+#define KM__STORE_KEY_MAX 511
+
+typedef struct km__store km__store;   /* an open store (its implementation may share one) */
+typedef struct km__txn km__txn;       /* a read or write transaction */
+typedef struct km__sealer km__sealer; /* derived record-sealing keys of an unlocked vault */
+/* The name the core has used for an open store since the LMDB-only days. */
+typedef km__store km__env;
+
+/* A record visited by an iteration: key and value are borrowed for the call.
+ * Return 0 to go on, non-zero to stop (see each iterating function). */
+typedef int (*km__rec_fn)(const uint8_t *key, size_t key_len, const uint8_t *val,
+                          size_t val_len, void *arg);
+
+/* ----------------------------------------------------- the implementation
+ * An implementation stores raw bytes in the tables of km__table, in
+ * transactions. It embeds `struct km__store` first in its open handle and
+ * `struct km__txn` first in its transaction (ops->txn_size bytes, allocated
+ * and freed by store.c), the way an SQLite VFS embeds sqlite3_file.
+ *
+ * Errors: an implementation records its own failures (km__err_native with
+ * its native code) and returns the km code; the "normal" outcomes
+ * KM_E_NOTFOUND (get, del) and KM_E_EXISTS (put with KM__PUT_NOOVERWRITE)
+ * are returned without being recorded (store.c words them). After any other
+ * failed put, del or clear the transaction can only be aborted: store.c then
+ * refuses further writes in it and turns its commit into an abort.
+ *
+ * Threads: read transactions run on many threads at once; write
+ * transactions of one store are serialised (txn_begin(write) waits for the
+ * one open), across processes too where several can open the store. A
+ * transaction is used by one thread at a time.
+ */
+#define KM__STORE_OPS_VERSION 1
+
+struct km__store {
+    const struct km__store_ops *ops;
+};
+
+struct km__txn {
+    km__store *st;
+    int write;
+    /* store.c's own: sticky after a failed write */
+    int err;
+    km_native_kind native_kind;
+    unsigned long native;
+    char why[160];
+};
+
+typedef struct km__store_ops {
+    uint32_t version;   /* KM__STORE_OPS_VERSION */
+    const char *scheme; /* its URI scheme ("lmdb"): "<scheme>:<location>" */
+    size_t txn_size;    /* its transaction's size, >= sizeof(struct km__txn) */
+
+    /* Required. Opens or joins the store at `location` (for LMDB a
+     * directory) with o->flags (KM_OPEN_CREATE: create an empty store where
+     * there is none) and o->map_size. Errors: KM_E_NOTFOUND (no store there,
+     * no CREATE; nothing created), KM_E_INVALID, KM_E_IO, KM_E_NOMEM. */
+    int (*open)(km__store **out, const char *location, const km_open_options *o);
+    /* Required. Drops one open's reference. */
+    void (*close)(km__store *st);
+    /* Required. Begins a transaction in the caller's zeroed `t` (t->st and
+     * t->write are set). KM_E_FORK (a handle inherited across fork()),
+     * KM_E_BUSY, KM_E_IO. */
+    int (*txn_begin)(km__store *st, int write, km__txn *t);
+    /* Required. Commits (KM_E_FULL, KM_E_IO) or aborts; neither frees t. */
+    int (*txn_commit)(km__txn *t);
+    void (*txn_abort)(km__txn *t);
+    /* Required. The value of `key`, borrowed until the next write in t or
+     * its end. KM_E_NOTFOUND. */
+    int (*get)(km__txn *t, km__table tbl, const uint8_t *key, size_t key_len,
+               const uint8_t **val, size_t *val_len);
+    /* Required. Writes (replaces unless KM__PUT_NOOVERWRITE: KM_E_EXISTS). */
+    int (*put)(km__txn *t, km__table tbl, const uint8_t *key, size_t key_len,
+               const uint8_t *val, size_t val_len, unsigned flags);
+    /* Required. KM_E_NOTFOUND when absent. */
+    int (*del)(km__txn *t, km__table tbl, const uint8_t *key, size_t key_len);
+    /* Required. Calls fn for every record whose key starts with `prefix`
+     * (prefix_len 0: all), in key order (bytewise, shorter first). fn may
+     * write to t: to other tables, and in this one only a new value for the
+     * key it was given. A non-zero return of fn stops the walk and is
+     * returned as is; else KM_OK, or the implementation's read error. */
+    int (*iter)(km__txn *t, km__table tbl, const uint8_t *prefix, size_t prefix_len,
+                km__rec_fn fn, void *arg);
+    /* Required. Deletes every record of a table. */
+    int (*clear)(km__txn *t, km__table tbl);
+    /* Required. Records in a table. */
+    int (*count)(km__txn *t, km__table tbl, uint64_t *out);
+
+    /* Optional (NULL: KM_E_UNSUPPORTED). The change generation: grows
+     * whenever a write transaction committed, in this process or any other
+     * (LMDB: the last transaction id, kept growing across a compaction). */
+    int (*gen)(km__store *st, uint64_t *out);
+    /* Optional. Rewrites the store without free space (km_vault_compact). */
+    int (*compact)(km__store *st);
+    /* Optional. A consistent copy of the open store as one file at `path`,
+     * never overwriting one (km_vault_backup). */
+    int (*backup)(km__store *st, const char *path);
+    /* Optional. The file of `backup` made a store at `location` again, never
+     * over an existing one (km_vault_restore). */
+    int (*restore)(const char *backup, const char *location);
+} km__store_ops;
+
+/* The LMDB implementation (src/store/lmdb.c). */
+extern const km__store_ops km__store_lmdb;
+
+/* ---------------------------------------------------------- for the core */
+
+/* The one place that maps a URI to a store implementation (store.c's scheme
+ * table): "<scheme>:<location>" ("lmdb:/dir", "lmdb:///dir"), or a bare path
+ * for the default store (LMDB). *location points into uri. KM_E_INVALID (an
+ * unknown scheme, no location, a location over 4000 bytes). */
+int km__store_find(const char *uri, const km__store_ops **ops, const char **location);
+
+/* Opens a device's keyslot: the core's way to unseal a master key with a
+ * registered key backend (`config` as given to km_open), handed to the store
+ * so that the store never calls the core. KM_E_AUTH when the device refuses
+ * the blob; any other error stops the unlock. */
+typedef int (*km__slot_unseal_fn)(void *arg, const char *backend, const char *config,
+                                  const uint8_t *blob, size_t blob_len, km_secret **master);
+typedef struct km__slot_unsealer {
+    km__slot_unseal_fn fn;
+    void *arg;
+} km__slot_unsealer;
+
+/* Opens (or creates) the store at `location` with `ops`, and unlocks the
+ * vault in it with what `o` carries (passphrase, principal, shares, or a
+ * device through `unseal`, which may be NULL: no device keyslot opens then),
+ * giving the 32-byte master key in secure memory, the vault id and the
+ * opening principal's id (zero for the owner). Several opens of one LMDB
+ * directory in a process share one handle (refcounted).
+ * Errors: KM_E_NOTFOUND (no vault, no CREATE), KM_E_EXISTS (EXCL), KM_E_AUTH,
+ * KM_E_CORRUPT, KM_E_UNSUPPORTED (newer format), KM_E_IO, KM_E_INVALID. */
+int km__store_open(km__store **out, const km__store_ops *ops, const char *location,
+                   const km_open_options *o, const km__slot_unsealer *unseal,
+                   km_secret **master_out, uint8_t vault_id[16], uint8_t pid[16]);
+/* Drops one open's reference; accepts NULL. */
+void km__store_close(km__store *st);
+/* km__store_open of a bare LMDB directory without a device (the tests'). */
+int km__env_open(km__env **out, const char *dir, const km_open_options *o,
+                 km_secret **master_out, uint8_t vault_id[16], uint8_t pid[16]);
+void km__env_close(km__env *env);
+
+/* The store's change generation (km__store_ops.gen). KM_E_UNSUPPORTED when
+ * the implementation cannot tell. The core's own km__write_gen (core.h) is
+ * another thing: bumped by the core after writes that change what its
+ * caches hold, not after audit appends or counter reservations. */
+int km__store_gen(km__store *st, uint64_t *out);
+
+/* Rewrites the store without free space. For LMDB: data.mdb copied with
+ * MDB_CP_COMPACT into dir/compact.tmp, fsync, renamed over data.mdb, and
+ * reopened in place (the handle stays valid). KM_E_BUSY when another km_ctx
+ * of this process shares the handle, another process has it open, or this
+ * process's transactions stay open; KM_E_IO, KM_E_FULL, KM_E_FORK;
+ * KM_E_UNSUPPORTED for a store without compaction. */
+int km__store_compact(km__store *st);
+/* km_vault_backup's file work: a consistent copy of the open store as one
+ * file at `path` (never overwritten) while writers go on. KM_E_EXISTS,
+ * KM_E_IO, KM_E_FORK, KM_E_UNSUPPORTED. */
+int km__store_backup(km__store *st, const char *path);
+/* km_vault_restore's file work, with the default store (a directory `dir`).
+ * KM_E_NOTFOUND (no backup), KM_E_CORRUPT (not a vault), KM_E_EXISTS,
+ * KM_E_IO. */
+int km__store_restore(const char *backup, const char *dir);
+
+int km__txn_begin(km__store *st, int write, km__txn **out);
+int km__txn_commit(km__txn *t);   /* always frees t; KM_E_FULL / KM_E_IO on failure */
+void km__txn_abort(km__txn *t);   /* accepts NULL */
+/* 1 for a write transaction. */
+int km__txn_is_write(const km__txn *t);
+/* Entries in a table. */
+int km__table_count(km__txn *t, km__table tbl, uint64_t *out);
+
+/* Derives the sealing keys (HKDF from master). */
+int km__sealer_new(km__sealer **out, const km_secret *master);
+void km__sealer_free(km__sealer *s);
+/* The 32-byte keyed hash of a name for KM__T_NAMES. */
+int km__sealer_name_hash(const km__sealer *s, const char *name, size_t len, uint8_t out[32]);
+/* Makes the fresh sealer new_s own old_s and old_master: freed with new_s
+ * (a thread may still be using them when the context swaps them). */
+void km__sealer_retire(km__sealer *new_s, km__sealer *old_s, km_secret *old_master);
+
+/* Reads and unseals a record into secure memory. KM_E_NOTFOUND, KM_E_CORRUPT. */
+int km__rec_get(km__txn *t, const km__sealer *s, km__table tbl, const uint8_t *key,
+                size_t key_len, km_secret **out);
+/* Seals and writes. flags: KM__PUT_NOOVERWRITE -> KM_E_EXISTS if present. */
+#define KM__PUT_NOOVERWRITE 1
+int km__rec_put(km__txn *t, const km__sealer *s, km__table tbl, const uint8_t *key,
+                size_t key_len, const uint8_t *val, size_t val_len, unsigned flags);
+/* KM_E_NOTFOUND when absent. */
+int km__rec_del(km__txn *t, km__table tbl, const uint8_t *key, size_t key_len);
+/* Calls fn for every record whose key starts with `prefix` (may be empty),
+ * in key order, with the unsealed value (wiped after the call). fn returns
+ * non-zero to stop (that value is returned if negative, else KM_OK). fn may
+ * write to other tables of t, not to this one. */
+int km__rec_iter(km__txn *t, const km__sealer *s, km__table tbl, const uint8_t *prefix,
+                 size_t prefix_len, km__rec_fn fn, void *arg);
+
+/* The unsealed count of failed authentications since the last successful open. */
+int km__authfail_get(km__txn *t, uint64_t *n);
+int km__authfail_clear(km__txn *t);
+
+/* Keyslots (keyslot.c), each in the caller's write transaction. */
+/* Adds a passphrase slot for the master key. */
+int km__slot_add_passphrase(km__txn *t, const km_secret *master, const uint8_t *pass,
+                            size_t pass_len, uint32_t log2n);
+/* A principal's passphrase slot (principal == NULL and pid == NULL: an
+ * owner slot, as km__slot_add_passphrase). */
+int km__slot_add_principal(km__txn *t, const km_secret *master, const uint8_t *pass,
+                           size_t pass_len, uint32_t log2n, const char *principal,
+                           const uint8_t pid[16]);
+/* Removes every passphrase slot of principal `pid`; KM_E_NOTFOUND if none. */
+int km__slot_remove_principal(km__txn *t, const uint8_t pid[16]);
+/* Removes every owner passphrase slot (KM_E_STATE if none would remain). */
+int km__slot_remove_owner(km__txn *t);
+/* A backend keyslot holding the blob of the backend's slot_seal. */
+#define KM__SLOT_BLOB_MAX ((size_t)64 << 10)
+int km__slot_add_backend(km__txn *t, const char *backend, const uint8_t *blob, size_t blob_len);
+/* The distinct backend names of the vault's backend keyslots (at most cap),
+ * and how many backend keyslots there are in all. */
+int km__slot_backend_names(km__txn *t, char names[][32], size_t cap, size_t *n, size_t *total);
+/* A Shamir keyslot: m of n shares (text "kms1:...", in shares[0..n-1]) open it. */
+#define KM__SHARE_Y_LEN 32
+int km__slot_add_shamir(km__txn *t, const km_secret *master, unsigned m, unsigned n,
+                        km_secret **shares);
+
+/* km_vault_rekey's storage part, in one write transaction of its own: every
+ * sealed record (meta except "format"/"vault-id"/"auth-failures", keys,
+ * vmeta, material, counters, audit) is unsealed with old_s and resealed with
+ * new_s, the names index is rebuilt under new_s's name key from the key
+ * records' names, and all keyslots are replaced by one passphrase slot for
+ * new_master; hook adds the caller's part to the same transaction. Marks
+ * old_s retired (km__rec_put then refuses it with KM_E_STATE) when the
+ * commit succeeds. KM_E_CORRUPT when a record does not open with old_s
+ * (nothing written), KM_E_FULL, KM_E_IO, KM_E_NOMEM. */
+typedef int (*km__txn_hook)(void *arg, km__txn *t, const km__sealer *s);
+int km__vault_rekey(km__store *st, km__sealer *old_s, const km__sealer *new_s,
+                    const km_secret *new_master, const uint8_t *pass, size_t pass_len,
+                    uint32_t log2n, km__txn_hook hook, void *hook_arg);
+
+/* Test hook (store.c): at write step `at` of the store (a put, a delete, a
+ * commit, the moment after a commit, a file step of compaction) the process
+ * SIGKILLs itself (0 = off, ULONG_MAX = count only); km__fault_steps: steps
+ * so far. km__fault_step marks one step (for implementations' own steps). */
+void km__fault_arm(unsigned long at);
+unsigned long km__fault_steps(void);
+void km__fault_step(void);
+
+#endif /* KM_STORE_H */
