@@ -15,8 +15,20 @@
 #define KM_CORE_H
 
 #include "km_int.h"
+#include "store.h"
 #include "policy.h"
 #include "rules.h"
+
+/* The built-in key backends' tables (registered by ctx.c's register_builtins;
+ * each defined in its backend: src/crypto.c, backends/pkcs11/, backends/tpm2/). */
+extern const km_backend_ops km__software_backend;
+#ifdef KM_HAVE_PKCS11
+extern const km_backend_ops km__pkcs11_backend;
+extern const km_backend_ops km__pkcs11_card_backend;
+#endif
+#ifdef KM_HAVE_TPM2
+extern const km_backend_ops km__tpm2_backend;
+#endif
 
 /* Record tags (TLV) of the catalog records. Append only. */
 enum {

@@ -149,10 +149,6 @@ void km__b64url_encode(const uint8_t *in, size_t len, char *out); /* writes NUL 
 /* KM_E_INVALID on a bad character or an impossible length. */
 int km__b64url_decode(const char *in, size_t len, uint8_t *out, size_t cap, size_t *out_len);
 
-/* ------------------------------------------------------------------ store.h
- * The catalog store (src/store.c, keyslot.c, src/store/): its own header. */
-#include "store.h"
-
 /* ---------------------------------------------------------------- crypto.c
  * Software key material (the "software" backend's reference) and the EVP
  * operations on it. A software reference is:
@@ -160,14 +156,7 @@ int km__b64url_decode(const char *in, size_t len, uint8_t *out, size_t cap, size
  * RAW for AES/HMAC (and never for asymmetric keys in generated refs),
  * PKCS8_DER for asymmetric private keys, SPKI_DER for public-only keys.
  */
-extern const km_backend_ops km__software_backend;
-#ifdef KM_HAVE_PKCS11
-extern const km_backend_ops km__pkcs11_backend;   /* backends/pkcs11/ */
-extern const km_backend_ops km__pkcs11_card_backend; /* backends/pkcs11/p11_card.c */
-#endif
-#ifdef KM_HAVE_TPM2
-extern const km_backend_ops km__tpm2_backend;     /* backends/tpm2/ */
-#endif
+/* (The built-in backends' tables are declared in core.h, which registers them.) */
 
 /* Expected raw key length of a symmetric type (0 if not symmetric). */
 size_t km__type_key_len(km_key_type type);

@@ -8,6 +8,7 @@
 #define KM_STORE_INT_H
 
 #include "km_int.h"
+#include "store.h"
 
 /* The vault master key's length. */
 #define KM__MASTER_LEN 32

@@ -1,5 +1,6 @@
 /* check_crypto.c - the software backend (src/crypto.c), called through its vtable. */
 #include "km_int.h"
+#include "core.h"
 #include "testutil.h"
 
 #include <check.h>

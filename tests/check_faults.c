@@ -30,6 +30,7 @@
 #include <unistd.h>
 
 #include "km_int.h"
+#include "store.h"
 #include "testutil.h"
 
 #define DAY 86400

@@ -11,6 +11,7 @@
 #include <openssl/x509.h>
 
 #include "km_int.h"
+#include "core.h"
 #include "testutil.h"
 
 static const km_backend_ops *const B = &km__software_backend;

@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "km_int.h"
+#include "store.h"
 #include "testutil.h"
 
 #define PASS2 "another passphrase"

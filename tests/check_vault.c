@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "km_int.h"
+#include "store.h"
 #include "testraw.h"
 #include "testutil.h"
 

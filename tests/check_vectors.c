@@ -30,6 +30,7 @@
 #include <string.h>
 
 #include "km_int.h"
+#include "core.h"
 #include "testutil.h"
 
 #ifndef KM_VECTORS_DIR

@@ -6,6 +6,7 @@
 #define KM_STORE_LMDB_H
 
 #include "km_int.h"
+#include "store.h"
 
 /* Writes a compacted copy of the open store's data.mdb to fd (at its
  * current offset, which must be 0 on an empty file) from one read snapshot
