@@ -26,7 +26,8 @@ int km_principal_add(km_ctx *ctx, const char *name, uint32_t roles, const uint8_
 
     if (ctx == NULL || !km__rules_principal_name_ok(name))
         return km__err(KM_E_INVALID, "km_principal_add: the name must be 1 to 64 printable "
-                                     "bytes without spaces, not 'owner' or 'role:...'");
+                                     "bytes without spaces, not 'owner', 'shares', 'backend:...' or 'role:...' "
+                                     "(in any case)");
     if (roles == 0 || (roles & ~KM__ROLES_ALL) != 0)
         return km__err(KM_E_INVALID, "km_principal_add: roles must be KM_ROLE_* bits");
     if ((rc = km__pass_args("km_principal_add", passphrase, passphrase_len, &kdf_cost)) != KM_OK)

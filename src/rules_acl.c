@@ -5,6 +5,7 @@
 
 #include <stdio.h>
 #include <string.h>
+#include <strings.h>
 
 #include "km/acl.h"
 
@@ -64,7 +65,11 @@ uint32_t km__rules_effective_perms(uint32_t roles, int owns, uint32_t granted)
 int km__rules_principal_name_ok(const char *n)
 {
     size_t i, len = n ? strlen(n) : 0;
-    if (len == 0 || len > 64 || strncmp(n, "role:", 5) == 0 || strcmp(n, "owner") == 0)
+    /* the names the audit log gives to callers that are not principals
+     * ("owner", "shares", "backend:NAME") and to role grantees ("role:"),
+     * in any case: a principal named "Owner" would pass for the owner */
+    if (len == 0 || len > 64 || strncasecmp(n, "role:", 5) == 0 || strcasecmp(n, "owner") == 0
+        || strcasecmp(n, "shares") == 0 || strncasecmp(n, "backend:", 8) == 0)
         return 0;
     for (i = 0; i < len; i++)
         if ((unsigned char)n[i] <= 0x20 || (unsigned char)n[i] >= 0x7f)

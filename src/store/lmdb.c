@@ -586,6 +586,34 @@ static int vault_dir(const char *dir, uint32_t flags, struct stat *st)
     }
     if (!S_ISDIR(st->st_mode))
         return km__err(KM_E_INVALID, "the vault path is not a directory");
+    /* Whoever can write the directory can replace lock.mdb or data.mdb with a
+     * symbolic link, and LMDB would then write where the link points with this
+     * process's rights: the directory must belong to this user (or root) and
+     * be writable by nobody else, and neither file may be a link. */
+    if (st->st_uid != geteuid() && st->st_uid != 0)
+        return km__err(KM_E_DENIED, "the vault directory belongs to another user (uid %lu): "
+                                    "refused", (unsigned long)st->st_uid);
+    if ((st->st_mode & (S_IWGRP | S_IWOTH)) != 0)
+        return km__err(KM_E_DENIED, "the vault directory is writable by group or others "
+                                    "(chmod go-w it, or 700): refused");
+    {
+        static const char *const files[] = { "data.mdb", "lock.mdb" };
+        size_t i;
+        for (i = 0; i < sizeof files / sizeof files[0]; i++) {
+            n = snprintf(path, sizeof path, "%s/%s", dir, files[i]);
+            if (n < 0 || (size_t)n >= sizeof path)
+                return km__err(KM_E_INVALID, "vault path too long");
+            if (lstat(path, &fst) != 0) {
+                if (errno == ENOENT)
+                    continue;
+                return km__err_native(KM_E_IO, KM_NATIVE_ERRNO, (unsigned long)errno,
+                                      "cannot look up the vault file");
+            }
+            if (!S_ISREG(fst.st_mode))
+                return km__err(KM_E_DENIED, "the vault's %s is not a regular file (a symbolic "
+                                            "link?): refused", files[i]);
+        }
+    }
     if (!(flags & KM_OPEN_CREATE)) {
         n = snprintf(path, sizeof path, "%s/data.mdb", dir);
         if (n < 0 || (size_t)n >= sizeof path)
