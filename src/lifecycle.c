@@ -117,6 +117,10 @@ int km_maintain(km_ctx *ctx, km_maintain_report **out)
         return km__err(KM_E_INVALID, "km_maintain: ctx is NULL");
     if ((rc = km__ctx_check(ctx)) != KM_OK)
         return rc;
+    /* time-driven transitions destroy, deactivate and rotate keys: an admin's
+     * (or the owner's) call, like the operations they stand for */
+    if ((rc = km__acl_check(ctx, KM__OP_MAINTAIN, NULL)) != KM_OK)
+        return rc;
     r = calloc(1, sizeof *r);
     if (r == NULL)
         return km__err(KM_E_NOMEM, "out of memory");

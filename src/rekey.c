@@ -144,5 +144,15 @@ int km_vault_compact(km_ctx *ctx)
         km__wtxn_changed();
         km__progress(ctx, "compact", 1, 1);
     }
+    /* audited, success or failure: it rewrites the whole vault file */
+    {
+        km__txn *t = NULL;
+        int arc = km__wtxn_begin(ctx, &t);
+        if (arc == KM_OK)
+            arc = km__wtxn_commit_event(ctx, t, KM__OP_COMPACT, NULL, 0, rc,
+                                        rc == KM_OK ? "vault compacted" : "vault compaction failed");
+        if (rc == KM_OK)
+            rc = arc;
+    }
     return rc;
 }

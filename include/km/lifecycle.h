@@ -103,9 +103,13 @@ typedef struct km_maintain_report km_maintain_report;
  * durable transaction, so an interrupted run leaves every key either before
  * or after a step, and a second run finishes the work.
  *
+ * Only the owner or an admin principal may run it (the transitions it applies
+ * stand for destroy, revoke and rotate).
+ *
  * @param[out] out  the report (free with km_maintain_report_free()); may be NULL.
- * @return KM_OK; KM_E_INVALID; KM_E_IO; KM_E_BACKEND (a failed destroy; the
- *         version stays DESTROY_PENDING and the next run retries).
+ * @return KM_OK; KM_E_INVALID; KM_E_DENIED (not the owner or an admin, audited);
+ *         KM_E_IO; KM_E_BACKEND (a failed destroy; the version stays
+ *         DESTROY_PENDING and the next run retries).
  */
 KM_EXTERN int km_maintain(km_ctx *ctx, km_maintain_report **out);
 
