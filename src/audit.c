@@ -327,7 +327,10 @@ static int alert_scan(const km_audit_entry *e, void *arg)
     unsigned long long n = 0;
 
     if (strcmp(e->op, "denied") == 0)
-        why = e->has_key ? "use of a key outside its grants" : "an operation outside the role";
+        /* the denial's detail says which check refused: a role ("lacks the
+         * admin role for ...") or a key's grants ("lacks the ... permission") */
+        why = strstr(e->detail, " role ") != NULL || !e->has_key ? "an operation outside the role"
+                                                                 : "use of a key outside its grants";
     else if (strcmp(e->op, "auth.fail") == 0)
         why = sscanf(e->detail, "%llu", &n) == 1 && n >= 3 ? "repeated failed authentications"
                                                             : "failed authentication";

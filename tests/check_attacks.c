@@ -1,0 +1,313 @@
+/* check_attacks.c - libkm's promises against a caller who does not play by the
+ * API (issue 18): a local user who controls the vault directory, a principal
+ * who picks a name that passes for someone else, a principal who runs
+ * maintenance it has no right to, an operator who compacts without a trace.
+ * Each test is the attack; docs/SECURITY.md says which deployment each
+ * guarantee holds in. Every test runs on a fresh vault (the fake clock) with
+ * the five principals of testutil.h. */
+#include <check.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <km.h>
+
+#include "testutil.h"
+
+static char *dir;
+static km_ctx *owner;
+
+static void setup(void)
+{
+    tu_open o = TU_OPEN_INIT;
+    o.clock = tu_clock;
+    tu_setup(&dir, &owner, &o);
+    tu_principals_add(owner);
+}
+
+static void teardown(void)
+{
+    tu_teardown(&dir, &owner);
+}
+
+/* dir/vault/<name> */
+static void vpath(char *out, size_t cap, const char *name)
+{
+    snprintf(out, cap, "%s/vault%s%s", dir, name[0] ? "/" : "", name);
+}
+
+static void close_owner(void)
+{
+    km_close(owner);
+    owner = NULL;
+}
+
+/* ------------------------------------------------- the vault directory */
+
+/* A user who can write the vault directory replaces lock.mdb with a link to a
+ * file only the victim may write: the victim's open refuses, and the file is
+ * untouched (LMDB would have written its lock table through the link). */
+START_TEST(test_attacks_symlinked_lock_file_refused)
+{
+    char lock[4200], victim[4200];
+    static const char content[] = "root-only configuration\n";
+    km_ctx *c = NULL;
+    uint8_t *after;
+    size_t n = 0;
+    FILE *f;
+
+    close_owner();
+    snprintf(victim, sizeof victim, "%s/victim.conf", dir);
+    ck_assert_ptr_nonnull(f = fopen(victim, "w"));
+    fputs(content, f);
+    fclose(f);
+    ck_assert_int_eq(chmod(victim, 0600), 0);
+    vpath(lock, sizeof lock, "lock.mdb");
+    ck_assert_int_eq(unlink(lock), 0);
+    ck_assert_int_eq(symlink(victim, lock), 0);
+
+    ck_assert_int_eq(tu_vault_open(&c, dir, NULL, 0), KM_E_DENIED);
+    ck_assert_ptr_null(c);
+    ck_assert_ptr_nonnull(strstr(km_error_last()->message, "lock.mdb"));
+    after = tu_read_file(victim, &n);
+    ck_assert_uint_eq(n, sizeof content - 1);
+    ck_assert_int_eq(memcmp(after, content, n), 0);
+    free(after);
+
+    /* the owner puts the file back: the vault opens again */
+    ck_assert_int_eq(unlink(lock), 0);
+    OK(tu_vault_open(&c, dir, NULL, 0));
+    km_close(c);
+}
+END_TEST
+
+/* data.mdb as a link (to a copy the attacker controls) is refused too. */
+START_TEST(test_attacks_symlinked_data_file_refused)
+{
+    char data[4200], moved[4200];
+    km_ctx *c = NULL;
+
+    close_owner();
+    vpath(data, sizeof data, "data.mdb");
+    snprintf(moved, sizeof moved, "%s/elsewhere.mdb", dir);
+    ck_assert_int_eq(rename(data, moved), 0);
+    ck_assert_int_eq(symlink(moved, data), 0);
+    ck_assert_int_eq(tu_vault_open(&c, dir, NULL, 0), KM_E_DENIED);
+    ck_assert_ptr_nonnull(strstr(km_error_last()->message, "data.mdb"));
+    ck_assert_int_eq(unlink(data), 0);
+    ck_assert_int_eq(rename(moved, data), 0);
+    OK(tu_vault_open(&c, dir, NULL, 0));
+    km_close(c);
+}
+END_TEST
+
+/* A vault directory that group or others may write is refused: they could
+ * plant the links above between the check and LMDB's open. */
+START_TEST(test_attacks_writable_vault_dir_refused)
+{
+    char v[4200];
+    km_ctx *c = NULL;
+    static const mode_t bad[] = { 0770, 0720, 0702, 0777, 01777 };
+    size_t i;
+
+    close_owner();
+    vpath(v, sizeof v, "");
+    for (i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        ck_assert_int_eq(chmod(v, bad[i]), 0);
+        ck_assert_msg(tu_vault_open(&c, dir, NULL, 0) == KM_E_DENIED, "mode %o opened",
+                      (unsigned)bad[i]);
+        ck_assert_ptr_nonnull(strstr(km_error_last()->message, "writable"));
+    }
+    /* read access for others is not the danger the check is about */
+    ck_assert_int_eq(chmod(v, 0755), 0);
+    OK(tu_vault_open(&c, dir, NULL, 0));
+    km_close(c);
+    ck_assert_int_eq(chmod(v, 0700), 0);
+}
+END_TEST
+
+/* A directory that belongs to another user is that user's vault to tamper
+ * with: refused (root may open a service user's vault, not the reverse). */
+START_TEST(test_attacks_vault_dir_of_another_user_refused)
+{
+    char v[4200];
+    km_ctx *c = NULL;
+
+    close_owner();
+    vpath(v, sizeof v, "");
+    if (geteuid() != 0) {
+        /* only root can give the directory away; the check itself is the
+         * same comparison the root case below exercises */
+        fprintf(stderr, "check_attacks: not root: the foreign-owner case needs chown\n");
+        return;
+    }
+    /* the directory now belongs to uid 65534: neither this user (root) nor root */
+    ck_assert_int_eq(chown(v, 65534, 65534), 0);
+    ck_assert_int_eq(tu_vault_open(&c, dir, NULL, 0), KM_E_DENIED);
+    ck_assert_ptr_nonnull(strstr(km_error_last()->message, "another user"));
+    ck_assert_int_eq(chown(v, 0, 0), 0);
+    OK(tu_vault_open(&c, dir, NULL, 0));
+    km_close(c);
+}
+END_TEST
+
+/* ------------------------------------------------------------ names */
+
+/* The audit log names callers that are not principals "owner", "shares" and
+ * "backend:NAME", and role grantees "role:NAME": a principal may take none of
+ * these names, in any case, or its entries would pass for theirs. */
+START_TEST(test_attacks_reserved_principal_names)
+{
+    static const char *const names[] = { "owner", "Owner", "OWNER", "shares", "Shares",
+                                         "backend:tpm2", "Backend:pkcs11", "role:admin",
+                                         "ROLE:user" };
+    char who[80];
+    uint32_t roles;
+    size_t i;
+
+    for (i = 0; i < sizeof names / sizeof names[0]; i++)
+        ck_assert_msg(tu_principal_add(owner, names[i], KM_ROLE_USER, "pw") == KM_E_INVALID,
+                      "principal '%s' was added", names[i]);
+    /* an ordinary name still works, and the owner is still the only "owner" */
+    OK(tu_principal_add(owner, "owner-assistant", KM_ROLE_USER, "pw"));
+    OK(km_whoami(owner, who, sizeof who, &roles));
+    ck_assert_str_eq(who, "owner");
+}
+END_TEST
+
+/* ------------------------------------------------------- maintenance */
+
+typedef struct seen {
+    const char *op;
+    const char *principal;
+    int result;
+    int n;
+} seen;
+
+static int find_op(const km_audit_entry *e, void *arg)
+{
+    seen *s = arg;
+    if (strcmp(e->op, s->op) == 0 && (s->principal == NULL || strcmp(e->principal, s->principal) == 0)) {
+        s->n++;
+        s->result = e->result;
+    }
+    return 0;
+}
+
+static int count_op(const char *op, const char *principal, int *last_result)
+{
+    seen s = { op, principal, 0, 0 };
+    OK(km_audit_foreach(owner, 1, find_op, &s));
+    if (last_result != NULL)
+        *last_result = s.result;
+    return s.n;
+}
+
+/* km_maintain destroys, deactivates and rotates: an auditor or a user running
+ * it (with a clock of its choosing) is refused and audited; an admin may. */
+START_TEST(test_attacks_maintain_needs_admin)
+{
+    km_ctx *aud = tu_as(dir, TU_AUDITOR, TU_AUDITOR_PASS);
+    km_ctx *usr = tu_as(dir, TU_USER, TU_USER_PASS);
+    km_ctx *adm = tu_as(dir, TU_ADMIN, TU_ADMIN_PASS);
+    km_maintain_report *r = NULL;
+    km_key *k = NULL;
+
+    OK(km_key_create(&k, owner, "soon-gone", KM_KEY_AES_256_GCM, NULL));
+    km_key_free(k);
+    tu_now += 400LL * 86400;   /* far in the future: anything time-driven is due */
+
+    ck_assert_int_eq(km_maintain(aud, &r), KM_E_DENIED);
+    ck_assert_ptr_null(r);
+    ck_assert_int_eq(km_maintain(usr, NULL), KM_E_DENIED);
+    ck_assert_int_eq(count_op("denied", TU_AUDITOR, NULL), 1);
+    ck_assert_int_eq(count_op("denied", TU_USER, NULL), 1);
+    OK(km_maintain(adm, &r));
+    km_maintain_report_free(r);
+    OK(km_maintain(owner, NULL));
+    km_close(aud);
+    km_close(usr);
+    km_close(adm);
+}
+END_TEST
+
+/* Compaction rewrites the whole vault file: it leaves an audit entry. */
+START_TEST(test_attacks_compact_is_audited)
+{
+    int result = 1;
+    uint64_t n = 0;
+
+    ck_assert_int_eq(count_op("vault.compact", NULL, NULL), 0);
+    OK(km_vault_compact(owner));
+    ck_assert_int_eq(count_op("vault.compact", "owner", &result), 1);
+    ck_assert_int_eq(result, KM_OK);
+    OK(km_audit_verify(owner, NULL, &n, NULL));
+    ck_assert_uint_gt(n, 1);
+}
+END_TEST
+
+typedef struct alert_seen {
+    char why[8][96];
+    int n;
+} alert_seen;
+
+static int on_alert(const km_audit_entry *e, const char *why, void *arg)
+{
+    alert_seen *a = arg;
+    (void)e;
+    if (a->n < 8)
+        snprintf(a->why[a->n++], sizeof a->why[0], "%s", why);
+    return 0;
+}
+
+/* A role denial on a key (a user destroying a key) is filed as an operation
+ * outside the role; a grant denial as use outside the key's grants. */
+START_TEST(test_attacks_alerts_tell_role_from_grant)
+{
+    km_ctx *usr = tu_as(dir, TU_USER, TU_USER_PASS);
+    km_key *k = NULL, *uk = NULL;
+    alert_seen a;
+    uint8_t ct[64 + KM_CIPHERTEXT_OVERHEAD];
+    size_t n = 0;
+    int i, role = 0, grant = 0;
+
+    memset(&a, 0, sizeof a);
+    OK(km_key_create(&k, owner, "k", KM_KEY_AES_256_GCM, NULL));
+    OK(km_key_open(&uk, usr, "k"));
+    ck_assert_int_eq(km_encrypt(uk, (const uint8_t *)"x", 1, NULL, 0, ct, sizeof ct, &n),
+                     KM_E_DENIED);                             /* no grant */
+    ck_assert_int_eq(km_key_rotate(uk, NULL), KM_E_DENIED);    /* not an admin */
+    OK(km_audit_alerts(owner, 1, on_alert, &a));
+    for (i = 0; i < a.n; i++) {
+        if (strcmp(a.why[i], "an operation outside the role") == 0)
+            role++;
+        if (strcmp(a.why[i], "use of a key outside its grants") == 0)
+            grant++;
+    }
+    ck_assert_int_eq(role, 1);
+    ck_assert_int_eq(grant, 1);
+    km_key_free(uk);
+    km_key_free(k);
+    km_close(usr);
+}
+END_TEST
+
+int main(void)
+{
+    TCase *tc;
+    Suite *s = tu_suite("attacks", NULL, &tc, 120, setup, teardown);
+    tcase_add_test(tc, test_attacks_symlinked_lock_file_refused);
+    tcase_add_test(tc, test_attacks_symlinked_data_file_refused);
+    tcase_add_test(tc, test_attacks_writable_vault_dir_refused);
+    tcase_add_test(tc, test_attacks_vault_dir_of_another_user_refused);
+    tcase_add_test(tc, test_attacks_reserved_principal_names);
+    tcase_add_test(tc, test_attacks_maintain_needs_admin);
+    tcase_add_test(tc, test_attacks_compact_is_audited);
+    tcase_add_test(tc, test_attacks_alerts_tell_role_from_grant);
+    return tu_run(s);
+}
