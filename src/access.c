@@ -154,6 +154,25 @@ int km__acl_check(struct km_ctx *ctx, int op, const km__kobj *k)
 
     if (!ctx->is_principal)
         return KM_OK;   /* the owner: every right */
+    /* the principal's roles, re-read after any write of this process and at
+     * least every refresh_ms (a removal or role change by another process):
+     * rights are never those of the moment the vault was opened */
+    {
+        unsigned gen = km__wtxn_gen() + 1u;
+        int64_t now = km__mono_ms();
+        if (atomic_load(&ctx->roles_gen) != gen
+            || now - atomic_load(&ctx->roles_ms) >= (int64_t)ctx->refresh_ms) {
+            if ((rc = km__acl_load(ctx)) != KM_OK) {
+                if (rc != KM_E_AUTH)
+                    return rc;
+                snprintf(d, sizeof d, "principal '%s' has been removed", ctx->principal_name);
+                (void)km__audit_event(ctx, KM__OP_DENIED, k ? k->id : NULL, 0, KM_E_DENIED, d);
+                return km__err(KM_E_DENIED, "%s", d);
+            }
+            atomic_store(&ctx->roles_ms, now);
+            atomic_store(&ctx->roles_gen, gen);
+        }
+    }
     if (km__rules_op_perm(op) != 0) {
         if (k == NULL)
             return km__err(KM_E_INTERNAL, "access check of %s without a key", km__op_name(op));

@@ -181,7 +181,9 @@ struct km_ctx {
     char principal_name[72];
     uint8_t principal_id[16];     /* zero unless a principal */
     int is_principal;
-    uint32_t roles;               /* KM_ROLE_* of a principal */
+    _Atomic uint32_t roles;       /* KM_ROLE_* of a principal (re-read: roles_*) */
+    atomic_uint roles_gen;        /* km__wtxn_gen() + 1 when last read; 0 = at open */
+    atomic_llong roles_ms;        /* km__mono_ms() when last read */
     km_progress_fn progress;      /* km_set_progress */
     void *progress_arg;
     km__audit_ctx audit;
@@ -348,6 +350,9 @@ int km__acl_perms_read(struct km_ctx *ctx, const uint8_t kid[16], uint32_t *perm
 int km__acl_check(struct km_ctx *ctx, int op, const km__kobj *k);
 /* Reads the opening principal's roles (KM_E_AUTH when it was removed). */
 int km__acl_load(struct km_ctx *ctx);
+/* The longest refresh interval a context may have (ms): how long another
+ * process's revocation, grant or role change may go unseen in an open handle. */
+#define KM__REFRESH_MAX_MS 5000u
 /* Records the context's principal as the owner of a new key, in t. */
 int km__acl_set_owner(struct km_ctx *ctx, km__txn *t, const uint8_t kid[16]);
 

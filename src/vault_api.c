@@ -266,7 +266,11 @@ int km_open(km_ctx **out, const char *uri, const km_open_options *opts)
     atomic_init(&ctx->closed, 0);
     ctx->fork_gen = atomic_load(&km__fork_gen);
     ctx->flags = opts->flags;
+    /* capped: a caller cannot keep stale rights (a revoked grant, a removed
+     * role, a compromised version) alive by asking for rare refreshes */
     ctx->refresh_ms = opts->refresh_ms ? opts->refresh_ms : 100;
+    if (ctx->refresh_ms > KM__REFRESH_MAX_MS)
+        ctx->refresh_ms = KM__REFRESH_MAX_MS;
     ctx->clock = opts->clock;
     ctx->clock_arg = opts->clock_arg;
     ctx->cache_max = opts->version >= 2 && opts->key_cache_max != 0 ? opts->key_cache_max

@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <km.h>
@@ -297,6 +298,73 @@ START_TEST(test_attacks_alerts_tell_role_from_grant)
 }
 END_TEST
 
+/* ------------------------------------------------------- offboarding */
+
+/* An admin whose principal is removed keeps its open handle: its next
+ * administrative call is refused (roles are re-read, not kept from km_open),
+ * and the refusal is audited. */
+START_TEST(test_attacks_removed_admin_handle_refused)
+{
+    km_ctx *adm = tu_as(dir, TU_ADMIN, TU_ADMIN_PASS);
+
+    OK(tu_principal_add(adm, "ally-1", KM_ROLE_USER, "pw"));   /* an admin may */
+    OK(km_principal_remove(owner, TU_ADMIN, 0));
+    ck_assert_int_eq(tu_principal_add(adm, "ally-2", KM_ROLE_ADMIN, "pw"), KM_E_DENIED);
+    ck_assert_ptr_nonnull(strstr(km_error_last()->message, "removed"));
+    ck_assert_int_eq(km_audit_set_level(adm, KM_AUDIT_DATA_NONE), KM_E_DENIED);
+    ck_assert_int_eq(count_op("denied", TU_ADMIN, NULL), 2);
+    ck_assert_int_eq(count_op("principal.add", TU_ADMIN, NULL), 1);
+    km_close(adm);
+}
+END_TEST
+
+/* A user who opens with a refresh interval of an hour still loses a revoked
+ * grant within libkm's cap (5 s) when another process revokes it. */
+START_TEST(test_attacks_long_refresh_capped)
+{
+    tu_open o = TU_OPEN_INIT;
+    km_ctx *usr = NULL;
+    km_key *k = NULL, *uk = NULL;
+    uint8_t ct[64 + KM_CIPHERTEXT_OVERHEAD];
+    size_t n = 0;
+    pid_t pid;
+    int st = 0;
+
+    OK(km_key_create(&k, owner, "k", KM_KEY_AES_256_GCM, NULL));
+    OK(km_key_grant(k, TU_USER, KM_PERM_ENCRYPT | KM_PERM_DECRYPT));
+    o.principal = TU_USER;
+    o.pass = TU_USER_PASS;
+    o.refresh_ms = 3600u * 1000u;
+    o.clock = tu_clock;
+    OK(tu_vault_open_with(&usr, dir, &o));
+    OK(km_key_open(&uk, usr, "k"));
+    OK(km_encrypt(uk, (const uint8_t *)"x", 1, NULL, 0, ct, sizeof ct, &n));
+    /* another process (no shared in-process generation) revokes the grant */
+    pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        km_ctx *c = NULL;
+        km_key *ck = NULL;
+        int rc = tu_vault_open(&c, dir, NULL, 0);
+        if (rc == KM_OK)
+            rc = km_key_open(&ck, c, "k");
+        if (rc == KM_OK)
+            rc = km_key_grant(ck, TU_USER, 0);
+        km_key_free(ck);
+        km_close(c);
+        _exit(rc == KM_OK ? 0 : 1);
+    }
+    ck_assert_int_eq(waitpid(pid, &st, 0), pid);
+    ck_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    tu_sleep_ms(5300);
+    ck_assert_int_eq(km_encrypt(uk, (const uint8_t *)"x", 1, NULL, 0, ct, sizeof ct, &n),
+                     KM_E_DENIED);
+    km_key_free(uk);
+    km_key_free(k);
+    km_close(usr);
+}
+END_TEST
+
 int main(void)
 {
     TCase *tc;
@@ -309,5 +377,7 @@ int main(void)
     tcase_add_test(tc, test_attacks_maintain_needs_admin);
     tcase_add_test(tc, test_attacks_compact_is_audited);
     tcase_add_test(tc, test_attacks_alerts_tell_role_from_grant);
+    tcase_add_test(tc, test_attacks_removed_admin_handle_refused);
+    tcase_add_test(tc, test_attacks_long_refresh_capped);
     return tu_run(s);
 }

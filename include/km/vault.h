@@ -46,7 +46,7 @@ typedef struct km_open_options {
     const uint8_t *passphrase;  /**< passphrase bytes (copied; never kept) */
     size_t passphrase_len;      /**< 1 to 1024 bytes */
     uint32_t kdf_cost;          /**< log2 scrypt N for a created slot; 0 = KM_KDF_COST_DEFAULT */
-    uint32_t refresh_ms;        /**< how stale another process's change may look in open handles; 0 = 100 ms */
+    uint32_t refresh_ms;        /**< how stale another process's change may look in open handles; 0 = 100 ms; capped at 5000 ms */
     uint64_t map_size;          /**< LMDB map size in bytes; 0 = 1 GiB (or the vault's current size) */
     km_clock_fn clock;          /**< NULL = system clock */
     void *clock_arg;            /**< passed to clock */
