@@ -133,3 +133,26 @@ int km__type_on_backend(km_key_type type, uint32_t backend)
     const km__keytype *kt = km__keytype_get((int)type);
     return kt != NULL && (kt->backends & backend) != 0;
 }
+
+const char *km__keytype_names(char *buf, size_t cap, uint32_t backend)
+{
+    const km__keytype *kt;
+    size_t n = 0;
+
+    buf[0] = '\0';
+    for (kt = km__keytype_next(NULL); kt != NULL; kt = km__keytype_next(kt)) {
+        size_t l = strlen(kt->name);
+        if (!(kt->backends & backend))
+            continue;
+        if (n > 0 && n + 2 < cap) {
+            memcpy(buf + n, ", ", 2);
+            n += 2;
+        }
+        if (n + l >= cap)
+            l = cap - 1 - n;
+        memcpy(buf + n, kt->name, l);
+        n += l;
+        buf[n] = '\0';
+    }
+    return buf;
+}

@@ -101,4 +101,9 @@ km__family km__type_family(km_key_type type);
 /* 1 when a device backend (KM__KT_*) can hold the type. Pure. */
 int km__type_on_backend(km_key_type type, uint32_t backend);
 
+/* Writes the names of the types a device backend (KM__KT_*) can hold into
+ * `buf` ("ec-p256, ec-p384, rsa-2048"), for messages; truncated to fit `cap`
+ * (cap > 0), always NUL-terminated. Returns buf. Pure. */
+const char *km__keytype_names(char *buf, size_t cap, uint32_t backend);
+
 #endif /* KM_KEYTYPE_H */
