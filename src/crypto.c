@@ -38,58 +38,19 @@
 
 /* ------------------------------------------------------------- key types */
 
-enum kind { K_NONE = 0, K_GCM, K_KWP, K_HMAC, K_EC, K_ED25519, K_X25519, K_RSA, K_DH };
-
-struct type_info {
-    enum kind kind;
-    const char *name;     /* for messages */
-    size_t key_len;       /* symmetric: raw bytes (HMAC: generated length = digest length) */
-    int bits;             /* RSA modulus bits */
-    const char *alg;      /* OpenSSL cipher or key type name */
-    const char *group;    /* EC: OpenSSL group name */
-    int nid;              /* EC: curve NID */
-    size_t field;         /* EC: bytes of r and of s in IEEE P1363 form */
-    const char *md;       /* digest of signatures, or of the HMAC */
-};
-
-#define KM__TYPE_MAX KM_KEY_FFDHE4096
-
-static const struct type_info types[KM__TYPE_MAX + 1] = {
-    [KM_KEY_AES_128_GCM] = { .kind = K_GCM, .name = "aes-128-gcm", .key_len = 16,
-                             .alg = "AES-128-GCM" },
-    [KM_KEY_AES_192_GCM] = { .kind = K_GCM, .name = "aes-192-gcm", .key_len = 24,
-                             .alg = "AES-192-GCM" },
-    [KM_KEY_AES_256_GCM] = { .kind = K_GCM, .name = "aes-256-gcm", .key_len = 32,
-                             .alg = "AES-256-GCM" },
-    [KM_KEY_AES_256_KWP] = { .kind = K_KWP, .name = "aes-256-kwp", .key_len = 32,
-                             .alg = "AES-256-WRAP-PAD" },
-    [KM_KEY_HMAC_SHA256] = { .kind = K_HMAC, .name = "hmac-sha256", .key_len = 32,
-                             .md = "SHA256" },
-    [KM_KEY_HMAC_SHA384] = { .kind = K_HMAC, .name = "hmac-sha384", .key_len = 48,
-                             .md = "SHA384" },
-    [KM_KEY_HMAC_SHA512] = { .kind = K_HMAC, .name = "hmac-sha512", .key_len = 64,
-                             .md = "SHA512" },
-    [KM_KEY_EC_P256] = { .kind = K_EC, .name = "ec-p256", .alg = "EC", .group = "P-256",
-                         .nid = NID_X9_62_prime256v1, .field = 32, .md = "SHA256" },
-    [KM_KEY_EC_P384] = { .kind = K_EC, .name = "ec-p384", .alg = "EC", .group = "P-384",
-                         .nid = NID_secp384r1, .field = 48, .md = "SHA384" },
-    [KM_KEY_EC_P521] = { .kind = K_EC, .name = "ec-p521", .alg = "EC", .group = "P-521",
-                         .nid = NID_secp521r1, .field = 66, .md = "SHA512" },
-    [KM_KEY_ED25519] = { .kind = K_ED25519, .name = "ed25519", .alg = "ED25519" },
-    [KM_KEY_X25519] = { .kind = K_X25519, .name = "x25519", .alg = "X25519" },
-    [KM_KEY_RSA_2048] = { .kind = K_RSA, .name = "rsa-2048", .bits = 2048, .alg = "RSA",
-                          .md = "SHA256" },
-    [KM_KEY_RSA_3072] = { .kind = K_RSA, .name = "rsa-3072", .bits = 3072, .alg = "RSA",
-                          .md = "SHA256" },
-    [KM_KEY_RSA_4096] = { .kind = K_RSA, .name = "rsa-4096", .bits = 4096, .alg = "RSA",
-                          .md = "SHA256" },
-    [KM_KEY_FFDHE2048] = { .kind = K_DH, .name = "ffdhe2048", .alg = "DH", .group = "ffdhe2048",
-                           .bits = 2048 },
-    [KM_KEY_FFDHE3072] = { .kind = K_DH, .name = "ffdhe3072", .alg = "DH", .group = "ffdhe3072",
-                           .bits = 3072 },
-    [KM_KEY_FFDHE4096] = { .kind = K_DH, .name = "ffdhe4096", .alg = "DH", .group = "ffdhe4096",
-                           .bits = 4096 },
-};
+/* The key types are the table of keytype.h (name, family, sizes, usages);
+ * what is OpenSSL's own is here: the EVP key type name of a family. */
+static const char *ossl_keytype(const km__keytype *ti)
+{
+    switch (ti->family) {
+    case KM__FAM_ECDSA: return "EC";
+    case KM__FAM_EDDSA: return "ED25519";
+    case KM__FAM_X25519: return "X25519";
+    case KM__FAM_RSA: return "RSA";
+    case KM__FAM_FFDHE: return "DH";
+    default: return NULL;
+    }
+}
 
 /* HMAC keys imported raw may be 14 (112 bits, SP 800-131A) to 1024 bytes. */
 #define KM__HMAC_KEY_MIN 14
@@ -102,61 +63,10 @@ static const struct type_info types[KM__TYPE_MAX + 1] = {
 /* Largest encoded key accepted (RSA-4096 PKCS#8 is about 2.4 KiB). */
 #define KM__MATERIAL_MAX ((size_t)1 << 16)
 
-static const struct type_info *type_get(int type)
-{
-    if (type < 1 || type > KM__TYPE_MAX || types[type].kind == K_NONE)
-        return NULL;
-    return &types[type];
-}
-
-int km__type_is_valid(int type)
-{
-    return type_get(type) != NULL;
-}
-
-int km__type_is_symmetric(km_key_type type)
-{
-    const struct type_info *ti = type_get((int)type);
-    return ti != NULL && (ti->kind == K_GCM || ti->kind == K_KWP || ti->kind == K_HMAC);
-}
-
-size_t km__type_key_len(km_key_type type)
-{
-    return km__type_is_symmetric(type) ? types[type].key_len : 0;
-}
-
-uint32_t km__type_usage(km_key_type type)
-{
-    const struct type_info *ti = type_get((int)type);
-
-    if (ti == NULL)
-        return 0;
-    switch (ti->kind) {
-    case K_GCM:
-        return KM_USAGE_ENCRYPT | KM_USAGE_DECRYPT;
-    case K_KWP:
-        return KM_USAGE_WRAP | KM_USAGE_UNWRAP;
-    case K_HMAC:
-        return KM_USAGE_MAC | KM_USAGE_MAC_VERIFY | KM_USAGE_DERIVE;
-    case K_EC:
-        return KM_USAGE_SIGN | KM_USAGE_VERIFY | KM_USAGE_AGREE;
-    case K_ED25519:
-        return KM_USAGE_SIGN | KM_USAGE_VERIFY;
-    case K_X25519:
-    case K_DH:
-        return KM_USAGE_AGREE;
-    case K_RSA:
-        return KM_USAGE_SIGN | KM_USAGE_VERIFY | KM_USAGE_WRAP | KM_USAGE_UNWRAP;
-    case K_NONE:
-        break;
-    }
-    return 0;
-}
-
 /* ----------------------------------------------------------- loaded objects */
 
 typedef struct sw_obj {
-    const struct type_info *ti;
+    const km__keytype *ti;
     km_key_type type;
     int public_only;       /* no private key: verify, wrap, public_key only */
     km__skey *sk;          /* symmetric: the key and its pools of keyed contexts (prim.h) */
@@ -177,14 +87,14 @@ static void obj_free(sw_obj *o)
 /* ------------------------------------------------------ decoding and checks */
 
 /* Checks that a decoded key is of the algorithm, curve and size of `ti`. */
-static int check_pkey_type(const struct type_info *ti, EVP_PKEY *pkey, const char *what)
+static int check_pkey_type(const km__keytype *ti, EVP_PKEY *pkey, const char *what)
 {
     const char *have = EVP_PKEY_get0_type_name(pkey);
 
     if (have == NULL)
         have = "unknown";
-    switch (ti->kind) {
-    case K_EC: {
+    switch (ti->family) {
+    case KM__FAM_ECDSA: {
         char group[64];
         size_t glen = 0;
         int nid;
@@ -198,26 +108,26 @@ static int check_pkey_type(const struct type_info *ti, EVP_PKEY *pkey, const cha
         nid = OBJ_txt2nid(group);
         if (nid == NID_undef)
             nid = EC_curve_nist2nid(group);
-        if (nid != ti->nid)
+        if (nid != EC_curve_nist2nid(ti->group))
             return km__err_ossl(KM_E_INVALID, "%s is an EC key on curve %s, type %s needs %s",
                                 what, group, ti->name, ti->group);
         return KM_OK;
     }
-    case K_RSA:
+    case KM__FAM_RSA:
         if (!EVP_PKEY_is_a(pkey, "RSA"))
             return km__err_ossl(KM_E_INVALID, "%s is a %s key, type %s needs RSA", what, have,
                                 ti->name);
-        if (EVP_PKEY_get_bits(pkey) != ti->bits)
+        if (EVP_PKEY_get_bits(pkey) != (int)ti->bits)
             return km__err_ossl(KM_E_INVALID, "%s is a %d-bit RSA key, type %s needs %d bits",
-                                what, EVP_PKEY_get_bits(pkey), ti->name, ti->bits);
+                                what, EVP_PKEY_get_bits(pkey), ti->name, (int)ti->bits);
         return KM_OK;
-    case K_ED25519:
-    case K_X25519:
-        if (!EVP_PKEY_is_a(pkey, ti->alg))
+    case KM__FAM_EDDSA:
+    case KM__FAM_X25519:
+        if (!EVP_PKEY_is_a(pkey, ossl_keytype(ti)))
             return km__err_ossl(KM_E_INVALID, "%s is a %s key, type %s needs %s", what, have,
-                                ti->name, ti->alg);
+                                ti->name, ossl_keytype(ti));
         return KM_OK;
-    case K_DH: {
+    case KM__FAM_FFDHE: {
         char group[64];
         size_t glen = 0;
         if (!EVP_PKEY_is_a(pkey, "DH"))
@@ -398,7 +308,7 @@ out:
 
 /* Parses material of an asymmetric type into a key object, checked against
  * the type. *is_public says what it holds. */
-static int parse_asym(const struct type_info *ti, km_material_format fmt, const uint8_t *m,
+static int parse_asym(const km__keytype *ti, km_material_format fmt, const uint8_t *m,
                       size_t len, EVP_PKEY **out, int *is_public)
 {
     unsigned char *der = NULL;
@@ -408,13 +318,13 @@ static int parse_asym(const struct type_info *ti, km_material_format fmt, const 
     *out = NULL;
     switch (fmt) {
     case KM_MATERIAL_RAW:
-        if (ti->kind != K_ED25519 && ti->kind != K_X25519)
+        if (ti->family != KM__FAM_EDDSA && ti->family != KM__FAM_X25519)
             return km__err(KM_E_INVALID, "type %s cannot be imported raw (use PKCS#8 or SPKI)",
                            ti->name);
         if (len != 32)
             return km__err(KM_E_INVALID, "a raw %s private key is 32 bytes, not %zu", ti->name,
                            len);
-        *out = EVP_PKEY_new_raw_private_key_ex(NULL, ti->alg, NULL, m, len);
+        *out = EVP_PKEY_new_raw_private_key_ex(NULL, ossl_keytype(ti), NULL, m, len);
         if (*out == NULL)
             return km__err_ossl(KM_E_INVALID, "raw %s private key rejected", ti->name);
         *is_public = 0;
@@ -448,21 +358,21 @@ static int parse_asym(const struct type_info *ti, km_material_format fmt, const 
     return rc;
 }
 
-static int symmetric_len_ok(const struct type_info *ti, size_t len)
+static int symmetric_len_ok(const km__keytype *ti, size_t len)
 {
-    if (ti->kind == K_HMAC)
+    if (ti->family == KM__FAM_HMAC)
         return len >= KM__HMAC_KEY_MIN && len <= KM__HMAC_KEY_MAX;
     return len == ti->key_len;
 }
 
 static int spec_type(const km_backend_keyspec *spec, const char *fn,
-                     const struct type_info **ti)
+                     const km__keytype **ti)
 {
     if (spec == NULL)
         return km__err(KM_E_INVALID, "software backend %s: spec is NULL", fn);
     if (spec->version < 1)
         return km__err(KM_E_INVALID, "software backend %s: spec->version is 0", fn);
-    *ti = type_get((int)spec->type);
+    *ti = km__keytype_get((int)spec->type);
     if (*ti == NULL)
         return km__err(KM_E_INVALID, "software backend %s: unknown key type %d", fn,
                        (int)spec->type);
@@ -473,7 +383,7 @@ static int spec_type(const km_backend_keyspec *spec, const char *fn,
 
 static int sw_generate_in(void *state, const km_backend_keyspec *spec, km_secret **out_ref)
 {
-    const struct type_info *ti = NULL;
+    const km__keytype *ti = NULL;
     EVP_PKEY *pkey = NULL;
     uint8_t *bytes;
     int rc;
@@ -487,10 +397,10 @@ static int sw_generate_in(void *state, const km_backend_keyspec *spec, km_secret
     if (spec->flags & KM_KEY_PUBLIC_ONLY)
         return km__err(KM_E_INVALID, "software backend generate: a public-only key cannot be "
                        "generated");
-    switch (ti->kind) {
-    case K_GCM:
-    case K_KWP:
-    case K_HMAC:
+    switch (ti->family) {
+    case KM__FAM_AES_GCM:
+    case KM__FAM_AES_KWP:
+    case KM__FAM_HMAC:
         if ((rc = ref_new(KM_MATERIAL_RAW, ti->key_len, out_ref, &bytes)) != KM_OK)
             return rc;
         if (RAND_priv_bytes(bytes, (int)ti->key_len) != 1) {
@@ -499,17 +409,17 @@ static int sw_generate_in(void *state, const km_backend_keyspec *spec, km_secret
             return km__err_ossl(KM_E_CRYPTO, "random generator failed");
         }
         return KM_OK;
-    case K_EC:
+    case KM__FAM_ECDSA:
         pkey = EVP_PKEY_Q_keygen(NULL, NULL, "EC", ti->group);
         break;
-    case K_ED25519:
-    case K_X25519:
-        pkey = EVP_PKEY_Q_keygen(NULL, NULL, ti->alg);
+    case KM__FAM_EDDSA:
+    case KM__FAM_X25519:
+        pkey = EVP_PKEY_Q_keygen(NULL, NULL, ossl_keytype(ti));
         break;
-    case K_RSA:
+    case KM__FAM_RSA:
         pkey = EVP_PKEY_Q_keygen(NULL, NULL, "RSA", (size_t)ti->bits);
         break;
-    case K_DH: {
+    case KM__FAM_FFDHE: {
         EVP_PKEY_CTX *pc = EVP_PKEY_CTX_new_from_name(NULL, "DH", NULL);
         OSSL_PARAM gp[2];
         gp[0] = OSSL_PARAM_construct_utf8_string(OSSL_PKEY_PARAM_GROUP_NAME,
@@ -521,7 +431,7 @@ static int sw_generate_in(void *state, const km_backend_keyspec *spec, km_secret
         EVP_PKEY_CTX_free(pc);
         break;
     }
-    case K_NONE:
+    case KM__FAM_NONE:
         break;
     }
     if (pkey == NULL)
@@ -534,7 +444,7 @@ static int sw_generate_in(void *state, const km_backend_keyspec *spec, km_secret
 static int sw_import_in(void *state, const km_backend_keyspec *spec, km_material_format format,
                      const uint8_t *material, size_t material_len, km_secret **out_ref)
 {
-    const struct type_info *ti = NULL;
+    const km__keytype *ti = NULL;
     EVP_PKEY *pkey = NULL;
     uint8_t *bytes;
     int rc, is_public = 0;
@@ -551,7 +461,7 @@ static int sw_import_in(void *state, const km_backend_keyspec *spec, km_material
         if (format != KM_MATERIAL_RAW)
             return km__err(KM_E_INVALID, "a %s key is imported as raw bytes only", ti->name);
         if (!symmetric_len_ok(ti, material_len)) {
-            if (ti->kind == K_HMAC)
+            if (ti->family == KM__FAM_HMAC)
                 return km__err(KM_E_INVALID, "an %s key must be %d to %d bytes, not %zu",
                                ti->name, KM__HMAC_KEY_MIN, KM__HMAC_KEY_MAX, material_len);
             return km__err(KM_E_INVALID, "an %s key must be %zu bytes, not %zu", ti->name,
@@ -581,7 +491,7 @@ out:
 static int sw_load_in(void *state, const km_backend_keyspec *spec, const uint8_t *ref,
                    size_t ref_len, void **out_obj)
 {
-    const struct type_info *ti = NULL;
+    const km__keytype *ti = NULL;
     sw_obj *o = NULL;
     int rc, is_public = 0;
 
@@ -604,9 +514,9 @@ static int sw_load_in(void *state, const km_backend_keyspec *spec, const uint8_t
                          ti->name);
             goto out;
         }
-        rc = km__skey_new(&o->sk, ti->kind == K_GCM ? KM__SKEY_GCM
-                                  : ti->kind == K_HMAC ? KM__SKEY_HMAC : KM__SKEY_KWP,
-                          ti->kind == K_GCM ? ti->alg : ti->kind == K_HMAC ? ti->md : NULL,
+        rc = km__skey_new(&o->sk, ti->family == KM__FAM_AES_GCM ? KM__SKEY_GCM
+                                  : ti->family == KM__FAM_HMAC ? KM__SKEY_HMAC : KM__SKEY_KWP,
+                          ti->family == KM__FAM_AES_GCM ? ti->cipher : ti->family == KM__FAM_HMAC ? ti->md : NULL,
                           ref + 1, ref_len - 1);
         if (rc != KM_OK)
             goto out;
@@ -650,7 +560,7 @@ static int aead_args(const char *fn, sw_obj *o, const uint8_t *nonce, const uint
         return km__err(KM_E_INVALID, "software backend %s: NULL buffer with a length", fn);
     if (in_len > INT_MAX || aad1_len > INT_MAX || aad2_len > INT_MAX)
         return km__err(KM_E_INVALID, "software backend %s: input too long", fn);
-    if (o->ti->kind != K_GCM)
+    if (o->ti->family != KM__FAM_AES_GCM)
         return km__err(KM_E_USAGE, "a %s key does not encrypt data", o->ti->name);
     return KM_OK;
 }
@@ -723,7 +633,7 @@ static int sw_aead_open(void *obj, const uint8_t nonce[12], const uint8_t *aad1,
 
 static int is_signer(const sw_obj *o)
 {
-    return o->ti->kind == K_EC || o->ti->kind == K_ED25519 || o->ti->kind == K_RSA;
+    return o->ti->family == KM__FAM_ECDSA || o->ti->family == KM__FAM_EDDSA || o->ti->family == KM__FAM_RSA;
 }
 
 /* A digest-sign or -verify context set up for this key's scheme. */
@@ -731,7 +641,7 @@ static int sig_ctx(sw_obj *o, int sign, EVP_MD_CTX **out)
 {
     EVP_MD_CTX *m = EVP_MD_CTX_new();
     EVP_PKEY_CTX *pc = NULL;
-    const char *md = o->ti->kind == K_ED25519 ? NULL : o->ti->md;
+    const char *md = o->ti->family == KM__FAM_EDDSA ? NULL : o->ti->md;
     int ok;
 
     *out = NULL;
@@ -741,7 +651,7 @@ static int sig_ctx(sw_obj *o, int sign, EVP_MD_CTX **out)
         ok = EVP_DigestSignInit_ex(m, &pc, md, NULL, NULL, o->pkey, NULL) == 1;
     else
         ok = EVP_DigestVerifyInit_ex(m, &pc, md, NULL, NULL, o->pkey, NULL) == 1;
-    if (ok && o->ti->kind == K_RSA)
+    if (ok && o->ti->family == KM__FAM_RSA)
         ok = EVP_PKEY_CTX_set_rsa_padding(pc, RSA_PKCS1_PSS_PADDING) > 0
              && EVP_PKEY_CTX_set_rsa_pss_saltlen(pc, KM__PSS_SALT) > 0
              && EVP_PKEY_CTX_set_rsa_mgf1_md_name(pc, "SHA256", NULL) > 0;
@@ -773,12 +683,12 @@ static int sign_digest(sw_obj *o, uint32_t flags, const uint8_t *dgst, size_t dg
     if (md == NULL || dgst == NULL || dgst_len != want)
         return km__err(KM_E_INVALID, "software backend sign: bad digest for a %s key",
                        o->ti->name);
-    if (o->ti->kind != K_EC && o->ti->kind != K_RSA)
+    if (o->ti->family != KM__FAM_ECDSA && o->ti->family != KM__FAM_RSA)
         return km__err(KM_E_USAGE, "a %s key does not sign digests", o->ti->name);
     *q++ = OSSL_PARAM_construct_utf8_string(OSSL_SIGNATURE_PARAM_DIGEST, md, 0);
-    if (o->ti->kind == K_RSA && (flags & KM_SIG_PKCS1)) {
+    if (o->ti->family == KM__FAM_RSA && (flags & KM_SIG_PKCS1)) {
         *q++ = OSSL_PARAM_construct_utf8_string(OSSL_SIGNATURE_PARAM_PAD_MODE, pkcs1, 0);
-    } else if (o->ti->kind == K_RSA) {
+    } else if (o->ti->family == KM__FAM_RSA) {
         *q++ = OSSL_PARAM_construct_utf8_string(OSSL_SIGNATURE_PARAM_PAD_MODE, pss, 0);
         *q++ = OSSL_PARAM_construct_utf8_string(OSSL_SIGNATURE_PARAM_PSS_SALTLEN, saltlen, 0);
         *q++ = OSSL_PARAM_construct_utf8_string(OSSL_SIGNATURE_PARAM_MGF1_DIGEST, md, 0);
@@ -814,8 +724,8 @@ static int sw_sign(void *obj, uint32_t flags, const uint8_t *msg, size_t msg_len
     if (o->public_only)
         return km__err(KM_E_USAGE, "a public-only %s key cannot sign", o->ti->name);
     if ((flags & ~(KM_SIG_P1363 | KM_SIG_PKCS1 | SIG_DIGESTS))
-        || ((flags & KM_SIG_P1363) && o->ti->kind != K_EC)
-        || ((flags & KM_SIG_PKCS1) && o->ti->kind != K_RSA)
+        || ((flags & KM_SIG_P1363) && o->ti->family != KM__FAM_ECDSA)
+        || ((flags & KM_SIG_PKCS1) && o->ti->family != KM__FAM_RSA)
         || ((flags & KM_SIG_PKCS1) && !(flags & SIG_DIGESTS)))
         return km__err(KM_E_INVALID, "software backend sign: bad flags for a %s key",
                        o->ti->name);
@@ -840,7 +750,7 @@ static int sw_sign(void *obj, uint32_t flags, const uint8_t *msg, size_t msg_len
     }
     if (sig == NULL || sig_cap < n) {
         /* a DER ECDSA signature varies in length: ask for the longest */
-        if (o->ti->kind == K_EC && !(flags & KM_SIG_P1363)
+        if (o->ti->family == KM__FAM_ECDSA && !(flags & KM_SIG_P1363)
             && (size_t)EVP_PKEY_get_size(o->pkey) > n)
             n = (size_t)EVP_PKEY_get_size(o->pkey);
         *sig_len = n;
@@ -865,10 +775,10 @@ static int sw_verify(void *obj, uint32_t flags, const uint8_t *msg, size_t msg_l
                        o == NULL ? "obj" : msg == NULL ? "msg" : "sig");
     if (!is_signer(o))
         return km__err(KM_E_USAGE, "a %s key does not verify signatures", o->ti->name);
-    if ((flags & ~KM_SIG_P1363) || ((flags & KM_SIG_P1363) && o->ti->kind != K_EC))
+    if ((flags & ~KM_SIG_P1363) || ((flags & KM_SIG_P1363) && o->ti->family != KM__FAM_ECDSA))
         return km__err(KM_E_INVALID, "software backend verify: bad flags for a %s key",
                        o->ti->name);
-    return km__pkey_verify(o->pkey, o->ti->kind == K_ED25519 ? NULL : o->ti->md, flags, msg,
+    return km__pkey_verify(o->pkey, o->ti->family == KM__FAM_EDDSA ? NULL : o->ti->md, flags, msg,
                            msg_len, sig, sig_len);
 }
 
@@ -887,7 +797,7 @@ static int sw_mac(void *obj, const uint8_t *msg, size_t msg_len, uint8_t *tag, s
     if (o == NULL || (msg == NULL && msg_len > 0))
         return km__err(KM_E_INVALID, "software backend mac: %s is NULL",
                        o == NULL ? "obj" : "msg");
-    if (o->ti->kind != K_HMAC)
+    if (o->ti->family != KM__FAM_HMAC)
         return km__err(KM_E_USAGE, "a %s key does not compute MACs", o->ti->name);
     need = o->ti->key_len; /* the digest length */
     if (tag == NULL || tag_cap < need) {
@@ -935,9 +845,9 @@ static int sw_wrap(void *obj, const uint8_t *in, size_t in_len, uint8_t *out, si
     if (o == NULL || in == NULL || in_len == 0)
         return km__err(KM_E_INVALID, "software backend wrap: %s",
                        o == NULL ? "obj is NULL" : "nothing to wrap");
-    if (o->ti->kind == K_KWP)
+    if (o->ti->family == KM__FAM_AES_KWP)
         return km__skey_wrap(o->sk, in, in_len, out, out_cap, out_len);
-    if (o->ti->kind != K_RSA)
+    if (o->ti->family != KM__FAM_RSA)
         return km__err(KM_E_USAGE, "a %s key does not wrap keys", o->ti->name);
     need = (size_t)EVP_PKEY_get_size(o->pkey);
     if (in_len > need - KM__OAEP_OVERHEAD)
@@ -975,9 +885,9 @@ static int sw_unwrap(void *obj, const uint8_t *in, size_t in_len, km_secret **ou
     if (o == NULL || in == NULL || in_len == 0)
         return km__err(KM_E_INVALID, "software backend unwrap: %s",
                        o == NULL ? "obj is NULL" : "nothing to unwrap");
-    if (o->ti->kind == K_KWP)
+    if (o->ti->family == KM__FAM_AES_KWP)
         return km__skey_unwrap(o->sk, in, in_len, out);
-    if (o->ti->kind == K_RSA) {
+    if (o->ti->family == KM__FAM_RSA) {
         if (o->public_only)
             return km__err(KM_E_USAGE, "a public-only %s key cannot unwrap", o->ti->name);
         cap = (size_t)EVP_PKEY_get_size(o->pkey);
@@ -1026,7 +936,7 @@ static int sw_derive(void *obj, const uint8_t *salt, size_t salt_len, const uint
     if (o == NULL || (salt == NULL && salt_len > 0) || (info == NULL && info_len > 0))
         return km__err(KM_E_INVALID, "software backend derive: %s is NULL",
                        o == NULL ? "obj" : salt == NULL && salt_len > 0 ? "salt" : "info");
-    if (o->ti->kind != K_HMAC)
+    if (o->ti->family != KM__FAM_HMAC)
         return km__err(KM_E_USAGE, "a %s key does not derive keys", o->ti->name);
     if (out_len == 0 || out_len > 255 * 32)
         return km__err(KM_E_INVALID, "HKDF-SHA-256 output must be 1 to 8160 bytes");
@@ -1058,7 +968,7 @@ static int sw_agree(void *obj, const uint8_t *peer_spki, size_t peer_len, km_sec
     if (o == NULL || peer_spki == NULL || peer_len == 0)
         return km__err(KM_E_INVALID, "software backend agree: %s",
                        o == NULL ? "obj is NULL" : "no peer key");
-    if (o->ti->kind != K_EC && o->ti->kind != K_X25519 && o->ti->kind != K_DH)
+    if (o->ti->family != KM__FAM_ECDSA && o->ti->family != KM__FAM_X25519 && o->ti->family != KM__FAM_FFDHE)
         return km__err(KM_E_USAGE, "a %s key does not agree keys", o->ti->name);
     if (o->public_only)
         return km__err(KM_E_USAGE, "a public-only %s key cannot agree keys", o->ti->name);

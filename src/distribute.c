@@ -216,7 +216,8 @@ static int unwrap_blob(km_ctx *ctx, km_wrap_format format, const uint8_t *blob, 
         if (rc != KM_OK)
             return rc;
         w = wk->k;
-        mod = w->type == KM_KEY_RSA_4096 ? 512 : w->type == KM_KEY_RSA_3072 ? 384 : 256;
+        mod = km__type_family(w->type) == KM__FAM_RSA
+                  ? km__keytype_get((int)w->type)->bits / 8 : 256;   /* modulus bytes */
         if (len <= mod + 16 || (len - mod) % 8 != 0) {
             km_key_free(wk);
             return km__err(KM_E_INVALID, "the wrapped key has an impossible length for RSA-OAEP + AES-KWP");

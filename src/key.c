@@ -8,43 +8,22 @@
 
 /* ------------------------------------------------------------- key types */
 
-static const struct {
-    km_key_type type;
-    const char *name;
-} type_names[] = {
-    { KM_KEY_AES_128_GCM, "aes-128-gcm" }, { KM_KEY_AES_192_GCM, "aes-192-gcm" },
-    { KM_KEY_AES_256_GCM, "aes-256-gcm" }, { KM_KEY_AES_256_KWP, "aes-256-kwp" },
-    { KM_KEY_HMAC_SHA256, "hmac-sha256" }, { KM_KEY_HMAC_SHA384, "hmac-sha384" },
-    { KM_KEY_HMAC_SHA512, "hmac-sha512" }, { KM_KEY_EC_P256, "ec-p256" },
-    { KM_KEY_EC_P384, "ec-p384" },         { KM_KEY_EC_P521, "ec-p521" },
-    { KM_KEY_ED25519, "ed25519" },         { KM_KEY_X25519, "x25519" },
-    { KM_KEY_RSA_2048, "rsa-2048" },       { KM_KEY_RSA_3072, "rsa-3072" },
-    { KM_KEY_RSA_4096, "rsa-4096" },       { KM_KEY_FFDHE2048, "ffdhe2048" },
-    { KM_KEY_FFDHE3072, "ffdhe3072" },     { KM_KEY_FFDHE4096, "ffdhe4096" },
-};
-
 const char *km_key_type_name(km_key_type type)
 {
-    size_t i;
-    for (i = 0; i < sizeof type_names / sizeof type_names[0]; i++)
-        if (type_names[i].type == type)
-            return type_names[i].name;
-    return NULL;
+    const km__keytype *kt = km__keytype_get((int)type);
+    return kt != NULL ? kt->name : NULL;
 }
 
 int km_key_type_from_name(const char *name, km_key_type *out)
 {
-    size_t i;
+    const km__keytype *kt;
     if (name == NULL || out == NULL)
         return km__err(KM_E_INVALID, "km_key_type_from_name: %s is NULL",
                        name == NULL ? "name" : "out");
-    for (i = 0; i < sizeof type_names / sizeof type_names[0]; i++) {
-        if (strcmp(type_names[i].name, name) == 0) {
-            *out = type_names[i].type;
-            return KM_OK;
-        }
-    }
-    return km__err(KM_E_UNSUPPORTED, "unknown key type (expected e.g. aes-256-gcm, ec-p256)");
+    if ((kt = km__keytype_by_name(name)) == NULL)
+        return km__err(KM_E_UNSUPPORTED, "unknown key type (expected e.g. aes-256-gcm, ec-p256)");
+    *out = kt->id;
+    return KM_OK;
 }
 
 static int check_name(const char *fn, const char *name, size_t *len)

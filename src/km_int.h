@@ -72,6 +72,7 @@ extern atomic_uint km__fork_gen;
 /* The primitives (prim.c, prim_keyed.c, prim_pkey.c): every OpenSSL call of
  * the device backends goes through them. */
 #include "prim.h"
+#include "keytype.h"
 
 /* ----------------------------------------------------------------- format.c */
 
@@ -158,11 +159,7 @@ int km__b64url_decode(const char *in, size_t len, uint8_t *out, size_t cap, size
  */
 /* (The built-in backends' tables are declared in core.h, which registers them.) */
 
-/* Expected raw key length of a symmetric type (0 if not symmetric). */
-size_t km__type_key_len(km_key_type type);
-/* Usage bits a type can have. */
-uint32_t km__type_usage(km_key_type type);
-int km__type_is_symmetric(km_key_type type);
-int km__type_is_valid(int type);
+/* The key-type table and km__type_* (km__type_key_len, km__type_usage, ...)
+ * are in keytype.h (primitives). */
 
 #endif /* KM_INT_H */

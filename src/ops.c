@@ -33,21 +33,31 @@ static int audit_compromised(km__kobj *k, const km__ver *v, const char *what)
     return km__audit_event(k->ctx, KM__OP_COMPROMISED_USE, k->id, v->version, KM_OK, d);
 }
 
+/* What a type does, from the key-type table (keytype.h). */
 static int is_gcm(km_key_type t)
 {
-    return t == KM_KEY_AES_128_GCM || t == KM_KEY_AES_192_GCM || t == KM_KEY_AES_256_GCM;
+    return km__type_family(t) == KM__FAM_AES_GCM;
+}
+
+static int is_ecdsa(km_key_type t)
+{
+    return km__type_family(t) == KM__FAM_ECDSA;
+}
+
+static int is_rsa(km_key_type t)
+{
+    return km__type_family(t) == KM__FAM_RSA;
 }
 
 static int is_signing(km_key_type t)
 {
-    return t == KM_KEY_EC_P256 || t == KM_KEY_EC_P384 || t == KM_KEY_EC_P521
-           || t == KM_KEY_ED25519 || t == KM_KEY_RSA_2048 || t == KM_KEY_RSA_3072
-           || t == KM_KEY_RSA_4096;
+    km__family f = km__type_family(t);
+    return f == KM__FAM_ECDSA || f == KM__FAM_EDDSA || f == KM__FAM_RSA;
 }
 
 static int is_hmac(km_key_type t)
 {
-    return t == KM_KEY_HMAC_SHA256 || t == KM_KEY_HMAC_SHA384 || t == KM_KEY_HMAC_SHA512;
+    return km__type_family(t) == KM__FAM_HMAC;
 }
 
 static int overlaps(const uint8_t *a, size_t alen, const uint8_t *b, size_t blen)
@@ -518,8 +528,7 @@ static int protect_tagged(km_key *key, int mac, uint32_t flags, const uint8_t *m
     if (mac ? !is_hmac(k->type) : !is_signing(k->type))
         return km__err(KM_E_USAGE, "key '%s' (%s) does not %s", k->name,
                        km_key_type_name(k->type), mac ? "compute MACs" : "sign");
-    if ((flags & KM_SIG_P1363) && k->type != KM_KEY_EC_P256 && k->type != KM_KEY_EC_P384
-        && k->type != KM_KEY_EC_P521)
+    if ((flags & KM_SIG_P1363) && !is_ecdsa(k->type))
         return km__err(KM_E_INVALID, "%s: KM_SIG_P1363 applies to ECDSA keys only", fn);
     if ((mac ? (void *)k->be->ops.mac : (void *)k->be->ops.sign) == NULL)
         return km__err(KM_E_UNSUPPORTED, "backend '%s' cannot %s", k->be->ops.name,
@@ -620,14 +629,12 @@ int km_sign_digest(km_key *key, uint32_t version, uint32_t flags, const char *di
         return rc;
     if (k->ctx->is_principal && (rc = km__acl_check(k->ctx, KM__OP_SIGN, k)) != KM_OK)
         return rc;
-    if (!is_signing(k->type) || k->type == KM_KEY_ED25519)
+    if (!is_signing(k->type) || km__type_family(k->type) == KM__FAM_EDDSA)
         return km__err(KM_E_USAGE, "key '%s' (%s) does not sign digests", k->name,
                        km_key_type_name(k->type));
-    if ((flags & KM_SIG_P1363) && k->type != KM_KEY_EC_P256 && k->type != KM_KEY_EC_P384
-        && k->type != KM_KEY_EC_P521)
+    if ((flags & KM_SIG_P1363) && !is_ecdsa(k->type))
         return km__err(KM_E_INVALID, "km_sign_digest: KM_SIG_P1363 applies to ECDSA keys only");
-    if ((flags & KM_SIG_PKCS1) && k->type != KM_KEY_RSA_2048 && k->type != KM_KEY_RSA_3072
-        && k->type != KM_KEY_RSA_4096)
+    if ((flags & KM_SIG_PKCS1) && !is_rsa(k->type))
         return km__err(KM_E_INVALID, "km_sign_digest: KM_SIG_PKCS1 applies to RSA keys only");
     if (k->be->ops.sign == NULL || !(k->be->ops.caps & KM_BACKEND_CAP_SIGN_DIGEST))
         return km__err(KM_E_UNSUPPORTED, "backend '%s' cannot sign digests", k->be->ops.name);
@@ -679,7 +686,7 @@ int km_rsa_decrypt(km_key *key, uint32_t version, const uint8_t *in, size_t in_l
         return rc;
     if (k->ctx->is_principal && (rc = km__acl_check(k->ctx, KM__OP_DECRYPT, k)) != KM_OK)
         return rc;
-    if (k->type != KM_KEY_RSA_2048 && k->type != KM_KEY_RSA_3072 && k->type != KM_KEY_RSA_4096)
+    if (!is_rsa(k->type))
         return km__err(KM_E_USAGE, "key '%s' (%s) is not an RSA key", k->name,
                        km_key_type_name(k->type));
     if (k->be->ops.unwrap == NULL)

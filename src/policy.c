@@ -10,7 +10,6 @@
 
 /* ------------------------------------------------------------ constants */
 
-#define KM__PTYPE_MAX 18              /* KM_KEY_FFDHE4096 */
 #define DAY_SECONDS 86400
 #define NO_DATE INT64_MAX             /* open-ended: no protect_until */
 #define DOC_MAX ((size_t)1 << 20)     /* longest policy document accepted */
@@ -22,47 +21,10 @@
 #define HMAC_MIN_BITS 112u            /* SP 800-131A rev. 2 section 10 */
 #define GRACE_DEFAULT 30u             /* km_key_options: 0 = 30 */
 
-/* Per key type: name (as km_key_type_name()), class, size and security
- * strength (SP 800-57 Part 1 rev. 5 Table 2; RSA-4096 counts as 128), and
- * whether FIPS 140-3 approves it (FIPS 186-5, SP 800-38D/38F, FIPS 198-1;
- * X25519 is not in SP 800-56A rev. 3). */
-typedef struct ptype {
-    const char *name;
-    km__pclass cls;
-    uint32_t bits;      /* AES/HMAC key bits, EC field bits, RSA modulus bits */
-    uint32_t strength;
-    unsigned fips : 1;
-    unsigned hmac : 1;
-    unsigned gcm : 1;
-} ptype;
-
-#define SD KM__PCLASS_SYMMETRIC_DATA
-#define SW KM__PCLASS_SYMMETRIC_WRAPPING
-#define HM KM__PCLASS_HMAC
-#define SG KM__PCLASS_SIGNATURE_PRIVATE
-#define KA KM__PCLASS_KEY_AGREEMENT
-
-static const ptype ptypes[KM__PTYPE_MAX + 1] = {
-    [KM_KEY_AES_128_GCM] = { "aes-128-gcm", SD, 128, 128, 1, 0, 1 },
-    [KM_KEY_AES_192_GCM] = { "aes-192-gcm", SD, 192, 192, 1, 0, 1 },
-    [KM_KEY_AES_256_GCM] = { "aes-256-gcm", SD, 256, 256, 1, 0, 1 },
-    [KM_KEY_AES_256_KWP] = { "aes-256-kwp", SW, 256, 256, 1, 0, 0 },
-    [KM_KEY_HMAC_SHA256] = { "hmac-sha256", HM, 256, 256, 1, 1, 0 },
-    [KM_KEY_HMAC_SHA384] = { "hmac-sha384", HM, 384, 256, 1, 1, 0 },
-    [KM_KEY_HMAC_SHA512] = { "hmac-sha512", HM, 512, 256, 1, 1, 0 },
-    [KM_KEY_EC_P256] = { "ec-p256", SG, 256, 128, 1, 0, 0 },
-    [KM_KEY_EC_P384] = { "ec-p384", SG, 384, 192, 1, 0, 0 },
-    [KM_KEY_EC_P521] = { "ec-p521", SG, 521, 256, 1, 0, 0 },
-    [KM_KEY_ED25519] = { "ed25519", SG, 256, 128, 1, 0, 0 },
-    [KM_KEY_X25519] = { "x25519", KA, 256, 128, 0, 0, 0 },
-    [KM_KEY_RSA_2048] = { "rsa-2048", SG, 2048, 112, 1, 0, 0 },
-    [KM_KEY_RSA_3072] = { "rsa-3072", SG, 3072, 128, 1, 0, 0 },
-    [KM_KEY_RSA_4096] = { "rsa-4096", SG, 4096, 128, 1, 0, 0 },
-    /* RFC 7919 safe-prime groups, approved by SP 800-56A rev. 3 */
-    [KM_KEY_FFDHE2048] = { "ffdhe2048", KA, 2048, 112, 1, 0, 0 },
-    [KM_KEY_FFDHE3072] = { "ffdhe3072", KA, 3072, 128, 1, 0, 0 },
-    [KM_KEY_FFDHE4096] = { "ffdhe4096", KA, 4096, 152, 1, 0, 0 },
-};
+/* Per key type, the table of keytype.h: name (as km_key_type_name()), policy
+ * class, size (bits), security strength (SP 800-57 Part 1 rev. 5 Table 2;
+ * RSA-4096 counts as 128) and whether FIPS 140-3 approves it. */
+typedef km__keytype ptype;
 
 static const char *const class_names[KM__PCLASS__COUNT] = {
     "symmetric-data", "symmetric-wrapping", "hmac", "signature-private", "key-agreement"
@@ -93,7 +55,7 @@ typedef struct palg {
 
 struct km__policy {
     int fips;
-    palg alg[KM__PTYPE_MAX + 1];
+    palg alg[KM__KEYTYPE_MAX + 1];
     uint32_t strength_min;          /* security_strength.minimum */
     int64_t until_112;              /* security_strength.protect_112_until */
     int periods_required;           /* cryptoperiods.required */
@@ -173,17 +135,15 @@ static void format_date(int64_t day, char out[16])
 
 /* ------------------------------------------------------------------ types */
 
-static const ptype *ptype_get(km_key_type type)
+static const ptype *ptype_get(int type)
 {
-    if ((int)type < 1 || (int)type > KM__PTYPE_MAX || ptypes[type].name == NULL)
-        return NULL;
-    return &ptypes[type];
+    return km__keytype_get(type);
 }
 
 km__pclass km__policy_type_class(km_key_type type)
 {
     const ptype *pt = ptype_get(type);
-    return pt != NULL ? pt->cls : KM__PCLASS__COUNT;
+    return pt != NULL ? pt->pclass : KM__PCLASS__COUNT;
 }
 
 const char *km__policy_class_name(km__pclass c)
@@ -199,14 +159,14 @@ const char *km__policy_profile(const km__policy *p)
 /* The size of a key: HMAC keys may be imported at any length. */
 static uint32_t key_size(const ptype *pt, uint32_t key_bits)
 {
-    return pt->hmac && key_bits != 0 ? key_bits : pt->bits;
+    return (pt->family == KM__FAM_HMAC) && key_bits != 0 ? key_bits : pt->bits;
 }
 
 /* Security strength (SP 800-57 Part 1 rev. 5 section 5.6.1): an HMAC key has
  * the strength of its length, up to 256. */
 static uint32_t strength_of(const ptype *pt, uint32_t bits)
 {
-    if (pt->hmac)
+    if ((pt->family == KM__FAM_HMAC))
         return bits < 256 ? bits : 256;
     return pt->strength;
 }
@@ -219,12 +179,12 @@ static void set_default(km__policy *p, int fips)
     const int64_t end_2030 = days_from_civil(2030, 12, 31);
     memset(p, 0, sizeof *p);
     p->fips = fips != 0;
-    for (t = 1; t <= KM__PTYPE_MAX; t++) {
-        const ptype *pt = &ptypes[t];
-        if (pt->name == NULL)
+    for (t = 1; t <= KM__KEYTYPE_MAX; t++) {
+        const ptype *pt = ptype_get(t);
+        if (pt == NULL)
             continue;
         p->alg[t].allowed = !p->fips || pt->fips;
-        p->alg[t].min_bits = pt->hmac ? HMAC_MIN_BITS : pt->bits;
+        p->alg[t].min_bits = (pt->family == KM__FAM_HMAC) ? HMAC_MIN_BITS : pt->bits;
         /* SP 800-131A rev. 2 / SP 800-57 section 5.6.3: 112-bit strength protects through 2030 */
         p->alg[t].until = pt->strength < 128 ? end_2030 : NO_DATE;
     }
@@ -287,7 +247,7 @@ int km__policy_equal(const km__policy *a, const km__policy *b)
         a->gcm_limit != b->gcm_limit || a->grace_min != b->grace_min ||
         a->grace_max != b->grace_max)
         return 0;
-    for (t = 1; t <= KM__PTYPE_MAX; t++)
+    for (t = 1; t <= KM__KEYTYPE_MAX; t++)
         if (a->alg[t].allowed != b->alg[t].allowed || a->alg[t].min_bits != b->alg[t].min_bits ||
             a->alg[t].until != b->alg[t].until)
             return 0;
@@ -583,7 +543,7 @@ static int parse_alg(pctx *c, json_t *obj, const ptype *pt, palg *a)
     const char *k;
     json_t *v;
     int rc;
-    uint32_t lo = pt->hmac ? HMAC_MIN_BITS : 1;
+    uint32_t lo = (pt->family == KM__FAM_HMAC) ? HMAC_MIN_BITS : 1;
 
     if ((rc = get_object(c, obj)) != KM_OK)
         return rc;
@@ -604,15 +564,6 @@ static int parse_alg(pctx *c, json_t *obj, const ptype *pt, palg *a)
     return KM_OK;
 }
 
-static const ptype *ptype_by_name(const char *name)
-{
-    int t;
-    for (t = 1; t <= KM__PTYPE_MAX; t++)
-        if (ptypes[t].name != NULL && strcmp(ptypes[t].name, name) == 0)
-            return &ptypes[t];
-    return NULL;
-}
-
 static int parse_algorithms(pctx *c, json_t *obj, km__policy *p)
 {
     const char *k;
@@ -621,12 +572,12 @@ static int parse_algorithms(pctx *c, json_t *obj, km__policy *p)
     if ((rc = get_object(c, obj)) != KM_OK)
         return rc;
     json_object_foreach(obj, k, v) {
-        const ptype *pt = ptype_by_name(k);
+        const ptype *pt = km__keytype_by_name(k);
         push(c, k);
         if (pt == NULL)
             rc = perr(c, 1, "unknown key type (expected a key type name such as aes-256-gcm)");
         else
-            rc = parse_alg(c, v, pt, &p->alg[pt - ptypes]);
+            rc = parse_alg(c, v, pt, &p->alg[pt->id]);
         pop(c);
         if (rc != KM_OK)
             return rc;
@@ -808,12 +759,12 @@ static int parse_dual(pctx *c, json_t *obj, km__policy *p)
 static int check_consistent(pctx *c, const km__policy *p)
 {
     int t, rc = KM_OK;
-    for (t = 1; t <= KM__PTYPE_MAX; t++) {
-        if (ptypes[t].name != NULL && p->fips && p->alg[t].allowed && !ptypes[t].fips) {
+    for (t = 1; t <= KM__KEYTYPE_MAX; t++) {
+        if (ptype_get(t) != NULL && p->fips && p->alg[t].allowed && !ptype_get(t)->fips) {
             push(c, "algorithms");
-            push(c, ptypes[t].name);
+            push(c, ptype_get(t)->name);
             push(c, "allowed");
-            rc = perr(c, 0, "%s is not FIPS 140-3 approved (profile fips)", ptypes[t].name);
+            rc = perr(c, 0, "%s is not FIPS 140-3 approved (profile fips)", ptype_get(t)->name);
             c->depth -= 3;
             return rc;
         }
@@ -897,9 +848,9 @@ static int check_tighter(pctx *c, const km__policy *p, const km__policy *b)
 
     if (b->fips && !p->fips)
         return loose(c, "profile", NULL, NULL, "fips", "default");
-    for (t = 1; t <= KM__PTYPE_MAX; t++) {
+    for (t = 1; t <= KM__KEYTYPE_MAX; t++) {
         const palg *k = &p->alg[t], *v = &b->alg[t];
-        const char *n = ptypes[t].name;
+        const char *n = ptype_get(t)->name;
         if (n == NULL || !k->allowed)
             continue;
         if (!v->allowed)
@@ -1141,10 +1092,10 @@ char *km__policy_to_json(const km__policy *p)
     ok &= set(root, "profile", json_string(km__policy_profile(p)));
     if (!ok || (o = child(root, "algorithms")) == NULL)
         goto nomem;
-    for (t = 1; t <= KM__PTYPE_MAX; t++) {
-        if (ptypes[t].name == NULL)
+    for (t = 1; t <= KM__KEYTYPE_MAX; t++) {
+        if (ptype_get(t) == NULL)
             continue;
-        if ((e = child(o, ptypes[t].name)) == NULL)
+        if ((e = child(o, ptype_get(t)->name)) == NULL)
             goto nomem;
         ok &= set(e, "allowed", json_boolean(p->alg[t].allowed));
         ok &= set(e, "min_bits", json_integer((json_int_t)p->alg[t].min_bits));
@@ -1280,9 +1231,9 @@ int km__policy_check_create(const km__policy *p, km_key_type type, uint32_t key_
         return rc;
     if ((rc = km__policy_check_protect_bits(p, type, key_bits, now)) != KM_OK)
         return rc;
-    cn = class_names[pt->cls];
-    mp = p->cls[pt->cls].protect;
-    ms = p->cls[pt->cls].process;
+    cn = class_names[pt->pclass];
+    mp = p->cls[pt->pclass].protect;
+    ms = p->cls[pt->pclass].process;
     if (protect_days == 0 && p->periods_required && mp != 0)
         return km__err(KM_E_POLICY, "policy rule cryptoperiods.required: a %s key needs an "
                        "originator-usage period (protect_days, at most %u)", pt->name, mp);
@@ -1315,9 +1266,9 @@ void km__policy_key_defaults(const km__policy *p, km_key_type type, uint32_t *ro
     if (p == NULL || pt == NULL)
         return;
     if (process_days != NULL && *process_days == 0 && p->periods_required)
-        *process_days = p->cls[pt->cls].process;
+        *process_days = p->cls[pt->pclass].process;
     if (protect_days != NULL && *protect_days == 0 && p->periods_required) {
-        v = p->cls[pt->cls].protect;
+        v = p->cls[pt->pclass].protect;
         /* never past the recipient-usage period the caller chose */
         if (process_days != NULL && *process_days != 0 && *process_days < v)
             v = *process_days;
@@ -1345,7 +1296,7 @@ void km__policy_usage_limit(const km__policy *p, km_key_type type, uint64_t *lim
 {
     const ptype *pt = ptype_get(type);
     uint64_t l = 0, r = 0;
-    if (p != NULL && pt != NULL && pt->gcm) {
+    if (p != NULL && pt != NULL && (pt->family == KM__FAM_AES_GCM)) {
         l = p->gcm_limit;
         r = (uint64_t)((double)l * p->usage_fraction);
         if (r == 0)
@@ -1419,9 +1370,9 @@ int km__policy_key_out_of_policy(const km__policy *p, km_key_type type, int64_t 
     }
     a = &p->alg[type];
     st = pt->strength;
-    cn = class_names[pt->cls];
-    mp = p->cls[pt->cls].protect;
-    ms = p->cls[pt->cls].process;
+    cn = class_names[pt->pclass];
+    mp = p->cls[pt->pclass].protect;
+    ms = p->cls[pt->pclass].process;
 
     if (!a->allowed)
         why_add(&w, "algorithms.%s.allowed: %s keys are not allowed", pt->name, pt->name);

@@ -16,18 +16,11 @@
 #define KM_INT_POLICY_H
 
 #include "km_int.h"
+#include "keytype.h"
 
 typedef struct km__policy km__policy;
 
-/* Key classes of SP 800-57 Part 1 rev. 5 Table 1 that the key types map to. */
-typedef enum km__pclass {
-    KM__PCLASS_SYMMETRIC_DATA = 0,     /* aes-*-gcm */
-    KM__PCLASS_SYMMETRIC_WRAPPING = 1, /* aes-256-kwp */
-    KM__PCLASS_HMAC = 2,               /* hmac-* (symmetric authentication key) */
-    KM__PCLASS_SIGNATURE_PRIVATE = 3,  /* ec-p*, ed25519, rsa-* */
-    KM__PCLASS_KEY_AGREEMENT = 4,      /* x25519 */
-    KM__PCLASS__COUNT = 5
-} km__pclass;
+/* km__pclass, the SP 800-57 key classes of the key types: keytype.h. */
 
 /* The built-in policy: fips = 0 the default profile, 1 the FIPS 140-3 profile
  * (approved algorithms only: no x25519). KM_OK or KM_E_NOMEM. */

@@ -30,6 +30,58 @@ static void *sw_key(km_key_type type, uint32_t usage)
     return obj;
 }
 
+/* The key-type table (keytype.h): one row per id 1..KM__KEYTYPE_MAX, no gaps,
+ * lookups and iteration agree with each other and with the public names. */
+START_TEST(test_prim_keytype_table)
+{
+    const km__keytype *kt;
+    char buf[128], small[12];
+    int t, n = 0;
+
+    ck_assert_ptr_null(km__keytype_get(0));
+    ck_assert_ptr_null(km__keytype_get(KM__KEYTYPE_MAX + 1));
+    ck_assert_ptr_null(km_key_type_name((km_key_type)(KM__KEYTYPE_MAX + 1)));
+    ck_assert_ptr_null(km__keytype_by_name(NULL));
+    ck_assert_ptr_null(km__keytype_by_name("AES-256-GCM"));
+    for (t = 1; t <= KM__KEYTYPE_MAX; t++) {
+        kt = km__keytype_get(t);
+        ck_assert_ptr_nonnull(kt);
+        ck_assert_int_eq((int)kt->id, t);
+        ck_assert_str_eq(km_key_type_name((km_key_type)t), kt->name);
+        ck_assert_ptr_eq(km__keytype_by_name(kt->name), kt);
+        ck_assert_int_ne(kt->family, KM__FAM_NONE);
+        ck_assert_uint_ne(kt->usages, 0);
+        ck_assert_uint_eq(kt->default_usage & ~kt->usages, 0);
+        ck_assert_int_lt(kt->pclass, KM__PCLASS__COUNT);
+        ck_assert_uint_ne(kt->bits, 0);
+        ck_assert_uint_ge(kt->strength, 112);
+        ck_assert(kt->hdr_alg == 0 || kt->hdr_alg == (uint8_t)t);
+        /* symmetric <=> raw key bytes; AES has a cipher, HMAC and ECDSA a digest */
+        ck_assert_int_eq(kt->key_len != 0, kt->family == KM__FAM_AES_GCM
+                         || kt->family == KM__FAM_AES_KWP || kt->family == KM__FAM_HMAC);
+        ck_assert_int_eq(km__type_is_symmetric((km_key_type)t), kt->key_len != 0);
+        if (kt->family == KM__FAM_AES_GCM || kt->family == KM__FAM_AES_KWP)
+            ck_assert_ptr_nonnull(kt->cipher);
+        if (kt->family == KM__FAM_ECDSA)
+            ck_assert(kt->group != NULL && kt->md != NULL && kt->field == (kt->bits + 7) / 8);
+        if (kt->family == KM__FAM_HMAC)
+            ck_assert_ptr_nonnull(kt->md);
+        ck_assert_uint_eq(km__type_usage((km_key_type)t), kt->usages);
+        ck_assert_int_eq(km__type_family((km_key_type)t), kt->family);
+    }
+    for (kt = km__keytype_next(NULL); kt != NULL; kt = km__keytype_next(kt))
+        n++;
+    ck_assert_int_eq(n, KM__KEYTYPE_MAX);
+    ck_assert_str_eq(km__keytype_names(buf, sizeof buf, KM__KT_PKCS11_CARD),
+                     "ec-p256, ec-p384, rsa-2048, rsa-3072");
+    ck_assert_str_eq(km__keytype_names(small, sizeof small, KM__KT_PKCS11_CARD), "ec-p256, ec");
+    ck_assert_str_eq(km__keytype_names(buf, sizeof buf, 0), "");
+    ck_assert(km__type_on_backend(KM_KEY_AES_256_KWP, KM__KT_TPM2));
+    ck_assert(!km__type_on_backend(KM_KEY_AES_256_KWP, KM__KT_PKCS11));
+    ck_assert(!km__type_on_backend((km_key_type)0, KM__KT_TPM2));
+}
+END_TEST
+
 START_TEST(test_prim_skey_agrees_with_one_shot)
 {
     uint8_t key[32], nonce[12], aad[5] = "aad12", pt[40], ct[40], ct2[40], out[40];
@@ -232,6 +284,7 @@ static Suite *prim_suite(void)
     Suite *s = suite_create("prim");
     TCase *tc = tcase_create("prim");
     tcase_set_timeout(tc, 60);
+    tcase_add_test(tc, test_prim_keytype_table);
     tcase_add_test(tc, test_prim_skey_agrees_with_one_shot);
     tcase_add_test(tc, test_prim_ec_key_from_point_verifies_software_signatures);
     tcase_add_test(tc, test_prim_rsa_key_from_modulus_verifies_pss);

@@ -30,6 +30,7 @@
 #define _GNU_SOURCE /* dladdr */
 #endif
 #include "km_int.h"
+#include "keytype.h"
 #include "p11_card.h"
 #include "p11_helper.h"
 
@@ -395,6 +396,8 @@ static int card_generate(void *state, const km_backend_keyspec *spec, km_secret 
 /* The key type of a certificate's public key (*pub: that key). */
 static int cert_type(const uint8_t *der, size_t der_len, km__pkey **pub, km_key_type *type)
 {
+    const km__keytype *kt;
+    char names[128];
     int rc;
 
     *pub = NULL;
@@ -403,21 +406,20 @@ static int cert_type(const uint8_t *der, size_t der_len, km__pkey **pub, km_key_
         return km_backend_error(rc, e->native_kind, e->native,
                                 "pkcs11-card: the token's certificate does not decode");
     }
-    if (km__pkey_is_ec(*pub, "P-256"))
-        *type = KM_KEY_EC_P256;
-    else if (km__pkey_is_ec(*pub, "P-384"))
-        *type = KM_KEY_EC_P384;
-    else if (km__pkey_is_rsa(*pub, 2048))
-        *type = KM_KEY_RSA_2048;
-    else if (km__pkey_is_rsa(*pub, 3072))
-        *type = KM_KEY_RSA_3072;
-    else {
-        km__pkey_free(*pub);
-        *pub = NULL;
-        return km__err(KM_E_UNSUPPORTED, "pkcs11-card: the certificate's key is not ec-p256, "
-                       "ec-p384, rsa-2048 or rsa-3072");
+    /* the types a card's key may have: KM__KT_PKCS11_CARD in the key-type table */
+    for (kt = km__keytype_next(NULL); kt != NULL; kt = km__keytype_next(kt)) {
+        if (!(kt->backends & KM__KT_PKCS11_CARD))
+            continue;
+        if (kt->family == KM__FAM_ECDSA ? km__pkey_is_ec(*pub, kt->group)
+            : kt->family == KM__FAM_RSA && km__pkey_is_rsa(*pub, (int)kt->bits)) {
+            *type = kt->id;
+            return KM_OK;
+        }
     }
-    return KM_OK;
+    km__pkey_free(*pub);
+    *pub = NULL;
+    return km__err(KM_E_UNSUPPORTED, "pkcs11-card: the certificate's key is not one of %s",
+                   km__keytype_names(names, sizeof names, KM__KT_PKCS11_CARD));
 }
 
 int km__p11card_cert_type(const char *cert_id, km_key_type *type)
@@ -490,11 +492,11 @@ static int card_obj_open(const char *id, size_t id_len, km_key_type want, struct
         return rc;
     }
     o->type = have;
-    switch (have) {
-    case KM_KEY_EC_P256: o->md = "SHA256"; o->field = 32; break;
-    case KM_KEY_EC_P384: o->md = "SHA384"; o->field = 48; break;
-    case KM_KEY_RSA_2048: o->md = "SHA256"; o->bits = 2048; break;
-    default: o->md = "SHA256"; o->bits = 3072; break;
+    {
+        const km__keytype *kt = km__keytype_get((int)have);   /* cert_type() gave a type */
+        o->md = kt->md;
+        o->field = kt->field;                                 /* ECDSA; 0 for RSA */
+        o->bits = kt->family == KM__FAM_RSA ? kt->bits : 0;
     }
     *out = o;
     return KM_OK;

@@ -39,6 +39,7 @@
  * found again once (no retry loops).
  */
 #include "km_int.h"
+#include "keytype.h"
 #include "p11_int.h"
 
 #include <stdio.h>
@@ -54,52 +55,35 @@
 /* a vendor code of our own: the object is not on the token */
 #define RV_NOT_FOUND (CKR_VENDOR_DEFINED | 0x4b4d0001UL)
 
-enum kind { P_SYM = 1, P_EC, P_RSA, P_HMAC };
-
-struct p11_type {
-    enum kind kind;
-    const char *name;
-    CK_ULONG bits;          /* AES key bytes / RSA modulus bits */
-    const uint8_t *oid;     /* EC: DER OID (CKA_EC_PARAMS) */
-    size_t oid_len;
-    const char *group;      /* EC: OpenSSL group name */
-    size_t field;           /* EC: bytes of r and of s */
-    const char *md;         /* digest signed */
-};
-
+/* The key types a token holds are those of the key-type table (keytype.h)
+ * with KM__KT_PKCS11; what is PKCS#11's own is the DER OID of a curve
+ * (CKA_EC_PARAMS). */
 static const uint8_t oid_p256[] = { 0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07 };
 static const uint8_t oid_p384[] = { 0x06, 0x05, 0x2b, 0x81, 0x04, 0x00, 0x22 };
 
-static const struct p11_type *type_get(int type)
+static const uint8_t *ec_oid(const km__keytype *ti, size_t *len)
 {
-    static const struct p11_type aes256 = { P_SYM, "aes-256-gcm", 32, NULL, 0, NULL, 0, NULL };
-    static const struct p11_type p256 = { P_EC, "ec-p256", 0, oid_p256, sizeof oid_p256,
-                                          "P-256", 32, "SHA256" };
-    static const struct p11_type p384 = { P_EC, "ec-p384", 0, oid_p384, sizeof oid_p384,
-                                          "P-384", 48, "SHA384" };
-    static const struct p11_type rsa2 = { P_RSA, "rsa-2048", 2048, NULL, 0, NULL, 0, "SHA256" };
-    static const struct p11_type rsa3 = { P_RSA, "rsa-3072", 3072, NULL, 0, NULL, 0, "SHA256" };
-    /* HMAC: bits = key bytes, field = tag bytes, md = the CKM_*_HMAC (as text) */
-    static const struct p11_type h256 = { P_HMAC, "hmac-sha256", 32, NULL, 0, NULL, 32, "SHA256" };
-    static const struct p11_type h384 = { P_HMAC, "hmac-sha384", 48, NULL, 0, NULL, 48, "SHA384" };
-    static const struct p11_type h512 = { P_HMAC, "hmac-sha512", 64, NULL, 0, NULL, 64, "SHA512" };
-
-    switch (type) {
-    case KM_KEY_AES_256_GCM: return &aes256;
-    case KM_KEY_EC_P256: return &p256;
-    case KM_KEY_EC_P384: return &p384;
-    case KM_KEY_RSA_2048: return &rsa2;
-    case KM_KEY_RSA_3072: return &rsa3;
-    case KM_KEY_HMAC_SHA256: return &h256;
-    case KM_KEY_HMAC_SHA384: return &h384;
-    case KM_KEY_HMAC_SHA512: return &h512;
-    default: return NULL;
+    if (ti->group != NULL && strcmp(ti->group, "P-256") == 0) {
+        *len = sizeof oid_p256;
+        return oid_p256;
     }
+    if (ti->group != NULL && strcmp(ti->group, "P-384") == 0) {
+        *len = sizeof oid_p384;
+        return oid_p384;
+    }
+    *len = 0;
+    return NULL;
+}
+
+static const km__keytype *type_get(int type)
+{
+    const km__keytype *kt = km__keytype_get(type);
+    return kt != NULL && (kt->backends & KM__KT_PKCS11) ? kt : NULL;
 }
 
 typedef struct p11_obj {
     km__p11 *p;
-    const struct p11_type *ti;
+    const km__keytype *ti;
     uint8_t id[16];
     pthread_mutex_t mu;
     CK_OBJECT_HANDLE h;     /* secret or private key; CK_INVALID_HANDLE = find by CKA_ID */
@@ -265,7 +249,7 @@ static void p11_close(void *state)
 static int p11_generate(void *state, const km_backend_keyspec *spec, km_secret **out_ref)
 {
     km__p11 *p = state;
-    const struct p11_type *ti;
+    const km__keytype *ti;
     CK_BBOOL yes = CK_TRUE, no = CK_FALSE, extractable;
     CK_OBJECT_CLASS sec = CKO_SECRET_KEY;
     CK_KEY_TYPE aes = CKK_AES, gen = CKK_GENERIC_SECRET;
@@ -274,6 +258,9 @@ static int p11_generate(void *state, const km_backend_keyspec *spec, km_secret *
     CK_BBOOL decrypt = (spec != NULL && (spec->usage & KM_USAGE_UNWRAP)) ? CK_TRUE : CK_FALSE;
     CK_ULONG value_len, bits;
     static const uint8_t e65537[] = { 0x01, 0x00, 0x01 };
+    const uint8_t *oid;
+    size_t oid_len;
+    char names[160];
     uint8_t id[16];
     CK_SESSION_HANDLE s;
     CK_OBJECT_HANDLE h1 = CK_INVALID_HANDLE, h2 = CK_INVALID_HANDLE;
@@ -290,16 +277,17 @@ static int p11_generate(void *state, const km_backend_keyspec *spec, km_secret *
     ti = type_get(spec->type);
     if (ti == NULL)
         return km__err(KM_E_UNSUPPORTED, "pkcs11: key type %d is not supported on a token "
-                       "(aes-256-gcm, hmac-sha256/384/512, ec-p256, ec-p384, rsa-2048, "
-                       "rsa-3072)", (int)spec->type);
+                       "(%s)", (int)spec->type, km__keytype_names(names, sizeof names,
+                                                                  KM__KT_PKCS11));
     if (spec->flags & KM_KEY_PUBLIC_ONLY)
         return km__err(KM_E_INVALID, "pkcs11 generate: a public-only key cannot be generated");
+    oid = ec_oid(ti, &oid_len);
     extractable = (spec->flags & KM_KEY_EXPORTABLE) ? CK_TRUE : CK_FALSE;
     if ((rc = km__random(id, sizeof id)) != KM_OK)
         return rc;
     if ((rc = km__p11_session_get(p, &s)) != KM_OK)
         return rc;
-    if (ti->kind == P_SYM) {
+    if (ti->family == KM__FAM_AES_GCM) {
         CK_ATTRIBUTE t[] = {
             { CKA_CLASS, &sec, sizeof sec },         { CKA_KEY_TYPE, &aes, sizeof aes },
             { CKA_VALUE_LEN, &value_len, sizeof value_len },
@@ -310,10 +298,10 @@ static int p11_generate(void *state, const km_backend_keyspec *spec, km_secret *
             { CKA_SIGN, &no, sizeof no },            { CKA_VERIFY, &no, sizeof no },
             { CKA_DERIVE, &no, sizeof no },          { CKA_ID, id, sizeof id },
         };
-        value_len = ti->bits;
+        value_len = ti->key_len;
         m.mechanism = CKM_AES_KEY_GEN;
         rv = p->fl->C_GenerateKey(s, &m, t, sizeof t / sizeof t[0], &h1);
-    } else if (ti->kind == P_HMAC) {
+    } else if (ti->family == KM__FAM_HMAC) {
         /* a generic secret that only signs and verifies (CKM_SHA*_HMAC) */
         CK_ATTRIBUTE t[] = {
             { CKA_CLASS, &sec, sizeof sec },         { CKA_KEY_TYPE, &gen, sizeof gen },
@@ -325,7 +313,7 @@ static int p11_generate(void *state, const km_backend_keyspec *spec, km_secret *
             { CKA_SIGN, &yes, sizeof yes },          { CKA_VERIFY, &yes, sizeof yes },
             { CKA_DERIVE, &no, sizeof no },          { CKA_ID, id, sizeof id },
         };
-        value_len = ti->bits;
+        value_len = ti->key_len;
         m.mechanism = CKM_GENERIC_SECRET_KEY_GEN;
         rv = p->fl->C_GenerateKey(s, &m, t, sizeof t / sizeof t[0], &h1);
     } else {
@@ -333,7 +321,7 @@ static int p11_generate(void *state, const km_backend_keyspec *spec, km_secret *
             { CKA_TOKEN, &yes, sizeof yes },  { CKA_VERIFY, &yes, sizeof yes },
             { CKA_ENCRYPT, &no, sizeof no },  { CKA_WRAP, &no, sizeof no },
             { CKA_DERIVE, &no, sizeof no },   { CKA_ID, id, sizeof id },
-            { CKA_EC_PARAMS, (void *)(uintptr_t)ti->oid, ti->oid_len },
+            { CKA_EC_PARAMS, (void *)(uintptr_t)oid, oid_len },
         };
         CK_ATTRIBUTE pub_rsa[] = {
             { CKA_TOKEN, &yes, sizeof yes },  { CKA_VERIFY, &yes, sizeof yes },
@@ -349,13 +337,13 @@ static int p11_generate(void *state, const km_backend_keyspec *spec, km_secret *
              * PSS), decrypt (RSA-OAEP, km_rsa_decrypt: usage unwrap; never
              * CKA_UNWRAP), derive (ECDH, km_agree: usage agree) */
             { CKA_SIGN, &sign, sizeof sign },
-            { CKA_DECRYPT, ti->kind == P_RSA ? &decrypt : &no, sizeof no },
+            { CKA_DECRYPT, ti->family == KM__FAM_RSA ? &decrypt : &no, sizeof no },
             { CKA_UNWRAP, &no, sizeof no },
-            { CKA_DERIVE, ti->kind == P_EC ? &derive : &no, sizeof no },
+            { CKA_DERIVE, ti->family == KM__FAM_ECDSA ? &derive : &no, sizeof no },
             { CKA_ID, id, sizeof id },
         };
         bits = ti->bits;
-        if (ti->kind == P_EC) {
+        if (ti->family == KM__FAM_ECDSA) {
             m.mechanism = CKM_EC_KEY_PAIR_GEN;
             rv = p->fl->C_GenerateKeyPair(s, &m, pub_ec, sizeof pub_ec / sizeof pub_ec[0], priv,
                                           sizeof priv / sizeof priv[0], &h1, &h2);
@@ -367,7 +355,7 @@ static int p11_generate(void *state, const km_backend_keyspec *spec, km_secret *
     }
     km__p11_session_put(p, s, rv);
     if (rv != CKR_OK)
-        return fail(rv, ti->kind == P_SYM || ti->kind == P_HMAC ? "C_GenerateKey"
+        return fail(rv, ti->family == KM__FAM_AES_GCM || ti->family == KM__FAM_HMAC ? "C_GenerateKey"
                                                                 : "C_GenerateKeyPair");
     if ((rc = km_secret_new(out_ref, REF_LEN)) != KM_OK)
         return rc;
@@ -386,7 +374,7 @@ static int p11_generate(void *state, const km_backend_keyspec *spec, km_secret *
 /* -------------------------------------------------------- load / find */
 
 static int parse_ref(km__p11 *p, const km_backend_keyspec *spec, const uint8_t *ref,
-                     size_t ref_len, const char *fn, const struct p11_type **ti)
+                     size_t ref_len, const char *fn, const km__keytype **ti)
 {
     int serial_ok;
 
@@ -413,7 +401,7 @@ static CK_RV obj_handle(p11_obj *o, CK_SESSION_HANDLE s, CK_OBJECT_HANDLE *h)
     pthread_mutex_lock(&o->mu);
     if (o->h == CK_INVALID_HANDLE) {
         rv = km__p11_find(o->p, s, o->id,
-                          o->ti->kind == P_SYM || o->ti->kind == P_HMAC ? CKO_SECRET_KEY
+                          o->ti->family == KM__FAM_AES_GCM || o->ti->family == KM__FAM_HMAC ? CKO_SECRET_KEY
                                                                          : CKO_PRIVATE_KEY,
                           &o->h, 1, &n);
         if (rv == CKR_OK && n == 0)
@@ -499,7 +487,7 @@ static int load_pub(p11_obj *o, CK_SESSION_HANDLE s, CK_RV *last)
     rv = km__p11_find(o->p, s, o->id, CKO_PUBLIC_KEY, &h, 1, &cnt);
     if (rv == CKR_OK && cnt == 0)
         rv = RV_NOT_FOUND;
-    if (rv == CKR_OK && o->ti->kind == P_EC)
+    if (rv == CKR_OK && o->ti->family == KM__FAM_ECDSA)
         rv = get_attr(o->p, s, h, CKA_EC_POINT, &a1, &l1);
     else if (rv == CKR_OK) {
         rv = get_attr(o->p, s, h, CKA_MODULUS, &a1, &l1);
@@ -511,7 +499,7 @@ static int load_pub(p11_obj *o, CK_SESSION_HANDLE s, CK_RV *last)
         rc = fail(rv, "reading the public key");
         goto out;
     }
-    if (o->ti->kind == P_EC)
+    if (o->ti->family == KM__FAM_ECDSA)
         rc = km__pkey_from_ec_point_der(&o->pub, o->ti->group, a1, l1);
     else
         rc = km__pkey_from_rsa(&o->pub, a1, l1, a2, l2);
@@ -551,7 +539,7 @@ static int p11_load(void *state, const km_backend_keyspec *spec, const uint8_t *
                     size_t ref_len, void **out_obj)
 {
     km__p11 *p = state;
-    const struct p11_type *ti = NULL;
+    const km__keytype *ti = NULL;
     p11_obj *o;
     CK_SESSION_HANDLE s;
     CK_RV rv = CKR_OK;
@@ -576,7 +564,7 @@ static int p11_load(void *state, const km_backend_keyspec *spec, const uint8_t *
     /* find the object now: a missing key fails here, not at first use */
     if ((rc = run(o, nop, NULL, "finding the key", &rv)) != KM_OK)
         goto fail;
-    if (ti->kind == P_EC || ti->kind == P_RSA) {
+    if (ti->family == KM__FAM_ECDSA || ti->family == KM__FAM_RSA) {
         if ((rc = km__p11_session_get(p, &s)) != KM_OK)
             goto fail;
         rc = load_pub(o, s, &rv);
@@ -597,7 +585,7 @@ static int p11_destroy(void *state, const km_backend_keyspec *spec, const uint8_
                        size_t ref_len)
 {
     km__p11 *p = state;
-    const struct p11_type *ti = NULL;
+    const km__keytype *ti = NULL;
     CK_OBJECT_HANDLE hs[8];
     CK_ULONG n = 0, i;
     CK_SESSION_HANDLE s;
@@ -697,7 +685,7 @@ static int p11_aead_seal(void *obj, const uint8_t nonce[12], const uint8_t *aad1
 
     if (o == NULL || nonce == NULL || tag == NULL || (in_len > 0 && (in == NULL || out == NULL)))
         return km__err(KM_E_INVALID, "pkcs11 aead_seal: NULL argument");
-    if (o->ti->kind != P_SYM)
+    if (o->ti->family != KM__FAM_AES_GCM)
         return km__err(KM_E_USAGE, "a %s key does not encrypt data", o->ti->name);
     if (in_len > ((size_t)1 << 31))
         return km__err(KM_E_INVALID, "pkcs11 aead_seal: input too long");
@@ -745,7 +733,7 @@ static int p11_aead_open(void *obj, const uint8_t nonce[12], const uint8_t *aad1
 
     if (o == NULL || nonce == NULL || tag == NULL || (in_len > 0 && (in == NULL || out == NULL)))
         return km__err(KM_E_INVALID, "pkcs11 aead_open: NULL argument");
-    if (o->ti->kind != P_SYM)
+    if (o->ti->family != KM__FAM_AES_GCM)
         return km__err(KM_E_USAGE, "a %s key does not decrypt data", o->ti->name);
     if (in_len > ((size_t)1 << 31))
         return km__err(KM_E_INVALID, "pkcs11 aead_open: input too long");
@@ -811,7 +799,7 @@ static CK_RV sign_op(p11_obj *o, CK_SESSION_HANDLE s, CK_OBJECT_HANDLE h, void *
 
     if (a->mech.mechanism != 0) {
         m = a->mech;
-    } else if (o->ti->kind == P_RSA) {
+    } else if (o->ti->family == KM__FAM_RSA) {
         m.mechanism = CKM_RSA_PKCS_PSS;
         m.pParameter = &pss;
         m.ulParameterLen = sizeof pss;
@@ -848,7 +836,7 @@ static int digest_mech(const p11_obj *o, uint32_t flags, const uint8_t *dgst, si
     memset(&a->mech, 0, sizeof a->mech);
     a->digest = dgst;
     a->digest_len = (CK_ULONG)want;
-    if (o->ti->kind == P_EC) {
+    if (o->ti->family == KM__FAM_ECDSA) {
         a->mech.mechanism = CKM_ECDSA;
     } else if (flags & KM_SIG_PKCS1) {
         if (sizeof di256 + want > cap)
@@ -875,7 +863,7 @@ static int digest_mech(const p11_obj *o, uint32_t flags, const uint8_t *dgst, si
 
 static size_t sig_max(const p11_obj *o, uint32_t flags)
 {
-    if (o->ti->kind == P_RSA)
+    if (o->ti->family == KM__FAM_RSA)
         return o->ti->bits / 8;
     if (flags & KM_SIG_P1363)
         return 2 * o->ti->field;
@@ -899,11 +887,11 @@ static int p11_sign(void *obj, uint32_t flags, const uint8_t *msg, size_t msg_le
     *sig_len = 0;
     if (o == NULL || (msg == NULL && msg_len > 0))
         return km__err(KM_E_INVALID, "pkcs11 sign: %s is NULL", o == NULL ? "obj" : "msg");
-    if (o->ti->kind == P_SYM || o->ti->kind == P_HMAC)
+    if (o->ti->family == KM__FAM_AES_GCM || o->ti->family == KM__FAM_HMAC)
         return km__err(KM_E_USAGE, "a %s key does not sign", o->ti->name);
     if ((flags & ~(KM_SIG_P1363 | KM_SIG_PKCS1 | SIG_DIGESTS))
-        || ((flags & KM_SIG_P1363) && o->ti->kind != P_EC)
-        || ((flags & KM_SIG_PKCS1) && (o->ti->kind != P_RSA || !(flags & SIG_DIGESTS))))
+        || ((flags & KM_SIG_P1363) && o->ti->family != KM__FAM_ECDSA)
+        || ((flags & KM_SIG_PKCS1) && (o->ti->family != KM__FAM_RSA || !(flags & SIG_DIGESTS))))
         return km__err(KM_E_INVALID, "pkcs11 sign: bad flags for a %s key", o->ti->name);
     need = sig_max(o, flags);
     if (sig == NULL || sig_cap < need) {
@@ -924,7 +912,7 @@ static int p11_sign(void *obj, uint32_t flags, const uint8_t *msg, size_t msg_le
     a.out_len = sizeof raw;
     if ((rc = run(o, sign_op, &a, "C_Sign", &rv)) != KM_OK)
         return rc;
-    if (o->ti->kind == P_RSA || (flags & KM_SIG_P1363)) {
+    if (o->ti->family == KM__FAM_RSA || (flags & KM_SIG_P1363)) {
         if (a.out_len != need)
             return km__err(KM_E_BACKEND, "pkcs11 sign: the token returned %lu bytes, not %zu",
                            (unsigned long)a.out_len, need);
@@ -948,9 +936,9 @@ static int p11_verify(void *obj, uint32_t flags, const uint8_t *msg, size_t msg_
 
     if (o == NULL || (msg == NULL && msg_len > 0) || (sig == NULL && sig_len > 0))
         return km__err(KM_E_INVALID, "pkcs11 verify: NULL argument");
-    if (o->ti->kind == P_SYM || o->ti->kind == P_HMAC)
+    if (o->ti->family == KM__FAM_AES_GCM || o->ti->family == KM__FAM_HMAC)
         return km__err(KM_E_USAGE, "a %s key does not verify signatures", o->ti->name);
-    if ((flags & ~KM_SIG_P1363) || ((flags & KM_SIG_P1363) && o->ti->kind != P_EC))
+    if ((flags & ~KM_SIG_P1363) || ((flags & KM_SIG_P1363) && o->ti->family != KM__FAM_ECDSA))
         return km__err(KM_E_INVALID, "pkcs11 verify: bad flags for a %s key", o->ti->name);
     /* public-key work in software (prim.h) */
     return km__pkey_verify(o->pub, o->ti->md, flags, msg, msg_len, sig, sig_len);
@@ -998,29 +986,30 @@ static int p11_mac(void *obj, const uint8_t *msg, size_t msg_len, uint8_t *tag, 
     *tag_len = 0;
     if (o == NULL || (msg == NULL && msg_len > 0))
         return km__err(KM_E_INVALID, "pkcs11 mac: %s is NULL", o == NULL ? "obj" : "msg");
-    if (o->ti->kind != P_HMAC)
+    if (o->ti->family != KM__FAM_HMAC)
         return km__err(KM_E_USAGE, "a %s key does not compute MACs", o->ti->name);
-    if (tag == NULL || tag_cap < o->ti->field) {
-        *tag_len = o->ti->field;
-        return km__err(KM_E_BUFFER, "a MAC needs %zu bytes", o->ti->field);
+    /* the tag is as long as the digest, which is the type's key length */
+    if (tag == NULL || tag_cap < o->ti->key_len) {
+        *tag_len = o->ti->key_len;
+        return km__err(KM_E_BUFFER, "a MAC needs %zu bytes", o->ti->key_len);
     }
     memset(&a, 0, sizeof a);
-    a.mech.mechanism = o->ti->field == 32 ? CKM_SHA256_HMAC
-                     : o->ti->field == 48 ? CKM_SHA384_HMAC : CKM_SHA512_HMAC;
+    a.mech.mechanism = o->ti->key_len == 32 ? CKM_SHA256_HMAC
+                     : o->ti->key_len == 48 ? CKM_SHA384_HMAC : CKM_SHA512_HMAC;
     a.digest = msg != NULL ? msg : &one;
     a.digest_len = (CK_ULONG)msg_len;
     a.out = raw;
     a.out_len = sizeof raw;
     if ((rc = run(o, sign_op, &a, "C_Sign (HMAC)", &rv)) != KM_OK)
         return rc;
-    if (a.out_len != o->ti->field) {
+    if (a.out_len != o->ti->key_len) {
         km_memzero(raw, sizeof raw);
         return km__err(KM_E_BACKEND, "pkcs11 mac: the token returned %lu bytes, not %zu",
-                       (unsigned long)a.out_len, o->ti->field);
+                       (unsigned long)a.out_len, o->ti->key_len);
     }
-    memcpy(tag, raw, o->ti->field);
+    memcpy(tag, raw, o->ti->key_len);
     km_memzero(raw, sizeof raw);
-    *tag_len = o->ti->field;
+    *tag_len = o->ti->key_len;
     return KM_OK;
 }
 
@@ -1079,7 +1068,7 @@ static int p11_agree(void *obj, const uint8_t *peer_spki, size_t peer_len, km_se
     *out = NULL;
     if (o == NULL || peer_spki == NULL || peer_len == 0 || peer_len > 4096)
         return km__err(KM_E_INVALID, "pkcs11 agree: bad arguments");
-    if (o->ti->kind != P_EC)
+    if (o->ti->family != KM__FAM_ECDSA)
         return km__err(KM_E_USAGE, "a %s key does not do key agreement", o->ti->name);
     if (km__pkey_peer_ec_point(peer_spki, peer_len, o->ti->group, point, sizeof point, &plen)
             != KM_OK
@@ -1144,7 +1133,7 @@ static int p11_unwrap(void *obj, const uint8_t *in, size_t in_len, km_secret **o
     *out = NULL;
     if (o == NULL || in == NULL)
         return km__err(KM_E_INVALID, "pkcs11 decrypt: %s is NULL", o == NULL ? "obj" : "in");
-    if (o->ti->kind != P_RSA)
+    if (o->ti->family != KM__FAM_RSA)
         return km__err(KM_E_USAGE, "a %s key does not unwrap", o->ti->name);
     if (in_len != o->ti->bits / 8)
         return km__err(KM_E_INTEGRITY, "RSA-OAEP decryption failed (bad length)");

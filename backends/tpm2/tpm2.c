@@ -21,6 +21,7 @@
  *              slot_unseal): the vault then opens on this TPM without a
  *              passphrase, and not on another TPM (its seed differs).
  */
+#include "keytype.h"
 #include "tpm2_int.h"
 
 #include <stdio.h>
@@ -55,19 +56,23 @@ typedef struct tpm_obj {
 
 static const uint8_t empty_msg[1] = { 0 };
 
+/* The reference kind of a key type the TPM can hold (the key-type table's
+ * KM__KT_TPM2 bit); 0 for others. */
 static enum ref_kind kind_of(km_key_type type)
 {
-    switch (type) {
-    case KM_KEY_EC_P256:
+    const km__keytype *kt = km__keytype_get((int)type);
+
+    if (kt == NULL || !(kt->backends & KM__KT_TPM2))
+        return 0;
+    switch (kt->family) {
+    case KM__FAM_ECDSA:
         return KIND_ECDSA;
-    case KM_KEY_RSA_2048:
+    case KM__FAM_RSA:
         return KIND_RSA;
-    case KM_KEY_HMAC_SHA256:
+    case KM__FAM_HMAC:
         return KIND_HMAC;
-    case KM_KEY_AES_128_GCM:
-    case KM_KEY_AES_192_GCM:
-    case KM_KEY_AES_256_GCM:
-    case KM_KEY_AES_256_KWP:
+    case KM__FAM_AES_GCM:
+    case KM__FAM_AES_KWP:
         return KIND_SEALED;
     default:
         return 0;
@@ -77,12 +82,8 @@ static enum ref_kind kind_of(km_key_type type)
 /* The AES-GCM cipher of a sealed key type (NULL: AES-KWP). */
 static const char *sealed_cipher(km_key_type type)
 {
-    switch (type) {
-    case KM_KEY_AES_128_GCM: return "AES-128-GCM";
-    case KM_KEY_AES_192_GCM: return "AES-192-GCM";
-    case KM_KEY_AES_256_GCM: return "AES-256-GCM";
-    default: return NULL;
-    }
+    const km__keytype *kt = km__keytype_get((int)type);
+    return kt != NULL && kt->family == KM__FAM_AES_GCM ? kt->cipher : NULL;
 }
 
 /* ---------------------------------------------------------- open / close */
@@ -615,7 +616,7 @@ static int tpm_load(void *state, const km_backend_keyspec *spec, const uint8_t *
         }
         rc = km__tpm2_run(st->conn, op_unseal, &a);
         if (rc == KM_OK)
-            rc = km__skey_new(&o->sk, spec->type == KM_KEY_AES_256_KWP ? KM__SKEY_KWP
+            rc = km__skey_new(&o->sk, km__type_family(spec->type) == KM__FAM_AES_KWP ? KM__SKEY_KWP
                                                                        : KM__SKEY_GCM,
                               sealed_cipher(spec->type), km_secret_data(a.key) + 1,
                               km_secret_len(a.key) - 1);

@@ -16,23 +16,33 @@
 #include <openssl/params.h>
 #include <openssl/x509.h>
 
+/* The family of a libkm key type, from its public name (km_key_type_name):
+ * "rsa-<bits>", "ec-<curve>", "ed25519". */
+static int name_has_prefix(km_key_type t, const char *prefix)
+{
+    const char *n = km_key_type_name(t);
+    return n != NULL && strncmp(n, prefix, strlen(prefix)) == 0;
+}
+
 int kmp_is_rsa(km_key_type t)
 {
-    return t == KM_KEY_RSA_2048 || t == KM_KEY_RSA_3072 || t == KM_KEY_RSA_4096;
+    return name_has_prefix(t, "rsa-");
 }
 
 int kmp_is_ec(km_key_type t)
 {
-    return t == KM_KEY_EC_P256 || t == KM_KEY_EC_P384 || t == KM_KEY_EC_P521;
+    return name_has_prefix(t, "ec-");
 }
 
 const char *kmp_key_type_name(km_key_type t)
 {
+    const char *n = km_key_type_name(t);
+
     if (kmp_is_ec(t))
         return "EC";
     if (kmp_is_rsa(t))
         return "RSA";
-    if (t == KM_KEY_ED25519)
+    if (n != NULL && strcmp(n, "ed25519") == 0)
         return "ED25519";
     return NULL;
 }

@@ -111,6 +111,8 @@ typedef enum km_material_format {
 
 /**
  * Returns the canonical name of a key type ("aes-256-gcm"), or NULL if unknown.
+ * Key types are numbered from 1 without gaps, so calling this with 1, 2, ...
+ * until it returns NULL lists every type this libkm knows.
  */
 KM_EXTERN const char *km_key_type_name(km_key_type type);
 

@@ -316,7 +316,9 @@ int kmctl_cmd_wrapping_key(struct kmctl *k, const struct kmctl_args *a)
 /* The format of a key file when --format is not given. */
 static km_material_format guess_format(km_key_type type, const uint8_t *p, size_t n)
 {
-    int asym = type >= KM_KEY_EC_P256;
+    /* AES and HMAC keys are raw bytes; the others are asymmetric (their names) */
+    const char *name = km_key_type_name(type);
+    int asym = name != NULL && strncmp(name, "aes-", 4) != 0 && strncmp(name, "hmac-", 5) != 0;
 
     if (n >= 10 && memcmp(p, "-----BEGIN", 10) == 0)
         return KM_MATERIAL_PEM;

@@ -289,6 +289,27 @@ static const char exit_help[] =
     "  8  unsupported (KM_E_UNSUPPORTED), or not available in this libkm version\n"
     "  9  any other error (out of memory, the output cannot be written, ...)\n";
 
+/* "Key types: ..." from the library (km_key_type_name of 1, 2, ... until NULL),
+ * wrapped before column 83. */
+static void key_types(FILE *f)
+{
+    const char *n;
+    size_t col;
+    int t;
+
+    fputs("\nKey types:", f);
+    col = strlen("Key types:");
+    for (t = 1; (n = km_key_type_name((km_key_type)t)) != NULL; t++) {
+        if (col + 1 + strlen(n) > 82) {
+            fputs("\n ", f);
+            col = 1;
+        }
+        fprintf(f, " %s", n);
+        col += 1 + strlen(n);
+    }
+    fputc('\n', f);
+}
+
 static void help(FILE *f)
 {
     size_t i;
@@ -318,10 +339,8 @@ static void help(FILE *f)
             fprintf(f, "\n      %s\n", commands[i].summary);
         }
     }
-    fputs("\nKey types: aes-128-gcm aes-192-gcm aes-256-gcm aes-256-kwp hmac-sha256 hmac-sha384\n"
-          "  hmac-sha512 ec-p256 ec-p384 ec-p521 ed25519 x25519 rsa-2048 rsa-3072 rsa-4096\n"
-          "  ffdhe2048 ffdhe3072 ffdhe4096\n"
-          "Options may also be given as --name=value; -- ends the options.\n"
+    key_types(f);
+    fputs("Options may also be given as --name=value; -- ends the options.\n"
           "kmctl COMMAND --help shows one command's synopsis. See kmctl(1).\n\n", f);
     fputs(exit_help, f);
 }
