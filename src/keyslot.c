@@ -520,12 +520,21 @@ typedef struct slots_open_arg {
     uint8_t *pid;
     unsigned nslots, tried;
     int soft_rc;                /* a device's reason for refusing its slot */
+    const any_slot *decoy;      /* a principal slot whose cost an unknown name pays */
+    any_slot decoy_copy;
 } slots_open_arg;
 
 static int slot_count_one(const any_slot *sl, void *arg)
 {
-    (void)sl;
-    ((slots_open_arg *)arg)->nslots++;
+    slots_open_arg *a = arg;
+    a->nslots++;
+    /* the costliest principal slot: what opening under a name that has no
+     * slot spends too, so that timing does not tell which names exist */
+    if (sl->type == SLOT_TYPE_PASSPHRASE && sl->selector != NULL
+        && (a->decoy == NULL || sl->log2n > a->decoy_copy.log2n)) {
+        a->decoy_copy = *sl;
+        a->decoy = &a->decoy_copy;
+    }
     return 0;
 }
 
@@ -616,8 +625,16 @@ int km__slots_open(km__txn *t, const km_open_options *o, const km__slot_unsealer
         return KM_OK;
     if (a.mode == SLOT_TYPE_BACKEND && a.soft_rc != KM_OK && a.soft_rc != KM_E_AUTH)
         return a.soft_rc;       /* km_error_last still names the device's failure */
-    if (a.mode == SLOT_TYPE_PASSPHRASE && a.principal != NULL && a.tried == 0)
+    if (a.mode == SLOT_TYPE_PASSPHRASE && a.principal != NULL && a.tried == 0) {
+        /* no slot of that name: pay one slot's KDF anyway (and fail), so
+         * that an unknown name answers as slowly as a wrong passphrase */
+        if (a.decoy != NULL && o->passphrase != NULL) {
+            km_secret *discard = NULL;
+            (void)pass_open(a.decoy, o->passphrase, o->passphrase_len, &discard);
+            km_secret_free(discard);
+        }
         return km__err(KM_E_AUTH, "no keyslot for this principal opens with this passphrase");
+    }
     if (a.mode == SLOT_TYPE_PASSPHRASE)
         return km__err(KM_E_AUTH, "no keyslot opens with this passphrase");
     if (a.mode == SLOT_TYPE_BACKEND)

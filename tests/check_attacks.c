@@ -14,6 +14,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <km.h>
@@ -365,6 +366,45 @@ START_TEST(test_attacks_long_refresh_capped)
 }
 END_TEST
 
+/* ----------------------------------------------------------- timing */
+
+static double open_ms(const char *who, const char *pass)
+{
+    tu_open o = TU_OPEN_INIT;
+    struct timespec a, b;
+    km_ctx *c = NULL;
+    int rc;
+
+    o.principal = who;
+    o.pass = pass;
+    clock_gettime(CLOCK_MONOTONIC, &a);
+    rc = tu_vault_open_with(&c, dir, &o);
+    clock_gettime(CLOCK_MONOTONIC, &b);
+    ck_assert_int_eq(rc, KM_E_AUTH);
+    return (double)(b.tv_sec - a.tv_sec) * 1e3 + (double)(b.tv_nsec - a.tv_nsec) / 1e6;
+}
+
+/* Opening under a name that has no keyslot costs what a wrong passphrase for
+ * an existing name costs (one slot's scrypt), so timing does not tell an
+ * outsider which principal names exist. */
+START_TEST(test_attacks_principal_name_timing)
+{
+    static const char pw[] = "timed principal's passphrase";
+    double known = 1e9, unknown = 1e9, t;
+    int i;
+
+    /* a slot with a real cost (2^15: about 32 MiB and tens of milliseconds) */
+    OK(km_principal_add(owner, "timed", KM_ROLE_USER, (const uint8_t *)pw, sizeof pw - 1, 15));
+    for (i = 0; i < 3; i++) {
+        if ((t = open_ms("timed", "wrong passphrase")) < known)
+            known = t;
+        if ((t = open_ms("no-such-principal", "wrong passphrase")) < unknown)
+            unknown = t;
+    }
+    ck_assert_msg(unknown >= known / 3, "unknown name %.1f ms, known name %.1f ms", unknown, known);
+}
+END_TEST
+
 int main(void)
 {
     TCase *tc;
@@ -379,5 +419,6 @@ int main(void)
     tcase_add_test(tc, test_attacks_alerts_tell_role_from_grant);
     tcase_add_test(tc, test_attacks_removed_admin_handle_refused);
     tcase_add_test(tc, test_attacks_long_refresh_capped);
+    tcase_add_test(tc, test_attacks_principal_name_timing);
     return tu_run(s);
 }
