@@ -397,6 +397,10 @@ int km__ctx_policy_load(struct km_ctx *ctx, int *none_stored)
     km__txn_abort(t);
     if (none_stored != NULL)
         *none_stored = rc == KM_E_NOTFOUND;
+    if (rc == KM_E_NOTFOUND && ctx->policy_required)
+        /* fail closed: the record was deleted (a file edit needs no key) */
+        return km__err(KM_E_CORRUPT, "the vault's policy record is missing (deleted?): refused; "
+                                     "restore the vault from a backup");
     if (rc == KM_E_NOTFOUND) {
         if ((rc = km__policy_default(&p, 0)) == KM_OK)
             km__ctx_policy_install(ctx, p, NULL, 0);

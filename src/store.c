@@ -650,29 +650,78 @@ static void check_value(uint8_t out[17], const uint8_t vault_id[16])
     memcpy(out + 1, vault_id, 16);
 }
 
-/* Compares the unsealed meta with its sealed copy. */
-static int meta_verify(km__txn *t, const km_secret *master, const uint8_t vault_id[16])
+/* Reads the sealed check record: format || vault id, then (since the
+ * features byte was added) one byte of vault features. KM_E_CORRUPT when it
+ * is missing or does not match the unsealed meta. */
+static int check_read(km__txn *t, const km__sealer *s, const uint8_t vault_id[16],
+                      uint32_t *features)
 {
-    km__sealer *s = NULL;
     km_secret *rec = NULL;
     uint8_t want[17];
     int rc;
 
-    if ((rc = km__sealer_new(&s, master)) != KM_OK)
-        return rc;
+    *features = 0;
     rc = km__rec_get(t, s, KM__T_META, (const uint8_t *)META_CHECK, sizeof META_CHECK - 1, &rec);
     if (rc == KM_E_NOTFOUND)
         rc = km__err(KM_E_CORRUPT, "vault metadata: the sealed check record is missing");
     if (rc != KM_OK)
-        goto out;
+        return rc;
     check_value(want, vault_id);
-    if (km_secret_len(rec) != sizeof want || !km_ct_equal(km_secret_data(rec), want, sizeof want))
+    if ((km_secret_len(rec) != sizeof want && km_secret_len(rec) != sizeof want + 1)
+        || !km_ct_equal(km_secret_data(rec), want, sizeof want))
         rc = km__err(KM_E_CORRUPT, "vault metadata does not match its sealed copy "
                                    "(downgraded or swapped)");
-out:
+    else if (km_secret_len(rec) == sizeof want + 1)
+        *features = km_secret_data(rec)[sizeof want];
     km_secret_free(rec);
+    return rc;
+}
+
+/* Compares the unsealed meta with its sealed copy. */
+static int meta_verify(km__txn *t, const km_secret *master, const uint8_t vault_id[16])
+{
+    km__sealer *s = NULL;
+    uint32_t features;
+    int rc;
+
+    if ((rc = km__sealer_new(&s, master)) != KM_OK)
+        return rc;
+    rc = check_read(t, s, vault_id, &features);
     km__sealer_free(s);
     return rc;
+}
+
+int km__store_features_get(km__txn *t, const km__sealer *s, uint32_t *features)
+{
+    uint8_t id[16];
+    int present, rc;
+
+    *features = 0;
+    if ((rc = meta_read(t, &present, id)) != KM_OK)
+        return rc;
+    if (!present)
+        return km__err(KM_E_CORRUPT, "vault metadata is missing");
+    return check_read(t, s, id, features);
+}
+
+int km__store_features_set(km__txn *t, const km__sealer *s, uint32_t features)
+{
+    uint8_t id[16], chk[18];
+    uint32_t old;
+    int present, rc;
+
+    if (features > 0xff)
+        return km__err(KM_E_INVALID, "vault features: only 8 bits");
+    if ((rc = meta_read(t, &present, id)) != KM_OK)
+        return rc;
+    if (!present)
+        return km__err(KM_E_CORRUPT, "vault metadata is missing");
+    if ((rc = check_read(t, s, id, &old)) != KM_OK)
+        return rc;
+    check_value(chk, id);
+    chk[17] = (uint8_t)(features | old);   /* features are only ever added */
+    return km__rec_put(t, s, KM__T_META, (const uint8_t *)META_CHECK, sizeof META_CHECK - 1, chk,
+                       sizeof chk, 0);
 }
 
 /* ------------------------------------------------------------ open / close */

@@ -175,27 +175,58 @@ int km_vault_add_passphrase(km_ctx *ctx, const uint8_t *passphrase, size_t passp
 }
 
 /* The policy in force at open: the stored one, or the default; with `fips`
- * and none stored, the FIPS profile, stored in the vault. */
+ * and none stored, the FIPS profile. A vault's policy is always stored: one
+ * created before that rule (no KM__FEAT_POLICY_STORED in its sealed check
+ * record) gets the policy in force written and the feature set, so that from
+ * then on a deleted policy record makes the vault refuse to open (fail
+ * closed) instead of falling back to the default. */
 static int policy_open(struct km_ctx *ctx, int fips)
 {
     km__policy *p = NULL;
     km__txn *t = NULL;
+    km_secret *rec = NULL;
     char *json = NULL;
-    int rc, none = 0;
+    uint32_t features = 0;
+    int rc, none = 0, audited = 0;
+    static const uint8_t pkey[] = "policy";
 
-    if ((rc = km__ctx_policy_load(ctx, &none)) != KM_OK || !fips || !none)
+    if ((rc = km__txn_begin(ctx->env, 0, &t)) != KM_OK)
         return rc;
-    if ((rc = km__policy_default(&p, 1)) != KM_OK)
+    rc = km__store_features_get(t, ctx->sealer, &features);
+    km__txn_abort(t);
+    t = NULL;
+    if (rc != KM_OK)
         return rc;
-    if ((json = km__policy_to_json(p)) == NULL)
-        rc = km__err(KM_E_NOMEM, "out of memory");
+    ctx->policy_required = (features & KM__FEAT_POLICY_STORED) != 0;
+    if ((rc = km__ctx_policy_load(ctx, &none)) != KM_OK || ctx->policy_required)
+        return rc;
+    /* store the policy in force (or the FIPS profile), and the feature */
+    if ((rc = km__wtxn_begin(ctx, &t)) != KM_OK)
+        return rc;
+    rc = km__rec_get(t, ctx->sealer, KM__T_META, pkey, sizeof pkey - 1, &rec);
+    km_secret_free(rec);
+    if (rc == KM_E_NOTFOUND) {
+        /* still none in the write transaction (another process may have set one) */
+        if ((rc = km__policy_default(&p, fips)) == KM_OK
+            && (json = km__policy_to_json(p)) == NULL)
+            rc = km__err(KM_E_NOMEM, "out of memory");
+        if (rc == KM_OK)
+            rc = km__ctx_policy_put(ctx, t, json, strlen(json));
+        audited = fips;
+    }
     if (rc == KM_OK)
-        rc = km__wtxn_begin(ctx, &t);
-    if (rc == KM_OK && (rc = km__ctx_policy_put(ctx, t, json, strlen(json))) != KM_OK)
+        rc = km__store_features_set(t, ctx->sealer, KM__FEAT_POLICY_STORED);
+    if (rc != KM_OK)
         km__wtxn_abort(t);
-    else if (rc == KM_OK)
+    else if (audited)
         rc = km__wtxn_commit(ctx, t, KM__OP_POLICY_SET, NULL, 0, "initial vault policy");
-    if (rc == KM_OK) {
+    else
+        /* the policy in force does not change (the default made explicit):
+         * no audit entry, the generation bumped for other handles */
+        rc = km__wtxn_commit_plain(t, 1);
+    if (rc == KM_OK)
+        ctx->policy_required = 1;
+    if (rc == KM_OK && p != NULL) {
         km__ctx_policy_install(ctx, p, json, strlen(json));
         p = NULL;
     }

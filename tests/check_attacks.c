@@ -19,6 +19,7 @@
 
 #include <km.h>
 
+#include "testraw.h"
 #include "testutil.h"
 
 static char *dir;
@@ -366,6 +367,52 @@ START_TEST(test_attacks_long_refresh_capped)
 }
 END_TEST
 
+/* ------------------------------------------------------ dual control */
+
+/* Deleting the sealed policy record (a file edit: no key needed) used to make
+ * the vault fall back to the default policy, dual control 0. The vault now
+ * refuses to open, and an open context refuses at its next refresh. */
+START_TEST(test_attacks_deleted_policy_refused)
+{
+    static const char pol[] = "{\"version\": 1, \"dual_control\": {\"destroy\": 2}}";
+    char v[4200];
+    km_ctx *c = NULL;
+    tu_raw r;
+    MDB_val key = { 6, (void *)"policy" };
+
+    OK(km_policy_set(owner, pol, sizeof pol - 1));
+    close_owner();
+    vpath(v, sizeof v, "");
+    tu_raw_begin(&r, v, 0, 0);
+    ck_assert_int_eq(mdb_del(r.txn, tu_raw_dbi(&r, "meta"), &key, NULL), 0);
+    tu_raw_end(&r);
+    ck_assert_int_eq(tu_vault_open(&c, dir, NULL, 0), KM_E_CORRUPT);
+    ck_assert_ptr_null(c);
+    ck_assert_ptr_nonnull(strstr(km_error_last()->message, "policy"));
+}
+END_TEST
+
+/* A fresh vault stores its policy at creation even when nobody set one, so
+ * the rule above holds from the first open. */
+START_TEST(test_attacks_default_policy_stored_at_creation)
+{
+    char v[4200];
+    km_ctx *c = NULL;
+    tu_raw r;
+    MDB_val key = { 6, (void *)"policy" }, val;
+
+    close_owner();
+    vpath(v, sizeof v, "");
+    tu_raw_begin(&r, v, MDB_RDONLY, 0);
+    ck_assert_int_eq(mdb_get(r.txn, tu_raw_dbi(&r, "meta"), &key, &val), 0);
+    tu_raw_end(&r);
+    tu_raw_begin(&r, v, 0, 0);
+    ck_assert_int_eq(mdb_del(r.txn, tu_raw_dbi(&r, "meta"), &key, NULL), 0);
+    tu_raw_end(&r);
+    ck_assert_int_eq(tu_vault_open(&c, dir, NULL, 0), KM_E_CORRUPT);
+}
+END_TEST
+
 /* ----------------------------------------------------------- timing */
 
 static double open_ms(const char *who, const char *pass)
@@ -420,5 +467,7 @@ int main(void)
     tcase_add_test(tc, test_attacks_removed_admin_handle_refused);
     tcase_add_test(tc, test_attacks_long_refresh_capped);
     tcase_add_test(tc, test_attacks_principal_name_timing);
+    tcase_add_test(tc, test_attacks_deleted_policy_refused);
+    tcase_add_test(tc, test_attacks_default_policy_stored_at_creation);
     return tu_run(s);
 }
