@@ -182,7 +182,7 @@ struct km_ctx {
     uint8_t principal_id[16];     /* zero unless a principal */
     int is_principal;
     _Atomic uint32_t roles;       /* KM_ROLE_* of a principal (re-read: roles_*) */
-    int policy_required;          /* KM__FEAT_POLICY_STORED: a missing policy record is refused */
+    int policy_required;          /* format >= KM__FORMAT_POLICY_STORED: a missing policy record is refused */
     atomic_uint roles_gen;        /* km__wtxn_gen() + 1 when last read; 0 = at open */
     atomic_llong roles_ms;        /* km__mono_ms() when last read */
     km_progress_fn progress;      /* km_set_progress */

@@ -23,7 +23,11 @@
 #include <string.h>
 #include <unistd.h>
 
-#define VAULT_FORMAT 1
+/* 1: the first format; 2: the same records, and the vault's policy is always
+ * stored (a missing policy record is refused: km__store_format_upgrade moves a
+ * format-1 vault up at its first open). Older libkm refuses format 2 with
+ * KM_E_UNSUPPORTED. */
+#define VAULT_FORMAT 2
 
 #define REC_FORMAT 1
 #define REC_NONCE 12
@@ -616,8 +620,9 @@ static void authfail_bump(km__store *st)
 
 /* --------------------------------------------------------------- vault meta */
 
-/* Reads the unsealed meta. *present = 0 when the store holds no vault. */
-static int meta_read(km__txn *t, int *present, uint8_t vault_id[16])
+/* Reads the unsealed meta. *present = 0 when the store holds no vault;
+ * *format (may be NULL) its format byte. */
+static int meta_read_fmt(km__txn *t, int *present, uint8_t vault_id[16], uint8_t *format)
 {
     const uint8_t *p;
     size_t len;
@@ -635,6 +640,8 @@ static int meta_read(km__txn *t, int *present, uint8_t vault_id[16])
     if (p[0] > VAULT_FORMAT)
         return km__err(KM_E_UNSUPPORTED, "vault format %u is newer than this libkm reads (%d)",
                        (unsigned)p[0], VAULT_FORMAT);
+    if (format != NULL)
+        *format = p[0];
     rc = km__raw_get(t, KM__T_META, META_VAULT_ID, sizeof META_VAULT_ID - 1, &p, &len);
     if (rc == KM_E_NOTFOUND || (rc == KM_OK && len != 16))
         return km__err(KM_E_CORRUPT, "vault metadata: missing or bad vault id");
@@ -644,82 +651,83 @@ static int meta_read(km__txn *t, int *present, uint8_t vault_id[16])
     return KM_OK;
 }
 
-static void check_value(uint8_t out[17], const uint8_t vault_id[16])
+static int meta_read(km__txn *t, int *present, uint8_t vault_id[16])
 {
-    out[0] = VAULT_FORMAT;
+    return meta_read_fmt(t, present, vault_id, NULL);
+}
+
+static void check_value(uint8_t out[17], uint8_t format, const uint8_t vault_id[16])
+{
+    out[0] = format;
     memcpy(out + 1, vault_id, 16);
 }
 
-/* Reads the sealed check record: format || vault id, then (since the
- * features byte was added) one byte of vault features. KM_E_CORRUPT when it
- * is missing or does not match the unsealed meta. */
-static int check_read(km__txn *t, const km__sealer *s, const uint8_t vault_id[16],
-                      uint32_t *features)
+/* Compares the unsealed meta (format, vault id) with its sealed copy. */
+static int check_read(km__txn *t, const km__sealer *s, uint8_t format, const uint8_t vault_id[16])
 {
     km_secret *rec = NULL;
     uint8_t want[17];
     int rc;
 
-    *features = 0;
     rc = km__rec_get(t, s, KM__T_META, (const uint8_t *)META_CHECK, sizeof META_CHECK - 1, &rec);
     if (rc == KM_E_NOTFOUND)
         rc = km__err(KM_E_CORRUPT, "vault metadata: the sealed check record is missing");
     if (rc != KM_OK)
         return rc;
-    check_value(want, vault_id);
-    if ((km_secret_len(rec) != sizeof want && km_secret_len(rec) != sizeof want + 1)
-        || !km_ct_equal(km_secret_data(rec), want, sizeof want))
+    check_value(want, format, vault_id);
+    if (km_secret_len(rec) != sizeof want || !km_ct_equal(km_secret_data(rec), want, sizeof want))
         rc = km__err(KM_E_CORRUPT, "vault metadata does not match its sealed copy "
                                    "(downgraded or swapped)");
-    else if (km_secret_len(rec) == sizeof want + 1)
-        *features = km_secret_data(rec)[sizeof want];
     km_secret_free(rec);
     return rc;
 }
 
 /* Compares the unsealed meta with its sealed copy. */
-static int meta_verify(km__txn *t, const km_secret *master, const uint8_t vault_id[16])
+static int meta_verify(km__txn *t, const km_secret *master, uint8_t format,
+                       const uint8_t vault_id[16])
 {
     km__sealer *s = NULL;
-    uint32_t features;
     int rc;
 
     if ((rc = km__sealer_new(&s, master)) != KM_OK)
         return rc;
-    rc = check_read(t, s, vault_id, &features);
+    rc = check_read(t, s, format, vault_id);
     km__sealer_free(s);
     return rc;
 }
 
-int km__store_features_get(km__txn *t, const km__sealer *s, uint32_t *features)
+int km__store_format(km__txn *t, uint32_t *format)
 {
-    uint8_t id[16];
+    uint8_t id[16], f = 0;
     int present, rc;
 
-    *features = 0;
-    if ((rc = meta_read(t, &present, id)) != KM_OK)
+    *format = 0;
+    if ((rc = meta_read_fmt(t, &present, id, &f)) != KM_OK)
         return rc;
     if (!present)
         return km__err(KM_E_CORRUPT, "vault metadata is missing");
-    return check_read(t, s, id, features);
+    *format = f;
+    return KM_OK;
 }
 
-int km__store_features_set(km__txn *t, const km__sealer *s, uint32_t features)
+int km__store_format_upgrade(km__txn *t, const km__sealer *s, uint32_t format)
 {
-    uint8_t id[16], chk[18];
-    uint32_t old;
+    uint8_t id[16], chk[17], f = 0, nf = (uint8_t)format;
     int present, rc;
 
-    if (features > 0xff)
-        return km__err(KM_E_INVALID, "vault features: only 8 bits");
-    if ((rc = meta_read(t, &present, id)) != KM_OK)
+    if (format < 1 || format > VAULT_FORMAT)
+        return km__err(KM_E_INVALID, "vault format %u is not one this libkm writes", format);
+    if ((rc = meta_read_fmt(t, &present, id, &f)) != KM_OK)
         return rc;
     if (!present)
         return km__err(KM_E_CORRUPT, "vault metadata is missing");
-    if ((rc = check_read(t, s, id, &old)) != KM_OK)
+    if ((rc = check_read(t, s, f, id)) != KM_OK)
         return rc;
-    check_value(chk, id);
-    chk[17] = (uint8_t)(features | old);   /* features are only ever added */
+    if (f >= nf)
+        return KM_OK;   /* formats only go up */
+    check_value(chk, nf, id);
+    if ((rc = km__raw_put(t, KM__T_META, META_FORMAT, sizeof META_FORMAT - 1, &nf, 1, 0)) != KM_OK)
+        return rc;
     return km__rec_put(t, s, KM__T_META, (const uint8_t *)META_CHECK, sizeof META_CHECK - 1, chk,
                        sizeof chk, 0);
 }
@@ -731,7 +739,10 @@ int km__store_features_set(km__txn *t, const km__sealer *s, uint32_t features)
 static int vault_create(km__store *st, const km_open_options *o, uint32_t cost,
                         km_secret **master_out, uint8_t vault_id[16], int *raced)
 {
-    static const uint8_t format = VAULT_FORMAT;
+    /* created at format 1: the core stores the policy and moves it to 2 in
+     * its first open (a crash in between leaves a format-1 vault that the next
+     * open moves up the same way) */
+    static const uint8_t format = 1;
     km__txn *t = NULL;
     km__sealer *s = NULL;
     km_secret *master = NULL;
@@ -761,7 +772,7 @@ static int vault_create(km__store *st, const km_open_options *o, uint32_t cost,
         goto out;
     if ((rc = km__sealer_new(&s, master)) != KM_OK)
         goto out;
-    check_value(chk, id);
+    check_value(chk, format, id);
     rc = km__rec_put(t, s, KM__T_META, (const uint8_t *)META_CHECK, sizeof META_CHECK - 1, chk,
                      sizeof chk, KM__PUT_NOOVERWRITE);
     if (rc != KM_OK)
@@ -787,12 +798,12 @@ static int vault_unlock(km__store *st, const km_open_options *o, const km__slot_
 {
     km__txn *t = NULL;
     km_secret *master = NULL;
-    uint8_t id[16];
+    uint8_t id[16], format = 0;
     int rc;
 
     if ((rc = km__txn_begin(st, 0, &t)) != KM_OK)
         return rc;
-    if ((rc = meta_read(t, present, id)) != KM_OK || !*present)
+    if ((rc = meta_read_fmt(t, present, id, &format)) != KM_OK || !*present)
         goto out;
     if ((o->flags & KM_OPEN_CREATE) && (o->flags & KM_OPEN_EXCL)) {
         rc = km__err(KM_E_EXISTS, "a vault already exists in this directory");
@@ -800,7 +811,7 @@ static int vault_unlock(km__store *st, const km_open_options *o, const km__slot_
     }
     if ((rc = km__slots_open(t, o, unseal, &master, pid)) != KM_OK)
         goto out;
-    if ((rc = meta_verify(t, master, id)) != KM_OK)
+    if ((rc = meta_verify(t, master, format, id)) != KM_OK)
         goto out;
     memcpy(vault_id, id, 16);
     *master_out = master;

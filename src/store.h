@@ -298,18 +298,16 @@ void km__fault_arm(unsigned long at);
 unsigned long km__fault_steps(void);
 void km__fault_step(void);
 
-/* Vault features, kept in the sealed check record (meta "check": format ||
- * vault id || features), so that a file edit cannot clear one: a record can be
- * deleted without the master key, the check record cannot be (the vault then
- * refuses to open). Features are only ever added.
- *   KM__FEAT_POLICY_STORED: the vault's policy is always stored; a missing
- *   policy record is then an attack, never "the default". */
-#define KM__FEAT_POLICY_STORED 1u
-/* The features of the vault of t. KM_E_CORRUPT when the check record is
- * missing or does not match. */
-int km__store_features_get(km__txn *t, const km__sealer *s, uint32_t *features);
-/* Adds features (in a write transaction t). KM_E_CORRUPT as above; the
- * write's errors. */
-int km__store_features_set(km__txn *t, const km__sealer *s, uint32_t features);
+/* Vault formats: 1, the first; 2 (KM__FORMAT_POLICY_STORED), the vault's
+ * policy is always stored, so a missing policy record is an attack, never
+ * "the default". The format byte is unsealed meta checked against the sealed
+ * check record at every open, so a file edit cannot move it back. */
+#define KM__FORMAT_POLICY_STORED 2u
+/* The format of the vault of t (checked against its sealed copy at open). */
+int km__store_format(km__txn *t, uint32_t *format);
+/* Moves the vault of t (a write transaction) up to `format` (never down:
+ * nothing is written when it is there already); the sealed check record is
+ * verified first. KM_E_CORRUPT, KM_E_INVALID, the write's errors. */
+int km__store_format_upgrade(km__txn *t, const km__sealer *s, uint32_t format);
 
 #endif /* KM_STORE_H */

@@ -175,29 +175,29 @@ int km_vault_add_passphrase(km_ctx *ctx, const uint8_t *passphrase, size_t passp
 }
 
 /* The policy in force at open: the stored one, or the default; with `fips`
- * and none stored, the FIPS profile. A vault's policy is always stored: one
- * created before that rule (no KM__FEAT_POLICY_STORED in its sealed check
- * record) gets the policy in force written and the feature set, so that from
- * then on a deleted policy record makes the vault refuse to open (fail
- * closed) instead of falling back to the default. */
+ * and none stored, the FIPS profile. A vault's policy is always stored: a
+ * format-1 vault (made before that rule) gets the policy in force written and
+ * is moved to format 2 (KM__FORMAT_POLICY_STORED) in one write transaction, so
+ * that from then on a deleted policy record makes the vault refuse to open
+ * (fail closed) instead of falling back to the default. */
 static int policy_open(struct km_ctx *ctx, int fips)
 {
     km__policy *p = NULL;
     km__txn *t = NULL;
     km_secret *rec = NULL;
     char *json = NULL;
-    uint32_t features = 0;
+    uint32_t format = 0;
     int rc, none = 0, audited = 0;
     static const uint8_t pkey[] = "policy";
 
     if ((rc = km__txn_begin(ctx->env, 0, &t)) != KM_OK)
         return rc;
-    rc = km__store_features_get(t, ctx->sealer, &features);
+    rc = km__store_format(t, &format);
     km__txn_abort(t);
     t = NULL;
     if (rc != KM_OK)
         return rc;
-    ctx->policy_required = (features & KM__FEAT_POLICY_STORED) != 0;
+    ctx->policy_required = format >= KM__FORMAT_POLICY_STORED;
     if ((rc = km__ctx_policy_load(ctx, &none)) != KM_OK || ctx->policy_required)
         return rc;
     /* store the policy in force (or the FIPS profile), and the feature */
@@ -215,7 +215,7 @@ static int policy_open(struct km_ctx *ctx, int fips)
         audited = fips;
     }
     if (rc == KM_OK)
-        rc = km__store_features_set(t, ctx->sealer, KM__FEAT_POLICY_STORED);
+        rc = km__store_format_upgrade(t, ctx->sealer, KM__FORMAT_POLICY_STORED);
     if (rc != KM_OK)
         km__wtxn_abort(t);
     else if (audited)
