@@ -1,0 +1,17 @@
+# backends/kmip: the KMIP key backend (issue 19) and its TTLV codec
+# (src/kmip_ttlv.c, reused by a KMIP server later). It needs only OpenSSL,
+# so it is always built. Included from the top Makefile.am.
+#
+libkm_internal_la_SOURCES += src/kmip_ttlv.h src/kmip_ttlv.c \
+	backends/kmip/kmip_int.h backends/kmip/kmip_msg.c
+
+EXTRA_DIST += tests/kmip/capture_vectors.py tests/kmip/vectors.txt
+
+if HAVE_CHECK
+# the codec and the request builders against PyKMIP's bytes (no server)
+check_PROGRAMS += tests/check_kmip_ttlv
+tests_check_kmip_ttlv_SOURCES = tests/check_kmip_ttlv.c
+tests_check_kmip_ttlv_CFLAGS = $(TEST_CFLAGS) -DKM_KMIP_VECTORS='"$(abs_top_srcdir)/tests/kmip/vectors.txt"'
+tests_check_kmip_ttlv_LDADD = $(INTERNAL_LIBS)
+TESTS += tests/check_kmip_ttlv
+endif
