@@ -351,6 +351,7 @@ extern const km_backend_ops km__pkcs11_card_backend; /* backends/pkcs11/p11_card
 #ifdef KM_HAVE_TPM2
 extern const km_backend_ops km__tpm2_backend;     /* backends/tpm2/ */
 #endif
+extern const km_backend_ops km__kmip_backend;     /* backends/kmip/ (always built) */
 
 /* Expected raw key length of a symmetric type (0 if not symmetric). */
 size_t km__type_key_len(km_key_type type);

@@ -3,7 +3,11 @@
 # so it is always built. Included from the top Makefile.am.
 #
 libkm_internal_la_SOURCES += src/kmip_ttlv.h src/kmip_ttlv.c \
-	backends/kmip/kmip_int.h backends/kmip/kmip_msg.c
+	backends/kmip/kmip_int.h backends/kmip/kmip_msg.c backends/kmip/kmip_conn.c \
+	backends/kmip/kmip.c
+# TLS: libssl comes with libcrypto (libssl-dev); configure.ac does not look
+# for it by name yet (a PKG_CHECK_MODULES([SSL], [libssl]) for the lead).
+libkm_internal_la_LIBADD += -lssl
 
 EXTRA_DIST += tests/kmip/capture_vectors.py tests/kmip/vectors.txt
 

@@ -27,11 +27,16 @@
  * the header says 1.4, which any server that knows the operation reads. */
 int km__kmip_msg_discover(km__ttlv_enc *e, int want_major, int want_minor);
 
-/* Create (a 256-bit AES Symmetric Key with the usage mask and a Name; a
- * Template-Attribute in 1.x, Attributes in 2.0) and Activate (the ID
- * placeholder) in one batch. */
-int km__kmip_msg_create_activate(km__ttlv_enc *e, int major, int minor, uint32_t usage_mask,
-                                 const char *name, size_t name_len);
+/* Create of a 256-bit AES Symmetric Key with the usage mask and a Name
+ * (a Template-Attribute in 1.x, Attributes in 2.0). */
+int km__kmip_msg_create(km__ttlv_enc *e, int major, int minor, uint32_t usage_mask,
+                        const char *name, size_t name_len);
+
+/* Activate of one object. (Not batched with the Create through the ID
+ * placeholder: PyKMIP's server cannot parse an Activate without its Unique
+ * Identifier.) */
+int km__kmip_msg_activate(km__ttlv_enc *e, int major, int minor, const char *uid,
+                          size_t uid_len);
 
 /* Encrypt / Decrypt with AES-GCM (Cryptographic Parameters: mode GCM,
  * algorithm AES, tag length 16), the IV, and the AAD aad1 || aad2. */

@@ -37,10 +37,10 @@ static void attr_name(km__ttlv_enc *e, const char *name)
     km__ttlv_put_text(e, T(ATTRIBUTE_NAME), name, strlen(name));
 }
 
-int km__kmip_msg_create_activate(km__ttlv_enc *e, int major, int minor, uint32_t usage_mask,
-                                 const char *name, size_t name_len)
+int km__kmip_msg_create(km__ttlv_enc *e, int major, int minor, uint32_t usage_mask,
+                        const char *name, size_t name_len)
 {
-    km__kmip_req_begin(e, major, minor, 2);
+    km__kmip_req_begin(e, major, minor, 1);
     km__kmip_item_begin(e, KM__KMIP_OP_CREATE, NULL, 0);
     km__ttlv_put_enum(e, T(OBJECT_TYPE), KM__KMIP_OBJ_SYMMETRIC_KEY);
     if (major >= 2) {
@@ -73,7 +73,15 @@ int km__kmip_msg_create_activate(km__ttlv_enc *e, int major, int minor, uint32_t
         km__ttlv_end(e);
     }
     km__kmip_item_end(e);
+    return km__kmip_req_end(e);
+}
+
+int km__kmip_msg_activate(km__ttlv_enc *e, int major, int minor, const char *uid,
+                          size_t uid_len)
+{
+    km__kmip_req_begin(e, major, minor, 1);
     km__kmip_item_begin(e, KM__KMIP_OP_ACTIVATE, NULL, 0);
+    km__ttlv_put_text(e, T(UNIQUE_IDENTIFIER), uid, uid_len);
     km__kmip_item_end(e);
     return km__kmip_req_end(e);
 }

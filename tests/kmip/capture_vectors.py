@@ -92,15 +92,20 @@ def main():
         create = payloads.CreateRequestPayload(
             object_type=enums.ObjectType.SYMMETRIC_KEY,
             template_attribute=aes_template("libkm-test", usage))
-        out.append(("create_activate_req_" + tag, request(v, [
-            (Op.CREATE, create), (Op.ACTIVATE, payloads.ActivateRequestPayload())])))
-        out.append(("create_activate_resp_" + tag, response(v, [
+        out.append(("create_req_" + tag, request(v, [(Op.CREATE, create)])))
+        out.append(("create_resp_" + tag, response(v, [
             (Op.CREATE, payloads.CreateResponsePayload(
                 object_type=enums.ObjectType.SYMMETRIC_KEY, unique_identifier=UID),
-             ok, None, None),
-            (Op.ACTIVATE, payloads.ActivateResponsePayload(
-                unique_identifier=attributes.UniqueIdentifier(UID)), ok, None, None)])))
+             ok, None, None)])))
     v = (1, 4)
+    # PyKMIP's server cannot parse an Activate without a Unique Identifier (the
+    # ID placeholder of a Create in the same batch): Activate goes on its own
+    out.append(("activate_req", request(v, [
+        (Op.ACTIVATE, payloads.ActivateRequestPayload(
+            unique_identifier=attributes.UniqueIdentifier(UID)))])))
+    out.append(("activate_resp", response(v, [
+        (Op.ACTIVATE, payloads.ActivateResponsePayload(
+            unique_identifier=attributes.UniqueIdentifier(UID)), ok, None, None)])))
     out.append(("discover_req", request(v, [
         (Op.DISCOVER_VERSIONS, payloads.DiscoverVersionsRequestPayload(
             protocol_versions=[ProtocolVersion(2, 0), ProtocolVersion(1, 4)]))])))
