@@ -5,7 +5,9 @@
  * key material and the cryptographic operations stay in the server.
  *
  *   generate   Create (AES-256, usage Encrypt|Decrypt, Name
- *              "libkm-<key id hex>-v<version>"), then Activate (two requests:
+ *              "libkm-<key id hex>-v<version>", or "libkm-new-<random hex>-v1"
+ *              for a key being created, whose id the core assigns after the
+ *              material exists), then Activate (two requests:
  *              PyKMIP cannot parse an Activate batched with its Create through
  *              the ID placeholder); an object that fails to activate is
  *              destroyed again
@@ -32,6 +34,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include <openssl/err.h>
+#include <openssl/rand.h>
 
 #define REF_VERSION 1
 #define UID_MAX 255
@@ -157,7 +162,7 @@ static int kmip_generate(void *state, const km_backend_keyspec *spec, km_secret 
     uid_arg u;
     const char *uid;
     size_t uid_len, i;
-    uint8_t ref[1 + UID_MAX];
+    uint8_t ref[1 + UID_MAX], idb[16], any;
     int rc, n;
 
     if (out_ref == NULL || spec == NULL)
@@ -168,9 +173,20 @@ static int kmip_generate(void *state, const km_backend_keyspec *spec, km_secret 
     if (spec->type != KM_KEY_AES_256_GCM)
         return km_backend_error(KM_E_UNSUPPORTED, KM_NATIVE_NONE, 0,
                                 "kmip generate: only aes-256-gcm keys are held by a KMIP server");
-    n = snprintf(a.name, sizeof a.name, "libkm-");
-    for (i = 0; i < 16 && spec->key_id != NULL; i++)
-        n += snprintf(a.name + n, sizeof a.name - (size_t)n, "%02x", spec->key_id[i]);
+    for (i = 0, any = 0; i < 16 && spec->key_id != NULL; i++)
+        any |= spec->key_id[i];
+    if (any) {
+        memcpy(idb, spec->key_id, 16);
+        n = snprintf(a.name, sizeof a.name, "libkm-");
+    } else {
+        /* a name to tell objects apart on the server, not a secret */
+        if (RAND_bytes(idb, 8) != 1)
+            return km_backend_error(KM_E_CRYPTO, KM_NATIVE_OPENSSL, ERR_get_error(),
+                                    "kmip generate: RAND_bytes failed");
+        n = snprintf(a.name, sizeof a.name, "libkm-new-");
+    }
+    for (i = 0; i < (any ? 16u : 8u); i++)
+        n += snprintf(a.name + n, sizeof a.name - (size_t)n, "%02x", idb[i]);
     snprintf(a.name + n, sizeof a.name - (size_t)n, "-v%u", (unsigned)spec->key_version);
     rc = call(st, build_create, &a, 1, &r, "create");
     if (rc != KM_OK)
@@ -392,11 +408,19 @@ static int kmip_destroy(void *state, const km_backend_keyspec *spec, const uint8
     rc = call(st, build_revoke_destroy, &a, 2, &r, "destroy");
     if (rc != KM_OK)
         return rc;
-    /* the Revoke may fail on an object already revoked: the Destroy decides */
-    rc = km__kmip_result_err(&r.msg.items[1], KM__KMIP_OP_DESTROY, "destroy");
-    if (rc == KM_E_NOTFOUND
-        && r.msg.items[0].reason == KM__KMIP_REASON_ITEM_NOT_FOUND)
-        rc = KM_OK; /* destroyed before: the server has no such object */
+    {
+        /* the items by their Unique Batch Item IDs (1 Revoke, 2 Destroy) when
+         * the server echoes them, else in order */
+        const km__kmip_result *rv = &r.msg.items[0], *ds = &r.msg.items[1];
+        if (rv->batch_id_len == 1 && rv->batch_id[0] == 2) {
+            rv = &r.msg.items[1];
+            ds = &r.msg.items[0];
+        }
+        /* the Revoke may fail on an object already revoked: the Destroy decides */
+        rc = km__kmip_result_err(ds, KM__KMIP_OP_DESTROY, "destroy");
+        if (rc == KM_E_NOTFOUND && rv->reason == KM__KMIP_REASON_ITEM_NOT_FOUND)
+            rc = KM_OK; /* destroyed before: the server has no such object */
+    }
     km__kmip_reply_free(&r);
     return rc;
 }

@@ -9,7 +9,8 @@ libkm_internal_la_SOURCES += src/kmip_ttlv.h src/kmip_ttlv.c \
 # for it by name yet (a PKG_CHECK_MODULES([SSL], [libssl]) for the lead).
 libkm_internal_la_LIBADD += -lssl
 
-EXTRA_DIST += tests/kmip/capture_vectors.py tests/kmip/vectors.txt
+EXTRA_DIST += tests/kmip/capture_vectors.py tests/kmip/vectors.txt tests/kmip/pykmip.sh \
+	tests/kmip/pykmip_client.py
 
 if HAVE_CHECK
 # the codec and the request builders against PyKMIP's bytes (no server)
@@ -18,4 +19,10 @@ tests_check_kmip_ttlv_SOURCES = tests/check_kmip_ttlv.c
 tests_check_kmip_ttlv_CFLAGS = $(TEST_CFLAGS) -DKM_KMIP_VECTORS='"$(abs_top_srcdir)/tests/kmip/vectors.txt"'
 tests_check_kmip_ttlv_LDADD = $(INTERNAL_LIBS)
 TESTS += tests/check_kmip_ttlv
+# the backend against PyKMIP servers the suite starts (python3-pykmip: fails without)
+check_PROGRAMS += tests/check_kmip
+tests_check_kmip_SOURCES = tests/check_kmip.c tests/testutil.h tests/testutil.c
+tests_check_kmip_CFLAGS = $(TEST_CFLAGS) -DKM_KMIP_TESTDIR='"$(abs_top_srcdir)/tests/kmip"'
+tests_check_kmip_LDADD = $(PUBLIC_LIBS)
+TESTS += tests/check_kmip
 endif

@@ -137,14 +137,17 @@ int km__kmip_msg_decrypt(km__ttlv_enc *e, int major, int minor, const char *uid,
 int km__kmip_msg_revoke_destroy(km__ttlv_enc *e, int major, int minor, const char *uid,
                                 size_t uid_len)
 {
+    static const uint8_t id1[1] = { 1 }, id2[1] = { 2 };
+
+    /* batch items carry ids: PyKMIP refuses a batch without them */
     km__kmip_req_begin(e, major, minor, 2);
-    km__kmip_item_begin(e, KM__KMIP_OP_REVOKE, NULL, 0);
+    km__kmip_item_begin(e, KM__KMIP_OP_REVOKE, id1, 1);
     km__ttlv_put_text(e, T(UNIQUE_IDENTIFIER), uid, uid_len);
     km__ttlv_begin(e, T(REVOCATION_REASON));
     km__ttlv_put_enum(e, T(REVOCATION_REASON_CODE), KM__KMIP_REVOKE_CESSATION);
     km__ttlv_end(e);
     km__kmip_item_end(e);
-    km__kmip_item_begin(e, KM__KMIP_OP_DESTROY, NULL, 0);
+    km__kmip_item_begin(e, KM__KMIP_OP_DESTROY, id2, 1);
     km__ttlv_put_text(e, T(UNIQUE_IDENTIFIER), uid, uid_len);
     km__kmip_item_end(e);
     return km__kmip_req_end(e);

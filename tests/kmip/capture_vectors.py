@@ -36,8 +36,13 @@ def request(v, items):
         protocol_version=ProtocolVersion(*v),
         batch_order_option=contents.BatchOrderOption(True) if len(items) > 1 else None,
         batch_count=contents.BatchCount(len(items)))
-    bis = [messages.RequestBatchItem(operation=contents.Operation(op), request_payload=pl)
-           for op, pl in items]
+    # PyKMIP's server wants a Unique Batch Item ID on every item of a batch of
+    # more than one ("Batch item ID is undefined"): libkm numbers them 1, 2, ...
+    bis = [messages.RequestBatchItem(
+        operation=contents.Operation(op), request_payload=pl,
+        unique_batch_item_id=(contents.UniqueBatchItemID(bytes([i + 1]))
+                              if len(items) > 1 else None))
+        for i, (op, pl) in enumerate(items)]
     m = messages.RequestMessage(request_header=hdr, batch_items=bis)
     s = utils.BytearrayStream()
     m.write(s, kmip_version=version(v))

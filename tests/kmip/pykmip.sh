@@ -7,8 +7,10 @@
 #                              libkm-a, clientAuth), client2.crt/key (CN libkm-b),
 #                              noeku.crt/key (no clientAuth), and other-ca.crt with
 #                              other.crt/key (a client of another CA)
-#   pykmip.sh conf DIR PORT    writes DIR/server.conf for 127.0.0.1:PORT (database
-#                              and policies in DIR)
+#   pykmip.sh conf DIR PORT [PKI]
+#                              writes DIR/server.conf for 127.0.0.1:PORT (database
+#                              and policies in DIR; the certificates of PKI, by
+#                              default DIR)
 #
 # PyKMIP 0.10 needs TLS 1.2 with its ECDHE-ECDSA AES-GCM suites, hence EC
 # certificates; a client certificate must carry the clientAuth EKU.
@@ -46,14 +48,15 @@ certs)
     chmod 600 ca.key other-ca.key
     ;;
 conf)
+    pki=${4:-$dir}
     mkdir -p policies
     cat > server.conf <<CONF
 [server]
 hostname=127.0.0.1
 port=$3
-certificate_path=$dir/server.crt
-key_path=$dir/server.key
-ca_path=$dir/ca.crt
+certificate_path=$pki/server.crt
+key_path=$pki/server.key
+ca_path=$pki/ca.crt
 auth_suite=TLS1.2
 enable_tls_client_auth=True
 policy_path=$dir/policies
@@ -62,7 +65,7 @@ logging_level=INFO
 CONF
     ;;
 *)
-    echo "usage: pykmip.sh certs DIR | conf DIR PORT" >&2
+    echo "usage: pykmip.sh certs DIR | conf DIR PORT [PKI]" >&2
     exit 2
     ;;
 esac

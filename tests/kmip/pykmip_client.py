@@ -4,10 +4,11 @@ KMIP server about an object as a second, independent client would.
 
     pykmip_client.py DIR PORT CERT KEY get UID     prints the key bytes as hex
     pykmip_client.py DIR PORT CERT KEY state UID   prints the State (ACTIVE, ...)
-    pykmip_client.py DIR PORT CERT KEY locate NAME prints the unique identifier of
-                                                   the object with that Name
-Each prints NOTFOUND when the server has no such object for CERT (PyKMIP
-deletes a destroyed object, and shows an object only to its owner).
+    pykmip_client.py DIR PORT CERT KEY newest -    prints the unique identifier of
+                                                   CERT's newest object
+Each prints NOTFOUND when the server has no such object (PyKMIP deletes a
+destroyed object), DENIED when it belongs to another client (PyKMIP shows an
+object only to its owner under its default policy).
 
 DIR holds ca.crt. Exit status 0, or 1 with the error on stderr.
 """
@@ -31,14 +32,9 @@ def main():
         try:
             if what == "get":
                 print(c.get(uid).value.hex())
-            elif what == "locate":
-                from kmip.core import attributes as core_attrs
-                from kmip.core.factories import attributes as factory
-                name = factory.AttributeFactory().create_attribute(
-                    enums.AttributeType.NAME,
-                    core_attrs.Name.create(uid, enums.NameType.UNINTERPRETED_TEXT_STRING))
-                uids = c.locate(attributes=[name])
-                print(uids[0] if uids else "NOTFOUND")
+            elif what == "newest":
+                uids = c.locate()
+                print(max(uids, key=int) if uids else "NOTFOUND")
             elif what == "state":
                 attrs = c.get_attributes(uid, ["State"])
                 print(attrs[1][0].attribute_value.value.name)
@@ -47,6 +43,9 @@ def main():
         except pie_exc.KmipOperationFailure as e:
             if e.reason == enums.ResultReason.ITEM_NOT_FOUND:
                 print("NOTFOUND")
+                return 0
+            if e.reason == enums.ResultReason.PERMISSION_DENIED:
+                print("DENIED")
                 return 0
             sys.stderr.write("pykmip_client: %s\n" % e)
             return 1
