@@ -26,6 +26,7 @@
 #include <pthread.h>
 
 #include <openssl/evp.h>
+#include <openssl/ssl.h>
 
 #include <km.h>
 
@@ -729,6 +730,187 @@ START_TEST(test_kmip_threads_share_the_connection)
 }
 END_TEST
 
+/* ------------------------------------------------------------ a fake server
+ * A TLS server in a thread of the test: it answers the DiscoverVersions with
+ * PyKMIP's bytes (tests/kmip/vectors.txt), then misbehaves on the next request. */
+
+enum fake_mode { FAKE_TRUNCATED, FAKE_OVERSIZED, FAKE_GARBAGE, FAKE_WRONG_COUNT, FAKE_SILENT };
+
+typedef struct fake {
+    int lfd, port;
+    enum fake_mode mode;
+    pthread_t thr;
+} fake;
+
+static uint8_t *vector(const char *name, size_t *len)
+{
+    char path[1024], line[8192];
+    FILE *f;
+    uint8_t *b = NULL;
+
+    snprintf(path, sizeof path, "%s/vectors.txt", KM_KMIP_TESTDIR);
+    f = fopen(path, "r");
+    if (f == NULL)
+        return NULL;
+    while (b == NULL && fgets(line, sizeof line, f) != NULL) {
+        char *sp = strchr(line, ' ');
+        if (sp == NULL)
+            continue;
+        *sp = '\0';
+        if (strcmp(line, name) == 0) {
+            sp[1 + strcspn(sp + 1, "\r\n")] = '\0';
+            b = tu_unhex(sp + 1, len);
+        }
+    }
+    fclose(f);
+    return b;
+}
+
+static int ssl_read_msg(SSL *ssl)
+{
+    uint8_t hdr[8], buf[4096];
+    size_t n, got = 0, total;
+
+    while (got < 8) {
+        if (SSL_read_ex(ssl, hdr + got, 8 - got, &n) != 1)
+            return -1;
+        got += n;
+    }
+    total = ((size_t)hdr[4] << 24 | (size_t)hdr[5] << 16 | (size_t)hdr[6] << 8 | hdr[7]);
+    while (total > 0) {
+        if (SSL_read_ex(ssl, buf, total < sizeof buf ? total : sizeof buf, &n) != 1)
+            return -1;
+        total -= n;
+    }
+    return 0;
+}
+
+static void *fake_main(void *arg)
+{
+    fake *fk = arg;
+    char crt[700], key[700];
+    SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
+    uint8_t *disc, *create, bad[64];
+    size_t disc_len = 0, create_len = 0, n;
+    int fd;
+    SSL *ssl;
+
+    snprintf(crt, sizeof crt, "%s/server.crt", pki_dir);
+    snprintf(key, sizeof key, "%s/server.key", pki_dir);
+    SSL_CTX_use_certificate_file(ctx, crt, SSL_FILETYPE_PEM);
+    SSL_CTX_use_PrivateKey_file(ctx, key, SSL_FILETYPE_PEM);
+    disc = vector("discover_resp", &disc_len);
+    create = vector("create_resp_14", &create_len);
+    fd = accept(fk->lfd, NULL, NULL);
+    if (fd < 0 || disc == NULL || create == NULL)
+        goto out;
+    ssl = SSL_new(ctx);
+    SSL_set_fd(ssl, fd);
+    if (SSL_accept(ssl) == 1 && ssl_read_msg(ssl) == 0
+        && SSL_write_ex(ssl, disc, disc_len, &n) == 1 && ssl_read_msg(ssl) == 0) {
+        switch (fk->mode) {
+        case FAKE_TRUNCATED:
+            SSL_write_ex(ssl, create, create_len / 2, &n);
+            break;
+        case FAKE_OVERSIZED:
+            memcpy(bad, create, 8);
+            bad[4] = 0x7f; /* 2 GiB announced */
+            SSL_write_ex(ssl, bad, 8, &n);
+            sleep_ms(300);
+            break;
+        case FAKE_GARBAGE:
+            memset(bad, 0xEE, sizeof bad);
+            memcpy(bad, "\x42\x00\x7b\x01\x00\x00\x00\x38", 8);
+            SSL_write_ex(ssl, bad, sizeof bad, &n);
+            sleep_ms(300);
+            break;
+        case FAKE_WRONG_COUNT:
+            /* a valid message whose header says 2 batch items and holds 1 */
+            create[0x53] = 2; /* the Batch Count's value */
+            SSL_write_ex(ssl, create, create_len, &n);
+            sleep_ms(300);
+            break;
+        case FAKE_SILENT:
+            sleep_ms(3000);
+            break;
+        }
+    }
+    SSL_free(ssl);
+    close(fd);
+out:
+    free(disc);
+    free(create);
+    SSL_CTX_free(ctx);
+    return NULL;
+}
+
+static void fake_start(fake *fk, enum fake_mode mode)
+{
+    struct sockaddr_in sa;
+    socklen_t sl = sizeof sa;
+
+    memset(fk, 0, sizeof *fk);
+    fk->mode = mode;
+    fk->lfd = socket(AF_INET, SOCK_STREAM, 0);
+    memset(&sa, 0, sizeof sa);
+    sa.sin_family = AF_INET;
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    ck_assert_int_eq(bind(fk->lfd, (struct sockaddr *)&sa, sizeof sa), 0);
+    ck_assert_int_eq(listen(fk->lfd, 4), 0);
+    ck_assert_int_eq(getsockname(fk->lfd, (struct sockaddr *)&sa, &sl), 0);
+    fk->port = ntohs(sa.sin_port);
+    ck_assert_int_eq(pthread_create(&fk->thr, NULL, fake_main, fk), 0);
+}
+
+static void fake_stop(fake *fk)
+{
+    shutdown(fk->lfd, SHUT_RDWR);
+    pthread_join(fk->thr, NULL);
+    close(fk->lfd);
+}
+
+/* Truncated, oversized, malformed, inconsistent or missing responses:
+ * KM_E_BACKEND within the timeout, nothing created, no crash. */
+START_TEST(test_kmip_bad_responses_refused)
+{
+    static const struct {
+        enum fake_mode mode;
+        const char *says;
+    } cases[] = {
+        { FAKE_TRUNCATED, "receive" },
+        { FAKE_OVERSIZED, "longer than" },
+        { FAKE_GARBAGE, "malformed" },
+        { FAKE_WRONG_COUNT, "malformed" },
+        { FAKE_SILENT, "timed out" },
+    };
+    size_t i;
+
+    for (i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        server srv;
+        fixture f;
+        fake fk;
+        km_key *k = NULL;
+        long long t0;
+        int rc;
+
+        fake_start(&fk, cases[i].mode);
+        memset(&srv, 0, sizeof srv);
+        srv.port = fk.port;
+        fx_open(&f, config_for(&srv, "client", "ca", "timeout=1500"));
+        t0 = now_ms();
+        rc = create_kmip_key(f.ctx, "k", KM_KEY_AES_256_GCM, &k);
+        ck_assert_msg(rc == KM_E_BACKEND, "case %zu: %s (%s)", i, km_err_name(rc),
+                      km_error_last()->message);
+        ck_assert_msg(strstr(km_error_last()->message, cases[i].says) != NULL, "case %zu: %s", i,
+                      km_error_last()->message);
+        ck_assert_int_lt(now_ms() - t0, 6000);
+        ck_assert_int_eq(km_key_open(&k, f.ctx, "k"), KM_E_NOTFOUND);
+        fx_close(&f);
+        fake_stop(&fk);
+    }
+}
+END_TEST
+
 static Suite *kmip_suite(void)
 {
     Suite *s = suite_create("kmip");
@@ -746,6 +928,7 @@ static Suite *kmip_suite(void)
     tcase_add_test(tc, test_kmip_destroy_reaches_the_server);
     tcase_add_test(tc, test_kmip_config_and_types);
     tcase_add_test(tc, test_kmip_threads_share_the_connection);
+    tcase_add_test(tc, test_kmip_bad_responses_refused);
     suite_add_tcase(s, tc);
     return s;
 }

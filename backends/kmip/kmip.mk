@@ -23,6 +23,6 @@ TESTS += tests/check_kmip_ttlv
 check_PROGRAMS += tests/check_kmip
 tests_check_kmip_SOURCES = tests/check_kmip.c tests/testutil.h tests/testutil.c
 tests_check_kmip_CFLAGS = $(TEST_CFLAGS) -DKM_KMIP_TESTDIR='"$(abs_top_srcdir)/tests/kmip"'
-tests_check_kmip_LDADD = $(PUBLIC_LIBS)
+tests_check_kmip_LDADD = $(PUBLIC_LIBS) -lssl
 TESTS += tests/check_kmip
 endif
