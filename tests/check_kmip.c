@@ -911,6 +911,57 @@ START_TEST(test_kmip_bad_responses_refused)
 }
 END_TEST
 
+/* The kmip keyslot: the vault opens with the key server and the client
+ * certificate, no passphrase; not with another client's certificate. */
+static int open_with_kmip(const char *dir, const char *cfg, km_ctx **out)
+{
+    km_open_options o = KM_OPEN_OPTIONS_INIT;
+    char uri[4200];
+    snprintf(uri, sizeof uri, "lmdb:%s/vault", dir);
+    o.slot_backend = "kmip";
+    o.slot_config = cfg;
+    return km_open(out, uri, &o);
+}
+
+START_TEST(test_kmip_keyslot_opens_the_vault)
+{
+    fixture f;
+    km_ctx *c2 = NULL;
+    km_key *k = NULL;
+    uint8_t ct[256], pt[256];
+    size_t ct_len, pt_len;
+    char cfg[2048];
+    int rc;
+
+    fx_open(&f, NULL);
+    ck_assert_int_eq(km_key_create(&k, f.ctx, "data", KM_KEY_AES_256_GCM, NULL), KM_OK);
+    ck_assert_int_eq(km_encrypt(k, MSG, sizeof MSG, NULL, 0, ct, sizeof ct, &ct_len), KM_OK);
+    km_key_free(k);
+    snprintf(cfg, sizeof cfg, "%s", config_for(&shared, "client", "ca", NULL));
+    ck_assert_int_eq(open_with_kmip(f.dir, cfg, &c2), KM_E_AUTH); /* no kmip slot yet */
+    rc = km_vault_add_backend_slot(f.ctx, "kmip", cfg);
+    ck_assert_msg(rc == KM_OK, "add slot: %s", km_error_last()->message);
+    km_close(f.ctx);
+    f.ctx = NULL;
+    rc = open_with_kmip(f.dir, cfg, &c2);
+    ck_assert_msg(rc == KM_OK, "open with the key server: %s", km_error_last()->message);
+    ck_assert_int_eq(km_decrypt(c2, 0, ct, ct_len, NULL, 0, pt, sizeof pt, &pt_len), KM_OK);
+    ck_assert(pt_len == sizeof MSG && memcmp(pt, MSG, pt_len) == 0);
+    km_close(c2);
+    c2 = NULL;
+    /* another client certificate cannot */
+    snprintf(cfg, sizeof cfg, "%s", config_for(&shared, "client2", "ca", NULL));
+    rc = open_with_kmip(f.dir, cfg, &c2);
+    ck_assert_msg(rc == KM_E_AUTH, "client2 opened the vault: %s (%s)", km_err_name(rc),
+                  km_error_last()->message);
+    ck_assert_ptr_null(c2);
+    /* the passphrase still opens it */
+    ck_assert_int_eq(tu_vault_open(&c2, f.dir, TU_PASS, 0), KM_OK);
+    f.ctx = c2;
+    fx_close(&f);
+}
+END_TEST
+
 static Suite *kmip_suite(void)
 {
     Suite *s = suite_create("kmip");
@@ -929,6 +980,7 @@ static Suite *kmip_suite(void)
     tcase_add_test(tc, test_kmip_config_and_types);
     tcase_add_test(tc, test_kmip_threads_share_the_connection);
     tcase_add_test(tc, test_kmip_bad_responses_refused);
+    tcase_add_test(tc, test_kmip_keyslot_opens_the_vault);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -19,6 +19,9 @@
  *              KM_E_INTEGRITY (the server's General Failure) and `out` zeroed
  *   destroy    Revoke (Cessation of Operation) + Destroy, one batch; an object
  *              the server no longer has counts as destroyed
+ *   keyslot    the vault's master key encrypted under a server key of its
+ *              own (slot_seal / slot_unseal): the vault opens with the key
+ *              server and this client certificate, no passphrase
  *
  * Reference (stored sealed in the catalog): [1 byte format = 1][the server's
  * Unique Identifier, 1..255 bytes of text]. It names the object on one server:
@@ -154,41 +157,17 @@ static int build_revoke_destroy(km__ttlv_enc *e, int major, int minor, void *arg
     return km__kmip_msg_revoke_destroy(e, major, minor, a->uid, a->uid_len);
 }
 
-static int kmip_generate(void *state, const km_backend_keyspec *spec, km_secret **out_ref)
+/* Creates an active AES-256 key named `name`; its unique identifier in
+ * uid[0 .. *uid_len) (UID_MAX bytes at most, no NUL). */
+static int create_active(kmip_state *st, create_arg *a, char *uid_out, size_t *uid_len_out)
 {
-    kmip_state *st = state_of(state);
     km__kmip_reply r;
-    create_arg a;
     uid_arg u;
     const char *uid;
-    size_t uid_len, i;
-    uint8_t ref[1 + UID_MAX], idb[16], any;
-    int rc, n;
+    size_t uid_len;
+    int rc;
 
-    if (out_ref == NULL || spec == NULL)
-        return km_backend_error(KM_E_INVALID, KM_NATIVE_NONE, 0, "kmip generate: NULL argument");
-    *out_ref = NULL;
-    if ((rc = need_state(st, "generate")) != KM_OK)
-        return rc;
-    if (spec->type != KM_KEY_AES_256_GCM)
-        return km_backend_error(KM_E_UNSUPPORTED, KM_NATIVE_NONE, 0,
-                                "kmip generate: only aes-256-gcm keys are held by a KMIP server");
-    for (i = 0, any = 0; i < 16 && spec->key_id != NULL; i++)
-        any |= spec->key_id[i];
-    if (any) {
-        memcpy(idb, spec->key_id, 16);
-        n = snprintf(a.name, sizeof a.name, "libkm-");
-    } else {
-        /* a name to tell objects apart on the server, not a secret */
-        if (RAND_bytes(idb, 8) != 1)
-            return km_backend_error(KM_E_CRYPTO, KM_NATIVE_OPENSSL, ERR_get_error(),
-                                    "kmip generate: RAND_bytes failed");
-        n = snprintf(a.name, sizeof a.name, "libkm-new-");
-    }
-    for (i = 0; i < (any ? 16u : 8u); i++)
-        n += snprintf(a.name + n, sizeof a.name - (size_t)n, "%02x", idb[i]);
-    snprintf(a.name + n, sizeof a.name - (size_t)n, "-v%u", (unsigned)spec->key_version);
-    rc = call(st, build_create, &a, 1, &r, "create");
+    rc = call(st, build_create, a, 1, &r, "create");
     if (rc != KM_OK)
         return rc;
     rc = km__kmip_result_err(&r.msg.items[0], KM__KMIP_OP_CREATE, "create");
@@ -202,13 +181,13 @@ static int kmip_generate(void *state, const km_backend_keyspec *spec, km_secret 
                               "kmip create: the unique identifier is empty, has a NUL or is "
                               "longer than %d", UID_MAX);
     if (rc == KM_OK) {
-        ref[0] = REF_VERSION;
-        memcpy(ref + 1, uid, uid_len);
+        memcpy(uid_out, uid, uid_len);
+        *uid_len_out = uid_len;
     }
     km__kmip_reply_free(&r);
     if (rc != KM_OK)
         return rc;
-    u.uid = (const char *)ref + 1;
+    u.uid = uid_out;
     u.uid_len = uid_len;
     rc = call(st, build_activate, &u, 1, &r, "activate");
     if (rc == KM_OK) {
@@ -226,6 +205,58 @@ static int kmip_generate(void *state, const km_backend_keyspec *spec, km_secret 
             km__kmip_reply_free(&r);
         return km_backend_error(rc, kind, native, "%s", msg);
     }
+    return KM_OK;
+}
+
+/* "<prefix><hex of n random bytes>": a name to tell objects apart on the
+ * server, not a secret. */
+static int random_name(char *out, size_t cap, const char *prefix, size_t n)
+{
+    uint8_t b[16];
+    size_t i, off;
+
+    if (RAND_bytes(b, (int)n) != 1)
+        return km_backend_error(KM_E_CRYPTO, KM_NATIVE_OPENSSL, ERR_get_error(),
+                                "kmip: RAND_bytes failed");
+    off = (size_t)snprintf(out, cap, "%s", prefix);
+    for (i = 0; i < n && off + 2 < cap; i++)
+        off += (size_t)snprintf(out + off, cap - off, "%02x", b[i]);
+    return KM_OK;
+}
+
+static int kmip_generate(void *state, const km_backend_keyspec *spec, km_secret **out_ref)
+{
+    kmip_state *st = state_of(state);
+    create_arg a;
+    size_t uid_len = 0, i;
+    uint8_t ref[1 + UID_MAX], any;
+    int rc, n;
+
+    if (out_ref == NULL || spec == NULL)
+        return km_backend_error(KM_E_INVALID, KM_NATIVE_NONE, 0, "kmip generate: NULL argument");
+    *out_ref = NULL;
+    if ((rc = need_state(st, "generate")) != KM_OK)
+        return rc;
+    if (spec->type != KM_KEY_AES_256_GCM)
+        return km_backend_error(KM_E_UNSUPPORTED, KM_NATIVE_NONE, 0,
+                                "kmip generate: only aes-256-gcm keys are held by a KMIP server");
+    for (i = 0, any = 0; i < 16 && spec->key_id != NULL; i++)
+        any |= spec->key_id[i];
+    if (any) {
+        n = snprintf(a.name, sizeof a.name, "libkm-");
+        for (i = 0; i < 16; i++)
+            n += snprintf(a.name + n, sizeof a.name - (size_t)n, "%02x", spec->key_id[i]);
+    } else {
+        /* a key being created: the core assigns its id after the material exists */
+        if ((rc = random_name(a.name, sizeof a.name, "libkm-new-", 8)) != KM_OK)
+            return rc;
+        n = (int)strlen(a.name);
+    }
+    snprintf(a.name + n, sizeof a.name - (size_t)n, "-v%u", (unsigned)spec->key_version);
+    rc = create_active(st, &a, (char *)ref + 1, &uid_len);
+    if (rc != KM_OK)
+        return rc;
+    ref[0] = REF_VERSION;
     return km_secret_from(out_ref, ref, 1 + uid_len);
 }
 
@@ -425,6 +456,107 @@ static int kmip_destroy(void *state, const km_backend_keyspec *spec, const uint8
     return rc;
 }
 
+/* ---------------------------------------------------------------- keyslot
+ * The vault's master key encrypted by a server AES key of its own, created
+ * for the slot (Name "libkm-keyslot-<random>"). Blob (stored in the vault's
+ * keyslot, not secret):
+ *   [1 byte format = 1][1 byte n][n bytes: the key's unique identifier]
+ *   [12 bytes nonce][32 bytes encrypted master key][16 bytes tag]
+ * The AAD is "libkm kmip keyslot" || the first 2 + n bytes, so that the blob's
+ * header cannot be changed to point the slot at another object. */
+
+#define SLOT_VERSION 1
+#define SLOT_AAD "libkm kmip keyslot"
+
+static int kmip_slot_seal(void *state, const km_secret *master, km_secret **out_blob)
+{
+    kmip_state *st = state_of(state);
+    kmip_obj o;
+    create_arg a;
+    uint8_t blob[2 + UID_MAX + 12 + 32 + 16], *nonce, *ct;
+    size_t uid_len = 0, len;
+    int rc;
+
+    if (out_blob == NULL || master == NULL || km_secret_len(master) != 32)
+        return km_backend_error(KM_E_INVALID, KM_NATIVE_NONE, 0,
+                                "kmip keyslot: a 32-byte master key is needed");
+    *out_blob = NULL;
+    if ((rc = need_state(st, "keyslot")) != KM_OK)
+        return rc;
+    if ((rc = random_name(a.name, sizeof a.name, "libkm-keyslot-", 8)) != KM_OK)
+        return rc;
+    rc = create_active(st, &a, (char *)blob + 2, &uid_len);
+    if (rc != KM_OK)
+        return rc;
+    blob[0] = SLOT_VERSION;
+    blob[1] = (uint8_t)uid_len;
+    nonce = blob + 2 + uid_len;
+    ct = nonce + 12;
+    len = 2 + uid_len + 12 + 32 + 16;
+    if (RAND_bytes(nonce, 12) != 1)
+        return km_backend_error(KM_E_CRYPTO, KM_NATIVE_OPENSSL, ERR_get_error(),
+                                "kmip keyslot: RAND_bytes failed");
+    memset(&o, 0, sizeof o);
+    o.st = st;
+    o.type = KM_KEY_AES_256_GCM;
+    memcpy(o.uid, blob + 2, uid_len);
+    o.uid_len = uid_len;
+    rc = kmip_aead_seal(&o, nonce, (const uint8_t *)SLOT_AAD, strlen(SLOT_AAD), blob, 2 + uid_len,
+                        km_secret_data(master), 32, ct, ct + 32);
+    if (rc == KM_OK)
+        rc = km_secret_from(out_blob, blob, len);
+    km_memzero(blob, sizeof blob);
+    return rc;
+}
+
+static int kmip_slot_unseal(void *state, const uint8_t *blob, size_t blob_len,
+                            km_secret **out_master)
+{
+    kmip_state *st = state_of(state);
+    kmip_obj o;
+    km_secret *m = NULL;
+    size_t n;
+    int rc;
+
+    if (out_master == NULL)
+        return km_backend_error(KM_E_INVALID, KM_NATIVE_NONE, 0, "kmip keyslot: NULL argument");
+    *out_master = NULL;
+    if ((rc = need_state(st, "keyslot")) != KM_OK)
+        return rc;
+    if (blob == NULL || blob_len < 2 || blob[0] != SLOT_VERSION || blob[1] == 0
+        || blob_len != 2 + (size_t)blob[1] + 12 + 32 + 16
+        || memchr(blob + 2, 0, blob[1]) != NULL)
+        return km_backend_error(KM_E_CORRUPT, KM_NATIVE_NONE, 0,
+                                "kmip keyslot: not a kmip keyslot blob");
+    n = blob[1];
+    memset(&o, 0, sizeof o);
+    o.st = st;
+    o.type = KM_KEY_AES_256_GCM;
+    memcpy(o.uid, blob + 2, n);
+    o.uid_len = n;
+    if ((rc = km_secret_new(&m, 32)) != KM_OK)
+        return rc;
+    rc = kmip_aead_open(&o, blob + 2 + n, (const uint8_t *)SLOT_AAD, strlen(SLOT_AAD), blob,
+                        2 + n, blob + 2 + n + 12, 32, blob + 2 + n + 12 + 32, km_secret_data(m));
+    if (rc == KM_E_NOTFOUND || rc == KM_E_DENIED || rc == KM_E_INTEGRITY) {
+        /* another server, another client, or another object: not this slot's */
+        const km_error *le = km_error_last();
+        km_native_kind kind = le->native_kind;
+        unsigned long native = le->native;
+        char keep[256];
+        snprintf(keep, sizeof keep, "%s", le->message);
+        km_secret_free(m);
+        return km_backend_error(KM_E_AUTH, kind, native,
+                                "kmip keyslot: this server or client cannot unseal it (%s)", keep);
+    }
+    if (rc != KM_OK) {
+        km_secret_free(m);
+        return rc;
+    }
+    *out_master = m;
+    return KM_OK;
+}
+
 const km_backend_ops km__kmip_backend = {
     .version = KM_BACKEND_OPS_VERSION,
     .name = "kmip",
@@ -447,6 +579,6 @@ const km_backend_ops km__kmip_backend = {
     .agree = NULL,
     .public_key = NULL,
     .ctl = NULL,
-    .slot_seal = NULL,
-    .slot_unseal = NULL,
+    .slot_seal = kmip_slot_seal,
+    .slot_unseal = kmip_slot_unseal,
 };
