@@ -26,3 +26,6 @@ tests_check_kmip_CFLAGS = $(TEST_CFLAGS) -DKM_KMIP_TESTDIR='"$(abs_top_srcdir)/t
 tests_check_kmip_LDADD = $(PUBLIC_LIBS) -lssl
 TESTS += tests/check_kmip
 endif
+# kmctl backend add kmip, keys with --protection kmip (PyKMIP started by the script)
+TESTS += tests/kmctl_kmip.sh
+EXTRA_DIST += tests/kmctl_kmip.sh

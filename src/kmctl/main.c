@@ -128,6 +128,13 @@ static const struct kmctl_optspec o_pkcs11[] = {
     { "token-uri", "URI", ARG_STR, 1, OPT_TOKEN_URI, 0 },
     { "pin-file", "FILE", ARG_STR, 0, OPT_PIN_FILE, 0 },
     { "store-pin", NULL, ARG_NONE, 0, OPT_STORE_PIN, 0 }, O_END };
+static const struct kmctl_optspec o_kmip[] = {
+    { "server", "HOST:PORT", ARG_STR, 1, OPT_SERVER, 0 },
+    { "ca", "FILE", ARG_STR, 1, OPT_CA, 0 },
+    { "cert", "FILE", ARG_STR, 1, OPT_CERT, 0 },
+    { "key", "FILE", ARG_STR, 1, OPT_TLS_KEY, 0 },
+    { "protocol", "2.0|1.4", ARG_STR, 0, OPT_PROTOCOL, 0 },
+    { "timeout", "MS", ARG_UINT, 0, OPT_TIMEOUT, 600000 }, O_END };
 static const struct kmctl_optspec o_tokens[] = {
     { "module", "PATH", ARG_STR, 1, OPT_MODULE, 0 }, O_END };
 
@@ -230,6 +237,8 @@ static const struct kmctl_cmd commands[] = {
       "register a TPM 2.0 (TCTI: swtpm:host=H,port=P or device:/dev/tpmrm0) for --protection tpm2" },
     { "backend add pkcs11", "", 0, o_pkcs11, NULL, kmctl_cmd_backend_add_pkcs11, VAULT_OPEN, "",
       "register a PKCS#11 token for --protection pkcs11 (PIN: KM_PKCS11_PIN, or --store-pin)" },
+    { "backend add kmip", "", 0, o_kmip, NULL, kmctl_cmd_backend_add_kmip, VAULT_OPEN, "",
+      "register a KMIP key server (mutual TLS) for --protection kmip" },
     { "backend list", "", 0, o_none, NULL, kmctl_cmd_backend_list, VAULT_NONE, "",
       "list the key backends this libkm has, one name per line (no vault)" },
     { "backend tokens", "", 0, o_tokens, NULL, kmctl_cmd_backend_tokens, VAULT_NONE, "",
