@@ -550,8 +550,9 @@ START_TEST(test_kmip_tls_refusals)
 }
 END_TEST
 
-/* The server killed: an error within seconds, never a hang; restarted on the
- * same port and database: the same key works again (one reconnect). */
+/* The server stopped (SIGSTOP): a timeout, once; killed: an error within
+ * seconds, never a hang; restarted on the same port and database: the same
+ * key works again (one reconnect). */
 START_TEST(test_kmip_server_restart_recovers)
 {
     server s;
@@ -567,6 +568,16 @@ START_TEST(test_kmip_server_restart_recovers)
     fx_open(&f, config_for(&s, "client", "ca", "timeout=2000"));
     ck_assert_int_eq(create_kmip_key(f.ctx, "k", KM_KEY_AES_256_GCM, &k), KM_OK);
     ck_assert_int_eq(km_encrypt(k, MSG, sizeof MSG, NULL, 0, ct, sizeof ct, &ct_len), KM_OK);
+    /* a server that hangs (stopped): one timeout, no second wait on a new connection */
+    ck_assert_int_eq(kill(s.pid, SIGSTOP), 0);
+    t0 = now_ms();
+    rc = km_encrypt(k, MSG, sizeof MSG, NULL, 0, ct2, sizeof ct2, &ct2_len);
+    ck_assert_int_eq(rc, KM_E_BACKEND);
+    ck_assert_ptr_nonnull(strstr(km_error_last()->message, "timed out"));
+    ck_assert_int_ge(now_ms() - t0, 1900);
+    ck_assert_int_lt(now_ms() - t0, 3800);
+    ck_assert_int_eq(kill(s.pid, SIGCONT), 0);
+    ck_assert_int_eq(km_encrypt(k, MSG, sizeof MSG, NULL, 0, ct2, sizeof ct2, &ct2_len), KM_OK);
     server_stop(&s);
     t0 = now_ms();
     rc = km_encrypt(k, MSG, sizeof MSG, NULL, 0, ct2, sizeof ct2, &ct2_len);

@@ -10,7 +10,7 @@ libkm_internal_la_SOURCES += src/kmip_ttlv.h src/kmip_ttlv.c \
 libkm_internal_la_LIBADD += -lssl
 
 EXTRA_DIST += tests/kmip/capture_vectors.py tests/kmip/vectors.txt tests/kmip/pykmip.sh \
-	tests/kmip/pykmip_client.py
+	tests/kmip/pykmip_client.py tests/kmip/bench_raw.py
 
 if HAVE_CHECK
 # the codec and the request builders against PyKMIP's bytes (no server)

@@ -545,7 +545,10 @@ static int exchange(km__kmip_conn *c, km__kmip_build build, void *arg, km__kmip_
     }
     return KM_OK;
 io_fail:
-    *io = 2;
+    /* a dropped connection may be retried on a new one; a server that is too
+     * slow to answer is not asked again (the caller would wait twice) */
+    *io = (km_error_last()->native_kind == KM_NATIVE_ERRNO
+           && km_error_last()->native == ETIMEDOUT) ? 1 : 2;
     km__kmip_reply_free(out);
     return rc;
 }

@@ -118,8 +118,10 @@ typedef int (*km__kmip_build)(km__ttlv_enc *e, int major, int minor, void *arg);
  * checked against the CA and the configured host, then DiscoverVersions:
  * KM_E_UNSUPPORTED below 1.4), builds the request with the negotiated
  * version, sends it and reads one response. A reused connection that turns
- * out dropped is reconnected once and the request sent again. Every wait is
- * bounded by the configured timeout.
+ * out dropped (closed or reset) is reconnected once and the request sent
+ * again; one that times out is dropped and not retried. Every wait is
+ * bounded by the configured timeout, so a call takes at most about three
+ * timeouts (connect, handshake and exchange after a dropped connection).
  * Returns KM_OK with `out` filled (free it with km__kmip_reply_free);
  * KM_E_BACKEND for a server that cannot be reached, a TLS failure, a
  * timeout, or a malformed response (the native code is errno or OpenSSL's);
