@@ -26,6 +26,7 @@
 #include <pthread.h>
 
 #include <openssl/evp.h>
+#include <openssl/hmac.h>
 #include <openssl/ssl.h>
 
 #include <km.h>
@@ -697,7 +698,7 @@ START_TEST(test_kmip_config_and_types)
     /* a key type the backend does not hold */
     fx_open(&f, config_for(&shared, "client", "ca", NULL));
     ck_assert_int_eq(create_kmip_key(f.ctx, "ec", KM_KEY_EC_P256, &k), KM_E_UNSUPPORTED);
-    ck_assert_int_eq(create_kmip_key(f.ctx, "h", KM_KEY_HMAC_SHA256, &k), KM_E_UNSUPPORTED);
+    ck_assert_int_eq(create_kmip_key(f.ctx, "r", KM_KEY_RSA_2048, &k), KM_E_UNSUPPORTED);
     fx_close(&f);
 }
 END_TEST
@@ -973,6 +974,60 @@ START_TEST(test_kmip_keyslot_opens_the_vault)
 }
 END_TEST
 
+/* HMAC keys: drawn by libkm, registered, MACed by the server (known answer
+ * with the key from PyKMIP's Get); imported AES keys encrypt in the server. */
+START_TEST(test_kmip_hmac_and_import)
+{
+    static const uint8_t aes_key[32] = { 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16,
+                                         17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 29, 30,
+                                         31, 32 };
+    fixture f;
+    km_key *k = NULL, *ki = NULL;
+    km_key_options o = KM_KEY_OPTIONS_INIT;
+    uint8_t tag[KM_MAC_MAX], want[32], ct[256], pt[256], *key;
+    size_t tag_len, key_len, ct_len, n = sizeof MSG;
+    unsigned int want_len = 0;
+    char uid[128], hex[200];
+    EVP_CIPHER_CTX *c;
+    int len, fin, rc;
+
+    fx_open(&f, config_for(&shared, "client", "ca", NULL));
+    rc = create_kmip_key(f.ctx, "mac", KM_KEY_HMAC_SHA256, &k);
+    ck_assert_msg(rc == KM_OK, "create hmac: %s", km_error_last()->message);
+    ck_assert_int_eq(km_mac(k, KM_SIG_RAW, MSG, sizeof MSG, tag, sizeof tag, &tag_len), KM_OK);
+    ck_assert_uint_eq(tag_len, 32);
+    newest_uid(&shared, uid, sizeof uid);
+    ck_assert_int_eq(pyclient(&shared, "client", "get", uid, hex, sizeof hex), 0);
+    key = tu_unhex(hex, &key_len);
+    ck_assert_ptr_nonnull(key);
+    ck_assert_uint_eq(key_len, 32);
+    ck_assert_ptr_nonnull(HMAC(EVP_sha256(), key, 32, MSG, sizeof MSG, want, &want_len));
+    ck_assert(want_len == 32 && memcmp(want, tag, 32) == 0);
+    free(key);
+    ck_assert_int_eq(km_mac_verify(k, 0, KM_SIG_RAW, MSG, sizeof MSG, tag, tag_len), KM_OK);
+    ck_assert_int_eq(km_mac_verify(k, 0, KM_SIG_RAW, MSG, 3, tag, tag_len), KM_E_VERIFY);
+    ck_assert_int_eq(km_mac(k, 0, MSG, sizeof MSG, tag, sizeof tag, &tag_len), KM_OK);
+    ck_assert_int_eq(km_mac_verify(k, 0, 0, MSG, sizeof MSG, tag, tag_len), KM_OK);
+    km_key_free(k);
+
+    o.protection = "kmip";
+    rc = km_key_import(&ki, f.ctx, "imported", KM_KEY_AES_256_GCM, KM_MATERIAL_RAW, aes_key,
+                       sizeof aes_key, KM_IMPORT_ALLOW_RAW, &o);
+    ck_assert_msg(rc == KM_OK, "import: %s", km_error_last()->message);
+    ck_assert_int_eq(km_encrypt(ki, MSG, n, NULL, 0, ct, sizeof ct, &ct_len), KM_OK);
+    c = EVP_CIPHER_CTX_new();
+    ck_assert_int_eq(EVP_DecryptInit_ex(c, EVP_aes_256_gcm(), NULL, aes_key, ct + 24), 1);
+    ck_assert_int_eq(EVP_DecryptUpdate(c, NULL, &len, ct, 36), 1);
+    ck_assert_int_eq(EVP_DecryptUpdate(c, pt, &len, ct + 36, (int)n), 1);
+    ck_assert_int_eq(EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_GCM_SET_TAG, 16, ct + 36 + n), 1);
+    ck_assert_int_eq(EVP_DecryptFinal_ex(c, pt + len, &fin), 1);
+    ck_assert(len + fin == (int)n && memcmp(pt, MSG, n) == 0);
+    EVP_CIPHER_CTX_free(c);
+    km_key_free(ki);
+    fx_close(&f);
+}
+END_TEST
+
 static Suite *kmip_suite(void)
 {
     Suite *s = suite_create("kmip");
@@ -992,6 +1047,7 @@ static Suite *kmip_suite(void)
     tcase_add_test(tc, test_kmip_threads_share_the_connection);
     tcase_add_test(tc, test_kmip_bad_responses_refused);
     tcase_add_test(tc, test_kmip_keyslot_opens_the_vault);
+    tcase_add_test(tc, test_kmip_hmac_and_import);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -170,6 +170,24 @@ START_TEST(test_kmip_ttlv_requests_match_pykmip)
     km__ttlv_enc_init(&e, 0);
     km__kmip_msg_get(&e, 1, 4, "1", 1);
     same_as("get_req", &e);
+    {
+        uint8_t key[32];
+        for (i = 0; i < 32; i++)
+            key[i] = (uint8_t)i;
+        km__ttlv_enc_init(&e, 0);
+        km__kmip_msg_register(&e, 1, 4, KM__KMIP_ALG_HMAC_SHA256,
+                              KM__KMIP_USAGE_MAC_GENERATE | KM__KMIP_USAGE_MAC_VERIFY,
+                              "libkm-test", 10, key, 32);
+        same_as("register_hmac_req_14", &e);
+        km__ttlv_enc_init(&e, 0);
+        km__kmip_msg_register(&e, 2, 0, KM__KMIP_ALG_HMAC_SHA256,
+                              KM__KMIP_USAGE_MAC_GENERATE | KM__KMIP_USAGE_MAC_VERIFY,
+                              "libkm-test", 10, key, 32);
+        same_as("register_hmac_req_20", &e);
+    }
+    km__ttlv_enc_init(&e, 0);
+    km__kmip_msg_mac(&e, 1, 4, "1", 1, PT, 23);
+    same_as("mac_req", &e);
 }
 END_TEST
 

@@ -11,6 +11,10 @@
  *              PyKMIP cannot parse an Activate batched with its Create through
  *              the ID placeholder); an object that fails to activate is
  *              destroyed again
+ *              An HMAC-SHA256 key is drawn by libkm and Registered (KMIP
+ *              servers such as PyKMIP create no HMAC keys), then activated
+ *   import     Register of raw aes-256-gcm or hmac-sha256 material
+ *   mac        MAC (HMAC-SHA256) in the server; a message must not be empty
  *   aead_seal  Encrypt, AES-GCM: the nonce libkm drew as IV/Counter/Nonce,
  *              libkm's header || the caller's AAD as the Authenticated
  *              Encryption Additional Data, a 16-byte tag: ciphertext format
@@ -157,9 +161,11 @@ static int build_revoke_destroy(km__ttlv_enc *e, int major, int minor, void *arg
     return km__kmip_msg_revoke_destroy(e, major, minor, a->uid, a->uid_len);
 }
 
-/* Creates an active AES-256 key named `name`; its unique identifier in
- * uid[0 .. *uid_len) (UID_MAX bytes at most, no NUL). */
-static int create_active(kmip_state *st, create_arg *a, char *uid_out, size_t *uid_len_out)
+/* Makes an active key: `build` (Create or Register, operation `op`) then
+ * Activate; its unique identifier in uid[0 .. *uid_len) (UID_MAX bytes at
+ * most, no NUL). */
+static int make_active(kmip_state *st, km__kmip_build build, void *arg, uint32_t op,
+                       const char *what, char *uid_out, size_t *uid_len_out)
 {
     km__kmip_reply r;
     uid_arg u;
@@ -167,19 +173,19 @@ static int create_active(kmip_state *st, create_arg *a, char *uid_out, size_t *u
     size_t uid_len;
     int rc;
 
-    rc = call(st, build_create, a, 1, &r, "create");
+    rc = call(st, build, arg, 1, &r, what);
     if (rc != KM_OK)
         return rc;
-    rc = km__kmip_result_err(&r.msg.items[0], KM__KMIP_OP_CREATE, "create");
+    rc = km__kmip_result_err(&r.msg.items[0], op, what);
     if (rc == KM_OK
         && km__ttlv_get_text(&r.tree, r.msg.items[0].payload, KM__KMIP_TAG_UNIQUE_IDENTIFIER,
                              &uid, &uid_len) != KM_OK)
         rc = km_backend_error(KM_E_BACKEND, KM_NATIVE_NONE, 0,
-                              "kmip create: the response has no unique identifier");
+                              "kmip %s: the response has no unique identifier", what);
     if (rc == KM_OK && (uid_len == 0 || uid_len > UID_MAX || memchr(uid, 0, uid_len) != NULL))
         rc = km_backend_error(KM_E_BACKEND, KM_NATIVE_NONE, 0,
-                              "kmip create: the unique identifier is empty, has a NUL or is "
-                              "longer than %d", UID_MAX);
+                              "kmip %s: the unique identifier is empty, has a NUL or is "
+                              "longer than %d", what, UID_MAX);
     if (rc == KM_OK) {
         memcpy(uid_out, uid, uid_len);
         *uid_len_out = uid_len;
@@ -224,40 +230,137 @@ static int random_name(char *out, size_t cap, const char *prefix, size_t n)
     return KM_OK;
 }
 
+static int create_active(kmip_state *st, create_arg *a, char *uid_out, size_t *uid_len_out)
+{
+    return make_active(st, build_create, a, KM__KMIP_OP_CREATE, "create", uid_out, uid_len_out);
+}
+
+typedef struct register_arg {
+    create_arg n;
+    uint32_t alg, usage;
+    const uint8_t *material;
+    size_t len;
+} register_arg;
+
+static int build_register(km__ttlv_enc *e, int major, int minor, void *arg)
+{
+    register_arg *a = arg;
+    return km__kmip_msg_register(e, major, minor, a->alg, a->usage, a->n.name,
+                                 strlen(a->n.name), a->material, a->len);
+}
+
+/* The object name of a key version: "libkm-<key id hex>-v<version>", or
+ * "libkm-new-<random>-v1" for a key being created (the core assigns its id
+ * after the material exists). */
+static int object_name(const km_backend_keyspec *spec, create_arg *a)
+{
+    size_t i;
+    uint8_t any;
+    int rc, n;
+
+    for (i = 0, any = 0; i < 16 && spec->key_id != NULL; i++)
+        any |= spec->key_id[i];
+    if (any) {
+        n = snprintf(a->name, sizeof a->name, "libkm-");
+        for (i = 0; i < 16; i++)
+            n += snprintf(a->name + n, sizeof a->name - (size_t)n, "%02x", spec->key_id[i]);
+    } else {
+        if ((rc = random_name(a->name, sizeof a->name, "libkm-new-", 8)) != KM_OK)
+            return rc;
+        n = (int)strlen(a->name);
+    }
+    snprintf(a->name + n, sizeof a->name - (size_t)n, "-v%u", (unsigned)spec->key_version);
+    return KM_OK;
+}
+
+/* Registers `material` as an active key of `type`; its reference in *out_ref. */
+static int register_key(kmip_state *st, const km_backend_keyspec *spec, const uint8_t *material,
+                        size_t len, km_secret **out_ref)
+{
+    register_arg a;
+    uint8_t ref[1 + UID_MAX];
+    size_t uid_len = 0;
+    int rc;
+
+    memset(&a, 0, sizeof a);
+    if ((rc = object_name(spec, &a.n)) != KM_OK)
+        return rc;
+    if (spec->type == KM_KEY_HMAC_SHA256) {
+        a.alg = KM__KMIP_ALG_HMAC_SHA256;
+        a.usage = KM__KMIP_USAGE_MAC_GENERATE | KM__KMIP_USAGE_MAC_VERIFY;
+    } else {
+        a.alg = KM__KMIP_ALG_AES;
+        a.usage = KM__KMIP_USAGE_ENCRYPT | KM__KMIP_USAGE_DECRYPT;
+    }
+    a.material = material;
+    a.len = len;
+    rc = make_active(st, build_register, &a, KM__KMIP_OP_REGISTER, "register", (char *)ref + 1,
+                     &uid_len);
+    if (rc != KM_OK)
+        return rc;
+    ref[0] = REF_VERSION;
+    return km_secret_from(out_ref, ref, 1 + uid_len);
+}
+
 static int kmip_generate(void *state, const km_backend_keyspec *spec, km_secret **out_ref)
 {
     kmip_state *st = state_of(state);
     create_arg a;
-    size_t uid_len = 0, i;
-    uint8_t ref[1 + UID_MAX], any;
-    int rc, n;
+    size_t uid_len = 0;
+    uint8_t ref[1 + UID_MAX];
+    int rc;
 
     if (out_ref == NULL || spec == NULL)
         return km_backend_error(KM_E_INVALID, KM_NATIVE_NONE, 0, "kmip generate: NULL argument");
     *out_ref = NULL;
     if ((rc = need_state(st, "generate")) != KM_OK)
         return rc;
+    if (spec->type == KM_KEY_HMAC_SHA256) {
+        /* KMIP servers (PyKMIP) create no HMAC keys: libkm draws the key and
+         * registers it, wiping its copy */
+        km_secret *k = NULL;
+        if ((rc = km_secret_new(&k, 32)) != KM_OK)
+            return rc;
+        if (RAND_bytes(km_secret_data(k), 32) != 1)
+            rc = km_backend_error(KM_E_CRYPTO, KM_NATIVE_OPENSSL, ERR_get_error(),
+                                  "kmip generate: RAND_bytes failed");
+        else
+            rc = register_key(st, spec, km_secret_data(k), 32, out_ref);
+        km_secret_free(k);
+        return rc;
+    }
     if (spec->type != KM_KEY_AES_256_GCM)
         return km_backend_error(KM_E_UNSUPPORTED, KM_NATIVE_NONE, 0,
-                                "kmip generate: only aes-256-gcm keys are held by a KMIP server");
-    for (i = 0, any = 0; i < 16 && spec->key_id != NULL; i++)
-        any |= spec->key_id[i];
-    if (any) {
-        n = snprintf(a.name, sizeof a.name, "libkm-");
-        for (i = 0; i < 16; i++)
-            n += snprintf(a.name + n, sizeof a.name - (size_t)n, "%02x", spec->key_id[i]);
-    } else {
-        /* a key being created: the core assigns its id after the material exists */
-        if ((rc = random_name(a.name, sizeof a.name, "libkm-new-", 8)) != KM_OK)
-            return rc;
-        n = (int)strlen(a.name);
-    }
-    snprintf(a.name + n, sizeof a.name - (size_t)n, "-v%u", (unsigned)spec->key_version);
+                                "kmip generate: a KMIP server holds aes-256-gcm and "
+                                "hmac-sha256 keys only");
+    if ((rc = object_name(spec, &a)) != KM_OK)
+        return rc;
     rc = create_active(st, &a, (char *)ref + 1, &uid_len);
     if (rc != KM_OK)
         return rc;
     ref[0] = REF_VERSION;
     return km_secret_from(out_ref, ref, 1 + uid_len);
+}
+
+static int kmip_import(void *state, const km_backend_keyspec *spec, km_material_format format,
+                       const uint8_t *material, size_t material_len, km_secret **out_ref)
+{
+    kmip_state *st = state_of(state);
+    int rc;
+
+    if (out_ref == NULL || spec == NULL || material == NULL)
+        return km_backend_error(KM_E_INVALID, KM_NATIVE_NONE, 0, "kmip import: NULL argument");
+    *out_ref = NULL;
+    if ((rc = need_state(st, "import")) != KM_OK)
+        return rc;
+    if ((spec->type != KM_KEY_AES_256_GCM && spec->type != KM_KEY_HMAC_SHA256)
+        || format != KM_MATERIAL_RAW)
+        return km_backend_error(KM_E_UNSUPPORTED, KM_NATIVE_NONE, 0,
+                                "kmip import: raw aes-256-gcm and hmac-sha256 keys only");
+    if (material_len != 32)
+        return km_backend_error(KM_E_INVALID, KM_NATIVE_NONE, 0,
+                                "kmip import: the key is 32 bytes");
+    return register_key(st, spec, material, material_len, out_ref);
 }
 
 /* ------------------------------------------------------------ load / unload */
@@ -421,6 +524,60 @@ static int kmip_aead_open(void *obj, const uint8_t nonce[12], const uint8_t *aad
     return rc;
 }
 
+/* -------------------------------------------------------------------- MAC */
+
+typedef struct mac_arg {
+    const kmip_obj *o;
+    const uint8_t *msg;
+    size_t len;
+} mac_arg;
+
+static int build_mac(km__ttlv_enc *e, int major, int minor, void *arg)
+{
+    mac_arg *a = arg;
+    return km__kmip_msg_mac(e, major, minor, a->o->uid, a->o->uid_len, a->msg, a->len);
+}
+
+static int kmip_mac(void *obj, const uint8_t *msg, size_t msg_len, uint8_t *tag, size_t tag_cap,
+                    size_t *tag_len)
+{
+    kmip_obj *o = obj;
+    mac_arg a = { o, msg, msg_len };
+    km__kmip_reply r;
+    const uint8_t *m;
+    size_t m_len;
+    int rc;
+
+    if (o == NULL || tag == NULL || tag_len == NULL)
+        return km_backend_error(KM_E_INVALID, KM_NATIVE_NONE, 0, "kmip mac: NULL argument");
+    if (o->type != KM_KEY_HMAC_SHA256)
+        return km_backend_error(KM_E_UNSUPPORTED, KM_NATIVE_NONE, 0,
+                                "kmip mac: not an HMAC key");
+    if (msg_len == 0)
+        /* KMIP's MAC has no empty Data (PyKMIP: "No data to be MACed") */
+        return km_backend_error(KM_E_UNSUPPORTED, KM_NATIVE_NONE, 0,
+                                "kmip mac: a KMIP server does not MAC an empty message");
+    if (tag_cap < 32)
+        return km_backend_error(KM_E_BUFFER, KM_NATIVE_NONE, 0, "kmip mac: 32 bytes needed");
+    rc = call(o->st, build_mac, &a, 1, &r, "mac");
+    if (rc != KM_OK)
+        return rc;
+    rc = km__kmip_result_err(&r.msg.items[0], KM__KMIP_OP_MAC, "mac");
+    if (rc == KM_OK) {
+        if (km__ttlv_get_bytes(&r.tree, r.msg.items[0].payload, KM__KMIP_TAG_MAC_DATA, &m,
+                               &m_len) != KM_OK
+            || m_len != 32)
+            rc = km_backend_error(KM_E_BACKEND, KM_NATIVE_NONE, 0,
+                                  "kmip mac: the response has no 32-byte MAC");
+        else {
+            memcpy(tag, m, 32);
+            *tag_len = 32;
+        }
+    }
+    km__kmip_reply_free(&r);
+    return rc;
+}
+
 /* ---------------------------------------------------------------- destroy */
 
 static int kmip_destroy(void *state, const km_backend_keyspec *spec, const uint8_t *ref,
@@ -560,11 +717,11 @@ static int kmip_slot_unseal(void *state, const uint8_t *blob, size_t blob_len,
 const km_backend_ops km__kmip_backend = {
     .version = KM_BACKEND_OPS_VERSION,
     .name = "kmip",
-    .caps = KM_BACKEND_CAP_SYMMETRIC,
+    .caps = KM_BACKEND_CAP_SYMMETRIC | KM_BACKEND_CAP_IMPORT,
     .open = kmip_open,
     .close = kmip_close,
     .generate = kmip_generate,
-    .import = NULL,
+    .import = kmip_import,
     .destroy = kmip_destroy,
     .load = kmip_load,
     .unload = kmip_unload,
@@ -572,7 +729,7 @@ const km_backend_ops km__kmip_backend = {
     .aead_open = kmip_aead_open,
     .sign = NULL,
     .verify = NULL,
-    .mac = NULL,
+    .mac = kmip_mac,
     .wrap = NULL,
     .unwrap = NULL,
     .derive = NULL,

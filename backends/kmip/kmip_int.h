@@ -50,6 +50,16 @@ int km__kmip_msg_decrypt(km__ttlv_enc *e, int major, int minor, const char *uid,
                          const uint8_t *aad2, size_t aad2_len, const uint8_t *tag,
                          size_t tag_len);
 
+/* Register of a Symmetric Key (Raw key format) of algorithm `alg`
+ * (KM__KMIP_ALG_AES or _HMAC_SHA256) with the usage mask and a Name. */
+int km__kmip_msg_register(km__ttlv_enc *e, int major, int minor, uint32_t alg,
+                          uint32_t usage_mask, const char *name, size_t name_len,
+                          const uint8_t *material, size_t material_len);
+
+/* MAC of `data` with an HMAC-SHA256 key (Cryptographic Parameters: the algorithm). */
+int km__kmip_msg_mac(km__ttlv_enc *e, int major, int minor, const char *uid, size_t uid_len,
+                     const uint8_t *data, size_t data_len);
+
 /* Revoke (Cessation of Operation) and Destroy in one batch. */
 int km__kmip_msg_revoke_destroy(km__ttlv_enc *e, int major, int minor, const char *uid,
                                 size_t uid_len);

@@ -86,6 +86,66 @@ int km__kmip_msg_activate(km__ttlv_enc *e, int major, int minor, const char *uid
     return km__kmip_req_end(e);
 }
 
+static void name_struct(km__ttlv_enc *e, uint32_t tag, const char *name, size_t name_len)
+{
+    km__ttlv_begin(e, tag);
+    km__ttlv_put_text(e, T(NAME_VALUE), name, name_len);
+    km__ttlv_put_enum(e, T(NAME_TYPE), KM__KMIP_NAME_TEXT);
+    km__ttlv_end(e);
+}
+
+int km__kmip_msg_register(km__ttlv_enc *e, int major, int minor, uint32_t alg,
+                          uint32_t usage_mask, const char *name, size_t name_len,
+                          const uint8_t *material, size_t material_len)
+{
+    km__kmip_req_begin(e, major, minor, 1);
+    km__kmip_item_begin(e, KM__KMIP_OP_REGISTER, NULL, 0);
+    km__ttlv_put_enum(e, T(OBJECT_TYPE), KM__KMIP_OBJ_SYMMETRIC_KEY);
+    if (major >= 2) {
+        km__ttlv_begin(e, T(ATTRIBUTES));
+        km__ttlv_put_int(e, T(CRYPTOGRAPHIC_USAGE_MASK), (int32_t)usage_mask);
+        name_struct(e, T(NAME), name, name_len);
+        km__ttlv_end(e);
+    } else {
+        km__ttlv_begin(e, T(TEMPLATE_ATTRIBUTE));
+        attr_name(e, "Cryptographic Usage Mask");
+        km__ttlv_put_int(e, T(ATTRIBUTE_VALUE), (int32_t)usage_mask);
+        km__ttlv_end(e);
+        attr_name(e, "Name");
+        name_struct(e, T(ATTRIBUTE_VALUE), name, name_len);
+        km__ttlv_end(e);
+        km__ttlv_end(e);
+    }
+    km__ttlv_begin(e, T(SYMMETRIC_KEY));
+    km__ttlv_begin(e, T(KEY_BLOCK));
+    km__ttlv_put_enum(e, T(KEY_FORMAT_TYPE), KM__KMIP_FORMAT_RAW);
+    km__ttlv_begin(e, T(KEY_VALUE));
+    km__ttlv_put_bytes(e, T(KEY_MATERIAL), material, material_len);
+    km__ttlv_end(e);
+    km__ttlv_put_enum(e, T(CRYPTOGRAPHIC_ALGORITHM), alg);
+    if (material_len > 0x0fffffff && e->err == KM_OK)
+        e->err = KM_E_INVALID;
+    km__ttlv_put_int(e, T(CRYPTOGRAPHIC_LENGTH), (int32_t)(material_len * 8));
+    km__ttlv_end(e);
+    km__ttlv_end(e);
+    km__kmip_item_end(e);
+    return km__kmip_req_end(e);
+}
+
+int km__kmip_msg_mac(km__ttlv_enc *e, int major, int minor, const char *uid, size_t uid_len,
+                     const uint8_t *data, size_t data_len)
+{
+    km__kmip_req_begin(e, major, minor, 1);
+    km__kmip_item_begin(e, KM__KMIP_OP_MAC, NULL, 0);
+    km__ttlv_put_text(e, T(UNIQUE_IDENTIFIER), uid, uid_len);
+    km__ttlv_begin(e, T(CRYPTOGRAPHIC_PARAMETERS));
+    km__ttlv_put_enum(e, T(CRYPTOGRAPHIC_ALGORITHM), KM__KMIP_ALG_HMAC_SHA256);
+    km__ttlv_end(e);
+    km__ttlv_put_bytes(e, T(DATA), data, data_len);
+    km__kmip_item_end(e);
+    return km__kmip_req_end(e);
+}
+
 static void gcm_params(km__ttlv_enc *e)
 {
     km__ttlv_begin(e, T(CRYPTOGRAPHIC_PARAMETERS));

@@ -80,6 +80,25 @@ def aes_template(name, mask):
     return objects.TemplateAttribute(attributes=attrs)
 
 
+def hmac_template(name):
+    attrs = [
+        F.create_attribute(enums.AttributeType.CRYPTOGRAPHIC_USAGE_MASK,
+                           [enums.CryptographicUsageMask.MAC_GENERATE,
+                            enums.CryptographicUsageMask.MAC_VERIFY]),
+        F.create_attribute(enums.AttributeType.NAME, attributes.Name.create(
+            name, enums.NameType.UNINTERPRETED_TEXT_STRING)),
+    ]
+    return objects.TemplateAttribute(attributes=attrs)
+
+
+def raw_key(alg, material):
+    return secrets.SymmetricKey(objects.KeyBlock(
+        key_format_type=objects.KeyFormatType(enums.KeyFormatType.RAW),
+        key_value=objects.KeyValue(key_material=objects.KeyMaterial(material)),
+        cryptographic_algorithm=attributes.CryptographicAlgorithm(alg),
+        cryptographic_length=attributes.CryptographicLength(len(material) * 8)))
+
+
 def gcm_params():
     return attributes.CryptographicParameters(
         block_cipher_mode=enums.BlockCipherMode.GCM,
@@ -149,6 +168,24 @@ def main():
     out.append(("get_resp", response(v, [
         (Op.GET, payloads.GetResponsePayload(
             object_type=enums.ObjectType.SYMMETRIC_KEY, unique_identifier=UID, secret=key),
+         ok, None, None)])))
+    for rv in ((1, 4), (2, 0)):
+        out.append(("register_hmac_req_%d%d" % rv, request(rv, [
+            (Op.REGISTER, payloads.RegisterRequestPayload(
+                object_type=enums.ObjectType.SYMMETRIC_KEY,
+                template_attribute=hmac_template("libkm-test"),
+                managed_object=raw_key(enums.CryptographicAlgorithm.HMAC_SHA256, KEY)))])))
+    out.append(("register_resp", response(v, [
+        (Op.REGISTER, payloads.RegisterResponsePayload(unique_identifier=UID), ok, None, None)])))
+    out.append(("mac_req", request(v, [
+        (Op.MAC, payloads.MACRequestPayload(
+            unique_identifier=attributes.UniqueIdentifier(UID),
+            cryptographic_parameters=attributes.CryptographicParameters(
+                cryptographic_algorithm=enums.CryptographicAlgorithm.HMAC_SHA256),
+            data=objects.Data(PT)))])))
+    out.append(("mac_resp", response(v, [
+        (Op.MAC, payloads.MACResponsePayload(
+            unique_identifier=attributes.UniqueIdentifier(UID), mac_data=objects.MACData(TAG * 2)),
          ok, None, None)])))
     out.append(("failure_resp", response(v, [
         (Op.DECRYPT, None, enums.ResultStatus.OPERATION_FAILED,
