@@ -691,6 +691,17 @@ START_TEST(test_kmip_config_and_types)
                       "config %zu accepted: %s", i, km_error_last()->message);
         fx_close(&f);
     }
+    /* a client key under a passphrase: refused at once, never a prompt */
+    {
+        char cfg[2048];
+        snprintf(cfg, sizeof cfg, "server=127.0.0.1:%d;ca=%s/ca.crt;cert=%s/client.crt;"
+                 "key=%s/client-enc.key", shared.port, pki_dir, pki_dir, pki_dir);
+        fx_open(&f, cfg);
+        ck_assert_int_eq(create_kmip_key(f.ctx, "k", KM_KEY_AES_256_GCM, &k), KM_E_INVALID);
+        ck_assert_ptr_nonnull(strstr(km_error_last()->message, "client-enc.key"));
+        ck_assert_ptr_null(strstr(km_error_last()->message, "secret"));
+        fx_close(&f);
+    }
     /* no configuration at all */
     fx_open(&f, NULL);
     ck_assert_int_eq(create_kmip_key(f.ctx, "k", KM_KEY_AES_256_GCM, &k), KM_E_INVALID);

@@ -198,6 +198,16 @@ static int ossl_err(int code, const char *what)
                             what, why ? ": " : "", why ? why : "");
 }
 
+/* A library never prompts: an encrypted key file fails to load. */
+static int no_passphrase(char *buf, int size, int rwflag, void *u)
+{
+    (void)buf;
+    (void)size;
+    (void)rwflag;
+    (void)u;
+    return 0;
+}
+
 int km__kmip_conn_new(const km__kmip_config *cfg, km__kmip_conn **out)
 {
     km__kmip_conn *c;
@@ -221,6 +231,7 @@ int km__kmip_conn_new(const km__kmip_config *cfg, km__kmip_conn **out)
         goto fail;
     }
     SSL_CTX_set_min_proto_version(c->ctx, TLS1_2_VERSION);
+    SSL_CTX_set_default_passwd_cb(c->ctx, no_passphrase);
     SSL_CTX_set_verify(c->ctx, SSL_VERIFY_PEER, NULL);
     SSL_CTX_set_mode(c->ctx, SSL_MODE_AUTO_RETRY);
     if (SSL_CTX_load_verify_locations(c->ctx, cfg->ca, NULL) != 1) {
@@ -235,7 +246,8 @@ int km__kmip_conn_new(const km__kmip_config *cfg, km__kmip_conn **out)
     }
     /* the key file's name only: never its contents */
     if (SSL_CTX_use_PrivateKey_file(c->ctx, cfg->key, SSL_FILETYPE_PEM) != 1) {
-        snprintf(what, sizeof what, "the client key %s does not load", cfg->key);
+        snprintf(what, sizeof what, "the client key %s does not load (a PEM key without a "
+                 "passphrase is needed)", cfg->key);
         rc = ossl_err(KM_E_INVALID, what);
         goto fail;
     }

@@ -5,8 +5,9 @@
 #   pykmip.sh certs DIR        makes in DIR: ca.crt (EC P-256 CA), server.crt/key
 #                              (SAN IP:127.0.0.1, serverAuth), client.crt/key (CN
 #                              libkm-a, clientAuth), client2.crt/key (CN libkm-b),
-#                              noeku.crt/key (no clientAuth), and other-ca.crt with
-#                              other.crt/key (a client of another CA)
+#                              noeku.crt/key (no clientAuth), other-ca.crt with
+#                              other.crt/key (a client of another CA), and
+#                              client-enc.key (client.key under a passphrase)
 #   pykmip.sh conf DIR PORT [PKI]
 #                              writes DIR/server.conf for 127.0.0.1:PORT (database
 #                              and policies in DIR; the certificates of PKI, by
@@ -45,7 +46,8 @@ certs)
     leaf client2 libkm-b ca extendedKeyUsage=clientAuth ""
     leaf noeku libkm-c ca extendedKeyUsage=serverAuth ""
     leaf other libkm-a other-ca extendedKeyUsage=clientAuth ""
-    chmod 600 ca.key other-ca.key
+    openssl pkey -in client.key -aes256 -passout pass:secret -out client-enc.key 2>/dev/null
+    chmod 600 ca.key other-ca.key client-enc.key
     ;;
 conf)
     pki=${4:-$dir}
