@@ -3,7 +3,8 @@
 # (certificates by tests/kmip/pykmip.sh, a free port, temporary state, stopped
 # by its PID at the end), backend add kmip, a key created with --protection
 # kmip that encrypts and decrypts through the server and that PyKMIP's own
-# client sees as Active. A missing PyKMIP is a failure, never a skip.
+# client sees as Active; the kmip keyslot opening the vault with KM_KMIP_CONFIG
+# and no passphrase. A missing PyKMIP is a failure, never a skip.
 set -u
 : "${top_builddir:=.}"
 : "${top_srcdir:=.}"
@@ -89,6 +90,16 @@ check "PyKMIP's client sees the key Active" [ "$state" = ACTIVE ]
 state=$("$PY" "$KMIPDIR/pykmip_client.py" "$tmp" "$port" client2.crt client2.key state "$uid")
 check "another client certificate does not" [ "$state" = DENIED ]
 t 8 "an ec key cannot be held by the server (unsupported)" - key create E --type ec-p256 --protection kmip
+# the kmip keyslot: the vault opens with the key server and no passphrase
+t 0 "keyslot add kmip" - keyslot add kmip --server "127.0.0.1:$port" --ca ca.crt --cert client.crt --key client.key
+cfg="server=127.0.0.1:$port;ca=$tmp/ca.crt;cert=$tmp/client.crt;key=$tmp/client.key"
+cfg2="server=127.0.0.1:$port;ca=$tmp/ca.crt;cert=$tmp/client2.crt;key=$tmp/client2.key"
+(unset KM_PASSPHRASE; KM_KMIP_CONFIG="$cfg" "$KMCTL" decrypt <K.ct >out 2>err)
+check "opened by the key server, it decrypts" cmp -s out msg
+(unset KM_PASSPHRASE; KM_KMIP_CONFIG="$cfg2" "$KMCTL" key list >out 2>err)
+check "another client certificate does not open it (exit 5)" [ $? -eq 5 ]
+t 0 "audit records the keyslot" - audit show
+check "the keyslot entry" grep -q '"op":"keyslot.add","result":"OK","detail":"kmip"' out
 # the server stopped: a backend error (exit 7) within seconds, no hang
 kill "$pid"
 wait "$pid" 2>/dev/null

@@ -53,9 +53,10 @@ static int file_arg(const char *what, const char *v, char *abs, size_t cap)
     return KMCTL_EXIT_OK;
 }
 
-int kmctl_cmd_backend_add_kmip(struct kmctl *k, const struct kmctl_args *a)
+/* The kmip configuration string from the options of backend/keyslot add kmip. */
+static int kmip_config(const struct kmctl_args *a, char *config, size_t cap)
 {
-    char config[CONFIG_MAX], ca[PATH_MAX], cert[PATH_MAX], key[PATH_MAX], extra[64] = "";
+    char ca[PATH_MAX], cert[PATH_MAX], key[PATH_MAX], extra[64] = "";
     struct stat st;
     int rc;
 
@@ -80,11 +81,35 @@ int kmctl_cmd_backend_add_kmip(struct kmctl *k, const struct kmctl_args *a)
         snprintf(extra + strlen(extra), sizeof extra - strlen(extra), ";timeout=%llu",
                  (unsigned long long)a->num[OPT_TIMEOUT]);
     }
-    if ((size_t)snprintf(config, sizeof config, "server=%s;ca=%s;cert=%s;key=%s%s",
-                         a->val[OPT_SERVER], ca, cert, key, extra) >= sizeof config)
+    if ((size_t)snprintf(config, cap, "server=%s;ca=%s;cert=%s;key=%s%s", a->val[OPT_SERVER],
+                         ca, cert, key, extra) >= cap)
         return kmctl_error(KMCTL_EXIT_USAGE, "the paths are too long");
+    return KMCTL_EXIT_OK;
+}
+
+int kmctl_cmd_backend_add_kmip(struct kmctl *k, const struct kmctl_args *a)
+{
+    char config[CONFIG_MAX];
+    int rc;
+
+    if ((rc = kmip_config(a, config, sizeof config)) != KMCTL_EXIT_OK)
+        return rc;
     if ((rc = km_vault_backend_set(k->ctx, "kmip", config)) != KM_OK)
         return kmctl_lib_error(rc, "registering the KMIP server");
+    return KMCTL_EXIT_OK;
+}
+
+int kmctl_cmd_keyslot_add_kmip(struct kmctl *k, const struct kmctl_args *a)
+{
+    char config[CONFIG_MAX];
+    int rc;
+
+    if ((rc = kmip_config(a, config, sizeof config)) != KMCTL_EXIT_OK)
+        return rc;
+    if ((rc = km_vault_add_backend_slot(k->ctx, "kmip", config)) != KM_OK)
+        return kmctl_lib_error(rc, "sealing the master key with the KMIP server");
+    fprintf(stderr, "kmctl: the master key is sealed by a key of the KMIP server; open with "
+                    "KM_KMIP_CONFIG=\"%s\" and no passphrase\n", config);
     return KMCTL_EXIT_OK;
 }
 

@@ -245,6 +245,8 @@ static const struct kmctl_cmd commands[] = {
       "list the tokens of a PKCS#11 module: SERIALISED-ID<tab>LABEL per line (no vault, no PIN)" },
     { "keyslot add tpm2", "", 0, o_tpm_slot, NULL, kmctl_cmd_keyslot_add_tpm2, VAULT_OPEN, "",
       "seal the master key to a TPM: the vault then opens with KM_TPM2_TCTI, no passphrase" },
+    { "keyslot add kmip", "", 0, o_kmip, NULL, kmctl_cmd_keyslot_add_kmip, VAULT_OPEN, "",
+      "seal the master key with a KMIP server's key: the vault then opens with KM_KMIP_CONFIG" },
     { "vault compact", "", 0, o_none, NULL, kmctl_cmd_vault_compact, VAULT_OPEN, "",
       "rewrite the vault file without free pages (no stale sealed copies left)" },
     { "vault rekey", "", 0, o_rekey, NULL, kmctl_cmd_vault_rekey, VAULT_OPEN, "",
@@ -310,7 +312,8 @@ static void help(FILE *f)
           "or $KM_PASSPHRASE, never from an argument. With --principal NAME (or\n"
           "$KM_PRINCIPAL) the passphrase is that principal's own credential. With\n"
           "--share-file FILE given M times, custodians' shares open the vault instead;\n"
-          "with no passphrase given and $KM_TPM2_TCTI set, the vault's TPM keyslot does.\n"
+          "with no passphrase given and $KM_TPM2_TCTI set, the vault's TPM keyslot does,\n"
+          "and with $KM_KMIP_CONFIG set, its KMIP keyslot does.\n"
           "Errors go to stderr.\n", f);
     for (pass = 0; pass < 2; pass++) {
         int any = 0;
@@ -588,6 +591,7 @@ static int open_vault(struct kmctl *k, const struct kmctl_cmd *c, const struct k
     km_secret *pass = NULL, *shares[KMCTL_SHARES_MAX] = { NULL };
     const char *share_text[KMCTL_SHARES_MAX];
     const char *tcti = getenv("KM_TPM2_TCTI");
+    const char *kmip = getenv("KM_KMIP_CONFIG");
     char tpm_config[1024];
     size_t pass_len = 0;
     int rc, i;
@@ -604,6 +608,11 @@ static int open_vault(struct kmctl *k, const struct kmctl_cmd *c, const struct k
             goto out;
         o.shares = share_text;
         o.share_count = (size_t)g->nshares;
+    } else if (g->passphrase_file == NULL && getenv("KM_PASSPHRASE") == NULL
+               && kmip != NULL && kmip[0] != '\0' && c->vault != VAULT_CREATE) {
+        /* no passphrase but a KMIP configuration: open with the vault's KMIP keyslot */
+        o.slot_backend = "kmip";
+        o.slot_config = kmip;
     } else if (g->passphrase_file == NULL && getenv("KM_PASSPHRASE") == NULL
                && tcti != NULL && tcti[0] != '\0' && c->vault != VAULT_CREATE) {
         /* no passphrase but a TPM: open with the vault's TPM keyslot */
