@@ -29,6 +29,7 @@ extern const km_backend_ops km__pkcs11_card_backend;
 #ifdef KM_HAVE_TPM2
 extern const km_backend_ops km__tpm2_backend;
 #endif
+extern const km_backend_ops km__kmip_backend;   /* backends/kmip/ (always built) */
 
 /* Record tags (TLV) of the catalog records. Append only. */
 enum {

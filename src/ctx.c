@@ -158,6 +158,7 @@ static void register_builtins(void)
 #ifdef KM_HAVE_TPM2
     (void)register_backend(&km__tpm2_backend, 1);
 #endif
+    (void)register_backend(&km__kmip_backend, 1);
 }
 
 /* A backend's configuration lives sealed in the vault's meta table under

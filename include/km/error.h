@@ -59,7 +59,8 @@ typedef enum km_native_kind {
     KM_NATIVE_LMDB = 2,    /**< LMDB return code (MDB_*) */
     KM_NATIVE_OPENSSL = 3, /**< ERR_get_error() packed code */
     KM_NATIVE_PKCS11 = 4,  /**< CK_RV */
-    KM_NATIVE_TSS2 = 5     /**< TSS2_RC */
+    KM_NATIVE_TSS2 = 5,    /**< TSS2_RC */
+    KM_NATIVE_KMIP = 6     /**< KMIP Result Reason of a failed operation */
 } km_native_kind;
 
 /** The last error of the calling thread. All fields are read-only. */

@@ -1,9 +1,13 @@
-/* cmd_backend.c - kmctl: registering a TPM or a PKCS#11 token with the vault,
+/* cmd_backend.c - kmctl: registering a TPM, a PKCS#11 token or a KMIP server with the vault,
  * and sealing the master key to a TPM (a keyslot). */
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
+
+#include <sys/stat.h>
 
 #include <km/sys/backend.h>
 
@@ -31,6 +35,81 @@ int kmctl_cmd_backend_add_tpm2(struct kmctl *k, const struct kmctl_args *a)
         return kmctl_error(KMCTL_EXIT_USAGE, "--tcti is too long");
     if ((rc = km_vault_backend_set(k->ctx, "tpm2", config)) != KM_OK)
         return kmctl_lib_error(rc, "registering the TPM");
+    return KMCTL_EXIT_OK;
+}
+
+/* A file the backend will read: an absolute path (the vault is opened from
+ * anywhere), readable now. */
+static int file_arg(const char *what, const char *v, char *abs, size_t cap)
+{
+    int rc;
+
+    if ((rc = plain(what, v)) != KMCTL_EXIT_OK)
+        return rc;
+    if (access(v, R_OK) != 0)
+        return kmctl_error(KMCTL_EXIT_USAGE, "%s: cannot read '%s'", what, v);
+    if (realpath(v, abs) == NULL || strlen(abs) >= cap)
+        return kmctl_error(KMCTL_EXIT_USAGE, "%s: cannot resolve '%s'", what, v);
+    return KMCTL_EXIT_OK;
+}
+
+/* The kmip configuration string from the options of backend/keyslot add kmip. */
+static int kmip_config(const struct kmctl_args *a, char *config, size_t cap)
+{
+    char ca[PATH_MAX], cert[PATH_MAX], key[PATH_MAX], extra[64] = "";
+    struct stat st;
+    int rc;
+
+    if ((rc = plain("--server", a->val[OPT_SERVER])) != KMCTL_EXIT_OK
+        || (rc = file_arg("--ca", a->val[OPT_CA], ca, sizeof ca)) != KMCTL_EXIT_OK
+        || (rc = file_arg("--cert", a->val[OPT_CERT], cert, sizeof cert)) != KMCTL_EXIT_OK
+        || (rc = file_arg("--key", a->val[OPT_TLS_KEY], key, sizeof key)) != KMCTL_EXIT_OK)
+        return rc;
+    /* the client's private key is checked like a passphrase file; its name
+     * goes into the vault, never its contents */
+    if (stat(key, &st) == 0 && (st.st_mode & (S_IRGRP | S_IROTH)))
+        kmctl_warn("key file '%s' is readable by group or others (chmod 600 it)", key);
+    if (a->val[OPT_PROTOCOL] != NULL && strcmp(a->val[OPT_PROTOCOL], "2.0") != 0
+        && strcmp(a->val[OPT_PROTOCOL], "1.4") != 0)
+        return kmctl_error(KMCTL_EXIT_USAGE, "--protocol is 2.0 or 1.4 (AES-GCM needs 1.4 or "
+                                             "later)");
+    if (a->val[OPT_PROTOCOL] != NULL)
+        snprintf(extra, sizeof extra, ";version=%s", a->val[OPT_PROTOCOL]);
+    if (a->val[OPT_TIMEOUT] != NULL) {
+        if (a->num[OPT_TIMEOUT] < 100)
+            return kmctl_error(KMCTL_EXIT_USAGE, "--timeout is 100..600000 ms");
+        snprintf(extra + strlen(extra), sizeof extra - strlen(extra), ";timeout=%llu",
+                 (unsigned long long)a->num[OPT_TIMEOUT]);
+    }
+    if ((size_t)snprintf(config, cap, "server=%s;ca=%s;cert=%s;key=%s%s", a->val[OPT_SERVER],
+                         ca, cert, key, extra) >= cap)
+        return kmctl_error(KMCTL_EXIT_USAGE, "the paths are too long");
+    return KMCTL_EXIT_OK;
+}
+
+int kmctl_cmd_backend_add_kmip(struct kmctl *k, const struct kmctl_args *a)
+{
+    char config[CONFIG_MAX];
+    int rc;
+
+    if ((rc = kmip_config(a, config, sizeof config)) != KMCTL_EXIT_OK)
+        return rc;
+    if ((rc = km_vault_backend_set(k->ctx, "kmip", config)) != KM_OK)
+        return kmctl_lib_error(rc, "registering the KMIP server");
+    return KMCTL_EXIT_OK;
+}
+
+int kmctl_cmd_keyslot_add_kmip(struct kmctl *k, const struct kmctl_args *a)
+{
+    char config[CONFIG_MAX];
+    int rc;
+
+    if ((rc = kmip_config(a, config, sizeof config)) != KMCTL_EXIT_OK)
+        return rc;
+    if ((rc = km_vault_add_backend_slot(k->ctx, "kmip", config)) != KM_OK)
+        return kmctl_lib_error(rc, "sealing the master key with the KMIP server");
+    fprintf(stderr, "kmctl: the master key is sealed by a key of the KMIP server; open with "
+                    "KM_KMIP_CONFIG=\"%s\" and no passphrase\n", config);
     return KMCTL_EXIT_OK;
 }
 

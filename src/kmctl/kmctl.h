@@ -68,6 +68,12 @@ enum kmctl_opt_id {
     OPT_STORE_PIN,
     OPT_NEW_PASS_FILE,
     OPT_PCRS,
+    OPT_SERVER,
+    OPT_CA,
+    OPT_CERT,
+    OPT_TLS_KEY,
+    OPT_PROTOCOL,
+    OPT_TIMEOUT,
     OPT__COUNT
 };
 
@@ -169,6 +175,8 @@ int kmctl_cmd_keyslot_remove_passphrases(struct kmctl *k, const struct kmctl_arg
 
 /* commands: TPM and PKCS#11 registration, the TPM keyslot (cmd_backend.c) */
 int kmctl_cmd_backend_add_tpm2(struct kmctl *k, const struct kmctl_args *a);
+int kmctl_cmd_backend_add_kmip(struct kmctl *k, const struct kmctl_args *a);
+int kmctl_cmd_keyslot_add_kmip(struct kmctl *k, const struct kmctl_args *a);
 int kmctl_cmd_backend_add_pkcs11(struct kmctl *k, const struct kmctl_args *a);
 int kmctl_cmd_backend_tokens(struct kmctl *k, const struct kmctl_args *a);
 int kmctl_cmd_backend_list(struct kmctl *k, const struct kmctl_args *a);

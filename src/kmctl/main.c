@@ -128,6 +128,13 @@ static const struct kmctl_optspec o_pkcs11[] = {
     { "token-uri", "URI", ARG_STR, 1, OPT_TOKEN_URI, 0 },
     { "pin-file", "FILE", ARG_STR, 0, OPT_PIN_FILE, 0 },
     { "store-pin", NULL, ARG_NONE, 0, OPT_STORE_PIN, 0 }, O_END };
+static const struct kmctl_optspec o_kmip[] = {
+    { "server", "HOST:PORT", ARG_STR, 1, OPT_SERVER, 0 },
+    { "ca", "FILE", ARG_STR, 1, OPT_CA, 0 },
+    { "cert", "FILE", ARG_STR, 1, OPT_CERT, 0 },
+    { "key", "FILE", ARG_STR, 1, OPT_TLS_KEY, 0 },
+    { "protocol", "2.0|1.4", ARG_STR, 0, OPT_PROTOCOL, 0 },
+    { "timeout", "MS", ARG_UINT, 0, OPT_TIMEOUT, 600000 }, O_END };
 static const struct kmctl_optspec o_tokens[] = {
     { "module", "PATH", ARG_STR, 1, OPT_MODULE, 0 }, O_END };
 
@@ -230,12 +237,16 @@ static const struct kmctl_cmd commands[] = {
       "register a TPM 2.0 (TCTI: swtpm:host=H,port=P or device:/dev/tpmrm0) for --protection tpm2" },
     { "backend add pkcs11", "", 0, o_pkcs11, NULL, kmctl_cmd_backend_add_pkcs11, VAULT_OPEN, "",
       "register a PKCS#11 token for --protection pkcs11 (PIN: KM_PKCS11_PIN, or --store-pin)" },
+    { "backend add kmip", "", 0, o_kmip, NULL, kmctl_cmd_backend_add_kmip, VAULT_OPEN, "",
+      "register a KMIP key server (mutual TLS) for --protection kmip" },
     { "backend list", "", 0, o_none, NULL, kmctl_cmd_backend_list, VAULT_NONE, "",
       "list the key backends this libkm has, one name per line (no vault)" },
     { "backend tokens", "", 0, o_tokens, NULL, kmctl_cmd_backend_tokens, VAULT_NONE, "",
       "list the tokens of a PKCS#11 module: SERIALISED-ID<tab>LABEL per line (no vault, no PIN)" },
     { "keyslot add tpm2", "", 0, o_tpm_slot, NULL, kmctl_cmd_keyslot_add_tpm2, VAULT_OPEN, "",
       "seal the master key to a TPM: the vault then opens with KM_TPM2_TCTI, no passphrase" },
+    { "keyslot add kmip", "", 0, o_kmip, NULL, kmctl_cmd_keyslot_add_kmip, VAULT_OPEN, "",
+      "seal the master key with a KMIP server's key: the vault then opens with KM_KMIP_CONFIG" },
     { "vault compact", "", 0, o_none, NULL, kmctl_cmd_vault_compact, VAULT_OPEN, "",
       "rewrite the vault file without free pages (no stale sealed copies left)" },
     { "vault rekey", "", 0, o_rekey, NULL, kmctl_cmd_vault_rekey, VAULT_OPEN, "",
@@ -322,7 +333,8 @@ static void help(FILE *f)
           "or $KM_PASSPHRASE, never from an argument. With --principal NAME (or\n"
           "$KM_PRINCIPAL) the passphrase is that principal's own credential. With\n"
           "--share-file FILE given M times, custodians' shares open the vault instead;\n"
-          "with no passphrase given and $KM_TPM2_TCTI set, the vault's TPM keyslot does.\n"
+          "with no passphrase given and $KM_TPM2_TCTI set, the vault's TPM keyslot does,\n"
+          "and with $KM_KMIP_CONFIG set, its KMIP keyslot does.\n"
           "Errors go to stderr.\n", f);
     for (pass = 0; pass < 2; pass++) {
         int any = 0;
@@ -599,6 +611,7 @@ static int open_vault(struct kmctl *k, const struct kmctl_cmd *c, const struct k
     km_secret *pass = NULL, *shares[KMCTL_SHARES_MAX] = { NULL };
     const char *share_text[KMCTL_SHARES_MAX];
     const char *tcti = getenv("KM_TPM2_TCTI");
+    const char *kmip = getenv("KM_KMIP_CONFIG");
     char tpm_config[1024];
     size_t pass_len = 0;
     int rc, i;
@@ -615,6 +628,11 @@ static int open_vault(struct kmctl *k, const struct kmctl_cmd *c, const struct k
             goto out;
         o.shares = share_text;
         o.share_count = (size_t)g->nshares;
+    } else if (g->passphrase_file == NULL && getenv("KM_PASSPHRASE") == NULL
+               && kmip != NULL && kmip[0] != '\0' && c->vault != VAULT_CREATE) {
+        /* no passphrase but a KMIP configuration: open with the vault's KMIP keyslot */
+        o.slot_backend = "kmip";
+        o.slot_config = kmip;
     } else if (g->passphrase_file == NULL && getenv("KM_PASSPHRASE") == NULL
                && tcti != NULL && tcti[0] != '\0' && c->vault != VAULT_CREATE) {
         /* no passphrase but a TPM: open with the vault's TPM keyslot */

@@ -709,7 +709,7 @@ static void bench_audit(const char *dir)
 static const char *const all_pairs[] = {
     "encrypt-64", "encrypt-4k", "decrypt-64", "decrypt-4k", "sign-p256", "sign-ed25519",
     "open-cold", "encrypt-64-2threads", "encrypt-64-audit", "pkcs11-encrypt", "pkcs11-sign",
-    "tpm2-sign", NULL
+    "tpm2-sign", "kmip-encrypt", NULL
 };
 
 static int wanted(int argc, char **argv, const char *name)
@@ -833,6 +833,8 @@ int main(int argc, char **argv)
                         wanted(argc, argv, "pkcs11-sign"));
     if (wanted(argc, argv, "tpm2-sign"))
         bench_hw_tpm2(dir, hw_pair);
+    if (wanted(argc, argv, "kmip-encrypt"))
+        bench_hw_kmip(dir, hw_pair);
     bench_print_load();
 done:
     km_key_free(aes);

@@ -14,5 +14,7 @@ typedef void (*bench_pair_fn)(const char *name, bench_hw_fn km, void *km_arg, be
 void bench_hw_pkcs11(const char *dir, bench_pair_fn pair, int want_enc, int want_sign);
 /* tpm2-sign on two swtpm instances started in `dir`. */
 void bench_hw_tpm2(const char *dir, bench_pair_fn pair);
+/* kmip-encrypt on a PyKMIP server started in `dir` (bench_kmip.c). */
+void bench_hw_kmip(const char *dir, bench_pair_fn pair);
 
 #endif

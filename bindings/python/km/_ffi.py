@@ -277,7 +277,8 @@ _ERRORS = (
     ("KM_E_INTERNAL", -22, "InternalError", None),
 )
 
-NATIVE_KINDS = {0: None, 1: "errno", 2: "lmdb", 3: "openssl", 4: "pkcs11", 5: "tss2"}
+NATIVE_KINDS = {0: None, 1: "errno", 2: "lmdb", 3: "openssl", 4: "pkcs11", 5: "tss2",
+                6: "kmip"}
 
 
 class KmError(Exception):
@@ -288,7 +289,7 @@ class KmError(Exception):
         name: its C name (e.g. "KM_E_NOTFOUND").
         message: km_error_last()'s one-line message (never secrets).
         native_kind: what ``native`` is: None, "errno", "lmdb", "openssl",
-            "pkcs11" or "tss2".
+            "pkcs11", "tss2" or "kmip".
         native: the backend's own code (CK_RV, TSS2_RC, MDB rc, errno), or 0.
         function: the C function that failed, when known.
     """

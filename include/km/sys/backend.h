@@ -176,7 +176,8 @@ KM_EXTERN int km_backend_unregister(const char *name);
 /**
  * The names of the backends this libkm has: built-in ones first (those the
  * library was built with: "software", and "pkcs11", "pkcs11-card", "tpm2" when
- * configured), then those registered at run time, in registration order.
+ * configured, and "kmip"), then those registered at run time, in registration
+ * order.
  * @param[out] names  receives up to `cap` NUL-terminated names (may be NULL when
  *                    cap is 0, to ask only for the count)
  * @param[in]  cap    entries available in `names`
