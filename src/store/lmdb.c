@@ -18,7 +18,7 @@
  * environment.
  */
 #include "km_int.h"
-#include "store/lmdb.h"
+#include "lmdb.h"
 
 #include <errno.h>
 #include <fcntl.h>

@@ -23,7 +23,7 @@
  * copies it the same way into `<dir>/data.mdb` and never overwrites a vault.
  */
 #include "km_int.h"
-#include "store/lmdb.h"
+#include "lmdb.h"
 
 #include <errno.h>
 #include <fcntl.h>
