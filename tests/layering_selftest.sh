@@ -200,7 +200,7 @@ chmod -R u+w "$tree"
 run "the real tree passes with its debt" 0 "0 new, debt left"
 printf '#include "core.h"\n' >> "$tree/backends/tpm2/tpm2_conn.c"
 line=$(wc -l < "$tree/backends/tpm2/tpm2_conn.c" | tr -d ' ')
-run "the real tree with a planted include" 1 "VIOLATION backends/tpm2/tpm2_conn.c:$line: include src/core.h"
+run "the real tree with a planted include" 1 "VIOLATION backends/tpm2/tpm2_conn.c:$line: include src/core/core.h"
 
 echo "layering_selftest: $((n - fails)) of $n cases as expected"
 [ "$fails" -eq 0 ]
