@@ -9,6 +9,23 @@
 #include <stdlib.h>
 #include <string.h>
 
+int km_vault_id(const km_ctx *ctx, uint8_t out[16])
+{
+    if (ctx == NULL || out == NULL)
+        return km__err(KM_E_INVALID, "km_vault_id: %s is NULL", ctx == NULL ? "ctx" : "out");
+    memcpy(out, ctx->vault_id, 16);
+    return KM_OK;
+}
+
+int km_set_progress(km_ctx *ctx, km_progress_fn fn, void *arg)
+{
+    if (ctx == NULL)
+        return km__err(KM_E_INVALID, "km_set_progress: ctx is NULL");
+    ctx->progress = fn;
+    ctx->progress_arg = arg;
+    return KM_OK;
+}
+
 int km_vault_backend_set(km_ctx *ctx, const char *name, const char *config)
 {
     uint8_t key[48];

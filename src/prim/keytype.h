@@ -35,7 +35,7 @@ typedef enum km__family {
 } km__family;
 
 /* Key classes of SP 800-57 Part 1 rev. 5 Table 1 that the key types map to
- * (the policy's cryptoperiod classes, src/policy.c). */
+ * (the policy's cryptoperiod classes, src/rules/policy.c). */
 typedef enum km__pclass {
     KM__PCLASS_SYMMETRIC_DATA = 0,     /* aes-*-gcm */
     KM__PCLASS_SYMMETRIC_WRAPPING = 1, /* aes-256-kwp */

@@ -1,7 +1,7 @@
 /*
  * lmdb_backup.c - hot backup and restore of an LMDB vault: the LMDB store's
  * backup and restore members (km_vault_backup, km_vault_restore; the public
- * part is src/backup.c).
+ * part is src/api/vault.c).
  *
  * A backup is one file: a compacted copy of the vault's data.mdb written by
  * LMDB from one read snapshot (mdb_env_copyfd2 with MDB_CP_COMPACT) while
@@ -36,7 +36,7 @@
 
 #include <lmdb.h>
 
-/* As in src/store.c and docs/FORMATS.md: the unsealed meta entries. */
+/* As in src/store/store.c and docs/FORMATS.md: the unsealed meta entries. */
 #define BK_VAULT_FORMAT 1
 #define BK_MAXDBS 16
 static const char BK_META[] = "meta";
