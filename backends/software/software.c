@@ -1,5 +1,5 @@
 /*
- * crypto.c - the "software" backend: key material held by libkm itself and
+ * software.c - the "software" backend: key material held by libkm itself and
  * used through OpenSSL 3 EVP. The only file that calls EVP for software keys.
  *
  * A software reference (km_int.h) is [1 byte km_material_format][bytes]:
