@@ -1,4 +1,4 @@
-/* check_core.c - errors, secure memory, encodings (src/error.c, secure.c, format.c, prim.c). */
+/* check_core.c - errors, secure memory, encodings (src/prim/error.c, secure.c, format.c, prim.c). */
 #include <check.h>
 #include <pthread.h>
 #include <signal.h>

@@ -1,4 +1,4 @@
-/* check_crypto.c - the software backend (src/crypto.c), called through its vtable. */
+/* check_crypto.c - the software backend (backends/software/software.c), called through its vtable. */
 #include "km_int.h"
 #include "core.h"
 #include "testutil.h"

@@ -1,7 +1,7 @@
 /*
  * check_faults.c - a crash at every write step (TESTING.md C: "a crash at every
  * step of rotate, rewrap, import and destroy leaves the old state or the new
- * one"). The vault's internal fault hook (km__fault_arm, src/store.c)
+ * one"). The vault's internal fault hook (km__fault_arm, src/store/store.c)
  * counts every put, delete, commit, the moment after each commit, and the file
  * steps of compaction (directory made, copy written, copy synced, renamed).
  * Operations: create, import, rotate, revoke (compromise), destroy by

@@ -1,4 +1,4 @@
-/* check_policy.c - the policy module (src/policy.c): defaults, parsing, tightening, checks. */
+/* check_policy.c - the policy module (src/rules/policy.c): defaults, parsing, tightening, checks. */
 #include <check.h>
 #include <stdio.h>
 #include <stdlib.h>

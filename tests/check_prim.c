@@ -1,4 +1,4 @@
-/* check_prim.c - the primitives the device backends use (src/prim.h:
+/* check_prim.c - the primitives the device backends use (src/prim/prim.h:
  * prim_keyed.c km__skey, prim_pkey.c km__pkey): they agree with the one-shot
  * primitives and with the software backend on the same keys. */
 #include <check.h>

@@ -158,7 +158,7 @@ static uint8_t *raw_material(const uint8_t id[16], uint32_t version, size_t *len
 }
 
 /* Opens a sealed material record with the record key derived from `master`
- * (src/store.c's record format, FORMATS.md): KM_OK or KM_E_INTEGRITY. */
+ * (src/store/store.c's record format, FORMATS.md): KM_OK or KM_E_INTEGRITY. */
 static int open_sealed(const uint8_t master[32], const uint8_t id[16], uint32_t version,
                        const uint8_t *rec, size_t len)
 {

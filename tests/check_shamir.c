@@ -1,4 +1,4 @@
-/* check_shamir.c - the Shamir arithmetic (src/shamir.c): GF(2^8) multiply and
+/* check_shamir.c - the Shamir arithmetic (src/prim/shamir.c): GF(2^8) multiply and
  * inverse against a slow reference and the FIPS-197 examples; every M-subset
  * of N shares recovers the secret and fewer do not; a fixed known-answer
  * vector; altered shares interpolate to a different secret (the arithmetic
@@ -242,7 +242,7 @@ END_TEST
 /* A share with an altered byte, or a share presented under the wrong x,
  * interpolates to a different secret and the arithmetic returns KM_OK: it
  * cannot detect a wrong share. The keyslot detects it with a hash per share
- * (src/keyslot.c); this test documents why that check is needed. */
+ * (src/store/keyslot.c); this test documents why that check is needed. */
 START_TEST(altered_share_changes_result)
 {
     uint8_t secret[32], all[5 * 32], xs[3], ys[3 * 32], out[32];

@@ -1,4 +1,4 @@
-/* check_store.c - the catalog store interface (src/store.h): a second
+/* check_store.c - the catalog store interface (src/store/store.h): a second
  * implementation (an in-memory store with call counters, below) under the
  * same sealing, keyslots, unlock and rekey as LMDB; the device-keyslot
  * callback; the change generation; the scheme table; a failed write. */

@@ -1,4 +1,4 @@
-/* check_vault.c - the LMDB store (src/store/lmdb.c) under src/store.c and keyslot.c:
+/* check_vault.c - the LMDB store (src/store/lmdb.c) under src/store/store.c and keyslot.c:
  * keyslots, sealed records, sharing. */
 #include <check.h>
 #include <lmdb.h>

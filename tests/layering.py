@@ -68,7 +68,7 @@ def glob_re(pat):
 class Map:
     def __init__(self, path):
         self.roots, self.layers, self.pure_files, self.pure_names = [], [], [], set()
-        self.openssl = []
+        self.openssl, self.includes = [], []
         with open(path, encoding="utf-8") as f:
             for n, line in enumerate(f, 1):
                 line = line.split("#", 1)[0].split()
@@ -79,6 +79,8 @@ class Map:
                     die("%s:%d: '%s' needs arguments" % (path, n, key))
                 if key == "roots":
                     self.roots += args
+                elif key == "includes":
+                    self.includes += args
                 elif key == "pure":
                     for a in args:
                         if a.startswith("km__"):
@@ -95,6 +97,8 @@ class Map:
                         self.layers.append((glob_re(a), key))
         if not self.roots:
             die("%s: no 'roots' line" % path)
+        if not self.includes:
+            self.includes = ["include", "src"]
 
     def layer(self, rel):
         for rx, name in self.layers:          # first match wins
@@ -317,8 +321,10 @@ def walk(root, m):
     return files
 
 
-def resolve_include(rel, name, byrel, bybase):
-    for cand in (os.path.join(os.path.dirname(rel), name), "include/" + name, "src/" + name):
+def resolve_include(rel, name, byrel, bybase, incdirs):
+    """As the compiler does: next to the including file, then in each of the
+    map's include directories; failing that, the only file of that name."""
+    for cand in [os.path.join(os.path.dirname(rel), name)] + [d + "/" + name for d in incdirs]:
         cand = os.path.normpath(cand).replace(os.sep, "/")
         if cand in byrel:
             return cand
@@ -435,7 +441,7 @@ def main(argv):
                     add(f, "openssl", "<%s>" % name, line,
                         "OpenSSL is allowed only in %s" % ", ".join(m.openssl))
                 continue
-            tgt = resolve_include(f.rel, name, files, bybase)
+            tgt = resolve_include(f.rel, name, files, bybase, m.includes)
             if tgt is None:
                 if name != "config.h":
                     warnings.append("%s:%d: include \"%s\" not found in the tree" % (f.rel, line, name))

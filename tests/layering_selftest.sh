@@ -1,7 +1,8 @@
 #!/bin/sh
 # The layering check's own test: a tiny tree with one file per layer passes;
 # each planted violation (an upward call, an upward include, a backend
-# including core.h, OpenSSL in a core file, a rules file calling the store,
+# including core.h, an include found through the map's include path,
+# OpenSSL in a core file, a rules file calling the store,
 # rules calling an impure primitive, a cycle in primitives, a backend calling
 # the core, an unmapped file, a stale debt line) makes it fail with a message
 # naming the file and line; and a violation planted in a copy of the real tree
@@ -153,6 +154,14 @@ plant backendcore
 append backends/dev/dev.c '#include "core.h"'
 run "backend includes core.h" 1 "VIOLATION backends/dev/dev.c:$line: include src/core.h: backends:dev may not include src/core.h (core)"
 
+plant incpath
+mkdir -p "$tree/src/inner"
+echo 'int km__inner(void);' > "$tree/src/inner/inner.h"
+echo 'int km__tool_inner(void);' > "$tree/tools/inner.h"
+printf 'includes include src src/inner\ncore src/inner/**\n' >> "$tree/tests/layers.map"
+append src/store.c '#include "inner.h"'
+run "include resolved through the map's include path" 1 "VIOLATION src/store.c:$line: include src/inner/inner.h: store may not include src/inner/inner.h (core)"
+
 plant backendcall
 append backends/dev/dev.c 'int km__dev_x(void) { return km__core_do(2); }'
 run "backend calls the core" 1 "VIOLATION backends/dev/dev.c:$line: call km__core_do: backends:dev may not use km__core_do"
@@ -200,7 +209,7 @@ chmod -R u+w "$tree"
 run "the real tree passes with its debt" 0 "0 new, debt left"
 printf '#include "core.h"\n' >> "$tree/backends/tpm2/tpm2_conn.c"
 line=$(wc -l < "$tree/backends/tpm2/tpm2_conn.c" | tr -d ' ')
-run "the real tree with a planted include" 1 "VIOLATION backends/tpm2/tpm2_conn.c:$line: include src/core.h"
+run "the real tree with a planted include" 1 "VIOLATION backends/tpm2/tpm2_conn.c:$line: include src/core/core.h"
 
 echo "layering_selftest: $((n - fails)) of $n cases as expected"
 [ "$fails" -eq 0 ]

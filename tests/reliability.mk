@@ -11,8 +11,6 @@
 #                check_nonces (2^24 encryptions over threads, processes and a fork,
 #                SOAK_NONCES), printed figures in tests/soak-*.log
 
-libkm_internal_la_SOURCES += src/backup.c
-
 # every C suite under ThreadSanitizer, from a build configured with --enable-tsan
 EXTRA_DIST += tests/tsan_all.sh tests/tsan-p11helper.supp
 .PHONY: tsan-check

@@ -1,8 +1,8 @@
 # backends/kmip: the KMIP key backend (issue 19) and its TTLV codec
-# (src/kmip_ttlv.c, reused by a KMIP server later). It needs only OpenSSL,
+# (src/prim/kmip_ttlv.c, reused by a KMIP server later). It needs only OpenSSL,
 # so it is always built. Included from the top Makefile.am.
 #
-libkm_internal_la_SOURCES += src/kmip_ttlv.h src/kmip_ttlv.c \
+libkm_internal_la_SOURCES += src/prim/kmip_ttlv.h src/prim/kmip_ttlv.c \
 	backends/kmip/kmip_int.h backends/kmip/kmip_msg.c backends/kmip/kmip_conn.c \
 	backends/kmip/kmip.c
 # TLS: libssl (configure's SSL_CFLAGS/SSL_LIBS)

@@ -8,7 +8,7 @@ libkm_internal_la_SOURCES += backends/pkcs11/p11_helper.h backends/pkcs11/p11_he
 	backends/pkcs11/p11_card.h backends/pkcs11/p11_card.c
 # km/pkcs11.h's functions (the API layer: context and access checks, catalog
 # import), calling the backend through p11_card.h
-libkm_internal_la_SOURCES += src/pkcs11.c
+libkm_internal_la_SOURCES += src/api/pkcs11.c
 libkm_internal_la_CFLAGS += $(PKCS11_CFLAGS)
 libkm_internal_la_LIBADD += $(PKCS11_LIBS)
 

@@ -1,7 +1,7 @@
 /*
- * lmdb.c - the LMDB store (km__store_lmdb, src/store.h): the vault's tables
+ * lmdb.c - the LMDB store (km__store_lmdb, src/store/store.h): the vault's tables
  * as named databases of one LMDB environment in a directory, raw bytes in
- * and out (sealing and keyslots are above, in src/store.c and keyslot.c),
+ * and out (sealing and keyslots are above, in src/store/store.c and keyslot.c),
  * compaction, and the live copy behind backups (lmdb_backup.c).
  *
  * One named database per km__table, named km__table_name(tbl); values are
@@ -18,7 +18,7 @@
  * environment.
  */
 #include "km_int.h"
-#include "store/lmdb.h"
+#include "lmdb.h"
 
 #include <errno.h>
 #include <fcntl.h>

@@ -1,7 +1,7 @@
 /*
  * lmdb_backup.c - hot backup and restore of an LMDB vault: the LMDB store's
  * backup and restore members (km_vault_backup, km_vault_restore; the public
- * part is src/backup.c).
+ * part is src/api/vault.c).
  *
  * A backup is one file: a compacted copy of the vault's data.mdb written by
  * LMDB from one read snapshot (mdb_env_copyfd2 with MDB_CP_COMPACT) while
@@ -23,7 +23,7 @@
  * copies it the same way into `<dir>/data.mdb` and never overwrites a vault.
  */
 #include "km_int.h"
-#include "store/lmdb.h"
+#include "lmdb.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -36,8 +36,8 @@
 
 #include <lmdb.h>
 
-/* As in src/store.c and docs/FORMATS.md: the unsealed meta entries. */
-#define BK_VAULT_FORMAT 2   /* the newest vault format (src/store.c) */
+/* As in src/store/store.c and docs/FORMATS.md: the unsealed meta entries. */
+#define BK_VAULT_FORMAT 2   /* the newest vault format (src/store/store.c) */
 #define BK_MAXDBS 16
 static const char BK_META[] = "meta";
 static const char BK_SLOTS[] = "slots";

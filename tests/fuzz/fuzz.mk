@@ -19,7 +19,7 @@
 # record (sealed key and version records through km_key_open_id), audit (audit
 # records and entries through km_audit_verify/foreach), export (KWP export blobs
 # through km_key_import_wrapped), ttlv (the KMIP TTLV decoder and response
-# parser, src/kmip_ttlv.c).
+# parser, src/prim/kmip_ttlv.c).
 
 FUZZ_ALL_TARGETS = ciphertext text datakey tagged tlv policy open record audit export ttlv
 FUZZ_TARGETS = $(FUZZ_ALL_TARGETS)
@@ -100,7 +100,8 @@ fuzz-corpus: tests/fuzz/gen_corpus$(EXEEXT)
 # The library is compiled once with clang and the sanitizers (plus the
 # fuzzer's coverage), then linked into each target with -fsanitize=fuzzer.
 FUZZ_LIB_FLAGS = -g -O1 -std=c11 $(FUZZ_SAN) $(DEFS) -include $(abs_top_builddir)/config.h -I$(abs_top_srcdir)/include \
-	-I$(abs_top_srcdir)/src -DKM_BUILDING_LIBRARY $(PTHREAD_CFLAGS) $(CRYPTO_CFLAGS) \
+	-iquote $(abs_top_srcdir)/src/prim -iquote $(abs_top_srcdir)/src/store \
+	-iquote $(abs_top_srcdir)/src/rules -iquote $(abs_top_srcdir)/src/core -DKM_BUILDING_LIBRARY $(PTHREAD_CFLAGS) $(CRYPTO_CFLAGS) \
 	$(LMDB_CFLAGS) $(JANSSON_CFLAGS) $(PKCS11_CFLAGS) $(TSS2_CFLAGS) $(FUZZ_DEFINES)
 FUZZ_LIB_LIBS = $(libkm_internal_la_LIBADD)
 

@@ -1,4 +1,4 @@
-/* fuzz_audit.c - audit records and entries (src/audit.c: the record's
+/* fuzz_audit.c - audit records and entries (src/core/audit_append.c: the record's
  * [BE32 length][entry] framing and entry_decode's TLV fields) through
  * km_audit_verify and km_audit_foreach (+ km_audit_entry_json of every entry
  * delivered). An entry is only decoded after its MAC checks, which a fuzzer
@@ -13,7 +13,7 @@
 #include "fuzz_common.h"
 #include "core.h"
 
-#define A_MAC_TAG 10      /* src/audit.c A_MAC */
+#define A_MAC_TAG 10      /* src/core/audit_append.c A_MAC */
 #define REC_MAX 65536
 
 static int each(const km_audit_entry *e, void *arg)

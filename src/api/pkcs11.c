@@ -7,7 +7,7 @@
  * PKCS#11 backend (backends/pkcs11/p11_none.c otherwise).
  */
 #include "core.h"
-#include "../backends/pkcs11/p11_card.h"
+#include "../../backends/pkcs11/p11_card.h"
 
 #include <string.h>
 

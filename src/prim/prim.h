@@ -1,6 +1,6 @@
 /*
  * prim.h - the primitives: every cryptographic operation libkm makes outside
- * the software backend (src/crypto.c) and the OpenSSL provider, as thin
+ * the software backend (backends/software/software.c) and the OpenSSL provider, as thin
  * wrappers over OpenSSL 3. The device backends (backends/pkcs11,
  * backends/tpm2) include no OpenSSL header: what they need of software
  * crypto (digests, public keys from a device's coordinates or modulus, SPKI

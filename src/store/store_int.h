@@ -1,6 +1,6 @@
 /*
- * store_int.h - declarations shared inside the store layer only (src/store.c
- * and src/keyslot.c): raw, unsealed records through the implementation, with
+ * store_int.h - declarations shared inside the store layer only (src/store/store.c
+ * and src/store/keyslot.c): raw, unsealed records through the implementation, with
  * the fault-injection steps and the sticky failure of a transaction. The
  * core never includes this header (it uses sealed records, store.h).
  */

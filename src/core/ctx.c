@@ -334,15 +334,6 @@ int km__backend_slot_unseal(const char *name, const char *config, const uint8_t 
 
 
 
-int km_set_progress(km_ctx *ctx, km_progress_fn fn, void *arg)
-{
-    if (ctx == NULL)
-        return km__err(KM_E_INVALID, "km_set_progress: ctx is NULL");
-    ctx->progress = fn;
-    ctx->progress_arg = arg;
-    return KM_OK;
-}
-
 void km__progress(struct km_ctx *ctx, const char *what, uint64_t done, uint64_t total)
 {
     if (ctx->progress != NULL)
@@ -497,14 +488,6 @@ int km__ctx_check(struct km_ctx *ctx)
         return km__err(KM_E_STATE, "the vault was closed");
     if (ctx->fork_gen != atomic_load_explicit(&km__fork_gen, memory_order_relaxed))
         return km__err(KM_E_FORK, "vault handle used in a forked child; open it again there");
-    return KM_OK;
-}
-
-int km_vault_id(const km_ctx *ctx, uint8_t out[16])
-{
-    if (ctx == NULL || out == NULL)
-        return km__err(KM_E_INVALID, "km_vault_id: %s is NULL", ctx == NULL ? "ctx" : "out");
-    memcpy(out, ctx->vault_id, 16);
     return KM_OK;
 }
 

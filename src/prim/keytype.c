@@ -104,6 +104,12 @@ int km__type_is_valid(int type)
     return km__keytype_get(type) != NULL;
 }
 
+const char *km__type_name(km_key_type type)
+{
+    const km__keytype *kt = km__keytype_get((int)type);
+    return kt != NULL ? kt->name : NULL;
+}
+
 int km__type_is_symmetric(km_key_type type)
 {
     const km__keytype *kt = km__keytype_get((int)type);

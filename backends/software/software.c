@@ -1,5 +1,5 @@
 /*
- * crypto.c - the "software" backend: key material held by libkm itself and
+ * software.c - the "software" backend: key material held by libkm itself and
  * used through OpenSSL 3 EVP. The only file that calls EVP for software keys.
  *
  * A software reference (km_int.h) is [1 byte km_material_format][bytes]:
@@ -9,10 +9,10 @@
  * References are secrets: they live in km_secret (secure memory) only.
  *
  * A loaded object keeps what each call needs ready: AES-GCM, HMAC and
- * AES-KWP objects a km__skey (src/prim_keyed.c: pools of keyed cipher or MAC
+ * AES-KWP objects a km__skey (src/prim/prim_keyed.c: pools of keyed cipher or MAC
  * contexts, the key schedule done once; the TPM backend uses the same for its
  * unsealed keys); asymmetric objects an EVP_PKEY, verified and exported
- * through the primitives (src/prim_pkey.c) as the device backends do.
+ * through the primitives (src/prim/prim_pkey.c) as the device backends do.
  * Objects are used by many threads at once; unload is called when no call is
  * in flight.
  */

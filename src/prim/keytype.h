@@ -35,7 +35,7 @@ typedef enum km__family {
 } km__family;
 
 /* Key classes of SP 800-57 Part 1 rev. 5 Table 1 that the key types map to
- * (the policy's cryptoperiod classes, src/policy.c). */
+ * (the policy's cryptoperiod classes, src/rules/policy.c). */
 typedef enum km__pclass {
     KM__PCLASS_SYMMETRIC_DATA = 0,     /* aes-*-gcm */
     KM__PCLASS_SYMMETRIC_WRAPPING = 1, /* aes-256-kwp */
@@ -89,6 +89,9 @@ const km__keytype *km__keytype_next(const km__keytype *prev);
 
 /* 1 when `type` is a key type. Pure. */
 int km__type_is_valid(int type);
+/* The canonical name of a type ("aes-256-gcm"), NULL for a non-type: what
+ * km_key_type_name() returns. Pure. */
+const char *km__type_name(km_key_type type);
 /* 1 for AES and HMAC types (raw key bytes), 0 otherwise. Pure. */
 int km__type_is_symmetric(km_key_type type);
 /* The raw key length of a symmetric type (HMAC: the generated length); 0 for

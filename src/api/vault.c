@@ -1,12 +1,30 @@
-/* vault_api.c - the vault API (include/km/vault.h): opening and closing a
- * vault, keyslots (passphrases, device keyslots, Shamir shares) and the
- * stored backend configuration. The context itself is the core's (ctx.c);
- * rekey and compaction are rekey.c, backups backup.c. */
+/* vault.c - the vault API (include/km/vault.h): opening and closing a
+ * vault, keyslots (passphrases, device keyslots, Shamir shares), the stored
+ * backend configuration, rekey and compaction, hot backup and restore. The
+ * context itself is the core's (src/core/ctx.c); the storage work of rekey,
+ * compaction and backup is the store's (src/store/). */
 #include "core.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+int km_vault_id(const km_ctx *ctx, uint8_t out[16])
+{
+    if (ctx == NULL || out == NULL)
+        return km__err(KM_E_INVALID, "km_vault_id: %s is NULL", ctx == NULL ? "ctx" : "out");
+    memcpy(out, ctx->vault_id, 16);
+    return KM_OK;
+}
+
+int km_set_progress(km_ctx *ctx, km_progress_fn fn, void *arg)
+{
+    if (ctx == NULL)
+        return km__err(KM_E_INVALID, "km_set_progress: ctx is NULL");
+    ctx->progress = fn;
+    ctx->progress_arg = arg;
+    return KM_OK;
+}
 
 int km_vault_backend_set(km_ctx *ctx, const char *name, const char *config)
 {
@@ -380,3 +398,191 @@ void km_close(km_ctx *ctx)
     km__ctx_unref(ctx);
 }
 
+/* ------------------------------------------------------ rekey, compaction */
+/* km_vault_rekey (new master key, every record resealed) and km_vault_compact
+ * (the store rewritten without free space). The storage work is in the store
+ * (src/store/store.c, src/store/lmdb.c); this part handles the context. */
+
+#define RESEAL_MAX 8
+
+/* The device keyslots re-sealed under the new master key before the rekey
+ * transaction, written by its hook. */
+typedef struct rekey_arg {
+    km_ctx *ctx;
+    size_t n, total;
+    char names[RESEAL_MAX][32];
+    km_secret *blobs[RESEAL_MAX];
+} rekey_arg;
+
+static int rekey_hook(void *arg, km__txn *t, const km__sealer *s)
+{
+    rekey_arg *a = arg;
+    char d[160];
+    size_t i, kept = 0;
+    int rc;
+
+    for (i = 0; i < a->n; i++) {
+        if (a->blobs[i] == NULL)
+            continue;
+        rc = km__slot_add_backend(t, a->names[i], km_secret_data(a->blobs[i]),
+                                  km_secret_len(a->blobs[i]));
+        if (rc != KM_OK)
+            return rc;
+        kept++;
+    }
+    snprintf(d, sizeof d, "new master key; keyslots replaced by one passphrase, %zu device "
+                          "keyslot(s) re-sealed, %zu dropped", kept, a->total - kept);
+    return km__audit_append_sealed(a->ctx, t, s, KM__OP_REKEY, NULL, 0, KM_OK, d);
+}
+
+/* Seals the new master key with the backend of each of the vault's device
+ * keyslots (configured as stored in the vault); a device that cannot (not
+ * reachable, not configured) loses its keyslot, as passphrase-derived ones do. */
+static int reseal_devices(km_ctx *ctx, const km_secret *master, rekey_arg *a)
+{
+    km__txn *t = NULL;
+    size_t i;
+    int rc;
+
+    if ((rc = km__txn_begin(ctx->env, 0, &t)) != KM_OK)
+        return rc;
+    rc = km__slot_backend_names(t, a->names, RESEAL_MAX, &a->n, &a->total);
+    km__txn_abort(t);
+    if (rc != KM_OK)
+        return rc;
+    for (i = 0; i < a->n; i++) {
+        if (km__backend_slot_seal_for(ctx, a->names[i], master, &a->blobs[i]) != KM_OK) {
+            a->blobs[i] = NULL;
+            km_error_clear();
+        }
+    }
+    return KM_OK;
+}
+
+int km_vault_rekey(km_ctx *ctx, const uint8_t *passphrase, size_t passphrase_len,
+                   uint32_t kdf_cost)
+{
+    km_secret *master = NULL;
+    km__sealer *ns = NULL, *old;
+    rekey_arg ra;
+    size_t i;
+    int rc;
+
+    if (ctx == NULL)
+        return km__err(KM_E_INVALID, "km_vault_rekey: ctx is NULL");
+    if ((rc = km__pass_args("km_vault_rekey", passphrase, passphrase_len, &kdf_cost)) != KM_OK)
+        return rc;
+    if ((rc = km__ctx_check(ctx)) != KM_OK)
+        return rc;
+    if ((rc = km__acl_check(ctx, KM__OP_REKEY, NULL)) != KM_OK)
+        return rc;
+    /* queued data-path entries first, under the old sealer */
+    if ((rc = km_audit_flush(ctx)) != KM_OK)
+        return rc;
+    if ((rc = km_secret_new(&master, 32)) != KM_OK)
+        return rc;
+    if ((rc = km__random(km_secret_data(master), 32)) != KM_OK
+        || (rc = km__sealer_new(&ns, master)) != KM_OK) {
+        km_secret_free(master);
+        return rc;
+    }
+    km__progress(ctx, "rekey", 0, 1);
+    memset(&ra, 0, sizeof ra);
+    ra.ctx = ctx;
+    if ((rc = reseal_devices(ctx, master, &ra)) != KM_OK) {
+        km__sealer_free(ns);
+        km_secret_free(master);
+        return rc;
+    }
+    /* ctx->mu serialises rekeys of this context and guards the swap. */
+    pthread_mutex_lock(&ctx->mu);
+    old = ctx->sealer;
+    rc = km__vault_rekey(ctx->env, old, ns, master, passphrase, passphrase_len, kdf_cost,
+                         rekey_hook, &ra);
+    if (rc == KM_OK) {
+        /* The old sealer and master stay alive (owned by the new sealer)
+         * until km_close: a thread that loaded them before the swap gets
+         * KM_E_CORRUPT from the resealed records, never freed memory. */
+        km__sealer_retire(ns, old, ctx->master);
+        ctx->sealer = ns;
+        ctx->master = master;
+        ns = NULL;
+        master = NULL;
+    }
+    pthread_mutex_unlock(&ctx->mu);
+    for (i = 0; i < ra.n; i++)
+        km_secret_free(ra.blobs[i]);
+    km__sealer_free(ns);
+    km_secret_free(master);
+    if (rc == KM_OK) {
+        km__wtxn_changed();
+        atomic_store(&ctx->policy_checked_ms, 0);
+        km__progress(ctx, "rekey", 1, 1);
+    }
+    return rc;
+}
+
+int km_vault_compact(km_ctx *ctx)
+{
+    int rc;
+
+    if (ctx == NULL)
+        return km__err(KM_E_INVALID, "km_vault_compact: ctx is NULL");
+    if ((rc = km__ctx_check(ctx)) != KM_OK)
+        return rc;
+    if ((rc = km__acl_check(ctx, KM__OP_COMPACT, NULL)) != KM_OK)
+        return rc;
+    if ((rc = km_audit_flush(ctx)) != KM_OK)
+        return rc;
+    km__progress(ctx, "compact", 0, 1);
+    rc = km__store_compact(ctx->env);
+    if (rc == KM_OK) {
+        km__wtxn_changed();
+        km__progress(ctx, "compact", 1, 1);
+    }
+    /* audited, success or failure: it rewrites the whole vault file */
+    {
+        km__txn *t = NULL;
+        int arc = km__wtxn_begin(ctx, &t);
+        if (arc == KM_OK)
+            arc = km__wtxn_commit_event(ctx, t, KM__OP_COMPACT, NULL, 0, rc,
+                                        rc == KM_OK ? "vault compacted" : "vault compaction failed");
+        if (rc == KM_OK)
+            rc = arc;
+    }
+    return rc;
+}
+
+/* ---------------------------------------------------- hot backup, restore */
+/* km_vault_backup (a consistent copy of an open vault, taken while writers
+ * run) and km_vault_restore (a backup made a vault directory again). The file
+ * work is the store's (src/store/lmdb_backup.c for LMDB). */
+
+int km_vault_backup(km_ctx *ctx, const char *path)
+{
+    int rc;
+
+    if (ctx == NULL)
+        return km__err(KM_E_INVALID, "km_vault_backup: ctx is NULL");
+    if (path == NULL || path[0] == '\0')
+        return km__err(KM_E_INVALID, "km_vault_backup: path is NULL or empty");
+    if ((rc = km__ctx_check(ctx)) != KM_OK)
+        return rc;
+    if ((rc = km__acl_check(ctx, KM__OP_BACKUP, NULL)) != KM_OK)
+        return rc;
+    /* queued data-path entries go into the copy too; the backup itself is
+     * recorded before the snapshot, so the copy holds its own entry */
+    if ((rc = km_audit_flush(ctx)) != KM_OK
+        || (rc = km__audit_event(ctx, KM__OP_BACKUP, NULL, 0, KM_OK, "hot backup")) != KM_OK)
+        return rc;
+    return km__store_backup(ctx->env, path);
+}
+
+int km_vault_restore(const char *backup, const char *dir)
+{
+    if (backup == NULL || backup[0] == '\0')
+        return km__err(KM_E_INVALID, "km_vault_restore: backup is NULL or empty");
+    if (dir == NULL || dir[0] == '\0')
+        return km__err(KM_E_INVALID, "km_vault_restore: dir is NULL or empty");
+    return km__store_restore(backup, dir);
+}

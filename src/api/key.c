@@ -1,11 +1,56 @@
-/* key_api.c - the key API that works on a handle (include/km/key.h):
- * rotation, information, public-key export. Creating, importing, opening and
- * listing keys, and the key objects themselves, are key.c. */
+/* key.c - the key API of include/km/key.h that works on a handle or a type:
+ * key-type names, the handle's accessors and km_key_free, rotation,
+ * information, public-key export. Creating, importing, opening and listing
+ * keys, and the key objects themselves, are src/core/key.c. */
 #include "core.h"
 
 #include <stdlib.h>
 #include <string.h>
 
+
+/* ------------------------------------------------------------- key types */
+
+const char *km_key_type_name(km_key_type type)
+{
+    return km__type_name(type);
+}
+
+int km_key_type_from_name(const char *name, km_key_type *out)
+{
+    const km__keytype *kt;
+    if (name == NULL || out == NULL)
+        return km__err(KM_E_INVALID, "km_key_type_from_name: %s is NULL",
+                       name == NULL ? "name" : "out");
+    if ((kt = km__keytype_by_name(name)) == NULL)
+        return km__err(KM_E_UNSUPPORTED, "unknown key type (expected e.g. aes-256-gcm, ec-p256)");
+    *out = kt->id;
+    return KM_OK;
+}
+
+/* ------------------------------------------------------------ handles */
+
+void km_key_free(km_key *key)
+{
+    if (key == NULL)
+        return;
+    km__kobj_unref(key->k);
+    free(key);
+}
+
+const char *km_key_name(const km_key *key)
+{
+    return key ? key->k->name : NULL;
+}
+
+const uint8_t *km_key_id(const km_key *key)
+{
+    return key ? key->k->id : NULL;
+}
+
+km_key_type km_key_get_type(const km_key *key)
+{
+    return key ? key->k->type : (km_key_type)0;
+}
 
 /* --------------------------------------------------------------- rotate */
 

@@ -5,13 +5,15 @@
  * Internal; reached through km_int.h. Not installed.
  *
  * Layers, top to bottom:
- *   the core (src/ctx.c, key.c, ...)  calls the functions of this header
- *   src/store.c      the scheme table, dispatch to the implementation, sealed
- *                    records over raw bytes, the vault meta, open/create/
- *                    unlock, rekey's storage part, the fault-injection hook
- *   src/keyslot.c    keyslots: raw (unsealed, KWP-protected) records of KM__T_SLOTS
+ *   the core (src/core/ctx.c, key.c, ...)  calls the functions of this header
+ *   src/store/store.c   the scheme table, dispatch to the implementation,
+ *                       sealed records over raw bytes, the vault meta, open/
+ *                       create/unlock, rekey's storage part, the fault hook
+ *   src/store/keyslot.c keyslots: raw (unsealed, KWP-protected) records of
+ *                       KM__T_SLOTS
  *   an implementation of km__store_ops: raw bytes in tables, transactions
- *                    (src/store/lmdb.c, its backup and restore in lmdb_backup.c)
+ *                       (src/store/lmdb.c, its backup and restore in
+ *                       lmdb_backup.c)
  * Store code uses only the primitives (the rest of km_int.h and shamir.h),
  * never the core: a keyslot sealed by a device is opened through the
  * km__slot_unsealer the core hands to km__store_open.

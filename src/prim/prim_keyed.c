@@ -1,6 +1,6 @@
 /*
  * prim_keyed.c - km__skey (prim.h): a symmetric key with pools of keyed
- * OpenSSL contexts, shared by the software backend (src/crypto.c) and the
+ * OpenSSL contexts, shared by the software backend (backends/software/software.c) and the
  * device backends that keep a key sealed by the device and use it in software
  * (backends/tpm2). The key schedule is made once; a call takes a context, sets
  * the nonce (or restarts the MAC), and gives it back.

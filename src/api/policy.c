@@ -1,6 +1,6 @@
-/* policy_api.c - the policy API (include/km/policy.h): setting and reading
+/* policy.c - the policy API (include/km/policy.h): setting and reading
  * the vault policy, the report of keys out of policy. The policy rules are
- * policy.c; the context holds the policy in force (ctx.c). */
+ * src/rules/policy.c; the context holds the policy in force (src/core/ctx.c). */
 #include "core.h"
 #include "km/quorum.h"
 

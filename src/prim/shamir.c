@@ -20,7 +20,7 @@
  * gf256_inv, constant-time anyway), and the loop bounds (public lengths).
  * A wrong or altered share cannot be detected here: it interpolates to a
  * different, valid-looking secret. The keyslot stores a hash per share and
- * checks it before combining (src/keyslot.c). */
+ * checks it before combining (src/store/keyslot.c). */
 #include "km_int.h"
 #include "shamir.h"
 

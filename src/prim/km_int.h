@@ -150,7 +150,7 @@ void km__b64url_encode(const uint8_t *in, size_t len, char *out); /* writes NUL 
 /* KM_E_INVALID on a bad character or an impossible length. */
 int km__b64url_decode(const char *in, size_t len, uint8_t *out, size_t cap, size_t *out_len);
 
-/* ---------------------------------------------------------------- crypto.c
+/* ------------------------------------------ backends/software/software.c
  * Software key material (the "software" backend's reference) and the EVP
  * operations on it. A software reference is:
  *   [1 byte km_material_format][material bytes]

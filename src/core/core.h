@@ -3,10 +3,10 @@
  * backend instances, and the core's functions. The core, lowest first:
  * ctx.c (the context), audit_append.c, wtxn.c (the write path),
  * audit_log.c, access.c, approvals.c, key.c (key objects), key_state.c. The
- * API files above it (acl.c, audit.c, quorum.c, lifecycle.c, key_api.c,
- * vault_api.c, policy_api.c, ops.c, distribute.c, rekey.c, backup.c) call
- * the core and the rules (rules.h), never the reverse.
- * The catalog store (src/store.c, keyslot.c, src/store/) and the primitives
+ * API files above it (src/api/: one per public header, acl.c for km/acl.h,
+ * vault.c for km/vault.h, ...) call the core and the rules (rules.h), never
+ * the reverse.
+ * The catalog store (src/store/) and the primitives (src/prim/)
  * never include this header; the store reaches the catalog through store.h
  * and hands nothing back up except through callbacks the core gives it (the
  * keyslot unsealer of km__store_open).
@@ -20,7 +20,8 @@
 #include "rules.h"
 
 /* The built-in key backends' tables (registered by ctx.c's register_builtins;
- * each defined in its backend: src/crypto.c, backends/pkcs11/, backends/tpm2/). */
+ * each defined in its backend: backends/software/, backends/pkcs11/,
+ * backends/tpm2/). */
 extern const km_backend_ops km__software_backend;
 #ifdef KM_HAVE_PKCS11
 extern const km_backend_ops km__pkcs11_backend;
@@ -58,7 +59,7 @@ enum { KM__C_INVOCATIONS = 1, KM__C_BYTES = 2 };
 
 /* Usage limits (AES-GCM with random nonces: 2^32 invocations per version,
  * NIST SP 800-38D section 8.3, rotating at 0.9 of it) come from the policy
- * (src/policy.c); km__kobj caches them at each refresh. */
+ * (src/rules/policy.c); km__kobj caches them at each refresh. */
 /* Other protect operations are counted but not limited here (policy may). */
 #define KM__NO_LIMIT UINT64_MAX
 /* First block of invocations reserved at a time; doubles up to the max. */

@@ -1,30 +1,13 @@
-/* key.c - key objects: create, import, open, list, info, rotate; the cache. */
+/* key.c - key objects: create, import, open, list, rotate; the cache. The
+ * public functions that create, import, open and list keys are here, beside
+ * the key-object code they share; the rest of km/key.h (handle accessors,
+ * rotation, information, public-key export) is src/api/key.c. */
 #include "core.h"
 #include "km/quorum.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-/* ------------------------------------------------------------- key types */
-
-const char *km_key_type_name(km_key_type type)
-{
-    const km__keytype *kt = km__keytype_get((int)type);
-    return kt != NULL ? kt->name : NULL;
-}
-
-int km_key_type_from_name(const char *name, km_key_type *out)
-{
-    const km__keytype *kt;
-    if (name == NULL || out == NULL)
-        return km__err(KM_E_INVALID, "km_key_type_from_name: %s is NULL",
-                       name == NULL ? "name" : "out");
-    if ((kt = km__keytype_by_name(name)) == NULL)
-        return km__err(KM_E_UNSUPPORTED, "unknown key type (expected e.g. aes-256-gcm, ec-p256)");
-    *out = kt->id;
-    return KM_OK;
-}
 
 static int check_name(const char *fn, const char *name, size_t *len)
 {
@@ -727,7 +710,7 @@ int km__key_protect_check(km__kobj *k, uint32_t usage, const char *what, uint32_
 
     if (!(k->usage & usage))
         return km__err(KM_E_USAGE, "key '%s' (%s) may not %s", k->name,
-                       km_key_type_name(k->type), what);
+                       km__type_name(k->type), what);
     if (k->policy_rc != KM_OK)
         return km__err(KM_E_POLICY, "%s", k->policy_msg);
     if (k->primary == 0)
@@ -806,29 +789,6 @@ static int handle_new(km_key **out, km__kobj *k)
     h->fork_gen = atomic_load(&km__fork_gen);
     *out = h;
     return KM_OK;
-}
-
-void km_key_free(km_key *key)
-{
-    if (key == NULL)
-        return;
-    km__kobj_unref(key->k);
-    free(key);
-}
-
-const char *km_key_name(const km_key *key)
-{
-    return key ? key->k->name : NULL;
-}
-
-const uint8_t *km_key_id(const km_key *key)
-{
-    return key ? key->k->id : NULL;
-}
-
-km_key_type km_key_get_type(const km_key *key)
-{
-    return key ? key->k->type : (km_key_type)0;
 }
 
 static int ctx_arg(const char *fn, km_ctx *ctx)
@@ -1088,7 +1048,7 @@ static int store_new_key(km_ctx *ctx, int op, const char *name, size_t name_len,
         goto fail;
     {
         char d[120];
-        snprintf(d, sizeof d, "'%.64s' %s, %s", name, km_key_type_name(type), prot);
+        snprintf(d, sizeof d, "'%.64s' %s, %s", name, km__type_name(type), prot);
         return km__wtxn_commit(ctx, t, op, id_out, 1, d);
     }
 fail:

@@ -1,6 +1,7 @@
-/* lifecycle.c - the lifecycle API (km/key.h: activate, suspend, resume,
- * revoke, destroy; km_maintain; km_policy_report). The state machine is the
- * rules' (rules_lifecycle.c); transitions are applied by key_state.c. */
+/* lifecycle.c - the lifecycle API (km/lifecycle.h: activate, suspend, resume,
+ * revoke, schedule and cancel destruction; km_maintain and its report). The
+ * state machine is the rules' (rules_lifecycle.c); transitions are applied by
+ * key_state.c. */
 #include "core.h"
 #include "km/quorum.h"
 

@@ -1,0 +1,44 @@
+/*
+ * crypto_int.h - the data path shared inside the API layer: defined in
+ * crypto.c (km_encrypt, km_decrypt, ...), used by envelope.c (km_datakey_*,
+ * km_rewrap) too. Nothing outside src/api/ includes it.
+ */
+#ifndef KM_API_CRYPTO_INT_H
+#define KM_API_CRYPTO_INT_H
+
+#include "core.h"
+
+/* Seals pt under the primary version of key into out: header with magic
+ * `magic1` (KM__CT_MAGIC1 for data, KM__DK_MAGIC1 for a wrapped data key),
+ * then ciphertext and tag (pt_len + KM_CIPHERTEXT_OVERHEAD bytes); usage,
+ * access, lifecycle and usage-limit checks first, audited as the data-path
+ * level says. On error out is zeroed.
+ * Returns KM_OK; KM_E_INVALID (an argument, out overlapping pt); KM_E_BUFFER
+ * (*out_len says the size); KM_E_USAGE; KM_E_DENIED; KM_E_STATE; KM_E_LIMIT;
+ * and the backend's and the store's errors. */
+int km__data_seal(km_key *key, uint8_t magic1, const uint8_t *pt, size_t pt_len,
+                  const uint8_t *aad, size_t aad_len, uint8_t *out, size_t out_cap,
+                  size_t *out_len);
+
+/* Opens ct (a parsed header h, ct_len >= KM_CIPHERTEXT_OVERHEAD) with version
+ * h->version of k, refreshing k once if that version is newer than it knows,
+ * into out (ct_len - KM_CIPHERTEXT_OVERHEAD bytes). The caller has checked the
+ * handle (km__key_use). flags: KM_DECRYPT_ALLOW_COMPROMISED.
+ * Returns KM_OK; KM_E_UNSUPPORTED (unknown algorithm, backend without
+ * aead_open); KM_E_INTEGRITY (another algorithm than the key's, failed
+ * authentication); KM_E_USAGE; KM_E_DENIED; KM_E_NOTFOUND (no such version);
+ * KM_E_STATE; and the backend's errors. */
+int km__data_open(km__kobj *k, const km__ct_header *h, uint32_t flags, const uint8_t *ct,
+                  size_t ct_len, const uint8_t *aad, size_t aad_len, uint8_t *out);
+
+/* The argument checks of a decryption by function fn (its name in the
+ * messages); sets *out_len to 0, or to the size needed on KM_E_BUFFER.
+ * Returns KM_OK; KM_E_INVALID; KM_E_BUFFER. */
+int km__data_args(const char *fn, const uint8_t *ct, size_t ct_len, const uint8_t *aad,
+                  size_t aad_len, uint8_t *out, size_t out_cap, size_t *out_len,
+                  uint32_t flags);
+
+/* 1 when the non-empty buffers [a, a+alen) and [b, b+blen) overlap. */
+int km__buf_overlaps(const uint8_t *a, size_t alen, const uint8_t *b, size_t blen);
+
+#endif
