@@ -1,5 +1,5 @@
 /*
- * check_faults.c - a crash at every write step (TESTING.md C: "a crash at every
+ * check_faults.c - a crash at every write step (docs/RELIABILITY.md C: "a crash at every
  * step of rotate, rewrap, import and destroy leaves the old state or the new
  * one"). The vault's internal fault hook (km__fault_arm, src/store/store.c)
  * counts every put, delete, commit, the moment after each commit, and the file

@@ -1,5 +1,5 @@
 /*
- * check_hygiene.c - secret hygiene through the public API (TESTING.md E, issue 10 item 5).
+ * check_hygiene.c - secret hygiene through the public API (docs/RELIABILITY.md E, issue 10 item 5).
  *
  * A canary AES-256 key (32 bytes made at run time, never stored contiguously in
  * this program: the scanner keeps it XOR-masked) is imported raw, used, then

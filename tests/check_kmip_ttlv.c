@@ -1,5 +1,5 @@
 /*
- * check_kmip_ttlv.c - the KMIP TTLV codec (src/kmip_ttlv.c) and the kmip
+ * check_kmip_ttlv.c - the KMIP TTLV codec (src/prim/kmip_ttlv.c) and the kmip
  * backend's request builders (backends/kmip/kmip_msg.c): known answers
  * against bytes made by PyKMIP's own encoder (tests/kmip/vectors.txt, made by
  * tests/kmip/capture_vectors.py), round trips, every truncation and bit flip

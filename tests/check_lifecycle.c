@@ -1,4 +1,4 @@
-/* check_lifecycle.c - the lifecycle table of DESIGN.md, state by state and
+/* check_lifecycle.c - the lifecycle table of docs/LIFECYCLE.md, state by state and
  * operation by operation, and the time-driven transitions under a moved clock. */
 #include <check.h>
 #include <stdio.h>
@@ -82,7 +82,7 @@ enum { A_ACTIVATE, A_SUSPEND, A_RESUME, A_REVOKE, A_COMPROMISE, A_DESTROY, A_CAN
 static const char *const op_names[A_N] = { "activate", "suspend", "resume", "revoke",
                                            "revoke-compromise", "schedule-destroy", "cancel" };
 
-/* Expected state after (op, from), 0 = refused: written from DESIGN.md. */
+/* Expected state after (op, from), 0 = refused: written from docs/LIFECYCLE.md. */
 static km_key_state expected(int op, km_key_state from)
 {
     switch (op) {

@@ -1,10 +1,10 @@
-/* check_multiproc.c - several processes on one vault (TESTING.md D): one of
+/* check_multiproc.c - several processes on one vault (docs/RELIABILITY.md D): one of
  * them SIGKILLed KM_MULTIPROC_KILLS times (default 20; `make soak`: 200, more
  * than LMDB's 126 reader slots, so reader slots left by killed readers must be
  * reclaimed) in the middle of its writes while three others go on: none of
  * them stalls, every write acknowledged by any of them is there afterwards,
  * the audit chain is whole. And SIGKILL during km_vault_compact
- * (TESTING.md C; KM_COMPACT_KILLS, default 20): the vault opens with every key
+ * (docs/RELIABILITY.md C; KM_COMPACT_KILLS, default 20): the vault opens with every key
  * and its material after each kill, whether the compacted copy had replaced
  * data.mdb or not, and the half-written copy is removed. */
 #include <check.h>

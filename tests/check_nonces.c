@@ -1,5 +1,5 @@
 /* check_nonces.c - no two encryptions under one key version share a nonce
- * (TESTING.md B): KM_NONCE_TOTAL encryptions (default 2^20 in make check;
+ * (docs/RELIABILITY.md B): KM_NONCE_TOTAL encryptions (default 2^20 in make check;
  * `make soak` runs 2^24) under one key, spread over two processes with their
  * own contexts, two threads in each, their main threads, and a child forked
  * from a process whose nonce stream was already in use (after its parent's

@@ -582,7 +582,7 @@ START_TEST(test_p11helper_card_cancel)
 }
 END_TEST
 
-/* PLATFORM.md's trap: pkcs11-helper initialised first (a card key in use in
+/* docs/PLATFORM.md's trap: pkcs11-helper initialised first (a card key in use in
  * another vault), then the raw layer opens the same module; terminating
  * pkcs11-helper (closing that vault, and every discovery) must leave the raw
  * layer's pooled, logged-in sessions working. */

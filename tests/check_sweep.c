@@ -1,6 +1,6 @@
 /*
  * check_sweep.c - every truncation and every single-bit flip of a real sample
- * of each structure libkm parses (TESTING.md A), with the input ending right
+ * of each structure libkm parses (docs/RELIABILITY.md A), with the input ending right
  * at a PROT_NONE page: a clean, documented error, never a crash or a read past
  * the buffer, and nothing released (no secret out, no key created, no
  * signature or MAC accepted). Structures here: the wrapped data key, the

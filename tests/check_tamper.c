@@ -1,5 +1,5 @@
 /*
- * check_tamper.c - tamper, binding and key confusion through the public API (TESTING.md B):
+ * check_tamper.c - tamper, binding and key confusion through the public API (docs/RELIABILITY.md B):
  * edited ciphertext headers, every bit flip and truncation of a real ciphertext (binary and
  * km1: text), aad binding, key confusion, rotation, wrong passphrase, vault records moved
  * under another LMDB key, secrets at rest, signatures across keys.

@@ -1,5 +1,5 @@
 # tests/reliability.mk - hot backup and restore (issue 10 item 7) and the
-# reliability suites of TESTING.md C and D that are not in tests/fuzz/fuzz.mk.
+# reliability suites of docs/RELIABILITY.md C and D that are not in tests/fuzz/fuzz.mk.
 # Included at the end of the top Makefile.am:
 #   include $(srcdir)/tests/reliability.mk
 #
@@ -42,7 +42,7 @@ TESTS += tests/check_sweep
 endif
 
 # ---------------------------------------------------------------- make soak
-# The long runs of TESTING.md B, C and D with the same code as make check;
+# The long runs of docs/RELIABILITY.md B, C and D with the same code as make check;
 # each prints its figure line and keeps its log in tests/soak-<name>.log.
 SOAK_KILLS = 10000
 SOAK_PROC_KILLS = 200

@@ -1,5 +1,5 @@
 #!/bin/sh
-# tests/tsan_all.sh - every C suite under ThreadSanitizer (issue 10, TESTING.md D).
+# tests/tsan_all.sh - every C suite under ThreadSanitizer (issue 10, docs/RELIABILITY.md D).
 # Run from a build directory configured with --enable-tsan (and the backends):
 #   mkdir build-tsan && cd build-tsan && ../configure --enable-tsan --enable-pkcs11 --enable-tpm2
 #   make && sh ../tests/tsan_all.sh

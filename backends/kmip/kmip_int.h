@@ -4,7 +4,7 @@
  * and the key operations (kmip.c).
  *
  * The backend uses only public libkm headers (km/sys/backend.h) and the TTLV
- * codec (src/kmip_ttlv.h); OpenSSL only for TLS (kmip_conn.c).
+ * codec (src/prim/kmip_ttlv.h); OpenSSL only for TLS (kmip_conn.c).
  */
 #ifndef KM_KMIP_INT_H
 #define KM_KMIP_INT_H

@@ -8,7 +8,7 @@
  * (digests, the certificate's public key, verification, export) comes from
  * the primitives (prim.h); nothing of the core is used here.
  *
- * Sharing one module with the raw layer (PLATFORM.md): pkcs11h_terminate()
+ * Sharing one module with the raw layer (docs/PLATFORM.md): pkcs11h_terminate()
  * calls C_Finalize on every provider it initialised. So, for as long as
  * pkcs11-helper is in use, this file holds its own p11-kit initialisation of
  * the module (p11_kit_module_load + p11_kit_module_initialize: p11-kit counts

@@ -5,7 +5,7 @@
  * a certificate with the same CKA_ID (smart cards).
  *
  * The only file that includes pkcs11-helper's headers (their pkcs11.h has the
- * same include guard as p11-kit's: PLATFORM.md). pkcs11-helper is
+ * same include guard as p11-kit's: docs/PLATFORM.md). pkcs11-helper is
  * process-global: one lock serialises every call into it, and a reference
  * count decides when it is initialised and terminated.
  *

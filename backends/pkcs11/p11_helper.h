@@ -4,7 +4,7 @@
  * token ids, the application's PIN prompt with retry counts and PIN caching,
  * fork fix-up, and signing with certificate-bound private keys (smart cards). No PKCS#11 type appears here, so that files on the p11-kit side
  * (<p11-kit/pkcs11.h>) can include it: the two pkcs11.h share one include
- * guard (PLATFORM.md).
+ * guard (docs/PLATFORM.md).
  *
  * pkcs11-helper is process-global. Users take a reference with
  * km__p11h_get(), naming the provider location to load, and drop it with

@@ -4,7 +4,7 @@
  * of logged-in sessions, and CK_RV -> km error mapping. Internal, not installed.
  *
  * Include only <p11-kit/pkcs11.h> here: pkcs11-helper's headers bring another
- * pkcs11.h with the same include guard (PLATFORM.md).
+ * pkcs11.h with the same include guard (docs/PLATFORM.md).
  */
 #ifndef KM_P11_INT_H
 #define KM_P11_INT_H

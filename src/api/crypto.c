@@ -27,7 +27,7 @@ size_t km_mac_max(void) { return KM_MAC_MAX; }
         }                                                                                 \
     } while (0)
 
-/* A use of a COMPROMISED version is always audited (DESIGN.md), whatever the
+/* A use of a COMPROMISED version is always audited (docs/LIFECYCLE.md), whatever the
  * data-path level, in its own transaction; if it cannot be, the call fails. */
 static int audit_compromised(km__kobj *k, const km__ver *v, const char *what)
 {

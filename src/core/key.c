@@ -749,7 +749,7 @@ void km__kobj_release_counters(km__kobj *k)
     km__txn *t = NULL;
     uint32_t i;
 
-    /* never touch the environment from a forked child (PLATFORM.md) */
+    /* never touch the environment from a forked child (docs/PLATFORM.md) */
     if (k->ctx == NULL || k->session || k->ctx->fork_gen != atomic_load(&km__fork_gen))
         return;
     for (i = 0; i < k->nvers; i++) {

@@ -76,7 +76,7 @@ extern atomic_uint km__fork_gen;
 
 /* ----------------------------------------------------------------- format.c */
 
-/* Ciphertext header v1 (DESIGN.md): KM, 1, alg, key id[16], version BE32, nonce[12]. */
+/* Ciphertext header v1 (docs/FORMATS.md): KM, 1, alg, key id[16], version BE32, nonce[12]. */
 #define KM__CT_MAGIC0 'K'
 #define KM__CT_MAGIC1 'M'
 #define KM__SIG_MAGIC1 'S'   /* tagged signature: 'K' 'S' */

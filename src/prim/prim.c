@@ -30,7 +30,7 @@ int km__random(void *out, size_t len)
 /*
  * Nonces come from a per-thread buffer of DRBG output refilled in 4 KiB
  * blocks: one RAND_bytes call per 341 nonces instead of one per nonce
- * (PLATFORM.md). The buffer is discarded in a forked child (the fork
+ * (docs/PLATFORM.md). The buffer is discarded in a forked child (the fork
  * generation changes) and wiped when the thread exits.
  */
 #define KM__NONCE_BUF 4092 /* a multiple of 12 */

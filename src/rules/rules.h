@@ -8,7 +8,7 @@
  * call nothing above them. The policy rules are in policy.h (policy.c).
  *
  *   rules_ops.c        the operations of the audit log and access control
- *   rules_lifecycle.c  the key-version state machine (DESIGN.md), dates, what is due
+ *   rules_lifecycle.c  the key-version state machine (docs/LIFECYCLE.md), dates, what is due
  *   rules_acl.c        access decisions: roles, grants -> allow or deny with a reason
  *   rules_quorum.c     dual control: distinct valid approvals against what is needed
  */
@@ -62,7 +62,7 @@ int km__rules_may_protect(const km__vstate *v, int64_t now);
 int km__rules_may_process(const km__vstate *v, uint32_t flags, int64_t now);
 /* 1 when the version may be a key's primary now (what may_protect allows). */
 int km__rules_primary_candidate(const km__vstate *v, int64_t now);
-/* The new state for (op, from), 0 when not allowed (the DESIGN.md table).
+/* The new state for (op, from), 0 when not allowed (the docs/LIFECYCLE.md table).
  * KM__LC_CANCEL_DESTROY is decided by km__rules_cancel_destroy. */
 km_key_state km__transition(int op, km_key_state from, int compromise);
 /* The state a cancelled destruction returns to, 0 when it may not (not

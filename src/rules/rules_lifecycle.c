@@ -1,5 +1,5 @@
 /* rules_lifecycle.c - the key-version state machine (NIST SP 800-57;
- * DESIGN.md): what each state allows, which transitions are legal, and what
+ * docs/LIFECYCLE.md): what each state allows, which transitions are legal, and what
  * time makes due. Pure (rules.h): decisions over a km__vstate and `now`. */
 #include "rules.h"
 
@@ -97,7 +97,7 @@ int km__rules_is_compromise(km_revoke_reason r)
 }
 
 /*
- * The transition table of DESIGN.md: returns the new state for (op, from),
+ * The transition table of docs/LIFECYCLE.md: returns the new state for (op, from),
  * or 0 when the transition is not allowed. This one function decides; the
  * table-driven test in tests/check_lifecycle.c walks every pair.
  */

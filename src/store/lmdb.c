@@ -292,7 +292,7 @@ static int env_mdb_open(km__env_lmdb *e, const char *dir, uint64_t map_size)
         rc = lmdb_err(mrc, "cannot configure the LMDB environment");
         goto fail;
     }
-    /* Durable commits only: none of LMDB's no-sync or no-meminit flags (TESTING.md C). */
+    /* Durable commits only: none of LMDB's no-sync or no-meminit flags (docs/RELIABILITY.md C). */
     if ((mrc = mdb_env_open(e->mdb, dir, MDB_NOTLS, 0600)) != 0) {
         rc = lmdb_err(mrc, "cannot open the vault environment");
         goto fail;

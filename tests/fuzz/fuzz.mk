@@ -1,4 +1,4 @@
-# tests/fuzz/fuzz.mk - libFuzzer targets for every libkm parser (TESTING.md A,
+# tests/fuzz/fuzz.mk - libFuzzer targets for every libkm parser (docs/RELIABILITY.md A,
 # issue 10 item 1), their corpora replayed by `make check`, and `make fuzz`.
 # Included from the top Makefile.am: include $(srcdir)/tests/fuzz/fuzz.mk
 #
@@ -80,7 +80,7 @@ tests_fuzz_gen_corpus_SOURCES = tests/fuzz/gen_corpus.c tests/fuzz/fuzz_common.h
 tests_fuzz_gen_corpus_CFLAGS = $(FUZZ_REPLAY_CFLAGS)
 tests_fuzz_gen_corpus_LDADD = $(FUZZ_REPLAY_LIBS)
 
-# secret hygiene (TESTING.md E): tests/check_hygiene.c
+# secret hygiene (docs/RELIABILITY.md E): tests/check_hygiene.c
 if HAVE_CHECK
 check_PROGRAMS += tests/check_hygiene
 tests_check_hygiene_SOURCES = tests/check_hygiene.c tests/testutil.h tests/testutil.c
