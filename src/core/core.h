@@ -232,7 +232,12 @@ void km__wtxn_abort(km__txn *t);
 void km__wtxn_changed(void);
 /* The write generation: changes after every committed change of any context
  * of this process. */
-unsigned km__wtxn_gen(void);
+extern atomic_uint km__wtxn_generation;   /* written by wtxn.c only */
+static inline unsigned km__wtxn_gen(void)
+{
+    /* acquire: what the writer committed before bumping is seen after */
+    return atomic_load_explicit(&km__wtxn_generation, memory_order_acquire);
+}
 
 /* ctx.c */
 int64_t km__now(const struct km_ctx *ctx);

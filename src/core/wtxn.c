@@ -7,8 +7,9 @@
  * processes are noticed by time (refresh_ms). */
 #include "core.h"
 
-/* Bumped after every committed change by any context in this process. */
-static atomic_uint write_gen;
+/* Bumped after every committed change by any context in this process; only
+ * this file writes it (km__wtxn_gen in core.h reads it inline on the data path). */
+atomic_uint km__wtxn_generation;
 
 int km__wtxn_begin(struct km_ctx *ctx, km__txn **out)
 {
@@ -63,10 +64,6 @@ void km__wtxn_abort(km__txn *t)
 
 void km__wtxn_changed(void)
 {
-    atomic_fetch_add(&write_gen, 1);
+    atomic_fetch_add(&km__wtxn_generation, 1);
 }
 
-unsigned km__wtxn_gen(void)
-{
-    return atomic_load(&write_gen);
-}

@@ -33,7 +33,7 @@
             .md = dig, .usages = u, .default_usage = u, .pclass = cls, .strength = str,          \
             .fips = fip, .hdr_alg = hdr, .backends = be }
 
-static const km__keytype table[KM__KEYTYPE_MAX + 1] = {
+const km__keytype km__keytypes[KM__KEYTYPE_MAX + 1] = {
     SYM(KM_KEY_AES_128_GCM, "aes-128-gcm", KM__FAM_AES_GCM, 16, "AES-128-GCM", NULL, U_AEAD, SD,
         128, TPM),
     SYM(KM_KEY_AES_192_GCM, "aes-192-gcm", KM__FAM_AES_GCM, 24, "AES-192-GCM", NULL, U_AEAD, SD,
@@ -72,21 +72,14 @@ static const km__keytype table[KM__KEYTYPE_MAX + 1] = {
          152, 1, 0, 0),
 };
 
-const km__keytype *km__keytype_get(int type)
-{
-    if (type < 1 || type > KM__KEYTYPE_MAX || table[type].name == NULL)
-        return NULL;
-    return &table[type];
-}
-
 const km__keytype *km__keytype_by_name(const char *name)
 {
     int t;
     if (name == NULL)
         return NULL;
     for (t = 1; t <= KM__KEYTYPE_MAX; t++)
-        if (table[t].name != NULL && strcmp(table[t].name, name) == 0)
-            return &table[t];
+        if (km__keytypes[t].name != NULL && strcmp(km__keytypes[t].name, name) == 0)
+            return &km__keytypes[t];
     return NULL;
 }
 
@@ -94,8 +87,8 @@ const km__keytype *km__keytype_next(const km__keytype *prev)
 {
     int t = prev == NULL ? 1 : (int)prev->id + 1;
     for (; t <= KM__KEYTYPE_MAX; t++)
-        if (table[t].name != NULL)
-            return &table[t];
+        if (km__keytypes[t].name != NULL)
+            return &km__keytypes[t];
     return NULL;
 }
 
@@ -126,12 +119,6 @@ uint32_t km__type_usage(km_key_type type)
 {
     const km__keytype *kt = km__keytype_get((int)type);
     return kt != NULL ? kt->usages : 0;
-}
-
-km__family km__type_family(km_key_type type)
-{
-    const km__keytype *kt = km__keytype_get((int)type);
-    return kt != NULL ? kt->family : KM__FAM_NONE;
 }
 
 int km__type_on_backend(km_key_type type, uint32_t backend)

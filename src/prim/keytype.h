@@ -76,8 +76,18 @@ typedef struct km__keytype {
     uint32_t backends;     /* KM__KT_* device backends that can hold it */
 } km__keytype;
 
-/* The row of a type; NULL for a value that is no type. Pure. */
-const km__keytype *km__keytype_get(int type);
+/* The table, indexed by id (row 0 and gaps have a NULL name); read it
+ * through the functions below. */
+extern const km__keytype km__keytypes[KM__KEYTYPE_MAX + 1];
+
+/* The row of a type; NULL for a value that is no type. Pure (inline: the
+ * data path asks it on every call). */
+static inline const km__keytype *km__keytype_get(int type)
+{
+    if (type < 1 || type > KM__KEYTYPE_MAX || km__keytypes[type].name == NULL)
+        return NULL;
+    return &km__keytypes[type];
+}
 
 /* The row of a canonical name ("aes-256-gcm"; exact, case-sensitive); NULL
  * for NULL or an unknown name. Pure. */
@@ -100,7 +110,11 @@ size_t km__type_key_len(km_key_type type);
 /* The usage bits a type can have (0 for a non-type). Pure. */
 uint32_t km__type_usage(km_key_type type);
 /* The family of a type (KM__FAM_NONE for a non-type). Pure. */
-km__family km__type_family(km_key_type type);
+static inline km__family km__type_family(km_key_type type)
+{
+    const km__keytype *kt = km__keytype_get((int)type);
+    return kt != NULL ? kt->family : KM__FAM_NONE;
+}
 /* 1 when a device backend (KM__KT_*) can hold the type. Pure. */
 int km__type_on_backend(km_key_type type, uint32_t backend);
 

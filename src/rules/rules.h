@@ -55,7 +55,15 @@ typedef enum km__lc_op {
 
 /* Protect (encrypt, sign, wrap, MAC): ACTIVE only, after activation and
  * before protect-stop. KM_OK, or KM_E_STATE saying why. */
-int km__rules_may_protect(const km__vstate *v, int64_t now);
+int km__rules_protect_refused(const km__vstate *v, int64_t now);
+static inline int km__rules_may_protect(const km__vstate *v, int64_t now)
+{
+    /* inline: every encrypt, sign and MAC asks it */
+    if (v->state == KM_STATE_ACTIVE && (v->activated == 0 || now >= v->activated)
+        && (v->protect_stop == 0 || now < v->protect_stop))
+        return KM_OK;
+    return km__rules_protect_refused(v, now);
+}
 /* Process (decrypt, verify, unwrap): ACTIVE, SUSPENDED, DEACTIVATED before
  * process-stop; COMPROMISED only with KM_DECRYPT_ALLOW_COMPROMISED in flags.
  * KM_OK, or KM_E_STATE saying why. */

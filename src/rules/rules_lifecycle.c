@@ -19,16 +19,15 @@ const char *km_state_name(km_key_state state)
     return NULL;
 }
 
-int km__rules_may_protect(const km__vstate *v, int64_t now)
+/* km__rules_may_protect's refusals (its fast path is inline in rules.h). */
+int km__rules_protect_refused(const km__vstate *v, int64_t now)
 {
     if (v->state != KM_STATE_ACTIVE)
         return km__err(KM_E_STATE, "key version %u is %s: it may not protect new data",
                        v->version, km_state_name(v->state));
     if (v->activated != 0 && now < v->activated)
         return km__err(KM_E_STATE, "key version %u is not yet active", v->version);
-    if (v->protect_stop != 0 && now >= v->protect_stop)
-        return km__err(KM_E_STATE, "key version %u is past its protect-stop date", v->version);
-    return KM_OK;
+    return km__err(KM_E_STATE, "key version %u is past its protect-stop date", v->version);
 }
 
 int km__rules_may_process(const km__vstate *v, uint32_t flags, int64_t now)
