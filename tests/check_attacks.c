@@ -413,6 +413,36 @@ START_TEST(test_attacks_default_policy_stored_at_creation)
 }
 END_TEST
 
+/* ------------------------------------------------------ reserved keys */
+
+/* An admin who could create or import a key named km:import-wrapping-key
+ * (with a private key of its own) would read every BYOK import made to "the
+ * vault's" wrapping key: names beginning with "km:" are libkm's own. */
+START_TEST(test_attacks_reserved_key_names)
+{
+    km_ctx *adm = tu_as(dir, TU_ADMIN, TU_ADMIN_PASS);
+    km_key *k = NULL;
+    uint8_t pem[4096], raw[32];
+    size_t n = 0;
+
+    memset(raw, 0x42, sizeof raw);
+    ck_assert_int_eq(km_key_create(&k, adm, "km:import-wrapping-key", KM_KEY_RSA_4096, NULL),
+                     KM_E_INVALID);
+    ck_assert_int_eq(km_key_create(&k, owner, "km:anything", KM_KEY_AES_256_GCM, NULL),
+                     KM_E_INVALID);
+    ck_assert_int_eq(km_key_import(&k, adm, "km:import-wrapping-key", KM_KEY_AES_256_GCM,
+                                   KM_MATERIAL_RAW, raw, sizeof raw, KM_IMPORT_ALLOW_RAW, NULL),
+                     KM_E_INVALID);
+    ck_assert_ptr_null(k);
+    /* the vault makes its own, and only it */
+    OK(km_vault_wrapping_key(owner, KM_MATERIAL_PEM, pem, sizeof pem, &n));
+    ck_assert_uint_gt(n, 100);
+    OK(km_key_open(&k, owner, "km:import-wrapping-key"));
+    km_key_free(k);
+    km_close(adm);
+}
+END_TEST
+
 /* ----------------------------------------------------------- timing */
 
 static double open_ms(const char *who, const char *pass)
@@ -467,6 +497,7 @@ int main(void)
     tcase_add_test(tc, test_attacks_removed_admin_handle_refused);
     tcase_add_test(tc, test_attacks_long_refresh_capped);
     tcase_add_test(tc, test_attacks_principal_name_timing);
+    tcase_add_test(tc, test_attacks_reserved_key_names);
     tcase_add_test(tc, test_attacks_deleted_policy_refused);
     tcase_add_test(tc, test_attacks_default_policy_stored_at_creation);
     return tu_run(s);

@@ -141,6 +141,7 @@ KM_EXTERN const char *km_state_name(km_key_state state);
  *         KM_E_EXISTS when the name is taken;
  *         KM_E_UNSUPPORTED for an unknown protection; KM_E_BACKEND, KM_E_IO.
  * Nothing is written to the vault on error. Thread-safe.
+ * Names beginning with "km:" are libkm's own and refused (KM_E_INVALID).
  */
 KM_EXTERN int km_key_create(km_key **out, km_ctx *ctx, const char *name,
                             km_key_type type, const km_key_options *opts);

@@ -289,7 +289,7 @@ int km_vault_wrapping_key(km_ctx *ctx, km_material_format format, uint8_t *out, 
     rc = km_key_open(&k, ctx, WRAPPING_KEY_NAME);
     if (rc == KM_E_NOTFOUND) {
         o.usage = KM_USAGE_UNWRAP;
-        rc = km_key_create(&k, ctx, WRAPPING_KEY_NAME, KM_KEY_RSA_4096, &o);
+        rc = km__key_create_reserved(&k, ctx, WRAPPING_KEY_NAME, KM_KEY_RSA_4096, &o);
         if (rc == KM_E_EXISTS) /* made by another thread or process meanwhile */
             rc = km_key_open(&k, ctx, WRAPPING_KEY_NAME);
     }

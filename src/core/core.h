@@ -499,6 +499,10 @@ static inline int km__may_process(const km__ver *v, uint32_t flags, int64_t now)
     km__vstate s = km__ver_vstate(v);
     return km__rules_may_process(&s, flags, now);
 }
+/* key.c: km_key_create for libkm's own names ("km:..."), which the public
+ * km_key_create and km_key_import refuse (the vault's BYOK wrapping key). */
+int km__key_create_reserved(km_key **out, km_ctx *ctx, const char *name, km_key_type type,
+                            const km_key_options *opts);
 /* key.c: the checks before every protect operation (encrypt, sign, MAC,
  * derive, agree), under the key's read lock: the key's usage allows `usage`
  * (`what` names it in the error), the vault policy lets the algorithm

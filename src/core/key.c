@@ -9,6 +9,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* Names that begin with "km:" are libkm's own (km:import-wrapping-key, the
+ * vault's BYOK key): a caller who could create or import one could put its
+ * own key where importers expect the vault's. */
+#define KM__RESERVED_PREFIX "km:"
+
 static int check_name(const char *fn, const char *name, size_t *len)
 {
     size_t i, n;
@@ -1068,7 +1073,7 @@ static void make_spec(km_backend_keyspec *spec, km_key_type type, uint32_t usage
     spec->key_version = version;
 }
 
-int km_key_create(km_key **out, km_ctx *ctx, const char *name, km_key_type type,
+static int key_create(int internal, km_key **out, km_ctx *ctx, const char *name, km_key_type type,
                   const km_key_options *opts)
 {
     km__backend_inst *be = NULL;
@@ -1089,6 +1094,8 @@ int km_key_create(km_key **out, km_ctx *ctx, const char *name, km_key_type type,
         || (rc = check_name("km_key_create", name, &len)) != KM_OK
         || (rc = check_key_options("km_key_create", type, opts, &usage, &flags, &prot)) != KM_OK)
         return rc;
+    if (!internal && strncmp(name, KM__RESERVED_PREFIX, sizeof KM__RESERVED_PREFIX - 1) == 0)
+        return km__err(KM_E_INVALID, "km_key_create: names beginning with 'km:' are libkm's own");
     if (opts != NULL && opts->version >= 4 && opts->key_id != NULL)
         return km__err(KM_E_INVALID, "km_key_create: opts->key_id is for imports only");
     if ((rc = km__ctx_policy_refresh(ctx, 0)) != KM_OK
@@ -1128,6 +1135,18 @@ static int pem_is_public(const uint8_t *m, size_t len)
     return 0;
 }
 
+int km_key_create(km_key **out, km_ctx *ctx, const char *name, km_key_type type,
+                  const km_key_options *opts)
+{
+    return key_create(0, out, ctx, name, type, opts);
+}
+
+int km__key_create_reserved(km_key **out, km_ctx *ctx, const char *name, km_key_type type,
+                            const km_key_options *opts)
+{
+    return key_create(1, out, ctx, name, type, opts);
+}
+
 int km_key_import(km_key **out, km_ctx *ctx, const char *name, km_key_type type,
                   km_material_format format, const uint8_t *material, size_t material_len,
                   uint32_t flags, const km_key_options *opts)
@@ -1158,6 +1177,8 @@ int km__key_import(km_key **out, km_ctx *ctx, const char *name, km_key_type type
         || (rc = check_name("km_key_import", name, &len)) != KM_OK
         || (rc = check_key_options("km_key_import", type, opts, &usage, &kflags, &prot)) != KM_OK)
         return rc;
+    if (strncmp(name, KM__RESERVED_PREFIX, sizeof KM__RESERVED_PREFIX - 1) == 0)
+        return km__err(KM_E_INVALID, "km_key_import: names beginning with 'km:' are libkm's own");
     if (!(flags & KM_IMPORT_ALLOW_RAW))
         return km__err(KM_E_INVALID, "km_key_import: plaintext import needs KM_IMPORT_ALLOW_RAW");
     if (flags & ~KM_IMPORT_ALLOW_RAW)
