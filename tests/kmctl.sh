@@ -279,6 +279,7 @@ t 4 "decrypt under a compromised version (state)" cmp.ct decrypt
 t 0 "decrypt --allow-compromised" cmp.ct decrypt --allow-compromised
 check "the compromised version decrypts when asked" cmp -s out msg
 t 0 "create a pre-active key (--activate-at)" - key create later --type aes-256-gcm --activate-at 2099-01-01
+t 1 "--activate-at in the past is refused, not taken as now" - key create earlier --type aes-256-gcm --activate-at 2001-01-01
 t 0 "key info (pre-active)" - key info later --json
 cp out later.json
 check "the version is pre-active" [ "$(json_get later.json 'd["versions"][0]["state"]')" = pre-active ]

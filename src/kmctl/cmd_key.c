@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <jansson.h>
 
@@ -125,8 +126,14 @@ static int key_options(const struct kmctl_args *a, km_key_options *o)
     o->protection = a->val[OPT_PROTECTION];
     if (a->val[OPT_ROTATE_EVERY] != NULL)
         o->rotate_days = (uint32_t)a->num[OPT_ROTATE_EVERY];
-    if (a->val[OPT_ACTIVATE_AT] != NULL)
+    if (a->val[OPT_ACTIVATE_AT] != NULL) {
+        /* a date already past would be taken as "now" by libkm: say so
+         * rather than pretend to schedule it (a minute of slack for clocks) */
+        if (a->date[OPT_ACTIVATE_AT] < (int64_t)time(NULL) - 60)
+            return kmctl_error(KMCTL_EXIT_USAGE, "--activate-at %s is in the past: leave it out "
+                               "to activate the key now", a->val[OPT_ACTIVATE_AT]);
         o->activate_at = a->date[OPT_ACTIVATE_AT];
+    }
     if (a->val[OPT_PROTECT_DAYS] != NULL)
         o->protect_days = (uint32_t)a->num[OPT_PROTECT_DAYS];
     if (a->val[OPT_PROCESS_DAYS] != NULL)
