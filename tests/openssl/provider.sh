@@ -288,6 +288,35 @@ if env -u KM_VAULT -u KM_PASSPHRASE OPENSSL_CONF="$tmp/km.cnf" timeout 60 env "$
        -digest sha384 -in msg -out sig.cnf 2> err && verify ec-p384 sig.cnf msg; then
     ok "the provider's openssl.cnf section (vault, passphrase_file) opens the vault without KM_VAULT/KM_PASSPHRASE"
 else bad "openssl.cnf configuration: $(tr '\n' ' ' < err)"; fi
+# the passphrase file must be ours, a regular file, readable by nobody else
+cnf_with() { # file: km.cnf with passphrase_file = $1 (and optional principal $2)
+    sed -e "s|^passphrase_file = .*|passphrase_file = $1|" km.cnf > km2.cnf
+    [ -n "${2:-}" ] && printf 'principal = %s\n' "$2" >> km2.cnf
+    return 0
+}
+cnf_sign() { env -u KM_VAULT -u KM_PASSPHRASE -u KM_PRINCIPAL OPENSSL_CONF="$tmp/km2.cnf" timeout 60 \
+    env "${SAN_ENV[@]}" "$OPENSSL" pkeyutl -sign -inkey km:ec-p384 -rawin -digest sha384 -in msg -out sig.c2 > err 2>&1; }
+cp pass.txt pass-open.txt; chmod 640 pass-open.txt
+cnf_with "$tmp/pass-open.txt"
+if cnf_sign; then bad "a group-readable passphrase file is used"
+elif grep -q 'readable' err; then ok "a group-readable passphrase file is refused"
+else bad "group-readable passphrase file: unexpected error: $(tr '\n' ' ' < err)"; fi
+ln -s "$tmp/pass.txt" pass-link.txt
+cnf_with "$tmp/pass-link.txt"
+if cnf_sign; then bad "a symlinked passphrase file is used"
+elif grep -q 'symbolic link' err; then ok "a symlinked passphrase file is refused"
+else bad "symlinked passphrase file: unexpected error: $(tr '\n' ' ' < err)"; fi
+# as a principal: a user granted sign on the key signs; without the grant it is denied
+printf 'pu-provider\n' > cred-pu; chmod 600 cred-pu
+if "$KMCTL" principal add prov-user --role user --credential-file "$tmp/cred-pu" >/dev/null 2>err; then
+    cnf_with "$tmp/cred-pu" prov-user
+    if cnf_sign; then bad "a principal without a grant signs through the provider"
+    elif grep -q 'DENIED\|denied' err; then ok "the provider opens as a principal: no grant, no signature"
+    else bad "principal without grant: unexpected error: $(tr '\n' ' ' < err)"; fi
+    if "$KMCTL" key grant ec-p384 prov-user --perms sign >/dev/null 2>err && cnf_sign && verify ec-p384 sig.c2 msg; then
+        ok "the provider opens as a principal: with the sign grant it signs"
+    else bad "principal with grant: $(tr '\n' ' ' < err)"; fi
+else bad "kmctl principal add: $(tr '\n' ' ' < err)"; fi
 if env -u KM_VAULT -u KM_PASSPHRASE timeout 60 env "${SAN_ENV[@]}" "$OPENSSL" pkeyutl "${P[@]}" -sign -inkey km:ec-p384 -rawin -digest sha384 \
        -in msg -out sig.none > err 2>&1; then
     bad "signing works with no vault configured"
