@@ -435,7 +435,10 @@ class _Handle:
         self._free = free
         self._what = what
         self._users = 0
-        self._cond = threading.Condition(threading.Lock())
+        # re-entrant: garbage collection can run a handle's weakref.finalize
+        # (which calls close) while this very thread holds the lock inside
+        # close(); with a plain Lock that deadlocked (seen under make distcheck)
+        self._cond = threading.Condition(threading.RLock())
         self._parent = parent
         self.children = set()
         if parent is not None:
@@ -446,7 +449,7 @@ class _Handle:
         # the threads that held uses do not exist in the child: forget them, so
         # that close() (at exit, say) frees at once; libkm refuses other uses
         # there with KM_E_FORK and frees handles without touching the vault.
-        self._cond = threading.Condition(threading.Lock())
+        self._cond = threading.Condition(threading.RLock())
         self._users = 0
 
     def acquire(self):

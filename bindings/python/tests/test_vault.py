@@ -602,3 +602,24 @@ def test_pathlike(tmp_path):
     assert isinstance(tmp_path, pathlib.Path)
     with openv(tmp_path / "p") as v:
         assert v.create_key("k", "aes-256-gcm").name == "k"
+
+
+def test_handle_close_reentered_by_a_finalizer(vault):
+    """Garbage collection may run a key's weakref.finalize (close) while the
+    same thread is inside that key's close() holding its lock (seen as a hang
+    under make distcheck): closing again from there must return, not deadlock."""
+    import threading
+    k = vault.create_key("reentrant", "aes-256-gcm")
+    h = k._h
+    done = []
+
+    def reenter():
+        with h._cond:          # what close() holds when the finalizer runs
+            h.close()          # the finalizer's call
+        done.append(True)
+
+    t = threading.Thread(target=reenter, daemon=True)
+    t.start()
+    t.join(10)
+    assert done == [True], "close() re-entered under its own lock deadlocked"
+    assert h.closed
