@@ -112,6 +112,27 @@ START_TEST(test_quorum_m_of_n_approvals)
 }
 END_TEST
 
+/* An approval given by a custodian who has been removed since no longer
+ * counts (issue 18: approvals of removed custodians are void). */
+START_TEST(test_quorum_removed_custodian_approval_void)
+{
+    uint8_t id[16];
+    km_ctx *c3;
+
+    request_destroy(id, 3600);
+    OK(km_request_approve(c1, id));
+    OK(km_request_approve(c2, id));
+    OK(km_principal_remove(owner, TU_CUST2, 0));
+    RC(KM_E_DENIED, km_key_schedule_destroy(old, 1, 7));
+    ck_assert_ptr_nonnull(strstr(km_error_last()->message, "not yet approved"));
+    OK(tu_principal_add(owner, "erin-custodian", KM_ROLE_CUSTODIAN, "pc3"));
+    c3 = tu_as(dir, "erin-custodian", "pc3");
+    OK(km_request_approve(c3, id));
+    OK(km_key_schedule_destroy(old, 1, 7));
+    km_close(c3);
+}
+END_TEST
+
 /* Three of three: two approvals are short; the policy's count is the one in
  * force when the call is made. */
 START_TEST(test_quorum_needed_follows_policy)
@@ -335,6 +356,7 @@ static Suite *quorum_suite(void)
 
     tcase_add_test(tc, test_quorum_call_without_request_denied);
     tcase_add_test(tc, test_quorum_m_of_n_approvals);
+    tcase_add_test(tc, test_quorum_removed_custodian_approval_void);
     tcase_add_test(tc, test_quorum_needed_follows_policy);
     tcase_add_test(tc, test_quorum_duplicate_approval_refused);
     tcase_add_test(tc, test_quorum_same_custodian_other_context_refused);

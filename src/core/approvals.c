@@ -152,6 +152,7 @@ int km__request_params_hash(int op, const uint8_t *p, size_t n, uint8_t out[32])
 
 typedef struct cfind {
     struct km_ctx *ctx;
+    km__txn *t;
     int op;
     const uint8_t *key_id;
     uint8_t phash[32];
@@ -180,7 +181,28 @@ static int consume_scan(const uint8_t *key, size_t key_len, const uint8_t *val, 
         || r.has_key != (f->key_id != NULL)
         || (f->key_id != NULL && !km_ct_equal(r.key_id, f->key_id, 16)))
         return 0;
-    if (!km__rules_quorum_ready(&r, f->needed, f->now)) {
+    /* only approvals of principals who are still custodians count: an
+     * approval given by a custodian who was removed (or lost the role) since
+     * is void */
+    req cur = r;   /* the record keeps every approval; only the count drops */
+    {
+        size_t i, keep = 0;
+        for (i = 0; i < r.napprovals && i < KM__APPROVERS_MAX; i++) {
+            const uint8_t *a = r.approvals + i * KM__APPROVER_LEN;
+            km__pfind pf;
+            memset(&pf, 0, sizeof pf);
+            pf.pid = a;
+            if ((rc = km__principal_find(f->ctx, f->t, &pf)) != KM_OK)
+                return rc;
+            if (!pf.found || !(pf.roles & KM_ROLE_CUSTODIAN))
+                continue;
+            if (keep != i)
+                memcpy(cur.approvals + keep * KM__APPROVER_LEN, a, KM__APPROVER_LEN);
+            keep++;
+        }
+        cur.napprovals = keep;
+    }
+    if (!km__rules_quorum_ready(&cur, f->needed, f->now)) {
         f->stale = 1;   /* expired or short of approvals */
         return 0;
     }
@@ -202,6 +224,7 @@ int km__quorum_consume(struct km_ctx *ctx, km__txn *t, int op, const uint8_t *ke
     if (f.needed == 0)
         return KM_OK;
     f.ctx = ctx;
+    f.t = t;
     f.op = op;
     f.key_id = key_id;
     f.now = km__now(ctx);
