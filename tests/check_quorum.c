@@ -133,6 +133,33 @@ START_TEST(test_quorum_removed_custodian_approval_void)
 }
 END_TEST
 
+/* A key's own policy may ask for more approvals than the vault's: it is
+ * honoured (issue 18: key-level dual control was never consulted). */
+START_TEST(test_quorum_key_policy_dual_control)
+{
+    km_key_options o = KM_KEY_OPTIONS_INIT;
+    km_key *g = NULL;
+    uint8_t id[16];
+    km_ctx *c3;
+
+    o.policy = "{\"version\": 1, \"dual_control\": {\"destroy\": 3}}";
+    o.activate_at = tu_now + 10 * 86400;        /* pre-active: destroyable at once */
+    OK(km_key_create(&g, admin, "guarded", KM_KEY_AES_256_GCM, &o));
+    OK(km_request_create(admin, KM_REQ_DESTROY, "guarded", destroy_1_7, sizeof destroy_1_7,
+                         3600, id));
+    OK(km_request_approve(c1, id));
+    OK(km_request_approve(c2, id));
+    RC(KM_E_DENIED, km_key_schedule_destroy(g, 1, 7));     /* the vault's 2 are not enough */
+    ck_assert_ptr_nonnull(strstr(km_error_last()->message, "3 custodian approval"));
+    OK(tu_principal_add(owner, "erin-custodian", KM_ROLE_CUSTODIAN, "pc3"));
+    c3 = tu_as(dir, "erin-custodian", "pc3");
+    OK(km_request_approve(c3, id));
+    OK(km_key_schedule_destroy(g, 1, 7));
+    km_key_free(g);
+    km_close(c3);
+}
+END_TEST
+
 /* Three of three: two approvals are short; the policy's count is the one in
  * force when the call is made. */
 START_TEST(test_quorum_needed_follows_policy)
@@ -357,6 +384,7 @@ static Suite *quorum_suite(void)
     tcase_add_test(tc, test_quorum_call_without_request_denied);
     tcase_add_test(tc, test_quorum_m_of_n_approvals);
     tcase_add_test(tc, test_quorum_removed_custodian_approval_void);
+    tcase_add_test(tc, test_quorum_key_policy_dual_control);
     tcase_add_test(tc, test_quorum_needed_follows_policy);
     tcase_add_test(tc, test_quorum_duplicate_approval_refused);
     tcase_add_test(tc, test_quorum_same_custodian_other_context_refused);

@@ -59,7 +59,7 @@ static int export_record(km__kobj *k, uint32_t version, const uint8_t *params, s
     if ((rc = km__wtxn_begin(k->ctx, &t)) != KM_OK)
         return rc;
     snprintf(d, sizeof d, "'%.64s' exported wrapped", k->name);
-    rc = km__quorum_consume(k->ctx, t, KM_REQ_EXPORT, k->id, params, len);
+    rc = km__quorum_consume_key(k->ctx, t, KM_REQ_EXPORT, k, params, len);
     if (rc != KM_OK) {
         km__wtxn_abort(t);
         return rc;

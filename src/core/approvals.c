@@ -212,15 +212,54 @@ static int consume_scan(const uint8_t *key, size_t key_len, const uint8_t *val, 
     return 1;
 }
 
+uint32_t km__quorum_needed_key(struct km_ctx *ctx, int op, const km__kobj *k)
+{
+    uint32_t n = km__quorum_needed(ctx, op);
+    const km__policy *vp;
+    km__policy *own = NULL;
+
+    if (k == NULL || k->policy_json == NULL || n == UINT32_MAX)
+        return n;
+    /* the key's own policy may only tighten the vault's: its dual control
+     * counts when it asks for more (it was checked against the vault's policy
+     * when it was set; one that no longer parses against today's leaves the
+     * vault's count) */
+    vp = km__policy_acquire(ctx);
+    if (km__policy_parse(&own, k->policy_json, strlen(k->policy_json), vp) == KM_OK) {
+        uint32_t kn = km__policy_approvals(own, pol_op[op]);
+        if (kn > n)
+            n = kn;
+    }
+    km__policy_release(ctx);
+    km__policy_free(own);
+    return n;
+}
+
+static int consume_needed(struct km_ctx *ctx, km__txn *t, int op, const uint8_t *key_id,
+                          uint32_t needed, const uint8_t *params, size_t params_len);
+
 int km__quorum_consume(struct km_ctx *ctx, km__txn *t, int op, const uint8_t *key_id,
                        const uint8_t *params, size_t params_len)
+{
+    return consume_needed(ctx, t, op, key_id, km__quorum_needed(ctx, op), params, params_len);
+}
+
+int km__quorum_consume_key(struct km_ctx *ctx, km__txn *t, int op, const km__kobj *k,
+                           const uint8_t *params, size_t params_len)
+{
+    return consume_needed(ctx, t, op, k->id, km__quorum_needed_key(ctx, op, k), params,
+                          params_len);
+}
+
+static int consume_needed(struct km_ctx *ctx, km__txn *t, int op, const uint8_t *key_id,
+                          uint32_t needed, const uint8_t *params, size_t params_len)
 {
     cfind f;
     char d[120];
     int rc;
 
     memset(&f, 0, sizeof f);
-    f.needed = km__quorum_needed(ctx, op);
+    f.needed = needed;
     if (f.needed == 0)
         return KM_OK;
     f.ctx = ctx;

@@ -379,6 +379,12 @@ int km__quorum_check_own(struct km_ctx *ctx, int op, const uint8_t *key_id,
 /* The approvals the vault policy asks for op (KM_REQ_*); UINT32_MAX for an
  * unknown op. */
 uint32_t km__quorum_needed(struct km_ctx *ctx, int op);
+/* As km__quorum_needed for an operation on key k: the larger of the vault's
+ * count and the one in k's own policy. */
+uint32_t km__quorum_needed_key(struct km_ctx *ctx, int op, const km__kobj *k);
+/* km__quorum_consume for an operation on key k, with km__quorum_needed_key. */
+int km__quorum_consume_key(struct km_ctx *ctx, km__txn *t, int op, const km__kobj *k,
+                           const uint8_t *params, size_t params_len);
 /* approvals.c: the policy name of a request op ("destroy"), "?" if unknown. */
 const char *km__quorum_op_name(int op);
 /* The request record `id` in t. KM_E_NOTFOUND, KM_E_CORRUPT. */

@@ -128,7 +128,7 @@ int km__key_transition(km__kobj *k, uint32_t version, const km__lc_arg *a)
         uint8_t params[8];
         km__be32_put(params, version);
         km__be32_put(params + 4, a->grace_days);
-        if ((rc = km__quorum_consume(ctx, t, KM_REQ_DESTROY, k->id, params, sizeof params))
+        if ((rc = km__quorum_consume_key(ctx, t, KM_REQ_DESTROY, k, params, sizeof params))
             != KM_OK)
             goto fail;
     }
