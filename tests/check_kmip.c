@@ -144,20 +144,7 @@ static void reg_remove(pid_t pid)
 /* True when pid is still a pykmip-server (not a reused PID). */
 static int is_pykmip(pid_t pid)
 {
-    char path[64], buf[4096];
-    size_t n, i;
-    FILE *f;
-
-    snprintf(path, sizeof path, "/proc/%d/cmdline", (int)pid);
-    if ((f = fopen(path, "r")) == NULL)
-        return 0;
-    n = fread(buf, 1, sizeof buf - 1, f);
-    fclose(f);
-    for (i = 0; i < n; i++)
-        if (buf[i] == '\0')
-            buf[i] = ' ';
-    buf[n] = '\0';
-    return strstr(buf, "pykmip-server") != NULL;
+    return tu_pid_runs(pid, "pykmip-server", NULL);
 }
 
 static void reap_leftovers(void)

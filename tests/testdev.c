@@ -194,8 +194,7 @@ static void reg_remove(pid_t pid)
     (void)unlink(path);
 }
 
-/* True when `pid` is still a swtpm serving state_dir (not a reused PID). */
-static int is_our_swtpm(pid_t pid, const char *state_dir)
+int tu_pid_runs(pid_t pid, const char *a, const char *b)
 {
     char path[64], buf[8192];
     size_t n, i;
@@ -210,7 +209,13 @@ static int is_our_swtpm(pid_t pid, const char *state_dir)
         if (buf[i] == '\0')
             buf[i] = ' ';
     buf[n] = '\0';
-    return strstr(buf, "swtpm") != NULL && strstr(buf, state_dir) != NULL;
+    return strstr(buf, a) != NULL && (b == NULL || strstr(buf, b) != NULL);
+}
+
+/* True when `pid` is still a swtpm serving state_dir (not a reused PID). */
+static int is_our_swtpm(pid_t pid, const char *state_dir)
+{
+    return tu_pid_runs(pid, "swtpm", state_dir);
 }
 
 int tu_swtpm_registry(const char *who)

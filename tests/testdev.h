@@ -51,6 +51,9 @@ typedef struct tu_swtpm {
 int tu_swtpm_installed(const char *who);
 /* A free port P with P + 1 free too, on 127.0.0.1; 0 when none was found. */
 int tu_dev_free_port_pair(void);
+/* 1 when process `pid` still runs a command line containing `a` (and `b`
+ * when not NULL): a recorded PID is ours before it is signalled, not reused. */
+int tu_pid_runs(pid_t pid, const char *a, const char *b);
 /* Makes the state directory PARENT/NAME (t zeroed first) and starts a swtpm
  * there on a free port pair (tu_dev_swtpm_start). */
 int tu_dev_swtpm_make(tu_swtpm *t, const char *parent, const char *name);
