@@ -437,6 +437,13 @@ START_TEST(test_kmip_bad_tag_refused)
     memset(pt, 0xAA, sizeof pt);
     ck_assert_int_eq(km_decrypt(f.ctx, 0, ct, ct_len, NULL, 0, pt, sizeof pt, &pt_len),
                      KM_E_INTEGRITY);
+    /* the core's words, then the server's own: its Result Reason kept as native code */
+    ck_assert_int_eq(km_error_last()->native_kind, KM_NATIVE_KMIP);
+    ck_assert_uint_eq(km_error_last()->native, 0x100); /* General Failure (PyKMIP 0.10) */
+    ck_assert_msg(strstr(km_error_last()->message, "ciphertext failed authentication") != NULL
+                      && strstr(km_error_last()->message, "kmip decrypt: the server answered "
+                                                          "General Failure") != NULL,
+                  "%s", km_error_last()->message);
     for (i = 0; i < sizeof MSG; i++)
         ck_assert_uint_eq(pt[i], 0);
     /* a changed ciphertext byte, too */

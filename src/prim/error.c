@@ -6,7 +6,7 @@
 
 #include <openssl/err.h>
 
-#define KM__MSG_MAX 256
+#define KM__MSG_MAX 512
 
 /* Per-thread storage: fixed-size, so recording an error never allocates. */
 static _Thread_local km_error tl_err = { KM_OK, "no error", KM_NATIVE_NONE, 0 };
@@ -75,6 +75,38 @@ int km__err_native(int code, km_native_kind kind, unsigned long native, const ch
     va_start(ap, fmt);
     record(code, kind, native, fmt, ap);
     va_end(ap);
+    return code;
+}
+
+int km__err_over(int code, const char *fmt, ...)
+{
+    char prev[KM__MSG_MAX];
+    km_native_kind kind = tl_err.native_kind;
+    unsigned long native = tl_err.native;
+    size_t n;
+    va_list ap;
+
+    if (kind == KM_NATIVE_NONE || tl_err.code != code) {
+        va_start(ap, fmt);
+        record(code, KM_NATIVE_NONE, 0, fmt, ap);
+        va_end(ap);
+        return code;
+    }
+    snprintf(prev, sizeof prev, "%s", tl_err.message ? tl_err.message : "");
+    va_start(ap, fmt);
+    record(code, kind, native, fmt, ap);
+    va_end(ap);
+    n = strlen(tl_msg);
+    if (prev[0] != '\0' && n + 4 < sizeof tl_msg) {
+        size_t pl = strlen(prev);
+        if (pl > sizeof tl_msg - n - 4)
+            pl = sizeof tl_msg - n - 4; /* shortened: the reason comes first */
+        tl_msg[n++] = ' ';
+        tl_msg[n++] = '(';
+        memcpy(tl_msg + n, prev, pl);
+        tl_msg[n + pl] = ')';
+        tl_msg[n + pl + 1] = '\0';
+    }
     return code;
 }
 

@@ -23,6 +23,11 @@
 int km__err(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 int km__err_native(int code, km_native_kind kind, unsigned long native, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
+/* As km__err, for a failure a backend reported first: when the thread's last
+ * error is `code` with a native code (the backend's: a KMIP Result Reason, a CK_RV),
+ * that code and the backend's message (in parentheses after the new one) are
+ * kept, so the server's or device's own reason survives the core's wording. */
+int km__err_over(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* Takes the oldest OpenSSL error from the queue as native code, clears the queue. */
 int km__err_ossl(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
