@@ -979,6 +979,195 @@ START_TEST(test_kmip_keyslot_opens_the_vault)
 }
 END_TEST
 
+/* ------------------------------------------------------- a scripted fake
+ * A TLS server thread that answers DiscoverVersions, Create and Activate with
+ * PyKMIP's bytes, answers an Encrypt with a response for another operation (the
+ * request fails), closes the connection on anything else, and records every
+ * operation asked for; connection after connection until stopped. */
+
+#define OP_CREATE 0x01
+#define OP_ACTIVATE 0x12
+#define OP_REVOKE 0x13
+#define OP_DESTROY 0x14
+#define OP_DISCOVER 0x1e
+#define OP_ENCRYPT 0x1f
+
+typedef struct script {
+    int lfd, port;
+    pthread_t thr;
+    pthread_mutex_t mu;
+    uint32_t ops[32];
+    int nops;
+    char uid[64];        /* the Unique Identifier of create_resp_14 */
+    int destroy_named;   /* a Destroy request named that uid */
+} script;
+
+static int ssl_read_whole(SSL *ssl, uint8_t *buf, size_t cap, size_t *len)
+{
+    size_t n, got = 0, total;
+
+    while (got < 8) {
+        if (SSL_read_ex(ssl, buf + got, 8 - got, &n) != 1)
+            return -1;
+        got += n;
+    }
+    total = 8 + ((size_t)buf[4] << 24 | (size_t)buf[5] << 16 | (size_t)buf[6] << 8 | buf[7]);
+    if (total > cap)
+        return -1;
+    while (got < total) {
+        if (SSL_read_ex(ssl, buf + got, total - got, &n) != 1)
+            return -1;
+        got += n;
+    }
+    *len = total;
+    return 0;
+}
+
+/* The text of the first item tagged `tag` (3 bytes) of type Text String. */
+static int ttlv_text(const uint8_t *b, size_t len, const char *tag, char *out, size_t cap)
+{
+    size_t i, n;
+    for (i = 0; i + 8 <= len; i++)
+        if (memcmp(b + i, tag, 3) == 0 && b[i + 3] == 0x07) {
+            n = (size_t)b[i + 4] << 24 | (size_t)b[i + 5] << 16 | (size_t)b[i + 6] << 8 | b[i + 7];
+            if (n >= cap || i + 8 + n > len)
+                return -1;
+            memcpy(out, b + i + 8, n);
+            out[n] = '\0';
+            return 0;
+        }
+    return -1;
+}
+
+static void *script_main(void *arg)
+{
+    script *sc = arg;
+    char crt[700], key[700];
+    SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
+    const char *names[] = { "discover_resp", "create_resp_14", "activate_resp", "decrypt_resp" };
+    uint8_t *resp[4], req[8192];
+    size_t resp_len[4], i, n, len;
+
+    snprintf(crt, sizeof crt, "%s/server.crt", pki_dir);
+    snprintf(key, sizeof key, "%s/server.key", pki_dir);
+    SSL_CTX_use_certificate_file(ctx, crt, SSL_FILETYPE_PEM);
+    SSL_CTX_use_PrivateKey_file(ctx, key, SSL_FILETYPE_PEM);
+    for (i = 0; i < 4; i++)
+        resp[i] = vector(names[i], &resp_len[i]);
+    if (resp[1] != NULL)
+        ttlv_text(resp[1], resp_len[1], "\x42\x00\x94", sc->uid, sizeof sc->uid);
+    for (;;) {
+        int fd = accept(sc->lfd, NULL, NULL);
+        SSL *ssl;
+        if (fd < 0)
+            break;
+        ssl = SSL_new(ctx);
+        SSL_set_fd(ssl, fd);
+        if (SSL_accept(ssl) == 1)
+            while (ssl_read_whole(ssl, req, sizeof req, &len) == 0) {
+                int answer = -1;
+                char uid[64];
+                /* every Operation (tag 42005c, an Enumeration) in the request */
+                for (i = 0; i + 12 <= len; i++) {
+                    uint32_t op;
+                    if (memcmp(req + i, "\x42\x00\x5c\x05\x00\x00\x00\x04", 8) != 0)
+                        continue;
+                    op = (uint32_t)req[i + 8] << 24 | (uint32_t)req[i + 9] << 16
+                         | (uint32_t)req[i + 10] << 8 | req[i + 11];
+                    pthread_mutex_lock(&sc->mu);
+                    if (sc->nops < 32)
+                        sc->ops[sc->nops++] = op;
+                    if (op == OP_DESTROY && ttlv_text(req, len, "\x42\x00\x94", uid,
+                                                      sizeof uid) == 0
+                        && strcmp(uid, sc->uid) == 0)
+                        sc->destroy_named = 1;
+                    pthread_mutex_unlock(&sc->mu);
+                    answer = op == OP_DISCOVER ? 0 : op == OP_CREATE ? 1
+                             : op == OP_ACTIVATE ? 2 : op == OP_ENCRYPT ? 3 : -1;
+                }
+                if (answer < 0 || resp[answer] == NULL
+                    || SSL_write_ex(ssl, resp[answer], resp_len[answer], &n) != 1)
+                    break;
+            }
+        SSL_free(ssl);
+        close(fd);
+    }
+    for (i = 0; i < 4; i++)
+        free(resp[i]);
+    SSL_CTX_free(ctx);
+    return NULL;
+}
+
+static void script_start(script *sc)
+{
+    struct sockaddr_in sa;
+    socklen_t sl = sizeof sa;
+
+    memset(sc, 0, sizeof *sc);
+    pthread_mutex_init(&sc->mu, NULL);
+    sc->lfd = socket(AF_INET, SOCK_STREAM, 0);
+    memset(&sa, 0, sizeof sa);
+    sa.sin_family = AF_INET;
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    ck_assert_int_eq(bind(sc->lfd, (struct sockaddr *)&sa, sizeof sa), 0);
+    ck_assert_int_eq(listen(sc->lfd, 4), 0);
+    ck_assert_int_eq(getsockname(sc->lfd, (struct sockaddr *)&sa, &sl), 0);
+    sc->port = ntohs(sa.sin_port);
+    ck_assert_int_eq(pthread_create(&sc->thr, NULL, script_main, sc), 0);
+}
+
+static void script_stop(script *sc)
+{
+    shutdown(sc->lfd, SHUT_RDWR);
+    pthread_join(sc->thr, NULL);
+    close(sc->lfd);
+    pthread_mutex_destroy(&sc->mu);
+}
+
+/* A keyslot whose sealing fails after the server made its key (the Encrypt
+ * fails): the slot's key is revoked and destroyed on the server, the error
+ * is the Encrypt's, and the vault has no kmip slot. */
+START_TEST(test_kmip_keyslot_seal_failure_destroys_the_key)
+{
+    fixture f;
+    server srv;
+    script sc;
+    km_ctx *c2 = NULL;
+    int rc, i, created = 0, revoked = 0, destroyed = 0, after_encrypt = 0;
+
+    fx_open(&f, NULL);
+    script_start(&sc);
+    memset(&srv, 0, sizeof srv);
+    srv.port = sc.port;
+    rc = km_vault_add_backend_slot(f.ctx, "kmip", config_for(&srv, "client", "ca",
+                                                             "timeout=2000"));
+    ck_assert_msg(rc == KM_E_BACKEND, "%s (%s)", km_err_name(rc), km_error_last()->message);
+    ck_assert_msg(strstr(km_error_last()->message, "kmip encrypt") != NULL, "%s",
+                  km_error_last()->message);
+    script_stop(&sc);
+    ck_assert_str_ne(sc.uid, "");
+    for (i = 0; i < sc.nops; i++) {
+        created += sc.ops[i] == OP_CREATE;
+        if (sc.ops[i] == OP_ENCRYPT)
+            after_encrypt = 1;
+        revoked += after_encrypt && sc.ops[i] == OP_REVOKE;
+        destroyed += after_encrypt && sc.ops[i] == OP_DESTROY;
+    }
+    ck_assert_int_eq(created, 1);
+    ck_assert_int_ge(revoked, 1);
+    ck_assert_int_ge(destroyed, 1);
+    ck_assert_int_eq(sc.destroy_named, 1);
+    /* no kmip slot was written: the vault does not open through one */
+    script_start(&sc);
+    srv.port = sc.port;
+    ck_assert_int_eq(open_with_kmip(f.dir, config_for(&srv, "client", "ca", "timeout=2000"),
+                                    &c2), KM_E_AUTH);
+    script_stop(&sc);
+    fx_close(&f);
+}
+END_TEST
+
+
 /* HMAC keys: drawn by libkm, registered, MACed by the server (known answer
  * with the key from PyKMIP's Get); imported AES keys encrypt in the server. */
 START_TEST(test_kmip_hmac_and_import)
@@ -1052,6 +1241,7 @@ static Suite *kmip_suite(void)
     tcase_add_test(tc, test_kmip_threads_share_the_connection);
     tcase_add_test(tc, test_kmip_bad_responses_refused);
     tcase_add_test(tc, test_kmip_keyslot_opens_the_vault);
+    tcase_add_test(tc, test_kmip_keyslot_seal_failure_destroys_the_key);
     tcase_add_test(tc, test_kmip_hmac_and_import);
     suite_add_tcase(s, tc);
     return s;

@@ -160,6 +160,28 @@ static int build_revoke_destroy(km__ttlv_enc *e, int major, int minor, void *arg
     return km__kmip_msg_revoke_destroy(e, major, minor, a->uid, a->uid_len);
 }
 
+/*
+ * Revokes and destroys an object libkm made but will not use (it did not
+ * activate, or the keyslot it was made for could not be sealed), so that no
+ * orphan stays on the server; best effort. Returns `rc`, the failure that
+ * made the object useless, with its recorded error (code, native code,
+ * message) restored.
+ */
+static int discard(kmip_state *st, const char *uid, size_t uid_len, int rc)
+{
+    const km_error *le = km_error_last();
+    km_native_kind kind = le->native_kind;
+    unsigned long native = le->native;
+    uid_arg u = { uid, uid_len };
+    km__kmip_reply r;
+    char msg[512];
+
+    snprintf(msg, sizeof msg, "%s", le->message);
+    if (call(st, build_revoke_destroy, &u, 2, &r, "destroy") == KM_OK)
+        km__kmip_reply_free(&r);
+    return km_backend_error(rc, kind, native, "%s", msg);
+}
+
 /* Makes an active key: `build` (Create or Register, operation `op`) then
  * Activate; its unique identifier in uid[0 .. *uid_len) (UID_MAX bytes at
  * most, no NUL). */
@@ -199,17 +221,8 @@ static int make_active(kmip_state *st, km__kmip_build build, void *arg, uint32_t
         rc = km__kmip_result_err(&r.msg.items[0], KM__KMIP_OP_ACTIVATE, "activate");
         km__kmip_reply_free(&r);
     }
-    if (rc != KM_OK) {
-        /* no orphan on the server: destroy the object that did not activate */
-        const km_error *le = km_error_last();
-        km_native_kind kind = le->native_kind;
-        unsigned long native = le->native;
-        char msg[256];
-        snprintf(msg, sizeof msg, "%s", le->message);
-        if (call(st, build_revoke_destroy, &u, 2, &r, "destroy") == KM_OK)
-            km__kmip_reply_free(&r);
-        return km_backend_error(rc, kind, native, "%s", msg);
-    }
+    if (rc != KM_OK)
+        return discard(st, uid_out, uid_len, rc); /* no orphan: it did not activate */
     return KM_OK;
 }
 
@@ -648,18 +661,21 @@ static int kmip_slot_seal(void *state, const km_secret *master, km_secret **out_
     nonce = blob + 2 + uid_len;
     ct = nonce + 12;
     len = 2 + uid_len + 12 + 32 + 16;
-    if (km__random(nonce, 12) != KM_OK)
-        return km_backend_error(KM_E_CRYPTO, KM_NATIVE_NONE, 0,
-                                "kmip keyslot: random bytes failed");
     memset(&o, 0, sizeof o);
     o.st = st;
     o.type = KM_KEY_AES_256_GCM;
     memcpy(o.uid, blob + 2, uid_len);
     o.uid_len = uid_len;
-    rc = kmip_aead_seal(&o, nonce, (const uint8_t *)SLOT_AAD, strlen(SLOT_AAD), blob, 2 + uid_len,
-                        km_secret_data(master), 32, ct, ct + 32);
+    if (km__random(nonce, 12) != KM_OK)
+        rc = km_backend_error(KM_E_CRYPTO, KM_NATIVE_NONE, 0,
+                              "kmip keyslot: random bytes failed");
+    else
+        rc = kmip_aead_seal(&o, nonce, (const uint8_t *)SLOT_AAD, strlen(SLOT_AAD), blob,
+                            2 + uid_len, km_secret_data(master), 32, ct, ct + 32);
     if (rc == KM_OK)
         rc = km_secret_from(out_blob, blob, len);
+    if (rc != KM_OK)
+        rc = discard(st, o.uid, o.uid_len, rc); /* the slot's key serves nothing else */
     km_memzero(blob, sizeof blob);
     return rc;
 }
