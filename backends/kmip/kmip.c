@@ -10,7 +10,9 @@
  *              material exists), then Activate (two requests:
  *              PyKMIP cannot parse an Activate batched with its Create through
  *              the ID placeholder); an object that fails to activate is
- *              destroyed again
+ *              destroyed again. Create and Register ask for Sensitive = true
+ *              and Extractable = false, and fewer when the server refuses them
+ *              (make_active)
  *              An HMAC-SHA256 key is drawn by libkm and Registered (KMIP
  *              servers such as PyKMIP create no HMAC keys), then activated
  *   import     Register of raw aes-256-gcm or hmac-sha256 material
@@ -39,6 +41,7 @@
 #include "kmip_int.h"
 #include "km_int.h"   /* primitives: random bytes */
 
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -49,6 +52,9 @@
 
 typedef struct kmip_state {
     km__kmip_conn *conn;
+    /* the KM__KMIP_PROTECT_* attributes this server takes: all at first,
+     * lowered when a Create or Register with them is refused */
+    _Atomic uint32_t protect;
 } kmip_state;
 
 typedef struct kmip_obj {
@@ -81,6 +87,7 @@ static int kmip_open(void **out_state, const char *config)
         free(st);
         return rc;
     }
+    atomic_init(&st->protect, KM__KMIP_PROTECT_SENSITIVE | KM__KMIP_PROTECT_NOT_EXTRACTABLE);
     *out_state = st;
     return KM_OK;
 }
@@ -134,13 +141,14 @@ static int call(kmip_state *st, km__kmip_build build, void *arg, size_t items,
 
 typedef struct create_arg {
     char name[64];
+    uint32_t protect;   /* KM__KMIP_PROTECT_*, set by make_active */
 } create_arg;
 
 static int build_create(km__ttlv_enc *e, int major, int minor, void *arg)
 {
     create_arg *a = arg;
     return km__kmip_msg_create(e, major, minor, KM__KMIP_USAGE_ENCRYPT | KM__KMIP_USAGE_DECRYPT,
-                               a->name, strlen(a->name));
+                               a->name, strlen(a->name), a->protect);
 }
 
 typedef struct uid_arg {
@@ -182,21 +190,48 @@ static int discard(kmip_state *st, const char *uid, size_t uid_len, int rc)
     return km_backend_error(rc, kind, native, "%s", msg);
 }
 
-/* Makes an active key: `build` (Create or Register, operation `op`) then
+/* True when a failed Create or Register may have been refused for the
+ * protection attributes it carried (an unknown attribute: PyKMIP 0.10 cannot
+ * parse Extractable, others say Invalid Field or not supported). */
+static int refused_attrs(const km__kmip_result *r)
+{
+    return r->status == KM__KMIP_STATUS_FAILED
+           && (r->reason == KM__KMIP_REASON_INVALID_MESSAGE
+               || r->reason == KM__KMIP_REASON_INVALID_FIELD
+               || r->reason == KM__KMIP_REASON_FEATURE_NOT_SUPPORTED
+               || r->reason == KM__KMIP_REASON_OPERATION_NOT_SUPPORTED);
+}
+
+/* Makes an active key: `build` (Create or Register, operation `op`, its
+ * argument starting with a create_arg whose `protect` is set here) then
  * Activate; its unique identifier in uid[0 .. *uid_len) (UID_MAX bytes at
- * most, no NUL). */
+ * most, no NUL). The object asks for the protection attributes the server
+ * takes: Sensitive and not Extractable; a server that refuses them is asked
+ * again with fewer (Extractable dropped first, then Sensitive), and the
+ * backend instance remembers what it takes. */
 static int make_active(kmip_state *st, km__kmip_build build, void *arg, uint32_t op,
                        const char *what, char *uid_out, size_t *uid_len_out)
 {
+    create_arg *ca = arg;
     km__kmip_reply r;
     uid_arg u;
     const char *uid;
     size_t uid_len;
     int rc;
 
-    rc = call(st, build, arg, 1, &r, what);
-    if (rc != KM_OK)
-        return rc;
+    for (ca->protect = atomic_load(&st->protect);;) {
+        rc = call(st, build, arg, 1, &r, what);
+        if (rc != KM_OK)
+            return rc;
+        if (ca->protect == 0 || !refused_attrs(&r.msg.items[0]))
+            break;
+        km__kmip_reply_free(&r);
+        if (ca->protect & KM__KMIP_PROTECT_NOT_EXTRACTABLE)
+            ca->protect &= ~(uint32_t)KM__KMIP_PROTECT_NOT_EXTRACTABLE;
+        else
+            ca->protect &= ~(uint32_t)KM__KMIP_PROTECT_SENSITIVE;
+        atomic_fetch_and(&st->protect, ca->protect);
+    }
     rc = km__kmip_result_err(&r.msg.items[0], op, what);
     if (rc == KM_OK
         && km__ttlv_get_text(&r.tree, r.msg.items[0].payload, KM__KMIP_TAG_UNIQUE_IDENTIFIER,
@@ -247,7 +282,7 @@ static int create_active(kmip_state *st, create_arg *a, char *uid_out, size_t *u
 }
 
 typedef struct register_arg {
-    create_arg n;
+    create_arg n;       /* first: make_active sets n.protect */
     uint32_t alg, usage;
     const uint8_t *material;
     size_t len;
@@ -257,7 +292,7 @@ static int build_register(km__ttlv_enc *e, int major, int minor, void *arg)
 {
     register_arg *a = arg;
     return km__kmip_msg_register(e, major, minor, a->alg, a->usage, a->n.name,
-                                 strlen(a->n.name), a->material, a->len);
+                                 strlen(a->n.name), a->material, a->len, a->n.protect);
 }
 
 /* The object name of a key version: "libkm-<key id hex>-v<version>", or

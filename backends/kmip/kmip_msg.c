@@ -37,8 +37,31 @@ static void attr_name(km__ttlv_enc *e, const char *name)
     km__ttlv_put_text(e, T(ATTRIBUTE_NAME), name, strlen(name));
 }
 
+/* Sensitive / Extractable: 2.0 attributes, or 1.x Attributes by name. */
+static void protect_attrs(km__ttlv_enc *e, int major, uint32_t protect)
+{
+    if (protect & KM__KMIP_PROTECT_SENSITIVE) {
+        if (major >= 2) {
+            km__ttlv_put_bool(e, T(SENSITIVE), 1);
+        } else {
+            attr_name(e, "Sensitive");
+            km__ttlv_put_bool(e, T(ATTRIBUTE_VALUE), 1);
+            km__ttlv_end(e);
+        }
+    }
+    if (protect & KM__KMIP_PROTECT_NOT_EXTRACTABLE) {
+        if (major >= 2) {
+            km__ttlv_put_bool(e, T(EXTRACTABLE), 0);
+        } else {
+            attr_name(e, "Extractable");
+            km__ttlv_put_bool(e, T(ATTRIBUTE_VALUE), 0);
+            km__ttlv_end(e);
+        }
+    }
+}
+
 int km__kmip_msg_create(km__ttlv_enc *e, int major, int minor, uint32_t usage_mask,
-                        const char *name, size_t name_len)
+                        const char *name, size_t name_len, uint32_t protect)
 {
     km__kmip_req_begin(e, major, minor, 1);
     km__kmip_item_begin(e, KM__KMIP_OP_CREATE, NULL, 0);
@@ -52,6 +75,7 @@ int km__kmip_msg_create(km__ttlv_enc *e, int major, int minor, uint32_t usage_ma
         km__ttlv_put_text(e, T(NAME_VALUE), name, name_len);
         km__ttlv_put_enum(e, T(NAME_TYPE), KM__KMIP_NAME_TEXT);
         km__ttlv_end(e);
+        protect_attrs(e, major, protect);
         km__ttlv_end(e);
     } else {
         km__ttlv_begin(e, T(TEMPLATE_ATTRIBUTE));
@@ -70,6 +94,7 @@ int km__kmip_msg_create(km__ttlv_enc *e, int major, int minor, uint32_t usage_ma
         km__ttlv_put_enum(e, T(NAME_TYPE), KM__KMIP_NAME_TEXT);
         km__ttlv_end(e);
         km__ttlv_end(e);
+        protect_attrs(e, major, protect);
         km__ttlv_end(e);
     }
     km__kmip_item_end(e);
@@ -96,7 +121,7 @@ static void name_struct(km__ttlv_enc *e, uint32_t tag, const char *name, size_t 
 
 int km__kmip_msg_register(km__ttlv_enc *e, int major, int minor, uint32_t alg,
                           uint32_t usage_mask, const char *name, size_t name_len,
-                          const uint8_t *material, size_t material_len)
+                          const uint8_t *material, size_t material_len, uint32_t protect)
 {
     km__kmip_req_begin(e, major, minor, 1);
     km__kmip_item_begin(e, KM__KMIP_OP_REGISTER, NULL, 0);
@@ -105,6 +130,7 @@ int km__kmip_msg_register(km__ttlv_enc *e, int major, int minor, uint32_t alg,
         km__ttlv_begin(e, T(ATTRIBUTES));
         km__ttlv_put_int(e, T(CRYPTOGRAPHIC_USAGE_MASK), (int32_t)usage_mask);
         name_struct(e, T(NAME), name, name_len);
+        protect_attrs(e, major, protect);
         km__ttlv_end(e);
     } else {
         km__ttlv_begin(e, T(TEMPLATE_ATTRIBUTE));
@@ -114,6 +140,7 @@ int km__kmip_msg_register(km__ttlv_enc *e, int major, int minor, uint32_t alg,
         attr_name(e, "Name");
         name_struct(e, T(ATTRIBUTE_VALUE), name, name_len);
         km__ttlv_end(e);
+        protect_attrs(e, major, protect);
         km__ttlv_end(e);
     }
     km__ttlv_begin(e, T(SYMMETRIC_KEY));

@@ -68,7 +68,7 @@ def response(v, items):
     return bytes(s.buffer)
 
 
-def aes_template(name, mask):
+def aes_template(name, mask, sensitive=False):
     attrs = [
         F.create_attribute(enums.AttributeType.CRYPTOGRAPHIC_ALGORITHM,
                            enums.CryptographicAlgorithm.AES),
@@ -77,10 +77,12 @@ def aes_template(name, mask):
         F.create_attribute(enums.AttributeType.NAME, attributes.Name.create(
             name, enums.NameType.UNINTERPRETED_TEXT_STRING)),
     ]
+    if sensitive:
+        attrs.append(F.create_attribute(enums.AttributeType.SENSITIVE, True))
     return objects.TemplateAttribute(attributes=attrs)
 
 
-def hmac_template(name):
+def hmac_template(name, sensitive=False):
     attrs = [
         F.create_attribute(enums.AttributeType.CRYPTOGRAPHIC_USAGE_MASK,
                            [enums.CryptographicUsageMask.MAC_GENERATE,
@@ -88,6 +90,8 @@ def hmac_template(name):
         F.create_attribute(enums.AttributeType.NAME, attributes.Name.create(
             name, enums.NameType.UNINTERPRETED_TEXT_STRING)),
     ]
+    if sensitive:
+        attrs.append(F.create_attribute(enums.AttributeType.SENSITIVE, True))
     return objects.TemplateAttribute(attributes=attrs)
 
 
@@ -193,6 +197,18 @@ def main():
     out.append(("not_found_resp", response(v, [
         (Op.ENCRYPT, None, enums.ResultStatus.OPERATION_FAILED,
          enums.ResultReason.ITEM_NOT_FOUND, "Could not locate object: 7")])))
+    # Sensitive = true after the other attributes (PyKMIP 0.10 knows no
+    # Extractable: libkm's Extractable = false has no vector)
+    for rv in ((1, 4), (2, 0)):
+        out.append(("create_sensitive_req_%d%d" % rv, request(rv, [
+            (Op.CREATE, payloads.CreateRequestPayload(
+                object_type=enums.ObjectType.SYMMETRIC_KEY,
+                template_attribute=aes_template("libkm-test", usage, True)))])))
+        out.append(("register_hmac_sensitive_req_%d%d" % rv, request(rv, [
+            (Op.REGISTER, payloads.RegisterRequestPayload(
+                object_type=enums.ObjectType.SYMMETRIC_KEY,
+                template_attribute=hmac_template("libkm-test", True),
+                managed_object=raw_key(enums.CryptographicAlgorithm.HMAC_SHA256, KEY)))])))
     for name, b in out:
         sys.stdout.write("%s %s\n" % (name, b.hex()))
 
