@@ -27,7 +27,9 @@
 
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
+#include <openssl/rsa.h>
 #include <openssl/ssl.h>
+#include <openssl/x509.h>
 
 #include <km.h>
 
@@ -715,7 +717,7 @@ START_TEST(test_kmip_config_and_types)
     /* a key type the backend does not hold */
     fx_open(&f, config_for(&shared, "client", "ca", NULL));
     ck_assert_int_eq(create_kmip_key(f.ctx, "ec", KM_KEY_EC_P256, &k), KM_E_UNSUPPORTED);
-    ck_assert_int_eq(create_kmip_key(f.ctx, "r", KM_KEY_RSA_2048, &k), KM_E_UNSUPPORTED);
+    ck_assert_int_eq(create_kmip_key(f.ctx, "ed", KM_KEY_ED25519, &k), KM_E_UNSUPPORTED);
     fx_close(&f);
 }
 END_TEST
@@ -1237,6 +1239,120 @@ START_TEST(test_kmip_hmac_and_import)
 }
 END_TEST
 
+/* The server's private key of the newest pair (PyKMIP's Get exports it) and
+ * the uids of both objects: the two newest objects of "client". */
+static EVP_PKEY *newest_pair(char *priv_uid, char *pub_uid, size_t cap)
+{
+    char uid[64], hex[8192];
+    EVP_PKEY *priv = NULL;
+    int i, n;
+
+    newest_uid(&shared, uid, sizeof uid);
+    n = atoi(uid);
+    for (i = n; i > n - 2; i--) {
+        uint8_t *der;
+        size_t len;
+        const unsigned char *p;
+        EVP_PKEY *k;
+        snprintf(uid, sizeof uid, "%d", i);
+        ck_assert_int_eq(pyclient(&shared, "client", "get", uid, hex, sizeof hex), 0);
+        der = tu_unhex(hex, &len);
+        ck_assert_ptr_nonnull(der);
+        p = der;
+        k = d2i_PrivateKey(EVP_PKEY_RSA, NULL, &p, (long)len);
+        if (k != NULL) {
+            priv = k;
+            snprintf(priv_uid, cap, "%s", uid);
+        } else {
+            snprintf(pub_uid, cap, "%s", uid);
+        }
+        free(der);
+    }
+    ck_assert_ptr_nonnull(priv);
+    return priv;
+}
+
+/* An RSA-PSS signature (SHA-256, MGF1-SHA-256) with salt length `salt`. */
+static size_t pss_sign(EVP_PKEY *k, int salt, const uint8_t *msg, size_t len, uint8_t *sig,
+                       size_t cap)
+{
+    EVP_MD_CTX *m = EVP_MD_CTX_new();
+    EVP_PKEY_CTX *pc = NULL;
+    size_t n = cap;
+
+    ck_assert_int_eq(EVP_DigestSignInit(m, &pc, EVP_sha256(), NULL, k), 1);
+    ck_assert_int_gt(EVP_PKEY_CTX_set_rsa_padding(pc, RSA_PKCS1_PSS_PADDING), 0);
+    ck_assert_int_gt(EVP_PKEY_CTX_set_rsa_pss_saltlen(pc, salt), 0);
+    ck_assert_int_eq(EVP_DigestSign(m, sig, &n, msg, len), 1);
+    EVP_MD_CTX_free(m);
+    return n;
+}
+
+/* RSA through the server: CreateKeyPair + Activate; the public key from a
+ * Get equals the server's private key's; verification here with it (libkm's
+ * PSS, salt 32); a signature the server makes (PyKMIP 0.10: PSS with the
+ * longest salt) is checked before it is returned and refused as
+ * KM_E_UNSUPPORTED; destruction removes both objects. */
+START_TEST(test_kmip_rsa_public_key_verify_and_sign_check)
+{
+    fixture f;
+    km_key *k = NULL;
+    km_maintain_report *rep = NULL;
+    EVP_PKEY *priv;
+    uint8_t spki[1024], want[1024], sig[1024], *p = want;
+    size_t spki_len, sig_len, i;
+    char priv_uid[64], pub_uid[64], out[64];
+    int want_len, rc;
+
+    fx_open(&f, config_for(&shared, "client", "ca", NULL));
+    rc = create_kmip_key(f.ctx, "rsa", KM_KEY_RSA_2048, &k);
+    ck_assert_msg(rc == KM_OK, "create rsa: %s", km_error_last()->message);
+    priv = newest_pair(priv_uid, pub_uid, sizeof priv_uid);
+    ck_assert_int_eq(pyclient(&shared, "client", "state", priv_uid, out, sizeof out), 0);
+    ck_assert_str_eq(out, "ACTIVE");
+    ck_assert_int_eq(pyclient(&shared, "client", "state", pub_uid, out, sizeof out), 0);
+    ck_assert_str_eq(out, "ACTIVE");
+    ck_assert_int_eq(pyclient(&shared, "client", "sensitive", priv_uid, out, sizeof out), 0);
+    ck_assert_str_eq(out, "True");
+    /* the public key */
+    rc = km_key_public_export(k, 0, KM_MATERIAL_SPKI_DER, spki, sizeof spki, &spki_len);
+    ck_assert_msg(rc == KM_OK, "public key: %s", km_error_last()->message);
+    want_len = i2d_PUBKEY(priv, &p);
+    ck_assert_int_gt(want_len, 0);
+    ck_assert(spki_len == (size_t)want_len && memcmp(spki, want, spki_len) == 0);
+    /* verification in libkm's format: salt 32 verifies, the longest salt does not */
+    sig_len = pss_sign(priv, 32, MSG, sizeof MSG, sig, sizeof sig);
+    ck_assert_int_eq(km_verify(k, 0, KM_SIG_RAW, MSG, sizeof MSG, sig, sig_len), KM_OK);
+    sig[10] ^= 1;
+    ck_assert_int_eq(km_verify(k, 0, KM_SIG_RAW, MSG, sizeof MSG, sig, sig_len), KM_E_VERIFY);
+    sig_len = pss_sign(priv, RSA_PSS_SALTLEN_MAX, MSG, sizeof MSG, sig, sizeof sig);
+    ck_assert_int_eq(km_verify(k, 0, KM_SIG_RAW, MSG, sizeof MSG, sig, sig_len), KM_E_VERIFY);
+    /* the server's signature fails libkm's check: refused, nothing returned */
+    memset(sig, 0xAA, sizeof sig);
+    rc = km_sign(k, KM_SIG_RAW, MSG, sizeof MSG, sig, sizeof sig, &sig_len);
+    ck_assert_msg(rc == KM_E_UNSUPPORTED, "km_sign: %s (%s)", km_err_name(rc),
+                  km_error_last()->message);
+    ck_assert_ptr_nonnull(strstr(km_error_last()->message, "32-byte salt"));
+    /* PyKMIP 0.10 cannot parse the Salt Length fields: asked again without them */
+    ck_assert_ptr_nonnull(strstr(km_error_last()->message, "which it cannot parse"));
+    for (i = 0; i < sizeof sig; i++)
+        ck_assert_uint_eq(sig[i], 0);
+    /* destruction reaches both objects */
+    ck_assert_int_eq(km_key_revoke(k, 1, KM_REVOKE_CESSATION_OF_OPERATION, 0), KM_OK);
+    ck_assert_int_eq(km_key_schedule_destroy(k, 1, 30), KM_OK);
+    fake_now += 31 * 86400;
+    ck_assert_int_eq(km_maintain(f.ctx, &rep), KM_OK);
+    km_maintain_report_free(rep);
+    ck_assert_int_eq(pyclient(&shared, "client", "state", priv_uid, out, sizeof out), 0);
+    ck_assert_str_eq(out, "NOTFOUND");
+    ck_assert_int_eq(pyclient(&shared, "client", "state", pub_uid, out, sizeof out), 0);
+    ck_assert_str_eq(out, "NOTFOUND");
+    EVP_PKEY_free(priv);
+    km_key_free(k);
+    fx_close(&f);
+}
+END_TEST
+
 static Suite *kmip_suite(void)
 {
     Suite *s = suite_create("kmip");
@@ -1258,6 +1374,7 @@ static Suite *kmip_suite(void)
     tcase_add_test(tc, test_kmip_keyslot_opens_the_vault);
     tcase_add_test(tc, test_kmip_keyslot_seal_failure_destroys_the_key);
     tcase_add_test(tc, test_kmip_hmac_and_import);
+    tcase_add_test(tc, test_kmip_rsa_public_key_verify_and_sign_check);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -43,6 +43,18 @@ enum {
 int km__kmip_msg_create(km__ttlv_enc *e, int major, int minor, uint32_t usage_mask,
                         const char *name, size_t name_len, uint32_t protect);
 
+/* CreateKeyPair of an RSA key of `bits`: the private key with usage Sign,
+ * the Name and the `protect` attributes; the public key with usage Verify
+ * and the Name followed by "-public". */
+int km__kmip_msg_create_key_pair(km__ttlv_enc *e, int major, int minor, uint32_t bits,
+                                 const char *name, size_t name_len, uint32_t protect);
+
+/* Sign of `data` (the message: the server hashes it) with RSA-PSS, SHA-256;
+ * pss_fields adds the KMIP 1.4 Salt Length 32, Mask Generator MGF1 and its
+ * hash SHA-256 (libkm's PSS), which PyKMIP 0.10 cannot parse. */
+int km__kmip_msg_sign(km__ttlv_enc *e, int major, int minor, const char *uid, size_t uid_len,
+                      const uint8_t *data, size_t data_len, int pss_fields);
+
 /* Activate of one object. (Not batched with the Create through the ID
  * placeholder: PyKMIP's server cannot parse an Activate without its Unique
  * Identifier.) */

@@ -179,6 +179,10 @@ int km__pkey_from_ec_point_der(km__pkey **out, const char *group, const uint8_t 
  * unsigned). KM_E_CRYPTO. */
 int km__pkey_from_rsa(km__pkey **out, const uint8_t *n, size_t n_len, const uint8_t *e,
                       size_t e_len);
+/* An RSA public key from PKCS#1 RSAPublicKey DER (the whole input and
+ * nothing else), as a KMIP server returns one (Key Format Type PKCS_1).
+ * KM_E_INVALID when it does not decode. */
+int km__pkey_from_rsa_pkcs1(km__pkey **out, const uint8_t *der, size_t len);
 /* The SubjectPublicKeyInfo DER of the key in out. KM_E_BUFFER (with
  * *out_len the size needed) when out is NULL or out_cap too small,
  * KM_E_CRYPTO (out zeroed). */

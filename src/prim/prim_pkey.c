@@ -168,6 +168,22 @@ int km__pkey_from_rsa(km__pkey **out, const uint8_t *n, size_t n_len, const uint
     return rc;
 }
 
+int km__pkey_from_rsa_pkcs1(km__pkey **out, const uint8_t *der, size_t len)
+{
+    const unsigned char *p = der;
+
+    *out = NULL;
+    if (der == NULL || len == 0 || len > LONG_MAX)
+        return km__err(KM_E_INVALID, "the RSA public key (PKCS#1) is empty or too long");
+    *out = d2i_PublicKey(EVP_PKEY_RSA, NULL, &p, (long)len);
+    if (*out == NULL || p != der + len) {
+        km__pkey_free(*out);
+        *out = NULL;
+        return km__err_ossl(KM_E_INVALID, "the RSA public key (PKCS#1) does not decode");
+    }
+    return KM_OK;
+}
+
 size_t km__pkey_spki_len(const km__pkey *k)
 {
     int n = i2d_PUBKEY(k, NULL);
