@@ -1014,7 +1014,159 @@ typedef struct script {
     int nops;
     char uid[64];        /* the Unique Identifier of create_resp_14 */
     int destroy_named;   /* a Destroy request named that uid */
+    EVP_PKEY *rsa;       /* when set: a server of this RSA key pair (below) */
+    int sign_salt_fields;/* a Sign request carried Salt Length 32 */
 } script;
+
+/* ------------------------------------------- responses written by the test
+ * A small TTLV writer for the RSA answers of the scripted fake: CreateKeyPair
+ * (private "11", public "12"), Activate, Get of the public key (PKCS#1) and
+ * Sign with libkm's RSA-PSS (salt 32), as a server that honours the Salt
+ * Length would. */
+
+typedef struct tw {
+    uint8_t b[4096];
+    size_t n, open[8];
+    int depth;
+} tw;
+
+static void tw_item(tw *w, uint32_t tag, uint8_t type, const void *v, uint32_t len)
+{
+    size_t pad = (8 - len % 8) % 8;
+    ck_assert_uint_le(w->n + 8 + len + pad, sizeof w->b);
+    w->b[w->n] = (uint8_t)(tag >> 16);
+    w->b[w->n + 1] = (uint8_t)(tag >> 8);
+    w->b[w->n + 2] = (uint8_t)tag;
+    w->b[w->n + 3] = type;
+    w->b[w->n + 4] = (uint8_t)(len >> 24);
+    w->b[w->n + 5] = (uint8_t)(len >> 16);
+    w->b[w->n + 6] = (uint8_t)(len >> 8);
+    w->b[w->n + 7] = (uint8_t)len;
+    if (len > 0)
+        memcpy(w->b + w->n + 8, v, len);
+    memset(w->b + w->n + 8 + len, 0, pad);
+    w->n += 8 + len + pad;
+}
+
+static void tw_begin(tw *w, uint32_t tag)
+{
+    w->open[w->depth++] = w->n;
+    tw_item(w, tag, 0x01, NULL, 0);
+}
+
+static void tw_end(tw *w)
+{
+    size_t at = w->open[--w->depth], len = w->n - at - 8;
+    w->b[at + 4] = (uint8_t)(len >> 24);
+    w->b[at + 5] = (uint8_t)(len >> 16);
+    w->b[at + 6] = (uint8_t)(len >> 8);
+    w->b[at + 7] = (uint8_t)len;
+}
+
+static void tw_u32(tw *w, uint32_t tag, uint8_t type, uint32_t v)
+{
+    uint8_t b[4] = { (uint8_t)(v >> 24), (uint8_t)(v >> 16), (uint8_t)(v >> 8), (uint8_t)v };
+    tw_item(w, tag, type, b, 4);
+}
+
+/* A one-item success response to `op`; the payload is written by the caller
+ * between tw_reply_begin and tw_reply_end. */
+static void tw_reply_begin(tw *w, uint32_t op)
+{
+    static const uint8_t ts[8] = { 0, 0, 0, 0, 0x65, 0x53, 0xf1, 0x00 };
+    memset(w, 0, sizeof *w);
+    tw_begin(w, 0x42007B);
+    tw_begin(w, 0x42007A);
+    tw_begin(w, 0x420069);
+    tw_u32(w, 0x42006A, 0x02, 1);
+    tw_u32(w, 0x42006B, 0x02, 4);
+    tw_end(w);
+    tw_item(w, 0x420092, 0x09, ts, 8);
+    tw_u32(w, 0x42000D, 0x02, 1);
+    tw_end(w);
+    tw_begin(w, 0x42000F);
+    tw_u32(w, 0x42005C, 0x05, op);
+    tw_u32(w, 0x42007F, 0x05, 0);
+    tw_begin(w, 0x42007C);
+}
+
+static void tw_reply_end(tw *w)
+{
+    tw_end(w);
+    tw_end(w);
+    tw_end(w);
+}
+
+/* The bytes of the first item tagged `tag` (3 bytes) of type Byte String. */
+static const uint8_t *ttlv_bytes(const uint8_t *b, size_t len, const char *tag, size_t *n)
+{
+    size_t i;
+    for (i = 0; i + 8 <= len; i++)
+        if (memcmp(b + i, tag, 3) == 0 && b[i + 3] == 0x08) {
+            *n = (size_t)b[i + 4] << 24 | (size_t)b[i + 5] << 16 | (size_t)b[i + 6] << 8
+                 | b[i + 7];
+            return i + 8 + *n <= len ? b + i + 8 : NULL;
+        }
+    return NULL;
+}
+
+static size_t pss_sign(EVP_PKEY *k, int salt, const uint8_t *msg, size_t len, uint8_t *sig,
+                       size_t cap);
+
+/* The RSA server's answer to `op` in w; 0 when it has none. */
+static int rsa_answer(script *sc, uint32_t op, const uint8_t *req, size_t len, tw *w)
+{
+    uint8_t der[1024], sig[512], *p = der;
+    const uint8_t *data;
+    size_t n = 0;
+    int dl;
+
+    switch (op) {
+    case 0x02: /* CreateKeyPair */
+        tw_reply_begin(w, op);
+        tw_item(w, 0x420066, 0x07, "11", 2);
+        tw_item(w, 0x42006F, 0x07, "12", 2);
+        break;
+    case 0x12: /* Activate */
+        tw_reply_begin(w, op);
+        tw_item(w, 0x420094, 0x07, "11", 2);
+        break;
+    case 0x0A: /* Get: the public key, PKCS#1 */
+        dl = i2d_PublicKey(sc->rsa, &p);
+        ck_assert_int_gt(dl, 0);
+        tw_reply_begin(w, op);
+        tw_u32(w, 0x420057, 0x05, 3);
+        tw_item(w, 0x420094, 0x07, "12", 2);
+        tw_begin(w, 0x42006D);
+        tw_begin(w, 0x420040);
+        tw_u32(w, 0x420042, 0x05, 3);
+        tw_begin(w, 0x420045);
+        tw_item(w, 0x420043, 0x08, der, (uint32_t)dl);
+        tw_end(w);
+        tw_u32(w, 0x420028, 0x05, 4);
+        tw_u32(w, 0x42002A, 0x02, 2048);
+        tw_end(w);
+        tw_end(w);
+        break;
+    case 0x21: /* Sign: libkm's PSS over the Data */
+        /* Salt Length (an Integer) = 32 in the request? */
+        for (n = 0; n + 12 <= len; n++)
+            if (memcmp(req + n, "\x42\x01\x00\x02\x00\x00\x00\x04\x00\x00\x00\x20", 12) == 0)
+                sc->sign_salt_fields = 1;
+        data = ttlv_bytes(req, len, "\x42\x00\xc2", &n);
+        if (data == NULL)
+            return 0;
+        n = pss_sign(sc->rsa, 32, data, n, sig, sizeof sig);
+        tw_reply_begin(w, op);
+        tw_item(w, 0x420094, 0x07, "11", 2);
+        tw_item(w, 0x4200C3, 0x08, sig, (uint32_t)n);
+        break;
+    default:
+        return 0;
+    }
+    tw_reply_end(w);
+    return 1;
+}
 
 static int ssl_read_whole(SSL *ssl, uint8_t *buf, size_t cap, size_t *len)
 {
@@ -1061,6 +1213,7 @@ static void *script_main(void *arg)
     const char *names[] = { "discover_resp", "create_resp_14", "activate_resp", "decrypt_resp" };
     uint8_t *resp[4], req[8192];
     size_t resp_len[4], i, n, len;
+    tw w;
 
     snprintf(crt, sizeof crt, "%s/server.crt", pki_dir);
     snprintf(key, sizeof key, "%s/server.key", pki_dir);
@@ -1098,6 +1251,13 @@ static void *script_main(void *arg)
                     pthread_mutex_unlock(&sc->mu);
                     answer = op == OP_DISCOVER ? 0 : op == OP_CREATE ? 1
                              : op == OP_ACTIVATE ? 2 : op == OP_ENCRYPT ? 3 : -1;
+                    if (sc->rsa != NULL && op != OP_DISCOVER)
+                        answer = rsa_answer(sc, op, req, len, &w) ? 4 : -1;
+                }
+                if (answer == 4) {
+                    if (SSL_write_ex(ssl, w.b, w.n, &n) != 1)
+                        break;
+                    continue;
                 }
                 if (answer < 0 || resp[answer] == NULL
                     || SSL_write_ex(ssl, resp[answer], resp_len[answer], &n) != 1)
@@ -1112,12 +1272,13 @@ static void *script_main(void *arg)
     return NULL;
 }
 
-static void script_start(script *sc)
+static void script_start(script *sc, EVP_PKEY *rsa)
 {
     struct sockaddr_in sa;
     socklen_t sl = sizeof sa;
 
     memset(sc, 0, sizeof *sc);
+    sc->rsa = rsa;
     pthread_mutex_init(&sc->mu, NULL);
     sc->lfd = socket(AF_INET, SOCK_STREAM, 0);
     memset(&sa, 0, sizeof sa);
@@ -1150,7 +1311,7 @@ START_TEST(test_kmip_keyslot_seal_failure_destroys_the_key)
     int rc, i, created = 0, revoked = 0, destroyed = 0, after_encrypt = 0;
 
     fx_open(&f, NULL);
-    script_start(&sc);
+    script_start(&sc, NULL);
     memset(&srv, 0, sizeof srv);
     srv.port = sc.port;
     rc = km_vault_add_backend_slot(f.ctx, "kmip", config_for(&srv, "client", "ca",
@@ -1172,7 +1333,7 @@ START_TEST(test_kmip_keyslot_seal_failure_destroys_the_key)
     ck_assert_int_ge(destroyed, 1);
     ck_assert_int_eq(sc.destroy_named, 1);
     /* no kmip slot was written: the vault does not open through one */
-    script_start(&sc);
+    script_start(&sc, NULL);
     srv.port = sc.port;
     ck_assert_int_eq(open_with_kmip(f.dir, config_for(&srv, "client", "ca", "timeout=2000"),
                                     &c2), KM_E_AUTH);
@@ -1353,6 +1514,54 @@ START_TEST(test_kmip_rsa_public_key_verify_and_sign_check)
 }
 END_TEST
 
+/* A server that signs libkm's RSA-PSS (salt 32, asked for with the Salt
+ * Length fields): km_sign returns its signature, which verifies here and
+ * with OpenSSL against the server's key. */
+START_TEST(test_kmip_rsa_sign_with_a_server_that_honours_the_salt)
+{
+    fixture f;
+    server srv;
+    script sc;
+    km_key *k = NULL;
+    EVP_PKEY *rsa = EVP_RSA_gen(2048);
+    EVP_MD_CTX *m = EVP_MD_CTX_new();
+    EVP_PKEY_CTX *pc = NULL;
+    uint8_t sig[KM_SIGNATURE_MAX];
+    size_t sig_len;
+    int rc;
+
+    ck_assert_ptr_nonnull(rsa);
+    script_start(&sc, rsa);
+    memset(&srv, 0, sizeof srv);
+    srv.port = sc.port;
+    fx_open(&f, config_for(&srv, "client", "ca", "timeout=3000"));
+    rc = create_kmip_key(f.ctx, "rsa", KM_KEY_RSA_2048, &k);
+    ck_assert_msg(rc == KM_OK, "create: %s", km_error_last()->message);
+    rc = km_sign(k, KM_SIG_RAW, MSG, sizeof MSG, sig, sizeof sig, &sig_len);
+    ck_assert_msg(rc == KM_OK, "sign: %s", km_error_last()->message);
+    ck_assert_uint_eq(sig_len, 256);
+    ck_assert_int_eq(sc.sign_salt_fields, 1);
+    ck_assert_int_eq(km_verify(k, 0, KM_SIG_RAW, MSG, sizeof MSG, sig, sig_len), KM_OK);
+    /* tagged signatures too */
+    ck_assert_int_eq(km_sign(k, 0, MSG, sizeof MSG, sig, sizeof sig, &sig_len), KM_OK);
+    ck_assert_int_eq(km_verify(k, 0, 0, MSG, sizeof MSG, sig, sig_len), KM_OK);
+    ck_assert_int_eq(km_sign(k, KM_SIG_RAW, MSG, sizeof MSG, sig, sizeof sig, &sig_len), KM_OK);
+    /* an outside verifier with the server's key: PSS, SHA-256, salt 32 */
+    ck_assert_int_eq(EVP_DigestVerifyInit(m, &pc, EVP_sha256(), NULL, rsa), 1);
+    ck_assert_int_gt(EVP_PKEY_CTX_set_rsa_padding(pc, RSA_PKCS1_PSS_PADDING), 0);
+    ck_assert_int_gt(EVP_PKEY_CTX_set_rsa_pss_saltlen(pc, 32), 0);
+    ck_assert_int_eq(EVP_DigestVerify(m, sig, sig_len, MSG, sizeof MSG), 1);
+    /* km_sign_digest: not through a KMIP server */
+    ck_assert_int_eq(km_sign_digest(k, 0, 0, "SHA256", sig, 32, sig, sizeof sig, &sig_len),
+                     KM_E_UNSUPPORTED);
+    EVP_MD_CTX_free(m);
+    km_key_free(k);
+    fx_close(&f);
+    script_stop(&sc);
+    EVP_PKEY_free(rsa);
+}
+END_TEST
+
 static Suite *kmip_suite(void)
 {
     Suite *s = suite_create("kmip");
@@ -1375,6 +1584,7 @@ static Suite *kmip_suite(void)
     tcase_add_test(tc, test_kmip_keyslot_seal_failure_destroys_the_key);
     tcase_add_test(tc, test_kmip_hmac_and_import);
     tcase_add_test(tc, test_kmip_rsa_public_key_verify_and_sign_check);
+    tcase_add_test(tc, test_kmip_rsa_sign_with_a_server_that_honours_the_salt);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -206,6 +206,15 @@ START_TEST(test_kmip_ttlv_requests_match_pykmip)
     km__ttlv_enc_init(&e, 0);
     km__kmip_msg_mac(&e, 1, 4, "1", 1, PT, 23);
     same_as("mac_req", &e);
+    km__ttlv_enc_init(&e, 0);
+    km__kmip_msg_create_key_pair(&e, 1, 4, 2048, "libkm-test", 10, KM__KMIP_PROTECT_SENSITIVE);
+    same_as("create_key_pair_req_14", &e);
+    km__ttlv_enc_init(&e, 0);
+    km__kmip_msg_create_key_pair(&e, 2, 0, 2048, "libkm-test", 10, KM__KMIP_PROTECT_SENSITIVE);
+    same_as("create_key_pair_req_20", &e);
+    km__ttlv_enc_init(&e, 0);
+    km__kmip_msg_sign(&e, 1, 4, "1", 1, PT, 23, 0);
+    same_as("sign_req", &e);
 }
 END_TEST
 
@@ -257,6 +266,42 @@ START_TEST(test_kmip_ttlv_create_not_extractable)
         }
     }
     ck_assert_int_eq(found, 1);
+    km__ttlv_tree_free(&t);
+    km__ttlv_enc_free(&e);
+}
+END_TEST
+
+/* Sign with libkm's PSS fields (no PyKMIP vector: PyKMIP 0.10 cannot encode
+ * them): Salt Length 32, Mask Generator MGF1 and its hash SHA-256 in the
+ * Cryptographic Parameters, after the algorithm. */
+START_TEST(test_kmip_ttlv_sign_pss_fields)
+{
+    km__ttlv_limits lim = KM__TTLV_LIMITS_DEFAULT;
+    km__ttlv_enc e;
+    km__ttlv_tree t;
+    const uint8_t *out;
+    size_t len;
+    int32_t salt = 0;
+    uint32_t v = 0;
+    int bi, pl, cp;
+
+    km__ttlv_enc_init(&e, 0);
+    km__kmip_msg_sign(&e, 1, 4, "1", 1, PT, 23, 1);
+    ck_assert_int_eq(km__ttlv_enc_finish(&e, &out, &len), KM_OK);
+    ck_assert_int_eq(km__ttlv_decode(out, len, &lim, &t), KM_OK);
+    ck_assert_int_eq(km__ttlv_get_struct(&t, 0, KM__KMIP_TAG_BATCH_ITEM, &bi), KM_OK);
+    ck_assert_int_eq(km__ttlv_get_struct(&t, bi, KM__KMIP_TAG_REQUEST_PAYLOAD, &pl), KM_OK);
+    ck_assert_int_eq(km__ttlv_get_struct(&t, pl, KM__KMIP_TAG_CRYPTOGRAPHIC_PARAMETERS, &cp),
+                     KM_OK);
+    ck_assert_int_eq(km__ttlv_get_enum(&t, cp, KM__KMIP_TAG_PADDING_METHOD, &v), KM_OK);
+    ck_assert_uint_eq(v, KM__KMIP_PAD_PSS);
+    ck_assert_int_eq(km__ttlv_get_int(&t, cp, KM__KMIP_TAG_SALT_LENGTH, &salt), KM_OK);
+    ck_assert_int_eq(salt, 32);
+    ck_assert_int_eq(km__ttlv_get_enum(&t, cp, KM__KMIP_TAG_MASK_GENERATOR, &v), KM_OK);
+    ck_assert_uint_eq(v, KM__KMIP_MGF1);
+    ck_assert_int_eq(km__ttlv_get_enum(&t, cp, KM__KMIP_TAG_MASK_GENERATOR_HASHING_ALGORITHM,
+                                       &v), KM_OK);
+    ck_assert_uint_eq(v, KM__KMIP_HASH_SHA256);
     km__ttlv_tree_free(&t);
     km__ttlv_enc_free(&e);
 }
@@ -651,6 +696,7 @@ static Suite *ttlv_suite(void)
     tcase_add_test(tc, test_kmip_ttlv_vectors_decode_and_reencode);
     tcase_add_test(tc, test_kmip_ttlv_requests_match_pykmip);
     tcase_add_test(tc, test_kmip_ttlv_create_not_extractable);
+    tcase_add_test(tc, test_kmip_ttlv_sign_pss_fields);
     tcase_add_test(tc, test_kmip_ttlv_responses_parse);
     tcase_add_test(tc, test_kmip_ttlv_every_truncation_refused);
     tcase_add_test(tc, test_kmip_ttlv_every_bit_flip_consistent);

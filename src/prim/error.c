@@ -6,7 +6,7 @@
 
 #include <openssl/err.h>
 
-#define KM__MSG_MAX 512
+#define KM__MSG_MAX 256
 
 /* Per-thread storage: fixed-size, so recording an error never allocates. */
 static _Thread_local km_error tl_err = { KM_OK, "no error", KM_NATIVE_NONE, 0 };

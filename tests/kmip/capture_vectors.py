@@ -209,6 +209,40 @@ def main():
                 object_type=enums.ObjectType.SYMMETRIC_KEY,
                 template_attribute=hmac_template("libkm-test", True),
                 managed_object=raw_key(enums.CryptographicAlgorithm.HMAC_SHA256, KEY)))])))
+    # RSA: CreateKeyPair (the private key Sensitive, the public key named
+    # "<name>-public") and Sign (PSS, SHA-256; PyKMIP knows no Salt Length)
+    for rv in ((1, 4), (2, 0)):
+        common = objects.TemplateAttribute(attributes=[
+            F.create_attribute(enums.AttributeType.CRYPTOGRAPHIC_ALGORITHM,
+                               enums.CryptographicAlgorithm.RSA),
+            F.create_attribute(enums.AttributeType.CRYPTOGRAPHIC_LENGTH, 2048)],
+            tag=enums.Tags.COMMON_TEMPLATE_ATTRIBUTE)
+        private = objects.TemplateAttribute(attributes=[
+            F.create_attribute(enums.AttributeType.CRYPTOGRAPHIC_USAGE_MASK,
+                               [enums.CryptographicUsageMask.SIGN]),
+            F.create_attribute(enums.AttributeType.NAME, attributes.Name.create(
+                "libkm-test", enums.NameType.UNINTERPRETED_TEXT_STRING)),
+            F.create_attribute(enums.AttributeType.SENSITIVE, True)],
+            tag=enums.Tags.PRIVATE_KEY_TEMPLATE_ATTRIBUTE)
+        public = objects.TemplateAttribute(attributes=[
+            F.create_attribute(enums.AttributeType.CRYPTOGRAPHIC_USAGE_MASK,
+                               [enums.CryptographicUsageMask.VERIFY]),
+            F.create_attribute(enums.AttributeType.NAME, attributes.Name.create(
+                "libkm-test-public", enums.NameType.UNINTERPRETED_TEXT_STRING))],
+            tag=enums.Tags.PUBLIC_KEY_TEMPLATE_ATTRIBUTE)
+        out.append(("create_key_pair_req_%d%d" % rv, request(rv, [
+            (Op.CREATE_KEY_PAIR, payloads.CreateKeyPairRequestPayload(
+                common_template_attribute=common,
+                private_key_template_attribute=private,
+                public_key_template_attribute=public))])))
+    out.append(("sign_req", request(v, [
+        (Op.SIGN, payloads.SignRequestPayload(
+            unique_identifier=UID,
+            cryptographic_parameters=attributes.CryptographicParameters(
+                padding_method=enums.PaddingMethod.PSS,
+                hashing_algorithm=enums.HashingAlgorithm.SHA_256,
+                cryptographic_algorithm=enums.CryptographicAlgorithm.RSA),
+            data=PT))])))
     for name, b in out:
         sys.stdout.write("%s %s\n" % (name, b.hex()))
 
