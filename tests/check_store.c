@@ -567,7 +567,7 @@ START_TEST(test_store_device_keyslot_opens_through_the_callback)
     for (i = 0; i < 32; i++)
         blob[i] = km_secret_data(v.master)[i] ^ 0x5a;
     ck_assert_int_eq(km__txn_begin(v.st, 1, &t), KM_OK);
-    ck_assert_int_eq(km__slot_add_backend(t, "fakedev", blob, sizeof blob), KM_OK);
+    ck_assert_int_eq(km__slot_add_backend(t, v.master, "fakedev", blob, sizeof blob), KM_OK);
     ck_assert_int_eq(km__txn_commit(t), KM_OK);
 
     o.slot_backend = "fakedev";

@@ -86,7 +86,8 @@ int km_vault_add_backend_slot(km_ctx *ctx, const char *backend, const char *conf
     if (rc == KM_OK)
         rc = km__wtxn_begin(ctx, &t);
     if (rc == KM_OK)
-        rc = km__slot_add_backend(t, backend, km_secret_data(blob), km_secret_len(blob));
+        rc = km__slot_add_backend(t, ctx->master, backend, km_secret_data(blob),
+                                  km_secret_len(blob));
     if (rc == KM_OK) {
         rc = km__wtxn_commit(ctx, t, KM__OP_SLOT_ADD, NULL, 0, backend);
         t = NULL;
@@ -197,7 +198,9 @@ int km_vault_add_passphrase(km_ctx *ctx, const uint8_t *passphrase, size_t passp
  * format-1 vault (made before that rule) gets the policy in force written and
  * is moved to format 2 (KM__FORMAT_POLICY_STORED) in one write transaction, so
  * that from then on a deleted policy record makes the vault refuse to open
- * (fail closed) instead of falling back to the default. */
+ * (fail closed) instead of falling back to the default. The same transaction
+ * moves a vault of an older format to the newest (KM__FORMAT_CURRENT: from 3
+ * on, every keyslot carries its MAC). */
 static int policy_open(struct km_ctx *ctx, int fips)
 {
     km__policy *p = NULL;
@@ -216,7 +219,7 @@ static int policy_open(struct km_ctx *ctx, int fips)
     if (rc != KM_OK)
         return rc;
     ctx->policy_required = format >= KM__FORMAT_POLICY_STORED;
-    if ((rc = km__ctx_policy_load(ctx, &none)) != KM_OK || ctx->policy_required)
+    if ((rc = km__ctx_policy_load(ctx, &none)) != KM_OK || format >= KM__FORMAT_CURRENT)
         return rc;
     /* store the policy in force (or the FIPS profile), and the feature */
     if ((rc = km__wtxn_begin(ctx, &t)) != KM_OK)
@@ -233,7 +236,7 @@ static int policy_open(struct km_ctx *ctx, int fips)
         audited = fips;
     }
     if (rc == KM_OK)
-        rc = km__store_format_upgrade(t, ctx->sealer, KM__FORMAT_POLICY_STORED);
+        rc = km__store_format_upgrade(t, ctx->sealer, ctx->master, KM__FORMAT_CURRENT);
     if (rc != KM_OK)
         km__wtxn_abort(t);
     else if (audited)
@@ -409,6 +412,7 @@ void km_close(km_ctx *ctx)
  * transaction, written by its hook. */
 typedef struct rekey_arg {
     km_ctx *ctx;
+    const km_secret *master;    /* the new master key (the slots' MACs) */
     size_t n, total;
     char names[RESEAL_MAX][32];
     km_secret *blobs[RESEAL_MAX];
@@ -424,7 +428,7 @@ static int rekey_hook(void *arg, km__txn *t, const km__sealer *s)
     for (i = 0; i < a->n; i++) {
         if (a->blobs[i] == NULL)
             continue;
-        rc = km__slot_add_backend(t, a->names[i], km_secret_data(a->blobs[i]),
+        rc = km__slot_add_backend(t, a->master, a->names[i], km_secret_data(a->blobs[i]),
                                   km_secret_len(a->blobs[i]));
         if (rc != KM_OK)
             return rc;
@@ -489,6 +493,7 @@ int km_vault_rekey(km_ctx *ctx, const uint8_t *passphrase, size_t passphrase_len
     km__progress(ctx, "rekey", 0, 1);
     memset(&ra, 0, sizeof ra);
     ra.ctx = ctx;
+    ra.master = master;
     if ((rc = reseal_devices(ctx, master, &ra)) != KM_OK) {
         km__sealer_free(ns);
         km_secret_free(master);

@@ -11,6 +11,7 @@
 #include "store_int.h"
 #include "shamir.h"
 
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -32,7 +33,8 @@ enum {
     SLOT_TAG_M = 12,        /* Shamir slots: shares needed */
     SLOT_TAG_N = 13,        /* Shamir slots: shares made */
     SLOT_TAG_SETID = 14,    /* Shamir slots: random id of the split */
-    SLOT_TAG_HASHES = 15    /* Shamir slots: SHA-256 of each share, in order */
+    SLOT_TAG_HASHES = 15,   /* Shamir slots: SHA-256 of each share, in order */
+    SLOT_TAG_MAC = 16       /* every slot, last: HMAC of the id and the fields before it */
 };
 #define SLOT_TYPE_PASSPHRASE 1
 #define SLOT_TYPE_BACKEND 2
@@ -45,6 +47,8 @@ enum {
 #define SLOT_WRAPPED_LEN (MASTER_LEN + 8)
 /* five u32 entries, the salt and the wrapped master, nothing else */
 #define SLOT_PASS_REC_LEN (5 * (5 + 4) + (5 + SLOT_SALT_LEN) + (5 + SLOT_WRAPPED_LEN))
+#define SLOT_MAC_LEN 32
+#define SLOT_MAC_ENTRY (5 + SLOT_MAC_LEN)
 
 /* A passphrase slot (owner or principal), a backend slot, or a Shamir slot. */
 typedef struct any_slot {
@@ -61,7 +65,62 @@ typedef struct any_slot {
     uint32_t m, n;                  /* Shamir */
     const uint8_t *setid;           /* Shamir: 16 bytes naming the split */
     const uint8_t *hashes;          /* Shamir: n share hashes of 32 bytes */
+    const uint8_t *body;            /* the record without its MAC entry */
+    size_t body_len;
+    const uint8_t *mac;             /* the MAC entry's value, or NULL (older formats) */
 } any_slot;
+
+/* The keyslot MAC: HMAC-SHA-256 under HKDF(master, "km v1 keyslot mac") of
+ * "km-slot-v1" || BE32 slot id || every byte of the record before its MAC
+ * entry. It makes each field of a slot (its type, principal id, selector,
+ * parameters) authentic: a file edit that turns a principal's slot into an
+ * owner's, or points it at another principal, fails the open. */
+static int slot_mac(const km_secret *master, uint32_t id, const uint8_t *body, size_t len,
+                    uint8_t out[SLOT_MAC_LEN])
+{
+    static const char info[] = "km v1 keyslot mac";
+    static const char tag[] = "km-slot-v1";
+    uint8_t *key = NULL, *msg = NULL;
+    size_t tl = sizeof tag - 1;
+    int rc;
+
+    if (master == NULL || km_secret_len(master) != MASTER_LEN)
+        return km__err(KM_E_INVALID, "keyslot: master must be a %d-byte secret", MASTER_LEN);
+    key = km__salloc(32);
+    msg = malloc(tl + 4 + len);
+    if (key == NULL || msg == NULL) {
+        rc = km__err(KM_E_NOMEM, "out of memory");
+        goto out;
+    }
+    memcpy(msg, tag, tl);
+    km__be32_put(msg + tl, id);
+    memcpy(msg + tl + 4, body, len);
+    rc = km__hkdf_sha256(km_secret_data(master), MASTER_LEN, NULL, 0, (const uint8_t *)info,
+                         sizeof info - 1, key, 32);
+    if (rc == KM_OK)
+        rc = km__hmac_sha256(key, 32, msg, tl + 4 + len, out);
+out:
+    km__sfree(key, 32);
+    free(msg);
+    return rc;
+}
+
+/* Checks a parsed slot's MAC: KM_E_CORRUPT when it has none or another. */
+static int slot_mac_check(const any_slot *sl, const km_secret *master)
+{
+    uint8_t want[SLOT_MAC_LEN];
+    int rc;
+
+    if (sl->mac == NULL)
+        return km__err(KM_E_CORRUPT, "keyslot %u carries no authentication (edited outside "
+                                     "libkm)", sl->id);
+    if ((rc = slot_mac(master, sl->id, sl->body, sl->body_len, want)) != KM_OK)
+        return rc;
+    if (!km_ct_equal(want, sl->mac, SLOT_MAC_LEN))
+        return km__err(KM_E_CORRUPT, "keyslot %u fails its authentication (edited outside "
+                                     "libkm)", sl->id);
+    return KM_OK;
+}
 
 static int tlv_bytes(const uint8_t *rec, size_t len, uint8_t tag, size_t want,
                      const uint8_t **out)
@@ -79,9 +138,22 @@ static int slot_parse(const uint8_t *rec, size_t len, uint32_t id, any_slot *sl)
 
     memset(sl, 0, sizeof *sl);
     sl->id = id;
-    if (km__tlv_check(rec, len) != KM_OK
+    if (km__tlv_check(rec, len) != KM_OK)
+        return km__err(KM_E_CORRUPT, "keyslot %u is malformed", id);
+    /* the MAC entry, when there is one, is the last: the fields are the
+     * bytes before it (both parse as whole entries, so it is exactly that) */
+    if (len > SLOT_MAC_ENTRY && rec[len - SLOT_MAC_ENTRY] == SLOT_TAG_MAC
+        && km__be32_get(rec + len - SLOT_MAC_ENTRY + 1) == SLOT_MAC_LEN
+        && km__tlv_check(rec, len - SLOT_MAC_ENTRY) == KM_OK) {
+        sl->mac = rec + len - SLOT_MAC_LEN;
+        len -= SLOT_MAC_ENTRY;
+    }
+    sl->body = rec;
+    sl->body_len = len;
+    if (km__tlv_find(rec, len, SLOT_TAG_MAC, &sl->wrapped, &n)
         || km__tlv_get_u32(rec, len, SLOT_TAG_TYPE, &type) != KM_OK)
         return km__err(KM_E_CORRUPT, "keyslot %u is malformed", id);
+    sl->wrapped = NULL;
     switch (type) {
     case SLOT_TYPE_PASSPHRASE:
         if (km__tlv_get_u32(rec, len, SLOT_TAG_KDF, &kdf) != KM_OK
@@ -179,11 +251,32 @@ static int slot_last_one(const uint8_t *key, size_t key_len, const uint8_t *val,
     return 0;
 }
 
-/* Writes `rec` as a new keyslot, one id past the highest. */
-static int slot_put(km__txn *t, const uint8_t *rec, size_t len, uint32_t *id_out)
+/* Writes `rec` (the fields) followed by its MAC entry at slot `id`. */
+static int slot_write(km__txn *t, const km_secret *master, uint32_t id, const uint8_t *rec,
+                      size_t len, unsigned flags)
+{
+    uint8_t idb[4], *full;
+    int rc;
+
+    if ((full = malloc(len + SLOT_MAC_ENTRY)) == NULL)
+        return km__err(KM_E_NOMEM, "out of memory");
+    memcpy(full, rec, len);
+    full[len] = SLOT_TAG_MAC;
+    km__be32_put(full + len + 1, SLOT_MAC_LEN);
+    rc = slot_mac(master, id, rec, len, full + len + 5);
+    km__be32_put(idb, id);
+    if (rc == KM_OK)
+        rc = km__raw_put(t, KM__T_SLOTS, idb, sizeof idb, full, len + SLOT_MAC_ENTRY, flags);
+    free(full);
+    return rc;
+}
+
+/* Writes `rec` as a new keyslot, one id past the highest, authenticated
+ * under `master`. */
+static int slot_put(km__txn *t, const km_secret *master, const uint8_t *rec, size_t len,
+                    uint32_t *id_out)
 {
     slot_last l;
-    uint8_t idb[4];
     uint32_t id = 1;
     int rc;
 
@@ -198,8 +291,7 @@ static int slot_put(km__txn *t, const uint8_t *rec, size_t len, uint32_t *id_out
         if ((id = l.id + 1) == 0)
             return km__err(KM_E_FULL, "no keyslot id left");
     }
-    km__be32_put(idb, id);
-    rc = km__raw_put(t, KM__T_SLOTS, idb, sizeof idb, rec, len, KM__PUT_NOOVERWRITE);
+    rc = slot_write(t, master, id, rec, len, KM__PUT_NOOVERWRITE);
     if (rc == KM_OK && id_out != NULL)
         *id_out = id;
     return rc;
@@ -272,7 +364,7 @@ int km__slot_add_principal(km__txn *t, const km_secret *master, const uint8_t *p
     }
     if ((rc = km__tlv_end(&w)) != KM_OK)
         goto out;
-    rc = slot_put(t, rec, w.len, NULL);
+    rc = slot_put(t, master, rec, w.len, NULL);
 out:
     km__sfree(kek, SLOT_KEK_LEN);
     return rc;
@@ -284,7 +376,8 @@ int km__slot_add_passphrase(km__txn *t, const km_secret *master, const uint8_t *
     return km__slot_add_principal(t, master, pass, pass_len, log2n, NULL, NULL);
 }
 
-int km__slot_add_backend(km__txn *t, const char *backend, const uint8_t *blob, size_t blob_len)
+int km__slot_add_backend(km__txn *t, const km_secret *master, const char *backend,
+                         const uint8_t *blob, size_t blob_len)
 {
     km__tlv_w w;
     uint8_t *rec;
@@ -303,7 +396,7 @@ int km__slot_add_backend(km__txn *t, const char *backend, const uint8_t *blob, s
     km__tlv_put(&w, SLOT_TAG_BLOB, blob, blob_len);
     rc = km__tlv_end(&w);
     if (rc == KM_OK)
-        rc = slot_put(t, rec, w.len, NULL);
+        rc = slot_put(t, master, rec, w.len, NULL);
     free(rec);
     return rc;
 }
@@ -363,7 +456,7 @@ int km__slot_add_shamir(km__txn *t, const km_secret *master, unsigned m, unsigne
     km__tlv_put(&w, SLOT_TAG_SETID, setid, sizeof setid);
     km__tlv_put(&w, SLOT_TAG_HASHES, hashes, (size_t)n * 32);
     km__tlv_put(&w, SLOT_TAG_WRAPPED, wrapped, wlen);
-    if ((rc = km__tlv_end(&w)) != KM_OK || (rc = slot_put(t, rec, w.len, NULL)) != KM_OK)
+    if ((rc = km__tlv_end(&w)) != KM_OK || (rc = slot_put(t, master, rec, w.len, NULL)) != KM_OK)
         goto out;
     tlen = sizeof SHARE_PREFIX - 1 + km__b64url_encoded_len(SHARE_BIN_LEN);
     for (i = 0; i < n; i++) {
@@ -706,6 +799,51 @@ static int slots_remove(km__txn *t, int want, const uint8_t pid[16])
 out:
     free(a.ids);
     return rc;
+}
+
+/* ------------------------------------------------ keyslot authentication */
+
+static int slot_verify_one(const any_slot *sl, void *arg)
+{
+    return slot_mac_check(sl, arg);
+}
+
+int km__slots_verify(km__txn *t, const km_secret *master)
+{
+    return slots_walk(t, slot_verify_one, (void *)(uintptr_t)master);
+}
+
+/* km__slots_authenticate's walk: each slot written back as its fields and a
+ * fresh MAC (the key it was given: the one the walk is at). */
+typedef struct slots_auth_arg {
+    km__txn *t;
+    const km_secret *master;
+} slots_auth_arg;
+
+static int slot_auth_one(const uint8_t *key, size_t key_len, const uint8_t *val, size_t val_len,
+                         void *arg)
+{
+    slots_auth_arg *a = arg;
+    any_slot sl;
+    int rc;
+
+    if (key_len != 4)
+        return km__err(KM_E_CORRUPT, "keyslot table holds a malformed key");
+    if ((rc = slot_parse(val, val_len, km__be32_get(key), &sl)) != KM_OK)
+        return rc;
+    return slot_write(a->t, a->master, sl.id, sl.body, sl.body_len, 0);
+}
+
+int km__slots_authenticate(km__txn *t, const km_secret *master)
+{
+    slots_auth_arg a;
+    int rc;
+
+    if ((rc = km__txn_writable("keyslot", t)) != KM_OK)
+        return rc;
+    a.t = t;
+    a.master = master;
+    return km__raw_iter(t, KM__T_SLOTS, NULL, 0, slot_auth_one, &a);
 }
 
 /* km__slot_backend_names's walk. */

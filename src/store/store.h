@@ -254,7 +254,9 @@ int km__rec_iter(km__txn *t, const km__sealer *s, km__table tbl, const uint8_t *
 int km__authfail_get(km__txn *t, uint64_t *n);
 int km__authfail_clear(km__txn *t);
 
-/* Keyslots (keyslot.c), each in the caller's write transaction. */
+/* Keyslots (keyslot.c), each in the caller's write transaction. Every slot
+ * written carries a MAC under a key derived from `master` over its id and
+ * fields (checked at every open of a format-3 vault). */
 /* Adds a passphrase slot for the master key. */
 int km__slot_add_passphrase(km__txn *t, const km_secret *master, const uint8_t *pass,
                             size_t pass_len, uint32_t log2n);
@@ -269,7 +271,8 @@ int km__slot_remove_principal(km__txn *t, const uint8_t pid[16]);
 int km__slot_remove_owner(km__txn *t);
 /* A backend keyslot holding the blob of the backend's slot_seal. */
 #define KM__SLOT_BLOB_MAX ((size_t)64 << 10)
-int km__slot_add_backend(km__txn *t, const char *backend, const uint8_t *blob, size_t blob_len);
+int km__slot_add_backend(km__txn *t, const km_secret *master, const char *backend,
+                         const uint8_t *blob, size_t blob_len);
 /* The distinct backend names of the vault's backend keyslots (at most cap),
  * and how many backend keyslots there are in all. */
 int km__slot_backend_names(km__txn *t, char names[][32], size_t cap, size_t *n, size_t *total);
@@ -305,11 +308,19 @@ void km__fault_step(void);
  * "the default". The format byte is unsealed meta checked against the sealed
  * check record at every open, so a file edit cannot move it back. */
 #define KM__FORMAT_POLICY_STORED 2u
+/* 3 (KM__FORMAT_SLOTS_AUTH): every keyslot carries a MAC under a key derived
+ * from the master key, checked at every open (a slot edited in the file, a
+ * principal's slot turned into an owner's, fails the open). */
+#define KM__FORMAT_SLOTS_AUTH 3u
+/* The newest format: what a vault is moved up to at its first open. */
+#define KM__FORMAT_CURRENT KM__FORMAT_SLOTS_AUTH
 /* The format of the vault of t (checked against its sealed copy at open). */
 int km__store_format(km__txn *t, uint32_t *format);
 /* Moves the vault of t (a write transaction) up to `format` (never down:
  * nothing is written when it is there already); the sealed check record is
- * verified first. KM_E_CORRUPT, KM_E_INVALID, the write's errors. */
-int km__store_format_upgrade(km__txn *t, const km__sealer *s, uint32_t format);
+ * verified first. Crossing format 3, every keyslot gets its MAC under
+ * `master`. KM_E_CORRUPT, KM_E_INVALID, the write's errors. */
+int km__store_format_upgrade(km__txn *t, const km__sealer *s, const km_secret *master,
+                             uint32_t format);
 
 #endif /* KM_STORE_H */
