@@ -26,6 +26,27 @@ int km_set_progress(km_ctx *ctx, km_progress_fn fn, void *arg)
     return KM_OK;
 }
 
+/* Dual control of the vault's credentials. A keyslot is a credential (an
+ * owner passphrase added by one admin gives it the owner's rights; a
+ * rekey, or removed slots, lock the others out), so adding or removing one
+ * and rekeying need the approvals the policy's `principal-change` asks for,
+ * through a request of that operation whose params are the text below
+ * ("rekey", "keyslot-add:passphrase", "keyslot-add:backend:NAME",
+ * "keyslot-add:shares:M-of-N", "keyslot-remove:passphrases"). The check
+ * runs first (nothing costly done without the approvals); the request is
+ * consumed in the change's own transaction. */
+static int slot_change_check(km_ctx *ctx, const char *params)
+{
+    return km__quorum_check_own(ctx, KM_REQ_PRINCIPAL_CHANGE, NULL, (const uint8_t *)params,
+                                strlen(params));
+}
+
+static int slot_change_consume(km_ctx *ctx, km__txn *t, const char *params)
+{
+    return km__quorum_consume(ctx, t, KM_REQ_PRINCIPAL_CHANGE, NULL, (const uint8_t *)params,
+                              strlen(params));
+}
+
 int km_vault_backend_set(km_ctx *ctx, const char *name, const char *config)
 {
     uint8_t key[48];
@@ -68,6 +89,7 @@ int km_vault_add_backend_slot(km_ctx *ctx, const char *backend, const char *conf
 {
     km_secret *blob = NULL;
     km__txn *t = NULL;
+    char pp[64];
     int rc;
 
     if (ctx == NULL || backend == NULL)
@@ -80,6 +102,12 @@ int km_vault_add_backend_slot(km_ctx *ctx, const char *backend, const char *conf
         return rc;
     if ((rc = km__acl_check(ctx, KM__OP_SLOT_ADD, NULL)) != KM_OK)
         return rc;
+    if (!km__backend_name_ok(backend))
+        return km__err(KM_E_INVALID, "km_vault_add_backend_slot: backend name must be "
+                                     "[a-z0-9_-]{1,31}");
+    snprintf(pp, sizeof pp, "keyslot-add:backend:%s", backend);
+    if ((rc = slot_change_check(ctx, pp)) != KM_OK)
+        return rc;
     /* under ctx->mu: never seals a master key that a rekey is replacing */
     pthread_mutex_lock(&ctx->mu);
     rc = km__backend_slot_seal(backend, config, ctx->master, &blob);
@@ -88,6 +116,8 @@ int km_vault_add_backend_slot(km_ctx *ctx, const char *backend, const char *conf
     if (rc == KM_OK)
         rc = km__slot_add_backend(t, ctx->master, backend, km_secret_data(blob),
                                   km_secret_len(blob));
+    if (rc == KM_OK)
+        rc = slot_change_consume(ctx, t, pp);
     if (rc == KM_OK) {
         rc = km__wtxn_commit(ctx, t, KM__OP_SLOT_ADD, NULL, 0, backend);
         t = NULL;
@@ -101,7 +131,7 @@ int km_vault_add_backend_slot(km_ctx *ctx, const char *backend, const char *conf
 int km_vault_add_shares(km_ctx *ctx, unsigned m, unsigned n, km_secret **shares)
 {
     km__txn *t = NULL;
-    char d[48];
+    char d[48], pp[48];
     int rc;
 
     if (ctx == NULL || shares == NULL)
@@ -115,10 +145,15 @@ int km_vault_add_shares(km_ctx *ctx, unsigned m, unsigned n, km_secret **shares)
     if ((rc = km__acl_check(ctx, KM__OP_SLOT_ADD, NULL)) != KM_OK)
         return rc;
     snprintf(d, sizeof d, "shamir %u of %u", m, n);
+    snprintf(pp, sizeof pp, "keyslot-add:shares:%u-of-%u", m, n);
+    if ((rc = slot_change_check(ctx, pp)) != KM_OK)
+        return rc;
     pthread_mutex_lock(&ctx->mu);
     rc = km__wtxn_begin(ctx, &t);
     if (rc == KM_OK)
         rc = km__slot_add_shamir(t, ctx->master, m, n, shares);
+    if (rc == KM_OK)
+        rc = slot_change_consume(ctx, t, pp);
     if (rc == KM_OK) {
         rc = km__wtxn_commit(ctx, t, KM__OP_SLOT_ADD, NULL, 0, d);
         t = NULL;
@@ -136,8 +171,11 @@ int km_vault_add_shares(km_ctx *ctx, unsigned m, unsigned n, km_secret **shares)
     return KM_OK;
 }
 
+#define SLOT_REMOVE_OWNER "keyslot-remove:passphrases"
+
 int km_vault_remove_passphrases(km_ctx *ctx)
 {
+    km__slot_unsealer check;
     km__txn *t = NULL;
     int rc;
 
@@ -147,10 +185,15 @@ int km_vault_remove_passphrases(km_ctx *ctx)
         return rc;
     if ((rc = km__acl_check(ctx, KM__OP_SLOT_REMOVE, NULL)) != KM_OK)
         return rc;
+    if ((rc = slot_change_check(ctx, SLOT_REMOVE_OWNER)) != KM_OK)
+        return rc;
+    km__ctx_slot_check(ctx, &check);
     pthread_mutex_lock(&ctx->mu);
     rc = km__wtxn_begin(ctx, &t);
     if (rc == KM_OK)
-        rc = km__slot_remove_owner(t);
+        rc = km__slot_remove_owner(t, &check, ctx->master);
+    if (rc == KM_OK)
+        rc = slot_change_consume(ctx, t, SLOT_REMOVE_OWNER);
     if (rc == KM_OK) {
         rc = km__wtxn_commit(ctx, t, KM__OP_SLOT_REMOVE, NULL, 0, "owner passphrase slots");
         t = NULL;
@@ -159,6 +202,8 @@ int km_vault_remove_passphrases(km_ctx *ctx)
     pthread_mutex_unlock(&ctx->mu);
     return rc;
 }
+
+#define SLOT_ADD_OWNER "keyslot-add:passphrase"
 
 int km_vault_add_passphrase(km_ctx *ctx, const uint8_t *passphrase, size_t passphrase_len,
                             uint32_t kdf_cost)
@@ -175,6 +220,8 @@ int km_vault_add_passphrase(km_ctx *ctx, const uint8_t *passphrase, size_t passp
         return rc;
     if ((rc = km__acl_check(ctx, KM__OP_SLOT_ADD, NULL)) != KM_OK)
         return rc;
+    if ((rc = slot_change_check(ctx, SLOT_ADD_OWNER)) != KM_OK)
+        return rc;
     /* under ctx->mu, which km_vault_rekey holds from its transaction to the
      * master-key swap: the slot never wraps a master key being replaced */
     pthread_mutex_lock(&ctx->mu);
@@ -183,6 +230,8 @@ int km_vault_add_passphrase(km_ctx *ctx, const uint8_t *passphrase, size_t passp
         return rc;
     }
     rc = km__slot_add_passphrase(t, ctx->master, passphrase, passphrase_len, kdf_cost);
+    if (rc == KM_OK)
+        rc = slot_change_consume(ctx, t, SLOT_ADD_OWNER);
     if (rc != KM_OK) {
         km__wtxn_abort(t);
         pthread_mutex_unlock(&ctx->mu);
@@ -418,6 +467,17 @@ typedef struct rekey_arg {
     km_secret *blobs[RESEAL_MAX];
 } rekey_arg;
 
+#define REKEY_PARAMS "rekey"
+
+/* The rekey transaction's first part, before anything is resealed: the
+ * approved request (if the policy asks for one) consumed. */
+static int rekey_pre(void *arg, km__txn *t, const km__sealer *s)
+{
+    rekey_arg *a = arg;
+    (void)s;
+    return slot_change_consume(a->ctx, t, REKEY_PARAMS);
+}
+
 static int rekey_hook(void *arg, km__txn *t, const km__sealer *s)
 {
     rekey_arg *a = arg;
@@ -480,6 +540,8 @@ int km_vault_rekey(km_ctx *ctx, const uint8_t *passphrase, size_t passphrase_len
         return rc;
     if ((rc = km__acl_check(ctx, KM__OP_REKEY, NULL)) != KM_OK)
         return rc;
+    if ((rc = slot_change_check(ctx, REKEY_PARAMS)) != KM_OK)
+        return rc;
     /* queued data-path entries first, under the old sealer */
     if ((rc = km_audit_flush(ctx)) != KM_OK)
         return rc;
@@ -503,7 +565,7 @@ int km_vault_rekey(km_ctx *ctx, const uint8_t *passphrase, size_t passphrase_len
     pthread_mutex_lock(&ctx->mu);
     old = ctx->sealer;
     rc = km__vault_rekey(ctx->env, old, ns, master, passphrase, passphrase_len, kdf_cost,
-                         rekey_hook, &ra);
+                         rekey_pre, rekey_hook, &ra);
     if (rc == KM_OK) {
         /* The old sealer and master stay alive (owned by the new sealer)
          * until km_close: a thread that loaded them before the swap gets

@@ -12,6 +12,7 @@
 #include "shamir.h"
 
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -766,9 +767,72 @@ static int slot_select_one(const any_slot *sl, void *arg)
     return 0;
 }
 
+/* slots_keeper's walk over the slots a removal leaves: pass 0 looks for a
+ * passphrase (owner or principal) or Shamir slot, whose credential is held
+ * elsewhere; pass 1 asks each device slot's device to unseal it now, and
+ * takes one that gives this vault's master key. */
+typedef struct keeper_arg {
+    const slots_sel *sel;
+    const km__slot_unsealer *check;
+    const km_secret *master;
+    int pass, found;
+    char why[200];
+} keeper_arg;
+
+static int slot_keeper_one(const any_slot *sl, void *arg)
+{
+    keeper_arg *k = arg;
+    km_secret *m = NULL;
+    char bname[32];
+    size_t i;
+    int rc;
+
+    for (i = 0; i < k->sel->hit; i++)
+        if (k->sel->ids[i] == sl->id)
+            return 0;   /* one of those being removed */
+    if (k->pass == 0) {
+        k->found = sl->type == SLOT_TYPE_PASSPHRASE || sl->type == SLOT_TYPE_SHAMIR;
+        return k->found;
+    }
+    if (sl->type != SLOT_TYPE_BACKEND)
+        return 0;
+    memcpy(bname, sl->backend, sl->backend_len);
+    bname[sl->backend_len] = '\0';
+    rc = k->check->fn(k->check->arg, bname, NULL, sl->blob, sl->blob_len, &m);
+    k->found = rc == KM_OK && km_secret_len(m) == MASTER_LEN
+               && km_ct_equal(km_secret_data(m), km_secret_data(k->master), MASTER_LEN);
+    if (!k->found)
+        snprintf(k->why, sizeof k->why, "keyslot %u (%s): %s", sl->id, bname,
+                 rc == KM_OK ? "its device gives another key" : km_error_last()->message);
+    km_secret_free(m);
+    return k->found;
+}
+
+/* Whether a slot left after removing the selection opens the vault now. */
+static int slots_keeper(km__txn *t, const slots_sel *sel, const km__slot_unsealer *check,
+                        const km_secret *master)
+{
+    keeper_arg k;
+    int rc;
+
+    memset(&k, 0, sizeof k);
+    k.sel = sel;
+    k.check = check;
+    k.master = master;
+    for (k.pass = 0; k.pass < 2 && !k.found; k.pass++)
+        if ((rc = slots_walk(t, slot_keeper_one, &k)) < 0)
+            return rc;
+    if (k.found)
+        return KM_OK;
+    return km__err(KM_E_STATE, "removing these keyslots would lock the vault: no keyslot left "
+                               "opens it now (%s); add a passphrase or shares first",
+                   k.why[0] ? k.why : "none but of unknown types");
+}
+
 /* Deletes the slots `want` selects (slots_sel). Refuses to leave the vault
- * without a keyslot. */
-static int slots_remove(km__txn *t, int want, const uint8_t pid[16])
+ * without a keyslot, and, with `check`, without one that opens it now. */
+static int slots_remove(km__txn *t, int want, const uint8_t pid[16],
+                        const km__slot_unsealer *check, const km_secret *master)
 {
     slots_sel a;
     uint8_t idb[4];
@@ -791,6 +855,8 @@ static int slots_remove(km__txn *t, int want, const uint8_t pid[16])
         rc = km__err(KM_E_STATE, "removing these keyslots would leave the vault with none");
         goto out;
     }
+    if (check != NULL && (rc = slots_keeper(t, &a, check, master)) != KM_OK)
+        goto out;
     for (i = 0; i < a.hit; i++) {
         km__be32_put(idb, a.ids[i]);
         if ((rc = km__raw_del(t, KM__T_SLOTS, idb, sizeof idb)) != KM_OK)
@@ -884,12 +950,13 @@ int km__slot_backend_names(km__txn *t, char names[][32], size_t cap, size_t *n, 
     return slots_walk(t, slot_backend_one, &a);
 }
 
-int km__slot_remove_principal(km__txn *t, const uint8_t pid[16])
+int km__slot_remove_principal(km__txn *t, const uint8_t pid[16], const km__slot_unsealer *check,
+                              const km_secret *master)
 {
-    return slots_remove(t, 2, pid);
+    return slots_remove(t, 2, pid, check, master);
 }
 
-int km__slot_remove_owner(km__txn *t)
+int km__slot_remove_owner(km__txn *t, const km__slot_unsealer *check, const km_secret *master)
 {
-    return slots_remove(t, 1, NULL);
+    return slots_remove(t, 1, NULL, check, master);
 }

@@ -1066,7 +1066,7 @@ static int names_add(const uint8_t *key, size_t key_len, const uint8_t *val, siz
 
 int km__vault_rekey(km__store *st, km__sealer *old_s, const km__sealer *new_s,
                     const km_secret *new_master, const uint8_t *pass, size_t pass_len,
-                    uint32_t log2n, km__txn_hook hook, void *hook_arg)
+                    uint32_t log2n, km__txn_hook pre, km__txn_hook hook, void *hook_arg)
 {
     static const km__table sealed_tables[] = {
         KM__T_META, KM__T_KEYS, KM__T_VMETA, KM__T_MATERIAL, KM__T_COUNTERS, KM__T_AUDIT
@@ -1082,6 +1082,8 @@ int km__vault_rekey(km__store *st, km__sealer *old_s, const km__sealer *new_s,
         return rc;
     /* Holding the write lock from here: no other writer of any process
      * interleaves. A record that does not open with old_s aborts it all. */
+    if (pre != NULL && (rc = pre(hook_arg, t, old_s)) != KM_OK)
+        goto out;
     for (i = 0; i < sizeof sealed_tables / sizeof sealed_tables[0]; i++)
         if ((rc = reseal_table(t, old_s, new_s, sealed_tables[i])) != KM_OK)
             goto out;

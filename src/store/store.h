@@ -265,10 +265,16 @@ int km__slot_add_passphrase(km__txn *t, const km_secret *master, const uint8_t *
 int km__slot_add_principal(km__txn *t, const km_secret *master, const uint8_t *pass,
                            size_t pass_len, uint32_t log2n, const char *principal,
                            const uint8_t pid[16]);
-/* Removes every passphrase slot of principal `pid`; KM_E_NOTFOUND if none. */
-int km__slot_remove_principal(km__txn *t, const uint8_t pid[16]);
-/* Removes every owner passphrase slot (KM_E_STATE if none would remain). */
-int km__slot_remove_owner(km__txn *t);
+/* Removes every passphrase slot of principal `pid`; KM_E_NOTFOUND if none.
+ * KM_E_STATE when no slot would remain, or, with `check` (may be NULL),
+ * when none that remains opens the vault now: a passphrase (owner or
+ * principal) or Shamir slot counts as one that opens; a device slot counts
+ * when check->fn (given a NULL config) unseals it to `master` now (a TPM
+ * slot whose PCRs moved does not). */
+int km__slot_remove_principal(km__txn *t, const uint8_t pid[16], const km__slot_unsealer *check,
+                              const km_secret *master);
+/* Removes every owner passphrase slot; KM_E_NOTFOUND, KM_E_STATE as above. */
+int km__slot_remove_owner(km__txn *t, const km__slot_unsealer *check, const km_secret *master);
 /* A backend keyslot holding the blob of the backend's slot_seal. */
 #define KM__SLOT_BLOB_MAX ((size_t)64 << 10)
 int km__slot_add_backend(km__txn *t, const km_secret *master, const char *backend,
@@ -286,14 +292,16 @@ int km__slot_add_shamir(km__txn *t, const km_secret *master, unsigned m, unsigne
  * vmeta, material, counters, audit) is unsealed with old_s and resealed with
  * new_s, the names index is rebuilt under new_s's name key from the key
  * records' names, and all keyslots are replaced by one passphrase slot for
- * new_master; hook adds the caller's part to the same transaction. Marks
+ * new_master; `pre` (may be NULL) adds the caller's first part to the same
+ * transaction before anything is resealed (with old_s: what it writes is
+ * resealed), `hook` (may be NULL) its last part after (with new_s). Marks
  * old_s retired (km__rec_put then refuses it with KM_E_STATE) when the
  * commit succeeds. KM_E_CORRUPT when a record does not open with old_s
  * (nothing written), KM_E_FULL, KM_E_IO, KM_E_NOMEM. */
 typedef int (*km__txn_hook)(void *arg, km__txn *t, const km__sealer *s);
 int km__vault_rekey(km__store *st, km__sealer *old_s, const km__sealer *new_s,
                     const km_secret *new_master, const uint8_t *pass, size_t pass_len,
-                    uint32_t log2n, km__txn_hook hook, void *hook_arg);
+                    uint32_t log2n, km__txn_hook pre, km__txn_hook hook, void *hook_arg);
 
 /* Test hook (store.c): at write step `at` of the store (a put, a delete, a
  * commit, the moment after a commit, a file step of compaction) the process
