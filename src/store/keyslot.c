@@ -886,18 +886,10 @@ typedef struct slots_auth_arg {
     const km_secret *master;
 } slots_auth_arg;
 
-static int slot_auth_one(const uint8_t *key, size_t key_len, const uint8_t *val, size_t val_len,
-                         void *arg)
+static int slot_auth_one(const any_slot *sl, void *arg)
 {
     slots_auth_arg *a = arg;
-    any_slot sl;
-    int rc;
-
-    if (key_len != 4)
-        return km__err(KM_E_CORRUPT, "keyslot table holds a malformed key");
-    if ((rc = slot_parse(val, val_len, km__be32_get(key), &sl)) != KM_OK)
-        return rc;
-    return slot_write(a->t, a->master, sl.id, sl.body, sl.body_len, 0);
+    return slot_write(a->t, a->master, sl->id, sl->body, sl->body_len, 0);
 }
 
 int km__slots_authenticate(km__txn *t, const km_secret *master)
@@ -909,7 +901,7 @@ int km__slots_authenticate(km__txn *t, const km_secret *master)
         return rc;
     a.t = t;
     a.master = master;
-    return km__raw_iter(t, KM__T_SLOTS, NULL, 0, slot_auth_one, &a);
+    return slots_walk(t, slot_auth_one, &a);
 }
 
 /* km__slot_backend_names's walk. */
