@@ -132,6 +132,7 @@ int km_vault_add_shares(km_ctx *ctx, unsigned m, unsigned n, km_secret **shares)
 {
     km__txn *t = NULL;
     char d[48], pp[48];
+    unsigned i;
     int rc;
 
     if (ctx == NULL || shares == NULL)
@@ -140,6 +141,8 @@ int km_vault_add_shares(km_ctx *ctx, unsigned m, unsigned n, km_secret **shares)
     if (m < 2 || m > n || n > KM_SHARES_MAX)
         return km__err(KM_E_INVALID, "km_vault_add_shares: need 2 <= m <= n <= %d",
                        KM_SHARES_MAX);
+    for (i = 0; i < n; i++)
+        shares[i] = NULL;   /* so that every refusal below leaves them empty */
     if ((rc = km__ctx_check(ctx)) != KM_OK)
         return rc;
     if ((rc = km__acl_check(ctx, KM__OP_SLOT_ADD, NULL)) != KM_OK)
@@ -161,7 +164,6 @@ int km_vault_add_shares(km_ctx *ctx, unsigned m, unsigned n, km_secret **shares)
     km__wtxn_abort(t);
     pthread_mutex_unlock(&ctx->mu);
     if (rc != KM_OK) {
-        unsigned i;
         for (i = 0; i < n; i++) {
             km_secret_free(shares[i]);
             shares[i] = NULL;

@@ -134,6 +134,7 @@ static int tlv_bytes(const uint8_t *rec, size_t len, uint8_t tag, size_t want,
  * of a type this libkm does not know (a newer one's) gets type 0: skipped. */
 static int slot_parse(const uint8_t *rec, size_t len, uint32_t id, any_slot *sl)
 {
+    const uint8_t *misplaced;
     uint32_t type, kdf, r, p;
     size_t n;
 
@@ -151,10 +152,9 @@ static int slot_parse(const uint8_t *rec, size_t len, uint32_t id, any_slot *sl)
     }
     sl->body = rec;
     sl->body_len = len;
-    if (km__tlv_find(rec, len, SLOT_TAG_MAC, &sl->wrapped, &n)
+    if (km__tlv_find(rec, len, SLOT_TAG_MAC, &misplaced, &n)   /* a MAC is only last */
         || km__tlv_get_u32(rec, len, SLOT_TAG_TYPE, &type) != KM_OK)
         return km__err(KM_E_CORRUPT, "keyslot %u is malformed", id);
-    sl->wrapped = NULL;
     switch (type) {
     case SLOT_TYPE_PASSPHRASE:
         if (km__tlv_get_u32(rec, len, SLOT_TAG_KDF, &kdf) != KM_OK
