@@ -324,8 +324,8 @@ END_TEST
 
 /* ------------------------------------------------------------ offboarding */
 
-/* The offboarding vault: the admin's keys "a1" (two versions, both active
- * before the rotation deactivates none) and "a2"; a ciphertext under a1. */
+/* The offboarding vault: the admin's keys "a1" (rotated: two active
+ * versions) and "a2" (one), and a user. */
 static void offboard_base(const char *d)
 {
     km_ctx *o = NULL, *a = NULL;
@@ -344,8 +344,7 @@ static void offboard_base(const char *d)
     km_close(o);
 }
 
-/* How many versions of the admin's keys are ACTIVE, and whether the admin
- * is still a principal, in the vault at d. */
+/* How many versions of the admin's keys are ACTIVE in the vault of o. */
 static int active_versions(km_ctx *o)
 {
     static const char *const names[] = { "a1", "a2" };
@@ -394,12 +393,13 @@ static int has_admin(km_ctx *o)
  * step k; the vault then holds the admin with its keys active, or neither. */
 START_TEST(test_keyslots_remove_revoke_keys_one_transaction)
 {
-    char base[4200], work[4200], cmd[12800];
+    char base[4200], work[4200], cmd[12800], stepf[4200];
     unsigned long steps = 0, k;
     int crashed = 0, before = 0, after = 0;
 
     snprintf(base, sizeof base, "%s/base", dir);
     snprintf(work, sizeof work, "%s/work", dir);
+    snprintf(stepf, sizeof stepf, "%s/steps", dir);
     ck_assert_int_eq(mkdir(base, 0700), 0);
     offboard_base(base);
     for (k = 0;; k++) {
@@ -419,7 +419,7 @@ START_TEST(test_keyslots_remove_revoke_keys_one_transaction)
             if (rc == KM_OK)
                 rc = km_principal_remove(c, TU_ADMIN, 1);
             if (k == 0) {
-                FILE *f = fopen("steps", "w");
+                FILE *f = fopen(stepf, "w");
                 if (f != NULL) {
                     fprintf(f, "%lu\n", km__fault_steps());
                     fclose(f);
@@ -431,12 +431,11 @@ START_TEST(test_keyslots_remove_revoke_keys_one_transaction)
         }
         ck_assert_int_eq(waitpid(pid, &st, 0), pid);
         if (k == 0) {
-            FILE *f = fopen("steps", "r");
+            FILE *f = fopen(stepf, "r");
             ck_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0);
             ck_assert_ptr_nonnull(f);
             ck_assert_int_eq(fscanf(f, "%lu", &steps), 1);
             fclose(f);
-            unlink("steps");
             ck_assert_uint_gt(steps, 4);
         } else if (WIFSIGNALED(st)) {
             ck_assert_int_eq(WTERMSIG(st), SIGKILL);
