@@ -443,6 +443,123 @@ START_TEST(test_attacks_reserved_key_names)
 }
 END_TEST
 
+/* ------------------------------------------------------------ keyslots */
+
+/* The keyslot id of principal `who` in the closed vault's file. */
+static void slot_of(const char *who, uint8_t id[4])
+{
+    char v[4200];
+    tu_raw r;
+
+    vpath(v, sizeof v, "");
+    tu_raw_begin(&r, v, MDB_RDONLY, 0);
+    tu_raw_principal_slot(&r, who, id);
+    tu_raw_end(&r);
+}
+
+/* Rewrites keyslot `id` in the closed vault's file (an LMDB writer, as
+ * mdb_dump / mdb_load would): drops its entries `drop1` and `drop2` (0:
+ * none), or sets its principal id (tag 9) to `pid` (not NULL). */
+static void slot_edit(const uint8_t id[4], uint8_t drop1, uint8_t drop2, const uint8_t *pid)
+{
+    char v[4200];
+    tu_raw r;
+    uint8_t *rec;
+    size_t len, at;
+
+    vpath(v, sizeof v, "");
+    tu_raw_begin(&r, v, 0, 0);
+    rec = tu_raw_get(&r, "slots", id, 4, &len);
+    if (drop1 != 0)
+        len = tu_tlv_drop(rec, len, drop1);
+    if (drop2 != 0)
+        len = tu_tlv_drop(rec, len, drop2);
+    if (pid != NULL) {
+        at = tu_tlv_at(rec, len, 9);
+        ck_assert_uint_ne(at, (size_t)-1);
+        memcpy(rec + at + 5, pid, 16);
+    }
+    tu_raw_put(&r, "slots", id, 4, rec, len);
+    tu_raw_end(&r);
+    free(rec);
+}
+
+/* Issue 18 finding 1: a user removed the principal entries (selector, id)
+ * from its own keyslot record with a file edit; the slot then passed for an
+ * owner slot and the user's passphrase opened the vault as the owner. Every
+ * keyslot now carries a MAC under a key derived from the master key (vault
+ * format 3): the edit makes the open fail, whoever opens, with or without
+ * the MAC entry, and claiming the older format (no MACs) is refused too. */
+START_TEST(test_attacks_keyslot_edited_to_owner_refused)
+{
+    km_ctx *c = NULL;
+    char who[80] = "";
+    uint8_t two = 2, id[4];
+    char v[4200];
+    tu_raw r;
+    int rc;
+
+    close_owner();
+    slot_of(TU_USER, id);
+    slot_edit(id, 8, 9, NULL);
+    rc = tu_vault_open(&c, dir, TU_USER_PASS, 0);
+    if (rc == KM_OK)
+        (void)km_whoami(c, who, sizeof who, NULL);
+    ck_assert_msg(rc == KM_E_CORRUPT, "the edited slot opened (%s) as '%s'", km_err_name(rc),
+                  who);
+    ck_assert_ptr_null(c);
+    ck_assert_ptr_nonnull(strstr(km_error_last()->message, "keyslot"));
+    ck_assert_int_eq(tu_vault_open(&c, dir, NULL, 0), KM_E_CORRUPT);
+    /* the MAC entry taken away as well */
+    slot_edit(id, 16, 0, NULL);
+    ck_assert_int_eq(tu_vault_open(&c, dir, TU_USER_PASS, 0), KM_E_CORRUPT);
+    /* and the format byte set back to 2, when slots had no MAC */
+    vpath(v, sizeof v, "");
+    tu_raw_begin(&r, v, 0, 0);
+    tu_raw_put(&r, "meta", "format", 6, &two, 1);
+    tu_raw_end(&r);
+    ck_assert_int_eq(tu_vault_open(&c, dir, TU_USER_PASS, 0), KM_E_CORRUPT);
+    ck_assert_ptr_null(c);
+}
+END_TEST
+
+/* The same user points its keyslot at the admin's principal id (read from
+ * the admin's slot in the file): opening under its own name then carried the
+ * admin's roles. The slot's MAC covers the principal id. */
+START_TEST(test_attacks_keyslot_pointed_at_admin_refused)
+{
+    char v[4200];
+    tu_raw r;
+    uint8_t id[4], *rec, admin_pid[16];
+    size_t len, at;
+    km_ctx *c = NULL;
+    uint32_t roles = 0;
+    char who[80] = "";
+    int rc;
+
+    close_owner();
+    vpath(v, sizeof v, "");
+    tu_raw_begin(&r, v, MDB_RDONLY, 0);
+    tu_raw_principal_slot(&r, TU_ADMIN, id);
+    rec = tu_raw_get(&r, "slots", id, 4, &len);
+    at = tu_tlv_at(rec, len, 9);
+    ck_assert_uint_ne(at, (size_t)-1);
+    memcpy(admin_pid, rec + at + 5, 16);
+    free(rec);
+    tu_raw_end(&r);
+    slot_of(TU_USER, id);
+    slot_edit(id, 0, 0, admin_pid);
+    rc = tu_vault_open_as(&c, dir, TU_USER, TU_USER_PASS, 0);
+    if (rc == KM_OK)
+        (void)km_whoami(c, who, sizeof who, &roles);
+    ck_assert_msg(rc == KM_E_CORRUPT, "the edited slot opened (%s) as '%s' with roles 0x%x",
+                  km_err_name(rc), who, roles);
+    ck_assert_ptr_null(c);
+    /* the admin itself is refused too: the vault's slots are not what libkm wrote */
+    ck_assert_int_eq(tu_vault_open_as(&c, dir, TU_ADMIN, TU_ADMIN_PASS, 0), KM_E_CORRUPT);
+}
+END_TEST
+
 /* ----------------------------------------------------------- timing */
 
 static double open_ms(const char *who, const char *pass)
@@ -500,5 +617,7 @@ int main(void)
     tcase_add_test(tc, test_attacks_reserved_key_names);
     tcase_add_test(tc, test_attacks_deleted_policy_refused);
     tcase_add_test(tc, test_attacks_default_policy_stored_at_creation);
+    tcase_add_test(tc, test_attacks_keyslot_edited_to_owner_refused);
+    tcase_add_test(tc, test_attacks_keyslot_pointed_at_admin_refused);
     return tu_run(s);
 }

@@ -555,6 +555,35 @@ t 0 "audit alerts --json" - audit alerts --json
 check "the alerts list the denied calls" [ "$(json_get out 'sum(a["op"] == "denied" for a in d["alerts"])')" -ge 3 ]
 t 0 "audit verify after all that" - audit verify
 
+# ---------------------------------------------------------------- credentials under dual control
+printf '{"version": 1, "dual_control": {"principal-change": 2}}\n' >"$tmp/pdual.json"
+t 0 "policy with dual control on principal changes" - policy set "$tmp/pdual.json"
+printf 'ann alone\n' >"$tmp/ann-pass"
+as ann vault rekey --new-passphrase-file "$tmp/ann-pass" >out 2>err
+check "one admin cannot rekey alone (exit 4)" [ $? -eq 4 ]
+check "the refusal names principal-change" grep -q "principal-change needs 2" err
+as ann keyslot remove passphrases >out 2>err
+check "nor remove the owner passphrases" [ $? -eq 4 ]
+as ann keyslot add shares --m 2 --n 3 --out-dir "$tmp/ann-shares" >out 2>err
+check "nor add a set of shares" [ $? -eq 4 ]
+check "no share file written" [ ! -e "$tmp/ann-shares/share-1.txt" ]
+as ann request create rekey >out 2>err
+check "request create rekey takes no --target" [ $? -eq 0 ]
+as ann request create keyslot-remove --target everything >out 2>err
+check "keyslot-remove names passphrases (exit 1)" [ $? -eq 1 ]
+as ann request create keyslot-add --target shares:2-of-3 >out 2>err
+check "ann requests a 2-of-3 share slot" [ $? -eq 0 ]
+req=$(cat out)
+as carl request approve "$req" >out 2>err && as cleo request approve "$req" >out 2>err
+check "carl and cleo approve" [ $? -eq 0 ]
+as ann keyslot add shares --m 2 --n 4 --out-dir "$tmp/ann-shares" >out 2>err
+check "the approval is for 2 of 3 only" [ $? -eq 4 ]
+as ann keyslot add shares --m 2 --n 3 --out-dir "$tmp/ann-shares" >out 2>err
+check "approved, ann adds the share slot" [ $? -eq 0 ]
+(unset KM_PASSPHRASE; "$KMCTL" --share-file "$tmp/ann-shares/share-1.txt" --share-file "$tmp/ann-shares/share-2.txt" key list >out 2>err)
+check "its shares open the vault" [ $? -eq 0 ]
+t 0 "policy back without dual control" - policy set "$tmp/nodual.json"
+
 # ---------------------------------------------------------------- progress, compact, rekey
 if command -v script >/dev/null 2>&1; then
     script -qec "\"$KMCTL\" maintain" /dev/null >out 2>&1

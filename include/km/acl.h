@@ -62,9 +62,12 @@ KM_EXTERN int km_principal_add(km_ctx *ctx, const char *name, uint32_t roles,
  * Offboards a principal in one audited transaction: removes its keyslots
  * (it can no longer open the vault), its record and every grant to it, and
  * hands the keys it owned to the vault owner. With `revoke_owned` non-zero
- * those keys are also marked for revocation: km_principal_remove then
- * deactivates every live version of each of them before it returns (a person
- * who leaves takes no usable key along). Needs the admin role.
+ * every live (active or suspended) version of each of those keys is revoked
+ * (reason affiliation changed: deactivated) in the same transaction, each
+ * with its audit entry, so that a crash leaves all of it or none (a person
+ * who leaves takes no usable key along). Needs the admin role. Refused
+ * (KM_E_STATE) when its keyslots were the last that open the vault now (see
+ * km_vault_remove_passphrases()).
  * @return KM_OK; KM_E_NOTFOUND; KM_E_DENIED; KM_E_STATE (it is the caller);
  *         KM_E_IO.
  */

@@ -6,7 +6,9 @@
  * need approvals: `destroy` (km_key_schedule_destroy), `export`
  * (km_key_export_wrapped), `import-raw` (km_key_import of plaintext
  * material), `policy-change` (km_policy_set) and `principal-change`
- * (km_principal_add, km_principal_remove). Such a call, made without an
+ * (km_principal_add, km_principal_remove, and the vault's credentials:
+ * km_vault_rekey, km_vault_add_passphrase, km_vault_add_backend_slot,
+ * km_vault_add_shares, km_vault_remove_passphrases). Such a call, made without an
  * approved request, fails with KM_E_DENIED saying how many approvals it needs.
  *
  * The flow: the caller creates a request naming the operation, the key and
@@ -33,7 +35,10 @@ typedef enum km_request_op {
     KM_REQ_EXPORT = 2,           /**< km_key_export_wrapped: params = the recipient public key bytes */
     KM_REQ_IMPORT_RAW = 3,       /**< km_key_import: params = the material bytes (only a hash is kept) */
     KM_REQ_POLICY_CHANGE = 4,    /**< km_policy_set: params = the JSON document */
-    KM_REQ_PRINCIPAL_CHANGE = 5  /**< km_principal_add / _remove: params = "add:NAME" or "remove:NAME" */
+    KM_REQ_PRINCIPAL_CHANGE = 5  /**< km_principal_add / _remove: params = "add:NAME" or "remove:NAME";
+                                      the vault's credentials (km/vault.h): "rekey" (km_vault_rekey),
+                                      "keyslot-add:passphrase", "keyslot-add:backend:NAME",
+                                      "keyslot-add:shares:M-of-N", "keyslot-remove:passphrases" */
 } km_request_op;
 
 /** Default and longest lifetime of a request, seconds. */

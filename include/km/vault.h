@@ -117,9 +117,14 @@ KM_EXTERN int km_open(km_ctx **out, const char *uri, const km_open_options *opts
 KM_EXTERN void km_close(km_ctx *ctx);
 
 /**
- * Adds a passphrase keyslot so that `passphrase` opens the vault too.
+ * Adds a passphrase keyslot so that `passphrase` opens the vault too (as the
+ * owner).
+ * Under dual control when the vault policy's `principal-change` asks for
+ * approvals (km/quorum.h: a KM_REQ_PRINCIPAL_CHANGE request with params "keyslot-add:passphrase",
+ * consumed in the same transaction).
  *
- * @return KM_OK; KM_E_INVALID for bad arguments; KM_E_IO on storage errors.
+ * @return KM_OK; KM_E_INVALID for bad arguments; KM_E_DENIED (the right, or
+ *         the approvals, missing); KM_E_IO on storage errors.
  */
 KM_EXTERN int km_vault_add_passphrase(km_ctx *ctx, const uint8_t *passphrase,
                                       size_t passphrase_len, uint32_t kdf_cost);
@@ -131,6 +136,9 @@ KM_EXTERN int km_vault_add_passphrase(km_ctx *ctx, const uint8_t *passphrase,
  * (km_open_options::slot_backend). `config` is the backend's configuration
  * for the slot (see that backend's documentation); a PIN in it is used, never
  * stored. Audited.
+ * Under dual control when the vault policy's `principal-change` asks for
+ * approvals (km/quorum.h: a KM_REQ_PRINCIPAL_CHANGE request with params "keyslot-add:backend:NAME",
+ * consumed in the same transaction).
  *
  * @return KM_OK; KM_E_INVALID; KM_E_UNSUPPORTED (no such backend, or it
  *         cannot hold keyslots); KM_E_BACKEND / KM_E_AUTH from the device;
@@ -150,6 +158,10 @@ KM_EXTERN int km_vault_add_backend_slot(km_ctx *ctx, const char *backend, const 
  * To leave the shares as the only way in, remove the owner passphrase slots
  * with km_vault_remove_passphrases() after checking that the shares open the
  * vault. (km_vault_rekey() replaces the shares' keyslot too: see there.)
+
+ * Under dual control when the vault policy's `principal-change` asks for
+ * approvals (km/quorum.h: a KM_REQ_PRINCIPAL_CHANGE request with params "keyslot-add:shares:M-of-N",
+ * consumed in the same transaction).
  *
  * @return KM_OK; KM_E_INVALID unless 2 <= m <= n <= KM_SHARES_MAX;
  *         KM_E_DENIED; KM_E_IO.
@@ -159,7 +171,13 @@ KM_EXTERN int km_vault_add_shares(km_ctx *ctx, unsigned m, unsigned n, km_secret
 /**
  * Removes every owner passphrase keyslot, so that only principals' slots,
  * backend slots and Shamir slots open the vault. Refused (KM_E_STATE) when no
- * other keyslot would remain. Audited.
+ * other keyslot would remain, or when only device keyslots would and none of
+ * them opens the vault now: each is tried with its backend as the vault
+ * configures it (km_vault_backend_set), so a TPM slot whose PCRs moved does
+ * not count; km_error_last() names the devices and why. Audited.
+ * Under dual control when the vault policy's `principal-change` asks for
+ * approvals (km/quorum.h: a KM_REQ_PRINCIPAL_CHANGE request with params "keyslot-remove:passphrases",
+ * consumed in the same transaction).
  * @return KM_OK; KM_E_STATE; KM_E_DENIED; KM_E_IO.
  */
 KM_EXTERN int km_vault_remove_passphrases(km_ctx *ctx);
@@ -242,6 +260,10 @@ KM_EXTERN int km_vault_id(const km_ctx *ctx, uint8_t out[16]);
  * The old sealed bytes remain physically in data.mdb's free pages until they
  * are reused; km_vault_compact() removes them.
  *
+ * Under dual control when the vault policy's `principal-change` asks for
+ * approvals (km/quorum.h: a KM_REQ_PRINCIPAL_CHANGE request with params "rekey",
+ * consumed in the same transaction).
+ *
  * @param ctx             an open vault.
  * @param passphrase      the passphrase of the new (only) keyslot; copied, not
  *                        kept; 1 to 1024 bytes.
@@ -250,6 +272,7 @@ KM_EXTERN int km_vault_id(const km_ctx *ctx, uint8_t out[16]);
  *                        KM_KDF_COST_MIN..KM_KDF_COST_MAX; 0 = KM_KDF_COST_DEFAULT.
  * @return KM_OK;
  *         KM_E_INVALID for a NULL ctx or passphrase, a bad length or cost;
+ *         KM_E_DENIED without the right or the approvals (nothing done);
  *         KM_E_STATE when ctx was closed;
  *         KM_E_FORK when ctx is used in a forked child;
  *         KM_E_CORRUPT when a record does not open with the current master

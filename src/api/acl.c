@@ -137,13 +137,14 @@ static int collect_owned(const uint8_t *key, size_t key_len, const uint8_t *val,
 
 int km_principal_remove(km_ctx *ctx, const char *name, int revoke_owned)
 {
+    km__slot_unsealer check;
     km__txn *t = NULL;
     km__pfind f;
     gcollect g;
     owned o;
     uint8_t k[64];
     char d[160];
-    size_t i;
+    size_t i, nrev = 0;
     int rc;
 
     if (ctx == NULL || name == NULL)
@@ -176,7 +177,8 @@ int km_principal_remove(km_ctx *ctx, const char *name, int revoke_owned)
             goto out;
     }
     /* its keyslots, its record, its grants, its keys' ownership */
-    rc = km__slot_remove_principal(t, f.id);
+    km__ctx_slot_check(ctx, &check);
+    rc = km__slot_remove_principal(t, f.id, &check, ctx->master);
     if (rc == KM_E_NOTFOUND)
         rc = KM_OK;
     if (rc != KM_OK)
@@ -197,18 +199,19 @@ int km_principal_remove(km_ctx *ctx, const char *name, int revoke_owned)
         rc = km__rec_del(t, KM__T_META, k, km__acl_rkey(k, KM__PFX_OWNER, o.kids[i], NULL));
     if (rc != KM_OK)
         goto out;
-    snprintf(d, sizeof d, "%s: %zu grant(s) removed, %zu owned key(s) to the owner%s", name, g.n,
-             o.n, revoke_owned && o.n ? ", to be revoked" : "");
+    /* every live version of the keys it owned: revoked in this same
+     * transaction, so a crash leaves all of the removal or none of it */
+    for (i = 0; rc == KM_OK && revoke_owned && i < o.n; i++)
+        rc = km__key_revoke_all_in(ctx, t, o.kids[i], &nrev);
+    if (rc != KM_OK)
+        goto out;
+    snprintf(d, sizeof d, "%s: %zu grant(s) removed, %zu owned key(s) to the owner, %zu live "
+                          "version(s) revoked", name, g.n, o.n, nrev);
     rc = km__wtxn_commit(ctx, t, KM__OP_PRINCIPAL_REMOVE, NULL, 0, d);
     t = NULL;
 out:
     km__wtxn_abort(t);
     pthread_mutex_unlock(&ctx->mu);
-    if (rc == KM_OK && revoke_owned) {
-        /* every live version of the keys it owned: deactivated now */
-        for (i = 0; rc == KM_OK && i < o.n; i++)
-            rc = km__key_revoke_all(ctx, o.kids[i], "owner offboarded");
-    }
     free(g.keys);
     free(o.kids);
     return rc;

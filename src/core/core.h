@@ -255,6 +255,10 @@ int km__backend_slot_unseal(const char *name, const char *config, const uint8_t 
  * backend (km_vault_backend_set), or none. */
 int km__backend_slot_seal_for(struct km_ctx *ctx, const char *name, const km_secret *master,
                               km_secret **blob);
+/* The unsealer a keyslot removal checks the device slots it leaves with
+ * (km__slot_remove_owner, km__slot_remove_principal): each device opened
+ * with the configuration stored in the vault for its backend, or none. */
+void km__ctx_slot_check(struct km_ctx *ctx, km__slot_unsealer *out);
 void km__ctx_ref(struct km_ctx *ctx);
 void km__ctx_unref(struct km_ctx *ctx);
 
@@ -400,8 +404,11 @@ int km__key_import(km_key **out, km_ctx *ctx, const char *name, km_key_type type
                    km_material_format format, const uint8_t *material, size_t material_len,
                    uint32_t flags, const km_key_options *opts, int unwrapped);
 
-/* key_state.c: deactivates every ACTIVE or SUSPENDED version of a key. */
-int km__key_revoke_all(struct km_ctx *ctx, const uint8_t id[16], const char *why);
+/* key_state.c: revokes (reason affiliation changed: deactivated) every
+ * ACTIVE or SUSPENDED version of key `id` in the caller's write transaction
+ * t, each with its audit entry there; *count (may be NULL) grows by the
+ * versions revoked. A key that is gone: nothing. */
+int km__key_revoke_all_in(struct km_ctx *ctx, km__txn *t, const uint8_t id[16], size_t *count);
 
 /* key_state.c: one transition of the lifecycle state machine. */
 typedef struct km__lc_arg {

@@ -334,6 +334,29 @@ int km__backend_slot_unseal(const char *name, const char *config, const uint8_t 
 
 
 
+/* km__ctx_slot_check's unsealer: the stored configuration, not the one given. */
+static int slot_check_unseal(void *arg, const char *name, const char *given, const uint8_t *blob,
+                             size_t blob_len, km_secret **master)
+{
+    km_secret *config = NULL;
+    int rc;
+
+    (void)given;
+    *master = NULL;
+    if ((rc = backend_config_get(arg, name, &config)) != KM_OK)
+        return rc;
+    rc = km__backend_slot_unseal(name, config ? (const char *)km_secret_data(config) : NULL, blob,
+                                 blob_len, master);
+    km_secret_free(config);
+    return rc;
+}
+
+void km__ctx_slot_check(struct km_ctx *ctx, km__slot_unsealer *out)
+{
+    out->fn = slot_check_unseal;
+    out->arg = ctx;
+}
+
 void km__progress(struct km_ctx *ctx, const char *what, uint64_t done, uint64_t total)
 {
     if (ctx->progress != NULL)

@@ -378,6 +378,35 @@ int kmctl_cmd_key_grant(struct kmctl *k, const struct kmctl_args *a)
 
 /* ------------------------------------------------------------ requests */
 
+/* The params of a rekey or keyslot request, as the library words them
+ * (km/quorum.h, KM_REQ_PRINCIPAL_CHANGE): "rekey"; keyslot-add --target
+ * passphrase | shares:M-of-N | a backend's name; keyslot-remove --target
+ * passphrases. *len 0 for another operation. */
+static int slot_change_params(const char *op, const char *target, char *out, size_t cap,
+                              size_t *len)
+{
+    int n = 0;
+
+    *len = 0;
+    if (strcmp(op, "rekey") == 0)
+        n = snprintf(out, cap, "rekey");
+    else if (strcmp(op, "keyslot-remove") == 0 && strcmp(target, "passphrases") == 0)
+        n = snprintf(out, cap, "keyslot-remove:passphrases");
+    else if (strcmp(op, "keyslot-remove") == 0)
+        return kmctl_error(KMCTL_EXIT_USAGE, "request create keyslot-remove: --target passphrases");
+    else if (strcmp(op, "keyslot-add") == 0
+             && (strcmp(target, "passphrase") == 0 || strncmp(target, "shares:", 7) == 0))
+        n = snprintf(out, cap, "keyslot-add:%s", target);
+    else if (strcmp(op, "keyslot-add") == 0)
+        n = snprintf(out, cap, "keyslot-add:backend:%s", target);
+    else
+        return KMCTL_EXIT_OK;
+    if (n < 0 || (size_t)n >= cap)
+        return kmctl_error(KMCTL_EXIT_USAGE, "request create %s: --target is too long", op);
+    *len = (size_t)n;
+    return KMCTL_EXIT_OK;
+}
+
 int kmctl_cmd_request_create(struct kmctl *k, const struct kmctl_args *a)
 {
     static const struct {
@@ -388,7 +417,10 @@ int kmctl_cmd_request_create(struct kmctl *k, const struct kmctl_args *a)
                 { "import-raw", KM_REQ_IMPORT_RAW },
                 { "policy-change", KM_REQ_POLICY_CHANGE },
                 { "principal-add", KM_REQ_PRINCIPAL_CHANGE },
-                { "principal-remove", KM_REQ_PRINCIPAL_CHANGE } };
+                { "principal-remove", KM_REQ_PRINCIPAL_CHANGE },
+                { "rekey", KM_REQ_PRINCIPAL_CHANGE },
+                { "keyslot-add", KM_REQ_PRINCIPAL_CHANGE },
+                { "keyslot-remove", KM_REQ_PRINCIPAL_CHANGE } };
     struct kmctl_buf pf = { NULL, 0, 0 };
     uint8_t id[16], params[80];
     const uint8_t *pp = NULL;
@@ -403,8 +435,9 @@ int kmctl_cmd_request_create(struct kmctl *k, const struct kmctl_args *a)
     if (i == sizeof ops / sizeof ops[0])
         return kmctl_error(KMCTL_EXIT_USAGE, "request create: unknown operation '%s' (destroy, "
                                              "export, import-raw, policy-change, principal-add, "
-                                             "principal-remove)", a->pos[0]);
-    if (a->val[OPT_TARGET] == NULL)
+                                             "principal-remove, rekey, keyslot-add, "
+                                             "keyslot-remove)", a->pos[0]);
+    if (a->val[OPT_TARGET] == NULL && strcmp(ops[i].name, "rekey") != 0)
         return kmctl_error(KMCTL_EXIT_USAGE, "request create %s: --target names the key, the "
                                              "principal, or the file", a->pos[0]);
     switch (ops[i].op) {
@@ -443,6 +476,13 @@ int kmctl_cmd_request_create(struct kmctl *k, const struct kmctl_args *a)
         plen = pf.len;
         break;
     default:
+        if ((rc = slot_change_params(ops[i].name, a->val[OPT_TARGET], (char *)params,
+                                     sizeof params, &plen)) != KMCTL_EXIT_OK)
+            return rc;
+        if (plen != 0) {
+            pp = params;
+            break;
+        }
         plen = (size_t)snprintf((char *)params, sizeof params, "%s:%s",
                                 strcmp(ops[i].name, "principal-add") == 0 ? "add" : "remove",
                                 a->val[OPT_TARGET]);

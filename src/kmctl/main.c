@@ -110,7 +110,7 @@ static const struct kmctl_optspec o_principal_remove[] = {
 static const struct kmctl_optspec o_grant[] = {
     { "perms", "LIST", ARG_STR, 1, OPT_PERMS, 0 }, O_END };
 static const struct kmctl_optspec o_request[] = {
-    { "target", "NAME|FILE", ARG_STR, 1, OPT_TARGET, 0 }, O_VERSION,
+    { "target", "NAME|FILE", ARG_STR, 0, OPT_TARGET, 0 }, O_VERSION,
     { "grace", "DAYS", ARG_UINT, 0, OPT_GRACE, GRACE_MAX },
     { "wrap-with", "PUBKEY.pem", ARG_STR, 0, OPT_WRAP_WITH, 0 },
     { "ttl", "SECONDS", ARG_UINT, 0, OPT_TTL, 30u * 24 * 3600 }, O_END };
@@ -228,7 +228,8 @@ static const struct kmctl_cmd commands[] = {
     { "key grant", "NAME GRANTEE", 2, o_grant, NULL, kmctl_cmd_key_grant, VAULT_OPEN, "",
       "grant permissions on a key to a principal or role:ROLE (--perms none revokes)" },
     { "request create", "OP", 1, o_request, NULL, kmctl_cmd_request_create, VAULT_OPEN, "> id",
-      "ask for dual-control approval of OP (destroy, export, import-raw, policy-change, ...)" },
+      "ask for dual-control approval of OP (destroy, export, import-raw, policy-change, "
+      "principal-add, principal-remove, rekey, keyslot-add, keyslot-remove)" },
     { "request approve", "ID", 1, o_none, NULL, kmctl_cmd_request_approve, VAULT_OPEN, "",
       "approve a request as a custodian" },
     { "request show", "ID", 1, o_json, NULL, kmctl_cmd_request_show, VAULT_OPEN, "",

@@ -5,12 +5,13 @@
  * (create or unlock) a vault, rekey's storage part, and the fault hook.
  *
  * The vault meta (table meta):
- *   "format"        1 byte, the vault format (1)             unsealed
+ *   "format"        1 byte, the vault format (1 to 3)        unsealed
  *   "vault-id"      16 random bytes                          unsealed
  *   "auth-failures" BE64 failed unlocks since the last good  unsealed
  *   "check"         sealed copy of format || vault-id: a downgraded or
  *                   swapped unsealed entry fails the open (KM_E_CORRUPT)
- * Keyslots are raw records of table slots (keyslot.c); every other record
+ * Keyslots are raw records of table slots (keyslot.c), each with its MAC from
+ * format 3 on; every other record
  * is sealed: [1][nonce 12][ciphertext][tag 16], AAD = "km-rec" || 1 ||
  * table name || 0 || record key.
  */
@@ -25,9 +26,10 @@
 
 /* 1: the first format; 2: the same records, and the vault's policy is always
  * stored (a missing policy record is refused: km__store_format_upgrade moves a
- * format-1 vault up at its first open). Older libkm refuses format 2 with
- * KM_E_UNSUPPORTED. */
-#define VAULT_FORMAT 2
+ * format-1 vault up at its first open); 3: every keyslot carries its MAC
+ * (keyslot.c), checked at every open. Older libkm refuses a newer format
+ * with KM_E_UNSUPPORTED. */
+#define VAULT_FORMAT 3
 
 #define REC_FORMAT 1
 #define REC_NONCE 12
@@ -710,7 +712,8 @@ int km__store_format(km__txn *t, uint32_t *format)
     return KM_OK;
 }
 
-int km__store_format_upgrade(km__txn *t, const km__sealer *s, uint32_t format)
+int km__store_format_upgrade(km__txn *t, const km__sealer *s, const km_secret *master,
+                             uint32_t format)
 {
     uint8_t id[16], chk[17], f = 0, nf = (uint8_t)format;
     int present, rc;
@@ -725,6 +728,9 @@ int km__store_format_upgrade(km__txn *t, const km__sealer *s, uint32_t format)
         return rc;
     if (f >= nf)
         return KM_OK;   /* formats only go up */
+    if (f < KM__FORMAT_SLOTS_AUTH && nf >= KM__FORMAT_SLOTS_AUTH
+        && (rc = km__slots_authenticate(t, master)) != KM_OK)
+        return rc;
     check_value(chk, nf, id);
     if ((rc = km__raw_put(t, KM__T_META, META_FORMAT, sizeof META_FORMAT - 1, &nf, 1, 0)) != KM_OK)
         return rc;
@@ -812,6 +818,9 @@ static int vault_unlock(km__store *st, const km_open_options *o, const km__slot_
     if ((rc = km__slots_open(t, o, unseal, &master, pid)) != KM_OK)
         goto out;
     if ((rc = meta_verify(t, master, format, id)) != KM_OK)
+        goto out;
+    /* the format is authentic now: from 3 on, every keyslot must be too */
+    if (format >= KM__FORMAT_SLOTS_AUTH && (rc = km__slots_verify(t, master)) != KM_OK)
         goto out;
     memcpy(vault_id, id, 16);
     *master_out = master;
@@ -1057,7 +1066,7 @@ static int names_add(const uint8_t *key, size_t key_len, const uint8_t *val, siz
 
 int km__vault_rekey(km__store *st, km__sealer *old_s, const km__sealer *new_s,
                     const km_secret *new_master, const uint8_t *pass, size_t pass_len,
-                    uint32_t log2n, km__txn_hook hook, void *hook_arg)
+                    uint32_t log2n, km__txn_hook pre, km__txn_hook hook, void *hook_arg)
 {
     static const km__table sealed_tables[] = {
         KM__T_META, KM__T_KEYS, KM__T_VMETA, KM__T_MATERIAL, KM__T_COUNTERS, KM__T_AUDIT
@@ -1073,6 +1082,8 @@ int km__vault_rekey(km__store *st, km__sealer *old_s, const km__sealer *new_s,
         return rc;
     /* Holding the write lock from here: no other writer of any process
      * interleaves. A record that does not open with old_s aborts it all. */
+    if (pre != NULL && (rc = pre(hook_arg, t, old_s)) != KM_OK)
+        goto out;
     for (i = 0; i < sizeof sealed_tables / sizeof sealed_tables[0]; i++)
         if ((rc = reseal_table(t, old_s, new_s, sealed_tables[i])) != KM_OK)
             goto out;

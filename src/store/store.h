@@ -254,7 +254,9 @@ int km__rec_iter(km__txn *t, const km__sealer *s, km__table tbl, const uint8_t *
 int km__authfail_get(km__txn *t, uint64_t *n);
 int km__authfail_clear(km__txn *t);
 
-/* Keyslots (keyslot.c), each in the caller's write transaction. */
+/* Keyslots (keyslot.c), each in the caller's write transaction. Every slot
+ * written carries a MAC under a key derived from `master` over its id and
+ * fields (checked at every open of a format-3 vault). */
 /* Adds a passphrase slot for the master key. */
 int km__slot_add_passphrase(km__txn *t, const km_secret *master, const uint8_t *pass,
                             size_t pass_len, uint32_t log2n);
@@ -263,13 +265,20 @@ int km__slot_add_passphrase(km__txn *t, const km_secret *master, const uint8_t *
 int km__slot_add_principal(km__txn *t, const km_secret *master, const uint8_t *pass,
                            size_t pass_len, uint32_t log2n, const char *principal,
                            const uint8_t pid[16]);
-/* Removes every passphrase slot of principal `pid`; KM_E_NOTFOUND if none. */
-int km__slot_remove_principal(km__txn *t, const uint8_t pid[16]);
-/* Removes every owner passphrase slot (KM_E_STATE if none would remain). */
-int km__slot_remove_owner(km__txn *t);
+/* Removes every passphrase slot of principal `pid`; KM_E_NOTFOUND if none.
+ * KM_E_STATE when no slot would remain, or, with `check` (may be NULL),
+ * when none that remains opens the vault now: a passphrase (owner or
+ * principal) or Shamir slot counts as one that opens; a device slot counts
+ * when check->fn (given a NULL config) unseals it to `master` now (a TPM
+ * slot whose PCRs moved does not). */
+int km__slot_remove_principal(km__txn *t, const uint8_t pid[16], const km__slot_unsealer *check,
+                              const km_secret *master);
+/* Removes every owner passphrase slot; KM_E_NOTFOUND, KM_E_STATE as above. */
+int km__slot_remove_owner(km__txn *t, const km__slot_unsealer *check, const km_secret *master);
 /* A backend keyslot holding the blob of the backend's slot_seal. */
 #define KM__SLOT_BLOB_MAX ((size_t)64 << 10)
-int km__slot_add_backend(km__txn *t, const char *backend, const uint8_t *blob, size_t blob_len);
+int km__slot_add_backend(km__txn *t, const km_secret *master, const char *backend,
+                         const uint8_t *blob, size_t blob_len);
 /* The distinct backend names of the vault's backend keyslots (at most cap),
  * and how many backend keyslots there are in all. */
 int km__slot_backend_names(km__txn *t, char names[][32], size_t cap, size_t *n, size_t *total);
@@ -283,14 +292,16 @@ int km__slot_add_shamir(km__txn *t, const km_secret *master, unsigned m, unsigne
  * vmeta, material, counters, audit) is unsealed with old_s and resealed with
  * new_s, the names index is rebuilt under new_s's name key from the key
  * records' names, and all keyslots are replaced by one passphrase slot for
- * new_master; hook adds the caller's part to the same transaction. Marks
+ * new_master; `pre` (may be NULL) adds the caller's first part to the same
+ * transaction before anything is resealed (with old_s: what it writes is
+ * resealed), `hook` (may be NULL) its last part after (with new_s). Marks
  * old_s retired (km__rec_put then refuses it with KM_E_STATE) when the
  * commit succeeds. KM_E_CORRUPT when a record does not open with old_s
  * (nothing written), KM_E_FULL, KM_E_IO, KM_E_NOMEM. */
 typedef int (*km__txn_hook)(void *arg, km__txn *t, const km__sealer *s);
 int km__vault_rekey(km__store *st, km__sealer *old_s, const km__sealer *new_s,
                     const km_secret *new_master, const uint8_t *pass, size_t pass_len,
-                    uint32_t log2n, km__txn_hook hook, void *hook_arg);
+                    uint32_t log2n, km__txn_hook pre, km__txn_hook hook, void *hook_arg);
 
 /* Test hook (store.c): at write step `at` of the store (a put, a delete, a
  * commit, the moment after a commit, a file step of compaction) the process
@@ -305,11 +316,19 @@ void km__fault_step(void);
  * "the default". The format byte is unsealed meta checked against the sealed
  * check record at every open, so a file edit cannot move it back. */
 #define KM__FORMAT_POLICY_STORED 2u
+/* 3 (KM__FORMAT_SLOTS_AUTH): every keyslot carries a MAC under a key derived
+ * from the master key, checked at every open (a slot edited in the file, a
+ * principal's slot turned into an owner's, fails the open). */
+#define KM__FORMAT_SLOTS_AUTH 3u
+/* The newest format: what a vault is moved up to at its first open. */
+#define KM__FORMAT_CURRENT KM__FORMAT_SLOTS_AUTH
 /* The format of the vault of t (checked against its sealed copy at open). */
 int km__store_format(km__txn *t, uint32_t *format);
 /* Moves the vault of t (a write transaction) up to `format` (never down:
  * nothing is written when it is there already); the sealed check record is
- * verified first. KM_E_CORRUPT, KM_E_INVALID, the write's errors. */
-int km__store_format_upgrade(km__txn *t, const km__sealer *s, uint32_t format);
+ * verified first. Crossing format 3, every keyslot gets its MAC under
+ * `master`. KM_E_CORRUPT, KM_E_INVALID, the write's errors. */
+int km__store_format_upgrade(km__txn *t, const km__sealer *s, const km_secret *master,
+                             uint32_t format);
 
 #endif /* KM_STORE_H */
