@@ -922,7 +922,8 @@ END_TEST
 
 /* --------------------------------------------------------- dual control */
 
-static const char dual_policy[] = "{\"version\": 1, \"dual_control\": {\"destroy\": 2}}";
+static const char dual_policy[] = "{\"version\": 1, \"dual_control\": {\"destroy\": 2, "
+                                  "\"principal-change\": 2, \"policy-change\": 2}}";
 
 START_TEST(dual_control_destroy)
 {
@@ -1021,7 +1022,8 @@ END_TEST
  * import, e.g. a name taken, leaves it for the next attempt). */
 START_TEST(dual_control_import_raw)
 {
-    static const char pol[] = "{\"version\": 1, \"dual_control\": {\"import-raw\": 2}}";
+    static const char pol[] = "{\"version\": 1, \"dual_control\": {\"import-raw\": 2, "
+                              "\"principal-change\": 2, \"policy-change\": 2}}";
     km_ctx *c = owner(), *c1, *c2;
     km_key *k = NULL;
     uint8_t id[16], mat[32], other[32];
@@ -1072,7 +1074,7 @@ END_TEST
 START_TEST(dual_control_principal_policy_export)
 {
     static const char pol[] = "{\"version\": 1, \"dual_control\": {\"principal-change\": 2, "
-                              "\"policy-change\": 1, \"export\": 2}}";
+                              "\"policy-change\": 2, \"export\": 2}}";
     static const char pol2[] = "{\"version\": 1}";
     km_ctx *c = owner(), *c1, *c2;
     km_key *k = NULL, *w = NULL;
@@ -1086,15 +1088,16 @@ START_TEST(dual_control_principal_policy_export)
     c2 = as(TU_CUST2, "pc2");
     ck_assert_int_eq(km_principal_add(c, "newbie", KM_ROLE_USER, (const uint8_t *)"pn", 2,
                                       KM_KDF_COST_MIN), KM_E_DENIED);
-    OK(km_request_create(c, KM_REQ_PRINCIPAL_CHANGE, NULL, (const uint8_t *)"add:newbie", 10, 0,
-                         id));
+    OK(km_request_create(c, KM_REQ_PRINCIPAL_CHANGE, NULL, (const uint8_t *)"add:newbie:user",
+                         15, 0, id));
     OK(km_request_approve(c1, id));
     OK(km_request_approve(c2, id));
     OK(km_principal_add(c, "newbie", KM_ROLE_USER, (const uint8_t *)"pn", 2, KM_KDF_COST_MIN));
-    /* the policy change needs one approval under the policy in force */
+    /* the policy change needs two approvals under the policy in force */
     ck_assert_int_eq(km_policy_set(c, pol2, strlen(pol2)), KM_E_DENIED);
     OK(km_request_create(c, KM_REQ_POLICY_CHANGE, NULL, (const uint8_t *)pol2, strlen(pol2), 0,
                          id));
+    OK(km_request_approve(c1, id));
     OK(km_request_approve(c2, id));
     OK(km_policy_set(c, pol, strlen(pol)) == KM_E_DENIED ? KM_OK : KM_E_INTERNAL);
     OK(km_policy_set(c, pol2, strlen(pol2)));

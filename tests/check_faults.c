@@ -62,7 +62,8 @@ static uint8_t req_id[16];
 static uint8_t wrapped[512];   /* key "e" (HMAC, exportable) wrapped under "kek" (AES-KWP) */
 static size_t wrapped_len;
 
-static const char dual_policy[] = "{\"version\": 1, \"dual_control\": {\"destroy\": 2}}";
+static const char dual_policy[] = "{\"version\": 1, \"dual_control\": {\"destroy\": 2, "
+                                  "\"principal-change\": 2, \"policy-change\": 2}}";
 
 static void make_deactivated(km_ctx *c, const char *name)
 {

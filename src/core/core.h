@@ -324,6 +324,13 @@ int km__audit_key_ready(struct km_ctx *ctx, km__txn *t);
  * strings. KM_E_INTEGRITY. */
 int km__audit_entry_decode(km__mac *m, const uint8_t *b, size_t n, km_audit_entry *e,
                            uint8_t prev[32], char *pbuf, char *dbuf);
+/* Calls fn for each stored entry from sequence `from` (which must begin a
+ * record; 0 = 1) to the head in t, each decoded and its MAC checked; fn
+ * returns 0 to go on, > 0 to stop (KM_OK), < 0 an error returned as is.
+ * KM_E_INTEGRITY for a missing, unopenable or malformed entry. */
+typedef int (*km__audit_scan_fn)(const km_audit_entry *e, void *arg);
+int km__audit_scan(struct km_ctx *ctx, km__txn *t, uint64_t from, km__audit_scan_fn fn,
+                   void *arg);
 
 /* access.c: the access records (layout at the top of access.c). */
 #define KM__PFX_PRINCIPAL "principal/"
@@ -393,12 +400,24 @@ int km__request_get(struct km_ctx *ctx, km__txn *t, const uint8_t id[16], km__re
 int km__request_put(struct km_ctx *ctx, km__txn *t, const uint8_t id[16], const km__request *r);
 /* The SHA-256 that binds a request to the exact parameters of its call. */
 int km__request_params_hash(int op, const uint8_t *p, size_t n, uint8_t out[32]);
+/* What a request for op on key_name (NULL for vault operations) with
+ * params p does, every parameter spelled out for its custodians (material
+ * and public keys as their SHA-256), into out (cap bytes, truncated).
+ * KM_E_INVALID for malformed principal-change parameters. */
+int km__request_describe(int op, const char *key_name, const uint8_t *p, size_t n, char *out,
+                         size_t cap);
+/* A request id as 32 lowercase hex digits. */
+void km__request_id_hex(const uint8_t id[16], char out[33]);
 
-/* key.c: km_key_import; `unwrapped` = 1 for material that arrived wrapped
- * to the vault (not a raw import under dual control). */
+/* key.c: km_key_import. Material that enters the vault is under the
+ * policy's import-raw dual control, the request bound to `req_params` (a
+ * wrapped key's blob) or, when that is NULL, to the material itself;
+ * `reference` = 1 for a reference to a key that stays on its device (no
+ * material enters, no dual control). */
 int km__key_import(km_key **out, km_ctx *ctx, const char *name, km_key_type type,
                    km_material_format format, const uint8_t *material, size_t material_len,
-                   uint32_t flags, const km_key_options *opts, int unwrapped);
+                   uint32_t flags, const km_key_options *opts, int reference,
+                   const uint8_t *req_params, size_t req_params_len);
 
 /* key_state.c: deactivates every ACTIVE or SUSPENDED version of a key. */
 int km__key_revoke_all(struct km_ctx *ctx, const uint8_t id[16], const char *why);
