@@ -290,6 +290,7 @@ int km_audit_sink_syslog(km_ctx *ctx, int enable)
         return km__err(KM_E_INVALID, "km_audit_sink_syslog: ctx is NULL");
     pthread_mutex_lock(&ctx->audit.kmu);
     ctx->audit.syslog = enable != 0;
+    ctx->audit.sink_failed = 0;
     pthread_mutex_unlock(&ctx->audit.kmu);
     return KM_OK;
 }
@@ -309,6 +310,7 @@ int km_audit_sink_file(km_ctx *ctx, const char *path)
     if (ctx->audit.fd >= 0)
         close(ctx->audit.fd);
     ctx->audit.fd = fd;
+    ctx->audit.sink_failed = 0;
     pthread_mutex_unlock(&ctx->audit.kmu);
     return KM_OK;
 }

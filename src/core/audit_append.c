@@ -2,7 +2,9 @@
  * caller's write transaction: the entry encoding (docs/FORMATS.md), the
  * chain head, the MAC key, the sinks (each entry goes to them as it is
  * appended). Below the write path (wtxn.c); events in transactions of their
- * own and the data-path queue are audit_log.c, the API audit.c.
+ * own and the data-path queue are audit_log.c, the API audit.c. The sinks
+ * get an entry once its transaction has committed (km__txn_on_done), never
+ * one of a change that was rolled back.
  *
  * An entry is a TLV whose last field is the HMAC-SHA-256 (under the vault's
  * audit key) of everything before it, and which holds the SHA-256 of the
@@ -306,10 +308,84 @@ static int sinks_write(struct km_ctx *ctx, const uint8_t *b, size_t n)
     return KM_OK;
 }
 
+/* The entries a transaction appended, for the sinks once it commits. */
+typedef struct sink_batch {
+    struct km_ctx *ctx;
+    uint8_t *buf;        /* n x (BE32 length || entry) */
+    size_t len, cap;
+} sink_batch;
+
+static void sinks_after(void *arg, int committed)
+{
+    sink_batch *b = arg;
+    struct km_ctx *ctx = b->ctx;
+    size_t at = 0, n;
+
+    if (committed) {
+        pthread_mutex_lock(&ctx->audit.kmu);
+        while (at + 4 <= b->len) {
+            n = km__be32_get(b->buf + at);
+            if (ctx->audit.sink_failed == 0 && sinks_write(ctx, b->buf + at + 4, n) != KM_OK) {
+                km_audit_entry e;
+                uint8_t prev[32];
+                char pbuf[128], dbuf[DETAIL_MAX + 1];
+                /* the change stands (its entry is in the vault's log); the
+                 * next change is refused until the sink is set again */
+                ctx->audit.sink_failed = km__audit_entry_decode(ctx->audit.mac, b->buf + at + 4,
+                                                                n, &e, prev, pbuf, dbuf) == KM_OK
+                                             ? e.seq : 1;
+            }
+            at += 4 + n;
+        }
+        pthread_mutex_unlock(&ctx->audit.kmu);
+    }
+    free(b->buf);
+    free(b);
+}
+
+/* Keeps an encoded entry for the sinks of t's commit (kmu held). */
+static int sinks_queue(struct km_ctx *ctx, km__txn *t, const uint8_t *e, size_t len)
+{
+    sink_batch *b;
+
+    if (!ctx->audit.syslog && ctx->audit.fd < 0)
+        return KM_OK;
+    if (ctx->audit.sink_failed != 0)
+        return km__err(KM_E_IO, "audit: a sink failed at entry %llu after its change was "
+                                "committed; set the sink again (km_audit_sink_file, "
+                                "km_audit_sink_syslog) before further changes",
+                       (unsigned long long)ctx->audit.sink_failed);
+    if ((b = calloc(1, sizeof *b)) == NULL)
+        return km__err(KM_E_NOMEM, "audit: out of memory");
+    b->ctx = ctx;
+    {
+        sink_batch *had = km__txn_on_done(t, sinks_after, b);
+        if (had != NULL) {
+            free(b);
+            b = had;
+        }
+    }
+    if (b->cap - b->len < len + 4) {
+        size_t nc = b->cap ? b->cap * 2 : 4096;
+        uint8_t *nb;
+        while (nc - b->len < len + 4)
+            nc *= 2;
+        if ((nb = realloc(b->buf, nc)) == NULL)
+            return km__err(KM_E_NOMEM, "audit: out of memory");
+        b->buf = nb;
+        b->cap = nc;
+    }
+    km__be32_put(b->buf + b->len, (uint32_t)len);
+    memcpy(b->buf + b->len + 4, e, len);
+    b->len += 4 + len;
+    return KM_OK;
+}
+
 /* --------------------------------------------------------------- appending */
 
 /* Appends `count` entries as ONE sealed record in the caller's write
- * transaction (record: n x (BE32 length || entry)). Called with kmu held. */
+ * transaction (record: n x (BE32 length || entry)), for the sinks once it
+ * commits. Called with kmu held. */
 int km__audit_append_entries(struct km_ctx *ctx, km__txn *t, const km__sealer *s,
                           const entry_in *p, size_t count)
 {
@@ -342,7 +418,7 @@ int km__audit_append_entries(struct km_ctx *ctx, km__txn *t, const km__sealer *s
         if ((rc = entry_encode(ctx, h.seq + 1, &p[i], h.hash, e, &len, h.hash)) != KM_OK)
             return rc;
         km__be32_put(rec + at, (uint32_t)len);
-        if ((rc = sinks_write(ctx, e, len)) != KM_OK)
+        if ((rc = sinks_queue(ctx, t, e, len)) != KM_OK)
             return rc;
         at += 4 + len;
         h.seq++;

@@ -153,6 +153,8 @@ typedef struct km__audit_ctx {
     size_t bufcap;
     int syslog;
     int fd;                          /* JSON-lines sink, or -1 */
+    uint64_t sink_failed;            /* the entry a sink failed at after its commit (0: none);
+                                      * changes are refused until a sink is set again */
 } km__audit_ctx;
 
 struct km_ctx {
