@@ -481,6 +481,119 @@ START_TEST(test_attacks_restored_request_refused)
 }
 END_TEST
 
+/* ------------------------------------------------------------- the clock */
+
+/* Audit times in order: each entry's time, and whether one went back. */
+typedef struct times {
+    int64_t last;
+    int back;
+} times;
+
+static int time_scan(const km_audit_entry *e, void *arg)
+{
+    times *t = arg;
+    if (e->time < t->last)
+        t->back = 1;
+    t->last = e->time;
+    return 0;
+}
+
+/* A caller's clock (km_open_options.clock) counts only where the vault's
+ * policy allows a test clock (testing.caller_clock, off by default): with a
+ * clock 30 days ahead the owner's maintenance destroyed a key before its
+ * grace ran out, and a clock an hour back revived an expired request
+ * (issue 18). A key's own policy cannot turn it on. */
+START_TEST(test_attacks_caller_clock_needs_policy)
+{
+    static const uint8_t v1_grace7[8] = { 0, 0, 0, 1, 0, 0, 0, 7 };
+    km_key_options ko = KM_KEY_OPTIONS_INIT;
+    tu_open o = TU_OPEN_INIT;
+    km_version_info vi;
+    km_keyinfo *info = NULL;
+    km_ctx *v = NULL, *admin, *c1;
+    km_key *k = NULL;
+    uint8_t id[16];
+    char *d2 = NULL;
+    int64_t now = (int64_t)time(NULL);
+
+    tu_setup(&d2, &v, NULL);                     /* made without a clock: policy default */
+    tu_principals_add(v);
+    OK(km_key_create(&k, v, "k", KM_KEY_AES_256_GCM, NULL));
+    OK(km_key_rotate(k, NULL));
+    OK(km_key_revoke(k, 1, KM_REVOKE_SUPERSEDED, 0));
+    OK(km_key_schedule_destroy(k, 1, 7));
+    km_key_free(k);
+    km_close(v);
+    /* the owner opens it again with a clock a month ahead */
+    tu_now = now + 30 * 86400;
+    o.clock = tu_clock;
+    OK(tu_vault_open_with(&v, d2, &o));
+    OK(km_maintain(v, NULL));
+    OK(km_key_open(&k, v, "k"));
+    OK(km_key_info(&info, k));
+    OK(km_keyinfo_version(info, 0, &vi, sizeof vi));
+    ck_assert_int_eq(vi.state, KM_STATE_DESTROY_PENDING);
+    km_keyinfo_free(info);
+    km_key_free(k);
+    OK(km_key_create(&k, v, "stamped", KM_KEY_AES_256_GCM, NULL));
+    OK(km_key_info(&info, k));
+    ck_assert_int_lt(km_keyinfo_created(info), now + 3600);   /* the system's time */
+    km_keyinfo_free(info);
+    km_key_free(k);
+    ko.policy = "{\"version\": 1, \"testing\": {\"caller_clock\": true}}";
+    RC(KM_E_POLICY, km_key_create(&k, v, "k2", KM_KEY_AES_256_GCM, &ko));
+    /* an expired request stays expired whatever the approver's clock says */
+    admin = tu_as(d2, TU_ADMIN, TU_ADMIN_PASS);
+    c1 = tu_as(d2, TU_CUST1, TU_CUST1_PASS);
+    ko.policy = NULL;
+    OK(km_key_create(&k, admin, "victim", KM_KEY_AES_256_GCM, NULL));
+    km_key_free(k);
+    OK(km_request_create(admin, KM_REQ_DESTROY, "victim", v1_grace7, 8, 1, id));
+    tu_sleep_ms(2100);
+    tu_now = now - 3600;
+    RC(KM_E_STATE, km_request_approve(c1, id));
+    ck_assert_ptr_nonnull(strstr(km_error_last()->message, "expired"));
+    km_close(c1);
+    km_close(admin);
+    tu_teardown(&d2, &v);
+}
+END_TEST
+
+/* Where the policy allows a test clock, it still never takes time back past
+ * the last audited time: a request that expired before the last entry stays
+ * expired when the clock is set back, and audit times never decrease. */
+START_TEST(test_attacks_clock_never_goes_back)
+{
+    static const uint8_t v1_grace7[8] = { 0, 0, 0, 1, 0, 0, 0, 7 };
+    km_ctx *admin = tu_as(dir, TU_ADMIN, TU_ADMIN_PASS), *c1 = tu_as(dir, TU_CUST1, TU_CUST1_PASS);
+    km_keyinfo *info = NULL;
+    km_key *k = NULL;
+    uint8_t id[16];
+    times tm = { 0, 0 };
+    int64_t t0 = tu_now;
+
+    OK(km_key_create(&k, admin, "victim", KM_KEY_AES_256_GCM, NULL));
+    km_key_free(k);
+    OK(km_request_create(admin, KM_REQ_DESTROY, "victim", v1_grace7, 8, 600, id));
+    tu_now = t0 + 700;
+    OK(km_key_create(&k, admin, "later", KM_KEY_AES_256_GCM, NULL));   /* audited at t0 + 700 */
+    km_key_free(k);
+    tu_now = t0 - 3600;                                      /* the clock goes back */
+    RC(KM_E_STATE, km_request_approve(c1, id));
+    ck_assert_ptr_nonnull(strstr(km_error_last()->message, "expired"));
+    OK(km_key_create(&k, admin, "back", KM_KEY_AES_256_GCM, NULL));
+    OK(km_key_info(&info, k));
+    ck_assert_int_ge(km_keyinfo_created(info), t0 + 700);
+    km_keyinfo_free(info);
+    km_key_free(k);
+    OK(km_audit_foreach(owner, 1, time_scan, &tm));
+    ck_assert_int_eq(tm.back, 0);
+    ck_assert_int_ge(tm.last, t0 + 700);
+    km_close(c1);
+    km_close(admin);
+}
+END_TEST
+
 /* ------------------------------------------------------ reserved keys */
 
 /* An admin who could create or import a key named km:import-wrapping-key
@@ -569,5 +682,7 @@ int main(void)
     tcase_add_test(tc, test_attacks_deleted_policy_refused);
     tcase_add_test(tc, test_attacks_default_policy_stored_at_creation);
     tcase_add_test(tc, test_attacks_restored_request_refused);
+    tcase_add_test(tc, test_attacks_caller_clock_needs_policy);
+    tcase_add_test(tc, test_attacks_clock_never_goes_back);
     return tu_run(s);
 }

@@ -27,7 +27,7 @@ static const uint8_t destroy_1_7[8] = { 0, 0, 0, 1, 0, 0, 0, 7 };
  * for a principal or policy change is refused: test_quorum_self_quorum_policy_refused). */
 static const char policy2[] = "{\"version\": 1, \"dual_control\": {\"destroy\": 2, "
                               "\"import-raw\": 2, \"principal-change\": 2, "
-                              "\"policy-change\": 2}}";
+                              "\"policy-change\": 2}, " TU_TEST_CLOCK "}";
 
 /* An approved request of `who` for op (the two custodians approve); its id in id. */
 static void approved_id(km_ctx *who, km_request_op op, const char *key, const void *params,
@@ -194,7 +194,8 @@ START_TEST(test_quorum_needed_follows_policy)
     km_ctx *c3;
 
     static const char pol3[] = "{\"version\": 1, \"dual_control\": {\"destroy\": 3, "
-                               "\"principal-change\": 3, \"policy-change\": 3}}";
+                               "\"principal-change\": 3, \"policy-change\": 3}, "
+                               TU_TEST_CLOCK "}";
 
     c3 = add_erin();
     request_destroy(id, 3600);

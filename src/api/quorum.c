@@ -125,7 +125,7 @@ int km_request_approve(km_ctx *ctx, const uint8_t id[16])
         return rc;
     if ((rc = km__request_get(ctx, t, id, &r)) != KM_OK)
         goto fail;
-    switch (km__rules_quorum_may_approve(&r, ctx->principal_id, km__now(ctx))) {
+    switch (km__rules_quorum_may_approve(&r, ctx->principal_id, km__now_txn(ctx, t))) {
     case KM__APPROVE_CONSUMED:
         rc = km__err(KM_E_STATE, "the request has already been used");
         goto fail;

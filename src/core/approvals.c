@@ -336,7 +336,7 @@ static int consume_needed(struct km_ctx *ctx, km__txn *t, int op, const uint8_t 
     f.t = t;
     f.op = op;
     f.key_id = key_id;
-    f.now = km__now(ctx);
+    f.now = km__now_txn(ctx, t);   /* never before the last audited time */
     if ((rc = km__request_params_hash(op, params, params_len, f.phash)) != KM_OK)
         return rc;
     rc = km__rec_iter(t, ctx->sealer, KM__T_META, (const uint8_t *)pfx_request,

@@ -75,25 +75,36 @@ static int akey_load(struct km_ctx *ctx, km__txn *t, const km__sealer *s)
     return KM_OK;
 }
 
-int km__audit_head_read(const km__sealer *s, km__txn *t, km_audit_head *h)
+/* The head record: BE64 last sequence, its SHA-256, and (since issue 18)
+ * BE64 the time of that entry; 40 bytes (no time) in older vaults. */
+int km__audit_head_time(const km__sealer *s, km__txn *t, km_audit_head *h, int64_t *last)
 {
     km_secret *rec = NULL;
     int rc;
 
     memset(h, 0, sizeof *h);
+    *last = 0;
     rc = km__rec_get(t, s, KM__T_META, head_key, sizeof head_key - 1, &rec);
     if (rc == KM_E_NOTFOUND)
         return KM_OK;
     if (rc != KM_OK)
         return rc;
-    if (km_secret_len(rec) != 40) {
+    if (km_secret_len(rec) != 40 && km_secret_len(rec) != 48) {
         km_secret_free(rec);
         return km__err(KM_E_CORRUPT, "audit head record has the wrong length");
     }
     h->seq = km__be64_get(km_secret_data(rec));
     memcpy(h->hash, km_secret_data(rec) + 8, 32);
+    if (km_secret_len(rec) == 48)
+        *last = (int64_t)km__be64_get(km_secret_data(rec) + 40);
     km_secret_free(rec);
     return KM_OK;
+}
+
+int km__audit_head_read(const km__sealer *s, km__txn *t, km_audit_head *h)
+{
+    int64_t last;
+    return km__audit_head_time(s, t, h, &last);
 }
 
 int km__audit_key_ready(struct km_ctx *ctx, km__txn *t)
@@ -105,11 +116,12 @@ int km__audit_key_ready(struct km_ctx *ctx, km__txn *t)
     return rc;
 }
 
-static int head_write(const km__sealer *s, km__txn *t, const km_audit_head *h)
+static int head_write(const km__sealer *s, km__txn *t, const km_audit_head *h, int64_t last)
 {
-    uint8_t b[40];
+    uint8_t b[48];
     km__be64_put(b, h->seq);
     memcpy(b + 8, h->hash, 32);
+    km__be64_put(b + 40, (uint64_t)last);
     return km__rec_put(t, s, KM__T_META, head_key, sizeof head_key - 1, b, sizeof b, 0);
 }
 
@@ -393,15 +405,22 @@ int km__audit_append_entries(struct km_ctx *ctx, km__txn *t, const km__sealer *s
     uint8_t seqb[8], *rec;
     size_t i, len, at = 0;
     uint64_t first;
+    int64_t last;
     int rc;
 
     if ((rc = akey_load(ctx, t, s)) != KM_OK || (rc = mac_ready(ctx)) != KM_OK)
         return rc;
-    if ((rc = km__audit_head_read(s, t, &h)) != KM_OK)
+    if ((rc = km__audit_head_time(s, t, &h, &last)) != KM_OK)
         return rc;
     first = h.seq + 1;
     for (i = 0; i < count; i++) {
+        entry_in in = p[i];
         uint8_t *e;
+        /* audit time never goes back: an entry is never older than the one
+         * before it, whatever clock the caller had */
+        if (in.time < last)
+            in.time = last;
+        last = in.time;
         /* the context's encoding buffer, kept between batches (no secrets in it) */
         if (ctx->audit.bufcap - at < ENTRY_MAX + 4) {
             size_t ncap = ctx->audit.bufcap ? ctx->audit.bufcap * 2 : 64 * 1024;
@@ -415,7 +434,7 @@ int km__audit_append_entries(struct km_ctx *ctx, km__txn *t, const km__sealer *s
         }
         rec = ctx->audit.buf;
         e = rec + at + 4;
-        if ((rc = entry_encode(ctx, h.seq + 1, &p[i], h.hash, e, &len, h.hash)) != KM_OK)
+        if ((rc = entry_encode(ctx, h.seq + 1, &in, h.hash, e, &len, h.hash)) != KM_OK)
             return rc;
         km__be32_put(rec + at, (uint32_t)len);
         if ((rc = sinks_queue(ctx, t, e, len)) != KM_OK)
@@ -429,7 +448,9 @@ int km__audit_append_entries(struct km_ctx *ctx, km__txn *t, const km__sealer *s
         rc = km__err(KM_E_CORRUPT, "audit entry %llu exists beyond the stored head",
                      (unsigned long long)first);
     if (rc == KM_OK)
-        rc = head_write(s, t, &h);
+        rc = head_write(s, t, &h, last);
+    if (rc == KM_OK)
+        km__now_floor(ctx, last);
     return rc;
 }
 

@@ -168,8 +168,10 @@ struct km_ctx {
     uint8_t vault_id[16];
     uint32_t flags;
     uint32_t refresh_ms;
-    km_clock_fn clock;
+    km_clock_fn clock;           /* the caller's: used only when the policy allows it */
     void *clock_arg;
+    atomic_int clock_ok;         /* the vault policy's testing.caller_clock */
+    _Atomic int64_t time_floor;  /* the latest audited time seen: time never goes below it */
     pthread_mutex_t mu;          /* backend instances */
     km__backend_inst *backends;
     pthread_rwlock_t policy_lock; /* the vault policy */
@@ -243,6 +245,12 @@ static inline unsigned km__wtxn_gen(void)
 
 /* ctx.c */
 int64_t km__now(const struct km_ctx *ctx);
+/* Raises the context's time floor to t (an audited time): km__now never
+ * returns less from then on. */
+void km__now_floor(struct km_ctx *ctx, int64_t t);
+/* km__now after raising the floor to the vault's last audited time (read
+ * from the audit head in t): for time-driven decisions. */
+int64_t km__now_txn(struct km_ctx *ctx, km__txn *t);
 int64_t km__mono_ms(void);
 int km__ctx_check(struct km_ctx *ctx);
 int km__backend_get(struct km_ctx *ctx, const char *name, km__backend_inst **out);
@@ -318,6 +326,9 @@ int km__audit_flush(struct km_ctx *ctx);
 #define KM__AUDIT_DETAIL_MAX 200
 /* The stored head (0 and zeros when the log is empty). KM_E_CORRUPT. */
 int km__audit_head_read(const km__sealer *s, km__txn *t, km_audit_head *h);
+/* The same, and the time of the last entry in *last (0 for an empty log or
+ * an older vault's head, which kept no time). */
+int km__audit_head_time(const km__sealer *s, km__txn *t, km_audit_head *h, int64_t *last);
 /* Loads the audit MAC key into the context (creating it in a write t).
  * KM_E_NOTFOUND when no entry was ever written, KM_E_CORRUPT. */
 int km__audit_key_ready(struct km_ctx *ctx, km__txn *t);
