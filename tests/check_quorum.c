@@ -497,6 +497,11 @@ START_TEST(test_quorum_request_describe)
     OK(km_request_describe(c2, id, text, sizeof text, &n));
     ck_assert_ptr_nonnull(strstr(text, pol));
 
+    OK(km_request_create(admin, KM_REQ_EXPORT, "old", material, 16, 0, id));   /* a KEK id */
+    OK(km_request_describe(c2, id, text, sizeof text, &n));
+    ck_assert_str_eq(text, "export key 'old' wrapped under the KEK with key id "
+                           "5ec2e700000000000000000000000000");
+
     OK(km_request_create(admin, KM_REQ_IMPORT_RAW, NULL, material, sizeof material, 0, id));
     OK(km_request_describe(c2, id, text, sizeof text, &n));
     ck_assert_ptr_nonnull(strstr(text, "import 32 bytes"));

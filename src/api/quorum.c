@@ -165,9 +165,20 @@ fail:
     return rc;
 }
 
-int km_request_info(km_ctx *ctx, const uint8_t id[16], km_request_status *out)
+/* The request record `id`, in a read transaction of its own. */
+static int request_read(km_ctx *ctx, const uint8_t id[16], req *r)
 {
     km__txn *t = NULL;
+    int rc = km__txn_begin(ctx->env, 0, &t);
+    if (rc != KM_OK)
+        return rc;
+    rc = km__request_get(ctx, t, id, r);
+    km__txn_abort(t);
+    return rc;
+}
+
+int km_request_info(km_ctx *ctx, const uint8_t id[16], km_request_status *out)
+{
     req r;
     int rc;
 
@@ -176,11 +187,7 @@ int km_request_info(km_ctx *ctx, const uint8_t id[16], km_request_status *out)
     if ((rc = km__ctx_check(ctx)) != KM_OK)
         return rc;
     memset(out, 0, sizeof *out);
-    if ((rc = km__txn_begin(ctx->env, 0, &t)) != KM_OK)
-        return rc;
-    rc = km__request_get(ctx, t, id, &r);
-    km__txn_abort(t);
-    if (rc != KM_OK)
+    if ((rc = request_read(ctx, id, &r)) != KM_OK)
         return rc;
     out->op = (km_request_op)r.op;
     if (r.has_key) {
@@ -204,7 +211,6 @@ int km_request_describe(km_ctx *ctx, const uint8_t id[16], char *out, size_t cap
 {
     static const char older[] = "(not recorded: a request made by an older libkm; only a "
                                 "SHA-256 of its parameters is kept)";
-    km__txn *t = NULL;
     req r;
     const char *text;
     size_t n;
@@ -216,11 +222,7 @@ int km_request_describe(km_ctx *ctx, const uint8_t id[16], char *out, size_t cap
         return km__err(KM_E_INVALID, "km_request_describe: bad arguments");
     if ((rc = km__ctx_check(ctx)) != KM_OK)
         return rc;
-    if ((rc = km__txn_begin(ctx->env, 0, &t)) != KM_OK)
-        return rc;
-    rc = km__request_get(ctx, t, id, &r);
-    km__txn_abort(t);
-    if (rc != KM_OK)
+    if ((rc = request_read(ctx, id, &r)) != KM_OK)
         return rc;
     text = r.text[0] != '\0' ? r.text : older;
     n = strlen(text) + 1;

@@ -301,7 +301,7 @@ static int request_spent(struct km_ctx *ctx, km__txn *t, int op, const uint8_t i
     int rc;
 
     memset(&sp, 0, sizeof sp);
-    km__request_id_hex(id, hex);
+    km__id_hex(id, hex);
     snprintf(sp.full, sizeof sp.full, "%s request %s ", pol_op[op], hex);
     snprintf(sp.shortf, sizeof sp.shortf, "%s request %.8s.. by ", pol_op[op], hex);
     /* records written before the creation sequence was kept: the whole chain */
@@ -314,7 +314,7 @@ static int request_spent(struct km_ctx *ctx, km__txn *t, int op, const uint8_t i
     return KM_OK;
 }
 
-void km__request_id_hex(const uint8_t id[16], char out[33])
+void km__id_hex(const uint8_t id[16], char out[33])
 {
     int i;
     for (i = 0; i < 16; i++)
@@ -354,7 +354,7 @@ static int consume_needed(struct km_ctx *ctx, km__txn *t, int op, const uint8_t 
     f.r.consumed = 1;
     if ((rc = km__request_put(ctx, t, f.id, &f.r)) != KM_OK)
         return rc;
-    km__request_id_hex(f.id, hex);
+    km__id_hex(f.id, hex);
     snprintf(d, sizeof d, "%s request %s by %s, %zu approval(s)", pol_op[op], hex,
              f.r.requester, f.r.napprovals);
     return km__audit_append(ctx, t, KM__OP_EXECUTE, key_id, 0, KM_OK, d);
@@ -431,8 +431,15 @@ int km__request_describe(int op, const char *key_name, const uint8_t *p, size_t 
                      key_name, n, hex);
         break;
     case KM_REQ_EXPORT:
-        snprintf(out, cap, "export key '%s' wrapped to the public key of %zu bytes with "
-                           "SHA-256 %s", key_name, n, hex);
+        if (n == 16) {      /* AES-KWP: the KEK's key id */
+            char kek[33];
+            km__id_hex(p, kek);
+            snprintf(out, cap, "export key '%s' wrapped under the KEK with key id %s", key_name,
+                     kek);
+        } else {
+            snprintf(out, cap, "export key '%s' wrapped to the public key of %zu bytes with "
+                               "SHA-256 %s", key_name, n, hex);
+        }
         break;
     case KM_REQ_IMPORT_RAW:
         snprintf(out, cap, "import %zu bytes of key material or wrapped key with SHA-256 %s", n,

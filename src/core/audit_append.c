@@ -486,16 +486,91 @@ int km__audit_append_sealed(struct km_ctx *ctx, km__txn *t, const km__sealer *s,
 
 /* ------------------------------------------------------------- scanning */
 
+int km__audit_records(struct km_ctx *ctx, km__txn *t, uint64_t from, uint64_t to,
+                      km__audit_raw_fn fn, void *arg, km__audit_walked *wk)
+{
+    km_secret *rec = NULL;
+    uint8_t seqb[8];
+    uint64_t s;
+    int rc = KM_OK;
+
+    memset(wk, 0, sizeof *wk);
+    for (s = from; s <= to;) {
+        const uint8_t *p;
+        size_t left, len;
+        uint64_t first = s;
+
+        km__be64_put(seqb, s);
+        rc = km__rec_get(t, ctx->sealer, KM__T_AUDIT, seqb, 8, &rec);
+        if (rc == KM_E_NOTFOUND || rc == KM_E_CORRUPT) {
+            wk->bad = s;
+            rc = km__err(KM_E_INTEGRITY, rc == KM_E_NOTFOUND
+                                             ? "audit entry %llu is missing (deleted)"
+                                             : "audit entry %llu fails to open (edited or moved)",
+                         (unsigned long long)s);
+        }
+        if (rc != KM_OK)
+            goto out;
+        wk->records++;
+        p = km_secret_data(rec);
+        left = km_secret_len(rec);
+        while (left > 0) {
+            if (left < 4 || (len = km__be32_get(p)) == 0 || len > left - 4 || len > ENTRY_MAX) {
+                wk->bad = s;
+                rc = km__err(KM_E_INTEGRITY, "audit record %llu is malformed at entry %llu",
+                             (unsigned long long)first, (unsigned long long)s);
+                goto out;
+            }
+            if ((rc = fn(s, p + 4, len, arg)) != KM_OK) {
+                wk->next = s;
+                if (rc > 0)
+                    rc = 1;   /* fn stopped the walk */
+                goto out;
+            }
+            p += 4 + len;
+            left -= 4 + len;
+            s++;
+        }
+        km_secret_free(rec);
+        rec = NULL;
+        if (s == first) {
+            wk->bad = s;
+            rc = km__err(KM_E_INTEGRITY, "audit record %llu is empty", (unsigned long long)s);
+            goto out;
+        }
+    }
+    wk->next = s;
+out:
+    km_secret_free(rec);
+    return rc;
+}
+
+/* km__audit_scan's step: each entry decoded, its MAC checked. */
+typedef struct scan_arg {
+    km__mac *m;
+    km__audit_scan_fn fn;
+    void *arg;
+} scan_arg;
+
+static int scan_entry(uint64_t s, const uint8_t *b, size_t n, void *arg)
+{
+    scan_arg *a = arg;
+    km_audit_entry e;
+    uint8_t prev[32];
+    char pbuf[128], dbuf[DETAIL_MAX + 1];
+
+    if (km__audit_entry_decode(a->m, b, n, &e, prev, pbuf, dbuf) != KM_OK || e.seq != s)
+        return km__err(KM_E_INTEGRITY, "audit entry %llu is malformed or fails its MAC",
+                       (unsigned long long)s);
+    return a->fn(&e, a->arg);
+}
+
 int km__audit_scan(struct km_ctx *ctx, km__txn *t, uint64_t from, km__audit_scan_fn fn,
                    void *arg)
 {
     km_audit_head h;
-    km_secret *rec = NULL;
-    km__mac *m = NULL;
-    km_audit_entry e;
-    uint8_t seqb[8], prev[32];
-    char pbuf[128], dbuf[DETAIL_MAX + 1];
-    uint64_t s;
+    km__audit_walked wk;
+    scan_arg a = { NULL, fn, arg };
     int rc;
 
     if ((rc = km__audit_head_read(ctx->sealer, t, &h)) != KM_OK)
@@ -507,45 +582,12 @@ int km__audit_scan(struct km_ctx *ctx, km__txn *t, uint64_t from, km__audit_scan
     pthread_mutex_lock(&ctx->audit.kmu);
     rc = akey_load(ctx, t, ctx->sealer);
     if (rc == KM_OK)
-        rc = km__mac_new(&m, km_secret_data(ctx->audit.key), 32);
+        rc = km__mac_new(&a.m, km_secret_data(ctx->audit.key), 32);
     pthread_mutex_unlock(&ctx->audit.kmu);
     if (rc != KM_OK)
         return rc == KM_E_NOTFOUND
                    ? km__err(KM_E_INTEGRITY, "audit log: the MAC key record is missing") : rc;
-    for (s = from; rc == KM_OK && s <= h.seq;) {
-        const uint8_t *p;
-        size_t left, len;
-        uint64_t first = s;
-
-        km__be64_put(seqb, s);
-        if ((rc = km__rec_get(t, ctx->sealer, KM__T_AUDIT, seqb, 8, &rec)) != KM_OK) {
-            rc = km__err(KM_E_INTEGRITY, "audit entry %llu is missing or fails to open",
-                         (unsigned long long)s);
-            break;
-        }
-        p = km_secret_data(rec);
-        left = km_secret_len(rec);
-        while (rc == KM_OK && left > 0) {
-            if (left < 4 || (len = km__be32_get(p)) == 0 || len > left - 4 || len > ENTRY_MAX
-                || km__audit_entry_decode(m, p + 4, len, &e, prev, pbuf, dbuf) != KM_OK
-                || e.seq != s) {
-                rc = km__err(KM_E_INTEGRITY, "audit entry %llu is malformed or fails its MAC",
-                             (unsigned long long)s);
-                break;
-            }
-            if ((rc = fn(&e, arg)) > 0)
-                goto out;
-            p += 4 + len;
-            left -= 4 + len;
-            s++;
-        }
-        km_secret_free(rec);
-        rec = NULL;
-        if (rc == KM_OK && s == first)
-            rc = km__err(KM_E_INTEGRITY, "audit record %llu is empty", (unsigned long long)s);
-    }
-out:
-    km_secret_free(rec);
-    km__mac_free(m);
+    rc = km__audit_records(ctx, t, from, h.seq, scan_entry, &a, &wk);
+    km__mac_free(a.m);
     return rc < 0 ? rc : KM_OK;
 }

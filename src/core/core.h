@@ -342,6 +342,19 @@ int km__audit_entry_decode(km__mac *m, const uint8_t *b, size_t n, km_audit_entr
  * returns 0 to go on, > 0 to stop (KM_OK), < 0 an error returned as is.
  * KM_E_INTEGRITY for a missing, unopenable or malformed entry. */
 typedef int (*km__audit_scan_fn)(const km_audit_entry *e, void *arg);
+/* The raw walk under km__audit_scan and km_audit_verify: the records from
+ * sequence `from` (a record's first) while the next sequence is <= `to`,
+ * every entry of each (its framing checked, not its MAC) to fn(seq, entry,
+ * length, arg): 0 goes on, > 0 stops (returns 1), < 0 is returned as is.
+ * wk: the sequence after the last entry given (or the one fn stopped at),
+ * the records read, and the sequence a framing error names (0: none).
+ * KM_E_INTEGRITY for a missing, unopenable, malformed or empty record. */
+typedef int (*km__audit_raw_fn)(uint64_t seq, const uint8_t *entry, size_t len, void *arg);
+typedef struct km__audit_walked {
+    uint64_t next, records, bad;
+} km__audit_walked;
+int km__audit_records(struct km_ctx *ctx, km__txn *t, uint64_t from, uint64_t to,
+                      km__audit_raw_fn fn, void *arg, km__audit_walked *wk);
 int km__audit_scan(struct km_ctx *ctx, km__txn *t, uint64_t from, km__audit_scan_fn fn,
                    void *arg);
 
@@ -419,8 +432,8 @@ int km__request_params_hash(int op, const uint8_t *p, size_t n, uint8_t out[32])
  * KM_E_INVALID for malformed principal-change parameters. */
 int km__request_describe(int op, const char *key_name, const uint8_t *p, size_t n, char *out,
                          size_t cap);
-/* A request id as 32 lowercase hex digits. */
-void km__request_id_hex(const uint8_t id[16], char out[33]);
+/* A 16-byte id (a request's, a key's) as 32 lowercase hex digits. */
+void km__id_hex(const uint8_t id[16], char out[33]);
 
 /* key.c: km_key_import. Material that enters the vault is under the
  * policy's import-raw dual control, the request bound to `req_params` (a
