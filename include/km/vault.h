@@ -21,7 +21,11 @@ typedef struct km_ctx km_ctx;
 
 /**
  * A clock: returns the current time in seconds since the Unix epoch (UTC).
- * Tests inject one to move time; NULL means the system clock.
+ * Tests inject one to move time; NULL means the system clock. A caller's
+ * clock is used only when the vault policy allows a test clock
+ * (`"testing": {"caller_clock": true}`, docs/POLICY.md); otherwise the system
+ * clock is. Either way libkm's time never goes back past the vault's last
+ * audited time.
  */
 typedef int64_t (*km_clock_fn)(void *arg);
 
@@ -48,7 +52,7 @@ typedef struct km_open_options {
     uint32_t kdf_cost;          /**< log2 scrypt N for a created slot; 0 = KM_KDF_COST_DEFAULT */
     uint32_t refresh_ms;        /**< how stale another process's change may look in open handles; 0 = 100 ms; capped at 5000 ms */
     uint64_t map_size;          /**< LMDB map size in bytes; 0 = 1 GiB (or the vault's current size) */
-    km_clock_fn clock;          /**< NULL = system clock */
+    km_clock_fn clock;          /**< NULL = system clock; used only where the policy allows a test clock (km_clock_fn) */
     void *clock_arg;            /**< passed to clock */
     /* ---- version 2 ---- */
     uint32_t key_cache_max;     /**< key objects kept loaded before unused ones are dropped; 0 = 65536 */

@@ -62,10 +62,10 @@ int km_principal_add(km_ctx *ctx, const char *name, uint32_t roles, const uint8_
         rc = km__slot_add_principal(t, ctx->master, passphrase, passphrase_len, kdf_cost, name,
                                     pid);
     if (rc == KM_OK) {
-        char pp[80];
-        int pl = snprintf(pp, sizeof pp, "add:%s", name);
-        rc = km__quorum_consume(ctx, t, KM_REQ_PRINCIPAL_CHANGE, NULL, (const uint8_t *)pp,
-                                (size_t)pl);
+        /* the approval names the principal and its roles */
+        char pp[160];
+        size_t pl = km__rules_principal_params(pp, sizeof pp, 1, name, roles);
+        rc = km__quorum_consume(ctx, t, KM_REQ_PRINCIPAL_CHANGE, NULL, (const uint8_t *)pp, pl);
     }
     if (rc == KM_OK) {
         rc = km__wtxn_commit(ctx, t, KM__OP_PRINCIPAL_ADD, NULL, 0, d);
@@ -169,10 +169,9 @@ int km_principal_remove(km_ctx *ctx, const char *name, int revoke_owned)
         goto out;
     }
     {
-        char pp[80];
-        int pl = snprintf(pp, sizeof pp, "remove:%s", name);
-        rc = km__quorum_consume(ctx, t, KM_REQ_PRINCIPAL_CHANGE, NULL, (const uint8_t *)pp,
-                                (size_t)pl);
+        char pp[160];
+        size_t pl = km__rules_principal_params(pp, sizeof pp, 0, name, 0);
+        rc = km__quorum_consume(ctx, t, KM_REQ_PRINCIPAL_CHANGE, NULL, (const uint8_t *)pp, pl);
         if (rc != KM_OK)
             goto out;
     }

@@ -267,7 +267,7 @@ int km_key_import_wrapped(km_key **out, km_ctx *ctx, const char *name, km_key_ty
     rc = km__key_import(out, ctx, name, type,
                        km__type_is_symmetric(type) ? KM_MATERIAL_RAW : KM_MATERIAL_PKCS8_DER,
                        km_secret_data(material), km_secret_len(material), KM_IMPORT_ALLOW_RAW,
-                       opts, 1);
+                       opts, 0, blob, blob_len);
     km_secret_free(material);
     return rc;
 }

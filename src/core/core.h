@@ -153,6 +153,8 @@ typedef struct km__audit_ctx {
     size_t bufcap;
     int syslog;
     int fd;                          /* JSON-lines sink, or -1 */
+    uint64_t sink_failed;            /* the entry a sink failed at after its commit (0: none);
+                                      * changes are refused until a sink is set again */
 } km__audit_ctx;
 
 struct km_ctx {
@@ -166,8 +168,10 @@ struct km_ctx {
     uint8_t vault_id[16];
     uint32_t flags;
     uint32_t refresh_ms;
-    km_clock_fn clock;
+    km_clock_fn clock;           /* the caller's: used only when the policy allows it */
     void *clock_arg;
+    atomic_int clock_ok;         /* the vault policy's testing.caller_clock */
+    _Atomic int64_t time_floor;  /* the latest audited time seen: time never goes below it */
     pthread_mutex_t mu;          /* backend instances */
     km__backend_inst *backends;
     pthread_rwlock_t policy_lock; /* the vault policy */
@@ -241,6 +245,12 @@ static inline unsigned km__wtxn_gen(void)
 
 /* ctx.c */
 int64_t km__now(const struct km_ctx *ctx);
+/* Raises the context's time floor to t (an audited time): km__now never
+ * returns less from then on. */
+void km__now_floor(struct km_ctx *ctx, int64_t t);
+/* km__now after raising the floor to the vault's last audited time (read
+ * from the audit head in t): for time-driven decisions. */
+int64_t km__now_txn(struct km_ctx *ctx, km__txn *t);
 int64_t km__mono_ms(void);
 int km__ctx_check(struct km_ctx *ctx);
 int km__backend_get(struct km_ctx *ctx, const char *name, km__backend_inst **out);
@@ -320,6 +330,9 @@ int km__audit_flush(struct km_ctx *ctx);
 #define KM__AUDIT_DETAIL_MAX 200
 /* The stored head (0 and zeros when the log is empty). KM_E_CORRUPT. */
 int km__audit_head_read(const km__sealer *s, km__txn *t, km_audit_head *h);
+/* The same, and the time of the last entry in *last (0 for an empty log or
+ * an older vault's head, which kept no time). */
+int km__audit_head_time(const km__sealer *s, km__txn *t, km_audit_head *h, int64_t *last);
 /* Loads the audit MAC key into the context (creating it in a write t).
  * KM_E_NOTFOUND when no entry was ever written, KM_E_CORRUPT. */
 int km__audit_key_ready(struct km_ctx *ctx, km__txn *t);
@@ -328,6 +341,26 @@ int km__audit_key_ready(struct km_ctx *ctx, km__txn *t);
  * strings. KM_E_INTEGRITY. */
 int km__audit_entry_decode(km__mac *m, const uint8_t *b, size_t n, km_audit_entry *e,
                            uint8_t prev[32], char *pbuf, char *dbuf);
+/* Calls fn for each stored entry from sequence `from` (which must begin a
+ * record; 0 = 1) to the head in t, each decoded and its MAC checked; fn
+ * returns 0 to go on, > 0 to stop (KM_OK), < 0 an error returned as is.
+ * KM_E_INTEGRITY for a missing, unopenable or malformed entry. */
+typedef int (*km__audit_scan_fn)(const km_audit_entry *e, void *arg);
+/* The raw walk under km__audit_scan and km_audit_verify: the records from
+ * sequence `from` (a record's first) while the next sequence is <= `to`,
+ * every entry of each (its framing checked, not its MAC) to fn(seq, entry,
+ * length, arg): 0 goes on, > 0 stops (returns 1), < 0 is returned as is.
+ * wk: the sequence after the last entry given (or the one fn stopped at),
+ * the records read, and the sequence a framing error names (0: none).
+ * KM_E_INTEGRITY for a missing, unopenable, malformed or empty record. */
+typedef int (*km__audit_raw_fn)(uint64_t seq, const uint8_t *entry, size_t len, void *arg);
+typedef struct km__audit_walked {
+    uint64_t next, records, bad;
+} km__audit_walked;
+int km__audit_records(struct km_ctx *ctx, km__txn *t, uint64_t from, uint64_t to,
+                      km__audit_raw_fn fn, void *arg, km__audit_walked *wk);
+int km__audit_scan(struct km_ctx *ctx, km__txn *t, uint64_t from, km__audit_scan_fn fn,
+                   void *arg);
 
 /* access.c: the access records (layout at the top of access.c). */
 #define KM__PFX_PRINCIPAL "principal/"
@@ -397,12 +430,24 @@ int km__request_get(struct km_ctx *ctx, km__txn *t, const uint8_t id[16], km__re
 int km__request_put(struct km_ctx *ctx, km__txn *t, const uint8_t id[16], const km__request *r);
 /* The SHA-256 that binds a request to the exact parameters of its call. */
 int km__request_params_hash(int op, const uint8_t *p, size_t n, uint8_t out[32]);
+/* What a request for op on key_name (NULL for vault operations) with
+ * params p does, every parameter spelled out for its custodians (material
+ * and public keys as their SHA-256), into out (cap bytes, truncated).
+ * KM_E_INVALID for malformed principal-change parameters. */
+int km__request_describe(int op, const char *key_name, const uint8_t *p, size_t n, char *out,
+                         size_t cap);
+/* A 16-byte id (a request's, a key's) as 32 lowercase hex digits. */
+void km__id_hex(const uint8_t id[16], char out[33]);
 
-/* key.c: km_key_import; `unwrapped` = 1 for material that arrived wrapped
- * to the vault (not a raw import under dual control). */
+/* key.c: km_key_import. Material that enters the vault is under the
+ * policy's import-raw dual control, the request bound to `req_params` (a
+ * wrapped key's blob) or, when that is NULL, to the material itself;
+ * `reference` = 1 for a reference to a key that stays on its device (no
+ * material enters, no dual control). */
 int km__key_import(km_key **out, km_ctx *ctx, const char *name, km_key_type type,
                    km_material_format format, const uint8_t *material, size_t material_len,
-                   uint32_t flags, const km_key_options *opts, int unwrapped);
+                   uint32_t flags, const km_key_options *opts, int reference,
+                   const uint8_t *req_params, size_t req_params_len);
 
 /* key_state.c: revokes (reason affiliation changed: deactivated) every
  * ACTIVE or SUSPENDED version of key `id` in the caller's write transaction

@@ -387,6 +387,7 @@ void km__ctx_policy_install(struct km_ctx *ctx, km__policy *p, const char *json,
     pthread_rwlock_wrlock(&ctx->policy_lock);
     km__policy_free(ctx->policy);
     free(ctx->policy_json);
+    atomic_store(&ctx->clock_ok, km__policy_caller_clock(p));
     ctx->policy = p;
     ctx->policy_json = copy;
     ctx->policy_json_len = copy ? len : 0;
@@ -454,11 +455,32 @@ int km__ctx_policy_refresh(struct km_ctx *ctx, int force)
 
 /* ------------------------------------------------------------------ clock */
 
+/* The caller's clock counts only where the vault's policy allows a test
+ * clock (testing.caller_clock); either way time never goes back past the
+ * latest audited time this context has seen (issue 18: a caller's clock
+ * destroyed keys early and revived expired requests). */
 int64_t km__now(const struct km_ctx *ctx)
 {
-    if (ctx->clock != NULL)
-        return ctx->clock(ctx->clock_arg);
-    return (int64_t)time(NULL);
+    int64_t t = ctx->clock != NULL && atomic_load(&((struct km_ctx *)(uintptr_t)ctx)->clock_ok)
+                    ? ctx->clock(ctx->clock_arg) : (int64_t)time(NULL);
+    int64_t floor = atomic_load(&((struct km_ctx *)(uintptr_t)ctx)->time_floor);
+    return t < floor ? floor : t;
+}
+
+void km__now_floor(struct km_ctx *ctx, int64_t t)
+{
+    int64_t cur = atomic_load(&ctx->time_floor);
+    while (t > cur && !atomic_compare_exchange_weak(&ctx->time_floor, &cur, t))
+        ;
+}
+
+int64_t km__now_txn(struct km_ctx *ctx, km__txn *t)
+{
+    km_audit_head h;
+    int64_t last = 0;
+    if (km__audit_head_time(ctx->sealer, t, &h, &last) == KM_OK)
+        km__now_floor(ctx, last);
+    return km__now(ctx);
 }
 
 int64_t km__mono_ms(void)

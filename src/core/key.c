@@ -1151,12 +1151,14 @@ int km_key_import(km_key **out, km_ctx *ctx, const char *name, km_key_type type,
                   km_material_format format, const uint8_t *material, size_t material_len,
                   uint32_t flags, const km_key_options *opts)
 {
-    return km__key_import(out, ctx, name, type, format, material, material_len, flags, opts, 0);
+    return km__key_import(out, ctx, name, type, format, material, material_len, flags, opts, 0,
+                          NULL, 0);
 }
 
 int km__key_import(km_key **out, km_ctx *ctx, const char *name, km_key_type type,
                    km_material_format format, const uint8_t *material, size_t material_len,
-                   uint32_t flags, const km_key_options *opts, int unwrapped)
+                   uint32_t flags, const km_key_options *opts, int reference,
+                   const uint8_t *req_params, size_t req_params_len)
 {
     km__backend_inst *be = NULL;
     km_backend_keyspec spec;
@@ -1197,13 +1199,17 @@ int km__key_import(km_key **out, km_ctx *ctx, const char *name, km_key_type type
         if (usage == 0)
             return km__err(KM_E_INVALID, "km_key_import: a public key of this type has no use");
     }
-    /* dual control over plaintext key material entering the vault (a key
-     * unwrapped from a blob to the vault's wrapping key is not "raw"): the
-     * approved request is checked now, before the backend sees the material,
-     * and spent in the transaction that stores the key (store_new_key) */
-    raw = !pub && !unwrapped;
-    if (raw && (rc = km__quorum_check_own(ctx, KM_REQ_IMPORT_RAW, NULL, material, material_len))
-                   != KM_OK)
+    /* dual control over key material entering the vault, in the clear or
+     * wrapped (the request then binds the blob): the approved request is
+     * checked now, before the backend sees the material, and spent in the
+     * transaction that stores the key (store_new_key) */
+    raw = !pub && !reference;
+    if (req_params == NULL) {
+        req_params = material;
+        req_params_len = material_len;
+    }
+    if (raw && (rc = km__quorum_check_own(ctx, KM_REQ_IMPORT_RAW, NULL, req_params,
+                                          req_params_len)) != KM_OK)
         return rc;
     if ((rc = km__ctx_policy_refresh(ctx, 0)) != KM_OK
         || (rc = policy_for_new_key(ctx, type,
@@ -1222,7 +1228,7 @@ int km__key_import(km_key **out, km_ctx *ctx, const char *name, km_key_type type
     if (rc != KM_OK)
         goto out;
     rc = store_new_key(ctx, KM__OP_KEY_IMPORT, name, len, type, usage, kflags, prot, ref, &eff, id,
-                       raw ? material : NULL, material_len);
+                       raw ? req_params : NULL, req_params_len);
     if (rc != KM_OK)
         goto out;
     if (out != NULL) {

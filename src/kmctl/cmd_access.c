@@ -422,7 +422,7 @@ int kmctl_cmd_request_create(struct kmctl *k, const struct kmctl_args *a)
                 { "keyslot-add", KM_REQ_PRINCIPAL_CHANGE },
                 { "keyslot-remove", KM_REQ_PRINCIPAL_CHANGE } };
     struct kmctl_buf pf = { NULL, 0, 0 };
-    uint8_t id[16], params[80];
+    uint8_t id[16], params[200];
     const uint8_t *pp = NULL;
     size_t i, plen = 0;
     const char *key = NULL;
@@ -483,11 +483,18 @@ int kmctl_cmd_request_create(struct kmctl *k, const struct kmctl_args *a)
             pp = params;
             break;
         }
-        plen = (size_t)snprintf((char *)params, sizeof params, "%s:%s",
-                                strcmp(ops[i].name, "principal-add") == 0 ? "add" : "remove",
-                                a->val[OPT_TARGET]);
+        /* an addition names the roles: the approval is bound to them */
+        if (strcmp(ops[i].name, "principal-add") == 0 && a->val[OPT_ROLE] == NULL)
+            return kmctl_error(KMCTL_EXIT_USAGE, "request create principal-add: --role ROLES (the "
+                                                 "roles the principal will get)");
+        if (strcmp(ops[i].name, "principal-add") == 0)
+            plen = (size_t)snprintf((char *)params, sizeof params, "add:%s:%s",
+                                    a->val[OPT_TARGET], a->val[OPT_ROLE]);
+        else
+            plen = (size_t)snprintf((char *)params, sizeof params, "remove:%s",
+                                    a->val[OPT_TARGET]);
         if (plen >= sizeof params)
-            return kmctl_error(KMCTL_EXIT_USAGE, "principal name too long");
+            return kmctl_error(KMCTL_EXIT_USAGE, "principal name or roles too long");
         pp = params;
         break;
     }
@@ -520,7 +527,8 @@ int kmctl_cmd_request_show(struct kmctl *k, const struct kmctl_args *a)
                                          "policy-change", "principal-change" };
     km_request_status st;
     uint8_t id[16];
-    char c[32], e[32];
+    char c[32], e[32], *text = NULL;
+    size_t tn = 0;
     int rc;
 
     if (hex_decode(a->pos[0], id, 16) != 0)
@@ -528,18 +536,32 @@ int kmctl_cmd_request_show(struct kmctl *k, const struct kmctl_args *a)
                            a->pos[0]);
     if ((rc = km_request_info(k->ctx, id, &st)) != KM_OK)
         return kmctl_lib_error(rc, "reading request %s", a->pos[0]);
+    /* every parameter, as libkm wrote it down when the request was made */
+    rc = km_request_describe(k->ctx, id, NULL, 0, &tn);
+    if (rc == KM_E_BUFFER && (text = malloc(tn)) != NULL)
+        rc = km_request_describe(k->ctx, id, text, tn, &tn);
+    if (rc != KM_OK) {
+        free(text);
+        return kmctl_lib_error(text == NULL && rc == KM_E_BUFFER ? KM_E_NOMEM : rc,
+                               "reading request %s", a->pos[0]);
+    }
     kmctl_time(st.created, c);
     kmctl_time(st.expires, e);
-    if (a->val[OPT_JSON] != NULL)
-        return emit(json_pack("{s:s, s:s, s:s, s:i, s:i, s:s, s:s, s:b}", "op",
-                              names[st.op <= 5 ? st.op : 0], "key", st.key_name, "requester",
-                              st.requester, "approvals", (int)st.approvals, "needed",
-                              (int)st.needed, "created", c, "expires", e, "consumed",
-                              st.consumed));
-    if (printf("op\t%s\nkey\t%s\nrequester\t%s\napprovals\t%u of %u\ncreated\t%s\nexpires\t%s\n"
-               "consumed\t%s\n",
-               names[st.op <= 5 ? st.op : 0], st.key_name, st.requester, st.approvals, st.needed,
-               c, e, st.consumed ? "yes" : "no") < 0)
+    if (a->val[OPT_JSON] != NULL) {
+        rc = emit(json_pack("{s:s, s:s, s:s, s:i, s:i, s:s, s:s, s:b, s:s}", "op",
+                            names[st.op <= 5 ? st.op : 0], "key", st.key_name, "requester",
+                            st.requester, "approvals", (int)st.approvals, "needed",
+                            (int)st.needed, "created", c, "expires", e, "consumed",
+                            st.consumed, "params", text));
+        free(text);
+        return rc;
+    }
+    rc = printf("op\t%s\nkey\t%s\nrequester\t%s\napprovals\t%u of %u\ncreated\t%s\n"
+                "expires\t%s\nconsumed\t%s\nparams\t%s\n",
+                names[st.op <= 5 ? st.op : 0], st.key_name, st.requester, st.approvals,
+                st.needed, c, e, st.consumed ? "yes" : "no", text);
+    free(text);
+    if (rc < 0)
         return kmctl_error(KMCTL_EXIT_OTHER, "writing the output failed");
     return KMCTL_EXIT_OK;
 }

@@ -113,7 +113,8 @@ static const struct kmctl_optspec o_request[] = {
     { "target", "NAME|FILE", ARG_STR, 0, OPT_TARGET, 0 }, O_VERSION,
     { "grace", "DAYS", ARG_UINT, 0, OPT_GRACE, GRACE_MAX },
     { "wrap-with", "PUBKEY.pem", ARG_STR, 0, OPT_WRAP_WITH, 0 },
-    { "ttl", "SECONDS", ARG_UINT, 0, OPT_TTL, 30u * 24 * 3600 }, O_END };
+    { "ttl", "SECONDS", ARG_UINT, 0, OPT_TTL, 30u * 24 * 3600 },
+    { "role", "ROLES", ARG_STR, 0, OPT_ROLE, 0 }, O_END };
 static const struct kmctl_optspec o_shares[] = {
     { "m", "M", ARG_UINT, 1, OPT_M, KM_SHARES_MAX }, { "n", "N", ARG_UINT, 1, OPT_N, KM_SHARES_MAX },
     { "out-dir", "DIR", ARG_STR, 1, OPT_OUT_DIR, 0 }, O_END };

@@ -140,6 +140,7 @@ int km__rules_acl_decide(const km__subject *s, int op, const char *key_name, uin
 
 #define KM__APPROVER_LEN 24          /* pid[16] || BE64 time */
 #define KM__APPROVERS_MAX 16
+#define KM__REQUEST_TEXT_MAX 4096    /* the description of a request's parameters, NUL included */
 
 /* A dual-control request, as stored (quorum.c encodes it). */
 typedef struct km__request {
@@ -153,6 +154,8 @@ typedef struct km__request {
     uint32_t consumed;
     uint8_t approvals[KM__APPROVERS_MAX * KM__APPROVER_LEN];
     size_t napprovals;
+    uint64_t aseq;               /* the audit head when it was created (0: unknown, older record) */
+    char text[KM__REQUEST_TEXT_MAX];  /* every parameter, as custodians read it ("" older record) */
 } km__request;
 
 /* The approvals of r that count: distinct approvers other than the requester. */
@@ -167,5 +170,23 @@ typedef enum km__approve_verdict {
 } km__approve_verdict;
 km__approve_verdict km__rules_quorum_may_approve(const km__request *r, const uint8_t approver[16],
                                                  int64_t now);
+/* The parameters of a principal change, canonical: "add:NAME:ROLES" (the
+ * role names in the order admin, custodian, user, auditor, comma-separated)
+ * or "remove:NAME" (roles 0). Returns the length, or 0 when it does not fit
+ * in cap. */
+size_t km__rules_principal_params(char *out, size_t cap, int add, const char *name,
+                                  uint32_t roles);
+/* Parses principal-change parameters "add:NAME:ROLES" (roles in any order)
+ * or "remove:NAME" into *add, name (cap bytes) and *roles; KM_OK or
+ * KM_E_INVALID (with the expected form). */
+int km__rules_principal_params_parse(const uint8_t *p, size_t n, int *add, char *name,
+                                     size_t cap, uint32_t *roles);
+/* Whether a vault policy's quorums (counts[op] for op KM_REQ_DESTROY ..
+ * KM_REQ_PRINCIPAL_CHANGE; counts[0] unused) let no principal satisfy one of
+ * them alone: principal-change (adding custodians) and policy-change
+ * (lowering any count) must each ask at least as many approvals as the
+ * largest quorum. 0 when they do; else the KM_REQ_ op that asks too few, with
+ * *need the count it must ask and *over the op whose quorum it undercuts. */
+int km__rules_quorum_unguarded(const uint32_t counts[6], uint32_t *need, int *over);
 
 #endif /* KM_RULES_H */

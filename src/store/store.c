@@ -187,6 +187,8 @@ int km__txn_commit(km__txn *t)
         if (rc == KM_OK)
             km__fault_step();   /* committed, before the caller hears of it */
     }
+    if (t->done != NULL)   /* records no error (the commit's stays the last) */
+        t->done(t->done_arg, rc == KM_OK);
     free(t);
     return rc;
 }
@@ -196,7 +198,18 @@ void km__txn_abort(km__txn *t)
     if (t == NULL)
         return;
     t->st->ops->txn_abort(t);
+    if (t->done != NULL)
+        t->done(t->done_arg, 0);
     free(t);
+}
+
+void *km__txn_on_done(km__txn *t, km__txn_done_fn fn, void *arg)
+{
+    if (t->done == fn)
+        return t->done_arg;
+    t->done = fn;
+    t->done_arg = arg;
+    return NULL;
 }
 
 int km__txn_is_write(const km__txn *t)

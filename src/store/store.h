@@ -91,6 +91,10 @@ struct km__store {
     const struct km__store_ops *ops;
 };
 
+/* What km__txn_on_done calls when a transaction ends: committed = 1 after a
+ * successful commit, 0 after an abort or a failed commit. */
+typedef void (*km__txn_done_fn)(void *arg, int committed);
+
 struct km__txn {
     km__store *st;
     int write;
@@ -99,6 +103,9 @@ struct km__txn {
     km_native_kind native_kind;
     unsigned long native;
     char why[160];
+    /* km__txn_on_done's: called once when the transaction ends */
+    km__txn_done_fn done;
+    void *done_arg;
 };
 
 typedef struct km__store_ops {
@@ -222,6 +229,11 @@ int km__txn_commit(km__txn *t);   /* always frees t; KM_E_FULL / KM_E_IO on fail
 void km__txn_abort(km__txn *t);   /* accepts NULL */
 /* 1 for a write transaction. */
 int km__txn_is_write(const km__txn *t);
+/* Registers fn(arg, committed) to be called once when t ends (after its
+ * commit, or its abort); one per transaction: the registered arg when fn is
+ * already registered, else NULL (then fn is registered with arg). Used to
+ * hand audit entries to their sinks only once they are committed. */
+void *km__txn_on_done(km__txn *t, km__txn_done_fn fn, void *arg);
 /* Entries in a table. */
 int km__table_count(km__txn *t, km__table tbl, uint64_t *out);
 

@@ -1090,16 +1090,21 @@ class Vault:
 
     def request_info(self, request_id):
         """A request's state as a dict: op, key_name, requester, approvals,
-        needed, created, expires, consumed."""
+        needed, created, expires, consumed, and params: every parameter of
+        the call spelled out, as libkm wrote it when the request was made
+        (km_request_describe), for the custodians to read before approving."""
         rid = (ctypes.c_uint8 * 16).from_buffer_copy(bytes(request_id))
         st = _ffi.km_request_status()
         with _Use(self._h) as ctx:
             lib.km_request_info(ctx, rid, ctypes.byref(st))
+            text = _sized(lambda out, cap, out_len: lib.km_request_describe(ctx, rid, out, cap,
+                                                                            out_len), 256)
         ops = {v: k for k, v in REQUEST_OPS.items()}
         return {"op": ops.get(st.op, st.op), "key_name": st.key_name.decode("utf-8", "replace"),
                 "requester": st.requester.decode("utf-8", "replace"),
                 "approvals": st.approvals, "needed": st.needed, "created": st.created,
-                "expires": st.expires, "consumed": bool(st.consumed)}
+                "expires": st.expires, "consumed": bool(st.consumed),
+                "params": text.rstrip(b"\0").decode("utf-8", "replace")}
 
     # -- audit (km/audit.h)
     @property

@@ -527,6 +527,7 @@ _FUNCTIONS = {
     "km_request_create": (_int, [CTX_P, _int, _ccp, U8_P, _size, _u32, U8_P], _check),
     "km_request_approve": (_int, [CTX_P, U8_P], _check),
     "km_request_info": (_int, [CTX_P, U8_P, ctypes.POINTER(km_request_status)], _check),
+    "km_request_describe": (_int, [CTX_P, U8_P, U8_P, _size, SIZE_P], _check),
     # pkcs11.h
     "km_pkcs11_tokens": (_int, [ctypes.POINTER(P11LIST_P), _ccp], _check),
     "km_pkcs11_certificates": (_int, [ctypes.POINTER(P11LIST_P), _ccp], _check),

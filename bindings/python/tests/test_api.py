@@ -426,7 +426,8 @@ def test_dual_control_destroy_needs_an_approval(tmp_path):
     path = tmp_path / "v"
     with openv(path) as v:
         v.add_principal("carol", "custodian", b"carol pass", kdf_cost=COST)
-        v.set_policy({"version": 1, "dual_control": {"destroy": 1}})
+        v.set_policy({"version": 1, "dual_control": {"destroy": 1, "principal-change": 1,
+                                                     "policy-change": 1}})
         k = v.create_key("k", "aes-256-gcm")
         k.rotate()
         k.revoke("superseded", version=1)
@@ -437,6 +438,7 @@ def test_dual_control_destroy_needs_an_approval(tmp_path):
         assert len(rid) == 16
         info = v.request_info(rid)
         assert info["op"] == "destroy" and info["key_name"] == "k"
+        assert info["params"] == "destroy version 1 of key 'k' after 7 day(s) of grace"
         assert (info["approvals"], info["needed"], info["consumed"]) == (0, 1, False)
         with pytest.raises(km.AccessDenied):  # never by its own requester
             v.approve(rid)
