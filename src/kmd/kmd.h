@@ -1,0 +1,70 @@
+/*
+ * kmd.h - kmd, the vault behind a process boundary, served over KMIP
+ * (docs/KMD.md, issue 20). kmd is a program of libkm's public API: it opens
+ * one vault as its owner (or with a device keyslot), authenticates each
+ * client itself (the peer's uid on a Unix socket) and serves it through a
+ * context delegated to the client's principal (km/sys/server.h). The only
+ * internal module it uses is the primitives' KMIP TTLV codec
+ * (src/prim/kmip_ttlv.[ch], libc only), compiled into it.
+ *
+ *   config.c  the configuration file (key = value lines)
+ *   kmip.c    one KMIP request message in, one response message out
+ *   main.c    start-up, the socket, one thread per connection, framing
+ */
+#ifndef KMD_H
+#define KMD_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include <km.h>
+
+/* Most uid -> principal lines of a configuration. */
+#define KMD_MAP_MAX 256
+
+typedef struct kmd_map {
+    uid_t uid;
+    char principal[65];
+} kmd_map;
+
+typedef struct kmd_config {
+    char vault[4096];           /* vault = URI or directory (required) */
+    char socket_path[108];      /* socket = path of the Unix socket (required) */
+    unsigned socket_mode;       /* socket_mode = octal, default 0660 */
+    char passphrase_file[4096]; /* passphrase_file = the owner passphrase, or */
+    char slot_backend[32];      /* slot_backend = a device keyslot's backend */
+    char slot_config[1024];     /* slot_config = its configuration */
+    unsigned max_connections;   /* max_connections, default 64 */
+    unsigned idle_timeout_ms;   /* idle_timeout_ms between requests, default 30000 */
+    unsigned request_timeout_ms; /* request_timeout_ms: one request's bytes, default 5000 */
+    size_t max_message;         /* max_message bytes of a request, default 1 MiB */
+    uint32_t refresh_ms;        /* refresh_ms: km_open_options::refresh_ms, default 100 */
+    char audit_file[4096];      /* audit_file = a JSON-lines audit sink (optional) */
+    kmd_map map[KMD_MAP_MAX];   /* principal.<uid> = name */
+    size_t nmap;
+} kmd_config;
+
+/* Reads `path` into *c (defaults first). 0, or -1 with the reason in
+ * err (file:line: what). */
+int kmd_config_load(const char *path, kmd_config *c, char *err, size_t err_cap);
+/* The principal of `uid`, or NULL. */
+const char *kmd_config_principal(const kmd_config *c, uid_t uid);
+
+/* The limits of a request (the decoder's). */
+typedef struct kmd_limits {
+    size_t max_message;
+} kmd_limits;
+
+/*
+ * Handles one KMIP Request Message `req` (exactly one TTLV item) as the
+ * principal of `ctx`: every operation through libkm's public API. *resp is a
+ * malloc'd Response Message (free with kmd_response_free, which wipes it).
+ * Returns 0, or -1 when the request was not a well-formed Request Message
+ * (*resp then holds an error response to send before closing).
+ */
+int kmd_kmip_handle(km_ctx *ctx, const kmd_limits *lim, const uint8_t *req, size_t req_len,
+                    uint8_t **resp, size_t *resp_len);
+void kmd_response_free(uint8_t *resp, size_t len);
+
+#endif /* KMD_H */

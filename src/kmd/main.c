@@ -1,0 +1,384 @@
+/* main.c - kmd: start-up (configuration, the vault opened as its owner or
+ * with a device keyslot), the Unix socket, one thread per connection
+ * (SO_PEERCRED uid -> principal -> a delegated context, km/sys/server.h),
+ * the framing of KMIP messages with their limits. docs/KMD.md. */
+#define _GNU_SOURCE 1   /* accept4, struct ucred */
+#include "kmd.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <km/sys/server.h>
+
+#include "kmip_ttlv.h"
+
+#define PASS_MAX 1024
+
+static kmd_config cfg;
+static km_ctx *srv;
+static volatile sig_atomic_t stopping;
+static atomic_uint active;
+
+static void logm(const char *fmt, ...)
+{
+    va_list ap;
+    char line[512];
+    va_start(ap, fmt);
+    vsnprintf(line, sizeof line, fmt, ap);
+    va_end(ap);
+    fprintf(stderr, "kmd: %s\n", line);
+}
+
+static int64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* ---------------------------------------------------------- start-up */
+
+/* The owner passphrase from its file: no symlink, a regular file of ours
+ * that nobody else can read (as the OpenSSL provider's passphrase_file). */
+static int read_passphrase(const char *path, km_secret **out, size_t *len)
+{
+    struct stat st;
+    km_secret *s = NULL;
+    ssize_t n;
+    int fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY);
+
+    if (fd < 0) {
+        logm("passphrase_file '%s': %s", path,
+             errno == ELOOP ? "is a symbolic link (refused)" : strerror(errno));
+        return -1;
+    }
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+        logm("passphrase_file '%s': not a regular file", path);
+        close(fd);
+        return -1;
+    }
+    if (st.st_uid != geteuid() || (st.st_mode & 077) != 0) {
+        logm("passphrase_file '%s': must be owned by kmd's user and readable by nobody else "
+             "(chown it, chmod 600 it)", path);
+        close(fd);
+        return -1;
+    }
+    if (km_secret_new(&s, PASS_MAX + 2) != KM_OK) {
+        close(fd);
+        return -1;
+    }
+    n = read(fd, km_secret_data(s), PASS_MAX + 1);
+    close(fd);
+    if (n > 0 && km_secret_data(s)[n - 1] == '\n')
+        n--;
+    if (n <= 0 || n > PASS_MAX) {
+        logm("passphrase_file '%s': the passphrase must be 1 to %d bytes", path, PASS_MAX);
+        km_secret_free(s);
+        return -1;
+    }
+    *out = s;
+    *len = (size_t)n;
+    return 0;
+}
+
+static int vault_open(void)
+{
+    km_open_options o = KM_OPEN_OPTIONS_INIT;
+    km_secret *pass = NULL;
+    size_t pass_len = 0;
+    int rc;
+
+    o.refresh_ms = cfg.refresh_ms;
+    if (cfg.passphrase_file[0] != '\0') {
+        if (read_passphrase(cfg.passphrase_file, &pass, &pass_len) != 0)
+            return -1;
+        o.passphrase = km_secret_data(pass);
+        o.passphrase_len = pass_len;
+    } else {
+        o.slot_backend = cfg.slot_backend;
+        o.slot_config = cfg.slot_config[0] ? cfg.slot_config : NULL;
+    }
+    rc = km_open(&srv, cfg.vault, &o);
+    km_secret_free(pass);
+    if (rc != KM_OK) {
+        logm("cannot open the vault '%s': %s: %s", cfg.vault, km_err_name(rc),
+             km_error_last()->message);
+        return -1;
+    }
+    if (cfg.audit_file[0] != '\0' && (rc = km_audit_sink_file(srv, cfg.audit_file)) != KM_OK) {
+        logm("audit_file '%s': %s", cfg.audit_file, km_error_last()->message);
+        return -1;
+    }
+    return 0;
+}
+
+static int listen_socket(void)
+{
+    struct sockaddr_un a;
+    struct stat st;
+    int fd;
+
+    memset(&a, 0, sizeof a);
+    a.sun_family = AF_UNIX;
+    snprintf(a.sun_path, sizeof a.sun_path, "%s", cfg.socket_path);
+    /* a socket left by a kmd that died is replaced; anything else is not */
+    if (lstat(cfg.socket_path, &st) == 0) {
+        if (!S_ISSOCK(st.st_mode)) {
+            logm("socket '%s' exists and is not a socket", cfg.socket_path);
+            return -1;
+        }
+        unlink(cfg.socket_path);
+    }
+    if ((fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)) < 0
+        || bind(fd, (struct sockaddr *)&a, sizeof a) != 0
+        || chmod(cfg.socket_path, cfg.socket_mode) != 0 || listen(fd, 128) != 0) {
+        logm("socket '%s': %s", cfg.socket_path, strerror(errno));
+        if (fd >= 0)
+            close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+/* ---------------------------------------------------------- connections */
+
+typedef struct conn {
+    int fd;
+    uid_t uid;
+} conn;
+
+/* Waits until fd is readable or the deadline (monotonic ms) passes, in
+ * slices, so that a stopping kmd ends every connection. 1 readable, 0 not. */
+static int wait_readable(int fd, int64_t deadline)
+{
+    for (;;) {
+        struct pollfd p = { fd, POLLIN, 0 };
+        int64_t left = deadline - now_ms();
+        int r;
+        if (left <= 0 || stopping)
+            return 0;
+        r = poll(&p, 1, left > 200 ? 200 : (int)left);
+        if (r > 0)
+            return 1;
+        if (r < 0 && errno != EINTR)
+            return 0;
+    }
+}
+
+/* Reads exactly n bytes before the deadline. 0, or -1 (closed, timed out). */
+static int read_full(int fd, uint8_t *b, size_t n, int64_t deadline)
+{
+    size_t got = 0;
+    while (got < n) {
+        ssize_t r;
+        if (!wait_readable(fd, deadline))
+            return -1;
+        r = recv(fd, b + got, n - got, 0);
+        if (r == 0)
+            return -1;
+        if (r < 0) {
+            if (errno == EINTR || errno == EAGAIN)
+                continue;
+            return -1;
+        }
+        got += (size_t)r;
+    }
+    return 0;
+}
+
+static int write_full(int fd, const uint8_t *b, size_t n)
+{
+    while (n > 0) {
+        ssize_t w = send(fd, b, n, MSG_NOSIGNAL);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0)
+            return -1;
+        b += w;
+        n -= (size_t)w;
+    }
+    return 0;
+}
+
+/* One connection: requests until the client closes, a limit is passed or
+ * kmd stops. */
+static void serve(conn *c, km_ctx *ctx, const char *who)
+{
+    kmd_limits lim;
+    uint8_t head[8], *buf = NULL, *resp = NULL;
+    size_t total, resp_len = 0;
+    struct timeval tv = { 5, 0 };
+
+    lim.max_message = cfg.max_message;
+    (void)setsockopt(c->fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+    for (;;) {
+        int64_t deadline;
+        int bad;
+
+        /* idle: the first bytes of the next request */
+        if (!wait_readable(c->fd, now_ms() + cfg.idle_timeout_ms))
+            break;
+        deadline = now_ms() + cfg.request_timeout_ms;
+        if (read_full(c->fd, head, sizeof head, deadline) != 0)
+            break;
+        if (km__ttlv_peek_len(head, sizeof head, cfg.max_message, &total) != KM_OK) {
+            /* oversized: say why, then close (the rest is never read) */
+            static const uint8_t junk[8] = { 0 };
+            logm("%s: a request over max_message (%zu bytes): connection closed", who,
+                 cfg.max_message);
+            if (kmd_kmip_handle(ctx, &lim, junk, sizeof junk, &resp, &resp_len) != 0
+                && resp != NULL)
+                (void)write_full(c->fd, resp, resp_len);
+            break;
+        }
+        if ((buf = malloc(total)) == NULL)
+            break;
+        memcpy(buf, head, sizeof head);
+        if (read_full(c->fd, buf + 8, total - 8, deadline) != 0) {
+            logm("%s: an incomplete request (closed or slower than request_timeout_ms)", who);
+            break;
+        }
+        bad = kmd_kmip_handle(ctx, &lim, buf, total, &resp, &resp_len);
+        km_memzero(buf, total);
+        free(buf);
+        buf = NULL;
+        if (resp == NULL || write_full(c->fd, resp, resp_len) != 0 || bad)
+            break;
+        kmd_response_free(resp, resp_len);
+        resp = NULL;
+    }
+    if (buf != NULL) {
+        km_memzero(buf, 8);
+        free(buf);
+    }
+    kmd_response_free(resp, resp_len);
+}
+
+static void *conn_main(void *arg)
+{
+    conn *c = arg;
+    km_ctx *ctx = NULL;
+    const char *principal = kmd_config_principal(&cfg, c->uid);
+    char peer[32];
+    int rc;
+
+    snprintf(peer, sizeof peer, "uid:%u", (unsigned)c->uid);
+    if (principal == NULL) {
+        logm("%s: refused: no principal is mapped to this uid", peer);
+    } else if ((rc = km_ctx_delegate(srv, principal, peer, &ctx)) != KM_OK) {
+        logm("%s: refused as '%s': %s: %s", peer, principal, km_err_name(rc),
+             km_error_last()->message);
+    } else {
+        serve(c, ctx, peer);
+        km_close(ctx);
+    }
+    close(c->fd);
+    free(c);
+    atomic_fetch_sub(&active, 1);
+    return NULL;
+}
+
+static void on_signal(int sig)
+{
+    (void)sig;
+    stopping = 1;
+}
+
+int main(int argc, char **argv)
+{
+    char err[600];
+    struct sigaction sa;
+    int lfd, i;
+    const char *path = NULL;
+
+    for (i = 1; i < argc; i++) {
+        if ((strcmp(argv[i], "-c") == 0 || strcmp(argv[i], "--config") == 0) && i + 1 < argc)
+            path = argv[++i];
+        else {
+            fprintf(stderr, "usage: kmd --config FILE   (docs/KMD.md)\n");
+            return 2;
+        }
+    }
+    if (path == NULL) {
+        fprintf(stderr, "usage: kmd --config FILE   (docs/KMD.md)\n");
+        return 2;
+    }
+    if (kmd_config_load(path, &cfg, err, sizeof err) != 0) {
+        logm("%s", err);
+        return 2;
+    }
+    umask(077);
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_signal;
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
+    signal(SIGPIPE, SIG_IGN);
+    if (vault_open() != 0)
+        return 1;
+    if ((lfd = listen_socket()) < 0) {
+        km_close(srv);
+        return 1;
+    }
+    logm("ready on %s", cfg.socket_path);
+    while (!stopping) {
+        struct pollfd p = { lfd, POLLIN, 0 };
+        struct ucred cr;
+        socklen_t cl = sizeof cr;
+        pthread_attr_t at;
+        pthread_t th;
+        conn *c;
+        int fd;
+
+        if (poll(&p, 1, 200) <= 0)
+            continue;
+        if ((fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC)) < 0)
+            continue;
+        if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cr, &cl) != 0) {
+            close(fd);
+            continue;
+        }
+        if (atomic_load(&active) >= cfg.max_connections) {
+            logm("uid:%u: refused: max_connections (%u) reached", (unsigned)cr.uid,
+                 cfg.max_connections);
+            close(fd);
+            continue;
+        }
+        if ((c = malloc(sizeof *c)) == NULL) {
+            close(fd);
+            continue;
+        }
+        c->fd = fd;
+        c->uid = cr.uid;
+        atomic_fetch_add(&active, 1);
+        pthread_attr_init(&at);
+        pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
+        if (pthread_create(&th, &at, conn_main, c) != 0) {
+            atomic_fetch_sub(&active, 1);
+            close(fd);
+            free(c);
+        }
+        pthread_attr_destroy(&at);
+    }
+    close(lfd);
+    unlink(cfg.socket_path);
+    /* the connections see `stopping` within 200 ms */
+    for (i = 0; i < 100 && atomic_load(&active) > 0; i++)
+        usleep(50000);
+    logm("stopped");
+    if (atomic_load(&active) == 0)
+        km_close(srv);
+    return 0;
+}

@@ -1,0 +1,129 @@
+#!/usr/bin/python3
+"""pykmip_unix.py - PyKMIP's own client (python3-pykmip) driving kmd over its
+Unix socket, for tests/check_kmd.c. PyKMIP's client speaks TLS over TCP only;
+the one thing replaced here is its transport: KMIPProxy.open connects an
+AF_UNIX socket instead (kmd authenticates the peer by its uid). Every
+request and response is PyKMIP's own encoding and decoding.
+
+    pykmip_unix.py SOCKET VERSION SCRIPT...
+
+VERSION is 1.4 or 2.0. SCRIPT is a list of steps, each printed on its own
+line as "step: result" ("step: FAIL <ResultReason>" for a refused one):
+    discover | query | create:NAME:ALG:LEN | locate:NAME | attrs:NAME
+    activate:NAME | revoke:NAME | destroy:NAME | gcm:NAME:TEXT | mac:NAME:TEXT
+    sign:NAME:TEXT | rng:N
+NAME is looked up with Locate first (create prints the new identifier).
+"""
+import socket
+import sys
+import warnings
+
+warnings.simplefilter("ignore")
+
+from kmip.core import enums  # noqa: E402
+from kmip.pie import client as pie_client  # noqa: E402
+from kmip.pie import exceptions as pie_exc  # noqa: E402
+from kmip.services import kmip_client  # noqa: E402
+from kmip.services.kmip_protocol import KMIPProtocol  # noqa: E402
+
+
+def unix_open(path):
+    def open_(self):
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.settimeout(30)
+        s.connect(path)
+        self.socket = s
+        self.protocol = KMIPProtocol(self.socket)
+    return open_
+
+
+def main():
+    path, version = sys.argv[1], sys.argv[2]
+    kmip_client.KMIPProxy.open = unix_open(path)
+    v = enums.KMIPVersion.KMIP_2_0 if version == "2.0" else enums.KMIPVersion.KMIP_1_4
+    c = pie_client.ProxyKmipClient(config_file="/dev/null", kmip_version=v)
+    uids = {}
+
+    def uid(name):
+        if name not in uids:
+            found = c.locate(attributes=[c.attribute_factory.create_attribute(
+                enums.AttributeType.NAME, name)])
+            if not found:
+                raise pie_exc.KmipOperationFailure(
+                    enums.ResultStatus.OPERATION_FAILED, enums.ResultReason.ITEM_NOT_FOUND,
+                    "not located")
+            uids[name] = found[0]
+        return uids[name]
+
+    with c:
+        for step in sys.argv[3:]:
+            a = step.split(":")
+            try:
+                if a[0] == "discover":
+                    r = c.proxy.discover_versions()
+                    out = " ".join("%d.%d" % (p.major, p.minor)
+                                   for p in r.protocol_versions)
+                elif a[0] == "query":
+                    r = c.proxy.query(query_functions=[
+                        enums.QueryFunction.QUERY_OPERATIONS])
+                    out = str(len(r.operations))
+                elif a[0] == "create":
+                    alg = getattr(enums.CryptographicAlgorithm, a[2])
+                    uids[a[1]] = c.create(alg, int(a[3]), name=a[1])
+                    out = uids[a[1]]
+                elif a[0] == "locate":
+                    out = ",".join(c.locate(attributes=[
+                        c.attribute_factory.create_attribute(enums.AttributeType.NAME, a[1])]))
+                elif a[0] == "attrs":
+                    _, attrs = c.get_attributes(uid(a[1]), ["State", "Cryptographic Length"])
+                    out = " ".join(str(x.attribute_value.value).replace("State.", "")
+                                   for x in attrs)
+                elif a[0] == "activate":
+                    c.activate(uid(a[1]))
+                    out = "ok"
+                elif a[0] == "revoke":
+                    c.revoke(enums.RevocationReasonCode.CESSATION_OF_OPERATION, uid(a[1]))
+                    out = "ok"
+                elif a[0] == "destroy":
+                    c.destroy(uid(a[1]))
+                    out = "ok"
+                elif a[0] == "gcm":
+                    params = {"block_cipher_mode": enums.BlockCipherMode.GCM,
+                              "cryptographic_algorithm": enums.CryptographicAlgorithm.AES}
+                    ct, iv = c.encrypt(a[2].encode(), uid(a[1]), params)
+                    pt = c.decrypt(ct, uid(a[1]), params, iv)
+                    bad = bytes([ct[0] ^ 1]) + ct[1:]
+                    try:
+                        c.decrypt(bad, uid(a[1]), params, iv)
+                        tampered = "ACCEPTED"
+                    except pie_exc.KmipOperationFailure as e:
+                        tampered = e.reason.name
+                    out = "%s %d %s" % (pt.decode(), len(iv), tampered)
+                elif a[0] == "mac":
+                    _, m = c.mac(a[2].encode(), uid(a[1]),
+                                 enums.CryptographicAlgorithm.HMAC_SHA256)
+                    out = "%d" % len(m)
+                elif a[0] == "sign":
+                    sig = c.sign(a[2].encode(), uid(a[1]))
+                    ok = c.signature_verify(a[2].encode(), sig, uid(a[1]))
+                    out = "%d %s" % (len(sig), ok.name)
+                elif a[0] == "rng":
+                    r = c.proxy.send_request_payload(
+                        enums.Operation.RNG_RETRIEVE,
+                        __import__("kmip.core.messages.payloads", fromlist=["x"])
+                        .RNGRetrieveRequestPayload(data_length=int(a[1])))
+                    out = str(len(r.data))
+                else:
+                    raise SystemExit("unknown step " + step)
+            except pie_exc.KmipOperationFailure as e:
+                out = "FAIL " + e.reason.name
+                if "-v" in sys.argv[0:1] or __import__("os").environ.get("KMD_VERBOSE"):
+                    out += " (%s)" % e.message
+            except Exception as e:  # noqa: BLE001 - the client's own errors, reported
+                out = "ERROR %s %s" % (type(e).__name__, e)
+            print("%s: %s" % (step, out), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
