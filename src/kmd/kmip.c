@@ -573,19 +573,17 @@ static int op_lifecycle(req *q, int pl, uint32_t op, result *r)
             for (i = 0; i < n && rc == KM_OK; i++) {
                 if (km_keyinfo_version(info, i, &vi, sizeof vi) != KM_OK)
                     continue;
-                if (vi.state == KM_STATE_ACTIVE || vi.state == KM_STATE_SUSPENDED)
-                    rc = KM_E_STATE;
-                else if (vi.state != KM_STATE_DESTROY_PENDING && vi.state != KM_STATE_DESTROYED)
+                /* libkm decides: the principal's right first, then the
+                 * state (an Active version is never destroyed directly) */
+                if (vi.state != KM_STATE_DESTROY_PENDING && vi.state != KM_STATE_DESTROYED)
                     rc = km_key_schedule_destroy(k, vi.version, min_grace(q->ctx));
             }
         }
     }
     km_keyinfo_free(info);
-    if (rc == KM_E_STATE && km_error_last()->code != KM_E_STATE) {
+    if (rc == KM_E_STATE && done == 0 && op == KM__KMIP_OP_REVOKE) {
         km_key_free(k);
-        return fail(r, REASON_WRONG_STATE, op == KM__KMIP_OP_DESTROY
-                    ? "an Active object is not destroyed: revoke it first"
-                    : "no version in a state this applies to");
+        return fail(r, REASON_WRONG_STATE, "no version in a state this applies to");
     }
     if (rc != KM_OK) {
         km_key_free(k);

@@ -129,11 +129,20 @@ static int listen_socket(void)
 {
     struct sockaddr_un a;
     struct stat st;
+    char tmp[sizeof a.sun_path + 8];
     int fd;
 
+    /* bound and listening under a temporary name, then renamed: the socket
+     * appears only when it accepts */
     memset(&a, 0, sizeof a);
     a.sun_family = AF_UNIX;
-    snprintf(a.sun_path, sizeof a.sun_path, "%s", cfg.socket_path);
+    snprintf(tmp, sizeof tmp, "%s.tmp", cfg.socket_path);
+    if (strlen(tmp) >= sizeof a.sun_path) {
+        logm("socket '%s': path too long", cfg.socket_path);
+        return -1;
+    }
+    memcpy(a.sun_path, tmp, strlen(tmp) + 1);
+    unlink(tmp);
     /* a socket left by a kmd that died is replaced; anything else is not */
     if (lstat(cfg.socket_path, &st) == 0) {
         if (!S_ISSOCK(st.st_mode)) {
@@ -144,7 +153,8 @@ static int listen_socket(void)
     }
     if ((fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)) < 0
         || bind(fd, (struct sockaddr *)&a, sizeof a) != 0
-        || chmod(cfg.socket_path, cfg.socket_mode) != 0 || listen(fd, 128) != 0) {
+        || chmod(tmp, cfg.socket_mode) != 0 || listen(fd, 128) != 0
+        || rename(tmp, cfg.socket_path) != 0) {
         logm("socket '%s': %s", cfg.socket_path, strerror(errno));
         if (fd >= 0)
             close(fd);
