@@ -867,6 +867,115 @@ START_TEST(test_kmd_rng_and_unsupported)
 }
 END_TEST
 
+
+/* Runs kmd with config text `conf` (the passphrase file left as the test
+ * made it); its exit status, which must come within 10 s. */
+static int kmd_exit_status(const char *conf)
+{
+    char path[700], bin[700];
+    FILE *f;
+    pid_t p;
+    int status = 0, i;
+
+    snprintf(path, sizeof path, "%s/bad.conf", dir);
+    f = fopen(path, "w");
+    ck_assert_ptr_nonnull(f);
+    fputs(conf, f);
+    fclose(f);
+    snprintf(bin, sizeof bin, "%s/src/kmd/kmd", builddir());
+    p = fork();
+    ck_assert_int_ge(p, 0);
+    if (p == 0) {
+        int fd = open("/dev/null", O_WRONLY);
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        dup2(fd, 2);
+        execl(bin, "kmd", "--config", path, (char *)NULL);
+        _exit(127);
+    }
+    for (i = 0; i < 200 && waitpid(p, &status, WNOHANG) != p; i++)
+        tu_sleep_ms(50);
+    if (i == 200) {
+        kill(p, SIGKILL);
+        waitpid(p, &status, 0);
+        ck_abort_msg("kmd ran with a configuration it should refuse:\n%s", conf);
+    }
+    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+/* kmd refuses to start: a passphrase file others may read, a symlink to a
+ * good one, a wrong passphrase; configuration errors (unknown key, missing vault, both or
+ * neither open method, a bad number, a uid mapped twice). Nothing listens. */
+START_TEST(test_kmd_start_refusals)
+{
+    char conf[2048], base[1024], pass[700], link[700];
+    struct stat st;
+
+    kmd_start(TU_ADMIN, NULL);   /* writes DIR/pass (0600) and a good config */
+    kmd_stop(SIGTERM);
+    snprintf(pass, sizeof pass, "%s/pass", dir);
+    snprintf(base, sizeof base, "vault = lmdb:%s/vault\nsocket = %s\n", dir, sock);
+    ck_assert_int_eq(chmod(pass, 0640), 0);
+    snprintf(conf, sizeof conf, "%spassphrase_file = %s\n", base, pass);
+    ck_assert_int_eq(kmd_exit_status(conf), 1);
+    ck_assert_int_eq(chmod(pass, 0600), 0);
+    snprintf(link, sizeof link, "%s/pass-link", dir);
+    ck_assert_int_eq(symlink(pass, link), 0);
+    snprintf(conf, sizeof conf, "%spassphrase_file = %s\n", base, link);
+    ck_assert_int_eq(kmd_exit_status(conf), 1);
+    {
+        FILE *f;
+        snprintf(link, sizeof link, "%s/wrong", dir);
+        f = fopen(link, "w");
+        fputs("not the passphrase\n", f);
+        fclose(f);
+        ck_assert_int_eq(chmod(link, 0600), 0);
+        snprintf(conf, sizeof conf, "%spassphrase_file = %s\n", base, link);
+        ck_assert_int_eq(kmd_exit_status(conf), 1);
+    }
+    snprintf(conf, sizeof conf, "%spassphrase_file = %s\nlisten_tcp = 1\n", base, pass);
+    ck_assert_int_eq(kmd_exit_status(conf), 2);
+    snprintf(conf, sizeof conf, "socket = %s\npassphrase_file = %s\n", sock, pass);
+    ck_assert_int_eq(kmd_exit_status(conf), 2);
+    snprintf(conf, sizeof conf, "%s", base);
+    ck_assert_int_eq(kmd_exit_status(conf), 2);
+    snprintf(conf, sizeof conf, "%spassphrase_file = %s\nslot_backend = tpm2\n", base, pass);
+    ck_assert_int_eq(kmd_exit_status(conf), 2);
+    snprintf(conf, sizeof conf, "%spassphrase_file = %s\nmax_connections = lots\n", base, pass);
+    ck_assert_int_eq(kmd_exit_status(conf), 2);
+    snprintf(conf, sizeof conf, "%spassphrase_file = %s\nprincipal.7 = a\nprincipal.7 = b\n",
+             base, pass);
+    ck_assert_int_eq(kmd_exit_status(conf), 2);
+    ck_assert_int_ne(stat(sock, &st), 0);
+}
+END_TEST
+
+/* max_connections: the connection past the limit is closed at once; one
+ * freed makes room again. */
+START_TEST(test_kmd_connection_limit)
+{
+    char uid[33];
+    res r;
+    int a, b, c;
+
+    owner_key("k", TU_ADMIN, KM_PERM_ALL, uid);
+    kmd_start(TU_ADMIN, "max_connections = 2\n");
+    a = connect_kmd();
+    b = connect_kmd();
+    do_simple(a, KM__KMIP_OP_GET_ATTRIBUTES, uid, &r);
+    ck_assert_uint_eq(r.status, KM__KMIP_STATUS_SUCCESS);
+    do_simple(b, KM__KMIP_OP_GET_ATTRIBUTES, uid, &r);
+    ck_assert_uint_eq(r.status, KM__KMIP_STATUS_SUCCESS);
+    c = connect_kmd();
+    do_simple(c, KM__KMIP_OP_GET_ATTRIBUTES, uid, &r);
+    ck_assert_int_eq(r.closed, 1);
+    close(c);
+    close(a);
+    tu_sleep_ms(300);
+    still_serving(uid);
+    close(b);
+}
+END_TEST
+
 int main(void)
 {
     TCase *tc;
@@ -880,5 +989,7 @@ int main(void)
     tcase_add_test(tc, test_kmd_64_clients);
     tcase_add_test(tc, test_kmd_sigkill_during_writes);
     tcase_add_test(tc, test_kmd_rng_and_unsupported);
+    tcase_add_test(tc, test_kmd_start_refusals);
+    tcase_add_test(tc, test_kmd_connection_limit);
     return tu_run(s);
 }
