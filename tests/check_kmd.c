@@ -946,6 +946,17 @@ START_TEST(test_kmd_start_refusals)
              base, pass);
     ck_assert_int_eq(kmd_exit_status(conf), 2);
     ck_assert_int_ne(stat(sock, &st), 0);
+    /* the shipped example is a valid configuration */
+    {
+        char cmd[1400];
+        const char *src = getenv("top_srcdir");
+        snprintf(cmd, sizeof cmd, "%s/src/kmd/kmd --config %s/src/kmd/kmd.conf.example "
+                 "--check-config 2>/dev/null", builddir(), src != NULL ? src : ".");
+        ck_assert_int_eq(system(cmd), 0);
+        snprintf(cmd, sizeof cmd, "%s/src/kmd/kmd --config %s/bad.conf --check-config "
+                 "2>/dev/null", builddir(), dir);
+        ck_assert_int_ne(system(cmd), 0);
+    }
 }
 END_TEST
 

@@ -11,3 +11,5 @@ src_kmd_kmd_SOURCES = src/kmd/kmd.h src/kmd/main.c src/kmd/config.c src/kmd/kmip
 src_kmd_kmd_CPPFLAGS = $(KM_CONFIG_INCLUDE) -I$(srcdir)/include -iquote $(srcdir)/src/prim
 src_kmd_kmd_CFLAGS = $(AM_CFLAGS)
 src_kmd_kmd_LDADD = libkm.la $(PTHREAD_LIBS)
+
+EXTRA_DIST += src/kmd/kmd.conf.example

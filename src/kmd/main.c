@@ -313,22 +313,27 @@ int main(int argc, char **argv)
     struct sigaction sa;
     int lfd, i;
     const char *path = NULL;
+    int check_only = 0;
 
     for (i = 1; i < argc; i++) {
         if ((strcmp(argv[i], "-c") == 0 || strcmp(argv[i], "--config") == 0) && i + 1 < argc)
             path = argv[++i];
-        else {
-            fprintf(stderr, "usage: kmd --config FILE   (docs/KMD.md)\n");
-            return 2;
-        }
+        else if (strcmp(argv[i], "--check-config") == 0)
+            check_only = 1;
+        else
+            path = NULL, i = argc;
     }
     if (path == NULL) {
-        fprintf(stderr, "usage: kmd --config FILE   (docs/KMD.md)\n");
+        fprintf(stderr, "usage: kmd --config FILE [--check-config]   (docs/KMD.md)\n");
         return 2;
     }
     if (kmd_config_load(path, &cfg, err, sizeof err) != 0) {
         logm("%s", err);
         return 2;
+    }
+    if (check_only) {
+        logm("%s: configuration ok", path);
+        return 0;
     }
     umask(077);
     memset(&sa, 0, sizeof sa);
