@@ -373,9 +373,15 @@ static void expect_line(const char *out, const char *line)
     ck_assert_msg(strstr(out, line) != NULL, "no line '%s' in:\n%s", line, out);
 }
 
+#define K32_TAIL "112233445566778899aabbccddeeff00112233445566778899aabbccddeeff"
+#define K32 "00" K32_TAIL
+
 /* PyKMIP's own client creates, finds, activates and uses keys through kmd,
  * in KMIP 1.4 and 2.0: GCM round trip (a flipped ciphertext byte refused),
- * HMAC, signing with an EC key the owner made, revoke and destroy. */
+ * HMAC, signing with an EC key the owner made, revoke and destroy; key
+ * pairs (EC, RSA) with Get of their public keys, Register of an AES key
+ * whose ciphertexts decrypt locally with its bytes, Get of a secret key
+ * refused. */
 START_TEST(test_kmd_pykmip_client)
 {
     static const char *const versions[2] = { "1.4", "2.0" };
@@ -395,7 +401,7 @@ START_TEST(test_kmd_pykmip_client)
                  "locate:nothing", v, v, v, v, v, v, v, v, v, v, v, v, v, v);
         pykmip(versions[v], steps, out, sizeof out);
         expect_line(out, "discover: 2.0 1.4 1.3 1.2 1.1 1.0");
-        expect_line(out, "query: 16");
+        expect_line(out, "query: 19");
         snprintf(steps, sizeof steps, "attrs:a%d: 256 PRE_ACTIVE", v);
         expect_line(out, steps);
         snprintf(steps, sizeof steps, "attrs:a%d: 256 ACTIVE", v);
@@ -413,6 +419,32 @@ START_TEST(test_kmd_pykmip_client)
         snprintf(steps, sizeof steps, "gcm:a%d:late: FAIL ", v);
         expect_line(out, steps);
         expect_line(out, "locate:nothing: \n");
+    }
+    /* key pairs, Get of public keys only, Register checked against a local
+     * AES-GCM decryption with the registered bytes */
+    pykmip("1.4", "pair:p1:EC:256 getpub:p1 activate:p1 sign:p1:hello pair:r1:RSA:2048 getpub:r1 "
+                  "register:s1:" K32 " activate:s1 gcmlocal:s1:" K32 ":secret "
+                  "gcmlocal:s1:ff" K32_TAIL ":secret get:s1 get:p1", out, sizeof out);
+    expect_line(out, "getpub:p1: PublicKey X_509 91\n");
+    expect_line(out, "sign:p1:hello: ");
+    expect_line(out, "getpub:r1: PublicKey X_509 294\n");
+    expect_line(out, ":secret: secret\n");
+    expect_line(out, ":secret: ERROR InvalidTag");
+    expect_line(out, "get:s1: FAIL PERMISSION_DENIED");
+    expect_line(out, "get:p1: PublicKey 91\n");
+    pykmip("2.0", "pair:p2:EC:384 getpub:p2 register:s2:000102030405060708090a0b0c0d0e0f get:s2",
+           out, sizeof out);
+    expect_line(out, "getpub:p2: PublicKey X_509 120\n");
+    expect_line(out, "get:s2: FAIL PERMISSION_DENIED");
+    {
+        /* the public key kmd gave is the key's */
+        km_key *p = NULL;
+        uint8_t der[200];
+        size_t n = 0;
+        OK(km_key_open(&p, owner, "p2"));
+        OK(km_key_public_export(p, 0, KM_MATERIAL_SPKI_DER, der, sizeof der, &n));
+        ck_assert_uint_eq(n, 120);
+        km_key_free(p);
     }
     /* what PyKMIP made is in the vault, owned by the admin */
     OK(km_key_open(&k, owner, "h1"));

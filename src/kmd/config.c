@@ -70,7 +70,7 @@ int kmd_config_load(const char *path, kmd_config *c, char *err, size_t cap)
     static const char *const keys[] = { "vault", "socket", "socket_mode", "passphrase_file",
                                         "slot_backend", "slot_config", "max_connections",
                                         "idle_timeout_ms", "request_timeout_ms", "max_message",
-                                        "refresh_ms", "audit_file" };
+                                        "refresh_ms", "audit_file", "unseal" };
     unsigned seen = 0, line = 0;
     char buf[8192];
     FILE *f;
@@ -143,6 +143,7 @@ int kmd_config_load(const char *path, kmd_config *c, char *err, size_t cap)
         case 9: bad = num(v, 10, 1024, 64u << 20, &x); c->max_message = x; break;
         case 10: bad = num(v, 10, 1, 5000, &x); c->refresh_ms = (uint32_t)x; break;
         case 11: bad = str(c->audit_file, sizeof c->audit_file, v); break;
+        case 12: bad = strcmp(v, "shares") != 0; c->unseal = 1; break;
         }
         if (bad) {
             fclose(f);
@@ -152,9 +153,9 @@ int kmd_config_load(const char *path, kmd_config *c, char *err, size_t cap)
     fclose(f);
     if (c->vault[0] == '\0' || c->socket_path[0] == '\0')
         return fail(err, cap, path, line, "'vault' and 'socket' are required");
-    if ((c->passphrase_file[0] != '\0') == (c->slot_backend[0] != '\0'))
-        return fail(err, cap, path, line, "give exactly one of 'passphrase_file' and "
-                                          "'slot_backend'");
+    if ((c->passphrase_file[0] != '\0') + (c->slot_backend[0] != '\0') + c->unseal != 1)
+        return fail(err, cap, path, line, "give exactly one of 'passphrase_file', "
+                                          "'slot_backend' and 'unseal = shares'");
     if (c->slot_config[0] != '\0' && c->slot_backend[0] == '\0')
         return fail(err, cap, path, line, "'slot_config' needs 'slot_backend'");
     return 0;

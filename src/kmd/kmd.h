@@ -35,6 +35,7 @@ typedef struct kmd_config {
     char passphrase_file[4096]; /* passphrase_file = the owner passphrase, or */
     char slot_backend[32];      /* slot_backend = a device keyslot's backend */
     char slot_config[1024];     /* slot_config = its configuration */
+    int unseal;                 /* unseal = shares: start sealed, custodians unseal */
     unsigned max_connections;   /* max_connections, default 64 */
     unsigned idle_timeout_ms;   /* idle_timeout_ms between requests, default 30000 */
     unsigned request_timeout_ms; /* request_timeout_ms: one request's bytes, default 5000 */
@@ -51,14 +52,24 @@ int kmd_config_load(const char *path, kmd_config *c, char *err, size_t err_cap);
 /* The principal of `uid`, or NULL. */
 const char *kmd_config_principal(const kmd_config *c, uid_t uid);
 
-/* The limits of a request (the decoder's). */
+/* A sealed kmd's share handler (main.c): takes one share text from `peer`;
+ * KM_OK with the counts, or a km error code with msg saying why. */
+typedef int (*kmd_unseal_fn)(const uint8_t *share, size_t len, const char *peer,
+                             unsigned *have, unsigned *need, char *msg, size_t cap);
+
+/* What the request handler needs besides the context: the decoder's limit,
+ * the connection's peer, the Unseal handler (NULL: Unseal not served). */
 typedef struct kmd_limits {
     size_t max_message;
+    const char *peer;
+    kmd_unseal_fn unseal;
 } kmd_limits;
 
 /*
  * Handles one KMIP Request Message `req` (exactly one TTLV item) as the
- * principal of `ctx`: every operation through libkm's public API. *resp is a
+ * principal of `ctx`: every operation through libkm's public API. `ctx` is
+ * NULL while kmd is sealed: only DiscoverVersions, Query and Unseal are
+ * served then. *resp is a
  * malloc'd Response Message (free with kmd_response_free, which wipes it).
  * Returns 0, or -1 when the request was not a well-formed Request Message
  * (*resp then holds an error response to send before closing).

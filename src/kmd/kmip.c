@@ -21,6 +21,8 @@
 
 #include "kmip_ttlv.h"
 
+#include <km/sys/server.h>
+
 #define T(name) KM__KMIP_TAG_##name
 
 /* Tags, operations and values beyond the codec's list (KMIP 1.4 / 2.0). */
@@ -31,9 +33,19 @@ enum {
     TAG_VALIDITY_INDICATOR = 0x42009B,
     TAG_VENDOR_IDENTIFICATION = 0x42009D,
     TAG_DATA_LENGTH = 0x4200C4,
-    TAG_ATTRIBUTE_REFERENCE = 0x42013B
+    TAG_ATTRIBUTE_REFERENCE = 0x42013B,
+    TAG_PUBLIC_KEY = 0x42006D,
+    TAG_PRIVATE_KEY_UNIQUE_IDENTIFIER = 0x420066,
+    TAG_PUBLIC_KEY_UNIQUE_IDENTIFIER = 0x42006F,
+    TAG_COMMON_TEMPLATE_ATTRIBUTE = 0x42001F,
+    TAG_PRIVATE_KEY_TEMPLATE_ATTRIBUTE = 0x420065,
+    TAG_PUBLIC_KEY_TEMPLATE_ATTRIBUTE = 0x42006E,
+    TAG_COMMON_ATTRIBUTES = 0x420126,
+    TAG_PRIVATE_KEY_ATTRIBUTES = 0x420127,
+    TAG_PUBLIC_KEY_ATTRIBUTES = 0x420128
 };
 enum {
+    OP_CREATE_KEY_PAIR = 0x02,
     OP_GET_ATTRIBUTE_LIST = 0x0C,
     OP_MAC_VERIFY = 0x24,
     OP_RNG_RETRIEVE = 0x25
@@ -41,13 +53,16 @@ enum {
 enum { QUERY_OPERATIONS = 1, QUERY_OBJECTS = 2, QUERY_SERVER_INFORMATION = 3 };
 enum { VALID = 1, INVALID = 2 };
 enum { REASON_WRONG_STATE = KM__KMIP_REASON_ILLEGAL_OPERATION };
-enum { ALG_HMAC_SHA256 = 0x09, ALG_HMAC_SHA384 = 0x0A, ALG_HMAC_SHA512 = 0x0B, ALG_EC = 0x0E };
+enum { ALG_HMAC_SHA256 = 0x09, ALG_HMAC_SHA384 = 0x0A, ALG_HMAC_SHA512 = 0x0B, ALG_EC = 0x1A,
+       ALG_ED25519 = 0x37 };
+enum { FORMAT_X509 = 0x05 };   /* Key Format Type X.509: SubjectPublicKeyInfo DER */
 
 #define UID_LEN 32
 #define RNG_MAX 1024
 
 static const uint32_t supported_ops[] = {
-    KM__KMIP_OP_CREATE, KM__KMIP_OP_LOCATE, KM__KMIP_OP_GET_ATTRIBUTES,
+    KM__KMIP_OP_CREATE, OP_CREATE_KEY_PAIR, KM__KMIP_OP_REGISTER, KM__KMIP_OP_GET,
+    KM__KMIP_OP_LOCATE, KM__KMIP_OP_GET_ATTRIBUTES,
     OP_GET_ATTRIBUTE_LIST, KM__KMIP_OP_ACTIVATE, KM__KMIP_OP_REVOKE, KM__KMIP_OP_DESTROY,
     KM__KMIP_OP_QUERY, KM__KMIP_OP_DISCOVER_VERSIONS, KM__KMIP_OP_ENCRYPT, KM__KMIP_OP_DECRYPT,
     KM__KMIP_OP_SIGN, KM__KMIP_OP_SIGNATURE_VERIFY, KM__KMIP_OP_MAC, OP_MAC_VERIFY,
@@ -61,7 +76,8 @@ typedef struct result {
 } result;
 
 typedef struct req {
-    km_ctx *ctx;
+    km_ctx *ctx;                    /* NULL while kmd is sealed */
+    const kmd_limits *lim;
     const km__ttlv_tree *t;
     int major, minor;
     char placeholder[UID_LEN + 1];  /* the ID Placeholder: the last object made */
@@ -116,20 +132,13 @@ static int hexval(char c)
     return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
 }
 
-/* The payload's Unique Identifier (or the ID Placeholder) opened as a key. */
-static int key_of(req *q, int pl, km_key **k, result *r)
+/* The key of identifier s (n bytes: the key id in hex). */
+static int key_of_text(req *q, const char *s, size_t n, km_key **k, result *r)
 {
-    const char *s;
-    size_t n, i;
     uint8_t id[16];
-    int rc = km__ttlv_get_text(q->t, pl, T(UNIQUE_IDENTIFIER), &s, &n);
+    size_t i;
+    int rc;
 
-    if (rc == KM_E_NOTFOUND && q->placeholder[0] != '\0') {
-        s = q->placeholder;
-        n = UID_LEN;
-    } else if (rc != KM_OK) {
-        return fail(r, KM__KMIP_REASON_MISSING_DATA, "no Unique Identifier");
-    }
     if (n != UID_LEN)
         return fail(r, KM__KMIP_REASON_ITEM_NOT_FOUND, "no object with this identifier");
     for (i = 0; i < 16; i++) {
@@ -141,6 +150,34 @@ static int key_of(req *q, int pl, km_key **k, result *r)
     if ((rc = km_key_open_id(k, q->ctx, id)) != KM_OK)
         return km_fail(r, rc);
     return 0;
+}
+
+/* The payload's Unique Identifier (or the ID Placeholder) opened as a key;
+ * `pub` (may be NULL) is set when it names a key pair's public half. */
+static int key_of_pub(req *q, int pl, km_key **k, int *pub, result *r)
+{
+    const char *s;
+    size_t n;
+    int rc = km__ttlv_get_text(q->t, pl, T(UNIQUE_IDENTIFIER), &s, &n);
+
+    if (pub != NULL)
+        *pub = 0;
+    if (rc == KM_E_NOTFOUND && q->placeholder[0] != '\0') {
+        s = q->placeholder;
+        n = UID_LEN;
+    } else if (rc != KM_OK) {
+        return fail(r, KM__KMIP_REASON_MISSING_DATA, "no Unique Identifier");
+    }
+    if (pub != NULL && n == UID_LEN + 4 && memcmp(s + UID_LEN, "-pub", 4) == 0) {
+        *pub = 1;
+        n = UID_LEN;
+    }
+    return key_of_text(q, s, n, k, r);
+}
+
+static int key_of(req *q, int pl, km_key **k, result *r)
+{
+    return key_of_pub(q, pl, k, NULL, r);
 }
 
 static void put_uid(req *q, km_key *k)
@@ -230,6 +267,10 @@ static int kmip_type(km_key_type ty, uint32_t *obj, uint32_t *alg, int32_t *len)
     case KM_KEY_EC_P256: *obj = KM__KMIP_OBJ_PRIVATE_KEY; *alg = ALG_EC; *len = 256; return 0;
     case KM_KEY_EC_P384: *obj = KM__KMIP_OBJ_PRIVATE_KEY; *alg = ALG_EC; *len = 384; return 0;
     case KM_KEY_EC_P521: *obj = KM__KMIP_OBJ_PRIVATE_KEY; *alg = ALG_EC; *len = 521; return 0;
+    case KM_KEY_ED25519: *obj = KM__KMIP_OBJ_PRIVATE_KEY; *alg = ALG_ED25519; *len = 255; return 0;
+    case KM_KEY_RSA_2048: *obj = KM__KMIP_OBJ_PRIVATE_KEY; *alg = KM__KMIP_ALG_RSA; *len = 2048; return 0;
+    case KM_KEY_RSA_3072: *obj = KM__KMIP_OBJ_PRIVATE_KEY; *alg = KM__KMIP_ALG_RSA; *len = 3072; return 0;
+    case KM_KEY_RSA_4096: *obj = KM__KMIP_OBJ_PRIVATE_KEY; *alg = KM__KMIP_ALG_RSA; *len = 4096; return 0;
     default: return -1;
     }
 }
@@ -301,59 +342,6 @@ static int fresh_name(char *out, size_t cap)
     return 0;
 }
 
-static int op_create(req *q, int pl, result *r)
-{
-    uint32_t obj = 0, alg = 0, usage = 0;
-    int32_t len = 0;
-    int v, rc;
-    char name[KM_KEY_NAME_MAX + 1];
-    km_key_type ty;
-    km_key_options o = KM_KEY_OPTIONS_INIT;
-    km_key *k = NULL;
-
-    if (km__ttlv_get_enum(q->t, pl, T(OBJECT_TYPE), &obj) != KM_OK)
-        return fail(r, KM__KMIP_REASON_MISSING_DATA, "no Object Type");
-    if (obj != KM__KMIP_OBJ_SYMMETRIC_KEY)
-        return fail(r, KM__KMIP_REASON_FEATURE_NOT_SUPPORTED, "Create makes symmetric keys only");
-    if ((v = attr_find(q, pl, "Cryptographic Algorithm", T(CRYPTOGRAPHIC_ALGORITHM))) < 0
-        || item_u32(q, v, KM__TTLV_ENUM, &alg) != KM_OK)
-        return fail(r, KM__KMIP_REASON_MISSING_DATA, "no Cryptographic Algorithm");
-    if ((v = attr_find(q, pl, "Cryptographic Length", T(CRYPTOGRAPHIC_LENGTH))) >= 0
-        && item_u32(q, v, KM__TTLV_INTEGER, (uint32_t *)&len) != KM_OK)
-        return fail(r, KM__KMIP_REASON_INVALID_FIELD, "bad Cryptographic Length");
-    if ((v = attr_find(q, pl, "Cryptographic Usage Mask", T(CRYPTOGRAPHIC_USAGE_MASK))) >= 0)
-        (void)item_u32(q, v, KM__TTLV_INTEGER, &usage);
-    if (alg == KM__KMIP_ALG_AES && (len == 256 || len == 0))
-        ty = KM_KEY_AES_256_GCM;
-    else if (alg == KM__KMIP_ALG_AES && len == 128)
-        ty = KM_KEY_AES_128_GCM;
-    else if (alg == KM__KMIP_ALG_AES && len == 192)
-        ty = KM_KEY_AES_192_GCM;
-    else if (alg == ALG_HMAC_SHA256)
-        ty = KM_KEY_HMAC_SHA256;
-    else if (alg == ALG_HMAC_SHA384)
-        ty = KM_KEY_HMAC_SHA384;
-    else if (alg == ALG_HMAC_SHA512)
-        ty = KM_KEY_HMAC_SHA512;
-    else
-        return fail(r, KM__KMIP_REASON_FEATURE_NOT_SUPPORTED, "Create: AES (128, 192, 256) and HMAC-SHA-256/384/512 only");
-    rc = attr_name(q, pl, name, sizeof name);
-    if (rc == KM_E_NOTFOUND && fresh_name(name, sizeof name) == 0)
-        rc = KM_OK;
-    if (rc != KM_OK)
-        return fail(r, KM__KMIP_REASON_INVALID_FIELD, "bad Name");
-    /* KMIP objects are made Pre-Active; Activate makes them Active */
-    o.activate_at = (int64_t)4102444800; /* 2100-01-01 */
-    (void)usage;   /* libkm's usage is the type's; the mask is not narrowed (docs/KMD.md) */
-    if ((rc = km_key_create(&k, q->ctx, name, ty, &o)) != KM_OK)
-        return km_fail(r, rc);
-    km__ttlv_put_enum(q->e, T(OBJECT_TYPE), KM__KMIP_OBJ_SYMMETRIC_KEY);
-    put_uid(q, k);
-    uid_of(km_key_id(k), q->placeholder);
-    km_key_free(k);
-    return 0;
-}
-
 typedef struct locate {
     req *q;
     const char *name;
@@ -373,6 +361,261 @@ static int locate_one(const char *name, const uint8_t id[16], km_key_type type, 
     uid_of(id, uid);
     km__ttlv_put_text(l->q->e, T(UNIQUE_IDENTIFIER), uid, UID_LEN);
     return ++l->n >= l->max;
+}
+
+/* The libkm type of a KMIP algorithm and length for Create / Register
+ * (symmetric) or CreateKeyPair (asymmetric); -1 when kmd has none. */
+static int libkm_type(uint32_t alg, int32_t len, int asym, km_key_type *ty)
+{
+    static const struct { uint32_t alg; int32_t len; int asym; km_key_type ty; } map[] = {
+        { KM__KMIP_ALG_AES, 256, 0, KM_KEY_AES_256_GCM }, { KM__KMIP_ALG_AES, 0, 0, KM_KEY_AES_256_GCM },
+        { KM__KMIP_ALG_AES, 128, 0, KM_KEY_AES_128_GCM }, { KM__KMIP_ALG_AES, 192, 0, KM_KEY_AES_192_GCM },
+        { ALG_HMAC_SHA256, -1, 0, KM_KEY_HMAC_SHA256 }, { ALG_HMAC_SHA384, -1, 0, KM_KEY_HMAC_SHA384 },
+        { ALG_HMAC_SHA512, -1, 0, KM_KEY_HMAC_SHA512 },
+        { ALG_EC, 256, 1, KM_KEY_EC_P256 }, { ALG_EC, 0, 1, KM_KEY_EC_P256 },
+        { ALG_EC, 384, 1, KM_KEY_EC_P384 }, { ALG_EC, 521, 1, KM_KEY_EC_P521 },
+        { 0x06, 256, 1, KM_KEY_EC_P256 }, { 0x06, 0, 1, KM_KEY_EC_P256 },  /* ECDSA */
+        { 0x06, 384, 1, KM_KEY_EC_P384 }, { 0x06, 521, 1, KM_KEY_EC_P521 },
+        { ALG_ED25519, -1, 1, KM_KEY_ED25519 },
+        { KM__KMIP_ALG_RSA, 2048, 1, KM_KEY_RSA_2048 }, { KM__KMIP_ALG_RSA, 0, 1, KM_KEY_RSA_2048 },
+        { KM__KMIP_ALG_RSA, 3072, 1, KM_KEY_RSA_3072 }, { KM__KMIP_ALG_RSA, 4096, 1, KM_KEY_RSA_4096 },
+    };
+    size_t i;
+    for (i = 0; i < sizeof map / sizeof map[0]; i++)
+        if (map[i].alg == alg && map[i].asym == asym && (map[i].len == -1 || map[i].len == len)) {
+            *ty = map[i].ty;
+            return 0;
+        }
+    return -1;
+}
+
+/* Algorithm, length and Name of a Create / Register / CreateKeyPair, read
+ * from the payload (and, for a key pair, its common and private parts). */
+static int key_attrs(const req *q, const int *where, size_t nwhere, uint32_t *alg, int32_t *len,
+                     char *name, size_t cap, result *r)
+{
+    size_t i;
+    int v, have_name = 0;
+    *alg = 0;
+    *len = 0;
+    for (i = 0; i < nwhere; i++) {
+        if (where[i] < 0)
+            continue;
+        if (*alg == 0 && (v = attr_find(q, where[i], "Cryptographic Algorithm",
+                                        T(CRYPTOGRAPHIC_ALGORITHM))) >= 0
+            && item_u32(q, v, KM__TTLV_ENUM, alg) != KM_OK)
+            return fail(r, KM__KMIP_REASON_INVALID_FIELD, "bad Cryptographic Algorithm");
+        if (*len == 0 && (v = attr_find(q, where[i], "Cryptographic Length",
+                                        T(CRYPTOGRAPHIC_LENGTH))) >= 0
+            && item_u32(q, v, KM__TTLV_INTEGER, (uint32_t *)len) != KM_OK)
+            return fail(r, KM__KMIP_REASON_INVALID_FIELD, "bad Cryptographic Length");
+        if (!have_name) {
+            int rc = attr_name(q, where[i], name, cap);
+            if (rc == KM_E_CORRUPT)
+                return fail(r, KM__KMIP_REASON_INVALID_FIELD, "bad Name");
+            have_name = rc == KM_OK;
+        }
+    }
+    if (!have_name && fresh_name(name, cap) != 0)
+        return fail(r, KM__KMIP_REASON_GENERAL_FAILURE, "no random bytes");
+    return 0;
+}
+
+/* CreateKeyPair: one libkm key holds both halves. The private key's
+ * identifier is the key id in hex; the public key's is the same with
+ * "-pub" (Get on it returns the public key). */
+static int op_create_key_pair(req *q, int pl, result *r)
+{
+    int where[4];
+    uint32_t alg;
+    int32_t len;
+    char name[KM_KEY_NAME_MAX + 1], uid[UID_LEN + 5];
+    km_key_type ty;
+    km_key_options o = KM_KEY_OPTIONS_INIT;
+    km_key *k = NULL;
+    int rc;
+
+    where[0] = km__ttlv_child(q->t, pl, TAG_COMMON_TEMPLATE_ATTRIBUTE, 0);
+    where[1] = km__ttlv_child(q->t, pl, TAG_PRIVATE_KEY_TEMPLATE_ATTRIBUTE, 0);
+    where[2] = km__ttlv_child(q->t, pl, TAG_COMMON_ATTRIBUTES, 0);
+    where[3] = km__ttlv_child(q->t, pl, TAG_PRIVATE_KEY_ATTRIBUTES, 0);
+    if (key_attrs(q, where, 2, &alg, &len, name, sizeof name, r) != 0)
+        return -1;
+    if (alg == 0) {
+        /* the 2.0 form: the tagged attributes in Common / Private Key Attributes */
+        size_t i;
+        for (i = 2; i < 4 && alg == 0; i++) {
+            const char *s;
+            size_t n;
+            int nm;
+            if (where[i] < 0)
+                continue;
+            (void)km__ttlv_get_enum(q->t, where[i], T(CRYPTOGRAPHIC_ALGORITHM), &alg);
+            (void)km__ttlv_get_int(q->t, where[i], T(CRYPTOGRAPHIC_LENGTH), &len);
+            if ((nm = km__ttlv_child(q->t, where[i], T(NAME), 0)) >= 0
+                && km__ttlv_get_text(q->t, nm, T(NAME_VALUE), &s, &n) == KM_OK && n > 0
+                && n < sizeof name) {
+                memcpy(name, s, n);
+                name[n] = '\0';
+            }
+        }
+    }
+    if (libkm_type(alg, len, 1, &ty) != 0)
+        return fail(r, KM__KMIP_REASON_FEATURE_NOT_SUPPORTED,
+                    "CreateKeyPair: EC (P-256, P-384, P-521), Ed25519, RSA (2048, 3072, 4096)");
+    o.activate_at = (int64_t)4102444800; /* Pre-Active, as Create */
+    if ((rc = km_key_create(&k, q->ctx, name, ty, &o)) != KM_OK)
+        return km_fail(r, rc);
+    uid_of(km_key_id(k), uid);
+    km__ttlv_put_text(q->e, TAG_PRIVATE_KEY_UNIQUE_IDENTIFIER, uid, UID_LEN);
+    memcpy(uid + UID_LEN, "-pub", 5);
+    km__ttlv_put_text(q->e, TAG_PUBLIC_KEY_UNIQUE_IDENTIFIER, uid, UID_LEN + 4);
+    uid_of(km_key_id(k), q->placeholder);
+    km_key_free(k);
+    return 0;
+}
+
+/* Register: a symmetric key (Raw) or a public key (X.509 SubjectPublicKeyInfo)
+ * imported into the vault (km_key_import; the vault policy decides whether
+ * raw imports are allowed, and dual control applies as to any import). */
+static int op_register(req *q, int pl, result *r)
+{
+    uint32_t obj = 0, fmt = 0, alg = 0;
+    int32_t len = 0;
+    int where[1], obj_i, kb, kv, rc;
+    const uint8_t *mat;
+    size_t mat_len;
+    char name[KM_KEY_NAME_MAX + 1];
+    km_key_type ty;
+    km_key_options o = KM_KEY_OPTIONS_INIT;
+    km_key *k = NULL;
+
+    if (km__ttlv_get_enum(q->t, pl, T(OBJECT_TYPE), &obj) != KM_OK)
+        return fail(r, KM__KMIP_REASON_MISSING_DATA, "no Object Type");
+    if (obj != KM__KMIP_OBJ_SYMMETRIC_KEY && obj != KM__KMIP_OBJ_PUBLIC_KEY)
+        return fail(r, KM__KMIP_REASON_FEATURE_NOT_SUPPORTED,
+                    "Register: symmetric keys and public keys only");
+    obj_i = km__ttlv_child(q->t, pl, obj == KM__KMIP_OBJ_SYMMETRIC_KEY ? T(SYMMETRIC_KEY)
+                                                                      : TAG_PUBLIC_KEY, 0);
+    if (obj_i < 0 || km__ttlv_get_struct(q->t, obj_i, T(KEY_BLOCK), &kb) != KM_OK
+        || km__ttlv_get_enum(q->t, kb, T(KEY_FORMAT_TYPE), &fmt) != KM_OK
+        || km__ttlv_get_struct(q->t, kb, T(KEY_VALUE), &kv) != KM_OK
+        || km__ttlv_get_bytes(q->t, kv, T(KEY_MATERIAL), &mat, &mat_len) != KM_OK)
+        return fail(r, KM__KMIP_REASON_MISSING_DATA, "no Key Block with Key Material bytes");
+    if ((obj == KM__KMIP_OBJ_SYMMETRIC_KEY && fmt != KM__KMIP_FORMAT_RAW)
+        || (obj == KM__KMIP_OBJ_PUBLIC_KEY && fmt != FORMAT_X509))
+        return fail(r, KM__KMIP_REASON_FEATURE_NOT_SUPPORTED,
+                    "Register: Raw symmetric keys, X.509 (SubjectPublicKeyInfo) public keys");
+    (void)km__ttlv_get_enum(q->t, kb, T(CRYPTOGRAPHIC_ALGORITHM), &alg);
+    (void)km__ttlv_get_int(q->t, kb, T(CRYPTOGRAPHIC_LENGTH), &len);
+    where[0] = pl;
+    {
+        uint32_t a2 = 0;
+        int32_t l2 = 0;
+        if (key_attrs(q, where, 1, &a2, &l2, name, sizeof name, r) != 0)
+            return -1;
+        if (alg == 0)
+            alg = a2;
+        if (len == 0)
+            len = l2;
+    }
+    if (obj == KM__KMIP_OBJ_SYMMETRIC_KEY && alg == KM__KMIP_ALG_AES && len == 0)
+        len = (int32_t)mat_len * 8;
+    if (libkm_type(alg, len, obj == KM__KMIP_OBJ_PUBLIC_KEY, &ty) != 0)
+        return fail(r, KM__KMIP_REASON_FEATURE_NOT_SUPPORTED,
+                    "Register: an algorithm and length kmd has no key type for");
+    o.activate_at = (int64_t)4102444800;
+    rc = km_key_import(&k, q->ctx, name, ty,
+                       obj == KM__KMIP_OBJ_SYMMETRIC_KEY ? KM_MATERIAL_RAW : KM_MATERIAL_SPKI_DER,
+                       mat, mat_len, KM_IMPORT_ALLOW_RAW, &o);
+    if (rc != KM_OK)
+        return km_fail(r, rc);
+    put_uid(q, k);
+    uid_of(km_key_id(k), q->placeholder);
+    km_key_free(k);
+    return 0;
+}
+
+/* Get: the public key of an asymmetric key (its "-pub" identifier, or the
+ * key's own); secret and private key material never leaves kmd in the clear
+ * (wrapped export is not served yet). */
+static int op_get(req *q, int pl, result *r)
+{
+    km_key *k = NULL;
+    int pub;
+    uint32_t obj, alg;
+    int32_t len;
+    uint8_t spki[2048];
+    size_t spki_len = 0;
+    int rc;
+
+    rc = key_of_pub(q, pl, &k, &pub, r);
+    if (rc != 0)
+        return -1;
+    if (kmip_type(km_key_get_type(k), &obj, &alg, &len) != 0 || obj == KM__KMIP_OBJ_SYMMETRIC_KEY) {
+        km_key_free(k);
+        return fail(r, KM__KMIP_REASON_PERMISSION_DENIED,
+                    "kmd never returns secret key material in the clear (wrapped export is not "
+                    "served yet)");
+    }
+    if ((rc = km_key_public_export(k, 0, KM_MATERIAL_SPKI_DER, spki, sizeof spki, &spki_len))
+        != KM_OK) {
+        km_key_free(k);
+        return km_fail(r, rc);
+    }
+    km__ttlv_put_enum(q->e, T(OBJECT_TYPE), KM__KMIP_OBJ_PUBLIC_KEY);
+    {
+        char uid[UID_LEN + 5];
+        uid_of(km_key_id(k), uid);
+        memcpy(uid + UID_LEN, "-pub", 5);
+        km__ttlv_put_text(q->e, T(UNIQUE_IDENTIFIER), uid, UID_LEN + 4);
+    }
+    km__ttlv_begin(q->e, TAG_PUBLIC_KEY);
+    km__ttlv_begin(q->e, T(KEY_BLOCK));
+    km__ttlv_put_enum(q->e, T(KEY_FORMAT_TYPE), FORMAT_X509);
+    km__ttlv_begin(q->e, T(KEY_VALUE));
+    km__ttlv_put_bytes(q->e, T(KEY_MATERIAL), spki, spki_len);
+    km__ttlv_end(q->e);
+    km__ttlv_put_enum(q->e, T(CRYPTOGRAPHIC_ALGORITHM), alg);
+    km__ttlv_put_int(q->e, T(CRYPTOGRAPHIC_LENGTH), len);
+    km__ttlv_end(q->e);
+    km__ttlv_end(q->e);
+    km_key_free(k);
+    return 0;
+}
+
+static int op_create(req *q, int pl, result *r)
+{
+    uint32_t obj = 0, alg;
+    int32_t len;
+    int rc;
+    char name[KM_KEY_NAME_MAX + 1];
+    km_key_type ty;
+    km_key_options o = KM_KEY_OPTIONS_INIT;
+    km_key *k = NULL;
+
+    if (km__ttlv_get_enum(q->t, pl, T(OBJECT_TYPE), &obj) != KM_OK)
+        return fail(r, KM__KMIP_REASON_MISSING_DATA, "no Object Type");
+    if (obj != KM__KMIP_OBJ_SYMMETRIC_KEY)
+        return fail(r, KM__KMIP_REASON_FEATURE_NOT_SUPPORTED,
+                    "Create makes symmetric keys only (CreateKeyPair the others)");
+    if (key_attrs(q, &pl, 1, &alg, &len, name, sizeof name, r) != 0)
+        return -1;
+    if (alg == 0)
+        return fail(r, KM__KMIP_REASON_MISSING_DATA, "no Cryptographic Algorithm");
+    if (libkm_type(alg, len, 0, &ty) != 0)
+        return fail(r, KM__KMIP_REASON_FEATURE_NOT_SUPPORTED,
+                    "Create: AES (128, 192, 256) and HMAC-SHA-256/384/512 only");
+    /* KMIP objects are made Pre-Active; Activate makes them Active. The
+     * Cryptographic Usage Mask is not narrowed onto the key (docs/KMD.md). */
+    o.activate_at = (int64_t)4102444800; /* 2100-01-01 */
+    if ((rc = km_key_create(&k, q->ctx, name, ty, &o)) != KM_OK)
+        return km_fail(r, rc);
+    km__ttlv_put_enum(q->e, T(OBJECT_TYPE), KM__KMIP_OBJ_SYMMETRIC_KEY);
+    put_uid(q, k);
+    uid_of(km_key_id(k), q->placeholder);
+    km_key_free(k);
+    return 0;
 }
 
 static int op_locate(req *q, int pl, result *r)
@@ -759,12 +1002,45 @@ static int op_rng(req *q, int pl, result *r)
     return 0;
 }
 
+/* kmd's Unseal extension (km/sys/server.h): one share to main.c's handler. */
+static int op_unseal(req *q, int pl, result *r)
+{
+    const uint8_t *b;
+    size_t n;
+    unsigned have = 0, need = 0;
+    char msg[200];
+    int rc;
+
+    if (q->lim->unseal == NULL)
+        return fail(r, KM__KMIP_REASON_OPERATION_NOT_SUPPORTED, "this kmd does not start sealed");
+    if (km__ttlv_get_bytes(q->t, pl, KM_KMD_TAG_SHARE, &b, &n) != KM_OK)
+        return fail(r, KM__KMIP_REASON_MISSING_DATA, "no share");
+    msg[0] = '\0';
+    rc = q->lim->unseal(b, n, q->lim->peer, &have, &need, msg, sizeof msg);
+    if (rc != KM_OK)
+        return fail(r, rc == KM_E_STATE ? KM__KMIP_REASON_ILLEGAL_OPERATION
+                       : rc == KM_E_AUTH ? KM__KMIP_REASON_AUTH_NOT_SUCCESSFUL
+                       : rc == KM_E_INVALID ? KM__KMIP_REASON_INVALID_FIELD
+                                            : KM__KMIP_REASON_GENERAL_FAILURE, msg);
+    km__ttlv_put_int(q->e, KM_KMD_TAG_SHARES_HAVE, (int32_t)have);
+    km__ttlv_put_int(q->e, KM_KMD_TAG_SHARES_NEED, (int32_t)need);
+    return 0;
+}
+
 static int dispatch(req *q, uint32_t op, int pl, result *r)
 {
+    if (op == KM_KMD_OP_UNSEAL)
+        return op_unseal(q, pl, r);
+    if (q->ctx == NULL && op != KM__KMIP_OP_DISCOVER_VERSIONS && op != KM__KMIP_OP_QUERY)
+        return fail(r, KM__KMIP_REASON_PERMISSION_DENIED,
+                    "kmd is sealed: custodians unseal it with their shares (kmctl unseal)");
     switch (op) {
     case KM__KMIP_OP_DISCOVER_VERSIONS: return op_discover(q, pl, r);
     case KM__KMIP_OP_QUERY: return op_query(q, pl, r);
     case KM__KMIP_OP_CREATE: return op_create(q, pl, r);
+    case OP_CREATE_KEY_PAIR: return op_create_key_pair(q, pl, r);
+    case KM__KMIP_OP_REGISTER: return op_register(q, pl, r);
+    case KM__KMIP_OP_GET: return op_get(q, pl, r);
     case KM__KMIP_OP_LOCATE: return op_locate(q, pl, r);
     case KM__KMIP_OP_GET_ATTRIBUTES: return op_get_attributes(q, pl, r, 0);
     case OP_GET_ATTRIBUTE_LIST: return op_get_attributes(q, pl, r, 1);
@@ -908,6 +1184,7 @@ int kmd_kmip_handle(km_ctx *ctx, const kmd_limits *lim, const uint8_t *reqb, siz
     }
     memset(&q, 0, sizeof q);
     q.ctx = ctx;
+    q.lim = lim;
     q.t = &t;
     /* answer in the client's version when we speak it, else 1.4 (2.x: 2.0) */
     q.major = ma >= 2 ? 2 : 1;

@@ -28,7 +28,8 @@
 #define PASS_MAX 1024
 
 static kmd_config cfg;
-static km_ctx *srv;
+/* the server's context: NULL while sealed (unseal = shares), set once */
+static _Atomic(km_ctx *) srv;
 static volatile sig_atomic_t stopping;
 static atomic_uint active;
 
@@ -94,6 +95,155 @@ static int read_passphrase(const char *path, km_secret **out, size_t *len)
     return 0;
 }
 
+/* Opens the vault with `o` and makes it the server's context. */
+static int vault_ready(const km_open_options *o)
+{
+    km_ctx *c = NULL;
+    int rc = km_open(&c, cfg.vault, o);
+
+    if (rc != KM_OK) {
+        logm("cannot open the vault '%s': %s: %s", cfg.vault, km_err_name(rc),
+             km_error_last()->message);
+        return rc;
+    }
+    if (cfg.audit_file[0] != '\0' && (rc = km_audit_sink_file(c, cfg.audit_file)) != KM_OK) {
+        logm("audit_file '%s': %s", cfg.audit_file, km_error_last()->message);
+        km_close(c);
+        return rc;
+    }
+    atomic_store(&srv, c);
+    return KM_OK;
+}
+
+/* ------------------------------------------------------- sealed start */
+
+/* The shares custodians sent so far (unseal = shares): distinct texts of one
+ * split, with who sent each, until the keyslot's M are there. */
+static pthread_mutex_t seal_mu = PTHREAD_MUTEX_INITIALIZER;
+static km_secret *held[KM_SHARES_MAX];
+static char held_peer[KM_SHARES_MAX][32];
+static unsigned nheld, need;
+static uint8_t split[16];
+
+static void shares_forget(void)
+{
+    unsigned i;
+    for (i = 0; i < nheld; i++) {
+        km_secret_free(held[i]);
+        held[i] = NULL;
+    }
+    nheld = need = 0;
+}
+
+/* base64url without padding; -1 on a bad character or length. */
+static int b64url(const char *s, size_t n, uint8_t *out, size_t cap, size_t *len)
+{
+    uint32_t acc = 0;
+    int bits = 0;
+    size_t i, o = 0;
+    for (i = 0; i < n; i++) {
+        char c = s[i];
+        int v = c >= 'A' && c <= 'Z' ? c - 'A' : c >= 'a' && c <= 'z' ? c - 'a' + 26
+                : c >= '0' && c <= '9' ? c - '0' + 52 : c == '-' ? 62 : c == '_' ? 63 : -1;
+        if (v < 0)
+            return -1;
+        acc = acc << 6 | (uint32_t)v;
+        bits += 6;
+        if (bits >= 8) {
+            bits -= 8;
+            if (o == cap)
+                return -1;
+            out[o++] = (uint8_t)(acc >> bits);
+        }
+    }
+    *len = o;
+    return 0;
+}
+
+static int unseal_share(const uint8_t *b, size_t n, const char *peer, unsigned *have,
+                        unsigned *needp, char *msg, size_t cap)
+{
+    uint8_t raw[64];
+    size_t len = 0, i;
+    int rc = KM_OK;
+
+    if (n < 6 || n > 200 || memcmp(b, "kms1:", 5) != 0
+        || b64url((const char *)b + 5, n - 5, raw, sizeof raw, &len) != 0 || len != 53
+        || raw[0] != 1 || raw[17] < 2 || raw[17] > raw[18] || raw[18] > KM_SHARES_MAX) {
+        snprintf(msg, cap, "not a custodian share (kms1:...)");
+        return KM_E_INVALID;
+    }
+    pthread_mutex_lock(&seal_mu);
+    if (atomic_load(&srv) != NULL) {
+        snprintf(msg, cap, "kmd is not sealed");
+        rc = KM_E_STATE;
+        goto out;
+    }
+    if (nheld > 0 && memcmp(split, raw + 1, 16) != 0) {
+        snprintf(msg, cap, "a share of another split than the shares held");
+        rc = KM_E_AUTH;
+        goto out;
+    }
+    for (i = 0; i < nheld; i++)
+        if (km_secret_len(held[i]) == n && km_ct_equal(km_secret_data(held[i]), b, n))
+            break;
+    if (i == nheld) {   /* a new one (a repeated share counts once) */
+        if (km_secret_from(&held[nheld], b, n) != KM_OK) {
+            snprintf(msg, cap, "out of memory");
+            rc = KM_E_NOMEM;
+            goto out;
+        }
+        snprintf(held_peer[nheld], sizeof held_peer[0], "%s", peer);
+        memcpy(split, raw + 1, 16);
+        need = raw[17];
+        nheld++;
+        logm("%s: unseal share %u of %u received", peer, nheld, need);
+    }
+    *have = nheld;
+    *needp = need;
+    if (nheld >= need) {
+        km_open_options o = KM_OPEN_OPTIONS_INIT;
+        char *texts[KM_SHARES_MAX];
+        km_secret *tx[KM_SHARES_MAX];
+        unsigned j, made = 0;
+
+        /* NUL-terminated copies in secure memory for km_open */
+        for (j = 0; j < nheld; j++, made++) {
+            if (km_secret_new(&tx[j], km_secret_len(held[j]) + 1) != KM_OK)
+                break;
+            memcpy(km_secret_data(tx[j]), km_secret_data(held[j]), km_secret_len(held[j]));
+            texts[j] = (char *)km_secret_data(tx[j]);
+        }
+        o.refresh_ms = cfg.refresh_ms;
+        o.shares = (const char *const *)texts;
+        o.share_count = made;
+        rc = made == nheld ? vault_ready(&o) : KM_E_NOMEM;
+        for (j = 0; j < made; j++)
+            km_secret_free(tx[j]);
+        if (rc == KM_OK) {
+            km_ctx *c = atomic_load(&srv);
+            char d[120];
+            for (j = 0; j < nheld; j++) {
+                snprintf(d, sizeof d, "unseal: share %u of %u received from %s", j + 1, need,
+                         held_peer[j]);
+                if (km_server_audit(c, d) != KM_OK)
+                    logm("cannot audit an unseal share: %s", km_error_last()->message);
+            }
+            logm("unsealed with %u shares", nheld);
+        } else {
+            snprintf(msg, cap, "the shares did not open the vault (%s); every share held is "
+                               "forgotten: send them again", km_error_last()->message);
+            rc = KM_E_AUTH;
+            *have = 0;
+        }
+        shares_forget();
+    }
+out:
+    pthread_mutex_unlock(&seal_mu);
+    km_memzero(raw, sizeof raw);
+    return rc;
+}
+
 static int vault_open(void)
 {
     km_open_options o = KM_OPEN_OPTIONS_INIT;
@@ -101,6 +251,10 @@ static int vault_open(void)
     size_t pass_len = 0;
     int rc;
 
+    if (cfg.unseal) {
+        logm("started sealed: waiting for the custodians' shares (kmctl unseal)");
+        return 0;
+    }
     o.refresh_ms = cfg.refresh_ms;
     if (cfg.passphrase_file[0] != '\0') {
         if (read_passphrase(cfg.passphrase_file, &pass, &pass_len) != 0)
@@ -111,18 +265,9 @@ static int vault_open(void)
         o.slot_backend = cfg.slot_backend;
         o.slot_config = cfg.slot_config[0] ? cfg.slot_config : NULL;
     }
-    rc = km_open(&srv, cfg.vault, &o);
+    rc = vault_ready(&o);
     km_secret_free(pass);
-    if (rc != KM_OK) {
-        logm("cannot open the vault '%s': %s: %s", cfg.vault, km_err_name(rc),
-             km_error_last()->message);
-        return -1;
-    }
-    if (cfg.audit_file[0] != '\0' && (rc = km_audit_sink_file(srv, cfg.audit_file)) != KM_OK) {
-        logm("audit_file '%s': %s", cfg.audit_file, km_error_last()->message);
-        return -1;
-    }
-    return 0;
+    return rc == KM_OK ? 0 : -1;
 }
 
 static int listen_socket(void)
@@ -224,8 +369,9 @@ static int write_full(int fd, const uint8_t *b, size_t n)
 }
 
 /* One connection: requests until the client closes, a limit is passed or
- * kmd stops. */
-static void serve(conn *c, km_ctx *ctx, const char *who)
+ * kmd stops, as `principal` through ctx (delegated when kmd is unsealed, if
+ * it was sealed at connect). Closes ctx. */
+static void serve(conn *c, km_ctx *ctx, const char *principal, const char *who)
 {
     kmd_limits lim;
     uint8_t head[8], *buf = NULL, *resp = NULL;
@@ -233,6 +379,8 @@ static void serve(conn *c, km_ctx *ctx, const char *who)
     struct timeval tv = { 5, 0 };
 
     lim.max_message = cfg.max_message;
+    lim.peer = who;
+    lim.unseal = cfg.unseal ? unseal_share : NULL;
     (void)setsockopt(c->fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
     for (;;) {
         int64_t deadline;
@@ -261,6 +409,16 @@ static void serve(conn *c, km_ctx *ctx, const char *who)
             logm("%s: an incomplete request (closed or slower than request_timeout_ms)", who);
             break;
         }
+        /* the principal's context, once the vault is open (at once, or
+         * when the custodians unsealed it) */
+        if (ctx == NULL && atomic_load(&srv) != NULL) {
+            int rc = km_ctx_delegate(atomic_load(&srv), principal, who, &ctx);
+            if (rc != KM_OK) {
+                logm("%s: refused as '%s': %s: %s", who, principal, km_err_name(rc),
+                     km_error_last()->message);
+                break;
+            }
+        }
         bad = kmd_kmip_handle(ctx, &lim, buf, total, &resp, &resp_len);
         km_memzero(buf, total);
         free(buf);
@@ -275,6 +433,7 @@ static void serve(conn *c, km_ctx *ctx, const char *who)
         free(buf);
     }
     kmd_response_free(resp, resp_len);
+    km_close(ctx);
 }
 
 static void *conn_main(void *arg)
@@ -288,12 +447,13 @@ static void *conn_main(void *arg)
     snprintf(peer, sizeof peer, "uid:%u", (unsigned)c->uid);
     if (principal == NULL) {
         logm("%s: refused: no principal is mapped to this uid", peer);
-    } else if ((rc = km_ctx_delegate(srv, principal, peer, &ctx)) != KM_OK) {
+    } else if (atomic_load(&srv) != NULL
+               && (rc = km_ctx_delegate(atomic_load(&srv), principal, peer, &ctx)) != KM_OK) {
+        /* checked at connect: a removed principal gets nothing */
         logm("%s: refused as '%s': %s: %s", peer, principal, km_err_name(rc),
              km_error_last()->message);
     } else {
-        serve(c, ctx, peer);
-        km_close(ctx);
+        serve(c, ctx, principal, peer);   /* closes ctx */
     }
     close(c->fd);
     free(c);
@@ -344,7 +504,7 @@ int main(int argc, char **argv)
     if (vault_open() != 0)
         return 1;
     if ((lfd = listen_socket()) < 0) {
-        km_close(srv);
+        km_close(atomic_load(&srv));
         return 1;
     }
     logm("ready on %s", cfg.socket_path);
@@ -394,6 +554,9 @@ int main(int argc, char **argv)
         usleep(50000);
     logm("stopped");
     if (atomic_load(&active) == 0)
-        km_close(srv);
+        km_close(atomic_load(&srv));
+    pthread_mutex_lock(&seal_mu);
+    shares_forget();
+    pthread_mutex_unlock(&seal_mu);
     return 0;
 }

@@ -11,7 +11,11 @@ VERSION is 1.4 or 2.0. SCRIPT is a list of steps, each printed on its own
 line as "step: result" ("step: FAIL <ResultReason>" for a refused one):
     discover | query | create:NAME:ALG:LEN | locate:NAME | attrs:NAME
     activate:NAME | revoke:NAME | destroy:NAME | gcm:NAME:TEXT | mac:NAME:TEXT
-    sign:NAME:TEXT | rng:N
+    sign:NAME:TEXT | pair:NAME:ALG:LEN (CreateKeyPair) | getpub:NAME (Get of the
+    pair's public key: its DER length and format) | register:NAME:HEX (an AES key)
+    | get:NAME (Get of the key itself) | gcmlocal:NAME:HEX:TEXT (Encrypt through
+    kmd, then decrypt here with the key bytes HEX and the `cryptography` package:
+    the registered bytes are the key, and the fields are libkm's format v1)
 NAME is looked up with Locate first (create prints the new identifier).
 """
 import socket
@@ -23,6 +27,7 @@ warnings.simplefilter("ignore")
 from kmip.core import enums  # noqa: E402
 from kmip.pie import client as pie_client  # noqa: E402
 from kmip.pie import exceptions as pie_exc  # noqa: E402
+from kmip.pie import objects  # noqa: E402
 from kmip.services import kmip_client  # noqa: E402
 from kmip.services.kmip_protocol import KMIPProtocol  # noqa: E402
 
@@ -107,6 +112,31 @@ def main():
                     sig = c.sign(a[2].encode(), uid(a[1]))
                     ok = c.signature_verify(a[2].encode(), sig, uid(a[1]))
                     out = "%d %s" % (len(sig), ok.name)
+                elif a[0] == "pair":
+                    alg = getattr(enums.CryptographicAlgorithm, a[2])
+                    pub, priv = c.create_key_pair(alg, int(a[3]), private_name=a[1])
+                    uids[a[1]] = priv
+                    uids[a[1] + "/pub"] = pub
+                    out = "%s %s" % (priv, pub)
+                elif a[0] == "getpub":
+                    k = c.get(uids[a[1] + "/pub"])
+                    out = "%s %s %d" % (type(k).__name__, k.key_format_type.name, len(k.value))
+                elif a[0] == "get":
+                    k = c.get(uid(a[1]))
+                    out = "%s %d" % (type(k).__name__, len(k.value))
+                elif a[0] == "register":
+                    key = objects.SymmetricKey(enums.CryptographicAlgorithm.AES,
+                                               len(a[2]) * 4, bytes.fromhex(a[2]), name=a[1])
+                    uids[a[1]] = c.register(key)
+                    out = uids[a[1]]
+                elif a[0] == "gcmlocal":
+                    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+                    params = {"block_cipher_mode": enums.BlockCipherMode.GCM}
+                    ct, iv = c.encrypt(a[3].encode(), uid(a[1]), params)
+                    alg = {16: 1, 24: 2, 32: 3}[len(a[2]) // 2]
+                    header = b"KM\x01" + bytes([alg]) + bytes.fromhex(uid(a[1])) + iv
+                    pt = AESGCM(bytes.fromhex(a[2])).decrypt(iv[4:], ct, header)
+                    out = pt.decode()
                 elif a[0] == "rng":
                     r = c.proxy.send_request_payload(
                         enums.Operation.RNG_RETRIEVE,

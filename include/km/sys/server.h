@@ -77,6 +77,58 @@ extern "C" {
 KM_EXTERN int km_ctx_delegate(km_ctx *srv, const char *principal, const char *peer,
                               km_ctx **out) KM_WUR;
 
+/**
+ * Records an event of the server's own in the vault's audit log, such as a
+ * custodian's share received while unsealing (operation "vault.open",
+ * principal: who opened `srv`). Only a context that may delegate (see
+ * above) may write one.
+ *
+ * @param[in] srv     the server's context.
+ * @param[in] detail  1 to 200 printable ASCII bytes, never a secret (name the
+ *                    peer in it, e.g. "unseal share 1 of 3 from uid:1000").
+ * @return KM_OK; KM_E_INVALID; KM_E_DENIED (a principal's or delegated
+ *         context); KM_E_STATE; KM_E_IO.
+ */
+KM_EXTERN int km_server_audit(km_ctx *srv, const char *detail) KM_WUR;
+
+/**
+ * @name kmd's vendor extension: Unseal
+ * A kmd started sealed (docs/KMD.md) holds no vault until custodians send
+ * M shares of the vault's Shamir keyslot (km_vault_add_shares), one per
+ * request: KMIP operation KM_KMD_OP_UNSEAL whose payload carries the share
+ * text ("kms1:...") as a Byte String tagged KM_KMD_TAG_SHARE. The response
+ * payload carries two Integers, the distinct shares kmd holds
+ * (KM_KMD_TAG_SHARES_HAVE) and how many the keyslot needs
+ * (KM_KMD_TAG_SHARES_NEED); equal when kmd is unsealed.
+ * @{
+ */
+#define KM_KMD_OP_UNSEAL 0x80000001u        /**< KMIP extension operation */
+#define KM_KMD_TAG_SHARE 0x540001u          /**< Byte String: one share's text */
+#define KM_KMD_TAG_SHARES_HAVE 0x540002u    /**< Integer: distinct shares held */
+#define KM_KMD_TAG_SHARES_NEED 0x540003u    /**< Integer: shares the keyslot needs */
+/** @} */
+
+/**
+ * Sends one custodian share to a sealed kmd listening on the Unix socket
+ * `socket_path` (the client side of kmd's Unseal extension, above).
+ *
+ * @param[in]  socket_path  kmd's socket.
+ * @param[in]  share        the share text "kms1:..." (NUL-terminated).
+ * @param[out] have         distinct shares kmd holds now (may be NULL).
+ * @param[out] need         shares the keyslot needs (may be NULL); have ==
+ *                          need when this share unsealed kmd.
+ * @return KM_OK;
+ *         KM_E_INVALID for a NULL argument or a share that is no "kms1:" text;
+ *         KM_E_IO when kmd cannot be reached or answers something else;
+ *         KM_E_AUTH when kmd refused the share (of another split, or the
+ *         shares did not open the vault: kmd then forgets every share held);
+ *         KM_E_STATE when kmd is not sealed;
+ *         KM_E_DENIED when kmd refused this peer (uid not mapped).
+ *         km_error_last() carries kmd's message.
+ */
+KM_EXTERN int km_server_unseal(const char *socket_path, const char *share, unsigned *have,
+                               unsigned *need) KM_WUR;
+
 #ifdef __cplusplus
 }
 #endif
