@@ -444,19 +444,23 @@ static int op_create_key_pair(req *q, int pl, result *r)
     if (alg == 0) {
         /* the 2.0 form: the tagged attributes in Common / Private Key Attributes */
         size_t i;
-        for (i = 2; i < 4 && alg == 0; i++) {
+        int named = 0;
+        for (i = 2; i < 4; i++) {
             const char *s;
             size_t n;
             int nm;
             if (where[i] < 0)
                 continue;
-            (void)km__ttlv_get_enum(q->t, where[i], T(CRYPTOGRAPHIC_ALGORITHM), &alg);
-            (void)km__ttlv_get_int(q->t, where[i], T(CRYPTOGRAPHIC_LENGTH), &len);
-            if ((nm = km__ttlv_child(q->t, where[i], T(NAME), 0)) >= 0
+            if (alg == 0)
+                (void)km__ttlv_get_enum(q->t, where[i], T(CRYPTOGRAPHIC_ALGORITHM), &alg);
+            if (len == 0)
+                (void)km__ttlv_get_int(q->t, where[i], T(CRYPTOGRAPHIC_LENGTH), &len);
+            if (!named && (nm = km__ttlv_child(q->t, where[i], T(NAME), 0)) >= 0
                 && km__ttlv_get_text(q->t, nm, T(NAME_VALUE), &s, &n) == KM_OK && n > 0
                 && n < sizeof name) {
                 memcpy(name, s, n);
                 name[n] = '\0';
+                named = 1;
             }
         }
     }

@@ -168,7 +168,7 @@ static int unseal_share(const uint8_t *b, size_t n, const char *peer, unsigned *
     int rc = KM_OK;
 
     if (n < 6 || n > 200 || memcmp(b, "kms1:", 5) != 0
-        || b64url((const char *)b + 5, n - 5, raw, sizeof raw, &len) != 0 || len != 53
+        || b64url((const char *)b + 5, n - 5, raw, sizeof raw, &len) != 0 || len != 52
         || raw[0] != 1 || raw[17] < 2 || raw[17] > raw[18] || raw[18] > KM_SHARES_MAX) {
         snprintf(msg, cap, "not a custodian share (kms1:...)");
         return KM_E_INVALID;

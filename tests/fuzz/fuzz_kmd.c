@@ -21,7 +21,7 @@ static void fz_kmd_close(void)
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    kmd_limits lim = { 64 * 1024 };
+    kmd_limits lim = { 64 * 1024, "fuzz", NULL };
     uint8_t *resp = NULL;
     size_t resp_len = 0;
     km__ttlv_tree t;
