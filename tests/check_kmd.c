@@ -394,6 +394,14 @@ static void expect_line(const char *out, const char *line)
     ck_assert_msg(strstr(out, line) != NULL, "no line '%s' in:\n%s", line, out);
 }
 
+/* expect_line of "<obj><v><rest>": a line about object obj of round v. */
+static void expect_step(const char *out, const char *obj, int v, const char *rest)
+{
+    char line[256];
+    snprintf(line, sizeof line, "%s%d%s", obj, v, rest);
+    expect_line(out, line);
+}
+
 #define K32_TAIL "112233445566778899aabbccddeeff00112233445566778899aabbccddeeff"
 #define K32 "00" K32_TAIL
 
@@ -423,22 +431,15 @@ START_TEST(test_kmd_pykmip_client)
         pykmip(versions[v], steps, out, sizeof out);
         expect_line(out, "discover: 2.0 1.4 1.3 1.2 1.1 1.0");
         expect_line(out, "query: 19");
-        snprintf(steps, sizeof steps, "attrs:a%d: 256 PRE_ACTIVE", v);
-        expect_line(out, steps);
-        snprintf(steps, sizeof steps, "attrs:a%d: 256 ACTIVE", v);
-        expect_line(out, steps);
-        snprintf(steps, sizeof steps, "gcm:a%d:hello: hello 16 CRYPTOGRAPHIC_FAILURE", v);
-        expect_line(out, steps);
-        snprintf(steps, sizeof steps, "mac:h%d:hi: 32", v);
-        expect_line(out, steps);
+        expect_step(out, "attrs:a", v, ": 256 PRE_ACTIVE");
+        expect_step(out, "attrs:a", v, ": 256 ACTIVE");
+        expect_step(out, "gcm:a", v, ":hello: hello 16 CRYPTOGRAPHIC_FAILURE");
+        expect_step(out, "mac:h", v, ":hi: 32");
         expect_line(out, "sign:signer:msg: ");
         expect_line(out, " VALID\n");
-        snprintf(steps, sizeof steps, "attrs:a%d: 256 DEACTIVATED", v);
-        expect_line(out, steps);
-        snprintf(steps, sizeof steps, "attrs:a%d: 256 DESTROYED", v);
-        expect_line(out, steps);
-        snprintf(steps, sizeof steps, "gcm:a%d:late: FAIL ", v);
-        expect_line(out, steps);
+        expect_step(out, "attrs:a", v, ": 256 DEACTIVATED");
+        expect_step(out, "attrs:a", v, ": 256 DESTROYED");
+        expect_step(out, "gcm:a", v, ":late: FAIL ");
         expect_line(out, "locate:nothing: \n");
     }
     /* key pairs, Get of public keys only, Register checked against a local

@@ -468,18 +468,7 @@ void km__ctx_unref(struct km_ctx *ctx)
     }
     if (ctx->audit_close != NULL)
         ctx->audit_close(ctx);
-    pthread_mutex_destroy(&ctx->audit.mu);
-    pthread_mutex_destroy(&ctx->audit.kmu);
-    pthread_mutex_destroy(&ctx->audit.fmu);
-    km__sealer_free(ctx->sealer);
-    km_secret_free(ctx->master);
-    km__policy_free(ctx->policy);
-    free(ctx->policy_json);
-    km__store_close(ctx->env);
-    pthread_mutex_destroy(&ctx->mu);
-    pthread_rwlock_destroy(&ctx->cache_lock);
-    pthread_rwlock_destroy(&ctx->policy_lock);
-    free(ctx);
+    km__ctx_discard(ctx);
 }
 
 struct km_ctx *km__ctx_alloc(void)

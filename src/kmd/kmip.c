@@ -187,6 +187,16 @@ static void put_uid(req *q, km_key *k)
     km__ttlv_put_text(q->e, T(UNIQUE_IDENTIFIER), uid, UID_LEN);
 }
 
+/* A key this request made: its identifier in the response, the ID
+ * Placeholder of the next batch items; frees the handle. */
+static int made(req *q, km_key *k)
+{
+    put_uid(q, k);
+    uid_of(km_key_id(k), q->placeholder);
+    km_key_free(k);
+    return 0;
+}
+
 /* An attribute's value in a payload, in either form: KMIP 1.x (Attribute
  * structures with an Attribute Name, directly in `parent` or in its Template
  * Attribute) or 2.0 (the tagged value in an Attributes structure). The
@@ -534,10 +544,7 @@ static int op_register(req *q, int pl, result *r)
                        mat, mat_len, KM_IMPORT_ALLOW_RAW, &o);
     if (rc != KM_OK)
         return km_fail(r, rc);
-    put_uid(q, k);
-    uid_of(km_key_id(k), q->placeholder);
-    km_key_free(k);
-    return 0;
+    return made(q, k);
 }
 
 /* Get: the public key of an asymmetric key (its "-pub" identifier, or the
@@ -616,10 +623,7 @@ static int op_create(req *q, int pl, result *r)
     if ((rc = km_key_create(&k, q->ctx, name, ty, &o)) != KM_OK)
         return km_fail(r, rc);
     km__ttlv_put_enum(q->e, T(OBJECT_TYPE), KM__KMIP_OBJ_SYMMETRIC_KEY);
-    put_uid(q, k);
-    uid_of(km_key_id(k), q->placeholder);
-    km_key_free(k);
-    return 0;
+    return made(q, k);
 }
 
 static int op_locate(req *q, int pl, result *r)
