@@ -45,9 +45,11 @@ EXTRA_PROGRAMS += tests/bench/bench_kmd
 tests_bench_bench_kmd_SOURCES = tests/bench/bench_kmd.c tests/bench/benchutil.c \
 	tests/bench/benchutil.h src/prim/kmip_ttlv.c src/prim/kmip_ttlv.h
 tests_bench_bench_kmd_CPPFLAGS = $(KM_CONFIG_INCLUDE) -I$(srcdir)/include -iquote $(srcdir)/src/prim
-tests_bench_bench_kmd_CFLAGS = $(BENCH_CFLAGS) -DKM_BUILDDIR='"$(abs_top_builddir)"'
+tests_bench_bench_kmd_CFLAGS = $(BENCH_CFLAGS) -DKM_BUILDDIR='"$(abs_top_builddir)"' \
+	-DKM_SRCDIR='"$(abs_top_srcdir)"'
 tests_bench_bench_kmd_LDADD = $(BENCH_LIBS)
 
+EXTRA_DIST += tests/kmd/bench_pykmip.py
 .PHONY: bench-kmd
 bench-kmd: tests/bench/bench_kmd$(EXEEXT) src/kmd/kmd$(EXEEXT)
 	./tests/bench/bench_kmd$(EXEEXT)

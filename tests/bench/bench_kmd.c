@@ -7,6 +7,10 @@
  *   kmd-encrypt-64-8clients km: the same from 8 client processes at once
  *                           (aggregate); raw: embedded km_encrypt of 64 bytes
  *                           in 8 threads of one process, on the same cores
+ *   kmip-server             PyKMIP's own client doing GCM Encrypts of 64 bytes:
+ *                           km against kmd, raw against the PyKMIP server
+ *                           (tests/kmd/bench_pykmip.py; skipped= when PyKMIP
+ *                           is not installed)
  *
  * A vault, a principal and kmd (the built src/kmd/kmd, stopped by its PID)
  * are made in a scratch directory. BENCH_ROUNDS rounds (7) of BENCH_ROUND_S
@@ -35,6 +39,9 @@
 
 #ifndef KM_BUILDDIR
 #define KM_BUILDDIR "."
+#endif
+#ifndef KM_SRCDIR
+#define KM_SRCDIR "."
 #endif
 #define PASS "bench kmd passphrase"
 #define NCLIENTS 8
@@ -374,6 +381,24 @@ int main(void)
     if (counts == MAP_FAILED)
         bench_die("mmap failed");
     pair("kmd-encrypt-64-8clients", kmd_many, counts, embedded_many, key);
+    /* the same PyKMIP client against kmd and against the PyKMIP server */
+    if (access("/usr/bin/pykmip-server", X_OK) != 0
+        || system("/usr/bin/python3 -c 'import kmip.pie.client' 2>/dev/null") != 0) {
+        printf("BENCH kmip-server skipped=pykmip-not-installed\n");
+    } else {
+        char cmd[2048], line[256];
+        double k = 0, p = 0;
+        FILE *f;
+        snprintf(cmd, sizeof cmd, "/usr/bin/python3 %s/tests/kmd/bench_pykmip.py %s %s %s "
+                 "%s/tests/kmip %.2f %d", KM_SRCDIR, g_sock, g_uid, dir, KM_SRCDIR,
+                 g_round_s * 4, g_rounds < 3 ? g_rounds : 3);
+        if ((f = popen(cmd, "r")) == NULL || fgets(line, sizeof line, f) == NULL
+            || sscanf(line, "kmd=%lf pykmip=%lf", &k, &p) != 2)
+            bench_die("bench_pykmip.py failed");
+        pclose(f);
+        printf("BENCH kmip-server km=%.0f raw=%.0f ratio=%.3f\n", k, p, p > 0 ? k / p : 0.0);
+        fflush(stdout);
+    }
     bench_print_load();
     kill(kmd, SIGTERM);
     waitpid(kmd, NULL, 0);
