@@ -430,7 +430,7 @@ START_TEST(test_kmd_pykmip_client)
                  "locate:nothing", v, v, v, v, v, v, v, v, v, v, v, v, v, v);
         pykmip(versions[v], steps, out, sizeof out);
         expect_line(out, "discover: 2.0 1.4 1.3 1.2 1.1 1.0");
-        expect_line(out, "query: 19");
+        expect_line(out, "query: 20");
         expect_step(out, "attrs:a", v, ": 256 PRE_ACTIVE");
         expect_step(out, "attrs:a", v, ": 256 ACTIVE");
         expect_step(out, "gcm:a", v, ":hello: hello 16 CRYPTOGRAPHIC_FAILURE");
@@ -1122,6 +1122,47 @@ START_TEST(test_kmd_sealed_start_unseal)
 }
 END_TEST
 
+/* ReKey rotates the key: new ciphertexts use the new version, one made
+ * before decrypts still (its IV names its version); a user without the
+ * admin role may not rekey. */
+START_TEST(test_kmd_rekey)
+{
+    char uid[33];
+    res enc1, enc2, r;
+    int fd;
+    km_key *k = NULL;
+    km_keyinfo *info = NULL;
+
+    owner_key("k", TU_ADMIN, KM_PERM_ALL, uid);
+    kmd_start(TU_ADMIN, NULL);
+    fd = connect_kmd();
+    do_encrypt(fd, uid, "before", NULL, &enc1);
+    ck_assert_uint_eq(enc1.status, KM__KMIP_STATUS_SUCCESS);
+    do_simple(fd, 0x04, uid, &r);
+    ck_assert_uint_eq(r.status, KM__KMIP_STATUS_SUCCESS);
+    ck_assert_str_eq(r.uid, uid);
+    do_encrypt(fd, uid, "after", NULL, &enc2);
+    ck_assert_uint_eq(enc2.status, KM__KMIP_STATUS_SUCCESS);
+    ck_assert_uint_eq(enc1.iv[3], 1);   /* the version, big-endian */
+    ck_assert_uint_eq(enc2.iv[3], 2);
+    do_decrypt(fd, uid, &enc1, NULL, &r);
+    ck_assert_uint_eq(r.status, KM__KMIP_STATUS_SUCCESS);
+    ck_assert_mem_eq(r.data, "before", 6);
+    close(fd);
+    OK(km_key_open(&k, owner, "k"));
+    OK(km_key_info(&info, k));
+    ck_assert_uint_eq(km_keyinfo_version_count(info), 2);
+    km_keyinfo_free(info);
+    km_key_free(k);
+    kmd_stop(SIGTERM);
+    kmd_start(TU_USER, NULL);
+    fd = connect_kmd();
+    do_simple(fd, 0x04, uid, &r);
+    ck_assert_uint_eq(r.reason, KM__KMIP_REASON_PERMISSION_DENIED);
+    close(fd);
+}
+END_TEST
+
 int main(void)
 {
     TCase *tc;
@@ -1138,5 +1179,6 @@ int main(void)
     tcase_add_test(tc, test_kmd_start_refusals);
     tcase_add_test(tc, test_kmd_connection_limit);
     tcase_add_test(tc, test_kmd_sealed_start_unseal);
+    tcase_add_test(tc, test_kmd_rekey);
     return tu_run(s);
 }

@@ -46,6 +46,7 @@ enum {
 };
 enum {
     OP_CREATE_KEY_PAIR = 0x02,
+    OP_REKEY = 0x04,
     OP_GET_ATTRIBUTE_LIST = 0x0C,
     OP_MAC_VERIFY = 0x24,
     OP_RNG_RETRIEVE = 0x25
@@ -61,7 +62,7 @@ enum { FORMAT_X509 = 0x05 };   /* Key Format Type X.509: SubjectPublicKeyInfo DE
 #define RNG_MAX 1024
 
 static const uint32_t supported_ops[] = {
-    KM__KMIP_OP_CREATE, OP_CREATE_KEY_PAIR, KM__KMIP_OP_REGISTER, KM__KMIP_OP_GET,
+    KM__KMIP_OP_CREATE, OP_CREATE_KEY_PAIR, KM__KMIP_OP_REGISTER, OP_REKEY, KM__KMIP_OP_GET,
     KM__KMIP_OP_LOCATE, KM__KMIP_OP_GET_ATTRIBUTES,
     OP_GET_ATTRIBUTE_LIST, KM__KMIP_OP_ACTIVATE, KM__KMIP_OP_REVOKE, KM__KMIP_OP_DESTROY,
     KM__KMIP_OP_QUERY, KM__KMIP_OP_DISCOVER_VERSIONS, KM__KMIP_OP_ENCRYPT, KM__KMIP_OP_DECRYPT,
@@ -845,6 +846,23 @@ static int op_lifecycle(req *q, int pl, uint32_t op, result *r)
     return 0;
 }
 
+/* ReKey: km_key_rotate. The new version becomes the key's primary; the
+ * object keeps its identifier (docs/KMD.md), and Decrypt of what older
+ * versions made still works (the IV names the version). */
+static int op_rekey(req *q, int pl, result *r)
+{
+    km_key *k = NULL;
+    int rc;
+
+    if (key_of(q, pl, &k, r) != 0)
+        return -1;
+    if ((rc = km_key_rotate(k, NULL)) != KM_OK) {
+        km_key_free(k);
+        return km_fail(r, rc);
+    }
+    return made(q, k);
+}
+
 /* The Cryptographic Parameters: a GCM / AES check, and whether the tag goes
  * apart (Tag Length given: 16 only). */
 static int gcm_params(req *q, int pl, int *tag_apart, result *r)
@@ -1049,6 +1067,7 @@ static int dispatch(req *q, uint32_t op, int pl, result *r)
     case OP_CREATE_KEY_PAIR: return op_create_key_pair(q, pl, r);
     case KM__KMIP_OP_REGISTER: return op_register(q, pl, r);
     case KM__KMIP_OP_GET: return op_get(q, pl, r);
+    case OP_REKEY: return op_rekey(q, pl, r);
     case KM__KMIP_OP_LOCATE: return op_locate(q, pl, r);
     case KM__KMIP_OP_GET_ATTRIBUTES: return op_get_attributes(q, pl, r, 0);
     case OP_GET_ATTRIBUTE_LIST: return op_get_attributes(q, pl, r, 1);
