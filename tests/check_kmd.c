@@ -25,6 +25,8 @@
 #include <sys/stat.h>
 #include <sys/un.h>
 #include <sys/wait.h>
+#include <netinet/in.h>
+#include <arpa/inet.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -1163,6 +1165,93 @@ START_TEST(test_kmd_rekey)
 }
 END_TEST
 
+/* A free TCP port on 127.0.0.1. */
+static int free_port(void)
+{
+    struct sockaddr_in a;
+    socklen_t l = sizeof a;
+    int fd = socket(AF_INET, SOCK_STREAM, 0), port;
+    memset(&a, 0, sizeof a);
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    ck_assert_int_eq(bind(fd, (struct sockaddr *)&a, sizeof a), 0);
+    ck_assert_int_eq(getsockname(fd, (struct sockaddr *)&a, &l), 0);
+    port = ntohs(a.sin_port);
+    close(fd);
+    return port;
+}
+
+/* Runs pykmip_unix.py on kmd's TLS listener as client certificate `name`;
+ * its output in out (the exit status is not checked: refusals exit 3). */
+static void pykmip_tls(int port, const char *pki, const char *name, const char *steps, char *out,
+                       size_t cap)
+{
+    char cmd[4096];
+    const char *src = getenv("top_srcdir");
+    FILE *p;
+    size_t n;
+    snprintf(cmd, sizeof cmd, "timeout 120 /usr/bin/python3 %s/tests/kmd/pykmip_unix.py "
+             "tls:%d:%s:%s 1.4 %s 2>&1", src != NULL ? src : ".", port, pki, name, steps);
+    p = popen(cmd, "r");
+    ck_assert_ptr_nonnull(p);
+    n = fread(out, 1, cap - 1, p);
+    out[n] = '\0';
+    pclose(p);
+}
+
+/* The TLS listener: PyKMIP's client, unchanged, with a certificate whose CN
+ * is mapped works as that principal (audited "via tls:CN=..."); refused: a
+ * CN not mapped, a certificate of another CA, one without the clientAuth
+ * purpose, an expired one, no certificate. kmd names each refusal. */
+START_TEST(test_kmd_tls)
+{
+    char pki[700], cmd[4096], extra[2600], out[4096], *log;
+    static const char *const refused[] = { "client2", "other", "noeku", "exp", "-" };
+    static const char *const why[] = {
+        "tls:CN=libkm-b: refused: no principal is mapped",
+        "unable to get local issuer certificate", "unsuitable certificate purpose",
+        "certificate has expired", "peer did not return a certificate" };
+    const char *src = getenv("top_srcdir");
+    size_t len, i;
+    int port = free_port();
+    who_seen w;
+
+    snprintf(pki, sizeof pki, "%s/pki", dir);
+    snprintf(cmd, sizeof cmd, "mkdir -p %s && sh %s/tests/kmip/pykmip.sh certs %s && cd %s && "
+             "openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout exp.key "
+             "-out exp.csr -subj /CN=libkm-a 2>/dev/null && printf 'extendedKeyUsage=clientAuth\\n'"
+             " > exp.ext && openssl x509 -req -in exp.csr -CA ca.crt -CAkey ca.key "
+             "-CAcreateserial -out exp.crt -days -1 -extfile exp.ext 2>/dev/null",
+             pki, src != NULL ? src : ".", pki, pki);
+    ck_assert_int_eq(system(cmd), 0);
+    snprintf(extra, sizeof extra, "tls_listen = 127.0.0.1:%d\ntls_ca = %s/ca.crt\n"
+             "tls_cert = %s/server.crt\ntls_key = %s/server.key\n"
+             "tls_principal.libkm-a = " TU_ADMIN "\n", port, pki, pki, pki);
+    kmd_start(NULL, extra);
+    pykmip_tls(port, pki, "client", "query create:t1:AES:256 activate:t1 gcm:t1:over-tls", out,
+               sizeof out);
+    expect_line(out, "query: 20");
+    expect_line(out, "gcm:t1:over-tls: over-tls 16 CRYPTOGRAPHIC_FAILURE");
+    for (i = 0; i < sizeof refused / sizeof refused[0]; i++) {
+        pykmip_tls(port, pki, refused[i], "query", out, sizeof out);
+        ck_assert_msg(strstr(out, "query: 20") == NULL, "%s was served:\n%s", refused[i], out);
+        ck_assert_msg(strstr(out, "ERROR") != NULL, "%s: no error:\n%s", refused[i], out);
+    }
+    kmd_stop(SIGTERM);
+    snprintf(cmd, sizeof cmd, "%s/kmd.log", dir);
+    log = (char *)tu_read_file(cmd, &len);
+    ck_assert_ptr_nonnull(log);
+    for (i = 0; i < sizeof why / sizeof why[0]; i++)
+        ck_assert_msg(tu_memmem((const uint8_t *)log, len, (const uint8_t *)why[i], strlen(why[i])),
+                      "kmd did not log '%s'", why[i]);
+    free(log);
+    memset(&w, 0, sizeof w);
+    w.principal = TU_ADMIN " via tls:CN=libkm-a";
+    OK(km_audit_foreach(owner, 1, count_principal, &w));
+    ck_assert_int_ge(w.n, 2);    /* the create and the activation */
+}
+END_TEST
+
 int main(void)
 {
     TCase *tc;
@@ -1180,5 +1269,6 @@ int main(void)
     tcase_add_test(tc, test_kmd_connection_limit);
     tcase_add_test(tc, test_kmd_sealed_start_unseal);
     tcase_add_test(tc, test_kmd_rekey);
+    tcase_add_test(tc, test_kmd_tls);
     return tu_run(s);
 }

@@ -56,6 +56,15 @@ static int str(char *dst, size_t cap, const char *v)
     return 0;
 }
 
+const char *kmd_config_cn_principal(const kmd_config *c, const char *cn)
+{
+    size_t i;
+    for (i = 0; i < c->ncn; i++)
+        if (strcmp(c->cnmap[i].cn, cn) == 0)
+            return c->cnmap[i].principal;
+    return NULL;
+}
+
 const char *kmd_config_principal(const kmd_config *c, uid_t uid)
 {
     size_t i;
@@ -70,7 +79,8 @@ int kmd_config_load(const char *path, kmd_config *c, char *err, size_t cap)
     static const char *const keys[] = { "vault", "socket", "socket_mode", "passphrase_file",
                                         "slot_backend", "slot_config", "max_connections",
                                         "idle_timeout_ms", "request_timeout_ms", "max_message",
-                                        "refresh_ms", "audit_file", "unseal" };
+                                        "refresh_ms", "audit_file", "unseal", "tls_listen", "tls_ca",
+                                        "tls_cert", "tls_key" };
     unsigned seen = 0, line = 0;
     char buf[8192];
     FILE *f;
@@ -118,6 +128,17 @@ int kmd_config_load(const char *path, kmd_config *c, char *err, size_t cap)
             c->map[c->nmap++].uid = (uid_t)x;
             continue;
         }
+        if (strncmp(k, "tls_principal.", 14) == 0) {
+            if (c->ncn == KMD_MAP_MAX || kmd_config_cn_principal(c, k + 14) != NULL
+                || str(c->cnmap[c->ncn].cn, sizeof c->cnmap[0].cn, k + 14) != 0
+                || str(c->cnmap[c->ncn].principal, sizeof c->cnmap[0].principal, v) != 0) {
+                fclose(f);
+                return fail(err, cap, path, line, "tls_principal.<certificate CN> = <principal "
+                                                  "name>, each CN once, at most %d", KMD_MAP_MAX);
+            }
+            c->ncn++;
+            continue;
+        }
         for (i = 0; i < sizeof keys / sizeof keys[0]; i++)
             if (strcmp(k, keys[i]) == 0)
                 break;
@@ -144,6 +165,10 @@ int kmd_config_load(const char *path, kmd_config *c, char *err, size_t cap)
         case 10: bad = num(v, 10, 1, 5000, &x); c->refresh_ms = (uint32_t)x; break;
         case 11: bad = str(c->audit_file, sizeof c->audit_file, v); break;
         case 12: bad = strcmp(v, "shares") != 0; c->unseal = 1; break;
+        case 13: bad = str(c->tls_listen, sizeof c->tls_listen, v); break;
+        case 14: bad = str(c->tls_ca, sizeof c->tls_ca, v); break;
+        case 15: bad = str(c->tls_cert, sizeof c->tls_cert, v); break;
+        case 16: bad = str(c->tls_key, sizeof c->tls_key, v); break;
         }
         if (bad) {
             fclose(f);
@@ -156,6 +181,11 @@ int kmd_config_load(const char *path, kmd_config *c, char *err, size_t cap)
     if ((c->passphrase_file[0] != '\0') + (c->slot_backend[0] != '\0') + c->unseal != 1)
         return fail(err, cap, path, line, "give exactly one of 'passphrase_file', "
                                           "'slot_backend' and 'unseal = shares'");
+    if ((c->tls_listen[0] != '\0')
+        != (c->tls_ca[0] != '\0' && c->tls_cert[0] != '\0' && c->tls_key[0] != '\0')
+        || (c->tls_listen[0] == '\0' && (c->tls_ca[0] || c->tls_cert[0] || c->tls_key[0])))
+        return fail(err, cap, path, line, "'tls_listen' needs 'tls_ca', 'tls_cert' and "
+                                          "'tls_key', and they need it");
     if (c->slot_config[0] != '\0' && c->slot_backend[0] == '\0')
         return fail(err, cap, path, line, "'slot_config' needs 'slot_backend'");
     return 0;

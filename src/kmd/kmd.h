@@ -28,6 +28,11 @@ typedef struct kmd_map {
     char principal[65];
 } kmd_map;
 
+typedef struct kmd_cnmap {
+    char cn[65];
+    char principal[65];
+} kmd_cnmap;
+
 typedef struct kmd_config {
     char vault[4096];           /* vault = URI or directory (required) */
     char socket_path[108];      /* socket = path of the Unix socket (required) */
@@ -44,6 +49,12 @@ typedef struct kmd_config {
     char audit_file[4096];      /* audit_file = a JSON-lines audit sink (optional) */
     kmd_map map[KMD_MAP_MAX];   /* principal.<uid> = name */
     size_t nmap;
+    char tls_listen[64];        /* tls_listen = IPv4:PORT (optional) */
+    char tls_ca[4096];          /* tls_ca = the clients' CA (PEM) */
+    char tls_cert[4096];        /* tls_cert = kmd's certificate chain (PEM) */
+    char tls_key[4096];         /* tls_key = its private key (PEM) */
+    kmd_cnmap cnmap[KMD_MAP_MAX]; /* tls_principal.<client certificate CN> = name */
+    size_t ncn;
 } kmd_config;
 
 /* Reads `path` into *c (defaults first). 0, or -1 with the reason in
@@ -51,6 +62,21 @@ typedef struct kmd_config {
 int kmd_config_load(const char *path, kmd_config *c, char *err, size_t err_cap);
 /* The principal of `uid`, or NULL. */
 const char *kmd_config_principal(const kmd_config *c, uid_t uid);
+/* The principal of a TLS client certificate's Common Name, or NULL. */
+const char *kmd_config_cn_principal(const kmd_config *c, const char *cn);
+
+/* tls.c: the TLS listener's context (0, or -1 with err), a connection's
+ * handshake within `deadline` (monotonic ms from now_ms) giving the client
+ * certificate's Common Name, and its I/O (as recv/send: EAGAIN when the
+ * socket's short receive timeout passed). */
+int kmd_tls_init(const kmd_config *c, char *err, size_t cap);
+void kmd_tls_done(void);
+int kmd_tls_accept(int fd, int64_t (*now_ms)(void), int64_t deadline, void **out, char *cn,
+                   size_t cn_cap, char *err, size_t err_cap);
+ssize_t kmd_tls_read(void *ssl, uint8_t *b, size_t n);
+ssize_t kmd_tls_write(void *ssl, const uint8_t *b, size_t n);
+int kmd_tls_pending(void *ssl);
+void kmd_tls_free(void *ssl);
 
 /* A sealed kmd's share handler (main.c): takes one share text from `peer`;
  * KM_OK with the counts, or a km error code with msg saying why. */

@@ -18,6 +18,8 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
+#include <netinet/in.h>
+#include <arpa/inet.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -308,19 +310,62 @@ static int listen_socket(void)
     return fd;
 }
 
+/* The TLS listener on tls_listen (IPv4:PORT), or -1. */
+static int listen_tls(void)
+{
+    struct sockaddr_in a;
+    char host[64], err[300];
+    const char *colon = strrchr(cfg.tls_listen, ':');
+    unsigned long port;
+    char *end;
+    int fd, one = 1;
+
+    memset(&a, 0, sizeof a);
+    a.sin_family = AF_INET;
+    if (colon == NULL || (size_t)(colon - cfg.tls_listen) >= sizeof host
+        || (port = strtoul(colon + 1, &end, 10)) == 0 || port > 65535 || *end != '\0') {
+        logm("tls_listen '%s': expected IPv4:PORT", cfg.tls_listen);
+        return -1;
+    }
+    memcpy(host, cfg.tls_listen, (size_t)(colon - cfg.tls_listen));
+    host[colon - cfg.tls_listen] = '\0';
+    if (inet_pton(AF_INET, host, &a.sin_addr) != 1) {
+        logm("tls_listen '%s': expected IPv4:PORT", cfg.tls_listen);
+        return -1;
+    }
+    a.sin_port = htons((uint16_t)port);
+    if (kmd_tls_init(&cfg, err, sizeof err) != 0) {
+        logm("%s", err);
+        return -1;
+    }
+    if ((fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0)) < 0
+        || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) != 0
+        || bind(fd, (struct sockaddr *)&a, sizeof a) != 0 || listen(fd, 128) != 0) {
+        logm("tls_listen '%s': %s", cfg.tls_listen, strerror(errno));
+        if (fd >= 0)
+            close(fd);
+        return -1;
+    }
+    return fd;
+}
+
 /* ---------------------------------------------------------- connections */
 
 typedef struct conn {
     int fd;
     uid_t uid;
+    int tls;          /* from the TLS listener */
+    void *ssl;        /* after the handshake */
 } conn;
 
 /* Waits until fd is readable or the deadline (monotonic ms) passes, in
  * slices, so that a stopping kmd ends every connection. 1 readable, 0 not. */
-static int wait_readable(int fd, int64_t deadline)
+static int wait_readable(const conn *c, int64_t deadline)
 {
+    if (c->ssl != NULL && kmd_tls_pending(c->ssl))
+        return 1;   /* decrypted bytes wait in OpenSSL, not in the socket */
     for (;;) {
-        struct pollfd p = { fd, POLLIN, 0 };
+        struct pollfd p = { c->fd, POLLIN, 0 };
         int64_t left = deadline - now_ms();
         int r;
         if (left <= 0 || stopping)
@@ -334,14 +379,14 @@ static int wait_readable(int fd, int64_t deadline)
 }
 
 /* Reads exactly n bytes before the deadline. 0, or -1 (closed, timed out). */
-static int read_full(int fd, uint8_t *b, size_t n, int64_t deadline)
+static int read_full(const conn *c, uint8_t *b, size_t n, int64_t deadline)
 {
     size_t got = 0;
     while (got < n) {
         ssize_t r;
-        if (!wait_readable(fd, deadline))
+        if (!wait_readable(c, deadline))
             return -1;
-        r = recv(fd, b + got, n - got, 0);
+        r = c->ssl != NULL ? kmd_tls_read(c->ssl, b + got, n - got) : recv(c->fd, b + got, n - got, 0);
         if (r == 0)
             return -1;
         if (r < 0) {
@@ -354,10 +399,10 @@ static int read_full(int fd, uint8_t *b, size_t n, int64_t deadline)
     return 0;
 }
 
-static int write_full(int fd, const uint8_t *b, size_t n)
+static int write_full(const conn *c, const uint8_t *b, size_t n)
 {
     while (n > 0) {
-        ssize_t w = send(fd, b, n, MSG_NOSIGNAL);
+        ssize_t w = c->ssl != NULL ? kmd_tls_write(c->ssl, b, n) : send(c->fd, b, n, MSG_NOSIGNAL);
         if (w < 0 && errno == EINTR)
             continue;
         if (w <= 0)
@@ -387,10 +432,10 @@ static void serve(conn *c, km_ctx *ctx, const char *principal, const char *who)
         int bad;
 
         /* idle: the first bytes of the next request */
-        if (!wait_readable(c->fd, now_ms() + cfg.idle_timeout_ms))
+        if (!wait_readable(c, now_ms() + cfg.idle_timeout_ms))
             break;
         deadline = now_ms() + cfg.request_timeout_ms;
-        if (read_full(c->fd, head, sizeof head, deadline) != 0)
+        if (read_full(c, head, sizeof head, deadline) != 0)
             break;
         if (km__ttlv_peek_len(head, sizeof head, cfg.max_message, &total) != KM_OK) {
             /* oversized: say why, then close (the rest is never read) */
@@ -399,13 +444,13 @@ static void serve(conn *c, km_ctx *ctx, const char *principal, const char *who)
                  cfg.max_message);
             if (kmd_kmip_handle(ctx, &lim, junk, sizeof junk, &resp, &resp_len) != 0
                 && resp != NULL)
-                (void)write_full(c->fd, resp, resp_len);
+                (void)write_full(c, resp, resp_len);
             break;
         }
         if ((buf = malloc(total)) == NULL)
             break;
         memcpy(buf, head, sizeof head);
-        if (read_full(c->fd, buf + 8, total - 8, deadline) != 0) {
+        if (read_full(c, buf + 8, total - 8, deadline) != 0) {
             logm("%s: an incomplete request (closed or slower than request_timeout_ms)", who);
             break;
         }
@@ -423,7 +468,7 @@ static void serve(conn *c, km_ctx *ctx, const char *principal, const char *who)
         km_memzero(buf, total);
         free(buf);
         buf = NULL;
-        if (resp == NULL || write_full(c->fd, resp, resp_len) != 0 || bad)
+        if (resp == NULL || write_full(c, resp, resp_len) != 0 || bad)
             break;
         kmd_response_free(resp, resp_len);
         resp = NULL;
@@ -440,13 +485,31 @@ static void *conn_main(void *arg)
 {
     conn *c = arg;
     km_ctx *ctx = NULL;
-    const char *principal = kmd_config_principal(&cfg, c->uid);
-    char peer[32];
+    const char *principal = NULL;
+    char peer[KM_PEER_MAX + 1];
     int rc;
 
-    snprintf(peer, sizeof peer, "uid:%u", (unsigned)c->uid);
+    if (c->tls) {
+        /* the handshake proves the client certificate; its CN names the principal */
+        char cn[256], err[256];
+        struct timeval tv = { 0, 200000 };
+        (void)setsockopt(c->fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+        if (kmd_tls_accept(c->fd, now_ms, now_ms() + cfg.request_timeout_ms, &c->ssl, cn,
+                           sizeof cn, err, sizeof err) != 0) {
+            logm("tls: refused: %s", err);
+            snprintf(peer, sizeof peer, "tls:?");
+        } else {
+            snprintf(peer, sizeof peer, "tls:CN=%.49s", cn);   /* KM_PEER_MAX */
+            if ((principal = kmd_config_cn_principal(&cfg, cn)) == NULL)
+                logm("%s: refused: no principal is mapped to this certificate", peer);
+        }
+    } else {
+        snprintf(peer, sizeof peer, "uid:%u", (unsigned)c->uid);
+        if ((principal = kmd_config_principal(&cfg, c->uid)) == NULL)
+            logm("%s: refused: no principal is mapped to this uid", peer);
+    }
     if (principal == NULL) {
-        logm("%s: refused: no principal is mapped to this uid", peer);
+        /* refused: logged above */
     } else if (atomic_load(&srv) != NULL
                && (rc = km_ctx_delegate(atomic_load(&srv), principal, peer, &ctx)) != KM_OK) {
         /* checked at connect: a removed principal gets nothing */
@@ -455,6 +518,7 @@ static void *conn_main(void *arg)
     } else {
         serve(c, ctx, principal, peer);   /* closes ctx */
     }
+    kmd_tls_free(c->ssl);
     close(c->fd);
     free(c);
     atomic_fetch_sub(&active, 1);
@@ -471,7 +535,7 @@ int main(int argc, char **argv)
 {
     char err[600];
     struct sigaction sa;
-    int lfd, i;
+    int lfd, tfd, i;
     const char *path = NULL;
     int check_only = 0;
 
@@ -503,40 +567,49 @@ int main(int argc, char **argv)
     signal(SIGPIPE, SIG_IGN);
     if (vault_open() != 0)
         return 1;
+    tfd = -1;
+    if (cfg.tls_listen[0] != '\0' && (tfd = listen_tls()) < 0) {
+        km_close(atomic_load(&srv));
+        return 1;
+    }
     if ((lfd = listen_socket()) < 0) {
         km_close(atomic_load(&srv));
         return 1;
     }
-    logm("ready on %s", cfg.socket_path);
+    logm("ready on %s%s%s", cfg.socket_path, tfd >= 0 ? " and TLS " : "",
+         tfd >= 0 ? cfg.tls_listen : "");
     while (!stopping) {
-        struct pollfd p = { lfd, POLLIN, 0 };
+        struct pollfd p[2] = { { lfd, POLLIN, 0 }, { tfd, POLLIN, 0 } };
         struct ucred cr;
         socklen_t cl = sizeof cr;
         pthread_attr_t at;
         pthread_t th;
         conn *c;
-        int fd;
+        int fd, tls;
 
-        if (poll(&p, 1, 200) <= 0)
+        if (poll(p, tfd >= 0 ? 2 : 1, 200) <= 0)
             continue;
-        if ((fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC)) < 0)
+        tls = !(p[0].revents & POLLIN);
+        if ((fd = accept4(tls ? tfd : lfd, NULL, NULL, SOCK_CLOEXEC)) < 0)
             continue;
-        if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cr, &cl) != 0) {
+        memset(&cr, 0, sizeof cr);
+        if (!tls && getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cr, &cl) != 0) {
             close(fd);
             continue;
         }
         if (atomic_load(&active) >= cfg.max_connections) {
-            logm("uid:%u: refused: max_connections (%u) reached", (unsigned)cr.uid,
+            logm("%s: refused: max_connections (%u) reached", tls ? "tls" : "unix",
                  cfg.max_connections);
             close(fd);
             continue;
         }
-        if ((c = malloc(sizeof *c)) == NULL) {
+        if ((c = calloc(1, sizeof *c)) == NULL) {
             close(fd);
             continue;
         }
         c->fd = fd;
         c->uid = cr.uid;
+        c->tls = tls;
         atomic_fetch_add(&active, 1);
         pthread_attr_init(&at);
         pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
@@ -548,13 +621,17 @@ int main(int argc, char **argv)
         pthread_attr_destroy(&at);
     }
     close(lfd);
+    if (tfd >= 0)
+        close(tfd);
     unlink(cfg.socket_path);
     /* the connections see `stopping` within 200 ms */
     for (i = 0; i < 100 && atomic_load(&active) > 0; i++)
         usleep(50000);
     logm("stopped");
-    if (atomic_load(&active) == 0)
+    if (atomic_load(&active) == 0) {
         km_close(atomic_load(&srv));
+        kmd_tls_done();
+    }
     pthread_mutex_lock(&seal_mu);
     shares_forget();
     pthread_mutex_unlock(&seal_mu);

@@ -6,6 +6,11 @@ AF_UNIX socket instead (kmd authenticates the peer by its uid). Every
 request and response is PyKMIP's own encoding and decoding.
 
     pykmip_unix.py SOCKET VERSION SCRIPT...
+    pykmip_unix.py tls:PORT:DIR:NAME VERSION SCRIPT...
+
+The second form is PyKMIP's client unchanged, over TLS to kmd's TLS listener on
+127.0.0.1:PORT, with DIR/NAME.crt and DIR/NAME.key (NAME "-": no client
+certificate) and DIR/ca.crt; a connection that fails prints "open: ERROR ...".
 
 VERSION is 1.4 or 2.0. SCRIPT is a list of steps, each printed on its own
 line as "step: result" ("step: FAIL <ResultReason>" for a refused one):
@@ -42,12 +47,41 @@ def unix_open(path):
     return open_
 
 
+class _Opened:
+    """Closes an already opened client at the end."""
+    def __init__(self, c):
+        self.c = c
+
+    def __enter__(self):
+        return self.c
+
+    def __exit__(self, *a):
+        try:
+            self.c.close()
+        except Exception:  # noqa: BLE001 - a refused connection may fail to close cleanly
+            pass
+
+
 def main():
     path, version = sys.argv[1], sys.argv[2]
-    kmip_client.KMIPProxy.open = unix_open(path)
     v = enums.KMIPVersion.KMIP_2_0 if version == "2.0" else enums.KMIPVersion.KMIP_1_4
-    c = pie_client.ProxyKmipClient(config_file="/dev/null", kmip_version=v)
+    if path.startswith("tls:"):
+        _, port, d, name = path.split(":")
+        cert = key = None
+        if name != "-":
+            cert, key = "%s/%s.crt" % (d, name), "%s/%s.key" % (d, name)
+        c = pie_client.ProxyKmipClient(
+            hostname="127.0.0.1", port=int(port), cert=cert, key=key, ca=d + "/ca.crt",
+            ssl_version="PROTOCOL_TLSv1_2", config_file="/dev/null", kmip_version=v)
+    else:
+        kmip_client.KMIPProxy.open = unix_open(path)
+        c = pie_client.ProxyKmipClient(config_file="/dev/null", kmip_version=v)
     uids = {}
+    try:
+        c.open()
+    except Exception as e:  # noqa: BLE001 - the refusal is the result
+        print("open: ERROR %s %s" % (type(e).__name__, e), flush=True)
+        return 3
 
     def uid(name):
         if name not in uids:
@@ -60,7 +94,7 @@ def main():
             uids[name] = found[0]
         return uids[name]
 
-    with c:
+    with _Opened(c):
         for step in sys.argv[3:]:
             a = step.split(":")
             try:
