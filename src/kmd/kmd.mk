@@ -15,3 +15,5 @@ src_kmd_kmd_CFLAGS = $(AM_CFLAGS) $(SSL_CFLAGS)
 src_kmd_kmd_LDADD = libkm.la $(SSL_LIBS) $(CRYPTO_LIBS) $(PTHREAD_LIBS)
 
 EXTRA_DIST += src/kmd/kmd.conf.example
+man8_MANS = docs/kmd.8
+EXTRA_DIST += docs/kmd.8
