@@ -870,7 +870,8 @@ START_TEST(test_kmd_sigkill_during_writes)
 END_TEST
 
 /* RNGRetrieve and Query through the raw client (PyKMIP 0.10 has no RNG
- * payload); an operation kmd does not serve is Operation Not Supported. */
+ * payload); an operation kmd does not serve is Operation Not Supported; an
+ * unknown or missing identifier; a client IV is refused (kmd draws nonces). */
 START_TEST(test_kmd_rng_and_unsupported)
 {
     km__ttlv_enc e;
@@ -899,6 +900,27 @@ START_TEST(test_kmd_rng_and_unsupported)
     req_end(&e);
     roundtrip(fd, &e, &r);
     ck_assert_uint_eq(r.reason, KM__KMIP_REASON_OPERATION_NOT_SUPPORTED);
+    /* an identifier that names no key, or no identifier at all */
+    do_simple(fd, KM__KMIP_OP_GET_ATTRIBUTES, "00112233445566778899aabbccddeeff", &r);
+    ck_assert_uint_eq(r.reason, KM__KMIP_REASON_ITEM_NOT_FOUND);
+    do_simple(fd, KM__KMIP_OP_GET_ATTRIBUTES, "not-hex", &r);
+    ck_assert_uint_eq(r.reason, KM__KMIP_REASON_ITEM_NOT_FOUND);
+    do_simple(fd, KM__KMIP_OP_GET_ATTRIBUTES, NULL, &r);
+    ck_assert_uint_eq(r.reason, KM__KMIP_REASON_MISSING_DATA);
+    /* a client never chooses the nonce */
+    {
+        char uid[33];
+        owner_key("k", TU_USER, KM_PERM_ENCRYPT, uid);
+        req_begin(&e, KM__KMIP_OP_ENCRYPT);
+        put_uid(&e, uid);
+        km__ttlv_put_bytes(&e, T(DATA), (const uint8_t *)"x", 1);
+        km__ttlv_put_bytes(&e, T(IV_COUNTER_NONCE), (const uint8_t *)"000000000000", 12);
+        req_end(&e);
+        roundtrip(fd, &e, &r);
+        ck_assert_uint_eq(r.reason, KM__KMIP_REASON_FEATURE_NOT_SUPPORTED);
+        do_encrypt(fd, uid, "x", NULL, &r);
+        ck_assert_uint_eq(r.status, KM__KMIP_STATUS_SUCCESS);
+    }
     close(fd);
 }
 END_TEST
