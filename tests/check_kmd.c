@@ -460,6 +460,19 @@ START_TEST(test_kmd_pykmip_client)
            out, sizeof out);
     expect_line(out, "getpub:p2: PublicKey X_509 120\n");
     expect_line(out, "get:s2: FAIL PERMISSION_DENIED");
+    /* Locate by Object Type and Cryptographic Algorithm: a0 h0 a1 h1 s1 s2
+     * symmetric, signer p1 r1 p2 key pairs (private, and public as -pub) */
+    for (v = 0; v < 2; v++) {
+        pykmip(versions[v], "locatetype:SYMMETRIC_KEY locatetype:PRIVATE_KEY "
+                            "locatetype:PUBLIC_KEY locatealg:AES locatealg:RSA "
+                            "locatealg:HMAC_SHA256", out, sizeof out);
+        expect_line(out, "locatetype:SYMMETRIC_KEY: 6\n");
+        expect_line(out, "locatetype:PRIVATE_KEY: 4\n");
+        expect_line(out, "locatetype:PUBLIC_KEY: 4\n");
+        expect_line(out, "locatealg:AES: 4\n");
+        expect_line(out, "locatealg:RSA: 1\n");
+        expect_line(out, "locatealg:HMAC_SHA256: 2\n");
+    }
     {
         /* the public key kmd gave is the key's */
         km_key *p = NULL;

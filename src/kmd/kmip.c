@@ -356,6 +356,7 @@ static int fresh_name(char *out, size_t cap)
 typedef struct locate {
     req *q;
     const char *name;
+    uint32_t obj, alg;   /* Object Type, Cryptographic Algorithm filters; 0 = any */
     uint32_t max;
     uint32_t n;
 } locate;
@@ -363,14 +364,29 @@ typedef struct locate {
 static int locate_one(const char *name, const uint8_t id[16], km_key_type type, void *arg)
 {
     locate *l = arg;
-    char uid[UID_LEN + 1];
-    (void)type;
+    char uid[UID_LEN + 5];
+    uint32_t obj = 0, alg = 0;
+    int32_t len;
+    size_t n = UID_LEN;
+
     if (l->name != NULL && strcmp(l->name, name) != 0)
         return 0;
     if (strncmp(name, "km:", 3) == 0)
         return 0;   /* libkm's own keys */
+    if (kmip_type(type, &obj, &alg, &len) != 0)
+        obj = alg = 0;
+    /* a key pair is a Private Key and, with "-pub", a Public Key */
+    if (l->obj != 0 && !(l->obj == obj
+                         || (l->obj == KM__KMIP_OBJ_PUBLIC_KEY && obj == KM__KMIP_OBJ_PRIVATE_KEY)))
+        return 0;
+    if (l->alg != 0 && l->alg != alg)
+        return 0;
     uid_of(id, uid);
-    km__ttlv_put_text(l->q->e, T(UNIQUE_IDENTIFIER), uid, UID_LEN);
+    if (l->obj == KM__KMIP_OBJ_PUBLIC_KEY) {
+        memcpy(uid + UID_LEN, "-pub", 5);
+        n += 4;
+    }
+    km__ttlv_put_text(l->q->e, T(UNIQUE_IDENTIFIER), uid, n);
     return ++l->n >= l->max;
 }
 
@@ -640,6 +656,15 @@ static int op_locate(req *q, int pl, result *r)
     memset(&l, 0, sizeof l);
     l.q = q;
     l.name = rc == KM_OK ? name : NULL;
+    {
+        int v;
+        if ((v = attr_find(q, pl, "Object Type", T(OBJECT_TYPE))) >= 0
+            && item_u32(q, v, KM__TTLV_ENUM, &l.obj) != KM_OK)
+            return fail(r, KM__KMIP_REASON_INVALID_FIELD, "bad Object Type");
+        if ((v = attr_find(q, pl, "Cryptographic Algorithm", T(CRYPTOGRAPHIC_ALGORITHM))) >= 0
+            && item_u32(q, v, KM__TTLV_ENUM, &l.alg) != KM_OK)
+            return fail(r, KM__KMIP_REASON_INVALID_FIELD, "bad Cryptographic Algorithm");
+    }
     l.max = max > 0 ? (uint32_t)max : 1000;
     if ((rc = km_key_list(q->ctx, locate_one, &l)) != KM_OK)
         return km_fail(r, rc);

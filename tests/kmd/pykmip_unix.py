@@ -15,6 +15,7 @@ certificate) and DIR/ca.crt; a connection that fails prints "open: ERROR ...".
 VERSION is 1.4 or 2.0. SCRIPT is a list of steps, each printed on its own
 line as "step: result" ("step: FAIL <ResultReason>" for a refused one):
     discover | query | create:NAME:ALG:LEN | locate:NAME | attrs:NAME
+    locatetype:OBJECT_TYPE | locatealg:ALG (counts of the objects Locate finds)
     activate:NAME | revoke:NAME | destroy:NAME | gcm:NAME:TEXT | mac:NAME:TEXT
     sign:NAME:TEXT | pair:NAME:ALG:LEN (CreateKeyPair) | getpub:NAME (Get of the
     pair's public key: its DER length and format) | register:NAME:HEX (an AES key)
@@ -110,6 +111,16 @@ def main():
                     alg = getattr(enums.CryptographicAlgorithm, a[2])
                     uids[a[1]] = c.create(alg, int(a[3]), name=a[1])
                     out = uids[a[1]]
+                elif a[0] == "locatetype":
+                    f = c.attribute_factory
+                    out = str(len(c.locate(attributes=[
+                        f.create_attribute(enums.AttributeType.OBJECT_TYPE,
+                                           getattr(enums.ObjectType, a[1]))])))
+                elif a[0] == "locatealg":
+                    f = c.attribute_factory
+                    out = str(len(c.locate(attributes=[
+                        f.create_attribute(enums.AttributeType.CRYPTOGRAPHIC_ALGORITHM,
+                                           getattr(enums.CryptographicAlgorithm, a[1]))])))
                 elif a[0] == "locate":
                     out = ",".join(c.locate(attributes=[
                         c.attribute_factory.create_attribute(enums.AttributeType.NAME, a[1])]))
