@@ -65,7 +65,7 @@ typedef struct km_audit_head {
 typedef struct km_audit_entry {
     uint64_t seq;            /**< 1, 2, 3, ... */
     int64_t time;            /**< seconds since the epoch (the vault's clock) */
-    const char *principal;   /**< "owner", a principal's name, "shares", "backend:tpm2" */
+    const char *principal;   /**< "owner", a principal's name, "shares", "backend:tpm2"; "name via peer" through a server (km/sys/server.h) */
     const char *op;          /**< operation name, e.g. "key.create", "encrypt", "denied" */
     int has_key;             /**< 1 when key_id and version apply */
     uint8_t key_id[16];      /**< the key's id */

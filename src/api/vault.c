@@ -362,12 +362,8 @@ int km_open(km_ctx **out, const char *uri, const km_open_options *opts)
     if ((rc = km__store_find(uri, &store, &path)) != KM_OK)
         return rc;
 
-    ctx = calloc(1, sizeof *ctx);
-    if (ctx == NULL)
+    if ((ctx = km__ctx_alloc()) == NULL)
         return km__err(KM_E_NOMEM, "km_open: out of memory");
-    atomic_init(&ctx->refs, 1);
-    atomic_init(&ctx->closed, 0);
-    ctx->fork_gen = atomic_load(&km__fork_gen);
     ctx->flags = opts->flags;
     /* capped: a caller cannot keep stale rights (a revoked grant, a removed
      * role, a compromised version) alive by asking for rare refreshes */
@@ -378,14 +374,6 @@ int km_open(km_ctx **out, const char *uri, const km_open_options *opts)
     ctx->clock_arg = opts->clock_arg;
     ctx->cache_max = opts->version >= 2 && opts->key_cache_max != 0 ? opts->key_cache_max
                                                                     : KM__CACHE_MAX;
-    pthread_mutex_init(&ctx->mu, NULL);
-    pthread_rwlock_init(&ctx->cache_lock, NULL);
-    pthread_rwlock_init(&ctx->policy_lock, NULL);
-
-    pthread_mutex_init(&ctx->audit.mu, NULL);
-    pthread_mutex_init(&ctx->audit.kmu, NULL);
-    pthread_mutex_init(&ctx->audit.fmu, NULL);
-    ctx->audit.fd = -1;
     rc = km__store_open(&ctx->env, store, path, opts, &unsealer, &master, ctx->vault_id,
                         ctx->principal_id);
     if (rc != KM_OK)
@@ -412,33 +400,15 @@ int km_open(km_ctx **out, const char *uri, const km_open_options *opts)
     master = NULL;
     atomic_store(&ctx->policy_checked_ms, km__mono_ms());
     rc = policy_open(ctx, (opts->flags & KM_OPEN_FIPS) != 0);
-    if (rc != KM_OK)
-        goto out;
-    if ((rc = km__acl_load(ctx)) != KM_OK)
-        goto out;
-    ctx->audit_close = km__audit_close;
-    if ((rc = km__audit_open(ctx)) != KM_OK) {
-        km__audit_close(ctx);
-        goto out;
+    if (rc == KM_OK)
+        rc = km__ctx_ready(ctx);
+    if (rc == KM_OK) {
+        *out = ctx;
+        ctx = NULL;
     }
-    *out = ctx;
-    ctx = NULL;
 out:
     km_secret_free(master);
-    if (ctx != NULL) {
-        km__sealer_free(ctx->sealer);
-        km_secret_free(ctx->master);
-        km__policy_free(ctx->policy);
-        free(ctx->policy_json);
-        km__store_close(ctx->env);
-        pthread_mutex_destroy(&ctx->mu);
-        pthread_mutex_destroy(&ctx->audit.mu);
-        pthread_mutex_destroy(&ctx->audit.kmu);
-        pthread_mutex_destroy(&ctx->audit.fmu);
-        pthread_rwlock_destroy(&ctx->cache_lock);
-        pthread_rwlock_destroy(&ctx->policy_lock);
-        free(ctx);
-    }
+    km__ctx_discard(ctx);
     return rc;
 }
 
@@ -540,6 +510,9 @@ int km_vault_rekey(km_ctx *ctx, const uint8_t *passphrase, size_t passphrase_len
         return rc;
     if ((rc = km__ctx_check(ctx)) != KM_OK)
         return rc;
+    if (ctx->delegated)
+        return km__err(KM_E_UNSUPPORTED, "km_vault_rekey: not through a delegated context (the "
+                                         "server's own context does it)");
     if ((rc = km__acl_check(ctx, KM__OP_REKEY, NULL)) != KM_OK)
         return rc;
     if ((rc = slot_change_check(ctx, REKEY_PARAMS)) != KM_OK)
@@ -599,6 +572,9 @@ int km_vault_compact(km_ctx *ctx)
         return km__err(KM_E_INVALID, "km_vault_compact: ctx is NULL");
     if ((rc = km__ctx_check(ctx)) != KM_OK)
         return rc;
+    if (ctx->delegated)
+        return km__err(KM_E_UNSUPPORTED, "km_vault_compact: not through a delegated context (the "
+                                         "server's own context does it)");
     if ((rc = km__acl_check(ctx, KM__OP_COMPACT, NULL)) != KM_OK)
         return rc;
     if ((rc = km_audit_flush(ctx)) != KM_OK)

@@ -25,7 +25,7 @@
 
 enum {
     A_SEQ = 1, A_TIME = 2, A_PRINCIPAL = 3, A_OP = 4, A_KEY = 5, A_VERSION = 6, A_RESULT = 7,
-    A_DETAIL = 8, A_PREV = 9, A_MAC = 10
+    A_DETAIL = 8, A_PREV = 9, A_MAC = 10, A_PEER = 11
 };
 
 #define ENTRY_MAX KM__AUDIT_ENTRY_MAX
@@ -161,6 +161,8 @@ static int entry_encode(struct km_ctx *ctx, uint64_t seq, const entry_in *p,
     km__tlv_put_u64(&w, A_SEQ, seq);
     km__tlv_put_u64(&w, A_TIME, (uint64_t)p->time);
     km__tlv_put_str(&w, A_PRINCIPAL, ctx->principal_name);
+    if (ctx->delegated)
+        km__tlv_put_str(&w, A_PEER, ctx->peer);
     km__tlv_put_u32(&w, A_OP, (uint32_t)p->op);
     if (p->has_key) {
         km__tlv_put(&w, A_KEY, p->key_id, 16);
@@ -225,6 +227,17 @@ int km__audit_entry_decode(km__mac *m, const uint8_t *b, size_t n, km_audit_entr
         for (i = 0; i < vl; i++)
             pbuf[i] = (char)v[i];
         pbuf[vl] = '\0';
+        /* made through a delegated context (km_ctx_delegate): "name via peer" */
+        if (km__tlv_find(b, n, A_PEER, &v, &vl) && vl > 0) {
+            size_t at = strlen(pbuf);
+            if (at + 5 + vl > 127)
+                vl = at + 5 < 127 ? 127 - at - 5 : 0;
+            if (vl > 0) {
+                memcpy(pbuf + at, " via ", 5);
+                memcpy(pbuf + at + 5, v, vl);
+                pbuf[at + 5 + vl] = '\0';
+            }
+        }
     }
     if (km__tlv_find(b, n, A_DETAIL, &v, &vl)) {
         vl = vl > DETAIL_MAX ? DETAIL_MAX : vl;

@@ -187,6 +187,10 @@ struct km_ctx {
     char principal_name[72];
     uint8_t principal_id[16];     /* zero unless a principal */
     int is_principal;
+    /* km_ctx_delegate (km/sys/server.h): a server's context acting as the
+     * principal, for the client `peer` ("uid:1000"), named in its audit entries */
+    int delegated;
+    char peer[64];
     _Atomic uint32_t roles;       /* KM_ROLE_* of a principal (re-read: roles_*) */
     int policy_required;          /* format >= KM__FORMAT_POLICY_STORED: a missing policy record is refused */
     atomic_uint roles_gen;        /* km__wtxn_gen() + 1 when last read; 0 = at open */
@@ -253,6 +257,13 @@ void km__now_floor(struct km_ctx *ctx, int64_t t);
 int64_t km__now_txn(struct km_ctx *ctx, km__txn *t);
 int64_t km__mono_ms(void);
 int km__ctx_check(struct km_ctx *ctx);
+/* A zeroed context with its locks initialised, one reference; NULL when out
+ * of memory. km__ctx_ready finishes one whose store, sealer, master key and
+ * policy are in place (the principal's roles, the audit state); a context
+ * that never became ready is freed with km__ctx_discard (NULL accepted). */
+struct km_ctx *km__ctx_alloc(void);
+int km__ctx_ready(struct km_ctx *ctx);
+void km__ctx_discard(struct km_ctx *ctx);
 int km__backend_get(struct km_ctx *ctx, const char *name, km__backend_inst **out);
 /* A registered backend opened with `config` seals / unseals a master key for
  * a device keyslot; km__backend_slot_unseal is what km_open hands to the

@@ -513,15 +513,55 @@ void km__ctx_unref(struct km_ctx *ctx)
     }
     if (ctx->audit_close != NULL)
         ctx->audit_close(ctx);
-    pthread_mutex_destroy(&ctx->audit.mu);
-    pthread_mutex_destroy(&ctx->audit.kmu);
-    pthread_mutex_destroy(&ctx->audit.fmu);
+    km__ctx_discard(ctx);
+}
+
+struct km_ctx *km__ctx_alloc(void)
+{
+    struct km_ctx *ctx = calloc(1, sizeof *ctx);
+
+    if (ctx == NULL)
+        return NULL;
+    atomic_init(&ctx->refs, 1);
+    atomic_init(&ctx->closed, 0);
+    ctx->fork_gen = atomic_load(&km__fork_gen);
+    pthread_mutex_init(&ctx->mu, NULL);
+    pthread_rwlock_init(&ctx->cache_lock, NULL);
+    pthread_rwlock_init(&ctx->policy_lock, NULL);
+    pthread_mutex_init(&ctx->audit.mu, NULL);
+    pthread_mutex_init(&ctx->audit.kmu, NULL);
+    pthread_mutex_init(&ctx->audit.fmu, NULL);
+    ctx->audit.fd = -1;
+    return ctx;
+}
+
+int km__ctx_ready(struct km_ctx *ctx)
+{
+    int rc;
+
+    if ((rc = km__acl_load(ctx)) != KM_OK)
+        return rc;
+    ctx->audit_close = km__audit_close;
+    if ((rc = km__audit_open(ctx)) != KM_OK) {
+        km__audit_close(ctx);
+        ctx->audit_close = NULL;
+    }
+    return rc;
+}
+
+void km__ctx_discard(struct km_ctx *ctx)
+{
+    if (ctx == NULL)
+        return;
     km__sealer_free(ctx->sealer);
     km_secret_free(ctx->master);
     km__policy_free(ctx->policy);
     free(ctx->policy_json);
     km__store_close(ctx->env);
     pthread_mutex_destroy(&ctx->mu);
+    pthread_mutex_destroy(&ctx->audit.mu);
+    pthread_mutex_destroy(&ctx->audit.kmu);
+    pthread_mutex_destroy(&ctx->audit.fmu);
     pthread_rwlock_destroy(&ctx->cache_lock);
     pthread_rwlock_destroy(&ctx->policy_lock);
     free(ctx);

@@ -91,6 +91,8 @@ struct kmctl_args {
 struct kmctl {
     km_ctx *ctx;                      /* the open vault, or NULL for commands without one */
     const char *vault;                /* --vault DIR or KM_VAULT */
+    const char *const *shares;        /* "kmd:" commands: the --share-file texts */
+    size_t nshares;
 };
 
 /* report.c: exit codes and messages */
@@ -121,6 +123,8 @@ int kmctl_text_write(const uint8_t *bin, size_t n);
 
 /* commands: key management (cmd_key.c) */
 int kmctl_cmd_init(struct kmctl *k, const struct kmctl_args *a);
+/* cmd_kmd.c: a kmd's socket (--vault kmd:PATH) */
+int kmctl_cmd_unseal(struct kmctl *k, const struct kmctl_args *a);
 int kmctl_cmd_key_create(struct kmctl *k, const struct kmctl_args *a);
 int kmctl_cmd_key_import(struct kmctl *k, const struct kmctl_args *a);
 int kmctl_check_key_create(const struct kmctl_args *a);

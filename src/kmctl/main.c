@@ -26,7 +26,7 @@ struct kmctl_optspec {
     uint64_t max;            /* ARG_UINT: largest value */
 };
 
-enum kmctl_vault_mode { VAULT_NONE, VAULT_OPEN, VAULT_CREATE };
+enum kmctl_vault_mode { VAULT_NONE, VAULT_OPEN, VAULT_CREATE, VAULT_KMD };
 
 typedef int (*kmctl_run_fn)(struct kmctl *k, const struct kmctl_args *a);
 typedef int (*kmctl_check_fn)(const struct kmctl_args *a);
@@ -261,6 +261,8 @@ static const struct kmctl_cmd commands[] = {
       "write a consistent, still sealed copy of the vault to FILE (while others write)" },
     { "restore", "FILE DIR", 2, o_none, NULL, kmctl_cmd_restore, VAULT_NONE, "",
       "make the backup FILE a vault in DIR (never overwrites a vault)" },
+    { "unseal", "", 0, o_none, NULL, kmctl_cmd_unseal, VAULT_KMD, "",
+      "send --share-file shares to a sealed kmd (--vault kmd:SOCKET)" },
     { "version", "", 0, o_none, NULL, cmd_version, VAULT_NONE, "", "print the kmctl and libkm versions" },
     { "help", "", 0, o_none, NULL, cmd_help, VAULT_NONE, "", "print this help" },
 };
@@ -670,7 +672,7 @@ int main(int argc, char **argv)
 {
     struct globals g;
     struct kmctl_args a;
-    struct kmctl k = { NULL, NULL };
+    struct kmctl k = { NULL, NULL, NULL, 0 };
     const struct kmctl_cmd *c = NULL;
     int i = 1, best = 0, rc, out_rc;
     size_t j;
@@ -723,6 +725,25 @@ int main(int argc, char **argv)
         return rc;
     if (c->run == NULL)
         return kmctl_unsupported(c->words);
+    if (c->vault == VAULT_KMD) {
+        /* a kmd's socket, not a vault: the shares go to kmd */
+        static km_secret *sh[KMCTL_SHARES_MAX];
+        static const char *text[KMCTL_SHARES_MAX];
+        k.vault = g.vault != NULL ? g.vault : getenv("KM_VAULT");
+        if (k.vault == NULL || strncmp(k.vault, "kmd:", 4) != 0 || k.vault[4] == '\0')
+            return kmctl_error(KMCTL_EXIT_USAGE, "%s needs --vault kmd:SOCKET", c->words);
+        if (g.nshares == 0)
+            return kmctl_error(KMCTL_EXIT_USAGE, "%s needs --share-file FILE", c->words);
+        if ((rc = read_shares(&g, sh, text)) != KMCTL_EXIT_OK)
+            return rc;
+        k.shares = text;
+        k.nshares = (size_t)g.nshares;
+        rc = c->run(&k, &a);
+        for (j = 0; j < (size_t)g.nshares; j++)
+            km_secret_free(sh[j]);
+        out_rc = kmctl_finish_stdout();
+        return rc != KMCTL_EXIT_OK ? rc : out_rc;
+    }
     if (c->vault != VAULT_NONE && (rc = open_vault(&k, c, &a, &g)) != KMCTL_EXIT_OK)
         return rc;
     if (k.ctx != NULL && isatty(STDERR_FILENO))

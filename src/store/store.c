@@ -922,6 +922,15 @@ void km__store_close(km__store *st)
         st->ops->close(st);
 }
 
+int km__store_ref(km__store *st)
+{
+    if (st->ops->ref == NULL)
+        return km__err(KM_E_UNSUPPORTED, "the %s store cannot be shared by another context",
+                       st->ops->scheme);
+    st->ops->ref(st);
+    return KM_OK;
+}
+
 int km__env_open(km__env **out, const char *dir, const km_open_options *o,
                  km_secret **master_out, uint8_t vault_id[16], uint8_t pid[16])
 {

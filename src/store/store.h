@@ -160,6 +160,10 @@ typedef struct km__store_ops {
     /* Optional. The file of `backup` made a store at `location` again, never
      * over an existing one (km_vault_restore). */
     int (*restore)(const char *backup, const char *location);
+    /* Optional. Takes one more reference to an open store (dropped by
+     * close), for another context of this process on the same store
+     * (km_ctx_delegate). */
+    void (*ref)(km__store *st);
 } km__store_ops;
 
 /* The LMDB implementation (src/store/lmdb.c). */
@@ -197,6 +201,9 @@ int km__store_open(km__store **out, const km__store_ops *ops, const char *locati
                    km_secret **master_out, uint8_t vault_id[16], uint8_t pid[16]);
 /* Drops one open's reference; accepts NULL. */
 void km__store_close(km__store *st);
+/* One more reference to an open store (km__store_close drops it).
+ * KM_E_UNSUPPORTED when the implementation has no `ref`. */
+int km__store_ref(km__store *st);
 /* km__store_open of a bare LMDB directory without a device (the tests'). */
 int km__env_open(km__env **out, const char *dir, const km_open_options *o,
                  km_secret **master_out, uint8_t vault_id[16], uint8_t pid[16]);

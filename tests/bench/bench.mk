@@ -39,3 +39,17 @@ bench-scale: tests/bench/scale$(EXEEXT)
 clean-bench:
 	-$(LIBTOOL) --mode=clean rm -f $(EXTRA_PROGRAMS)
 clean-local: clean-bench
+
+# the kmd pairs (issue 20; tests/bench/bench_kmd.c): make bench-kmd
+EXTRA_PROGRAMS += tests/bench/bench_kmd
+tests_bench_bench_kmd_SOURCES = tests/bench/bench_kmd.c tests/bench/benchutil.c \
+	tests/bench/benchutil.h src/prim/kmip_ttlv.c src/prim/kmip_ttlv.h
+tests_bench_bench_kmd_CPPFLAGS = $(KM_CONFIG_INCLUDE) -I$(srcdir)/include -iquote $(srcdir)/src/prim
+tests_bench_bench_kmd_CFLAGS = $(BENCH_CFLAGS) -DKM_BUILDDIR='"$(abs_top_builddir)"' \
+	-DKM_SRCDIR='"$(abs_top_srcdir)"'
+tests_bench_bench_kmd_LDADD = $(BENCH_LIBS)
+
+EXTRA_DIST += tests/kmd/bench_pykmip.py
+.PHONY: bench-kmd
+bench-kmd: tests/bench/bench_kmd$(EXEEXT) src/kmd/kmd$(EXEEXT)
+	./tests/bench/bench_kmd$(EXEEXT)
