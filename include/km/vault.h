@@ -31,7 +31,7 @@ typedef int64_t (*km_clock_fn)(void *arg);
 #define KM_OPEN_STRICT_REFRESH 0x4u /**< re-read key state from the vault on every use */
 #define KM_OPEN_FIPS          0x8u /**< with CREATE: a new vault gets the FIPS 140-3 policy profile */
 
-#define KM_OPEN_OPTIONS_VERSION 3
+#define KM_OPEN_OPTIONS_VERSION 4
 /** Default scrypt cost (log2 N) of a new passphrase slot: N = 2^17, r = 8, p = 1. */
 #define KM_KDF_COST_DEFAULT 17
 /** Smallest scrypt cost accepted (log2 N). */
@@ -73,10 +73,19 @@ typedef struct km_open_options {
      */
     const char *const *shares;
     size_t share_count;         /**< number of entries in `shares` */
+    /* ---- version 4 ---- */
+    /**
+     * An `etcd://` vault over TLS (https to every member): the PEM file of
+     * the CA that signed the members' certificates. NULL: plain http.
+     */
+    const char *tls_ca;
+    const char *tls_cert;       /**< the client certificate (PEM file) for etcd's --client-cert-auth; needs tls_ca */
+    const char *tls_key;        /**< its private key (PEM file) */
 } km_open_options;
 
 #define KM_OPEN_OPTIONS_INIT \
-    { KM_OPEN_OPTIONS_VERSION, 0, NULL, 0, 0, 0, 0, NULL, NULL, 0, NULL, NULL, NULL, NULL, 0 }
+    { KM_OPEN_OPTIONS_VERSION, 0, NULL, 0, 0, 0, 0, NULL, NULL, 0, NULL, NULL, NULL, NULL, 0, \
+      NULL, NULL, NULL }
 
 /** Most shares a Shamir keyslot can be split into. */
 #define KM_SHARES_MAX 32
@@ -86,7 +95,10 @@ typedef struct km_open_options {
  *
  * @param[out] out   set to the new context, or NULL on error; close with km_close().
  * @param[in]  uri   `lmdb:/path/dir` or a path to the vault directory (created
- *                   with mode 0700 when KM_OPEN_CREATE is given and it is absent).
+ *                   with mode 0700 when KM_OPEN_CREATE is given and it is absent);
+ *                   or `etcd://HOST:PORT[,HOST:PORT...]/PREFIX`, a vault kept
+ *                   under PREFIX in an etcd v3 cluster (docs/ETCD.md; TLS with
+ *                   the version-4 options).
  * @param[in]  opts  options; carry a passphrase (an owner's, or with
  *                   `principal` a principal's), or a keyslot backend, or
  *                   Shamir shares. Creating a vault needs an owner passphrase.
@@ -100,7 +112,8 @@ typedef struct km_open_options {
  *         km_error_last());
  *         KM_E_CORRUPT when the vault's records fail to open;
  *         KM_E_UNSUPPORTED for a vault written by a newer format version;
- *         KM_E_IO for a storage error (native LMDB code in km_error_last()).
+ *         KM_E_IO for a storage error (native LMDB code in km_error_last()),
+ *         or no etcd member reachable with a quorum.
  *
  * Opening the same directory twice in one process shares one LMDB environment.
  * Thread-safe.

@@ -82,7 +82,12 @@ static int table_ok(km__table tbl)
  * (a bare path). A new store is one row. */
 static const km__store_ops *const stores[] = {
     &km__store_lmdb,
+#ifdef KM_HAVE_ETCD
+    &km__store_etcd,
+#endif
 };
+
+atomic_uint km__store_changes;
 
 int km__store_find(const char *uri, const km__store_ops **ops, const char **location)
 {
@@ -103,7 +108,11 @@ int km__store_find(const char *uri, const km__store_ops **ops, const char **loca
     }
     if (*ops == NULL) {
         if (strchr(uri, ':') != NULL && uri[0] != '/' && uri[0] != '.')
-            return km__err(KM_E_INVALID, "km_open: unknown URI scheme (expected lmdb:/path)");
+            return km__err(KM_E_INVALID, "km_open: unknown URI scheme (expected lmdb:/path"
+#ifdef KM_HAVE_ETCD
+                                          " or etcd://HOST:PORT/PREFIX"
+#endif
+                                          ")");
         *ops = stores[0];
         path = uri;
     }

@@ -30,6 +30,7 @@
 #ifndef KM_STORE_H
 #define KM_STORE_H
 
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -157,6 +158,17 @@ typedef struct km__store_ops {
 
 /* The LMDB implementation (src/store/lmdb.c). */
 extern const km__store_ops km__store_lmdb;
+/* The etcd implementation (src/store/etcd.c; built when configure found
+ * libcurl: KM_HAVE_ETCD). */
+extern const km__store_ops km__store_etcd;
+/* 1 while the etcd store st has its watch on the vault's records running. */
+int km__etcd_watching(km__store *st);
+/* Changes made by other processes, as a store that hears of them learns
+ * them (the etcd store's watch): grows by one per batch of changes to
+ * anything a cache holds. The core adds it to its write generation
+ * (km__wtxn_gen), so cached keys and permissions are re-read at their next
+ * use. Written by the implementations only. */
+extern atomic_uint km__store_changes;
 
 /* ---------------------------------------------------------- for the core */
 
