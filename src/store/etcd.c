@@ -18,7 +18,8 @@
  * revision at begin: every range carries revision=R), so it sees one
  * snapshot. A write transaction takes the vault's writer lock first (a Txn
  * creating "lock" only if absent, the key bound to a lease of LOCK_TTL_S
- * seconds, so a SIGKILLed writer's lock goes away by itself), reads at the
+ * seconds, renewed while the transaction runs, so a SIGKILLed writer's lock
+ * goes away by itself within LOCK_TTL_S), reads at the
  * revision the lock was taken, buffers its puts and deletes, and commits them
  * in one etcd Txn guarded by two compares: "lock" still has the create
  * revision we made and "rev" the mod revision we saw. Writers are therefore
@@ -489,12 +490,44 @@ static int range_one(etcd_store *s, json_t *key, int64_t rev, json_t **reply, js
     return KM_OK;
 }
 
+/* Renews the lease (one keepalive): 1 when it is still alive. */
+static int lease_keepalive(etcd_store *s)
+{
+    json_t *req = json_object(), *r;
+    int alive;
+
+    json_object_set_new(req, "ID", jrev(s->lease));
+    if (etcd_call(s, "lease/keepalive", req, &r) != KM_OK)
+        return 0;
+    alive = jint(json_object_get(r, "result"), "TTL") > 0;
+    json_decref(r);
+    if (alive)
+        s->lease_ms = mono_ms();
+    return alive;
+}
+
+/* Inside a write transaction: keeps the lock's lease alive while the
+ * transaction runs longer than a third of it (a failure shows at the
+ * commit's fence). */
+static void lease_touch(km__txn *kt)
+{
+    etcd_store *s = st_of(kt->st);
+
+    if (kt->write && s->lease != 0 && mono_ms() - s->lease_ms > LOCK_TTL_S * 1000 / 3)
+        (void)lease_keepalive(s);
+}
+
+/* A lease for the lock key with at least two thirds of LOCK_TTL_S left:
+ * the one of the last transaction, renewed, or a new one. */
 static int lease_ensure(etcd_store *s)
 {
     json_t *req, *r;
+    int64_t age = mono_ms() - s->lease_ms;
     int rc;
 
-    if (s->lease != 0 && mono_ms() - s->lease_ms < LOCK_TTL_S * 1000 / 2)
+    if (s->lease != 0 && age < LOCK_TTL_S * 1000 / 3)
+        return KM_OK;
+    if (s->lease != 0 && age < LOCK_TTL_S * 1000 - 500 && lease_keepalive(s))
         return KM_OK;
     req = json_object();
     json_object_set_new(req, "TTL", jrev(LOCK_TTL_S));
@@ -804,6 +837,7 @@ static int etcd_get(km__txn *kt, km__table tbl, const uint8_t *key, size_t key_l
     int found;
     size_t i;
 
+    lease_touch(kt);
     if (kt->write) {
         i = op_find(t, tbl, key, key_len, &found);
         if (found) {
@@ -926,6 +960,7 @@ static int etcd_iter(km__txn *kt, km__table tbl, const uint8_t *prefix, size_t p
     size_t i, j;
     int rc = KM_OK, found;
 
+    lease_touch(kt);
     a.skip = ekey(s, tbl, NULL, 0, (uint8_t[4200 + 32]){ 0 });
     /* fn may rewrite the current key: iterate over a copy of the buffer */
     i = op_find(t, tbl, prefix, prefix_len, &found);
@@ -1067,6 +1102,7 @@ static int etcd_txn_commit(km__txn *kt)
         txn_free(t);
         return KM_OK;
     }
+    lease_touch(kt);
     for (i = 0; i < KM__T__COUNT && rc == KM_OK; i++) {
         if (!t->cleared[i])
             continue;
