@@ -123,6 +123,8 @@ int tu_etcd_member_start(const tu_etcd *c, int i)
     int k, fresh;
     struct stat sb;
 
+    if (is_ours(c, i, member_pid(c, i)))
+        return 0;   /* running */
     snprintf(name, sizeof name, "m%d", i);
     member_path(c, i, "", data, sizeof data);
     member_path(c, i, ".log", log, sizeof log);

@@ -28,7 +28,8 @@ int tu_etcd_installed(const char *who);
 int tu_etcd_start(tu_etcd *c, const char *dir, int n);
 /* Reads DIR/cluster (a cluster started by another process). */
 int tu_etcd_load(tu_etcd *c, const char *dir);
-/* Starts member i again on its data directory (after a kill). */
+/* Starts member i again on its data directory (after a kill); nothing when
+ * it runs. */
 int tu_etcd_member_start(const tu_etcd *c, int i);
 /* SIGKILLs member i (by its recorded PID) and waits until it is gone. */
 int tu_etcd_member_kill(const tu_etcd *c, int i);

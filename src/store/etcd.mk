@@ -12,3 +12,11 @@ tests_etcd_cluster_SOURCES = tests/etcd_cluster.c tests/etcdtest.h tests/etcdtes
 tests_etcd_cluster_CFLAGS = $(TEST_CFLAGS)
 TESTS += tests/etcd_suites.sh
 EXTRA_DIST += tests/etcd_suites.sh
+if HAVE_CHECK
+check_PROGRAMS += tests/check_etcd
+tests_check_etcd_SOURCES = tests/check_etcd.c tests/etcdtest.h tests/etcdtest.c \
+	tests/testutil.h tests/testutil.c
+tests_check_etcd_CFLAGS = $(TEST_CFLAGS)
+tests_check_etcd_LDADD = $(INTERNAL_LIBS)
+TESTS += tests/check_etcd
+endif

@@ -1,0 +1,662 @@
+/* check_etcd.c - one vault for many hosts (issue 21): vaults on a 3-member
+ * etcd cluster started here on 127.0.0.1 free ports (tests/etcdtest.c),
+ * "hosts" being processes that share no file.
+ *   canary       a key named CANARY-..., its imported material and a
+ *                plaintext: none of them in etcd's data directories (and a
+ *                control value put in clear is found there)
+ *   writers      two processes creating keys and rotating one shared key at
+ *                once: nothing lost, the audit chain one verified chain
+ *   propagation  a rotation and a revocation in process A in force in
+ *                process B (refresh interval 5 s) within 100 ms: the watch
+ *   members      one member killed: operations go on; two killed: a write
+ *                fails within seconds with a clear error, and works again
+ *                once they are back
+ *   SIGKILL      writers killed at random: every acknowledged key is there
+ *                and the audit chain verifies
+ *   store        snapshot reads, a lost lock fencing the commit, a value
+ *                above etcd's request limit refused clearly, bad URIs
+ * A missing etcd is a failure under CI=true, a loud skip (77) otherwise. */
+#include <check.h>
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "etcdtest.h"
+#include "km_int.h"
+#include "store_int.h"
+#include "testutil.h"
+
+static tu_etcd cluster;
+static char *dir;
+static km_ctx *ctx;
+
+static double mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec * 1000.0 + (double)ts.tv_nsec / 1e6;
+}
+
+/* every member running and healthy before each test (a test that killed
+ * members and failed leaves them dead) */
+static void setup(void)
+{
+    int i;
+
+    for (i = 0; i < cluster.n; i++)
+        if (tu_etcd_member_start(&cluster, i) != 0)
+            ck_abort_msg("%s", tu_etcd_error());
+    ck_assert_msg(tu_etcd_wait_healthy(&cluster, 15000) == 0, "%s", tu_etcd_error());
+    tu_setup(&dir, &ctx, NULL);
+}
+
+static void teardown(void)
+{
+    tu_teardown(&dir, &ctx);
+}
+
+static km_ctx *open_b(uint32_t refresh_ms)
+{
+    tu_open o = TU_OPEN_INIT;
+    km_ctx *c = NULL;
+
+    o.refresh_ms = refresh_ms;
+    ck_assert_int_eq(tu_vault_open_with(&c, dir, &o), KM_OK);
+    return c;
+}
+
+/* ------------------------------------------------------------- canary */
+
+static int file_has(const char *path, const uint8_t *needle, size_t n)
+{
+    size_t len = 0;
+    uint8_t *p = tu_read_file(path, &len);
+    int hit = p != NULL && tu_memmem(p, len, needle, n);
+
+    free(p);
+    return hit;
+}
+
+/* how many files under `root` hold needle */
+static int tree_has(const char *root, const uint8_t *needle, size_t n)
+{
+    DIR *d = opendir(root);
+    struct dirent *e;
+    int hits = 0;
+
+    if (d == NULL)
+        return 0;
+    while ((e = readdir(d)) != NULL) {
+        char path[4200];
+        struct stat sb;
+        if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
+            continue;
+        snprintf(path, sizeof path, "%s/%s", root, e->d_name);
+        if (lstat(path, &sb) != 0)
+            continue;
+        if (S_ISDIR(sb.st_mode))
+            hits += tree_has(path, needle, n);
+        else if (S_ISREG(sb.st_mode))
+            hits += file_has(path, needle, n);
+    }
+    closedir(d);
+    return hits;
+}
+
+START_TEST(test_etcd_canary_not_in_data_dirs)
+{
+    char name[64], data[700], cmd[1024];
+    uint8_t material[32], pt[48], ct[200];
+    size_t ct_len;
+    km_key *k = NULL;
+    int i;
+
+    snprintf(name, sizeof name, "CANARY-%d-%ld", (int)getpid(), (long)time(NULL));
+    for (i = 0; i < 32; i++)
+        material[i] = (uint8_t)(0xA5 ^ (i * 7));
+    memcpy(pt, "CANARY-PLAINTEXT-0123456789-abcdefghijklmnopqrs", sizeof pt);
+    ck_assert_int_eq(km_key_import(&k, ctx, name, KM_KEY_AES_256_GCM, KM_MATERIAL_RAW, material,
+                                   sizeof material, KM_IMPORT_ALLOW_RAW, NULL),
+                     KM_OK);
+    ck_assert_int_eq(km_encrypt(k, pt, sizeof pt, NULL, 0, ct, sizeof ct, &ct_len), KM_OK);
+    km_key_free(k);
+    /* the control: a value put in clear with etcdctl is found in every member's files */
+    snprintf(cmd, sizeof cmd,
+             "ETCDCTL_API=3 etcdctl --endpoints=%s put /control CONTROL-%d >/dev/null",
+             cluster.endpoints, (int)getpid());
+    ck_assert_int_eq(system(cmd), 0);
+    ck_assert_int_eq(tu_etcd_wait_healthy(&cluster, 5000), 0);
+    tu_sleep_ms(300);   /* etcd's backend commits every 100 ms */
+    {
+        char ctl[128];
+        snprintf(ctl, sizeof ctl, "CONTROL-%d", (int)getpid());
+        ck_assert_int_ge(tree_has(cluster.dir, (const uint8_t *)ctl, strlen(ctl)), cluster.n);
+    }
+    for (i = 0; i < cluster.n; i++) {
+        snprintf(data, sizeof data, "%s/m%d", cluster.dir, i);
+        ck_assert_msg(tree_has(data, (const uint8_t *)name, strlen(name)) == 0,
+                      "the key name is in member %d's files", i);
+        ck_assert_msg(tree_has(data, material, sizeof material) == 0,
+                      "the key material is in member %d's files", i);
+        ck_assert_msg(tree_has(data, material, 16) == 0, "half the material is in m%d", i);
+        ck_assert_msg(tree_has(data, pt, sizeof pt) == 0, "the plaintext is in m%d's files", i);
+    }
+}
+END_TEST
+
+/* ---------------------------------------------------- concurrent writers */
+
+#define W_KEYS 6
+#define W_ROTS 6
+
+static int writer(int id)
+{
+    km_ctx *c = NULL;
+    km_key *k = NULL;
+    char name[32];
+    int i;
+
+    if (tu_vault_open(&c, dir, NULL, 0) != KM_OK)
+        return 10;
+    for (i = 0; i < W_KEYS; i++) {
+        snprintf(name, sizeof name, "w%d-%d", id, i);
+        if (km_key_create(&k, c, name, KM_KEY_AES_256_GCM, NULL) != KM_OK) {
+            fprintf(stderr, "writer %d: create: %s\n", id, km_error_last()->message);
+            return 11;
+        }
+        km_key_free(k);
+    }
+    if (km_key_open(&k, c, "shared") != KM_OK)
+        return 12;
+    for (i = 0; i < W_ROTS; i++)
+        if (km_key_rotate(k, NULL) != KM_OK) {
+            fprintf(stderr, "writer %d: rotate: %s\n", id, km_error_last()->message);
+            return 13;
+        }
+    km_key_free(k);
+    km_close(c);
+    return 0;
+}
+
+START_TEST(test_etcd_two_writers_lose_nothing)
+{
+    km_key *k = NULL;
+    km_keyinfo *info = NULL;
+    pid_t p[2];
+    int i, st;
+    uint64_t count = 0, bad = 1;
+
+    ck_assert_int_eq(km_key_create(&k, ctx, "shared", KM_KEY_AES_256_GCM, NULL), KM_OK);
+    km_key_free(k);
+    for (i = 0; i < 2; i++) {
+        p[i] = fork();
+        ck_assert_int_ge(p[i], 0);
+        if (p[i] == 0)
+            _exit(writer(i));
+    }
+    for (i = 0; i < 2; i++) {
+        ck_assert_int_eq(waitpid(p[i], &st, 0), p[i]);
+        ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 0, "writer %d: status %d", i, st);
+    }
+    km_close(ctx);
+    ctx = open_b(0);
+    for (i = 0; i < 2 * W_KEYS; i++) {
+        char name[32];
+        snprintf(name, sizeof name, "w%d-%d", i / W_KEYS, i % W_KEYS);
+        ck_assert_int_eq(km_key_open(&k, ctx, name), KM_OK);
+        km_key_free(k);
+    }
+    ck_assert_int_eq(km_key_open(&k, ctx, "shared"), KM_OK);
+    ck_assert_int_eq(km_key_info(&info, k), KM_OK);
+    ck_assert_uint_eq(km_keyinfo_version_count(info), 1 + 2 * W_ROTS);
+    ck_assert_uint_eq(km_keyinfo_primary(info), 1 + 2 * W_ROTS);
+    km_keyinfo_free(info);
+    km_key_free(k);
+    ck_assert_int_eq(km_audit_verify(ctx, NULL, &count, &bad), KM_OK);
+    ck_assert_uint_eq(bad, 0);
+    /* vault creation, 1 + 12 creates, 12 rotations at least */
+    ck_assert_uint_ge(count, 1 + 2 * W_KEYS + 2 * W_ROTS);
+}
+END_TEST
+
+/* ------------------------------------------------------------ propagation */
+
+/* The key version a ciphertext's header names (offset 20, big-endian:
+ * docs/FORMATS.md). */
+static uint32_t ct_version(const uint8_t *ct)
+{
+    return ((uint32_t)ct[20] << 24) | ((uint32_t)ct[21] << 16) | ((uint32_t)ct[22] << 8) | ct[23];
+}
+
+/* Process A (a child) rotates "p" and revokes its old version when told
+ * through `go`, writing the monotonic time after each call returned to `done`. */
+static void propagation_a(int go, int done)
+{
+    km_ctx *c = NULL;
+    km_key *k = NULL;
+    char b;
+    double t;
+    uint32_t v = 0;
+
+    if (tu_vault_open(&c, dir, NULL, 0) != KM_OK || km_key_open(&k, c, "p") != KM_OK)
+        _exit(20);
+    if (read(go, &b, 1) != 1)
+        _exit(21);
+    if (km_key_rotate(k, &v) != KM_OK)
+        _exit(22);
+    t = mono_ms();
+    if (write(done, &t, sizeof t) != (ssize_t)sizeof t)
+        _exit(23);
+    if (read(go, &b, 1) != 1)
+        _exit(24);
+    if (km_key_revoke(k, 1, KM_REVOKE_KEY_COMPROMISE, (int64_t)time(NULL)) != KM_OK) {
+        fprintf(stderr, "A: revoke: %s\n", km_error_last()->message);
+        _exit(25);
+    }
+    t = mono_ms();
+    if (write(done, &t, sizeof t) != (ssize_t)sizeof t)
+        _exit(26);
+    km_key_free(k);
+    km_close(c);
+    _exit(0);
+}
+
+START_TEST(test_etcd_rotation_reaches_another_process_in_100ms)
+{
+    km_ctx *b;
+    km_key *k = NULL;
+    uint8_t ct[200], ct1[200], pt[64];
+    size_t ct_len, ct1_len, pt_len;
+    int go[2], done[2], st;
+    double t_a, t_b, rot_ms, rev_ms;
+    pid_t p;
+
+    ck_assert_int_eq(km_key_create(&k, ctx, "p", KM_KEY_AES_256_GCM, NULL), KM_OK);
+    km_key_free(k);
+    ck_assert_int_eq(pipe(go), 0);
+    ck_assert_int_eq(pipe(done), 0);
+    p = fork();
+    ck_assert_int_ge(p, 0);
+    if (p == 0)
+        propagation_a(go[0], done[1]);
+    /* B: a refresh interval of 5 s (the longest): only the watch can tell it sooner */
+    b = open_b(5000);
+    ck_assert_int_eq(km_key_open(&k, b, "p"), KM_OK);
+    ck_assert_int_eq(km_encrypt(k, (const uint8_t *)"x", 1, NULL, 0, ct1, sizeof ct1, &ct1_len),
+                     KM_OK);
+    ck_assert_uint_eq(ct_version(ct1), 1);
+    tu_sleep_ms(200);   /* the watch is up */
+    ck_assert_int_eq(write(go[1], "r", 1), 1);
+    ck_assert_int_eq(read(done[0], &t_a, sizeof t_a), (ssize_t)sizeof t_a);
+    for (;;) {
+        ck_assert_int_eq(km_encrypt(k, (const uint8_t *)"x", 1, NULL, 0, ct, sizeof ct, &ct_len),
+                         KM_OK);
+        t_b = mono_ms();
+        if (ct_version(ct) == 2)
+            break;
+        ck_assert_msg(t_b - t_a < 2000, "B still encrypts under version 1 after 2 s");
+        tu_sleep_ms(1);
+    }
+    rot_ms = t_b - t_a;
+    /* the revocation of version 1 (compromised): B's cached key must stop
+     * decrypting under it */
+    ck_assert_int_eq(km_decrypt(b, 0, ct1, ct1_len, NULL, 0, pt, sizeof pt, &pt_len), KM_OK);
+    ck_assert_int_eq(write(go[1], "v", 1), 1);
+    ck_assert_int_eq(read(done[0], &t_a, sizeof t_a), (ssize_t)sizeof t_a);
+    for (;;) {
+        int rc = km_decrypt(b, 0, ct1, ct1_len, NULL, 0, pt, sizeof pt, &pt_len);
+        t_b = mono_ms();
+        if (rc != KM_OK)
+            break;
+        ck_assert_msg(t_b - t_a < 2000, "B still decrypts under the compromised version "
+                                         "after 2 s");
+        tu_sleep_ms(1);
+    }
+    rev_ms = t_b - t_a;
+    printf("etcd propagation: rotation in force in another process after %.1f ms, "
+           "revocation after %.1f ms (refresh interval 5000 ms)\n", rot_ms, rev_ms);
+    ck_assert_msg(rot_ms < 100, "rotation took %.1f ms to reach process B", rot_ms);
+    ck_assert_msg(rev_ms < 100, "revocation took %.1f ms to reach process B", rev_ms);
+    km_key_free(k);
+    km_close(b);
+    ck_assert_int_eq(waitpid(p, &st, 0), p);
+    ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 0, "A: status %d", st);
+}
+END_TEST
+
+/* -------------------------------------------------------------- members */
+
+START_TEST(test_etcd_one_member_down_operations_go_on)
+{
+    km_key *k = NULL;
+    uint8_t ct[200];
+    size_t ct_len;
+    int victim;
+
+    ck_assert_int_eq(km_key_create(&k, ctx, "before", KM_KEY_AES_256_GCM, NULL), KM_OK);
+    km_key_free(k);
+    /* each member in turn, the first (the one in use) included */
+    for (victim = 0; victim < cluster.n; victim++) {
+        char name[32];
+        ck_assert_int_eq(tu_etcd_member_kill(&cluster, victim), 0);
+        snprintf(name, sizeof name, "during-%d", victim);
+        ck_assert_msg(km_key_create(&k, ctx, name, KM_KEY_AES_256_GCM, NULL) == KM_OK,
+                      "create with member %d down: %s", victim, km_error_last()->message);
+        ck_assert_int_eq(km_key_rotate(k, NULL), KM_OK);
+        ck_assert_int_eq(km_encrypt(k, (const uint8_t *)"x", 1, NULL, 0, ct, sizeof ct, &ct_len),
+                         KM_OK);
+        km_key_free(k);
+        ck_assert_int_eq(km_key_open(&k, ctx, "before"), KM_OK);
+        km_key_free(k);
+        ck_assert_int_eq(tu_etcd_member_start(&cluster, victim), 0);
+        ck_assert_int_eq(tu_etcd_wait_healthy(&cluster, 15000), 0);
+    }
+}
+END_TEST
+
+START_TEST(test_etcd_quorum_loss_fails_fast_then_resumes)
+{
+    km_key *k = NULL;
+    double t0, took;
+    int rc, i;
+
+    ck_assert_int_eq(km_key_create(&k, ctx, "kept", KM_KEY_AES_256_GCM, NULL), KM_OK);
+    km_key_free(k);
+    ck_assert_int_eq(tu_etcd_member_kill(&cluster, 1), 0);
+    ck_assert_int_eq(tu_etcd_member_kill(&cluster, 2), 0);
+    t0 = mono_ms();
+    rc = km_key_create(&k, ctx, "lost", KM_KEY_AES_256_GCM, NULL);
+    took = mono_ms() - t0;
+    printf("etcd quorum loss: a key create failed after %.0f ms: %s\n", took,
+           km_error_last()->message);
+    ck_assert_int_eq(rc, KM_E_IO);
+    ck_assert_ptr_nonnull(strstr(km_error_last()->message, "etcd"));
+    ck_assert_msg(took < 8000, "the write took %.0f ms to fail", took);
+    /* back: the same call works (after the election) */
+    ck_assert_int_eq(tu_etcd_member_start(&cluster, 1), 0);
+    ck_assert_int_eq(tu_etcd_member_start(&cluster, 2), 0);
+    ck_assert_int_eq(tu_etcd_wait_healthy(&cluster, 15000), 0);
+    for (i = 0; i < 50; i++) {
+        if ((rc = km_key_create(&k, ctx, "lost", KM_KEY_AES_256_GCM, NULL)) == KM_OK)
+            break;
+        tu_sleep_ms(100);
+    }
+    ck_assert_msg(rc == KM_OK, "no write after the members came back: %s",
+                  km_error_last()->message);
+    km_key_free(k);
+    ck_assert_int_eq(km_key_open(&k, ctx, "kept"), KM_OK);
+    km_key_free(k);
+}
+END_TEST
+
+/* ---------------------------------------------------------------- SIGKILL */
+
+/* Creates keys "<id>-<n>" forever, writing n to fd after each create returned. */
+static void sigkill_writer(int id, int fd)
+{
+    km_ctx *c = NULL;
+    km_key *k = NULL;
+    char name[32];
+    uint32_t n;
+
+    if (tu_vault_open(&c, dir, NULL, 0) != KM_OK)
+        _exit(30);
+    for (n = 0;; n++) {
+        snprintf(name, sizeof name, "%d-%u", id, n);
+        if (km_key_create(&k, c, name, KM_KEY_AES_256_GCM, NULL) != KM_OK)
+            _exit(31);
+        km_key_free(k);
+        if (write(fd, &n, sizeof n) != (ssize_t)sizeof n)
+            _exit(32);
+    }
+}
+
+START_TEST(test_etcd_sigkilled_writers_lose_no_acknowledged_change)
+{
+    uint32_t acked[4] = { 0 }, n;
+    int have[4] = { 0 }, round, i;
+    uint64_t count = 0, bad = 1;
+    km_key *k = NULL;
+
+    srand((unsigned)getpid());
+    for (round = 0; round < 2; round++) {
+        int fds[2][2];
+        pid_t p[2];
+        for (i = 0; i < 2; i++) {
+            int id = round * 2 + i;
+            ck_assert_int_eq(pipe(fds[i]), 0);
+            p[i] = fork();
+            ck_assert_int_ge(p[i], 0);
+            if (p[i] == 0) {
+                close(fds[i][0]);
+                sigkill_writer(id, fds[i][1]);
+            }
+            close(fds[i][1]);
+        }
+        /* the second round's writers first wait for the lease of a lock a
+         * killed writer may hold (5 s) */
+        tu_sleep_ms((round ? 5500 : 400) + rand() % 800);
+        for (i = 0; i < 2; i++) {
+            int id = round * 2 + i;
+            ck_assert_int_eq(kill(p[i], SIGKILL), 0);
+            ck_assert_int_eq(waitpid(p[i], NULL, 0), p[i]);
+            while (read(fds[i][0], &n, sizeof n) == (ssize_t)sizeof n) {
+                acked[id] = n;
+                have[id] = 1;
+            }
+            close(fds[i][0]);
+        }
+    }
+    for (i = 0; i < 4; i++) {
+        uint32_t j;
+        ck_assert_msg(have[i], "writer %d acknowledged nothing", i);
+        for (j = 0; j <= acked[i]; j++) {
+            char name[32];
+            snprintf(name, sizeof name, "%d-%u", i, j);
+            ck_assert_msg(km_key_open(&k, ctx, name) == KM_OK, "acknowledged key %s is lost",
+                          name);
+            km_key_free(k);
+        }
+    }
+    ck_assert_int_eq(km_key_create(&k, ctx, "after", KM_KEY_AES_256_GCM, NULL), KM_OK);
+    km_key_free(k);
+    ck_assert_int_eq(km_audit_verify(ctx, NULL, &count, &bad), KM_OK);
+    ck_assert_uint_eq(bad, 0);
+    printf("etcd SIGKILL: %u + %u + %u + %u acknowledged creates kept, %llu audit entries "
+           "verified\n", acked[0] + 1, acked[1] + 1, acked[2] + 1, acked[3] + 1,
+           (unsigned long long)count);
+}
+END_TEST
+
+/* ------------------------------------------------------------- the store */
+
+static km__store *store_open(const char *prefix)
+{
+    char uri[600];
+    const km__store_ops *ops;
+    const char *loc;
+    km_open_options o = KM_OPEN_OPTIONS_INIT;
+    km__store *st = NULL;
+
+    snprintf(uri, sizeof uri, "etcd://%s/%s", cluster.endpoints, prefix);
+    ck_assert_int_eq(km__store_find(uri, &ops, &loc), KM_OK);
+    ck_assert_ptr_eq(ops, &km__store_etcd);
+    ck_assert_int_eq(ops->open(&st, loc, &o), KM_OK);
+    return st;
+}
+
+static int put1(km__store *st, const char *key, const char *val)
+{
+    km__txn *t = NULL;
+    int rc = km__txn_begin(st, 1, &t);
+
+    if (rc != KM_OK)
+        return rc;
+    if ((rc = km__raw_put(t, KM__T_KEYS, key, strlen(key), val, strlen(val), 0)) != KM_OK) {
+        km__txn_abort(t);
+        return rc;
+    }
+    return km__txn_commit(t);
+}
+
+START_TEST(test_etcd_store_snapshot_fence_and_limits)
+{
+    char prefix[64], cmd[700];
+    km__store *st, *st2;
+    km__txn *r = NULL, *w = NULL;
+    const uint8_t *v;
+    size_t vl;
+    uint64_t g1 = 0, g2 = 0, n = 0;
+    uint8_t *big;
+
+    snprintf(prefix, sizeof prefix, "store-%d", (int)getpid());
+    st = store_open(prefix);
+    st2 = store_open(prefix);
+    ck_assert_int_eq(put1(st, "a", "one"), KM_OK);
+    ck_assert_int_eq(km__store_gen(st, &g1), KM_OK);
+    /* a read transaction keeps its snapshot while another handle writes */
+    ck_assert_int_eq(km__txn_begin(st, 0, &r), KM_OK);
+    ck_assert_int_eq(put1(st2, "a", "two"), KM_OK);
+    ck_assert_int_eq(put1(st2, "b", "new"), KM_OK);
+    ck_assert_int_eq(km__raw_get(r, KM__T_KEYS, "a", 1, &v, &vl), KM_OK);
+    ck_assert_int_eq(vl, 3);
+    ck_assert_int_eq(memcmp(v, "one", 3), 0);
+    ck_assert_int_eq(km__raw_get(r, KM__T_KEYS, "b", 1, &v, &vl), KM_E_NOTFOUND);
+    ck_assert_int_eq(km__table_count(r, KM__T_KEYS, &n), KM_OK);
+    ck_assert_uint_eq(n, 1);
+    km__txn_abort(r);
+    ck_assert_int_eq(km__store_gen(st, &g2), KM_OK);
+    ck_assert_uint_gt(g2, g1);
+    /* a write transaction sees its own writes, merged in iteration order */
+    ck_assert_int_eq(km__txn_begin(st, 1, &w), KM_OK);
+    ck_assert_int_eq(km__raw_put(w, KM__T_KEYS, "aa", 2, "x", 1, 0), KM_OK);
+    ck_assert_int_eq(km__raw_del(w, KM__T_KEYS, "b", 1), KM_OK);
+    ck_assert_int_eq(km__raw_put(w, KM__T_KEYS, "a", 1, "y", 1, KM__PUT_NOOVERWRITE),
+                     KM_E_EXISTS);
+    ck_assert_int_eq(km__table_count(w, KM__T_KEYS, &n), KM_OK);
+    ck_assert_uint_eq(n, 2);   /* a, aa */
+    /* the attacker (or an expired lease): the lock key is deleted under the
+     * writer; its commit must write nothing */
+    snprintf(cmd, sizeof cmd, "ETCDCTL_API=3 etcdctl --endpoints=%s del /%s/lock >/dev/null",
+             cluster.endpoints, prefix);
+    ck_assert_int_eq(system(cmd), 0);
+    ck_assert_int_eq(km__txn_commit(w), KM_E_BUSY);
+    ck_assert_ptr_nonnull(strstr(km_error_last()->message, "lock was lost"));
+    ck_assert_int_eq(km__txn_begin(st, 0, &r), KM_OK);
+    ck_assert_int_eq(km__raw_get(r, KM__T_KEYS, "aa", 2, &v, &vl), KM_E_NOTFOUND);
+    ck_assert_int_eq(km__raw_get(r, KM__T_KEYS, "b", 1, &v, &vl), KM_OK);
+    km__txn_abort(r);
+    /* a value above etcd's request limit: refused at the put, clearly */
+    big = calloc(1, (size_t)2 << 20);
+    ck_assert_ptr_nonnull(big);
+    ck_assert_int_eq(km__txn_begin(st, 1, &w), KM_OK);
+    ck_assert_int_eq(km__raw_put(w, KM__T_KEYS, "big", 3, big, (size_t)2 << 20, 0), KM_E_FULL);
+    ck_assert_ptr_nonnull(strstr(km_error_last()->message, "1.5 MiB"));
+    km__txn_abort(w);
+    /* several values that fit alone but not together: refused at the commit */
+    ck_assert_int_eq(km__txn_begin(st, 1, &w), KM_OK);
+    ck_assert_int_eq(km__raw_put(w, KM__T_KEYS, "b1", 2, big, (size_t)1 << 20, 0), KM_OK);
+    ck_assert_int_eq(km__raw_put(w, KM__T_KEYS, "b2", 2, big, (size_t)1 << 20, 0), KM_OK);
+    ck_assert_int_eq(km__txn_commit(w), KM_E_FULL);
+    ck_assert_ptr_nonnull(strstr(km_error_last()->message, "max-request-bytes"));
+    free(big);
+    /* the lock was released: a writer gets in at once */
+    ck_assert_int_eq(put1(st2, "c", "ok"), KM_OK);
+    km__store_close(st);
+    km__store_close(st2);
+}
+END_TEST
+
+START_TEST(test_etcd_uri_errors)
+{
+    km_ctx *c = NULL;
+    km_open_options o = KM_OPEN_OPTIONS_INIT;
+    char uri[300];
+    double t0;
+    int port;
+
+    o.passphrase = (const uint8_t *)TU_PASS;
+    o.passphrase_len = strlen(TU_PASS);
+    o.flags = KM_OPEN_CREATE;
+    o.kdf_cost = KM_KDF_COST_MIN;
+    ck_assert_int_eq(km_open(&c, "etcd://127.0.0.1:2379", &o), KM_E_INVALID);
+    ck_assert_int_eq(km_open(&c, "etcd://127.0.0.1:2379/", &o), KM_E_INVALID);
+    ck_assert_int_eq(km_open(&c, "etcd:///prefix", &o), KM_E_INVALID);
+    ck_assert_int_eq(km_open(&c, "etcd://127.0.0.1/prefix", &o), KM_E_INVALID);
+    ck_assert_int_eq(km_open(&c, "etcd://u@127.0.0.1:1/p", &o), KM_E_INVALID);
+    ck_assert_int_eq(km_open(&c, "etcd://127.0.0.1:1/p?x", &o), KM_E_INVALID);
+    o.tls_cert = "/nonexistent.pem";
+    ck_assert_int_eq(km_open(&c, "etcd://127.0.0.1:1/p", &o), KM_E_INVALID);
+    ck_assert_ptr_nonnull(strstr(km_error_last()->message, "tls_ca"));
+    o.tls_cert = NULL;
+    /* nobody there: a clear error, quickly */
+    port = cluster.port[0] + 1000;
+    snprintf(uri, sizeof uri, "etcd://127.0.0.1:%d,127.0.0.1:%d/p", port, port + 2);
+    t0 = mono_ms();
+    ck_assert_int_eq(km_open(&c, uri, &o), KM_E_IO);
+    ck_assert_double_lt(mono_ms() - t0, 3000);
+    ck_assert_ptr_nonnull(strstr(km_error_last()->message, "no member"));
+    /* a version-3 caller's options are read as version 3 (no TLS fields) */
+    o.version = 3;
+    o.flags = 0;
+    snprintf(uri, sizeof uri, "etcd://%s/none-%d", cluster.endpoints, (int)getpid());
+    ck_assert_int_eq(km_open(&c, uri, &o), KM_E_NOTFOUND);
+}
+END_TEST
+
+int main(void)
+{
+    char base[4096];
+    const char *shm = "/dev/shm";
+    Suite *s;
+    TCase *tc;
+    int rc;
+
+    if (access("/usr/bin/etcd", X_OK) != 0) {
+        const char *ci = getenv("CI");
+        (void)tu_etcd_installed("check_etcd");
+        if (ci != NULL && strcmp(ci, "true") == 0)
+            return EXIT_FAILURE;
+        printf("SKIP - check_etcd: etcd is not installed\n");
+        return 77;
+    }
+    /* tmpfs when there is one: three members fsync every commit */
+    snprintf(base, sizeof base, "%s/km-check-etcd.XXXXXX",
+             access(shm, W_OK) == 0 ? shm : (getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp"));
+    if (mkdtemp(base) == NULL) {
+        perror("mkdtemp");
+        return EXIT_FAILURE;
+    }
+    strcat(base, "/cluster");
+    if (tu_etcd_start(&cluster, base, 3) != 0) {
+        fprintf(stderr, "check_etcd: %s\n", tu_etcd_error());
+        return EXIT_FAILURE;
+    }
+    setenv("KM_TEST_ETCD", cluster.endpoints, 1);
+    s = suite_create("etcd");
+    tc = tcase_create("etcd");
+    tcase_set_timeout(tc, 60);
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_add_test(tc, test_etcd_canary_not_in_data_dirs);
+    tcase_add_test(tc, test_etcd_two_writers_lose_nothing);
+    tcase_add_test(tc, test_etcd_rotation_reaches_another_process_in_100ms);
+    tcase_add_test(tc, test_etcd_one_member_down_operations_go_on);
+    tcase_add_test(tc, test_etcd_quorum_loss_fails_fast_then_resumes);
+    tcase_add_test(tc, test_etcd_sigkilled_writers_lose_no_acknowledged_change);
+    tcase_add_test(tc, test_etcd_store_snapshot_fence_and_limits);
+    tcase_add_test(tc, test_etcd_uri_errors);
+    suite_add_tcase(s, tc);
+    rc = tu_run(s);
+    tu_etcd_stop(&cluster);
+    *strrchr(base, '/') = '\0';
+    tu_rmtree(base);
+    return rc;
+}
