@@ -357,6 +357,41 @@ KM_EXTERN int km_vault_compact(km_ctx *ctx) KM_WUR;
 KM_EXTERN int km_vault_backup(km_ctx *ctx, const char *path) KM_WUR;
 
 /**
+ * Copies the open vault, record for record, into a new vault at `dst_uri`
+ * in any store: an LMDB directory (`lmdb:/dir` or a path) or an etcd prefix
+ * (`etcd://HOST:PORT[,...]/PREFIX`), to move a vault onto etcd and back.
+ * The records stay sealed under the vault's master key and the keyslots come
+ * with them: the copy has the same vault id, keys, policy, principals and
+ * audit log, and opens with the credentials that open this vault.
+ *
+ * One read snapshot of this vault is copied while writers go on; the copy
+ * is written in transactions of at most 100 records (etcd's limits), the
+ * vault's own records last, so an interrupted copy holds no vault (remove
+ * what it left before trying again); then every record of the copy is
+ * compared with the source's.
+ *
+ * @param[in] ctx       an open vault.
+ * @param[in] dst_uri   where the copy goes: it must hold no vault and no
+ *                      record (a vault is never overwritten).
+ * @param[in] dst_opts  the destination's store options (version 4: TLS for
+ *                      etcd; map_size for LMDB); NULL for the defaults. No
+ *                      credential is read from it.
+ * Needs the admin role (km/acl.h); under the policy's dual control for
+ * exports, an approved KM_REQ_EXPORT request (no key) whose parameters are
+ * "vault copy to SCHEME:LOCATION" (the audit entry's text). Recorded in the
+ * audit log before the snapshot (the copy holds that entry).
+ * @return KM_OK;
+ *         KM_E_INVALID for a NULL argument or an unknown URI scheme;
+ *         KM_E_DENIED without the role or the approvals;
+ *         KM_E_EXISTS when the destination holds records (nothing written);
+ *         KM_E_CORRUPT when the copy differs from the source;
+ *         KM_E_FULL, KM_E_IO for a storage error of either store.
+ * Thread-safe.
+ */
+KM_EXTERN int km_vault_copy(km_ctx *ctx, const char *dst_uri,
+                            const km_open_options *dst_opts) KM_WUR;
+
+/**
  * Restores a backup written by km_vault_backup(): checks that `backup` is a
  * libkm vault file (an LMDB file with the vault's format, id and at least one
  * keyslot; its records are authenticated later, when it is opened), then

@@ -259,6 +259,8 @@ static const struct kmctl_cmd commands[] = {
       "write a consistent, still sealed copy of the vault to FILE (while others write)" },
     { "restore", "FILE DIR", 2, o_none, NULL, kmctl_cmd_restore, VAULT_NONE, "",
       "make the backup FILE a vault in DIR (never overwrites a vault)" },
+    { "vault copy", "SRC DST", 2, o_none, NULL, kmctl_cmd_vault_copy, VAULT_OPEN, "",
+      "copy the vault SRC (lmdb:DIR, etcd://HOST:PORT/PREFIX) into the empty DST and verify it" },
     { "version", "", 0, o_none, NULL, cmd_version, VAULT_NONE, "", "print the kmctl and libkm versions" },
     { "help", "", 0, o_none, NULL, cmd_help, VAULT_NONE, "", "print this help" },
 };
@@ -604,6 +606,19 @@ static int read_shares(const struct globals *g, km_secret **out, const char **te
     return KMCTL_EXIT_OK;
 }
 
+static const char *env_nonempty(const char *name)
+{
+    const char *v = getenv(name);
+    return v != NULL && v[0] != '\0' ? v : NULL;
+}
+
+void kmctl_etcd_tls(km_open_options *o)
+{
+    o->tls_ca = env_nonempty("KM_ETCD_CA");
+    o->tls_cert = env_nonempty("KM_ETCD_CERT");
+    o->tls_key = env_nonempty("KM_ETCD_KEY");
+}
+
 static int open_vault(struct kmctl *k, const struct kmctl_cmd *c, const struct kmctl_args *a,
                       const struct globals *g)
 {
@@ -617,6 +632,9 @@ static int open_vault(struct kmctl *k, const struct kmctl_cmd *c, const struct k
     int rc, i;
 
     k->vault = g->vault != NULL ? g->vault : getenv("KM_VAULT");
+    if (strcmp(c->words, "vault copy") == 0)
+        k->vault = a->pos[0];   /* the vault to copy is SRC */
+    kmctl_etcd_tls(&o);
     if (k->vault == NULL || k->vault[0] == '\0')
         return kmctl_error(KMCTL_EXIT_USAGE, "no vault: use --vault DIR or set KM_VAULT");
     o.principal = g->principal != NULL ? g->principal : getenv("KM_PRINCIPAL");

@@ -20,3 +20,5 @@ tests_check_etcd_CFLAGS = $(TEST_CFLAGS)
 tests_check_etcd_LDADD = $(INTERNAL_LIBS)
 TESTS += tests/check_etcd
 endif
+TESTS += tests/kmctl_etcd.sh
+EXTRA_DIST += tests/kmctl_etcd.sh
