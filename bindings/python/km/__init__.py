@@ -1016,6 +1016,14 @@ class Vault:
         with _Use(self._h) as ctx:
             lib.km_vault_backup(ctx, os.fsencode(os.fspath(path)))
 
+    def copy_to(self, uri):
+        """Copies the vault record for record into the empty store at `uri`
+        ("lmdb:/dir", a path, or "etcd://HOST:PORT[,...]/PREFIX") and
+        compares the copy with it; the copy opens with today's credentials.
+        Never over a vault (AlreadyExists); audited."""
+        with _Use(self._h) as ctx:
+            lib.km_vault_copy(ctx, os.fsencode(os.fspath(uri)), None)
+
     # -- principals and grants (km/acl.h)
     def add_principal(self, name, roles, passphrase, kdf_cost=None):
         """Adds a principal with `roles` (names from km.ROLES or a mask) and its

@@ -487,6 +487,7 @@ _FUNCTIONS = {
     "km_vault_compact": (_int, [CTX_P], _check),
     "km_vault_backup": (_int, [CTX_P, _ccp], _check),
     "km_vault_restore": (_int, [_ccp, _ccp], _check),
+    "km_vault_copy": (_int, [CTX_P, _ccp, ctypes.POINTER(km_open_options)], _check),
     # distribute.h
     "km_key_export_wrapped": (_int, [KEY_P, _u32, _int, KEY_P, U8_P, _size, U8_P, _size, SIZE_P],
                               _check),

@@ -392,6 +392,18 @@ def test_backup_and_restore(tmp_path):
         km.restore(tmp_path / "junk", tmp_path / "r2")
 
 
+def test_copy_to_another_vault(tmp_path):
+    with openv(tmp_path / "v") as v:
+        ct = v.create_key("k", "aes-256-gcm").encrypt(b"moved")
+        v.copy_to("lmdb:%s" % (tmp_path / "copy"))
+        with pytest.raises(km.AlreadyExists):
+            v.copy_to(tmp_path / "copy")
+        vid = v.id
+    with openv(tmp_path / "copy", create=False) as c:
+        assert c.id == vid and c.decrypt(ct) == b"moved"
+        assert c.audit_verify() > 0
+
+
 # ---------------------------------------------------------------- principals, grants, dual control
 
 def test_principals_and_grants(tmp_path):
