@@ -6,8 +6,9 @@
  *                control value put in clear is found there)
  *   writers      two processes creating keys and rotating one shared key at
  *                once: nothing lost, the audit chain one verified chain
- *   propagation  a rotation and a revocation in process A in force in
- *                process B (refresh interval 5 s) within 100 ms: the watch
+ *   propagation  rotations and compromises in process A in force in
+ *                process B (refresh interval 5 s) within 100 ms (median of
+ *                5 rounds, printed): the watch
  *   members      one member killed: operations go on; two killed: a write
  *                fails within seconds with a clear error, and works again
  *                once they are back
@@ -236,47 +237,52 @@ static uint32_t ct_version(const uint8_t *ct)
     return ((uint32_t)ct[20] << 24) | ((uint32_t)ct[21] << 16) | ((uint32_t)ct[22] << 8) | ct[23];
 }
 
-/* Process A (a child) rotates "p" and revokes its old version when told
- * through `go`, writing the monotonic time after each call returned to `done`. */
+#define PROP_ROUNDS 5
+
+/* Process A (a child): on 'r' from `go` rotates "p", on 'v' marks its
+ * oldest uncompromised version compromised; writes the monotonic time each
+ * call returned (the change acknowledged) to `done`. B may see a change a
+ * little before that: the call reads the key again after its commit. */
 static void propagation_a(int go, int done)
 {
     km_ctx *c = NULL;
     km_key *k = NULL;
+    uint32_t bad = 1;
     char b;
     double t;
-    uint32_t v = 0;
 
     if (tu_vault_open(&c, dir, NULL, 0) != KM_OK || km_key_open(&k, c, "p") != KM_OK)
         _exit(20);
-    if (read(go, &b, 1) != 1)
-        _exit(21);
-    if (km_key_rotate(k, &v) != KM_OK)
-        _exit(22);
-    t = mono_ms();
-    if (write(done, &t, sizeof t) != (ssize_t)sizeof t)
-        _exit(23);
-    if (read(go, &b, 1) != 1)
-        _exit(24);
-    if (km_key_revoke(k, 1, KM_REVOKE_KEY_COMPROMISE, (int64_t)time(NULL)) != KM_OK) {
-        fprintf(stderr, "A: revoke: %s\n", km_error_last()->message);
-        _exit(25);
+    while (read(go, &b, 1) == 1 && b != 'q') {
+        int rc = b == 'r' ? km_key_rotate(k, NULL)
+                          : km_key_revoke(k, bad++, KM_REVOKE_KEY_COMPROMISE, (int64_t)time(NULL));
+        if (rc != KM_OK) {
+            fprintf(stderr, "A: %c: %s\n", b, km_error_last()->message);
+            _exit(21);
+        }
+        t = mono_ms();
+        if (write(done, &t, sizeof t) != (ssize_t)sizeof t)
+            _exit(22);
     }
-    t = mono_ms();
-    if (write(done, &t, sizeof t) != (ssize_t)sizeof t)
-        _exit(26);
     km_key_free(k);
     km_close(c);
     _exit(0);
+}
+
+static int dcmp(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
 }
 
 START_TEST(test_etcd_rotation_reaches_another_process_in_100ms)
 {
     km_ctx *b;
     km_key *k = NULL;
-    uint8_t ct[200], ct1[200], pt[64];
-    size_t ct_len, ct1_len, pt_len;
-    int go[2], done[2], st;
-    double t_a, t_b, rot_ms, rev_ms;
+    uint8_t ct[200], cur[200], pt[64];
+    size_t ct_len, cur_len, pt_len;
+    int go[2], done[2], st, j;
+    double t_a, t_b, rot[PROP_ROUNDS], rev[PROP_ROUNDS];
     pid_t p;
 
     ck_assert_int_eq(km_key_create(&k, ctx, "p", KM_KEY_AES_256_GCM, NULL), KM_OK);
@@ -290,41 +296,53 @@ START_TEST(test_etcd_rotation_reaches_another_process_in_100ms)
     /* B: a refresh interval of 5 s (the longest): only the watch can tell it sooner */
     b = open_b(5000);
     ck_assert_int_eq(km_key_open(&k, b, "p"), KM_OK);
-    ck_assert_int_eq(km_encrypt(k, (const uint8_t *)"x", 1, NULL, 0, ct1, sizeof ct1, &ct1_len),
+    ck_assert_int_eq(km_encrypt(k, (const uint8_t *)"x", 1, NULL, 0, cur, sizeof cur, &cur_len),
                      KM_OK);
-    ck_assert_uint_eq(ct_version(ct1), 1);
+    ck_assert_uint_eq(ct_version(cur), 1);
     tu_sleep_ms(200);   /* the watch is up */
-    ck_assert_int_eq(write(go[1], "r", 1), 1);
-    ck_assert_int_eq(read(done[0], &t_a, sizeof t_a), (ssize_t)sizeof t_a);
-    for (;;) {
-        ck_assert_int_eq(km_encrypt(k, (const uint8_t *)"x", 1, NULL, 0, ct, sizeof ct, &ct_len),
-                         KM_OK);
-        t_b = mono_ms();
-        if (ct_version(ct) == 2)
-            break;
-        ck_assert_msg(t_b - t_a < 2000, "B still encrypts under version 1 after 2 s");
-        tu_sleep_ms(1);
+    for (j = 0; j < PROP_ROUNDS; j++) {
+        /* A rotates: B's next encryptions use version j + 2 */
+        ck_assert_int_eq(write(go[1], "r", 1), 1);
+        ck_assert_int_eq(read(done[0], &t_a, sizeof t_a), (ssize_t)sizeof t_a);
+        for (;;) {
+            ck_assert_int_eq(km_encrypt(k, (const uint8_t *)"x", 1, NULL, 0, ct, sizeof ct,
+                                        &ct_len), KM_OK);
+            t_b = mono_ms();
+            if (ct_version(ct) == (uint32_t)j + 2)
+                break;
+            ck_assert_msg(t_b - t_a < 2000, "B still encrypts under version %d after 2 s", j + 1);
+            tu_sleep_ms(1);
+        }
+        rot[j] = t_b - t_a;
+        /* A marks version j + 1 compromised: B's cached key stops decrypting under it */
+        ck_assert_int_eq(km_decrypt(b, 0, cur, cur_len, NULL, 0, pt, sizeof pt, &pt_len), KM_OK);
+        ck_assert_int_eq(write(go[1], "v", 1), 1);
+        ck_assert_int_eq(read(done[0], &t_a, sizeof t_a), (ssize_t)sizeof t_a);
+        for (;;) {
+            int rc = km_decrypt(b, 0, cur, cur_len, NULL, 0, pt, sizeof pt, &pt_len);
+            t_b = mono_ms();
+            if (rc != KM_OK)
+                break;
+            ck_assert_msg(t_b - t_a < 2000, "B still decrypts under the compromised version "
+                                             "%d after 2 s", j + 1);
+            tu_sleep_ms(1);
+        }
+        rev[j] = t_b - t_a;
+        memcpy(cur, ct, ct_len);
+        cur_len = ct_len;
     }
-    rot_ms = t_b - t_a;
-    /* the revocation of version 1 (compromised): B's cached key must stop
-     * decrypting under it */
-    ck_assert_int_eq(km_decrypt(b, 0, ct1, ct1_len, NULL, 0, pt, sizeof pt, &pt_len), KM_OK);
-    ck_assert_int_eq(write(go[1], "v", 1), 1);
-    ck_assert_int_eq(read(done[0], &t_a, sizeof t_a), (ssize_t)sizeof t_a);
-    for (;;) {
-        int rc = km_decrypt(b, 0, ct1, ct1_len, NULL, 0, pt, sizeof pt, &pt_len);
-        t_b = mono_ms();
-        if (rc != KM_OK)
-            break;
-        ck_assert_msg(t_b - t_a < 2000, "B still decrypts under the compromised version "
-                                         "after 2 s");
-        tu_sleep_ms(1);
-    }
-    rev_ms = t_b - t_a;
-    printf("etcd propagation: rotation in force in another process after %.1f ms, "
-           "revocation after %.1f ms (refresh interval 5000 ms)\n", rot_ms, rev_ms);
-    ck_assert_msg(rot_ms < 100, "rotation took %.1f ms to reach process B", rot_ms);
-    ck_assert_msg(rev_ms < 100, "revocation took %.1f ms to reach process B", rev_ms);
+    ck_assert_int_eq(write(go[1], "q", 1), 1);
+    qsort(rot, PROP_ROUNDS, sizeof rot[0], dcmp);
+    qsort(rev, PROP_ROUNDS, sizeof rev[0], dcmp);
+    printf("etcd propagation (refresh interval 5000 ms, %d rounds): rotation in force in "
+           "another process after median %.1f ms (max %.1f), compromise after median %.1f ms "
+           "(max %.1f)\n", PROP_ROUNDS, rot[PROP_ROUNDS / 2], rot[PROP_ROUNDS - 1],
+           rev[PROP_ROUNDS / 2], rev[PROP_ROUNDS - 1]);
+    /* the median: one round slowed by a loaded machine does not decide */
+    ck_assert_msg(rot[PROP_ROUNDS / 2] < 100, "rotation took %.1f ms to reach process B",
+                  rot[PROP_ROUNDS / 2]);
+    ck_assert_msg(rev[PROP_ROUNDS / 2] < 100, "compromise took %.1f ms to reach process B",
+                  rev[PROP_ROUNDS / 2]);
     km_key_free(k);
     km_close(b);
     ck_assert_int_eq(waitpid(p, &st, 0), p);

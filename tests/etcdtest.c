@@ -165,6 +165,15 @@ int tu_etcd_member_start(const tu_etcd *c, int i)
         return fail("cannot write %s", pidf);
     fprintf(f, "%d\n", (int)pid);
     fclose(f);
+    /* until the child has exec'd, its command line is ours: wait for etcd's */
+    {
+        long end = now_ms() + 5000;
+        while (!is_ours(c, i, pid)) {
+            if (waitpid(pid, NULL, WNOHANG) == pid || now_ms() > end)
+                return fail("etcd member %d did not start (see %s)", i, log);
+            nap_ms(2);
+        }
+    }
     return 0;
 }
 

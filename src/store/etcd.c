@@ -474,6 +474,29 @@ static int fork_check(etcd_store *s)
     return KM_OK;
 }
 
+/* A range at a revision already committed (rev > 0) is read from one
+ * member's store without a quorum round (serializable): the member that
+ * gave the revision has applied it; another one may not have yet ("future
+ * revision"), and is then asked again for a linearizable read. rev 0: a
+ * linearizable read of the latest revision. Consumes req. */
+static int range_call(etcd_store *s, json_t *req, int64_t rev, json_t **reply)
+{
+    int rc;
+
+    if (rev <= 0)
+        return etcd_call(s, "kv/range", req, reply);
+    json_object_set_new(req, "revision", jrev(rev));
+    json_object_set_new(req, "serializable", json_true());
+    json_incref(req);
+    rc = etcd_call(s, "kv/range", req, reply);
+    if (rc == KM_E_IO && strstr(km_error_last()->message, "future revision") != NULL) {
+        json_object_del(req, "serializable");
+        return etcd_call(s, "kv/range", req, reply);
+    }
+    json_decref(req);
+    return rc;
+}
+
 /* A range of one key: its reply (caller frees); *kv the key's kv or NULL. */
 static int range_one(etcd_store *s, json_t *key, int64_t rev, json_t **reply, json_t **kv)
 {
@@ -482,9 +505,7 @@ static int range_one(etcd_store *s, json_t *key, int64_t rev, json_t **reply, js
 
     *kv = NULL;
     json_object_set_new(req, "key", key);
-    if (rev > 0)
-        json_object_set_new(req, "revision", jrev(rev));
-    if ((rc = etcd_call(s, "kv/range", req, reply)) != KM_OK)
+    if ((rc = range_call(s, req, rev, reply)) != KM_OK)
         return rc;
     *kv = json_array_get(json_object_get(*reply, "kvs"), 0);
     return KM_OK;
@@ -689,11 +710,10 @@ static int range_each(etcd_store *s, etcd_txn *t, km__table tbl, const uint8_t *
 
         json_object_set_new(req, "key", jb64(k, klen));
         json_object_set(req, "range_end", end);
-        json_object_set_new(req, "revision", jrev(t->rev));
         json_object_set_new(req, "limit", jrev(PAGE));
         if (keys_only)
             json_object_set_new(req, "keys_only", json_true());
-        if ((rc = etcd_call(s, "kv/range", req, &r)) != KM_OK)
+        if ((rc = range_call(s, req, t->rev, &r)) != KM_OK)
             break;
         kvs = json_object_get(r, "kvs");
         for (i = 0; rc == KM_OK && i < json_array_size(kvs); i++)
@@ -1040,9 +1060,8 @@ static int etcd_count(km__txn *kt, km__table tbl, uint64_t *out)
     req = json_object();
     json_object_set_new(req, "key", jb64(k, kl));
     json_object_set_new(req, "range_end", jrange_end(k, kl));
-    json_object_set_new(req, "revision", jrev(t->rev));
     json_object_set_new(req, "count_only", json_true());
-    if ((rc = etcd_call(s, "kv/range", req, &r)) != KM_OK)
+    if ((rc = range_call(s, req, t->rev, &r)) != KM_OK)
         return rc;
     *out = (uint64_t)jint(r, "count");
     json_decref(r);
