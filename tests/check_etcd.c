@@ -350,6 +350,58 @@ START_TEST(test_etcd_rotation_reaches_another_process_in_100ms)
 }
 END_TEST
 
+/* The watch runs on the first member: killed, the watch moves to the next
+ * one and changes still arrive at once (not after the 5 s refresh). */
+START_TEST(test_etcd_watch_moves_when_its_member_dies)
+{
+    km_ctx *b;
+    km_key *k = NULL;
+    uint8_t ct[200];
+    size_t ct_len;
+    int go[2], done[2], st;
+    double t_a, t_b;
+    pid_t p;
+
+    ck_assert_int_eq(km_key_create(&k, ctx, "p", KM_KEY_AES_256_GCM, NULL), KM_OK);
+    km_key_free(k);
+    ck_assert_int_eq(pipe(go), 0);
+    ck_assert_int_eq(pipe(done), 0);
+    p = fork();
+    ck_assert_int_ge(p, 0);
+    if (p == 0)
+        propagation_a(go[0], done[1]);
+    b = open_b(5000);
+    ck_assert_int_eq(km_key_open(&k, b, "p"), KM_OK);
+    ck_assert_int_eq(km_encrypt(k, (const uint8_t *)"x", 1, NULL, 0, ct, sizeof ct, &ct_len),
+                     KM_OK);
+    tu_sleep_ms(200);
+    ck_assert_int_eq(tu_etcd_member_kill(&cluster, 0), 0);
+    tu_sleep_ms(600);   /* the watch notices and starts again on member 1 */
+    ck_assert_int_eq(write(go[1], "r", 1), 1);
+    ck_assert_int_eq(read(done[0], &t_a, sizeof t_a), (ssize_t)sizeof t_a);
+    for (;;) {
+        ck_assert_int_eq(km_encrypt(k, (const uint8_t *)"x", 1, NULL, 0, ct, sizeof ct, &ct_len),
+                         KM_OK);
+        t_b = mono_ms();
+        if (ct_version(ct) == 2)
+            break;
+        ck_assert_msg(t_b - t_a < 3000, "B still encrypts under version 1 after 3 s");
+        tu_sleep_ms(1);
+    }
+    printf("etcd watch after its member died: rotation in force in another process after "
+           "%.1f ms\n", t_b - t_a);
+    ck_assert_msg(t_b - t_a < 100, "rotation took %.1f ms with the watch's member dead",
+                  t_b - t_a);
+    ck_assert_int_eq(write(go[1], "q", 1), 1);
+    km_key_free(k);
+    km_close(b);
+    ck_assert_int_eq(waitpid(p, &st, 0), p);
+    ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 0, "A: status %d", st);
+    ck_assert_int_eq(tu_etcd_member_start(&cluster, 0), 0);
+    ck_assert_int_eq(tu_etcd_wait_healthy(&cluster, 15000), 0);
+}
+END_TEST
+
 /* -------------------------------------------------------------- members */
 
 START_TEST(test_etcd_one_member_down_operations_go_on)
@@ -666,6 +718,7 @@ int main(void)
     tcase_add_test(tc, test_etcd_canary_not_in_data_dirs);
     tcase_add_test(tc, test_etcd_two_writers_lose_nothing);
     tcase_add_test(tc, test_etcd_rotation_reaches_another_process_in_100ms);
+    tcase_add_test(tc, test_etcd_watch_moves_when_its_member_dies);
     tcase_add_test(tc, test_etcd_one_member_down_operations_go_on);
     tcase_add_test(tc, test_etcd_quorum_loss_fails_fast_then_resumes);
     tcase_add_test(tc, test_etcd_sigkilled_writers_lose_no_acknowledged_change);

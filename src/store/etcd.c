@@ -1192,6 +1192,7 @@ typedef struct watch_buf {
     etcd_store *s;
     rbuf b;
     int64_t last_rev;         /* the last revision seen: the restart point */
+    int failed;               /* the stream must be started again */
 } watch_buf;
 
 static void watch_line(watch_buf *w, const char *line)
@@ -1203,8 +1204,21 @@ static void watch_line(watch_buf *w, const char *line)
     if (j == NULL)
         return;
     res = json_object_get(j, "result");
-    if (json_is_true(json_object_get(res, "created")))
+    if (json_is_true(json_object_get(res, "canceled"))) {
+        /* compacted past where it would restart: start from now, and let
+         * every cache re-read (it may have missed changes) */
+        w->last_rev = 0;
+        w->failed = 1;
+        atomic_fetch_add_explicit(&km__store_changes, 1, memory_order_release);
+        json_decref(j);
+        return;
+    }
+    if (json_is_true(json_object_get(res, "created"))) {
+        int64_t hr = jint(json_object_get(res, "header"), "revision");
+        if (w->last_rev == 0)
+            w->last_rev = hr;   /* a restart point when nothing changes */
         atomic_store(&w->s->watch_up, 1);
+    }
     evs = json_object_get(res, "events");
     for (i = 0; i < json_array_size(evs); i++) {
         json_t *kv = json_object_get(json_array_get(evs, i), "kv");
@@ -1244,13 +1258,13 @@ static size_t on_watch(char *d, size_t sz, size_t nm, void *arg)
         w->b.n -= (size_t)(nl + 1 - w->b.p);
         memmove(w->b.p, nl + 1, w->b.n + 1);
     }
-    return n;
+    return w->failed ? 0 : n;   /* 0 ends the transfer */
 }
 
 static void *watch_main(void *arg)
 {
     etcd_store *s = arg;
-    watch_buf w = { s, { NULL, 0, 0 }, 0 };
+    watch_buf w = { s, { NULL, 0, 0 }, 0, 0 };
     size_t e = 0;
 
     while (!atomic_load(&s->stop)) {
@@ -1267,6 +1281,7 @@ static void *watch_main(void *arg)
         if (w.last_rev > 0)
             json_object_set_new(cr, "start_revision", jrev(w.last_rev + 1));
         json_object_set_new(req, "create_request", cr);
+        w.failed = 0;
         body = json_dumps(req, JSON_COMPACT);
         json_decref(req);
         if (c == NULL || body == NULL) {
@@ -1288,6 +1303,8 @@ static void *watch_main(void *arg)
                 curl_multi_poll(s->wm, NULL, 0, 1000, NULL);
         }
         atomic_store(&s->watch_up, 0);
+        /* changes replayed from last_rev + 1 at the restart; a cache read
+         * while the watch was down was refreshed by time (refresh_ms) */
         curl_multi_remove_handle(s->wm, c);
         curl_easy_cleanup(c);
         free(body);
