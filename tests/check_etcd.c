@@ -16,6 +16,9 @@
  *                and the audit chain verifies
  *   store        snapshot reads, a lost lock fencing the commit, a value
  *                above etcd's request limit refused clearly, bad URIs
+ *   TLS          a member serving https only with client certificates: the
+ *                right CA and certificate open, a missing or foreign client
+ *                certificate, another CA and plain http do not
  * A missing etcd is a failure under CI=true, a loud skip (77) otherwise. */
 #include <check.h>
 #include <dirent.h>
@@ -36,6 +39,8 @@
 #include "testutil.h"
 
 static tu_etcd cluster;
+static tu_etcd tls_cluster;   /* one member, https only, client certificates required */
+static char pki[1100];        /* its certificates (tests/kmip/pykmip.sh certs) */
 static char *dir;
 static km_ctx *ctx;
 
@@ -682,9 +687,58 @@ START_TEST(test_etcd_uri_errors)
 }
 END_TEST
 
+static int tls_open(km_ctx **c, const char *ca, const char *cert, const char *key,
+                    uint32_t flags)
+{
+    char uri[300], f_ca[1200], f_cert[1200], f_key[1200];
+    km_open_options o = KM_OPEN_OPTIONS_INIT;
+
+    snprintf(uri, sizeof uri, "etcd://%s/tls-%d", tls_cluster.endpoints, (int)getpid());
+    snprintf(f_ca, sizeof f_ca, "%s/%s", pki, ca ? ca : "");
+    snprintf(f_cert, sizeof f_cert, "%s/%s", pki, cert ? cert : "");
+    snprintf(f_key, sizeof f_key, "%s/%s", pki, key ? key : "");
+    o.passphrase = (const uint8_t *)TU_PASS;
+    o.passphrase_len = strlen(TU_PASS);
+    o.flags = flags;
+    o.kdf_cost = KM_KDF_COST_MIN;
+    o.tls_ca = ca ? f_ca : NULL;
+    o.tls_cert = cert ? f_cert : NULL;
+    o.tls_key = key ? f_key : NULL;
+    *c = NULL;
+    return km_open(c, uri, &o);
+}
+
+START_TEST(test_etcd_tls_client_certificates)
+{
+    km_ctx *c = NULL;
+    km_key *k = NULL;
+
+    ck_assert_msg(tls_open(&c, "ca.crt", "client.crt", "client.key", KM_OPEN_CREATE) == KM_OK,
+                  "%s", km_error_last()->message);
+    ck_assert_int_eq(km_key_create(&k, c, "over-tls", KM_KEY_AES_256_GCM, NULL), KM_OK);
+    km_key_free(k);
+    km_close(c);
+    ck_assert_int_eq(tls_open(&c, "ca.crt", "client.crt", "client.key", 0), KM_OK);
+    ck_assert_int_eq(km_key_open(&k, c, "over-tls"), KM_OK);
+    km_key_free(k);
+    km_close(c);
+    /* the cluster asks for a client certificate */
+    ck_assert_int_eq(tls_open(&c, "ca.crt", NULL, NULL, 0), KM_E_IO);
+    ck_assert_ptr_nonnull(strstr(km_error_last()->message, "no member"));
+    /* one of another CA is refused */
+    ck_assert_int_eq(tls_open(&c, "ca.crt", "other.crt", "other.key", 0), KM_E_IO);
+    /* the members' certificate is checked against the CA given */
+    ck_assert_int_eq(tls_open(&c, "other-ca.crt", "client.crt", "client.key", 0), KM_E_IO);
+    /* no plain http to a TLS cluster */
+    ck_assert_int_eq(tls_open(&c, NULL, NULL, NULL, 0), KM_E_IO);
+    /* a client certificate without a CA: refused before any connection */
+    ck_assert_int_eq(tls_open(&c, NULL, "client.crt", "client.key", 0), KM_E_INVALID);
+}
+END_TEST
+
 int main(void)
 {
-    char base[4096];
+    char root[1024], base[1100], tdir[1100], cmd[4096];
     const char *shm = "/dev/shm";
     Suite *s;
     TCase *tc;
@@ -699,15 +753,27 @@ int main(void)
         return 77;
     }
     /* tmpfs when there is one: three members fsync every commit */
-    snprintf(base, sizeof base, "%s/km-check-etcd.XXXXXX",
+    snprintf(root, sizeof root, "%s/km-check-etcd.XXXXXX",
              access(shm, W_OK) == 0 ? shm : (getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp"));
-    if (mkdtemp(base) == NULL) {
+    if (mkdtemp(root) == NULL) {
         perror("mkdtemp");
         return EXIT_FAILURE;
     }
-    strcat(base, "/cluster");
+    snprintf(base, sizeof base, "%s/cluster", root);
+    snprintf(tdir, sizeof tdir, "%s/tls", root);
+    snprintf(pki, sizeof pki, "%s/pki", root);
     if (tu_etcd_start(&cluster, base, 3) != 0) {
         fprintf(stderr, "check_etcd: %s\n", tu_etcd_error());
+        tu_rmtree(root);
+        return EXIT_FAILURE;
+    }
+    /* the TLS member, with tests/kmip's PKI (a server certificate for 127.0.0.1) */
+    snprintf(cmd, sizeof cmd, "mkdir -p '%s' && sh '%s/pykmip.sh' certs '%s'", pki,
+             KM_KMIP_TESTDIR, pki);
+    if (system(cmd) != 0 || tu_etcd_start_tls(&tls_cluster, tdir, 1, pki) != 0) {
+        fprintf(stderr, "check_etcd: the TLS member: %s\n", tu_etcd_error());
+        tu_etcd_stop(&cluster);
+        tu_rmtree(root);
         return EXIT_FAILURE;
     }
     setenv("KM_TEST_ETCD", cluster.endpoints, 1);
@@ -724,10 +790,11 @@ int main(void)
     tcase_add_test(tc, test_etcd_sigkilled_writers_lose_no_acknowledged_change);
     tcase_add_test(tc, test_etcd_store_snapshot_fence_and_limits);
     tcase_add_test(tc, test_etcd_uri_errors);
+    tcase_add_test(tc, test_etcd_tls_client_certificates);
     suite_add_tcase(s, tc);
     rc = tu_run(s);
     tu_etcd_stop(&cluster);
-    *strrchr(base, '/') = '\0';
-    tu_rmtree(base);
+    tu_etcd_stop(&tls_cluster);
+    tu_rmtree(root);
     return rc;
 }

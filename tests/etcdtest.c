@@ -129,7 +129,7 @@ int tu_etcd_member_start(const tu_etcd *c, int i)
     member_path(c, i, "", data, sizeof data);
     member_path(c, i, ".log", log, sizeof log);
     member_path(c, i, ".pid", pidf, sizeof pidf);
-    snprintf(curl, sizeof curl, "http://127.0.0.1:%d", c->port[i]);
+    snprintf(curl, sizeof curl, "%s://127.0.0.1:%d", c->pki[0] ? "https" : "http", c->port[i]);
     snprintf(purl, sizeof purl, "http://127.0.0.1:%d", c->port[i] + 1);
     for (k = 0; k < c->n; k++) {
         size_t l = strlen(cluster);
@@ -152,6 +152,23 @@ int tu_etcd_member_start(const tu_etcd *c, int i)
         }
         /* this member's own data directory name is in its command line:
          * --data-dir DIR/mI (then a space), which is_ours looks for */
+        if (c->pki[0]) {
+            char cert[600], key[600], ca[600];
+            /* etcd's JSON gateway dials etcd's gRPC with this certificate:
+             * it must be good for clientAuth too */
+            snprintf(cert, sizeof cert, "%s/server-both.crt", c->pki);
+            snprintf(key, sizeof key, "%s/server-both.key", c->pki);
+            snprintf(ca, sizeof ca, "%s/ca.crt", c->pki);
+            execl("/usr/bin/etcd", "etcd", "--name", name, "--data-dir", data,
+                  "--listen-client-urls", curl, "--advertise-client-urls", curl,
+                  "--listen-peer-urls", purl, "--initial-advertise-peer-urls", purl,
+                  "--initial-cluster", cluster, "--initial-cluster-token", token,
+                  "--initial-cluster-state", fresh ? "new" : "existing",
+                  "--cert-file", cert, "--key-file", key, "--trusted-ca-file", ca,
+                  "--client-cert-auth", "--logger", "zap", "--log-level", "warn",
+                  (char *)NULL);
+            _exit(127);
+        }
         execl("/usr/bin/etcd", "etcd", "--name", name, "--data-dir", data,
               "--listen-client-urls", curl, "--advertise-client-urls", curl,
               "--listen-peer-urls", purl, "--initial-advertise-peer-urls", purl,
@@ -204,6 +221,14 @@ static int healthy(const tu_etcd *c, int i)
     ssize_t n, got = 0;
     int s = socket(AF_INET, SOCK_STREAM, 0);
 
+    if (c->pki[0]) {
+        char cmd[2200];
+        close(s);
+        snprintf(cmd, sizeof cmd, "curl -sf -m 1 --cacert '%s/ca.crt' --cert '%s/client.crt' "
+                 "--key '%s/client.key' https://127.0.0.1:%d/health 2>/dev/null "
+                 "| grep -q '\"health\":\"true\"'", c->pki, c->pki, c->pki, c->port[i]);
+        return system(cmd) == 0;
+    }
     if (s < 0)
         return 0;
     setsockopt(s, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
@@ -245,6 +270,8 @@ int tu_etcd_wait_healthy(const tu_etcd *c, int ms)
         nap_ms(20);
     }
 }
+
+static int start(tu_etcd *c, const char *dir, int n, const char *pki);
 
 static int save(const tu_etcd *c)
 {
@@ -300,11 +327,22 @@ int tu_etcd_load(tu_etcd *c, const char *dir)
     return 0;
 }
 
+int tu_etcd_start_tls(tu_etcd *c, const char *dir, int n, const char *pki)
+{
+    return start(c, dir, n, pki);
+}
+
 int tu_etcd_start(tu_etcd *c, const char *dir, int n)
+{
+    return start(c, dir, n, "");
+}
+
+static int start(tu_etcd *c, const char *dir, int n, const char *pki)
 {
     int i, p;
 
     memset(c, 0, sizeof *c);
+    snprintf(c->pki, sizeof c->pki, "%s", pki);
     if (n < 1 || n > TU_ETCD_MAX)
         return fail("1 to %d members", TU_ETCD_MAX);
     snprintf(c->dir, sizeof c->dir, "%s", dir);

@@ -16,6 +16,7 @@ typedef struct tu_etcd {
     int n;                        /* members */
     int port[TU_ETCD_MAX];        /* client port; the peer port is port + 1 */
     char endpoints[256];          /* "127.0.0.1:P0,127.0.0.1:P1,..." */
+    char pki[512];                /* TLS: a directory of tests/kmip/pykmip.sh certs; "" = http */
 } tu_etcd;
 
 /* Why the last tu_etcd_* call failed. */
@@ -26,6 +27,11 @@ int tu_etcd_installed(const char *who);
 /* Makes DIR (if absent), picks ports, starts n members, waits until the
  * cluster has a leader, and records the cluster in DIR/cluster. */
 int tu_etcd_start(tu_etcd *c, const char *dir, int n);
+/* As tu_etcd_start, serving clients over TLS only with the certificates of
+ * PKI (made by tests/kmip/pykmip.sh certs: ca.crt, server-both.crt/key for
+ * 127.0.0.1), client certificates required (--client-cert-auth); the
+ * health check then runs curl(1) with PKI's client.crt/key. */
+int tu_etcd_start_tls(tu_etcd *c, const char *dir, int n, const char *pki);
 /* Reads DIR/cluster (a cluster started by another process). */
 int tu_etcd_load(tu_etcd *c, const char *dir);
 /* Starts member i again on its data directory (after a kill); nothing when

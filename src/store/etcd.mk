@@ -16,7 +16,7 @@ if HAVE_CHECK
 check_PROGRAMS += tests/check_etcd
 tests_check_etcd_SOURCES = tests/check_etcd.c tests/etcdtest.h tests/etcdtest.c \
 	tests/testutil.h tests/testutil.c
-tests_check_etcd_CFLAGS = $(TEST_CFLAGS)
+tests_check_etcd_CFLAGS = $(TEST_CFLAGS) -DKM_KMIP_TESTDIR='"$(abs_top_srcdir)/tests/kmip"'
 tests_check_etcd_LDADD = $(INTERNAL_LIBS)
 TESTS += tests/check_etcd
 endif
