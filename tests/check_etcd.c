@@ -10,8 +10,9 @@
  *                process B (refresh interval 5 s) within 100 ms (median of
  *                5 rounds, printed): the watch
  *   members      one member killed: operations go on; two killed: a write
- *                fails within seconds with a clear error, and works again
- *                once they are back
+ *                fails within seconds with a clear error, a cached key
+ *                serves until its refresh bound and then fails closed, and
+ *                everything works again once they are back
  *   SIGKILL      writers killed at random: every acknowledged key is there
  *                and the audit chain verifies
  *   store        snapshot reads, a lost lock fencing the commit, a value
@@ -439,14 +440,30 @@ END_TEST
 
 START_TEST(test_etcd_quorum_loss_fails_fast_then_resumes)
 {
-    km_key *k = NULL;
+    km_ctx *b;
+    km_key *k = NULL, *kb = NULL;
+    uint8_t ct[200];
+    size_t ct_len;
     double t0, took;
     int rc, i;
 
     ck_assert_int_eq(km_key_create(&k, ctx, "kept", KM_KEY_AES_256_GCM, NULL), KM_OK);
     km_key_free(k);
+    /* a cached key with a staleness bound of 1 s */
+    b = open_b(1000);
+    ck_assert_int_eq(km_key_open(&kb, b, "kept"), KM_OK);
+    ck_assert_int_eq(km_encrypt(kb, (const uint8_t *)"x", 1, NULL, 0, ct, sizeof ct, &ct_len),
+                     KM_OK);
+    t0 = mono_ms();
     ck_assert_int_eq(tu_etcd_member_kill(&cluster, 1), 0);
     ck_assert_int_eq(tu_etcd_member_kill(&cluster, 2), 0);
+    /* the data path: the cached key serves until its bound, then fails closed */
+    if (mono_ms() - t0 < 800)
+        ck_assert_int_eq(km_encrypt(kb, (const uint8_t *)"x", 1, NULL, 0, ct, sizeof ct,
+                                    &ct_len), KM_OK);
+    tu_sleep_ms(1100 - (long)(mono_ms() - t0 < 1100 ? mono_ms() - t0 : 1100) + 50);
+    ck_assert_int_eq(km_encrypt(kb, (const uint8_t *)"x", 1, NULL, 0, ct, sizeof ct, &ct_len),
+                     KM_E_IO);
     t0 = mono_ms();
     rc = km_key_create(&k, ctx, "lost", KM_KEY_AES_256_GCM, NULL);
     took = mono_ms() - t0;
@@ -469,6 +486,10 @@ START_TEST(test_etcd_quorum_loss_fails_fast_then_resumes)
     km_key_free(k);
     ck_assert_int_eq(km_key_open(&k, ctx, "kept"), KM_OK);
     km_key_free(k);
+    ck_assert_int_eq(km_encrypt(kb, (const uint8_t *)"x", 1, NULL, 0, ct, sizeof ct, &ct_len),
+                     KM_OK);
+    km_key_free(kb);
+    km_close(b);
 }
 END_TEST
 
