@@ -1,5 +1,6 @@
 /* etcdtest.c - an etcd cluster of the tests (etcdtest.h). */
 #include "etcdtest.h"
+#include "testdev.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -56,22 +57,6 @@ int tu_etcd_installed(const char *who)
     return 0;
 }
 
-static int port_free(int p)
-{
-    struct sockaddr_in a;
-    int s = socket(AF_INET, SOCK_STREAM, 0), ok;
-
-    if (s < 0)
-        return 0;
-    memset(&a, 0, sizeof a);
-    a.sin_family = AF_INET;
-    a.sin_port = htons((uint16_t)p);
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    ok = bind(s, (struct sockaddr *)&a, sizeof a) == 0;
-    close(s);
-    return ok;
-}
-
 static void member_path(const tu_etcd *c, int i, const char *what, char *out, size_t cap)
 {
     snprintf(out, cap, "%s/m%d%s", c->dir, i, what);
@@ -92,26 +77,14 @@ static pid_t member_pid(const tu_etcd *c, int i)
     return (pid_t)pid;
 }
 
-/* 1 when pid still runs etcd on member i's data directory (not a reused PID). */
+/* 1 when pid still runs etcd on member i's data directory (not a reused PID):
+ * "--data-dir DIR/mI" then a space in its command line. */
 static int is_ours(const tu_etcd *c, int i, pid_t pid)
 {
-    char path[64], buf[8192], data[700];
-    size_t n, k;
-    FILE *f;
+    char data[700];
 
-    if (pid <= 0)
-        return 0;
-    snprintf(path, sizeof path, "/proc/%d/cmdline", (int)pid);
-    if ((f = fopen(path, "r")) == NULL)
-        return 0;
-    n = fread(buf, 1, sizeof buf - 1, f);
-    fclose(f);
-    for (k = 0; k < n; k++)
-        if (buf[k] == '\0')
-            buf[k] = ' ';
-    buf[n] = '\0';
     member_path(c, i, " ", data, sizeof data);
-    return strstr(buf, "etcd") != NULL && strstr(buf, data) != NULL;
+    return pid > 0 && tu_pid_runs(pid, "etcd", data);
 }
 
 int tu_etcd_member_start(const tu_etcd *c, int i)
@@ -353,7 +326,7 @@ static int start(tu_etcd *c, const char *dir, int n, const char *pki)
     p = 20000 + 2 * (rand() % 15000);
     for (i = 0; i < n; i++) {
         int tries = 0;
-        while (!(port_free(p) && port_free(p + 1))) {
+        while (!(tu_dev_port_free(p) && tu_dev_port_free(p + 1))) {
             p += 2;
             if (p > 64000)
                 p = 20000;

@@ -126,6 +126,11 @@ static int port_free(int port)
     return port_bind(port, 0);
 }
 
+int tu_dev_port_free(int port)
+{
+    return port_free(port);
+}
+
 /* 1 when something accepts connections on `port`. */
 static int port_open(int port)
 {

@@ -38,10 +38,14 @@
  * refused at the put.
  *
  * Members: the endpoints are tried in turn, starting with the last one that
- * answered; a connection error, a timeout or "no leader" moves to the next.
- * Every request carries gRPC metadata "hasleader" so a member cut off from
- * its quorum answers at once instead of waiting; with no quorum anywhere a
- * request fails after at most REQ_TIMEOUT_MS per member with KM_E_IO.
+ * answered; a connection error, a timeout, "no leader" or "leader changed"
+ * moves to the next, and when every member failed so, the round starts again
+ * after 50, 100, 200... ms until RETRY_MS have passed (an election after a
+ * member's death takes about one election timeout). Every request carries
+ * gRPC metadata "hasleader" so a member cut off from its quorum answers at
+ * once instead of waiting; with no quorum anywhere a request fails with
+ * KM_E_IO after about RETRY_MS (plus REQ_TIMEOUT_MS for a member that does
+ * not answer at all).
  *
  * Changes by other processes: a thread per open store watches "/PREFIX/t/"
  * and bumps km__store_changes (store.h) for every change outside the audit
@@ -69,6 +73,7 @@
 #define LOCK_TTL_S 5
 #define LOCK_WAIT_MS 30000
 #define REQ_TIMEOUT_MS 2500
+#define RETRY_MS 1500                      /* more rounds over the members until then */
 #define CONNECT_TIMEOUT_MS 400
 #define PAGE 512
 #define POOL_MAX 8
@@ -314,6 +319,8 @@ static int etcd_call(etcd_store *s, const char *api, json_t *req, json_t **out)
     char url[600], why[512] = "";
     char *body = json_dumps(req, JSON_COMPACT);
     size_t body_len, i, first, n = s->n_eps;
+    int64_t deadline;
+    long wait = 50;
     int rc = KM_E_IO;
 
     json_decref(req);
@@ -329,17 +336,27 @@ static int etcd_call(etcd_store *s, const char *api, json_t *req, json_t **out)
                                   body_len / 4 * 3 / 1024);
     }
     first = atomic_load(&s->cur) % n;
-    for (i = 0; i < n; i++) {
-        size_t e = (first + i) % n;
-        CURL *c = pool_get(s);
+    deadline = mono_ms() + RETRY_MS;
+    for (i = 0;; i++) {
+        size_t e = (first + i) % n, wl;
+        CURL *c;
         rbuf b = { NULL, 0, 0 };
         CURLcode cc;
         long status = 0;
         json_t *r;
         int retry = 0;
-        size_t wl = strlen(why);
 
-        if (c == NULL) {
+        if (i > 0 && i % n == 0) {
+            /* every member failed with something that passes (an election,
+             * a member restarting): again, until the deadline */
+            if (mono_ms() + wait > deadline)
+                break;
+            sleep_ms(wait);
+            wait *= 2;
+            why[0] = '\0';
+        }
+        wl = strlen(why);
+        if ((c = pool_get(s)) == NULL) {
             rc = km__err(KM_E_NOMEM, "vault: out of memory");
             break;
         }

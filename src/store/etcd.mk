@@ -8,7 +8,8 @@ libkm_internal_la_LIBADD += $(CURL_LIBS)
 # the tests: the vault suites again on a 3-member cluster (etcd_suites.sh,
 # through the cluster tool etcd_cluster), and the multi-host suite check_etcd
 check_PROGRAMS += tests/etcd_cluster
-tests_etcd_cluster_SOURCES = tests/etcd_cluster.c tests/etcdtest.h tests/etcdtest.c
+tests_etcd_cluster_SOURCES = tests/etcd_cluster.c tests/etcdtest.h tests/etcdtest.c \
+	tests/testdev.h tests/testdev.c
 tests_etcd_cluster_CFLAGS = $(TEST_CFLAGS)
 TESTS += tests/etcd_suites.sh
 EXTRA_DIST += tests/etcd_suites.sh
