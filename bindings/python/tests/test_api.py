@@ -392,6 +392,23 @@ def test_backup_and_restore(tmp_path):
         km.restore(tmp_path / "junk", tmp_path / "r2")
 
 
+def test_tls_options_reach_the_etcd_store(tmp_path):
+    # a client certificate without a CA is refused before any connection
+    with pytest.raises(km.InvalidArgument) as e:
+        km.Vault.open("etcd://127.0.0.1:1/p", passphrase=PASS, tls_cert=tmp_path / "c.pem",
+                      tls_key=tmp_path / "k.pem")
+    assert "tls_ca" in str(e.value) or "scheme" in str(e.value)
+    # with a CA, the member is tried (nobody listens there)
+    try:
+        km.Vault.open("etcd://127.0.0.1:1/p", passphrase=PASS, tls_ca=tmp_path / "ca.pem")
+    except km.InvalidArgument as e:
+        assert "scheme" in str(e)   # a libkm built without the etcd store
+    except km.StorageError as e:
+        assert "no member" in str(e)
+    else:
+        raise AssertionError("opened a vault where no etcd runs")
+
+
 def test_copy_to_another_vault(tmp_path):
     with openv(tmp_path / "v") as v:
         ct = v.create_key("k", "aes-256-gcm").encrypt(b"moved")
