@@ -763,7 +763,8 @@ static int range_each(etcd_store *s, etcd_txn *t, km__table tbl, const uint8_t *
 
 static int kcmp(const uint8_t *a, size_t al, const uint8_t *b, size_t bl)
 {
-    int c = memcmp(a, b, al < bl ? al : bl);
+    size_t n = al < bl ? al : bl;
+    int c = n > 0 ? memcmp(a, b, n) : 0;   /* a or b may be NULL when empty */
     return c != 0 ? c : (al > bl) - (al < bl);
 }
 
@@ -1002,7 +1003,7 @@ static int etcd_iter(km__txn *kt, km__table tbl, const uint8_t *prefix, size_t p
     /* fn may rewrite the current key: iterate over a copy of the buffer */
     i = op_find(t, tbl, prefix, prefix_len, &found);
     for (j = i; j < t->n_ops && t->ops[j].tbl == tbl && t->ops[j].klen >= prefix_len
-                && memcmp(t->ops[j].key, prefix, prefix_len) == 0;
+                && (prefix_len == 0 || memcmp(t->ops[j].key, prefix, prefix_len) == 0);
          j++) {
     }
     if (j > i) {
