@@ -668,9 +668,20 @@ static int etcd_txn_begin(km__store *st, int write, km__txn *kt)
                                     "%d s", LOCK_WAIT_MS / 1000);
             break;
         }
-        sleep_ms(wait);
-        if (wait < 20)
-            wait *= 2;
+        /* held: wait with reads (a failed lock Txn is still a Raft write)
+         * until the lock key is gone, then try again */
+        do {
+            json_t *lr, *lkv;
+            sleep_ms(wait);
+            if (wait < 20)
+                wait *= 2;
+            if ((rc = range_one(s, jname(s, "lock"), 0, &lr, &lkv)) != KM_OK)
+                break;
+            rc = lkv != NULL;
+            json_decref(lr);
+        } while (rc == 1 && mono_ms() <= deadline);
+        if (rc < 0)
+            break;
     }
     if (rc != KM_OK)
         pthread_mutex_unlock(&s->wmu);
