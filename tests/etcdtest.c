@@ -18,27 +18,9 @@
 #include <time.h>
 #include <unistd.h>
 
-static char err_buf[512];
-
 const char *tu_etcd_error(void)
 {
-    return err_buf;
-}
-
-static int fail(const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err_buf, sizeof err_buf, fmt, ap);
-    va_end(ap);
-    return -1;
-}
-
-static void nap_ms(long ms)
-{
-    struct timespec ts = { ms / 1000, (ms % 1000) * 1000000L };
-    while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
-    }
+    return tu_dev_error();
 }
 
 static long now_ms(void)
@@ -113,7 +95,7 @@ int tu_etcd_member_start(const tu_etcd *c, int i)
     fresh = stat(data, &sb) != 0;
     pid = fork();
     if (pid < 0)
-        return fail("fork: %s", strerror(errno));
+        return tu_dev_fail("fork: %s", strerror(errno));
     if (pid == 0) {
         int fd = open(log, O_WRONLY | O_CREAT | O_APPEND, 0600);
         /* a new session: a test's signals and its end do not reach it */
@@ -152,7 +134,7 @@ int tu_etcd_member_start(const tu_etcd *c, int i)
         _exit(127);
     }
     if ((f = fopen(pidf, "w")) == NULL)
-        return fail("cannot write %s", pidf);
+        return tu_dev_fail("cannot write %s", pidf);
     fprintf(f, "%d\n", (int)pid);
     fclose(f);
     /* until the child has exec'd, its command line is ours: wait for etcd's */
@@ -160,8 +142,8 @@ int tu_etcd_member_start(const tu_etcd *c, int i)
         long end = now_ms() + 5000;
         while (!is_ours(c, i, pid)) {
             if (waitpid(pid, NULL, WNOHANG) == pid || now_ms() > end)
-                return fail("etcd member %d did not start (see %s)", i, log);
-            nap_ms(2);
+                return tu_dev_fail("etcd member %d did not start (see %s)", i, log);
+            tu_dev_sleep_ms(2);
         }
     }
     return 0;
@@ -178,8 +160,8 @@ int tu_etcd_member_kill(const tu_etcd *c, int i)
     while (is_ours(c, i, pid)) {
         (void)waitpid(pid, NULL, WNOHANG);   /* reap it when it is our child */
         if (now_ms() > end)
-            return fail("etcd member %d (pid %d) does not die", i, (int)pid);
-        nap_ms(5);
+            return tu_dev_fail("etcd member %d (pid %d) does not die", i, (int)pid);
+        tu_dev_sleep_ms(5);
     }
     /* its ports are free again once the process is gone */
     return 0;
@@ -238,9 +220,9 @@ int tu_etcd_wait_healthy(const tu_etcd *c, int ms)
         if (all)
             return 0;
         if (now_ms() > end)
-            return fail("the etcd cluster in %s is not healthy after %d ms (see its m*.log)",
+            return tu_dev_fail("the etcd cluster in %s is not healthy after %d ms (see its m*.log)",
                         c->dir, ms);
-        nap_ms(20);
+        tu_dev_sleep_ms(20);
     }
 }
 
@@ -254,7 +236,7 @@ static int save(const tu_etcd *c)
 
     snprintf(path, sizeof path, "%s/cluster", c->dir);
     if ((f = fopen(path, "w")) == NULL)
-        return fail("cannot write %s", path);
+        return tu_dev_fail("cannot write %s", path);
     fprintf(f, "%d", c->n);
     for (i = 0; i < c->n; i++)
         fprintf(f, " %d", c->port[i]);
@@ -285,15 +267,15 @@ int tu_etcd_load(tu_etcd *c, const char *dir)
     snprintf(c->dir, sizeof c->dir, "%s", dir);
     snprintf(path, sizeof path, "%s/cluster", dir);
     if ((f = fopen(path, "r")) == NULL)
-        return fail("no cluster recorded in %s", dir);
+        return tu_dev_fail("no cluster recorded in %s", dir);
     if (fscanf(f, "%d", &c->n) != 1 || c->n < 1 || c->n > TU_ETCD_MAX) {
         fclose(f);
-        return fail("bad %s", path);
+        return tu_dev_fail("bad %s", path);
     }
     for (i = 0; i < c->n; i++)
         if (fscanf(f, "%d", &c->port[i]) != 1) {
             fclose(f);
-            return fail("bad %s", path);
+            return tu_dev_fail("bad %s", path);
         }
     fclose(f);
     endpoints(c);
@@ -317,10 +299,10 @@ static int start(tu_etcd *c, const char *dir, int n, const char *pki)
     memset(c, 0, sizeof *c);
     snprintf(c->pki, sizeof c->pki, "%s", pki);
     if (n < 1 || n > TU_ETCD_MAX)
-        return fail("1 to %d members", TU_ETCD_MAX);
+        return tu_dev_fail("1 to %d members", TU_ETCD_MAX);
     snprintf(c->dir, sizeof c->dir, "%s", dir);
     if (mkdir(dir, 0700) != 0 && errno != EEXIST)
-        return fail("mkdir %s: %s", dir, strerror(errno));
+        return tu_dev_fail("mkdir %s: %s", dir, strerror(errno));
     c->n = n;
     srand((unsigned)getpid() ^ (unsigned)now_ms());
     p = 20000 + 2 * (rand() % 15000);
@@ -331,7 +313,7 @@ static int start(tu_etcd *c, const char *dir, int n, const char *pki)
             if (p > 64000)
                 p = 20000;
             if (++tries > 5000)
-                return fail("no free port pair on 127.0.0.1");
+                return tu_dev_fail("no free port pair on 127.0.0.1");
         }
         c->port[i] = p;
         p += 2;

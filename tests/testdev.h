@@ -14,6 +14,11 @@
 
 /* Why the last tu_dev_* call of this process failed. */
 const char *tu_dev_error(void);
+/* Records why a call failed (for tu_dev_error); returns -1. For helpers of
+ * other services built on these (tests/etcdtest.c). */
+int tu_dev_fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* Sleeps ms milliseconds. */
+void tu_dev_sleep_ms(long ms);
 
 /* ---------------------------------------------------------- SoftHSM2 */
 
