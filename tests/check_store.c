@@ -814,8 +814,16 @@ START_TEST(test_store_scheme_table)
     ck_assert_int_eq(km__store_find("./a:b", &ops, &loc), KM_OK);
     ck_assert_str_eq(loc, "./a:b");
     ck_assert_int_eq(km__store_find("rel", &ops, &loc), KM_OK);
-    /* refused */
+    /* the etcd store when built (its location: members and prefix, parsed at open) */
+#ifdef KM_HAVE_ETCD
+    ck_assert_int_eq(km__store_find("etcd://h1:2379,h2:2379/p", &ops, &loc), KM_OK);
+    ck_assert_ptr_eq(ops, &km__store_etcd);
+    ck_assert_str_eq(loc, "h1:2379,h2:2379/p");
+#else
     ck_assert_int_eq(km__store_find("etcd://host/v", &ops, &loc), KM_E_INVALID);
+#endif
+    /* refused */
+    ck_assert_int_eq(km__store_find("nosuch://host/v", &ops, &loc), KM_E_INVALID);
     ck_assert_ptr_null(ops);
     ck_assert_int_eq(km__store_find("lmdb:", &ops, &loc), KM_E_INVALID);
     ck_assert_int_eq(km__store_find("lmdbx:/v", &ops, &loc), KM_E_INVALID);

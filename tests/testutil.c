@@ -141,7 +141,14 @@ int64_t tu_clock(void *arg)
 
 void tu_vault_uri(char *out, size_t cap, const char *dir)
 {
-    snprintf(out, cap, "lmdb:%s/vault", dir);
+    const char *etcd = getenv("KM_TEST_ETCD");
+
+    /* tests/etcd_suites.sh runs suites against an etcd cluster: one prefix
+     * per temporary directory */
+    if (etcd != NULL && etcd[0] != '\0')
+        snprintf(out, cap, "etcd://%s/km-test%s/vault", etcd, dir);
+    else
+        snprintf(out, cap, "lmdb:%s/vault", dir);
 }
 
 int tu_vault_open_with(km_ctx **out, const char *dir, const tu_open *t)

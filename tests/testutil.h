@@ -122,7 +122,9 @@ typedef struct tu_open {
  * vault with a clock. */
 void tu_allow_test_clock(km_ctx *ctx, int fips);
 
-/* Writes "lmdb:DIR/vault", the vault URI every suite uses. */
+/* Writes "lmdb:DIR/vault", the vault URI every suite uses; with KM_TEST_ETCD
+ * set (HOST:PORT,...: tests/etcd_suites.sh) an etcd:// URI whose prefix
+ * names DIR instead. */
 void tu_vault_uri(char *out, size_t cap, const char *dir);
 /* Opens dir/vault as `o` says, with the cheapest scrypt cost; returns the km rc. */
 int tu_vault_open_with(km_ctx **out, const char *dir, const tu_open *o);

@@ -35,7 +35,7 @@ typedef int64_t (*km_clock_fn)(void *arg);
 #define KM_OPEN_STRICT_REFRESH 0x4u /**< re-read key state from the vault on every use */
 #define KM_OPEN_FIPS          0x8u /**< with CREATE: a new vault gets the FIPS 140-3 policy profile */
 
-#define KM_OPEN_OPTIONS_VERSION 3
+#define KM_OPEN_OPTIONS_VERSION 4
 /** Default scrypt cost (log2 N) of a new passphrase slot: N = 2^17, r = 8, p = 1. */
 #define KM_KDF_COST_DEFAULT 17
 /** Smallest scrypt cost accepted (log2 N). */
@@ -77,10 +77,19 @@ typedef struct km_open_options {
      */
     const char *const *shares;
     size_t share_count;         /**< number of entries in `shares` */
+    /* ---- version 4 ---- */
+    /**
+     * An `etcd://` vault over TLS (https to every member): the PEM file of
+     * the CA that signed the members' certificates. NULL: plain http.
+     */
+    const char *tls_ca;
+    const char *tls_cert;       /**< the client certificate (PEM file) for etcd's --client-cert-auth; needs tls_ca */
+    const char *tls_key;        /**< its private key (PEM file) */
 } km_open_options;
 
 #define KM_OPEN_OPTIONS_INIT \
-    { KM_OPEN_OPTIONS_VERSION, 0, NULL, 0, 0, 0, 0, NULL, NULL, 0, NULL, NULL, NULL, NULL, 0 }
+    { KM_OPEN_OPTIONS_VERSION, 0, NULL, 0, 0, 0, 0, NULL, NULL, 0, NULL, NULL, NULL, NULL, 0, \
+      NULL, NULL, NULL }
 
 /** Most shares a Shamir keyslot can be split into. */
 #define KM_SHARES_MAX 32
@@ -90,7 +99,10 @@ typedef struct km_open_options {
  *
  * @param[out] out   set to the new context, or NULL on error; close with km_close().
  * @param[in]  uri   `lmdb:/path/dir` or a path to the vault directory (created
- *                   with mode 0700 when KM_OPEN_CREATE is given and it is absent).
+ *                   with mode 0700 when KM_OPEN_CREATE is given and it is absent);
+ *                   or `etcd://HOST:PORT[,HOST:PORT...]/PREFIX`, a vault kept
+ *                   under PREFIX in an etcd v3 cluster (docs/ETCD.md; TLS with
+ *                   the version-4 options).
  * @param[in]  opts  options; carry a passphrase (an owner's, or with
  *                   `principal` a principal's), or a keyslot backend, or
  *                   Shamir shares. Creating a vault needs an owner passphrase.
@@ -104,7 +116,8 @@ typedef struct km_open_options {
  *         km_error_last());
  *         KM_E_CORRUPT when the vault's records fail to open;
  *         KM_E_UNSUPPORTED for a vault written by a newer format version;
- *         KM_E_IO for a storage error (native LMDB code in km_error_last()).
+ *         KM_E_IO for a storage error (native LMDB code in km_error_last()),
+ *         or no etcd member reachable with a quorum.
  *
  * Opening the same directory twice in one process shares one LMDB environment.
  * Thread-safe.
@@ -369,6 +382,41 @@ KM_EXTERN int km_vault_compact(km_ctx *ctx) KM_WUR;
  * limit (then KM_E_BUSY).
  */
 KM_EXTERN int km_vault_backup(km_ctx *ctx, const char *path) KM_WUR;
+
+/**
+ * Copies the open vault, record for record, into a new vault at `dst_uri`
+ * in any store: an LMDB directory (`lmdb:/dir` or a path) or an etcd prefix
+ * (`etcd://HOST:PORT[,...]/PREFIX`), to move a vault onto etcd and back.
+ * The records stay sealed under the vault's master key and the keyslots come
+ * with them: the copy has the same vault id, keys, policy, principals and
+ * audit log, and opens with the credentials that open this vault.
+ *
+ * One read snapshot of this vault is copied while writers go on; the copy
+ * is written in transactions of at most 100 records (etcd's limits), the
+ * vault's own records last, so an interrupted copy holds no vault (remove
+ * what it left before trying again); then every record of the copy is
+ * compared with the source's.
+ *
+ * @param[in] ctx       an open vault.
+ * @param[in] dst_uri   where the copy goes: it must hold no vault and no
+ *                      record (a vault is never overwritten).
+ * @param[in] dst_opts  the destination's store options (version 4: TLS for
+ *                      etcd; map_size for LMDB); NULL for the defaults. No
+ *                      credential is read from it.
+ * Needs the admin role (km/acl.h); under the policy's dual control for
+ * exports, an approved KM_REQ_EXPORT request (no key) whose parameters are
+ * "vault copy to SCHEME:LOCATION" (the audit entry's text). Recorded in the
+ * audit log before the snapshot (the copy holds that entry).
+ * @return KM_OK;
+ *         KM_E_INVALID for a NULL argument or an unknown URI scheme;
+ *         KM_E_DENIED without the role or the approvals;
+ *         KM_E_EXISTS when the destination holds records (nothing written);
+ *         KM_E_CORRUPT when the copy differs from the source;
+ *         KM_E_FULL, KM_E_IO for a storage error of either store.
+ * Thread-safe.
+ */
+KM_EXTERN int km_vault_copy(km_ctx *ctx, const char *dst_uri,
+                            const km_open_options *dst_opts) KM_WUR;
 
 /**
  * Restores a backup written by km_vault_backup(): checks that `backup` is a

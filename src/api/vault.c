@@ -4,7 +4,9 @@
  * context itself is the core's (src/core/ctx.c); the storage work of rekey,
  * compaction and backup is the store's (src/store/). */
 #include "core.h"
+#include "km/quorum.h"
 
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -621,6 +623,57 @@ int km_vault_backup(km_ctx *ctx, const char *path)
         || (rc = km__audit_event(ctx, KM__OP_BACKUP, NULL, 0, KM_OK, "hot backup")) != KM_OK)
         return rc;
     return km__store_backup(ctx->env, path);
+}
+
+/* km_vault_copy: the record copy is the store's (km__store_copy); here the
+ * checks, dual control and the audit entry, written before the snapshot so
+ * that the copy holds it. */
+int km_vault_copy(km_ctx *ctx, const char *dst_uri, const km_open_options *dst_opts)
+{
+    km_open_options o = KM_OPEN_OPTIONS_INIT;
+    const km__store_ops *ops;
+    const char *loc;
+    km__store *dst = NULL;
+    km__txn *t = NULL;
+    char detail[256];
+    uint64_t n = 0;
+    int rc;
+
+    if (ctx == NULL)
+        return km__err(KM_E_INVALID, "km_vault_copy: ctx is NULL");
+    if (dst_uri == NULL || dst_uri[0] == '\0')
+        return km__err(KM_E_INVALID, "km_vault_copy: the destination URI is NULL or empty");
+    if (dst_opts != NULL) {
+        if (dst_opts->version < 1 || dst_opts->version > KM_OPEN_OPTIONS_VERSION)
+            return km__err(KM_E_INVALID, "km_vault_copy: options of an unknown version");
+        memcpy(&o, dst_opts, dst_opts->version >= 4 ? sizeof o
+                                                    : offsetof(km_open_options, tls_ca));
+        o.version = KM_OPEN_OPTIONS_VERSION;
+    }
+    o.flags |= KM_OPEN_CREATE;
+    if ((rc = km__ctx_check(ctx)) != KM_OK || (rc = km__acl_check(ctx, KM__OP_BACKUP, NULL))
+                                                  != KM_OK)
+        return rc;
+    if ((rc = km__store_find(dst_uri, &ops, &loc)) != KM_OK)
+        return rc;
+    /* the copy holds every key (sealed, with the keyslots): an export of the
+     * whole vault, under the vault's dual control for exports */
+    snprintf(detail, sizeof detail, "vault copy to %s:%.200s", ops->scheme, loc);
+    if ((rc = ops->open(&dst, loc, &o)) != KM_OK)
+        return rc;
+    if ((rc = km_audit_flush(ctx)) != KM_OK || (rc = km__wtxn_begin(ctx, &t)) != KM_OK) {
+        km__store_close(dst);
+        return rc;
+    }
+    rc = km__quorum_consume(ctx, t, KM_REQ_EXPORT, NULL, (const uint8_t *)detail,
+                            strlen(detail));
+    if (rc != KM_OK)
+        km__wtxn_abort(t);
+    else if ((rc = km__wtxn_commit_event(ctx, t, KM__OP_BACKUP, NULL, 0, KM_OK, detail))
+             == KM_OK)
+        rc = km__store_copy(ctx->env, dst, &n);
+    km__store_close(dst);
+    return rc;
 }
 
 int km_vault_restore(const char *backup, const char *dir)

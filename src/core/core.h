@@ -239,12 +239,15 @@ void km__wtxn_abort(km__txn *t);
  * bumps the generation. */
 void km__wtxn_changed(void);
 /* The write generation: changes after every committed change of any context
- * of this process. */
+ * of this process, and after every change of another process that the
+ * store heard of (km__store_changes, store.h). */
 extern atomic_uint km__wtxn_generation;   /* written by wtxn.c only */
 static inline unsigned km__wtxn_gen(void)
 {
-    /* acquire: what the writer committed before bumping is seen after */
-    return atomic_load_explicit(&km__wtxn_generation, memory_order_acquire);
+    /* acquire: what the writer committed before bumping is seen after;
+     * plus the changes of other processes a store heard of (etcd's watch) */
+    return atomic_load_explicit(&km__wtxn_generation, memory_order_acquire)
+           + atomic_load_explicit(&km__store_changes, memory_order_acquire);
 }
 
 /* ctx.c */

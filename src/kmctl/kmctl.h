@@ -194,5 +194,9 @@ void kmctl_progress(const char *what, uint64_t done, uint64_t total, void *arg);
 /* commands: backup and restore (cmd_backup.c) */
 int kmctl_cmd_backup(struct kmctl *k, const struct kmctl_args *a);
 int kmctl_cmd_restore(struct kmctl *k, const struct kmctl_args *a);
+int kmctl_cmd_vault_copy(struct kmctl *k, const struct kmctl_args *a);
+/* main.c: the TLS files of an etcd:// vault from KM_ETCD_CA, KM_ETCD_CERT and
+ * KM_ETCD_KEY (unset or empty: none) into o. */
+void kmctl_etcd_tls(km_open_options *o);
 
 #endif /* KMCTL_H */

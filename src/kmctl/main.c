@@ -263,6 +263,8 @@ static const struct kmctl_cmd commands[] = {
       "make the backup FILE a vault in DIR (never overwrites a vault)" },
     { "unseal", "", 0, o_none, NULL, kmctl_cmd_unseal, VAULT_KMD, "",
       "send --share-file shares to a sealed kmd (--vault kmd:SOCKET)" },
+    { "vault copy", "SRC DST", 2, o_none, NULL, kmctl_cmd_vault_copy, VAULT_OPEN, "",
+      "copy the vault SRC (lmdb:DIR, etcd://HOST:PORT/PREFIX) into the empty DST and verify it" },
     { "version", "", 0, o_none, NULL, cmd_version, VAULT_NONE, "", "print the kmctl and libkm versions" },
     { "help", "", 0, o_none, NULL, cmd_help, VAULT_NONE, "", "print this help" },
 };
@@ -608,6 +610,19 @@ static int read_shares(const struct globals *g, km_secret **out, const char **te
     return KMCTL_EXIT_OK;
 }
 
+static const char *env_nonempty(const char *name)
+{
+    const char *v = getenv(name);
+    return v != NULL && v[0] != '\0' ? v : NULL;
+}
+
+void kmctl_etcd_tls(km_open_options *o)
+{
+    o->tls_ca = env_nonempty("KM_ETCD_CA");
+    o->tls_cert = env_nonempty("KM_ETCD_CERT");
+    o->tls_key = env_nonempty("KM_ETCD_KEY");
+}
+
 static int open_vault(struct kmctl *k, const struct kmctl_cmd *c, const struct kmctl_args *a,
                       const struct globals *g)
 {
@@ -621,6 +636,9 @@ static int open_vault(struct kmctl *k, const struct kmctl_cmd *c, const struct k
     int rc, i;
 
     k->vault = g->vault != NULL ? g->vault : getenv("KM_VAULT");
+    if (strcmp(c->words, "vault copy") == 0)
+        k->vault = a->pos[0];   /* the vault to copy is SRC */
+    kmctl_etcd_tls(&o);
     if (k->vault == NULL || k->vault[0] == '\0')
         return kmctl_error(KMCTL_EXIT_USAGE, "no vault: use --vault DIR or set KM_VAULT");
     o.principal = g->principal != NULL ? g->principal : getenv("KM_PRINCIPAL");

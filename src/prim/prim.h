@@ -95,6 +95,10 @@ int km__ecdsa_der_to_raw(const uint8_t *der, size_t der_len, size_t field, uint8
  * must hold 4 * ceil(len / 3) + 1 bytes; writes a NUL and returns the length
  * without it. For PEM bodies (callers break the lines). */
 size_t km__b64_encode(const uint8_t *in, size_t len, char *out);
+/* Standard base64 (with padding; no whitespace) of in[0..len) decoded into
+ * out (cap bytes; 3 * len / 4 is enough), *out_len its length. KM_E_CORRUPT
+ * (nothing recorded) when it does not decode or does not fit. */
+int km__b64_decode(const char *in, size_t len, uint8_t *out, size_t cap, size_t *out_len);
 /* Random bytes from OpenSSL's private DRBG (for key material). KM_E_CRYPTO. */
 int km__random_priv(void *out, size_t len);
 /* The digest `md` (an OpenSSL name: "SHA256", "SHA384", "SHA512") of msg in

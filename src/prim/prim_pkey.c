@@ -358,6 +358,35 @@ size_t km__b64_encode(const uint8_t *in, size_t len, char *out)
     return off;
 }
 
+int km__b64_decode(const char *in, size_t len, uint8_t *out, size_t cap, size_t *out_len)
+{
+    size_t done = 0, off = 0, pad = 0;
+
+    *out_len = 0;
+    if (len % 4 != 0)
+        return KM_E_CORRUPT;
+    if (len > 0 && in[len - 1] == '=')
+        pad = (len > 1 && in[len - 2] == '=') ? 2 : 1;
+    if (len / 4 * 3 - pad > cap)
+        return KM_E_CORRUPT;
+    /* EVP_DecodeBlock takes an int: decode in slices of whole 4-character groups;
+     * it counts padding as zero bytes, taken off at the end */
+    while (len - done > 0) {
+        size_t n = len - done > 4 * 4096 ? 4 * 4096 : len - done;
+        uint8_t tmp[3 * 4096];
+        int got = EVP_DecodeBlock(tmp, (const unsigned char *)in + done, (int)n);
+        size_t keep;
+        if (got < 0 || (size_t)got != n / 4 * 3)
+            return KM_E_CORRUPT;
+        keep = (size_t)got - (done + n == len ? pad : 0);
+        memcpy(out + off, tmp, keep);
+        off += keep;
+        done += n;
+    }
+    *out_len = off;
+    return KM_OK;
+}
+
 int km__random_priv(void *out, size_t len)
 {
     if (len == 0)

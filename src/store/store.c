@@ -84,7 +84,12 @@ static int table_ok(km__table tbl)
  * (a bare path). A new store is one row. */
 static const km__store_ops *const stores[] = {
     &km__store_lmdb,
+#ifdef KM_HAVE_ETCD
+    &km__store_etcd,
+#endif
 };
+
+atomic_uint km__store_changes;
 
 int km__store_find(const char *uri, const km__store_ops **ops, const char **location)
 {
@@ -105,7 +110,11 @@ int km__store_find(const char *uri, const km__store_ops **ops, const char **loca
     }
     if (*ops == NULL) {
         if (strchr(uri, ':') != NULL && uri[0] != '/' && uri[0] != '.')
-            return km__err(KM_E_INVALID, "km_open: unknown URI scheme (expected lmdb:/path)");
+            return km__err(KM_E_INVALID, "km_open: unknown URI scheme (expected lmdb:/path"
+#ifdef KM_HAVE_ETCD
+                                          " or etcd://HOST:PORT/PREFIX"
+#endif
+                                          ")");
         *ops = stores[0];
         path = uri;
     }
@@ -979,6 +988,137 @@ int km__store_restore(const char *backup, const char *dir)
         return km__err(KM_E_UNSUPPORTED, "the %s store restores no backup file",
                        stores[0]->scheme);
     return stores[0]->restore(backup, dir);
+}
+
+/* ------------------------------------------------------------------- copy */
+
+#define COPY_BATCH_RECS 100                   /* etcd's --max-txn-ops is 128 by default */
+#define COPY_BATCH_BYTES ((size_t)512 << 10)  /* its requests are at most 1.5 MiB */
+
+typedef struct copy_arg {
+    km__store *dst;
+    km__txn *w;                 /* the open write transaction on dst */
+    km__txn *src;               /* verification: the source snapshot */
+    km__table tbl;
+    size_t recs, bytes;
+    int batch;                  /* 0: one transaction for the whole table */
+    uint64_t n;
+} copy_arg;
+
+static int copy_one(const uint8_t *key, size_t key_len, const uint8_t *val, size_t val_len,
+                    void *arg)
+{
+    copy_arg *a = arg;
+    int rc;
+
+    if (a->batch && (a->recs >= COPY_BATCH_RECS || a->bytes + val_len > COPY_BATCH_BYTES)) {
+        rc = km__txn_commit(a->w);
+        a->w = NULL;
+        if (rc != KM_OK || (rc = km__txn_begin(a->dst, 1, &a->w)) != KM_OK)
+            return rc;
+        a->recs = a->bytes = 0;
+    }
+    if ((rc = km__raw_put(a->w, a->tbl, key, key_len, val, val_len, KM__PUT_NOOVERWRITE))
+        != KM_OK)
+        return rc;
+    a->recs++;
+    a->bytes += key_len + val_len;
+    a->n++;
+    return 0;
+}
+
+/* Every record of the copy is the source's, byte for byte. */
+static int copy_check(const uint8_t *key, size_t key_len, const uint8_t *val, size_t val_len,
+                      void *arg)
+{
+    copy_arg *a = arg;
+    const uint8_t *v;
+    size_t vl;
+    int rc = km__raw_get(a->src, a->tbl, key, key_len, &v, &vl);
+
+    if (rc == KM_E_NOTFOUND || (rc == KM_OK && (vl != val_len || memcmp(v, val, vl) != 0)))
+        return km__err(KM_E_CORRUPT, "vault copy: a record of table %s differs from the source",
+                       table_names[a->tbl]);
+    if (rc != KM_OK)
+        return rc;
+    a->n++;
+    return 0;
+}
+
+int km__store_copy(km__store *src, km__store *dst, uint64_t *records)
+{
+    /* meta and keyslots last, in one transaction: until then the copy holds
+     * no vault (an open finds none there) */
+    static const km__table order[KM__T__COUNT] = {
+        KM__T_KEYS, KM__T_NAMES, KM__T_VMETA, KM__T_MATERIAL, KM__T_COUNTERS, KM__T_AUDIT,
+        KM__T_SLOTS, KM__T_META,
+    };
+    copy_arg a;
+    km__txn *r = NULL, *d = NULL;
+    uint64_t n, total = 0;
+    size_t i;
+    int rc;
+
+    *records = 0;
+    memset(&a, 0, sizeof a);
+    a.dst = dst;
+    if ((rc = km__txn_begin(dst, 0, &d)) != KM_OK)
+        return rc;
+    for (i = 0; i < KM__T__COUNT && rc == KM_OK; i++) {
+        if ((rc = km__table_count(d, (km__table)i, &n)) == KM_OK && n > 0)
+            rc = km__err(KM_E_EXISTS, "vault copy: the destination is not empty (table %s "
+                                      "holds records): a vault is never overwritten",
+                         table_names[i]);
+    }
+    km__txn_abort(d);
+    d = NULL;
+    if (rc != KM_OK)
+        return rc;
+    /* one snapshot of the source for the copy and its verification */
+    if ((rc = km__txn_begin(src, 0, &r)) != KM_OK)
+        return rc;
+    for (i = 0; i < KM__T__COUNT && rc == KM_OK; i++) {
+        a.tbl = order[i];
+        if (a.w == NULL) {
+            if ((rc = km__txn_begin(dst, 1, &a.w)) != KM_OK)
+                break;
+            a.recs = a.bytes = 0;
+        }
+        a.batch = a.tbl != KM__T_SLOTS && a.tbl != KM__T_META;
+        rc = km__raw_iter(r, a.tbl, NULL, 0, copy_one, &a);
+        if (rc == KM_OK && a.batch && order[i + 1] == KM__T_SLOTS) {
+            /* the tables before the vault's own records are in */
+            rc = km__txn_commit(a.w);
+            a.w = NULL;
+        }
+    }
+    if (a.w != NULL) {
+        if (rc == KM_OK)
+            rc = km__txn_commit(a.w);
+        else
+            km__txn_abort(a.w);
+        a.w = NULL;
+    }
+    total = a.n;
+    /* verification: the same number of records in each table, each equal */
+    if (rc == KM_OK && (rc = km__txn_begin(dst, 0, &d)) == KM_OK) {
+        a.src = r;
+        for (i = 0; i < KM__T__COUNT && rc == KM_OK; i++) {
+            uint64_t ns = 0;
+            a.tbl = (km__table)i;
+            a.n = 0;
+            if ((rc = km__raw_iter(d, a.tbl, NULL, 0, copy_check, &a)) == KM_OK
+                && (rc = km__table_count(r, a.tbl, &ns)) == KM_OK && ns != a.n)
+                rc = km__err(KM_E_CORRUPT, "vault copy: table %s has %llu records in the copy, "
+                                           "%llu in the source", table_names[i],
+                             (unsigned long long)a.n, (unsigned long long)ns);
+        }
+        km__txn_abort(d);
+    }
+    km__txn_abort(r);
+    if (rc == KM_OK)
+        *records = total;
+    return rc;
 }
 
 /* ------------------------------------------------------------------ rekey */

@@ -30,6 +30,7 @@
 #ifndef KM_STORE_H
 #define KM_STORE_H
 
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -168,6 +169,17 @@ typedef struct km__store_ops {
 
 /* The LMDB implementation (src/store/lmdb.c). */
 extern const km__store_ops km__store_lmdb;
+/* The etcd implementation (src/store/etcd.c; built when configure found
+ * libcurl: KM_HAVE_ETCD). */
+extern const km__store_ops km__store_etcd;
+/* 1 while the etcd store st has its watch on the vault's records running. */
+int km__etcd_watching(km__store *st);
+/* Changes made by other processes, as a store that hears of them learns
+ * them (the etcd store's watch): grows by one per batch of changes to
+ * anything a cache holds. The core adds it to its write generation
+ * (km__wtxn_gen), so cached keys and permissions are re-read at their next
+ * use. Written by the implementations only. */
+extern atomic_uint km__store_changes;
 
 /* ---------------------------------------------------------- for the core */
 
@@ -230,6 +242,16 @@ int km__store_backup(km__store *st, const char *path);
  * KM_E_NOTFOUND (no backup), KM_E_CORRUPT (not a vault), KM_E_EXISTS,
  * KM_E_IO. */
 int km__store_restore(const char *backup, const char *dir);
+/* km_vault_copy's store work: every record of src (one read snapshot),
+ * byte for byte, into the empty store dst, which may be of another
+ * implementation (sealing depends on the table and key only, so the copy
+ * opens with the source's credentials). Written in transactions of at most
+ * 100 records and 512 KiB (etcd's limits), the vault meta and keyslots last
+ * in one, so an interrupted copy holds no vault; then every record of dst is
+ * compared with the source's. *records: how many were copied.
+ * KM_E_EXISTS (dst holds records: nothing written), KM_E_CORRUPT (the
+ * comparison failed), the stores' errors. */
+int km__store_copy(km__store *src, km__store *dst, uint64_t *records);
 
 int km__txn_begin(km__store *st, int write, km__txn **out);
 int km__txn_commit(km__txn *t);   /* always frees t; KM_E_FULL / KM_E_IO on failure */

@@ -709,7 +709,8 @@ static void bench_audit(const char *dir)
 static const char *const all_pairs[] = {
     "encrypt-64", "encrypt-4k", "decrypt-64", "decrypt-4k", "sign-p256", "sign-ed25519",
     "open-cold", "encrypt-64-2threads", "encrypt-64-audit", "pkcs11-encrypt", "pkcs11-sign",
-    "tpm2-sign", "kmip-encrypt", NULL
+    "tpm2-sign", "kmip-encrypt", "etcd-open-cold", "etcd-encrypt-64", "etcd-create",
+    "etcd-propagation", NULL
 };
 
 static int wanted(int argc, char **argv, const char *name)
@@ -835,6 +836,12 @@ int main(int argc, char **argv)
         bench_hw_tpm2(dir, hw_pair);
     if (wanted(argc, argv, "kmip-encrypt"))
         bench_hw_kmip(dir, hw_pair);
+    {
+        int want[4] = { wanted(argc, argv, "etcd-open-cold"), wanted(argc, argv, "etcd-encrypt-64"),
+                        wanted(argc, argv, "etcd-create"), wanted(argc, argv, "etcd-propagation") };
+        if (want[0] || want[1] || want[2] || want[3])
+            bench_etcd(dir, hw_pair, want);
+    }
     bench_print_load();
 done:
     km_key_free(aes);

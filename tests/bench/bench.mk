@@ -18,8 +18,9 @@ BENCH_CFLAGS = $(AM_CFLAGS) $(CRYPTO_CFLAGS) $(LMDB_CFLAGS) $(PKCS11_CFLAGS) $(T
 BENCH_LIBS = libkm.la $(CRYPTO_LIBS) $(LMDB_LIBS) $(PKCS11_LIBS) $(TSS2_LIBS) $(PTHREAD_LIBS)
 
 tests_bench_bench_SOURCES = tests/bench/bench.c tests/bench/benchutil.c tests/bench/benchutil.h \
-	tests/bench/bench_hw.c tests/bench/bench_hw.h tests/testdev.c tests/testdev.h tests/bench/bench_kmip.c
-tests_bench_bench_CFLAGS = $(BENCH_CFLAGS) -DKM_KMIP_TESTDIR='"$(abs_top_srcdir)/tests/kmip"'
+	tests/bench/bench_hw.c tests/bench/bench_hw.h tests/testdev.c tests/testdev.h tests/bench/bench_kmip.c \
+	tests/bench/bench_etcd.c tests/etcdtest.c tests/etcdtest.h
+tests_bench_bench_CFLAGS = $(BENCH_CFLAGS) -DKM_KMIP_TESTDIR='"$(abs_top_srcdir)/tests/kmip"' -I$(srcdir)/tests
 tests_bench_bench_LDADD = $(BENCH_LIBS)
 
 tests_bench_scale_SOURCES = tests/bench/scale.c tests/bench/benchutil.c tests/bench/benchutil.h

@@ -529,10 +529,13 @@ class Vault:
     def open(cls, path, passphrase=None, create=False, kdf_cost=None, *, exclusive=False,
              strict_refresh=False, refresh_ms=None, map_size=None, fips=False,
              key_cache_max=None, principal=None, slot_backend=None, slot_config=None,
-             shares=None):
+             shares=None, tls_ca=None, tls_cert=None, tls_key=None):
         """Opens (with create=True: creates if absent) the vault at `path`.
 
-        path: a directory path (str, bytes or os.PathLike) or an "lmdb:/dir" URI.
+        path: a directory path (str, bytes or os.PathLike), an "lmdb:/dir" URI,
+            or "etcd://HOST:PORT[,HOST:PORT...]/PREFIX" (docs/ETCD.md).
+        tls_ca, tls_cert, tls_key: for an etcd:// vault, the PEM files of the
+            members' CA (https) and of a client certificate and its key.
         passphrase: bytes or bytearray (1 to 1024 bytes). It is copied into a
             private buffer that is wiped as soon as km_open returns; a bytearray
             passed in is not wiped here (that is the caller's choice). None
@@ -581,6 +584,12 @@ class Vault:
             o.principal = _cstr(principal, "principal")
         if slot_backend is not None:
             o.slot_backend = _cstr(slot_backend, "slot_backend")
+        if tls_ca is not None:
+            o.tls_ca = os.fsencode(os.fspath(tls_ca))
+        if tls_cert is not None:
+            o.tls_cert = os.fsencode(os.fspath(tls_cert))
+        if tls_key is not None:
+            o.tls_key = os.fsencode(os.fspath(tls_key))
         wipes = []
         ctx = _ffi.CTX_P()
         try:
@@ -1015,6 +1024,14 @@ class Vault:
         it a vault again. The copy opens with today's credentials."""
         with _Use(self._h) as ctx:
             lib.km_vault_backup(ctx, os.fsencode(os.fspath(path)))
+
+    def copy_to(self, uri):
+        """Copies the vault record for record into the empty store at `uri`
+        ("lmdb:/dir", a path, or "etcd://HOST:PORT[,...]/PREFIX") and
+        compares the copy with it; the copy opens with today's credentials.
+        Never over a vault (AlreadyExists); audited."""
+        with _Use(self._h) as ctx:
+            lib.km_vault_copy(ctx, os.fsencode(os.fspath(uri)), None)
 
     # -- principals and grants (km/acl.h)
     def add_principal(self, name, roles, passphrase, kdf_cost=None):

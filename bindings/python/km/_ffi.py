@@ -133,7 +133,11 @@ class km_open_options(ctypes.Structure):
                 ("slot_backend", ctypes.c_char_p),
                 ("slot_config", ctypes.c_char_p),
                 ("shares", ctypes.POINTER(ctypes.c_char_p)),
-                ("share_count", ctypes.c_size_t)]
+                ("share_count", ctypes.c_size_t),
+                # ---- version 4 ----
+                ("tls_ca", ctypes.c_char_p),
+                ("tls_cert", ctypes.c_char_p),
+                ("tls_key", ctypes.c_char_p)]
 
 
 class km_key_options(ctypes.Structure):
@@ -215,7 +219,7 @@ km_pkcs11_pin_fn = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p, ctypes.c_char
 
 # ---------------------------------------------------------------- constants (include/km/*.h)
 
-KM_OPEN_OPTIONS_VERSION = 3
+KM_OPEN_OPTIONS_VERSION = 4
 KM_OPEN_CREATE = 0x1
 KM_OPEN_EXCL = 0x2
 KM_OPEN_STRICT_REFRESH = 0x4
@@ -483,6 +487,7 @@ _FUNCTIONS = {
     "km_vault_compact": (_int, [CTX_P], _check),
     "km_vault_backup": (_int, [CTX_P, _ccp], _check),
     "km_vault_restore": (_int, [_ccp, _ccp], _check),
+    "km_vault_copy": (_int, [CTX_P, _ccp, ctypes.POINTER(km_open_options)], _check),
     # distribute.h
     "km_key_export_wrapped": (_int, [KEY_P, _u32, _int, KEY_P, U8_P, _size, U8_P, _size, SIZE_P],
                               _check),

@@ -37,7 +37,7 @@ def test_options_versions_and_constants_match_the_headers():
         assert getattr(_ffi, name) == header_define(name), name
     assert km.DATAKEY_WRAPPED_LEN == _ffi.KM_DATAKEY_WRAPPED_LEN
     # the ctypes structs end with the newest version's last member
-    assert _ffi.km_open_options._fields_[-1][0] == "share_count"
+    assert _ffi.km_open_options._fields_[-1][0] == "tls_key"
     assert _ffi.km_key_options._fields_[-1][0] == "key_id"
 
 
@@ -390,6 +390,35 @@ def test_backup_and_restore(tmp_path):
     (tmp_path / "junk").write_bytes(b"not a vault" * 100)
     with pytest.raises(km.CorruptVault):
         km.restore(tmp_path / "junk", tmp_path / "r2")
+
+
+def test_tls_options_reach_the_etcd_store(tmp_path):
+    # a client certificate without a CA is refused before any connection
+    with pytest.raises(km.InvalidArgument) as e:
+        km.Vault.open("etcd://127.0.0.1:1/p", passphrase=PASS, tls_cert=tmp_path / "c.pem",
+                      tls_key=tmp_path / "k.pem")
+    assert "tls_ca" in str(e.value) or "scheme" in str(e.value)
+    # with a CA, the member is tried (nobody listens there)
+    try:
+        km.Vault.open("etcd://127.0.0.1:1/p", passphrase=PASS, tls_ca=tmp_path / "ca.pem")
+    except km.InvalidArgument as e:
+        assert "scheme" in str(e)   # a libkm built without the etcd store
+    except km.StorageError as e:
+        assert "no member" in str(e)
+    else:
+        raise AssertionError("opened a vault where no etcd runs")
+
+
+def test_copy_to_another_vault(tmp_path):
+    with openv(tmp_path / "v") as v:
+        ct = v.create_key("k", "aes-256-gcm").encrypt(b"moved")
+        v.copy_to("lmdb:%s" % (tmp_path / "copy"))
+        with pytest.raises(km.AlreadyExists):
+            v.copy_to(tmp_path / "copy")
+        vid = v.id
+    with openv(tmp_path / "copy", create=False) as c:
+        assert c.id == vid and c.decrypt(ct) == b"moved"
+        assert c.audit_verify() > 0
 
 
 # ---------------------------------------------------------------- principals, grants, dual control
