@@ -281,6 +281,105 @@ KM_EXTERN int km_keyinfo_version(const km_keyinfo *info, uint32_t index,
 KM_EXTERN int km_key_public_export(km_key *key, uint32_t version, km_material_format format,
                                    uint8_t *out, size_t out_cap, size_t *out_len);
 
+/* ------------------------------------------------ names and metadata */
+
+/*
+ * A key has one name and up to KM_KEY_ALIASES_MAX aliases; names and aliases
+ * share one namespace (km_key_open finds a key by either) and are stored only
+ * as keyed hashes in the vault's name index. A description and tags
+ * (key=value) are stored sealed with the key. Every change is one write
+ * transaction and one audit entry (operation "key.meta"); a principal needs
+ * the admin role.
+ */
+#define KM_KEY_ALIASES_MAX 16     /**< aliases per key */
+#define KM_KEY_DESCRIPTION_MAX 1024 /**< bytes of a description */
+#define KM_KEY_TAGS_MAX 32        /**< tags per key */
+#define KM_KEY_TAG_KEY_MAX 64     /**< bytes of a tag's key: [A-Za-z0-9_.:/-] */
+#define KM_KEY_TAG_VALUE_MAX 256  /**< bytes of a tag's value (printable, may be empty) */
+
+/**
+ * Renames a key. The old name is freed at once (another key may take it);
+ * ciphertexts, grants and aliases are unaffected (they name the key's id).
+ * @return KM_OK (also when new_name is the current name); KM_E_INVALID for a
+ *         bad name, a "km:" name, or a key of libkm's own; KM_E_EXISTS when
+ *         new_name is taken by a key or an alias; KM_E_DENIED; KM_E_IO.
+ */
+KM_EXTERN int km_key_rename(km_key *key, const char *new_name);
+
+/** km_key_alias_add() flag: take the alias from the key that has it now. */
+#define KM_ALIAS_MOVE 0x1u
+
+/**
+ * Gives the key another name, `alias`. With KM_ALIAS_MOVE an alias of
+ * another key is moved to this one in one transaction (as AWS KMS aliases
+ * are repointed at a new key): a reader opens either the old or the new key
+ * by it, never neither.
+ * @return KM_OK (also when the key already has this alias); KM_E_INVALID for
+ *         a bad or "km:" alias or unknown flags; KM_E_EXISTS when it is a
+ *         key's name, or another key's alias without KM_ALIAS_MOVE;
+ *         KM_E_LIMIT past KM_KEY_ALIASES_MAX; KM_E_DENIED; KM_E_IO.
+ */
+KM_EXTERN int km_key_alias_add(km_key *key, const char *alias, uint32_t flags);
+
+/**
+ * Removes an alias (of whichever key has it).
+ * @return KM_OK; KM_E_NOTFOUND when no key has it; KM_E_INVALID when it is a
+ *         key's name (rename the key instead); KM_E_DENIED; KM_E_IO.
+ */
+KM_EXTERN int km_key_alias_remove(km_ctx *ctx, const char *alias);
+
+/**
+ * Sets the key's description (printable UTF-8, no control character, at
+ * most KM_KEY_DESCRIPTION_MAX bytes); NULL or "" removes it.
+ * @return KM_OK; KM_E_INVALID; KM_E_DENIED; KM_E_IO.
+ */
+KM_EXTERN int km_key_set_description(km_key *key, const char *text);
+
+/**
+ * Sets tag `tag` to `value` (replacing its value), or removes it when value
+ * is NULL.
+ * @return KM_OK; KM_E_INVALID for a bad tag or value; KM_E_NOTFOUND when
+ *         removing a tag the key does not have; KM_E_LIMIT past
+ *         KM_KEY_TAGS_MAX; KM_E_DENIED; KM_E_IO.
+ */
+KM_EXTERN int km_key_set_tag(km_key *key, const char *tag, const char *value);
+
+/** The key's description (borrowed from the snapshot), or NULL when none. */
+KM_EXTERN const char *km_keyinfo_description(const km_keyinfo *info);
+/** The number of the key's aliases. */
+KM_EXTERN uint32_t km_keyinfo_alias_count(const km_keyinfo *info);
+/** Alias `index` (in the order they were added; borrowed), or NULL past the last. */
+KM_EXTERN const char *km_keyinfo_alias(const km_keyinfo *info, uint32_t index);
+/** The number of the key's tags. */
+KM_EXTERN uint32_t km_keyinfo_tag_count(const km_keyinfo *info);
+/**
+ * Tag `index` (tags are sorted by key): its key and value, borrowed.
+ * @return KM_OK; KM_E_INVALID for a bad index or NULL.
+ */
+KM_EXTERN int km_keyinfo_tag(const km_keyinfo *info, uint32_t index, const char **tag,
+                             const char **value);
+
+#define KM_KEY_FILTER_VERSION 1
+/** What km_key_list_filtered() lists; a zero field matches every key. */
+typedef struct km_key_filter {
+    uint32_t version;        /**< KM_KEY_FILTER_VERSION */
+    km_key_type type;        /**< 0 = any type */
+    const char *protection;  /**< NULL = any backend */
+    km_key_state state;      /**< 0 = any; else keys with at least one version in this state */
+    const char *tag;         /**< NULL = any; "K": keys with tag K; "K=V": tag K of value V */
+} km_key_filter;
+#define KM_KEY_FILTER_INIT { KM_KEY_FILTER_VERSION, 0, NULL, (km_key_state)0, NULL }
+
+/**
+ * Lists the keys that match `filter` (NULL: every key), sorted by name
+ * (bytewise), read from one consistent snapshot. Unlike km_key_list(), `fn`
+ * is called after the snapshot is read, so it may call libkm.
+ * @return KM_OK (also when `fn` stopped early); KM_E_INVALID (a bad filter
+ *         version, state or type); KM_E_NOMEM; KM_E_CORRUPT; KM_E_IO.
+ */
+KM_EXTERN int km_key_list_filtered(km_ctx *ctx, const km_key_filter *filter, km_key_list_fn fn,
+                                   void *arg);
+
 #ifdef __cplusplus
 }
 #endif

@@ -39,7 +39,15 @@ void km_key_free(km_key *key)
 
 const char *km_key_name(const km_key *key)
 {
-    return key ? key->k->name : NULL;
+    const char *n;
+    if (key == NULL)
+        return NULL;
+    /* a rename replaces the pointer under the write lock (the old string
+     * lives as long as the key object) */
+    pthread_rwlock_rdlock(&key->k->lock);
+    n = key->k->name;
+    pthread_rwlock_unlock(&key->k->lock);
+    return n;
 }
 
 const uint8_t *km_key_id(const km_key *key)
@@ -80,6 +88,7 @@ struct km_keyinfo {
     char protection[32];
     int64_t created;
     km_version_info *vers;
+    km__keymeta meta;   /* description, aliases, tags */
 };
 
 int km_key_info(km_keyinfo **out, km_key *key)
@@ -131,6 +140,10 @@ int km_key_info(km_keyinfo **out, km_key *key)
         o->bytes = 0;
     }
     pthread_rwlock_unlock(&k->lock);
+    if ((rc = km__key_meta_read(k, &info->meta)) != KM_OK) {
+        km_keyinfo_free(info);
+        return rc;
+    }
     *out = info;
     return KM_OK;
 }
@@ -141,6 +154,7 @@ void km_keyinfo_free(km_keyinfo *info)
         return;
     free(info->name);
     free(info->vers);
+    km__keymeta_free(&info->meta);
     free(info);
 }
 
@@ -243,3 +257,104 @@ int km_key_public_export(km_key *key, uint32_t version, km_material_format forma
     return KM_OK;
 }
 
+
+/* ------------------------------------------------- names and metadata */
+
+/* The checks of every metadata change: the handle, a key of the vault (not
+ * a session key), the access rule of key.meta. */
+static int meta_use(const char *fn, km_key *key, km__kobj **k)
+{
+    int rc;
+    if (key == NULL)
+        return km__err(KM_E_INVALID, "%s: key is NULL", fn);
+    if ((rc = km__key_use(key, k)) != KM_OK)
+        return rc;
+    if ((*k)->session)
+        return km__err(KM_E_UNSUPPORTED, "%s: a session key has no name in the vault", fn);
+    return km__acl_check((*k)->ctx, KM__OP_KEY_META, *k);
+}
+
+int km_key_rename(km_key *key, const char *new_name)
+{
+    km__kobj *k;
+    int rc = meta_use("km_key_rename", key, &k);
+    return rc != KM_OK ? rc : km__key_rename(k, new_name);
+}
+
+int km_key_alias_add(km_key *key, const char *alias, uint32_t flags)
+{
+    km__kobj *k;
+    int rc = meta_use("km_key_alias_add", key, &k);
+    if (rc != KM_OK)
+        return rc;
+    if (flags & ~KM_ALIAS_MOVE)
+        return km__err(KM_E_INVALID, "km_key_alias_add: flags has unknown bits");
+    return km__key_alias_add(k, alias, (flags & KM_ALIAS_MOVE) != 0);
+}
+
+int km_key_alias_remove(km_ctx *ctx, const char *alias)
+{
+    int rc;
+    if (ctx == NULL)
+        return km__err(KM_E_INVALID, "km_key_alias_remove: ctx is NULL");
+    if ((rc = km__ctx_check(ctx)) != KM_OK || (rc = km__acl_check(ctx, KM__OP_KEY_META, NULL)) != KM_OK)
+        return rc;
+    return km__key_alias_remove(ctx, alias);
+}
+
+int km_key_set_description(km_key *key, const char *text)
+{
+    km__kobj *k;
+    int rc = meta_use("km_key_set_description", key, &k);
+    return rc != KM_OK ? rc : km__key_describe(k, text);
+}
+
+int km_key_set_tag(km_key *key, const char *tag, const char *value)
+{
+    km__kobj *k;
+    int rc = meta_use("km_key_set_tag", key, &k);
+    return rc != KM_OK ? rc : km__key_tag_set(k, tag, value);
+}
+
+const char *km_keyinfo_description(const km_keyinfo *i) { return i ? i->meta.description : NULL; }
+uint32_t km_keyinfo_alias_count(const km_keyinfo *i) { return i ? (uint32_t)i->meta.naliases : 0; }
+uint32_t km_keyinfo_tag_count(const km_keyinfo *i) { return i ? (uint32_t)i->meta.ntags : 0; }
+
+const char *km_keyinfo_alias(const km_keyinfo *info, uint32_t index)
+{
+    return info != NULL && index < info->meta.naliases ? info->meta.aliases[index] : NULL;
+}
+
+int km_keyinfo_tag(const km_keyinfo *info, uint32_t index, const char **tag, const char **value)
+{
+    if (info == NULL || tag == NULL || value == NULL)
+        return km__err(KM_E_INVALID, "km_keyinfo_tag: an argument is NULL");
+    if (index >= info->meta.ntags)
+        return km__err(KM_E_INVALID, "km_keyinfo_tag: index %u is past the last tag", index);
+    *tag = info->meta.tag_keys[index];
+    *value = info->meta.tag_values[index];
+    return KM_OK;
+}
+
+int km_key_list_filtered(km_ctx *ctx, const km_key_filter *filter, km_key_list_fn fn, void *arg)
+{
+    int rc;
+    if (ctx == NULL || fn == NULL)
+        return km__err(KM_E_INVALID, "km_key_list_filtered: %s is NULL", ctx == NULL ? "ctx" : "fn");
+    if ((rc = km__ctx_check(ctx)) != KM_OK)
+        return rc;
+    if (filter != NULL) {
+        if (filter->version != KM_KEY_FILTER_VERSION)
+            return km__err(KM_E_INVALID, "km_key_list_filtered: filter->version %u is not "
+                                         "supported", filter->version);
+        if (filter->type != 0 && km_key_type_name(filter->type) == NULL)
+            return km__err(KM_E_INVALID, "km_key_list_filtered: unknown key type %d",
+                           (int)filter->type);
+        if (filter->state != 0 && km_state_name(filter->state) == NULL)
+            return km__err(KM_E_INVALID, "km_key_list_filtered: unknown state %d",
+                           (int)filter->state);
+        if (filter->tag != NULL && (filter->tag[0] == '\0' || filter->tag[0] == '='))
+            return km__err(KM_E_INVALID, "km_key_list_filtered: filter->tag is empty");
+    }
+    return km__key_list_filtered(ctx, filter, fn, arg);
+}

@@ -14,7 +14,12 @@
  * own key where importers expect the vault's. */
 #define KM__RESERVED_PREFIX "km:"
 
-static int check_name(const char *fn, const char *name, size_t *len)
+int km__key_name_reserved(const char *name)
+{
+    return strncmp(name, KM__RESERVED_PREFIX, sizeof KM__RESERVED_PREFIX - 1) == 0;
+}
+
+int km__key_name_check(const char *fn, const char *name, size_t *len)
 {
     size_t i, n;
     if (name == NULL)
@@ -253,6 +258,9 @@ static void kobj_free(km__kobj *k)
         ver_free(k, k->vers[i]);
     free(k->vers);
     free(k->name);
+    for (i = 0; i < k->nold_names; i++)
+        free(k->old_names[i]);
+    free(k->old_names);
     free(k->policy_json);
     pthread_rwlock_destroy(&k->lock);
     km__ctx_unref(k->ctx);
@@ -334,6 +342,21 @@ static int kobj_read(km__kobj *k, km__txn *t, int all_counters)
         rc = km__err(KM_E_CORRUPT, "key record changed its type or protection");
         goto out;
     } else {
+        /* renamed (km_key_rename): the old string is kept until the object
+         * goes, since km_key_name() handed it out */
+        if (strlen(k->name) != r.name_len || memcmp(k->name, r.name, r.name_len) != 0) {
+            char *nn = strndup((const char *)r.name, r.name_len);
+            char **old = realloc(k->old_names, (k->nold_names + 1) * sizeof *old);
+            if (old != NULL)
+                k->old_names = old;
+            if (nn == NULL || old == NULL) {
+                free(nn);
+                rc = km__err(KM_E_NOMEM, "out of memory");
+                goto out;
+            }
+            k->old_names[k->nold_names++] = k->name;
+            k->name = nn;
+        }
         /* written only when changed: readers check them under the read lock */
         if (k->usage != r.usage)
             k->usage = r.usage;
@@ -803,7 +826,7 @@ static int ctx_arg(const char *fn, km_ctx *ctx)
     return km__ctx_check(ctx);
 }
 
-static int lookup_name(km_ctx *ctx, km__txn *t, const char *name, size_t len, uint8_t id[16])
+int km__key_lookup_name(km_ctx *ctx, km__txn *t, const char *name, size_t len, uint8_t id[16])
 {
     uint8_t h[32];
     km_secret *rec = NULL;
@@ -823,6 +846,34 @@ static int lookup_name(km_ctx *ctx, km__txn *t, const char *name, size_t len, ui
     return rc;
 }
 
+/* `name` is not k's name as cached: an alias, or the key was renamed since.
+ * In one snapshot, the name index must still point at k and k's record must
+ * hold `name` as its name or an alias (else the index was tampered with). */
+static int name_points_at(km_ctx *ctx, const char *name, size_t len, km__kobj *k)
+{
+    km__txn *t = NULL;
+    km_secret *rec = NULL;
+    uint8_t id[16];
+    int rc;
+
+    if ((rc = km__txn_begin(ctx->env, 0, &t)) != KM_OK)
+        return rc;
+    rc = km__key_lookup_name(ctx, t, name, len, id);
+    if (rc == KM_OK && memcmp(id, k->id, 16) != 0)
+        rc = km__err(KM_E_NOTFOUND, "no key with this name"); /* moved meanwhile */
+    if (rc == KM_OK)
+        rc = km__rec_get(t, ctx->sealer, KM__T_KEYS, k->id, 16, &rec);
+    if (rc == KM_OK && km__tlv_check(km_secret_data(rec), km_secret_len(rec)) != KM_OK)
+        rc = KM_E_CORRUPT;
+    if (rc == KM_OK && !km__keyrec_has_name(km_secret_data(rec), km_secret_len(rec), name))
+        rc = km__err(KM_E_CORRUPT, "name index points at another key");
+    km_secret_free(rec);
+    km__txn_abort(t);
+    if (rc == KM_OK)
+        (void)km__kobj_refresh(k, 1); /* a rename: the handle shows the new name */
+    return rc;
+}
+
 int km_key_open(km_key **out, km_ctx *ctx, const char *name)
 {
     km__txn *t = NULL;
@@ -834,19 +885,19 @@ int km_key_open(km_key **out, km_ctx *ctx, const char *name)
     if (out == NULL)
         return km__err(KM_E_INVALID, "km_key_open: out is NULL");
     *out = NULL;
-    if ((rc = ctx_arg("km_key_open", ctx)) != KM_OK || (rc = check_name("km_key_open", name, &len)) != KM_OK)
+    if ((rc = ctx_arg("km_key_open", ctx)) != KM_OK || (rc = km__key_name_check("km_key_open", name, &len)) != KM_OK)
         return rc;
     if ((rc = km__txn_begin(ctx->env, 0, &t)) != KM_OK)
         return rc;
-    rc = lookup_name(ctx, t, name, len, id);
+    rc = km__key_lookup_name(ctx, t, name, len, id);
     km__txn_abort(t);
     if (rc != KM_OK)
         return rc;
     if ((rc = km__kobj_get(ctx, id, &k)) != KM_OK)
         return rc;
-    if (strcmp(k->name, name) != 0) {
+    if (strcmp(k->name, name) != 0 && (rc = name_points_at(ctx, name, len, k)) != KM_OK) {
         km__kobj_unref(k);
-        return km__err(KM_E_CORRUPT, "name index points at another key");
+        return rc;
     }
     return handle_new(out, k);
 }
@@ -1091,7 +1142,7 @@ static int key_create(int internal, km_key **out, km_ctx *ctx, const char *name,
         *out = NULL;
     if ((rc = ctx_arg("km_key_create", ctx)) != KM_OK
         || (rc = km__acl_check(ctx, KM__OP_KEY_CREATE, NULL)) != KM_OK
-        || (rc = check_name("km_key_create", name, &len)) != KM_OK
+        || (rc = km__key_name_check("km_key_create", name, &len)) != KM_OK
         || (rc = check_key_options("km_key_create", type, opts, &usage, &flags, &prot)) != KM_OK)
         return rc;
     if (!internal && strncmp(name, KM__RESERVED_PREFIX, sizeof KM__RESERVED_PREFIX - 1) == 0)
@@ -1174,7 +1225,7 @@ int km__key_import(km_key **out, km_ctx *ctx, const char *name, km_key_type type
         *out = NULL;
     if ((rc = ctx_arg("km_key_import", ctx)) != KM_OK
         || (rc = km__acl_check(ctx, KM__OP_KEY_IMPORT, NULL)) != KM_OK
-        || (rc = check_name("km_key_import", name, &len)) != KM_OK
+        || (rc = km__key_name_check("km_key_import", name, &len)) != KM_OK
         || (rc = check_key_options("km_key_import", type, opts, &usage, &kflags, &prot)) != KM_OK)
         return rc;
     if (strncmp(name, KM__RESERVED_PREFIX, sizeof KM__RESERVED_PREFIX - 1) == 0)
@@ -1295,6 +1346,8 @@ static int kobj_rotate_stored(km__kobj *k, uint32_t *new_version)
     nv = r.nvers + 1;
     {
         km__kobj tmp;
+        uint8_t *kbuf = NULL;
+        static const uint8_t nvers_tag = KM__K_NVERSIONS;
         char name[KM_KEY_NAME_MAX + 1];
         memcpy(name, r.name, r.name_len);
         name[r.name_len] = '\0';
@@ -1318,11 +1371,25 @@ static int kobj_rotate_stored(km__kobj *k, uint32_t *new_version)
                 tmp.policy_json = pol;
             }
             km__version_init(&v, &tmp, nv, km__now(k->ctx), 0);
-            rc = encode_key(&tmp, nv, buf, sizeof buf, &len);
         }
-        if (rc != KM_OK)
+        /* the record as stored with only the version count changed: the
+         * metadata (key_meta.c) and fields of a newer libkm stay */
+        len = km_secret_len(rec) + 16;
+        if ((kbuf = malloc(len)) == NULL) {
+            rc = km__err(KM_E_NOMEM, "out of memory");
             goto fail;
-        if ((rc = km__rec_put(t, k->ctx->sealer, KM__T_KEYS, k->id, 16, buf, len, 0)) != KM_OK)
+        }
+        {
+            km__tlv_w w;
+            km__tlv_init(&w, kbuf, len);
+            km__tlv_copy_except(&w, km_secret_data(rec), km_secret_len(rec), &nvers_tag, 1);
+            km__tlv_put_u32(&w, KM__K_NVERSIONS, nv);
+            rc = km__tlv_end(&w);
+            if (rc == KM_OK)
+                rc = km__rec_put(t, k->ctx->sealer, KM__T_KEYS, k->id, 16, kbuf, w.len, 0);
+        }
+        free(kbuf);
+        if (rc != KM_OK)
             goto fail;
     }
     km__vkey(vk, k->id, nv);

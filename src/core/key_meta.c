@@ -1,0 +1,729 @@
+/* key_meta.c - a key's identity and metadata after creation: rename, aliases,
+ * description, tags (tags 13-15 of the key record, docs/FORMATS.md), and the
+ * filtered, sorted listing (km_key_list_filtered). Names and aliases share
+ * the name index (HMAC of the name -> key id), so the vault file holds them
+ * only as keyed hashes; the key record (sealed) lists its aliases, which is
+ * what km_key_open checks an alias against. Every change rewrites the key
+ * record with km__tlv_copy_except, so fields this libkm does not know stay. */
+#include "core.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ---------------------------------------------------------- the record */
+
+/* A list value: entries of u16 BE length || bytes (aliases: one string per
+ * entry; tags: key, value, key, value, ...). */
+static int list_next(const uint8_t *v, size_t n, size_t *off, const uint8_t **s, size_t *sl)
+{
+    size_t l;
+    if (n - *off < 2)
+        return km__err(KM_E_CORRUPT, "key record: truncated list");
+    l = ((size_t)v[*off] << 8) | v[*off + 1];
+    if (n - *off - 2 < l)
+        return km__err(KM_E_CORRUPT, "key record: list entry runs past the end");
+    *s = v + *off + 2;
+    *sl = l;
+    *off += 2 + l;
+    return KM_OK;
+}
+
+static char *dup_checked(const uint8_t *s, size_t l, int *rc)
+{
+    char *d;
+    if (memchr(s, 0, l) != NULL) {
+        *rc = km__err(KM_E_CORRUPT, "key record: NUL inside a string");
+        return NULL;
+    }
+    if ((d = strndup((const char *)s, l)) == NULL)
+        *rc = km__err(KM_E_NOMEM, "out of memory");
+    return d;
+}
+
+void km__keymeta_free(km__keymeta *m)
+{
+    size_t i;
+    free(m->description);
+    for (i = 0; i < m->naliases; i++)
+        free(m->aliases[i]);
+    for (i = 0; i < m->ntags; i++) {
+        free(m->tag_keys[i]);
+        free(m->tag_values[i]);
+    }
+    memset(m, 0, sizeof *m);
+}
+
+/* Decodes tags 13-15 of a checked key record. */
+static int meta_decode(const uint8_t *b, size_t n, km__keymeta *m)
+{
+    const uint8_t *v, *s;
+    size_t vl, sl, off;
+    int rc = KM_OK;
+
+    memset(m, 0, sizeof *m);
+    if (km__tlv_find(b, n, KM__K_DESCRIPTION, &v, &vl)) {
+        if (vl == 0 || vl > KM_KEY_DESCRIPTION_MAX)
+            return km__err(KM_E_CORRUPT, "key record: bad description");
+        if ((m->description = dup_checked(v, vl, &rc)) == NULL)
+            goto fail;
+    }
+    if (km__tlv_find(b, n, KM__K_ALIASES, &v, &vl)) {
+        for (off = 0; off < vl;) {
+            if (m->naliases == KM_KEY_ALIASES_MAX) {
+                rc = km__err(KM_E_CORRUPT, "key record: too many aliases");
+                goto fail;
+            }
+            if ((rc = list_next(v, vl, &off, &s, &sl)) != KM_OK)
+                goto fail;
+            if (sl == 0 || sl > KM_KEY_NAME_MAX) {
+                rc = km__err(KM_E_CORRUPT, "key record: bad alias");
+                goto fail;
+            }
+            if ((m->aliases[m->naliases] = dup_checked(s, sl, &rc)) == NULL)
+                goto fail;
+            m->naliases++;
+        }
+    }
+    if (km__tlv_find(b, n, KM__K_TAGS, &v, &vl)) {
+        for (off = 0; off < vl;) {
+            const uint8_t *t2;
+            size_t tl2;
+            if (m->ntags == KM_KEY_TAGS_MAX) {
+                rc = km__err(KM_E_CORRUPT, "key record: too many tags");
+                goto fail;
+            }
+            if ((rc = list_next(v, vl, &off, &s, &sl)) != KM_OK
+                || (rc = list_next(v, vl, &off, &t2, &tl2)) != KM_OK)
+                goto fail;
+            if (sl == 0 || sl > KM_KEY_TAG_KEY_MAX || tl2 > KM_KEY_TAG_VALUE_MAX) {
+                rc = km__err(KM_E_CORRUPT, "key record: bad tag");
+                goto fail;
+            }
+            if ((m->tag_keys[m->ntags] = dup_checked(s, sl, &rc)) == NULL)
+                goto fail;
+            if ((m->tag_values[m->ntags] = dup_checked(t2, tl2, &rc)) == NULL) {
+                free(m->tag_keys[m->ntags]);
+                goto fail;
+            }
+            m->ntags++;
+        }
+    }
+    return KM_OK;
+fail:
+    km__keymeta_free(m);
+    return rc;
+}
+
+static void list_put(uint8_t *out, size_t *off, const char *s)
+{
+    size_t l = strlen(s);
+    out[*off] = (uint8_t)(l >> 8);
+    out[*off + 1] = (uint8_t)l;
+    memcpy(out + *off + 2, s, l);
+    *off += 2 + l;
+}
+
+/* Writes rec (a checked key record) back with its name set to `name` (when
+ * not NULL) and tags 13-15 from m. */
+static int rec_write(struct km_ctx *ctx, km__txn *t, const uint8_t id[16], const km_secret *rec,
+                     const char *name, const km__keymeta *m)
+{
+    static const uint8_t meta_tags[] = { KM__K_DESCRIPTION, KM__K_ALIASES, KM__K_TAGS, KM__K_NAME };
+    size_t cap = km_secret_len(rec) + 64 + KM_KEY_NAME_MAX + KM_KEY_DESCRIPTION_MAX
+                 + KM_KEY_ALIASES_MAX * (2 + KM_KEY_NAME_MAX)
+                 + KM_KEY_TAGS_MAX * (4 + KM_KEY_TAG_KEY_MAX + KM_KEY_TAG_VALUE_MAX);
+    uint8_t *buf = malloc(cap), *list = malloc(cap);
+    size_t i, off;
+    km__tlv_w w;
+    int rc;
+
+    if (buf == NULL || list == NULL) {
+        free(buf);
+        free(list);
+        return km__err(KM_E_NOMEM, "out of memory");
+    }
+    km__tlv_init(&w, buf, cap);
+    km__tlv_copy_except(&w, km_secret_data(rec), km_secret_len(rec), meta_tags,
+                        name != NULL ? 4 : 3);
+    if (name != NULL)
+        km__tlv_put_str(&w, KM__K_NAME, name);
+    if (m->description != NULL)
+        km__tlv_put_str(&w, KM__K_DESCRIPTION, m->description);
+    if (m->naliases > 0) {
+        for (i = off = 0; i < m->naliases; i++)
+            list_put(list, &off, m->aliases[i]);
+        km__tlv_put(&w, KM__K_ALIASES, list, off);
+    }
+    if (m->ntags > 0) {
+        for (i = off = 0; i < m->ntags; i++) {
+            list_put(list, &off, m->tag_keys[i]);
+            list_put(list, &off, m->tag_values[i]);
+        }
+        km__tlv_put(&w, KM__K_TAGS, list, off);
+    }
+    rc = km__tlv_end(&w);
+    if (rc == KM_OK)
+        rc = km__rec_put(t, ctx->sealer, KM__T_KEYS, id, 16, buf, w.len, 0);
+    free(list);
+    free(buf);
+    return rc;
+}
+
+/* Reads key id's record in t: *rec (checked), its name (in name, of
+ * KM_KEY_NAME_MAX + 1 bytes) and metadata. */
+static int rec_read(struct km_ctx *ctx, km__txn *t, const uint8_t id[16], km_secret **rec,
+                    char *name, km__keymeta *m)
+{
+    const uint8_t *v;
+    size_t vl;
+    int rc = km__rec_get(t, ctx->sealer, KM__T_KEYS, id, 16, rec);
+    if (rc == KM_E_NOTFOUND)
+        return km__err(KM_E_NOTFOUND, "the key no longer exists");
+    if (rc != KM_OK)
+        return rc;
+    rc = km__tlv_check(km_secret_data(*rec), km_secret_len(*rec));
+    if (rc == KM_OK && (!km__tlv_find(km_secret_data(*rec), km_secret_len(*rec), KM__K_NAME, &v, &vl)
+                        || vl == 0 || vl > KM_KEY_NAME_MAX || memchr(v, 0, vl) != NULL))
+        rc = km__err(KM_E_CORRUPT, "key record: bad name");
+    if (rc == KM_OK) {
+        memcpy(name, v, vl);
+        name[vl] = '\0';
+        rc = meta_decode(km_secret_data(*rec), km_secret_len(*rec), m);
+    }
+    if (rc != KM_OK) {
+        km_secret_free(*rec);
+        *rec = NULL;
+    }
+    return rc;
+}
+
+int km__keyrec_has_name(const uint8_t *rec, size_t n, const char *name)
+{
+    const uint8_t *v, *s = NULL;
+    size_t vl, sl = 0, off, len = strlen(name);
+
+    if (km__tlv_find(rec, n, KM__K_NAME, &v, &vl) && vl == len && memcmp(v, name, len) == 0)
+        return 1;
+    if (!km__tlv_find(rec, n, KM__K_ALIASES, &v, &vl))
+        return 0;
+    for (off = 0; off < vl;) {
+        if (list_next(v, vl, &off, &s, &sl) != KM_OK)
+            return 0;
+        if (sl == len && memcmp(s, name, len) == 0)
+            return 1;
+    }
+    return 0;
+}
+
+int km__key_meta_read(km__kobj *k, km__keymeta *m)
+{
+    km__txn *t = NULL;
+    km_secret *rec = NULL;
+    char name[KM_KEY_NAME_MAX + 1];
+    int rc;
+
+    memset(m, 0, sizeof *m);
+    if (k->session)
+        return KM_OK;
+    if ((rc = km__txn_begin(k->ctx->env, 0, &t)) != KM_OK)
+        return rc;
+    rc = rec_read(k->ctx, t, k->id, &rec, name, m);
+    km_secret_free(rec);
+    km__txn_abort(t);
+    return rc;
+}
+
+/* ------------------------------------------------------------- changes */
+
+static int find_alias(const km__keymeta *m, const char *a)
+{
+    size_t i;
+    for (i = 0; i < m->naliases; i++)
+        if (strcmp(m->aliases[i], a) == 0)
+            return (int)i;
+    return -1;
+}
+
+static void drop_alias(km__keymeta *m, int i)
+{
+    free(m->aliases[i]);
+    memmove(&m->aliases[i], &m->aliases[i + 1], (m->naliases - (size_t)i - 1) * sizeof m->aliases[0]);
+    m->naliases--;
+}
+
+/* The name checks of a new name or alias (`what` in the messages). */
+static int new_name_check(const char *fn, const char *name, size_t *len)
+{
+    int rc = km__key_name_check(fn, name, len);
+    if (rc == KM_OK && km__key_name_reserved(name))
+        rc = km__err(KM_E_INVALID, "%s: names beginning with 'km:' are libkm's own", fn);
+    return rc;
+}
+
+int km__key_rename(km__kobj *k, const char *new_name)
+{
+    struct km_ctx *ctx = k->ctx;
+    km__txn *t = NULL;
+    km_secret *rec = NULL;
+    km__keymeta m;
+    char old[KM_KEY_NAME_MAX + 1], d[KM__AUDIT_DETAIL_MAX];
+    uint8_t h_old[32], h_new[32];
+    size_t len;
+    int rc;
+
+    if ((rc = new_name_check("km_key_rename", new_name, &len)) != KM_OK)
+        return rc;
+    if ((rc = km__wtxn_begin(ctx, &t)) != KM_OK)
+        return rc;
+    if ((rc = rec_read(ctx, t, k->id, &rec, old, &m)) != KM_OK)
+        goto fail;
+    if (km__key_name_reserved(old)) {
+        rc = km__err(KM_E_INVALID, "km_key_rename: key '%s' is libkm's own", old);
+        goto fail;
+    }
+    if (strcmp(old, new_name) == 0) {
+        km__wtxn_abort(t);
+        t = NULL;
+        goto out;
+    }
+    if ((rc = km__sealer_name_hash(ctx->sealer, old, strlen(old), h_old)) != KM_OK
+        || (rc = km__sealer_name_hash(ctx->sealer, new_name, len, h_new)) != KM_OK)
+        goto fail;
+    rc = km__rec_put(t, ctx->sealer, KM__T_NAMES, h_new, 32, k->id, 16, KM__PUT_NOOVERWRITE);
+    if (rc == KM_E_EXISTS)
+        rc = km__err(KM_E_EXISTS, "km_key_rename: the name '%s' is taken (by a key or an alias)",
+                     new_name);
+    if (rc != KM_OK || (rc = km__rec_del(t, KM__T_NAMES, h_old, 32)) != KM_OK
+        || (rc = rec_write(ctx, t, k->id, rec, new_name, &m)) != KM_OK)
+        goto fail;
+    snprintf(d, sizeof d, "renamed '%.64s' to '%.64s'", old, new_name);
+    rc = km__wtxn_commit(ctx, t, KM__OP_KEY_META, k->id, 0, d);
+    t = NULL;
+    if (rc == KM_OK)
+        (void)km__kobj_refresh(k, 1);
+    goto out;
+fail:
+    km__wtxn_abort(t);
+out:
+    km__keymeta_free(&m);
+    km_secret_free(rec);
+    return rc;
+}
+
+int km__key_alias_add(km__kobj *k, const char *alias, int move)
+{
+    struct km_ctx *ctx = k->ctx;
+    km__txn *t = NULL;
+    km_secret *rec = NULL, *rec2 = NULL;
+    km__keymeta m, m2;
+    char name[KM_KEY_NAME_MAX + 1], name2[KM_KEY_NAME_MAX + 1], d[KM__AUDIT_DETAIL_MAX];
+    uint8_t h[32], id2[16];
+    size_t len;
+    int rc, i;
+
+    memset(&m2, 0, sizeof m2);
+    memset(&m, 0, sizeof m);
+    if ((rc = new_name_check("km_key_alias_add", alias, &len)) != KM_OK)
+        return rc;
+    if ((rc = km__wtxn_begin(ctx, &t)) != KM_OK)
+        return rc;
+    if ((rc = rec_read(ctx, t, k->id, &rec, name, &m)) != KM_OK)
+        goto fail;
+    if (strcmp(name, alias) == 0) {
+        rc = km__err(KM_E_EXISTS, "km_key_alias_add: '%s' is this key's name", alias);
+        goto fail;
+    }
+    if (find_alias(&m, alias) >= 0) { /* already there */
+        km__wtxn_abort(t);
+        t = NULL;
+        goto out;
+    }
+    if (km__key_name_reserved(name)) {
+        rc = km__err(KM_E_INVALID, "km_key_alias_add: key '%s' is libkm's own", name);
+        goto fail;
+    }
+    if (m.naliases >= KM_KEY_ALIASES_MAX) {
+        rc = km__err(KM_E_LIMIT, "km_key_alias_add: key '%s' has %d aliases, the most a key has",
+                     name, KM_KEY_ALIASES_MAX);
+        goto fail;
+    }
+    rc = km__key_lookup_name(ctx, t, alias, len, id2);
+    if (rc == KM_OK) {
+        /* taken: by another key's alias (movable) or name (never) */
+        if (memcmp(id2, k->id, 16) == 0) {
+            rc = km__err(KM_E_CORRUPT, "name index points at a key that does not list it");
+            goto fail;
+        }
+        if ((rc = rec_read(ctx, t, id2, &rec2, name2, &m2)) != KM_OK)
+            goto fail;
+        if (strcmp(name2, alias) == 0) {
+            rc = km__err(KM_E_EXISTS, "km_key_alias_add: '%s' is the name of another key", alias);
+            goto fail;
+        }
+        if ((i = find_alias(&m2, alias)) < 0) {
+            rc = km__err(KM_E_CORRUPT, "name index points at a key that does not list it");
+            goto fail;
+        }
+        if (!move) {
+            rc = km__err(KM_E_EXISTS, "km_key_alias_add: '%s' is an alias of key '%s' (move it "
+                                      "with KM_ALIAS_MOVE)", alias, name2);
+            goto fail;
+        }
+        drop_alias(&m2, i);
+        if ((rc = rec_write(ctx, t, id2, rec2, NULL, &m2)) != KM_OK)
+            goto fail;
+        snprintf(d, sizeof d, "alias '%.64s' moved from '%.48s' to '%.48s'", alias, name2, name);
+    } else if (rc == KM_E_NOTFOUND) {
+        km_error_clear();
+        snprintf(d, sizeof d, "alias '%.64s' added to '%.64s'", alias, name);
+    } else {
+        goto fail;
+    }
+    if ((m.aliases[m.naliases] = strdup(alias)) == NULL) {
+        rc = km__err(KM_E_NOMEM, "out of memory");
+        goto fail;
+    }
+    m.naliases++;
+    if ((rc = km__sealer_name_hash(ctx->sealer, alias, len, h)) != KM_OK
+        || (rc = km__rec_put(t, ctx->sealer, KM__T_NAMES, h, 32, k->id, 16, 0)) != KM_OK
+        || (rc = rec_write(ctx, t, k->id, rec, NULL, &m)) != KM_OK)
+        goto fail;
+    rc = km__wtxn_commit(ctx, t, KM__OP_KEY_META, k->id, 0, d);
+    t = NULL;
+    goto out;
+fail:
+    km__wtxn_abort(t);
+out:
+    km__keymeta_free(&m);
+    km__keymeta_free(&m2);
+    km_secret_free(rec);
+    km_secret_free(rec2);
+    return rc;
+}
+
+int km__key_alias_remove(struct km_ctx *ctx, const char *alias)
+{
+    km__txn *t = NULL;
+    km_secret *rec = NULL;
+    km__keymeta m;
+    char name[KM_KEY_NAME_MAX + 1], d[KM__AUDIT_DETAIL_MAX];
+    uint8_t h[32], id[16];
+    size_t len;
+    int rc, i;
+
+    memset(&m, 0, sizeof m);
+    if ((rc = km__key_name_check("km_key_alias_remove", alias, &len)) != KM_OK)
+        return rc;
+    if ((rc = km__wtxn_begin(ctx, &t)) != KM_OK)
+        return rc;
+    rc = km__key_lookup_name(ctx, t, alias, len, id);
+    if (rc == KM_E_NOTFOUND)
+        rc = km__err(KM_E_NOTFOUND, "km_key_alias_remove: no key has the alias '%s'", alias);
+    if (rc != KM_OK || (rc = rec_read(ctx, t, id, &rec, name, &m)) != KM_OK)
+        goto fail;
+    if (strcmp(name, alias) == 0) {
+        rc = km__err(KM_E_INVALID, "km_key_alias_remove: '%s' is a key's name, not an alias "
+                                   "(rename the key instead)", alias);
+        goto fail;
+    }
+    if ((i = find_alias(&m, alias)) < 0) {
+        rc = km__err(KM_E_CORRUPT, "name index points at a key that does not list it");
+        goto fail;
+    }
+    drop_alias(&m, i);
+    if ((rc = km__sealer_name_hash(ctx->sealer, alias, len, h)) != KM_OK
+        || (rc = km__rec_del(t, KM__T_NAMES, h, 32)) != KM_OK
+        || (rc = rec_write(ctx, t, id, rec, NULL, &m)) != KM_OK)
+        goto fail;
+    snprintf(d, sizeof d, "alias '%.64s' removed from '%.64s'", alias, name);
+    rc = km__wtxn_commit(ctx, t, KM__OP_KEY_META, id, 0, d);
+    t = NULL;
+    goto out;
+fail:
+    km__wtxn_abort(t);
+out:
+    km__keymeta_free(&m);
+    km_secret_free(rec);
+    return rc;
+}
+
+/* Text of a description or tag value: no control character. */
+static int text_ok(const char *s, size_t n)
+{
+    size_t i;
+    for (i = 0; i < n; i++)
+        if ((unsigned char)s[i] < 0x20 || s[i] == 0x7f)
+            return 0;
+    return 1;
+}
+
+/* Read, change (edit), write the metadata of k in one transaction. */
+typedef int (*meta_edit_fn)(km__keymeta *m, const char *name, const void *arg, char *d, size_t dcap);
+
+static int meta_change(km__kobj *k, meta_edit_fn edit, const void *arg)
+{
+    struct km_ctx *ctx = k->ctx;
+    km__txn *t = NULL;
+    km_secret *rec = NULL;
+    km__keymeta m;
+    char name[KM_KEY_NAME_MAX + 1], d[KM__AUDIT_DETAIL_MAX];
+    int rc;
+
+    memset(&m, 0, sizeof m);
+    if ((rc = km__wtxn_begin(ctx, &t)) != KM_OK)
+        return rc;
+    if ((rc = rec_read(ctx, t, k->id, &rec, name, &m)) != KM_OK
+        || (rc = edit(&m, name, arg, d, sizeof d)) != KM_OK
+        || (rc = rec_write(ctx, t, k->id, rec, NULL, &m)) != KM_OK) {
+        km__wtxn_abort(t);
+    } else {
+        rc = km__wtxn_commit(ctx, t, KM__OP_KEY_META, k->id, 0, d);
+    }
+    km__keymeta_free(&m);
+    km_secret_free(rec);
+    return rc;
+}
+
+static int edit_description(km__keymeta *m, const char *name, const void *arg, char *d, size_t dcap)
+{
+    const char *text = arg;
+    char *nd = NULL;
+    if (text != NULL && text[0] != '\0' && (nd = strdup(text)) == NULL)
+        return km__err(KM_E_NOMEM, "out of memory");
+    free(m->description);
+    m->description = nd;
+    snprintf(d, dcap, "description of '%.64s' %s", name, nd != NULL ? "set" : "removed");
+    return KM_OK;
+}
+
+int km__key_describe(km__kobj *k, const char *text)
+{
+    size_t n = text != NULL ? strnlen(text, KM_KEY_DESCRIPTION_MAX + 1) : 0;
+    if (n > KM_KEY_DESCRIPTION_MAX)
+        return km__err(KM_E_INVALID, "km_key_set_description: at most %d bytes",
+                       KM_KEY_DESCRIPTION_MAX);
+    if (!text_ok(text, n))
+        return km__err(KM_E_INVALID, "km_key_set_description: the text has a control character");
+    return meta_change(k, edit_description, text);
+}
+
+struct tag_arg {
+    const char *tag, *value;
+};
+
+static int edit_tag(km__keymeta *m, const char *name, const void *arg, char *d, size_t dcap)
+{
+    const struct tag_arg *ta = arg;
+    size_t i;
+    char *kv, *vv;
+
+    for (i = 0; i < m->ntags && strcmp(m->tag_keys[i], ta->tag) < 0; i++)
+        ;
+    if (ta->value == NULL) {
+        if (i == m->ntags || strcmp(m->tag_keys[i], ta->tag) != 0)
+            return km__err(KM_E_NOTFOUND, "key '%s' has no tag '%s'", name, ta->tag);
+        free(m->tag_keys[i]);
+        free(m->tag_values[i]);
+        memmove(&m->tag_keys[i], &m->tag_keys[i + 1], (m->ntags - i - 1) * sizeof m->tag_keys[0]);
+        memmove(&m->tag_values[i], &m->tag_values[i + 1],
+                (m->ntags - i - 1) * sizeof m->tag_values[0]);
+        m->ntags--;
+        snprintf(d, dcap, "tag '%.64s' of '%.64s' removed", ta->tag, name);
+        return KM_OK;
+    }
+    if ((vv = strdup(ta->value)) == NULL)
+        return km__err(KM_E_NOMEM, "out of memory");
+    if (i < m->ntags && strcmp(m->tag_keys[i], ta->tag) == 0) {
+        free(m->tag_values[i]);
+        m->tag_values[i] = vv;
+    } else {
+        if (m->ntags == KM_KEY_TAGS_MAX) {
+            free(vv);
+            return km__err(KM_E_LIMIT, "key '%s' has %d tags, the most a key has", name,
+                           KM_KEY_TAGS_MAX);
+        }
+        if ((kv = strdup(ta->tag)) == NULL) {
+            free(vv);
+            return km__err(KM_E_NOMEM, "out of memory");
+        }
+        memmove(&m->tag_keys[i + 1], &m->tag_keys[i], (m->ntags - i) * sizeof m->tag_keys[0]);
+        memmove(&m->tag_values[i + 1], &m->tag_values[i], (m->ntags - i) * sizeof m->tag_values[0]);
+        m->tag_keys[i] = kv;
+        m->tag_values[i] = vv;
+        m->ntags++;
+    }
+    /* the value may be anything the owner chose: not in the log */
+    snprintf(d, dcap, "tag '%.64s' of '%.64s' set", ta->tag, name);
+    return KM_OK;
+}
+
+static int tag_key_ok(const char *t)
+{
+    size_t i, n = strnlen(t, KM_KEY_TAG_KEY_MAX + 1);
+    if (n == 0 || n > KM_KEY_TAG_KEY_MAX)
+        return 0;
+    for (i = 0; i < n; i++) {
+        char c = t[i];
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9')
+              || c == '_' || c == '.' || c == ':' || c == '/' || c == '-'))
+            return 0;
+    }
+    return 1;
+}
+
+int km__key_tag_set(km__kobj *k, const char *tag, const char *value)
+{
+    struct tag_arg ta;
+    size_t n;
+    if (tag == NULL || !tag_key_ok(tag))
+        return km__err(KM_E_INVALID, "km_key_set_tag: a tag is 1 to %d characters of "
+                                     "A-Z a-z 0-9 _ . : / -", KM_KEY_TAG_KEY_MAX);
+    if (value != NULL) {
+        n = strnlen(value, KM_KEY_TAG_VALUE_MAX + 1);
+        if (n > KM_KEY_TAG_VALUE_MAX || !text_ok(value, n))
+            return km__err(KM_E_INVALID, "km_key_set_tag: a value is at most %d bytes without "
+                                         "control characters", KM_KEY_TAG_VALUE_MAX);
+    }
+    ta.tag = tag;
+    ta.value = value;
+    return meta_change(k, edit_tag, &ta);
+}
+
+/* ------------------------------------------------------------ listing */
+
+struct flist_entry {
+    char *name;
+    uint8_t id[16];
+    km_key_type type;
+};
+
+struct flist {
+    struct km_ctx *ctx;
+    km__txn *t;
+    const km_key_filter *f;
+    struct flist_entry *v;
+    size_t n, cap;
+};
+
+static int tag_matches(const km__keymeta *m, const char *want)
+{
+    const char *eq = strchr(want, '=');
+    size_t kl = eq != NULL ? (size_t)(eq - want) : strlen(want), i;
+    for (i = 0; i < m->ntags; i++)
+        if (strlen(m->tag_keys[i]) == kl && memcmp(m->tag_keys[i], want, kl) == 0)
+            return eq == NULL || strcmp(m->tag_values[i], eq + 1) == 0;
+    return 0;
+}
+
+/* 1 when a version of the key is in `state` (read in the listing's snapshot). */
+static int has_state(struct flist *l, const uint8_t id[16], uint32_t nvers, km_key_state state,
+                     int *rc)
+{
+    uint32_t i;
+    for (i = 1; i <= nvers; i++) {
+        uint8_t vk[20];
+        km_secret *vr = NULL;
+        km__ver v;
+        km__vkey(vk, id, i);
+        *rc = km__rec_get(l->t, l->ctx->sealer, KM__T_VMETA, vk, 20, &vr);
+        if (*rc == KM_E_NOTFOUND)
+            *rc = km__err(KM_E_CORRUPT, "version %u of a key has no record", i);
+        if (*rc == KM_OK)
+            *rc = km__vmeta_decode(km_secret_data(vr), km_secret_len(vr), &v);
+        km_secret_free(vr);
+        if (*rc != KM_OK)
+            return 0;
+        if (v.state == state)
+            return 1;
+    }
+    return 0;
+}
+
+static int flist_one(const uint8_t *key, size_t key_len, const uint8_t *val, size_t val_len,
+                     void *p)
+{
+    struct flist *l = p;
+    const km_key_filter *f = l->f;
+    const uint8_t *v;
+    size_t vl;
+    uint32_t type = 0, nvers = 0;
+    int rc = KM_OK;
+
+    if (key_len != 16)
+        return km__err(KM_E_CORRUPT, "key table: bad key length");
+    if (km__tlv_check(val, val_len) != KM_OK
+        || !km__tlv_find(val, val_len, KM__K_NAME, &v, &vl) || vl == 0 || vl > KM_KEY_NAME_MAX
+        || memchr(v, 0, vl) != NULL || km__tlv_get_u32(val, val_len, KM__K_TYPE, &type) != KM_OK
+        || km__tlv_get_u32(val, val_len, KM__K_NVERSIONS, &nvers) != KM_OK
+        || nvers > KM__VERSIONS_MAX)
+        return km__err(KM_E_CORRUPT, "key record: bad name, type or version count");
+    if (f != NULL) {
+        if (f->type != 0 && (km_key_type)type != f->type)
+            return 0;
+        if (f->protection != NULL) {
+            const uint8_t *pv;
+            size_t pl;
+            if (!km__tlv_find(val, val_len, KM__K_PROTECTION, &pv, &pl)
+                || pl != strlen(f->protection) || memcmp(pv, f->protection, pl) != 0)
+                return 0;
+        }
+        if (f->tag != NULL) {
+            km__keymeta m;
+            int match;
+            if ((rc = meta_decode(val, val_len, &m)) != KM_OK)
+                return rc;
+            match = tag_matches(&m, f->tag);
+            km__keymeta_free(&m);
+            if (!match)
+                return 0;
+        }
+        if (f->state != 0 && !has_state(l, key, nvers, f->state, &rc))
+            return rc != KM_OK ? rc : 0;
+    }
+    if (l->n == l->cap) {
+        size_t cap = l->cap ? l->cap * 2 : 64;
+        struct flist_entry *nv = realloc(l->v, cap * sizeof *nv);
+        if (nv == NULL)
+            return km__err(KM_E_NOMEM, "out of memory");
+        l->v = nv;
+        l->cap = cap;
+    }
+    if ((l->v[l->n].name = strndup((const char *)v, vl)) == NULL)
+        return km__err(KM_E_NOMEM, "out of memory");
+    memcpy(l->v[l->n].id, key, 16);
+    l->v[l->n].type = (km_key_type)type;
+    l->n++;
+    return 0;
+}
+
+static int by_name(const void *a, const void *b)
+{
+    return strcmp(((const struct flist_entry *)a)->name, ((const struct flist_entry *)b)->name);
+}
+
+int km__key_list_filtered(struct km_ctx *ctx, const km_key_filter *f, km_key_list_fn fn,
+                          void *arg)
+{
+    struct flist l;
+    size_t i;
+    int rc;
+
+    memset(&l, 0, sizeof l);
+    l.ctx = ctx;
+    l.f = f;
+    if ((rc = km__txn_begin(ctx->env, 0, &l.t)) != KM_OK)
+        return rc;
+    rc = km__rec_iter(l.t, ctx->sealer, KM__T_KEYS, NULL, 0, flist_one, &l);
+    km__txn_abort(l.t);
+    if (rc == KM_OK) {
+        qsort(l.v, l.n, sizeof *l.v, by_name);
+        for (i = 0; i < l.n; i++)
+            if (fn(l.v[i].name, l.v[i].id, l.v[i].type, arg) != 0)
+                break;
+    }
+    for (i = 0; i < l.n; i++)
+        free(l.v[i].name);
+    free(l.v);
+    return rc;
+}

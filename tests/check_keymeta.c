@@ -1,0 +1,479 @@
+/* check_keymeta.c - a key's names and metadata after creation (issue 22):
+ * rename, aliases (moved atomically between keys), description, tags, the
+ * filtered sorted listing; each audited, refused for bad input and for a
+ * principal without the admin role, kept through rotation and reopening,
+ * never in clear in the vault file, and a replayed name-index record is
+ * refused. */
+#include <check.h>
+#include <lmdb.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <km.h>
+
+#include "testraw.h"
+#include "testutil.h"
+
+TU_VAULT_FIXTURE
+
+static km_key *mk(const char *name, km_key_type type)
+{
+    km_key *k = NULL;
+    OK(km_key_create(&k, ctx, name, type, NULL));
+    return k;
+}
+
+static void same_key(km_key *a, const char *name)
+{
+    km_key *b = NULL;
+    OK(km_key_open(&b, ctx, name));
+    ck_assert_msg(memcmp(km_key_id(a), km_key_id(b), 16) == 0, "'%s' opens another key", name);
+    km_key_free(b);
+}
+
+/* The last audit entry's op and detail. */
+struct last {
+    char op[32], detail[256];
+    uint8_t key_id[16];
+};
+static int last_one(const km_audit_entry *e, void *arg)
+{
+    struct last *l = arg;
+    snprintf(l->op, sizeof l->op, "%s", e->op);
+    snprintf(l->detail, sizeof l->detail, "%s", e->detail);
+    memcpy(l->key_id, e->key_id, 16);
+    return 0;
+}
+static void last_entry(struct last *l)
+{
+    memset(l, 0, sizeof *l);
+    OK(km_audit_foreach(ctx, 1, last_one, l));
+}
+
+START_TEST(test_keymeta_rename)
+{
+    km_key *a = mk("orders", KM_KEY_AES_256_GCM), *c = mk("other", KM_KEY_AES_256_GCM), *o = NULL;
+    uint8_t ct[128], pt[16];
+    size_t ctl = 0, ptl = 0;
+    struct last l;
+
+    OK(km_encrypt(a, (const uint8_t *)"hello", 5, NULL, 0, ct, sizeof ct, &ctl));
+    OK(km_key_rename(a, "orders-2026"));
+    ck_assert_str_eq(km_key_name(a), "orders-2026");
+    last_entry(&l);
+    ck_assert_str_eq(l.op, "key.meta");
+    ck_assert_msg(strstr(l.detail, "renamed 'orders' to 'orders-2026'") != NULL, "%s", l.detail);
+    ck_assert(memcmp(l.key_id, km_key_id(a), 16) == 0);
+    RC(KM_E_NOTFOUND, km_key_open(&o, ctx, "orders"));
+    same_key(a, "orders-2026");
+    /* the ciphertext names the id, not the name */
+    OK(km_decrypt(ctx, 0, ct, ctl, NULL, 0, pt, sizeof pt, &ptl));
+    ck_assert(ptl == 5 && memcmp(pt, "hello", 5) == 0);
+    /* onto a taken name, a reserved one, a bad one: refused, nothing changed */
+    RC(KM_E_EXISTS, km_key_rename(c, "orders-2026"));
+    RC(KM_E_INVALID, km_key_rename(c, "km:import-wrapping-key"));
+    RC(KM_E_INVALID, km_key_rename(c, ""));
+    RC(KM_E_INVALID, km_key_rename(c, "bad\nname"));
+    RC(KM_E_INVALID, km_key_rename(NULL, "x"));
+    ck_assert_str_eq(km_key_name(c), "other");
+    same_key(c, "other");
+    /* the old name is free again */
+    km_key_free(o);
+    o = mk("orders", KM_KEY_AES_256_GCM);
+    ck_assert(memcmp(km_key_id(o), km_key_id(a), 16) != 0);
+    /* same name: nothing to do */
+    OK(km_key_rename(o, "orders"));
+    km_key_free(o);
+    km_key_free(a);
+    km_key_free(c);
+}
+END_TEST
+
+/* Another handle of the same key (opened before the rename) shows the new
+ * name once it is used; the name it handed out before stays readable. */
+START_TEST(test_keymeta_rename_other_handle)
+{
+    km_key *a = mk("first", KM_KEY_AES_256_GCM), *b = NULL;
+    km_keyinfo *info = NULL;
+    const char *before;
+
+    OK(km_key_open(&b, ctx, "first"));
+    before = km_key_name(b);
+    OK(km_key_rename(a, "second"));
+    OK(km_key_info(&info, b));
+    ck_assert_str_eq(km_keyinfo_name(info), "second");
+    ck_assert_str_eq(km_key_name(b), "second");
+    ck_assert_str_eq(before, "first");
+    km_keyinfo_free(info);
+    km_key_free(a);
+    km_key_free(b);
+}
+END_TEST
+
+static int alias_in(km_key *k, const char *alias)
+{
+    km_keyinfo *info = NULL;
+    uint32_t i, n;
+    int found = 0;
+    OK(km_key_info(&info, k));
+    n = km_keyinfo_alias_count(info);
+    for (i = 0; i < n; i++)
+        found |= strcmp(km_keyinfo_alias(info, i), alias) == 0;
+    ck_assert(km_keyinfo_alias(info, n) == NULL);
+    km_keyinfo_free(info);
+    return found;
+}
+
+START_TEST(test_keymeta_alias)
+{
+    km_key *a = mk("key-2025", KM_KEY_AES_256_GCM), *b = mk("key-2026", KM_KEY_AES_256_GCM);
+    km_key *o = NULL;
+    struct last l;
+    char name[32];
+    int i;
+
+    OK(km_key_alias_add(a, "payments", 0));
+    OK(km_key_alias_add(a, "payments", 0)); /* already there */
+    same_key(a, "payments");
+    ck_assert(alias_in(a, "payments"));
+    last_entry(&l);
+    ck_assert_str_eq(l.op, "key.meta");
+    /* a name is never an alias; another key's alias moves only when asked */
+    RC(KM_E_EXISTS, km_key_alias_add(b, "key-2025", KM_ALIAS_MOVE));
+    RC(KM_E_EXISTS, km_key_alias_add(a, "key-2025", 0));
+    RC(KM_E_EXISTS, km_key_alias_add(b, "payments", 0));
+    same_key(a, "payments");
+    RC(KM_E_INVALID, km_key_alias_add(b, "km:mine", 0));
+    RC(KM_E_INVALID, km_key_alias_add(b, "x", 0x80));
+    RC(KM_E_EXISTS, km_key_rename(b, "payments"));
+    /* moved in one transaction: from a to b */
+    OK(km_key_alias_add(b, "payments", KM_ALIAS_MOVE));
+    same_key(b, "payments");
+    ck_assert(!alias_in(a, "payments"));
+    ck_assert(alias_in(b, "payments"));
+    last_entry(&l);
+    ck_assert_msg(strstr(l.detail, "moved from 'key-2025' to 'key-2026'") != NULL, "%s", l.detail);
+    /* removing: a name is not an alias; an unknown alias is not found */
+    RC(KM_E_INVALID, km_key_alias_remove(ctx, "key-2026"));
+    RC(KM_E_NOTFOUND, km_key_alias_remove(ctx, "nothing"));
+    OK(km_key_alias_remove(ctx, "payments"));
+    RC(KM_E_NOTFOUND, km_key_open(&o, ctx, "payments"));
+    ck_assert(!alias_in(b, "payments"));
+    /* at most KM_KEY_ALIASES_MAX */
+    for (i = 0; i < KM_KEY_ALIASES_MAX; i++) {
+        snprintf(name, sizeof name, "alias-%d", i);
+        OK(km_key_alias_add(a, name, 0));
+    }
+    RC(KM_E_LIMIT, km_key_alias_add(a, "one-more", 0));
+    /* the aliases survive a rotation and a rename */
+    OK(km_key_rotate(a, NULL));
+    OK(km_key_rename(a, "key-2025-old"));
+    same_key(a, "alias-0");
+    same_key(a, "alias-15");
+    km_key_free(a);
+    km_key_free(b);
+}
+END_TEST
+
+START_TEST(test_keymeta_description_tags)
+{
+    km_key *a = mk("tagged", KM_KEY_AES_256_GCM);
+    km_keyinfo *info = NULL;
+    const char *t, *v;
+    char big[KM_KEY_DESCRIPTION_MAX + 2], tag[16];
+    int i;
+
+    OK(km_key_set_description(a, "orders database, column encryption"));
+    OK(km_key_set_tag(a, "team", "payments"));
+    OK(km_key_set_tag(a, "env", "prod"));
+    OK(km_key_set_tag(a, "cost-center", ""));
+    OK(km_key_set_tag(a, "env", "staging")); /* replaces */
+    RC(KM_E_NOTFOUND, km_key_set_tag(a, "absent", NULL));
+    RC(KM_E_INVALID, km_key_set_tag(a, "", "x"));
+    RC(KM_E_INVALID, km_key_set_tag(a, "has space", "x"));
+    RC(KM_E_INVALID, km_key_set_tag(a, "ok", "bad\x01value"));
+    RC(KM_E_INVALID, km_key_set_description(a, "line\nbreak"));
+    memset(big, 'a', sizeof big - 1);
+    big[sizeof big - 1] = '\0';
+    RC(KM_E_INVALID, km_key_set_description(a, big));
+    /* the key keeps them through a rotation and a reopening of the vault */
+    OK(km_key_rotate(a, NULL));
+    km_key_free(a);
+    km_close(ctx);
+    ctx = tu_vault(dir);
+    OK(km_key_open(&a, ctx, "tagged"));
+    OK(km_key_info(&info, a));
+    ck_assert_str_eq(km_keyinfo_description(info), "orders database, column encryption");
+    ck_assert_uint_eq(km_keyinfo_tag_count(info), 3);
+    OK(km_keyinfo_tag(info, 0, &t, &v));
+    ck_assert(strcmp(t, "cost-center") == 0 && strcmp(v, "") == 0);
+    OK(km_keyinfo_tag(info, 1, &t, &v));
+    ck_assert(strcmp(t, "env") == 0 && strcmp(v, "staging") == 0);
+    OK(km_keyinfo_tag(info, 2, &t, &v));
+    ck_assert(strcmp(t, "team") == 0 && strcmp(v, "payments") == 0);
+    RC(KM_E_INVALID, km_keyinfo_tag(info, 3, &t, &v));
+    ck_assert_uint_eq(km_keyinfo_version_count(info), 2);
+    km_keyinfo_free(info);
+    /* removal */
+    OK(km_key_set_tag(a, "env", NULL));
+    OK(km_key_set_description(a, NULL));
+    OK(km_key_info(&info, a));
+    ck_assert_ptr_null(km_keyinfo_description(info));
+    ck_assert_uint_eq(km_keyinfo_tag_count(info), 2);
+    km_keyinfo_free(info);
+    for (i = 0; i < KM_KEY_TAGS_MAX - 2; i++) {
+        snprintf(tag, sizeof tag, "t%02d", i);
+        OK(km_key_set_tag(a, tag, "v"));
+    }
+    RC(KM_E_LIMIT, km_key_set_tag(a, "one-more", "v"));
+    OK(km_key_set_tag(a, "t00", "replacing needs no room"));
+    km_key_free(a);
+}
+END_TEST
+
+/* A key made before this version has none of the fields: it reads as
+ * having no description, alias or tag (every key the other suites make). */
+START_TEST(test_keymeta_old_record)
+{
+    km_key *a = mk("plain", KM_KEY_EC_P256);
+    km_keyinfo *info = NULL;
+    OK(km_key_info(&info, a));
+    ck_assert_ptr_null(km_keyinfo_description(info));
+    ck_assert_uint_eq(km_keyinfo_alias_count(info), 0);
+    ck_assert_uint_eq(km_keyinfo_tag_count(info), 0);
+    km_keyinfo_free(info);
+    km_key_free(a);
+}
+END_TEST
+
+struct names {
+    char v[16][64];
+    int n;
+};
+static int collect(const char *name, const uint8_t id[16], km_key_type type, void *arg)
+{
+    struct names *ns = arg;
+    km_key *k = NULL;
+    (void)id; (void)type;
+    /* the callback may call libkm (the snapshot is already read) */
+    OK(km_key_open(&k, ctx, name));
+    km_key_free(k);
+    if (ns->n < 16)
+        snprintf(ns->v[ns->n++], 64, "%s", name);
+    return 0;
+}
+
+static const char *listed(const km_key_filter *f)
+{
+    static char out[512];
+    struct names ns;
+    int i;
+    memset(&ns, 0, sizeof ns);
+    OK(km_key_list_filtered(ctx, f, collect, &ns));
+    out[0] = '\0';
+    for (i = 0; i < ns.n; i++) {
+        strcat(out, i ? " " : "");
+        strcat(out, ns.v[i]);
+    }
+    return out;
+}
+
+START_TEST(test_keymeta_list_filtered)
+{
+    km_key *k;
+    km_key_filter f = KM_KEY_FILTER_INIT;
+
+    k = mk("zeta", KM_KEY_AES_256_GCM);
+    OK(km_key_set_tag(k, "env", "prod"));
+    km_key_free(k);
+    k = mk("alpha", KM_KEY_EC_P256);
+    OK(km_key_set_tag(k, "env", "dev"));
+    km_key_free(k);
+    k = mk("Mid", KM_KEY_AES_256_GCM);
+    OK(km_key_suspend(k, 1));
+    OK(km_key_alias_add(k, "aaa-alias", 0)); /* aliases are not listed */
+    km_key_free(k);
+    k = mk("beta", KM_KEY_HMAC_SHA256);
+    OK(km_key_rotate(k, NULL));
+    OK(km_key_suspend(k, 1));
+    km_key_free(k);
+
+    ck_assert_str_eq(listed(NULL), "Mid alpha beta zeta");
+    f.type = KM_KEY_AES_256_GCM;
+    ck_assert_str_eq(listed(&f), "Mid zeta");
+    f.type = 0;
+    f.state = KM_STATE_SUSPENDED;
+    ck_assert_str_eq(listed(&f), "Mid beta");
+    f.state = KM_STATE_ACTIVE;
+    ck_assert_str_eq(listed(&f), "alpha beta zeta");
+    f.state = 0;
+    f.tag = "env";
+    ck_assert_str_eq(listed(&f), "alpha zeta");
+    f.tag = "env=prod";
+    ck_assert_str_eq(listed(&f), "zeta");
+    f.tag = "env=pro";
+    ck_assert_str_eq(listed(&f), "");
+    f.tag = NULL;
+    f.protection = "software";
+    ck_assert_str_eq(listed(&f), "Mid alpha beta zeta");
+    f.protection = "pkcs11";
+    ck_assert_str_eq(listed(&f), "");
+    f.protection = NULL;
+    f.type = KM_KEY_AES_256_GCM;
+    f.state = KM_STATE_ACTIVE;
+    ck_assert_str_eq(listed(&f), "zeta");
+    /* bad filters */
+    f.version = 99;
+    RC(KM_E_INVALID, km_key_list_filtered(ctx, &f, collect, NULL));
+    f.version = KM_KEY_FILTER_VERSION;
+    f.state = (km_key_state)42;
+    RC(KM_E_INVALID, km_key_list_filtered(ctx, &f, collect, NULL));
+    f.state = 0;
+    f.type = (km_key_type)999;
+    RC(KM_E_INVALID, km_key_list_filtered(ctx, &f, collect, NULL));
+    RC(KM_E_INVALID, km_key_list_filtered(ctx, NULL, NULL, NULL));
+}
+END_TEST
+
+/* Names, aliases, descriptions and tags are in the vault file only sealed
+ * (and names only as keyed hashes in the index). */
+START_TEST(test_keymeta_nothing_in_clear)
+{
+    static const char *const secrets[] = { "RenamedQuasarName", "AliasNebula7", "DescPulsar99",
+                                           "TagKeyComet", "TagValueMeteor" };
+    km_key *a = mk("OriginalName1", KM_KEY_AES_256_GCM);
+    char path[4096];
+    uint8_t *file;
+    size_t len, i;
+
+    OK(km_key_rename(a, "RenamedQuasarName"));
+    OK(km_key_alias_add(a, "AliasNebula7", 0));
+    OK(km_key_set_description(a, "DescPulsar99"));
+    OK(km_key_set_tag(a, "TagKeyComet", "TagValueMeteor"));
+    km_key_free(a);
+    km_close(ctx);
+    ctx = NULL;
+    snprintf(path, sizeof path, "%s/vault/data.mdb", dir);
+    file = tu_read_file(path, &len);
+    ck_assert_ptr_nonnull(file);
+    for (i = 0; i < sizeof secrets / sizeof secrets[0]; i++)
+        ck_assert_msg(!tu_memmem(file, len, (const uint8_t *)secrets[i], strlen(secrets[i])),
+                      "'%s' is in the vault file in clear", secrets[i]);
+    free(file);
+}
+END_TEST
+
+/* The name index as an attacker could roll it back: after an alias moved
+ * from key A to key B, the old sealed index record (pointing at A) is put
+ * back. A no longer lists the alias, so opening by it is refused as
+ * corrupt instead of handing out A. */
+typedef struct snap {
+    uint8_t k[32][64];
+    uint8_t v[32][128];
+    size_t kl[32], vl[32];
+    int n;
+} snap;
+
+static void names_snapshot(snap *s)
+{
+    tu_raw r;
+    MDB_cursor *c;
+    MDB_val k, v;
+    char vdir[4096];
+    snprintf(vdir, sizeof vdir, "%s/vault", dir);
+    memset(s, 0, sizeof *s);
+    tu_raw_begin(&r, vdir, MDB_RDONLY, 0);
+    ck_assert_int_eq(mdb_cursor_open(r.txn, tu_raw_dbi(&r, "names"), &c), 0);
+    while (mdb_cursor_get(c, &k, &v, MDB_NEXT) == 0 && s->n < 32) {
+        ck_assert(k.mv_size <= 64 && v.mv_size <= 128);
+        memcpy(s->k[s->n], k.mv_data, k.mv_size);
+        memcpy(s->v[s->n], v.mv_data, v.mv_size);
+        s->kl[s->n] = k.mv_size;
+        s->vl[s->n] = v.mv_size;
+        s->n++;
+    }
+    mdb_cursor_close(c);
+    tu_raw_end(&r);
+}
+
+START_TEST(test_keymeta_alias_index_replayed)
+{
+    km_key *a = mk("key-a", KM_KEY_AES_256_GCM), *b = mk("key-b", KM_KEY_AES_256_GCM), *o = NULL;
+    snap *before = malloc(sizeof *before), *after = malloc(sizeof *after);
+    char vdir[4096];
+    int i, j, replayed = 0;
+    tu_raw r;
+
+    OK(km_key_alias_add(a, "current", 0));
+    km_key_free(a);
+    km_key_free(b);
+    km_close(ctx);
+    names_snapshot(before);
+    ctx = tu_vault(dir);
+    OK(km_key_open(&b, ctx, "key-b"));
+    OK(km_key_alias_add(b, "current", KM_ALIAS_MOVE));
+    km_key_free(b);
+    km_close(ctx);
+    names_snapshot(after);
+    snprintf(vdir, sizeof vdir, "%s/vault", dir);
+    tu_raw_begin(&r, vdir, 0, 0);
+    for (i = 0; i < after->n; i++)
+        for (j = 0; j < before->n; j++)
+            if (after->kl[i] == before->kl[j] && memcmp(after->k[i], before->k[j], after->kl[i]) == 0
+                && (after->vl[i] != before->vl[j] || memcmp(after->v[i], before->v[j], after->vl[i]) != 0)) {
+                tu_raw_put(&r, "names", before->k[j], before->kl[j], before->v[j], before->vl[j]);
+                replayed++;
+            }
+    tu_raw_end(&r);
+    ck_assert_int_eq(replayed, 1);
+    ctx = tu_vault(dir);
+    RC(KM_E_CORRUPT, km_key_open(&o, ctx, "current"));
+    free(before);
+    free(after);
+}
+END_TEST
+
+/* Renaming, aliasing, describing and tagging need the admin role. */
+START_TEST(test_keymeta_needs_admin)
+{
+    km_key *a = mk("guarded", KM_KEY_AES_256_GCM), *u = NULL;
+    km_ctx *user;
+
+    tu_principals_add(ctx);
+    OK(km_key_grant(a, TU_USER, KM_PERM_ALL));
+    user = tu_as(dir, TU_USER, TU_USER_PASS);
+    OK(km_key_open(&u, user, "guarded"));
+    RC(KM_E_DENIED, km_key_rename(u, "mine"));
+    RC(KM_E_DENIED, km_key_alias_add(u, "mine", 0));
+    RC(KM_E_DENIED, km_key_set_description(u, "mine"));
+    RC(KM_E_DENIED, km_key_set_tag(u, "owner", "me"));
+    OK(km_key_alias_add(a, "shared", 0));
+    RC(KM_E_DENIED, km_key_alias_remove(user, "shared"));
+    ck_assert_str_eq(km_key_name(a), "guarded");
+    km_key_free(u);
+    km_close(user);
+    km_key_free(a);
+}
+END_TEST
+
+static Suite *keymeta_suite(void)
+{
+    TCase *tc;
+    Suite *s = tu_suite("keymeta", "core", &tc, 60, setup, teardown);
+    tcase_add_test(tc, test_keymeta_rename);
+    tcase_add_test(tc, test_keymeta_rename_other_handle);
+    tcase_add_test(tc, test_keymeta_alias);
+    tcase_add_test(tc, test_keymeta_description_tags);
+    tcase_add_test(tc, test_keymeta_old_record);
+    tcase_add_test(tc, test_keymeta_list_filtered);
+    tcase_add_test(tc, test_keymeta_nothing_in_clear);
+    tcase_add_test(tc, test_keymeta_alias_index_replayed);
+    tcase_add_test(tc, test_keymeta_needs_admin);
+    return s;
+}
+
+int main(void)
+{
+    return tu_run(keymeta_suite());
+}
