@@ -279,7 +279,7 @@ int km__key_rename(km__kobj *k, const char *new_name)
     if ((rc = rec_read(ctx, t, k->id, &rec, old, &m)) != KM_OK)
         goto fail;
     if (km__key_name_reserved(old)) {
-        rc = km__err(KM_E_INVALID, "km_key_rename: key '%s' is libkm's own", old);
+        rc = km__err(KM_E_INVALID, "key '%s' is libkm's own", old);
         goto fail;
     }
     if (strcmp(old, new_name) == 0) {
@@ -292,7 +292,7 @@ int km__key_rename(km__kobj *k, const char *new_name)
         goto fail;
     rc = km__rec_put(t, ctx->sealer, KM__T_NAMES, h_new, 32, k->id, 16, KM__PUT_NOOVERWRITE);
     if (rc == KM_E_EXISTS)
-        rc = km__err(KM_E_EXISTS, "km_key_rename: the name '%s' is taken (by a key or an alias)",
+        rc = km__err(KM_E_EXISTS, "the name '%s' is taken (by a key or an alias)",
                      new_name);
     if (rc != KM_OK || (rc = km__rec_del(t, KM__T_NAMES, h_old, 32)) != KM_OK
         || (rc = rec_write(ctx, t, k->id, rec, new_name, &m)) != KM_OK)
@@ -331,7 +331,7 @@ int km__key_alias_add(km__kobj *k, const char *alias, int move)
     if ((rc = rec_read(ctx, t, k->id, &rec, name, &m)) != KM_OK)
         goto fail;
     if (strcmp(name, alias) == 0) {
-        rc = km__err(KM_E_EXISTS, "km_key_alias_add: '%s' is this key's name", alias);
+        rc = km__err(KM_E_EXISTS, "'%s' is this key's name", alias);
         goto fail;
     }
     if (find_alias(&m, alias) >= 0) { /* already there */
@@ -340,11 +340,11 @@ int km__key_alias_add(km__kobj *k, const char *alias, int move)
         goto out;
     }
     if (km__key_name_reserved(name)) {
-        rc = km__err(KM_E_INVALID, "km_key_alias_add: key '%s' is libkm's own", name);
+        rc = km__err(KM_E_INVALID, "key '%s' is libkm's own", name);
         goto fail;
     }
     if (m.naliases >= KM_KEY_ALIASES_MAX) {
-        rc = km__err(KM_E_LIMIT, "km_key_alias_add: key '%s' has %d aliases, the most a key has",
+        rc = km__err(KM_E_LIMIT, "key '%s' has %d aliases, the most a key has",
                      name, KM_KEY_ALIASES_MAX);
         goto fail;
     }
@@ -358,7 +358,7 @@ int km__key_alias_add(km__kobj *k, const char *alias, int move)
         if ((rc = rec_read(ctx, t, id2, &rec2, name2, &m2)) != KM_OK)
             goto fail;
         if (strcmp(name2, alias) == 0) {
-            rc = km__err(KM_E_EXISTS, "km_key_alias_add: '%s' is the name of another key", alias);
+            rc = km__err(KM_E_EXISTS, "'%s' is the name of another key", alias);
             goto fail;
         }
         if ((i = find_alias(&m2, alias)) < 0) {
@@ -366,8 +366,7 @@ int km__key_alias_add(km__kobj *k, const char *alias, int move)
             goto fail;
         }
         if (!move) {
-            rc = km__err(KM_E_EXISTS, "km_key_alias_add: '%s' is an alias of key '%s' (move it "
-                                      "with KM_ALIAS_MOVE)", alias, name2);
+            rc = km__err(KM_E_EXISTS, "'%s' is an alias of key '%s'", alias, name2);
             goto fail;
         }
         drop_alias(&m2, i);
@@ -419,11 +418,11 @@ int km__key_alias_remove(struct km_ctx *ctx, const char *alias)
         return rc;
     rc = km__key_lookup_name(ctx, t, alias, len, id);
     if (rc == KM_E_NOTFOUND)
-        rc = km__err(KM_E_NOTFOUND, "km_key_alias_remove: no key has the alias '%s'", alias);
+        rc = km__err(KM_E_NOTFOUND, "no key has the alias '%s'", alias);
     if (rc != KM_OK || (rc = rec_read(ctx, t, id, &rec, name, &m)) != KM_OK)
         goto fail;
     if (strcmp(name, alias) == 0) {
-        rc = km__err(KM_E_INVALID, "km_key_alias_remove: '%s' is a key's name, not an alias "
+        rc = km__err(KM_E_INVALID, "'%s' is a key's name, not an alias "
                                    "(rename the key instead)", alias);
         goto fail;
     }
@@ -501,10 +500,10 @@ int km__key_describe(km__kobj *k, const char *text)
 {
     size_t n = text != NULL ? strnlen(text, KM_KEY_DESCRIPTION_MAX + 1) : 0;
     if (n > KM_KEY_DESCRIPTION_MAX)
-        return km__err(KM_E_INVALID, "km_key_set_description: at most %d bytes",
+        return km__err(KM_E_INVALID, "a description is at most %d bytes",
                        KM_KEY_DESCRIPTION_MAX);
     if (!text_ok(text, n))
-        return km__err(KM_E_INVALID, "km_key_set_description: the text has a control character");
+        return km__err(KM_E_INVALID, "a description may not hold a control character");
     return meta_change(k, edit_description, text);
 }
 
@@ -577,12 +576,12 @@ int km__key_tag_set(km__kobj *k, const char *tag, const char *value)
     struct tag_arg ta;
     size_t n;
     if (tag == NULL || !tag_key_ok(tag))
-        return km__err(KM_E_INVALID, "km_key_set_tag: a tag is 1 to %d characters of "
+        return km__err(KM_E_INVALID, "a tag is 1 to %d characters of "
                                      "A-Z a-z 0-9 _ . : / -", KM_KEY_TAG_KEY_MAX);
     if (value != NULL) {
         n = strnlen(value, KM_KEY_TAG_VALUE_MAX + 1);
         if (n > KM_KEY_TAG_VALUE_MAX || !text_ok(value, n))
-            return km__err(KM_E_INVALID, "km_key_set_tag: a value is at most %d bytes without "
+            return km__err(KM_E_INVALID, "a tag value is at most %d bytes without "
                                          "control characters", KM_KEY_TAG_VALUE_MAX);
     }
     ta.tag = tag;

@@ -74,6 +74,9 @@ enum kmctl_opt_id {
     OPT_TLS_KEY,
     OPT_PROTOCOL,
     OPT_TIMEOUT,
+    OPT_MOVE,
+    OPT_STATE,
+    OPT_TAG,
     OPT__COUNT
 };
 
@@ -190,5 +193,13 @@ void kmctl_progress(const char *what, uint64_t done, uint64_t total, void *arg);
 /* commands: backup and restore (cmd_backup.c) */
 int kmctl_cmd_backup(struct kmctl *k, const struct kmctl_args *a);
 int kmctl_cmd_restore(struct kmctl *k, const struct kmctl_args *a);
+
+/* commands: a key's names and metadata (cmd_keymeta.c) */
+int kmctl_cmd_key_rename(struct kmctl *k, const struct kmctl_args *a);
+int kmctl_cmd_key_alias(struct kmctl *k, const struct kmctl_args *a);
+int kmctl_cmd_key_unalias(struct kmctl *k, const struct kmctl_args *a);
+int kmctl_cmd_key_describe(struct kmctl *k, const struct kmctl_args *a);
+int kmctl_cmd_key_tag(struct kmctl *k, const struct kmctl_args *a);
+int kmctl_cmd_key_untag(struct kmctl *k, const struct kmctl_args *a);
 
 #endif /* KMCTL_H */

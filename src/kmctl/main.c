@@ -142,6 +142,12 @@ static const struct kmctl_optspec o_rekey[] = {
     { "new-passphrase-file", "FILE", ARG_STR, 1, OPT_NEW_PASS_FILE, 0 },
     { "kdf-cost", "N", ARG_UINT, 0, OPT_KDF_COST, 64 }, O_END };
 
+static const struct kmctl_optspec o_key_list[] = { O_JSON,
+    { "type", "TYPE", ARG_STR, 0, OPT_TYPE, 0 }, { "state", "STATE", ARG_STR, 0, OPT_STATE, 0 },
+    { "protection", "BACKEND", ARG_STR, 0, OPT_PROTECTION, 0 },
+    { "tag", "TAG[=VALUE]", ARG_STR, 0, OPT_TAG, 0 }, O_END };
+static const struct kmctl_optspec o_alias[] = { { "move", NULL, ARG_NONE, 0, OPT_MOVE, 0 }, O_END };
+
 static int cmd_version(struct kmctl *k, const struct kmctl_args *a);
 static int cmd_help(struct kmctl *k, const struct kmctl_args *a);
 
@@ -159,8 +165,8 @@ static const struct kmctl_cmd commands[] = {
       "import key material: --raw FILE in plaintext, or --wrapped BLOB (prints its id)" },
     { "import", "NAME", 1, o_import, kmctl_check_key_import, kmctl_cmd_key_import, VAULT_OPEN, "",
       "the same as key import" },
-    { "key list", "", 0, o_json, NULL, kmctl_cmd_key_list, VAULT_OPEN, "",
-      "list keys: NAME<tab>TYPE<tab>ID per line" },
+    { "key list", "", 0, o_key_list, NULL, kmctl_cmd_key_list, VAULT_OPEN, "",
+      "list keys sorted by name (filters: --type, --state, --protection, --tag): NAME<tab>TYPE<tab>ID" },
     { "key info", "NAME", 1, o_json, NULL, kmctl_cmd_key_info, VAULT_OPEN, "",
       "show a key's metadata and versions" },
     { "key rotate", "NAME", 1, o_none, NULL, kmctl_cmd_key_rotate, VAULT_OPEN, "",
@@ -259,6 +265,18 @@ static const struct kmctl_cmd commands[] = {
       "write a consistent, still sealed copy of the vault to FILE (while others write)" },
     { "restore", "FILE DIR", 2, o_none, NULL, kmctl_cmd_restore, VAULT_NONE, "",
       "make the backup FILE a vault in DIR (never overwrites a vault)" },
+    { "key rename", "NAME NEWNAME", 2, o_none, NULL, kmctl_cmd_key_rename, VAULT_OPEN, "",
+      "rename a key (its id, ciphertexts, grants and aliases stay)" },
+    { "key alias", "NAME ALIAS", 2, o_alias, NULL, kmctl_cmd_key_alias, VAULT_OPEN, "",
+      "give a key another name; --move takes the alias from the key that has it" },
+    { "key unalias", "ALIAS", 1, o_none, NULL, kmctl_cmd_key_unalias, VAULT_OPEN, "",
+      "remove an alias" },
+    { "key describe", "NAME TEXT", 2, o_none, NULL, kmctl_cmd_key_describe, VAULT_OPEN, "",
+      "set a key's description (\"\" removes it)" },
+    { "key tag", "NAME TAG=VALUE", 2, o_none, NULL, kmctl_cmd_key_tag, VAULT_OPEN, "",
+      "set a tag of a key" },
+    { "key untag", "NAME TAG", 2, o_none, NULL, kmctl_cmd_key_untag, VAULT_OPEN, "",
+      "remove a tag of a key" },
     { "version", "", 0, o_none, NULL, cmd_version, VAULT_NONE, "", "print the kmctl and libkm versions" },
     { "help", "", 0, o_none, NULL, cmd_help, VAULT_NONE, "", "print this help" },
 };

@@ -1,0 +1,278 @@
+/* cmd_keymeta.c - kmctl commands on a key's names and metadata: key list
+ * (sorted, filtered), key rename, key alias, key unalias, key describe,
+ * key tag, key untag; and the metadata lines of key info. */
+#include "config.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kmctl.h"
+#include "kmctl_json.h"
+
+static int write_failed(void)
+{
+    return kmctl_error(KMCTL_EXIT_OTHER, "writing the output failed");
+}
+
+/* ------------------------------------------------------------ key list */
+
+struct list_entry {
+    char *name;
+    uint8_t id[16];
+    km_key_type type;
+};
+
+struct list_acc {
+    struct list_entry *v;
+    size_t n, cap;
+    int oom;
+};
+
+static int list_one(const char *name, const uint8_t id[16], km_key_type type, void *arg)
+{
+    struct list_acc *acc = arg;
+
+    if (acc->n == acc->cap) {
+        size_t cap = acc->cap ? acc->cap * 2 : 16;
+        struct list_entry *nv = realloc(acc->v, cap * sizeof *nv);
+        if (nv == NULL) {
+            acc->oom = 1;
+            return 1;
+        }
+        acc->v = nv;
+        acc->cap = cap;
+    }
+    if ((acc->v[acc->n].name = strdup(name)) == NULL) {
+        acc->oom = 1;
+        return 1;
+    }
+    memcpy(acc->v[acc->n].id, id, 16);
+    acc->v[acc->n].type = type;
+    acc->n++;
+    return 0;
+}
+
+static int parse_state(const char *s, km_key_state *out)
+{
+    int st;
+    char list[160] = "";
+    for (st = 1; km_state_name((km_key_state)st) != NULL; st++) {
+        const char *n = km_state_name((km_key_state)st);
+        if (strcmp(n, s) == 0) {
+            *out = (km_key_state)st;
+            return KMCTL_EXIT_OK;
+        }
+        if (strlen(list) + strlen(n) + 3 < sizeof list) {
+            if (list[0] != '\0')
+                strcat(list, ", ");
+            strcat(list, n);
+        }
+    }
+    return kmctl_error(KMCTL_EXIT_USAGE, "--state: unknown state '%s' (one of: %s)", s, list);
+}
+
+/* One key of `key list --json`: name, id, type, and what key info tells of
+ * its protection, aliases, tags and description. */
+static json_t *list_json_one(struct kmctl *k, const struct list_entry *e)
+{
+    json_t *o = json_object();
+    km_key *key = NULL;
+    km_keyinfo *info = NULL;
+    const char *tn = km_key_type_name(e->type);
+    char hex[33];
+    int bad;
+
+    kmctl_hex(e->id, 16, hex);
+    bad = o == NULL || kmctl_json_set(o, "name", json_string(e->name)) != 0
+          || kmctl_json_set(o, "id", json_string(hex)) != 0
+          || kmctl_json_set(o, "type", tn ? json_string(tn) : json_null()) != 0;
+    /* the key may be gone or unreadable meanwhile: the listing still shows it */
+    if (!bad && km_key_open_id(&key, k->ctx, e->id) == KM_OK && km_key_info(&info, key) == KM_OK)
+        bad = kmctl_json_set(o, "protection", json_string(km_keyinfo_protection(info))) != 0
+              || kmctl_keymeta_json(o, info) != 0;
+    km_keyinfo_free(info);
+    km_key_free(key);
+    if (bad) {
+        json_decref(o);
+        return NULL;
+    }
+    return o;
+}
+
+int kmctl_cmd_key_list(struct kmctl *k, const struct kmctl_args *a)
+{
+    struct list_acc acc = { NULL, 0, 0, 0 };
+    km_key_filter f = KM_KEY_FILTER_INIT;
+    size_t i;
+    int rc;
+
+    if (a->val[OPT_TYPE] != NULL && (rc = kmctl_parse_type(a->val[OPT_TYPE], &f.type)) != KMCTL_EXIT_OK)
+        return rc;
+    if (a->val[OPT_STATE] != NULL && (rc = parse_state(a->val[OPT_STATE], &f.state)) != KMCTL_EXIT_OK)
+        return rc;
+    f.protection = a->val[OPT_PROTECTION];
+    f.tag = a->val[OPT_TAG];
+    if (f.tag != NULL && (f.tag[0] == '\0' || f.tag[0] == '='))
+        return kmctl_error(KMCTL_EXIT_USAGE, "--tag: expected TAG or TAG=VALUE");
+    rc = km_key_list_filtered(k->ctx, &f, list_one, &acc);
+    if (rc != KM_OK) {
+        rc = kmctl_lib_error(rc, "listing keys");
+        goto out;
+    }
+    if (acc.oom) {
+        rc = kmctl_error(KMCTL_EXIT_OTHER, "listing keys: out of memory");
+        goto out;
+    }
+    if (a->val[OPT_JSON] != NULL) {
+        json_t *root = json_object(), *keys = json_array();
+        int bad = root == NULL || kmctl_json_set(root, "keys", keys) != 0;
+        for (i = 0; i < acc.n && !bad; i++) {
+            json_t *e = list_json_one(k, &acc.v[i]);
+            bad = e == NULL || json_array_append_new(keys, e) != 0;
+        }
+        if (bad) {
+            json_decref(root);
+            root = NULL;
+        }
+        rc = kmctl_json_emit(root);
+    } else {
+        rc = KMCTL_EXIT_OK;
+        for (i = 0; i < acc.n; i++) {
+            char hex[33];
+            const char *tn = km_key_type_name(acc.v[i].type);
+            kmctl_hex(acc.v[i].id, 16, hex);
+            if (printf("%s\t%s\t%s\n", acc.v[i].name, tn ? tn : "?", hex) < 0) {
+                rc = write_failed();
+                break;
+            }
+        }
+    }
+out:
+    for (i = 0; i < acc.n; i++)
+        free(acc.v[i].name);
+    free(acc.v);
+    return rc;
+}
+
+/* ------------------------------------------------ key info: metadata */
+
+int kmctl_keymeta_json(json_t *root, const km_keyinfo *info)
+{
+    json_t *aliases = json_array(), *tags = json_object();
+    const char *d = km_keyinfo_description(info);
+    uint32_t i;
+    int bad = kmctl_json_set(root, "description", d ? json_string(d) : json_null()) != 0
+              || kmctl_json_set(root, "aliases", aliases) != 0
+              || kmctl_json_set(root, "tags", tags) != 0;
+
+    for (i = 0; !bad && i < km_keyinfo_alias_count(info); i++)
+        bad = json_array_append_new(aliases, json_string(km_keyinfo_alias(info, i))) != 0;
+    for (i = 0; !bad && i < km_keyinfo_tag_count(info); i++) {
+        const char *t, *v;
+        bad = km_keyinfo_tag(info, i, &t, &v) != KM_OK || kmctl_json_set(tags, t, json_string(v)) != 0;
+    }
+    return bad ? -1 : 0;
+}
+
+void kmctl_keymeta_text(const km_keyinfo *info)
+{
+    const char *d = km_keyinfo_description(info);
+    uint32_t i, n;
+
+    if (d != NULL)
+        printf("description: %s\n", d);
+    if ((n = km_keyinfo_alias_count(info)) > 0) {
+        printf("aliases:     ");
+        for (i = 0; i < n; i++)
+            printf("%s%s", i ? ", " : "", km_keyinfo_alias(info, i));
+        printf("\n");
+    }
+    if ((n = km_keyinfo_tag_count(info)) > 0) {
+        printf("tags:        ");
+        for (i = 0; i < n; i++) {
+            const char *t, *v;
+            if (km_keyinfo_tag(info, i, &t, &v) == KM_OK)
+                printf("%s%s=%s", i ? ", " : "", t, v);
+        }
+        printf("\n");
+    }
+}
+
+/* ------------------------------------------------ changing the metadata */
+
+static int done(int rc, km_key *key, const char *what, const char *name)
+{
+    km_key_free(key);
+    if (rc != KM_OK)
+        return kmctl_lib_error(rc, "%s key '%s'", what, name);
+    return KMCTL_EXIT_OK;
+}
+
+int kmctl_cmd_key_rename(struct kmctl *k, const struct kmctl_args *a)
+{
+    km_key *key = NULL;
+    int rc = kmctl_open_key(k, a->pos[0], &key);
+    if (rc != KMCTL_EXIT_OK)
+        return rc;
+    return done(km_key_rename(key, a->pos[1]), key, "renaming", a->pos[0]);
+}
+
+int kmctl_cmd_key_alias(struct kmctl *k, const struct kmctl_args *a)
+{
+    km_key *key = NULL;
+    int rc = kmctl_open_key(k, a->pos[0], &key);
+    if (rc != KMCTL_EXIT_OK)
+        return rc;
+    rc = km_key_alias_add(key, a->pos[1], a->val[OPT_MOVE] != NULL ? KM_ALIAS_MOVE : 0);
+    if (rc == KM_E_EXISTS && a->val[OPT_MOVE] == NULL && strstr(km_error_last()->message, "alias"))
+        rc = kmctl_lib_error(rc, "adding the alias '%s' to key '%s' (--move takes it from the other key)",
+                             a->pos[1], a->pos[0]);
+    else if (rc != KM_OK)
+        rc = kmctl_lib_error(rc, "adding an alias to key '%s'", a->pos[0]);
+    km_key_free(key);
+    return rc;
+}
+
+int kmctl_cmd_key_unalias(struct kmctl *k, const struct kmctl_args *a)
+{
+    int rc = km_key_alias_remove(k->ctx, a->pos[0]);
+    if (rc != KM_OK)
+        return kmctl_lib_error(rc, "removing the alias '%s'", a->pos[0]);
+    return KMCTL_EXIT_OK;
+}
+
+int kmctl_cmd_key_describe(struct kmctl *k, const struct kmctl_args *a)
+{
+    km_key *key = NULL;
+    int rc = kmctl_open_key(k, a->pos[0], &key);
+    if (rc != KMCTL_EXIT_OK)
+        return rc;
+    return done(km_key_set_description(key, a->pos[1]), key, "describing", a->pos[0]);
+}
+
+int kmctl_cmd_key_tag(struct kmctl *k, const struct kmctl_args *a)
+{
+    const char *eq = strchr(a->pos[1], '=');
+    char tag[KM_KEY_TAG_KEY_MAX + 1];
+    km_key *key = NULL;
+    int rc;
+
+    if (eq == NULL || eq == a->pos[1] || (size_t)(eq - a->pos[1]) > KM_KEY_TAG_KEY_MAX)
+        return kmctl_error(KMCTL_EXIT_USAGE, "key tag: expected TAG=VALUE (a tag of 1 to %d "
+                                             "characters)", KM_KEY_TAG_KEY_MAX);
+    memcpy(tag, a->pos[1], (size_t)(eq - a->pos[1]));
+    tag[eq - a->pos[1]] = '\0';
+    if ((rc = kmctl_open_key(k, a->pos[0], &key)) != KMCTL_EXIT_OK)
+        return rc;
+    return done(km_key_set_tag(key, tag, eq + 1), key, "tagging", a->pos[0]);
+}
+
+int kmctl_cmd_key_untag(struct kmctl *k, const struct kmctl_args *a)
+{
+    km_key *key = NULL;
+    int rc = kmctl_open_key(k, a->pos[0], &key);
+    if (rc != KMCTL_EXIT_OK)
+        return rc;
+    return done(km_key_set_tag(key, a->pos[1], NULL), key, "removing a tag of", a->pos[0]);
+}
