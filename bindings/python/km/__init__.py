@@ -59,6 +59,7 @@ import weakref
 
 from . import _ffi
 from ._ffi import KmError, lib, wipe
+from ._keymeta import _KeyMeta, _VaultMeta, info_extra as _keymeta_info
 
 __all__ = ["Vault", "Key", "Secret", "KmError", "version", "backends", "encode_text", "decode_text",
            "wipe", "error_class", "restore", "KEY_TYPES", "USAGES", "REVOKE_REASONS", "ROLES",
@@ -519,7 +520,7 @@ class _Use:
 
 # ---------------------------------------------------------------- Vault
 
-class Vault:
+class Vault(_VaultMeta):
     """An open libkm vault (km_ctx). Create with Vault.open()."""
 
     def __init__(self, *args, **kwargs):
@@ -1209,7 +1210,7 @@ class Vault:
 
 # ---------------------------------------------------------------- Key
 
-class Key:
+class Key(_KeyMeta):
     """An open key handle (km_key), from Vault.create_key/import_key/key().
 
     Attributes: name (str), id (16 bytes), type (type name, e.g. "aes-256-gcm"),
@@ -1352,7 +1353,8 @@ class Key:
         created (epoch seconds), primary (version number, 0 = none may protect),
         versions: a list of dicts with version, state ("active", ...), created,
         activated, protect_stop, process_stop, destroy_after (epoch seconds or
-        None when unset), invocations (an upper bound of uses) and bytes.
+        None when unset), invocations (an upper bound of uses) and bytes;
+        description (str or None), aliases (list of str), tags (dict).
         """
         ki = _ffi.KEYINFO_P()
         with _Use(self._h) as k:
@@ -1384,6 +1386,7 @@ class Key:
                     "destroy_after": _time(vi.destroy_after),
                     "invocations": vi.invocations,
                     "bytes": vi.bytes})
+            d.update(_keymeta_info(ki))
             return d
         finally:
             lib.km_keyinfo_free(ki)

@@ -109,6 +109,18 @@ km_key_list_fn = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_char_p, U8_P, ctypes.c_
                                   ctypes.c_void_p)
 
 
+class km_key_filter(ctypes.Structure):
+    _fields_ = [("version", ctypes.c_uint32),
+                ("type", ctypes.c_int),
+                ("protection", ctypes.c_char_p),
+                ("state", ctypes.c_int),
+                ("tag", ctypes.c_char_p)]
+
+
+KM_KEY_FILTER_VERSION = 1
+KM_ALIAS_MOVE = 0x1
+
+
 class km_error(ctypes.Structure):
     _fields_ = [("code", ctypes.c_int),
                 ("message", ctypes.c_char_p),
@@ -538,6 +550,20 @@ _FUNCTIONS = {
     "km_pkcs11_pin_cache_clear": (_int, [], _check),
     "km_pkcs11_key_link": (_int, [ctypes.POINTER(KEY_P), CTX_P, _ccp, _ccp,
                                   ctypes.POINTER(km_key_options)], _check),
+    # key.h: names and metadata (issue 22)
+    "km_key_rename": (_int, [KEY_P, _ccp], _check),
+    "km_key_alias_add": (_int, [KEY_P, _ccp, _u32], _check),
+    "km_key_alias_remove": (_int, [CTX_P, _ccp], _check),
+    "km_key_set_description": (_int, [KEY_P, _ccp], _check),
+    "km_key_set_tag": (_int, [KEY_P, _ccp, _ccp], _check),
+    "km_keyinfo_description": (_ccp, [KEYINFO_P], _check_string),
+    "km_keyinfo_alias_count": (_u32, [KEYINFO_P], None),
+    "km_keyinfo_alias": (_ccp, [KEYINFO_P, _u32], _check_string),
+    "km_keyinfo_tag_count": (_u32, [KEYINFO_P], None),
+    "km_keyinfo_tag": (_int, [KEYINFO_P, _u32, ctypes.POINTER(_ccp), ctypes.POINTER(_ccp)],
+                       _check),
+    "km_key_list_filtered": (_int, [CTX_P, ctypes.POINTER(km_key_filter), km_key_list_fn, _vp],
+                             _check),
 }
 
 

@@ -1,0 +1,140 @@
+"""A key's names and metadata after creation (issue 22): the methods that
+km.Key and km.Vault inherit from _KeyMeta and _VaultMeta.
+
+Names and aliases share one namespace: ``vault.key(alias)`` opens the key an
+alias names. Every change is one transaction in the vault and one audit entry
+(operation ``key.meta``); a principal needs the admin role.
+"""
+
+import ctypes
+import sys
+
+from . import _ffi
+from ._ffi import lib
+
+
+def _pkg():
+    # the package's helpers (_Use, _cstr, _key_type), imported when first
+    # called: this module is loaded while km/__init__.py is being executed
+    return sys.modules[__package__]
+
+
+def _state(state):
+    """A state name ("active", ...) to its number; InvalidArgument when unknown."""
+    i = 1
+    while True:
+        n = lib.km_state_name(i)
+        if n is None:
+            break
+        if n == state:
+            return i
+        i += 1
+    raise _ffi.CLASSES["InvalidArgument"]("unknown key state %r" % (state,),
+                                          function="list_keys")
+
+
+def info_extra(ki):
+    """The description, aliases and tags of a km_keyinfo, for Key.info()."""
+    tags = {}
+    t, v = _ffi._ccp(), _ffi._ccp()
+    for i in range(lib.km_keyinfo_tag_count(ki)):
+        lib.km_keyinfo_tag(ki, i, ctypes.byref(t), ctypes.byref(v))
+        tags[t.value.decode("utf-8", "replace")] = v.value.decode("utf-8", "replace")
+    return {"description": lib.km_keyinfo_description(ki),
+            "aliases": [lib.km_keyinfo_alias(ki, i)
+                        for i in range(lib.km_keyinfo_alias_count(ki))],
+            "tags": tags}
+
+
+class _KeyMeta:
+    """Renaming, aliases, description and tags of a Key."""
+
+    def rename(self, new_name):
+        """Renames the key (its id, ciphertexts, grants and aliases stay); the
+        old name is free at once. Raises AlreadyExists when the name is taken
+        by a key or an alias, InvalidArgument for a bad or "km:" name."""
+        p = _pkg()
+        cname = p._cstr(new_name, "new_name")
+        with p._Use(self._h) as k:
+            lib.km_key_rename(k, cname)
+            self.name = lib.km_key_name(k)
+
+    def add_alias(self, alias, *, move=False):
+        """Gives the key another name. With move=True an alias of another key
+        is moved to this one in one transaction (a reader opens the old or the
+        new key by it, never neither). Raises AlreadyExists when it is a key's
+        name, or another key's alias without move; LimitReached past 16."""
+        p = _pkg()
+        calias = p._cstr(alias, "alias")
+        with p._Use(self._h) as k:
+            lib.km_key_alias_add(k, calias, _ffi.KM_ALIAS_MOVE if move else 0)
+
+    def set_description(self, text):
+        """Sets the description (at most 1024 bytes, no control character);
+        None or "" removes it."""
+        p = _pkg()
+        ctext = None if text is None else p._cstr(text, "text")
+        with p._Use(self._h) as k:
+            lib.km_key_set_description(k, ctext)
+
+    def set_tag(self, tag, value):
+        """Sets tag `tag` (1-64 of A-Z a-z 0-9 _ . : / -) to `value` (at most
+        256 bytes, may be empty); at most 32 tags."""
+        p = _pkg()
+        ctag, cval = p._cstr(tag, "tag"), p._cstr(value, "value")
+        with p._Use(self._h) as k:
+            lib.km_key_set_tag(k, ctag, cval)
+
+    def remove_tag(self, tag):
+        """Removes tag `tag`; NotFound when the key does not have it."""
+        p = _pkg()
+        ctag = p._cstr(tag, "tag")
+        with p._Use(self._h) as k:
+            lib.km_key_set_tag(k, ctag, None)
+
+
+class _VaultMeta:
+    """Aliases and the filtered listing of a Vault."""
+
+    def remove_alias(self, alias):
+        """Removes an alias (of whichever key has it). NotFound when no key has
+        it; InvalidArgument when it is a key's name."""
+        p = _pkg()
+        calias = p._cstr(alias, "alias")
+        with p._Use(self._h) as ctx:
+            lib.km_key_alias_remove(ctx, calias)
+
+    def list_keys(self, *, type=None, state=None, protection=None, tag=None):
+        """The keys that match every filter given, sorted by name, as a list of
+        (name, id as hex, type name): `type` a type name, `state` a state name
+        (keys with at least one version in it), `protection` a backend name,
+        `tag` "K" (keys with tag K) or "K=V"."""
+        p = _pkg()
+        f = _ffi.km_key_filter()
+        f.version = _ffi.KM_KEY_FILTER_VERSION
+        if type is not None:
+            f.type = p._key_type(type)
+        if state is not None:
+            f.state = _state(state)
+        if protection is not None:
+            f.protection = p._cstr(protection, "protection")
+        if tag is not None:
+            f.tag = p._cstr(tag, "tag")
+        found, failure = [], []
+
+        def each(name, key_id, ktype, arg):
+            try:
+                found.append((name.decode("utf-8", "replace"),
+                              ctypes.string_at(key_id, 16).hex(),
+                              lib.km_key_type_name(ktype) or str(ktype)))
+                return 0
+            except BaseException as e:  # pragma: no cover - never unwind through C
+                failure.append(e)
+                return 1
+
+        cb = _ffi.km_key_list_fn(each)
+        with p._Use(self._h) as ctx:
+            lib.km_key_list_filtered(ctx, ctypes.byref(f), cb, None)
+        if failure:  # pragma: no cover
+            raise failure[0]
+        return found

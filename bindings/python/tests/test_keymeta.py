@@ -1,0 +1,118 @@
+"""A key's names and metadata after creation (issue 22): rename, aliases
+(moved between keys), description, tags, the filtered sorted listing."""
+
+import pytest
+
+import km
+from conftest import COST, openv
+
+
+def test_rename(vault):
+    k = vault.create_key("orders", "aes-256-gcm")
+    ct = k.encrypt(b"data")
+    k.rename("orders-2026")
+    assert k.name == "orders-2026"
+    with pytest.raises(km.NotFound):
+        vault.key("orders")
+    assert vault.key("orders-2026").id == k.id
+    assert vault.decrypt(ct) == b"data"
+    other = vault.create_key("other", "aes-256-gcm")
+    with pytest.raises(km.AlreadyExists):
+        other.rename("orders-2026")
+    with pytest.raises(km.InvalidArgument):
+        other.rename("km:mine")
+    with pytest.raises(km.InvalidArgument):
+        other.rename("")
+    vault.create_key("orders", "aes-256-gcm")  # the old name is free
+    audit = list(vault.audit_entries())
+    assert any(e["op"] == "key.meta" and "renamed 'orders' to 'orders-2026'" in e["detail"]
+               for e in audit)
+
+
+def test_aliases(vault):
+    old = vault.create_key("key-2025", "aes-256-gcm")
+    new = vault.create_key("key-2026", "aes-256-gcm")
+    old.add_alias("payments")
+    assert vault.key("payments").id == old.id
+    assert old.info()["aliases"] == ["payments"]
+    with pytest.raises(km.AlreadyExists):
+        new.add_alias("payments")  # another key's: moves only when asked
+    with pytest.raises(km.AlreadyExists):
+        new.add_alias("key-2025", move=True)  # a name never moves
+    new.add_alias("payments", move=True)
+    assert vault.key("payments").id == new.id
+    assert old.info()["aliases"] == []
+    with pytest.raises(km.InvalidArgument):
+        vault.remove_alias("key-2026")
+    vault.remove_alias("payments")
+    with pytest.raises(km.NotFound):
+        vault.remove_alias("payments")
+    for i in range(16):
+        old.add_alias("a%d" % i)
+    with pytest.raises(km.LimitReached):
+        old.add_alias("one-more")
+
+
+def test_description_and_tags(tmp_path):
+    path = tmp_path / "v"
+    with openv(path) as v:
+        k = v.create_key("tagged", "ec-p256")
+        info = k.info()
+        assert info["description"] is None and info["tags"] == {} and info["aliases"] == []
+        k.set_description("build signing key")
+        k.set_tag("team", "release")
+        k.set_tag("env", "prod")
+        k.set_tag("env", "staging")
+        with pytest.raises(km.NotFound):
+            k.remove_tag("absent")
+        with pytest.raises(km.InvalidArgument):
+            k.set_tag("has space", "x")
+        with pytest.raises(km.InvalidArgument):
+            k.set_description("two\nlines")
+        k.rotate()  # kept through a rotation
+    with openv(path, create=False) as v:
+        info = v.key("tagged").info()
+        assert info["description"] == "build signing key"
+        assert info["tags"] == {"env": "staging", "team": "release"}
+        assert list(info["tags"]) == ["env", "team"]
+        k = v.key("tagged")
+        k.remove_tag("env")
+        k.set_description(None)
+        info = k.info()
+        assert info["description"] is None and info["tags"] == {"team": "release"}
+
+
+def test_list_keys(vault):
+    vault.create_key("zeta", "aes-256-gcm").set_tag("env", "prod")
+    vault.create_key("alpha", "ec-p256").set_tag("env", "dev")
+    mid = vault.create_key("Mid", "aes-256-gcm")
+    mid.suspend(1)
+    mid.add_alias("aaa")  # aliases are not listed
+    names = lambda **f: [n for n, _, _ in vault.list_keys(**f)]  # noqa: E731
+    assert names() == ["Mid", "alpha", "zeta"]
+    assert names(type="aes-256-gcm") == ["Mid", "zeta"]
+    assert names(state="suspended") == ["Mid"]
+    assert names(state="active") == ["alpha", "zeta"]
+    assert names(tag="env") == ["alpha", "zeta"]
+    assert names(tag="env=prod") == ["zeta"]
+    assert names(protection="software", type="ec-p256") == ["alpha"]
+    assert names(protection="pkcs11") == []
+    with pytest.raises(km.InvalidArgument):
+        vault.list_keys(state="sleepy")
+    assert sorted(vault.list_keys()) == sorted(vault.keys())
+
+
+def test_metadata_needs_admin(tmp_path):
+    path = tmp_path / "v"
+    with openv(path) as v:
+        v.add_principal("uma", ["user"], b"uma's passphrase", kdf_cost=COST)
+        v.create_key("guarded", "aes-256-gcm").grant("uma", list(km.PERMS))
+    with km.Vault.open(path, passphrase=b"uma's passphrase", principal="uma") as u:
+        k = u.key("guarded")
+        with pytest.raises(km.AccessDenied):
+            k.rename("mine")
+        with pytest.raises(km.AccessDenied):
+            k.add_alias("mine")
+        with pytest.raises(km.AccessDenied):
+            k.set_tag("owner", "uma")
+        assert k.name == "guarded"
