@@ -457,6 +457,196 @@ START_TEST(test_keymeta_needs_admin)
 }
 END_TEST
 
+
+/* ------------------------------------------------------------ km_key_set */
+
+static int set1(km_key *k, uint32_t field, uint32_t u, const char *policy)
+{
+    km_key_settings s = KM_KEY_SETTINGS_INIT;
+    s.fields = field;
+    s.rotate_days = u;
+    s.usage = u;
+    s.exportable = (int)u;
+    s.deletion_protection = (int)u;
+    s.policy = policy;
+    return km_key_set(k, &s);
+}
+
+static km_key_state state_of(km_key *k)
+{
+    km_keyinfo *info = NULL;
+    km_version_info v;
+    OK(km_key_info(&info, k));
+    OK(km_keyinfo_version(info, 0, &v, sizeof v));
+    km_keyinfo_free(info);
+    return v.state;
+}
+
+static uint32_t rotate_days_of(km_key *k)
+{
+    km_keyinfo *info = NULL;
+    uint32_t r = 0;
+    OK(km_key_info(&info, k));
+    km_keyinfo_periods(info, &r, NULL, NULL, NULL);
+    km_keyinfo_free(info);
+    return r;
+}
+
+START_TEST(test_keyset_rotation_and_usage)
+{
+    km_key *k = mk("settings", KM_KEY_AES_256_GCM);
+    km_key_settings s = KM_KEY_SETTINGS_INIT;
+    uint8_t ct[128], ct2[128], pt[16];
+    size_t ctl = 0, ptl = 0;
+    struct last l;
+
+    ck_assert_uint_eq(rotate_days_of(k), 0);
+    OK(set1(k, KM_SET_ROTATE_DAYS, 90, NULL));
+    ck_assert_uint_eq(rotate_days_of(k), 90);
+    last_entry(&l);
+    ck_assert_str_eq(l.op, "key.policy");
+    ck_assert_msg(strstr(l.detail, "rotate every 90 days") != NULL, "%s", l.detail);
+    /* the vault policy's rotation.max_days (730) */
+    RC(KM_E_POLICY, set1(k, KM_SET_ROTATE_DAYS, 800, NULL));
+    RC(KM_E_INVALID, set1(k, KM_SET_ROTATE_DAYS, 40000, NULL));
+    ck_assert_uint_eq(rotate_days_of(k), 90);
+    /* usage: narrowing only */
+    OK(km_encrypt(k, (const uint8_t *)"x", 1, NULL, 0, ct, sizeof ct, &ctl));
+    OK(set1(k, KM_SET_USAGE, KM_USAGE_DECRYPT, NULL));
+    RC(KM_E_USAGE, km_encrypt(k, (const uint8_t *)"x", 1, NULL, 0, ct2, sizeof ct2, &ptl));
+    OK(km_decrypt(ctx, 0, ct, ctl, NULL, 0, pt, sizeof pt, &ptl));
+    RC(KM_E_INVALID, set1(k, KM_SET_USAGE, KM_USAGE_DECRYPT | KM_USAGE_ENCRYPT, NULL));
+    RC(KM_E_INVALID, set1(k, KM_SET_USAGE, 0, NULL));
+    /* bad settings */
+    RC(KM_E_INVALID, km_key_set(k, NULL));
+    RC(KM_E_INVALID, km_key_set(k, &s)); /* no field */
+    s.fields = 0x100;
+    RC(KM_E_INVALID, km_key_set(k, &s));
+    s.version = 9;
+    s.fields = KM_SET_ROTATE_DAYS;
+    RC(KM_E_INVALID, km_key_set(k, &s));
+    km_key_free(k);
+}
+END_TEST
+
+START_TEST(test_keyset_exportable_only_towards_less)
+{
+    km_key_options o = KM_KEY_OPTIONS_INIT;
+    km_key *k = NULL, *n = mk("plain", KM_KEY_AES_256_GCM), *kek = mk("kek", KM_KEY_AES_256_KWP);
+    uint8_t blob[256];
+    size_t bl = 0;
+
+    o.flags = KM_KEY_EXPORTABLE;
+    OK(km_key_create(&k, ctx, "exp", KM_KEY_AES_256_GCM, &o));
+    OK(km_key_export_wrapped(k, 0, KM_WRAP_KWP, kek, NULL, 0, blob, sizeof blob, &bl));
+    RC(KM_E_POLICY, set1(n, KM_SET_EXPORTABLE, 1, NULL));
+    OK(set1(k, KM_SET_EXPORTABLE, 1, NULL)); /* already: no change */
+    OK(set1(k, KM_SET_EXPORTABLE, 0, NULL));
+    RC(KM_E_POLICY, km_key_export_wrapped(k, 0, KM_WRAP_KWP, kek, NULL, 0, blob, sizeof blob, &bl));
+    RC(KM_E_POLICY, set1(k, KM_SET_EXPORTABLE, 1, NULL));
+    /* a device key is never exportable by libkm: refused before the device is asked */
+    o.protection = "pkcs11";
+    RC(KM_E_UNSUPPORTED, km_key_create(NULL, ctx, "dev1", KM_KEY_AES_256_GCM, &o));
+    o.protection = "tpm2";
+    RC(KM_E_UNSUPPORTED, km_key_create(NULL, ctx, "dev2", KM_KEY_EC_P256, &o));
+    o.protection = "kmip";
+    RC(KM_E_UNSUPPORTED, km_key_create(NULL, ctx, "dev3", KM_KEY_AES_256_GCM, &o));
+    km_key_free(k);
+    km_key_free(n);
+    km_key_free(kek);
+}
+END_TEST
+
+START_TEST(test_keyset_policy_tighten_only)
+{
+    km_key *k = mk("pol", KM_KEY_AES_256_GCM);
+    km_keyinfo *info = NULL;
+
+    OK(set1(k, KM_SET_ROTATE_DAYS, 60, NULL));
+    OK(set1(k, KM_SET_POLICY, 0, "{\"version\": 1, \"rotation\": {\"max_days\": 90}}"));
+    OK(km_key_info(&info, k));
+    ck_assert_ptr_nonnull(strstr(km_keyinfo_policy(info), "90"));
+    km_keyinfo_free(info);
+    /* looser than the key's own (90), though within the vault's (730) */
+    RC(KM_E_POLICY, set1(k, KM_SET_POLICY, 0, "{\"version\": 1, \"rotation\": {\"max_days\": 365}}"));
+    /* a document that leaves the rule out would fall back to the vault's 730 */
+    RC(KM_E_POLICY, set1(k, KM_SET_POLICY, 0, "{\"version\": 1}"));
+    /* tighter, but the key's 60-day rotation would break it */
+    RC(KM_E_POLICY, set1(k, KM_SET_POLICY, 0, "{\"version\": 1, \"rotation\": {\"max_days\": 30}}"));
+    RC(KM_E_POLICY, set1(k, KM_SET_ROTATE_DAYS, 120, NULL));
+    /* both at once, in one transaction */
+    {
+        km_key_settings s = KM_KEY_SETTINGS_INIT;
+        s.fields = KM_SET_ROTATE_DAYS | KM_SET_POLICY;
+        s.rotate_days = 20;
+        s.policy = "{\"version\": 1, \"rotation\": {\"max_days\": 30}}";
+        OK(km_key_set(k, &s));
+    }
+    ck_assert_uint_eq(rotate_days_of(k), 20);
+    RC(KM_E_INVALID, set1(k, KM_SET_POLICY, 0, "{not json"));
+    RC(KM_E_INVALID, set1(k, KM_SET_POLICY, 0, NULL));
+    km_key_free(k);
+}
+END_TEST
+
+START_TEST(test_keyset_deletion_protection)
+{
+    km_key_options o = KM_KEY_OPTIONS_INIT;
+    km_key *k = NULL, *ck = NULL;
+    km_ctx *c1;
+    uint8_t id[16];
+    km_keyinfo *info = NULL;
+    static const char pol[] = "{\"version\": 1, \"dual_control\": {\"policy-change\": 1}}";
+
+    o.flags = KM_KEY_DELETION_PROTECTED;
+    o.activate_at = 4000000000; /* pre-active: destroyable at once */
+    OK(km_key_create(&k, ctx, "kept", KM_KEY_AES_256_GCM, &o));
+    OK(km_key_info(&info, k));
+    ck_assert(km_keyinfo_flags(info) & KM_KEY_DELETION_PROTECTED);
+    km_keyinfo_free(info);
+    RC(KM_E_STATE, km_key_schedule_destroy(k, 1, 7));
+    ck_assert_ptr_nonnull(strstr(km_error_last()->message, "protected against deletion"));
+    /* clearing it is a policy change on the key: under dual control */
+    tu_principals_add(ctx);
+    OK(km_policy_set(ctx, pol, strlen(pol)));
+    RC(KM_E_DENIED, set1(k, KM_SET_DELETION_PROTECTION, 0, NULL));
+    OK(km_request_create(ctx, KM_REQ_POLICY_CHANGE, "kept", (const uint8_t *)"deletion-protection=off",
+                         23, 3600, id));
+    {
+        tu_open co = TU_OPEN_INIT; /* the system clock, as ctx */
+        co.principal = TU_CUST1;
+        co.pass = TU_CUST1_PASS;
+        OK(tu_vault_open_with(&c1, dir, &co));
+    }
+    OK(km_request_approve(c1, id));
+    /* the request is for this key only */
+    OK(km_key_create(&ck, ctx, "other", KM_KEY_AES_256_GCM, &o));
+    RC(KM_E_DENIED, set1(ck, KM_SET_DELETION_PROTECTION, 0, NULL));
+    OK(set1(k, KM_SET_DELETION_PROTECTION, 0, NULL));
+    OK(km_key_schedule_destroy(k, 1, 7));
+    /* setting it is free, and holds back what was scheduled: with the clock
+     * past the destruction date, maintenance leaves the version alone */
+    OK(set1(k, KM_SET_DELETION_PROTECTION, 1, NULL));
+    km_key_free(ck);
+    km_key_free(k);
+    km_close(ctx);
+    ctx = tu_vault_clocked(dir, 0); /* tu_now: 2030, years after the date */
+    OK(km_key_open(&k, ctx, "kept"));
+    OK(km_maintain(ctx, NULL));
+    ck_assert_int_eq(state_of(k), KM_STATE_DESTROY_PENDING);
+    km_close(c1);
+    c1 = tu_as(dir, TU_CUST1, TU_CUST1_PASS); /* on the same clock */
+    OK(km_request_create(ctx, KM_REQ_POLICY_CHANGE, "kept", (const uint8_t *)"deletion-protection=off",
+                         23, 3600, id));
+    OK(km_request_approve(c1, id));
+    OK(set1(k, KM_SET_DELETION_PROTECTION, 0, NULL));
+    OK(km_maintain(ctx, NULL));
+    ck_assert_int_eq(state_of(k), KM_STATE_DESTROYED);
+    km_close(c1);
+    km_key_free(k);
+}
+END_TEST
+
 static Suite *keymeta_suite(void)
 {
     TCase *tc;
@@ -470,6 +660,10 @@ static Suite *keymeta_suite(void)
     tcase_add_test(tc, test_keymeta_nothing_in_clear);
     tcase_add_test(tc, test_keymeta_alias_index_replayed);
     tcase_add_test(tc, test_keymeta_needs_admin);
+    tcase_add_test(tc, test_keyset_rotation_and_usage);
+    tcase_add_test(tc, test_keyset_exportable_only_towards_less);
+    tcase_add_test(tc, test_keyset_policy_tighten_only);
+    tcase_add_test(tc, test_keyset_deletion_protection);
     return s;
 }
 

@@ -59,6 +59,9 @@ typedef enum km_key_type {
 /** Key flags (km_key_options::flags). */
 #define KM_KEY_EXPORTABLE   0x1u /**< material may leave libkm, wrapped */
 #define KM_KEY_PUBLIC_ONLY  0x2u /**< read-only: set on keys imported from a public key */
+/** Versions may not be scheduled for destruction or destroyed, not even by
+ *  km_maintain(), and the key is not purged, while this is set (km_key_set()). */
+#define KM_KEY_DELETION_PROTECTED 0x4u
 
 /** Lifecycle states of a key version (NIST SP 800-57; docs/LIFECYCLE.md). */
 typedef enum km_key_state {
@@ -379,6 +382,56 @@ typedef struct km_key_filter {
  */
 KM_EXTERN int km_key_list_filtered(km_ctx *ctx, const km_key_filter *filter, km_key_list_fn fn,
                                    void *arg);
+
+/* ------------------------------------------------ settings after creation */
+
+/** km_key_settings::fields: which settings km_key_set() changes. */
+#define KM_SET_ROTATE_DAYS         0x01u
+#define KM_SET_USAGE               0x02u
+#define KM_SET_EXPORTABLE          0x04u
+#define KM_SET_POLICY              0x08u
+#define KM_SET_DELETION_PROTECTION 0x10u
+
+#define KM_KEY_SETTINGS_VERSION 1
+/** What km_key_set() changes; members whose KM_SET_* bit is not in `fields` are ignored. */
+typedef struct km_key_settings {
+    uint32_t version;          /**< KM_KEY_SETTINGS_VERSION */
+    uint32_t fields;           /**< KM_SET_* */
+    uint32_t rotate_days;      /**< rotate every N days (0 = never), within the policy */
+    uint32_t usage;            /**< KM_USAGE_* mask: only narrowing (a subset of the current one) */
+    int exportable;            /**< only 0: an exportable key becomes non-exportable, never back */
+    const char *policy;        /**< the key's own policy (JSON), at least as strict as the one in
+                                    force for the key in every rule (tighten only) */
+    int deletion_protection;   /**< 1 sets KM_KEY_DELETION_PROTECTED, 0 clears it */
+} km_key_settings;
+#define KM_KEY_SETTINGS_INIT { KM_KEY_SETTINGS_VERSION, 0, 0, 0, 0, NULL, 0 }
+
+/**
+ * Changes a key's settings after creation, all in one transaction with one
+ * audit entry ("key.policy", naming what changed). Only changes that keep or
+ * tighten the key's protection are free: a new own policy, and clearing
+ * deletion protection, are "policy-change" operations on the key under the
+ * larger of the vault's and the key's dual_control.policy-change count
+ * (km_request_create(KM_REQ_POLICY_CHANGE, key name, params): params = the
+ * policy JSON, or the 23 bytes "deletion-protection=off"). The key's periods
+ * must fit the policy that results.
+ * @return KM_OK; KM_E_INVALID (bad version or fields, a usage the key lacks,
+ *         a policy that does not parse); KM_E_POLICY (exportable back on, a
+ *         looser policy, a rotation period the policy refuses); KM_E_DENIED
+ *         (the admin role, or approvals missing); KM_E_UNSUPPORTED (a session
+ *         key); KM_E_IO.
+ */
+KM_EXTERN int km_key_set(km_key *key, const km_key_settings *settings);
+
+/**
+ * The key's periods in days (0 = none): rotation, originator-usage
+ * (protect), recipient-usage (process), destruction grace. Any out pointer may be NULL.
+ */
+KM_EXTERN void km_keyinfo_periods(const km_keyinfo *info, uint32_t *rotate_days,
+                                  uint32_t *protect_days, uint32_t *process_days,
+                                  uint32_t *grace_days);
+/** The key's own policy document (JSON, borrowed), or NULL when it has none. */
+KM_EXTERN const char *km_keyinfo_policy(const km_keyinfo *info);
 
 #ifdef __cplusplus
 }

@@ -32,7 +32,9 @@ typedef enum km_request_op {
     KM_REQ_DESTROY = 1,          /**< km_key_schedule_destroy: params = BE32 version, BE32 grace days */
     KM_REQ_EXPORT = 2,           /**< km_key_export_wrapped: params = the recipient public key bytes */
     KM_REQ_IMPORT_RAW = 3,       /**< km_key_import: params = the material bytes (only a hash is kept) */
-    KM_REQ_POLICY_CHANGE = 4,    /**< km_policy_set: params = the JSON document */
+    KM_REQ_POLICY_CHANGE = 4,    /**< km_policy_set: params = the JSON document; with a key name,
+                                      km_key_set of that key: params = its new own policy (JSON)
+                                      or "deletion-protection=off" */
     KM_REQ_PRINCIPAL_CHANGE = 5  /**< km_principal_add / _remove: params = "add:NAME" or "remove:NAME" */
 } km_request_op;
 

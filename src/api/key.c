@@ -89,6 +89,8 @@ struct km_keyinfo {
     int64_t created;
     km_version_info *vers;
     km__keymeta meta;   /* description, aliases, tags */
+    uint32_t rotate_days, protect_days, process_days, grace_days;
+    char *policy;       /* the key's own, or NULL */
 };
 
 int km_key_info(km_keyinfo **out, km_key *key)
@@ -126,6 +128,15 @@ int km_key_info(km_keyinfo **out, km_key *key)
     info->nvers = k->nvers;
     memcpy(info->protection, k->protection, sizeof info->protection);
     info->created = k->created;
+    info->rotate_days = k->rotate_days;
+    info->protect_days = k->protect_days;
+    info->process_days = k->process_days;
+    info->grace_days = k->grace_days;
+    if (k->policy_json != NULL && (info->policy = strdup(k->policy_json)) == NULL) {
+        pthread_rwlock_unlock(&k->lock);
+        km_keyinfo_free(info);
+        return km__err(KM_E_NOMEM, "out of memory");
+    }
     for (i = 0; i < k->nvers; i++) {
         const km__ver *v = k->vers[i];
         km_version_info *o = &info->vers[i];
@@ -155,6 +166,7 @@ void km_keyinfo_free(km_keyinfo *info)
     free(info->name);
     free(info->vers);
     km__keymeta_free(&info->meta);
+    free(info->policy);
     free(info);
 }
 
@@ -358,3 +370,45 @@ int km_key_list_filtered(km_ctx *ctx, const km_key_filter *filter, km_key_list_f
     }
     return km__key_list_filtered(ctx, filter, fn, arg);
 }
+
+int km_key_set(km_key *key, const km_key_settings *s)
+{
+    km__kobj *k;
+    size_t pl;
+    int rc;
+
+    if (s == NULL)
+        return km__err(KM_E_INVALID, "km_key_set: settings is NULL");
+    if (s->version != KM_KEY_SETTINGS_VERSION)
+        return km__err(KM_E_INVALID, "km_key_set: settings->version %u is not supported",
+                       s->version);
+    if (s->fields == 0 || (s->fields & ~(KM_SET_ROTATE_DAYS | KM_SET_USAGE | KM_SET_EXPORTABLE
+                                          | KM_SET_POLICY | KM_SET_DELETION_PROTECTION)))
+        return km__err(KM_E_INVALID, "km_key_set: settings->fields is empty or has unknown bits");
+    if ((s->fields & KM_SET_ROTATE_DAYS) && s->rotate_days > 36500)
+        return km__err(KM_E_INVALID, "a rotation period is at most 36500 days");
+    if (s->fields & KM_SET_POLICY) {
+        pl = s->policy != NULL ? strnlen(s->policy, KM__KEY_POLICY_MAX + 1) : 0;
+        if (pl == 0 || pl > KM__KEY_POLICY_MAX)
+            return km__err(KM_E_INVALID, "a key's policy is 1 to %d bytes of JSON",
+                           KM__KEY_POLICY_MAX);
+    }
+    if ((rc = meta_use("km_key_set", key, &k)) != KM_OK)
+        return rc;
+    return km__key_settings(k, s);
+}
+
+void km_keyinfo_periods(const km_keyinfo *i, uint32_t *rotate_days, uint32_t *protect_days,
+                        uint32_t *process_days, uint32_t *grace_days)
+{
+    if (rotate_days != NULL)
+        *rotate_days = i ? i->rotate_days : 0;
+    if (protect_days != NULL)
+        *protect_days = i ? i->protect_days : 0;
+    if (process_days != NULL)
+        *process_days = i ? i->process_days : 0;
+    if (grace_days != NULL)
+        *grace_days = i ? i->grace_days : 0;
+}
+
+const char *km_keyinfo_policy(const km_keyinfo *i) { return i ? i->policy : NULL; }

@@ -541,6 +541,8 @@ int km__key_meta_read(km__kobj *k, km__keymeta *m);
 void km__keymeta_free(km__keymeta *m);
 /* 1 when `name` is the name or an alias in the key record rec[0..n). */
 int km__keyrec_has_name(const uint8_t *rec, size_t n, const char *name);
+/* km_key_set (km/key.h) after the API's argument checks. */
+int km__key_settings(km__kobj *k, const km_key_settings *s);
 /* km_key_list_filtered (km/key.h). */
 int km__key_list_filtered(struct km_ctx *ctx, const km_key_filter *f, km_key_list_fn fn,
                           void *arg);

@@ -940,7 +940,7 @@ static int check_key_options(const char *fn, km_key_type type, const km_key_opti
             return km__err(KM_E_INVALID, "%s: opts->usage has bits the key type cannot do", fn);
         *usage = o->usage;
     }
-    if (o->flags & ~KM_KEY_EXPORTABLE)
+    if (o->flags & ~(KM_KEY_EXPORTABLE | KM_KEY_DELETION_PROTECTED))
         return km__err(KM_E_INVALID, "%s: opts->flags has unknown bits", fn);
     *flags = o->flags;
     if (o->protection != NULL) {
@@ -948,6 +948,12 @@ static int check_key_options(const char *fn, km_key_type type, const km_key_opti
             return km__err(KM_E_INVALID, "%s: opts->protection must be 1 to 31 bytes", fn);
         *prot = o->protection;
     }
+    /* libkm exports only material it holds itself (km_key_export_wrapped):
+     * an exportable device key would be an extractable token object that
+     * libkm can never export */
+    if ((*flags & KM_KEY_EXPORTABLE) && strcmp(*prot, "software") != 0)
+        return km__err(KM_E_UNSUPPORTED, "keys protected by '%s' cannot be exportable: libkm "
+                                         "exports only software keys", *prot);
     if (o->version >= 2) {
         if (o->activate_at < 0)
             return km__err(KM_E_INVALID, "%s: opts->activate_at is negative", fn);

@@ -6,6 +6,7 @@
  * what km_key_open checks an alias against. Every change rewrites the key
  * record with km__tlv_copy_except, so fields this libkm does not know stay. */
 #include "core.h"
+#include "km/quorum.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -724,5 +725,190 @@ int km__key_list_filtered(struct km_ctx *ctx, const km_key_filter *f, km_key_lis
     for (i = 0; i < l.n; i++)
         free(l.v[i].name);
     free(l.v);
+    return rc;
+}
+
+/* ------------------------------------------------------------ settings */
+
+/* The params of the dual-control request that clears deletion protection. */
+#define KM__DP_OFF "deletion-protection=off"
+
+/* The key's own policy `json` (NULL: none) parsed against the vault's p;
+ * *out is p itself when there is none (then *own stays NULL). */
+static int effective(const km__policy *p, const char *json, km__policy **own, const km__policy **out)
+{
+    int rc = KM_OK;
+    *own = NULL;
+    *out = p;
+    if (json != NULL && (rc = km__policy_parse(own, json, strlen(json), p)) == KM_OK)
+        *out = *own;
+    return rc;
+}
+
+/* The policy checks of new settings: a new own policy is at least as strict
+ * as the old one in every rule (its full text parsed with the old effective
+ * policy as the base), and the key's periods fit the policy that results. */
+static int settings_policy_check(struct km_ctx *ctx, km_key_type type, const char *old_json,
+                                 const char *new_json, int policy_changed, uint32_t rot,
+                                 uint32_t protect, uint32_t process, uint32_t grace)
+{
+    const km__policy *p = km__policy_acquire(ctx), *old_eff, *new_eff;
+    km__policy *old_own = NULL, *new_own = NULL, *cmp = NULL;
+    char *full = NULL;
+    int rc;
+
+    /* an old policy that no longer parses against the vault's: the vault's applies */
+    if (effective(p, old_json, &old_own, &old_eff) != KM_OK)
+        old_eff = p;
+    if ((rc = effective(p, new_json, &new_own, &new_eff)) != KM_OK)
+        goto out;
+    if (policy_changed) {
+        if ((full = km__policy_to_json(new_eff)) == NULL) {
+            rc = km_error_last()->code != KM_OK ? km_error_last()->code : KM_E_NOMEM;
+            goto out;
+        }
+        rc = km__policy_parse(&cmp, full, strlen(full), old_eff);
+        if (rc == KM_E_POLICY)
+            rc = km__err(KM_E_POLICY, "a key's own policy may only tighten the one in force for "
+                                      "it: %s", km_error_last()->message);
+        if (rc != KM_OK)
+            goto out;
+    }
+    rc = km__policy_check_create(new_eff, type, 0, km__now(ctx), rot, protect, process, grace);
+out:
+    free(full);
+    km__policy_free(cmp);
+    km__policy_free(old_own);
+    km__policy_free(new_own);
+    km__policy_release(ctx);
+    return rc;
+}
+
+static void detail_add(char *d, size_t cap, const char *what)
+{
+    size_t n = strlen(d);
+    if (n + strlen(what) + 3 < cap)
+        snprintf(d + n, cap - n, "%s%s", d[n - 1] == ':' ? " " : ", ", what);
+}
+
+int km__key_settings(km__kobj *k, const km_key_settings *s)
+{
+    static const uint8_t tags[] = { KM__K_USAGE, KM__K_FLAGS, KM__K_ROTATE_DAYS, KM__K_POLICY };
+    struct km_ctx *ctx = k->ctx;
+    km__txn *t = NULL;
+    km_secret *rec = NULL;
+    km__keymeta m;
+    char name[KM_KEY_NAME_MAX + 1], d[KM__AUDIT_DETAIL_MAX], *old_policy = NULL, what[64];
+    const char *new_policy;
+    uint32_t type = 0, usage = 0, flags = 0, rot = 0, protect = 0, process = 0, grace = 30;
+    uint32_t n_usage, n_flags, n_rot;
+    const uint8_t *v, *b;
+    size_t vl, bl;
+    uint8_t *buf = NULL;
+    km__tlv_w w;
+    int rc;
+
+    memset(&m, 0, sizeof m);
+    if ((rc = km__wtxn_begin(ctx, &t)) != KM_OK)
+        return rc;
+    if ((rc = rec_read(ctx, t, k->id, &rec, name, &m)) != KM_OK)
+        goto fail;
+    b = km_secret_data(rec);
+    bl = km_secret_len(rec);
+    if (km__tlv_get_u32(b, bl, KM__K_TYPE, &type) != KM_OK
+        || km__tlv_get_u32(b, bl, KM__K_USAGE, &usage) != KM_OK
+        || km__tlv_get_u32(b, bl, KM__K_FLAGS, &flags) != KM_OK
+        || km__tlv_get_u32(b, bl, KM__K_ROTATE_DAYS, &rot) == KM_E_CORRUPT
+        || km__tlv_get_u32(b, bl, KM__K_PROTECT_DAYS, &protect) == KM_E_CORRUPT
+        || km__tlv_get_u32(b, bl, KM__K_PROCESS_DAYS, &process) == KM_E_CORRUPT
+        || km__tlv_get_u32(b, bl, KM__K_GRACE_DAYS, &grace) == KM_E_CORRUPT) {
+        rc = km__err(KM_E_CORRUPT, "key record: bad usage, flags or periods");
+        goto fail;
+    }
+    if (km__tlv_find(b, bl, KM__K_POLICY, &v, &vl)
+        && (old_policy = dup_checked(v, vl, &rc)) == NULL)
+        goto fail;
+    n_usage = usage;
+    n_flags = flags;
+    n_rot = rot;
+    new_policy = old_policy;
+    snprintf(d, sizeof d, "settings of '%.64s':", name);
+    if (s->fields & KM_SET_ROTATE_DAYS) {
+        n_rot = s->rotate_days;
+        snprintf(what, sizeof what, "rotate every %u days", n_rot);
+        detail_add(d, sizeof d, n_rot ? what : "no rotation");
+    }
+    if (s->fields & KM_SET_USAGE) {
+        if (s->usage == 0 || (s->usage & ~usage)) {
+            rc = km__err(KM_E_INVALID, "key '%s': the usage can only be narrowed to a non-empty "
+                                       "part of what it has", name);
+            goto fail;
+        }
+        n_usage = s->usage;
+        detail_add(d, sizeof d, "usage narrowed");
+    }
+    if (s->fields & KM_SET_EXPORTABLE) {
+        if (s->exportable && !(flags & KM_KEY_EXPORTABLE)) {
+            rc = km__err(KM_E_POLICY, "key '%s' is not exportable, and a key becomes exportable "
+                                      "only when it is created", name);
+            goto fail;
+        }
+        if (!s->exportable)
+            n_flags &= ~KM_KEY_EXPORTABLE;
+        detail_add(d, sizeof d, s->exportable ? "exportable" : "not exportable");
+    }
+    if (s->fields & KM_SET_DELETION_PROTECTION) {
+        if (s->deletion_protection)
+            n_flags |= KM_KEY_DELETION_PROTECTED;
+        else
+            n_flags &= ~KM_KEY_DELETION_PROTECTED;
+        detail_add(d, sizeof d, s->deletion_protection ? "deletion protection on"
+                                                       : "deletion protection off");
+    }
+    if (s->fields & KM_SET_POLICY) {
+        new_policy = s->policy;
+        detail_add(d, sizeof d, "own policy");
+    }
+    if ((s->fields & (KM_SET_ROTATE_DAYS | KM_SET_POLICY))
+        && (rc = settings_policy_check(ctx, (km_key_type)type, old_policy, new_policy,
+                                       (s->fields & KM_SET_POLICY) != 0, n_rot, protect, process,
+                                       grace)) != KM_OK)
+        goto fail;
+    /* what loosens protection is a policy change on the key, under dual control */
+    if ((s->fields & KM_SET_POLICY)
+        && (rc = km__quorum_consume_key(ctx, t, KM_REQ_POLICY_CHANGE, k, (const uint8_t *)s->policy,
+                                        strlen(s->policy))) != KM_OK)
+        goto fail;
+    if ((flags & KM_KEY_DELETION_PROTECTED) && !(n_flags & KM_KEY_DELETION_PROTECTED)
+        && (rc = km__quorum_consume_key(ctx, t, KM_REQ_POLICY_CHANGE, k, (const uint8_t *)KM__DP_OFF,
+                                        sizeof KM__DP_OFF - 1)) != KM_OK)
+        goto fail;
+    vl = bl + 64 + (new_policy != NULL ? strlen(new_policy) : 0);
+    if ((buf = malloc(vl)) == NULL) {
+        rc = km__err(KM_E_NOMEM, "out of memory");
+        goto fail;
+    }
+    km__tlv_init(&w, buf, vl);
+    km__tlv_copy_except(&w, b, bl, tags, sizeof tags);
+    km__tlv_put_u32(&w, KM__K_USAGE, n_usage);
+    km__tlv_put_u32(&w, KM__K_FLAGS, n_flags);
+    km__tlv_put_u32(&w, KM__K_ROTATE_DAYS, n_rot);
+    if (new_policy != NULL)
+        km__tlv_put_str(&w, KM__K_POLICY, new_policy);
+    if ((rc = km__tlv_end(&w)) != KM_OK
+        || (rc = km__rec_put(t, ctx->sealer, KM__T_KEYS, k->id, 16, buf, w.len, 0)) != KM_OK)
+        goto fail;
+    rc = km__wtxn_commit(ctx, t, KM__OP_KEY_POLICY, k->id, 0, d);
+    t = NULL;
+    if (rc == KM_OK)
+        (void)km__kobj_refresh(k, 1);
+    goto out;
+fail:
+    km__wtxn_abort(t);
+out:
+    free(buf);
+    free(old_policy);
+    km__keymeta_free(&m);
+    km_secret_free(rec);
     return rc;
 }

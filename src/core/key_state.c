@@ -25,6 +25,23 @@ const char *km__lc_op_verb(int op)
     return "change";
 }
 
+/* KM_E_STATE when the key record, read in t, has deletion protection. */
+static int deletion_allowed(km__kobj *k, km__txn *t)
+{
+    km_secret *rec = NULL;
+    uint32_t flags = 0;
+    int rc = km__rec_get(t, k->ctx->sealer, KM__T_KEYS, k->id, 16, &rec);
+    if (rc == KM_OK && (km__tlv_check(km_secret_data(rec), km_secret_len(rec)) != KM_OK
+                        || km__tlv_get_u32(km_secret_data(rec), km_secret_len(rec), KM__K_FLAGS,
+                                           &flags) != KM_OK))
+        rc = km__err(KM_E_CORRUPT, "key record: bad flags");
+    km_secret_free(rec);
+    if (rc == KM_OK && (flags & KM_KEY_DELETION_PROTECTED))
+        rc = km__err(KM_E_STATE, "key '%s' is protected against deletion: its versions are not "
+                                 "destroyed until the protection is cleared", k->name);
+    return rc;
+}
+
 int km__key_transition(km__kobj *k, uint32_t version, const km__lc_arg *a)
 {
     struct km_ctx *ctx = k->ctx;
@@ -61,6 +78,9 @@ int km__key_transition(km__kobj *k, uint32_t version, const km__lc_arg *a)
                      k->name, version, km_state_name(v.state));
         goto fail;
     }
+    if ((a->op == KM__LC_SCHEDULE_DESTROY || a->op == KM__LC_DESTROY)
+        && (rc = deletion_allowed(k, t)) != KM_OK)
+        goto fail;
     switch (a->op) {
     case KM__LC_ACTIVATE:
         v.activated = a->date != 0 ? a->date : now;
@@ -200,16 +220,26 @@ static int rotation_due(const km__kobj *k, int64_t now)
     return km__rules_rotation_due(&in, now);
 }
 
+/* The transition due for a version now (-1: none); a key under deletion
+ * protection keeps its due destructions for later. */
+static int version_due(const km__kobj *k, const km__ver *v, int64_t now, int64_t *date)
+{
+    km__vstate vs = km__ver_vstate(v);
+    int op = km__rules_version_due(&vs, k->grace_days, now, date);
+    if ((k->flags & KM_KEY_DELETION_PROTECTED)
+        && (op == KM__LC_SCHEDULE_DESTROY || op == KM__LC_DESTROY))
+        op = -1;
+    return op;
+}
+
 int km__kobj_due(km__kobj *k, int64_t now)
 {
     uint32_t i;
     int due = 0;
     int64_t date;
     pthread_rwlock_rdlock(&k->lock);
-    for (i = 0; i < k->nvers && !due; i++) {
-        km__vstate vs = km__ver_vstate(k->vers[i]);
-        due = km__rules_version_due(&vs, k->grace_days, now, &date) >= 0;
-    }
+    for (i = 0; i < k->nvers && !due; i++)
+        due = version_due(k, k->vers[i], now, &date) >= 0;
     if (!due)
         due = rotation_due(k, now);
     pthread_rwlock_unlock(&k->lock);
@@ -241,8 +271,7 @@ int km__kobj_maintain(km__kobj *k, km_maintain_report *r)
         memset(&a, 0, sizeof a);
         pthread_rwlock_rdlock(&k->lock);
         for (i = 0; i < k->nvers && op < 0; i++) {
-            km__vstate vs = km__ver_vstate(k->vers[i]);
-            op = km__rules_version_due(&vs, k->grace_days, now, &a.date);
+            op = version_due(k, k->vers[i], now, &a.date);
             version = i + 1;
         }
         rot = op < 0 && rotation_due(k, now);
