@@ -104,6 +104,64 @@ t 0 "describe empty removes" - key describe alpha ""
 t 0 "info --json" - key info alpha --json
 check "the description is gone" test "$(json_get out 'd["description"]')" = None
 
+# ---------------------------------------------------------------- key set
+t 0 "create with deletion protection" - key create kept --type aes-256-gcm --deletion-protection
+t 0 "info" - key info kept --json
+check "the flag shows" test "$(json_get out 'd["flags"]')" = "['deletion-protected']"
+t 0 "revoke (deactivated: destroyable)" - key revoke kept --version 1 --reason superseded
+t 4 "a protected key is not scheduled for destruction" - key destroy kept --version 1 --grace 7
+check "the refusal says why" grep -q "protected against deletion" err
+t 0 "key set --rotate-every --usage" - key set kept --rotate-every 30 --usage decrypt
+t 0 "info" - key info kept --json
+check "the rotation period shows" test "$(json_get out 'd["rotate_days"]')" = 30
+check "the usage is narrowed" test "$(json_get out 'd["usage"]')" = "['decrypt']"
+t 0 "create k2" - key create k2 --type aes-256-gcm
+t 0 "key set --usage" - key set k2 --usage decrypt
+t 4 "encrypt with a decrypt-only key" msg encrypt k2
+t 1 "widening the usage" - key set kept --usage decrypt,encrypt
+t 4 "a rotation period the policy refuses" - key set kept --rotate-every 800
+printf '{"version": 1, "rotation": {"max_days": 60}}\n' >pol60
+printf '{"version": 1, "rotation": {"max_days": 365}}\n' >pol365
+printf '{"version": 1, "rotation": {"max_days": 20}}\n' >pol20
+printf '{"version": 1,' >polbad
+t 0 "key set --policy" - key set kept --policy pol60
+t 0 "info" - key info kept --json
+check "the own policy shows" test "$(json_get out 'd["policy"]["rotation"]["max_days"]')" = 60
+t 4 "a looser own policy" - key set kept --policy pol365
+check "the refusal says it loosens" grep -q "only tighten" err
+t 4 "a policy the rotation period breaks" - key set kept --policy pol20
+t 1 "a policy that does not parse" - key set kept --policy polbad
+t 1 "key set with nothing to change" - key set kept
+t 1 "key set --deletion-protection maybe" - key set kept --deletion-protection maybe
+t 0 "create exportable" - key create exp --type aes-256-gcm --exportable
+t 0 "key set --not-exportable" - key set exp --not-exportable
+t 0 "info" - key info exp --json
+check "no longer exportable" test "$(json_get out 'd["flags"]')" = "[]"
+t 8 "an exportable pkcs11 key is refused" - key create dev --type aes-256-gcm --protection pkcs11 --exportable
+check "the refusal says why" grep -q "cannot be exportable" err
+
+# clearing deletion protection under dual control
+for who in ann carl; do printf 'cred of %s\n' "$who" >"$tmp/cred-$who"; done
+chmod 600 "$tmp"/cred-*
+t 0 "principal add (custodian)" - principal add carl --role custodian --credential-file "$tmp/cred-carl"
+t 0 "principal add (admin)" - principal add ann --role admin --credential-file "$tmp/cred-ann"
+printf '{"version": 1, "dual_control": {"policy-change": 1}}\n' >dual
+t 0 "policy set" - policy set dual
+as() { who=$1; shift; "$KMCTL" --principal "$who" --passphrase-file "$tmp/cred-$who" "$@"; }
+t 4 "clearing deletion protection needs approval" - key set kept --deletion-protection off
+check "the refusal names the request" grep -q "request create key-set" err
+as ann request create key-set --target kept --deletion-protection off >out 2>err
+check "request create key-set" test -s out
+req=$(cat out)
+as carl request approve "$req" >out 2>err
+check "a custodian approves it" test $? -eq 0
+as ann key set kept --deletion-protection off >out 2>err
+check "the requester clears deletion protection" test $? -eq 0
+t 0 "destroy after the protection is cleared" - key destroy kept --version 1 --grace 7
+t 0 "audit verify" - audit verify
+t 0 "audit show" - audit show
+check "the settings are audited as key.policy" grep -q '"op": *"key.policy".*deletion protection off' out
+
 # ---------------------------------------------------------------- audit
 t 0 "audit show" - audit show
 check "the changes are audited as key.meta" test "$(grep -c '"op": *"key.meta"' out)" -ge 10

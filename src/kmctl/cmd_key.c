@@ -35,6 +35,7 @@ static const struct {
 } flag_names[] = {
     { KM_KEY_EXPORTABLE, "exportable" },
     { KM_KEY_PUBLIC_ONLY, "public-only" },
+    { KM_KEY_DELETION_PROTECTED, "deletion-protected" },
 };
 
 static const struct {
@@ -124,6 +125,8 @@ static int key_options(const struct kmctl_args *a, km_key_options *o)
         return rc;
     if (a->val[OPT_EXPORTABLE] != NULL)
         o->flags |= KM_KEY_EXPORTABLE;
+    if (a->val[OPT_DELETION_PROTECTED] != NULL)
+        o->flags |= KM_KEY_DELETION_PROTECTED;
     o->protection = a->val[OPT_PROTECTION];
     if (a->val[OPT_ROTATE_EVERY] != NULL)
         o->rotate_days = (uint32_t)a->num[OPT_ROTATE_EVERY];
@@ -598,3 +601,4 @@ int kmctl_json_emit(json_t *root) { return emit_json(root); }
 int kmctl_json_set(json_t *obj, const char *key, json_t *v) { return set(obj, key, v); }
 json_t *kmctl_json_time(int64_t t) { return json_time(t); }
 int kmctl_parse_type(const char *name, km_key_type *out) { return parse_type(name, out); }
+int kmctl_parse_usage(const char *s, uint32_t *out) { return parse_usage(s, out); }

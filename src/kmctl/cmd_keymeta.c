@@ -160,9 +160,17 @@ out:
 int kmctl_keymeta_json(json_t *root, const km_keyinfo *info)
 {
     json_t *aliases = json_array(), *tags = json_object();
-    const char *d = km_keyinfo_description(info);
-    uint32_t i;
-    int bad = kmctl_json_set(root, "description", d ? json_string(d) : json_null()) != 0
+    const char *d = km_keyinfo_description(info), *pol = km_keyinfo_policy(info);
+    uint32_t i, rot, prot, proc, grace;
+    int bad;
+
+    km_keyinfo_periods(info, &rot, &prot, &proc, &grace);
+    bad = kmctl_json_set(root, "rotate_days", json_integer(rot)) != 0
+          || kmctl_json_set(root, "protect_days", json_integer(prot)) != 0
+          || kmctl_json_set(root, "process_days", json_integer(proc)) != 0
+          || kmctl_json_set(root, "destroy_grace_days", json_integer(grace)) != 0
+          || kmctl_json_set(root, "policy", pol ? json_loads(pol, 0, NULL) : json_null()) != 0
+          || kmctl_json_set(root, "description", d ? json_string(d) : json_null()) != 0
               || kmctl_json_set(root, "aliases", aliases) != 0
               || kmctl_json_set(root, "tags", tags) != 0;
 
@@ -177,9 +185,17 @@ int kmctl_keymeta_json(json_t *root, const km_keyinfo *info)
 
 void kmctl_keymeta_text(const km_keyinfo *info)
 {
-    const char *d = km_keyinfo_description(info);
-    uint32_t i, n;
+    const char *d = km_keyinfo_description(info), *pol = km_keyinfo_policy(info);
+    uint32_t i, n, rot, prot, proc, grace;
 
+    km_keyinfo_periods(info, &rot, &prot, &proc, &grace);
+    printf("rotation:    %s", rot ? "every " : "none\n");
+    if (rot)
+        printf("%u days\n", (unsigned)rot);
+    printf("periods:     protect %u, process %u, destruction grace %u days (0: none)\n",
+           (unsigned)prot, (unsigned)proc, (unsigned)grace);
+    if (pol != NULL)
+        printf("own policy:  %s\n", pol);
     if (d != NULL)
         printf("description: %s\n", d);
     if ((n = km_keyinfo_alias_count(info)) > 0) {
@@ -275,4 +291,98 @@ int kmctl_cmd_key_untag(struct kmctl *k, const struct kmctl_args *a)
     if (rc != KMCTL_EXIT_OK)
         return rc;
     return done(km_key_set_tag(key, a->pos[1], NULL), key, "removing a tag of", a->pos[0]);
+}
+
+/* ------------------------------------------------------------ key set */
+
+/* The params of the policy-change request that key set makes (libkm's
+ * KM_REQ_POLICY_CHANGE on a key): the policy file's bytes, or the words
+ * "deletion-protection=off". */
+#define DP_OFF "deletion-protection=off"
+
+int kmctl_key_set_request_params(const struct kmctl_args *a, struct kmctl_buf *pf,
+                                 const uint8_t **pp, size_t *plen)
+{
+    int rc;
+    if ((a->val[OPT_POLICY] != NULL) == (a->val[OPT_DELETION_PROTECTION] != NULL))
+        return kmctl_error(KMCTL_EXIT_USAGE, "request create key-set: either --policy FILE or "
+                                             "--deletion-protection off");
+    if (a->val[OPT_DELETION_PROTECTION] != NULL) {
+        if (strcmp(a->val[OPT_DELETION_PROTECTION], "off") != 0)
+            return kmctl_error(KMCTL_EXIT_USAGE, "request create key-set: only turning deletion "
+                                                 "protection off needs approval");
+        *pp = (const uint8_t *)DP_OFF;
+        *plen = sizeof DP_OFF - 1;
+        return KMCTL_EXIT_OK;
+    }
+    if ((rc = kmctl_read_file(a->val[OPT_POLICY], 1 << 20, pf)) != KMCTL_EXIT_OK)
+        return rc;
+    *pp = pf->p;
+    *plen = pf->len;
+    return KMCTL_EXIT_OK;
+}
+
+int kmctl_cmd_key_set(struct kmctl *k, const struct kmctl_args *a)
+{
+    km_key_settings s = KM_KEY_SETTINGS_INIT;
+    struct kmctl_buf pol = { NULL, 0, 0 };
+    km_key *key = NULL;
+    char *text = NULL;
+    int rc;
+
+    if (a->val[OPT_ROTATE_EVERY] != NULL) {
+        s.fields |= KM_SET_ROTATE_DAYS;
+        s.rotate_days = (uint32_t)a->num[OPT_ROTATE_EVERY];
+    }
+    if (a->val[OPT_USAGE] != NULL) {
+        if ((rc = kmctl_parse_usage(a->val[OPT_USAGE], &s.usage)) != KMCTL_EXIT_OK)
+            return rc;
+        s.fields |= KM_SET_USAGE;
+    }
+    if (a->val[OPT_NOT_EXPORTABLE] != NULL) {
+        s.fields |= KM_SET_EXPORTABLE;
+        s.exportable = 0;
+    }
+    if (a->val[OPT_DELETION_PROTECTION] != NULL) {
+        const char *v = a->val[OPT_DELETION_PROTECTION];
+        if (strcmp(v, "on") != 0 && strcmp(v, "off") != 0)
+            return kmctl_error(KMCTL_EXIT_USAGE, "--deletion-protection: on or off, not '%s'", v);
+        s.fields |= KM_SET_DELETION_PROTECTION;
+        s.deletion_protection = strcmp(v, "on") == 0;
+    }
+    if (a->val[OPT_POLICY] != NULL) {
+        if ((rc = kmctl_read_file(a->val[OPT_POLICY], 1 << 20, &pol)) != KMCTL_EXIT_OK)
+            return rc;
+        if ((text = malloc(pol.len + 1)) == NULL) {
+            kmctl_buf_free(&pol);
+            return kmctl_error(KMCTL_EXIT_OTHER, "out of memory");
+        }
+        size_t n = pol.len;
+        memcpy(text, pol.p, n);
+        while (n > 0 && (text[n - 1] == '\n' || text[n - 1] == ' ' || text[n - 1] == '\r'
+                         || text[n - 1] == '\t'))
+            n--; /* a file's last newline is not part of the document */
+        text[n] = '\0';
+        kmctl_buf_free(&pol);
+        if (strlen(text) != n) {
+            free(text);
+            return kmctl_error(KMCTL_EXIT_USAGE, "--policy: the file holds a NUL byte");
+        }
+        s.fields |= KM_SET_POLICY;
+        s.policy = text;
+    }
+    if (s.fields == 0)
+        return kmctl_error(KMCTL_EXIT_USAGE, "key set: nothing to change (--rotate-every, --usage, "
+                                             "--not-exportable, --policy, --deletion-protection)");
+    if ((rc = kmctl_open_key(k, a->pos[0], &key)) == KMCTL_EXIT_OK) {
+        rc = km_key_set(key, &s);
+        if (rc == KM_E_DENIED && strstr(km_error_last()->message, "approval") != NULL)
+            rc = kmctl_lib_error(rc, "changing the settings of key '%s' (ask for approval with "
+                                     "kmctl request create key-set --target %s)", a->pos[0], a->pos[0]);
+        else
+            rc = done(rc, NULL, "changing the settings of", a->pos[0]);
+        km_key_free(key);
+    }
+    free(text);
+    return rc;
 }

@@ -77,6 +77,10 @@ enum kmctl_opt_id {
     OPT_MOVE,
     OPT_STATE,
     OPT_TAG,
+    OPT_POLICY,
+    OPT_DELETION_PROTECTION,
+    OPT_DELETION_PROTECTED,
+    OPT_NOT_EXPORTABLE,
     OPT__COUNT
 };
 
@@ -201,5 +205,9 @@ int kmctl_cmd_key_unalias(struct kmctl *k, const struct kmctl_args *a);
 int kmctl_cmd_key_describe(struct kmctl *k, const struct kmctl_args *a);
 int kmctl_cmd_key_tag(struct kmctl *k, const struct kmctl_args *a);
 int kmctl_cmd_key_untag(struct kmctl *k, const struct kmctl_args *a);
+int kmctl_cmd_key_set(struct kmctl *k, const struct kmctl_args *a);
+/* request create key-set: the params of a key settings request (pf holds a read file) */
+int kmctl_key_set_request_params(const struct kmctl_args *a, struct kmctl_buf *pf,
+                                 const uint8_t **pp, size_t *plen);
 
 #endif /* KMCTL_H */

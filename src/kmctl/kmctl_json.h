@@ -16,6 +16,9 @@ json_t *kmctl_json_time(int64_t t);
 /* A key type's name; a usage error listing the types when unknown. */
 int kmctl_parse_type(const char *name, km_key_type *out);
 
+/* A usage list ("encrypt,decrypt") as a KM_USAGE_* mask. */
+int kmctl_parse_usage(const char *s, uint32_t *out);
+
 /* cmd_keymeta.c: a key's description, aliases and tags in key info */
 int kmctl_keymeta_json(json_t *root, const km_keyinfo *info);
 void kmctl_keymeta_text(const km_keyinfo *info);

@@ -69,7 +69,8 @@ static const struct kmctl_optspec o_create[] = {
     { "rotate-every", "DAYS", ARG_UINT, 0, OPT_ROTATE_EVERY, DAYS_MAX },
     { "activate-at", "DATE", ARG_DATE, 0, OPT_ACTIVATE_AT, 0 },
     { "protect-days", "DAYS", ARG_UINT, 0, OPT_PROTECT_DAYS, DAYS_MAX },
-    { "process-days", "DAYS", ARG_UINT, 0, OPT_PROCESS_DAYS, DAYS_MAX }, O_END };
+    { "process-days", "DAYS", ARG_UINT, 0, OPT_PROCESS_DAYS, DAYS_MAX },
+    { "deletion-protection", NULL, ARG_NONE, 0, OPT_DELETION_PROTECTED, 0 }, O_END };
 static const struct kmctl_optspec o_import[] = {
     O_TYPE_REQ,
     { "raw", "FILE", ARG_STR, 0, OPT_RAW, 0 },
@@ -113,7 +114,9 @@ static const struct kmctl_optspec o_request[] = {
     { "target", "NAME|FILE", ARG_STR, 1, OPT_TARGET, 0 }, O_VERSION,
     { "grace", "DAYS", ARG_UINT, 0, OPT_GRACE, GRACE_MAX },
     { "wrap-with", "PUBKEY.pem", ARG_STR, 0, OPT_WRAP_WITH, 0 },
-    { "ttl", "SECONDS", ARG_UINT, 0, OPT_TTL, 30u * 24 * 3600 }, O_END };
+    { "ttl", "SECONDS", ARG_UINT, 0, OPT_TTL, 30u * 24 * 3600 },
+    { "policy", "FILE", ARG_STR, 0, OPT_POLICY, 0 },
+    { "deletion-protection", "off", ARG_STR, 0, OPT_DELETION_PROTECTION, 0 }, O_END };
 static const struct kmctl_optspec o_shares[] = {
     { "m", "M", ARG_UINT, 1, OPT_M, KM_SHARES_MAX }, { "n", "N", ARG_UINT, 1, OPT_N, KM_SHARES_MAX },
     { "out-dir", "DIR", ARG_STR, 1, OPT_OUT_DIR, 0 }, O_END };
@@ -146,6 +149,11 @@ static const struct kmctl_optspec o_key_list[] = { O_JSON,
     { "type", "TYPE", ARG_STR, 0, OPT_TYPE, 0 }, { "state", "STATE", ARG_STR, 0, OPT_STATE, 0 },
     { "protection", "BACKEND", ARG_STR, 0, OPT_PROTECTION, 0 },
     { "tag", "TAG[=VALUE]", ARG_STR, 0, OPT_TAG, 0 }, O_END };
+static const struct kmctl_optspec o_key_set[] = {
+    { "rotate-every", "DAYS", ARG_UINT, 0, OPT_ROTATE_EVERY, DAYS_MAX }, O_USAGE,
+    { "not-exportable", NULL, ARG_NONE, 0, OPT_NOT_EXPORTABLE, 0 },
+    { "policy", "FILE", ARG_STR, 0, OPT_POLICY, 0 },
+    { "deletion-protection", "on|off", ARG_STR, 0, OPT_DELETION_PROTECTION, 0 }, O_END };
 static const struct kmctl_optspec o_alias[] = { { "move", NULL, ARG_NONE, 0, OPT_MOVE, 0 }, O_END };
 
 static int cmd_version(struct kmctl *k, const struct kmctl_args *a);
@@ -277,6 +285,9 @@ static const struct kmctl_cmd commands[] = {
       "set a tag of a key" },
     { "key untag", "NAME TAG", 2, o_none, NULL, kmctl_cmd_key_untag, VAULT_OPEN, "",
       "remove a tag of a key" },
+    { "key set", "NAME", 1, o_key_set, NULL, kmctl_cmd_key_set, VAULT_OPEN, "",
+      "change a key's settings: rotation, usage (narrower), not exportable, own policy (stricter), "
+      "deletion protection" },
     { "version", "", 0, o_none, NULL, cmd_version, VAULT_NONE, "", "print the kmctl and libkm versions" },
     { "help", "", 0, o_none, NULL, cmd_help, VAULT_NONE, "", "print this help" },
 };

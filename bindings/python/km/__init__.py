@@ -89,7 +89,8 @@ KEY_TYPES = tuple(n for n in (lib.km_key_type_name(i) for i in range(1, 64)) if 
 USAGES = {"encrypt": 0x001, "decrypt": 0x002, "sign": 0x004, "verify": 0x008, "mac": 0x010,
           "mac-verify": 0x020, "wrap": 0x040, "unwrap": 0x080, "derive": 0x100,
           "agree": 0x200}
-_KEY_FLAGS = {"exportable": _ffi.KM_KEY_EXPORTABLE, "public-only": _ffi.KM_KEY_PUBLIC_ONLY}
+_KEY_FLAGS = {"exportable": _ffi.KM_KEY_EXPORTABLE, "public-only": _ffi.KM_KEY_PUBLIC_ONLY,
+              "deletion-protected": _ffi.KM_KEY_DELETION_PROTECTED}
 _WRAP_FORMATS = {"kwp": _ffi.KM_WRAP_KWP, "rsa-oaep-kwp": _ffi.KM_WRAP_RSA_OAEP_KWP}
 DERIVE_MAX = _ffi.KM_DERIVE_MAX
 DATAKEY_LEN = _ffi.KM_DATAKEY_LEN

@@ -121,6 +121,22 @@ KM_KEY_FILTER_VERSION = 1
 KM_ALIAS_MOVE = 0x1
 
 
+class km_key_settings(ctypes.Structure):
+    _fields_ = [("version", ctypes.c_uint32),
+                ("fields", ctypes.c_uint32),
+                ("rotate_days", ctypes.c_uint32),
+                ("usage", ctypes.c_uint32),
+                ("exportable", ctypes.c_int),
+                ("policy", ctypes.c_char_p),
+                ("deletion_protection", ctypes.c_int)]
+
+
+KM_KEY_SETTINGS_VERSION = 1
+KM_SET_ROTATE_DAYS, KM_SET_USAGE, KM_SET_EXPORTABLE, KM_SET_POLICY, KM_SET_DELETION_PROTECTION = (
+    0x01, 0x02, 0x04, 0x08, 0x10)
+KM_KEY_DELETION_PROTECTED = 0x4
+
+
 class km_error(ctypes.Structure):
     _fields_ = [("code", ctypes.c_int),
                 ("message", ctypes.c_char_p),
@@ -564,6 +580,9 @@ _FUNCTIONS = {
                        _check),
     "km_key_list_filtered": (_int, [CTX_P, ctypes.POINTER(km_key_filter), km_key_list_fn, _vp],
                              _check),
+    "km_key_set": (_int, [KEY_P, ctypes.POINTER(km_key_settings)], _check),
+    "km_keyinfo_periods": (None, [KEYINFO_P, U32_P, U32_P, U32_P, U32_P], None),
+    "km_keyinfo_policy": (_ccp, [KEYINFO_P], _check_string),
 }
 
 

@@ -7,6 +7,7 @@ alias names. Every change is one transaction in the vault and one audit entry
 """
 
 import ctypes
+import json
 import sys
 
 from . import _ffi
@@ -34,13 +35,20 @@ def _state(state):
 
 
 def info_extra(ki):
-    """The description, aliases and tags of a km_keyinfo, for Key.info()."""
+    """The periods, own policy, description, aliases and tags of a
+    km_keyinfo, for Key.info()."""
     tags = {}
+    per = [ctypes.c_uint32() for _ in range(4)]
+    lib.km_keyinfo_periods(ki, *[ctypes.byref(x) for x in per])
+    pol = lib.km_keyinfo_policy(ki)
     t, v = _ffi._ccp(), _ffi._ccp()
     for i in range(lib.km_keyinfo_tag_count(ki)):
         lib.km_keyinfo_tag(ki, i, ctypes.byref(t), ctypes.byref(v))
         tags[t.value.decode("utf-8", "replace")] = v.value.decode("utf-8", "replace")
-    return {"description": lib.km_keyinfo_description(ki),
+    return {"rotate_days": per[0].value, "protect_days": per[1].value,
+            "process_days": per[2].value, "destroy_grace_days": per[3].value,
+            "policy": json.loads(pol) if pol is not None else None,
+            "description": lib.km_keyinfo_description(ki),
             "aliases": [lib.km_keyinfo_alias(ki, i)
                         for i in range(lib.km_keyinfo_alias_count(ki))],
             "tags": tags}
@@ -91,6 +99,40 @@ class _KeyMeta:
         ctag = p._cstr(tag, "tag")
         with p._Use(self._h) as k:
             lib.km_key_set_tag(k, ctag, None)
+
+
+    def set(self, *, rotate_days=None, usage=None, exportable=None, policy=None,
+            deletion_protection=None):
+        """Changes the key's settings in one transaction (only the arguments
+        given): rotate_days (0 = never, within the policy), usage (a narrower
+        list of km.USAGES names), exportable (only False), policy (the key's
+        own policy, a dict or JSON text, at least as strict as the one in
+        force for it), deletion_protection (bool). A new policy and clearing
+        deletion protection are "policy-change" operations on the key under
+        dual control: request them with vault.request("policy-change",
+        key_name, params) where params is the policy JSON (exactly as given
+        here) or b"deletion-protection=off". Raises PolicyError (looser),
+        InvalidArgument, AccessDenied."""
+        p = _pkg()
+        s = _ffi.km_key_settings()
+        s.version = _ffi.KM_KEY_SETTINGS_VERSION
+        if rotate_days is not None:
+            s.fields |= _ffi.KM_SET_ROTATE_DAYS
+            s.rotate_days = rotate_days
+        if usage is not None:
+            s.fields |= _ffi.KM_SET_USAGE
+            s.usage = p._mask(usage, p.USAGES, "usage")
+        if exportable is not None:
+            s.fields |= _ffi.KM_SET_EXPORTABLE
+            s.exportable = 1 if exportable else 0
+        if policy is not None:
+            s.fields |= _ffi.KM_SET_POLICY
+            s.policy = p._cstr(p._policy_text(policy), "policy")
+        if deletion_protection is not None:
+            s.fields |= _ffi.KM_SET_DELETION_PROTECTION
+            s.deletion_protection = 1 if deletion_protection else 0
+        with p._Use(self._h) as k:
+            lib.km_key_set(k, ctypes.byref(s))
 
 
 class _VaultMeta:

@@ -116,3 +116,57 @@ def test_metadata_needs_admin(tmp_path):
         with pytest.raises(km.AccessDenied):
             k.set_tag("owner", "uma")
         assert k.name == "guarded"
+
+
+def test_set(vault):
+    k = vault.create_key("settings", "aes-256-gcm", exportable=True)
+    assert k.info()["rotate_days"] == 0 and k.info()["policy"] is None
+    k.set(rotate_days=30, usage=["decrypt"])
+    info = k.info()
+    assert info["rotate_days"] == 30 and info["usage"] == ["decrypt"]
+    with pytest.raises(km.UsageError):
+        k.encrypt(b"x")
+    with pytest.raises(km.InvalidArgument):
+        k.set(usage=["decrypt", "encrypt"])  # only narrower
+    with pytest.raises(km.PolicyError):
+        k.set(rotate_days=800)  # the vault policy's rotation.max_days
+    k.set(exportable=False)
+    assert "exportable" not in k.info()["flags"]
+    with pytest.raises(km.PolicyError):
+        k.set(exportable=True)  # never back
+    k.set(policy={"version": 1, "rotation": {"max_days": 60}})
+    assert k.info()["policy"]["rotation"]["max_days"] == 60
+    with pytest.raises(km.PolicyError):
+        k.set(policy={"version": 1, "rotation": {"max_days": 365}})  # looser
+    with pytest.raises(km.PolicyError):
+        k.set(policy={"version": 1, "rotation": {"max_days": 20}})  # the 30-day rotation breaks it
+    k.set(deletion_protection=True)
+    assert "deletion-protected" in k.info()["flags"]
+    k.set(deletion_protection=False)
+    with pytest.raises(km.InvalidArgument):
+        k.set()
+
+
+def test_exportable_device_key_refused(vault):
+    with pytest.raises(km.Unsupported):
+        vault.create_key("dev", "aes-256-gcm", protection="pkcs11", exportable=True)
+
+
+def test_deletion_protection_under_dual_control(tmp_path):
+    path = tmp_path / "v"
+    with openv(path) as v:
+        v.add_principal("carl", ["custodian"], b"carl's passphrase", kdf_cost=COST)
+        k = v.create_key("kept", "aes-256-gcm", activate_at=4000000000)
+        k.set(deletion_protection=True)
+        with pytest.raises(km.StateError):
+            k.schedule_destroy(1, 7)
+        v.set_policy({"version": 1, "dual_control": {"policy-change": 1}})
+    with openv(path, create=False) as v:
+        k = v.key("kept")
+        with pytest.raises(km.AccessDenied):
+            k.set(deletion_protection=False)
+        rid = v.request("policy-change", "kept", b"deletion-protection=off")
+        with km.Vault.open(path, passphrase=b"carl's passphrase", principal="carl") as c:
+            c.approve(rid)
+        k.set(deletion_protection=False)
+        k.schedule_destroy(1, 7)
