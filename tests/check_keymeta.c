@@ -647,6 +647,110 @@ START_TEST(test_keyset_deletion_protection)
 }
 END_TEST
 
+
+/* ------------------------------------------------- version window, trim */
+
+static void window(km_key *k, uint32_t fields, uint32_t min_process, uint32_t min_protect, int want)
+{
+    km_key_settings st = KM_KEY_SETTINGS_INIT;
+    st.fields = fields;
+    st.min_process_version = min_process;
+    st.min_protect_version = min_protect;
+    RC(want, km_key_set(k, &st));
+}
+
+static km_key_state vstate(km_key *k, uint32_t version)
+{
+    km_keyinfo *info = NULL;
+    km_version_info v;
+    OK(km_key_info(&info, k));
+    OK(km_keyinfo_version(info, version - 1, &v, sizeof v));
+    km_keyinfo_free(info);
+    return v.state;
+}
+
+START_TEST(test_window_min_versions)
+{
+    km_key *k = mk("windowed", KM_KEY_AES_256_GCM);
+    uint8_t ct[3][128], pt[16], out[128];
+    size_t ctl[3], ptl, ol;
+    uint32_t mp = 9, mq = 9, i;
+    km_keyinfo *info = NULL;
+
+    for (i = 0; i < 3; i++) {
+        if (i > 0)
+            OK(km_key_rotate(k, NULL));
+        OK(km_encrypt(k, (const uint8_t *)"data", 4, NULL, 0, ct[i], sizeof ct[i], &ctl[i]));
+    }
+    window(k, KM_SET_MIN_PROCESS_VERSION, 2, 0, KM_OK);
+    RC(KM_E_STATE, km_decrypt(ctx, 0, ct[0], ctl[0], NULL, 0, pt, sizeof pt, &ptl));
+    ck_assert_ptr_nonnull(strstr(km_error_last()->message, "minimum decryption version"));
+    /* not even as a compromised-data recovery */
+    RC(KM_E_STATE, km_decrypt(ctx, KM_DECRYPT_ALLOW_COMPROMISED, ct[0], ctl[0], NULL, 0, pt,
+                              sizeof pt, &ptl));
+    OK(km_decrypt(ctx, 0, ct[1], ctl[1], NULL, 0, pt, sizeof pt, &ptl));
+    /* bad windows */
+    window(k, KM_SET_MIN_PROCESS_VERSION, 4, 0, KM_E_INVALID);
+    window(k, KM_SET_MIN_PROTECT_VERSION, 0, 1, KM_E_INVALID); /* below the decryption minimum */
+    window(k, KM_SET_MIN_PROTECT_VERSION, 0, 3, KM_OK);
+    OK(km_key_info(&info, k));
+    km_keyinfo_window(info, &mp, &mq);
+    ck_assert(mp == 2 && mq == 3);
+    km_keyinfo_free(info);
+    OK(km_encrypt(k, (const uint8_t *)"data", 4, NULL, 0, out, sizeof out, &ol));
+    /* the primary may not fall below the encryption minimum */
+    OK(km_key_suspend(k, 3));
+    RC(KM_E_STATE, km_encrypt(k, (const uint8_t *)"data", 4, NULL, 0, out, sizeof out, &ol));
+    OK(km_key_resume(k, 3));
+    /* kept through a rotation; lowered again, version 1 decrypts */
+    OK(km_key_rotate(k, NULL));
+    window(k, KM_SET_MIN_PROCESS_VERSION | KM_SET_MIN_PROTECT_VERSION, 0, 0, KM_OK);
+    OK(km_decrypt(ctx, 0, ct[0], ctl[0], NULL, 0, pt, sizeof pt, &ptl));
+    km_key_free(k);
+}
+END_TEST
+
+START_TEST(test_window_trim)
+{
+    km_key *k = mk("trimmed", KM_KEY_AES_256_GCM), *r = mk("rollback", KM_KEY_AES_256_GCM);
+    km_key_options o = KM_KEY_OPTIONS_INIT;
+    km_key *p = NULL;
+    uint32_t n = 99;
+
+    RC(KM_E_STATE, km_key_trim(k, 7, &n)); /* no minimum */
+    ck_assert_uint_eq(n, 0);
+    OK(km_key_rotate(k, NULL));
+    OK(km_key_rotate(k, NULL));
+    OK(km_key_suspend(k, 2));
+    window(k, KM_SET_MIN_PROCESS_VERSION, 3, 0, KM_OK);
+    RC(KM_E_POLICY, km_key_trim(k, 1, &n)); /* below the policy's destruction window */
+    OK(km_key_trim(k, 7, &n));
+    ck_assert_uint_eq(n, 2);
+    ck_assert_int_eq(vstate(k, 1), KM_STATE_DESTROY_PENDING);
+    ck_assert_int_eq(vstate(k, 2), KM_STATE_DESTROY_PENDING);
+    ck_assert_int_eq(vstate(k, 3), KM_STATE_ACTIVE);
+    OK(km_key_trim(k, 0, &n)); /* nothing left to do */
+    ck_assert_uint_eq(n, 0);
+    /* never the primary: version 2 suspended, the primary is version 1 */
+    OK(km_key_rotate(r, NULL));
+    OK(km_key_suspend(r, 2));
+    window(r, KM_SET_MIN_PROCESS_VERSION, 2, 0, KM_OK);
+    RC(KM_E_STATE, km_key_trim(r, 7, &n));
+    ck_assert_ptr_nonnull(strstr(km_error_last()->message, "primary"));
+    ck_assert_int_eq(vstate(r, 1), KM_STATE_ACTIVE);
+    /* nor under deletion protection */
+    o.flags = KM_KEY_DELETION_PROTECTED;
+    OK(km_key_create(&p, ctx, "protected", KM_KEY_AES_256_GCM, &o));
+    OK(km_key_rotate(p, NULL));
+    window(p, KM_SET_MIN_PROCESS_VERSION, 2, 0, KM_OK);
+    RC(KM_E_STATE, km_key_trim(p, 7, &n));
+    ck_assert_int_eq(vstate(p, 1), KM_STATE_ACTIVE); /* nothing done on the way */
+    km_key_free(p);
+    km_key_free(r);
+    km_key_free(k);
+}
+END_TEST
+
 static Suite *keymeta_suite(void)
 {
     TCase *tc;
@@ -664,6 +768,8 @@ static Suite *keymeta_suite(void)
     tcase_add_test(tc, test_keyset_exportable_only_towards_less);
     tcase_add_test(tc, test_keyset_policy_tighten_only);
     tcase_add_test(tc, test_keyset_deletion_protection);
+    tcase_add_test(tc, test_window_min_versions);
+    tcase_add_test(tc, test_window_trim);
     return s;
 }
 

@@ -391,6 +391,8 @@ KM_EXTERN int km_key_list_filtered(km_ctx *ctx, const km_key_filter *filter, km_
 #define KM_SET_EXPORTABLE          0x04u
 #define KM_SET_POLICY              0x08u
 #define KM_SET_DELETION_PROTECTION 0x10u
+#define KM_SET_MIN_PROCESS_VERSION 0x20u
+#define KM_SET_MIN_PROTECT_VERSION 0x40u
 
 #define KM_KEY_SETTINGS_VERSION 1
 /** What km_key_set() changes; members whose KM_SET_* bit is not in `fields` are ignored. */
@@ -403,8 +405,15 @@ typedef struct km_key_settings {
     const char *policy;        /**< the key's own policy (JSON), at least as strict as the one in
                                     force for the key in every rule (tighten only) */
     int deletion_protection;   /**< 1 sets KM_KEY_DELETION_PROTECTED, 0 clears it */
+    /** The version window (Vault's min_decryption_version and min_encryption_version):
+     *  versions below min_process_version no longer process (decrypt, verify, unwrap) and
+     *  versions below min_protect_version no longer protect (the primary is the newest
+     *  version at or above it); 0 = no minimum. Each is at most the number of versions,
+     *  and a non-zero min_protect_version is at least min_process_version. */
+    uint32_t min_process_version;
+    uint32_t min_protect_version;
 } km_key_settings;
-#define KM_KEY_SETTINGS_INIT { KM_KEY_SETTINGS_VERSION, 0, 0, 0, 0, NULL, 0 }
+#define KM_KEY_SETTINGS_INIT { KM_KEY_SETTINGS_VERSION, 0, 0, 0, 0, NULL, 0, 0, 0 }
 
 /**
  * Changes a key's settings after creation, all in one transaction with one
@@ -430,6 +439,27 @@ KM_EXTERN int km_key_set(km_key *key, const km_key_settings *settings);
 KM_EXTERN void km_keyinfo_periods(const km_keyinfo *info, uint32_t *rotate_days,
                                   uint32_t *protect_days, uint32_t *process_days,
                                   uint32_t *grace_days);
+/** The key's version window: the minimum process and protect versions (0 = none). */
+KM_EXTERN void km_keyinfo_window(const km_keyinfo *info, uint32_t *min_process_version,
+                                 uint32_t *min_protect_version);
+
+/**
+ * Retires the versions below the key's minimum process version
+ * (km_key_settings::min_process_version) through the normal destruction path:
+ * each ACTIVE or SUSPENDED one is deactivated (revoked as superseded, not
+ * compromised), then every one not yet destroyed or pending is scheduled for
+ * destruction after `grace_days` (0: the key's destruction grace). For a data
+ * set rewrapped to newer versions, so that the old ones go without being
+ * marked compromised. Each step is audited; under dual control each
+ * scheduling needs its destroy request (as km_key_schedule_destroy).
+ * @param[out] count  the versions scheduled now; may be NULL.
+ * @return KM_OK; KM_E_STATE when the key has no minimum process version, when
+ *         it would reach the primary version, or under deletion protection;
+ *         KM_E_POLICY (the grace window); KM_E_DENIED; KM_E_IO. Versions
+ *         scheduled before an error stay scheduled.
+ */
+KM_EXTERN int km_key_trim(km_key *key, uint32_t grace_days, uint32_t *count);
+
 /** The key's own policy document (JSON, borrowed), or NULL when it has none. */
 KM_EXTERN const char *km_keyinfo_policy(const km_keyinfo *info);
 

@@ -90,6 +90,7 @@ struct km_keyinfo {
     km_version_info *vers;
     km__keymeta meta;   /* description, aliases, tags */
     uint32_t rotate_days, protect_days, process_days, grace_days;
+    uint32_t min_process, min_protect;
     char *policy;       /* the key's own, or NULL */
 };
 
@@ -132,6 +133,8 @@ int km_key_info(km_keyinfo **out, km_key *key)
     info->protect_days = k->protect_days;
     info->process_days = k->process_days;
     info->grace_days = k->grace_days;
+    info->min_process = k->min_process;
+    info->min_protect = k->min_protect;
     if (k->policy_json != NULL && (info->policy = strdup(k->policy_json)) == NULL) {
         pthread_rwlock_unlock(&k->lock);
         km_keyinfo_free(info);
@@ -383,7 +386,9 @@ int km_key_set(km_key *key, const km_key_settings *s)
         return km__err(KM_E_INVALID, "km_key_set: settings->version %u is not supported",
                        s->version);
     if (s->fields == 0 || (s->fields & ~(KM_SET_ROTATE_DAYS | KM_SET_USAGE | KM_SET_EXPORTABLE
-                                          | KM_SET_POLICY | KM_SET_DELETION_PROTECTION)))
+                                          | KM_SET_POLICY | KM_SET_DELETION_PROTECTION
+                                          | KM_SET_MIN_PROCESS_VERSION
+                                          | KM_SET_MIN_PROTECT_VERSION)))
         return km__err(KM_E_INVALID, "km_key_set: settings->fields is empty or has unknown bits");
     if ((s->fields & KM_SET_ROTATE_DAYS) && s->rotate_days > 36500)
         return km__err(KM_E_INVALID, "a rotation period is at most 36500 days");
@@ -412,3 +417,32 @@ void km_keyinfo_periods(const km_keyinfo *i, uint32_t *rotate_days, uint32_t *pr
 }
 
 const char *km_keyinfo_policy(const km_keyinfo *i) { return i ? i->policy : NULL; }
+
+void km_keyinfo_window(const km_keyinfo *i, uint32_t *min_process_version,
+                       uint32_t *min_protect_version)
+{
+    if (min_process_version != NULL)
+        *min_process_version = i ? i->min_process : 0;
+    if (min_protect_version != NULL)
+        *min_protect_version = i ? i->min_protect : 0;
+}
+
+int km_key_trim(km_key *key, uint32_t grace_days, uint32_t *count)
+{
+    km__kobj *k;
+    int rc;
+
+    if (count != NULL)
+        *count = 0;
+    if (key == NULL)
+        return km__err(KM_E_INVALID, "km_key_trim: key is NULL");
+    if (grace_days > 3650)
+        return km__err(KM_E_INVALID, "km_key_trim: a grace period is at most 3650 days");
+    if ((rc = km__key_use(key, &k)) != KM_OK)
+        return rc;
+    if (k->session)
+        return km__err(KM_E_UNSUPPORTED, "km_key_trim: a session key has one version");
+    if ((rc = km__acl_check(k->ctx, KM__OP_KEY_DESTROY, k)) != KM_OK)
+        return rc;
+    return km__key_trim(k, grace_days, count);
+}

@@ -38,7 +38,8 @@ enum {
     KM__K_CREATED = 6, KM__K_NVERSIONS = 7, KM__K_ROTATE_DAYS = 8, KM__K_PROTECT_DAYS = 9,
     KM__K_PROCESS_DAYS = 10, KM__K_GRACE_DAYS = 11, KM__K_POLICY = 12,
     /* key_meta.c: written after creation, absent in older records */
-    KM__K_DESCRIPTION = 13, KM__K_ALIASES = 14, KM__K_TAGS = 15
+    KM__K_DESCRIPTION = 13, KM__K_ALIASES = 14, KM__K_TAGS = 15,
+    KM__K_MIN_PROCESS = 16, KM__K_MIN_PROTECT = 17  /* the version window; absent = 0 */
 };
 enum {
     KM__V_STATE = 1, KM__V_CREATED = 2, KM__V_ACTIVATED = 3, KM__V_PROTECT_STOP = 4,
@@ -81,6 +82,7 @@ typedef struct km__ver {
     km_key_state prev_state;     /* for cancel-destroy */
     uint32_t revoke_reason;
     int64_t compromise_date, deactivated, destroyed;
+    int below_min_protect, below_min_process;  /* the key's version window, at the last read */
     /* backend object, loaded on first use */
     _Atomic(void *) obj;
     pthread_mutex_t mu;          /* serialises loading and counter reservation */
@@ -105,6 +107,7 @@ typedef struct km__kobj {
     char protection[32];
     int64_t created;
     uint32_t rotate_days, protect_days, process_days, grace_days;
+    uint32_t min_process, min_protect; /* the version window (0: none) */
     char *policy_json;           /* the key's own policy, or NULL */
     km__backend_inst *be;
     pthread_rwlock_t lock;       /* versions array and metadata */
@@ -498,6 +501,8 @@ static inline km__vstate km__ver_vstate(const km__ver *v)
     s.protect_stop = v->protect_stop;
     s.process_stop = v->process_stop;
     s.destroy_after = v->destroy_after;
+    s.below_min_protect = v->below_min_protect;
+    s.below_min_process = v->below_min_process;
     return s;
 }
 /* The lifecycle rules (rules_lifecycle.c) on a version. */
@@ -541,6 +546,8 @@ int km__key_meta_read(km__kobj *k, km__keymeta *m);
 void km__keymeta_free(km__keymeta *m);
 /* 1 when `name` is the name or an alias in the key record rec[0..n). */
 int km__keyrec_has_name(const uint8_t *rec, size_t n, const char *name);
+/* km_key_trim (km/key.h) after the API's argument checks (key_state.c). */
+int km__key_trim(km__kobj *k, uint32_t grace_days, uint32_t *count);
 /* km_key_set (km/key.h) after the API's argument checks. */
 int km__key_settings(km__kobj *k, const km_key_settings *s);
 /* km_key_list_filtered (km/key.h). */

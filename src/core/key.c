@@ -143,6 +143,7 @@ typedef struct keyrec {
     size_t name_len;
     uint32_t type, usage, flags, nvers;
     uint32_t rotate_days, protect_days, process_days, grace_days;
+    uint32_t min_process, min_protect;
     const uint8_t *policy;       /* the key's own policy JSON (borrowed), or NULL */
     size_t policy_len;
     char protection[32];
@@ -180,7 +181,9 @@ static int decode_key(const uint8_t *b, size_t n, keyrec *r)
     if ((km__tlv_get_u32(b, n, KM__K_ROTATE_DAYS, &r->rotate_days) == KM_E_CORRUPT)
         || (km__tlv_get_u32(b, n, KM__K_PROTECT_DAYS, &r->protect_days) == KM_E_CORRUPT)
         || (km__tlv_get_u32(b, n, KM__K_PROCESS_DAYS, &r->process_days) == KM_E_CORRUPT)
-        || (km__tlv_get_u32(b, n, KM__K_GRACE_DAYS, &r->grace_days) == KM_E_CORRUPT))
+        || (km__tlv_get_u32(b, n, KM__K_GRACE_DAYS, &r->grace_days) == KM_E_CORRUPT)
+        || (km__tlv_get_u32(b, n, KM__K_MIN_PROCESS, &r->min_process) == KM_E_CORRUPT)
+        || (km__tlv_get_u32(b, n, KM__K_MIN_PROTECT, &r->min_protect) == KM_E_CORRUPT))
         return KM_E_CORRUPT;
     return get_i64(b, n, KM__K_CREATED, &r->created);
 }
@@ -381,6 +384,8 @@ static int kobj_read(km__kobj *k, km__txn *t, int all_counters)
         k->process_days = r.process_days;
         k->grace_days = r.grace_days;
     }
+    k->min_process = r.min_process;
+    k->min_protect = r.min_protect;
     if (r.nvers > k->nvers) {
         km__ver **nv = realloc(k->vers, r.nvers * sizeof *nv);
         if (nv == NULL) {
@@ -408,6 +413,8 @@ static int kobj_read(km__kobj *k, km__txn *t, int all_counters)
         if (rc == KM_OK)
             rc = km__vmeta_decode(km_secret_data(vr), km_secret_len(vr), k->vers[i]);
         km_secret_free(vr);
+        k->vers[i]->below_min_process = i + 1 < k->min_process;
+        k->vers[i]->below_min_protect = i + 1 < k->min_protect;
         if (rc == KM_OK && all_counters) {
             uint64_t seen = 0;
             rc = read_counters(t, ctx->sealer, vk, &seen, &bytes);

@@ -793,7 +793,8 @@ static void detail_add(char *d, size_t cap, const char *what)
 
 int km__key_settings(km__kobj *k, const km_key_settings *s)
 {
-    static const uint8_t tags[] = { KM__K_USAGE, KM__K_FLAGS, KM__K_ROTATE_DAYS, KM__K_POLICY };
+    static const uint8_t tags[] = { KM__K_USAGE, KM__K_FLAGS, KM__K_ROTATE_DAYS, KM__K_POLICY,
+                                    KM__K_MIN_PROCESS, KM__K_MIN_PROTECT };
     struct km_ctx *ctx = k->ctx;
     km__txn *t = NULL;
     km_secret *rec = NULL;
@@ -801,7 +802,7 @@ int km__key_settings(km__kobj *k, const km_key_settings *s)
     char name[KM_KEY_NAME_MAX + 1], d[KM__AUDIT_DETAIL_MAX], *old_policy = NULL, what[64];
     const char *new_policy;
     uint32_t type = 0, usage = 0, flags = 0, rot = 0, protect = 0, process = 0, grace = 30;
-    uint32_t n_usage, n_flags, n_rot;
+    uint32_t n_usage, n_flags, n_rot, nvers = 0, min_proc = 0, min_prot = 0;
     const uint8_t *v, *b;
     size_t vl, bl;
     uint8_t *buf = NULL;
@@ -821,7 +822,10 @@ int km__key_settings(km__kobj *k, const km_key_settings *s)
         || km__tlv_get_u32(b, bl, KM__K_ROTATE_DAYS, &rot) == KM_E_CORRUPT
         || km__tlv_get_u32(b, bl, KM__K_PROTECT_DAYS, &protect) == KM_E_CORRUPT
         || km__tlv_get_u32(b, bl, KM__K_PROCESS_DAYS, &process) == KM_E_CORRUPT
-        || km__tlv_get_u32(b, bl, KM__K_GRACE_DAYS, &grace) == KM_E_CORRUPT) {
+        || km__tlv_get_u32(b, bl, KM__K_GRACE_DAYS, &grace) == KM_E_CORRUPT
+        || km__tlv_get_u32(b, bl, KM__K_NVERSIONS, &nvers) != KM_OK
+        || km__tlv_get_u32(b, bl, KM__K_MIN_PROCESS, &min_proc) == KM_E_CORRUPT
+        || km__tlv_get_u32(b, bl, KM__K_MIN_PROTECT, &min_prot) == KM_E_CORRUPT) {
         rc = km__err(KM_E_CORRUPT, "key record: bad usage, flags or periods");
         goto fail;
     }
@@ -869,6 +873,26 @@ int km__key_settings(km__kobj *k, const km_key_settings *s)
         new_policy = s->policy;
         detail_add(d, sizeof d, "own policy");
     }
+    if (s->fields & KM_SET_MIN_PROCESS_VERSION) {
+        min_proc = s->min_process_version;
+        snprintf(what, sizeof what, "minimum decryption version %u", min_proc);
+        detail_add(d, sizeof d, what);
+    }
+    if (s->fields & KM_SET_MIN_PROTECT_VERSION) {
+        min_prot = s->min_protect_version;
+        snprintf(what, sizeof what, "minimum encryption version %u", min_prot);
+        detail_add(d, sizeof d, what);
+    }
+    if (min_proc > nvers || min_prot > nvers) {
+        rc = km__err(KM_E_INVALID, "key '%s' has %u versions: a minimum version is at most that",
+                     name, nvers);
+        goto fail;
+    }
+    if (min_prot != 0 && min_prot < min_proc) {
+        rc = km__err(KM_E_INVALID, "key '%s': the minimum encryption version (%u) is below the "
+                                   "minimum decryption version (%u)", name, min_prot, min_proc);
+        goto fail;
+    }
     if ((s->fields & (KM_SET_ROTATE_DAYS | KM_SET_POLICY))
         && (rc = settings_policy_check(ctx, (km_key_type)type, old_policy, new_policy,
                                        (s->fields & KM_SET_POLICY) != 0, n_rot, protect, process,
@@ -895,6 +919,10 @@ int km__key_settings(km__kobj *k, const km_key_settings *s)
     km__tlv_put_u32(&w, KM__K_ROTATE_DAYS, n_rot);
     if (new_policy != NULL)
         km__tlv_put_str(&w, KM__K_POLICY, new_policy);
+    if (min_proc != 0)
+        km__tlv_put_u32(&w, KM__K_MIN_PROCESS, min_proc);
+    if (min_prot != 0)
+        km__tlv_put_u32(&w, KM__K_MIN_PROTECT, min_prot);
     if ((rc = km__tlv_end(&w)) != KM_OK
         || (rc = km__rec_put(t, ctx->sealer, KM__T_KEYS, k->id, 16, buf, w.len, 0)) != KM_OK)
         goto fail;

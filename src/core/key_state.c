@@ -354,3 +354,60 @@ int km__key_use(km_key *key, km__kobj **out)
     *out = k;
     return KM_OK;
 }
+
+int km__key_trim(km__kobj *k, uint32_t grace_days, uint32_t *count)
+{
+    uint32_t i, min, primary, n;
+    int rc;
+
+    if ((rc = km__kobj_refresh(k, 1)) != KM_OK)
+        return rc;
+    pthread_rwlock_rdlock(&k->lock);
+    min = k->min_process;
+    primary = k->primary;
+    n = k->nvers;
+    if (grace_days == 0)
+        grace_days = k->grace_days;
+    pthread_rwlock_unlock(&k->lock);
+    if (min <= 1)
+        return km__err(KM_E_STATE, "key '%s' has no minimum decryption version above 1: no "
+                                   "version to trim", k->name);
+    if (k->flags & KM_KEY_DELETION_PROTECTED) /* before any version is deactivated */
+        return km__err(KM_E_STATE, "key '%s' is protected against deletion: no version is "
+                                   "trimmed", k->name);
+    if (primary != 0 && primary < min)
+        return km__err(KM_E_STATE, "trimming key '%s' below version %u would destroy its primary "
+                                   "version %u", k->name, min, primary);
+    {
+        int prc = km__policy_check_grace(km__policy_acquire(k->ctx), grace_days);
+        km__policy_release(k->ctx);
+        if (prc != KM_OK)
+            return prc;
+    }
+    for (i = 1; i < min && i <= n; i++) {
+        km__lc_arg a;
+        km_key_state st;
+        pthread_rwlock_rdlock(&k->lock);
+        st = k->vers[i - 1]->state;
+        pthread_rwlock_unlock(&k->lock);
+        if (st == KM_STATE_DESTROYED || st == KM_STATE_DESTROY_PENDING)
+            continue;
+        memset(&a, 0, sizeof a);
+        if (st == KM_STATE_ACTIVE || st == KM_STATE_SUSPENDED) {
+            /* retired, not compromised */
+            a.op = KM__LC_REVOKE;
+            a.reason = KM_REVOKE_SUPERSEDED;
+            if ((rc = km__key_transition(k, i, &a)) != KM_OK)
+                return rc;
+        }
+        a.op = KM__LC_SCHEDULE_DESTROY;
+        a.reason = 0;
+        a.date = km__now(k->ctx) + (int64_t)grace_days * 86400;
+        a.grace_days = grace_days;
+        if ((rc = km__key_transition(k, i, &a)) != KM_OK)
+            return rc;
+        if (count != NULL)
+            (*count)++;
+    }
+    return KM_OK;
+}

@@ -46,6 +46,8 @@ typedef struct km__vstate {
     km_key_state state;
     km_key_state prev_state;     /* before destroy-pending (for cancel) */
     int64_t activated, protect_stop, process_stop, destroy_after;
+    /* below the key's minimum protect / process version (its version window) */
+    int below_min_protect, below_min_process;
 } km__vstate;
 
 /* Operations of the state machine (km_key_activate ... and maintenance). */
@@ -61,7 +63,7 @@ static inline int km__rules_may_protect(const km__vstate *v, int64_t now)
 {
     /* inline: every encrypt, sign and MAC asks it */
     if (v->state == KM_STATE_ACTIVE && (v->activated == 0 || now >= v->activated)
-        && (v->protect_stop == 0 || now < v->protect_stop))
+        && (v->protect_stop == 0 || now < v->protect_stop) && !v->below_min_protect)
         return KM_OK;
     return km__rules_protect_refused(v, now);
 }
