@@ -162,6 +162,27 @@ t 0 "audit verify" - audit verify
 t 0 "audit show" - audit show
 check "the settings are audited as key.policy" grep -q '"op": *"key.policy".*deletion protection off' out
 
+# ---------------------------------------------------------------- version window, trim
+t 0 "create win" - key create win --type aes-256-gcm
+t 0 "encrypt v1" msg encrypt win
+cp out ctw1
+t 0 "rotate" - key rotate win
+t 0 "encrypt v2" msg encrypt win
+cp out ctw2
+t 0 "rotate" - key rotate win
+t 4 "trim without a minimum" - key trim win
+t 0 "set the window" - key set win --min-decryption-version 2 --min-encryption-version 3
+t 0 "info" - key info win --json
+check "the window shows" test "$(json_get out '(d["min_decryption_version"], d["min_encryption_version"])')" = "(2, 3)"
+t 4 "below the minimum does not decrypt" ctw1 decrypt
+check "the refusal says why" grep -q "minimum decryption version" err
+t 0 "at the minimum decrypts" ctw2 decrypt
+t 1 "a minimum past the last version" - key set win --min-decryption-version 9
+t 0 "trim" - key trim win --grace 7
+check "trim prints how many" test "$(cat out)" = 1
+t 0 "info" - key info win --json
+check "version 1 is destroy-pending" test "$(json_get out 'd["versions"][0]["state"]')" = destroy-pending
+
 # ---------------------------------------------------------------- audit
 t 0 "audit show" - audit show
 check "the changes are audited as key.meta" test "$(grep -c '"op": *"key.meta"' out)" -ge 10

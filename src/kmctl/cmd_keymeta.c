@@ -161,11 +161,14 @@ int kmctl_keymeta_json(json_t *root, const km_keyinfo *info)
 {
     json_t *aliases = json_array(), *tags = json_object();
     const char *d = km_keyinfo_description(info), *pol = km_keyinfo_policy(info);
-    uint32_t i, rot, prot, proc, grace;
+    uint32_t i, rot, prot, proc, grace, minp, minq;
     int bad;
 
     km_keyinfo_periods(info, &rot, &prot, &proc, &grace);
-    bad = kmctl_json_set(root, "rotate_days", json_integer(rot)) != 0
+    km_keyinfo_window(info, &minp, &minq);
+    bad = kmctl_json_set(root, "min_decryption_version", json_integer(minp)) != 0
+          || kmctl_json_set(root, "min_encryption_version", json_integer(minq)) != 0
+          || kmctl_json_set(root, "rotate_days", json_integer(rot)) != 0
           || kmctl_json_set(root, "protect_days", json_integer(prot)) != 0
           || kmctl_json_set(root, "process_days", json_integer(proc)) != 0
           || kmctl_json_set(root, "destroy_grace_days", json_integer(grace)) != 0
@@ -186,9 +189,13 @@ int kmctl_keymeta_json(json_t *root, const km_keyinfo *info)
 void kmctl_keymeta_text(const km_keyinfo *info)
 {
     const char *d = km_keyinfo_description(info), *pol = km_keyinfo_policy(info);
-    uint32_t i, n, rot, prot, proc, grace;
+    uint32_t i, n, rot, prot, proc, grace, minp, minq;
 
     km_keyinfo_periods(info, &rot, &prot, &proc, &grace);
+    km_keyinfo_window(info, &minp, &minq);
+    if (minp != 0 || minq != 0)
+        printf("window:      minimum decryption version %u, encryption version %u (0: none)\n",
+               (unsigned)minp, (unsigned)minq);
     printf("rotation:    %s", rot ? "every " : "none\n");
     if (rot)
         printf("%u days\n", (unsigned)rot);
@@ -371,9 +378,20 @@ int kmctl_cmd_key_set(struct kmctl *k, const struct kmctl_args *a)
         s.fields |= KM_SET_POLICY;
         s.policy = text;
     }
-    if (s.fields == 0)
+    if (a->val[OPT_MIN_DECRYPTION] != NULL) {
+        s.fields |= KM_SET_MIN_PROCESS_VERSION;
+        s.min_process_version = (uint32_t)a->num[OPT_MIN_DECRYPTION];
+    }
+    if (a->val[OPT_MIN_ENCRYPTION] != NULL) {
+        s.fields |= KM_SET_MIN_PROTECT_VERSION;
+        s.min_protect_version = (uint32_t)a->num[OPT_MIN_ENCRYPTION];
+    }
+    if (s.fields == 0) {
+        free(text);
         return kmctl_error(KMCTL_EXIT_USAGE, "key set: nothing to change (--rotate-every, --usage, "
-                                             "--not-exportable, --policy, --deletion-protection)");
+                                             "--not-exportable, --policy, --deletion-protection, "
+                                             "--min-decryption-version, --min-encryption-version)");
+    }
     if ((rc = kmctl_open_key(k, a->pos[0], &key)) == KMCTL_EXIT_OK) {
         rc = km_key_set(key, &s);
         if (rc == KM_E_DENIED && strstr(km_error_last()->message, "approval") != NULL)
@@ -385,4 +403,20 @@ int kmctl_cmd_key_set(struct kmctl *k, const struct kmctl_args *a)
     }
     free(text);
     return rc;
+}
+
+int kmctl_cmd_key_trim(struct kmctl *k, const struct kmctl_args *a)
+{
+    km_key *key = NULL;
+    uint32_t n = 0;
+    int rc = kmctl_open_key(k, a->pos[0], &key);
+
+    if (rc != KMCTL_EXIT_OK)
+        return rc;
+    rc = km_key_trim(key, a->val[OPT_GRACE] != NULL ? (uint32_t)a->num[OPT_GRACE] : 0, &n);
+    km_key_free(key);
+    if (rc != KM_OK)
+        return kmctl_lib_error(rc, "trimming key '%s' (%u version(s) scheduled before the error)",
+                               a->pos[0], (unsigned)n);
+    return printf("%u\n", (unsigned)n) < 0 ? write_failed() : KMCTL_EXIT_OK;
 }

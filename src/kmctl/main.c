@@ -153,7 +153,11 @@ static const struct kmctl_optspec o_key_set[] = {
     { "rotate-every", "DAYS", ARG_UINT, 0, OPT_ROTATE_EVERY, DAYS_MAX }, O_USAGE,
     { "not-exportable", NULL, ARG_NONE, 0, OPT_NOT_EXPORTABLE, 0 },
     { "policy", "FILE", ARG_STR, 0, OPT_POLICY, 0 },
-    { "deletion-protection", "on|off", ARG_STR, 0, OPT_DELETION_PROTECTION, 0 }, O_END };
+    { "deletion-protection", "on|off", ARG_STR, 0, OPT_DELETION_PROTECTION, 0 },
+    { "min-decryption-version", "N", ARG_UINT, 0, OPT_MIN_DECRYPTION, VERSION_MAX },
+    { "min-encryption-version", "N", ARG_UINT, 0, OPT_MIN_ENCRYPTION, VERSION_MAX }, O_END };
+static const struct kmctl_optspec o_trim[] = {
+    { "grace", "DAYS", ARG_UINT, 0, OPT_GRACE, GRACE_MAX }, O_END };
 static const struct kmctl_optspec o_alias[] = { { "move", NULL, ARG_NONE, 0, OPT_MOVE, 0 }, O_END };
 
 static int cmd_version(struct kmctl *k, const struct kmctl_args *a);
@@ -287,7 +291,9 @@ static const struct kmctl_cmd commands[] = {
       "remove a tag of a key" },
     { "key set", "NAME", 1, o_key_set, NULL, kmctl_cmd_key_set, VAULT_OPEN, "",
       "change a key's settings: rotation, usage (narrower), not exportable, own policy (stricter), "
-      "deletion protection" },
+      "deletion protection, version window" },
+    { "key trim", "NAME", 1, o_trim, NULL, kmctl_cmd_key_trim, VAULT_OPEN, "",
+      "retire the versions below the minimum decryption version (deactivated, then destroyed after the grace)" },
     { "version", "", 0, o_none, NULL, cmd_version, VAULT_NONE, "", "print the kmctl and libkm versions" },
     { "help", "", 0, o_none, NULL, cmd_help, VAULT_NONE, "", "print this help" },
 };

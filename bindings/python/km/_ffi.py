@@ -128,13 +128,16 @@ class km_key_settings(ctypes.Structure):
                 ("usage", ctypes.c_uint32),
                 ("exportable", ctypes.c_int),
                 ("policy", ctypes.c_char_p),
-                ("deletion_protection", ctypes.c_int)]
+                ("deletion_protection", ctypes.c_int),
+                ("min_process_version", ctypes.c_uint32),
+                ("min_protect_version", ctypes.c_uint32)]
 
 
 KM_KEY_SETTINGS_VERSION = 1
 KM_SET_ROTATE_DAYS, KM_SET_USAGE, KM_SET_EXPORTABLE, KM_SET_POLICY, KM_SET_DELETION_PROTECTION = (
     0x01, 0x02, 0x04, 0x08, 0x10)
 KM_KEY_DELETION_PROTECTED = 0x4
+KM_SET_MIN_PROCESS_VERSION, KM_SET_MIN_PROTECT_VERSION = 0x20, 0x40
 
 
 class km_error(ctypes.Structure):
@@ -583,6 +586,8 @@ _FUNCTIONS = {
     "km_key_set": (_int, [KEY_P, ctypes.POINTER(km_key_settings)], _check),
     "km_keyinfo_periods": (None, [KEYINFO_P, U32_P, U32_P, U32_P, U32_P], None),
     "km_keyinfo_policy": (_ccp, [KEYINFO_P], _check_string),
+    "km_keyinfo_window": (None, [KEYINFO_P, U32_P, U32_P], None),
+    "km_key_trim": (_int, [KEY_P, _u32, U32_P], _check),
 }
 
 

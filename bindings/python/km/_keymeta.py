@@ -41,12 +41,15 @@ def info_extra(ki):
     per = [ctypes.c_uint32() for _ in range(4)]
     lib.km_keyinfo_periods(ki, *[ctypes.byref(x) for x in per])
     pol = lib.km_keyinfo_policy(ki)
+    win = [ctypes.c_uint32() for _ in range(2)]
+    lib.km_keyinfo_window(ki, ctypes.byref(win[0]), ctypes.byref(win[1]))
     t, v = _ffi._ccp(), _ffi._ccp()
     for i in range(lib.km_keyinfo_tag_count(ki)):
         lib.km_keyinfo_tag(ki, i, ctypes.byref(t), ctypes.byref(v))
         tags[t.value.decode("utf-8", "replace")] = v.value.decode("utf-8", "replace")
     return {"rotate_days": per[0].value, "protect_days": per[1].value,
             "process_days": per[2].value, "destroy_grace_days": per[3].value,
+            "min_decryption_version": win[0].value, "min_encryption_version": win[1].value,
             "policy": json.loads(pol) if pol is not None else None,
             "description": lib.km_keyinfo_description(ki),
             "aliases": [lib.km_keyinfo_alias(ki, i)
@@ -102,7 +105,8 @@ class _KeyMeta:
 
 
     def set(self, *, rotate_days=None, usage=None, exportable=None, policy=None,
-            deletion_protection=None):
+            deletion_protection=None, min_decryption_version=None,
+            min_encryption_version=None):
         """Changes the key's settings in one transaction (only the arguments
         given): rotate_days (0 = never, within the policy), usage (a narrower
         list of km.USAGES names), exportable (only False), policy (the key's
@@ -111,8 +115,10 @@ class _KeyMeta:
         deletion protection are "policy-change" operations on the key under
         dual control: request them with vault.request("policy-change",
         key_name, params) where params is the policy JSON (exactly as given
-        here) or b"deletion-protection=off". Raises PolicyError (looser),
-        InvalidArgument, AccessDenied."""
+        here) or b"deletion-protection=off". min_decryption_version and
+        min_encryption_version set the version window (0 = none): versions
+        below them no longer decrypt/verify, or encrypt/sign. Raises
+        PolicyError (looser), InvalidArgument, AccessDenied."""
         p = _pkg()
         s = _ffi.km_key_settings()
         s.version = _ffi.KM_KEY_SETTINGS_VERSION
@@ -131,8 +137,25 @@ class _KeyMeta:
         if deletion_protection is not None:
             s.fields |= _ffi.KM_SET_DELETION_PROTECTION
             s.deletion_protection = 1 if deletion_protection else 0
+        if min_decryption_version is not None:
+            s.fields |= _ffi.KM_SET_MIN_PROCESS_VERSION
+            s.min_process_version = min_decryption_version
+        if min_encryption_version is not None:
+            s.fields |= _ffi.KM_SET_MIN_PROTECT_VERSION
+            s.min_protect_version = min_encryption_version
         with p._Use(self._h) as k:
             lib.km_key_set(k, ctypes.byref(s))
+
+    def trim(self, grace_days=0):
+        """Retires the versions below the minimum decryption version: each
+        active or suspended one is deactivated (superseded, not compromised),
+        then scheduled for destruction after grace_days (0: the key's grace).
+        Returns how many were scheduled. Never the primary (StateError)."""
+        p = _pkg()
+        n = ctypes.c_uint32(0)
+        with p._Use(self._h) as k:
+            lib.km_key_trim(k, grace_days, ctypes.byref(n))
+        return n.value
 
 
 class _VaultMeta:

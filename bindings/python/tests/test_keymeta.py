@@ -170,3 +170,22 @@ def test_deletion_protection_under_dual_control(tmp_path):
             c.approve(rid)
         k.set(deletion_protection=False)
         k.schedule_destroy(1, 7)
+
+
+def test_version_window_and_trim(vault):
+    k = vault.create_key("win", "aes-256-gcm")
+    cts = [k.encrypt(b"v1")]
+    k.rotate()
+    cts.append(k.encrypt(b"v2"))
+    k.rotate()
+    k.set(min_decryption_version=2, min_encryption_version=3)
+    info = k.info()
+    assert (info["min_decryption_version"], info["min_encryption_version"]) == (2, 3)
+    with pytest.raises(km.StateError):
+        vault.decrypt(cts[0])
+    assert vault.decrypt(cts[1]) == b"v2"
+    with pytest.raises(km.InvalidArgument):
+        k.set(min_decryption_version=9)
+    assert k.trim(grace_days=7) == 1
+    assert [v["state"] for v in k.info()["versions"]] == ["destroy-pending", "active", "active"]
+    assert k.trim() == 0
