@@ -17,6 +17,15 @@
 
 TU_VAULT_FIXTURE
 
+/* The same with the fake clock tu_clock (tu_now). */
+static void setup_clocked(void)
+{
+    tu_open o = TU_OPEN_INIT;
+    o.clock = tu_clock;
+    o.flags = KM_OPEN_STRICT_REFRESH;
+    tu_setup(&dir, &ctx, &o);
+}
+
 static km_key *mk(const char *name, km_key_type type)
 {
     km_key *k = NULL;
@@ -751,6 +760,77 @@ START_TEST(test_window_trim)
 }
 END_TEST
 
+
+/* ---------------------------------------------------------------- purge */
+
+START_TEST(test_purge)
+{
+    km_key_options o = KM_KEY_OPTIONS_INIT;
+    km_key *k = NULL, *other = NULL, *again = NULL;
+    uint8_t id[16];
+    km_ctx *c2;
+
+    o.activate_at = tu_now + 86400; /* pre-active: schedulable at once */
+    OK(km_key_create(&k, ctx, "gone", KM_KEY_AES_256_GCM, &o));
+    OK(km_key_alias_add(k, "gone-alias", 0));
+    memcpy(id, km_key_id(k), 16);
+    RC(KM_E_STATE, km_key_purge(k)); /* not destroyed */
+    ck_assert_ptr_nonnull(strstr(km_error_last()->message, "pre-active"));
+    OK(km_key_schedule_destroy(k, 1, 7));
+    RC(KM_E_STATE, km_key_purge(k)); /* destroy-pending */
+    tu_now += 8 * 86400;
+    OK(km_maintain(ctx, NULL));
+    RC(KM_E_STATE, km_key_purge(k)); /* destroyed, but within the 90-day retention */
+    ck_assert_ptr_nonnull(strstr(km_error_last()->message, "tombstone_days"));
+    RC(KM_E_EXISTS, km_key_create(NULL, ctx, "gone", KM_KEY_AES_256_GCM, NULL));
+    tu_now += 91 * 86400;
+    OK(km_key_purge(k));
+    RC(KM_E_NOTFOUND, km_key_open(&other, ctx, "gone"));
+    RC(KM_E_NOTFOUND, km_key_open(&other, ctx, "gone-alias"));
+    RC(KM_E_NOTFOUND, km_key_open_id(&other, ctx, id));
+    RC(KM_E_NOTFOUND, km_key_rotate(k, NULL));
+    km_key_free(k);
+    /* the names are free */
+    OK(km_key_create(&again, ctx, "gone", KM_KEY_AES_256_GCM, NULL));
+    OK(km_key_alias_add(again, "gone-alias", 0));
+    km_key_free(again);
+    /* another context sees it gone; the audit chain is whole */
+    c2 = tu_vault_clocked(dir, 0);
+    RC(KM_E_NOTFOUND, km_key_open_id(&other, c2, id));
+    OK(km_audit_verify(c2, NULL, NULL, NULL));
+    km_close(c2);
+}
+END_TEST
+
+START_TEST(test_purge_refused_by_protection_and_policy)
+{
+    km_key_options o = KM_KEY_OPTIONS_INIT;
+    km_key *k = NULL, *l = NULL;
+
+    o.activate_at = tu_now + 86400;
+    o.policy = "{\"version\": 1, \"destruction\": {\"tombstone_days\": 400}}";
+    OK(km_key_create(&k, ctx, "long-kept", KM_KEY_AES_256_GCM, &o));
+    OK(km_key_schedule_destroy(k, 1, 7));
+    o.policy = NULL;
+    OK(km_key_create(&l, ctx, "protected", KM_KEY_AES_256_GCM, &o));
+    OK(km_key_schedule_destroy(l, 1, 7));
+    tu_now += 8 * 86400;
+    OK(km_maintain(ctx, NULL));
+    OK(set1(l, KM_SET_DELETION_PROTECTION, 1, NULL));
+    tu_now += 100 * 86400;
+    RC(KM_E_STATE, km_key_purge(k)); /* its own policy keeps it 400 days */
+    RC(KM_E_STATE, km_key_purge(l));
+    ck_assert_ptr_nonnull(strstr(km_error_last()->message, "protected against deletion"));
+    /* a key policy may not shorten the retention */
+    RC(KM_E_POLICY, set1(k, KM_SET_POLICY, 0,
+                         "{\"version\": 1, \"destruction\": {\"tombstone_days\": 10}}"));
+    tu_now += 300 * 86400;
+    OK(km_key_purge(k));
+    km_key_free(k);
+    km_key_free(l);
+}
+END_TEST
+
 static Suite *keymeta_suite(void)
 {
     TCase *tc;
@@ -770,6 +850,9 @@ static Suite *keymeta_suite(void)
     tcase_add_test(tc, test_keyset_deletion_protection);
     tcase_add_test(tc, test_window_min_versions);
     tcase_add_test(tc, test_window_trim);
+    tc = tu_tcase(s, "clocked", 60, setup_clocked, teardown);
+    tcase_add_test(tc, test_purge);
+    tcase_add_test(tc, test_purge_refused_by_protection_and_policy);
     return s;
 }
 

@@ -183,6 +183,13 @@ check "trim prints how many" test "$(cat out)" = 1
 t 0 "info" - key info win --json
 check "version 1 is destroy-pending" test "$(json_get out 'd["versions"][0]["state"]')" = destroy-pending
 
+# ---------------------------------------------------------------- purge
+t 4 "purge a key that is not destroyed" - key purge zeta
+check "the refusal says why" grep -q "only a key whose versions are all destroyed is purged" err
+t 2 "purge a missing key" - key purge nothing
+t 0 "policy show" - policy show
+check "the policy has destruction.tombstone_days" test "$(json_get out 'd["destruction"]["tombstone_days"]')" = 90
+
 # ---------------------------------------------------------------- audit
 t 0 "audit show" - audit show
 check "the changes are audited as key.meta" test "$(grep -c '"op": *"key.meta"' out)" -ge 10

@@ -460,6 +460,18 @@ KM_EXTERN void km_keyinfo_window(const km_keyinfo *info, uint32_t *min_process_v
  */
 KM_EXTERN int km_key_trim(km_key *key, uint32_t grace_days, uint32_t *count);
 
+/**
+ * Removes a destroyed key's records (its tombstone): the key record, every
+ * version's record, its grants and owner, and its name and aliases, which are
+ * free again. Only when every version is DESTROYED and the last one was
+ * destroyed at least destruction.tombstone_days ago (the policy in force for
+ * the key; docs/POLICY.md). Audited (key.destroy, "purged"). The handle then
+ * refers to nothing (KM_E_NOTFOUND); free it.
+ * @return KM_OK; KM_E_STATE (a version not destroyed, the retention not over,
+ *         deletion protection); KM_E_DENIED; KM_E_IO.
+ */
+KM_EXTERN int km_key_purge(km_key *key);
+
 /** The key's own policy document (JSON, borrowed), or NULL when it has none. */
 KM_EXTERN const char *km_keyinfo_policy(const km_keyinfo *info);
 

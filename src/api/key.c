@@ -446,3 +446,23 @@ int km_key_trim(km_key *key, uint32_t grace_days, uint32_t *count)
         return rc;
     return km__key_trim(k, grace_days, count);
 }
+
+int km_key_purge(km_key *key)
+{
+    km__kobj *k;
+    int rc;
+
+    if (key == NULL)
+        return km__err(KM_E_INVALID, "km_key_purge: key is NULL");
+    if ((rc = km__key_use(key, &k)) != KM_OK)
+        return rc;
+    if (k->session)
+        return km__err(KM_E_UNSUPPORTED, "km_key_purge: a session key is not in the vault");
+    if ((rc = km__acl_check(k->ctx, KM__OP_KEY_DESTROY, k)) != KM_OK)
+        return rc;
+    if ((rc = km__key_purge(k)) != KM_OK)
+        return rc;
+    (void)km__kobj_refresh(k, 1); /* marks the object removed */
+    km_error_clear();
+    return KM_OK;
+}

@@ -548,6 +548,8 @@ void km__keymeta_free(km__keymeta *m);
 int km__keyrec_has_name(const uint8_t *rec, size_t n, const char *name);
 /* km_key_trim (km/key.h) after the API's argument checks (key_state.c). */
 int km__key_trim(km__kobj *k, uint32_t grace_days, uint32_t *count);
+/* km_key_purge (km/key.h) after the API's checks (key_meta.c). */
+int km__key_purge(km__kobj *k);
 /* km_key_set (km/key.h) after the API's argument checks. */
 int km__key_settings(km__kobj *k, const km_key_settings *s);
 /* km_key_list_filtered (km/key.h). */

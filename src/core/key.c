@@ -909,6 +909,16 @@ int km_key_open(km_key **out, km_ctx *ctx, const char *name)
     return handle_new(out, k);
 }
 
+/* A cached object of a key purged since (km_key_purge in this process). */
+static int kobj_removed(km__kobj *k)
+{
+    int r;
+    pthread_rwlock_rdlock(&k->lock);
+    r = k->removed;
+    pthread_rwlock_unlock(&k->lock);
+    return r;
+}
+
 int km_key_open_id(km_key **out, km_ctx *ctx, const uint8_t id[16])
 {
     km__kobj *k = NULL;
@@ -923,6 +933,10 @@ int km_key_open_id(km_key **out, km_ctx *ctx, const uint8_t id[16])
         return km__err(KM_E_INVALID, "km_key_open_id: id is NULL");
     if ((rc = km__kobj_get(ctx, id, &k)) != KM_OK)
         return rc;
+    if (kobj_removed(k)) {
+        km__kobj_unref(k);
+        return km__err(KM_E_NOTFOUND, "the key no longer exists");
+    }
     return handle_new(out, k);
 }
 

@@ -940,3 +940,159 @@ out:
     km_secret_free(rec);
     return rc;
 }
+
+/* ---------------------------------------------------------------- purge */
+
+struct rkeys {
+    uint8_t (*k)[64];
+    size_t n, cap;
+};
+
+/* Collects the record keys of a prefix scan (deleted after the scan). */
+static int collect_key(const uint8_t *key, size_t key_len, const uint8_t *val, size_t val_len,
+                       void *arg)
+{
+    struct rkeys *r = arg;
+    (void)val; (void)val_len;
+    if (key_len > 63)
+        return km__err(KM_E_CORRUPT, "meta record key too long");
+    if (r->n == r->cap) {
+        size_t cap = r->cap ? r->cap * 2 : 16;
+        void *p = realloc(r->k, cap * 64);
+        if (p == NULL)
+            return km__err(KM_E_NOMEM, "out of memory");
+        r->k = p;
+        r->cap = cap;
+    }
+    r->k[r->n][0] = (uint8_t)key_len;
+    memcpy(r->k[r->n] + 1, key, key_len);
+    r->n++;
+    return 0;
+}
+
+/* Deletes every META record whose key begins with pfx || id. */
+static int del_prefixed(struct km_ctx *ctx, km__txn *t, const char *pfx, const uint8_t id[16])
+{
+    struct rkeys r = { NULL, 0, 0 };
+    uint8_t p[64];
+    size_t pl = km__acl_rkey(p, pfx, id, NULL), i;
+    int rc = km__rec_iter(t, ctx->sealer, KM__T_META, p, pl, collect_key, &r);
+    for (i = 0; rc == KM_OK && i < r.n; i++)
+        rc = km__rec_del(t, KM__T_META, r.k[i] + 1, r.k[i][0]);
+    free(r.k);
+    return rc;
+}
+
+/* Deletes a record that may be absent. */
+static int del_opt(km__txn *t, km__table tbl, const uint8_t *key, size_t len)
+{
+    int rc = km__rec_del(t, tbl, key, len);
+    if (rc == KM_E_NOTFOUND) {
+        km_error_clear();
+        rc = KM_OK;
+    }
+    return rc;
+}
+
+int km__key_purge(km__kobj *k)
+{
+    struct km_ctx *ctx = k->ctx;
+    km__txn *t = NULL;
+    km_secret *rec = NULL;
+    km__keymeta m;
+    char name[KM_KEY_NAME_MAX + 1], d[KM__AUDIT_DETAIL_MAX], *own = NULL;
+    const uint8_t *b, *v;
+    size_t bl, vl, i;
+    uint32_t nvers = 0, flags = 0, ver, keep_days;
+    int64_t last = 0, now = km__now(ctx);
+    uint8_t h[32], vk[20];
+    int rc;
+
+    memset(&m, 0, sizeof m);
+    if ((rc = km__wtxn_begin(ctx, &t)) != KM_OK)
+        return rc;
+    if ((rc = rec_read(ctx, t, k->id, &rec, name, &m)) != KM_OK)
+        goto fail;
+    b = km_secret_data(rec);
+    bl = km_secret_len(rec);
+    if (km__tlv_get_u32(b, bl, KM__K_NVERSIONS, &nvers) != KM_OK || nvers > KM__VERSIONS_MAX
+        || km__tlv_get_u32(b, bl, KM__K_FLAGS, &flags) != KM_OK) {
+        rc = km__err(KM_E_CORRUPT, "key record: bad version count or flags");
+        goto fail;
+    }
+    if (flags & KM_KEY_DELETION_PROTECTED) {
+        rc = km__err(KM_E_STATE, "key '%s' is protected against deletion: it is not purged", name);
+        goto fail;
+    }
+    for (ver = 1; ver <= nvers; ver++) {
+        km_secret *vr = NULL;
+        km__ver vs;
+        km__vkey(vk, k->id, ver);
+        rc = km__rec_get(t, ctx->sealer, KM__T_VMETA, vk, 20, &vr);
+        if (rc == KM_OK)
+            rc = km__vmeta_decode(km_secret_data(vr), km_secret_len(vr), &vs);
+        km_secret_free(vr);
+        if (rc == KM_E_NOTFOUND)
+            rc = km__err(KM_E_CORRUPT, "version %u of a key has no record", ver);
+        if (rc != KM_OK)
+            goto fail;
+        if (vs.state != KM_STATE_DESTROYED) {
+            rc = km__err(KM_E_STATE, "key '%s' version %u is %s: only a key whose versions are all "
+                                     "destroyed is purged", name, ver, km_state_name(vs.state));
+            goto fail;
+        }
+        if (vs.destroyed > last)
+            last = vs.destroyed;
+        else if (vs.destroyed == 0 && vs.destroy_after > last) /* older records */
+            last = vs.destroy_after;
+    }
+    /* the retention of the policy in force for the key (its own may lengthen it) */
+    if (km__tlv_find(b, bl, KM__K_POLICY, &v, &vl) && (own = dup_checked(v, vl, &rc)) == NULL)
+        goto fail;
+    {
+        const km__policy *p = km__policy_acquire(ctx), *eff;
+        km__policy *o = NULL;
+        if (effective(p, own, &o, &eff) != KM_OK)
+            eff = p;
+        keep_days = km__policy_tombstone_days(eff);
+        km__policy_free(o);
+        km__policy_release(ctx);
+    }
+    if (now < last + (int64_t)keep_days * 86400) {
+        rc = km__err(KM_E_STATE, "key '%s' was destroyed less than %u days ago (the policy's "
+                                 "destruction.tombstone_days): it is kept until then", name,
+                     keep_days);
+        goto fail;
+    }
+    /* the names, the versions' records, the grants and the owner, the key */
+    if ((rc = km__sealer_name_hash(ctx->sealer, name, strlen(name), h)) != KM_OK
+        || (rc = del_opt(t, KM__T_NAMES, h, 32)) != KM_OK)
+        goto fail;
+    for (i = 0; i < m.naliases; i++)
+        if ((rc = km__sealer_name_hash(ctx->sealer, m.aliases[i], strlen(m.aliases[i]), h)) != KM_OK
+            || (rc = del_opt(t, KM__T_NAMES, h, 32)) != KM_OK)
+            goto fail;
+    for (ver = 1; ver <= nvers; ver++) {
+        km__vkey(vk, k->id, ver);
+        if ((rc = del_opt(t, KM__T_VMETA, vk, 20)) != KM_OK
+            || (rc = del_opt(t, KM__T_MATERIAL, vk, 20)) != KM_OK
+            || (rc = del_opt(t, KM__T_COUNTERS, vk, 20)) != KM_OK)
+            goto fail;
+    }
+    if ((rc = del_prefixed(ctx, t, KM__PFX_GRANT, k->id)) != KM_OK
+        || (rc = del_prefixed(ctx, t, KM__PFX_OWNER, k->id)) != KM_OK
+        || (rc = km__rec_del(t, KM__T_KEYS, k->id, 16)) != KM_OK)
+        goto fail;
+    snprintf(d, sizeof d, "'%.64s' purged: %u destroyed version(s), its name%s freed", name, nvers,
+             m.naliases ? " and aliases" : "");
+    rc = km__wtxn_commit(ctx, t, KM__OP_KEY_DESTROY, k->id, 0, d);
+    t = NULL;
+    goto out;
+fail:
+    km__wtxn_abort(t);
+out:
+    free(own);
+    km__keymeta_free(&m);
+    km_secret_free(rec);
+    return rc;
+}

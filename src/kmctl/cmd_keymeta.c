@@ -420,3 +420,12 @@ int kmctl_cmd_key_trim(struct kmctl *k, const struct kmctl_args *a)
                                a->pos[0], (unsigned)n);
     return printf("%u\n", (unsigned)n) < 0 ? write_failed() : KMCTL_EXIT_OK;
 }
+
+int kmctl_cmd_key_purge(struct kmctl *k, const struct kmctl_args *a)
+{
+    km_key *key = NULL;
+    int rc = kmctl_open_key(k, a->pos[0], &key);
+    if (rc != KMCTL_EXIT_OK)
+        return rc;
+    return done(km_key_purge(key), key, "purging", a->pos[0]);
+}

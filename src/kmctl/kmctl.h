@@ -209,6 +209,7 @@ int kmctl_cmd_key_tag(struct kmctl *k, const struct kmctl_args *a);
 int kmctl_cmd_key_untag(struct kmctl *k, const struct kmctl_args *a);
 int kmctl_cmd_key_set(struct kmctl *k, const struct kmctl_args *a);
 int kmctl_cmd_key_trim(struct kmctl *k, const struct kmctl_args *a);
+int kmctl_cmd_key_purge(struct kmctl *k, const struct kmctl_args *a);
 /* request create key-set: the params of a key settings request (pf holds a read file) */
 int kmctl_key_set_request_params(const struct kmctl_args *a, struct kmctl_buf *pf,
                                  const uint8_t **pp, size_t *plen);

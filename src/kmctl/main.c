@@ -294,6 +294,8 @@ static const struct kmctl_cmd commands[] = {
       "deletion protection, version window" },
     { "key trim", "NAME", 1, o_trim, NULL, kmctl_cmd_key_trim, VAULT_OPEN, "",
       "retire the versions below the minimum decryption version (deactivated, then destroyed after the grace)" },
+    { "key purge", "NAME", 1, o_none, NULL, kmctl_cmd_key_purge, VAULT_OPEN, "",
+      "remove a destroyed key's records once the policy's retention is over (frees its name)" },
     { "version", "", 0, o_none, NULL, cmd_version, VAULT_NONE, "", "print the kmctl and libkm versions" },
     { "help", "", 0, o_none, NULL, cmd_help, VAULT_NONE, "", "print this help" },
 };

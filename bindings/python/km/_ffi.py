@@ -588,6 +588,7 @@ _FUNCTIONS = {
     "km_keyinfo_policy": (_ccp, [KEYINFO_P], _check_string),
     "km_keyinfo_window": (None, [KEYINFO_P, U32_P, U32_P], None),
     "km_key_trim": (_int, [KEY_P, _u32, U32_P], _check),
+    "km_key_purge": (_int, [KEY_P], _check),
 }
 
 

@@ -158,6 +158,17 @@ class _KeyMeta:
         return n.value
 
 
+    def purge(self):
+        """Removes the records of this key once every version is destroyed and
+        the policy's destruction.tombstone_days have passed; its name and
+        aliases are free again and the handle is closed. StateError before
+        then, or under deletion protection."""
+        p = _pkg()
+        with p._Use(self._h) as k:
+            lib.km_key_purge(k)
+        self.close()
+
+
 class _VaultMeta:
     """Aliases and the filtered listing of a Vault."""
 

@@ -189,3 +189,11 @@ def test_version_window_and_trim(vault):
     assert k.trim(grace_days=7) == 1
     assert [v["state"] for v in k.info()["versions"]] == ["destroy-pending", "active", "active"]
     assert k.trim() == 0
+
+
+def test_purge_refused_before_destruction(vault):
+    k = vault.create_key("young", "aes-256-gcm")
+    with pytest.raises(km.StateError):
+        k.purge()
+    assert not k.closed
+    assert vault.get_policy()["destruction"]["tombstone_days"] == 90
