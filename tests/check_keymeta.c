@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include <km.h>
 
@@ -761,6 +762,75 @@ START_TEST(test_window_trim)
 END_TEST
 
 
+
+/* ------------------------------------------------ further imported versions */
+
+START_TEST(test_import_further_versions)
+{
+    static const uint8_t id[16] = { 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7 };
+    uint8_t m2[32], m3[32], m5[32], ct[128], pt[16];
+    km_key_options o = KM_KEY_OPTIONS_INIT;
+    km_key *k = NULL, *src = NULL;
+    km_keyinfo *info = NULL;
+    size_t ctl = 0, ptl = 0;
+    km_version_info v;
+
+    memset(m2, 2, sizeof m2);
+    memset(m3, 3, sizeof m3);
+    memset(m5, 5, sizeof m5);
+    o.key_id = id;
+    o.import_version = 2;   /* the source's version 1 is gone: recorded destroyed */
+    OK(km_key_import(&k, ctx, "migrated", KM_KEY_AES_256_GCM, KM_MATERIAL_RAW, m2, 32,
+                     KM_IMPORT_ALLOW_RAW, &o));
+    km_key_free(k);
+    o.import_version = 3;
+    OK(km_key_import(&k, ctx, "migrated", KM_KEY_AES_256_GCM, KM_MATERIAL_RAW, m3, 32,
+                     KM_IMPORT_ALLOW_RAW, &o));
+    /* not newer, another name, another type */
+    RC(KM_E_EXISTS, km_key_import(NULL, ctx, "migrated", KM_KEY_AES_256_GCM, KM_MATERIAL_RAW, m5,
+                                  32, KM_IMPORT_ALLOW_RAW, &o));
+    o.import_version = 5;
+    RC(KM_E_EXISTS, km_key_import(NULL, ctx, "elsewhere", KM_KEY_AES_256_GCM, KM_MATERIAL_RAW, m5,
+                                  32, KM_IMPORT_ALLOW_RAW, &o));
+    RC(KM_E_INVALID, km_key_import(NULL, ctx, "migrated", KM_KEY_HMAC_SHA256, KM_MATERIAL_RAW, m5,
+                                   32, KM_IMPORT_ALLOW_RAW, &o));
+    OK(km_key_import(NULL, ctx, "migrated", KM_KEY_AES_256_GCM, KM_MATERIAL_RAW, m5, 32,
+                     KM_IMPORT_ALLOW_RAW, &o));
+    OK(km_key_info(&info, k));
+    ck_assert_uint_eq(km_keyinfo_version_count(info), 5);
+    ck_assert_uint_eq(km_keyinfo_primary(info), 5);
+    OK(km_keyinfo_version(info, 0, &v, sizeof v));
+    ck_assert_int_eq(v.state, KM_STATE_DESTROYED);
+    OK(km_keyinfo_version(info, 3, &v, sizeof v));
+    ck_assert_int_eq(v.state, KM_STATE_DESTROYED);
+    OK(km_keyinfo_version(info, 2, &v, sizeof v));
+    ck_assert_int_eq(v.state, KM_STATE_ACTIVE);
+    km_keyinfo_free(info);
+    /* a ciphertext of the source's version 3 (same id, same material) decrypts here */
+    {
+        char d2[4096];
+        km_ctx *other;
+        km_key_options so = KM_KEY_OPTIONS_INIT;
+        snprintf(d2, sizeof d2, "%s/src", dir);
+        ck_assert_int_eq(mkdir(d2, 0700), 0);
+        other = tu_vault(d2);
+        so.key_id = id;
+        so.import_version = 3;
+        OK(km_key_import(&src, other, "src", KM_KEY_AES_256_GCM, KM_MATERIAL_RAW, m3, 32,
+                         KM_IMPORT_ALLOW_RAW, &so));
+        OK(km_encrypt(src, (const uint8_t *)"old data", 8, NULL, 0, ct, sizeof ct, &ctl));
+        km_key_free(src);
+        km_close(other);
+    }
+    OK(km_decrypt(ctx, 0, ct, ctl, NULL, 0, pt, sizeof pt, &ptl));
+    ck_assert(ptl == 8 && memcmp(pt, "old data", 8) == 0);
+    /* create takes no import_version */
+    o.key_id = NULL;
+    RC(KM_E_INVALID, km_key_create(NULL, ctx, "c", KM_KEY_AES_256_GCM, &o));
+    km_key_free(k);
+}
+END_TEST
+
 /* ---------------------------------------------------------------- purge */
 
 START_TEST(test_purge)
@@ -850,6 +920,7 @@ static Suite *keymeta_suite(void)
     tcase_add_test(tc, test_keyset_deletion_protection);
     tcase_add_test(tc, test_window_min_versions);
     tcase_add_test(tc, test_window_trim);
+    tcase_add_test(tc, test_import_further_versions);
     tc = tu_tcase(s, "clocked", 60, setup_clocked, teardown);
     tcase_add_test(tc, test_purge);
     tcase_add_test(tc, test_purge_refused_by_protection_and_policy);

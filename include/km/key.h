@@ -77,7 +77,7 @@ typedef enum km_key_state {
 /** Longest key name in bytes (UTF-8, no NUL, no control characters). */
 #define KM_KEY_NAME_MAX 255
 
-#define KM_KEY_OPTIONS_VERSION 4
+#define KM_KEY_OPTIONS_VERSION 5
 /** Options of km_key_create() and km_key_import(). */
 typedef struct km_key_options {
     uint32_t version;        /**< KM_KEY_OPTIONS_VERSION */
@@ -97,9 +97,16 @@ typedef struct km_key_options {
     /* ---- version 4 ---- */
     const uint8_t *key_id;   /**< import only: keep this 16-byte id (the source key's, so that
                                   its ciphertexts decrypt here); NULL = a new random id */
+    /* ---- version 5 ---- */
+    uint32_t import_version; /**< import only: the version number the material becomes (0 = 1).
+                                  With key_id naming a key this vault has (under the same name,
+                                  type and protection), the material is added to it as that
+                                  version, which must be newer than its last; otherwise a new
+                                  key is made. Versions skipped below it are recorded as
+                                  destroyed (their material is not here). */
 } km_key_options;
 
-#define KM_KEY_OPTIONS_INIT { KM_KEY_OPTIONS_VERSION, 0, 0, NULL, 0, 0, 0, 0, 0, NULL, NULL }
+#define KM_KEY_OPTIONS_INIT { KM_KEY_OPTIONS_VERSION, 0, 0, NULL, 0, 0, 0, 0, 0, NULL, NULL, 0 }
 
 /** Material formats for km_key_import() and km_key_public_export(). */
 typedef enum km_material_format {

@@ -986,6 +986,9 @@ static int check_key_options(const char *fn, km_key_type type, const km_key_opti
         if (o->destroy_grace_days > 3650)
             return km__err(KM_E_INVALID, "%s: opts->destroy_grace_days must be at most 3650", fn);
     }
+    if (o->version >= 5 && o->import_version > KM__VERSIONS_MAX)
+        return km__err(KM_E_INVALID, "%s: opts->import_version is past the %u versions a key "
+                                     "keeps", fn, (unsigned)KM__VERSIONS_MAX);
     return KM_OK;
 }
 
@@ -1037,6 +1040,8 @@ static int policy_for_new_key(km_ctx *ctx, km_key_type type, uint32_t key_bits,
         eff->protection = o->protection;
         if (o->version >= 4)
             eff->key_id = o->key_id;
+        if (o->version >= 5)
+            eff->import_version = o->import_version;
         if (o->version >= 2) {
             eff->activate_at = o->activate_at;
             eff->rotate_days = o->rotate_days;
@@ -1073,6 +1078,28 @@ static int policy_for_new_key(km_ctx *ctx, km_key_type type, uint32_t key_bits,
     return rc;
 }
 
+/* Records versions from..to-1 of key id, whose material was never imported,
+ * as destroyed (so that version numbers stay those of the source key). */
+static int put_skipped(km_ctx *ctx, km__txn *t, const uint8_t id[16], uint32_t from, uint32_t to,
+                       int64_t now)
+{
+    uint8_t vk[20], buf[256];
+    size_t len;
+    uint32_t i;
+    int rc = KM_OK;
+    for (i = from; i < to && rc == KM_OK; i++) {
+        km__ver v;
+        memset(&v, 0, sizeof v);
+        v.version = i;
+        v.state = KM_STATE_DESTROYED;
+        v.created = v.destroyed = now;
+        km__vkey(vk, id, i);
+        if ((rc = km__vmeta_encode(&v, buf, sizeof buf, &len)) == KM_OK)
+            rc = km__rec_put(t, ctx->sealer, KM__T_VMETA, vk, 20, buf, len, KM__PUT_NOOVERWRITE);
+    }
+    return rc;
+}
+
 /* Writes a new key (record, name index, version 1 metadata and material) in
  * one transaction. Nothing is written on failure. With `raw` (plaintext
  * material being imported), the caller's approved KM_REQ_IMPORT_RAW request
@@ -1089,6 +1116,7 @@ static int store_new_key(km_ctx *ctx, int op, const char *name, size_t name_len,
     uint8_t h[32], vk[20], buf[KM__KEY_POLICY_MAX + 1024];
     size_t len;
     int64_t now = km__now(ctx);
+    uint32_t first;
     int rc;
 
     memset(&tmp, 0, sizeof tmp);
@@ -1099,7 +1127,8 @@ static int store_new_key(km_ctx *ctx, int op, const char *name, size_t name_len,
     snprintf(tmp.protection, sizeof tmp.protection, "%s", prot);
     tmp.created = now;
     set_periods(&tmp, o);
-    km__version_init(&v, &tmp, 1, now, o != NULL && o->version >= 2 ? o->activate_at : 0);
+    first = o != NULL && o->version >= 5 && o->import_version > 1 ? o->import_version : 1;
+    km__version_init(&v, &tmp, first, now, o != NULL && o->version >= 2 ? o->activate_at : 0);
 
     if (o != NULL && o->version >= 4 && o->key_id != NULL)
         memcpy(id_out, o->key_id, 16);
@@ -1107,7 +1136,7 @@ static int store_new_key(km_ctx *ctx, int op, const char *name, size_t name_len,
         return rc;
     if ((rc = km__sealer_name_hash(ctx->sealer, name, name_len, h)) != KM_OK)
         return rc;
-    km__vkey(vk, id_out, 1);
+    km__vkey(vk, id_out, first);
     if ((rc = km__wtxn_begin(ctx, &t)) != KM_OK)
         return rc;
     rc = km__rec_put(t, ctx->sealer, KM__T_NAMES, h, 32, id_out, 16, KM__PUT_NOOVERWRITE);
@@ -1117,8 +1146,9 @@ static int store_new_key(km_ctx *ctx, int op, const char *name, size_t name_len,
     }
     if (rc != KM_OK)
         goto fail;
-    if ((rc = encode_key(&tmp, 1, buf, sizeof buf, &len)) != KM_OK
+    if ((rc = encode_key(&tmp, first, buf, sizeof buf, &len)) != KM_OK
         || (rc = km__rec_put(t, ctx->sealer, KM__T_KEYS, id_out, 16, buf, len, KM__PUT_NOOVERWRITE)) != KM_OK
+        || (rc = put_skipped(ctx, t, id_out, 1, first, now)) != KM_OK
         || (rc = km__vmeta_encode(&v, buf, sizeof buf, &len)) != KM_OK
         || (rc = km__rec_put(t, ctx->sealer, KM__T_VMETA, vk, 20, buf, len, KM__PUT_NOOVERWRITE)) != KM_OK
         || (rc = km__rec_put(t, ctx->sealer, KM__T_MATERIAL, vk, 20, km_secret_data(ref),
@@ -1132,7 +1162,7 @@ static int store_new_key(km_ctx *ctx, int op, const char *name, size_t name_len,
     {
         char d[120];
         snprintf(d, sizeof d, "'%.64s' %s, %s", name, km__type_name(type), prot);
-        return km__wtxn_commit(ctx, t, op, id_out, 1, d);
+        return km__wtxn_commit(ctx, t, op, id_out, first, d);
     }
 fail:
     km__wtxn_abort(t);
@@ -1176,6 +1206,8 @@ static int key_create(int internal, km_key **out, km_ctx *ctx, const char *name,
         return km__err(KM_E_INVALID, "km_key_create: names beginning with 'km:' are libkm's own");
     if (opts != NULL && opts->version >= 4 && opts->key_id != NULL)
         return km__err(KM_E_INVALID, "km_key_create: opts->key_id is for imports only");
+    if (opts != NULL && opts->version >= 5 && opts->import_version != 0)
+        return km__err(KM_E_INVALID, "km_key_create: opts->import_version is for imports only");
     if ((rc = km__ctx_policy_refresh(ctx, 0)) != KM_OK
         || (rc = policy_for_new_key(ctx, type, 0, opts, &eff)) != KM_OK)
         return rc;
@@ -1223,6 +1255,117 @@ int km__key_create_reserved(km_key **out, km_ctx *ctx, const char *name, km_key_
                             const km_key_options *opts)
 {
     return key_create(1, out, ctx, name, type, opts);
+}
+
+/* Adds imported material to key k as `version` (newer than its last; the
+ * versions between are recorded destroyed), in one transaction with the raw
+ * import's dual-control request when `raw`. */
+static int import_version(km__kobj *k, const char *name, km_key_type type, const char *prot,
+                          uint32_t kflags, km_material_format format, const uint8_t *material,
+                          size_t material_len, uint32_t version, int raw)
+{
+    km_ctx *ctx = k->ctx;
+    km_backend_keyspec spec;
+    km_secret *ref = NULL, *rec = NULL;
+    km__txn *t = NULL;
+    km__ver v;
+    uint8_t vk[20], buf[256], *kbuf = NULL;
+    static const uint8_t nvers_tag = KM__K_NVERSIONS;
+    uint32_t nvers = 0;
+    size_t len;
+    int rc, committing = 0;
+
+    if (strcmp(k->name, name) != 0)
+        return km__err(KM_E_EXISTS, "a key with this id exists here as '%s'", k->name);
+    if (k->type != type || strcmp(k->protection, prot) != 0
+        || (k->flags & KM_KEY_PUBLIC_ONLY) != (kflags & KM_KEY_PUBLIC_ONLY))
+        return km__err(KM_E_INVALID, "key '%s' is %s, %s%s: a further version must be the same",
+                       k->name, km__type_name(k->type), k->protection,
+                       (k->flags & KM_KEY_PUBLIC_ONLY) ? ", public only" : "");
+    if (version > KM__VERSIONS_MAX)
+        return km__err(KM_E_LIMIT, "a key keeps at most %u versions", (unsigned)KM__VERSIONS_MAX);
+    {
+        const km__policy *p = km__policy_acquire(ctx);
+        km__policy *own = NULL;
+        if (k->policy_json != NULL
+            && km__policy_parse(&own, k->policy_json, strlen(k->policy_json), p) == KM_OK)
+            p = own;
+        rc = km__policy_check_protect_bits(p, type, format == KM_MATERIAL_RAW
+                                                        && km__type_is_symmetric(type)
+                                                        ? (uint32_t)(material_len * 8) : 0,
+                                           km__now(ctx));
+        km__policy_free(own);
+        km__policy_release(ctx);
+        if (rc != KM_OK)
+            return rc;
+    }
+    if (k->be->ops.import == NULL)
+        return km__err(KM_E_UNSUPPORTED, "backend '%s' does not import keys", prot);
+    make_spec(&spec, k->type, k->usage, k->flags, k->id, version);
+    rc = k->be->ops.import(k->be->state, &spec, format, material, material_len, &ref);
+    if (rc == KM_OK && (ref == NULL || km_secret_len(ref) == 0))
+        rc = km__err(KM_E_BACKEND, "backend '%s' returned no key reference", prot);
+    if (rc != KM_OK)
+        goto out;
+    if ((rc = km__wtxn_begin(ctx, &t)) != KM_OK)
+        goto fail;
+    rc = km__rec_get(t, ctx->sealer, KM__T_KEYS, k->id, 16, &rec);
+    if (rc == KM_OK && (km__tlv_check(km_secret_data(rec), km_secret_len(rec)) != KM_OK
+                        || km__tlv_get_u32(km_secret_data(rec), km_secret_len(rec),
+                                           KM__K_NVERSIONS, &nvers) != KM_OK))
+        rc = km__err(KM_E_CORRUPT, "key record: bad version count");
+    if (rc != KM_OK)
+        goto fail;
+    if (version <= nvers) {
+        rc = km__err(KM_E_EXISTS, "key '%s' already has version %u (its last is %u): a further "
+                                  "version must be newer", k->name, version, nvers);
+        goto fail;
+    }
+    len = km_secret_len(rec) + 16;
+    if ((kbuf = malloc(len)) == NULL) {
+        rc = km__err(KM_E_NOMEM, "out of memory");
+        goto fail;
+    }
+    {
+        km__tlv_w w;
+        km__tlv_init(&w, kbuf, len);
+        km__tlv_copy_except(&w, km_secret_data(rec), km_secret_len(rec), &nvers_tag, 1);
+        km__tlv_put_u32(&w, KM__K_NVERSIONS, version);
+        if ((rc = km__tlv_end(&w)) != KM_OK
+            || (rc = km__rec_put(t, ctx->sealer, KM__T_KEYS, k->id, 16, kbuf, w.len, 0)) != KM_OK)
+            goto fail;
+    }
+    km__version_init(&v, k, version, km__now(ctx), 0);
+    km__vkey(vk, k->id, version);
+    if ((rc = put_skipped(ctx, t, k->id, nvers + 1, version, km__now(ctx))) != KM_OK
+        || (rc = km__vmeta_encode(&v, buf, sizeof buf, &len)) != KM_OK
+        || (rc = km__rec_put(t, ctx->sealer, KM__T_VMETA, vk, 20, buf, len, KM__PUT_NOOVERWRITE)) != KM_OK
+        || (rc = km__rec_put(t, ctx->sealer, KM__T_MATERIAL, vk, 20, km_secret_data(ref),
+                             km_secret_len(ref), KM__PUT_NOOVERWRITE)) != KM_OK)
+        goto fail;
+    if (raw && (rc = km__quorum_consume(ctx, t, KM_REQ_IMPORT_RAW, NULL, material, material_len))
+                  != KM_OK)
+        goto fail;
+    {
+        char d[120];
+        snprintf(d, sizeof d, "'%.64s' version %u imported", k->name, version);
+        rc = km__wtxn_commit_ex(ctx, t, KM__OP_KEY_IMPORT, k->id, version, d, &committing);
+        t = NULL;
+    }
+    if (rc != KM_OK && !committing)
+        goto fail;
+    if (rc == KM_OK)
+        (void)km__kobj_refresh(k, 1);
+    goto out;
+fail:
+    km__wtxn_abort(t);
+    if (ref != NULL && k->be->ops.destroy != NULL)
+        (void)k->be->ops.destroy(k->be->state, &spec, km_secret_data(ref), km_secret_len(ref));
+out:
+    free(kbuf);
+    km_secret_free(rec);
+    km_secret_free(ref);
+    return rc;
 }
 
 int km_key_import(km_key **out, km_ctx *ctx, const char *name, km_key_type type,
@@ -1283,6 +1426,22 @@ int km__key_import(km_key **out, km_ctx *ctx, const char *name, km_key_type type
     if (raw && (rc = km__quorum_check_own(ctx, KM_REQ_IMPORT_RAW, NULL, material, material_len))
                    != KM_OK)
         return rc;
+    /* a further version of a key this vault has (the same id) */
+    if (opts != NULL && opts->version >= 5 && opts->import_version > 1 && opts->key_id != NULL) {
+        rc = km__kobj_get(ctx, opts->key_id, &k);
+        if (rc == KM_OK) {
+            rc = import_version(k, name, type, prot, kflags, format, material, material_len,
+                                opts->import_version, raw);
+            if (rc == KM_OK && out != NULL)
+                return handle_new(out, k);
+            km__kobj_unref(k);
+            return rc;
+        }
+        if (rc != KM_E_NOTFOUND)
+            return rc;
+        km_error_clear();
+        k = NULL;
+    }
     if ((rc = km__ctx_policy_refresh(ctx, 0)) != KM_OK
         || (rc = policy_for_new_key(ctx, type,
                                     format == KM_MATERIAL_RAW && km__type_is_symmetric(type)

@@ -243,11 +243,15 @@ def _names(mask, names):
 
 def _key_options(usage=None, exportable=False, protection=None, activate_at=None,
                  rotate_days=None, protect_days=None, process_days=None,
-                 destroy_grace_days=None, policy=None, key_id=None):
+                 destroy_grace_days=None, policy=None, key_id=None, version=None,
+                 deletion_protection=False):
     o = _ffi.km_key_options()
     o.version = _ffi.KM_KEY_OPTIONS_VERSION
     o.usage = _mask(usage, USAGES, "usage")
     o.flags = _ffi.KM_KEY_EXPORTABLE if exportable else 0
+    if deletion_protection:
+        o.flags |= _ffi.KM_KEY_DELETION_PROTECTED
+    o.import_version = int(version or 0)
     o.protection = None if protection is None else _cstr(protection, "protection")
     if isinstance(activate_at, _dt.datetime):
         activate_at = int(activate_at.timestamp())
@@ -666,9 +670,13 @@ class Vault(_VaultMeta):
         material: bytes/bytearray (or str for "pem"); copied and the copy wiped.
         format: "raw" (symmetric bytes; 32-byte Ed25519/X25519 private keys),
             "pkcs8" (DER), "spki" (DER public key: a verify-only key), "pem".
-        options: as create_key().
+        options: as create_key(), and key_id (16 bytes or hex: keep the source
+            key's id) with version (the version number the material becomes:
+            with the id of a key this vault has, under the same name, it adds
+            that version to it; versions skipped are recorded destroyed).
         Raises: InvalidArgument (bad length, unparsable material, a type
-        mismatch), AlreadyExists, StorageError.
+        mismatch), AlreadyExists (the name, or a version not newer than the
+        key's last), StorageError.
         """
         cname = _cstr(name, "name")
         ktype = _key_type(type)

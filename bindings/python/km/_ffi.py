@@ -181,7 +181,9 @@ class km_key_options(ctypes.Structure):
                 # ---- version 3 ----
                 ("policy", ctypes.c_char_p),
                 # ---- version 4 ----
-                ("key_id", U8_P)]
+                ("key_id", U8_P),
+                # ---- version 5 ----
+                ("import_version", ctypes.c_uint32)]
 
 
 class km_version_info(ctypes.Structure):
@@ -256,7 +258,7 @@ KM_KDF_COST_DEFAULT = 17
 KM_KDF_COST_MIN = 14
 KM_KDF_COST_MAX = 22
 
-KM_KEY_OPTIONS_VERSION = 4
+KM_KEY_OPTIONS_VERSION = 5
 KM_KEY_EXPORTABLE = 0x1
 KM_KEY_PUBLIC_ONLY = 0x2
 KM_IMPORT_ALLOW_RAW = 0x1
