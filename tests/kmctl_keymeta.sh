@@ -190,6 +190,22 @@ t 2 "purge a missing key" - key purge nothing
 t 0 "policy show" - policy show
 check "the policy has destruction.tombstone_days" test "$(json_get out 'd["destruction"]["tombstone_days"]')" = 90
 
+# ---------------------------------------------------------------- further versions
+head -c 32 /dev/urandom >m1
+head -c 32 /dev/urandom >m2
+t 0 "import version 1 with a given id" - import mig --type aes-256-gcm --raw m1 --key-id 0123456789abcdef0123456789abcdef
+check "the id is kept" test "$(cat out)" = 0123456789abcdef0123456789abcdef
+t 0 "encrypt under version 1" msg encrypt mig
+cp out ctm1
+t 0 "import version 3" - import mig --type aes-256-gcm --raw m2 --key-id 0123456789abcdef0123456789abcdef --version 3
+t 3 "import version 3 again" - import mig --type aes-256-gcm --raw m2 --key-id 0123456789abcdef0123456789abcdef --version 3
+check "the refusal says it must be newer" grep -q "must be newer" err
+t 3 "another name for the same id" - import other --type aes-256-gcm --raw m2 --key-id 0123456789abcdef0123456789abcdef --version 4
+t 1 "a bad --key-id" - import x --type aes-256-gcm --raw m2 --key-id 0123
+t 0 "info" - key info mig --json
+check "three versions, version 2 recorded destroyed" test "$(json_get out '[v["state"] for v in d["versions"]]')" = "['active', 'destroyed', 'active']"
+t 0 "version 1 data still decrypts" ctm1 decrypt
+
 # ---------------------------------------------------------------- audit
 t 0 "audit show" - audit show
 check "the changes are audited as key.meta" test "$(grep -c '"op": *"key.meta"' out)" -ge 10

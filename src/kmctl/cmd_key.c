@@ -348,8 +348,11 @@ int kmctl_cmd_key_import(struct kmctl *k, const struct kmctl_args *a)
     size_t len = 0;
     int rc;
 
+    uint8_t id[16];
+
     if ((rc = parse_type(a->val[OPT_TYPE], &type)) != KMCTL_EXIT_OK ||
-        (rc = key_options(a, &o)) != KMCTL_EXIT_OK)
+        (rc = key_options(a, &o)) != KMCTL_EXIT_OK ||
+        (rc = kmctl_import_target(a, &o, id)) != KMCTL_EXIT_OK)
         return rc;
     if (a->val[OPT_WRAPPED] != NULL)
         return import_wrapped(k, a, type, &o);

@@ -429,3 +429,35 @@ int kmctl_cmd_key_purge(struct kmctl *k, const struct kmctl_args *a)
         return rc;
     return done(km_key_purge(key), key, "purging", a->pos[0]);
 }
+
+/* ------------------------------------------------------------ import */
+
+int kmctl_import_target(const struct kmctl_args *a, km_key_options *o, uint8_t id[16])
+{
+    const char *h = a->val[OPT_KEY_ID];
+    size_t i;
+
+    if (h != NULL) {
+        for (i = 0; i < 32; i++) {
+            char c = h[i];
+            int v = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10
+                  : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
+            if (v < 0)
+                break;
+            if (i % 2 == 0)
+                id[i / 2] = (uint8_t)(v << 4);
+            else
+                id[i / 2] |= (uint8_t)v;
+        }
+        if (i != 32 || h[32] != '\0')
+            return kmctl_error(KMCTL_EXIT_USAGE, "--key-id: expected 32 hex digits (the id key "
+                                                 "info shows)");
+        o->key_id = id;
+    }
+    if (a->val[OPT_VERSION] != NULL) {
+        if (a->num[OPT_VERSION] == 0)
+            return kmctl_error(KMCTL_EXIT_USAGE, "--version: versions count from 1");
+        o->import_version = (uint32_t)a->num[OPT_VERSION];
+    }
+    return KMCTL_EXIT_OK;
+}

@@ -83,6 +83,7 @@ enum kmctl_opt_id {
     OPT_NOT_EXPORTABLE,
     OPT_MIN_DECRYPTION,
     OPT_MIN_ENCRYPTION,
+    OPT_KEY_ID,
     OPT__COUNT
 };
 
@@ -210,6 +211,8 @@ int kmctl_cmd_key_untag(struct kmctl *k, const struct kmctl_args *a);
 int kmctl_cmd_key_set(struct kmctl *k, const struct kmctl_args *a);
 int kmctl_cmd_key_trim(struct kmctl *k, const struct kmctl_args *a);
 int kmctl_cmd_key_purge(struct kmctl *k, const struct kmctl_args *a);
+/* import --key-id HEX --version N: the options' key_id (kept in id) and import_version */
+int kmctl_import_target(const struct kmctl_args *a, km_key_options *o, uint8_t id[16]);
 /* request create key-set: the params of a key settings request (pf holds a read file) */
 int kmctl_key_set_request_params(const struct kmctl_args *a, struct kmctl_buf *pf,
                                  const uint8_t **pp, size_t *plen);

@@ -76,7 +76,8 @@ static const struct kmctl_optspec o_import[] = {
     { "raw", "FILE", ARG_STR, 0, OPT_RAW, 0 },
     { "format", "raw|pkcs8|spki|pem", ARG_STR, 0, OPT_FORMAT, 0 },
     { "wrapped", "BLOB", ARG_STR, 0, OPT_WRAPPED, 0 },
-    O_PROTECTION, O_EXPORTABLE, O_USAGE, O_END };
+    O_PROTECTION, O_EXPORTABLE, O_USAGE,
+    { "key-id", "HEX", ARG_STR, 0, OPT_KEY_ID, 0 }, O_VERSION, O_END };
 static const struct kmctl_optspec o_public[] = {
     { "der", NULL, ARG_NONE, 0, OPT_DER, 0 }, O_VERSION, O_END };
 static const struct kmctl_optspec o_version[] = { O_VERSION, O_END };

@@ -197,3 +197,15 @@ def test_purge_refused_before_destruction(vault):
         k.purge()
     assert not k.closed
     assert vault.get_policy()["destruction"]["tombstone_days"] == 90
+
+
+def test_import_further_versions(vault):
+    kid = bytes(range(16))
+    k = vault.import_key("mig", "aes-256-gcm", b"\x01" * 32, key_id=kid)
+    ct1 = k.encrypt(b"one")
+    k2 = vault.import_key("mig", "aes-256-gcm", b"\x03" * 32, key_id=kid, version=3)
+    assert k2.id == kid
+    assert [v["state"] for v in k2.info()["versions"]] == ["active", "destroyed", "active"]
+    with pytest.raises(km.AlreadyExists):
+        vault.import_key("mig", "aes-256-gcm", b"\x04" * 32, key_id=kid, version=3)
+    assert vault.decrypt(ct1) == b"one"
