@@ -831,6 +831,118 @@ START_TEST(test_import_further_versions)
 }
 END_TEST
 
+
+/* ------------------------------------------------ per-key backup, restore */
+
+static km_ctx *vault_in(const char *sub)
+{
+    char d[4096];
+    snprintf(d, sizeof d, "%s/%s", dir, sub);
+    ck_assert_int_eq(mkdir(d, 0700), 0);
+    return tu_vault(d);
+}
+
+static uint8_t *backup_of(km_key *k, const uint8_t *pub, size_t pub_len, const char *pass,
+                          size_t *len)
+{
+    uint8_t *b;
+    size_t need = 0;
+    RC(KM_E_BUFFER, km_key_backup(k, pub, pub_len, (const uint8_t *)pass, pass ? strlen(pass) : 0,
+                                  NULL, 0, &need));
+    b = malloc(need);
+    OK(km_key_backup(k, pub, pub_len, (const uint8_t *)pass, pass ? strlen(pass) : 0, b, need,
+                     len));
+    ck_assert_uint_eq(*len, need);
+    return b;
+}
+
+START_TEST(test_backup_restore)
+{
+    km_key_options o = KM_KEY_OPTIONS_INIT;
+    km_key *k = NULL, *r = NULL, *plain = mk("plain", KM_KEY_AES_256_GCM);
+    km_ctx *b = vault_in("b"), *c = vault_in("c");
+    uint8_t pub[2048], ct1[128], ct2[128], pt[16], *bk, *bp, *bad;
+    size_t pub_len = 0, ct1l, ct2l, ptl, bkl, bpl, need;
+    km_keyinfo *info = NULL;
+    km_version_info v;
+    const char *t, *val;
+
+    o.flags = KM_KEY_EXPORTABLE;
+    o.policy = "{\"version\": 1, \"rotation\": {\"max_days\": 100}}";
+    OK(km_key_create(&k, ctx, "moved", KM_KEY_AES_256_GCM, &o));
+    OK(km_encrypt(k, (const uint8_t *)"one", 3, NULL, 0, ct1, sizeof ct1, &ct1l));
+    OK(km_key_rotate(k, NULL));
+    OK(km_encrypt(k, (const uint8_t *)"two", 3, NULL, 0, ct2, sizeof ct2, &ct2l));
+    OK(km_key_revoke(k, 1, KM_REVOKE_SUPERSEDED, 0));
+    OK(km_key_set_tag(k, "team", "data"));
+    OK(km_key_alias_add(k, "moved-alias", 0));
+    /* not exportable: no backup */
+    RC(KM_E_POLICY, km_key_backup(plain, NULL, 0, (const uint8_t *)"pw", 2, NULL, 0, &need));
+    RC(KM_E_INVALID, km_key_backup(k, NULL, 0, NULL, 0, NULL, 0, &need));
+
+    OK(km_vault_wrapping_key(b, KM_MATERIAL_SPKI_DER, pub, sizeof pub, &pub_len));
+    bk = backup_of(k, pub, pub_len, NULL, &bkl);
+    OK(km_key_restore(b, bk, bkl, NULL, 0, NULL, &r));
+    ck_assert(memcmp(km_key_id(r), km_key_id(k), 16) == 0);
+    OK(km_decrypt(b, 0, ct1, ct1l, NULL, 0, pt, sizeof pt, &ptl));
+    ck_assert(ptl == 3 && memcmp(pt, "one", 3) == 0);
+    OK(km_decrypt(b, 0, ct2, ct2l, NULL, 0, pt, sizeof pt, &ptl));
+    OK(km_key_info(&info, r));
+    ck_assert_str_eq(km_keyinfo_name(info), "moved");
+    ck_assert_uint_eq(km_keyinfo_version_count(info), 2);
+    OK(km_keyinfo_version(info, 0, &v, sizeof v));
+    ck_assert_int_eq(v.state, KM_STATE_DEACTIVATED);
+    OK(km_keyinfo_version(info, 1, &v, sizeof v));
+    ck_assert_int_eq(v.state, KM_STATE_ACTIVE);
+    ck_assert_uint_ge(v.invocations, 1);         /* the counters came along */
+    ck_assert_ptr_nonnull(strstr(km_keyinfo_policy(info), "100"));
+    OK(km_keyinfo_tag(info, 0, &t, &val));
+    ck_assert(strcmp(t, "team") == 0 && strcmp(val, "data") == 0);
+    ck_assert_uint_eq(km_keyinfo_alias_count(info), 0); /* aliases stay behind */
+    km_keyinfo_free(info);
+    km_key_free(r);
+    /* here already: by name, and under another name by id */
+    RC(KM_E_EXISTS, km_key_restore(b, bk, bkl, NULL, 0, NULL, NULL));
+    RC(KM_E_EXISTS, km_key_restore(b, bk, bkl, NULL, 0, "moved-again", NULL));
+    ck_assert_ptr_nonnull(strstr(km_error_last()->message, "already"));
+    /* a backup for vault b is refused by vault c, with or without a wrapping key */
+    RC(KM_E_INTEGRITY, km_key_restore(c, bk, bkl, NULL, 0, NULL, NULL));
+    OK(km_vault_wrapping_key(c, KM_MATERIAL_SPKI_DER, pub, sizeof pub, &need));
+    RC(KM_E_INTEGRITY, km_key_restore(c, bk, bkl, NULL, 0, NULL, NULL));
+    /* altered: a byte of the contents, of the header (the key id), the magic */
+    bad = malloc(bkl);
+    memcpy(bad, bk, bkl);
+    bad[bkl - 20] ^= 1;
+    RC(KM_E_INTEGRITY, km_key_restore(b, bad, bkl, NULL, 0, "x1", NULL));
+    memcpy(bad, bk, bkl);
+    bad[5] ^= 1;
+    RC(KM_E_INTEGRITY, km_key_restore(b, bad, bkl, NULL, 0, "x2", NULL));
+    memcpy(bad, bk, bkl);
+    bad[0] = 'X';
+    RC(KM_E_INVALID, km_key_restore(b, bad, bkl, NULL, 0, "x3", NULL));
+    RC(KM_E_INVALID, km_key_restore(b, bk, 40, NULL, 0, "x4", NULL));
+    free(bad);
+
+    /* under a passphrase, into vault c */
+    bp = backup_of(k, NULL, 0, "backup passphrase", &bpl);
+    RC(KM_E_INTEGRITY, km_key_restore(c, bp, bpl, (const uint8_t *)"wrong", 5, NULL, NULL));
+    RC(KM_E_INVALID, km_key_restore(c, bp, bpl, NULL, 0, NULL, NULL));
+    OK(km_key_create(NULL, c, "moved", KM_KEY_AES_256_GCM, NULL));
+    RC(KM_E_EXISTS, km_key_restore(c, bp, bpl, (const uint8_t *)"backup passphrase", 17, NULL, NULL));
+    OK(km_key_restore(c, bp, bpl, (const uint8_t *)"backup passphrase", 17, "moved-here", &r));
+    ck_assert_str_eq(km_key_name(r), "moved-here");
+    OK(km_decrypt(c, 0, ct2, ct2l, NULL, 0, pt, sizeof pt, &ptl));
+    km_key_free(r);
+    OK(km_audit_verify(c, NULL, NULL, NULL));
+    free(bk);
+    free(bp);
+    km_key_free(k);
+    km_key_free(plain);
+    km_close(b);
+    km_close(c);
+}
+END_TEST
+
 /* ---------------------------------------------------------------- purge */
 
 START_TEST(test_purge)
@@ -921,6 +1033,7 @@ static Suite *keymeta_suite(void)
     tcase_add_test(tc, test_window_min_versions);
     tcase_add_test(tc, test_window_trim);
     tcase_add_test(tc, test_import_further_versions);
+    tcase_add_test(tc, test_backup_restore);
     tc = tu_tcase(s, "clocked", 60, setup_clocked, teardown);
     tcase_add_test(tc, test_purge);
     tcase_add_test(tc, test_purge_refused_by_protection_and_policy);
