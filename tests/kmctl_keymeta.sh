@@ -206,6 +206,38 @@ t 0 "info" - key info mig --json
 check "three versions, version 2 recorded destroyed" test "$(json_get out '[v["state"] for v in d["versions"]]')" = "['active', 'destroyed', 'active']"
 t 0 "version 1 data still decrypts" ctm1 decrypt
 
+# ---------------------------------------------------------------- backup, restore
+t 0 "create an exportable key" - key create travel --type aes-256-gcm --exportable
+t 0 "encrypt v1" msg encrypt travel
+cp out ctt1
+t 0 "rotate" - key rotate travel
+t 0 "tag" - key tag travel owner=ops
+t 0 "init vault 2" - --vault "$tmp/vault2" init --kdf-cost 14
+t 0 "vault 2's wrapping key" - --vault "$tmp/vault2" wrapping-key
+cp out v2pub.pem
+t 0 "init vault 3" - --vault "$tmp/vault3" init --kdf-cost 14
+t 1 "key backup needs a target" - key backup travel
+t 0 "key backup to vault 2" - key backup travel --wrap-with v2pub.pem
+cp out travel.kb
+t 4 "a key not exportable is not backed up" - key backup zeta --wrap-with v2pub.pem
+t 0 "key restore into vault 2" - --vault "$tmp/vault2" key restore travel.kb
+check "restore prints the same id" test "$(cat out)" = "$("$KMCTL" key info travel --json | "$PY" -c 'import json,sys; print(json.load(sys.stdin)["id"])')"
+t 0 "old data decrypts in vault 2" ctt1 --vault "$tmp/vault2" decrypt
+check "the plaintext" cmp -s out msg
+t 0 "info in vault 2" - --vault "$tmp/vault2" key info travel --json
+check "versions and tags came along" test "$(json_get out '(len(d["versions"]), d["tags"]["owner"])')" = "(2, 'ops')"
+t 3 "restore again" - --vault "$tmp/vault2" key restore travel.kb
+t 6 "another vault refuses it" - --vault "$tmp/vault3" key restore travel.kb
+"$PY" -c 'import sys; b = bytearray(open("travel.kb", "rb").read()); b[-20] ^= 1; open("tampered.kb", "wb").write(b)'
+t 6 "a tampered backup" - --vault "$tmp/vault2" key restore tampered.kb --name other
+printf 'backup pass\n' >bpass; chmod 600 bpass
+printf 'wrong pass\n' >wpass; chmod 600 wpass
+t 0 "key backup under a passphrase" - key backup travel --backup-passphrase-file bpass
+cp out travel-pw.kb
+t 6 "a wrong backup passphrase" - --vault "$tmp/vault3" key restore travel-pw.kb --backup-passphrase-file wpass
+t 0 "restore under a passphrase and another name" - --vault "$tmp/vault3" key restore travel-pw.kb --backup-passphrase-file bpass --name travel-copy
+t 0 "old data decrypts in vault 3" ctt1 --vault "$tmp/vault3" decrypt
+
 # ---------------------------------------------------------------- audit
 t 0 "audit show" - audit show
 check "the changes are audited as key.meta" test "$(grep -c '"op": *"key.meta"' out)" -ge 10

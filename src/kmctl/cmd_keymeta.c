@@ -461,3 +461,73 @@ int kmctl_import_target(const struct kmctl_args *a, km_key_options *o, uint8_t i
     }
     return KMCTL_EXIT_OK;
 }
+
+/* ------------------------------------------------------ backup, restore */
+
+int kmctl_cmd_key_backup(struct kmctl *k, const struct kmctl_args *a)
+{
+    struct kmctl_buf pub = { NULL, 0, 0 };
+    km_secret *pass = NULL;
+    size_t pass_len = 0, need = 0, n = 0;
+    uint8_t *blob = NULL;
+    km_key *key = NULL;
+    int rc;
+
+    if ((a->val[OPT_WRAP_WITH] != NULL) == (a->val[OPT_BACKUP_PASS_FILE] != NULL))
+        return kmctl_error(KMCTL_EXIT_USAGE, "key backup: either --wrap-with PUBKEY.pem (the "
+                                             "receiving vault's wrapping-key) or "
+                                             "--backup-passphrase-file FILE");
+    if (a->val[OPT_WRAP_WITH] != NULL)
+        rc = kmctl_read_file(a->val[OPT_WRAP_WITH], 1u << 16, &pub);
+    else
+        rc = kmctl_passphrase(a->val[OPT_BACKUP_PASS_FILE], &pass, &pass_len);
+    if (rc != KMCTL_EXIT_OK)
+        return rc;
+    if ((rc = kmctl_open_key(k, a->pos[0], &key)) != KMCTL_EXIT_OK)
+        goto out;
+    rc = km_key_backup(key, pub.p, pub.len, pass ? km_secret_data(pass) : NULL, pass_len, NULL, 0,
+                       &need);
+    if (rc == KM_E_BUFFER && (blob = malloc(need)) != NULL)
+        rc = km_key_backup(key, pub.p, pub.len, pass ? km_secret_data(pass) : NULL, pass_len, blob,
+                           need, &n);
+    if (rc != KM_OK) {
+        rc = kmctl_lib_error(rc == KM_E_BUFFER ? KM_E_NOMEM : rc, "backing up key '%s'", a->pos[0]);
+        goto out;
+    }
+    rc = kmctl_write(blob, n);
+out:
+    free(blob);
+    km_key_free(key);
+    km_secret_free(pass);
+    kmctl_buf_free(&pub);
+    return rc;
+}
+
+int kmctl_cmd_key_restore(struct kmctl *k, const struct kmctl_args *a)
+{
+    struct kmctl_buf b = { NULL, 0, 0 };
+    km_secret *pass = NULL;
+    size_t pass_len = 0;
+    km_key *key = NULL;
+    char hex[33];
+    int rc;
+
+    if ((rc = kmctl_read_file(a->pos[0], 16u << 20, &b)) != KMCTL_EXIT_OK)
+        return rc;
+    if (a->val[OPT_BACKUP_PASS_FILE] != NULL
+        && (rc = kmctl_passphrase(a->val[OPT_BACKUP_PASS_FILE], &pass, &pass_len)) != KMCTL_EXIT_OK)
+        goto out;
+    rc = km_key_restore(k->ctx, b.p, b.len, pass ? km_secret_data(pass) : NULL, pass_len,
+                        a->val[OPT_NAME], &key);
+    if (rc != KM_OK) {
+        rc = kmctl_lib_error(rc, "restoring the key backup '%s'", a->pos[0]);
+        goto out;
+    }
+    kmctl_hex(km_key_id(key), 16, hex);
+    rc = printf("%s\n", hex) < 0 ? write_failed() : KMCTL_EXIT_OK;
+out:
+    km_key_free(key);
+    km_secret_free(pass);
+    kmctl_buf_free(&b);
+    return rc;
+}

@@ -84,6 +84,8 @@ enum kmctl_opt_id {
     OPT_MIN_DECRYPTION,
     OPT_MIN_ENCRYPTION,
     OPT_KEY_ID,
+    OPT_BACKUP_PASS_FILE,
+    OPT_NAME,
     OPT__COUNT
 };
 
@@ -211,6 +213,8 @@ int kmctl_cmd_key_untag(struct kmctl *k, const struct kmctl_args *a);
 int kmctl_cmd_key_set(struct kmctl *k, const struct kmctl_args *a);
 int kmctl_cmd_key_trim(struct kmctl *k, const struct kmctl_args *a);
 int kmctl_cmd_key_purge(struct kmctl *k, const struct kmctl_args *a);
+int kmctl_cmd_key_backup(struct kmctl *k, const struct kmctl_args *a);
+int kmctl_cmd_key_restore(struct kmctl *k, const struct kmctl_args *a);
 /* import --key-id HEX --version N: the options' key_id (kept in id) and import_version */
 int kmctl_import_target(const struct kmctl_args *a, km_key_options *o, uint8_t id[16]);
 /* request create key-set: the params of a key settings request (pf holds a read file) */

@@ -159,6 +159,12 @@ static const struct kmctl_optspec o_key_set[] = {
     { "min-encryption-version", "N", ARG_UINT, 0, OPT_MIN_ENCRYPTION, VERSION_MAX }, O_END };
 static const struct kmctl_optspec o_trim[] = {
     { "grace", "DAYS", ARG_UINT, 0, OPT_GRACE, GRACE_MAX }, O_END };
+static const struct kmctl_optspec o_key_backup[] = {
+    { "wrap-with", "PUBKEY.pem", ARG_STR, 0, OPT_WRAP_WITH, 0 },
+    { "backup-passphrase-file", "FILE", ARG_STR, 0, OPT_BACKUP_PASS_FILE, 0 }, O_END };
+static const struct kmctl_optspec o_key_restore[] = {
+    { "name", "NAME", ARG_STR, 0, OPT_NAME, 0 },
+    { "backup-passphrase-file", "FILE", ARG_STR, 0, OPT_BACKUP_PASS_FILE, 0 }, O_END };
 static const struct kmctl_optspec o_alias[] = { { "move", NULL, ARG_NONE, 0, OPT_MOVE, 0 }, O_END };
 
 static int cmd_version(struct kmctl *k, const struct kmctl_args *a);
@@ -297,6 +303,10 @@ static const struct kmctl_cmd commands[] = {
       "retire the versions below the minimum decryption version (deactivated, then destroyed after the grace)" },
     { "key purge", "NAME", 1, o_none, NULL, kmctl_cmd_key_purge, VAULT_OPEN, "",
       "remove a destroyed key's records once the policy's retention is over (frees its name)" },
+    { "key backup", "NAME", 1, o_key_backup, NULL, kmctl_cmd_key_backup, VAULT_OPEN, "> backup",
+      "back up one key with its history, to another vault's wrapping key or under a passphrase" },
+    { "key restore", "FILE", 1, o_key_restore, NULL, kmctl_cmd_key_restore, VAULT_OPEN, "",
+      "restore a key backup into this vault (prints the key id)" },
     { "version", "", 0, o_none, NULL, cmd_version, VAULT_NONE, "", "print the kmctl and libkm versions" },
     { "help", "", 0, o_none, NULL, cmd_help, VAULT_NONE, "", "print this help" },
 };

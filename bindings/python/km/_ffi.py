@@ -591,6 +591,9 @@ _FUNCTIONS = {
     "km_keyinfo_window": (None, [KEYINFO_P, U32_P, U32_P], None),
     "km_key_trim": (_int, [KEY_P, _u32, U32_P], _check),
     "km_key_purge": (_int, [KEY_P], _check),
+    "km_key_backup": (_int, [KEY_P, U8_P, _size, U8_P, _size, U8_P, _size, SIZE_P], None),
+    "km_key_restore": (_int, [CTX_P, U8_P, _size, U8_P, _size, _ccp, ctypes.POINTER(KEY_P)],
+                       _check),
 }
 
 

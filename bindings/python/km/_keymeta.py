@@ -169,6 +169,40 @@ class _KeyMeta:
         self.close()
 
 
+    def backup(self, *, recipient=None, passphrase=None):
+        """A backup of this key with its whole history (versions, states,
+        dates, policy, metadata, counters) as bytes, for Vault.restore_key():
+        wrapped to the receiving vault's wrapping key (`recipient`: its
+        wrapping_key() PEM or DER) or under `passphrase`. Only exportable
+        software keys (PolicyError otherwise); under export dual control."""
+        p = _pkg()
+        if (recipient is None) == (passphrase is None):
+            raise _ffi.CLASSES["InvalidArgument"]("give either recipient or passphrase",
+                                                  function="backup")
+        if isinstance(recipient, str):
+            recipient = recipient.encode("ascii")
+        if isinstance(passphrase, str):
+            passphrase = passphrase.encode("utf-8")
+        rp, rn = _ffi.in_data(recipient or b"", "recipient")
+        pb, pn = _ffi.in_buffer(passphrase or b"", "passphrase")
+        need = ctypes.c_size_t(0)
+        try:
+            with p._Use(self._h) as k:
+                rc = lib.km_key_backup(k, rp if recipient else None, rn, pb if passphrase else None,
+                                       pn, None, 0, ctypes.byref(need))
+                if rc < 0 and rc != _ffi.CLASSES["BufferTooSmall"].code:
+                    raise _ffi.error_for(rc, "km_key_backup")
+                out = (ctypes.c_uint8 * need.value)()
+                rc = lib.km_key_backup(k, rp if recipient else None, rn,
+                                       pb if passphrase else None, pn, out, need.value,
+                                       ctypes.byref(need))
+                if rc < 0:
+                    raise _ffi.error_for(rc, "km_key_backup")
+            return bytes(out[:need.value])
+        finally:
+            _ffi.wipe(pb)
+
+
 class _VaultMeta:
     """Aliases and the filtered listing of a Vault."""
 
@@ -179,6 +213,26 @@ class _VaultMeta:
         calias = p._cstr(alias, "alias")
         with p._Use(self._h) as ctx:
             lib.km_key_alias_remove(ctx, calias)
+
+    def restore_key(self, backup, *, passphrase=None, name=None):
+        """Restores a Key.backup() into this vault (its id, versions, states,
+        dates, counters; not its aliases), under `name` or the name it had;
+        returns the Key. Raises IntegrityError (altered, wrong passphrase,
+        another vault's), AlreadyExists (the name is taken or the key is here)."""
+        p = _pkg()
+        if isinstance(passphrase, str):
+            passphrase = passphrase.encode("utf-8")
+        bp, bn = _ffi.in_data(backup, "backup")
+        pb, pn = _ffi.in_buffer(passphrase or b"", "passphrase")
+        cname = None if name is None else p._cstr(name, "name")
+        out = _ffi.KEY_P()
+        try:
+            with p._Use(self._h) as ctx:
+                lib.km_key_restore(ctx, bp, bn, pb if passphrase else None, pn, cname,
+                                   ctypes.byref(out))
+                return p.Key._new(self, out)
+        finally:
+            _ffi.wipe(pb)
 
     def list_keys(self, *, type=None, state=None, protection=None, tag=None):
         """The keys that match every filter given, sorted by name, as a list of

@@ -209,3 +209,31 @@ def test_import_further_versions(vault):
     with pytest.raises(km.AlreadyExists):
         vault.import_key("mig", "aes-256-gcm", b"\x04" * 32, key_id=kid, version=3)
     assert vault.decrypt(ct1) == b"one"
+
+
+def test_backup_restore(tmp_path):
+    with openv(tmp_path / "a") as a, openv(tmp_path / "b") as b, openv(tmp_path / "c") as c:
+        k = a.create_key("travel", "aes-256-gcm", exportable=True)
+        ct = k.encrypt(b"old")
+        k.rotate()
+        k.set_tag("owner", "ops")
+        blob = k.backup(recipient=b.wrapping_key())
+        r = b.restore_key(blob)
+        assert r.id == k.id and r.name == "travel"
+        assert b.decrypt(ct) == b"old"
+        assert r.info()["tags"] == {"owner": "ops"} and len(r.info()["versions"]) == 2
+        with pytest.raises(km.AlreadyExists):
+            b.restore_key(blob)
+        with pytest.raises(km.IntegrityError):
+            c.restore_key(blob)  # wrapped to vault b
+        bad = bytearray(blob)
+        bad[-20] ^= 1
+        with pytest.raises(km.IntegrityError):
+            b.restore_key(bytes(bad), name="other")
+        pw = k.backup(passphrase="backup pass")
+        with pytest.raises(km.IntegrityError):
+            c.restore_key(pw, passphrase="wrong")
+        r2 = c.restore_key(pw, passphrase="backup pass", name="travel-copy")
+        assert r2.name == "travel-copy" and c.decrypt(ct) == b"old"
+        with pytest.raises(km.PolicyError):
+            a.create_key("plain", "aes-256-gcm").backup(passphrase="x")
