@@ -943,6 +943,103 @@ START_TEST(test_backup_restore)
 }
 END_TEST
 
+
+/* ------------------------------------------------------ what key info tells */
+
+static int grant_collect(const char *grantee, uint32_t perms, void *arg)
+{
+    char *out = arg;
+    char e[100];
+    snprintf(e, sizeof e, "%s%s=%x", out[0] ? " " : "", grantee, perms);
+    strcat(out, e);
+    return 0;
+}
+
+START_TEST(test_info_tells_everything)
+{
+    km_key *k = mk("told", KM_KEY_AES_256_GCM), *ku = NULL, *ka = NULL;
+    km_keyinfo *info = NULL;
+    km_version_info v;
+    uint8_t ct[256], pt[100];
+    size_t ctl;
+    km_ctx *user, *aud, *adm;
+    char seen[512];
+    int i;
+    struct {
+        km_version_info v;
+        uint8_t after[64];
+    } old;
+
+    memset(pt, 'p', sizeof pt);
+    for (i = 0; i < 3; i++)
+        OK(km_encrypt(k, pt, sizeof pt, NULL, 0, ct, sizeof ct, &ctl));
+    OK(km_key_info(&info, k));
+    OK(km_keyinfo_version(info, 0, &v, sizeof v));
+    ck_assert_uint_ge(v.bytes, 300);
+    ck_assert_str_eq(km_keyinfo_owner(info), "owner");
+    /* a caller built before the appended fields gets what it knows, no more */
+    memset(&old, 0xab, sizeof old);
+    OK(km_keyinfo_version(info, 0, &old.v, KM_VERSION_INFO_SIZE_V1));
+    ck_assert_uint_eq(old.v.bytes, v.bytes);
+    ck_assert_uint_eq(old.v.revoke_reason, 0xabababab);
+    RC(KM_E_INVALID, km_keyinfo_version(info, 0, &v, KM_VERSION_INFO_SIZE_V1 - 8));
+    km_keyinfo_free(info);
+    /* the bytes are in the vault once the handle goes */
+    km_key_free(k);
+    km_close(ctx);
+    ctx = tu_vault(dir);
+    OK(km_key_open(&k, ctx, "told"));
+    OK(km_key_info(&info, k));
+    OK(km_keyinfo_version(info, 0, &v, sizeof v));
+    ck_assert_uint_ge(v.bytes, 300);
+    km_keyinfo_free(info);
+    /* revocation reason, compromise date, deactivation */
+    OK(km_key_rotate(k, NULL));
+    OK(km_key_rotate(k, NULL));
+    OK(km_key_revoke(k, 1, KM_REVOKE_SUPERSEDED, 0));
+    OK(km_key_revoke(k, 2, KM_REVOKE_KEY_COMPROMISE, 1700000000));
+    OK(km_key_info(&info, k));
+    OK(km_keyinfo_version(info, 0, &v, sizeof v));
+    ck_assert_uint_eq(v.revoke_reason, KM_REVOKE_SUPERSEDED);
+    ck_assert_int_ne(v.deactivated, 0);
+    ck_assert_int_eq(v.compromise_date, 0);
+    OK(km_keyinfo_version(info, 1, &v, sizeof v));
+    ck_assert_uint_eq(v.revoke_reason, KM_REVOKE_KEY_COMPROMISE);
+    ck_assert_int_eq(v.compromise_date, 1700000000);
+    km_keyinfo_free(info);
+
+    /* the owner and the grants, as each principal sees them */
+    tu_principals_add(ctx);
+    OK(km_key_grant(k, TU_USER, KM_PERM_DECRYPT));
+    OK(km_key_grant(k, "role:custodian", KM_PERM_ENCRYPT));
+    seen[0] = '\0';
+    OK(km_key_grants(k, grant_collect, seen));
+    ck_assert_msg(strstr(seen, TU_USER "=2") && strstr(seen, "role:custodian=1"), "%s", seen);
+    user = tu_as(dir, TU_USER, TU_USER_PASS);
+    OK(km_key_open(&ku, user, "told"));
+    seen[0] = '\0';
+    OK(km_key_grants(ku, grant_collect, seen));
+    ck_assert_str_eq(seen, TU_USER "=2"); /* not the custodians' */
+    km_key_free(ku);
+    aud = tu_as(dir, TU_AUDITOR, TU_AUDITOR_PASS);
+    OK(km_key_open(&ka, aud, "told"));
+    seen[0] = '\0';
+    OK(km_key_grants(ka, grant_collect, seen));
+    ck_assert_msg(strstr(seen, "role:custodian=1") != NULL, "%s", seen);
+    km_key_free(ka);
+    adm = tu_as(dir, TU_ADMIN, TU_ADMIN_PASS);
+    OK(km_key_create(&ka, adm, "admins", KM_KEY_AES_256_GCM, NULL));
+    OK(km_key_info(&info, ka));
+    ck_assert_str_eq(km_keyinfo_owner(info), TU_ADMIN);
+    km_keyinfo_free(info);
+    km_key_free(ka);
+    km_close(adm);
+    km_close(aud);
+    km_close(user);
+    km_key_free(k);
+}
+END_TEST
+
 /* ---------------------------------------------------------------- purge */
 
 START_TEST(test_purge)
@@ -1034,6 +1131,7 @@ static Suite *keymeta_suite(void)
     tcase_add_test(tc, test_window_trim);
     tcase_add_test(tc, test_import_further_versions);
     tcase_add_test(tc, test_backup_restore);
+    tcase_add_test(tc, test_info_tells_everything);
     tc = tu_tcase(s, "clocked", 60, setup_clocked, teardown);
     tcase_add_test(tc, test_purge);
     tcase_add_test(tc, test_purge_refused_by_protection_and_policy);

@@ -240,8 +240,18 @@ typedef struct km_version_info {
     int64_t process_stop;
     int64_t destroy_after;
     uint64_t invocations;    /**< uses reserved so far (an upper bound of real use) */
-    uint64_t bytes;          /**< bytes processed, reserved likewise */
+    uint64_t bytes;          /**< bytes protected: written to the vault at each counter block
+                                  and when a handle is freed, plus this process's since */
+    /* ---- appended (libkm 0.x, issue 22) ---- */
+    uint32_t revoke_reason;  /**< km_revoke_reason of a revoked version; 0 = not revoked */
+    int64_t compromise_date; /**< for a compromised version; 0 = not set */
+    int64_t deactivated;     /**< when it was deactivated; 0 = not */
+    int64_t destroyed;       /**< when its material was destroyed; 0 = not */
 } km_version_info;
+
+/** The size of km_version_info before the appended fields: km_keyinfo_version()
+ *  accepts any out_size from this up and fills what fits. */
+#define KM_VERSION_INFO_SIZE_V1 64
 
 /**
  * Reads a fresh snapshot of the key's metadata from the vault.
@@ -272,8 +282,10 @@ KM_EXTERN uint32_t km_keyinfo_primary(const km_keyinfo *info);
 KM_EXTERN uint32_t km_keyinfo_version_count(const km_keyinfo *info);
 /**
  * Copies the metadata of the version at `index` (0 = version 1) into `out`.
- * @param[in] out_size  sizeof(km_version_info) as the caller compiled it.
- * @return KM_OK; KM_E_INVALID for a bad index, NULL or a too-small out_size.
+ * @param[in] out_size  sizeof(km_version_info) as the caller compiled it (a
+ *            program built before fields were appended gets the fields it knows).
+ * @return KM_OK; KM_E_INVALID for a bad index, NULL or an out_size below
+ *         KM_VERSION_INFO_SIZE_V1.
  */
 KM_EXTERN int km_keyinfo_version(const km_keyinfo *info, uint32_t index,
                                   km_version_info *out, size_t out_size);
@@ -478,6 +490,9 @@ KM_EXTERN int km_key_trim(km_key *key, uint32_t grace_days, uint32_t *count);
  *         deletion protection); KM_E_DENIED; KM_E_IO.
  */
 KM_EXTERN int km_key_purge(km_key *key);
+
+/** The key's owner: a principal's name, or "owner" (the vault owner); borrowed. */
+KM_EXTERN const char *km_keyinfo_owner(const km_keyinfo *info);
 
 /** The key's own policy document (JSON, borrowed), or NULL when it has none. */
 KM_EXTERN const char *km_keyinfo_policy(const km_keyinfo *info);

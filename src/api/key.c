@@ -4,8 +4,13 @@
  * keys, and the key objects themselves, are src/core/key.c. */
 #include "core.h"
 
+#include <stddef.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+_Static_assert(offsetof(km_version_info, revoke_reason) == KM_VERSION_INFO_SIZE_V1,
+               "KM_VERSION_INFO_SIZE_V1 is the size before the appended fields");
 
 
 /* ------------------------------------------------------------- key types */
@@ -92,6 +97,7 @@ struct km_keyinfo {
     uint32_t rotate_days, protect_days, process_days, grace_days;
     uint32_t min_process, min_protect;
     char *policy;       /* the key's own, or NULL */
+    char owner[72];
 };
 
 int km_key_info(km_keyinfo **out, km_key *key)
@@ -141,7 +147,7 @@ int km_key_info(km_keyinfo **out, km_key *key)
         return km__err(KM_E_NOMEM, "out of memory");
     }
     for (i = 0; i < k->nvers; i++) {
-        const km__ver *v = k->vers[i];
+        km__ver *v = k->vers[i];
         km_version_info *o = &info->vers[i];
         o->version = v->version;
         o->state = v->state;
@@ -151,9 +157,20 @@ int km_key_info(km_keyinfo **out, km_key *key)
         o->process_stop = v->process_stop;
         o->destroy_after = v->destroy_after;
         o->invocations = atomic_load(&v->reserved_seen);
-        o->bytes = 0;
+        /* persisted, plus this process's not yet written (km__kobj_release_counters) */
+        o->bytes = atomic_load(&v->bytes_seen) + atomic_load(&v->bytes);
+        o->revoke_reason = v->revoke_reason;
+        o->compromise_date = v->compromise_date;
+        o->deactivated = v->deactivated;
+        o->destroyed = v->destroyed;
     }
     pthread_rwlock_unlock(&k->lock);
+    if (k->session)
+        snprintf(info->owner, sizeof info->owner, "owner");
+    else if ((rc = km__key_owner_name(k->ctx, k->id, info->owner, sizeof info->owner)) != KM_OK) {
+        km_keyinfo_free(info);
+        return rc;
+    }
     if ((rc = km__key_meta_read(k, &info->meta)) != KM_OK) {
         km_keyinfo_free(info);
         return rc;
@@ -189,13 +206,13 @@ int km_keyinfo_version(const km_keyinfo *info, uint32_t index, km_version_info *
     if (info == NULL || out == NULL)
         return km__err(KM_E_INVALID, "km_keyinfo_version: %s is NULL",
                        info == NULL ? "info" : "out");
-    if (out_size < sizeof *out)
-        return km__err(KM_E_INVALID, "km_keyinfo_version: out_size is smaller than this "
-                                     "library's km_version_info");
+    if (out_size < KM_VERSION_INFO_SIZE_V1)
+        return km__err(KM_E_INVALID, "km_keyinfo_version: out_size is smaller than the first "
+                                     "km_version_info");
     if (index >= info->nvers)
         return km__err(KM_E_INVALID, "km_keyinfo_version: index %u is past the last version",
                        index);
-    *out = info->vers[index];
+    memcpy(out, &info->vers[index], out_size < sizeof *out ? out_size : sizeof *out);
     return KM_OK;
 }
 
@@ -466,3 +483,5 @@ int km_key_purge(km_key *key)
     km_error_clear();
     return KM_OK;
 }
+
+const char *km_keyinfo_owner(const km_keyinfo *i) { return i ? i->owner : NULL; }

@@ -95,6 +95,7 @@ typedef struct km__ver {
     uint64_t global_end;         /* the vault's reserved count after our last block */
     uint32_t block;              /* next block size */
     atomic_uint_fast64_t reserved_seen; /* last persisted reserved count seen (for info) */
+    atomic_uint_fast64_t bytes_seen;    /* last persisted byte count seen (for info) */
 } km__ver;
 
 typedef struct km__kobj {
@@ -548,6 +549,10 @@ void km__keymeta_free(km__keymeta *m);
 int km__keyrec_has_name(const uint8_t *rec, size_t n, const char *name);
 /* km_key_trim (km/key.h) after the API's argument checks (key_state.c). */
 int km__key_trim(km__kobj *k, uint32_t grace_days, uint32_t *count);
+/* key_meta.c: the name of a key's owner ("owner" for the vault owner), and
+ * its grants as the context's principal may see them (km_key_grants). */
+int km__key_owner_name(struct km_ctx *ctx, const uint8_t kid[16], char *out, size_t cap);
+int km__key_grants(struct km_ctx *ctx, const uint8_t kid[16], km_grant_fn fn, void *arg);
 /* km_key_purge (km/key.h) after the API's checks (key_meta.c). */
 int km__key_purge(km__kobj *k);
 /* km_key_set (km/key.h) after the API's argument checks. */

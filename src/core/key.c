@@ -236,6 +236,7 @@ static km__ver *ver_new(uint32_t version)
     atomic_init(&v->allowance, 0);
     atomic_init(&v->bytes, 0);
     atomic_init(&v->reserved_seen, 0);
+    atomic_init(&v->bytes_seen, 0);
     v->block = KM__RESERVE_MIN;
     pthread_mutex_init(&v->mu, NULL);
     return v;
@@ -419,6 +420,7 @@ static int kobj_read(km__kobj *k, km__txn *t, int all_counters)
             uint64_t seen = 0;
             rc = read_counters(t, ctx->sealer, vk, &seen, &bytes);
             atomic_store(&k->vers[i]->reserved_seen, seen);
+            atomic_store(&k->vers[i]->bytes_seen, bytes);
         }
         if (rc != KM_OK)
             goto out;
@@ -729,6 +731,7 @@ static int reserve_block(km__kobj *k, km__ver *v, uint64_t limit)
         return rc;
     v->global_end = inv + grant;
     v->reserved_seen = inv + grant;
+    v->bytes_seen = bytes;
     if (v->block < KM__RESERVE_MAX)
         v->block *= 2;
     atomic_fetch_add(&v->allowance, grant);

@@ -1096,3 +1096,124 @@ out:
     km_secret_free(rec);
     return rc;
 }
+
+/* ------------------------------------------------------ owner and grants */
+
+/* The name of principal pid in t ("(removed)" when gone). */
+static void principal_name(struct km_ctx *ctx, km__txn *t, const uint8_t pid[16], char *out,
+                           size_t cap)
+{
+    km__pfind f;
+    memset(&f, 0, sizeof f);
+    f.pid = pid;
+    if (km__principal_find(ctx, t, &f) == KM_OK && f.found)
+        snprintf(out, cap, "%s", f.pname);
+    else
+        snprintf(out, cap, "(removed principal)");
+}
+
+int km__key_owner_name(struct km_ctx *ctx, const uint8_t kid[16], char *out, size_t cap)
+{
+    km__txn *t = NULL;
+    km_secret *rec = NULL;
+    uint8_t k[64];
+    int rc;
+
+    if ((rc = km__txn_begin(ctx->env, 0, &t)) != KM_OK)
+        return rc;
+    rc = km__rec_get(t, ctx->sealer, KM__T_META, k, km__acl_rkey(k, KM__PFX_OWNER, kid, NULL), &rec);
+    if (rc == KM_E_NOTFOUND) {
+        km_error_clear();
+        snprintf(out, cap, "owner"); /* the vault owner */
+        rc = KM_OK;
+    } else if (rc == KM_OK && km_secret_len(rec) != 16) {
+        rc = km__err(KM_E_CORRUPT, "an owner record is malformed");
+    } else if (rc == KM_OK) {
+        principal_name(ctx, t, km_secret_data(rec), out, cap);
+    }
+    km_secret_free(rec);
+    km__txn_abort(t);
+    return rc;
+}
+
+struct grant_entry {
+    char grantee[80];
+    uint32_t perms;
+};
+
+struct grant_scan {
+    struct km_ctx *ctx;
+    km__txn *t;
+    size_t pl;
+    int all;                 /* admin, auditor or the owner: every grant */
+    struct grant_entry *v;
+    size_t n, cap;
+};
+
+static int grant_one(const uint8_t *key, size_t key_len, const uint8_t *val, size_t val_len,
+                     void *arg)
+{
+    struct grant_scan *g = arg;
+    const uint8_t *gid = key + g->pl + 16;
+    struct grant_entry *e;
+    int role = 0, i;
+
+    if (key_len != g->pl + 32 || val_len != 4)
+        return km__err(KM_E_CORRUPT, "a grant record is malformed");
+    for (i = 0; i < 15 && gid[i] == 0xff; i++)
+        ;
+    role = i == 15;
+    if (!g->all) { /* a principal sees what applies to it: its own, its roles' */
+        if (role ? !(g->ctx->roles & gid[15])
+                 : !km_ct_equal(gid, g->ctx->principal_id, 16))
+            return 0;
+    }
+    if (g->n == g->cap) {
+        size_t cap = g->cap ? g->cap * 2 : 8;
+        void *p = realloc(g->v, cap * sizeof *g->v);
+        if (p == NULL)
+            return km__err(KM_E_NOMEM, "out of memory");
+        g->v = p;
+        g->cap = cap;
+    }
+    e = &g->v[g->n++];
+    e->perms = km__be32_get(val);
+    if (role)
+        snprintf(e->grantee, sizeof e->grantee, "role:%s", km__rules_role_name(gid[15]));
+    else
+        e->grantee[0] = '\0'; /* named after the scan (another table iteration) */
+    memcpy(e->grantee + 64, gid, 16);
+    return 0;
+}
+
+int km__key_grants(struct km_ctx *ctx, const uint8_t kid[16], km_grant_fn fn, void *arg)
+{
+    struct grant_scan g;
+    uint8_t p[64];
+    size_t i;
+    int rc;
+
+    memset(&g, 0, sizeof g);
+    g.ctx = ctx;
+    g.all = !ctx->is_principal || (ctx->roles & (KM_ROLE_ADMIN | KM_ROLE_AUDITOR));
+    g.pl = sizeof KM__PFX_GRANT - 1;
+    if ((rc = km__txn_begin(ctx->env, 0, &g.t)) != KM_OK)
+        return rc;
+    rc = km__rec_iter(g.t, ctx->sealer, KM__T_META, p, km__acl_rkey(p, KM__PFX_GRANT, kid, NULL),
+                      grant_one, &g);
+    for (i = 0; rc == KM_OK && i < g.n; i++) {
+        uint8_t gid[16];
+        if (g.v[i].grantee[0] != '\0')
+            continue;
+        memcpy(gid, g.v[i].grantee + 64, 16);
+        principal_name(ctx, g.t, gid, g.v[i].grantee, 64);
+    }
+    km__txn_abort(g.t);
+    for (i = 0; rc == KM_OK && i < g.n; i++) {
+        g.v[i].grantee[63] = '\0';
+        if (fn(g.v[i].grantee, g.v[i].perms, arg) != 0)
+            break;
+    }
+    free(g.v);
+    return rc;
+}

@@ -195,7 +195,12 @@ class km_version_info(ctypes.Structure):
                 ("process_stop", ctypes.c_int64),
                 ("destroy_after", ctypes.c_int64),
                 ("invocations", ctypes.c_uint64),
-                ("bytes", ctypes.c_uint64)]
+                ("bytes", ctypes.c_uint64),
+                # ---- appended ----
+                ("revoke_reason", ctypes.c_uint32),
+                ("compromise_date", ctypes.c_int64),
+                ("deactivated", ctypes.c_int64),
+                ("destroyed", ctypes.c_int64)]
 
 
 class km_audit_head(ctypes.Structure):
