@@ -238,6 +238,23 @@ t 6 "a wrong backup passphrase" - --vault "$tmp/vault3" key restore travel-pw.kb
 t 0 "restore under a passphrase and another name" - --vault "$tmp/vault3" key restore travel-pw.kb --backup-passphrase-file bpass --name travel-copy
 t 0 "old data decrypts in vault 3" ctt1 --vault "$tmp/vault3" decrypt
 
+# ---------------------------------------------------------------- what key info tells
+t 0 "create told" - key create told --type aes-256-gcm
+t 0 "encrypt" msg encrypt told
+t 0 "rotate" - key rotate told
+t 0 "revoke version 1" - key revoke told --version 1 --reason key-compromise --compromise-date 2026-01-02T03:04:05Z
+t 0 "info --json" - key info told --json
+check "the owner" test "$(json_get out 'd["owner"]')" = owner
+check "the revocation reason and compromise date" test "$(json_get out '(d["versions"][0]["revoke_reason"], d["versions"][0]["compromise_date"])')" = "('key-compromise', '2026-01-02T03:04:05Z')"
+check "the bytes are counted" test "$(json_get out 'd["versions"][0]["bytes"] >= 15')" = True
+t 0 "info" - key info told
+check "the text shows the revocation" grep -q "version 1 revoked: key-compromise, compromised at 2026-01-02T03:04:05Z" out
+t 0 "grant" - key grant told carl --perms decrypt
+t 0 "key grants" - key grants told
+check "key grants lists it" grep -q "^carl	decrypt$" out
+t 0 "key grants --json" - key grants told --json
+check "key grants --json" test "$(json_get out 'd["grants"][0]["perms"]')" = "['decrypt']"
+
 # ---------------------------------------------------------------- audit
 t 0 "audit show" - audit show
 check "the changes are audited as key.meta" test "$(grep -c '"op": *"key.meta"' out)" -ge 10

@@ -466,7 +466,8 @@ static json_t *info_json(const km_keyinfo *info)
               set(e, "process_stop", json_time(v.process_stop)) != 0 ||
               set(e, "destroy_after", json_time(v.destroy_after)) != 0 ||
               set(e, "invocations", json_integer((json_int_t)v.invocations)) != 0 ||
-              set(e, "bytes", json_integer((json_int_t)v.bytes)) != 0;
+              set(e, "bytes", json_integer((json_int_t)v.bytes)) != 0 ||
+              kmctl_keymeta_version_json(e, &v) != 0;
     }
     json_decref(vers);
     if (bad) {
@@ -515,6 +516,7 @@ static int info_text(const km_keyinfo *info)
         printf("  %-7u %-15s %-20s %-20s %-20s %-20s %-20s %llu\n", (unsigned)v.version,
                sn ? sn : "?", c, act, ps, pr, da, (unsigned long long)v.invocations);
     }
+    kmctl_keymeta_versions_text(info);
     return ferror(stdout) ? kmctl_error(KMCTL_EXIT_OTHER, "writing the output failed") : KMCTL_EXIT_OK;
 }
 

@@ -166,7 +166,8 @@ int kmctl_keymeta_json(json_t *root, const km_keyinfo *info)
 
     km_keyinfo_periods(info, &rot, &prot, &proc, &grace);
     km_keyinfo_window(info, &minp, &minq);
-    bad = kmctl_json_set(root, "min_decryption_version", json_integer(minp)) != 0
+    bad = kmctl_json_set(root, "owner", json_string(km_keyinfo_owner(info))) != 0
+          || kmctl_json_set(root, "min_decryption_version", json_integer(minp)) != 0
           || kmctl_json_set(root, "min_encryption_version", json_integer(minq)) != 0
           || kmctl_json_set(root, "rotate_days", json_integer(rot)) != 0
           || kmctl_json_set(root, "protect_days", json_integer(prot)) != 0
@@ -193,6 +194,7 @@ void kmctl_keymeta_text(const km_keyinfo *info)
 
     km_keyinfo_periods(info, &rot, &prot, &proc, &grace);
     km_keyinfo_window(info, &minp, &minq);
+    printf("owner:       %s\n", km_keyinfo_owner(info));
     if (minp != 0 || minq != 0)
         printf("window:      minimum decryption version %u, encryption version %u (0: none)\n",
                (unsigned)minp, (unsigned)minq);
@@ -530,4 +532,115 @@ out:
     km_secret_free(pass);
     kmctl_buf_free(&b);
     return rc;
+}
+
+/* ------------------------------------------------ key info: versions */
+
+int kmctl_keymeta_version_json(json_t *e, const km_version_info *v)
+{
+    const char *r = v->revoke_reason ? km_revoke_reason_name((km_revoke_reason)v->revoke_reason)
+                                     : NULL;
+    return kmctl_json_set(e, "revoke_reason", r ? json_string(r) : json_null()) != 0
+           || kmctl_json_set(e, "compromise_date", kmctl_json_time(v->compromise_date)) != 0
+           || kmctl_json_set(e, "deactivated", kmctl_json_time(v->deactivated)) != 0
+           || kmctl_json_set(e, "destroyed", kmctl_json_time(v->destroyed)) != 0 ? -1 : 0;
+}
+
+void kmctl_keymeta_versions_text(const km_keyinfo *info)
+{
+    uint32_t i, n = km_keyinfo_version_count(info);
+    for (i = 0; i < n; i++) {
+        km_version_info v;
+        char when[32];
+        if (km_keyinfo_version(info, i, &v, sizeof v) != KM_OK)
+            continue;
+        if (v.revoke_reason != 0) {
+            const char *r = km_revoke_reason_name((km_revoke_reason)v.revoke_reason);
+            printf("  version %u revoked: %s", (unsigned)v.version, r ? r : "?");
+            if (v.compromise_date != 0) {
+                kmctl_time(v.compromise_date, when);
+                printf(", compromised at %s", when);
+            }
+            printf("\n");
+        }
+        if (v.destroyed != 0) {
+            kmctl_time(v.destroyed, when);
+            printf("  version %u destroyed at %s\n", (unsigned)v.version, when);
+        }
+    }
+}
+
+/* ------------------------------------------------------------ key grants */
+
+static const struct {
+    uint32_t bit;
+    const char *name;
+} perm_names[] = {
+    { KM_PERM_ENCRYPT, "encrypt" }, { KM_PERM_DECRYPT, "decrypt" }, { KM_PERM_SIGN, "sign" },
+    { KM_PERM_VERIFY, "verify" },   { KM_PERM_MAC, "mac" },         { KM_PERM_DERIVE, "derive" },
+    { KM_PERM_EXPORT, "export" },
+};
+
+struct grants_out {
+    json_t *arr;             /* --json, or NULL: lines */
+    int bad;
+};
+
+static int grant_line(const char *grantee, uint32_t perms, void *arg)
+{
+    struct grants_out *g = arg;
+    char list[128] = "";
+    size_t i;
+    json_t *pa = g->arr ? json_array() : NULL, *e;
+
+    for (i = 0; i < sizeof perm_names / sizeof perm_names[0]; i++) {
+        if (!(perms & perm_names[i].bit))
+            continue;
+        if (pa != NULL)
+            g->bad |= json_array_append_new(pa, json_string(perm_names[i].name)) != 0;
+        else {
+            strcat(list, list[0] ? "," : "");
+            strcat(list, perm_names[i].name);
+        }
+    }
+    if (g->arr == NULL) {
+        g->bad |= printf("%s\t%s\n", grantee, list[0] ? list : "-") < 0;
+        return g->bad;
+    }
+    e = json_object();
+    g->bad |= e == NULL || json_array_append_new(g->arr, e) != 0
+              || kmctl_json_set(e, "grantee", json_string(grantee)) != 0
+              || kmctl_json_set(e, "perms", pa) != 0;
+    return g->bad;
+}
+
+int kmctl_cmd_key_grants(struct kmctl *k, const struct kmctl_args *a)
+{
+    struct grants_out g = { NULL, 0 };
+    json_t *root = NULL;
+    km_key *key = NULL;
+    int rc = kmctl_open_key(k, a->pos[0], &key);
+
+    if (rc != KMCTL_EXIT_OK)
+        return rc;
+    if (a->val[OPT_JSON] != NULL) {
+        root = json_object();
+        g.arr = json_array();
+        if (root == NULL || kmctl_json_set(root, "grants", g.arr) != 0)
+            g.bad = 1;
+    }
+    rc = g.bad ? KM_OK : km_key_grants(key, grant_line, &g);
+    km_key_free(key);
+    if (rc != KM_OK) {
+        json_decref(root);
+        return kmctl_lib_error(rc, "listing the grants of key '%s'", a->pos[0]);
+    }
+    if (a->val[OPT_JSON] != NULL) {
+        if (g.bad) {
+            json_decref(root);
+            root = NULL;
+        }
+        return kmctl_json_emit(root);
+    }
+    return g.bad ? write_failed() : KMCTL_EXIT_OK;
 }

@@ -214,6 +214,7 @@ int kmctl_cmd_key_set(struct kmctl *k, const struct kmctl_args *a);
 int kmctl_cmd_key_trim(struct kmctl *k, const struct kmctl_args *a);
 int kmctl_cmd_key_purge(struct kmctl *k, const struct kmctl_args *a);
 int kmctl_cmd_key_backup(struct kmctl *k, const struct kmctl_args *a);
+int kmctl_cmd_key_grants(struct kmctl *k, const struct kmctl_args *a);
 int kmctl_cmd_key_restore(struct kmctl *k, const struct kmctl_args *a);
 /* import --key-id HEX --version N: the options' key_id (kept in id) and import_version */
 int kmctl_import_target(const struct kmctl_args *a, km_key_options *o, uint8_t id[16]);

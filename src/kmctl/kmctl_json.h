@@ -22,5 +22,8 @@ int kmctl_parse_usage(const char *s, uint32_t *out);
 /* cmd_keymeta.c: a key's description, aliases and tags in key info */
 int kmctl_keymeta_json(json_t *root, const km_keyinfo *info);
 void kmctl_keymeta_text(const km_keyinfo *info);
+/* a version's revocation, compromise, deactivation and destruction */
+int kmctl_keymeta_version_json(json_t *e, const km_version_info *v);
+void kmctl_keymeta_versions_text(const km_keyinfo *info);
 
 #endif /* KMCTL_JSON_H */

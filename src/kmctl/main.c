@@ -307,6 +307,8 @@ static const struct kmctl_cmd commands[] = {
       "back up one key with its history, to another vault's wrapping key or under a passphrase" },
     { "key restore", "FILE", 1, o_key_restore, NULL, kmctl_cmd_key_restore, VAULT_OPEN, "",
       "restore a key backup into this vault (prints the key id)" },
+    { "key grants", "NAME", 1, o_json, NULL, kmctl_cmd_key_grants, VAULT_OPEN, "",
+      "list a key's grants: GRANTEE<tab>PERMS (an admin or auditor sees all)" },
     { "version", "", 0, o_none, NULL, cmd_version, VAULT_NONE, "", "print the kmctl and libkm versions" },
     { "help", "", 0, o_none, NULL, cmd_help, VAULT_NONE, "", "print this help" },
 };

@@ -1394,7 +1394,12 @@ class Key(_KeyMeta):
                     "process_stop": _time(vi.process_stop),
                     "destroy_after": _time(vi.destroy_after),
                     "invocations": vi.invocations,
-                    "bytes": vi.bytes})
+                    "bytes": vi.bytes,
+                    "revoke_reason": (lib.km_revoke_reason_name(vi.revoke_reason)
+                                      if vi.revoke_reason else None),
+                    "compromise_date": _time(vi.compromise_date),
+                    "deactivated": _time(vi.deactivated),
+                    "destroyed": _time(vi.destroyed)})
             d.update(_keymeta_info(ki))
             return d
         finally:

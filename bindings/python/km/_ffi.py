@@ -108,6 +108,8 @@ km_clock_fn = ctypes.CFUNCTYPE(ctypes.c_int64, ctypes.c_void_p)
 km_key_list_fn = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_char_p, U8_P, ctypes.c_int,
                                   ctypes.c_void_p)
 
+km_grant_fn = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_char_p, ctypes.c_uint32, ctypes.c_void_p)
+
 
 class km_key_filter(ctypes.Structure):
     _fields_ = [("version", ctypes.c_uint32),
@@ -596,6 +598,8 @@ _FUNCTIONS = {
     "km_keyinfo_window": (None, [KEYINFO_P, U32_P, U32_P], None),
     "km_key_trim": (_int, [KEY_P, _u32, U32_P], _check),
     "km_key_purge": (_int, [KEY_P], _check),
+    "km_keyinfo_owner": (_ccp, [KEYINFO_P], _check_string),
+    "km_key_grants": (_int, [KEY_P, km_grant_fn, _vp], _check),
     "km_key_backup": (_int, [KEY_P, U8_P, _size, U8_P, _size, U8_P, _size, SIZE_P], None),
     "km_key_restore": (_int, [CTX_P, U8_P, _size, U8_P, _size, _ccp, ctypes.POINTER(KEY_P)],
                        _check),

@@ -47,7 +47,8 @@ def info_extra(ki):
     for i in range(lib.km_keyinfo_tag_count(ki)):
         lib.km_keyinfo_tag(ki, i, ctypes.byref(t), ctypes.byref(v))
         tags[t.value.decode("utf-8", "replace")] = v.value.decode("utf-8", "replace")
-    return {"rotate_days": per[0].value, "protect_days": per[1].value,
+    return {"owner": lib.km_keyinfo_owner(ki),
+            "rotate_days": per[0].value, "protect_days": per[1].value,
             "process_days": per[2].value, "destroy_grace_days": per[3].value,
             "min_decryption_version": win[0].value, "min_encryption_version": win[1].value,
             "policy": json.loads(pol) if pol is not None else None,
@@ -201,6 +202,29 @@ class _KeyMeta:
             return bytes(out[:need.value])
         finally:
             _ffi.wipe(pb)
+
+
+    def grants(self):
+        """The grants on this key as a list of (grantee, [permission names]):
+        a principal's name or "role:NAME". The vault owner, an admin and an
+        auditor see all; another principal sees those that apply to it."""
+        p = _pkg()
+        found, failure = [], []
+
+        def each(grantee, perms, arg):
+            try:
+                found.append((grantee.decode("utf-8", "replace"), p._names(perms, p.PERMS)))
+                return 0
+            except BaseException as e:  # pragma: no cover - never unwind through C
+                failure.append(e)
+                return 1
+
+        cb = _ffi.km_grant_fn(each)
+        with p._Use(self._h) as k:
+            lib.km_key_grants(k, cb, None)
+        if failure:  # pragma: no cover
+            raise failure[0]
+        return found
 
 
 class _VaultMeta:

@@ -237,3 +237,23 @@ def test_backup_restore(tmp_path):
         assert r2.name == "travel-copy" and c.decrypt(ct) == b"old"
         with pytest.raises(km.PolicyError):
             a.create_key("plain", "aes-256-gcm").backup(passphrase="x")
+
+
+def test_info_and_grants(tmp_path):
+    path = tmp_path / "v"
+    with openv(path) as v:
+        v.add_principal("uma", ["user"], b"uma's passphrase", kdf_cost=COST)
+        k = v.create_key("told", "aes-256-gcm")
+        k.encrypt(b"x" * 100)
+        k.rotate()
+        k.revoke("key-compromise", version=1, compromise_date=1700000000)
+        info = k.info()
+        assert info["owner"] == "owner"
+        v1 = info["versions"][0]
+        assert v1["revoke_reason"] == "key-compromise" and v1["compromise_date"] == 1700000000
+        assert v1["bytes"] >= 100
+        k.grant("uma", ["decrypt"])
+        k.grant("role:auditor", ["verify"])
+        assert sorted(k.grants()) == [("role:auditor", ["verify"]), ("uma", ["decrypt"])]
+    with km.Vault.open(path, passphrase=b"uma's passphrase", principal="uma") as u:
+        assert u.key("told").grants() == [("uma", ["decrypt"])]
