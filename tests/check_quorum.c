@@ -364,8 +364,11 @@ START_TEST(test_quorum_request_create_checks)
     RC(KM_E_INVALID, km_request_create(admin, (km_request_op)99, "old", destroy_1_7, 8, 0, id));
     RC(KM_E_INVALID, km_request_create(admin, KM_REQ_DESTROY, "old", destroy_1_7, 8,
                                        KM_REQUEST_TTL_MAX + 1, id));
-    RC(KM_E_INVALID, km_request_create(admin, KM_REQ_POLICY_CHANGE, "old",
-                                       (const uint8_t *)"{}", 2, 0, id));
+    /* a principal change names no key (a policy change may: km_key_set of that key) */
+    RC(KM_E_INVALID, km_request_create(admin, KM_REQ_PRINCIPAL_CHANGE, "old",
+                                       (const uint8_t *)"add:x", 5, 0, id));
+    RC(KM_E_NOTFOUND, km_request_create(admin, KM_REQ_POLICY_CHANGE, "missing",
+                                        (const uint8_t *)"{}", 2, 0, id));
 }
 END_TEST
 

@@ -103,6 +103,18 @@ KM_EXTERN int km_key_grant(km_key *key, const char *grantee, uint32_t perms);
  */
 KM_EXTERN int km_key_perms(km_key *key, uint32_t *perms);
 
+/** Called once per grant by km_key_grants(); non-zero stops. `grantee` is a
+ *  principal's name or "role:NAME"; valid only during the call. */
+typedef int (*km_grant_fn)(const char *grantee, uint32_t perms, void *arg);
+
+/**
+ * Lists the grants on `key` (principals by name, then roles, in record
+ * order). The vault owner, an admin and an auditor see every grant; another
+ * principal sees the grants that apply to it (its own and its roles').
+ * @return KM_OK (also when fn stopped); KM_E_INVALID; KM_E_CORRUPT; KM_E_IO.
+ */
+KM_EXTERN int km_key_grants(km_key *key, km_grant_fn fn, void *arg);
+
 #ifdef __cplusplus
 }
 #endif

@@ -36,7 +36,9 @@ typedef enum km_request_op {
     KM_REQ_EXPORT = 2,           /**< km_key_export_wrapped: params = the recipient public key bytes */
     KM_REQ_IMPORT_RAW = 3,       /**< km_key_import: params = the material bytes;
                                       km_key_import_wrapped: the wrapped blob (only hashes are kept) */
-    KM_REQ_POLICY_CHANGE = 4,    /**< km_policy_set: params = the JSON document */
+    KM_REQ_POLICY_CHANGE = 4,    /**< km_policy_set: params = the JSON document; with a key name,
+                                      km_key_set of that key: params = its new own policy (JSON)
+                                      or "deletion-protection=off" */
     KM_REQ_PRINCIPAL_CHANGE = 5  /**< km_principal_add / _remove: params = "add:NAME:ROLES"
                                       (ROLES: comma-separated admin, custodian, user, auditor,
                                       in any order) or "remove:NAME"; the vault's credentials

@@ -328,3 +328,19 @@ int km_key_perms(km_key *key, uint32_t *perms)
         rc = km__acl_perms_read(k->ctx, k->id, perms);
     return rc;
 }
+
+int km_key_grants(km_key *key, km_grant_fn fn, void *arg)
+{
+    km__kobj *k;
+    int rc;
+
+    if (key == NULL || fn == NULL)
+        return km__err(KM_E_INVALID, "km_key_grants: %s is NULL", key == NULL ? "key" : "fn");
+    if ((rc = km__key_use(key, &k)) != KM_OK)
+        return rc;
+    if (k->session)
+        return KM_OK;
+    if ((rc = km__acl_check(k->ctx, KM__OP_READ, k)) != KM_OK)
+        return rc;
+    return km__key_grants(k->ctx, k->id, fn, arg);
+}

@@ -1,6 +1,7 @@
 /* distribute.c - wrapped export and import of keys (BYOK), the vault's
  * import wrapping key. */
 #include "core.h"
+#include "crypto_int.h"
 #include "km/quorum.h"
 
 #include <stdlib.h>
@@ -241,6 +242,12 @@ static int unwrap_blob(km_ctx *ctx, km_wrap_format format, const uint8_t *blob, 
         km_secret_free(eph);
         return rc;
     }
+}
+
+int km__unwrap_blob(km_ctx *ctx, km_wrap_format format, const uint8_t *blob, size_t len,
+                    km_secret **material)
+{
+    return unwrap_blob(ctx, format, blob, len, material);
 }
 
 int km_key_import_wrapped(km_key **out, km_ctx *ctx, const char *name, km_key_type type,

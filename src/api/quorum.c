@@ -34,10 +34,12 @@ int km_request_create(km_ctx *ctx, km_request_op op, const char *key_name,
     char d[160], pname[80], canon[160];
     uint32_t roles = 0;
     int rc, add = 0, needs_key = op == KM_REQ_DESTROY || op == KM_REQ_EXPORT;
+    /* a policy change names a key when it is that key's settings (km_key_set) */
+    int may_key = needs_key || op == KM_REQ_IMPORT_RAW || op == KM_REQ_POLICY_CHANGE;
 
     if (ctx == NULL || id == NULL || op < KM_REQ_DESTROY || op > KM_REQ_PRINCIPAL_CHANGE)
         return km__err(KM_E_INVALID, "km_request_create: bad arguments");
-    if (needs_key != (key_name != NULL) && op != KM_REQ_IMPORT_RAW)
+    if ((needs_key && key_name == NULL) || (!may_key && key_name != NULL))
         return km__err(KM_E_INVALID, "km_request_create: %s %s a key name", km__quorum_op_name(op),
                        needs_key ? "needs" : "takes no");
     if (params == NULL && params_len > 0)
@@ -50,7 +52,7 @@ int km_request_create(km_ctx *ctx, km_request_op op, const char *key_name,
     if ((rc = km__ctx_check(ctx)) != KM_OK)
         return rc;
     memset(&r, 0, sizeof r);
-    if (needs_key) {
+    if (key_name != NULL && op != KM_REQ_IMPORT_RAW) {
         km__kobj *k = NULL;
         if ((rc = km_key_open(&key, ctx, key_name)) != KM_OK)
             return rc;

@@ -36,7 +36,10 @@ extern const km_backend_ops km__kmip_backend;   /* backends/kmip/ (always built)
 enum {
     KM__K_NAME = 1, KM__K_TYPE = 2, KM__K_USAGE = 3, KM__K_FLAGS = 4, KM__K_PROTECTION = 5,
     KM__K_CREATED = 6, KM__K_NVERSIONS = 7, KM__K_ROTATE_DAYS = 8, KM__K_PROTECT_DAYS = 9,
-    KM__K_PROCESS_DAYS = 10, KM__K_GRACE_DAYS = 11, KM__K_POLICY = 12
+    KM__K_PROCESS_DAYS = 10, KM__K_GRACE_DAYS = 11, KM__K_POLICY = 12,
+    /* key_meta.c: written after creation, absent in older records */
+    KM__K_DESCRIPTION = 13, KM__K_ALIASES = 14, KM__K_TAGS = 15,
+    KM__K_MIN_PROCESS = 16, KM__K_MIN_PROTECT = 17  /* the version window; absent = 0 */
 };
 enum {
     KM__V_STATE = 1, KM__V_CREATED = 2, KM__V_ACTIVATED = 3, KM__V_PROTECT_STOP = 4,
@@ -79,6 +82,7 @@ typedef struct km__ver {
     km_key_state prev_state;     /* for cancel-destroy */
     uint32_t revoke_reason;
     int64_t compromise_date, deactivated, destroyed;
+    int below_min_protect, below_min_process;  /* the key's version window, at the last read */
     /* backend object, loaded on first use */
     _Atomic(void *) obj;
     pthread_mutex_t mu;          /* serialises loading and counter reservation */
@@ -91,6 +95,7 @@ typedef struct km__ver {
     uint64_t global_end;         /* the vault's reserved count after our last block */
     uint32_t block;              /* next block size */
     atomic_uint_fast64_t reserved_seen; /* last persisted reserved count seen (for info) */
+    atomic_uint_fast64_t bytes_seen;    /* last persisted byte count seen (for info) */
 } km__ver;
 
 typedef struct km__kobj {
@@ -103,6 +108,7 @@ typedef struct km__kobj {
     char protection[32];
     int64_t created;
     uint32_t rotate_days, protect_days, process_days, grace_days;
+    uint32_t min_process, min_protect; /* the version window (0: none) */
     char *policy_json;           /* the key's own policy, or NULL */
     km__backend_inst *be;
     pthread_rwlock_t lock;       /* versions array and metadata */
@@ -123,6 +129,10 @@ typedef struct km__kobj {
     atomic_uint acl_gen;         /* km__write_gen + 1 when read; 0 = never read */
     _Atomic int64_t acl_ms;      /* monotonic ms when read */
     struct km__kobj *hnext;      /* ctx cache chain */
+    /* names the key had before a rename (km_key_name's pointers stay valid
+     * while the object lives); freed with it */
+    char **old_names;
+    size_t nold_names;
 } km__kobj;
 
 struct km_key {
@@ -558,6 +568,8 @@ static inline km__vstate km__ver_vstate(const km__ver *v)
     s.protect_stop = v->protect_stop;
     s.process_stop = v->process_stop;
     s.destroy_after = v->destroy_after;
+    s.below_min_protect = v->below_min_protect;
+    s.below_min_process = v->below_min_process;
     return s;
 }
 /* The lifecycle rules (rules_lifecycle.c) on a version. */
@@ -571,6 +583,49 @@ static inline int km__may_process(const km__ver *v, uint32_t flags, int64_t now)
     km__vstate s = km__ver_vstate(v);
     return km__rules_may_process(&s, flags, now);
 }
+/* key.c: checks a key name (1..KM_KEY_NAME_MAX bytes, no control
+ * character; `fn` names the caller in the error) and gives its length.
+ * km__key_name_reserved: 1 for libkm's own names ("km:..."). */
+int km__key_name_check(const char *fn, const char *name, size_t *len);
+int km__key_name_reserved(const char *name);
+/* key.c: the key id a name or alias points at, in t (KM_E_NOTFOUND). */
+int km__key_lookup_name(struct km_ctx *ctx, km__txn *t, const char *name, size_t len,
+                        uint8_t id[16]);
+
+/* key_meta.c: a key's identity and metadata after creation (tags 13-15 of
+ * the key record). Each change is one write transaction, audited as
+ * key.meta; names and aliases share the name index. */
+int km__key_rename(km__kobj *k, const char *new_name);
+int km__key_alias_add(km__kobj *k, const char *alias, int move);
+int km__key_alias_remove(struct km_ctx *ctx, const char *alias);
+int km__key_describe(km__kobj *k, const char *text);
+int km__key_tag_set(km__kobj *k, const char *tag, const char *value);
+/* The stored metadata of a key record, decoded (strings malloc'ed). */
+typedef struct km__keymeta {
+    char *description;                       /* NULL when none */
+    size_t naliases, ntags;
+    char *aliases[KM_KEY_ALIASES_MAX];
+    char *tag_keys[KM_KEY_TAGS_MAX];
+    char *tag_values[KM_KEY_TAGS_MAX];
+} km__keymeta;
+/* Reads the metadata of key k now. KM_E_CORRUPT, KM_E_NOMEM, the vault's. */
+int km__key_meta_read(km__kobj *k, km__keymeta *m);
+void km__keymeta_free(km__keymeta *m);
+/* 1 when `name` is the name or an alias in the key record rec[0..n). */
+int km__keyrec_has_name(const uint8_t *rec, size_t n, const char *name);
+/* km_key_trim (km/key.h) after the API's argument checks (key_state.c). */
+int km__key_trim(km__kobj *k, uint32_t grace_days, uint32_t *count);
+/* key_meta.c: the name of a key's owner ("owner" for the vault owner), and
+ * its grants as the context's principal may see them (km_key_grants). */
+int km__key_owner_name(struct km_ctx *ctx, const uint8_t kid[16], char *out, size_t cap);
+int km__key_grants(struct km_ctx *ctx, const uint8_t kid[16], km_grant_fn fn, void *arg);
+/* km_key_purge (km/key.h) after the API's checks (key_meta.c). */
+int km__key_purge(km__kobj *k);
+/* km_key_set (km/key.h) after the API's argument checks. */
+int km__key_settings(km__kobj *k, const km_key_settings *s);
+/* km_key_list_filtered (km/key.h). */
+int km__key_list_filtered(struct km_ctx *ctx, const km_key_filter *f, km_key_list_fn fn,
+                          void *arg);
 /* key.c: km_key_create for libkm's own names ("km:..."), which the public
  * km_key_create and km_key_import refuse (the vault's BYOK wrapping key). */
 int km__key_create_reserved(km_key **out, km_ctx *ctx, const char *name, km_key_type type,

@@ -90,6 +90,23 @@ static void lc_detail(char *d, size_t cap, const char *name, const km__lc_arg *a
              a->op == KM__LC_REVOKE ? km_revoke_reason_name(a->reason) : "");
 }
 
+/* KM_E_STATE when the key record, read in t, has deletion protection. */
+static int deletion_allowed(km__kobj *k, km__txn *t)
+{
+    km_secret *rec = NULL;
+    uint32_t flags = 0;
+    int rc = km__rec_get(t, k->ctx->sealer, KM__T_KEYS, k->id, 16, &rec);
+    if (rc == KM_OK && (km__tlv_check(km_secret_data(rec), km_secret_len(rec)) != KM_OK
+                        || km__tlv_get_u32(km_secret_data(rec), km_secret_len(rec), KM__K_FLAGS,
+                                           &flags) != KM_OK))
+        rc = km__err(KM_E_CORRUPT, "key record: bad flags");
+    km_secret_free(rec);
+    if (rc == KM_OK && (flags & KM_KEY_DELETION_PROTECTED))
+        rc = km__err(KM_E_STATE, "key '%s' is protected against deletion: its versions are not "
+                                 "destroyed until the protection is cleared", k->name);
+    return rc;
+}
+
 int km__key_transition(km__kobj *k, uint32_t version, const km__lc_arg *a)
 {
     struct km_ctx *ctx = k->ctx;
@@ -117,6 +134,9 @@ int km__key_transition(km__kobj *k, uint32_t version, const km__lc_arg *a)
     if (rc != KM_OK)
         goto fail;
     to = v.state;
+    if ((a->op == KM__LC_SCHEDULE_DESTROY || a->op == KM__LC_DESTROY)
+        && (rc = deletion_allowed(k, t)) != KM_OK)
+        goto fail;
     if (a->op == KM__LC_DESTROY) {
         /* Cryptographic destruction: the backend's object first (HSM, TPM),
          * then the sealed reference. If the backend fails, nothing changes
@@ -220,16 +240,26 @@ static int rotation_due(const km__kobj *k, int64_t now)
     return km__rules_rotation_due(&in, now);
 }
 
+/* The transition due for a version now (-1: none); a key under deletion
+ * protection keeps its due destructions for later. */
+static int version_due(const km__kobj *k, const km__ver *v, int64_t now, int64_t *date)
+{
+    km__vstate vs = km__ver_vstate(v);
+    int op = km__rules_version_due(&vs, k->grace_days, now, date);
+    if ((k->flags & KM_KEY_DELETION_PROTECTED)
+        && (op == KM__LC_SCHEDULE_DESTROY || op == KM__LC_DESTROY))
+        op = -1;
+    return op;
+}
+
 int km__kobj_due(km__kobj *k, int64_t now)
 {
     uint32_t i;
     int due = 0;
     int64_t date;
     pthread_rwlock_rdlock(&k->lock);
-    for (i = 0; i < k->nvers && !due; i++) {
-        km__vstate vs = km__ver_vstate(k->vers[i]);
-        due = km__rules_version_due(&vs, k->grace_days, now, &date) >= 0;
-    }
+    for (i = 0; i < k->nvers && !due; i++)
+        due = version_due(k, k->vers[i], now, &date) >= 0;
     if (!due)
         due = rotation_due(k, now);
     pthread_rwlock_unlock(&k->lock);
@@ -261,8 +291,7 @@ int km__kobj_maintain(km__kobj *k, km_maintain_report *r)
         memset(&a, 0, sizeof a);
         pthread_rwlock_rdlock(&k->lock);
         for (i = 0; i < k->nvers && op < 0; i++) {
-            km__vstate vs = km__ver_vstate(k->vers[i]);
-            op = km__rules_version_due(&vs, k->grace_days, now, &a.date);
+            op = version_due(k, k->vers[i], now, &a.date);
             version = i + 1;
         }
         rot = op < 0 && rotation_due(k, now);
@@ -370,5 +399,62 @@ int km__key_use(km_key *key, km__kobj **out)
             (void)km__kobj_maintain(k, NULL);
     }
     *out = k;
+    return KM_OK;
+}
+
+int km__key_trim(km__kobj *k, uint32_t grace_days, uint32_t *count)
+{
+    uint32_t i, min, primary, n;
+    int rc;
+
+    if ((rc = km__kobj_refresh(k, 1)) != KM_OK)
+        return rc;
+    pthread_rwlock_rdlock(&k->lock);
+    min = k->min_process;
+    primary = k->primary;
+    n = k->nvers;
+    if (grace_days == 0)
+        grace_days = k->grace_days;
+    pthread_rwlock_unlock(&k->lock);
+    if (min <= 1)
+        return km__err(KM_E_STATE, "key '%s' has no minimum decryption version above 1: no "
+                                   "version to trim", k->name);
+    if (k->flags & KM_KEY_DELETION_PROTECTED) /* before any version is deactivated */
+        return km__err(KM_E_STATE, "key '%s' is protected against deletion: no version is "
+                                   "trimmed", k->name);
+    if (primary != 0 && primary < min)
+        return km__err(KM_E_STATE, "trimming key '%s' below version %u would destroy its primary "
+                                   "version %u", k->name, min, primary);
+    {
+        int prc = km__policy_check_grace(km__policy_acquire(k->ctx), grace_days);
+        km__policy_release(k->ctx);
+        if (prc != KM_OK)
+            return prc;
+    }
+    for (i = 1; i < min && i <= n; i++) {
+        km__lc_arg a;
+        km_key_state st;
+        pthread_rwlock_rdlock(&k->lock);
+        st = k->vers[i - 1]->state;
+        pthread_rwlock_unlock(&k->lock);
+        if (st == KM_STATE_DESTROYED || st == KM_STATE_DESTROY_PENDING)
+            continue;
+        memset(&a, 0, sizeof a);
+        if (st == KM_STATE_ACTIVE || st == KM_STATE_SUSPENDED) {
+            /* retired, not compromised */
+            a.op = KM__LC_REVOKE;
+            a.reason = KM_REVOKE_SUPERSEDED;
+            if ((rc = km__key_transition(k, i, &a)) != KM_OK)
+                return rc;
+        }
+        a.op = KM__LC_SCHEDULE_DESTROY;
+        a.reason = 0;
+        a.date = km__now(k->ctx) + (int64_t)grace_days * 86400;
+        a.grace_days = grace_days;
+        if ((rc = km__key_transition(k, i, &a)) != KM_OK)
+            return rc;
+        if (count != NULL)
+            (*count)++;
+    }
     return KM_OK;
 }

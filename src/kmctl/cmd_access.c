@@ -420,7 +420,8 @@ int kmctl_cmd_request_create(struct kmctl *k, const struct kmctl_args *a)
                 { "principal-remove", KM_REQ_PRINCIPAL_CHANGE },
                 { "rekey", KM_REQ_PRINCIPAL_CHANGE },
                 { "keyslot-add", KM_REQ_PRINCIPAL_CHANGE },
-                { "keyslot-remove", KM_REQ_PRINCIPAL_CHANGE } };
+                { "keyslot-remove", KM_REQ_PRINCIPAL_CHANGE },
+                { "key-set", KM_REQ_POLICY_CHANGE } };
     struct kmctl_buf pf = { NULL, 0, 0 };
     uint8_t id[16], params[200];
     const uint8_t *pp = NULL;
@@ -436,11 +437,15 @@ int kmctl_cmd_request_create(struct kmctl *k, const struct kmctl_args *a)
         return kmctl_error(KMCTL_EXIT_USAGE, "request create: unknown operation '%s' (destroy, "
                                              "export, import-raw, policy-change, principal-add, "
                                              "principal-remove, rekey, keyslot-add, "
-                                             "keyslot-remove)", a->pos[0]);
+                                             "keyslot-remove, key-set)", a->pos[0]);
     if (a->val[OPT_TARGET] == NULL && strcmp(ops[i].name, "rekey") != 0)
         return kmctl_error(KMCTL_EXIT_USAGE, "request create %s: --target names the key, the "
                                              "principal, or the file", a->pos[0]);
-    switch (ops[i].op) {
+    if (strcmp(ops[i].name, "key-set") == 0) {
+        key = a->val[OPT_TARGET];
+        if ((rc = kmctl_key_set_request_params(a, &pf, &pp, &plen)) != KMCTL_EXIT_OK)
+            return rc;
+    } else switch (ops[i].op) {
     case KM_REQ_DESTROY:
         if (a->val[OPT_VERSION] == NULL)
             return kmctl_error(KMCTL_EXIT_USAGE, "request create destroy: --version N");

@@ -69,13 +69,15 @@ static const struct kmctl_optspec o_create[] = {
     { "rotate-every", "DAYS", ARG_UINT, 0, OPT_ROTATE_EVERY, DAYS_MAX },
     { "activate-at", "DATE", ARG_DATE, 0, OPT_ACTIVATE_AT, 0 },
     { "protect-days", "DAYS", ARG_UINT, 0, OPT_PROTECT_DAYS, DAYS_MAX },
-    { "process-days", "DAYS", ARG_UINT, 0, OPT_PROCESS_DAYS, DAYS_MAX }, O_END };
+    { "process-days", "DAYS", ARG_UINT, 0, OPT_PROCESS_DAYS, DAYS_MAX },
+    { "deletion-protection", NULL, ARG_NONE, 0, OPT_DELETION_PROTECTED, 0 }, O_END };
 static const struct kmctl_optspec o_import[] = {
     O_TYPE_REQ,
     { "raw", "FILE", ARG_STR, 0, OPT_RAW, 0 },
     { "format", "raw|pkcs8|spki|pem", ARG_STR, 0, OPT_FORMAT, 0 },
     { "wrapped", "BLOB", ARG_STR, 0, OPT_WRAPPED, 0 },
-    O_PROTECTION, O_EXPORTABLE, O_USAGE, O_END };
+    O_PROTECTION, O_EXPORTABLE, O_USAGE,
+    { "key-id", "HEX", ARG_STR, 0, OPT_KEY_ID, 0 }, O_VERSION, O_END };
 static const struct kmctl_optspec o_public[] = {
     { "der", NULL, ARG_NONE, 0, OPT_DER, 0 }, O_VERSION, O_END };
 static const struct kmctl_optspec o_version[] = { O_VERSION, O_END };
@@ -114,7 +116,9 @@ static const struct kmctl_optspec o_request[] = {
     { "grace", "DAYS", ARG_UINT, 0, OPT_GRACE, GRACE_MAX },
     { "wrap-with", "PUBKEY.pem", ARG_STR, 0, OPT_WRAP_WITH, 0 },
     { "ttl", "SECONDS", ARG_UINT, 0, OPT_TTL, 30u * 24 * 3600 },
-    { "role", "ROLES", ARG_STR, 0, OPT_ROLE, 0 }, O_END };
+    { "role", "ROLES", ARG_STR, 0, OPT_ROLE, 0 },
+    { "policy", "FILE", ARG_STR, 0, OPT_POLICY, 0 },
+    { "deletion-protection", "off", ARG_STR, 0, OPT_DELETION_PROTECTION, 0 }, O_END };
 static const struct kmctl_optspec o_shares[] = {
     { "m", "M", ARG_UINT, 1, OPT_M, KM_SHARES_MAX }, { "n", "N", ARG_UINT, 1, OPT_N, KM_SHARES_MAX },
     { "out-dir", "DIR", ARG_STR, 1, OPT_OUT_DIR, 0 }, O_END };
@@ -143,6 +147,27 @@ static const struct kmctl_optspec o_rekey[] = {
     { "new-passphrase-file", "FILE", ARG_STR, 1, OPT_NEW_PASS_FILE, 0 },
     { "kdf-cost", "N", ARG_UINT, 0, OPT_KDF_COST, 64 }, O_END };
 
+static const struct kmctl_optspec o_key_list[] = { O_JSON,
+    { "type", "TYPE", ARG_STR, 0, OPT_TYPE, 0 }, { "state", "STATE", ARG_STR, 0, OPT_STATE, 0 },
+    { "protection", "BACKEND", ARG_STR, 0, OPT_PROTECTION, 0 },
+    { "tag", "TAG[=VALUE]", ARG_STR, 0, OPT_TAG, 0 }, O_END };
+static const struct kmctl_optspec o_key_set[] = {
+    { "rotate-every", "DAYS", ARG_UINT, 0, OPT_ROTATE_EVERY, DAYS_MAX }, O_USAGE,
+    { "not-exportable", NULL, ARG_NONE, 0, OPT_NOT_EXPORTABLE, 0 },
+    { "policy", "FILE", ARG_STR, 0, OPT_POLICY, 0 },
+    { "deletion-protection", "on|off", ARG_STR, 0, OPT_DELETION_PROTECTION, 0 },
+    { "min-decryption-version", "N", ARG_UINT, 0, OPT_MIN_DECRYPTION, VERSION_MAX },
+    { "min-encryption-version", "N", ARG_UINT, 0, OPT_MIN_ENCRYPTION, VERSION_MAX }, O_END };
+static const struct kmctl_optspec o_trim[] = {
+    { "grace", "DAYS", ARG_UINT, 0, OPT_GRACE, GRACE_MAX }, O_END };
+static const struct kmctl_optspec o_key_backup[] = {
+    { "wrap-with", "PUBKEY.pem", ARG_STR, 0, OPT_WRAP_WITH, 0 },
+    { "backup-passphrase-file", "FILE", ARG_STR, 0, OPT_BACKUP_PASS_FILE, 0 }, O_END };
+static const struct kmctl_optspec o_key_restore[] = {
+    { "name", "NAME", ARG_STR, 0, OPT_NAME, 0 },
+    { "backup-passphrase-file", "FILE", ARG_STR, 0, OPT_BACKUP_PASS_FILE, 0 }, O_END };
+static const struct kmctl_optspec o_alias[] = { { "move", NULL, ARG_NONE, 0, OPT_MOVE, 0 }, O_END };
+
 static int cmd_version(struct kmctl *k, const struct kmctl_args *a);
 static int cmd_help(struct kmctl *k, const struct kmctl_args *a);
 
@@ -160,8 +185,8 @@ static const struct kmctl_cmd commands[] = {
       "import key material: --raw FILE in plaintext, or --wrapped BLOB (prints its id)" },
     { "import", "NAME", 1, o_import, kmctl_check_key_import, kmctl_cmd_key_import, VAULT_OPEN, "",
       "the same as key import" },
-    { "key list", "", 0, o_json, NULL, kmctl_cmd_key_list, VAULT_OPEN, "",
-      "list keys: NAME<tab>TYPE<tab>ID per line" },
+    { "key list", "", 0, o_key_list, NULL, kmctl_cmd_key_list, VAULT_OPEN, "",
+      "list keys sorted by name (filters: --type, --state, --protection, --tag): NAME<tab>TYPE<tab>ID" },
     { "key info", "NAME", 1, o_json, NULL, kmctl_cmd_key_info, VAULT_OPEN, "",
       "show a key's metadata and versions" },
     { "key rotate", "NAME", 1, o_none, NULL, kmctl_cmd_key_rotate, VAULT_OPEN, "",
@@ -265,6 +290,31 @@ static const struct kmctl_cmd commands[] = {
       "send --share-file shares to a sealed kmd (--vault kmd:SOCKET)" },
     { "vault copy", "SRC DST", 2, o_none, NULL, kmctl_cmd_vault_copy, VAULT_OPEN, "",
       "copy the vault SRC (lmdb:DIR, etcd://HOST:PORT/PREFIX) into the empty DST and verify it" },
+    { "key rename", "NAME NEWNAME", 2, o_none, NULL, kmctl_cmd_key_rename, VAULT_OPEN, "",
+      "rename a key (its id, ciphertexts, grants and aliases stay)" },
+    { "key alias", "NAME ALIAS", 2, o_alias, NULL, kmctl_cmd_key_alias, VAULT_OPEN, "",
+      "give a key another name; --move takes the alias from the key that has it" },
+    { "key unalias", "ALIAS", 1, o_none, NULL, kmctl_cmd_key_unalias, VAULT_OPEN, "",
+      "remove an alias" },
+    { "key describe", "NAME TEXT", 2, o_none, NULL, kmctl_cmd_key_describe, VAULT_OPEN, "",
+      "set a key's description (\"\" removes it)" },
+    { "key tag", "NAME TAG=VALUE", 2, o_none, NULL, kmctl_cmd_key_tag, VAULT_OPEN, "",
+      "set a tag of a key" },
+    { "key untag", "NAME TAG", 2, o_none, NULL, kmctl_cmd_key_untag, VAULT_OPEN, "",
+      "remove a tag of a key" },
+    { "key set", "NAME", 1, o_key_set, NULL, kmctl_cmd_key_set, VAULT_OPEN, "",
+      "change a key's settings: rotation, usage (narrower), not exportable, own policy (stricter), "
+      "deletion protection, version window" },
+    { "key trim", "NAME", 1, o_trim, NULL, kmctl_cmd_key_trim, VAULT_OPEN, "",
+      "retire the versions below the minimum decryption version (deactivated, then destroyed after the grace)" },
+    { "key purge", "NAME", 1, o_none, NULL, kmctl_cmd_key_purge, VAULT_OPEN, "",
+      "remove a destroyed key's records once the policy's retention is over (frees its name)" },
+    { "key backup", "NAME", 1, o_key_backup, NULL, kmctl_cmd_key_backup, VAULT_OPEN, "> backup",
+      "back up one key with its history, to another vault's wrapping key or under a passphrase" },
+    { "key restore", "FILE", 1, o_key_restore, NULL, kmctl_cmd_key_restore, VAULT_OPEN, "",
+      "restore a key backup into this vault (prints the key id)" },
+    { "key grants", "NAME", 1, o_json, NULL, kmctl_cmd_key_grants, VAULT_OPEN, "",
+      "list a key's grants: GRANTEE<tab>PERMS (an admin or auditor sees all)" },
     { "version", "", 0, o_none, NULL, cmd_version, VAULT_NONE, "", "print the kmctl and libkm versions" },
     { "help", "", 0, o_none, NULL, cmd_help, VAULT_NONE, "", "print this help" },
 };

@@ -145,6 +145,11 @@ int km__tlv_check(const uint8_t *buf, size_t len);
 /* Finds `tag`. Returns 1 found, 0 absent. (Call km__tlv_check first.) */
 int km__tlv_find(const uint8_t *buf, size_t len, uint8_t tag, const uint8_t **val,
                  size_t *vlen);
+/* Appends to w every entry of the (checked) record buf except those whose tag
+ * is one of tags[0..ntags): rewriting some fields of a record keeps the
+ * fields a newer libkm added. */
+void km__tlv_copy_except(km__tlv_w *w, const uint8_t *buf, size_t len, const uint8_t *tags,
+                         size_t ntags);
 /* Typed getters: KM_OK, KM_E_NOTFOUND when absent, KM_E_CORRUPT on a wrong length. */
 int km__tlv_get_u32(const uint8_t *buf, size_t len, uint8_t tag, uint32_t *out);
 int km__tlv_get_u64(const uint8_t *buf, size_t len, uint8_t tag, uint64_t *out);

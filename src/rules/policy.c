@@ -65,6 +65,7 @@ struct km__policy {
     double usage_fraction;
     uint64_t gcm_limit;
     uint32_t grace_min, grace_max;
+    uint32_t tombstone_days;     /* a destroyed key's record kept at least this long */
     uint32_t approvals[N_OPS];
     int caller_clock;               /* testing.caller_clock */
 };
@@ -202,6 +203,7 @@ static void set_default(km__policy *p, int fips)
     p->gcm_limit = GCM_LIMIT_MAX;
     p->grace_min = 7;
     p->grace_max = 90;
+    p->tombstone_days = 90;
 }
 
 int km__policy_default(km__policy **out, int fips)
@@ -246,7 +248,8 @@ int km__policy_equal(const km__policy *a, const km__policy *b)
         a->periods_required != b->periods_required || a->rot_required != b->rot_required ||
         a->rot_max_days != b->rot_max_days || a->usage_fraction != b->usage_fraction ||
         a->gcm_limit != b->gcm_limit || a->grace_min != b->grace_min ||
-        a->grace_max != b->grace_max || a->caller_clock != b->caller_clock)
+        a->grace_max != b->grace_max || a->caller_clock != b->caller_clock
+        || a->tombstone_days != b->tombstone_days)
         return 0;
     for (t = 1; t <= KM__KEYTYPE_MAX; t++)
         if (a->alg[t].allowed != b->alg[t].allowed || a->alg[t].min_bits != b->alg[t].min_bits ||
@@ -736,8 +739,11 @@ static int parse_destruction(pctx *c, json_t *obj, km__policy *p)
             rc = get_u32(c, v, 1, GRACE_MAX, 0, &p->grace_min);
         else if (strcmp(k, "max_grace_days") == 0)
             rc = get_u32(c, v, 1, GRACE_MAX, 0, &p->grace_max);
+        else if (strcmp(k, "tombstone_days") == 0)
+            rc = get_u32(c, v, 0, 36500, 0, &p->tombstone_days);
         else
-            rc = perr(c, 1, "unknown field (expected min_grace_days, max_grace_days)");
+            rc = perr(c, 1, "unknown field (expected min_grace_days, max_grace_days, "
+                            "tombstone_days)");
         pop(c);
         if (rc != KM_OK)
             return rc;
@@ -922,6 +928,9 @@ static int check_tighter(pctx *c, const km__policy *p, const km__policy *b)
     if (p->grace_max > b->grace_max)
         return loose(c, "destruction", "max_grace_days", NULL, num(x, b->grace_max, 0),
                      num(y, p->grace_max, 0));
+    if (p->tombstone_days < b->tombstone_days)
+        return loose(c, "destruction", "tombstone_days", NULL, num(x, b->tombstone_days, 0),
+                     num(y, p->tombstone_days, 0));
     for (t = 0; t < N_OPS; t++)
         if (p->approvals[t] < b->approvals[t])
             return loose(c, "dual_control", op_names[t], NULL, num(x, b->approvals[t], 0),
@@ -1152,6 +1161,7 @@ char *km__policy_to_json(const km__policy *p)
         goto nomem;
     ok &= set(o, "min_grace_days", json_integer((json_int_t)p->grace_min));
     ok &= set(o, "max_grace_days", json_integer((json_int_t)p->grace_max));
+    ok &= set(o, "tombstone_days", json_integer((json_int_t)p->tombstone_days));
     if (!ok || (o = child(root, "dual_control")) == NULL)
         goto nomem;
     for (t = 0; t < N_OPS; t++)
@@ -1449,4 +1459,9 @@ int km__policy_key_out_of_policy(const km__policy *p, km_key_type type, int64_t 
                 rotate_days != 0 ? "rotation" : "rotation.max_days",
                 (long long)((now - primary_activated) / DAY_SECONDS), every);
     return w.n > 0;
+}
+
+uint32_t km__policy_tombstone_days(const km__policy *p)
+{
+    return p != NULL ? p->tombstone_days : UINT32_MAX;
 }

@@ -126,4 +126,8 @@ int km__policy_key_out_of_policy(const km__policy *p, km_key_type type, int64_t 
                                  uint32_t protect_days, uint32_t process_days, char *why,
                                  size_t why_len);
 
+/* How long a destroyed key's record (its tombstone) is kept before
+ * km_key_purge may remove it: destruction.tombstone_days (UINT32_MAX for NULL). */
+uint32_t km__policy_tombstone_days(const km__policy *p);
+
 #endif /* KM_INT_POLICY_H */

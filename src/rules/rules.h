@@ -31,6 +31,7 @@ enum {
     KM__OP_ENCRYPT, KM__OP_DECRYPT, KM__OP_SIGN, KM__OP_VERIFY, KM__OP_MAC, KM__OP_DATAKEY,
     KM__OP_REWRAP, KM__OP_DERIVE, KM__OP_AGREE, KM__OP_PUBLIC, KM__OP_AUDIT_READ, KM__OP_READ,
     KM__OP_COMPROMISED_USE, KM__OP_BACKUP, KM__OP_MAINTAIN,
+    KM__OP_KEY_META,
     KM__OP__COUNT
 };
 
@@ -45,6 +46,8 @@ typedef struct km__vstate {
     km_key_state state;
     km_key_state prev_state;     /* before destroy-pending (for cancel) */
     int64_t activated, protect_stop, process_stop, destroy_after;
+    /* below the key's minimum protect / process version (its version window) */
+    int below_min_protect, below_min_process;
 } km__vstate;
 
 /* Operations of the state machine (km_key_activate ... and maintenance). */
@@ -60,7 +63,7 @@ static inline int km__rules_may_protect(const km__vstate *v, int64_t now)
 {
     /* inline: every encrypt, sign and MAC asks it */
     if (v->state == KM_STATE_ACTIVE && (v->activated == 0 || now >= v->activated)
-        && (v->protect_stop == 0 || now < v->protect_stop))
+        && (v->protect_stop == 0 || now < v->protect_stop) && !v->below_min_protect)
         return KM_OK;
     return km__rules_protect_refused(v, now);
 }

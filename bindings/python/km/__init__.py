@@ -59,6 +59,7 @@ import weakref
 
 from . import _ffi
 from ._ffi import KmError, lib, wipe
+from ._keymeta import _KeyMeta, _VaultMeta, info_extra as _keymeta_info
 
 __all__ = ["Vault", "Key", "Secret", "KmError", "version", "backends", "encode_text", "decode_text",
            "wipe", "error_class", "restore", "KEY_TYPES", "USAGES", "REVOKE_REASONS", "ROLES",
@@ -88,7 +89,8 @@ KEY_TYPES = tuple(n for n in (lib.km_key_type_name(i) for i in range(1, 64)) if 
 USAGES = {"encrypt": 0x001, "decrypt": 0x002, "sign": 0x004, "verify": 0x008, "mac": 0x010,
           "mac-verify": 0x020, "wrap": 0x040, "unwrap": 0x080, "derive": 0x100,
           "agree": 0x200}
-_KEY_FLAGS = {"exportable": _ffi.KM_KEY_EXPORTABLE, "public-only": _ffi.KM_KEY_PUBLIC_ONLY}
+_KEY_FLAGS = {"exportable": _ffi.KM_KEY_EXPORTABLE, "public-only": _ffi.KM_KEY_PUBLIC_ONLY,
+              "deletion-protected": _ffi.KM_KEY_DELETION_PROTECTED}
 _WRAP_FORMATS = {"kwp": _ffi.KM_WRAP_KWP, "rsa-oaep-kwp": _ffi.KM_WRAP_RSA_OAEP_KWP}
 DERIVE_MAX = _ffi.KM_DERIVE_MAX
 DATAKEY_LEN = _ffi.KM_DATAKEY_LEN
@@ -241,11 +243,15 @@ def _names(mask, names):
 
 def _key_options(usage=None, exportable=False, protection=None, activate_at=None,
                  rotate_days=None, protect_days=None, process_days=None,
-                 destroy_grace_days=None, policy=None, key_id=None):
+                 destroy_grace_days=None, policy=None, key_id=None, version=None,
+                 deletion_protection=False):
     o = _ffi.km_key_options()
     o.version = _ffi.KM_KEY_OPTIONS_VERSION
     o.usage = _mask(usage, USAGES, "usage")
     o.flags = _ffi.KM_KEY_EXPORTABLE if exportable else 0
+    if deletion_protection:
+        o.flags |= _ffi.KM_KEY_DELETION_PROTECTED
+    o.import_version = int(version or 0)
     o.protection = None if protection is None else _cstr(protection, "protection")
     if isinstance(activate_at, _dt.datetime):
         activate_at = int(activate_at.timestamp())
@@ -519,7 +525,7 @@ class _Use:
 
 # ---------------------------------------------------------------- Vault
 
-class Vault:
+class Vault(_VaultMeta):
     """An open libkm vault (km_ctx). Create with Vault.open()."""
 
     def __init__(self, *args, **kwargs):
@@ -673,9 +679,13 @@ class Vault:
         material: bytes/bytearray (or str for "pem"); copied and the copy wiped.
         format: "raw" (symmetric bytes; 32-byte Ed25519/X25519 private keys),
             "pkcs8" (DER), "spki" (DER public key: a verify-only key), "pem".
-        options: as create_key().
+        options: as create_key(), and key_id (16 bytes or hex: keep the source
+            key's id) with version (the version number the material becomes:
+            with the id of a key this vault has, under the same name, it adds
+            that version to it; versions skipped are recorded destroyed).
         Raises: InvalidArgument (bad length, unparsable material, a type
-        mismatch), AlreadyExists, StorageError.
+        mismatch), AlreadyExists (the name, or a version not newer than the
+        key's last), StorageError.
         """
         cname = _cstr(name, "name")
         ktype = _key_type(type)
@@ -1231,7 +1241,7 @@ class Vault:
 
 # ---------------------------------------------------------------- Key
 
-class Key:
+class Key(_KeyMeta):
     """An open key handle (km_key), from Vault.create_key/import_key/key().
 
     Attributes: name (str), id (16 bytes), type (type name, e.g. "aes-256-gcm"),
@@ -1374,7 +1384,8 @@ class Key:
         created (epoch seconds), primary (version number, 0 = none may protect),
         versions: a list of dicts with version, state ("active", ...), created,
         activated, protect_stop, process_stop, destroy_after (epoch seconds or
-        None when unset), invocations (an upper bound of uses) and bytes.
+        None when unset), invocations (an upper bound of uses) and bytes;
+        description (str or None), aliases (list of str), tags (dict).
         """
         ki = _ffi.KEYINFO_P()
         with _Use(self._h) as k:
@@ -1405,7 +1416,13 @@ class Key:
                     "process_stop": _time(vi.process_stop),
                     "destroy_after": _time(vi.destroy_after),
                     "invocations": vi.invocations,
-                    "bytes": vi.bytes})
+                    "bytes": vi.bytes,
+                    "revoke_reason": (lib.km_revoke_reason_name(vi.revoke_reason)
+                                      if vi.revoke_reason else None),
+                    "compromise_date": _time(vi.compromise_date),
+                    "deactivated": _time(vi.deactivated),
+                    "destroyed": _time(vi.destroyed)})
+            d.update(_keymeta_info(ki))
             return d
         finally:
             lib.km_keyinfo_free(ki)

@@ -108,6 +108,39 @@ km_clock_fn = ctypes.CFUNCTYPE(ctypes.c_int64, ctypes.c_void_p)
 km_key_list_fn = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_char_p, U8_P, ctypes.c_int,
                                   ctypes.c_void_p)
 
+km_grant_fn = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_char_p, ctypes.c_uint32, ctypes.c_void_p)
+
+
+class km_key_filter(ctypes.Structure):
+    _fields_ = [("version", ctypes.c_uint32),
+                ("type", ctypes.c_int),
+                ("protection", ctypes.c_char_p),
+                ("state", ctypes.c_int),
+                ("tag", ctypes.c_char_p)]
+
+
+KM_KEY_FILTER_VERSION = 1
+KM_ALIAS_MOVE = 0x1
+
+
+class km_key_settings(ctypes.Structure):
+    _fields_ = [("version", ctypes.c_uint32),
+                ("fields", ctypes.c_uint32),
+                ("rotate_days", ctypes.c_uint32),
+                ("usage", ctypes.c_uint32),
+                ("exportable", ctypes.c_int),
+                ("policy", ctypes.c_char_p),
+                ("deletion_protection", ctypes.c_int),
+                ("min_process_version", ctypes.c_uint32),
+                ("min_protect_version", ctypes.c_uint32)]
+
+
+KM_KEY_SETTINGS_VERSION = 1
+KM_SET_ROTATE_DAYS, KM_SET_USAGE, KM_SET_EXPORTABLE, KM_SET_POLICY, KM_SET_DELETION_PROTECTION = (
+    0x01, 0x02, 0x04, 0x08, 0x10)
+KM_KEY_DELETION_PROTECTED = 0x4
+KM_SET_MIN_PROCESS_VERSION, KM_SET_MIN_PROTECT_VERSION = 0x20, 0x40
+
 
 class km_error(ctypes.Structure):
     _fields_ = [("code", ctypes.c_int),
@@ -154,7 +187,9 @@ class km_key_options(ctypes.Structure):
                 # ---- version 3 ----
                 ("policy", ctypes.c_char_p),
                 # ---- version 4 ----
-                ("key_id", U8_P)]
+                ("key_id", U8_P),
+                # ---- version 5 ----
+                ("import_version", ctypes.c_uint32)]
 
 
 class km_version_info(ctypes.Structure):
@@ -166,7 +201,12 @@ class km_version_info(ctypes.Structure):
                 ("process_stop", ctypes.c_int64),
                 ("destroy_after", ctypes.c_int64),
                 ("invocations", ctypes.c_uint64),
-                ("bytes", ctypes.c_uint64)]
+                ("bytes", ctypes.c_uint64),
+                # ---- appended ----
+                ("revoke_reason", ctypes.c_uint32),
+                ("compromise_date", ctypes.c_int64),
+                ("deactivated", ctypes.c_int64),
+                ("destroyed", ctypes.c_int64)]
 
 
 class km_audit_head(ctypes.Structure):
@@ -229,7 +269,7 @@ KM_KDF_COST_DEFAULT = 17
 KM_KDF_COST_MIN = 14
 KM_KDF_COST_MAX = 22
 
-KM_KEY_OPTIONS_VERSION = 4
+KM_KEY_OPTIONS_VERSION = 5
 KM_KEY_EXPORTABLE = 0x1
 KM_KEY_PUBLIC_ONLY = 0x2
 KM_IMPORT_ALLOW_RAW = 0x1
@@ -544,6 +584,31 @@ _FUNCTIONS = {
     "km_pkcs11_pin_cache_clear": (_int, [], _check),
     "km_pkcs11_key_link": (_int, [ctypes.POINTER(KEY_P), CTX_P, _ccp, _ccp,
                                   ctypes.POINTER(km_key_options)], _check),
+    # key.h: names and metadata (issue 22)
+    "km_key_rename": (_int, [KEY_P, _ccp], _check),
+    "km_key_alias_add": (_int, [KEY_P, _ccp, _u32], _check),
+    "km_key_alias_remove": (_int, [CTX_P, _ccp], _check),
+    "km_key_set_description": (_int, [KEY_P, _ccp], _check),
+    "km_key_set_tag": (_int, [KEY_P, _ccp, _ccp], _check),
+    "km_keyinfo_description": (_ccp, [KEYINFO_P], _check_string),
+    "km_keyinfo_alias_count": (_u32, [KEYINFO_P], None),
+    "km_keyinfo_alias": (_ccp, [KEYINFO_P, _u32], _check_string),
+    "km_keyinfo_tag_count": (_u32, [KEYINFO_P], None),
+    "km_keyinfo_tag": (_int, [KEYINFO_P, _u32, ctypes.POINTER(_ccp), ctypes.POINTER(_ccp)],
+                       _check),
+    "km_key_list_filtered": (_int, [CTX_P, ctypes.POINTER(km_key_filter), km_key_list_fn, _vp],
+                             _check),
+    "km_key_set": (_int, [KEY_P, ctypes.POINTER(km_key_settings)], _check),
+    "km_keyinfo_periods": (None, [KEYINFO_P, U32_P, U32_P, U32_P, U32_P], None),
+    "km_keyinfo_policy": (_ccp, [KEYINFO_P], _check_string),
+    "km_keyinfo_window": (None, [KEYINFO_P, U32_P, U32_P], None),
+    "km_key_trim": (_int, [KEY_P, _u32, U32_P], _check),
+    "km_key_purge": (_int, [KEY_P], _check),
+    "km_keyinfo_owner": (_ccp, [KEYINFO_P], _check_string),
+    "km_key_grants": (_int, [KEY_P, km_grant_fn, _vp], _check),
+    "km_key_backup": (_int, [KEY_P, U8_P, _size, U8_P, _size, U8_P, _size, SIZE_P], None),
+    "km_key_restore": (_int, [CTX_P, U8_P, _size, U8_P, _size, _ccp, ctypes.POINTER(KEY_P)],
+                       _check),
 }
 
 
