@@ -710,6 +710,31 @@ START_TEST(test_pkcs11_token_removed)
 }
 END_TEST
 
+/* km_random with protection pkcs11 draws from the token (C_GenerateRandom through
+ * the vault's configuration of it): with a wrong PIN it fails with the token's error,
+ * never falling back to the DRBG. */
+START_TEST(test_pkcs11_random)
+{
+    uint8_t a[64], b[64], zero[64] = { 0 };
+    const km_error *e;
+
+    OK(km_random(ctx, "pkcs11", a, sizeof a));
+    OK(km_random(ctx, "pkcs11", b, sizeof b));
+    ck_assert(memcmp(a, b, sizeof a) != 0);
+    snprintf(config, sizeof config, "module=%s;token=pkcs11:token=%s;pin=0000", MODULE, LABEL);
+    OK(km_vault_backend_set(ctx, "pkcs11", config));
+    km_close(ctx);
+    ctx = tu_vault_clocked(dir, 0);
+    memset(a, 0xee, sizeof a);
+    ck_assert_int_eq(km_random(ctx, "pkcs11", a, sizeof a), KM_E_AUTH);
+    e = km_error_last();
+    ck_assert_int_eq(e->native_kind, KM_NATIVE_PKCS11);
+    ck_assert_uint_eq(e->native, CKR_PIN_INCORRECT);
+    ck_assert_mem_eq(a, zero, sizeof a);
+    OK(km_random(ctx, NULL, a, sizeof a));
+}
+END_TEST
+
 START_TEST(test_pkcs11_destroy_lifecycle)
 {
     km_key *k = create("ec", KM_KEY_EC_P256, 0);
@@ -920,6 +945,7 @@ static Suite *suite(void)
     tcase_add_test(tc, test_pkcs11_fork_child);
     tcase_add_test(tc, test_pkcs11_token_returns);
     tcase_add_test(tc, test_pkcs11_close_at_exit);
+    tcase_add_test(tc, test_pkcs11_random);
     return s;
 }
 

@@ -13,6 +13,7 @@
  * Paths:
  *  - ECDSA P-256 (DER, P1363), Ed25519, RSA-PSS-2048: km_key_import(SPKI DER) + km_verify(RAW).
  *  - HMAC-SHA-256: km_key_import(RAW) + km_mac_verify(RAW) and km_mac(RAW).
+ *  - AES-CMAC (aes_cmac_test.json, RFC 4493, SP 800-38B): the same, with aes-*-cmac keys.
  *  - AES-GCM: the software backend's aead_seal / aead_open (what km_encrypt / km_decrypt call);
  *    libkm takes no caller nonce, so this is the only way to reach a known nonce.
  *  - AES-KWP, HKDF: km__kwp_wrap / km__kwp_unwrap and km__hkdf_sha256 (what the vault uses).
@@ -435,6 +436,162 @@ START_TEST(test_vectors_hmac_sha256)
     tu_rmtree(dir);
     free(dir);
     json_decref(root);
+}
+END_TEST
+
+/* ----------------------------------------------------------------- AES-CMAC */
+
+/* The AES-CMAC type of a key length, 0 for none. */
+static km_key_type cmac_type(size_t klen)
+{
+    return klen == 16 ? KM_KEY_AES_128_CMAC : klen == 24 ? KM_KEY_AES_192_CMAC
+           : klen == 32 ? KM_KEY_AES_256_CMAC : (km_key_type)0;
+}
+
+/* One AES-CMAC case through the public API: km_key_import(RAW) of the type of the key's
+ * length, km_mac_verify(RAW) and km_mac(RAW). A key of another length must be refused at
+ * import (KM_E_INVALID): counted as an invalid case refused. */
+static void cmac_case(vstats *s, km_ctx *ctx, long tc, int r, const uint8_t *key, size_t klen,
+                      const uint8_t *msg, size_t mlen, const uint8_t *tag, size_t tlen)
+{
+    km_key_type type = cmac_type(klen);
+    km_key *k = NULL;
+    char name[48];
+    uint8_t out[KM_MAC_MAX];
+    size_t olen = 0;
+    int rc;
+
+    s->n++;
+    snprintf(name, sizeof name, "cmac-%ld-%zu", tc, klen);
+    rc = km_key_import(&k, ctx, name, type != 0 ? type : KM_KEY_AES_128_CMAC, KM_MATERIAL_RAW,
+                       key, klen, KM_IMPORT_ALLOW_RAW, NULL);
+    if (type == 0) {
+        if (rc == KM_OK)
+            vfail(s, tc, "a %zu-byte AES-CMAC key was accepted", klen);
+        else if (rc != KM_E_INVALID)
+            vfail(s, tc, "a %zu-byte key refused with %s, not KM_E_INVALID", klen, km_err_name(rc));
+        if (r == R_VALID)
+            count_valid(s, 0);
+        else
+            count_invalid(s, rc == KM_E_INVALID);
+        km_key_free(k);
+        return;
+    }
+    if (rc != KM_OK) {
+        vfail(s, tc, "AES-CMAC key of %zu bytes refused: %s", klen, km_err_name(rc));
+        if (r == R_VALID)
+            count_valid(s, 0);
+        else
+            count_invalid(s, 0);
+        return;
+    }
+    rc = km_mac_verify(k, 0, KM_SIG_RAW, msg, mlen, tag, tlen);
+    if (r == R_VALID) {
+        int ok = rc == KM_OK;
+        if (!ok)
+            vfail(s, tc, "valid tag refused: %s", km_err_name(rc));
+        memset(out, 0xAA, sizeof out);
+        rc = km_mac(k, KM_SIG_RAW, msg, mlen, out, sizeof out, &olen);
+        if (rc != KM_OK || olen != tlen || memcmp(out, tag, tlen) != 0) {
+            ok = 0;
+            vfail(s, tc, "km_mac does not reproduce the tag: %s, %zu bytes", km_err_name(rc), olen);
+        }
+        count_valid(s, ok);
+    } else {
+        count_invalid(s, rc == KM_E_VERIFY);
+        if (rc == KM_OK)
+            vfail(s, tc, "INVALID TAG ACCEPTED");
+        else if (rc != KM_E_VERIFY)
+            vfail(s, tc, "invalid tag refused with %s, not KM_E_VERIFY", km_err_name(rc));
+    }
+    km_key_free(k);
+}
+
+START_TEST(test_vectors_aes_cmac)
+{
+    const char *file = "aes_cmac_test.json";
+    json_t *root = load_json(file), *g, *t;
+    char *dir = tu_tmpdir();
+    km_ctx *ctx = tu_vault(dir);
+    size_t gi, ti;
+    vstats s;
+
+    vs_init(&s, file);
+    json_array_foreach(jarr(root, "testGroups"), gi, g) {
+        json_array_foreach(jarr(g, "tests"), ti, t) {
+            size_t klen, mlen, tlen;
+            uint8_t *key = jhex(t, "key", &klen), *msg = jhex(t, "msg", &mlen),
+                    *tag = jhex(t, "tag", &tlen);
+            ck_assert_uint_eq((size_t)jint(g, "keySize"), 8 * klen);
+            cmac_case(&s, ctx, jint(t, "tcId"), jresult(t), key, klen, msg, mlen, tag, tlen);
+            free(key);
+            free(msg);
+            free(tag);
+        }
+    }
+    vs_report(&s, (unsigned)jint(root, "numberOfTests"));
+    km_close(ctx);
+    tu_rmtree(dir);
+    free(dir);
+    json_decref(root);
+}
+END_TEST
+
+/* RFC 4493 section 4 (AES-128) and NIST SP 800-38B appendix D.2, D.3 (AES-192, AES-256):
+ * the four messages of 0, 16, 40 and 64 bytes, through km_mac and km_mac_verify. */
+START_TEST(test_vectors_cmac_rfc4493_sp800_38b)
+{
+    static const char *const msg_hex =
+        "6bc1bee22e409f96e93d7e117393172aae2d8a571e03ac9c9eb76fac45af8e51"
+        "30c81c46a35ce411e5fbc1191a0a52eff69f2445df4f9b17ad2b417be66c3710";
+    static const size_t lens[4] = { 0, 16, 40, 64 };
+    static const struct { const char *key, *tags[4]; } v[] = {
+        { "2b7e151628aed2a6abf7158809cf4f3c",
+          { "bb1d6929e95937287fa37d129b756746", "070a16b46b4d4144f79bdd9dd04a287c",
+            "dfa66747de9ae63030ca32611497c827", "51f0bebf7e3b9d92fc49741779363cfe" } },
+        { "8e73b0f7da0e6452c810f32b809079e562f8ead2522c6b7b",
+          { "d17ddf46adaacde531cac483de7a9367", "9e99a7bf31e710900662f65e617c5184",
+            "8a1de5be2eb31aad089a82e6ee908b0e", "a1d5df0eed790f794d77589659f39a11" } },
+        { "603deb1015ca71be2b73aef0857d77811f352c073b6108d72d9810a30914dff4",
+          { "028962f61b7bf89efc6b551f4667d983", "28a7023f452e8f82bd4bf28d8c37c35c",
+            "aaf3d8f1de5640c232f5b169b9c911e6", "e1992190549f6ed5696a2c056c315410" } },
+    };
+    char *dir = tu_tmpdir();
+    km_ctx *ctx = tu_vault(dir);
+    size_t mlen, i, j;
+    uint8_t *msg = tu_unhex(msg_hex, &mlen);
+
+    for (i = 0; i < sizeof v / sizeof v[0]; i++) {
+        size_t klen;
+        uint8_t *key = tu_unhex(v[i].key, &klen);
+        km_key *k = NULL;
+        char name[32];
+        snprintf(name, sizeof name, "rfc4493-%zu", i);
+        ck_assert_int_eq(km_key_import(&k, ctx, name, cmac_type(klen), KM_MATERIAL_RAW, key, klen,
+                                       KM_IMPORT_ALLOW_RAW, NULL), KM_OK);
+        for (j = 0; j < 4; j++) {
+            size_t tlen, olen = 0;
+            uint8_t *tag = tu_unhex(v[i].tags[j], &tlen), out[KM_MAC_MAX];
+            ck_assert_int_eq(km_mac(k, KM_SIG_RAW, msg, lens[j], out, sizeof out, &olen), KM_OK);
+            ck_assert_uint_eq(olen, 16);
+            ck_assert_msg(memcmp(out, tag, 16) == 0, "key %zu, message %zu: wrong tag", i, j);
+            ck_assert_int_eq(km_mac_verify(k, 0, KM_SIG_RAW, msg, lens[j], tag, 16), KM_OK);
+            tag[15] ^= 1;
+            ck_assert_int_eq(km_mac_verify(k, 0, KM_SIG_RAW, msg, lens[j], tag, 16), KM_E_VERIFY);
+            /* a CMAC tag is never truncated */
+            tag[15] ^= 1;
+            ck_assert_int_eq(km_mac_verify(k, 0, KM_SIG_RAW, msg, lens[j], tag, 15), KM_E_VERIFY);
+            free(tag);
+        }
+        printf("vectors: AES-%zu-CMAC: 4 known answers of %s passed\n", 8 * klen,
+               i == 0 ? "RFC 4493 section 4" : "SP 800-38B appendix D");
+        km_key_free(k);
+        free(key);
+    }
+    free(msg);
+    km_close(ctx);
+    tu_rmtree(dir);
+    free(dir);
 }
 END_TEST
 
@@ -1074,6 +1231,8 @@ static Suite *vectors_suite(void)
     tcase_add_test(tc, test_vectors_ed25519);
     tcase_add_test(tc, test_vectors_rsa_pss_2048_sha256_mgf1_32);
     tcase_add_test(tc, test_vectors_rfc_vectors);
+    tcase_add_test(tc, test_vectors_aes_cmac);
+    tcase_add_test(tc, test_vectors_cmac_rfc4493_sp800_38b);
     return s;
 }
 

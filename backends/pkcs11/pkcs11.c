@@ -1256,6 +1256,27 @@ static int p11_slot_unseal(void *state, const uint8_t *blob, size_t blob_len,
     return rc;
 }
 
+/* km_random with this protection: the token's generator. */
+static int p11_random(void *state, uint8_t *out, size_t len)
+{
+    km__p11 *p = state;
+    CK_SESSION_HANDLE s;
+    CK_RV rv;
+    int rc;
+
+    if (p == NULL || out == NULL || len == 0)
+        return km__err(KM_E_INVALID, "pkcs11 random: bad arguments");
+    if ((rc = km__p11_session_get(p, &s)) != KM_OK)
+        return rc;
+    rv = p->fl->C_GenerateRandom(s, out, (CK_ULONG)len);
+    km__p11_session_put(p, s, rv);
+    if (rv != CKR_OK) {
+        km_memzero(out, len);
+        return fail(rv, "C_GenerateRandom");
+    }
+    return KM_OK;
+}
+
 const km_backend_ops km__pkcs11_backend = {
     .version = KM_BACKEND_OPS_VERSION,
     .name = "pkcs11",
@@ -1280,4 +1301,5 @@ const km_backend_ops km__pkcs11_backend = {
     .ctl = NULL,
     .slot_seal = p11_slot_seal,
     .slot_unseal = p11_slot_unseal,
+    .random = p11_random,
 };

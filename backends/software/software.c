@@ -365,6 +365,17 @@ static int symmetric_len_ok(const km__keytype *ti, size_t len)
     return len == ti->key_len;
 }
 
+/* The primitive keyed object of a symmetric family (prim.h). */
+static km__skey_kind skey_kind(const km__keytype *ti)
+{
+    switch (ti->family) {
+    case KM__FAM_AES_GCM: return KM__SKEY_GCM;
+    case KM__FAM_HMAC: return KM__SKEY_HMAC;
+    case KM__FAM_CMAC: return KM__SKEY_CMAC;
+    default: return KM__SKEY_KWP;
+    }
+}
+
 static int spec_type(const km_backend_keyspec *spec, const char *fn,
                      const km__keytype **ti)
 {
@@ -401,6 +412,7 @@ static int sw_generate_in(void *state, const km_backend_keyspec *spec, km_secret
     case KM__FAM_AES_GCM:
     case KM__FAM_AES_KWP:
     case KM__FAM_HMAC:
+    case KM__FAM_CMAC:
         if ((rc = ref_new(KM_MATERIAL_RAW, ti->key_len, out_ref, &bytes)) != KM_OK)
             return rc;
         if (RAND_priv_bytes(bytes, (int)ti->key_len) != 1) {
@@ -514,9 +526,7 @@ static int sw_load_in(void *state, const km_backend_keyspec *spec, const uint8_t
                          ti->name);
             goto out;
         }
-        rc = km__skey_new(&o->sk, ti->family == KM__FAM_AES_GCM ? KM__SKEY_GCM
-                                  : ti->family == KM__FAM_HMAC ? KM__SKEY_HMAC : KM__SKEY_KWP,
-                          ti->family == KM__FAM_AES_GCM ? ti->cipher : ti->family == KM__FAM_HMAC ? ti->md : NULL,
+        rc = km__skey_new(&o->sk, skey_kind(ti), ti->family == KM__FAM_HMAC ? ti->md : ti->cipher,
                           ref + 1, ref_len - 1);
         if (rc != KM_OK)
             goto out;
@@ -797,9 +807,9 @@ static int sw_mac(void *obj, const uint8_t *msg, size_t msg_len, uint8_t *tag, s
     if (o == NULL || (msg == NULL && msg_len > 0))
         return km__err(KM_E_INVALID, "software backend mac: %s is NULL",
                        o == NULL ? "obj" : "msg");
-    if (o->ti->family != KM__FAM_HMAC)
+    if (o->ti->family != KM__FAM_HMAC && o->ti->family != KM__FAM_CMAC)
         return km__err(KM_E_USAGE, "a %s key does not compute MACs", o->ti->name);
-    need = o->ti->key_len; /* the digest length */
+    need = km__type_mac_len(o->type); /* the digest length; 16 for CMAC */
     if (tag == NULL || tag_cap < need) {
         *tag_len = need;
         return km__err(KM_E_BUFFER, "MAC needs %zu bytes", need);

@@ -164,7 +164,9 @@ KM_EXTERN int km_verify(km_key *key, uint32_t version, uint32_t flags,
                         const uint8_t *sig, size_t sig_len) KM_WUR;
 
 /**
- * Computes an HMAC with the primary version (tagged unless KM_SIG_RAW).
+ * Computes a MAC with the primary version (tagged unless KM_SIG_RAW): HMAC
+ * for hmac-* keys (the digest's length), AES-CMAC (NIST SP 800-38B, 16
+ * bytes) for aes-*-cmac keys.
  * @param[out] tag  at least KM_MAC_MAX bytes is always enough.
  * @return as km_sign().
  */
@@ -172,13 +174,35 @@ KM_EXTERN int km_mac(km_key *key, uint32_t flags, const uint8_t *msg, size_t msg
                      uint8_t *tag, size_t tag_cap, size_t *tag_len);
 
 /**
- * Verifies an HMAC in constant time. A raw tag may be truncated to no fewer
- * than 16 bytes (the leftmost bytes, as RFC 2104 allows).
+ * Verifies an HMAC or AES-CMAC in constant time. A raw HMAC tag may be
+ * truncated to no fewer than 16 bytes (the leftmost bytes, as RFC 2104
+ * allows); a CMAC tag is always its full 16 bytes.
  * @return KM_OK when valid; KM_E_VERIFY when not; other errors as km_verify().
  */
 KM_EXTERN int km_mac_verify(km_key *key, uint32_t version, uint32_t flags,
                             const uint8_t *msg, size_t msg_len,
                             const uint8_t *tag, size_t tag_len) KM_WUR;
+
+/** Largest request of km_random(), bytes. */
+#define KM_RANDOM_MAX (1u << 20)
+
+/**
+ * Random bytes for the caller (AWS KMS GenerateRandom): keys, nonces, tokens
+ * of the caller's own protocols.
+ *
+ * @param[in]  ctx         the vault (its registered backends).
+ * @param[in]  protection  NULL or "software": OpenSSL's DRBG; the name of a
+ *                         device backend ("pkcs11", "tpm2"): that device's own
+ *                         generator (C_GenerateRandom, TPM2_GetRandom), opened
+ *                         with the vault's configuration of it.
+ * @param[out] out         `len` bytes.
+ * @param[in]  len         1..KM_RANDOM_MAX.
+ * @return KM_OK; KM_E_INVALID (NULL, len 0 or above KM_RANDOM_MAX);
+ *         KM_E_UNSUPPORTED (no such backend, or it has no random generator);
+ *         KM_E_FORK; KM_E_BACKEND; KM_E_CRYPTO. On error `out` is zeroed.
+ * Thread-safe.
+ */
+KM_EXTERN int km_random(km_ctx *ctx, const char *protection, uint8_t *out, size_t len) KM_WUR;
 
 /**
  * Encodes binary libkm output as text: "km1:" + base64url without padding.

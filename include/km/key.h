@@ -41,7 +41,10 @@ typedef enum km_key_type {
     KM_KEY_RSA_4096 = 15,
     KM_KEY_FFDHE2048 = 16,   /**< finite-field Diffie-Hellman, RFC 7919 group (agree only) */
     KM_KEY_FFDHE3072 = 17,
-    KM_KEY_FFDHE4096 = 18
+    KM_KEY_FFDHE4096 = 18,
+    KM_KEY_AES_128_CMAC = 19, /**< AES-CMAC (NIST SP 800-38B): 16-byte tags (mac only) */
+    KM_KEY_AES_192_CMAC = 20,
+    KM_KEY_AES_256_CMAC = 21
 } km_key_type;
 
 /** Usage mask bits. */

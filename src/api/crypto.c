@@ -59,9 +59,9 @@ static int is_signing(km_key_type t)
     return f == KM__FAM_ECDSA || f == KM__FAM_EDDSA || f == KM__FAM_RSA;
 }
 
-static int is_hmac(km_key_type t)
+static int is_mac(km_key_type t)
 {
-    return km__type_family(t) == KM__FAM_HMAC;
+    return km__type_mac_len(t) != 0; /* HMAC, AES-CMAC */
 }
 
 /* Two buffers overlap (crypto_int.h). */
@@ -359,7 +359,7 @@ static int protect_tagged(km_key *key, int mac, uint32_t flags, const uint8_t *m
     if (k->ctx->is_principal
         && (rc = km__acl_check(k->ctx, mac ? KM__OP_MAC : KM__OP_SIGN, k)) != KM_OK)
         return rc;
-    if (mac ? !is_hmac(k->type) : !is_signing(k->type))
+    if (mac ? !is_mac(k->type) : !is_signing(k->type))
         return km__err(KM_E_USAGE, "key '%s' (%s) does not %s", k->name,
                        km_key_type_name(k->type), mac ? "compute MACs" : "sign");
     if ((flags & KM_SIG_P1363) && !is_ecdsa(k->type))
@@ -576,7 +576,7 @@ static int process_tagged(km_key *key, int mac, uint32_t version, uint32_t flags
         return rc;
     if (k->ctx->is_principal && (rc = km__acl_check(k->ctx, KM__OP_VERIFY, k)) != KM_OK)
         return rc;
-    if (mac ? !is_hmac(k->type) : !is_signing(k->type))
+    if (mac ? !is_mac(k->type) : !is_signing(k->type))
         return km__err(KM_E_USAGE, "key '%s' (%s) does not %s", k->name,
                        km_key_type_name(k->type), mac ? "verify MACs" : "verify signatures");
     if ((mac ? (void *)k->be->ops.mac : (void *)k->be->ops.verify) == NULL)
@@ -650,6 +650,39 @@ int km_mac_verify(km_key *key, uint32_t version, uint32_t flags, const uint8_t *
                   size_t msg_len, const uint8_t *tag, size_t tag_len)
 {
     return process_tagged(key, 1, version, flags, msg, msg_len, tag, tag_len);
+}
+
+/* ----------------------------------------------------------- random */
+
+int km_random(km_ctx *ctx, const char *protection, uint8_t *out, size_t len)
+{
+    km__backend_inst *b = NULL;
+    int rc;
+
+    if (ctx == NULL || out == NULL)
+        return km__err(KM_E_INVALID, "km_random: %s is NULL", ctx == NULL ? "ctx" : "out");
+    if (len == 0 || len > KM_RANDOM_MAX)
+        return km__err(KM_E_INVALID, "km_random: len must be 1 to %u bytes, not %zu",
+                       (unsigned)KM_RANDOM_MAX, len);
+    if ((rc = km__ctx_check(ctx)) != KM_OK)
+        goto out;
+    if (protection == NULL || strcmp(protection, "software") == 0) {
+        rc = km__random(out, len);
+        goto out;
+    }
+    if ((rc = km__backend_get(ctx, protection, &b)) != KM_OK)
+        goto out;
+    if (b->ops.random == NULL) {
+        rc = km__err(KM_E_UNSUPPORTED, "backend '%s' has no random generator", b->ops.name);
+        goto out;
+    }
+    rc = b->ops.random(b->state, out, len);
+    if (rc > 0)
+        rc = km__err(KM_E_BACKEND, "backend '%s' random generator failed", b->ops.name);
+out:
+    if (rc != KM_OK)
+        km_memzero(out, len);
+    return rc;
 }
 
 /* ------------------------------------------------------------- text */

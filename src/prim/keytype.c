@@ -9,6 +9,7 @@
 #define U_AEAD (KM_USAGE_ENCRYPT | KM_USAGE_DECRYPT)
 #define U_WRAP (KM_USAGE_WRAP | KM_USAGE_UNWRAP)
 #define U_MAC (KM_USAGE_MAC | KM_USAGE_MAC_VERIFY | KM_USAGE_DERIVE)
+#define U_CMAC (KM_USAGE_MAC | KM_USAGE_MAC_VERIFY)
 #define U_SIGN (KM_USAGE_SIGN | KM_USAGE_VERIFY)
 #define U_AGREE KM_USAGE_AGREE
 
@@ -70,6 +71,13 @@ const km__keytype km__keytypes[KM__KEYTYPE_MAX + 1] = {
          128, 1, 0, 0),
     ASYM(KM_KEY_FFDHE4096, "ffdhe4096", KM__FAM_FFDHE, 4096, 0, "ffdhe4096", NULL, U_AGREE, KA,
          152, 1, 0, 0),
+    /* AES-CMAC (SP 800-38B): a symmetric authentication key, 16-byte tags */
+    SYM(KM_KEY_AES_128_CMAC, "aes-128-cmac", KM__FAM_CMAC, 16, "AES-128-CBC", NULL, U_CMAC, HM,
+        128, 0),
+    SYM(KM_KEY_AES_192_CMAC, "aes-192-cmac", KM__FAM_CMAC, 24, "AES-192-CBC", NULL, U_CMAC, HM,
+        192, 0),
+    SYM(KM_KEY_AES_256_CMAC, "aes-256-cmac", KM__FAM_CMAC, 32, "AES-256-CBC", NULL, U_CMAC, HM,
+        256, 0),
 };
 
 const km__keytype *km__keytype_by_name(const char *name)
@@ -113,6 +121,14 @@ size_t km__type_key_len(km_key_type type)
 {
     const km__keytype *kt = km__keytype_get((int)type);
     return kt != NULL ? kt->key_len : 0;
+}
+
+size_t km__type_mac_len(km_key_type type)
+{
+    const km__keytype *kt = km__keytype_get((int)type);
+    if (kt == NULL)
+        return 0;
+    return kt->family == KM__FAM_HMAC ? kt->key_len : kt->family == KM__FAM_CMAC ? 16 : 0;
 }
 
 uint32_t km__type_usage(km_key_type type)

@@ -117,7 +117,8 @@ typedef struct km__skey km__skey;
 typedef enum km__skey_kind {
     KM__SKEY_GCM = 1,   /* AES-GCM: alg is the cipher ("AES-256-GCM"), 12-byte nonce, 16-byte tag */
     KM__SKEY_HMAC,      /* HMAC: alg is the digest ("SHA256") */
-    KM__SKEY_KWP        /* AES-KWP (RFC 5649): alg NULL, a 16/24/32-byte key */
+    KM__SKEY_KWP,       /* AES-KWP (RFC 5649): alg NULL, a 16/24/32-byte key */
+    KM__SKEY_CMAC       /* AES-CMAC (SP 800-38B): alg is the CBC cipher ("AES-256-CBC") */
 } km__skey_kind;
 
 /* Copies key (key_len bytes) into a new object of `kind`. KM_E_NOMEM,
@@ -139,8 +140,8 @@ int km__skey_seal(km__skey *k, const uint8_t nonce[12], const uint8_t *aad1, siz
 int km__skey_open(km__skey *k, const uint8_t nonce[12], const uint8_t *aad1, size_t aad1_len,
                   const uint8_t *aad2, size_t aad2_len, const uint8_t *in, size_t in_len,
                   const uint8_t tag[16], uint8_t *out);
-/* HMAC of msg: exactly tag_len bytes (the digest's length) in tag.
- * KM_E_USAGE (not an HMAC key), KM_E_CRYPTO (tag zeroed). */
+/* HMAC or AES-CMAC of msg: exactly tag_len bytes (the digest's length; 16
+ * for CMAC) in tag. KM_E_USAGE (not a MAC key), KM_E_CRYPTO (tag zeroed). */
 int km__skey_mac(km__skey *k, const uint8_t *msg, size_t msg_len, uint8_t *tag,
                  size_t tag_len);
 /* AES-KWP wrap (out_len = ceil8(len) + 8; out may be NULL to ask the size:

@@ -44,8 +44,8 @@ struct km__skey {
     uint8_t *key;          /* the key bytes, in secure memory */
     size_t key_len;
     EVP_CIPHER *cipher;    /* GCM */
-    EVP_MAC *mac;          /* HMAC */
-    char md[32];           /* HMAC: the digest name */
+    EVP_MAC *mac;          /* HMAC, CMAC */
+    char md[32];           /* HMAC: the digest name; CMAC: the cipher name */
     int pools_init;
     struct pool pools[POOL__COUNT];
 };
@@ -83,7 +83,9 @@ static int pool_node_new(km__skey *k, int which, struct pool_node **out)
         EVP_MAC_CTX *m = EVP_MAC_CTX_new(k->mac);
         OSSL_PARAM params[2];
 
-        params[0] = OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, k->md, 0);
+        params[0] = OSSL_PARAM_construct_utf8_string(k->kind == KM__SKEY_CMAC
+                                                     ? OSSL_MAC_PARAM_CIPHER
+                                                     : OSSL_MAC_PARAM_DIGEST, k->md, 0);
         params[1] = OSSL_PARAM_construct_end();
         n->item = m;
         ok = m != NULL && EVP_MAC_init(m, k->key, k->key_len, params) == 1;
@@ -198,9 +200,10 @@ int km__skey_new(km__skey **out, km__skey_kind kind, const char *alg, const uint
 
     *out = NULL;
     if (key == NULL || key_len == 0 || key_len > INT_MAX
-        || ((kind == KM__SKEY_GCM || kind == KM__SKEY_HMAC) && alg == NULL)
-        || (kind == KM__SKEY_HMAC && strlen(alg) >= sizeof k->md)
-        || (kind != KM__SKEY_GCM && kind != KM__SKEY_HMAC && kind != KM__SKEY_KWP))
+        || (kind != KM__SKEY_KWP && alg == NULL)
+        || ((kind == KM__SKEY_HMAC || kind == KM__SKEY_CMAC) && strlen(alg) >= sizeof k->md)
+        || (kind != KM__SKEY_GCM && kind != KM__SKEY_HMAC && kind != KM__SKEY_KWP
+            && kind != KM__SKEY_CMAC))
         return km__err(KM_E_INVALID, "keyed object: bad key or algorithm");
     k = calloc(1, sizeof *k);
     if (k == NULL)
@@ -238,11 +241,12 @@ int km__skey_new(km__skey **out, km__skey_kind kind, const char *alg, const uint
                 goto out;
             pool_give(k, POOL_DEC, n);
         }
-    } else if (kind == KM__SKEY_HMAC) {
+    } else if (kind == KM__SKEY_HMAC || kind == KM__SKEY_CMAC) {
+        const char *mac = kind == KM__SKEY_HMAC ? "HMAC" : "CMAC";
         memcpy(k->md, alg, strlen(alg) + 1);
-        k->mac = EVP_MAC_fetch(NULL, "HMAC", NULL);
+        k->mac = EVP_MAC_fetch(NULL, mac, NULL);
         if (k->mac == NULL) {
-            rc = km__err_ossl(KM_E_CRYPTO, "HMAC is not available");
+            rc = km__err_ossl(KM_E_CRYPTO, "%s is not available", mac);
             goto out;
         }
         if ((rc = pool_node_new(k, POOL_MAC, &n)) != KM_OK)
@@ -368,7 +372,7 @@ int km__skey_mac(km__skey *k, const uint8_t *msg, size_t msg_len, uint8_t *tag,
     size_t outl = 0;
     int rc;
 
-    if (k->kind != KM__SKEY_HMAC)
+    if (k->kind != KM__SKEY_HMAC && k->kind != KM__SKEY_CMAC)
         return km__err(KM_E_USAGE, "this key does not compute MACs");
     if ((rc = pool_take(k, POOL_MAC, &n)) != KM_OK)
         return rc;
@@ -378,7 +382,7 @@ int km__skey_mac(km__skey *k, const uint8_t *msg, size_t msg_len, uint8_t *tag,
         || EVP_MAC_final(m, tag, &outl, tag_len) != 1 || outl != tag_len) {
         pool_node_free(POOL_MAC, n);
         km_memzero(tag, tag_len);
-        return km__err_ossl(KM_E_CRYPTO, "HMAC failed");
+        return km__err_ossl(KM_E_CRYPTO, "%s failed", k->kind == KM__SKEY_HMAC ? "HMAC" : "CMAC");
     }
     pool_give(k, POOL_MAC, n);
     return KM_OK;

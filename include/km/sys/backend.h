@@ -39,7 +39,7 @@ extern "C" {
 #endif
 
 /** The vtable version this header describes. */
-#define KM_BACKEND_OPS_VERSION 2
+#define KM_BACKEND_OPS_VERSION 3
 
 /** Capability bits (km_backend_ops::caps), informative. */
 #define KM_BACKEND_CAP_SYMMETRIC  0x1u /**< AES and HMAC keys */
@@ -151,6 +151,15 @@ typedef struct km_backend_ops {
      */
     int (*slot_unseal)(void *state, const uint8_t *blob, size_t blob_len,
                        km_secret **out_master);
+
+    /* ---- valid for version 3 ---- */
+
+    /**
+     * Optional. Fills `out` with `len` (1..KM_RANDOM_MAX) random bytes from
+     * the device's own generator (PKCS#11 C_GenerateRandom, TPM2_GetRandom),
+     * for km_random() with this protection. On failure `out` is zeroed.
+     */
+    int (*random)(void *state, uint8_t *out, size_t len);
 } km_backend_ops;
 
 /**
