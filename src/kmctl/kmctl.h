@@ -74,6 +74,7 @@ enum kmctl_opt_id {
     OPT_TLS_KEY,
     OPT_PROTOCOL,
     OPT_TIMEOUT,
+    OPT_HEX,
     OPT__COUNT
 };
 
@@ -190,5 +191,8 @@ void kmctl_progress(const char *what, uint64_t done, uint64_t total, void *arg);
 /* commands: backup and restore (cmd_backup.c) */
 int kmctl_cmd_backup(struct kmctl *k, const struct kmctl_args *a);
 int kmctl_cmd_restore(struct kmctl *k, const struct kmctl_args *a);
+
+/* commands of issue 23's operations (cmd_ops.c) */
+int kmctl_cmd_random(struct kmctl *k, const struct kmctl_args *a);
 
 #endif /* KMCTL_H */

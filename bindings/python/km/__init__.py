@@ -62,7 +62,7 @@ from ._ffi import KmError, lib, wipe
 
 __all__ = ["Vault", "Key", "Secret", "KmError", "version", "backends", "encode_text", "decode_text",
            "wipe", "error_class", "restore", "KEY_TYPES", "USAGES", "REVOKE_REASONS", "ROLES",
-           "PERMS", "REQUEST_OPS", "AUDIT_LEVELS"] + sorted(_ffi.CLASSES)
+           "PERMS", "REQUEST_OPS", "AUDIT_LEVELS", "RANDOM_MAX"] + sorted(_ffi.CLASSES)
 
 # one exception class per error code: km.NotFound, km.AuthError, ...
 globals().update(_ffi.CLASSES)
@@ -74,6 +74,7 @@ Unsupported = _ffi.CLASSES["Unsupported"]
 CIPHERTEXT_OVERHEAD = lib.km_ciphertext_overhead()
 SIGNATURE_MAX = lib.km_signature_max()
 MAC_MAX = lib.km_mac_max()
+RANDOM_MAX = 1 << 20  # KM_RANDOM_MAX
 CIPHERTEXT_HEADER = _ffi.KM_CIPHERTEXT_HEADER
 TAG_HEADER = _ffi.KM_TAG_HEADER
 KDF_COST_MIN = _ffi.KM_KDF_COST_MIN
@@ -1206,6 +1207,23 @@ class Vault:
         with _Use(self._h) as ctx:
             lib.km_audit_sink_file(ctx, p)
 
+    # -- issue 23's operations
+    def random(self, n, *, protection=None):
+        """n (1..RANDOM_MAX) random bytes (km_random): OpenSSL's DRBG, or with
+        protection="pkcs11"/"tpm2" that device's own generator (Unsupported for a
+        backend without one; never the DRBG in its place)."""
+        if not isinstance(n, int) or isinstance(n, bool):
+            raise TypeError("n must be an int")
+        if n < 1 or n > RANDOM_MAX:
+            raise InvalidArgument("random: n must be 1 to %d" % RANDOM_MAX, function="km_random")
+        prot = _cstr(protection, "protection") if protection is not None else None
+        buf = (ctypes.c_uint8 * n)()
+        with _Use(self._h) as ctx:
+            lib.km_random(ctx, prot, buf, n)
+        out = bytes(buf)
+        ctypes.memset(buf, 0, n)
+        return out
+
 
 # ---------------------------------------------------------------- Key
 
@@ -1306,7 +1324,8 @@ class Key:
             return lib.km_verify(k, version, _sig_flags(raw, p1363), m, mn, s, sn)
 
     def mac(self, message, *, raw=False):
-        """Computes an HMAC with the primary version (tagged unless raw=True)."""
+        """Computes a MAC with the primary version (tagged unless raw=True): HMAC
+        for hmac-* keys, AES-CMAC (16 bytes) for aes-*-cmac keys."""
         m, mn = _ffi.in_data(message, "message")
         flags = _sig_flags(raw, False)
         with _Use(self._h) as k:

@@ -456,6 +456,7 @@ _FUNCTIONS = {
     # char *out declared as uint8_t * (same ABI) so that every output buffer is a c_uint8 array
     "km_text_encode": (_int, [U8_P, _size, U8_P, _size, SIZE_P], _check),
     "km_text_decode": (_int, [ctypes.c_char_p, _size, U8_P, _size, SIZE_P], _check),
+    "km_random": (_int, [CTX_P, _ccp, U8_P, _size], _check),
     # lifecycle.h
     "km_revoke_reason_name": (_ccp, [_int], _check_string),
     "km_revoke_reason_from_name": (_int, [_ccp, INT_P], _check),

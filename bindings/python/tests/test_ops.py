@@ -1,0 +1,64 @@
+"""Issue 23's operations through the Python binding: AES-CMAC keys, random bytes."""
+
+import subprocess
+
+import pytest
+
+import km
+
+RFC4493_KEY = bytes.fromhex("2b7e151628aed2a6abf7158809cf4f3c")
+RFC4493_MSG = bytes.fromhex("6bc1bee22e409f96e93d7e117393172a")
+RFC4493_TAG = bytes.fromhex("070a16b46b4d4144f79bdd9dd04a287c")
+
+
+@pytest.mark.parametrize("ktype", ["aes-128-cmac", "aes-192-cmac", "aes-256-cmac"])
+def test_cmac_generated_key(vault, ktype):
+    assert ktype in km.KEY_TYPES
+    k = vault.create_key("c", ktype)
+    tag = k.mac(b"ledger line 42")
+    assert len(tag) == 24 + 16
+    assert k.mac_verify(b"ledger line 42", tag)
+    assert not k.mac_verify(b"ledger line 43", tag)
+    raw = k.mac(b"ledger line 42", raw=True)
+    assert raw == tag[24:]
+    assert k.mac_verify(b"ledger line 42", raw, raw=True)
+    assert not k.mac_verify(b"ledger line 42", raw[:15], raw=True)  # never truncated
+    with pytest.raises(km.UsageError):
+        k.encrypt(b"x")
+    with pytest.raises(km.UsageError):
+        k.derive(32)
+
+
+def test_cmac_rfc4493_known_answer(vault):
+    k = vault.import_key("c", "aes-128-cmac", RFC4493_KEY)
+    assert k.mac(RFC4493_MSG, raw=True) == RFC4493_TAG
+    assert k.mac_verify(RFC4493_MSG, RFC4493_TAG, raw=True)
+    with pytest.raises(km.InvalidArgument):
+        vault.import_key("c2", "aes-128-cmac", RFC4493_KEY + b"\0")
+
+
+def test_cmac_agrees_with_openssl(vault, tmp_path):
+    key = bytes(range(32))
+    k = vault.import_key("c", "aes-256-cmac", key)
+    msg = b"x" * 1000
+    (tmp_path / "m").write_bytes(msg)
+    ref = subprocess.run(["openssl", "mac", "-cipher", "AES-256-CBC", "-macopt",
+                          "hexkey:" + key.hex(), "-binary", "-in", str(tmp_path / "m"), "CMAC"],
+                         check=True, capture_output=True).stdout
+    assert k.mac(msg, raw=True) == ref
+
+
+def test_random(vault):
+    a = vault.random(32)
+    b = vault.random(32, protection="software")
+    assert isinstance(a, bytes) and len(a) == 32 and a != b
+    assert len(vault.random(km.RANDOM_MAX)) == km.RANDOM_MAX
+    for bad in (0, -1, km.RANDOM_MAX + 1):
+        with pytest.raises(km.InvalidArgument):
+            vault.random(bad)
+    with pytest.raises(TypeError):
+        vault.random("8")
+    with pytest.raises(km.Unsupported):
+        vault.random(8, protection="no-such-backend")
+    with pytest.raises(km.InvalidArgument):
+        vault.random(8, protection="a\0b")

@@ -1,0 +1,76 @@
+#!/bin/sh
+# kmctl_ops.sh - kmctl's commands of issue 23 (random, CMAC keys, ...) end to end
+# against a fresh vault: output, exit codes, and agreement with openssl where it can tell.
+# Run by make check (top_builddir and top_srcdir come from the environment).
+set -u
+: "${top_builddir:=.}" "${top_srcdir:=.}"
+. "$(dirname "$0")/lib.sh"
+lib_init kmctl_ops
+LIB_SHOW_ERR=1
+KMCTL="$top_builddir/src/kmctl/kmctl"
+[ -x "$KMCTL" ] || lib_die "$KMCTL is not built"
+PY=/usr/bin/python3
+[ -x "$PY" ] || PY=python3
+lib_need_tools openssl
+
+lib_tmpdir
+cd "$tmp" || exit 1
+case $KMCTL in /*) ;; *) KMCTL="$OLDPWD/$KMCTL" ;; esac
+
+unset KM_VAULT KM_PASSPHRASE
+export KM_VAULT="$tmp/vault" KM_PASSPHRASE="kmctl ops passphrase"
+hex() { od -An -tx1 "$@" 2>/dev/null | tr -d ' \n'; }
+tohex() { "$PY" -c 'import sys; open(sys.argv[2], "wb").write(bytes.fromhex(open(sys.argv[1]).read().strip()))' "$1" "$2"; }
+
+printf 'attack at dawn\n' >msg
+t 0 "init" - init --kdf-cost 14
+
+# ---------------------------------------------------------------- random
+t 0 "random 32" - random 32
+check "random 32 writes 32 bytes" [ "$(wc -c <out)" -eq 32 ]
+cp out r1
+t 0 "random 32 again" - random 32
+check "two draws differ" [ "$(hex r1)" != "$(hex out)" ]
+t 0 "random --hex" - random 16 --hex
+check "random --hex is 32 hex digits and a newline" grep -Eqx '[0-9a-f]{32}' out
+t 0 "random --text" - random 10 --text
+check "random --text is km1:" [ "$(head -c4 out)" = km1: ]
+t 0 "random --protection software" - random 1048576 --protection software
+check "random 1048576 writes them all" [ "$(wc -c <out)" -eq 1048576 ]
+t 1 "random 0" - random 0
+t 1 "random above the maximum" - random 1048577
+t 1 "random of no number" - random lots
+t 1 "random without N" - random
+t 8 "random from a backend that is not registered" - random 8 --protection nonesuch
+check "the refusal names the backend" grep -q nonesuch err
+check "nothing is written on a refusal" [ ! -s out ]
+
+# ---------------------------------------------------------------- CMAC
+for bits in 128 192 256; do
+    t 0 "create aes-$bits-cmac" - key create cm$bits --type aes-$bits-cmac
+    t 0 "mac with aes-$bits-cmac" msg mac cm$bits
+    check "a tagged CMAC is 24 + 16 bytes" [ "$(wc -c <out)" -eq 40 ]
+    cp out cm$bits.tag
+    t 0 "mac-verify with aes-$bits-cmac" msg mac-verify cm$bits cm$bits.tag
+done
+printf 'attack at dusk\n' >msg.bad
+t 6 "mac-verify of another message" msg.bad mac-verify cm128 cm128.tag
+t 1 "mac-verify with another CMAC key's tag (the header names another key: KM_E_INVALID)" msg mac-verify cm256 cm128.tag
+t 4 "encrypt with a CMAC key (usage)" msg encrypt cm128
+# an imported key agrees with openssl's CMAC
+printf '2b7e151628aed2a6abf7158809cf4f3c' >cmac.hex
+tohex cmac.hex cmac.key
+t 0 "import a raw AES-128 CMAC key" - key import cmi --type aes-128-cmac --raw cmac.key
+t 0 "mac --raw with the imported key" msg mac cmi --raw
+cp out cmi.raw
+openssl mac -cipher AES-128-CBC -macopt "hexkey:$(cat cmac.hex)" -binary -in msg CMAC >cmi.ref 2>/dev/null
+check "kmctl's CMAC equals openssl mac CMAC" [ -s cmi.ref ] && [ "$(hex cmi.raw)" = "$(hex cmi.ref)" ]
+t 0 "mac-verify --raw of openssl's tag" msg mac-verify cmi cmi.ref --raw
+head -c 15 cmi.ref >cmi.short
+t 6 "mac-verify --raw of a truncated CMAC" msg mac-verify cmi cmi.short --raw
+head -c 20 /dev/zero >key20
+t 1 "import a 20-byte CMAC key" - key import bad --type aes-128-cmac --raw key20
+t 0 "help lists the CMAC types" - help
+check "help lists aes-256-cmac" grep -q aes-256-cmac out
+
+lib_summary
