@@ -9,6 +9,9 @@
 
 #include <km.h>
 #include <km/sys/backend.h>
+#include <openssl/evp.h>
+#include <openssl/rsa.h>
+#include <openssl/x509.h>
 
 #include "testutil.h"
 
@@ -214,6 +217,140 @@ START_TEST(test_ops_random)
 }
 END_TEST
 
+/* ------------------------------------------------------------------- RSA */
+
+/* The OAEP digest is recorded in the key: what fits (modulus - 2 * digest - 2)
+ * follows it, also after the vault is closed and opened again; a label binds. */
+START_TEST(test_ops_rsa_oaep_digest_recorded)
+{
+    km_key_options o = KM_KEY_OPTIONS_INIT;
+    km_key *k = NULL, *e = NULL;
+    uint8_t msg[200], ct[512], out[512];
+    size_t n = 0, m = 0;
+
+    memset(msg, 0x42, sizeof msg);
+    o.rsa_oaep_digest = 512;
+    OK(km_key_create(&k, ctx, "r512", KM_KEY_RSA_2048, &o));
+    ck_assert_int_eq(km_rsa_oaep_encrypt(k, 0, NULL, 0, msg, 127, ct, sizeof ct, &n), KM_E_INVALID);
+    OK(km_rsa_oaep_encrypt(k, 0, (const uint8_t *)"L", 1, msg, 126, ct, sizeof ct, &n));
+    ck_assert_uint_eq(n, 256);
+    km_key_free(k);
+    km_close(ctx);
+    ctx = tu_vault(dir);
+    OK(km_key_open(&k, ctx, "r512"));
+    OK(km_rsa_oaep_decrypt(k, 0, (const uint8_t *)"L", 1, ct, n, out, sizeof out, &m));
+    ck_assert_uint_eq(m, 126);
+    ck_assert_mem_eq(out, msg, 126);
+    ck_assert_int_eq(km_rsa_oaep_decrypt(k, 0, NULL, 0, ct, n, out, sizeof out, &m),
+                     KM_E_INTEGRITY);
+    ck_assert_int_eq(km_rsa_oaep_encrypt(k, 0, NULL, 0, msg, 127, ct, sizeof ct, &n), KM_E_INVALID);
+    /* too small an output buffer: the size needed */
+    OK(km_rsa_oaep_encrypt(k, 0, NULL, 0, msg, 10, ct, sizeof ct, &n));
+    ck_assert_int_eq(km_rsa_oaep_decrypt(k, 0, NULL, 0, ct, n, out, 9, &m), KM_E_BUFFER);
+    ck_assert_uint_eq(m, 10);
+    ck_assert_int_eq(km_rsa_oaep_encrypt(k, 0, NULL, 0, msg, 10, ct, 255, &n), KM_E_BUFFER);
+    ck_assert_uint_eq(n, 256);
+    /* a SHA-256 key refuses a SHA-512 ciphertext */
+    OK(km_key_create(&e, ctx, "r256", KM_KEY_RSA_2048, NULL));
+    OK(km_rsa_oaep_encrypt(e, 0, NULL, 0, msg, 190, ct, sizeof ct, &n)); /* 256 - 66 */
+    ck_assert_int_eq(km_rsa_oaep_decrypt(k, 0, NULL, 0, ct, n, out, sizeof out, &m),
+                     KM_E_INTEGRITY);
+    km_key_free(k);
+    km_key_free(e);
+    /* the option: RSA keys only, SHA-2 sizes only */
+    o.rsa_oaep_digest = 384;
+    ck_assert_int_eq(km_key_create(&k, ctx, "ec", KM_KEY_EC_P256, &o), KM_E_INVALID);
+    o.rsa_oaep_digest = 160;
+    ck_assert_int_eq(km_key_create(&k, ctx, "r160", KM_KEY_RSA_2048, &o), KM_E_INVALID);
+    ck_assert_ptr_nonnull(strstr(km_error_last()->message, "rsa_oaep_digest"));
+}
+END_TEST
+
+/* An empty message: km_rsa_oaep_decrypt gives it back empty; km_rsa_decrypt
+ * (a km_secret, never empty) refuses it and says where to go. */
+START_TEST(test_ops_rsa_oaep_empty_message)
+{
+    km_key *k = NULL, *s = NULL;
+    km_key_options o = KM_KEY_OPTIONS_INIT;
+    uint8_t ct[512], out[16];
+    size_t n = 0, m = 99;
+    km_secret *sec = NULL;
+
+    OK(km_key_create(&k, ctx, "r", KM_KEY_RSA_2048, NULL));
+    OK(km_rsa_oaep_encrypt(k, 0, NULL, 0, NULL, 0, ct, sizeof ct, &n));
+    OK(km_rsa_oaep_decrypt(k, 0, NULL, 0, ct, n, NULL, 0, &m));
+    ck_assert_uint_eq(m, 0);
+    ck_assert_int_eq(km_rsa_decrypt(k, 0, ct, n, &sec), KM_E_INTEGRITY);
+    ck_assert_ptr_null(sec);
+    ck_assert_ptr_nonnull(strstr(km_error_last()->message, "km_rsa_oaep_decrypt"));
+    /* bad input */
+    ck_assert_int_eq(km_rsa_oaep_decrypt(k, 0, NULL, 0, ct, 0, out, sizeof out, &m),
+                     KM_E_INTEGRITY);
+    ck_assert_int_eq(km_rsa_oaep_decrypt(k, 0, NULL, 0, ct, n - 1, out, sizeof out, &m),
+                     KM_E_INTEGRITY);
+    ck_assert_int_eq(km_rsa_oaep_decrypt(k, 0, NULL, 5, ct, n, out, sizeof out, &m),
+                     KM_E_INVALID);
+    ck_assert_int_eq(km_rsa_oaep_encrypt(k, 0, NULL, 0, NULL, 3, ct, sizeof ct, &n), KM_E_INVALID);
+    /* a signing-only RSA key neither encrypts to itself nor decrypts; an unwrap-only one
+     * is encrypted to */
+    o.usage = KM_USAGE_SIGN | KM_USAGE_VERIFY;
+    OK(km_key_create(&s, ctx, "s", KM_KEY_RSA_2048, &o));
+    ck_assert_int_eq(km_rsa_oaep_encrypt(s, 0, NULL, 0, out, 1, ct, sizeof ct, &n), KM_E_USAGE);
+    OK(km_rsa_oaep_encrypt(k, 0, NULL, 0, out, 1, ct, sizeof ct, &n));
+    ck_assert_int_eq(km_rsa_oaep_decrypt(s, 0, NULL, 0, ct, n, out, sizeof out, &m), KM_E_USAGE);
+    km_key_free(s);
+    o.usage = KM_USAGE_UNWRAP;
+    OK(km_key_create(&s, ctx, "u", KM_KEY_RSA_2048, &o));
+    OK(km_rsa_oaep_encrypt(s, 0, NULL, 0, out, 1, ct, sizeof ct, &n));
+    OK(km_rsa_oaep_decrypt(s, 0, NULL, 0, ct, n, out, sizeof out, &m));
+    ck_assert_uint_eq(m, 1);
+    km_key_free(k);
+    km_key_free(s);
+}
+END_TEST
+
+/* PKCS#1 v1.5 signatures over whole messages (SHA-256): openssl verifies them;
+ * they are not PSS signatures and the other way round; other key types refuse the flag. */
+START_TEST(test_ops_rsa_pkcs1_sign_messages)
+{
+    km_key *k = NULL, *ec = NULL;
+    const uint8_t msg[] = "pay 10 to bob";
+    uint8_t sig[KM_SIGNATURE_MAX], pss[KM_SIGNATURE_MAX], der[1024];
+    size_t n = 0, pn = 0, dn = 0;
+    const unsigned char *p = der;
+    EVP_PKEY *pub;
+    EVP_MD_CTX *m = EVP_MD_CTX_new();
+    EVP_PKEY_CTX *pc = NULL;
+
+    OK(km_key_create(&k, ctx, "r", KM_KEY_RSA_2048, NULL));
+    OK(km_key_create(&ec, ctx, "ec", KM_KEY_EC_P256, NULL));
+    OK(km_sign(k, KM_SIG_PKCS1, msg, sizeof msg, sig, sizeof sig, &n));
+    ck_assert_uint_eq(n, KM_TAG_HEADER + 256);
+    OK(km_verify(k, 0, KM_SIG_PKCS1, msg, sizeof msg, sig, n));
+    ck_assert_int_eq(km_verify(k, 0, 0, msg, sizeof msg, sig, n), KM_E_VERIFY);
+    ck_assert_int_eq(km_verify(k, 0, KM_SIG_PKCS1, msg, sizeof msg - 1, sig, n), KM_E_VERIFY);
+    OK(km_sign(k, 0, msg, sizeof msg, pss, sizeof pss, &pn));
+    ck_assert_int_eq(km_verify(k, 0, KM_SIG_PKCS1, msg, sizeof msg, pss, pn), KM_E_VERIFY);
+    /* PKCS#1 v1.5 is deterministic */
+    OK(km_sign(k, KM_SIG_PKCS1 | KM_SIG_RAW, msg, sizeof msg, pss, sizeof pss, &pn));
+    ck_assert_mem_eq(pss, sig + KM_TAG_HEADER, 256);
+    /* openssl verifies the raw one */
+    OK(km_key_public_export(k, 0, KM_MATERIAL_SPKI_DER, der, sizeof der, &dn));
+    pub = d2i_PUBKEY(NULL, &p, (long)dn);
+    ck_assert_ptr_nonnull(pub);
+    ck_assert_int_eq(EVP_DigestVerifyInit_ex(m, &pc, "SHA256", NULL, NULL, pub, NULL), 1);
+    ck_assert_int_gt(EVP_PKEY_CTX_set_rsa_padding(pc, RSA_PKCS1_PADDING), 0);
+    ck_assert_int_eq(EVP_DigestVerify(m, pss, pn, msg, sizeof msg), 1);
+    EVP_MD_CTX_free(m);
+    EVP_PKEY_free(pub);
+    ck_assert_int_eq(km_sign(ec, KM_SIG_PKCS1, msg, sizeof msg, sig, sizeof sig, &n),
+                     KM_E_INVALID);
+    ck_assert_int_eq(km_verify(ec, 0, KM_SIG_PKCS1, msg, sizeof msg, sig, n), KM_E_INVALID);
+    km_key_free(k);
+    km_key_free(ec);
+}
+END_TEST
+
 static Suite *ops_suite(void)
 {
     TCase *tc;
@@ -223,6 +360,9 @@ static Suite *ops_suite(void)
     tcase_add_test(tc, test_ops_cmac_import_rules);
     tcase_add_test(tc, test_ops_cmac_policy_forbids);
     tcase_add_test(tc, test_ops_random);
+    tcase_add_test(tc, test_ops_rsa_oaep_digest_recorded);
+    tcase_add_test(tc, test_ops_rsa_oaep_empty_message);
+    tcase_add_test(tc, test_ops_rsa_pkcs1_sign_messages);
     return s;
 }
 

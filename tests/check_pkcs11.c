@@ -587,7 +587,20 @@ START_TEST(test_pkcs11_rsa_oaep)
         ck_assert_int_eq(r.fl->C_Decrypt(r.s, ct1, (CK_ULONG)ct1_len, out, &out_len), CKR_OK);
         ck_assert_uint_eq(out_len, sizeof secret);
         ck_assert_mem_eq(out, secret, sizeof secret);
+        /* with a label: also refused by this token, never decrypted in software */
+        ck_assert_int_eq(km_rsa_oaep_encrypt(k, 0, (const uint8_t *)"L", 1, secret, 3, ct1,
+                                             sizeof ct1, &ct1_len), KM_OK);
+        ck_assert_int_eq(km_rsa_oaep_decrypt(k, 0, (const uint8_t *)"L", 1, ct1, ct1_len, out,
+                                             sizeof out, &ct1_len), KM_E_UNSUPPORTED);
     } else {
+        uint8_t ct2[512], out2[512];
+        size_t n2 = 0, m2 = 0;
+        /* a label through the token: it binds */
+        OK(km_rsa_oaep_encrypt(k, 0, (const uint8_t *)"L", 1, secret, 3, ct2, sizeof ct2, &n2));
+        OK(km_rsa_oaep_decrypt(k, 0, (const uint8_t *)"L", 1, ct2, n2, out2, sizeof out2, &m2));
+        ck_assert_uint_eq(m2, 3);
+        ck_assert_int_eq(km_rsa_oaep_decrypt(k, 0, (const uint8_t *)"M", 1, ct2, n2, out2,
+                                             sizeof out2, &m2), KM_E_INTEGRITY);
         OK(km_rsa_decrypt(k, 0, ct, ct_len, &pt));
         ck_assert_uint_eq(km_secret_len(pt), sizeof secret);
         ck_assert_mem_eq(km_secret_data(pt), secret, sizeof secret);

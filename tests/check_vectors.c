@@ -14,6 +14,8 @@
  *  - ECDSA P-256 (DER, P1363), Ed25519, RSA-PSS-2048: km_key_import(SPKI DER) + km_verify(RAW).
  *  - HMAC-SHA-256: km_key_import(RAW) + km_mac_verify(RAW) and km_mac(RAW).
  *  - AES-CMAC (aes_cmac_test.json, RFC 4493, SP 800-38B): the same, with aes-*-cmac keys.
+ *  - RSA-OAEP (SHA-256/384/512, labels): km_key_import(PKCS#8) with the OAEP digest recorded in
+ *    the key, km_rsa_oaep_decrypt, and km_rsa_oaep_encrypt back.
  *  - AES-GCM: the software backend's aead_seal / aead_open (what km_encrypt / km_decrypt call);
  *    libkm takes no caller nonce, so this is the only way to reach a known nonce.
  *  - AES-KWP, HKDF: km__kwp_wrap / km__kwp_unwrap and km__hkdf_sha256 (what the vault uses).
@@ -592,6 +594,112 @@ START_TEST(test_vectors_cmac_rfc4493_sp800_38b)
     km_close(ctx);
     tu_rmtree(dir);
     free(dir);
+}
+END_TEST
+
+/* ----------------------------------------------------------------- RSA-OAEP */
+
+/* A Wycheproof RSA-OAEP file through the public API: each group's PKCS#8 key imported as an
+ * RSA key whose OAEP digest is `digest` (km_key_options::rsa_oaep_digest), each case through
+ * km_rsa_oaep_decrypt with its label; valid cases must give the message (the empty one
+ * included) and survive km_rsa_oaep_encrypt -> km_rsa_oaep_decrypt; invalid ones must be
+ * KM_E_INTEGRITY. */
+static void run_oaep_file(const char *file, uint32_t digest)
+{
+    json_t *root = load_json(file), *g, *t;
+    char *dir = tu_tmpdir();
+    km_ctx *ctx = tu_vault(dir);
+    size_t gi, ti;
+    unsigned labelled = 0, empty = 0;
+    vstats s;
+
+    vs_init(&s, file);
+    json_array_foreach(jarr(root, "testGroups"), gi, g) {
+        size_t dlen;
+        uint8_t *der = jhex(g, "privateKeyPkcs8", &dlen);
+        long bits = jint(g, "keySize");
+        km_key_options o = KM_KEY_OPTIONS_INIT;
+        km_key *k = NULL;
+        char name[32];
+        int rc;
+
+        o.rsa_oaep_digest = digest;
+        snprintf(name, sizeof name, "oaep-%zu", gi);
+        ck_assert_int_eq(bits, 2048);
+        rc = km_key_import(&k, ctx, name, KM_KEY_RSA_2048, KM_MATERIAL_PKCS8_DER, der, dlen,
+                           KM_IMPORT_ALLOW_RAW, &o);
+        ck_assert_msg(rc == KM_OK, "%s: import: %s", file, km_error_last()->message);
+        json_array_foreach(jarr(g, "tests"), ti, t) {
+            size_t mlen, clen, llen, n = 0, n2 = 0;
+            uint8_t *msg = jhex(t, "msg", &mlen), *ct = jhex(t, "ct", &clen),
+                    *label = jhex(t, "label", &llen), out[512], ct2[512];
+            long tc = jint(t, "tcId");
+            int r = jresult(t);
+
+            s.n++;
+            memset(out, 0xAA, sizeof out);
+            rc = km_rsa_oaep_decrypt(k, 0, label, llen, ct, clen, out, sizeof out, &n);
+            if (r == R_VALID) {
+                int ok = rc == KM_OK && n == mlen && (mlen == 0 || memcmp(out, msg, mlen) == 0);
+                if (!ok)
+                    vfail(&s, tc, "valid ciphertext: %s, %zu bytes", km_err_name(rc), n);
+                if (llen > 0)
+                    labelled++;
+                if (mlen == 0)
+                    empty++;
+                /* and back: encrypt with the public key, decrypt again */
+                rc = km_rsa_oaep_encrypt(k, 0, label, llen, msg, mlen, ct2, sizeof ct2, &n2);
+                if (rc != KM_OK || n2 != 256) {
+                    ok = 0;
+                    vfail(&s, tc, "km_rsa_oaep_encrypt: %s", km_err_name(rc));
+                } else if (km_rsa_oaep_decrypt(k, 0, label, llen, ct2, n2, out, sizeof out, &n)
+                               != KM_OK || n != mlen || (mlen > 0 && memcmp(out, msg, mlen) != 0)) {
+                    ok = 0;
+                    vfail(&s, tc, "encrypt -> decrypt does not give the message back");
+                } else if (km_rsa_oaep_decrypt(k, 0, (const uint8_t *)"other", 5, ct2, n2, out,
+                                               sizeof out, &n) != KM_E_INTEGRITY) {
+                    ok = 0;
+                    vfail(&s, tc, "a wrong label was not refused");
+                }
+                count_valid(&s, ok);
+            } else {
+                count_invalid(&s, rc == KM_E_INTEGRITY);
+                if (rc == KM_OK)
+                    vfail(&s, tc, "INVALID CIPHERTEXT ACCEPTED");
+                else if (rc != KM_E_INTEGRITY)
+                    vfail(&s, tc, "refused with %s, not KM_E_INTEGRITY", km_err_name(rc));
+            }
+            free(msg);
+            free(ct);
+            free(label);
+        }
+        km_key_free(k);
+        free(der);
+    }
+    vnote(&s, "%u valid cases carry a label, %u an empty message (decrypted to empty)", labelled,
+          empty);
+    vs_report(&s, (unsigned)jint(root, "numberOfTests"));
+    km_close(ctx);
+    tu_rmtree(dir);
+    free(dir);
+    json_decref(root);
+}
+
+START_TEST(test_vectors_rsa_oaep_2048_sha256)
+{
+    run_oaep_file("rsa_oaep_2048_sha256_mgf1sha256_test.json", 256);
+}
+END_TEST
+
+START_TEST(test_vectors_rsa_oaep_2048_sha384)
+{
+    run_oaep_file("rsa_oaep_2048_sha384_mgf1sha384_test.json", 384);
+}
+END_TEST
+
+START_TEST(test_vectors_rsa_oaep_2048_sha512)
+{
+    run_oaep_file("rsa_oaep_2048_sha512_mgf1sha512_test.json", 512);
 }
 END_TEST
 
@@ -1233,6 +1341,9 @@ static Suite *vectors_suite(void)
     tcase_add_test(tc, test_vectors_rfc_vectors);
     tcase_add_test(tc, test_vectors_aes_cmac);
     tcase_add_test(tc, test_vectors_cmac_rfc4493_sp800_38b);
+    tcase_add_test(tc, test_vectors_rsa_oaep_2048_sha256);
+    tcase_add_test(tc, test_vectors_rsa_oaep_2048_sha384);
+    tcase_add_test(tc, test_vectors_rsa_oaep_2048_sha512);
     return s;
 }
 

@@ -39,7 +39,8 @@ KM_EXTERN size_t km_mac_max(void);
 /** km_sign() / km_verify() / km_mac() flags. */
 #define KM_SIG_RAW   0x1u /**< no libkm header: the bare signature or MAC, for other tools */
 #define KM_SIG_P1363 0x2u /**< ECDSA as r||s (IEEE P1363) instead of DER */
-#define KM_SIG_PKCS1 0x4u /**< km_sign_digest(): RSA PKCS#1 v1.5 padding instead of PSS */
+#define KM_SIG_PKCS1 0x4u /**< RSA PKCS#1 v1.5 padding instead of PSS: km_sign_digest(), and
+                               km_sign()/km_verify() over whole messages (the key's digest) */
 
 /** km_decrypt() flags. */
 #define KM_DECRYPT_ALLOW_COMPROMISED 0x1u /**< process data under a COMPROMISED version (audited) */
@@ -134,9 +135,12 @@ KM_EXTERN int km_sign_digest(km_key *key, uint32_t version, uint32_t flags, cons
                              size_t *sig_len);
 
 /**
- * RSA-OAEP decryption (SHA-256, MGF1-SHA-256, empty label) of a small secret,
- * typically a key wrapped to this RSA key by another party (CMS, a KMS import).
- * A process operation: SUSPENDED and DEACTIVATED versions still decrypt.
+ * RSA-OAEP decryption (the key's OAEP digest, SHA-256 unless created with
+ * km_key_options::rsa_oaep_digest, the same for MGF1; empty label) of a small
+ * secret, typically a key wrapped to this RSA key by another party (CMS, a KMS
+ * import). A process operation: SUSPENDED and DEACTIVATED versions still
+ * decrypt. An empty plaintext is KM_E_INTEGRITY here (a km_secret is never
+ * empty): km_rsa_oaep_decrypt() returns it.
  *
  * @param[in]  key      an RSA key with KM_USAGE_UNWRAP.
  * @param[in]  version  0 = the primary (or newest).
@@ -149,6 +153,42 @@ KM_EXTERN int km_sign_digest(km_key *key, uint32_t version, uint32_t flags, cons
  */
 KM_EXTERN int km_rsa_decrypt(km_key *key, uint32_t version, const uint8_t *in, size_t in_len,
                              km_secret **out) KM_WUR;
+
+/**
+ * RSA-OAEP decryption with a label (PKCS#1 v2.2; the label may be empty) and
+ * the key's OAEP digest (SHA-256, SHA-384 or SHA-512 as recorded in the key,
+ * the same for MGF1), into the caller's buffer; an empty plaintext decrypts to
+ * *out_len = 0. Checks as km_rsa_decrypt().
+ *
+ * @param[in]  label    may be NULL when label_len is 0; at most KM_AAD_MAX bytes.
+ * @param[out] out      the plaintext (at most the modulus size - 2 * digest - 2
+ *                      bytes); may be NULL when out_cap is 0.
+ * @return KM_OK; KM_E_INVALID; KM_E_USAGE; KM_E_NOTFOUND; KM_E_STATE;
+ *         KM_E_INTEGRITY (wrong key, label or digest, altered data, wrong
+ *         length); KM_E_BUFFER (*out_len: the size needed); KM_E_UNSUPPORTED (a
+ *         backend that decrypts only without a label with SHA-256); KM_E_FORK;
+ *         KM_E_BACKEND. On error other than KM_E_BUFFER, `out` is zeroed.
+ */
+KM_EXTERN int km_rsa_oaep_decrypt(km_key *key, uint32_t version, const uint8_t *label,
+                                  size_t label_len, const uint8_t *in, size_t in_len,
+                                  uint8_t *out, size_t out_cap, size_t *out_len) KM_WUR;
+
+/**
+ * RSA-OAEP encryption to the key's public key (what any holder of the public
+ * key can do; offered for convenience), with its OAEP digest and `label`. A
+ * protect operation of the key (KM_USAGE_WRAP or KM_USAGE_UNWRAP, a version
+ * that may protect).
+ *
+ * @param[in]  version  0 = the primary.
+ * @param[in]  in       at most the modulus size - 2 * digest - 2 bytes; may be empty.
+ * @param[out] out      the modulus size in bytes.
+ * @return KM_OK; KM_E_INVALID (NULL, too long); KM_E_BUFFER (*out_len: the size
+ *         needed); KM_E_USAGE (not RSA, usage mask); KM_E_STATE; KM_E_UNSUPPORTED;
+ *         KM_E_FORK; KM_E_BACKEND.
+ */
+KM_EXTERN int km_rsa_oaep_encrypt(km_key *key, uint32_t version, const uint8_t *label,
+                                  size_t label_len, const uint8_t *in, size_t in_len,
+                                  uint8_t *out, size_t out_cap, size_t *out_len) KM_WUR;
 
 /**
  * Verifies a signature.

@@ -77,7 +77,7 @@ typedef enum km_key_state {
 /** Longest key name in bytes (UTF-8, no NUL, no control characters). */
 #define KM_KEY_NAME_MAX 255
 
-#define KM_KEY_OPTIONS_VERSION 4
+#define KM_KEY_OPTIONS_VERSION 5
 /** Options of km_key_create() and km_key_import(). */
 typedef struct km_key_options {
     uint32_t version;        /**< KM_KEY_OPTIONS_VERSION */
@@ -97,9 +97,14 @@ typedef struct km_key_options {
     /* ---- version 4 ---- */
     const uint8_t *key_id;   /**< import only: keep this 16-byte id (the source key's, so that
                                   its ciphertexts decrypt here); NULL = a new random id */
+    /* ---- version 5 ---- */
+    uint32_t rsa_oaep_digest; /**< RSA keys: the digest of RSA-OAEP (and of its MGF1) in
+                                  km_rsa_decrypt(), km_rsa_oaep_decrypt() and
+                                  km_rsa_oaep_encrypt(): 256, 384 or 512 (SHA-2); 0 = 256.
+                                  Recorded in the key; other types: 0 only */
 } km_key_options;
 
-#define KM_KEY_OPTIONS_INIT { KM_KEY_OPTIONS_VERSION, 0, 0, NULL, 0, 0, 0, 0, 0, NULL, NULL }
+#define KM_KEY_OPTIONS_INIT { KM_KEY_OPTIONS_VERSION, 0, 0, NULL, 0, 0, 0, 0, 0, NULL, NULL, 0 }
 
 /** Material formats for km_key_import() and km_key_public_export(). */
 typedef enum km_material_format {

@@ -350,7 +350,7 @@ static int protect_tagged(km_key *key, int mac, uint32_t flags, const uint8_t *m
         return km__err(KM_E_INVALID, "%s: msg is NULL", fn);
     if (msg_len > KM_PLAINTEXT_MAX)
         return km__err(KM_E_INVALID, "%s: msg_len exceeds KM_PLAINTEXT_MAX", fn);
-    if (flags & ~(KM_SIG_RAW | (mac ? 0 : KM_SIG_P1363)))
+    if (flags & ~(KM_SIG_RAW | (mac ? 0 : KM_SIG_P1363 | KM_SIG_PKCS1)))
         return km__err(KM_E_INVALID, "%s: flags has unknown bits", fn);
     if (sig_cap <= hdr)
         return km__err(KM_E_BUFFER, "%s: output buffer too small", fn);
@@ -364,6 +364,8 @@ static int protect_tagged(km_key *key, int mac, uint32_t flags, const uint8_t *m
                        km_key_type_name(k->type), mac ? "compute MACs" : "sign");
     if ((flags & KM_SIG_P1363) && !is_ecdsa(k->type))
         return km__err(KM_E_INVALID, "%s: KM_SIG_P1363 applies to ECDSA keys only", fn);
+    if ((flags & KM_SIG_PKCS1) && !is_rsa(k->type))
+        return km__err(KM_E_INVALID, "%s: KM_SIG_PKCS1 applies to RSA keys only", fn);
     if ((mac ? (void *)k->be->ops.mac : (void *)k->be->ops.sign) == NULL)
         return km__err(KM_E_UNSUPPORTED, "backend '%s' cannot %s", k->be->ops.name,
                        mac ? "compute MACs" : "sign");
@@ -376,7 +378,8 @@ static int protect_tagged(km_key *key, int mac, uint32_t flags, const uint8_t *m
     if (mac)
         rc = k->be->ops.mac(obj, msg, msg_len, sig + hdr, sig_cap - hdr, &n);
     else
-        rc = k->be->ops.sign(obj, flags & KM_SIG_P1363, msg, msg_len, sig + hdr, sig_cap - hdr, &n);
+        rc = k->be->ops.sign(obj, flags & (KM_SIG_P1363 | KM_SIG_PKCS1), msg, msg_len, sig + hdr,
+                             sig_cap - hdr, &n);
     if (rc == KM_E_BUFFER) {
         *sig_len = n + hdr;
         goto out;
@@ -500,22 +503,45 @@ out:
     return rc;
 }
 
-int km_rsa_decrypt(km_key *key, uint32_t version, const uint8_t *in, size_t in_len,
-                   km_secret **out)
+/* The key's RSA-OAEP digest: its OpenSSL name and the backend flag. */
+static const char *oaep_md(const km__kobj *k, uint32_t *flag)
+{
+    if (k->oaep_digest == 384) {
+        *flag = KM_BACKEND_SIG_SHA384;
+        return "SHA384";
+    }
+    if (k->oaep_digest == 512) {
+        *flag = KM_BACKEND_SIG_SHA512;
+        return "SHA512";
+    }
+    *flag = KM_BACKEND_SIG_SHA256;
+    return "SHA256";
+}
+
+/* RSA-OAEP decryption with the key's digest and `label` into out (shared by
+ * km_rsa_decrypt and km_rsa_oaep_decrypt); out_cap >= KM_SIGNATURE_MAX. */
+static int rsa_open(const char *fn, km_key *key, uint32_t version, const uint8_t *label,
+                    size_t label_len, const uint8_t *in, size_t in_len, uint8_t *out,
+                    size_t out_cap, size_t *out_len)
 {
     km__kobj *k;
     km__ver *v = NULL;
+    km_secret *sec = NULL;
     void *obj = NULL;
+    uint32_t dflag = 0;
     int rc, compromised = 0;
 
-    if (out == NULL)
-        return km__err(KM_E_INVALID, "km_rsa_decrypt: out is NULL");
-    *out = NULL;
-    if (key == NULL || in == NULL || in_len == 0)
-        return km__err(KM_E_INVALID, "km_rsa_decrypt: %s", key == NULL ? "key is NULL"
-                       : "nothing to decrypt");
+    *out_len = 0;
+    if (key == NULL || (in == NULL && in_len > 0))
+        return km__err(KM_E_INVALID, "%s: %s is NULL", fn, key == NULL ? "key" : "in");
+    if (in_len == 0)
+        return km__err(KM_E_INTEGRITY, "%s: an empty ciphertext", fn);
+    if (label == NULL && label_len > 0)
+        return km__err(KM_E_INVALID, "%s: label is NULL", fn);
+    if (label_len > KM_AAD_MAX)
+        return km__err(KM_E_INVALID, "%s: label_len exceeds KM_AAD_MAX", fn);
     if (in_len > KM_SIGNATURE_MAX)
-        return km__err(KM_E_INTEGRITY, "km_rsa_decrypt: input longer than any RSA modulus");
+        return km__err(KM_E_INTEGRITY, "%s: input longer than any RSA modulus", fn);
     if ((rc = km__key_use(key, &k)) != KM_OK)
         return rc;
     if (k->ctx->is_principal && (rc = km__acl_check(k->ctx, KM__OP_DECRYPT, k)) != KM_OK)
@@ -523,9 +549,6 @@ int km_rsa_decrypt(km_key *key, uint32_t version, const uint8_t *in, size_t in_l
     if (!is_rsa(k->type))
         return km__err(KM_E_USAGE, "key '%s' (%s) is not an RSA key", k->name,
                        km_key_type_name(k->type));
-    if (k->be->ops.unwrap == NULL)
-        return km__err(KM_E_UNSUPPORTED, "backend '%s' cannot decrypt", k->be->ops.name);
-
     pthread_rwlock_rdlock(&k->lock);
     if (version > k->nvers) {
         pthread_rwlock_unlock(&k->lock);
@@ -533,12 +556,34 @@ int km_rsa_decrypt(km_key *key, uint32_t version, const uint8_t *in, size_t in_l
             return rc;
         pthread_rwlock_rdlock(&k->lock);
     }
+    (void)oaep_md(k, &dflag);
+    if (k->be->ops.rsa_decrypt == NULL
+        && (k->be->ops.unwrap == NULL || dflag != KM_BACKEND_SIG_SHA256 || label_len > 0)) {
+        rc = km__err(KM_E_UNSUPPORTED, "backend '%s' cannot decrypt RSA-OAEP%s", k->be->ops.name,
+                     k->be->ops.unwrap != NULL ? " with a label or another digest than SHA-256"
+                                               : "");
+        goto out;
+    }
     if ((rc = check_usage(k, KM_USAGE_UNWRAP, "unwrap (RSA-OAEP decrypt)")) != KM_OK
         || (rc = find_version(k, version, &v)) != KM_OK
         || (rc = km__may_process(v, 0, km__now(k->ctx))) != KM_OK
         || (rc = km__ver_obj(k, v, &obj)) != KM_OK)
         goto out;
-    rc = k->be->ops.unwrap(obj, in, in_len, out);
+    if (k->be->ops.rsa_decrypt != NULL) {
+        rc = k->be->ops.rsa_decrypt(obj, dflag, label, label_len, in, in_len, out, out_cap,
+                                    out_len);
+        if (rc == KM_OK && *out_len > out_cap)
+            rc = km__err(KM_E_BACKEND, "backend '%s' returned a bad length", k->be->ops.name);
+    } else {
+        rc = k->be->ops.unwrap(obj, in, in_len, &sec);
+        if (rc == KM_OK && km_secret_len(sec) > out_cap)
+            rc = km__err(KM_E_BACKEND, "backend '%s' returned a bad length", k->be->ops.name);
+        if (rc == KM_OK) {
+            memcpy(out, km_secret_data(sec), km_secret_len(sec));
+            *out_len = km_secret_len(sec);
+        }
+        km_secret_free(sec);
+    }
 out:
     compromised = v != NULL && v->state == KM_STATE_COMPROMISED;   /* read under the lock */
     pthread_rwlock_unlock(&k->lock);
@@ -546,9 +591,116 @@ out:
     if (rc == KM_OK && compromised)
         rc = audit_compromised(k, v, "RSA decryption");
     if (rc != KM_OK) {
-        km_secret_free(*out);
-        *out = NULL;
+        km_memzero(out, out_cap);
+        *out_len = 0;
     }
+    return rc;
+}
+
+int km_rsa_decrypt(km_key *key, uint32_t version, const uint8_t *in, size_t in_len,
+                   km_secret **out)
+{
+    uint8_t *buf;
+    size_t n = 0;
+    int rc;
+
+    if (out == NULL)
+        return km__err(KM_E_INVALID, "km_rsa_decrypt: out is NULL");
+    *out = NULL;
+    if ((buf = km__salloc(KM_SIGNATURE_MAX)) == NULL)
+        return km__err(KM_E_NOMEM, "km_rsa_decrypt: no secure memory");
+    rc = rsa_open("km_rsa_decrypt", key, version, NULL, 0, in, in_len, buf, KM_SIGNATURE_MAX, &n);
+    if (rc == KM_OK && n == 0)
+        rc = km__err(KM_E_INTEGRITY, "km_rsa_decrypt: the plaintext is empty (a km_secret "
+                     "cannot be; km_rsa_oaep_decrypt returns it)");
+    if (rc == KM_OK)
+        rc = km_secret_from(out, buf, n);
+    km__sfree(buf, KM_SIGNATURE_MAX);
+    return rc;
+}
+
+int km_rsa_oaep_decrypt(km_key *key, uint32_t version, const uint8_t *label, size_t label_len,
+                        const uint8_t *in, size_t in_len, uint8_t *out, size_t out_cap,
+                        size_t *out_len)
+{
+    uint8_t *buf;
+    size_t n = 0;
+    int rc;
+
+    if (out_len == NULL)
+        return km__err(KM_E_INVALID, "km_rsa_oaep_decrypt: out_len is NULL");
+    *out_len = 0;
+    if (out == NULL && out_cap > 0)
+        return km__err(KM_E_INVALID, "km_rsa_oaep_decrypt: out is NULL");
+    if ((buf = km__salloc(KM_SIGNATURE_MAX)) == NULL)
+        return km__err(KM_E_NOMEM, "km_rsa_oaep_decrypt: no secure memory");
+    rc = rsa_open("km_rsa_oaep_decrypt", key, version, label, label_len, in, in_len, buf,
+                  KM_SIGNATURE_MAX, &n);
+    if (rc == KM_OK && n > out_cap) {
+        *out_len = n;
+        rc = km__err(KM_E_BUFFER, "km_rsa_oaep_decrypt: out needs %zu bytes", n);
+    } else if (rc == KM_OK) {
+        if (n > 0)
+            memcpy(out, buf, n);
+        *out_len = n;
+    }
+    km__sfree(buf, KM_SIGNATURE_MAX);
+    if (rc != KM_OK && rc != KM_E_BUFFER && out != NULL)
+        km_memzero(out, out_cap);
+    return rc;
+}
+
+int km_rsa_oaep_encrypt(km_key *key, uint32_t version, const uint8_t *label, size_t label_len,
+                        const uint8_t *in, size_t in_len, uint8_t *out, size_t out_cap,
+                        size_t *out_len)
+{
+    km__kobj *k;
+    km__ver *v = NULL;
+    km__pkey *pub = NULL;
+    void *obj = NULL;
+    uint8_t spki[2048]; /* an RSA-4096 SPKI is 550 bytes */
+    size_t spki_len = 0;
+    uint32_t dflag = 0;
+    const char *md;
+    int rc;
+
+    if (out_len == NULL)
+        return km__err(KM_E_INVALID, "km_rsa_oaep_encrypt: out_len is NULL");
+    *out_len = 0;
+    if (key == NULL || (in == NULL && in_len > 0) || (label == NULL && label_len > 0))
+        return km__err(KM_E_INVALID, "km_rsa_oaep_encrypt: %s is NULL",
+                       key == NULL ? "key" : in == NULL && in_len > 0 ? "in" : "label");
+    if (label_len > KM_AAD_MAX)
+        return km__err(KM_E_INVALID, "km_rsa_oaep_encrypt: label_len exceeds KM_AAD_MAX");
+    if ((rc = km__key_use(key, &k)) != KM_OK)
+        return rc;
+    if (k->ctx->is_principal && (rc = km__acl_check(k->ctx, KM__OP_ENCRYPT, k)) != KM_OK)
+        return rc;
+    if (!is_rsa(k->type))
+        return km__err(KM_E_USAGE, "key '%s' (%s) is not an RSA key", k->name,
+                       km_key_type_name(k->type));
+    if (k->be->ops.public_key == NULL)
+        return km__err(KM_E_UNSUPPORTED, "backend '%s' gives no public key", k->be->ops.name);
+    pthread_rwlock_rdlock(&k->lock);
+    md = oaep_md(k, &dflag);
+    /* encrypting to a key that may wrap, or decrypt what is encrypted to it */
+    if ((rc = km__key_protect_check(k, (k->usage & KM_USAGE_WRAP) ? KM_USAGE_WRAP
+                                                                  : KM_USAGE_UNWRAP,
+                                    "encrypt to (RSA-OAEP)", version, &v))
+            != KM_OK
+        || (rc = km__ver_obj(k, v, &obj)) != KM_OK
+        || (rc = k->be->ops.public_key(obj, spki, sizeof spki, &spki_len)) != KM_OK)
+        goto out;
+    pthread_rwlock_unlock(&k->lock);
+    if ((rc = km__pkey_from_spki(&pub, spki, spki_len)) == KM_OK)
+        rc = km__pkey_rsa_oaep_encrypt(pub, md, label, label_len, in, in_len, out, out_cap,
+                                       out_len);
+    km__pkey_free(pub);
+    AUDIT_DATA(k, KM__OP_ENCRYPT, v, rc);
+    return rc;
+out:
+    pthread_rwlock_unlock(&k->lock);
+    AUDIT_DATA(k, KM__OP_ENCRYPT, v, rc);
     return rc;
 }
 
@@ -570,7 +722,7 @@ static int process_tagged(km_key *key, int mac, uint32_t version, uint32_t flags
         return km__err(KM_E_INVALID, "%s: msg is NULL", fn);
     if (msg_len > KM_PLAINTEXT_MAX)
         return km__err(KM_E_INVALID, "%s: msg_len exceeds KM_PLAINTEXT_MAX", fn);
-    if (flags & ~(KM_SIG_RAW | (mac ? 0 : KM_SIG_P1363)))
+    if (flags & ~(KM_SIG_RAW | (mac ? 0 : KM_SIG_P1363 | KM_SIG_PKCS1)))
         return km__err(KM_E_INVALID, "%s: flags has unknown bits", fn);
     if ((rc = km__key_use(key, &k)) != KM_OK)
         return rc;
@@ -615,7 +767,8 @@ static int process_tagged(km_key *key, int mac, uint32_t version, uint32_t flags
         || (rc = km__ver_obj(k, v, &obj)) != KM_OK)
         goto out;
     if (!mac) {
-        rc = k->be->ops.verify(obj, flags & KM_SIG_P1363, msg, msg_len, sig, sig_len);
+        rc = k->be->ops.verify(obj, flags & (KM_SIG_P1363 | KM_SIG_PKCS1), msg, msg_len, sig,
+                               sig_len);
         if (rc == KM_E_VERIFY)
             rc = km__err(KM_E_VERIFY, "signature does not verify");
         goto out;

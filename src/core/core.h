@@ -36,7 +36,8 @@ extern const km_backend_ops km__kmip_backend;   /* backends/kmip/ (always built)
 enum {
     KM__K_NAME = 1, KM__K_TYPE = 2, KM__K_USAGE = 3, KM__K_FLAGS = 4, KM__K_PROTECTION = 5,
     KM__K_CREATED = 6, KM__K_NVERSIONS = 7, KM__K_ROTATE_DAYS = 8, KM__K_PROTECT_DAYS = 9,
-    KM__K_PROCESS_DAYS = 10, KM__K_GRACE_DAYS = 11, KM__K_POLICY = 12
+    KM__K_PROCESS_DAYS = 10, KM__K_GRACE_DAYS = 11, KM__K_POLICY = 12,
+    KM__K_OAEP_DIGEST = 16 /* after issue 22's 13-15 */
 };
 enum {
     KM__V_STATE = 1, KM__V_CREATED = 2, KM__V_ACTIVATED = 3, KM__V_PROTECT_STOP = 4,
@@ -104,6 +105,7 @@ typedef struct km__kobj {
     int64_t created;
     uint32_t rotate_days, protect_days, process_days, grace_days;
     char *policy_json;           /* the key's own policy, or NULL */
+    uint32_t oaep_digest;        /* RSA: the RSA-OAEP digest, 256/384/512 (0 read as 256) */
     km__backend_inst *be;
     pthread_rwlock_t lock;       /* versions array and metadata */
     km__ver **vers;              /* index = version - 1 */

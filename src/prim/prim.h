@@ -199,9 +199,25 @@ int km__pkey_is_rsa(const km__pkey *k, int bits);
  * or more than cap bytes). */
 int km__pkey_peer_ec_point(const uint8_t *spki, size_t spki_len, const char *group,
                            uint8_t *point, size_t cap, size_t *point_len);
+/* The largest RSA-OAEP plaintext of the key with digest `md` ("SHA256"):
+ * modulus bytes - 2 * digest bytes - 2; 0 for an unknown digest. */
+size_t km__rsa_oaep_max(const km__pkey *k, const char *md);
+/* RSA-OAEP with `md` for OAEP and MGF1 and an optional label (PKCS#1 v2.2):
+ * encrypt with the public key (out: the modulus size; KM_E_BUFFER with
+ * *out_len when out is NULL or short; KM_E_INVALID when in is longer than
+ * km__rsa_oaep_max), decrypt with the private key (any plaintext, the empty
+ * one included; KM_E_INTEGRITY for a wrong length, key, label or digest, or
+ * altered data; KM_E_BUFFER with *out_len when out_cap is short). */
+int km__pkey_rsa_oaep_encrypt(km__pkey *k, const char *md, const uint8_t *label,
+                              size_t label_len, const uint8_t *in, size_t in_len, uint8_t *out,
+                              size_t out_cap, size_t *out_len);
+int km__pkey_rsa_oaep_decrypt(km__pkey *k, const char *md, const uint8_t *label,
+                              size_t label_len, const uint8_t *in, size_t in_len, uint8_t *out,
+                              size_t out_cap, size_t *out_len);
 /* Verifies sig over msg with the public key (or the public half of a private
  * key): ECDSA (DER, or r || s with flags KM_SIG_P1363) with digest md, RSA-PSS
- * (md, MGF1-SHA-256, salt 32 bytes), or EdDSA (md NULL). KM_E_VERIFY when it
+ * (md, MGF1-SHA-256, salt 32 bytes) or with KM_SIG_PKCS1 RSA PKCS#1 v1.5 (md),
+ * or EdDSA (md NULL). KM_E_VERIFY when it
  * does not verify (also for an impossible length), KM_E_INVALID (unknown
  * flags, P1363 on a non-EC key), KM_E_CRYPTO (cannot set up). */
 __attribute__((warn_unused_result))
