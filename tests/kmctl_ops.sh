@@ -73,4 +73,41 @@ t 1 "import a 20-byte CMAC key" - key import bad --type aes-128-cmac --raw key20
 t 0 "help lists the CMAC types" - help
 check "help lists aes-256-cmac" grep -q aes-256-cmac out
 
+# ---------------------------------------------------------------- RSA
+t 0 "create rsa-2048 with --oaep-digest sha384" - key create r384 --type rsa-2048 --oaep-digest sha384
+t 1 "--oaep-digest md5" - key create rbad --type rsa-2048 --oaep-digest md5
+t 1 "--oaep-digest on an EC key" - key create ebad --type ec-p256 --oaep-digest sha512
+t 0 "key public" - key public r384
+cp out r384.pem
+printf 'the data key' >dk
+t 0 "rsa-encrypt --label" dk rsa-encrypt r384 --label order-42
+check "an RSA-2048 ciphertext is 256 bytes" [ "$(wc -c <out)" -eq 256 ]
+cp out dk.ct
+t 0 "rsa-decrypt --label" dk.ct rsa-decrypt r384 --label order-42
+check "rsa-decrypt gives the plaintext back" cmp -s out dk
+t 6 "rsa-decrypt with another label" dk.ct rsa-decrypt r384 --label order-43
+t 6 "rsa-decrypt without the label" dk.ct rsa-decrypt r384
+check "a refused decryption writes nothing" [ ! -s out ]
+# openssl encrypts to the exported public key with OAEP-SHA-384 and the label; kmctl decrypts
+LABELHEX=$("$PY" -c 'print(b"order-42".hex())')
+openssl pkeyutl -encrypt -pubin -inkey r384.pem -in dk -out dk.ossl -pkeyopt rsa_padding_mode:oaep \
+    -pkeyopt rsa_oaep_md:sha384 -pkeyopt rsa_mgf1_md:sha384 -pkeyopt "rsa_oaep_label:$LABELHEX" 2>/dev/null
+t 0 "rsa-decrypt of openssl's OAEP-SHA-384 ciphertext" dk.ossl rsa-decrypt r384 --label order-42
+check "it decrypts to what openssl encrypted" cmp -s out dk
+# and openssl decrypts nothing of kmctl's: no private key leaves; but kmctl's ciphertext of the empty message
+t 0 "rsa-encrypt of the empty message" /dev/null rsa-encrypt r384
+cp out empty.ct
+t 0 "rsa-decrypt of the empty message" empty.ct rsa-decrypt r384
+check "the empty message decrypts to empty" [ ! -s out ]
+t 4 "rsa-encrypt with an AES key" dk rsa-encrypt cm128
+# PKCS#1 v1.5 signatures over the message
+t 0 "sign --pkcs1 --raw" msg sign r384 --pkcs1 --raw
+cp out p1.sig
+openssl dgst -sha256 -verify r384.pem -signature p1.sig msg >/dev/null 2>&1
+check "openssl verifies the PKCS#1 v1.5 signature" [ $? -eq 0 ]
+t 0 "verify --pkcs1 --raw" msg verify r384 p1.sig --pkcs1 --raw
+t 6 "verify of a PKCS#1 v1.5 signature as PSS" msg verify r384 p1.sig --raw
+t 0 "create ec-p256" - key create ec --type ec-p256
+t 1 "sign --pkcs1 with an EC key" msg sign ec --pkcs1
+
 lib_summary

@@ -24,7 +24,8 @@ static void aad_of(const struct kmctl_args *a, const uint8_t **aad, size_t *len)
 
 static uint32_t sig_flags(const struct kmctl_args *a)
 {
-    return (a->val[OPT_RAW] != NULL ? KM_SIG_RAW : 0) | (a->val[OPT_P1363] != NULL ? KM_SIG_P1363 : 0);
+    return (a->val[OPT_RAW] != NULL ? KM_SIG_RAW : 0) | (a->val[OPT_P1363] != NULL ? KM_SIG_P1363 : 0)
+           | (a->val[OPT_PKCS1] != NULL ? KM_SIG_PKCS1 : 0);
 }
 
 /* Writes binary output, or its km1: text form with --text. */

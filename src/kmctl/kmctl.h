@@ -75,6 +75,9 @@ enum kmctl_opt_id {
     OPT_PROTOCOL,
     OPT_TIMEOUT,
     OPT_HEX,
+    OPT_OAEP_DIGEST,
+    OPT_PKCS1,
+    OPT_LABEL,
     OPT__COUNT
 };
 
@@ -194,5 +197,9 @@ int kmctl_cmd_restore(struct kmctl *k, const struct kmctl_args *a);
 
 /* commands of issue 23's operations (cmd_ops.c) */
 int kmctl_cmd_random(struct kmctl *k, const struct kmctl_args *a);
+int kmctl_cmd_rsa_encrypt(struct kmctl *k, const struct kmctl_args *a);
+int kmctl_cmd_rsa_decrypt(struct kmctl *k, const struct kmctl_args *a);
+/* --oaep-digest sha256|sha384|sha512 of key create/import into opts (0 when absent). */
+int kmctl_oaep_digest(const struct kmctl_args *a, km_key_options *o);
 
 #endif /* KMCTL_H */

@@ -53,6 +53,7 @@ struct kmctl_cmd {
 #define O_TEXT { "text", NULL, ARG_NONE, 0, OPT_TEXT, 0 }
 #define O_RAWSIG { "raw", NULL, ARG_NONE, 0, OPT_RAW, 0 }
 #define O_P1363 { "p1363", NULL, ARG_NONE, 0, OPT_P1363, 0 }
+#define O_PKCS1 { "pkcs1", NULL, ARG_NONE, 0, OPT_PKCS1, 0 }
 #define O_VERSION { "version", "N", ARG_UINT, 0, OPT_VERSION, VERSION_MAX }
 #define O_VERSION_REQ { "version", "N", ARG_UINT, 1, OPT_VERSION, VERSION_MAX }
 #define O_TYPE_REQ { "type", "TYPE", ARG_STR, 1, OPT_TYPE, 0 }
@@ -69,13 +70,15 @@ static const struct kmctl_optspec o_create[] = {
     { "rotate-every", "DAYS", ARG_UINT, 0, OPT_ROTATE_EVERY, DAYS_MAX },
     { "activate-at", "DATE", ARG_DATE, 0, OPT_ACTIVATE_AT, 0 },
     { "protect-days", "DAYS", ARG_UINT, 0, OPT_PROTECT_DAYS, DAYS_MAX },
-    { "process-days", "DAYS", ARG_UINT, 0, OPT_PROCESS_DAYS, DAYS_MAX }, O_END };
+    { "process-days", "DAYS", ARG_UINT, 0, OPT_PROCESS_DAYS, DAYS_MAX },
+    { "oaep-digest", "sha256|sha384|sha512", ARG_STR, 0, OPT_OAEP_DIGEST, 0 }, O_END };
 static const struct kmctl_optspec o_import[] = {
     O_TYPE_REQ,
     { "raw", "FILE", ARG_STR, 0, OPT_RAW, 0 },
     { "format", "raw|pkcs8|spki|pem", ARG_STR, 0, OPT_FORMAT, 0 },
     { "wrapped", "BLOB", ARG_STR, 0, OPT_WRAPPED, 0 },
-    O_PROTECTION, O_EXPORTABLE, O_USAGE, O_END };
+    O_PROTECTION, O_EXPORTABLE, O_USAGE,
+    { "oaep-digest", "sha256|sha384|sha512", ARG_STR, 0, OPT_OAEP_DIGEST, 0 }, O_END };
 static const struct kmctl_optspec o_public[] = {
     { "der", NULL, ARG_NONE, 0, OPT_DER, 0 }, O_VERSION, O_END };
 static const struct kmctl_optspec o_version[] = { O_VERSION, O_END };
@@ -91,8 +94,8 @@ static const struct kmctl_optspec o_datakey[] = {
     O_AAD, O_TEXT, { "plaintext-file", "FILE", ARG_STR, 0, OPT_PLAINTEXT_FILE, 0 }, O_END };
 static const struct kmctl_optspec o_decrypt[] = {
     O_AAD, { "allow-compromised", NULL, ARG_NONE, 0, OPT_ALLOW_COMPROMISED, 0 }, O_END };
-static const struct kmctl_optspec o_sign[] = { O_RAWSIG, O_P1363, O_TEXT, O_END };
-static const struct kmctl_optspec o_verify[] = { O_RAWSIG, O_P1363, O_VERSION, O_END };
+static const struct kmctl_optspec o_sign[] = { O_RAWSIG, O_P1363, O_TEXT, O_PKCS1, O_END };
+static const struct kmctl_optspec o_verify[] = { O_RAWSIG, O_P1363, O_VERSION, O_PKCS1, O_END };
 static const struct kmctl_optspec o_mac[] = { O_RAWSIG, O_TEXT, O_END };
 static const struct kmctl_optspec o_mac_verify[] = { O_RAWSIG, O_VERSION, O_END };
 static const struct kmctl_optspec o_export[] = {
@@ -142,6 +145,8 @@ static const struct kmctl_optspec o_rekey[] = {
     { "new-passphrase-file", "FILE", ARG_STR, 1, OPT_NEW_PASS_FILE, 0 },
     { "kdf-cost", "N", ARG_UINT, 0, OPT_KDF_COST, 64 }, O_END };
 
+static const struct kmctl_optspec o_rsa[] = {
+    { "label", "TEXT", ARG_STR, 0, OPT_LABEL, 0 }, O_VERSION, O_END };
 static const struct kmctl_optspec o_random[] = {
     O_PROTECTION, { "hex", NULL, ARG_NONE, 0, OPT_HEX, 0 }, O_TEXT, O_END };
 
@@ -262,6 +267,10 @@ static const struct kmctl_cmd commands[] = {
       "write a consistent, still sealed copy of the vault to FILE (while others write)" },
     { "restore", "FILE DIR", 2, o_none, NULL, kmctl_cmd_restore, VAULT_NONE, "",
       "make the backup FILE a vault in DIR (never overwrites a vault)" },
+    { "rsa-encrypt", "NAME", 1, o_rsa, NULL, kmctl_cmd_rsa_encrypt, VAULT_OPEN, "< plain > cipher",
+      "RSA-OAEP encryption of stdin to the key's public key (the key's digest, --label)" },
+    { "rsa-decrypt", "NAME", 1, o_rsa, NULL, kmctl_cmd_rsa_decrypt, VAULT_OPEN, "< cipher > plain",
+      "RSA-OAEP decryption of stdin (the key's digest, --label; an empty message is empty)" },
     { "random", "N", 1, o_random, NULL, kmctl_cmd_random, VAULT_OPEN, "> bytes",
       "N random bytes (1..1048576) from the DRBG, or a device's generator with --protection" },
     { "version", "", 0, o_none, NULL, cmd_version, VAULT_NONE, "", "print the kmctl and libkm versions" },

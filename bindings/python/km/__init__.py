@@ -242,7 +242,7 @@ def _names(mask, names):
 
 def _key_options(usage=None, exportable=False, protection=None, activate_at=None,
                  rotate_days=None, protect_days=None, process_days=None,
-                 destroy_grace_days=None, policy=None, key_id=None):
+                 destroy_grace_days=None, policy=None, key_id=None, rsa_oaep_digest=None):
     o = _ffi.km_key_options()
     o.version = _ffi.KM_KEY_OPTIONS_VERSION
     o.usage = _mask(usage, USAGES, "usage")
@@ -264,6 +264,13 @@ def _key_options(usage=None, exportable=False, protection=None, activate_at=None
             raise InvalidArgument("a key id has 16 bytes", function="key_id")
         o._key_id_buf = (ctypes.c_uint8 * 16).from_buffer_copy(bytes(key_id))
         o.key_id = ctypes.cast(o._key_id_buf, _ffi.U8_P)
+    if rsa_oaep_digest is not None:
+        d = {"sha256": 256, "sha384": 384, "sha512": 512, 256: 256, 384: 384, 512: 512}
+        key = rsa_oaep_digest.lower() if isinstance(rsa_oaep_digest, str) else rsa_oaep_digest
+        if key not in d:
+            raise InvalidArgument("rsa_oaep_digest must be sha256, sha384 or sha512",
+                                  function="rsa_oaep_digest")
+        o.rsa_oaep_digest = d[key]
     return o
 
 
@@ -420,8 +427,9 @@ def _time(t):
     return None if t == 0 else t
 
 
-def _sig_flags(raw, p1363):
-    return (_ffi.KM_SIG_RAW if raw else 0) | (_ffi.KM_SIG_P1363 if p1363 else 0)
+def _sig_flags(raw, p1363, pkcs1=False):
+    return ((_ffi.KM_SIG_RAW if raw else 0) | (_ffi.KM_SIG_P1363 if p1363 else 0)
+            | (_ffi.KM_SIG_PKCS1 if pkcs1 else 0))
 
 
 _HANDLES = weakref.WeakSet()
@@ -646,7 +654,9 @@ class Vault:
           activate_at: epoch seconds or datetime (a future date creates the
             version PRE_ACTIVE; None = now);
           rotate_days, protect_days, process_days, destroy_grace_days: the
-            key's periods in days (None = none; grace None = libkm's 30).
+            key's periods in days (None = none; grace None = libkm's 30);
+          rsa_oaep_digest: RSA keys, "sha256" (default), "sha384" or "sha512":
+            the RSA-OAEP digest recorded in the key.
         Raises: AlreadyExists (name taken), Unsupported (unknown type name or
         protection), InvalidArgument (bad name or usage), BackendError, StorageError.
         """
@@ -1298,19 +1308,20 @@ class Key:
                                                                        out, cap, out_len),
                           cn - CIPHERTEXT_OVERHEAD)
 
-    def sign(self, message, *, raw=False, p1363=False):
+    def sign(self, message, *, raw=False, p1363=False, pkcs1=False):
         """Signs with the primary version. Returns the signature, with libkm's
-        24-byte header unless raw=True; p1363=True gives ECDSA as r||s.
+        24-byte header unless raw=True; p1363=True gives ECDSA as r||s;
+        pkcs1=True RSA PKCS#1 v1.5 instead of PSS.
         Raises: UsageError, StateError, InvalidArgument, BackendError."""
         m, mn = _ffi.in_data(message, "message")
-        flags = _sig_flags(raw, p1363)
+        flags = _sig_flags(raw, p1363, pkcs1)
         with _Use(self._h) as k:
             return _sized(lambda out, cap, out_len: lib.km_sign(k, flags, m, mn, out, cap,
                                                                 out_len),
                           SIGNATURE_MAX)
 
-    def verify(self, message, signature, *, version=0, raw=False, p1363=False):
-        """Verifies a signature made with the same raw/p1363 flags.
+    def verify(self, message, signature, *, version=0, raw=False, p1363=False, pkcs1=False):
+        """Verifies a signature made with the same raw/p1363/pkcs1 flags.
 
         Returns True when it is valid and False when it is not (KM_E_VERIFY:
         a wrong signature or message). Raises for every other error:
@@ -1321,7 +1332,7 @@ class Key:
         m, mn = _ffi.in_data(message, "message")
         s, sn = _ffi.in_data(signature, "signature")
         with _Use(self._h) as k:
-            return lib.km_verify(k, version, _sig_flags(raw, p1363), m, mn, s, sn)
+            return lib.km_verify(k, version, _sig_flags(raw, p1363, pkcs1), m, mn, s, sn)
 
     def mac(self, message, *, raw=False):
         """Computes a MAC with the primary version (tagged unless raw=True): HMAC
@@ -1510,6 +1521,27 @@ class Key:
         with _Use(self._h) as k:
             lib.km_rsa_decrypt(k, version, d, dn, ctypes.byref(sp))
         return _take_secret(sp, self.vault)
+
+    def rsa_oaep_encrypt(self, data, *, label=b"", version=0):
+        """RSA-OAEP encryption to this RSA key's public key with its OAEP
+        digest and `label` (km_rsa_oaep_encrypt): bytes of the modulus size."""
+        d, dn = _ffi.in_data(data, "data")
+        lb, ln = _ffi.in_data(label, "label")
+        with _Use(self._h) as k:
+            return _sized(lambda out, cap, out_len: lib.km_rsa_oaep_encrypt(
+                k, version, lb, ln, d, dn, out, cap, out_len), 512)
+
+    def rsa_oaep_decrypt(self, data, *, label=b"", version=0):
+        """RSA-OAEP decryption with this key's OAEP digest and `label`
+        (km_rsa_oaep_decrypt): a km.Secret, empty for the empty message.
+        Raises IntegrityError for a wrong key, label or digest, or altered data."""
+        d, dn = _ffi.in_data(data, "data")
+        lb, ln = _ffi.in_data(label, "label")
+        with _Use(self._h) as k:
+            s = Secret(_sized(lambda out, cap, out_len: lib.km_rsa_oaep_decrypt(
+                k, version, lb, ln, d, dn, out, cap, out_len), 512, secret=True))
+        self.vault._secrets.add(s)
+        return s
 
     def sign_digest(self, digest, algorithm="sha256", *, version=0, p1363=False, pkcs1=False):
         """Signs a digest computed by the caller (raw signature, no header).

@@ -150,7 +150,9 @@ class km_key_options(ctypes.Structure):
                 # ---- version 3 ----
                 ("policy", ctypes.c_char_p),
                 # ---- version 4 ----
-                ("key_id", U8_P)]
+                ("key_id", U8_P),
+                # ---- version 5 ----
+                ("rsa_oaep_digest", ctypes.c_uint32)]
 
 
 class km_version_info(ctypes.Structure):
@@ -225,7 +227,7 @@ KM_KDF_COST_DEFAULT = 17
 KM_KDF_COST_MIN = 14
 KM_KDF_COST_MAX = 22
 
-KM_KEY_OPTIONS_VERSION = 4
+KM_KEY_OPTIONS_VERSION = 5
 KM_KEY_EXPORTABLE = 0x1
 KM_KEY_PUBLIC_ONLY = 0x2
 KM_IMPORT_ALLOW_RAW = 0x1
@@ -457,6 +459,10 @@ _FUNCTIONS = {
     "km_text_encode": (_int, [U8_P, _size, U8_P, _size, SIZE_P], _check),
     "km_text_decode": (_int, [ctypes.c_char_p, _size, U8_P, _size, SIZE_P], _check),
     "km_random": (_int, [CTX_P, _ccp, U8_P, _size], _check),
+    "km_rsa_oaep_encrypt": (_int, [KEY_P, _u32, U8_P, _size, U8_P, _size, U8_P, _size, SIZE_P],
+                            _check),
+    "km_rsa_oaep_decrypt": (_int, [KEY_P, _u32, U8_P, _size, U8_P, _size, U8_P, _size, SIZE_P],
+                            _check),
     # lifecycle.h
     "km_revoke_reason_name": (_ccp, [_int], _check_string),
     "km_revoke_reason_from_name": (_int, [_ccp, INT_P], _check),

@@ -62,3 +62,46 @@ def test_random(vault):
         vault.random(8, protection="no-such-backend")
     with pytest.raises(km.InvalidArgument):
         vault.random(8, protection="a\0b")
+
+
+def test_rsa_oaep_label_digest_and_empty(vault, tmp_path):
+    k = vault.create_key("r", "rsa-2048", rsa_oaep_digest="sha384")
+    ct = k.rsa_oaep_encrypt(b"data key", label=b"order 42")
+    assert len(ct) == 256
+    pt = k.rsa_oaep_decrypt(ct, label=b"order 42")
+    assert isinstance(pt, km.Secret) and bytes(pt) == b"data key"
+    with pytest.raises(km.IntegrityError):
+        k.rsa_oaep_decrypt(ct, label=b"order 43")
+    with pytest.raises(km.IntegrityError):
+        k.rsa_oaep_decrypt(ct[:-1], label=b"order 42")
+    empty = k.rsa_oaep_decrypt(k.rsa_oaep_encrypt(b""))
+    assert bytes(empty) == b""
+    # SHA-384 is recorded: 256 - 2 * 48 - 2 = 158 bytes fit, 159 do not
+    k.rsa_oaep_encrypt(b"x" * 158)
+    with pytest.raises(km.InvalidArgument):
+        k.rsa_oaep_encrypt(b"x" * 159)
+    # openssl encrypts to the public key with the same parameters
+    (tmp_path / "pub.pem").write_bytes(k.public_key())
+    (tmp_path / "m").write_bytes(b"from openssl")
+    subprocess.run(["openssl", "pkeyutl", "-encrypt", "-pubin", "-inkey", str(tmp_path / "pub.pem"),
+                    "-in", str(tmp_path / "m"), "-out", str(tmp_path / "c"),
+                    "-pkeyopt", "rsa_padding_mode:oaep", "-pkeyopt", "rsa_oaep_md:sha384",
+                    "-pkeyopt", "rsa_mgf1_md:sha384", "-pkeyopt",
+                    "rsa_oaep_label:" + b"L".hex()], check=True, capture_output=True)
+    assert bytes(k.rsa_oaep_decrypt((tmp_path / "c").read_bytes(), label=b"L")) == b"from openssl"
+    with pytest.raises(km.InvalidArgument):
+        vault.create_key("r2", "rsa-2048", rsa_oaep_digest="md5")
+    with pytest.raises(km.InvalidArgument):
+        vault.create_key("e", "ec-p256", rsa_oaep_digest="sha512")
+
+
+def test_rsa_pkcs1_signatures(vault):
+    k = vault.create_key("r", "rsa-2048")
+    sig = k.sign(b"pay bob", pkcs1=True)
+    assert k.verify(b"pay bob", sig, pkcs1=True)
+    assert not k.verify(b"pay bob", sig)            # not a PSS signature
+    assert not k.verify(b"pay eve", sig, pkcs1=True)
+    assert k.sign(b"pay bob", pkcs1=True, raw=True) == sig[24:]   # deterministic
+    ec = vault.create_key("ec", "ec-p256")
+    with pytest.raises(km.InvalidArgument):
+        ec.sign(b"m", pkcs1=True)
