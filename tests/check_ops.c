@@ -351,6 +351,109 @@ START_TEST(test_ops_rsa_pkcs1_sign_messages)
 }
 END_TEST
 
+/* --------------------------------------------------------------- AES-SIV */
+
+/* AES-SIV of the header (first S2V string) and the aad (second, when not empty), with raw
+ * OpenSSL: what docs/FORMATS.md says the ciphertext is (C then V after the header). */
+static void siv_reference(const uint8_t *key, size_t klen, const uint8_t *hdr, const uint8_t *aad,
+                          size_t alen, const uint8_t *pt, size_t plen, uint8_t *out)
+{
+    EVP_CIPHER *c = EVP_CIPHER_fetch(NULL, klen == 64 ? "AES-256-SIV" : "AES-128-SIV", NULL);
+    EVP_CIPHER_CTX *x = EVP_CIPHER_CTX_new();
+    int len = 0;
+
+    ck_assert_int_eq(EVP_EncryptInit_ex(x, c, NULL, key, NULL), 1);
+    ck_assert_int_eq(EVP_EncryptUpdate(x, NULL, &len, hdr, KM_CIPHERTEXT_HEADER), 1);
+    if (alen > 0)
+        ck_assert_int_eq(EVP_EncryptUpdate(x, NULL, &len, aad, (int)alen), 1);
+    ck_assert_int_eq(EVP_EncryptUpdate(x, out, &len, pt, (int)plen), 1);
+    ck_assert_int_eq(EVP_EncryptFinal_ex(x, out + plen, &len), 1);
+    ck_assert_int_eq(EVP_CIPHER_CTX_ctrl(x, EVP_CTRL_AEAD_GET_TAG, 16, out + plen), 1);
+    EVP_CIPHER_CTX_free(x);
+    EVP_CIPHER_free(c);
+}
+
+START_TEST(test_ops_siv_deterministic)
+{
+    static const uint8_t zero12[12];
+    uint8_t key[64], a[128], b[128], c[128], ref[128], out[128];
+    const uint8_t pt[] = "4111 1111 1111 1111";
+    size_t na = 0, nb = 0, nc = 0, m = 0;
+    km_key *k = NULL, *g = NULL;
+
+    memset(key, 0x33, sizeof key);
+    OK(km_key_import(&k, ctx, "siv", KM_KEY_AES_256_SIV, KM_MATERIAL_RAW, key, sizeof key,
+                     KM_IMPORT_ALLOW_RAW, NULL));
+    ck_assert_str_eq(km_key_type_name(KM_KEY_AES_256_SIV), "aes-256-siv");
+    OK(km_encrypt(k, pt, sizeof pt, (const uint8_t *)"card", 4, a, sizeof a, &na));
+    OK(km_encrypt(k, pt, sizeof pt, (const uint8_t *)"card", 4, b, sizeof b, &nb));
+    ck_assert_uint_eq(na, sizeof pt + KM_CIPHERTEXT_OVERHEAD);
+    /* equal plaintexts and aad give equal ciphertexts (the documented leakage) */
+    ck_assert_uint_eq(na, nb);
+    ck_assert_mem_eq(a, b, na);
+    ck_assert_uint_eq(a[3], KM_KEY_AES_256_SIV);          /* its own algorithm id */
+    ck_assert_mem_eq(a + 24, zero12, 12);                 /* no nonce */
+    /* another aad, another message: another ciphertext */
+    OK(km_encrypt(k, pt, sizeof pt, (const uint8_t *)"cardX", 5, c, sizeof c, &nc));
+    ck_assert(memcmp(a + KM_CIPHERTEXT_HEADER, c + KM_CIPHERTEXT_HEADER, nc - 36) != 0);
+    /* the format: AES-SIV(header, aad; pt) laid out as C || V */
+    siv_reference(key, sizeof key, a, (const uint8_t *)"card", 4, pt, sizeof pt, ref);
+    ck_assert_mem_eq(a + KM_CIPHERTEXT_HEADER, ref, sizeof pt + 16);
+    OK(km_decrypt(ctx, 0, a, na, (const uint8_t *)"card", 4, out, sizeof out, &m));
+    ck_assert_uint_eq(m, sizeof pt);
+    ck_assert_mem_eq(out, pt, m);
+    /* tampering: data, tag, nonce field, algorithm id, aad */
+    a[40] ^= 1;
+    ck_assert_int_eq(km_decrypt(ctx, 0, a, na, (const uint8_t *)"card", 4, out, sizeof out, &m),
+                     KM_E_INTEGRITY);
+    a[40] ^= 1;
+    a[na - 1] ^= 1;
+    ck_assert_int_eq(km_decrypt(ctx, 0, a, na, (const uint8_t *)"card", 4, out, sizeof out, &m),
+                     KM_E_INTEGRITY);
+    a[na - 1] ^= 1;
+    a[30] = 1;
+    ck_assert_int_eq(km_decrypt(ctx, 0, a, na, (const uint8_t *)"card", 4, out, sizeof out, &m),
+                     KM_E_INTEGRITY);
+    a[30] = 0;
+    a[3] = KM_KEY_AES_256_GCM;
+    ck_assert_int_eq(km_decrypt(ctx, 0, a, na, (const uint8_t *)"card", 4, out, sizeof out, &m),
+                     KM_E_INTEGRITY);
+    a[3] = KM_KEY_AES_256_SIV;
+    ck_assert_int_eq(km_decrypt(ctx, 0, a, na, (const uint8_t *)"cart", 4, out, sizeof out, &m),
+                     KM_E_INTEGRITY);
+    OK(km_decrypt(ctx, 0, a, na, (const uint8_t *)"card", 4, out, sizeof out, &m));
+    /* an empty message: OpenSSL 3.0's AES-SIV cannot, refused cleanly */
+    ck_assert_int_eq(km_encrypt(k, NULL, 0, NULL, 0, c, sizeof c, &nc), KM_E_UNSUPPORTED);
+    /* a rotated key: another version, another ciphertext; the old one still decrypts */
+    OK(km_key_rotate(k, NULL));
+    OK(km_encrypt(k, pt, sizeof pt, (const uint8_t *)"card", 4, c, sizeof c, &nc));
+    ck_assert(memcmp(a + KM_CIPHERTEXT_HEADER, c + KM_CIPHERTEXT_HEADER, nc - 36) != 0);
+    OK(km_decrypt(ctx, 0, a, na, (const uint8_t *)"card", 4, out, sizeof out, &m));
+    /* generated keys of each size; wrong import lengths; a GCM ciphertext is not a SIV one */
+    OK(km_key_create(&g, ctx, "siv128", KM_KEY_AES_128_SIV, NULL));
+    OK(km_encrypt(g, pt, sizeof pt, NULL, 0, b, sizeof b, &nb));
+    OK(km_decrypt_key(g, 0, b, nb, NULL, 0, out, sizeof out, &m));
+    km_key_free(g);
+    OK(km_key_create(&g, ctx, "siv192", KM_KEY_AES_192_SIV, NULL));
+    km_key_free(g);
+    ck_assert_int_eq(km_key_import(&g, ctx, "s32", KM_KEY_AES_256_SIV, KM_MATERIAL_RAW, key, 32,
+                                   KM_IMPORT_ALLOW_RAW, NULL), KM_E_INVALID);
+    km_key_free(k);
+}
+END_TEST
+
+/* Not FIPS 140-3 approved: the fips profile refuses AES-SIV keys. */
+START_TEST(test_ops_siv_fips_refused)
+{
+    km_key *k = NULL;
+    const char *pol = "{\"version\": 1, \"profile\": \"fips\"}";
+    OK(km_policy_set(ctx, pol, strlen(pol)));
+    ck_assert_int_eq(km_key_create(&k, ctx, "siv", KM_KEY_AES_256_SIV, NULL), KM_E_POLICY);
+    ck_assert_int_eq(km_key_create(&k, ctx, "cmac", KM_KEY_AES_256_CMAC, NULL), KM_OK);
+    km_key_free(k);
+}
+END_TEST
+
 static Suite *ops_suite(void)
 {
     TCase *tc;
@@ -363,6 +466,8 @@ static Suite *ops_suite(void)
     tcase_add_test(tc, test_ops_rsa_oaep_digest_recorded);
     tcase_add_test(tc, test_ops_rsa_oaep_empty_message);
     tcase_add_test(tc, test_ops_rsa_pkcs1_sign_messages);
+    tcase_add_test(tc, test_ops_siv_deterministic);
+    tcase_add_test(tc, test_ops_siv_fips_refused);
     return s;
 }
 

@@ -59,11 +59,14 @@ START_TEST(test_prim_keytype_table)
         /* symmetric <=> raw key bytes; AES has a cipher, HMAC and ECDSA a digest */
         ck_assert_int_eq(kt->key_len != 0, kt->family == KM__FAM_AES_GCM
                          || kt->family == KM__FAM_AES_KWP || kt->family == KM__FAM_HMAC
-                         || kt->family == KM__FAM_CMAC);
+                         || kt->family == KM__FAM_CMAC || kt->family == KM__FAM_AES_SIV);
         ck_assert_int_eq(km__type_is_symmetric((km_key_type)t), kt->key_len != 0);
         if (kt->family == KM__FAM_AES_GCM || kt->family == KM__FAM_AES_KWP
-            || kt->family == KM__FAM_CMAC)
+            || kt->family == KM__FAM_CMAC || kt->family == KM__FAM_AES_SIV)
             ck_assert_ptr_nonnull(kt->cipher);
+        /* AES-SIV: two AES keys, not FIPS approved, header id of its own */
+        if (kt->family == KM__FAM_AES_SIV)
+            ck_assert(kt->key_len == 2 * kt->strength / 8 && !kt->fips && kt->hdr_alg == t);
         /* a MAC type has a tag length: the digest's (HMAC) or the AES block (CMAC) */
         ck_assert_uint_eq(km__type_mac_len((km_key_type)t),
                           kt->family == KM__FAM_HMAC ? kt->key_len

@@ -16,6 +16,8 @@
  *  - AES-CMAC (aes_cmac_test.json, RFC 4493, SP 800-38B): the same, with aes-*-cmac keys.
  *  - RSA-OAEP (SHA-256/384/512, labels): km_key_import(PKCS#8) with the OAEP digest recorded in
  *    the key, km_rsa_oaep_decrypt, and km_rsa_oaep_encrypt back.
+ *  - AES-SIV (aes_siv_cmac_test.json): the software backend's aead_seal / aead_open with an
+ *    aes-*-siv key (as AES-GCM above).
  *  - AES-GCM: the software backend's aead_seal / aead_open (what km_encrypt / km_decrypt call);
  *    libkm takes no caller nonce, so this is the only way to reach a known nonce.
  *  - AES-KWP, HKDF: km__kwp_wrap / km__kwp_unwrap and km__hkdf_sha256 (what the vault uses).
@@ -869,6 +871,114 @@ START_TEST(test_vectors_aes_gcm)
 }
 END_TEST
 
+/* ------------------------------------------------------------------ AES-SIV */
+
+/* A Wycheproof deterministic-AEAD file (AES-SIV-CMAC, RFC 5297 with one associated-data
+ * string) through the software backend's aead_seal / aead_open with an aes-*-siv key, the aad
+ * as the first (and only) S2V string: what km_encrypt / km_decrypt call with the header as
+ * that string. Wycheproof's ct is V || C; libkm's aead output is C and tag V. Keys of other
+ * sizes must be refused at load (invalid cases). */
+START_TEST(test_vectors_aes_siv_cmac)
+{
+    const char *file = "aes_siv_cmac_test.json";
+    json_t *root = load_json(file), *g, *t;
+    size_t gi, ti;
+    vstats s;
+
+    vs_init(&s, file);
+    json_array_foreach(jarr(root, "testGroups"), gi, g) {
+        json_array_foreach(jarr(g, "tests"), ti, t) {
+            size_t klen, alen, mlen, clen;
+            uint8_t *key = jhex(t, "key", &klen), *aad = jhex(t, "aad", &alen),
+                    *msg = jhex(t, "msg", &mlen), *ct = jhex(t, "ct", &clen);
+            uint8_t *out = malloc(mlen + clen + 1), tag[16];
+            long tc = jint(t, "tcId");
+            int r = jresult(t), rc;
+            km_key_type type = klen == 32 ? KM_KEY_AES_128_SIV : klen == 48 ? KM_KEY_AES_192_SIV
+                               : klen == 64 ? KM_KEY_AES_256_SIV : (km_key_type)0;
+            km_backend_keyspec spec;
+            km_secret *ref = NULL;
+            void *obj = NULL;
+            static const uint8_t zero_id[16];
+
+            s.n++;
+            memset(&spec, 0, sizeof spec);
+            spec.version = 1;
+            spec.type = type != 0 ? type : KM_KEY_AES_256_SIV;
+            spec.usage = KM_USAGE_ENCRYPT | KM_USAGE_DECRYPT;
+            spec.key_id = zero_id;
+            spec.key_version = 1;
+            ck_assert_int_eq(km_secret_new(&ref, klen + 1), KM_OK);
+            km_secret_data(ref)[0] = (unsigned char)KM_MATERIAL_RAW;
+            if (klen > 0)
+                memcpy(km_secret_data(ref) + 1, key, klen);
+            rc = km__software_backend.load(NULL, &spec, km_secret_data(ref), klen + 1, &obj);
+            if (type == 0) {
+                if (rc == KM_OK)
+                    vfail(&s, tc, "a %zu-byte AES-SIV key was loaded", klen);
+                if (r == R_VALID)
+                    count_valid(&s, 0);
+                else
+                    count_invalid(&s, rc == KM_E_INVALID);
+            } else if (rc != KM_OK) {
+                vfail(&s, tc, "load: %s", km_err_name(rc));
+                if (r == R_VALID)
+                    count_valid(&s, 0);
+                else
+                    count_invalid(&s, 0);
+            } else if (r == R_VALID && mlen == 0) {
+                /* OpenSSL 3.0's AES-SIV cannot finish an empty message: refused cleanly */
+                rc = km__software_backend.aead_seal(obj, zero_id, aad, alen, NULL, 0, msg, 0,
+                                                    out, tag);
+                if (rc != KM_E_UNSUPPORTED)
+                    vfail(&s, tc, "empty message: %s, not KM_E_UNSUPPORTED", km_err_name(rc));
+                s.unsup++;
+            } else if (r == R_VALID) {
+                int ok;
+                rc = km__software_backend.aead_seal(obj, zero_id, aad, alen, NULL, 0, msg, mlen,
+                                                    out, tag);
+                ok = rc == KM_OK && clen == mlen + 16 && memcmp(tag, ct, 16) == 0
+                     && (mlen == 0 || memcmp(out, ct + 16, mlen) == 0);
+                if (!ok)
+                    vfail(&s, tc, "seal does not give the ciphertext: %s", km_err_name(rc));
+                rc = km__software_backend.aead_open(obj, zero_id, aad, alen, NULL, 0, ct + 16,
+                                                    clen - 16, ct, out);
+                if (rc != KM_OK || (mlen > 0 && memcmp(out, msg, mlen) != 0)) {
+                    ok = 0;
+                    vfail(&s, tc, "open: %s", km_err_name(rc));
+                }
+                count_valid(&s, ok);
+            } else {
+                /* a ciphertext shorter than V cannot be opened at all */
+                rc = clen < 16 ? KM_E_INTEGRITY
+                     : km__software_backend.aead_open(obj, zero_id, aad, alen, NULL, 0, ct + 16,
+                                                      clen - 16, ct, out);
+                /* an empty message's V is refused as unsupported (above) */
+                if (clen == 16 && rc == KM_E_UNSUPPORTED)
+                    rc = KM_E_INTEGRITY;
+                count_invalid(&s, rc == KM_E_INTEGRITY);
+                if (rc == KM_OK)
+                    vfail(&s, tc, "INVALID CIPHERTEXT ACCEPTED");
+                else if (rc != KM_E_INTEGRITY)
+                    vfail(&s, tc, "refused with %s, not KM_E_INTEGRITY", km_err_name(rc));
+            }
+            if (obj != NULL)
+                km__software_backend.unload(NULL, obj);
+            km_secret_free(ref);
+            free(out);
+            free(key);
+            free(aad);
+            free(msg);
+            free(ct);
+        }
+    }
+    vnote(&s, "unsupported = the valid empty messages: OpenSSL 3.0's AES-SIV cannot finish "
+              "one, libkm refuses them (KM_E_UNSUPPORTED)");
+    vs_report(&s, (unsigned)jint(root, "numberOfTests"));
+    json_decref(root);
+}
+END_TEST
+
 /* ---------------------------------------------------------------- AES-KWP */
 
 /* KWP known answer through the vault's primitive. Returns 1 when as expected. */
@@ -1344,6 +1454,7 @@ static Suite *vectors_suite(void)
     tcase_add_test(tc, test_vectors_rsa_oaep_2048_sha256);
     tcase_add_test(tc, test_vectors_rsa_oaep_2048_sha384);
     tcase_add_test(tc, test_vectors_rsa_oaep_2048_sha512);
+    tcase_add_test(tc, test_vectors_aes_siv_cmac);
     return s;
 }
 

@@ -371,6 +371,7 @@ static km__skey_kind skey_kind(const km__keytype *ti)
     case KM__FAM_AES_GCM: return KM__SKEY_GCM;
     case KM__FAM_HMAC: return KM__SKEY_HMAC;
     case KM__FAM_CMAC: return KM__SKEY_CMAC;
+    case KM__FAM_AES_SIV: return KM__SKEY_SIV;
     default: return KM__SKEY_KWP;
     }
 }
@@ -412,6 +413,7 @@ static int sw_generate_in(void *state, const km_backend_keyspec *spec, km_secret
     case KM__FAM_AES_KWP:
     case KM__FAM_HMAC:
     case KM__FAM_CMAC:
+    case KM__FAM_AES_SIV:
         if ((rc = ref_new(KM_MATERIAL_RAW, ti->key_len, out_ref, &bytes)) != KM_OK)
             return rc;
         if (RAND_priv_bytes(bytes, (int)ti->key_len) != 1) {
@@ -569,7 +571,7 @@ static int aead_args(const char *fn, sw_obj *o, const uint8_t *nonce, const uint
         return km__err(KM_E_INVALID, "software backend %s: NULL buffer with a length", fn);
     if (in_len > INT_MAX || aad1_len > INT_MAX || aad2_len > INT_MAX)
         return km__err(KM_E_INVALID, "software backend %s: input too long", fn);
-    if (o->ti->family != KM__FAM_AES_GCM)
+    if (o->ti->family != KM__FAM_AES_GCM && o->ti->family != KM__FAM_AES_SIV)
         return km__err(KM_E_USAGE, "a %s key does not encrypt data", o->ti->name);
     return KM_OK;
 }

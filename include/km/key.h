@@ -44,7 +44,11 @@ typedef enum km_key_type {
     KM_KEY_FFDHE4096 = 18,
     KM_KEY_AES_128_CMAC = 19, /**< AES-CMAC (NIST SP 800-38B): 16-byte tags (mac only) */
     KM_KEY_AES_192_CMAC = 20,
-    KM_KEY_AES_256_CMAC = 21
+    KM_KEY_AES_256_CMAC = 21,
+    KM_KEY_AES_128_SIV = 22,  /**< deterministic encryption, AES-SIV (RFC 5297): a 32-byte key;
+                                   equal plaintexts under equal aad give equal ciphertexts */
+    KM_KEY_AES_192_SIV = 23,  /**< AES-SIV, a 48-byte key */
+    KM_KEY_AES_256_SIV = 24   /**< AES-SIV, a 64-byte key */
 } km_key_type;
 
 /** Usage mask bits. */

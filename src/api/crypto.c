@@ -38,9 +38,11 @@ static int audit_compromised(km__kobj *k, const km__ver *v, const char *what)
 }
 
 /* What a type does, from the key-type table (keytype.h). */
-static int is_gcm(km_key_type t)
+/* AES-GCM (a random nonce) or AES-SIV (deterministic: a zero nonce field). */
+static int is_aead(km_key_type t)
 {
-    return km__type_family(t) == KM__FAM_AES_GCM;
+    km__family f = km__type_family(t);
+    return f == KM__FAM_AES_GCM || f == KM__FAM_AES_SIV;
 }
 
 static int is_ecdsa(km_key_type t)
@@ -128,7 +130,7 @@ int km__data_seal(km_key *key, uint8_t magic1, const uint8_t *pt, size_t pt_len,
         && (rc = km__acl_check(k->ctx, magic1 == KM__CT_MAGIC1 ? KM__OP_ENCRYPT : KM__OP_DATAKEY,
                                k)) != KM_OK)
         return rc;
-    if (!is_gcm(k->type))
+    if (!is_aead(k->type))
         return km__err(KM_E_USAGE, "key '%s' (%s) does not encrypt data", k->name,
                        km_key_type_name(k->type));
     if (k->be->ops.aead_seal == NULL)
@@ -137,8 +139,11 @@ int km__data_seal(km_key *key, uint8_t magic1, const uint8_t *pt, size_t pt_len,
     pthread_rwlock_rdlock(&k->lock);
     if ((rc = km__key_protect_check(k, KM_USAGE_ENCRYPT, "encrypt", 0, &v)) != KM_OK
         || (rc = km__ver_obj(k, v, &obj)) != KM_OK
-        || (rc = km__ver_count(k, v, pt_len, k->usage_limit)) != KM_OK
-        || (rc = km__nonce12(h.nonce)) != KM_OK)
+        || (rc = km__ver_count(k, v, pt_len, k->usage_limit)) != KM_OK)
+        goto out;
+    if (km__type_family(k->type) == KM__FAM_AES_SIV)
+        memset(h.nonce, 0, sizeof h.nonce); /* deterministic: no nonce (docs/FORMATS.md) */
+    else if ((rc = km__nonce12(h.nonce)) != KM_OK)
         goto out;
     h.magic1 = magic1;
     h.alg = (uint8_t)k->type;
@@ -178,7 +183,7 @@ int km__data_open(km__kobj *k, const km__ct_header *h, uint32_t flags, const uin
         return km__err(KM_E_UNSUPPORTED, "ciphertext: unknown algorithm id %u", (unsigned)h->alg);
     if (h->alg != (uint8_t)k->type)
         return km__err(KM_E_INTEGRITY, "ciphertext header names another algorithm than its key");
-    if (!is_gcm(k->type))
+    if (!is_aead(k->type))
         return km__err(KM_E_USAGE, "key '%s' (%s) does not decrypt data", k->name,
                        km_key_type_name(k->type));
     if (k->be->ops.aead_open == NULL)

@@ -28,6 +28,11 @@
     [t] = { .id = t, .name = n, .family = fam, .bits = 8 * (len), .key_len = len,              \
             .cipher = ciph, .md = dig, .usages = u, .default_usage = u, .pclass = cls,          \
             .strength = str, .fips = 1, .hdr_alg = t, .backends = be }
+/* An AES-SIV row: deterministic encryption, not FIPS approved, software only. */
+#define SIV(t, n, len, ciph, str)                                                                \
+    [t] = { .id = t, .name = n, .family = KM__FAM_AES_SIV, .bits = 8 * (len), .key_len = len,  \
+            .cipher = ciph, .usages = U_AEAD, .default_usage = U_AEAD, .pclass = SD,            \
+            .strength = str, .fips = 0, .hdr_alg = t, .backends = 0 }
 /* An asymmetric row. */
 #define ASYM(t, n, fam, b, fld, grp, dig, u, cls, str, fip, hdr, be)                            \
     [t] = { .id = t, .name = n, .family = fam, .bits = b, .field = fld, .group = grp,           \
@@ -78,6 +83,11 @@ const km__keytype km__keytypes[KM__KEYTYPE_MAX + 1] = {
         192, 0),
     SYM(KM_KEY_AES_256_CMAC, "aes-256-cmac", KM__FAM_CMAC, 32, "AES-256-CBC", NULL, U_CMAC, HM,
         256, 0),
+    /* AES-SIV (RFC 5297): two AES keys (S2V's and CTR's), so twice the AES size; not in
+     * FIPS 140-3 (no SP 800-38 mode) */
+    SIV(KM_KEY_AES_128_SIV, "aes-128-siv", 32, "AES-128-SIV", 128),
+    SIV(KM_KEY_AES_192_SIV, "aes-192-siv", 48, "AES-192-SIV", 192),
+    SIV(KM_KEY_AES_256_SIV, "aes-256-siv", 64, "AES-256-SIV", 256),
 };
 
 const km__keytype *km__keytype_by_name(const char *name)

@@ -118,7 +118,9 @@ typedef enum km__skey_kind {
     KM__SKEY_GCM = 1,   /* AES-GCM: alg is the cipher ("AES-256-GCM"), 12-byte nonce, 16-byte tag */
     KM__SKEY_HMAC,      /* HMAC: alg is the digest ("SHA256") */
     KM__SKEY_KWP,       /* AES-KWP (RFC 5649): alg NULL, a 16/24/32-byte key */
-    KM__SKEY_CMAC       /* AES-CMAC (SP 800-38B): alg is the CBC cipher ("AES-256-CBC") */
+    KM__SKEY_CMAC,      /* AES-CMAC (SP 800-38B): alg is the CBC cipher ("AES-256-CBC") */
+    KM__SKEY_SIV        /* AES-SIV (RFC 5297): alg is the cipher ("AES-256-SIV"), no nonce,
+                           the 16-byte synthetic IV as the tag */
 } km__skey_kind;
 
 /* Copies key (key_len bytes) into a new object of `kind`. KM_E_NOMEM,
@@ -131,7 +133,11 @@ void km__skey_free(km__skey *k);
 const uint8_t *km__skey_bytes(const km__skey *k, size_t *len);
 /* AES-GCM over aad1 || aad2 (either may be empty). KM_E_USAGE (not a GCM
  * key), KM_E_INVALID (a length above INT_MAX), KM_E_CRYPTO (out and tag are
- * then zeroed). */
+ * then zeroed). An AES-SIV key ignores the nonce (NULL allowed) and takes
+ * aad1 as the first S2V string, always (even empty), aad2 as a second one
+ * only when not empty; the tag is the synthetic IV V of RFC 5297 (whose
+ * output V || C is here out = C, tag = V). An empty message is
+ * KM_E_UNSUPPORTED: OpenSSL 3.0's AES-SIV never finishes one. */
 int km__skey_seal(km__skey *k, const uint8_t nonce[12], const uint8_t *aad1, size_t aad1_len,
                   const uint8_t *aad2, size_t aad2_len, const uint8_t *in, size_t in_len,
                   uint8_t *out, uint8_t tag[16]);
