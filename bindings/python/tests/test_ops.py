@@ -105,3 +105,21 @@ def test_rsa_pkcs1_signatures(vault):
     ec = vault.create_key("ec", "ec-p256")
     with pytest.raises(km.InvalidArgument):
         ec.sign(b"m", pkcs1=True)
+
+
+@pytest.mark.parametrize("ktype", ["aes-128-siv", "aes-192-siv", "aes-256-siv"])
+def test_siv_deterministic(vault, ktype):
+    k = vault.create_key("d", ktype)
+    a = k.encrypt(b"4111 1111 1111 1111", aad=b"cards")
+    assert a == k.encrypt(b"4111 1111 1111 1111", aad=b"cards")
+    assert a != k.encrypt(b"4111 1111 1111 1111", aad=b"other")
+    assert a[3] == km.KEY_TYPES.index(ktype) + 1
+    assert vault.decrypt(a, aad=b"cards") == b"4111 1111 1111 1111"
+    with pytest.raises(km.IntegrityError):
+        vault.decrypt(a, aad=b"other")
+    bad = bytearray(a)
+    bad[-1] ^= 1
+    with pytest.raises(km.IntegrityError):
+        vault.decrypt(bytes(bad), aad=b"cards")
+    with pytest.raises(km.Unsupported):
+        k.encrypt(b"")
