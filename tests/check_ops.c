@@ -454,6 +454,216 @@ START_TEST(test_ops_siv_fips_refused)
 }
 END_TEST
 
+/* -------------------------------------------------------- envelope extras */
+
+/* Data keys of every size a symmetric type has; the wrapped form is 52 + the length and
+ * unwraps to the same bytes under the same aad only; not a data key type, refused. */
+START_TEST(test_ops_datakey_sizes)
+{
+    static const struct { km_key_type t; size_t len; } v[] = {
+        { KM_KEY_AES_128_GCM, 16 }, { KM_KEY_AES_192_GCM, 24 }, { KM_KEY_AES_256_GCM, 32 },
+        { KM_KEY_HMAC_SHA256, 32 }, { KM_KEY_HMAC_SHA384, 48 }, { KM_KEY_HMAC_SHA512, 64 },
+        { KM_KEY_AES_256_SIV, 64 },
+    };
+    km_key *kek = NULL;
+    uint8_t w[256], out[256];
+    size_t wl = 0, i, n = 0;
+    km_secret *pt = NULL, *back = NULL;
+    const char *pol = "{\"version\": 1, \"algorithms\": {\"hmac-sha512\": {\"allowed\": false}}}";
+
+    OK(km_key_create(&kek, ctx, "kek", KM_KEY_AES_256_GCM, NULL));
+    for (i = 0; i < sizeof v / sizeof v[0]; i++) {
+        OK(km_datakey_generate_type(kek, v[i].t, (const uint8_t *)"a", 1, &pt, w, sizeof w, &wl));
+        ck_assert_uint_eq(km_secret_len(pt), v[i].len);
+        ck_assert_uint_eq(wl, KM_CIPHERTEXT_OVERHEAD + v[i].len);
+        ck_assert_uint_eq(w[1], 'D');
+        OK(km_datakey_decrypt(ctx, w, wl, (const uint8_t *)"a", 1, &back));
+        ck_assert_uint_eq(km_secret_len(back), v[i].len);
+        ck_assert_mem_eq(km_secret_data(back), km_secret_data(pt), v[i].len);
+        km_secret_free(back);
+        back = NULL;
+        ck_assert_int_eq(km_datakey_decrypt(ctx, w, wl, (const uint8_t *)"b", 1, &back),
+                         KM_E_INTEGRITY);
+        ck_assert_int_eq(km_decrypt(ctx, 0, w, wl, (const uint8_t *)"a", 1, out, sizeof out, &n),
+                         KM_E_INVALID);
+        km_secret_free(pt);
+        pt = NULL;
+    }
+    /* without the plaintext; too small a buffer says how much */
+    OK(km_datakey_generate_type(kek, KM_KEY_AES_128_GCM, NULL, 0, NULL, w, sizeof w, &wl));
+    ck_assert_int_eq(km_datakey_generate_type(kek, KM_KEY_HMAC_SHA512, NULL, 0, NULL, w, 100, &wl),
+                     KM_E_BUFFER);
+    ck_assert_uint_eq(wl, 116);
+    /* not data key types; a length no data key has */
+    ck_assert_int_eq(km_datakey_generate_type(kek, KM_KEY_EC_P256, NULL, 0, &pt, w, sizeof w, &wl),
+                     KM_E_INVALID);
+    ck_assert_int_eq(km_datakey_generate_type(kek, KM_KEY_AES_256_KWP, NULL, 0, &pt, w, sizeof w,
+                                              &wl), KM_E_INVALID);
+    ck_assert_int_eq(km_datakey_decrypt(ctx, w, KM_CIPHERTEXT_OVERHEAD + 20, NULL, 0, &back),
+                     KM_E_INVALID);
+    /* the vault policy decides the type, as for keys */
+    OK(km_policy_set(ctx, pol, strlen(pol)));
+    ck_assert_int_eq(km_datakey_generate_type(kek, KM_KEY_HMAC_SHA512, NULL, 0, &pt, w, sizeof w,
+                                              &wl), KM_E_POLICY);
+    ck_assert_ptr_null(pt);
+    km_key_free(kek);
+}
+END_TEST
+
+static const km_key_type pair_types[] = { KM_KEY_EC_P256, KM_KEY_EC_P384, KM_KEY_RSA_2048,
+                                          KM_KEY_ED25519, KM_KEY_X25519, KM_KEY_RSA_3072 };
+
+/* A data key pair: the private key wrapped (K P), the public key plain; the private key
+ * imported as a key gives the same public key; only km_datakey_pair_decrypt opens it. */
+START_TEST(test_ops_datakey_pair)
+{
+    km_key_type type = pair_types[_i];
+    km_key *kek = NULL, *imp = NULL;
+    uint8_t w[KM_DATAKEY_PAIR_WRAPPED_MAX], pub[KM_DATAKEY_PAIR_PUBLIC_MAX], pub2[1024], out[4096];
+    size_t wl = 0, pl = 0, pl2 = 0, n = 0;
+    km_secret *priv = NULL, *back = NULL;
+    char name[32];
+
+    OK(km_key_create(&kek, ctx, "kek", KM_KEY_AES_256_GCM, NULL));
+    OK(km_datakey_pair_generate(kek, type, (const uint8_t *)"ctx", 3, &priv, w, sizeof w, &wl,
+                                pub, sizeof pub, &pl));
+    ck_assert_uint_eq(w[1], 'P');
+    ck_assert_uint_eq(wl, KM_CIPHERTEXT_OVERHEAD + km_secret_len(priv));
+    OK(km_datakey_pair_decrypt(ctx, w, wl, (const uint8_t *)"ctx", 3, &back));
+    ck_assert_uint_eq(km_secret_len(back), km_secret_len(priv));
+    ck_assert_mem_eq(km_secret_data(back), km_secret_data(priv), km_secret_len(priv));
+    /* the private key is a PKCS#8 of the type, whose public key is the one returned */
+    snprintf(name, sizeof name, "imp-%d", (int)type);
+    OK(km_key_import(&imp, ctx, name, type, KM_MATERIAL_PKCS8_DER, km_secret_data(priv),
+                     km_secret_len(priv), KM_IMPORT_ALLOW_RAW, NULL));
+    OK(km_key_public_export(imp, 0, KM_MATERIAL_SPKI_DER, pub2, sizeof pub2, &pl2));
+    ck_assert_uint_eq(pl, pl2);
+    ck_assert_mem_eq(pub, pub2, pl);
+    km_secret_free(back);
+    back = NULL;
+    /* wrong aad; other unwrapping calls */
+    ck_assert_int_eq(km_datakey_pair_decrypt(ctx, w, wl, (const uint8_t *)"ctX", 3, &back),
+                     KM_E_INTEGRITY);
+    ck_assert_int_eq(km_datakey_decrypt(ctx, w, wl, (const uint8_t *)"ctx", 3, &back),
+                     KM_E_INVALID);
+    ck_assert_int_eq(km_decrypt(ctx, 0, w, wl, (const uint8_t *)"ctx", 3, out, sizeof out, &n),
+                     KM_E_INVALID);
+    ck_assert_ptr_null(back);
+    /* without the private key in clear; the buffers too small */
+    OK(km_datakey_pair_generate(kek, type, NULL, 0, NULL, w, sizeof w, &wl, pub, sizeof pub, &pl));
+    ck_assert_int_eq(km_datakey_pair_generate(kek, type, NULL, 0, NULL, w, 60, &wl, pub,
+                                              sizeof pub, &pl), KM_E_BUFFER);
+    ck_assert_uint_gt(wl, 60);
+    ck_assert_int_eq(km_datakey_pair_generate(kek, type, NULL, 0, NULL, w, sizeof w, &wl, pub, 8,
+                                              &pl), KM_E_BUFFER);
+    ck_assert_uint_gt(pl, 8);
+    km_secret_free(priv);
+    km_key_free(imp);
+    km_key_free(kek);
+}
+END_TEST
+
+START_TEST(test_ops_datakey_pair_refusals)
+{
+    km_key *kek = NULL, *ec = NULL;
+    uint8_t w[KM_DATAKEY_PAIR_WRAPPED_MAX], pub[KM_DATAKEY_PAIR_PUBLIC_MAX];
+    size_t wl = 0, pl = 0;
+    km_secret *priv = NULL;
+    const char *pol = "{\"version\": 1, \"algorithms\": {\"ed25519\": {\"allowed\": false}}}";
+
+    OK(km_key_create(&kek, ctx, "kek", KM_KEY_AES_256_GCM, NULL));
+    OK(km_key_create(&ec, ctx, "ec", KM_KEY_EC_P256, NULL));
+    ck_assert_int_eq(km_datakey_pair_generate(kek, KM_KEY_AES_256_GCM, NULL, 0, &priv, w, sizeof w,
+                                              &wl, pub, sizeof pub, &pl), KM_E_INVALID);
+    ck_assert_int_eq(km_datakey_pair_generate(kek, KM_KEY_FFDHE2048, NULL, 0, &priv, w, sizeof w,
+                                              &wl, pub, sizeof pub, &pl), KM_E_INVALID);
+    /* the KEK must encrypt */
+    ck_assert_int_eq(km_datakey_pair_generate(ec, KM_KEY_EC_P256, NULL, 0, &priv, w, sizeof w, &wl,
+                                              pub, sizeof pub, &pl), KM_E_USAGE);
+    OK(km_policy_set(ctx, pol, strlen(pol)));
+    ck_assert_int_eq(km_datakey_pair_generate(kek, KM_KEY_ED25519, NULL, 0, &priv, w, sizeof w,
+                                              &wl, pub, sizeof pub, &pl), KM_E_POLICY);
+    ck_assert_ptr_null(priv);
+    km_key_free(kek);
+    km_key_free(ec);
+}
+END_TEST
+
+/* Rewrap to another key and another aad; the kind stays; the principal needs decrypt on the
+ * source key and encrypt on the target. */
+START_TEST(test_ops_rewrap_to)
+{
+    km_key *a = NULL, *b = NULL, *ua = NULL, *ub = NULL, *ec = NULL;
+    km_ctx *uc = NULL;
+    uint8_t ct[128], ct2[128], out[128], w[128], w2[128];
+    size_t n = 0, n2 = 0, m = 0, wl = 0, wl2 = 0;
+    km_secret *dk = NULL, *dk2 = NULL;
+
+    OK(km_key_create(&a, ctx, "a", KM_KEY_AES_256_GCM, NULL));
+    OK(km_key_create(&b, ctx, "b", KM_KEY_AES_128_GCM, NULL));
+    OK(km_key_create(&ec, ctx, "ec", KM_KEY_EC_P256, NULL));
+    OK(km_encrypt(a, (const uint8_t *)"payload", 7, (const uint8_t *)"old", 3, ct, sizeof ct, &n));
+    OK(km_rewrap_to(ctx, ct, n, (const uint8_t *)"old", 3, b, (const uint8_t *)"new", 3, ct2,
+                    sizeof ct2, &n2));
+    ck_assert_uint_eq(n2, n);
+    ck_assert_mem_eq(ct2 + 4, km_key_id(b), 16);
+    OK(km_decrypt(ctx, 0, ct2, n2, (const uint8_t *)"new", 3, out, sizeof out, &m));
+    ck_assert_mem_eq(out, "payload", 7);
+    ck_assert_int_eq(km_decrypt(ctx, 0, ct2, n2, (const uint8_t *)"old", 3, out, sizeof out, &m),
+                     KM_E_INTEGRITY);
+    /* the same key, a new aad; an empty one */
+    OK(km_rewrap_to(ctx, ct, n, (const uint8_t *)"old", 3, NULL, (const uint8_t *)"", 0, ct2,
+                    sizeof ct2, &n2));
+    ck_assert_mem_eq(ct2 + 4, km_key_id(a), 16);
+    OK(km_decrypt(ctx, 0, ct2, n2, NULL, 0, out, sizeof out, &m));
+    /* a wrapped data key stays one */
+    OK(km_datakey_generate(a, (const uint8_t *)"x", 1, &dk, w, sizeof w, &wl));
+    OK(km_rewrap_to(ctx, w, wl, (const uint8_t *)"x", 1, b, NULL, 0, w2, sizeof w2, &wl2));
+    OK(km_datakey_decrypt(ctx, w2, wl2, (const uint8_t *)"x", 1, &dk2));
+    ck_assert_mem_eq(km_secret_data(dk2), km_secret_data(dk), KM_DATAKEY_LEN);
+    /* wrong old aad; a target that does not encrypt */
+    ck_assert_int_eq(km_rewrap_to(ctx, ct, n, (const uint8_t *)"odl", 3, b, NULL, 0, ct2,
+                                  sizeof ct2, &n2), KM_E_INTEGRITY);
+    ck_assert_int_eq(km_rewrap_to(ctx, ct, n, (const uint8_t *)"old", 3, ec, NULL, 0, ct2,
+                                  sizeof ct2, &n2), KM_E_USAGE);
+    /* grants: the user may decrypt a and encrypt nothing under b, then may */
+    tu_principals_add(ctx);
+    OK(km_key_grant(a, TU_USER, KM_PERM_DECRYPT | KM_PERM_ENCRYPT));
+    OK(km_key_grant(b, TU_USER, KM_PERM_DECRYPT));
+    OK(tu_vault_open_as(&uc, dir, TU_USER, TU_USER_PASS, 0));
+    OK(km_key_open(&ua, uc, "a"));
+    OK(km_key_open(&ub, uc, "b"));
+    ck_assert_int_eq(km_rewrap_to(uc, ct, n, (const uint8_t *)"old", 3, ub, NULL, 0, ct2,
+                                  sizeof ct2, &n2), KM_E_DENIED);
+    OK(km_key_grant(b, TU_USER, KM_PERM_DECRYPT | KM_PERM_ENCRYPT));
+    OK(km_key_grant(a, TU_USER, KM_PERM_ENCRYPT));
+    km_key_free(ua);
+    km_key_free(ub);
+    km_close(uc);
+    OK(tu_vault_open_as(&uc, dir, TU_USER, TU_USER_PASS, 0));
+    OK(km_key_open(&ub, uc, "b"));
+    /* now encrypt on b, but no more decrypt on a */
+    ck_assert_int_eq(km_rewrap_to(uc, ct, n, (const uint8_t *)"old", 3, ub, NULL, 0, ct2,
+                                  sizeof ct2, &n2), KM_E_DENIED);
+    OK(km_key_grant(a, TU_USER, KM_PERM_DECRYPT));
+    km_key_free(ub);
+    km_close(uc);
+    OK(tu_vault_open_as(&uc, dir, TU_USER, TU_USER_PASS, 0));
+    OK(km_key_open(&ub, uc, "b"));
+    OK(km_rewrap_to(uc, ct, n, (const uint8_t *)"old", 3, ub, NULL, 0, ct2, sizeof ct2, &n2));
+    /* a key of another vault handle is refused */
+    ck_assert_int_eq(km_rewrap_to(ctx, ct, n, (const uint8_t *)"old", 3, ub, NULL, 0, ct2,
+                                  sizeof ct2, &n2), KM_E_INVALID);
+    km_key_free(ub);
+    km_close(uc);
+    km_secret_free(dk);
+    km_secret_free(dk2);
+    km_key_free(a);
+    km_key_free(b);
+    km_key_free(ec);
+}
+END_TEST
+
 static Suite *ops_suite(void)
 {
     TCase *tc;
@@ -468,6 +678,10 @@ static Suite *ops_suite(void)
     tcase_add_test(tc, test_ops_rsa_pkcs1_sign_messages);
     tcase_add_test(tc, test_ops_siv_deterministic);
     tcase_add_test(tc, test_ops_siv_fips_refused);
+    tcase_add_test(tc, test_ops_datakey_sizes);
+    tcase_add_loop_test(tc, test_ops_datakey_pair, 0, sizeof pair_types / sizeof pair_types[0]);
+    tcase_add_test(tc, test_ops_datakey_pair_refusals);
+    tcase_add_test(tc, test_ops_rewrap_to);
     return s;
 }
 

@@ -276,7 +276,8 @@ int km_decrypt(km_ctx *ctx, uint32_t flags, const uint8_t *ct, size_t ct_len,
     if (rc == KM_OK)
         rc = km__ct_header_parse(ct, ct_len, &h);
     if (rc == KM_OK && h.magic1 != KM__CT_MAGIC1)
-        rc = km__err(KM_E_INVALID, "km_decrypt: this is a wrapped data key; use km_datakey_decrypt");
+        rc = km__err(KM_E_INVALID, "km_decrypt: this is a wrapped data key or private key; use "
+                     "km_datakey_decrypt or km_datakey_pair_decrypt");
     if (rc == KM_OK && (k = km__cache_peek(ctx, h.key_id)) != NULL) {
         /* hot path: the cached object, kept alive by the cache read lock */
         km_key tmp = { k, ctx->fork_gen };
@@ -319,7 +320,8 @@ int km_decrypt_key(km_key *key, uint32_t flags, const uint8_t *ct, size_t ct_len
     if (rc == KM_OK)
         rc = km__ct_header_parse(ct, ct_len, &h);
     if (rc == KM_OK && h.magic1 != KM__CT_MAGIC1)
-        rc = km__err(KM_E_INVALID, "km_decrypt_key: this is a wrapped data key; use km_datakey_decrypt");
+        rc = km__err(KM_E_INVALID, "km_decrypt_key: this is a wrapped data key or private key; "
+                     "use km_datakey_decrypt or km_datakey_pair_decrypt");
     if (rc == KM_OK)
         rc = km__key_use(key, &k);
     if (rc == KM_OK && !km_ct_equal(h.key_id, k->id, 16))
