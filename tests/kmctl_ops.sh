@@ -127,4 +127,44 @@ t 8 "encrypt an empty message with aes-256-siv" /dev/null encrypt det
 t 0 "encrypt --text with aes-256-siv" card encrypt det --text
 check "the km1: text form" [ "$(head -c4 out)" = km1: ]
 
+# ---------------------------------------------------------------- data keys
+t 0 "create a KEK" - key create kek --type aes-256-gcm
+t 0 "create a second KEK" - key create kek2 --type aes-128-gcm
+t 0 "datakey --type hmac-sha512" - datakey kek --type hmac-sha512 --aad env1 --plaintext-file dk64
+check "a wrapped 64-byte data key is 116 bytes" [ "$(wc -c <out)" -eq 116 ]
+cp out dk64.w
+t 0 "datakey decrypt" dk64.w datakey decrypt --aad env1
+check "datakey decrypt gives the data key" cmp -s out dk64
+t 6 "datakey decrypt with the wrong aad" dk64.w datakey decrypt --aad env2
+t 0 "datakey --type aes-128-gcm --text" - datakey kek --type aes-128-gcm --text
+cp out dk16.txt
+t 0 "datakey decrypt of the km1: form" dk16.txt datakey decrypt
+check "a 16-byte data key" [ "$(wc -c <out)" -eq 16 ]
+t 1 "datakey --type ec-p256" - datakey kek --type ec-p256
+t 1 "datakey --type nonsense" - datakey kek --type nonsense
+t 0 "datakey decrypt --plaintext-file" dk64.w datakey decrypt --aad env1 --plaintext-file dk64.again
+check "the key file is the data key, mode 0600" cmp -s dk64 dk64.again && [ "$(stat -c %a dk64.again)" = 600 ]
+t 1 "datakey decrypt of a ciphertext" det1 datakey decrypt --aad cards
+# data key pairs
+for ty in ec-p256 rsa-2048 ed25519 x25519; do
+    t 0 "datakey-pair --type $ty" - datakey-pair kek --type $ty --public-out pub.$ty --plaintext-file priv.$ty --aad p
+    cp out w.$ty
+    t 0 "datakey decrypt of the $ty private key" w.$ty datakey decrypt --aad p
+    check "it is the private key given with --plaintext-file" cmp -s out priv.$ty
+    openssl pkey -inform DER -in priv.$ty -pubout -outform DER -out pub.$ty.ossl 2>/dev/null
+    check "openssl derives the returned public key from the private one ($ty)" cmp -s pub.$ty pub.$ty.ossl
+done
+t 1 "datakey-pair --public-out an existing file" - datakey-pair kek --type ec-p256 --public-out pub.ec-p256
+t 1 "datakey-pair --type aes-256-gcm" - datakey-pair kek --type aes-256-gcm --public-out pub.x
+# rewrap to another key and aad
+t 0 "encrypt under kek" card encrypt kek --aad a1
+cp out c1
+t 0 "rewrap --to kek2 --new-aad a2" c1 rewrap --aad a1 --to kek2 --new-aad a2
+cp out c2
+t 0 "decrypt the rewrapped ciphertext with the new aad" c2 decrypt --aad a2
+check "same plaintext" cmp -s out card
+t 6 "the old aad no longer opens it" c2 decrypt --aad a1
+t 4 "rewrap --to a key that does not encrypt" c1 rewrap --aad a1 --to ec
+t 2 "rewrap --to a key that does not exist" c1 rewrap --aad a1 --to nokey
+
 lib_summary

@@ -216,22 +216,30 @@ static int write_secret_file(const char *path, const uint8_t *p, size_t n)
     return KMCTL_EXIT_OK;
 }
 
-/* kmctl datakey NAME [--aad TEXT] [--text] [--plaintext-file FILE]:
+int kmctl_secret_file(const char *path, const uint8_t *p, size_t n)
+{
+    return write_secret_file(path, p, n);
+}
+
+/* kmctl datakey NAME [--aad TEXT] [--text] [--plaintext-file FILE] [--type TYPE]:
  * the wrapped data key on stdout; its plaintext only into FILE on request. */
 int kmctl_cmd_datakey(struct kmctl *k, const struct kmctl_args *a)
 {
-    uint8_t w[KM_DATAKEY_WRAPPED_LEN];
+    uint8_t w[KM_CIPHERTEXT_OVERHEAD + KM_DATAKEY_MAX];
     const uint8_t *aad;
     size_t aad_len, n = 0;
     km_secret *dk = NULL;
     km_key *key = NULL;
+    km_key_type type = KM_KEY_AES_256_GCM;
     int rc;
 
     aad_of(a, &aad, &aad_len);
+    if (a->val[OPT_TYPE] != NULL && km_key_type_from_name(a->val[OPT_TYPE], &type) != KM_OK)
+        return kmctl_error(KMCTL_EXIT_USAGE, "datakey: unknown --type '%s'", a->val[OPT_TYPE]);
     if ((rc = kmctl_open_key(k, a->pos[0], &key)) != KMCTL_EXIT_OK)
         return rc;
-    rc = km_datakey_generate(key, aad, aad_len, a->val[OPT_PLAINTEXT_FILE] != NULL ? &dk : NULL,
-                             w, sizeof w, &n);
+    rc = km_datakey_generate_type(key, type, aad, aad_len,
+                                  a->val[OPT_PLAINTEXT_FILE] != NULL ? &dk : NULL, w, sizeof w, &n);
     km_key_free(key);
     if (rc != KM_OK)
         return kmctl_lib_error(rc, "generating a data key under '%s'", a->pos[0]);
@@ -254,6 +262,7 @@ int kmctl_cmd_rewrap(struct kmctl *k, const struct kmctl_args *a)
     const uint8_t *aad;
     uint8_t *out = NULL;
     size_t aad_len, n = 0;
+    km_key *to = NULL;
     int text, rc;
 
     aad_of(a, &aad, &aad_len);
@@ -267,13 +276,22 @@ int kmctl_cmd_rewrap(struct kmctl *k, const struct kmctl_args *a)
         rc = kmctl_error(KMCTL_EXIT_OTHER, "rewrapping: out of memory");
         goto out;
     }
-    rc = km_rewrap(k->ctx, in.p, in.len, aad, aad_len, out, in.len, &n);
+    if (a->val[OPT_TO] != NULL && (rc = kmctl_open_key(k, a->val[OPT_TO], &to)) != KMCTL_EXIT_OK)
+        goto out;
+    if (to != NULL || a->val[OPT_NEW_AAD] != NULL)
+        rc = km_rewrap_to(k->ctx, in.p, in.len, aad, aad_len, to,
+                          (const uint8_t *)a->val[OPT_NEW_AAD],
+                          a->val[OPT_NEW_AAD] != NULL ? strlen(a->val[OPT_NEW_AAD]) : 0, out,
+                          in.len, &n);
+    else
+        rc = km_rewrap(k->ctx, in.p, in.len, aad, aad_len, out, in.len, &n);
     if (rc != KM_OK) {
         rc = kmctl_lib_error(rc, "rewrapping");
         goto out;
     }
     rc = text ? kmctl_text_write(out, n) : kmctl_write(out, n);
 out:
+    km_key_free(to);
     free(out);
     kmctl_buf_free(&in);
     return rc;

@@ -1,9 +1,11 @@
 /* cmd_ops.c - kmctl commands of the operations added by issue 23: random,
- * rsa-encrypt and rsa-decrypt (RSA-OAEP with a label), --oaep-digest. */
+ * rsa-encrypt and rsa-decrypt (RSA-OAEP with a label), --oaep-digest,
+ * datakey decrypt, datakey-pair. */
 #ifdef HAVE_CONFIG_H
 #include "config.h"
 #endif
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -121,4 +123,82 @@ int kmctl_cmd_rsa_encrypt(struct kmctl *k, const struct kmctl_args *a)
 int kmctl_cmd_rsa_decrypt(struct kmctl *k, const struct kmctl_args *a)
 {
     return rsa_oaep(k, a, 0);
+}
+
+/* ------------------------------------------------------------ data keys */
+
+/* kmctl datakey decrypt [--aad TEXT] [--plaintext-file FILE] < wrapped: a wrapped data
+ * key (K D) or a data key pair's wrapped private key (K P, PKCS#8 DER), binary or km1:;
+ * the key to FILE (mode 0600, never an existing file), else to stdout. */
+int kmctl_cmd_datakey_decrypt(struct kmctl *k, const struct kmctl_args *a)
+{
+    struct kmctl_buf in = { NULL, 0, 0 };
+    const uint8_t *aad = (const uint8_t *)a->val[OPT_AAD];
+    size_t aad_len = aad != NULL ? strlen(a->val[OPT_AAD]) : 0;
+    km_secret *key = NULL;
+    int rc;
+
+    if ((rc = kmctl_read_fd(STDIN_FILENO, "the wrapped key", 4 * KM_DATAKEY_PAIR_WRAPPED_MAX,
+                            &in)) != KMCTL_EXIT_OK
+        || (rc = kmctl_text_decode_if(&in)) != KMCTL_EXIT_OK)
+        goto out;
+    if (in.len > 1 && in.p[1] == 'P')
+        rc = km_datakey_pair_decrypt(k->ctx, in.p, in.len, aad, aad_len, &key);
+    else
+        rc = km_datakey_decrypt(k->ctx, in.p, in.len, aad, aad_len, &key);
+    if (rc != KM_OK) {
+        rc = kmctl_lib_error(rc, "unwrapping the data key");
+        goto out;
+    }
+    if (a->val[OPT_PLAINTEXT_FILE] != NULL)
+        rc = kmctl_secret_file(a->val[OPT_PLAINTEXT_FILE], km_secret_data(key),
+                               km_secret_len(key));
+    else
+        rc = kmctl_write(km_secret_data(key), km_secret_len(key));
+out:
+    km_secret_free(key);
+    kmctl_buf_free(&in);
+    return rc;
+}
+
+/* kmctl datakey-pair NAME --type TYPE --public-out FILE [--aad TEXT] [--text]
+ * [--plaintext-file FILE]: the wrapped private key on stdout, the public key
+ * (SPKI DER) to FILE, the private key (PKCS#8 DER) only into FILE on request. */
+int kmctl_cmd_datakey_pair(struct kmctl *k, const struct kmctl_args *a)
+{
+    static uint8_t w[KM_DATAKEY_PAIR_WRAPPED_MAX];
+    uint8_t pub[KM_DATAKEY_PAIR_PUBLIC_MAX];
+    const uint8_t *aad = (const uint8_t *)a->val[OPT_AAD];
+    size_t aad_len = aad != NULL ? strlen(a->val[OPT_AAD]) : 0, wl = 0, pl = 0;
+    km_secret *priv = NULL;
+    km_key_type type;
+    km_key *kek = NULL;
+    FILE *f;
+    int rc;
+
+    if (km_key_type_from_name(a->val[OPT_TYPE], &type) != KM_OK)
+        return kmctl_error(KMCTL_EXIT_USAGE, "datakey-pair: unknown --type '%s'", a->val[OPT_TYPE]);
+    if ((rc = kmctl_open_key(k, a->pos[0], &kek)) != KMCTL_EXIT_OK)
+        return rc;
+    rc = km_datakey_pair_generate(kek, type, aad, aad_len,
+                                  a->val[OPT_PLAINTEXT_FILE] != NULL ? &priv : NULL, w, sizeof w,
+                                  &wl, pub, sizeof pub, &pl);
+    km_key_free(kek);
+    if (rc != KM_OK)
+        return kmctl_lib_error(rc, "generating a %s data key pair under '%s'", a->val[OPT_TYPE],
+                               a->pos[0]);
+    f = fopen(a->val[OPT_PUBLIC_OUT], "wbx");
+    if (f == NULL || fwrite(pub, 1, pl, f) != pl || fclose(f) != 0) {
+        km_secret_free(priv);
+        return kmctl_error(KMCTL_EXIT_USAGE, "cannot write the public key to '%s' (it must not "
+                           "exist)", a->val[OPT_PUBLIC_OUT]);
+    }
+    if (priv != NULL) {
+        rc = kmctl_secret_file(a->val[OPT_PLAINTEXT_FILE], km_secret_data(priv),
+                               km_secret_len(priv));
+        km_secret_free(priv);
+        if (rc != KMCTL_EXIT_OK)
+            return rc;
+    }
+    return a->val[OPT_TEXT] != NULL ? kmctl_text_write(w, wl) : kmctl_write(w, wl);
 }

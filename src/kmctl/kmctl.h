@@ -78,6 +78,9 @@ enum kmctl_opt_id {
     OPT_OAEP_DIGEST,
     OPT_PKCS1,
     OPT_LABEL,
+    OPT_TO,
+    OPT_NEW_AAD,
+    OPT_PUBLIC_OUT,
     OPT__COUNT
 };
 
@@ -201,5 +204,9 @@ int kmctl_cmd_rsa_encrypt(struct kmctl *k, const struct kmctl_args *a);
 int kmctl_cmd_rsa_decrypt(struct kmctl *k, const struct kmctl_args *a);
 /* --oaep-digest sha256|sha384|sha512 of key create/import into opts (0 when absent). */
 int kmctl_oaep_digest(const struct kmctl_args *a, km_key_options *o);
+int kmctl_cmd_datakey_decrypt(struct kmctl *k, const struct kmctl_args *a);
+int kmctl_cmd_datakey_pair(struct kmctl *k, const struct kmctl_args *a);
+/* cmd_data.c: writes secret bytes to a new file of mode 0600 (never an existing one). */
+int kmctl_secret_file(const char *path, const uint8_t *p, size_t n);
 
 #endif /* KMCTL_H */

@@ -89,9 +89,9 @@ static const struct kmctl_optspec o_revoke[] = {
 static const struct kmctl_optspec o_destroy[] = {
     O_VERSION_REQ, { "grace", "DAYS", ARG_UINT, 0, OPT_GRACE, GRACE_MAX }, O_END };
 static const struct kmctl_optspec o_encrypt[] = { O_AAD, O_TEXT, O_END };
-static const struct kmctl_optspec o_aad[] = { O_AAD, O_END };
 static const struct kmctl_optspec o_datakey[] = {
-    O_AAD, O_TEXT, { "plaintext-file", "FILE", ARG_STR, 0, OPT_PLAINTEXT_FILE, 0 }, O_END };
+    O_AAD, O_TEXT, { "plaintext-file", "FILE", ARG_STR, 0, OPT_PLAINTEXT_FILE, 0 },
+    { "type", "TYPE", ARG_STR, 0, OPT_TYPE, 0 }, O_END };
 static const struct kmctl_optspec o_decrypt[] = {
     O_AAD, { "allow-compromised", NULL, ARG_NONE, 0, OPT_ALLOW_COMPROMISED, 0 }, O_END };
 static const struct kmctl_optspec o_sign[] = { O_RAWSIG, O_P1363, O_TEXT, O_PKCS1, O_END };
@@ -147,6 +147,14 @@ static const struct kmctl_optspec o_rekey[] = {
 
 static const struct kmctl_optspec o_rsa[] = {
     { "label", "TEXT", ARG_STR, 0, OPT_LABEL, 0 }, O_VERSION, O_END };
+static const struct kmctl_optspec o_rewrap[] = {
+    O_AAD, { "to", "NAME", ARG_STR, 0, OPT_TO, 0 }, { "new-aad", "TEXT", ARG_STR, 0, OPT_NEW_AAD, 0 },
+    O_END };
+static const struct kmctl_optspec o_datakey_decrypt[] = {
+    O_AAD, { "plaintext-file", "FILE", ARG_STR, 0, OPT_PLAINTEXT_FILE, 0 }, O_END };
+static const struct kmctl_optspec o_datakey_pair[] = {
+    O_TYPE_REQ, { "public-out", "FILE", ARG_STR, 1, OPT_PUBLIC_OUT, 0 }, O_AAD, O_TEXT,
+    { "plaintext-file", "FILE", ARG_STR, 0, OPT_PLAINTEXT_FILE, 0 }, O_END };
 static const struct kmctl_optspec o_random[] = {
     O_PROTECTION, { "hex", NULL, ARG_NONE, 0, OPT_HEX, 0 }, O_TEXT, O_END };
 
@@ -200,9 +208,9 @@ static const struct kmctl_cmd commands[] = {
     { "mac-verify", "NAME TAGFILE", 2, o_mac_verify, NULL, kmctl_cmd_mac_verify, VAULT_OPEN, "< msg",
       "verify a MAC of stdin (exit 0 valid, 6 not)" },
     { "datakey", "NAME", 1, o_datakey, NULL, kmctl_cmd_datakey, VAULT_OPEN, "> wrapped",
-      "a new AES-256 data key wrapped under NAME (the plaintext only with --plaintext-file)" },
-    { "rewrap", "", 0, o_aad, NULL, kmctl_cmd_rewrap, VAULT_OPEN, "< old > new",
-      "re-encrypt a ciphertext under its key's primary version" },
+      "a new data key (AES-256, or the size of --type) wrapped under NAME (plaintext: --plaintext-file)" },
+    { "rewrap", "", 0, o_rewrap, NULL, kmctl_cmd_rewrap, VAULT_OPEN, "< old > new",
+      "re-encrypt under its key's primary version, or under --to NAME and/or with --new-aad" },
     { "export", "NAME", 1, o_export, NULL, kmctl_cmd_export, VAULT_OPEN, "> blob",
       "export a key wrapped to a public key" },
     { "wrapping-key", "", 0, o_none, NULL, kmctl_cmd_wrapping_key, VAULT_OPEN, "> vault-import-pub.pem",
@@ -267,6 +275,10 @@ static const struct kmctl_cmd commands[] = {
       "write a consistent, still sealed copy of the vault to FILE (while others write)" },
     { "restore", "FILE DIR", 2, o_none, NULL, kmctl_cmd_restore, VAULT_NONE, "",
       "make the backup FILE a vault in DIR (never overwrites a vault)" },
+    { "datakey decrypt", "", 0, o_datakey_decrypt, NULL, kmctl_cmd_datakey_decrypt, VAULT_OPEN,
+      "< wrapped > key", "unwrap a data key or a data key pair's private key (PKCS#8 DER)" },
+    { "datakey-pair", "NAME", 1, o_datakey_pair, NULL, kmctl_cmd_datakey_pair, VAULT_OPEN,
+      "> wrapped", "a key pair of --type: private key wrapped under NAME, public key to FILE" },
     { "rsa-encrypt", "NAME", 1, o_rsa, NULL, kmctl_cmd_rsa_encrypt, VAULT_OPEN, "< plain > cipher",
       "RSA-OAEP encryption of stdin to the key's public key (the key's digest, --label)" },
     { "rsa-decrypt", "NAME", 1, o_rsa, NULL, kmctl_cmd_rsa_decrypt, VAULT_OPEN, "< cipher > plain",

@@ -850,15 +850,40 @@ class Vault:
             lib.km_datakey_decrypt(ctx, w, wn, a, an, ctypes.byref(sp))
             return _take_secret(sp, self)
 
-    def rewrap(self, data, aad=b""):
+    def rewrap(self, data, aad=b"", *, to=None, new_aad=None):
         """Re-encrypts a ciphertext or a wrapped data key under the primary
         version of its own key; the plaintext never reaches Python. The aad
-        is the one the input was made with, and stays bound to the output."""
+        is the one the input was made with, and stays bound to the output.
+        to: a Key of this vault to re-encrypt under instead (km_rewrap_to);
+        new_aad: bytes to bind the output to instead of aad."""
         d, dn = _ffi.in_data(data, "data")
         a, an = _ffi.in_data(aad, "aad")
+        if to is None and new_aad is None:
+            with _Use(self._h) as ctx:
+                return _sized(lambda out, cap, out_len: lib.km_rewrap(ctx, d, dn, a, an, out, cap,
+                                                                      out_len), dn)
+        if to is not None and not isinstance(to, Key):
+            raise TypeError("to must be a km.Key")
+        na, nn = (None, 0) if new_aad is None else _ffi.in_data(new_aad, "new_aad")
+        if new_aad is not None and na is None:
+            na = (ctypes.c_uint8 * 1)()  # an empty new aad: non-NULL, length 0
         with _Use(self._h) as ctx:
-            return _sized(lambda out, cap, out_len: lib.km_rewrap(ctx, d, dn, a, an, out, cap,
-                                                                  out_len), dn)
+            if to is None:
+                return _sized(lambda out, cap, out_len: lib.km_rewrap_to(
+                    ctx, d, dn, a, an, None, na, nn, out, cap, out_len), dn)
+            with _Use(to._h) as tk:
+                return _sized(lambda out, cap, out_len: lib.km_rewrap_to(
+                    ctx, d, dn, a, an, tk, na, nn, out, cap, out_len), dn)
+
+    def decrypt_data_key_pair(self, wrapped, aad=b""):
+        """Unwraps the private key (PKCS#8 DER) of a data key pair made by
+        Key.generate_data_key_pair(); a km.Secret."""
+        w, wn = _ffi.in_data(wrapped, "wrapped")
+        a, an = _ffi.in_data(aad, "aad")
+        sp = _ffi.SECRET_P()
+        with _Use(self._h) as ctx:
+            lib.km_datakey_pair_decrypt(ctx, w, wn, a, an, ctypes.byref(sp))
+            return _take_secret(sp, self)
 
     def rewrap_batch(self, items, aads=None):
         """Rewraps many ciphertexts / wrapped data keys in one call.
@@ -1475,21 +1500,47 @@ class Key:
         return self.info()["versions"]
 
     # -- envelope encryption, derivation, agreement
-    def generate_data_key(self, aad=b"", *, plaintext=True):
+    def generate_data_key(self, aad=b"", *, plaintext=True, type=None):
         """Generates a 32-byte data key wrapped under this key (an AES-GCM KEK).
 
         Returns (plain, wrapped): plain is a km.Secret (a bytearray, wiped on
         close; None with plaintext=False), wrapped is bytes
         (km.DATAKEY_WRAPPED_LEN) to store next to the data; unwrap it with
         Vault.decrypt_data_key(wrapped, aad).
+        type: a symmetric key type name for a data key of its size
+        ("aes-128-gcm" 16 bytes, "hmac-sha512" 64, ...; km_datakey_generate_type).
         Raises UsageError, StateError, PolicyError, LimitReached."""
         a, an = _ffi.in_data(aad, "aad")
         sp = _ffi.SECRET_P()
         with _Use(self._h) as k:
-            wrapped = _sized(lambda out, cap, out_len: lib.km_datakey_generate(
-                k, a, an, ctypes.byref(sp) if plaintext else None, out, cap, out_len),
-                DATAKEY_WRAPPED_LEN)
+            if type is None:
+                wrapped = _sized(lambda out, cap, out_len: lib.km_datakey_generate(
+                    k, a, an, ctypes.byref(sp) if plaintext else None, out, cap, out_len),
+                    DATAKEY_WRAPPED_LEN)
+            else:
+                t = _key_type(type)
+                wrapped = _sized(lambda out, cap, out_len: lib.km_datakey_generate_type(
+                    k, t, a, an, ctypes.byref(sp) if plaintext else None, out, cap, out_len),
+                    CIPHERTEXT_OVERHEAD + 64)
         return (_take_secret(sp, self.vault) if plaintext else None), wrapped
+
+    def generate_data_key_pair(self, type, aad=b"", *, plaintext=True):
+        """Generates a data key pair of `type` ("ec-p256", "rsa-3072", "ed25519",
+        "x25519", ...; km_datakey_pair_generate). Returns (private, wrapped,
+        public): the private key as PKCS#8 DER in a km.Secret (None with
+        plaintext=False), it wrapped under this key with `aad` (unwrap it with
+        Vault.decrypt_data_key_pair), and the public key as SPKI DER bytes."""
+        t = _key_type(type)
+        a, an = _ffi.in_data(aad, "aad")
+        sp = _ffi.SECRET_P()
+        w = (ctypes.c_uint8 * 4096)()
+        pub = (ctypes.c_uint8 * 1024)()
+        wl, pl = ctypes.c_size_t(0), ctypes.c_size_t(0)
+        with _Use(self._h) as k:
+            lib.km_datakey_pair_generate(k, t, a, an, ctypes.byref(sp) if plaintext else None,
+                                         w, 4096, ctypes.byref(wl), pub, 1024, ctypes.byref(pl))
+        return ((_take_secret(sp, self.vault) if plaintext else None),
+                ctypes.string_at(w, wl.value), ctypes.string_at(pub, pl.value))
 
     def derive(self, length, *, salt=b"", info=b""):
         """HKDF-SHA-256 from this HMAC key (usage "derive"): the same salt and

@@ -123,3 +123,49 @@ def test_siv_deterministic(vault, ktype):
         vault.decrypt(bytes(bad), aad=b"cards")
     with pytest.raises(km.Unsupported):
         k.encrypt(b"")
+
+
+def test_data_key_sizes(vault):
+    kek = vault.create_key("kek", "aes-256-gcm")
+    for t, n in (("aes-128-gcm", 16), ("aes-192-gcm", 24), ("hmac-sha384", 48),
+                 ("hmac-sha512", 64)):
+        plain, wrapped = kek.generate_data_key(b"a", type=t)
+        assert len(plain) == n and len(wrapped) == km.CIPHERTEXT_OVERHEAD + n
+        assert vault.decrypt_data_key(wrapped, b"a") == plain
+        with pytest.raises(km.IntegrityError):
+            vault.decrypt_data_key(wrapped, b"b")
+    with pytest.raises(km.InvalidArgument):
+        kek.generate_data_key(type="ec-p256")
+
+
+@pytest.mark.parametrize("ktype", ["ec-p256", "ec-p384", "rsa-2048", "ed25519", "x25519"])
+def test_data_key_pair(vault, ktype):
+    kek = vault.create_key("kek", "aes-256-gcm")
+    priv, wrapped, pub = kek.generate_data_key_pair(ktype, b"ctx")
+    assert wrapped[1:2] == b"P"
+    assert vault.decrypt_data_key_pair(wrapped, b"ctx") == priv
+    with pytest.raises(km.IntegrityError):
+        vault.decrypt_data_key_pair(wrapped, b"other")
+    with pytest.raises(km.InvalidArgument):
+        vault.decrypt_data_key(wrapped, b"ctx")
+    imp = vault.import_key("imp", ktype, bytes(priv), format="pkcs8")
+    assert imp.public_key(format="der") == pub
+    none, wrapped2, pub2 = kek.generate_data_key_pair(ktype, plaintext=False)
+    assert none is None and pub2 != pub
+
+
+def test_rewrap_to_another_key_and_aad(vault):
+    a = vault.create_key("a", "aes-256-gcm")
+    b = vault.create_key("b", "aes-256-siv")
+    ct = a.encrypt(b"payload", aad=b"old")
+    ct2 = vault.rewrap(ct, b"old", to=b, new_aad=b"new")
+    assert ct2[4:20] == b.id
+    assert vault.decrypt(ct2, aad=b"new") == b"payload"
+    # deterministic under the SIV key: the same again
+    assert vault.rewrap(ct, b"old", to=b, new_aad=b"new") == ct2
+    ct3 = vault.rewrap(ct, b"old", new_aad=b"")
+    assert vault.decrypt(ct3) == b"payload"
+    with pytest.raises(km.IntegrityError):
+        vault.rewrap(ct, b"wrong", to=b)
+    with pytest.raises(TypeError):
+        vault.rewrap(ct, b"old", to="b")
