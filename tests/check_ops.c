@@ -664,6 +664,180 @@ START_TEST(test_ops_rewrap_to)
 }
 END_TEST
 
+/* ------------------------------------------------------------------ batch */
+
+START_TEST(test_ops_batch_encrypt_decrypt)
+{
+    enum { N = 64 };
+    static km_batch_item it[N], dt[N];
+    static uint8_t pt[N][40], ct[N][40 + KM_CIPHERTEXT_OVERHEAD], back[N][40];
+    km_key *k = NULL, *ec = NULL;
+    size_t i;
+    char aad[N][8];
+
+    OK(km_key_create(&k, ctx, "k", KM_KEY_AES_256_GCM, NULL));
+    OK(km_key_create(&ec, ctx, "ec", KM_KEY_EC_P256, NULL));
+    memset(it, 0, sizeof it);
+    for (i = 0; i < N; i++) {
+        memset(pt[i], (int)i, sizeof pt[i]);
+        snprintf(aad[i], sizeof aad[i], "row%zu", i);
+        it[i].in = pt[i];
+        it[i].in_len = 1 + i % 40;
+        it[i].aad = (const uint8_t *)aad[i];
+        it[i].aad_len = strlen(aad[i]);
+        it[i].out = ct[i];
+        it[i].out_cap = sizeof ct[i];
+    }
+    /* two bad items among them: a NULL input, too small an output */
+    it[5].in = NULL;
+    it[9].out_cap = 10;
+    ck_assert_int_eq(km_batch(k, KM_BATCH_ENCRYPT, 0, it, N), KM_E_INVALID);
+    for (i = 0; i < N; i++) {
+        if (i == 5 || i == 9)
+            continue;
+        ck_assert_int_eq(it[i].result, KM_OK);
+        ck_assert_str_eq(it[i].detail, "");
+        ck_assert_uint_eq(it[i].out_len, it[i].in_len + KM_CIPHERTEXT_OVERHEAD);
+    }
+    ck_assert_int_eq(it[5].result, KM_E_INVALID);
+    ck_assert_ptr_nonnull(strstr(it[5].detail, "pt is NULL"));
+    ck_assert_int_eq(it[9].result, KM_E_BUFFER);
+    ck_assert_uint_eq(it[9].out_len, it[9].in_len + KM_CIPHERTEXT_OVERHEAD);
+    /* every nonce differs; each decrypts singly and in a batch; one tampered item fails alone */
+    ck_assert(memcmp(ct[0] + 24, ct[1] + 24, 12) != 0);
+    memset(dt, 0, sizeof dt);
+    for (i = 0; i < N; i++) {
+        dt[i].in = ct[i];
+        dt[i].in_len = it[i].out_len;
+        dt[i].aad = it[i].aad;
+        dt[i].aad_len = it[i].aad_len;
+        dt[i].out = back[i];
+        dt[i].out_cap = sizeof back[i];
+    }
+    dt[5].in_len = dt[9].in_len = 0; /* the failed ones: nothing to decrypt */
+    dt[5].in = dt[9].in = ct[0];
+    ct[20][40] ^= 1;
+    ck_assert_int_eq(km_batch(k, KM_BATCH_DECRYPT, 0, dt, N), KM_E_INVALID);
+    for (i = 0; i < N; i++) {
+        if (i == 5 || i == 9) {
+            ck_assert_int_eq(dt[i].result, KM_E_INVALID);
+            continue;
+        }
+        if (i == 20) {
+            ck_assert_int_eq(dt[i].result, KM_E_INTEGRITY);
+            ck_assert_ptr_nonnull(strstr(dt[i].detail, "authentication"));
+            continue;
+        }
+        ck_assert_int_eq(dt[i].result, KM_OK);
+        ck_assert_uint_eq(dt[i].out_len, it[i].in_len);
+        ck_assert_mem_eq(back[i], pt[i], it[i].in_len);
+    }
+    /* a key that does not encrypt: every item refused with the key's reason */
+    ck_assert_int_eq(km_batch(ec, KM_BATCH_ENCRYPT, 0, it, N), KM_E_USAGE);
+    for (i = 0; i < N; i++) {
+        ck_assert_int_eq(it[i].result, KM_E_USAGE);
+        ck_assert_ptr_nonnull(strstr(it[i].detail, "does not encrypt"));
+    }
+    /* bad calls touch nothing */
+    it[0].result = 12345;
+    ck_assert_int_eq(km_batch(k, (km_batch_op)0, 0, it, N), KM_E_INVALID);
+    ck_assert_int_eq(km_batch(k, KM_BATCH_ENCRYPT, 1, it, N), KM_E_INVALID);
+    ck_assert_int_eq(km_batch(NULL, KM_BATCH_ENCRYPT, 0, it, N), KM_E_INVALID);
+    ck_assert_int_eq(km_batch(k, KM_BATCH_ENCRYPT, 0, it, KM_BATCH_MAX + 1), KM_E_INVALID);
+    ck_assert_int_eq(it[0].result, 12345);
+    OK(km_batch(k, KM_BATCH_ENCRYPT, 0, NULL, 0));
+    km_key_free(k);
+    km_key_free(ec);
+}
+END_TEST
+
+/* A suspended key refuses the whole batch (lifecycle checked once, for all). */
+START_TEST(test_ops_batch_state_and_audit)
+{
+    km_batch_item it[3];
+    uint8_t out[3][80];
+    km_key *k = NULL;
+    size_t i;
+    uint64_t before = 0, after = 0;
+
+    OK(km_key_create(&k, ctx, "k", KM_KEY_AES_128_GCM, NULL));
+    memset(it, 0, sizeof it);
+    for (i = 0; i < 3; i++) {
+        it[i].in = (const uint8_t *)"x";
+        it[i].in_len = 1;
+        it[i].out = out[i];
+        it[i].out_cap = sizeof out[i];
+    }
+    /* every item is audited at the "every" level */
+    OK(km_audit_set_level(ctx, KM_AUDIT_DATA_EVERY));
+    OK(km_audit_flush(ctx));
+    OK(km_audit_verify(ctx, NULL, &before, NULL));
+    OK(km_batch(k, KM_BATCH_ENCRYPT, 0, it, 3));
+    OK(km_audit_flush(ctx));
+    OK(km_audit_verify(ctx, NULL, &after, NULL));
+    ck_assert_uint_eq(after, before + 3);
+    OK(km_key_suspend(k, 0));
+    ck_assert_int_eq(km_batch(k, KM_BATCH_ENCRYPT, 0, it, 3), KM_E_STATE);
+    for (i = 0; i < 3; i++) {
+        ck_assert_int_eq(it[i].result, KM_E_STATE);
+        ck_assert_uint_eq(it[i].out_len, 0);
+    }
+    km_key_free(k);
+}
+END_TEST
+
+START_TEST(test_ops_batch_sign_verify_mac)
+{
+    enum { N = 8 };
+    km_batch_item it[N], vt[N];
+    uint8_t sig[N][KM_SIGNATURE_MAX], tag[N][KM_MAC_MAX];
+    char msg[N][16];
+    km_key *ec = NULL, *h = NULL;
+    size_t i;
+
+    OK(km_key_create(&ec, ctx, "ec", KM_KEY_ED25519, NULL));
+    OK(km_key_create(&h, ctx, "h", KM_KEY_AES_128_CMAC, NULL));
+    memset(it, 0, sizeof it);
+    for (i = 0; i < N; i++) {
+        snprintf(msg[i], sizeof msg[i], "message %zu", i);
+        it[i].in = (const uint8_t *)msg[i];
+        it[i].in_len = strlen(msg[i]);
+        it[i].out = sig[i];
+        it[i].out_cap = sizeof sig[i];
+    }
+    OK(km_batch(ec, KM_BATCH_SIGN, 0, it, N));
+    memcpy(vt, it, sizeof vt);
+    for (i = 0; i < N; i++) {
+        vt[i].sig = sig[i];
+        vt[i].sig_len = it[i].out_len;
+    }
+    OK(km_batch(ec, KM_BATCH_VERIFY, 0, vt, N));
+    vt[3].sig = sig[4]; /* another message's signature */
+    vt[3].sig_len = it[4].out_len;
+    ck_assert_int_eq(km_batch(ec, KM_BATCH_VERIFY, 0, vt, N), KM_E_VERIFY);
+    for (i = 0; i < N; i++)
+        ck_assert_int_eq(vt[i].result, i == 3 ? KM_E_VERIFY : KM_OK);
+    /* MACs, raw */
+    for (i = 0; i < N; i++) {
+        it[i].out = tag[i];
+        it[i].out_cap = sizeof tag[i];
+    }
+    OK(km_batch(h, KM_BATCH_MAC, KM_SIG_RAW, it, N));
+    for (i = 0; i < N; i++) {
+        ck_assert_uint_eq(it[i].out_len, 16);
+        vt[i].sig = tag[i];
+        vt[i].sig_len = 16;
+    }
+    OK(km_batch(h, KM_BATCH_MAC_VERIFY, KM_SIG_RAW, vt, N));
+    tag[6][0] ^= 1;
+    ck_assert_int_eq(km_batch(h, KM_BATCH_MAC_VERIFY, KM_SIG_RAW, vt, N), KM_E_VERIFY);
+    ck_assert_int_eq(vt[6].result, KM_E_VERIFY);
+    ck_assert_int_eq(vt[7].result, KM_OK);
+    km_key_free(ec);
+    km_key_free(h);
+}
+END_TEST
+
 static Suite *ops_suite(void)
 {
     TCase *tc;
@@ -682,6 +856,9 @@ static Suite *ops_suite(void)
     tcase_add_loop_test(tc, test_ops_datakey_pair, 0, sizeof pair_types / sizeof pair_types[0]);
     tcase_add_test(tc, test_ops_datakey_pair_refusals);
     tcase_add_test(tc, test_ops_rewrap_to);
+    tcase_add_test(tc, test_ops_batch_encrypt_decrypt);
+    tcase_add_test(tc, test_ops_batch_state_and_audit);
+    tcase_add_test(tc, test_ops_batch_sign_verify_mac);
     return s;
 }
 

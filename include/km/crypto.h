@@ -244,6 +244,55 @@ KM_EXTERN int km_mac_verify(km_key *key, uint32_t version, uint32_t flags,
  */
 KM_EXTERN int km_random(km_ctx *ctx, const char *protection, uint8_t *out, size_t len) KM_WUR;
 
+/** Operations of km_batch(). */
+typedef enum km_batch_op {
+    KM_BATCH_ENCRYPT = 1,    /**< km_encrypt() of each item's in (aad) into out */
+    KM_BATCH_DECRYPT = 2,    /**< km_decrypt_key() of each item's in (aad) into out */
+    KM_BATCH_SIGN = 3,       /**< km_sign() of each item's in into out */
+    KM_BATCH_VERIFY = 4,     /**< km_verify() of each item's sig over in */
+    KM_BATCH_MAC = 5,        /**< km_mac() of each item's in into out */
+    KM_BATCH_MAC_VERIFY = 6  /**< km_mac_verify() of each item's sig over in */
+} km_batch_op;
+
+/** Most items of one km_batch() call. */
+#define KM_BATCH_MAX 100000
+/** Bytes of an item's error detail, its NUL included. */
+#define KM_BATCH_DETAIL 160
+
+/** One item of km_batch(): its input, its output buffer and its outcome. */
+typedef struct km_batch_item {
+    const uint8_t *in;   /**< plaintext, ciphertext or message; may be NULL when in_len is 0 */
+    size_t in_len;
+    const uint8_t *aad;  /**< encrypt, decrypt: the associated data (NULL when aad_len is 0) */
+    size_t aad_len;
+    const uint8_t *sig;  /**< verify, mac-verify: the signature or tag */
+    size_t sig_len;
+    uint8_t *out;        /**< encrypt, decrypt, sign, mac: the output buffer */
+    size_t out_cap;
+    size_t out_len;      /**< out: bytes written (the size needed with KM_E_BUFFER) */
+    int result;          /**< out: KM_OK, or the item's km_error_code (KM_E_VERIFY: invalid) */
+    char detail[KM_BATCH_DETAIL]; /**< out: why the item failed (km_error_last()), or "" */
+} km_batch_item;
+
+/**
+ * One operation over many items with one key (Vault Transit's batch_input):
+ * each item succeeds or fails on its own, with its code and detail; the
+ * others are still done. Encryption checks the key (access, usage, state)
+ * and fetches its primary version once for all items, so a batch costs less
+ * than as many km_encrypt() calls; every item still gets its own nonce,
+ * usage count and audit entry. Each item behaves exactly as the single call.
+ *
+ * @param[in] flags  as the single call takes: KM_SIG_* (sign, verify, mac,
+ *                   mac-verify), KM_DECRYPT_ALLOW_COMPROMISED (decrypt), 0 (encrypt).
+ * @return KM_OK when every item succeeded; otherwise the first failed item's
+ *         code (KM_E_VERIFY when a signature or MAC was invalid); KM_E_INVALID
+ *         for a NULL key or items, an unknown op or more than KM_BATCH_MAX items
+ *         (then no item is touched).
+ * Thread-safe.
+ */
+KM_EXTERN int km_batch(km_key *key, km_batch_op op, uint32_t flags, km_batch_item *items,
+                       size_t count);
+
 /**
  * Encodes binary libkm output as text: "km1:" + base64url without padding.
  * @param[out] out      NUL-terminated text; may be NULL to ask for the size.

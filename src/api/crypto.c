@@ -94,38 +94,36 @@ static int find_version(km__kobj *k, uint32_t version, km__ver **out)
 
 /* ---------------------------------------------------------- encrypt */
 
-/* Seals under the primary version (crypto_int.h). */
-int km__data_seal(km_key *key, uint8_t magic1, const uint8_t *pt, size_t pt_len,
-                  const uint8_t *aad, size_t aad_len, uint8_t *out, size_t out_cap,
-                  size_t *out_len)
+/* The argument checks of one sealing (fn: the name in messages). */
+static int seal_args(const char *fn, const uint8_t *pt, size_t pt_len, const uint8_t *aad,
+                     size_t aad_len, uint8_t *out, size_t out_cap, size_t *out_len)
 {
-    km__ct_header h;
-    km__kobj *k;
-    km__ver *v = NULL;
-    void *obj = NULL;
-    int rc;
-
     if (out_len == NULL)
-        return km__err(KM_E_INVALID, "km_encrypt: out_len is NULL");
+        return km__err(KM_E_INVALID, "%s: out_len is NULL", fn);
     *out_len = 0;
-    if (key == NULL || out == NULL)
-        return km__err(KM_E_INVALID, "km_encrypt: %s is NULL", key == NULL ? "key" : "out");
+    if (out == NULL)
+        return km__err(KM_E_INVALID, "%s: out is NULL", fn);
     if (pt == NULL && pt_len > 0)
-        return km__err(KM_E_INVALID, "km_encrypt: pt is NULL");
+        return km__err(KM_E_INVALID, "%s: pt is NULL", fn);
     if (aad == NULL && aad_len > 0)
-        return km__err(KM_E_INVALID, "km_encrypt: aad is NULL");
+        return km__err(KM_E_INVALID, "%s: aad is NULL", fn);
     if (pt_len > KM_PLAINTEXT_MAX)
-        return km__err(KM_E_INVALID, "km_encrypt: pt_len exceeds KM_PLAINTEXT_MAX");
+        return km__err(KM_E_INVALID, "%s: pt_len exceeds KM_PLAINTEXT_MAX", fn);
     if (aad_len > KM_AAD_MAX)
-        return km__err(KM_E_INVALID, "km_encrypt: aad_len exceeds KM_AAD_MAX");
+        return km__err(KM_E_INVALID, "%s: aad_len exceeds KM_AAD_MAX", fn);
     if (out_cap < pt_len + KM_CIPHERTEXT_OVERHEAD) {
         *out_len = pt_len + KM_CIPHERTEXT_OVERHEAD;
-        return km__err(KM_E_BUFFER, "km_encrypt: out needs %zu bytes", *out_len);
+        return km__err(KM_E_BUFFER, "%s: out needs %zu bytes", fn, *out_len);
     }
     if (km__buf_overlaps(pt, pt_len, out, pt_len + KM_CIPHERTEXT_OVERHEAD))
-        return km__err(KM_E_INVALID, "km_encrypt: out overlaps pt");
-    if ((rc = km__key_use(key, &k)) != KM_OK)
-        return rc;
+        return km__err(KM_E_INVALID, "%s: out overlaps pt", fn);
+    return KM_OK;
+}
+
+/* The key-level checks of a sealing: access, type, backend. */
+static int seal_key_checks(km__kobj *k, uint8_t magic1)
+{
+    int rc;
     if (k->ctx->is_principal
         && (rc = km__acl_check(k->ctx, magic1 == KM__CT_MAGIC1 ? KM__OP_ENCRYPT : KM__OP_DATAKEY,
                                k)) != KM_OK)
@@ -135,16 +133,24 @@ int km__data_seal(km_key *key, uint8_t magic1, const uint8_t *pt, size_t pt_len,
                        km_key_type_name(k->type));
     if (k->be->ops.aead_seal == NULL)
         return km__err(KM_E_UNSUPPORTED, "backend '%s' cannot encrypt", k->be->ops.name);
+    return KM_OK;
+}
 
-    pthread_rwlock_rdlock(&k->lock);
-    if ((rc = km__key_protect_check(k, KM_USAGE_ENCRYPT, "encrypt", 0, &v)) != KM_OK
-        || (rc = km__ver_obj(k, v, &obj)) != KM_OK
-        || (rc = km__ver_count(k, v, pt_len, k->usage_limit)) != KM_OK)
-        goto out;
+/* One sealing under version v (loaded as obj), k->lock held: the count, the
+ * nonce (none for AES-SIV), the header, the backend. */
+static int seal_one(km__kobj *k, km__ver *v, void *obj, uint8_t magic1, const uint8_t *pt,
+                    size_t pt_len, const uint8_t *aad, size_t aad_len, uint8_t *out,
+                    size_t *out_len)
+{
+    km__ct_header h;
+    int rc;
+
+    if ((rc = km__ver_count(k, v, pt_len, k->usage_limit)) != KM_OK)
+        return rc;
     if (km__type_family(k->type) == KM__FAM_AES_SIV)
         memset(h.nonce, 0, sizeof h.nonce); /* deterministic: no nonce (docs/FORMATS.md) */
     else if ((rc = km__nonce12(h.nonce)) != KM_OK)
-        goto out;
+        return rc;
     h.magic1 = magic1;
     h.alg = (uint8_t)k->type;
     memcpy(h.key_id, k->id, 16);
@@ -154,7 +160,32 @@ int km__data_seal(km_key *key, uint8_t magic1, const uint8_t *pt, size_t pt_len,
                               out + KM_CIPHERTEXT_HEADER, out + KM_CIPHERTEXT_HEADER + pt_len);
     if (rc == KM_OK)
         *out_len = pt_len + KM_CIPHERTEXT_OVERHEAD;
-out:
+    return rc;
+}
+
+/* Seals under the primary version (crypto_int.h). */
+int km__data_seal(km_key *key, uint8_t magic1, const uint8_t *pt, size_t pt_len,
+                  const uint8_t *aad, size_t aad_len, uint8_t *out, size_t out_cap,
+                  size_t *out_len)
+{
+    km__kobj *k;
+    km__ver *v = NULL;
+    void *obj = NULL;
+    int rc;
+
+    if (out_len != NULL)
+        *out_len = 0;
+    if (key == NULL && out_len != NULL)
+        return km__err(KM_E_INVALID, "km_encrypt: key is NULL");
+    if ((rc = seal_args("km_encrypt", pt, pt_len, aad, aad_len, out, out_cap, out_len)) != KM_OK)
+        return rc;
+    if ((rc = km__key_use(key, &k)) != KM_OK || (rc = seal_key_checks(k, magic1)) != KM_OK)
+        return rc;
+
+    pthread_rwlock_rdlock(&k->lock);
+    if ((rc = km__key_protect_check(k, KM_USAGE_ENCRYPT, "encrypt", 0, &v)) == KM_OK
+        && (rc = km__ver_obj(k, v, &obj)) == KM_OK)
+        rc = seal_one(k, v, obj, magic1, pt, pt_len, aad, aad_len, out, out_len);
     pthread_rwlock_unlock(&k->lock);
     AUDIT_DATA(k, magic1 == KM__CT_MAGIC1 ? KM__OP_ENCRYPT : KM__OP_DATAKEY, v, rc);
     if (rc != KM_OK)
@@ -843,6 +874,117 @@ out:
     if (rc != KM_OK)
         km_memzero(out, len);
     return rc;
+}
+
+/* ------------------------------------------------------------ batch */
+
+/* An item's outcome: its code and, for a failure, the message of the
+ * thread's last error. */
+static int batch_done(km_batch_item *it, int rc)
+{
+    it->result = rc;
+    it->detail[0] = '\0';
+    if (rc != KM_OK)
+        snprintf(it->detail, sizeof it->detail, "%s", km_error_last()->message);
+    return rc;
+}
+
+/* Encryption of many items under one hold of the key: access, type, state and
+ * the version's object are checked and fetched once; each item gets its own
+ * nonce, count and audit entry. */
+static int batch_encrypt(km_key *key, km_batch_item *items, size_t count)
+{
+    km__kobj *k;
+    km__ver *v = NULL;
+    void *obj = NULL;
+    size_t i;
+    int rc, first = KM_OK;
+
+    rc = km__key_use(key, &k);
+    if (rc == KM_OK)
+        rc = seal_key_checks(k, KM__CT_MAGIC1);
+    if (rc == KM_OK) {
+        pthread_rwlock_rdlock(&k->lock);
+        if ((rc = km__key_protect_check(k, KM_USAGE_ENCRYPT, "encrypt", 0, &v)) == KM_OK
+            && (rc = km__ver_obj(k, v, &obj)) == KM_OK) {
+            for (i = 0; i < count; i++) {
+                km_batch_item *it = &items[i];
+                int r = seal_args("km_batch encrypt", it->in, it->in_len, it->aad, it->aad_len,
+                                  it->out, it->out_cap, &it->out_len);
+                if (r == KM_OK)
+                    r = seal_one(k, v, obj, KM__CT_MAGIC1, it->in, it->in_len, it->aad,
+                                 it->aad_len, it->out, &it->out_len);
+                if (r != KM_OK && r != KM_E_BUFFER && it->out != NULL)
+                    km_memzero(it->out, it->out_cap < it->in_len + KM_CIPHERTEXT_OVERHEAD
+                                        ? it->out_cap : it->in_len + KM_CIPHERTEXT_OVERHEAD);
+                if (batch_done(it, r) != KM_OK && first == KM_OK)
+                    first = r;
+            }
+        }
+        pthread_rwlock_unlock(&k->lock);
+    }
+    if (rc != KM_OK) { /* the key refused: every item, with the same detail */
+        for (i = 0; i < count; i++) {
+            items[i].out_len = 0;
+            batch_done(&items[i], rc);
+        }
+        return rc;
+    }
+    for (i = 0; i < count; i++) {
+        int r = items[i].result;
+        AUDIT_DATA(k, KM__OP_ENCRYPT, v, r);
+        if (r != items[i].result) { /* the audit entry could not be queued: fail closed */
+            km_memzero(items[i].out, items[i].out_len);
+            items[i].out_len = 0;
+            batch_done(&items[i], r);
+            if (first == KM_OK)
+                first = r;
+        }
+    }
+    return first;
+}
+
+int km_batch(km_key *key, km_batch_op op, uint32_t flags, km_batch_item *items, size_t count)
+{
+    size_t i;
+    int first = KM_OK;
+
+    if (key == NULL || (items == NULL && count > 0))
+        return km__err(KM_E_INVALID, "km_batch: %s is NULL", key == NULL ? "key" : "items");
+    if (count > KM_BATCH_MAX)
+        return km__err(KM_E_INVALID, "km_batch: count exceeds KM_BATCH_MAX");
+    if (op < KM_BATCH_ENCRYPT || op > KM_BATCH_MAC_VERIFY)
+        return km__err(KM_E_INVALID, "km_batch: unknown operation %d", (int)op);
+    if (op == KM_BATCH_ENCRYPT && flags != 0)
+        return km__err(KM_E_INVALID, "km_batch: encrypt takes no flags");
+    if (op == KM_BATCH_ENCRYPT)
+        return batch_encrypt(key, items, count);
+    for (i = 0; i < count; i++) {
+        km_batch_item *it = &items[i];
+        int r;
+        it->out_len = 0;
+        switch (op) {
+        case KM_BATCH_DECRYPT:
+            r = km_decrypt_key(key, flags, it->in, it->in_len, it->aad, it->aad_len, it->out,
+                               it->out_cap, &it->out_len);
+            break;
+        case KM_BATCH_SIGN:
+            r = km_sign(key, flags, it->in, it->in_len, it->out, it->out_cap, &it->out_len);
+            break;
+        case KM_BATCH_MAC:
+            r = km_mac(key, flags, it->in, it->in_len, it->out, it->out_cap, &it->out_len);
+            break;
+        case KM_BATCH_VERIFY:
+            r = km_verify(key, 0, flags, it->in, it->in_len, it->sig, it->sig_len);
+            break;
+        default:
+            r = km_mac_verify(key, 0, flags, it->in, it->in_len, it->sig, it->sig_len);
+            break;
+        }
+        if (batch_done(it, r) != KM_OK && first == KM_OK)
+            first = r;
+    }
+    return first;
 }
 
 /* ------------------------------------------------------------- text */
