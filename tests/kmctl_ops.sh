@@ -167,4 +167,43 @@ t 6 "the old aad no longer opens it" c2 decrypt --aad a1
 t 4 "rewrap --to a key that does not encrypt" c1 rewrap --aad a1 --to ec
 t 2 "rewrap --to a key that does not exist" c1 rewrap --aad a1 --to nokey
 
+# ---------------------------------------------------------------- --batch
+printf '%s\n' '{"plaintext":"hello","aad":"a"}' '{"plaintext_km1":"km1:AAEC"}' 'not json' \
+    '{"plaintext":5}' '' '{"plaintext":"x","aad":"b"}' >enc.jsonl
+t 1 "encrypt --batch with two bad lines" enc.jsonl encrypt kek --batch
+cp out enc.out
+check "one result line per item (the empty line skipped)" [ "$(wc -l <enc.out)" -eq 5 ]
+check "the bad lines fail alone with their detail" grep -q '"index":2,"error":"KM_E_INVALID","detail":"line 3 is not a JSON object' enc.out
+"$PY" -c 'import json, sys
+aads = {0: "a", 1: "", 4: "b"}
+for l in open("enc.out"):
+    d = json.loads(l)
+    if "ciphertext_km1" in d:
+        print(json.dumps({"ciphertext_km1": d["ciphertext_km1"], "aad": aads[d["index"]]}))
+print(json.dumps({"ciphertext_km1": d["ciphertext_km1"], "aad": "wrong"}))' >dec.jsonl
+t 6 "decrypt --batch, the last with a wrong aad" dec.jsonl decrypt --batch
+cp out dec.out
+check "decrypt --batch gives the plaintexts back" grep -q '"index":0,"plaintext_km1":"km1:aGVsbG8","plaintext":"hello"' dec.out
+check "binary plaintexts only in km1: form" grep -q '"index":1,"plaintext_km1":"km1:AAEC"}' dec.out
+check "the wrong aad fails alone" grep -q '"index":3,"error":"KM_E_INTEGRITY"' dec.out
+printf '%s\n' '{"message":"m1"}' '{"message":"m2"}' >msgs.jsonl
+t 0 "sign --batch" msgs.jsonl sign ec --batch
+"$PY" -c 'import json
+s = [json.loads(l) for l in open("out")]
+print(json.dumps({"message": "m1", "signature_km1": s[0]["signature_km1"]}))
+print(json.dumps({"message": "m2", "signature_km1": s[0]["signature_km1"]}))' >ver.jsonl
+t 6 "verify - --batch: one valid, one not" ver.jsonl verify ec - --batch
+check "verify --batch says which" grep -q '"index":0,"valid":true' out && grep -q '"index":1,"valid":false' out
+t 1 "verify --batch with a signature file" ver.jsonl verify ec ver.jsonl --batch
+t 0 "mac --batch with a CMAC key" msgs.jsonl mac cmi --batch --raw
+"$PY" -c 'import json
+s = [json.loads(l) for l in open("out")]
+for m, d in zip(("m1", "m2"), s):
+    print(json.dumps({"message": m, "tag_km1": d["tag_km1"]}))' >macv.jsonl
+t 0 "mac-verify - --batch" macv.jsonl mac-verify cmi - --batch --raw
+check "every tag valid" [ "$(grep -c '"valid":true' out)" -eq 2 ]
+printf '%s\n' '{"plaintext":"p1"}' '{"plaintext":"p2"}' >pts.jsonl
+t 4 "encrypt --batch with a key that does not encrypt" pts.jsonl encrypt ec --batch
+check "every item says why" [ "$(grep -c 'KM_E_USAGE' out)" -eq 2 ]
+
 lib_summary

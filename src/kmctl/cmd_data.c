@@ -28,6 +28,11 @@ static uint32_t sig_flags(const struct kmctl_args *a)
            | (a->val[OPT_PKCS1] != NULL ? KM_SIG_PKCS1 : 0);
 }
 
+uint32_t kmctl_sig_flags(const struct kmctl_args *a)
+{
+    return sig_flags(a);
+}
+
 /* Writes binary output, or its km1: text form with --text. */
 static int emit(const struct kmctl_args *a, const uint8_t *p, size_t n)
 {
@@ -47,6 +52,8 @@ int kmctl_cmd_encrypt(struct kmctl *k, const struct kmctl_args *a)
     km_key *key = NULL;
     int rc;
 
+    if (a->val[OPT_BATCH] != NULL)
+        return kmctl_batch(k, a, KM_BATCH_ENCRYPT);
     aad_of(a, &aad, &aad_len);
     if ((rc = kmctl_open_key(k, a->pos[0], &key)) != KMCTL_EXIT_OK)
         return rc;
@@ -81,6 +88,8 @@ int kmctl_cmd_decrypt(struct kmctl *k, const struct kmctl_args *a)
     uint32_t flags;
     int rc;
 
+    if (a->val[OPT_BATCH] != NULL)
+        return kmctl_batch(k, a, KM_BATCH_DECRYPT);
     aad_of(a, &aad, &aad_len);
     if ((rc = kmctl_read_fd(STDIN_FILENO, "the ciphertext", KMCTL_CIPHERTEXT_TEXT_MAX, &ct)) != KMCTL_EXIT_OK)
         goto out;
@@ -139,12 +148,12 @@ out:
 
 int kmctl_cmd_sign(struct kmctl *k, const struct kmctl_args *a)
 {
-    return tag_cmd(k, a, 0);
+    return a->val[OPT_BATCH] != NULL ? kmctl_batch(k, a, KM_BATCH_SIGN) : tag_cmd(k, a, 0);
 }
 
 int kmctl_cmd_mac(struct kmctl *k, const struct kmctl_args *a)
 {
-    return tag_cmd(k, a, 1);
+    return a->val[OPT_BATCH] != NULL ? kmctl_batch(k, a, KM_BATCH_MAC) : tag_cmd(k, a, 1);
 }
 
 /* ------------------------------------------------------------ verify, mac-verify */
@@ -182,12 +191,13 @@ out:
 
 int kmctl_cmd_verify(struct kmctl *k, const struct kmctl_args *a)
 {
-    return verify_cmd(k, a, 0);
+    return a->val[OPT_BATCH] != NULL ? kmctl_batch(k, a, KM_BATCH_VERIFY) : verify_cmd(k, a, 0);
 }
 
 int kmctl_cmd_mac_verify(struct kmctl *k, const struct kmctl_args *a)
 {
-    return verify_cmd(k, a, 1);
+    return a->val[OPT_BATCH] != NULL ? kmctl_batch(k, a, KM_BATCH_MAC_VERIFY)
+                                     : verify_cmd(k, a, 1);
 }
 
 /* ------------------------------------------------------------ datakey */

@@ -1,6 +1,6 @@
 /* cmd_ops.c - kmctl commands of the operations added by issue 23: random,
  * rsa-encrypt and rsa-decrypt (RSA-OAEP with a label), --oaep-digest,
- * datakey decrypt, datakey-pair. */
+ * datakey decrypt, datakey-pair, --batch (JSON lines). */
 #ifdef HAVE_CONFIG_H
 #include "config.h"
 #endif
@@ -10,6 +10,8 @@
 #include <string.h>
 #include <strings.h>
 #include <unistd.h>
+
+#include <jansson.h>
 
 #include "kmctl.h"
 
@@ -201,4 +203,265 @@ int kmctl_cmd_datakey_pair(struct kmctl *k, const struct kmctl_args *a)
             return rc;
     }
     return a->val[OPT_TEXT] != NULL ? kmctl_text_write(w, wl) : kmctl_write(w, wl);
+}
+
+/* ---------------------------------------------------------------- --batch */
+
+/* Most bytes of --batch input. */
+#define KMCTL_BATCH_INPUT_MAX ((size_t)256 << 20)
+
+/* A binary field of an input line: "<name>" as a JSON string (its UTF-8 bytes)
+ * or "<name>_km1" in the km1: text form. *p is malloc'ed (never NULL). */
+static int batch_field(json_t *o, const char *name, int required, uint8_t **p, size_t *n,
+                       char *why, size_t why_cap)
+{
+    char k1[48];
+    json_t *v = json_object_get(o, name), *t;
+    size_t cap;
+
+    *p = NULL;
+    *n = 0;
+    snprintf(k1, sizeof k1, "%s_km1", name);
+    t = json_object_get(o, k1);
+    if (v != NULL && t != NULL) {
+        snprintf(why, why_cap, "give \"%s\" or \"%s\", not both", name, k1);
+        return -1;
+    }
+    if (v != NULL) {
+        if (!json_is_string(v)) {
+            snprintf(why, why_cap, "\"%s\" must be a string", name);
+            return -1;
+        }
+        *n = json_string_length(v);
+        *p = malloc(*n + 1);
+        if (*p == NULL)
+            return -1;
+        memcpy(*p, json_string_value(v), *n);
+        return 0;
+    }
+    if (t != NULL) {
+        if (!json_is_string(t)) {
+            snprintf(why, why_cap, "\"%s\" must be a km1: string", k1);
+            return -1;
+        }
+        cap = json_string_length(t) + 1;
+        *p = malloc(cap);
+        if (*p == NULL)
+            return -1;
+        if (km_text_decode(json_string_value(t), json_string_length(t), *p, cap, n) != KM_OK) {
+            snprintf(why, why_cap, "\"%s\": %s", k1, km_error_last()->message);
+            return -1;
+        }
+        return 0;
+    }
+    if (required) {
+        snprintf(why, why_cap, "\"%s\" (or \"%s\") is missing", name, k1);
+        return -1;
+    }
+    *p = malloc(1);
+    return *p == NULL ? -1 : 0;
+}
+
+/* Adds "<name>_km1" (and "<name>" when the bytes are printable UTF-8 text
+ * without NUL, for plaintexts) to o. */
+static void batch_put(json_t *o, const char *name, const uint8_t *p, size_t n, int text_too)
+{
+    char k1[48], *t;
+    size_t tl = 0, cap = 4 + (n + 2) / 3 * 4 + 2;
+
+    snprintf(k1, sizeof k1, "%s_km1", name);
+    if (n == 0) {
+        json_object_set_new(o, k1, json_string("km1:"));
+    } else if ((t = malloc(cap)) != NULL) {
+        if (km_text_encode(p, n, t, cap, &tl) == KM_OK)
+            json_object_set_new(o, k1, json_stringn(t, tl));
+        free(t);
+    }
+    if (text_too && memchr(p, 0, n) == NULL) {
+        json_t *s = json_stringn((const char *)p, n); /* NULL unless valid UTF-8 */
+        if (s != NULL)
+            json_object_set_new(o, name, s);
+    }
+}
+
+/* The error of a failed item as JSON fields. */
+static void batch_error(json_t *o, int rc, const char *detail)
+{
+    json_object_set_new(o, "error", json_string(km_err_name(rc) ? km_err_name(rc) : "?"));
+    json_object_set_new(o, "detail", json_string(detail));
+}
+
+/* kmctl encrypt NAME --batch, decrypt --batch, sign NAME --batch, mac NAME --batch,
+ * verify NAME - --batch, mac-verify NAME - --batch: stdin holds one JSON object per line:
+ *   encrypt:             {"plaintext": TEXT | "plaintext_km1": "km1:...", "aad": TEXT}
+ *   decrypt:             {"ciphertext_km1": "km1:...", "aad": TEXT}
+ *   sign, mac:           {"message": TEXT | "message_km1": ...}
+ *   verify, mac-verify:  {"message": ..., "signature_km1" / "tag_km1": "km1:..."}
+ * and stdout one per input line, in order: {"index": N, "ciphertext_km1" | "plaintext" and
+ * "plaintext_km1" | "signature_km1" | "tag_km1" | "valid": true/false} or
+ * {"index": N, "error": "KM_E_...", "detail": "..."}. A line that does not parse fails alone.
+ * Exit status: 0 when every item succeeded (verified), else that of the first failure. */
+int kmctl_batch(struct kmctl *k, const struct kmctl_args *a, km_batch_op op)
+{
+    struct kmctl_buf in = { NULL, 0, 0 };
+    int verify = op == KM_BATCH_VERIFY || op == KM_BATCH_MAC_VERIFY, has_key = op != KM_BATCH_DECRYPT;
+    const char *out_name = op == KM_BATCH_ENCRYPT ? "ciphertext" : op == KM_BATCH_DECRYPT
+                           ? "plaintext" : op == KM_BATCH_SIGN ? "signature" : "tag";
+    const char *in_name = op == KM_BATCH_ENCRYPT ? "plaintext" : op == KM_BATCH_DECRYPT
+                          ? "ciphertext" : "message";
+    const char *sig_name = op == KM_BATCH_VERIFY ? "signature" : "tag";
+    uint32_t flags = (op == KM_BATCH_ENCRYPT || op == KM_BATCH_DECRYPT) ? 0 : kmctl_sig_flags(a);
+    km_batch_item *items = NULL;
+    uint8_t **bufs = NULL;        /* per item: in, aad, sig, out (4 pointers) */
+    char (*why)[KM_BATCH_DETAIL] = NULL;
+    size_t n = 0, cap = 0, i, off;
+    km_key *key = NULL;
+    int rc, first = KM_OK;
+
+    if (verify && strcmp(a->pos[1], "-") != 0)
+        return kmctl_error(KMCTL_EXIT_USAGE, "%s --batch: the signatures come in the input lines; "
+                           "give - for the file", a->cmd);
+    if (op == KM_BATCH_DECRYPT && a->val[OPT_ALLOW_COMPROMISED] != NULL)
+        flags = KM_DECRYPT_ALLOW_COMPROMISED;
+    if (has_key && (rc = kmctl_open_key(k, a->pos[0], &key)) != KMCTL_EXIT_OK)
+        return rc;
+    if ((rc = kmctl_read_fd(STDIN_FILENO, "the batch", KMCTL_BATCH_INPUT_MAX, &in)) != KMCTL_EXIT_OK)
+        goto out;
+    /* one item per non-empty line */
+    for (off = 0; off < in.len;) {
+        uint8_t *nl = memchr(in.p + off, '\n', in.len - off);
+        size_t len = nl != NULL ? (size_t)(nl - (in.p + off)) : in.len - off;
+        json_error_t je;
+        json_t *o;
+        km_batch_item *it;
+        char *w;
+
+        if (len == 0 || (len == 1 && in.p[off] == '\r')) {
+            off += len + 1;
+            continue;
+        }
+        if (n == KM_BATCH_MAX) {
+            rc = kmctl_error(KMCTL_EXIT_USAGE, "%s --batch: more than %d items", a->cmd,
+                             KM_BATCH_MAX);
+            goto out;
+        }
+        if (n == cap) {
+            size_t nc = cap ? 2 * cap : 64;
+            void *p1 = realloc(items, nc * sizeof *items), *p2, *p3;
+            if (p1 != NULL)
+                items = p1;
+            p2 = realloc(bufs, nc * 4 * sizeof *bufs);
+            if (p2 != NULL)
+                bufs = p2;
+            p3 = realloc(why, nc * sizeof *why);
+            if (p3 != NULL)
+                why = p3;
+            if (p1 == NULL || p2 == NULL || p3 == NULL) {
+                rc = kmctl_error(KMCTL_EXIT_OTHER, "%s --batch: out of memory", a->cmd);
+                goto out;
+            }
+            cap = nc;
+        }
+        it = &items[n];
+        memset(it, 0, sizeof *it);
+        memset(&bufs[4 * n], 0, 4 * sizeof *bufs);
+        w = why[n];
+        w[0] = '\0';
+        n++;
+        off += len + 1;
+        o = json_loadb((const char *)in.p + off - len - 1, len, JSON_REJECT_DUPLICATES, &je);
+        if (o == NULL || !json_is_object(o)) {
+            snprintf(w, KM_BATCH_DETAIL, "line %zu is not a JSON object%s%.80s", n,
+                     o == NULL ? ": " : "", o == NULL ? je.text : "");
+            json_decref(o);
+            continue;
+        }
+        if (batch_field(o, in_name, 1, &bufs[4 * (n - 1)], &it->in_len, w, KM_BATCH_DETAIL) != 0
+            || batch_field(o, "aad", 0, &bufs[4 * (n - 1) + 1], &it->aad_len, w,
+                           KM_BATCH_DETAIL) != 0
+            || (verify && batch_field(o, sig_name, 1, &bufs[4 * (n - 1) + 2], &it->sig_len, w,
+                                      KM_BATCH_DETAIL) != 0)) {
+            if (w[0] == '\0')
+                snprintf(w, KM_BATCH_DETAIL, "out of memory");
+            json_decref(o);
+            continue;
+        }
+        json_decref(o);
+        it->in = bufs[4 * (n - 1)];
+        it->aad = bufs[4 * (n - 1) + 1];
+        it->sig = bufs[4 * (n - 1) + 2];
+        if (!verify) {
+            it->out_cap = op == KM_BATCH_ENCRYPT ? it->in_len + KM_CIPHERTEXT_OVERHEAD
+                          : op == KM_BATCH_DECRYPT ? (it->in_len > 0 ? it->in_len : 1)
+                          : op == KM_BATCH_SIGN ? KM_SIGNATURE_MAX : KM_MAC_MAX;
+            if ((bufs[4 * (n - 1) + 3] = malloc(it->out_cap)) == NULL) {
+                snprintf(w, KM_BATCH_DETAIL, "out of memory");
+                continue;
+            }
+            it->out = bufs[4 * (n - 1) + 3];
+        }
+    }
+    /* the well-formed items through libkm: in one km_batch call (decrypt: each with
+     * the key its header names), the malformed ones answered as such */
+    for (i = 0; i < n; i++) {
+        if (why[i][0] != '\0')
+            continue;
+        if (op == KM_BATCH_DECRYPT) {
+            items[i].result = km_decrypt(k->ctx, flags, items[i].in, items[i].in_len,
+                                         items[i].aad, items[i].aad_len, items[i].out,
+                                         items[i].out_cap, &items[i].out_len);
+            snprintf(items[i].detail, sizeof items[i].detail, "%s",
+                     items[i].result == KM_OK ? "" : km_error_last()->message);
+        }
+    }
+    if (op != KM_BATCH_DECRYPT) {
+        /* malformed items are given to libkm as calls it refuses, so one call does all */
+        for (i = 0; i < n; i++)
+            if (why[i][0] != '\0') {
+                items[i].in = NULL;
+                items[i].in_len = 1;
+            }
+        (void)km_batch(key, op, flags, items, n); /* the outcomes are per item */
+    }
+    for (i = 0; i < n; i++) {
+        json_t *o = json_object();
+        char *line;
+        int r = why[i][0] != '\0' ? KM_E_INVALID : items[i].result;
+
+        json_object_set_new(o, "index", json_integer((json_int_t)i));
+        if (why[i][0] != '\0')
+            batch_error(o, r, why[i]);
+        else if (verify && (r == KM_OK || r == KM_E_VERIFY))
+            json_object_set_new(o, "valid", json_boolean(r == KM_OK));
+        else if (r != KM_OK)
+            batch_error(o, r, items[i].detail);
+        else
+            batch_put(o, out_name, items[i].out, items[i].out_len, op == KM_BATCH_DECRYPT);
+        line = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER);
+        json_decref(o);
+        if (line == NULL || kmctl_write(line, strlen(line)) != KMCTL_EXIT_OK
+            || kmctl_write("\n", 1) != KMCTL_EXIT_OK) {
+            free(line);
+            rc = kmctl_error(KMCTL_EXIT_OTHER, "%s --batch: cannot write the results", a->cmd);
+            goto out;
+        }
+        free(line);
+        if (r != KM_OK && first == KM_OK)
+            first = r;
+    }
+    rc = first == KM_OK ? KMCTL_EXIT_OK : kmctl_exit_code(first);
+out:
+    for (i = 0; i < 4 * n; i++) {
+        if (bufs[i] != NULL && i % 4 == 3 && op == KM_BATCH_DECRYPT)
+            km_memzero(bufs[i], items[i / 4].out_cap);
+        free(bufs[i]);
+    }
+    free(bufs);
+    free(items);
+    free(why);
+    if (in.p != NULL && op == KM_BATCH_ENCRYPT)
+        km_memzero(in.p, in.len);
+    kmctl_buf_free(&in);
+    km_key_free(key);
+    return rc;
 }

@@ -81,6 +81,7 @@ enum kmctl_opt_id {
     OPT_TO,
     OPT_NEW_AAD,
     OPT_PUBLIC_OUT,
+    OPT_BATCH,
     OPT__COUNT
 };
 
@@ -206,6 +207,10 @@ int kmctl_cmd_rsa_decrypt(struct kmctl *k, const struct kmctl_args *a);
 int kmctl_oaep_digest(const struct kmctl_args *a, km_key_options *o);
 int kmctl_cmd_datakey_decrypt(struct kmctl *k, const struct kmctl_args *a);
 int kmctl_cmd_datakey_pair(struct kmctl *k, const struct kmctl_args *a);
+/* --batch of encrypt, decrypt, sign, verify, mac, mac-verify: JSON lines in, JSON lines out. */
+int kmctl_batch(struct kmctl *k, const struct kmctl_args *a, km_batch_op op);
+/* cmd_data.c: the KM_SIG_* flags of --raw, --p1363, --pkcs1. */
+uint32_t kmctl_sig_flags(const struct kmctl_args *a);
 /* cmd_data.c: writes secret bytes to a new file of mode 0600 (never an existing one). */
 int kmctl_secret_file(const char *path, const uint8_t *p, size_t n);
 

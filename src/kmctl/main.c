@@ -54,6 +54,7 @@ struct kmctl_cmd {
 #define O_RAWSIG { "raw", NULL, ARG_NONE, 0, OPT_RAW, 0 }
 #define O_P1363 { "p1363", NULL, ARG_NONE, 0, OPT_P1363, 0 }
 #define O_PKCS1 { "pkcs1", NULL, ARG_NONE, 0, OPT_PKCS1, 0 }
+#define O_BATCH { "batch", NULL, ARG_NONE, 0, OPT_BATCH, 0 }
 #define O_VERSION { "version", "N", ARG_UINT, 0, OPT_VERSION, VERSION_MAX }
 #define O_VERSION_REQ { "version", "N", ARG_UINT, 1, OPT_VERSION, VERSION_MAX }
 #define O_TYPE_REQ { "type", "TYPE", ARG_STR, 1, OPT_TYPE, 0 }
@@ -88,16 +89,18 @@ static const struct kmctl_optspec o_revoke[] = {
     { "compromise-date", "DATE", ARG_DATE, 0, OPT_COMPROMISE_DATE, 0 }, O_END };
 static const struct kmctl_optspec o_destroy[] = {
     O_VERSION_REQ, { "grace", "DAYS", ARG_UINT, 0, OPT_GRACE, GRACE_MAX }, O_END };
-static const struct kmctl_optspec o_encrypt[] = { O_AAD, O_TEXT, O_END };
+static const struct kmctl_optspec o_encrypt[] = { O_AAD, O_TEXT, O_BATCH, O_END };
 static const struct kmctl_optspec o_datakey[] = {
     O_AAD, O_TEXT, { "plaintext-file", "FILE", ARG_STR, 0, OPT_PLAINTEXT_FILE, 0 },
     { "type", "TYPE", ARG_STR, 0, OPT_TYPE, 0 }, O_END };
 static const struct kmctl_optspec o_decrypt[] = {
-    O_AAD, { "allow-compromised", NULL, ARG_NONE, 0, OPT_ALLOW_COMPROMISED, 0 }, O_END };
-static const struct kmctl_optspec o_sign[] = { O_RAWSIG, O_P1363, O_TEXT, O_PKCS1, O_END };
-static const struct kmctl_optspec o_verify[] = { O_RAWSIG, O_P1363, O_VERSION, O_PKCS1, O_END };
-static const struct kmctl_optspec o_mac[] = { O_RAWSIG, O_TEXT, O_END };
-static const struct kmctl_optspec o_mac_verify[] = { O_RAWSIG, O_VERSION, O_END };
+    O_AAD, { "allow-compromised", NULL, ARG_NONE, 0, OPT_ALLOW_COMPROMISED, 0 }, O_BATCH, O_END };
+static const struct kmctl_optspec o_sign[] = { O_RAWSIG, O_P1363, O_TEXT, O_PKCS1, O_BATCH,
+                                                O_END };
+static const struct kmctl_optspec o_verify[] = { O_RAWSIG, O_P1363, O_VERSION, O_PKCS1, O_BATCH,
+                                                  O_END };
+static const struct kmctl_optspec o_mac[] = { O_RAWSIG, O_TEXT, O_BATCH, O_END };
+static const struct kmctl_optspec o_mac_verify[] = { O_RAWSIG, O_VERSION, O_BATCH, O_END };
 static const struct kmctl_optspec o_export[] = {
     { "wrap-with", "PUBKEY.pem", ARG_STR, 1, OPT_WRAP_WITH, 0 }, O_END };
 

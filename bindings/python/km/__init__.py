@@ -1573,6 +1573,91 @@ class Key:
             lib.km_rsa_decrypt(k, version, d, dn, ctypes.byref(sp))
         return _take_secret(sp, self.vault)
 
+    # -- batch calls (km_batch)
+    def _batch(self, op, ins, aads=None, sigs=None, flags=0, out_cap=None):
+        """km_batch over the items; per item the output bytes (or True/False
+        for verification) or the KmError instance saying why it failed (not
+        raised: the other items are still done)."""
+        ins = list(ins)
+        n = len(ins)
+        for name, extra in (("aads", aads), ("signatures", sigs)):
+            if extra is not None and len(extra) != n:
+                raise InvalidArgument("batch: one %s entry per item" % name[:-1],
+                                      function="km_batch")
+        if n == 0:
+            return []
+        items = (_ffi.km_batch_item * n)()
+        keep, bufs = [], []
+        for i, data in enumerate(ins):
+            p, in_len = _ffi.in_data(data, "item")
+            keep.append(p)
+            items[i].in_, items[i].in_len = ctypes.cast(p, _ffi.U8_P), in_len
+            if aads is not None:
+                p, ln = _ffi.in_data(aads[i], "aad")
+                keep.append(p)
+                items[i].aad, items[i].aad_len = ctypes.cast(p, _ffi.U8_P), ln
+            if sigs is not None:
+                p, ln = _ffi.in_data(sigs[i], "signature")
+                keep.append(p)
+                items[i].sig, items[i].sig_len = ctypes.cast(p, _ffi.U8_P), ln
+            if out_cap is not None:
+                cap = max(out_cap(in_len), 1)
+                b = (ctypes.c_uint8 * cap)()
+                bufs.append(b)
+                items[i].out, items[i].out_cap = ctypes.cast(b, _ffi.U8_P), cap
+        with _Use(self._h) as k:
+            rc = lib.km_batch(k, op, flags, items, n)
+        if rc != 0 and all(items[i].result == 0 and not items[i].detail for i in range(n)):
+            raise _ffi.error_for(rc, "km_batch")  # refused as a whole
+        out = []
+        for i in range(n):
+            r = items[i].result
+            if r == 0 and out_cap is None:
+                out.append(True)
+            elif r == _ffi.CLASSES["VerifyError"].code and out_cap is None:
+                out.append(False)
+            elif r == 0:
+                out.append(ctypes.string_at(bufs[i], items[i].out_len))
+            else:
+                detail = items[i].detail.decode("utf-8", "replace")
+                out.append(error_class(r)("item %d: %s" % (i, detail), code=r,
+                                          function="km_batch"))
+        for b in bufs:
+            wipe(b)
+        return out
+
+    def encrypt_batch(self, items, aads=None):
+        """Encrypts many plaintexts in one call (the key checked once): a list
+        of ciphertexts, or per failed item its KmError."""
+        return self._batch(_ffi.KM_BATCH_ENCRYPT, items, aads,
+                           out_cap=lambda n: n + CIPHERTEXT_OVERHEAD)
+
+    def decrypt_batch(self, ciphertexts, aads=None, *, allow_compromised=False):
+        """Decrypts many ciphertexts of this key: plaintexts or KmErrors."""
+        flags = _ffi.KM_DECRYPT_ALLOW_COMPROMISED if allow_compromised else 0
+        return self._batch(_ffi.KM_BATCH_DECRYPT, ciphertexts, aads, flags=flags,
+                           out_cap=lambda n: n)
+
+    def sign_batch(self, messages, *, raw=False, p1363=False, pkcs1=False):
+        """Signs many messages: signatures or KmErrors."""
+        return self._batch(_ffi.KM_BATCH_SIGN, messages, flags=_sig_flags(raw, p1363, pkcs1),
+                           out_cap=lambda n: SIGNATURE_MAX)
+
+    def verify_batch(self, messages, signatures, *, raw=False, p1363=False, pkcs1=False):
+        """Verifies many signatures: per item True, False or a KmError."""
+        return self._batch(_ffi.KM_BATCH_VERIFY, messages, sigs=list(signatures),
+                           flags=_sig_flags(raw, p1363, pkcs1))
+
+    def mac_batch(self, messages, *, raw=False):
+        """MACs of many messages: tags or KmErrors."""
+        return self._batch(_ffi.KM_BATCH_MAC, messages, flags=_sig_flags(raw, False),
+                           out_cap=lambda n: MAC_MAX)
+
+    def mac_verify_batch(self, messages, tags, *, raw=False):
+        """Verifies many MACs: per item True, False or a KmError."""
+        return self._batch(_ffi.KM_BATCH_MAC_VERIFY, messages, sigs=list(tags),
+                           flags=_sig_flags(raw, False))
+
     def rsa_oaep_encrypt(self, data, *, label=b"", version=0):
         """RSA-OAEP encryption to this RSA key's public key with its OAEP
         digest and `label` (km_rsa_oaep_encrypt): bytes of the modulus size."""

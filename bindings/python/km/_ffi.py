@@ -155,6 +155,19 @@ class km_key_options(ctypes.Structure):
                 ("rsa_oaep_digest", ctypes.c_uint32)]
 
 
+KM_BATCH_DETAIL = 160
+
+
+class km_batch_item(ctypes.Structure):
+    _fields_ = [("in_", U8_P), ("in_len", ctypes.c_size_t),
+                ("aad", U8_P), ("aad_len", ctypes.c_size_t),
+                ("sig", U8_P), ("sig_len", ctypes.c_size_t),
+                ("out", U8_P), ("out_cap", ctypes.c_size_t),
+                ("out_len", ctypes.c_size_t),
+                ("result", ctypes.c_int),
+                ("detail", ctypes.c_char * KM_BATCH_DETAIL)]
+
+
 class km_version_info(ctypes.Structure):
     _fields_ = [("version", ctypes.c_uint32),
                 ("state", ctypes.c_int),
@@ -240,6 +253,8 @@ KM_MATERIAL_PEM = 4
 KM_SIG_RAW = 0x1
 KM_SIG_P1363 = 0x2
 KM_SIG_PKCS1 = 0x4
+KM_BATCH_ENCRYPT, KM_BATCH_DECRYPT, KM_BATCH_SIGN = 1, 2, 3
+KM_BATCH_VERIFY, KM_BATCH_MAC, KM_BATCH_MAC_VERIFY = 4, 5, 6
 KM_WRAP_KWP = 1
 KM_WRAP_RSA_OAEP_KWP = 2
 KM_DERIVE_MAX = 8160
@@ -467,6 +482,7 @@ _FUNCTIONS = {
                                        ctypes.POINTER(SECRET_P)], _check),
     "km_rewrap_to": (_int, [CTX_P, U8_P, _size, U8_P, _size, KEY_P, U8_P, _size, U8_P, _size,
                             SIZE_P], _check),
+    "km_batch": (_int, [KEY_P, _int, _u32, ctypes.POINTER(km_batch_item), _size], None),
     "km_rsa_oaep_encrypt": (_int, [KEY_P, _u32, U8_P, _size, U8_P, _size, U8_P, _size, SIZE_P],
                             _check),
     "km_rsa_oaep_decrypt": (_int, [KEY_P, _u32, U8_P, _size, U8_P, _size, U8_P, _size, SIZE_P],

@@ -169,3 +169,39 @@ def test_rewrap_to_another_key_and_aad(vault):
         vault.rewrap(ct, b"wrong", to=b)
     with pytest.raises(TypeError):
         vault.rewrap(ct, b"old", to="b")
+
+
+def test_batch_encrypt_decrypt(vault):
+    k = vault.create_key("k", "aes-256-gcm")
+    pts = [b"row %d" % i for i in range(64)]
+    aads = [b"a%d" % i for i in range(64)]
+    cts = k.encrypt_batch(pts, aads)
+    assert all(isinstance(c, bytes) and len(c) == len(p) + km.CIPHERTEXT_OVERHEAD
+               for c, p in zip(cts, pts))
+    assert [vault.decrypt(c, aad=a) for c, a in zip(cts, aads)] == pts
+    bad = list(cts)
+    bad[7] = bad[7][:-1] + bytes([bad[7][-1] ^ 1])
+    res = k.decrypt_batch(bad, aads)
+    assert isinstance(res[7], km.IntegrityError) and "item 7" in str(res[7])
+    assert [r for i, r in enumerate(res) if i != 7] == [p for i, p in enumerate(pts) if i != 7]
+    ec = vault.create_key("ec", "ec-p256")
+    res = ec.encrypt_batch([b"x", b"y"])
+    assert all(isinstance(r, km.UsageError) for r in res)
+    assert k.encrypt_batch([]) == []
+    with pytest.raises(km.InvalidArgument):
+        k.encrypt_batch([b"x"], aads=[b"a", b"b"])
+
+
+def test_batch_sign_verify_mac(vault):
+    ec = vault.create_key("ec", "ed25519")
+    msgs = [b"m%d" % i for i in range(8)]
+    sigs = ec.sign_batch(msgs)
+    assert ec.verify_batch(msgs, sigs) == [True] * 8
+    sigs[2] = sigs[3]
+    assert ec.verify_batch(msgs, sigs) == [True, True, False, True, True, True, True, True]
+    h = vault.create_key("h", "hmac-sha256")
+    tags = h.mac_batch(msgs, raw=True)
+    assert all(len(t) == 32 for t in tags)
+    assert h.mac_verify_batch(msgs, tags, raw=True) == [True] * 8
+    res = h.mac_verify_batch(msgs, [b"short"] * 8, raw=True)
+    assert res == [False] * 8
