@@ -452,62 +452,34 @@ static km_key_type cmac_type(size_t klen)
            : klen == 32 ? KM_KEY_AES_256_CMAC : (km_key_type)0;
 }
 
-/* One AES-CMAC case through the public API: km_key_import(RAW) of the type of the key's
- * length, km_mac_verify(RAW) and km_mac(RAW). A key of another length must be refused at
- * import (KM_E_INVALID): counted as an invalid case refused. */
+/* One AES-CMAC case through the public API: a key of an AES length goes through hmac_case
+ * (km_key_import(RAW) of the aes-*-cmac type of that length, km_mac_verify(RAW), km_mac(RAW);
+ * CMAC tags are 16 bytes); a key of another length must be refused at import (KM_E_INVALID):
+ * counted as an invalid case refused. */
 static void cmac_case(vstats *s, km_ctx *ctx, long tc, int r, const uint8_t *key, size_t klen,
                       const uint8_t *msg, size_t mlen, const uint8_t *tag, size_t tlen)
 {
     km_key_type type = cmac_type(klen);
     km_key *k = NULL;
     char name[48];
-    uint8_t out[KM_MAC_MAX];
-    size_t olen = 0;
     int rc;
 
+    if (type != 0) {
+        hmac_case(s, ctx, type, 16, tc, r, key, klen, msg, mlen, tag, tlen);
+        return;
+    }
     s->n++;
     snprintf(name, sizeof name, "cmac-%ld-%zu", tc, klen);
-    rc = km_key_import(&k, ctx, name, type != 0 ? type : KM_KEY_AES_128_CMAC, KM_MATERIAL_RAW,
-                       key, klen, KM_IMPORT_ALLOW_RAW, NULL);
-    if (type == 0) {
-        if (rc == KM_OK)
-            vfail(s, tc, "a %zu-byte AES-CMAC key was accepted", klen);
-        else if (rc != KM_E_INVALID)
-            vfail(s, tc, "a %zu-byte key refused with %s, not KM_E_INVALID", klen, km_err_name(rc));
-        if (r == R_VALID)
-            count_valid(s, 0);
-        else
-            count_invalid(s, rc == KM_E_INVALID);
-        km_key_free(k);
-        return;
-    }
-    if (rc != KM_OK) {
-        vfail(s, tc, "AES-CMAC key of %zu bytes refused: %s", klen, km_err_name(rc));
-        if (r == R_VALID)
-            count_valid(s, 0);
-        else
-            count_invalid(s, 0);
-        return;
-    }
-    rc = km_mac_verify(k, 0, KM_SIG_RAW, msg, mlen, tag, tlen);
-    if (r == R_VALID) {
-        int ok = rc == KM_OK;
-        if (!ok)
-            vfail(s, tc, "valid tag refused: %s", km_err_name(rc));
-        memset(out, 0xAA, sizeof out);
-        rc = km_mac(k, KM_SIG_RAW, msg, mlen, out, sizeof out, &olen);
-        if (rc != KM_OK || olen != tlen || memcmp(out, tag, tlen) != 0) {
-            ok = 0;
-            vfail(s, tc, "km_mac does not reproduce the tag: %s, %zu bytes", km_err_name(rc), olen);
-        }
-        count_valid(s, ok);
-    } else {
-        count_invalid(s, rc == KM_E_VERIFY);
-        if (rc == KM_OK)
-            vfail(s, tc, "INVALID TAG ACCEPTED");
-        else if (rc != KM_E_VERIFY)
-            vfail(s, tc, "invalid tag refused with %s, not KM_E_VERIFY", km_err_name(rc));
-    }
+    rc = km_key_import(&k, ctx, name, KM_KEY_AES_128_CMAC, KM_MATERIAL_RAW, key, klen,
+                       KM_IMPORT_ALLOW_RAW, NULL);
+    if (rc == KM_OK)
+        vfail(s, tc, "a %zu-byte AES-CMAC key was accepted", klen);
+    else if (rc != KM_E_INVALID)
+        vfail(s, tc, "a %zu-byte key refused with %s, not KM_E_INVALID", klen, km_err_name(rc));
+    if (r == R_VALID)
+        count_valid(s, 0);
+    else
+        count_invalid(s, rc == KM_E_INVALID);
     km_key_free(k);
 }
 
