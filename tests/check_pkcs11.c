@@ -587,7 +587,20 @@ START_TEST(test_pkcs11_rsa_oaep)
         ck_assert_int_eq(r.fl->C_Decrypt(r.s, ct1, (CK_ULONG)ct1_len, out, &out_len), CKR_OK);
         ck_assert_uint_eq(out_len, sizeof secret);
         ck_assert_mem_eq(out, secret, sizeof secret);
+        /* with a label: also refused by this token, never decrypted in software */
+        ck_assert_int_eq(km_rsa_oaep_encrypt(k, 0, (const uint8_t *)"L", 1, secret, 3, ct1,
+                                             sizeof ct1, &ct1_len), KM_OK);
+        ck_assert_int_eq(km_rsa_oaep_decrypt(k, 0, (const uint8_t *)"L", 1, ct1, ct1_len, out,
+                                             sizeof out, &ct1_len), KM_E_UNSUPPORTED);
     } else {
+        uint8_t ct2[512], out2[512];
+        size_t n2 = 0, m2 = 0;
+        /* a label through the token: it binds */
+        OK(km_rsa_oaep_encrypt(k, 0, (const uint8_t *)"L", 1, secret, 3, ct2, sizeof ct2, &n2));
+        OK(km_rsa_oaep_decrypt(k, 0, (const uint8_t *)"L", 1, ct2, n2, out2, sizeof out2, &m2));
+        ck_assert_uint_eq(m2, 3);
+        ck_assert_int_eq(km_rsa_oaep_decrypt(k, 0, (const uint8_t *)"M", 1, ct2, n2, out2,
+                                             sizeof out2, &m2), KM_E_INTEGRITY);
         OK(km_rsa_decrypt(k, 0, ct, ct_len, &pt));
         ck_assert_uint_eq(km_secret_len(pt), sizeof secret);
         ck_assert_mem_eq(km_secret_data(pt), secret, sizeof secret);
@@ -707,6 +720,31 @@ START_TEST(test_pkcs11_token_removed)
     ck_assert_int_eq(rc, KM_E_BACKEND);
     ck_assert_int_le(time(NULL) - t0, 3);
     km_key_free(k);
+}
+END_TEST
+
+/* km_random with protection pkcs11 draws from the token (C_GenerateRandom through
+ * the vault's configuration of it): with a wrong PIN it fails with the token's error,
+ * never falling back to the DRBG. */
+START_TEST(test_pkcs11_random)
+{
+    uint8_t a[64], b[64], zero[64] = { 0 };
+    const km_error *e;
+
+    OK(km_random(ctx, "pkcs11", a, sizeof a));
+    OK(km_random(ctx, "pkcs11", b, sizeof b));
+    ck_assert(memcmp(a, b, sizeof a) != 0);
+    snprintf(config, sizeof config, "module=%s;token=pkcs11:token=%s;pin=0000", MODULE, LABEL);
+    OK(km_vault_backend_set(ctx, "pkcs11", config));
+    km_close(ctx);
+    ctx = tu_vault_clocked(dir, 0);
+    memset(a, 0xee, sizeof a);
+    ck_assert_int_eq(km_random(ctx, "pkcs11", a, sizeof a), KM_E_AUTH);
+    e = km_error_last();
+    ck_assert_int_eq(e->native_kind, KM_NATIVE_PKCS11);
+    ck_assert_uint_eq(e->native, CKR_PIN_INCORRECT);
+    ck_assert_mem_eq(a, zero, sizeof a);
+    OK(km_random(ctx, NULL, a, sizeof a));
 }
 END_TEST
 
@@ -920,6 +958,7 @@ static Suite *suite(void)
     tcase_add_test(tc, test_pkcs11_fork_child);
     tcase_add_test(tc, test_pkcs11_token_returns);
     tcase_add_test(tc, test_pkcs11_close_at_exit);
+    tcase_add_test(tc, test_pkcs11_random);
     return s;
 }
 

@@ -58,10 +58,19 @@ START_TEST(test_prim_keytype_table)
         ck_assert(kt->hdr_alg == 0 || kt->hdr_alg == (uint8_t)t);
         /* symmetric <=> raw key bytes; AES has a cipher, HMAC and ECDSA a digest */
         ck_assert_int_eq(kt->key_len != 0, kt->family == KM__FAM_AES_GCM
-                         || kt->family == KM__FAM_AES_KWP || kt->family == KM__FAM_HMAC);
+                         || kt->family == KM__FAM_AES_KWP || kt->family == KM__FAM_HMAC
+                         || kt->family == KM__FAM_CMAC || kt->family == KM__FAM_AES_SIV);
         ck_assert_int_eq(km__type_is_symmetric((km_key_type)t), kt->key_len != 0);
-        if (kt->family == KM__FAM_AES_GCM || kt->family == KM__FAM_AES_KWP)
+        if (kt->family == KM__FAM_AES_GCM || kt->family == KM__FAM_AES_KWP
+            || kt->family == KM__FAM_CMAC || kt->family == KM__FAM_AES_SIV)
             ck_assert_ptr_nonnull(kt->cipher);
+        /* AES-SIV: two AES keys, not FIPS approved, header id of its own */
+        if (kt->family == KM__FAM_AES_SIV)
+            ck_assert(kt->key_len == 2 * kt->strength / 8 && !kt->fips && kt->hdr_alg == t);
+        /* a MAC type has a tag length: the digest's (HMAC) or the AES block (CMAC) */
+        ck_assert_uint_eq(km__type_mac_len((km_key_type)t),
+                          kt->family == KM__FAM_HMAC ? kt->key_len
+                          : kt->family == KM__FAM_CMAC ? 16 : 0);
         if (kt->family == KM__FAM_ECDSA)
             ck_assert(kt->group != NULL && kt->md != NULL && kt->field == (kt->bits + 7) / 8);
         if (kt->family == KM__FAM_HMAC)

@@ -484,6 +484,29 @@ START_TEST(test_tpm2_hmac)
 }
 END_TEST
 
+/* km_random with protection tpm2 draws from the TPM: bytes while it runs, the
+ * TPM's error (never the DRBG's bytes) when it is gone. */
+START_TEST(test_tpm2_random)
+{
+    km_ctx *ctx = vault_for(&tpm);
+    uint8_t a[100], b[100], zero[100] = { 0 };
+
+    ck_assert_int_eq(km_random(ctx, "tpm2", a, sizeof a), KM_OK); /* more than one GetRandom */
+    ck_assert_int_eq(km_random(ctx, "tpm2", b, sizeof b), KM_OK);
+    ck_assert(memcmp(a, b, sizeof a) != 0);
+    ck_assert(memcmp(a + 64, zero, 36) != 0);
+    tu_swtpm_kill(&tpm);
+    memset(a, 0xee, sizeof a);
+    ck_assert_int_eq(km_random(ctx, "tpm2", a, sizeof a), KM_E_BACKEND);
+    ck_assert_int_eq(km_error_last()->native_kind, KM_NATIVE_TSS2);
+    ck_assert_mem_eq(a, zero, sizeof a);
+    ck_assert_int_eq(km_random(ctx, NULL, a, sizeof a), KM_OK); /* the DRBG still works */
+    tu_swtpm_start(&tpm);
+    ck_assert_int_eq(km_random(ctx, "tpm2", a, 7), KM_OK);
+    km_close(ctx);
+}
+END_TEST
+
 START_TEST(test_tpm2_aes_gcm_round_trip_and_tamper)
 {
     km_ctx *ctx = vault_for(&tpm);
@@ -910,6 +933,7 @@ static Suite *tpm2_suite(void)
     tcase_add_test(tc, test_tpm2_keyslot_pcr_policy);
     tcase_add_test(tc, test_tpm2_ecdh_agree);
     tcase_add_test(tc, test_tpm2_rsa_pss_and_oaep);
+    tcase_add_test(tc, test_tpm2_random);
     return s;
 }
 

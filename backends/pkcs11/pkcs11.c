@@ -1097,15 +1097,21 @@ struct oaep_arg {
     CK_ULONG in_len;
     uint8_t *out;              /* secure memory, in_len bytes */
     CK_ULONG out_len;
+    CK_MECHANISM_TYPE hash;    /* the OAEP digest (CKM_SHA256, ...) */
+    CK_RSA_PKCS_MGF_TYPE mgf;  /* MGF1 with the same digest */
+    CK_ULONG hlen;             /* its length */
+    const uint8_t *label;      /* CKZ_DATA_SPECIFIED */
+    CK_ULONG label_len;
     CK_RV init_rv;             /* C_DecryptInit's result (parameters refused?) */
 };
 
-/* CKM_RSA_PKCS_OAEP, SHA-256, MGF1-SHA-256, empty label: what km_rsa_decrypt
- * promises (the software and TPM backends do the same). */
+/* CKM_RSA_PKCS_OAEP with the digest, MGF1 of the same and the label of `a`:
+ * what km_rsa_decrypt and km_rsa_oaep_decrypt promise (as the software backend). */
 static CK_RV oaep_op(p11_obj *o, CK_SESSION_HANDLE s, CK_OBJECT_HANDLE h, void *arg)
 {
     struct oaep_arg *a = arg;
-    CK_RSA_PKCS_OAEP_PARAMS op = { CKM_SHA256, CKG_MGF1_SHA256, CKZ_DATA_SPECIFIED, NULL, 0 };
+    CK_RSA_PKCS_OAEP_PARAMS op = { a->hash, a->mgf, CKZ_DATA_SPECIFIED,
+                                   (CK_VOID_PTR)(uintptr_t)a->label, a->label_len };
     CK_MECHANISM m = { CKM_RSA_PKCS_OAEP, &op, sizeof op };
     CK_RV rv;
 
@@ -1113,43 +1119,50 @@ static CK_RV oaep_op(p11_obj *o, CK_SESSION_HANDLE s, CK_OBJECT_HANDLE h, void *
     rv = a->init_rv = o->p->fl->C_DecryptInit(s, &m, h);
     if (rv == CKR_OK)
         rv = o->p->fl->C_Decrypt(s, (CK_BYTE *)(uintptr_t)a->in, a->in_len, a->out, &a->out_len);
-    if (rv == CKR_OK && a->out_len > a->in_len - 2 * 32 - 2)
-        rv = CKR_DATA_LEN_RANGE;  /* longer than OAEP-SHA-256 can carry: a lying token */
+    if (rv == CKR_OK && a->out_len > a->in_len - 2 * a->hlen - 2)
+        rv = CKR_DATA_LEN_RANGE;  /* longer than OAEP can carry: a lying token */
     return rv;
 }
 
-/* km_rsa_decrypt (and the import of RSA-OAEP wrapped keys): OAEP decryption in
- * the token, the plaintext straight into secure memory. */
-static int p11_unwrap(void *obj, const uint8_t *in, size_t in_len, km_secret **out)
+/* RSA-OAEP decryption in the token with a digest (KM_BACKEND_SIG_SHA*) and a
+ * label, into out (at least in_len bytes). */
+static int p11_rsa_decrypt(void *obj, uint32_t flags, const uint8_t *label, size_t label_len,
+                           const uint8_t *in, size_t in_len, uint8_t *out, size_t out_cap,
+                           size_t *out_len)
 {
     p11_obj *o = obj;
     struct oaep_arg a;
-    km_secret *buf = NULL;
     CK_RV rv = CKR_OK, rv2;
     int rc;
 
-    if (out == NULL)
-        return km__err(KM_E_INVALID, "pkcs11 decrypt: out is NULL");
-    *out = NULL;
-    if (o == NULL || in == NULL)
-        return km__err(KM_E_INVALID, "pkcs11 decrypt: %s is NULL", o == NULL ? "obj" : "in");
+    if (out_len == NULL)
+        return km__err(KM_E_INVALID, "pkcs11 decrypt: out_len is NULL");
+    *out_len = 0;
+    if (o == NULL || in == NULL || out == NULL)
+        return km__err(KM_E_INVALID, "pkcs11 decrypt: a NULL argument");
     if (o->ti->family != KM__FAM_RSA)
-        return km__err(KM_E_USAGE, "a %s key does not unwrap", o->ti->name);
-    if (in_len != o->ti->bits / 8)
+        return km__err(KM_E_USAGE, "a %s key does not decrypt", o->ti->name);
+    if (in_len != o->ti->bits / 8 || out_cap < in_len)
         return km__err(KM_E_INTEGRITY, "RSA-OAEP decryption failed (bad length)");
-    if ((rc = km_secret_new(&buf, in_len)) != KM_OK)
-        return rc;
     memset(&a, 0, sizeof a);
     a.in = in;
     a.in_len = (CK_ULONG)in_len;
-    a.out = km_secret_data(buf);
+    a.out = out;
+    a.label = label;
+    a.label_len = (CK_ULONG)label_len;
+    a.hash = flags == KM_BACKEND_SIG_SHA512 ? CKM_SHA512
+             : flags == KM_BACKEND_SIG_SHA384 ? CKM_SHA384 : CKM_SHA256;
+    a.mgf = flags == KM_BACKEND_SIG_SHA512 ? CKG_MGF1_SHA512
+            : flags == KM_BACKEND_SIG_SHA384 ? CKG_MGF1_SHA384 : CKG_MGF1_SHA256;
+    a.hlen = flags == KM_BACKEND_SIG_SHA512 ? 64 : flags == KM_BACKEND_SIG_SHA384 ? 48 : 32;
     rc = run(o, oaep_op, &a, "RSA-OAEP decryption (C_Decrypt)", &rv);
     if (rc != KM_OK && a.init_rv != CKR_OK
         && (rv == CKR_ARGUMENTS_BAD || rv == CKR_MECHANISM_PARAM_INVALID)) {
         /* SoftHSM2 up to 2.6.1 takes OAEP with SHA-1 only (CKR_ARGUMENTS_BAD) */
         rc = km_backend_error(KM_E_UNSUPPORTED, KM_NATIVE_PKCS11, (unsigned long)rv,
-                              "pkcs11: the token does not offer RSA-OAEP with SHA-256 and "
-                              "MGF1-SHA-256 (C_DecryptInit: 0x%lx)", (unsigned long)rv);
+                              "pkcs11: the token does not offer RSA-OAEP with SHA-%lu, MGF1 of "
+                              "the same and a label of %zu bytes (C_DecryptInit: 0x%lx)",
+                              (unsigned long)a.hlen * 8, label_len, (unsigned long)rv);
     } else if (rc != KM_OK && a.init_rv == CKR_OK
                && (rv == CKR_ENCRYPTED_DATA_INVALID || rv == CKR_ENCRYPTED_DATA_LEN_RANGE
                    || rv == CKR_GENERAL_ERROR)) {
@@ -1158,11 +1171,35 @@ static int p11_unwrap(void *obj, const uint8_t *in, size_t in_len, km_secret **o
         rv2 = CKR_OK;
         if (rv != CKR_GENERAL_ERROR || run(o, nop, NULL, "finding the key", &rv2) == KM_OK)
             rc = km_backend_error(KM_E_INTEGRITY, KM_NATIVE_PKCS11, (unsigned long)rv,
-                                  "RSA-OAEP decryption failed (wrong key or altered "
-                                  "ciphertext)");
+                                  "RSA-OAEP decryption failed (wrong key, label or digest, or "
+                                  "altered ciphertext)");
     }
     if (rc == KM_OK)
-        rc = km_secret_from(out, km_secret_data(buf), a.out_len);
+        *out_len = a.out_len;
+    else
+        km_memzero(out, out_cap);
+    return rc;
+}
+
+/* The import of RSA-OAEP wrapped keys: SHA-256, no label, the plaintext
+ * straight into secure memory. */
+static int p11_unwrap(void *obj, const uint8_t *in, size_t in_len, km_secret **out)
+{
+    km_secret *buf = NULL;
+    size_t n = 0;
+    int rc;
+
+    if (out == NULL)
+        return km__err(KM_E_INVALID, "pkcs11 decrypt: out is NULL");
+    *out = NULL;
+    if (in == NULL || in_len == 0 || in_len > 1024)
+        return km__err(KM_E_INTEGRITY, "RSA-OAEP decryption failed (bad length)");
+    if ((rc = km_secret_new(&buf, in_len)) != KM_OK)
+        return rc;
+    rc = p11_rsa_decrypt(obj, KM_BACKEND_SIG_SHA256, NULL, 0, in, in_len, km_secret_data(buf),
+                         in_len, &n);
+    if (rc == KM_OK)
+        rc = km_secret_from(out, km_secret_data(buf), n);
     km_secret_free(buf);
     return rc;
 }
@@ -1256,6 +1293,27 @@ static int p11_slot_unseal(void *state, const uint8_t *blob, size_t blob_len,
     return rc;
 }
 
+/* km_random with this protection: the token's generator. */
+static int p11_random(void *state, uint8_t *out, size_t len)
+{
+    km__p11 *p = state;
+    CK_SESSION_HANDLE s;
+    CK_RV rv;
+    int rc;
+
+    if (p == NULL || out == NULL || len == 0)
+        return km__err(KM_E_INVALID, "pkcs11 random: bad arguments");
+    if ((rc = km__p11_session_get(p, &s)) != KM_OK)
+        return rc;
+    rv = p->fl->C_GenerateRandom(s, out, (CK_ULONG)len);
+    km__p11_session_put(p, s, rv);
+    if (rv != CKR_OK) {
+        km_memzero(out, len);
+        return fail(rv, "C_GenerateRandom");
+    }
+    return KM_OK;
+}
+
 const km_backend_ops km__pkcs11_backend = {
     .version = KM_BACKEND_OPS_VERSION,
     .name = "pkcs11",
@@ -1280,4 +1338,6 @@ const km_backend_ops km__pkcs11_backend = {
     .ctl = NULL,
     .slot_seal = p11_slot_seal,
     .slot_unseal = p11_slot_unseal,
+    .random = p11_random,
+    .rsa_decrypt = p11_rsa_decrypt,
 };

@@ -55,9 +55,8 @@ static const char *ossl_keytype(const km__keytype *ti)
 /* HMAC keys imported raw may be 14 (112 bits, SP 800-131A) to 1024 bytes. */
 #define KM__HMAC_KEY_MIN 14
 #define KM__HMAC_KEY_MAX 1024
-/* RSA-PSS salt length, and the RSA-OAEP overhead with SHA-256 (2 * 32 + 2). */
+/* RSA-PSS salt length. */
 #define KM__PSS_SALT 32
-#define KM__OAEP_OVERHEAD 66
 /* Largest signature: RSA-4096. Largest DER ECDSA signature (P-521) is 139. */
 #define KM__SIG_BUF 512
 /* Largest encoded key accepted (RSA-4096 PKCS#8 is about 2.4 KiB). */
@@ -365,6 +364,18 @@ static int symmetric_len_ok(const km__keytype *ti, size_t len)
     return len == ti->key_len;
 }
 
+/* The primitive keyed object of a symmetric family (prim.h). */
+static km__skey_kind skey_kind(const km__keytype *ti)
+{
+    switch (ti->family) {
+    case KM__FAM_AES_GCM: return KM__SKEY_GCM;
+    case KM__FAM_HMAC: return KM__SKEY_HMAC;
+    case KM__FAM_CMAC: return KM__SKEY_CMAC;
+    case KM__FAM_AES_SIV: return KM__SKEY_SIV;
+    default: return KM__SKEY_KWP;
+    }
+}
+
 static int spec_type(const km_backend_keyspec *spec, const char *fn,
                      const km__keytype **ti)
 {
@@ -401,6 +412,8 @@ static int sw_generate_in(void *state, const km_backend_keyspec *spec, km_secret
     case KM__FAM_AES_GCM:
     case KM__FAM_AES_KWP:
     case KM__FAM_HMAC:
+    case KM__FAM_CMAC:
+    case KM__FAM_AES_SIV:
         if ((rc = ref_new(KM_MATERIAL_RAW, ti->key_len, out_ref, &bytes)) != KM_OK)
             return rc;
         if (RAND_priv_bytes(bytes, (int)ti->key_len) != 1) {
@@ -514,9 +527,7 @@ static int sw_load_in(void *state, const km_backend_keyspec *spec, const uint8_t
                          ti->name);
             goto out;
         }
-        rc = km__skey_new(&o->sk, ti->family == KM__FAM_AES_GCM ? KM__SKEY_GCM
-                                  : ti->family == KM__FAM_HMAC ? KM__SKEY_HMAC : KM__SKEY_KWP,
-                          ti->family == KM__FAM_AES_GCM ? ti->cipher : ti->family == KM__FAM_HMAC ? ti->md : NULL,
+        rc = km__skey_new(&o->sk, skey_kind(ti), ti->family == KM__FAM_HMAC ? ti->md : ti->cipher,
                           ref + 1, ref_len - 1);
         if (rc != KM_OK)
             goto out;
@@ -560,7 +571,7 @@ static int aead_args(const char *fn, sw_obj *o, const uint8_t *nonce, const uint
         return km__err(KM_E_INVALID, "software backend %s: NULL buffer with a length", fn);
     if (in_len > INT_MAX || aad1_len > INT_MAX || aad2_len > INT_MAX)
         return km__err(KM_E_INVALID, "software backend %s: input too long", fn);
-    if (o->ti->family != KM__FAM_AES_GCM)
+    if (o->ti->family != KM__FAM_AES_GCM && o->ti->family != KM__FAM_AES_SIV)
         return km__err(KM_E_USAGE, "a %s key does not encrypt data", o->ti->name);
     return KM_OK;
 }
@@ -637,7 +648,7 @@ static int is_signer(const sw_obj *o)
 }
 
 /* A digest-sign or -verify context set up for this key's scheme. */
-static int sig_ctx(sw_obj *o, int sign, EVP_MD_CTX **out)
+static int sig_ctx(sw_obj *o, int sign, uint32_t pkcs1, EVP_MD_CTX **out)
 {
     EVP_MD_CTX *m = EVP_MD_CTX_new();
     EVP_PKEY_CTX *pc = NULL;
@@ -651,7 +662,9 @@ static int sig_ctx(sw_obj *o, int sign, EVP_MD_CTX **out)
         ok = EVP_DigestSignInit_ex(m, &pc, md, NULL, NULL, o->pkey, NULL) == 1;
     else
         ok = EVP_DigestVerifyInit_ex(m, &pc, md, NULL, NULL, o->pkey, NULL) == 1;
-    if (ok && o->ti->family == KM__FAM_RSA)
+    if (ok && o->ti->family == KM__FAM_RSA && pkcs1)
+        ok = EVP_PKEY_CTX_set_rsa_padding(pc, RSA_PKCS1_PADDING) > 0;
+    else if (ok && o->ti->family == KM__FAM_RSA)
         ok = EVP_PKEY_CTX_set_rsa_padding(pc, RSA_PKCS1_PSS_PADDING) > 0
              && EVP_PKEY_CTX_set_rsa_pss_saltlen(pc, KM__PSS_SALT) > 0
              && EVP_PKEY_CTX_set_rsa_mgf1_md_name(pc, "SHA256", NULL) > 0;
@@ -725,15 +738,14 @@ static int sw_sign(void *obj, uint32_t flags, const uint8_t *msg, size_t msg_len
         return km__err(KM_E_USAGE, "a public-only %s key cannot sign", o->ti->name);
     if ((flags & ~(KM_SIG_P1363 | KM_SIG_PKCS1 | SIG_DIGESTS))
         || ((flags & KM_SIG_P1363) && o->ti->family != KM__FAM_ECDSA)
-        || ((flags & KM_SIG_PKCS1) && o->ti->family != KM__FAM_RSA)
-        || ((flags & KM_SIG_PKCS1) && !(flags & SIG_DIGESTS)))
+        || ((flags & KM_SIG_PKCS1) && o->ti->family != KM__FAM_RSA))
         return km__err(KM_E_INVALID, "software backend sign: bad flags for a %s key",
                        o->ti->name);
     if (flags & SIG_DIGESTS) {
         if ((rc = sign_digest(o, flags, msg, msg_len, buf, &n)) != KM_OK)
             return rc;
     } else {
-        if ((rc = sig_ctx(o, 1, &m)) != KM_OK)
+        if ((rc = sig_ctx(o, 1, flags & KM_SIG_PKCS1, &m)) != KM_OK)
             return rc;
         if (EVP_DigestSign(m, buf, &n, msg != NULL ? msg : empty_msg, msg_len) != 1) {
             rc = km__err_ossl(KM_E_CRYPTO, "%s signing failed", o->ti->name);
@@ -775,7 +787,9 @@ static int sw_verify(void *obj, uint32_t flags, const uint8_t *msg, size_t msg_l
                        o == NULL ? "obj" : msg == NULL ? "msg" : "sig");
     if (!is_signer(o))
         return km__err(KM_E_USAGE, "a %s key does not verify signatures", o->ti->name);
-    if ((flags & ~KM_SIG_P1363) || ((flags & KM_SIG_P1363) && o->ti->family != KM__FAM_ECDSA))
+    if ((flags & ~(KM_SIG_P1363 | KM_SIG_PKCS1))
+        || ((flags & KM_SIG_P1363) && o->ti->family != KM__FAM_ECDSA)
+        || ((flags & KM_SIG_PKCS1) && o->ti->family != KM__FAM_RSA))
         return km__err(KM_E_INVALID, "software backend verify: bad flags for a %s key",
                        o->ti->name);
     return km__pkey_verify(o->pkey, o->ti->family == KM__FAM_EDDSA ? NULL : o->ti->md, flags, msg,
@@ -797,9 +811,9 @@ static int sw_mac(void *obj, const uint8_t *msg, size_t msg_len, uint8_t *tag, s
     if (o == NULL || (msg == NULL && msg_len > 0))
         return km__err(KM_E_INVALID, "software backend mac: %s is NULL",
                        o == NULL ? "obj" : "msg");
-    if (o->ti->family != KM__FAM_HMAC)
+    if (o->ti->family != KM__FAM_HMAC && o->ti->family != KM__FAM_CMAC)
         return km__err(KM_E_USAGE, "a %s key does not compute MACs", o->ti->name);
-    need = o->ti->key_len; /* the digest length */
+    need = km__type_mac_len(o->type); /* the digest length; 16 for CMAC */
     if (tag == NULL || tag_cap < need) {
         *tag_len = need;
         return km__err(KM_E_BUFFER, "MAC needs %zu bytes", need);
@@ -814,30 +828,10 @@ static int sw_mac(void *obj, const uint8_t *msg, size_t msg_len, uint8_t *tag, s
 
 /* ------------------------------------------------------------- wrap / unwrap */
 
-static int rsa_oaep_ctx(sw_obj *o, int enc, EVP_PKEY_CTX **out)
-{
-    EVP_PKEY_CTX *c = EVP_PKEY_CTX_new_from_pkey(NULL, o->pkey, NULL);
-
-    *out = NULL;
-    if (c == NULL
-        || (enc ? EVP_PKEY_encrypt_init(c) : EVP_PKEY_decrypt_init(c)) != 1
-        || EVP_PKEY_CTX_set_rsa_padding(c, RSA_PKCS1_OAEP_PADDING) <= 0
-        || EVP_PKEY_CTX_set_rsa_oaep_md_name(c, "SHA256", NULL) <= 0
-        || EVP_PKEY_CTX_set_rsa_mgf1_md_name(c, "SHA256", NULL) <= 0) {
-        EVP_PKEY_CTX_free(c);
-        return km__err_ossl(KM_E_CRYPTO, "cannot set up RSA-OAEP");
-    }
-    *out = c;
-    return KM_OK;
-}
-
 static int sw_wrap(void *obj, const uint8_t *in, size_t in_len, uint8_t *out, size_t out_cap,
                    size_t *out_len)
 {
     sw_obj *o = obj;
-    EVP_PKEY_CTX *c = NULL;
-    size_t need, n;
-    int rc;
 
     if (out_len == NULL)
         return km__err(KM_E_INVALID, "software backend wrap: out_len is NULL");
@@ -849,32 +843,13 @@ static int sw_wrap(void *obj, const uint8_t *in, size_t in_len, uint8_t *out, si
         return km__skey_wrap(o->sk, in, in_len, out, out_cap, out_len);
     if (o->ti->family != KM__FAM_RSA)
         return km__err(KM_E_USAGE, "a %s key does not wrap keys", o->ti->name);
-    need = (size_t)EVP_PKEY_get_size(o->pkey);
-    if (in_len > need - KM__OAEP_OVERHEAD)
-        return km__err(KM_E_INVALID, "%s with OAEP-SHA-256 wraps at most %zu bytes",
-                       o->ti->name, need - KM__OAEP_OVERHEAD);
-    if (out == NULL || out_cap < need) {
-        *out_len = need;
-        return km__err(KM_E_BUFFER, "wrapped key needs %zu bytes", need);
-    }
-    if ((rc = rsa_oaep_ctx(o, 1, &c)) != KM_OK)
-        return rc;
-    n = out_cap;
-    if (EVP_PKEY_encrypt(c, out, &n, in, in_len) != 1) {
-        km_memzero(out, out_cap);
-        rc = km__err_ossl(KM_E_CRYPTO, "RSA-OAEP wrap failed");
-    } else {
-        *out_len = n;
-        rc = KM_OK;
-    }
-    EVP_PKEY_CTX_free(c);
-    return rc;
+    return km__pkey_rsa_oaep_encrypt(o->pkey, "SHA256", NULL, 0, in, in_len, out, out_cap,
+                                     out_len);
 }
 
 static int sw_unwrap(void *obj, const uint8_t *in, size_t in_len, km_secret **out)
 {
     sw_obj *o = obj;
-    EVP_PKEY_CTX *c = NULL;
     uint8_t *tmp = NULL;
     size_t cap = 0, n = 0;
     int rc;
@@ -887,36 +862,43 @@ static int sw_unwrap(void *obj, const uint8_t *in, size_t in_len, km_secret **ou
                        o == NULL ? "obj is NULL" : "nothing to unwrap");
     if (o->ti->family == KM__FAM_AES_KWP)
         return km__skey_unwrap(o->sk, in, in_len, out);
-    if (o->ti->family == KM__FAM_RSA) {
-        if (o->public_only)
-            return km__err(KM_E_USAGE, "a public-only %s key cannot unwrap", o->ti->name);
-        cap = (size_t)EVP_PKEY_get_size(o->pkey);
-        if (in_len != cap)
-            return km__err(KM_E_INTEGRITY, "wrapped key must be %zu bytes for %s", cap,
-                           o->ti->name);
-    } else {
+    if (o->ti->family != KM__FAM_RSA)
         return km__err(KM_E_USAGE, "a %s key does not unwrap keys", o->ti->name);
-    }
+    if (o->public_only)
+        return km__err(KM_E_USAGE, "a public-only %s key cannot unwrap", o->ti->name);
+    cap = (size_t)EVP_PKEY_get_size(o->pkey);
     tmp = km__salloc(cap);
     if (tmp == NULL)
         return km__err(KM_E_NOMEM, "software backend unwrap: no secure memory");
-    if ((rc = rsa_oaep_ctx(o, 0, &c)) != KM_OK)
-        goto out;
-    n = cap;
-    if (EVP_PKEY_decrypt(c, tmp, &n, in, in_len) != 1) {
-        rc = km__err_ossl(KM_E_INTEGRITY, "RSA-OAEP unwrap failed (wrong key or altered "
-                          "data)");
-        goto out;
-    }
-    if (n == 0 || n > cap) {
+    rc = km__pkey_rsa_oaep_decrypt(o->pkey, "SHA256", NULL, 0, in, in_len, tmp, cap, &n);
+    if (rc == KM_OK && n == 0)
         rc = km__err(KM_E_INTEGRITY, "unwrapped key is empty");
-        goto out;
-    }
-    rc = km_secret_from(out, tmp, n);
-out:
-    EVP_PKEY_CTX_free(c);
+    if (rc == KM_OK)
+        rc = km_secret_from(out, tmp, n);
     km__sfree(tmp, cap);
     return rc;
+}
+
+/* RSA-OAEP decryption with a digest and a label (km_rsa_oaep_decrypt). */
+static int sw_rsa_decrypt(void *obj, uint32_t flags, const uint8_t *label, size_t label_len,
+                          const uint8_t *in, size_t in_len, uint8_t *out, size_t out_cap,
+                          size_t *out_len)
+{
+    sw_obj *o = obj;
+    const char *md = flags == KM_BACKEND_SIG_SHA256 ? "SHA256"
+                     : flags == KM_BACKEND_SIG_SHA384 ? "SHA384"
+                     : flags == KM_BACKEND_SIG_SHA512 ? "SHA512" : NULL;
+
+    if (out_len == NULL)
+        return km__err(KM_E_INVALID, "software backend rsa_decrypt: out_len is NULL");
+    *out_len = 0;
+    if (o == NULL || in == NULL || md == NULL)
+        return km__err(KM_E_INVALID, "software backend rsa_decrypt: bad arguments");
+    if (o->ti->family != KM__FAM_RSA || o->public_only)
+        return km__err(KM_E_USAGE, "a %s%s key does not decrypt", o->public_only ? "public-only "
+                       : "", o->ti->name);
+    return km__pkey_rsa_oaep_decrypt(o->pkey, md, label, label_len, in, in_len, out, out_cap,
+                                     out_len);
 }
 
 /* ------------------------------------------------------------ derive / agree */
@@ -1054,4 +1036,5 @@ const km_backend_ops km__software_backend = {
     .agree = sw_agree,
     .public_key = sw_public_key,
     .ctl = NULL,
+    .rsa_decrypt = sw_rsa_decrypt,
 };

@@ -1243,6 +1243,55 @@ static int tpm_slot_unseal(void *state, const uint8_t *blob, size_t blob_len,
     return KM_OK;
 }
 
+/* ------------------------------------------------------------ random */
+
+struct rand_arg {
+    uint8_t *out;
+    size_t len;
+};
+
+/* TPM2_GetRandom returns at most a digest's length per call: loop. */
+static int op_random(km__tpm2_conn *c, void *varg, TSS2_RC *trc)
+{
+    struct rand_arg *a = varg;
+    size_t got = 0;
+
+    while (got < a->len) {
+        TPM2B_DIGEST *d = NULL;
+        size_t want = a->len - got > 32 ? 32 : a->len - got;
+        TSS2_RC rc = Esys_GetRandom(c->esys, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE,
+                                    (UINT16)want, &d);
+        if (rc != TSS2_RC_SUCCESS || d == NULL || d->size == 0 || d->size > want) {
+            Esys_Free(d);
+            *trc = rc;
+            return rc != TSS2_RC_SUCCESS ? km__tpm2_err(rc, "TPM2_GetRandom")
+                                         : km__err(KM_E_BACKEND, "TPM2_GetRandom gave no bytes");
+        }
+        memcpy(a->out + got, d->buffer, d->size);
+        got += d->size;
+        km_memzero(d->buffer, d->size);
+        Esys_Free(d);
+    }
+    return KM_OK;
+}
+
+/* km_random with this protection: the TPM's generator. */
+static int tpm_random(void *state, uint8_t *out, size_t len)
+{
+    tpm_state *st = state;
+    struct rand_arg a;
+    int rc;
+
+    if (st == NULL || out == NULL || len == 0)
+        return km__err(KM_E_INVALID, "tpm2 random: bad arguments");
+    a.out = out;
+    a.len = len;
+    rc = km__tpm2_run(st->conn, op_random, &a);
+    if (rc != KM_OK)
+        km_memzero(out, len);
+    return rc;
+}
+
 const km_backend_ops km__tpm2_backend = {
     .version = KM_BACKEND_OPS_VERSION,
     .name = "tpm2",
@@ -1267,4 +1316,5 @@ const km_backend_ops km__tpm2_backend = {
     .ctl = NULL,
     .slot_seal = tpm_slot_seal,
     .slot_unseal = tpm_slot_unseal,
+    .random = tpm_random,
 };

@@ -39,7 +39,8 @@ KM_EXTERN size_t km_mac_max(void);
 /** km_sign() / km_verify() / km_mac() flags. */
 #define KM_SIG_RAW   0x1u /**< no libkm header: the bare signature or MAC, for other tools */
 #define KM_SIG_P1363 0x2u /**< ECDSA as r||s (IEEE P1363) instead of DER */
-#define KM_SIG_PKCS1 0x4u /**< km_sign_digest(): RSA PKCS#1 v1.5 padding instead of PSS */
+#define KM_SIG_PKCS1 0x4u /**< RSA PKCS#1 v1.5 padding instead of PSS: km_sign_digest(), and
+                               km_sign()/km_verify() over whole messages (the key's digest) */
 
 /** km_decrypt() flags. */
 #define KM_DECRYPT_ALLOW_COMPROMISED 0x1u /**< process data under a COMPROMISED version (audited) */
@@ -134,9 +135,12 @@ KM_EXTERN int km_sign_digest(km_key *key, uint32_t version, uint32_t flags, cons
                              size_t *sig_len);
 
 /**
- * RSA-OAEP decryption (SHA-256, MGF1-SHA-256, empty label) of a small secret,
- * typically a key wrapped to this RSA key by another party (CMS, a KMS import).
- * A process operation: SUSPENDED and DEACTIVATED versions still decrypt.
+ * RSA-OAEP decryption (the key's OAEP digest, SHA-256 unless created with
+ * km_key_options::rsa_oaep_digest, the same for MGF1; empty label) of a small
+ * secret, typically a key wrapped to this RSA key by another party (CMS, a KMS
+ * import). A process operation: SUSPENDED and DEACTIVATED versions still
+ * decrypt. An empty plaintext is KM_E_INTEGRITY here (a km_secret is never
+ * empty): km_rsa_oaep_decrypt() returns it.
  *
  * @param[in]  key      an RSA key with KM_USAGE_UNWRAP.
  * @param[in]  version  0 = the primary (or newest).
@@ -149,6 +153,42 @@ KM_EXTERN int km_sign_digest(km_key *key, uint32_t version, uint32_t flags, cons
  */
 KM_EXTERN int km_rsa_decrypt(km_key *key, uint32_t version, const uint8_t *in, size_t in_len,
                              km_secret **out) KM_WUR;
+
+/**
+ * RSA-OAEP decryption with a label (PKCS#1 v2.2; the label may be empty) and
+ * the key's OAEP digest (SHA-256, SHA-384 or SHA-512 as recorded in the key,
+ * the same for MGF1), into the caller's buffer; an empty plaintext decrypts to
+ * *out_len = 0. Checks as km_rsa_decrypt().
+ *
+ * @param[in]  label    may be NULL when label_len is 0; at most KM_AAD_MAX bytes.
+ * @param[out] out      the plaintext (at most the modulus size - 2 * digest - 2
+ *                      bytes); may be NULL when out_cap is 0.
+ * @return KM_OK; KM_E_INVALID; KM_E_USAGE; KM_E_NOTFOUND; KM_E_STATE;
+ *         KM_E_INTEGRITY (wrong key, label or digest, altered data, wrong
+ *         length); KM_E_BUFFER (*out_len: the size needed); KM_E_UNSUPPORTED (a
+ *         backend that decrypts only without a label with SHA-256); KM_E_FORK;
+ *         KM_E_BACKEND. On error other than KM_E_BUFFER, `out` is zeroed.
+ */
+KM_EXTERN int km_rsa_oaep_decrypt(km_key *key, uint32_t version, const uint8_t *label,
+                                  size_t label_len, const uint8_t *in, size_t in_len,
+                                  uint8_t *out, size_t out_cap, size_t *out_len) KM_WUR;
+
+/**
+ * RSA-OAEP encryption to the key's public key (what any holder of the public
+ * key can do; offered for convenience), with its OAEP digest and `label`. A
+ * protect operation of the key (KM_USAGE_WRAP or KM_USAGE_UNWRAP, a version
+ * that may protect).
+ *
+ * @param[in]  version  0 = the primary.
+ * @param[in]  in       at most the modulus size - 2 * digest - 2 bytes; may be empty.
+ * @param[out] out      the modulus size in bytes.
+ * @return KM_OK; KM_E_INVALID (NULL, too long); KM_E_BUFFER (*out_len: the size
+ *         needed); KM_E_USAGE (not RSA, usage mask); KM_E_STATE; KM_E_UNSUPPORTED;
+ *         KM_E_FORK; KM_E_BACKEND.
+ */
+KM_EXTERN int km_rsa_oaep_encrypt(km_key *key, uint32_t version, const uint8_t *label,
+                                  size_t label_len, const uint8_t *in, size_t in_len,
+                                  uint8_t *out, size_t out_cap, size_t *out_len) KM_WUR;
 
 /**
  * Verifies a signature.
@@ -164,7 +204,9 @@ KM_EXTERN int km_verify(km_key *key, uint32_t version, uint32_t flags,
                         const uint8_t *sig, size_t sig_len) KM_WUR;
 
 /**
- * Computes an HMAC with the primary version (tagged unless KM_SIG_RAW).
+ * Computes a MAC with the primary version (tagged unless KM_SIG_RAW): HMAC
+ * for hmac-* keys (the digest's length), AES-CMAC (NIST SP 800-38B, 16
+ * bytes) for aes-*-cmac keys.
  * @param[out] tag  at least KM_MAC_MAX bytes is always enough.
  * @return as km_sign().
  */
@@ -172,13 +214,84 @@ KM_EXTERN int km_mac(km_key *key, uint32_t flags, const uint8_t *msg, size_t msg
                      uint8_t *tag, size_t tag_cap, size_t *tag_len);
 
 /**
- * Verifies an HMAC in constant time. A raw tag may be truncated to no fewer
- * than 16 bytes (the leftmost bytes, as RFC 2104 allows).
+ * Verifies an HMAC or AES-CMAC in constant time. A raw HMAC tag may be
+ * truncated to no fewer than 16 bytes (the leftmost bytes, as RFC 2104
+ * allows); a CMAC tag is always its full 16 bytes.
  * @return KM_OK when valid; KM_E_VERIFY when not; other errors as km_verify().
  */
 KM_EXTERN int km_mac_verify(km_key *key, uint32_t version, uint32_t flags,
                             const uint8_t *msg, size_t msg_len,
                             const uint8_t *tag, size_t tag_len) KM_WUR;
+
+/** Largest request of km_random(), bytes. */
+#define KM_RANDOM_MAX (1u << 20)
+
+/**
+ * Random bytes for the caller (AWS KMS GenerateRandom): keys, nonces, tokens
+ * of the caller's own protocols.
+ *
+ * @param[in]  ctx         the vault (its registered backends).
+ * @param[in]  protection  NULL or "software": OpenSSL's DRBG; the name of a
+ *                         device backend ("pkcs11", "tpm2"): that device's own
+ *                         generator (C_GenerateRandom, TPM2_GetRandom), opened
+ *                         with the vault's configuration of it.
+ * @param[out] out         `len` bytes.
+ * @param[in]  len         1..KM_RANDOM_MAX.
+ * @return KM_OK; KM_E_INVALID (NULL, len 0 or above KM_RANDOM_MAX);
+ *         KM_E_UNSUPPORTED (no such backend, or it has no random generator);
+ *         KM_E_FORK; KM_E_BACKEND; KM_E_CRYPTO. On error `out` is zeroed.
+ * Thread-safe.
+ */
+KM_EXTERN int km_random(km_ctx *ctx, const char *protection, uint8_t *out, size_t len) KM_WUR;
+
+/** Operations of km_batch(). */
+typedef enum km_batch_op {
+    KM_BATCH_ENCRYPT = 1,    /**< km_encrypt() of each item's in (aad) into out */
+    KM_BATCH_DECRYPT = 2,    /**< km_decrypt_key() of each item's in (aad) into out */
+    KM_BATCH_SIGN = 3,       /**< km_sign() of each item's in into out */
+    KM_BATCH_VERIFY = 4,     /**< km_verify() of each item's sig over in */
+    KM_BATCH_MAC = 5,        /**< km_mac() of each item's in into out */
+    KM_BATCH_MAC_VERIFY = 6  /**< km_mac_verify() of each item's sig over in */
+} km_batch_op;
+
+/** Most items of one km_batch() call. */
+#define KM_BATCH_MAX 100000
+/** Bytes of an item's error detail, its NUL included. */
+#define KM_BATCH_DETAIL 160
+
+/** One item of km_batch(): its input, its output buffer and its outcome. */
+typedef struct km_batch_item {
+    const uint8_t *in;   /**< plaintext, ciphertext or message; may be NULL when in_len is 0 */
+    size_t in_len;
+    const uint8_t *aad;  /**< encrypt, decrypt: the associated data (NULL when aad_len is 0) */
+    size_t aad_len;
+    const uint8_t *sig;  /**< verify, mac-verify: the signature or tag */
+    size_t sig_len;
+    uint8_t *out;        /**< encrypt, decrypt, sign, mac: the output buffer */
+    size_t out_cap;
+    size_t out_len;      /**< out: bytes written (the size needed with KM_E_BUFFER) */
+    int result;          /**< out: KM_OK, or the item's km_error_code (KM_E_VERIFY: invalid) */
+    char detail[KM_BATCH_DETAIL]; /**< out: why the item failed (km_error_last()), or "" */
+} km_batch_item;
+
+/**
+ * One operation over many items with one key (Vault Transit's batch_input):
+ * each item succeeds or fails on its own, with its code and detail; the
+ * others are still done. Encryption checks the key (access, usage, state)
+ * and fetches its primary version once for all items, so a batch costs less
+ * than as many km_encrypt() calls; every item still gets its own nonce,
+ * usage count and audit entry. Each item behaves exactly as the single call.
+ *
+ * @param[in] flags  as the single call takes: KM_SIG_* (sign, verify, mac,
+ *                   mac-verify), KM_DECRYPT_ALLOW_COMPROMISED (decrypt), 0 (encrypt).
+ * @return KM_OK when every item succeeded; otherwise the first failed item's
+ *         code (KM_E_VERIFY when a signature or MAC was invalid); KM_E_INVALID
+ *         for a NULL key or items, an unknown op or more than KM_BATCH_MAX items
+ *         (then no item is touched).
+ * Thread-safe.
+ */
+KM_EXTERN int km_batch(km_key *key, km_batch_op op, uint32_t flags, km_batch_item *items,
+                       size_t count);
 
 /**
  * Encodes binary libkm output as text: "km1:" + base64url without padding.

@@ -46,7 +46,9 @@ KM_EXTERN int km_datakey_generate(km_key *kek, const uint8_t *aad, size_t aad_le
                                   size_t *wrapped_len);
 
 /**
- * Unwraps a data key made by km_datakey_generate() in this vault.
+ * Unwraps a data key made by km_datakey_generate() or
+ * km_datakey_generate_type() in this vault (KM_DATAKEY_WRAPPED_LEN bytes, or
+ * KM_CIPHERTEXT_OVERHEAD + 16, 24, 48 or 64).
  *
  * @param[out] out  the data key in secure memory; free with km_secret_free().
  * @return KM_OK; KM_E_INVALID (not a wrapped data key, wrong length);
@@ -87,6 +89,77 @@ KM_EXTERN int km_rewrap_batch(km_ctx *ctx, size_t count, const uint8_t *const *i
                               const size_t *in_len, const uint8_t *const *aad,
                               const size_t *aad_len, uint8_t *const *out, const size_t *out_cap,
                               size_t *out_len, int *results);
+
+/** Longest data key of km_datakey_generate_type() (an HMAC-SHA-512 key). */
+#define KM_DATAKEY_MAX 64
+
+/**
+ * As km_datakey_generate(), for a data key of the size of a symmetric key
+ * `type`: aes-128-gcm, aes-192-gcm, aes-256-gcm (16, 24, 32 bytes; also
+ * aes-*-cmac), hmac-sha256, hmac-sha384, hmac-sha512 (32, 48, 64 bytes: HMAC
+ * keys as long as the digest), aes-128/192/256-siv (32, 48, 64). The wrapped
+ * form is a `K` `D` ciphertext of the key, KM_CIPHERTEXT_OVERHEAD + its
+ * length; it records the length, not the type (the caller knows what it asked
+ * for). km_datakey_decrypt() unwraps every one.
+ * @return as km_datakey_generate(); KM_E_INVALID for a type that is not
+ *         symmetric (or aes-256-kwp); KM_E_POLICY when the vault policy
+ *         refuses `type`.
+ */
+KM_EXTERN int km_datakey_generate_type(km_key *kek, km_key_type type, const uint8_t *aad,
+                                       size_t aad_len, km_secret **plain, uint8_t *wrapped,
+                                       size_t wrapped_cap, size_t *wrapped_len);
+
+/** Room enough for any wrapped private key of km_datakey_pair_generate() (RSA-4096). */
+#define KM_DATAKEY_PAIR_WRAPPED_MAX 4096
+/** Room enough for any public key of km_datakey_pair_generate() (RSA-4096 SPKI DER). */
+#define KM_DATAKEY_PAIR_PUBLIC_MAX 1024
+
+/**
+ * Generates a data key pair (AWS KMS GenerateDataKeyPair): an asymmetric key
+ * of `type` (ec-p256, ec-p384, ec-p521, rsa-2048, rsa-3072, rsa-4096,
+ * ed25519, x25519) made in software, its private key (PKCS#8 DER) wrapped
+ * under the KEK's primary version with `aad`, its public key in the clear
+ * (SubjectPublicKeyInfo DER). The wrapped form is a ciphertext with the magic
+ * `K` `P` (docs/FORMATS.md): never decrypted by km_decrypt() or
+ * km_datakey_decrypt(), only by km_datakey_pair_decrypt().
+ *
+ * @param[out] private_pkcs8  the private key in secure memory, or NULL to get
+ *                            only the wrapped form (GenerateDataKeyPairWithoutPlaintext).
+ * @param[out] wrapped        KM_DATAKEY_PAIR_WRAPPED_MAX bytes are enough.
+ * @param[out] public_spki    KM_DATAKEY_PAIR_PUBLIC_MAX bytes are enough.
+ * @return KM_OK; KM_E_INVALID (NULL, not such a type); KM_E_POLICY (the vault
+ *         policy refuses the type); KM_E_BUFFER (*wrapped_len and *public_len:
+ *         the sizes needed); and the errors of km_encrypt() for the KEK.
+ * Thread-safe.
+ */
+KM_EXTERN int km_datakey_pair_generate(km_key *kek, km_key_type type, const uint8_t *aad,
+                                       size_t aad_len, km_secret **private_pkcs8,
+                                       uint8_t *wrapped, size_t wrapped_cap, size_t *wrapped_len,
+                                       uint8_t *public_spki, size_t public_cap,
+                                       size_t *public_len);
+
+/**
+ * Unwraps the private key of a data key pair (PKCS#8 DER, secure memory).
+ * @return KM_OK; KM_E_INVALID (not a wrapped private key); the errors of
+ *         km_datakey_decrypt().
+ */
+KM_EXTERN int km_datakey_pair_decrypt(km_ctx *ctx, const uint8_t *wrapped, size_t wrapped_len,
+                                      const uint8_t *aad, size_t aad_len,
+                                      km_secret **private_pkcs8) KM_WUR;
+
+/**
+ * As km_rewrap(), to another key and/or another aad (AWS KMS ReEncrypt): the
+ * input is opened with its own key and `aad`, and sealed again under `to`'s
+ * primary version (NULL: the input's own key) with `new_aad` (NULL: the same
+ * aad; non-NULL with new_aad_len 0: no aad). The kind (ciphertext, wrapped
+ * data key, wrapped private key) and length stay. Opened by the principal's
+ * grant on the source key (decrypt), sealed by its grant on `to` (encrypt,
+ * datakey): both are checked; `to` must be of a type that encrypts.
+ * @return as km_rewrap(); KM_E_USAGE (`to` does not encrypt); KM_E_DENIED.
+ */
+KM_EXTERN int km_rewrap_to(km_ctx *ctx, const uint8_t *in, size_t in_len, const uint8_t *aad,
+                           size_t aad_len, km_key *to, const uint8_t *new_aad, size_t new_aad_len,
+                           uint8_t *out, size_t out_cap, size_t *out_len) KM_WUR;
 
 #ifdef __cplusplus
 }

@@ -41,7 +41,14 @@ typedef enum km_key_type {
     KM_KEY_RSA_4096 = 15,
     KM_KEY_FFDHE2048 = 16,   /**< finite-field Diffie-Hellman, RFC 7919 group (agree only) */
     KM_KEY_FFDHE3072 = 17,
-    KM_KEY_FFDHE4096 = 18
+    KM_KEY_FFDHE4096 = 18,
+    KM_KEY_AES_128_CMAC = 19, /**< AES-CMAC (NIST SP 800-38B): 16-byte tags (mac only) */
+    KM_KEY_AES_192_CMAC = 20,
+    KM_KEY_AES_256_CMAC = 21,
+    KM_KEY_AES_128_SIV = 22,  /**< deterministic encryption, AES-SIV (RFC 5297): a 32-byte key;
+                                   equal plaintexts under equal aad give equal ciphertexts */
+    KM_KEY_AES_192_SIV = 23,  /**< AES-SIV, a 48-byte key */
+    KM_KEY_AES_256_SIV = 24   /**< AES-SIV, a 64-byte key */
 } km_key_type;
 
 /** Usage mask bits. */
@@ -104,9 +111,13 @@ typedef struct km_key_options {
                                   version, which must be newer than its last; otherwise a new
                                   key is made. Versions skipped below it are recorded as
                                   destroyed (their material is not here). */
+    uint32_t rsa_oaep_digest; /**< RSA keys: the digest of RSA-OAEP (and of its MGF1) in
+                                  km_rsa_decrypt(), km_rsa_oaep_decrypt() and
+                                  km_rsa_oaep_encrypt(): 256, 384 or 512 (SHA-2); 0 = 256.
+                                  Recorded in the key; other types: 0 only */
 } km_key_options;
 
-#define KM_KEY_OPTIONS_INIT { KM_KEY_OPTIONS_VERSION, 0, 0, NULL, 0, 0, 0, 0, 0, NULL, NULL, 0 }
+#define KM_KEY_OPTIONS_INIT { KM_KEY_OPTIONS_VERSION, 0, 0, NULL, 0, 0, 0, 0, 0, NULL, NULL, 0, 0 }
 
 /** Material formats for km_key_import() and km_key_public_export(). */
 typedef enum km_material_format {

@@ -38,9 +38,11 @@ static int audit_compromised(km__kobj *k, const km__ver *v, const char *what)
 }
 
 /* What a type does, from the key-type table (keytype.h). */
-static int is_gcm(km_key_type t)
+/* AES-GCM (a random nonce) or AES-SIV (deterministic: a zero nonce field). */
+static int is_aead(km_key_type t)
 {
-    return km__type_family(t) == KM__FAM_AES_GCM;
+    km__family f = km__type_family(t);
+    return f == KM__FAM_AES_GCM || f == KM__FAM_AES_SIV;
 }
 
 static int is_ecdsa(km_key_type t)
@@ -59,9 +61,9 @@ static int is_signing(km_key_type t)
     return f == KM__FAM_ECDSA || f == KM__FAM_EDDSA || f == KM__FAM_RSA;
 }
 
-static int is_hmac(km_key_type t)
+static int is_mac(km_key_type t)
 {
-    return km__type_family(t) == KM__FAM_HMAC;
+    return km__type_mac_len(t) != 0; /* HMAC, AES-CMAC */
 }
 
 /* Two buffers overlap (crypto_int.h). */
@@ -92,54 +94,63 @@ static int find_version(km__kobj *k, uint32_t version, km__ver **out)
 
 /* ---------------------------------------------------------- encrypt */
 
-/* Seals under the primary version (crypto_int.h). */
-int km__data_seal(km_key *key, uint8_t magic1, const uint8_t *pt, size_t pt_len,
-                  const uint8_t *aad, size_t aad_len, uint8_t *out, size_t out_cap,
-                  size_t *out_len)
+/* The argument checks of one sealing (fn: the name in messages). */
+static int seal_args(const char *fn, const uint8_t *pt, size_t pt_len, const uint8_t *aad,
+                     size_t aad_len, uint8_t *out, size_t out_cap, size_t *out_len)
 {
-    km__ct_header h;
-    km__kobj *k;
-    km__ver *v = NULL;
-    void *obj = NULL;
-    int rc;
-
     if (out_len == NULL)
-        return km__err(KM_E_INVALID, "km_encrypt: out_len is NULL");
+        return km__err(KM_E_INVALID, "%s: out_len is NULL", fn);
     *out_len = 0;
-    if (key == NULL || out == NULL)
-        return km__err(KM_E_INVALID, "km_encrypt: %s is NULL", key == NULL ? "key" : "out");
+    if (out == NULL)
+        return km__err(KM_E_INVALID, "%s: out is NULL", fn);
     if (pt == NULL && pt_len > 0)
-        return km__err(KM_E_INVALID, "km_encrypt: pt is NULL");
+        return km__err(KM_E_INVALID, "%s: pt is NULL", fn);
     if (aad == NULL && aad_len > 0)
-        return km__err(KM_E_INVALID, "km_encrypt: aad is NULL");
+        return km__err(KM_E_INVALID, "%s: aad is NULL", fn);
     if (pt_len > KM_PLAINTEXT_MAX)
-        return km__err(KM_E_INVALID, "km_encrypt: pt_len exceeds KM_PLAINTEXT_MAX");
+        return km__err(KM_E_INVALID, "%s: pt_len exceeds KM_PLAINTEXT_MAX", fn);
     if (aad_len > KM_AAD_MAX)
-        return km__err(KM_E_INVALID, "km_encrypt: aad_len exceeds KM_AAD_MAX");
+        return km__err(KM_E_INVALID, "%s: aad_len exceeds KM_AAD_MAX", fn);
     if (out_cap < pt_len + KM_CIPHERTEXT_OVERHEAD) {
         *out_len = pt_len + KM_CIPHERTEXT_OVERHEAD;
-        return km__err(KM_E_BUFFER, "km_encrypt: out needs %zu bytes", *out_len);
+        return km__err(KM_E_BUFFER, "%s: out needs %zu bytes", fn, *out_len);
     }
     if (km__buf_overlaps(pt, pt_len, out, pt_len + KM_CIPHERTEXT_OVERHEAD))
-        return km__err(KM_E_INVALID, "km_encrypt: out overlaps pt");
-    if ((rc = km__key_use(key, &k)) != KM_OK)
-        return rc;
+        return km__err(KM_E_INVALID, "%s: out overlaps pt", fn);
+    return KM_OK;
+}
+
+/* The key-level checks of a sealing: access, type, backend. */
+static int seal_key_checks(km__kobj *k, uint8_t magic1)
+{
+    int rc;
     if (k->ctx->is_principal
         && (rc = km__acl_check(k->ctx, magic1 == KM__CT_MAGIC1 ? KM__OP_ENCRYPT : KM__OP_DATAKEY,
                                k)) != KM_OK)
         return rc;
-    if (!is_gcm(k->type))
+    if (!is_aead(k->type))
         return km__err(KM_E_USAGE, "key '%s' (%s) does not encrypt data", k->name,
                        km_key_type_name(k->type));
     if (k->be->ops.aead_seal == NULL)
         return km__err(KM_E_UNSUPPORTED, "backend '%s' cannot encrypt", k->be->ops.name);
+    return KM_OK;
+}
 
-    pthread_rwlock_rdlock(&k->lock);
-    if ((rc = km__key_protect_check(k, KM_USAGE_ENCRYPT, "encrypt", 0, &v)) != KM_OK
-        || (rc = km__ver_obj(k, v, &obj)) != KM_OK
-        || (rc = km__ver_count(k, v, pt_len, k->usage_limit)) != KM_OK
-        || (rc = km__nonce12(h.nonce)) != KM_OK)
-        goto out;
+/* One sealing under version v (loaded as obj), k->lock held: the count, the
+ * nonce (none for AES-SIV), the header, the backend. */
+static int seal_one(km__kobj *k, km__ver *v, void *obj, uint8_t magic1, const uint8_t *pt,
+                    size_t pt_len, const uint8_t *aad, size_t aad_len, uint8_t *out,
+                    size_t *out_len)
+{
+    km__ct_header h;
+    int rc;
+
+    if ((rc = km__ver_count(k, v, pt_len, k->usage_limit)) != KM_OK)
+        return rc;
+    if (km__type_family(k->type) == KM__FAM_AES_SIV)
+        memset(h.nonce, 0, sizeof h.nonce); /* deterministic: no nonce (docs/FORMATS.md) */
+    else if ((rc = km__nonce12(h.nonce)) != KM_OK)
+        return rc;
     h.magic1 = magic1;
     h.alg = (uint8_t)k->type;
     memcpy(h.key_id, k->id, 16);
@@ -149,7 +160,32 @@ int km__data_seal(km_key *key, uint8_t magic1, const uint8_t *pt, size_t pt_len,
                               out + KM_CIPHERTEXT_HEADER, out + KM_CIPHERTEXT_HEADER + pt_len);
     if (rc == KM_OK)
         *out_len = pt_len + KM_CIPHERTEXT_OVERHEAD;
-out:
+    return rc;
+}
+
+/* Seals under the primary version (crypto_int.h). */
+int km__data_seal(km_key *key, uint8_t magic1, const uint8_t *pt, size_t pt_len,
+                  const uint8_t *aad, size_t aad_len, uint8_t *out, size_t out_cap,
+                  size_t *out_len)
+{
+    km__kobj *k;
+    km__ver *v = NULL;
+    void *obj = NULL;
+    int rc;
+
+    if (out_len != NULL)
+        *out_len = 0;
+    if (key == NULL && out_len != NULL)
+        return km__err(KM_E_INVALID, "km_encrypt: key is NULL");
+    if ((rc = seal_args("km_encrypt", pt, pt_len, aad, aad_len, out, out_cap, out_len)) != KM_OK)
+        return rc;
+    if ((rc = km__key_use(key, &k)) != KM_OK || (rc = seal_key_checks(k, magic1)) != KM_OK)
+        return rc;
+
+    pthread_rwlock_rdlock(&k->lock);
+    if ((rc = km__key_protect_check(k, KM_USAGE_ENCRYPT, "encrypt", 0, &v)) == KM_OK
+        && (rc = km__ver_obj(k, v, &obj)) == KM_OK)
+        rc = seal_one(k, v, obj, magic1, pt, pt_len, aad, aad_len, out, out_len);
     pthread_rwlock_unlock(&k->lock);
     AUDIT_DATA(k, magic1 == KM__CT_MAGIC1 ? KM__OP_ENCRYPT : KM__OP_DATAKEY, v, rc);
     if (rc != KM_OK)
@@ -178,7 +214,7 @@ int km__data_open(km__kobj *k, const km__ct_header *h, uint32_t flags, const uin
         return km__err(KM_E_UNSUPPORTED, "ciphertext: unknown algorithm id %u", (unsigned)h->alg);
     if (h->alg != (uint8_t)k->type)
         return km__err(KM_E_INTEGRITY, "ciphertext header names another algorithm than its key");
-    if (!is_gcm(k->type))
+    if (!is_aead(k->type))
         return km__err(KM_E_USAGE, "key '%s' (%s) does not decrypt data", k->name,
                        km_key_type_name(k->type));
     if (k->be->ops.aead_open == NULL)
@@ -271,7 +307,8 @@ int km_decrypt(km_ctx *ctx, uint32_t flags, const uint8_t *ct, size_t ct_len,
     if (rc == KM_OK)
         rc = km__ct_header_parse(ct, ct_len, &h);
     if (rc == KM_OK && h.magic1 != KM__CT_MAGIC1)
-        rc = km__err(KM_E_INVALID, "km_decrypt: this is a wrapped data key; use km_datakey_decrypt");
+        rc = km__err(KM_E_INVALID, "km_decrypt: this is a wrapped data key or private key; use "
+                     "km_datakey_decrypt or km_datakey_pair_decrypt");
     if (rc == KM_OK && (k = km__cache_peek(ctx, h.key_id)) != NULL) {
         /* hot path: the cached object, kept alive by the cache read lock */
         km_key tmp = { k, ctx->fork_gen };
@@ -314,7 +351,8 @@ int km_decrypt_key(km_key *key, uint32_t flags, const uint8_t *ct, size_t ct_len
     if (rc == KM_OK)
         rc = km__ct_header_parse(ct, ct_len, &h);
     if (rc == KM_OK && h.magic1 != KM__CT_MAGIC1)
-        rc = km__err(KM_E_INVALID, "km_decrypt_key: this is a wrapped data key; use km_datakey_decrypt");
+        rc = km__err(KM_E_INVALID, "km_decrypt_key: this is a wrapped data key or private key; "
+                     "use km_datakey_decrypt or km_datakey_pair_decrypt");
     if (rc == KM_OK)
         rc = km__key_use(key, &k);
     if (rc == KM_OK && !km_ct_equal(h.key_id, k->id, 16))
@@ -350,7 +388,7 @@ static int protect_tagged(km_key *key, int mac, uint32_t flags, const uint8_t *m
         return km__err(KM_E_INVALID, "%s: msg is NULL", fn);
     if (msg_len > KM_PLAINTEXT_MAX)
         return km__err(KM_E_INVALID, "%s: msg_len exceeds KM_PLAINTEXT_MAX", fn);
-    if (flags & ~(KM_SIG_RAW | (mac ? 0 : KM_SIG_P1363)))
+    if (flags & ~(KM_SIG_RAW | (mac ? 0 : KM_SIG_P1363 | KM_SIG_PKCS1)))
         return km__err(KM_E_INVALID, "%s: flags has unknown bits", fn);
     if (sig_cap <= hdr)
         return km__err(KM_E_BUFFER, "%s: output buffer too small", fn);
@@ -359,11 +397,13 @@ static int protect_tagged(km_key *key, int mac, uint32_t flags, const uint8_t *m
     if (k->ctx->is_principal
         && (rc = km__acl_check(k->ctx, mac ? KM__OP_MAC : KM__OP_SIGN, k)) != KM_OK)
         return rc;
-    if (mac ? !is_hmac(k->type) : !is_signing(k->type))
+    if (mac ? !is_mac(k->type) : !is_signing(k->type))
         return km__err(KM_E_USAGE, "key '%s' (%s) does not %s", k->name,
                        km_key_type_name(k->type), mac ? "compute MACs" : "sign");
     if ((flags & KM_SIG_P1363) && !is_ecdsa(k->type))
         return km__err(KM_E_INVALID, "%s: KM_SIG_P1363 applies to ECDSA keys only", fn);
+    if ((flags & KM_SIG_PKCS1) && !is_rsa(k->type))
+        return km__err(KM_E_INVALID, "%s: KM_SIG_PKCS1 applies to RSA keys only", fn);
     if ((mac ? (void *)k->be->ops.mac : (void *)k->be->ops.sign) == NULL)
         return km__err(KM_E_UNSUPPORTED, "backend '%s' cannot %s", k->be->ops.name,
                        mac ? "compute MACs" : "sign");
@@ -376,7 +416,8 @@ static int protect_tagged(km_key *key, int mac, uint32_t flags, const uint8_t *m
     if (mac)
         rc = k->be->ops.mac(obj, msg, msg_len, sig + hdr, sig_cap - hdr, &n);
     else
-        rc = k->be->ops.sign(obj, flags & KM_SIG_P1363, msg, msg_len, sig + hdr, sig_cap - hdr, &n);
+        rc = k->be->ops.sign(obj, flags & (KM_SIG_P1363 | KM_SIG_PKCS1), msg, msg_len, sig + hdr,
+                             sig_cap - hdr, &n);
     if (rc == KM_E_BUFFER) {
         *sig_len = n + hdr;
         goto out;
@@ -500,22 +541,45 @@ out:
     return rc;
 }
 
-int km_rsa_decrypt(km_key *key, uint32_t version, const uint8_t *in, size_t in_len,
-                   km_secret **out)
+/* The key's RSA-OAEP digest: its OpenSSL name and the backend flag. */
+static const char *oaep_md(const km__kobj *k, uint32_t *flag)
+{
+    if (k->oaep_digest == 384) {
+        *flag = KM_BACKEND_SIG_SHA384;
+        return "SHA384";
+    }
+    if (k->oaep_digest == 512) {
+        *flag = KM_BACKEND_SIG_SHA512;
+        return "SHA512";
+    }
+    *flag = KM_BACKEND_SIG_SHA256;
+    return "SHA256";
+}
+
+/* RSA-OAEP decryption with the key's digest and `label` into out (shared by
+ * km_rsa_decrypt and km_rsa_oaep_decrypt); out_cap >= KM_SIGNATURE_MAX. */
+static int rsa_open(const char *fn, km_key *key, uint32_t version, const uint8_t *label,
+                    size_t label_len, const uint8_t *in, size_t in_len, uint8_t *out,
+                    size_t out_cap, size_t *out_len)
 {
     km__kobj *k;
     km__ver *v = NULL;
+    km_secret *sec = NULL;
     void *obj = NULL;
+    uint32_t dflag = 0;
     int rc, compromised = 0;
 
-    if (out == NULL)
-        return km__err(KM_E_INVALID, "km_rsa_decrypt: out is NULL");
-    *out = NULL;
-    if (key == NULL || in == NULL || in_len == 0)
-        return km__err(KM_E_INVALID, "km_rsa_decrypt: %s", key == NULL ? "key is NULL"
-                       : "nothing to decrypt");
+    *out_len = 0;
+    if (key == NULL || (in == NULL && in_len > 0))
+        return km__err(KM_E_INVALID, "%s: %s is NULL", fn, key == NULL ? "key" : "in");
+    if (in_len == 0)
+        return km__err(KM_E_INTEGRITY, "%s: an empty ciphertext", fn);
+    if (label == NULL && label_len > 0)
+        return km__err(KM_E_INVALID, "%s: label is NULL", fn);
+    if (label_len > KM_AAD_MAX)
+        return km__err(KM_E_INVALID, "%s: label_len exceeds KM_AAD_MAX", fn);
     if (in_len > KM_SIGNATURE_MAX)
-        return km__err(KM_E_INTEGRITY, "km_rsa_decrypt: input longer than any RSA modulus");
+        return km__err(KM_E_INTEGRITY, "%s: input longer than any RSA modulus", fn);
     if ((rc = km__key_use(key, &k)) != KM_OK)
         return rc;
     if (k->ctx->is_principal && (rc = km__acl_check(k->ctx, KM__OP_DECRYPT, k)) != KM_OK)
@@ -523,9 +587,6 @@ int km_rsa_decrypt(km_key *key, uint32_t version, const uint8_t *in, size_t in_l
     if (!is_rsa(k->type))
         return km__err(KM_E_USAGE, "key '%s' (%s) is not an RSA key", k->name,
                        km_key_type_name(k->type));
-    if (k->be->ops.unwrap == NULL)
-        return km__err(KM_E_UNSUPPORTED, "backend '%s' cannot decrypt", k->be->ops.name);
-
     pthread_rwlock_rdlock(&k->lock);
     if (version > k->nvers) {
         pthread_rwlock_unlock(&k->lock);
@@ -533,12 +594,34 @@ int km_rsa_decrypt(km_key *key, uint32_t version, const uint8_t *in, size_t in_l
             return rc;
         pthread_rwlock_rdlock(&k->lock);
     }
+    (void)oaep_md(k, &dflag);
+    if (k->be->ops.rsa_decrypt == NULL
+        && (k->be->ops.unwrap == NULL || dflag != KM_BACKEND_SIG_SHA256 || label_len > 0)) {
+        rc = km__err(KM_E_UNSUPPORTED, "backend '%s' cannot decrypt RSA-OAEP%s", k->be->ops.name,
+                     k->be->ops.unwrap != NULL ? " with a label or another digest than SHA-256"
+                                               : "");
+        goto out;
+    }
     if ((rc = check_usage(k, KM_USAGE_UNWRAP, "unwrap (RSA-OAEP decrypt)")) != KM_OK
         || (rc = find_version(k, version, &v)) != KM_OK
         || (rc = km__may_process(v, 0, km__now(k->ctx))) != KM_OK
         || (rc = km__ver_obj(k, v, &obj)) != KM_OK)
         goto out;
-    rc = k->be->ops.unwrap(obj, in, in_len, out);
+    if (k->be->ops.rsa_decrypt != NULL) {
+        rc = k->be->ops.rsa_decrypt(obj, dflag, label, label_len, in, in_len, out, out_cap,
+                                    out_len);
+        if (rc == KM_OK && *out_len > out_cap)
+            rc = km__err(KM_E_BACKEND, "backend '%s' returned a bad length", k->be->ops.name);
+    } else {
+        rc = k->be->ops.unwrap(obj, in, in_len, &sec);
+        if (rc == KM_OK && km_secret_len(sec) > out_cap)
+            rc = km__err(KM_E_BACKEND, "backend '%s' returned a bad length", k->be->ops.name);
+        if (rc == KM_OK) {
+            memcpy(out, km_secret_data(sec), km_secret_len(sec));
+            *out_len = km_secret_len(sec);
+        }
+        km_secret_free(sec);
+    }
 out:
     compromised = v != NULL && v->state == KM_STATE_COMPROMISED;   /* read under the lock */
     pthread_rwlock_unlock(&k->lock);
@@ -546,9 +629,116 @@ out:
     if (rc == KM_OK && compromised)
         rc = audit_compromised(k, v, "RSA decryption");
     if (rc != KM_OK) {
-        km_secret_free(*out);
-        *out = NULL;
+        km_memzero(out, out_cap);
+        *out_len = 0;
     }
+    return rc;
+}
+
+int km_rsa_decrypt(km_key *key, uint32_t version, const uint8_t *in, size_t in_len,
+                   km_secret **out)
+{
+    uint8_t *buf;
+    size_t n = 0;
+    int rc;
+
+    if (out == NULL)
+        return km__err(KM_E_INVALID, "km_rsa_decrypt: out is NULL");
+    *out = NULL;
+    if ((buf = km__salloc(KM_SIGNATURE_MAX)) == NULL)
+        return km__err(KM_E_NOMEM, "km_rsa_decrypt: no secure memory");
+    rc = rsa_open("km_rsa_decrypt", key, version, NULL, 0, in, in_len, buf, KM_SIGNATURE_MAX, &n);
+    if (rc == KM_OK && n == 0)
+        rc = km__err(KM_E_INTEGRITY, "km_rsa_decrypt: the plaintext is empty (a km_secret "
+                     "cannot be; km_rsa_oaep_decrypt returns it)");
+    if (rc == KM_OK)
+        rc = km_secret_from(out, buf, n);
+    km__sfree(buf, KM_SIGNATURE_MAX);
+    return rc;
+}
+
+int km_rsa_oaep_decrypt(km_key *key, uint32_t version, const uint8_t *label, size_t label_len,
+                        const uint8_t *in, size_t in_len, uint8_t *out, size_t out_cap,
+                        size_t *out_len)
+{
+    uint8_t *buf;
+    size_t n = 0;
+    int rc;
+
+    if (out_len == NULL)
+        return km__err(KM_E_INVALID, "km_rsa_oaep_decrypt: out_len is NULL");
+    *out_len = 0;
+    if (out == NULL && out_cap > 0)
+        return km__err(KM_E_INVALID, "km_rsa_oaep_decrypt: out is NULL");
+    if ((buf = km__salloc(KM_SIGNATURE_MAX)) == NULL)
+        return km__err(KM_E_NOMEM, "km_rsa_oaep_decrypt: no secure memory");
+    rc = rsa_open("km_rsa_oaep_decrypt", key, version, label, label_len, in, in_len, buf,
+                  KM_SIGNATURE_MAX, &n);
+    if (rc == KM_OK && n > out_cap) {
+        *out_len = n;
+        rc = km__err(KM_E_BUFFER, "km_rsa_oaep_decrypt: out needs %zu bytes", n);
+    } else if (rc == KM_OK) {
+        if (n > 0)
+            memcpy(out, buf, n);
+        *out_len = n;
+    }
+    km__sfree(buf, KM_SIGNATURE_MAX);
+    if (rc != KM_OK && rc != KM_E_BUFFER && out != NULL)
+        km_memzero(out, out_cap);
+    return rc;
+}
+
+int km_rsa_oaep_encrypt(km_key *key, uint32_t version, const uint8_t *label, size_t label_len,
+                        const uint8_t *in, size_t in_len, uint8_t *out, size_t out_cap,
+                        size_t *out_len)
+{
+    km__kobj *k;
+    km__ver *v = NULL;
+    km__pkey *pub = NULL;
+    void *obj = NULL;
+    uint8_t spki[2048]; /* an RSA-4096 SPKI is 550 bytes */
+    size_t spki_len = 0;
+    uint32_t dflag = 0;
+    const char *md;
+    int rc;
+
+    if (out_len == NULL)
+        return km__err(KM_E_INVALID, "km_rsa_oaep_encrypt: out_len is NULL");
+    *out_len = 0;
+    if (key == NULL || (in == NULL && in_len > 0) || (label == NULL && label_len > 0))
+        return km__err(KM_E_INVALID, "km_rsa_oaep_encrypt: %s is NULL",
+                       key == NULL ? "key" : in == NULL && in_len > 0 ? "in" : "label");
+    if (label_len > KM_AAD_MAX)
+        return km__err(KM_E_INVALID, "km_rsa_oaep_encrypt: label_len exceeds KM_AAD_MAX");
+    if ((rc = km__key_use(key, &k)) != KM_OK)
+        return rc;
+    if (k->ctx->is_principal && (rc = km__acl_check(k->ctx, KM__OP_ENCRYPT, k)) != KM_OK)
+        return rc;
+    if (!is_rsa(k->type))
+        return km__err(KM_E_USAGE, "key '%s' (%s) is not an RSA key", k->name,
+                       km_key_type_name(k->type));
+    if (k->be->ops.public_key == NULL)
+        return km__err(KM_E_UNSUPPORTED, "backend '%s' gives no public key", k->be->ops.name);
+    pthread_rwlock_rdlock(&k->lock);
+    md = oaep_md(k, &dflag);
+    /* encrypting to a key that may wrap, or decrypt what is encrypted to it */
+    if ((rc = km__key_protect_check(k, (k->usage & KM_USAGE_WRAP) ? KM_USAGE_WRAP
+                                                                  : KM_USAGE_UNWRAP,
+                                    "encrypt to (RSA-OAEP)", version, &v))
+            != KM_OK
+        || (rc = km__ver_obj(k, v, &obj)) != KM_OK
+        || (rc = k->be->ops.public_key(obj, spki, sizeof spki, &spki_len)) != KM_OK)
+        goto out;
+    pthread_rwlock_unlock(&k->lock);
+    if ((rc = km__pkey_from_spki(&pub, spki, spki_len)) == KM_OK)
+        rc = km__pkey_rsa_oaep_encrypt(pub, md, label, label_len, in, in_len, out, out_cap,
+                                       out_len);
+    km__pkey_free(pub);
+    AUDIT_DATA(k, KM__OP_ENCRYPT, v, rc);
+    return rc;
+out:
+    pthread_rwlock_unlock(&k->lock);
+    AUDIT_DATA(k, KM__OP_ENCRYPT, v, rc);
     return rc;
 }
 
@@ -570,13 +760,13 @@ static int process_tagged(km_key *key, int mac, uint32_t version, uint32_t flags
         return km__err(KM_E_INVALID, "%s: msg is NULL", fn);
     if (msg_len > KM_PLAINTEXT_MAX)
         return km__err(KM_E_INVALID, "%s: msg_len exceeds KM_PLAINTEXT_MAX", fn);
-    if (flags & ~(KM_SIG_RAW | (mac ? 0 : KM_SIG_P1363)))
+    if (flags & ~(KM_SIG_RAW | (mac ? 0 : KM_SIG_P1363 | KM_SIG_PKCS1)))
         return km__err(KM_E_INVALID, "%s: flags has unknown bits", fn);
     if ((rc = km__key_use(key, &k)) != KM_OK)
         return rc;
     if (k->ctx->is_principal && (rc = km__acl_check(k->ctx, KM__OP_VERIFY, k)) != KM_OK)
         return rc;
-    if (mac ? !is_hmac(k->type) : !is_signing(k->type))
+    if (mac ? !is_mac(k->type) : !is_signing(k->type))
         return km__err(KM_E_USAGE, "key '%s' (%s) does not %s", k->name,
                        km_key_type_name(k->type), mac ? "verify MACs" : "verify signatures");
     if ((mac ? (void *)k->be->ops.mac : (void *)k->be->ops.verify) == NULL)
@@ -615,7 +805,8 @@ static int process_tagged(km_key *key, int mac, uint32_t version, uint32_t flags
         || (rc = km__ver_obj(k, v, &obj)) != KM_OK)
         goto out;
     if (!mac) {
-        rc = k->be->ops.verify(obj, flags & KM_SIG_P1363, msg, msg_len, sig, sig_len);
+        rc = k->be->ops.verify(obj, flags & (KM_SIG_P1363 | KM_SIG_PKCS1), msg, msg_len, sig,
+                               sig_len);
         if (rc == KM_E_VERIFY)
             rc = km__err_over(KM_E_VERIFY, "signature does not verify");
         goto out;
@@ -650,6 +841,150 @@ int km_mac_verify(km_key *key, uint32_t version, uint32_t flags, const uint8_t *
                   size_t msg_len, const uint8_t *tag, size_t tag_len)
 {
     return process_tagged(key, 1, version, flags, msg, msg_len, tag, tag_len);
+}
+
+/* ----------------------------------------------------------- random */
+
+int km_random(km_ctx *ctx, const char *protection, uint8_t *out, size_t len)
+{
+    km__backend_inst *b = NULL;
+    int rc;
+
+    if (ctx == NULL || out == NULL)
+        return km__err(KM_E_INVALID, "km_random: %s is NULL", ctx == NULL ? "ctx" : "out");
+    if (len == 0 || len > KM_RANDOM_MAX)
+        return km__err(KM_E_INVALID, "km_random: len must be 1 to %u bytes, not %zu",
+                       (unsigned)KM_RANDOM_MAX, len);
+    if ((rc = km__ctx_check(ctx)) != KM_OK)
+        goto out;
+    if (protection == NULL || strcmp(protection, "software") == 0) {
+        rc = km__random(out, len);
+        goto out;
+    }
+    if ((rc = km__backend_get(ctx, protection, &b)) != KM_OK)
+        goto out;
+    if (b->ops.random == NULL) {
+        rc = km__err(KM_E_UNSUPPORTED, "backend '%s' has no random generator", b->ops.name);
+        goto out;
+    }
+    rc = b->ops.random(b->state, out, len);
+    if (rc > 0)
+        rc = km__err(KM_E_BACKEND, "backend '%s' random generator failed", b->ops.name);
+out:
+    if (rc != KM_OK)
+        km_memzero(out, len);
+    return rc;
+}
+
+/* ------------------------------------------------------------ batch */
+
+/* An item's outcome: its code and, for a failure, the message of the
+ * thread's last error. */
+static int batch_done(km_batch_item *it, int rc)
+{
+    it->result = rc;
+    it->detail[0] = '\0';
+    if (rc != KM_OK)
+        snprintf(it->detail, sizeof it->detail, "%s", km_error_last()->message);
+    return rc;
+}
+
+/* Encryption of many items under one hold of the key: access, type, state and
+ * the version's object are checked and fetched once; each item gets its own
+ * nonce, count and audit entry. */
+static int batch_encrypt(km_key *key, km_batch_item *items, size_t count)
+{
+    km__kobj *k;
+    km__ver *v = NULL;
+    void *obj = NULL;
+    size_t i;
+    int rc, first = KM_OK;
+
+    rc = km__key_use(key, &k);
+    if (rc == KM_OK)
+        rc = seal_key_checks(k, KM__CT_MAGIC1);
+    if (rc == KM_OK) {
+        pthread_rwlock_rdlock(&k->lock);
+        if ((rc = km__key_protect_check(k, KM_USAGE_ENCRYPT, "encrypt", 0, &v)) == KM_OK
+            && (rc = km__ver_obj(k, v, &obj)) == KM_OK) {
+            for (i = 0; i < count; i++) {
+                km_batch_item *it = &items[i];
+                int r = seal_args("km_batch encrypt", it->in, it->in_len, it->aad, it->aad_len,
+                                  it->out, it->out_cap, &it->out_len);
+                if (r == KM_OK)
+                    r = seal_one(k, v, obj, KM__CT_MAGIC1, it->in, it->in_len, it->aad,
+                                 it->aad_len, it->out, &it->out_len);
+                if (r != KM_OK && r != KM_E_BUFFER && it->out != NULL)
+                    km_memzero(it->out, it->out_cap < it->in_len + KM_CIPHERTEXT_OVERHEAD
+                                        ? it->out_cap : it->in_len + KM_CIPHERTEXT_OVERHEAD);
+                if (batch_done(it, r) != KM_OK && first == KM_OK)
+                    first = r;
+            }
+        }
+        pthread_rwlock_unlock(&k->lock);
+    }
+    if (rc != KM_OK) { /* the key refused: every item, with the same detail */
+        for (i = 0; i < count; i++) {
+            items[i].out_len = 0;
+            batch_done(&items[i], rc);
+        }
+        return rc;
+    }
+    for (i = 0; i < count; i++) {
+        int r = items[i].result;
+        AUDIT_DATA(k, KM__OP_ENCRYPT, v, r);
+        if (r != items[i].result) { /* the audit entry could not be queued: fail closed */
+            km_memzero(items[i].out, items[i].out_len);
+            items[i].out_len = 0;
+            batch_done(&items[i], r);
+            if (first == KM_OK)
+                first = r;
+        }
+    }
+    return first;
+}
+
+int km_batch(km_key *key, km_batch_op op, uint32_t flags, km_batch_item *items, size_t count)
+{
+    size_t i;
+    int first = KM_OK;
+
+    if (key == NULL || (items == NULL && count > 0))
+        return km__err(KM_E_INVALID, "km_batch: %s is NULL", key == NULL ? "key" : "items");
+    if (count > KM_BATCH_MAX)
+        return km__err(KM_E_INVALID, "km_batch: count exceeds KM_BATCH_MAX");
+    if (op < KM_BATCH_ENCRYPT || op > KM_BATCH_MAC_VERIFY)
+        return km__err(KM_E_INVALID, "km_batch: unknown operation %d", (int)op);
+    if (op == KM_BATCH_ENCRYPT && flags != 0)
+        return km__err(KM_E_INVALID, "km_batch: encrypt takes no flags");
+    if (op == KM_BATCH_ENCRYPT)
+        return batch_encrypt(key, items, count);
+    for (i = 0; i < count; i++) {
+        km_batch_item *it = &items[i];
+        int r;
+        it->out_len = 0;
+        switch (op) {
+        case KM_BATCH_DECRYPT:
+            r = km_decrypt_key(key, flags, it->in, it->in_len, it->aad, it->aad_len, it->out,
+                               it->out_cap, &it->out_len);
+            break;
+        case KM_BATCH_SIGN:
+            r = km_sign(key, flags, it->in, it->in_len, it->out, it->out_cap, &it->out_len);
+            break;
+        case KM_BATCH_MAC:
+            r = km_mac(key, flags, it->in, it->in_len, it->out, it->out_cap, &it->out_len);
+            break;
+        case KM_BATCH_VERIFY:
+            r = km_verify(key, 0, flags, it->in, it->in_len, it->sig, it->sig_len);
+            break;
+        default:
+            r = km_mac_verify(key, 0, flags, it->in, it->in_len, it->sig, it->sig_len);
+            break;
+        }
+        if (batch_done(it, r) != KM_OK && first == KM_OK)
+            first = r;
+    }
+    return first;
 }
 
 /* ------------------------------------------------------------- text */

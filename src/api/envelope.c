@@ -6,17 +6,63 @@
 #include "crypto_int.h"
 
 #include <stdlib.h>
+#include <string.h>
 
 /* -------------------------------------------------- envelope encryption */
 
 size_t km_datakey_wrapped_len(void) { return KM_DATAKEY_WRAPPED_LEN; }
 
-int km_datakey_generate(km_key *kek, const uint8_t *aad, size_t aad_len, km_secret **plain,
-                        uint8_t *wrapped, size_t wrapped_cap, size_t *wrapped_len)
+/* A data key's length: an AES key (16, 24, 32 bytes) or an HMAC / AES-SIV key (48, 64). */
+static int key_len_ok(size_t n)
+{
+    return n == 16 || n == 24 || n == 32 || n == 48 || n == 64;
+}
+
+static int datakey_len_ok(size_t wrapped_len)
+{
+    return wrapped_len > KM_CIPHERTEXT_OVERHEAD && key_len_ok(wrapped_len - KM_CIPHERTEXT_OVERHEAD);
+}
+
+/* The vault policy allows protecting with `type` now (data keys and pairs are
+ * keys of that type, outside the vault). */
+static int policy_allows(km__kobj *k, km_key_type type)
+{
+    const km__policy *p = km__policy_acquire(k->ctx);
+    int rc = km__policy_check_protect(p, type, km__now(k->ctx));
+    km__policy_release(k->ctx);
+    return rc;
+}
+
+/* Generates `len` random key bytes and seals them under kek (magic K D). */
+static int datakey_make(km_key *kek, size_t len, const uint8_t *aad, size_t aad_len,
+                        km_secret **plain, uint8_t *wrapped, size_t wrapped_cap,
+                        size_t *wrapped_len)
 {
     km_secret *dk = NULL;
     int rc;
 
+    if (wrapped_cap < len + KM_CIPHERTEXT_OVERHEAD) {
+        *wrapped_len = len + KM_CIPHERTEXT_OVERHEAD;
+        return km__err(KM_E_BUFFER, "km_datakey_generate: wrapped needs %zu bytes", *wrapped_len);
+    }
+    if ((rc = km_secret_new(&dk, len)) != KM_OK)
+        return rc;
+    if ((rc = km__random_priv(km_secret_data(dk), len)) != KM_OK) {
+        km_secret_free(dk);
+        return rc;
+    }
+    rc = km__data_seal(kek, KM__DK_MAGIC1, km_secret_data(dk), len, aad, aad_len, wrapped,
+                       wrapped_cap, wrapped_len);
+    if (rc == KM_OK && plain != NULL)
+        *plain = dk;
+    else
+        km_secret_free(dk);
+    return rc;
+}
+
+int km_datakey_generate(km_key *kek, const uint8_t *aad, size_t aad_len, km_secret **plain,
+                        uint8_t *wrapped, size_t wrapped_cap, size_t *wrapped_len)
+{
     if (plain != NULL)
         *plain = NULL;
     if (wrapped_len == NULL)
@@ -24,23 +70,104 @@ int km_datakey_generate(km_key *kek, const uint8_t *aad, size_t aad_len, km_secr
     *wrapped_len = 0;
     if (kek == NULL || wrapped == NULL)
         return km__err(KM_E_INVALID, "km_datakey_generate: %s is NULL", kek == NULL ? "kek" : "wrapped");
-    if (wrapped_cap < KM_DATAKEY_WRAPPED_LEN) {
-        *wrapped_len = KM_DATAKEY_WRAPPED_LEN;
-        return km__err(KM_E_BUFFER, "km_datakey_generate: wrapped needs %d bytes",
-                       KM_DATAKEY_WRAPPED_LEN);
-    }
-    if ((rc = km_secret_new(&dk, KM_DATAKEY_LEN)) != KM_OK)
+    return datakey_make(kek, KM_DATAKEY_LEN, aad, aad_len, plain, wrapped, wrapped_cap,
+                        wrapped_len);
+}
+
+int km_datakey_generate_type(km_key *kek, km_key_type type, const uint8_t *aad, size_t aad_len,
+                             km_secret **plain, uint8_t *wrapped, size_t wrapped_cap,
+                             size_t *wrapped_len)
+{
+    km__kobj *k;
+    size_t len = km__type_key_len(type);
+    int rc;
+
+    if (plain != NULL)
+        *plain = NULL;
+    if (wrapped_len == NULL)
+        return km__err(KM_E_INVALID, "km_datakey_generate_type: wrapped_len is NULL");
+    *wrapped_len = 0;
+    if (kek == NULL || wrapped == NULL)
+        return km__err(KM_E_INVALID, "km_datakey_generate_type: %s is NULL",
+                       kek == NULL ? "kek" : "wrapped");
+    if (!key_len_ok(len) || km__type_family(type) == KM__FAM_AES_KWP)
+        return km__err(KM_E_INVALID, "km_datakey_generate_type: %s is not a data key type "
+                       "(aes-*-gcm, hmac-*, aes-*-siv, aes-*-cmac)",
+                       km__type_name(type) ? km__type_name(type) : "this");
+    if ((rc = km__key_use(kek, &k)) != KM_OK || (rc = policy_allows(k, type)) != KM_OK)
         return rc;
-    if ((rc = km__random_priv(km_secret_data(dk), KM_DATAKEY_LEN)) != KM_OK) {
-        km_secret_free(dk);
+    return datakey_make(kek, len, aad, aad_len, plain, wrapped, wrapped_cap, wrapped_len);
+}
+
+/* The types of data key pairs. */
+static int pair_type_ok(km_key_type type)
+{
+    km__family f = km__type_family(type);
+    return f == KM__FAM_ECDSA || f == KM__FAM_RSA || f == KM__FAM_EDDSA || f == KM__FAM_X25519;
+}
+
+int km_datakey_pair_generate(km_key *kek, km_key_type type, const uint8_t *aad, size_t aad_len,
+                             km_secret **private_pkcs8, uint8_t *wrapped, size_t wrapped_cap,
+                             size_t *wrapped_len, uint8_t *public_spki, size_t public_cap,
+                             size_t *public_len)
+{
+    static const uint8_t no_id[16];
+    const km_backend_ops *sw = &km__software_backend;
+    km_backend_keyspec spec;
+    km_secret *ref = NULL, *priv = NULL;
+    void *obj = NULL;
+    km__kobj *k;
+    size_t n;
+    int rc;
+
+    if (private_pkcs8 != NULL)
+        *private_pkcs8 = NULL;
+    if (wrapped_len == NULL || public_len == NULL)
+        return km__err(KM_E_INVALID, "km_datakey_pair_generate: wrapped_len or public_len is NULL");
+    *wrapped_len = *public_len = 0;
+    if (kek == NULL || wrapped == NULL || public_spki == NULL)
+        return km__err(KM_E_INVALID, "km_datakey_pair_generate: %s is NULL", kek == NULL ? "kek"
+                       : wrapped == NULL ? "wrapped" : "public_spki");
+    if (!pair_type_ok(type))
+        return km__err(KM_E_INVALID, "km_datakey_pair_generate: %s is not a key pair type "
+                       "(ec-p*, rsa-*, ed25519, x25519)",
+                       km__type_name(type) ? km__type_name(type) : "this");
+    if ((rc = km__key_use(kek, &k)) != KM_OK || (rc = policy_allows(k, type)) != KM_OK)
         return rc;
+    memset(&spec, 0, sizeof spec);
+    spec.version = 1;
+    spec.type = type;
+    spec.usage = km__type_usage(type);
+    spec.key_id = no_id;
+    spec.key_version = 1;
+    /* the software backend makes it (its OpenSSL calls, in locked pages) */
+    if ((rc = sw->generate(NULL, &spec, &ref)) != KM_OK
+        || (rc = sw->load(NULL, &spec, km_secret_data(ref), km_secret_len(ref), &obj)) != KM_OK)
+        goto out;
+    rc = sw->public_key(obj, public_spki, public_cap, public_len);
+    if (rc != KM_OK)
+        goto out;
+    n = km_secret_len(ref) - 1; /* the reference: a format byte, then the PKCS#8 DER */
+    if (wrapped_cap < n + KM_CIPHERTEXT_OVERHEAD) {
+        *wrapped_len = n + KM_CIPHERTEXT_OVERHEAD;
+        rc = km__err(KM_E_BUFFER, "km_datakey_pair_generate: wrapped needs %zu bytes",
+                     *wrapped_len);
+        goto out;
     }
-    rc = km__data_seal(kek, KM__DK_MAGIC1, km_secret_data(dk), KM_DATAKEY_LEN, aad, aad_len, wrapped,
-                   wrapped_cap, wrapped_len);
-    if (rc == KM_OK && plain != NULL)
-        *plain = dk;
-    else
-        km_secret_free(dk);
+    rc = km__data_seal(kek, KM__DKP_MAGIC1, km_secret_data(ref) + 1, n, aad, aad_len, wrapped,
+                       wrapped_cap, wrapped_len);
+    if (rc == KM_OK && private_pkcs8 != NULL
+        && (rc = km_secret_from(&priv, km_secret_data(ref) + 1, n)) == KM_OK)
+        *private_pkcs8 = priv;
+out:
+    if (obj != NULL)
+        sw->unload(NULL, obj);
+    km_secret_free(ref);
+    if (rc != KM_OK) {
+        if (rc != KM_E_BUFFER)
+            *public_len = 0;
+        km_memzero(wrapped, wrapped_cap);
+    }
     return rc;
 }
 
@@ -84,14 +211,16 @@ int km_datakey_decrypt(km_ctx *ctx, const uint8_t *wrapped, size_t wrapped_len,
         return km__err(KM_E_INVALID, "km_datakey_decrypt: aad is NULL");
     if (aad_len > KM_AAD_MAX)
         return km__err(KM_E_INVALID, "km_datakey_decrypt: aad_len exceeds KM_AAD_MAX");
-    if (wrapped_len != KM_DATAKEY_WRAPPED_LEN)
-        return km__err(KM_E_INVALID, "km_datakey_decrypt: a wrapped data key is %d bytes",
-                       KM_DATAKEY_WRAPPED_LEN);
+    if (!datakey_len_ok(wrapped_len))
+        return km__err(KM_E_INVALID, "km_datakey_decrypt: a wrapped data key is %d bytes "
+                       "(or %d + 16, 24, 48, 64), not %zu", KM_DATAKEY_WRAPPED_LEN,
+                       KM_CIPHERTEXT_OVERHEAD, wrapped_len);
     if ((rc = km__ctx_check(ctx)) != KM_OK || (rc = km__ct_header_parse(wrapped, wrapped_len, &h)) != KM_OK)
         return rc;
     if (h.magic1 != KM__DK_MAGIC1)
-        return km__err(KM_E_INVALID, "km_datakey_decrypt: not a wrapped data key (a ciphertext?)");
-    if ((rc = km_secret_new(&dk, KM_DATAKEY_LEN)) != KM_OK)
+        return km__err(KM_E_INVALID, "km_datakey_decrypt: not a wrapped data key (a ciphertext "
+                       "or a wrapped private key?)");
+    if ((rc = km_secret_new(&dk, wrapped_len - KM_CIPHERTEXT_OVERHEAD)) != KM_OK)
         return rc;
     rc = open_by_header(ctx, &h, 0, wrapped, wrapped_len, aad, aad_len, km_secret_data(dk), NULL);
     if (rc != KM_OK) {
@@ -102,26 +231,72 @@ int km_datakey_decrypt(km_ctx *ctx, const uint8_t *wrapped, size_t wrapped_len,
     return KM_OK;
 }
 
-int km_rewrap(km_ctx *ctx, const uint8_t *in, size_t in_len, const uint8_t *aad, size_t aad_len,
-              uint8_t *out, size_t out_cap, size_t *out_len)
+int km_datakey_pair_decrypt(km_ctx *ctx, const uint8_t *wrapped, size_t wrapped_len,
+                            const uint8_t *aad, size_t aad_len, km_secret **private_pkcs8)
+{
+    km__ct_header h;
+    km_secret *pk = NULL;
+    int rc;
+
+    if (private_pkcs8 == NULL)
+        return km__err(KM_E_INVALID, "km_datakey_pair_decrypt: private_pkcs8 is NULL");
+    *private_pkcs8 = NULL;
+    if (ctx == NULL || wrapped == NULL)
+        return km__err(KM_E_INVALID, "km_datakey_pair_decrypt: %s is NULL",
+                       ctx == NULL ? "ctx" : "wrapped");
+    if ((aad == NULL && aad_len > 0) || aad_len > KM_AAD_MAX)
+        return km__err(KM_E_INVALID, "km_datakey_pair_decrypt: bad aad");
+    if (wrapped_len <= KM_CIPHERTEXT_OVERHEAD || wrapped_len > KM_DATAKEY_PAIR_WRAPPED_MAX)
+        return km__err(KM_E_INVALID, "km_datakey_pair_decrypt: not a wrapped private key "
+                       "(length)");
+    if ((rc = km__ctx_check(ctx)) != KM_OK
+        || (rc = km__ct_header_parse(wrapped, wrapped_len, &h)) != KM_OK)
+        return rc;
+    if (h.magic1 != KM__DKP_MAGIC1)
+        return km__err(KM_E_INVALID, "km_datakey_pair_decrypt: not a wrapped private key");
+    if ((rc = km_secret_new(&pk, wrapped_len - KM_CIPHERTEXT_OVERHEAD)) != KM_OK)
+        return rc;
+    rc = open_by_header(ctx, &h, 0, wrapped, wrapped_len, aad, aad_len, km_secret_data(pk), NULL);
+    if (rc != KM_OK) {
+        km_secret_free(pk);
+        return rc;
+    }
+    *private_pkcs8 = pk;
+    return KM_OK;
+}
+
+/* km_rewrap and km_rewrap_to: open with the input's key, seal under `to` (NULL:
+ * the same key) with new_aad (when new_aad_set). */
+static int rewrap(const char *fn, km_ctx *ctx, const uint8_t *in, size_t in_len,
+                  const uint8_t *aad, size_t aad_len, km_key *to, int new_aad_set,
+                  const uint8_t *new_aad, size_t new_aad_len, uint8_t *out, size_t out_cap,
+                  size_t *out_len)
 {
     km__ct_header h;
     km__kobj *k = NULL;
     uint8_t *plain = NULL;
     size_t n;
-    int rc;
+    int rc, secret;
 
-    rc = km__data_args("km_rewrap", in, in_len, aad, aad_len, out, out_cap, out_len, 0);
+    rc = km__data_args(fn, in, in_len, aad, aad_len, out, out_cap, out_len, 0);
     if (rc == KM_E_BUFFER || (rc == KM_OK && out_cap < in_len)) {
         *out_len = in_len;
-        return km__err(KM_E_BUFFER, "km_rewrap: out needs %zu bytes", in_len);
+        return km__err(KM_E_BUFFER, "%s: out needs %zu bytes", fn, in_len);
     }
     if (rc == KM_OK && ctx == NULL)
-        rc = km__err(KM_E_INVALID, "km_rewrap: ctx is NULL");
+        rc = km__err(KM_E_INVALID, "%s: ctx is NULL", fn);
+    if (rc == KM_OK && new_aad_set
+        && ((new_aad == NULL && new_aad_len > 0) || new_aad_len > KM_AAD_MAX))
+        rc = km__err(KM_E_INVALID, "%s: bad new_aad", fn);
     if (rc == KM_OK && km__buf_overlaps(in, in_len, out, in_len))
-        rc = km__err(KM_E_INVALID, "km_rewrap: out overlaps in");
+        rc = km__err(KM_E_INVALID, "%s: out overlaps in", fn);
     if (rc == KM_OK)
         rc = km__ctx_check(ctx);
+    if (rc == KM_OK && to != NULL) {
+        km__kobj *tk;
+        if ((rc = km__key_use(to, &tk)) == KM_OK && tk->ctx != ctx)
+            rc = km__err(KM_E_INVALID, "%s: the target key belongs to another vault handle", fn);
+    }
     if (rc == KM_OK)
         rc = km__ct_header_parse(in, in_len, &h);
     if (rc != KM_OK) {
@@ -132,19 +307,25 @@ int km_rewrap(km_ctx *ctx, const uint8_t *in, size_t in_len, const uint8_t *aad,
     }
     n = in_len - KM_CIPHERTEXT_OVERHEAD;
     /* the plaintext never leaves libkm: it lives in a buffer wiped below
-     * (secure memory for a data key) */
-    plain = h.magic1 == KM__DK_MAGIC1 ? km__salloc(n ? n : 1) : malloc(n ? n : 1);
+     * (secure memory for a data key or a private key) */
+    secret = h.magic1 == KM__DK_MAGIC1 || h.magic1 == KM__DKP_MAGIC1;
+    plain = secret ? km__salloc(n ? n : 1) : malloc(n ? n : 1);
     if (plain == NULL) {
         km_memzero(out, out_cap < in_len ? out_cap : in_len);
-        return km__err(KM_E_NOMEM, "km_rewrap: out of memory");
+        return km__err(KM_E_NOMEM, "%s: out of memory", fn);
     }
     rc = open_by_header(ctx, &h, 0, in, in_len, aad, aad_len, plain, &k);
     if (rc == KM_OK) {
         km_key tmp = { k, ctx->fork_gen };
-        rc = km__data_seal(&tmp, h.magic1, plain, n, aad, aad_len, out, out_cap, out_len);
+        if (new_aad_set) {
+            aad = new_aad;
+            aad_len = new_aad_len;
+        }
+        rc = km__data_seal(to != NULL ? to : &tmp, h.magic1, plain, n, aad, aad_len, out, out_cap,
+                           out_len);
         km__kobj_unref(k);
     }
-    if (h.magic1 == KM__DK_MAGIC1) {
+    if (secret) {
         km__sfree(plain, n ? n : 1);
     } else {
         km_memzero(plain, n);
@@ -153,6 +334,21 @@ int km_rewrap(km_ctx *ctx, const uint8_t *in, size_t in_len, const uint8_t *aad,
     if (rc != KM_OK)
         km_memzero(out, out_cap < in_len ? out_cap : in_len);
     return rc;
+}
+
+int km_rewrap(km_ctx *ctx, const uint8_t *in, size_t in_len, const uint8_t *aad, size_t aad_len,
+              uint8_t *out, size_t out_cap, size_t *out_len)
+{
+    return rewrap("km_rewrap", ctx, in, in_len, aad, aad_len, NULL, 0, NULL, 0, out, out_cap,
+                  out_len);
+}
+
+int km_rewrap_to(km_ctx *ctx, const uint8_t *in, size_t in_len, const uint8_t *aad,
+                 size_t aad_len, km_key *to, const uint8_t *new_aad, size_t new_aad_len,
+                 uint8_t *out, size_t out_cap, size_t *out_len)
+{
+    return rewrap("km_rewrap_to", ctx, in, in_len, aad, aad_len, to, new_aad != NULL, new_aad,
+                  new_aad_len, out, out_cap, out_len);
 }
 
 int km_rewrap_batch(km_ctx *ctx, size_t count, const uint8_t *const *in, const size_t *in_len,

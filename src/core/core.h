@@ -39,7 +39,8 @@ enum {
     KM__K_PROCESS_DAYS = 10, KM__K_GRACE_DAYS = 11, KM__K_POLICY = 12,
     /* key_meta.c: written after creation, absent in older records */
     KM__K_DESCRIPTION = 13, KM__K_ALIASES = 14, KM__K_TAGS = 15,
-    KM__K_MIN_PROCESS = 16, KM__K_MIN_PROTECT = 17  /* the version window; absent = 0 */
+    KM__K_MIN_PROCESS = 16, KM__K_MIN_PROTECT = 17, /* the version window; absent = 0 */
+    KM__K_OAEP_DIGEST = 18  /* RSA-OAEP digest (ops, issue 23) */
 };
 enum {
     KM__V_STATE = 1, KM__V_CREATED = 2, KM__V_ACTIVATED = 3, KM__V_PROTECT_STOP = 4,
@@ -110,6 +111,7 @@ typedef struct km__kobj {
     uint32_t rotate_days, protect_days, process_days, grace_days;
     uint32_t min_process, min_protect; /* the version window (0: none) */
     char *policy_json;           /* the key's own policy, or NULL */
+    uint32_t oaep_digest;        /* RSA: the RSA-OAEP digest, 256/384/512 (0 read as 256) */
     km__backend_inst *be;
     pthread_rwlock_t lock;       /* versions array and metadata */
     km__ver **vers;              /* index = version - 1 */

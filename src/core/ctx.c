@@ -76,7 +76,9 @@ static int register_backend(const km_backend_ops *ops, int builtin)
         /* Copy only what the caller's version defines; the rest stays NULL. */
         memset(&reg[reg_n], 0, sizeof reg[reg_n]);
         memcpy(&reg[reg_n], ops,
-               ops->version >= 2 ? sizeof *ops : offsetof(km_backend_ops, slot_seal));
+               ops->version >= 3   ? sizeof *ops
+               : ops->version == 2 ? offsetof(km_backend_ops, random)
+                                   : offsetof(km_backend_ops, slot_seal));
         reg_builtin[reg_n] = builtin;
         reg_n++;
     }

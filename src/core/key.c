@@ -133,6 +133,8 @@ static int encode_key(const km__kobj *k, uint32_t nvers, uint8_t *buf, size_t ca
     km__tlv_put_u32(&w, KM__K_GRACE_DAYS, k->grace_days);
     if (k->policy_json != NULL)
         km__tlv_put_str(&w, KM__K_POLICY, k->policy_json);
+    if (k->oaep_digest != 0 && k->oaep_digest != 256)
+        km__tlv_put_u32(&w, KM__K_OAEP_DIGEST, k->oaep_digest);
     *len = w.len;
     return km__tlv_end(&w);
 }
@@ -144,6 +146,7 @@ typedef struct keyrec {
     uint32_t type, usage, flags, nvers;
     uint32_t rotate_days, protect_days, process_days, grace_days;
     uint32_t min_process, min_protect;
+    uint32_t oaep_digest;        /* 256 when absent */
     const uint8_t *policy;       /* the key's own policy JSON (borrowed), or NULL */
     size_t policy_len;
     char protection[32];
@@ -185,6 +188,11 @@ static int decode_key(const uint8_t *b, size_t n, keyrec *r)
         || (km__tlv_get_u32(b, n, KM__K_MIN_PROCESS, &r->min_process) == KM_E_CORRUPT)
         || (km__tlv_get_u32(b, n, KM__K_MIN_PROTECT, &r->min_protect) == KM_E_CORRUPT))
         return KM_E_CORRUPT;
+    r->oaep_digest = 256;
+    if (km__tlv_get_u32(b, n, KM__K_OAEP_DIGEST, &r->oaep_digest) == KM_E_CORRUPT
+        || (r->oaep_digest != 256 && r->oaep_digest != 384 && r->oaep_digest != 512)
+        || (r->oaep_digest != 256 && km__type_family((km_key_type)r->type) != KM__FAM_RSA))
+        return km__err(KM_E_CORRUPT, "key record: bad RSA-OAEP digest");
     return get_i64(b, n, KM__K_CREATED, &r->created);
 }
 
@@ -378,6 +386,8 @@ static int kobj_read(km__kobj *k, km__txn *t, int all_counters)
         free(k->policy_json);
         k->policy_json = pj;
     }
+    if (k->oaep_digest != r.oaep_digest)
+        k->oaep_digest = r.oaep_digest;
     if (k->rotate_days != r.rotate_days || k->protect_days != r.protect_days
         || k->process_days != r.process_days || k->grace_days != r.grace_days) {
         k->rotate_days = r.rotate_days;
@@ -992,6 +1002,12 @@ static int check_key_options(const char *fn, km_key_type type, const km_key_opti
     if (o->version >= 5 && o->import_version > KM__VERSIONS_MAX)
         return km__err(KM_E_INVALID, "%s: opts->import_version is past the %u versions a key "
                                      "keeps", fn, (unsigned)KM__VERSIONS_MAX);
+    if (o->version >= 5 && o->rsa_oaep_digest != 0) {
+        if (km__type_family(type) != KM__FAM_RSA)
+            return km__err(KM_E_INVALID, "%s: opts->rsa_oaep_digest applies to RSA keys only", fn);
+        if (o->rsa_oaep_digest != 256 && o->rsa_oaep_digest != 384 && o->rsa_oaep_digest != 512)
+            return km__err(KM_E_INVALID, "%s: opts->rsa_oaep_digest must be 256, 384 or 512", fn);
+    }
     return KM_OK;
 }
 
@@ -1001,6 +1017,8 @@ static void set_periods(km__kobj *k, const km_key_options *o)
     k->rotate_days = k->protect_days = k->process_days = 0;
     k->grace_days = 30;
     k->policy_json = o != NULL && o->version >= 3 ? (char *)(uintptr_t)o->policy : NULL;
+    k->oaep_digest = o != NULL && o->version >= 5 && o->rsa_oaep_digest != 0
+                     ? o->rsa_oaep_digest : 256;
     if (o != NULL && o->version >= 2) {
         k->rotate_days = o->rotate_days;
         k->protect_days = o->protect_days;
@@ -1045,6 +1063,7 @@ static int policy_for_new_key(km_ctx *ctx, km_key_type type, uint32_t key_bits,
             eff->key_id = o->key_id;
         if (o->version >= 5)
             eff->import_version = o->import_version;
+            eff->rsa_oaep_digest = o->rsa_oaep_digest;
         if (o->version >= 2) {
             eff->activate_at = o->activate_at;
             eff->rotate_days = o->rotate_days;
@@ -1557,6 +1576,7 @@ static int kobj_rotate_stored(km__kobj *k, uint32_t *new_version)
         tmp.protect_days = r.protect_days;
         tmp.process_days = r.process_days;
         tmp.grace_days = r.grace_days;
+        tmp.oaep_digest = r.oaep_digest;
         {
             char pol[KM__KEY_POLICY_MAX + 1];
             tmp.policy_json = NULL;

@@ -24,7 +24,13 @@ static void aad_of(const struct kmctl_args *a, const uint8_t **aad, size_t *len)
 
 static uint32_t sig_flags(const struct kmctl_args *a)
 {
-    return (a->val[OPT_RAW] != NULL ? KM_SIG_RAW : 0) | (a->val[OPT_P1363] != NULL ? KM_SIG_P1363 : 0);
+    return (a->val[OPT_RAW] != NULL ? KM_SIG_RAW : 0) | (a->val[OPT_P1363] != NULL ? KM_SIG_P1363 : 0)
+           | (a->val[OPT_PKCS1] != NULL ? KM_SIG_PKCS1 : 0);
+}
+
+uint32_t kmctl_sig_flags(const struct kmctl_args *a)
+{
+    return sig_flags(a);
 }
 
 /* Writes binary output, or its km1: text form with --text. */
@@ -46,6 +52,8 @@ int kmctl_cmd_encrypt(struct kmctl *k, const struct kmctl_args *a)
     km_key *key = NULL;
     int rc;
 
+    if (a->val[OPT_BATCH] != NULL)
+        return kmctl_batch(k, a, KM_BATCH_ENCRYPT);
     aad_of(a, &aad, &aad_len);
     if ((rc = kmctl_open_key(k, a->pos[0], &key)) != KMCTL_EXIT_OK)
         return rc;
@@ -80,6 +88,8 @@ int kmctl_cmd_decrypt(struct kmctl *k, const struct kmctl_args *a)
     uint32_t flags;
     int rc;
 
+    if (a->val[OPT_BATCH] != NULL)
+        return kmctl_batch(k, a, KM_BATCH_DECRYPT);
     aad_of(a, &aad, &aad_len);
     if ((rc = kmctl_read_fd(STDIN_FILENO, "the ciphertext", KMCTL_CIPHERTEXT_TEXT_MAX, &ct)) != KMCTL_EXIT_OK)
         goto out;
@@ -138,12 +148,12 @@ out:
 
 int kmctl_cmd_sign(struct kmctl *k, const struct kmctl_args *a)
 {
-    return tag_cmd(k, a, 0);
+    return a->val[OPT_BATCH] != NULL ? kmctl_batch(k, a, KM_BATCH_SIGN) : tag_cmd(k, a, 0);
 }
 
 int kmctl_cmd_mac(struct kmctl *k, const struct kmctl_args *a)
 {
-    return tag_cmd(k, a, 1);
+    return a->val[OPT_BATCH] != NULL ? kmctl_batch(k, a, KM_BATCH_MAC) : tag_cmd(k, a, 1);
 }
 
 /* ------------------------------------------------------------ verify, mac-verify */
@@ -181,12 +191,13 @@ out:
 
 int kmctl_cmd_verify(struct kmctl *k, const struct kmctl_args *a)
 {
-    return verify_cmd(k, a, 0);
+    return a->val[OPT_BATCH] != NULL ? kmctl_batch(k, a, KM_BATCH_VERIFY) : verify_cmd(k, a, 0);
 }
 
 int kmctl_cmd_mac_verify(struct kmctl *k, const struct kmctl_args *a)
 {
-    return verify_cmd(k, a, 1);
+    return a->val[OPT_BATCH] != NULL ? kmctl_batch(k, a, KM_BATCH_MAC_VERIFY)
+                                     : verify_cmd(k, a, 1);
 }
 
 /* ------------------------------------------------------------ datakey */
@@ -215,22 +226,30 @@ static int write_secret_file(const char *path, const uint8_t *p, size_t n)
     return KMCTL_EXIT_OK;
 }
 
-/* kmctl datakey NAME [--aad TEXT] [--text] [--plaintext-file FILE]:
+int kmctl_secret_file(const char *path, const uint8_t *p, size_t n)
+{
+    return write_secret_file(path, p, n);
+}
+
+/* kmctl datakey NAME [--aad TEXT] [--text] [--plaintext-file FILE] [--type TYPE]:
  * the wrapped data key on stdout; its plaintext only into FILE on request. */
 int kmctl_cmd_datakey(struct kmctl *k, const struct kmctl_args *a)
 {
-    uint8_t w[KM_DATAKEY_WRAPPED_LEN];
+    uint8_t w[KM_CIPHERTEXT_OVERHEAD + KM_DATAKEY_MAX];
     const uint8_t *aad;
     size_t aad_len, n = 0;
     km_secret *dk = NULL;
     km_key *key = NULL;
+    km_key_type type = KM_KEY_AES_256_GCM;
     int rc;
 
     aad_of(a, &aad, &aad_len);
+    if (a->val[OPT_TYPE] != NULL && km_key_type_from_name(a->val[OPT_TYPE], &type) != KM_OK)
+        return kmctl_error(KMCTL_EXIT_USAGE, "datakey: unknown --type '%s'", a->val[OPT_TYPE]);
     if ((rc = kmctl_open_key(k, a->pos[0], &key)) != KMCTL_EXIT_OK)
         return rc;
-    rc = km_datakey_generate(key, aad, aad_len, a->val[OPT_PLAINTEXT_FILE] != NULL ? &dk : NULL,
-                             w, sizeof w, &n);
+    rc = km_datakey_generate_type(key, type, aad, aad_len,
+                                  a->val[OPT_PLAINTEXT_FILE] != NULL ? &dk : NULL, w, sizeof w, &n);
     km_key_free(key);
     if (rc != KM_OK)
         return kmctl_lib_error(rc, "generating a data key under '%s'", a->pos[0]);
@@ -253,6 +272,7 @@ int kmctl_cmd_rewrap(struct kmctl *k, const struct kmctl_args *a)
     const uint8_t *aad;
     uint8_t *out = NULL;
     size_t aad_len, n = 0;
+    km_key *to = NULL;
     int text, rc;
 
     aad_of(a, &aad, &aad_len);
@@ -266,13 +286,22 @@ int kmctl_cmd_rewrap(struct kmctl *k, const struct kmctl_args *a)
         rc = kmctl_error(KMCTL_EXIT_OTHER, "rewrapping: out of memory");
         goto out;
     }
-    rc = km_rewrap(k->ctx, in.p, in.len, aad, aad_len, out, in.len, &n);
+    if (a->val[OPT_TO] != NULL && (rc = kmctl_open_key(k, a->val[OPT_TO], &to)) != KMCTL_EXIT_OK)
+        goto out;
+    if (to != NULL || a->val[OPT_NEW_AAD] != NULL)
+        rc = km_rewrap_to(k->ctx, in.p, in.len, aad, aad_len, to,
+                          (const uint8_t *)a->val[OPT_NEW_AAD],
+                          a->val[OPT_NEW_AAD] != NULL ? strlen(a->val[OPT_NEW_AAD]) : 0, out,
+                          in.len, &n);
+    else
+        rc = km_rewrap(k->ctx, in.p, in.len, aad, aad_len, out, in.len, &n);
     if (rc != KM_OK) {
         rc = kmctl_lib_error(rc, "rewrapping");
         goto out;
     }
     rc = text ? kmctl_text_write(out, n) : kmctl_write(out, n);
 out:
+    km_key_free(to);
     free(out);
     kmctl_buf_free(&in);
     return rc;

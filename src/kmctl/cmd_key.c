@@ -142,7 +142,7 @@ static int key_options(const struct kmctl_args *a, km_key_options *o)
         o->protect_days = (uint32_t)a->num[OPT_PROTECT_DAYS];
     if (a->val[OPT_PROCESS_DAYS] != NULL)
         o->process_days = (uint32_t)a->num[OPT_PROCESS_DAYS];
-    return KMCTL_EXIT_OK;
+    return kmctl_oaep_digest(a, o);
 }
 
 static int print_id(const uint8_t *id)

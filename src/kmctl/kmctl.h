@@ -86,6 +86,14 @@ enum kmctl_opt_id {
     OPT_KEY_ID,
     OPT_BACKUP_PASS_FILE,
     OPT_NAME,
+    OPT_HEX,
+    OPT_OAEP_DIGEST,
+    OPT_PKCS1,
+    OPT_LABEL,
+    OPT_TO,
+    OPT_NEW_AAD,
+    OPT_PUBLIC_OUT,
+    OPT_BATCH,
     OPT__COUNT
 };
 
@@ -229,5 +237,20 @@ int kmctl_import_target(const struct kmctl_args *a, km_key_options *o, uint8_t i
 /* request create key-set: the params of a key settings request (pf holds a read file) */
 int kmctl_key_set_request_params(const struct kmctl_args *a, struct kmctl_buf *pf,
                                  const uint8_t **pp, size_t *plen);
+
+/* commands of issue 23's operations (cmd_ops.c) */
+int kmctl_cmd_random(struct kmctl *k, const struct kmctl_args *a);
+int kmctl_cmd_rsa_encrypt(struct kmctl *k, const struct kmctl_args *a);
+int kmctl_cmd_rsa_decrypt(struct kmctl *k, const struct kmctl_args *a);
+/* --oaep-digest sha256|sha384|sha512 of key create/import into opts (0 when absent). */
+int kmctl_oaep_digest(const struct kmctl_args *a, km_key_options *o);
+int kmctl_cmd_datakey_decrypt(struct kmctl *k, const struct kmctl_args *a);
+int kmctl_cmd_datakey_pair(struct kmctl *k, const struct kmctl_args *a);
+/* --batch of encrypt, decrypt, sign, verify, mac, mac-verify: JSON lines in, JSON lines out. */
+int kmctl_batch(struct kmctl *k, const struct kmctl_args *a, km_batch_op op);
+/* cmd_data.c: the KM_SIG_* flags of --raw, --p1363, --pkcs1. */
+uint32_t kmctl_sig_flags(const struct kmctl_args *a);
+/* cmd_data.c: writes secret bytes to a new file of mode 0600 (never an existing one). */
+int kmctl_secret_file(const char *path, const uint8_t *p, size_t n);
 
 #endif /* KMCTL_H */

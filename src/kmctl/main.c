@@ -53,6 +53,8 @@ struct kmctl_cmd {
 #define O_TEXT { "text", NULL, ARG_NONE, 0, OPT_TEXT, 0 }
 #define O_RAWSIG { "raw", NULL, ARG_NONE, 0, OPT_RAW, 0 }
 #define O_P1363 { "p1363", NULL, ARG_NONE, 0, OPT_P1363, 0 }
+#define O_PKCS1 { "pkcs1", NULL, ARG_NONE, 0, OPT_PKCS1, 0 }
+#define O_BATCH { "batch", NULL, ARG_NONE, 0, OPT_BATCH, 0 }
 #define O_VERSION { "version", "N", ARG_UINT, 0, OPT_VERSION, VERSION_MAX }
 #define O_VERSION_REQ { "version", "N", ARG_UINT, 1, OPT_VERSION, VERSION_MAX }
 #define O_TYPE_REQ { "type", "TYPE", ARG_STR, 1, OPT_TYPE, 0 }
@@ -70,14 +72,18 @@ static const struct kmctl_optspec o_create[] = {
     { "activate-at", "DATE", ARG_DATE, 0, OPT_ACTIVATE_AT, 0 },
     { "protect-days", "DAYS", ARG_UINT, 0, OPT_PROTECT_DAYS, DAYS_MAX },
     { "process-days", "DAYS", ARG_UINT, 0, OPT_PROCESS_DAYS, DAYS_MAX },
-    { "deletion-protection", NULL, ARG_NONE, 0, OPT_DELETION_PROTECTED, 0 }, O_END };
+    { "deletion-protection", NULL, ARG_NONE, 0, OPT_DELETION_PROTECTED, 0 },
+
+    { "oaep-digest", "sha256|sha384|sha512", ARG_STR, 0, OPT_OAEP_DIGEST, 0 }, O_END };
 static const struct kmctl_optspec o_import[] = {
     O_TYPE_REQ,
     { "raw", "FILE", ARG_STR, 0, OPT_RAW, 0 },
     { "format", "raw|pkcs8|spki|pem", ARG_STR, 0, OPT_FORMAT, 0 },
     { "wrapped", "BLOB", ARG_STR, 0, OPT_WRAPPED, 0 },
     O_PROTECTION, O_EXPORTABLE, O_USAGE,
-    { "key-id", "HEX", ARG_STR, 0, OPT_KEY_ID, 0 }, O_VERSION, O_END };
+    { "key-id", "HEX", ARG_STR, 0, OPT_KEY_ID, 0 }, O_VERSION,
+
+    { "oaep-digest", "sha256|sha384|sha512", ARG_STR, 0, OPT_OAEP_DIGEST, 0 }, O_END };
 static const struct kmctl_optspec o_public[] = {
     { "der", NULL, ARG_NONE, 0, OPT_DER, 0 }, O_VERSION, O_END };
 static const struct kmctl_optspec o_version[] = { O_VERSION, O_END };
@@ -87,16 +93,18 @@ static const struct kmctl_optspec o_revoke[] = {
     { "compromise-date", "DATE", ARG_DATE, 0, OPT_COMPROMISE_DATE, 0 }, O_END };
 static const struct kmctl_optspec o_destroy[] = {
     O_VERSION_REQ, { "grace", "DAYS", ARG_UINT, 0, OPT_GRACE, GRACE_MAX }, O_END };
-static const struct kmctl_optspec o_encrypt[] = { O_AAD, O_TEXT, O_END };
-static const struct kmctl_optspec o_aad[] = { O_AAD, O_END };
+static const struct kmctl_optspec o_encrypt[] = { O_AAD, O_TEXT, O_BATCH, O_END };
 static const struct kmctl_optspec o_datakey[] = {
-    O_AAD, O_TEXT, { "plaintext-file", "FILE", ARG_STR, 0, OPT_PLAINTEXT_FILE, 0 }, O_END };
+    O_AAD, O_TEXT, { "plaintext-file", "FILE", ARG_STR, 0, OPT_PLAINTEXT_FILE, 0 },
+    { "type", "TYPE", ARG_STR, 0, OPT_TYPE, 0 }, O_END };
 static const struct kmctl_optspec o_decrypt[] = {
-    O_AAD, { "allow-compromised", NULL, ARG_NONE, 0, OPT_ALLOW_COMPROMISED, 0 }, O_END };
-static const struct kmctl_optspec o_sign[] = { O_RAWSIG, O_P1363, O_TEXT, O_END };
-static const struct kmctl_optspec o_verify[] = { O_RAWSIG, O_P1363, O_VERSION, O_END };
-static const struct kmctl_optspec o_mac[] = { O_RAWSIG, O_TEXT, O_END };
-static const struct kmctl_optspec o_mac_verify[] = { O_RAWSIG, O_VERSION, O_END };
+    O_AAD, { "allow-compromised", NULL, ARG_NONE, 0, OPT_ALLOW_COMPROMISED, 0 }, O_BATCH, O_END };
+static const struct kmctl_optspec o_sign[] = { O_RAWSIG, O_P1363, O_TEXT, O_PKCS1, O_BATCH,
+                                                O_END };
+static const struct kmctl_optspec o_verify[] = { O_RAWSIG, O_P1363, O_VERSION, O_PKCS1, O_BATCH,
+                                                  O_END };
+static const struct kmctl_optspec o_mac[] = { O_RAWSIG, O_TEXT, O_BATCH, O_END };
+static const struct kmctl_optspec o_mac_verify[] = { O_RAWSIG, O_VERSION, O_BATCH, O_END };
 static const struct kmctl_optspec o_export[] = {
     { "wrap-with", "PUBKEY.pem", ARG_STR, 1, OPT_WRAP_WITH, 0 }, O_END };
 
@@ -167,6 +175,18 @@ static const struct kmctl_optspec o_key_restore[] = {
     { "name", "NAME", ARG_STR, 0, OPT_NAME, 0 },
     { "backup-passphrase-file", "FILE", ARG_STR, 0, OPT_BACKUP_PASS_FILE, 0 }, O_END };
 static const struct kmctl_optspec o_alias[] = { { "move", NULL, ARG_NONE, 0, OPT_MOVE, 0 }, O_END };
+static const struct kmctl_optspec o_rsa[] = {
+    { "label", "TEXT", ARG_STR, 0, OPT_LABEL, 0 }, O_VERSION, O_END };
+static const struct kmctl_optspec o_rewrap[] = {
+    O_AAD, { "to", "NAME", ARG_STR, 0, OPT_TO, 0 }, { "new-aad", "TEXT", ARG_STR, 0, OPT_NEW_AAD, 0 },
+    O_END };
+static const struct kmctl_optspec o_datakey_decrypt[] = {
+    O_AAD, { "plaintext-file", "FILE", ARG_STR, 0, OPT_PLAINTEXT_FILE, 0 }, O_END };
+static const struct kmctl_optspec o_datakey_pair[] = {
+    O_TYPE_REQ, { "public-out", "FILE", ARG_STR, 1, OPT_PUBLIC_OUT, 0 }, O_AAD, O_TEXT,
+    { "plaintext-file", "FILE", ARG_STR, 0, OPT_PLAINTEXT_FILE, 0 }, O_END };
+static const struct kmctl_optspec o_random[] = {
+    O_PROTECTION, { "hex", NULL, ARG_NONE, 0, OPT_HEX, 0 }, O_TEXT, O_END };
 
 static int cmd_version(struct kmctl *k, const struct kmctl_args *a);
 static int cmd_help(struct kmctl *k, const struct kmctl_args *a);
@@ -218,9 +238,9 @@ static const struct kmctl_cmd commands[] = {
     { "mac-verify", "NAME TAGFILE", 2, o_mac_verify, NULL, kmctl_cmd_mac_verify, VAULT_OPEN, "< msg",
       "verify a MAC of stdin (exit 0 valid, 6 not)" },
     { "datakey", "NAME", 1, o_datakey, NULL, kmctl_cmd_datakey, VAULT_OPEN, "> wrapped",
-      "a new AES-256 data key wrapped under NAME (the plaintext only with --plaintext-file)" },
-    { "rewrap", "", 0, o_aad, NULL, kmctl_cmd_rewrap, VAULT_OPEN, "< old > new",
-      "re-encrypt a ciphertext under its key's primary version" },
+      "a new data key (AES-256, or the size of --type) wrapped under NAME (plaintext: --plaintext-file)" },
+    { "rewrap", "", 0, o_rewrap, NULL, kmctl_cmd_rewrap, VAULT_OPEN, "< old > new",
+      "re-encrypt under its key's primary version, or under --to NAME and/or with --new-aad" },
     { "export", "NAME", 1, o_export, NULL, kmctl_cmd_export, VAULT_OPEN, "> blob",
       "export a key wrapped to a public key" },
     { "wrapping-key", "", 0, o_none, NULL, kmctl_cmd_wrapping_key, VAULT_OPEN, "> vault-import-pub.pem",
@@ -315,6 +335,16 @@ static const struct kmctl_cmd commands[] = {
       "restore a key backup into this vault (prints the key id)" },
     { "key grants", "NAME", 1, o_json, NULL, kmctl_cmd_key_grants, VAULT_OPEN, "",
       "list a key's grants: GRANTEE<tab>PERMS (an admin or auditor sees all)" },
+    { "datakey decrypt", "", 0, o_datakey_decrypt, NULL, kmctl_cmd_datakey_decrypt, VAULT_OPEN,
+      "< wrapped > key", "unwrap a data key or a data key pair's private key (PKCS#8 DER)" },
+    { "datakey-pair", "NAME", 1, o_datakey_pair, NULL, kmctl_cmd_datakey_pair, VAULT_OPEN,
+      "> wrapped", "a key pair of --type: private key wrapped under NAME, public key to FILE" },
+    { "rsa-encrypt", "NAME", 1, o_rsa, NULL, kmctl_cmd_rsa_encrypt, VAULT_OPEN, "< plain > cipher",
+      "RSA-OAEP encryption of stdin to the key's public key (the key's digest, --label)" },
+    { "rsa-decrypt", "NAME", 1, o_rsa, NULL, kmctl_cmd_rsa_decrypt, VAULT_OPEN, "< cipher > plain",
+      "RSA-OAEP decryption of stdin (the key's digest, --label; an empty message is empty)" },
+    { "random", "N", 1, o_random, NULL, kmctl_cmd_random, VAULT_OPEN, "> bytes",
+      "N random bytes (1..1048576) from the DRBG, or a device's generator with --protection" },
     { "version", "", 0, o_none, NULL, cmd_version, VAULT_NONE, "", "print the kmctl and libkm versions" },
     { "help", "", 0, o_none, NULL, cmd_help, VAULT_NONE, "", "print this help" },
 };

@@ -8,7 +8,7 @@
 void km__ct_header_write(uint8_t out[KM_CIPHERTEXT_HEADER], const km__ct_header *h)
 {
     out[0] = KM__CT_MAGIC0;
-    out[1] = h->magic1 == KM__DK_MAGIC1 ? KM__DK_MAGIC1 : KM__CT_MAGIC1;
+    out[1] = h->magic1 == KM__DK_MAGIC1 || h->magic1 == KM__DKP_MAGIC1 ? h->magic1 : KM__CT_MAGIC1;
     out[2] = KM__FORMAT_V1;
     out[3] = h->alg;
     memcpy(out + 4, h->key_id, 16);
@@ -21,7 +21,8 @@ int km__ct_header_parse(const uint8_t *in, size_t len, km__ct_header *h)
     if (in == NULL || len < KM_CIPHERTEXT_OVERHEAD)
         return km__err(KM_E_INVALID, "ciphertext: shorter than the %d-byte header and tag",
                        KM_CIPHERTEXT_OVERHEAD);
-    if (in[0] != KM__CT_MAGIC0 || (in[1] != KM__CT_MAGIC1 && in[1] != KM__DK_MAGIC1))
+    if (in[0] != KM__CT_MAGIC0
+        || (in[1] != KM__CT_MAGIC1 && in[1] != KM__DK_MAGIC1 && in[1] != KM__DKP_MAGIC1))
         return km__err(KM_E_INVALID, "ciphertext: not a libkm ciphertext (bad magic)");
     h->magic1 = in[1];
     if (in[2] != KM__FORMAT_V1)

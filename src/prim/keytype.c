@@ -9,6 +9,7 @@
 #define U_AEAD (KM_USAGE_ENCRYPT | KM_USAGE_DECRYPT)
 #define U_WRAP (KM_USAGE_WRAP | KM_USAGE_UNWRAP)
 #define U_MAC (KM_USAGE_MAC | KM_USAGE_MAC_VERIFY | KM_USAGE_DERIVE)
+#define U_CMAC (KM_USAGE_MAC | KM_USAGE_MAC_VERIFY)
 #define U_SIGN (KM_USAGE_SIGN | KM_USAGE_VERIFY)
 #define U_AGREE KM_USAGE_AGREE
 
@@ -27,6 +28,11 @@
     [t] = { .id = t, .name = n, .family = fam, .bits = 8 * (len), .key_len = len,              \
             .cipher = ciph, .md = dig, .usages = u, .default_usage = u, .pclass = cls,          \
             .strength = str, .fips = 1, .hdr_alg = t, .backends = be }
+/* An AES-SIV row: deterministic encryption, not FIPS approved, software only. */
+#define SIV(t, n, len, ciph, str)                                                                \
+    [t] = { .id = t, .name = n, .family = KM__FAM_AES_SIV, .bits = 8 * (len), .key_len = len,  \
+            .cipher = ciph, .usages = U_AEAD, .default_usage = U_AEAD, .pclass = SD,            \
+            .strength = str, .fips = 0, .hdr_alg = t, .backends = 0 }
 /* An asymmetric row. */
 #define ASYM(t, n, fam, b, fld, grp, dig, u, cls, str, fip, hdr, be)                            \
     [t] = { .id = t, .name = n, .family = fam, .bits = b, .field = fld, .group = grp,           \
@@ -70,6 +76,18 @@ const km__keytype km__keytypes[KM__KEYTYPE_MAX + 1] = {
          128, 1, 0, 0),
     ASYM(KM_KEY_FFDHE4096, "ffdhe4096", KM__FAM_FFDHE, 4096, 0, "ffdhe4096", NULL, U_AGREE, KA,
          152, 1, 0, 0),
+    /* AES-CMAC (SP 800-38B): a symmetric authentication key, 16-byte tags */
+    SYM(KM_KEY_AES_128_CMAC, "aes-128-cmac", KM__FAM_CMAC, 16, "AES-128-CBC", NULL, U_CMAC, HM,
+        128, 0),
+    SYM(KM_KEY_AES_192_CMAC, "aes-192-cmac", KM__FAM_CMAC, 24, "AES-192-CBC", NULL, U_CMAC, HM,
+        192, 0),
+    SYM(KM_KEY_AES_256_CMAC, "aes-256-cmac", KM__FAM_CMAC, 32, "AES-256-CBC", NULL, U_CMAC, HM,
+        256, 0),
+    /* AES-SIV (RFC 5297): two AES keys (S2V's and CTR's), so twice the AES size; not in
+     * FIPS 140-3 (no SP 800-38 mode) */
+    SIV(KM_KEY_AES_128_SIV, "aes-128-siv", 32, "AES-128-SIV", 128),
+    SIV(KM_KEY_AES_192_SIV, "aes-192-siv", 48, "AES-192-SIV", 192),
+    SIV(KM_KEY_AES_256_SIV, "aes-256-siv", 64, "AES-256-SIV", 256),
 };
 
 const km__keytype *km__keytype_by_name(const char *name)
@@ -113,6 +131,14 @@ size_t km__type_key_len(km_key_type type)
 {
     const km__keytype *kt = km__keytype_get((int)type);
     return kt != NULL ? kt->key_len : 0;
+}
+
+size_t km__type_mac_len(km_key_type type)
+{
+    const km__keytype *kt = km__keytype_get((int)type);
+    if (kt == NULL)
+        return 0;
+    return kt->family == KM__FAM_HMAC ? kt->key_len : kt->family == KM__FAM_CMAC ? 16 : 0;
 }
 
 uint32_t km__type_usage(km_key_type type)

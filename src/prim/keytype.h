@@ -19,7 +19,7 @@
 #include "km.h"
 
 /* The highest km_key_type value. */
-#define KM__KEYTYPE_MAX 18 /* KM_KEY_FFDHE4096 */
+#define KM__KEYTYPE_MAX 24 /* KM_KEY_AES_256_SIV */
 
 /* The algorithm family of a type: what its keys do and how. */
 typedef enum km__family {
@@ -31,15 +31,17 @@ typedef enum km__family {
     KM__FAM_EDDSA,     /* Ed25519 */
     KM__FAM_X25519,    /* X25519 key agreement */
     KM__FAM_RSA,       /* RSA-PSS / PKCS#1 v1.5 signatures, RSA-OAEP wrap */
-    KM__FAM_FFDHE      /* RFC 7919 finite-field Diffie-Hellman */
+    KM__FAM_FFDHE,     /* RFC 7919 finite-field Diffie-Hellman */
+    KM__FAM_CMAC,      /* AES-CMAC (NIST SP 800-38B) */
+    KM__FAM_AES_SIV    /* AES-SIV deterministic encryption (RFC 5297) */
 } km__family;
 
 /* Key classes of SP 800-57 Part 1 rev. 5 Table 1 that the key types map to
  * (the policy's cryptoperiod classes, src/rules/policy.c). */
 typedef enum km__pclass {
-    KM__PCLASS_SYMMETRIC_DATA = 0,     /* aes-*-gcm */
+    KM__PCLASS_SYMMETRIC_DATA = 0,     /* aes-*-gcm, aes-*-siv */
     KM__PCLASS_SYMMETRIC_WRAPPING = 1, /* aes-256-kwp */
-    KM__PCLASS_HMAC = 2,               /* hmac-* (symmetric authentication key) */
+    KM__PCLASS_HMAC = 2,               /* hmac-*, aes-*-cmac (symmetric authentication key) */
     KM__PCLASS_SIGNATURE_PRIVATE = 3,  /* ec-p*, ed25519, rsa-* */
     KM__PCLASS_KEY_AGREEMENT = 4,      /* x25519, ffdhe* */
     KM__PCLASS__COUNT = 5
@@ -60,7 +62,8 @@ typedef struct km__keytype {
     size_t key_len;        /* symmetric: raw key bytes (HMAC: generated length, the
                               digest length, which is also the tag length); else 0 */
     size_t field;          /* ECDSA: bytes of r and of s in IEEE P1363 form; else 0 */
-    const char *cipher;    /* AES: the cipher ("AES-256-GCM", "AES-256-WRAP-PAD") */
+    const char *cipher;    /* AES: the cipher ("AES-256-GCM", "AES-256-WRAP-PAD",
+                              "AES-256-SIV"; CMAC: the block cipher, "AES-256-CBC") */
     const char *group;     /* ECDSA: the curve ("P-256"); FFDHE: the group ("ffdhe2048") */
     const char *md;        /* the digest of signatures, or of the HMAC ("SHA256") */
     uint32_t usages;       /* KM_USAGE_* bits a key of the type may have */
@@ -107,6 +110,9 @@ int km__type_is_symmetric(km_key_type type);
 /* The raw key length of a symmetric type (HMAC: the generated length); 0 for
  * others and non-types. Pure. */
 size_t km__type_key_len(km_key_type type);
+/* The length of a MAC type's full tag: the digest length for HMAC, 16 for
+ * AES-CMAC; 0 for other types. Pure. */
+size_t km__type_mac_len(km_key_type type);
 /* The usage bits a type can have (0 for a non-type). Pure. */
 uint32_t km__type_usage(km_key_type type);
 /* The family of a type (KM__FAM_NONE for a non-type). Pure. */

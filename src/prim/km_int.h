@@ -87,10 +87,12 @@ extern atomic_uint km__fork_gen;
 #define KM__SIG_MAGIC1 'S'   /* tagged signature: 'K' 'S' */
 #define KM__MAC_MAGIC1 'T'   /* tagged MAC: 'K' 'T' */
 #define KM__DK_MAGIC1 'D'    /* wrapped data key: 'K' 'D', otherwise a v1 ciphertext */
+#define KM__DKP_MAGIC1 'P'   /* wrapped private key of a data key pair: 'K' 'P' (PKCS#8 DER) */
 #define KM__FORMAT_V1 1
 
 typedef struct km__ct_header {
-    uint8_t magic1;          /* KM__CT_MAGIC1 (data) or KM__DK_MAGIC1 (wrapped data key) */
+    uint8_t magic1;          /* KM__CT_MAGIC1 (data), KM__DK_MAGIC1 (wrapped data key) or
+                                KM__DKP_MAGIC1 (wrapped private key of a data key pair) */
     uint8_t alg;
     uint8_t key_id[16];
     uint32_t version;

@@ -121,7 +121,10 @@ typedef struct km__skey km__skey;
 typedef enum km__skey_kind {
     KM__SKEY_GCM = 1,   /* AES-GCM: alg is the cipher ("AES-256-GCM"), 12-byte nonce, 16-byte tag */
     KM__SKEY_HMAC,      /* HMAC: alg is the digest ("SHA256") */
-    KM__SKEY_KWP        /* AES-KWP (RFC 5649): alg NULL, a 16/24/32-byte key */
+    KM__SKEY_KWP,       /* AES-KWP (RFC 5649): alg NULL, a 16/24/32-byte key */
+    KM__SKEY_CMAC,      /* AES-CMAC (SP 800-38B): alg is the CBC cipher ("AES-256-CBC") */
+    KM__SKEY_SIV        /* AES-SIV (RFC 5297): alg is the cipher ("AES-256-SIV"), no nonce,
+                           the 16-byte synthetic IV as the tag */
 } km__skey_kind;
 
 /* Copies key (key_len bytes) into a new object of `kind`. KM_E_NOMEM,
@@ -134,7 +137,11 @@ void km__skey_free(km__skey *k);
 const uint8_t *km__skey_bytes(const km__skey *k, size_t *len);
 /* AES-GCM over aad1 || aad2 (either may be empty). KM_E_USAGE (not a GCM
  * key), KM_E_INVALID (a length above INT_MAX), KM_E_CRYPTO (out and tag are
- * then zeroed). */
+ * then zeroed). An AES-SIV key ignores the nonce (NULL allowed) and takes
+ * aad1 as the first S2V string, always (even empty), aad2 as a second one
+ * only when not empty; the tag is the synthetic IV V of RFC 5297 (whose
+ * output V || C is here out = C, tag = V). An empty message is
+ * KM_E_UNSUPPORTED: OpenSSL 3.0's AES-SIV never finishes one. */
 int km__skey_seal(km__skey *k, const uint8_t nonce[12], const uint8_t *aad1, size_t aad1_len,
                   const uint8_t *aad2, size_t aad2_len, const uint8_t *in, size_t in_len,
                   uint8_t *out, uint8_t tag[16]);
@@ -143,8 +150,8 @@ int km__skey_seal(km__skey *k, const uint8_t nonce[12], const uint8_t *aad1, siz
 int km__skey_open(km__skey *k, const uint8_t nonce[12], const uint8_t *aad1, size_t aad1_len,
                   const uint8_t *aad2, size_t aad2_len, const uint8_t *in, size_t in_len,
                   const uint8_t tag[16], uint8_t *out);
-/* HMAC of msg: exactly tag_len bytes (the digest's length) in tag.
- * KM_E_USAGE (not an HMAC key), KM_E_CRYPTO (tag zeroed). */
+/* HMAC or AES-CMAC of msg: exactly tag_len bytes (the digest's length; 16
+ * for CMAC) in tag. KM_E_USAGE (not a MAC key), KM_E_CRYPTO (tag zeroed). */
 int km__skey_mac(km__skey *k, const uint8_t *msg, size_t msg_len, uint8_t *tag,
                  size_t tag_len);
 /* AES-KWP wrap (out_len = ceil8(len) + 8; out may be NULL to ask the size:
@@ -206,9 +213,25 @@ int km__pkey_is_rsa(const km__pkey *k, int bits);
  * or more than cap bytes). */
 int km__pkey_peer_ec_point(const uint8_t *spki, size_t spki_len, const char *group,
                            uint8_t *point, size_t cap, size_t *point_len);
+/* The largest RSA-OAEP plaintext of the key with digest `md` ("SHA256"):
+ * modulus bytes - 2 * digest bytes - 2; 0 for an unknown digest. */
+size_t km__rsa_oaep_max(const km__pkey *k, const char *md);
+/* RSA-OAEP with `md` for OAEP and MGF1 and an optional label (PKCS#1 v2.2):
+ * encrypt with the public key (out: the modulus size; KM_E_BUFFER with
+ * *out_len when out is NULL or short; KM_E_INVALID when in is longer than
+ * km__rsa_oaep_max), decrypt with the private key (any plaintext, the empty
+ * one included; KM_E_INTEGRITY for a wrong length, key, label or digest, or
+ * altered data; KM_E_BUFFER with *out_len when out_cap is short). */
+int km__pkey_rsa_oaep_encrypt(km__pkey *k, const char *md, const uint8_t *label,
+                              size_t label_len, const uint8_t *in, size_t in_len, uint8_t *out,
+                              size_t out_cap, size_t *out_len);
+int km__pkey_rsa_oaep_decrypt(km__pkey *k, const char *md, const uint8_t *label,
+                              size_t label_len, const uint8_t *in, size_t in_len, uint8_t *out,
+                              size_t out_cap, size_t *out_len);
 /* Verifies sig over msg with the public key (or the public half of a private
  * key): ECDSA (DER, or r || s with flags KM_SIG_P1363) with digest md, RSA-PSS
- * (md, MGF1-SHA-256, salt 32 bytes), or EdDSA (md NULL). KM_E_VERIFY when it
+ * (md, MGF1-SHA-256, salt 32 bytes) or with KM_SIG_PKCS1 RSA PKCS#1 v1.5 (md),
+ * or EdDSA (md NULL). KM_E_VERIFY when it
  * does not verify (also for an impossible length), KM_E_INVALID (unknown
  * flags, P1363 on a non-EC key), KM_E_CRYPTO (cannot set up). */
 __attribute__((warn_unused_result))

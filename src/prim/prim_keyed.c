@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include <openssl/core_names.h>
+#include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/params.h>
 
@@ -43,9 +44,9 @@ struct km__skey {
     km__skey_kind kind;
     uint8_t *key;          /* the key bytes, in secure memory */
     size_t key_len;
-    EVP_CIPHER *cipher;    /* GCM */
-    EVP_MAC *mac;          /* HMAC */
-    char md[32];           /* HMAC: the digest name */
+    EVP_CIPHER *cipher;    /* GCM, SIV */
+    EVP_MAC *mac;          /* HMAC, CMAC */
+    char md[32];           /* HMAC: the digest name; CMAC: the cipher name */
     int pools_init;
     struct pool pools[POOL__COUNT];
 };
@@ -83,7 +84,9 @@ static int pool_node_new(km__skey *k, int which, struct pool_node **out)
         EVP_MAC_CTX *m = EVP_MAC_CTX_new(k->mac);
         OSSL_PARAM params[2];
 
-        params[0] = OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, k->md, 0);
+        params[0] = OSSL_PARAM_construct_utf8_string(k->kind == KM__SKEY_CMAC
+                                                     ? OSSL_MAC_PARAM_CIPHER
+                                                     : OSSL_MAC_PARAM_DIGEST, k->md, 0);
         params[1] = OSSL_PARAM_construct_end();
         n->item = m;
         ok = m != NULL && EVP_MAC_init(m, k->key, k->key_len, params) == 1;
@@ -198,9 +201,10 @@ int km__skey_new(km__skey **out, km__skey_kind kind, const char *alg, const uint
 
     *out = NULL;
     if (key == NULL || key_len == 0 || key_len > INT_MAX
-        || ((kind == KM__SKEY_GCM || kind == KM__SKEY_HMAC) && alg == NULL)
-        || (kind == KM__SKEY_HMAC && strlen(alg) >= sizeof k->md)
-        || (kind != KM__SKEY_GCM && kind != KM__SKEY_HMAC && kind != KM__SKEY_KWP))
+        || (kind != KM__SKEY_KWP && alg == NULL)
+        || ((kind == KM__SKEY_HMAC || kind == KM__SKEY_CMAC) && strlen(alg) >= sizeof k->md)
+        || (kind != KM__SKEY_GCM && kind != KM__SKEY_HMAC && kind != KM__SKEY_KWP
+            && kind != KM__SKEY_CMAC && kind != KM__SKEY_SIV))
         return km__err(KM_E_INVALID, "keyed object: bad key or algorithm");
     k = calloc(1, sizeof *k);
     if (k == NULL)
@@ -222,7 +226,13 @@ int km__skey_new(km__skey **out, km__skey_kind kind, const char *alg, const uint
         goto out;
     }
     memcpy(k->key, key, key_len);
-    if (kind == KM__SKEY_GCM) {
+    if (kind == KM__SKEY_SIV) {
+        k->cipher = EVP_CIPHER_fetch(NULL, alg, NULL);
+        if (k->cipher == NULL || (size_t)EVP_CIPHER_get_key_length(k->cipher) != key_len) {
+            rc = km__err_ossl(KM_E_CRYPTO, "%s is not available for a %zu-byte key", alg, key_len);
+            goto out;
+        }
+    } else if (kind == KM__SKEY_GCM) {
         k->cipher = EVP_CIPHER_fetch(NULL, alg, NULL);
         if (k->cipher == NULL) {
             rc = km__err_ossl(KM_E_CRYPTO, "%s is not available", alg);
@@ -238,11 +248,12 @@ int km__skey_new(km__skey **out, km__skey_kind kind, const char *alg, const uint
                 goto out;
             pool_give(k, POOL_DEC, n);
         }
-    } else if (kind == KM__SKEY_HMAC) {
+    } else if (kind == KM__SKEY_HMAC || kind == KM__SKEY_CMAC) {
+        const char *mac = kind == KM__SKEY_HMAC ? "HMAC" : "CMAC";
         memcpy(k->md, alg, strlen(alg) + 1);
-        k->mac = EVP_MAC_fetch(NULL, "HMAC", NULL);
+        k->mac = EVP_MAC_fetch(NULL, mac, NULL);
         if (k->mac == NULL) {
-            rc = km__err_ossl(KM_E_CRYPTO, "HMAC is not available");
+            rc = km__err_ossl(KM_E_CRYPTO, "%s is not available", mac);
             goto out;
         }
         if ((rc = pool_node_new(k, POOL_MAC, &n)) != KM_OK)
@@ -265,11 +276,45 @@ const uint8_t *km__skey_bytes(const km__skey *k, size_t *len)
 
 static int gcm_args(const km__skey *k, size_t aad1_len, size_t aad2_len, size_t in_len)
 {
-    if (k->kind != KM__SKEY_GCM)
+    if (k->kind != KM__SKEY_GCM && k->kind != KM__SKEY_SIV)
         return km__err(KM_E_USAGE, "this key does not encrypt data");
     if (in_len > INT_MAX || aad1_len > INT_MAX || aad2_len > INT_MAX)
         return km__err(KM_E_INVALID, "AES-GCM: input too long");
     return KM_OK;
+}
+
+/* AES-SIV in one call on a context keyed here (the S2V state is per message):
+ * enc seals `in` into out and tag, else checks tag while opening into out. */
+static int siv_run(km__skey *k, int enc, const uint8_t *aad1, size_t aad1_len,
+                   const uint8_t *aad2, size_t aad2_len, const uint8_t *in, size_t in_len,
+                   uint8_t *out, uint8_t tag[16])
+{
+    static const uint8_t none[1] = { 0 };
+    EVP_CIPHER_CTX *c;
+    uint8_t fin[16];
+    int len = 0, ok;
+
+    km__osslmem_begin();
+    c = EVP_CIPHER_CTX_new();
+    ok = c != NULL && EVP_CipherInit_ex(c, k->cipher, NULL, k->key, NULL, enc) == 1
+         && (enc || EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_AEAD_SET_TAG, 16, tag) == 1)
+         && EVP_CipherUpdate(c, NULL, &len, aad1 != NULL ? aad1 : none, (int)aad1_len) == 1
+         && (aad2_len == 0 || EVP_CipherUpdate(c, NULL, &len, aad2, (int)aad2_len) == 1);
+    if (ok) {
+        /* the message in one update, then the final check */
+        int r = EVP_CipherUpdate(c, out, &len, in, (int)in_len);
+        ok = r == 1 && (size_t)len == in_len && EVP_CipherFinal_ex(c, fin, &len) == 1
+             && (!enc || EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_AEAD_GET_TAG, 16, tag) == 1);
+        if (!ok && !enc) {
+            EVP_CIPHER_CTX_free(c);
+            km__osslmem_end();
+            ERR_clear_error();
+            return KM_E_INTEGRITY;
+        }
+    }
+    EVP_CIPHER_CTX_free(c);
+    km__osslmem_end();
+    return ok ? KM_OK : KM_E_CRYPTO;
 }
 
 int km__skey_seal(km__skey *k, const uint8_t nonce[12], const uint8_t *aad1, size_t aad1_len,
@@ -283,6 +328,17 @@ int km__skey_seal(km__skey *k, const uint8_t nonce[12], const uint8_t *aad1, siz
 
     if ((rc = gcm_args(k, aad1_len, aad2_len, in_len)) != KM_OK)
         return rc;
+    if (k->kind == KM__SKEY_SIV && in_len == 0)
+        return km__err(KM_E_UNSUPPORTED, "AES-SIV of an empty message: OpenSSL 3.0's AES-SIV "
+                       "cannot compute it");
+    if (k->kind == KM__SKEY_SIV) {
+        if ((rc = siv_run(k, 1, aad1, aad1_len, aad2, aad2_len, in, in_len, out, tag)) == KM_OK)
+            return KM_OK;
+        if (in_len > 0)
+            km_memzero(out, in_len);
+        km_memzero(tag, 16);
+        return km__err_ossl(rc, "AES-SIV encryption failed");
+    }
     if ((rc = pool_take(k, POOL_ENC, &n)) != KM_OK)
         return rc;
     c = n->item;
@@ -322,10 +378,23 @@ int km__skey_open(km__skey *k, const uint8_t nonce[12], const uint8_t *aad1, siz
     int len = 0, rc;
 
     if ((rc = gcm_args(k, aad1_len, aad2_len, in_len)) != KM_OK
-        || (rc = pool_take(k, POOL_DEC, &n)) != KM_OK) {
+        || (k->kind == KM__SKEY_GCM && (rc = pool_take(k, POOL_DEC, &n)) != KM_OK)) {
         if (out != NULL && in_len > 0)
             km_memzero(out, in_len);
         return rc;
+    }
+    if (k->kind == KM__SKEY_SIV && in_len == 0)
+        return km__err(KM_E_UNSUPPORTED, "AES-SIV of an empty message: OpenSSL 3.0's AES-SIV "
+                       "cannot check it");
+    if (k->kind == KM__SKEY_SIV) {
+        memcpy(t, tag, 16);
+        if ((rc = siv_run(k, 0, aad1, aad1_len, aad2, aad2_len, in, in_len, out, t)) == KM_OK)
+            return KM_OK;
+        if (in_len > 0)
+            km_memzero(out, in_len);
+        if (rc == KM_E_INTEGRITY)
+            return km__err(rc, "AES-SIV synthetic IV does not match");
+        return km__err_ossl(rc, "AES-SIV decryption failed");
     }
     c = n->item;
     memcpy(t, tag, 16);
@@ -368,7 +437,7 @@ int km__skey_mac(km__skey *k, const uint8_t *msg, size_t msg_len, uint8_t *tag,
     size_t outl = 0;
     int rc;
 
-    if (k->kind != KM__SKEY_HMAC)
+    if (k->kind != KM__SKEY_HMAC && k->kind != KM__SKEY_CMAC)
         return km__err(KM_E_USAGE, "this key does not compute MACs");
     if ((rc = pool_take(k, POOL_MAC, &n)) != KM_OK)
         return rc;
@@ -378,7 +447,7 @@ int km__skey_mac(km__skey *k, const uint8_t *msg, size_t msg_len, uint8_t *tag,
         || EVP_MAC_final(m, tag, &outl, tag_len) != 1 || outl != tag_len) {
         pool_node_free(POOL_MAC, n);
         km_memzero(tag, tag_len);
-        return km__err_ossl(KM_E_CRYPTO, "HMAC failed");
+        return km__err_ossl(KM_E_CRYPTO, "%s failed", k->kind == KM__SKEY_HMAC ? "HMAC" : "CMAC");
     }
     pool_give(k, POOL_MAC, n);
     return KM_OK;

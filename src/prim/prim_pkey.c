@@ -268,9 +268,10 @@ int km__pkey_verify(km__pkey *k, const char *md, uint32_t flags, const uint8_t *
     EVP_PKEY_CTX *pc = NULL;
     uint8_t der[160];
     size_t der_len = 0;
-    int ec = EVP_PKEY_is_a(k, "EC"), rc;
+    int ec = EVP_PKEY_is_a(k, "EC"), rsa = EVP_PKEY_is_a(k, "RSA"), rc;
 
-    if ((flags & ~KM_SIG_P1363) || ((flags & KM_SIG_P1363) && !ec))
+    if ((flags & ~(KM_SIG_P1363 | KM_SIG_PKCS1)) || ((flags & KM_SIG_P1363) && !ec)
+        || ((flags & KM_SIG_PKCS1) && !rsa))
         return km__err(KM_E_INVALID, "verify: bad flags for this key");
     if (sig == NULL || sig_len == 0 || sig_len > SIG_MAX)
         return km__err(KM_E_VERIFY, "signature does not verify (bad length)");
@@ -285,7 +286,9 @@ int km__pkey_verify(km__pkey *k, const char *md, uint32_t flags, const uint8_t *
     }
     if ((m = EVP_MD_CTX_new()) == NULL
         || EVP_DigestVerifyInit_ex(m, &pc, md, NULL, NULL, k, NULL) != 1
-        || (EVP_PKEY_is_a(k, "RSA")
+        || (rsa && (flags & KM_SIG_PKCS1)
+            && EVP_PKEY_CTX_set_rsa_padding(pc, RSA_PKCS1_PADDING) <= 0)
+        || (rsa && !(flags & KM_SIG_PKCS1)
             && (EVP_PKEY_CTX_set_rsa_padding(pc, RSA_PKCS1_PSS_PADDING) <= 0
                 || EVP_PKEY_CTX_set_rsa_pss_saltlen(pc, PSS_SALT) <= 0
                 || EVP_PKEY_CTX_set_rsa_mgf1_md_name(pc, "SHA256", NULL) <= 0))) {
@@ -299,6 +302,119 @@ int km__pkey_verify(km__pkey *k, const char *md, uint32_t flags, const uint8_t *
         rc = km__err_ossl(KM_E_VERIFY, "signature does not verify");
 out:
     EVP_MD_CTX_free(m);
+    return rc;
+}
+
+/* The output length of the SHA-2 digest `md` ("SHA256", "SHA384", "SHA512"); 0 otherwise. */
+static size_t sha2_len(const char *md)
+{
+    return md == NULL ? 0 : strcmp(md, "SHA256") == 0 ? 32 : strcmp(md, "SHA384") == 0 ? 48
+           : strcmp(md, "SHA512") == 0 ? 64 : 0;
+}
+
+/* An RSA-OAEP context of the key for encryption or decryption: `md` for OAEP
+ * and MGF1, the label copied into the context (OpenSSL takes its own copy). */
+static int oaep_ctx(km__pkey *k, int enc, const char *md, const uint8_t *label,
+                    size_t label_len, EVP_PKEY_CTX **out)
+{
+    EVP_PKEY_CTX *c = EVP_PKEY_CTX_new_from_pkey(NULL, k, NULL);
+    unsigned char *l = NULL;
+
+    *out = NULL;
+    if (!EVP_PKEY_is_a(k, "RSA") || sha2_len(md) == 0) {
+        EVP_PKEY_CTX_free(c);
+        return km__err(KM_E_USAGE, "RSA-OAEP needs an RSA key and SHA-256, SHA-384 or SHA-512");
+    }
+    if (label_len > 0 && (l = OPENSSL_memdup(label, label_len)) == NULL) {
+        EVP_PKEY_CTX_free(c);
+        return km__err(KM_E_NOMEM, "RSA-OAEP: out of memory");
+    }
+    if (c == NULL || (enc ? EVP_PKEY_encrypt_init(c) : EVP_PKEY_decrypt_init(c)) != 1
+        || EVP_PKEY_CTX_set_rsa_padding(c, RSA_PKCS1_OAEP_PADDING) <= 0
+        || EVP_PKEY_CTX_set_rsa_oaep_md_name(c, md, NULL) <= 0
+        || EVP_PKEY_CTX_set_rsa_mgf1_md_name(c, md, NULL) <= 0
+        || (l != NULL && EVP_PKEY_CTX_set0_rsa_oaep_label(c, l, (int)label_len) <= 0)) {
+        OPENSSL_free(l);
+        EVP_PKEY_CTX_free(c);
+        return km__err_ossl(KM_E_CRYPTO, "cannot set up RSA-OAEP with %s", md);
+    }
+    *out = c;
+    return KM_OK;
+}
+
+size_t km__rsa_oaep_max(const km__pkey *k, const char *md)
+{
+    size_t mod = (size_t)EVP_PKEY_get_size(k), h = sha2_len(md);
+    return h != 0 && mod > 2 * h + 2 ? mod - 2 * h - 2 : 0;
+}
+
+int km__pkey_rsa_oaep_encrypt(km__pkey *k, const char *md, const uint8_t *label,
+                              size_t label_len, const uint8_t *in, size_t in_len, uint8_t *out,
+                              size_t out_cap, size_t *out_len)
+{
+    EVP_PKEY_CTX *c = NULL;
+    size_t need = (size_t)EVP_PKEY_get_size(k), n;
+    int rc;
+
+    *out_len = 0;
+    if (label_len > INT_MAX || (label == NULL && label_len > 0) || (in == NULL && in_len > 0))
+        return km__err(KM_E_INVALID, "RSA-OAEP: bad label or input");
+    if (in_len > km__rsa_oaep_max(k, md))
+        return km__err(KM_E_INVALID, "RSA-OAEP with %s and this key encrypts at most %zu bytes",
+                       md, km__rsa_oaep_max(k, md));
+    if (out == NULL || out_cap < need) {
+        *out_len = need;
+        return km__err(KM_E_BUFFER, "RSA-OAEP ciphertext needs %zu bytes", need);
+    }
+    if ((rc = oaep_ctx(k, 1, md, label, label_len, &c)) != KM_OK)
+        return rc;
+    n = out_cap;
+    if (EVP_PKEY_encrypt(c, out, &n, in != NULL ? in : empty_msg, in_len) != 1 || n != need) {
+        km_memzero(out, out_cap);
+        rc = km__err_ossl(KM_E_CRYPTO, "RSA-OAEP encryption failed");
+    } else {
+        *out_len = n;
+    }
+    EVP_PKEY_CTX_free(c);
+    return rc;
+}
+
+int km__pkey_rsa_oaep_decrypt(km__pkey *k, const char *md, const uint8_t *label,
+                              size_t label_len, const uint8_t *in, size_t in_len, uint8_t *out,
+                              size_t out_cap, size_t *out_len)
+{
+    EVP_PKEY_CTX *c = NULL;
+    size_t mod = (size_t)EVP_PKEY_get_size(k), n;
+    uint8_t *tmp;
+    int rc;
+
+    *out_len = 0;
+    if (label_len > INT_MAX || (label == NULL && label_len > 0) || in == NULL)
+        return km__err(KM_E_INVALID, "RSA-OAEP: bad label or input");
+    if (in_len != mod)
+        return km__err(KM_E_INTEGRITY, "an RSA-OAEP ciphertext of this key is %zu bytes, not %zu",
+                       mod, in_len);
+    if ((tmp = km__salloc(mod)) == NULL)
+        return km__err(KM_E_NOMEM, "RSA-OAEP: no secure memory");
+    if ((rc = oaep_ctx(k, 0, md, label, label_len, &c)) != KM_OK)
+        goto out;
+    n = mod;
+    if (EVP_PKEY_decrypt(c, tmp, &n, in, in_len) != 1 || n > mod) {
+        rc = km__err_ossl(KM_E_INTEGRITY, "RSA-OAEP decryption failed (wrong key, label or "
+                          "digest, or altered data)");
+        goto out;
+    }
+    if (out_cap < n) {
+        *out_len = n;
+        rc = km__err(KM_E_BUFFER, "RSA-OAEP plaintext needs %zu bytes", n);
+        goto out;
+    }
+    if (n > 0)
+        memcpy(out, tmp, n);
+    *out_len = n;
+out:
+    EVP_PKEY_CTX_free(c);
+    km__sfree(tmp, mod);
     return rc;
 }
 

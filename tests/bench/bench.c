@@ -704,13 +704,67 @@ static void bench_audit(const char *dir)
     km_close(off);
 }
 
+/* ------------------------------------------------------------ batch */
+
+/* encrypt-64-batch: a group of 64 encryptions of 64 bytes, as one km_batch
+ * call (km side) against 64 km_encrypt calls (raw side); ops are groups. */
+#define BATCH_ITEMS 64
+typedef struct km_batch64 {
+    km_key *key;
+    uint8_t pt[64];
+    uint8_t out[BATCH_ITEMS][64 + KM_CIPHERTEXT_OVERHEAD];
+    km_batch_item it[BATCH_ITEMS];
+} km_batch64;
+
+static int km_batch_groups(void *arg, uint64_t n)
+{
+    km_batch64 *b = arg;
+    uint64_t i;
+    for (i = 0; i < n; i++)
+        BENCH_CHECK(km_batch(b->key, KM_BATCH_ENCRYPT, 0, b->it, BATCH_ITEMS));
+    return 0;
+}
+
+static int km_single_groups(void *arg, uint64_t n)
+{
+    km_batch64 *b = arg;
+    size_t olen;
+    uint64_t i;
+    int j;
+    for (i = 0; i < n; i++)
+        for (j = 0; j < BATCH_ITEMS; j++)
+            BENCH_CHECK(km_encrypt(b->key, b->pt, sizeof b->pt, NULL, 0, b->out[j],
+                                   sizeof b->out[j], &olen));
+    return 0;
+}
+
+static void bench_batch(km_key *aes)
+{
+    km_batch64 *b = calloc(1, sizeof *b);
+    int j;
+    if (b == NULL)
+        bench_die("out of memory");
+    b->key = aes;
+    ossl_check(RAND_bytes(b->pt, (int)sizeof b->pt), "RAND_bytes");
+    for (j = 0; j < BATCH_ITEMS; j++) {
+        b->it[j].in = b->pt;
+        b->it[j].in_len = sizeof b->pt;
+        b->it[j].out = b->out[j];
+        b->it[j].out_cap = sizeof b->out[j];
+    }
+    printf("# encrypt-64-batch: km = one km_batch of %d encryptions (64 B), raw = %d km_encrypt "
+           "calls; ops/s are groups of %d\n", BATCH_ITEMS, BATCH_ITEMS, BATCH_ITEMS);
+    pair("encrypt-64-batch", km_batch_groups, b, NULL, km_single_groups, b, NULL);
+    free(b);
+}
+
 /* ------------------------------------------------------------------- main */
 
 static const char *const all_pairs[] = {
     "encrypt-64", "encrypt-4k", "decrypt-64", "decrypt-4k", "sign-p256", "sign-ed25519",
     "open-cold", "encrypt-64-2threads", "encrypt-64-audit", "pkcs11-encrypt", "pkcs11-sign",
     "tpm2-sign", "kmip-encrypt", "etcd-open-cold", "etcd-encrypt-64", "etcd-create",
-    "etcd-propagation", NULL
+    "etcd-propagation", "encrypt-64-batch", NULL
 };
 
 static int wanted(int argc, char **argv, const char *name)
@@ -842,6 +896,8 @@ int main(int argc, char **argv)
         if (want[0] || want[1] || want[2] || want[3])
             bench_etcd(dir, hw_pair, want);
     }
+    if (wanted(argc, argv, "encrypt-64-batch"))
+        bench_batch(aes);
     bench_print_load();
 done:
     km_key_free(aes);

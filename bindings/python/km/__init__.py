@@ -63,7 +63,7 @@ from ._keymeta import _KeyMeta, _VaultMeta, info_extra as _keymeta_info
 
 __all__ = ["Vault", "Key", "Secret", "KmError", "version", "backends", "encode_text", "decode_text",
            "wipe", "error_class", "restore", "KEY_TYPES", "USAGES", "REVOKE_REASONS", "ROLES",
-           "PERMS", "REQUEST_OPS", "AUDIT_LEVELS"] + sorted(_ffi.CLASSES)
+           "PERMS", "REQUEST_OPS", "AUDIT_LEVELS", "RANDOM_MAX"] + sorted(_ffi.CLASSES)
 
 # one exception class per error code: km.NotFound, km.AuthError, ...
 globals().update(_ffi.CLASSES)
@@ -75,6 +75,7 @@ Unsupported = _ffi.CLASSES["Unsupported"]
 CIPHERTEXT_OVERHEAD = lib.km_ciphertext_overhead()
 SIGNATURE_MAX = lib.km_signature_max()
 MAC_MAX = lib.km_mac_max()
+RANDOM_MAX = 1 << 20  # KM_RANDOM_MAX
 CIPHERTEXT_HEADER = _ffi.KM_CIPHERTEXT_HEADER
 TAG_HEADER = _ffi.KM_TAG_HEADER
 KDF_COST_MIN = _ffi.KM_KDF_COST_MIN
@@ -244,7 +245,7 @@ def _names(mask, names):
 def _key_options(usage=None, exportable=False, protection=None, activate_at=None,
                  rotate_days=None, protect_days=None, process_days=None,
                  destroy_grace_days=None, policy=None, key_id=None, version=None,
-                 deletion_protection=False):
+                 deletion_protection=False, rsa_oaep_digest=None):
     o = _ffi.km_key_options()
     o.version = _ffi.KM_KEY_OPTIONS_VERSION
     o.usage = _mask(usage, USAGES, "usage")
@@ -269,6 +270,13 @@ def _key_options(usage=None, exportable=False, protection=None, activate_at=None
             raise InvalidArgument("a key id has 16 bytes", function="key_id")
         o._key_id_buf = (ctypes.c_uint8 * 16).from_buffer_copy(bytes(key_id))
         o.key_id = ctypes.cast(o._key_id_buf, _ffi.U8_P)
+    if rsa_oaep_digest is not None:
+        d = {"sha256": 256, "sha384": 384, "sha512": 512, 256: 256, 384: 384, 512: 512}
+        key = rsa_oaep_digest.lower() if isinstance(rsa_oaep_digest, str) else rsa_oaep_digest
+        if key not in d:
+            raise InvalidArgument("rsa_oaep_digest must be sha256, sha384 or sha512",
+                                  function="rsa_oaep_digest")
+        o.rsa_oaep_digest = d[key]
     return o
 
 
@@ -425,8 +433,9 @@ def _time(t):
     return None if t == 0 else t
 
 
-def _sig_flags(raw, p1363):
-    return (_ffi.KM_SIG_RAW if raw else 0) | (_ffi.KM_SIG_P1363 if p1363 else 0)
+def _sig_flags(raw, p1363, pkcs1=False):
+    return ((_ffi.KM_SIG_RAW if raw else 0) | (_ffi.KM_SIG_P1363 if p1363 else 0)
+            | (_ffi.KM_SIG_PKCS1 if pkcs1 else 0))
 
 
 _HANDLES = weakref.WeakSet()
@@ -660,7 +669,9 @@ class Vault(_VaultMeta):
           activate_at: epoch seconds or datetime (a future date creates the
             version PRE_ACTIVE; None = now);
           rotate_days, protect_days, process_days, destroy_grace_days: the
-            key's periods in days (None = none; grace None = libkm's 30).
+            key's periods in days (None = none; grace None = libkm's 30);
+          rsa_oaep_digest: RSA keys, "sha256" (default), "sha384" or "sha512":
+            the RSA-OAEP digest recorded in the key.
         Raises: AlreadyExists (name taken), Unsupported (unknown type name or
         protection), InvalidArgument (bad name or usage), BackendError, StorageError.
         """
@@ -858,15 +869,40 @@ class Vault(_VaultMeta):
             lib.km_datakey_decrypt(ctx, w, wn, a, an, ctypes.byref(sp))
             return _take_secret(sp, self)
 
-    def rewrap(self, data, aad=b""):
+    def rewrap(self, data, aad=b"", *, to=None, new_aad=None):
         """Re-encrypts a ciphertext or a wrapped data key under the primary
         version of its own key; the plaintext never reaches Python. The aad
-        is the one the input was made with, and stays bound to the output."""
+        is the one the input was made with, and stays bound to the output.
+        to: a Key of this vault to re-encrypt under instead (km_rewrap_to);
+        new_aad: bytes to bind the output to instead of aad."""
         d, dn = _ffi.in_data(data, "data")
         a, an = _ffi.in_data(aad, "aad")
+        if to is None and new_aad is None:
+            with _Use(self._h) as ctx:
+                return _sized(lambda out, cap, out_len: lib.km_rewrap(ctx, d, dn, a, an, out, cap,
+                                                                      out_len), dn)
+        if to is not None and not isinstance(to, Key):
+            raise TypeError("to must be a km.Key")
+        na, nn = (None, 0) if new_aad is None else _ffi.in_data(new_aad, "new_aad")
+        if new_aad is not None and na is None:
+            na = (ctypes.c_uint8 * 1)()  # an empty new aad: non-NULL, length 0
         with _Use(self._h) as ctx:
-            return _sized(lambda out, cap, out_len: lib.km_rewrap(ctx, d, dn, a, an, out, cap,
-                                                                  out_len), dn)
+            if to is None:
+                return _sized(lambda out, cap, out_len: lib.km_rewrap_to(
+                    ctx, d, dn, a, an, None, na, nn, out, cap, out_len), dn)
+            with _Use(to._h) as tk:
+                return _sized(lambda out, cap, out_len: lib.km_rewrap_to(
+                    ctx, d, dn, a, an, tk, na, nn, out, cap, out_len), dn)
+
+    def decrypt_data_key_pair(self, wrapped, aad=b""):
+        """Unwraps the private key (PKCS#8 DER) of a data key pair made by
+        Key.generate_data_key_pair(); a km.Secret."""
+        w, wn = _ffi.in_data(wrapped, "wrapped")
+        a, an = _ffi.in_data(aad, "aad")
+        sp = _ffi.SECRET_P()
+        with _Use(self._h) as ctx:
+            lib.km_datakey_pair_decrypt(ctx, w, wn, a, an, ctypes.byref(sp))
+            return _take_secret(sp, self)
 
     def rewrap_batch(self, items, aads=None):
         """Rewraps many ciphertexts / wrapped data keys in one call.
@@ -1238,6 +1274,23 @@ class Vault(_VaultMeta):
         with _Use(self._h) as ctx:
             lib.km_audit_sink_file(ctx, p)
 
+    # -- issue 23's operations
+    def random(self, n, *, protection=None):
+        """n (1..RANDOM_MAX) random bytes (km_random): OpenSSL's DRBG, or with
+        protection="pkcs11"/"tpm2" that device's own generator (Unsupported for a
+        backend without one; never the DRBG in its place)."""
+        if not isinstance(n, int) or isinstance(n, bool):
+            raise TypeError("n must be an int")
+        if n < 1 or n > RANDOM_MAX:
+            raise InvalidArgument("random: n must be 1 to %d" % RANDOM_MAX, function="km_random")
+        prot = _cstr(protection, "protection") if protection is not None else None
+        buf = (ctypes.c_uint8 * n)()
+        with _Use(self._h) as ctx:
+            lib.km_random(ctx, prot, buf, n)
+        out = bytes(buf)
+        ctypes.memset(buf, 0, n)
+        return out
+
 
 # ---------------------------------------------------------------- Key
 
@@ -1312,19 +1365,20 @@ class Key(_KeyMeta):
                                                                        out, cap, out_len),
                           cn - CIPHERTEXT_OVERHEAD)
 
-    def sign(self, message, *, raw=False, p1363=False):
+    def sign(self, message, *, raw=False, p1363=False, pkcs1=False):
         """Signs with the primary version. Returns the signature, with libkm's
-        24-byte header unless raw=True; p1363=True gives ECDSA as r||s.
+        24-byte header unless raw=True; p1363=True gives ECDSA as r||s;
+        pkcs1=True RSA PKCS#1 v1.5 instead of PSS.
         Raises: UsageError, StateError, InvalidArgument, BackendError."""
         m, mn = _ffi.in_data(message, "message")
-        flags = _sig_flags(raw, p1363)
+        flags = _sig_flags(raw, p1363, pkcs1)
         with _Use(self._h) as k:
             return _sized(lambda out, cap, out_len: lib.km_sign(k, flags, m, mn, out, cap,
                                                                 out_len),
                           SIGNATURE_MAX)
 
-    def verify(self, message, signature, *, version=0, raw=False, p1363=False):
-        """Verifies a signature made with the same raw/p1363 flags.
+    def verify(self, message, signature, *, version=0, raw=False, p1363=False, pkcs1=False):
+        """Verifies a signature made with the same raw/p1363/pkcs1 flags.
 
         Returns True when it is valid and False when it is not (KM_E_VERIFY:
         a wrong signature or message). Raises for every other error:
@@ -1335,10 +1389,11 @@ class Key(_KeyMeta):
         m, mn = _ffi.in_data(message, "message")
         s, sn = _ffi.in_data(signature, "signature")
         with _Use(self._h) as k:
-            return lib.km_verify(k, version, _sig_flags(raw, p1363), m, mn, s, sn)
+            return lib.km_verify(k, version, _sig_flags(raw, p1363, pkcs1), m, mn, s, sn)
 
     def mac(self, message, *, raw=False):
-        """Computes an HMAC with the primary version (tagged unless raw=True)."""
+        """Computes a MAC with the primary version (tagged unless raw=True): HMAC
+        for hmac-* keys, AES-CMAC (16 bytes) for aes-*-cmac keys."""
         m, mn = _ffi.in_data(message, "message")
         flags = _sig_flags(raw, False)
         with _Use(self._h) as k:
@@ -1484,21 +1539,47 @@ class Key(_KeyMeta):
         return self.info()["versions"]
 
     # -- envelope encryption, derivation, agreement
-    def generate_data_key(self, aad=b"", *, plaintext=True):
+    def generate_data_key(self, aad=b"", *, plaintext=True, type=None):
         """Generates a 32-byte data key wrapped under this key (an AES-GCM KEK).
 
         Returns (plain, wrapped): plain is a km.Secret (a bytearray, wiped on
         close; None with plaintext=False), wrapped is bytes
         (km.DATAKEY_WRAPPED_LEN) to store next to the data; unwrap it with
         Vault.decrypt_data_key(wrapped, aad).
+        type: a symmetric key type name for a data key of its size
+        ("aes-128-gcm" 16 bytes, "hmac-sha512" 64, ...; km_datakey_generate_type).
         Raises UsageError, StateError, PolicyError, LimitReached."""
         a, an = _ffi.in_data(aad, "aad")
         sp = _ffi.SECRET_P()
         with _Use(self._h) as k:
-            wrapped = _sized(lambda out, cap, out_len: lib.km_datakey_generate(
-                k, a, an, ctypes.byref(sp) if plaintext else None, out, cap, out_len),
-                DATAKEY_WRAPPED_LEN)
+            if type is None:
+                wrapped = _sized(lambda out, cap, out_len: lib.km_datakey_generate(
+                    k, a, an, ctypes.byref(sp) if plaintext else None, out, cap, out_len),
+                    DATAKEY_WRAPPED_LEN)
+            else:
+                t = _key_type(type)
+                wrapped = _sized(lambda out, cap, out_len: lib.km_datakey_generate_type(
+                    k, t, a, an, ctypes.byref(sp) if plaintext else None, out, cap, out_len),
+                    CIPHERTEXT_OVERHEAD + 64)
         return (_take_secret(sp, self.vault) if plaintext else None), wrapped
+
+    def generate_data_key_pair(self, type, aad=b"", *, plaintext=True):
+        """Generates a data key pair of `type` ("ec-p256", "rsa-3072", "ed25519",
+        "x25519", ...; km_datakey_pair_generate). Returns (private, wrapped,
+        public): the private key as PKCS#8 DER in a km.Secret (None with
+        plaintext=False), it wrapped under this key with `aad` (unwrap it with
+        Vault.decrypt_data_key_pair), and the public key as SPKI DER bytes."""
+        t = _key_type(type)
+        a, an = _ffi.in_data(aad, "aad")
+        sp = _ffi.SECRET_P()
+        w = (ctypes.c_uint8 * 4096)()
+        pub = (ctypes.c_uint8 * 1024)()
+        wl, pl = ctypes.c_size_t(0), ctypes.c_size_t(0)
+        with _Use(self._h) as k:
+            lib.km_datakey_pair_generate(k, t, a, an, ctypes.byref(sp) if plaintext else None,
+                                         w, 4096, ctypes.byref(wl), pub, 1024, ctypes.byref(pl))
+        return ((_take_secret(sp, self.vault) if plaintext else None),
+                ctypes.string_at(w, wl.value), ctypes.string_at(pub, pl.value))
 
     def derive(self, length, *, salt=b"", info=b""):
         """HKDF-SHA-256 from this HMAC key (usage "derive"): the same salt and
@@ -1530,6 +1611,112 @@ class Key(_KeyMeta):
         with _Use(self._h) as k:
             lib.km_rsa_decrypt(k, version, d, dn, ctypes.byref(sp))
         return _take_secret(sp, self.vault)
+
+    # -- batch calls (km_batch)
+    def _batch(self, op, ins, aads=None, sigs=None, flags=0, out_cap=None):
+        """km_batch over the items; per item the output bytes (or True/False
+        for verification) or the KmError instance saying why it failed (not
+        raised: the other items are still done)."""
+        ins = list(ins)
+        n = len(ins)
+        for name, extra in (("aads", aads), ("signatures", sigs)):
+            if extra is not None and len(extra) != n:
+                raise InvalidArgument("batch: one %s entry per item" % name[:-1],
+                                      function="km_batch")
+        if n == 0:
+            return []
+        items = (_ffi.km_batch_item * n)()
+        keep, bufs = [], []
+        for i, data in enumerate(ins):
+            p, in_len = _ffi.in_data(data, "item")
+            keep.append(p)
+            items[i].in_, items[i].in_len = ctypes.cast(p, _ffi.U8_P), in_len
+            if aads is not None:
+                p, ln = _ffi.in_data(aads[i], "aad")
+                keep.append(p)
+                items[i].aad, items[i].aad_len = ctypes.cast(p, _ffi.U8_P), ln
+            if sigs is not None:
+                p, ln = _ffi.in_data(sigs[i], "signature")
+                keep.append(p)
+                items[i].sig, items[i].sig_len = ctypes.cast(p, _ffi.U8_P), ln
+            if out_cap is not None:
+                cap = max(out_cap(in_len), 1)
+                b = (ctypes.c_uint8 * cap)()
+                bufs.append(b)
+                items[i].out, items[i].out_cap = ctypes.cast(b, _ffi.U8_P), cap
+        with _Use(self._h) as k:
+            rc = lib.km_batch(k, op, flags, items, n)
+        if rc != 0 and all(items[i].result == 0 and not items[i].detail for i in range(n)):
+            raise _ffi.error_for(rc, "km_batch")  # refused as a whole
+        out = []
+        for i in range(n):
+            r = items[i].result
+            if r == 0 and out_cap is None:
+                out.append(True)
+            elif r == _ffi.CLASSES["VerifyError"].code and out_cap is None:
+                out.append(False)
+            elif r == 0:
+                out.append(ctypes.string_at(bufs[i], items[i].out_len))
+            else:
+                detail = items[i].detail.decode("utf-8", "replace")
+                out.append(error_class(r)("item %d: %s" % (i, detail), code=r,
+                                          function="km_batch"))
+        for b in bufs:
+            wipe(b)
+        return out
+
+    def encrypt_batch(self, items, aads=None):
+        """Encrypts many plaintexts in one call (the key checked once): a list
+        of ciphertexts, or per failed item its KmError."""
+        return self._batch(_ffi.KM_BATCH_ENCRYPT, items, aads,
+                           out_cap=lambda n: n + CIPHERTEXT_OVERHEAD)
+
+    def decrypt_batch(self, ciphertexts, aads=None, *, allow_compromised=False):
+        """Decrypts many ciphertexts of this key: plaintexts or KmErrors."""
+        flags = _ffi.KM_DECRYPT_ALLOW_COMPROMISED if allow_compromised else 0
+        return self._batch(_ffi.KM_BATCH_DECRYPT, ciphertexts, aads, flags=flags,
+                           out_cap=lambda n: n)
+
+    def sign_batch(self, messages, *, raw=False, p1363=False, pkcs1=False):
+        """Signs many messages: signatures or KmErrors."""
+        return self._batch(_ffi.KM_BATCH_SIGN, messages, flags=_sig_flags(raw, p1363, pkcs1),
+                           out_cap=lambda n: SIGNATURE_MAX)
+
+    def verify_batch(self, messages, signatures, *, raw=False, p1363=False, pkcs1=False):
+        """Verifies many signatures: per item True, False or a KmError."""
+        return self._batch(_ffi.KM_BATCH_VERIFY, messages, sigs=list(signatures),
+                           flags=_sig_flags(raw, p1363, pkcs1))
+
+    def mac_batch(self, messages, *, raw=False):
+        """MACs of many messages: tags or KmErrors."""
+        return self._batch(_ffi.KM_BATCH_MAC, messages, flags=_sig_flags(raw, False),
+                           out_cap=lambda n: MAC_MAX)
+
+    def mac_verify_batch(self, messages, tags, *, raw=False):
+        """Verifies many MACs: per item True, False or a KmError."""
+        return self._batch(_ffi.KM_BATCH_MAC_VERIFY, messages, sigs=list(tags),
+                           flags=_sig_flags(raw, False))
+
+    def rsa_oaep_encrypt(self, data, *, label=b"", version=0):
+        """RSA-OAEP encryption to this RSA key's public key with its OAEP
+        digest and `label` (km_rsa_oaep_encrypt): bytes of the modulus size."""
+        d, dn = _ffi.in_data(data, "data")
+        lb, ln = _ffi.in_data(label, "label")
+        with _Use(self._h) as k:
+            return _sized(lambda out, cap, out_len: lib.km_rsa_oaep_encrypt(
+                k, version, lb, ln, d, dn, out, cap, out_len), 512)
+
+    def rsa_oaep_decrypt(self, data, *, label=b"", version=0):
+        """RSA-OAEP decryption with this key's OAEP digest and `label`
+        (km_rsa_oaep_decrypt): a km.Secret, empty for the empty message.
+        Raises IntegrityError for a wrong key, label or digest, or altered data."""
+        d, dn = _ffi.in_data(data, "data")
+        lb, ln = _ffi.in_data(label, "label")
+        with _Use(self._h) as k:
+            s = Secret(_sized(lambda out, cap, out_len: lib.km_rsa_oaep_decrypt(
+                k, version, lb, ln, d, dn, out, cap, out_len), 512, secret=True))
+        self.vault._secrets.add(s)
+        return s
 
     def sign_digest(self, digest, algorithm="sha256", *, version=0, p1363=False, pkcs1=False):
         """Signs a digest computed by the caller (raw signature, no header).

@@ -189,7 +189,21 @@ class km_key_options(ctypes.Structure):
                 # ---- version 4 ----
                 ("key_id", U8_P),
                 # ---- version 5 ----
-                ("import_version", ctypes.c_uint32)]
+                ("import_version", ctypes.c_uint32),
+                ("rsa_oaep_digest", ctypes.c_uint32)]
+
+
+KM_BATCH_DETAIL = 160
+
+
+class km_batch_item(ctypes.Structure):
+    _fields_ = [("in_", U8_P), ("in_len", ctypes.c_size_t),
+                ("aad", U8_P), ("aad_len", ctypes.c_size_t),
+                ("sig", U8_P), ("sig_len", ctypes.c_size_t),
+                ("out", U8_P), ("out_cap", ctypes.c_size_t),
+                ("out_len", ctypes.c_size_t),
+                ("result", ctypes.c_int),
+                ("detail", ctypes.c_char * KM_BATCH_DETAIL)]
 
 
 class km_version_info(ctypes.Structure):
@@ -282,6 +296,8 @@ KM_MATERIAL_PEM = 4
 KM_SIG_RAW = 0x1
 KM_SIG_P1363 = 0x2
 KM_SIG_PKCS1 = 0x4
+KM_BATCH_ENCRYPT, KM_BATCH_DECRYPT, KM_BATCH_SIGN = 1, 2, 3
+KM_BATCH_VERIFY, KM_BATCH_MAC, KM_BATCH_MAC_VERIFY = 4, 5, 6
 KM_WRAP_KWP = 1
 KM_WRAP_RSA_OAEP_KWP = 2
 KM_DERIVE_MAX = 8160
@@ -500,6 +516,20 @@ _FUNCTIONS = {
     # char *out declared as uint8_t * (same ABI) so that every output buffer is a c_uint8 array
     "km_text_encode": (_int, [U8_P, _size, U8_P, _size, SIZE_P], _check),
     "km_text_decode": (_int, [ctypes.c_char_p, _size, U8_P, _size, SIZE_P], _check),
+    "km_random": (_int, [CTX_P, _ccp, U8_P, _size], _check),
+    "km_datakey_generate_type": (_int, [KEY_P, _int, U8_P, _size, ctypes.POINTER(SECRET_P), U8_P,
+                                        _size, SIZE_P], _check),
+    "km_datakey_pair_generate": (_int, [KEY_P, _int, U8_P, _size, ctypes.POINTER(SECRET_P), U8_P,
+                                        _size, SIZE_P, U8_P, _size, SIZE_P], _check),
+    "km_datakey_pair_decrypt": (_int, [CTX_P, U8_P, _size, U8_P, _size,
+                                       ctypes.POINTER(SECRET_P)], _check),
+    "km_rewrap_to": (_int, [CTX_P, U8_P, _size, U8_P, _size, KEY_P, U8_P, _size, U8_P, _size,
+                            SIZE_P], _check),
+    "km_batch": (_int, [KEY_P, _int, _u32, ctypes.POINTER(km_batch_item), _size], None),
+    "km_rsa_oaep_encrypt": (_int, [KEY_P, _u32, U8_P, _size, U8_P, _size, U8_P, _size, SIZE_P],
+                            _check),
+    "km_rsa_oaep_decrypt": (_int, [KEY_P, _u32, U8_P, _size, U8_P, _size, U8_P, _size, SIZE_P],
+                            _check),
     # lifecycle.h
     "km_revoke_reason_name": (_ccp, [_int], _check_string),
     "km_revoke_reason_from_name": (_int, [_ccp, INT_P], _check),

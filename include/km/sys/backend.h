@@ -39,7 +39,7 @@ extern "C" {
 #endif
 
 /** The vtable version this header describes. */
-#define KM_BACKEND_OPS_VERSION 2
+#define KM_BACKEND_OPS_VERSION 3
 
 /** Capability bits (km_backend_ops::caps), informative. */
 #define KM_BACKEND_CAP_SYMMETRIC  0x1u /**< AES and HMAC keys */
@@ -151,6 +151,26 @@ typedef struct km_backend_ops {
      */
     int (*slot_unseal)(void *state, const uint8_t *blob, size_t blob_len,
                        km_secret **out_master);
+
+    /* ---- valid for version 3 ---- */
+
+    /**
+     * Optional. Fills `out` with `len` (1..KM_RANDOM_MAX) random bytes from
+     * the device's own generator (PKCS#11 C_GenerateRandom, TPM2_GetRandom),
+     * for km_random() with this protection. On failure `out` is zeroed.
+     */
+    int (*random)(void *state, uint8_t *out, size_t len);
+    /**
+     * Optional. RSA-OAEP decryption with the private key: `flags` is one of
+     * KM_BACKEND_SIG_SHA256/384/512, the digest of OAEP and of MGF1; `label`
+     * may be empty. Writes the plaintext (possibly empty) to `out` (out_cap
+     * is at least the modulus size) and its length to *out_len.
+     * KM_E_INTEGRITY for a wrong key, label or digest, or altered data.
+     * Without it, km_rsa_decrypt() of a SHA-256 key without a label uses unwrap.
+     */
+    int (*rsa_decrypt)(void *obj, uint32_t flags, const uint8_t *label, size_t label_len,
+                       const uint8_t *in, size_t in_len, uint8_t *out, size_t out_cap,
+                       size_t *out_len);
 } km_backend_ops;
 
 /**

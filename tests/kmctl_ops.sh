@@ -1,0 +1,209 @@
+#!/bin/sh
+# kmctl_ops.sh - kmctl's commands of issue 23 (random, CMAC keys, ...) end to end
+# against a fresh vault: output, exit codes, and agreement with openssl where it can tell.
+# Run by make check (top_builddir and top_srcdir come from the environment).
+set -u
+: "${top_builddir:=.}" "${top_srcdir:=.}"
+. "$(dirname "$0")/lib.sh"
+lib_init kmctl_ops
+LIB_SHOW_ERR=1
+KMCTL="$top_builddir/src/kmctl/kmctl"
+[ -x "$KMCTL" ] || lib_die "$KMCTL is not built"
+PY=/usr/bin/python3
+[ -x "$PY" ] || PY=python3
+lib_need_tools openssl
+
+lib_tmpdir
+cd "$tmp" || exit 1
+case $KMCTL in /*) ;; *) KMCTL="$OLDPWD/$KMCTL" ;; esac
+
+unset KM_VAULT KM_PASSPHRASE
+export KM_VAULT="$tmp/vault" KM_PASSPHRASE="kmctl ops passphrase"
+hex() { od -An -tx1 "$@" 2>/dev/null | tr -d ' \n'; }
+differ() { ! cmp -s "$1" "$2"; }
+tohex() { "$PY" -c 'import sys; open(sys.argv[2], "wb").write(bytes.fromhex(open(sys.argv[1]).read().strip()))' "$1" "$2"; }
+
+printf 'attack at dawn\n' >msg
+t 0 "init" - init --kdf-cost 14
+
+# ---------------------------------------------------------------- random
+t 0 "random 32" - random 32
+check "random 32 writes 32 bytes" [ "$(wc -c <out)" -eq 32 ]
+cp out r1
+t 0 "random 32 again" - random 32
+check "two draws differ" [ "$(hex r1)" != "$(hex out)" ]
+t 0 "random --hex" - random 16 --hex
+check "random --hex is 32 hex digits and a newline" grep -Eqx '[0-9a-f]{32}' out
+t 0 "random --text" - random 10 --text
+check "random --text is km1:" [ "$(head -c4 out)" = km1: ]
+t 0 "random --protection software" - random 1048576 --protection software
+check "random 1048576 writes them all" [ "$(wc -c <out)" -eq 1048576 ]
+t 1 "random 0" - random 0
+t 1 "random above the maximum" - random 1048577
+t 1 "random of no number" - random lots
+t 1 "random without N" - random
+t 8 "random from a backend that is not registered" - random 8 --protection nonesuch
+check "the refusal names the backend" grep -q nonesuch err
+check "nothing is written on a refusal" [ ! -s out ]
+
+# ---------------------------------------------------------------- CMAC
+for bits in 128 192 256; do
+    t 0 "create aes-$bits-cmac" - key create cm$bits --type aes-$bits-cmac
+    t 0 "mac with aes-$bits-cmac" msg mac cm$bits
+    check "a tagged CMAC is 24 + 16 bytes" [ "$(wc -c <out)" -eq 40 ]
+    cp out cm$bits.tag
+    t 0 "mac-verify with aes-$bits-cmac" msg mac-verify cm$bits cm$bits.tag
+done
+printf 'attack at dusk\n' >msg.bad
+t 6 "mac-verify of another message" msg.bad mac-verify cm128 cm128.tag
+t 1 "mac-verify with another CMAC key's tag (the header names another key: KM_E_INVALID)" msg mac-verify cm256 cm128.tag
+t 4 "encrypt with a CMAC key (usage)" msg encrypt cm128
+# an imported key agrees with openssl's CMAC
+printf '2b7e151628aed2a6abf7158809cf4f3c' >cmac.hex
+tohex cmac.hex cmac.key
+t 0 "import a raw AES-128 CMAC key" - key import cmi --type aes-128-cmac --raw cmac.key
+t 0 "mac --raw with the imported key" msg mac cmi --raw
+cp out cmi.raw
+openssl mac -cipher AES-128-CBC -macopt "hexkey:$(cat cmac.hex)" -binary -in msg CMAC >cmi.ref 2>/dev/null
+check "kmctl's CMAC equals openssl mac CMAC" [ -s cmi.ref ] && [ "$(hex cmi.raw)" = "$(hex cmi.ref)" ]
+t 0 "mac-verify --raw of openssl's tag" msg mac-verify cmi cmi.ref --raw
+head -c 15 cmi.ref >cmi.short
+t 6 "mac-verify --raw of a truncated CMAC" msg mac-verify cmi cmi.short --raw
+head -c 20 /dev/zero >key20
+t 1 "import a 20-byte CMAC key" - key import bad --type aes-128-cmac --raw key20
+t 0 "help lists the CMAC types" - help
+check "help lists aes-256-cmac" grep -q aes-256-cmac out
+
+# ---------------------------------------------------------------- RSA
+t 0 "create rsa-2048 with --oaep-digest sha384" - key create r384 --type rsa-2048 --oaep-digest sha384
+t 1 "--oaep-digest md5" - key create rbad --type rsa-2048 --oaep-digest md5
+t 1 "--oaep-digest on an EC key" - key create ebad --type ec-p256 --oaep-digest sha512
+t 0 "key public" - key public r384
+cp out r384.pem
+printf 'the data key' >dk
+t 0 "rsa-encrypt --label" dk rsa-encrypt r384 --label order-42
+check "an RSA-2048 ciphertext is 256 bytes" [ "$(wc -c <out)" -eq 256 ]
+cp out dk.ct
+t 0 "rsa-decrypt --label" dk.ct rsa-decrypt r384 --label order-42
+check "rsa-decrypt gives the plaintext back" cmp -s out dk
+t 6 "rsa-decrypt with another label" dk.ct rsa-decrypt r384 --label order-43
+t 6 "rsa-decrypt without the label" dk.ct rsa-decrypt r384
+check "a refused decryption writes nothing" [ ! -s out ]
+# openssl encrypts to the exported public key with OAEP-SHA-384 and the label; kmctl decrypts
+LABELHEX=$("$PY" -c 'print(b"order-42".hex())')
+openssl pkeyutl -encrypt -pubin -inkey r384.pem -in dk -out dk.ossl -pkeyopt rsa_padding_mode:oaep \
+    -pkeyopt rsa_oaep_md:sha384 -pkeyopt rsa_mgf1_md:sha384 -pkeyopt "rsa_oaep_label:$LABELHEX" 2>/dev/null
+t 0 "rsa-decrypt of openssl's OAEP-SHA-384 ciphertext" dk.ossl rsa-decrypt r384 --label order-42
+check "it decrypts to what openssl encrypted" cmp -s out dk
+# and openssl decrypts nothing of kmctl's: no private key leaves; but kmctl's ciphertext of the empty message
+t 0 "rsa-encrypt of the empty message" /dev/null rsa-encrypt r384
+cp out empty.ct
+t 0 "rsa-decrypt of the empty message" empty.ct rsa-decrypt r384
+check "the empty message decrypts to empty" [ ! -s out ]
+t 4 "rsa-encrypt with an AES key" dk rsa-encrypt cm128
+# PKCS#1 v1.5 signatures over the message
+t 0 "sign --pkcs1 --raw" msg sign r384 --pkcs1 --raw
+cp out p1.sig
+openssl dgst -sha256 -verify r384.pem -signature p1.sig msg >/dev/null 2>&1
+check "openssl verifies the PKCS#1 v1.5 signature" [ $? -eq 0 ]
+t 0 "verify --pkcs1 --raw" msg verify r384 p1.sig --pkcs1 --raw
+t 6 "verify of a PKCS#1 v1.5 signature as PSS" msg verify r384 p1.sig --raw
+t 0 "create ec-p256" - key create ec --type ec-p256
+t 1 "sign --pkcs1 with an EC key" msg sign ec --pkcs1
+
+# ---------------------------------------------------------------- AES-SIV
+t 0 "create aes-256-siv" - key create det --type aes-256-siv
+printf '4111 1111 1111 1111' >card
+t 0 "encrypt with aes-256-siv" card encrypt det --aad cards
+cp out det1
+t 0 "encrypt the same again" card encrypt det --aad cards
+check "deterministic: equal plaintexts give equal ciphertexts" cmp -s out det1
+t 0 "encrypt under another aad" card encrypt det --aad other
+check "another aad gives another ciphertext" differ out det1
+t 0 "decrypt the deterministic ciphertext" det1 decrypt --aad cards
+check "it decrypts to the card number" cmp -s out card
+t 6 "decrypt with the wrong aad" det1 decrypt --aad other
+t 8 "encrypt an empty message with aes-256-siv" /dev/null encrypt det
+t 0 "encrypt --text with aes-256-siv" card encrypt det --text
+check "the km1: text form" [ "$(head -c4 out)" = km1: ]
+
+# ---------------------------------------------------------------- data keys
+t 0 "create a KEK" - key create kek --type aes-256-gcm
+t 0 "create a second KEK" - key create kek2 --type aes-128-gcm
+t 0 "datakey --type hmac-sha512" - datakey kek --type hmac-sha512 --aad env1 --plaintext-file dk64
+check "a wrapped 64-byte data key is 116 bytes" [ "$(wc -c <out)" -eq 116 ]
+cp out dk64.w
+t 0 "datakey decrypt" dk64.w datakey decrypt --aad env1
+check "datakey decrypt gives the data key" cmp -s out dk64
+t 6 "datakey decrypt with the wrong aad" dk64.w datakey decrypt --aad env2
+t 0 "datakey --type aes-128-gcm --text" - datakey kek --type aes-128-gcm --text
+cp out dk16.txt
+t 0 "datakey decrypt of the km1: form" dk16.txt datakey decrypt
+check "a 16-byte data key" [ "$(wc -c <out)" -eq 16 ]
+t 1 "datakey --type ec-p256" - datakey kek --type ec-p256
+t 1 "datakey --type nonsense" - datakey kek --type nonsense
+t 0 "datakey decrypt --plaintext-file" dk64.w datakey decrypt --aad env1 --plaintext-file dk64.again
+check "the key file is the data key, mode 0600" cmp -s dk64 dk64.again && [ "$(stat -c %a dk64.again)" = 600 ]
+t 1 "datakey decrypt of a ciphertext" det1 datakey decrypt --aad cards
+# data key pairs
+for ty in ec-p256 rsa-2048 ed25519 x25519; do
+    t 0 "datakey-pair --type $ty" - datakey-pair kek --type $ty --public-out pub.$ty --plaintext-file priv.$ty --aad p
+    cp out w.$ty
+    t 0 "datakey decrypt of the $ty private key" w.$ty datakey decrypt --aad p
+    check "it is the private key given with --plaintext-file" cmp -s out priv.$ty
+    openssl pkey -inform DER -in priv.$ty -pubout -outform DER -out pub.$ty.ossl 2>/dev/null
+    check "openssl derives the returned public key from the private one ($ty)" cmp -s pub.$ty pub.$ty.ossl
+done
+t 1 "datakey-pair --public-out an existing file" - datakey-pair kek --type ec-p256 --public-out pub.ec-p256
+t 1 "datakey-pair --type aes-256-gcm" - datakey-pair kek --type aes-256-gcm --public-out pub.x
+# rewrap to another key and aad
+t 0 "encrypt under kek" card encrypt kek --aad a1
+cp out c1
+t 0 "rewrap --to kek2 --new-aad a2" c1 rewrap --aad a1 --to kek2 --new-aad a2
+cp out c2
+t 0 "decrypt the rewrapped ciphertext with the new aad" c2 decrypt --aad a2
+check "same plaintext" cmp -s out card
+t 6 "the old aad no longer opens it" c2 decrypt --aad a1
+t 4 "rewrap --to a key that does not encrypt" c1 rewrap --aad a1 --to ec
+t 2 "rewrap --to a key that does not exist" c1 rewrap --aad a1 --to nokey
+
+# ---------------------------------------------------------------- --batch
+printf '%s\n' '{"plaintext":"hello","aad":"a"}' '{"plaintext_km1":"km1:AAEC"}' 'not json' \
+    '{"plaintext":5}' '' '{"plaintext":"x","aad":"b"}' >enc.jsonl
+t 1 "encrypt --batch with two bad lines" enc.jsonl encrypt kek --batch
+cp out enc.out
+check "one result line per item (the empty line skipped)" [ "$(wc -l <enc.out)" -eq 5 ]
+check "the bad lines fail alone with their detail" grep -q '"index":2,"error":"KM_E_INVALID","detail":"line 3 is not a JSON object' enc.out
+"$PY" -c 'import json, sys
+aads = {0: "a", 1: "", 4: "b"}
+for l in open("enc.out"):
+    d = json.loads(l)
+    if "ciphertext_km1" in d:
+        print(json.dumps({"ciphertext_km1": d["ciphertext_km1"], "aad": aads[d["index"]]}))
+print(json.dumps({"ciphertext_km1": d["ciphertext_km1"], "aad": "wrong"}))' >dec.jsonl
+t 6 "decrypt --batch, the last with a wrong aad" dec.jsonl decrypt --batch
+cp out dec.out
+check "decrypt --batch gives the plaintexts back" grep -q '"index":0,"plaintext_km1":"km1:aGVsbG8","plaintext":"hello"' dec.out
+check "binary plaintexts only in km1: form" grep -q '"index":1,"plaintext_km1":"km1:AAEC"}' dec.out
+check "the wrong aad fails alone" grep -q '"index":3,"error":"KM_E_INTEGRITY"' dec.out
+printf '%s\n' '{"message":"m1"}' '{"message":"m2"}' >msgs.jsonl
+t 0 "sign --batch" msgs.jsonl sign ec --batch
+"$PY" -c 'import json
+s = [json.loads(l) for l in open("out")]
+print(json.dumps({"message": "m1", "signature_km1": s[0]["signature_km1"]}))
+print(json.dumps({"message": "m2", "signature_km1": s[0]["signature_km1"]}))' >ver.jsonl
+t 6 "verify - --batch: one valid, one not" ver.jsonl verify ec - --batch
+check "verify --batch says which" grep -q '"index":0,"valid":true' out && grep -q '"index":1,"valid":false' out
+t 1 "verify --batch with a signature file" ver.jsonl verify ec ver.jsonl --batch
+t 0 "mac --batch with a CMAC key" msgs.jsonl mac cmi --batch --raw
+"$PY" -c 'import json
+s = [json.loads(l) for l in open("out")]
+for m, d in zip(("m1", "m2"), s):
+    print(json.dumps({"message": m, "tag_km1": d["tag_km1"]}))' >macv.jsonl
+t 0 "mac-verify - --batch" macv.jsonl mac-verify cmi - --batch --raw
+check "every tag valid" [ "$(grep -c '"valid":true' out)" -eq 2 ]
+printf '%s\n' '{"plaintext":"p1"}' '{"plaintext":"p2"}' >pts.jsonl
+t 4 "encrypt --batch with a key that does not encrypt" pts.jsonl encrypt ec --batch
+check "every item says why" [ "$(grep -c 'KM_E_USAGE' out)" -eq 2 ]
+
+lib_summary
