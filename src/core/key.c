@@ -1061,9 +1061,10 @@ static int policy_for_new_key(km_ctx *ctx, km_key_type type, uint32_t key_bits,
         eff->protection = o->protection;
         if (o->version >= 4)
             eff->key_id = o->key_id;
-        if (o->version >= 5)
+        if (o->version >= 5) {
             eff->import_version = o->import_version;
             eff->rsa_oaep_digest = o->rsa_oaep_digest;
+        }
         if (o->version >= 2) {
             eff->activate_at = o->activate_at;
             eff->rotate_days = o->rotate_days;
