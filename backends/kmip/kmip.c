@@ -34,13 +34,13 @@
  *
  * Reference (stored sealed in the catalog): [1 byte format = 1][the server's
  * Unique Identifier, 1..255 bytes of text], or for an RSA key pair [2][n][the
- * private key's n-byte identifier][the public key's]. It names the object on one server:
- * the same configuration (server, and a client certificate the server maps to
- * the owner) is needed to use it.
+ * private key's n-byte identifier][the public key's]. It names the object on
+ * one server: the same configuration (server, and a client certificate the
+ * server maps to the owner) is needed to use it.
  *
- * Other key types and operations (km_sign_digest among them) are KM_E_UNSUPPORTED. A server's failure
- * keeps its Result Reason as the native code (KM_NATIVE_KMIP) in
- * km_error_last().
+ * Other key types and operations (km_sign_digest among them) are
+ * KM_E_UNSUPPORTED. A server's failure keeps its Result Reason as the native
+ * code (KM_NATIVE_KMIP) in km_error_last().
  */
 #include "kmip_int.h"
 #include "km_int.h"   /* primitives: random bytes */

@@ -19,8 +19,9 @@
  * owns. Every wait is bounded by a deadline (absolute, km__tls_now_ms()
  * based; a dead peer gives an error within the time, never a hang). Every
  * SSL call runs with SIGPIPE blocked in the calling thread (any of them may
- * write: a failing read sends an alert) and a SIGPIPE it caused is consumed. A connection is used by one thread at a time; a process that
- * forked drops its parent's connections without sending anything.
+ * write: a failing read sends an alert) and a SIGPIPE it caused is consumed.
+ * A connection is used by one thread at a time; a process that forked drops
+ * its parent's connections without sending anything.
  *
  * Errors are recorded as the thread's last error with the context's label
  * ("kmip: ...") and the peer's address: the connection's failures (connect,
