@@ -52,7 +52,7 @@ t 0 "keys of the LMDB copy" - --vault "$tmp/b" key list
 check "k and k2 are there" sh -c 'grep -q "^k	" out && grep -q "^k2	" out'
 printf "not the passphrase" >wrong; chmod 600 wrong
 t 5 "a wrong passphrase does not open the etcd copy" - --vault "$E1" --passphrase-file wrong key list
-printf '{"version": 1, "dual_control": {"export": 2}}\n' >dual.json
+printf '{"version": 1, "dual_control": {"export": 2, "principal-change": 2, "policy-change": 2}}\n' >dual.json
 t 0 "dual control on exports" - --vault "$tmp/a" policy set dual.json
 t 4 "vault copy refused under dual control without approvals" - vault copy "$tmp/a" "etcd://$EP/copies/two"
 t 2 "nothing was copied" - --vault "etcd://$EP/copies/two" key list
