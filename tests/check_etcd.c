@@ -557,9 +557,17 @@ START_TEST(test_etcd_sigkilled_writers_lose_no_acknowledged_change)
             }
             close(fds[i][1]);
         }
-        /* the second round's writers first wait for the lease of a lock a
-         * killed writer may hold (5 s) */
-        tu_sleep_ms((round ? 5500 : 400) + rand() % 800);
+        /* each writer's first create acknowledged (the second round's first
+         * wait for the lease of a lock a killed writer may hold: up to 5 s),
+         * then a random moment to kill them both */
+        for (i = 0; i < 2; i++) {
+            int id = round * 2 + i;
+            if (read(fds[i][0], &n, sizeof n) == (ssize_t)sizeof n) {
+                acked[id] = n;
+                have[id] = 1;
+            }
+        }
+        tu_sleep_ms(rand() % 800);
         for (i = 0; i < 2; i++) {
             int id = round * 2 + i;
             ck_assert_int_eq(kill(p[i], SIGKILL), 0);
