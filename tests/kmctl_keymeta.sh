@@ -145,7 +145,7 @@ for who in ann carl; do printf 'cred of %s\n' "$who" >"$tmp/cred-$who"; done
 chmod 600 "$tmp"/cred-*
 t 0 "principal add (custodian)" - principal add carl --role custodian --credential-file "$tmp/cred-carl"
 t 0 "principal add (admin)" - principal add ann --role admin --credential-file "$tmp/cred-ann"
-printf '{"version": 1, "dual_control": {"policy-change": 1}}\n' >dual
+printf '{"version": 1, "dual_control": {"policy-change": 1, "principal-change": 1}}\n' >dual
 t 0 "policy set" - policy set dual
 as() { who=$1; shift; "$KMCTL" --principal "$who" --passphrase-file "$tmp/cred-$who" "$@"; }
 t 4 "clearing deletion protection needs approval" - key set kept --deletion-protection off
