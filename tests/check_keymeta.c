@@ -606,7 +606,9 @@ START_TEST(test_keyset_deletion_protection)
     km_ctx *c1;
     uint8_t id[16];
     km_keyinfo *info = NULL;
-    static const char pol[] = "{\"version\": 1, \"dual_control\": {\"policy-change\": 1, \"principal-change\": 1}}";
+    /* the test clock stays allowed: the destruction below is due by tu_now */
+    static const char pol[] = "{\"version\": 1, " TU_TEST_CLOCK ", \"dual_control\": "
+                              "{\"policy-change\": 1, \"principal-change\": 1}}";
 
     o.flags = KM_KEY_DELETION_PROTECTED;
     o.activate_at = 4000000000; /* pre-active: destroyable at once */

@@ -573,7 +573,7 @@ check "the alerts list the denied calls" [ "$(json_get out 'sum(a["op"] == "deni
 t 0 "audit verify after all that" - audit verify
 
 # ---------------------------------------------------------------- credentials under dual control
-printf '{"version": 1, "dual_control": {"principal-change": 2}}\n' >"$tmp/pdual.json"
+printf '{"version": 1, "dual_control": {"principal-change": 2, "policy-change": 2}}\n' >"$tmp/pdual.json"
 t 0 "policy with dual control on principal changes" - policy set "$tmp/pdual.json"
 printf 'ann alone\n' >"$tmp/ann-pass"
 as ann vault rekey --new-passphrase-file "$tmp/ann-pass" >out 2>err
@@ -599,7 +599,12 @@ as ann keyslot add shares --m 2 --n 3 --out-dir "$tmp/ann-shares" >out 2>err
 check "approved, ann adds the share slot" [ $? -eq 0 ]
 (unset KM_PASSPHRASE; "$KMCTL" --share-file "$tmp/ann-shares/share-1.txt" --share-file "$tmp/ann-shares/share-2.txt" key list >out 2>err)
 check "its shares open the vault" [ $? -eq 0 ]
-t 0 "policy back without dual control" - policy set "$tmp/nodual.json"
+as ann request create policy-change --target "$tmp/nodual.json" >out 2>err
+req=$(cat out)
+as carl request approve "$req" >out 2>err && as cleo request approve "$req" >out 2>err
+check "carl and cleo approve dropping dual control" [ $? -eq 0 ]
+as ann policy set "$tmp/nodual.json" >out 2>err
+check "policy back without dual control (approved)" [ $? -eq 0 ]
 
 # ---------------------------------------------------------------- progress, compact, rekey
 if command -v script >/dev/null 2>&1; then

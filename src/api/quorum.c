@@ -73,7 +73,7 @@ int km_request_create(km_ctx *ctx, km_request_op op, const char *key_name,
     if ((rc = km__request_describe(op, key_name, params, params_len, r.text, sizeof r.text))
         != KM_OK)
         return rc;
-    if (op == KM_REQ_PRINCIPAL_CHANGE) {
+    if (op == KM_REQ_PRINCIPAL_CHANGE && !km__rules_slot_change_params(params, params_len)) {
         if ((rc = km__rules_principal_params_parse(params, params_len, &add, pname, sizeof pname,
                                                    &roles)) != KM_OK)
             return rc;

@@ -454,6 +454,13 @@ int km__request_describe(int op, const char *key_name, const uint8_t *p, size_t 
                      n, hex);
         break;
     default:
+        if (km__rules_slot_change_params(p, n)) {
+            /* the vault's credentials, under principal-change (km/quorum.h) */
+            snprintf(out, cap, "change the vault's keyslots: %.*s%s", (int)n, (const char *)p,
+                     n == 5 ? " (a new master key; principals' keyslots and share sets are "
+                              "dropped)" : "");
+            break;
+        }
         if ((rc = km__rules_principal_params_parse(p, n, &add, name, sizeof name, &roles))
             != KM_OK)
             return rc;

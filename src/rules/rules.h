@@ -184,6 +184,11 @@ size_t km__rules_principal_params(char *out, size_t cap, int add, const char *na
  * KM_E_INVALID (with the expected form). */
 int km__rules_principal_params_parse(const uint8_t *p, size_t n, int *add, char *name,
                                      size_t cap, uint32_t *roles);
+/* Whether p (n bytes) names a change of the vault's credentials, which is
+ * under principal-change too (km/quorum.h): "rekey",
+ * "keyslot-add:passphrase", "keyslot-add:backend:NAME",
+ * "keyslot-add:shares:M-of-N" or "keyslot-remove:passphrases". 1 or 0. */
+int km__rules_slot_change_params(const uint8_t *p, size_t n);
 /* Whether a vault policy's quorums (counts[op] for op KM_REQ_DESTROY ..
  * KM_REQ_PRINCIPAL_CHANGE; counts[0] unused) let no principal satisfy one of
  * them alone: principal-change (adding custodians) and policy-change

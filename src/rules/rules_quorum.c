@@ -77,6 +77,50 @@ size_t km__rules_principal_params(char *out, size_t cap, int add, const char *na
     return n;
 }
 
+static int has_prefix(const uint8_t *p, size_t n, const char *pfx, size_t *rest)
+{
+    size_t l = strlen(pfx);
+    if (n < l || memcmp(p, pfx, l) != 0)
+        return 0;
+    *rest = l;
+    return 1;
+}
+
+int km__rules_slot_change_params(const uint8_t *p, size_t n)
+{
+    size_t i, at, digits;
+    int part;
+
+    if (p == NULL)
+        return 0;
+    if ((n == 5 && memcmp(p, "rekey", 5) == 0) || (n == 22 && memcmp(p, "keyslot-add:passphrase", 22) == 0)
+        || (n == 26 && memcmp(p, "keyslot-remove:passphrases", 26) == 0))
+        return 1;
+    if (has_prefix(p, n, "keyslot-add:backend:", &at)) {
+        if (n == at || n - at > 64)
+            return 0;
+        for (i = at; i < n; i++)
+            if (p[i] <= 0x20 || p[i] >= 0x7f || p[i] == ':')
+                return 0;
+        return 1;
+    }
+    if (!has_prefix(p, n, "keyslot-add:shares:", &at))
+        return 0;
+    /* M-of-N: two runs of 1..3 digits around "-of-" */
+    for (part = 0; part < 2; part++) {
+        for (digits = 0; at < n && p[at] >= '0' && p[at] <= '9' && digits < 4; at++)
+            digits++;
+        if (digits == 0 || digits > 3)
+            return 0;
+        if (part == 0) {
+            if (n - at < 4 || memcmp(p + at, "-of-", 4) != 0)
+                return 0;
+            at += 4;
+        }
+    }
+    return at == n;
+}
+
 int km__rules_principal_params_parse(const uint8_t *p, size_t n, int *add, char *name,
                                      size_t cap, uint32_t *roles)
 {
