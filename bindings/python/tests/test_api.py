@@ -38,7 +38,7 @@ def test_options_versions_and_constants_match_the_headers():
     assert km.DATAKEY_WRAPPED_LEN == _ffi.KM_DATAKEY_WRAPPED_LEN
     # the ctypes structs end with the newest version's last member
     assert _ffi.km_open_options._fields_[-1][0] == "share_count"
-    assert _ffi.km_key_options._fields_[-1][0] == "key_id"
+    assert _ffi.km_key_options._fields_[-1][0] == "import_version"
 
 
 def test_open_options_v2_v3_fields(tmp_path):
