@@ -31,8 +31,9 @@ import sys
 
 ORDER = {"primitives": 1, "store": 2, "rules": 3, "core": 4, "api": 5}
 SIDE = ("backends", "tools", "daemon", "public", "tests")
-# the one module of a lower layer a daemon (kmd) may use: the KMIP TTLV codec
-DAEMON_OK = ("src/prim/kmip_ttlv.c", "src/prim/kmip_ttlv.h")
+# the modules of a lower layer a daemon (kmd) may use: the KMIP TTLV codec and
+# the TLS module of the primitives
+DAEMON_OK = ("src/prim/kmip_ttlv.c", "src/prim/kmip_ttlv.h", "src/prim/tls.c", "src/prim/tls.h")
 
 OPENSSL_ID = re.compile(
     r"\b(?:EVP|OSSL|BN|EC|ECDSA|ECDH|RSA|DH|DSA|ERR|RAND|OPENSSL|CRYPTO|PEM|X509|ASN1|BIO|"
@@ -139,7 +140,7 @@ def layer_allows(src, dst, kind, pure, dst_file=None):
         return True
     if s == "public":
         return False
-    if s == "daemon":                   # kmd: public headers and the KMIP codec only
+    if s == "daemon":                   # kmd: public headers, the KMIP codec and TLS only
         return d == "primitives" and dst_file in DAEMON_OK
     if s == "tools":                    # kmctl, examples, bindings: public headers only
         return False

@@ -4,7 +4,8 @@
 # including core.h, an include found through the map's include path,
 # OpenSSL in a core file, a rules file calling the store,
 # rules calling an impure primitive, a cycle in primitives, a backend calling
-# the core, an unmapped file, a stale debt line, kmd reaching past the KMIP codec) makes it fail with a message
+# the core, an unmapped file, a stale debt line, kmd reaching past the KMIP codec and
+# the TLS module, kmd calling OpenSSL) makes it fail with a message
 # naming the file and line; and a violation planted in a copy of the real tree
 # is caught by the real map. make check sets top_srcdir and PYTHON.
 set -eu
@@ -215,6 +216,11 @@ printf '#include "km_int.h"\n' >> "$kmdf"
 run "kmd including another primitive header" 1 "VIOLATION src/kmd/kmd_planted.c:3: include src/prim/km_int.h: daemon:kmd may not include"
 printf '#include "kmip_ttlv.h"\nint kmd_u(void) { return km__err(1, "x"); }\n' > "$kmdf"
 run "kmd calling another primitive" 1 "VIOLATION src/kmd/kmd_planted.c:2: call km__err: daemon:kmd may not use km__err"
+# and the primitives' TLS module (its listener), but not OpenSSL itself
+printf '#include "tls.h"\nvoid kmd_v(void) { km__tls_ctx_free(0); }\n' > "$kmdf"
+run "kmd using the TLS module passes" 0 "0 new, debt left"
+printf '#include <openssl/ssl.h>\n' >> "$kmdf"
+run "kmd including OpenSSL" 1 "VIOLATION src/kmd/kmd_planted.c:3: openssl <openssl/ssl.h>"
 rm -f "$kmdf"
 printf '#include "core.h"\n' >> "$tree/backends/tpm2/tpm2_conn.c"
 line=$(wc -l < "$tree/backends/tpm2/tpm2_conn.c" | tr -d ' ')

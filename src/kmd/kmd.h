@@ -65,18 +65,19 @@ const char *kmd_config_principal(const kmd_config *c, uid_t uid);
 /* The principal of a TLS client certificate's Common Name, or NULL. */
 const char *kmd_config_cn_principal(const kmd_config *c, const char *cn);
 
-/* tls.c: the TLS listener's context (0, or -1 with err), a connection's
- * handshake within `deadline` (monotonic ms from now_ms) giving the client
- * certificate's Common Name, and its I/O (as recv/send: EAGAIN when the
- * socket's short receive timeout passed). */
+/* tls.c: the TLS listener's context (0, or -1 with err) over the primitives'
+ * TLS module (src/prim/tls.h); a connection's handshake on *fd within
+ * `deadline` (monotonic ms, now_ms) giving the client certificate's Common
+ * Name: the connection owns the socket from the call on (*fd is set to -1,
+ * the socket closed on failure and by kmd_tls_free); its I/O as recv/send,
+ * each bounded by a deadline (EAGAIN when it passed, EIO on a failure). */
 int kmd_tls_init(const kmd_config *c, char *err, size_t cap);
 void kmd_tls_done(void);
-int kmd_tls_accept(int fd, int64_t (*now_ms)(void), int64_t deadline, void **out, char *cn,
-                   size_t cn_cap, char *err, size_t err_cap);
-ssize_t kmd_tls_read(void *ssl, uint8_t *b, size_t n);
-ssize_t kmd_tls_write(void *ssl, const uint8_t *b, size_t n);
-int kmd_tls_pending(void *ssl);
-void kmd_tls_free(void *ssl);
+int kmd_tls_accept(int *fd, int64_t deadline, void **out, char *cn, size_t cn_cap, char *err,
+                   size_t err_cap);
+ssize_t kmd_tls_read(void *t, uint8_t *b, size_t n, int64_t deadline);
+ssize_t kmd_tls_write(void *t, const uint8_t *b, size_t n, int64_t deadline);
+void kmd_tls_free(void *t);
 
 /* A sealed kmd's share handler (main.c): takes one share text from `peer`;
  * KM_OK with the counts, or a km error code with msg saying why. */

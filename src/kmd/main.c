@@ -362,8 +362,9 @@ typedef struct conn {
  * slices, so that a stopping kmd ends every connection. 1 readable, 0 not. */
 static int wait_readable(const conn *c, int64_t deadline)
 {
-    if (c->ssl != NULL && kmd_tls_pending(c->ssl))
-        return 1;   /* decrypted bytes wait in OpenSSL, not in the socket */
+    if (c->ssl != NULL)   /* bytes may wait decrypted in the TLS session: the
+                             read itself waits, in slices (read_full) */
+        return deadline > now_ms() && !stopping;
     for (;;) {
         struct pollfd p = { c->fd, POLLIN, 0 };
         int64_t left = deadline - now_ms();
@@ -386,7 +387,9 @@ static int read_full(const conn *c, uint8_t *b, size_t n, int64_t deadline)
         ssize_t r;
         if (!wait_readable(c, deadline))
             return -1;
-        r = c->ssl != NULL ? kmd_tls_read(c->ssl, b + got, n - got) : recv(c->fd, b + got, n - got, 0);
+        r = c->ssl != NULL ? kmd_tls_read(c->ssl, b + got, n - got,
+                                          deadline < now_ms() + 200 ? deadline : now_ms() + 200)
+                           : recv(c->fd, b + got, n - got, 0);
         if (r == 0)
             return -1;
         if (r < 0) {
@@ -402,7 +405,9 @@ static int read_full(const conn *c, uint8_t *b, size_t n, int64_t deadline)
 static int write_full(const conn *c, const uint8_t *b, size_t n)
 {
     while (n > 0) {
-        ssize_t w = c->ssl != NULL ? kmd_tls_write(c->ssl, b, n) : send(c->fd, b, n, MSG_NOSIGNAL);
+        ssize_t w = c->ssl != NULL
+                        ? kmd_tls_write(c->ssl, b, n, now_ms() + cfg.request_timeout_ms)
+                        : send(c->fd, b, n, MSG_NOSIGNAL);
         if (w < 0 && errno == EINTR)
             continue;
         if (w <= 0)
@@ -426,7 +431,8 @@ static void serve(conn *c, km_ctx *ctx, const char *principal, const char *who)
     lim.max_message = cfg.max_message;
     lim.peer = who;
     lim.unseal = cfg.unseal ? unseal_share : NULL;
-    (void)setsockopt(c->fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+    if (c->fd >= 0)   /* a TLS connection's writes have their own deadline */
+        (void)setsockopt(c->fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
     for (;;) {
         int64_t deadline;
         int bad;
@@ -491,11 +497,9 @@ static void *conn_main(void *arg)
 
     if (c->tls) {
         /* the handshake proves the client certificate; its CN names the principal */
-        char cn[256], err[256];
-        struct timeval tv = { 0, 200000 };
-        (void)setsockopt(c->fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-        if (kmd_tls_accept(c->fd, now_ms, now_ms() + cfg.request_timeout_ms, &c->ssl, cn,
-                           sizeof cn, err, sizeof err) != 0) {
+        char cn[256], err[512];
+        if (kmd_tls_accept(&c->fd, now_ms() + cfg.request_timeout_ms, &c->ssl, cn, sizeof cn, err,
+                           sizeof err) != 0) {
             logm("tls: refused: %s", err);
             snprintf(peer, sizeof peer, "tls:?");
         } else {
@@ -519,7 +523,8 @@ static void *conn_main(void *arg)
         serve(c, ctx, principal, peer);   /* closes ctx */
     }
     kmd_tls_free(c->ssl);
-    close(c->fd);
+    if (c->fd >= 0)
+        close(c->fd);
     free(c);
     atomic_fetch_sub(&active, 1);
     return NULL;
