@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # tests/deb_install.sh - the Debian packages as a user gets them: installs the
-# five .debs that `./quickstart deb` built (build-deb/), runs what each is for,
+# six .debs that `./quickstart deb` built (build-deb/), runs what each is for,
 # then purges them again. As root, on a Debian 12 machine (it changes the
 # system's packages while it runs: a maintainer check, not part of make check).
 #   ./quickstart deb && tests/deb_install.sh
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 debs=()
-for p in libkm0 libkm-dev kmctl python3-km libkm-openssl-provider; do
+for p in libkm0 libkm-dev kmctl python3-km libkm-openssl-provider kmd; do
     f=$(ls "$here"/build-deb/${p}_*.deb 2>/dev/null | head -n 1)
     [ -n "$f" ] || { echo "deb_install: build-deb/${p}_*.deb missing (./quickstart deb)" >&2; exit 1; }
     debs+=("$f")
@@ -16,7 +16,7 @@ done
 tmp=$(mktemp -d /tmp/km-deb.XXXXXX)
 cleanup() {
     DEBIAN_FRONTEND=noninteractive apt-get purge -y -qq libkm0 libkm-dev kmctl python3-km \
-        libkm-openssl-provider >/dev/null 2>&1 || true
+        libkm-openssl-provider kmd >/dev/null 2>&1 || true
     rm -rf "$tmp"
 }
 trap cleanup EXIT
@@ -39,5 +39,13 @@ grep -qi "km" providers
 pkg-config --cflags --libs libkm
 printf "#include <km.h>\nint main(void){return km_init();}\n" > t.c
 cc t.c -o t $(pkg-config --cflags --libs libkm) && ./t
+test -f /usr/share/doc/kmd/examples/kmd.conf.example && test -f /usr/lib/sysusers.d/kmd.conf && test -f /usr/lib/tmpfiles.d/kmd.conf
+printf "vault = lmdb:%s/vault\nsocket = %s/kmd.sock\npassphrase_file = %s/pass\n" "$PWD" "$PWD" "$PWD" > kmd.conf
+/usr/sbin/kmd --config kmd.conf --check-config
+/usr/sbin/kmd --config kmd.conf 2> kmd.log & pid=$!
+i=0; while [ ! -S kmd.sock ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i + 1)); done
+test -S kmd.sock || { cat kmd.log; kill $pid; exit 1; }
+kill $pid; wait $pid || true
+echo "kmd: started on $PWD/kmd.sock and stopped"
 '
-echo "deb_install: kmctl init/encrypt/decrypt, python3 -c 'import km', openssl list -providers -provider km, a program built with pkg-config: passed"
+echo "deb_install: kmctl init/encrypt/decrypt, python3 -c 'import km', openssl list -providers -provider km, a program built with pkg-config, kmd --check-config and a start: passed"
