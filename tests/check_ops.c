@@ -838,6 +838,111 @@ START_TEST(test_ops_batch_sign_verify_mac)
 }
 END_TEST
 
+/* -------------------------------------------------------------------- JWK */
+
+static const struct { km_key_type t; const char *head; } jwk_types[] = {
+    { KM_KEY_EC_P256, "{\"kty\":\"EC\",\"crv\":\"P-256\",\"x\":\"" },
+    { KM_KEY_EC_P384, "{\"kty\":\"EC\",\"crv\":\"P-384\",\"x\":\"" },
+    { KM_KEY_EC_P521, "{\"kty\":\"EC\",\"crv\":\"P-521\",\"x\":\"" },
+    { KM_KEY_RSA_2048, "{\"kty\":\"RSA\",\"n\":\"" },
+    { KM_KEY_ED25519, "{\"kty\":\"OKP\",\"crv\":\"Ed25519\",\"x\":\"" },
+    { KM_KEY_X25519, "{\"kty\":\"OKP\",\"crv\":\"X25519\",\"x\":\"" },
+};
+
+/* A public key as a JWK and back: the same SPKI; the imported key verifies what the
+ * original signs and is verify-only. */
+START_TEST(test_ops_jwk_round_trip)
+{
+    km_key_type type = jwk_types[_i].t;
+    km_key *k = NULL, *imp = NULL;
+    char jwk[2048];
+    uint8_t a[1024], b[1024], sig[KM_SIGNATURE_MAX];
+    size_t jl = 0, al = 0, bl = 0, sl = 0;
+
+    OK(km_key_create(&k, ctx, "orig", type, NULL));
+    OK(km_key_public_export(k, 0, KM_MATERIAL_JWK, (uint8_t *)jwk, sizeof jwk, &jl));
+    ck_assert_uint_eq(jl, strlen(jwk));
+    ck_assert_msg(strncmp(jwk, jwk_types[_i].head, strlen(jwk_types[_i].head)) == 0, "%s", jwk);
+    ck_assert_ptr_null(strchr(jwk, '='));  /* base64url without padding */
+    ck_assert_ptr_null(strstr(jwk, "\"d\""));
+    ck_assert_int_eq(km_key_public_export(k, 0, KM_MATERIAL_JWK, (uint8_t *)jwk, 10, &jl),
+                     KM_E_BUFFER);
+    OK(km_key_public_export(k, 0, KM_MATERIAL_JWK, (uint8_t *)jwk, sizeof jwk, &jl));
+    if (type == KM_KEY_X25519) {
+        /* a public X25519 key does nothing in libkm (agreement needs the private key) */
+        ck_assert_int_eq(km_key_import(&imp, ctx, "from-jwk", type, KM_MATERIAL_JWK,
+                                       (const uint8_t *)jwk, jl, KM_IMPORT_ALLOW_RAW, NULL),
+                         KM_E_INVALID);
+        ck_assert_ptr_nonnull(strstr(km_error_last()->message, "no use"));
+        km_key_free(k);
+        return;
+    }
+    OK(km_key_import(&imp, ctx, "from-jwk", type, KM_MATERIAL_JWK, (const uint8_t *)jwk, jl,
+                     KM_IMPORT_ALLOW_RAW, NULL));
+    OK(km_key_public_export(k, 0, KM_MATERIAL_SPKI_DER, a, sizeof a, &al));
+    OK(km_key_public_export(imp, 0, KM_MATERIAL_SPKI_DER, b, sizeof b, &bl));
+    ck_assert_uint_eq(al, bl);
+    ck_assert_mem_eq(a, b, al);
+    OK(km_sign(k, 0, (const uint8_t *)"m", 1, sig, sizeof sig, &sl));
+    OK(km_verify(imp, 0, KM_SIG_RAW, (const uint8_t *)"m", 1, sig + KM_TAG_HEADER,
+                 sl - KM_TAG_HEADER));
+    ck_assert_int_eq(km_sign(imp, 0, (const uint8_t *)"m", 1, sig, sizeof sig, &sl),
+                     KM_E_USAGE);
+    km_key_free(k);
+    km_key_free(imp);
+}
+END_TEST
+
+START_TEST(test_ops_jwk_refused)
+{
+    static const char *const bad[] = {
+        "not json",
+        "[1, 2]",
+        "{\"crv\":\"P-256\",\"x\":\"AA\",\"y\":\"AA\"}",
+        "{\"kty\":\"oct\",\"k\":\"AAAA\"}",
+        "{\"kty\":\"EC\",\"crv\":\"P-192\",\"x\":\"AA\",\"y\":\"AA\"}",
+        /* a point of the right length but not on P-256 */
+        "{\"kty\":\"EC\",\"crv\":\"P-256\",\"x\":\"AQAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA\","
+        "\"y\":\"AQAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA\"}",
+        /* coordinates shorter than the field */
+        "{\"kty\":\"EC\",\"crv\":\"P-256\",\"x\":\"AQ\",\"y\":\"AQ\"}",
+        "{\"kty\":\"OKP\",\"crv\":\"Ed448\",\"x\":\"AA\"}",
+        "{\"kty\":\"OKP\",\"crv\":\"Ed25519\",\"x\":\"AAAA\"}",
+        "{\"kty\":\"RSA\",\"n\":\"AQAB\"}",
+        "{\"kty\":\"OKP\",\"crv\":\"Ed25519\",\"x\":\"AA==\"}",
+    };
+    km_key *k = NULL, *e = NULL;
+    char jwk[2048], priv[2300];
+    size_t jl = 0, i;
+    char name[16];
+
+    for (i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        snprintf(name, sizeof name, "bad%zu", i);
+        ck_assert_msg(km_key_import(&k, ctx, name, KM_KEY_EC_P256, KM_MATERIAL_JWK,
+                                    (const uint8_t *)bad[i], strlen(bad[i]), KM_IMPORT_ALLOW_RAW,
+                                    NULL) == KM_E_INVALID, "%s", bad[i]);
+        ck_assert_ptr_null(k);
+    }
+    /* a private JWK (with "d") is refused; the type must match the key's */
+    OK(km_key_create(&e, ctx, "ec", KM_KEY_EC_P256, NULL));
+    OK(km_key_public_export(e, 0, KM_MATERIAL_JWK, (uint8_t *)jwk, sizeof jwk, &jl));
+    snprintf(priv, sizeof priv, "%.*s,\"d\":\"AQ\"}", (int)jl - 1, jwk);
+    ck_assert_int_eq(km_key_import(&k, ctx, "priv", KM_KEY_EC_P256, KM_MATERIAL_JWK,
+                                   (const uint8_t *)priv, strlen(priv), KM_IMPORT_ALLOW_RAW, NULL),
+                     KM_E_INVALID);
+    ck_assert_ptr_nonnull(strstr(km_error_last()->message, "private"));
+    ck_assert_int_eq(km_key_import(&k, ctx, "p384", KM_KEY_EC_P384, KM_MATERIAL_JWK,
+                                   (const uint8_t *)jwk, jl, KM_IMPORT_ALLOW_RAW, NULL),
+                     KM_E_INVALID);
+    /* symmetric and FFDHE keys have no JWK form here */
+    km_key_free(e);
+    OK(km_key_create(&e, ctx, "aes", KM_KEY_AES_256_GCM, NULL));
+    ck_assert_int_eq(km_key_public_export(e, 0, KM_MATERIAL_JWK, (uint8_t *)jwk, sizeof jwk, &jl),
+                     KM_E_UNSUPPORTED);
+    km_key_free(e);
+}
+END_TEST
+
 static Suite *ops_suite(void)
 {
     TCase *tc;
@@ -859,6 +964,8 @@ static Suite *ops_suite(void)
     tcase_add_test(tc, test_ops_batch_encrypt_decrypt);
     tcase_add_test(tc, test_ops_batch_state_and_audit);
     tcase_add_test(tc, test_ops_batch_sign_verify_mac);
+    tcase_add_loop_test(tc, test_ops_jwk_round_trip, 0, sizeof jwk_types / sizeof jwk_types[0]);
+    tcase_add_test(tc, test_ops_jwk_refused);
     return s;
 }
 

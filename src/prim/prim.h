@@ -205,6 +205,19 @@ int km__pkey_is_rsa(const km__pkey *k, int bits);
  * or more than cap bytes). */
 int km__pkey_peer_ec_point(const uint8_t *spki, size_t spki_len, const char *group,
                            uint8_t *point, size_t cap, size_t *point_len);
+/* The JSON Web Key (RFC 7517/7518) of a public key given as SPKI DER: EC
+ * {"kty":"EC","crv":"P-256","x","y"} (coordinates of the full field length),
+ * RSA {"kty":"RSA","n","e"}, OKP {"kty":"OKP","crv":"Ed25519"|"X25519","x"},
+ * base64url without padding, no whitespace, NUL-terminated in out; *out_len
+ * its length without the NUL (KM_E_BUFFER: with it). KM_E_UNSUPPORTED for
+ * other keys (FFDHE). */
+int km__pkey_jwk(const uint8_t *spki, size_t spki_len, char *out, size_t out_cap,
+                 size_t *out_len);
+/* The SPKI DER of a public JWK (the members above; a private one, with "d",
+ * is refused): KM_E_INVALID for anything else, an EC point not on its curve,
+ * coordinates not of the field's length; KM_E_BUFFER. */
+int km__jwk_to_spki(const uint8_t *jwk, size_t len, uint8_t *out, size_t out_cap,
+                    size_t *out_len);
 /* The largest RSA-OAEP plaintext of the key with digest `md` ("SHA256"):
  * modulus bytes - 2 * digest bytes - 2; 0 for an unknown digest. */
 size_t km__rsa_oaep_max(const km__pkey *k, const char *md);
