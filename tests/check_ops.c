@@ -943,6 +943,45 @@ START_TEST(test_ops_jwk_refused)
 }
 END_TEST
 
+/* ----------------------------------------------------- explicit EC curves */
+
+/* Wycheproof ecdh_secp256r1_test.json tcId 361 ("cofactor = n", flags LargeCofactor,
+ * InvalidPublic, UnnamedCurve): a P-256 public key spelled with explicit curve parameters.
+ * Refused at import and as an agreement peer; the same point on the named curve works. */
+START_TEST(test_ops_ec_explicit_parameters_refused)
+{
+    static const char *const hex =
+        "308201553082010d06072a8648ce3d020130820100020101302c06072a8648ce3d0101022100ffff"
+        "ffff00000001000000000000000000000000ffffffffffffffffffffffff30440420ffffffff0000"
+        "0001000000000000000000000000fffffffffffffffffffffffc04205ac635d8aa3a93e7b3ebbd55"
+        "769886bc651d06b0cc53b0f63bce3c3e27d2604b0441046b17d1f2e12c4247f8bce6e563a440f277"
+        "037d812deb33a0f4a13945d898c2964fe342e2fe1a7f9b8ee7eb4a7c0f9e162bce33576b315ececb"
+        "b6406837bf51f5022100ffffffff00000000ffffffffffffffffbce6faada7179e84f3b9cac2fc63"
+        "2551022100ffffffff00000000ffffffffffffffffbce6faada7179e84f3b9cac2fc632551034200"
+        "041510264c189c3d523ff9916abd7069efa6968d8dc7ddb6457d7869b53ea60cdcfafb7ed4786da1"
+        "5d29ee59256f536da3575a4888c1bb0a95b256f4a7e9fd764a";
+    size_t n = 0, pn = 0;
+    uint8_t *spki = tu_unhex(hex, &n), peer[128];
+    km_key *k = NULL, *imp = NULL, *other = NULL;
+    km_secret *sec = NULL;
+
+    OK(km_key_create(&k, ctx, "me", KM_KEY_EC_P256, NULL));
+    ck_assert_int_eq(km_key_import(&imp, ctx, "explicit", KM_KEY_EC_P256, KM_MATERIAL_SPKI_DER,
+                                   spki, n, KM_IMPORT_ALLOW_RAW, NULL), KM_E_INVALID);
+    ck_assert_ptr_nonnull(strstr(km_error_last()->message, "explicit"));
+    ck_assert_int_eq(km_agree(k, spki, n, NULL, 0, 32, &sec), KM_E_INVALID);
+    ck_assert_ptr_null(sec);
+    /* a named-curve peer still agrees */
+    OK(km_key_create(&other, ctx, "other", KM_KEY_EC_P256, NULL));
+    OK(km_key_public_export(other, 0, KM_MATERIAL_SPKI_DER, peer, sizeof peer, &pn));
+    OK(km_agree(k, peer, pn, NULL, 0, 32, &sec));
+    km_secret_free(sec);
+    free(spki);
+    km_key_free(k);
+    km_key_free(other);
+}
+END_TEST
+
 static Suite *ops_suite(void)
 {
     TCase *tc;
@@ -966,6 +1005,7 @@ static Suite *ops_suite(void)
     tcase_add_test(tc, test_ops_batch_sign_verify_mac);
     tcase_add_loop_test(tc, test_ops_jwk_round_trip, 0, sizeof jwk_types / sizeof jwk_types[0]);
     tcase_add_test(tc, test_ops_jwk_refused);
+    tcase_add_test(tc, test_ops_ec_explicit_parameters_refused);
     return s;
 }
 

@@ -164,8 +164,9 @@ int km__skey_unwrap(km__skey *k, const uint8_t *in, size_t len, km_secret **out)
  * primitives and the software backend. Freed with km__pkey_free. */
 typedef struct evp_pkey_st km__pkey;
 void km__pkey_free(km__pkey *k);
-/* Decodes SubjectPublicKeyInfo DER, the whole input and nothing else.
- * KM_E_INVALID. */
+/* Decodes SubjectPublicKeyInfo DER, the whole input and nothing else; an EC
+ * key whose curve is given by explicit parameters (not a named curve OID) is
+ * refused (Wycheproof ecdh_secp256r1 tcId 361). KM_E_INVALID. */
 int km__pkey_from_spki(km__pkey **out, const uint8_t *der, size_t len);
 /* The public key of an X.509 certificate (DER, the whole input).
  * KM_E_CORRUPT when it does not decode. */
@@ -186,6 +187,8 @@ int km__pkey_from_ec_point_der(km__pkey **out, const char *group, const uint8_t 
  * unsigned). KM_E_CRYPTO. */
 int km__pkey_from_rsa(km__pkey **out, const uint8_t *n, size_t n_len, const uint8_t *e,
                       size_t e_len);
+/* 1 unless the key is an EC key whose curve came as explicit parameters. */
+int km__pkey_named_curve(const km__pkey *k);
 /* The SubjectPublicKeyInfo DER of the key in out. KM_E_BUFFER (with
  * *out_len the size needed) when out is NULL or out_cap too small,
  * KM_E_CRYPTO (out zeroed). */

@@ -52,8 +52,25 @@ int km__pkey_from_spki(km__pkey **out, const uint8_t *der, size_t len)
         EVP_PKEY_free(pkey);
         return km__err_ossl(KM_E_INVALID, "public key has trailing bytes");
     }
+    if (!km__pkey_named_curve(pkey)) {
+        EVP_PKEY_free(pkey);
+        return km__err(KM_E_INVALID, "an EC key with explicit curve parameters is refused: "
+                       "only named curves");
+    }
     *out = pkey;
     return KM_OK;
+}
+
+int km__pkey_named_curve(const km__pkey *k)
+{
+    char enc[32];
+
+    if (!EVP_PKEY_is_a(k, "EC"))
+        return 1;
+    /* OpenSSL 3 keeps how the group was given: "named_curve" or "explicit" */
+    if (EVP_PKEY_get_utf8_string_param(k, OSSL_PKEY_PARAM_EC_ENCODING, enc, sizeof enc, NULL) != 1)
+        return 0;
+    return strcmp(enc, OSSL_PKEY_EC_ENCODING_GROUP) == 0;
 }
 
 int km__pkey_from_cert(km__pkey **out, const uint8_t *der, size_t len)
