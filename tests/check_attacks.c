@@ -369,18 +369,21 @@ END_TEST
 
 /* ------------------------------------------------------ dual control */
 
+/* Two approvals to destroy, and to change the principals or the policy. */
+static const char dual2[] = "{\"version\": 1, \"dual_control\": {\"destroy\": 2, "
+                            "\"principal-change\": 2, \"policy-change\": 2}}";
+
 /* Deleting the sealed policy record (a file edit: no key needed) used to make
  * the vault fall back to the default policy, dual control 0. The vault now
  * refuses to open, and an open context refuses at its next refresh. */
 START_TEST(test_attacks_deleted_policy_refused)
 {
-    static const char pol[] = "{\"version\": 1, \"dual_control\": {\"destroy\": 2}}";
     char v[4200];
     km_ctx *c = NULL;
     tu_raw r;
     MDB_val key = { 6, (void *)"policy" };
 
-    OK(km_policy_set(owner, pol, sizeof pol - 1));
+    OK(km_policy_set(owner, dual2, sizeof dual2 - 1));
     close_owner();
     vpath(v, sizeof v, "");
     tu_raw_begin(&r, v, 0, 0);
@@ -413,6 +416,184 @@ START_TEST(test_attacks_default_policy_stored_at_creation)
 }
 END_TEST
 
+/* A consumed request's record put back as it was before it was spent (the
+ * saved sealed bytes, a raw LMDB put: no key needed) used to allow a second
+ * destroy with the same approvals. Its use is in the audit chain since its
+ * creation: the replay is refused (rolling the chain back too shows in
+ * km_audit_verify against an exported head). */
+START_TEST(test_attacks_restored_request_refused)
+{
+    static const uint8_t v1_grace7[8] = { 0, 0, 0, 1, 0, 0, 0, 7 };
+    km_key_options ko = KM_KEY_OPTIONS_INIT;
+    km_request_status st;
+    tu_open o = TU_OPEN_INIT;
+    km_ctx *admin, *c1, *c2;
+    km_key *k = NULL;
+    uint8_t id[16], rk[24], *saved;
+    size_t saved_len;
+    char v[4200];
+    tu_raw r;
+
+    OK(km_policy_set(owner, dual2, sizeof dual2 - 1));
+    admin = tu_as(dir, TU_ADMIN, TU_ADMIN_PASS);
+    c1 = tu_as(dir, TU_CUST1, TU_CUST1_PASS);
+    c2 = tu_as(dir, TU_CUST2, TU_CUST2_PASS);
+    ko.activate_at = tu_now + 10 * 86400;          /* pre-active: destroyable at once */
+    OK(km_key_create(&k, admin, "victim", KM_KEY_AES_256_GCM, &ko));
+    OK(km_request_create(admin, KM_REQ_DESTROY, "victim", v1_grace7, 8, 3600, id));
+    OK(km_request_approve(c1, id));
+    OK(km_request_approve(c2, id));
+    km_close(c2);
+    km_close(c1);
+    /* the attacker saves the approved, unspent record */
+    km_key_free(k);
+    km_close(admin);
+    close_owner();
+    vpath(v, sizeof v, "");
+    memcpy(rk, "request/", 8);
+    memcpy(rk + 8, id, 16);
+    tu_raw_begin(&r, v, MDB_RDONLY, 0);
+    saved = tu_raw_get(&r, "meta", rk, sizeof rk, &saved_len);
+    tu_raw_end(&r);
+    /* the destroy runs once, and is cancelled */
+    admin = tu_as(dir, TU_ADMIN, TU_ADMIN_PASS);
+    OK(km_key_open(&k, admin, "victim"));
+    OK(km_key_schedule_destroy(k, 1, 7));
+    OK(km_key_cancel_destroy(k, 1));
+    RC(KM_E_DENIED, km_key_schedule_destroy(k, 1, 7));
+    km_key_free(k);
+    km_close(admin);
+    /* the attacker puts the record back */
+    tu_raw_begin(&r, v, 0, 0);
+    tu_raw_put(&r, "meta", rk, sizeof rk, saved, saved_len);
+    tu_raw_end(&r);
+    free(saved);
+    o.clock = tu_clock;
+    OK(tu_vault_open_with(&owner, dir, &o));
+    admin = tu_as(dir, TU_ADMIN, TU_ADMIN_PASS);
+    OK(km_request_info(admin, id, &st));
+    ck_assert_int_eq(st.consumed, 0);                /* the record did go back */
+    OK(km_key_open(&k, admin, "victim"));
+    RC(KM_E_INTEGRITY, km_key_schedule_destroy(k, 1, 7));
+    ck_assert_ptr_nonnull(strstr(km_error_last()->message, "put back"));
+    km_key_free(k);
+    km_close(admin);
+}
+END_TEST
+
+/* ------------------------------------------------------------- the clock */
+
+/* Audit times in order: each entry's time, and whether one went back. */
+typedef struct times {
+    int64_t last;
+    int back;
+} times;
+
+static int time_scan(const km_audit_entry *e, void *arg)
+{
+    times *t = arg;
+    if (e->time < t->last)
+        t->back = 1;
+    t->last = e->time;
+    return 0;
+}
+
+/* A caller's clock (km_open_options.clock) counts only where the vault's
+ * policy allows a test clock (testing.caller_clock, off by default): with a
+ * clock 30 days ahead the owner's maintenance destroyed a key before its
+ * grace ran out, and a clock an hour back revived an expired request
+ * (issue 18). A key's own policy cannot turn it on. */
+START_TEST(test_attacks_caller_clock_needs_policy)
+{
+    static const uint8_t v1_grace7[8] = { 0, 0, 0, 1, 0, 0, 0, 7 };
+    km_key_options ko = KM_KEY_OPTIONS_INIT;
+    tu_open o = TU_OPEN_INIT;
+    km_version_info vi;
+    km_keyinfo *info = NULL;
+    km_ctx *v = NULL, *admin, *c1;
+    km_key *k = NULL;
+    uint8_t id[16];
+    char *d2 = NULL;
+    int64_t now = (int64_t)time(NULL);
+
+    tu_setup(&d2, &v, NULL);                     /* made without a clock: policy default */
+    tu_principals_add(v);
+    OK(km_key_create(&k, v, "k", KM_KEY_AES_256_GCM, NULL));
+    OK(km_key_rotate(k, NULL));
+    OK(km_key_revoke(k, 1, KM_REVOKE_SUPERSEDED, 0));
+    OK(km_key_schedule_destroy(k, 1, 7));
+    km_key_free(k);
+    km_close(v);
+    /* the owner opens it again with a clock a month ahead */
+    tu_now = now + 30 * 86400;
+    o.clock = tu_clock;
+    OK(tu_vault_open_with(&v, d2, &o));
+    OK(km_maintain(v, NULL));
+    OK(km_key_open(&k, v, "k"));
+    OK(km_key_info(&info, k));
+    OK(km_keyinfo_version(info, 0, &vi, sizeof vi));
+    ck_assert_int_eq(vi.state, KM_STATE_DESTROY_PENDING);
+    km_keyinfo_free(info);
+    km_key_free(k);
+    OK(km_key_create(&k, v, "stamped", KM_KEY_AES_256_GCM, NULL));
+    OK(km_key_info(&info, k));
+    ck_assert_int_lt(km_keyinfo_created(info), now + 3600);   /* the system's time */
+    km_keyinfo_free(info);
+    km_key_free(k);
+    ko.policy = "{\"version\": 1, \"testing\": {\"caller_clock\": true}}";
+    RC(KM_E_POLICY, km_key_create(&k, v, "k2", KM_KEY_AES_256_GCM, &ko));
+    /* an expired request stays expired whatever the approver's clock says */
+    admin = tu_as(d2, TU_ADMIN, TU_ADMIN_PASS);
+    c1 = tu_as(d2, TU_CUST1, TU_CUST1_PASS);
+    ko.policy = NULL;
+    OK(km_key_create(&k, admin, "victim", KM_KEY_AES_256_GCM, NULL));
+    km_key_free(k);
+    OK(km_request_create(admin, KM_REQ_DESTROY, "victim", v1_grace7, 8, 1, id));
+    tu_sleep_ms(2100);
+    tu_now = now - 3600;
+    RC(KM_E_STATE, km_request_approve(c1, id));
+    ck_assert_ptr_nonnull(strstr(km_error_last()->message, "expired"));
+    km_close(c1);
+    km_close(admin);
+    tu_teardown(&d2, &v);
+}
+END_TEST
+
+/* Where the policy allows a test clock, it still never takes time back past
+ * the last audited time: a request that expired before the last entry stays
+ * expired when the clock is set back, and audit times never decrease. */
+START_TEST(test_attacks_clock_never_goes_back)
+{
+    static const uint8_t v1_grace7[8] = { 0, 0, 0, 1, 0, 0, 0, 7 };
+    km_ctx *admin = tu_as(dir, TU_ADMIN, TU_ADMIN_PASS), *c1 = tu_as(dir, TU_CUST1, TU_CUST1_PASS);
+    km_keyinfo *info = NULL;
+    km_key *k = NULL;
+    uint8_t id[16];
+    times tm = { 0, 0 };
+    int64_t t0 = tu_now;
+
+    OK(km_key_create(&k, admin, "victim", KM_KEY_AES_256_GCM, NULL));
+    km_key_free(k);
+    OK(km_request_create(admin, KM_REQ_DESTROY, "victim", v1_grace7, 8, 600, id));
+    tu_now = t0 + 700;
+    OK(km_key_create(&k, admin, "later", KM_KEY_AES_256_GCM, NULL));   /* audited at t0 + 700 */
+    km_key_free(k);
+    tu_now = t0 - 3600;                                      /* the clock goes back */
+    RC(KM_E_STATE, km_request_approve(c1, id));
+    ck_assert_ptr_nonnull(strstr(km_error_last()->message, "expired"));
+    OK(km_key_create(&k, admin, "back", KM_KEY_AES_256_GCM, NULL));
+    OK(km_key_info(&info, k));
+    ck_assert_int_ge(km_keyinfo_created(info), t0 + 700);
+    km_keyinfo_free(info);
+    km_key_free(k);
+    OK(km_audit_foreach(owner, 1, time_scan, &tm));
+    ck_assert_int_eq(tm.back, 0);
+    ck_assert_int_ge(tm.last, t0 + 700);
+    km_close(c1);
+    km_close(admin);
+}
+END_TEST
+
 /* ------------------------------------------------------ reserved keys */
 
 /* An admin who could create or import a key named km:import-wrapping-key
@@ -440,6 +621,123 @@ START_TEST(test_attacks_reserved_key_names)
     OK(km_key_open(&k, owner, "km:import-wrapping-key"));
     km_key_free(k);
     km_close(adm);
+}
+END_TEST
+
+/* ------------------------------------------------------------ keyslots */
+
+/* The keyslot id of principal `who` in the closed vault's file. */
+static void slot_of(const char *who, uint8_t id[4])
+{
+    char v[4200];
+    tu_raw r;
+
+    vpath(v, sizeof v, "");
+    tu_raw_begin(&r, v, MDB_RDONLY, 0);
+    tu_raw_principal_slot(&r, who, id);
+    tu_raw_end(&r);
+}
+
+/* Rewrites keyslot `id` in the closed vault's file (an LMDB writer, as
+ * mdb_dump / mdb_load would): drops its entries `drop1` and `drop2` (0:
+ * none), or sets its principal id (tag 9) to `pid` (not NULL). */
+static void slot_edit(const uint8_t id[4], uint8_t drop1, uint8_t drop2, const uint8_t *pid)
+{
+    char v[4200];
+    tu_raw r;
+    uint8_t *rec;
+    size_t len, at;
+
+    vpath(v, sizeof v, "");
+    tu_raw_begin(&r, v, 0, 0);
+    rec = tu_raw_get(&r, "slots", id, 4, &len);
+    if (drop1 != 0)
+        len = tu_tlv_drop(rec, len, drop1);
+    if (drop2 != 0)
+        len = tu_tlv_drop(rec, len, drop2);
+    if (pid != NULL) {
+        at = tu_tlv_at(rec, len, 9);
+        ck_assert_uint_ne(at, (size_t)-1);
+        memcpy(rec + at + 5, pid, 16);
+    }
+    tu_raw_put(&r, "slots", id, 4, rec, len);
+    tu_raw_end(&r);
+    free(rec);
+}
+
+/* Issue 18 finding 1: a user removed the principal entries (selector, id)
+ * from its own keyslot record with a file edit; the slot then passed for an
+ * owner slot and the user's passphrase opened the vault as the owner. Every
+ * keyslot now carries a MAC under a key derived from the master key (vault
+ * format 3): the edit makes the open fail, whoever opens, with or without
+ * the MAC entry, and claiming the older format (no MACs) is refused too. */
+START_TEST(test_attacks_keyslot_edited_to_owner_refused)
+{
+    km_ctx *c = NULL;
+    char who[80] = "";
+    uint8_t two = 2, id[4];
+    char v[4200];
+    tu_raw r;
+    int rc;
+
+    close_owner();
+    slot_of(TU_USER, id);
+    slot_edit(id, 8, 9, NULL);
+    rc = tu_vault_open(&c, dir, TU_USER_PASS, 0);
+    if (rc == KM_OK)
+        (void)km_whoami(c, who, sizeof who, NULL);
+    ck_assert_msg(rc == KM_E_CORRUPT, "the edited slot opened (%s) as '%s'", km_err_name(rc),
+                  who);
+    ck_assert_ptr_null(c);
+    ck_assert_ptr_nonnull(strstr(km_error_last()->message, "keyslot"));
+    ck_assert_int_eq(tu_vault_open(&c, dir, NULL, 0), KM_E_CORRUPT);
+    /* the MAC entry taken away as well */
+    slot_edit(id, 16, 0, NULL);
+    ck_assert_int_eq(tu_vault_open(&c, dir, TU_USER_PASS, 0), KM_E_CORRUPT);
+    /* and the format byte set back to 2, when slots had no MAC */
+    vpath(v, sizeof v, "");
+    tu_raw_begin(&r, v, 0, 0);
+    tu_raw_put(&r, "meta", "format", 6, &two, 1);
+    tu_raw_end(&r);
+    ck_assert_int_eq(tu_vault_open(&c, dir, TU_USER_PASS, 0), KM_E_CORRUPT);
+    ck_assert_ptr_null(c);
+}
+END_TEST
+
+/* The same user points its keyslot at the admin's principal id (read from
+ * the admin's slot in the file): opening under its own name then carried the
+ * admin's roles. The slot's MAC covers the principal id. */
+START_TEST(test_attacks_keyslot_pointed_at_admin_refused)
+{
+    char v[4200];
+    tu_raw r;
+    uint8_t id[4], *rec, admin_pid[16];
+    size_t len, at;
+    km_ctx *c = NULL;
+    uint32_t roles = 0;
+    char who[80] = "";
+    int rc;
+
+    close_owner();
+    vpath(v, sizeof v, "");
+    tu_raw_begin(&r, v, MDB_RDONLY, 0);
+    tu_raw_principal_slot(&r, TU_ADMIN, id);
+    rec = tu_raw_get(&r, "slots", id, 4, &len);
+    at = tu_tlv_at(rec, len, 9);
+    ck_assert_uint_ne(at, (size_t)-1);
+    memcpy(admin_pid, rec + at + 5, 16);
+    free(rec);
+    tu_raw_end(&r);
+    slot_of(TU_USER, id);
+    slot_edit(id, 0, 0, admin_pid);
+    rc = tu_vault_open_as(&c, dir, TU_USER, TU_USER_PASS, 0);
+    if (rc == KM_OK)
+        (void)km_whoami(c, who, sizeof who, &roles);
+    ck_assert_msg(rc == KM_E_CORRUPT, "the edited slot opened (%s) as '%s' with roles 0x%x",
+                  km_err_name(rc), who, roles);
+    ck_assert_ptr_null(c);
+    /* the admin itself is refused too: the vault's slots are not what libkm wrote */
+    ck_assert_int_eq(tu_vault_open_as(&c, dir, TU_ADMIN, TU_ADMIN_PASS, 0), KM_E_CORRUPT);
 }
 END_TEST
 
@@ -500,5 +798,10 @@ int main(void)
     tcase_add_test(tc, test_attacks_reserved_key_names);
     tcase_add_test(tc, test_attacks_deleted_policy_refused);
     tcase_add_test(tc, test_attacks_default_policy_stored_at_creation);
+    tcase_add_test(tc, test_attacks_keyslot_edited_to_owner_refused);
+    tcase_add_test(tc, test_attacks_keyslot_pointed_at_admin_refused);
+    tcase_add_test(tc, test_attacks_restored_request_refused);
+    tcase_add_test(tc, test_attacks_caller_clock_needs_policy);
+    tcase_add_test(tc, test_attacks_clock_never_goes_back);
     return tu_run(s);
 }

@@ -62,7 +62,8 @@ static uint8_t req_id[16];
 static uint8_t wrapped[512];   /* key "e" (HMAC, exportable) wrapped under "kek" (AES-KWP) */
 static size_t wrapped_len;
 
-static const char dual_policy[] = "{\"version\": 1, \"dual_control\": {\"destroy\": 2}}";
+static const char dual_policy[] = "{\"version\": 1, \"dual_control\": {\"destroy\": 2, "
+                                  "\"principal-change\": 2, \"policy-change\": 2}}";
 
 static void make_deactivated(km_ctx *c, const char *name)
 {
@@ -648,6 +649,84 @@ START_TEST(test_disk_full)
 }
 END_TEST
 
+/* The JSON-lines sink gets an entry only once its change is committed (issue
+ * 18: the line used to be written while the entry was appended, before the
+ * commit). A rotation is killed at each of its write steps: whenever the
+ * rotation did not commit, the sink holds no key.rotate line. */
+START_TEST(test_sink_line_only_after_commit)
+{
+    char *dir = tu_tmpdir(), base[4200], work[4200], sink[4300];
+    unsigned long steps, s;
+    unsigned uncommitted = 0, committed = 0;
+    km_keyinfo *info = NULL;
+    km_ctx *c;
+    km_key *k;
+
+    snprintf(base, sizeof base, "%s/base", dir);
+    snprintf(work, sizeof work, "%s/work", dir);
+    snprintf(sink, sizeof sink, "%s/audit.jsonl", dir);
+    ck_assert_int_eq(mkdir(base, 0700), 0);
+    OK(open_at(&c, base, TU_PASS, KM_OPEN_CREATE));
+    OK(km_key_create(&k, c, "k", KM_KEY_AES_256_GCM, NULL));
+    km_key_free(k);
+    km_close(c);
+    copy_dir(base, work);
+    OK(open_at(&c, work, TU_PASS, 0));
+    OK(km_key_open(&k, c, "k"));
+    km__fault_arm(ULONG_MAX);
+    OK(km_key_rotate(k, NULL));
+    steps = km__fault_steps();
+    km__fault_arm(0);
+    km_key_free(k);
+    km_close(c);
+    for (s = 1; s <= steps; s++) {
+        uint8_t *file;
+        size_t n = 0;
+        int st = 0, has;
+        pid_t pid;
+
+        copy_dir(base, work);
+        unlink(sink);
+        fflush(stdout);
+        pid = fork();
+        ck_assert(pid >= 0);
+        if (pid == 0) {
+            km_ctx *cc;
+            km_key *kk;
+            if (open_at(&cc, work, TU_PASS, 0) != KM_OK || km_audit_sink_file(cc, sink) != KM_OK
+                || km_key_open(&kk, cc, "k") != KM_OK)
+                _exit(3);
+            km__fault_arm(s);
+            (void)km_key_rotate(kk, NULL);
+            _exit(0);
+        }
+        ck_assert(waitpid(pid, &st, 0) == pid);
+        ck_assert_msg(WIFSIGNALED(st) || (WIFEXITED(st) && WEXITSTATUS(st) == 0),
+                      "step %lu: child status %#x", s, st);
+        OK(open_at(&c, work, TU_PASS, 0));
+        OK(km_key_open(&k, c, "k"));
+        OK(km_key_info(&info, k));
+        file = tu_read_file(sink, &n);
+        has = file != NULL && tu_memmem(file, n, (const uint8_t *)"\"op\":\"key.rotate\"", 17);
+        if (km_keyinfo_version_count(info) == 1) {
+            ck_assert_msg(!has, "step %lu: the sink has a key.rotate line but the rotation was "
+                                "not committed", s);
+            uncommitted++;
+        } else {
+            committed++;
+        }
+        free(file);
+        km_keyinfo_free(info);
+        km_key_free(k);
+        km_close(c);
+    }
+    ck_assert_uint_gt(uncommitted, 0);
+    ck_assert_uint_gt(committed, 0);
+    tu_rmtree(dir);
+    free(dir);
+}
+END_TEST
+
 int main(void)
 {
     TCase *tc;
@@ -658,5 +737,7 @@ int main(void)
     /* 0: a real ENOSPC on a tmpfs when root (else RLIMIT_FSIZE, said so);
      * 1: RLIMIT_FSIZE (EFBIG) in every case */
     tcase_add_loop_test(tc, test_disk_full, 0, 2);
+    tc = tu_tcase(s, "sinks", 120, NULL, NULL);
+    tcase_add_test(tc, test_sink_line_only_after_commit);
     return tu_run(s);
 }

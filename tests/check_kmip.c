@@ -27,7 +27,9 @@
 
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
+#include <openssl/rsa.h>
 #include <openssl/ssl.h>
+#include <openssl/x509.h>
 
 #include <km.h>
 
@@ -292,6 +294,7 @@ static void fx_open(fixture *f, const char *config)
     fake_now = (int64_t)time(NULL);
     rc = km_open(&f->ctx, path, &o);
     ck_assert_msg(rc == KM_OK, "km_open: %s", km_error_last()->message);
+    tu_allow_test_clock(f->ctx, 0);   /* fake_now moves */
     if (config != NULL)
         ck_assert_int_eq(km_vault_backend_set(f->ctx, "kmip", config), KM_OK);
 }
@@ -346,6 +349,7 @@ static void round_trip(const char *version)
 {
     fixture f;
     km_key *k = NULL;
+    char uid[64], out[64];
     uint8_t ct[256], pt[256];
     size_t ct_len, pt_len;
     int rc;
@@ -363,6 +367,17 @@ static void round_trip(const char *version)
     /* a wrong aad fails on the server's tag check */
     ck_assert_int_eq(km_decrypt(f.ctx, 0, ct, ct_len, AAD, 3, pt, sizeof pt, &pt_len),
                      KM_E_INTEGRITY);
+    /* the key was created Sensitive (PyKMIP 0.10 refuses Extractable: the
+     * backend asked again without it), and a second key needs no retry */
+    newest_uid(&shared, uid, sizeof uid);
+    ck_assert_int_eq(pyclient(&shared, "client", "sensitive", uid, out, sizeof out), 0);
+    ck_assert_str_eq(out, "True");
+    km_key_free(k);
+    k = NULL;
+    ck_assert_int_eq(create_kmip_key(f.ctx, "k2", KM_KEY_AES_256_GCM, &k), KM_OK);
+    newest_uid(&shared, uid, sizeof uid);
+    ck_assert_int_eq(pyclient(&shared, "client", "sensitive", uid, out, sizeof out), 0);
+    ck_assert_str_eq(out, "True");
     km_key_free(k);
     fx_close(&f);
 }
@@ -437,6 +452,13 @@ START_TEST(test_kmip_bad_tag_refused)
     memset(pt, 0xAA, sizeof pt);
     ck_assert_int_eq(km_decrypt(f.ctx, 0, ct, ct_len, NULL, 0, pt, sizeof pt, &pt_len),
                      KM_E_INTEGRITY);
+    /* the core's words, then the server's own: its Result Reason kept as native code */
+    ck_assert_int_eq(km_error_last()->native_kind, KM_NATIVE_KMIP);
+    ck_assert_uint_eq(km_error_last()->native, 0x100); /* General Failure (PyKMIP 0.10) */
+    ck_assert_msg(strstr(km_error_last()->message, "ciphertext failed authentication") != NULL
+                      && strstr(km_error_last()->message, "kmip decrypt: the server answered "
+                                                          "General Failure") != NULL,
+                  "%s", km_error_last()->message);
     for (i = 0; i < sizeof MSG; i++)
         ck_assert_uint_eq(pt[i], 0);
     /* a changed ciphertext byte, too */
@@ -696,7 +718,7 @@ START_TEST(test_kmip_config_and_types)
     /* a key type the backend does not hold */
     fx_open(&f, config_for(&shared, "client", "ca", NULL));
     ck_assert_int_eq(create_kmip_key(f.ctx, "ec", KM_KEY_EC_P256, &k), KM_E_UNSUPPORTED);
-    ck_assert_int_eq(create_kmip_key(f.ctx, "r", KM_KEY_RSA_2048, &k), KM_E_UNSUPPORTED);
+    ck_assert_int_eq(create_kmip_key(f.ctx, "ed", KM_KEY_ED25519, &k), KM_E_UNSUPPORTED);
     fx_close(&f);
 }
 END_TEST
@@ -972,6 +994,356 @@ START_TEST(test_kmip_keyslot_opens_the_vault)
 }
 END_TEST
 
+/* ------------------------------------------------------- a scripted fake
+ * A TLS server thread that answers DiscoverVersions, Create and Activate with
+ * PyKMIP's bytes, answers an Encrypt with a response for another operation (the
+ * request fails), closes the connection on anything else, and records every
+ * operation asked for; connection after connection until stopped. */
+
+#define OP_CREATE 0x01
+#define OP_ACTIVATE 0x12
+#define OP_REVOKE 0x13
+#define OP_DESTROY 0x14
+#define OP_DISCOVER 0x1e
+#define OP_ENCRYPT 0x1f
+
+typedef struct script {
+    int lfd, port;
+    pthread_t thr;
+    pthread_mutex_t mu;
+    uint32_t ops[32];
+    int nops;
+    char uid[64];        /* the Unique Identifier of create_resp_14 */
+    int destroy_named;   /* a Destroy request named that uid */
+    EVP_PKEY *rsa;       /* when set: a server of this RSA key pair (below) */
+    int sign_salt_fields;/* a Sign request carried Salt Length 32 */
+} script;
+
+/* ------------------------------------------- responses written by the test
+ * A small TTLV writer for the RSA answers of the scripted fake: CreateKeyPair
+ * (private "11", public "12"), Activate, Get of the public key (PKCS#1) and
+ * Sign with libkm's RSA-PSS (salt 32), as a server that honours the Salt
+ * Length would. */
+
+typedef struct tw {
+    uint8_t b[4096];
+    size_t n, open[8];
+    int depth;
+} tw;
+
+static void tw_item(tw *w, uint32_t tag, uint8_t type, const void *v, uint32_t len)
+{
+    size_t pad = (8 - len % 8) % 8;
+    ck_assert_uint_le(w->n + 8 + len + pad, sizeof w->b);
+    w->b[w->n] = (uint8_t)(tag >> 16);
+    w->b[w->n + 1] = (uint8_t)(tag >> 8);
+    w->b[w->n + 2] = (uint8_t)tag;
+    w->b[w->n + 3] = type;
+    w->b[w->n + 4] = (uint8_t)(len >> 24);
+    w->b[w->n + 5] = (uint8_t)(len >> 16);
+    w->b[w->n + 6] = (uint8_t)(len >> 8);
+    w->b[w->n + 7] = (uint8_t)len;
+    if (len > 0)
+        memcpy(w->b + w->n + 8, v, len);
+    memset(w->b + w->n + 8 + len, 0, pad);
+    w->n += 8 + len + pad;
+}
+
+static void tw_begin(tw *w, uint32_t tag)
+{
+    w->open[w->depth++] = w->n;
+    tw_item(w, tag, 0x01, NULL, 0);
+}
+
+static void tw_end(tw *w)
+{
+    size_t at = w->open[--w->depth], len = w->n - at - 8;
+    w->b[at + 4] = (uint8_t)(len >> 24);
+    w->b[at + 5] = (uint8_t)(len >> 16);
+    w->b[at + 6] = (uint8_t)(len >> 8);
+    w->b[at + 7] = (uint8_t)len;
+}
+
+static void tw_u32(tw *w, uint32_t tag, uint8_t type, uint32_t v)
+{
+    uint8_t b[4] = { (uint8_t)(v >> 24), (uint8_t)(v >> 16), (uint8_t)(v >> 8), (uint8_t)v };
+    tw_item(w, tag, type, b, 4);
+}
+
+/* A one-item success response to `op`; the payload is written by the caller
+ * between tw_reply_begin and tw_reply_end. */
+static void tw_reply_begin(tw *w, uint32_t op)
+{
+    static const uint8_t ts[8] = { 0, 0, 0, 0, 0x65, 0x53, 0xf1, 0x00 };
+    memset(w, 0, sizeof *w);
+    tw_begin(w, 0x42007B);
+    tw_begin(w, 0x42007A);
+    tw_begin(w, 0x420069);
+    tw_u32(w, 0x42006A, 0x02, 1);
+    tw_u32(w, 0x42006B, 0x02, 4);
+    tw_end(w);
+    tw_item(w, 0x420092, 0x09, ts, 8);
+    tw_u32(w, 0x42000D, 0x02, 1);
+    tw_end(w);
+    tw_begin(w, 0x42000F);
+    tw_u32(w, 0x42005C, 0x05, op);
+    tw_u32(w, 0x42007F, 0x05, 0);
+    tw_begin(w, 0x42007C);
+}
+
+static void tw_reply_end(tw *w)
+{
+    tw_end(w);
+    tw_end(w);
+    tw_end(w);
+}
+
+/* The bytes of the first item tagged `tag` (3 bytes) of type Byte String. */
+static const uint8_t *ttlv_bytes(const uint8_t *b, size_t len, const char *tag, size_t *n)
+{
+    size_t i;
+    for (i = 0; i + 8 <= len; i++)
+        if (memcmp(b + i, tag, 3) == 0 && b[i + 3] == 0x08) {
+            *n = (size_t)b[i + 4] << 24 | (size_t)b[i + 5] << 16 | (size_t)b[i + 6] << 8
+                 | b[i + 7];
+            return i + 8 + *n <= len ? b + i + 8 : NULL;
+        }
+    return NULL;
+}
+
+static size_t pss_sign(EVP_PKEY *k, int salt, const uint8_t *msg, size_t len, uint8_t *sig,
+                       size_t cap);
+
+/* The RSA server's answer to `op` in w; 0 when it has none. */
+static int rsa_answer(script *sc, uint32_t op, const uint8_t *req, size_t len, tw *w)
+{
+    uint8_t der[1024], sig[512], *p = der;
+    const uint8_t *data;
+    size_t n = 0;
+    int dl;
+
+    switch (op) {
+    case 0x02: /* CreateKeyPair */
+        tw_reply_begin(w, op);
+        tw_item(w, 0x420066, 0x07, "11", 2);
+        tw_item(w, 0x42006F, 0x07, "12", 2);
+        break;
+    case 0x12: /* Activate */
+        tw_reply_begin(w, op);
+        tw_item(w, 0x420094, 0x07, "11", 2);
+        break;
+    case 0x0A: /* Get: the public key, PKCS#1 */
+        dl = i2d_PublicKey(sc->rsa, &p);
+        ck_assert_int_gt(dl, 0);
+        tw_reply_begin(w, op);
+        tw_u32(w, 0x420057, 0x05, 3);
+        tw_item(w, 0x420094, 0x07, "12", 2);
+        tw_begin(w, 0x42006D);
+        tw_begin(w, 0x420040);
+        tw_u32(w, 0x420042, 0x05, 3);
+        tw_begin(w, 0x420045);
+        tw_item(w, 0x420043, 0x08, der, (uint32_t)dl);
+        tw_end(w);
+        tw_u32(w, 0x420028, 0x05, 4);
+        tw_u32(w, 0x42002A, 0x02, 2048);
+        tw_end(w);
+        tw_end(w);
+        break;
+    case 0x21: /* Sign: libkm's PSS over the Data */
+        /* Salt Length (an Integer) = 32 in the request? */
+        for (n = 0; n + 12 <= len; n++)
+            if (memcmp(req + n, "\x42\x01\x00\x02\x00\x00\x00\x04\x00\x00\x00\x20", 12) == 0)
+                sc->sign_salt_fields = 1;
+        data = ttlv_bytes(req, len, "\x42\x00\xc2", &n);
+        if (data == NULL)
+            return 0;
+        n = pss_sign(sc->rsa, 32, data, n, sig, sizeof sig);
+        tw_reply_begin(w, op);
+        tw_item(w, 0x420094, 0x07, "11", 2);
+        tw_item(w, 0x4200C3, 0x08, sig, (uint32_t)n);
+        break;
+    default:
+        return 0;
+    }
+    tw_reply_end(w);
+    return 1;
+}
+
+static int ssl_read_whole(SSL *ssl, uint8_t *buf, size_t cap, size_t *len)
+{
+    size_t n, got = 0, total;
+
+    while (got < 8) {
+        if (SSL_read_ex(ssl, buf + got, 8 - got, &n) != 1)
+            return -1;
+        got += n;
+    }
+    total = 8 + ((size_t)buf[4] << 24 | (size_t)buf[5] << 16 | (size_t)buf[6] << 8 | buf[7]);
+    if (total > cap)
+        return -1;
+    while (got < total) {
+        if (SSL_read_ex(ssl, buf + got, total - got, &n) != 1)
+            return -1;
+        got += n;
+    }
+    *len = total;
+    return 0;
+}
+
+/* The text of the first item tagged `tag` (3 bytes) of type Text String. */
+static int ttlv_text(const uint8_t *b, size_t len, const char *tag, char *out, size_t cap)
+{
+    size_t i, n;
+    for (i = 0; i + 8 <= len; i++)
+        if (memcmp(b + i, tag, 3) == 0 && b[i + 3] == 0x07) {
+            n = (size_t)b[i + 4] << 24 | (size_t)b[i + 5] << 16 | (size_t)b[i + 6] << 8 | b[i + 7];
+            if (n >= cap || i + 8 + n > len)
+                return -1;
+            memcpy(out, b + i + 8, n);
+            out[n] = '\0';
+            return 0;
+        }
+    return -1;
+}
+
+static void *script_main(void *arg)
+{
+    script *sc = arg;
+    char crt[700], key[700];
+    SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
+    const char *names[] = { "discover_resp", "create_resp_14", "activate_resp", "decrypt_resp" };
+    uint8_t *resp[4], req[8192];
+    size_t resp_len[4], i, n, len;
+    tw w;
+
+    snprintf(crt, sizeof crt, "%s/server.crt", pki_dir);
+    snprintf(key, sizeof key, "%s/server.key", pki_dir);
+    SSL_CTX_use_certificate_file(ctx, crt, SSL_FILETYPE_PEM);
+    SSL_CTX_use_PrivateKey_file(ctx, key, SSL_FILETYPE_PEM);
+    for (i = 0; i < 4; i++)
+        resp[i] = vector(names[i], &resp_len[i]);
+    if (resp[1] != NULL)
+        ttlv_text(resp[1], resp_len[1], "\x42\x00\x94", sc->uid, sizeof sc->uid);
+    for (;;) {
+        int fd = accept(sc->lfd, NULL, NULL);
+        SSL *ssl;
+        if (fd < 0)
+            break;
+        ssl = SSL_new(ctx);
+        SSL_set_fd(ssl, fd);
+        if (SSL_accept(ssl) == 1)
+            while (ssl_read_whole(ssl, req, sizeof req, &len) == 0) {
+                int answer = -1;
+                char uid[64];
+                /* every Operation (tag 42005c, an Enumeration) in the request */
+                for (i = 0; i + 12 <= len; i++) {
+                    uint32_t op;
+                    if (memcmp(req + i, "\x42\x00\x5c\x05\x00\x00\x00\x04", 8) != 0)
+                        continue;
+                    op = (uint32_t)req[i + 8] << 24 | (uint32_t)req[i + 9] << 16
+                         | (uint32_t)req[i + 10] << 8 | req[i + 11];
+                    pthread_mutex_lock(&sc->mu);
+                    if (sc->nops < 32)
+                        sc->ops[sc->nops++] = op;
+                    if (op == OP_DESTROY && ttlv_text(req, len, "\x42\x00\x94", uid,
+                                                      sizeof uid) == 0
+                        && strcmp(uid, sc->uid) == 0)
+                        sc->destroy_named = 1;
+                    pthread_mutex_unlock(&sc->mu);
+                    answer = op == OP_DISCOVER ? 0 : op == OP_CREATE ? 1
+                             : op == OP_ACTIVATE ? 2 : op == OP_ENCRYPT ? 3 : -1;
+                    if (sc->rsa != NULL && op != OP_DISCOVER)
+                        answer = rsa_answer(sc, op, req, len, &w) ? 4 : -1;
+                }
+                if (answer == 4) {
+                    if (SSL_write_ex(ssl, w.b, w.n, &n) != 1)
+                        break;
+                    continue;
+                }
+                if (answer < 0 || resp[answer] == NULL
+                    || SSL_write_ex(ssl, resp[answer], resp_len[answer], &n) != 1)
+                    break;
+            }
+        SSL_free(ssl);
+        close(fd);
+    }
+    for (i = 0; i < 4; i++)
+        free(resp[i]);
+    SSL_CTX_free(ctx);
+    return NULL;
+}
+
+static void script_start(script *sc, EVP_PKEY *rsa)
+{
+    struct sockaddr_in sa;
+    socklen_t sl = sizeof sa;
+
+    memset(sc, 0, sizeof *sc);
+    sc->rsa = rsa;
+    pthread_mutex_init(&sc->mu, NULL);
+    sc->lfd = socket(AF_INET, SOCK_STREAM, 0);
+    memset(&sa, 0, sizeof sa);
+    sa.sin_family = AF_INET;
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    ck_assert_int_eq(bind(sc->lfd, (struct sockaddr *)&sa, sizeof sa), 0);
+    ck_assert_int_eq(listen(sc->lfd, 4), 0);
+    ck_assert_int_eq(getsockname(sc->lfd, (struct sockaddr *)&sa, &sl), 0);
+    sc->port = ntohs(sa.sin_port);
+    ck_assert_int_eq(pthread_create(&sc->thr, NULL, script_main, sc), 0);
+}
+
+static void script_stop(script *sc)
+{
+    shutdown(sc->lfd, SHUT_RDWR);
+    pthread_join(sc->thr, NULL);
+    close(sc->lfd);
+    pthread_mutex_destroy(&sc->mu);
+}
+
+/* A keyslot whose sealing fails after the server made its key (the Encrypt
+ * fails): the slot's key is revoked and destroyed on the server, the error
+ * is the Encrypt's, and the vault has no kmip slot. */
+START_TEST(test_kmip_keyslot_seal_failure_destroys_the_key)
+{
+    fixture f;
+    server srv;
+    script sc;
+    km_ctx *c2 = NULL;
+    int rc, i, created = 0, revoked = 0, destroyed = 0, after_encrypt = 0;
+
+    fx_open(&f, NULL);
+    script_start(&sc, NULL);
+    memset(&srv, 0, sizeof srv);
+    srv.port = sc.port;
+    rc = km_vault_add_backend_slot(f.ctx, "kmip", config_for(&srv, "client", "ca",
+                                                             "timeout=2000"));
+    ck_assert_msg(rc == KM_E_BACKEND, "%s (%s)", km_err_name(rc), km_error_last()->message);
+    ck_assert_msg(strstr(km_error_last()->message, "kmip encrypt") != NULL, "%s",
+                  km_error_last()->message);
+    script_stop(&sc);
+    ck_assert_str_ne(sc.uid, "");
+    for (i = 0; i < sc.nops; i++) {
+        created += sc.ops[i] == OP_CREATE;
+        if (sc.ops[i] == OP_ENCRYPT)
+            after_encrypt = 1;
+        revoked += after_encrypt && sc.ops[i] == OP_REVOKE;
+        destroyed += after_encrypt && sc.ops[i] == OP_DESTROY;
+    }
+    ck_assert_int_eq(created, 1);
+    ck_assert_int_ge(revoked, 1);
+    ck_assert_int_ge(destroyed, 1);
+    ck_assert_int_eq(sc.destroy_named, 1);
+    /* no kmip slot was written: the vault does not open through one */
+    script_start(&sc, NULL);
+    srv.port = sc.port;
+    ck_assert_int_eq(open_with_kmip(f.dir, config_for(&srv, "client", "ca", "timeout=2000"),
+                                    &c2), KM_E_AUTH);
+    script_stop(&sc);
+    fx_close(&f);
+}
+END_TEST
+
+
 /* HMAC keys: drawn by libkm, registered, MACed by the server (known answer
  * with the key from PyKMIP's Get); imported AES keys encrypt in the server. */
 START_TEST(test_kmip_hmac_and_import)
@@ -995,6 +1367,9 @@ START_TEST(test_kmip_hmac_and_import)
     ck_assert_int_eq(km_mac(k, KM_SIG_RAW, MSG, sizeof MSG, tag, sizeof tag, &tag_len), KM_OK);
     ck_assert_uint_eq(tag_len, 32);
     newest_uid(&shared, uid, sizeof uid);
+    /* registered Sensitive; PyKMIP 0.10 still returns its bytes to Get */
+    ck_assert_int_eq(pyclient(&shared, "client", "sensitive", uid, hex, sizeof hex), 0);
+    ck_assert_str_eq(hex, "True");
     ck_assert_int_eq(pyclient(&shared, "client", "get", uid, hex, sizeof hex), 0);
     key = tu_unhex(hex, &key_len);
     ck_assert_ptr_nonnull(key);
@@ -1026,6 +1401,168 @@ START_TEST(test_kmip_hmac_and_import)
 }
 END_TEST
 
+/* The server's private key of the newest pair (PyKMIP's Get exports it) and
+ * the uids of both objects: the two newest objects of "client". */
+static EVP_PKEY *newest_pair(char *priv_uid, char *pub_uid, size_t cap)
+{
+    char uid[64], hex[8192];
+    EVP_PKEY *priv = NULL;
+    int i, n;
+
+    newest_uid(&shared, uid, sizeof uid);
+    n = atoi(uid);
+    for (i = n; i > n - 2; i--) {
+        uint8_t *der;
+        size_t len;
+        const unsigned char *p;
+        EVP_PKEY *k;
+        snprintf(uid, sizeof uid, "%d", i);
+        ck_assert_int_eq(pyclient(&shared, "client", "get", uid, hex, sizeof hex), 0);
+        der = tu_unhex(hex, &len);
+        ck_assert_ptr_nonnull(der);
+        p = der;
+        k = d2i_PrivateKey(EVP_PKEY_RSA, NULL, &p, (long)len);
+        if (k != NULL) {
+            priv = k;
+            snprintf(priv_uid, cap, "%s", uid);
+        } else {
+            snprintf(pub_uid, cap, "%s", uid);
+        }
+        free(der);
+    }
+    ck_assert_ptr_nonnull(priv);
+    return priv;
+}
+
+/* An RSA-PSS signature (SHA-256, MGF1-SHA-256) with salt length `salt`. */
+static size_t pss_sign(EVP_PKEY *k, int salt, const uint8_t *msg, size_t len, uint8_t *sig,
+                       size_t cap)
+{
+    EVP_MD_CTX *m = EVP_MD_CTX_new();
+    EVP_PKEY_CTX *pc = NULL;
+    size_t n = cap;
+
+    ck_assert_int_eq(EVP_DigestSignInit(m, &pc, EVP_sha256(), NULL, k), 1);
+    ck_assert_int_gt(EVP_PKEY_CTX_set_rsa_padding(pc, RSA_PKCS1_PSS_PADDING), 0);
+    ck_assert_int_gt(EVP_PKEY_CTX_set_rsa_pss_saltlen(pc, salt), 0);
+    ck_assert_int_eq(EVP_DigestSign(m, sig, &n, msg, len), 1);
+    EVP_MD_CTX_free(m);
+    return n;
+}
+
+/* RSA through the server: CreateKeyPair + Activate; the public key from a
+ * Get equals the server's private key's; verification here with it (libkm's
+ * PSS, salt 32); a signature the server makes (PyKMIP 0.10: PSS with the
+ * longest salt) is checked before it is returned and refused as
+ * KM_E_UNSUPPORTED; destruction removes both objects. */
+START_TEST(test_kmip_rsa_public_key_verify_and_sign_check)
+{
+    fixture f;
+    km_key *k = NULL;
+    km_maintain_report *rep = NULL;
+    EVP_PKEY *priv;
+    uint8_t spki[1024], want[1024], sig[1024], *p = want;
+    size_t spki_len, sig_len, i;
+    char priv_uid[64], pub_uid[64], out[64];
+    int want_len, rc;
+
+    fx_open(&f, config_for(&shared, "client", "ca", NULL));
+    rc = create_kmip_key(f.ctx, "rsa", KM_KEY_RSA_2048, &k);
+    ck_assert_msg(rc == KM_OK, "create rsa: %s", km_error_last()->message);
+    priv = newest_pair(priv_uid, pub_uid, sizeof priv_uid);
+    ck_assert_int_eq(pyclient(&shared, "client", "state", priv_uid, out, sizeof out), 0);
+    ck_assert_str_eq(out, "ACTIVE");
+    ck_assert_int_eq(pyclient(&shared, "client", "state", pub_uid, out, sizeof out), 0);
+    ck_assert_str_eq(out, "ACTIVE");
+    ck_assert_int_eq(pyclient(&shared, "client", "sensitive", priv_uid, out, sizeof out), 0);
+    ck_assert_str_eq(out, "True");
+    /* the public key */
+    rc = km_key_public_export(k, 0, KM_MATERIAL_SPKI_DER, spki, sizeof spki, &spki_len);
+    ck_assert_msg(rc == KM_OK, "public key: %s", km_error_last()->message);
+    want_len = i2d_PUBKEY(priv, &p);
+    ck_assert_int_gt(want_len, 0);
+    ck_assert(spki_len == (size_t)want_len && memcmp(spki, want, spki_len) == 0);
+    /* verification in libkm's format: salt 32 verifies, the longest salt does not */
+    sig_len = pss_sign(priv, 32, MSG, sizeof MSG, sig, sizeof sig);
+    ck_assert_int_eq(km_verify(k, 0, KM_SIG_RAW, MSG, sizeof MSG, sig, sig_len), KM_OK);
+    sig[10] ^= 1;
+    ck_assert_int_eq(km_verify(k, 0, KM_SIG_RAW, MSG, sizeof MSG, sig, sig_len), KM_E_VERIFY);
+    sig_len = pss_sign(priv, RSA_PSS_SALTLEN_MAX, MSG, sizeof MSG, sig, sizeof sig);
+    ck_assert_int_eq(km_verify(k, 0, KM_SIG_RAW, MSG, sizeof MSG, sig, sig_len), KM_E_VERIFY);
+    /* the server's signature fails libkm's check: refused, nothing returned */
+    memset(sig, 0xAA, sizeof sig);
+    rc = km_sign(k, KM_SIG_RAW, MSG, sizeof MSG, sig, sizeof sig, &sig_len);
+    ck_assert_msg(rc == KM_E_UNSUPPORTED, "km_sign: %s (%s)", km_err_name(rc),
+                  km_error_last()->message);
+    ck_assert_ptr_nonnull(strstr(km_error_last()->message, "32-byte salt"));
+    /* PyKMIP 0.10 cannot parse the Salt Length fields: asked again without them */
+    ck_assert_ptr_nonnull(strstr(km_error_last()->message, "which it cannot parse"));
+    for (i = 0; i < sizeof sig; i++)
+        ck_assert_uint_eq(sig[i], 0);
+    /* destruction reaches both objects */
+    ck_assert_int_eq(km_key_revoke(k, 1, KM_REVOKE_CESSATION_OF_OPERATION, 0), KM_OK);
+    ck_assert_int_eq(km_key_schedule_destroy(k, 1, 30), KM_OK);
+    fake_now += 31 * 86400;
+    ck_assert_int_eq(km_maintain(f.ctx, &rep), KM_OK);
+    km_maintain_report_free(rep);
+    ck_assert_int_eq(pyclient(&shared, "client", "state", priv_uid, out, sizeof out), 0);
+    ck_assert_str_eq(out, "NOTFOUND");
+    ck_assert_int_eq(pyclient(&shared, "client", "state", pub_uid, out, sizeof out), 0);
+    ck_assert_str_eq(out, "NOTFOUND");
+    EVP_PKEY_free(priv);
+    km_key_free(k);
+    fx_close(&f);
+}
+END_TEST
+
+/* A server that signs libkm's RSA-PSS (salt 32, asked for with the Salt
+ * Length fields): km_sign returns its signature, which verifies here and
+ * with OpenSSL against the server's key. */
+START_TEST(test_kmip_rsa_sign_with_a_server_that_honours_the_salt)
+{
+    fixture f;
+    server srv;
+    script sc;
+    km_key *k = NULL;
+    EVP_PKEY *rsa = EVP_RSA_gen(2048);
+    EVP_MD_CTX *m = EVP_MD_CTX_new();
+    EVP_PKEY_CTX *pc = NULL;
+    uint8_t sig[KM_SIGNATURE_MAX];
+    size_t sig_len;
+    int rc;
+
+    ck_assert_ptr_nonnull(rsa);
+    script_start(&sc, rsa);
+    memset(&srv, 0, sizeof srv);
+    srv.port = sc.port;
+    fx_open(&f, config_for(&srv, "client", "ca", "timeout=3000"));
+    rc = create_kmip_key(f.ctx, "rsa", KM_KEY_RSA_2048, &k);
+    ck_assert_msg(rc == KM_OK, "create: %s", km_error_last()->message);
+    rc = km_sign(k, KM_SIG_RAW, MSG, sizeof MSG, sig, sizeof sig, &sig_len);
+    ck_assert_msg(rc == KM_OK, "sign: %s", km_error_last()->message);
+    ck_assert_uint_eq(sig_len, 256);
+    ck_assert_int_eq(sc.sign_salt_fields, 1);
+    ck_assert_int_eq(km_verify(k, 0, KM_SIG_RAW, MSG, sizeof MSG, sig, sig_len), KM_OK);
+    /* tagged signatures too */
+    ck_assert_int_eq(km_sign(k, 0, MSG, sizeof MSG, sig, sizeof sig, &sig_len), KM_OK);
+    ck_assert_int_eq(km_verify(k, 0, 0, MSG, sizeof MSG, sig, sig_len), KM_OK);
+    ck_assert_int_eq(km_sign(k, KM_SIG_RAW, MSG, sizeof MSG, sig, sizeof sig, &sig_len), KM_OK);
+    /* an outside verifier with the server's key: PSS, SHA-256, salt 32 */
+    ck_assert_int_eq(EVP_DigestVerifyInit(m, &pc, EVP_sha256(), NULL, rsa), 1);
+    ck_assert_int_gt(EVP_PKEY_CTX_set_rsa_padding(pc, RSA_PKCS1_PSS_PADDING), 0);
+    ck_assert_int_gt(EVP_PKEY_CTX_set_rsa_pss_saltlen(pc, 32), 0);
+    ck_assert_int_eq(EVP_DigestVerify(m, sig, sig_len, MSG, sizeof MSG), 1);
+    /* km_sign_digest: not through a KMIP server */
+    ck_assert_int_eq(km_sign_digest(k, 0, 0, "SHA256", sig, 32, sig, sizeof sig, &sig_len),
+                     KM_E_UNSUPPORTED);
+    EVP_MD_CTX_free(m);
+    km_key_free(k);
+    fx_close(&f);
+    script_stop(&sc);
+    EVP_PKEY_free(rsa);
+}
+END_TEST
+
 static Suite *kmip_suite(void)
 {
     Suite *s = suite_create("kmip");
@@ -1045,7 +1582,10 @@ static Suite *kmip_suite(void)
     tcase_add_test(tc, test_kmip_threads_share_the_connection);
     tcase_add_test(tc, test_kmip_bad_responses_refused);
     tcase_add_test(tc, test_kmip_keyslot_opens_the_vault);
+    tcase_add_test(tc, test_kmip_keyslot_seal_failure_destroys_the_key);
     tcase_add_test(tc, test_kmip_hmac_and_import);
+    tcase_add_test(tc, test_kmip_rsa_public_key_verify_and_sign_check);
+    tcase_add_test(tc, test_kmip_rsa_sign_with_a_server_that_honours_the_salt);
     suite_add_tcase(s, tc);
     return s;
 }

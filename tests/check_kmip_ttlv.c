@@ -145,12 +145,20 @@ START_TEST(test_kmip_ttlv_requests_match_pykmip)
         tag[i] = (uint8_t)(0xF0 + i);
     km__ttlv_enc_init(&e, 0);
     km__kmip_msg_create(&e, 1, 4, KM__KMIP_USAGE_ENCRYPT | KM__KMIP_USAGE_DECRYPT,
-                        "libkm-test", 10);
+                        "libkm-test", 10, 0);
     same_as("create_req_14", &e);
     km__ttlv_enc_init(&e, 0);
     km__kmip_msg_create(&e, 2, 0, KM__KMIP_USAGE_ENCRYPT | KM__KMIP_USAGE_DECRYPT,
-                        "libkm-test", 10);
+                        "libkm-test", 10, 0);
     same_as("create_req_20", &e);
+    km__ttlv_enc_init(&e, 0);
+    km__kmip_msg_create(&e, 1, 4, KM__KMIP_USAGE_ENCRYPT | KM__KMIP_USAGE_DECRYPT,
+                        "libkm-test", 10, KM__KMIP_PROTECT_SENSITIVE);
+    same_as("create_sensitive_req_14", &e);
+    km__ttlv_enc_init(&e, 0);
+    km__kmip_msg_create(&e, 2, 0, KM__KMIP_USAGE_ENCRYPT | KM__KMIP_USAGE_DECRYPT,
+                        "libkm-test", 10, KM__KMIP_PROTECT_SENSITIVE);
+    same_as("create_sensitive_req_20", &e);
     km__ttlv_enc_init(&e, 0);
     km__kmip_msg_activate(&e, 1, 4, "1", 1);
     same_as("activate_req", &e);
@@ -177,17 +185,125 @@ START_TEST(test_kmip_ttlv_requests_match_pykmip)
         km__ttlv_enc_init(&e, 0);
         km__kmip_msg_register(&e, 1, 4, KM__KMIP_ALG_HMAC_SHA256,
                               KM__KMIP_USAGE_MAC_GENERATE | KM__KMIP_USAGE_MAC_VERIFY,
-                              "libkm-test", 10, key, 32);
+                              "libkm-test", 10, key, 32, 0);
         same_as("register_hmac_req_14", &e);
         km__ttlv_enc_init(&e, 0);
         km__kmip_msg_register(&e, 2, 0, KM__KMIP_ALG_HMAC_SHA256,
                               KM__KMIP_USAGE_MAC_GENERATE | KM__KMIP_USAGE_MAC_VERIFY,
-                              "libkm-test", 10, key, 32);
+                              "libkm-test", 10, key, 32, 0);
         same_as("register_hmac_req_20", &e);
+        km__ttlv_enc_init(&e, 0);
+        km__kmip_msg_register(&e, 1, 4, KM__KMIP_ALG_HMAC_SHA256,
+                              KM__KMIP_USAGE_MAC_GENERATE | KM__KMIP_USAGE_MAC_VERIFY,
+                              "libkm-test", 10, key, 32, KM__KMIP_PROTECT_SENSITIVE);
+        same_as("register_hmac_sensitive_req_14", &e);
+        km__ttlv_enc_init(&e, 0);
+        km__kmip_msg_register(&e, 2, 0, KM__KMIP_ALG_HMAC_SHA256,
+                              KM__KMIP_USAGE_MAC_GENERATE | KM__KMIP_USAGE_MAC_VERIFY,
+                              "libkm-test", 10, key, 32, KM__KMIP_PROTECT_SENSITIVE);
+        same_as("register_hmac_sensitive_req_20", &e);
     }
     km__ttlv_enc_init(&e, 0);
     km__kmip_msg_mac(&e, 1, 4, "1", 1, PT, 23);
     same_as("mac_req", &e);
+    km__ttlv_enc_init(&e, 0);
+    km__kmip_msg_create_key_pair(&e, 1, 4, 2048, "libkm-test", 10, KM__KMIP_PROTECT_SENSITIVE);
+    same_as("create_key_pair_req_14", &e);
+    km__ttlv_enc_init(&e, 0);
+    km__kmip_msg_create_key_pair(&e, 2, 0, 2048, "libkm-test", 10, KM__KMIP_PROTECT_SENSITIVE);
+    same_as("create_key_pair_req_20", &e);
+    km__ttlv_enc_init(&e, 0);
+    km__kmip_msg_sign(&e, 1, 4, "1", 1, PT, 23, 0);
+    same_as("sign_req", &e);
+}
+END_TEST
+
+/* Extractable = false (no PyKMIP vector: PyKMIP 0.10 does not know it): in
+ * 2.0 a Boolean in the Attributes after Sensitive, in 1.4 an Attribute named
+ * "Extractable" with a false Boolean value. */
+START_TEST(test_kmip_ttlv_create_not_extractable)
+{
+    km__ttlv_limits lim = KM__TTLV_LIMITS_DEFAULT;
+    km__ttlv_enc e;
+    km__ttlv_tree t;
+    const uint8_t *out;
+    const char *name;
+    size_t len, name_len;
+    int v, bi, pl, at, i, found = 0;
+
+    km__ttlv_enc_init(&e, 0);
+    km__kmip_msg_create(&e, 2, 0, KM__KMIP_USAGE_ENCRYPT, "n", 1,
+                        KM__KMIP_PROTECT_SENSITIVE | KM__KMIP_PROTECT_NOT_EXTRACTABLE);
+    ck_assert_int_eq(km__ttlv_enc_finish(&e, &out, &len), KM_OK);
+    ck_assert_int_eq(km__ttlv_decode(out, len, &lim, &t), KM_OK);
+    ck_assert_int_eq(km__ttlv_get_struct(&t, 0, KM__KMIP_TAG_BATCH_ITEM, &bi), KM_OK);
+    ck_assert_int_eq(km__ttlv_get_struct(&t, bi, KM__KMIP_TAG_REQUEST_PAYLOAD, &pl), KM_OK);
+    ck_assert_int_eq(km__ttlv_get_struct(&t, pl, KM__KMIP_TAG_ATTRIBUTES, &at), KM_OK);
+    ck_assert_int_eq(km__ttlv_get_bool(&t, at, KM__KMIP_TAG_SENSITIVE, &v), KM_OK);
+    ck_assert_int_eq(v, 1);
+    ck_assert_int_eq(km__ttlv_get_bool(&t, at, KM__KMIP_TAG_EXTRACTABLE, &v), KM_OK);
+    ck_assert_int_eq(v, 0);
+    km__ttlv_tree_free(&t);
+    km__ttlv_enc_free(&e);
+
+    km__ttlv_enc_init(&e, 0);
+    km__kmip_msg_create(&e, 1, 4, KM__KMIP_USAGE_ENCRYPT, "n", 1,
+                        KM__KMIP_PROTECT_NOT_EXTRACTABLE);
+    ck_assert_int_eq(km__ttlv_enc_finish(&e, &out, &len), KM_OK);
+    ck_assert_int_eq(km__ttlv_decode(out, len, &lim, &t), KM_OK);
+    ck_assert_int_eq(km__ttlv_get_struct(&t, 0, KM__KMIP_TAG_BATCH_ITEM, &bi), KM_OK);
+    ck_assert_int_eq(km__ttlv_get_struct(&t, bi, KM__KMIP_TAG_REQUEST_PAYLOAD, &pl), KM_OK);
+    ck_assert_int_eq(km__ttlv_get_struct(&t, pl, KM__KMIP_TAG_TEMPLATE_ATTRIBUTE, &at), KM_OK);
+    for (i = 0; (v = km__ttlv_child(&t, at, KM__KMIP_TAG_ATTRIBUTE, i)) >= 0; i++) {
+        int b = -1;
+        ck_assert_int_eq(km__ttlv_get_text(&t, v, KM__KMIP_TAG_ATTRIBUTE_NAME, &name,
+                                           &name_len), KM_OK);
+        ck_assert(name_len != 9 || memcmp(name, "Sensitive", 9) != 0); /* not asked for */
+        if (name_len == 11 && memcmp(name, "Extractable", 11) == 0) {
+            ck_assert_int_eq(km__ttlv_get_bool(&t, v, KM__KMIP_TAG_ATTRIBUTE_VALUE, &b), KM_OK);
+            ck_assert_int_eq(b, 0);
+            found++;
+        }
+    }
+    ck_assert_int_eq(found, 1);
+    km__ttlv_tree_free(&t);
+    km__ttlv_enc_free(&e);
+}
+END_TEST
+
+/* Sign with libkm's PSS fields (no PyKMIP vector: PyKMIP 0.10 cannot encode
+ * them): Salt Length 32, Mask Generator MGF1 and its hash SHA-256 in the
+ * Cryptographic Parameters, after the algorithm. */
+START_TEST(test_kmip_ttlv_sign_pss_fields)
+{
+    km__ttlv_limits lim = KM__TTLV_LIMITS_DEFAULT;
+    km__ttlv_enc e;
+    km__ttlv_tree t;
+    const uint8_t *out;
+    size_t len;
+    int32_t salt = 0;
+    uint32_t v = 0;
+    int bi, pl, cp;
+
+    km__ttlv_enc_init(&e, 0);
+    km__kmip_msg_sign(&e, 1, 4, "1", 1, PT, 23, 1);
+    ck_assert_int_eq(km__ttlv_enc_finish(&e, &out, &len), KM_OK);
+    ck_assert_int_eq(km__ttlv_decode(out, len, &lim, &t), KM_OK);
+    ck_assert_int_eq(km__ttlv_get_struct(&t, 0, KM__KMIP_TAG_BATCH_ITEM, &bi), KM_OK);
+    ck_assert_int_eq(km__ttlv_get_struct(&t, bi, KM__KMIP_TAG_REQUEST_PAYLOAD, &pl), KM_OK);
+    ck_assert_int_eq(km__ttlv_get_struct(&t, pl, KM__KMIP_TAG_CRYPTOGRAPHIC_PARAMETERS, &cp),
+                     KM_OK);
+    ck_assert_int_eq(km__ttlv_get_enum(&t, cp, KM__KMIP_TAG_PADDING_METHOD, &v), KM_OK);
+    ck_assert_uint_eq(v, KM__KMIP_PAD_PSS);
+    ck_assert_int_eq(km__ttlv_get_int(&t, cp, KM__KMIP_TAG_SALT_LENGTH, &salt), KM_OK);
+    ck_assert_int_eq(salt, 32);
+    ck_assert_int_eq(km__ttlv_get_enum(&t, cp, KM__KMIP_TAG_MASK_GENERATOR, &v), KM_OK);
+    ck_assert_uint_eq(v, KM__KMIP_MGF1);
+    ck_assert_int_eq(km__ttlv_get_enum(&t, cp, KM__KMIP_TAG_MASK_GENERATOR_HASHING_ALGORITHM,
+                                       &v), KM_OK);
+    ck_assert_uint_eq(v, KM__KMIP_HASH_SHA256);
+    km__ttlv_tree_free(&t);
+    km__ttlv_enc_free(&e);
 }
 END_TEST
 
@@ -579,6 +695,8 @@ static Suite *ttlv_suite(void)
     tcase_set_timeout(tc, 120);
     tcase_add_test(tc, test_kmip_ttlv_vectors_decode_and_reencode);
     tcase_add_test(tc, test_kmip_ttlv_requests_match_pykmip);
+    tcase_add_test(tc, test_kmip_ttlv_create_not_extractable);
+    tcase_add_test(tc, test_kmip_ttlv_sign_pss_fields);
     tcase_add_test(tc, test_kmip_ttlv_responses_parse);
     tcase_add_test(tc, test_kmip_ttlv_every_truncation_refused);
     tcase_add_test(tc, test_kmip_ttlv_every_bit_flip_consistent);

@@ -105,7 +105,8 @@ static const char strict_doc[] =
     "  \"rotation\": {\"required\": true, \"max_days\": 90, \"usage_fraction\": 0.5},\n"
     "  \"usage_limits\": {\"aes-gcm-invocations\": 1000000000},\n"
     "  \"destruction\": {\"min_grace_days\": 30, \"max_grace_days\": 60},\n"
-    "  \"dual_control\": {\"destroy\": 2, \"export\": 2, \"policy-change\": 2}\n"
+    "  \"dual_control\": {\"destroy\": 2, \"export\": 2, \"policy-change\": 2, "
+    "\"principal-change\": 2}\n"
     "}\n";
 
 /* -------------------------------------------------------------- defaults */

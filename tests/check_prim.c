@@ -288,12 +288,42 @@ START_TEST(test_prim_rsa_key_from_modulus_verifies_pss)
 }
 END_TEST
 
+/* km__err_over: the core's words over a backend's error keep the backend's
+ * native code and message, and only when the backend recorded that code. */
+START_TEST(test_prim_err_over_keeps_the_backend_reason)
+{
+    char big[600];
+
+    km_backend_error(KM_E_INTEGRITY, KM_NATIVE_KMIP, 0x100, "kmip decrypt: General Failure");
+    ck_assert_int_eq(km__err_over(KM_E_INTEGRITY, "ciphertext failed authentication"),
+                     KM_E_INTEGRITY);
+    ck_assert_str_eq(km_error_last()->message,
+                     "ciphertext failed authentication (kmip decrypt: General Failure)");
+    ck_assert_int_eq(km_error_last()->native_kind, KM_NATIVE_KMIP);
+    ck_assert_uint_eq(km_error_last()->native, 0x100);
+    /* another code recorded before: not the backend's account of this failure */
+    km_backend_error(KM_E_NOTFOUND, KM_NATIVE_KMIP, 1, "kmip get: Item Not Found");
+    km__err_over(KM_E_INTEGRITY, "ciphertext failed authentication");
+    ck_assert_str_eq(km_error_last()->message, "ciphertext failed authentication");
+    ck_assert_int_eq(km_error_last()->native_kind, KM_NATIVE_NONE);
+    /* a long backend message is shortened, never overflows */
+    memset(big, 'x', sizeof big - 1);
+    big[sizeof big - 1] = '\0';
+    km_backend_error(KM_E_VERIFY, KM_NATIVE_PKCS11, 0xc0, "%s", big);
+    km__err_over(KM_E_VERIFY, "signature does not verify");
+    ck_assert_ptr_nonnull(strstr(km_error_last()->message, "signature does not verify (xxx"));
+    ck_assert_int_eq(km_error_last()->message[strlen(km_error_last()->message) - 1], ')');
+    ck_assert_uint_eq(km_error_last()->native, 0xc0);
+}
+END_TEST
+
 static Suite *prim_suite(void)
 {
     Suite *s = suite_create("prim");
     TCase *tc = tcase_create("prim");
     tcase_set_timeout(tc, 60);
     tcase_add_test(tc, test_prim_keytype_table);
+    tcase_add_test(tc, test_prim_err_over_keeps_the_backend_reason);
     tcase_add_test(tc, test_prim_skey_agrees_with_one_shot);
     tcase_add_test(tc, test_prim_ec_key_from_point_verifies_software_signatures);
     tcase_add_test(tc, test_prim_rsa_key_from_modulus_verifies_pss);

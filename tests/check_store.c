@@ -567,7 +567,7 @@ START_TEST(test_store_device_keyslot_opens_through_the_callback)
     for (i = 0; i < 32; i++)
         blob[i] = km_secret_data(v.master)[i] ^ 0x5a;
     ck_assert_int_eq(km__txn_begin(v.st, 1, &t), KM_OK);
-    ck_assert_int_eq(km__slot_add_backend(t, "fakedev", blob, sizeof blob), KM_OK);
+    ck_assert_int_eq(km__slot_add_backend(t, v.master, "fakedev", blob, sizeof blob), KM_OK);
     ck_assert_int_eq(km__txn_commit(t), KM_OK);
 
     o.slot_backend = "fakedev";
@@ -634,13 +634,13 @@ START_TEST(test_store_principal_and_shares_keyslots)
     km__store_close(st);
     /* the principal's slots go; the owner's cannot all go */
     ck_assert_int_eq(km__txn_begin(v.st, 1, &t), KM_OK);
-    ck_assert_int_eq(km__slot_remove_principal(t, pid0), KM_OK);
-    ck_assert_int_eq(km__slot_remove_principal(t, pid0), KM_E_NOTFOUND);
+    ck_assert_int_eq(km__slot_remove_principal(t, pid0, NULL, NULL), KM_OK);
+    ck_assert_int_eq(km__slot_remove_principal(t, pid0, NULL, NULL), KM_E_NOTFOUND);
     ck_assert_int_eq(km__txn_commit(t), KM_OK);
     ck_assert_int_eq(open_with(PASS2, "alice", 0, NULL, &st, &m, id, pid), KM_E_AUTH);
     ck_assert_int_eq(km__txn_begin(v.st, 1, &t), KM_OK);
-    ck_assert_int_eq(km__slot_remove_owner(t), KM_OK);   /* the shares slot remains */
-    ck_assert_int_eq(km__slot_remove_owner(t), KM_E_NOTFOUND);
+    ck_assert_int_eq(km__slot_remove_owner(t, NULL, NULL), KM_OK);   /* the shares slot remains */
+    ck_assert_int_eq(km__slot_remove_owner(t, NULL, NULL), KM_E_NOTFOUND);
     km__txn_abort(t);
     for (i = 0; i < 3; i++)
         km_secret_free(shares[i]);
@@ -678,7 +678,7 @@ START_TEST(test_store_rekey_reseals_in_the_second_implementation)
     ck_assert_int_eq(km__random(km_secret_data(nm), 32), KM_OK);
     ck_assert_int_eq(km__sealer_new(&ns, nm), KM_OK);
     ck_assert_int_eq(km__vault_rekey(v.st, v.s, ns, nm, (const uint8_t *)PASS2, strlen(PASS2),
-                                     KM_KDF_COST_MIN, NULL, NULL), KM_OK);
+                                     KM_KDF_COST_MIN, NULL, NULL, NULL), KM_OK);
     /* the old sealer opens nothing and writes nothing; the new one opens all */
     ck_assert_int_eq(km__txn_begin(v.st, 1, &t), KM_OK);
     ck_assert_int_eq(km__rec_get(t, v.s, KM__T_AUDIT, (const uint8_t *)"\0\0\0\0\0\0\0\1", 8,
@@ -814,8 +814,16 @@ START_TEST(test_store_scheme_table)
     ck_assert_int_eq(km__store_find("./a:b", &ops, &loc), KM_OK);
     ck_assert_str_eq(loc, "./a:b");
     ck_assert_int_eq(km__store_find("rel", &ops, &loc), KM_OK);
-    /* refused */
+    /* the etcd store when built (its location: members and prefix, parsed at open) */
+#ifdef KM_HAVE_ETCD
+    ck_assert_int_eq(km__store_find("etcd://h1:2379,h2:2379/p", &ops, &loc), KM_OK);
+    ck_assert_ptr_eq(ops, &km__store_etcd);
+    ck_assert_str_eq(loc, "h1:2379,h2:2379/p");
+#else
     ck_assert_int_eq(km__store_find("etcd://host/v", &ops, &loc), KM_E_INVALID);
+#endif
+    /* refused */
+    ck_assert_int_eq(km__store_find("nosuch://host/v", &ops, &loc), KM_E_INVALID);
     ck_assert_ptr_null(ops);
     ck_assert_int_eq(km__store_find("lmdb:", &ops, &loc), KM_E_INVALID);
     ck_assert_int_eq(km__store_find("lmdbx:/v", &ops, &loc), KM_E_INVALID);

@@ -869,6 +869,44 @@ START_TEST(test_tpm2_keyslot_pcr_policy)
 }
 END_TEST
 
+/* Issue 18 finding 10: `keyslot remove passphrases` succeeded when the only
+ * other keyslot, a TPM's bound to a PCR, no longer unsealed (the PCR was
+ * extended): the vault was locked. The removal now asks the TPM to unseal
+ * first and refuses, naming it; once the PCR is back (a TPM reset) the
+ * removal goes through and the TPM alone opens the vault. */
+START_TEST(test_tpm2_keyslot_remove_refuses_lockout)
+{
+    km_ctx *ctx = vault_for(&tpm), *c2 = NULL;
+    char cfg[300];
+    int rc;
+
+    snprintf(cfg, sizeof cfg, "%s;pcrs=sha256:16", tpm.config);
+    ck_assert_msg(km_vault_add_backend_slot(ctx, "tpm2", cfg) == KM_OK, "add slot: %s",
+                  km_error_last()->message);
+    tu_swtpm_tools(&tpm, "tpm2_pcrextend 16:sha256=0000000000000000000000000000000000000000000000000000000000000001");
+    rc = km_vault_remove_passphrases(ctx);
+    ck_assert_msg(rc == KM_E_STATE, "removal with a TPM that cannot unseal gave %s (%s)",
+                  km_err_name(rc), km_error_last()->message);
+    ck_assert_ptr_nonnull(strstr(km_error_last()->message, "tpm2"));
+    ck_assert_ptr_nonnull(strstr(km_error_last()->message, "lock"));
+    km_close(ctx);
+    ck_assert_int_eq(tu_vault_open(&c2, dir, TU_PASS, 0), KM_OK);   /* still opens */
+    km_close(c2);
+    c2 = NULL;
+    /* a TPM restart resets PCR 16: the slot unseals, the removal passes */
+    tu_swtpm_stop(&tpm);
+    tu_swtpm_start(&tpm);
+    ck_assert_int_eq(tu_vault_open(&ctx, dir, TU_PASS, 0), KM_OK);
+    ck_assert_msg(km_vault_remove_passphrases(ctx) == KM_OK, "removal: %s",
+                  km_error_last()->message);
+    km_close(ctx);
+    ck_assert_int_eq(tu_vault_open(&c2, dir, TU_PASS, 0), KM_E_AUTH);
+    ck_assert_msg(open_with_tpm(&tpm, &c2) == KM_OK, "open with the TPM: %s",
+                  km_error_last()->message);
+    km_close(c2);
+}
+END_TEST
+
 static Suite *tpm2_suite(void)
 {
     TCase *tc;
@@ -891,6 +929,7 @@ static Suite *tpm2_suite(void)
     tcase_add_test(tc, test_tpm2_other_tpm_cannot_use_keys);
     tcase_add_test(tc, test_tpm2_unsupported_type_refused);
     tcase_add_test(tc, test_tpm2_keyslot_opens_on_this_tpm_only);
+    tcase_add_test(tc, test_tpm2_keyslot_remove_refuses_lockout);
     tcase_add_test(tc, test_tpm2_keyslot_pcr_policy);
     tcase_add_test(tc, test_tpm2_ecdh_agree);
     tcase_add_test(tc, test_tpm2_rsa_pss_and_oaep);

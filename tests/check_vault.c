@@ -521,12 +521,12 @@ START_TEST(test_vault_newer_format_is_unsupported)
     tu_raw r;
     km__env *env = NULL;
     km_secret *m = NULL;
-    uint8_t id[16], three = 3, zero = 0;
+    uint8_t id[16], four = 4, zero = 0;
 
     vault_up(&v, KM_OPEN_CREATE);
     vault_down(&v);
     tu_raw_begin(&r, vdir, 0, 0);
-    tu_raw_put(&r, "meta", "format", 6, &three, 1);
+    tu_raw_put(&r, "meta", "format", 6, &four, 1);
     tu_raw_end(&r);
     ck_assert_int_eq(vopen(TU_PASS, 0, &env, &m, id), KM_E_UNSUPPORTED);
     ck_assert_int_eq(vopen(TU_PASS, KM_OPEN_CREATE, &env, &m, id), KM_E_UNSUPPORTED);
@@ -621,6 +621,67 @@ START_TEST(test_vault_absurd_slot_is_corrupt)
     ck_assert_int_eq(vopen(TU_PASS, 0, &env, &m, id), KM_OK);
     km__env_close(env);
     km_secret_free(m);
+}
+END_TEST
+
+/* A format-2 vault whose keyslots carry no MAC (as an older libkm wrote
+ * them) is moved to format 3 at its first open through km_open: every slot
+ * gets its MAC in the same transaction as the format byte and the sealed
+ * check, and from then on a slot edited in the file fails the open. */
+START_TEST(test_vault_format2_slots_authenticated_at_first_open)
+{
+    static const char pol[] = "{\"version\": 1}";
+    uint8_t idb[4] = { 0, 0, 0, 1 }, *rec, *f;
+    struct vault v;
+    km__txn *t = NULL;
+    km_ctx *c = NULL;
+    size_t len, flen;
+    tu_raw r;
+
+    vault_up(&v, KM_OPEN_CREATE);
+    ck_assert_int_eq(km__txn_begin(v.env, 1, &t), KM_OK);
+    ck_assert_int_eq(km__rec_put(t, v.s, KM__T_META, (const uint8_t *)"policy", 6,
+                                 (const uint8_t *)pol, sizeof pol - 1, 0), KM_OK);
+    ck_assert_int_eq(km__store_format_upgrade(t, v.s, v.master, 2), KM_OK);
+    ck_assert_int_eq(km__txn_commit(t), KM_OK);
+    vault_down(&v);
+    /* the slot as format 2 had it: no MAC entry (16) */
+    tu_raw_begin(&r, vdir, 0, 0);
+    rec = tu_raw_get(&r, "slots", idb, 4, &len);
+    ck_assert_uint_ne(tu_tlv_at(rec, len, 16), (size_t)-1);
+    len = tu_tlv_drop(rec, len, 16);
+    tu_raw_put(&r, "slots", idb, 4, rec, len);
+    free(rec);
+    f = tu_raw_get(&r, "meta", "format", 6, &flen);
+    ck_assert(flen == 1 && f[0] == 2);
+    free(f);
+    tu_raw_end(&r);
+
+    /* the vault above is LMDB's file, edited raw: open that one even when
+     * tests/etcd_suites.sh runs this suite against etcd (Check forks per
+     * test, so this only changes this test's process) */
+    unsetenv("KM_TEST_ETCD");
+    ck_assert_msg(tu_vault_open(&c, tmp, TU_PASS, 0) == KM_OK, "first open: %s",
+                  km_error_last()->message);
+    km_close(c);
+    tu_raw_begin(&r, vdir, MDB_RDONLY, 0);
+    f = tu_raw_get(&r, "meta", "format", 6, &flen);
+    ck_assert(flen == 1 && f[0] == 3);
+    rec = tu_raw_get(&r, "slots", idb, 4, &len);
+    ck_assert_uint_eq(tu_tlv_at(rec, len, 16), len - 37);
+    tu_raw_end(&r);
+    free(f);
+    ck_assert_int_eq(tu_vault_open(&c, tmp, TU_PASS, 0), KM_OK);
+    km_close(c);
+    /* format 3 now: the slot without its MAC again is refused */
+    len = tu_tlv_drop(rec, len, 16);
+    tu_raw_begin(&r, vdir, 0, 0);
+    tu_raw_put(&r, "slots", idb, 4, rec, len);
+    tu_raw_end(&r);
+    free(rec);
+    ck_assert_int_eq(tu_vault_open(&c, tmp, TU_PASS, 0), KM_E_CORRUPT);
+    ck_assert_ptr_null(c);
+    ck_assert_ptr_nonnull(strstr(km_error_last()->message, "keyslot 1"));
 }
 END_TEST
 
@@ -956,6 +1017,7 @@ static Suite *vault_suite(void)
     tcase_add_test(tc, test_vault_newer_format_is_unsupported);
     tcase_add_test(tc, test_vault_swapped_meta_is_corrupt);
     tcase_add_test(tc, test_vault_absurd_slot_is_corrupt);
+    tcase_add_test(tc, test_vault_format2_slots_authenticated_at_first_open);
     tcase_add_test(tc, test_vault_file_holds_no_plaintext);
     tcase_add_test(tc, test_vault_name_hash_is_keyed);
     tcase_add_test(tc, test_vault_map_full_is_full_and_atomic);

@@ -507,7 +507,10 @@ as uma encrypt aes <msg >out 2>err
 check "a revoked grant denies" [ $? -eq 4 ]
 
 # ---------------------------------------------------------------- dual control
-printf '{"version": 1, "dual_control": {"destroy": 2}}\n' >"$tmp/dual.json"
+printf '{"version": 1, "dual_control": {"destroy": 2, "principal-change": 2, "policy-change": 2}}\n' >"$tmp/dual.json"
+printf '{"version": 1, "dual_control": {"destroy": 2}}\n' >"$tmp/selfquorum.json"
+t 4 "a policy that lets one principal add its own custodians is refused" - policy set "$tmp/selfquorum.json"
+check "the refusal names principal-change" grep -q "principal-change is 0" err
 t 0 "policy with dual control on destroy" - policy set "$tmp/dual.json"
 t 0 "a key to destroy" - key create doomed --type aes-256-gcm
 t 0 "rotate it" - key rotate doomed
@@ -531,6 +534,7 @@ as cleo request approve "$req" >out 2>err
 check "cleo approves" [ $? -eq 0 ]
 t 0 "request show --json" - request show "$req" --json
 check "request show counts two approvals" [ "$(json_get out 'd["approvals"]')" = 2 ]
+check "request show spells out the parameters" [ "$(json_get out 'd["params"]')" = "destroy version 1 of key 'doomed' after 7 day(s) of grace" ]
 as ann key destroy doomed --version 1 --grace 8 >out 2>err
 check "other arguments than requested are refused" [ $? -eq 4 ]
 as ann key destroy doomed --version 1 --grace 7 >out 2>err
@@ -540,8 +544,21 @@ check "cancel" [ $? -eq 0 ]
 as ann key destroy doomed --version 1 --grace 7 >out 2>err
 check "a request serves once" [ $? -eq 4 ]
 t 1 "request approve with a bad id" - request approve xyz
+t 1 "a principal-add request names the roles" - request create principal-add --target pat
+as ann request create principal-add --target pat --role user >out 2>err
+check "ann asks to add pat as a user" [ $? -eq 0 ]
+req=$(cat out)
+t 0 "request show of a principal addition" - request show "$req"
+check "request show names the principal and its roles" grep -q "add principal 'pat' with role(s) user" out
 printf '{"version": 1}\n' >"$tmp/nodual.json"
-t 0 "policy back without dual control" - policy set "$tmp/nodual.json"
+t 4 "the policy change needs approvals too" - policy set "$tmp/nodual.json"
+as ann request create policy-change --target "$tmp/nodual.json" >out 2>err
+check "ann asks to drop dual control" [ $? -eq 0 ]
+req=$(cat out)
+as carl request approve "$req" >out 2>err && as cleo request approve "$req" >out 2>err
+check "carl and cleo approve the policy change" [ $? -eq 0 ]
+as ann policy set "$tmp/nodual.json" >out 2>err
+check "policy back without dual control" [ $? -eq 0 ]
 
 # ---------------------------------------------------------------- Shamir share keyslot
 t 0 "keyslot add shares" - keyslot add shares --m 2 --n 3 --out-dir "$tmp/shares"
@@ -554,6 +571,40 @@ check "one share does not (exit 5)" [ $? -eq 5 ]
 t 0 "audit alerts --json" - audit alerts --json
 check "the alerts list the denied calls" [ "$(json_get out 'sum(a["op"] == "denied" for a in d["alerts"])')" -ge 3 ]
 t 0 "audit verify after all that" - audit verify
+
+# ---------------------------------------------------------------- credentials under dual control
+printf '{"version": 1, "dual_control": {"principal-change": 2, "policy-change": 2}}\n' >"$tmp/pdual.json"
+t 0 "policy with dual control on principal changes" - policy set "$tmp/pdual.json"
+printf 'ann alone\n' >"$tmp/ann-pass"
+as ann vault rekey --new-passphrase-file "$tmp/ann-pass" >out 2>err
+check "one admin cannot rekey alone (exit 4)" [ $? -eq 4 ]
+check "the refusal names principal-change" grep -q "principal-change needs 2" err
+as ann keyslot remove passphrases >out 2>err
+check "nor remove the owner passphrases" [ $? -eq 4 ]
+as ann keyslot add shares --m 2 --n 3 --out-dir "$tmp/ann-shares" >out 2>err
+check "nor add a set of shares" [ $? -eq 4 ]
+check "no share file written" [ ! -e "$tmp/ann-shares/share-1.txt" ]
+as ann request create rekey >out 2>err
+check "request create rekey takes no --target" [ $? -eq 0 ]
+as ann request create keyslot-remove --target everything >out 2>err
+check "keyslot-remove names passphrases (exit 1)" [ $? -eq 1 ]
+as ann request create keyslot-add --target shares:2-of-3 >out 2>err
+check "ann requests a 2-of-3 share slot" [ $? -eq 0 ]
+req=$(cat out)
+as carl request approve "$req" >out 2>err && as cleo request approve "$req" >out 2>err
+check "carl and cleo approve" [ $? -eq 0 ]
+as ann keyslot add shares --m 2 --n 4 --out-dir "$tmp/ann-shares" >out 2>err
+check "the approval is for 2 of 3 only" [ $? -eq 4 ]
+as ann keyslot add shares --m 2 --n 3 --out-dir "$tmp/ann-shares" >out 2>err
+check "approved, ann adds the share slot" [ $? -eq 0 ]
+(unset KM_PASSPHRASE; "$KMCTL" --share-file "$tmp/ann-shares/share-1.txt" --share-file "$tmp/ann-shares/share-2.txt" key list >out 2>err)
+check "its shares open the vault" [ $? -eq 0 ]
+as ann request create policy-change --target "$tmp/nodual.json" >out 2>err
+req=$(cat out)
+as carl request approve "$req" >out 2>err && as cleo request approve "$req" >out 2>err
+check "carl and cleo approve dropping dual control" [ $? -eq 0 ]
+as ann policy set "$tmp/nodual.json" >out 2>err
+check "policy back without dual control (approved)" [ $? -eq 0 ]
 
 # ---------------------------------------------------------------- progress, compact, rekey
 if command -v script >/dev/null 2>&1; then

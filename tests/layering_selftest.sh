@@ -4,7 +4,7 @@
 # including core.h, an include found through the map's include path,
 # OpenSSL in a core file, a rules file calling the store,
 # rules calling an impure primitive, a cycle in primitives, a backend calling
-# the core, an unmapped file, a stale debt line) makes it fail with a message
+# the core, an unmapped file, a stale debt line, kmd reaching past the KMIP codec) makes it fail with a message
 # naming the file and line; and a violation planted in a copy of the real tree
 # is caught by the real map. make check sets top_srcdir and PYTHON.
 set -eu
@@ -207,6 +207,15 @@ mkdir -p "$tree/tests"
 cp "$top_srcdir/tests/layers.map" "$top_srcdir/tests/layers.debt" "$tree/tests/"
 chmod -R u+w "$tree"
 run "the real tree passes with its debt" 0 "0 new, debt left"
+# kmd may use the KMIP codec of the primitives, nothing else below the API
+kmdf="$tree/src/kmd/kmd_planted.c"
+printf '#include "kmip_ttlv.h"\nint kmd_t(void) { return km__ttlv_put_int(0, 0, 0); }\n' > "$kmdf"
+run "kmd using the KMIP codec passes" 0 "0 new, debt left"
+printf '#include "km_int.h"\n' >> "$kmdf"
+run "kmd including another primitive header" 1 "VIOLATION src/kmd/kmd_planted.c:3: include src/prim/km_int.h: daemon:kmd may not include"
+printf '#include "kmip_ttlv.h"\nint kmd_u(void) { return km__err(1, "x"); }\n' > "$kmdf"
+run "kmd calling another primitive" 1 "VIOLATION src/kmd/kmd_planted.c:2: call km__err: daemon:kmd may not use km__err"
+rm -f "$kmdf"
 printf '#include "core.h"\n' >> "$tree/backends/tpm2/tpm2_conn.c"
 line=$(wc -l < "$tree/backends/tpm2/tpm2_conn.c" | tr -d ' ')
 run "the real tree with a planted include" 1 "VIOLATION backends/tpm2/tpm2_conn.c:$line: include src/core/core.h"

@@ -28,9 +28,10 @@ const char *tu_dev_error(void)
     return dev_err;
 }
 
-/* Records why a call failed; returns -1. */
-static int dev_fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static int dev_fail(const char *fmt, ...)
+/* Records why a call failed; returns -1 (exported for tests/etcdtest.c;
+ * this file calls it dev_fail). */
+#define dev_fail tu_dev_fail
+int tu_dev_fail(const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
@@ -43,6 +44,11 @@ static void dev_sleep_ms(long ms)
 {
     struct timespec ts = { ms / 1000, (ms % 1000) * 1000000L };
     nanosleep(&ts, NULL);
+}
+
+void tu_dev_sleep_ms(long ms)
+{
+    dev_sleep_ms(ms);
 }
 
 static int dev_rm_one(const char *p, const struct stat *sb, int flag, struct FTW *ftw)
@@ -124,6 +130,11 @@ static int port_bind(int port, int do_connect)
 static int port_free(int port)
 {
     return port_bind(port, 0);
+}
+
+int tu_dev_port_free(int port)
+{
+    return port_free(port);
 }
 
 /* 1 when something accepts connections on `port`. */

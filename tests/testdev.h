@@ -14,6 +14,11 @@
 
 /* Why the last tu_dev_* call of this process failed. */
 const char *tu_dev_error(void);
+/* Records why a call failed (for tu_dev_error); returns -1. For helpers of
+ * other services built on these (tests/etcdtest.c). */
+int tu_dev_fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* Sleeps ms milliseconds. */
+void tu_dev_sleep_ms(long ms);
 
 /* ---------------------------------------------------------- SoftHSM2 */
 
@@ -49,6 +54,8 @@ typedef struct tu_swtpm {
 /* 1 when swtpm and the tpm2-tools used here are installed; otherwise prints
  * why (naming `who`) and returns 0: the caller then fails, never skips. */
 int tu_swtpm_installed(const char *who);
+/* 1 when port is free on 127.0.0.1 (a bind succeeds). */
+int tu_dev_port_free(int port);
 /* A free port P with P + 1 free too, on 127.0.0.1; 0 when none was found. */
 int tu_dev_free_port_pair(void);
 /* 1 when process `pid` still runs a command line containing `a` (and `b`

@@ -5,6 +5,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <openssl/evp.h>
+
 void tu_raw_begin(tu_raw *r, const char *vdir, unsigned env_flags, uint64_t map_size)
 {
     int mrc;
@@ -56,6 +58,72 @@ void tu_raw_vkey(uint8_t out[20], const uint8_t id[16], uint32_t version)
     out[17] = (uint8_t)(version >> 16);
     out[18] = (uint8_t)(version >> 8);
     out[19] = (uint8_t)version;
+}
+
+static uint32_t be32(const uint8_t *p)
+{
+    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+}
+
+size_t tu_tlv_at(const uint8_t *rec, size_t len, uint8_t tag)
+{
+    size_t off = 0;
+
+    while (off + 5 <= len) {
+        uint32_t l = be32(rec + off + 1);
+        if (l > len - off - 5)
+            break;
+        if (rec[off] == tag)
+            return off;
+        off += 5 + l;
+    }
+    return (size_t)-1;
+}
+
+size_t tu_tlv_drop(uint8_t *rec, size_t len, uint8_t tag)
+{
+    size_t off = tu_tlv_at(rec, len, tag), n;
+
+    if (off == (size_t)-1)
+        return len;
+    n = 5 + be32(rec + off + 1);
+    memmove(rec + off, rec + off + n, len - off - n);
+    return len - n;
+}
+
+void tu_raw_principal_slot(tu_raw *r, const char *name, uint8_t id[4])
+{
+    static const char tag[] = "km-principal-v1";
+    MDB_cursor *c = NULL;
+    MDB_val k, v;
+    int found = 0;
+
+    ck_assert_int_eq(mdb_cursor_open(r->txn, tu_raw_dbi(r, "slots"), &c), 0);
+    while (!found && mdb_cursor_get(c, &k, &v, MDB_NEXT) == 0) {
+        const uint8_t *rec = v.mv_data;
+        size_t salt = tu_tlv_at(rec, v.mv_size, 6), sel = tu_tlv_at(rec, v.mv_size, 8);
+        uint8_t h[32];
+        unsigned hl = 0;
+        EVP_MD_CTX *md;
+
+        if (k.mv_size != 4 || salt == (size_t)-1 || sel == (size_t)-1
+            || be32(rec + salt + 1) != 32 || be32(rec + sel + 1) != 32)
+            continue;
+        md = EVP_MD_CTX_new();
+        ck_assert_ptr_nonnull(md);
+        ck_assert(EVP_DigestInit_ex(md, EVP_sha256(), NULL) == 1
+                  && EVP_DigestUpdate(md, tag, sizeof tag - 1) == 1
+                  && EVP_DigestUpdate(md, rec + salt + 5, 32) == 1
+                  && EVP_DigestUpdate(md, name, strlen(name)) == 1
+                  && EVP_DigestFinal_ex(md, h, &hl) == 1);
+        EVP_MD_CTX_free(md);
+        if (memcmp(h, rec + sel + 5, 32) == 0) {
+            memcpy(id, k.mv_data, 4);
+            found = 1;
+        }
+    }
+    mdb_cursor_close(c);
+    ck_assert_msg(found, "no keyslot of principal '%s'", name);
 }
 
 void tu_raw_end(tu_raw *r)

@@ -28,6 +28,16 @@ void tu_raw_put(tu_raw *r, const char *table, const void *key, size_t key_len, c
                 size_t val_len);
 /* The record key of one key version: the key id, then the version big-endian. */
 void tu_raw_vkey(uint8_t out[20], const uint8_t id[16], uint32_t version);
+/* Keyslot records (docs/FORMATS.md, Keyslots) as an attacker edits them:
+ * TLV entries tag (1) || BE32 length || value. The offset of entry `tag` in
+ * rec, or (size_t)-1 when there is none. */
+size_t tu_tlv_at(const uint8_t *rec, size_t len, uint8_t tag);
+/* Removes entry `tag` from rec (in place); the new length (len when absent). */
+size_t tu_tlv_drop(uint8_t *rec, size_t len, uint8_t tag);
+/* The id (BE32, the record key) of principal `name`'s keyslot in the slots
+ * table: the slot whose selector (tag 8) is SHA-256("km-principal-v1" ||
+ * salt || name). Fails the test when there is none. */
+void tu_raw_principal_slot(tu_raw *r, const char *name, uint8_t id[4]);
 /* Commits (a read-only transaction: aborts) and closes the environment. */
 void tu_raw_end(tu_raw *r);
 

@@ -109,7 +109,22 @@ typedef struct tu_open {
 } tu_open;
 #define TU_OPEN_INIT { 0, NULL, NULL, NULL, NULL, NULL, NULL, 0, NULL, 0, 0 }
 
-/* Writes "lmdb:DIR/vault", the vault URI every suite uses. */
+/* The vault policy that lets a caller's clock (tu_clock) drive time
+ * (testing.caller_clock, docs/POLICY.md), and the same with the FIPS
+ * profile: a suite that sets its own policy and moves tu_now adds
+ * TU_TEST_CLOCK to it. */
+#define TU_TEST_CLOCK "\"testing\": {\"caller_clock\": true}"
+#define TU_POLICY_TEST_CLOCK "{\"version\": 1, " TU_TEST_CLOCK "}"
+#define TU_POLICY_FIPS_TEST_CLOCK "{\"version\": 1, \"profile\": \"fips\", " TU_TEST_CLOCK "}"
+/* Sets TU_POLICY_TEST_CLOCK (or the FIPS one) on a vault just created (its
+ * first entries); a vault whose policy names caller_clock, or that has more
+ * history, is left alone. tu_vault_open_with calls it when it creates a
+ * vault with a clock. */
+void tu_allow_test_clock(km_ctx *ctx, int fips);
+
+/* Writes "lmdb:DIR/vault", the vault URI every suite uses; with KM_TEST_ETCD
+ * set (HOST:PORT,...: tests/etcd_suites.sh) an etcd:// URI whose prefix
+ * names DIR instead. */
 void tu_vault_uri(char *out, size_t cap, const char *dir);
 /* Opens dir/vault as `o` says, with the cheapest scrypt cost; returns the km rc. */
 int tu_vault_open_with(km_ctx **out, const char *dir, const tu_open *o);

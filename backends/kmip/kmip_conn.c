@@ -5,10 +5,8 @@
  * negotiation with DiscoverVersions, and one request/response exchange with
  * a single reconnect when a reused connection turns out dropped.
  *
- * SIGPIPE: a write to a connection the server closed would raise SIGPIPE
- * (OpenSSL's socket BIO uses write()); the exchange runs with SIGPIPE blocked
- * in the calling thread and a SIGPIPE it caused is consumed before the mask
- * is restored.
+ * The TLS work (sockets, deadlines, certificates, SIGPIPE) is the
+ * primitives' (src/prim/tls.h); this file includes no OpenSSL header.
  *
  * fork(): a child never uses its parent's TLS session; it drops it without
  * sending anything and connects anew.
@@ -18,24 +16,13 @@
 #endif
 #include "kmip_int.h"
 
-#include <arpa/inet.h>
+#include "tls.h"
+
 #include <errno.h>
-#include <fcntl.h>
-#include <netdb.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
-#include <poll.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
-#include <time.h>
 #include <unistd.h>
-
-#include <openssl/err.h>
-#include <openssl/ssl.h>
-#include <openssl/x509v3.h>
 
 #define KMIP_DEFAULT_TIMEOUT_MS 5000
 /* The largest response read: the codec's default limit. */
@@ -44,9 +31,8 @@
 struct km__kmip_conn {
     pthread_mutex_t mu;
     km__kmip_config cfg;
-    SSL_CTX *ctx;
-    SSL *ssl;          /* NULL when not connected */
-    int fd;
+    km__tls_ctx *ctx;
+    km__tls *tls;      /* NULL when not connected */
     pid_t pid;         /* the process that made the connection */
     int major, minor;  /* negotiated */
 };
@@ -186,134 +172,47 @@ int km__kmip_config_parse(const char *config, km__kmip_config *out)
     return KM_OK;
 }
 
-/* --------------------------------------------------------------- TLS context */
-
-static int ossl_err(int code, const char *what)
-{
-    unsigned long e = ERR_peek_last_error();
-    const char *why = e ? ERR_reason_error_string(e) : NULL;
-
-    ERR_clear_error();
-    return km_backend_error(code, e ? KM_NATIVE_OPENSSL : KM_NATIVE_NONE, e, "kmip: %s%s%s",
-                            what, why ? ": " : "", why ? why : "");
-}
-
-/* A library never prompts: an encrypted key file fails to load. */
-static int no_passphrase(char *buf, int size, int rwflag, void *u)
-{
-    (void)buf;
-    (void)size;
-    (void)rwflag;
-    (void)u;
-    return 0;
-}
+/* --------------------------------------------------------------- connection */
 
 int km__kmip_conn_new(const km__kmip_config *cfg, km__kmip_conn **out)
 {
+    km__tls_conf tc = { "kmip", cfg->ca, cfg->cert, cfg->key, KM_E_BACKEND };
     km__kmip_conn *c;
-    char what[1100];
-    int rc = KM_E_INVALID;
+    int rc;
 
     *out = NULL;
     c = calloc(1, sizeof *c);
     if (c == NULL)
         return km_backend_error(KM_E_NOMEM, KM_NATIVE_NONE, 0, "kmip: out of memory");
     c->cfg = *cfg;
-    c->fd = -1;
     if (pthread_mutex_init(&c->mu, NULL) != 0) {
         free(c);
         return km_backend_error(KM_E_NOMEM, KM_NATIVE_NONE, 0, "kmip: mutex");
     }
-    ERR_clear_error();
-    c->ctx = SSL_CTX_new(TLS_client_method());
-    if (c->ctx == NULL) {
-        rc = ossl_err(KM_E_CRYPTO, "SSL_CTX_new failed");
-        goto fail;
-    }
-    SSL_CTX_set_min_proto_version(c->ctx, TLS1_2_VERSION);
-    SSL_CTX_set_default_passwd_cb(c->ctx, no_passphrase);
-    SSL_CTX_set_verify(c->ctx, SSL_VERIFY_PEER, NULL);
-    SSL_CTX_set_mode(c->ctx, SSL_MODE_AUTO_RETRY);
-    if (SSL_CTX_load_verify_locations(c->ctx, cfg->ca, NULL) != 1) {
-        snprintf(what, sizeof what, "the CA file %s does not load", cfg->ca);
-        rc = ossl_err(KM_E_INVALID, what);
-        goto fail;
-    }
-    if (SSL_CTX_use_certificate_chain_file(c->ctx, cfg->cert) != 1) {
-        snprintf(what, sizeof what, "the client certificate %s does not load", cfg->cert);
-        rc = ossl_err(KM_E_INVALID, what);
-        goto fail;
-    }
-    /* the key file's name only: never its contents */
-    if (SSL_CTX_use_PrivateKey_file(c->ctx, cfg->key, SSL_FILETYPE_PEM) != 1) {
-        snprintf(what, sizeof what, "the client key %s does not load (a PEM key without a "
-                 "passphrase is needed)", cfg->key);
-        rc = ossl_err(KM_E_INVALID, what);
-        goto fail;
-    }
-    if (SSL_CTX_check_private_key(c->ctx) != 1) {
-        snprintf(what, sizeof what, "the client key does not match the certificate %s", cfg->cert);
-        rc = ossl_err(KM_E_INVALID, what);
-        goto fail;
+    rc = km__tls_client_ctx_new(&tc, &c->ctx);
+    if (rc != KM_OK) {
+        pthread_mutex_destroy(&c->mu);
+        free(c);
+        return rc;
     }
     *out = c;
     return KM_OK;
-fail:
-    SSL_CTX_free(c->ctx);
-    pthread_mutex_destroy(&c->mu);
-    free(c);
-    return rc;
 }
 
 /* Forgets the connection; sends close_notify when `polite` (never in a child). */
 static void drop(km__kmip_conn *c, int polite)
 {
-    if (c->ssl != NULL) {
-        if (polite && c->pid == getpid())
-            (void)SSL_shutdown(c->ssl); /* non-blocking socket: one try */
-        SSL_free(c->ssl);
-        c->ssl = NULL;
-    }
-    if (c->fd >= 0) {
-        close(c->fd);
-        c->fd = -1;
-    }
+    km__tls_free(c->tls, polite);
+    c->tls = NULL;
     c->major = c->minor = 0;
-    ERR_clear_error();
-}
-
-/* Blocks SIGPIPE in this thread; restore_sigpipe consumes one we caused. */
-static void block_sigpipe(sigset_t *old)
-{
-    sigset_t set;
-    sigemptyset(&set);
-    sigaddset(&set, SIGPIPE);
-    pthread_sigmask(SIG_BLOCK, &set, old);
-}
-
-static void restore_sigpipe(const sigset_t *old)
-{
-    sigset_t set, pending;
-    sigemptyset(&set);
-    sigaddset(&set, SIGPIPE);
-    if (!sigismember(old, SIGPIPE) && sigpending(&pending) == 0
-        && sigismember(&pending, SIGPIPE)) {
-        struct timespec zero = { 0, 0 };
-        (void)sigtimedwait(&set, NULL, &zero);
-    }
-    pthread_sigmask(SIG_SETMASK, old, NULL);
 }
 
 void km__kmip_conn_free(km__kmip_conn *c)
 {
-    sigset_t old;
-
     if (c == NULL)
         return;
-    block_sigpipe(&old);
     drop(c, 1);
-    restore_sigpipe(&old);
-    SSL_CTX_free(c->ctx);
+    km__tls_ctx_free(c->ctx);
     pthread_mutex_destroy(&c->mu);
     km_memzero(&c->cfg, sizeof c->cfg);
     free(c);
@@ -325,150 +224,6 @@ void km__kmip_conn_version(km__kmip_conn *c, int *major, int *minor)
     *major = c->major;
     *minor = c->minor;
     pthread_mutex_unlock(&c->mu);
-}
-
-/* ------------------------------------------------------------------ sockets */
-
-static long long now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-/* Waits for `events` on fd until the deadline: 1 ready, 0 timed out, -1 error. */
-static int wait_fd(int fd, short events, long long deadline)
-{
-    for (;;) {
-        struct pollfd pfd = { fd, events, 0 };
-        long long left = deadline - now_ms();
-        int n;
-        if (left <= 0)
-            return 0;
-        n = poll(&pfd, 1, left > 60000 ? 60000 : (int)left);
-        if (n > 0)
-            return 1;
-        if (n < 0 && errno != EINTR)
-            return -1;
-    }
-}
-
-static int tcp_connect(km__kmip_conn *c, long long deadline)
-{
-    struct addrinfo hints, *res = NULL, *ai;
-    int fd = -1, err = 0, one = 1, g;
-
-    memset(&hints, 0, sizeof hints);
-    hints.ai_family = AF_UNSPEC;
-    hints.ai_socktype = SOCK_STREAM;
-    hints.ai_flags = AI_NUMERICSERV;
-    g = getaddrinfo(c->cfg.host, c->cfg.port, &hints, &res);
-    if (g != 0)
-        return km_backend_error(KM_E_BACKEND, KM_NATIVE_NONE, 0,
-                                "kmip: cannot resolve %s (%s)", c->cfg.host, gai_strerror(g));
-    for (ai = res; ai != NULL; ai = ai->ai_next) {
-        socklen_t sl = sizeof err;
-        fd = socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC | SOCK_NONBLOCK,
-                    ai->ai_protocol);
-        if (fd < 0) {
-            err = errno;
-            continue;
-        }
-        if (connect(fd, ai->ai_addr, ai->ai_addrlen) == 0)
-            break;
-        err = errno;
-        if (err == EINPROGRESS) {
-            int w = wait_fd(fd, POLLOUT, deadline);
-            if (w == 1 && getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &sl) == 0 && err == 0)
-                break;
-            if (w == 0)
-                err = ETIMEDOUT;
-        }
-        close(fd);
-        fd = -1;
-    }
-    freeaddrinfo(res);
-    if (fd < 0)
-        return km_backend_error(KM_E_BACKEND, KM_NATIVE_ERRNO, (unsigned long)err,
-                                "kmip: cannot connect to %s:%s (%s)", c->cfg.host, c->cfg.port,
-                                strerror(err));
-    (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-    c->fd = fd;
-    return KM_OK;
-}
-
-/* Runs one SSL call to completion, polling on WANT_READ / WANT_WRITE.
- * op: 0 connect, 1 write, 2 read. KM_OK, or KM_E_BACKEND recorded. */
-static int ssl_run(km__kmip_conn *c, int op, const void *wbuf, void *rbuf, size_t len,
-                   size_t *done, long long deadline)
-{
-    static const char *const names[] = { "TLS handshake", "send", "receive" };
-    for (;;) {
-        int r, e, w;
-        size_t n = 0;
-        ERR_clear_error();
-        errno = 0;
-        if (op == 0)
-            r = SSL_connect(c->ssl);
-        else if (op == 1)
-            r = SSL_write_ex(c->ssl, wbuf, len, &n);
-        else
-            r = SSL_read_ex(c->ssl, rbuf, len, &n);
-        if (r == 1) {
-            if (done != NULL)
-                *done = n;
-            return KM_OK;
-        }
-        e = SSL_get_error(c->ssl, r);
-        if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
-            w = wait_fd(c->fd, e == SSL_ERROR_WANT_READ ? POLLIN : POLLOUT, deadline);
-            if (w == 1)
-                continue;
-            return km_backend_error(KM_E_BACKEND, KM_NATIVE_ERRNO, w == 0 ? ETIMEDOUT : errno,
-                                    "kmip: %s with %s:%s %s", names[op], c->cfg.host,
-                                    c->cfg.port, w == 0 ? "timed out" : "failed");
-        }
-        if (e == SSL_ERROR_SSL) {
-            char what[320];
-            snprintf(what, sizeof what, "%s with %s:%s failed", names[op], c->cfg.host,
-                     c->cfg.port);
-            if (op == 0 && SSL_get_verify_result(c->ssl) != X509_V_OK) {
-                long v = SSL_get_verify_result(c->ssl);
-                ERR_clear_error();
-                return km_backend_error(KM_E_BACKEND, KM_NATIVE_OPENSSL, (unsigned long)v,
-                                        "kmip: %s: the server certificate does not verify (%s)",
-                                        what, X509_verify_cert_error_string(v));
-            }
-            return ossl_err(KM_E_BACKEND, what);
-        }
-        {
-            int en = errno ? errno : ECONNRESET;
-            ERR_clear_error();
-            return km_backend_error(KM_E_BACKEND, KM_NATIVE_ERRNO, (unsigned long)en,
-                                    "kmip: %s with %s:%s: the connection was closed (%s)",
-                                    names[op], c->cfg.host, c->cfg.port,
-                                    e == SSL_ERROR_ZERO_RETURN ? "by the server" : strerror(en));
-        }
-    }
-}
-
-static int tls_connect(km__kmip_conn *c, long long deadline)
-{
-    unsigned char addr[16];
-    int is_ip = inet_pton(AF_INET, c->cfg.host, addr) == 1
-                || inet_pton(AF_INET6, c->cfg.host, addr) == 1;
-
-    c->ssl = SSL_new(c->ctx);
-    if (c->ssl == NULL || SSL_set_fd(c->ssl, c->fd) != 1)
-        return ossl_err(KM_E_CRYPTO, "SSL_new failed");
-    if (is_ip) {
-        if (X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(c->ssl), c->cfg.host) != 1)
-            return ossl_err(KM_E_CRYPTO, "the server address does not parse");
-    } else if (SSL_set1_host(c->ssl, c->cfg.host) != 1
-               || SSL_set_tlsext_host_name(c->ssl, c->cfg.host) != 1) {
-        return ossl_err(KM_E_CRYPTO, "the server host name is not accepted");
-    }
-    return ssl_run(c, 0, NULL, NULL, 0, NULL, deadline);
 }
 
 /* ----------------------------------------------------------------- exchange */
@@ -495,8 +250,8 @@ static int exchange(km__kmip_conn *c, km__kmip_build build, void *arg, km__kmip_
 {
     km__ttlv_enc e;
     const uint8_t *req;
-    size_t req_len, got, total;
-    long long deadline = now_ms() + c->cfg.timeout_ms;
+    size_t req_len, total;
+    long long deadline = km__tls_now_ms() + c->cfg.timeout_ms;
     uint8_t hdr[8];
     int rc;
     km__ttlv_limits lim = { KMIP_MAX_MESSAGE, KM__TTLV_DEFAULT_MAX_DEPTH,
@@ -513,17 +268,12 @@ static int exchange(km__kmip_conn *c, km__kmip_build build, void *arg, km__kmip_
         return km_backend_error(rc, KM_NATIVE_NONE, 0, "kmip: the request does not encode "
                                                        "(too large or invalid)");
     }
-    rc = ssl_run(c, 1, req, NULL, req_len, &got, deadline);
+    rc = km__tls_write(c->tls, req, req_len, deadline);
     km__ttlv_enc_free(&e);
+    if (rc == KM_OK)
+        rc = km__tls_read_full(c->tls, hdr, sizeof hdr, deadline);
     if (rc != KM_OK)
         goto io_fail;
-    for (got = 0; got < sizeof hdr;) {
-        size_t n = 0;
-        rc = ssl_run(c, 2, NULL, hdr + got, sizeof hdr - got, &n, deadline);
-        if (rc != KM_OK)
-            goto io_fail;
-        got += n;
-    }
     if (km__ttlv_peek_len(hdr, sizeof hdr, KMIP_MAX_MESSAGE, &total) != KM_OK) {
         *io = 1; /* the stream cannot be trusted any more: drop, do not retry */
         return km_backend_error(KM_E_BACKEND, KM_NATIVE_NONE, 0,
@@ -535,13 +285,9 @@ static int exchange(km__kmip_conn *c, km__kmip_build build, void *arg, km__kmip_
         return km_backend_error(KM_E_NOMEM, KM_NATIVE_NONE, 0, "kmip: out of memory");
     out->len = total;
     memcpy(out->buf, hdr, sizeof hdr);
-    while (got < total) {
-        size_t n = 0;
-        rc = ssl_run(c, 2, NULL, out->buf + got, total - got, &n, deadline);
-        if (rc != KM_OK)
-            goto io_fail;
-        got += n;
-    }
+    rc = km__tls_read_full(c->tls, out->buf + sizeof hdr, total - sizeof hdr, deadline);
+    if (rc != KM_OK)
+        goto io_fail;
     rc = km__ttlv_decode(out->buf, out->len, &lim, &out->tree);
     if (rc == KM_OK)
         rc = km__kmip_response_parse(&out->tree, &out->msg);
@@ -580,16 +326,14 @@ static int build_discover(km__ttlv_enc *e, int major, int minor, void *arg)
 /* Connects and negotiates the protocol version. */
 static int connect_server(km__kmip_conn *c)
 {
-    long long deadline = now_ms() + c->cfg.timeout_ms;
+    long long deadline = km__tls_now_ms() + c->cfg.timeout_ms;
     discover_arg d = { c->cfg.want_major, c->cfg.want_minor };
     km__kmip_reply r;
     int rc, io, pv, i;
 
     c->pid = getpid();
     c->major = c->minor = 0;
-    rc = tcp_connect(c, deadline);
-    if (rc == KM_OK)
-        rc = tls_connect(c, deadline);
+    rc = km__tls_connect(c->ctx, c->cfg.host, c->cfg.port, deadline, &c->tls);
     if (rc != KM_OK) {
         drop(c, 0);
         return rc;
@@ -636,17 +380,15 @@ static int connect_server(km__kmip_conn *c)
 
 int km__kmip_call(km__kmip_conn *c, km__kmip_build build, void *arg, km__kmip_reply *out)
 {
-    sigset_t old;
     int rc, io = 0, attempt, reused;
 
     memset(out, 0, sizeof *out);
     pthread_mutex_lock(&c->mu);
-    block_sigpipe(&old);
-    if (c->ssl != NULL && c->pid != getpid())
+    if (c->tls != NULL && c->pid != getpid())
         drop(c, 0); /* the parent's session: never touch it */
-    reused = c->ssl != NULL;
+    reused = c->tls != NULL;
     for (attempt = 0; attempt < 2; attempt++) {
-        if (c->ssl == NULL) {
+        if (c->tls == NULL) {
             rc = connect_server(c);
             if (rc != KM_OK)
                 break;
@@ -660,7 +402,6 @@ int km__kmip_call(km__kmip_conn *c, km__kmip_build build, void *arg, km__kmip_re
             break;
         reused = 0;
     }
-    restore_sigpipe(&old);
     pthread_mutex_unlock(&c->mu);
     return rc;
 }

@@ -27,10 +27,33 @@
  * the header says 1.4, which any server that knows the operation reads. */
 int km__kmip_msg_discover(km__ttlv_enc *e, int want_major, int want_minor);
 
-/* Create of a 256-bit AES Symmetric Key with the usage mask and a Name
- * (a Template-Attribute in 1.x, Attributes in 2.0). */
+/* What Create and Register ask of the new object beyond its type, usage and
+ * name (KMIP 1.4 / 2.0 attributes): Sensitive = true (its material is not
+ * to be returned in the clear), Extractable = false (not to be returned at
+ * all). PyKMIP 0.10 stores Sensitive without enforcing it and cannot parse
+ * a request with Extractable (docs/KMIP.md). */
+enum {
+    KM__KMIP_PROTECT_SENSITIVE = 1,
+    KM__KMIP_PROTECT_NOT_EXTRACTABLE = 2
+};
+
+/* Create of a 256-bit AES Symmetric Key with the usage mask, a Name and the
+ * KM__KMIP_PROTECT_* attributes of `protect` after it (a Template-Attribute
+ * in 1.x, Attributes in 2.0). */
 int km__kmip_msg_create(km__ttlv_enc *e, int major, int minor, uint32_t usage_mask,
-                        const char *name, size_t name_len);
+                        const char *name, size_t name_len, uint32_t protect);
+
+/* CreateKeyPair of an RSA key of `bits`: the private key with usage Sign,
+ * the Name and the `protect` attributes; the public key with usage Verify
+ * and the Name followed by "-public". */
+int km__kmip_msg_create_key_pair(km__ttlv_enc *e, int major, int minor, uint32_t bits,
+                                 const char *name, size_t name_len, uint32_t protect);
+
+/* Sign of `data` (the message: the server hashes it) with RSA-PSS, SHA-256;
+ * pss_fields adds the KMIP 1.4 Salt Length 32, Mask Generator MGF1 and its
+ * hash SHA-256 (libkm's PSS), which PyKMIP 0.10 cannot parse. */
+int km__kmip_msg_sign(km__ttlv_enc *e, int major, int minor, const char *uid, size_t uid_len,
+                      const uint8_t *data, size_t data_len, int pss_fields);
 
 /* Activate of one object. (Not batched with the Create through the ID
  * placeholder: PyKMIP's server cannot parse an Activate without its Unique
@@ -51,10 +74,11 @@ int km__kmip_msg_decrypt(km__ttlv_enc *e, int major, int minor, const char *uid,
                          size_t tag_len);
 
 /* Register of a Symmetric Key (Raw key format) of algorithm `alg`
- * (KM__KMIP_ALG_AES or _HMAC_SHA256) with the usage mask and a Name. */
+ * (KM__KMIP_ALG_AES or _HMAC_SHA256) with the usage mask, a Name and the
+ * KM__KMIP_PROTECT_* attributes of `protect`. */
 int km__kmip_msg_register(km__ttlv_enc *e, int major, int minor, uint32_t alg,
                           uint32_t usage_mask, const char *name, size_t name_len,
-                          const uint8_t *material, size_t material_len);
+                          const uint8_t *material, size_t material_len, uint32_t protect);
 
 /* MAC of `data` with an HMAC-SHA256 key (Cryptographic Parameters: the algorithm). */
 int km__kmip_msg_mac(km__ttlv_enc *e, int major, int minor, const char *uid, size_t uid_len,

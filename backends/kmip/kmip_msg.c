@@ -37,8 +37,39 @@ static void attr_name(km__ttlv_enc *e, const char *name)
     km__ttlv_put_text(e, T(ATTRIBUTE_NAME), name, strlen(name));
 }
 
+static void name_struct(km__ttlv_enc *e, uint32_t tag, const char *name, size_t name_len)
+{
+    km__ttlv_begin(e, tag);
+    km__ttlv_put_text(e, T(NAME_VALUE), name, name_len);
+    km__ttlv_put_enum(e, T(NAME_TYPE), KM__KMIP_NAME_TEXT);
+    km__ttlv_end(e);
+}
+
+/* Sensitive / Extractable: 2.0 attributes, or 1.x Attributes by name. */
+static void protect_attrs(km__ttlv_enc *e, int major, uint32_t protect)
+{
+    if (protect & KM__KMIP_PROTECT_SENSITIVE) {
+        if (major >= 2) {
+            km__ttlv_put_bool(e, T(SENSITIVE), 1);
+        } else {
+            attr_name(e, "Sensitive");
+            km__ttlv_put_bool(e, T(ATTRIBUTE_VALUE), 1);
+            km__ttlv_end(e);
+        }
+    }
+    if (protect & KM__KMIP_PROTECT_NOT_EXTRACTABLE) {
+        if (major >= 2) {
+            km__ttlv_put_bool(e, T(EXTRACTABLE), 0);
+        } else {
+            attr_name(e, "Extractable");
+            km__ttlv_put_bool(e, T(ATTRIBUTE_VALUE), 0);
+            km__ttlv_end(e);
+        }
+    }
+}
+
 int km__kmip_msg_create(km__ttlv_enc *e, int major, int minor, uint32_t usage_mask,
-                        const char *name, size_t name_len)
+                        const char *name, size_t name_len, uint32_t protect)
 {
     km__kmip_req_begin(e, major, minor, 1);
     km__kmip_item_begin(e, KM__KMIP_OP_CREATE, NULL, 0);
@@ -52,6 +83,7 @@ int km__kmip_msg_create(km__ttlv_enc *e, int major, int minor, uint32_t usage_ma
         km__ttlv_put_text(e, T(NAME_VALUE), name, name_len);
         km__ttlv_put_enum(e, T(NAME_TYPE), KM__KMIP_NAME_TEXT);
         km__ttlv_end(e);
+        protect_attrs(e, major, protect);
         km__ttlv_end(e);
     } else {
         km__ttlv_begin(e, T(TEMPLATE_ATTRIBUTE));
@@ -70,8 +102,86 @@ int km__kmip_msg_create(km__ttlv_enc *e, int major, int minor, uint32_t usage_ma
         km__ttlv_put_enum(e, T(NAME_TYPE), KM__KMIP_NAME_TEXT);
         km__ttlv_end(e);
         km__ttlv_end(e);
+        protect_attrs(e, major, protect);
         km__ttlv_end(e);
     }
+    km__kmip_item_end(e);
+    return km__kmip_req_end(e);
+}
+
+int km__kmip_msg_create_key_pair(km__ttlv_enc *e, int major, int minor, uint32_t bits,
+                                 const char *name, size_t name_len, uint32_t protect)
+{
+    char pub[80];
+    size_t pub_len = name_len < 64 ? name_len : 64;
+
+    memcpy(pub, name, pub_len);
+    memcpy(pub + pub_len, "-public", 7);
+    pub_len += 7;
+    km__kmip_req_begin(e, major, minor, 1);
+    km__kmip_item_begin(e, KM__KMIP_OP_CREATE_KEY_PAIR, NULL, 0);
+    if (major >= 2) {
+        km__ttlv_begin(e, T(COMMON_ATTRIBUTES));
+        km__ttlv_put_enum(e, T(CRYPTOGRAPHIC_ALGORITHM), KM__KMIP_ALG_RSA);
+        km__ttlv_put_int(e, T(CRYPTOGRAPHIC_LENGTH), (int32_t)bits);
+        km__ttlv_end(e);
+        km__ttlv_begin(e, T(PRIVATE_KEY_ATTRIBUTES));
+        km__ttlv_put_int(e, T(CRYPTOGRAPHIC_USAGE_MASK), KM__KMIP_USAGE_SIGN);
+        name_struct(e, T(NAME), name, name_len);
+        protect_attrs(e, major, protect);
+        km__ttlv_end(e);
+        km__ttlv_begin(e, T(PUBLIC_KEY_ATTRIBUTES));
+        km__ttlv_put_int(e, T(CRYPTOGRAPHIC_USAGE_MASK), KM__KMIP_USAGE_VERIFY);
+        name_struct(e, T(NAME), pub, pub_len);
+        km__ttlv_end(e);
+    } else {
+        km__ttlv_begin(e, T(COMMON_TEMPLATE_ATTRIBUTE));
+        attr_name(e, "Cryptographic Algorithm");
+        km__ttlv_put_enum(e, T(ATTRIBUTE_VALUE), KM__KMIP_ALG_RSA);
+        km__ttlv_end(e);
+        attr_name(e, "Cryptographic Length");
+        km__ttlv_put_int(e, T(ATTRIBUTE_VALUE), (int32_t)bits);
+        km__ttlv_end(e);
+        km__ttlv_end(e);
+        km__ttlv_begin(e, T(PRIVATE_KEY_TEMPLATE_ATTRIBUTE));
+        attr_name(e, "Cryptographic Usage Mask");
+        km__ttlv_put_int(e, T(ATTRIBUTE_VALUE), KM__KMIP_USAGE_SIGN);
+        km__ttlv_end(e);
+        attr_name(e, "Name");
+        name_struct(e, T(ATTRIBUTE_VALUE), name, name_len);
+        km__ttlv_end(e);
+        protect_attrs(e, major, protect);
+        km__ttlv_end(e);
+        km__ttlv_begin(e, T(PUBLIC_KEY_TEMPLATE_ATTRIBUTE));
+        attr_name(e, "Cryptographic Usage Mask");
+        km__ttlv_put_int(e, T(ATTRIBUTE_VALUE), KM__KMIP_USAGE_VERIFY);
+        km__ttlv_end(e);
+        attr_name(e, "Name");
+        name_struct(e, T(ATTRIBUTE_VALUE), pub, pub_len);
+        km__ttlv_end(e);
+        km__ttlv_end(e);
+    }
+    km__kmip_item_end(e);
+    return km__kmip_req_end(e);
+}
+
+int km__kmip_msg_sign(km__ttlv_enc *e, int major, int minor, const char *uid, size_t uid_len,
+                      const uint8_t *data, size_t data_len, int pss_fields)
+{
+    km__kmip_req_begin(e, major, minor, 1);
+    km__kmip_item_begin(e, KM__KMIP_OP_SIGN, NULL, 0);
+    km__ttlv_put_text(e, T(UNIQUE_IDENTIFIER), uid, uid_len);
+    km__ttlv_begin(e, T(CRYPTOGRAPHIC_PARAMETERS));
+    km__ttlv_put_enum(e, T(PADDING_METHOD), KM__KMIP_PAD_PSS);
+    km__ttlv_put_enum(e, T(HASHING_ALGORITHM), KM__KMIP_HASH_SHA256);
+    km__ttlv_put_enum(e, T(CRYPTOGRAPHIC_ALGORITHM), KM__KMIP_ALG_RSA);
+    if (pss_fields) {
+        km__ttlv_put_int(e, T(SALT_LENGTH), 32);
+        km__ttlv_put_enum(e, T(MASK_GENERATOR), KM__KMIP_MGF1);
+        km__ttlv_put_enum(e, T(MASK_GENERATOR_HASHING_ALGORITHM), KM__KMIP_HASH_SHA256);
+    }
+    km__ttlv_end(e);
+    km__ttlv_put_bytes(e, T(DATA), data, data_len);
     km__kmip_item_end(e);
     return km__kmip_req_end(e);
 }
@@ -86,17 +196,9 @@ int km__kmip_msg_activate(km__ttlv_enc *e, int major, int minor, const char *uid
     return km__kmip_req_end(e);
 }
 
-static void name_struct(km__ttlv_enc *e, uint32_t tag, const char *name, size_t name_len)
-{
-    km__ttlv_begin(e, tag);
-    km__ttlv_put_text(e, T(NAME_VALUE), name, name_len);
-    km__ttlv_put_enum(e, T(NAME_TYPE), KM__KMIP_NAME_TEXT);
-    km__ttlv_end(e);
-}
-
 int km__kmip_msg_register(km__ttlv_enc *e, int major, int minor, uint32_t alg,
                           uint32_t usage_mask, const char *name, size_t name_len,
-                          const uint8_t *material, size_t material_len)
+                          const uint8_t *material, size_t material_len, uint32_t protect)
 {
     km__kmip_req_begin(e, major, minor, 1);
     km__kmip_item_begin(e, KM__KMIP_OP_REGISTER, NULL, 0);
@@ -105,6 +207,7 @@ int km__kmip_msg_register(km__ttlv_enc *e, int major, int minor, uint32_t alg,
         km__ttlv_begin(e, T(ATTRIBUTES));
         km__ttlv_put_int(e, T(CRYPTOGRAPHIC_USAGE_MASK), (int32_t)usage_mask);
         name_struct(e, T(NAME), name, name_len);
+        protect_attrs(e, major, protect);
         km__ttlv_end(e);
     } else {
         km__ttlv_begin(e, T(TEMPLATE_ATTRIBUTE));
@@ -114,6 +217,7 @@ int km__kmip_msg_register(km__ttlv_enc *e, int major, int minor, uint32_t alg,
         attr_name(e, "Name");
         name_struct(e, T(ATTRIBUTE_VALUE), name, name_len);
         km__ttlv_end(e);
+        protect_attrs(e, major, protect);
         km__ttlv_end(e);
     }
     km__ttlv_begin(e, T(SYMMETRIC_KEY));

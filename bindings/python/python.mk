@@ -14,7 +14,8 @@
 # finds libkm through the soname).
 
 kmpydir = $(pythondir)/km
-kmpy_PYTHON = bindings/python/km/__init__.py bindings/python/km/_ffi.py
+kmpy_PYTHON = bindings/python/km/__init__.py bindings/python/km/_ffi.py \
+	bindings/python/km/_keymeta.py
 
 install-data-hook: install-km-paths
 uninstall-hook: uninstall-km-paths
@@ -34,5 +35,5 @@ EXTRA_DIST += bindings/python/python.mk bindings/python/run-tests.sh \
 	bindings/python/pyproject.toml bindings/python/README.md \
 	bindings/python/tests/test_vault.py bindings/python/tests/test_errors.py \
 	bindings/python/tests/test_example.py bindings/python/tests/test_api.py \
-	bindings/python/tests/conftest.py bindings/python/tests/test_ops.py \
+	bindings/python/tests/conftest.py bindings/python/tests/test_keymeta.py bindings/python/tests/test_ops.py \
 	examples/python_example.py

@@ -62,9 +62,12 @@ KM_EXTERN int km_principal_add(km_ctx *ctx, const char *name, uint32_t roles,
  * Offboards a principal in one audited transaction: removes its keyslots
  * (it can no longer open the vault), its record and every grant to it, and
  * hands the keys it owned to the vault owner. With `revoke_owned` non-zero
- * those keys are also marked for revocation: km_principal_remove then
- * deactivates every live version of each of them before it returns (a person
- * who leaves takes no usable key along). Needs the admin role.
+ * every live (active or suspended) version of each of those keys is revoked
+ * (reason affiliation changed: deactivated) in the same transaction, each
+ * with its audit entry, so that a crash leaves all of it or none (a person
+ * who leaves takes no usable key along). Needs the admin role. Refused
+ * (KM_E_STATE) when its keyslots were the last that open the vault now (see
+ * km_vault_remove_passphrases()).
  * @return KM_OK; KM_E_NOTFOUND; KM_E_DENIED; KM_E_STATE (it is the caller);
  *         KM_E_IO.
  */
@@ -99,6 +102,18 @@ KM_EXTERN int km_key_grant(km_key *key, const char *grantee, uint32_t perms);
  * @return KM_OK or KM_E_INVALID.
  */
 KM_EXTERN int km_key_perms(km_key *key, uint32_t *perms);
+
+/** Called once per grant by km_key_grants(); non-zero stops. `grantee` is a
+ *  principal's name or "role:NAME"; valid only during the call. */
+typedef int (*km_grant_fn)(const char *grantee, uint32_t perms, void *arg);
+
+/**
+ * Lists the grants on `key` (principals by name, then roles, in record
+ * order). The vault owner, an admin and an auditor see every grant; another
+ * principal sees the grants that apply to it (its own and its roles').
+ * @return KM_OK (also when fn stopped); KM_E_INVALID; KM_E_CORRUPT; KM_E_IO.
+ */
+KM_EXTERN int km_key_grants(km_key *key, km_grant_fn fn, void *arg);
 
 #ifdef __cplusplus
 }

@@ -29,8 +29,11 @@
  * crash can lose the queued entries of calls that returned in the last
  * ~100 ms, never a state change's entry.
  *
- * Entries can also be copied to syslog and to a JSON-lines file for a SIEM.
- * A sink that cannot write fails the operation (fail closed).
+ * Entries can also be copied to syslog and to a JSON-lines file for a SIEM,
+ * each once its transaction has committed (never an entry of a change that
+ * was rolled back). A sink that cannot write fails closed: the change whose
+ * entry it lost stands (its entry is in the vault's log), and every later
+ * change of the context is refused (KM_E_IO) until a sink is set again.
  */
 #ifndef KM_AUDIT_H
 #define KM_AUDIT_H
@@ -62,7 +65,7 @@ typedef struct km_audit_head {
 typedef struct km_audit_entry {
     uint64_t seq;            /**< 1, 2, 3, ... */
     int64_t time;            /**< seconds since the epoch (the vault's clock) */
-    const char *principal;   /**< "owner", a principal's name, "shares", "backend:tpm2" */
+    const char *principal;   /**< "owner", a principal's name, "shares", "backend:tpm2"; "name via peer" through a server (km/sys/server.h) */
     const char *op;          /**< operation name, e.g. "key.create", "encrypt", "denied" */
     int has_key;             /**< 1 when key_id and version apply */
     uint8_t key_id[16];      /**< the key's id */
@@ -153,8 +156,10 @@ KM_EXTERN int km_audit_sink_syslog(km_ctx *ctx, int enable);
 
 /**
  * Appends every entry this context writes to the file `path` as JSON lines
- * (created 0600 if absent); NULL stops. A write that fails fails the
- * operation that wrote the entry. Per context, not stored in the vault.
+ * (created 0600 if absent), once each entry's transaction has committed;
+ * NULL stops. After a write that fails, every change of the context is
+ * refused (KM_E_IO) until this function or km_audit_sink_syslog() is called
+ * again. Per context, not stored in the vault.
  * @return KM_OK; KM_E_IO when the file cannot be opened; KM_E_INVALID.
  */
 KM_EXTERN int km_audit_sink_file(km_ctx *ctx, const char *path);

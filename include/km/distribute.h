@@ -77,6 +77,44 @@ KM_EXTERN int km_key_import_wrapped(km_key **out, km_ctx *ctx, const char *name,
 KM_EXTERN int km_vault_wrapping_key(km_ctx *ctx, km_material_format format, uint8_t *out,
                                     size_t out_cap, size_t *out_len);
 
+/* ------------------------------------------------ per-key backup and restore */
+
+/**
+ * Writes a backup of one key with its whole history: the key record (name,
+ * type, usage, flags, periods, own policy, metadata), every version's state
+ * and dates, the material of every version not destroyed, and the usage
+ * counters (docs/FORMATS.md "Key backup"). It is encrypted (AES-256-GCM,
+ * header authenticated) under a fresh key that is wrapped either to the
+ * receiving vault's import wrapping key (`recipient`, its
+ * km_vault_wrapping_key() output, PEM or SPKI DER: only that vault restores
+ * it) or under a passphrase (scrypt; `pass`). Exactly one of the two.
+ * As for km_key_export_wrapped: only an exportable software key, under the
+ * key's export dual control (params = the recipient public key bytes, or the
+ * 10 bytes "passphrase"); audited (key.export, "backup").
+ * @param[out] out  buffer, or NULL to ask for the size (KM_E_BUFFER, *out_len).
+ * @return KM_OK; KM_E_INVALID; KM_E_POLICY (not exportable); KM_E_UNSUPPORTED
+ *         (not a software key); KM_E_DENIED; KM_E_BUFFER; KM_E_IO.
+ */
+KM_EXTERN int km_key_backup(km_key *key, const uint8_t *recipient, size_t recipient_len,
+                            const uint8_t *pass, size_t pass_len, uint8_t *out, size_t out_cap,
+                            size_t *out_len);
+
+/**
+ * Restores a key from km_key_backup() output into this vault, with its id,
+ * versions, states, dates and counters, under `name` (NULL: the name it had;
+ * its aliases are not restored). `pass` for a passphrase backup, NULL for
+ * one wrapped to this vault. Audited (key.import, "restored").
+ * @param[out] out  a handle on the restored key; may be NULL.
+ * @return KM_OK; KM_E_INVALID (not a backup, a malformed one); KM_E_INTEGRITY
+ *         (altered, a wrong passphrase, or wrapped to another vault);
+ *         KM_E_EXISTS (the name is taken, or the key is here already);
+ *         KM_E_POLICY (its own policy is looser than this vault's);
+ *         KM_E_DENIED; KM_E_IO.
+ */
+KM_EXTERN int km_key_restore(km_ctx *ctx, const uint8_t *blob, size_t blob_len,
+                             const uint8_t *pass, size_t pass_len, const char *name,
+                             km_key **out);
+
 #ifdef __cplusplus
 }
 #endif

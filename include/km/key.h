@@ -66,6 +66,9 @@ typedef enum km_key_type {
 /** Key flags (km_key_options::flags). */
 #define KM_KEY_EXPORTABLE   0x1u /**< material may leave libkm, wrapped */
 #define KM_KEY_PUBLIC_ONLY  0x2u /**< read-only: set on keys imported from a public key */
+/** Versions may not be scheduled for destruction or destroyed, not even by
+ *  km_maintain(), and the key is not purged, while this is set (km_key_set()). */
+#define KM_KEY_DELETION_PROTECTED 0x4u
 
 /** Lifecycle states of a key version (NIST SP 800-57; docs/LIFECYCLE.md). */
 typedef enum km_key_state {
@@ -102,13 +105,19 @@ typedef struct km_key_options {
     const uint8_t *key_id;   /**< import only: keep this 16-byte id (the source key's, so that
                                   its ciphertexts decrypt here); NULL = a new random id */
     /* ---- version 5 ---- */
+    uint32_t import_version; /**< import only: the version number the material becomes (0 = 1).
+                                  With key_id naming a key this vault has (under the same name,
+                                  type and protection), the material is added to it as that
+                                  version, which must be newer than its last; otherwise a new
+                                  key is made. Versions skipped below it are recorded as
+                                  destroyed (their material is not here). */
     uint32_t rsa_oaep_digest; /**< RSA keys: the digest of RSA-OAEP (and of its MGF1) in
                                   km_rsa_decrypt(), km_rsa_oaep_decrypt() and
                                   km_rsa_oaep_encrypt(): 256, 384 or 512 (SHA-2); 0 = 256.
                                   Recorded in the key; other types: 0 only */
 } km_key_options;
 
-#define KM_KEY_OPTIONS_INIT { KM_KEY_OPTIONS_VERSION, 0, 0, NULL, 0, 0, 0, 0, 0, NULL, NULL, 0 }
+#define KM_KEY_OPTIONS_INIT { KM_KEY_OPTIONS_VERSION, 0, 0, NULL, 0, 0, 0, 0, 0, NULL, NULL, 0, 0 }
 
 /** Material formats for km_key_import() and km_key_public_export(). */
 typedef enum km_material_format {
@@ -245,8 +254,18 @@ typedef struct km_version_info {
     int64_t process_stop;
     int64_t destroy_after;
     uint64_t invocations;    /**< uses reserved so far (an upper bound of real use) */
-    uint64_t bytes;          /**< bytes processed, reserved likewise */
+    uint64_t bytes;          /**< bytes protected: written to the vault at each counter block
+                                  and when a handle is freed, plus this process's since */
+    /* ---- appended (libkm 0.x, issue 22) ---- */
+    uint32_t revoke_reason;  /**< km_revoke_reason of a revoked version; 0 = not revoked */
+    int64_t compromise_date; /**< for a compromised version; 0 = not set */
+    int64_t deactivated;     /**< when it was deactivated; 0 = not */
+    int64_t destroyed;       /**< when its material was destroyed; 0 = not */
 } km_version_info;
+
+/** The size of km_version_info before the appended fields: km_keyinfo_version()
+ *  accepts any out_size from this up and fills what fits. */
+#define KM_VERSION_INFO_SIZE_V1 64
 
 /**
  * Reads a fresh snapshot of the key's metadata from the vault.
@@ -277,8 +296,10 @@ KM_EXTERN uint32_t km_keyinfo_primary(const km_keyinfo *info);
 KM_EXTERN uint32_t km_keyinfo_version_count(const km_keyinfo *info);
 /**
  * Copies the metadata of the version at `index` (0 = version 1) into `out`.
- * @param[in] out_size  sizeof(km_version_info) as the caller compiled it.
- * @return KM_OK; KM_E_INVALID for a bad index, NULL or a too-small out_size.
+ * @param[in] out_size  sizeof(km_version_info) as the caller compiled it (a
+ *            program built before fields were appended gets the fields it knows).
+ * @return KM_OK; KM_E_INVALID for a bad index, NULL or an out_size below
+ *         KM_VERSION_INFO_SIZE_V1.
  */
 KM_EXTERN int km_keyinfo_version(const km_keyinfo *info, uint32_t index,
                                   km_version_info *out, size_t out_size);
@@ -295,6 +316,200 @@ KM_EXTERN int km_keyinfo_version(const km_keyinfo *info, uint32_t index,
  */
 KM_EXTERN int km_key_public_export(km_key *key, uint32_t version, km_material_format format,
                                    uint8_t *out, size_t out_cap, size_t *out_len);
+
+/* ------------------------------------------------ names and metadata */
+
+/*
+ * A key has one name and up to KM_KEY_ALIASES_MAX aliases; names and aliases
+ * share one namespace (km_key_open finds a key by either) and are stored only
+ * as keyed hashes in the vault's name index. A description and tags
+ * (key=value) are stored sealed with the key. Every change is one write
+ * transaction and one audit entry (operation "key.meta"); a principal needs
+ * the admin role.
+ */
+#define KM_KEY_ALIASES_MAX 16     /**< aliases per key */
+#define KM_KEY_DESCRIPTION_MAX 1024 /**< bytes of a description */
+#define KM_KEY_TAGS_MAX 32        /**< tags per key */
+#define KM_KEY_TAG_KEY_MAX 64     /**< bytes of a tag's key: [A-Za-z0-9_.:/-] */
+#define KM_KEY_TAG_VALUE_MAX 256  /**< bytes of a tag's value (printable, may be empty) */
+
+/**
+ * Renames a key. The old name is freed at once (another key may take it);
+ * ciphertexts, grants and aliases are unaffected (they name the key's id).
+ * @return KM_OK (also when new_name is the current name); KM_E_INVALID for a
+ *         bad name, a "km:" name, or a key of libkm's own; KM_E_EXISTS when
+ *         new_name is taken by a key or an alias; KM_E_DENIED; KM_E_IO.
+ */
+KM_EXTERN int km_key_rename(km_key *key, const char *new_name);
+
+/** km_key_alias_add() flag: take the alias from the key that has it now. */
+#define KM_ALIAS_MOVE 0x1u
+
+/**
+ * Gives the key another name, `alias`. With KM_ALIAS_MOVE an alias of
+ * another key is moved to this one in one transaction (as AWS KMS aliases
+ * are repointed at a new key): a reader opens either the old or the new key
+ * by it, never neither.
+ * @return KM_OK (also when the key already has this alias); KM_E_INVALID for
+ *         a bad or "km:" alias or unknown flags; KM_E_EXISTS when it is a
+ *         key's name, or another key's alias without KM_ALIAS_MOVE;
+ *         KM_E_LIMIT past KM_KEY_ALIASES_MAX; KM_E_DENIED; KM_E_IO.
+ */
+KM_EXTERN int km_key_alias_add(km_key *key, const char *alias, uint32_t flags);
+
+/**
+ * Removes an alias (of whichever key has it).
+ * @return KM_OK; KM_E_NOTFOUND when no key has it; KM_E_INVALID when it is a
+ *         key's name (rename the key instead); KM_E_DENIED; KM_E_IO.
+ */
+KM_EXTERN int km_key_alias_remove(km_ctx *ctx, const char *alias);
+
+/**
+ * Sets the key's description (printable UTF-8, no control character, at
+ * most KM_KEY_DESCRIPTION_MAX bytes); NULL or "" removes it.
+ * @return KM_OK; KM_E_INVALID; KM_E_DENIED; KM_E_IO.
+ */
+KM_EXTERN int km_key_set_description(km_key *key, const char *text);
+
+/**
+ * Sets tag `tag` to `value` (replacing its value), or removes it when value
+ * is NULL.
+ * @return KM_OK; KM_E_INVALID for a bad tag or value; KM_E_NOTFOUND when
+ *         removing a tag the key does not have; KM_E_LIMIT past
+ *         KM_KEY_TAGS_MAX; KM_E_DENIED; KM_E_IO.
+ */
+KM_EXTERN int km_key_set_tag(km_key *key, const char *tag, const char *value);
+
+/** The key's description (borrowed from the snapshot), or NULL when none. */
+KM_EXTERN const char *km_keyinfo_description(const km_keyinfo *info);
+/** The number of the key's aliases. */
+KM_EXTERN uint32_t km_keyinfo_alias_count(const km_keyinfo *info);
+/** Alias `index` (in the order they were added; borrowed), or NULL past the last. */
+KM_EXTERN const char *km_keyinfo_alias(const km_keyinfo *info, uint32_t index);
+/** The number of the key's tags. */
+KM_EXTERN uint32_t km_keyinfo_tag_count(const km_keyinfo *info);
+/**
+ * Tag `index` (tags are sorted by key): its key and value, borrowed.
+ * @return KM_OK; KM_E_INVALID for a bad index or NULL.
+ */
+KM_EXTERN int km_keyinfo_tag(const km_keyinfo *info, uint32_t index, const char **tag,
+                             const char **value);
+
+#define KM_KEY_FILTER_VERSION 1
+/** What km_key_list_filtered() lists; a zero field matches every key. */
+typedef struct km_key_filter {
+    uint32_t version;        /**< KM_KEY_FILTER_VERSION */
+    km_key_type type;        /**< 0 = any type */
+    const char *protection;  /**< NULL = any backend */
+    km_key_state state;      /**< 0 = any; else keys with at least one version in this state */
+    const char *tag;         /**< NULL = any; "K": keys with tag K; "K=V": tag K of value V */
+} km_key_filter;
+#define KM_KEY_FILTER_INIT { KM_KEY_FILTER_VERSION, 0, NULL, (km_key_state)0, NULL }
+
+/**
+ * Lists the keys that match `filter` (NULL: every key), sorted by name
+ * (bytewise), read from one consistent snapshot. Unlike km_key_list(), `fn`
+ * is called after the snapshot is read, so it may call libkm.
+ * @return KM_OK (also when `fn` stopped early); KM_E_INVALID (a bad filter
+ *         version, state or type); KM_E_NOMEM; KM_E_CORRUPT; KM_E_IO.
+ */
+KM_EXTERN int km_key_list_filtered(km_ctx *ctx, const km_key_filter *filter, km_key_list_fn fn,
+                                   void *arg);
+
+/* ------------------------------------------------ settings after creation */
+
+/** km_key_settings::fields: which settings km_key_set() changes. */
+#define KM_SET_ROTATE_DAYS         0x01u
+#define KM_SET_USAGE               0x02u
+#define KM_SET_EXPORTABLE          0x04u
+#define KM_SET_POLICY              0x08u
+#define KM_SET_DELETION_PROTECTION 0x10u
+#define KM_SET_MIN_PROCESS_VERSION 0x20u
+#define KM_SET_MIN_PROTECT_VERSION 0x40u
+
+#define KM_KEY_SETTINGS_VERSION 1
+/** What km_key_set() changes; members whose KM_SET_* bit is not in `fields` are ignored. */
+typedef struct km_key_settings {
+    uint32_t version;          /**< KM_KEY_SETTINGS_VERSION */
+    uint32_t fields;           /**< KM_SET_* */
+    uint32_t rotate_days;      /**< rotate every N days (0 = never), within the policy */
+    uint32_t usage;            /**< KM_USAGE_* mask: only narrowing (a subset of the current one) */
+    int exportable;            /**< only 0: an exportable key becomes non-exportable, never back */
+    const char *policy;        /**< the key's own policy (JSON), at least as strict as the one in
+                                    force for the key in every rule (tighten only) */
+    int deletion_protection;   /**< 1 sets KM_KEY_DELETION_PROTECTED, 0 clears it */
+    /** The version window (Vault's min_decryption_version and min_encryption_version):
+     *  versions below min_process_version no longer process (decrypt, verify, unwrap) and
+     *  versions below min_protect_version no longer protect (the primary is the newest
+     *  version at or above it); 0 = no minimum. Each is at most the number of versions,
+     *  and a non-zero min_protect_version is at least min_process_version. */
+    uint32_t min_process_version;
+    uint32_t min_protect_version;
+} km_key_settings;
+#define KM_KEY_SETTINGS_INIT { KM_KEY_SETTINGS_VERSION, 0, 0, 0, 0, NULL, 0, 0, 0 }
+
+/**
+ * Changes a key's settings after creation, all in one transaction with one
+ * audit entry ("key.policy", naming what changed). Only changes that keep or
+ * tighten the key's protection are free: a new own policy, and clearing
+ * deletion protection, are "policy-change" operations on the key under the
+ * larger of the vault's and the key's dual_control.policy-change count
+ * (km_request_create(KM_REQ_POLICY_CHANGE, key name, params): params = the
+ * policy JSON, or the 23 bytes "deletion-protection=off"). The key's periods
+ * must fit the policy that results.
+ * @return KM_OK; KM_E_INVALID (bad version or fields, a usage the key lacks,
+ *         a policy that does not parse); KM_E_POLICY (exportable back on, a
+ *         looser policy, a rotation period the policy refuses); KM_E_DENIED
+ *         (the admin role, or approvals missing); KM_E_UNSUPPORTED (a session
+ *         key); KM_E_IO.
+ */
+KM_EXTERN int km_key_set(km_key *key, const km_key_settings *settings);
+
+/**
+ * The key's periods in days (0 = none): rotation, originator-usage
+ * (protect), recipient-usage (process), destruction grace. Any out pointer may be NULL.
+ */
+KM_EXTERN void km_keyinfo_periods(const km_keyinfo *info, uint32_t *rotate_days,
+                                  uint32_t *protect_days, uint32_t *process_days,
+                                  uint32_t *grace_days);
+/** The key's version window: the minimum process and protect versions (0 = none). */
+KM_EXTERN void km_keyinfo_window(const km_keyinfo *info, uint32_t *min_process_version,
+                                 uint32_t *min_protect_version);
+
+/**
+ * Retires the versions below the key's minimum process version
+ * (km_key_settings::min_process_version) through the normal destruction path:
+ * each ACTIVE or SUSPENDED one is deactivated (revoked as superseded, not
+ * compromised), then every one not yet destroyed or pending is scheduled for
+ * destruction after `grace_days` (0: the key's destruction grace). For a data
+ * set rewrapped to newer versions, so that the old ones go without being
+ * marked compromised. Each step is audited; under dual control each
+ * scheduling needs its destroy request (as km_key_schedule_destroy).
+ * @param[out] count  the versions scheduled now; may be NULL.
+ * @return KM_OK; KM_E_STATE when the key has no minimum process version, when
+ *         it would reach the primary version, or under deletion protection;
+ *         KM_E_POLICY (the grace window); KM_E_DENIED; KM_E_IO. Versions
+ *         scheduled before an error stay scheduled.
+ */
+KM_EXTERN int km_key_trim(km_key *key, uint32_t grace_days, uint32_t *count);
+
+/**
+ * Removes a destroyed key's records (its tombstone): the key record, every
+ * version's record, its grants and owner, and its name and aliases, which are
+ * free again. Only when every version is DESTROYED and the last one was
+ * destroyed at least destruction.tombstone_days ago (the policy in force for
+ * the key; docs/POLICY.md). Audited (key.destroy, "purged"). The handle then
+ * refers to nothing (KM_E_NOTFOUND); free it.
+ * @return KM_OK; KM_E_STATE (a version not destroyed, the retention not over,
+ *         deletion protection); KM_E_DENIED; KM_E_IO.
+ */
+KM_EXTERN int km_key_purge(km_key *key);
+
+/** The key's owner: a principal's name, or "owner" (the vault owner); borrowed. */
+KM_EXTERN const char *km_keyinfo_owner(const km_keyinfo *info);
+
+/** The key's own policy document (JSON, borrowed), or NULL when it has none. */
+KM_EXTERN const char *km_keyinfo_policy(const km_keyinfo *info);
 
 #ifdef __cplusplus
 }

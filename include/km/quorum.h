@@ -4,9 +4,12 @@
  *
  * The vault policy (`dual_control` in docs/POLICY.md) names operations that
  * need approvals: `destroy` (km_key_schedule_destroy), `export`
- * (km_key_export_wrapped), `import-raw` (km_key_import of plaintext
- * material), `policy-change` (km_policy_set) and `principal-change`
- * (km_principal_add, km_principal_remove). Such a call, made without an
+ * (km_key_export_wrapped), `import-raw` (key material entering the vault:
+ * km_key_import of private or secret material, km_key_import_wrapped),
+ * `policy-change` (km_policy_set) and `principal-change`
+ * (km_principal_add, km_principal_remove, and the vault's credentials:
+ * km_vault_rekey, km_vault_add_passphrase, km_vault_add_backend_slot,
+ * km_vault_add_shares, km_vault_remove_passphrases). Such a call, made without an
  * approved request, fails with KM_E_DENIED saying how many approvals it needs.
  *
  * The flow: the caller creates a request naming the operation, the key and
@@ -31,9 +34,17 @@ extern "C" {
 typedef enum km_request_op {
     KM_REQ_DESTROY = 1,          /**< km_key_schedule_destroy: params = BE32 version, BE32 grace days */
     KM_REQ_EXPORT = 2,           /**< km_key_export_wrapped: params = the recipient public key bytes */
-    KM_REQ_IMPORT_RAW = 3,       /**< km_key_import: params = the material bytes (only a hash is kept) */
-    KM_REQ_POLICY_CHANGE = 4,    /**< km_policy_set: params = the JSON document */
-    KM_REQ_PRINCIPAL_CHANGE = 5  /**< km_principal_add / _remove: params = "add:NAME" or "remove:NAME" */
+    KM_REQ_IMPORT_RAW = 3,       /**< km_key_import: params = the material bytes;
+                                      km_key_import_wrapped: the wrapped blob (only hashes are kept) */
+    KM_REQ_POLICY_CHANGE = 4,    /**< km_policy_set: params = the JSON document; with a key name,
+                                      km_key_set of that key: params = its new own policy (JSON)
+                                      or "deletion-protection=off" */
+    KM_REQ_PRINCIPAL_CHANGE = 5  /**< km_principal_add / _remove: params = "add:NAME:ROLES"
+                                      (ROLES: comma-separated admin, custodian, user, auditor,
+                                      in any order) or "remove:NAME"; the vault's credentials
+                                      (km/vault.h): "rekey" (km_vault_rekey),
+                                      "keyslot-add:passphrase", "keyslot-add:backend:NAME",
+                                      "keyslot-add:shares:M-of-N", "keyslot-remove:passphrases" */
 } km_request_op;
 
 /** Default and longest lifetime of a request, seconds. */
@@ -79,6 +90,24 @@ KM_EXTERN int km_request_approve(km_ctx *ctx, const uint8_t id[16]);
  * @return KM_OK; KM_E_NOTFOUND; KM_E_INVALID.
  */
 KM_EXTERN int km_request_info(km_ctx *ctx, const uint8_t id[16], km_request_status *out);
+
+/**
+ * What a request asks for, every parameter spelled out for the custodians
+ * who approve it, as one NUL-terminated text written by libkm when the
+ * request was created (never by the requester): the key, version and grace
+ * of a destroy; the SHA-256 of an export's recipient public key or of
+ * imported material or a wrapped key (never the material); a new policy
+ * document in full; the name and roles of a principal change. A request made
+ * by an older libkm says that its parameters were not recorded.
+ *
+ * @param[out] out      the text; NULL with cap 0 to ask for the size.
+ * @param[in]  cap      bytes at out.
+ * @param[out] out_len  the bytes the text needs, its NUL included.
+ * @return KM_OK; KM_E_BUFFER (cap too small; *out_len says how much);
+ *         KM_E_NOTFOUND; KM_E_INVALID. Thread-safe.
+ */
+KM_EXTERN int km_request_describe(km_ctx *ctx, const uint8_t id[16], char *out, size_t cap,
+                                  size_t *out_len);
 
 #ifdef __cplusplus
 }

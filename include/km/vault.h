@@ -21,7 +21,11 @@ typedef struct km_ctx km_ctx;
 
 /**
  * A clock: returns the current time in seconds since the Unix epoch (UTC).
- * Tests inject one to move time; NULL means the system clock.
+ * Tests inject one to move time; NULL means the system clock. A caller's
+ * clock is used only when the vault policy allows a test clock
+ * (`"testing": {"caller_clock": true}`, docs/POLICY.md); otherwise the system
+ * clock is. Either way libkm's time never goes back past the vault's last
+ * audited time.
  */
 typedef int64_t (*km_clock_fn)(void *arg);
 
@@ -31,7 +35,7 @@ typedef int64_t (*km_clock_fn)(void *arg);
 #define KM_OPEN_STRICT_REFRESH 0x4u /**< re-read key state from the vault on every use */
 #define KM_OPEN_FIPS          0x8u /**< with CREATE: a new vault gets the FIPS 140-3 policy profile */
 
-#define KM_OPEN_OPTIONS_VERSION 3
+#define KM_OPEN_OPTIONS_VERSION 4
 /** Default scrypt cost (log2 N) of a new passphrase slot: N = 2^17, r = 8, p = 1. */
 #define KM_KDF_COST_DEFAULT 17
 /** Smallest scrypt cost accepted (log2 N). */
@@ -48,7 +52,7 @@ typedef struct km_open_options {
     uint32_t kdf_cost;          /**< log2 scrypt N for a created slot; 0 = KM_KDF_COST_DEFAULT */
     uint32_t refresh_ms;        /**< how stale another process's change may look in open handles; 0 = 100 ms; capped at 5000 ms */
     uint64_t map_size;          /**< LMDB map size in bytes; 0 = 1 GiB (or the vault's current size) */
-    km_clock_fn clock;          /**< NULL = system clock */
+    km_clock_fn clock;          /**< NULL = system clock; used only where the policy allows a test clock (km_clock_fn) */
     void *clock_arg;            /**< passed to clock */
     /* ---- version 2 ---- */
     uint32_t key_cache_max;     /**< key objects kept loaded before unused ones are dropped; 0 = 65536 */
@@ -73,10 +77,19 @@ typedef struct km_open_options {
      */
     const char *const *shares;
     size_t share_count;         /**< number of entries in `shares` */
+    /* ---- version 4 ---- */
+    /**
+     * An `etcd://` vault over TLS (https to every member): the PEM file of
+     * the CA that signed the members' certificates. NULL: plain http.
+     */
+    const char *tls_ca;
+    const char *tls_cert;       /**< the client certificate (PEM file) for etcd's --client-cert-auth; needs tls_ca */
+    const char *tls_key;        /**< its private key (PEM file) */
 } km_open_options;
 
 #define KM_OPEN_OPTIONS_INIT \
-    { KM_OPEN_OPTIONS_VERSION, 0, NULL, 0, 0, 0, 0, NULL, NULL, 0, NULL, NULL, NULL, NULL, 0 }
+    { KM_OPEN_OPTIONS_VERSION, 0, NULL, 0, 0, 0, 0, NULL, NULL, 0, NULL, NULL, NULL, NULL, 0, \
+      NULL, NULL, NULL }
 
 /** Most shares a Shamir keyslot can be split into. */
 #define KM_SHARES_MAX 32
@@ -86,7 +99,10 @@ typedef struct km_open_options {
  *
  * @param[out] out   set to the new context, or NULL on error; close with km_close().
  * @param[in]  uri   `lmdb:/path/dir` or a path to the vault directory (created
- *                   with mode 0700 when KM_OPEN_CREATE is given and it is absent).
+ *                   with mode 0700 when KM_OPEN_CREATE is given and it is absent);
+ *                   or `etcd://HOST:PORT[,HOST:PORT...]/PREFIX`, a vault kept
+ *                   under PREFIX in an etcd v3 cluster (docs/ETCD.md; TLS with
+ *                   the version-4 options).
  * @param[in]  opts  options; carry a passphrase (an owner's, or with
  *                   `principal` a principal's), or a keyslot backend, or
  *                   Shamir shares. Creating a vault needs an owner passphrase.
@@ -100,7 +116,8 @@ typedef struct km_open_options {
  *         km_error_last());
  *         KM_E_CORRUPT when the vault's records fail to open;
  *         KM_E_UNSUPPORTED for a vault written by a newer format version;
- *         KM_E_IO for a storage error (native LMDB code in km_error_last()).
+ *         KM_E_IO for a storage error (native LMDB code in km_error_last()),
+ *         or no etcd member reachable with a quorum.
  *
  * Opening the same directory twice in one process shares one LMDB environment.
  * Thread-safe.
@@ -117,9 +134,14 @@ KM_EXTERN int km_open(km_ctx **out, const char *uri, const km_open_options *opts
 KM_EXTERN void km_close(km_ctx *ctx);
 
 /**
- * Adds a passphrase keyslot so that `passphrase` opens the vault too.
+ * Adds a passphrase keyslot so that `passphrase` opens the vault too (as the
+ * owner).
+ * Under dual control when the vault policy's `principal-change` asks for
+ * approvals (km/quorum.h: a KM_REQ_PRINCIPAL_CHANGE request with params "keyslot-add:passphrase",
+ * consumed in the same transaction).
  *
- * @return KM_OK; KM_E_INVALID for bad arguments; KM_E_IO on storage errors.
+ * @return KM_OK; KM_E_INVALID for bad arguments; KM_E_DENIED (the right, or
+ *         the approvals, missing); KM_E_IO on storage errors.
  */
 KM_EXTERN int km_vault_add_passphrase(km_ctx *ctx, const uint8_t *passphrase,
                                       size_t passphrase_len, uint32_t kdf_cost);
@@ -131,6 +153,9 @@ KM_EXTERN int km_vault_add_passphrase(km_ctx *ctx, const uint8_t *passphrase,
  * (km_open_options::slot_backend). `config` is the backend's configuration
  * for the slot (see that backend's documentation); a PIN in it is used, never
  * stored. Audited.
+ * Under dual control when the vault policy's `principal-change` asks for
+ * approvals (km/quorum.h: a KM_REQ_PRINCIPAL_CHANGE request with params "keyslot-add:backend:NAME",
+ * consumed in the same transaction).
  *
  * @return KM_OK; KM_E_INVALID; KM_E_UNSUPPORTED (no such backend, or it
  *         cannot hold keyslots); KM_E_BACKEND / KM_E_AUTH from the device;
@@ -150,6 +175,10 @@ KM_EXTERN int km_vault_add_backend_slot(km_ctx *ctx, const char *backend, const 
  * To leave the shares as the only way in, remove the owner passphrase slots
  * with km_vault_remove_passphrases() after checking that the shares open the
  * vault. (km_vault_rekey() replaces the shares' keyslot too: see there.)
+
+ * Under dual control when the vault policy's `principal-change` asks for
+ * approvals (km/quorum.h: a KM_REQ_PRINCIPAL_CHANGE request with params "keyslot-add:shares:M-of-N",
+ * consumed in the same transaction).
  *
  * @return KM_OK; KM_E_INVALID unless 2 <= m <= n <= KM_SHARES_MAX;
  *         KM_E_DENIED; KM_E_IO.
@@ -159,7 +188,13 @@ KM_EXTERN int km_vault_add_shares(km_ctx *ctx, unsigned m, unsigned n, km_secret
 /**
  * Removes every owner passphrase keyslot, so that only principals' slots,
  * backend slots and Shamir slots open the vault. Refused (KM_E_STATE) when no
- * other keyslot would remain. Audited.
+ * other keyslot would remain, or when only device keyslots would and none of
+ * them opens the vault now: each is tried with its backend as the vault
+ * configures it (km_vault_backend_set), so a TPM slot whose PCRs moved does
+ * not count; km_error_last() names the devices and why. Audited.
+ * Under dual control when the vault policy's `principal-change` asks for
+ * approvals (km/quorum.h: a KM_REQ_PRINCIPAL_CHANGE request with params "keyslot-remove:passphrases",
+ * consumed in the same transaction).
  * @return KM_OK; KM_E_STATE; KM_E_DENIED; KM_E_IO.
  */
 KM_EXTERN int km_vault_remove_passphrases(km_ctx *ctx);
@@ -242,6 +277,10 @@ KM_EXTERN int km_vault_id(const km_ctx *ctx, uint8_t out[16]);
  * The old sealed bytes remain physically in data.mdb's free pages until they
  * are reused; km_vault_compact() removes them.
  *
+ * Under dual control when the vault policy's `principal-change` asks for
+ * approvals (km/quorum.h: a KM_REQ_PRINCIPAL_CHANGE request with params "rekey",
+ * consumed in the same transaction).
+ *
  * @param ctx             an open vault.
  * @param passphrase      the passphrase of the new (only) keyslot; copied, not
  *                        kept; 1 to 1024 bytes.
@@ -250,6 +289,7 @@ KM_EXTERN int km_vault_id(const km_ctx *ctx, uint8_t out[16]);
  *                        KM_KDF_COST_MIN..KM_KDF_COST_MAX; 0 = KM_KDF_COST_DEFAULT.
  * @return KM_OK;
  *         KM_E_INVALID for a NULL ctx or passphrase, a bad length or cost;
+ *         KM_E_DENIED without the right or the approvals (nothing done);
  *         KM_E_STATE when ctx was closed;
  *         KM_E_FORK when ctx is used in a forked child;
  *         KM_E_CORRUPT when a record does not open with the current master
@@ -342,6 +382,41 @@ KM_EXTERN int km_vault_compact(km_ctx *ctx) KM_WUR;
  * limit (then KM_E_BUSY).
  */
 KM_EXTERN int km_vault_backup(km_ctx *ctx, const char *path) KM_WUR;
+
+/**
+ * Copies the open vault, record for record, into a new vault at `dst_uri`
+ * in any store: an LMDB directory (`lmdb:/dir` or a path) or an etcd prefix
+ * (`etcd://HOST:PORT[,...]/PREFIX`), to move a vault onto etcd and back.
+ * The records stay sealed under the vault's master key and the keyslots come
+ * with them: the copy has the same vault id, keys, policy, principals and
+ * audit log, and opens with the credentials that open this vault.
+ *
+ * One read snapshot of this vault is copied while writers go on; the copy
+ * is written in transactions of at most 100 records (etcd's limits), the
+ * vault's own records last, so an interrupted copy holds no vault (remove
+ * what it left before trying again); then every record of the copy is
+ * compared with the source's.
+ *
+ * @param[in] ctx       an open vault.
+ * @param[in] dst_uri   where the copy goes: it must hold no vault and no
+ *                      record (a vault is never overwritten).
+ * @param[in] dst_opts  the destination's store options (version 4: TLS for
+ *                      etcd; map_size for LMDB); NULL for the defaults. No
+ *                      credential is read from it.
+ * Needs the admin role (km/acl.h); under the policy's dual control for
+ * exports, an approved KM_REQ_EXPORT request (no key) whose parameters are
+ * "vault copy to SCHEME:LOCATION" (the audit entry's text). Recorded in the
+ * audit log before the snapshot (the copy holds that entry).
+ * @return KM_OK;
+ *         KM_E_INVALID for a NULL argument or an unknown URI scheme;
+ *         KM_E_DENIED without the role or the approvals;
+ *         KM_E_EXISTS when the destination holds records (nothing written);
+ *         KM_E_CORRUPT when the copy differs from the source;
+ *         KM_E_FULL, KM_E_IO for a storage error of either store.
+ * Thread-safe.
+ */
+KM_EXTERN int km_vault_copy(km_ctx *ctx, const char *dst_uri,
+                            const km_open_options *dst_opts) KM_WUR;
 
 /**
  * Restores a backup written by km_vault_backup(): checks that `backup` is a

@@ -62,10 +62,10 @@ int km_principal_add(km_ctx *ctx, const char *name, uint32_t roles, const uint8_
         rc = km__slot_add_principal(t, ctx->master, passphrase, passphrase_len, kdf_cost, name,
                                     pid);
     if (rc == KM_OK) {
-        char pp[80];
-        int pl = snprintf(pp, sizeof pp, "add:%s", name);
-        rc = km__quorum_consume(ctx, t, KM_REQ_PRINCIPAL_CHANGE, NULL, (const uint8_t *)pp,
-                                (size_t)pl);
+        /* the approval names the principal and its roles */
+        char pp[160];
+        size_t pl = km__rules_principal_params(pp, sizeof pp, 1, name, roles);
+        rc = km__quorum_consume(ctx, t, KM_REQ_PRINCIPAL_CHANGE, NULL, (const uint8_t *)pp, pl);
     }
     if (rc == KM_OK) {
         rc = km__wtxn_commit(ctx, t, KM__OP_PRINCIPAL_ADD, NULL, 0, d);
@@ -137,13 +137,14 @@ static int collect_owned(const uint8_t *key, size_t key_len, const uint8_t *val,
 
 int km_principal_remove(km_ctx *ctx, const char *name, int revoke_owned)
 {
+    km__slot_unsealer check;
     km__txn *t = NULL;
     km__pfind f;
     gcollect g;
     owned o;
     uint8_t k[64];
     char d[160];
-    size_t i;
+    size_t i, nrev = 0;
     int rc;
 
     if (ctx == NULL || name == NULL)
@@ -168,15 +169,15 @@ int km_principal_remove(km_ctx *ctx, const char *name, int revoke_owned)
         goto out;
     }
     {
-        char pp[80];
-        int pl = snprintf(pp, sizeof pp, "remove:%s", name);
-        rc = km__quorum_consume(ctx, t, KM_REQ_PRINCIPAL_CHANGE, NULL, (const uint8_t *)pp,
-                                (size_t)pl);
+        char pp[160];
+        size_t pl = km__rules_principal_params(pp, sizeof pp, 0, name, 0);
+        rc = km__quorum_consume(ctx, t, KM_REQ_PRINCIPAL_CHANGE, NULL, (const uint8_t *)pp, pl);
         if (rc != KM_OK)
             goto out;
     }
     /* its keyslots, its record, its grants, its keys' ownership */
-    rc = km__slot_remove_principal(t, f.id);
+    km__ctx_slot_check(ctx, &check);
+    rc = km__slot_remove_principal(t, f.id, &check, ctx->master);
     if (rc == KM_E_NOTFOUND)
         rc = KM_OK;
     if (rc != KM_OK)
@@ -197,18 +198,19 @@ int km_principal_remove(km_ctx *ctx, const char *name, int revoke_owned)
         rc = km__rec_del(t, KM__T_META, k, km__acl_rkey(k, KM__PFX_OWNER, o.kids[i], NULL));
     if (rc != KM_OK)
         goto out;
-    snprintf(d, sizeof d, "%s: %zu grant(s) removed, %zu owned key(s) to the owner%s", name, g.n,
-             o.n, revoke_owned && o.n ? ", to be revoked" : "");
+    /* every live version of the keys it owned: revoked in this same
+     * transaction, so a crash leaves all of the removal or none of it */
+    for (i = 0; rc == KM_OK && revoke_owned && i < o.n; i++)
+        rc = km__key_revoke_all_in(ctx, t, o.kids[i], &nrev);
+    if (rc != KM_OK)
+        goto out;
+    snprintf(d, sizeof d, "%s: %zu grant(s) removed, %zu owned key(s) to the owner, %zu live "
+                          "version(s) revoked", name, g.n, o.n, nrev);
     rc = km__wtxn_commit(ctx, t, KM__OP_PRINCIPAL_REMOVE, NULL, 0, d);
     t = NULL;
 out:
     km__wtxn_abort(t);
     pthread_mutex_unlock(&ctx->mu);
-    if (rc == KM_OK && revoke_owned) {
-        /* every live version of the keys it owned: deactivated now */
-        for (i = 0; rc == KM_OK && i < o.n; i++)
-            rc = km__key_revoke_all(ctx, o.kids[i], "owner offboarded");
-    }
     free(g.keys);
     free(o.kids);
     return rc;
@@ -325,4 +327,20 @@ int km_key_perms(km_key *key, uint32_t *perms)
     else
         rc = km__acl_perms_read(k->ctx, k->id, perms);
     return rc;
+}
+
+int km_key_grants(km_key *key, km_grant_fn fn, void *arg)
+{
+    km__kobj *k;
+    int rc;
+
+    if (key == NULL || fn == NULL)
+        return km__err(KM_E_INVALID, "km_key_grants: %s is NULL", key == NULL ? "key" : "fn");
+    if ((rc = km__key_use(key, &k)) != KM_OK)
+        return rc;
+    if (k->session)
+        return KM_OK;
+    if ((rc = km__acl_check(k->ctx, KM__OP_READ, k)) != KM_OK)
+        return rc;
+    return km__key_grants(k->ctx, k->id, fn, arg);
 }

@@ -123,20 +123,36 @@ static int walk_entry(walk *w, km__mac *m, const km_audit_head *anchor, uint64_t
     return KM_OK;
 }
 
+/* walk_entry with the walk's MAC context, anchor and chain, for km__audit_records. */
+typedef struct walk_raw_arg {
+    walk *w;
+    km__mac *m;
+    const km_audit_head *anchor;
+    uint8_t want_prev[32];
+} walk_raw_arg;
+
+static int walk_raw(uint64_t s, const uint8_t *b, size_t n, void *arg)
+{
+    walk_raw_arg *a = arg;
+    return walk_entry(a->w, a->m, a->anchor, s, b, n, a->want_prev);
+}
+
 /* Reads entries 1..head in order (records keyed by their first entry's
  * sequence), checking each; calls w->fn from w->from. */
 static int audit_walk(struct km_ctx *ctx, const km_audit_head *anchor, walk *w)
 {
     km__txn *t = NULL;
     km_audit_head h;
-    km_secret *rec = NULL;
-    km__mac *m = NULL;
-    uint8_t seqb[8], want_prev[32];
-    uint64_t s, stored = 0, records = 0;
+    km__audit_walked wk;
+    walk_raw_arg a;
+    uint64_t s, stored = 0, records;
     int rc;
 
     w->bad = 0;
     w->count = 0;
+    memset(&a, 0, sizeof a);
+    a.w = w;
+    a.anchor = anchor;
     if ((rc = km__txn_begin(ctx->env, 0, &t)) != KM_OK)
         return rc;
     if ((rc = km__audit_head_read(ctx->sealer, t, &h)) != KM_OK)
@@ -150,66 +166,26 @@ static int audit_walk(struct km_ctx *ctx, const km_audit_head *anchor, walk *w)
     }
     if (rc != KM_OK)
         goto out;
-    if (ctx->audit.key != NULL && (rc = km__mac_new(&m, km_secret_data(ctx->audit.key), 32)))
+    if (ctx->audit.key != NULL && (rc = km__mac_new(&a.m, km_secret_data(ctx->audit.key), 32)))
         goto out;
-    memset(want_prev, 0, sizeof want_prev);
-    for (s = 1; s <= h.seq;) {
-        const uint8_t *p;
-        size_t left, len;
-        uint64_t first = s;
-
-        km__be64_put(seqb, s);
-        rc = km__rec_get(t, ctx->sealer, KM__T_AUDIT, seqb, 8, &rec);
-        if (rc == KM_E_NOTFOUND) {
-            w->bad = s;
-            rc = km__err(KM_E_INTEGRITY, "audit entry %llu is missing (deleted)",
-                         (unsigned long long)s);
-            goto out;
-        }
-        if (rc == KM_E_CORRUPT) {
-            w->bad = s;
-            rc = km__err(KM_E_INTEGRITY, "audit entry %llu fails to open (edited or moved)",
-                         (unsigned long long)s);
-            goto out;
-        }
-        if (rc != KM_OK)
-            goto out;
-        records++;
-        p = km_secret_data(rec);
-        left = km_secret_len(rec);
-        while (left > 0) {
-            if (left < 4 || (len = km__be32_get(p)) == 0 || len > left - 4 || len > ENTRY_MAX) {
-                w->bad = s;
-                rc = km__err(KM_E_INTEGRITY, "audit record %llu is malformed at entry %llu",
-                             (unsigned long long)first, (unsigned long long)s);
-                goto out;
-            }
-            rc = walk_entry(w, m, anchor, s, p + 4, len, want_prev);
-            if (rc == 1) {
-                rc = KM_OK;
-                goto out;   /* the callback stopped the walk */
-            }
-            if (rc != KM_OK)
-                goto out;
-            p += 4 + len;
-            left -= 4 + len;
-            s++;
-        }
-        km_secret_free(rec);
-        rec = NULL;
-        if (s == first) {
-            w->bad = s;
-            rc = km__err(KM_E_INTEGRITY, "audit record %llu is empty", (unsigned long long)s);
-            goto out;
-        }
+    rc = km__audit_records(ctx, t, 1, h.seq, walk_raw, &a, &wk);
+    if (wk.bad != 0)
+        w->bad = wk.bad;
+    if (rc == 1) {
+        rc = KM_OK;   /* the callback stopped the walk */
+        goto out;
     }
+    if (rc != KM_OK)
+        goto out;
+    s = wk.next;
+    records = wk.records;
     if (s != h.seq + 1) {
         w->bad = h.seq;
         rc = km__err(KM_E_INTEGRITY, "audit log runs past its head (entry %llu)",
                      (unsigned long long)h.seq);
         goto out;
     }
-    if (h.seq > 0 && !km_ct_equal(h.hash, want_prev, 32)) {
+    if (h.seq > 0 && !km_ct_equal(h.hash, a.want_prev, 32)) {
         w->bad = h.seq;
         rc = km__err(KM_E_INTEGRITY, "audit head does not match entry %llu",
                      (unsigned long long)h.seq);
@@ -231,8 +207,7 @@ static int audit_walk(struct km_ctx *ctx, const km_audit_head *anchor, walk *w)
     }
     rc = KM_OK;
 out:
-    km__mac_free(m);
-    km_secret_free(rec);
+    km__mac_free(a.m);
     km__txn_abort(t);
     return rc;
 }
@@ -290,6 +265,7 @@ int km_audit_sink_syslog(km_ctx *ctx, int enable)
         return km__err(KM_E_INVALID, "km_audit_sink_syslog: ctx is NULL");
     pthread_mutex_lock(&ctx->audit.kmu);
     ctx->audit.syslog = enable != 0;
+    ctx->audit.sink_failed = 0;
     pthread_mutex_unlock(&ctx->audit.kmu);
     return KM_OK;
 }
@@ -309,6 +285,7 @@ int km_audit_sink_file(km_ctx *ctx, const char *path)
     if (ctx->audit.fd >= 0)
         close(ctx->audit.fd);
     ctx->audit.fd = fd;
+    ctx->audit.sink_failed = 0;
     pthread_mutex_unlock(&ctx->audit.kmu);
     return KM_OK;
 }

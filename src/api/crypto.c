@@ -242,8 +242,8 @@ int km__data_open(km__kobj *k, const km__ct_header *h, uint32_t flags, const uin
     rc = k->be->ops.aead_open(obj, h->nonce, ct, KM_CIPHERTEXT_HEADER, aad, aad_len,
                               ct + KM_CIPHERTEXT_HEADER, n, ct + KM_CIPHERTEXT_HEADER + n, out);
     if (rc == KM_E_INTEGRITY)
-        rc = km__err(KM_E_INTEGRITY, "ciphertext failed authentication (altered data, header "
-                                     "or aad)");
+        rc = km__err_over(KM_E_INTEGRITY, "ciphertext failed authentication (altered data, "
+                                          "header or aad)");
 out:
     compromised = v != NULL && v->state == KM_STATE_COMPROMISED;   /* read under the lock */
     pthread_rwlock_unlock(&k->lock);
@@ -808,7 +808,7 @@ static int process_tagged(km_key *key, int mac, uint32_t version, uint32_t flags
         rc = k->be->ops.verify(obj, flags & (KM_SIG_P1363 | KM_SIG_PKCS1), msg, msg_len, sig,
                                sig_len);
         if (rc == KM_E_VERIFY)
-            rc = km__err(KM_E_VERIFY, "signature does not verify");
+            rc = km__err_over(KM_E_VERIFY, "signature does not verify");
         goto out;
     }
     rc = k->be->ops.mac(obj, msg, msg_len, full, sizeof full, &full_len);

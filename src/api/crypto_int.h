@@ -41,4 +41,10 @@ int km__data_args(const char *fn, const uint8_t *ct, size_t ct_len, const uint8_
 /* 1 when the non-empty buffers [a, a+alen) and [b, b+blen) overlap. */
 int km__buf_overlaps(const uint8_t *a, size_t alen, const uint8_t *b, size_t blen);
 
+/* distribute.c: the material of a wrapped blob (KM_WRAP_KWP under a KEK of
+ * the vault, KM_WRAP_RSA_OAEP_KWP to its import wrapping key), for
+ * key_backup.c. Errors as km_key_import_wrapped's. */
+int km__unwrap_blob(km_ctx *ctx, km_wrap_format format, const uint8_t *blob, size_t len,
+                    km_secret **material);
+
 #endif

@@ -1,6 +1,7 @@
 /* distribute.c - wrapped export and import of keys (BYOK), the vault's
  * import wrapping key. */
 #include "core.h"
+#include "crypto_int.h"
 #include "km/quorum.h"
 
 #include <stdlib.h>
@@ -243,6 +244,12 @@ static int unwrap_blob(km_ctx *ctx, km_wrap_format format, const uint8_t *blob, 
     }
 }
 
+int km__unwrap_blob(km_ctx *ctx, km_wrap_format format, const uint8_t *blob, size_t len,
+                    km_secret **material)
+{
+    return unwrap_blob(ctx, format, blob, len, material);
+}
+
 int km_key_import_wrapped(km_key **out, km_ctx *ctx, const char *name, km_key_type type,
                           km_wrap_format format, const uint8_t *blob, size_t blob_len,
                           const km_key_options *opts)
@@ -267,7 +274,7 @@ int km_key_import_wrapped(km_key **out, km_ctx *ctx, const char *name, km_key_ty
     rc = km__key_import(out, ctx, name, type,
                        km__type_is_symmetric(type) ? KM_MATERIAL_RAW : KM_MATERIAL_PKCS8_DER,
                        km_secret_data(material), km_secret_len(material), KM_IMPORT_ALLOW_RAW,
-                       opts, 1);
+                       opts, 0, blob, blob_len);
     km_secret_free(material);
     return rc;
 }

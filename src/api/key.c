@@ -4,8 +4,13 @@
  * keys, and the key objects themselves, are src/core/key.c. */
 #include "core.h"
 
+#include <stddef.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+_Static_assert(offsetof(km_version_info, revoke_reason) == KM_VERSION_INFO_SIZE_V1,
+               "KM_VERSION_INFO_SIZE_V1 is the size before the appended fields");
 
 
 /* ------------------------------------------------------------- key types */
@@ -39,7 +44,15 @@ void km_key_free(km_key *key)
 
 const char *km_key_name(const km_key *key)
 {
-    return key ? key->k->name : NULL;
+    const char *n;
+    if (key == NULL)
+        return NULL;
+    /* a rename replaces the pointer under the write lock (the old string
+     * lives as long as the key object) */
+    pthread_rwlock_rdlock(&key->k->lock);
+    n = key->k->name;
+    pthread_rwlock_unlock(&key->k->lock);
+    return n;
 }
 
 const uint8_t *km_key_id(const km_key *key)
@@ -80,6 +93,11 @@ struct km_keyinfo {
     char protection[32];
     int64_t created;
     km_version_info *vers;
+    km__keymeta meta;   /* description, aliases, tags */
+    uint32_t rotate_days, protect_days, process_days, grace_days;
+    uint32_t min_process, min_protect;
+    char *policy;       /* the key's own, or NULL */
+    char owner[72];
 };
 
 int km_key_info(km_keyinfo **out, km_key *key)
@@ -117,8 +135,19 @@ int km_key_info(km_keyinfo **out, km_key *key)
     info->nvers = k->nvers;
     memcpy(info->protection, k->protection, sizeof info->protection);
     info->created = k->created;
+    info->rotate_days = k->rotate_days;
+    info->protect_days = k->protect_days;
+    info->process_days = k->process_days;
+    info->grace_days = k->grace_days;
+    info->min_process = k->min_process;
+    info->min_protect = k->min_protect;
+    if (k->policy_json != NULL && (info->policy = strdup(k->policy_json)) == NULL) {
+        pthread_rwlock_unlock(&k->lock);
+        km_keyinfo_free(info);
+        return km__err(KM_E_NOMEM, "out of memory");
+    }
     for (i = 0; i < k->nvers; i++) {
-        const km__ver *v = k->vers[i];
+        km__ver *v = k->vers[i];
         km_version_info *o = &info->vers[i];
         o->version = v->version;
         o->state = v->state;
@@ -128,9 +157,24 @@ int km_key_info(km_keyinfo **out, km_key *key)
         o->process_stop = v->process_stop;
         o->destroy_after = v->destroy_after;
         o->invocations = atomic_load(&v->reserved_seen);
-        o->bytes = 0;
+        /* persisted, plus this process's not yet written (km__kobj_release_counters) */
+        o->bytes = atomic_load(&v->bytes_seen) + atomic_load(&v->bytes);
+        o->revoke_reason = v->revoke_reason;
+        o->compromise_date = v->compromise_date;
+        o->deactivated = v->deactivated;
+        o->destroyed = v->destroyed;
     }
     pthread_rwlock_unlock(&k->lock);
+    if (k->session)
+        snprintf(info->owner, sizeof info->owner, "owner");
+    else if ((rc = km__key_owner_name(k->ctx, k->id, info->owner, sizeof info->owner)) != KM_OK) {
+        km_keyinfo_free(info);
+        return rc;
+    }
+    if ((rc = km__key_meta_read(k, &info->meta)) != KM_OK) {
+        km_keyinfo_free(info);
+        return rc;
+    }
     *out = info;
     return KM_OK;
 }
@@ -141,6 +185,8 @@ void km_keyinfo_free(km_keyinfo *info)
         return;
     free(info->name);
     free(info->vers);
+    km__keymeta_free(&info->meta);
+    free(info->policy);
     free(info);
 }
 
@@ -160,13 +206,13 @@ int km_keyinfo_version(const km_keyinfo *info, uint32_t index, km_version_info *
     if (info == NULL || out == NULL)
         return km__err(KM_E_INVALID, "km_keyinfo_version: %s is NULL",
                        info == NULL ? "info" : "out");
-    if (out_size < sizeof *out)
-        return km__err(KM_E_INVALID, "km_keyinfo_version: out_size is smaller than this "
-                                     "library's km_version_info");
+    if (out_size < KM_VERSION_INFO_SIZE_V1)
+        return km__err(KM_E_INVALID, "km_keyinfo_version: out_size is smaller than the first "
+                                     "km_version_info");
     if (index >= info->nvers)
         return km__err(KM_E_INVALID, "km_keyinfo_version: index %u is past the last version",
                        index);
-    *out = info->vers[index];
+    memcpy(out, &info->vers[index], out_size < sizeof *out ? out_size : sizeof *out);
     return KM_OK;
 }
 
@@ -245,3 +291,199 @@ int km_key_public_export(km_key *key, uint32_t version, km_material_format forma
     return KM_OK;
 }
 
+
+/* ------------------------------------------------- names and metadata */
+
+/* The checks of every metadata change: the handle, a key of the vault (not
+ * a session key), the access rule of key.meta. */
+static int meta_use(const char *fn, km_key *key, km__kobj **k)
+{
+    int rc;
+    if (key == NULL)
+        return km__err(KM_E_INVALID, "%s: key is NULL", fn);
+    if ((rc = km__key_use(key, k)) != KM_OK)
+        return rc;
+    if ((*k)->session)
+        return km__err(KM_E_UNSUPPORTED, "%s: a session key has no name in the vault", fn);
+    return km__acl_check((*k)->ctx, KM__OP_KEY_META, *k);
+}
+
+int km_key_rename(km_key *key, const char *new_name)
+{
+    km__kobj *k;
+    int rc = meta_use("km_key_rename", key, &k);
+    return rc != KM_OK ? rc : km__key_rename(k, new_name);
+}
+
+int km_key_alias_add(km_key *key, const char *alias, uint32_t flags)
+{
+    km__kobj *k;
+    int rc = meta_use("km_key_alias_add", key, &k);
+    if (rc != KM_OK)
+        return rc;
+    if (flags & ~KM_ALIAS_MOVE)
+        return km__err(KM_E_INVALID, "km_key_alias_add: flags has unknown bits");
+    return km__key_alias_add(k, alias, (flags & KM_ALIAS_MOVE) != 0);
+}
+
+int km_key_alias_remove(km_ctx *ctx, const char *alias)
+{
+    int rc;
+    if (ctx == NULL)
+        return km__err(KM_E_INVALID, "km_key_alias_remove: ctx is NULL");
+    if ((rc = km__ctx_check(ctx)) != KM_OK || (rc = km__acl_check(ctx, KM__OP_KEY_META, NULL)) != KM_OK)
+        return rc;
+    return km__key_alias_remove(ctx, alias);
+}
+
+int km_key_set_description(km_key *key, const char *text)
+{
+    km__kobj *k;
+    int rc = meta_use("km_key_set_description", key, &k);
+    return rc != KM_OK ? rc : km__key_describe(k, text);
+}
+
+int km_key_set_tag(km_key *key, const char *tag, const char *value)
+{
+    km__kobj *k;
+    int rc = meta_use("km_key_set_tag", key, &k);
+    return rc != KM_OK ? rc : km__key_tag_set(k, tag, value);
+}
+
+const char *km_keyinfo_description(const km_keyinfo *i) { return i ? i->meta.description : NULL; }
+uint32_t km_keyinfo_alias_count(const km_keyinfo *i) { return i ? (uint32_t)i->meta.naliases : 0; }
+uint32_t km_keyinfo_tag_count(const km_keyinfo *i) { return i ? (uint32_t)i->meta.ntags : 0; }
+
+const char *km_keyinfo_alias(const km_keyinfo *info, uint32_t index)
+{
+    return info != NULL && index < info->meta.naliases ? info->meta.aliases[index] : NULL;
+}
+
+int km_keyinfo_tag(const km_keyinfo *info, uint32_t index, const char **tag, const char **value)
+{
+    if (info == NULL || tag == NULL || value == NULL)
+        return km__err(KM_E_INVALID, "km_keyinfo_tag: an argument is NULL");
+    if (index >= info->meta.ntags)
+        return km__err(KM_E_INVALID, "km_keyinfo_tag: index %u is past the last tag", index);
+    *tag = info->meta.tag_keys[index];
+    *value = info->meta.tag_values[index];
+    return KM_OK;
+}
+
+int km_key_list_filtered(km_ctx *ctx, const km_key_filter *filter, km_key_list_fn fn, void *arg)
+{
+    int rc;
+    if (ctx == NULL || fn == NULL)
+        return km__err(KM_E_INVALID, "km_key_list_filtered: %s is NULL", ctx == NULL ? "ctx" : "fn");
+    if ((rc = km__ctx_check(ctx)) != KM_OK)
+        return rc;
+    if (filter != NULL) {
+        if (filter->version != KM_KEY_FILTER_VERSION)
+            return km__err(KM_E_INVALID, "km_key_list_filtered: filter->version %u is not "
+                                         "supported", filter->version);
+        if (filter->type != 0 && km_key_type_name(filter->type) == NULL)
+            return km__err(KM_E_INVALID, "km_key_list_filtered: unknown key type %d",
+                           (int)filter->type);
+        if (filter->state != 0 && km_state_name(filter->state) == NULL)
+            return km__err(KM_E_INVALID, "km_key_list_filtered: unknown state %d",
+                           (int)filter->state);
+        if (filter->tag != NULL && (filter->tag[0] == '\0' || filter->tag[0] == '='))
+            return km__err(KM_E_INVALID, "km_key_list_filtered: filter->tag is empty");
+    }
+    return km__key_list_filtered(ctx, filter, fn, arg);
+}
+
+int km_key_set(km_key *key, const km_key_settings *s)
+{
+    km__kobj *k;
+    size_t pl;
+    int rc;
+
+    if (s == NULL)
+        return km__err(KM_E_INVALID, "km_key_set: settings is NULL");
+    if (s->version != KM_KEY_SETTINGS_VERSION)
+        return km__err(KM_E_INVALID, "km_key_set: settings->version %u is not supported",
+                       s->version);
+    if (s->fields == 0 || (s->fields & ~(KM_SET_ROTATE_DAYS | KM_SET_USAGE | KM_SET_EXPORTABLE
+                                          | KM_SET_POLICY | KM_SET_DELETION_PROTECTION
+                                          | KM_SET_MIN_PROCESS_VERSION
+                                          | KM_SET_MIN_PROTECT_VERSION)))
+        return km__err(KM_E_INVALID, "km_key_set: settings->fields is empty or has unknown bits");
+    if ((s->fields & KM_SET_ROTATE_DAYS) && s->rotate_days > 36500)
+        return km__err(KM_E_INVALID, "a rotation period is at most 36500 days");
+    if (s->fields & KM_SET_POLICY) {
+        pl = s->policy != NULL ? strnlen(s->policy, KM__KEY_POLICY_MAX + 1) : 0;
+        if (pl == 0 || pl > KM__KEY_POLICY_MAX)
+            return km__err(KM_E_INVALID, "a key's policy is 1 to %d bytes of JSON",
+                           KM__KEY_POLICY_MAX);
+    }
+    if ((rc = meta_use("km_key_set", key, &k)) != KM_OK)
+        return rc;
+    return km__key_settings(k, s);
+}
+
+void km_keyinfo_periods(const km_keyinfo *i, uint32_t *rotate_days, uint32_t *protect_days,
+                        uint32_t *process_days, uint32_t *grace_days)
+{
+    if (rotate_days != NULL)
+        *rotate_days = i ? i->rotate_days : 0;
+    if (protect_days != NULL)
+        *protect_days = i ? i->protect_days : 0;
+    if (process_days != NULL)
+        *process_days = i ? i->process_days : 0;
+    if (grace_days != NULL)
+        *grace_days = i ? i->grace_days : 0;
+}
+
+const char *km_keyinfo_policy(const km_keyinfo *i) { return i ? i->policy : NULL; }
+
+void km_keyinfo_window(const km_keyinfo *i, uint32_t *min_process_version,
+                       uint32_t *min_protect_version)
+{
+    if (min_process_version != NULL)
+        *min_process_version = i ? i->min_process : 0;
+    if (min_protect_version != NULL)
+        *min_protect_version = i ? i->min_protect : 0;
+}
+
+int km_key_trim(km_key *key, uint32_t grace_days, uint32_t *count)
+{
+    km__kobj *k;
+    int rc;
+
+    if (count != NULL)
+        *count = 0;
+    if (key == NULL)
+        return km__err(KM_E_INVALID, "km_key_trim: key is NULL");
+    if (grace_days > 3650)
+        return km__err(KM_E_INVALID, "km_key_trim: a grace period is at most 3650 days");
+    if ((rc = km__key_use(key, &k)) != KM_OK)
+        return rc;
+    if (k->session)
+        return km__err(KM_E_UNSUPPORTED, "km_key_trim: a session key has one version");
+    if ((rc = km__acl_check(k->ctx, KM__OP_KEY_DESTROY, k)) != KM_OK)
+        return rc;
+    return km__key_trim(k, grace_days, count);
+}
+
+int km_key_purge(km_key *key)
+{
+    km__kobj *k;
+    int rc;
+
+    if (key == NULL)
+        return km__err(KM_E_INVALID, "km_key_purge: key is NULL");
+    if ((rc = km__key_use(key, &k)) != KM_OK)
+        return rc;
+    if (k->session)
+        return km__err(KM_E_UNSUPPORTED, "km_key_purge: a session key is not in the vault");
+    if ((rc = km__acl_check(k->ctx, KM__OP_KEY_DESTROY, k)) != KM_OK)
+        return rc;
+    if ((rc = km__key_purge(k)) != KM_OK)
+        return rc;
+    (void)km__kobj_refresh(k, 1); /* marks the object removed */
+    km_error_clear();
+    return KM_OK;
+}
+
+const char *km_keyinfo_owner(const km_keyinfo *i) { return i ? i->owner : NULL; }

@@ -122,6 +122,13 @@ int km_maintain(km_ctx *ctx, km_maintain_report **out)
      * (or the owner's) call, like the operations they stand for */
     if ((rc = km__acl_check(ctx, KM__OP_MAINTAIN, NULL)) != KM_OK)
         return rc;
+    {   /* its dates are judged no earlier than the vault's last audited time */
+        km__txn *t = NULL;
+        if ((rc = km__txn_begin(ctx->env, 0, &t)) != KM_OK)
+            return rc;
+        (void)km__now_txn(ctx, t);
+        km__txn_abort(t);
+    }
     r = calloc(1, sizeof *r);
     if (r == NULL)
         return km__err(KM_E_NOMEM, "out of memory");

@@ -124,8 +124,8 @@ int km_pkcs11_key_link(km_key **out, km_ctx *ctx, const char *name, const char *
     if (o2.usage == 0)
         o2.usage = km__p11card_usage(type);
     o2.flags &= ~KM_KEY_EXPORTABLE;
-    /* no material enters the vault: the reference only (unwrapped = 1: not a
-     * raw import under dual control) */
+    /* no material enters the vault: the reference only (not an import of
+     * material under dual control) */
     return km__key_import(out, ctx, name, type, KM_MATERIAL_RAW, (const uint8_t *)cert_id, len,
-                          KM_IMPORT_ALLOW_RAW, &o2, 1);
+                          KM_IMPORT_ALLOW_RAW, &o2, 1, NULL, 0);
 }

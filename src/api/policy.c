@@ -25,6 +25,28 @@ static int policy_store(struct km_ctx *ctx, const char *json, size_t len)
     return km__wtxn_commit(ctx, t, KM__OP_POLICY_SET, NULL, 0, "vault policy");
 }
 
+/* KM_E_POLICY for dual control that one principal can satisfy alone: a
+ * principal change (adding custodians of its own) or a policy change
+ * (lowering the count) that asks fewer approvals than a quorum it protects. */
+static int quorum_guarded(const km__policy *p)
+{
+    uint32_t counts[KM_REQ_PRINCIPAL_CHANGE + 1] = { 0 }, need = 0;
+    int op, weak, over = 0;
+
+    for (op = KM_REQ_DESTROY; op <= KM_REQ_PRINCIPAL_CHANGE; op++)
+        counts[op] = km__policy_approvals(p, km__quorum_op_name(op));
+    weak = km__rules_quorum_unguarded(counts, &need, &over);
+    if (weak == 0)
+        return KM_OK;
+    return km__err(KM_E_POLICY, "policy: dual_control.%s is %u but dual_control.%s is %u: "
+                                "one principal could %s and satisfy the %s quorum alone; set "
+                                "principal-change and policy-change to at least %u",
+                   km__quorum_op_name(weak), counts[weak], km__quorum_op_name(over), need,
+                   weak == KM_REQ_PRINCIPAL_CHANGE ? "add custodians of its own"
+                                                   : "lower the count",
+                   km__quorum_op_name(over), need);
+}
+
 int km_policy_set(km_ctx *ctx, const char *json, size_t json_len)
 {
     km__policy *p = NULL;
@@ -40,6 +62,10 @@ int km_policy_set(km_ctx *ctx, const char *json, size_t json_len)
         return rc;
     if ((rc = km__policy_parse(&p, json, json_len, NULL)) != KM_OK)
         return rc;
+    if ((rc = quorum_guarded(p)) != KM_OK) {
+        km__policy_free(p);
+        return rc;
+    }
     rc = policy_store(ctx, json, json_len);
     if (rc == KM_OK)
         km__ctx_policy_install(ctx, p, json, json_len);

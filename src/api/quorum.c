@@ -29,13 +29,17 @@ int km_request_create(km_ctx *ctx, km_request_op op, const char *key_name,
 {
     km__txn *t = NULL;
     km_key *key = NULL;
+    km_audit_head h;
     req r;
-    char d[160];
-    int rc, needs_key = op == KM_REQ_DESTROY || op == KM_REQ_EXPORT;
+    char d[160], pname[80], canon[160];
+    uint32_t roles = 0;
+    int rc, add = 0, needs_key = op == KM_REQ_DESTROY || op == KM_REQ_EXPORT;
+    /* a policy change names a key when it is that key's settings (km_key_set) */
+    int may_key = needs_key || op == KM_REQ_IMPORT_RAW || op == KM_REQ_POLICY_CHANGE;
 
     if (ctx == NULL || id == NULL || op < KM_REQ_DESTROY || op > KM_REQ_PRINCIPAL_CHANGE)
         return km__err(KM_E_INVALID, "km_request_create: bad arguments");
-    if (needs_key != (key_name != NULL) && op != KM_REQ_IMPORT_RAW)
+    if ((needs_key && key_name == NULL) || (!may_key && key_name != NULL))
         return km__err(KM_E_INVALID, "km_request_create: %s %s a key name", km__quorum_op_name(op),
                        needs_key ? "needs" : "takes no");
     if (params == NULL && params_len > 0)
@@ -48,7 +52,7 @@ int km_request_create(km_ctx *ctx, km_request_op op, const char *key_name,
     if ((rc = km__ctx_check(ctx)) != KM_OK)
         return rc;
     memset(&r, 0, sizeof r);
-    if (needs_key) {
+    if (key_name != NULL && op != KM_REQ_IMPORT_RAW) {
         km__kobj *k = NULL;
         if ((rc = km_key_open(&key, ctx, key_name)) != KM_OK)
             return rc;
@@ -64,6 +68,18 @@ int km_request_create(km_ctx *ctx, km_request_op op, const char *key_name,
         return rc;
     }
     r.op = (uint32_t)op;
+    /* every parameter spelled out for the custodians; a principal change in
+     * its canonical form (name and roles), which the call rebuilds (acl.c) */
+    if ((rc = km__request_describe(op, key_name, params, params_len, r.text, sizeof r.text))
+        != KM_OK)
+        return rc;
+    if (op == KM_REQ_PRINCIPAL_CHANGE && !km__rules_slot_change_params(params, params_len)) {
+        if ((rc = km__rules_principal_params_parse(params, params_len, &add, pname, sizeof pname,
+                                                   &roles)) != KM_OK)
+            return rc;
+        params_len = km__rules_principal_params(canon, sizeof canon, add, pname, roles);
+        params = (const uint8_t *)canon;
+    }
     if ((rc = km__request_params_hash(op, params, params_len, r.phash)) != KM_OK
         || (rc = km__random(id, 16)) != KM_OK)
         return rc;
@@ -75,6 +91,13 @@ int km_request_create(km_ctx *ctx, km_request_op op, const char *key_name,
              id[1], id[2], id[3], ttl_s);
     if ((rc = km__wtxn_begin(ctx, &t)) != KM_OK)
         return rc;
+    /* the sequence of its own request.create entry: where the spent check
+     * of km__quorum_consume starts reading the audit chain */
+    if ((rc = km__audit_head_read(ctx->sealer, t, &h)) != KM_OK) {
+        km__wtxn_abort(t);
+        return rc;
+    }
+    r.aseq = h.seq + 1;
     if ((rc = km__request_put(ctx, t, id, &r)) != KM_OK) {
         km__wtxn_abort(t);
         return rc;
@@ -104,7 +127,7 @@ int km_request_approve(km_ctx *ctx, const uint8_t id[16])
         return rc;
     if ((rc = km__request_get(ctx, t, id, &r)) != KM_OK)
         goto fail;
-    switch (km__rules_quorum_may_approve(&r, ctx->principal_id, km__now(ctx))) {
+    switch (km__rules_quorum_may_approve(&r, ctx->principal_id, km__now_txn(ctx, t))) {
     case KM__APPROVE_CONSUMED:
         rc = km__err(KM_E_STATE, "the request has already been used");
         goto fail;
@@ -144,9 +167,20 @@ fail:
     return rc;
 }
 
-int km_request_info(km_ctx *ctx, const uint8_t id[16], km_request_status *out)
+/* The request record `id`, in a read transaction of its own. */
+static int request_read(km_ctx *ctx, const uint8_t id[16], req *r)
 {
     km__txn *t = NULL;
+    int rc = km__txn_begin(ctx->env, 0, &t);
+    if (rc != KM_OK)
+        return rc;
+    rc = km__request_get(ctx, t, id, r);
+    km__txn_abort(t);
+    return rc;
+}
+
+int km_request_info(km_ctx *ctx, const uint8_t id[16], km_request_status *out)
+{
     req r;
     int rc;
 
@@ -155,11 +189,7 @@ int km_request_info(km_ctx *ctx, const uint8_t id[16], km_request_status *out)
     if ((rc = km__ctx_check(ctx)) != KM_OK)
         return rc;
     memset(out, 0, sizeof *out);
-    if ((rc = km__txn_begin(ctx->env, 0, &t)) != KM_OK)
-        return rc;
-    rc = km__request_get(ctx, t, id, &r);
-    km__txn_abort(t);
-    if (rc != KM_OK)
+    if ((rc = request_read(ctx, id, &r)) != KM_OK)
         return rc;
     out->op = (km_request_op)r.op;
     if (r.has_key) {
@@ -175,5 +205,32 @@ int km_request_info(km_ctx *ctx, const uint8_t id[16], km_request_status *out)
     out->created = r.created;
     out->expires = r.expires;
     out->consumed = r.consumed != 0;
+    return KM_OK;
+}
+
+int km_request_describe(km_ctx *ctx, const uint8_t id[16], char *out, size_t cap,
+                        size_t *out_len)
+{
+    static const char older[] = "(not recorded: a request made by an older libkm; only a "
+                                "SHA-256 of its parameters is kept)";
+    req r;
+    const char *text;
+    size_t n;
+    int rc;
+
+    if (out_len != NULL)
+        *out_len = 0;
+    if (ctx == NULL || id == NULL || out_len == NULL || (out == NULL && cap != 0))
+        return km__err(KM_E_INVALID, "km_request_describe: bad arguments");
+    if ((rc = km__ctx_check(ctx)) != KM_OK)
+        return rc;
+    if ((rc = request_read(ctx, id, &r)) != KM_OK)
+        return rc;
+    text = r.text[0] != '\0' ? r.text : older;
+    n = strlen(text) + 1;
+    *out_len = n;
+    if (n > cap)
+        return km__err(KM_E_BUFFER, "km_request_describe: %zu bytes needed", n);
+    memcpy(out, text, n);
     return KM_OK;
 }

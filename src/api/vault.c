@@ -4,7 +4,9 @@
  * context itself is the core's (src/core/ctx.c); the storage work of rekey,
  * compaction and backup is the store's (src/store/). */
 #include "core.h"
+#include "km/quorum.h"
 
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,6 +26,27 @@ int km_set_progress(km_ctx *ctx, km_progress_fn fn, void *arg)
     ctx->progress = fn;
     ctx->progress_arg = arg;
     return KM_OK;
+}
+
+/* Dual control of the vault's credentials. A keyslot is a credential (an
+ * owner passphrase added by one admin gives it the owner's rights; a
+ * rekey, or removed slots, lock the others out), so adding or removing one
+ * and rekeying need the approvals the policy's `principal-change` asks for,
+ * through a request of that operation whose params are the text below
+ * ("rekey", "keyslot-add:passphrase", "keyslot-add:backend:NAME",
+ * "keyslot-add:shares:M-of-N", "keyslot-remove:passphrases"). The check
+ * runs first (nothing costly done without the approvals); the request is
+ * consumed in the change's own transaction. */
+static int slot_change_check(km_ctx *ctx, const char *params)
+{
+    return km__quorum_check_own(ctx, KM_REQ_PRINCIPAL_CHANGE, NULL, (const uint8_t *)params,
+                                strlen(params));
+}
+
+static int slot_change_consume(km_ctx *ctx, km__txn *t, const char *params)
+{
+    return km__quorum_consume(ctx, t, KM_REQ_PRINCIPAL_CHANGE, NULL, (const uint8_t *)params,
+                              strlen(params));
 }
 
 int km_vault_backend_set(km_ctx *ctx, const char *name, const char *config)
@@ -68,6 +91,7 @@ int km_vault_add_backend_slot(km_ctx *ctx, const char *backend, const char *conf
 {
     km_secret *blob = NULL;
     km__txn *t = NULL;
+    char pp[64];
     int rc;
 
     if (ctx == NULL || backend == NULL)
@@ -80,13 +104,22 @@ int km_vault_add_backend_slot(km_ctx *ctx, const char *backend, const char *conf
         return rc;
     if ((rc = km__acl_check(ctx, KM__OP_SLOT_ADD, NULL)) != KM_OK)
         return rc;
+    if (!km__backend_name_ok(backend))
+        return km__err(KM_E_INVALID, "km_vault_add_backend_slot: backend name must be "
+                                     "[a-z0-9_-]{1,31}");
+    snprintf(pp, sizeof pp, "keyslot-add:backend:%s", backend);
+    if ((rc = slot_change_check(ctx, pp)) != KM_OK)
+        return rc;
     /* under ctx->mu: never seals a master key that a rekey is replacing */
     pthread_mutex_lock(&ctx->mu);
     rc = km__backend_slot_seal(backend, config, ctx->master, &blob);
     if (rc == KM_OK)
         rc = km__wtxn_begin(ctx, &t);
     if (rc == KM_OK)
-        rc = km__slot_add_backend(t, backend, km_secret_data(blob), km_secret_len(blob));
+        rc = km__slot_add_backend(t, ctx->master, backend, km_secret_data(blob),
+                                  km_secret_len(blob));
+    if (rc == KM_OK)
+        rc = slot_change_consume(ctx, t, pp);
     if (rc == KM_OK) {
         rc = km__wtxn_commit(ctx, t, KM__OP_SLOT_ADD, NULL, 0, backend);
         t = NULL;
@@ -100,7 +133,8 @@ int km_vault_add_backend_slot(km_ctx *ctx, const char *backend, const char *conf
 int km_vault_add_shares(km_ctx *ctx, unsigned m, unsigned n, km_secret **shares)
 {
     km__txn *t = NULL;
-    char d[48];
+    char d[48], pp[48];
+    unsigned i;
     int rc;
 
     if (ctx == NULL || shares == NULL)
@@ -109,15 +143,22 @@ int km_vault_add_shares(km_ctx *ctx, unsigned m, unsigned n, km_secret **shares)
     if (m < 2 || m > n || n > KM_SHARES_MAX)
         return km__err(KM_E_INVALID, "km_vault_add_shares: need 2 <= m <= n <= %d",
                        KM_SHARES_MAX);
+    for (i = 0; i < n; i++)
+        shares[i] = NULL;   /* so that every refusal below leaves them empty */
     if ((rc = km__ctx_check(ctx)) != KM_OK)
         return rc;
     if ((rc = km__acl_check(ctx, KM__OP_SLOT_ADD, NULL)) != KM_OK)
         return rc;
     snprintf(d, sizeof d, "shamir %u of %u", m, n);
+    snprintf(pp, sizeof pp, "keyslot-add:shares:%u-of-%u", m, n);
+    if ((rc = slot_change_check(ctx, pp)) != KM_OK)
+        return rc;
     pthread_mutex_lock(&ctx->mu);
     rc = km__wtxn_begin(ctx, &t);
     if (rc == KM_OK)
         rc = km__slot_add_shamir(t, ctx->master, m, n, shares);
+    if (rc == KM_OK)
+        rc = slot_change_consume(ctx, t, pp);
     if (rc == KM_OK) {
         rc = km__wtxn_commit(ctx, t, KM__OP_SLOT_ADD, NULL, 0, d);
         t = NULL;
@@ -125,7 +166,6 @@ int km_vault_add_shares(km_ctx *ctx, unsigned m, unsigned n, km_secret **shares)
     km__wtxn_abort(t);
     pthread_mutex_unlock(&ctx->mu);
     if (rc != KM_OK) {
-        unsigned i;
         for (i = 0; i < n; i++) {
             km_secret_free(shares[i]);
             shares[i] = NULL;
@@ -135,8 +175,11 @@ int km_vault_add_shares(km_ctx *ctx, unsigned m, unsigned n, km_secret **shares)
     return KM_OK;
 }
 
+#define SLOT_REMOVE_OWNER "keyslot-remove:passphrases"
+
 int km_vault_remove_passphrases(km_ctx *ctx)
 {
+    km__slot_unsealer check;
     km__txn *t = NULL;
     int rc;
 
@@ -146,10 +189,15 @@ int km_vault_remove_passphrases(km_ctx *ctx)
         return rc;
     if ((rc = km__acl_check(ctx, KM__OP_SLOT_REMOVE, NULL)) != KM_OK)
         return rc;
+    if ((rc = slot_change_check(ctx, SLOT_REMOVE_OWNER)) != KM_OK)
+        return rc;
+    km__ctx_slot_check(ctx, &check);
     pthread_mutex_lock(&ctx->mu);
     rc = km__wtxn_begin(ctx, &t);
     if (rc == KM_OK)
-        rc = km__slot_remove_owner(t);
+        rc = km__slot_remove_owner(t, &check, ctx->master);
+    if (rc == KM_OK)
+        rc = slot_change_consume(ctx, t, SLOT_REMOVE_OWNER);
     if (rc == KM_OK) {
         rc = km__wtxn_commit(ctx, t, KM__OP_SLOT_REMOVE, NULL, 0, "owner passphrase slots");
         t = NULL;
@@ -158,6 +206,8 @@ int km_vault_remove_passphrases(km_ctx *ctx)
     pthread_mutex_unlock(&ctx->mu);
     return rc;
 }
+
+#define SLOT_ADD_OWNER "keyslot-add:passphrase"
 
 int km_vault_add_passphrase(km_ctx *ctx, const uint8_t *passphrase, size_t passphrase_len,
                             uint32_t kdf_cost)
@@ -174,6 +224,8 @@ int km_vault_add_passphrase(km_ctx *ctx, const uint8_t *passphrase, size_t passp
         return rc;
     if ((rc = km__acl_check(ctx, KM__OP_SLOT_ADD, NULL)) != KM_OK)
         return rc;
+    if ((rc = slot_change_check(ctx, SLOT_ADD_OWNER)) != KM_OK)
+        return rc;
     /* under ctx->mu, which km_vault_rekey holds from its transaction to the
      * master-key swap: the slot never wraps a master key being replaced */
     pthread_mutex_lock(&ctx->mu);
@@ -182,6 +234,8 @@ int km_vault_add_passphrase(km_ctx *ctx, const uint8_t *passphrase, size_t passp
         return rc;
     }
     rc = km__slot_add_passphrase(t, ctx->master, passphrase, passphrase_len, kdf_cost);
+    if (rc == KM_OK)
+        rc = slot_change_consume(ctx, t, SLOT_ADD_OWNER);
     if (rc != KM_OK) {
         km__wtxn_abort(t);
         pthread_mutex_unlock(&ctx->mu);
@@ -197,7 +251,9 @@ int km_vault_add_passphrase(km_ctx *ctx, const uint8_t *passphrase, size_t passp
  * format-1 vault (made before that rule) gets the policy in force written and
  * is moved to format 2 (KM__FORMAT_POLICY_STORED) in one write transaction, so
  * that from then on a deleted policy record makes the vault refuse to open
- * (fail closed) instead of falling back to the default. */
+ * (fail closed) instead of falling back to the default. The same transaction
+ * moves a vault of an older format to the newest (KM__FORMAT_CURRENT: from 3
+ * on, every keyslot carries its MAC). */
 static int policy_open(struct km_ctx *ctx, int fips)
 {
     km__policy *p = NULL;
@@ -216,7 +272,7 @@ static int policy_open(struct km_ctx *ctx, int fips)
     if (rc != KM_OK)
         return rc;
     ctx->policy_required = format >= KM__FORMAT_POLICY_STORED;
-    if ((rc = km__ctx_policy_load(ctx, &none)) != KM_OK || ctx->policy_required)
+    if ((rc = km__ctx_policy_load(ctx, &none)) != KM_OK || format >= KM__FORMAT_CURRENT)
         return rc;
     /* store the policy in force (or the FIPS profile), and the feature */
     if ((rc = km__wtxn_begin(ctx, &t)) != KM_OK)
@@ -233,7 +289,7 @@ static int policy_open(struct km_ctx *ctx, int fips)
         audited = fips;
     }
     if (rc == KM_OK)
-        rc = km__store_format_upgrade(t, ctx->sealer, KM__FORMAT_POLICY_STORED);
+        rc = km__store_format_upgrade(t, ctx->sealer, ctx->master, KM__FORMAT_CURRENT);
     if (rc != KM_OK)
         km__wtxn_abort(t);
     else if (audited)
@@ -308,12 +364,8 @@ int km_open(km_ctx **out, const char *uri, const km_open_options *opts)
     if ((rc = km__store_find(uri, &store, &path)) != KM_OK)
         return rc;
 
-    ctx = calloc(1, sizeof *ctx);
-    if (ctx == NULL)
+    if ((ctx = km__ctx_alloc()) == NULL)
         return km__err(KM_E_NOMEM, "km_open: out of memory");
-    atomic_init(&ctx->refs, 1);
-    atomic_init(&ctx->closed, 0);
-    ctx->fork_gen = atomic_load(&km__fork_gen);
     ctx->flags = opts->flags;
     /* capped: a caller cannot keep stale rights (a revoked grant, a removed
      * role, a compromised version) alive by asking for rare refreshes */
@@ -324,14 +376,6 @@ int km_open(km_ctx **out, const char *uri, const km_open_options *opts)
     ctx->clock_arg = opts->clock_arg;
     ctx->cache_max = opts->version >= 2 && opts->key_cache_max != 0 ? opts->key_cache_max
                                                                     : KM__CACHE_MAX;
-    pthread_mutex_init(&ctx->mu, NULL);
-    pthread_rwlock_init(&ctx->cache_lock, NULL);
-    pthread_rwlock_init(&ctx->policy_lock, NULL);
-
-    pthread_mutex_init(&ctx->audit.mu, NULL);
-    pthread_mutex_init(&ctx->audit.kmu, NULL);
-    pthread_mutex_init(&ctx->audit.fmu, NULL);
-    ctx->audit.fd = -1;
     rc = km__store_open(&ctx->env, store, path, opts, &unsealer, &master, ctx->vault_id,
                         ctx->principal_id);
     if (rc != KM_OK)
@@ -358,33 +402,15 @@ int km_open(km_ctx **out, const char *uri, const km_open_options *opts)
     master = NULL;
     atomic_store(&ctx->policy_checked_ms, km__mono_ms());
     rc = policy_open(ctx, (opts->flags & KM_OPEN_FIPS) != 0);
-    if (rc != KM_OK)
-        goto out;
-    if ((rc = km__acl_load(ctx)) != KM_OK)
-        goto out;
-    ctx->audit_close = km__audit_close;
-    if ((rc = km__audit_open(ctx)) != KM_OK) {
-        km__audit_close(ctx);
-        goto out;
+    if (rc == KM_OK)
+        rc = km__ctx_ready(ctx);
+    if (rc == KM_OK) {
+        *out = ctx;
+        ctx = NULL;
     }
-    *out = ctx;
-    ctx = NULL;
 out:
     km_secret_free(master);
-    if (ctx != NULL) {
-        km__sealer_free(ctx->sealer);
-        km_secret_free(ctx->master);
-        km__policy_free(ctx->policy);
-        free(ctx->policy_json);
-        km__store_close(ctx->env);
-        pthread_mutex_destroy(&ctx->mu);
-        pthread_mutex_destroy(&ctx->audit.mu);
-        pthread_mutex_destroy(&ctx->audit.kmu);
-        pthread_mutex_destroy(&ctx->audit.fmu);
-        pthread_rwlock_destroy(&ctx->cache_lock);
-        pthread_rwlock_destroy(&ctx->policy_lock);
-        free(ctx);
-    }
+    km__ctx_discard(ctx);
     return rc;
 }
 
@@ -409,10 +435,22 @@ void km_close(km_ctx *ctx)
  * transaction, written by its hook. */
 typedef struct rekey_arg {
     km_ctx *ctx;
+    const km_secret *master;    /* the new master key (the slots' MACs) */
     size_t n, total;
     char names[RESEAL_MAX][32];
     km_secret *blobs[RESEAL_MAX];
 } rekey_arg;
+
+#define REKEY_PARAMS "rekey"
+
+/* The rekey transaction's first part, before anything is resealed: the
+ * approved request (if the policy asks for one) consumed. */
+static int rekey_pre(void *arg, km__txn *t, const km__sealer *s)
+{
+    rekey_arg *a = arg;
+    (void)s;
+    return slot_change_consume(a->ctx, t, REKEY_PARAMS);
+}
 
 static int rekey_hook(void *arg, km__txn *t, const km__sealer *s)
 {
@@ -424,7 +462,7 @@ static int rekey_hook(void *arg, km__txn *t, const km__sealer *s)
     for (i = 0; i < a->n; i++) {
         if (a->blobs[i] == NULL)
             continue;
-        rc = km__slot_add_backend(t, a->names[i], km_secret_data(a->blobs[i]),
+        rc = km__slot_add_backend(t, a->master, a->names[i], km_secret_data(a->blobs[i]),
                                   km_secret_len(a->blobs[i]));
         if (rc != KM_OK)
             return rc;
@@ -474,7 +512,12 @@ int km_vault_rekey(km_ctx *ctx, const uint8_t *passphrase, size_t passphrase_len
         return rc;
     if ((rc = km__ctx_check(ctx)) != KM_OK)
         return rc;
+    if (ctx->delegated)
+        return km__err(KM_E_UNSUPPORTED, "km_vault_rekey: not through a delegated context (the "
+                                         "server's own context does it)");
     if ((rc = km__acl_check(ctx, KM__OP_REKEY, NULL)) != KM_OK)
+        return rc;
+    if ((rc = slot_change_check(ctx, REKEY_PARAMS)) != KM_OK)
         return rc;
     /* queued data-path entries first, under the old sealer */
     if ((rc = km_audit_flush(ctx)) != KM_OK)
@@ -489,6 +532,7 @@ int km_vault_rekey(km_ctx *ctx, const uint8_t *passphrase, size_t passphrase_len
     km__progress(ctx, "rekey", 0, 1);
     memset(&ra, 0, sizeof ra);
     ra.ctx = ctx;
+    ra.master = master;
     if ((rc = reseal_devices(ctx, master, &ra)) != KM_OK) {
         km__sealer_free(ns);
         km_secret_free(master);
@@ -498,7 +542,7 @@ int km_vault_rekey(km_ctx *ctx, const uint8_t *passphrase, size_t passphrase_len
     pthread_mutex_lock(&ctx->mu);
     old = ctx->sealer;
     rc = km__vault_rekey(ctx->env, old, ns, master, passphrase, passphrase_len, kdf_cost,
-                         rekey_hook, &ra);
+                         rekey_pre, rekey_hook, &ra);
     if (rc == KM_OK) {
         /* The old sealer and master stay alive (owned by the new sealer)
          * until km_close: a thread that loaded them before the swap gets
@@ -530,6 +574,9 @@ int km_vault_compact(km_ctx *ctx)
         return km__err(KM_E_INVALID, "km_vault_compact: ctx is NULL");
     if ((rc = km__ctx_check(ctx)) != KM_OK)
         return rc;
+    if (ctx->delegated)
+        return km__err(KM_E_UNSUPPORTED, "km_vault_compact: not through a delegated context (the "
+                                         "server's own context does it)");
     if ((rc = km__acl_check(ctx, KM__OP_COMPACT, NULL)) != KM_OK)
         return rc;
     if ((rc = km_audit_flush(ctx)) != KM_OK)
@@ -576,6 +623,57 @@ int km_vault_backup(km_ctx *ctx, const char *path)
         || (rc = km__audit_event(ctx, KM__OP_BACKUP, NULL, 0, KM_OK, "hot backup")) != KM_OK)
         return rc;
     return km__store_backup(ctx->env, path);
+}
+
+/* km_vault_copy: the record copy is the store's (km__store_copy); here the
+ * checks, dual control and the audit entry, written before the snapshot so
+ * that the copy holds it. */
+int km_vault_copy(km_ctx *ctx, const char *dst_uri, const km_open_options *dst_opts)
+{
+    km_open_options o = KM_OPEN_OPTIONS_INIT;
+    const km__store_ops *ops;
+    const char *loc;
+    km__store *dst = NULL;
+    km__txn *t = NULL;
+    char detail[256];
+    uint64_t n = 0;
+    int rc;
+
+    if (ctx == NULL)
+        return km__err(KM_E_INVALID, "km_vault_copy: ctx is NULL");
+    if (dst_uri == NULL || dst_uri[0] == '\0')
+        return km__err(KM_E_INVALID, "km_vault_copy: the destination URI is NULL or empty");
+    if (dst_opts != NULL) {
+        if (dst_opts->version < 1 || dst_opts->version > KM_OPEN_OPTIONS_VERSION)
+            return km__err(KM_E_INVALID, "km_vault_copy: options of an unknown version");
+        memcpy(&o, dst_opts, dst_opts->version >= 4 ? sizeof o
+                                                    : offsetof(km_open_options, tls_ca));
+        o.version = KM_OPEN_OPTIONS_VERSION;
+    }
+    o.flags |= KM_OPEN_CREATE;
+    if ((rc = km__ctx_check(ctx)) != KM_OK || (rc = km__acl_check(ctx, KM__OP_BACKUP, NULL))
+                                                  != KM_OK)
+        return rc;
+    if ((rc = km__store_find(dst_uri, &ops, &loc)) != KM_OK)
+        return rc;
+    /* the copy holds every key (sealed, with the keyslots): an export of the
+     * whole vault, under the vault's dual control for exports */
+    snprintf(detail, sizeof detail, "vault copy to %s:%.200s", ops->scheme, loc);
+    if ((rc = ops->open(&dst, loc, &o)) != KM_OK)
+        return rc;
+    if ((rc = km_audit_flush(ctx)) != KM_OK || (rc = km__wtxn_begin(ctx, &t)) != KM_OK) {
+        km__store_close(dst);
+        return rc;
+    }
+    rc = km__quorum_consume(ctx, t, KM_REQ_EXPORT, NULL, (const uint8_t *)detail,
+                            strlen(detail));
+    if (rc != KM_OK)
+        km__wtxn_abort(t);
+    else if ((rc = km__wtxn_commit_event(ctx, t, KM__OP_BACKUP, NULL, 0, KM_OK, detail))
+             == KM_OK)
+        rc = km__store_copy(ctx->env, dst, &n);
+    km__store_close(dst);
+    return rc;
 }
 
 int km_vault_restore(const char *backup, const char *dir)

@@ -97,6 +97,11 @@ int km__acl_load(struct km_ctx *ctx)
         return rc;
     if (!f.found)
         return km__err(KM_E_AUTH, "principal '%s' has been removed", ctx->principal_name);
+    /* the (authenticated) keyslot that opened names this principal id; its
+     * sealed record must carry the name it was opened under */
+    if (strcmp(f.pname, ctx->principal_name) != 0)
+        return km__err(KM_E_CORRUPT, "the keyslot of principal '%s' names another principal",
+                       ctx->principal_name);
     ctx->roles = f.roles;
     return KM_OK;
 }

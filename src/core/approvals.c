@@ -5,9 +5,14 @@
  *
  * A request is a sealed meta record "request/" || id[16]:
  *   TLV { op, key id (optional), params SHA-256, requester name, requester
- *         pid, created, expires, consumed, approvals (n x (pid[16] || BE64 time)) }
+ *         pid, created, expires, consumed, approvals (n x (pid[16] || BE64 time)),
+ *         audit sequence of its creation entry, the parameters as text }
  * The guarded call consumes a matching approved request of its caller in the
- * same transaction as its change (km__quorum_consume). */
+ * same transaction as its change (km__quorum_consume), whose audit entry
+ * (request.execute) names the request in full: a request whose record is
+ * put back as it was before it was spent is refused because the audit chain
+ * since its creation holds that entry (rolling the chain back too shows in
+ * km_audit_verify against an exported head). */
 #include "core.h"
 
 #include <stdio.h>
@@ -19,10 +24,10 @@
 
 enum {
     R_OP = 1, R_KEY = 2, R_PHASH = 3, R_REQUESTER = 4, R_RPID = 5, R_CREATED = 6,
-    R_EXPIRES = 7, R_CONSUMED = 8, R_APPROVALS = 9
+    R_EXPIRES = 7, R_CONSUMED = 8, R_APPROVALS = 9, R_ASEQ = 10, R_TEXT = 11
 };
 
-#define REQ_REC_MAX 1024
+#define REQ_REC_MAX (1024 + KM__REQUEST_TEXT_MAX)
 
 static const char pfx_request[] = "request/";
 
@@ -61,6 +66,10 @@ static int req_encode(const req *r, uint8_t *buf, size_t cap, size_t *len)
     km__tlv_put_u32(&w, R_CONSUMED, r->consumed);
     if (r->napprovals > 0)
         km__tlv_put(&w, R_APPROVALS, r->approvals, r->napprovals * KM__APPROVER_LEN);
+    if (r->aseq != 0)
+        km__tlv_put_u64(&w, R_ASEQ, r->aseq);
+    if (r->text[0] != '\0')
+        km__tlv_put_str(&w, R_TEXT, r->text);
     if ((rc = km__tlv_end(&w)) != KM_OK)
         return rc;
     *len = w.len;
@@ -102,6 +111,13 @@ static int req_decode(const uint8_t *b, size_t n, req *r)
         memcpy(r->approvals, v, vl);
         r->napprovals = vl / KM__APPROVER_LEN;
     }
+    if (km__tlv_find(b, n, R_ASEQ, &v, &vl) && km__tlv_get_u64(b, n, R_ASEQ, &r->aseq) != KM_OK)
+        goto bad;
+    if (km__tlv_find(b, n, R_TEXT, &v, &vl)) {
+        if (vl >= sizeof r->text || memchr(v, '\0', vl) != NULL)
+            goto bad;
+        memcpy(r->text, v, vl);
+    }
     return KM_OK;
 bad:
     return km__err(KM_E_CORRUPT, "a dual-control request record is malformed");
@@ -123,11 +139,15 @@ int km__request_get(struct km_ctx *ctx, km__txn *t, const uint8_t id[16], req *r
 
 int km__request_put(struct km_ctx *ctx, km__txn *t, const uint8_t id[16], const req *r)
 {
-    uint8_t buf[REQ_REC_MAX], k[32];
+    uint8_t *buf = malloc(REQ_REC_MAX), k[32];
     size_t len;
-    int rc = req_encode(r, buf, sizeof buf, &len);
+    int rc;
+    if (buf == NULL)
+        return km__err(KM_E_NOMEM, "out of memory");
+    rc = req_encode(r, buf, REQ_REC_MAX, &len);
     if (rc == KM_OK)
         rc = km__rec_put(t, ctx->sealer, KM__T_META, k, req_key(k, id), buf, len, 0);
+    free(buf);
     return rc;
 }
 
@@ -251,11 +271,61 @@ int km__quorum_consume_key(struct km_ctx *ctx, km__txn *t, int op, const km__kob
                           params_len);
 }
 
+/* The spent check: whether the audit chain since the request's creation
+ * holds its request.execute entry (a record put back as it was before it
+ * was spent). */
+typedef struct spent {
+    char full[80], shortf[40];
+    int found;
+    uint64_t seq;
+} spent;
+
+static int spent_scan(const km_audit_entry *e, void *arg)
+{
+    spent *sp = arg;
+    if (strcmp(e->op, km__op_name(KM__OP_EXECUTE)) != 0)
+        return 0;
+    if (strncmp(e->detail, sp->full, strlen(sp->full)) != 0
+        && strncmp(e->detail, sp->shortf, strlen(sp->shortf)) != 0)
+        return 0;
+    sp->found = 1;
+    sp->seq = e->seq;
+    return 1;
+}
+
+static int request_spent(struct km_ctx *ctx, km__txn *t, int op, const uint8_t id[16],
+                         const req *r)
+{
+    spent sp;
+    char hex[33];
+    int rc;
+
+    memset(&sp, 0, sizeof sp);
+    km__id_hex(id, hex);
+    snprintf(sp.full, sizeof sp.full, "%s request %s ", pol_op[op], hex);
+    snprintf(sp.shortf, sizeof sp.shortf, "%s request %.8s.. by ", pol_op[op], hex);
+    /* records written before the creation sequence was kept: the whole chain */
+    if ((rc = km__audit_scan(ctx, t, r->aseq, spent_scan, &sp)) != KM_OK)
+        return rc;
+    if (sp.found)
+        return km__err(KM_E_INTEGRITY, "%s request %.8s.. was used already (audit entry %llu) "
+                                       "but its record says otherwise: it was put back",
+                       pol_op[op], hex, (unsigned long long)sp.seq);
+    return KM_OK;
+}
+
+void km__id_hex(const uint8_t id[16], char out[33])
+{
+    int i;
+    for (i = 0; i < 16; i++)
+        snprintf(out + 2 * i, 3, "%02x", id[i]);
+}
+
 static int consume_needed(struct km_ctx *ctx, km__txn *t, int op, const uint8_t *key_id,
                           uint32_t needed, const uint8_t *params, size_t params_len)
 {
     cfind f;
-    char d[120];
+    char d[KM__AUDIT_DETAIL_MAX + 1], hex[33];
     int rc;
 
     memset(&f, 0, sizeof f);
@@ -266,7 +336,7 @@ static int consume_needed(struct km_ctx *ctx, km__txn *t, int op, const uint8_t 
     f.t = t;
     f.op = op;
     f.key_id = key_id;
-    f.now = km__now(ctx);
+    f.now = km__now_txn(ctx, t);   /* never before the last audited time */
     if ((rc = km__request_params_hash(op, params, params_len, f.phash)) != KM_OK)
         return rc;
     rc = km__rec_iter(t, ctx->sealer, KM__T_META, (const uint8_t *)pfx_request,
@@ -279,11 +349,14 @@ static int consume_needed(struct km_ctx *ctx, km__txn *t, int op, const uint8_t 
                                     "arguments",
                        pol_op[op], f.needed, f.stale ? " (a matching request is expired or "
                                                         "not yet approved)" : "");
+    if ((rc = request_spent(ctx, t, op, f.id, &f.r)) != KM_OK)
+        return rc;
     f.r.consumed = 1;
     if ((rc = km__request_put(ctx, t, f.id, &f.r)) != KM_OK)
         return rc;
-    snprintf(d, sizeof d, "%s request %02x%02x%02x%02x.. by %s, %zu approval(s)", pol_op[op],
-             f.id[0], f.id[1], f.id[2], f.id[3], f.r.requester, f.r.napprovals);
+    km__id_hex(f.id, hex);
+    snprintf(d, sizeof d, "%s request %s by %s, %zu approval(s)", pol_op[op], hex,
+             f.r.requester, f.r.napprovals);
     return km__audit_append(ctx, t, KM__OP_EXECUTE, key_id, 0, KM_OK, d);
 }
 
@@ -322,3 +395,85 @@ int km__quorum_consume_own(struct km_ctx *ctx, int op, const uint8_t *key_id,
     return km__wtxn_commit_plain(t, 1);
 }
 
+
+/* ---------------------------------------------------------- description */
+
+static int printable(const uint8_t *p, size_t n)
+{
+    size_t i;
+    for (i = 0; i < n; i++)
+        if ((p[i] < 0x20 || p[i] >= 0x7f) && p[i] != '\n' && p[i] != '\t' && p[i] != '\r')
+            return 0;
+    return 1;
+}
+
+int km__request_describe(int op, const char *key_name, const uint8_t *p, size_t n, char *out,
+                         size_t cap)
+{
+    uint8_t h[32];
+    char hex[65], name[80];
+    const uint8_t *parts[1] = { p != NULL ? p : (const uint8_t *)"" };
+    size_t i;
+    uint32_t roles = 0;
+    int add = 0, rc;
+
+    if ((rc = km__sha256v(parts, &n, 1, h)) != KM_OK)
+        return rc;
+    for (i = 0; i < 32; i++)
+        snprintf(hex + 2 * i, 3, "%02x", h[i]);
+    switch (op) {
+    case KM_REQ_DESTROY:
+        if (n == 8)
+            snprintf(out, cap, "destroy version %u of key '%s' after %u day(s) of grace",
+                     (unsigned)km__be32_get(p), key_name, (unsigned)km__be32_get(p + 4));
+        else
+            snprintf(out, cap, "destroy key '%s' with %zu bytes of parameters (SHA-256 %s)",
+                     key_name, n, hex);
+        break;
+    case KM_REQ_EXPORT:
+        if (n == 16) {      /* AES-KWP: the KEK's key id */
+            char kek[33];
+            km__id_hex(p, kek);
+            snprintf(out, cap, "export key '%s' wrapped under the KEK with key id %s", key_name,
+                     kek);
+        } else {
+            snprintf(out, cap, "export key '%s' wrapped to the public key of %zu bytes with "
+                               "SHA-256 %s", key_name, n, hex);
+        }
+        break;
+    case KM_REQ_IMPORT_RAW:
+        snprintf(out, cap, "import %zu bytes of key material or wrapped key with SHA-256 %s", n,
+                 hex);
+        break;
+    case KM_REQ_POLICY_CHANGE:
+        if (printable(p, n) && n + 64 < cap)
+            snprintf(out, cap, "set the vault policy to (SHA-256 %s):\n%.*s", hex, (int)n,
+                     (const char *)p);
+        else
+            snprintf(out, cap, "set the vault policy to a document of %zu bytes with SHA-256 %s",
+                     n, hex);
+        break;
+    default:
+        if (km__rules_slot_change_params(p, n)) {
+            /* the vault's credentials, under principal-change (km/quorum.h) */
+            snprintf(out, cap, "change the vault's keyslots: %.*s%s", (int)n, (const char *)p,
+                     n == 5 ? " (a new master key; principals' keyslots and share sets are "
+                              "dropped)" : "");
+            break;
+        }
+        if ((rc = km__rules_principal_params_parse(p, n, &add, name, sizeof name, &roles))
+            != KM_OK)
+            return rc;
+        if (add) {
+            char canon[160];
+            if (km__rules_principal_params(canon, sizeof canon, 1, name, roles) == 0)
+                return km__err(KM_E_INVALID, "principal-change parameters too long");
+            snprintf(out, cap, "add principal '%s' with role(s) %s", name,
+                     canon + strlen("add:") + strlen(name) + 1);
+        } else {
+            snprintf(out, cap, "remove principal '%s'", name);
+        }
+        break;
+    }
+    return KM_OK;
+}

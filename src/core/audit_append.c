@@ -2,7 +2,9 @@
  * caller's write transaction: the entry encoding (docs/FORMATS.md), the
  * chain head, the MAC key, the sinks (each entry goes to them as it is
  * appended). Below the write path (wtxn.c); events in transactions of their
- * own and the data-path queue are audit_log.c, the API audit.c.
+ * own and the data-path queue are audit_log.c, the API audit.c. The sinks
+ * get an entry once its transaction has committed (km__txn_on_done), never
+ * one of a change that was rolled back.
  *
  * An entry is a TLV whose last field is the HMAC-SHA-256 (under the vault's
  * audit key) of everything before it, and which holds the SHA-256 of the
@@ -23,7 +25,7 @@
 
 enum {
     A_SEQ = 1, A_TIME = 2, A_PRINCIPAL = 3, A_OP = 4, A_KEY = 5, A_VERSION = 6, A_RESULT = 7,
-    A_DETAIL = 8, A_PREV = 9, A_MAC = 10
+    A_DETAIL = 8, A_PREV = 9, A_MAC = 10, A_PEER = 11
 };
 
 #define ENTRY_MAX KM__AUDIT_ENTRY_MAX
@@ -73,25 +75,36 @@ static int akey_load(struct km_ctx *ctx, km__txn *t, const km__sealer *s)
     return KM_OK;
 }
 
-int km__audit_head_read(const km__sealer *s, km__txn *t, km_audit_head *h)
+/* The head record: BE64 last sequence, its SHA-256, and (since issue 18)
+ * BE64 the time of that entry; 40 bytes (no time) in older vaults. */
+int km__audit_head_time(const km__sealer *s, km__txn *t, km_audit_head *h, int64_t *last)
 {
     km_secret *rec = NULL;
     int rc;
 
     memset(h, 0, sizeof *h);
+    *last = 0;
     rc = km__rec_get(t, s, KM__T_META, head_key, sizeof head_key - 1, &rec);
     if (rc == KM_E_NOTFOUND)
         return KM_OK;
     if (rc != KM_OK)
         return rc;
-    if (km_secret_len(rec) != 40) {
+    if (km_secret_len(rec) != 40 && km_secret_len(rec) != 48) {
         km_secret_free(rec);
         return km__err(KM_E_CORRUPT, "audit head record has the wrong length");
     }
     h->seq = km__be64_get(km_secret_data(rec));
     memcpy(h->hash, km_secret_data(rec) + 8, 32);
+    if (km_secret_len(rec) == 48)
+        *last = (int64_t)km__be64_get(km_secret_data(rec) + 40);
     km_secret_free(rec);
     return KM_OK;
+}
+
+int km__audit_head_read(const km__sealer *s, km__txn *t, km_audit_head *h)
+{
+    int64_t last;
+    return km__audit_head_time(s, t, h, &last);
 }
 
 int km__audit_key_ready(struct km_ctx *ctx, km__txn *t)
@@ -103,11 +116,12 @@ int km__audit_key_ready(struct km_ctx *ctx, km__txn *t)
     return rc;
 }
 
-static int head_write(const km__sealer *s, km__txn *t, const km_audit_head *h)
+static int head_write(const km__sealer *s, km__txn *t, const km_audit_head *h, int64_t last)
 {
-    uint8_t b[40];
+    uint8_t b[48];
     km__be64_put(b, h->seq);
     memcpy(b + 8, h->hash, 32);
+    km__be64_put(b + 40, (uint64_t)last);
     return km__rec_put(t, s, KM__T_META, head_key, sizeof head_key - 1, b, sizeof b, 0);
 }
 
@@ -147,6 +161,8 @@ static int entry_encode(struct km_ctx *ctx, uint64_t seq, const entry_in *p,
     km__tlv_put_u64(&w, A_SEQ, seq);
     km__tlv_put_u64(&w, A_TIME, (uint64_t)p->time);
     km__tlv_put_str(&w, A_PRINCIPAL, ctx->principal_name);
+    if (ctx->delegated)
+        km__tlv_put_str(&w, A_PEER, ctx->peer);
     km__tlv_put_u32(&w, A_OP, (uint32_t)p->op);
     if (p->has_key) {
         km__tlv_put(&w, A_KEY, p->key_id, 16);
@@ -211,6 +227,17 @@ int km__audit_entry_decode(km__mac *m, const uint8_t *b, size_t n, km_audit_entr
         for (i = 0; i < vl; i++)
             pbuf[i] = (char)v[i];
         pbuf[vl] = '\0';
+        /* made through a delegated context (km_ctx_delegate): "name via peer" */
+        if (km__tlv_find(b, n, A_PEER, &v, &vl) && vl > 0) {
+            size_t at = strlen(pbuf);
+            if (at + 5 + vl > 127)
+                vl = at + 5 < 127 ? 127 - at - 5 : 0;
+            if (vl > 0) {
+                memcpy(pbuf + at, " via ", 5);
+                memcpy(pbuf + at + 5, v, vl);
+                pbuf[at + 5 + vl] = '\0';
+            }
+        }
     }
     if (km__tlv_find(b, n, A_DETAIL, &v, &vl)) {
         vl = vl > DETAIL_MAX ? DETAIL_MAX : vl;
@@ -306,10 +333,84 @@ static int sinks_write(struct km_ctx *ctx, const uint8_t *b, size_t n)
     return KM_OK;
 }
 
+/* The entries a transaction appended, for the sinks once it commits. */
+typedef struct sink_batch {
+    struct km_ctx *ctx;
+    uint8_t *buf;        /* n x (BE32 length || entry) */
+    size_t len, cap;
+} sink_batch;
+
+static void sinks_after(void *arg, int committed)
+{
+    sink_batch *b = arg;
+    struct km_ctx *ctx = b->ctx;
+    size_t at = 0, n;
+
+    if (committed) {
+        pthread_mutex_lock(&ctx->audit.kmu);
+        while (at + 4 <= b->len) {
+            n = km__be32_get(b->buf + at);
+            if (ctx->audit.sink_failed == 0 && sinks_write(ctx, b->buf + at + 4, n) != KM_OK) {
+                km_audit_entry e;
+                uint8_t prev[32];
+                char pbuf[128], dbuf[DETAIL_MAX + 1];
+                /* the change stands (its entry is in the vault's log); the
+                 * next change is refused until the sink is set again */
+                ctx->audit.sink_failed = km__audit_entry_decode(ctx->audit.mac, b->buf + at + 4,
+                                                                n, &e, prev, pbuf, dbuf) == KM_OK
+                                             ? e.seq : 1;
+            }
+            at += 4 + n;
+        }
+        pthread_mutex_unlock(&ctx->audit.kmu);
+    }
+    free(b->buf);
+    free(b);
+}
+
+/* Keeps an encoded entry for the sinks of t's commit (kmu held). */
+static int sinks_queue(struct km_ctx *ctx, km__txn *t, const uint8_t *e, size_t len)
+{
+    sink_batch *b;
+
+    if (!ctx->audit.syslog && ctx->audit.fd < 0)
+        return KM_OK;
+    if (ctx->audit.sink_failed != 0)
+        return km__err(KM_E_IO, "audit: a sink failed at entry %llu after its change was "
+                                "committed; set the sink again (km_audit_sink_file, "
+                                "km_audit_sink_syslog) before further changes",
+                       (unsigned long long)ctx->audit.sink_failed);
+    if ((b = calloc(1, sizeof *b)) == NULL)
+        return km__err(KM_E_NOMEM, "audit: out of memory");
+    b->ctx = ctx;
+    {
+        sink_batch *had = km__txn_on_done(t, sinks_after, b);
+        if (had != NULL) {
+            free(b);
+            b = had;
+        }
+    }
+    if (b->cap - b->len < len + 4) {
+        size_t nc = b->cap ? b->cap * 2 : 4096;
+        uint8_t *nb;
+        while (nc - b->len < len + 4)
+            nc *= 2;
+        if ((nb = realloc(b->buf, nc)) == NULL)
+            return km__err(KM_E_NOMEM, "audit: out of memory");
+        b->buf = nb;
+        b->cap = nc;
+    }
+    km__be32_put(b->buf + b->len, (uint32_t)len);
+    memcpy(b->buf + b->len + 4, e, len);
+    b->len += 4 + len;
+    return KM_OK;
+}
+
 /* --------------------------------------------------------------- appending */
 
 /* Appends `count` entries as ONE sealed record in the caller's write
- * transaction (record: n x (BE32 length || entry)). Called with kmu held. */
+ * transaction (record: n x (BE32 length || entry)), for the sinks once it
+ * commits. Called with kmu held. */
 int km__audit_append_entries(struct km_ctx *ctx, km__txn *t, const km__sealer *s,
                           const entry_in *p, size_t count)
 {
@@ -317,15 +418,22 @@ int km__audit_append_entries(struct km_ctx *ctx, km__txn *t, const km__sealer *s
     uint8_t seqb[8], *rec;
     size_t i, len, at = 0;
     uint64_t first;
+    int64_t last;
     int rc;
 
     if ((rc = akey_load(ctx, t, s)) != KM_OK || (rc = mac_ready(ctx)) != KM_OK)
         return rc;
-    if ((rc = km__audit_head_read(s, t, &h)) != KM_OK)
+    if ((rc = km__audit_head_time(s, t, &h, &last)) != KM_OK)
         return rc;
     first = h.seq + 1;
     for (i = 0; i < count; i++) {
+        entry_in in = p[i];
         uint8_t *e;
+        /* audit time never goes back: an entry is never older than the one
+         * before it, whatever clock the caller had */
+        if (in.time < last)
+            in.time = last;
+        last = in.time;
         /* the context's encoding buffer, kept between batches (no secrets in it) */
         if (ctx->audit.bufcap - at < ENTRY_MAX + 4) {
             size_t ncap = ctx->audit.bufcap ? ctx->audit.bufcap * 2 : 64 * 1024;
@@ -339,10 +447,10 @@ int km__audit_append_entries(struct km_ctx *ctx, km__txn *t, const km__sealer *s
         }
         rec = ctx->audit.buf;
         e = rec + at + 4;
-        if ((rc = entry_encode(ctx, h.seq + 1, &p[i], h.hash, e, &len, h.hash)) != KM_OK)
+        if ((rc = entry_encode(ctx, h.seq + 1, &in, h.hash, e, &len, h.hash)) != KM_OK)
             return rc;
         km__be32_put(rec + at, (uint32_t)len);
-        if ((rc = sinks_write(ctx, e, len)) != KM_OK)
+        if ((rc = sinks_queue(ctx, t, e, len)) != KM_OK)
             return rc;
         at += 4 + len;
         h.seq++;
@@ -353,7 +461,9 @@ int km__audit_append_entries(struct km_ctx *ctx, km__txn *t, const km__sealer *s
         rc = km__err(KM_E_CORRUPT, "audit entry %llu exists beyond the stored head",
                      (unsigned long long)first);
     if (rc == KM_OK)
-        rc = head_write(s, t, &h);
+        rc = head_write(s, t, &h, last);
+    if (rc == KM_OK)
+        km__now_floor(ctx, last);
     return rc;
 }
 
@@ -386,3 +496,111 @@ int km__audit_append_sealed(struct km_ctx *ctx, km__txn *t, const km__sealer *s,
     return rc;
 }
 
+
+/* ------------------------------------------------------------- scanning */
+
+int km__audit_records(struct km_ctx *ctx, km__txn *t, uint64_t from, uint64_t to,
+                      km__audit_raw_fn fn, void *arg, km__audit_walked *wk)
+{
+    km_secret *rec = NULL;
+    uint8_t seqb[8];
+    uint64_t s;
+    int rc = KM_OK;
+
+    memset(wk, 0, sizeof *wk);
+    for (s = from; s <= to;) {
+        const uint8_t *p;
+        size_t left, len;
+        uint64_t first = s;
+
+        km__be64_put(seqb, s);
+        rc = km__rec_get(t, ctx->sealer, KM__T_AUDIT, seqb, 8, &rec);
+        if (rc == KM_E_NOTFOUND || rc == KM_E_CORRUPT) {
+            wk->bad = s;
+            rc = km__err(KM_E_INTEGRITY, rc == KM_E_NOTFOUND
+                                             ? "audit entry %llu is missing (deleted)"
+                                             : "audit entry %llu fails to open (edited or moved)",
+                         (unsigned long long)s);
+        }
+        if (rc != KM_OK)
+            goto out;
+        wk->records++;
+        p = km_secret_data(rec);
+        left = km_secret_len(rec);
+        while (left > 0) {
+            if (left < 4 || (len = km__be32_get(p)) == 0 || len > left - 4 || len > ENTRY_MAX) {
+                wk->bad = s;
+                rc = km__err(KM_E_INTEGRITY, "audit record %llu is malformed at entry %llu",
+                             (unsigned long long)first, (unsigned long long)s);
+                goto out;
+            }
+            if ((rc = fn(s, p + 4, len, arg)) != KM_OK) {
+                wk->next = s;
+                if (rc > 0)
+                    rc = 1;   /* fn stopped the walk */
+                goto out;
+            }
+            p += 4 + len;
+            left -= 4 + len;
+            s++;
+        }
+        km_secret_free(rec);
+        rec = NULL;
+        if (s == first) {
+            wk->bad = s;
+            rc = km__err(KM_E_INTEGRITY, "audit record %llu is empty", (unsigned long long)s);
+            goto out;
+        }
+    }
+    wk->next = s;
+out:
+    km_secret_free(rec);
+    return rc;
+}
+
+/* km__audit_scan's step: each entry decoded, its MAC checked. */
+typedef struct scan_arg {
+    km__mac *m;
+    km__audit_scan_fn fn;
+    void *arg;
+} scan_arg;
+
+static int scan_entry(uint64_t s, const uint8_t *b, size_t n, void *arg)
+{
+    scan_arg *a = arg;
+    km_audit_entry e;
+    uint8_t prev[32];
+    char pbuf[128], dbuf[DETAIL_MAX + 1];
+
+    if (km__audit_entry_decode(a->m, b, n, &e, prev, pbuf, dbuf) != KM_OK || e.seq != s)
+        return km__err(KM_E_INTEGRITY, "audit entry %llu is malformed or fails its MAC",
+                       (unsigned long long)s);
+    return a->fn(&e, a->arg);
+}
+
+int km__audit_scan(struct km_ctx *ctx, km__txn *t, uint64_t from, km__audit_scan_fn fn,
+                   void *arg)
+{
+    km_audit_head h;
+    km__audit_walked wk;
+    scan_arg a = { NULL, fn, arg };
+    int rc;
+
+    if ((rc = km__audit_head_read(ctx->sealer, t, &h)) != KM_OK)
+        return rc;
+    if (from == 0)
+        from = 1;
+    if (h.seq < from)
+        return KM_OK;
+    pthread_mutex_lock(&ctx->audit.kmu);
+    rc = akey_load(ctx, t, ctx->sealer);
+    if (rc == KM_OK)
+        rc = km__mac_new(&a.m, km_secret_data(ctx->audit.key), 32);
+    pthread_mutex_unlock(&ctx->audit.kmu);
+    if (rc != KM_OK)
+        return rc == KM_E_NOTFOUND
+                   ? km__err(KM_E_INTEGRITY, "audit log: the MAC key record is missing") : rc;
+    rc = km__audit_records(ctx, t, from, h.seq, scan_entry, &a, &wk);
+    km__mac_free(a.m);
+    return rc < 0 ? rc : KM_OK;
+}

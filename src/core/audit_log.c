@@ -241,6 +241,13 @@ int km__audit_open(struct km_ctx *ctx)
     km_secret_free(rec);
     if (rc == KM_OK)
         rc = km__authfail_get(t, &fails);
+    if (rc == KM_OK) {
+        /* time never goes back past the vault's last audited time */
+        km_audit_head h;
+        int64_t last = 0;
+        rc = km__audit_head_time(ctx->sealer, t, &h, &last);
+        km__now_floor(ctx, last);
+    }
     km__txn_abort(t);
     if (rc != KM_OK)
         return rc;

@@ -37,7 +37,10 @@ enum {
     KM__K_NAME = 1, KM__K_TYPE = 2, KM__K_USAGE = 3, KM__K_FLAGS = 4, KM__K_PROTECTION = 5,
     KM__K_CREATED = 6, KM__K_NVERSIONS = 7, KM__K_ROTATE_DAYS = 8, KM__K_PROTECT_DAYS = 9,
     KM__K_PROCESS_DAYS = 10, KM__K_GRACE_DAYS = 11, KM__K_POLICY = 12,
-    KM__K_OAEP_DIGEST = 16 /* after issue 22's 13-15 */
+    /* key_meta.c: written after creation, absent in older records */
+    KM__K_DESCRIPTION = 13, KM__K_ALIASES = 14, KM__K_TAGS = 15,
+    KM__K_MIN_PROCESS = 16, KM__K_MIN_PROTECT = 17, /* the version window; absent = 0 */
+    KM__K_OAEP_DIGEST = 18  /* RSA-OAEP digest (ops, issue 23) */
 };
 enum {
     KM__V_STATE = 1, KM__V_CREATED = 2, KM__V_ACTIVATED = 3, KM__V_PROTECT_STOP = 4,
@@ -80,6 +83,7 @@ typedef struct km__ver {
     km_key_state prev_state;     /* for cancel-destroy */
     uint32_t revoke_reason;
     int64_t compromise_date, deactivated, destroyed;
+    int below_min_protect, below_min_process;  /* the key's version window, at the last read */
     /* backend object, loaded on first use */
     _Atomic(void *) obj;
     pthread_mutex_t mu;          /* serialises loading and counter reservation */
@@ -92,6 +96,7 @@ typedef struct km__ver {
     uint64_t global_end;         /* the vault's reserved count after our last block */
     uint32_t block;              /* next block size */
     atomic_uint_fast64_t reserved_seen; /* last persisted reserved count seen (for info) */
+    atomic_uint_fast64_t bytes_seen;    /* last persisted byte count seen (for info) */
 } km__ver;
 
 typedef struct km__kobj {
@@ -104,6 +109,7 @@ typedef struct km__kobj {
     char protection[32];
     int64_t created;
     uint32_t rotate_days, protect_days, process_days, grace_days;
+    uint32_t min_process, min_protect; /* the version window (0: none) */
     char *policy_json;           /* the key's own policy, or NULL */
     uint32_t oaep_digest;        /* RSA: the RSA-OAEP digest, 256/384/512 (0 read as 256) */
     km__backend_inst *be;
@@ -125,6 +131,10 @@ typedef struct km__kobj {
     atomic_uint acl_gen;         /* km__write_gen + 1 when read; 0 = never read */
     _Atomic int64_t acl_ms;      /* monotonic ms when read */
     struct km__kobj *hnext;      /* ctx cache chain */
+    /* names the key had before a rename (km_key_name's pointers stay valid
+     * while the object lives); freed with it */
+    char **old_names;
+    size_t nold_names;
 } km__kobj;
 
 struct km_key {
@@ -155,6 +165,8 @@ typedef struct km__audit_ctx {
     size_t bufcap;
     int syslog;
     int fd;                          /* JSON-lines sink, or -1 */
+    uint64_t sink_failed;            /* the entry a sink failed at after its commit (0: none);
+                                      * changes are refused until a sink is set again */
 } km__audit_ctx;
 
 struct km_ctx {
@@ -168,8 +180,10 @@ struct km_ctx {
     uint8_t vault_id[16];
     uint32_t flags;
     uint32_t refresh_ms;
-    km_clock_fn clock;
+    km_clock_fn clock;           /* the caller's: used only when the policy allows it */
     void *clock_arg;
+    atomic_int clock_ok;         /* the vault policy's testing.caller_clock */
+    _Atomic int64_t time_floor;  /* the latest audited time seen: time never goes below it */
     pthread_mutex_t mu;          /* backend instances */
     km__backend_inst *backends;
     pthread_rwlock_t policy_lock; /* the vault policy */
@@ -185,6 +199,10 @@ struct km_ctx {
     char principal_name[72];
     uint8_t principal_id[16];     /* zero unless a principal */
     int is_principal;
+    /* km_ctx_delegate (km/sys/server.h): a server's context acting as the
+     * principal, for the client `peer` ("uid:1000"), named in its audit entries */
+    int delegated;
+    char peer[64];
     _Atomic uint32_t roles;       /* KM_ROLE_* of a principal (re-read: roles_*) */
     int policy_required;          /* format >= KM__FORMAT_POLICY_STORED: a missing policy record is refused */
     atomic_uint roles_gen;        /* km__wtxn_gen() + 1 when last read; 0 = at open */
@@ -233,18 +251,34 @@ void km__wtxn_abort(km__txn *t);
  * bumps the generation. */
 void km__wtxn_changed(void);
 /* The write generation: changes after every committed change of any context
- * of this process. */
+ * of this process, and after every change of another process that the
+ * store heard of (km__store_changes, store.h). */
 extern atomic_uint km__wtxn_generation;   /* written by wtxn.c only */
 static inline unsigned km__wtxn_gen(void)
 {
-    /* acquire: what the writer committed before bumping is seen after */
-    return atomic_load_explicit(&km__wtxn_generation, memory_order_acquire);
+    /* acquire: what the writer committed before bumping is seen after;
+     * plus the changes of other processes a store heard of (etcd's watch) */
+    return atomic_load_explicit(&km__wtxn_generation, memory_order_acquire)
+           + atomic_load_explicit(&km__store_changes, memory_order_acquire);
 }
 
 /* ctx.c */
 int64_t km__now(const struct km_ctx *ctx);
+/* Raises the context's time floor to t (an audited time): km__now never
+ * returns less from then on. */
+void km__now_floor(struct km_ctx *ctx, int64_t t);
+/* km__now after raising the floor to the vault's last audited time (read
+ * from the audit head in t): for time-driven decisions. */
+int64_t km__now_txn(struct km_ctx *ctx, km__txn *t);
 int64_t km__mono_ms(void);
 int km__ctx_check(struct km_ctx *ctx);
+/* A zeroed context with its locks initialised, one reference; NULL when out
+ * of memory. km__ctx_ready finishes one whose store, sealer, master key and
+ * policy are in place (the principal's roles, the audit state); a context
+ * that never became ready is freed with km__ctx_discard (NULL accepted). */
+struct km_ctx *km__ctx_alloc(void);
+int km__ctx_ready(struct km_ctx *ctx);
+void km__ctx_discard(struct km_ctx *ctx);
 int km__backend_get(struct km_ctx *ctx, const char *name, km__backend_inst **out);
 /* A registered backend opened with `config` seals / unseals a master key for
  * a device keyslot; km__backend_slot_unseal is what km_open hands to the
@@ -257,6 +291,10 @@ int km__backend_slot_unseal(const char *name, const char *config, const uint8_t 
  * backend (km_vault_backend_set), or none. */
 int km__backend_slot_seal_for(struct km_ctx *ctx, const char *name, const km_secret *master,
                               km_secret **blob);
+/* The unsealer a keyslot removal checks the device slots it leaves with
+ * (km__slot_remove_owner, km__slot_remove_principal): each device opened
+ * with the configuration stored in the vault for its backend, or none. */
+void km__ctx_slot_check(struct km_ctx *ctx, km__slot_unsealer *out);
 void km__ctx_ref(struct km_ctx *ctx);
 void km__ctx_unref(struct km_ctx *ctx);
 
@@ -318,6 +356,9 @@ int km__audit_flush(struct km_ctx *ctx);
 #define KM__AUDIT_DETAIL_MAX 200
 /* The stored head (0 and zeros when the log is empty). KM_E_CORRUPT. */
 int km__audit_head_read(const km__sealer *s, km__txn *t, km_audit_head *h);
+/* The same, and the time of the last entry in *last (0 for an empty log or
+ * an older vault's head, which kept no time). */
+int km__audit_head_time(const km__sealer *s, km__txn *t, km_audit_head *h, int64_t *last);
 /* Loads the audit MAC key into the context (creating it in a write t).
  * KM_E_NOTFOUND when no entry was ever written, KM_E_CORRUPT. */
 int km__audit_key_ready(struct km_ctx *ctx, km__txn *t);
@@ -326,6 +367,26 @@ int km__audit_key_ready(struct km_ctx *ctx, km__txn *t);
  * strings. KM_E_INTEGRITY. */
 int km__audit_entry_decode(km__mac *m, const uint8_t *b, size_t n, km_audit_entry *e,
                            uint8_t prev[32], char *pbuf, char *dbuf);
+/* Calls fn for each stored entry from sequence `from` (which must begin a
+ * record; 0 = 1) to the head in t, each decoded and its MAC checked; fn
+ * returns 0 to go on, > 0 to stop (KM_OK), < 0 an error returned as is.
+ * KM_E_INTEGRITY for a missing, unopenable or malformed entry. */
+typedef int (*km__audit_scan_fn)(const km_audit_entry *e, void *arg);
+/* The raw walk under km__audit_scan and km_audit_verify: the records from
+ * sequence `from` (a record's first) while the next sequence is <= `to`,
+ * every entry of each (its framing checked, not its MAC) to fn(seq, entry,
+ * length, arg): 0 goes on, > 0 stops (returns 1), < 0 is returned as is.
+ * wk: the sequence after the last entry given (or the one fn stopped at),
+ * the records read, and the sequence a framing error names (0: none).
+ * KM_E_INTEGRITY for a missing, unopenable, malformed or empty record. */
+typedef int (*km__audit_raw_fn)(uint64_t seq, const uint8_t *entry, size_t len, void *arg);
+typedef struct km__audit_walked {
+    uint64_t next, records, bad;
+} km__audit_walked;
+int km__audit_records(struct km_ctx *ctx, km__txn *t, uint64_t from, uint64_t to,
+                      km__audit_raw_fn fn, void *arg, km__audit_walked *wk);
+int km__audit_scan(struct km_ctx *ctx, km__txn *t, uint64_t from, km__audit_scan_fn fn,
+                   void *arg);
 
 /* access.c: the access records (layout at the top of access.c). */
 #define KM__PFX_PRINCIPAL "principal/"
@@ -395,15 +456,30 @@ int km__request_get(struct km_ctx *ctx, km__txn *t, const uint8_t id[16], km__re
 int km__request_put(struct km_ctx *ctx, km__txn *t, const uint8_t id[16], const km__request *r);
 /* The SHA-256 that binds a request to the exact parameters of its call. */
 int km__request_params_hash(int op, const uint8_t *p, size_t n, uint8_t out[32]);
+/* What a request for op on key_name (NULL for vault operations) with
+ * params p does, every parameter spelled out for its custodians (material
+ * and public keys as their SHA-256), into out (cap bytes, truncated).
+ * KM_E_INVALID for malformed principal-change parameters. */
+int km__request_describe(int op, const char *key_name, const uint8_t *p, size_t n, char *out,
+                         size_t cap);
+/* A 16-byte id (a request's, a key's) as 32 lowercase hex digits. */
+void km__id_hex(const uint8_t id[16], char out[33]);
 
-/* key.c: km_key_import; `unwrapped` = 1 for material that arrived wrapped
- * to the vault (not a raw import under dual control). */
+/* key.c: km_key_import. Material that enters the vault is under the
+ * policy's import-raw dual control, the request bound to `req_params` (a
+ * wrapped key's blob) or, when that is NULL, to the material itself;
+ * `reference` = 1 for a reference to a key that stays on its device (no
+ * material enters, no dual control). */
 int km__key_import(km_key **out, km_ctx *ctx, const char *name, km_key_type type,
                    km_material_format format, const uint8_t *material, size_t material_len,
-                   uint32_t flags, const km_key_options *opts, int unwrapped);
+                   uint32_t flags, const km_key_options *opts, int reference,
+                   const uint8_t *req_params, size_t req_params_len);
 
-/* key_state.c: deactivates every ACTIVE or SUSPENDED version of a key. */
-int km__key_revoke_all(struct km_ctx *ctx, const uint8_t id[16], const char *why);
+/* key_state.c: revokes (reason affiliation changed: deactivated) every
+ * ACTIVE or SUSPENDED version of key `id` in the caller's write transaction
+ * t, each with its audit entry there; *count (may be NULL) grows by the
+ * versions revoked. A key that is gone: nothing. */
+int km__key_revoke_all_in(struct km_ctx *ctx, km__txn *t, const uint8_t id[16], size_t *count);
 
 /* key_state.c: one transition of the lifecycle state machine. */
 typedef struct km__lc_arg {
@@ -494,6 +570,8 @@ static inline km__vstate km__ver_vstate(const km__ver *v)
     s.protect_stop = v->protect_stop;
     s.process_stop = v->process_stop;
     s.destroy_after = v->destroy_after;
+    s.below_min_protect = v->below_min_protect;
+    s.below_min_process = v->below_min_process;
     return s;
 }
 /* The lifecycle rules (rules_lifecycle.c) on a version. */
@@ -507,6 +585,49 @@ static inline int km__may_process(const km__ver *v, uint32_t flags, int64_t now)
     km__vstate s = km__ver_vstate(v);
     return km__rules_may_process(&s, flags, now);
 }
+/* key.c: checks a key name (1..KM_KEY_NAME_MAX bytes, no control
+ * character; `fn` names the caller in the error) and gives its length.
+ * km__key_name_reserved: 1 for libkm's own names ("km:..."). */
+int km__key_name_check(const char *fn, const char *name, size_t *len);
+int km__key_name_reserved(const char *name);
+/* key.c: the key id a name or alias points at, in t (KM_E_NOTFOUND). */
+int km__key_lookup_name(struct km_ctx *ctx, km__txn *t, const char *name, size_t len,
+                        uint8_t id[16]);
+
+/* key_meta.c: a key's identity and metadata after creation (tags 13-15 of
+ * the key record). Each change is one write transaction, audited as
+ * key.meta; names and aliases share the name index. */
+int km__key_rename(km__kobj *k, const char *new_name);
+int km__key_alias_add(km__kobj *k, const char *alias, int move);
+int km__key_alias_remove(struct km_ctx *ctx, const char *alias);
+int km__key_describe(km__kobj *k, const char *text);
+int km__key_tag_set(km__kobj *k, const char *tag, const char *value);
+/* The stored metadata of a key record, decoded (strings malloc'ed). */
+typedef struct km__keymeta {
+    char *description;                       /* NULL when none */
+    size_t naliases, ntags;
+    char *aliases[KM_KEY_ALIASES_MAX];
+    char *tag_keys[KM_KEY_TAGS_MAX];
+    char *tag_values[KM_KEY_TAGS_MAX];
+} km__keymeta;
+/* Reads the metadata of key k now. KM_E_CORRUPT, KM_E_NOMEM, the vault's. */
+int km__key_meta_read(km__kobj *k, km__keymeta *m);
+void km__keymeta_free(km__keymeta *m);
+/* 1 when `name` is the name or an alias in the key record rec[0..n). */
+int km__keyrec_has_name(const uint8_t *rec, size_t n, const char *name);
+/* km_key_trim (km/key.h) after the API's argument checks (key_state.c). */
+int km__key_trim(km__kobj *k, uint32_t grace_days, uint32_t *count);
+/* key_meta.c: the name of a key's owner ("owner" for the vault owner), and
+ * its grants as the context's principal may see them (km_key_grants). */
+int km__key_owner_name(struct km_ctx *ctx, const uint8_t kid[16], char *out, size_t cap);
+int km__key_grants(struct km_ctx *ctx, const uint8_t kid[16], km_grant_fn fn, void *arg);
+/* km_key_purge (km/key.h) after the API's checks (key_meta.c). */
+int km__key_purge(km__kobj *k);
+/* km_key_set (km/key.h) after the API's argument checks. */
+int km__key_settings(km__kobj *k, const km_key_settings *s);
+/* km_key_list_filtered (km/key.h). */
+int km__key_list_filtered(struct km_ctx *ctx, const km_key_filter *f, km_key_list_fn fn,
+                          void *arg);
 /* key.c: km_key_create for libkm's own names ("km:..."), which the public
  * km_key_create and km_key_import refuse (the vault's BYOK wrapping key). */
 int km__key_create_reserved(km_key **out, km_ctx *ctx, const char *name, km_key_type type,

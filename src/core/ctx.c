@@ -336,6 +336,29 @@ int km__backend_slot_unseal(const char *name, const char *config, const uint8_t 
 
 
 
+/* km__ctx_slot_check's unsealer: the stored configuration, not the one given. */
+static int slot_check_unseal(void *arg, const char *name, const char *given, const uint8_t *blob,
+                             size_t blob_len, km_secret **master)
+{
+    km_secret *config = NULL;
+    int rc;
+
+    (void)given;
+    *master = NULL;
+    if ((rc = backend_config_get(arg, name, &config)) != KM_OK)
+        return rc;
+    rc = km__backend_slot_unseal(name, config ? (const char *)km_secret_data(config) : NULL, blob,
+                                 blob_len, master);
+    km_secret_free(config);
+    return rc;
+}
+
+void km__ctx_slot_check(struct km_ctx *ctx, km__slot_unsealer *out)
+{
+    out->fn = slot_check_unseal;
+    out->arg = ctx;
+}
+
 void km__progress(struct km_ctx *ctx, const char *what, uint64_t done, uint64_t total)
 {
     if (ctx->progress != NULL)
@@ -366,6 +389,7 @@ void km__ctx_policy_install(struct km_ctx *ctx, km__policy *p, const char *json,
     pthread_rwlock_wrlock(&ctx->policy_lock);
     km__policy_free(ctx->policy);
     free(ctx->policy_json);
+    atomic_store(&ctx->clock_ok, km__policy_caller_clock(p));
     ctx->policy = p;
     ctx->policy_json = copy;
     ctx->policy_json_len = copy ? len : 0;
@@ -433,11 +457,32 @@ int km__ctx_policy_refresh(struct km_ctx *ctx, int force)
 
 /* ------------------------------------------------------------------ clock */
 
+/* The caller's clock counts only where the vault's policy allows a test
+ * clock (testing.caller_clock); either way time never goes back past the
+ * latest audited time this context has seen (issue 18: a caller's clock
+ * destroyed keys early and revived expired requests). */
 int64_t km__now(const struct km_ctx *ctx)
 {
-    if (ctx->clock != NULL)
-        return ctx->clock(ctx->clock_arg);
-    return (int64_t)time(NULL);
+    int64_t t = ctx->clock != NULL && atomic_load(&((struct km_ctx *)(uintptr_t)ctx)->clock_ok)
+                    ? ctx->clock(ctx->clock_arg) : (int64_t)time(NULL);
+    int64_t floor = atomic_load(&((struct km_ctx *)(uintptr_t)ctx)->time_floor);
+    return t < floor ? floor : t;
+}
+
+void km__now_floor(struct km_ctx *ctx, int64_t t)
+{
+    int64_t cur = atomic_load(&ctx->time_floor);
+    while (t > cur && !atomic_compare_exchange_weak(&ctx->time_floor, &cur, t))
+        ;
+}
+
+int64_t km__now_txn(struct km_ctx *ctx, km__txn *t)
+{
+    km_audit_head h;
+    int64_t last = 0;
+    if (km__audit_head_time(ctx->sealer, t, &h, &last) == KM_OK)
+        km__now_floor(ctx, last);
+    return km__now(ctx);
 }
 
 int64_t km__mono_ms(void)
@@ -470,15 +515,55 @@ void km__ctx_unref(struct km_ctx *ctx)
     }
     if (ctx->audit_close != NULL)
         ctx->audit_close(ctx);
-    pthread_mutex_destroy(&ctx->audit.mu);
-    pthread_mutex_destroy(&ctx->audit.kmu);
-    pthread_mutex_destroy(&ctx->audit.fmu);
+    km__ctx_discard(ctx);
+}
+
+struct km_ctx *km__ctx_alloc(void)
+{
+    struct km_ctx *ctx = calloc(1, sizeof *ctx);
+
+    if (ctx == NULL)
+        return NULL;
+    atomic_init(&ctx->refs, 1);
+    atomic_init(&ctx->closed, 0);
+    ctx->fork_gen = atomic_load(&km__fork_gen);
+    pthread_mutex_init(&ctx->mu, NULL);
+    pthread_rwlock_init(&ctx->cache_lock, NULL);
+    pthread_rwlock_init(&ctx->policy_lock, NULL);
+    pthread_mutex_init(&ctx->audit.mu, NULL);
+    pthread_mutex_init(&ctx->audit.kmu, NULL);
+    pthread_mutex_init(&ctx->audit.fmu, NULL);
+    ctx->audit.fd = -1;
+    return ctx;
+}
+
+int km__ctx_ready(struct km_ctx *ctx)
+{
+    int rc;
+
+    if ((rc = km__acl_load(ctx)) != KM_OK)
+        return rc;
+    ctx->audit_close = km__audit_close;
+    if ((rc = km__audit_open(ctx)) != KM_OK) {
+        km__audit_close(ctx);
+        ctx->audit_close = NULL;
+    }
+    return rc;
+}
+
+void km__ctx_discard(struct km_ctx *ctx)
+{
+    if (ctx == NULL)
+        return;
     km__sealer_free(ctx->sealer);
     km_secret_free(ctx->master);
     km__policy_free(ctx->policy);
     free(ctx->policy_json);
     km__store_close(ctx->env);
     pthread_mutex_destroy(&ctx->mu);
+    pthread_mutex_destroy(&ctx->audit.mu);
+    pthread_mutex_destroy(&ctx->audit.kmu);
+    pthread_mutex_destroy(&ctx->audit.fmu);
     pthread_rwlock_destroy(&ctx->cache_lock);
     pthread_rwlock_destroy(&ctx->policy_lock);
     free(ctx);

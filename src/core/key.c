@@ -14,7 +14,12 @@
  * own key where importers expect the vault's. */
 #define KM__RESERVED_PREFIX "km:"
 
-static int check_name(const char *fn, const char *name, size_t *len)
+int km__key_name_reserved(const char *name)
+{
+    return strncmp(name, KM__RESERVED_PREFIX, sizeof KM__RESERVED_PREFIX - 1) == 0;
+}
+
+int km__key_name_check(const char *fn, const char *name, size_t *len)
 {
     size_t i, n;
     if (name == NULL)
@@ -140,6 +145,7 @@ typedef struct keyrec {
     size_t name_len;
     uint32_t type, usage, flags, nvers;
     uint32_t rotate_days, protect_days, process_days, grace_days;
+    uint32_t min_process, min_protect;
     uint32_t oaep_digest;        /* 256 when absent */
     const uint8_t *policy;       /* the key's own policy JSON (borrowed), or NULL */
     size_t policy_len;
@@ -178,7 +184,9 @@ static int decode_key(const uint8_t *b, size_t n, keyrec *r)
     if ((km__tlv_get_u32(b, n, KM__K_ROTATE_DAYS, &r->rotate_days) == KM_E_CORRUPT)
         || (km__tlv_get_u32(b, n, KM__K_PROTECT_DAYS, &r->protect_days) == KM_E_CORRUPT)
         || (km__tlv_get_u32(b, n, KM__K_PROCESS_DAYS, &r->process_days) == KM_E_CORRUPT)
-        || (km__tlv_get_u32(b, n, KM__K_GRACE_DAYS, &r->grace_days) == KM_E_CORRUPT))
+        || (km__tlv_get_u32(b, n, KM__K_GRACE_DAYS, &r->grace_days) == KM_E_CORRUPT)
+        || (km__tlv_get_u32(b, n, KM__K_MIN_PROCESS, &r->min_process) == KM_E_CORRUPT)
+        || (km__tlv_get_u32(b, n, KM__K_MIN_PROTECT, &r->min_protect) == KM_E_CORRUPT))
         return KM_E_CORRUPT;
     r->oaep_digest = 256;
     if (km__tlv_get_u32(b, n, KM__K_OAEP_DIGEST, &r->oaep_digest) == KM_E_CORRUPT
@@ -236,6 +244,7 @@ static km__ver *ver_new(uint32_t version)
     atomic_init(&v->allowance, 0);
     atomic_init(&v->bytes, 0);
     atomic_init(&v->reserved_seen, 0);
+    atomic_init(&v->bytes_seen, 0);
     v->block = KM__RESERVE_MIN;
     pthread_mutex_init(&v->mu, NULL);
     return v;
@@ -261,6 +270,9 @@ static void kobj_free(km__kobj *k)
         ver_free(k, k->vers[i]);
     free(k->vers);
     free(k->name);
+    for (i = 0; i < k->nold_names; i++)
+        free(k->old_names[i]);
+    free(k->old_names);
     free(k->policy_json);
     pthread_rwlock_destroy(&k->lock);
     km__ctx_unref(k->ctx);
@@ -342,6 +354,21 @@ static int kobj_read(km__kobj *k, km__txn *t, int all_counters)
         rc = km__err(KM_E_CORRUPT, "key record changed its type or protection");
         goto out;
     } else {
+        /* renamed (km_key_rename): the old string is kept until the object
+         * goes, since km_key_name() handed it out */
+        if (strlen(k->name) != r.name_len || memcmp(k->name, r.name, r.name_len) != 0) {
+            char *nn = strndup((const char *)r.name, r.name_len);
+            char **old = realloc(k->old_names, (k->nold_names + 1) * sizeof *old);
+            if (old != NULL)
+                k->old_names = old;
+            if (nn == NULL || old == NULL) {
+                free(nn);
+                rc = km__err(KM_E_NOMEM, "out of memory");
+                goto out;
+            }
+            k->old_names[k->nold_names++] = k->name;
+            k->name = nn;
+        }
         /* written only when changed: readers check them under the read lock */
         if (k->usage != r.usage)
             k->usage = r.usage;
@@ -368,6 +395,8 @@ static int kobj_read(km__kobj *k, km__txn *t, int all_counters)
         k->process_days = r.process_days;
         k->grace_days = r.grace_days;
     }
+    k->min_process = r.min_process;
+    k->min_protect = r.min_protect;
     if (r.nvers > k->nvers) {
         km__ver **nv = realloc(k->vers, r.nvers * sizeof *nv);
         if (nv == NULL) {
@@ -395,10 +424,13 @@ static int kobj_read(km__kobj *k, km__txn *t, int all_counters)
         if (rc == KM_OK)
             rc = km__vmeta_decode(km_secret_data(vr), km_secret_len(vr), k->vers[i]);
         km_secret_free(vr);
+        k->vers[i]->below_min_process = i + 1 < k->min_process;
+        k->vers[i]->below_min_protect = i + 1 < k->min_protect;
         if (rc == KM_OK && all_counters) {
             uint64_t seen = 0;
             rc = read_counters(t, ctx->sealer, vk, &seen, &bytes);
             atomic_store(&k->vers[i]->reserved_seen, seen);
+            atomic_store(&k->vers[i]->bytes_seen, bytes);
         }
         if (rc != KM_OK)
             goto out;
@@ -709,6 +741,7 @@ static int reserve_block(km__kobj *k, km__ver *v, uint64_t limit)
         return rc;
     v->global_end = inv + grant;
     v->reserved_seen = inv + grant;
+    v->bytes_seen = bytes;
     if (v->block < KM__RESERVE_MAX)
         v->block *= 2;
     atomic_fetch_add(&v->allowance, grant);
@@ -813,7 +846,7 @@ static int ctx_arg(const char *fn, km_ctx *ctx)
     return km__ctx_check(ctx);
 }
 
-static int lookup_name(km_ctx *ctx, km__txn *t, const char *name, size_t len, uint8_t id[16])
+int km__key_lookup_name(km_ctx *ctx, km__txn *t, const char *name, size_t len, uint8_t id[16])
 {
     uint8_t h[32];
     km_secret *rec = NULL;
@@ -833,6 +866,34 @@ static int lookup_name(km_ctx *ctx, km__txn *t, const char *name, size_t len, ui
     return rc;
 }
 
+/* `name` is not k's name as cached: an alias, or the key was renamed since.
+ * In one snapshot, the name index must still point at k and k's record must
+ * hold `name` as its name or an alias (else the index was tampered with). */
+static int name_points_at(km_ctx *ctx, const char *name, size_t len, km__kobj *k)
+{
+    km__txn *t = NULL;
+    km_secret *rec = NULL;
+    uint8_t id[16];
+    int rc;
+
+    if ((rc = km__txn_begin(ctx->env, 0, &t)) != KM_OK)
+        return rc;
+    rc = km__key_lookup_name(ctx, t, name, len, id);
+    if (rc == KM_OK && memcmp(id, k->id, 16) != 0)
+        rc = km__err(KM_E_NOTFOUND, "no key with this name"); /* moved meanwhile */
+    if (rc == KM_OK)
+        rc = km__rec_get(t, ctx->sealer, KM__T_KEYS, k->id, 16, &rec);
+    if (rc == KM_OK && km__tlv_check(km_secret_data(rec), km_secret_len(rec)) != KM_OK)
+        rc = KM_E_CORRUPT;
+    if (rc == KM_OK && !km__keyrec_has_name(km_secret_data(rec), km_secret_len(rec), name))
+        rc = km__err(KM_E_CORRUPT, "name index points at another key");
+    km_secret_free(rec);
+    km__txn_abort(t);
+    if (rc == KM_OK)
+        (void)km__kobj_refresh(k, 1); /* a rename: the handle shows the new name */
+    return rc;
+}
+
 int km_key_open(km_key **out, km_ctx *ctx, const char *name)
 {
     km__txn *t = NULL;
@@ -844,21 +905,31 @@ int km_key_open(km_key **out, km_ctx *ctx, const char *name)
     if (out == NULL)
         return km__err(KM_E_INVALID, "km_key_open: out is NULL");
     *out = NULL;
-    if ((rc = ctx_arg("km_key_open", ctx)) != KM_OK || (rc = check_name("km_key_open", name, &len)) != KM_OK)
+    if ((rc = ctx_arg("km_key_open", ctx)) != KM_OK || (rc = km__key_name_check("km_key_open", name, &len)) != KM_OK)
         return rc;
     if ((rc = km__txn_begin(ctx->env, 0, &t)) != KM_OK)
         return rc;
-    rc = lookup_name(ctx, t, name, len, id);
+    rc = km__key_lookup_name(ctx, t, name, len, id);
     km__txn_abort(t);
     if (rc != KM_OK)
         return rc;
     if ((rc = km__kobj_get(ctx, id, &k)) != KM_OK)
         return rc;
-    if (strcmp(k->name, name) != 0) {
+    if (strcmp(k->name, name) != 0 && (rc = name_points_at(ctx, name, len, k)) != KM_OK) {
         km__kobj_unref(k);
-        return km__err(KM_E_CORRUPT, "name index points at another key");
+        return rc;
     }
     return handle_new(out, k);
+}
+
+/* A cached object of a key purged since (km_key_purge in this process). */
+static int kobj_removed(km__kobj *k)
+{
+    int r;
+    pthread_rwlock_rdlock(&k->lock);
+    r = k->removed;
+    pthread_rwlock_unlock(&k->lock);
+    return r;
 }
 
 int km_key_open_id(km_key **out, km_ctx *ctx, const uint8_t id[16])
@@ -875,6 +946,10 @@ int km_key_open_id(km_key **out, km_ctx *ctx, const uint8_t id[16])
         return km__err(KM_E_INVALID, "km_key_open_id: id is NULL");
     if ((rc = km__kobj_get(ctx, id, &k)) != KM_OK)
         return rc;
+    if (kobj_removed(k)) {
+        km__kobj_unref(k);
+        return km__err(KM_E_NOTFOUND, "the key no longer exists");
+    }
     return handle_new(out, k);
 }
 
@@ -899,7 +974,7 @@ static int check_key_options(const char *fn, km_key_type type, const km_key_opti
             return km__err(KM_E_INVALID, "%s: opts->usage has bits the key type cannot do", fn);
         *usage = o->usage;
     }
-    if (o->flags & ~KM_KEY_EXPORTABLE)
+    if (o->flags & ~(KM_KEY_EXPORTABLE | KM_KEY_DELETION_PROTECTED))
         return km__err(KM_E_INVALID, "%s: opts->flags has unknown bits", fn);
     *flags = o->flags;
     if (o->protection != NULL) {
@@ -907,6 +982,12 @@ static int check_key_options(const char *fn, km_key_type type, const km_key_opti
             return km__err(KM_E_INVALID, "%s: opts->protection must be 1 to 31 bytes", fn);
         *prot = o->protection;
     }
+    /* libkm exports only material it holds itself (km_key_export_wrapped):
+     * an exportable device key would be an extractable token object that
+     * libkm can never export */
+    if ((*flags & KM_KEY_EXPORTABLE) && strcmp(*prot, "software") != 0)
+        return km__err(KM_E_UNSUPPORTED, "keys protected by '%s' cannot be exportable: libkm "
+                                         "exports only software keys", *prot);
     if (o->version >= 2) {
         if (o->activate_at < 0)
             return km__err(KM_E_INVALID, "%s: opts->activate_at is negative", fn);
@@ -918,6 +999,9 @@ static int check_key_options(const char *fn, km_key_type type, const km_key_opti
         if (o->destroy_grace_days > 3650)
             return km__err(KM_E_INVALID, "%s: opts->destroy_grace_days must be at most 3650", fn);
     }
+    if (o->version >= 5 && o->import_version > KM__VERSIONS_MAX)
+        return km__err(KM_E_INVALID, "%s: opts->import_version is past the %u versions a key "
+                                     "keeps", fn, (unsigned)KM__VERSIONS_MAX);
     if (o->version >= 5 && o->rsa_oaep_digest != 0) {
         if (km__type_family(type) != KM__FAM_RSA)
             return km__err(KM_E_INVALID, "%s: opts->rsa_oaep_digest applies to RSA keys only", fn);
@@ -977,8 +1061,10 @@ static int policy_for_new_key(km_ctx *ctx, km_key_type type, uint32_t key_bits,
         eff->protection = o->protection;
         if (o->version >= 4)
             eff->key_id = o->key_id;
-        if (o->version >= 5)
+        if (o->version >= 5) {
+            eff->import_version = o->import_version;
             eff->rsa_oaep_digest = o->rsa_oaep_digest;
+        }
         if (o->version >= 2) {
             eff->activate_at = o->activate_at;
             eff->rotate_days = o->rotate_days;
@@ -1015,6 +1101,28 @@ static int policy_for_new_key(km_ctx *ctx, km_key_type type, uint32_t key_bits,
     return rc;
 }
 
+/* Records versions from..to-1 of key id, whose material was never imported,
+ * as destroyed (so that version numbers stay those of the source key). */
+static int put_skipped(km_ctx *ctx, km__txn *t, const uint8_t id[16], uint32_t from, uint32_t to,
+                       int64_t now)
+{
+    uint8_t vk[20], buf[256];
+    size_t len;
+    uint32_t i;
+    int rc = KM_OK;
+    for (i = from; i < to && rc == KM_OK; i++) {
+        km__ver v;
+        memset(&v, 0, sizeof v);
+        v.version = i;
+        v.state = KM_STATE_DESTROYED;
+        v.created = v.destroyed = now;
+        km__vkey(vk, id, i);
+        if ((rc = km__vmeta_encode(&v, buf, sizeof buf, &len)) == KM_OK)
+            rc = km__rec_put(t, ctx->sealer, KM__T_VMETA, vk, 20, buf, len, KM__PUT_NOOVERWRITE);
+    }
+    return rc;
+}
+
 /* Writes a new key (record, name index, version 1 metadata and material) in
  * one transaction. Nothing is written on failure. With `raw` (plaintext
  * material being imported), the caller's approved KM_REQ_IMPORT_RAW request
@@ -1031,6 +1139,7 @@ static int store_new_key(km_ctx *ctx, int op, const char *name, size_t name_len,
     uint8_t h[32], vk[20], buf[KM__KEY_POLICY_MAX + 1024];
     size_t len;
     int64_t now = km__now(ctx);
+    uint32_t first;
     int rc;
 
     memset(&tmp, 0, sizeof tmp);
@@ -1041,7 +1150,8 @@ static int store_new_key(km_ctx *ctx, int op, const char *name, size_t name_len,
     snprintf(tmp.protection, sizeof tmp.protection, "%s", prot);
     tmp.created = now;
     set_periods(&tmp, o);
-    km__version_init(&v, &tmp, 1, now, o != NULL && o->version >= 2 ? o->activate_at : 0);
+    first = o != NULL && o->version >= 5 && o->import_version > 1 ? o->import_version : 1;
+    km__version_init(&v, &tmp, first, now, o != NULL && o->version >= 2 ? o->activate_at : 0);
 
     if (o != NULL && o->version >= 4 && o->key_id != NULL)
         memcpy(id_out, o->key_id, 16);
@@ -1049,7 +1159,7 @@ static int store_new_key(km_ctx *ctx, int op, const char *name, size_t name_len,
         return rc;
     if ((rc = km__sealer_name_hash(ctx->sealer, name, name_len, h)) != KM_OK)
         return rc;
-    km__vkey(vk, id_out, 1);
+    km__vkey(vk, id_out, first);
     if ((rc = km__wtxn_begin(ctx, &t)) != KM_OK)
         return rc;
     rc = km__rec_put(t, ctx->sealer, KM__T_NAMES, h, 32, id_out, 16, KM__PUT_NOOVERWRITE);
@@ -1059,8 +1169,9 @@ static int store_new_key(km_ctx *ctx, int op, const char *name, size_t name_len,
     }
     if (rc != KM_OK)
         goto fail;
-    if ((rc = encode_key(&tmp, 1, buf, sizeof buf, &len)) != KM_OK
+    if ((rc = encode_key(&tmp, first, buf, sizeof buf, &len)) != KM_OK
         || (rc = km__rec_put(t, ctx->sealer, KM__T_KEYS, id_out, 16, buf, len, KM__PUT_NOOVERWRITE)) != KM_OK
+        || (rc = put_skipped(ctx, t, id_out, 1, first, now)) != KM_OK
         || (rc = km__vmeta_encode(&v, buf, sizeof buf, &len)) != KM_OK
         || (rc = km__rec_put(t, ctx->sealer, KM__T_VMETA, vk, 20, buf, len, KM__PUT_NOOVERWRITE)) != KM_OK
         || (rc = km__rec_put(t, ctx->sealer, KM__T_MATERIAL, vk, 20, km_secret_data(ref),
@@ -1074,7 +1185,7 @@ static int store_new_key(km_ctx *ctx, int op, const char *name, size_t name_len,
     {
         char d[120];
         snprintf(d, sizeof d, "'%.64s' %s, %s", name, km__type_name(type), prot);
-        return km__wtxn_commit(ctx, t, op, id_out, 1, d);
+        return km__wtxn_commit(ctx, t, op, id_out, first, d);
     }
 fail:
     km__wtxn_abort(t);
@@ -1111,13 +1222,15 @@ static int key_create(int internal, km_key **out, km_ctx *ctx, const char *name,
         *out = NULL;
     if ((rc = ctx_arg("km_key_create", ctx)) != KM_OK
         || (rc = km__acl_check(ctx, KM__OP_KEY_CREATE, NULL)) != KM_OK
-        || (rc = check_name("km_key_create", name, &len)) != KM_OK
+        || (rc = km__key_name_check("km_key_create", name, &len)) != KM_OK
         || (rc = check_key_options("km_key_create", type, opts, &usage, &flags, &prot)) != KM_OK)
         return rc;
     if (!internal && strncmp(name, KM__RESERVED_PREFIX, sizeof KM__RESERVED_PREFIX - 1) == 0)
         return km__err(KM_E_INVALID, "km_key_create: names beginning with 'km:' are libkm's own");
     if (opts != NULL && opts->version >= 4 && opts->key_id != NULL)
         return km__err(KM_E_INVALID, "km_key_create: opts->key_id is for imports only");
+    if (opts != NULL && opts->version >= 5 && opts->import_version != 0)
+        return km__err(KM_E_INVALID, "km_key_create: opts->import_version is for imports only");
     if ((rc = km__ctx_policy_refresh(ctx, 0)) != KM_OK
         || (rc = policy_for_new_key(ctx, type, 0, opts, &eff)) != KM_OK)
         return rc;
@@ -1167,6 +1280,117 @@ int km__key_create_reserved(km_key **out, km_ctx *ctx, const char *name, km_key_
     return key_create(1, out, ctx, name, type, opts);
 }
 
+/* Adds imported material to key k as `version` (newer than its last; the
+ * versions between are recorded destroyed), in one transaction with the raw
+ * import's dual-control request when `raw`. */
+static int import_version(km__kobj *k, const char *name, km_key_type type, const char *prot,
+                          uint32_t kflags, km_material_format format, const uint8_t *material,
+                          size_t material_len, uint32_t version, int raw)
+{
+    km_ctx *ctx = k->ctx;
+    km_backend_keyspec spec;
+    km_secret *ref = NULL, *rec = NULL;
+    km__txn *t = NULL;
+    km__ver v;
+    uint8_t vk[20], buf[256], *kbuf = NULL;
+    static const uint8_t nvers_tag = KM__K_NVERSIONS;
+    uint32_t nvers = 0;
+    size_t len;
+    int rc, committing = 0;
+
+    if (strcmp(k->name, name) != 0)
+        return km__err(KM_E_EXISTS, "a key with this id exists here as '%s'", k->name);
+    if (k->type != type || strcmp(k->protection, prot) != 0
+        || (k->flags & KM_KEY_PUBLIC_ONLY) != (kflags & KM_KEY_PUBLIC_ONLY))
+        return km__err(KM_E_INVALID, "key '%s' is %s, %s%s: a further version must be the same",
+                       k->name, km__type_name(k->type), k->protection,
+                       (k->flags & KM_KEY_PUBLIC_ONLY) ? ", public only" : "");
+    if (version > KM__VERSIONS_MAX)
+        return km__err(KM_E_LIMIT, "a key keeps at most %u versions", (unsigned)KM__VERSIONS_MAX);
+    {
+        const km__policy *p = km__policy_acquire(ctx);
+        km__policy *own = NULL;
+        if (k->policy_json != NULL
+            && km__policy_parse(&own, k->policy_json, strlen(k->policy_json), p) == KM_OK)
+            p = own;
+        rc = km__policy_check_protect_bits(p, type, format == KM_MATERIAL_RAW
+                                                        && km__type_is_symmetric(type)
+                                                        ? (uint32_t)(material_len * 8) : 0,
+                                           km__now(ctx));
+        km__policy_free(own);
+        km__policy_release(ctx);
+        if (rc != KM_OK)
+            return rc;
+    }
+    if (k->be->ops.import == NULL)
+        return km__err(KM_E_UNSUPPORTED, "backend '%s' does not import keys", prot);
+    make_spec(&spec, k->type, k->usage, k->flags, k->id, version);
+    rc = k->be->ops.import(k->be->state, &spec, format, material, material_len, &ref);
+    if (rc == KM_OK && (ref == NULL || km_secret_len(ref) == 0))
+        rc = km__err(KM_E_BACKEND, "backend '%s' returned no key reference", prot);
+    if (rc != KM_OK)
+        goto out;
+    if ((rc = km__wtxn_begin(ctx, &t)) != KM_OK)
+        goto fail;
+    rc = km__rec_get(t, ctx->sealer, KM__T_KEYS, k->id, 16, &rec);
+    if (rc == KM_OK && (km__tlv_check(km_secret_data(rec), km_secret_len(rec)) != KM_OK
+                        || km__tlv_get_u32(km_secret_data(rec), km_secret_len(rec),
+                                           KM__K_NVERSIONS, &nvers) != KM_OK))
+        rc = km__err(KM_E_CORRUPT, "key record: bad version count");
+    if (rc != KM_OK)
+        goto fail;
+    if (version <= nvers) {
+        rc = km__err(KM_E_EXISTS, "key '%s' already has version %u (its last is %u): a further "
+                                  "version must be newer", k->name, version, nvers);
+        goto fail;
+    }
+    len = km_secret_len(rec) + 16;
+    if ((kbuf = malloc(len)) == NULL) {
+        rc = km__err(KM_E_NOMEM, "out of memory");
+        goto fail;
+    }
+    {
+        km__tlv_w w;
+        km__tlv_init(&w, kbuf, len);
+        km__tlv_copy_except(&w, km_secret_data(rec), km_secret_len(rec), &nvers_tag, 1);
+        km__tlv_put_u32(&w, KM__K_NVERSIONS, version);
+        if ((rc = km__tlv_end(&w)) != KM_OK
+            || (rc = km__rec_put(t, ctx->sealer, KM__T_KEYS, k->id, 16, kbuf, w.len, 0)) != KM_OK)
+            goto fail;
+    }
+    km__version_init(&v, k, version, km__now(ctx), 0);
+    km__vkey(vk, k->id, version);
+    if ((rc = put_skipped(ctx, t, k->id, nvers + 1, version, km__now(ctx))) != KM_OK
+        || (rc = km__vmeta_encode(&v, buf, sizeof buf, &len)) != KM_OK
+        || (rc = km__rec_put(t, ctx->sealer, KM__T_VMETA, vk, 20, buf, len, KM__PUT_NOOVERWRITE)) != KM_OK
+        || (rc = km__rec_put(t, ctx->sealer, KM__T_MATERIAL, vk, 20, km_secret_data(ref),
+                             km_secret_len(ref), KM__PUT_NOOVERWRITE)) != KM_OK)
+        goto fail;
+    if (raw && (rc = km__quorum_consume(ctx, t, KM_REQ_IMPORT_RAW, NULL, material, material_len))
+                  != KM_OK)
+        goto fail;
+    {
+        char d[120];
+        snprintf(d, sizeof d, "'%.64s' version %u imported", k->name, version);
+        rc = km__wtxn_commit_ex(ctx, t, KM__OP_KEY_IMPORT, k->id, version, d, &committing);
+        t = NULL;
+    }
+    if (rc != KM_OK && !committing)
+        goto fail;
+    if (rc == KM_OK)
+        (void)km__kobj_refresh(k, 1);
+    goto out;
+fail:
+    km__wtxn_abort(t);
+    if (ref != NULL && k->be->ops.destroy != NULL)
+        (void)k->be->ops.destroy(k->be->state, &spec, km_secret_data(ref), km_secret_len(ref));
+out:
+    free(kbuf);
+    km_secret_free(rec);
+    km_secret_free(ref);
+    return rc;
+}
+
 int km_key_import(km_key **out, km_ctx *ctx, const char *name, km_key_type type,
                   km_material_format format, const uint8_t *material, size_t material_len,
                   uint32_t flags, const km_key_options *opts)
@@ -1177,7 +1401,7 @@ int km_key_import(km_key **out, km_ctx *ctx, const char *name, km_key_type type,
 
     if (format != KM_MATERIAL_JWK)
         return km__key_import(out, ctx, name, type, format, material, material_len, flags, opts,
-                              0);
+                              0, NULL, 0);
     /* a public JWK: its SPKI DER, imported as such (a verify-only key) */
     if (out != NULL)
         *out = NULL;
@@ -1185,12 +1409,14 @@ int km_key_import(km_key **out, km_ctx *ctx, const char *name, km_key_type type,
         return km__err(KM_E_INVALID, "km_key_import: material must be 1 byte to 64 KiB");
     if ((rc = km__jwk_to_spki(material, material_len, spki, sizeof spki, &n)) != KM_OK)
         return rc;
-    return km__key_import(out, ctx, name, type, KM_MATERIAL_SPKI_DER, spki, n, flags, opts, 0);
+    return km__key_import(out, ctx, name, type, KM_MATERIAL_SPKI_DER, spki, n, flags, opts, 0,
+                          NULL, 0);
 }
 
 int km__key_import(km_key **out, km_ctx *ctx, const char *name, km_key_type type,
                    km_material_format format, const uint8_t *material, size_t material_len,
-                   uint32_t flags, const km_key_options *opts, int unwrapped)
+                   uint32_t flags, const km_key_options *opts, int reference,
+                   const uint8_t *req_params, size_t req_params_len)
 {
     km__backend_inst *be = NULL;
     km_backend_keyspec spec;
@@ -1208,7 +1434,7 @@ int km__key_import(km_key **out, km_ctx *ctx, const char *name, km_key_type type
         *out = NULL;
     if ((rc = ctx_arg("km_key_import", ctx)) != KM_OK
         || (rc = km__acl_check(ctx, KM__OP_KEY_IMPORT, NULL)) != KM_OK
-        || (rc = check_name("km_key_import", name, &len)) != KM_OK
+        || (rc = km__key_name_check("km_key_import", name, &len)) != KM_OK
         || (rc = check_key_options("km_key_import", type, opts, &usage, &kflags, &prot)) != KM_OK)
         return rc;
     if (strncmp(name, KM__RESERVED_PREFIX, sizeof KM__RESERVED_PREFIX - 1) == 0)
@@ -1231,14 +1457,34 @@ int km__key_import(km_key **out, km_ctx *ctx, const char *name, km_key_type type
         if (usage == 0)
             return km__err(KM_E_INVALID, "km_key_import: a public key of this type has no use");
     }
-    /* dual control over plaintext key material entering the vault (a key
-     * unwrapped from a blob to the vault's wrapping key is not "raw"): the
-     * approved request is checked now, before the backend sees the material,
-     * and spent in the transaction that stores the key (store_new_key) */
-    raw = !pub && !unwrapped;
-    if (raw && (rc = km__quorum_check_own(ctx, KM_REQ_IMPORT_RAW, NULL, material, material_len))
-                   != KM_OK)
+    /* dual control over key material entering the vault, in the clear or
+     * wrapped (the request then binds the blob): the approved request is
+     * checked now, before the backend sees the material, and spent in the
+     * transaction that stores the key (store_new_key) */
+    raw = !pub && !reference;
+    if (req_params == NULL) {
+        req_params = material;
+        req_params_len = material_len;
+    }
+    if (raw && (rc = km__quorum_check_own(ctx, KM_REQ_IMPORT_RAW, NULL, req_params,
+                                          req_params_len)) != KM_OK)
         return rc;
+    /* a further version of a key this vault has (the same id) */
+    if (opts != NULL && opts->version >= 5 && opts->import_version > 1 && opts->key_id != NULL) {
+        rc = km__kobj_get(ctx, opts->key_id, &k);
+        if (rc == KM_OK) {
+            rc = import_version(k, name, type, prot, kflags, format, material, material_len,
+                                opts->import_version, raw);
+            if (rc == KM_OK && out != NULL)
+                return handle_new(out, k);
+            km__kobj_unref(k);
+            return rc;
+        }
+        if (rc != KM_E_NOTFOUND)
+            return rc;
+        km_error_clear();
+        k = NULL;
+    }
     if ((rc = km__ctx_policy_refresh(ctx, 0)) != KM_OK
         || (rc = policy_for_new_key(ctx, type,
                                     format == KM_MATERIAL_RAW && km__type_is_symmetric(type)
@@ -1256,7 +1502,7 @@ int km__key_import(km_key **out, km_ctx *ctx, const char *name, km_key_type type
     if (rc != KM_OK)
         goto out;
     rc = store_new_key(ctx, KM__OP_KEY_IMPORT, name, len, type, usage, kflags, prot, ref, &eff, id,
-                       raw ? material : NULL, material_len);
+                       raw ? req_params : NULL, req_params_len);
     if (rc != KM_OK)
         goto out;
     if (out != NULL) {
@@ -1329,6 +1575,8 @@ static int kobj_rotate_stored(km__kobj *k, uint32_t *new_version)
     nv = r.nvers + 1;
     {
         km__kobj tmp;
+        uint8_t *kbuf = NULL;
+        static const uint8_t nvers_tag = KM__K_NVERSIONS;
         char name[KM_KEY_NAME_MAX + 1];
         memcpy(name, r.name, r.name_len);
         name[r.name_len] = '\0';
@@ -1353,11 +1601,25 @@ static int kobj_rotate_stored(km__kobj *k, uint32_t *new_version)
                 tmp.policy_json = pol;
             }
             km__version_init(&v, &tmp, nv, km__now(k->ctx), 0);
-            rc = encode_key(&tmp, nv, buf, sizeof buf, &len);
         }
-        if (rc != KM_OK)
+        /* the record as stored with only the version count changed: the
+         * metadata (key_meta.c) and fields of a newer libkm stay */
+        len = km_secret_len(rec) + 16;
+        if ((kbuf = malloc(len)) == NULL) {
+            rc = km__err(KM_E_NOMEM, "out of memory");
             goto fail;
-        if ((rc = km__rec_put(t, k->ctx->sealer, KM__T_KEYS, k->id, 16, buf, len, 0)) != KM_OK)
+        }
+        {
+            km__tlv_w w;
+            km__tlv_init(&w, kbuf, len);
+            km__tlv_copy_except(&w, km_secret_data(rec), km_secret_len(rec), &nvers_tag, 1);
+            km__tlv_put_u32(&w, KM__K_NVERSIONS, nv);
+            rc = km__tlv_end(&w);
+            if (rc == KM_OK)
+                rc = km__rec_put(t, k->ctx->sealer, KM__T_KEYS, k->id, 16, kbuf, w.len, 0);
+        }
+        free(kbuf);
+        if (rc != KM_OK)
             goto fail;
     }
     km__vkey(vk, k->id, nv);

@@ -25,6 +25,88 @@ const char *km__lc_op_verb(int op)
     return "change";
 }
 
+/* Applies a->op to the version record v of key `name` (the rules decide
+ * whether it is legal from v's state): the dates and reason the operation
+ * sets, then the new state. k (the key's object: its cryptoperiods) is only
+ * needed for KM__LC_ACTIVATE. KM_E_STATE when it is not allowed; *from: the
+ * state before. */
+static int lc_apply(const km__kobj *k, const char *name, km__ver *v, const km__lc_arg *a,
+                    int64_t now, km_key_state *from)
+{
+    km__vstate vs = km__ver_vstate(v);
+    km_key_state to = a->op == KM__LC_CANCEL_DESTROY
+                          ? km__rules_cancel_destroy(&vs, now)
+                          : km__transition(a->op, v->state,
+                                           a->op == KM__LC_REVOKE
+                                               && km__rules_is_compromise(a->reason));
+
+    if (to == 0)
+        return km__err(KM_E_STATE, "cannot %s key '%s' version %u: it is %s",
+                       km__lc_op_verb(a->op), name, v->version, km_state_name(v->state));
+    if (a->op == KM__LC_ACTIVATE && k == NULL)
+        return km__err(KM_E_INTERNAL, "activation without the key's cryptoperiods");
+    switch (a->op) {
+    case KM__LC_ACTIVATE:
+        v->activated = a->date != 0 ? a->date : now;
+        km__rules_stop_dates(v->activated, k->protect_days, k->process_days, &v->protect_stop,
+                             &v->process_stop);
+        break;
+    case KM__LC_REVOKE:
+        v->revoke_reason = a->reason;
+        if (to == KM_STATE_COMPROMISED)
+            v->compromise_date = a->date;
+        else
+            v->deactivated = now;
+        break;
+    case KM__LC_DEACTIVATE:
+        v->deactivated = now;
+        break;
+    case KM__LC_SCHEDULE_DESTROY:
+        v->prev_state = v->state;
+        v->destroy_after = a->date;
+        break;
+    case KM__LC_CANCEL_DESTROY:
+        v->prev_state = 0;
+        v->destroy_after = 0;
+        break;
+    case KM__LC_DESTROY:
+        v->destroyed = now;
+        break;
+    case KM__LC_SUSPEND:
+    case KM__LC_RESUME:
+        break;
+    }
+    *from = v->state;
+    v->state = to;
+    return KM_OK;
+}
+
+/* The audit detail of a transition: "revoke 'k': active -> deactivated, reason ...". */
+static void lc_detail(char *d, size_t cap, const char *name, const km__lc_arg *a,
+                      km_key_state from, km_key_state to)
+{
+    snprintf(d, cap, "%s '%s': %s -> %s%s%s", km__lc_op_verb(a->op), name,
+             km_state_name(from), km_state_name(to), a->op == KM__LC_REVOKE ? ", reason " : "",
+             a->op == KM__LC_REVOKE ? km_revoke_reason_name(a->reason) : "");
+}
+
+/* KM_E_STATE when the key record, read in t, has deletion protection. */
+static int deletion_allowed(km__kobj *k, km__txn *t)
+{
+    km_secret *rec = NULL;
+    uint32_t flags = 0;
+    int rc = km__rec_get(t, k->ctx->sealer, KM__T_KEYS, k->id, 16, &rec);
+    if (rc == KM_OK && (km__tlv_check(km_secret_data(rec), km_secret_len(rec)) != KM_OK
+                        || km__tlv_get_u32(km_secret_data(rec), km_secret_len(rec), KM__K_FLAGS,
+                                           &flags) != KM_OK))
+        rc = km__err(KM_E_CORRUPT, "key record: bad flags");
+    km_secret_free(rec);
+    if (rc == KM_OK && (flags & KM_KEY_DELETION_PROTECTED))
+        rc = km__err(KM_E_STATE, "key '%s' is protected against deletion: its versions are not "
+                                 "destroyed until the protection is cleared", k->name);
+    return rc;
+}
+
 int km__key_transition(km__kobj *k, uint32_t version, const km__lc_arg *a)
 {
     struct km_ctx *ctx = k->ctx;
@@ -47,53 +129,14 @@ int km__key_transition(km__kobj *k, uint32_t version, const km__lc_arg *a)
     rc = km__rec_get(t, ctx->sealer, KM__T_VMETA, vk, 20, &rec);
     if (rc == KM_OK)
         rc = km__vmeta_decode(km_secret_data(rec), km_secret_len(rec), &v);
+    if (rc == KM_OK)
+        rc = lc_apply(k, k->name, &v, a, now, &from_state);
     if (rc != KM_OK)
         goto fail;
-    {
-        km__vstate vs = km__ver_vstate(&v);
-        to = a->op == KM__LC_CANCEL_DESTROY
-                 ? km__rules_cancel_destroy(&vs, now)
-                 : km__transition(a->op, v.state,
-                                  a->op == KM__LC_REVOKE && km__rules_is_compromise(a->reason));
-    }
-    if (to == 0) {
-        rc = km__err(KM_E_STATE, "cannot %s key '%s' version %u: it is %s", km__lc_op_verb(a->op),
-                     k->name, version, km_state_name(v.state));
+    to = v.state;
+    if ((a->op == KM__LC_SCHEDULE_DESTROY || a->op == KM__LC_DESTROY)
+        && (rc = deletion_allowed(k, t)) != KM_OK)
         goto fail;
-    }
-    switch (a->op) {
-    case KM__LC_ACTIVATE:
-        v.activated = a->date != 0 ? a->date : now;
-        km__rules_stop_dates(v.activated, k->protect_days, k->process_days, &v.protect_stop,
-                             &v.process_stop);
-        break;
-    case KM__LC_REVOKE:
-        v.revoke_reason = a->reason;
-        if (to == KM_STATE_COMPROMISED)
-            v.compromise_date = a->date;
-        else
-            v.deactivated = now;
-        break;
-    case KM__LC_DEACTIVATE:
-        v.deactivated = now;
-        break;
-    case KM__LC_SCHEDULE_DESTROY:
-        v.prev_state = v.state;
-        v.destroy_after = a->date;
-        break;
-    case KM__LC_CANCEL_DESTROY:
-        v.prev_state = 0;
-        v.destroy_after = 0;
-        break;
-    case KM__LC_DESTROY:
-        v.destroyed = now;
-        break;
-    case KM__LC_SUSPEND:
-    case KM__LC_RESUME:
-        break;
-    }
-    from_state = v.state;
-    v.state = to;
     if (a->op == KM__LC_DESTROY) {
         /* Cryptographic destruction: the backend's object first (HSM, TPM),
          * then the sealed reference. If the backend fails, nothing changes
@@ -134,10 +177,7 @@ int km__key_transition(km__kobj *k, uint32_t version, const km__lc_arg *a)
     }
     {
         char d[160];
-        snprintf(d, sizeof d, "%s '%s': %s -> %s%s%s", km__lc_op_verb(a->op), k->name,
-                 km_state_name(from_state), km_state_name(to),
-                 a->op == KM__LC_REVOKE ? ", reason " : "",
-                 a->op == KM__LC_REVOKE ? km_revoke_reason_name(a->reason) : "");
+        lc_detail(d, sizeof d, k->name, a, from_state, to);
         rc = km__wtxn_commit(ctx, t, a->op == KM__LC_DESTROY || a->op == KM__LC_SCHEDULE_DESTROY
                                              || a->op == KM__LC_CANCEL_DESTROY
                                          ? KM__OP_KEY_DESTROY : KM__OP_KEY_STATE,
@@ -200,16 +240,26 @@ static int rotation_due(const km__kobj *k, int64_t now)
     return km__rules_rotation_due(&in, now);
 }
 
+/* The transition due for a version now (-1: none); a key under deletion
+ * protection keeps its due destructions for later. */
+static int version_due(const km__kobj *k, const km__ver *v, int64_t now, int64_t *date)
+{
+    km__vstate vs = km__ver_vstate(v);
+    int op = km__rules_version_due(&vs, k->grace_days, now, date);
+    if ((k->flags & KM_KEY_DELETION_PROTECTED)
+        && (op == KM__LC_SCHEDULE_DESTROY || op == KM__LC_DESTROY))
+        op = -1;
+    return op;
+}
+
 int km__kobj_due(km__kobj *k, int64_t now)
 {
     uint32_t i;
     int due = 0;
     int64_t date;
     pthread_rwlock_rdlock(&k->lock);
-    for (i = 0; i < k->nvers && !due; i++) {
-        km__vstate vs = km__ver_vstate(k->vers[i]);
-        due = km__rules_version_due(&vs, k->grace_days, now, &date) >= 0;
-    }
+    for (i = 0; i < k->nvers && !due; i++)
+        due = version_due(k, k->vers[i], now, &date) >= 0;
     if (!due)
         due = rotation_due(k, now);
     pthread_rwlock_unlock(&k->lock);
@@ -241,8 +291,7 @@ int km__kobj_maintain(km__kobj *k, km_maintain_report *r)
         memset(&a, 0, sizeof a);
         pthread_rwlock_rdlock(&k->lock);
         for (i = 0; i < k->nvers && op < 0; i++) {
-            km__vstate vs = km__ver_vstate(k->vers[i]);
-            op = km__rules_version_due(&vs, k->grace_days, now, &a.date);
+            op = version_due(k, k->vers[i], now, &a.date);
             version = i + 1;
         }
         rot = op < 0 && rotation_due(k, now);
@@ -267,32 +316,59 @@ int km__kobj_maintain(km__kobj *k, km_maintain_report *r)
     return km__err(KM_E_INTERNAL, "maintenance of key '%s' did not settle", k->name);
 }
 
-int km__key_revoke_all(struct km_ctx *ctx, const uint8_t id[16], const char *why)
+int km__key_revoke_all_in(struct km_ctx *ctx, km__txn *t, const uint8_t id[16], size_t *count)
 {
-    km__kobj *k = NULL;
-    km__lc_arg a = { KM__LC_REVOKE, KM_REVOKE_AFFILIATION_CHANGED, 0, 0 };
-    uint32_t i, n;
-    km_key_state st;
-    int rc, first = KM_OK;
+    const km__lc_arg a = { KM__LC_REVOKE, KM_REVOKE_AFFILIATION_CHANGED, 0, 0 };
+    km_secret *rec = NULL;
+    km_key_state from;
+    const uint8_t *nm;
+    uint8_t vk[20], buf[256];
+    uint32_t i, n = 0;
+    int64_t now = km__now(ctx);
+    size_t len, nl = 0;
+    char d[160], name[KM_KEY_NAME_MAX + 1];
+    km__ver v;
+    int rc;
 
-    (void)why;
-    if ((rc = km__kobj_get(ctx, id, &k)) != KM_OK)
-        return rc == KM_E_NOTFOUND ? KM_OK : rc;
-    pthread_rwlock_rdlock(&k->lock);
-    n = k->nvers;
-    pthread_rwlock_unlock(&k->lock);
-    for (i = 1; i <= n; i++) {
-        pthread_rwlock_rdlock(&k->lock);
-        st = i <= k->nvers ? k->vers[i - 1]->state : KM_STATE_DESTROYED;
-        pthread_rwlock_unlock(&k->lock);
-        if (st == KM_STATE_ACTIVE || st == KM_STATE_SUSPENDED) {
-            rc = km__key_transition(k, i, &a);
-            if (rc != KM_OK && first == KM_OK)
-                first = rc;
-        }
+    /* the key as this transaction sees it (its name, its number of
+     * versions); never its cached object, whose loading takes ctx->mu */
+    rc = km__rec_get(t, ctx->sealer, KM__T_KEYS, id, 16, &rec);
+    if (rc == KM_E_NOTFOUND)
+        return KM_OK;
+    if (rc == KM_OK
+        && (km__tlv_check(km_secret_data(rec), km_secret_len(rec)) != KM_OK
+            || !km__tlv_find(km_secret_data(rec), km_secret_len(rec), KM__K_NAME, &nm, &nl)
+            || nl == 0 || nl > KM_KEY_NAME_MAX
+            || km__tlv_get_u32(km_secret_data(rec), km_secret_len(rec), KM__K_NVERSIONS, &n)
+                   != KM_OK))
+        rc = km__err(KM_E_CORRUPT, "a key record is malformed");
+    if (rc == KM_OK) {
+        memcpy(name, nm, nl);
+        name[nl] = '\0';
     }
-    km__kobj_unref(k);
-    return first;
+    km_secret_free(rec);
+    rec = NULL;
+    for (i = 1; rc == KM_OK && i <= n; i++) {
+        km__vkey(vk, id, i);
+        memset(&v, 0, sizeof v);
+        v.version = i;
+        rc = km__rec_get(t, ctx->sealer, KM__T_VMETA, vk, 20, &rec);
+        if (rc == KM_OK)
+            rc = km__vmeta_decode(km_secret_data(rec), km_secret_len(rec), &v);
+        km_secret_free(rec);
+        rec = NULL;
+        if (rc != KM_OK || (v.state != KM_STATE_ACTIVE && v.state != KM_STATE_SUSPENDED))
+            continue;
+        if ((rc = lc_apply(NULL, name, &v, &a, now, &from)) != KM_OK
+            || (rc = km__vmeta_encode(&v, buf, sizeof buf, &len)) != KM_OK
+            || (rc = km__rec_put(t, ctx->sealer, KM__T_VMETA, vk, 20, buf, len, 0)) != KM_OK)
+            break;
+        lc_detail(d, sizeof d, name, &a, from, v.state);
+        if ((rc = km__audit_append(ctx, t, KM__OP_KEY_STATE, id, i, KM_OK, d)) == KM_OK
+            && count != NULL)
+            (*count)++;
+    }
+    return rc;
 }
 
 /* ------------------------------------------------------------- handles */
@@ -323,5 +399,62 @@ int km__key_use(km_key *key, km__kobj **out)
             (void)km__kobj_maintain(k, NULL);
     }
     *out = k;
+    return KM_OK;
+}
+
+int km__key_trim(km__kobj *k, uint32_t grace_days, uint32_t *count)
+{
+    uint32_t i, min, primary, n;
+    int rc;
+
+    if ((rc = km__kobj_refresh(k, 1)) != KM_OK)
+        return rc;
+    pthread_rwlock_rdlock(&k->lock);
+    min = k->min_process;
+    primary = k->primary;
+    n = k->nvers;
+    if (grace_days == 0)
+        grace_days = k->grace_days;
+    pthread_rwlock_unlock(&k->lock);
+    if (min <= 1)
+        return km__err(KM_E_STATE, "key '%s' has no minimum decryption version above 1: no "
+                                   "version to trim", k->name);
+    if (k->flags & KM_KEY_DELETION_PROTECTED) /* before any version is deactivated */
+        return km__err(KM_E_STATE, "key '%s' is protected against deletion: no version is "
+                                   "trimmed", k->name);
+    if (primary != 0 && primary < min)
+        return km__err(KM_E_STATE, "trimming key '%s' below version %u would destroy its primary "
+                                   "version %u", k->name, min, primary);
+    {
+        int prc = km__policy_check_grace(km__policy_acquire(k->ctx), grace_days);
+        km__policy_release(k->ctx);
+        if (prc != KM_OK)
+            return prc;
+    }
+    for (i = 1; i < min && i <= n; i++) {
+        km__lc_arg a;
+        km_key_state st;
+        pthread_rwlock_rdlock(&k->lock);
+        st = k->vers[i - 1]->state;
+        pthread_rwlock_unlock(&k->lock);
+        if (st == KM_STATE_DESTROYED || st == KM_STATE_DESTROY_PENDING)
+            continue;
+        memset(&a, 0, sizeof a);
+        if (st == KM_STATE_ACTIVE || st == KM_STATE_SUSPENDED) {
+            /* retired, not compromised */
+            a.op = KM__LC_REVOKE;
+            a.reason = KM_REVOKE_SUPERSEDED;
+            if ((rc = km__key_transition(k, i, &a)) != KM_OK)
+                return rc;
+        }
+        a.op = KM__LC_SCHEDULE_DESTROY;
+        a.reason = 0;
+        a.date = km__now(k->ctx) + (int64_t)grace_days * 86400;
+        a.grace_days = grace_days;
+        if ((rc = km__key_transition(k, i, &a)) != KM_OK)
+            return rc;
+        if (count != NULL)
+            (*count)++;
+    }
     return KM_OK;
 }

@@ -4,7 +4,8 @@
  *
  * The generation tells every key handle and cached permission of this
  * process that what it read may be stale (key.c, access.c); changes by other
- * processes are noticed by time (refresh_ms). */
+ * processes are noticed by time (refresh_ms), or at once when the store
+ * hears of them (etcd's watch: km__store_changes, added by km__wtxn_gen). */
 #include "core.h"
 
 /* Bumped after every committed change by any context in this process; only

@@ -378,6 +378,35 @@ int kmctl_cmd_key_grant(struct kmctl *k, const struct kmctl_args *a)
 
 /* ------------------------------------------------------------ requests */
 
+/* The params of a rekey or keyslot request, as the library words them
+ * (km/quorum.h, KM_REQ_PRINCIPAL_CHANGE): "rekey"; keyslot-add --target
+ * passphrase | shares:M-of-N | a backend's name; keyslot-remove --target
+ * passphrases. *len 0 for another operation. */
+static int slot_change_params(const char *op, const char *target, char *out, size_t cap,
+                              size_t *len)
+{
+    int n = 0;
+
+    *len = 0;
+    if (strcmp(op, "rekey") == 0)
+        n = snprintf(out, cap, "rekey");
+    else if (strcmp(op, "keyslot-remove") == 0 && strcmp(target, "passphrases") == 0)
+        n = snprintf(out, cap, "keyslot-remove:passphrases");
+    else if (strcmp(op, "keyslot-remove") == 0)
+        return kmctl_error(KMCTL_EXIT_USAGE, "request create keyslot-remove: --target passphrases");
+    else if (strcmp(op, "keyslot-add") == 0
+             && (strcmp(target, "passphrase") == 0 || strncmp(target, "shares:", 7) == 0))
+        n = snprintf(out, cap, "keyslot-add:%s", target);
+    else if (strcmp(op, "keyslot-add") == 0)
+        n = snprintf(out, cap, "keyslot-add:backend:%s", target);
+    else
+        return KMCTL_EXIT_OK;
+    if (n < 0 || (size_t)n >= cap)
+        return kmctl_error(KMCTL_EXIT_USAGE, "request create %s: --target is too long", op);
+    *len = (size_t)n;
+    return KMCTL_EXIT_OK;
+}
+
 int kmctl_cmd_request_create(struct kmctl *k, const struct kmctl_args *a)
 {
     static const struct {
@@ -388,9 +417,13 @@ int kmctl_cmd_request_create(struct kmctl *k, const struct kmctl_args *a)
                 { "import-raw", KM_REQ_IMPORT_RAW },
                 { "policy-change", KM_REQ_POLICY_CHANGE },
                 { "principal-add", KM_REQ_PRINCIPAL_CHANGE },
-                { "principal-remove", KM_REQ_PRINCIPAL_CHANGE } };
+                { "principal-remove", KM_REQ_PRINCIPAL_CHANGE },
+                { "rekey", KM_REQ_PRINCIPAL_CHANGE },
+                { "keyslot-add", KM_REQ_PRINCIPAL_CHANGE },
+                { "keyslot-remove", KM_REQ_PRINCIPAL_CHANGE },
+                { "key-set", KM_REQ_POLICY_CHANGE } };
     struct kmctl_buf pf = { NULL, 0, 0 };
-    uint8_t id[16], params[80];
+    uint8_t id[16], params[200];
     const uint8_t *pp = NULL;
     size_t i, plen = 0;
     const char *key = NULL;
@@ -403,11 +436,16 @@ int kmctl_cmd_request_create(struct kmctl *k, const struct kmctl_args *a)
     if (i == sizeof ops / sizeof ops[0])
         return kmctl_error(KMCTL_EXIT_USAGE, "request create: unknown operation '%s' (destroy, "
                                              "export, import-raw, policy-change, principal-add, "
-                                             "principal-remove)", a->pos[0]);
-    if (a->val[OPT_TARGET] == NULL)
+                                             "principal-remove, rekey, keyslot-add, "
+                                             "keyslot-remove, key-set)", a->pos[0]);
+    if (a->val[OPT_TARGET] == NULL && strcmp(ops[i].name, "rekey") != 0)
         return kmctl_error(KMCTL_EXIT_USAGE, "request create %s: --target names the key, the "
                                              "principal, or the file", a->pos[0]);
-    switch (ops[i].op) {
+    if (strcmp(ops[i].name, "key-set") == 0) {
+        key = a->val[OPT_TARGET];
+        if ((rc = kmctl_key_set_request_params(a, &pf, &pp, &plen)) != KMCTL_EXIT_OK)
+            return rc;
+    } else switch (ops[i].op) {
     case KM_REQ_DESTROY:
         if (a->val[OPT_VERSION] == NULL)
             return kmctl_error(KMCTL_EXIT_USAGE, "request create destroy: --version N");
@@ -443,11 +481,25 @@ int kmctl_cmd_request_create(struct kmctl *k, const struct kmctl_args *a)
         plen = pf.len;
         break;
     default:
-        plen = (size_t)snprintf((char *)params, sizeof params, "%s:%s",
-                                strcmp(ops[i].name, "principal-add") == 0 ? "add" : "remove",
-                                a->val[OPT_TARGET]);
+        if ((rc = slot_change_params(ops[i].name, a->val[OPT_TARGET], (char *)params,
+                                     sizeof params, &plen)) != KMCTL_EXIT_OK)
+            return rc;
+        if (plen != 0) {
+            pp = params;
+            break;
+        }
+        /* an addition names the roles: the approval is bound to them */
+        if (strcmp(ops[i].name, "principal-add") == 0 && a->val[OPT_ROLE] == NULL)
+            return kmctl_error(KMCTL_EXIT_USAGE, "request create principal-add: --role ROLES (the "
+                                                 "roles the principal will get)");
+        if (strcmp(ops[i].name, "principal-add") == 0)
+            plen = (size_t)snprintf((char *)params, sizeof params, "add:%s:%s",
+                                    a->val[OPT_TARGET], a->val[OPT_ROLE]);
+        else
+            plen = (size_t)snprintf((char *)params, sizeof params, "remove:%s",
+                                    a->val[OPT_TARGET]);
         if (plen >= sizeof params)
-            return kmctl_error(KMCTL_EXIT_USAGE, "principal name too long");
+            return kmctl_error(KMCTL_EXIT_USAGE, "principal name or roles too long");
         pp = params;
         break;
     }
@@ -480,7 +532,8 @@ int kmctl_cmd_request_show(struct kmctl *k, const struct kmctl_args *a)
                                          "policy-change", "principal-change" };
     km_request_status st;
     uint8_t id[16];
-    char c[32], e[32];
+    char c[32], e[32], *text = NULL;
+    size_t tn = 0;
     int rc;
 
     if (hex_decode(a->pos[0], id, 16) != 0)
@@ -488,18 +541,32 @@ int kmctl_cmd_request_show(struct kmctl *k, const struct kmctl_args *a)
                            a->pos[0]);
     if ((rc = km_request_info(k->ctx, id, &st)) != KM_OK)
         return kmctl_lib_error(rc, "reading request %s", a->pos[0]);
+    /* every parameter, as libkm wrote it down when the request was made */
+    rc = km_request_describe(k->ctx, id, NULL, 0, &tn);
+    if (rc == KM_E_BUFFER && (text = malloc(tn)) != NULL)
+        rc = km_request_describe(k->ctx, id, text, tn, &tn);
+    if (rc != KM_OK) {
+        free(text);
+        return kmctl_lib_error(text == NULL && rc == KM_E_BUFFER ? KM_E_NOMEM : rc,
+                               "reading request %s", a->pos[0]);
+    }
     kmctl_time(st.created, c);
     kmctl_time(st.expires, e);
-    if (a->val[OPT_JSON] != NULL)
-        return emit(json_pack("{s:s, s:s, s:s, s:i, s:i, s:s, s:s, s:b}", "op",
-                              names[st.op <= 5 ? st.op : 0], "key", st.key_name, "requester",
-                              st.requester, "approvals", (int)st.approvals, "needed",
-                              (int)st.needed, "created", c, "expires", e, "consumed",
-                              st.consumed));
-    if (printf("op\t%s\nkey\t%s\nrequester\t%s\napprovals\t%u of %u\ncreated\t%s\nexpires\t%s\n"
-               "consumed\t%s\n",
-               names[st.op <= 5 ? st.op : 0], st.key_name, st.requester, st.approvals, st.needed,
-               c, e, st.consumed ? "yes" : "no") < 0)
+    if (a->val[OPT_JSON] != NULL) {
+        rc = emit(json_pack("{s:s, s:s, s:s, s:i, s:i, s:s, s:s, s:b, s:s}", "op",
+                            names[st.op <= 5 ? st.op : 0], "key", st.key_name, "requester",
+                            st.requester, "approvals", (int)st.approvals, "needed",
+                            (int)st.needed, "created", c, "expires", e, "consumed",
+                            st.consumed, "params", text));
+        free(text);
+        return rc;
+    }
+    rc = printf("op\t%s\nkey\t%s\nrequester\t%s\napprovals\t%u of %u\ncreated\t%s\n"
+                "expires\t%s\nconsumed\t%s\nparams\t%s\n",
+                names[st.op <= 5 ? st.op : 0], st.key_name, st.requester, st.approvals,
+                st.needed, c, e, st.consumed ? "yes" : "no", text);
+    free(text);
+    if (rc < 0)
         return kmctl_error(KMCTL_EXIT_OTHER, "writing the output failed");
     return KMCTL_EXIT_OK;
 }

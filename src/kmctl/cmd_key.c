@@ -11,6 +11,7 @@
 #include <jansson.h>
 
 #include "kmctl.h"
+#include "kmctl_json.h"
 
 /* Largest key file accepted by key import (an RSA-4096 PKCS#8 PEM is about 3.3 KiB). */
 #define KMCTL_KEYFILE_MAX 65536
@@ -34,6 +35,7 @@ static const struct {
 } flag_names[] = {
     { KM_KEY_EXPORTABLE, "exportable" },
     { KM_KEY_PUBLIC_ONLY, "public-only" },
+    { KM_KEY_DELETION_PROTECTED, "deletion-protected" },
 };
 
 static const struct {
@@ -124,6 +126,8 @@ static int key_options(const struct kmctl_args *a, km_key_options *o)
         return rc;
     if (a->val[OPT_EXPORTABLE] != NULL)
         o->flags |= KM_KEY_EXPORTABLE;
+    if (a->val[OPT_DELETION_PROTECTED] != NULL)
+        o->flags |= KM_KEY_DELETION_PROTECTED;
     o->protection = a->val[OPT_PROTECTION];
     if (a->val[OPT_ROTATE_EVERY] != NULL)
         o->rotate_days = (uint32_t)a->num[OPT_ROTATE_EVERY];
@@ -345,8 +349,11 @@ int kmctl_cmd_key_import(struct kmctl *k, const struct kmctl_args *a)
     size_t len = 0;
     int rc;
 
+    uint8_t id[16];
+
     if ((rc = parse_type(a->val[OPT_TYPE], &type)) != KMCTL_EXIT_OK ||
-        (rc = key_options(a, &o)) != KMCTL_EXIT_OK)
+        (rc = key_options(a, &o)) != KMCTL_EXIT_OK ||
+        (rc = kmctl_import_target(a, &o, id)) != KMCTL_EXIT_OK)
         return rc;
     if (a->val[OPT_WRAPPED] != NULL)
         return import_wrapped(k, a, type, &o);
@@ -371,97 +378,7 @@ out:
     return rc;
 }
 
-/* ------------------------------------------------------------ key list */
-
-struct list_entry {
-    char *name;
-    uint8_t id[16];
-    km_key_type type;
-};
-
-struct list_acc {
-    struct list_entry *v;
-    size_t n, cap;
-    int oom;
-};
-
-/* Only collects: the listing holds a read snapshot, so no libkm call is made here. */
-static int list_one(const char *name, const uint8_t id[16], km_key_type type, void *arg)
-{
-    struct list_acc *acc = arg;
-
-    if (acc->n == acc->cap) {
-        size_t cap = acc->cap ? acc->cap * 2 : 16;
-        struct list_entry *nv = realloc(acc->v, cap * sizeof *nv);
-        if (nv == NULL) {
-            acc->oom = 1;
-            return 1;
-        }
-        acc->v = nv;
-        acc->cap = cap;
-    }
-    acc->v[acc->n].name = strdup(name);
-    if (acc->v[acc->n].name == NULL) {
-        acc->oom = 1;
-        return 1;
-    }
-    memcpy(acc->v[acc->n].id, id, 16);
-    acc->v[acc->n].type = type;
-    acc->n++;
-    return 0;
-}
-
-int kmctl_cmd_key_list(struct kmctl *k, const struct kmctl_args *a)
-{
-    struct list_acc acc = { NULL, 0, 0, 0 };
-    size_t i;
-    int rc;
-
-    rc = km_key_list(k->ctx, list_one, &acc);
-    if (rc != KM_OK) {
-        rc = kmctl_lib_error(rc, "listing keys");
-        goto out;
-    }
-    if (acc.oom) {
-        rc = kmctl_error(KMCTL_EXIT_OTHER, "listing keys: out of memory");
-        goto out;
-    }
-    if (a->val[OPT_JSON] != NULL) {
-        json_t *root = json_object(), *keys = json_array();
-        int bad = root == NULL || set(root, "keys", keys) != 0;
-        for (i = 0; i < acc.n && !bad; i++) {
-            json_t *e = json_object();
-            char hex[33];
-            const char *tn = km_key_type_name(acc.v[i].type);
-            kmctl_hex(acc.v[i].id, 16, hex);
-            bad = e == NULL || json_array_append_new(keys, e) != 0 ||
-                  set(e, "name", json_string(acc.v[i].name)) != 0 ||
-                  set(e, "id", json_string(hex)) != 0 ||
-                  set(e, "type", tn ? json_string(tn) : json_null()) != 0;
-        }
-        if (bad) {
-            json_decref(root);
-            root = NULL;
-        }
-        rc = emit_json(root);
-    } else {
-        rc = KMCTL_EXIT_OK;
-        for (i = 0; i < acc.n; i++) {
-            char hex[33];
-            const char *tn = km_key_type_name(acc.v[i].type);
-            kmctl_hex(acc.v[i].id, 16, hex);
-            if (printf("%s\t%s\t%s\n", acc.v[i].name, tn ? tn : "?", hex) < 0) {
-                rc = kmctl_error(KMCTL_EXIT_OTHER, "writing the output failed");
-                break;
-            }
-        }
-    }
-out:
-    for (i = 0; i < acc.n; i++)
-        free(acc.v[i].name);
-    free(acc.v);
-    return rc;
-}
+/* key list: cmd_keymeta.c */
 
 /* ------------------------------------------------------------ key info */
 
@@ -529,7 +446,8 @@ static json_t *info_json(const km_keyinfo *info)
           set(root, "protection", json_string(km_keyinfo_protection(info))) != 0 ||
           set(root, "created", json_time(km_keyinfo_created(info))) != 0 ||
           set(root, "primary", json_integer(km_keyinfo_primary(info))) != 0 ||
-          set(root, "versions", json_incref(vers)) != 0;
+          set(root, "versions", json_incref(vers)) != 0 ||
+          kmctl_keymeta_json(root, info) != 0;
     for (i = 0; i < n && !bad; i++) {
         km_version_info v;
         json_t *e;
@@ -549,7 +467,8 @@ static json_t *info_json(const km_keyinfo *info)
               set(e, "process_stop", json_time(v.process_stop)) != 0 ||
               set(e, "destroy_after", json_time(v.destroy_after)) != 0 ||
               set(e, "invocations", json_integer((json_int_t)v.invocations)) != 0 ||
-              set(e, "bytes", json_integer((json_int_t)v.bytes)) != 0;
+              set(e, "bytes", json_integer((json_int_t)v.bytes)) != 0 ||
+              kmctl_keymeta_version_json(e, &v) != 0;
     }
     json_decref(vers);
     if (bad) {
@@ -577,6 +496,7 @@ static int info_text(const km_keyinfo *info)
     printf("protection:  %s\n", km_keyinfo_protection(info));
     printf("created:     %s\n", when);
     printf("primary:     %u\n", (unsigned)km_keyinfo_primary(info));
+    kmctl_keymeta_text(info);
     printf("versions:    %u\n", (unsigned)n);
     printf("  %-7s %-15s %-20s %-20s %-20s %-20s %-20s %s\n", "VERSION", "STATE", "CREATED",
            "ACTIVATED", "PROTECT-STOP", "PROCESS-STOP", "DESTROY-AFTER", "INVOCATIONS");
@@ -597,6 +517,7 @@ static int info_text(const km_keyinfo *info)
         printf("  %-7u %-15s %-20s %-20s %-20s %-20s %-20s %llu\n", (unsigned)v.version,
                sn ? sn : "?", c, act, ps, pr, da, (unsigned long long)v.invocations);
     }
+    kmctl_keymeta_versions_text(info);
     return ferror(stdout) ? kmctl_error(KMCTL_EXIT_OTHER, "writing the output failed") : KMCTL_EXIT_OK;
 }
 
@@ -682,3 +603,11 @@ out:
     km_key_free(key);
     return rc;
 }
+
+/* ------------------------------------------- shared with cmd_keymeta.c */
+
+int kmctl_json_emit(json_t *root) { return emit_json(root); }
+int kmctl_json_set(json_t *obj, const char *key, json_t *v) { return set(obj, key, v); }
+json_t *kmctl_json_time(int64_t t) { return json_time(t); }
+int kmctl_parse_type(const char *name, km_key_type *out) { return parse_type(name, out); }
+int kmctl_parse_usage(const char *s, uint32_t *out) { return parse_usage(s, out); }

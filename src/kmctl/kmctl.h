@@ -74,6 +74,18 @@ enum kmctl_opt_id {
     OPT_TLS_KEY,
     OPT_PROTOCOL,
     OPT_TIMEOUT,
+    OPT_MOVE,
+    OPT_STATE,
+    OPT_TAG,
+    OPT_POLICY,
+    OPT_DELETION_PROTECTION,
+    OPT_DELETION_PROTECTED,
+    OPT_NOT_EXPORTABLE,
+    OPT_MIN_DECRYPTION,
+    OPT_MIN_ENCRYPTION,
+    OPT_KEY_ID,
+    OPT_BACKUP_PASS_FILE,
+    OPT_NAME,
     OPT_HEX,
     OPT_OAEP_DIGEST,
     OPT_PKCS1,
@@ -100,6 +112,8 @@ struct kmctl_args {
 struct kmctl {
     km_ctx *ctx;                      /* the open vault, or NULL for commands without one */
     const char *vault;                /* --vault DIR or KM_VAULT */
+    const char *const *shares;        /* "kmd:" commands: the --share-file texts */
+    size_t nshares;
 };
 
 /* report.c: exit codes and messages */
@@ -130,6 +144,8 @@ int kmctl_text_write(const uint8_t *bin, size_t n);
 
 /* commands: key management (cmd_key.c) */
 int kmctl_cmd_init(struct kmctl *k, const struct kmctl_args *a);
+/* cmd_kmd.c: a kmd's socket (--vault kmd:PATH) */
+int kmctl_cmd_unseal(struct kmctl *k, const struct kmctl_args *a);
 int kmctl_cmd_key_create(struct kmctl *k, const struct kmctl_args *a);
 int kmctl_cmd_key_import(struct kmctl *k, const struct kmctl_args *a);
 int kmctl_check_key_create(const struct kmctl_args *a);
@@ -199,6 +215,29 @@ void kmctl_progress(const char *what, uint64_t done, uint64_t total, void *arg);
 /* commands: backup and restore (cmd_backup.c) */
 int kmctl_cmd_backup(struct kmctl *k, const struct kmctl_args *a);
 int kmctl_cmd_restore(struct kmctl *k, const struct kmctl_args *a);
+int kmctl_cmd_vault_copy(struct kmctl *k, const struct kmctl_args *a);
+/* main.c: the TLS files of an etcd:// vault from KM_ETCD_CA, KM_ETCD_CERT and
+ * KM_ETCD_KEY (unset or empty: none) into o. */
+void kmctl_etcd_tls(km_open_options *o);
+
+/* commands: a key's names and metadata (cmd_keymeta.c) */
+int kmctl_cmd_key_rename(struct kmctl *k, const struct kmctl_args *a);
+int kmctl_cmd_key_alias(struct kmctl *k, const struct kmctl_args *a);
+int kmctl_cmd_key_unalias(struct kmctl *k, const struct kmctl_args *a);
+int kmctl_cmd_key_describe(struct kmctl *k, const struct kmctl_args *a);
+int kmctl_cmd_key_tag(struct kmctl *k, const struct kmctl_args *a);
+int kmctl_cmd_key_untag(struct kmctl *k, const struct kmctl_args *a);
+int kmctl_cmd_key_set(struct kmctl *k, const struct kmctl_args *a);
+int kmctl_cmd_key_trim(struct kmctl *k, const struct kmctl_args *a);
+int kmctl_cmd_key_purge(struct kmctl *k, const struct kmctl_args *a);
+int kmctl_cmd_key_backup(struct kmctl *k, const struct kmctl_args *a);
+int kmctl_cmd_key_grants(struct kmctl *k, const struct kmctl_args *a);
+int kmctl_cmd_key_restore(struct kmctl *k, const struct kmctl_args *a);
+/* import --key-id HEX --version N: the options' key_id (kept in id) and import_version */
+int kmctl_import_target(const struct kmctl_args *a, km_key_options *o, uint8_t id[16]);
+/* request create key-set: the params of a key settings request (pf holds a read file) */
+int kmctl_key_set_request_params(const struct kmctl_args *a, struct kmctl_buf *pf,
+                                 const uint8_t **pp, size_t *plen);
 
 /* commands of issue 23's operations (cmd_ops.c) */
 int kmctl_cmd_random(struct kmctl *k, const struct kmctl_args *a);

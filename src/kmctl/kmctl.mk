@@ -10,7 +10,8 @@ bin_PROGRAMS = src/kmctl/kmctl
 src_kmctl_kmctl_SOURCES = src/kmctl/kmctl.h src/kmctl/main.c src/kmctl/report.c \
 	src/kmctl/io.c src/kmctl/cmd_key.c src/kmctl/cmd_lifecycle.c src/kmctl/cmd_data.c \
 	src/kmctl/cmd_policy.c src/kmctl/cmd_backup.c src/kmctl/cmd_access.c \
-	src/kmctl/cmd_backend.c src/kmctl/cmd_ops.c
+	src/kmctl/cmd_backend.c src/kmctl/cmd_kmd.c src/kmctl/cmd_ops.c
+src_kmctl_kmctl_SOURCES += src/kmctl/kmctl_json.h src/kmctl/cmd_keymeta.c
 src_kmctl_kmctl_CPPFLAGS = $(KM_CONFIG_INCLUDE) -I$(srcdir)/include
 src_kmctl_kmctl_CFLAGS = $(AM_CFLAGS) $(JANSSON_CFLAGS)
 src_kmctl_kmctl_LDADD = libkm.la $(JANSSON_LIBS)
@@ -20,6 +21,9 @@ man1_MANS = docs/kmctl.1
 # the grammar end to end against a fresh vault
 TESTS += tests/kmctl.sh
 EXTRA_DIST += docs/kmctl.1 tests/kmctl.sh
+# a key's names and metadata (issue 22)
+TESTS += tests/kmctl_keymeta.sh
+EXTRA_DIST += tests/kmctl_keymeta.sh
 # issue 23's commands (random, CMAC keys, ...)
 TESTS += tests/kmctl_ops.sh
 EXTRA_DIST += tests/kmctl_ops.sh

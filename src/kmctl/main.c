@@ -26,7 +26,7 @@ struct kmctl_optspec {
     uint64_t max;            /* ARG_UINT: largest value */
 };
 
-enum kmctl_vault_mode { VAULT_NONE, VAULT_OPEN, VAULT_CREATE };
+enum kmctl_vault_mode { VAULT_NONE, VAULT_OPEN, VAULT_CREATE, VAULT_KMD };
 
 typedef int (*kmctl_run_fn)(struct kmctl *k, const struct kmctl_args *a);
 typedef int (*kmctl_check_fn)(const struct kmctl_args *a);
@@ -72,6 +72,8 @@ static const struct kmctl_optspec o_create[] = {
     { "activate-at", "DATE", ARG_DATE, 0, OPT_ACTIVATE_AT, 0 },
     { "protect-days", "DAYS", ARG_UINT, 0, OPT_PROTECT_DAYS, DAYS_MAX },
     { "process-days", "DAYS", ARG_UINT, 0, OPT_PROCESS_DAYS, DAYS_MAX },
+    { "deletion-protection", NULL, ARG_NONE, 0, OPT_DELETION_PROTECTED, 0 },
+
     { "oaep-digest", "sha256|sha384|sha512", ARG_STR, 0, OPT_OAEP_DIGEST, 0 }, O_END };
 static const struct kmctl_optspec o_import[] = {
     O_TYPE_REQ,
@@ -79,6 +81,8 @@ static const struct kmctl_optspec o_import[] = {
     { "format", "raw|pkcs8|spki|pem|jwk", ARG_STR, 0, OPT_FORMAT, 0 },
     { "wrapped", "BLOB", ARG_STR, 0, OPT_WRAPPED, 0 },
     O_PROTECTION, O_EXPORTABLE, O_USAGE,
+    { "key-id", "HEX", ARG_STR, 0, OPT_KEY_ID, 0 }, O_VERSION,
+
     { "oaep-digest", "sha256|sha384|sha512", ARG_STR, 0, OPT_OAEP_DIGEST, 0 }, O_END };
 static const struct kmctl_optspec o_public[] = {
     { "der", NULL, ARG_NONE, 0, OPT_DER, 0 }, O_VERSION,
@@ -117,10 +121,13 @@ static const struct kmctl_optspec o_principal_remove[] = {
 static const struct kmctl_optspec o_grant[] = {
     { "perms", "LIST", ARG_STR, 1, OPT_PERMS, 0 }, O_END };
 static const struct kmctl_optspec o_request[] = {
-    { "target", "NAME|FILE", ARG_STR, 1, OPT_TARGET, 0 }, O_VERSION,
+    { "target", "NAME|FILE", ARG_STR, 0, OPT_TARGET, 0 }, O_VERSION,
     { "grace", "DAYS", ARG_UINT, 0, OPT_GRACE, GRACE_MAX },
     { "wrap-with", "PUBKEY.pem", ARG_STR, 0, OPT_WRAP_WITH, 0 },
-    { "ttl", "SECONDS", ARG_UINT, 0, OPT_TTL, 30u * 24 * 3600 }, O_END };
+    { "ttl", "SECONDS", ARG_UINT, 0, OPT_TTL, 30u * 24 * 3600 },
+    { "role", "ROLES", ARG_STR, 0, OPT_ROLE, 0 },
+    { "policy", "FILE", ARG_STR, 0, OPT_POLICY, 0 },
+    { "deletion-protection", "off", ARG_STR, 0, OPT_DELETION_PROTECTION, 0 }, O_END };
 static const struct kmctl_optspec o_shares[] = {
     { "m", "M", ARG_UINT, 1, OPT_M, KM_SHARES_MAX }, { "n", "N", ARG_UINT, 1, OPT_N, KM_SHARES_MAX },
     { "out-dir", "DIR", ARG_STR, 1, OPT_OUT_DIR, 0 }, O_END };
@@ -149,6 +156,26 @@ static const struct kmctl_optspec o_rekey[] = {
     { "new-passphrase-file", "FILE", ARG_STR, 1, OPT_NEW_PASS_FILE, 0 },
     { "kdf-cost", "N", ARG_UINT, 0, OPT_KDF_COST, 64 }, O_END };
 
+static const struct kmctl_optspec o_key_list[] = { O_JSON,
+    { "type", "TYPE", ARG_STR, 0, OPT_TYPE, 0 }, { "state", "STATE", ARG_STR, 0, OPT_STATE, 0 },
+    { "protection", "BACKEND", ARG_STR, 0, OPT_PROTECTION, 0 },
+    { "tag", "TAG[=VALUE]", ARG_STR, 0, OPT_TAG, 0 }, O_END };
+static const struct kmctl_optspec o_key_set[] = {
+    { "rotate-every", "DAYS", ARG_UINT, 0, OPT_ROTATE_EVERY, DAYS_MAX }, O_USAGE,
+    { "not-exportable", NULL, ARG_NONE, 0, OPT_NOT_EXPORTABLE, 0 },
+    { "policy", "FILE", ARG_STR, 0, OPT_POLICY, 0 },
+    { "deletion-protection", "on|off", ARG_STR, 0, OPT_DELETION_PROTECTION, 0 },
+    { "min-decryption-version", "N", ARG_UINT, 0, OPT_MIN_DECRYPTION, VERSION_MAX },
+    { "min-encryption-version", "N", ARG_UINT, 0, OPT_MIN_ENCRYPTION, VERSION_MAX }, O_END };
+static const struct kmctl_optspec o_trim[] = {
+    { "grace", "DAYS", ARG_UINT, 0, OPT_GRACE, GRACE_MAX }, O_END };
+static const struct kmctl_optspec o_key_backup[] = {
+    { "wrap-with", "PUBKEY.pem", ARG_STR, 0, OPT_WRAP_WITH, 0 },
+    { "backup-passphrase-file", "FILE", ARG_STR, 0, OPT_BACKUP_PASS_FILE, 0 }, O_END };
+static const struct kmctl_optspec o_key_restore[] = {
+    { "name", "NAME", ARG_STR, 0, OPT_NAME, 0 },
+    { "backup-passphrase-file", "FILE", ARG_STR, 0, OPT_BACKUP_PASS_FILE, 0 }, O_END };
+static const struct kmctl_optspec o_alias[] = { { "move", NULL, ARG_NONE, 0, OPT_MOVE, 0 }, O_END };
 static const struct kmctl_optspec o_rsa[] = {
     { "label", "TEXT", ARG_STR, 0, OPT_LABEL, 0 }, O_VERSION, O_END };
 static const struct kmctl_optspec o_rewrap[] = {
@@ -179,8 +206,8 @@ static const struct kmctl_cmd commands[] = {
       "import key material: --raw FILE in plaintext, or --wrapped BLOB (prints its id)" },
     { "import", "NAME", 1, o_import, kmctl_check_key_import, kmctl_cmd_key_import, VAULT_OPEN, "",
       "the same as key import" },
-    { "key list", "", 0, o_json, NULL, kmctl_cmd_key_list, VAULT_OPEN, "",
-      "list keys: NAME<tab>TYPE<tab>ID per line" },
+    { "key list", "", 0, o_key_list, NULL, kmctl_cmd_key_list, VAULT_OPEN, "",
+      "list keys sorted by name (filters: --type, --state, --protection, --tag): NAME<tab>TYPE<tab>ID" },
     { "key info", "NAME", 1, o_json, NULL, kmctl_cmd_key_info, VAULT_OPEN, "",
       "show a key's metadata and versions" },
     { "key rotate", "NAME", 1, o_none, NULL, kmctl_cmd_key_rotate, VAULT_OPEN, "",
@@ -248,7 +275,8 @@ static const struct kmctl_cmd commands[] = {
     { "key grant", "NAME GRANTEE", 2, o_grant, NULL, kmctl_cmd_key_grant, VAULT_OPEN, "",
       "grant permissions on a key to a principal or role:ROLE (--perms none revokes)" },
     { "request create", "OP", 1, o_request, NULL, kmctl_cmd_request_create, VAULT_OPEN, "> id",
-      "ask for dual-control approval of OP (destroy, export, import-raw, policy-change, ...)" },
+      "ask for dual-control approval of OP (destroy, export, import-raw, policy-change, "
+      "principal-add, principal-remove, rekey, keyslot-add, keyslot-remove)" },
     { "request approve", "ID", 1, o_none, NULL, kmctl_cmd_request_approve, VAULT_OPEN, "",
       "approve a request as a custodian" },
     { "request show", "ID", 1, o_json, NULL, kmctl_cmd_request_show, VAULT_OPEN, "",
@@ -279,6 +307,35 @@ static const struct kmctl_cmd commands[] = {
       "write a consistent, still sealed copy of the vault to FILE (while others write)" },
     { "restore", "FILE DIR", 2, o_none, NULL, kmctl_cmd_restore, VAULT_NONE, "",
       "make the backup FILE a vault in DIR (never overwrites a vault)" },
+    { "unseal", "", 0, o_none, NULL, kmctl_cmd_unseal, VAULT_KMD, "",
+      "send --share-file shares to a sealed kmd (--vault kmd:SOCKET)" },
+    { "vault copy", "SRC DST", 2, o_none, NULL, kmctl_cmd_vault_copy, VAULT_OPEN, "",
+      "copy the vault SRC (lmdb:DIR, etcd://HOST:PORT/PREFIX) into the empty DST and verify it" },
+    { "key rename", "NAME NEWNAME", 2, o_none, NULL, kmctl_cmd_key_rename, VAULT_OPEN, "",
+      "rename a key (its id, ciphertexts, grants and aliases stay)" },
+    { "key alias", "NAME ALIAS", 2, o_alias, NULL, kmctl_cmd_key_alias, VAULT_OPEN, "",
+      "give a key another name; --move takes the alias from the key that has it" },
+    { "key unalias", "ALIAS", 1, o_none, NULL, kmctl_cmd_key_unalias, VAULT_OPEN, "",
+      "remove an alias" },
+    { "key describe", "NAME TEXT", 2, o_none, NULL, kmctl_cmd_key_describe, VAULT_OPEN, "",
+      "set a key's description (\"\" removes it)" },
+    { "key tag", "NAME TAG=VALUE", 2, o_none, NULL, kmctl_cmd_key_tag, VAULT_OPEN, "",
+      "set a tag of a key" },
+    { "key untag", "NAME TAG", 2, o_none, NULL, kmctl_cmd_key_untag, VAULT_OPEN, "",
+      "remove a tag of a key" },
+    { "key set", "NAME", 1, o_key_set, NULL, kmctl_cmd_key_set, VAULT_OPEN, "",
+      "change a key's settings: rotation, usage (narrower), not exportable, own policy (stricter), "
+      "deletion protection, version window" },
+    { "key trim", "NAME", 1, o_trim, NULL, kmctl_cmd_key_trim, VAULT_OPEN, "",
+      "retire the versions below the minimum decryption version (deactivated, then destroyed after the grace)" },
+    { "key purge", "NAME", 1, o_none, NULL, kmctl_cmd_key_purge, VAULT_OPEN, "",
+      "remove a destroyed key's records once the policy's retention is over (frees its name)" },
+    { "key backup", "NAME", 1, o_key_backup, NULL, kmctl_cmd_key_backup, VAULT_OPEN, "> backup",
+      "back up one key with its history, to another vault's wrapping key or under a passphrase" },
+    { "key restore", "FILE", 1, o_key_restore, NULL, kmctl_cmd_key_restore, VAULT_OPEN, "",
+      "restore a key backup into this vault (prints the key id)" },
+    { "key grants", "NAME", 1, o_json, NULL, kmctl_cmd_key_grants, VAULT_OPEN, "",
+      "list a key's grants: GRANTEE<tab>PERMS (an admin or auditor sees all)" },
     { "datakey decrypt", "", 0, o_datakey_decrypt, NULL, kmctl_cmd_datakey_decrypt, VAULT_OPEN,
       "< wrapped > key", "unwrap a data key or a data key pair's private key (PKCS#8 DER)" },
     { "datakey-pair", "NAME", 1, o_datakey_pair, NULL, kmctl_cmd_datakey_pair, VAULT_OPEN,
@@ -634,6 +691,19 @@ static int read_shares(const struct globals *g, km_secret **out, const char **te
     return KMCTL_EXIT_OK;
 }
 
+static const char *env_nonempty(const char *name)
+{
+    const char *v = getenv(name);
+    return v != NULL && v[0] != '\0' ? v : NULL;
+}
+
+void kmctl_etcd_tls(km_open_options *o)
+{
+    o->tls_ca = env_nonempty("KM_ETCD_CA");
+    o->tls_cert = env_nonempty("KM_ETCD_CERT");
+    o->tls_key = env_nonempty("KM_ETCD_KEY");
+}
+
 static int open_vault(struct kmctl *k, const struct kmctl_cmd *c, const struct kmctl_args *a,
                       const struct globals *g)
 {
@@ -647,6 +717,9 @@ static int open_vault(struct kmctl *k, const struct kmctl_cmd *c, const struct k
     int rc, i;
 
     k->vault = g->vault != NULL ? g->vault : getenv("KM_VAULT");
+    if (strcmp(c->words, "vault copy") == 0)
+        k->vault = a->pos[0];   /* the vault to copy is SRC */
+    kmctl_etcd_tls(&o);
     if (k->vault == NULL || k->vault[0] == '\0')
         return kmctl_error(KMCTL_EXIT_USAGE, "no vault: use --vault DIR or set KM_VAULT");
     o.principal = g->principal != NULL ? g->principal : getenv("KM_PRINCIPAL");
@@ -698,7 +771,7 @@ int main(int argc, char **argv)
 {
     struct globals g;
     struct kmctl_args a;
-    struct kmctl k = { NULL, NULL };
+    struct kmctl k = { NULL, NULL, NULL, 0 };
     const struct kmctl_cmd *c = NULL;
     int i = 1, best = 0, rc, out_rc;
     size_t j;
@@ -751,6 +824,25 @@ int main(int argc, char **argv)
         return rc;
     if (c->run == NULL)
         return kmctl_unsupported(c->words);
+    if (c->vault == VAULT_KMD) {
+        /* a kmd's socket, not a vault: the shares go to kmd */
+        static km_secret *sh[KMCTL_SHARES_MAX];
+        static const char *text[KMCTL_SHARES_MAX];
+        k.vault = g.vault != NULL ? g.vault : getenv("KM_VAULT");
+        if (k.vault == NULL || strncmp(k.vault, "kmd:", 4) != 0 || k.vault[4] == '\0')
+            return kmctl_error(KMCTL_EXIT_USAGE, "%s needs --vault kmd:SOCKET", c->words);
+        if (g.nshares == 0)
+            return kmctl_error(KMCTL_EXIT_USAGE, "%s needs --share-file FILE", c->words);
+        if ((rc = read_shares(&g, sh, text)) != KMCTL_EXIT_OK)
+            return rc;
+        k.shares = text;
+        k.nshares = (size_t)g.nshares;
+        rc = c->run(&k, &a);
+        for (j = 0; j < (size_t)g.nshares; j++)
+            km_secret_free(sh[j]);
+        out_rc = kmctl_finish_stdout();
+        return rc != KMCTL_EXIT_OK ? rc : out_rc;
+    }
     if (c->vault != VAULT_NONE && (rc = open_vault(&k, c, &a, &g)) != KMCTL_EXIT_OK)
         return rc;
     if (k.ctx != NULL && isatty(STDERR_FILENO))

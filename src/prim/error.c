@@ -78,6 +78,38 @@ int km__err_native(int code, km_native_kind kind, unsigned long native, const ch
     return code;
 }
 
+int km__err_over(int code, const char *fmt, ...)
+{
+    char prev[KM__MSG_MAX];
+    km_native_kind kind = tl_err.native_kind;
+    unsigned long native = tl_err.native;
+    size_t n;
+    va_list ap;
+
+    if (kind == KM_NATIVE_NONE || tl_err.code != code) {
+        va_start(ap, fmt);
+        record(code, KM_NATIVE_NONE, 0, fmt, ap);
+        va_end(ap);
+        return code;
+    }
+    snprintf(prev, sizeof prev, "%s", tl_err.message ? tl_err.message : "");
+    va_start(ap, fmt);
+    record(code, kind, native, fmt, ap);
+    va_end(ap);
+    n = strlen(tl_msg);
+    if (prev[0] != '\0' && n + 4 < sizeof tl_msg) {
+        size_t pl = strlen(prev);
+        if (pl > sizeof tl_msg - n - 4)
+            pl = sizeof tl_msg - n - 4; /* shortened: the reason comes first */
+        tl_msg[n++] = ' ';
+        tl_msg[n++] = '(';
+        memcpy(tl_msg + n, prev, pl);
+        tl_msg[n + pl] = ')';
+        tl_msg[n + pl + 1] = '\0';
+    }
+    return code;
+}
+
 int km_backend_error(int code, km_native_kind kind, unsigned long native, const char *fmt, ...)
 {
     va_list ap;

@@ -158,6 +158,24 @@ int km__tlv_find(const uint8_t *buf, size_t len, uint8_t tag, const uint8_t **va
     return 0;
 }
 
+void km__tlv_copy_except(km__tlv_w *w, const uint8_t *buf, size_t len, const uint8_t *tags,
+                         size_t ntags)
+{
+    size_t off = 0, i;
+
+    while (off + 5 <= len) {
+        uint32_t l = km__be32_get(buf + off + 1);
+        int skip = 0;
+        if (len - off - 5 < l)
+            return;
+        for (i = 0; i < ntags; i++)
+            skip |= buf[off] == tags[i];
+        if (!skip)
+            km__tlv_put(w, buf[off], buf + off + 5, l);
+        off += 5 + (size_t)l;
+    }
+}
+
 int km__tlv_get_u32(const uint8_t *buf, size_t len, uint8_t tag, uint32_t *out)
 {
     const uint8_t *v;

@@ -23,6 +23,11 @@
 int km__err(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 int km__err_native(int code, km_native_kind kind, unsigned long native, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
+/* As km__err, for a failure a backend reported first: when the thread's last
+ * error is `code` with a native code (the backend's: a KMIP Result Reason, a CK_RV),
+ * that code and the backend's message (in parentheses after the new one) are
+ * kept, so the server's or device's own reason survives the core's wording. */
+int km__err_over(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* Takes the oldest OpenSSL error from the queue as native code, clears the queue. */
 int km__err_ossl(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
@@ -142,6 +147,11 @@ int km__tlv_check(const uint8_t *buf, size_t len);
 /* Finds `tag`. Returns 1 found, 0 absent. (Call km__tlv_check first.) */
 int km__tlv_find(const uint8_t *buf, size_t len, uint8_t tag, const uint8_t **val,
                  size_t *vlen);
+/* Appends to w every entry of the (checked) record buf except those whose tag
+ * is one of tags[0..ntags): rewriting some fields of a record keeps the
+ * fields a newer libkm added. */
+void km__tlv_copy_except(km__tlv_w *w, const uint8_t *buf, size_t len, const uint8_t *tags,
+                         size_t ntags);
 /* Typed getters: KM_OK, KM_E_NOTFOUND when absent, KM_E_CORRUPT on a wrong length. */
 int km__tlv_get_u32(const uint8_t *buf, size_t len, uint8_t tag, uint32_t *out);
 int km__tlv_get_u64(const uint8_t *buf, size_t len, uint8_t tag, uint64_t *out);

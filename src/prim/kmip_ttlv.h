@@ -126,7 +126,20 @@ enum km__ttlv_type {
     X(AE_TAG, 0x4200FF)                                        \
     X(SENSITIVE, 0x420120)                                     \
     X(EXTRACTABLE, 0x420122)                                   \
-    X(ATTRIBUTES, 0x420125)
+    X(ATTRIBUTES, 0x420125)                                    \
+    X(COMMON_TEMPLATE_ATTRIBUTE, 0x42001F)                     \
+    X(PRIVATE_KEY, 0x420064)                                   \
+    X(PRIVATE_KEY_TEMPLATE_ATTRIBUTE, 0x420065)                \
+    X(PRIVATE_KEY_UNIQUE_IDENTIFIER, 0x420066)                 \
+    X(PUBLIC_KEY, 0x42006D)                                    \
+    X(PUBLIC_KEY_TEMPLATE_ATTRIBUTE, 0x42006E)                 \
+    X(PUBLIC_KEY_UNIQUE_IDENTIFIER, 0x42006F)                  \
+    X(SALT_LENGTH, 0x420100)                                   \
+    X(MASK_GENERATOR, 0x420101)                                \
+    X(MASK_GENERATOR_HASHING_ALGORITHM, 0x420102)              \
+    X(COMMON_ATTRIBUTES, 0x420126)                             \
+    X(PRIVATE_KEY_ATTRIBUTES, 0x420127)                        \
+    X(PUBLIC_KEY_ATTRIBUTES, 0x420128)
 
 enum km__kmip_tag {
 #define KM__KMIP_TAG_ENUM_(name, value) KM__KMIP_TAG_##name = value,
@@ -142,6 +155,7 @@ const char *km__kmip_tag_name(uint32_t tag);
 
 enum km__kmip_operation {
     KM__KMIP_OP_CREATE = 0x01,
+    KM__KMIP_OP_CREATE_KEY_PAIR = 0x02,
     KM__KMIP_OP_REGISTER = 0x03,
     KM__KMIP_OP_LOCATE = 0x08,
     KM__KMIP_OP_GET = 0x0A,
@@ -195,6 +209,12 @@ enum km__kmip_algorithm {
 
 enum km__kmip_block_mode { KM__KMIP_MODE_GCM = 0x09 };
 
+enum km__kmip_padding { KM__KMIP_PAD_PKCS1_V15 = 0x08, KM__KMIP_PAD_PSS = 0x0A };
+
+enum km__kmip_hash { KM__KMIP_HASH_SHA256 = 0x06 };
+
+enum km__kmip_mask_generator { KM__KMIP_MGF1 = 0x01 };
+
 enum km__kmip_usage {
     KM__KMIP_USAGE_SIGN = 0x01,
     KM__KMIP_USAGE_VERIFY = 0x02,
@@ -206,7 +226,11 @@ enum km__kmip_usage {
     KM__KMIP_USAGE_MAC_VERIFY = 0x100
 };
 
-enum km__kmip_key_format { KM__KMIP_FORMAT_RAW = 0x01 };
+enum km__kmip_key_format {
+    KM__KMIP_FORMAT_RAW = 0x01,
+    KM__KMIP_FORMAT_PKCS1 = 0x03,
+    KM__KMIP_FORMAT_X509 = 0x05
+};
 
 enum km__kmip_state {
     KM__KMIP_STATE_PRE_ACTIVE = 1,

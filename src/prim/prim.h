@@ -95,6 +95,10 @@ int km__ecdsa_der_to_raw(const uint8_t *der, size_t der_len, size_t field, uint8
  * must hold 4 * ceil(len / 3) + 1 bytes; writes a NUL and returns the length
  * without it. For PEM bodies (callers break the lines). */
 size_t km__b64_encode(const uint8_t *in, size_t len, char *out);
+/* Standard base64 (with padding; no whitespace) of in[0..len) decoded into
+ * out (cap bytes; 3 * len / 4 is enough), *out_len its length. KM_E_CORRUPT
+ * (nothing recorded) when it does not decode or does not fit. */
+int km__b64_decode(const char *in, size_t len, uint8_t *out, size_t cap, size_t *out_len);
 /* Random bytes from OpenSSL's private DRBG (for key material). KM_E_CRYPTO. */
 int km__random_priv(void *out, size_t len);
 /* The digest `md` (an OpenSSL name: "SHA256", "SHA384", "SHA512") of msg in
@@ -187,6 +191,10 @@ int km__pkey_from_ec_point_der(km__pkey **out, const char *group, const uint8_t 
  * unsigned). KM_E_CRYPTO. */
 int km__pkey_from_rsa(km__pkey **out, const uint8_t *n, size_t n_len, const uint8_t *e,
                       size_t e_len);
+/* An RSA public key from PKCS#1 RSAPublicKey DER (the whole input and
+ * nothing else), as a KMIP server returns one (Key Format Type PKCS_1).
+ * KM_E_INVALID when it does not decode. */
+int km__pkey_from_rsa_pkcs1(km__pkey **out, const uint8_t *der, size_t len);
 /* 1 unless the key is an EC key whose curve came as explicit parameters. */
 int km__pkey_named_curve(const km__pkey *k);
 /* The SubjectPublicKeyInfo DER of the key in out. KM_E_BUFFER (with

@@ -187,6 +187,22 @@ int km__pkey_from_rsa(km__pkey **out, const uint8_t *n, size_t n_len, const uint
     return rc;
 }
 
+int km__pkey_from_rsa_pkcs1(km__pkey **out, const uint8_t *der, size_t len)
+{
+    const unsigned char *p = der;
+
+    *out = NULL;
+    if (der == NULL || len == 0 || len > LONG_MAX)
+        return km__err(KM_E_INVALID, "the RSA public key (PKCS#1) is empty or too long");
+    *out = d2i_PublicKey(EVP_PKEY_RSA, NULL, &p, (long)len);
+    if (*out == NULL || p != der + len) {
+        km__pkey_free(*out);
+        *out = NULL;
+        return km__err_ossl(KM_E_INVALID, "the RSA public key (PKCS#1) does not decode");
+    }
+    return KM_OK;
+}
+
 size_t km__pkey_spki_len(const km__pkey *k)
 {
     int n = i2d_PUBKEY(k, NULL);
@@ -475,6 +491,35 @@ size_t km__b64_encode(const uint8_t *in, size_t len, char *out)
     }
     out[off] = '\0';
     return off;
+}
+
+int km__b64_decode(const char *in, size_t len, uint8_t *out, size_t cap, size_t *out_len)
+{
+    size_t done = 0, off = 0, pad = 0;
+
+    *out_len = 0;
+    if (len % 4 != 0)
+        return KM_E_CORRUPT;
+    if (len > 0 && in[len - 1] == '=')
+        pad = (len > 1 && in[len - 2] == '=') ? 2 : 1;
+    if (len / 4 * 3 - pad > cap)
+        return KM_E_CORRUPT;
+    /* EVP_DecodeBlock takes an int: decode in slices of whole 4-character groups;
+     * it counts padding as zero bytes, taken off at the end */
+    while (len - done > 0) {
+        size_t n = len - done > 4 * 4096 ? 4 * 4096 : len - done;
+        uint8_t tmp[3 * 4096];
+        int got = EVP_DecodeBlock(tmp, (const unsigned char *)in + done, (int)n);
+        size_t keep;
+        if (got < 0 || (size_t)got != n / 4 * 3)
+            return KM_E_CORRUPT;
+        keep = (size_t)got - (done + n == len ? pad : 0);
+        memcpy(out + off, tmp, keep);
+        off += keep;
+        done += n;
+    }
+    *out_len = off;
+    return KM_OK;
 }
 
 int km__random_priv(void *out, size_t len)

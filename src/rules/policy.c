@@ -65,7 +65,9 @@ struct km__policy {
     double usage_fraction;
     uint64_t gcm_limit;
     uint32_t grace_min, grace_max;
+    uint32_t tombstone_days;     /* a destroyed key's record kept at least this long */
     uint32_t approvals[N_OPS];
+    int caller_clock;               /* testing.caller_clock */
 };
 
 /* ------------------------------------------------------------------ dates */
@@ -201,6 +203,7 @@ static void set_default(km__policy *p, int fips)
     p->gcm_limit = GCM_LIMIT_MAX;
     p->grace_min = 7;
     p->grace_max = 90;
+    p->tombstone_days = 90;
 }
 
 int km__policy_default(km__policy **out, int fips)
@@ -245,7 +248,8 @@ int km__policy_equal(const km__policy *a, const km__policy *b)
         a->periods_required != b->periods_required || a->rot_required != b->rot_required ||
         a->rot_max_days != b->rot_max_days || a->usage_fraction != b->usage_fraction ||
         a->gcm_limit != b->gcm_limit || a->grace_min != b->grace_min ||
-        a->grace_max != b->grace_max)
+        a->grace_max != b->grace_max || a->caller_clock != b->caller_clock
+        || a->tombstone_days != b->tombstone_days)
         return 0;
     for (t = 1; t <= KM__KEYTYPE_MAX; t++)
         if (a->alg[t].allowed != b->alg[t].allowed || a->alg[t].min_bits != b->alg[t].min_bits ||
@@ -702,6 +706,26 @@ static int parse_limits(pctx *c, json_t *obj, km__policy *p)
     return KM_OK;
 }
 
+static int parse_testing(pctx *c, json_t *obj, km__policy *p)
+{
+    const char *k;
+    json_t *v;
+    int rc;
+    if ((rc = get_object(c, obj)) != KM_OK)
+        return rc;
+    json_object_foreach(obj, k, v) {
+        push(c, k);
+        if (strcmp(k, "caller_clock") == 0)
+            rc = get_bool(c, v, &p->caller_clock);
+        else
+            rc = perr(c, 1, "unknown field (expected caller_clock)");
+        pop(c);
+        if (rc != KM_OK)
+            return rc;
+    }
+    return KM_OK;
+}
+
 static int parse_destruction(pctx *c, json_t *obj, km__policy *p)
 {
     const char *k;
@@ -715,8 +739,11 @@ static int parse_destruction(pctx *c, json_t *obj, km__policy *p)
             rc = get_u32(c, v, 1, GRACE_MAX, 0, &p->grace_min);
         else if (strcmp(k, "max_grace_days") == 0)
             rc = get_u32(c, v, 1, GRACE_MAX, 0, &p->grace_max);
+        else if (strcmp(k, "tombstone_days") == 0)
+            rc = get_u32(c, v, 0, 36500, 0, &p->tombstone_days);
         else
-            rc = perr(c, 1, "unknown field (expected min_grace_days, max_grace_days)");
+            rc = perr(c, 1, "unknown field (expected min_grace_days, max_grace_days, "
+                            "tombstone_days)");
         pop(c);
         if (rc != KM_OK)
             return rc;
@@ -901,10 +928,15 @@ static int check_tighter(pctx *c, const km__policy *p, const km__policy *b)
     if (p->grace_max > b->grace_max)
         return loose(c, "destruction", "max_grace_days", NULL, num(x, b->grace_max, 0),
                      num(y, p->grace_max, 0));
+    if (p->tombstone_days < b->tombstone_days)
+        return loose(c, "destruction", "tombstone_days", NULL, num(x, b->tombstone_days, 0),
+                     num(y, p->tombstone_days, 0));
     for (t = 0; t < N_OPS; t++)
         if (p->approvals[t] < b->approvals[t])
             return loose(c, "dual_control", op_names[t], NULL, num(x, b->approvals[t], 0),
                          num(y, p->approvals[t], 0));
+    if (p->caller_clock && !b->caller_clock)
+        return loose(c, "testing", "caller_clock", NULL, "false", "true");
     return KM_OK;
 }
 
@@ -958,7 +990,8 @@ static int parse_profile(pctx *c, json_t *root, const km__policy *base, km__poli
 int km__policy_parse(km__policy **out, const char *json, size_t len, const km__policy *base)
 {
     static const char sections[] = "version, profile, algorithms, security_strength, "
-                                   "cryptoperiods, rotation, usage_limits, destruction, dual_control";
+                                   "cryptoperiods, rotation, usage_limits, destruction, dual_control, "
+                                   "testing";
     json_error_t e;
     json_t *root = NULL, *v;
     km__policy *p = NULL;
@@ -1010,6 +1043,8 @@ int km__policy_parse(km__policy **out, const char *json, size_t len, const km__p
             rc = parse_destruction(&c, v, p);
         else if (strcmp(k, "dual_control") == 0)
             rc = parse_dual(&c, v, p);
+        else if (strcmp(k, "testing") == 0)
+            rc = parse_testing(&c, v, p);
         else
             rc = perr(&c, 1, "unknown field (expected %s)", sections);
         pop(&c);
@@ -1126,10 +1161,16 @@ char *km__policy_to_json(const km__policy *p)
         goto nomem;
     ok &= set(o, "min_grace_days", json_integer((json_int_t)p->grace_min));
     ok &= set(o, "max_grace_days", json_integer((json_int_t)p->grace_max));
+    ok &= set(o, "tombstone_days", json_integer((json_int_t)p->tombstone_days));
     if (!ok || (o = child(root, "dual_control")) == NULL)
         goto nomem;
     for (t = 0; t < N_OPS; t++)
         ok &= set(o, op_names[t], json_integer((json_int_t)p->approvals[t]));
+    if (ok && p->caller_clock) {       /* only when on: the default document stays as it was */
+        if ((o = child(root, "testing")) == NULL)
+            goto nomem;
+        ok &= set(o, "caller_clock", json_true());
+    }
     if (!ok)
         goto nomem;
 
@@ -1310,6 +1351,11 @@ void km__policy_usage_limit(const km__policy *p, km_key_type type, uint64_t *lim
         *rotate_at = r;
 }
 
+int km__policy_caller_clock(const km__policy *p)
+{
+    return p != NULL && p->caller_clock;
+}
+
 uint32_t km__policy_approvals(const km__policy *p, const char *op)
 {
     int i;
@@ -1413,4 +1459,9 @@ int km__policy_key_out_of_policy(const km__policy *p, km_key_type type, int64_t 
                 rotate_days != 0 ? "rotation" : "rotation.max_days",
                 (long long)((now - primary_activated) / DAY_SECONDS), every);
     return w.n > 0;
+}
+
+uint32_t km__policy_tombstone_days(const km__policy *p)
+{
+    return p != NULL ? p->tombstone_days : UINT32_MAX;
 }

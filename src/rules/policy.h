@@ -111,6 +111,9 @@ void km__policy_usage_limit(const km__policy *p, km_key_type type, uint64_t *lim
  * "policy-change", "principal-change"; 0 = none. An unknown op name gives
  * UINT32_MAX (fails closed: it is a programming error). */
 uint32_t km__policy_approvals(const km__policy *p, const char *op);
+/* 1 when the policy lets a caller's clock (km_open_options.clock) drive
+ * time (testing.caller_clock; off by default). */
+int km__policy_caller_clock(const km__policy *p);
 
 /* One key against the policy (for km_policy_report()): returns 1 and writes
  * every reason, "; "-separated, each starting with the rule's path, into
@@ -122,5 +125,9 @@ int km__policy_key_out_of_policy(const km__policy *p, km_key_type type, int64_t 
                                  int64_t primary_activated, uint32_t rotate_days,
                                  uint32_t protect_days, uint32_t process_days, char *why,
                                  size_t why_len);
+
+/* How long a destroyed key's record (its tombstone) is kept before
+ * km_key_purge may remove it: destruction.tombstone_days (UINT32_MAX for NULL). */
+uint32_t km__policy_tombstone_days(const km__policy *p);
 
 #endif /* KM_INT_POLICY_H */

@@ -31,6 +31,7 @@ enum {
     KM__OP_ENCRYPT, KM__OP_DECRYPT, KM__OP_SIGN, KM__OP_VERIFY, KM__OP_MAC, KM__OP_DATAKEY,
     KM__OP_REWRAP, KM__OP_DERIVE, KM__OP_AGREE, KM__OP_PUBLIC, KM__OP_AUDIT_READ, KM__OP_READ,
     KM__OP_COMPROMISED_USE, KM__OP_BACKUP, KM__OP_MAINTAIN,
+    KM__OP_KEY_META,
     KM__OP__COUNT
 };
 
@@ -45,6 +46,8 @@ typedef struct km__vstate {
     km_key_state state;
     km_key_state prev_state;     /* before destroy-pending (for cancel) */
     int64_t activated, protect_stop, process_stop, destroy_after;
+    /* below the key's minimum protect / process version (its version window) */
+    int below_min_protect, below_min_process;
 } km__vstate;
 
 /* Operations of the state machine (km_key_activate ... and maintenance). */
@@ -60,7 +63,7 @@ static inline int km__rules_may_protect(const km__vstate *v, int64_t now)
 {
     /* inline: every encrypt, sign and MAC asks it */
     if (v->state == KM_STATE_ACTIVE && (v->activated == 0 || now >= v->activated)
-        && (v->protect_stop == 0 || now < v->protect_stop))
+        && (v->protect_stop == 0 || now < v->protect_stop) && !v->below_min_protect)
         return KM_OK;
     return km__rules_protect_refused(v, now);
 }
@@ -140,6 +143,7 @@ int km__rules_acl_decide(const km__subject *s, int op, const char *key_name, uin
 
 #define KM__APPROVER_LEN 24          /* pid[16] || BE64 time */
 #define KM__APPROVERS_MAX 16
+#define KM__REQUEST_TEXT_MAX 4096    /* the description of a request's parameters, NUL included */
 
 /* A dual-control request, as stored (quorum.c encodes it). */
 typedef struct km__request {
@@ -153,6 +157,8 @@ typedef struct km__request {
     uint32_t consumed;
     uint8_t approvals[KM__APPROVERS_MAX * KM__APPROVER_LEN];
     size_t napprovals;
+    uint64_t aseq;               /* the audit head when it was created (0: unknown, older record) */
+    char text[KM__REQUEST_TEXT_MAX];  /* every parameter, as custodians read it ("" older record) */
 } km__request;
 
 /* The approvals of r that count: distinct approvers other than the requester. */
@@ -167,5 +173,28 @@ typedef enum km__approve_verdict {
 } km__approve_verdict;
 km__approve_verdict km__rules_quorum_may_approve(const km__request *r, const uint8_t approver[16],
                                                  int64_t now);
+/* The parameters of a principal change, canonical: "add:NAME:ROLES" (the
+ * role names in the order admin, custodian, user, auditor, comma-separated)
+ * or "remove:NAME" (roles 0). Returns the length, or 0 when it does not fit
+ * in cap. */
+size_t km__rules_principal_params(char *out, size_t cap, int add, const char *name,
+                                  uint32_t roles);
+/* Parses principal-change parameters "add:NAME:ROLES" (roles in any order)
+ * or "remove:NAME" into *add, name (cap bytes) and *roles; KM_OK or
+ * KM_E_INVALID (with the expected form). */
+int km__rules_principal_params_parse(const uint8_t *p, size_t n, int *add, char *name,
+                                     size_t cap, uint32_t *roles);
+/* Whether p (n bytes) names a change of the vault's credentials, which is
+ * under principal-change too (km/quorum.h): "rekey",
+ * "keyslot-add:passphrase", "keyslot-add:backend:NAME",
+ * "keyslot-add:shares:M-of-N" or "keyslot-remove:passphrases". 1 or 0. */
+int km__rules_slot_change_params(const uint8_t *p, size_t n);
+/* Whether a vault policy's quorums (counts[op] for op KM_REQ_DESTROY ..
+ * KM_REQ_PRINCIPAL_CHANGE; counts[0] unused) let no principal satisfy one of
+ * them alone: principal-change (adding custodians) and policy-change
+ * (lowering any count) must each ask at least as many approvals as the
+ * largest quorum. 0 when they do; else the KM_REQ_ op that asks too few, with
+ * *need the count it must ask and *over the op whose quorum it undercuts. */
+int km__rules_quorum_unguarded(const uint32_t counts[6], uint32_t *need, int *over);
 
 #endif /* KM_RULES_H */

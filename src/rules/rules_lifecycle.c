@@ -22,6 +22,9 @@ const char *km_state_name(km_key_state state)
 /* km__rules_may_protect's refusals (its fast path is inline in rules.h). */
 int km__rules_protect_refused(const km__vstate *v, int64_t now)
 {
+    if (v->below_min_protect)
+        return km__err(KM_E_STATE, "key version %u is below the key's minimum encryption "
+                                   "version: it may not protect new data", v->version);
     if (v->state != KM_STATE_ACTIVE)
         return km__err(KM_E_STATE, "key version %u is %s: it may not protect new data",
                        v->version, km_state_name(v->state));
@@ -32,6 +35,9 @@ int km__rules_protect_refused(const km__vstate *v, int64_t now)
 
 int km__rules_may_process(const km__vstate *v, uint32_t flags, int64_t now)
 {
+    if (v->below_min_process)
+        return km__err(KM_E_STATE, "key version %u is below the key's minimum decryption "
+                                   "version: it may not process data", v->version);
     switch (v->state) {
     case KM_STATE_ACTIVE:
     case KM_STATE_SUSPENDED:
@@ -57,7 +63,7 @@ int km__rules_may_process(const km__vstate *v, uint32_t flags, int64_t now)
 int km__rules_primary_candidate(const km__vstate *v, int64_t now)
 {
     return v->state == KM_STATE_ACTIVE && (v->activated == 0 || now >= v->activated)
-           && (v->protect_stop == 0 || now < v->protect_stop);
+           && (v->protect_stop == 0 || now < v->protect_stop) && !v->below_min_protect;
 }
 
 /* ------------------------------------------------------------ transitions */

@@ -43,6 +43,7 @@ static const char *const op_names[KM__OP__COUNT] = {
     [KM__OP_COMPROMISED_USE] = "compromised.use",
     [KM__OP_BACKUP] = "vault.backup",
     [KM__OP_MAINTAIN] = "vault.maintain",
+    [KM__OP_KEY_META] = "key.meta",
 };
 
 const char *km__op_name(int op)

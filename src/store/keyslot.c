@@ -11,6 +11,8 @@
 #include "store_int.h"
 #include "shamir.h"
 
+#include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -32,7 +34,8 @@ enum {
     SLOT_TAG_M = 12,        /* Shamir slots: shares needed */
     SLOT_TAG_N = 13,        /* Shamir slots: shares made */
     SLOT_TAG_SETID = 14,    /* Shamir slots: random id of the split */
-    SLOT_TAG_HASHES = 15    /* Shamir slots: SHA-256 of each share, in order */
+    SLOT_TAG_HASHES = 15,   /* Shamir slots: SHA-256 of each share, in order */
+    SLOT_TAG_MAC = 16       /* every slot, last: HMAC of the id and the fields before it */
 };
 #define SLOT_TYPE_PASSPHRASE 1
 #define SLOT_TYPE_BACKEND 2
@@ -45,6 +48,8 @@ enum {
 #define SLOT_WRAPPED_LEN (MASTER_LEN + 8)
 /* five u32 entries, the salt and the wrapped master, nothing else */
 #define SLOT_PASS_REC_LEN (5 * (5 + 4) + (5 + SLOT_SALT_LEN) + (5 + SLOT_WRAPPED_LEN))
+#define SLOT_MAC_LEN 32
+#define SLOT_MAC_ENTRY (5 + SLOT_MAC_LEN)
 
 /* A passphrase slot (owner or principal), a backend slot, or a Shamir slot. */
 typedef struct any_slot {
@@ -61,7 +66,62 @@ typedef struct any_slot {
     uint32_t m, n;                  /* Shamir */
     const uint8_t *setid;           /* Shamir: 16 bytes naming the split */
     const uint8_t *hashes;          /* Shamir: n share hashes of 32 bytes */
+    const uint8_t *body;            /* the record without its MAC entry */
+    size_t body_len;
+    const uint8_t *mac;             /* the MAC entry's value, or NULL (older formats) */
 } any_slot;
+
+/* The keyslot MAC: HMAC-SHA-256 under HKDF(master, "km v1 keyslot mac") of
+ * "km-slot-v1" || BE32 slot id || every byte of the record before its MAC
+ * entry. It makes each field of a slot (its type, principal id, selector,
+ * parameters) authentic: a file edit that turns a principal's slot into an
+ * owner's, or points it at another principal, fails the open. */
+static int slot_mac(const km_secret *master, uint32_t id, const uint8_t *body, size_t len,
+                    uint8_t out[SLOT_MAC_LEN])
+{
+    static const char info[] = "km v1 keyslot mac";
+    static const char tag[] = "km-slot-v1";
+    uint8_t *key = NULL, *msg = NULL;
+    size_t tl = sizeof tag - 1;
+    int rc;
+
+    if (master == NULL || km_secret_len(master) != MASTER_LEN)
+        return km__err(KM_E_INVALID, "keyslot: master must be a %d-byte secret", MASTER_LEN);
+    key = km__salloc(32);
+    msg = malloc(tl + 4 + len);
+    if (key == NULL || msg == NULL) {
+        rc = km__err(KM_E_NOMEM, "out of memory");
+        goto out;
+    }
+    memcpy(msg, tag, tl);
+    km__be32_put(msg + tl, id);
+    memcpy(msg + tl + 4, body, len);
+    rc = km__hkdf_sha256(km_secret_data(master), MASTER_LEN, NULL, 0, (const uint8_t *)info,
+                         sizeof info - 1, key, 32);
+    if (rc == KM_OK)
+        rc = km__hmac_sha256(key, 32, msg, tl + 4 + len, out);
+out:
+    km__sfree(key, 32);
+    free(msg);
+    return rc;
+}
+
+/* Checks a parsed slot's MAC: KM_E_CORRUPT when it has none or another. */
+static int slot_mac_check(const any_slot *sl, const km_secret *master)
+{
+    uint8_t want[SLOT_MAC_LEN];
+    int rc;
+
+    if (sl->mac == NULL)
+        return km__err(KM_E_CORRUPT, "keyslot %u carries no authentication (edited outside "
+                                     "libkm)", sl->id);
+    if ((rc = slot_mac(master, sl->id, sl->body, sl->body_len, want)) != KM_OK)
+        return rc;
+    if (!km_ct_equal(want, sl->mac, SLOT_MAC_LEN))
+        return km__err(KM_E_CORRUPT, "keyslot %u fails its authentication (edited outside "
+                                     "libkm)", sl->id);
+    return KM_OK;
+}
 
 static int tlv_bytes(const uint8_t *rec, size_t len, uint8_t tag, size_t want,
                      const uint8_t **out)
@@ -74,12 +134,25 @@ static int tlv_bytes(const uint8_t *rec, size_t len, uint8_t tag, size_t want,
  * of a type this libkm does not know (a newer one's) gets type 0: skipped. */
 static int slot_parse(const uint8_t *rec, size_t len, uint32_t id, any_slot *sl)
 {
+    const uint8_t *misplaced;
     uint32_t type, kdf, r, p;
     size_t n;
 
     memset(sl, 0, sizeof *sl);
     sl->id = id;
-    if (km__tlv_check(rec, len) != KM_OK
+    if (km__tlv_check(rec, len) != KM_OK)
+        return km__err(KM_E_CORRUPT, "keyslot %u is malformed", id);
+    /* the MAC entry, when there is one, is the last: the fields are the
+     * bytes before it (both parse as whole entries, so it is exactly that) */
+    if (len > SLOT_MAC_ENTRY && rec[len - SLOT_MAC_ENTRY] == SLOT_TAG_MAC
+        && km__be32_get(rec + len - SLOT_MAC_ENTRY + 1) == SLOT_MAC_LEN
+        && km__tlv_check(rec, len - SLOT_MAC_ENTRY) == KM_OK) {
+        sl->mac = rec + len - SLOT_MAC_LEN;
+        len -= SLOT_MAC_ENTRY;
+    }
+    sl->body = rec;
+    sl->body_len = len;
+    if (km__tlv_find(rec, len, SLOT_TAG_MAC, &misplaced, &n)   /* a MAC is only last */
         || km__tlv_get_u32(rec, len, SLOT_TAG_TYPE, &type) != KM_OK)
         return km__err(KM_E_CORRUPT, "keyslot %u is malformed", id);
     switch (type) {
@@ -179,11 +252,32 @@ static int slot_last_one(const uint8_t *key, size_t key_len, const uint8_t *val,
     return 0;
 }
 
-/* Writes `rec` as a new keyslot, one id past the highest. */
-static int slot_put(km__txn *t, const uint8_t *rec, size_t len, uint32_t *id_out)
+/* Writes `rec` (the fields) followed by its MAC entry at slot `id`. */
+static int slot_write(km__txn *t, const km_secret *master, uint32_t id, const uint8_t *rec,
+                      size_t len, unsigned flags)
+{
+    uint8_t idb[4], *full;
+    int rc;
+
+    if ((full = malloc(len + SLOT_MAC_ENTRY)) == NULL)
+        return km__err(KM_E_NOMEM, "out of memory");
+    memcpy(full, rec, len);
+    full[len] = SLOT_TAG_MAC;
+    km__be32_put(full + len + 1, SLOT_MAC_LEN);
+    rc = slot_mac(master, id, rec, len, full + len + 5);
+    km__be32_put(idb, id);
+    if (rc == KM_OK)
+        rc = km__raw_put(t, KM__T_SLOTS, idb, sizeof idb, full, len + SLOT_MAC_ENTRY, flags);
+    free(full);
+    return rc;
+}
+
+/* Writes `rec` as a new keyslot, one id past the highest, authenticated
+ * under `master`. */
+static int slot_put(km__txn *t, const km_secret *master, const uint8_t *rec, size_t len,
+                    uint32_t *id_out)
 {
     slot_last l;
-    uint8_t idb[4];
     uint32_t id = 1;
     int rc;
 
@@ -198,8 +292,7 @@ static int slot_put(km__txn *t, const uint8_t *rec, size_t len, uint32_t *id_out
         if ((id = l.id + 1) == 0)
             return km__err(KM_E_FULL, "no keyslot id left");
     }
-    km__be32_put(idb, id);
-    rc = km__raw_put(t, KM__T_SLOTS, idb, sizeof idb, rec, len, KM__PUT_NOOVERWRITE);
+    rc = slot_write(t, master, id, rec, len, KM__PUT_NOOVERWRITE);
     if (rc == KM_OK && id_out != NULL)
         *id_out = id;
     return rc;
@@ -272,7 +365,7 @@ int km__slot_add_principal(km__txn *t, const km_secret *master, const uint8_t *p
     }
     if ((rc = km__tlv_end(&w)) != KM_OK)
         goto out;
-    rc = slot_put(t, rec, w.len, NULL);
+    rc = slot_put(t, master, rec, w.len, NULL);
 out:
     km__sfree(kek, SLOT_KEK_LEN);
     return rc;
@@ -284,7 +377,8 @@ int km__slot_add_passphrase(km__txn *t, const km_secret *master, const uint8_t *
     return km__slot_add_principal(t, master, pass, pass_len, log2n, NULL, NULL);
 }
 
-int km__slot_add_backend(km__txn *t, const char *backend, const uint8_t *blob, size_t blob_len)
+int km__slot_add_backend(km__txn *t, const km_secret *master, const char *backend,
+                         const uint8_t *blob, size_t blob_len)
 {
     km__tlv_w w;
     uint8_t *rec;
@@ -303,7 +397,7 @@ int km__slot_add_backend(km__txn *t, const char *backend, const uint8_t *blob, s
     km__tlv_put(&w, SLOT_TAG_BLOB, blob, blob_len);
     rc = km__tlv_end(&w);
     if (rc == KM_OK)
-        rc = slot_put(t, rec, w.len, NULL);
+        rc = slot_put(t, master, rec, w.len, NULL);
     free(rec);
     return rc;
 }
@@ -363,7 +457,7 @@ int km__slot_add_shamir(km__txn *t, const km_secret *master, unsigned m, unsigne
     km__tlv_put(&w, SLOT_TAG_SETID, setid, sizeof setid);
     km__tlv_put(&w, SLOT_TAG_HASHES, hashes, (size_t)n * 32);
     km__tlv_put(&w, SLOT_TAG_WRAPPED, wrapped, wlen);
-    if ((rc = km__tlv_end(&w)) != KM_OK || (rc = slot_put(t, rec, w.len, NULL)) != KM_OK)
+    if ((rc = km__tlv_end(&w)) != KM_OK || (rc = slot_put(t, master, rec, w.len, NULL)) != KM_OK)
         goto out;
     tlen = sizeof SHARE_PREFIX - 1 + km__b64url_encoded_len(SHARE_BIN_LEN);
     for (i = 0; i < n; i++) {
@@ -673,9 +767,72 @@ static int slot_select_one(const any_slot *sl, void *arg)
     return 0;
 }
 
+/* slots_keeper's walk over the slots a removal leaves: pass 0 looks for a
+ * passphrase (owner or principal) or Shamir slot, whose credential is held
+ * elsewhere; pass 1 asks each device slot's device to unseal it now, and
+ * takes one that gives this vault's master key. */
+typedef struct keeper_arg {
+    const slots_sel *sel;
+    const km__slot_unsealer *check;
+    const km_secret *master;
+    int pass, found;
+    char why[200];
+} keeper_arg;
+
+static int slot_keeper_one(const any_slot *sl, void *arg)
+{
+    keeper_arg *k = arg;
+    km_secret *m = NULL;
+    char bname[32];
+    size_t i;
+    int rc;
+
+    for (i = 0; i < k->sel->hit; i++)
+        if (k->sel->ids[i] == sl->id)
+            return 0;   /* one of those being removed */
+    if (k->pass == 0) {
+        k->found = sl->type == SLOT_TYPE_PASSPHRASE || sl->type == SLOT_TYPE_SHAMIR;
+        return k->found;
+    }
+    if (sl->type != SLOT_TYPE_BACKEND)
+        return 0;
+    memcpy(bname, sl->backend, sl->backend_len);
+    bname[sl->backend_len] = '\0';
+    rc = k->check->fn(k->check->arg, bname, NULL, sl->blob, sl->blob_len, &m);
+    k->found = rc == KM_OK && km_secret_len(m) == MASTER_LEN
+               && km_ct_equal(km_secret_data(m), km_secret_data(k->master), MASTER_LEN);
+    if (!k->found)
+        snprintf(k->why, sizeof k->why, "keyslot %u (%s): %s", sl->id, bname,
+                 rc == KM_OK ? "its device gives another key" : km_error_last()->message);
+    km_secret_free(m);
+    return k->found;
+}
+
+/* Whether a slot left after removing the selection opens the vault now. */
+static int slots_keeper(km__txn *t, const slots_sel *sel, const km__slot_unsealer *check,
+                        const km_secret *master)
+{
+    keeper_arg k;
+    int rc;
+
+    memset(&k, 0, sizeof k);
+    k.sel = sel;
+    k.check = check;
+    k.master = master;
+    for (k.pass = 0; k.pass < 2 && !k.found; k.pass++)
+        if ((rc = slots_walk(t, slot_keeper_one, &k)) < 0)
+            return rc;
+    if (k.found)
+        return KM_OK;
+    return km__err(KM_E_STATE, "removing these keyslots would lock the vault: no keyslot left "
+                               "opens it now (%s); add a passphrase or shares first",
+                   k.why[0] ? k.why : "none but of unknown types");
+}
+
 /* Deletes the slots `want` selects (slots_sel). Refuses to leave the vault
- * without a keyslot. */
-static int slots_remove(km__txn *t, int want, const uint8_t pid[16])
+ * without a keyslot, and, with `check`, without one that opens it now. */
+static int slots_remove(km__txn *t, int want, const uint8_t pid[16],
+                        const km__slot_unsealer *check, const km_secret *master)
 {
     slots_sel a;
     uint8_t idb[4];
@@ -698,6 +855,8 @@ static int slots_remove(km__txn *t, int want, const uint8_t pid[16])
         rc = km__err(KM_E_STATE, "removing these keyslots would leave the vault with none");
         goto out;
     }
+    if (check != NULL && (rc = slots_keeper(t, &a, check, master)) != KM_OK)
+        goto out;
     for (i = 0; i < a.hit; i++) {
         km__be32_put(idb, a.ids[i]);
         if ((rc = km__raw_del(t, KM__T_SLOTS, idb, sizeof idb)) != KM_OK)
@@ -706,6 +865,43 @@ static int slots_remove(km__txn *t, int want, const uint8_t pid[16])
 out:
     free(a.ids);
     return rc;
+}
+
+/* ------------------------------------------------ keyslot authentication */
+
+static int slot_verify_one(const any_slot *sl, void *arg)
+{
+    return slot_mac_check(sl, arg);
+}
+
+int km__slots_verify(km__txn *t, const km_secret *master)
+{
+    return slots_walk(t, slot_verify_one, (void *)(uintptr_t)master);
+}
+
+/* km__slots_authenticate's walk: each slot written back as its fields and a
+ * fresh MAC (the key it was given: the one the walk is at). */
+typedef struct slots_auth_arg {
+    km__txn *t;
+    const km_secret *master;
+} slots_auth_arg;
+
+static int slot_auth_one(const any_slot *sl, void *arg)
+{
+    slots_auth_arg *a = arg;
+    return slot_write(a->t, a->master, sl->id, sl->body, sl->body_len, 0);
+}
+
+int km__slots_authenticate(km__txn *t, const km_secret *master)
+{
+    slots_auth_arg a;
+    int rc;
+
+    if ((rc = km__txn_writable("keyslot", t)) != KM_OK)
+        return rc;
+    a.t = t;
+    a.master = master;
+    return slots_walk(t, slot_auth_one, &a);
 }
 
 /* km__slot_backend_names's walk. */
@@ -746,12 +942,13 @@ int km__slot_backend_names(km__txn *t, char names[][32], size_t cap, size_t *n, 
     return slots_walk(t, slot_backend_one, &a);
 }
 
-int km__slot_remove_principal(km__txn *t, const uint8_t pid[16])
+int km__slot_remove_principal(km__txn *t, const uint8_t pid[16], const km__slot_unsealer *check,
+                              const km_secret *master)
 {
-    return slots_remove(t, 2, pid);
+    return slots_remove(t, 2, pid, check, master);
 }
 
-int km__slot_remove_owner(km__txn *t)
+int km__slot_remove_owner(km__txn *t, const km__slot_unsealer *check, const km_secret *master)
 {
-    return slots_remove(t, 1, NULL);
+    return slots_remove(t, 1, NULL, check, master);
 }

@@ -406,6 +406,13 @@ static int env_acquire(const char *dir, const struct stat *st, uint64_t map_size
     return rc;
 }
 
+static void lmdb_ref(km__store *st)
+{
+    pthread_mutex_lock(&reg_mu);
+    env_of(st)->refs++;
+    pthread_mutex_unlock(&reg_mu);
+}
+
 static void lmdb_close(km__store *st)
 {
     km__env_lmdb *env = env_of(st), **pp;
@@ -920,4 +927,5 @@ const km__store_ops km__store_lmdb = {
     .compact = lmdb_compact,
     .backup = km__lmdb_backup,
     .restore = km__lmdb_restore,
+    .ref = lmdb_ref,
 };

@@ -5,12 +5,13 @@
  * (create or unlock) a vault, rekey's storage part, and the fault hook.
  *
  * The vault meta (table meta):
- *   "format"        1 byte, the vault format (1)             unsealed
+ *   "format"        1 byte, the vault format (1 to 3)        unsealed
  *   "vault-id"      16 random bytes                          unsealed
  *   "auth-failures" BE64 failed unlocks since the last good  unsealed
  *   "check"         sealed copy of format || vault-id: a downgraded or
  *                   swapped unsealed entry fails the open (KM_E_CORRUPT)
- * Keyslots are raw records of table slots (keyslot.c); every other record
+ * Keyslots are raw records of table slots (keyslot.c), each with its MAC from
+ * format 3 on; every other record
  * is sealed: [1][nonce 12][ciphertext][tag 16], AAD = "km-rec" || 1 ||
  * table name || 0 || record key.
  */
@@ -25,9 +26,10 @@
 
 /* 1: the first format; 2: the same records, and the vault's policy is always
  * stored (a missing policy record is refused: km__store_format_upgrade moves a
- * format-1 vault up at its first open). Older libkm refuses format 2 with
- * KM_E_UNSUPPORTED. */
-#define VAULT_FORMAT 2
+ * format-1 vault up at its first open); 3: every keyslot carries its MAC
+ * (keyslot.c), checked at every open. Older libkm refuses a newer format
+ * with KM_E_UNSUPPORTED. */
+#define VAULT_FORMAT 3
 
 #define REC_FORMAT 1
 #define REC_NONCE 12
@@ -82,7 +84,12 @@ static int table_ok(km__table tbl)
  * (a bare path). A new store is one row. */
 static const km__store_ops *const stores[] = {
     &km__store_lmdb,
+#ifdef KM_HAVE_ETCD
+    &km__store_etcd,
+#endif
 };
+
+atomic_uint km__store_changes;
 
 int km__store_find(const char *uri, const km__store_ops **ops, const char **location)
 {
@@ -103,7 +110,11 @@ int km__store_find(const char *uri, const km__store_ops **ops, const char **loca
     }
     if (*ops == NULL) {
         if (strchr(uri, ':') != NULL && uri[0] != '/' && uri[0] != '.')
-            return km__err(KM_E_INVALID, "km_open: unknown URI scheme (expected lmdb:/path)");
+            return km__err(KM_E_INVALID, "km_open: unknown URI scheme (expected lmdb:/path"
+#ifdef KM_HAVE_ETCD
+                                          " or etcd://HOST:PORT/PREFIX"
+#endif
+                                          ")");
         *ops = stores[0];
         path = uri;
     }
@@ -185,6 +196,8 @@ int km__txn_commit(km__txn *t)
         if (rc == KM_OK)
             km__fault_step();   /* committed, before the caller hears of it */
     }
+    if (t->done != NULL)   /* records no error (the commit's stays the last) */
+        t->done(t->done_arg, rc == KM_OK);
     free(t);
     return rc;
 }
@@ -194,7 +207,18 @@ void km__txn_abort(km__txn *t)
     if (t == NULL)
         return;
     t->st->ops->txn_abort(t);
+    if (t->done != NULL)
+        t->done(t->done_arg, 0);
     free(t);
+}
+
+void *km__txn_on_done(km__txn *t, km__txn_done_fn fn, void *arg)
+{
+    if (t->done == fn)
+        return t->done_arg;
+    t->done = fn;
+    t->done_arg = arg;
+    return NULL;
 }
 
 int km__txn_is_write(const km__txn *t)
@@ -710,7 +734,8 @@ int km__store_format(km__txn *t, uint32_t *format)
     return KM_OK;
 }
 
-int km__store_format_upgrade(km__txn *t, const km__sealer *s, uint32_t format)
+int km__store_format_upgrade(km__txn *t, const km__sealer *s, const km_secret *master,
+                             uint32_t format)
 {
     uint8_t id[16], chk[17], f = 0, nf = (uint8_t)format;
     int present, rc;
@@ -725,6 +750,9 @@ int km__store_format_upgrade(km__txn *t, const km__sealer *s, uint32_t format)
         return rc;
     if (f >= nf)
         return KM_OK;   /* formats only go up */
+    if (f < KM__FORMAT_SLOTS_AUTH && nf >= KM__FORMAT_SLOTS_AUTH
+        && (rc = km__slots_authenticate(t, master)) != KM_OK)
+        return rc;
     check_value(chk, nf, id);
     if ((rc = km__raw_put(t, KM__T_META, META_FORMAT, sizeof META_FORMAT - 1, &nf, 1, 0)) != KM_OK)
         return rc;
@@ -813,6 +841,9 @@ static int vault_unlock(km__store *st, const km_open_options *o, const km__slot_
         goto out;
     if ((rc = meta_verify(t, master, format, id)) != KM_OK)
         goto out;
+    /* the format is authentic now: from 3 on, every keyslot must be too */
+    if (format >= KM__FORMAT_SLOTS_AUTH && (rc = km__slots_verify(t, master)) != KM_OK)
+        goto out;
     memcpy(vault_id, id, 16);
     *master_out = master;
     master = NULL;
@@ -900,6 +931,15 @@ void km__store_close(km__store *st)
         st->ops->close(st);
 }
 
+int km__store_ref(km__store *st)
+{
+    if (st->ops->ref == NULL)
+        return km__err(KM_E_UNSUPPORTED, "the %s store cannot be shared by another context",
+                       st->ops->scheme);
+    st->ops->ref(st);
+    return KM_OK;
+}
+
 int km__env_open(km__env **out, const char *dir, const km_open_options *o,
                  km_secret **master_out, uint8_t vault_id[16], uint8_t pid[16])
 {
@@ -948,6 +988,137 @@ int km__store_restore(const char *backup, const char *dir)
         return km__err(KM_E_UNSUPPORTED, "the %s store restores no backup file",
                        stores[0]->scheme);
     return stores[0]->restore(backup, dir);
+}
+
+/* ------------------------------------------------------------------- copy */
+
+#define COPY_BATCH_RECS 100                   /* etcd's --max-txn-ops is 128 by default */
+#define COPY_BATCH_BYTES ((size_t)512 << 10)  /* its requests are at most 1.5 MiB */
+
+typedef struct copy_arg {
+    km__store *dst;
+    km__txn *w;                 /* the open write transaction on dst */
+    km__txn *src;               /* verification: the source snapshot */
+    km__table tbl;
+    size_t recs, bytes;
+    int batch;                  /* 0: one transaction for the whole table */
+    uint64_t n;
+} copy_arg;
+
+static int copy_one(const uint8_t *key, size_t key_len, const uint8_t *val, size_t val_len,
+                    void *arg)
+{
+    copy_arg *a = arg;
+    int rc;
+
+    if (a->batch && (a->recs >= COPY_BATCH_RECS || a->bytes + val_len > COPY_BATCH_BYTES)) {
+        rc = km__txn_commit(a->w);
+        a->w = NULL;
+        if (rc != KM_OK || (rc = km__txn_begin(a->dst, 1, &a->w)) != KM_OK)
+            return rc;
+        a->recs = a->bytes = 0;
+    }
+    if ((rc = km__raw_put(a->w, a->tbl, key, key_len, val, val_len, KM__PUT_NOOVERWRITE))
+        != KM_OK)
+        return rc;
+    a->recs++;
+    a->bytes += key_len + val_len;
+    a->n++;
+    return 0;
+}
+
+/* Every record of the copy is the source's, byte for byte. */
+static int copy_check(const uint8_t *key, size_t key_len, const uint8_t *val, size_t val_len,
+                      void *arg)
+{
+    copy_arg *a = arg;
+    const uint8_t *v;
+    size_t vl;
+    int rc = km__raw_get(a->src, a->tbl, key, key_len, &v, &vl);
+
+    if (rc == KM_E_NOTFOUND || (rc == KM_OK && (vl != val_len || memcmp(v, val, vl) != 0)))
+        return km__err(KM_E_CORRUPT, "vault copy: a record of table %s differs from the source",
+                       table_names[a->tbl]);
+    if (rc != KM_OK)
+        return rc;
+    a->n++;
+    return 0;
+}
+
+int km__store_copy(km__store *src, km__store *dst, uint64_t *records)
+{
+    /* meta and keyslots last, in one transaction: until then the copy holds
+     * no vault (an open finds none there) */
+    static const km__table order[KM__T__COUNT] = {
+        KM__T_KEYS, KM__T_NAMES, KM__T_VMETA, KM__T_MATERIAL, KM__T_COUNTERS, KM__T_AUDIT,
+        KM__T_SLOTS, KM__T_META,
+    };
+    copy_arg a;
+    km__txn *r = NULL, *d = NULL;
+    uint64_t n, total = 0;
+    size_t i;
+    int rc;
+
+    *records = 0;
+    memset(&a, 0, sizeof a);
+    a.dst = dst;
+    if ((rc = km__txn_begin(dst, 0, &d)) != KM_OK)
+        return rc;
+    for (i = 0; i < KM__T__COUNT && rc == KM_OK; i++) {
+        if ((rc = km__table_count(d, (km__table)i, &n)) == KM_OK && n > 0)
+            rc = km__err(KM_E_EXISTS, "vault copy: the destination is not empty (table %s "
+                                      "holds records): a vault is never overwritten",
+                         table_names[i]);
+    }
+    km__txn_abort(d);
+    d = NULL;
+    if (rc != KM_OK)
+        return rc;
+    /* one snapshot of the source for the copy and its verification */
+    if ((rc = km__txn_begin(src, 0, &r)) != KM_OK)
+        return rc;
+    for (i = 0; i < KM__T__COUNT && rc == KM_OK; i++) {
+        a.tbl = order[i];
+        if (a.w == NULL) {
+            if ((rc = km__txn_begin(dst, 1, &a.w)) != KM_OK)
+                break;
+            a.recs = a.bytes = 0;
+        }
+        a.batch = a.tbl != KM__T_SLOTS && a.tbl != KM__T_META;
+        rc = km__raw_iter(r, a.tbl, NULL, 0, copy_one, &a);
+        if (rc == KM_OK && a.batch && order[i + 1] == KM__T_SLOTS) {
+            /* the tables before the vault's own records are in */
+            rc = km__txn_commit(a.w);
+            a.w = NULL;
+        }
+    }
+    if (a.w != NULL) {
+        if (rc == KM_OK)
+            rc = km__txn_commit(a.w);
+        else
+            km__txn_abort(a.w);
+        a.w = NULL;
+    }
+    total = a.n;
+    /* verification: the same number of records in each table, each equal */
+    if (rc == KM_OK && (rc = km__txn_begin(dst, 0, &d)) == KM_OK) {
+        a.src = r;
+        for (i = 0; i < KM__T__COUNT && rc == KM_OK; i++) {
+            uint64_t ns = 0;
+            a.tbl = (km__table)i;
+            a.n = 0;
+            if ((rc = km__raw_iter(d, a.tbl, NULL, 0, copy_check, &a)) == KM_OK
+                && (rc = km__table_count(r, a.tbl, &ns)) == KM_OK && ns != a.n)
+                rc = km__err(KM_E_CORRUPT, "vault copy: table %s has %llu records in the copy, "
+                                           "%llu in the source", table_names[i],
+                             (unsigned long long)a.n, (unsigned long long)ns);
+        }
+        km__txn_abort(d);
+    }
+    km__txn_abort(r);
+    if (rc == KM_OK)
+        *records = total;
+    return rc;
 }
 
 /* ------------------------------------------------------------------ rekey */
@@ -1057,7 +1228,7 @@ static int names_add(const uint8_t *key, size_t key_len, const uint8_t *val, siz
 
 int km__vault_rekey(km__store *st, km__sealer *old_s, const km__sealer *new_s,
                     const km_secret *new_master, const uint8_t *pass, size_t pass_len,
-                    uint32_t log2n, km__txn_hook hook, void *hook_arg)
+                    uint32_t log2n, km__txn_hook pre, km__txn_hook hook, void *hook_arg)
 {
     static const km__table sealed_tables[] = {
         KM__T_META, KM__T_KEYS, KM__T_VMETA, KM__T_MATERIAL, KM__T_COUNTERS, KM__T_AUDIT
@@ -1073,6 +1244,8 @@ int km__vault_rekey(km__store *st, km__sealer *old_s, const km__sealer *new_s,
         return rc;
     /* Holding the write lock from here: no other writer of any process
      * interleaves. A record that does not open with old_s aborts it all. */
+    if (pre != NULL && (rc = pre(hook_arg, t, old_s)) != KM_OK)
+        goto out;
     for (i = 0; i < sizeof sealed_tables / sizeof sealed_tables[0]; i++)
         if ((rc = reseal_table(t, old_s, new_s, sealed_tables[i])) != KM_OK)
             goto out;

@@ -30,6 +30,7 @@
 #ifndef KM_STORE_H
 #define KM_STORE_H
 
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -91,6 +92,10 @@ struct km__store {
     const struct km__store_ops *ops;
 };
 
+/* What km__txn_on_done calls when a transaction ends: committed = 1 after a
+ * successful commit, 0 after an abort or a failed commit. */
+typedef void (*km__txn_done_fn)(void *arg, int committed);
+
 struct km__txn {
     km__store *st;
     int write;
@@ -99,6 +104,9 @@ struct km__txn {
     km_native_kind native_kind;
     unsigned long native;
     char why[160];
+    /* km__txn_on_done's: called once when the transaction ends */
+    km__txn_done_fn done;
+    void *done_arg;
 };
 
 typedef struct km__store_ops {
@@ -153,10 +161,25 @@ typedef struct km__store_ops {
     /* Optional. The file of `backup` made a store at `location` again, never
      * over an existing one (km_vault_restore). */
     int (*restore)(const char *backup, const char *location);
+    /* Optional. Takes one more reference to an open store (dropped by
+     * close), for another context of this process on the same store
+     * (km_ctx_delegate). */
+    void (*ref)(km__store *st);
 } km__store_ops;
 
 /* The LMDB implementation (src/store/lmdb.c). */
 extern const km__store_ops km__store_lmdb;
+/* The etcd implementation (src/store/etcd.c; built when configure found
+ * libcurl: KM_HAVE_ETCD). */
+extern const km__store_ops km__store_etcd;
+/* 1 while the etcd store st has its watch on the vault's records running. */
+int km__etcd_watching(km__store *st);
+/* Changes made by other processes, as a store that hears of them learns
+ * them (the etcd store's watch): grows by one per batch of changes to
+ * anything a cache holds. The core adds it to its write generation
+ * (km__wtxn_gen), so cached keys and permissions are re-read at their next
+ * use. Written by the implementations only. */
+extern atomic_uint km__store_changes;
 
 /* ---------------------------------------------------------- for the core */
 
@@ -190,6 +213,9 @@ int km__store_open(km__store **out, const km__store_ops *ops, const char *locati
                    km_secret **master_out, uint8_t vault_id[16], uint8_t pid[16]);
 /* Drops one open's reference; accepts NULL. */
 void km__store_close(km__store *st);
+/* One more reference to an open store (km__store_close drops it).
+ * KM_E_UNSUPPORTED when the implementation has no `ref`. */
+int km__store_ref(km__store *st);
 /* km__store_open of a bare LMDB directory without a device (the tests'). */
 int km__env_open(km__env **out, const char *dir, const km_open_options *o,
                  km_secret **master_out, uint8_t vault_id[16], uint8_t pid[16]);
@@ -216,12 +242,27 @@ int km__store_backup(km__store *st, const char *path);
  * KM_E_NOTFOUND (no backup), KM_E_CORRUPT (not a vault), KM_E_EXISTS,
  * KM_E_IO. */
 int km__store_restore(const char *backup, const char *dir);
+/* km_vault_copy's store work: every record of src (one read snapshot),
+ * byte for byte, into the empty store dst, which may be of another
+ * implementation (sealing depends on the table and key only, so the copy
+ * opens with the source's credentials). Written in transactions of at most
+ * 100 records and 512 KiB (etcd's limits), the vault meta and keyslots last
+ * in one, so an interrupted copy holds no vault; then every record of dst is
+ * compared with the source's. *records: how many were copied.
+ * KM_E_EXISTS (dst holds records: nothing written), KM_E_CORRUPT (the
+ * comparison failed), the stores' errors. */
+int km__store_copy(km__store *src, km__store *dst, uint64_t *records);
 
 int km__txn_begin(km__store *st, int write, km__txn **out);
 int km__txn_commit(km__txn *t);   /* always frees t; KM_E_FULL / KM_E_IO on failure */
 void km__txn_abort(km__txn *t);   /* accepts NULL */
 /* 1 for a write transaction. */
 int km__txn_is_write(const km__txn *t);
+/* Registers fn(arg, committed) to be called once when t ends (after its
+ * commit, or its abort); one per transaction: the registered arg when fn is
+ * already registered, else NULL (then fn is registered with arg). Used to
+ * hand audit entries to their sinks only once they are committed. */
+void *km__txn_on_done(km__txn *t, km__txn_done_fn fn, void *arg);
 /* Entries in a table. */
 int km__table_count(km__txn *t, km__table tbl, uint64_t *out);
 
@@ -254,7 +295,9 @@ int km__rec_iter(km__txn *t, const km__sealer *s, km__table tbl, const uint8_t *
 int km__authfail_get(km__txn *t, uint64_t *n);
 int km__authfail_clear(km__txn *t);
 
-/* Keyslots (keyslot.c), each in the caller's write transaction. */
+/* Keyslots (keyslot.c), each in the caller's write transaction. Every slot
+ * written carries a MAC under a key derived from `master` over its id and
+ * fields (checked at every open of a format-3 vault). */
 /* Adds a passphrase slot for the master key. */
 int km__slot_add_passphrase(km__txn *t, const km_secret *master, const uint8_t *pass,
                             size_t pass_len, uint32_t log2n);
@@ -263,13 +306,20 @@ int km__slot_add_passphrase(km__txn *t, const km_secret *master, const uint8_t *
 int km__slot_add_principal(km__txn *t, const km_secret *master, const uint8_t *pass,
                            size_t pass_len, uint32_t log2n, const char *principal,
                            const uint8_t pid[16]);
-/* Removes every passphrase slot of principal `pid`; KM_E_NOTFOUND if none. */
-int km__slot_remove_principal(km__txn *t, const uint8_t pid[16]);
-/* Removes every owner passphrase slot (KM_E_STATE if none would remain). */
-int km__slot_remove_owner(km__txn *t);
+/* Removes every passphrase slot of principal `pid`; KM_E_NOTFOUND if none.
+ * KM_E_STATE when no slot would remain, or, with `check` (may be NULL),
+ * when none that remains opens the vault now: a passphrase (owner or
+ * principal) or Shamir slot counts as one that opens; a device slot counts
+ * when check->fn (given a NULL config) unseals it to `master` now (a TPM
+ * slot whose PCRs moved does not). */
+int km__slot_remove_principal(km__txn *t, const uint8_t pid[16], const km__slot_unsealer *check,
+                              const km_secret *master);
+/* Removes every owner passphrase slot; KM_E_NOTFOUND, KM_E_STATE as above. */
+int km__slot_remove_owner(km__txn *t, const km__slot_unsealer *check, const km_secret *master);
 /* A backend keyslot holding the blob of the backend's slot_seal. */
 #define KM__SLOT_BLOB_MAX ((size_t)64 << 10)
-int km__slot_add_backend(km__txn *t, const char *backend, const uint8_t *blob, size_t blob_len);
+int km__slot_add_backend(km__txn *t, const km_secret *master, const char *backend,
+                         const uint8_t *blob, size_t blob_len);
 /* The distinct backend names of the vault's backend keyslots (at most cap),
  * and how many backend keyslots there are in all. */
 int km__slot_backend_names(km__txn *t, char names[][32], size_t cap, size_t *n, size_t *total);
@@ -283,14 +333,16 @@ int km__slot_add_shamir(km__txn *t, const km_secret *master, unsigned m, unsigne
  * vmeta, material, counters, audit) is unsealed with old_s and resealed with
  * new_s, the names index is rebuilt under new_s's name key from the key
  * records' names, and all keyslots are replaced by one passphrase slot for
- * new_master; hook adds the caller's part to the same transaction. Marks
+ * new_master; `pre` (may be NULL) adds the caller's first part to the same
+ * transaction before anything is resealed (with old_s: what it writes is
+ * resealed), `hook` (may be NULL) its last part after (with new_s). Marks
  * old_s retired (km__rec_put then refuses it with KM_E_STATE) when the
  * commit succeeds. KM_E_CORRUPT when a record does not open with old_s
  * (nothing written), KM_E_FULL, KM_E_IO, KM_E_NOMEM. */
 typedef int (*km__txn_hook)(void *arg, km__txn *t, const km__sealer *s);
 int km__vault_rekey(km__store *st, km__sealer *old_s, const km__sealer *new_s,
                     const km_secret *new_master, const uint8_t *pass, size_t pass_len,
-                    uint32_t log2n, km__txn_hook hook, void *hook_arg);
+                    uint32_t log2n, km__txn_hook pre, km__txn_hook hook, void *hook_arg);
 
 /* Test hook (store.c): at write step `at` of the store (a put, a delete, a
  * commit, the moment after a commit, a file step of compaction) the process
@@ -305,11 +357,19 @@ void km__fault_step(void);
  * "the default". The format byte is unsealed meta checked against the sealed
  * check record at every open, so a file edit cannot move it back. */
 #define KM__FORMAT_POLICY_STORED 2u
+/* 3 (KM__FORMAT_SLOTS_AUTH): every keyslot carries a MAC under a key derived
+ * from the master key, checked at every open (a slot edited in the file, a
+ * principal's slot turned into an owner's, fails the open). */
+#define KM__FORMAT_SLOTS_AUTH 3u
+/* The newest format: what a vault is moved up to at its first open. */
+#define KM__FORMAT_CURRENT KM__FORMAT_SLOTS_AUTH
 /* The format of the vault of t (checked against its sealed copy at open). */
 int km__store_format(km__txn *t, uint32_t *format);
 /* Moves the vault of t (a write transaction) up to `format` (never down:
  * nothing is written when it is there already); the sealed check record is
- * verified first. KM_E_CORRUPT, KM_E_INVALID, the write's errors. */
-int km__store_format_upgrade(km__txn *t, const km__sealer *s, uint32_t format);
+ * verified first. Crossing format 3, every keyslot gets its MAC under
+ * `master`. KM_E_CORRUPT, KM_E_INVALID, the write's errors. */
+int km__store_format_upgrade(km__txn *t, const km__sealer *s, const km_secret *master,
+                             uint32_t format);
 
 #endif /* KM_STORE_H */

@@ -40,6 +40,13 @@ int km__txn_writable(const char *fn, km__txn *t);
  * KM_E_CORRUPT (a malformed slot, no slot at all), or the device's error. */
 int km__slots_open(km__txn *t, const km_open_options *o, const km__slot_unsealer *unseal,
                    km_secret **master, uint8_t pid[16]);
+/* keyslot.c: checks every keyslot's MAC (docs/FORMATS.md, Keyslots) under
+ * `master`: KM_E_CORRUPT naming the first slot that has none or another (a
+ * file edit). Vault format 3 and later. */
+int km__slots_verify(km__txn *t, const km_secret *master);
+/* keyslot.c: writes every keyslot back with a MAC under `master` (the move
+ * to vault format 3, in the caller's write transaction). */
+int km__slots_authenticate(km__txn *t, const km_secret *master);
 /* keyslot.c: how km_open's options ask to unlock: 0 when they carry
  * nothing that opens a keyslot. */
 int km__slot_unlock_mode(const km_open_options *o);

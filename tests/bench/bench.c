@@ -763,7 +763,8 @@ static void bench_batch(km_key *aes)
 static const char *const all_pairs[] = {
     "encrypt-64", "encrypt-4k", "decrypt-64", "decrypt-4k", "sign-p256", "sign-ed25519",
     "open-cold", "encrypt-64-2threads", "encrypt-64-audit", "pkcs11-encrypt", "pkcs11-sign",
-    "tpm2-sign", "kmip-encrypt", "encrypt-64-batch", NULL
+    "tpm2-sign", "kmip-encrypt", "etcd-open-cold", "etcd-encrypt-64", "etcd-create",
+    "etcd-propagation", "encrypt-64-batch", NULL
 };
 
 static int wanted(int argc, char **argv, const char *name)
@@ -889,6 +890,12 @@ int main(int argc, char **argv)
         bench_hw_tpm2(dir, hw_pair);
     if (wanted(argc, argv, "kmip-encrypt"))
         bench_hw_kmip(dir, hw_pair);
+    {
+        int want[4] = { wanted(argc, argv, "etcd-open-cold"), wanted(argc, argv, "etcd-encrypt-64"),
+                        wanted(argc, argv, "etcd-create"), wanted(argc, argv, "etcd-propagation") };
+        if (want[0] || want[1] || want[2] || want[3])
+            bench_etcd(dir, hw_pair, want);
+    }
     if (wanted(argc, argv, "encrypt-64-batch"))
         bench_batch(aes);
     bench_print_load();

@@ -18,8 +18,9 @@ BENCH_CFLAGS = $(AM_CFLAGS) $(CRYPTO_CFLAGS) $(LMDB_CFLAGS) $(PKCS11_CFLAGS) $(T
 BENCH_LIBS = libkm.la $(CRYPTO_LIBS) $(LMDB_LIBS) $(PKCS11_LIBS) $(TSS2_LIBS) $(PTHREAD_LIBS)
 
 tests_bench_bench_SOURCES = tests/bench/bench.c tests/bench/benchutil.c tests/bench/benchutil.h \
-	tests/bench/bench_hw.c tests/bench/bench_hw.h tests/testdev.c tests/testdev.h tests/bench/bench_kmip.c
-tests_bench_bench_CFLAGS = $(BENCH_CFLAGS) -DKM_KMIP_TESTDIR='"$(abs_top_srcdir)/tests/kmip"'
+	tests/bench/bench_hw.c tests/bench/bench_hw.h tests/testdev.c tests/testdev.h tests/bench/bench_kmip.c \
+	tests/bench/bench_etcd.c tests/etcdtest.c tests/etcdtest.h
+tests_bench_bench_CFLAGS = $(BENCH_CFLAGS) -DKM_KMIP_TESTDIR='"$(abs_top_srcdir)/tests/kmip"' -I$(srcdir)/tests
 tests_bench_bench_LDADD = $(BENCH_LIBS)
 
 tests_bench_scale_SOURCES = tests/bench/scale.c tests/bench/benchutil.c tests/bench/benchutil.h
@@ -39,3 +40,17 @@ bench-scale: tests/bench/scale$(EXEEXT)
 clean-bench:
 	-$(LIBTOOL) --mode=clean rm -f $(EXTRA_PROGRAMS)
 clean-local: clean-bench
+
+# the kmd pairs (issue 20; tests/bench/bench_kmd.c): make bench-kmd
+EXTRA_PROGRAMS += tests/bench/bench_kmd
+tests_bench_bench_kmd_SOURCES = tests/bench/bench_kmd.c tests/bench/benchutil.c \
+	tests/bench/benchutil.h src/prim/kmip_ttlv.c src/prim/kmip_ttlv.h
+tests_bench_bench_kmd_CPPFLAGS = $(KM_CONFIG_INCLUDE) -I$(srcdir)/include -iquote $(srcdir)/src/prim
+tests_bench_bench_kmd_CFLAGS = $(BENCH_CFLAGS) -DKM_BUILDDIR='"$(abs_top_builddir)"' \
+	-DKM_SRCDIR='"$(abs_top_srcdir)"'
+tests_bench_bench_kmd_LDADD = $(BENCH_LIBS)
+
+EXTRA_DIST += tests/kmd/bench_pykmip.py
+.PHONY: bench-kmd
+bench-kmd: tests/bench/bench_kmd$(EXEEXT) src/kmd/kmd$(EXEEXT)
+	./tests/bench/bench_kmd$(EXEEXT)

@@ -17,4 +17,8 @@ void bench_hw_tpm2(const char *dir, bench_pair_fn pair);
 /* kmip-encrypt on a PyKMIP server started in `dir` (bench_kmip.c). */
 void bench_hw_kmip(const char *dir, bench_pair_fn pair);
 
+/* etcd-open-cold, etcd-encrypt-64, etcd-create, etcd-propagation (want[0..3])
+ * on etcd clusters started in `dir` or /dev/shm (bench_etcd.c). */
+void bench_etcd(const char *dir, bench_pair_fn pair, const int want[4]);
+
 #endif

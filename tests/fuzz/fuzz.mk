@@ -19,9 +19,10 @@
 # record (sealed key and version records through km_key_open_id), audit (audit
 # records and entries through km_audit_verify/foreach), export (KWP export blobs
 # through km_key_import_wrapped), ttlv (the KMIP TTLV decoder and response
-# parser, src/prim/kmip_ttlv.c).
+# parser, src/prim/kmip_ttlv.c), kmd (kmd's request path, src/kmd/kmip.c, through a
+# delegated admin context).
 
-FUZZ_ALL_TARGETS = ciphertext text datakey tagged tlv policy open record audit export ttlv
+FUZZ_ALL_TARGETS = ciphertext text datakey tagged tlv policy open record audit export ttlv kmd
 FUZZ_TARGETS = $(FUZZ_ALL_TARGETS)
 FUZZ_SECONDS = 30
 FUZZ_KEEP = 0
@@ -37,11 +38,11 @@ FUZZ_REPLAY_LIBS = libkm_internal.la $(CRYPTO_LIBS) $(LMDB_LIBS) $(JANSSON_LIBS)
 check_PROGRAMS += tests/fuzz/replay_ciphertext tests/fuzz/replay_text tests/fuzz/replay_datakey \
 	tests/fuzz/replay_tagged tests/fuzz/replay_tlv tests/fuzz/replay_policy \
 	tests/fuzz/replay_open tests/fuzz/replay_record tests/fuzz/replay_audit \
-	tests/fuzz/replay_export tests/fuzz/replay_ttlv tests/fuzz/gen_corpus
+	tests/fuzz/replay_export tests/fuzz/replay_ttlv tests/fuzz/replay_kmd tests/fuzz/gen_corpus
 TESTS += tests/fuzz/replay_ciphertext tests/fuzz/replay_text tests/fuzz/replay_datakey \
 	tests/fuzz/replay_tagged tests/fuzz/replay_tlv tests/fuzz/replay_policy \
 	tests/fuzz/replay_open tests/fuzz/replay_record tests/fuzz/replay_audit \
-	tests/fuzz/replay_export tests/fuzz/replay_ttlv
+	tests/fuzz/replay_export tests/fuzz/replay_ttlv tests/fuzz/replay_kmd
 
 tests_fuzz_replay_ciphertext_SOURCES = tests/fuzz/fuzz_ciphertext.c tests/fuzz/replay.c tests/fuzz/fuzz_common.h
 tests_fuzz_replay_ciphertext_CFLAGS = $(FUZZ_REPLAY_CFLAGS) -DFUZZ_TARGET='"ciphertext"'
@@ -76,6 +77,9 @@ tests_fuzz_replay_export_LDADD = $(FUZZ_REPLAY_LIBS)
 tests_fuzz_replay_ttlv_SOURCES = tests/fuzz/fuzz_ttlv.c tests/fuzz/replay.c tests/fuzz/fuzz_common.h
 tests_fuzz_replay_ttlv_CFLAGS = $(FUZZ_REPLAY_CFLAGS) -DFUZZ_TARGET='"ttlv"'
 tests_fuzz_replay_ttlv_LDADD = $(FUZZ_REPLAY_LIBS)
+tests_fuzz_replay_kmd_SOURCES = tests/fuzz/fuzz_kmd.c tests/fuzz/replay.c tests/fuzz/fuzz_common.h
+tests_fuzz_replay_kmd_CFLAGS = $(FUZZ_REPLAY_CFLAGS) -DFUZZ_TARGET='"kmd"'
+tests_fuzz_replay_kmd_LDADD = $(FUZZ_REPLAY_LIBS)
 tests_fuzz_gen_corpus_SOURCES = tests/fuzz/gen_corpus.c tests/fuzz/fuzz_common.h
 tests_fuzz_gen_corpus_CFLAGS = $(FUZZ_REPLAY_CFLAGS)
 tests_fuzz_gen_corpus_LDADD = $(FUZZ_REPLAY_LIBS)

@@ -68,7 +68,7 @@ def response(v, items):
     return bytes(s.buffer)
 
 
-def aes_template(name, mask):
+def aes_template(name, mask, sensitive=False):
     attrs = [
         F.create_attribute(enums.AttributeType.CRYPTOGRAPHIC_ALGORITHM,
                            enums.CryptographicAlgorithm.AES),
@@ -77,10 +77,12 @@ def aes_template(name, mask):
         F.create_attribute(enums.AttributeType.NAME, attributes.Name.create(
             name, enums.NameType.UNINTERPRETED_TEXT_STRING)),
     ]
+    if sensitive:
+        attrs.append(F.create_attribute(enums.AttributeType.SENSITIVE, True))
     return objects.TemplateAttribute(attributes=attrs)
 
 
-def hmac_template(name):
+def hmac_template(name, sensitive=False):
     attrs = [
         F.create_attribute(enums.AttributeType.CRYPTOGRAPHIC_USAGE_MASK,
                            [enums.CryptographicUsageMask.MAC_GENERATE,
@@ -88,6 +90,8 @@ def hmac_template(name):
         F.create_attribute(enums.AttributeType.NAME, attributes.Name.create(
             name, enums.NameType.UNINTERPRETED_TEXT_STRING)),
     ]
+    if sensitive:
+        attrs.append(F.create_attribute(enums.AttributeType.SENSITIVE, True))
     return objects.TemplateAttribute(attributes=attrs)
 
 
@@ -193,6 +197,52 @@ def main():
     out.append(("not_found_resp", response(v, [
         (Op.ENCRYPT, None, enums.ResultStatus.OPERATION_FAILED,
          enums.ResultReason.ITEM_NOT_FOUND, "Could not locate object: 7")])))
+    # Sensitive = true after the other attributes (PyKMIP 0.10 knows no
+    # Extractable: libkm's Extractable = false has no vector)
+    for rv in ((1, 4), (2, 0)):
+        out.append(("create_sensitive_req_%d%d" % rv, request(rv, [
+            (Op.CREATE, payloads.CreateRequestPayload(
+                object_type=enums.ObjectType.SYMMETRIC_KEY,
+                template_attribute=aes_template("libkm-test", usage, True)))])))
+        out.append(("register_hmac_sensitive_req_%d%d" % rv, request(rv, [
+            (Op.REGISTER, payloads.RegisterRequestPayload(
+                object_type=enums.ObjectType.SYMMETRIC_KEY,
+                template_attribute=hmac_template("libkm-test", True),
+                managed_object=raw_key(enums.CryptographicAlgorithm.HMAC_SHA256, KEY)))])))
+    # RSA: CreateKeyPair (the private key Sensitive, the public key named
+    # "<name>-public") and Sign (PSS, SHA-256; PyKMIP knows no Salt Length)
+    for rv in ((1, 4), (2, 0)):
+        common = objects.TemplateAttribute(attributes=[
+            F.create_attribute(enums.AttributeType.CRYPTOGRAPHIC_ALGORITHM,
+                               enums.CryptographicAlgorithm.RSA),
+            F.create_attribute(enums.AttributeType.CRYPTOGRAPHIC_LENGTH, 2048)],
+            tag=enums.Tags.COMMON_TEMPLATE_ATTRIBUTE)
+        private = objects.TemplateAttribute(attributes=[
+            F.create_attribute(enums.AttributeType.CRYPTOGRAPHIC_USAGE_MASK,
+                               [enums.CryptographicUsageMask.SIGN]),
+            F.create_attribute(enums.AttributeType.NAME, attributes.Name.create(
+                "libkm-test", enums.NameType.UNINTERPRETED_TEXT_STRING)),
+            F.create_attribute(enums.AttributeType.SENSITIVE, True)],
+            tag=enums.Tags.PRIVATE_KEY_TEMPLATE_ATTRIBUTE)
+        public = objects.TemplateAttribute(attributes=[
+            F.create_attribute(enums.AttributeType.CRYPTOGRAPHIC_USAGE_MASK,
+                               [enums.CryptographicUsageMask.VERIFY]),
+            F.create_attribute(enums.AttributeType.NAME, attributes.Name.create(
+                "libkm-test-public", enums.NameType.UNINTERPRETED_TEXT_STRING))],
+            tag=enums.Tags.PUBLIC_KEY_TEMPLATE_ATTRIBUTE)
+        out.append(("create_key_pair_req_%d%d" % rv, request(rv, [
+            (Op.CREATE_KEY_PAIR, payloads.CreateKeyPairRequestPayload(
+                common_template_attribute=common,
+                private_key_template_attribute=private,
+                public_key_template_attribute=public))])))
+    out.append(("sign_req", request(v, [
+        (Op.SIGN, payloads.SignRequestPayload(
+            unique_identifier=UID,
+            cryptographic_parameters=attributes.CryptographicParameters(
+                padding_method=enums.PaddingMethod.PSS,
+                hashing_algorithm=enums.HashingAlgorithm.SHA_256,
+                cryptographic_algorithm=enums.CryptographicAlgorithm.RSA),
+            data=PT))])))
     for name, b in out:
         sys.stdout.write("%s %s\n" % (name, b.hex()))
 

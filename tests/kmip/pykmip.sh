@@ -3,7 +3,9 @@
 # server started by tests/check_kmip.c (issue 19).
 #
 #   pykmip.sh certs DIR        makes in DIR: ca.crt (EC P-256 CA), server.crt/key
-#                              (SAN IP:127.0.0.1, serverAuth), client.crt/key (CN
+#                              (SAN IP:127.0.0.1, serverAuth), server-both.crt/key
+#                              (the same with clientAuth too: etcd's JSON gateway
+#                              dials etcd with it, tests/etcdtest.c), client.crt/key (CN
 #                              libkm-a, clientAuth), client2.crt/key (CN libkm-b),
 #                              noeku.crt/key (no clientAuth), other-ca.crt with
 #                              other.crt/key (a client of another CA), and
@@ -42,6 +44,7 @@ certs)
     ca ca "libkm test CA"
     ca other-ca "another CA"
     leaf server 127.0.0.1 ca extendedKeyUsage=serverAuth subjectAltName=IP:127.0.0.1
+    leaf server-both 127.0.0.1 ca extendedKeyUsage=serverAuth,clientAuth subjectAltName=IP:127.0.0.1
     leaf client libkm-a ca extendedKeyUsage=clientAuth ""
     leaf client2 libkm-b ca extendedKeyUsage=clientAuth ""
     leaf noeku libkm-c ca extendedKeyUsage=serverAuth ""

@@ -4,6 +4,9 @@ KMIP server about an object as a second, independent client would.
 
     pykmip_client.py DIR PORT CERT KEY get UID     prints the key bytes as hex
     pykmip_client.py DIR PORT CERT KEY state UID   prints the State (ACTIVE, ...)
+    pykmip_client.py DIR PORT CERT KEY sensitive UID
+                                                   prints the Sensitive attribute
+                                                   (True, False; NONE when unset)
     pykmip_client.py DIR PORT CERT KEY newest -    prints the unique identifier of
                                                    CERT's newest object
 Each prints NOTFOUND when the server has no such object (PyKMIP deletes a
@@ -35,6 +38,9 @@ def main():
             elif what == "newest":
                 uids = c.locate()
                 print(max(uids, key=int) if uids else "NOTFOUND")
+            elif what == "sensitive":
+                attrs = c.get_attributes(uid, ["Sensitive"])
+                print(attrs[1][0].attribute_value.value if attrs[1] else "NONE")
             elif what == "state":
                 attrs = c.get_attributes(uid, ["State"])
                 print(attrs[1][0].attribute_value.value.name)

@@ -59,6 +59,7 @@ import weakref
 
 from . import _ffi
 from ._ffi import KmError, lib, wipe
+from ._keymeta import _KeyMeta, _VaultMeta, info_extra as _keymeta_info
 
 __all__ = ["Vault", "Key", "Secret", "KmError", "version", "backends", "encode_text", "decode_text",
            "wipe", "error_class", "restore", "KEY_TYPES", "USAGES", "REVOKE_REASONS", "ROLES",
@@ -89,7 +90,8 @@ KEY_TYPES = tuple(n for n in (lib.km_key_type_name(i) for i in range(1, 64)) if 
 USAGES = {"encrypt": 0x001, "decrypt": 0x002, "sign": 0x004, "verify": 0x008, "mac": 0x010,
           "mac-verify": 0x020, "wrap": 0x040, "unwrap": 0x080, "derive": 0x100,
           "agree": 0x200}
-_KEY_FLAGS = {"exportable": _ffi.KM_KEY_EXPORTABLE, "public-only": _ffi.KM_KEY_PUBLIC_ONLY}
+_KEY_FLAGS = {"exportable": _ffi.KM_KEY_EXPORTABLE, "public-only": _ffi.KM_KEY_PUBLIC_ONLY,
+              "deletion-protected": _ffi.KM_KEY_DELETION_PROTECTED}
 _WRAP_FORMATS = {"kwp": _ffi.KM_WRAP_KWP, "rsa-oaep-kwp": _ffi.KM_WRAP_RSA_OAEP_KWP}
 DERIVE_MAX = _ffi.KM_DERIVE_MAX
 DATAKEY_LEN = _ffi.KM_DATAKEY_LEN
@@ -243,11 +245,15 @@ def _names(mask, names):
 
 def _key_options(usage=None, exportable=False, protection=None, activate_at=None,
                  rotate_days=None, protect_days=None, process_days=None,
-                 destroy_grace_days=None, policy=None, key_id=None, rsa_oaep_digest=None):
+                 destroy_grace_days=None, policy=None, key_id=None, version=None,
+                 deletion_protection=False, rsa_oaep_digest=None):
     o = _ffi.km_key_options()
     o.version = _ffi.KM_KEY_OPTIONS_VERSION
     o.usage = _mask(usage, USAGES, "usage")
     o.flags = _ffi.KM_KEY_EXPORTABLE if exportable else 0
+    if deletion_protection:
+        o.flags |= _ffi.KM_KEY_DELETION_PROTECTED
+    o.import_version = int(version or 0)
     o.protection = None if protection is None else _cstr(protection, "protection")
     if isinstance(activate_at, _dt.datetime):
         activate_at = int(activate_at.timestamp())
@@ -529,7 +535,7 @@ class _Use:
 
 # ---------------------------------------------------------------- Vault
 
-class Vault:
+class Vault(_VaultMeta):
     """An open libkm vault (km_ctx). Create with Vault.open()."""
 
     def __init__(self, *args, **kwargs):
@@ -539,10 +545,13 @@ class Vault:
     def open(cls, path, passphrase=None, create=False, kdf_cost=None, *, exclusive=False,
              strict_refresh=False, refresh_ms=None, map_size=None, fips=False,
              key_cache_max=None, principal=None, slot_backend=None, slot_config=None,
-             shares=None):
+             shares=None, tls_ca=None, tls_cert=None, tls_key=None):
         """Opens (with create=True: creates if absent) the vault at `path`.
 
-        path: a directory path (str, bytes or os.PathLike) or an "lmdb:/dir" URI.
+        path: a directory path (str, bytes or os.PathLike), an "lmdb:/dir" URI,
+            or "etcd://HOST:PORT[,HOST:PORT...]/PREFIX" (docs/ETCD.md).
+        tls_ca, tls_cert, tls_key: for an etcd:// vault, the PEM files of the
+            members' CA (https) and of a client certificate and its key.
         passphrase: bytes or bytearray (1 to 1024 bytes). It is copied into a
             private buffer that is wiped as soon as km_open returns; a bytearray
             passed in is not wiped here (that is the caller's choice). None
@@ -591,6 +600,12 @@ class Vault:
             o.principal = _cstr(principal, "principal")
         if slot_backend is not None:
             o.slot_backend = _cstr(slot_backend, "slot_backend")
+        if tls_ca is not None:
+            o.tls_ca = os.fsencode(os.fspath(tls_ca))
+        if tls_cert is not None:
+            o.tls_cert = os.fsencode(os.fspath(tls_cert))
+        if tls_key is not None:
+            o.tls_key = os.fsencode(os.fspath(tls_key))
         wipes = []
         ctx = _ffi.CTX_P()
         try:
@@ -677,9 +692,13 @@ class Vault:
         format: "raw" (symmetric bytes; 32-byte Ed25519/X25519 private keys),
             "pkcs8" (DER), "spki" (DER public key: a verify-only key), "pem",
             "jwk" (a public JSON Web Key, str or bytes: a verify-only key).
-        options: as create_key().
+        options: as create_key(), and key_id (16 bytes or hex: keep the source
+            key's id) with version (the version number the material becomes:
+            with the id of a key this vault has, under the same name, it adds
+            that version to it; versions skipped are recorded destroyed).
         Raises: InvalidArgument (bad length, unparsable material, a type
-        mismatch), AlreadyExists, StorageError.
+        mismatch), AlreadyExists (the name, or a version not newer than the
+        key's last), StorageError.
         """
         cname = _cstr(name, "name")
         ktype = _key_type(type)
@@ -1054,6 +1073,14 @@ class Vault:
         with _Use(self._h) as ctx:
             lib.km_vault_backup(ctx, os.fsencode(os.fspath(path)))
 
+    def copy_to(self, uri):
+        """Copies the vault record for record into the empty store at `uri`
+        ("lmdb:/dir", a path, or "etcd://HOST:PORT[,...]/PREFIX") and
+        compares the copy with it; the copy opens with today's credentials.
+        Never over a vault (AlreadyExists); audited."""
+        with _Use(self._h) as ctx:
+            lib.km_vault_copy(ctx, os.fsencode(os.fspath(uri)), None)
+
     # -- principals and grants (km/acl.h)
     def add_principal(self, name, roles, passphrase, kdf_cost=None):
         """Adds a principal with `roles` (names from km.ROLES or a mask) and its
@@ -1128,16 +1155,21 @@ class Vault:
 
     def request_info(self, request_id):
         """A request's state as a dict: op, key_name, requester, approvals,
-        needed, created, expires, consumed."""
+        needed, created, expires, consumed, and params: every parameter of
+        the call spelled out, as libkm wrote it when the request was made
+        (km_request_describe), for the custodians to read before approving."""
         rid = (ctypes.c_uint8 * 16).from_buffer_copy(bytes(request_id))
         st = _ffi.km_request_status()
         with _Use(self._h) as ctx:
             lib.km_request_info(ctx, rid, ctypes.byref(st))
+            text = _sized(lambda out, cap, out_len: lib.km_request_describe(ctx, rid, out, cap,
+                                                                            out_len), 256)
         ops = {v: k for k, v in REQUEST_OPS.items()}
         return {"op": ops.get(st.op, st.op), "key_name": st.key_name.decode("utf-8", "replace"),
                 "requester": st.requester.decode("utf-8", "replace"),
                 "approvals": st.approvals, "needed": st.needed, "created": st.created,
-                "expires": st.expires, "consumed": bool(st.consumed)}
+                "expires": st.expires, "consumed": bool(st.consumed),
+                "params": text.rstrip(b"\0").decode("utf-8", "replace")}
 
     # -- audit (km/audit.h)
     @property
@@ -1264,7 +1296,7 @@ class Vault:
 
 # ---------------------------------------------------------------- Key
 
-class Key:
+class Key(_KeyMeta):
     """An open key handle (km_key), from Vault.create_key/import_key/key().
 
     Attributes: name (str), id (16 bytes), type (type name, e.g. "aes-256-gcm"),
@@ -1415,7 +1447,8 @@ class Key:
         created (epoch seconds), primary (version number, 0 = none may protect),
         versions: a list of dicts with version, state ("active", ...), created,
         activated, protect_stop, process_stop, destroy_after (epoch seconds or
-        None when unset), invocations (an upper bound of uses) and bytes.
+        None when unset), invocations (an upper bound of uses) and bytes;
+        description (str or None), aliases (list of str), tags (dict).
         """
         ki = _ffi.KEYINFO_P()
         with _Use(self._h) as k:
@@ -1446,7 +1479,13 @@ class Key:
                     "process_stop": _time(vi.process_stop),
                     "destroy_after": _time(vi.destroy_after),
                     "invocations": vi.invocations,
-                    "bytes": vi.bytes})
+                    "bytes": vi.bytes,
+                    "revoke_reason": (lib.km_revoke_reason_name(vi.revoke_reason)
+                                      if vi.revoke_reason else None),
+                    "compromise_date": _time(vi.compromise_date),
+                    "deactivated": _time(vi.deactivated),
+                    "destroyed": _time(vi.destroyed)})
+            d.update(_keymeta_info(ki))
             return d
         finally:
             lib.km_keyinfo_free(ki)

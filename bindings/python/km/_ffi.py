@@ -108,6 +108,39 @@ km_clock_fn = ctypes.CFUNCTYPE(ctypes.c_int64, ctypes.c_void_p)
 km_key_list_fn = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_char_p, U8_P, ctypes.c_int,
                                   ctypes.c_void_p)
 
+km_grant_fn = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_char_p, ctypes.c_uint32, ctypes.c_void_p)
+
+
+class km_key_filter(ctypes.Structure):
+    _fields_ = [("version", ctypes.c_uint32),
+                ("type", ctypes.c_int),
+                ("protection", ctypes.c_char_p),
+                ("state", ctypes.c_int),
+                ("tag", ctypes.c_char_p)]
+
+
+KM_KEY_FILTER_VERSION = 1
+KM_ALIAS_MOVE = 0x1
+
+
+class km_key_settings(ctypes.Structure):
+    _fields_ = [("version", ctypes.c_uint32),
+                ("fields", ctypes.c_uint32),
+                ("rotate_days", ctypes.c_uint32),
+                ("usage", ctypes.c_uint32),
+                ("exportable", ctypes.c_int),
+                ("policy", ctypes.c_char_p),
+                ("deletion_protection", ctypes.c_int),
+                ("min_process_version", ctypes.c_uint32),
+                ("min_protect_version", ctypes.c_uint32)]
+
+
+KM_KEY_SETTINGS_VERSION = 1
+KM_SET_ROTATE_DAYS, KM_SET_USAGE, KM_SET_EXPORTABLE, KM_SET_POLICY, KM_SET_DELETION_PROTECTION = (
+    0x01, 0x02, 0x04, 0x08, 0x10)
+KM_KEY_DELETION_PROTECTED = 0x4
+KM_SET_MIN_PROCESS_VERSION, KM_SET_MIN_PROTECT_VERSION = 0x20, 0x40
+
 
 class km_error(ctypes.Structure):
     _fields_ = [("code", ctypes.c_int),
@@ -133,7 +166,11 @@ class km_open_options(ctypes.Structure):
                 ("slot_backend", ctypes.c_char_p),
                 ("slot_config", ctypes.c_char_p),
                 ("shares", ctypes.POINTER(ctypes.c_char_p)),
-                ("share_count", ctypes.c_size_t)]
+                ("share_count", ctypes.c_size_t),
+                # ---- version 4 ----
+                ("tls_ca", ctypes.c_char_p),
+                ("tls_cert", ctypes.c_char_p),
+                ("tls_key", ctypes.c_char_p)]
 
 
 class km_key_options(ctypes.Structure):
@@ -152,6 +189,7 @@ class km_key_options(ctypes.Structure):
                 # ---- version 4 ----
                 ("key_id", U8_P),
                 # ---- version 5 ----
+                ("import_version", ctypes.c_uint32),
                 ("rsa_oaep_digest", ctypes.c_uint32)]
 
 
@@ -177,7 +215,12 @@ class km_version_info(ctypes.Structure):
                 ("process_stop", ctypes.c_int64),
                 ("destroy_after", ctypes.c_int64),
                 ("invocations", ctypes.c_uint64),
-                ("bytes", ctypes.c_uint64)]
+                ("bytes", ctypes.c_uint64),
+                # ---- appended ----
+                ("revoke_reason", ctypes.c_uint32),
+                ("compromise_date", ctypes.c_int64),
+                ("deactivated", ctypes.c_int64),
+                ("destroyed", ctypes.c_int64)]
 
 
 class km_audit_head(ctypes.Structure):
@@ -230,7 +273,7 @@ km_pkcs11_pin_fn = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p, ctypes.c_char
 
 # ---------------------------------------------------------------- constants (include/km/*.h)
 
-KM_OPEN_OPTIONS_VERSION = 3
+KM_OPEN_OPTIONS_VERSION = 4
 KM_OPEN_CREATE = 0x1
 KM_OPEN_EXCL = 0x2
 KM_OPEN_STRICT_REFRESH = 0x4
@@ -515,6 +558,7 @@ _FUNCTIONS = {
     "km_vault_compact": (_int, [CTX_P], _check),
     "km_vault_backup": (_int, [CTX_P, _ccp], _check),
     "km_vault_restore": (_int, [_ccp, _ccp], _check),
+    "km_vault_copy": (_int, [CTX_P, _ccp, ctypes.POINTER(km_open_options)], _check),
     # distribute.h
     "km_key_export_wrapped": (_int, [KEY_P, _u32, _int, KEY_P, U8_P, _size, U8_P, _size, SIZE_P],
                               _check),
@@ -559,6 +603,7 @@ _FUNCTIONS = {
     "km_request_create": (_int, [CTX_P, _int, _ccp, U8_P, _size, _u32, U8_P], _check),
     "km_request_approve": (_int, [CTX_P, U8_P], _check),
     "km_request_info": (_int, [CTX_P, U8_P, ctypes.POINTER(km_request_status)], _check),
+    "km_request_describe": (_int, [CTX_P, U8_P, U8_P, _size, SIZE_P], _check),
     # pkcs11.h
     "km_pkcs11_tokens": (_int, [ctypes.POINTER(P11LIST_P), _ccp], _check),
     "km_pkcs11_certificates": (_int, [ctypes.POINTER(P11LIST_P), _ccp], _check),
@@ -570,6 +615,31 @@ _FUNCTIONS = {
     "km_pkcs11_pin_cache_clear": (_int, [], _check),
     "km_pkcs11_key_link": (_int, [ctypes.POINTER(KEY_P), CTX_P, _ccp, _ccp,
                                   ctypes.POINTER(km_key_options)], _check),
+    # key.h: names and metadata (issue 22)
+    "km_key_rename": (_int, [KEY_P, _ccp], _check),
+    "km_key_alias_add": (_int, [KEY_P, _ccp, _u32], _check),
+    "km_key_alias_remove": (_int, [CTX_P, _ccp], _check),
+    "km_key_set_description": (_int, [KEY_P, _ccp], _check),
+    "km_key_set_tag": (_int, [KEY_P, _ccp, _ccp], _check),
+    "km_keyinfo_description": (_ccp, [KEYINFO_P], _check_string),
+    "km_keyinfo_alias_count": (_u32, [KEYINFO_P], None),
+    "km_keyinfo_alias": (_ccp, [KEYINFO_P, _u32], _check_string),
+    "km_keyinfo_tag_count": (_u32, [KEYINFO_P], None),
+    "km_keyinfo_tag": (_int, [KEYINFO_P, _u32, ctypes.POINTER(_ccp), ctypes.POINTER(_ccp)],
+                       _check),
+    "km_key_list_filtered": (_int, [CTX_P, ctypes.POINTER(km_key_filter), km_key_list_fn, _vp],
+                             _check),
+    "km_key_set": (_int, [KEY_P, ctypes.POINTER(km_key_settings)], _check),
+    "km_keyinfo_periods": (None, [KEYINFO_P, U32_P, U32_P, U32_P, U32_P], None),
+    "km_keyinfo_policy": (_ccp, [KEYINFO_P], _check_string),
+    "km_keyinfo_window": (None, [KEYINFO_P, U32_P, U32_P], None),
+    "km_key_trim": (_int, [KEY_P, _u32, U32_P], _check),
+    "km_key_purge": (_int, [KEY_P], _check),
+    "km_keyinfo_owner": (_ccp, [KEYINFO_P], _check_string),
+    "km_key_grants": (_int, [KEY_P, km_grant_fn, _vp], _check),
+    "km_key_backup": (_int, [KEY_P, U8_P, _size, U8_P, _size, U8_P, _size, SIZE_P], None),
+    "km_key_restore": (_int, [CTX_P, U8_P, _size, U8_P, _size, _ccp, ctypes.POINTER(KEY_P)],
+                       _check),
 }
 
 

@@ -37,7 +37,7 @@ def test_options_versions_and_constants_match_the_headers():
         assert getattr(_ffi, name) == header_define(name), name
     assert km.DATAKEY_WRAPPED_LEN == _ffi.KM_DATAKEY_WRAPPED_LEN
     # the ctypes structs end with the newest version's last member
-    assert _ffi.km_open_options._fields_[-1][0] == "share_count"
+    assert _ffi.km_open_options._fields_[-1][0] == "tls_key"
     assert _ffi.km_key_options._fields_[-1][0] == "rsa_oaep_digest"
 
 
@@ -392,6 +392,35 @@ def test_backup_and_restore(tmp_path):
         km.restore(tmp_path / "junk", tmp_path / "r2")
 
 
+def test_tls_options_reach_the_etcd_store(tmp_path):
+    # a client certificate without a CA is refused before any connection
+    with pytest.raises(km.InvalidArgument) as e:
+        km.Vault.open("etcd://127.0.0.1:1/p", passphrase=PASS, tls_cert=tmp_path / "c.pem",
+                      tls_key=tmp_path / "k.pem")
+    assert "tls_ca" in str(e.value) or "scheme" in str(e.value)
+    # with a CA, the member is tried (nobody listens there)
+    try:
+        km.Vault.open("etcd://127.0.0.1:1/p", passphrase=PASS, tls_ca=tmp_path / "ca.pem")
+    except km.InvalidArgument as e:
+        assert "scheme" in str(e)   # a libkm built without the etcd store
+    except km.StorageError as e:
+        assert "no member" in str(e)
+    else:
+        raise AssertionError("opened a vault where no etcd runs")
+
+
+def test_copy_to_another_vault(tmp_path):
+    with openv(tmp_path / "v") as v:
+        ct = v.create_key("k", "aes-256-gcm").encrypt(b"moved")
+        v.copy_to("lmdb:%s" % (tmp_path / "copy"))
+        with pytest.raises(km.AlreadyExists):
+            v.copy_to(tmp_path / "copy")
+        vid = v.id
+    with openv(tmp_path / "copy", create=False) as c:
+        assert c.id == vid and c.decrypt(ct) == b"moved"
+        assert c.audit_verify() > 0
+
+
 # ---------------------------------------------------------------- principals, grants, dual control
 
 def test_principals_and_grants(tmp_path):
@@ -426,7 +455,8 @@ def test_dual_control_destroy_needs_an_approval(tmp_path):
     path = tmp_path / "v"
     with openv(path) as v:
         v.add_principal("carol", "custodian", b"carol pass", kdf_cost=COST)
-        v.set_policy({"version": 1, "dual_control": {"destroy": 1}})
+        v.set_policy({"version": 1, "dual_control": {"destroy": 1, "principal-change": 1,
+                                                     "policy-change": 1}})
         k = v.create_key("k", "aes-256-gcm")
         k.rotate()
         k.revoke("superseded", version=1)
@@ -437,6 +467,7 @@ def test_dual_control_destroy_needs_an_approval(tmp_path):
         assert len(rid) == 16
         info = v.request_info(rid)
         assert info["op"] == "destroy" and info["key_name"] == "k"
+        assert info["params"] == "destroy version 1 of key 'k' after 7 day(s) of grace"
         assert (info["approvals"], info["needed"], info["consumed"]) == (0, 1, False)
         with pytest.raises(km.AccessDenied):  # never by its own requester
             v.approve(rid)

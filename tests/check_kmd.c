@@ -1,0 +1,1309 @@
+/* check_kmd.c - kmd (src/kmd, docs/KMD.md) as a separate process behind its
+ * Unix socket: PyKMIP's own client drives the KMIP operations (1.4 and 2.0,
+ * tests/kmd/pykmip_unix.py); a principal that reaches only the socket is
+ * held to its role and grants and is refused once removed; an unmapped uid
+ * is refused; malformed, truncated, oversized and slow requests are refused
+ * with no hang; a client killed mid-request harms nobody; 64 clients at
+ * once; kmd SIGKILLed during writes keeps every acknowledged change and a
+ * whole audit chain. Each test has its own vault (the five principals of
+ * testutil.h) and its own kmd, mapped from our uid to the principal under
+ * test, started on a socket in the test's directory and stopped by PID
+ * (PR_SET_PDEATHSIG: it dies with the test). */
+#define _GNU_SOURCE 1
+#include <check.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <netinet/in.h>
+#include <arpa/inet.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <km.h>
+
+#include "kmip_ttlv.h"
+#include "testutil.h"
+
+#define T(name) KM__KMIP_TAG_##name
+
+static char *dir;
+static km_ctx *owner;
+static pid_t kmd_pid;
+static char sock[100];
+
+static void setup(void)
+{
+    tu_open o = TU_OPEN_INIT;
+    tu_setup(&dir, &owner, &o);
+    tu_principals_add(owner);
+    snprintf(sock, sizeof sock, "%s/kmd.sock", dir);
+    kmd_pid = 0;
+}
+
+static void kmd_stop(int sig);
+
+static void teardown(void)
+{
+    kmd_stop(SIGTERM);
+    tu_teardown(&dir, &owner);
+}
+
+/* ------------------------------------------------------------ kmd */
+
+static const char *builddir(void)
+{
+    const char *b = getenv("top_builddir");
+    return b != NULL ? b : ".";
+}
+
+/* Writes the configuration (our uid mapped to `who`, `extra` lines) and
+ * starts kmd; waits until its socket is there. */
+static void kmd_start(const char *who, const char *extra)
+{
+    char path[700], bin[700];
+    FILE *f;
+    int i;
+
+    snprintf(path, sizeof path, "%s/pass", dir);
+    f = fopen(path, "w");
+    ck_assert_ptr_nonnull(f);
+    fputs(TU_PASS "\n", f);
+    fclose(f);
+    ck_assert_int_eq(chmod(path, 0600), 0);
+    snprintf(path, sizeof path, "%s/kmd.conf", dir);
+    f = fopen(path, "w");
+    ck_assert_ptr_nonnull(f);
+    fprintf(f, "# kmd for check_kmd\nvault = lmdb:%s/vault\nsocket = %s\nrefresh_ms = 10\n",
+            dir, sock);
+    if (extra == NULL || strstr(extra, "unseal") == NULL)
+        fprintf(f, "passphrase_file = %s/pass\n", dir);
+    if (who != NULL)
+        fprintf(f, "principal.%u = %s\n", (unsigned)getuid(), who);
+    fputs(extra != NULL ? extra : "", f);
+    fclose(f);
+    snprintf(bin, sizeof bin, "%s/src/kmd/kmd", builddir());
+    unlink(sock);
+    kmd_pid = fork();
+    ck_assert_int_ge(kmd_pid, 0);
+    if (kmd_pid == 0) {
+        char log[700];
+        int fd;
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        snprintf(log, sizeof log, "%s/kmd.log", dir);
+        if ((fd = open(log, O_WRONLY | O_CREAT | O_APPEND, 0600)) >= 0)
+            dup2(fd, 2);
+        execl(bin, "kmd", "--config", path, (char *)NULL);
+        _exit(127);
+    }
+    for (i = 0; i < 200; i++) {
+        struct stat st;
+        int status;
+        if (stat(sock, &st) == 0)
+            return;
+        if (waitpid(kmd_pid, &status, WNOHANG) == kmd_pid) {
+            kmd_pid = 0;
+            ck_abort_msg("kmd exited at start (see %s/kmd.log)", dir);
+        }
+        tu_sleep_ms(50);
+    }
+    ck_abort_msg("kmd did not make its socket in 10 s");
+}
+
+static void kmd_stop(int sig)
+{
+    int status, i;
+    if (kmd_pid <= 0)
+        return;
+    kill(kmd_pid, sig);
+    for (i = 0; i < 200 && waitpid(kmd_pid, &status, WNOHANG) != kmd_pid; i++)
+        tu_sleep_ms(50);
+    if (i == 200) {
+        kill(kmd_pid, SIGKILL);
+        waitpid(kmd_pid, &status, 0);
+    }
+    kmd_pid = 0;
+}
+
+/* ------------------------------------------------------ a raw client */
+
+static int connect_kmd(void)
+{
+    struct sockaddr_un a;
+    int fd = socket(AF_UNIX, SOCK_STREAM, 0);
+    struct timeval tv = { 20, 0 };
+    ck_assert_int_ge(fd, 0);
+    memset(&a, 0, sizeof a);
+    a.sun_family = AF_UNIX;
+    snprintf(a.sun_path, sizeof a.sun_path, "%s", sock);
+    ck_assert_int_eq(connect(fd, (struct sockaddr *)&a, sizeof a), 0);
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    return fd;
+}
+
+static void send_all(int fd, const uint8_t *b, size_t n)
+{
+    while (n > 0) {
+        ssize_t w = send(fd, b, n, MSG_NOSIGNAL);
+        ck_assert_int_gt(w, 0);
+        b += w;
+        n -= (size_t)w;
+    }
+}
+
+/* Reads one response message; NULL when the connection closed first. */
+static uint8_t *recv_msg(int fd, size_t *len)
+{
+    uint8_t head[8], *b;
+    size_t got = 0, total;
+    while (got < 8) {
+        ssize_t r = recv(fd, head + got, 8 - got, 0);
+        if (r <= 0)
+            return NULL;
+        got += (size_t)r;
+    }
+    ck_assert_int_eq(km__ttlv_peek_len(head, 8, 1u << 24, &total), KM_OK);
+    b = malloc(total);
+    memcpy(b, head, 8);
+    while (got < total) {
+        ssize_t r = recv(fd, b + got, total - got, 0);
+        ck_assert_int_gt(r, 0);
+        got += (size_t)r;
+    }
+    *len = total;
+    return b;
+}
+
+/* The result of one request: status, reason, and a copy of the payload's
+ * Unique Identifier / Data (when present). */
+typedef struct res {
+    uint32_t status, reason;
+    char uid[64];
+    uint8_t data[256];
+    size_t data_len;
+    uint8_t iv[32];
+    size_t iv_len;
+    int closed;
+} res;
+
+static void parse(const uint8_t *b, size_t n, res *r)
+{
+    km__ttlv_tree t;
+    km__kmip_response resp;
+    const char *s;
+    const uint8_t *d;
+    size_t l;
+    int pl;
+
+    memset(r, 0, sizeof *r);
+    ck_assert_int_eq(km__ttlv_decode(b, n, NULL, &t), KM_OK);
+    ck_assert_int_eq(km__kmip_response_parse(&t, &resp), KM_OK);
+    ck_assert_uint_eq(resp.n, 1);
+    r->status = resp.items[0].status;
+    r->reason = resp.items[0].reason;
+    pl = resp.items[0].payload;
+    if (pl >= 0 && km__ttlv_get_text(&t, pl, T(UNIQUE_IDENTIFIER), &s, &l) == KM_OK
+        && l < sizeof r->uid) {
+        memcpy(r->uid, s, l);
+        r->uid[l] = '\0';
+    }
+    if (pl >= 0 && km__ttlv_get_bytes(&t, pl, T(DATA), &d, &l) == KM_OK && l <= sizeof r->data) {
+        memcpy(r->data, d, l);
+        r->data_len = l;
+    }
+    if (pl >= 0 && km__ttlv_get_bytes(&t, pl, T(IV_COUNTER_NONCE), &d, &l) == KM_OK
+        && l <= sizeof r->iv) {
+        memcpy(r->iv, d, l);
+        r->iv_len = l;
+    }
+    km__ttlv_tree_free(&t);
+}
+
+/* A connection that is closed by kmd within `ms` (recv returns 0). */
+static int closed_within(int fd, long ms)
+{
+    struct pollfd p = { fd, POLLIN, 0 };
+    uint8_t b[4096];
+    int64_t end = (int64_t)time(NULL) * 1000 + ms;
+    for (;;) {
+        int r = poll(&p, 1, 100);
+        if (r > 0) {
+            ssize_t n = recv(fd, b, sizeof b, MSG_DONTWAIT);
+            if (n == 0 || (n < 0 && errno != EAGAIN))
+                return 1;
+            continue;   /* an error response before the close */
+        }
+        if ((int64_t)time(NULL) * 1000 > end)
+            return 0;
+    }
+}
+
+/* Sends the request built in e on fd and parses the answer. */
+static void roundtrip(int fd, km__ttlv_enc *e, res *r)
+{
+    const uint8_t *m;
+    size_t n, rn;
+    uint8_t *rb;
+    ck_assert_int_eq(km__ttlv_enc_finish(e, &m, &n), KM_OK);
+    send_all(fd, m, n);
+    km__ttlv_enc_free(e);
+    rb = recv_msg(fd, &rn);
+    if (rb == NULL) {
+        memset(r, 0, sizeof *r);
+        r->closed = 1;
+        return;
+    }
+    parse(rb, rn, r);
+    free(rb);
+}
+
+/* Requests with one batch item. `uid` may be NULL. */
+static void req_begin(km__ttlv_enc *e, uint32_t op)
+{
+    km__ttlv_enc_init(e, 0);
+    km__kmip_req_begin(e, 1, 4, 1);
+    km__kmip_item_begin(e, op, NULL, 0);
+}
+
+static void req_end(km__ttlv_enc *e)
+{
+    km__kmip_item_end(e);
+    km__kmip_req_end(e);
+}
+
+static void put_uid(km__ttlv_enc *e, const char *uid)
+{
+    if (uid != NULL)
+        km__ttlv_put_text(e, T(UNIQUE_IDENTIFIER), uid, strlen(uid));
+}
+
+static void do_simple(int fd, uint32_t op, const char *uid, res *r)
+{
+    km__ttlv_enc e;
+    req_begin(&e, op);
+    put_uid(&e, uid);
+    if (op == KM__KMIP_OP_REVOKE) {
+        km__ttlv_begin(&e, T(REVOCATION_REASON));
+        km__ttlv_put_enum(&e, T(REVOCATION_REASON_CODE), KM__KMIP_REVOKE_CESSATION);
+        km__ttlv_end(&e);
+    }
+    req_end(&e);
+    roundtrip(fd, &e, r);
+}
+
+static void do_create(int fd, const char *name, res *r)
+{
+    km__ttlv_enc e;
+    req_begin(&e, KM__KMIP_OP_CREATE);
+    km__ttlv_put_enum(&e, T(OBJECT_TYPE), KM__KMIP_OBJ_SYMMETRIC_KEY);
+    km__ttlv_begin(&e, T(TEMPLATE_ATTRIBUTE));
+    km__ttlv_begin(&e, T(ATTRIBUTE));
+    km__ttlv_put_text(&e, T(ATTRIBUTE_NAME), "Cryptographic Algorithm", 23);
+    km__ttlv_put_enum(&e, T(ATTRIBUTE_VALUE), KM__KMIP_ALG_AES);
+    km__ttlv_end(&e);
+    km__ttlv_begin(&e, T(ATTRIBUTE));
+    km__ttlv_put_text(&e, T(ATTRIBUTE_NAME), "Name", 4);
+    km__ttlv_begin(&e, T(ATTRIBUTE_VALUE));
+    km__ttlv_put_text(&e, T(NAME_VALUE), name, strlen(name));
+    km__ttlv_put_enum(&e, T(NAME_TYPE), KM__KMIP_NAME_TEXT);
+    km__ttlv_end(&e);
+    km__ttlv_end(&e);
+    km__ttlv_end(&e);
+    req_end(&e);
+    roundtrip(fd, &e, r);
+}
+
+static void do_encrypt(int fd, const char *uid, const char *pt, const char *aad, res *r)
+{
+    km__ttlv_enc e;
+    req_begin(&e, KM__KMIP_OP_ENCRYPT);
+    put_uid(&e, uid);
+    km__ttlv_begin(&e, T(CRYPTOGRAPHIC_PARAMETERS));
+    km__ttlv_put_enum(&e, T(BLOCK_CIPHER_MODE), KM__KMIP_MODE_GCM);
+    km__ttlv_end(&e);
+    km__ttlv_put_bytes(&e, T(DATA), (const uint8_t *)pt, strlen(pt));
+    if (aad != NULL)
+        km__ttlv_put_bytes(&e, T(AE_ADDITIONAL_DATA), (const uint8_t *)aad, strlen(aad));
+    req_end(&e);
+    roundtrip(fd, &e, r);
+}
+
+static void do_decrypt(int fd, const char *uid, const res *enc, const char *aad, res *r)
+{
+    km__ttlv_enc e;
+    req_begin(&e, KM__KMIP_OP_DECRYPT);
+    put_uid(&e, uid);
+    km__ttlv_put_bytes(&e, T(DATA), enc->data, enc->data_len);
+    km__ttlv_put_bytes(&e, T(IV_COUNTER_NONCE), enc->iv, enc->iv_len);
+    if (aad != NULL)
+        km__ttlv_put_bytes(&e, T(AE_ADDITIONAL_DATA), (const uint8_t *)aad, strlen(aad));
+    req_end(&e);
+    roundtrip(fd, &e, r);
+}
+
+/* The id of key `name` in hex, as kmd names it. */
+static void uid_of(const char *name, char out[33])
+{
+    km_key *k = NULL;
+    int i;
+    OK(km_key_open(&k, owner, name));
+    for (i = 0; i < 16; i++)
+        snprintf(out + 2 * i, 3, "%02x", km_key_id(k)[i]);
+    km_key_free(k);
+}
+
+/* An active AES key `name` made by the owner, with `grantee` granted `perms`. */
+static void owner_key(const char *name, const char *grantee, uint32_t perms, char uid[33])
+{
+    km_key *k = NULL;
+    OK(km_key_create(&k, owner, name, KM_KEY_AES_256_GCM, NULL));
+    if (grantee != NULL)
+        OK(km_key_grant(k, grantee, perms));
+    km_key_free(k);
+    uid_of(name, uid);
+}
+
+/* ------------------------------------------------------------ PyKMIP */
+
+/* Runs tests/kmd/pykmip_unix.py with `steps`; its output in out. */
+static void pykmip(const char *version, const char *steps, char *out, size_t cap)
+{
+    char cmd[4096];
+    const char *src = getenv("top_srcdir");
+    FILE *p;
+    size_t n;
+    snprintf(cmd, sizeof cmd, "KMD_VERBOSE=1 timeout 120 /usr/bin/python3 %s/tests/kmd/pykmip_unix.py %s %s %s 2>&1",
+             src != NULL ? src : ".", sock, version, steps);
+    p = popen(cmd, "r");
+    ck_assert_ptr_nonnull(p);
+    n = fread(out, 1, cap - 1, p);
+    out[n] = '\0';
+    ck_assert_msg(pclose(p) == 0, "pykmip_unix.py failed:\n%s", out);
+}
+
+static void expect_line(const char *out, const char *line)
+{
+    ck_assert_msg(strstr(out, line) != NULL, "no line '%s' in:\n%s", line, out);
+}
+
+/* expect_line of "<obj><v><rest>": a line about object obj of round v. */
+static void expect_step(const char *out, const char *obj, int v, const char *rest)
+{
+    char line[256];
+    snprintf(line, sizeof line, "%s%d%s", obj, v, rest);
+    expect_line(out, line);
+}
+
+#define K32_TAIL "112233445566778899aabbccddeeff00112233445566778899aabbccddeeff"
+#define K32 "00" K32_TAIL
+
+/* PyKMIP's own client creates, finds, activates and uses keys through kmd,
+ * in KMIP 1.4 and 2.0: GCM round trip (a flipped ciphertext byte refused),
+ * HMAC, signing with an EC key the owner made, revoke and destroy; key
+ * pairs (EC, RSA) with Get of their public keys, Register of an AES key
+ * whose ciphertexts decrypt locally with its bytes, Get of a secret key
+ * refused. */
+START_TEST(test_kmd_pykmip_client)
+{
+    static const char *const versions[2] = { "1.4", "2.0" };
+    char out[8192], steps[1024];
+    km_key *k = NULL;
+    int v;
+
+    OK(km_key_create(&k, owner, "signer", KM_KEY_EC_P256, NULL));
+    OK(km_key_grant(k, TU_ADMIN, KM_PERM_SIGN | KM_PERM_VERIFY));
+    km_key_free(k);
+    kmd_start(TU_ADMIN, NULL);
+    for (v = 0; v < 2; v++) {
+        snprintf(steps, sizeof steps,
+                 "discover query create:a%d:AES:256 locate:a%d attrs:a%d activate:a%d attrs:a%d "
+                 "gcm:a%d:hello create:h%d:HMAC_SHA256:256 activate:h%d mac:h%d:hi "
+                 "sign:signer:msg revoke:a%d attrs:a%d destroy:a%d attrs:a%d gcm:a%d:late "
+                 "locate:nothing", v, v, v, v, v, v, v, v, v, v, v, v, v, v);
+        pykmip(versions[v], steps, out, sizeof out);
+        expect_line(out, "discover: 2.0 1.4 1.3 1.2 1.1 1.0");
+        expect_line(out, "query: 20");
+        expect_step(out, "attrs:a", v, ": 256 PRE_ACTIVE");
+        expect_step(out, "attrs:a", v, ": 256 ACTIVE");
+        expect_step(out, "gcm:a", v, ":hello: hello 16 CRYPTOGRAPHIC_FAILURE");
+        expect_step(out, "mac:h", v, ":hi: 32");
+        expect_line(out, "sign:signer:msg: ");
+        expect_line(out, " VALID\n");
+        expect_step(out, "attrs:a", v, ": 256 DEACTIVATED");
+        expect_step(out, "attrs:a", v, ": 256 DESTROYED");
+        expect_step(out, "gcm:a", v, ":late: FAIL ");
+        expect_line(out, "locate:nothing: \n");
+    }
+    /* key pairs, Get of public keys only, Register checked against a local
+     * AES-GCM decryption with the registered bytes */
+    pykmip("1.4", "pair:p1:EC:256 getpub:p1 activate:p1 sign:p1:hello pair:r1:RSA:2048 getpub:r1 "
+                  "register:s1:" K32 " activate:s1 gcmlocal:s1:" K32 ":secret "
+                  "gcmlocal:s1:ff" K32_TAIL ":secret get:s1 get:p1", out, sizeof out);
+    expect_line(out, "getpub:p1: PublicKey X_509 91\n");
+    expect_line(out, "sign:p1:hello: ");
+    expect_line(out, "getpub:r1: PublicKey X_509 294\n");
+    expect_line(out, ":secret: secret\n");
+    expect_line(out, ":secret: ERROR InvalidTag");
+    expect_line(out, "get:s1: FAIL PERMISSION_DENIED");
+    expect_line(out, "get:p1: PublicKey 91\n");
+    pykmip("2.0", "pair:p2:EC:384 getpub:p2 register:s2:000102030405060708090a0b0c0d0e0f get:s2",
+           out, sizeof out);
+    expect_line(out, "getpub:p2: PublicKey X_509 120\n");
+    expect_line(out, "get:s2: FAIL PERMISSION_DENIED");
+    /* Locate by Object Type and Cryptographic Algorithm: a0 h0 a1 h1 s1 s2
+     * symmetric, signer p1 r1 p2 key pairs (private, and public as -pub) */
+    for (v = 0; v < 2; v++) {
+        pykmip(versions[v], "locatetype:SYMMETRIC_KEY locatetype:PRIVATE_KEY "
+                            "locatetype:PUBLIC_KEY locatealg:AES locatealg:RSA "
+                            "locatealg:HMAC_SHA256", out, sizeof out);
+        expect_line(out, "locatetype:SYMMETRIC_KEY: 6\n");
+        expect_line(out, "locatetype:PRIVATE_KEY: 4\n");
+        expect_line(out, "locatetype:PUBLIC_KEY: 4\n");
+        expect_line(out, "locatealg:AES: 4\n");
+        expect_line(out, "locatealg:RSA: 1\n");
+        expect_line(out, "locatealg:HMAC_SHA256: 2\n");
+    }
+    {
+        /* the public key kmd gave is the key's */
+        km_key *p = NULL;
+        uint8_t der[200];
+        size_t n = 0;
+        OK(km_key_open(&p, owner, "p2"));
+        OK(km_key_public_export(p, 0, KM_MATERIAL_SPKI_DER, der, sizeof der, &n));
+        ck_assert_uint_eq(n, 120);
+        km_key_free(p);
+    }
+    /* what PyKMIP made is in the vault, owned by the admin */
+    OK(km_key_open(&k, owner, "h1"));
+    km_key_free(k);
+    OK(km_audit_verify(owner, NULL, NULL, NULL));
+}
+END_TEST
+
+/* ------------------------------------------------------------ boundary */
+
+typedef struct who_seen {
+    const char *principal;
+    int n;
+} who_seen;
+
+static int count_principal(const km_audit_entry *e, void *arg)
+{
+    who_seen *w = arg;
+    if (strcmp(e->principal, w->principal) == 0)
+        w->n++;
+    return 0;
+}
+
+/* A user reaching only the socket: encrypt with its grant, no decrypt
+ * without one, no create; AAD bound; its entries name it and its uid; once
+ * removed, its next request on the open connection is refused. */
+START_TEST(test_kmd_boundary_user)
+{
+    char uid[33], expect[96];
+    res enc, r;
+    who_seen w;
+    int fd;
+
+    owner_key("orders", TU_USER, KM_PERM_ENCRYPT, uid);
+    kmd_start(TU_USER, NULL);
+    fd = connect_kmd();
+    do_encrypt(fd, uid, "card 4111", "order-1", &enc);
+    ck_assert_uint_eq(enc.status, KM__KMIP_STATUS_SUCCESS);
+    ck_assert_uint_eq(enc.iv_len, 16);
+    ck_assert_uint_eq(enc.data_len, 9 + 16);     /* the tag appended */
+    do_decrypt(fd, uid, &enc, "order-1", &r);
+    ck_assert_uint_eq(r.status, KM__KMIP_STATUS_FAILED);
+    ck_assert_uint_eq(r.reason, KM__KMIP_REASON_PERMISSION_DENIED);
+    do_create(fd, "mine", &r);
+    ck_assert_uint_eq(r.reason, KM__KMIP_REASON_PERMISSION_DENIED);
+    do_simple(fd, KM__KMIP_OP_DESTROY, uid, &r);
+    ck_assert_uint_eq(r.reason, KM__KMIP_REASON_PERMISSION_DENIED);
+    /* granted decrypt: the round trip, and a wrong AAD fails */
+    {
+        km_key *k = NULL;
+        OK(km_key_open(&k, owner, "orders"));
+        OK(km_key_grant(k, TU_USER, KM_PERM_ENCRYPT | KM_PERM_DECRYPT));
+        km_key_free(k);
+    }
+    tu_sleep_ms(50);
+    do_decrypt(fd, uid, &enc, "order-1", &r);
+    ck_assert_uint_eq(r.status, KM__KMIP_STATUS_SUCCESS);
+    ck_assert_uint_eq(r.data_len, 9);
+    ck_assert_mem_eq(r.data, "card 4111", 9);
+    do_decrypt(fd, uid, &enc, "order-2", &r);
+    ck_assert_uint_eq(r.reason, KM__KMIP_REASON_CRYPTOGRAPHIC_FAILURE);
+    /* the ciphertext kmd made is libkm's: the owner decrypts it embedded */
+    {
+        uint8_t ct[64], pt[64];
+        size_t n = 0;
+        ct[0] = 0x4b; ct[1] = 0x4d; ct[2] = 1; ct[3] = KM_KEY_AES_256_GCM;
+        {
+            int i;
+            for (i = 0; i < 16; i++) {
+                unsigned x;
+                ck_assert_int_eq(sscanf(uid + 2 * i, "%2x", &x), 1);
+                ct[4 + i] = (uint8_t)x;
+            }
+        }
+        memcpy(ct + 20, enc.iv, 16);
+        memcpy(ct + 36, enc.data, enc.data_len);
+        OK(km_decrypt(owner, 0, ct, 36 + enc.data_len, (const uint8_t *)"order-1", 7, pt,
+                      sizeof pt, &n));
+        ck_assert_mem_eq(pt, "card 4111", 9);
+    }
+    /* removed: the next request on the same connection is refused */
+    OK(km_principal_remove(owner, TU_USER, 0));
+    tu_sleep_ms(50);
+    do_encrypt(fd, uid, "x", NULL, &r);
+    ck_assert_msg(r.closed || r.reason == KM__KMIP_REASON_PERMISSION_DENIED,
+                  "a removed principal's request was not refused");
+    close(fd);
+    /* a new connection of the removed principal is refused outright */
+    fd = connect_kmd();
+    ck_assert(closed_within(fd, 2000));
+    close(fd);
+    kmd_stop(SIGTERM);
+    OK(km_audit_verify(owner, NULL, NULL, NULL));
+    memset(&w, 0, sizeof w);
+    snprintf(expect, sizeof expect, "%s via uid:%u", TU_USER, (unsigned)getuid());
+    w.principal = expect;
+    OK(km_audit_foreach(owner, 1, count_principal, &w));
+    ck_assert_int_ge(w.n, 3);    /* its denials at least */
+}
+END_TEST
+
+/* The auditor through the socket: may not destroy, revoke or use a key. */
+START_TEST(test_kmd_boundary_auditor)
+{
+    char uid[33];
+    res r;
+    int fd;
+
+    owner_key("k", NULL, 0, uid);
+    kmd_start(TU_AUDITOR, NULL);
+    fd = connect_kmd();
+    do_simple(fd, KM__KMIP_OP_REVOKE, uid, &r);
+    ck_assert_uint_eq(r.reason, KM__KMIP_REASON_PERMISSION_DENIED);
+    do_simple(fd, KM__KMIP_OP_DESTROY, uid, &r);
+    ck_assert_uint_eq(r.status, KM__KMIP_STATUS_FAILED);
+    do_encrypt(fd, uid, "x", NULL, &r);
+    ck_assert_uint_eq(r.reason, KM__KMIP_REASON_PERMISSION_DENIED);
+    do_simple(fd, KM__KMIP_OP_GET_ATTRIBUTES, uid, &r);
+    ck_assert_uint_eq(r.status, KM__KMIP_STATUS_SUCCESS);
+    close(fd);
+    kmd_stop(SIGTERM);
+    {
+        km_key *k = NULL;
+        km_keyinfo *info = NULL;
+        km_version_info vi;
+        OK(km_key_open(&k, owner, "k"));
+        OK(km_key_info(&info, k));
+        OK(km_keyinfo_version(info, 0, &vi, sizeof vi));
+        ck_assert_int_eq(vi.state, KM_STATE_ACTIVE);
+        km_keyinfo_free(info);
+        km_key_free(k);
+    }
+}
+END_TEST
+
+/* A uid that the configuration does not map gets nothing: closed at once. */
+START_TEST(test_kmd_unmapped_uid_refused)
+{
+    char uid[33];
+    res r;
+    int fd;
+
+    owner_key("k", NULL, 0, uid);
+    kmd_start(NULL, "principal.4000000000 = " TU_ADMIN "\n");
+    fd = connect_kmd();
+    ck_assert(closed_within(fd, 2000));
+    close(fd);
+    (void)r;
+}
+END_TEST
+
+/* --------------------------------------------------------------- faults */
+
+/* Still serving: a GetAttributes on a new connection succeeds. */
+static void still_serving(const char *uid)
+{
+    res r;
+    int fd = connect_kmd();
+    do_simple(fd, KM__KMIP_OP_GET_ATTRIBUTES, uid, &r);
+    ck_assert_uint_eq(r.status, KM__KMIP_STATUS_SUCCESS);
+    close(fd);
+}
+
+/* Garbage, a message that is not a request, a truncated one, an oversized
+ * one and a slow one (a byte every 300 ms): each refused (an Invalid Message
+ * answer where kmd could read it, then the connection closed) within its
+ * limits, and kmd keeps serving. */
+START_TEST(test_kmd_malformed_requests)
+{
+    char uid[33];
+    uint8_t junk[64];
+    res r;
+    int fd, i;
+    km__ttlv_enc e;
+
+    owner_key("k", TU_ADMIN, KM_PERM_ALL, uid);
+    kmd_start(TU_ADMIN, "request_timeout_ms = 600\nidle_timeout_ms = 1500\nmax_message = 4096\n");
+
+    /* well framed, bad inside (type 0x42 is no TTLV type): Invalid Message */
+    memset(junk, 0xA5, sizeof junk);
+    junk[0] = 0x42; junk[1] = 0x00; junk[2] = 0x78; junk[3] = 0x42;
+    junk[4] = 0; junk[5] = 0; junk[6] = 0; junk[7] = 56;
+    fd = connect_kmd();
+    send_all(fd, junk, sizeof junk);
+    {
+        size_t n;
+        uint8_t *b = recv_msg(fd, &n);
+        ck_assert_ptr_nonnull(b);
+        parse(b, n, &r);
+        free(b);
+        ck_assert_uint_eq(r.reason, KM__KMIP_REASON_INVALID_MESSAGE);
+    }
+    ck_assert(closed_within(fd, 2000));
+    close(fd);
+
+    /* a Response Message sent as a request */
+    fd = connect_kmd();
+    km__ttlv_enc_init(&e, 0);
+    km__ttlv_begin(&e, T(RESPONSE_MESSAGE));
+    km__ttlv_put_int(&e, T(BATCH_COUNT), 1);
+    km__ttlv_end(&e);
+    roundtrip(fd, &e, &r);
+    ck_assert_uint_eq(r.reason, KM__KMIP_REASON_INVALID_MESSAGE);
+    close(fd);
+
+    /* truncated: the header promises more than comes */
+    fd = connect_kmd();
+    send_all(fd, junk, 20);
+    ck_assert(closed_within(fd, 3000));
+    close(fd);
+
+    /* oversized: refused from the header, the rest never read */
+    fd = connect_kmd();
+    junk[4] = 0; junk[5] = 0x10; junk[6] = 0; junk[7] = 0;   /* 1 MiB */
+    send_all(fd, junk, 8);
+    ck_assert(closed_within(fd, 2000));
+    close(fd);
+
+    /* slow: one byte every 300 ms passes request_timeout_ms */
+    fd = connect_kmd();
+    req_begin(&e, KM__KMIP_OP_GET_ATTRIBUTES);
+    put_uid(&e, uid);
+    req_end(&e);
+    {
+        const uint8_t *m;
+        size_t n;
+        int closed = 0;
+        ck_assert_int_eq(km__ttlv_enc_finish(&e, &m, &n), KM_OK);
+        for (i = 0; i < (int)n && !closed; i++) {
+            if (send(fd, m + i, 1, MSG_NOSIGNAL) != 1)
+                closed = 1;
+            tu_sleep_ms(300);
+        }
+        ck_assert_msg(closed || closed_within(fd, 2000), "a slow request was not cut off");
+        ck_assert_int_lt(i, (int)n);
+    }
+    km__ttlv_enc_free(&e);
+    close(fd);
+
+    /* idle: a silent connection is closed after idle_timeout_ms */
+    fd = connect_kmd();
+    ck_assert(closed_within(fd, 4000));
+    close(fd);
+    still_serving(uid);
+}
+END_TEST
+
+/* A client killed in the middle of sending a request, and one killed after
+ * sending it without reading the answer: kmd serves the next client. */
+START_TEST(test_kmd_client_killed_mid_request)
+{
+    char uid[33];
+    int j;
+
+    owner_key("k", TU_ADMIN, KM_PERM_ALL, uid);
+    kmd_start(TU_ADMIN, NULL);
+    for (j = 0; j < 2; j++) {
+        pid_t p = fork();
+        ck_assert_int_ge(p, 0);
+        if (p == 0) {
+            km__ttlv_enc e;
+            const uint8_t *m;
+            size_t n;
+            int fd = connect_kmd();
+            req_begin(&e, KM__KMIP_OP_ENCRYPT);
+            put_uid(&e, uid);
+            km__ttlv_put_bytes(&e, T(DATA), (const uint8_t *)"0123456789", 10);
+            req_end(&e);
+            if (km__ttlv_enc_finish(&e, &m, &n) != KM_OK)
+                _exit(1);
+            send_all(fd, m, j == 0 ? n / 2 : n);
+            raise(SIGKILL);
+        }
+        waitpid(p, NULL, 0);
+    }
+    still_serving(uid);
+    {
+        res enc, r;
+        int fd = connect_kmd();
+        do_encrypt(fd, uid, "after", NULL, &enc);
+        ck_assert_uint_eq(enc.status, KM__KMIP_STATUS_SUCCESS);
+        do_decrypt(fd, uid, &enc, NULL, &r);
+        ck_assert_mem_eq(r.data, "after", 5);
+        close(fd);
+    }
+}
+END_TEST
+
+/* 64 clients at once, each with its own connection, encrypt and decrypt. */
+typedef struct cl_arg {
+    const char *uid;
+    int ok;
+} cl_arg;
+
+static void *client_main(void *arg)
+{
+    cl_arg *a = arg;
+    int fd, i;
+    a->ok = 0;
+    fd = connect_kmd();
+    for (i = 0; i < 10; i++) {
+        res enc, r;
+        char msg[32];
+        snprintf(msg, sizeof msg, "message %d", i);
+        do_encrypt(fd, a->uid, msg, "aad", &enc);
+        if (enc.status != KM__KMIP_STATUS_SUCCESS)
+            break;
+        do_decrypt(fd, a->uid, &enc, "aad", &r);
+        if (r.status != KM__KMIP_STATUS_SUCCESS || r.data_len != strlen(msg)
+            || memcmp(r.data, msg, r.data_len) != 0)
+            break;
+        a->ok++;
+    }
+    close(fd);
+    return NULL;
+}
+
+START_TEST(test_kmd_64_clients)
+{
+    char uid[33];
+    pthread_t th[64];
+    cl_arg a[64];
+    int i;
+
+    owner_key("k", TU_ADMIN, KM_PERM_ALL, uid);
+    kmd_start(TU_ADMIN, "max_connections = 64\n");
+    for (i = 0; i < 64; i++) {
+        a[i].uid = uid;
+        ck_assert_int_eq(pthread_create(&th[i], NULL, client_main, &a[i]), 0);
+    }
+    for (i = 0; i < 64; i++) {
+        pthread_join(th[i], NULL);
+        ck_assert_int_eq(a[i].ok, 10);
+    }
+    still_serving(uid);
+}
+END_TEST
+
+/* kmd SIGKILLed while a client creates keys: after a restart every Create
+ * that was acknowledged is there, and the audit chain is whole. */
+START_TEST(test_kmd_sigkill_during_writes)
+{
+    char names[400][16];
+    int acked = 0, fd, round;
+    pid_t p;
+
+    for (round = 0; round < 3; round++) {
+        int pfd[2];
+        kmd_start(TU_ADMIN, NULL);
+        ck_assert_int_eq(pipe(pfd), 0);
+        p = fork();
+        ck_assert_int_ge(p, 0);
+        if (p == 0) {
+            /* the writer: reports each acknowledged name on the pipe */
+            int i;
+            close(pfd[0]);
+            fd = connect_kmd();
+            for (i = 0; i < 100; i++) {
+                char nm[16];
+                res r;
+                snprintf(nm, sizeof nm, "r%d-%d", round, i);
+                do_create(fd, nm, &r);
+                if (r.closed || r.status != KM__KMIP_STATUS_SUCCESS)
+                    _exit(0);
+                if (write(pfd[1], nm, sizeof nm) != (ssize_t)sizeof nm)
+                    _exit(1);
+            }
+            _exit(0);
+        }
+        close(pfd[1]);
+        tu_sleep_ms(300 + 200 * round);
+        kmd_stop(SIGKILL);
+        for (;;) {
+            char nm[16];
+            if (read(pfd[0], nm, sizeof nm) != (ssize_t)sizeof nm)
+                break;
+            ck_assert_int_lt(acked, 400);
+            memcpy(names[acked++], nm, sizeof nm);
+        }
+        close(pfd[0]);
+        waitpid(p, NULL, 0);
+    }
+    ck_assert_int_gt(acked, 0);
+    kmd_start(TU_ADMIN, NULL);
+    fd = connect_kmd();
+    {
+        int i;
+        for (i = 0; i < acked; i++) {
+            km_key *k = NULL;
+            ck_assert_msg(km_key_open(&k, owner, names[i]) == KM_OK,
+                          "acknowledged key %s lost", names[i]);
+            km_key_free(k);
+        }
+    }
+    close(fd);
+    kmd_stop(SIGTERM);
+    OK(km_audit_verify(owner, NULL, NULL, NULL));
+}
+END_TEST
+
+/* RNGRetrieve and Query through the raw client (PyKMIP 0.10 has no RNG
+ * payload); an operation kmd does not serve is Operation Not Supported; an
+ * unknown or missing identifier; a client IV is refused (kmd draws nonces). */
+START_TEST(test_kmd_rng_and_unsupported)
+{
+    km__ttlv_enc e;
+    res r, r2;
+    int fd;
+
+    kmd_start(TU_USER, NULL);
+    fd = connect_kmd();
+    req_begin(&e, 0x25);
+    km__ttlv_put_int(&e, 0x4200C4, 32);
+    req_end(&e);
+    roundtrip(fd, &e, &r);
+    ck_assert_uint_eq(r.status, KM__KMIP_STATUS_SUCCESS);
+    ck_assert_uint_eq(r.data_len, 32);
+    req_begin(&e, 0x25);
+    km__ttlv_put_int(&e, 0x4200C4, 32);
+    req_end(&e);
+    roundtrip(fd, &e, &r2);
+    ck_assert(memcmp(r.data, r2.data, 32) != 0);
+    req_begin(&e, 0x25);
+    km__ttlv_put_int(&e, 0x4200C4, 1 << 20);
+    req_end(&e);
+    roundtrip(fd, &e, &r);
+    ck_assert_uint_eq(r.reason, KM__KMIP_REASON_INVALID_FIELD);
+    req_begin(&e, 0x15);   /* Archive */
+    req_end(&e);
+    roundtrip(fd, &e, &r);
+    ck_assert_uint_eq(r.reason, KM__KMIP_REASON_OPERATION_NOT_SUPPORTED);
+    /* an identifier that names no key, or no identifier at all */
+    do_simple(fd, KM__KMIP_OP_GET_ATTRIBUTES, "00112233445566778899aabbccddeeff", &r);
+    ck_assert_uint_eq(r.reason, KM__KMIP_REASON_ITEM_NOT_FOUND);
+    do_simple(fd, KM__KMIP_OP_GET_ATTRIBUTES, "not-hex", &r);
+    ck_assert_uint_eq(r.reason, KM__KMIP_REASON_ITEM_NOT_FOUND);
+    do_simple(fd, KM__KMIP_OP_GET_ATTRIBUTES, NULL, &r);
+    ck_assert_uint_eq(r.reason, KM__KMIP_REASON_MISSING_DATA);
+    /* a client never chooses the nonce */
+    {
+        char uid[33];
+        owner_key("k", TU_USER, KM_PERM_ENCRYPT, uid);
+        req_begin(&e, KM__KMIP_OP_ENCRYPT);
+        put_uid(&e, uid);
+        km__ttlv_put_bytes(&e, T(DATA), (const uint8_t *)"x", 1);
+        km__ttlv_put_bytes(&e, T(IV_COUNTER_NONCE), (const uint8_t *)"000000000000", 12);
+        req_end(&e);
+        roundtrip(fd, &e, &r);
+        ck_assert_uint_eq(r.reason, KM__KMIP_REASON_FEATURE_NOT_SUPPORTED);
+        do_encrypt(fd, uid, "x", NULL, &r);
+        ck_assert_uint_eq(r.status, KM__KMIP_STATUS_SUCCESS);
+    }
+    close(fd);
+}
+END_TEST
+
+
+/* Runs kmd with config text `conf` (the passphrase file left as the test
+ * made it); its exit status, which must come within 10 s. */
+static int kmd_exit_status(const char *conf)
+{
+    char path[700], bin[700];
+    FILE *f;
+    pid_t p;
+    int status = 0, i;
+
+    snprintf(path, sizeof path, "%s/bad.conf", dir);
+    f = fopen(path, "w");
+    ck_assert_ptr_nonnull(f);
+    fputs(conf, f);
+    fclose(f);
+    snprintf(bin, sizeof bin, "%s/src/kmd/kmd", builddir());
+    p = fork();
+    ck_assert_int_ge(p, 0);
+    if (p == 0) {
+        int fd = open("/dev/null", O_WRONLY);
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        dup2(fd, 2);
+        execl(bin, "kmd", "--config", path, (char *)NULL);
+        _exit(127);
+    }
+    for (i = 0; i < 200 && waitpid(p, &status, WNOHANG) != p; i++)
+        tu_sleep_ms(50);
+    if (i == 200) {
+        kill(p, SIGKILL);
+        waitpid(p, &status, 0);
+        ck_abort_msg("kmd ran with a configuration it should refuse:\n%s", conf);
+    }
+    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+/* kmd refuses to start: a passphrase file others may read, a symlink to a
+ * good one, a wrong passphrase; configuration errors (unknown key, missing vault, both or
+ * neither open method, a bad number, a uid mapped twice). Nothing listens. */
+START_TEST(test_kmd_start_refusals)
+{
+    char conf[2048], base[1024], pass[700], link[700];
+    struct stat st;
+
+    kmd_start(TU_ADMIN, NULL);   /* writes DIR/pass (0600) and a good config */
+    kmd_stop(SIGTERM);
+    snprintf(pass, sizeof pass, "%s/pass", dir);
+    snprintf(base, sizeof base, "vault = lmdb:%s/vault\nsocket = %s\n", dir, sock);
+    ck_assert_int_eq(chmod(pass, 0640), 0);
+    snprintf(conf, sizeof conf, "%spassphrase_file = %s\n", base, pass);
+    ck_assert_int_eq(kmd_exit_status(conf), 1);
+    ck_assert_int_eq(chmod(pass, 0600), 0);
+    snprintf(link, sizeof link, "%s/pass-link", dir);
+    ck_assert_int_eq(symlink(pass, link), 0);
+    snprintf(conf, sizeof conf, "%spassphrase_file = %s\n", base, link);
+    ck_assert_int_eq(kmd_exit_status(conf), 1);
+    {
+        FILE *f;
+        snprintf(link, sizeof link, "%s/wrong", dir);
+        f = fopen(link, "w");
+        fputs("not the passphrase\n", f);
+        fclose(f);
+        ck_assert_int_eq(chmod(link, 0600), 0);
+        snprintf(conf, sizeof conf, "%spassphrase_file = %s\n", base, link);
+        ck_assert_int_eq(kmd_exit_status(conf), 1);
+    }
+    snprintf(conf, sizeof conf, "%spassphrase_file = %s\nlisten_tcp = 1\n", base, pass);
+    ck_assert_int_eq(kmd_exit_status(conf), 2);
+    snprintf(conf, sizeof conf, "socket = %s\npassphrase_file = %s\n", sock, pass);
+    ck_assert_int_eq(kmd_exit_status(conf), 2);
+    snprintf(conf, sizeof conf, "%s", base);
+    ck_assert_int_eq(kmd_exit_status(conf), 2);
+    snprintf(conf, sizeof conf, "%spassphrase_file = %s\nslot_backend = tpm2\n", base, pass);
+    ck_assert_int_eq(kmd_exit_status(conf), 2);
+    snprintf(conf, sizeof conf, "%spassphrase_file = %s\nmax_connections = lots\n", base, pass);
+    ck_assert_int_eq(kmd_exit_status(conf), 2);
+    snprintf(conf, sizeof conf, "%spassphrase_file = %s\nprincipal.7 = a\nprincipal.7 = b\n",
+             base, pass);
+    ck_assert_int_eq(kmd_exit_status(conf), 2);
+    ck_assert_int_ne(stat(sock, &st), 0);
+    /* the shipped example is a valid configuration */
+    {
+        char cmd[1400];
+        const char *src = getenv("top_srcdir");
+        snprintf(cmd, sizeof cmd, "%s/src/kmd/kmd --config %s/src/kmd/kmd.conf.example "
+                 "--check-config 2>/dev/null", builddir(), src != NULL ? src : ".");
+        ck_assert_int_eq(system(cmd), 0);
+        snprintf(cmd, sizeof cmd, "%s/src/kmd/kmd --config %s/bad.conf --check-config "
+                 "2>/dev/null", builddir(), dir);
+        ck_assert_int_ne(system(cmd), 0);
+    }
+}
+END_TEST
+
+/* max_connections: the connection past the limit is closed at once; one
+ * freed makes room again. */
+START_TEST(test_kmd_connection_limit)
+{
+    char uid[33];
+    res r;
+    int a, b, c;
+
+    owner_key("k", TU_ADMIN, KM_PERM_ALL, uid);
+    kmd_start(TU_ADMIN, "max_connections = 2\n");
+    a = connect_kmd();
+    b = connect_kmd();
+    do_simple(a, KM__KMIP_OP_GET_ATTRIBUTES, uid, &r);
+    ck_assert_uint_eq(r.status, KM__KMIP_STATUS_SUCCESS);
+    do_simple(b, KM__KMIP_OP_GET_ATTRIBUTES, uid, &r);
+    ck_assert_uint_eq(r.status, KM__KMIP_STATUS_SUCCESS);
+    c = connect_kmd();
+    ck_assert(closed_within(c, 2000));
+    close(c);
+    close(a);
+    tu_sleep_ms(300);
+    still_serving(uid);
+    close(b);
+}
+END_TEST
+
+typedef struct note_seen {
+    int shares, other;
+} note_seen;
+
+static int count_notes(const km_audit_entry *e, void *arg)
+{
+    note_seen *n = arg;
+    if (strcmp(e->op, "vault.open") == 0) {
+        if (strstr(e->detail, "unseal: share ") != NULL && strstr(e->detail, "from uid:") != NULL)
+            n->shares++;
+        else
+            n->other++;
+    }
+    return 0;
+}
+
+/* kmctl unseal: runs it with the share files; its exit status, output in out. */
+static int kmctl_unseal(const char *files, char *out, size_t cap)
+{
+    char cmd[2048];
+    FILE *p;
+    size_t n;
+    snprintf(cmd, sizeof cmd, "%s/src/kmctl/kmctl --vault kmd:%s unseal %s 2>&1", builddir(),
+             sock, files);
+    p = popen(cmd, "r");
+    ck_assert_ptr_nonnull(p);
+    n = fread(out, 1, cap - 1, p);
+    out[n] = '\0';
+    return pclose(p);
+}
+
+/* A kmd started sealed serves nothing but Unseal until custodians sent M
+ * shares with kmctl unseal: a repeated share counts once, an altered one
+ * makes kmd forget every share held, the right M open the vault; a
+ * connection made while sealed works once unsealed; each share is in the
+ * audit log with its sender; a second unseal is refused. */
+START_TEST(test_kmd_sealed_start_unseal)
+{
+    km_secret *sh[3];
+    char path[3][700], files[2200], out[1024], uid[33];
+    res r;
+    int fd, i;
+    note_seen n;
+
+    owner_key("k", TU_ADMIN, KM_PERM_ALL, uid);
+    OK(km_vault_add_shares(owner, 2, 3, sh));
+    for (i = 0; i < 3; i++) {
+        FILE *f;
+        snprintf(path[i], sizeof path[i], "%s/share%d", dir, i);
+        f = fopen(path[i], "w");
+        ck_assert_ptr_nonnull(f);
+        fprintf(f, "%s\n", (const char *)km_secret_data(sh[i]));
+        fclose(f);
+        ck_assert_int_eq(chmod(path[i], 0600), 0);
+    }
+    kmd_start(TU_ADMIN, "unseal = shares\n");
+    fd = connect_kmd();
+    do_simple(fd, KM__KMIP_OP_GET_ATTRIBUTES, uid, &r);
+    ck_assert_uint_eq(r.reason, KM__KMIP_REASON_PERMISSION_DENIED);
+
+    snprintf(files, sizeof files, "--share-file %s --share-file %s", path[0], path[0]);
+    ck_assert_msg(kmctl_unseal(files, out, sizeof out) == 0, "kmctl unseal: %s", out);
+    ck_assert_msg(strstr(out, "sealed: 1 of 2 shares received") != NULL, "%s", out);
+    /* an altered share: the open fails, kmd forgets the shares it held */
+    {
+        char bad[700];
+        FILE *f;
+        char *t = strdup((const char *)km_secret_data(sh[1]));
+        size_t len = strlen(t);
+        t[len - 3] = t[len - 3] == 'A' ? 'B' : 'A';
+        snprintf(bad, sizeof bad, "%s/bad", dir);
+        f = fopen(bad, "w");
+        fprintf(f, "%s\n", t);
+        fclose(f);
+        chmod(bad, 0600);
+        free(t);
+        snprintf(files, sizeof files, "--share-file %s", bad);
+        ck_assert_int_ne(kmctl_unseal(files, out, sizeof out), 0);
+        ck_assert_msg(strstr(out, "did not open the vault") != NULL, "%s", out);
+    }
+    do_simple(fd, KM__KMIP_OP_GET_ATTRIBUTES, uid, &r);
+    ck_assert_uint_eq(r.reason, KM__KMIP_REASON_PERMISSION_DENIED);
+    snprintf(files, sizeof files, "--share-file %s --share-file %s", path[2], path[1]);
+    ck_assert_msg(kmctl_unseal(files, out, sizeof out) == 0, "kmctl unseal: %s", out);
+    ck_assert_msg(strstr(out, "unsealed (2 of 2 shares)") != NULL, "%s", out);
+    /* the connection made while sealed now acts as its principal */
+    do_simple(fd, KM__KMIP_OP_GET_ATTRIBUTES, uid, &r);
+    ck_assert_uint_eq(r.status, KM__KMIP_STATUS_SUCCESS);
+    close(fd);
+    snprintf(files, sizeof files, "--share-file %s", path[0]);
+    ck_assert_int_ne(kmctl_unseal(files, out, sizeof out), 0);
+    ck_assert_msg(strstr(out, "not sealed") != NULL, "%s", out);
+    kmd_stop(SIGTERM);
+    memset(&n, 0, sizeof n);
+    OK(km_audit_foreach(owner, 1, count_notes, &n));
+    ck_assert_int_eq(n.shares, 2);
+    OK(km_audit_verify(owner, NULL, NULL, NULL));
+    for (i = 0; i < 3; i++)
+        km_secret_free(sh[i]);
+}
+END_TEST
+
+/* ReKey rotates the key: new ciphertexts use the new version, one made
+ * before decrypts still (its IV names its version); a user without the
+ * admin role may not rekey. */
+START_TEST(test_kmd_rekey)
+{
+    char uid[33];
+    res enc1, enc2, r;
+    int fd;
+    km_key *k = NULL;
+    km_keyinfo *info = NULL;
+
+    owner_key("k", TU_ADMIN, KM_PERM_ALL, uid);
+    kmd_start(TU_ADMIN, NULL);
+    fd = connect_kmd();
+    do_encrypt(fd, uid, "before", NULL, &enc1);
+    ck_assert_uint_eq(enc1.status, KM__KMIP_STATUS_SUCCESS);
+    do_simple(fd, 0x04, uid, &r);
+    ck_assert_uint_eq(r.status, KM__KMIP_STATUS_SUCCESS);
+    ck_assert_str_eq(r.uid, uid);
+    do_encrypt(fd, uid, "after", NULL, &enc2);
+    ck_assert_uint_eq(enc2.status, KM__KMIP_STATUS_SUCCESS);
+    ck_assert_uint_eq(enc1.iv[3], 1);   /* the version, big-endian */
+    ck_assert_uint_eq(enc2.iv[3], 2);
+    do_decrypt(fd, uid, &enc1, NULL, &r);
+    ck_assert_uint_eq(r.status, KM__KMIP_STATUS_SUCCESS);
+    ck_assert_mem_eq(r.data, "before", 6);
+    close(fd);
+    OK(km_key_open(&k, owner, "k"));
+    OK(km_key_info(&info, k));
+    ck_assert_uint_eq(km_keyinfo_version_count(info), 2);
+    km_keyinfo_free(info);
+    km_key_free(k);
+    kmd_stop(SIGTERM);
+    kmd_start(TU_USER, NULL);
+    fd = connect_kmd();
+    do_simple(fd, 0x04, uid, &r);
+    ck_assert_uint_eq(r.reason, KM__KMIP_REASON_PERMISSION_DENIED);
+    close(fd);
+}
+END_TEST
+
+/* A free TCP port on 127.0.0.1. */
+static int free_port(void)
+{
+    struct sockaddr_in a;
+    socklen_t l = sizeof a;
+    int fd = socket(AF_INET, SOCK_STREAM, 0), port;
+    memset(&a, 0, sizeof a);
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    ck_assert_int_eq(bind(fd, (struct sockaddr *)&a, sizeof a), 0);
+    ck_assert_int_eq(getsockname(fd, (struct sockaddr *)&a, &l), 0);
+    port = ntohs(a.sin_port);
+    close(fd);
+    return port;
+}
+
+/* Runs pykmip_unix.py on kmd's TLS listener as client certificate `name`;
+ * its output in out (the exit status is not checked: refusals exit 3). */
+static void pykmip_tls(int port, const char *pki, const char *name, const char *steps, char *out,
+                       size_t cap)
+{
+    char cmd[4096];
+    const char *src = getenv("top_srcdir");
+    FILE *p;
+    size_t n;
+    snprintf(cmd, sizeof cmd, "timeout 120 /usr/bin/python3 %s/tests/kmd/pykmip_unix.py "
+             "tls:%d:%s:%s 1.4 %s 2>&1", src != NULL ? src : ".", port, pki, name, steps);
+    p = popen(cmd, "r");
+    ck_assert_ptr_nonnull(p);
+    n = fread(out, 1, cap - 1, p);
+    out[n] = '\0';
+    pclose(p);
+}
+
+/* The TLS listener: PyKMIP's client, unchanged, with a certificate whose CN
+ * is mapped works as that principal (audited "via tls:CN=..."); refused: a
+ * CN not mapped, a certificate of another CA, one without the clientAuth
+ * purpose, an expired one, no certificate. kmd names each refusal. */
+START_TEST(test_kmd_tls)
+{
+    char pki[700], cmd[4096], extra[2600], out[4096], *log;
+    static const char *const refused[] = { "client2", "other", "noeku", "exp", "-" };
+    static const char *const why[] = {
+        "tls:CN=libkm-b: refused: no principal is mapped",
+        "unable to get local issuer certificate", "unsuitable certificate purpose",
+        "certificate has expired", "peer did not return a certificate" };
+    const char *src = getenv("top_srcdir");
+    size_t len, i;
+    int port = free_port();
+    who_seen w;
+
+    snprintf(pki, sizeof pki, "%s/pki", dir);
+    snprintf(cmd, sizeof cmd, "mkdir -p %s && sh %s/tests/kmip/pykmip.sh certs %s && cd %s && "
+             "openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout exp.key "
+             "-out exp.csr -subj /CN=libkm-a 2>/dev/null && printf 'extendedKeyUsage=clientAuth\\n'"
+             " > exp.ext && openssl x509 -req -in exp.csr -CA ca.crt -CAkey ca.key "
+             "-CAcreateserial -out exp.crt -days -1 -extfile exp.ext 2>/dev/null",
+             pki, src != NULL ? src : ".", pki, pki);
+    ck_assert_int_eq(system(cmd), 0);
+    snprintf(extra, sizeof extra, "tls_listen = 127.0.0.1:%d\ntls_ca = %s/ca.crt\n"
+             "tls_cert = %s/server.crt\ntls_key = %s/server.key\n"
+             "tls_principal.libkm-a = " TU_ADMIN "\n", port, pki, pki, pki);
+    kmd_start(NULL, extra);
+    pykmip_tls(port, pki, "client", "query create:t1:AES:256 activate:t1 gcm:t1:over-tls", out,
+               sizeof out);
+    expect_line(out, "query: 20");
+    expect_line(out, "gcm:t1:over-tls: over-tls 16 CRYPTOGRAPHIC_FAILURE");
+    for (i = 0; i < sizeof refused / sizeof refused[0]; i++) {
+        pykmip_tls(port, pki, refused[i], "query", out, sizeof out);
+        ck_assert_msg(strstr(out, "query: 20") == NULL, "%s was served:\n%s", refused[i], out);
+        ck_assert_msg(strstr(out, "ERROR") != NULL, "%s: no error:\n%s", refused[i], out);
+    }
+    kmd_stop(SIGTERM);
+    snprintf(cmd, sizeof cmd, "%s/kmd.log", dir);
+    log = (char *)tu_read_file(cmd, &len);
+    ck_assert_ptr_nonnull(log);
+    for (i = 0; i < sizeof why / sizeof why[0]; i++)
+        ck_assert_msg(tu_memmem((const uint8_t *)log, len, (const uint8_t *)why[i], strlen(why[i])),
+                      "kmd did not log '%s'", why[i]);
+    free(log);
+    memset(&w, 0, sizeof w);
+    w.principal = TU_ADMIN " via tls:CN=libkm-a";
+    OK(km_audit_foreach(owner, 1, count_principal, &w));
+    ck_assert_int_ge(w.n, 2);    /* the create and the activation */
+}
+END_TEST
+
+int main(void)
+{
+    TCase *tc;
+    Suite *s = tu_suite("kmd", NULL, &tc, 120, setup, teardown);
+    tcase_add_test(tc, test_kmd_pykmip_client);
+    tcase_add_test(tc, test_kmd_boundary_user);
+    tcase_add_test(tc, test_kmd_boundary_auditor);
+    tcase_add_test(tc, test_kmd_unmapped_uid_refused);
+    tcase_add_test(tc, test_kmd_malformed_requests);
+    tcase_add_test(tc, test_kmd_client_killed_mid_request);
+    tcase_add_test(tc, test_kmd_64_clients);
+    tcase_add_test(tc, test_kmd_sigkill_during_writes);
+    tcase_add_test(tc, test_kmd_rng_and_unsupported);
+    tcase_add_test(tc, test_kmd_start_refusals);
+    tcase_add_test(tc, test_kmd_connection_limit);
+    tcase_add_test(tc, test_kmd_sealed_start_unseal);
+    tcase_add_test(tc, test_kmd_rekey);
+    tcase_add_test(tc, test_kmd_tls);
+    return tu_run(s);
+}
