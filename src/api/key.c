@@ -294,9 +294,9 @@ int km_key_public_export(km_key *key, uint32_t version, km_material_format forma
 
 /* ------------------------------------------------- names and metadata */
 
-/* The checks of every metadata change: the handle, a key of the vault (not
- * a session key), the access rule of key.meta. */
-static int meta_use(const char *fn, km_key *key, km__kobj **k)
+/* The checks of every change of a key after creation: the handle, a key of
+ * the vault (not a session key), the access rule of `op`. */
+static int stored_key(const char *fn, km_key *key, int op, km__kobj **k)
 {
     int rc;
     if (key == NULL)
@@ -304,8 +304,13 @@ static int meta_use(const char *fn, km_key *key, km__kobj **k)
     if ((rc = km__key_use(key, k)) != KM_OK)
         return rc;
     if ((*k)->session)
-        return km__err(KM_E_UNSUPPORTED, "%s: a session key has no name in the vault", fn);
-    return km__acl_check((*k)->ctx, KM__OP_KEY_META, *k);
+        return km__err(KM_E_UNSUPPORTED, "%s: a session key is not in the vault", fn);
+    return km__acl_check((*k)->ctx, op, *k);
+}
+
+static int meta_use(const char *fn, km_key *key, km__kobj **k)
+{
+    return stored_key(fn, key, KM__OP_KEY_META, k);
 }
 
 int km_key_rename(km_key *key, const char *new_name)
@@ -453,15 +458,9 @@ int km_key_trim(km_key *key, uint32_t grace_days, uint32_t *count)
 
     if (count != NULL)
         *count = 0;
-    if (key == NULL)
-        return km__err(KM_E_INVALID, "km_key_trim: key is NULL");
     if (grace_days > 3650)
         return km__err(KM_E_INVALID, "km_key_trim: a grace period is at most 3650 days");
-    if ((rc = km__key_use(key, &k)) != KM_OK)
-        return rc;
-    if (k->session)
-        return km__err(KM_E_UNSUPPORTED, "km_key_trim: a session key has one version");
-    if ((rc = km__acl_check(k->ctx, KM__OP_KEY_DESTROY, k)) != KM_OK)
+    if ((rc = stored_key("km_key_trim", key, KM__OP_KEY_DESTROY, &k)) != KM_OK)
         return rc;
     return km__key_trim(k, grace_days, count);
 }
@@ -471,13 +470,7 @@ int km_key_purge(km_key *key)
     km__kobj *k;
     int rc;
 
-    if (key == NULL)
-        return km__err(KM_E_INVALID, "km_key_purge: key is NULL");
-    if ((rc = km__key_use(key, &k)) != KM_OK)
-        return rc;
-    if (k->session)
-        return km__err(KM_E_UNSUPPORTED, "km_key_purge: a session key is not in the vault");
-    if ((rc = km__acl_check(k->ctx, KM__OP_KEY_DESTROY, k)) != KM_OK)
+    if ((rc = stored_key("km_key_purge", key, KM__OP_KEY_DESTROY, &k)) != KM_OK)
         return rc;
     if ((rc = km__key_purge(k)) != KM_OK)
         return rc;

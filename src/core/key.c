@@ -1101,6 +1101,28 @@ static int policy_for_new_key(km_ctx *ctx, km_key_type type, uint32_t key_bits,
     return rc;
 }
 
+/* Writes key record rec (as stored) back with only its version count set to
+ * n: the metadata (key_meta.c) and fields of a newer libkm stay. */
+static int put_nversions(km_ctx *ctx, km__txn *t, const uint8_t id[16], const km_secret *rec,
+                         uint32_t n)
+{
+    static const uint8_t nvers_tag = KM__K_NVERSIONS;
+    size_t len = km_secret_len(rec) + 16;
+    uint8_t *b = malloc(len);
+    km__tlv_w w;
+    int rc;
+
+    if (b == NULL)
+        return km__err(KM_E_NOMEM, "out of memory");
+    km__tlv_init(&w, b, len);
+    km__tlv_copy_except(&w, km_secret_data(rec), km_secret_len(rec), &nvers_tag, 1);
+    km__tlv_put_u32(&w, KM__K_NVERSIONS, n);
+    if ((rc = km__tlv_end(&w)) == KM_OK)
+        rc = km__rec_put(t, ctx->sealer, KM__T_KEYS, id, 16, b, w.len, 0);
+    free(b);
+    return rc;
+}
+
 /* Records versions from..to-1 of key id, whose material was never imported,
  * as destroyed (so that version numbers stay those of the source key). */
 static int put_skipped(km_ctx *ctx, km__txn *t, const uint8_t id[16], uint32_t from, uint32_t to,
@@ -1292,8 +1314,7 @@ static int import_version(km__kobj *k, const char *name, km_key_type type, const
     km_secret *ref = NULL, *rec = NULL;
     km__txn *t = NULL;
     km__ver v;
-    uint8_t vk[20], buf[256], *kbuf = NULL;
-    static const uint8_t nvers_tag = KM__K_NVERSIONS;
+    uint8_t vk[20], buf[256];
     uint32_t nvers = 0;
     size_t len;
     int rc, committing = 0;
@@ -1344,20 +1365,8 @@ static int import_version(km__kobj *k, const char *name, km_key_type type, const
                                   "version must be newer", k->name, version, nvers);
         goto fail;
     }
-    len = km_secret_len(rec) + 16;
-    if ((kbuf = malloc(len)) == NULL) {
-        rc = km__err(KM_E_NOMEM, "out of memory");
+    if ((rc = put_nversions(ctx, t, k->id, rec, version)) != KM_OK)
         goto fail;
-    }
-    {
-        km__tlv_w w;
-        km__tlv_init(&w, kbuf, len);
-        km__tlv_copy_except(&w, km_secret_data(rec), km_secret_len(rec), &nvers_tag, 1);
-        km__tlv_put_u32(&w, KM__K_NVERSIONS, version);
-        if ((rc = km__tlv_end(&w)) != KM_OK
-            || (rc = km__rec_put(t, ctx->sealer, KM__T_KEYS, k->id, 16, kbuf, w.len, 0)) != KM_OK)
-            goto fail;
-    }
     km__version_init(&v, k, version, km__now(ctx), 0);
     km__vkey(vk, k->id, version);
     if ((rc = put_skipped(ctx, t, k->id, nvers + 1, version, km__now(ctx))) != KM_OK
@@ -1385,7 +1394,6 @@ fail:
     if (ref != NULL && k->be->ops.destroy != NULL)
         (void)k->be->ops.destroy(k->be->state, &spec, km_secret_data(ref), km_secret_len(ref));
 out:
-    free(kbuf);
     km_secret_free(rec);
     km_secret_free(ref);
     return rc;
@@ -1575,8 +1583,6 @@ static int kobj_rotate_stored(km__kobj *k, uint32_t *new_version)
     nv = r.nvers + 1;
     {
         km__kobj tmp;
-        uint8_t *kbuf = NULL;
-        static const uint8_t nvers_tag = KM__K_NVERSIONS;
         char name[KM_KEY_NAME_MAX + 1];
         memcpy(name, r.name, r.name_len);
         name[r.name_len] = '\0';
@@ -1602,24 +1608,7 @@ static int kobj_rotate_stored(km__kobj *k, uint32_t *new_version)
             }
             km__version_init(&v, &tmp, nv, km__now(k->ctx), 0);
         }
-        /* the record as stored with only the version count changed: the
-         * metadata (key_meta.c) and fields of a newer libkm stay */
-        len = km_secret_len(rec) + 16;
-        if ((kbuf = malloc(len)) == NULL) {
-            rc = km__err(KM_E_NOMEM, "out of memory");
-            goto fail;
-        }
-        {
-            km__tlv_w w;
-            km__tlv_init(&w, kbuf, len);
-            km__tlv_copy_except(&w, km_secret_data(rec), km_secret_len(rec), &nvers_tag, 1);
-            km__tlv_put_u32(&w, KM__K_NVERSIONS, nv);
-            rc = km__tlv_end(&w);
-            if (rc == KM_OK)
-                rc = km__rec_put(t, k->ctx->sealer, KM__T_KEYS, k->id, 16, kbuf, w.len, 0);
-        }
-        free(kbuf);
-        if (rc != KM_OK)
+        if ((rc = put_nversions(k->ctx, t, k->id, rec, nv)) != KM_OK)
             goto fail;
     }
     km__vkey(vk, k->id, nv);

@@ -45,6 +45,10 @@ audit_head, audit_level, sinks). Key: encrypt/decrypt, sign/verify,
 sign_digest, mac/mac_verify, generate_data_key, derive, agree, rsa_decrypt,
 export_wrapped, public_key, rotate, info/versions, lifecycle (activate,
 suspend, resume, revoke, schedule_destroy, cancel_destroy), grant/perms.
+A key after creation (km/_keymeta.py): Key.rename, add_alias (move=),
+set_description, set_tag/remove_tag, set (rotation, usage, exportable, own
+policy, deletion protection, version window), trim, purge, backup, grants;
+Vault.list_keys (sorted, filtered), remove_alias, restore_key.
 
 The library is loaded from ``$KM_LIBRARY``, else ``libkm.so.0`` next to this
 package, else the soname ``libkm.so.0`` (see km/_ffi.py).
@@ -60,6 +64,7 @@ import weakref
 from . import _ffi
 from ._ffi import KmError, lib, wipe
 from ._keymeta import _KeyMeta, _VaultMeta, info_extra as _keymeta_info
+from ._keymeta import key_lister as _keymeta_lister
 
 __all__ = ["Vault", "Key", "Secret", "KmError", "version", "backends", "encode_text", "decode_text",
            "wipe", "error_class", "restore", "KEY_TYPES", "USAGES", "REVOKE_REASONS", "ROLES",
@@ -744,19 +749,7 @@ class Vault(_VaultMeta):
 
     def keys(self):
         """Every key of the vault as a list of (name, id as hex, type name), in id order."""
-        found, failure = [], []
-
-        def each(name, key_id, ktype, arg):
-            try:
-                found.append((name.decode("utf-8", "replace"),
-                              ctypes.string_at(key_id, 16).hex(),
-                              lib.km_key_type_name(ktype) or str(ktype)))
-                return 0
-            except BaseException as e:  # pragma: no cover - never unwind through C
-                failure.append(e)
-                return 1
-
-        cb = _ffi.km_key_list_fn(each)
+        cb, found, failure = _keymeta_lister()
         with _Use(self._h) as ctx:
             lib.km_key_list(ctx, cb, None)
         if failure:  # pragma: no cover

@@ -34,6 +34,24 @@ def _state(state):
                                           function="list_keys")
 
 
+def key_lister():
+    """A km_key_list_fn that collects (name, id as hex, type name) into
+    `found` (an exception raised inside goes to `failure`, never through C):
+    returns (callback, found, failure)."""
+    found, failure = [], []
+
+    def each(name, key_id, ktype, arg):
+        try:
+            found.append((name.decode("utf-8", "replace"), ctypes.string_at(key_id, 16).hex(),
+                          lib.km_key_type_name(ktype) or str(ktype)))
+            return 0
+        except BaseException as e:  # pragma: no cover - never unwind through C
+            failure.append(e)
+            return 1
+
+    return _ffi.km_key_list_fn(each), found, failure
+
+
 def info_extra(ki):
     """The periods, own policy, description, aliases and tags of a
     km_keyinfo, for Key.info()."""
@@ -274,19 +292,7 @@ class _VaultMeta:
             f.protection = p._cstr(protection, "protection")
         if tag is not None:
             f.tag = p._cstr(tag, "tag")
-        found, failure = [], []
-
-        def each(name, key_id, ktype, arg):
-            try:
-                found.append((name.decode("utf-8", "replace"),
-                              ctypes.string_at(key_id, 16).hex(),
-                              lib.km_key_type_name(ktype) or str(ktype)))
-                return 0
-            except BaseException as e:  # pragma: no cover - never unwind through C
-                failure.append(e)
-                return 1
-
-        cb = _ffi.km_key_list_fn(each)
+        cb, found, failure = key_lister()
         with p._Use(self._h) as ctx:
             lib.km_key_list_filtered(ctx, ctypes.byref(f), cb, None)
         if failure:  # pragma: no cover

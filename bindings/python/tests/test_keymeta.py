@@ -160,7 +160,7 @@ def test_deletion_protection_under_dual_control(tmp_path):
         k.set(deletion_protection=True)
         with pytest.raises(km.StateError):
             k.schedule_destroy(1, 7)
-        v.set_policy({"version": 1, "dual_control": {"policy-change": 1}})
+        v.set_policy({"version": 1, "dual_control": {"policy-change": 1, "principal-change": 1}})
     with openv(path, create=False) as v:
         k = v.key("kept")
         with pytest.raises(km.AccessDenied):
