@@ -838,6 +838,150 @@ START_TEST(test_ops_batch_sign_verify_mac)
 }
 END_TEST
 
+/* -------------------------------------------------------------------- JWK */
+
+static const struct { km_key_type t; const char *head; } jwk_types[] = {
+    { KM_KEY_EC_P256, "{\"kty\":\"EC\",\"crv\":\"P-256\",\"x\":\"" },
+    { KM_KEY_EC_P384, "{\"kty\":\"EC\",\"crv\":\"P-384\",\"x\":\"" },
+    { KM_KEY_EC_P521, "{\"kty\":\"EC\",\"crv\":\"P-521\",\"x\":\"" },
+    { KM_KEY_RSA_2048, "{\"kty\":\"RSA\",\"n\":\"" },
+    { KM_KEY_ED25519, "{\"kty\":\"OKP\",\"crv\":\"Ed25519\",\"x\":\"" },
+    { KM_KEY_X25519, "{\"kty\":\"OKP\",\"crv\":\"X25519\",\"x\":\"" },
+};
+
+/* A public key as a JWK and back: the same SPKI; the imported key verifies what the
+ * original signs and is verify-only. */
+START_TEST(test_ops_jwk_round_trip)
+{
+    km_key_type type = jwk_types[_i].t;
+    km_key *k = NULL, *imp = NULL;
+    char jwk[2048];
+    uint8_t a[1024], b[1024], sig[KM_SIGNATURE_MAX];
+    size_t jl = 0, al = 0, bl = 0, sl = 0;
+
+    OK(km_key_create(&k, ctx, "orig", type, NULL));
+    OK(km_key_public_export(k, 0, KM_MATERIAL_JWK, (uint8_t *)jwk, sizeof jwk, &jl));
+    ck_assert_uint_eq(jl, strlen(jwk));
+    ck_assert_msg(strncmp(jwk, jwk_types[_i].head, strlen(jwk_types[_i].head)) == 0, "%s", jwk);
+    ck_assert_ptr_null(strchr(jwk, '='));  /* base64url without padding */
+    ck_assert_ptr_null(strstr(jwk, "\"d\""));
+    ck_assert_int_eq(km_key_public_export(k, 0, KM_MATERIAL_JWK, (uint8_t *)jwk, 10, &jl),
+                     KM_E_BUFFER);
+    OK(km_key_public_export(k, 0, KM_MATERIAL_JWK, (uint8_t *)jwk, sizeof jwk, &jl));
+    if (type == KM_KEY_X25519) {
+        /* a public X25519 key does nothing in libkm (agreement needs the private key) */
+        ck_assert_int_eq(km_key_import(&imp, ctx, "from-jwk", type, KM_MATERIAL_JWK,
+                                       (const uint8_t *)jwk, jl, KM_IMPORT_ALLOW_RAW, NULL),
+                         KM_E_INVALID);
+        ck_assert_ptr_nonnull(strstr(km_error_last()->message, "no use"));
+        km_key_free(k);
+        return;
+    }
+    OK(km_key_import(&imp, ctx, "from-jwk", type, KM_MATERIAL_JWK, (const uint8_t *)jwk, jl,
+                     KM_IMPORT_ALLOW_RAW, NULL));
+    OK(km_key_public_export(k, 0, KM_MATERIAL_SPKI_DER, a, sizeof a, &al));
+    OK(km_key_public_export(imp, 0, KM_MATERIAL_SPKI_DER, b, sizeof b, &bl));
+    ck_assert_uint_eq(al, bl);
+    ck_assert_mem_eq(a, b, al);
+    OK(km_sign(k, 0, (const uint8_t *)"m", 1, sig, sizeof sig, &sl));
+    OK(km_verify(imp, 0, KM_SIG_RAW, (const uint8_t *)"m", 1, sig + KM_TAG_HEADER,
+                 sl - KM_TAG_HEADER));
+    ck_assert_int_eq(km_sign(imp, 0, (const uint8_t *)"m", 1, sig, sizeof sig, &sl),
+                     KM_E_USAGE);
+    km_key_free(k);
+    km_key_free(imp);
+}
+END_TEST
+
+START_TEST(test_ops_jwk_refused)
+{
+    static const char *const bad[] = {
+        "not json",
+        "[1, 2]",
+        "{\"crv\":\"P-256\",\"x\":\"AA\",\"y\":\"AA\"}",
+        "{\"kty\":\"oct\",\"k\":\"AAAA\"}",
+        "{\"kty\":\"EC\",\"crv\":\"P-192\",\"x\":\"AA\",\"y\":\"AA\"}",
+        /* a point of the right length but not on P-256 */
+        "{\"kty\":\"EC\",\"crv\":\"P-256\",\"x\":\"AQAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA\","
+        "\"y\":\"AQAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA\"}",
+        /* coordinates shorter than the field */
+        "{\"kty\":\"EC\",\"crv\":\"P-256\",\"x\":\"AQ\",\"y\":\"AQ\"}",
+        "{\"kty\":\"OKP\",\"crv\":\"Ed448\",\"x\":\"AA\"}",
+        "{\"kty\":\"OKP\",\"crv\":\"Ed25519\",\"x\":\"AAAA\"}",
+        "{\"kty\":\"RSA\",\"n\":\"AQAB\"}",
+        "{\"kty\":\"OKP\",\"crv\":\"Ed25519\",\"x\":\"AA==\"}",
+    };
+    km_key *k = NULL, *e = NULL;
+    char jwk[2048], priv[2300];
+    size_t jl = 0, i;
+    char name[16];
+
+    for (i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        snprintf(name, sizeof name, "bad%zu", i);
+        ck_assert_msg(km_key_import(&k, ctx, name, KM_KEY_EC_P256, KM_MATERIAL_JWK,
+                                    (const uint8_t *)bad[i], strlen(bad[i]), KM_IMPORT_ALLOW_RAW,
+                                    NULL) == KM_E_INVALID, "%s", bad[i]);
+        ck_assert_ptr_null(k);
+    }
+    /* a private JWK (with "d") is refused; the type must match the key's */
+    OK(km_key_create(&e, ctx, "ec", KM_KEY_EC_P256, NULL));
+    OK(km_key_public_export(e, 0, KM_MATERIAL_JWK, (uint8_t *)jwk, sizeof jwk, &jl));
+    snprintf(priv, sizeof priv, "%.*s,\"d\":\"AQ\"}", (int)jl - 1, jwk);
+    ck_assert_int_eq(km_key_import(&k, ctx, "priv", KM_KEY_EC_P256, KM_MATERIAL_JWK,
+                                   (const uint8_t *)priv, strlen(priv), KM_IMPORT_ALLOW_RAW, NULL),
+                     KM_E_INVALID);
+    ck_assert_ptr_nonnull(strstr(km_error_last()->message, "private"));
+    ck_assert_int_eq(km_key_import(&k, ctx, "p384", KM_KEY_EC_P384, KM_MATERIAL_JWK,
+                                   (const uint8_t *)jwk, jl, KM_IMPORT_ALLOW_RAW, NULL),
+                     KM_E_INVALID);
+    /* symmetric and FFDHE keys have no JWK form here */
+    km_key_free(e);
+    OK(km_key_create(&e, ctx, "aes", KM_KEY_AES_256_GCM, NULL));
+    ck_assert_int_eq(km_key_public_export(e, 0, KM_MATERIAL_JWK, (uint8_t *)jwk, sizeof jwk, &jl),
+                     KM_E_UNSUPPORTED);
+    km_key_free(e);
+}
+END_TEST
+
+/* ----------------------------------------------------- explicit EC curves */
+
+/* Wycheproof ecdh_secp256r1_test.json tcId 361 ("cofactor = n", flags LargeCofactor,
+ * InvalidPublic, UnnamedCurve): a P-256 public key spelled with explicit curve parameters.
+ * Refused at import and as an agreement peer; the same point on the named curve works. */
+START_TEST(test_ops_ec_explicit_parameters_refused)
+{
+    static const char *const hex =
+        "308201553082010d06072a8648ce3d020130820100020101302c06072a8648ce3d0101022100ffff"
+        "ffff00000001000000000000000000000000ffffffffffffffffffffffff30440420ffffffff0000"
+        "0001000000000000000000000000fffffffffffffffffffffffc04205ac635d8aa3a93e7b3ebbd55"
+        "769886bc651d06b0cc53b0f63bce3c3e27d2604b0441046b17d1f2e12c4247f8bce6e563a440f277"
+        "037d812deb33a0f4a13945d898c2964fe342e2fe1a7f9b8ee7eb4a7c0f9e162bce33576b315ececb"
+        "b6406837bf51f5022100ffffffff00000000ffffffffffffffffbce6faada7179e84f3b9cac2fc63"
+        "2551022100ffffffff00000000ffffffffffffffffbce6faada7179e84f3b9cac2fc632551034200"
+        "041510264c189c3d523ff9916abd7069efa6968d8dc7ddb6457d7869b53ea60cdcfafb7ed4786da1"
+        "5d29ee59256f536da3575a4888c1bb0a95b256f4a7e9fd764a";
+    size_t n = 0, pn = 0;
+    uint8_t *spki = tu_unhex(hex, &n), peer[128];
+    km_key *k = NULL, *imp = NULL, *other = NULL;
+    km_secret *sec = NULL;
+
+    OK(km_key_create(&k, ctx, "me", KM_KEY_EC_P256, NULL));
+    ck_assert_int_eq(km_key_import(&imp, ctx, "explicit", KM_KEY_EC_P256, KM_MATERIAL_SPKI_DER,
+                                   spki, n, KM_IMPORT_ALLOW_RAW, NULL), KM_E_INVALID);
+    ck_assert_ptr_nonnull(strstr(km_error_last()->message, "explicit"));
+    ck_assert_int_eq(km_agree(k, spki, n, NULL, 0, 32, &sec), KM_E_INVALID);
+    ck_assert_ptr_null(sec);
+    /* a named-curve peer still agrees */
+    OK(km_key_create(&other, ctx, "other", KM_KEY_EC_P256, NULL));
+    OK(km_key_public_export(other, 0, KM_MATERIAL_SPKI_DER, peer, sizeof peer, &pn));
+    OK(km_agree(k, peer, pn, NULL, 0, 32, &sec));
+    km_secret_free(sec);
+    free(spki);
+    km_key_free(k);
+    km_key_free(other);
+}
+END_TEST
+
 static Suite *ops_suite(void)
 {
     TCase *tc;
@@ -859,6 +1003,9 @@ static Suite *ops_suite(void)
     tcase_add_test(tc, test_ops_batch_encrypt_decrypt);
     tcase_add_test(tc, test_ops_batch_state_and_audit);
     tcase_add_test(tc, test_ops_batch_sign_verify_mac);
+    tcase_add_loop_test(tc, test_ops_jwk_round_trip, 0, sizeof jwk_types / sizeof jwk_types[0]);
+    tcase_add_test(tc, test_ops_jwk_refused);
+    tcase_add_test(tc, test_ops_ec_explicit_parameters_refused);
     return s;
 }
 

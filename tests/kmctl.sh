@@ -334,7 +334,7 @@ t 3 "import a taken name" - key import hm2 --type hmac-sha256 --raw hmac.key
 t 1 "import material of the wrong length" - key import x --type aes-256-gcm --raw msg
 t 1 "import without --raw or --wrapped" - key import x --type aes-256-gcm
 t 1 "import with both --raw and --wrapped" - key import x --type aes-256-gcm --raw a --wrapped b
-t 1 "import an unknown --format" - key import x --type aes-256-gcm --raw hmac.key --format jwk
+t 1 "import an unknown --format" - key import x --type aes-256-gcm --raw hmac.key --format cbor
 t 1 "import a missing file" - key import x --type aes-256-gcm --raw no-such-file
 
 # ---------------------------------------------------------------- passphrases

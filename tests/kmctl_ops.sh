@@ -21,6 +21,7 @@ unset KM_VAULT KM_PASSPHRASE
 export KM_VAULT="$tmp/vault" KM_PASSPHRASE="kmctl ops passphrase"
 hex() { od -An -tx1 "$@" 2>/dev/null | tr -d ' \n'; }
 differ() { ! cmp -s "$1" "$2"; }
+json_ok() { "$PY" -c 'import json, sys; d = json.loads(open(sys.argv[1]).read()); sys.exit("d" in d)' "$1"; }
 tohex() { "$PY" -c 'import sys; open(sys.argv[2], "wb").write(bytes.fromhex(open(sys.argv[1]).read().strip()))' "$1" "$2"; }
 
 printf 'attack at dawn\n' >msg
@@ -205,5 +206,24 @@ check "every tag valid" [ "$(grep -c '"valid":true' out)" -eq 2 ]
 printf '%s\n' '{"plaintext":"p1"}' '{"plaintext":"p2"}' >pts.jsonl
 t 4 "encrypt --batch with a key that does not encrypt" pts.jsonl encrypt ec --batch
 check "every item says why" [ "$(grep -c 'KM_E_USAGE' out)" -eq 2 ]
+
+# ---------------------------------------------------------------- JWK
+for ty in ec-p384 rsa-2048 ed25519; do
+    t 0 "create $ty for JWK" - key create j$ty --type $ty
+    t 0 "key public --jwk ($ty)" - key public j$ty --jwk
+    cp out j$ty.jwk
+    check "the JWK is one JSON line without a private member" json_ok j$ty.jwk
+    t 0 "import the JWK as a verify-only key ($ty)" - key import jv$ty --type $ty --raw j$ty.jwk --format jwk
+    t 0 "key public of the imported one" - key public jv$ty --der
+    cp out jv.der
+    t 0 "key public of the original" - key public j$ty --der
+    check "the same public key ($ty)" cmp -s out jv.der
+    t 0 "sign with the original ($ty)" msg sign j$ty --raw
+    cp out jsig
+    t 0 "verify with the JWK-imported key ($ty)" msg verify jv$ty jsig --raw
+done
+printf '{"kty":"EC","crv":"P-256","x":"AQ","y":"AQ","d":"AQ"}' >priv.jwk
+t 1 "import a private JWK" - key import jp --type ec-p256 --raw priv.jwk --format jwk
+t 8 "key public --jwk of an AES key" - key public kek --jwk
 
 lib_summary

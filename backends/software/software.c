@@ -169,6 +169,13 @@ static int decode_pkcs8(const uint8_t *der, size_t len, EVP_PKEY **out)
         rc = km__err_ossl(KM_E_INVALID, "PKCS#8 private key of an unsupported or bad algorithm");
         goto out;
     }
+    if (!km__pkey_named_curve(pkey)) {
+        EVP_PKEY_free(pkey);
+        pkey = NULL;
+        rc = km__err(KM_E_INVALID, "an EC key with explicit curve parameters is refused: only "
+                     "named curves");
+        goto out;
+    }
     *out = pkey;
     rc = KM_OK;
 out:

@@ -124,7 +124,10 @@ typedef enum km_material_format {
     KM_MATERIAL_RAW = 1,       /**< symmetric key bytes; raw 32-byte Ed25519/X25519 private keys */
     KM_MATERIAL_PKCS8_DER = 2, /**< private key, PKCS#8 DER (unencrypted) */
     KM_MATERIAL_SPKI_DER = 3,  /**< public key, SubjectPublicKeyInfo DER */
-    KM_MATERIAL_PEM = 4        /**< PKCS#8 or SPKI in PEM */
+    KM_MATERIAL_PEM = 4,       /**< PKCS#8 or SPKI in PEM */
+    KM_MATERIAL_JWK = 5        /**< a public key as a JSON Web Key (RFC 7517/7518: EC P-256/384/521,
+                                    RSA, OKP Ed25519/X25519): km_key_public_export(), and
+                                    km_key_import() of a verify-only key (no private JWK) */
 } km_material_format;
 
 /** km_key_import() flags. */

@@ -233,8 +233,8 @@ int km_key_public_export(km_key *key, uint32_t version, km_material_format forma
     *out_len = 0;
     if (key == NULL)
         return km__err(KM_E_INVALID, "km_key_public_export: key is NULL");
-    if (format != KM_MATERIAL_SPKI_DER && format != KM_MATERIAL_PEM)
-        return km__err(KM_E_INVALID, "km_key_public_export: format must be SPKI_DER or PEM");
+    if (format != KM_MATERIAL_SPKI_DER && format != KM_MATERIAL_PEM && format != KM_MATERIAL_JWK)
+        return km__err(KM_E_INVALID, "km_key_public_export: format must be SPKI_DER, PEM or JWK");
     if ((rc = km__key_use(key, &k)) != KM_OK)
         return rc;
     if (km__type_is_symmetric(k->type))
@@ -259,6 +259,8 @@ int km_key_public_export(km_key *key, uint32_t version, km_material_format forma
     pthread_rwlock_unlock(&k->lock);
     if (rc != KM_OK)
         return rc;
+    if (format == KM_MATERIAL_JWK)
+        return km__pkey_jwk(der, der_len, (char *)out, out == NULL ? 0 : out_cap, out_len);
     if (format == KM_MATERIAL_SPKI_DER) {
         *out_len = der_len;
         if (out == NULL || out_cap < der_len)

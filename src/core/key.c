@@ -1403,7 +1403,21 @@ int km_key_import(km_key **out, km_ctx *ctx, const char *name, km_key_type type,
                   km_material_format format, const uint8_t *material, size_t material_len,
                   uint32_t flags, const km_key_options *opts)
 {
-    return km__key_import(out, ctx, name, type, format, material, material_len, flags, opts, 0,
+    uint8_t spki[2048];
+    size_t n = 0;
+    int rc;
+
+    if (format != KM_MATERIAL_JWK)
+        return km__key_import(out, ctx, name, type, format, material, material_len, flags, opts,
+                              0, NULL, 0);
+    /* a public JWK: its SPKI DER, imported as such (a verify-only key) */
+    if (out != NULL)
+        *out = NULL;
+    if (material == NULL || material_len == 0 || material_len > (1u << 16))
+        return km__err(KM_E_INVALID, "km_key_import: material must be 1 byte to 64 KiB");
+    if ((rc = km__jwk_to_spki(material, material_len, spki, sizeof spki, &n)) != KM_OK)
+        return rc;
+    return km__key_import(out, ctx, name, type, KM_MATERIAL_SPKI_DER, spki, n, flags, opts, 0,
                           NULL, 0);
 }
 

@@ -46,6 +46,7 @@ static const struct {
     { "pkcs8", KM_MATERIAL_PKCS8_DER },
     { "spki", KM_MATERIAL_SPKI_DER },
     { "pem", KM_MATERIAL_PEM },
+    { "jwk", KM_MATERIAL_JWK },
 };
 
 #define COUNT(a) (sizeof(a) / sizeof((a)[0]))
@@ -113,7 +114,7 @@ static int parse_format(const char *s, km_material_format *out)
             *out = format_names[i].format;
             return KMCTL_EXIT_OK;
         }
-    return kmctl_error(KMCTL_EXIT_USAGE, "--format: unknown format '%s' (raw, pkcs8, spki, pem)", s);
+    return kmctl_error(KMCTL_EXIT_USAGE, "--format: unknown format '%s' (raw, pkcs8, spki, pem, jwk)", s);
 }
 
 /* The key options of create and import, from --usage, --exportable, --protection. */
@@ -563,7 +564,8 @@ int kmctl_cmd_key_rotate(struct kmctl *k, const struct kmctl_args *a)
 
 int kmctl_cmd_key_public(struct kmctl *k, const struct kmctl_args *a)
 {
-    km_material_format f = a->val[OPT_DER] != NULL ? KM_MATERIAL_SPKI_DER : KM_MATERIAL_PEM;
+    km_material_format f = a->val[OPT_JWK] != NULL ? KM_MATERIAL_JWK
+                           : a->val[OPT_DER] != NULL ? KM_MATERIAL_SPKI_DER : KM_MATERIAL_PEM;
     uint32_t version = a->val[OPT_VERSION] != NULL ? (uint32_t)a->num[OPT_VERSION] : 0;
     size_t cap = KMCTL_PUBKEY_CAP, len = 0;
     uint8_t *buf = NULL;
@@ -594,6 +596,8 @@ int kmctl_cmd_key_public(struct kmctl *k, const struct kmctl_args *a)
     if (f == KM_MATERIAL_PEM && len > 0 && buf[len - 1] == '\0')
         len--;
     rc = kmctl_write(buf, len);
+    if (rc == KMCTL_EXIT_OK && f == KM_MATERIAL_JWK) /* one JSON line */
+        rc = kmctl_write("\n", 1);
 out:
     free(buf);
     km_key_free(key);

@@ -94,6 +94,7 @@ enum kmctl_opt_id {
     OPT_NEW_AAD,
     OPT_PUBLIC_OUT,
     OPT_BATCH,
+    OPT_JWK,
     OPT__COUNT
 };
 

@@ -78,14 +78,15 @@ static const struct kmctl_optspec o_create[] = {
 static const struct kmctl_optspec o_import[] = {
     O_TYPE_REQ,
     { "raw", "FILE", ARG_STR, 0, OPT_RAW, 0 },
-    { "format", "raw|pkcs8|spki|pem", ARG_STR, 0, OPT_FORMAT, 0 },
+    { "format", "raw|pkcs8|spki|pem|jwk", ARG_STR, 0, OPT_FORMAT, 0 },
     { "wrapped", "BLOB", ARG_STR, 0, OPT_WRAPPED, 0 },
     O_PROTECTION, O_EXPORTABLE, O_USAGE,
     { "key-id", "HEX", ARG_STR, 0, OPT_KEY_ID, 0 }, O_VERSION,
 
     { "oaep-digest", "sha256|sha384|sha512", ARG_STR, 0, OPT_OAEP_DIGEST, 0 }, O_END };
 static const struct kmctl_optspec o_public[] = {
-    { "der", NULL, ARG_NONE, 0, OPT_DER, 0 }, O_VERSION, O_END };
+    { "der", NULL, ARG_NONE, 0, OPT_DER, 0 }, O_VERSION,
+    { "jwk", NULL, ARG_NONE, 0, OPT_JWK, 0 }, O_END };
 static const struct kmctl_optspec o_version[] = { O_VERSION, O_END };
 static const struct kmctl_optspec o_version_req[] = { O_VERSION_REQ, O_END };
 static const struct kmctl_optspec o_revoke[] = {
@@ -212,7 +213,7 @@ static const struct kmctl_cmd commands[] = {
     { "key rotate", "NAME", 1, o_none, NULL, kmctl_cmd_key_rotate, VAULT_OPEN, "",
       "add a new primary version (prints its number)" },
     { "key public", "NAME", 1, o_public, NULL, kmctl_cmd_key_public, VAULT_OPEN, "> pub.pem",
-      "export the public key (PEM, or SPKI DER with --der)" },
+      "export the public key (PEM, or SPKI DER with --der, or a JWK with --jwk)" },
     { "key activate", "NAME", 1, o_version, NULL, kmctl_cmd_key_activate, VAULT_OPEN, "",
       "pre-active -> active (default: the newest pre-active version)" },
     { "key suspend", "NAME", 1, o_version, NULL, kmctl_cmd_key_suspend, VAULT_OPEN, "",

@@ -168,8 +168,9 @@ int km__skey_unwrap(km__skey *k, const uint8_t *in, size_t len, km_secret **out)
  * primitives and the software backend. Freed with km__pkey_free. */
 typedef struct evp_pkey_st km__pkey;
 void km__pkey_free(km__pkey *k);
-/* Decodes SubjectPublicKeyInfo DER, the whole input and nothing else.
- * KM_E_INVALID. */
+/* Decodes SubjectPublicKeyInfo DER, the whole input and nothing else; an EC
+ * key whose curve is given by explicit parameters (not a named curve OID) is
+ * refused (Wycheproof ecdh_secp256r1 tcId 361). KM_E_INVALID. */
 int km__pkey_from_spki(km__pkey **out, const uint8_t *der, size_t len);
 /* The public key of an X.509 certificate (DER, the whole input).
  * KM_E_CORRUPT when it does not decode. */
@@ -194,6 +195,8 @@ int km__pkey_from_rsa(km__pkey **out, const uint8_t *n, size_t n_len, const uint
  * nothing else), as a KMIP server returns one (Key Format Type PKCS_1).
  * KM_E_INVALID when it does not decode. */
 int km__pkey_from_rsa_pkcs1(km__pkey **out, const uint8_t *der, size_t len);
+/* 1 unless the key is an EC key whose curve came as explicit parameters. */
+int km__pkey_named_curve(const km__pkey *k);
 /* The SubjectPublicKeyInfo DER of the key in out. KM_E_BUFFER (with
  * *out_len the size needed) when out is NULL or out_cap too small,
  * KM_E_CRYPTO (out zeroed). */
@@ -213,6 +216,19 @@ int km__pkey_is_rsa(const km__pkey *k, int bits);
  * or more than cap bytes). */
 int km__pkey_peer_ec_point(const uint8_t *spki, size_t spki_len, const char *group,
                            uint8_t *point, size_t cap, size_t *point_len);
+/* The JSON Web Key (RFC 7517/7518) of a public key given as SPKI DER: EC
+ * {"kty":"EC","crv":"P-256","x","y"} (coordinates of the full field length),
+ * RSA {"kty":"RSA","n","e"}, OKP {"kty":"OKP","crv":"Ed25519"|"X25519","x"},
+ * base64url without padding, no whitespace, NUL-terminated in out; *out_len
+ * its length without the NUL (KM_E_BUFFER: with it). KM_E_UNSUPPORTED for
+ * other keys (FFDHE). */
+int km__pkey_jwk(const uint8_t *spki, size_t spki_len, char *out, size_t out_cap,
+                 size_t *out_len);
+/* The SPKI DER of a public JWK (the members above; a private one, with "d",
+ * is refused): KM_E_INVALID for anything else, an EC point not on its curve,
+ * coordinates not of the field's length; KM_E_BUFFER. */
+int km__jwk_to_spki(const uint8_t *jwk, size_t len, uint8_t *out, size_t out_cap,
+                    size_t *out_len);
 /* The largest RSA-OAEP plaintext of the key with digest `md` ("SHA256"):
  * modulus bytes - 2 * digest bytes - 2; 0 for an unknown digest. */
 size_t km__rsa_oaep_max(const km__pkey *k, const char *md);

@@ -24,6 +24,8 @@
 #include <openssl/rsa.h>
 #include <openssl/x509.h>
 
+#include <jansson.h>
+
 #define PKEY_DER_MAX ((size_t)1 << 16)
 #define SIG_MAX 1024      /* longer than any signature of a supported key */
 #define PSS_SALT 32
@@ -50,8 +52,25 @@ int km__pkey_from_spki(km__pkey **out, const uint8_t *der, size_t len)
         EVP_PKEY_free(pkey);
         return km__err_ossl(KM_E_INVALID, "public key has trailing bytes");
     }
+    if (!km__pkey_named_curve(pkey)) {
+        EVP_PKEY_free(pkey);
+        return km__err(KM_E_INVALID, "an EC key with explicit curve parameters is refused: "
+                       "only named curves");
+    }
     *out = pkey;
     return KM_OK;
+}
+
+int km__pkey_named_curve(const km__pkey *k)
+{
+    char enc[32];
+
+    if (!EVP_PKEY_is_a(k, "EC"))
+        return 1;
+    /* OpenSSL 3 keeps how the group was given: "named_curve" or "explicit" */
+    if (EVP_PKEY_get_utf8_string_param(k, OSSL_PKEY_PARAM_EC_ENCODING, enc, sizeof enc, NULL) != 1)
+        return 0;
+    return strcmp(enc, OSSL_PKEY_EC_ENCODING_GROUP) == 0;
 }
 
 int km__pkey_from_cert(km__pkey **out, const uint8_t *der, size_t len)
@@ -549,5 +568,180 @@ int km__digest(const char *md, const uint8_t *msg, size_t len, uint8_t *out, siz
     else
         *out_len = n;
     EVP_MD_free(own);
+    return rc;
+}
+
+/* ---------------------------------------------------------------- JWK */
+
+/* base64url (no padding) of n bytes as a JSON member `"name":"..."` appended
+ * at *off in out (cap); 0 when it does not fit. */
+static int jwk_member(char *out, size_t cap, size_t *off, const char *name, const uint8_t *p,
+                      size_t n)
+{
+    size_t need = strlen(name) + 6 + km__b64url_encoded_len(n);
+    if (*off + need >= cap)
+        return 0;
+    *off += (size_t)snprintf(out + *off, cap - *off, ",\"%s\":\"", name);
+    km__b64url_encode(p, n, out + *off);
+    *off += km__b64url_encoded_len(n);
+    out[(*off)++] = '"';
+    out[*off] = '\0';
+    return 1;
+}
+
+/* A big number as big-endian bytes, left-padded to `width` (0: minimal). */
+static int bn_param(const km__pkey *k, const char *name, uint8_t *out, size_t cap, size_t width,
+                    size_t *n)
+{
+    BIGNUM *bn = NULL;
+    int len, ok = EVP_PKEY_get_bn_param(k, name, &bn) == 1;
+
+    len = ok ? BN_num_bytes(bn) : -1;
+    if (!ok || len < 0 || (size_t)len > cap || (width != 0 && (size_t)len > width)) {
+        BN_free(bn);
+        return 0;
+    }
+    *n = width != 0 ? width : (size_t)len;
+    ok = BN_bn2binpad(bn, out, (int)*n) == (int)*n;
+    BN_free(bn);
+    return ok;
+}
+
+int km__pkey_jwk(const uint8_t *spki, size_t spki_len, char *out, size_t out_cap,
+                 size_t *out_len)
+{
+    km__pkey *k = NULL;
+    uint8_t a[600], b[600];
+    size_t an = 0, bn = 0, off = 0;
+    char tmp[2048];
+    int rc, ok = 0;
+
+    *out_len = 0;
+    if ((rc = km__pkey_from_spki(&k, spki, spki_len)) != KM_OK)
+        return rc;
+    if (EVP_PKEY_is_a(k, "EC")) {
+        char grp[32];
+        const char *crv;
+        size_t field;
+        if (EVP_PKEY_get_utf8_string_param(k, OSSL_PKEY_PARAM_GROUP_NAME, grp, sizeof grp, NULL)
+            != 1)
+            goto out;
+        crv = strcmp(grp, "prime256v1") == 0 || strcmp(grp, "P-256") == 0 ? "P-256"
+              : strcmp(grp, "secp384r1") == 0 || strcmp(grp, "P-384") == 0 ? "P-384"
+              : strcmp(grp, "secp521r1") == 0 || strcmp(grp, "P-521") == 0 ? "P-521" : NULL;
+        if (crv == NULL)
+            goto out;
+        field = ((size_t)EVP_PKEY_get_bits(k) + 7) / 8;
+        off = (size_t)snprintf(tmp, sizeof tmp, "{\"kty\":\"EC\",\"crv\":\"%s\"", crv);
+        ok = bn_param(k, OSSL_PKEY_PARAM_EC_PUB_X, a, sizeof a, field, &an)
+             && bn_param(k, OSSL_PKEY_PARAM_EC_PUB_Y, b, sizeof b, field, &bn)
+             && jwk_member(tmp, sizeof tmp, &off, "x", a, an)
+             && jwk_member(tmp, sizeof tmp, &off, "y", b, bn);
+    } else if (EVP_PKEY_is_a(k, "RSA")) {
+        off = (size_t)snprintf(tmp, sizeof tmp, "{\"kty\":\"RSA\"");
+        ok = bn_param(k, OSSL_PKEY_PARAM_RSA_N, a, sizeof a, 0, &an)
+             && bn_param(k, OSSL_PKEY_PARAM_RSA_E, b, sizeof b, 0, &bn)
+             && jwk_member(tmp, sizeof tmp, &off, "n", a, an)
+             && jwk_member(tmp, sizeof tmp, &off, "e", b, bn);
+    } else if (EVP_PKEY_is_a(k, "ED25519") || EVP_PKEY_is_a(k, "X25519")) {
+        an = sizeof a;
+        off = (size_t)snprintf(tmp, sizeof tmp, "{\"kty\":\"OKP\",\"crv\":\"%s\"",
+                               EVP_PKEY_is_a(k, "ED25519") ? "Ed25519" : "X25519");
+        ok = EVP_PKEY_get_raw_public_key(k, a, &an) == 1
+             && jwk_member(tmp, sizeof tmp, &off, "x", a, an);
+    } else {
+        rc = km__err(KM_E_UNSUPPORTED, "JWK: this key type has no JWK form in libkm");
+        goto out;
+    }
+    if (!ok || off + 2 > sizeof tmp) {
+        rc = km__err_ossl(KM_E_CRYPTO, "JWK: cannot read the public key");
+        goto out;
+    }
+    tmp[off++] = '}';
+    tmp[off] = '\0';
+    *out_len = off;
+    if (out == NULL || out_cap < off + 1) {
+        *out_len = off + 1;
+        rc = km__err(KM_E_BUFFER, "JWK: needs %zu bytes", off + 1);
+        goto out;
+    }
+    memcpy(out, tmp, off + 1);
+    rc = KM_OK;
+out:
+    km__pkey_free(k);
+    return rc;
+}
+
+/* A JWK member as bytes (base64url, no padding). */
+static int jwk_get(json_t *o, const char *name, uint8_t *out, size_t cap, size_t *n)
+{
+    json_t *v = json_object_get(o, name);
+    if (!json_is_string(v))
+        return km__err(KM_E_INVALID, "JWK: \"%s\" is missing or not a string", name);
+    if (km__b64url_decode(json_string_value(v), json_string_length(v), out, cap, n) != KM_OK)
+        return km__err(KM_E_INVALID, "JWK: \"%s\" is not base64url of a fitting length", name);
+    return KM_OK;
+}
+
+int km__jwk_to_spki(const uint8_t *jwk, size_t len, uint8_t *out, size_t out_cap,
+                    size_t *out_len)
+{
+    json_error_t je;
+    json_t *o = json_loadb((const char *)jwk, len, JSON_REJECT_DUPLICATES, &je);
+    const char *kty, *crv;
+    uint8_t a[600], b[600];
+    size_t an = 0, bn = 0;
+    km__pkey *k = NULL;
+    int rc;
+
+    *out_len = 0;
+    if (o == NULL || !json_is_object(o)) {
+        json_decref(o);
+        return km__err(KM_E_INVALID, "JWK: not a JSON object");
+    }
+    kty = json_string_value(json_object_get(o, "kty"));
+    crv = json_string_value(json_object_get(o, "crv"));
+    if (json_object_get(o, "d") != NULL || json_object_get(o, "p") != NULL) {
+        rc = km__err(KM_E_INVALID, "JWK: a private key; only public keys are imported as JWK");
+        goto out;
+    }
+    if (kty == NULL) {
+        rc = km__err(KM_E_INVALID, "JWK: \"kty\" is missing");
+    } else if (strcmp(kty, "EC") == 0) {
+        const char *grp = crv == NULL ? NULL : strcmp(crv, "P-256") == 0 ? "P-256"
+                          : strcmp(crv, "P-384") == 0 ? "P-384"
+                          : strcmp(crv, "P-521") == 0 ? "P-521" : NULL;
+        if (grp == NULL)
+            rc = km__err(KM_E_INVALID, "JWK: EC \"crv\" must be P-256, P-384 or P-521");
+        else if ((rc = jwk_get(o, "x", a, sizeof a, &an)) == KM_OK
+                 && (rc = jwk_get(o, "y", b, sizeof b, &bn)) == KM_OK) {
+            size_t field = strcmp(grp, "P-256") == 0 ? 32 : strcmp(grp, "P-384") == 0 ? 48 : 66;
+            if (an != field || bn != field)   /* RFC 7518 6.2.1.2: the full field length */
+                rc = km__err(KM_E_INVALID, "JWK: \"x\" and \"y\" of %s are %zu bytes", grp, field);
+            else if (km__pkey_from_ec_xy(&k, grp, a, an, b, bn) != KM_OK)
+                rc = km__err(KM_E_INVALID, "JWK: the point is not on %s", grp);
+        }
+    } else if (strcmp(kty, "RSA") == 0) {
+        if ((rc = jwk_get(o, "n", a, sizeof a, &an)) == KM_OK
+            && (rc = jwk_get(o, "e", b, sizeof b, &bn)) == KM_OK
+            && km__pkey_from_rsa(&k, a, an, b, bn) != KM_OK)
+            rc = km__err(KM_E_INVALID, "JWK: not an RSA public key");
+    } else if (strcmp(kty, "OKP") == 0) {
+        const char *alg = crv == NULL ? NULL : strcmp(crv, "Ed25519") == 0 ? "ED25519"
+                          : strcmp(crv, "X25519") == 0 ? "X25519" : NULL;
+        if (alg == NULL)
+            rc = km__err(KM_E_INVALID, "JWK: OKP \"crv\" must be Ed25519 or X25519");
+        else if ((rc = jwk_get(o, "x", a, sizeof a, &an)) == KM_OK
+                 && (an != 32
+                     || (k = EVP_PKEY_new_raw_public_key_ex(NULL, alg, NULL, a, an)) == NULL))
+            rc = km__err_ossl(KM_E_INVALID, "JWK: \"x\" is not a %s public key", crv);
+    } else {
+        rc = km__err(KM_E_INVALID, "JWK: \"kty\" must be EC, RSA or OKP");
+    }
+    if (rc == KM_OK)
+        rc = km__pkey_spki(k, out, out_cap, out_len);
+out:
+    km__pkey_free(k);
+    json_decref(o);
     return rc;
 }

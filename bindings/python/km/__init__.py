@@ -117,7 +117,8 @@ AUDIT_LEVELS = {"none": 0, "counters": 1, "every": 2}
 #: revocation reason names (km_revoke_reason_name of 1, 2, ...)
 REVOKE_REASONS = tuple(n for n in (lib.km_revoke_reason_name(i) for i in range(1, 32)) if n)
 _FORMATS = {"raw": _ffi.KM_MATERIAL_RAW, "pkcs8": _ffi.KM_MATERIAL_PKCS8_DER,
-            "spki": _ffi.KM_MATERIAL_SPKI_DER, "pem": _ffi.KM_MATERIAL_PEM}
+            "spki": _ffi.KM_MATERIAL_SPKI_DER, "pem": _ffi.KM_MATERIAL_PEM,
+            "jwk": _ffi.KM_MATERIAL_JWK}
 
 
 # ---------------------------------------------------------------- module functions
@@ -694,7 +695,8 @@ class Vault(_VaultMeta):
 
         material: bytes/bytearray (or str for "pem"); copied and the copy wiped.
         format: "raw" (symmetric bytes; 32-byte Ed25519/X25519 private keys),
-            "pkcs8" (DER), "spki" (DER public key: a verify-only key), "pem".
+            "pkcs8" (DER), "spki" (DER public key: a verify-only key), "pem",
+            "jwk" (a public JSON Web Key, str or bytes: a verify-only key).
         options: as create_key(), and key_id (16 bytes or hex: keep the source
             key's id) with version (the version number the material becomes:
             with the id of a key this vault has, under the same name, it adds
@@ -708,12 +710,12 @@ class Vault(_VaultMeta):
         try:
             fmt = _FORMATS[format]
         except KeyError:
-            raise InvalidArgument("format must be raw, pkcs8, spki or pem",
+            raise InvalidArgument("format must be raw, pkcs8, spki, pem or jwk",
                                   function="import_key") from None
         if isinstance(material, str):
-            if fmt != _ffi.KM_MATERIAL_PEM:
-                raise TypeError("material must be bytes-like (str only for pem)")
-            material = material.encode("ascii")
+            if fmt not in (_ffi.KM_MATERIAL_PEM, _ffi.KM_MATERIAL_JWK):
+                raise TypeError("material must be bytes-like (str only for pem and jwk)")
+            material = material.encode("utf-8")
         o = _key_options(**options)
         buf, n = _ffi.in_buffer(material, "material")
         out = _ffi.KEY_P()
@@ -1404,13 +1406,19 @@ class Key(_KeyMeta):
             return lib.km_mac_verify(k, version, _sig_flags(raw, False), m, mn, t, tn)
 
     def public_key(self, format="pem", *, version=0):
-        """The public key of an asymmetric key version as PEM or DER (SPKI) bytes.
+        """The public key of an asymmetric key version as PEM or DER (SPKI) bytes,
+        or with format="jwk" a JSON Web Key (RFC 7517) as a str.
         Raises Unsupported for a symmetric key, NotFound for an unknown version."""
         try:
-            fmt = {"pem": _ffi.KM_MATERIAL_PEM, "der": _ffi.KM_MATERIAL_SPKI_DER}[format]
+            fmt = {"pem": _ffi.KM_MATERIAL_PEM, "der": _ffi.KM_MATERIAL_SPKI_DER,
+                   "jwk": _ffi.KM_MATERIAL_JWK}[format]
         except KeyError:
-            raise InvalidArgument("format must be 'pem' or 'der'",
+            raise InvalidArgument("format must be 'pem', 'der' or 'jwk'",
                                   function="public_key") from None
+        if format == "jwk":
+            with _Use(self._h) as k:
+                return _sized(lambda out, cap, out_len: lib.km_key_public_export(
+                    k, version, fmt, out, cap, out_len), 2048).decode("ascii")
         with _Use(self._h) as k:
             return _sized(lambda out, cap, out_len: lib.km_key_public_export(k, version, fmt,
                                                                              out, cap, out_len),

@@ -205,3 +205,24 @@ def test_batch_sign_verify_mac(vault):
     assert h.mac_verify_batch(msgs, tags, raw=True) == [True] * 8
     res = h.mac_verify_batch(msgs, [b"short"] * 8, raw=True)
     assert res == [False] * 8
+
+
+@pytest.mark.parametrize("ktype", ["ec-p256", "ec-p521", "rsa-2048", "ed25519"])
+def test_jwk_round_trip(vault, ktype):
+    import json
+    k = vault.create_key("k", ktype)
+    jwk = k.public_key(format="jwk")
+    d = json.loads(jwk)
+    assert d["kty"] in ("EC", "RSA", "OKP") and "d" not in d
+    imp = vault.import_key("j", ktype, jwk, format="jwk")
+    assert imp.public_key(format="der") == k.public_key(format="der")
+    assert imp.verify(b"m", k.sign(b"m", raw=True), raw=True)
+    d["d"] = "AQ"
+    with pytest.raises(km.InvalidArgument):
+        vault.import_key("p", ktype, json.dumps(d), format="jwk")
+
+
+def test_jwk_x25519_exported(vault):
+    import json
+    d = json.loads(vault.create_key("x", "x25519").public_key(format="jwk"))
+    assert d["kty"] == "OKP" and d["crv"] == "X25519" and len(d["x"]) == 43

@@ -382,7 +382,7 @@ def test_public_key_errors(vault, aes):
     with pytest.raises(km.NotFound):
         e.public_key(version=7)
     with pytest.raises(km.InvalidArgument):
-        e.public_key("jwk")
+        e.public_key("xml")
 
 
 # ---------------------------------------------------------------- import
