@@ -94,6 +94,7 @@ enum kmctl_opt_id {
     OPT_NEW_AAD,
     OPT_PUBLIC_OUT,
     OPT_BATCH,
+    OPT_ROTATE_MASTER,
     OPT__COUNT
 };
 
