@@ -717,6 +717,31 @@ START_TEST(test_rekey_rotation_crash_every_step)
 }
 END_TEST
 
+/* The fields a rotation relies on are authentic: an attacker who swaps a
+ * key-pair slot's public key (tag 18, to have the next master key wrapped to
+ * a key of its own) fails every open (the slot MAC). */
+START_TEST(test_rekey_keypair_slot_edit_refused)
+{
+    char sh[3][200];
+    uint8_t ct[100], id[4], *rec, priv[32];
+    size_t ct_len = 0, len = 0, at;
+    tu_raw r;
+
+    rotation_base(sh, ct, &ct_len);
+    tu_raw_begin(&r, vpath(""), 0, 0);
+    tu_raw_principal_slot(&r, TU_ADMIN, id);
+    rec = tu_raw_get(&r, "slots", id, 4, &len);
+    at = tu_tlv_at(rec, len, 18);
+    ck_assert_uint_ne(at, (size_t)-1);
+    ck_assert_uint_eq(km__be32_get(rec + at + 1), 32);
+    OK(km__x25519_keygen(priv, rec + at + 5));
+    tu_raw_put(&r, "slots", id, 4, rec, len);
+    tu_raw_end(&r);
+    free(rec);
+    RC(KM_E_CORRUPT, open_check(NULL, TU_PASS, sh, ct, ct_len));
+}
+END_TEST
+
 static Suite *rekey_suite(void)
 {
     TCase *tc;
@@ -730,6 +755,7 @@ static Suite *rekey_suite(void)
     tcase_add_test(tc, test_rekey_offboard_rotates_master);
     tcase_add_test(tc, test_rekey_rotation_converts_older_slots);
     tcase_add_test(tc, test_rekey_rotation_crash_every_step);
+    tcase_add_test(tc, test_rekey_keypair_slot_edit_refused);
     return s;
 }
 
