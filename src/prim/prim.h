@@ -99,7 +99,7 @@ size_t km__b64_encode(const uint8_t *in, size_t len, char *out);
  * out (cap bytes; 3 * len / 4 is enough), *out_len its length. KM_E_CORRUPT
  * (nothing recorded) when it does not decode or does not fit. */
 int km__b64_decode(const char *in, size_t len, uint8_t *out, size_t cap, size_t *out_len);
-/* X25519 (prim_pkey.c, OpenSSL EVP): a fresh key pair as raw 32-byte
+/* X25519 (prim.c, OpenSSL EVP): a fresh key pair as raw 32-byte
  * halves; the raw shared secret of priv and a peer's public key (KM_E_CRYPTO,
  * out zeroed, for a small-order peer key). */
 int km__x25519_keygen(uint8_t priv[32], uint8_t pub[32]);
