@@ -77,22 +77,6 @@ static void approved(const char *params)
     OK(km_request_approve(c2, id));
 }
 
-static int count_op_fn(const km_audit_entry *e, void *arg)
-{
-    const char **want = arg;
-    if (strcmp(e->op, want[0]) == 0 && strstr(e->detail, want[1]) != NULL)
-        (*(int *)(uintptr_t)want[2])++;
-    return 0;
-}
-
-/* Audit entries of operation `op` whose detail holds `detail`. */
-static int count_op(km_ctx *c, const char *op, const char *detail)
-{
-    int n = 0;
-    const char *want[3] = { op, detail, (const char *)(uintptr_t)&n };
-    OK(km_audit_foreach(c, 1, count_op_fn, want));
-    return n;
-}
 
 static void denied_for_approvals(int rc)
 {
@@ -198,8 +182,8 @@ START_TEST(test_keyslots_rekey_needs_approvals)
     approved("rekey");
     OK(km_vault_rekey(admin, (const uint8_t *)NEW_PASS, strlen(NEW_PASS), KM_KDF_COST_MIN));
     OK(tu_vault_open(&c, dir, NEW_PASS, 0));
-    ck_assert_int_eq(count_op(c, "request.execute", "principal-change request"), 1);
-    ck_assert_int_eq(count_op(c, "vault.rekey", "new master key"), 1);
+    ck_assert_int_eq(tu_audit_count(c, "request.execute", "principal-change request"), 1);
+    ck_assert_int_eq(tu_audit_count(c, "vault.rekey", "new master key"), 1);
     OK(km_audit_verify(c, NULL, NULL, NULL));
     km_close(c);
     /* the request served once */
@@ -231,7 +215,7 @@ START_TEST(test_keyslots_owner_passphrase_change_needs_approvals)
     OK(km_vault_remove_passphrases(admin));
     RC(KM_E_AUTH, tu_vault_open(&c, dir, TU_PASS, 0));
     RC(KM_E_AUTH, tu_vault_open(&c, dir, NEW_PASS, 0));
-    ck_assert_int_eq(count_op(admin, "request.execute", "principal-change request"), 2);
+    ck_assert_int_eq(tu_audit_count(admin, "request.execute", "principal-change request"), 2);
 }
 END_TEST
 
@@ -274,7 +258,7 @@ START_TEST(test_keyslots_no_dual_control_by_default)
                                KM_KDF_COST_MIN));
     OK(tu_vault_open(&c, dir, NEW_PASS, 0));
     km_close(c);
-    ck_assert_int_eq(count_op(admin, "request.execute", ""), 0);
+    ck_assert_int_eq(tu_audit_count(admin, "request.execute", ""), 0);
 }
 END_TEST
 

@@ -317,6 +317,48 @@ START_TEST(test_prim_err_over_keeps_the_backend_reason)
 }
 END_TEST
 
+/* X25519 (the key-pair keyslots' primitive): RFC 7748 section 6.1's
+ * exchange, a small-order peer refused, and the wrap to a public key opens
+ * only with its private key and the ephemeral key it was made with. */
+START_TEST(test_prim_x25519_rfc7748_and_wrap)
+{
+    static const uint8_t a_priv[32] = {
+        0x77, 0x07, 0x6d, 0x0a, 0x73, 0x18, 0xa5, 0x7d, 0x3c, 0x16, 0xc1, 0x72, 0x51, 0xb2, 0x66,
+        0x45, 0xdf, 0x4c, 0x2f, 0x87, 0xeb, 0xc0, 0x99, 0x2a, 0xb1, 0x77, 0xfb, 0xa5, 0x1d, 0xb9,
+        0x2c, 0x2a };
+    static const uint8_t b_pub[32] = {
+        0xde, 0x9e, 0xdb, 0x7d, 0x7b, 0x7d, 0xc1, 0xb4, 0xd3, 0x5b, 0x61, 0xc2, 0xec, 0xe4, 0x35,
+        0x37, 0x3f, 0x83, 0x43, 0xc8, 0x5b, 0x78, 0x67, 0x4d, 0xad, 0xfc, 0x7e, 0x14, 0x6f, 0x88,
+        0x2b, 0x4f };
+    static const uint8_t shared[32] = {
+        0x4a, 0x5d, 0x9d, 0x5b, 0xa4, 0xce, 0x2d, 0xe1, 0x72, 0x8e, 0x3b, 0xf4, 0x80, 0x35, 0x0f,
+        0x25, 0xe0, 0x7e, 0x21, 0xc9, 0x47, 0xd1, 0x9e, 0x33, 0x76, 0xf0, 0x9b, 0x3c, 0x1e, 0x16,
+        0x17, 0x42 };
+    uint8_t out[32], zero[32] = { 0 }, priv[32], pub[32], priv2[32], pub2[32], eph[32];
+    uint8_t plain[32], wrapped[40], back[40];
+    size_t wl = 0, bl = 0;
+
+    OK(km__x25519_derive(a_priv, b_pub, out));
+    ck_assert_mem_eq(out, shared, 32);
+    ck_assert_int_eq(km__x25519_derive(a_priv, zero, out), KM_E_CRYPTO);
+    ck_assert_mem_eq(out, zero, 32);
+    OK(km__x25519_keygen(priv, pub));
+    OK(km__x25519_keygen(priv2, pub2));
+    ck_assert_int_ne(memcmp(pub, pub2, 32), 0);
+    memset(plain, 0x5a, sizeof plain);
+    OK(km__x25519_kwp_wrap(pub, plain, sizeof plain, eph, wrapped, sizeof wrapped, &wl));
+    ck_assert_uint_eq(wl, 40);
+    OK(km__x25519_kwp_unwrap(priv, pub, eph, wrapped, wl, back, sizeof back, &bl));
+    ck_assert_uint_eq(bl, 32);
+    ck_assert_mem_eq(back, plain, 32);
+    ck_assert_int_eq(km__x25519_kwp_unwrap(priv2, pub, eph, wrapped, wl, back, sizeof back, &bl),
+                     KM_E_INTEGRITY);
+    eph[0] ^= 1;
+    ck_assert_int_ne(km__x25519_kwp_unwrap(priv, pub, eph, wrapped, wl, back, sizeof back, &bl),
+                     KM_OK);
+}
+END_TEST
+
 static Suite *prim_suite(void)
 {
     Suite *s = suite_create("prim");
@@ -327,6 +369,7 @@ static Suite *prim_suite(void)
     tcase_add_test(tc, test_prim_skey_agrees_with_one_shot);
     tcase_add_test(tc, test_prim_ec_key_from_point_verifies_software_signatures);
     tcase_add_test(tc, test_prim_rsa_key_from_modulus_verifies_pss);
+    tcase_add_test(tc, test_prim_x25519_rfc7748_and_wrap);
     suite_add_tcase(s, tc);
     return s;
 }

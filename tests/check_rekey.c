@@ -4,6 +4,7 @@
  * one of the two vaults, and compaction refuses a shared vault. */
 #include <check.h>
 #include <errno.h>
+#include <limits.h>
 #include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
@@ -426,6 +427,321 @@ START_TEST(test_rekey_compact_leftover_removed)
 }
 END_TEST
 
+/* ------------------------------------------------ offboarding with rotation */
+
+/* The master key a context of dir/vault holds (the test plays the removed
+ * principal, who copied it). */
+static void master_of(km_ctx *c, uint8_t out[32])
+{
+    memcpy(out, km_secret_data(c->master), 32);
+}
+
+/* The vault of the rotation tests: the owner, an admin, a user (the one who
+ * leaves), a 2-of-3 share set (its shares in sh), a key with a ciphertext. */
+static void rotation_base(char sh[3][200], uint8_t ct[100], size_t *ct_len)
+{
+    km_ctx *o = NULL;
+    km_key *k = NULL;
+    km_secret *shares[3];
+    int i;
+
+    OK(open_pass(&o, TU_PASS, 0));
+    OK(tu_principal_add(o, TU_ADMIN, KM_ROLE_ADMIN, TU_ADMIN_PASS));
+    OK(tu_principal_add(o, TU_USER, KM_ROLE_USER, TU_USER_PASS));
+    OK(km_vault_add_shares(o, 2, 3, shares));
+    for (i = 0; i < 3; i++) {
+        ck_assert_uint_lt(km_secret_len(shares[i]), 200);
+        memcpy(sh[i], km_secret_data(shares[i]), km_secret_len(shares[i]));
+        sh[i][km_secret_len(shares[i])] = '\0';
+        km_secret_free(shares[i]);
+    }
+    OK(km_key_create(&k, o, "before", KM_KEY_AES_256_GCM, NULL));
+    OK(km_encrypt(k, (const uint8_t *)"old data", 8, NULL, 0, ct, 100, ct_len));
+    km_key_free(k);
+    km_close(o);
+}
+
+/* Opens dir/vault as `principal` (NULL: the owner) with pass, or with the
+ * shares when pass is NULL; decrypts ct there. */
+static int open_check(const char *principal, const char *pass, char sh[3][200],
+                      const uint8_t *ct, size_t ct_len)
+{
+    const char *two[2] = { sh[0], sh[2] };
+    tu_open o = TU_OPEN_INIT;
+    km_ctx *c = NULL;
+    uint8_t pt[64];
+    size_t n = 0;
+    int rc;
+
+    o.principal = principal;
+    o.pass = pass;
+    if (pass == NULL) {
+        o.shares = two;
+        o.share_count = 2;
+    }
+    if ((rc = tu_vault_open_with(&c, dir, &o)) != KM_OK)
+        return rc;
+    if (principal == NULL) {   /* the owner reads the data too */
+        rc = km_decrypt(c, 0, ct, ct_len, NULL, 0, pt, sizeof pt, &n);
+        if (rc == KM_OK && (n != 8 || memcmp(pt, "old data", 8) != 0))
+            rc = KM_E_INTERNAL;
+    }
+    km_close(c);
+    return rc;
+}
+
+/* Issue 18 finding 4: a removed principal kept the master key and read every
+ * record written later. km_principal_remove(KM_PRINCIPAL_ROTATE_MASTER)
+ * replaces it in the removal's transaction; the owner passphrase, the other
+ * principal and the share set open with nothing typed again. */
+START_TEST(test_rekey_offboard_rotates_master)
+{
+    char sh[3][200];
+    uint8_t ct[100], old_master[32], new_master[32], id[16], *sealed;
+    size_t ct_len = 0, sealed_len = 0;
+    km_ctx *c = NULL;
+    km_key *k = NULL;
+
+    rotation_base(sh, ct, &ct_len);
+    OK(open_pass(&c, TU_PASS, 0));
+    master_of(c, old_master);      /* what the leaver copied */
+    RC(KM_E_INVALID, km_principal_remove(c, TU_USER, 4));
+    OK(km_principal_remove(c, TU_USER, KM_PRINCIPAL_ROTATE_MASTER));
+    master_of(c, new_master);
+    ck_assert_int_ne(memcmp(old_master, new_master, 32), 0);
+    /* a key made after the rotation: its sealed material does not open
+     * under the old master key (it does under the new one: the control) */
+    OK(km_key_create(&k, c, "after", KM_KEY_AES_256_GCM, NULL));
+    memcpy(id, km_key_id(k), 16);
+    km_key_free(k);
+    ck_assert_int_eq(tu_audit_count(c, "principal.remove", "master key rotated"), 1);
+    km_close(c);
+    sealed = raw_material(id, 1, &sealed_len);
+    ck_assert_ptr_nonnull(sealed);
+    ck_assert_int_eq(open_sealed(new_master, id, 1, sealed, sealed_len), KM_OK);
+    ck_assert_int_eq(open_sealed(old_master, id, 1, sealed, sealed_len), KM_E_INTEGRITY);
+    free(sealed);
+    /* everyone who stays opens with what they had; the leaver does not */
+    OK(open_check(NULL, TU_PASS, sh, ct, ct_len));
+    OK(open_check(TU_ADMIN, TU_ADMIN_PASS, sh, ct, ct_len));
+    OK(open_check(NULL, NULL, sh, ct, ct_len));
+    RC(KM_E_AUTH, open_check(TU_USER, TU_USER_PASS, sh, ct, ct_len));
+}
+END_TEST
+
+/* The MAC of a keyslot record as the format defines it (docs/FORMATS.md). */
+static void slot_mac(const uint8_t master[32], uint32_t id, const uint8_t *body, size_t len,
+                     uint8_t out[32])
+{
+    static const char info[] = "km v1 keyslot mac";
+    uint8_t key[32], msg[512];
+
+    ck_assert_uint_le(len + 14, sizeof msg);
+    OK(km__hkdf_sha256(master, 32, NULL, 0, (const uint8_t *)info, sizeof info - 1, key, 32));
+    memcpy(msg, "km-slot-v1", 10);
+    km__be32_put(msg + 10, id);
+    memcpy(msg + 14, body, len);
+    OK(km__hmac_sha256(key, 32, msg, 14 + len, out));
+}
+
+static size_t tlv_u32(uint8_t *p, uint8_t tag, uint32_t v)
+{
+    p[0] = tag;
+    km__be32_put(p + 1, 4);
+    km__be32_put(p + 5, v);
+    return 9;
+}
+
+static size_t tlv_bytes(uint8_t *p, uint8_t tag, const uint8_t *v, size_t n)
+{
+    p[0] = tag;
+    km__be32_put(p + 1, (uint32_t)n);
+    memcpy(p + 5, v, n);
+    return 5 + n;
+}
+
+/* Writes an owner passphrase slot of the older form (type 1: the master key
+ * wrapped under the scrypt output itself) at slot id 200, as a vault of an
+ * earlier libkm holds it. */
+static void legacy_owner_slot(const uint8_t master[32], const char *pass)
+{
+    uint8_t rec[300], salt[32], kek[32], wrapped[40], idb[4];
+    size_t len = 0, wl = 0;
+    tu_raw r;
+
+    OK(km__random(salt, sizeof salt));
+    OK(km__scrypt((const uint8_t *)pass, strlen(pass), salt, 32, KM_KDF_COST_MIN, 8, 1, kek,
+                  32));
+    OK(km__kwp_wrap(kek, 32, master, 32, wrapped, sizeof wrapped, &wl));
+    len += tlv_u32(rec + len, 1, 1);
+    len += tlv_u32(rec + len, 2, 1);
+    len += tlv_u32(rec + len, 3, KM_KDF_COST_MIN);
+    len += tlv_u32(rec + len, 4, 8);
+    len += tlv_u32(rec + len, 5, 1);
+    len += tlv_bytes(rec + len, 6, salt, 32);
+    len += tlv_bytes(rec + len, 7, wrapped, wl);
+    rec[len] = 16;
+    km__be32_put(rec + len + 1, 32);
+    slot_mac(master, 200, rec, len, rec + len + 5);
+    len += 37;
+    km__be32_put(idb, 200);
+    tu_raw_begin(&r, vpath(""), 0, 0);
+    tu_raw_put(&r, "slots", idb, 4, rec, len);
+    tu_raw_end(&r);
+}
+
+static uint32_t slot_type(uint32_t id)
+{
+    uint8_t idb[4], *rec;
+    size_t len = 0;
+    uint32_t type;
+    tu_raw r;
+
+    km__be32_put(idb, id);
+    tu_raw_begin(&r, vpath(""), MDB_RDONLY, 0);
+    rec = tu_raw_get(&r, "slots", idb, 4, &len);
+    tu_raw_end(&r);
+    ck_assert_uint_ge(len, 9);
+    type = km__be32_get(rec + 5);
+    free(rec);
+    return type;
+}
+
+/* A slot of the older form cannot be re-wrapped without its passphrase: the
+ * rotation refuses, naming it, and drops nothing; one open with it converts
+ * it to a key-pair slot (type 4), after which the rotation keeps it. */
+START_TEST(test_rekey_rotation_converts_older_slots)
+{
+    char sh[3][200];
+    uint8_t ct[100], master[32];
+    size_t ct_len = 0;
+    km_ctx *c = NULL;
+
+    rotation_base(sh, ct, &ct_len);
+    OK(open_pass(&c, TU_PASS, 0));
+    master_of(c, master);
+    km_close(c);
+    legacy_owner_slot(master, "an older passphrase");
+    ck_assert_uint_eq(slot_type(200), 1);
+    OK(open_pass(&c, TU_PASS, 0));
+    RC(KM_E_STATE, km_principal_remove(c, TU_USER, KM_PRINCIPAL_ROTATE_MASTER));
+    ck_assert_ptr_nonnull(strstr(km_error_last()->message, "keyslot 200"));
+    km_close(c);
+    OK(open_check(TU_USER, TU_USER_PASS, sh, ct, ct_len));   /* nothing removed */
+    OK(open_check(NULL, "an older passphrase", sh, ct, ct_len));
+    ck_assert_uint_eq(slot_type(200), 4);                    /* converted at that open */
+    OK(open_pass(&c, TU_PASS, 0));
+    OK(km_principal_remove(c, TU_USER, KM_PRINCIPAL_ROTATE_MASTER | KM_PRINCIPAL_REVOKE_KEYS));
+    km_close(c);
+    OK(open_check(NULL, "an older passphrase", sh, ct, ct_len));
+    OK(open_check(TU_ADMIN, TU_ADMIN_PASS, sh, ct, ct_len));
+    RC(KM_E_AUTH, open_check(TU_USER, TU_USER_PASS, sh, ct, ct_len));
+}
+END_TEST
+
+/* A crash at every write step of the removal with rotation leaves the old
+ * vault (the user there, the old master key) or the new one (the user gone,
+ * a new master key), and the owner, the admin and the shares open either. */
+START_TEST(test_rekey_rotation_crash_every_step)
+{
+    char sh[3][200], base[4200], work[4200], cmd[12800];
+    uint8_t ct[100], old_master[32], m[32];
+    size_t ct_len = 0;
+    unsigned long steps, k;
+    int olds = 0, news = 0, crashes = 0;
+    km_ctx *c = NULL;
+
+    rotation_base(sh, ct, &ct_len);
+    OK(open_pass(&c, TU_PASS, 0));
+    master_of(c, old_master);
+    km_close(c);
+    snprintf(base, sizeof base, "%s/base", dir);
+    snprintf(work, sizeof work, "%s/vault", dir);
+    snprintf(cmd, sizeof cmd, "cp -a '%s' '%s'", work, base);
+    ck_assert_int_eq(system(cmd), 0);
+    OK(open_pass(&c, TU_PASS, 0));
+    km__fault_arm(ULONG_MAX);
+    OK(km_principal_remove(c, TU_USER, KM_PRINCIPAL_ROTATE_MASTER));
+    steps = km__fault_steps();
+    km__fault_arm(0);
+    km_close(c);
+    ck_assert_uint_gt(steps, 4);
+    for (k = 1; k <= steps + 1; k++) {
+        pid_t pid;
+        int st = 0, rc;
+
+        snprintf(cmd, sizeof cmd, "rm -rf '%s' && cp -a '%s' '%s'", work, base, work);
+        ck_assert_int_eq(system(cmd), 0);
+        pid = fork();
+        ck_assert_int_ge(pid, 0);
+        if (pid == 0) {
+            km_ctx *cc = NULL;
+            if (open_pass(&cc, TU_PASS, 0) != KM_OK)
+                _exit(3);
+            km__fault_arm(k);
+            rc = km_principal_remove(cc, TU_USER, KM_PRINCIPAL_ROTATE_MASTER);
+            km__fault_arm(0);
+            km_close(cc);
+            _exit(rc == KM_OK ? 0 : 4);
+        }
+        ck_assert_int_eq(waitpid(pid, &st, 0), pid);
+        if (WIFSIGNALED(st)) {
+            ck_assert_int_eq(WTERMSIG(st), SIGKILL);
+            crashes++;
+        } else {
+            ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 0, "step %lu: exit %d", k,
+                          WEXITSTATUS(st));
+        }
+        OK(open_pass(&c, TU_PASS, 0));
+        master_of(c, m);
+        OK(km_audit_verify(c, NULL, NULL, NULL));
+        km_close(c);
+        rc = open_check(TU_USER, TU_USER_PASS, sh, ct, ct_len);
+        if (memcmp(m, old_master, 32) == 0) {
+            ck_assert_msg(rc == KM_OK, "step %lu: old master key, the user gone", k);
+            olds++;
+        } else {
+            ck_assert_msg(rc == KM_E_AUTH, "step %lu: new master key, the user there", k);
+            news++;
+        }
+        OK(open_check(TU_ADMIN, TU_ADMIN_PASS, sh, ct, ct_len));
+        OK(open_check(NULL, NULL, sh, ct, ct_len));
+        if (!WIFSIGNALED(st))
+            break;
+    }
+    printf("rekey: principal remove --rotate-master: %lu steps, %d crashes, old %d, new %d, "
+           "half-done 0\n", steps, crashes, olds, news);
+    ck_assert_int_gt(crashes, 0);
+    ck_assert_int_gt(olds, 0);
+    ck_assert_int_gt(news, 0);
+}
+END_TEST
+
+/* The fields a rotation relies on are authentic: an attacker who swaps a
+ * key-pair slot's public key (tag 18, to have the next master key wrapped to
+ * a key of its own) fails every open (the slot MAC). */
+START_TEST(test_rekey_keypair_slot_edit_refused)
+{
+    char sh[3][200];
+    uint8_t ct[100], id[4], *rec, priv[32];
+    size_t ct_len = 0, len = 0, at;
+    tu_raw r;
+
+    rotation_base(sh, ct, &ct_len);
+    tu_raw_begin(&r, vpath(""), 0, 0);
+    tu_raw_principal_slot(&r, TU_ADMIN, id);
+    rec = tu_raw_get(&r, "slots", id, 4, &len);
+    at = tu_tlv_at(rec, len, 18);
+    ck_assert_uint_ne(at, (size_t)-1);
+    ck_assert_uint_eq(km__be32_get(rec + at + 1), 32);
+    OK(km__x25519_keygen(priv, rec + at + 5));
+    tu_raw_put(&r, "slots", id, 4, rec, len);
+    tu_raw_end(&r);
+    free(rec);
+    RC(KM_E_CORRUPT, open_check(NULL, TU_PASS, sh, ct, ct_len));
+}
+END_TEST
+
 static Suite *rekey_suite(void)
 {
     TCase *tc;
@@ -436,6 +752,10 @@ static Suite *rekey_suite(void)
     tcase_add_test(tc, test_rekey_sigkill);
     tcase_add_test(tc, test_rekey_compact_busy);
     tcase_add_test(tc, test_rekey_compact_leftover_removed);
+    tcase_add_test(tc, test_rekey_offboard_rotates_master);
+    tcase_add_test(tc, test_rekey_rotation_converts_older_slots);
+    tcase_add_test(tc, test_rekey_rotation_crash_every_step);
+    tcase_add_test(tc, test_rekey_keypair_slot_edit_refused);
     return s;
 }
 

@@ -677,7 +677,7 @@ START_TEST(test_store_rekey_reseals_in_the_second_implementation)
     ck_assert_int_eq(km_secret_new(&nm, 32), KM_OK);
     ck_assert_int_eq(km__random(km_secret_data(nm), 32), KM_OK);
     ck_assert_int_eq(km__sealer_new(&ns, nm), KM_OK);
-    ck_assert_int_eq(km__vault_rekey(v.st, v.s, ns, nm, (const uint8_t *)PASS2, strlen(PASS2),
+    ck_assert_int_eq(km__vault_rekey(v.st, v.s, ns, NULL, nm, (const uint8_t *)PASS2, strlen(PASS2),
                                      KM_KDF_COST_MIN, NULL, NULL, NULL), KM_OK);
     /* the old sealer opens nothing and writes nothing; the new one opens all */
     ck_assert_int_eq(km__txn_begin(v.st, 1, &t), KM_OK);

@@ -836,6 +836,41 @@ START_TEST(test_tpm2_keyslot_opens_on_this_tpm_only)
 }
 END_TEST
 
+/* Offboarding with rotation (issue 18 finding 4): the TPM keyslot is
+ * re-sealed by the TPM under the new master key; the vault opens with the
+ * TPM, the owner passphrase and the remaining admin, nothing typed again. */
+START_TEST(test_tpm2_keyslot_resealed_by_rotation)
+{
+    km_ctx *ctx = vault_for(&tpm), *c2 = NULL;
+    km_key *k = NULL;
+    uint8_t ct[256], pt[256];
+    size_t ct_len = 0, pt_len = 0;
+
+    ck_assert_int_eq(tu_principal_add(ctx, TU_ADMIN, KM_ROLE_ADMIN, TU_ADMIN_PASS), KM_OK);
+    ck_assert_int_eq(tu_principal_add(ctx, TU_USER, KM_ROLE_USER, TU_USER_PASS), KM_OK);
+    ck_assert_int_eq(km_key_create(&k, ctx, "data", KM_KEY_AES_256_GCM, NULL), KM_OK);
+    ck_assert_int_eq(km_encrypt(k, msg, sizeof msg, NULL, 0, ct, sizeof ct, &ct_len), KM_OK);
+    km_key_free(k);
+    ck_assert_msg(km_vault_add_backend_slot(ctx, "tpm2", tpm.config) == KM_OK, "add slot: %s",
+                  km_error_last()->message);
+    ck_assert_msg(km_principal_remove(ctx, TU_USER, KM_PRINCIPAL_ROTATE_MASTER) == KM_OK,
+                  "remove with rotation: %s", km_error_last()->message);
+    ck_assert_int_eq(tu_audit_count(ctx, "principal.remove",
+                                    "1 device keyslot(s) re-sealed, 0 dropped"), 1);
+    km_close(ctx);
+    ck_assert_msg(open_with_tpm(&tpm, &c2) == KM_OK, "open with the TPM: %s",
+                  km_error_last()->message);
+    ck_assert_int_eq(km_decrypt(c2, 0, ct, ct_len, NULL, 0, pt, sizeof pt, &pt_len), KM_OK);
+    ck_assert_mem_eq(pt, msg, sizeof msg);
+    km_close(c2);
+    ck_assert_int_eq(tu_vault_open(&c2, dir, TU_PASS, 0), KM_OK);
+    km_close(c2);
+    ck_assert_int_eq(tu_vault_open_as(&c2, dir, TU_ADMIN, TU_ADMIN_PASS, 0), KM_OK);
+    km_close(c2);
+    ck_assert_int_eq(tu_vault_open_as(&c2, dir, TU_USER, TU_USER_PASS, 0), KM_E_AUTH);
+}
+END_TEST
+
 /* A keyslot bound to a PCR: opens while the PCR holds its value, not once it
  * is extended; a TPM reset (Startup CLEAR) restores it. PCR 16 is the
  * debug PCR anyone may extend. */
@@ -934,6 +969,7 @@ static Suite *tpm2_suite(void)
     tcase_add_test(tc, test_tpm2_ecdh_agree);
     tcase_add_test(tc, test_tpm2_rsa_pss_and_oaep);
     tcase_add_test(tc, test_tpm2_random);
+    tcase_add_test(tc, test_tpm2_keyslot_resealed_by_rotation);
     return s;
 }
 

@@ -506,6 +506,19 @@ t 0 "key grant none revokes" - key grant aes uma --perms none
 as uma encrypt aes <msg >out 2>err
 check "a revoked grant denies" [ $? -eq 4 ]
 
+# offboarding with a new master key (issue 18 finding 4): the others keep their access
+printf 'leo credential\n' >"$tmp/cred-leo"
+t 0 "principal add (leaver)" - principal add leo --role user --credential-file "$tmp/cred-leo"
+t 0 "principal remove --rotate-master" - principal remove leo --rotate-master
+as leo whoami >out 2>err
+check "the leaver's credential no longer opens" [ $? -eq 5 ]
+as ann whoami >out 2>err
+check "a remaining principal opens with its own credential" grep -q "^ann	admin$" out
+t 0 "the owner decrypts an old ciphertext after the rotation" "$tmp/uma.ct" decrypt
+check "to the same plaintext" cmp -s out msg
+t 0 "the rotation is audited" - audit show
+check "as one principal.remove entry naming it" grep -q "master key rotated" out
+
 # ---------------------------------------------------------------- dual control
 printf '{"version": 1, "dual_control": {"destroy": 2, "principal-change": 2, "policy-change": 2}}\n' >"$tmp/dual.json"
 printf '{"version": 1, "dual_control": {"destroy": 2}}\n' >"$tmp/selfquorum.json"

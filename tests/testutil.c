@@ -381,3 +381,19 @@ void tu_swtpm_tools(const tu_swtpm *t, const char *args)
  * too) is compiled here, as part of this file: every suite's source list,
  * some of them in the backends' make fragments, names testutil.c alone. */
 #include "testdev.c"
+
+static int audit_count_fn(const km_audit_entry *e, void *arg)
+{
+    const char **want = arg;
+    if (strcmp(e->op, want[0]) == 0 && strstr(e->detail, want[1]) != NULL)
+        (*(int *)(uintptr_t)want[2])++;
+    return 0;
+}
+
+int tu_audit_count(km_ctx *c, const char *op, const char *detail)
+{
+    int n = 0;
+    const char *want[3] = { op, detail, (const char *)(uintptr_t)&n };
+    OK(km_audit_foreach(c, 1, audit_count_fn, want));
+    return n;
+}

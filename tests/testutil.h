@@ -212,4 +212,8 @@ void tu_swtpm_stop(tu_swtpm *t);
 void tu_swtpm_kill(tu_swtpm *t);
 void tu_swtpm_tools(const tu_swtpm *t, const char *args);
 
+/* Audit entries of operation `op` whose detail holds `detail` (fails the
+ * test when the log does not read). */
+int tu_audit_count(km_ctx *c, const char *op, const char *detail);
+
 #endif

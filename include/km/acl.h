@@ -61,17 +61,31 @@ KM_EXTERN int km_principal_add(km_ctx *ctx, const char *name, uint32_t roles,
 /**
  * Offboards a principal in one audited transaction: removes its keyslots
  * (it can no longer open the vault), its record and every grant to it, and
- * hands the keys it owned to the vault owner. With `revoke_owned` non-zero
+ * hands the keys it owned to the vault owner. `flags`: with
+ * KM_PRINCIPAL_REVOKE_KEYS (1, what a non-zero `revoke_owned` was before)
  * every live (active or suspended) version of each of those keys is revoked
  * (reason affiliation changed: deactivated) in the same transaction, each
  * with its audit entry, so that a crash leaves all of it or none (a person
- * who leaves takes no usable key along). Needs the admin role. Refused
- * (KM_E_STATE) when its keyslots were the last that open the vault now (see
- * km_vault_remove_passphrases()).
- * @return KM_OK; KM_E_NOTFOUND; KM_E_DENIED; KM_E_STATE (it is the caller);
- *         KM_E_IO.
+ * who leaves takes no usable key along). With KM_PRINCIPAL_ROTATE_MASTER the
+ * same transaction also replaces the vault's master key and reseals every
+ * record under it (as km_vault_rekey()), while every remaining passphrase
+ * (owner or principal) and share-set keyslot is re-wrapped for the new key
+ * (key-pair keyslots: nobody types a credential) and device keyslots are
+ * re-sealed by their devices (one that cannot is dropped, as in a rekey): a
+ * removed principal who kept the old master key reads nothing written after.
+ * Refused (KM_E_STATE, naming it) while a keyslot is of the older form: one
+ * open with it converts it. Other open contexts must reopen. Needs the admin
+ * role. Refused (KM_E_STATE) when its keyslots were the last that open the
+ * vault now (see km_vault_remove_passphrases()).
+ * @return KM_OK; KM_E_NOTFOUND; KM_E_DENIED; KM_E_STATE (it is the caller, a
+ *         slot of the older form); KM_E_INVALID (unknown flags); KM_E_IO.
  */
-KM_EXTERN int km_principal_remove(km_ctx *ctx, const char *name, int revoke_owned);
+KM_EXTERN int km_principal_remove(km_ctx *ctx, const char *name, int flags);
+
+/** km_principal_remove() flag: revoke the live versions of the keys it owned. */
+#define KM_PRINCIPAL_REVOKE_KEYS 1
+/** km_principal_remove() flag: rotate the master key in the same transaction. */
+#define KM_PRINCIPAL_ROTATE_MASTER 2
 
 /** Callback of km_principal_list(); non-zero stops. */
 typedef int (*km_principal_fn)(const char *name, uint32_t roles, int64_t created, void *arg);

@@ -2,6 +2,7 @@
  * key grants. The records are laid out in access.c (the core's check before
  * dispatch); the decisions are the rules' (rules_acl.c). */
 #include "core.h"
+#include "vault_int.h"
 
 #include <stdint.h>
 #include <stdio.h>
@@ -135,31 +136,23 @@ static int collect_owned(const uint8_t *key, size_t key_len, const uint8_t *val,
     return 0;
 }
 
-int km_principal_remove(km_ctx *ctx, const char *name, int revoke_owned)
+/* km_principal_remove's work inside the write transaction t: the approved
+ * request consumed, the principal's keyslots, record and grants removed,
+ * its keys given to the owner (and revoked with `revoke_owned`); the audit
+ * detail in d. */
+static int principal_remove_in(km_ctx *ctx, km__txn *t, const char *name, int revoke_owned,
+                               char *d, size_t dcap)
 {
     km__slot_unsealer check;
-    km__txn *t = NULL;
     km__pfind f;
     gcollect g;
     owned o;
     uint8_t k[64];
-    char d[160];
     size_t i, nrev = 0;
     int rc;
 
-    if (ctx == NULL || name == NULL)
-        return km__err(KM_E_INVALID, "km_principal_remove: bad arguments");
-    if ((rc = km__ctx_check(ctx)) != KM_OK)
-        return rc;
-    if ((rc = km__acl_check(ctx, KM__OP_PRINCIPAL_REMOVE, NULL)) != KM_OK)
-        return rc;
-    if (ctx->is_principal && strcmp(ctx->principal_name, name) == 0)
-        return km__err(KM_E_STATE, "km_principal_remove: a principal cannot remove itself");
     memset(&g, 0, sizeof g);
     memset(&o, 0, sizeof o);
-    pthread_mutex_lock(&ctx->mu);
-    if ((rc = km__wtxn_begin(ctx, &t)) != KM_OK)
-        goto out;
     memset(&f, 0, sizeof f);
     f.name = name;
     if ((rc = km__principal_find(ctx, t, &f)) != KM_OK)
@@ -204,15 +197,70 @@ int km_principal_remove(km_ctx *ctx, const char *name, int revoke_owned)
         rc = km__key_revoke_all_in(ctx, t, o.kids[i], &nrev);
     if (rc != KM_OK)
         goto out;
-    snprintf(d, sizeof d, "%s: %zu grant(s) removed, %zu owned key(s) to the owner, %zu live "
-                          "version(s) revoked", name, g.n, o.n, nrev);
+    snprintf(d, dcap, "%s: %zu grant(s) removed, %zu owned key(s) to the owner, %zu live "
+                      "version(s) revoked", name, g.n, o.n, nrev);
+out:
+    free(g.keys);
+    free(o.kids);
+    return rc;
+}
+
+/* A removal with rotation: principal_remove_in as the first part of the
+ * master-key change's transaction (km__ctx_rekey). */
+typedef struct premove {
+    km_ctx *ctx;
+    const char *name;
+    int revoke_owned;
+    char d[160];
+} premove;
+
+static int principal_remove_pre(void *arg, km__txn *t, const km__sealer *s)
+{
+    premove *p = arg;
+    (void)s;
+    return principal_remove_in(p->ctx, t, p->name, p->revoke_owned, p->d, sizeof p->d);
+}
+
+int km_principal_remove(km_ctx *ctx, const char *name, int flags)
+{
+    km__txn *t = NULL;
+    char d[160];
+    int rc;
+
+    if (ctx == NULL || name == NULL)
+        return km__err(KM_E_INVALID, "km_principal_remove: bad arguments");
+    if (flags & ~(KM_PRINCIPAL_REVOKE_KEYS | KM_PRINCIPAL_ROTATE_MASTER))
+        return km__err(KM_E_INVALID, "km_principal_remove: unknown flags 0x%x", (unsigned)flags);
+    if ((rc = km__ctx_check(ctx)) != KM_OK)
+        return rc;
+    if ((rc = km__acl_check(ctx, KM__OP_PRINCIPAL_REMOVE, NULL)) != KM_OK)
+        return rc;
+    if (ctx->is_principal && strcmp(ctx->principal_name, name) == 0)
+        return km__err(KM_E_STATE, "km_principal_remove: a principal cannot remove itself");
+    if (flags & KM_PRINCIPAL_ROTATE_MASTER) {
+        premove p;
+
+        if (ctx->delegated)
+            return km__err(KM_E_UNSUPPORTED, "km_principal_remove: a rotation not through a "
+                                             "delegated context (the server's own does it)");
+        memset(&p, 0, sizeof p);
+        p.ctx = ctx;
+        p.name = name;
+        p.revoke_owned = (flags & KM_PRINCIPAL_REVOKE_KEYS) != 0;
+        return km__ctx_rekey(ctx, NULL, 0, 0, KM__OP_PRINCIPAL_REMOVE, principal_remove_pre, &p,
+                             p.d);
+    }
+    pthread_mutex_lock(&ctx->mu);
+    if ((rc = km__wtxn_begin(ctx, &t)) != KM_OK)
+        goto out;
+    rc = principal_remove_in(ctx, t, name, (flags & KM_PRINCIPAL_REVOKE_KEYS) != 0, d, sizeof d);
+    if (rc != KM_OK)
+        goto out;
     rc = km__wtxn_commit(ctx, t, KM__OP_PRINCIPAL_REMOVE, NULL, 0, d);
     t = NULL;
 out:
     km__wtxn_abort(t);
     pthread_mutex_unlock(&ctx->mu);
-    free(g.keys);
-    free(o.kids);
     return rc;
 }
 

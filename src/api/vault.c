@@ -4,6 +4,7 @@
  * context itself is the core's (src/core/ctx.c); the storage work of rekey,
  * compaction and backup is the store's (src/store/). */
 #include "core.h"
+#include "vault_int.h"
 #include "km/quorum.h"
 
 #include <stddef.h>
@@ -439,6 +440,10 @@ typedef struct rekey_arg {
     size_t n, total;
     char names[RESEAL_MAX][32];
     km_secret *blobs[RESEAL_MAX];
+    int op;                     /* the audit entry's operation */
+    km__txn_hook pre;           /* the caller's first part, or NULL (a rekey's request) */
+    void *pre_arg;
+    const char *detail;         /* a rotation: the start of the audit detail (pre writes it) */
 } rekey_arg;
 
 #define REKEY_PARAMS "rekey"
@@ -448,14 +453,15 @@ typedef struct rekey_arg {
 static int rekey_pre(void *arg, km__txn *t, const km__sealer *s)
 {
     rekey_arg *a = arg;
-    (void)s;
+    if (a->pre != NULL)
+        return a->pre(a->pre_arg, t, s);
     return slot_change_consume(a->ctx, t, REKEY_PARAMS);
 }
 
 static int rekey_hook(void *arg, km__txn *t, const km__sealer *s)
 {
     rekey_arg *a = arg;
-    char d[160];
+    char d[512];
     size_t i, kept = 0;
     int rc;
 
@@ -468,9 +474,14 @@ static int rekey_hook(void *arg, km__txn *t, const km__sealer *s)
             return rc;
         kept++;
     }
-    snprintf(d, sizeof d, "new master key; keyslots replaced by one passphrase, %zu device "
-                          "keyslot(s) re-sealed, %zu dropped", kept, a->total - kept);
-    return km__audit_append_sealed(a->ctx, t, s, KM__OP_REKEY, NULL, 0, KM_OK, d);
+    if (a->detail != NULL)
+        snprintf(d, sizeof d, "%s; master key rotated: key-pair keyslots re-wrapped, %zu device "
+                              "keyslot(s) re-sealed, %zu dropped", a->detail, kept,
+                 a->total - kept);
+    else
+        snprintf(d, sizeof d, "new master key; keyslots replaced by one passphrase, %zu device "
+                              "keyslot(s) re-sealed, %zu dropped", kept, a->total - kept);
+    return km__audit_append_sealed(a->ctx, t, s, a->op, NULL, 0, KM_OK, d);
 }
 
 /* Seals the new master key with the backend of each of the vault's device
@@ -500,10 +511,6 @@ static int reseal_devices(km_ctx *ctx, const km_secret *master, rekey_arg *a)
 int km_vault_rekey(km_ctx *ctx, const uint8_t *passphrase, size_t passphrase_len,
                    uint32_t kdf_cost)
 {
-    km_secret *master = NULL;
-    km__sealer *ns = NULL, *old;
-    rekey_arg ra;
-    size_t i;
     int rc;
 
     if (ctx == NULL)
@@ -519,6 +526,20 @@ int km_vault_rekey(km_ctx *ctx, const uint8_t *passphrase, size_t passphrase_len
         return rc;
     if ((rc = slot_change_check(ctx, REKEY_PARAMS)) != KM_OK)
         return rc;
+    return km__ctx_rekey(ctx, passphrase, passphrase_len, kdf_cost, KM__OP_REKEY, NULL, NULL,
+                         NULL);
+}
+
+int km__ctx_rekey(km_ctx *ctx, const uint8_t *passphrase, size_t passphrase_len,
+                  uint32_t kdf_cost, int op, km__txn_hook pre, void *pre_arg,
+                  const char *detail)
+{
+    km_secret *master = NULL;
+    km__sealer *ns = NULL, *old;
+    rekey_arg ra;
+    size_t i;
+    int rc;
+
     /* queued data-path entries first, under the old sealer */
     if ((rc = km_audit_flush(ctx)) != KM_OK)
         return rc;
@@ -533,6 +554,10 @@ int km_vault_rekey(km_ctx *ctx, const uint8_t *passphrase, size_t passphrase_len
     memset(&ra, 0, sizeof ra);
     ra.ctx = ctx;
     ra.master = master;
+    ra.op = op;
+    ra.pre = pre;
+    ra.pre_arg = pre_arg;
+    ra.detail = passphrase == NULL ? (detail != NULL ? detail : "") : NULL;
     if ((rc = reseal_devices(ctx, master, &ra)) != KM_OK) {
         km__sealer_free(ns);
         km_secret_free(master);
@@ -541,8 +566,8 @@ int km_vault_rekey(km_ctx *ctx, const uint8_t *passphrase, size_t passphrase_len
     /* ctx->mu serialises rekeys of this context and guards the swap. */
     pthread_mutex_lock(&ctx->mu);
     old = ctx->sealer;
-    rc = km__vault_rekey(ctx->env, old, ns, master, passphrase, passphrase_len, kdf_cost,
-                         rekey_pre, rekey_hook, &ra);
+    rc = km__vault_rekey(ctx->env, old, ns, ctx->master, master, passphrase, passphrase_len,
+                         kdf_cost, rekey_pre, rekey_hook, &ra);
     if (rc == KM_OK) {
         /* The old sealer and master stay alive (owned by the new sealer)
          * until km_close: a thread that loaded them before the swap gets

@@ -279,7 +279,9 @@ int kmctl_cmd_principal_add(struct kmctl *k, const struct kmctl_args *a)
 
 int kmctl_cmd_principal_remove(struct kmctl *k, const struct kmctl_args *a)
 {
-    int rc = km_principal_remove(k->ctx, a->pos[0], a->val[OPT_REVOKE_KEYS] != NULL);
+    int flags = (a->val[OPT_REVOKE_KEYS] != NULL ? KM_PRINCIPAL_REVOKE_KEYS : 0)
+                | (a->val[OPT_ROTATE_MASTER] != NULL ? KM_PRINCIPAL_ROTATE_MASTER : 0);
+    int rc = km_principal_remove(k->ctx, a->pos[0], flags);
     if (rc != KM_OK)
         return kmctl_lib_error(rc, "removing principal '%s'", a->pos[0]);
     return KMCTL_EXIT_OK;

@@ -95,6 +95,7 @@ enum kmctl_opt_id {
     OPT_PUBLIC_OUT,
     OPT_BATCH,
     OPT_JWK,
+    OPT_ROTATE_MASTER,
     OPT__COUNT
 };
 

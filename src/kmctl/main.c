@@ -117,7 +117,8 @@ static const struct kmctl_optspec o_principal_add[] = {
     { "role", "ROLES", ARG_STR, 1, OPT_ROLE, 0 },
     { "credential-file", "FILE", ARG_STR, 1, OPT_CREDENTIAL_FILE, 0 }, O_END };
 static const struct kmctl_optspec o_principal_remove[] = {
-    { "revoke-keys", NULL, ARG_NONE, 0, OPT_REVOKE_KEYS, 0 }, O_END };
+    { "revoke-keys", NULL, ARG_NONE, 0, OPT_REVOKE_KEYS, 0 },
+    { "rotate-master", NULL, ARG_NONE, 0, OPT_ROTATE_MASTER, 0 }, O_END };
 static const struct kmctl_optspec o_grant[] = {
     { "perms", "LIST", ARG_STR, 1, OPT_PERMS, 0 }, O_END };
 static const struct kmctl_optspec o_request[] = {
@@ -267,7 +268,8 @@ static const struct kmctl_cmd commands[] = {
     { "principal add", "NAME", 1, o_principal_add, NULL, kmctl_cmd_principal_add, VAULT_OPEN, "",
       "add a principal (ROLES: admin,custodian,user,auditor) with its own keyslot" },
     { "principal remove", "NAME", 1, o_principal_remove, NULL, kmctl_cmd_principal_remove,
-      VAULT_OPEN, "", "offboard a principal: its keyslot, grants and keys (--revoke-keys)" },
+      VAULT_OPEN, "", "offboard a principal: its keyslot, grants and keys (--revoke-keys), "
+      "with a new master key (--rotate-master)" },
     { "principal list", "", 0, o_json, NULL, kmctl_cmd_principal_list, VAULT_OPEN, "",
       "list the principals: NAME<tab>ROLES<tab>CREATED" },
     { "whoami", "", 0, o_json, NULL, kmctl_cmd_whoami, VAULT_OPEN, "",

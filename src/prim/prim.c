@@ -648,3 +648,92 @@ out:
     }
     return rc;
 }
+
+/* ------------------------------------------------------------ X25519 */
+
+int km__x25519_keygen(uint8_t priv[32], uint8_t pub[32])
+{
+    EVP_PKEY_CTX *pc = EVP_PKEY_CTX_new_from_name(NULL, "X25519", NULL);
+    EVP_PKEY *pk = NULL;
+    size_t a = 32, b = 32;
+    int ok;
+
+    ok = pc != NULL && EVP_PKEY_keygen_init(pc) == 1 && EVP_PKEY_generate(pc, &pk) == 1
+         && EVP_PKEY_get_raw_private_key(pk, priv, &a) == 1 && a == 32
+         && EVP_PKEY_get_raw_public_key(pk, pub, &b) == 1 && b == 32;
+    EVP_PKEY_free(pk);
+    EVP_PKEY_CTX_free(pc);
+    if (!ok) {
+        km_memzero(priv, 32);
+        return km__err_ossl(KM_E_CRYPTO, "X25519 key generation failed");
+    }
+    return KM_OK;
+}
+
+int km__x25519_derive(const uint8_t priv[32], const uint8_t peer[32], uint8_t shared[32])
+{
+    EVP_PKEY *me = EVP_PKEY_new_raw_private_key_ex(NULL, "X25519", NULL, priv, 32);
+    EVP_PKEY *them = EVP_PKEY_new_raw_public_key_ex(NULL, "X25519", NULL, peer, 32);
+    EVP_PKEY_CTX *pc = me ? EVP_PKEY_CTX_new_from_pkey(NULL, me, NULL) : NULL;
+    size_t n = 32;
+    int ok;
+
+    /* OpenSSL refuses an all-zero shared secret (a small-order peer key) */
+    ok = pc != NULL && them != NULL && EVP_PKEY_derive_init(pc) == 1
+         && EVP_PKEY_derive_set_peer(pc, them) == 1 && EVP_PKEY_derive(pc, shared, &n) == 1
+         && n == 32;
+    EVP_PKEY_CTX_free(pc);
+    EVP_PKEY_free(me);
+    EVP_PKEY_free(them);
+    if (!ok) {
+        km_memzero(shared, 32);
+        return km__err_ossl(KM_E_CRYPTO, "X25519 key agreement failed");
+    }
+    return KM_OK;
+}
+
+/* The KEK of an X25519 wrap: HKDF-SHA-256(shared, eph_pub || pub, info). */
+static int x25519_kek(const uint8_t shared[32], const uint8_t eph_pub[32], const uint8_t pub[32],
+                      uint8_t kek[32])
+{
+    static const char info[] = "km v1 slot wrap";
+    uint8_t salt[64];
+
+    memcpy(salt, eph_pub, 32);
+    memcpy(salt + 32, pub, 32);
+    return km__hkdf_sha256(shared, 32, salt, sizeof salt, (const uint8_t *)info,
+                           sizeof info - 1, kek, 32);
+}
+
+int km__x25519_kwp_wrap(const uint8_t pub[32], const uint8_t *in, size_t len,
+                        uint8_t eph_pub[32], uint8_t *out, size_t out_cap, size_t *out_len)
+{
+    uint8_t eph[32], shared[32], kek[32];
+    int rc;
+
+    *out_len = 0;
+    if ((rc = km__x25519_keygen(eph, eph_pub)) == KM_OK
+        && (rc = km__x25519_derive(eph, pub, shared)) == KM_OK
+        && (rc = x25519_kek(shared, eph_pub, pub, kek)) == KM_OK)
+        rc = km__kwp_wrap(kek, sizeof kek, in, len, out, out_cap, out_len);
+    km_memzero(eph, sizeof eph);
+    km_memzero(shared, sizeof shared);
+    km_memzero(kek, sizeof kek);
+    return rc;
+}
+
+int km__x25519_kwp_unwrap(const uint8_t priv[32], const uint8_t pub[32],
+                          const uint8_t eph_pub[32], const uint8_t *in, size_t len,
+                          uint8_t *out, size_t out_cap, size_t *out_len)
+{
+    uint8_t shared[32], kek[32];
+    int rc;
+
+    *out_len = 0;
+    if ((rc = km__x25519_derive(priv, eph_pub, shared)) == KM_OK
+        && (rc = x25519_kek(shared, eph_pub, pub, kek)) == KM_OK)
+        rc = km__kwp_unwrap(kek, sizeof kek, in, len, out, out_cap, out_len);
+    km_memzero(shared, sizeof shared);
+    km_memzero(kek, sizeof kek);
+    return rc;
+}

@@ -99,6 +99,20 @@ size_t km__b64_encode(const uint8_t *in, size_t len, char *out);
  * out (cap bytes; 3 * len / 4 is enough), *out_len its length. KM_E_CORRUPT
  * (nothing recorded) when it does not decode or does not fit. */
 int km__b64_decode(const char *in, size_t len, uint8_t *out, size_t cap, size_t *out_len);
+/* X25519 (prim.c, OpenSSL EVP): a fresh key pair as raw 32-byte
+ * halves; the raw shared secret of priv and a peer's public key (KM_E_CRYPTO,
+ * out zeroed, for a small-order peer key). */
+int km__x25519_keygen(uint8_t priv[32], uint8_t pub[32]);
+int km__x25519_derive(const uint8_t priv[32], const uint8_t peer[32], uint8_t shared[32]);
+/* `in` wrapped to the X25519 public key pub: a fresh ephemeral key pair
+ * (its public half in eph_pub), KEK = HKDF-SHA-256(ECDH, salt = eph_pub ||
+ * pub, info "km v1 slot wrap"), AES-KWP (out_len = ceil8(len) + 8). unwrap
+ * with the private half: KM_E_INTEGRITY when it is not the matching key. */
+int km__x25519_kwp_wrap(const uint8_t pub[32], const uint8_t *in, size_t len,
+                        uint8_t eph_pub[32], uint8_t *out, size_t out_cap, size_t *out_len);
+int km__x25519_kwp_unwrap(const uint8_t priv[32], const uint8_t pub[32],
+                          const uint8_t eph_pub[32], const uint8_t *in, size_t len,
+                          uint8_t *out, size_t out_cap, size_t *out_len);
 /* Random bytes from OpenSSL's private DRBG (for key material). KM_E_CRYPTO. */
 int km__random_priv(void *out, size_t len);
 /* The digest `md` (an OpenSSL name: "SHA256", "SHA384", "SHA512") of msg in

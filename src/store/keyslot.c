@@ -35,11 +35,19 @@ enum {
     SLOT_TAG_N = 13,        /* Shamir slots: shares made */
     SLOT_TAG_SETID = 14,    /* Shamir slots: random id of the split */
     SLOT_TAG_HASHES = 15,   /* Shamir slots: SHA-256 of each share, in order */
-    SLOT_TAG_MAC = 16       /* every slot, last: HMAC of the id and the fields before it */
+    SLOT_TAG_MAC = 16,      /* every slot, last: HMAC of the id and the fields before it */
+    SLOT_TAG_CRED = 17,     /* key-pair slots: the credential (SLOT_TYPE_PASSPHRASE, _SHAMIR) */
+    SLOT_TAG_PUB = 18,      /* key-pair slots: the slot's X25519 public key */
+    SLOT_TAG_PRIVW = 19,    /* key-pair slots: KWP of its private key under the credential's key */
+    SLOT_TAG_EPH = 20       /* key-pair slots: the ephemeral X25519 public key of WRAPPED */
 };
 #define SLOT_TYPE_PASSPHRASE 1
 #define SLOT_TYPE_BACKEND 2
 #define SLOT_TYPE_SHAMIR 3
+/* A key-pair slot: the credential's key (scrypt output, combined Shamir
+ * secret) opens an X25519 private key, the master key is wrapped to its
+ * public half, so a new master key is wrapped for it without the credential. */
+#define SLOT_TYPE_KEYPAIR 4
 #define SLOT_KDF_SCRYPT 1
 #define SLOT_SCRYPT_R 8
 #define SLOT_SCRYPT_P 1
@@ -50,6 +58,9 @@ enum {
 #define SLOT_PASS_REC_LEN (5 * (5 + 4) + (5 + SLOT_SALT_LEN) + (5 + SLOT_WRAPPED_LEN))
 #define SLOT_MAC_LEN 32
 #define SLOT_MAC_ENTRY (5 + SLOT_MAC_LEN)
+#define SLOT_PRIVW_LEN (32 + 8)
+/* what a key-pair slot carries on top of its credential's fields */
+#define SLOT_KP_EXTRA ((5 + 4) + (5 + 32) + (5 + SLOT_PRIVW_LEN) + (5 + 32))
 
 /* A passphrase slot (owner or principal), a backend slot, or a Shamir slot. */
 typedef struct any_slot {
@@ -69,6 +80,8 @@ typedef struct any_slot {
     const uint8_t *body;            /* the record without its MAC entry */
     size_t body_len;
     const uint8_t *mac;             /* the MAC entry's value, or NULL (older formats) */
+    int kp;                         /* a key-pair slot (its type is then its credential's) */
+    const uint8_t *pub, *privw, *eph;   /* key-pair slots */
 } any_slot;
 
 /* The keyslot MAC: HMAC-SHA-256 under HKDF(master, "km v1 keyslot mac") of
@@ -155,6 +168,15 @@ static int slot_parse(const uint8_t *rec, size_t len, uint32_t id, any_slot *sl)
     if (km__tlv_find(rec, len, SLOT_TAG_MAC, &misplaced, &n)   /* a MAC is only last */
         || km__tlv_get_u32(rec, len, SLOT_TAG_TYPE, &type) != KM_OK)
         return km__err(KM_E_CORRUPT, "keyslot %u is malformed", id);
+    if (type == SLOT_TYPE_KEYPAIR) {
+        if (km__tlv_get_u32(rec, len, SLOT_TAG_CRED, &type) != KM_OK
+            || (type != SLOT_TYPE_PASSPHRASE && type != SLOT_TYPE_SHAMIR)
+            || !tlv_bytes(rec, len, SLOT_TAG_PUB, 32, &sl->pub)
+            || !tlv_bytes(rec, len, SLOT_TAG_PRIVW, SLOT_PRIVW_LEN, &sl->privw)
+            || !tlv_bytes(rec, len, SLOT_TAG_EPH, 32, &sl->eph))
+            return km__err(KM_E_CORRUPT, "keyslot %u is malformed", id);
+        sl->kp = 1;
+    }
     switch (type) {
     case SLOT_TYPE_PASSPHRASE:
         if (km__tlv_get_u32(rec, len, SLOT_TAG_KDF, &kdf) != KM_OK
@@ -166,9 +188,9 @@ static int slot_parse(const uint8_t *rec, size_t len, uint32_t id, any_slot *sl)
             return km__err(KM_E_CORRUPT, "keyslot %u is malformed", id);
         if (km__tlv_find(rec, len, SLOT_TAG_SELECTOR, &sl->selector, &n)) {
             if (n != 32 || !tlv_bytes(rec, len, SLOT_TAG_PID, 16, &sl->pid)
-                || len != SLOT_PASS_REC_LEN + (5 + 32) + (5 + 16))
+                || len != SLOT_PASS_REC_LEN + (5 + 32) + (5 + 16) + (sl->kp ? SLOT_KP_EXTRA : 0))
                 return km__err(KM_E_CORRUPT, "keyslot %u is malformed", id);
-        } else if (len != SLOT_PASS_REC_LEN) {
+        } else if (len != SLOT_PASS_REC_LEN + (sl->kp ? SLOT_KP_EXTRA : 0)) {
             return km__err(KM_E_CORRUPT, "keyslot %u is malformed", id);
         }
         if (kdf != SLOT_KDF_SCRYPT || sl->log2n < KM_KDF_COST_MIN
@@ -308,14 +330,103 @@ static int principal_selector(const uint8_t salt[SLOT_SALT_LEN], const char *nam
     return km__sha256v(parts, lens, 3, out);
 }
 
+/* Ends a key-pair slot's record: a fresh X25519 key pair, its private half
+ * wrapped under kek (the credential's 32-byte key), the master key wrapped
+ * to its public half (km__x25519_kwp_wrap). */
+static int kp_put(km__tlv_w *w, const uint8_t kek[SLOT_KEK_LEN], const km_secret *master)
+{
+    uint8_t pub[32], privw[SLOT_PRIVW_LEN], eph[32], wrapped[SLOT_WRAPPED_LEN];
+    uint8_t *priv = km__salloc(32);
+    size_t n1 = 0, n2 = 0;
+    int rc;
+
+    if (priv == NULL)
+        return km__err(KM_E_NOMEM, "vault: cannot map secure memory");
+    if ((rc = km__x25519_keygen(priv, pub)) == KM_OK
+        && (rc = km__kwp_wrap(kek, SLOT_KEK_LEN, priv, 32, privw, sizeof privw, &n1)) == KM_OK)
+        rc = km__x25519_kwp_wrap(pub, km_secret_data(master), MASTER_LEN, eph, wrapped,
+                                 sizeof wrapped, &n2);
+    km__sfree(priv, 32);
+    if (rc != KM_OK)
+        return rc;
+    if (n1 != SLOT_PRIVW_LEN || n2 != SLOT_WRAPPED_LEN)
+        return km__err(KM_E_INTERNAL, "key wrap gave an unexpected length");
+    km__tlv_put(w, SLOT_TAG_PUB, pub, sizeof pub);
+    km__tlv_put(w, SLOT_TAG_PRIVW, privw, sizeof privw);
+    km__tlv_put(w, SLOT_TAG_EPH, eph, sizeof eph);
+    km__tlv_put(w, SLOT_TAG_WRAPPED, wrapped, sizeof wrapped);
+    return km__tlv_end(w);
+}
+
+/* The key-pair record of a passphrase slot (kek: scrypt of the passphrase
+ * under salt; sel and pid for a principal's, else NULL). */
+static int pass_kp_record(km__tlv_w *w, uint32_t log2n, const uint8_t salt[SLOT_SALT_LEN],
+                          const uint8_t *sel, const uint8_t *pid, const uint8_t *kek,
+                          const km_secret *master)
+{
+    km__tlv_put_u32(w, SLOT_TAG_TYPE, SLOT_TYPE_KEYPAIR);
+    km__tlv_put_u32(w, SLOT_TAG_CRED, SLOT_TYPE_PASSPHRASE);
+    km__tlv_put_u32(w, SLOT_TAG_KDF, SLOT_KDF_SCRYPT);
+    km__tlv_put_u32(w, SLOT_TAG_LOG2N, log2n);
+    km__tlv_put_u32(w, SLOT_TAG_R, SLOT_SCRYPT_R);
+    km__tlv_put_u32(w, SLOT_TAG_P, SLOT_SCRYPT_P);
+    km__tlv_put(w, SLOT_TAG_SALT, salt, SLOT_SALT_LEN);
+    if (sel != NULL) {
+        km__tlv_put(w, SLOT_TAG_SELECTOR, sel, 32);
+        km__tlv_put(w, SLOT_TAG_PID, pid, 16);
+    }
+    return kp_put(w, kek, master);
+}
+
+/* The key-pair record of a Shamir slot (kek: the combined secret). */
+static int shamir_kp_record(km__tlv_w *w, unsigned m, unsigned n, const uint8_t setid[16],
+                            const uint8_t *hashes, const uint8_t *kek, const km_secret *master)
+{
+    km__tlv_put_u32(w, SLOT_TAG_TYPE, SLOT_TYPE_KEYPAIR);
+    km__tlv_put_u32(w, SLOT_TAG_CRED, SLOT_TYPE_SHAMIR);
+    km__tlv_put_u32(w, SLOT_TAG_M, m);
+    km__tlv_put_u32(w, SLOT_TAG_N, n);
+    km__tlv_put(w, SLOT_TAG_SETID, setid, 16);
+    km__tlv_put(w, SLOT_TAG_HASHES, hashes, (size_t)n * 32);
+    return kp_put(w, kek, master);
+}
+
+/* The master key of a slot, with its credential's key: KM_E_INTEGRITY (nothing
+ * recorded) when kek is not this slot's. */
+static int slot_unwrap(const any_slot *sl, const uint8_t *kek, uint8_t mk[SLOT_WRAPPED_LEN],
+                       size_t *mlen)
+{
+    uint8_t *priv;
+    size_t plen = 0;
+    int rc;
+
+    if (!sl->kp)
+        return km__kwp_unwrap(kek, SLOT_KEK_LEN, sl->wrapped, SLOT_WRAPPED_LEN, mk,
+                              SLOT_WRAPPED_LEN, mlen);
+    if ((priv = km__salloc(SLOT_PRIVW_LEN)) == NULL)
+        return km__err(KM_E_NOMEM, "vault: cannot map secure memory");
+    rc = km__kwp_unwrap(kek, SLOT_KEK_LEN, sl->privw, SLOT_PRIVW_LEN, priv, SLOT_PRIVW_LEN,
+                        &plen);
+    if (rc == KM_OK && plen != 32)
+        rc = km__err(KM_E_CORRUPT, "keyslot %u holds a key of the wrong length", sl->id);
+    if (rc == KM_OK) {
+        rc = km__x25519_kwp_unwrap(priv, sl->pub, sl->eph, sl->wrapped, SLOT_WRAPPED_LEN, mk,
+                                   SLOT_WRAPPED_LEN, mlen);
+        if (rc == KM_E_INTEGRITY || rc == KM_E_CRYPTO)
+            rc = km__err(KM_E_CORRUPT, "keyslot %u: its key pair does not open the master key "
+                                       "it holds", sl->id);
+    }
+    km__sfree(priv, SLOT_PRIVW_LEN);
+    return rc;
+}
+
 int km__slot_add_principal(km__txn *t, const km_secret *master, const uint8_t *pass,
                            size_t pass_len, uint32_t log2n, const char *principal,
                            const uint8_t pid[16])
 {
-    uint8_t salt[SLOT_SALT_LEN], wrapped[SLOT_WRAPPED_LEN], sel[32];
-    uint8_t rec[SLOT_PASS_REC_LEN + (5 + 32) + (5 + 16)];
+    uint8_t salt[SLOT_SALT_LEN], sel[32];
+    uint8_t rec[SLOT_PASS_REC_LEN + (5 + 32) + (5 + 16) + SLOT_KP_EXTRA];
     uint8_t *kek = NULL;
-    size_t wlen = 0;
     km__tlv_w w;
     int rc;
 
@@ -341,31 +452,12 @@ int km__slot_add_principal(km__txn *t, const km_secret *master, const uint8_t *p
                     SLOT_KEK_LEN);
     if (rc != KM_OK)
         goto out;
-    rc = km__kwp_wrap(kek, SLOT_KEK_LEN, km_secret_data(master), MASTER_LEN, wrapped,
-                      sizeof wrapped, &wlen);
-    if (rc != KM_OK)
+    if (principal != NULL && (rc = principal_selector(salt, principal, sel)) != KM_OK)
         goto out;
-    if (wlen != SLOT_WRAPPED_LEN) {
-        rc = km__err(KM_E_INTERNAL, "key wrap gave an unexpected length");
-        goto out;
-    }
     km__tlv_init(&w, rec, sizeof rec);
-    km__tlv_put_u32(&w, SLOT_TAG_TYPE, SLOT_TYPE_PASSPHRASE);
-    km__tlv_put_u32(&w, SLOT_TAG_KDF, SLOT_KDF_SCRYPT);
-    km__tlv_put_u32(&w, SLOT_TAG_LOG2N, log2n);
-    km__tlv_put_u32(&w, SLOT_TAG_R, SLOT_SCRYPT_R);
-    km__tlv_put_u32(&w, SLOT_TAG_P, SLOT_SCRYPT_P);
-    km__tlv_put(&w, SLOT_TAG_SALT, salt, sizeof salt);
-    km__tlv_put(&w, SLOT_TAG_WRAPPED, wrapped, wlen);
-    if (principal != NULL) {
-        if ((rc = principal_selector(salt, principal, sel)) != KM_OK)
-            goto out;
-        km__tlv_put(&w, SLOT_TAG_SELECTOR, sel, sizeof sel);
-        km__tlv_put(&w, SLOT_TAG_PID, pid, 16);
-    }
-    if ((rc = km__tlv_end(&w)) != KM_OK)
-        goto out;
-    rc = slot_put(t, master, rec, w.len, NULL);
+    rc = pass_kp_record(&w, log2n, salt, principal != NULL ? sel : NULL, pid, kek, master);
+    if (rc == KM_OK)
+        rc = slot_put(t, master, rec, w.len, NULL);
 out:
     km__sfree(kek, SLOT_KEK_LEN);
     return rc;
@@ -418,9 +510,9 @@ static int share_hash(const uint8_t setid[16], uint8_t x, const uint8_t *y, uint
 int km__slot_add_shamir(km__txn *t, const km_secret *master, unsigned m, unsigned n,
                         km_secret **shares)
 {
-    uint8_t setid[16], hashes[KM_SHARES_MAX * 32], wrapped[SLOT_WRAPPED_LEN], bin[SHARE_BIN_LEN];
+    uint8_t setid[16], hashes[KM_SHARES_MAX * 32], bin[SHARE_BIN_LEN];
     uint8_t *secret = NULL, *ys = NULL, *rec = NULL;
-    size_t wlen = 0, cap, tlen, ylen = (size_t)n * KM__SHARE_Y_LEN;
+    size_t cap, tlen, ylen = (size_t)n * KM__SHARE_Y_LEN;
     km__tlv_w w;
     unsigned i;
     int rc;
@@ -431,7 +523,7 @@ int km__slot_add_shamir(km__txn *t, const km_secret *master, unsigned m, unsigne
         return km__err(KM_E_INVALID, "keyslot: need 2 <= m <= n <= %d", KM_SHARES_MAX);
     secret = km__salloc(KM__SHARE_Y_LEN);
     ys = km__salloc(ylen);
-    cap = 128 + (size_t)n * 32;
+    cap = 128 + SLOT_KP_EXTRA + (size_t)n * 32;
     rec = malloc(cap);
     if (secret == NULL || ys == NULL || rec == NULL) {
         rc = km__err(KM_E_NOMEM, "out of memory");
@@ -442,22 +534,13 @@ int km__slot_add_shamir(km__txn *t, const km_secret *master, unsigned m, unsigne
         || (rc = km__random(setid, sizeof setid)) != KM_OK
         || (rc = km__shamir_split(secret, KM__SHARE_Y_LEN, m, n, ys)) != KM_OK)
         goto out;
-    rc = km__kwp_wrap(secret, KM__SHARE_Y_LEN, km_secret_data(master), MASTER_LEN, wrapped,
-                      sizeof wrapped, &wlen);
-    if (rc != KM_OK)
-        goto out;
     for (i = 0; i < n; i++)
         if ((rc = share_hash(setid, (uint8_t)(i + 1), ys + (size_t)i * KM__SHARE_Y_LEN,
                              hashes + (size_t)i * 32)) != KM_OK)
             goto out;
     km__tlv_init(&w, rec, cap);
-    km__tlv_put_u32(&w, SLOT_TAG_TYPE, SLOT_TYPE_SHAMIR);
-    km__tlv_put_u32(&w, SLOT_TAG_M, m);
-    km__tlv_put_u32(&w, SLOT_TAG_N, n);
-    km__tlv_put(&w, SLOT_TAG_SETID, setid, sizeof setid);
-    km__tlv_put(&w, SLOT_TAG_HASHES, hashes, (size_t)n * 32);
-    km__tlv_put(&w, SLOT_TAG_WRAPPED, wrapped, wlen);
-    if ((rc = km__tlv_end(&w)) != KM_OK || (rc = slot_put(t, master, rec, w.len, NULL)) != KM_OK)
+    if ((rc = shamir_kp_record(&w, m, n, setid, hashes, secret, master)) != KM_OK
+        || (rc = slot_put(t, master, rec, w.len, NULL)) != KM_OK)
         goto out;
     tlen = sizeof SHARE_PREFIX - 1 + km__b64url_encoded_len(SHARE_BIN_LEN);
     for (i = 0; i < n; i++) {
@@ -489,7 +572,7 @@ out:
 /* Opens a Shamir slot with the shares given; KM_E_AUTH (naming the share)
  * when a share is not of this split or altered, or too few are given. */
 static int shamir_open(const any_slot *sl, const char *const *shares, size_t count,
-                       km_secret **master)
+                       km_secret **master, uint8_t *kek_out)
 {
     uint8_t xs[KM_SHARES_MAX], bin[SHARE_BIN_LEN + 2], h[32];
     uint8_t *ys = NULL, *secret = NULL, *mk = NULL;
@@ -545,8 +628,7 @@ static int shamir_open(const any_slot *sl, const char *const *shares, size_t cou
     }
     if ((rc = km__shamir_combine(xs, ys, (unsigned)sl->m, KM__SHARE_Y_LEN, secret)) != KM_OK)
         goto out;
-    rc = km__kwp_unwrap(secret, KM__SHARE_Y_LEN, sl->wrapped, SLOT_WRAPPED_LEN, mk,
-                        SLOT_WRAPPED_LEN, &mlen);
+    rc = slot_unwrap(sl, secret, mk, &mlen);
     if (rc == KM_E_INTEGRITY) {
         rc = km__err(KM_E_AUTH, "the shares do not open keyslot %u", sl->id);
         goto out;
@@ -555,6 +637,8 @@ static int shamir_open(const any_slot *sl, const char *const *shares, size_t cou
         rc = km__err(KM_E_CORRUPT, "keyslot %u holds a key of the wrong length", sl->id);
     if (rc == KM_OK)
         rc = km_secret_from(master, mk, MASTER_LEN);
+    if (rc == KM_OK && kek_out != NULL)
+        memcpy(kek_out, secret, SLOT_KEK_LEN);
 out:
     km_memzero(bin, sizeof bin);
     km__sfree(ys, (size_t)KM_SHARES_MAX * KM__SHARE_Y_LEN);
@@ -565,7 +649,7 @@ out:
 
 /* Tries one passphrase slot: KM_E_INTEGRITY when it is another passphrase's. */
 static int pass_open(const any_slot *sl, const uint8_t *pass, size_t pass_len,
-                     km_secret **master)
+                     km_secret **master, uint8_t *kek_out)
 {
     uint8_t *kek = km__salloc(SLOT_KEK_LEN), *mk = km__salloc(SLOT_WRAPPED_LEN);
     size_t mlen = 0;
@@ -579,14 +663,14 @@ static int pass_open(const any_slot *sl, const uint8_t *pass, size_t pass_len,
                     SLOT_SCRYPT_P, kek, SLOT_KEK_LEN);
     if (rc != KM_OK)
         goto out;
-    rc = km__kwp_unwrap(kek, SLOT_KEK_LEN, sl->wrapped, SLOT_WRAPPED_LEN, mk, SLOT_WRAPPED_LEN,
-                        &mlen);
-    if (rc != KM_OK)
+    if ((rc = slot_unwrap(sl, kek, mk, &mlen)) != KM_OK)
         goto out;
     if (mlen != MASTER_LEN)
         rc = km__err(KM_E_CORRUPT, "keyslot %u holds a key of the wrong length", sl->id);
     else
         rc = km_secret_from(master, mk, MASTER_LEN);
+    if (rc == KM_OK && kek_out != NULL)
+        memcpy(kek_out, kek, SLOT_KEK_LEN);
 out:
     km__sfree(kek, SLOT_KEK_LEN);
     km__sfree(mk, SLOT_WRAPPED_LEN);
@@ -616,6 +700,8 @@ typedef struct slots_open_arg {
     int soft_rc;                /* a device's reason for refusing its slot */
     const any_slot *decoy;      /* a principal slot whose cost an unknown name pays */
     any_slot decoy_copy;
+    km__slot_conv *conv;        /* the slot of the older form that opened, or NULL */
+    km_secret *kek;             /* its credential's key, when conv is asked for */
 } slots_open_arg;
 
 static int slot_count_one(const any_slot *sl, void *arg)
@@ -630,6 +716,22 @@ static int slot_count_one(const any_slot *sl, void *arg)
         a->decoy = &a->decoy_copy;
     }
     return 0;
+}
+
+/* Where a slot's open leaves its credential's key: a slot of the older form
+ * is converted after the open (km__slot_convert), when the caller asks. */
+static uint8_t *slot_kek_out(const slots_open_arg *a, const any_slot *sl)
+{
+    return !sl->kp && a->kek != NULL ? km_secret_data(a->kek) : NULL;
+}
+
+static void slot_conv_note(slots_open_arg *a, const any_slot *sl)
+{
+    if (sl->kp || a->kek == NULL)
+        return;
+    a->conv->id = sl->id;
+    a->conv->kek = a->kek;
+    a->kek = NULL;
 }
 
 /* Tries one slot: 0 to go on with the next, 1 when it opened, or an error
@@ -654,11 +756,12 @@ static int slot_try_one(const any_slot *sl, void *arg)
                 return 0;
         }
         a->tried++;
-        rc = pass_open(sl, o->passphrase, o->passphrase_len, a->master);
+        rc = pass_open(sl, o->passphrase, o->passphrase_len, a->master, slot_kek_out(a, sl));
         if (rc == KM_E_INTEGRITY)
             return 0;   /* another passphrase's slot */
         if (rc != KM_OK)
             return rc;
+        slot_conv_note(a, sl);
         if (sl->pid != NULL)
             memcpy(a->pid, sl->pid, 16);
         return 1;
@@ -685,54 +788,77 @@ static int slot_try_one(const any_slot *sl, void *arg)
         a->soft_rc = rc;   /* remember the device's reason; try the next slot */
         return 0;
     }
-    rc = shamir_open(sl, o->shares, o->share_count, a->master);
+    rc = shamir_open(sl, o->shares, o->share_count, a->master, slot_kek_out(a, sl));
     if (rc == KM_E_NOTFOUND)
         return 0;
     a->tried++;
+    if (rc == KM_OK)
+        slot_conv_note(a, sl);
     return rc != KM_OK ? rc : 1;
 }
 
+static int slots_open_walk(km__txn *t, const km_open_options *o, const km__slot_unsealer *unseal,
+                           km_secret **master, uint8_t pid[16], slots_open_arg *a);
+
 int km__slots_open(km__txn *t, const km_open_options *o, const km__slot_unsealer *unseal,
-                   km_secret **master, uint8_t pid[16])
+                   km_secret **master, uint8_t pid[16], km__slot_conv *conv)
 {
     slots_open_arg a;
     int rc;
 
+    if (conv != NULL) {
+        conv->id = 0;
+        conv->kek = NULL;
+    }
+    memset(&a, 0, sizeof a);
+    if (conv != NULL && (rc = km_secret_new(&a.kek, SLOT_KEK_LEN)) != KM_OK)
+        return rc;
+    a.conv = conv;
+    rc = slots_open_walk(t, o, unseal, master, pid, &a);
+    km_secret_free(a.kek);
+    return rc;
+}
+
+/* km__slots_open with its state ready. */
+static int slots_open_walk(km__txn *t, const km_open_options *o, const km__slot_unsealer *unseal,
+                           km_secret **master, uint8_t pid[16], slots_open_arg *a)
+{
+    int rc;
+
     *master = NULL;
     memset(pid, 0, 16);
-    memset(&a, 0, sizeof a);
-    a.o = o;
-    a.unseal = unseal;
-    a.principal = o->version >= 3 ? o->principal : NULL;
-    a.mode = km__slot_unlock_mode(o);
-    a.master = master;
-    a.pid = pid;
+    a->o = o;
+    a->unseal = unseal;
+    a->principal = o->version >= 3 ? o->principal : NULL;
+    a->mode = km__slot_unlock_mode(o);
+    a->master = master;
+    a->pid = pid;
     /* every slot is validated before any KDF or device call runs */
-    if ((rc = slots_walk(t, slot_count_one, &a)) != KM_OK)
+    if ((rc = slots_walk(t, slot_count_one, a)) != KM_OK)
         return rc;
-    if (a.nslots == 0)
+    if (a->nslots == 0)
         return km__err(KM_E_CORRUPT, "the vault has no keyslot");
-    rc = slots_walk(t, slot_try_one, &a);
+    rc = slots_walk(t, slot_try_one, a);
     if (rc < 0)
         return rc;
     if (rc > 0)
         return KM_OK;
-    if (a.mode == SLOT_TYPE_BACKEND && a.soft_rc != KM_OK && a.soft_rc != KM_E_AUTH)
-        return a.soft_rc;       /* km_error_last still names the device's failure */
-    if (a.mode == SLOT_TYPE_PASSPHRASE && a.principal != NULL && a.tried == 0) {
+    if (a->mode == SLOT_TYPE_BACKEND && a->soft_rc != KM_OK && a->soft_rc != KM_E_AUTH)
+        return a->soft_rc;       /* km_error_last still names the device's failure */
+    if (a->mode == SLOT_TYPE_PASSPHRASE && a->principal != NULL && a->tried == 0) {
         /* no slot of that name: pay one slot's KDF anyway (and fail), so
          * that an unknown name answers as slowly as a wrong passphrase */
-        if (a.decoy != NULL && o->passphrase != NULL) {
+        if (a->decoy != NULL && o->passphrase != NULL) {
             km_secret *discard = NULL;
-            (void)pass_open(a.decoy, o->passphrase, o->passphrase_len, &discard);
+            (void)pass_open(a->decoy, o->passphrase, o->passphrase_len, &discard, NULL);
             km_secret_free(discard);
         }
         return km__err(KM_E_AUTH, "no keyslot for this principal opens with this passphrase");
     }
-    if (a.mode == SLOT_TYPE_PASSPHRASE)
+    if (a->mode == SLOT_TYPE_PASSPHRASE)
         return km__err(KM_E_AUTH, "no keyslot opens with this passphrase");
-    if (a.mode == SLOT_TYPE_BACKEND)
-        return km__err(KM_E_AUTH, a.tried ? "no %s keyslot opens on this device"
+    if (a->mode == SLOT_TYPE_BACKEND)
+        return km__err(KM_E_AUTH, a->tried ? "no %s keyslot opens on this device"
                                           : "the vault has no %s keyslot", o->slot_backend);
     return km__err(KM_E_AUTH, "no keyslot opens with these shares");
 }
@@ -951,4 +1077,150 @@ int km__slot_remove_principal(km__txn *t, const uint8_t pid[16], const km__slot_
 int km__slot_remove_owner(km__txn *t, const km__slot_unsealer *check, const km_secret *master)
 {
     return slots_remove(t, 1, NULL, check, master);
+}
+
+/* ------------------------------------------------------ key-pair slots */
+
+/* km__slot_convert's walk: the slot of cv->id rewritten in key-pair form,
+ * when it still is of the older form and cv->kek still opens it. */
+typedef struct conv_arg {
+    km__txn *t;
+    const km_secret *master;
+    const km__slot_conv *cv;
+} conv_arg;
+
+static int slot_convert_one(const any_slot *sl, void *arg)
+{
+    conv_arg *a = arg;
+    const uint8_t *kek = km_secret_data(a->cv->kek);
+    uint8_t *mk = NULL, *rec = NULL;
+    size_t mlen = 0, cap = 256 + SLOT_KP_EXTRA + (size_t)KM_SHARES_MAX * 32;
+    km__tlv_w w;
+    int rc;
+
+    if (sl->id != a->cv->id)
+        return 0;
+    if (sl->kp || (sl->type != SLOT_TYPE_PASSPHRASE && sl->type != SLOT_TYPE_SHAMIR))
+        return 1;       /* converted by another opener meanwhile */
+    if (sl->mac != NULL && (rc = slot_mac_check(sl, a->master)) != KM_OK)
+        return rc;
+    mk = km__salloc(SLOT_WRAPPED_LEN);
+    rec = malloc(cap);
+    if (mk == NULL || rec == NULL) {
+        rc = km__err(KM_E_NOMEM, "out of memory");
+        goto out;
+    }
+    /* the credential's key still opens this slot to this master key */
+    rc = slot_unwrap(sl, kek, mk, &mlen);
+    if (rc != KM_OK || mlen != MASTER_LEN
+        || !km_ct_equal(mk, km_secret_data(a->master), MASTER_LEN)) {
+        km_error_clear();
+        rc = 1;         /* changed meanwhile: left as it is */
+        goto out;
+    }
+    km__tlv_init(&w, rec, cap);
+    if (sl->type == SLOT_TYPE_PASSPHRASE)
+        rc = pass_kp_record(&w, sl->log2n, sl->salt, sl->selector, sl->pid, kek, a->master);
+    else
+        rc = shamir_kp_record(&w, sl->m, sl->n, sl->setid, sl->hashes, kek, a->master);
+    if (rc == KM_OK)
+        rc = slot_write(a->t, a->master, sl->id, rec, w.len, 0);
+    if (rc == KM_OK)
+        rc = 1;
+out:
+    km__sfree(mk, SLOT_WRAPPED_LEN);
+    free(rec);
+    return rc;
+}
+
+int km__slot_convert(km__txn *t, const km_secret *master, const km__slot_conv *cv)
+{
+    conv_arg a;
+    int rc;
+
+    if (cv == NULL || cv->kek == NULL || km_secret_len(cv->kek) != SLOT_KEK_LEN)
+        return KM_OK;
+    if ((rc = km__txn_writable("keyslot", t)) != KM_OK)
+        return rc;
+    a.t = t;
+    a.master = master;
+    a.cv = cv;
+    rc = slots_walk(t, slot_convert_one, &a);
+    return rc > 0 ? KM_OK : rc;
+}
+
+/* km__slots_rewrap's walk. */
+typedef struct rewrap_arg {
+    km__txn *t;
+    const km_secret *old_master, *new_master;
+    uint32_t *drop;             /* device slots: deleted after the walk */
+    size_t ndrop, cap;
+} rewrap_arg;
+
+static int slot_rewrap_one(const any_slot *sl, void *arg)
+{
+    rewrap_arg *a = arg;
+    uint8_t *buf;
+    size_t n = 0;
+    int rc;
+
+    if ((rc = slot_mac_check(sl, a->old_master)) != KM_OK)
+        return rc;
+    if (sl->type == SLOT_TYPE_BACKEND) {
+        if (a->ndrop == a->cap) {
+            uint32_t *p = realloc(a->drop, (a->cap ? a->cap * 2 : 8) * sizeof *p);
+            if (p == NULL)
+                return km__err(KM_E_NOMEM, "out of memory");
+            a->drop = p;
+            a->cap = a->cap ? a->cap * 2 : 8;
+        }
+        a->drop[a->ndrop++] = sl->id;
+        return 0;
+    }
+    if (sl->type == 0)
+        return km__err(KM_E_STATE, "keyslot %u is of a type this libkm does not know: a new "
+                                   "master key cannot be wrapped for it", sl->id);
+    if (!sl->kp)
+        return km__err(KM_E_STATE, "keyslot %u (%s) is of the older form, which a new master "
+                                   "key cannot be wrapped for without its credential: open the "
+                                   "vault with it once (that converts it) or remove it first",
+                       sl->id, sl->type == SLOT_TYPE_SHAMIR ? "a share set"
+                               : sl->pid != NULL ? "a principal's passphrase"
+                                                 : "an owner passphrase");
+    /* the same fields, a fresh ephemeral key and the new master wrapped to
+     * the slot's public key in place of the old ones */
+    if ((buf = malloc(sl->body_len)) == NULL)
+        return km__err(KM_E_NOMEM, "out of memory");
+    memcpy(buf, sl->body, sl->body_len);
+    rc = km__x25519_kwp_wrap(sl->pub, km_secret_data(a->new_master), MASTER_LEN,
+                             buf + (sl->eph - sl->body), buf + (sl->wrapped - sl->body),
+                             SLOT_WRAPPED_LEN, &n);
+    if (rc == KM_OK && n != SLOT_WRAPPED_LEN)
+        rc = km__err(KM_E_INTERNAL, "key wrap gave an unexpected length");
+    if (rc == KM_OK)
+        rc = slot_write(a->t, a->new_master, sl->id, buf, sl->body_len, 0);
+    free(buf);
+    return rc;
+}
+
+int km__slots_rewrap(km__txn *t, const km_secret *old_master, const km_secret *new_master)
+{
+    rewrap_arg a;
+    uint8_t idb[4];
+    size_t i;
+    int rc;
+
+    if ((rc = km__txn_writable("keyslot", t)) != KM_OK)
+        return rc;
+    memset(&a, 0, sizeof a);
+    a.t = t;
+    a.old_master = old_master;
+    a.new_master = new_master;
+    rc = slots_walk(t, slot_rewrap_one, &a);
+    for (i = 0; rc == KM_OK && i < a.ndrop; i++) {
+        km__be32_put(idb, a.drop[i]);
+        rc = km__raw_del(t, KM__T_SLOTS, idb, sizeof idb);
+    }
+    free(a.drop);
+    return rc;
 }

@@ -819,10 +819,30 @@ out:
     return rc;
 }
 
+/* The keyslot of the older form that just opened the vault rewritten as a
+ * key-pair slot (docs/SECURITY.md, rotating the master key), in a write
+ * transaction of its own. Best effort: a failure (a full or read-only
+ * store) leaves the slot as it was, converted at a later open. */
+static void slot_convert(km__store *st, const km_secret *master, const km__slot_conv *conv)
+{
+    km__txn *t = NULL;
+    int rc;
+
+    if (conv->kek == NULL)
+        return;
+    if ((rc = km__txn_begin(st, 1, &t)) == KM_OK && (rc = km__slot_convert(t, master, conv)) == KM_OK) {
+        rc = km__txn_commit(t);
+        t = NULL;
+    }
+    km__txn_abort(t);
+    if (rc != KM_OK)
+        km_error_clear();
+}
+
 /* Unlocks an existing vault. */
 static int vault_unlock(km__store *st, const km_open_options *o, const km__slot_unsealer *unseal,
                         km_secret **master_out, uint8_t vault_id[16], uint8_t pid[16],
-                        int *present)
+                        int *present, km__slot_conv *conv)
 {
     km__txn *t = NULL;
     km_secret *master = NULL;
@@ -837,7 +857,7 @@ static int vault_unlock(km__store *st, const km_open_options *o, const km__slot_
         rc = km__err(KM_E_EXISTS, "a vault already exists in this directory");
         goto out;
     }
-    if ((rc = km__slots_open(t, o, unseal, &master, pid)) != KM_OK)
+    if ((rc = km__slots_open(t, o, unseal, &master, pid, conv)) != KM_OK)
         goto out;
     if ((rc = meta_verify(t, master, format, id)) != KM_OK)
         goto out;
@@ -859,6 +879,7 @@ int km__store_open(km__store **out, const km__store_ops *ops, const char *locati
 {
     km__store *st = NULL;
     km_secret *master = NULL;
+    km__slot_conv conv = { 0, NULL };
     uint32_t cost;
     int rc, present = 0, raced = 0, attempt;
 
@@ -892,7 +913,8 @@ int km__store_open(km__store **out, const km__store_ops *ops, const char *locati
         return rc;
     /* A second attempt only after losing a creation race: the vault is then there. */
     for (attempt = 0; attempt < 2; attempt++) {
-        rc = vault_unlock(st, o, unseal, &master, vault_id, pid, &present);
+        km_secret_free(conv.kek);
+        rc = vault_unlock(st, o, unseal, &master, vault_id, pid, &present, &conv);
         if (rc == KM_E_AUTH) {
             char keep[256];
             snprintf(keep, sizeof keep, "%s", km_error_last()->message);
@@ -915,6 +937,9 @@ int km__store_open(km__store **out, const km__store_ops *ops, const char *locati
     }
     if (rc == KM_OK && master == NULL)
         rc = km__err(KM_E_INTERNAL, "vault creation raced twice");
+    if (rc == KM_OK)
+        slot_convert(st, master, &conv);
+    km_secret_free(conv.kek);
     if (rc != KM_OK) {
         km_secret_free(master);
         ops->close(st);
@@ -1227,8 +1252,9 @@ static int names_add(const uint8_t *key, size_t key_len, const uint8_t *val, siz
 }
 
 int km__vault_rekey(km__store *st, km__sealer *old_s, const km__sealer *new_s,
-                    const km_secret *new_master, const uint8_t *pass, size_t pass_len,
-                    uint32_t log2n, km__txn_hook pre, km__txn_hook hook, void *hook_arg)
+                    const km_secret *old_master, const km_secret *new_master,
+                    const uint8_t *pass, size_t pass_len, uint32_t log2n, km__txn_hook pre,
+                    km__txn_hook hook, void *hook_arg)
 {
     static const km__table sealed_tables[] = {
         KM__T_META, KM__T_KEYS, KM__T_VMETA, KM__T_MATERIAL, KM__T_COUNTERS, KM__T_AUDIT
@@ -1238,7 +1264,8 @@ int km__vault_rekey(km__store *st, km__sealer *old_s, const km__sealer *new_s,
     size_t i;
     int rc;
 
-    if (st == NULL || old_s == NULL || new_s == NULL || new_master == NULL || old_s == new_s)
+    if (st == NULL || old_s == NULL || new_s == NULL || new_master == NULL || old_s == new_s
+        || (pass == NULL && old_master == NULL))
         return km__err(KM_E_INVALID, "km__vault_rekey: bad arguments");
     if ((rc = km__txn_begin(st, 1, &t)) != KM_OK)
         return rc;
@@ -1256,11 +1283,17 @@ int km__vault_rekey(km__store *st, km__sealer *old_s, const km__sealer *new_s,
     na.s = new_s;
     if ((rc = km__rec_iter(t, new_s, KM__T_KEYS, NULL, 0, names_add, &na)) != KM_OK)
         goto out;
-    /* Every keyslot wraps the old master: replace them all by one. */
-    if ((rc = km__raw_clear(t, KM__T_SLOTS)) != KM_OK)
-        goto out;
-    if ((rc = km__slot_add_passphrase(t, new_master, pass, pass_len, log2n)) != KM_OK)
-        goto out;
+    if (pass == NULL) {
+        /* a rotation: every key-pair slot re-wrapped for the new master */
+        if ((rc = km__slots_rewrap(t, old_master, new_master)) != KM_OK)
+            goto out;
+    } else {
+        /* Every keyslot wraps the old master: replace them all by one. */
+        if ((rc = km__raw_clear(t, KM__T_SLOTS)) != KM_OK)
+            goto out;
+        if ((rc = km__slot_add_passphrase(t, new_master, pass, pass_len, log2n)) != KM_OK)
+            goto out;
+    }
     /* the caller's part of the same transaction (its audit entry) */
     if (hook != NULL && (rc = hook(hook_arg, t, new_s)) != KM_OK)
         goto out;

@@ -328,12 +328,21 @@ int km__slot_backend_names(km__txn *t, char names[][32], size_t cap, size_t *n, 
 int km__slot_add_shamir(km__txn *t, const km_secret *master, unsigned m, unsigned n,
                         km_secret **shares);
 
+/* keyslot.c: every keyslot (its MAC checked under old_master) made to open
+ * new_master without a credential: each key-pair slot gets a fresh
+ * ephemeral key and new_master wrapped to its public key, under a MAC of
+ * new_master; device slots are deleted (the caller writes them re-sealed).
+ * KM_E_STATE naming a slot of the older form (or of an unknown type), which
+ * cannot be re-wrapped: nothing is dropped silently. */
+int km__slots_rewrap(km__txn *t, const km_secret *old_master, const km_secret *new_master);
+
 /* km_vault_rekey's storage part, in one write transaction of its own: every
  * sealed record (meta except "format"/"vault-id"/"auth-failures", keys,
  * vmeta, material, counters, audit) is unsealed with old_s and resealed with
  * new_s, the names index is rebuilt under new_s's name key from the key
  * records' names, and all keyslots are replaced by one passphrase slot for
- * new_master; `pre` (may be NULL) adds the caller's first part to the same
+ * new_master (pass NULL: a rotation, km__slots_rewrap from old_master
+ * re-wraps the slots instead); `pre` (may be NULL) adds the caller's first part to the same
  * transaction before anything is resealed (with old_s: what it writes is
  * resealed), `hook` (may be NULL) its last part after (with new_s). Marks
  * old_s retired (km__rec_put then refuses it with KM_E_STATE) when the
@@ -341,8 +350,9 @@ int km__slot_add_shamir(km__txn *t, const km_secret *master, unsigned m, unsigne
  * (nothing written), KM_E_FULL, KM_E_IO, KM_E_NOMEM. */
 typedef int (*km__txn_hook)(void *arg, km__txn *t, const km__sealer *s);
 int km__vault_rekey(km__store *st, km__sealer *old_s, const km__sealer *new_s,
-                    const km_secret *new_master, const uint8_t *pass, size_t pass_len,
-                    uint32_t log2n, km__txn_hook pre, km__txn_hook hook, void *hook_arg);
+                    const km_secret *old_master, const km_secret *new_master,
+                    const uint8_t *pass, size_t pass_len, uint32_t log2n, km__txn_hook pre,
+                    km__txn_hook hook, void *hook_arg);
 
 /* Test hook (store.c): at write step `at` of the store (a put, a delete, a
  * commit, the moment after a commit, a file step of compaction) the process

@@ -38,8 +38,19 @@ int km__txn_writable(const char *fn, km__txn *t);
  * Every slot is validated before any KDF or device call runs. pid: the
  * principal whose slot opened (all zero for an owner slot). KM_E_AUTH,
  * KM_E_CORRUPT (a malformed slot, no slot at all), or the device's error. */
+/* conv (may be NULL): when the slot that opened is of the older form (its
+ * master key wrapped under the credential's key itself), its id and that
+ * key, for km__slot_convert (the caller frees conv->kek); else kek NULL. */
+typedef struct km__slot_conv {
+    uint32_t id;
+    km_secret *kek;
+} km__slot_conv;
 int km__slots_open(km__txn *t, const km_open_options *o, const km__slot_unsealer *unseal,
-                   km_secret **master, uint8_t pid[16]);
+                   km_secret **master, uint8_t pid[16], km__slot_conv *conv);
+/* keyslot.c: rewrites the slot km__slots_open named in cv as a key-pair
+ * slot (docs/FORMATS.md, type 4) in the write transaction t, with no KDF
+ * run: nothing when cv names none, or the slot changed meanwhile. */
+int km__slot_convert(km__txn *t, const km_secret *master, const km__slot_conv *cv);
 /* keyslot.c: checks every keyslot's MAC (docs/FORMATS.md, Keyslots) under
  * `master`: KM_E_CORRUPT naming the first slot that has none or another (a
  * file edit). Vault format 3 and later. */

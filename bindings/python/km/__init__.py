@@ -1089,11 +1089,15 @@ class Vault(_VaultMeta):
         finally:
             wipe(buf)
 
-    def remove_principal(self, name, *, revoke_owned=False):
+    def remove_principal(self, name, *, revoke_owned=False, rotate_master=False):
         """Offboards a principal: its keyslots, record and grants go, its keys
-        pass to the owner (and with revoke_owned=True are deactivated)."""
+        pass to the owner (and with revoke_owned=True are deactivated). With
+        rotate_master=True the same transaction gives the vault a new master
+        key; the other credentials keep working (km_principal_remove with
+        KM_PRINCIPAL_ROTATE_MASTER). Other open Vaults must reopen."""
+        flags = (1 if revoke_owned else 0) | (2 if rotate_master else 0)
         with _Use(self._h) as ctx:
-            lib.km_principal_remove(ctx, _cstr(name, "name"), 1 if revoke_owned else 0)
+            lib.km_principal_remove(ctx, _cstr(name, "name"), flags)
 
     def principals(self):
         """The principals as a list of (name, [role names], created epoch seconds)."""

@@ -451,6 +451,23 @@ def test_principals_and_grants(tmp_path):
         km.Vault.open(path, passphrase=b"alice's passphrase", principal="alice")
 
 
+def test_remove_principal_rotate_master(tmp_path):
+    path = tmp_path / "v"
+    with openv(path) as v:
+        v.add_principal("bob", ["admin"], b"bob's passphrase", kdf_cost=COST)
+        v.add_principal("eve", ["user"], b"eve's passphrase", kdf_cost=COST)
+        ct = v.create_key("orders", "aes-256-gcm").encrypt(b"before")
+        v.remove_principal("eve", rotate_master=True)
+        assert [n for n, _, _ in v.principals()] == ["bob"]
+        assert v.decrypt(ct) == b"before"
+    with km.Vault.open(path, passphrase=b"bob's passphrase", principal="bob") as b:
+        assert b.whoami() == ("bob", ["admin"])
+    with pytest.raises(km.AuthError):
+        km.Vault.open(path, passphrase=b"eve's passphrase", principal="eve")
+    with openv(path, create=False) as v:
+        assert v.decrypt(ct) == b"before"
+
+
 def test_dual_control_destroy_needs_an_approval(tmp_path):
     path = tmp_path / "v"
     with openv(path) as v:
