@@ -780,6 +780,123 @@ START_TEST(test_attacks_principal_name_timing)
 }
 END_TEST
 
+/* ------------------------------------------- records rolled back one by one */
+
+/* The one grant record of the vault (meta "grant/..."): a malloc'ed copy of
+ * its key and value. */
+static void grant_save(tu_raw *r, MDB_val *key, MDB_val *val)
+{
+    MDB_cursor *cur;
+    MDB_val k = { 6, (void *)"grant/" }, v;
+    int found = 0;
+
+    ck_assert_int_eq(mdb_cursor_open(r->txn, tu_raw_dbi(r, "meta"), &cur), 0);
+    for (int op = MDB_SET_RANGE; mdb_cursor_get(cur, &k, &v, op) == 0; op = MDB_NEXT) {
+        if (k.mv_size < 6 || memcmp(k.mv_data, "grant/", 6) != 0)
+            break;
+        ck_assert_int_eq(found++, 0);
+        key->mv_size = k.mv_size;
+        key->mv_data = malloc(k.mv_size);
+        memcpy(key->mv_data, k.mv_data, k.mv_size);
+        val->mv_size = v.mv_size;
+        val->mv_data = malloc(v.mv_size);
+        memcpy(val->mv_data, v.mv_data, v.mv_size);
+    }
+    mdb_cursor_close(cur);
+    ck_assert_int_eq(found, 1);
+}
+
+static int verify_as_owner(const km_audit_head *anchor, char *msg, size_t cap)
+{
+    km_ctx *c = NULL;
+    tu_open o = TU_OPEN_INIT;
+    int rc;
+
+    o.clock = tu_clock;
+    OK(tu_vault_open_with(&c, dir, &o));
+    rc = km_audit_verify(c, anchor, NULL, NULL);
+    snprintf(msg, cap, "%s", km_error_last()->message);
+    km_close(c);
+    return rc;
+}
+
+/* Issue 18 finding 7: an older sealed grant record put back, alone or with
+ * the older audit table and head (so that `audit verify --anchor <earlier
+ * head>` passed), now fails km_audit_verify naming a record: every entry
+ * lists the records it wrote (docs/SECURITY.md). */
+static void grant_rollback(int with_log)
+{
+    km_key *k = NULL;
+    km_audit_head earlier;
+    MDB_val gk, gv, hk = { 10, (void *)"audit-head" }, hv, sk;
+    char v[4200], msg[512];
+    uint8_t seqb[8];
+    tu_raw r;
+    uint64_t s, last;
+
+    OK(km_key_create(&k, owner, "granted", KM_KEY_AES_256_GCM, NULL));
+    OK(km_key_grant(k, TU_CUST1, KM_PERM_ENCRYPT | KM_PERM_DECRYPT));
+    OK(km_audit_head_get(owner, &earlier));
+    OK(km_audit_verify(owner, NULL, NULL, NULL));
+    km_key_free(k);
+    close_owner();
+    vpath(v, sizeof v, "");
+    tu_raw_begin(&r, v, MDB_RDONLY, 0);
+    grant_save(&r, &gk, &gv);
+    hv.mv_data = tu_raw_get(&r, "meta", "audit-head", 10, &hv.mv_size);
+    tu_raw_end(&r);
+    /* more changes: the grant narrowed, the key rotated, another key */
+    ck_assert_int_eq(verify_as_owner(NULL, msg, sizeof msg), KM_OK);
+    {
+        km_ctx *c = NULL;
+        tu_open o = TU_OPEN_INIT;
+        o.clock = tu_clock;
+        OK(tu_vault_open_with(&c, dir, &o));
+        OK(km_key_open(&k, c, "granted"));
+        OK(km_key_grant(k, TU_CUST1, KM_PERM_ENCRYPT));
+        OK(km_key_rotate(k, NULL));
+        km_key_free(k);
+        OK(km_key_create(&k, c, "other", KM_KEY_AES_256_GCM, NULL));
+        km_key_free(k);
+        OK(km_audit_verify(c, NULL, NULL, NULL));
+        km_close(c);
+    }
+    /* the attacker puts the older grant back (and the older log and head) */
+    tu_raw_begin(&r, v, 0, 0);
+    tu_raw_put(&r, "meta", gk.mv_data, gk.mv_size, gv.mv_data, gv.mv_size);
+    if (with_log) {
+        ck_assert_int_eq(mdb_put(r.txn, tu_raw_dbi(&r, "meta"), &hk, &hv, 0), 0);
+        last = earlier.seq + 1000;
+        for (s = earlier.seq + 1; s <= last; s++) {
+            for (int i = 0; i < 8; i++)
+                seqb[i] = (uint8_t)(s >> (56 - 8 * i));
+            sk.mv_size = 8;
+            sk.mv_data = seqb;
+            (void)mdb_del(r.txn, tu_raw_dbi(&r, "audit"), &sk, NULL);
+        }
+    }
+    tu_raw_end(&r);
+    ck_assert_int_eq(verify_as_owner(NULL, msg, sizeof msg), KM_E_INTEGRITY);
+    ck_assert_ptr_nonnull(strstr(msg, "vault record"));
+    ck_assert_int_eq(verify_as_owner(&earlier, msg, sizeof msg), KM_E_INTEGRITY);
+    ck_assert_ptr_nonnull(strstr(msg, "vault record"));
+    free(gk.mv_data);
+    free(gv.mv_data);
+    free(hv.mv_data);
+}
+
+START_TEST(test_attacks_grant_rolled_back_with_older_log)
+{
+    grant_rollback(1);
+}
+END_TEST
+
+START_TEST(test_attacks_grant_rolled_back_alone)
+{
+    grant_rollback(0);
+}
+END_TEST
+
 int main(void)
 {
     TCase *tc;
@@ -803,5 +920,7 @@ int main(void)
     tcase_add_test(tc, test_attacks_restored_request_refused);
     tcase_add_test(tc, test_attacks_caller_clock_needs_policy);
     tcase_add_test(tc, test_attacks_clock_never_goes_back);
+    tcase_add_test(tc, test_attacks_grant_rolled_back_with_older_log);
+    tcase_add_test(tc, test_attacks_grant_rolled_back_alone);
     return tu_run(s);
 }

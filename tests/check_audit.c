@@ -120,7 +120,8 @@ START_TEST(audit_records_state_changes)
     ck_assert_int_eq(count_op(&col, "key.state"), 3);
     ck_assert_int_eq(count_op(&col, "policy.set"), 2);   /* the fixture's (test clock), ours */
     ck_assert_str_eq(col.principals[0], "owner");
-    ck_assert_ptr_nonnull(strstr(col.details[3], "suspend"));   /* after the fixture's policy.set */
+    /* after the format upgrade's checkpoint and the fixture's policy.set */
+    ck_assert_ptr_nonnull(strstr(col.details[4], "suspend"));
     OK(km_audit_verify(c, NULL, &n, &bad));
     ck_assert_uint_eq(n, (uint64_t)col.n);
     ck_assert_uint_eq(bad, 0);
@@ -340,7 +341,9 @@ START_TEST(audit_tamper_truncate_with_anchor)
     ck_assert_int_eq(mdb_put(t, m, &hk, &hv, 0), 0);
     raw_close(e, t);
     free(old_head);
-    ck_assert_int_eq(verify_fresh(&bad, NULL), KM_OK);  /* undetectable without an anchor */
+    /* the rotations' records are left that the truncated log never wrote
+     * (issue 18: entries list the records they write) */
+    ck_assert_int_eq(verify_fresh(&bad, NULL), KM_E_INTEGRITY);
     ck_assert_int_eq(verify_fresh(&bad, &anchor), KM_E_INTEGRITY);
     ck_assert_uint_eq(bad, n_old + 1);
     ck_assert_ptr_nonnull(strstr(km_error_last()->message, "truncated"));
@@ -1187,6 +1190,50 @@ START_TEST(monitoring_alerts)
 }
 END_TEST
 
+/* Issue 18 finding 7: the catalog check of km_audit_verify (every entry
+ * lists the records it wrote) passes after every kind of change, the
+ * upgrade's checkpoint and the rekey's included, in this and a new context. */
+START_TEST(audit_catalog_explained_after_every_change)
+{
+    km_ctx *c = owner(), *c2 = NULL;
+    km_key *k = mkkey(c, "every", KM_KEY_AES_256_GCM), *k2 = mkkey(c, "gone", KM_KEY_AES_256_GCM);
+    km_maintain_report *rep = NULL;
+
+    OK(km_audit_verify(c, NULL, NULL, NULL));
+    OK(km_key_rotate(k, NULL));
+    OK(tu_principal_add(c, "pat", KM_ROLE_USER, "pat passphrase"));
+    OK(km_key_grant(k, "pat", KM_PERM_ENCRYPT | KM_PERM_DECRYPT));
+    OK(km_key_grant(k, "pat", KM_PERM_ENCRYPT));
+    OK(km_audit_verify(c, NULL, NULL, NULL));
+    OK(km_key_grant(k, "pat", 0));
+    OK(km_key_suspend(k, 1));
+    OK(km_key_resume(k, 1));
+    OK(km_key_revoke(k, 1, KM_REVOKE_SUPERSEDED, 0));
+    OK(km_key_set_description(k, "every kind of change"));
+    OK(km_key_set_tag(k, "team", "audit"));
+    OK(km_policy_set(c, "{\"version\": 1}", 14));
+    OK(km_audit_verify(c, NULL, NULL, NULL));
+    OK(km_key_revoke(k2, 1, KM_REVOKE_SUPERSEDED, 0));
+    OK(km_key_schedule_destroy(k2, 1, 7));
+    tu_now += 8 * 86400;
+    OK(km_maintain(c, &rep));
+    km_maintain_report_free(rep);
+    OK(km_audit_verify(c, NULL, NULL, NULL));
+    OK(km_principal_remove(c, "pat", 0));
+    OK(km_vault_rekey(c, (const uint8_t *)TU_PASS, strlen(TU_PASS), KM_KDF_COST_MIN));
+    OK(km_key_rotate(k, NULL));
+    OK(km_audit_verify(c, NULL, NULL, NULL));
+    OK(km_vault_compact(c));
+    OK(km_audit_verify(c, NULL, NULL, NULL));
+    km_key_free(k2);
+    km_key_free(k);
+    km_close(c);
+    OK(open_as(&c2, NULL, TU_PASS, 0));
+    OK(km_audit_verify(c2, NULL, NULL, NULL));
+    km_close(c2);
+}
+END_TEST
+
 static Suite *suite(void)
 {
     TCase *t;
@@ -1217,6 +1264,7 @@ static Suite *suite(void)
     tcase_add_test(t, dual_control_import_raw);
     tcase_add_test(t, monitoring_alerts);
     tcase_add_test(t, dual_control_principal_policy_export);
+    tcase_add_test(t, audit_catalog_explained_after_every_change);
     return s;
 }
 

@@ -521,12 +521,12 @@ START_TEST(test_vault_newer_format_is_unsupported)
     tu_raw r;
     km__env *env = NULL;
     km_secret *m = NULL;
-    uint8_t id[16], four = 4, zero = 0;
+    uint8_t id[16], five = 5, zero = 0;
 
     vault_up(&v, KM_OPEN_CREATE);
     vault_down(&v);
     tu_raw_begin(&r, vdir, 0, 0);
-    tu_raw_put(&r, "meta", "format", 6, &four, 1);
+    tu_raw_put(&r, "meta", "format", 6, &five, 1);
     tu_raw_end(&r);
     ck_assert_int_eq(vopen(TU_PASS, 0, &env, &m, id), KM_E_UNSUPPORTED);
     ck_assert_int_eq(vopen(TU_PASS, KM_OPEN_CREATE, &env, &m, id), KM_E_UNSUPPORTED);
@@ -666,7 +666,7 @@ START_TEST(test_vault_format2_slots_authenticated_at_first_open)
     km_close(c);
     tu_raw_begin(&r, vdir, MDB_RDONLY, 0);
     f = tu_raw_get(&r, "meta", "format", 6, &flen);
-    ck_assert(flen == 1 && f[0] == 3);
+    ck_assert(flen == 1 && f[0] == KM__FORMAT_CURRENT);   /* 4 since issue 18 */
     rec = tu_raw_get(&r, "slots", idb, 4, &len);
     ck_assert_uint_eq(tu_tlv_at(rec, len, 16), len - 37);
     tu_raw_end(&r);

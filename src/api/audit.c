@@ -88,6 +88,7 @@ typedef struct walk {
     uint64_t from, count, bad;
     km_audit_fn fn;
     void *arg;
+    km__audit_chain *chain;   /* km_audit_verify's: the catalog check */
 } walk;
 
 /* Checks one entry against the walk's expectations; calls w->fn. */
@@ -118,6 +119,10 @@ static int walk_entry(walk *w, km__mac *m, const km_audit_head *anchor, uint64_t
                        (unsigned long long)s);
     }
     w->count++;
+    if (w->chain != NULL && (r = km__audit_chain_entry(w->chain, s, b, n)) != KM_OK) {
+        w->bad = s;
+        return r;
+    }
     if (w->fn != NULL && s >= w->from && (r = w->fn(&e, w->arg)) != 0)
         return r < 0 ? r : 1;
     return KM_OK;
@@ -206,6 +211,14 @@ static int audit_walk(struct km_ctx *ctx, const km_audit_head *anchor, walk *w)
         goto out;
     }
     rc = KM_OK;
+    if (w->chain != NULL) {
+        uint32_t format = 0;
+        uint64_t bad = 0;
+        if ((rc = km__store_format(t, &format)) == KM_OK)
+            rc = km__audit_chain_check(w->chain, t, format >= KM__FORMAT_CHAIN, &bad);
+        if (rc != KM_OK)
+            w->bad = bad;
+    }
 out:
     km__mac_free(a.m);
     km__txn_abort(t);
@@ -231,7 +244,10 @@ int km_audit_verify(km_ctx *ctx, const km_audit_head *anchor, uint64_t *count,
     if ((rc = km_audit_flush(ctx)) != KM_OK)
         return rc;
     memset(&w, 0, sizeof w);
+    if ((rc = km__audit_chain_new(&w.chain)) != KM_OK)
+        return rc;
     rc = audit_walk(ctx, anchor, &w);
+    km__audit_chain_free(w.chain);
     if (count != NULL)
         *count = w.count;
     if (bad_seq != NULL)

@@ -291,14 +291,17 @@ static int policy_open(struct km_ctx *ctx, int fips)
     }
     if (rc == KM_OK)
         rc = km__store_format_upgrade(t, ctx->sealer, ctx->master, KM__FORMAT_CURRENT);
+    /* from format 4 on the audit chain explains every record: the upgrade's
+     * entry is the first catalog checkpoint (docs/SECURITY.md) */
+    if (rc == KM_OK)
+        rc = km__audit_checkpoint(ctx, t);
     if (rc != KM_OK)
         km__wtxn_abort(t);
     else if (audited)
         rc = km__wtxn_commit(ctx, t, KM__OP_POLICY_SET, NULL, 0, "initial vault policy");
     else
-        /* the policy in force does not change (the default made explicit):
-         * no audit entry, the generation bumped for other handles */
-        rc = km__wtxn_commit_plain(t, 1);
+        rc = km__wtxn_commit(ctx, t, KM__OP_MAINTAIN, NULL, 0,
+                             "vault format upgrade: audit catalog checkpoint");
     if (rc == KM_OK)
         ctx->policy_required = 1;
     if (rc == KM_OK && p != NULL) {

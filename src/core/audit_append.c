@@ -25,8 +25,21 @@
 
 enum {
     A_SEQ = 1, A_TIME = 2, A_PRINCIPAL = 3, A_OP = 4, A_KEY = 5, A_VERSION = 6, A_RESULT = 7,
-    A_DETAIL = 8, A_PREV = 9, A_MAC = 10, A_PEER = 11
+    A_DETAIL = 8, A_PREV = 9, A_MAC = 10, A_PEER = 11, A_WRITES = 12, A_CHECKPOINT = 13
 };
+
+/* Room for A_WRITES in an entry: the rest (principal, peer, detail...) fits
+ * in 1024 bytes; a longer write log takes a checkpoint instead. */
+#define WRITES_MAX (ENTRY_MAX - 1024)
+
+/* The catalog field of a state change's entry (issue 18): its transaction's
+ * write log, or a checkpoint digest of the whole catalog. */
+typedef struct wfield {
+    const uint8_t *writes;
+    size_t writes_len;
+    int checkpoint;
+    uint8_t digest[32];
+} wfield;
 
 #define ENTRY_MAX KM__AUDIT_ENTRY_MAX
 #define DETAIL_MAX KM__AUDIT_DETAIL_MAX
@@ -149,7 +162,7 @@ static int mac_ready(struct km_ctx *ctx)
 /* Encodes entry `seq` chained to `prev`; `hash` gets its SHA-256 (of every
  * byte before the MAC field), and the MAC field is HMAC-SHA-256(audit key,
  * that hash). */
-static int entry_encode(struct km_ctx *ctx, uint64_t seq, const entry_in *p,
+static int entry_encode(struct km_ctx *ctx, uint64_t seq, const entry_in *p, const wfield *wf,
                         const uint8_t prev[32], uint8_t *out, size_t *out_len, uint8_t hash[32])
 {
     km__tlv_w w;
@@ -171,6 +184,10 @@ static int entry_encode(struct km_ctx *ctx, uint64_t seq, const entry_in *p,
     km__tlv_put_u32(&w, A_RESULT, (uint32_t)p->result);
     km__tlv_put_str(&w, A_DETAIL, p->detail != NULL ? p->detail : "");
     km__tlv_put(&w, A_PREV, prev, 32);
+    if (wf != NULL && wf->checkpoint)
+        km__tlv_put(&w, A_CHECKPOINT, wf->digest, 32);
+    else if (wf != NULL && wf->writes_len > 0)
+        km__tlv_put(&w, A_WRITES, wf->writes, wf->writes_len);
     if ((rc = km__tlv_end(&w)) != KM_OK)
         return rc;
     body = w.len;
@@ -181,6 +198,27 @@ static int entry_encode(struct km_ctx *ctx, uint64_t seq, const entry_in *p,
     if ((rc = km__tlv_end(&w)) != KM_OK)
         return rc;
     *out_len = w.len;
+    return KM_OK;
+}
+
+int km__audit_entry_catalog(const uint8_t *b, size_t n, const uint8_t **writes,
+                            size_t *writes_len, const uint8_t **checkpoint)
+{
+    const uint8_t *v;
+    size_t vl;
+
+    *writes = NULL;
+    *writes_len = 0;
+    *checkpoint = NULL;
+    if (km__tlv_find(b, n, A_CHECKPOINT, &v, &vl)) {
+        if (vl != 32)
+            return KM_E_INTEGRITY;
+        *checkpoint = v;
+    }
+    if (km__tlv_find(b, n, A_WRITES, &v, &vl)) {
+        *writes = v;
+        *writes_len = vl;
+    }
     return KM_OK;
 }
 
@@ -415,6 +453,7 @@ int km__audit_append_entries(struct km_ctx *ctx, km__txn *t, const km__sealer *s
                           const entry_in *p, size_t count)
 {
     km_audit_head h;
+    wfield wf;
     uint8_t seqb[8], *rec;
     size_t i, len, at = 0;
     uint64_t first;
@@ -425,6 +464,14 @@ int km__audit_append_entries(struct km_ctx *ctx, km__txn *t, const km__sealer *s
         return rc;
     if ((rc = km__audit_head_time(s, t, &h, &last)) != KM_OK)
         return rc;
+    /* after akey_load (which may write the audit key): the whole log */
+    memset(&wf, 0, sizeof wf);
+    wf.checkpoint = km__txn_writes(t, &wf.writes, &wf.writes_len);
+    if (wf.checkpoint || wf.writes_len > WRITES_MAX) {
+        wf.checkpoint = 1;
+        if ((rc = km__catalog_digest(t, wf.digest)) != KM_OK)
+            return rc;
+    }
     first = h.seq + 1;
     for (i = 0; i < count; i++) {
         entry_in in = p[i];
@@ -447,7 +494,8 @@ int km__audit_append_entries(struct km_ctx *ctx, km__txn *t, const km__sealer *s
         }
         rec = ctx->audit.buf;
         e = rec + at + 4;
-        if ((rc = entry_encode(ctx, h.seq + 1, &in, h.hash, e, &len, h.hash)) != KM_OK)
+        if ((rc = entry_encode(ctx, h.seq + 1, &in, i + 1 == count ? &wf : NULL, h.hash, e, &len,
+                               h.hash)) != KM_OK)
             return rc;
         km__be32_put(rec + at, (uint32_t)len);
         if ((rc = sinks_queue(ctx, t, e, len)) != KM_OK)
@@ -462,6 +510,8 @@ int km__audit_append_entries(struct km_ctx *ctx, km__txn *t, const km__sealer *s
                      (unsigned long long)first);
     if (rc == KM_OK)
         rc = head_write(s, t, &h, last);
+    if (rc == KM_OK)
+        km__txn_writes_taken(t);
     if (rc == KM_OK)
         km__now_floor(ctx, last);
     return rc;

@@ -352,7 +352,7 @@ void km__audit_close(struct km_ctx *ctx);
 int km__audit_flush(struct km_ctx *ctx);
 /* The meta record of the data-path level (one byte, km_audit_level). */
 #define KM__AUDIT_LEVEL_KEY "audit-level"
-#define KM__AUDIT_ENTRY_MAX 1024
+#define KM__AUDIT_ENTRY_MAX 4096
 #define KM__AUDIT_DETAIL_MAX 200
 /* The stored head (0 and zeros when the log is empty). KM_E_CORRUPT. */
 int km__audit_head_read(const km__sealer *s, km__txn *t, km_audit_head *h);
@@ -367,6 +367,22 @@ int km__audit_key_ready(struct km_ctx *ctx, km__txn *t);
  * strings. KM_E_INTEGRITY. */
 int km__audit_entry_decode(km__mac *m, const uint8_t *b, size_t n, km_audit_entry *e,
                            uint8_t prev[32], char *pbuf, char *dbuf);
+/* The catalog fields of an entry already checked by km__audit_entry_decode:
+ * its write log (km__txn_writes' items; NULL, 0 when none) and its
+ * checkpoint digest (km__catalog_digest; NULL when none). KM_E_INTEGRITY. */
+int km__audit_entry_catalog(const uint8_t *b, size_t n, const uint8_t **writes,
+                            size_t *writes_len, const uint8_t **checkpoint);
+/* Requests a checkpoint in the entry of write transaction t (a change that
+ * rewrites every record: rekey, master-key rotation). */
+int km__audit_checkpoint(struct km_ctx *ctx, km__txn *t);
+/* Compares the catalog as t sees it with the write fields of the entries
+ * (fed in order by km__audit_chain_entry from a km__audit_chain_new):
+ * KM_E_INTEGRITY naming the first record the chain does not explain. */
+typedef struct km__audit_chain km__audit_chain;
+int km__audit_chain_new(km__audit_chain **out);
+int km__audit_chain_entry(km__audit_chain *c, uint64_t seq, const uint8_t *b, size_t n);
+int km__audit_chain_check(km__audit_chain *c, km__txn *t, int required, uint64_t *bad_seq);
+void km__audit_chain_free(km__audit_chain *c);
 /* Calls fn for each stored entry from sequence `from` (which must begin a
  * record; 0 = 1) to the head in t, each decoded and its MAC checked; fn
  * returns 0 to go on, > 0 to stop (KM_OK), < 0 an error returned as is.

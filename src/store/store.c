@@ -5,7 +5,7 @@
  * (create or unlock) a vault, rekey's storage part, and the fault hook.
  *
  * The vault meta (table meta):
- *   "format"        1 byte, the vault format (1 to 3)        unsealed
+ *   "format"        1 byte, the vault format (1 to 4)        unsealed
  *   "vault-id"      16 random bytes                          unsealed
  *   "auth-failures" BE64 failed unlocks since the last good  unsealed
  *   "check"         sealed copy of format || vault-id: a downgraded or
@@ -28,8 +28,8 @@
  * stored (a missing policy record is refused: km__store_format_upgrade moves a
  * format-1 vault up at its first open); 3: every keyslot carries its MAC
  * (keyslot.c), checked at every open. Older libkm refuses a newer format
- * with KM_E_UNSUPPORTED. */
-#define VAULT_FORMAT 3
+ * with KM_E_UNSUPPORTED. 4: audit entries explain the catalog (store.h). */
+#define VAULT_FORMAT 4
 
 #define REC_FORMAT 1
 #define REC_NONCE 12
@@ -198,6 +198,7 @@ int km__txn_commit(km__txn *t)
     }
     if (t->done != NULL)   /* records no error (the commit's stays the last) */
         t->done(t->done_arg, rc == KM_OK);
+    free(t->wlog);
     free(t);
     return rc;
 }
@@ -209,6 +210,7 @@ void km__txn_abort(km__txn *t)
     t->st->ops->txn_abort(t);
     if (t->done != NULL)
         t->done(t->done_arg, 0);
+    free(t->wlog);
     free(t);
 }
 
@@ -257,6 +259,222 @@ int km__table_count(km__txn *t, km__table tbl, uint64_t *out)
     return t->st->ops->count(t, tbl, out);
 }
 
+/* ------------------------------------------------------------ write log */
+
+static const char META_AUDIT_HEAD[] = "audit-head";
+
+static int meta_is(const uint8_t *key, size_t key_len, const char *name, size_t name_len);
+
+/* A record whose changes the audit chain explains (store.h); key NULL: the
+ * table holds some. */
+static int wlog_tracked(km__table tbl, const void *key, size_t key_len)
+{
+    if (tbl == KM__T_AUDIT || tbl == KM__T_COUNTERS)
+        return 0;
+    if (tbl != KM__T_META || key == NULL)
+        return 1;
+    return !meta_is(key, key_len, META_AUDIT_HEAD, sizeof META_AUDIT_HEAD - 1)
+        && !meta_is(key, key_len, META_AUTH_FAILS, sizeof META_AUTH_FAILS - 1);
+}
+
+static int sha256_1(const uint8_t *b, size_t n, uint8_t out[32])
+{
+    return km__sha256v(&b, &n, 1, out);
+}
+
+/* Logs a put (val) or a delete (val NULL) before it is made. */
+static int wlog_add(km__txn *t, km__table tbl, const void *key, size_t key_len,
+                    const uint8_t *val, size_t val_len)
+{
+    const uint8_t *old = NULL;
+    size_t old_len = 0, need = KM__WLOG_ITEM_MIN + key_len;
+    uint8_t *p;
+    unsigned flags = 0;
+    int rc;
+
+    if (!wlog_tracked(tbl, key, key_len) || key_len > 255)
+        return KM_OK;
+    if (t->wlog_cap - t->wlog_len < need) {
+        size_t ncap = t->wlog_cap ? t->wlog_cap * 2 : 1024;
+        uint8_t *nb;
+        while (ncap - t->wlog_len < need)
+            ncap *= 2;
+        if ((nb = realloc(t->wlog, ncap)) == NULL)
+            return txn_fail(t, km__err(KM_E_NOMEM, "vault: out of memory"));
+        t->wlog = nb;
+        t->wlog_cap = ncap;
+    }
+    p = t->wlog + t->wlog_len;
+    memset(p, 0, need);
+    p[0] = (uint8_t)tbl;
+    p[1] = (uint8_t)key_len;
+    memcpy(p + 2, key, key_len);
+    rc = t->st->ops->get(t, tbl, key, key_len, &old, &old_len);
+    if (rc == KM_OK) {
+        flags |= KM__WLOG_BEFORE;
+        rc = sha256_1(old, old_len, p + 3 + key_len);
+    } else if (rc == KM_E_NOTFOUND) {
+        rc = KM_OK;
+    }
+    if (rc == KM_OK && val != NULL) {
+        flags |= KM__WLOG_AFTER;
+        rc = sha256_1(val, val_len, p + 3 + key_len + 32);
+    }
+    if (rc != KM_OK)
+        return txn_fail(t, rc);
+    p[2 + key_len] = (uint8_t)flags;
+    t->wlog_len += need;
+    return KM_OK;
+}
+
+int km__txn_writes(km__txn *t, const uint8_t **log, size_t *len)
+{
+    *log = t->wlog + t->wlog_off;
+    *len = t->wlog_len - t->wlog_off;
+    return t->wlog_all;
+}
+
+void km__txn_writes_taken(km__txn *t)
+{
+    t->wlog_off = t->wlog_len;
+    t->wlog_all = 0;
+}
+
+void km__txn_writes_all(km__txn *t)
+{
+    t->wlog_all = 1;
+}
+
+int km__wlog_item(const uint8_t *log, size_t log_len, size_t *at, km__table *tbl,
+                  const uint8_t **key, size_t *key_len, unsigned *flags, const uint8_t **before,
+                  const uint8_t **after)
+{
+    size_t i = *at, kl;
+
+    if (i == log_len)
+        return 0;
+    if (log_len - i < KM__WLOG_ITEM_MIN)
+        return -1;
+    kl = log[i + 1];
+    if (log_len - i < KM__WLOG_ITEM_MIN + kl || log[i] >= KM__T__COUNT
+        || (log[i + 2 + kl] & ~3u) != 0)
+        return -1;
+    *tbl = (km__table)log[i];
+    *key = log + i + 2;
+    *key_len = kl;
+    *flags = log[i + 2 + kl];
+    *before = log + i + 3 + kl;
+    *after = log + i + 3 + kl + 32;
+    *at = i + KM__WLOG_ITEM_MIN + kl;
+    return 1;
+}
+
+typedef struct cat_arg {
+    km__table tbl;
+    km__catalog_fn fn;
+    void *arg;
+    int rc;
+} cat_arg;
+
+static int cat_one(const uint8_t *key, size_t key_len, const uint8_t *val, size_t val_len,
+                   void *arg)
+{
+    cat_arg *a = arg;
+    uint8_t h[32];
+
+    if (!wlog_tracked(a->tbl, key, key_len) || key_len > 255)
+        return 0;
+    if ((a->rc = sha256_1(val, val_len, h)) != KM_OK)
+        return 1;
+    return (a->rc = a->fn(a->tbl, key, key_len, h, a->arg)) != 0;
+}
+
+int km__catalog_walk(km__txn *t, km__catalog_fn fn, void *arg)
+{
+    cat_arg a;
+    int i, rc;
+
+    for (i = 0; i < KM__T__COUNT; i++) {
+        if (!wlog_tracked((km__table)i, NULL, 0))
+            continue;
+        a.tbl = (km__table)i;
+        a.fn = fn;
+        a.arg = arg;
+        a.rc = 0;
+        rc = t->st->ops->iter(t, (km__table)i, NULL, 0, cat_one, &a);
+        if (a.rc != 0)
+            return a.rc;
+        if (rc != KM_OK && rc != 1)
+            return rc;
+    }
+    return KM_OK;
+}
+
+struct km__cdigest {
+    uint8_t *buf;
+    size_t len, cap;
+};
+
+int km__catalog_digest_new(km__cdigest **out)
+{
+    if ((*out = calloc(1, sizeof **out)) == NULL)
+        return km__err(KM_E_NOMEM, "vault: out of memory");
+    return KM_OK;
+}
+
+int km__catalog_digest_add(km__cdigest *d, km__table tbl, const uint8_t *key, size_t key_len,
+                           const uint8_t hash[32])
+{
+    size_t need = 2 + key_len + 32;
+
+    if (d->cap - d->len < need) {
+        size_t ncap = d->cap ? d->cap * 2 : 4096;
+        uint8_t *nb;
+        while (ncap - d->len < need)
+            ncap *= 2;
+        if ((nb = realloc(d->buf, ncap)) == NULL)
+            return km__err(KM_E_NOMEM, "vault: out of memory");
+        d->buf = nb;
+        d->cap = ncap;
+    }
+    d->buf[d->len] = (uint8_t)tbl;
+    d->buf[d->len + 1] = (uint8_t)key_len;
+    memcpy(d->buf + d->len + 2, key, key_len);
+    memcpy(d->buf + d->len + 2 + key_len, hash, 32);
+    d->len += need;
+    return KM_OK;
+}
+
+int km__catalog_digest_end(km__cdigest *d, uint8_t out[32])
+{
+    int rc = sha256_1(d->buf != NULL ? d->buf : (const uint8_t *)"", d->len, out);
+
+    free(d->buf);
+    free(d);
+    return rc;
+}
+
+static int digest_one(km__table tbl, const uint8_t *key, size_t key_len, const uint8_t hash[32],
+                      void *arg)
+{
+    return km__catalog_digest_add(arg, tbl, key, key_len, hash);
+}
+
+int km__catalog_digest(km__txn *t, uint8_t out[32])
+{
+    km__cdigest *d;
+    int rc;
+
+    if ((rc = km__catalog_digest_new(&d)) != KM_OK)
+        return rc;
+    if ((rc = km__catalog_walk(t, digest_one, d)) != KM_OK) {
+        uint8_t junk[32];
+        (void)km__catalog_digest_end(d, junk);
+        return rc;
+    }
+    return km__catalog_digest_end(d, out);
+}
+
 /* ------------------------------------------------------------ raw records */
 
 int km__raw_get(km__txn *t, km__table tbl, const void *key, size_t key_len, const uint8_t **val,
@@ -271,6 +489,8 @@ int km__raw_put(km__txn *t, km__table tbl, const void *key, size_t key_len, cons
     int rc;
 
     km__fault_step();
+    if ((rc = wlog_add(t, tbl, key, key_len, val, val_len)) != KM_OK)
+        return rc;
     rc = t->st->ops->put(t, tbl, key, key_len, val, val_len, flags);
     if (rc == KM_E_EXISTS)
         return km__err(KM_E_EXISTS, "a record with this key already exists in table %s",
@@ -285,6 +505,8 @@ int km__raw_del(km__txn *t, km__table tbl, const void *key, size_t key_len)
     int rc;
 
     km__fault_step();
+    if ((rc = wlog_add(t, tbl, key, key_len, NULL, 0)) != KM_OK)
+        return rc;
     rc = t->st->ops->del(t, tbl, key, key_len);
     if (rc != KM_OK && rc != KM_E_NOTFOUND)
         return txn_fail(t, rc);
@@ -300,6 +522,9 @@ int km__raw_iter(km__txn *t, km__table tbl, const uint8_t *prefix, size_t prefix
 int km__raw_clear(km__txn *t, km__table tbl)
 {
     int rc = t->st->ops->clear(t, tbl);
+
+    if (wlog_tracked(tbl, NULL, 0))
+        t->wlog_all = 1;
 
     return rc == KM_OK ? KM_OK : txn_fail(t, rc);
 }

@@ -107,6 +107,11 @@ struct km__txn {
     /* km__txn_on_done's: called once when the transaction ends */
     km__txn_done_fn done;
     void *done_arg;
+    /* store.c's write log (km__txn_writes): one item per tracked record put
+     * or deleted; all = 1 after a clear of a tracked table */
+    uint8_t *wlog;
+    size_t wlog_len, wlog_cap, wlog_off;
+    int wlog_all;
 };
 
 typedef struct km__store_ops {
@@ -266,6 +271,48 @@ void *km__txn_on_done(km__txn *t, km__txn_done_fn fn, void *arg);
 /* Entries in a table. */
 int km__table_count(km__txn *t, km__table tbl, uint64_t *out);
 
+/* ------------------------------------------------ the write log (issue 18)
+ * Every put or delete of a tracked record (all tables but the audit records
+ * and the counters, and meta but "audit-head" and "auth-failures", which
+ * change without an audit entry) is logged in its write transaction as an
+ * item: table (1), key length (1), key, flags (1: bit 0 a value before,
+ * bit 1 a value after), SHA-256 of the raw value before (32, zero if none),
+ * SHA-256 of the raw value after (32, zero when deleted). */
+#define KM__WLOG_BEFORE 1u
+#define KM__WLOG_AFTER 2u
+#define KM__WLOG_ITEM_MIN (1 + 1 + 1 + 32 + 32)
+
+/* The log of write transaction t since the last km__txn_writes_taken
+ * (borrowed until the next write);
+ * returns 1 when a tracked table was cleared (the log is then incomplete: a
+ * checkpoint is needed), 0 otherwise. */
+int km__txn_writes(km__txn *t, const uint8_t **log, size_t *len);
+/* Asks for a checkpoint: km__txn_writes returns 1 from now on. */
+void km__txn_writes_all(km__txn *t);
+/* The log so far went into an audit entry: km__txn_writes starts after it. */
+void km__txn_writes_taken(km__txn *t);
+/* Parses the item at log[*at] (log_len bytes): 1 and the fields, *at moved
+ * past it; 0 at the end; -1 when malformed. */
+int km__wlog_item(const uint8_t *log, size_t log_len, size_t *at, km__table *tbl,
+                  const uint8_t **key, size_t *key_len, unsigned *flags, const uint8_t **before,
+                  const uint8_t **after);
+/* Calls fn(tbl, key, key_len, SHA-256 of the raw value, arg) for every
+ * tracked record of the catalog, in table then key order; a non-zero return
+ * stops the walk and is returned. */
+typedef int (*km__catalog_fn)(km__table tbl, const uint8_t *key, size_t key_len,
+                              const uint8_t hash[32], void *arg);
+int km__catalog_walk(km__txn *t, km__catalog_fn fn, void *arg);
+/* The checkpoint digest of items in table-then-key order: SHA-256 over
+ * table (1) || key length (1) || key || value hash (32) of each; a running
+ * digest, fed by km__catalog_digest_add (ctx from km__catalog_digest_new). */
+typedef struct km__cdigest km__cdigest;
+int km__catalog_digest_new(km__cdigest **out);
+int km__catalog_digest_add(km__cdigest *d, km__table tbl, const uint8_t *key, size_t key_len,
+                           const uint8_t hash[32]);
+int km__catalog_digest_end(km__cdigest *d, uint8_t out[32]);  /* frees d */
+/* The digest of the whole catalog as t sees it. */
+int km__catalog_digest(km__txn *t, uint8_t out[32]);
+
 /* Derives the sealing keys (HKDF from master). */
 int km__sealer_new(km__sealer **out, const km_secret *master);
 void km__sealer_free(km__sealer *s);
@@ -372,7 +419,10 @@ void km__fault_step(void);
  * principal's slot turned into an owner's, fails the open). */
 #define KM__FORMAT_SLOTS_AUTH 3u
 /* The newest format: what a vault is moved up to at its first open. */
-#define KM__FORMAT_CURRENT KM__FORMAT_SLOTS_AUTH
+/* 4 (KM__FORMAT_CHAIN): every state change's audit entry lists the records
+ * it wrote (or a catalog checkpoint); the upgrade's entry is a checkpoint. */
+#define KM__FORMAT_CHAIN 4u
+#define KM__FORMAT_CURRENT KM__FORMAT_CHAIN
 /* The format of the vault of t (checked against its sealed copy at open). */
 int km__store_format(km__txn *t, uint32_t *format);
 /* Moves the vault of t (a write transaction) up to `format` (never down:
