@@ -1450,11 +1450,27 @@ static size_t pss_sign(EVP_PKEY *k, int salt, const uint8_t *msg, size_t len, ui
     return n;
 }
 
+/* 1 when sig is a PKCS#1 v1.5 SHA-256 signature of msg by k (OpenSSL). */
+static int pkcs1_verify(EVP_PKEY *k, const uint8_t *msg, size_t len, const uint8_t *sig,
+                        size_t sig_len)
+{
+    EVP_MD_CTX *m = EVP_MD_CTX_new();
+    EVP_PKEY_CTX *pc = NULL;
+    int ok;
+
+    ck_assert_int_eq(EVP_DigestVerifyInit(m, &pc, EVP_sha256(), NULL, k), 1);
+    ck_assert_int_gt(EVP_PKEY_CTX_set_rsa_padding(pc, RSA_PKCS1_PADDING), 0);
+    ok = EVP_DigestVerify(m, sig, sig_len, msg, len);
+    EVP_MD_CTX_free(m);
+    return ok;
+}
+
 /* RSA through the server: CreateKeyPair + Activate; the public key from a
  * Get equals the server's private key's; verification here with it (libkm's
  * PSS, salt 32); a signature the server makes (PyKMIP 0.10: PSS with the
  * longest salt) is checked before it is returned and refused as
- * KM_E_UNSUPPORTED; destruction removes both objects. */
+ * KM_E_UNSUPPORTED; PKCS#1 v1.5 (KM_SIG_PKCS1) signs through the server;
+ * destruction removes both objects. */
 START_TEST(test_kmip_rsa_public_key_verify_and_sign_check)
 {
     fixture f;
@@ -1499,6 +1515,17 @@ START_TEST(test_kmip_rsa_public_key_verify_and_sign_check)
     ck_assert_ptr_nonnull(strstr(km_error_last()->message, "which it cannot parse"));
     for (i = 0; i < sizeof sig; i++)
         ck_assert_uint_eq(sig[i], 0);
+    /* PKCS#1 v1.5 (KM_SIG_PKCS1) of a message is what PyKMIP signs as asked:
+     * the server's signature, checked by libkm and by OpenSSL with the
+     * server's own key */
+    rc = km_sign(k, KM_SIG_RAW | KM_SIG_PKCS1, MSG, sizeof MSG, sig, sizeof sig, &sig_len);
+    ck_assert_msg(rc == KM_OK, "km_sign pkcs1: %s (%s)", km_err_name(rc), km_error_last()->message);
+    ck_assert_uint_eq(sig_len, 256);
+    ck_assert_int_eq(km_verify(k, 0, KM_SIG_RAW | KM_SIG_PKCS1, MSG, sizeof MSG, sig, sig_len), KM_OK);
+    ck_assert_int_eq(pkcs1_verify(priv, MSG, sizeof MSG, sig, sig_len), 1);
+    sig[20] ^= 1;
+    ck_assert_int_eq(km_verify(k, 0, KM_SIG_RAW | KM_SIG_PKCS1, MSG, sizeof MSG, sig, sig_len),
+                     KM_E_VERIFY);
     /* destruction reaches both objects */
     ck_assert_int_eq(km_key_revoke(k, 1, KM_REVOKE_CESSATION_OF_OPERATION, 0), KM_OK);
     ck_assert_int_eq(km_key_schedule_destroy(k, 1, 30), KM_OK);

@@ -877,6 +877,7 @@ static int kmip_sign(void *obj, uint32_t flags, const uint8_t *msg, size_t msg_l
     kmip_obj *o = obj;
     km__pkey *k = pair_pkey(o, "sign");
     sign_arg a = { o, msg, msg_len, 0 };
+    int pkcs1 = (flags & KM_SIG_PKCS1) != 0;
     km__kmip_reply r;
     const uint8_t *s;
     size_t s_len;
@@ -884,19 +885,20 @@ static int kmip_sign(void *obj, uint32_t flags, const uint8_t *msg, size_t msg_l
 
     if (k == NULL)
         return km_error_last()->code;
-    if (flags != 0)
+    if ((flags & ~KM_SIG_PKCS1) != 0)
         return km_backend_error(KM_E_UNSUPPORTED, KM_NATIVE_NONE, 0,
-                                "kmip sign: RSA-PSS of a message only");
+                                "kmip sign: messages only (RSA-PSS, or PKCS#1 v1.5 with "
+                                "KM_SIG_PKCS1)");
     if (sig_cap < km__pkey_size(k)) {
         *sig_len = km__pkey_size(k);
         return km_backend_error(KM_E_BUFFER, KM_NATIVE_NONE, 0, "kmip sign: %zu bytes needed",
                                 km__pkey_size(k));
     }
-    for (a.pss_fields = atomic_load(&o->st->pss_fields);;) {
+    for (a.pss_fields = pkcs1 ? KM__KMIP_SIGN_PKCS1 : atomic_load(&o->st->pss_fields);;) {
         rc = call(o->st, build_sign, &a, 1, &r, "sign");
         if (rc != KM_OK)
             return rc;
-        if (!a.pss_fields || !refused_attrs(&r.msg.items[0]))
+        if (a.pss_fields != KM__KMIP_SIGN_PSS_FIELDS || !refused_attrs(&r.msg.items[0]))
             break;
         km__kmip_reply_free(&r);
         a.pss_fields = 0;
@@ -911,7 +913,11 @@ static int kmip_sign(void *obj, uint32_t flags, const uint8_t *msg, size_t msg_l
                               "kmip sign: the response holds no signature of the key's size");
     if (rc == KM_OK) {
         /* libkm's format or nothing */
-        if (km__pkey_verify(k, "SHA256", 0, msg, msg_len, s, s_len) != KM_OK)
+        if (pkcs1 && km__pkey_verify(k, "SHA256", KM_SIG_PKCS1, msg, msg_len, s, s_len) != KM_OK)
+            rc = km_backend_error(KM_E_UNSUPPORTED, KM_NATIVE_NONE, 0,
+                                  "kmip sign: the server's signature is not PKCS#1 v1.5 with "
+                                  "SHA-256");
+        else if (!pkcs1 && km__pkey_verify(k, "SHA256", 0, msg, msg_len, s, s_len) != KM_OK)
             rc = km_backend_error(KM_E_UNSUPPORTED, KM_NATIVE_NONE, 0,
                                   "kmip sign: the server's signature is not RSA-PSS with "
                                   "SHA-256, MGF1-SHA-256 and a 32-byte salt (it ignores the "

@@ -49,9 +49,12 @@ int km__kmip_msg_create(km__ttlv_enc *e, int major, int minor, uint32_t usage_ma
 int km__kmip_msg_create_key_pair(km__ttlv_enc *e, int major, int minor, uint32_t bits,
                                  const char *name, size_t name_len, uint32_t protect);
 
-/* Sign of `data` (the message: the server hashes it) with RSA-PSS, SHA-256;
- * pss_fields adds the KMIP 1.4 Salt Length 32, Mask Generator MGF1 and its
- * hash SHA-256 (libkm's PSS), which PyKMIP 0.10 cannot parse. */
+/* Sign of `data` (the message: the server hashes it) with SHA-256 and, by
+ * pss_fields: KM__KMIP_SIGN_PSS, RSA-PSS; KM__KMIP_SIGN_PSS_FIELDS, RSA-PSS
+ * with the KMIP 1.4 Salt Length 32, Mask Generator MGF1 and its hash
+ * SHA-256 (libkm's PSS), which PyKMIP 0.10 cannot parse;
+ * KM__KMIP_SIGN_PKCS1, PKCS#1 v1.5 (KM_SIG_PKCS1). */
+enum { KM__KMIP_SIGN_PSS = 0, KM__KMIP_SIGN_PSS_FIELDS = 1, KM__KMIP_SIGN_PKCS1 = 2 };
 int km__kmip_msg_sign(km__ttlv_enc *e, int major, int minor, const char *uid, size_t uid_len,
                       const uint8_t *data, size_t data_len, int pss_fields);
 

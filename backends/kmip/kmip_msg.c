@@ -172,10 +172,11 @@ int km__kmip_msg_sign(km__ttlv_enc *e, int major, int minor, const char *uid, si
     km__kmip_item_begin(e, KM__KMIP_OP_SIGN, NULL, 0);
     km__ttlv_put_text(e, T(UNIQUE_IDENTIFIER), uid, uid_len);
     km__ttlv_begin(e, T(CRYPTOGRAPHIC_PARAMETERS));
-    km__ttlv_put_enum(e, T(PADDING_METHOD), KM__KMIP_PAD_PSS);
+    km__ttlv_put_enum(e, T(PADDING_METHOD),
+                      pss_fields == KM__KMIP_SIGN_PKCS1 ? KM__KMIP_PAD_PKCS1_V15 : KM__KMIP_PAD_PSS);
     km__ttlv_put_enum(e, T(HASHING_ALGORITHM), KM__KMIP_HASH_SHA256);
     km__ttlv_put_enum(e, T(CRYPTOGRAPHIC_ALGORITHM), KM__KMIP_ALG_RSA);
-    if (pss_fields) {
+    if (pss_fields == KM__KMIP_SIGN_PSS_FIELDS) {
         km__ttlv_put_int(e, T(SALT_LENGTH), 32);
         km__ttlv_put_enum(e, T(MASK_GENERATOR), KM__KMIP_MGF1);
         km__ttlv_put_enum(e, T(MASK_GENERATOR_HASHING_ALGORITHM), KM__KMIP_HASH_SHA256);
