@@ -716,7 +716,7 @@ int km__key_list_filtered(struct km_ctx *ctx, const km_key_filter *f, km_key_lis
         return rc;
     rc = km__rec_iter(l.t, ctx->sealer, KM__T_KEYS, NULL, 0, flist_one, &l);
     km__txn_abort(l.t);
-    if (rc == KM_OK) {
+    if (rc == KM_OK && l.n > 0) {   /* qsort's array may not be NULL, even for 0 */
         qsort(l.v, l.n, sizeof *l.v, by_name);
         for (i = 0; i < l.n; i++)
             if (fn(l.v[i].name, l.v[i].id, l.v[i].type, arg) != 0)
