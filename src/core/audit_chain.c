@@ -227,7 +227,8 @@ int km__audit_chain_check(km__audit_chain *c, km__txn *t, int required, uint64_t
     }
     memset(&k, 0, sizeof k);
     k.c = c;
-    qsort(c->w, c->n, sizeof *c->w, witem_cmp);
+    if (c->n > 1)   /* qsort's array may not be NULL, even for 0 */
+        qsort(c->w, c->n, sizeof *c->w, witem_cmp);
     /* each write starts from what the one before it left */
     for (i = 1; i < c->n; i++) {
         const witem *a = &c->w[i - 1], *b = &c->w[i];
@@ -258,7 +259,8 @@ int km__audit_chain_check(km__audit_chain *c, km__txn *t, int required, uint64_t
             && (rc = cp_add(&k, w->tbl, w->key, w->klen, w->before)) != KM_OK)
             goto out;
     }
-    qsort(k.at_cp, k.ncp, sizeof *k.at_cp, witem_cmp);
+    if (k.ncp > 1)
+        qsort(k.at_cp, k.ncp, sizeof *k.at_cp, witem_cmp);
     if ((rc = km__catalog_digest_new(&k.d)) != KM_OK)
         goto out;
     for (i = 0; i < k.ncp && rc == KM_OK; i++)
