@@ -589,6 +589,36 @@ START_TEST(test_ops_datakey_pair_refusals)
 }
 END_TEST
 
+/* Issue 22 item 7: data under a COMPROMISED version is rewrapped (not handed out as plaintext)
+ * only when the caller asks with KM_DECRYPT_ALLOW_COMPROMISED through km_rewrap_ex. */
+START_TEST(test_ops_rewrap_compromised)
+{
+    km_key *k = NULL;
+    uint8_t ct[128], ct2[128], out[128];
+    size_t n = 0, n2 = 0, m = 0;
+    uint32_t v = 0;
+
+    OK(km_key_create(&k, ctx, "cmp", KM_KEY_AES_256_GCM, NULL));
+    OK(km_encrypt(k, (const uint8_t *)"payload", 7, (const uint8_t *)"a", 1, ct, sizeof ct, &n));
+    OK(km_key_rotate(k, &v));
+    ck_assert_uint_eq(v, 2);
+    OK(km_key_revoke(k, 1, KM_REVOKE_KEY_COMPROMISE, 1700000000));
+    ck_assert_int_eq(km_rewrap(ctx, ct, n, (const uint8_t *)"a", 1, ct2, sizeof ct2, &n2),
+                     KM_E_STATE);
+    ck_assert_int_eq(km_rewrap_ex(ctx, 0, ct, n, (const uint8_t *)"a", 1, NULL, NULL, 0, ct2,
+                                  sizeof ct2, &n2), KM_E_STATE);
+    ck_assert_int_eq(km_rewrap_ex(ctx, 0x80, ct, n, (const uint8_t *)"a", 1, NULL, NULL, 0, ct2,
+                                  sizeof ct2, &n2), KM_E_INVALID);
+    OK(km_rewrap_ex(ctx, KM_DECRYPT_ALLOW_COMPROMISED, ct, n, (const uint8_t *)"a", 1, NULL, NULL,
+                    0, ct2, sizeof ct2, &n2));
+    ck_assert_uint_eq(n2, n);
+    /* the output is under v2: it decrypts without the flag */
+    OK(km_decrypt(ctx, 0, ct2, n2, (const uint8_t *)"a", 1, out, sizeof out, &m));
+    ck_assert_mem_eq(out, "payload", 7);
+    km_key_free(k);
+}
+END_TEST
+
 /* Rewrap to another key and another aad; the kind stays; the principal needs decrypt on the
  * source key and encrypt on the target. */
 START_TEST(test_ops_rewrap_to)
@@ -1000,6 +1030,7 @@ static Suite *ops_suite(void)
     tcase_add_loop_test(tc, test_ops_datakey_pair, 0, sizeof pair_types / sizeof pair_types[0]);
     tcase_add_test(tc, test_ops_datakey_pair_refusals);
     tcase_add_test(tc, test_ops_rewrap_to);
+    tcase_add_test(tc, test_ops_rewrap_compromised);
     tcase_add_test(tc, test_ops_batch_encrypt_decrypt);
     tcase_add_test(tc, test_ops_batch_state_and_audit);
     tcase_add_test(tc, test_ops_batch_sign_verify_mac);

@@ -278,6 +278,12 @@ t 0 "key revoke --reason compromise --compromise-date" - \
 t 4 "decrypt under a compromised version (state)" cmp.ct decrypt
 t 0 "decrypt --allow-compromised" cmp.ct decrypt --allow-compromised
 check "the compromised version decrypts when asked" cmp -s out msg
+t 0 "rotate (cmp)" - key rotate cmp
+t 4 "rewrap under a compromised version (state)" cmp.ct rewrap
+t 0 "rewrap --allow-compromised" cmp.ct rewrap --allow-compromised
+cp out cmp2.ct
+t 0 "decrypt the rewrapped ciphertext without the flag" cmp2.ct decrypt
+check "rewrap --allow-compromised moved the data to the new version" cmp -s out msg
 t 0 "create a pre-active key (--activate-at)" - key create later --type aes-256-gcm --activate-at 2099-01-01
 t 1 "--activate-at in the past is refused, not taken as now" - key create earlier --type aes-256-gcm --activate-at 2001-01-01
 t 0 "key info (pre-active)" - key info later --json

@@ -161,6 +161,19 @@ KM_EXTERN int km_rewrap_to(km_ctx *ctx, const uint8_t *in, size_t in_len, const 
                            size_t aad_len, km_key *to, const uint8_t *new_aad, size_t new_aad_len,
                            uint8_t *out, size_t out_cap, size_t *out_len) KM_WUR;
 
+/**
+ * As km_rewrap_to() (to = NULL and new_aad = NULL: as km_rewrap()), with
+ * decryption flags for the input: KM_DECRYPT_ALLOW_COMPROMISED rewraps data
+ * under a COMPROMISED version to the primary version (recovery without
+ * handing out the plaintext), audited as km_decrypt() with that flag.
+ * @param[in] flags  0 or KM_DECRYPT_ALLOW_COMPROMISED.
+ * @return as km_rewrap_to(); KM_E_INVALID (unknown flag bits).
+ */
+KM_EXTERN int km_rewrap_ex(km_ctx *ctx, uint32_t flags, const uint8_t *in, size_t in_len,
+                           const uint8_t *aad, size_t aad_len, km_key *to,
+                           const uint8_t *new_aad, size_t new_aad_len, uint8_t *out,
+                           size_t out_cap, size_t *out_len) KM_WUR;
+
 #ifdef __cplusplus
 }
 #endif

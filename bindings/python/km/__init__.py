@@ -864,30 +864,33 @@ class Vault(_VaultMeta):
             lib.km_datakey_decrypt(ctx, w, wn, a, an, ctypes.byref(sp))
             return _take_secret(sp, self)
 
-    def rewrap(self, data, aad=b"", *, to=None, new_aad=None):
+    def rewrap(self, data, aad=b"", *, to=None, new_aad=None, allow_compromised=False):
         """Re-encrypts a ciphertext or a wrapped data key under the primary
         version of its own key; the plaintext never reaches Python. The aad
         is the one the input was made with, and stays bound to the output.
         to: a Key of this vault to re-encrypt under instead (km_rewrap_to);
-        new_aad: bytes to bind the output to instead of aad."""
+        new_aad: bytes to bind the output to instead of aad;
+        allow_compromised: also open data under a COMPROMISED version
+        (recovery, audited; km_rewrap_ex with KM_DECRYPT_ALLOW_COMPROMISED)."""
         d, dn = _ffi.in_data(data, "data")
         a, an = _ffi.in_data(aad, "aad")
-        if to is None and new_aad is None:
+        if to is None and new_aad is None and not allow_compromised:
             with _Use(self._h) as ctx:
                 return _sized(lambda out, cap, out_len: lib.km_rewrap(ctx, d, dn, a, an, out, cap,
                                                                       out_len), dn)
         if to is not None and not isinstance(to, Key):
             raise TypeError("to must be a km.Key")
+        flags = _ffi.KM_DECRYPT_ALLOW_COMPROMISED if allow_compromised else 0
         na, nn = (None, 0) if new_aad is None else _ffi.in_data(new_aad, "new_aad")
         if new_aad is not None and na is None:
             na = (ctypes.c_uint8 * 1)()  # an empty new aad: non-NULL, length 0
         with _Use(self._h) as ctx:
             if to is None:
-                return _sized(lambda out, cap, out_len: lib.km_rewrap_to(
-                    ctx, d, dn, a, an, None, na, nn, out, cap, out_len), dn)
+                return _sized(lambda out, cap, out_len: lib.km_rewrap_ex(
+                    ctx, flags, d, dn, a, an, None, na, nn, out, cap, out_len), dn)
             with _Use(to._h) as tk:
-                return _sized(lambda out, cap, out_len: lib.km_rewrap_to(
-                    ctx, d, dn, a, an, tk, na, nn, out, cap, out_len), dn)
+                return _sized(lambda out, cap, out_len: lib.km_rewrap_ex(
+                    ctx, flags, d, dn, a, an, tk, na, nn, out, cap, out_len), dn)
 
     def decrypt_data_key_pair(self, wrapped, aad=b""):
         """Unwraps the private key (PKCS#8 DER) of a data key pair made by

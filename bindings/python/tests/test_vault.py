@@ -482,6 +482,13 @@ def test_revoke_compromised(vault, aes):
     with pytest.raises(km.StateError):
         vault.decrypt(ct)
     assert vault.decrypt(ct, allow_compromised=True) == b"x"
+    # issue 22 item 7: recovery by rewrapping, never by handing out the plaintext
+    aes.rotate()
+    with pytest.raises(km.StateError):
+        vault.rewrap(ct)
+    new = vault.rewrap(ct, allow_compromised=True)
+    assert int.from_bytes(new[20:24], "big") == 2
+    assert vault.decrypt(new) == b"x"
 
 
 def test_key_periods_and_pre_active(vault):
