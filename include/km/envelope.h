@@ -15,6 +15,7 @@
 #include "common.h"
 #include "key.h"
 #include "secret.h"
+#include "crypto.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -173,6 +174,20 @@ KM_EXTERN int km_rewrap_ex(km_ctx *ctx, uint32_t flags, const uint8_t *in, size_
                            const uint8_t *aad, size_t aad_len, km_key *to,
                            const uint8_t *new_aad, size_t new_aad_len, uint8_t *out,
                            size_t out_cap, size_t *out_len) KM_WUR;
+
+/**
+ * As km_rewrap_batch(), with per item its own error detail: each item's in,
+ * in_len, aad, aad_len, out, out_cap are read (sig is ignored); out_len,
+ * result and detail (why it failed, km_error_last()'s message) are written.
+ * Each item is rewrapped as km_rewrap_ex() with `flags`; the others are still
+ * attempted after a failure.
+ * @param[in] flags  0 or KM_DECRYPT_ALLOW_COMPROMISED.
+ * @return KM_OK when every item was rewrapped; otherwise the first failed
+ *         item's code; KM_E_INVALID (NULL ctx or items, unknown flags, more
+ *         than KM_BATCH_MAX items: then no item is touched).
+ */
+KM_EXTERN int km_rewrap_batch_ex(km_ctx *ctx, uint32_t flags, km_batch_item *items,
+                                 size_t count);
 
 #ifdef __cplusplus
 }

@@ -382,3 +382,30 @@ int km_rewrap_batch(km_ctx *ctx, size_t count, const uint8_t *const *in, const s
     km__progress(ctx, "rewrap", count, count);
     return first == KM_OK ? KM_OK : km__err(first, "km_rewrap_batch: an item failed (see results)");
 }
+
+int km_rewrap_batch_ex(km_ctx *ctx, uint32_t flags, km_batch_item *items, size_t count)
+{
+    size_t i;
+    int first = KM_OK;
+
+    if (ctx == NULL || (items == NULL && count > 0))
+        return km__err(KM_E_INVALID, "km_rewrap_batch_ex: %s is NULL",
+                       ctx == NULL ? "ctx" : "items");
+    if (count > KM_BATCH_MAX)
+        return km__err(KM_E_INVALID, "km_rewrap_batch_ex: count exceeds KM_BATCH_MAX");
+    if (flags & ~KM_DECRYPT_ALLOW_COMPROMISED)
+        return km__err(KM_E_INVALID, "km_rewrap_batch_ex: flags has unknown bits");
+    for (i = 0; i < count; i++) {
+        km_batch_item *it = &items[i];
+        if ((i & 255) == 0)
+            km__progress(ctx, "rewrap", i, count);
+        if (km__batch_done(it, rewrap("km_rewrap_batch_ex", ctx, flags, it->in, it->in_len,
+                                      it->aad, it->aad_len, NULL, 0, NULL, 0, it->out,
+                                      it->out_cap, &it->out_len)) != KM_OK
+            && first == KM_OK)
+            first = it->result;
+    }
+    km__progress(ctx, "rewrap", count, count);
+    return first == KM_OK ? KM_OK
+                          : km__err(first, "km_rewrap_batch_ex: an item failed (see its detail)");
+}

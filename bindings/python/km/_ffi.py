@@ -529,6 +529,7 @@ _FUNCTIONS = {
     "km_rewrap_ex": (_int, [CTX_P, _u32, U8_P, _size, U8_P, _size, KEY_P, U8_P, _size, U8_P,
                             _size, SIZE_P], _check),
     "km_batch": (_int, [KEY_P, _int, _u32, ctypes.POINTER(km_batch_item), _size], None),
+    "km_rewrap_batch_ex": (_int, [CTX_P, _u32, ctypes.POINTER(km_batch_item), _size], None),
     "km_rsa_oaep_encrypt": (_int, [KEY_P, _u32, U8_P, _size, U8_P, _size, U8_P, _size, SIZE_P],
                             _check),
     "km_rsa_oaep_decrypt": (_int, [KEY_P, _u32, U8_P, _size, U8_P, _size, U8_P, _size, SIZE_P],

@@ -489,6 +489,11 @@ def test_revoke_compromised(vault, aes):
     new = vault.rewrap(ct, allow_compromised=True)
     assert int.from_bytes(new[20:24], "big") == 2
     assert vault.decrypt(new) == b"x"
+    # issue 22 item 7: a batch keeps each item's own detail, and takes the flag too
+    (err,) = vault.rewrap_batch([ct])
+    assert isinstance(err, km.StateError) and "version 1 is compromised" in str(err)
+    (new,) = vault.rewrap_batch([ct], allow_compromised=True)
+    assert vault.decrypt(new) == b"x"
 
 
 def test_key_periods_and_pre_active(vault):
