@@ -697,4 +697,24 @@ check "usage errors show the synopsis" grep -q '^usage: kmctl backup FILE' err
 t 2 "decrypt when the vault is gone" ct --vault "$tmp/nowhere" decrypt
 check "errors are one 'kmctl: what: why' line" grep -q "^kmctl: opening vault '$tmp/nowhere': ." err
 
+# ---------------------------------------------------------------- lazy rotation in short-lived processes
+# Issue 22 item 7: each kmctl call is a new process; rotation by usage must still happen on the
+# key's first use in it (usage_fraction 0.5 of 10 invocations: rotated before the 6th encryption).
+(
+    export KM_VAULT="$tmp/lazy"
+    printf '{"version": 1, "usage_limits": {"aes-gcm-invocations": 10}, "rotation": {"usage_fraction": 0.5}}' >"$tmp/lazy.json"
+    "$KMCTL" init --kdf-cost 14 >/dev/null 2>&1 && "$KMCTL" policy set "$tmp/lazy.json" >/dev/null 2>&1 \
+        && "$KMCTL" key create lazy --type aes-256-gcm >/dev/null 2>&1 || exit 9
+    i=0
+    while [ $i -lt 12 ]; do
+        "$KMCTL" encrypt lazy <msg >"$tmp/lazy.ct" 2>>"$tmp/lazy.err" || exit $((20 + i))
+        i=$((i + 1))
+    done
+    "$KMCTL" key info lazy --json >"$tmp/lazy.info" 2>>"$tmp/lazy.err" || exit 8
+)
+lazy_rc=$?
+check "12 short-lived encryptions under a 10-invocation limit all succeed (lazy rotation)" [ "$lazy_rc" -eq 0 ]
+check "the key rotated on use (at least 3 versions after 12 encryptions)" \
+    [ "$(json_get "$tmp/lazy.info" 'len(d["versions"]) >= 3')" = True ]
+
 lib_summary
