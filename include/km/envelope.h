@@ -85,6 +85,7 @@ KM_EXTERN int km_rewrap(km_ctx *ctx, const uint8_t *in, size_t in_len, const uin
  * @param[out] results  per item, its km_error_code (KM_OK or why it failed).
  * @return KM_OK when every item was rewrapped; otherwise the first item's
  *         error (the others are still attempted); KM_E_INVALID for NULL arrays.
+ * results[] holds only codes: km_rewrap_batch_ex() keeps each item's detail.
  */
 KM_EXTERN int km_rewrap_batch(km_ctx *ctx, size_t count, const uint8_t *const *in,
                               const size_t *in_len, const uint8_t *const *aad,
