@@ -372,6 +372,38 @@ START_TEST(audit_chain_survives_rekey)
 }
 END_TEST
 
+/* Issue 22 item 7: at level every, the chain shows a context's calls in the order they were
+ * made: an encrypt queued before a rotation comes before the rotation's entry. */
+START_TEST(audit_every_keeps_call_order)
+{
+    km_ctx *c = owner();
+    km_key *k;
+    uint8_t ct[64];
+    size_t len;
+    int i, enc = -1, rot = -1;
+    collected col;
+
+    OK(km_audit_set_level(c, KM_AUDIT_DATA_EVERY));
+    k = mkkey(c, "k", KM_KEY_AES_256_GCM);
+    OK(km_encrypt(k, (const uint8_t *)"hello", 5, NULL, 0, ct, sizeof ct, &len));
+    OK(km_key_rotate(k, NULL));
+    memset(&col, 0, sizeof col);
+    OK(km_audit_foreach(c, 1, collect, &col));
+    for (i = 0; i < col.n && i < 256; i++) {
+        if (enc < 0 && strcmp(col.ops[i], "encrypt") == 0)
+            enc = i;
+        if (rot < 0 && strcmp(col.ops[i], "key.rotate") == 0)
+            rot = i;
+    }
+    ck_assert_int_ge(enc, 0);
+    ck_assert_int_ge(rot, 0);
+    ck_assert_int_lt(enc, rot);
+    OK(km_audit_verify(c, NULL, NULL, NULL));
+    km_key_free(k);
+    km_close(c);
+}
+END_TEST
+
 START_TEST(audit_data_levels_and_sink)
 {
     km_ctx *c = owner();
@@ -1247,6 +1279,7 @@ static Suite *suite(void)
     tcase_add_test(t, audit_tamper_truncate_with_anchor);
     tcase_add_test(t, audit_chain_survives_rekey);
     tcase_add_test(t, audit_data_levels_and_sink);
+    tcase_add_test(t, audit_every_keeps_call_order);
     tcase_add_test(t, audit_sink_fails_closed);
     tcase_add_test(t, audit_failed_auth_reported);
     tcase_add_test(t, audit_crash_atomicity);

@@ -589,6 +589,82 @@ START_TEST(test_ops_datakey_pair_refusals)
 }
 END_TEST
 
+/* Issue 22 item 7: data under a COMPROMISED version is rewrapped (not handed out as plaintext)
+ * only when the caller asks with KM_DECRYPT_ALLOW_COMPROMISED through km_rewrap_ex. */
+START_TEST(test_ops_rewrap_compromised)
+{
+    km_key *k = NULL;
+    uint8_t ct[128], ct2[128], out[128];
+    size_t n = 0, n2 = 0, m = 0;
+    uint32_t v = 0;
+
+    OK(km_key_create(&k, ctx, "cmp", KM_KEY_AES_256_GCM, NULL));
+    OK(km_encrypt(k, (const uint8_t *)"payload", 7, (const uint8_t *)"a", 1, ct, sizeof ct, &n));
+    OK(km_key_rotate(k, &v));
+    ck_assert_uint_eq(v, 2);
+    OK(km_key_revoke(k, 1, KM_REVOKE_KEY_COMPROMISE, 1700000000));
+    ck_assert_int_eq(km_rewrap(ctx, ct, n, (const uint8_t *)"a", 1, ct2, sizeof ct2, &n2),
+                     KM_E_STATE);
+    ck_assert_int_eq(km_rewrap_ex(ctx, 0, ct, n, (const uint8_t *)"a", 1, NULL, NULL, 0, ct2,
+                                  sizeof ct2, &n2), KM_E_STATE);
+    ck_assert_int_eq(km_rewrap_ex(ctx, 0x80, ct, n, (const uint8_t *)"a", 1, NULL, NULL, 0, ct2,
+                                  sizeof ct2, &n2), KM_E_INVALID);
+    OK(km_rewrap_ex(ctx, KM_DECRYPT_ALLOW_COMPROMISED, ct, n, (const uint8_t *)"a", 1, NULL, NULL,
+                    0, ct2, sizeof ct2, &n2));
+    ck_assert_uint_eq(n2, n);
+    /* the output is under v2: it decrypts without the flag */
+    OK(km_decrypt(ctx, 0, ct2, n2, (const uint8_t *)"a", 1, out, sizeof out, &m));
+    ck_assert_mem_eq(out, "payload", 7);
+    km_key_free(k);
+}
+END_TEST
+
+/* Issue 22 item 7: km_rewrap_batch_ex keeps each failed item's own detail (tampered,
+ * wrong aad, compromised without the flag), and the flag lets the compromised one through. */
+START_TEST(test_ops_rewrap_batch_detail)
+{
+    km_key *k = NULL, *c = NULL;
+    uint8_t ct[3][64], out[3][64];
+    size_t n[3], i;
+    km_batch_item it[3];
+    uint32_t v = 0;
+
+    OK(km_key_create(&k, ctx, "k", KM_KEY_AES_256_GCM, NULL));
+    OK(km_key_create(&c, ctx, "c", KM_KEY_AES_256_GCM, NULL));
+    OK(km_encrypt(k, (const uint8_t *)"m0", 2, (const uint8_t *)"a", 1, ct[0], 64, &n[0]));
+    OK(km_encrypt(k, (const uint8_t *)"m1", 2, (const uint8_t *)"a", 1, ct[1], 64, &n[1]));
+    OK(km_encrypt(c, (const uint8_t *)"m2", 2, (const uint8_t *)"a", 1, ct[2], 64, &n[2]));
+    OK(km_key_rotate(c, &v));
+    OK(km_key_revoke(c, 1, KM_REVOKE_KEY_COMPROMISE, 1700000000));
+    memset(it, 0, sizeof it);
+    for (i = 0; i < 3; i++) {
+        it[i].in = ct[i];
+        it[i].in_len = n[i];
+        it[i].aad = (const uint8_t *)"a";
+        it[i].aad_len = 1;
+        it[i].out = out[i];
+        it[i].out_cap = 64;
+    }
+    it[1].aad = (const uint8_t *)"b"; /* the wrong aad */
+    ck_assert_int_eq(km_rewrap_batch_ex(ctx, 0, it, 3), KM_E_INTEGRITY);
+    ck_assert_int_eq(it[0].result, KM_OK);
+    ck_assert_str_eq(it[0].detail, "");
+    ck_assert_int_eq(it[1].result, KM_E_INTEGRITY);
+    ck_assert_int_eq(it[2].result, KM_E_STATE);
+    ck_assert_ptr_nonnull(strstr(it[2].detail, "compromised"));
+    ck_assert_ptr_null(strstr(it[1].detail, "compromised"));
+    ck_assert_str_ne(it[1].detail, "");
+    it[1].aad = (const uint8_t *)"a";
+    OK(km_rewrap_batch_ex(ctx, KM_DECRYPT_ALLOW_COMPROMISED, it, 3));
+    ck_assert_int_eq(it[2].result, KM_OK);
+    ck_assert_uint_eq(it[2].out_len, n[2]);
+    ck_assert_int_eq(km_rewrap_batch_ex(ctx, 0x80, it, 3), KM_E_INVALID);
+    ck_assert_int_eq(km_rewrap_batch_ex(ctx, 0, NULL, 3), KM_E_INVALID);
+    km_key_free(k);
+    km_key_free(c);
+}
+END_TEST
+
 /* Rewrap to another key and another aad; the kind stays; the principal needs decrypt on the
  * source key and encrypt on the target. */
 START_TEST(test_ops_rewrap_to)
@@ -1000,6 +1076,8 @@ static Suite *ops_suite(void)
     tcase_add_loop_test(tc, test_ops_datakey_pair, 0, sizeof pair_types / sizeof pair_types[0]);
     tcase_add_test(tc, test_ops_datakey_pair_refusals);
     tcase_add_test(tc, test_ops_rewrap_to);
+    tcase_add_test(tc, test_ops_rewrap_compromised);
+    tcase_add_test(tc, test_ops_rewrap_batch_detail);
     tcase_add_test(tc, test_ops_batch_encrypt_decrypt);
     tcase_add_test(tc, test_ops_batch_state_and_audit);
     tcase_add_test(tc, test_ops_batch_sign_verify_mac);

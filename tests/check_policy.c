@@ -445,7 +445,7 @@ START_TEST(test_policy_periods_over_maxima)
     ck_assert_int_eq(km__policy_check_grace(p, 7), KM_OK);
     ck_assert_int_eq(km__policy_check_grace(p, 90), KM_OK);
     ck_assert_int_eq(km__policy_check_grace(p, 1), KM_E_POLICY);
-    assert_msg_has("policy rule destruction.min_grace_days: a grace period of 1 days is below the "
+    assert_msg_has("policy rule destruction.min_grace_days: a grace period of 1 day(s) is below the "
                    "minimum of 7");
     ck_assert_int_eq(km__policy_check_grace(p, 3650), KM_E_POLICY);
     assert_msg_has("destruction.max_grace_days");

@@ -257,6 +257,8 @@ cp out lc.json
 check "the version is deactivated" [ "$(json_get lc.json 'd["versions"][0]["state"]')" = deactivated ]
 t 4 "encrypt with a deactivated key (state)" msg encrypt lc
 t 0 "decrypt under a deactivated version" lc.ct decrypt
+t 4 "key destroy --grace 1 (below the policy minimum)" - key destroy lc --version 1 --grace 1
+check "the grace period is worded for people: 1 day(s)" grep -q "a grace period of 1 day(s)" err
 t 0 "key destroy --grace 7" - key destroy lc --version 1 --grace 7
 t 0 "key info after destroy" - key info lc --json
 cp out lc.json
@@ -268,6 +270,7 @@ t 0 "decrypt after cancel-destroy" lc.ct decrypt
 check "the version is back to deactivated and decrypts" cmp -s out msg
 t 2 "destroy a version that does not exist" - key destroy lc --version 9
 t 1 "revoke with a compromise reason and no date" - key revoke aes --reason key-compromise
+check "kmctl errors carry no C function prefix (km_key_revoke:)" sh -c 'grep -q "compromise needs its compromise date" err && ! grep -q "km_key_revoke" err'
 t 1 "revoke with a future compromise date" - key revoke aes --reason compromise --compromise-date 2099-01-01
 t 1 "revoke with an unknown reason" - key revoke aes --reason boredom
 t 0 "create a key to compromise" - key create cmp --type aes-256-gcm
@@ -276,8 +279,15 @@ cp out cmp.ct
 t 0 "key revoke --reason compromise --compromise-date" - \
     key revoke cmp --reason compromise --compromise-date 2024-01-02T03:04:05Z
 t 4 "decrypt under a compromised version (state)" cmp.ct decrypt
+check "the compromise error names kmctl's flag, not the C one" sh -c 'grep -q -- "pass --allow-compromised" err && ! grep -q KM_DECRYPT err'
 t 0 "decrypt --allow-compromised" cmp.ct decrypt --allow-compromised
 check "the compromised version decrypts when asked" cmp -s out msg
+t 0 "rotate (cmp)" - key rotate cmp
+t 4 "rewrap under a compromised version (state)" cmp.ct rewrap
+t 0 "rewrap --allow-compromised" cmp.ct rewrap --allow-compromised
+cp out cmp2.ct
+t 0 "decrypt the rewrapped ciphertext without the flag" cmp2.ct decrypt
+check "rewrap --allow-compromised moved the data to the new version" cmp -s out msg
 t 0 "create a pre-active key (--activate-at)" - key create later --type aes-256-gcm --activate-at 2099-01-01
 t 1 "--activate-at in the past is refused, not taken as now" - key create earlier --type aes-256-gcm --activate-at 2001-01-01
 t 0 "key info (pre-active)" - key info later --json
@@ -397,6 +407,8 @@ check "datakey" [ $? -eq 0 ]
 check "datakey: 84-byte wrapped key" [ "$(wc -c <"$tmp/dk.wrapped")" -eq 84 ]
 check "datakey: 32-byte plaintext file" [ "$(wc -c <"$tmp/dk.bin")" -eq 32 ]
 check "datakey: plaintext file is private" [ "$(stat -c %a "$tmp/dk.bin")" = 600 ]
+t 1 "decrypt a wrapped data key" "$tmp/dk.wrapped" decrypt --aad file-1
+check "the error points at kmctl datakey decrypt, not the C call" sh -c 'grep -q "use .kmctl datakey decrypt." err && ! grep -q km_datakey err'
 "$KMCTL" datakey kek --plaintext-file "$tmp/dk.bin" >out 2>err
 check "datakey refuses to overwrite a plaintext file" [ $? -eq 1 ]
 "$KMCTL" decrypt --aad file-1 <"$tmp/dk.wrapped" >out 2>err
@@ -684,5 +696,25 @@ check "usage errors show the synopsis" grep -q '^usage: kmctl backup FILE' err
 # ---------------------------------------------------------------- messages
 t 2 "decrypt when the vault is gone" ct --vault "$tmp/nowhere" decrypt
 check "errors are one 'kmctl: what: why' line" grep -q "^kmctl: opening vault '$tmp/nowhere': ." err
+
+# ---------------------------------------------------------------- lazy rotation in short-lived processes
+# Issue 22 item 7: each kmctl call is a new process; rotation by usage must still happen on the
+# key's first use in it (usage_fraction 0.5 of 10 invocations: rotated before the 6th encryption).
+(
+    export KM_VAULT="$tmp/lazy"
+    printf '{"version": 1, "usage_limits": {"aes-gcm-invocations": 10}, "rotation": {"usage_fraction": 0.5}}' >"$tmp/lazy.json"
+    "$KMCTL" init --kdf-cost 14 >/dev/null 2>&1 && "$KMCTL" policy set "$tmp/lazy.json" >/dev/null 2>&1 \
+        && "$KMCTL" key create lazy --type aes-256-gcm >/dev/null 2>&1 || exit 9
+    i=0
+    while [ $i -lt 12 ]; do
+        "$KMCTL" encrypt lazy <msg >"$tmp/lazy.ct" 2>>"$tmp/lazy.err" || exit $((20 + i))
+        i=$((i + 1))
+    done
+    "$KMCTL" key info lazy --json >"$tmp/lazy.info" 2>>"$tmp/lazy.err" || exit 8
+)
+lazy_rc=$?
+check "12 short-lived encryptions under a 10-invocation limit all succeed (lazy rotation)" [ "$lazy_rc" -eq 0 ]
+check "the key rotated on use (at least 3 versions after 12 encryptions)" \
+    [ "$(json_get "$tmp/lazy.info" 'len(d["versions"]) >= 3')" = True ]
 
 lib_summary

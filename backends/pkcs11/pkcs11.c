@@ -276,9 +276,10 @@ static int p11_generate(void *state, const km_backend_keyspec *spec, km_secret *
         return km__err(KM_E_INVALID, "pkcs11 generate: %s is NULL", p == NULL ? "state" : "spec");
     ti = type_get(spec->type);
     if (ti == NULL)
-        return km__err(KM_E_UNSUPPORTED, "pkcs11: key type %d is not supported on a token "
-                       "(%s)", (int)spec->type, km__keytype_names(names, sizeof names,
-                                                                  KM__KT_PKCS11));
+        return km__err(KM_E_UNSUPPORTED, "pkcs11: key type %s is not supported on a token "
+                       "(%s)", km_key_type_name(spec->type) ? km_key_type_name(spec->type)
+                                                            : "(unknown)",
+                       km__keytype_names(names, sizeof names, KM__KT_PKCS11));
     if (spec->flags & KM_KEY_PUBLIC_ONLY)
         return km__err(KM_E_INVALID, "pkcs11 generate: a public-only key cannot be generated");
     oid = ec_oid(ti, &oid_len);

@@ -15,6 +15,7 @@
 #include "common.h"
 #include "key.h"
 #include "secret.h"
+#include "crypto.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -84,6 +85,7 @@ KM_EXTERN int km_rewrap(km_ctx *ctx, const uint8_t *in, size_t in_len, const uin
  * @param[out] results  per item, its km_error_code (KM_OK or why it failed).
  * @return KM_OK when every item was rewrapped; otherwise the first item's
  *         error (the others are still attempted); KM_E_INVALID for NULL arrays.
+ * results[] holds only codes: km_rewrap_batch_ex() keeps each item's detail.
  */
 KM_EXTERN int km_rewrap_batch(km_ctx *ctx, size_t count, const uint8_t *const *in,
                               const size_t *in_len, const uint8_t *const *aad,
@@ -160,6 +162,33 @@ KM_EXTERN int km_datakey_pair_decrypt(km_ctx *ctx, const uint8_t *wrapped, size_
 KM_EXTERN int km_rewrap_to(km_ctx *ctx, const uint8_t *in, size_t in_len, const uint8_t *aad,
                            size_t aad_len, km_key *to, const uint8_t *new_aad, size_t new_aad_len,
                            uint8_t *out, size_t out_cap, size_t *out_len) KM_WUR;
+
+/**
+ * As km_rewrap_to() (to = NULL and new_aad = NULL: as km_rewrap()), with
+ * decryption flags for the input: KM_DECRYPT_ALLOW_COMPROMISED rewraps data
+ * under a COMPROMISED version to the primary version (recovery without
+ * handing out the plaintext), audited as km_decrypt() with that flag.
+ * @param[in] flags  0 or KM_DECRYPT_ALLOW_COMPROMISED.
+ * @return as km_rewrap_to(); KM_E_INVALID (unknown flag bits).
+ */
+KM_EXTERN int km_rewrap_ex(km_ctx *ctx, uint32_t flags, const uint8_t *in, size_t in_len,
+                           const uint8_t *aad, size_t aad_len, km_key *to,
+                           const uint8_t *new_aad, size_t new_aad_len, uint8_t *out,
+                           size_t out_cap, size_t *out_len) KM_WUR;
+
+/**
+ * As km_rewrap_batch(), with per item its own error detail: each item's in,
+ * in_len, aad, aad_len, out, out_cap are read (sig is ignored); out_len,
+ * result and detail (why it failed, km_error_last()'s message) are written.
+ * Each item is rewrapped as km_rewrap_ex() with `flags`; the others are still
+ * attempted after a failure.
+ * @param[in] flags  0 or KM_DECRYPT_ALLOW_COMPROMISED.
+ * @return KM_OK when every item was rewrapped; otherwise the first failed
+ *         item's code; KM_E_INVALID (NULL ctx or items, unknown flags, more
+ *         than KM_BATCH_MAX items: then no item is touched).
+ */
+KM_EXTERN int km_rewrap_batch_ex(km_ctx *ctx, uint32_t flags, km_batch_item *items,
+                                 size_t count);
 
 #ifdef __cplusplus
 }

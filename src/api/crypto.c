@@ -878,9 +878,8 @@ out:
 
 /* ------------------------------------------------------------ batch */
 
-/* An item's outcome: its code and, for a failure, the message of the
- * thread's last error. */
-static int batch_done(km_batch_item *it, int rc)
+/* An item's outcome (crypto_int.h). */
+int km__batch_done(km_batch_item *it, int rc)
 {
     it->result = rc;
     it->detail[0] = '\0';
@@ -917,7 +916,7 @@ static int batch_encrypt(km_key *key, km_batch_item *items, size_t count)
                 if (r != KM_OK && r != KM_E_BUFFER && it->out != NULL)
                     km_memzero(it->out, it->out_cap < it->in_len + KM_CIPHERTEXT_OVERHEAD
                                         ? it->out_cap : it->in_len + KM_CIPHERTEXT_OVERHEAD);
-                if (batch_done(it, r) != KM_OK && first == KM_OK)
+                if (km__batch_done(it, r) != KM_OK && first == KM_OK)
                     first = r;
             }
         }
@@ -926,7 +925,7 @@ static int batch_encrypt(km_key *key, km_batch_item *items, size_t count)
     if (rc != KM_OK) { /* the key refused: every item, with the same detail */
         for (i = 0; i < count; i++) {
             items[i].out_len = 0;
-            batch_done(&items[i], rc);
+            km__batch_done(&items[i], rc);
         }
         return rc;
     }
@@ -936,7 +935,7 @@ static int batch_encrypt(km_key *key, km_batch_item *items, size_t count)
         if (r != items[i].result) { /* the audit entry could not be queued: fail closed */
             km_memzero(items[i].out, items[i].out_len);
             items[i].out_len = 0;
-            batch_done(&items[i], r);
+            km__batch_done(&items[i], r);
             if (first == KM_OK)
                 first = r;
         }
@@ -981,7 +980,7 @@ int km_batch(km_key *key, km_batch_op op, uint32_t flags, km_batch_item *items, 
             r = km_mac_verify(key, 0, flags, it->in, it->in_len, it->sig, it->sig_len);
             break;
         }
-        if (batch_done(it, r) != KM_OK && first == KM_OK)
+        if (km__batch_done(it, r) != KM_OK && first == KM_OK)
             first = r;
     }
     return first;

@@ -47,4 +47,8 @@ int km__buf_overlaps(const uint8_t *a, size_t alen, const uint8_t *b, size_t ble
 int km__unwrap_blob(km_ctx *ctx, km_wrap_format format, const uint8_t *blob, size_t len,
                     km_secret **material);
 
+/* An item of a batch done: its result rc and, for a failure, the message of
+ * the thread's last error in its detail. Returns rc. */
+int km__batch_done(km_batch_item *it, int rc);
+
 #endif

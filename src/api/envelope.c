@@ -267,7 +267,7 @@ int km_datakey_pair_decrypt(km_ctx *ctx, const uint8_t *wrapped, size_t wrapped_
 
 /* km_rewrap and km_rewrap_to: open with the input's key, seal under `to` (NULL:
  * the same key) with new_aad (when new_aad_set). */
-static int rewrap(const char *fn, km_ctx *ctx, const uint8_t *in, size_t in_len,
+static int rewrap(const char *fn, km_ctx *ctx, uint32_t flags, const uint8_t *in, size_t in_len,
                   const uint8_t *aad, size_t aad_len, km_key *to, int new_aad_set,
                   const uint8_t *new_aad, size_t new_aad_len, uint8_t *out, size_t out_cap,
                   size_t *out_len)
@@ -278,7 +278,7 @@ static int rewrap(const char *fn, km_ctx *ctx, const uint8_t *in, size_t in_len,
     size_t n;
     int rc, secret;
 
-    rc = km__data_args(fn, in, in_len, aad, aad_len, out, out_cap, out_len, 0);
+    rc = km__data_args(fn, in, in_len, aad, aad_len, out, out_cap, out_len, flags);
     if (rc == KM_E_BUFFER || (rc == KM_OK && out_cap < in_len)) {
         *out_len = in_len;
         return km__err(KM_E_BUFFER, "%s: out needs %zu bytes", fn, in_len);
@@ -314,7 +314,7 @@ static int rewrap(const char *fn, km_ctx *ctx, const uint8_t *in, size_t in_len,
         km_memzero(out, out_cap < in_len ? out_cap : in_len);
         return km__err(KM_E_NOMEM, "%s: out of memory", fn);
     }
-    rc = open_by_header(ctx, &h, 0, in, in_len, aad, aad_len, plain, &k);
+    rc = open_by_header(ctx, &h, flags, in, in_len, aad, aad_len, plain, &k);
     if (rc == KM_OK) {
         km_key tmp = { k, ctx->fork_gen };
         if (new_aad_set) {
@@ -339,7 +339,7 @@ static int rewrap(const char *fn, km_ctx *ctx, const uint8_t *in, size_t in_len,
 int km_rewrap(km_ctx *ctx, const uint8_t *in, size_t in_len, const uint8_t *aad, size_t aad_len,
               uint8_t *out, size_t out_cap, size_t *out_len)
 {
-    return rewrap("km_rewrap", ctx, in, in_len, aad, aad_len, NULL, 0, NULL, 0, out, out_cap,
+    return rewrap("km_rewrap", ctx, 0, in, in_len, aad, aad_len, NULL, 0, NULL, 0, out, out_cap,
                   out_len);
 }
 
@@ -347,8 +347,16 @@ int km_rewrap_to(km_ctx *ctx, const uint8_t *in, size_t in_len, const uint8_t *a
                  size_t aad_len, km_key *to, const uint8_t *new_aad, size_t new_aad_len,
                  uint8_t *out, size_t out_cap, size_t *out_len)
 {
-    return rewrap("km_rewrap_to", ctx, in, in_len, aad, aad_len, to, new_aad != NULL, new_aad,
+    return rewrap("km_rewrap_to", ctx, 0, in, in_len, aad, aad_len, to, new_aad != NULL, new_aad,
                   new_aad_len, out, out_cap, out_len);
+}
+
+int km_rewrap_ex(km_ctx *ctx, uint32_t flags, const uint8_t *in, size_t in_len,
+                 const uint8_t *aad, size_t aad_len, km_key *to, const uint8_t *new_aad,
+                 size_t new_aad_len, uint8_t *out, size_t out_cap, size_t *out_len)
+{
+    return rewrap("km_rewrap_ex", ctx, flags, in, in_len, aad, aad_len, to, new_aad != NULL,
+                  new_aad, new_aad_len, out, out_cap, out_len);
 }
 
 int km_rewrap_batch(km_ctx *ctx, size_t count, const uint8_t *const *in, const size_t *in_len,
@@ -373,4 +381,31 @@ int km_rewrap_batch(km_ctx *ctx, size_t count, const uint8_t *const *in, const s
     }
     km__progress(ctx, "rewrap", count, count);
     return first == KM_OK ? KM_OK : km__err(first, "km_rewrap_batch: an item failed (see results)");
+}
+
+int km_rewrap_batch_ex(km_ctx *ctx, uint32_t flags, km_batch_item *items, size_t count)
+{
+    size_t i;
+    int first = KM_OK;
+
+    if (ctx == NULL || (items == NULL && count > 0))
+        return km__err(KM_E_INVALID, "km_rewrap_batch_ex: %s is NULL",
+                       ctx == NULL ? "ctx" : "items");
+    if (count > KM_BATCH_MAX)
+        return km__err(KM_E_INVALID, "km_rewrap_batch_ex: count exceeds KM_BATCH_MAX");
+    if (flags & ~KM_DECRYPT_ALLOW_COMPROMISED)
+        return km__err(KM_E_INVALID, "km_rewrap_batch_ex: flags has unknown bits");
+    for (i = 0; i < count; i++) {
+        km_batch_item *it = &items[i];
+        if ((i & 255) == 0)
+            km__progress(ctx, "rewrap", i, count);
+        if (km__batch_done(it, rewrap("km_rewrap_batch_ex", ctx, flags, it->in, it->in_len,
+                                      it->aad, it->aad_len, NULL, 0, NULL, 0, it->out,
+                                      it->out_cap, &it->out_len)) != KM_OK
+            && first == KM_OK)
+            first = it->result;
+    }
+    km__progress(ctx, "rewrap", count, count);
+    return first == KM_OK ? KM_OK
+                          : km__err(first, "km_rewrap_batch_ex: an item failed (see its detail)");
 }

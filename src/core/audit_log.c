@@ -78,7 +78,7 @@ static int flush(struct km_ctx *ctx)
             in[i].version = batch[i].version;
             in[i].detail = NULL;
         }
-        rc = km__wtxn_begin(ctx, &t);
+        rc = km__txn_begin(ctx->env, 1, &t); /* not km__wtxn_begin: it flushes */
     }
     if (rc == KM_OK) {
         /* a batch of entries in one record: appended here, committed by the

@@ -119,6 +119,7 @@ typedef struct km__kobj {
     uint32_t primary;            /* 0 = none */
     atomic_uint loaded_gen;      /* km__write_gen when last read */
     _Atomic int64_t checked_ms;  /* monotonic ms of the last read */
+    atomic_int use_checked;      /* 1 once the first use checked usage/age rotation */
     int removed;                 /* key no longer in the vault */
     int session;                 /* an ephemeral key: never in the vault */
     /* from the vault policy at the last refresh */

@@ -252,6 +252,17 @@ static int version_due(const km__kobj *k, const km__ver *v, int64_t now, int64_t
     return op;
 }
 
+/* Rotation due by the primary's own usage or age (never for a key without an
+ * active primary: one whose versions an admin suspended or deactivated). */
+static int primary_rotation_due(km__kobj *k, int64_t now)
+{
+    int due;
+    pthread_rwlock_rdlock(&k->lock);
+    due = km__primary(k, now) != 0 && rotation_due(k, now);
+    pthread_rwlock_unlock(&k->lock);
+    return due;
+}
+
 int km__kobj_due(km__kobj *k, int64_t now)
 {
     uint32_t i;
@@ -397,6 +408,12 @@ int km__key_use(km_key *key, km__kobj **out)
          * date checks of the data path in force. */
         if (km__kobj_due(k, km__now(k->ctx)))
             (void)km__kobj_maintain(k, NULL);
+        atomic_store(&k->use_checked, 1);
+    } else if (!atomic_exchange(&k->use_checked, 1)
+               && primary_rotation_due(k, km__now(k->ctx))) {
+        /* a key's first use in this process (a short-lived one never reaches a
+         * refresh): rotation by the primary's usage or age happens now */
+        (void)km__kobj_maintain(k, NULL);
     }
     *out = k;
     return KM_OK;

@@ -12,8 +12,13 @@
  * this file writes it (km__wtxn_gen in core.h reads it inline on the data path). */
 atomic_uint km__wtxn_generation;
 
+/* The context's queued data-path entries are written first, so that the audit
+ * chain shows this context's calls in the order they were made (a data-path
+ * call before the state change that follows it). A failed flush keeps them
+ * queued (the flusher retries) and does not stop the change. */
 int km__wtxn_begin(struct km_ctx *ctx, km__txn **out)
 {
+    (void)km__audit_flush(ctx);
     return km__txn_begin(ctx->env, 1, out);
 }
 

@@ -264,7 +264,7 @@ int kmctl_cmd_datakey(struct kmctl *k, const struct kmctl_args *a)
 
 /* ------------------------------------------------------------- rewrap */
 
-/* kmctl rewrap [--aad TEXT] < old > new: the same kind and form (binary or
+/* kmctl rewrap [--aad TEXT] [--to NAME] [--new-aad TEXT] [--allow-compromised] < old > new: the same kind and form (binary or
  * km1: text) as the input, under the key's primary version. */
 int kmctl_cmd_rewrap(struct kmctl *k, const struct kmctl_args *a)
 {
@@ -288,13 +288,11 @@ int kmctl_cmd_rewrap(struct kmctl *k, const struct kmctl_args *a)
     }
     if (a->val[OPT_TO] != NULL && (rc = kmctl_open_key(k, a->val[OPT_TO], &to)) != KMCTL_EXIT_OK)
         goto out;
-    if (to != NULL || a->val[OPT_NEW_AAD] != NULL)
-        rc = km_rewrap_to(k->ctx, in.p, in.len, aad, aad_len, to,
-                          (const uint8_t *)a->val[OPT_NEW_AAD],
-                          a->val[OPT_NEW_AAD] != NULL ? strlen(a->val[OPT_NEW_AAD]) : 0, out,
-                          in.len, &n);
-    else
-        rc = km_rewrap(k->ctx, in.p, in.len, aad, aad_len, out, in.len, &n);
+    rc = km_rewrap_ex(k->ctx,
+                      a->val[OPT_ALLOW_COMPROMISED] != NULL ? KM_DECRYPT_ALLOW_COMPROMISED : 0,
+                      in.p, in.len, aad, aad_len, to, (const uint8_t *)a->val[OPT_NEW_AAD],
+                      a->val[OPT_NEW_AAD] != NULL ? strlen(a->val[OPT_NEW_AAD]) : 0, out, in.len,
+                      &n);
     if (rc != KM_OK) {
         rc = kmctl_lib_error(rc, "rewrapping");
         goto out;

@@ -181,7 +181,7 @@ static const struct kmctl_optspec o_rsa[] = {
     { "label", "TEXT", ARG_STR, 0, OPT_LABEL, 0 }, O_VERSION, O_END };
 static const struct kmctl_optspec o_rewrap[] = {
     O_AAD, { "to", "NAME", ARG_STR, 0, OPT_TO, 0 }, { "new-aad", "TEXT", ARG_STR, 0, OPT_NEW_AAD, 0 },
-    O_END };
+    { "allow-compromised", NULL, ARG_NONE, 0, OPT_ALLOW_COMPROMISED, 0 }, O_END };
 static const struct kmctl_optspec o_datakey_decrypt[] = {
     O_AAD, { "plaintext-file", "FILE", ARG_STR, 0, OPT_PLAINTEXT_FILE, 0 }, O_END };
 static const struct kmctl_optspec o_datakey_pair[] = {

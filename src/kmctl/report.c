@@ -61,6 +61,47 @@ static void vmsg(const char *prefix, const char *fmt, va_list ap, const char *ta
     fputc('\n', stderr);
 }
 
+/* libkm's advice in C-API words, and what kmctl users do instead (issue 22 item 7). */
+static const struct {
+    const char *api, *cli;
+} advice[] = {
+    { "KM_DECRYPT_ALLOW_COMPROMISED", "--allow-compromised" },
+    { "use km_datakey_decrypt or km_datakey_pair_decrypt", "use 'kmctl datakey decrypt'" },
+};
+
+/* libkm's message `msg` in kmctl's words into buf: without a leading "km_function: "
+ * (kmctl says itself what failed) and with C-API advice replaced by kmctl's flags and
+ * commands. */
+static const char *cli_words(const char *msg, char *buf, size_t cap)
+{
+    size_t i, n = 0, j;
+
+    if (strncmp(msg, "km_", 3) == 0) {
+        for (i = 3; (msg[i] >= 'a' && msg[i] <= 'z') || (msg[i] >= '0' && msg[i] <= '9')
+                    || msg[i] == '_'; i++)
+            ;
+        if (msg[i] == ':' && msg[i + 1] == ' ')
+            msg += i + 2;
+    }
+    while (*msg != '\0' && n + 1 < cap) {
+        for (j = 0; j < sizeof advice / sizeof advice[0]; j++)
+            if (strncmp(msg, advice[j].api, strlen(advice[j].api)) == 0)
+                break;
+        if (j < sizeof advice / sizeof advice[0]) {
+            size_t len = strlen(advice[j].cli);
+            if (n + len >= cap)
+                break;
+            memcpy(buf + n, advice[j].cli, len);
+            n += len;
+            msg += strlen(advice[j].api);
+        } else {
+            buf[n++] = *msg++;
+        }
+    }
+    buf[n] = '\0';
+    return buf;
+}
+
 /*
  * Reports a failed libkm call as "kmctl: <what failed>: <libkm's message>" and
  * returns its exit code. Call it right after the failing call: the last error
@@ -69,8 +110,9 @@ static void vmsg(const char *prefix, const char *fmt, va_list ap, const char *ta
 int kmctl_lib_error(int km_rc, const char *fmt, ...)
 {
     const km_error *e = km_error_last();
+    char buf[1024];
     const char *msg = (e->code == km_rc && e->message != NULL && e->message[0] != '\0')
-                          ? e->message : km_strerror(km_rc);
+                          ? cli_words(e->message, buf, sizeof buf) : km_strerror(km_rc);
     va_list ap;
 
     va_start(ap, fmt);

@@ -1252,10 +1252,10 @@ int km__policy_check_grace(const km__policy *p, uint32_t grace_days)
         return km__err(KM_E_INVALID, "km__policy_check_grace: p is NULL");
     if (grace_days < p->grace_min)
         return km__err(KM_E_POLICY, "policy rule destruction.min_grace_days: a grace period of %u "
-                       "days is below the minimum of %u", grace_days, p->grace_min);
+                       "day(s) is below the minimum of %u", grace_days, p->grace_min);
     if (grace_days > p->grace_max)
         return km__err(KM_E_POLICY, "policy rule destruction.max_grace_days: a grace period of %u "
-                       "days exceeds the maximum of %u", grace_days, p->grace_max);
+                       "day(s) exceeds the maximum of %u", grace_days, p->grace_max);
     return KM_OK;
 }
 

@@ -864,30 +864,33 @@ class Vault(_VaultMeta):
             lib.km_datakey_decrypt(ctx, w, wn, a, an, ctypes.byref(sp))
             return _take_secret(sp, self)
 
-    def rewrap(self, data, aad=b"", *, to=None, new_aad=None):
+    def rewrap(self, data, aad=b"", *, to=None, new_aad=None, allow_compromised=False):
         """Re-encrypts a ciphertext or a wrapped data key under the primary
         version of its own key; the plaintext never reaches Python. The aad
         is the one the input was made with, and stays bound to the output.
         to: a Key of this vault to re-encrypt under instead (km_rewrap_to);
-        new_aad: bytes to bind the output to instead of aad."""
+        new_aad: bytes to bind the output to instead of aad;
+        allow_compromised: also open data under a COMPROMISED version
+        (recovery, audited; km_rewrap_ex with KM_DECRYPT_ALLOW_COMPROMISED)."""
         d, dn = _ffi.in_data(data, "data")
         a, an = _ffi.in_data(aad, "aad")
-        if to is None and new_aad is None:
+        if to is None and new_aad is None and not allow_compromised:
             with _Use(self._h) as ctx:
                 return _sized(lambda out, cap, out_len: lib.km_rewrap(ctx, d, dn, a, an, out, cap,
                                                                       out_len), dn)
         if to is not None and not isinstance(to, Key):
             raise TypeError("to must be a km.Key")
+        flags = _ffi.KM_DECRYPT_ALLOW_COMPROMISED if allow_compromised else 0
         na, nn = (None, 0) if new_aad is None else _ffi.in_data(new_aad, "new_aad")
         if new_aad is not None and na is None:
             na = (ctypes.c_uint8 * 1)()  # an empty new aad: non-NULL, length 0
         with _Use(self._h) as ctx:
             if to is None:
-                return _sized(lambda out, cap, out_len: lib.km_rewrap_to(
-                    ctx, d, dn, a, an, None, na, nn, out, cap, out_len), dn)
+                return _sized(lambda out, cap, out_len: lib.km_rewrap_ex(
+                    ctx, flags, d, dn, a, an, None, na, nn, out, cap, out_len), dn)
             with _Use(to._h) as tk:
-                return _sized(lambda out, cap, out_len: lib.km_rewrap_to(
-                    ctx, d, dn, a, an, tk, na, nn, out, cap, out_len), dn)
+                return _sized(lambda out, cap, out_len: lib.km_rewrap_ex(
+                    ctx, flags, d, dn, a, an, tk, na, nn, out, cap, out_len), dn)
 
     def decrypt_data_key_pair(self, wrapped, aad=b""):
         """Unwraps the private key (PKCS#8 DER) of a data key pair made by
@@ -899,14 +902,16 @@ class Vault(_VaultMeta):
             lib.km_datakey_pair_decrypt(ctx, w, wn, a, an, ctypes.byref(sp))
             return _take_secret(sp, self)
 
-    def rewrap_batch(self, items, aads=None):
+    def rewrap_batch(self, items, aads=None, *, allow_compromised=False):
         """Rewraps many ciphertexts / wrapped data keys in one call.
 
-        items: a sequence of bytes; aads: None or one aad per item.
+        items: a sequence of bytes; aads: None or one aad per item;
+        allow_compromised: as for rewrap().
         Returns a list with, per item, the rewrapped bytes or, for an item
-        that failed, the KmError instance saying why (not raised: the other
-        items are still rewrapped). Raises only for a failure of the call
-        itself (e.g. InvalidArgument for too many items)."""
+        that failed, the KmError instance saying why, with libkm's detail for
+        that item (not raised: the other items are still rewrapped). Raises
+        only for a failure of the call itself (e.g. InvalidArgument for too
+        many items)."""
         items = list(items)
         n = len(items)
         if aads is not None:
@@ -915,44 +920,13 @@ class Vault(_VaultMeta):
                 raise InvalidArgument("rewrap_batch: one aad per item", function="rewrap_batch")
         if n == 0:
             return []
-        keep = []
-        ins, in_lens = (_ffi.U8_P * n)(), (ctypes.c_size_t * n)()
-        outs, caps = (_ffi.U8_P * n)(), (ctypes.c_size_t * n)()
-        out_lens, results = (ctypes.c_size_t * n)(), (ctypes.c_int * n)(*([1] * n))
-        aad_p = aad_l = None
-        if aads is not None:
-            aad_p, aad_l = (_ffi.U8_P * n)(), (ctypes.c_size_t * n)()
-        bufs = []
-        for i, item in enumerate(items):
-            p, ln = _ffi.in_data(item, "item")
-            keep.append(p)
-            ins[i], in_lens[i] = ctypes.cast(p, _ffi.U8_P), ln
-            b = (ctypes.c_uint8 * max(ln, 1))()
-            bufs.append(b)
-            outs[i], caps[i] = ctypes.cast(b, _ffi.U8_P), ln
-            if aads is not None:
-                p, ln = _ffi.in_data(aads[i], "aad")
-                keep.append(p)
-                aad_p[i], aad_l[i] = ctypes.cast(p, _ffi.U8_P), ln
-        failure = None
+        arr, keep, bufs = _batch_items(items, aads, None, lambda ln: ln)
+        flags = _ffi.KM_DECRYPT_ALLOW_COMPROMISED if allow_compromised else 0
         with _Use(self._h) as ctx:
-            try:
-                lib.km_rewrap_batch(ctx, n, ins, in_lens, aad_p, aad_l, outs, caps, out_lens,
-                                    results)
-            except KmError as e:
-                failure = e
-        if failure is not None and any(r == 1 for r in results):
-            raise failure  # the call failed as a whole: no per-item results
-        out = []
-        for i in range(n):
-            r = results[i]
-            if r == 0:
-                out.append(ctypes.string_at(bufs[i], out_lens[i]))
-            else:
-                msg = lib.km_strerror(r).decode("utf-8", "replace")
-                out.append(error_class(r)("item %d: %s" % (i, msg), code=r,
-                                          function="km_rewrap_batch"))
-        return out
+            rc = lib.km_rewrap_batch_ex(ctx, flags, arr, n)
+        if rc != 0 and all(arr[i].result == 0 and not arr[i].detail for i in range(n)):
+            raise _ffi.error_for(rc, "km_rewrap_batch_ex")  # refused as a whole
+        return _batch_results(arr, bufs, False, "km_rewrap_batch_ex")
 
     # -- distribution
     def import_wrapped(self, name, type, blob, format="kwp", **options):
@@ -1630,45 +1604,12 @@ class Key(_KeyMeta):
                                       function="km_batch")
         if n == 0:
             return []
-        items = (_ffi.km_batch_item * n)()
-        keep, bufs = [], []
-        for i, data in enumerate(ins):
-            p, in_len = _ffi.in_data(data, "item")
-            keep.append(p)
-            items[i].in_, items[i].in_len = ctypes.cast(p, _ffi.U8_P), in_len
-            if aads is not None:
-                p, ln = _ffi.in_data(aads[i], "aad")
-                keep.append(p)
-                items[i].aad, items[i].aad_len = ctypes.cast(p, _ffi.U8_P), ln
-            if sigs is not None:
-                p, ln = _ffi.in_data(sigs[i], "signature")
-                keep.append(p)
-                items[i].sig, items[i].sig_len = ctypes.cast(p, _ffi.U8_P), ln
-            if out_cap is not None:
-                cap = max(out_cap(in_len), 1)
-                b = (ctypes.c_uint8 * cap)()
-                bufs.append(b)
-                items[i].out, items[i].out_cap = ctypes.cast(b, _ffi.U8_P), cap
+        items, keep, bufs = _batch_items(ins, aads, sigs, out_cap)
         with _Use(self._h) as k:
             rc = lib.km_batch(k, op, flags, items, n)
         if rc != 0 and all(items[i].result == 0 and not items[i].detail for i in range(n)):
             raise _ffi.error_for(rc, "km_batch")  # refused as a whole
-        out = []
-        for i in range(n):
-            r = items[i].result
-            if r == 0 and out_cap is None:
-                out.append(True)
-            elif r == _ffi.CLASSES["VerifyError"].code and out_cap is None:
-                out.append(False)
-            elif r == 0:
-                out.append(ctypes.string_at(bufs[i], items[i].out_len))
-            else:
-                detail = items[i].detail.decode("utf-8", "replace")
-                out.append(error_class(r)("item %d: %s" % (i, detail), code=r,
-                                          function="km_batch"))
-        for b in bufs:
-            wipe(b)
-        return out
+        return _batch_results(items, bufs, out_cap is None, "km_batch")
 
     def encrypt_batch(self, items, aads=None):
         """Encrypts many plaintexts in one call (the key checked once): a list
@@ -1761,3 +1702,50 @@ class Key(_KeyMeta):
         with _Use(self._h) as k:
             return _sized(lambda out, cap, out_len: lib.km_key_export_wrapped(
                 k, version, _ffi.KM_WRAP_RSA_OAEP_KWP, None, r, rn, out, cap, out_len), 4096)
+
+
+def _batch_items(ins, aads, sigs, out_cap):
+    """A km_batch_item array for ins (with aads, sigs when not None, and an
+    output buffer of out_cap(in_len) bytes when out_cap is not None); returns
+    (items, the inputs to keep alive, the output buffers)."""
+    n = len(ins)
+    items = (_ffi.km_batch_item * n)()
+    keep, bufs = [], []
+    for i, data in enumerate(ins):
+        p, in_len = _ffi.in_data(data, "item")
+        keep.append(p)
+        items[i].in_, items[i].in_len = ctypes.cast(p, _ffi.U8_P), in_len
+        if aads is not None:
+            p, ln = _ffi.in_data(aads[i], "aad")
+            keep.append(p)
+            items[i].aad, items[i].aad_len = ctypes.cast(p, _ffi.U8_P), ln
+        if sigs is not None:
+            p, ln = _ffi.in_data(sigs[i], "signature")
+            keep.append(p)
+            items[i].sig, items[i].sig_len = ctypes.cast(p, _ffi.U8_P), ln
+        if out_cap is not None:
+            cap = max(out_cap(in_len), 1)
+            b = (ctypes.c_uint8 * cap)()
+            bufs.append(b)
+            items[i].out, items[i].out_cap = ctypes.cast(b, _ffi.U8_P), cap
+    return items, keep, bufs
+
+
+def _batch_results(items, bufs, verify, function):
+    """Per item of a done batch: the output bytes (True/False when verify),
+    or the KmError instance with the item's own detail; wipes the buffers."""
+    out = []
+    for i in range(len(items)):
+        r = items[i].result
+        if r == 0 and verify:
+            out.append(True)
+        elif r == _ffi.CLASSES["VerifyError"].code and verify:
+            out.append(False)
+        elif r == 0:
+            out.append(ctypes.string_at(bufs[i], items[i].out_len))
+        else:
+            detail = items[i].detail.decode("utf-8", "replace")
+            out.append(error_class(r)("item %d: %s" % (i, detail), code=r, function=function))
+    for b in bufs:
+        wipe(b)
+    return out

@@ -482,6 +482,21 @@ def test_revoke_compromised(vault, aes):
     with pytest.raises(km.StateError):
         vault.decrypt(ct)
     assert vault.decrypt(ct, allow_compromised=True) == b"x"
+    # issue 22 item 7: recovery by rewrapping, never by handing out the plaintext
+    aes.rotate()
+    with pytest.raises(km.StateError):
+        vault.rewrap(ct)
+    uses = sum(e["op"] == "compromised.use" for e in vault.audit_entries())
+    new = vault.rewrap(ct, allow_compromised=True)
+    # audited as decrypt with the flag is: one more use of the compromised version
+    assert sum(e["op"] == "compromised.use" for e in vault.audit_entries()) == uses + 1
+    assert int.from_bytes(new[20:24], "big") == 2
+    assert vault.decrypt(new) == b"x"
+    # issue 22 item 7: a batch keeps each item's own detail, and takes the flag too
+    (err,) = vault.rewrap_batch([ct])
+    assert isinstance(err, km.StateError) and "version 1 is compromised" in str(err)
+    (new,) = vault.rewrap_batch([ct], allow_compromised=True)
+    assert vault.decrypt(new) == b"x"
 
 
 def test_key_periods_and_pre_active(vault):
