@@ -48,11 +48,16 @@ void km_error_clear(void)
 static int record(int code, km_native_kind kind, unsigned long native, const char *fmt,
                   va_list ap)
 {
+    /* formatted aside first: a caller may wrap the last error's own message
+     * ("...: %s", km_error_last()->message), which lives in tl_msg */
+    char m[KM__MSG_MAX];
+
     if (fmt == NULL || fmt[0] == '\0') {
-        snprintf(tl_msg, sizeof tl_msg, "%s", km_strerror(code));
+        snprintf(m, sizeof m, "%s", km_strerror(code));
     } else {
-        vsnprintf(tl_msg, sizeof tl_msg, fmt, ap);
+        vsnprintf(m, sizeof m, fmt, ap);
     }
+    memcpy(tl_msg, m, sizeof tl_msg);
     tl_err.code = code;
     tl_err.message = tl_msg;
     tl_err.native_kind = kind;
