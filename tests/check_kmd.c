@@ -840,7 +840,7 @@ START_TEST(test_kmd_sigkill_during_writes)
             close(pfd[0]);
             fd = connect_kmd();
             for (i = 0; i < 100; i++) {
-                char nm[16];
+                char nm[16] = { 0 };   /* written whole to the pipe */
                 res r;
                 snprintf(nm, sizeof nm, "r%d-%d", round, i);
                 do_create(fd, nm, &r);
