@@ -490,6 +490,96 @@ START_TEST(test_policy_fips_profile)
 }
 END_TEST
 
+static uint32_t versions_of(km_key *k)
+{
+    km_keyinfo *info = NULL;
+    uint32_t n;
+    OK(km_key_info(&info, k));
+    n = (uint32_t)km_keyinfo_version_count(info);
+    km_keyinfo_free(info);
+    return n;
+}
+
+/* A key with a rotation period left without a usable primary (an admin
+ * suspended it, or its protect period ended before its rotation period) is
+ * not rotated by the refresh on use (every use refreshes here:
+ * KM_OPEN_STRICT_REFRESH); km_maintain still rotates it, and on use only a
+ * policy with rotation.replace_unusable_primary does. Fails with the old rule
+ * ("no usable primary and a period: rotate") at the first encrypt below. */
+START_TEST(test_lifecycle_refresh_no_primary_not_rotated)
+{
+    static const char on[] = "{\"version\": 1, " TU_TEST_CLOCK ", "
+                             "\"rotation\": {\"replace_unusable_primary\": true}}";
+    static const char keypol[] = "{\"version\": 1, \"rotation\": {\"replace_unusable_primary\": true}}";
+    km_key_options o = KM_KEY_OPTIONS_INIT;
+    km_key_settings st = KM_KEY_SETTINGS_INIT;
+    km_key *k = NULL, *k2 = NULL, *k3 = NULL, *k4 = NULL, *k5 = NULL;
+    uint8_t ct[100];
+    size_t n;
+    char pol[4096];
+    int64_t t0 = tu_now;
+
+    o.rotate_days = 90;
+    OK(km_key_create(&k, ctx, "held", KM_KEY_AES_256_GCM, &o));
+    OK(km_key_create(&k4, ctx, "own", KM_KEY_AES_256_GCM, &o));
+    o.protect_days = 30;
+    OK(km_key_create(&k2, ctx, "short", KM_KEY_AES_256_GCM, &o));
+    o.protect_days = 90;
+    OK(km_key_create(&k3, ctx, "together", KM_KEY_AES_256_GCM, &o));
+
+    /* suspended by an admin: stays as it is on use */
+    OK(km_key_suspend(k, 1));
+    RC(KM_E_STATE, km_encrypt(k, (const uint8_t *)"x", 1, NULL, 0, ct, sizeof ct, &n));
+
+    /* protect period (30 days) shorter than the rotation period (90): at day
+     * 31 the primary stops on use, and no silent rotation follows */
+    tu_now = t0 + 31 * DAY;
+    RC(KM_E_STATE, km_encrypt(k2, (const uint8_t *)"x", 1, NULL, 0, ct, sizeof ct, &n));
+    ck_assert_int_eq(state_of(k2, 1, NULL), KM_STATE_DEACTIVATED);
+    ck_assert_uint_eq(versions_of(k2), 1);
+
+    /* a rotation due while the primary was still usable (period and protect
+     * period ending together) still happens on use */
+    tu_now = t0 + 90 * DAY;
+    OK(km_encrypt(k3, (const uint8_t *)"x", 1, NULL, 0, ct, sizeof ct, &n));
+    ck_assert_int_eq(ct[23], 2);
+
+    /* past the suspended key's rotation period too: still as it was */
+    tu_now = t0 + 100 * DAY;
+    RC(KM_E_STATE, km_encrypt(k, (const uint8_t *)"x", 1, NULL, 0, ct, sizeof ct, &n));
+    ck_assert_uint_eq(versions_of(k), 1);
+    ck_assert_uint_eq(versions_of(k2), 1);
+
+    /* an explicit km_maintain rotates a key without a usable primary */
+    OK(km_maintain(ctx, NULL));
+    ck_assert_uint_eq(versions_of(k2), 2);
+    OK(km_encrypt(k2, (const uint8_t *)"x", 1, NULL, 0, ct, sizeof ct, &n));
+
+    /* a key's own policy may not ask for it when the vault's does not (looser) */
+    st.fields = KM_SET_POLICY;
+    st.policy = keypol;
+    RC(KM_E_POLICY, km_key_set(k4, &st));
+    ck_assert_ptr_nonnull(strstr(km_error_last()->message, "replace_unusable_primary"));
+
+    /* the policy says: a suspended key rotates on its next use */
+    o.protect_days = 0;
+    OK(km_key_create(&k5, ctx, "held2", KM_KEY_AES_256_GCM, &o));
+    OK(km_key_suspend(k5, 1));
+    RC(KM_E_STATE, km_encrypt(k5, (const uint8_t *)"x", 1, NULL, 0, ct, sizeof ct, &n));
+    OK(km_policy_set(ctx, on, sizeof on - 1));
+    OK(km_policy_get(ctx, pol, sizeof pol, &n));
+    ck_assert_ptr_nonnull(strstr(pol, "replace_unusable_primary"));
+    OK(km_encrypt(k5, (const uint8_t *)"x", 1, NULL, 0, ct, sizeof ct, &n));
+    ck_assert_int_eq(ct[23], 2);
+    ck_assert_int_eq(state_of(k5, 1, NULL), KM_STATE_SUSPENDED);
+    km_key_free(k);
+    km_key_free(k2);
+    km_key_free(k3);
+    km_key_free(k4);
+    km_key_free(k5);
+}
+END_TEST
+
 static Suite *lifecycle_suite(void)
 {
     TCase *tc;
@@ -506,6 +596,7 @@ static Suite *lifecycle_suite(void)
     tcase_add_test(tc, test_policy_usage_limit);
     tcase_add_test(tc, test_policy_fips_profile);
     tcase_add_test(tc, test_policy_key_policy_tightens_only);
+    tcase_add_test(tc, test_lifecycle_refresh_no_primary_not_rotated);
     return s;
 }
 

@@ -141,7 +141,7 @@ int km_maintain(km_ctx *ctx, km_maintain_report **out)
         if (rc == KM_OK)
             rc = km__kobj_refresh(k, 1);
         if (rc == KM_OK)
-            rc = km__kobj_maintain(k, r);
+            rc = km__kobj_maintain(k, r, 0);
         km__kobj_unref(k);
         /* one key's failure (a backend that cannot destroy now) does not
          * stop the others; the first error is returned */

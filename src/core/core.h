@@ -127,6 +127,7 @@ typedef struct km__kobj {
     char policy_msg[200];
     uint64_t usage_limit;        /* invocations per version; KM__NO_LIMIT = none */
     uint64_t rotate_at;          /* rotate when the primary reached this; 0 = never */
+    int replace_unusable;        /* rotation.replace_unusable_primary of its policy */
     /* the context principal's permissions on this key (acl.c), cached */
     atomic_uint acl_perms;
     atomic_uint acl_gen;         /* km__write_gen + 1 when read; 0 = never read */
@@ -660,10 +661,14 @@ int km__key_protect_check(km__kobj *k, uint32_t usage, const char *what, uint32_
                           km__ver **out);
 /* key.c: drops the loaded backend object of a destroyed version. */
 void km__ver_unload(km__kobj *k, uint32_t version);
-/* key_state.c: 1 when a time- or usage-driven transition is due for the key. */
-int km__kobj_due(km__kobj *k, int64_t now);
-/* key_state.c: applies what is due for one key; adds to the report (may be NULL). */
-int km__kobj_maintain(km__kobj *k, struct km_maintain_report *r);
+/* key_state.c: 1 when a time- or usage-driven transition is due for the key;
+ * lazy: as seen on use (a key without a usable primary rotates only under
+ * rotation.replace_unusable_primary). */
+int km__kobj_due(km__kobj *k, int64_t now, int lazy);
+/* key_state.c: applies what is due for one key; adds to the report (may be
+ * NULL). lazy: on use, as km__kobj_due; a rotation due while the primary was
+ * still usable at the start happens even if that primary just stopped. */
+int km__kobj_maintain(km__kobj *k, struct km_maintain_report *r, int lazy);
 /* key.c: the primary: newest version that may protect now; 0 if none. */
 uint32_t km__primary(const km__kobj *k, int64_t now);
 

@@ -305,6 +305,7 @@ static void kobj_apply_policy(km__kobj *k)
         snprintf(k->policy_msg, sizeof k->policy_msg, "%s", km_error_last()->message);
     k->policy_rc = rc;
     km__policy_usage_limit(p, k->type, &limit, &rotate_at);
+    k->replace_unusable = km__policy_replace_unusable(p);
     km__policy_free(own);
     km__policy_release(k->ctx);
     k->usage_limit = limit ? limit : KM__NO_LIMIT;

@@ -220,8 +220,10 @@ void km__report_add(km_maintain_report *r, const char *name, uint32_t version,
         r->n++;
 }
 
-/* The facts of rotation (under the key's read lock). */
-static int rotation_due(const km__kobj *k, int64_t now)
+/* The facts of rotation (under the key's read lock). no_primary_rotates: a
+ * key without a usable primary may be rotated (km_maintain; on use only with
+ * rotation.replace_unusable_primary). */
+static int rotation_due(const km__kobj *k, int64_t now, int no_primary_rotates)
 {
     km__rotation_in in;
     uint32_t i, p = km__primary(k, now);
@@ -235,6 +237,7 @@ static int rotation_due(const km__kobj *k, int64_t now)
     }
     in.rotate_at = k->rotate_at;
     in.rotate_days = k->rotate_days;
+    in.no_primary_rotates = no_primary_rotates;
     for (i = 0; i < k->nvers && !in.pre_active_waiting; i++)
         in.pre_active_waiting = k->vers[i]->state == KM_STATE_PRE_ACTIVE;
     return km__rules_rotation_due(&in, now);
@@ -258,12 +261,35 @@ static int primary_rotation_due(km__kobj *k, int64_t now)
 {
     int due;
     pthread_rwlock_rdlock(&k->lock);
-    due = km__primary(k, now) != 0 && rotation_due(k, now);
+    due = km__primary(k, now) != 0 && rotation_due(k, now, 0);
     pthread_rwlock_unlock(&k->lock);
     return due;
 }
 
-int km__kobj_due(km__kobj *k, int64_t now)
+/* On use, a key left without a usable primary still rotates when its
+ * rotation came due while that primary was usable: the newest ACTIVE
+ * version's rotation date is past and not after its protect-stop (the period
+ * and the protect period ending together). A version an admin suspended or
+ * deactivated is not ACTIVE, so never counts. */
+static int rotation_came_first(km__kobj *k, int64_t now)
+{
+    uint32_t i;
+    int due = 0;
+    pthread_rwlock_rdlock(&k->lock);
+    for (i = k->nvers; i > 0 && k->rotate_days != 0; i--) {
+        const km__ver *v = k->vers[i - 1];
+        int64_t at;
+        if (v->state != KM_STATE_ACTIVE || v->activated == 0)
+            continue;
+        at = v->activated + (int64_t)k->rotate_days * 86400;
+        due = at <= now && (v->protect_stop == 0 || at <= v->protect_stop);
+        break;
+    }
+    pthread_rwlock_unlock(&k->lock);
+    return due;
+}
+
+int km__kobj_due(km__kobj *k, int64_t now, int lazy)
 {
     uint32_t i;
     int due = 0;
@@ -272,8 +298,10 @@ int km__kobj_due(km__kobj *k, int64_t now)
     for (i = 0; i < k->nvers && !due; i++)
         due = version_due(k, k->vers[i], now, &date) >= 0;
     if (!due)
-        due = rotation_due(k, now);
+        due = rotation_due(k, now, !lazy || k->replace_unusable);
     pthread_rwlock_unlock(&k->lock);
+    if (!due && lazy)
+        due = rotation_came_first(k, now);
     return due;
 }
 
@@ -289,10 +317,15 @@ static const char *op_done(int op)
 }
 
 /* Applies everything due for one key, one durable step at a time. */
-int km__kobj_maintain(km__kobj *k, km_maintain_report *r)
+int km__kobj_maintain(km__kobj *k, km_maintain_report *r, int lazy)
 {
     int64_t now = km__now(k->ctx);
     int rc = KM_OK, steps;
+    /* on use, a key left without a usable primary is rotated only when its
+     * policy says, or when the rotation was due while the primary still was
+     * usable (its period ended as its protect period did) */
+    int no_primary_rotates = !lazy || k->replace_unusable || primary_rotation_due(k, now)
+                             || rotation_came_first(k, now);
 
     for (steps = 0; steps < 10000; steps++) {
         uint32_t i, version = 0;
@@ -305,7 +338,7 @@ int km__kobj_maintain(km__kobj *k, km_maintain_report *r)
             op = version_due(k, k->vers[i], now, &a.date);
             version = i + 1;
         }
-        rot = op < 0 && rotation_due(k, now);
+        rot = op < 0 && rotation_due(k, now, no_primary_rotates);
         a.op = (km__lc_op)op;
         pthread_rwlock_unlock(&k->lock);
 
@@ -406,14 +439,14 @@ int km__key_use(km_key *key, km__kobj **out)
         /* Time-driven transitions happen lazily on use too (checked at each
          * refresh, so at most every refresh_ms). A failure here leaves the
          * date checks of the data path in force. */
-        if (km__kobj_due(k, km__now(k->ctx)))
-            (void)km__kobj_maintain(k, NULL);
+        if (km__kobj_due(k, km__now(k->ctx), 1))
+            (void)km__kobj_maintain(k, NULL, 1);
         atomic_store(&k->use_checked, 1);
     } else if (!atomic_exchange(&k->use_checked, 1)
                && primary_rotation_due(k, km__now(k->ctx))) {
         /* a key's first use in this process (a short-lived one never reaches a
          * refresh): rotation by the primary's usage or age happens now */
-        (void)km__kobj_maintain(k, NULL);
+        (void)km__kobj_maintain(k, NULL, 1);
     }
     *out = k;
     return KM_OK;

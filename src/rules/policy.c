@@ -63,6 +63,7 @@ struct km__policy {
     int rot_required;
     uint32_t rot_max_days;
     double usage_fraction;
+    int rot_replace_unusable;       /* rotation.replace_unusable_primary */
     uint64_t gcm_limit;
     uint32_t grace_min, grace_max;
     uint32_t tombstone_days;     /* a destroyed key's record kept at least this long */
@@ -247,6 +248,7 @@ int km__policy_equal(const km__policy *a, const km__policy *b)
     if (a->fips != b->fips || a->strength_min != b->strength_min || a->until_112 != b->until_112 ||
         a->periods_required != b->periods_required || a->rot_required != b->rot_required ||
         a->rot_max_days != b->rot_max_days || a->usage_fraction != b->usage_fraction ||
+        a->rot_replace_unusable != b->rot_replace_unusable ||
         a->gcm_limit != b->gcm_limit || a->grace_min != b->grace_min ||
         a->grace_max != b->grace_max || a->caller_clock != b->caller_clock
         || a->tombstone_days != b->tombstone_days)
@@ -676,8 +678,11 @@ static int parse_rotation(pctx *c, json_t *obj, km__policy *p)
                 else
                     p->usage_fraction = f;
             }
+        } else if (strcmp(k, "replace_unusable_primary") == 0) {
+            rc = get_bool(c, v, &p->rot_replace_unusable);
         } else {
-            rc = perr(c, 1, "unknown field (expected required, max_days, usage_fraction)");
+            rc = perr(c, 1, "unknown field (expected required, max_days, usage_fraction, "
+                      "replace_unusable_primary)");
         }
         pop(c);
         if (rc != KM_OK)
@@ -919,6 +924,8 @@ static int check_tighter(pctx *c, const km__policy *p, const km__policy *b)
         snprintf(y, sizeof y, "%g", p->usage_fraction);
         return loose(c, "rotation", "usage_fraction", NULL, x, y);
     }
+    if (p->rot_replace_unusable && !b->rot_replace_unusable)
+        return loose(c, "rotation", "replace_unusable_primary", NULL, "false", "true");
     if (p->gcm_limit > b->gcm_limit)
         return loose(c, "usage_limits", "aes-gcm-invocations", NULL, num(x, b->gcm_limit, 0),
                      num(y, p->gcm_limit, 0));
@@ -1154,6 +1161,7 @@ char *km__policy_to_json(const km__policy *p)
     ok &= set(o, "required", json_boolean(p->rot_required));
     ok &= set(o, "max_days", json_integer((json_int_t)p->rot_max_days));
     ok &= set(o, "usage_fraction", json_real(p->usage_fraction));
+    ok &= set(o, "replace_unusable_primary", json_boolean(p->rot_replace_unusable));
     if (!ok || (o = child(root, "usage_limits")) == NULL)
         goto nomem;
     ok &= set(o, "aes-gcm-invocations", json_integer((json_int_t)p->gcm_limit));
@@ -1330,6 +1338,11 @@ void km__policy_key_defaults(const km__policy *p, km_key_type type, uint32_t *ro
             v = p->grace_max;
         *grace_days = v;
     }
+}
+
+int km__policy_replace_unusable(const km__policy *p)
+{
+    return p != NULL && p->rot_replace_unusable;
 }
 
 void km__policy_usage_limit(const km__policy *p, km_key_type type, uint64_t *limit,

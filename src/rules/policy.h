@@ -107,6 +107,10 @@ void km__policy_key_defaults(const km__policy *p, km_key_type type, uint32_t *ro
 void km__policy_usage_limit(const km__policy *p, km_key_type type, uint64_t *limit,
                             uint64_t *rotate_at);
 
+/* rotation.replace_unusable_primary: 1 when a key left without a usable
+ * primary is rotated lazily on use (refresh, first use), not only by km_maintain. */
+int km__policy_replace_unusable(const km__policy *p);
+
 /* How many approvals operation `op` needs: "destroy", "export", "import-raw",
  * "policy-change", "principal-change"; 0 = none. An unknown op name gives
  * UINT32_MAX (fails closed: it is a programming error). */

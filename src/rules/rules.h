@@ -100,10 +100,12 @@ typedef struct km__rotation_in {
     uint64_t rotate_at;          /* rotate when it reached this; 0 = never */
     uint32_t rotate_days;        /* 0 = no period */
     int pre_active_waiting;      /* a version waits to activate */
+    int no_primary_rotates;      /* a key without a usable primary may rotate: km_maintain,
+                                  * or lazily with rotation.replace_unusable_primary */
 } km__rotation_in;
 /* 1 when rotation is due: the primary reached its usage mark, or the period
- * passed since it was activated, or nothing may protect and no version is
- * waiting to activate (with a period). */
+ * passed since it was activated, or nothing may protect, no version is
+ * waiting to activate (with a period) and no_primary_rotates. */
 int km__rules_rotation_due(const km__rotation_in *in, int64_t now);
 
 /* ------------------------------------------------------------ rules_acl.c */

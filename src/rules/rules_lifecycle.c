@@ -197,7 +197,8 @@ int km__rules_rotation_due(const km__rotation_in *in, int64_t now)
     if (in->rotate_days == 0)
         return 0;
     if (!in->has_primary)
-        /* nothing may protect: rotate unless a version is waiting to activate */
-        return !in->pre_active_waiting;
+        /* nothing may protect: rotate unless a version is waiting to activate,
+         * and only where the caller allows it (docs/LIFECYCLE.md "Rotation") */
+        return in->no_primary_rotates && !in->pre_active_waiting;
     return now >= in->primary_activated + (int64_t)in->rotate_days * 86400;
 }
