@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "kmctl.h"
+#include "kmctl_json.h"
 
 /* Largest signature or tag file read by verify and mac-verify (binary or km1: text). */
 #define KMCTL_SIGFILE_MAX 65536
@@ -302,5 +303,119 @@ out:
     km_key_free(to);
     free(out);
     kmctl_buf_free(&in);
+    return rc;
+}
+
+/* ------------------------------------------------------------- derive, sign-digest */
+
+/* Writes bytes as --json {"name": NAME, <label>: HEX, ...extra}, a hex line
+ * (--hex), the km1: text form (--text) or binary. */
+static int emit_bytes(const struct kmctl_args *a, const char *label, const uint8_t *p, size_t n,
+                      json_t *extra)
+{
+    char *hex = NULL;
+    int rc;
+
+    if (a->val[OPT_JSON] == NULL && a->val[OPT_HEX] == NULL) {
+        json_decref(extra);
+        return emit(a, p, n);
+    }
+    if ((hex = malloc(2 * n + 2)) == NULL) {
+        json_decref(extra);
+        return kmctl_error(KMCTL_EXIT_OTHER, "%s: out of memory", a->cmd);
+    }
+    kmctl_hex(p, n, hex);
+    if (a->val[OPT_JSON] != NULL) {
+        if (extra != NULL && kmctl_json_set(extra, label, json_string(hex)) != 0) {
+            json_decref(extra);
+            extra = NULL;
+        }
+        rc = kmctl_json_emit(extra);
+    } else {
+        json_decref(extra);
+        hex[2 * n] = '\n';
+        rc = kmctl_write(hex, 2 * n + 1);
+    }
+    km_memzero(hex, 2 * n + 2);
+    free(hex);
+    return rc;
+}
+
+/* {"name": NAME} plus more members; NULL when out of memory. */
+static json_t *json_named(const char *name)
+{
+    json_t *o = json_object();
+    if (o != NULL && kmctl_json_set(o, "name", json_string(name)) != 0) {
+        json_decref(o);
+        o = NULL;
+    }
+    return o;
+}
+
+/* kmctl derive NAME N [--salt TEXT] [--info TEXT] [--hex|--text|--json] > secret:
+ * HKDF-SHA-256 from an HMAC key with the derive usage (km_derive). */
+int kmctl_cmd_derive(struct kmctl *k, const struct kmctl_args *a)
+{
+    const char *salt = a->val[OPT_SALT], *info = a->val[OPT_INFO];
+    km_secret *out = NULL;
+    km_key *key = NULL;
+    uint64_t n = 0;
+    json_t *j = NULL;
+    int rc;
+
+    if (kmctl_parse_uint(a->pos[1], KM_DERIVE_MAX, &n) != 0)
+        return kmctl_error(KMCTL_EXIT_USAGE, "derive: the length must be 1 to %u bytes, not '%s'",
+                           (unsigned)KM_DERIVE_MAX, a->pos[1]);
+    if ((rc = kmctl_open_key(k, a->pos[0], &key)) != KMCTL_EXIT_OK)
+        return rc;
+    rc = km_derive(key, (const uint8_t *)salt, salt != NULL ? strlen(salt) : 0,
+                   (const uint8_t *)info, info != NULL ? strlen(info) : 0, (size_t)n, &out);
+    km_key_free(key);
+    if (rc != KM_OK)
+        return kmctl_lib_error(rc, "deriving %llu bytes from key '%s'", (unsigned long long)n,
+                               a->pos[0]);
+    if (a->val[OPT_JSON] != NULL && (j = json_named(a->pos[0])) != NULL
+        && kmctl_json_set(j, "length", json_integer((json_int_t)n)) != 0) {
+        json_decref(j);
+        j = NULL;
+    }
+    rc = emit_bytes(a, "secret_hex", km_secret_data(out), km_secret_len(out), j);
+    km_secret_free(out);
+    return rc;
+}
+
+/* kmctl sign-digest NAME --digest sha256|sha384|sha512 [--version N] [--p1363]
+ * [--pkcs1] [--hex|--text|--json] < digest > sig: the raw signature of a
+ * digest computed elsewhere (binary on stdin, e.g. openssl dgst -binary). */
+int kmctl_cmd_sign_digest(struct kmctl *k, const struct kmctl_args *a)
+{
+    struct kmctl_buf d = { NULL, 0, 0 };
+    uint32_t version = a->val[OPT_VERSION] != NULL ? (uint32_t)a->num[OPT_VERSION] : 0;
+    uint8_t sig[KM_SIGNATURE_MAX];
+    km_key *key = NULL;
+    json_t *j = NULL;
+    size_t n = 0;
+    int rc;
+
+    if ((rc = kmctl_open_key(k, a->pos[0], &key)) != KMCTL_EXIT_OK)
+        return rc;
+    if ((rc = kmctl_read_fd(STDIN_FILENO, "the digest", 64, &d)) != KMCTL_EXIT_OK)
+        goto out;
+    rc = km_sign_digest(key, version, sig_flags(a) & ~KM_SIG_RAW, a->val[OPT_DIGEST], d.p, d.len,
+                        sig, sizeof sig, &n);
+    if (rc != KM_OK) {
+        rc = kmctl_lib_error(rc, "signing a %s digest of %zu bytes with key '%s'",
+                             a->val[OPT_DIGEST], d.len, a->pos[0]);
+        goto out;
+    }
+    if (a->val[OPT_JSON] != NULL && (j = json_named(a->pos[0])) != NULL
+        && kmctl_json_set(j, "digest", json_string(a->val[OPT_DIGEST])) != 0) {
+        json_decref(j);
+        j = NULL;
+    }
+    rc = emit_bytes(a, "signature_hex", sig, n, j);
+out:
+    km_key_free(key);
+    kmctl_buf_free(&d);
     return rc;
 }

@@ -146,11 +146,23 @@ static int key_options(const struct kmctl_args *a, km_key_options *o)
     return kmctl_oaep_digest(a, o);
 }
 
-static int print_id(const uint8_t *id)
+static int emit_json(json_t *root);
+static int set(json_t *obj, const char *key, json_t *v);
+
+int kmctl_print_id(const struct kmctl_args *a, const char *name, const uint8_t *id)
 {
     char hex[33];
 
     kmctl_hex(id, 16, hex);
+    if (a->val[OPT_JSON] != NULL) {
+        json_t *o = json_object();
+        if (o != NULL && ((name != NULL && set(o, "name", json_string(name)) != 0)
+                          || set(o, "id", json_string(hex)) != 0)) {
+            json_decref(o);
+            o = NULL;
+        }
+        return emit_json(o);
+    }
     return printf("%s\n", hex) < 0 ? kmctl_error(KMCTL_EXIT_OTHER, "writing the output failed")
                                    : KMCTL_EXIT_OK;
 }
@@ -196,10 +208,9 @@ int kmctl_cmd_init(struct kmctl *k, const struct kmctl_args *a)
     uint8_t id[16];
     int rc;
 
-    (void)a;
     if ((rc = km_vault_id(k->ctx, id)) != KM_OK)
         return kmctl_lib_error(rc, "reading the vault id");
-    return print_id(id);
+    return kmctl_print_id(a, NULL, id);
 }
 
 /* ------------------------------------------------------------ key create */
@@ -227,7 +238,7 @@ int kmctl_cmd_key_create(struct kmctl *k, const struct kmctl_args *a)
         return rc;
     if ((rc = km_key_create(&key, k->ctx, a->pos[0], type, &o)) != KM_OK)
         return kmctl_lib_error(rc, "creating key '%s'", a->pos[0]);
-    rc = print_id(km_key_id(key));
+    rc = kmctl_print_id(a, a->pos[0], km_key_id(key));
     km_key_free(key);
     return rc;
 }
@@ -277,36 +288,57 @@ static int import_wrapped(struct kmctl *k, const struct kmctl_args *a, km_key_ty
         rc = kmctl_lib_error(rc, "importing wrapped key '%s'", a->pos[0]);
         goto out;
     }
-    rc = print_id(km_key_id(key));
+    rc = kmctl_print_id(a, a->pos[0], km_key_id(key));
 out:
     km_key_free(key);
     kmctl_buf_free(&b);
     return rc;
 }
 
-/* kmctl export NAME --wrap-with PUBKEY.pem > blob (RSA-OAEP + AES-KWP). */
+/* kmctl export NAME --wrap-with PUBKEY.pem | --kek KEKNAME [--version N] > blob:
+ * RSA-OAEP + AES-KWP to a public key, or AES-KWP under a KEK of this vault
+ * (the form import --wrapped takes back where the same KEK is). */
+int kmctl_check_export(const struct kmctl_args *a)
+{
+    if ((a->val[OPT_WRAP_WITH] != NULL) == (a->val[OPT_KEK] != NULL))
+        return kmctl_error(KMCTL_EXIT_USAGE, "export: give --wrap-with PUBKEY.pem (RSA-OAEP + "
+                           "AES-KWP) or --kek NAME (AES-KWP under a key of this vault), one of them");
+    return KMCTL_EXIT_OK;
+}
+
 int kmctl_cmd_export(struct kmctl *k, const struct kmctl_args *a)
 {
     struct kmctl_buf pub = { NULL, 0, 0 };
-    km_key *key = NULL;
+    km_key *key = NULL, *kek = NULL;
+    uint32_t version = a->val[OPT_VERSION] != NULL ? (uint32_t)a->num[OPT_VERSION] : 0;
+    km_wrap_format f = a->val[OPT_KEK] != NULL ? KM_WRAP_KWP : KM_WRAP_RSA_OAEP_KWP;
     uint8_t *blob = NULL;
     size_t need = 0, n = 0;
     int rc;
 
-    if ((rc = kmctl_read_file(a->val[OPT_WRAP_WITH], 1u << 16, &pub)) != KMCTL_EXIT_OK)
+    if ((rc = kmctl_check_export(a)) != KMCTL_EXIT_OK)
+        return rc;
+    if (f == KM_WRAP_RSA_OAEP_KWP
+        && (rc = kmctl_read_file(a->val[OPT_WRAP_WITH], 1u << 16, &pub)) != KMCTL_EXIT_OK)
         return rc;
     if ((rc = kmctl_open_key(k, a->pos[0], &key)) != KMCTL_EXIT_OK)
         goto out;
-    rc = km_key_export_wrapped(key, 0, KM_WRAP_RSA_OAEP_KWP, NULL, pub.p, pub.len, NULL, 0, &need);
+    if (f == KM_WRAP_KWP && (rc = kmctl_open_key(k, a->val[OPT_KEK], &kek)) != KMCTL_EXIT_OK)
+        goto out;
+    rc = km_key_export_wrapped(key, version, f, kek, pub.p, pub.len, NULL, 0, &need);
     if (rc == KM_E_BUFFER && (blob = malloc(need)) != NULL)
-        rc = km_key_export_wrapped(key, 0, KM_WRAP_RSA_OAEP_KWP, NULL, pub.p, pub.len, blob, need, &n);
+        rc = km_key_export_wrapped(key, version, f, kek, pub.p, pub.len, blob, need, &n);
     if (rc != KM_OK) {
-        rc = kmctl_lib_error(rc, "exporting key '%s'", a->pos[0]);
+        if (version != 0)
+            rc = kmctl_lib_error(rc, "exporting version %u of key '%s'", (unsigned)version, a->pos[0]);
+        else
+            rc = kmctl_lib_error(rc, "exporting key '%s'", a->pos[0]);
         goto out;
     }
     rc = kmctl_write(blob, n);
 out:
     free(blob);
+    km_key_free(kek);
     km_key_free(key);
     kmctl_buf_free(&pub);
     return rc;
@@ -371,7 +403,7 @@ int kmctl_cmd_key_import(struct kmctl *k, const struct kmctl_args *a)
         rc = kmctl_lib_error(rc, "importing key '%s'", a->pos[0]);
         goto out;
     }
-    rc = print_id(km_key_id(key));
+    rc = kmctl_print_id(a, a->pos[0], km_key_id(key));
 out:
     km_key_free(key);
     km_secret_free(material);
@@ -552,7 +584,15 @@ int kmctl_cmd_key_rotate(struct kmctl *k, const struct kmctl_args *a)
         return rc;
     if ((rc = km_key_rotate(key, &v)) != KM_OK)
         rc = kmctl_lib_error(rc, "rotating key '%s'", a->pos[0]);
-    else if (printf("%u\n", (unsigned)v) < 0)
+    else if (a->val[OPT_JSON] != NULL) {
+        json_t *o = json_object();
+        if (o != NULL && (set(o, "name", json_string(a->pos[0])) != 0
+                          || set(o, "version", json_integer((json_int_t)v)) != 0)) {
+            json_decref(o);
+            o = NULL;
+        }
+        rc = emit_json(o);
+    } else if (printf("%u\n", (unsigned)v) < 0)
         rc = kmctl_error(KMCTL_EXIT_OTHER, "writing the output failed");
     else
         rc = KMCTL_EXIT_OK;

@@ -511,7 +511,6 @@ int kmctl_cmd_key_restore(struct kmctl *k, const struct kmctl_args *a)
     km_secret *pass = NULL;
     size_t pass_len = 0;
     km_key *key = NULL;
-    char hex[33];
     int rc;
 
     if ((rc = kmctl_read_file(a->pos[0], 16u << 20, &b)) != KMCTL_EXIT_OK)
@@ -525,8 +524,7 @@ int kmctl_cmd_key_restore(struct kmctl *k, const struct kmctl_args *a)
         rc = kmctl_lib_error(rc, "restoring the key backup '%s'", a->pos[0]);
         goto out;
     }
-    kmctl_hex(km_key_id(key), 16, hex);
-    rc = printf("%s\n", hex) < 0 ? write_failed() : KMCTL_EXIT_OK;
+    rc = kmctl_print_id(a, km_key_name(key), km_key_id(key));
 out:
     km_key_free(key);
     km_secret_free(pass);

@@ -96,6 +96,10 @@ enum kmctl_opt_id {
     OPT_BATCH,
     OPT_JWK,
     OPT_ROTATE_MASTER,
+    OPT_KEK,
+    OPT_SALT,
+    OPT_INFO,
+    OPT_DIGEST,
     OPT__COUNT
 };
 
@@ -167,6 +171,7 @@ int kmctl_cmd_key_destroy(struct kmctl *k, const struct kmctl_args *a);
 int kmctl_cmd_key_cancel_destroy(struct kmctl *k, const struct kmctl_args *a);
 int kmctl_cmd_maintain(struct kmctl *k, const struct kmctl_args *a);
 int kmctl_cmd_export(struct kmctl *k, const struct kmctl_args *a);
+int kmctl_check_export(const struct kmctl_args *a);
 int kmctl_cmd_wrapping_key(struct kmctl *k, const struct kmctl_args *a);
 int kmctl_cmd_datakey(struct kmctl *k, const struct kmctl_args *a);
 int kmctl_cmd_rewrap(struct kmctl *k, const struct kmctl_args *a);
@@ -254,5 +259,8 @@ int kmctl_batch(struct kmctl *k, const struct kmctl_args *a, km_batch_op op);
 uint32_t kmctl_sig_flags(const struct kmctl_args *a);
 /* cmd_data.c: writes secret bytes to a new file of mode 0600 (never an existing one). */
 int kmctl_secret_file(const char *path, const uint8_t *p, size_t n);
+/* cmd_data.c: derive (HKDF from an HMAC key) and sign-digest (kmctl parity, issue 23 item 8) */
+int kmctl_cmd_derive(struct kmctl *k, const struct kmctl_args *a);
+int kmctl_cmd_sign_digest(struct kmctl *k, const struct kmctl_args *a);
 
 #endif /* KMCTL_H */

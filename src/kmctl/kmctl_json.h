@@ -19,6 +19,9 @@ int kmctl_parse_type(const char *name, km_key_type *out);
 /* A usage list ("encrypt,decrypt") as a KM_USAGE_* mask. */
 int kmctl_parse_usage(const char *s, uint32_t *out);
 
+/* A new key's id: its hex and a newline, or with --json {"name": NAME, "id": HEX}. */
+int kmctl_print_id(const struct kmctl_args *a, const char *name, const uint8_t *id);
+
 /* cmd_keymeta.c: a key's description, aliases and tags in key info */
 int kmctl_keymeta_json(json_t *root, const km_keyinfo *info);
 void kmctl_keymeta_text(const km_keyinfo *info);

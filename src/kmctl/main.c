@@ -65,7 +65,7 @@ struct kmctl_cmd {
 static const struct kmctl_optspec o_none[] = { O_END };
 static const struct kmctl_optspec o_json[] = { O_JSON, O_END };
 static const struct kmctl_optspec o_init[] = {
-    { "kdf-cost", "N", ARG_UINT, 0, OPT_KDF_COST, 64 }, O_END };
+    { "kdf-cost", "N", ARG_UINT, 0, OPT_KDF_COST, 64 }, O_JSON, O_END };
 static const struct kmctl_optspec o_create[] = {
     O_TYPE_REQ, O_PROTECTION, O_EXPORTABLE, O_USAGE,
     { "rotate-every", "DAYS", ARG_UINT, 0, OPT_ROTATE_EVERY, DAYS_MAX },
@@ -74,7 +74,7 @@ static const struct kmctl_optspec o_create[] = {
     { "process-days", "DAYS", ARG_UINT, 0, OPT_PROCESS_DAYS, DAYS_MAX },
     { "deletion-protection", NULL, ARG_NONE, 0, OPT_DELETION_PROTECTED, 0 },
 
-    { "oaep-digest", "sha256|sha384|sha512", ARG_STR, 0, OPT_OAEP_DIGEST, 0 }, O_END };
+    { "oaep-digest", "sha256|sha384|sha512", ARG_STR, 0, OPT_OAEP_DIGEST, 0 }, O_JSON, O_END };
 static const struct kmctl_optspec o_import[] = {
     O_TYPE_REQ,
     { "raw", "FILE", ARG_STR, 0, OPT_RAW, 0 },
@@ -83,7 +83,7 @@ static const struct kmctl_optspec o_import[] = {
     O_PROTECTION, O_EXPORTABLE, O_USAGE,
     { "key-id", "HEX", ARG_STR, 0, OPT_KEY_ID, 0 }, O_VERSION,
 
-    { "oaep-digest", "sha256|sha384|sha512", ARG_STR, 0, OPT_OAEP_DIGEST, 0 }, O_END };
+    { "oaep-digest", "sha256|sha384|sha512", ARG_STR, 0, OPT_OAEP_DIGEST, 0 }, O_JSON, O_END };
 static const struct kmctl_optspec o_public[] = {
     { "der", NULL, ARG_NONE, 0, OPT_DER, 0 }, O_VERSION,
     { "jwk", NULL, ARG_NONE, 0, OPT_JWK, 0 }, O_END };
@@ -107,7 +107,8 @@ static const struct kmctl_optspec o_verify[] = { O_RAWSIG, O_P1363, O_VERSION, O
 static const struct kmctl_optspec o_mac[] = { O_RAWSIG, O_TEXT, O_BATCH, O_END };
 static const struct kmctl_optspec o_mac_verify[] = { O_RAWSIG, O_VERSION, O_BATCH, O_END };
 static const struct kmctl_optspec o_export[] = {
-    { "wrap-with", "PUBKEY.pem", ARG_STR, 1, OPT_WRAP_WITH, 0 }, O_END };
+    { "wrap-with", "PUBKEY.pem", ARG_STR, 0, OPT_WRAP_WITH, 0 },
+    { "kek", "KEKNAME", ARG_STR, 0, OPT_KEK, 0 }, O_VERSION, O_END };
 
 static const struct kmctl_optspec o_audit_verify[] = {
     O_JSON, { "anchor", "HEADFILE", ARG_STR, 0, OPT_ANCHOR, 0 }, O_END };
@@ -175,7 +176,7 @@ static const struct kmctl_optspec o_key_backup[] = {
     { "backup-passphrase-file", "FILE", ARG_STR, 0, OPT_BACKUP_PASS_FILE, 0 }, O_END };
 static const struct kmctl_optspec o_key_restore[] = {
     { "name", "NAME", ARG_STR, 0, OPT_NAME, 0 },
-    { "backup-passphrase-file", "FILE", ARG_STR, 0, OPT_BACKUP_PASS_FILE, 0 }, O_END };
+    { "backup-passphrase-file", "FILE", ARG_STR, 0, OPT_BACKUP_PASS_FILE, 0 }, O_JSON, O_END };
 static const struct kmctl_optspec o_alias[] = { { "move", NULL, ARG_NONE, 0, OPT_MOVE, 0 }, O_END };
 static const struct kmctl_optspec o_rsa[] = {
     { "label", "TEXT", ARG_STR, 0, OPT_LABEL, 0 }, O_VERSION, O_END };
@@ -189,6 +190,13 @@ static const struct kmctl_optspec o_datakey_pair[] = {
     { "plaintext-file", "FILE", ARG_STR, 0, OPT_PLAINTEXT_FILE, 0 }, O_END };
 static const struct kmctl_optspec o_random[] = {
     O_PROTECTION, { "hex", NULL, ARG_NONE, 0, OPT_HEX, 0 }, O_TEXT, O_END };
+#define O_HEX { "hex", NULL, ARG_NONE, 0, OPT_HEX, 0 }
+static const struct kmctl_optspec o_derive[] = {
+    { "salt", "TEXT", ARG_STR, 0, OPT_SALT, 0 }, { "info", "TEXT", ARG_STR, 0, OPT_INFO, 0 },
+    O_HEX, O_TEXT, O_JSON, O_END };
+static const struct kmctl_optspec o_sign_digest[] = {
+    { "digest", "sha256|sha384|sha512", ARG_STR, 1, OPT_DIGEST, 0 }, O_VERSION, O_P1363, O_PKCS1,
+    O_HEX, O_TEXT, O_JSON, O_END };
 
 static int cmd_version(struct kmctl *k, const struct kmctl_args *a);
 static int cmd_help(struct kmctl *k, const struct kmctl_args *a);
@@ -211,7 +219,7 @@ static const struct kmctl_cmd commands[] = {
       "list keys sorted by name (filters: --type, --state, --protection, --tag): NAME<tab>TYPE<tab>ID" },
     { "key info", "NAME", 1, o_json, NULL, kmctl_cmd_key_info, VAULT_OPEN, "",
       "show a key's metadata and versions" },
-    { "key rotate", "NAME", 1, o_none, NULL, kmctl_cmd_key_rotate, VAULT_OPEN, "",
+    { "key rotate", "NAME", 1, o_json, NULL, kmctl_cmd_key_rotate, VAULT_OPEN, "",
       "add a new primary version (prints its number)" },
     { "key public", "NAME", 1, o_public, NULL, kmctl_cmd_key_public, VAULT_OPEN, "> pub.pem",
       "export the public key (PEM, or SPKI DER with --der, or a JWK with --jwk)" },
@@ -243,8 +251,8 @@ static const struct kmctl_cmd commands[] = {
       "a new data key (AES-256, or the size of --type) wrapped under NAME (plaintext: --plaintext-file)" },
     { "rewrap", "", 0, o_rewrap, NULL, kmctl_cmd_rewrap, VAULT_OPEN, "< old > new",
       "re-encrypt under its key's primary version, or under --to NAME and/or with --new-aad" },
-    { "export", "NAME", 1, o_export, NULL, kmctl_cmd_export, VAULT_OPEN, "> blob",
-      "export a key wrapped to a public key" },
+    { "export", "NAME", 1, o_export, kmctl_check_export, kmctl_cmd_export, VAULT_OPEN, "> blob",
+      "export a key version wrapped to a public key (--wrap-with) or under a KEK of this vault (--kek)" },
     { "wrapping-key", "", 0, o_none, NULL, kmctl_cmd_wrapping_key, VAULT_OPEN, "> vault-import-pub.pem",
       "print the vault's import wrapping key" },
     { "maintain", "", 0, o_json, NULL, kmctl_cmd_maintain, VAULT_OPEN, "",
@@ -348,6 +356,10 @@ static const struct kmctl_cmd commands[] = {
       "RSA-OAEP decryption of stdin (the key's digest, --label; an empty message is empty)" },
     { "random", "N", 1, o_random, NULL, kmctl_cmd_random, VAULT_OPEN, "> bytes",
       "N random bytes (1..1048576) from the DRBG, or a device's generator with --protection" },
+    { "derive", "NAME N", 2, o_derive, NULL, kmctl_cmd_derive, VAULT_OPEN, "> secret",
+      "N bytes (1..8160) derived with HKDF-SHA-256 from an HMAC key with the derive usage" },
+    { "sign-digest", "NAME", 1, o_sign_digest, NULL, kmctl_cmd_sign_digest, VAULT_OPEN,
+      "< digest > sig", "sign a digest computed elsewhere (binary on stdin): the raw signature" },
     { "version", "", 0, o_none, NULL, cmd_version, VAULT_NONE, "", "print the kmctl and libkm versions" },
     { "help", "", 0, o_none, NULL, cmd_help, VAULT_NONE, "", "print this help" },
 };
@@ -416,7 +428,8 @@ static void help(FILE *f)
     int pass;
 
     fputs("usage: kmctl [--vault DIR] [--passphrase-file FILE] [--principal NAME]\n"
-          "             [--share-file FILE]... COMMAND [ARGS] [OPTIONS]\n\n"
+          "             [--share-file FILE]... [--audit-json FILE] [--audit-syslog]\n"
+          "             COMMAND [ARGS] [OPTIONS]\n\n"
           "Manages the keys of a libkm vault. The vault is --vault DIR or $KM_VAULT; the\n"
           "passphrase is read from --passphrase-file FILE (one trailing newline stripped)\n"
           "or $KM_PASSPHRASE, never from an argument. With --principal NAME (or\n"
@@ -424,6 +437,8 @@ static void help(FILE *f)
           "--share-file FILE given M times, custodians' shares open the vault instead;\n"
           "with no passphrase given and $KM_TPM2_TCTI set, the vault's TPM keyslot does,\n"
           "and with $KM_KMIP_CONFIG set, its KMIP keyslot does.\n"
+          "--audit-json FILE appends the audit entries of this run to FILE as JSON\n"
+          "lines, --audit-syslog sends them to syslog, besides the vault's own log.\n"
           "Errors go to stderr.\n", f);
     for (pass = 0; pass < 2; pass++) {
         int any = 0;
@@ -474,6 +489,8 @@ struct globals {
     const char *principal;                 /* --principal NAME or $KM_PRINCIPAL */
     const char *share_files[KMCTL_SHARES_MAX]; /* --share-file FILE, repeated */
     int nshares;
+    const char *audit_json;                /* --audit-json FILE: this run's audit entries */
+    int audit_syslog;                      /* --audit-syslog */
 };
 
 static int usage_error(const struct kmctl_cmd *c, const char *fmt, ...)
@@ -506,12 +523,17 @@ static int usage_error(const struct kmctl_cmd *c, const char *fmt, ...)
  */
 static int global_option(int argc, char **argv, int *i, struct globals *g, const struct kmctl_cmd *c)
 {
-    static const char *const names[] = { "vault", "passphrase-file", "principal", "share-file" };
+    static const char *const names[] = { "vault", "passphrase-file", "principal", "share-file",
+                                         "audit-json" };
     const char *arg = argv[*i], *eq;
     size_t n, j;
 
     if (strcmp(arg, "--help") == 0 || strcmp(arg, "-h") == 0) {
         g->help = 1;
+        return 1;
+    }
+    if (strcmp(arg, "--audit-syslog") == 0) {
+        g->audit_syslog = 1;
         return 1;
     }
     if (strncmp(arg, "--", 2) != 0)
@@ -537,6 +559,12 @@ static int global_option(int argc, char **argv, int *i, struct globals *g, const
             g->passphrase_file = v;
         } else if (j == 2) {
             g->principal = v;
+        } else if (j == 4) {
+            if (v[0] == '\0') {
+                usage_error(c, "--audit-json needs a file name");
+                return -1;
+            }
+            g->audit_json = v;
         } else {
             if (g->nshares == KMCTL_SHARES_MAX) {
                 usage_error(c, "at most %d --share-file options", KMCTL_SHARES_MAX);
@@ -706,6 +734,23 @@ void kmctl_etcd_tls(km_open_options *o)
     o->tls_key = env_nonempty("KM_ETCD_KEY");
 }
 
+/* --audit-json FILE, --audit-syslog: the audit entries this run writes go
+ * there too (km_audit_sink_file, km_audit_sink_syslog), besides the vault's log. */
+static int audit_sinks(struct kmctl *k, const struct globals *g)
+{
+    int rc;
+
+    if (g->audit_json != NULL && (rc = km_audit_sink_file(k->ctx, g->audit_json)) != KM_OK)
+        rc = kmctl_lib_error(rc, "--audit-json: opening '%s'", g->audit_json);
+    else if (g->audit_syslog && (rc = km_audit_sink_syslog(k->ctx, 1)) != KM_OK)
+        rc = kmctl_lib_error(rc, "--audit-syslog");
+    else
+        return KMCTL_EXIT_OK;
+    km_close(k->ctx);
+    k->ctx = NULL;
+    return rc;
+}
+
 static int open_vault(struct kmctl *k, const struct kmctl_cmd *c, const struct kmctl_args *a,
                       const struct globals *g)
 {
@@ -761,7 +806,7 @@ static int open_vault(struct kmctl *k, const struct kmctl_cmd *c, const struct k
         rc = kmctl_lib_error(rc, "%s vault '%s'", c->vault == VAULT_CREATE ? "creating" : "opening",
                              k->vault);
     else
-        rc = KMCTL_EXIT_OK;
+        rc = audit_sinks(k, g);
 out:
     km_secret_free(pass);
     for (i = 0; i < g->nshares; i++)
