@@ -27,3 +27,6 @@ EXTRA_DIST += tests/kmctl_keymeta.sh
 # issue 23's commands (random, CMAC keys, ...)
 TESTS += tests/kmctl_ops.sh
 EXTRA_DIST += tests/kmctl_ops.sh
+# kmctl parity with the C API: export --kek/--version, derive, sign-digest, audit sinks, --json (issue 23 item 8)
+TESTS += tests/kmctl_parity.sh
+EXTRA_DIST += tests/kmctl_parity.sh

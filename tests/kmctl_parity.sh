@@ -1,0 +1,216 @@
+#!/bin/sh
+# kmctl_parity.sh - the public operations kmctl gained for parity with the C
+# API (issue 22's export forms, issue 23 item 8): export --kek / --version,
+# derive, sign-digest, datakey decrypt, the global --audit-json and
+# --audit-syslog, and --json on the commands that print data; with their bad
+# inputs and exit codes. Outputs are checked against independent tools
+# (openssl, Python's hmac) where one exists.
+# Run by make check (top_builddir and top_srcdir come from the environment).
+set -u
+: "${top_builddir:=.}" "${top_srcdir:=.}"
+. "$(dirname "$0")/lib.sh"
+lib_init kmctl_parity
+LIB_SHOW_ERR=1
+KMCTL="$top_builddir/src/kmctl/kmctl"
+[ -x "$KMCTL" ] || lib_die "$KMCTL is not built"
+PY=/usr/bin/python3
+[ -x "$PY" ] || PY=python3
+command -v openssl >/dev/null 2>&1 || lib_die "openssl is needed"
+
+lib_tmpdir
+cd "$tmp" || exit 1
+case $KMCTL in /*) ;; *) KMCTL="$OLDPWD/$KMCTL" ;; esac
+
+unset KM_VAULT KM_PASSPHRASE KM_PRINCIPAL KM_TPM2_TCTI KM_KMIP_CONFIG
+export KM_VAULT="$tmp/vault" KM_PASSPHRASE="kmctl parity passphrase"
+json_get() { "$PY" -c 'import json, sys; d = json.load(open(sys.argv[1])); print(eval(sys.argv[2]))' "$1" "$2" 2>/dev/null; }
+is_hex() { "$PY" -c 'import sys; s = open(sys.argv[1]).read().strip(); bytes.fromhex(s); sys.exit(len(s) != int(sys.argv[2]))' "$1" "$2" 2>/dev/null; }
+
+# ---------------------------------------------------------------- --json where data is printed
+t 0 "init --json" - init --kdf-cost 14 --json
+check "init --json gives the vault id" test "$(json_get out 'len(d["id"])')" = 32
+t 0 "key create --json" - key create kek --type aes-256-kwp --usage wrap,unwrap --json
+check "key create --json: name and id" test "$(json_get out 'd["name"] + str(len(d["id"]))')" = kek32
+t 0 "key create (text form unchanged)" - key create h --type hmac-sha256 --exportable
+check "key create still prints the bare id" grep -Eqx '[0-9a-f]{32}' out
+printf 'attack at dawn\n' >msg
+t 0 "mac with version 1" msg mac h --raw
+cp out tag1
+t 0 "key rotate --json" - key rotate h --json
+check "key rotate --json: the new version" test "$(json_get out 'd["name"] + str(d["version"])')" = h2
+t 0 "mac with version 2" msg mac h --raw
+cp out tag2
+check "the versions differ" test "$(od -An -tx1 tag1)" != "$(od -An -tx1 tag2)"
+
+# ---------------------------------------------------------------- export --kek / --version
+t 0 "export --kek --version 1" - export h --kek kek --version 1
+cp out v1.blob
+check "a KWP blob (libkm header)" test "$(head -c 2 v1.blob)" = KW
+t 0 "import the version 1 blob --json" - import h1 --type hmac-sha256 --wrapped v1.blob --json
+check "import --json: name" test "$(json_get out 'd["name"]')" = h1
+t 0 "the imported key's MAC" msg mac h1 --raw
+check "export --version 1 carried version 1's material" cmp -s out tag1
+t 0 "export --kek (the primary)" - export h --kek kek
+cp out v2.blob
+t 0 "import the primary's blob" - import h2 --type hmac-sha256 --wrapped v2.blob
+t 0 "the second imported key's MAC" msg mac h2 --raw
+check "export without --version carried the primary (version 2)" cmp -s out tag2
+t 0 "export --kek --version 2" - export h --kek kek --version 2
+cp out v2b.blob
+t 0 "import the version 2 blob" - import h2b --type hmac-sha256 --wrapped v2b.blob
+t 0 "its MAC" msg mac h2b --raw
+check "export --version 2 carried version 2's material" cmp -s out tag2
+# the RSA form keeps working, and takes --version too
+t 0 "wrapping-key" - wrapping-key
+cp out wk.pem
+t 0 "export --wrap-with (unchanged grammar)" - export h --wrap-with wk.pem
+cp out r2.blob
+t 0 "export --wrap-with --version 1" - export h --wrap-with wk.pem --version 1
+cp out r1.blob
+t 0 "import the RSA-wrapped version 1" - import r1 --type hmac-sha256 --wrapped r1.blob
+t 0 "its MAC" msg mac r1 --raw
+check "--wrap-with --version 1 carried version 1's material" cmp -s out tag1
+# bad input
+t 1 "export with neither --kek nor --wrap-with" - export h
+check "the error names both forms" grep -q -- "--wrap-with.*--kek" err
+t 1 "export with both --kek and --wrap-with" - export h --kek kek --wrap-with wk.pem
+t 2 "export --version of a version that does not exist" - export h --kek kek --version 9
+check "the error names the version" grep -q "version 9" err
+t 1 "export --version 0" - export h --kek kek --version 0
+t 1 "export --version not a number" - export h --kek kek --version two
+t 2 "export --kek of a key that does not exist" - export h --kek nope
+t 4 "export --kek of a key that is no KEK" - export h --kek h
+t 0 "a key that is not exportable" - key create fixed --type hmac-sha256
+t 4 "export of a non-exportable key under a KEK" - export fixed --kek kek
+"$PY" -c 'import sys; b = bytearray(open("v1.blob", "rb").read()); b[-1] ^= 1; open("bad.blob", "wb").write(b)'
+t 6 "import a tampered KWP blob" - import bad --type hmac-sha256 --wrapped bad.blob
+t 2 "the tampered import left no key" - key info bad
+
+# ---------------------------------------------------------------- derive
+head -c 32 /dev/urandom >ikm
+t 0 "import an HMAC key for derive" - key import d --type hmac-sha256 --raw ikm --usage derive
+t 0 "derive --hex" - derive d 42 --salt pepper --info "tenant 1" --hex
+cp out d1.hex
+check "42 bytes in hex" is_hex d1.hex 84
+"$PY" - ikm pepper "tenant 1" 42 >want.hex <<'EOF'
+import hashlib, hmac, sys
+ikm = open(sys.argv[1], "rb").read()
+salt, info, n = sys.argv[2].encode(), sys.argv[3].encode(), int(sys.argv[4])
+prk = hmac.new(salt, ikm, hashlib.sha256).digest()
+okm, t, i = b"", b"", 1
+while len(okm) < n:
+    t = hmac.new(prk, t + info + bytes([i]), hashlib.sha256).digest()
+    okm += t
+    i += 1
+print(okm[:n].hex())
+EOF
+check "derive is HKDF-SHA-256 (RFC 5869) of the key" cmp -s d1.hex want.hex
+t 0 "derive again" - derive d 42 --salt pepper --info "tenant 1" --hex
+check "the same salt and info give the same bytes" cmp -s out d1.hex
+t 0 "derive with another info" - derive d 42 --salt pepper --info "tenant 2" --hex
+check "another info gives other bytes" test "$(cat out)" != "$(cat d1.hex)"
+t 0 "derive binary" - derive d 42 --salt pepper --info "tenant 1"
+check "binary output of 42 bytes" test "$(wc -c <out)" -eq 42
+t 0 "derive --json" - derive d 42 --salt pepper --info "tenant 1" --json
+check "--json: name, length and the same secret" \
+    test "$(json_get out 'd["name"] + str(d["length"]) + d["secret_hex"]')" = "d42$(cat d1.hex)"
+t 0 "derive --text" - derive d 16 --text
+check "--text is the km1: form" grep -q '^km1:' out
+t 0 "derive the largest length" - derive d 8160
+check "8160 bytes" test "$(wc -c <out)" -eq 8160
+t 1 "derive 0 bytes" - derive d 0
+t 1 "derive 8161 bytes" - derive d 8161
+t 1 "derive without a length" - derive d
+t 1 "derive a length that is no number" - derive d 12x
+t 2 "derive from a key that does not exist" - derive nope 16
+t 0 "an AES key" - key create aes --type aes-256-gcm
+t 4 "derive from an AES key" - derive aes 16
+t 0 "an HMAC key without the derive usage" - key create macky --type hmac-sha256 --usage mac,mac-verify
+t 4 "derive from a key without the derive usage" - derive macky 16
+
+# ---------------------------------------------------------------- sign-digest
+t 0 "an EC key" - key create ec --type ec-p256
+t 0 "its public key" - key public ec
+cp out ec.pem
+openssl dgst -sha256 -binary msg >msg.sha256
+t 0 "sign-digest" msg.sha256 sign-digest ec --digest sha256
+cp out ec.sig
+check "openssl verifies the signature of the message" \
+    sh -c 'openssl dgst -sha256 -verify ec.pem -signature ec.sig msg >/dev/null'
+t 0 "kmctl verify --raw verifies it as a message signature" msg verify ec ec.sig --raw
+t 0 "sign-digest --p1363" msg.sha256 sign-digest ec --digest SHA256 --p1363
+check "P1363: r||s, 64 bytes" test "$(wc -c <out)" -eq 64
+t 0 "sign-digest --json" msg.sha256 sign-digest ec --digest sha256 --json
+check "--json: name, digest, signature_hex" test "$(json_get out 'd["name"] + d["digest"]')" = ecsha256
+json_get out 'd["signature_hex"]' | "$PY" -c 'import sys; open("j.sig", "wb").write(bytes.fromhex(sys.stdin.read().strip()))'
+check "the JSON signature verifies too" \
+    sh -c 'openssl dgst -sha256 -verify ec.pem -signature j.sig msg >/dev/null'
+t 0 "sign-digest --version 1 (the primary)" msg.sha256 sign-digest ec --digest sha256 --version 1
+t 0 "an RSA key" - key create rsa --type rsa-2048
+t 0 "its public key" - key public rsa
+cp out rsa.pem
+openssl dgst -sha384 -binary msg >msg.sha384
+t 0 "sign-digest --pkcs1 sha384" msg.sha384 sign-digest rsa --digest sha384 --pkcs1
+cp out rsa.sig
+check "openssl verifies the PKCS#1 v1.5 signature" \
+    sh -c 'openssl dgst -sha384 -verify rsa.pem -signature rsa.sig msg >/dev/null'
+t 0 "sign-digest RSA-PSS sha384" msg.sha384 sign-digest rsa --digest sha384
+cp out pss.sig
+check "openssl verifies the PSS signature (salt = digest length)" \
+    sh -c 'openssl dgst -sha384 -sigopt rsa_padding_mode:pss -sigopt rsa_pss_saltlen:48 -verify rsa.pem -signature pss.sig msg >/dev/null'
+# bad input
+t 1 "sign-digest without --digest" msg.sha256 sign-digest ec
+t 8 "sign-digest --digest md5" msg.sha256 sign-digest ec --digest md5
+t 8 "sign-digest --digest sha1" msg.sha256 sign-digest ec --digest sha1
+head -c 31 msg.sha256 >short
+t 1 "a digest one byte short" short sign-digest ec --digest sha256
+t 1 "a sha256 digest given as sha384" msg.sha256 sign-digest ec --digest sha384
+t 1 "a digest longer than any" msg sign-digest ec --digest sha256
+t 1 "--p1363 on an RSA key" msg.sha256 sign-digest rsa --digest sha256 --p1363
+t 0 "an Ed25519 key" - key create ed --type ed25519
+t 4 "sign-digest with Ed25519 (messages only)" msg.sha256 sign-digest ed --digest sha256
+t 4 "sign-digest with an AES key" msg.sha256 sign-digest aes --digest sha256
+t 0 "rotate the EC key" - key rotate ec
+t 4 "sign-digest --version 1, no longer the primary" msg.sha256 sign-digest ec --digest sha256 --version 1
+check "the refusal names the primary" grep -q "primary" err
+t 2 "sign-digest with a key that does not exist" msg.sha256 sign-digest nope --digest sha256
+
+# ---------------------------------------------------------------- datakey decrypt
+t 0 "a data key with its plaintext" - datakey aes --plaintext-file dk.plain
+cp out dk.wrapped
+t 0 "datakey decrypt" dk.wrapped datakey decrypt
+check "datakey decrypt gives the data key back" cmp -s out dk.plain
+t 6 "datakey decrypt with the wrong aad" dk.wrapped datakey decrypt --aad other
+
+# ---------------------------------------------------------------- --audit-json, --audit-syslog
+t 0 "--audit-json before the command" - --audit-json aud.jsonl key create audited --type aes-256-gcm
+check "the file holds the key.create entry" grep -q '"op":"key.create".*audited' aud.jsonl
+check "the file is private (0600)" test "$(stat -c %a aud.jsonl)" = 600
+t 0 "--audit-json after the command, appending" - key rotate audited --audit-json=aud.jsonl
+check "the rotation appended" grep -q '"op":"key.rotate"' aud.jsonl
+check "each line is a JSON entry with a hash" \
+    "$PY" -c 'import json, sys; [json.loads(l)["hash"] for l in open("aud.jsonl")]'
+n1=$(wc -l <aud.jsonl)
+t 0 "a command without the option" - key rotate audited
+check "nothing appended without --audit-json" test "$(wc -l <aud.jsonl)" -eq "$n1"
+t 0 "the entries are in the vault's log too" - audit show
+check "the vault log has them" test "$(grep -c 'audited' out)" -ge 1
+t 7 "--audit-json into a directory that does not exist" - --audit-json nodir/a.jsonl key create lost --type aes-256-gcm
+check "the error names the file" grep -q "nodir/a.jsonl" err
+t 2 "no change was made without its audit copy" - key info lost
+t 1 "--audit-json with an empty name" - --audit-json "" key list
+t 1 "--audit-json without a value" - key list --audit-json
+t 0 "--audit-syslog" - --audit-syslog key create logged --type aes-256-gcm
+t 0 "--audit-syslog with --audit-json" - --audit-syslog --audit-json aud.jsonl key rotate logged
+check "the rotation of logged is in the file" grep -q '"op":"key.rotate".*"version":2' aud.jsonl
+t 1 "--audit-syslog takes no value" - --audit-syslog=yes key list
+
+# ---------------------------------------------------------------- the grammar stays
+t 0 "help lists derive and sign-digest" - help
+check "derive in help" grep -q "kmctl derive NAME N" out
+check "sign-digest in help" grep -q "kmctl sign-digest NAME --digest" out
+check "export shows --kek and --version" grep -q "kmctl export NAME \[--wrap-with PUBKEY.pem\] \[--kek KEKNAME\] \[--version N\]" out
+check "the global audit options in the usage" grep -q "\[--audit-json FILE\] \[--audit-syslog\]" out
+t 0 "audit verify" - audit verify
+
+lib_summary
