@@ -70,6 +70,35 @@ cp out r1.blob
 t 0 "import the RSA-wrapped version 1" - import r1 --type hmac-sha256 --wrapped r1.blob
 t 0 "its MAC" msg mac r1 --raw
 check "--wrap-with --version 1 carried version 1's material" cmp -s out tag1
+# moving a key version by version to another vault that holds the same KEK
+# (import --key-id --version): both versions' data decrypt there
+head -c 32 /dev/urandom >kek.bin
+KID=4b454b4b454b4b454b4b454b4b454b4b
+t 0 "a shared KEK" - key import skek --type aes-256-kwp --raw kek.bin --key-id $KID --usage wrap,unwrap
+t 0 "an exportable data key" - key create moving --type aes-256-gcm --exportable
+t 0 "encrypt under version 1" msg encrypt moving
+cp out m1.ct
+t 0 "rotate it" - key rotate moving
+t 0 "encrypt under version 2" msg encrypt moving
+cp out m2.ct
+t 0 "key info --json" - key info moving --json
+MID=$(json_get out 'd["id"]')
+t 0 "export version 1 under the shared KEK" - export moving --kek skek --version 1
+cp out m1.blob
+t 0 "export version 2 under the shared KEK" - export moving --kek skek --version 2
+cp out m2.blob
+B="--vault $tmp/vault-b"
+t 0 "a second vault" - $B init --kdf-cost 14
+t 0 "the shared KEK in it" - $B key import skek --type aes-256-kwp --raw kek.bin --key-id $KID --usage wrap,unwrap
+t 0 "import version 1 there" - $B import moving --type aes-256-gcm --wrapped m1.blob --key-id "$MID" --version 1
+t 0 "version 1's data decrypts there" m1.ct $B decrypt
+check "the plaintext of version 1" cmp -s out msg
+t 2 "version 2's data does not yet" m2.ct $B decrypt
+t 0 "import version 2 there" - $B import moving --type aes-256-gcm --wrapped m2.blob --key-id "$MID" --version 2
+t 0 "version 2's data decrypts there" m2.ct $B decrypt
+check "the plaintext of version 2" cmp -s out msg
+t 3 "the same version twice" - $B import moving --type aes-256-gcm --wrapped m2.blob --key-id "$MID" --version 2
+t 2 "a blob under a KEK the vault does not have (another key id)" - $B import other --type hmac-sha256 --wrapped v1.blob
 # bad input
 t 1 "export with neither --kek nor --wrap-with" - export h
 check "the error names both forms" grep -q -- "--wrap-with.*--kek" err
