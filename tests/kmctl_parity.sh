@@ -234,10 +234,51 @@ t 0 "--audit-syslog with --audit-json" - --audit-syslog --audit-json aud.jsonl k
 check "the rotation of logged is in the file" grep -q '"op":"key.rotate".*"version":2' aud.jsonl
 t 1 "--audit-syslog takes no value" - --audit-syslog=yes key list
 
+# ---------------------------------------------------------------- audit level show, key perms, keyslot add passphrase
+t 0 "audit level show" - audit level show
+check "the default level is counters" test "$(cat out)" = counters
+t 0 "audit level every" - audit level every
+t 0 "audit level show --json" - audit level show --json
+check "--json: the level set" test "$(json_get out 'd["level"]')" = every
+t 1 "audit level still needs its argument" - audit level
+t 1 "audit level show takes no argument" - audit level show every
+: >aud2.jsonl
+t 0 "an encryption at level every, with --audit-json" msg --audit-json aud2.jsonl encrypt aes
+check "the data-path entry reaches the file" grep -q '"op":"key.use\|"op":"encrypt' aud2.jsonl
+t 0 "audit level counters again" - audit level counters
+
+t 0 "key perms of the owner" - key perms aes
+check "the owner may do everything" test "$(cat out)" = "encrypt,decrypt,sign,verify,mac,derive,export"
+printf 'uma credential\n' >cred-uma
+chmod 600 cred-uma
+t 0 "a user principal" - principal add uma --role user --credential-file cred-uma
+t 0 "grant it decrypt on aes" - key grant aes uma --perms decrypt,encrypt
+t 0 "key perms as uma" - --principal uma --passphrase-file cred-uma key perms aes --json
+check "uma's perms, as granted" test "$(json_get out '",".join(d["perms"]) + d["name"]')" = "encrypt,decryptaes"
+t 0 "key perms as uma on a key without a grant" - --principal uma --passphrase-file cred-uma key perms ec
+check "no permission shows as -" test "$(cat out)" = "-"
+t 2 "key perms of a key that does not exist" - key perms nope
+
+printf 'a second owner passphrase\n' >pass2
+chmod 600 pass2
+t 0 "keyslot add passphrase" - keyslot add passphrase --new-passphrase-file pass2 --kdf-cost 14
+t 0 "the vault opens with the new passphrase" - --passphrase-file pass2 key info aes
+t 0 "and still with the first" - key info aes
+t 1 "keyslot add passphrase without the file" - keyslot add passphrase
+t 1 "keyslot add passphrase from a file that does not exist" - keyslot add passphrase --new-passphrase-file nofile
+t 4 "a user may not add a keyslot" - --principal uma --passphrase-file cred-uma keyslot add passphrase --new-passphrase-file pass2 --kdf-cost 14
+printf 'wrong\n' >wrongpass
+chmod 600 wrongpass
+t 5 "a passphrase never added does not open it" - --passphrase-file wrongpass key info aes
+t 0 "the keyslot addition is audited" - audit show
+check "a keyslot entry" grep -q 'keyslot' out
+
 # ---------------------------------------------------------------- the grammar stays
 t 0 "help lists derive and sign-digest" - help
 check "derive in help" grep -q "kmctl derive NAME N" out
 check "sign-digest in help" grep -q "kmctl sign-digest NAME --digest" out
+check "key perms, audit level show, keyslot add passphrase in help" \
+    sh -c 'grep -q "kmctl key perms NAME" out && grep -q "kmctl audit level show" out && grep -q "kmctl keyslot add passphrase --new-passphrase-file FILE" out'
 check "export shows --kek and --version" grep -q "kmctl export NAME \[--wrap-with PUBKEY.pem\] \[--kek KEKNAME\] \[--version N\]" out
 check "the global audit options in the usage" grep -q "\[--audit-json FILE\] \[--audit-syslog\]" out
 t 0 "audit verify" - audit verify

@@ -584,23 +584,34 @@ struct grants_out {
     int bad;
 };
 
-static int grant_line(const char *grantee, uint32_t perms, void *arg)
+/* perms as names: appended to pa (a JSON array) when not NULL, else into
+ * list ("encrypt,decrypt", at least 128 bytes). Returns -1 when pa failed. */
+static int perms_names(uint32_t perms, json_t *pa, char *list)
 {
-    struct grants_out *g = arg;
-    char list[128] = "";
     size_t i;
-    json_t *pa = g->arr ? json_array() : NULL, *e;
+    int bad = 0;
 
+    list[0] = '\0';
     for (i = 0; i < sizeof perm_names / sizeof perm_names[0]; i++) {
         if (!(perms & perm_names[i].bit))
             continue;
-        if (pa != NULL)
-            g->bad |= json_array_append_new(pa, json_string(perm_names[i].name)) != 0;
-        else {
+        if (pa != NULL) {
+            bad |= json_array_append_new(pa, json_string(perm_names[i].name)) != 0;
+        } else {
             strcat(list, list[0] ? "," : "");
             strcat(list, perm_names[i].name);
         }
     }
+    return bad ? -1 : 0;
+}
+
+static int grant_line(const char *grantee, uint32_t perms, void *arg)
+{
+    struct grants_out *g = arg;
+    char list[128];
+    json_t *pa = g->arr ? json_array() : NULL, *e;
+
+    g->bad |= perms_names(perms, pa, list) != 0;
     if (g->arr == NULL) {
         g->bad |= printf("%s\t%s\n", grantee, list[0] ? list : "-") < 0;
         return g->bad;
@@ -610,6 +621,36 @@ static int grant_line(const char *grantee, uint32_t perms, void *arg)
               || kmctl_json_set(e, "grantee", json_string(grantee)) != 0
               || kmctl_json_set(e, "perms", pa) != 0;
     return g->bad;
+}
+
+/* kmctl key perms NAME [--json]: what this run's principal may do with the
+ * key (km_key_perms): "encrypt,decrypt,..." or {"name", "perms": [...]}. */
+int kmctl_cmd_key_perms(struct kmctl *k, const struct kmctl_args *a)
+{
+    char list[128];
+    uint32_t perms = 0;
+    km_key *key = NULL;
+    json_t *root, *pa;
+    int rc = kmctl_open_key(k, a->pos[0], &key);
+
+    if (rc != KMCTL_EXIT_OK)
+        return rc;
+    rc = km_key_perms(key, &perms);
+    km_key_free(key);
+    if (rc != KM_OK)
+        return kmctl_lib_error(rc, "reading the permissions on key '%s'", a->pos[0]);
+    if (a->val[OPT_JSON] == NULL) {
+        (void)perms_names(perms, NULL, list);
+        return printf("%s\n", list[0] ? list : "-") < 0 ? write_failed() : KMCTL_EXIT_OK;
+    }
+    root = json_object();
+    pa = json_array();
+    if (root == NULL || kmctl_json_set(root, "name", json_string(a->pos[0])) != 0
+        || perms_names(perms, pa, list) != 0 || kmctl_json_set(root, "perms", pa) != 0) {
+        json_decref(root);
+        root = NULL;
+    }
+    return kmctl_json_emit(root);
 }
 
 int kmctl_cmd_key_grants(struct kmctl *k, const struct kmctl_args *a)

@@ -239,6 +239,10 @@ int kmctl_cmd_key_purge(struct kmctl *k, const struct kmctl_args *a);
 int kmctl_cmd_key_backup(struct kmctl *k, const struct kmctl_args *a);
 int kmctl_cmd_key_grants(struct kmctl *k, const struct kmctl_args *a);
 int kmctl_cmd_key_restore(struct kmctl *k, const struct kmctl_args *a);
+int kmctl_cmd_key_perms(struct kmctl *k, const struct kmctl_args *a);
+/* cmd_parity.c: the remaining public operations (issue 23 item 8) */
+int kmctl_cmd_audit_level_show(struct kmctl *k, const struct kmctl_args *a);
+int kmctl_cmd_keyslot_add_passphrase(struct kmctl *k, const struct kmctl_args *a);
 /* import --key-id HEX --version N: the options' key_id (kept in id) and import_version */
 int kmctl_import_target(const struct kmctl_args *a, km_key_options *o, uint8_t id[16]);
 /* request create key-set: the params of a key settings request (pf holds a read file) */

@@ -12,6 +12,7 @@ src_kmctl_kmctl_SOURCES = src/kmctl/kmctl.h src/kmctl/main.c src/kmctl/report.c 
 	src/kmctl/cmd_policy.c src/kmctl/cmd_backup.c src/kmctl/cmd_access.c \
 	src/kmctl/cmd_backend.c src/kmctl/cmd_kmd.c src/kmctl/cmd_ops.c
 src_kmctl_kmctl_SOURCES += src/kmctl/kmctl_json.h src/kmctl/cmd_keymeta.c
+src_kmctl_kmctl_SOURCES += src/kmctl/cmd_parity.c
 src_kmctl_kmctl_CPPFLAGS = $(KM_CONFIG_INCLUDE) -I$(srcdir)/include
 src_kmctl_kmctl_CFLAGS = $(AM_CFLAGS) $(JANSSON_CFLAGS)
 src_kmctl_kmctl_LDADD = libkm.la $(JANSSON_LIBS)

@@ -191,6 +191,9 @@ static const struct kmctl_optspec o_datakey_pair[] = {
 static const struct kmctl_optspec o_random[] = {
     O_PROTECTION, { "hex", NULL, ARG_NONE, 0, OPT_HEX, 0 }, O_TEXT, O_END };
 #define O_HEX { "hex", NULL, ARG_NONE, 0, OPT_HEX, 0 }
+static const struct kmctl_optspec o_add_passphrase[] = {
+    { "new-passphrase-file", "FILE", ARG_STR, 1, OPT_NEW_PASS_FILE, 0 },
+    { "kdf-cost", "N", ARG_UINT, 0, OPT_KDF_COST, 64 }, O_END };
 static const struct kmctl_optspec o_derive[] = {
     { "salt", "TEXT", ARG_STR, 0, OPT_SALT, 0 }, { "info", "TEXT", ARG_STR, 0, OPT_INFO, 0 },
     O_HEX, O_TEXT, O_JSON, O_END };
@@ -360,6 +363,12 @@ static const struct kmctl_cmd commands[] = {
       "N bytes (1..8160) derived with HKDF-SHA-256 from an HMAC key with the derive usage" },
     { "sign-digest", "NAME", 1, o_sign_digest, NULL, kmctl_cmd_sign_digest, VAULT_OPEN,
       "< digest > sig", "sign a digest computed elsewhere (binary on stdin): the raw signature" },
+    { "key perms", "NAME", 1, o_json, NULL, kmctl_cmd_key_perms, VAULT_OPEN, "",
+      "what this principal may do with a key: PERMS (encrypt,decrypt,...)" },
+    { "audit level show", "", 0, o_json, NULL, kmctl_cmd_audit_level_show, VAULT_OPEN, "",
+      "print the data-path audit level (none, counters or every)" },
+    { "keyslot add passphrase", "", 0, o_add_passphrase, NULL, kmctl_cmd_keyslot_add_passphrase,
+      VAULT_OPEN, "", "one more owner passphrase opens the vault (from --new-passphrase-file)" },
     { "version", "", 0, o_none, NULL, cmd_version, VAULT_NONE, "", "print the kmctl and libkm versions" },
     { "help", "", 0, o_none, NULL, cmd_help, VAULT_NONE, "", "print this help" },
 };
