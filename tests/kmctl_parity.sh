@@ -273,6 +273,52 @@ t 5 "a passphrase never added does not open it" - --passphrase-file wrongpass ke
 t 0 "the keyslot addition is audited" - audit show
 check "a keyslot entry" grep -q 'keyslot' out
 
+# ---------------------------------------------------------------- card keys (pkcs11-card)
+# a SoftHSM2 token playing a smart card: an EC key with its certificate (same
+# CKA_ID), written with softhsm2-util and p11tool (gnutls-bin)
+lib_need_softhsm
+lib_need_tools p11tool
+M=$LIB_P11_MODULE
+lib_softhsm "$tmp/hsm" card 1234 5678 || lib_die "cannot make the SoftHSM2 token"
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout card.key \
+    -out card.crt -subj /CN=alice -days 30 2>/dev/null || lib_die "cannot make the card certificate"
+openssl pkcs8 -topk8 -nocrypt -in card.key -out card.p8 || lib_die "pkcs8"
+softhsm2-util --import card.p8 --token card --label alice --id 01 --pin 5678 >/dev/null \
+    || lib_die "cannot import the card key"
+GNUTLS_PIN=5678 p11tool --provider "$M" --login --write --load-certificate card.crt --label alice \
+    --id 01 "pkcs11:token=card" >/dev/null 2>&1 || lib_die "cannot write the card certificate"
+openssl x509 -in card.crt -pubkey -noout >card.pub
+export KM_PKCS11_PIN=5678
+t 0 "backend certificates" - backend certificates --module "$M"
+check "one certificate-bound key, with its label and token" \
+    sh -c 'test "$(wc -l <out)" -eq 1 && grep -q "	/CN=alice on card	card\$" out'
+CID=$(cut -f1 out)
+t 0 "backend certificates --json" - backend certificates --module "$M" --json
+check "--json: the same id" test "$(json_get out 'd["certificates"][0]["id"]')" = "$CID"
+t 7 "backend certificates of a module that does not load" - backend certificates --module /nonexistent.so
+t 0 "backend add pkcs11-card" - backend add pkcs11-card --module "$M"
+t 0 "key link --json" - key link card --cert-id "$CID" --json
+check "key link --json: name and id" test "$(json_get out 'd["name"] + str(len(d["id"]))')" = card32
+t 0 "key info of the card key" - key info card --json
+check "protection pkcs11-card, type from the certificate, sign and verify only" \
+    test "$(json_get out 'd["protection"] + " " + d["type"] + " " + ",".join(d["usage"]) if isinstance(d["usage"], list) else d["protection"] + " " + d["type"] + " " + d["usage"]')" = "pkcs11-card ec-p256 sign,verify"
+t 0 "sign with the card (PIN from KM_PKCS11_PIN)" msg sign card --raw
+cp out card.sig
+check "openssl verifies the card's signature with the certificate's key" \
+    sh -c 'openssl dgst -sha256 -verify card.pub -signature card.sig msg >/dev/null'
+t 0 "verify with the card key" msg verify card card.sig --raw
+t 3 "key link the same name twice" - key link card --cert-id "$CID"
+t 2 "key link a certificate id that is on no token" - key link ghost --cert-id "SoftHSM\\x20project/SoftHSM\\x20v2/0000000000000000/card/01"
+t 1 "key link a malformed certificate id" - key link bad --cert-id "not an id"
+t 1 "key link without --cert-id" - key link bad
+t 1 "key link with an unknown usage" - key link bad --cert-id "$CID" --usage fly
+KM_PKCS11_PIN=0000 "$KMCTL" sign card --raw <msg >out 2>err
+check "a wrong card PIN is refused (5), not retried" test $? -eq 5
+unset KM_PKCS11_PIN
+"$KMCTL" sign card --raw <msg >out 2>err
+check "no PIN: refused (5)" test $? -eq 5
+check "the error says a PIN is needed" grep -q "PIN" err
+
 # ---------------------------------------------------------------- the grammar stays
 t 0 "help lists derive and sign-digest" - help
 check "derive in help" grep -q "kmctl derive NAME N" out

@@ -1,10 +1,13 @@
 /* cmd_parity.c - kmctl commands that reach the last public operations without
- * one (issue 23 item 8): audit level show, keyslot add passphrase. */
+ * one (issue 23 item 8): audit level show, keyslot add passphrase,
+ * backend add pkcs11-card, backend certificates, key link. */
 #ifdef HAVE_CONFIG_H
 #include "config.h"
 #endif
 
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 
 #include "kmctl.h"
 #include "kmctl_json.h"
@@ -50,4 +53,106 @@ int kmctl_cmd_keyslot_add_passphrase(struct kmctl *k, const struct kmctl_args *a
     if (rc != KM_OK)
         return kmctl_lib_error(rc, "adding a passphrase keyslot");
     return KMCTL_EXIT_OK;
+}
+
+/* kmctl backend add pkcs11-card --module PATH: the module key link uses. */
+int kmctl_cmd_backend_add_card(struct kmctl *k, const struct kmctl_args *a)
+{
+    char config[4096];
+    int rc;
+
+    if ((size_t)snprintf(config, sizeof config, "module=%s", a->val[OPT_MODULE]) >= sizeof config)
+        return kmctl_error(KMCTL_EXIT_USAGE, "--module: the path is too long");
+    if ((rc = km_vault_backend_set(k->ctx, "pkcs11-card", config)) != KM_OK)
+        return kmctl_lib_error(rc, "registering the pkcs11-card module '%s'", a->val[OPT_MODULE]);
+    return KMCTL_EXIT_OK;
+}
+
+/* kmctl backend certificates --module PATH [--json]: the certificate-bound
+ * keys of the module's tokens (km_pkcs11_certificates), one per line, or
+ * {"certificates": [{"id", "label", "token"}, ...]}. */
+int kmctl_cmd_backend_certificates(struct kmctl *k, const struct kmctl_args *a)
+{
+    km_pkcs11_list *l = NULL;
+    json_t *root = NULL, *arr = NULL;
+    size_t i;
+    int rc, bad = 0;
+
+    (void)k;
+    if ((rc = km_pkcs11_certificates(&l, a->val[OPT_MODULE])) != KM_OK)
+        return kmctl_lib_error(rc, "listing the certificates of '%s'", a->val[OPT_MODULE]);
+    if (a->val[OPT_JSON] != NULL) {
+        root = json_object();
+        arr = json_array();
+        bad = root == NULL || kmctl_json_set(root, "certificates", arr) != 0;
+    }
+    for (i = 0; i < km_pkcs11_list_count(l) && !bad; i++) {
+        const char *id = km_pkcs11_list_get(l, i, KM_PKCS11_ID);
+        const char *label = km_pkcs11_list_get(l, i, KM_PKCS11_LABEL);
+        const char *token = km_pkcs11_list_get(l, i, KM_PKCS11_TOKEN_LABEL);
+        json_t *e;
+
+        label = label != NULL ? label : "";
+        token = token != NULL ? token : "";
+        if (root == NULL) {
+            bad = printf("%s\t%s\t%s\n", id, label, token) < 0;
+            continue;
+        }
+        e = json_object();
+        bad = e == NULL || json_array_append_new(arr, e) != 0
+              || kmctl_json_set(e, "id", json_string(id)) != 0
+              || kmctl_json_set(e, "label", json_string(label)) != 0
+              || kmctl_json_set(e, "token", json_string(token)) != 0;
+    }
+    km_pkcs11_list_free(l);
+    if (root != NULL) {
+        if (bad) {
+            json_decref(root);
+            root = NULL;
+        }
+        return kmctl_json_emit(root);
+    }
+    return bad ? kmctl_error(KMCTL_EXIT_OTHER, "writing the output failed") : KMCTL_EXIT_OK;
+}
+
+/* kmctl key link NAME --cert-id ID [--usage LIST] [--json]: a card's
+ * certificate-bound private key as a vault key (km_pkcs11_key_link; the
+ * module from backend add pkcs11-card, the PIN from KM_PKCS11_PIN). */
+int kmctl_cmd_key_link(struct kmctl *k, const struct kmctl_args *a)
+{
+    km_key_options o = KM_KEY_OPTIONS_INIT;
+    km_key *key = NULL;
+    int rc;
+
+    if (a->val[OPT_USAGE] != NULL && (rc = kmctl_parse_usage(a->val[OPT_USAGE], &o.usage))
+                                         != KMCTL_EXIT_OK)
+        return rc;
+    if ((rc = km_pkcs11_key_link(&key, k->ctx, a->pos[0], a->val[OPT_CERT_ID], &o)) != KM_OK)
+        return kmctl_lib_error(rc, "linking the card key '%s'", a->pos[0]);
+    rc = kmctl_print_id(a, a->pos[0], km_key_id(key));
+    km_key_free(key);
+    return rc;
+}
+
+/* The PIN of a card key (pkcs11-card: sign with key link's keys) comes from
+ * $KM_PKCS11_PIN, as the other PKCS#11 PINs of kmctl; given once: a PIN the
+ * card refused is not offered again (no loop can lock the card). */
+static int env_pin(void *arg, const char *token_label, unsigned retry, char *pin, size_t cap)
+{
+    const char *p = getenv("KM_PKCS11_PIN");
+
+    (void)arg;
+    (void)token_label;
+    if (retry > 0 || p == NULL || p[0] == '\0' || strlen(p) + 1 > cap)
+        return -1;
+    memcpy(pin, p, strlen(p) + 1);
+    return 0;
+}
+
+void kmctl_card_pin(void)
+{
+    const char *p = getenv("KM_PKCS11_PIN");
+
+    if (p != NULL && p[0] != '\0')
+        (void)km_pkcs11_set_pin_callback(env_pin, NULL); /* KM_E_UNSUPPORTED without PKCS#11 */
 }

@@ -100,6 +100,7 @@ enum kmctl_opt_id {
     OPT_SALT,
     OPT_INFO,
     OPT_DIGEST,
+    OPT_CERT_ID,
     OPT__COUNT
 };
 
@@ -243,6 +244,11 @@ int kmctl_cmd_key_perms(struct kmctl *k, const struct kmctl_args *a);
 /* cmd_parity.c: the remaining public operations (issue 23 item 8) */
 int kmctl_cmd_audit_level_show(struct kmctl *k, const struct kmctl_args *a);
 int kmctl_cmd_keyslot_add_passphrase(struct kmctl *k, const struct kmctl_args *a);
+int kmctl_cmd_backend_add_card(struct kmctl *k, const struct kmctl_args *a);
+int kmctl_cmd_backend_certificates(struct kmctl *k, const struct kmctl_args *a);
+int kmctl_cmd_key_link(struct kmctl *k, const struct kmctl_args *a);
+/* $KM_PKCS11_PIN as the PIN callback of card keys (km_pkcs11_set_pin_callback), when set. */
+void kmctl_card_pin(void);
 /* import --key-id HEX --version N: the options' key_id (kept in id) and import_version */
 int kmctl_import_target(const struct kmctl_args *a, km_key_options *o, uint8_t id[16]);
 /* request create key-set: the params of a key settings request (pf holds a read file) */

@@ -194,6 +194,10 @@ static const struct kmctl_optspec o_random[] = {
 static const struct kmctl_optspec o_add_passphrase[] = {
     { "new-passphrase-file", "FILE", ARG_STR, 1, OPT_NEW_PASS_FILE, 0 },
     { "kdf-cost", "N", ARG_UINT, 0, OPT_KDF_COST, 64 }, O_END };
+static const struct kmctl_optspec o_module_json[] = {
+    { "module", "PATH", ARG_STR, 1, OPT_MODULE, 0 }, O_JSON, O_END };
+static const struct kmctl_optspec o_key_link[] = {
+    { "cert-id", "ID", ARG_STR, 1, OPT_CERT_ID, 0 }, O_USAGE, O_JSON, O_END };
 static const struct kmctl_optspec o_derive[] = {
     { "salt", "TEXT", ARG_STR, 0, OPT_SALT, 0 }, { "info", "TEXT", ARG_STR, 0, OPT_INFO, 0 },
     O_HEX, O_TEXT, O_JSON, O_END };
@@ -369,6 +373,12 @@ static const struct kmctl_cmd commands[] = {
       "print the data-path audit level (none, counters or every)" },
     { "keyslot add passphrase", "", 0, o_add_passphrase, NULL, kmctl_cmd_keyslot_add_passphrase,
       VAULT_OPEN, "", "one more owner passphrase opens the vault (from --new-passphrase-file)" },
+    { "backend add pkcs11-card", "", 0, o_tokens, NULL, kmctl_cmd_backend_add_card, VAULT_OPEN, "",
+      "register the PKCS#11 module whose certificate-bound keys (smart cards) key link enters" },
+    { "backend certificates", "", 0, o_module_json, NULL, kmctl_cmd_backend_certificates,
+      VAULT_NONE, "", "list a module's certificate-bound keys: CERT-ID<tab>LABEL<tab>TOKEN (no vault)" },
+    { "key link", "NAME", 1, o_key_link, NULL, kmctl_cmd_key_link, VAULT_OPEN, "",
+      "enter a card's certificate-bound key as key NAME (sign, verify; prints its id)" },
     { "version", "", 0, o_none, NULL, cmd_version, VAULT_NONE, "", "print the kmctl and libkm versions" },
     { "help", "", 0, o_none, NULL, cmd_help, VAULT_NONE, "", "print this help" },
 };
@@ -899,6 +909,7 @@ int main(int argc, char **argv)
         out_rc = kmctl_finish_stdout();
         return rc != KMCTL_EXIT_OK ? rc : out_rc;
     }
+    kmctl_card_pin();
     if (c->vault != VAULT_NONE && (rc = open_vault(&k, c, &a, &g)) != KMCTL_EXIT_OK)
         return rc;
     if (k.ctx != NULL && isatty(STDERR_FILENO))
