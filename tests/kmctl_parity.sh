@@ -289,6 +289,10 @@ GNUTLS_PIN=5678 p11tool --provider "$M" --login --write --load-certificate card.
     --id 01 "pkcs11:token=card" >/dev/null 2>&1 || lib_die "cannot write the card certificate"
 openssl x509 -in card.crt -pubkey -noout >card.pub
 export KM_PKCS11_PIN=5678
+t 0 "backend tokens --json" - backend tokens --module "$M" --json
+check "--json: the card token and its id" test "$(json_get out 'd["tokens"][0]["label"] + str(len(d["tokens"])) + str("/card" in d["tokens"][0]["id"])')" = card1True
+t 0 "backend tokens (text form unchanged)" - backend tokens --module "$M"
+check "ID<tab>LABEL" grep -q "	card\$" out
 t 0 "backend certificates" - backend certificates --module "$M"
 check "one certificate-bound key, with its label and token" \
     sh -c 'test "$(wc -l <out)" -eq 1 && grep -q "	/CN=alice on card	card\$" out'
@@ -318,6 +322,22 @@ unset KM_PKCS11_PIN
 "$KMCTL" sign card --raw <msg >out 2>err
 check "no PIN: refused (5)" test $? -eq 5
 check "the error says a PIN is needed" grep -q "PIN" err
+
+# ---------------------------------------------------------------- --json of the other listings
+t 0 "version --json" - version --json
+check "--json: kmctl and libkm versions" test -n "$(json_get out 'd["kmctl"] and d["libkm"]')"
+t 0 "version (text form unchanged)" - version
+check "kmctl X (libkm Y)" grep -q '^kmctl .* (libkm .*)$' out
+t 0 "backend list --json" - backend list --json
+check "--json: the built-in backends" test "$(json_get out '" ".join(d["backends"][:2])')" = "software pkcs11"
+t 0 "backend list (text form unchanged)" - backend list
+check "one name per line, software first" test "$(head -1 out)" = software
+t 0 "request create --json" - request create destroy --target aes --version 1 --json
+RID=$(json_get out 'd["id"]')
+check "--json: the request id" test "${#RID}" -eq 32
+t 0 "request show of that id" - request show "$RID" --json
+t 0 "request create (text form unchanged)" - request create destroy --target aes --version 1
+check "the bare id" grep -Eqx '[0-9a-f]{32}' out
 
 # ---------------------------------------------------------------- the grammar stays
 t 0 "help lists derive and sign-digest" - help

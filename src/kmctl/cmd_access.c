@@ -11,6 +11,7 @@
 #include <jansson.h>
 
 #include "kmctl.h"
+#include "kmctl_json.h"
 
 static int emit(json_t *root)
 {
@@ -429,7 +430,6 @@ int kmctl_cmd_request_create(struct kmctl *k, const struct kmctl_args *a)
     const uint8_t *pp = NULL;
     size_t i, plen = 0;
     const char *key = NULL;
-    char hex[33];
     int rc;
 
     for (i = 0; i < sizeof ops / sizeof ops[0]; i++)
@@ -510,10 +510,7 @@ int kmctl_cmd_request_create(struct kmctl *k, const struct kmctl_args *a)
     kmctl_buf_free(&pf);
     if (rc != KM_OK)
         return kmctl_lib_error(rc, "creating the request");
-    kmctl_hex(id, 16, hex);
-    if (printf("%s\n", hex) < 0)
-        return kmctl_error(KMCTL_EXIT_OTHER, "writing the output failed");
-    return KMCTL_EXIT_OK;
+    return kmctl_print_id(a, NULL, id); /* the id, or --json {"id": HEX} */
 }
 
 int kmctl_cmd_request_approve(struct kmctl *k, const struct kmctl_args *a)

@@ -9,6 +9,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <km/sys/backend.h>
+
 #include "kmctl.h"
 #include "kmctl_json.h"
 
@@ -155,4 +157,73 @@ void kmctl_card_pin(void)
 
     if (p != NULL && p[0] != '\0')
         (void)km_pkcs11_set_pin_callback(env_pin, NULL); /* KM_E_UNSUPPORTED without PKCS#11 */
+}
+
+/* ------------------------------------------------------------ --json of listings */
+
+/* kmctl backend list [--json]: {"backends": [NAME, ...]}; the lines otherwise. */
+int kmctl_cmd_backends_json(struct kmctl *k, const struct kmctl_args *a)
+{
+    char names[32][KM_BACKEND_NAME_MAX + 1];
+    json_t *root, *arr;
+    size_t i, n = 0;
+    int rc, bad;
+
+    if (a->val[OPT_JSON] == NULL)
+        return kmctl_cmd_backend_list(k, a);
+    if ((rc = km_backend_names(names, 32, &n)) != KM_OK)
+        return kmctl_lib_error(rc, "listing the backends");
+    root = json_object();
+    arr = json_array();
+    bad = root == NULL || kmctl_json_set(root, "backends", arr) != 0;
+    for (i = 0; i < n && i < 32 && !bad; i++)
+        bad = json_array_append_new(arr, json_string(names[i])) != 0;
+    if (bad) {
+        json_decref(root);
+        root = NULL;
+    }
+    return kmctl_json_emit(root);
+}
+
+/* kmctl backend tokens --module PATH [--json]: {"tokens": [{"id", "label"}, ...]}. */
+int kmctl_cmd_tokens_json(struct kmctl *k, const struct kmctl_args *a)
+{
+    km_pkcs11_list *l = NULL;
+    json_t *root, *arr;
+    size_t i;
+    int rc, bad;
+
+    if (a->val[OPT_JSON] == NULL)
+        return kmctl_cmd_backend_tokens(k, a);
+    if ((rc = km_pkcs11_tokens(&l, a->val[OPT_MODULE])) != KM_OK)
+        return kmctl_lib_error(rc, "listing the module's tokens");
+    root = json_object();
+    arr = json_array();
+    bad = root == NULL || kmctl_json_set(root, "tokens", arr) != 0;
+    for (i = 0; i < km_pkcs11_list_count(l) && !bad; i++) {
+        json_t *e = json_object();
+        bad = e == NULL || json_array_append_new(arr, e) != 0
+              || kmctl_json_set(e, "id", json_string(km_pkcs11_list_get(l, i, KM_PKCS11_ID))) != 0
+              || kmctl_json_set(e, "label", json_string(km_pkcs11_list_get(l, i, KM_PKCS11_LABEL)))
+                     != 0;
+    }
+    km_pkcs11_list_free(l);
+    if (bad) {
+        json_decref(root);
+        root = NULL;
+    }
+    return kmctl_json_emit(root);
+}
+
+/* kmctl version --json: {"kmctl": VERSION, "libkm": VERSION}. */
+int kmctl_version_json(const char *kmctl_version, const char *libkm_version)
+{
+    json_t *o = json_object();
+
+    if (o != NULL && (kmctl_json_set(o, "kmctl", json_string(kmctl_version)) != 0
+                      || kmctl_json_set(o, "libkm", json_string(libkm_version)) != 0)) {
+        json_decref(o);
+        o = NULL;
+    }
+    return kmctl_json_emit(o);
 }

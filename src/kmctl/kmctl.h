@@ -249,6 +249,10 @@ int kmctl_cmd_backend_certificates(struct kmctl *k, const struct kmctl_args *a);
 int kmctl_cmd_key_link(struct kmctl *k, const struct kmctl_args *a);
 /* $KM_PKCS11_PIN as the PIN callback of card keys (km_pkcs11_set_pin_callback), when set. */
 void kmctl_card_pin(void);
+/* --json of backend list, backend tokens and version (the text forms: cmd_backend.c, main.c) */
+int kmctl_cmd_backends_json(struct kmctl *k, const struct kmctl_args *a);
+int kmctl_cmd_tokens_json(struct kmctl *k, const struct kmctl_args *a);
+int kmctl_version_json(const char *kmctl_version, const char *libkm_version);
 /* import --key-id HEX --version N: the options' key_id (kept in id) and import_version */
 int kmctl_import_target(const struct kmctl_args *a, km_key_options *o, uint8_t id[16]);
 /* request create key-set: the params of a key settings request (pf holds a read file) */

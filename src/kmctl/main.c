@@ -129,7 +129,7 @@ static const struct kmctl_optspec o_request[] = {
     { "ttl", "SECONDS", ARG_UINT, 0, OPT_TTL, 30u * 24 * 3600 },
     { "role", "ROLES", ARG_STR, 0, OPT_ROLE, 0 },
     { "policy", "FILE", ARG_STR, 0, OPT_POLICY, 0 },
-    { "deletion-protection", "off", ARG_STR, 0, OPT_DELETION_PROTECTION, 0 }, O_END };
+    { "deletion-protection", "off", ARG_STR, 0, OPT_DELETION_PROTECTION, 0 }, O_JSON, O_END };
 static const struct kmctl_optspec o_shares[] = {
     { "m", "M", ARG_UINT, 1, OPT_M, KM_SHARES_MAX }, { "n", "N", ARG_UINT, 1, OPT_N, KM_SHARES_MAX },
     { "out-dir", "DIR", ARG_STR, 1, OPT_OUT_DIR, 0 }, O_END };
@@ -153,6 +153,8 @@ static const struct kmctl_optspec o_kmip[] = {
     { "timeout", "MS", ARG_UINT, 0, OPT_TIMEOUT, 600000 }, O_END };
 static const struct kmctl_optspec o_tokens[] = {
     { "module", "PATH", ARG_STR, 1, OPT_MODULE, 0 }, O_END };
+static const struct kmctl_optspec o_tokens_json[] = {
+    { "module", "PATH", ARG_STR, 1, OPT_MODULE, 0 }, O_JSON, O_END };
 
 static const struct kmctl_optspec o_rekey[] = {
     { "new-passphrase-file", "FILE", ARG_STR, 1, OPT_NEW_PASS_FILE, 0 },
@@ -304,9 +306,9 @@ static const struct kmctl_cmd commands[] = {
       "register a PKCS#11 token for --protection pkcs11 (PIN: KM_PKCS11_PIN, or --store-pin)" },
     { "backend add kmip", "", 0, o_kmip, NULL, kmctl_cmd_backend_add_kmip, VAULT_OPEN, "",
       "register a KMIP key server (mutual TLS) for --protection kmip" },
-    { "backend list", "", 0, o_none, NULL, kmctl_cmd_backend_list, VAULT_NONE, "",
+    { "backend list", "", 0, o_json, NULL, kmctl_cmd_backends_json, VAULT_NONE, "",
       "list the key backends this libkm has, one name per line (no vault)" },
-    { "backend tokens", "", 0, o_tokens, NULL, kmctl_cmd_backend_tokens, VAULT_NONE, "",
+    { "backend tokens", "", 0, o_tokens_json, NULL, kmctl_cmd_tokens_json, VAULT_NONE, "",
       "list the tokens of a PKCS#11 module: SERIALISED-ID<tab>LABEL per line (no vault, no PIN)" },
     { "keyslot add tpm2", "", 0, o_tpm_slot, NULL, kmctl_cmd_keyslot_add_tpm2, VAULT_OPEN, "",
       "seal the master key to a TPM: the vault then opens with KM_TPM2_TCTI, no passphrase" },
@@ -379,7 +381,7 @@ static const struct kmctl_cmd commands[] = {
       VAULT_NONE, "", "list a module's certificate-bound keys: CERT-ID<tab>LABEL<tab>TOKEN (no vault)" },
     { "key link", "NAME", 1, o_key_link, NULL, kmctl_cmd_key_link, VAULT_OPEN, "",
       "enter a card's certificate-bound key as key NAME (sign, verify; prints its id)" },
-    { "version", "", 0, o_none, NULL, cmd_version, VAULT_NONE, "", "print the kmctl and libkm versions" },
+    { "version", "", 0, o_json, NULL, cmd_version, VAULT_NONE, "", "print the kmctl and libkm versions" },
     { "help", "", 0, o_none, NULL, cmd_help, VAULT_NONE, "", "print this help" },
 };
 
@@ -491,7 +493,8 @@ static int cmd_help(struct kmctl *k, const struct kmctl_args *a)
 static int cmd_version(struct kmctl *k, const struct kmctl_args *a)
 {
     (void)k;
-    (void)a;
+    if (a->val[OPT_JSON] != NULL)
+        return kmctl_version_json(KM_VERSION_STRING, km_version());
     if (printf("kmctl %s (libkm %s)\n", KM_VERSION_STRING, km_version()) < 0)
         return kmctl_error(KMCTL_EXIT_OTHER, "writing the output failed");
     return KMCTL_EXIT_OK;
