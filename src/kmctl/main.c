@@ -153,7 +153,7 @@ static const struct kmctl_optspec o_kmip[] = {
     { "timeout", "MS", ARG_UINT, 0, OPT_TIMEOUT, 600000 }, O_END };
 static const struct kmctl_optspec o_tokens[] = {
     { "module", "PATH", ARG_STR, 1, OPT_MODULE, 0 }, O_END };
-static const struct kmctl_optspec o_tokens_json[] = {
+static const struct kmctl_optspec o_module_json[] = {
     { "module", "PATH", ARG_STR, 1, OPT_MODULE, 0 }, O_JSON, O_END };
 
 static const struct kmctl_optspec o_rekey[] = {
@@ -196,8 +196,6 @@ static const struct kmctl_optspec o_random[] = {
 static const struct kmctl_optspec o_add_passphrase[] = {
     { "new-passphrase-file", "FILE", ARG_STR, 1, OPT_NEW_PASS_FILE, 0 },
     { "kdf-cost", "N", ARG_UINT, 0, OPT_KDF_COST, 64 }, O_END };
-static const struct kmctl_optspec o_module_json[] = {
-    { "module", "PATH", ARG_STR, 1, OPT_MODULE, 0 }, O_JSON, O_END };
 static const struct kmctl_optspec o_key_link[] = {
     { "cert-id", "ID", ARG_STR, 1, OPT_CERT_ID, 0 }, O_USAGE, O_JSON, O_END };
 static const struct kmctl_optspec o_derive[] = {
@@ -308,7 +306,7 @@ static const struct kmctl_cmd commands[] = {
       "register a KMIP key server (mutual TLS) for --protection kmip" },
     { "backend list", "", 0, o_json, NULL, kmctl_cmd_backends_json, VAULT_NONE, "",
       "list the key backends this libkm has, one name per line (no vault)" },
-    { "backend tokens", "", 0, o_tokens_json, NULL, kmctl_cmd_tokens_json, VAULT_NONE, "",
+    { "backend tokens", "", 0, o_module_json, NULL, kmctl_cmd_tokens_json, VAULT_NONE, "",
       "list the tokens of a PKCS#11 module: SERIALISED-ID<tab>LABEL per line (no vault, no PIN)" },
     { "keyslot add tpm2", "", 0, o_tpm_slot, NULL, kmctl_cmd_keyslot_add_tpm2, VAULT_OPEN, "",
       "seal the master key to a TPM: the vault then opens with KM_TPM2_TCTI, no passphrase" },
