@@ -59,6 +59,7 @@ static int principal_lookup(km_ctx *srv, const char *name, uint8_t id[16])
 
 int km_ctx_delegate(km_ctx *srv, const char *principal, const char *peer, km_ctx **out)
 {
+    KM__REMOTE_NO(srv, "km_ctx_delegate", "only kmd's own context acts for a principal");
     struct km_ctx *ctx = NULL;
     km_secret *master = NULL;
     km__sealer *sealer = NULL;
@@ -139,6 +140,7 @@ out:
 
 int km_server_audit(km_ctx *srv, const char *detail)
 {
+    KM__REMOTE_NO(srv, "km_server_audit", "only kmd's own context writes its events");
     size_t n;
     int rc;
 
