@@ -195,6 +195,12 @@ typedef struct rarg {
     void *arg;
 } rarg;
 
+/* Inputs of the signature format (kmip_ttlv.h): the rest are outputs. */
+static int is_input(char c)
+{
+    return strchr("uilzsbxkOTQh", c) != NULL;
+}
+
 static size_t collect(const char *f, va_list ap, rarg *a)
 {
     size_t i;
@@ -225,7 +231,7 @@ static size_t collect(const char *f, va_list ap, rarg *a)
             x->arg = va_arg(ap, void *);
             break;
         default:
-            if (f[i] >= 'A' && f[i] <= 'Z') {
+            if (!is_input(f[i])) {
                 x->out = va_arg(ap, void *);
                 /* a result pointer reads NULL until the call made one */
                 if (x->out != NULL && strchr("KSIFM", f[i]) != NULL)
@@ -574,7 +580,7 @@ static int outputs(struct km_ctx *ctx, const rtree *r, int pl, const rarg *a, si
         const uint8_t *p;
         size_t n;
         int64_t v;
-        if (x->c >= 'a' && x->c <= 'z')
+        if (is_input(x->c))
             continue;
         while (c >= 0 && r->t->items[c].tag != KM_KMD_TAG_OUT)
             c = r->t->items[c].next;
