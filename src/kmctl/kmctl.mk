@@ -27,3 +27,6 @@ EXTRA_DIST += tests/kmctl_keymeta.sh
 # issue 23's commands (random, CMAC keys, ...)
 TESTS += tests/kmctl_ops.sh
 EXTRA_DIST += tests/kmctl_ops.sh
+# kmctl through kmd: --vault kmd:SOCKET (issue 20, client mode)
+TESTS += tests/kmctl_kmd.sh
+EXTRA_DIST += tests/kmctl_kmd.sh
