@@ -36,4 +36,5 @@ EXTRA_DIST += bindings/python/python.mk bindings/python/run-tests.sh \
 	bindings/python/tests/test_vault.py bindings/python/tests/test_errors.py \
 	bindings/python/tests/test_example.py bindings/python/tests/test_api.py \
 	bindings/python/tests/conftest.py bindings/python/tests/test_keymeta.py bindings/python/tests/test_ops.py \
+	bindings/python/tests/test_kmd.py \
 	examples/python_example.py
