@@ -15,9 +15,10 @@ int km__remote_uri(const char *uri);
 int km__remote_open(km_ctx **out, const char *uri, const km_open_options *opts);
 
 /* km_key_info's snapshot from kmd's answer (the Structure at index st of t;
- * src/api/key.c) and its encoding by kmd's side (the same file, so the two
- * stay in step); likewise km_policy_report's findings (src/api/policy.c).
- * KM_E_CORRUPT for an answer that does not match. */
+ * src/api/key.c, which has the struct; kmd encodes it from the public
+ * accessors in src/kmd/vendor.c, put_keyinfo, in the order key.c documents);
+ * likewise km_policy_report's findings (src/api/policy.c). KM_E_CORRUPT for
+ * an answer that does not match. */
 int km__keyinfo_remote(const km__ttlv_tree *t, int st, km_keyinfo **out);
 int km__findings_remote(const km__ttlv_tree *t, int st, km_policy_findings **out);
 
