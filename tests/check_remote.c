@@ -278,6 +278,28 @@ START_TEST(test_remote_admin)
     c = client();
     OK(km_key_create(&k, c, "a1", KM_KEY_AES_256_GCM, NULL));
     OK(km_key_grant(k, TU_USER, KM_PERM_ENCRYPT));
+    {
+        /* km_batch through kmd, item by item: each opens embedded; one bad item
+         * fails alone, with its detail */
+        km_batch_item it[3];
+        uint8_t o[3][64], pt[64];
+        size_t pl, i;
+        memset(it, 0, sizeof it);
+        for (i = 0; i < 3; i++) {
+            it[i].in = (const uint8_t *)"batch";
+            it[i].in_len = 5;
+            it[i].out = o[i];
+            it[i].out_cap = i == 2 ? 4 : sizeof o[i];
+        }
+        ck_assert_int_eq(km_batch(k, KM_BATCH_ENCRYPT, 0, it, 3), KM_E_BUFFER);
+        for (i = 0; i < 2; i++) {
+            OK(it[i].result);
+            OK(km_decrypt(owner, 0, o[i], it[i].out_len, NULL, 0, pt, sizeof pt, &pl));
+            ck_assert_mem_eq(pt, "batch", 5);
+        }
+        ck_assert_int_eq(it[2].result, KM_E_BUFFER);
+        ck_assert_str_ne(it[2].detail, "");
+    }
     OK(km_key_list(c, count_keys, &n));
     ck_assert_int_ge(n, 1);
     OK(km_policy_get(c, pol, sizeof pol, &pol_len));
@@ -475,6 +497,29 @@ START_TEST(test_remote_kmd_gone)
     ck_assert_int_lt(ms_now() - t0, 2000);
     kmd_start(TU_ADMIN, NULL);
     OK(km_encrypt(k, (const uint8_t *)"a", 1, NULL, 0, ct, sizeof ct, &ct_len));
+    km_key_free(k);
+    km_close(c);
+    /* killed while it holds the call (a long timeout: the kill, not the
+     * timeout, ends the call) */
+    setenv("KM_KMD_TIMEOUT_MS", "30000", 1);
+    c = client();
+    OK(km_key_open(&k, c, "g"));
+    kill(kmd_pid, SIGSTOP);
+    {
+        pid_t killer = fork(), dead = kmd_pid;
+        ck_assert_int_ge(killer, 0);
+        if (killer == 0) {
+            tu_sleep_ms(300);
+            kill(dead, SIGKILL);
+            _exit(0);
+        }
+        t0 = ms_now();
+        expect_err(km_encrypt(k, (const uint8_t *)"a", 1, NULL, 0, ct, sizeof ct, &ct_len),
+                   KM_E_IO, "closed the connection");
+        ck_assert_int_lt(ms_now() - t0, 5000);
+        waitpid(killer, NULL, 0);
+    }
+    kmd_stop(SIGKILL);
     km_key_free(k);
     km_close(c);
     unsetenv("KM_KMD_TIMEOUT_MS");

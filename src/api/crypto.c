@@ -955,27 +955,21 @@ static int batch_encrypt(km_key *key, km_batch_item *items, size_t count)
     return first;
 }
 
-int km_batch(km_key *key, km_batch_op op, uint32_t flags, km_batch_item *items, size_t count)
+int km__batch_each(km_key *key, km_batch_op op, uint32_t flags, km_batch_item *items,
+                   size_t count)
 {
-    KM__REMOTE_KEY(key, KM__KC_BATCH, key, op, flags, items, count);
     size_t i;
     int first = KM_OK;
 
-    if (key == NULL || (items == NULL && count > 0))
-        return km__err(KM_E_INVALID, "km_batch: %s is NULL", key == NULL ? "key" : "items");
-    if (count > KM_BATCH_MAX)
-        return km__err(KM_E_INVALID, "km_batch: count exceeds KM_BATCH_MAX");
-    if (op < KM_BATCH_ENCRYPT || op > KM_BATCH_MAC_VERIFY)
-        return km__err(KM_E_INVALID, "km_batch: unknown operation %d", (int)op);
-    if (op == KM_BATCH_ENCRYPT && flags != 0)
-        return km__err(KM_E_INVALID, "km_batch: encrypt takes no flags");
-    if (op == KM_BATCH_ENCRYPT)
-        return batch_encrypt(key, items, count);
     for (i = 0; i < count; i++) {
         km_batch_item *it = &items[i];
         int r;
         it->out_len = 0;
         switch (op) {
+        case KM_BATCH_ENCRYPT:
+            r = km_encrypt(key, it->in, it->in_len, it->aad, it->aad_len, it->out, it->out_cap,
+                           &it->out_len);
+            break;
         case KM_BATCH_DECRYPT:
             r = km_decrypt_key(key, flags, it->in, it->in_len, it->aad, it->aad_len, it->out,
                                it->out_cap, &it->out_len);
@@ -997,6 +991,23 @@ int km_batch(km_key *key, km_batch_op op, uint32_t flags, km_batch_item *items, 
             first = r;
     }
     return first;
+}
+
+int km_batch(km_key *key, km_batch_op op, uint32_t flags, km_batch_item *items, size_t count)
+{
+    if (key == NULL || (items == NULL && count > 0))
+        return km__err(KM_E_INVALID, "km_batch: %s is NULL", key == NULL ? "key" : "items");
+    if (count > KM_BATCH_MAX)
+        return km__err(KM_E_INVALID, "km_batch: count exceeds KM_BATCH_MAX");
+    if (op < KM_BATCH_ENCRYPT || op > KM_BATCH_MAC_VERIFY)
+        return km__err(KM_E_INVALID, "km_batch: unknown operation %d", (int)op);
+    if (op == KM_BATCH_ENCRYPT && flags != 0)
+        return km__err(KM_E_INVALID, "km_batch: encrypt takes no flags");
+    /* client mode: each item one call through kmd */
+    KM__REMOTE_KEY(key, KM__KC_BATCH, key, op, flags, items, count);
+    if (op == KM_BATCH_ENCRYPT)
+        return batch_encrypt(key, items, count);
+    return km__batch_each(key, op, flags, items, count);
 }
 
 /* ------------------------------------------------------------- text */

@@ -777,52 +777,24 @@ out:
     return rc;
 }
 
-/* km_batch and km_rewrap_batch_ex through kmd: each item is one call (the
- * public functions, which go to kmd), with the item's result and detail. */
-static int batch(km_key *key, km_ctx *ctx, int op, uint32_t flags, km_batch_item *items,
-                 size_t count)
+/* km_rewrap_batch_ex through kmd: each item one km_rewrap_ex call, with the
+ * item's result and detail (km_batch's items: km__batch_each, crypto.c). */
+static int rewrap_batch(km_ctx *ctx, uint32_t flags, km_batch_item *items, size_t count)
 {
     size_t i;
     int first = KM_OK;
 
     if (items == NULL && count > 0)
-        return km__err(KM_E_INVALID, "km_batch: items is NULL");
+        return km__err(KM_E_INVALID, "km_rewrap_batch_ex: items is NULL");
     if (count > KM_BATCH_MAX)
-        return km__err(KM_E_INVALID, "km_batch: count exceeds KM_BATCH_MAX");
+        return km__err(KM_E_INVALID, "km_rewrap_batch_ex: count exceeds KM_BATCH_MAX");
     for (i = 0; i < count; i++) {
         km_batch_item *it = &items[i];
-        int r;
         it->out_len = 0;
-        switch (op) {
-        case 0:
-            r = km_rewrap_ex(ctx, flags, it->in, it->in_len, it->aad, it->aad_len, NULL, NULL,
-                             0, it->out, it->out_cap, &it->out_len);
-            break;
-        case KM_BATCH_ENCRYPT:
-            r = km_encrypt(key, it->in, it->in_len, it->aad, it->aad_len, it->out, it->out_cap,
-                           &it->out_len);
-            break;
-        case KM_BATCH_DECRYPT:
-            r = km_decrypt_key(key, flags, it->in, it->in_len, it->aad, it->aad_len, it->out,
-                               it->out_cap, &it->out_len);
-            break;
-        case KM_BATCH_SIGN:
-            r = km_sign(key, flags, it->in, it->in_len, it->out, it->out_cap, &it->out_len);
-            break;
-        case KM_BATCH_MAC:
-            r = km_mac(key, flags, it->in, it->in_len, it->out, it->out_cap, &it->out_len);
-            break;
-        case KM_BATCH_VERIFY:
-            r = km_verify(key, 0, flags, it->in, it->in_len, it->sig, it->sig_len);
-            break;
-        case KM_BATCH_MAC_VERIFY:
-            r = km_mac_verify(key, 0, flags, it->in, it->in_len, it->sig, it->sig_len);
-            break;
-        default:
-            return km__err(KM_E_INVALID, "km_batch: unknown operation %d", op);
-        }
-        if (km__batch_done(it, r) != KM_OK && first == KM_OK)
-            first = r;
+        if (km__batch_done(it, km_rewrap_ex(ctx, flags, it->in, it->in_len, it->aad, it->aad_len,
+                                            NULL, NULL, 0, it->out, it->out_cap, &it->out_len))
+            != KM_OK && first == KM_OK)
+            first = it->result;
     }
     return first;
 }
@@ -838,20 +810,21 @@ static int remote_call(struct km_ctx *ctx, uint32_t fn, ...)
 
     if (fn == KM__KC_BATCH || fn == KM__KC_REWRAP_BATCH_EX) {
         km_key *key = NULL;
-        int op = 0;
+        km_batch_op op = KM_BATCH_ENCRYPT;
         uint32_t flags;
         km_batch_item *items;
         size_t count;
         va_start(ap, fn);
         if (fn == KM__KC_BATCH) {
             key = va_arg(ap, km_key *);
-            op = (int)va_arg(ap, unsigned);
+            op = (km_batch_op)va_arg(ap, int);
         }
         flags = va_arg(ap, uint32_t);
         items = va_arg(ap, km_batch_item *);
         count = va_arg(ap, size_t);
         va_end(ap);
-        return batch(key, ctx, op, flags, items, count);
+        return fn == KM__KC_BATCH ? km__batch_each(key, op, flags, items, count)
+                                  : rewrap_batch(ctx, flags, items, count);
     }
     if (f == NULL)
         return km__err(KM_E_UNSUPPORTED, "kmd: function %u has no remote form", fn);

@@ -25,8 +25,9 @@
 
 #include "kmip_ttlv.h"
 
-/* The largest output buffer kmd fills for one call (a bigger capacity is
- * served as this much: the caller then gets KM_E_BUFFER with the size). */
+/* The most output kmd buffers for one call, all its outputs together (a
+ * bigger capacity is served as what is left: the caller then gets
+ * KM_E_BUFFER with the size). */
 #define OUT_MAX (4u << 20)
 /* Records of one listing (the audit ones: the client asks again). */
 #define LIST_MAX 200000
@@ -197,7 +198,7 @@ static int get_struct(vcall *c, char ch, int st)
  * call's result); KM_E_CORRUPT for a request that does not match. */
 static int prepare(vcall *c)
 {
-    size_t i;
+    size_t i, budget = OUT_MAX;
     int rc;
     for (i = 0; i < c->n; i++) {
         const km__kcall_arg *a = &c->a[i];
@@ -218,10 +219,13 @@ static int prepare(vcall *c)
                 return KM_E_CORRUPT;
             break;
         case 'B': case 'C': case 'R':
-            c->cap[i] = a->n > (int64_t)OUT_MAX ? OUT_MAX : (size_t)a->n;
-            if (ch == 'R' && (size_t)a->n > OUT_MAX)
+            /* one budget for all the call's outputs: a client cannot make
+             * kmd hold more than OUT_MAX for it */
+            c->cap[i] = a->n > (int64_t)budget ? budget : (size_t)a->n;
+            if (ch == 'R' && (size_t)a->n > budget)
                 return km_backend_error(KM_E_INVALID, KM_NATIVE_NONE, 0,
                                         "km_random: at most %u bytes through kmd", OUT_MAX);
+            budget -= c->cap[i];
             if ((c->buf[i] = calloc(1, c->cap[i] + 1)) == NULL)
                 return KM_E_NOMEM;
             break;
