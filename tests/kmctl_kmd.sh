@@ -44,7 +44,7 @@ CONF
 kmd_pid=$!
 lib_on_exit "kill $kmd_pid 2>/dev/null; wait $kmd_pid 2>/dev/null"
 i=0
-while [ ! -S "$tmp/kmd.sock" ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i + 1)); done
+while [ ! -S "$tmp/kmd.sock" ] && [ $i -lt 600 ]; do sleep 0.1; i=$((i + 1)); done
 [ -S "$tmp/kmd.sock" ] || lib_die "kmd did not start: $(cat kmd.log)"
 export KM_VAULT="kmd:$tmp/kmd.sock"
 
