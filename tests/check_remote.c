@@ -323,6 +323,7 @@ START_TEST(test_remote_refused)
     km_ctx *c, *x = NULL;
     km_open_options o = KM_OPEN_OPTIONS_INIT;
     km_secret *sh[2];
+    km_key *sk;
 
     kmd_start(TU_USER, NULL);
     c = client();
@@ -333,8 +334,13 @@ START_TEST(test_remote_refused)
     expect_err(km_vault_backup(c, "/tmp/x"), KM_E_UNSUPPORTED, NULL);
     expect_err(km_vault_compact(c), KM_E_UNSUPPORTED, NULL);
     expect_err(km_audit_sink_file(c, "/tmp/x"), KM_E_UNSUPPORTED, "audit");
+    x = (km_ctx *)&o;   /* a result pointer reads NULL after a refusal */
     expect_err(km_ctx_delegate(c, TU_ADMIN, "uid:1", &x), KM_E_UNSUPPORTED, NULL);
     ck_assert_ptr_null(x);
+    sk = (km_key *)&o;
+    expect_err(km_session_key_create(&sk, c, KM_KEY_AES_256_GCM), KM_E_UNSUPPORTED,
+               "session key");
+    ck_assert_ptr_null(sk);
     /* the library's checks run in kmd, as this principal: a user adds no principal */
     expect_err(km_principal_add(c, "mallory", KM_ROLE_ADMIN, (const uint8_t *)"p", 1, 14),
                KM_E_DENIED, NULL);

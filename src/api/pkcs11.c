@@ -75,7 +75,6 @@ int km_pkcs11_pin_cache_clear(void)
 int km_pkcs11_key_link(km_key **out, km_ctx *ctx, const char *name, const char *cert_id,
                        const km_key_options *opts)
 {
-    KM__REMOTE_NO(ctx, "km_pkcs11_key_link", "a card in this host's reader cannot sign in kmd; link it in kmd's own vault");
     km__backend_inst *be = NULL;
     km_key_options o2 = KM_KEY_OPTIONS_INIT;
     km_key_type type;
@@ -84,6 +83,7 @@ int km_pkcs11_key_link(km_key **out, km_ctx *ctx, const char *name, const char *
 
     if (out != NULL)
         *out = NULL;
+    KM__REMOTE_NO(ctx, "km_pkcs11_key_link", "a card in this host's reader cannot sign in kmd; link it in kmd's own vault");
     if (ctx == NULL || name == NULL || cert_id == NULL)
         return km__err(KM_E_INVALID, "km_pkcs11_key_link: %s is NULL",
                        ctx == NULL ? "ctx" : name == NULL ? "name" : "cert_id");

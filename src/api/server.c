@@ -59,7 +59,6 @@ static int principal_lookup(km_ctx *srv, const char *name, uint8_t id[16])
 
 int km_ctx_delegate(km_ctx *srv, const char *principal, const char *peer, km_ctx **out)
 {
-    KM__REMOTE_NO(srv, "km_ctx_delegate", "only kmd's own context acts for a principal");
     struct km_ctx *ctx = NULL;
     km_secret *master = NULL;
     km__sealer *sealer = NULL;
@@ -68,6 +67,7 @@ int km_ctx_delegate(km_ctx *srv, const char *principal, const char *peer, km_ctx
     if (out == NULL)
         return km__err(KM_E_INVALID, "km_ctx_delegate: out is NULL");
     *out = NULL;
+    KM__REMOTE_NO(srv, "km_ctx_delegate", "only kmd's own context acts for a principal");
     if (srv == NULL || principal == NULL || peer == NULL)
         return km__err(KM_E_INVALID, "km_ctx_delegate: %s is NULL",
                        srv == NULL ? "srv" : principal == NULL ? "principal" : "peer");

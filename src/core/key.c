@@ -1721,7 +1721,6 @@ void km__ver_unload(km__kobj *k, uint32_t version)
 
 int km_session_key_create(km_key **out, km_ctx *ctx, km_key_type type)
 {
-    KM__REMOTE_NO(ctx, "km_session_key_create", "a session key lives only in the process that made it; use a vault key, or libkm linked in");
     km_backend_keyspec spec;
     km_secret *ref = NULL;
     km__kobj *k = NULL;
@@ -1732,6 +1731,7 @@ int km_session_key_create(km_key **out, km_ctx *ctx, km_key_type type)
     if (out == NULL)
         return km__err(KM_E_INVALID, "km_session_key_create: out is NULL");
     *out = NULL;
+    KM__REMOTE_NO(ctx, "km_session_key_create", "a session key lives only in the process that made it; use a vault key, or libkm linked in");
     if ((rc = ctx_arg("km_session_key_create", ctx)) != KM_OK)
         return rc;
     if (!km__type_is_valid((int)type))
