@@ -30,11 +30,12 @@ uninstall-km-paths:
 
 AM_TESTS_ENVIRONMENT += PYTHON='$(PYTHON)'; export PYTHON;
 TESTS += bindings/python/run-tests.sh
+# the package through kmd (client mode, issue 20)
+EXTRA_DIST += bindings/python/tests/test_kmd.py
 
 EXTRA_DIST += bindings/python/python.mk bindings/python/run-tests.sh \
 	bindings/python/pyproject.toml bindings/python/README.md \
 	bindings/python/tests/test_vault.py bindings/python/tests/test_errors.py \
 	bindings/python/tests/test_example.py bindings/python/tests/test_api.py \
 	bindings/python/tests/conftest.py bindings/python/tests/test_keymeta.py bindings/python/tests/test_ops.py \
-	bindings/python/tests/test_kmd.py \
 	examples/python_example.py
