@@ -20,4 +20,7 @@ bindings_openssl_km_la_LDFLAGS = $(AM_LDFLAGS) -module -avoid-version -shared -n
 # the real openssl tool against a fresh vault: sign/verify per key type, a
 # certificate, TLS 1.3 and TLS 1.2 handshakes, RSA-OAEP, lifecycle refusals
 TESTS += tests/openssl/provider.sh
+# the provider with its keys in kmd (client mode, issue 20)
+TESTS += tests/openssl/provider_kmd.sh
+EXTRA_DIST += tests/openssl/provider_kmd.sh
 EXTRA_DIST += bindings/openssl/openssl.mk tests/openssl/provider.sh docs/OPENSSL.md

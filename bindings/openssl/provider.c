@@ -196,9 +196,16 @@ km_ctx *kmp_vault(kmp_prov *p)
                   "or KM_VAULT");
         goto out;
     }
-    if (!read_passphrase(p, &pass, &pass_len))
+    if (strncmp(p->vault_path, "kmd:", 4) == 0 || strncmp(p->vault_path, "kmip://", 7) == 0) {
+        /* the key is in kmd (docs/KMD.md): kmd knows this process by its uid
+         * (or, kmip://, by the client certificate of $KM_KMD_CERT); no passphrase */
+        o.tls_ca = getenv("KM_KMD_CA");
+        o.tls_cert = getenv("KM_KMD_CERT");
+        o.tls_key = getenv("KM_KMD_KEY");
+    } else if (!read_passphrase(p, &pass, &pass_len)) {
         goto out;
-    o.passphrase = km_secret_data(pass);
+    }
+    o.passphrase = pass != NULL ? km_secret_data(pass) : NULL;
     o.passphrase_len = pass_len;
     o.principal = p->principal; /* NULL: the owner */
     /* a long-running server sees a suspension or revocation made by kmctl at once */

@@ -30,6 +30,8 @@ uninstall-km-paths:
 
 AM_TESTS_ENVIRONMENT += PYTHON='$(PYTHON)'; export PYTHON;
 TESTS += bindings/python/run-tests.sh
+# the package through kmd (client mode, issue 20)
+EXTRA_DIST += bindings/python/tests/test_kmd.py
 
 EXTRA_DIST += bindings/python/python.mk bindings/python/run-tests.sh \
 	bindings/python/pyproject.toml bindings/python/README.md \

@@ -102,7 +102,24 @@ typedef struct km_open_options {
  *                   with mode 0700 when KM_OPEN_CREATE is given and it is absent);
  *                   or `etcd://HOST:PORT[,HOST:PORT...]/PREFIX`, a vault kept
  *                   under PREFIX in an etcd v3 cluster (docs/ETCD.md; TLS with
- *                   the version-4 options).
+ *                   the version-4 options);
+ *                   or client mode (docs/KMD.md): `kmd:/path/to/kmd.sock`
+ *                   (kmd's Unix socket) or `kmip://HOST:PORT` (kmd's mutual
+ *                   TLS listener: `tls_ca`, `tls_cert` and `tls_key` of the
+ *                   version-4 options are required). The context holds no
+ *                   vault: every function runs in kmd as the principal kmd
+ *                   maps the connection to (the peer's uid, the client
+ *                   certificate). `opts` may be NULL; a passphrase, keyslot
+ *                   backend or shares are refused (KM_E_INVALID: nothing is
+ *                   sent), KM_OPEN_CREATE (KM_E_UNSUPPORTED), and a
+ *                   `principal` other than kmd's mapping (KM_E_DENIED).
+ *                   Functions that administer the vault file (keyslots,
+ *                   rekey, compaction, backup, copy, backend configuration),
+ *                   audit sinks, progress callbacks, session keys and
+ *                   pkcs11 card links return KM_E_UNSUPPORTED saying why. A
+ *                   call that gets no answer within 60 s
+ *                   (`$KM_KMD_TIMEOUT_MS`), or whose connection breaks,
+ *                   returns KM_E_IO; the next call connects again.
  * @param[in]  opts  options; carry a passphrase (an owner's, or with
  *                   `principal` a principal's), or a keyslot backend, or
  *                   Shamir shares. Creating a vault needs an owner passphrase.
@@ -117,7 +134,7 @@ typedef struct km_open_options {
  *         KM_E_CORRUPT when the vault's records fail to open;
  *         KM_E_UNSUPPORTED for a vault written by a newer format version;
  *         KM_E_IO for a storage error (native LMDB code in km_error_last()),
- *         or no etcd member reachable with a quorum.
+ *         or no etcd member reachable with a quorum, or kmd not reachable.
  *
  * Opening the same directory twice in one process shares one LMDB environment.
  * Thread-safe.

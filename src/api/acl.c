@@ -18,6 +18,7 @@
 int km_principal_add(km_ctx *ctx, const char *name, uint32_t roles, const uint8_t *passphrase,
                      size_t passphrase_len, uint32_t kdf_cost)
 {
+    KM__REMOTE(ctx, KM__KC_PRINCIPAL_ADD, name, roles, passphrase, passphrase_len, kdf_cost);
     km__txn *t = NULL;
     km__pfind f;
     uint8_t pid[16], k[64], rec[128];
@@ -223,6 +224,7 @@ static int principal_remove_pre(void *arg, km__txn *t, const km__sealer *s)
 
 int km_principal_remove(km_ctx *ctx, const char *name, int flags)
 {
+    KM__REMOTE(ctx, KM__KC_PRINCIPAL_REMOVE, name, flags);
     km__txn *t = NULL;
     char d[160];
     int rc;
@@ -266,6 +268,7 @@ out:
 
 int km_principal_list(km_ctx *ctx, km_principal_fn fn, void *arg)
 {
+    KM__REMOTE(ctx, KM__KC_PRINCIPAL_LIST, fn, arg);
     km__txn *t = NULL;
     km__pfind f;
     int rc;
@@ -286,6 +289,7 @@ int km_principal_list(km_ctx *ctx, km_principal_fn fn, void *arg)
 
 int km_whoami(km_ctx *ctx, char *name, size_t cap, uint32_t *roles)
 {
+    KM__REMOTE(ctx, KM__KC_WHOAMI, name, cap, roles);
     size_t n;
     if (ctx == NULL || name == NULL)
         return km__err(KM_E_INVALID, "km_whoami: bad arguments");
@@ -302,6 +306,7 @@ int km_whoami(km_ctx *ctx, char *name, size_t cap, uint32_t *roles)
 
 int km_key_grant(km_key *key, const char *grantee, uint32_t perms)
 {
+    KM__REMOTE_KEY(key, KM__KC_KEY_GRANT, key, grantee, perms);
     km__kobj *k = NULL;
     struct km_ctx *ctx;
     km__txn *t = NULL;
@@ -362,6 +367,7 @@ done:
 
 int km_key_perms(km_key *key, uint32_t *perms)
 {
+    KM__REMOTE_KEY(key, KM__KC_KEY_PERMS, key, perms);
     km__kobj *k = NULL;
     int rc;
 
@@ -379,6 +385,7 @@ int km_key_perms(km_key *key, uint32_t *perms)
 
 int km_key_grants(km_key *key, km_grant_fn fn, void *arg)
 {
+    KM__REMOTE_KEY(key, KM__KC_KEY_GRANTS, key, fn, arg);
     km__kobj *k;
     int rc;
 

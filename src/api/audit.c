@@ -16,6 +16,7 @@ static const uint8_t level_key[] = KM__AUDIT_LEVEL_KEY;
 
 int km_audit_flush(km_ctx *ctx)
 {
+    KM__REMOTE(ctx, KM__KC_AUDIT_FLUSH, 0);
     int rc;
     if (ctx == NULL)
         return km__err(KM_E_INVALID, "km_audit_flush: ctx is NULL");
@@ -28,6 +29,7 @@ int km_audit_flush(km_ctx *ctx)
 
 int km_audit_set_level(km_ctx *ctx, km_audit_level level)
 {
+    KM__REMOTE(ctx, KM__KC_AUDIT_SET_LEVEL, level);
     km__txn *t = NULL;
     uint8_t b;
     char d[32];
@@ -57,6 +59,7 @@ int km_audit_set_level(km_ctx *ctx, km_audit_level level)
 
 int km_audit_get_level(km_ctx *ctx, km_audit_level *level)
 {
+    KM__REMOTE(ctx, KM__KC_AUDIT_GET_LEVEL, level);
     if (ctx == NULL || level == NULL)
         return km__err(KM_E_INVALID, "km_audit_get_level: bad arguments");
     *level = (km_audit_level)atomic_load(&ctx->audit.level);
@@ -65,6 +68,7 @@ int km_audit_get_level(km_ctx *ctx, km_audit_level *level)
 
 int km_audit_head_get(km_ctx *ctx, km_audit_head *head)
 {
+    KM__REMOTE(ctx, KM__KC_AUDIT_HEAD_GET, head);
     km__txn *t = NULL;
     int rc;
 
@@ -228,6 +232,7 @@ out:
 int km_audit_verify(km_ctx *ctx, const km_audit_head *anchor, uint64_t *count,
                     uint64_t *bad_seq)
 {
+    KM__REMOTE(ctx, KM__KC_AUDIT_VERIFY, anchor, count, bad_seq);
     walk w;
     int rc;
 
@@ -257,6 +262,7 @@ int km_audit_verify(km_ctx *ctx, const km_audit_head *anchor, uint64_t *count,
 
 int km_audit_foreach(km_ctx *ctx, uint64_t from, km_audit_fn fn, void *arg)
 {
+    KM__REMOTE(ctx, KM__KC_AUDIT_FOREACH, from, fn, arg);
     walk w;
     int rc;
 
@@ -277,6 +283,7 @@ int km_audit_foreach(km_ctx *ctx, uint64_t from, km_audit_fn fn, void *arg)
 
 int km_audit_sink_syslog(km_ctx *ctx, int enable)
 {
+    KM__REMOTE_NO(ctx, "km_audit_sink_syslog", "kmd's own configuration decides its audit sinks (audit_file)");
     if (ctx == NULL)
         return km__err(KM_E_INVALID, "km_audit_sink_syslog: ctx is NULL");
     pthread_mutex_lock(&ctx->audit.kmu);
@@ -288,6 +295,7 @@ int km_audit_sink_syslog(km_ctx *ctx, int enable)
 
 int km_audit_sink_file(km_ctx *ctx, const char *path)
 {
+    KM__REMOTE_NO(ctx, "km_audit_sink_file", "kmd's own configuration decides its audit sinks (audit_file)");
     int fd = -1;
 
     if (ctx == NULL || (path != NULL && path[0] == '\0'))
@@ -340,6 +348,7 @@ static int alert_scan(const km_audit_entry *e, void *arg)
 
 int km_audit_alerts(km_ctx *ctx, uint64_t from, km_audit_alert_fn fn, void *arg)
 {
+    KM__REMOTE(ctx, KM__KC_AUDIT_ALERTS, from, fn, arg);
     alerts a;
     if (ctx == NULL || fn == NULL)
         return km__err(KM_E_INVALID, "km_audit_alerts: bad arguments");

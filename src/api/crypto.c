@@ -196,6 +196,7 @@ int km__data_seal(km_key *key, uint8_t magic1, const uint8_t *pt, size_t pt_len,
 int km_encrypt(km_key *key, const uint8_t *pt, size_t pt_len, const uint8_t *aad,
                size_t aad_len, uint8_t *out, size_t out_cap, size_t *out_len)
 {
+    KM__REMOTE_KEY(key, KM__KC_ENCRYPT, key, pt, pt_len, aad, aad_len, out, out_cap, out_len);
     return km__data_seal(key, KM__CT_MAGIC1, pt, pt_len, aad, aad_len, out, out_cap, out_len);
 }
 
@@ -295,6 +296,7 @@ int km_decrypt(km_ctx *ctx, uint32_t flags, const uint8_t *ct, size_t ct_len,
                const uint8_t *aad, size_t aad_len, uint8_t *out, size_t out_cap,
                size_t *out_len)
 {
+    KM__REMOTE(ctx, KM__KC_DECRYPT, flags, ct, ct_len, aad, aad_len, out, out_cap, out_len);
     km__ct_header h;
     km__kobj *k = NULL;
     int rc;
@@ -341,6 +343,7 @@ int km_decrypt_key(km_key *key, uint32_t flags, const uint8_t *ct, size_t ct_len
                    const uint8_t *aad, size_t aad_len, uint8_t *out, size_t out_cap,
                    size_t *out_len)
 {
+    KM__REMOTE_KEY(key, KM__KC_DECRYPT_KEY, key, flags, ct, ct_len, aad, aad_len, out, out_cap, out_len);
     km__ct_header h;
     km__kobj *k;
     int rc;
@@ -445,12 +448,14 @@ out:
 int km_sign(km_key *key, uint32_t flags, const uint8_t *msg, size_t msg_len, uint8_t *sig,
             size_t sig_cap, size_t *sig_len)
 {
+    KM__REMOTE_KEY(key, KM__KC_SIGN, key, flags, msg, msg_len, sig, sig_cap, sig_len);
     return protect_tagged(key, 0, flags, msg, msg_len, sig, sig_cap, sig_len);
 }
 
 int km_mac(km_key *key, uint32_t flags, const uint8_t *msg, size_t msg_len, uint8_t *tag,
            size_t tag_cap, size_t *tag_len)
 {
+    KM__REMOTE_KEY(key, KM__KC_MAC, key, flags, msg, msg_len, tag, tag_cap, tag_len);
     return protect_tagged(key, 1, flags, msg, msg_len, tag, tag_cap, tag_len);
 }
 
@@ -477,6 +482,7 @@ int km_sign_digest(km_key *key, uint32_t version, uint32_t flags, const char *di
                    const uint8_t *dgst, size_t dgst_len, uint8_t *sig, size_t sig_cap,
                    size_t *sig_len)
 {
+    KM__REMOTE_KEY(key, KM__KC_SIGN_DIGEST, key, version, flags, digest, dgst, dgst_len, sig, sig_cap, sig_len);
     size_t want = 0, n = 0;
     uint32_t dflag;
     km__kobj *k;
@@ -638,6 +644,7 @@ out:
 int km_rsa_decrypt(km_key *key, uint32_t version, const uint8_t *in, size_t in_len,
                    km_secret **out)
 {
+    KM__REMOTE_KEY(key, KM__KC_RSA_DECRYPT, key, version, in, in_len, out);
     uint8_t *buf;
     size_t n = 0;
     int rc;
@@ -661,6 +668,7 @@ int km_rsa_oaep_decrypt(km_key *key, uint32_t version, const uint8_t *label, siz
                         const uint8_t *in, size_t in_len, uint8_t *out, size_t out_cap,
                         size_t *out_len)
 {
+    KM__REMOTE_KEY(key, KM__KC_RSA_OAEP_DECRYPT, key, version, label, label_len, in, in_len, out, out_cap, out_len);
     uint8_t *buf;
     size_t n = 0;
     int rc;
@@ -692,6 +700,7 @@ int km_rsa_oaep_encrypt(km_key *key, uint32_t version, const uint8_t *label, siz
                         const uint8_t *in, size_t in_len, uint8_t *out, size_t out_cap,
                         size_t *out_len)
 {
+    KM__REMOTE_KEY(key, KM__KC_RSA_OAEP_ENCRYPT, key, version, label, label_len, in, in_len, out, out_cap, out_len);
     km__kobj *k;
     km__ver *v = NULL;
     km__pkey *pub = NULL;
@@ -834,12 +843,14 @@ out:
 int km_verify(km_key *key, uint32_t version, uint32_t flags, const uint8_t *msg,
               size_t msg_len, const uint8_t *sig, size_t sig_len)
 {
+    KM__REMOTE_KEY(key, KM__KC_VERIFY, key, version, flags, msg, msg_len, sig, sig_len);
     return process_tagged(key, 0, version, flags, msg, msg_len, sig, sig_len);
 }
 
 int km_mac_verify(km_key *key, uint32_t version, uint32_t flags, const uint8_t *msg,
                   size_t msg_len, const uint8_t *tag, size_t tag_len)
 {
+    KM__REMOTE_KEY(key, KM__KC_MAC_VERIFY, key, version, flags, msg, msg_len, tag, tag_len);
     return process_tagged(key, 1, version, flags, msg, msg_len, tag, tag_len);
 }
 
@@ -847,6 +858,7 @@ int km_mac_verify(km_key *key, uint32_t version, uint32_t flags, const uint8_t *
 
 int km_random(km_ctx *ctx, const char *protection, uint8_t *out, size_t len)
 {
+    KM__REMOTE(ctx, KM__KC_RANDOM, protection, out, len);
     km__backend_inst *b = NULL;
     int rc;
 
@@ -943,26 +955,21 @@ static int batch_encrypt(km_key *key, km_batch_item *items, size_t count)
     return first;
 }
 
-int km_batch(km_key *key, km_batch_op op, uint32_t flags, km_batch_item *items, size_t count)
+int km__batch_each(km_key *key, km_batch_op op, uint32_t flags, km_batch_item *items,
+                   size_t count)
 {
     size_t i;
     int first = KM_OK;
 
-    if (key == NULL || (items == NULL && count > 0))
-        return km__err(KM_E_INVALID, "km_batch: %s is NULL", key == NULL ? "key" : "items");
-    if (count > KM_BATCH_MAX)
-        return km__err(KM_E_INVALID, "km_batch: count exceeds KM_BATCH_MAX");
-    if (op < KM_BATCH_ENCRYPT || op > KM_BATCH_MAC_VERIFY)
-        return km__err(KM_E_INVALID, "km_batch: unknown operation %d", (int)op);
-    if (op == KM_BATCH_ENCRYPT && flags != 0)
-        return km__err(KM_E_INVALID, "km_batch: encrypt takes no flags");
-    if (op == KM_BATCH_ENCRYPT)
-        return batch_encrypt(key, items, count);
     for (i = 0; i < count; i++) {
         km_batch_item *it = &items[i];
         int r;
         it->out_len = 0;
         switch (op) {
+        case KM_BATCH_ENCRYPT:
+            r = km_encrypt(key, it->in, it->in_len, it->aad, it->aad_len, it->out, it->out_cap,
+                           &it->out_len);
+            break;
         case KM_BATCH_DECRYPT:
             r = km_decrypt_key(key, flags, it->in, it->in_len, it->aad, it->aad_len, it->out,
                                it->out_cap, &it->out_len);
@@ -984,6 +991,23 @@ int km_batch(km_key *key, km_batch_op op, uint32_t flags, km_batch_item *items, 
             first = r;
     }
     return first;
+}
+
+int km_batch(km_key *key, km_batch_op op, uint32_t flags, km_batch_item *items, size_t count)
+{
+    if (key == NULL || (items == NULL && count > 0))
+        return km__err(KM_E_INVALID, "km_batch: %s is NULL", key == NULL ? "key" : "items");
+    if (count > KM_BATCH_MAX)
+        return km__err(KM_E_INVALID, "km_batch: count exceeds KM_BATCH_MAX");
+    if (op < KM_BATCH_ENCRYPT || op > KM_BATCH_MAC_VERIFY)
+        return km__err(KM_E_INVALID, "km_batch: unknown operation %d", (int)op);
+    if (op == KM_BATCH_ENCRYPT && flags != 0)
+        return km__err(KM_E_INVALID, "km_batch: encrypt takes no flags");
+    /* client mode: each item one call through kmd */
+    KM__REMOTE_KEY(key, KM__KC_BATCH, key, op, flags, items, count);
+    if (op == KM_BATCH_ENCRYPT)
+        return batch_encrypt(key, items, count);
+    return km__batch_each(key, op, flags, items, count);
 }
 
 /* ------------------------------------------------------------- text */

@@ -50,5 +50,10 @@ int km__unwrap_blob(km_ctx *ctx, km_wrap_format format, const uint8_t *blob, siz
 /* An item of a batch done: its result rc and, for a failure, the message of
  * the thread's last error in its detail. Returns rc. */
 int km__batch_done(km_batch_item *it, int rc);
+/* km_batch's items one by one through the public functions (km_encrypt for
+ * KM_BATCH_ENCRYPT); the first failure's code, KM_OK when none failed.
+ * Client mode's km_batch (remote.c) and the local one but encrypt use it. */
+int km__batch_each(km_key *key, km_batch_op op, uint32_t flags, km_batch_item *items,
+                   size_t count);
 
 #endif

@@ -33,6 +33,7 @@ static int derive_use(km_key *key, uint32_t usage, const char *what, km__kobj **
 int km_derive(km_key *key, const uint8_t *salt, size_t salt_len, const uint8_t *info,
               size_t info_len, size_t out_len, km_secret **out)
 {
+    KM__REMOTE_KEY(key, KM__KC_DERIVE, key, salt, salt_len, info, info_len, out_len, out);
     km__kobj *k;
     void *obj;
     uint32_t ver;
@@ -73,6 +74,7 @@ int km_derive(km_key *key, const uint8_t *salt, size_t salt_len, const uint8_t *
 int km_agree(km_key *key, const uint8_t *peer, size_t peer_len, const uint8_t *info,
              size_t info_len, size_t out_len, km_secret **out)
 {
+    KM__REMOTE_KEY(key, KM__KC_AGREE, key, peer, peer_len, info, info_len, out_len, out);
     km_secret *z = NULL, *s = NULL;
     km__kobj *k;
     void *obj;

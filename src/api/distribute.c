@@ -72,6 +72,7 @@ int km_key_export_wrapped(km_key *key, uint32_t version, km_wrap_format format, 
                           const uint8_t *recipient, size_t recipient_len, uint8_t *out,
                           size_t out_cap, size_t *out_len)
 {
+    KM__REMOTE_KEY(key, KM__KC_KEY_EXPORT_WRAPPED, key, version, format, kek, recipient, recipient_len, out, out_cap, out_len);
     km_secret *ref = NULL;
     km__kobj *k, *w = NULL;
     km__ver *v;
@@ -254,6 +255,7 @@ int km_key_import_wrapped(km_key **out, km_ctx *ctx, const char *name, km_key_ty
                           km_wrap_format format, const uint8_t *blob, size_t blob_len,
                           const km_key_options *opts)
 {
+    KM__REMOTE(ctx, KM__KC_KEY_IMPORT_WRAPPED, out, name, type, format, blob, blob_len, opts);
     km_secret *material = NULL;
     int rc;
 
@@ -282,6 +284,7 @@ int km_key_import_wrapped(km_key **out, km_ctx *ctx, const char *name, km_key_ty
 int km_vault_wrapping_key(km_ctx *ctx, km_material_format format, uint8_t *out, size_t out_cap,
                           size_t *out_len)
 {
+    KM__REMOTE(ctx, KM__KC_VAULT_WRAPPING_KEY, format, out, out_cap, out_len);
     km_key_options o = KM_KEY_OPTIONS_INIT;
     km_key *k = NULL;
     int rc;

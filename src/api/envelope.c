@@ -63,6 +63,7 @@ static int datakey_make(km_key *kek, size_t len, const uint8_t *aad, size_t aad_
 int km_datakey_generate(km_key *kek, const uint8_t *aad, size_t aad_len, km_secret **plain,
                         uint8_t *wrapped, size_t wrapped_cap, size_t *wrapped_len)
 {
+    KM__REMOTE_KEY(kek, KM__KC_DATAKEY_GENERATE, kek, aad, aad_len, plain, wrapped, wrapped_cap, wrapped_len);
     if (plain != NULL)
         *plain = NULL;
     if (wrapped_len == NULL)
@@ -78,6 +79,7 @@ int km_datakey_generate_type(km_key *kek, km_key_type type, const uint8_t *aad, 
                              km_secret **plain, uint8_t *wrapped, size_t wrapped_cap,
                              size_t *wrapped_len)
 {
+    KM__REMOTE_KEY(kek, KM__KC_DATAKEY_GENERATE_TYPE, kek, type, aad, aad_len, plain, wrapped, wrapped_cap, wrapped_len);
     km__kobj *k;
     size_t len = km__type_key_len(type);
     int rc;
@@ -111,6 +113,7 @@ int km_datakey_pair_generate(km_key *kek, km_key_type type, const uint8_t *aad, 
                              size_t *wrapped_len, uint8_t *public_spki, size_t public_cap,
                              size_t *public_len)
 {
+    KM__REMOTE_KEY(kek, KM__KC_DATAKEY_PAIR_GENERATE, kek, type, aad, aad_len, private_pkcs8, wrapped, wrapped_cap, wrapped_len, public_spki, public_cap, public_len);
     static const uint8_t no_id[16];
     const km_backend_ops *sw = &km__software_backend;
     km_backend_keyspec spec;
@@ -198,6 +201,7 @@ static int open_by_header(km_ctx *ctx, const km__ct_header *h, uint32_t flags, c
 int km_datakey_decrypt(km_ctx *ctx, const uint8_t *wrapped, size_t wrapped_len,
                        const uint8_t *aad, size_t aad_len, km_secret **out)
 {
+    KM__REMOTE(ctx, KM__KC_DATAKEY_DECRYPT, wrapped, wrapped_len, aad, aad_len, out);
     km__ct_header h;
     km_secret *dk = NULL;
     int rc;
@@ -234,6 +238,7 @@ int km_datakey_decrypt(km_ctx *ctx, const uint8_t *wrapped, size_t wrapped_len,
 int km_datakey_pair_decrypt(km_ctx *ctx, const uint8_t *wrapped, size_t wrapped_len,
                             const uint8_t *aad, size_t aad_len, km_secret **private_pkcs8)
 {
+    KM__REMOTE(ctx, KM__KC_DATAKEY_PAIR_DECRYPT, wrapped, wrapped_len, aad, aad_len, private_pkcs8);
     km__ct_header h;
     km_secret *pk = NULL;
     int rc;
@@ -339,6 +344,7 @@ static int rewrap(const char *fn, km_ctx *ctx, uint32_t flags, const uint8_t *in
 int km_rewrap(km_ctx *ctx, const uint8_t *in, size_t in_len, const uint8_t *aad, size_t aad_len,
               uint8_t *out, size_t out_cap, size_t *out_len)
 {
+    KM__REMOTE(ctx, KM__KC_REWRAP, in, in_len, aad, aad_len, out, out_cap, out_len);
     return rewrap("km_rewrap", ctx, 0, in, in_len, aad, aad_len, NULL, 0, NULL, 0, out, out_cap,
                   out_len);
 }
@@ -347,6 +353,7 @@ int km_rewrap_to(km_ctx *ctx, const uint8_t *in, size_t in_len, const uint8_t *a
                  size_t aad_len, km_key *to, const uint8_t *new_aad, size_t new_aad_len,
                  uint8_t *out, size_t out_cap, size_t *out_len)
 {
+    KM__REMOTE(ctx, KM__KC_REWRAP_TO, in, in_len, aad, aad_len, to, new_aad, new_aad_len, out, out_cap, out_len);
     return rewrap("km_rewrap_to", ctx, 0, in, in_len, aad, aad_len, to, new_aad != NULL, new_aad,
                   new_aad_len, out, out_cap, out_len);
 }
@@ -355,6 +362,7 @@ int km_rewrap_ex(km_ctx *ctx, uint32_t flags, const uint8_t *in, size_t in_len,
                  const uint8_t *aad, size_t aad_len, km_key *to, const uint8_t *new_aad,
                  size_t new_aad_len, uint8_t *out, size_t out_cap, size_t *out_len)
 {
+    KM__REMOTE(ctx, KM__KC_REWRAP_EX, flags, in, in_len, aad, aad_len, to, new_aad, new_aad_len, out, out_cap, out_len);
     return rewrap("km_rewrap_ex", ctx, flags, in, in_len, aad, aad_len, to, new_aad != NULL,
                   new_aad, new_aad_len, out, out_cap, out_len);
 }
@@ -385,6 +393,7 @@ int km_rewrap_batch(km_ctx *ctx, size_t count, const uint8_t *const *in, const s
 
 int km_rewrap_batch_ex(km_ctx *ctx, uint32_t flags, km_batch_item *items, size_t count)
 {
+    KM__REMOTE(ctx, KM__KC_REWRAP_BATCH_EX, flags, items, count);
     size_t i;
     int first = KM_OK;
 

@@ -3,6 +3,8 @@
  * information, public-key export. Creating, importing, opening and listing
  * keys, and the key objects themselves, are src/core/key.c. */
 #include "core.h"
+#include "remote.h"
+#include "km/sys/server.h"
 
 #include <stddef.h>
 #include <stdio.h>
@@ -69,6 +71,7 @@ km_key_type km_key_get_type(const km_key *key)
 
 int km_key_rotate(km_key *key, uint32_t *new_version)
 {
+    KM__REMOTE_KEY(key, KM__KC_KEY_ROTATE, key, new_version);
     km__kobj *k;
     int rc;
 
@@ -102,6 +105,7 @@ struct km_keyinfo {
 
 int km_key_info(km_keyinfo **out, km_key *key)
 {
+    KM__REMOTE_KEY(key, KM__KC_KEY_INFO, out, key);
     struct km_keyinfo *info;
     km__kobj *k;
     uint32_t i;
@@ -221,6 +225,7 @@ int km_keyinfo_version(const km_keyinfo *info, uint32_t index, km_version_info *
 int km_key_public_export(km_key *key, uint32_t version, km_material_format format,
                          uint8_t *out, size_t out_cap, size_t *out_len)
 {
+    KM__REMOTE_KEY(key, KM__KC_KEY_PUBLIC_EXPORT, key, version, format, out, out_cap, out_len);
     uint8_t der[4096];
     size_t der_len = 0, need;
     km__kobj *k;
@@ -315,6 +320,7 @@ static int meta_use(const char *fn, km_key *key, km__kobj **k)
 
 int km_key_rename(km_key *key, const char *new_name)
 {
+    KM__REMOTE_KEY(key, KM__KC_KEY_RENAME, key, new_name);
     km__kobj *k;
     int rc = meta_use("km_key_rename", key, &k);
     return rc != KM_OK ? rc : km__key_rename(k, new_name);
@@ -322,6 +328,7 @@ int km_key_rename(km_key *key, const char *new_name)
 
 int km_key_alias_add(km_key *key, const char *alias, uint32_t flags)
 {
+    KM__REMOTE_KEY(key, KM__KC_ALIAS_ADD, key, alias, flags);
     km__kobj *k;
     int rc = meta_use("km_key_alias_add", key, &k);
     if (rc != KM_OK)
@@ -333,6 +340,7 @@ int km_key_alias_add(km_key *key, const char *alias, uint32_t flags)
 
 int km_key_alias_remove(km_ctx *ctx, const char *alias)
 {
+    KM__REMOTE(ctx, KM__KC_ALIAS_REMOVE, alias);
     int rc;
     if (ctx == NULL)
         return km__err(KM_E_INVALID, "km_key_alias_remove: ctx is NULL");
@@ -343,6 +351,7 @@ int km_key_alias_remove(km_ctx *ctx, const char *alias)
 
 int km_key_set_description(km_key *key, const char *text)
 {
+    KM__REMOTE_KEY(key, KM__KC_SET_DESCRIPTION, key, text);
     km__kobj *k;
     int rc = meta_use("km_key_set_description", key, &k);
     return rc != KM_OK ? rc : km__key_describe(k, text);
@@ -350,6 +359,7 @@ int km_key_set_description(km_key *key, const char *text)
 
 int km_key_set_tag(km_key *key, const char *tag, const char *value)
 {
+    KM__REMOTE_KEY(key, KM__KC_SET_TAG, key, tag, value);
     km__kobj *k;
     int rc = meta_use("km_key_set_tag", key, &k);
     return rc != KM_OK ? rc : km__key_tag_set(k, tag, value);
@@ -377,6 +387,7 @@ int km_keyinfo_tag(const km_keyinfo *info, uint32_t index, const char **tag, con
 
 int km_key_list_filtered(km_ctx *ctx, const km_key_filter *filter, km_key_list_fn fn, void *arg)
 {
+    KM__REMOTE(ctx, KM__KC_KEY_LIST_FILTERED, filter, fn, arg);
     int rc;
     if (ctx == NULL || fn == NULL)
         return km__err(KM_E_INVALID, "km_key_list_filtered: %s is NULL", ctx == NULL ? "ctx" : "fn");
@@ -400,6 +411,7 @@ int km_key_list_filtered(km_ctx *ctx, const km_key_filter *filter, km_key_list_f
 
 int km_key_set(km_key *key, const km_key_settings *s)
 {
+    KM__REMOTE_KEY(key, KM__KC_KEY_SET, key, s);
     km__kobj *k;
     size_t pl;
     int rc;
@@ -453,6 +465,7 @@ void km_keyinfo_window(const km_keyinfo *i, uint32_t *min_process_version,
 
 int km_key_trim(km_key *key, uint32_t grace_days, uint32_t *count)
 {
+    KM__REMOTE_KEY(key, KM__KC_KEY_TRIM, key, grace_days, count);
     km__kobj *k;
     int rc;
 
@@ -467,6 +480,7 @@ int km_key_trim(km_key *key, uint32_t grace_days, uint32_t *count)
 
 int km_key_purge(km_key *key)
 {
+    KM__REMOTE_KEY(key, KM__KC_KEY_PURGE, key);
     km__kobj *k;
     int rc;
 
@@ -480,3 +494,124 @@ int km_key_purge(km_key *key)
 }
 
 const char *km_keyinfo_owner(const km_keyinfo *i) { return i ? i->owner : NULL; }
+
+/* ------------------------------------------------ key info through kmd */
+/* The snapshot kmd sends for km_key_info (src/kmd/vendor.c, put_keyinfo;
+ * docs/KMD.md): a Structure of, in order, name, id, type, usage, flags,
+ * protection, created, primary, the four periods, the window's two
+ * minimums, policy (or false), owner, description (or false), a Structure of
+ * aliases, a Structure of tags (key, value, key, value, ...) and a Structure
+ * of versions (each a Structure of its 13 numbers in km_version_info's
+ * order). */
+
+static int ri_child(const km__ttlv_tree *t, int st, int n)
+{
+    int c;
+    if (st < 0 || t->items[st].type != KM__TTLV_STRUCTURE)
+        return -1;
+    for (c = t->items[st].first; c >= 0 && n > 0; c = t->items[c].next)
+        n--;
+    return c;
+}
+
+static int64_t ri_long(const km__ttlv_tree *t, int st, int n, int *bad)
+{
+    int c = ri_child(t, st, n);
+    uint64_t v = 0;
+    int i;
+    if (c < 0 || t->items[c].type != KM__TTLV_LONG) {
+        *bad = 1;
+        return 0;
+    }
+    for (i = 0; i < 8; i++)
+        v = v << 8 | t->items[c].val[i];
+    return (int64_t)v;
+}
+
+/* A text (malloc'd), NULL for a Boolean; *bad on anything else. */
+static char *ri_text(const km__ttlv_tree *t, int c, int *bad)
+{
+    char *s;
+    if (c < 0 || (t->items[c].type != KM__TTLV_TEXT && t->items[c].type != KM__TTLV_BOOL)) {
+        *bad = 1;
+        return NULL;
+    }
+    if (t->items[c].type == KM__TTLV_BOOL)
+        return NULL;
+    if ((s = strndup((const char *)t->items[c].val, t->items[c].len)) == NULL)
+        *bad = 2;
+    return s;
+}
+
+int km__keyinfo_remote(const km__ttlv_tree *t, int st, km_keyinfo **out)
+{
+    struct km_keyinfo *info = calloc(1, sizeof *info);
+    int bad = 0, c, vs;
+    char *s;
+    uint32_t i;
+
+    *out = NULL;
+    if (info == NULL)
+        return km__err(KM_E_NOMEM, "out of memory");
+    info->name = ri_text(t, ri_child(t, st, 0), &bad);
+    c = ri_child(t, st, 1);
+    if (c < 0 || t->items[c].type != KM__TTLV_BYTES || t->items[c].len != 16)
+        bad = 1;
+    else
+        memcpy(info->id, t->items[c].val, 16);
+    info->type = (km_key_type)ri_long(t, st, 2, &bad);
+    info->usage = (uint32_t)ri_long(t, st, 3, &bad);
+    info->flags = (uint32_t)ri_long(t, st, 4, &bad);
+    if ((s = ri_text(t, ri_child(t, st, 5), &bad)) != NULL)
+        snprintf(info->protection, sizeof info->protection, "%s", s);
+    free(s);
+    info->created = ri_long(t, st, 6, &bad);
+    info->primary = (uint32_t)ri_long(t, st, 7, &bad);
+    info->rotate_days = (uint32_t)ri_long(t, st, 8, &bad);
+    info->protect_days = (uint32_t)ri_long(t, st, 9, &bad);
+    info->process_days = (uint32_t)ri_long(t, st, 10, &bad);
+    info->grace_days = (uint32_t)ri_long(t, st, 11, &bad);
+    info->min_process = (uint32_t)ri_long(t, st, 12, &bad);
+    info->min_protect = (uint32_t)ri_long(t, st, 13, &bad);
+    info->policy = ri_text(t, ri_child(t, st, 14), &bad);
+    if ((s = ri_text(t, ri_child(t, st, 15), &bad)) != NULL)
+        snprintf(info->owner, sizeof info->owner, "%s", s);
+    free(s);
+    info->meta.description = ri_text(t, ri_child(t, st, 16), &bad);
+    for (c = ri_child(t, ri_child(t, st, 17), 0); c >= 0 && info->meta.naliases < KM_KEY_ALIASES_MAX;
+         c = t->items[c].next)
+        info->meta.aliases[info->meta.naliases++] = ri_text(t, c, &bad);
+    for (c = ri_child(t, ri_child(t, st, 18), 0); c >= 0 && t->items[c].next >= 0
+         && info->meta.ntags < KM_KEY_TAGS_MAX; c = t->items[t->items[c].next].next) {
+        info->meta.tag_keys[info->meta.ntags] = ri_text(t, c, &bad);
+        info->meta.tag_values[info->meta.ntags++] = ri_text(t, t->items[c].next, &bad);
+    }
+    vs = ri_child(t, st, 19);
+    info->nvers = (uint32_t)km__ttlv_count(t, vs, KM_KMD_TAG_OUT);
+    if (vs < 0 || info->name == NULL
+        || (info->nvers > 0 && (info->vers = calloc(info->nvers, sizeof *info->vers)) == NULL))
+        bad = bad ? bad : 2;
+    for (i = 0; !bad && i < info->nvers; i++) {
+        int v = km__ttlv_child(t, vs, KM_KMD_TAG_OUT, (int)i);
+        km_version_info *o = &info->vers[i];
+        o->version = (uint32_t)ri_long(t, v, 0, &bad);
+        o->state = (km_key_state)ri_long(t, v, 1, &bad);
+        o->created = ri_long(t, v, 2, &bad);
+        o->activated = ri_long(t, v, 3, &bad);
+        o->protect_stop = ri_long(t, v, 4, &bad);
+        o->process_stop = ri_long(t, v, 5, &bad);
+        o->destroy_after = ri_long(t, v, 6, &bad);
+        o->invocations = (uint64_t)ri_long(t, v, 7, &bad);
+        o->bytes = (uint64_t)ri_long(t, v, 8, &bad);
+        o->revoke_reason = (uint32_t)ri_long(t, v, 9, &bad);
+        o->compromise_date = ri_long(t, v, 10, &bad);
+        o->deactivated = ri_long(t, v, 11, &bad);
+        o->destroyed = ri_long(t, v, 12, &bad);
+    }
+    if (bad) {
+        km_keyinfo_free(info);
+        return bad == 2 ? km__err(KM_E_NOMEM, "out of memory") : KM_E_CORRUPT;
+    }
+    *out = info;
+    return KM_OK;
+}

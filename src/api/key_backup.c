@@ -159,6 +159,7 @@ int km_key_backup(km_key *key, const uint8_t *recipient, size_t recipient_len,
                   const uint8_t *pass, size_t pass_len, uint8_t *out, size_t out_cap,
                   size_t *out_len)
 {
+    KM__REMOTE_KEY(key, KM__KC_KEY_BACKUP, key, recipient, recipient_len, pass, pass_len, out, out_cap, out_len);
     uint8_t bkey[32], kek[32], head[KB_HEAD], w[1024], nonce[12], *aad = NULL;
     size_t wl = 0, need;
     kbuf pl = { 0 };
@@ -481,6 +482,7 @@ static int check_payload(km_ctx *ctx, const uint8_t *pl, size_t n, kplain *p, ui
 int km_key_restore(km_ctx *ctx, const uint8_t *blob, size_t blob_len, const uint8_t *pass,
                    size_t pass_len, const char *name, km_key **out)
 {
+    KM__REMOTE(ctx, KM__KC_KEY_RESTORE, blob, blob_len, pass, pass_len, name, out);
     char bname[KM_KEY_NAME_MAX + 1];
     uint8_t *plain = NULL, id[16], src[16];
     size_t plain_len = 0, len;

@@ -46,24 +46,28 @@ static int lc_entry(const char *fn, km_key *key, uint32_t version, const km__lc_
 
 int km_key_activate(km_key *key, uint32_t version)
 {
+    KM__REMOTE_KEY(key, KM__KC_ACTIVATE, key, version);
     km__lc_arg a = { KM__LC_ACTIVATE, 0, 0, 0 };
     return lc_entry("km_key_activate", key, version, &a);
 }
 
 int km_key_suspend(km_key *key, uint32_t version)
 {
+    KM__REMOTE_KEY(key, KM__KC_SUSPEND, key, version);
     km__lc_arg a = { KM__LC_SUSPEND, 0, 0, 0 };
     return lc_entry("km_key_suspend", key, version, &a);
 }
 
 int km_key_resume(km_key *key, uint32_t version)
 {
+    KM__REMOTE_KEY(key, KM__KC_RESUME, key, version);
     km__lc_arg a = { KM__LC_RESUME, 0, 0, 0 };
     return lc_entry("km_key_resume", key, version, &a);
 }
 
 int km_key_revoke(km_key *key, uint32_t version, km_revoke_reason reason, int64_t compromise_date)
 {
+    KM__REMOTE_KEY(key, KM__KC_REVOKE, key, version, reason, compromise_date);
     km__lc_arg a = { KM__LC_REVOKE, reason, compromise_date, 0 };
     if (km_revoke_reason_name(reason) == NULL)
         return km__err(KM_E_INVALID, "km_key_revoke: unknown reason %d", (int)reason);
@@ -80,6 +84,7 @@ int km_key_revoke(km_key *key, uint32_t version, km_revoke_reason reason, int64_
 
 int km_key_schedule_destroy(km_key *key, uint32_t version, uint32_t grace_days)
 {
+    KM__REMOTE_KEY(key, KM__KC_SCHEDULE_DESTROY, key, version, grace_days);
     km__lc_arg a = { KM__LC_SCHEDULE_DESTROY, 0, 0, 0 };
     if (grace_days < 1 || grace_days > 3650)
         return km__err(KM_E_INVALID, "km_key_schedule_destroy: grace_days must be 1 to 3650");
@@ -99,6 +104,7 @@ int km_key_schedule_destroy(km_key *key, uint32_t version, uint32_t grace_days)
 
 int km_key_cancel_destroy(km_key *key, uint32_t version)
 {
+    KM__REMOTE_KEY(key, KM__KC_CANCEL_DESTROY, key, version);
     km__lc_arg a = { KM__LC_CANCEL_DESTROY, 0, 0, 0 };
     return lc_entry("km_key_cancel_destroy", key, version, &a);
 }
@@ -107,6 +113,7 @@ int km_key_cancel_destroy(km_key *key, uint32_t version)
 
 int km_maintain(km_ctx *ctx, km_maintain_report **out)
 {
+    KM__REMOTE(ctx, KM__KC_MAINTAIN, out);
     km_maintain_report *r = NULL;
     km__id_list l = { NULL, 0, 0 };
     size_t i;

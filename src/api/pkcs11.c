@@ -83,6 +83,7 @@ int km_pkcs11_key_link(km_key **out, km_ctx *ctx, const char *name, const char *
 
     if (out != NULL)
         *out = NULL;
+    KM__REMOTE_NO(ctx, "km_pkcs11_key_link", "a card in this host's reader cannot sign in kmd; link it in kmd's own vault");
     if (ctx == NULL || name == NULL || cert_id == NULL)
         return km__err(KM_E_INVALID, "km_pkcs11_key_link: %s is NULL",
                        ctx == NULL ? "ctx" : name == NULL ? "name" : "cert_id");

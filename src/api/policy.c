@@ -2,6 +2,8 @@
  * the vault policy, the report of keys out of policy. The policy rules are
  * src/rules/policy.c; the context holds the policy in force (src/core/ctx.c). */
 #include "core.h"
+#include "remote.h"
+#include "km/sys/server.h"
 #include "km/quorum.h"
 
 #include <stdlib.h>
@@ -49,6 +51,7 @@ static int quorum_guarded(const km__policy *p)
 
 int km_policy_set(km_ctx *ctx, const char *json, size_t json_len)
 {
+    KM__REMOTE(ctx, KM__KC_POLICY_SET, json, json_len);
     km__policy *p = NULL;
     int rc;
 
@@ -76,6 +79,7 @@ int km_policy_set(km_ctx *ctx, const char *json, size_t json_len)
 
 int km_policy_get(km_ctx *ctx, char *out, size_t out_cap, size_t *out_len)
 {
+    KM__REMOTE(ctx, KM__KC_POLICY_GET, out, out_cap, out_len);
     char *json;
     size_t n;
     int rc;
@@ -115,6 +119,7 @@ struct km_policy_findings {
 
 int km_policy_report(km_ctx *ctx, km_policy_findings **out)
 {
+    KM__REMOTE(ctx, KM__KC_POLICY_REPORT, out);
     km__id_list l = { NULL, 0, 0 };
     km_policy_findings *r;
     size_t i;
@@ -210,3 +215,38 @@ void km_policy_findings_free(km_policy_findings *f)
     free(f);
 }
 
+
+/* km_policy_report's findings from kmd (src/kmd/vendor.c): a Structure of
+ * records, each a Structure of the key's name and the reasons (texts). */
+int km__findings_remote(const km__ttlv_tree *t, int st, km_policy_findings **out)
+{
+    km_policy_findings *r = calloc(1, sizeof *r);
+    size_t n = km__ttlv_count(t, st, KM_KMD_TAG_OUT), i;
+
+    *out = NULL;
+    if (r == NULL || (n > 0 && (r->f = calloc(n, sizeof *r->f)) == NULL)) {
+        free(r);
+        return km__err(KM_E_NOMEM, "out of memory");
+    }
+    for (i = 0; i < n; i++) {
+        int c = km__ttlv_child(t, st, KM_KMD_TAG_OUT, (int)i);
+        const char *a = NULL, *b = NULL;
+        size_t al = 0, bl = 0;
+        int x = km__ttlv_child(t, c, KM_KMD_TAG_OUT, 0), y = km__ttlv_child(t, c, KM_KMD_TAG_OUT, 1);
+        if (x < 0 || y < 0 || t->items[x].type != KM__TTLV_TEXT || t->items[y].type != KM__TTLV_TEXT) {
+            km_policy_findings_free(r);
+            return KM_E_CORRUPT;
+        }
+        a = (const char *)t->items[x].val;
+        al = t->items[x].len;
+        b = (const char *)t->items[y].val;
+        bl = t->items[y].len;
+        r->n = i + 1;
+        if ((r->f[i].name = strndup(a, al)) == NULL || (r->f[i].why = strndup(b, bl)) == NULL) {
+            km_policy_findings_free(r);
+            return km__err(KM_E_NOMEM, "out of memory");
+        }
+    }
+    *out = r;
+    return KM_OK;
+}

@@ -27,6 +27,7 @@ static int acl_op(km_request_op op)
 int km_request_create(km_ctx *ctx, km_request_op op, const char *key_name,
                       const uint8_t *params, size_t params_len, uint32_t ttl_s, uint8_t id[16])
 {
+    KM__REMOTE(ctx, KM__KC_REQUEST_CREATE, op, key_name, params, params_len, ttl_s, id);
     km__txn *t = NULL;
     km_key *key = NULL;
     km_audit_head h;
@@ -107,6 +108,7 @@ int km_request_create(km_ctx *ctx, km_request_op op, const char *key_name,
 
 int km_request_approve(km_ctx *ctx, const uint8_t id[16])
 {
+    KM__REMOTE(ctx, KM__KC_REQUEST_APPROVE, id);
     km__txn *t = NULL;
     req r;
     char d[160];
@@ -181,6 +183,7 @@ static int request_read(km_ctx *ctx, const uint8_t id[16], req *r)
 
 int km_request_info(km_ctx *ctx, const uint8_t id[16], km_request_status *out)
 {
+    KM__REMOTE(ctx, KM__KC_REQUEST_INFO, id, out);
     req r;
     int rc;
 
@@ -211,6 +214,7 @@ int km_request_info(km_ctx *ctx, const uint8_t id[16], km_request_status *out)
 int km_request_describe(km_ctx *ctx, const uint8_t id[16], char *out, size_t cap,
                         size_t *out_len)
 {
+    KM__REMOTE(ctx, KM__KC_REQUEST_DESCRIBE, id, out, cap, out_len);
     static const char older[] = "(not recorded: a request made by an older libkm; only a "
                                 "SHA-256 of its parameters is kept)";
     req r;

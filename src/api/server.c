@@ -67,6 +67,7 @@ int km_ctx_delegate(km_ctx *srv, const char *principal, const char *peer, km_ctx
     if (out == NULL)
         return km__err(KM_E_INVALID, "km_ctx_delegate: out is NULL");
     *out = NULL;
+    KM__REMOTE_NO(srv, "km_ctx_delegate", "only kmd's own context acts for a principal");
     if (srv == NULL || principal == NULL || peer == NULL)
         return km__err(KM_E_INVALID, "km_ctx_delegate: %s is NULL",
                        srv == NULL ? "srv" : principal == NULL ? "principal" : "peer");
@@ -139,6 +140,7 @@ out:
 
 int km_server_audit(km_ctx *srv, const char *detail)
 {
+    KM__REMOTE_NO(srv, "km_server_audit", "only kmd's own context writes its events");
     size_t n;
     int rc;
 

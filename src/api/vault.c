@@ -4,6 +4,7 @@
  * context itself is the core's (src/core/ctx.c); the storage work of rekey,
  * compaction and backup is the store's (src/store/). */
 #include "core.h"
+#include "remote.h"
 #include "vault_int.h"
 #include "km/quorum.h"
 
@@ -22,6 +23,7 @@ int km_vault_id(const km_ctx *ctx, uint8_t out[16])
 
 int km_set_progress(km_ctx *ctx, km_progress_fn fn, void *arg)
 {
+    KM__REMOTE_NO(ctx, "km_set_progress", "the long work runs in kmd, which reports no progress to clients");
     if (ctx == NULL)
         return km__err(KM_E_INVALID, "km_set_progress: ctx is NULL");
     ctx->progress = fn;
@@ -52,6 +54,7 @@ static int slot_change_consume(km_ctx *ctx, km__txn *t, const char *params)
 
 int km_vault_backend_set(km_ctx *ctx, const char *name, const char *config)
 {
+    KM__REMOTE_NO(ctx, "km_vault_backend_set", "administer the vault as kmd's user (kmctl on the vault itself)");
     uint8_t key[48];
     size_t klen, clen;
     km__txn *t = NULL;
@@ -90,6 +93,7 @@ int km_vault_backend_set(km_ctx *ctx, const char *name, const char *config)
 
 int km_vault_add_backend_slot(km_ctx *ctx, const char *backend, const char *config)
 {
+    KM__REMOTE_NO(ctx, "km_vault_add_backend_slot", "administer the vault as kmd's user (kmctl on the vault itself)");
     km_secret *blob = NULL;
     km__txn *t = NULL;
     char pp[64];
@@ -133,6 +137,7 @@ int km_vault_add_backend_slot(km_ctx *ctx, const char *backend, const char *conf
 
 int km_vault_add_shares(km_ctx *ctx, unsigned m, unsigned n, km_secret **shares)
 {
+    KM__REMOTE_NO(ctx, "km_vault_add_shares", "administer the vault as kmd's user (kmctl on the vault itself)");
     km__txn *t = NULL;
     char d[48], pp[48];
     unsigned i;
@@ -180,6 +185,7 @@ int km_vault_add_shares(km_ctx *ctx, unsigned m, unsigned n, km_secret **shares)
 
 int km_vault_remove_passphrases(km_ctx *ctx)
 {
+    KM__REMOTE_NO(ctx, "km_vault_remove_passphrases", "administer the vault as kmd's user (kmctl on the vault itself)");
     km__slot_unsealer check;
     km__txn *t = NULL;
     int rc;
@@ -213,6 +219,7 @@ int km_vault_remove_passphrases(km_ctx *ctx)
 int km_vault_add_passphrase(km_ctx *ctx, const uint8_t *passphrase, size_t passphrase_len,
                             uint32_t kdf_cost)
 {
+    KM__REMOTE_NO(ctx, "km_vault_add_passphrase", "administer the vault as kmd's user (kmctl on the vault itself)");
     km__txn *t = NULL;
     int rc;
 
@@ -341,6 +348,8 @@ int km_open(km_ctx **out, const char *uri, const km_open_options *opts)
     km__backends_builtin();
     if (uri == NULL || uri[0] == '\0')
         return km__err(KM_E_INVALID, "km_open: uri is NULL or empty");
+    if (km__remote_uri(uri))    /* client mode: the vault is kmd's (remote.c) */
+        return km__remote_open(out, uri, opts);
     if (opts == NULL)
         return km__err(KM_E_INVALID, "km_open: opts is NULL (a passphrase is required)");
     if (opts->version < 1 || opts->version > KM_OPEN_OPTIONS_VERSION)
@@ -514,6 +523,7 @@ static int reseal_devices(km_ctx *ctx, const km_secret *master, rekey_arg *a)
 int km_vault_rekey(km_ctx *ctx, const uint8_t *passphrase, size_t passphrase_len,
                    uint32_t kdf_cost)
 {
+    KM__REMOTE_NO(ctx, "km_vault_rekey", "administer the vault as kmd's user (kmctl on the vault itself)");
     int rc;
 
     if (ctx == NULL)
@@ -596,6 +606,7 @@ int km__ctx_rekey(km_ctx *ctx, const uint8_t *passphrase, size_t passphrase_len,
 
 int km_vault_compact(km_ctx *ctx)
 {
+    KM__REMOTE_NO(ctx, "km_vault_compact", "administer the vault as kmd's user (kmctl on the vault itself)");
     int rc;
 
     if (ctx == NULL)
@@ -635,6 +646,7 @@ int km_vault_compact(km_ctx *ctx)
 
 int km_vault_backup(km_ctx *ctx, const char *path)
 {
+    KM__REMOTE_NO(ctx, "km_vault_backup", "administer the vault as kmd's user (kmctl on the vault itself)");
     int rc;
 
     if (ctx == NULL)
@@ -658,6 +670,7 @@ int km_vault_backup(km_ctx *ctx, const char *path)
  * that the copy holds it. */
 int km_vault_copy(km_ctx *ctx, const char *dst_uri, const km_open_options *dst_opts)
 {
+    KM__REMOTE_NO(ctx, "km_vault_copy", "administer the vault as kmd's user (kmctl on the vault itself)");
     km_open_options o = KM_OPEN_OPTIONS_INIT;
     const km__store_ops *ops;
     const char *loc;

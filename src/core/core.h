@@ -18,6 +18,7 @@
 #include "store.h"
 #include "policy.h"
 #include "rules.h"
+#include "kmip_ttlv.h"   /* KM__KC_*: the functions of client mode (KM__REMOTE) */
 
 /* The built-in key backends' tables (registered by ctx.c's register_builtins;
  * each defined in its backend: backends/software/, backends/pkcs11/,
@@ -215,7 +216,33 @@ struct km_ctx {
     /* km__audit_close, set by km_open: called when the last reference goes
      * (ctx.c calls nothing above it) */
     void (*audit_close)(struct km_ctx *ctx);
+    /* client mode (src/api/remote.c, docs/KMD.md): a context opened on kmd
+     * holds no vault; every public function runs there through remote_call
+     * (KM__REMOTE below), and remote_close ends the connection with the last
+     * reference. NULL for a vault of this process. */
+    struct km__remote *remote;
+    int (*remote_call)(struct km_ctx *ctx, uint32_t fn, ...);
+    void (*remote_close)(struct km_ctx *ctx);
 };
+
+/* The first line of a public function: a context in client mode runs the
+ * call in kmd (fn a KM__KC_* of kmip_ttlv.h, the arguments after the context
+ * as the table's format says). KM__REMOTE_KEY for a function of a key
+ * handle (a NULL key falls through to the local checks); KM__REMOTE_NO for
+ * one that has no meaning through kmd: KM_E_UNSUPPORTED saying why. */
+#define KM__REMOTE(ctx, ...)                                                   \
+    do {                                                                       \
+        struct km_ctx *km__rx_ = (ctx);                                        \
+        if (km__rx_ != NULL && km__rx_->remote != NULL)                        \
+            return km__rx_->remote_call(km__rx_, __VA_ARGS__);                 \
+    } while (0)
+#define KM__REMOTE_KEY(key, ...) KM__REMOTE((key) != NULL ? (key)->k->ctx : NULL, __VA_ARGS__)
+#define KM__REMOTE_NO(ctx, fn, why)                                            \
+    do {                                                                       \
+        const struct km_ctx *km__rx_ = (ctx);                                  \
+        if (km__rx_ != NULL && km__rx_->remote != NULL)                        \
+            return km__err(KM_E_UNSUPPORTED, "%s: not served through kmd: %s", (fn), (why)); \
+    } while (0)
 
 /* wtxn.c: the one write path. Every change of the vault goes through here:
  * begin, then commit (the change's audit entry, the commit, the generation

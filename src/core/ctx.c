@@ -515,6 +515,8 @@ void km__ctx_unref(struct km_ctx *ctx)
     }
     if (ctx->audit_close != NULL)
         ctx->audit_close(ctx);
+    if (ctx->remote_close != NULL)
+        ctx->remote_close(ctx);
     km__ctx_discard(ctx);
 }
 

@@ -897,6 +897,7 @@ static int name_points_at(km_ctx *ctx, const char *name, size_t len, km__kobj *k
 
 int km_key_open(km_key **out, km_ctx *ctx, const char *name)
 {
+    KM__REMOTE(ctx, KM__KC_KEY_OPEN, out, name);
     km__txn *t = NULL;
     km__kobj *k = NULL;
     uint8_t id[16];
@@ -935,6 +936,7 @@ static int kobj_removed(km__kobj *k)
 
 int km_key_open_id(km_key **out, km_ctx *ctx, const uint8_t id[16])
 {
+    KM__REMOTE(ctx, KM__KC_KEY_OPEN_ID, out, id);
     km__kobj *k = NULL;
     int rc;
 
@@ -1294,6 +1296,7 @@ static int pem_is_public(const uint8_t *m, size_t len)
 int km_key_create(km_key **out, km_ctx *ctx, const char *name, km_key_type type,
                   const km_key_options *opts)
 {
+    KM__REMOTE(ctx, KM__KC_KEY_CREATE, out, name, type, opts);
     return key_create(0, out, ctx, name, type, opts);
 }
 
@@ -1404,6 +1407,7 @@ int km_key_import(km_key **out, km_ctx *ctx, const char *name, km_key_type type,
                   km_material_format format, const uint8_t *material, size_t material_len,
                   uint32_t flags, const km_key_options *opts)
 {
+    KM__REMOTE(ctx, KM__KC_KEY_IMPORT, out, name, type, format, material, material_len, flags, opts);
     uint8_t spki[2048];
     size_t n = 0;
     int rc;
@@ -1684,6 +1688,7 @@ int km__key_id_collect(const char *name, const uint8_t id[16], km_key_type type,
 
 int km_key_list(km_ctx *ctx, km_key_list_fn fn, void *arg)
 {
+    KM__REMOTE(ctx, KM__KC_KEY_LIST, fn, arg);
     struct list_arg la;
     km__txn *t = NULL;
     int rc;
@@ -1727,6 +1732,7 @@ int km_session_key_create(km_key **out, km_ctx *ctx, km_key_type type)
     if (out == NULL)
         return km__err(KM_E_INVALID, "km_session_key_create: out is NULL");
     *out = NULL;
+    KM__REMOTE_NO(ctx, "km_session_key_create", "a session key lives only in the process that made it; use a vault key, or libkm linked in");
     if ((rc = ctx_arg("km_session_key_create", ctx)) != KM_OK)
         return rc;
     if (!km__type_is_valid((int)type))

@@ -22,6 +22,9 @@ man1_MANS = docs/kmctl.1
 # the grammar end to end against a fresh vault
 TESTS += tests/kmctl.sh
 EXTRA_DIST += docs/kmctl.1 tests/kmctl.sh
+# kmctl through kmd: --vault kmd:SOCKET (issue 20, client mode)
+TESTS += tests/kmctl_kmd.sh
+EXTRA_DIST += tests/kmctl_kmd.sh
 # a key's names and metadata (issue 22)
 TESTS += tests/kmctl_keymeta.sh
 EXTRA_DIST += tests/kmctl_keymeta.sh

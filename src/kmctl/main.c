@@ -792,6 +792,19 @@ static int open_vault(struct kmctl *k, const struct kmctl_cmd *c, const struct k
     o.principal = g->principal != NULL ? g->principal : getenv("KM_PRINCIPAL");
     if (o.principal != NULL && o.principal[0] == '\0')
         o.principal = NULL;
+    if (strncmp(k->vault, "kmd:", 4) == 0 || strncmp(k->vault, "kmip://", 7) == 0) {
+        /* client mode: kmd knows who connects; no passphrase is read or sent
+         * (kmip://: the client certificate from $KM_KMD_CA, _CERT, _KEY) */
+        o.tls_ca = env_nonempty("KM_KMD_CA");
+        o.tls_cert = env_nonempty("KM_KMD_CERT");
+        o.tls_key = env_nonempty("KM_KMD_KEY");
+        if (c->vault == VAULT_CREATE)
+            return kmctl_error(KMCTL_EXIT_USAGE, "%s: a vault is created by kmd's user on the "
+                               "vault itself, not through kmd", c->words);
+        rc = km_open(&k->ctx, k->vault, &o);
+        return rc == KM_OK ? KMCTL_EXIT_OK
+                           : kmctl_lib_error(rc, "opening the vault through '%s'", k->vault);
+    }
     if (g->nshares > 0) {
         /* custodians' shares of a Shamir keyslot, one per file, instead of a passphrase */
         if ((rc = read_shares(g, shares, share_text)) != KMCTL_EXIT_OK)

@@ -105,4 +105,13 @@ int kmd_kmip_handle(km_ctx *ctx, const kmd_limits *lim, const uint8_t *req, size
                     uint8_t **resp, size_t *resp_len);
 void kmd_response_free(uint8_t *resp, size_t len);
 
+/* vendor.c: kmd's libkm call (KM_KMD_OP_CALL, docs/KMD.md): runs the call in
+ * the request payload `pl` of `t` on `ctx` (the connection's principal) and
+ * writes the response payload's fields into `e`. 0; or -1 with a KMIP result
+ * reason and message for a call that does not match its signature. */
+struct km__ttlv_tree;
+struct km__ttlv_enc;
+int kmd_vendor_call(km_ctx *ctx, const struct km__ttlv_tree *t, int pl, struct km__ttlv_enc *e,
+                    uint32_t *reason, char *msg, size_t cap);
+
 #endif /* KMD_H */

@@ -9,6 +9,7 @@
 
 sbin_PROGRAMS = src/kmd/kmd
 src_kmd_kmd_SOURCES = src/kmd/kmd.h src/kmd/main.c src/kmd/config.c src/kmd/kmip.c \
+	src/kmd/vendor.c \
 	src/kmd/tls.c
 src_kmd_kmd_CPPFLAGS = $(KM_CONFIG_INCLUDE) -I$(srcdir)/include -iquote $(srcdir)/src/prim
 src_kmd_kmd_LDADD = libkm_internal.la $(SSL_LIBS) $(CRYPTO_LIBS) $(LMDB_LIBS) $(JANSSON_LIBS) \

@@ -1085,6 +1085,8 @@ static int dispatch(req *q, uint32_t op, int pl, result *r)
     if (q->ctx == NULL && op != KM__KMIP_OP_DISCOVER_VERSIONS && op != KM__KMIP_OP_QUERY)
         return fail(r, KM__KMIP_REASON_PERMISSION_DENIED,
                     "kmd is sealed: custodians unseal it with their shares (kmctl unseal)");
+    if (op == KM_KMD_OP_CALL)   /* libkm's client mode: src/kmd/vendor.c */
+        return kmd_vendor_call(q->ctx, q->t, pl, q->e, &r->reason, r->msg, sizeof r->msg);
     switch (op) {
     case KM__KMIP_OP_DISCOVER_VERSIONS: return op_discover(q, pl, r);
     case KM__KMIP_OP_QUERY: return op_query(q, pl, r);

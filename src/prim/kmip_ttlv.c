@@ -4,6 +4,7 @@
  * format and the rules; docs/FORMATS.md for where libkm uses it.
  */
 #include "kmip_ttlv.h"
+#include "km/sys/server.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -715,5 +716,180 @@ int km__kmip_response_parse(const km__ttlv_tree *t, km__kmip_response *out)
                    != KM_OK)
             return KM_E_CORRUPT;
     }
+    return KM_OK;
+}
+
+/* ------------------------------------------------------ kmd's libkm call */
+
+static const struct kcall_sig {
+    uint32_t fn;
+    const char *name;
+    const char *format;
+} kcall_sigs[] = {
+    { KM__KC_HELLO, "hello", "XCU" },
+    { KM__KC_KEY_OPEN, "km_key_open", "Ks" },
+    { KM__KC_KEY_OPEN_ID, "km_key_open_id", "Kx" },
+    { KM__KC_KEY_CREATE, "km_key_create", "KsuO" },
+    { KM__KC_KEY_IMPORT, "km_key_import", "KsuubuO" },
+    { KM__KC_KEY_LIST, "km_key_list", "N" },
+    { KM__KC_KEY_ROTATE, "km_key_rotate", "kU" },
+    { KM__KC_KEY_PUBLIC_EXPORT, "km_key_public_export", "kuuB" },
+    { KM__KC_KEY_INFO, "km_key_info", "Ik" },
+    { KM__KC_KEY_LIST_FILTERED, "km_key_list_filtered", "QN" },
+    { KM__KC_ENCRYPT, "km_encrypt", "kbbB" },
+    { KM__KC_DECRYPT, "km_decrypt", "ubbB" },
+    { KM__KC_DECRYPT_KEY, "km_decrypt_key", "kubbB" },
+    { KM__KC_SIGN, "km_sign", "kubB" },
+    { KM__KC_SIGN_DIGEST, "km_sign_digest", "kuusbB" },
+    { KM__KC_VERIFY, "km_verify", "kuubb" },
+    { KM__KC_MAC, "km_mac", "kubB" },
+    { KM__KC_MAC_VERIFY, "km_mac_verify", "kuubb" },
+    { KM__KC_RANDOM, "km_random", "sR" },
+    { KM__KC_RSA_DECRYPT, "km_rsa_decrypt", "kubS" },
+    { KM__KC_RSA_OAEP_DECRYPT, "km_rsa_oaep_decrypt", "kubbB" },
+    { KM__KC_RSA_OAEP_ENCRYPT, "km_rsa_oaep_encrypt", "kubbB" },
+    { KM__KC_DATAKEY_GENERATE, "km_datakey_generate", "kbSB" },
+    { KM__KC_DATAKEY_DECRYPT, "km_datakey_decrypt", "bbS" },
+    { KM__KC_DATAKEY_GENERATE_TYPE, "km_datakey_generate_type", "kubSB" },
+    { KM__KC_DATAKEY_PAIR_GENERATE, "km_datakey_pair_generate", "kubSBB" },
+    { KM__KC_DATAKEY_PAIR_DECRYPT, "km_datakey_pair_decrypt", "bbS" },
+    { KM__KC_REWRAP, "km_rewrap", "bbB" },
+    { KM__KC_REWRAP_TO, "km_rewrap_to", "bbkbB" },
+    { KM__KC_REWRAP_EX, "km_rewrap_ex", "ubbkbB" },
+    { KM__KC_DERIVE, "km_derive", "kbbzS" },
+    { KM__KC_AGREE, "km_agree", "kbbzS" },
+    { KM__KC_ACTIVATE, "km_key_activate", "ku" },
+    { KM__KC_SUSPEND, "km_key_suspend", "ku" },
+    { KM__KC_RESUME, "km_key_resume", "ku" },
+    { KM__KC_REVOKE, "km_key_revoke", "kuul" },
+    { KM__KC_SCHEDULE_DESTROY, "km_key_schedule_destroy", "kuu" },
+    { KM__KC_CANCEL_DESTROY, "km_key_cancel_destroy", "ku" },
+    { KM__KC_MAINTAIN, "km_maintain", "M" },
+    { KM__KC_KEY_RENAME, "km_key_rename", "ks" },
+    { KM__KC_ALIAS_ADD, "km_key_alias_add", "ksu" },
+    { KM__KC_ALIAS_REMOVE, "km_key_alias_remove", "s" },
+    { KM__KC_SET_DESCRIPTION, "km_key_set_description", "ks" },
+    { KM__KC_SET_TAG, "km_key_set_tag", "kss" },
+    { KM__KC_KEY_SET, "km_key_set", "kT" },
+    { KM__KC_KEY_TRIM, "km_key_trim", "kuU" },
+    { KM__KC_KEY_PURGE, "km_key_purge", "k" },
+    { KM__KC_WHOAMI, "km_whoami", "CU" },
+    { KM__KC_KEY_GRANT, "km_key_grant", "ksu" },
+    { KM__KC_KEY_PERMS, "km_key_perms", "kU" },
+    { KM__KC_KEY_GRANTS, "km_key_grants", "kG" },
+    { KM__KC_PRINCIPAL_ADD, "km_principal_add", "subu" },
+    { KM__KC_PRINCIPAL_REMOVE, "km_principal_remove", "si" },
+    { KM__KC_PRINCIPAL_LIST, "km_principal_list", "P" },
+    { KM__KC_POLICY_SET, "km_policy_set", "b" },
+    { KM__KC_POLICY_GET, "km_policy_get", "B" },
+    { KM__KC_POLICY_REPORT, "km_policy_report", "F" },
+    { KM__KC_REQUEST_CREATE, "km_request_create", "usbuX" },
+    { KM__KC_REQUEST_APPROVE, "km_request_approve", "x" },
+    { KM__KC_REQUEST_INFO, "km_request_info", "xW" },
+    { KM__KC_REQUEST_DESCRIBE, "km_request_describe", "xB" },
+    { KM__KC_AUDIT_SET_LEVEL, "km_audit_set_level", "u" },
+    { KM__KC_AUDIT_GET_LEVEL, "km_audit_get_level", "U" },
+    { KM__KC_AUDIT_FLUSH, "km_audit_flush", "" },
+    { KM__KC_AUDIT_HEAD_GET, "km_audit_head_get", "H" },
+    { KM__KC_AUDIT_VERIFY, "km_audit_verify", "hLL" },
+    { KM__KC_AUDIT_FOREACH, "km_audit_foreach", "lA" },
+    { KM__KC_AUDIT_ALERTS, "km_audit_alerts", "lE" },
+    { KM__KC_KEY_EXPORT_WRAPPED, "km_key_export_wrapped", "kuukbB" },
+    { KM__KC_KEY_IMPORT_WRAPPED, "km_key_import_wrapped", "KsuubO" },
+    { KM__KC_VAULT_WRAPPING_KEY, "km_vault_wrapping_key", "uB" },
+    { KM__KC_KEY_BACKUP, "km_key_backup", "kbbB" },
+    { KM__KC_KEY_RESTORE, "km_key_restore", "bbsK" },
+};
+
+static const struct kcall_sig *kcall_sig(uint32_t fn)
+{
+    size_t i;
+    for (i = 0; i < sizeof kcall_sigs / sizeof kcall_sigs[0]; i++)
+        if (kcall_sigs[i].fn == fn)
+            return &kcall_sigs[i];
+    return NULL;
+}
+
+const char *km__kcall_name(uint32_t fn)
+{
+    const struct kcall_sig *s = kcall_sig(fn);
+    return s != NULL ? s->name : NULL;
+}
+
+const char *km__kcall_format(uint32_t fn)
+{
+    const struct kcall_sig *s = kcall_sig(fn);
+    return s != NULL ? s->format : NULL;
+}
+
+/* The TTLV type an argument of format character c is sent as (outputs: their
+ * capacity, a Long Integer); 0 for an unknown character. */
+static uint8_t kcall_type(char c)
+{
+    switch (c) {
+    case 's': return KM__TTLV_TEXT;
+    case 'b': case 'x': case 'k': return KM__TTLV_BYTES;
+    case 'O': case 'T': case 'Q': case 'h': return KM__TTLV_STRUCTURE;
+    case 'u': case 'i': case 'l': case 'z': return KM__TTLV_LONG;
+    default: return c >= 'A' && c <= 'Z' ? KM__TTLV_LONG : 0;
+    }
+}
+
+int km__kcall_decode(const km__ttlv_tree *t, int pl, uint32_t *fn, km__kcall_arg *a,
+                     size_t *n, const char **why)
+{
+    const struct kcall_sig *s;
+    int32_t f = 0;
+    size_t i, na;
+    int c;
+
+    *n = 0;
+    *why = NULL;
+    if (km__ttlv_get_int(t, pl, KM_KMD_TAG_FUNCTION, &f) != KM_OK) {
+        *why = "no Integer function id";
+        return KM_E_CORRUPT;
+    }
+    *fn = (uint32_t)f;
+    if ((s = kcall_sig((uint32_t)f)) == NULL) {
+        *why = "unknown function id";
+        return KM_E_UNSUPPORTED;
+    }
+    na = strlen(s->format);
+    if (km__ttlv_count(t, pl, KM_KMD_TAG_ARG) != na) {
+        *why = "wrong number of arguments";
+        return KM_E_CORRUPT;
+    }
+    for (i = 0, c = t->items[pl].first; c >= 0; c = t->items[c].next) {
+        const km__ttlv_item *it = &t->items[c];
+        char ch;
+        if (it->tag != KM_KMD_TAG_ARG)
+            continue;
+        ch = s->format[i];
+        memset(&a[i], 0, sizeof a[i]);
+        a[i].st = -1;
+        if (it->type == KM__TTLV_BOOL && ch != 'u' && ch != 'i' && ch != 'l' && ch != 'z') {
+            a[i].null = 1;                  /* a NULL pointer */
+        } else if (it->type != kcall_type(ch)) {
+            *why = "an argument of the wrong type";
+            return KM_E_CORRUPT;
+        } else if (it->type == KM__TTLV_LONG) {
+            a[i].n = (int64_t)be64(it->val);
+            if (ch >= 'A' && ch <= 'Z' && a[i].n < 0) {
+                *why = "a negative capacity";
+                return KM_E_CORRUPT;
+            }
+        } else if (it->type == KM__TTLV_STRUCTURE) {
+            a[i].st = c;
+        } else {
+            a[i].p = it->val;
+            a[i].len = it->len;
+            if ((ch == 'x' || ch == 'k') && it->len != 16) {
+                *why = "a key id that is not 16 bytes";
+                return KM_E_CORRUPT;
+            }
+        }
+        i++;
+    }
+    *n = na;
     return KM_OK;
 }

@@ -429,4 +429,87 @@ typedef struct km__kmip_response {
  */
 int km__kmip_response_parse(const km__ttlv_tree *t, km__kmip_response *out);
 
+
+/* ------------------------------------------------------ kmd's libkm call */
+/*
+ * The vendor operation KM_KMD_OP_CALL (include/km/sys/server.h, docs/KMD.md):
+ * libkm's client mode (src/api/remote.c) sends one libkm function with its
+ * arguments, kmd (src/kmd/vendor.c) runs it as the connection's principal.
+ * Both read the function's signature from one table: its format, one
+ * character per C argument after the context, in the C order:
+ *
+ *   inputs   u uint32/enum   i int   l int64   z size_t   s const char*
+ *            b const uint8_t* + size_t   x const uint8_t[16]   k km_key*
+ *            O const km_key_options*   T const km_key_settings*
+ *            Q const km_key_filter*    h const km_audit_head*
+ *   outputs  B uint8_t* + cap + size_t*   C char* + cap   R uint8_t* + len
+ *            U uint32_t*   L uint64_t*   Z size_t*   S km_secret**
+ *            X uint8_t[16]   K km_key**   H km_audit_head*
+ *            W km_request_status*   M km_maintain_report**   I km_keyinfo**
+ *            F km_policy_findings**   and the listings (callback + arg):
+ *            N km_key_list_fn   P km_principal_fn   G km_grant_fn
+ *            A km_audit_fn   E km_audit_alert_fn
+ *
+ * On the wire every character is one KM_KMD_TAG_ARG item of the request
+ * (an output: its capacity as a Long Integer, 0 when it has none, Boolean
+ * false for a NULL pointer) and every output one KM_KMD_TAG_OUT item of the
+ * response (a Structure for the composite ones and the listings).
+ */
+enum km__kcall_fn {
+    KM__KC_HELLO = 1,       /* >XCU: the vault id, whoami name and roles */
+    KM__KC_KEY_OPEN = 10, KM__KC_KEY_OPEN_ID, KM__KC_KEY_CREATE, KM__KC_KEY_IMPORT,
+    KM__KC_KEY_LIST, KM__KC_KEY_ROTATE, KM__KC_KEY_PUBLIC_EXPORT, KM__KC_KEY_INFO,
+    KM__KC_KEY_LIST_FILTERED,
+    KM__KC_ENCRYPT = 30, KM__KC_DECRYPT, KM__KC_DECRYPT_KEY, KM__KC_SIGN, KM__KC_SIGN_DIGEST,
+    KM__KC_VERIFY, KM__KC_MAC, KM__KC_MAC_VERIFY, KM__KC_RANDOM, KM__KC_RSA_DECRYPT,
+    KM__KC_RSA_OAEP_DECRYPT, KM__KC_RSA_OAEP_ENCRYPT,
+    KM__KC_DATAKEY_GENERATE = 50, KM__KC_DATAKEY_DECRYPT, KM__KC_DATAKEY_GENERATE_TYPE,
+    KM__KC_DATAKEY_PAIR_GENERATE, KM__KC_DATAKEY_PAIR_DECRYPT, KM__KC_REWRAP, KM__KC_REWRAP_TO,
+    KM__KC_REWRAP_EX, KM__KC_DERIVE, KM__KC_AGREE,
+    KM__KC_ACTIVATE = 70, KM__KC_SUSPEND, KM__KC_RESUME, KM__KC_REVOKE,
+    KM__KC_SCHEDULE_DESTROY, KM__KC_CANCEL_DESTROY, KM__KC_MAINTAIN,
+    KM__KC_KEY_RENAME = 90, KM__KC_ALIAS_ADD, KM__KC_ALIAS_REMOVE, KM__KC_SET_DESCRIPTION,
+    KM__KC_SET_TAG, KM__KC_KEY_SET, KM__KC_KEY_TRIM, KM__KC_KEY_PURGE,
+    KM__KC_WHOAMI = 110, KM__KC_KEY_GRANT, KM__KC_KEY_PERMS, KM__KC_KEY_GRANTS,
+    KM__KC_PRINCIPAL_ADD, KM__KC_PRINCIPAL_REMOVE, KM__KC_PRINCIPAL_LIST,
+    KM__KC_POLICY_SET = 130, KM__KC_POLICY_GET, KM__KC_POLICY_REPORT,
+    KM__KC_REQUEST_CREATE, KM__KC_REQUEST_APPROVE, KM__KC_REQUEST_INFO, KM__KC_REQUEST_DESCRIBE,
+    KM__KC_AUDIT_SET_LEVEL = 150, KM__KC_AUDIT_GET_LEVEL, KM__KC_AUDIT_FLUSH,
+    KM__KC_AUDIT_HEAD_GET, KM__KC_AUDIT_VERIFY, KM__KC_AUDIT_FOREACH, KM__KC_AUDIT_ALERTS,
+    KM__KC_KEY_EXPORT_WRAPPED = 170, KM__KC_KEY_IMPORT_WRAPPED, KM__KC_VAULT_WRAPPING_KEY,
+    KM__KC_KEY_BACKUP, KM__KC_KEY_RESTORE,
+    /* never sent: the client runs these item by item through the calls above */
+    KM__KC_BATCH = 200, KM__KC_REWRAP_BATCH_EX
+};
+
+/* The most arguments of one call. */
+#define KM__KC_MAX_ARGS 12
+/* The most records one listing answers with (a longer listing is cut and
+ * says so; km_audit_foreach asks again from where it stopped). */
+#define KM__KC_LIST_MAX 4096
+
+/* A function's name ("km_encrypt") and format, or NULL for an unknown id. */
+const char *km__kcall_name(uint32_t fn);
+const char *km__kcall_format(uint32_t fn);
+
+/* One argument as kmd decoded it: `null` for a NULL pointer; a number or an
+ * output's capacity in n; bytes and text in p/len (text not terminated); a
+ * Structure's index in st. */
+typedef struct km__kcall_arg {
+    int null;
+    int64_t n;
+    const uint8_t *p;
+    size_t len;
+    int st;
+} km__kcall_arg;
+
+/*
+ * Decodes a call's request payload `pl`: *fn and its arguments by the
+ * table's format (count and types checked; a key id and an `x` 16 bytes).
+ * KM_OK, or KM_E_CORRUPT with *why naming what is wrong (an Invalid
+ * Message); KM_E_UNSUPPORTED for a function id not in the table.
+ */
+int km__kcall_decode(const km__ttlv_tree *t, int pl, uint32_t *fn, km__kcall_arg *a,
+                     size_t *n, const char **why);
+
 #endif /* KM_KMIP_TTLV_H */

@@ -10,6 +10,7 @@
 #include <km/sys/server.h>
 
 #include "../../src/kmd/kmip.c"
+#include "../../src/kmd/vendor.c"   /* the libkm call (KM_KMD_OP_CALL) */
 
 static km_ctx *fz_kmd;
 

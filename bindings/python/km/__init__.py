@@ -554,7 +554,10 @@ class Vault(_VaultMeta):
         """Opens (with create=True: creates if absent) the vault at `path`.
 
         path: a directory path (str, bytes or os.PathLike), an "lmdb:/dir" URI,
-            or "etcd://HOST:PORT[,HOST:PORT...]/PREFIX" (docs/ETCD.md).
+            or "etcd://HOST:PORT[,HOST:PORT...]/PREFIX" (docs/ETCD.md); or a
+            kmd: "kmd:/run/kmd/kmd.sock" or "kmip://HOST:PORT" (with tls_ca,
+            tls_cert, tls_key), where every call runs in kmd as the principal
+            kmd maps this process to, and no passphrase is given (docs/KMD.md).
         tls_ca, tls_cert, tls_key: for an etcd:// vault, the PEM files of the
             members' CA (https) and of a client certificate and its key.
         passphrase: bytes or bytearray (1 to 1024 bytes). It is copied into a
@@ -589,7 +592,8 @@ class Vault(_VaultMeta):
         if passphrase is not None and not isinstance(passphrase, (bytes, bytearray, memoryview)):
             raise TypeError("passphrase must be bytes or bytearray, not %s"
                             % type(passphrase).__name__)
-        if passphrase is None and slot_backend is None and not shares:
+        remote = uri.startswith(b"kmd:") or uri.startswith(b"kmip://")
+        if passphrase is None and slot_backend is None and not shares and not remote:
             raise TypeError("Vault.open needs a passphrase, a slot_backend or shares")
         o = _ffi.km_open_options()
         o.version = _ffi.KM_OPEN_OPTIONS_VERSION

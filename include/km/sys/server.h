@@ -129,6 +129,31 @@ KM_EXTERN int km_server_audit(km_ctx *srv, const char *detail) KM_WUR;
 KM_EXTERN int km_server_unseal(const char *socket_path, const char *share, unsigned *have,
                                unsigned *need) KM_WUR;
 
+
+/**
+ * @name kmd's vendor extension: the libkm call (client mode)
+ * A context opened on kmd (km_open() with `kmd:/path/kmd.sock` or
+ * `kmip://host:port`, docs/KMD.md) runs each libkm function in kmd as the
+ * connection's principal with one KMIP request of operation KM_KMD_OP_CALL.
+ * Request payload: the function (Integer KM_KMD_TAG_FUNCTION, a KM_KMD_FN_*
+ * value), then its arguments in order, each an item tagged KM_KMD_TAG_ARG
+ * (Long Integer for numbers and output capacities, Text String, Byte String
+ * for bytes and key ids, Boolean false for a NULL pointer, a Structure for
+ * an option struct; docs/KMD.md lists each function's arguments). Response
+ * payload: libkm's return code (Integer KM_KMD_TAG_RC), its error detail
+ * when not KM_OK (Text String KM_KMD_TAG_MESSAGE), then the outputs, each
+ * tagged KM_KMD_TAG_OUT. A call kmd cannot read is refused with the result
+ * reason Invalid Message.
+ * @{
+ */
+#define KM_KMD_OP_CALL 0x80000002u          /**< KMIP extension operation: one libkm call */
+#define KM_KMD_TAG_FUNCTION 0x540004u       /**< Integer: the KM_KMD_FN_* called */
+#define KM_KMD_TAG_ARG 0x540005u            /**< one argument (type by the function) */
+#define KM_KMD_TAG_RC 0x540006u             /**< Integer: libkm's return code */
+#define KM_KMD_TAG_MESSAGE 0x540007u        /**< Text String: km_error_last()'s message */
+#define KM_KMD_TAG_OUT 0x540008u            /**< one output (type by the function) */
+/** @} */
+
 #ifdef __cplusplus
 }
 #endif

@@ -1,0 +1,605 @@
+/* check_remote.c - libkm's client mode (src/api/remote.c, docs/KMD.md):
+ * km_open("kmd:SOCKET") and km_open("kmip://HOST:PORT") give the public API
+ * executed in kmd as the connection's principal. Ciphertexts, wrapped data
+ * keys, MAC tags and signatures made through kmd open and verify in the
+ * embedded mode and the other way round, byte for byte the same format;
+ * errors come back with libkm's code and kmd's detail; the vault's own
+ * administration is refused with KM_E_UNSUPPORTED; the attacker: a client
+ * that names another principal, reaches for vault administration, is
+ * removed while connected, sends malformed calls, or sees kmd killed or
+ * stopped mid-call. Each test starts its own kmd (stopped by PID) on a
+ * socket in the test's directory, our uid mapped to the principal under
+ * test. */
+#define _GNU_SOURCE 1
+#include <check.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <netinet/in.h>
+#include <arpa/inet.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <km.h>
+#include <km/sys/server.h>
+
+#include "kmip_ttlv.h"
+#include "testutil.h"
+
+static char *dir;
+static km_ctx *owner;
+static pid_t kmd_pid;
+static char sock[100], uri[120];
+
+static void kmd_stop(int sig)
+{
+    int status, i;
+    if (kmd_pid <= 0)
+        return;
+    kill(kmd_pid, sig);
+    for (i = 0; i < 200 && waitpid(kmd_pid, &status, WNOHANG) != kmd_pid; i++)
+        tu_sleep_ms(50);
+    if (i == 200) {
+        kill(kmd_pid, SIGKILL);
+        waitpid(kmd_pid, &status, 0);
+    }
+    kmd_pid = 0;
+}
+
+/* Starts kmd with our uid mapped to `who` and `extra` configuration lines. */
+static void kmd_start(const char *who, const char *extra)
+{
+    char path[700], conf[700], bin[700];
+    const char *b = getenv("top_builddir");
+    FILE *f;
+    int i;
+
+    snprintf(path, sizeof path, "%s/pass", dir);
+    f = fopen(path, "w");
+    ck_assert_ptr_nonnull(f);
+    fputs(TU_PASS "\n", f);
+    fclose(f);
+    ck_assert_int_eq(chmod(path, 0600), 0);
+    snprintf(conf, sizeof conf, "%s/kmd.conf", dir);
+    f = fopen(conf, "w");
+    ck_assert_ptr_nonnull(f);
+    fprintf(f, "vault = lmdb:%s/vault\nsocket = %s\nrefresh_ms = 10\npassphrase_file = %s\n"
+            "principal.%u = %s\n%s", dir, sock, path, (unsigned)getuid(), who,
+            extra != NULL ? extra : "");
+    fclose(f);
+    snprintf(bin, sizeof bin, "%s/src/kmd/kmd", b != NULL ? b : ".");
+    unlink(sock);
+    kmd_pid = fork();
+    ck_assert_int_ge(kmd_pid, 0);
+    if (kmd_pid == 0) {
+        char log[700];
+        int fd;
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        snprintf(log, sizeof log, "%s/kmd.log", dir);
+        if ((fd = open(log, O_WRONLY | O_CREAT | O_APPEND, 0600)) >= 0)
+            dup2(fd, 2);
+        execl(bin, "kmd", "--config", conf, (char *)NULL);
+        _exit(127);
+    }
+    for (i = 0; i < 200; i++) {
+        struct stat st;
+        int status;
+        if (stat(sock, &st) == 0)
+            return;
+        if (waitpid(kmd_pid, &status, WNOHANG) == kmd_pid) {
+            kmd_pid = 0;
+            ck_abort_msg("kmd exited at start (see %s/kmd.log)", dir);
+        }
+        tu_sleep_ms(50);
+    }
+    ck_abort_msg("kmd did not make its socket in 10 s");
+}
+
+static void setup(void)
+{
+    tu_open o = TU_OPEN_INIT;
+    tu_setup(&dir, &owner, &o);
+    tu_principals_add(owner);
+    snprintf(sock, sizeof sock, "%s/kmd.sock", dir);
+    snprintf(uri, sizeof uri, "kmd:%s", sock);
+    kmd_pid = 0;
+}
+
+static void teardown(void)
+{
+    kmd_stop(SIGTERM);
+    tu_teardown(&dir, &owner);
+}
+
+
+/* A client context as the principal kmd maps us to. */
+static km_ctx *client(void)
+{
+    km_ctx *c = NULL;
+    OK(km_open(&c, uri, NULL));
+    return c;
+}
+
+static void expect_err(int rc, int code, const char *part)
+{
+    ck_assert_msg(rc == code, "rc %s, expected %s (%s)", km_err_name(rc), km_err_name(code),
+                  km_error_last()->message);
+    ck_assert_int_eq(km_error_last()->code, code);
+    if (part != NULL)
+        ck_assert_msg(strstr(km_error_last()->message, part) != NULL, "'%s' not in '%s'", part,
+                      km_error_last()->message);
+}
+
+/* The same API through kmd, and the same bytes: an admin creates keys through
+ * kmd; what it encrypts, wraps, MACs and signs opens and verifies in the
+ * embedded mode (the owner's context on the vault), and the other way
+ * round. */
+START_TEST(test_remote_same_bytes)
+{
+    km_ctx *c;
+    km_key *ka = NULL, *kh = NULL, *ke = NULL, *ea = NULL, *eh = NULL, *ee = NULL;
+    uint8_t vid[16], vid2[16], ct[256], pt[256], tag1[64], tag2[64], sig[256], w[256];
+    size_t ct_len, pt_len, t1, t2, sig_len, w_len;
+    km_secret *dk = NULL, *dk2 = NULL;
+    km_keyinfo *info = NULL;
+    uint32_t roles = 0, v = 0;
+    char name[80];
+
+    kmd_start(TU_ADMIN, NULL);
+    c = client();
+    OK(km_whoami(c, name, sizeof name, &roles));
+    ck_assert_str_eq(name, TU_ADMIN);
+    ck_assert_uint_eq(roles, KM_ROLE_ADMIN);
+    OK(km_vault_id(c, vid));
+    OK(km_vault_id(owner, vid2));
+    ck_assert_mem_eq(vid, vid2, 16);
+    OK(km_key_create(&ka, c, "ra", KM_KEY_AES_256_GCM, NULL));
+    OK(km_key_create(&kh, c, "rh", KM_KEY_HMAC_SHA256, NULL));
+    OK(km_key_create(&ke, c, "re", KM_KEY_EC_P256, NULL));
+    ck_assert_str_eq(km_key_name(ka), "ra");
+    ck_assert_int_eq(km_key_get_type(ke), KM_KEY_EC_P256);
+    OK(km_key_open(&ea, owner, "ra"));
+    OK(km_key_open(&eh, owner, "rh"));
+    OK(km_key_open(&ee, owner, "re"));
+    ck_assert_mem_eq(km_key_id(ka), km_key_id(ea), 16);
+
+    /* encrypt through kmd, decrypt embedded; and back */
+    OK(km_encrypt(ka, (const uint8_t *)"hello", 5, (const uint8_t *)"ad", 2, ct, sizeof ct, &ct_len));
+    ck_assert_uint_eq(ct_len, 5 + km_ciphertext_overhead());
+    OK(km_decrypt(owner, 0, ct, ct_len, (const uint8_t *)"ad", 2, pt, sizeof pt, &pt_len));
+    ck_assert_mem_eq(pt, "hello", 5);
+    OK(km_encrypt(ea, (const uint8_t *)"world", 5, NULL, 0, ct, sizeof ct, &ct_len));
+    OK(km_decrypt(c, 0, ct, ct_len, NULL, 0, pt, sizeof pt, &pt_len));
+    ck_assert_uint_eq(pt_len, 5);
+    ck_assert_mem_eq(pt, "world", 5);
+    OK(km_decrypt_key(ka, 0, ct, ct_len, NULL, 0, pt, sizeof pt, &pt_len));
+    /* a wrong AAD through kmd: the integrity error, kmd's detail */
+    expect_err(km_decrypt(c, 0, ct, ct_len, (const uint8_t *)"x", 1, pt, sizeof pt, &pt_len),
+               KM_E_INTEGRITY, NULL);
+    /* too small a buffer: KM_E_BUFFER and the size needed */
+    pt_len = 0;
+    expect_err(km_decrypt(c, 0, ct, ct_len, NULL, 0, pt, 2, &pt_len), KM_E_BUFFER, NULL);
+    ck_assert_uint_eq(pt_len, 5);
+
+    /* envelope: a data key made through kmd opens embedded, and back */
+    OK(km_datakey_generate(ka, NULL, 0, &dk, w, sizeof w, &w_len));
+    OK(km_datakey_decrypt(owner, w, w_len, NULL, 0, &dk2));
+    ck_assert_uint_eq(km_secret_len(dk), km_secret_len(dk2));
+    ck_assert_mem_eq(km_secret_data(dk), km_secret_data(dk2), km_secret_len(dk));
+    km_secret_free(dk);
+    km_secret_free(dk2);
+    OK(km_datakey_generate(ea, NULL, 0, &dk, w, sizeof w, &w_len));
+    OK(km_datakey_decrypt(c, w, w_len, NULL, 0, &dk2));
+    ck_assert_mem_eq(km_secret_data(dk), km_secret_data(dk2), km_secret_len(dk));
+    km_secret_free(dk);
+    km_secret_free(dk2);
+
+    /* MAC tags are deterministic: the same bytes both ways */
+    OK(km_mac(kh, 0, (const uint8_t *)"m", 1, tag1, sizeof tag1, &t1));
+    OK(km_mac(eh, 0, (const uint8_t *)"m", 1, tag2, sizeof tag2, &t2));
+    ck_assert_uint_eq(t1, t2);
+    ck_assert_mem_eq(tag1, tag2, t1);
+    OK(km_mac_verify(eh, 0, 0, (const uint8_t *)"m", 1, tag1, t1));
+    tag1[t1 - 1] ^= 1;
+    ck_assert_int_ne(km_mac_verify(kh, 0, 0, (const uint8_t *)"m", 1, tag1, t1), KM_OK);
+
+    /* signatures verify across */
+    OK(km_sign(ke, 0, (const uint8_t *)"s", 1, sig, sizeof sig, &sig_len));
+    OK(km_verify(ee, 0, 0, (const uint8_t *)"s", 1, sig, sig_len));
+    OK(km_sign(ee, 0, (const uint8_t *)"t", 1, sig, sizeof sig, &sig_len));
+    OK(km_verify(ke, 0, 0, (const uint8_t *)"t", 1, sig, sig_len));
+    ck_assert_int_ne(km_verify(ke, 0, 0, (const uint8_t *)"u", 1, sig, sig_len), KM_OK);
+
+    /* the lifecycle and the key's metadata through kmd */
+    OK(km_key_rotate(ka, &v));
+    ck_assert_uint_eq(v, 2);
+    OK(km_key_set_tag(ka, "team", "orders"));
+    OK(km_key_info(&info, ka));
+    ck_assert_uint_eq(km_keyinfo_version_count(info), 2);
+    ck_assert_uint_eq(km_keyinfo_primary(info), 2);
+    ck_assert_str_eq(km_keyinfo_owner(info), TU_ADMIN);
+    ck_assert_uint_eq(km_keyinfo_tag_count(info), 1);
+    km_keyinfo_free(info);
+    km_key_free(ka);
+    OK(km_key_create(&ka, c, "rs", KM_KEY_AES_256_GCM, NULL));
+    OK(km_key_suspend(ka, 0));
+    expect_err(km_encrypt(ka, (const uint8_t *)"x", 1, NULL, 0, ct, sizeof ct, &ct_len),
+               KM_E_STATE, NULL);
+    OK(km_key_resume(ka, 0));
+    OK(km_encrypt(ka, (const uint8_t *)"x", 1, NULL, 0, ct, sizeof ct, &ct_len));
+
+    km_key_free(ka);
+    km_key_free(kh);
+    km_key_free(ke);
+    km_key_free(ea);
+    km_key_free(eh);
+    km_key_free(ee);
+    km_close(c);
+}
+END_TEST
+
+static int count_keys(const char *name, const uint8_t id[16], km_key_type type, void *arg)
+{
+    (void)name;
+    (void)id;
+    (void)type;
+    (*(int *)arg)++;
+    return 0;
+}
+
+static int via_peer(const km_audit_entry *e, void *arg)
+{
+    if (strcmp(e->op, "key.create") == 0 && strncmp(e->principal, TU_ADMIN " via uid:", 
+                                                    strlen(TU_ADMIN " via uid:")) == 0)
+        *(int *)arg = -1;
+    return 0;
+}
+
+/* Listings, audit and policy through kmd; audit entries name the principal
+ * via the peer. */
+START_TEST(test_remote_admin)
+{
+    km_ctx *c;
+    km_key *k = NULL;
+    km_audit_head h;
+    uint64_t count = 0, bad = 0;
+    char pol[65536];
+    size_t pol_len = 0;
+    int n = 0;
+
+    kmd_start(TU_ADMIN, NULL);
+    c = client();
+    OK(km_key_create(&k, c, "a1", KM_KEY_AES_256_GCM, NULL));
+    OK(km_key_grant(k, TU_USER, KM_PERM_ENCRYPT));
+    {
+        /* km_batch through kmd, item by item: each opens embedded; one bad item
+         * fails alone, with its detail */
+        km_batch_item it[3];
+        uint8_t o[3][64], pt[64];
+        size_t pl, i;
+        memset(it, 0, sizeof it);
+        for (i = 0; i < 3; i++) {
+            it[i].in = (const uint8_t *)"batch";
+            it[i].in_len = 5;
+            it[i].out = o[i];
+            it[i].out_cap = i == 2 ? 4 : sizeof o[i];
+        }
+        ck_assert_int_eq(km_batch(k, KM_BATCH_ENCRYPT, 0, it, 3), KM_E_BUFFER);
+        for (i = 0; i < 2; i++) {
+            OK(it[i].result);
+            OK(km_decrypt(owner, 0, o[i], it[i].out_len, NULL, 0, pt, sizeof pt, &pl));
+            ck_assert_mem_eq(pt, "batch", 5);
+        }
+        ck_assert_int_eq(it[2].result, KM_E_BUFFER);
+        ck_assert_str_ne(it[2].detail, "");
+    }
+    OK(km_key_list(c, count_keys, &n));
+    ck_assert_int_ge(n, 1);
+    OK(km_policy_get(c, pol, sizeof pol, &pol_len));
+    ck_assert_uint_gt(pol_len, 2);
+    OK(km_audit_head_get(c, &h));
+    ck_assert_uint_gt(h.seq, 0);
+    OK(km_audit_verify(c, &h, &count, &bad));
+    ck_assert_uint_ge(count, h.seq);
+    /* kmd's audit entry of the create names the principal and the peer */
+    OK(km_audit_foreach(owner, 1, via_peer, &n));
+    ck_assert_int_eq(n, -1);
+    km_key_free(k);
+    km_close(c);
+}
+END_TEST
+
+/* What has no meaning through kmd is refused, saying why; a client cannot
+ * name another principal, send a passphrase or create a vault. */
+START_TEST(test_remote_refused)
+{
+    km_ctx *c, *x = NULL;
+    km_open_options o = KM_OPEN_OPTIONS_INIT;
+    km_secret *sh[2];
+    km_key *sk;
+
+    kmd_start(TU_USER, NULL);
+    c = client();
+    expect_err(km_vault_rekey(c, (const uint8_t *)"p", 1, 0), KM_E_UNSUPPORTED, "kmd's user");
+    expect_err(km_vault_add_passphrase(c, (const uint8_t *)"p", 1, 0), KM_E_UNSUPPORTED,
+               "kmd's user");
+    expect_err(km_vault_add_shares(c, 2, 2, sh), KM_E_UNSUPPORTED, "kmd's user");
+    expect_err(km_vault_backup(c, "/tmp/x"), KM_E_UNSUPPORTED, NULL);
+    expect_err(km_vault_compact(c), KM_E_UNSUPPORTED, NULL);
+    expect_err(km_audit_sink_file(c, "/tmp/x"), KM_E_UNSUPPORTED, "audit");
+    x = (km_ctx *)&o;   /* a result pointer reads NULL after a refusal */
+    expect_err(km_ctx_delegate(c, TU_ADMIN, "uid:1", &x), KM_E_UNSUPPORTED, NULL);
+    ck_assert_ptr_null(x);
+    sk = (km_key *)&o;
+    expect_err(km_session_key_create(&sk, c, KM_KEY_AES_256_GCM), KM_E_UNSUPPORTED,
+               "session key");
+    ck_assert_ptr_null(sk);
+    /* the library's checks run in kmd, as this principal: a user adds no principal */
+    expect_err(km_principal_add(c, "mallory", KM_ROLE_ADMIN, (const uint8_t *)"p", 1, 14),
+               KM_E_DENIED, NULL);
+    km_close(c);
+
+    o.principal = TU_ADMIN;
+    expect_err(km_open(&x, uri, &o), KM_E_DENIED, "cannot name another");
+    ck_assert_ptr_null(x);
+    o.principal = NULL;
+    o.passphrase = (const uint8_t *)TU_ADMIN_PASS;
+    o.passphrase_len = strlen(TU_ADMIN_PASS);
+    expect_err(km_open(&x, uri, &o), KM_E_INVALID, "no passphrase");
+    o.passphrase = NULL;
+    o.passphrase_len = 0;
+    o.flags = KM_OPEN_CREATE;
+    expect_err(km_open(&x, uri, &o), KM_E_UNSUPPORTED, NULL);
+    o.flags = 0;
+    o.principal = TU_USER;
+    OK(km_open(&x, uri, &o));
+    km_close(x);
+}
+END_TEST
+
+/* A principal removed while connected is refused at its next call. */
+START_TEST(test_remote_removed_principal)
+{
+    km_ctx *c;
+    km_key *k = NULL, *e = NULL;
+    uint8_t ct[128];
+    size_t ct_len;
+
+    OK(km_key_create(&e, owner, "uk", KM_KEY_AES_256_GCM, NULL));
+    OK(km_key_grant(e, TU_USER, KM_PERM_ENCRYPT | KM_PERM_DECRYPT));
+    kmd_start(TU_USER, NULL);
+    c = client();
+    OK(km_key_open(&k, c, "uk"));
+    OK(km_encrypt(k, (const uint8_t *)"a", 1, NULL, 0, ct, sizeof ct, &ct_len));
+    OK(km_principal_remove(owner, TU_USER, 0));
+    tu_sleep_ms(50);   /* kmd's refresh_ms is 10 */
+    expect_err(km_encrypt(k, (const uint8_t *)"a", 1, NULL, 0, ct, sizeof ct, &ct_len),
+               KM_E_DENIED, NULL);
+    km_key_free(k);
+    km_key_free(e);
+    km_close(c);
+}
+END_TEST
+
+/* A raw KMIP request of the vendor call. */
+static int raw_call(int fd, int32_t fn, int nargs, uint32_t *reason)
+{
+    km__ttlv_enc e;
+    km__ttlv_tree t;
+    km__kmip_response r;
+    const uint8_t *req;
+    uint8_t head[8], *resp;
+    size_t len, total = 0;
+    int i, rc = -1;
+
+    km__ttlv_enc_init(&e, 0);
+    km__kmip_req_begin(&e, 2, 0, 1);
+    km__kmip_item_begin(&e, KM_KMD_OP_CALL, NULL, 0);
+    km__ttlv_put_int(&e, KM_KMD_TAG_FUNCTION, fn);
+    for (i = 0; i < nargs; i++)
+        km__ttlv_put_text(&e, KM_KMD_TAG_ARG, "x", 1);
+    km__kmip_item_end(&e);
+    km__kmip_req_end(&e);
+    ck_assert_int_eq(km__ttlv_enc_finish(&e, &req, &len), KM_OK);
+    ck_assert_int_eq(send(fd, req, len, MSG_NOSIGNAL), (ssize_t)len);
+    km__ttlv_enc_free(&e);
+    ck_assert_int_eq(recv(fd, head, 8, MSG_WAITALL), 8);
+    ck_assert_int_eq(km__ttlv_peek_len(head, 8, 1 << 20, &total), KM_OK);
+    resp = malloc(total);
+    memcpy(resp, head, 8);
+    ck_assert_int_eq(recv(fd, resp + 8, total - 8, MSG_WAITALL), (ssize_t)(total - 8));
+    ck_assert_int_eq(km__ttlv_decode(resp, total, NULL, &t), KM_OK);
+    ck_assert_int_eq(km__kmip_response_parse(&t, &r), KM_OK);
+    *reason = r.items[0].reason;
+    if (r.items[0].status == KM__KMIP_STATUS_SUCCESS) {
+        int32_t krc = 0;
+        ck_assert_int_eq(km__ttlv_get_int(&t, r.items[0].payload, KM_KMD_TAG_RC, &krc), KM_OK);
+        rc = krc;
+    }
+    km__ttlv_tree_free(&t);
+    free(resp);
+    return rc;
+}
+
+static int connect_kmd(void)
+{
+    struct sockaddr_un a;
+    int fd = socket(AF_UNIX, SOCK_STREAM, 0);
+    memset(&a, 0, sizeof a);
+    a.sun_family = AF_UNIX;
+    snprintf(a.sun_path, sizeof a.sun_path, "%s", sock);
+    ck_assert_int_eq(connect(fd, (struct sockaddr *)&a, sizeof a), 0);
+    return fd;
+}
+
+/* Malformed vendor calls: refused with Invalid Message, kmd stays up; a
+ * function that is not served (none administers the vault) is
+ * KM_E_UNSUPPORTED. */
+START_TEST(test_remote_malformed)
+{
+    uint32_t reason = 0;
+    km_ctx *c;
+    char name[80];
+    int fd;
+
+    kmd_start(TU_ADMIN, NULL);
+    fd = connect_kmd();
+    /* km_encrypt takes 4 arguments: 1 text is wrong in number and type */
+    ck_assert_int_eq(raw_call(fd, KM__KC_ENCRYPT, 1, &reason), -1);
+    ck_assert_uint_eq(reason, KM__KMIP_REASON_INVALID_MESSAGE);
+    ck_assert_int_eq(raw_call(fd, KM__KC_ENCRYPT, 4, &reason), -1);
+    ck_assert_uint_eq(reason, KM__KMIP_REASON_INVALID_MESSAGE);
+    /* km_key_open: a Text name is right, but the output must be a capacity */
+    ck_assert_int_eq(raw_call(fd, KM__KC_KEY_OPEN, 2, &reason), -1);
+    ck_assert_uint_eq(reason, KM__KMIP_REASON_INVALID_MESSAGE);
+    ck_assert_int_eq(raw_call(fd, 9999, 0, &reason), KM_E_UNSUPPORTED);
+    close(fd);
+    c = client();
+    OK(km_whoami(c, name, sizeof name, NULL));
+    ck_assert_str_eq(name, TU_ADMIN);
+    km_close(c);
+}
+END_TEST
+
+static long long ms_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* kmd stopped (SIGSTOP) mid-session: the call fails with KM_E_IO after the
+ * timeout, no hang; kmd killed: KM_E_IO at once; kmd back: the same context
+ * connects again. */
+START_TEST(test_remote_kmd_gone)
+{
+    km_ctx *c;
+    km_key *k = NULL;
+    uint8_t ct[128];
+    size_t ct_len;
+    long long t0;
+
+    setenv("KM_KMD_TIMEOUT_MS", "700", 1);
+    kmd_start(TU_ADMIN, NULL);
+    c = client();
+    OK(km_key_create(&k, c, "g", KM_KEY_AES_256_GCM, NULL));
+    kill(kmd_pid, SIGSTOP);
+    t0 = ms_now();
+    expect_err(km_encrypt(k, (const uint8_t *)"a", 1, NULL, 0, ct, sizeof ct, &ct_len), KM_E_IO,
+               "in time");
+    ck_assert_int_lt(ms_now() - t0, 5000);
+    kill(kmd_pid, SIGCONT);
+    kmd_stop(SIGKILL);
+    t0 = ms_now();
+    expect_err(km_encrypt(k, (const uint8_t *)"a", 1, NULL, 0, ct, sizeof ct, &ct_len), KM_E_IO,
+               "kmd");
+    ck_assert_int_lt(ms_now() - t0, 2000);
+    kmd_start(TU_ADMIN, NULL);
+    OK(km_encrypt(k, (const uint8_t *)"a", 1, NULL, 0, ct, sizeof ct, &ct_len));
+    km_key_free(k);
+    km_close(c);
+    /* killed while it holds the call (a long timeout: the kill, not the
+     * timeout, ends the call) */
+    setenv("KM_KMD_TIMEOUT_MS", "30000", 1);
+    c = client();
+    OK(km_key_open(&k, c, "g"));
+    kill(kmd_pid, SIGSTOP);
+    {
+        pid_t killer = fork(), dead = kmd_pid;
+        ck_assert_int_ge(killer, 0);
+        if (killer == 0) {
+            tu_sleep_ms(300);
+            kill(dead, SIGKILL);
+            _exit(0);
+        }
+        t0 = ms_now();
+        expect_err(km_encrypt(k, (const uint8_t *)"a", 1, NULL, 0, ct, sizeof ct, &ct_len),
+                   KM_E_IO, "closed the connection");
+        ck_assert_int_lt(ms_now() - t0, 5000);
+        waitpid(killer, NULL, 0);
+    }
+    kmd_stop(SIGKILL);
+    km_key_free(k);
+    km_close(c);
+    unsetenv("KM_KMD_TIMEOUT_MS");
+}
+END_TEST
+
+static int free_port(void)
+{
+    struct sockaddr_in a;
+    socklen_t l = sizeof a;
+    int fd = socket(AF_INET, SOCK_STREAM, 0), port;
+    memset(&a, 0, sizeof a);
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    ck_assert_int_eq(bind(fd, (struct sockaddr *)&a, sizeof a), 0);
+    ck_assert_int_eq(getsockname(fd, (struct sockaddr *)&a, &l), 0);
+    port = ntohs(a.sin_port);
+    close(fd);
+    return port;
+}
+
+/* kmip://: the same API over kmd's mutual TLS listener, the client
+ * certificate's CN naming the principal; a client of another CA is
+ * refused with KM_E_IO. */
+START_TEST(test_remote_tls)
+{
+    char pki[700], cmd[2048], extra[2600], u[64], name[80];
+    const char *src = getenv("top_srcdir");
+    km_open_options o = KM_OPEN_OPTIONS_INIT;
+    char ca[800], crt[800], key[800], okey[800], ocrt[800];
+    km_ctx *c = NULL;
+    int port = free_port();
+
+    snprintf(pki, sizeof pki, "%s/pki", dir);
+    snprintf(cmd, sizeof cmd, "mkdir -p %s && sh %s/tests/kmip/pykmip.sh certs %s >/dev/null",
+             pki, src != NULL ? src : ".", pki);
+    ck_assert_int_eq(system(cmd), 0);
+    snprintf(extra, sizeof extra, "tls_listen = 127.0.0.1:%d\ntls_ca = %s/ca.crt\n"
+             "tls_cert = %s/server.crt\ntls_key = %s/server.key\n"
+             "tls_principal.libkm-a = " TU_AUDITOR "\n", port, pki, pki, pki);
+    kmd_start(TU_ADMIN, extra);
+    snprintf(u, sizeof u, "kmip://127.0.0.1:%d", port);
+    snprintf(ca, sizeof ca, "%s/ca.crt", pki);
+    snprintf(crt, sizeof crt, "%s/client.crt", pki);
+    snprintf(key, sizeof key, "%s/client.key", pki);
+    o.tls_ca = ca;
+    o.tls_cert = crt;
+    o.tls_key = key;
+    OK(km_open(&c, u, &o));
+    OK(km_whoami(c, name, sizeof name, NULL));
+    ck_assert_str_eq(name, TU_AUDITOR);
+    km_close(c);
+    c = NULL;
+    snprintf(ocrt, sizeof ocrt, "%s/other.crt", pki);
+    snprintf(okey, sizeof okey, "%s/other.key", pki);
+    o.tls_cert = ocrt;
+    o.tls_key = okey;
+    expect_err(km_open(&c, u, &o), KM_E_IO, NULL);
+    ck_assert_ptr_null(c);
+    o.tls_ca = NULL;
+    expect_err(km_open(&c, u, &o), KM_E_INVALID, "tls_ca");
+}
+END_TEST
+
+int main(void)
+{
+    TCase *tc;
+    Suite *s = tu_suite("remote", NULL, &tc, 120, setup, teardown);
+    tcase_add_test(tc, test_remote_same_bytes);
+    tcase_add_test(tc, test_remote_admin);
+    tcase_add_test(tc, test_remote_refused);
+    tcase_add_test(tc, test_remote_removed_principal);
+    tcase_add_test(tc, test_remote_malformed);
+    tcase_add_test(tc, test_remote_kmd_gone);
+    tcase_add_test(tc, test_remote_tls);
+    return tu_run(s);
+}
