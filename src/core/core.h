@@ -97,6 +97,10 @@ typedef struct km__ver {
     uint32_t block;              /* next block size */
     atomic_uint_fast64_t reserved_seen; /* last persisted reserved count seen (for info) */
     atomic_uint_fast64_t bytes_seen;    /* last persisted byte count seen (for info) */
+    /* per-thread shares of the allowance (key.c km__ver_count), made at the first
+     * count: a call takes one invocation from its thread's share, on a cache line
+     * of its own; `used` then counts what was handed to the shares */
+    _Atomic(struct km__vshare *) shares;
 } km__ver;
 
 typedef struct km__kobj {
@@ -542,6 +546,8 @@ int km__key_use(km_key *key, km__kobj **out);
 int km__ver_obj(km__kobj *k, km__ver *v, void **out);
 /* Accounts one protect use of `bytes`; reserves a block in the vault when due. */
 int km__ver_count(km__kobj *k, km__ver *v, uint64_t bytes, uint64_t limit);
+/* Bytes processed by this process under v and not yet written to the vault. */
+uint64_t km__ver_bytes_pending(km__ver *v);
 /* Drops the cache entries of a context (at close). */
 void km__cache_clear(struct km_ctx *ctx);
 /* Data-path lookup: on a hit returns the object with the cache read lock held

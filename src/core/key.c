@@ -259,6 +259,7 @@ static void ver_free(km__kobj *k, km__ver *v)
     if (obj != NULL && k->be != NULL)
         k->be->ops.unload(k->be->state, obj);
     pthread_mutex_destroy(&v->mu);
+    free(atomic_load(&v->shares));
     free(v);
 }
 
@@ -700,6 +701,8 @@ int km__ver_obj(km__kobj *k, km__ver *v, void **out)
     return rc;
 }
 
+static uint64_t shares_bytes(km__ver *v, int take);
+
 /* Reserves the next block of invocations for this process in the vault. */
 static int reserve_block(km__kobj *k, km__ver *v, uint64_t limit)
 {
@@ -730,7 +733,7 @@ static int reserve_block(km__kobj *k, km__ver *v, uint64_t limit)
         grant = limit / 64 ? limit / 64 : 1;
     if (limit - inv < grant)
         grant = limit - inv;
-    bytes += atomic_exchange(&v->bytes, 0);
+    bytes += atomic_exchange(&v->bytes, 0) + shares_bytes(v, 1);
     rc = write_counters(t, k->ctx->sealer, vk, inv + grant, bytes);
     if (rc != KM_OK)
         goto fail;
@@ -772,22 +775,111 @@ int km__key_protect_check(km__kobj *k, uint32_t usage, const char *what, uint32_
     return km__may_protect(*out, km__now(k->ctx));
 }
 
-int km__ver_count(km__kobj *k, km__ver *v, uint64_t bytes, uint64_t limit)
-{
-    uint64_t idx = atomic_fetch_add_explicit(&v->used, 1, memory_order_relaxed);
-    int rc = KM_OK;
+/* A thread's share of a version's allowance: invocations handed to it and not
+ * used yet, and the bytes it processed since the last reservation. A line of
+ * its own, so that threads counting on one version never share one. Threads
+ * beyond KM__VSHARES share lines (the fields are atomic either way). */
+#define KM__VSHARES 16
+#define KM__VSHARE_CHUNK 256 /* invocations handed to a share at a time */
 
-    atomic_fetch_add_explicit(&v->bytes, bytes, memory_order_relaxed);
-    if (idx < atomic_load_explicit(&v->allowance, memory_order_acquire))
-        return KM_OK;
-    pthread_mutex_lock(&v->mu);
-    while (idx >= atomic_load(&v->allowance)) {
-        rc = reserve_block(k, v, limit);
-        if (rc != KM_OK)
+struct km__vshare {
+    _Alignas(64) atomic_uint_fast64_t avail;
+    atomic_uint_fast64_t bytes;
+};
+
+/* Takes one invocation from share s; 0 when it has none. */
+static int share_take(struct km__vshare *s, uint64_t bytes)
+{
+    uint_fast64_t a = atomic_load_explicit(&s->avail, memory_order_relaxed);
+    while (a > 0) {
+        if (atomic_compare_exchange_weak_explicit(&s->avail, &a, a - 1, memory_order_relaxed,
+                                                  memory_order_relaxed)) {
+            atomic_fetch_add_explicit(&s->bytes, bytes, memory_order_relaxed);
+            return 1;
+        }
+    }
+    return 0;
+}
+
+/* The bytes counted in v's shares, taken out of them (take) or only read. */
+static uint64_t shares_bytes(km__ver *v, int take)
+{
+    struct km__vshare *s = atomic_load_explicit(&v->shares, memory_order_acquire);
+    uint64_t sum = 0;
+    int i;
+    for (i = 0; s != NULL && i < KM__VSHARES; i++)
+        sum += take ? atomic_exchange(&s[i].bytes, 0) : atomic_load(&s[i].bytes);
+    return sum;
+}
+
+uint64_t km__ver_bytes_pending(km__ver *v)
+{
+    return atomic_load(&v->bytes) + shares_bytes(v, 0);
+}
+
+/* The slow path of km__ver_count, under v->mu: hand the thread's share a chunk
+ * of the process's allowance (reserving a block in the vault when it is spent),
+ * and use one invocation of it. When the vault refuses (the limit), the
+ * invocations left in other threads' shares are still this process's to use:
+ * take one of them before refusing, so that N threads together make exactly the
+ * limit's count of calls. Shares are filled only under v->mu. */
+static int count_slow(km__kobj *k, km__ver *v, struct km__vshare *mine, uint64_t bytes,
+                      uint64_t limit)
+{
+    int rc = KM_OK, i;
+    for (;;) {
+        uint64_t allow = atomic_load(&v->allowance), used = atomic_load(&v->used), take;
+        if (used < allow) {
+            take = allow - used < KM__VSHARE_CHUNK ? allow - used : KM__VSHARE_CHUNK;
+            atomic_store(&v->used, used + take);
+            atomic_fetch_add(&mine->avail, take - 1);
+            atomic_fetch_add(&mine->bytes, bytes);
+            return KM_OK;
+        }
+        if ((rc = reserve_block(k, v, limit)) != KM_OK)
             break;
     }
+    for (i = 0; i < KM__VSHARES; i++) {
+        struct km__vshare *s = atomic_load(&v->shares) + i;
+        if (share_take(s, bytes))
+            return KM_OK;
+    }
+    return rc;
+}
+
+int km__ver_count(km__kobj *k, km__ver *v, uint64_t bytes, uint64_t limit)
+{
+    struct km__vshare *s = atomic_load_explicit(&v->shares, memory_order_acquire);
+    int rc = KM_OK;
+
+    if (s != NULL && share_take(s + km__thread_index() % KM__VSHARES, bytes))
+        return KM_OK;
+    pthread_mutex_lock(&v->mu);
+    if ((s = atomic_load(&v->shares)) == NULL) {
+        s = aligned_alloc(64, KM__VSHARES * sizeof *s);
+        if (s == NULL)
+            rc = km__err(KM_E_NOMEM, "out of memory");
+        else {
+            memset(s, 0, KM__VSHARES * sizeof *s);
+            atomic_store_explicit(&v->shares, s, memory_order_release);
+        }
+    }
+    if (rc == KM_OK)
+        rc = count_slow(k, v, s + km__thread_index() % KM__VSHARES, bytes, limit);
     pthread_mutex_unlock(&v->mu);
     return rc;
+}
+
+/* Empties v's shares back into the process's allowance (under v->mu, or when
+ * no thread counts on v): the invocations they held count as unused. */
+static void shares_return(km__ver *v)
+{
+    struct km__vshare *s = atomic_load(&v->shares);
+    uint64_t back = 0;
+    int i;
+    for (i = 0; s != NULL && i < KM__VSHARES; i++)
+        back += atomic_exchange(&s[i].avail, 0);
+    atomic_fetch_sub(&v->used, back);
 }
 
 /* Gives back the unused part of this process's last block, when no other
@@ -802,7 +894,10 @@ void km__kobj_release_counters(km__kobj *k)
         return;
     for (i = 0; i < k->nvers; i++) {
         km__ver *v = k->vers[i];
-        uint64_t used = atomic_load(&v->used), allow = atomic_load(&v->allowance);
+        uint64_t used, allow;
+        shares_return(v);
+        used = atomic_load(&v->used);
+        allow = atomic_load(&v->allowance);
         uint64_t inv = 0, bytes = 0, unused;
         uint8_t vk[20];
         if (allow == 0 || used >= allow)
@@ -815,7 +910,7 @@ void km__kobj_release_counters(km__kobj *k)
             continue;
         if (inv == v->global_end && inv >= unused)
             (void)write_counters(t, k->ctx->sealer, vk, inv - unused,
-                                 bytes + atomic_exchange(&v->bytes, 0));
+                                 bytes + atomic_exchange(&v->bytes, 0) + shares_bytes(v, 1));
         atomic_store(&v->allowance, used);
     }
     if (t != NULL)

@@ -58,6 +58,15 @@ static void ns_key_init(void)
     (void)pthread_key_create(&ns_key, ns_wipe);
 }
 
+unsigned km__thread_index(void)
+{
+    static atomic_uint next;
+    static _Thread_local unsigned idx = UINT_MAX;
+    if (idx == UINT_MAX)
+        idx = atomic_fetch_add_explicit(&next, 1, memory_order_relaxed) % (UINT_MAX / 2);
+    return idx;
+}
+
 int km__nonce12(uint8_t out[12])
 {
     struct nonce_stream *ns = &tl_ns;

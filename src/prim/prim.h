@@ -33,6 +33,10 @@
 int km__random(void *out, size_t len);
 /* Per-thread buffered DRBG stream for nonces: wiped and refilled after fork. */
 int km__nonce12(uint8_t out[12]);
+/* A small number for the calling thread, given in order of first call (0, 1, 2, ...):
+ * callers take it modulo their count of per-thread slots, so that threads sharing
+ * an object use different cache lines. */
+unsigned km__thread_index(void);
 /* One-shot AES-256-GCM with a 12-byte nonce and a 16-byte tag. */
 int km__gcm_seal(const uint8_t key[32], const uint8_t nonce[12], const uint8_t *aad,
                  size_t aad_len, const uint8_t *in, size_t len, uint8_t *out, uint8_t tag[16]);

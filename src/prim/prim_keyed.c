@@ -112,11 +112,7 @@ static int pool_node_new(km__skey *k, int which, struct pool_node **out)
 
 static unsigned thread_slot(void)
 {
-    static atomic_uint next_slot;
-    static _Thread_local unsigned slot = UINT_MAX;
-    if (slot == UINT_MAX)
-        slot = atomic_fetch_add_explicit(&next_slot, 1, memory_order_relaxed) % POOL_SLOTS;
-    return slot;
+    return km__thread_index() % POOL_SLOTS;
 }
 
 /* Takes a keyed context from the pool, or makes one when the pool is empty. */
