@@ -37,6 +37,13 @@ int km__nonce12(uint8_t out[12]);
  * callers take it modulo their count of per-thread slots, so that threads sharing
  * an object use different cache lines. */
 unsigned km__thread_index(void);
+/* The initial-exec TLS model for small thread-local variables on the data path
+ * (no __tls_get_addr call per access from the shared library). */
+#if defined(__GNUC__)
+#define KM__TLS_IE __attribute__((tls_model("initial-exec")))
+#else
+#define KM__TLS_IE
+#endif
 /* One-shot AES-256-GCM with a 12-byte nonce and a 16-byte tag. */
 int km__gcm_seal(const uint8_t key[32], const uint8_t nonce[12], const uint8_t *aad,
                  size_t aad_len, const uint8_t *in, size_t len, uint8_t *out, uint8_t tag[16]);
@@ -135,6 +142,23 @@ int km__digest(const char *md, const uint8_t *msg, size_t len, uint8_t *out, siz
  * allocated in locked, non-dumpable pages (osslmem.c) when libkm's allocator
  * is installed in OpenSSL; otherwise cipher contexts are not kept beyond a
  * call. */
+/* A pool of prepared OpenSSL contexts (prim_keyed.c) shared by threads: a few
+ * per-thread slots taken and given back with one atomic exchange each, then a
+ * list under a mutex. A context lives in a node; item_free frees an item. */
+typedef struct km__ctxnode {
+    struct km__ctxnode *next;
+    void *item;
+} km__ctxnode;
+typedef struct km__ctxpool km__ctxpool;
+int km__ctxpool_new(km__ctxpool **out, void (*item_free)(void *));
+void km__ctxpool_free(km__ctxpool *p);
+/* A pooled node, or NULL when the pool is empty (the caller makes one). */
+km__ctxnode *km__ctxpool_take(km__ctxpool *p);
+void km__ctxpool_give(km__ctxpool *p, km__ctxnode *n);
+/* A node holding item (NULL: out of memory); freeing one frees its item. */
+km__ctxnode *km__ctxnode_new(void *item);
+void km__ctxnode_free(km__ctxpool *p, km__ctxnode *n);
+
 typedef struct km__skey km__skey;
 typedef enum km__skey_kind {
     KM__SKEY_GCM = 1,   /* AES-GCM: alg is the cipher ("AES-256-GCM"), 12-byte nonce, 16-byte tag */
