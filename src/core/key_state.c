@@ -409,10 +409,13 @@ int km__key_use(km_key *key, km__kobj **out)
         if (km__kobj_due(k, km__now(k->ctx)))
             (void)km__kobj_maintain(k, NULL);
         atomic_store(&k->use_checked, 1);
-    } else if (!atomic_exchange(&k->use_checked, 1)
+    } else if (!atomic_load_explicit(&k->use_checked, memory_order_relaxed)
+               && !atomic_exchange(&k->use_checked, 1)
                && primary_rotation_due(k, km__now(k->ctx))) {
         /* a key's first use in this process (a short-lived one never reaches a
-         * refresh): rotation by the primary's usage or age happens now */
+         * refresh): rotation by the primary's usage or age happens now. The
+         * flag is read before the exchange: an exchange on every call would
+         * write a cache line that all threads using the key share. */
         (void)km__kobj_maintain(k, NULL);
     }
     *out = k;
