@@ -276,6 +276,10 @@ static void kobj_free(km__kobj *k)
     free(k->old_names);
     free(k->policy_json);
     pthread_rwlock_destroy(&k->lock);
+    if (atomic_load(&k->dplock) != NULL) {
+        km__br_destroy(atomic_load(&k->dplock));
+        free(atomic_load(&k->dplock));
+    }
     km__ctx_unref(k->ctx);
     free(k);
 }
@@ -464,9 +468,9 @@ int km__kobj_refresh(km__kobj *k, int force)
         return KM_OK;
     }
 
-    pthread_rwlock_wrlock(&k->lock);
+    km__kobj_wrlock(k);
     if (!force && k->loaded_gen == gen && now_ms - k->checked_ms < (int64_t)k->ctx->refresh_ms) {
-        pthread_rwlock_unlock(&k->lock);
+        km__kobj_wrunlock(k);
         return KM_OK; /* another thread refreshed it meanwhile */
     }
     rc = km__txn_begin(k->ctx->env, 0, &t);
@@ -478,7 +482,7 @@ int km__kobj_refresh(km__kobj *k, int force)
         k->loaded_gen = gen;
         k->checked_ms = now_ms;
     }
-    pthread_rwlock_unlock(&k->lock);
+    km__kobj_wrunlock(k);
     return rc;
 }
 
@@ -567,30 +571,31 @@ static void cache_insert(struct km_ctx *ctx, km__kobj *k)
 km__kobj *km__cache_peek(struct km_ctx *ctx, const uint8_t id[16])
 {
     km__kobj *k;
-    pthread_rwlock_rdlock(&ctx->cache_lock);
+    unsigned st = km__br_rdlock(&ctx->cache_lock);
     k = cache_find(ctx, id);
     if (k == NULL)
-        pthread_rwlock_unlock(&ctx->cache_lock);
+        km__br_rdunlock(&ctx->cache_lock, st);
     return k;
 }
 
 void km__cache_unlock(struct km_ctx *ctx)
 {
-    pthread_rwlock_unlock(&ctx->cache_lock);
+    km__br_rdunlock(&ctx->cache_lock, km__thread_index() % KM__BR_STRIPES);
 }
 
 int km__kobj_get(struct km_ctx *ctx, const uint8_t id[16], km__kobj **out)
 {
     km__kobj *k, *other;
     km__txn *t = NULL;
+    unsigned st;
     int rc;
 
     *out = NULL;
-    pthread_rwlock_rdlock(&ctx->cache_lock);
+    st = km__br_rdlock(&ctx->cache_lock);
     k = cache_find(ctx, id);
     if (k != NULL)
         atomic_fetch_add(&k->refs, 1);
-    pthread_rwlock_unlock(&ctx->cache_lock);
+    km__br_rdunlock(&ctx->cache_lock, st);
     if (k != NULL) {
         *out = k;
         return KM_OK;
@@ -618,17 +623,17 @@ int km__kobj_get(struct km_ctx *ctx, const uint8_t id[16], km__kobj **out)
         return rc;
     }
 
-    pthread_rwlock_wrlock(&ctx->cache_lock);
+    km__br_wrlock(&ctx->cache_lock);
     other = cache_find(ctx, id);
     if (other != NULL) {
         atomic_fetch_add(&other->refs, 1);
-        pthread_rwlock_unlock(&ctx->cache_lock);
+        km__br_wrunlock(&ctx->cache_lock);
         kobj_free(k);
         *out = other;
         return KM_OK;
     }
     cache_insert(ctx, k);
-    pthread_rwlock_unlock(&ctx->cache_lock);
+    km__br_wrunlock(&ctx->cache_lock);
     *out = k;
     return KM_OK;
 }
@@ -636,7 +641,7 @@ int km__kobj_get(struct km_ctx *ctx, const uint8_t id[16], km__kobj **out)
 void km__cache_clear(struct km_ctx *ctx)
 {
     size_t b;
-    pthread_rwlock_wrlock(&ctx->cache_lock);
+    km__br_wrlock(&ctx->cache_lock);
     for (b = 0; ctx->cache != NULL && b < ctx->cache_buckets; b++) {
         km__kobj *k = ctx->cache[b], *n;
         ctx->cache[b] = NULL;
@@ -649,7 +654,7 @@ void km__cache_clear(struct km_ctx *ctx)
     free(ctx->cache);
     ctx->cache = NULL;
     ctx->cache_buckets = ctx->cache_count = 0;
-    pthread_rwlock_unlock(&ctx->cache_lock);
+    km__br_wrunlock(&ctx->cache_lock);
 }
 
 int km__ver_obj(km__kobj *k, km__ver *v, void **out)
@@ -1798,13 +1803,13 @@ int km_key_list(km_ctx *ctx, km_key_list_fn fn, void *arg)
 void km__ver_unload(km__kobj *k, uint32_t version)
 {
     void *obj;
-    pthread_rwlock_wrlock(&k->lock);
+    km__kobj_wrlock(k);
     if (version >= 1 && version <= k->nvers) {
         obj = atomic_exchange(&k->vers[version - 1]->obj, NULL);
         if (obj != NULL)
             k->be->ops.unload(k->be->state, obj);
     }
-    pthread_rwlock_unlock(&k->lock);
+    km__kobj_wrunlock(k);
 }
 
 /* ----------------------------------------------------------- session keys */

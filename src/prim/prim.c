@@ -75,6 +75,46 @@ unsigned km__thread_index(void)
     return idx;
 }
 
+void km__br_init(km__brlock *b)
+{
+    int i;
+    for (i = 0; i < KM__BR_STRIPES; i++)
+        pthread_rwlock_init(&b->s[i].l, NULL);
+}
+
+void km__br_destroy(km__brlock *b)
+{
+    int i;
+    for (i = 0; i < KM__BR_STRIPES; i++)
+        pthread_rwlock_destroy(&b->s[i].l);
+}
+
+unsigned km__br_rdlock(km__brlock *b)
+{
+    unsigned s = km__thread_index() % KM__BR_STRIPES;
+    pthread_rwlock_rdlock(&b->s[s].l);
+    return s;
+}
+
+void km__br_rdunlock(km__brlock *b, unsigned stripe)
+{
+    pthread_rwlock_unlock(&b->s[stripe].l);
+}
+
+void km__br_wrlock(km__brlock *b)
+{
+    int i;
+    for (i = 0; i < KM__BR_STRIPES; i++)
+        pthread_rwlock_wrlock(&b->s[i].l);
+}
+
+void km__br_wrunlock(km__brlock *b)
+{
+    int i;
+    for (i = KM__BR_STRIPES - 1; i >= 0; i--)
+        pthread_rwlock_unlock(&b->s[i].l);
+}
+
 int km__nonce12(uint8_t out[12])
 {
     struct nonce_stream *ns = tl_ns;

@@ -21,6 +21,7 @@
 #ifndef KM_PRIM_H
 #define KM_PRIM_H
 
+#include <pthread.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -37,6 +38,26 @@ int km__nonce12(uint8_t out[12]);
  * callers take it modulo their count of per-thread slots, so that threads sharing
  * an object use different cache lines. */
 unsigned km__thread_index(void);
+/* A reader-writer lock for data paths (prim.c): a reader read-locks only its
+ * thread's stripe, so that threads reading at once write no cache line in
+ * common; a writer write-locks every stripe, in order. Stripes are 128 bytes
+ * apart, so two never share a line whatever the struct's alignment. A reader
+ * never takes a second stripe, so readers and writers cannot deadlock here. */
+#define KM__BR_STRIPES 4
+typedef struct km__brlock {
+    struct {
+        pthread_rwlock_t l;
+        char pad[128 - sizeof(pthread_rwlock_t)];
+    } s[KM__BR_STRIPES];
+} km__brlock;
+void km__br_init(km__brlock *b);
+void km__br_destroy(km__brlock *b);
+/* Read-locks the calling thread's stripe; returns it for km__br_rdunlock. */
+unsigned km__br_rdlock(km__brlock *b);
+void km__br_rdunlock(km__brlock *b, unsigned stripe);
+void km__br_wrlock(km__brlock *b);
+void km__br_wrunlock(km__brlock *b);
+
 /* The initial-exec TLS model for small thread-local variables on the data path
  * (no __tls_get_addr call per access from the shared library). */
 #if defined(__GNUC__)
