@@ -368,12 +368,12 @@ END_TEST
 static km__brlock br;
 static volatile unsigned br_a, br_b;
 static unsigned br_torn;
-static volatile int br_stop;
+static int br_stop; /* read and written with __atomic builtins */
 
 static void *br_reader(void *arg)
 {
     (void)arg;
-    while (!br_stop) {
+    while (!__atomic_load_n(&br_stop, __ATOMIC_ACQUIRE)) {
         unsigned st = km__br_rdlock(&br), a = br_a, b;
         sched_yield();
         b = br_b;
@@ -392,7 +392,7 @@ START_TEST(test_prim_brlock_excludes_writer)
     km__br_init(&br);
     br_a = br_b = 0;
     br_torn = 0;
-    br_stop = 0;
+    __atomic_store_n(&br_stop, 0, __ATOMIC_RELEASE);
     for (i = 0; i < 6; i++) /* more threads than stripes: some share one */
         ck_assert_int_eq(pthread_create(&t[i], NULL, br_reader, NULL), 0);
     for (i = 0; i < 300; i++) {
@@ -402,7 +402,7 @@ START_TEST(test_prim_brlock_excludes_writer)
         br_b++;
         km__br_wrunlock(&br);
     }
-    br_stop = 1;
+    __atomic_store_n(&br_stop, 1, __ATOMIC_RELEASE);
     for (i = 0; i < 6; i++)
         pthread_join(t[i], NULL);
     km__br_destroy(&br);
