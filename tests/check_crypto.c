@@ -786,6 +786,52 @@ START_TEST(test_crypto_ed25519_known_answer)
 }
 END_TEST
 
+/* The signing contexts a key keeps between signatures (software.c sign_msg):
+ * a later signature hashes only its own message, Ed25519 stays deterministic,
+ * and RSA's padding follows each call's flags, not the last call's. */
+START_TEST(test_crypto_sign_reused_context)
+{
+    size_t kl, n = 0, n1 = 0, i;
+    uint8_t *sk = unhex("9d61b19deffd5a60ba844af492ec2cc44449c5697b326919703bac031cae7f60",
+                        &kl);
+    km_secret *ref = import_ok(KM_KEY_ED25519, KM_MATERIAL_RAW, sk, kl);
+    void *obj = load_ref(KM_KEY_ED25519, ref);
+    static const uint8_t a[] = "first message", b[] = "second";
+    uint8_t sig[512], sig1[512];
+
+    for (i = 0; i < 3; i++) {
+        ck_assert_int_eq(B->sign(obj, 0, a, sizeof a, sig, sizeof sig, &n), KM_OK);
+        ck_assert_int_eq(B->sign(obj, 0, NULL, 0, sig, sizeof sig, &n), KM_OK);
+        ck_hex_eq(sig, n, "e5564300c360ac729086e2cc806e828a84877f1eb8e5d974d873e065224901555fb88"
+                          "21590a33bacc61e39701cf9b46bd25bf5f0595bbe24655141438e7a100b");
+    }
+    B->unload(NULL, obj);
+    km_secret_free(ref);
+    free(sk);
+
+    obj = gen_load(KM_KEY_EC_P256);
+    for (i = 0; i < 3; i++) {
+        ck_assert_int_eq(B->sign(obj, 0, a, sizeof a, sig1, sizeof sig1, &n1), KM_OK);
+        ck_assert_int_eq(B->sign(obj, 0, b, sizeof b, sig, sizeof sig, &n), KM_OK);
+        ck_assert_int_eq(B->verify(obj, 0, a, sizeof a, sig1, n1), KM_OK);
+        ck_assert_int_eq(B->verify(obj, 0, b, sizeof b, sig, n), KM_OK);
+        ck_assert_int_eq(B->verify(obj, 0, a, sizeof a, sig, n), KM_E_VERIFY);
+    }
+    B->unload(NULL, obj);
+
+    obj = gen_load(KM_KEY_RSA_2048);
+    ck_assert_int_eq(B->sign(obj, KM_SIG_PKCS1, a, sizeof a, sig1, sizeof sig1, &n1), KM_OK);
+    for (i = 0; i < 2; i++) {
+        ck_assert_int_eq(B->sign(obj, 0, a, sizeof a, sig, sizeof sig, &n), KM_OK);
+        ck_assert_int_eq(B->verify(obj, 0, a, sizeof a, sig, n), KM_OK);
+        ck_assert_int_eq(B->verify(obj, KM_SIG_PKCS1, a, sizeof a, sig, n), KM_E_VERIFY);
+        ck_assert_int_eq(B->sign(obj, KM_SIG_PKCS1, a, sizeof a, sig, sizeof sig, &n), KM_OK);
+        ck_assert(n == n1 && memcmp(sig, sig1, n) == 0); /* PKCS#1 v1.5 is deterministic */
+    }
+    B->unload(NULL, obj);
+}
+END_TEST
+
 /* RSA-PSS is SHA-256, MGF1-SHA-256, salt 32 both ways: checked against plain EVP. */
 static size_t evp_pss_sign(EVP_PKEY *pk, int salt, const uint8_t *msg, size_t len, uint8_t *sig)
 {
@@ -1322,6 +1368,7 @@ static Suite *crypto_suite(void)
     tcase_add_test(tc, test_crypto_derive_hkdf_known_answer);
     tcase_add_loop_test(tc, test_crypto_ecdsa_p1363, 0, N_OF(ec_types));
     tcase_add_test(tc, test_crypto_ed25519_known_answer);
+    tcase_add_test(tc, test_crypto_sign_reused_context);
     tcase_add_test(tc, test_crypto_public_key_export);
     tcase_add_test(tc, test_crypto_kwp_wrap_round_trip);
     tcase_add_loop_test(tc, test_crypto_agree_both_sides_equal, 0, N_OF(agree_types));

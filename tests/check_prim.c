@@ -2,6 +2,9 @@
  * prim_keyed.c km__skey, prim_pkey.c km__pkey): they agree with the one-shot
  * primitives and with the software backend on the same keys. */
 #include <check.h>
+#include <pthread.h>
+#include <sched.h>
+#include <unistd.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -359,6 +362,55 @@ START_TEST(test_prim_x25519_rfc7748_and_wrap)
 }
 END_TEST
 
+/* The striped data-path lock (prim.c km__br_*): readers on every stripe never
+ * see a writer's update half done, and a writer waits for readers of every
+ * stripe. The writer keeps a == b except inside its critical section. */
+static km__brlock br;
+static volatile unsigned br_a, br_b;
+static unsigned br_torn;
+static int br_stop; /* read and written with __atomic builtins */
+
+static void *br_reader(void *arg)
+{
+    (void)arg;
+    while (!__atomic_load_n(&br_stop, __ATOMIC_ACQUIRE)) {
+        unsigned st = km__br_rdlock(&br), a = br_a, b;
+        sched_yield();
+        b = br_b;
+        if (a != b)
+            __atomic_add_fetch(&br_torn, 1, __ATOMIC_RELAXED);
+        km__br_rdunlock(&br, st);
+        usleep(20); /* let the writer in (readers are preferred, as with pthread rwlocks) */
+    }
+    return NULL;
+}
+
+START_TEST(test_prim_brlock_excludes_writer)
+{
+    pthread_t t[6];
+    int i;
+    km__br_init(&br);
+    br_a = br_b = 0;
+    br_torn = 0;
+    __atomic_store_n(&br_stop, 0, __ATOMIC_RELEASE);
+    for (i = 0; i < 6; i++) /* more threads than stripes: some share one */
+        ck_assert_int_eq(pthread_create(&t[i], NULL, br_reader, NULL), 0);
+    for (i = 0; i < 300; i++) {
+        km__br_wrlock(&br);
+        br_a++;
+        sched_yield();
+        br_b++;
+        km__br_wrunlock(&br);
+    }
+    __atomic_store_n(&br_stop, 1, __ATOMIC_RELEASE);
+    for (i = 0; i < 6; i++)
+        pthread_join(t[i], NULL);
+    km__br_destroy(&br);
+    ck_assert_uint_eq(br_torn, 0);
+    ck_assert_uint_eq(br_a, 300);
+}
+END_TEST
+
 static Suite *prim_suite(void)
 {
     Suite *s = suite_create("prim");
@@ -370,6 +422,7 @@ static Suite *prim_suite(void)
     tcase_add_test(tc, test_prim_ec_key_from_point_verifies_software_signatures);
     tcase_add_test(tc, test_prim_rsa_key_from_modulus_verifies_pss);
     tcase_add_test(tc, test_prim_x25519_rfc7748_and_wrap);
+    tcase_add_test(tc, test_prim_brlock_excludes_writer);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -2,6 +2,7 @@
  * and rotate at once; nonces never repeat across threads and processes. */
 #include <check.h>
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
@@ -145,6 +146,81 @@ START_TEST(test_threads_fork_nonces_distinct)
 }
 END_TEST
 
+/* Per-thread shares of the usage allowance (key.c km__ver_count): threads take
+ * invocations from shares of their own, yet together they make exactly the
+ * limit's count of encryptions, never one more, even when a thread sits on a
+ * share it filled (the others take its leftovers before they are refused), and
+ * the vault counts every one. */
+#define LIM_THREADS 3
+#define LIM_L 10007u
+
+static km_key *lim_key;
+static pthread_barrier_t lim_bar;
+static unsigned lim_ok, lim_refused, lim_other;
+
+static int lim_call(void)
+{
+    uint8_t ct[8 + KM_CIPHERTEXT_OVERHEAD];
+    size_t n;
+    int rc = km_encrypt(lim_key, (const uint8_t *)"12345678", 8, NULL, 0, ct, sizeof ct, &n);
+    __atomic_add_fetch(rc == KM_OK ? &lim_ok : rc == KM_E_LIMIT ? &lim_refused : &lim_other, 1,
+                       __ATOMIC_RELAXED);
+    return rc;
+}
+
+static void *lim_worker(void *arg)
+{
+    (void)arg;
+    pthread_barrier_wait(&lim_bar);
+    while (lim_call() == KM_OK)
+        ;
+    /* refused for good: a second try is refused too */
+    lim_call();
+    return NULL;
+}
+
+START_TEST(test_threads_usage_limit_exact)
+{
+    km_key_options o = KM_KEY_OPTIONS_INIT;
+    tu_open to = TU_OPEN_INIT;
+    km_ctx *c2 = NULL;
+    km_keyinfo *info = NULL;
+    km_version_info vi;
+    pthread_t t[LIM_THREADS];
+    char pol[160];
+    size_t i;
+
+    snprintf(pol, sizeof pol, "{\"version\": 1, \"usage_limits\": {\"aes-gcm-invocations\": %u}}",
+             LIM_L);
+    o.policy = pol;
+    ck_assert_int_eq(km_key_create(NULL, ctx, "limited", KM_KEY_AES_256_GCM, &o), KM_OK);
+    /* a context that refreshes rarely: nothing rotates the key while we count */
+    to.refresh_ms = 600000;
+    ck_assert_int_eq(tu_vault_open_with(&c2, dir, &to), KM_OK);
+    ck_assert_int_eq(km_key_open(&lim_key, c2, "limited"), KM_OK);
+    lim_ok = lim_refused = lim_other = 0;
+    /* this thread fills its share with one call, then sits on the rest */
+    ck_assert_int_eq(lim_call(), KM_OK);
+    ck_assert_int_eq(pthread_barrier_init(&lim_bar, NULL, LIM_THREADS), 0);
+    for (i = 0; i < LIM_THREADS; i++)
+        ck_assert_int_eq(pthread_create(&t[i], NULL, lim_worker, NULL), 0);
+    for (i = 0; i < LIM_THREADS; i++)
+        pthread_join(t[i], NULL);
+    pthread_barrier_destroy(&lim_bar);
+    ck_assert_uint_eq(lim_other, 0);
+    ck_assert_uint_eq(lim_ok, LIM_L);
+    ck_assert_uint_eq(lim_refused, 2 * LIM_THREADS);
+    ck_assert_int_eq(lim_call(), KM_E_LIMIT);
+    /* the vault counted them all */
+    ck_assert_int_eq(km_key_info(&info, lim_key), KM_OK);
+    ck_assert_int_eq(km_keyinfo_version(info, 0, &vi, sizeof vi), KM_OK);
+    ck_assert_uint_eq(vi.invocations, LIM_L);
+    km_keyinfo_free(info);
+    km_key_free(lim_key);
+    km_close(c2);
+}
+END_TEST
+
 static Suite *threads_suite(void)
 {
     TCase *tc;
@@ -152,6 +228,7 @@ static Suite *threads_suite(void)
 
     tcase_add_test(tc, test_threads_encrypt_decrypt_rotate);
     tcase_add_test(tc, test_threads_fork_nonces_distinct);
+    tcase_add_test(tc, test_threads_usage_limit_exact);
     return s;
 }
 

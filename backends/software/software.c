@@ -70,15 +70,22 @@ typedef struct sw_obj {
     int public_only;       /* no private key: verify, wrap, public_key only */
     km__skey *sk;          /* symmetric: the key and its pools of keyed contexts (prim.h) */
     EVP_PKEY *pkey;        /* asymmetric */
+    km__ctxpool *signers;  /* a signing key: EVP_MD_CTX kept between signatures (sw_sign) */
 } sw_obj;
 
 static const uint8_t empty_msg[1] = { 0 };
+
+static void md_ctx_free(void *m)
+{
+    EVP_MD_CTX_free(m);
+}
 
 static void obj_free(sw_obj *o)
 {
     if (o == NULL)
         return;
     km__skey_free(o->sk);
+    km__ctxpool_free(o->signers);
     EVP_PKEY_free(o->pkey);
     free(o);
 }
@@ -549,6 +556,10 @@ static int sw_load_in(void *state, const km_backend_keyspec *spec, const uint8_t
         if (rc != KM_OK)
             goto out;
         o->public_only = is_public || (spec->flags & KM_KEY_PUBLIC_ONLY) != 0;
+        if (!o->public_only && (ti->family == KM__FAM_ECDSA || ti->family == KM__FAM_EDDSA
+                                || ti->family == KM__FAM_RSA)
+            && (rc = km__ctxpool_new(&o->signers, md_ctx_free)) != KM_OK)
+            goto out;
     }
     *out_obj = o;
     o = NULL;
@@ -654,34 +665,57 @@ static int is_signer(const sw_obj *o)
     return o->ti->family == KM__FAM_ECDSA || o->ti->family == KM__FAM_EDDSA || o->ti->family == KM__FAM_RSA;
 }
 
-/* A digest-sign or -verify context set up for this key's scheme. */
-static int sig_ctx(sw_obj *o, int sign, uint32_t pkcs1, EVP_MD_CTX **out)
+/* Sets up m for signing with this key's scheme. A context that signed for this
+ * key before (again) is re-initialised by OpenSSL on the signature context it
+ * keeps (no new EVP_PKEY_CTX, no key look-up) for ECDSA and EdDSA; RSA's
+ * padding is set afresh on a full set-up. */
+static int sign_init(sw_obj *o, EVP_MD_CTX *m, uint32_t pkcs1, int again)
 {
-    EVP_MD_CTX *m = EVP_MD_CTX_new();
     EVP_PKEY_CTX *pc = NULL;
     const char *md = o->ti->family == KM__FAM_EDDSA ? NULL : o->ti->md;
     int ok;
 
-    *out = NULL;
-    if (m == NULL)
-        return km__err_ossl(KM_E_NOMEM, "software backend: digest context");
-    if (sign)
-        ok = EVP_DigestSignInit_ex(m, &pc, md, NULL, NULL, o->pkey, NULL) == 1;
-    else
-        ok = EVP_DigestVerifyInit_ex(m, &pc, md, NULL, NULL, o->pkey, NULL) == 1;
+    if (again && o->ti->family != KM__FAM_RSA) {
+        if (EVP_DigestSignInit_ex(m, NULL, md, NULL, NULL, NULL, NULL) == 1)
+            return KM_OK;
+        ERR_clear_error();
+    }
+    ok = EVP_DigestSignInit_ex(m, &pc, md, NULL, NULL, o->pkey, NULL) == 1;
     if (ok && o->ti->family == KM__FAM_RSA && pkcs1)
         ok = EVP_PKEY_CTX_set_rsa_padding(pc, RSA_PKCS1_PADDING) > 0;
     else if (ok && o->ti->family == KM__FAM_RSA)
         ok = EVP_PKEY_CTX_set_rsa_padding(pc, RSA_PKCS1_PSS_PADDING) > 0
              && EVP_PKEY_CTX_set_rsa_pss_saltlen(pc, KM__PSS_SALT) > 0
              && EVP_PKEY_CTX_set_rsa_mgf1_md_name(pc, "SHA256", NULL) > 0;
-    if (!ok) {
-        EVP_MD_CTX_free(m);
-        return km__err_ossl(KM_E_CRYPTO, "cannot set up %s %s", o->ti->name,
-                            sign ? "signing" : "verification");
-    }
-    *out = m;
+    if (!ok)
+        return km__err_ossl(KM_E_CRYPTO, "cannot set up %s signing", o->ti->name);
     return KM_OK;
+}
+
+/* Signs msg into buf with a signing context of the key's pool (made when the
+ * pool has none for this thread); a context that failed is freed. */
+static int sign_msg(sw_obj *o, uint32_t pkcs1, const uint8_t *msg, size_t msg_len,
+                    uint8_t *buf, size_t *n)
+{
+    km__ctxnode *node = km__ctxpool_take(o->signers);
+    int again = node != NULL, rc;
+
+    if (node == NULL) {
+        EVP_MD_CTX *m = EVP_MD_CTX_new();
+        if (m == NULL || (node = km__ctxnode_new(m)) == NULL) {
+            EVP_MD_CTX_free(m);
+            return km__err_ossl(KM_E_NOMEM, "software backend: digest context");
+        }
+    }
+    rc = sign_init(o, node->item, pkcs1, again);
+    if (rc == KM_OK
+        && EVP_DigestSign(node->item, buf, n, msg != NULL ? msg : empty_msg, msg_len) != 1)
+        rc = km__err_ossl(KM_E_CRYPTO, "%s signing failed", o->ti->name);
+    if (rc == KM_OK)
+        km__ctxpool_give(o->signers, node);
+    else
+        km__ctxnode_free(o->signers, node);
+    return rc;
 }
 
 #define SIG_DIGESTS (KM_BACKEND_SIG_SHA256 | KM_BACKEND_SIG_SHA384 | KM_BACKEND_SIG_SHA512)
@@ -727,7 +761,6 @@ static int sw_sign(void *obj, uint32_t flags, const uint8_t *msg, size_t msg_len
                    size_t sig_cap, size_t *sig_len)
 {
     sw_obj *o = obj;
-    EVP_MD_CTX *m = NULL;
     uint8_t buf[KM__SIG_BUF], rs[2 * 66];
     const uint8_t *res = buf;
     size_t n = sizeof buf;
@@ -751,13 +784,8 @@ static int sw_sign(void *obj, uint32_t flags, const uint8_t *msg, size_t msg_len
     if (flags & SIG_DIGESTS) {
         if ((rc = sign_digest(o, flags, msg, msg_len, buf, &n)) != KM_OK)
             return rc;
-    } else {
-        if ((rc = sig_ctx(o, 1, flags & KM_SIG_PKCS1, &m)) != KM_OK)
-            return rc;
-        if (EVP_DigestSign(m, buf, &n, msg != NULL ? msg : empty_msg, msg_len) != 1) {
-            rc = km__err_ossl(KM_E_CRYPTO, "%s signing failed", o->ti->name);
-            goto out;
-        }
+    } else if ((rc = sign_msg(o, flags & KM_SIG_PKCS1, msg, msg_len, buf, &n)) != KM_OK) {
+        return rc;
     }
     if (flags & KM_SIG_P1363) {
         if (km__ecdsa_der_to_raw(buf, n, o->ti->field, rs) != KM_OK) {
@@ -780,7 +808,6 @@ static int sw_sign(void *obj, uint32_t flags, const uint8_t *msg, size_t msg_len
     *sig_len = n;
     rc = KM_OK;
 out:
-    EVP_MD_CTX_free(m);
     return rc;
 }
 

@@ -171,6 +171,7 @@ int km__data_seal(km_key *key, uint8_t magic1, const uint8_t *pt, size_t pt_len,
     km__kobj *k;
     km__ver *v = NULL;
     void *obj = NULL;
+    unsigned lk;
     int rc;
 
     if (out_len != NULL)
@@ -182,11 +183,11 @@ int km__data_seal(km_key *key, uint8_t magic1, const uint8_t *pt, size_t pt_len,
     if ((rc = km__key_use(key, &k)) != KM_OK || (rc = seal_key_checks(k, magic1)) != KM_OK)
         return rc;
 
-    pthread_rwlock_rdlock(&k->lock);
+    lk = km__kobj_dp_rdlock(k);
     if ((rc = km__key_protect_check(k, KM_USAGE_ENCRYPT, "encrypt", 0, &v)) == KM_OK
         && (rc = km__ver_obj(k, v, &obj)) == KM_OK)
         rc = seal_one(k, v, obj, magic1, pt, pt_len, aad, aad_len, out, out_len);
-    pthread_rwlock_unlock(&k->lock);
+    km__kobj_dp_unlock(k, lk);
     AUDIT_DATA(k, magic1 == KM__CT_MAGIC1 ? KM__OP_ENCRYPT : KM__OP_DATAKEY, v, rc);
     if (rc != KM_OK)
         km_memzero(out, pt_len + KM_CIPHERTEXT_OVERHEAD);
@@ -209,6 +210,7 @@ int km__data_open(km__kobj *k, const km__ct_header *h, uint32_t flags, const uin
     size_t n = ct_len - KM_CIPHERTEXT_OVERHEAD;
     km__ver *v = NULL;
     void *obj = NULL;
+    unsigned lk;
     int rc, compromised = 0;
 
     if (!km__type_is_valid(h->alg))
@@ -222,15 +224,15 @@ int km__data_open(km__kobj *k, const km__ct_header *h, uint32_t flags, const uin
         return km__err(KM_E_UNSUPPORTED, "backend '%s' cannot decrypt", k->be->ops.name);
     if (k->ctx->is_principal && (rc = km__acl_check(k->ctx, KM__OP_DECRYPT, k)) != KM_OK)
         return rc;
-    pthread_rwlock_rdlock(&k->lock);
+    lk = km__kobj_dp_rdlock(k);
     if ((rc = check_usage(k, KM_USAGE_DECRYPT, "decrypt")) != KM_OK)
         goto out;
     if (h->version > k->nvers) {
         /* Perhaps rotated by another process since we last looked. */
-        pthread_rwlock_unlock(&k->lock);
+        km__kobj_dp_unlock(k, lk);
         if ((rc = km__kobj_refresh(k, 1)) != KM_OK)
             return rc;
-        pthread_rwlock_rdlock(&k->lock);
+        lk = km__kobj_dp_rdlock(k);
     }
     if (h->version > k->nvers) {
         rc = km__err(KM_E_NOTFOUND, "key '%s' has no version %u", k->name, h->version);
@@ -247,7 +249,7 @@ int km__data_open(km__kobj *k, const km__ct_header *h, uint32_t flags, const uin
                                           "header or aad)");
 out:
     compromised = v != NULL && v->state == KM_STATE_COMPROMISED;   /* read under the lock */
-    pthread_rwlock_unlock(&k->lock);
+    km__kobj_dp_unlock(k, lk);
     AUDIT_DATA(k, KM__OP_DECRYPT, v, rc);
     if (rc == KM_OK && compromised)
         rc = audit_compromised(k, v, "decrypt");
@@ -380,6 +382,7 @@ static int protect_tagged(km_key *key, int mac, uint32_t flags, const uint8_t *m
     km__kobj *k;
     km__ver *v = NULL;
     void *obj = NULL;
+    unsigned lk;
     int rc;
 
     if (sig_len == NULL)
@@ -411,7 +414,7 @@ static int protect_tagged(km_key *key, int mac, uint32_t flags, const uint8_t *m
         return km__err(KM_E_UNSUPPORTED, "backend '%s' cannot %s", k->be->ops.name,
                        mac ? "compute MACs" : "sign");
 
-    pthread_rwlock_rdlock(&k->lock);
+    lk = km__kobj_dp_rdlock(k);
     if ((rc = km__key_protect_check(k, mac ? KM_USAGE_MAC : KM_USAGE_SIGN,
                                     mac ? "compute MACs" : "sign", 0, &v)) != KM_OK
         || (rc = km__ver_obj(k, v, &obj)) != KM_OK)
@@ -437,7 +440,7 @@ static int protect_tagged(km_key *key, int mac, uint32_t flags, const uint8_t *m
                              v->version);
     *sig_len = hdr + n;
 out:
-    pthread_rwlock_unlock(&k->lock);
+    km__kobj_dp_unlock(k, lk);
     if (rc != KM_E_BUFFER)
         AUDIT_DATA(k, mac ? KM__OP_MAC : KM__OP_SIGN, v, rc);
     if (rc != KM_OK && rc != KM_E_BUFFER)

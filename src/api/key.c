@@ -162,7 +162,7 @@ int km_key_info(km_keyinfo **out, km_key *key)
         o->destroy_after = v->destroy_after;
         o->invocations = atomic_load(&v->reserved_seen);
         /* persisted, plus this process's not yet written (km__kobj_release_counters) */
-        o->bytes = atomic_load(&v->bytes_seen) + atomic_load(&v->bytes);
+        o->bytes = atomic_load(&v->bytes_seen) + km__ver_bytes_pending(v);
         o->revoke_reason = v->revoke_reason;
         o->compromise_date = v->compromise_date;
         o->deactivated = v->deactivated;

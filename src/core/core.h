@@ -98,6 +98,10 @@ typedef struct km__ver {
     uint32_t block;              /* next block size */
     atomic_uint_fast64_t reserved_seen; /* last persisted reserved count seen (for info) */
     atomic_uint_fast64_t bytes_seen;    /* last persisted byte count seen (for info) */
+    /* per-thread shares of the allowance (key.c km__ver_count), made at the first
+     * count: a call takes one invocation from its thread's share, on a cache line
+     * of its own; `used` then counts what was handed to the shares */
+    _Atomic(struct km__vshare *) shares;
 } km__ver;
 
 typedef struct km__kobj {
@@ -115,6 +119,10 @@ typedef struct km__kobj {
     uint32_t oaep_digest;        /* RSA: the RSA-OAEP digest, 256/384/512 (0 read as 256) */
     km__backend_inst *be;
     pthread_rwlock_t lock;       /* versions array and metadata */
+    /* the data path's read lock on the same (key_state.c km__kobj_dp_rdlock): a
+     * striped lock made at the first encrypt, decrypt or signature; a writer
+     * takes k->lock, then this one (km__kobj_wrlock) */
+    _Atomic(km__brlock *) dplock;
     km__ver **vers;              /* index = version - 1 */
     uint32_t nvers;
     uint32_t primary;            /* 0 = none */
@@ -194,7 +202,7 @@ struct km_ctx {
     char *policy_json;            /* the stored document, to notice changes */
     size_t policy_json_len;
     _Atomic int64_t policy_checked_ms;
-    pthread_rwlock_t cache_lock; /* key object cache, by id */
+    km__brlock cache_lock;       /* key object cache, by id (striped: read on every decrypt) */
     km__kobj **cache;            /* hash table of key objects by id */
     size_t cache_buckets, cache_count, cache_cursor, cache_max;
     /* who opened the vault: the owner (an owner passphrase slot), a
@@ -570,6 +578,16 @@ int km__key_use(km_key *key, km__kobj **out);
 int km__ver_obj(km__kobj *k, km__ver *v, void **out);
 /* Accounts one protect use of `bytes`; reserves a block in the vault when due. */
 int km__ver_count(km__kobj *k, km__ver *v, uint64_t bytes, uint64_t limit);
+/* The data path's read lock on k (for encrypt, decrypt, sign, MAC): its
+ * thread's stripe of k->dplock, made on first use; it excludes writers as a
+ * read lock on k->lock does. Returns what km__kobj_dp_unlock takes. */
+unsigned km__kobj_dp_rdlock(km__kobj *k);
+void km__kobj_dp_unlock(km__kobj *k, unsigned token);
+/* Write-locks k: k->lock, then every stripe of its data-path lock. */
+void km__kobj_wrlock(km__kobj *k);
+void km__kobj_wrunlock(km__kobj *k);
+/* Bytes processed by this process under v and not yet written to the vault. */
+uint64_t km__ver_bytes_pending(km__ver *v);
 /* Drops the cache entries of a context (at close). */
 void km__cache_clear(struct km_ctx *ctx);
 /* Data-path lookup: on a hit returns the object with the cache read lock held

@@ -530,7 +530,7 @@ struct km_ctx *km__ctx_alloc(void)
     atomic_init(&ctx->closed, 0);
     ctx->fork_gen = atomic_load(&km__fork_gen);
     pthread_mutex_init(&ctx->mu, NULL);
-    pthread_rwlock_init(&ctx->cache_lock, NULL);
+    km__br_init(&ctx->cache_lock);
     pthread_rwlock_init(&ctx->policy_lock, NULL);
     pthread_mutex_init(&ctx->audit.mu, NULL);
     pthread_mutex_init(&ctx->audit.kmu, NULL);
@@ -566,7 +566,7 @@ void km__ctx_discard(struct km_ctx *ctx)
     pthread_mutex_destroy(&ctx->audit.mu);
     pthread_mutex_destroy(&ctx->audit.kmu);
     pthread_mutex_destroy(&ctx->audit.fmu);
-    pthread_rwlock_destroy(&ctx->cache_lock);
+    km__br_destroy(&ctx->cache_lock);
     pthread_rwlock_destroy(&ctx->policy_lock);
     free(ctx);
 }

@@ -259,6 +259,7 @@ static void ver_free(km__kobj *k, km__ver *v)
     if (obj != NULL && k->be != NULL)
         k->be->ops.unload(k->be->state, obj);
     pthread_mutex_destroy(&v->mu);
+    free(atomic_load(&v->shares));
     free(v);
 }
 
@@ -275,6 +276,10 @@ static void kobj_free(km__kobj *k)
     free(k->old_names);
     free(k->policy_json);
     pthread_rwlock_destroy(&k->lock);
+    if (atomic_load(&k->dplock) != NULL) {
+        km__br_destroy(atomic_load(&k->dplock));
+        free(atomic_load(&k->dplock));
+    }
     km__ctx_unref(k->ctx);
     free(k);
 }
@@ -464,9 +469,9 @@ int km__kobj_refresh(km__kobj *k, int force)
         return KM_OK;
     }
 
-    pthread_rwlock_wrlock(&k->lock);
+    km__kobj_wrlock(k);
     if (!force && k->loaded_gen == gen && now_ms - k->checked_ms < (int64_t)k->ctx->refresh_ms) {
-        pthread_rwlock_unlock(&k->lock);
+        km__kobj_wrunlock(k);
         return KM_OK; /* another thread refreshed it meanwhile */
     }
     rc = km__txn_begin(k->ctx->env, 0, &t);
@@ -478,7 +483,7 @@ int km__kobj_refresh(km__kobj *k, int force)
         k->loaded_gen = gen;
         k->checked_ms = now_ms;
     }
-    pthread_rwlock_unlock(&k->lock);
+    km__kobj_wrunlock(k);
     return rc;
 }
 
@@ -567,30 +572,31 @@ static void cache_insert(struct km_ctx *ctx, km__kobj *k)
 km__kobj *km__cache_peek(struct km_ctx *ctx, const uint8_t id[16])
 {
     km__kobj *k;
-    pthread_rwlock_rdlock(&ctx->cache_lock);
+    unsigned st = km__br_rdlock(&ctx->cache_lock);
     k = cache_find(ctx, id);
     if (k == NULL)
-        pthread_rwlock_unlock(&ctx->cache_lock);
+        km__br_rdunlock(&ctx->cache_lock, st);
     return k;
 }
 
 void km__cache_unlock(struct km_ctx *ctx)
 {
-    pthread_rwlock_unlock(&ctx->cache_lock);
+    km__br_rdunlock(&ctx->cache_lock, km__thread_index() % KM__BR_STRIPES);
 }
 
 int km__kobj_get(struct km_ctx *ctx, const uint8_t id[16], km__kobj **out)
 {
     km__kobj *k, *other;
     km__txn *t = NULL;
+    unsigned st;
     int rc;
 
     *out = NULL;
-    pthread_rwlock_rdlock(&ctx->cache_lock);
+    st = km__br_rdlock(&ctx->cache_lock);
     k = cache_find(ctx, id);
     if (k != NULL)
         atomic_fetch_add(&k->refs, 1);
-    pthread_rwlock_unlock(&ctx->cache_lock);
+    km__br_rdunlock(&ctx->cache_lock, st);
     if (k != NULL) {
         *out = k;
         return KM_OK;
@@ -618,17 +624,17 @@ int km__kobj_get(struct km_ctx *ctx, const uint8_t id[16], km__kobj **out)
         return rc;
     }
 
-    pthread_rwlock_wrlock(&ctx->cache_lock);
+    km__br_wrlock(&ctx->cache_lock);
     other = cache_find(ctx, id);
     if (other != NULL) {
         atomic_fetch_add(&other->refs, 1);
-        pthread_rwlock_unlock(&ctx->cache_lock);
+        km__br_wrunlock(&ctx->cache_lock);
         kobj_free(k);
         *out = other;
         return KM_OK;
     }
     cache_insert(ctx, k);
-    pthread_rwlock_unlock(&ctx->cache_lock);
+    km__br_wrunlock(&ctx->cache_lock);
     *out = k;
     return KM_OK;
 }
@@ -636,7 +642,7 @@ int km__kobj_get(struct km_ctx *ctx, const uint8_t id[16], km__kobj **out)
 void km__cache_clear(struct km_ctx *ctx)
 {
     size_t b;
-    pthread_rwlock_wrlock(&ctx->cache_lock);
+    km__br_wrlock(&ctx->cache_lock);
     for (b = 0; ctx->cache != NULL && b < ctx->cache_buckets; b++) {
         km__kobj *k = ctx->cache[b], *n;
         ctx->cache[b] = NULL;
@@ -649,7 +655,7 @@ void km__cache_clear(struct km_ctx *ctx)
     free(ctx->cache);
     ctx->cache = NULL;
     ctx->cache_buckets = ctx->cache_count = 0;
-    pthread_rwlock_unlock(&ctx->cache_lock);
+    km__br_wrunlock(&ctx->cache_lock);
 }
 
 int km__ver_obj(km__kobj *k, km__ver *v, void **out)
@@ -701,6 +707,8 @@ int km__ver_obj(km__kobj *k, km__ver *v, void **out)
     return rc;
 }
 
+static uint64_t shares_bytes(km__ver *v, int take);
+
 /* Reserves the next block of invocations for this process in the vault. */
 static int reserve_block(km__kobj *k, km__ver *v, uint64_t limit)
 {
@@ -731,7 +739,7 @@ static int reserve_block(km__kobj *k, km__ver *v, uint64_t limit)
         grant = limit / 64 ? limit / 64 : 1;
     if (limit - inv < grant)
         grant = limit - inv;
-    bytes += atomic_exchange(&v->bytes, 0);
+    bytes += atomic_exchange(&v->bytes, 0) + shares_bytes(v, 1);
     rc = write_counters(t, k->ctx->sealer, vk, inv + grant, bytes);
     if (rc != KM_OK)
         goto fail;
@@ -773,22 +781,111 @@ int km__key_protect_check(km__kobj *k, uint32_t usage, const char *what, uint32_
     return km__may_protect(*out, km__now(k->ctx));
 }
 
-int km__ver_count(km__kobj *k, km__ver *v, uint64_t bytes, uint64_t limit)
-{
-    uint64_t idx = atomic_fetch_add_explicit(&v->used, 1, memory_order_relaxed);
-    int rc = KM_OK;
+/* A thread's share of a version's allowance: invocations handed to it and not
+ * used yet, and the bytes it processed since the last reservation. A line of
+ * its own, so that threads counting on one version never share one. Threads
+ * beyond KM__VSHARES share lines (the fields are atomic either way). */
+#define KM__VSHARES 16
+#define KM__VSHARE_CHUNK 256 /* invocations handed to a share at a time */
 
-    atomic_fetch_add_explicit(&v->bytes, bytes, memory_order_relaxed);
-    if (idx < atomic_load_explicit(&v->allowance, memory_order_acquire))
-        return KM_OK;
-    pthread_mutex_lock(&v->mu);
-    while (idx >= atomic_load(&v->allowance)) {
-        rc = reserve_block(k, v, limit);
-        if (rc != KM_OK)
+struct km__vshare {
+    _Alignas(64) atomic_uint_fast64_t avail;
+    atomic_uint_fast64_t bytes;
+};
+
+/* Takes one invocation from share s; 0 when it has none. */
+static int share_take(struct km__vshare *s, uint64_t bytes)
+{
+    uint_fast64_t a = atomic_load_explicit(&s->avail, memory_order_relaxed);
+    while (a > 0) {
+        if (atomic_compare_exchange_weak_explicit(&s->avail, &a, a - 1, memory_order_relaxed,
+                                                  memory_order_relaxed)) {
+            atomic_fetch_add_explicit(&s->bytes, bytes, memory_order_relaxed);
+            return 1;
+        }
+    }
+    return 0;
+}
+
+/* The bytes counted in v's shares, taken out of them (take) or only read. */
+static uint64_t shares_bytes(km__ver *v, int take)
+{
+    struct km__vshare *s = atomic_load_explicit(&v->shares, memory_order_acquire);
+    uint64_t sum = 0;
+    int i;
+    for (i = 0; s != NULL && i < KM__VSHARES; i++)
+        sum += take ? atomic_exchange(&s[i].bytes, 0) : atomic_load(&s[i].bytes);
+    return sum;
+}
+
+uint64_t km__ver_bytes_pending(km__ver *v)
+{
+    return atomic_load(&v->bytes) + shares_bytes(v, 0);
+}
+
+/* The slow path of km__ver_count, under v->mu: hand the thread's share a chunk
+ * of the process's allowance (reserving a block in the vault when it is spent),
+ * and use one invocation of it. When the vault refuses (the limit), the
+ * invocations left in other threads' shares are still this process's to use:
+ * take one of them before refusing, so that N threads together make exactly the
+ * limit's count of calls. Shares are filled only under v->mu. */
+static int count_slow(km__kobj *k, km__ver *v, struct km__vshare *mine, uint64_t bytes,
+                      uint64_t limit)
+{
+    int rc = KM_OK, i;
+    for (;;) {
+        uint64_t allow = atomic_load(&v->allowance), used = atomic_load(&v->used), take;
+        if (used < allow) {
+            take = allow - used < KM__VSHARE_CHUNK ? allow - used : KM__VSHARE_CHUNK;
+            atomic_store(&v->used, used + take);
+            atomic_fetch_add(&mine->avail, take - 1);
+            atomic_fetch_add(&mine->bytes, bytes);
+            return KM_OK;
+        }
+        if ((rc = reserve_block(k, v, limit)) != KM_OK)
             break;
     }
+    for (i = 0; i < KM__VSHARES; i++) {
+        struct km__vshare *s = atomic_load(&v->shares) + i;
+        if (share_take(s, bytes))
+            return KM_OK;
+    }
+    return rc;
+}
+
+int km__ver_count(km__kobj *k, km__ver *v, uint64_t bytes, uint64_t limit)
+{
+    struct km__vshare *s = atomic_load_explicit(&v->shares, memory_order_acquire);
+    int rc = KM_OK;
+
+    if (s != NULL && share_take(s + km__thread_index() % KM__VSHARES, bytes))
+        return KM_OK;
+    pthread_mutex_lock(&v->mu);
+    if ((s = atomic_load(&v->shares)) == NULL) {
+        s = aligned_alloc(64, KM__VSHARES * sizeof *s);
+        if (s == NULL)
+            rc = km__err(KM_E_NOMEM, "out of memory");
+        else {
+            memset(s, 0, KM__VSHARES * sizeof *s);
+            atomic_store_explicit(&v->shares, s, memory_order_release);
+        }
+    }
+    if (rc == KM_OK)
+        rc = count_slow(k, v, s + km__thread_index() % KM__VSHARES, bytes, limit);
     pthread_mutex_unlock(&v->mu);
     return rc;
+}
+
+/* Empties v's shares back into the process's allowance (under v->mu, or when
+ * no thread counts on v): the invocations they held count as unused. */
+static void shares_return(km__ver *v)
+{
+    struct km__vshare *s = atomic_load(&v->shares);
+    uint64_t back = 0;
+    int i;
+    for (i = 0; s != NULL && i < KM__VSHARES; i++)
+        back += atomic_exchange(&s[i].avail, 0);
+    atomic_fetch_sub(&v->used, back);
 }
 
 /* Gives back the unused part of this process's last block, when no other
@@ -803,7 +900,10 @@ void km__kobj_release_counters(km__kobj *k)
         return;
     for (i = 0; i < k->nvers; i++) {
         km__ver *v = k->vers[i];
-        uint64_t used = atomic_load(&v->used), allow = atomic_load(&v->allowance);
+        uint64_t used, allow;
+        shares_return(v);
+        used = atomic_load(&v->used);
+        allow = atomic_load(&v->allowance);
         uint64_t inv = 0, bytes = 0, unused;
         uint8_t vk[20];
         if (allow == 0 || used >= allow)
@@ -816,7 +916,7 @@ void km__kobj_release_counters(km__kobj *k)
             continue;
         if (inv == v->global_end && inv >= unused)
             (void)write_counters(t, k->ctx->sealer, vk, inv - unused,
-                                 bytes + atomic_exchange(&v->bytes, 0));
+                                 bytes + atomic_exchange(&v->bytes, 0) + shares_bytes(v, 1));
         atomic_store(&v->allowance, used);
     }
     if (t != NULL)
@@ -1709,13 +1809,13 @@ int km_key_list(km_ctx *ctx, km_key_list_fn fn, void *arg)
 void km__ver_unload(km__kobj *k, uint32_t version)
 {
     void *obj;
-    pthread_rwlock_wrlock(&k->lock);
+    km__kobj_wrlock(k);
     if (version >= 1 && version <= k->nvers) {
         obj = atomic_exchange(&k->vers[version - 1]->obj, NULL);
         if (obj != NULL)
             k->be->ops.unload(k->be->state, obj);
     }
-    pthread_rwlock_unlock(&k->lock);
+    km__kobj_wrunlock(k);
 }
 
 /* ----------------------------------------------------------- session keys */

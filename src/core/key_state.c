@@ -417,6 +417,51 @@ int km__key_revoke_all_in(struct km_ctx *ctx, km__txn *t, const uint8_t id[16], 
 
 /* ------------------------------------------------------------- handles */
 
+/* The data-path lock is made under k->lock held for writing, so a writer that
+ * holds k->lock sees it made or not, and stays alone either way. Without memory
+ * for it, readers take k->lock itself (token KM__BR_STRIPES). */
+unsigned km__kobj_dp_rdlock(km__kobj *k)
+{
+    km__brlock *b = atomic_load_explicit(&k->dplock, memory_order_acquire);
+    if (b == NULL) {
+        pthread_rwlock_wrlock(&k->lock);
+        if ((b = atomic_load(&k->dplock)) == NULL && (b = aligned_alloc(64, sizeof *b)) != NULL) {
+            km__br_init(b);
+            atomic_store_explicit(&k->dplock, b, memory_order_release);
+        }
+        pthread_rwlock_unlock(&k->lock);
+        if (b == NULL) {
+            pthread_rwlock_rdlock(&k->lock);
+            return KM__BR_STRIPES;
+        }
+    }
+    return km__br_rdlock(b);
+}
+
+void km__kobj_dp_unlock(km__kobj *k, unsigned token)
+{
+    if (token == KM__BR_STRIPES)
+        pthread_rwlock_unlock(&k->lock);
+    else
+        km__br_rdunlock(atomic_load_explicit(&k->dplock, memory_order_relaxed), token);
+}
+
+void km__kobj_wrlock(km__kobj *k)
+{
+    km__brlock *b;
+    pthread_rwlock_wrlock(&k->lock);
+    if ((b = atomic_load(&k->dplock)) != NULL)
+        km__br_wrlock(b);
+}
+
+void km__kobj_wrunlock(km__kobj *k)
+{
+    km__brlock *b = atomic_load(&k->dplock);
+    if (b != NULL)
+        km__br_wrunlock(b);
+    pthread_rwlock_unlock(&k->lock);
+}
+
 int km__key_use(km_key *key, km__kobj **out)
 {
     km__kobj *k = key->k;
@@ -442,10 +487,13 @@ int km__key_use(km_key *key, km__kobj **out)
         if (km__kobj_due(k, km__now(k->ctx), 1))
             (void)km__kobj_maintain(k, NULL, 1);
         atomic_store(&k->use_checked, 1);
-    } else if (!atomic_exchange(&k->use_checked, 1)
+    } else if (!atomic_load_explicit(&k->use_checked, memory_order_relaxed)
+               && !atomic_exchange(&k->use_checked, 1)
                && primary_rotation_due(k, km__now(k->ctx))) {
         /* a key's first use in this process (a short-lived one never reaches a
-         * refresh): rotation by the primary's usage or age happens now */
+         * refresh): rotation by the primary's usage or age happens now. The
+         * flag is read before the exchange: an exchange on every call would
+         * write a cache line that all threads using the key share. */
         (void)km__kobj_maintain(k, NULL, 1);
     }
     *out = k;

@@ -42,15 +42,23 @@ struct nonce_stream {
     int init;
 };
 
-static _Thread_local struct nonce_stream tl_ns;
+/* The stream is on the heap and the thread-local variables are in the
+ * initial-exec model: a data-path call reads them without a call to
+ * __tls_get_addr (a few bytes of static TLS, which glibc keeps aside even for
+ * a library loaded by dlopen, as the Python bindings do). */
+static _Thread_local struct nonce_stream *tl_ns KM__TLS_IE;
 static pthread_key_t ns_key;
 static pthread_once_t ns_once = PTHREAD_ONCE_INIT;
 
 static void ns_wipe(void *p)
 {
     struct nonce_stream *ns = p;
-    if (ns != NULL)
+    if (ns != NULL) {
         km_memzero(ns, sizeof *ns);
+        free(ns);
+        if (tl_ns == ns)
+            tl_ns = NULL;
+    }
 }
 
 static void ns_key_init(void)
@@ -58,15 +66,67 @@ static void ns_key_init(void)
     (void)pthread_key_create(&ns_key, ns_wipe);
 }
 
+unsigned km__thread_index(void)
+{
+    static atomic_uint next;
+    static _Thread_local unsigned idx KM__TLS_IE = UINT_MAX;
+    if (idx == UINT_MAX)
+        idx = atomic_fetch_add_explicit(&next, 1, memory_order_relaxed) % (UINT_MAX / 2);
+    return idx;
+}
+
+void km__br_init(km__brlock *b)
+{
+    int i;
+    for (i = 0; i < KM__BR_STRIPES; i++)
+        pthread_rwlock_init(&b->s[i].l, NULL);
+}
+
+void km__br_destroy(km__brlock *b)
+{
+    int i;
+    for (i = 0; i < KM__BR_STRIPES; i++)
+        pthread_rwlock_destroy(&b->s[i].l);
+}
+
+unsigned km__br_rdlock(km__brlock *b)
+{
+    unsigned s = km__thread_index() % KM__BR_STRIPES;
+    pthread_rwlock_rdlock(&b->s[s].l);
+    return s;
+}
+
+void km__br_rdunlock(km__brlock *b, unsigned stripe)
+{
+    pthread_rwlock_unlock(&b->s[stripe].l);
+}
+
+void km__br_wrlock(km__brlock *b)
+{
+    int i;
+    for (i = 0; i < KM__BR_STRIPES; i++)
+        pthread_rwlock_wrlock(&b->s[i].l);
+}
+
+void km__br_wrunlock(km__brlock *b)
+{
+    int i;
+    for (i = KM__BR_STRIPES - 1; i >= 0; i--)
+        pthread_rwlock_unlock(&b->s[i].l);
+}
+
 int km__nonce12(uint8_t out[12])
 {
-    struct nonce_stream *ns = &tl_ns;
+    struct nonce_stream *ns = tl_ns;
     unsigned gen = atomic_load_explicit(&km__fork_gen, memory_order_relaxed);
 
-    if (!ns->init || ns->gen != gen || ns->pos + 12 > KM__NONCE_BUF) {
-        if (!ns->init) {
+    if (ns == NULL || !ns->init || ns->gen != gen || ns->pos + 12 > KM__NONCE_BUF) {
+        if (ns == NULL) {
+            if ((ns = calloc(1, sizeof *ns)) == NULL)
+                return km__err(KM_E_NOMEM, "nonce buffer: out of memory");
             (void)pthread_once(&ns_once, ns_key_init);
             (void)pthread_setspecific(ns_key, ns);
+            tl_ns = ns;
         }
         if (RAND_bytes(ns->buf, KM__NONCE_BUF) != 1) {
             km_memzero(ns->buf, sizeof ns->buf);
@@ -78,7 +138,7 @@ int km__nonce12(uint8_t out[12])
         ns->init = 1;
     }
     memcpy(out, ns->buf + ns->pos, 12);
-    km_memzero(ns->buf + ns->pos, 12); /* each nonce is handed out once */
+    memset(ns->buf + ns->pos, 0, 12); /* each nonce is handed out once */
     ns->pos += 12;
     return KM_OK;
 }

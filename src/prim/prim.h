@@ -21,6 +21,7 @@
 #ifndef KM_PRIM_H
 #define KM_PRIM_H
 
+#include <pthread.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -33,6 +34,37 @@
 int km__random(void *out, size_t len);
 /* Per-thread buffered DRBG stream for nonces: wiped and refilled after fork. */
 int km__nonce12(uint8_t out[12]);
+/* A small number for the calling thread, given in order of first call (0, 1, 2, ...):
+ * callers take it modulo their count of per-thread slots, so that threads sharing
+ * an object use different cache lines. */
+unsigned km__thread_index(void);
+/* A reader-writer lock for data paths (prim.c): a reader read-locks only its
+ * thread's stripe, so that threads reading at once write no cache line in
+ * common; a writer write-locks every stripe, in order. Stripes are 128 bytes
+ * apart, so two never share a line whatever the struct's alignment. A reader
+ * never takes a second stripe, so readers and writers cannot deadlock here. */
+#define KM__BR_STRIPES 4
+typedef struct km__brlock {
+    struct {
+        pthread_rwlock_t l;
+        char pad[128 - sizeof(pthread_rwlock_t)];
+    } s[KM__BR_STRIPES];
+} km__brlock;
+void km__br_init(km__brlock *b);
+void km__br_destroy(km__brlock *b);
+/* Read-locks the calling thread's stripe; returns it for km__br_rdunlock. */
+unsigned km__br_rdlock(km__brlock *b);
+void km__br_rdunlock(km__brlock *b, unsigned stripe);
+void km__br_wrlock(km__brlock *b);
+void km__br_wrunlock(km__brlock *b);
+
+/* The initial-exec TLS model for small thread-local variables on the data path
+ * (no __tls_get_addr call per access from the shared library). */
+#if defined(__GNUC__)
+#define KM__TLS_IE __attribute__((tls_model("initial-exec")))
+#else
+#define KM__TLS_IE
+#endif
 /* One-shot AES-256-GCM with a 12-byte nonce and a 16-byte tag. */
 int km__gcm_seal(const uint8_t key[32], const uint8_t nonce[12], const uint8_t *aad,
                  size_t aad_len, const uint8_t *in, size_t len, uint8_t *out, uint8_t tag[16]);
@@ -131,6 +163,23 @@ int km__digest(const char *md, const uint8_t *msg, size_t len, uint8_t *out, siz
  * allocated in locked, non-dumpable pages (osslmem.c) when libkm's allocator
  * is installed in OpenSSL; otherwise cipher contexts are not kept beyond a
  * call. */
+/* A pool of prepared OpenSSL contexts (prim_keyed.c) shared by threads: a few
+ * per-thread slots taken and given back with one atomic exchange each, then a
+ * list under a mutex. A context lives in a node; item_free frees an item. */
+typedef struct km__ctxnode {
+    struct km__ctxnode *next;
+    void *item;
+} km__ctxnode;
+typedef struct km__ctxpool km__ctxpool;
+int km__ctxpool_new(km__ctxpool **out, void (*item_free)(void *));
+void km__ctxpool_free(km__ctxpool *p);
+/* A pooled node, or NULL when the pool is empty (the caller makes one). */
+km__ctxnode *km__ctxpool_take(km__ctxpool *p);
+void km__ctxpool_give(km__ctxpool *p, km__ctxnode *n);
+/* A node holding item (NULL: out of memory); freeing one frees its item. */
+km__ctxnode *km__ctxnode_new(void *item);
+void km__ctxnode_free(km__ctxpool *p, km__ctxnode *n);
+
 typedef struct km__skey km__skey;
 typedef enum km__skey_kind {
     KM__SKEY_GCM = 1,   /* AES-GCM: alg is the cipher ("AES-256-GCM"), 12-byte nonce, 16-byte tag */

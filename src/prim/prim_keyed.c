@@ -18,27 +18,124 @@
 
 enum { POOL_ENC = 0, POOL_DEC = 1, POOL_MAC = 2, POOL__COUNT };
 
-struct pool_node {
-    struct pool_node *next;
-    void *item;            /* EVP_CIPHER_CTX (POOL_ENC, POOL_DEC) or EVP_MAC_CTX (POOL_MAC) */
-};
-
-/* Each pool has a few per-thread slots (a thread always uses the same one, on
- * its own cache line) taken and returned with one atomic exchange, so that
- * threads sharing a key do not meet on a mutex; the mutex list behind them
- * holds the contexts of any further concurrent callers. */
+/* Each pool (km__ctxpool, prim.h) has a few per-thread slots (a thread always
+ * uses the same one, on its own cache line) taken and returned with one atomic
+ * exchange, so that threads sharing a key do not meet on a mutex; the mutex
+ * list behind them holds the contexts of any further concurrent callers. */
 #define POOL_SLOTS 4
 
 struct pool_slot {
-    _Atomic(struct pool_node *) n;
+    _Atomic(km__ctxnode *) n;
     char pad[64 - sizeof(void *)];
 };
 
-struct pool {
+struct km__ctxpool {
     struct pool_slot slots[POOL_SLOTS];
     pthread_mutex_t mu;
-    struct pool_node *free;
+    km__ctxnode *free;
+    void (*item_free)(void *);
+    int init;
 };
+
+static unsigned thread_slot(void)
+{
+    return km__thread_index() % POOL_SLOTS;
+}
+
+static int ctxpool_init(km__ctxpool *p, void (*item_free)(void *))
+{
+    memset(p, 0, sizeof *p);
+    if (pthread_mutex_init(&p->mu, NULL) != 0)
+        return km__err(KM_E_NOMEM, "context pool: cannot make a mutex");
+    p->item_free = item_free;
+    p->init = 1;
+    return KM_OK;
+}
+
+static void ctxpool_fini(km__ctxpool *p)
+{
+    km__ctxnode *n, *next;
+    int j;
+    if (!p->init)
+        return;
+    for (j = 0; j < POOL_SLOTS; j++)
+        km__ctxnode_free(p, atomic_exchange(&p->slots[j].n, NULL));
+    for (n = p->free; n != NULL; n = next) {
+        next = n->next;
+        km__ctxnode_free(p, n);
+    }
+    pthread_mutex_destroy(&p->mu);
+    p->init = 0;
+}
+
+int km__ctxpool_new(km__ctxpool **out, void (*item_free)(void *))
+{
+    km__ctxpool *p = aligned_alloc(64, (sizeof *p + 63) / 64 * 64);
+    int rc;
+    *out = NULL;
+    if (p == NULL)
+        return km__err(KM_E_NOMEM, "context pool: out of memory");
+    if ((rc = ctxpool_init(p, item_free)) != KM_OK) {
+        free(p);
+        return rc;
+    }
+    *out = p;
+    return KM_OK;
+}
+
+void km__ctxpool_free(km__ctxpool *p)
+{
+    if (p == NULL)
+        return;
+    ctxpool_fini(p);
+    free(p);
+}
+
+km__ctxnode *km__ctxnode_new(void *item)
+{
+    km__ctxnode *n = calloc(1, sizeof *n);
+    if (n != NULL)
+        n->item = item;
+    return n;
+}
+
+void km__ctxnode_free(km__ctxpool *p, km__ctxnode *n)
+{
+    if (n == NULL)
+        return;
+    if (n->item != NULL)
+        p->item_free(n->item);
+    free(n);
+}
+
+km__ctxnode *km__ctxpool_take(km__ctxpool *p)
+{
+    km__ctxnode *n = atomic_exchange_explicit(&p->slots[thread_slot()].n, NULL,
+                                              memory_order_acquire);
+    if (n != NULL)
+        return n;
+    pthread_mutex_lock(&p->mu);
+    n = p->free;
+    if (n != NULL)
+        p->free = n->next;
+    pthread_mutex_unlock(&p->mu);
+    if (n != NULL)
+        n->next = NULL;
+    return n;
+}
+
+void km__ctxpool_give(km__ctxpool *p, km__ctxnode *n)
+{
+    km__ctxnode *empty = NULL;
+    n->next = NULL;
+    if (atomic_compare_exchange_strong_explicit(&p->slots[thread_slot()].n, &empty, n,
+                                                memory_order_release, memory_order_relaxed))
+        return;
+    pthread_mutex_lock(&p->mu);
+    n->next = p->free;
+    p->free = n;
+    pthread_mutex_unlock(&p->mu);
+}
 
 struct km__skey {
     km__skey_kind kind;
@@ -47,36 +144,29 @@ struct km__skey {
     EVP_CIPHER *cipher;    /* GCM, SIV */
     EVP_MAC *mac;          /* HMAC, CMAC */
     char md[32];           /* HMAC: the digest name; CMAC: the cipher name */
-    int pools_init;
-    struct pool pools[POOL__COUNT];
+    km__ctxpool pools[POOL__COUNT];
 };
 
-static void pool_item_free(int which, void *item)
+static void cipher_ctx_free(void *c)
 {
-    if (which == POOL_MAC)
-        EVP_MAC_CTX_free(item);
-    else
-        EVP_CIPHER_CTX_free(item);
+    EVP_CIPHER_CTX_free(c);
 }
 
-static void pool_node_free(int which, struct pool_node *n)
+static void mac_ctx_free(void *m)
 {
-    if (n == NULL)
-        return;
-    pool_item_free(which, n->item);
-    free(n);
+    EVP_MAC_CTX_free(m);
 }
 
 /* Makes a new keyed context for pool `which`. The key schedule (and the HMAC
  * key copy) OpenSSL allocates here goes to locked, non-dumpable pages when
  * libkm's allocator is installed (osslmem.c). */
-static int pool_node_new(km__skey *k, int which, struct pool_node **out)
+static int pool_node_new(km__skey *k, int which, km__ctxnode **out)
 {
-    struct pool_node *n = NULL;
+    km__ctxnode *n = NULL;
     int ok;
 
     *out = NULL;
-    n = calloc(1, sizeof *n);
+    n = km__ctxnode_new(NULL);
     if (n == NULL)
         return km__err(KM_E_NOMEM, "keyed context: out of memory");
     km__osslmem_begin();
@@ -102,7 +192,7 @@ static int pool_node_new(km__skey *k, int which, struct pool_node **out)
     }
     km__osslmem_end();
     if (!ok) {
-        pool_node_free(which, n);
+        km__ctxnode_free(&k->pools[which], n);
         return km__err_ossl(KM_E_CRYPTO, "cannot prepare a %s context",
                             which == POOL_MAC ? "MAC" : "cipher");
     }
@@ -110,59 +200,32 @@ static int pool_node_new(km__skey *k, int which, struct pool_node **out)
     return KM_OK;
 }
 
-static unsigned thread_slot(void)
-{
-    static atomic_uint next_slot;
-    static _Thread_local unsigned slot = UINT_MAX;
-    if (slot == UINT_MAX)
-        slot = atomic_fetch_add_explicit(&next_slot, 1, memory_order_relaxed) % POOL_SLOTS;
-    return slot;
-}
-
 /* Takes a keyed context from the pool, or makes one when the pool is empty. */
-static int pool_take(km__skey *k, int which, struct pool_node **out)
+static int pool_take(km__skey *k, int which, km__ctxnode **out)
 {
-    struct pool *p = &k->pools[which];
-    struct pool_node *n;
-
-    n = atomic_exchange_explicit(&p->slots[thread_slot()].n, NULL, memory_order_acquire);
+    km__ctxnode *n = km__ctxpool_take(&k->pools[which]);
     if (n != NULL) {
-        *out = n;
-        return KM_OK;
-    }
-    pthread_mutex_lock(&p->mu);
-    n = p->free;
-    if (n != NULL)
-        p->free = n->next;
-    pthread_mutex_unlock(&p->mu);
-    if (n != NULL) {
-        n->next = NULL;
         *out = n;
         return KM_OK;
     }
     return pool_node_new(k, which, out);
 }
 
-static void pool_give(km__skey *k, int which, struct pool_node *n)
+static void pool_give(km__skey *k, int which, km__ctxnode *n)
 {
-    struct pool *p = &k->pools[which];
-    struct pool_node *empty = NULL;
-
     /* Without libkm's allocator in OpenSSL a keyed cipher context would keep
      * the key schedule in the ordinary heap: one context per call, freed
      * (and cleansed by OpenSSL) at once. */
     if (which != POOL_MAC && !km__osslmem_hooked()) {
-        pool_node_free(which, n);
+        km__ctxnode_free(&k->pools[which], n);
         return;
     }
-    n->next = NULL;
-    if (atomic_compare_exchange_strong_explicit(&p->slots[thread_slot()].n, &empty, n,
-                                                memory_order_release, memory_order_relaxed))
-        return;
-    pthread_mutex_lock(&p->mu);
-    n->next = p->free;
-    p->free = n;
-    pthread_mutex_unlock(&p->mu);
+    km__ctxpool_give(&k->pools[which], n);
+}
+
+static void pool_node_free(km__skey *k, int which, km__ctxnode *n)
+{
+    km__ctxnode_free(&k->pools[which], n);
 }
 
 void km__skey_free(km__skey *k)
@@ -171,19 +234,8 @@ void km__skey_free(km__skey *k)
 
     if (k == NULL)
         return;
-    if (k->pools_init) {
-        for (i = 0; i < POOL__COUNT; i++) {
-            struct pool_node *n = k->pools[i].free, *next;
-            int j;
-            for (j = 0; j < POOL_SLOTS; j++)
-                pool_node_free(i, atomic_exchange(&k->pools[i].slots[j].n, NULL));
-            for (; n != NULL; n = next) {
-                next = n->next;
-                pool_node_free(i, n);
-            }
-            pthread_mutex_destroy(&k->pools[i].mu);
-        }
-    }
+    for (i = 0; i < POOL__COUNT; i++)
+        ctxpool_fini(&k->pools[i]);
     EVP_CIPHER_free(k->cipher);
     EVP_MAC_free(k->mac);
     if (k->key != NULL)
@@ -196,7 +248,7 @@ int km__skey_new(km__skey **out, km__skey_kind kind, const char *alg, const uint
                  size_t key_len)
 {
     km__skey *k;
-    struct pool_node *n;
+    km__ctxnode *n;
     int rc, i;
 
     *out = NULL;
@@ -211,14 +263,14 @@ int km__skey_new(km__skey **out, km__skey_kind kind, const char *alg, const uint
         return km__err(KM_E_NOMEM, "keyed object: out of memory");
     k->kind = kind;
     for (i = 0; i < POOL__COUNT; i++) {
-        if (pthread_mutex_init(&k->pools[i].mu, NULL) != 0) {
+        if ((rc = ctxpool_init(&k->pools[i], i == POOL_MAC ? mac_ctx_free : cipher_ctx_free))
+            != KM_OK) {
             while (i-- > 0)
-                pthread_mutex_destroy(&k->pools[i].mu);
+                ctxpool_fini(&k->pools[i]);
             free(k);
-            return km__err(KM_E_NOMEM, "keyed object: cannot make a mutex");
+            return rc;
         }
     }
-    k->pools_init = 1;
     k->key_len = key_len;
     k->key = km__salloc(key_len);
     if (k->key == NULL) {
@@ -321,7 +373,7 @@ int km__skey_seal(km__skey *k, const uint8_t nonce[12], const uint8_t *aad1, siz
                   const uint8_t *aad2, size_t aad2_len, const uint8_t *in, size_t in_len,
                   uint8_t *out, uint8_t tag[16])
 {
-    struct pool_node *n = NULL;
+    km__ctxnode *n = NULL;
     EVP_CIPHER_CTX *c;
     uint8_t fin[16];
     int len = 0, rc;
@@ -361,7 +413,7 @@ out:
         pool_give(k, POOL_ENC, n);
         return KM_OK;
     }
-    pool_node_free(POOL_ENC, n); /* its state is unknown: never reuse it */
+    pool_node_free(k, POOL_ENC, n); /* its state is unknown: never reuse it */
     if (in_len > 0)
         km_memzero(out, in_len);
     km_memzero(tag, 16);
@@ -372,7 +424,7 @@ int km__skey_open(km__skey *k, const uint8_t nonce[12], const uint8_t *aad1, siz
                   const uint8_t *aad2, size_t aad2_len, const uint8_t *in, size_t in_len,
                   const uint8_t tag[16], uint8_t *out)
 {
-    struct pool_node *n = NULL;
+    km__ctxnode *n = NULL;
     EVP_CIPHER_CTX *c;
     uint8_t t[16], fin[16];
     int len = 0, rc;
@@ -419,7 +471,7 @@ out:
     if (rc == KM_OK || rc == KM_E_INTEGRITY)
         pool_give(k, POOL_DEC, n); /* a bad tag leaves the context sound */
     else
-        pool_node_free(POOL_DEC, n);
+        pool_node_free(k, POOL_DEC, n);
     if (rc == KM_OK)
         return KM_OK;
     if (in_len > 0)
@@ -432,7 +484,7 @@ out:
 int km__skey_mac(km__skey *k, const uint8_t *msg, size_t msg_len, uint8_t *tag,
                  size_t tag_len)
 {
-    struct pool_node *n = NULL;
+    km__ctxnode *n = NULL;
     EVP_MAC_CTX *m;
     size_t outl = 0;
     int rc;
@@ -445,7 +497,7 @@ int km__skey_mac(km__skey *k, const uint8_t *msg, size_t msg_len, uint8_t *tag,
     if (EVP_MAC_init(m, NULL, 0, NULL) != 1 /* restart with the same key */
         || (msg_len > 0 && EVP_MAC_update(m, msg, msg_len) != 1)
         || EVP_MAC_final(m, tag, &outl, tag_len) != 1 || outl != tag_len) {
-        pool_node_free(POOL_MAC, n);
+        pool_node_free(k, POOL_MAC, n);
         km_memzero(tag, tag_len);
         return km__err_ossl(KM_E_CRYPTO, "%s failed", k->kind == KM__SKEY_HMAC ? "HMAC" : "CMAC");
     }
