@@ -1409,6 +1409,53 @@ START_TEST(test_ops_agree_raw_ffdhe_dhx)
     EVP_PKEY_free(other);
     EVP_PKEY_free(modp);
     EVP_PKEY_free(peer);
+    if (_i == 0) {
+        /* a peer whose secret starts with a zero byte (1 in 256): OpenSSL's plain derive
+         * drops it, km_agree_raw keeps the prime's length, km_agree hashes it as before */
+        uint8_t hk[32];
+        size_t hl = sizeof hk, tries;
+        for (tries = 0; tries < 5000; tries++) {
+            EVP_PKEY_CTX *c;
+            size_t n = sizeof want;
+            peer = dh_keygen("DH", "ffdhe2048");
+            c = EVP_PKEY_CTX_new(peer, NULL);
+            {
+                const unsigned char *pp = mine;
+                EVP_PKEY *me = d2i_PUBKEY(NULL, &pp, (long)ml);
+                ck_assert_int_eq(EVP_PKEY_derive_init(c), 1);
+                ck_assert_int_eq(EVP_PKEY_derive_set_peer(c, me), 1);
+                ck_assert_int_eq(EVP_PKEY_derive(c, want, &n), 1);
+                EVP_PKEY_free(me);
+            }
+            EVP_PKEY_CTX_free(c);
+            if (n < plen) {
+                wl = n;
+                break;
+            }
+            EVP_PKEY_free(peer);
+            peer = NULL;
+        }
+        ck_assert_ptr_nonnull(peer);
+        l3 = spki_of(peer, pk3, sizeof pk3);
+        OK(km_agree_raw(k, pk3, l3, &z));
+        ck_assert_uint_eq(km_secret_len(z), plen);
+        ck_assert_uint_eq(km_secret_data(z)[0], 0);
+        ck_assert_mem_eq(km_secret_data(z) + (plen - wl), want, wl);
+        km_secret_free(z);
+        z = NULL;
+        OK(km_agree(k, pk3, l3, NULL, 0, 32, &z));
+        {
+            EVP_PKEY_CTX *h = EVP_PKEY_CTX_new_id(EVP_PKEY_HKDF, NULL);
+            ck_assert_int_eq(EVP_PKEY_derive_init(h), 1);
+            ck_assert_int_eq(EVP_PKEY_CTX_set_hkdf_md(h, EVP_sha256()), 1);
+            ck_assert_int_eq(EVP_PKEY_CTX_set1_hkdf_key(h, want, (int)wl), 1);
+            ck_assert_int_eq(EVP_PKEY_derive(h, hk, &hl), 1);
+            EVP_PKEY_CTX_free(h);
+        }
+        ck_assert_mem_eq(km_secret_data(z), hk, 32);
+        km_secret_free(z);
+        EVP_PKEY_free(peer);
+    }
     km_key_free(k);
 }
 END_TEST

@@ -96,6 +96,8 @@ enum kmctl_opt_id {
     OPT_BATCH,
     OPT_JWK,
     OPT_ROTATE_MASTER,
+    OPT_INFO,
+    OPT_LENGTH,
     OPT__COUNT
 };
 
@@ -254,5 +256,7 @@ int kmctl_batch(struct kmctl *k, const struct kmctl_args *a, km_batch_op op);
 uint32_t kmctl_sig_flags(const struct kmctl_args *a);
 /* cmd_data.c: writes secret bytes to a new file of mode 0600 (never an existing one). */
 int kmctl_secret_file(const char *path, const uint8_t *p, size_t n);
+/* cmd_ops.c: agree NAME PEERFILE [--raw] (km_agree, km_agree_raw) */
+int kmctl_cmd_agree(struct kmctl *k, const struct kmctl_args *a);
 
 #endif /* KMCTL_H */

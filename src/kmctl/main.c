@@ -189,6 +189,10 @@ static const struct kmctl_optspec o_datakey_pair[] = {
     { "plaintext-file", "FILE", ARG_STR, 0, OPT_PLAINTEXT_FILE, 0 }, O_END };
 static const struct kmctl_optspec o_random[] = {
     O_PROTECTION, { "hex", NULL, ARG_NONE, 0, OPT_HEX, 0 }, O_TEXT, O_END };
+static const struct kmctl_optspec o_agree[] = {
+    { "raw", NULL, ARG_NONE, 0, OPT_RAW, 0 }, { "length", "N", ARG_UINT, 0, OPT_LENGTH, KM_DERIVE_MAX },
+    { "info", "TEXT", ARG_STR, 0, OPT_INFO, 0 }, { "hex", NULL, ARG_NONE, 0, OPT_HEX, 0 }, O_TEXT,
+    O_JSON, O_END };
 
 static int cmd_version(struct kmctl *k, const struct kmctl_args *a);
 static int cmd_help(struct kmctl *k, const struct kmctl_args *a);
@@ -348,6 +352,8 @@ static const struct kmctl_cmd commands[] = {
       "RSA-OAEP decryption of stdin (the key's digest, --label; an empty message is empty)" },
     { "random", "N", 1, o_random, NULL, kmctl_cmd_random, VAULT_OPEN, "> bytes",
       "N random bytes (1..1048576) from the DRBG, or a device's generator with --protection" },
+    { "agree", "NAME PEERFILE", 2, o_agree, NULL, kmctl_cmd_agree, VAULT_OPEN, "> secret",
+      "key agreement with a peer public key (SPKI DER or PEM): N bytes of HKDF-SHA-256, or with --raw the shared secret (usage agree-raw)" },
     { "version", "", 0, o_none, NULL, cmd_version, VAULT_NONE, "", "print the kmctl and libkm versions" },
     { "help", "", 0, o_none, NULL, cmd_help, VAULT_NONE, "", "print this help" },
 };
