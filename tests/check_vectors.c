@@ -1479,44 +1479,60 @@ static void agree_case(vstats *s, km_ctx *ctx, km_key_type type, long tc, int r,
     km_key_free(k);
 }
 
-START_TEST(test_vectors_ecdh_secp256r1)
+/* Every case of an agreement file (ECDH P-256 with SPKI peers, or X25519 with raw keys). */
+static void run_agree_file(const char *file, km_key_type type)
 {
-    const char *file = "ecdh_secp256r1_test.json";
     json_t *root = load_json(file), *g, *t;
     char *dir = tu_tmpdir();
     km_ctx *ctx = tu_vault(dir);
     size_t gi, ti, prefix_len = 0;
     uint8_t *prefix = tu_unhex(p256_pkcs8_prefix, &prefix_len);
+    unsigned zero = 0;
     vstats s;
 
     vs_init(&s, file);
     json_array_foreach(jarr(root, "testGroups"), gi, g) {
-        ck_assert_str_eq(jstr(g, "curve"), "secp256r1");
-        ck_assert_str_eq(jstr(g, "encoding"), "asn");
+        ck_assert_str_eq(jstr(g, "curve"), type == KM_KEY_X25519 ? "curve25519" : "secp256r1");
         json_array_foreach(jarr(g, "tests"), ti, t) {
             size_t plen, klen, slen;
             uint8_t *pub = jhex(t, "public", &plen), *d = jhex(t, "private", &klen),
-                    *shared = jhex(t, "shared", &slen), pk8[128];
+                    *shared = jhex(t, "shared", &slen), pk8[128], spki[44];
             const uint8_t *dd = d;
-            /* the scalar as 32 bytes: Wycheproof writes it as a signed big-endian integer */
-            while (klen > 32 && *dd == 0) {
-                dd++;
-                klen--;
+            if (type == KM_KEY_X25519) {
+                /* raw 32-byte keys: the peer into a SubjectPublicKeyInfo */
+                ck_assert_uint_eq(plen, 32);
+                ck_assert_uint_eq(klen, 32);
+                memcpy(spki, x25519_spki_prefix, sizeof x25519_spki_prefix);
+                memcpy(spki + sizeof x25519_spki_prefix, pub, 32);
+                zero += all_zero(shared, slen);
+                agree_case(&s, ctx, type, jint(t, "tcId"), jresult(t), d, klen, spki,
+                           sizeof spki, shared, slen);
+            } else {
+                /* the scalar (a signed big-endian integer in the file) as 32 bytes of PKCS#8 */
+                ck_assert_str_eq(jstr(g, "encoding"), "asn");
+                while (klen > 32 && *dd == 0) {
+                    dd++;
+                    klen--;
+                }
+                ck_assert_uint_le(klen, 32);
+                memcpy(pk8, prefix, prefix_len);
+                memset(pk8 + prefix_len, 0, 32 - klen);
+                memcpy(pk8 + prefix_len + 32 - klen, dd, klen);
+                agree_case(&s, ctx, type, jint(t, "tcId"), jresult(t), pk8, prefix_len + 32, pub,
+                           plen, shared, slen);
             }
-            ck_assert_uint_le(klen, 32);
-            memcpy(pk8, prefix, prefix_len);
-            memset(pk8 + prefix_len, 0, 32 - klen);
-            memcpy(pk8 + prefix_len + 32 - klen, dd, klen);
-            agree_case(&s, ctx, KM_KEY_EC_P256, jint(t, "tcId"), jresult(t), pk8,
-                       prefix_len + 32, pub, plen, shared, slen);
             free(pub);
             free(d);
             free(shared);
         }
     }
-    vnote(&s, "through km_key_import (PKCS#8) and km_agree_raw; the acceptable cases are "
-              "alternative ASN.1 encodings, compressed points, unused or explicit parameters "
-              "(explicit curves are refused, issue 23 item 6)");
+    if (type == KM_KEY_X25519)
+        vnote(&s, "through km_key_import (raw) and km_agree_raw; %u cases whose secret is all "
+                  "zero (low-order peers) must be refused", zero);
+    else
+        vnote(&s, "through km_key_import (PKCS#8) and km_agree_raw; the acceptable cases are "
+                  "alternative ASN.1 encodings, compressed points, unused or explicit parameters "
+                  "(explicit curves are refused, issue 23 item 6)");
     vs_report(&s, (unsigned)jint(root, "numberOfTests"));
     free(prefix);
     km_close(ctx);
@@ -1524,45 +1540,16 @@ START_TEST(test_vectors_ecdh_secp256r1)
     free(dir);
     json_decref(root);
 }
+
+START_TEST(test_vectors_ecdh_secp256r1)
+{
+    run_agree_file("ecdh_secp256r1_test.json", KM_KEY_EC_P256);
+}
 END_TEST
 
 START_TEST(test_vectors_x25519)
 {
-    const char *file = "x25519_test.json";
-    json_t *root = load_json(file), *g, *t;
-    char *dir = tu_tmpdir();
-    km_ctx *ctx = tu_vault(dir);
-    size_t gi, ti;
-    unsigned zero = 0;
-    vstats s;
-
-    vs_init(&s, file);
-    json_array_foreach(jarr(root, "testGroups"), gi, g) {
-        ck_assert_str_eq(jstr(g, "curve"), "curve25519");
-        json_array_foreach(jarr(g, "tests"), ti, t) {
-            size_t plen, klen, slen;
-            uint8_t *pub = jhex(t, "public", &plen), *d = jhex(t, "private", &klen),
-                    *shared = jhex(t, "shared", &slen), spki[44];
-            ck_assert_uint_eq(plen, 32);
-            ck_assert_uint_eq(klen, 32);
-            memcpy(spki, x25519_spki_prefix, sizeof x25519_spki_prefix);
-            memcpy(spki + sizeof x25519_spki_prefix, pub, 32);
-            if (all_zero(shared, slen))
-                zero++;
-            agree_case(&s, ctx, KM_KEY_X25519, jint(t, "tcId"), jresult(t), d, klen, spki,
-                       sizeof spki, shared, slen);
-            free(pub);
-            free(d);
-            free(shared);
-        }
-    }
-    vnote(&s, "through km_key_import (raw) and km_agree_raw; %u cases whose secret is all zero "
-              "(low-order peers) must be refused", zero);
-    vs_report(&s, (unsigned)jint(root, "numberOfTests"));
-    km_close(ctx);
-    tu_rmtree(dir);
-    free(dir);
-    json_decref(root);
+    run_agree_file("x25519_test.json", KM_KEY_X25519);
 }
 END_TEST
 
