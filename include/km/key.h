@@ -92,7 +92,8 @@ typedef enum km_key_state {
 /** Options of km_key_create() and km_key_import(). */
 typedef struct km_key_options {
     uint32_t version;        /**< KM_KEY_OPTIONS_VERSION */
-    uint32_t usage;          /**< KM_USAGE_* mask; 0 = every usage the type supports */
+    uint32_t usage;          /**< KM_USAGE_* mask; 0 = every usage the type supports but
+                                  KM_USAGE_AGREE_RAW (which must be named) */
     uint32_t flags;          /**< KM_KEY_* */
     const char *protection;  /**< backend holding the material; NULL = "software" */
     /* ---- version 2 ---- */

@@ -670,8 +670,8 @@ class Vault(_VaultMeta):
 
         type: a type name ("aes-256-gcm", "ec-p256", ...; see km.KEY_TYPES).
         Keyword options (km_key_options):
-          usage: None (every usage the type supports), a KM_USAGE_* mask or
-            names from km.USAGES;  exportable: bool;
+          usage: None (every usage the type supports but "agree-raw", which
+            must be named), a KM_USAGE_* mask or names from km.USAGES;  exportable: bool;
           protection: backend name (None = "software");
           activate_at: epoch seconds or datetime (a future date creates the
             version PRE_ACTIVE; None = now);
