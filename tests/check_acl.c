@@ -116,7 +116,7 @@ START_TEST(test_acl_owner_has_every_right)
     OK(km_whoami(owner, name, sizeof name, &roles));
     ck_assert_str_eq(name, "owner");
     ck_assert_uint_eq(roles, KM_ROLE_ADMIN | KM_ROLE_CUSTODIAN | KM_ROLE_USER | KM_ROLE_AUDITOR);
-    ck_assert_uint_eq(perms_of(owner, "k"), KM_PERM_ALL);
+    ck_assert_uint_eq(perms_of(owner, "k"), KM_PERM_ALL | KM_PERM_AGREE_RAW);
     OK(try_encrypt(k));
     km_key_free(k);
 }
@@ -332,7 +332,7 @@ START_TEST(test_acl_grant_to_unknown_refused)
 
     RC(KM_E_NOTFOUND, km_key_grant(k, "nobody", KM_PERM_ENCRYPT));
     RC(KM_E_INVALID, km_key_grant(k, "role:wizard", KM_PERM_ENCRYPT));
-    RC(KM_E_INVALID, km_key_grant(k, TU_USER, KM_PERM_ALL + 1));
+    RC(KM_E_INVALID, km_key_grant(k, TU_USER, (KM_PERM_ALL | KM_PERM_AGREE_RAW) + 1));
     km_key_free(k);
 }
 END_TEST
@@ -439,7 +439,7 @@ START_TEST(test_acl_principal_remove_offboards)
     RC(KM_E_NOTFOUND, km_principal_remove(a, "leaver", 1));
     RC(KM_E_AUTH, tu_vault_open_as(&l, dir, "leaver", "pl", 0));
     /* its key is the owner's now, and deactivated */
-    ck_assert_uint_eq(perms_of(owner, "leavers-key"), KM_PERM_ALL);
+    ck_assert_uint_eq(perms_of(owner, "leavers-key"), KM_PERM_ALL | KM_PERM_AGREE_RAW);
     OK(km_key_open(&lk, owner, "leavers-key"));
     OK(km_key_info(&info, lk));
     OK(km_keyinfo_version(info, 0, &vi, sizeof vi));

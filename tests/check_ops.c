@@ -9,7 +9,11 @@
 
 #include <km.h>
 #include <km/sys/backend.h>
+#include <openssl/core_names.h>
+#include <openssl/dh.h>
 #include <openssl/evp.h>
+#include <openssl/kdf.h>
+#include <openssl/param_build.h>
 #include <openssl/rsa.h>
 #include <openssl/x509.h>
 
@@ -1058,6 +1062,465 @@ START_TEST(test_ops_ec_explicit_parameters_refused)
 }
 END_TEST
 
+/* ------------------------------------------------------- raw agreement */
+
+/* The public key (SPKI DER) of an OpenSSL key. */
+static size_t spki_of(EVP_PKEY *p, uint8_t *out, size_t cap)
+{
+    unsigned char *der = NULL;
+    int n = i2d_PUBKEY(p, &der);
+    ck_assert_int_gt(n, 0);
+    ck_assert_uint_le((size_t)n, cap);
+    memcpy(out, der, (size_t)n);
+    OPENSSL_free(der);
+    return (size_t)n;
+}
+
+/* OpenSSL's agreement of `priv` with the public key `spki` (DH: padded to the prime). */
+static size_t ossl_agree(EVP_PKEY *priv, const uint8_t *spki, size_t spki_len, uint8_t *out,
+                         size_t cap)
+{
+    const unsigned char *p = spki;
+    EVP_PKEY *peer = d2i_PUBKEY(NULL, &p, (long)spki_len);
+    EVP_PKEY_CTX *c = EVP_PKEY_CTX_new(priv, NULL);
+    size_t n = cap;
+    ck_assert_ptr_nonnull(peer);
+    ck_assert_ptr_nonnull(c);
+    ck_assert_int_eq(EVP_PKEY_derive_init(c), 1);
+    if (EVP_PKEY_is_a(priv, "DH"))
+        ck_assert_int_eq(EVP_PKEY_CTX_set_dh_pad(c, 1), 1);
+    ck_assert_int_eq(EVP_PKEY_derive_set_peer(c, peer), 1);
+    ck_assert_int_eq(EVP_PKEY_derive(c, out, &n), 1);
+    EVP_PKEY_CTX_free(c);
+    EVP_PKEY_free(peer);
+    return n;
+}
+
+static km_key *agree_raw_key(const char *name, km_key_type type)
+{
+    km_key_options o = KM_KEY_OPTIONS_INIT;
+    km_key *k = NULL;
+    o.usage = KM_USAGE_AGREE | KM_USAGE_AGREE_RAW;
+    OK(km_key_create(&k, ctx, name, type, &o));
+    return k;
+}
+
+static const struct { km_key_type type; const char *ossl, *group; size_t len; } raw_types[] = {
+    { KM_KEY_EC_P256, "EC", "P-256", 32 }, { KM_KEY_EC_P384, "EC", "P-384", 48 },
+    { KM_KEY_EC_P521, "EC", "P-521", 66 }, { KM_KEY_X25519, "X25519", NULL, 32 },
+};
+
+/* km_agree_raw gives what OpenSSL computes on the peer's side, the field's
+ * length; km_agree is HKDF-SHA-256 of that very secret; each call is audited
+ * (agree.raw, whatever the audit level), the secret never in the entry. */
+START_TEST(test_ops_agree_raw_matches_peer)
+{
+    uint8_t mine[200], theirs[200], want[80], hk[32];
+    size_t ml = 0, tl, wl;
+    EVP_PKEY *peer = raw_types[_i].group != NULL
+                         ? EVP_PKEY_Q_keygen(NULL, NULL, "EC", raw_types[_i].group)
+                         : EVP_PKEY_Q_keygen(NULL, NULL, "X25519");
+    km_key *k = agree_raw_key("raw", raw_types[_i].type);
+    km_secret *z = NULL, *d = NULL;
+    int before = tu_audit_count(ctx, "agree.raw", "raw shared secret");
+
+    ck_assert_ptr_nonnull(peer);
+    tl = spki_of(peer, theirs, sizeof theirs);
+    OK(km_key_public_export(k, 0, KM_MATERIAL_SPKI_DER, mine, sizeof mine, &ml));
+    wl = ossl_agree(peer, mine, ml, want, sizeof want);
+    ck_assert_uint_eq(wl, raw_types[_i].len);
+    OK(km_agree_raw(k, theirs, tl, &z));
+    ck_assert_uint_eq(km_secret_len(z), wl);
+    ck_assert_mem_eq(km_secret_data(z), want, wl);
+    /* the derived form is HKDF of the same secret (empty salt, info "i") */
+    OK(km_agree(k, theirs, tl, (const uint8_t *)"i", 1, 32, &d));
+    ck_assert_int_eq(EVP_PKEY_CTX_new_id(EVP_PKEY_HKDF, NULL) != NULL, 1);
+    {
+        EVP_PKEY_CTX *h = EVP_PKEY_CTX_new_id(EVP_PKEY_HKDF, NULL);
+        size_t hl = sizeof hk;
+        ck_assert_int_eq(EVP_PKEY_derive_init(h), 1);
+        ck_assert_int_eq(EVP_PKEY_CTX_set_hkdf_md(h, EVP_sha256()), 1);
+        ck_assert_int_eq(EVP_PKEY_CTX_set1_hkdf_key(h, want, (int)wl), 1);
+        ck_assert_int_eq(EVP_PKEY_CTX_add1_hkdf_info(h, (const unsigned char *)"i", 1), 1);
+        ck_assert_int_eq(EVP_PKEY_derive(h, hk, &hl), 1);
+        EVP_PKEY_CTX_free(h);
+    }
+    ck_assert_mem_eq(km_secret_data(d), hk, 32);
+    ck_assert_int_eq(tu_audit_count(ctx, "agree.raw", "raw shared secret"), before + 1);
+    km_secret_free(z);
+    km_secret_free(d);
+    km_key_free(k);
+    EVP_PKEY_free(peer);
+}
+END_TEST
+
+/* The gates, each playing the attacker: a key made without agree-raw (and
+ * one that cannot be given it later), a principal holding every ordinary
+ * permission but not the agree-raw grant, a vault and a key policy that
+ * forbid it; bad peers. Refusals reaching the key are audited. */
+START_TEST(test_ops_agree_raw_refused)
+{
+    km_key_options o = KM_KEY_OPTIONS_INIT;
+    km_key_settings set;
+    uint8_t peer[200], other[200], low[44];
+    size_t pl = 0, ol = 0;
+    uint32_t perms = 0;
+    km_key *k = NULL, *plain = NULL, *p384 = NULL, *x = NULL, *uk = NULL;
+    km_ctx *user = NULL;
+    km_secret *z = NULL;
+    const char *forbid = "{\"version\": 1, \"operations\": {\"agree-raw\": false}}";
+    static char pol[8192];
+    size_t n = 0;
+
+    k = agree_raw_key("raw", KM_KEY_EC_P256);
+    OK(km_key_create(&plain, ctx, "plain", KM_KEY_EC_P256, NULL));
+    OK(km_key_create(&p384, ctx, "p384", KM_KEY_EC_P384, NULL));
+    OK(km_key_public_export(plain, 0, KM_MATERIAL_SPKI_DER, peer, sizeof peer, &pl));
+    OK(km_key_public_export(p384, 0, KM_MATERIAL_SPKI_DER, other, sizeof other, &ol));
+
+    /* 1. the usage: never by default, cannot be added afterwards, only on agreement types */
+    {
+        km_keyinfo *info = NULL;
+        OK(km_key_info(&info, plain));
+        ck_assert_uint_eq(km_keyinfo_usage(info), KM_USAGE_SIGN | KM_USAGE_VERIFY | KM_USAGE_AGREE);
+        km_keyinfo_free(info);
+    }
+    ck_assert_int_eq(km_agree_raw(plain, peer, pl, &z), KM_E_USAGE);
+    ck_assert_ptr_null(z);
+    ck_assert_ptr_nonnull(strstr(km_error_last()->message, "agree-raw"));
+    ck_assert_int_eq(tu_audit_count(ctx, "agree.raw", "raw shared secret, 0 bytes"), 1);
+    memset(&set, 0, sizeof set);
+    set.version = KM_KEY_SETTINGS_VERSION;
+    set.fields = KM_SET_USAGE;
+    set.usage = KM_USAGE_SIGN | KM_USAGE_VERIFY | KM_USAGE_AGREE | KM_USAGE_AGREE_RAW;
+    ck_assert_int_eq(km_key_set(plain, &set), KM_E_INVALID);
+    ck_assert_int_eq(km_agree_raw(plain, peer, pl, &z), KM_E_USAGE);
+    o.usage = KM_USAGE_ENCRYPT | KM_USAGE_AGREE_RAW;
+    ck_assert_int_eq(km_key_create(&x, ctx, "aes", KM_KEY_AES_256_GCM, &o), KM_E_INVALID);
+    o.usage = KM_USAGE_SIGN | KM_USAGE_AGREE_RAW;
+    ck_assert_int_eq(km_key_create(&x, ctx, "ed", KM_KEY_ED25519, &o), KM_E_INVALID);
+    /* a key with agree-raw alone agrees raw but does not derive */
+    o.usage = KM_USAGE_AGREE_RAW;
+    OK(km_key_create(&x, ctx, "rawonly", KM_KEY_EC_P256, &o));
+    OK(km_agree_raw(x, peer, pl, &z));
+    km_secret_free(z);
+    z = NULL;
+    ck_assert_int_eq(km_agree(x, peer, pl, NULL, 0, 32, &z), KM_E_USAGE);
+    km_key_free(x);
+    x = NULL;
+
+    /* 2. bad input: NULLs, garbage, another curve, an X25519 low-order point */
+    ck_assert_int_eq(km_agree_raw(k, peer, pl, NULL), KM_E_INVALID);
+    ck_assert_int_eq(km_agree_raw(NULL, peer, pl, &z), KM_E_INVALID);
+    ck_assert_int_eq(km_agree_raw(k, NULL, 0, &z), KM_E_INVALID);
+    ck_assert_int_eq(km_agree_raw(k, (const uint8_t *)"garbage", 7, &z), KM_E_INVALID);
+    ck_assert_int_eq(km_agree_raw(k, other, ol, &z), KM_E_INVALID);
+    ck_assert_ptr_null(z);
+    x = agree_raw_key("x", KM_KEY_X25519);
+    {
+        /* SPKI of the X25519 point 0 (order 1): OpenSSL refuses the all-zero secret */
+        static const uint8_t hdr[12] = { 0x30, 0x2a, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65,
+                                         0x6e, 0x03, 0x21, 0x00 };
+        memset(low, 0, sizeof low);
+        memcpy(low, hdr, sizeof hdr);
+        ck_assert_int_eq(km_agree_raw(x, low, sizeof low, &z), KM_E_INVALID);
+        ck_assert_ptr_null(z);
+    }
+    km_key_free(x);
+
+    /* 3. a principal: every ordinary permission, owner of nothing, no agree-raw grant */
+    tu_principals_add(ctx);
+    OK(km_key_grant(k, TU_USER, KM_PERM_ALL));
+    OK(km_key_perms(k, &perms));
+    ck_assert_uint_eq(perms, KM_PERM_ALL | KM_PERM_AGREE_RAW); /* the vault owner */
+    ck_assert_int_eq(km_key_grant(k, TU_USER, 0x100), KM_E_INVALID);
+    OK(tu_vault_open_as(&user, dir, TU_USER, TU_USER_PASS, 0));
+    OK(km_key_open(&uk, user, "raw"));
+    ck_assert_int_eq(km_agree_raw(uk, peer, pl, &z), KM_E_DENIED);
+    ck_assert_ptr_nonnull(strstr(km_error_last()->message, "agree-raw"));
+    OK(km_agree(uk, peer, pl, NULL, 0, 32, &z)); /* the derived form needs derive only */
+    km_secret_free(z);
+    z = NULL;
+    km_key_free(uk);
+    OK(km_key_grant(k, TU_USER, KM_PERM_ALL | KM_PERM_AGREE_RAW));
+    km_close(user);
+    OK(tu_vault_open_as(&user, dir, TU_USER, TU_USER_PASS, 0));
+    OK(km_key_open(&uk, user, "raw"));
+    OK(km_key_perms(uk, &perms));
+    ck_assert_uint_eq(perms, KM_PERM_ALL | KM_PERM_AGREE_RAW);
+    OK(km_agree_raw(uk, peer, pl, &z));
+    km_secret_free(z);
+    z = NULL;
+    km_key_free(uk);
+    km_close(user);
+
+    /* 4. the vault policy forbids it: refused, named, audited; derived agreement still works */
+    OK(km_policy_set(ctx, forbid, strlen(forbid)));
+    OK(km_policy_get(ctx, pol, sizeof pol, &n));
+    ck_assert_ptr_nonnull(strstr(pol, "\"agree-raw\": false"));
+    km_key_free(k);
+    OK(km_key_open(&k, ctx, "raw"));
+    ck_assert_int_eq(km_agree_raw(k, peer, pl, &z), KM_E_POLICY);
+    ck_assert_ptr_nonnull(strstr(km_error_last()->message, "operations.agree-raw"));
+    ck_assert_int_ge(tu_audit_count(ctx, "agree.raw", "raw shared secret, 0 bytes"), 2);
+    OK(km_agree(k, peer, pl, NULL, 0, 32, &z));
+    km_secret_free(z);
+    z = NULL;
+    /* a key policy may not re-allow it under that vault */
+    o.usage = KM_USAGE_AGREE | KM_USAGE_AGREE_RAW;
+    o.policy = "{\"version\": 1, \"operations\": {\"agree-raw\": true}}";
+    ck_assert_int_eq(km_key_create(&x, ctx, "loose", KM_KEY_EC_P256, &o), KM_E_POLICY);
+    ck_assert_ptr_nonnull(strstr(km_error_last()->message, "operations.agree-raw loosens"));
+    o.policy = "{\"version\": 1, \"profile\": \"default\"}";
+    ck_assert_int_eq(km_key_create(&x, ctx, "loose", KM_KEY_EC_P256, &o), KM_E_POLICY);
+
+    /* 5. the vault allows it again; a key's own policy forbids it for that key alone */
+    OK(km_policy_set(ctx, "{\"version\": 1}", 14));
+    o.policy = forbid;
+    OK(km_key_create(&x, ctx, "own", KM_KEY_EC_P256, &o));
+    ck_assert_int_eq(km_agree_raw(x, peer, pl, &z), KM_E_POLICY);
+    km_key_free(k);
+    OK(km_key_open(&k, ctx, "raw"));
+    OK(km_agree_raw(k, peer, pl, &z));
+    km_secret_free(z);
+    /* an unknown operation name is a malformed policy */
+    ck_assert_int_eq(km_policy_set(ctx, "{\"version\": 1, \"operations\": {\"raw\": false}}", 46),
+                     KM_E_INVALID);
+    km_key_free(x);
+    km_key_free(k);
+    km_key_free(plain);
+    km_key_free(p384);
+}
+END_TEST
+
+static const struct { km_key_type type; const char *group; } dh_types[] = {
+    { KM_KEY_FFDHE2048, "ffdhe2048" }, { KM_KEY_FFDHE3072, "ffdhe3072" },
+    { KM_KEY_FFDHE4096, "ffdhe4096" },
+};
+
+/* A DH key of `group` made by OpenSSL, as "DH" (PKCS#3) or "DHX" (X9.42). */
+static EVP_PKEY *dh_keygen(const char *alg, const char *group)
+{
+    EVP_PKEY_CTX *c = EVP_PKEY_CTX_new_from_name(NULL, alg, NULL);
+    OSSL_PARAM params[2];
+    EVP_PKEY *k = NULL;
+    char g[32];
+    snprintf(g, sizeof g, "%s", group);
+    params[0] = OSSL_PARAM_construct_utf8_string(OSSL_PKEY_PARAM_GROUP_NAME, g, 0);
+    params[1] = OSSL_PARAM_construct_end();
+    ck_assert_ptr_nonnull(c);
+    ck_assert_int_eq(EVP_PKEY_keygen_init(c), 1);
+    ck_assert_int_eq(EVP_PKEY_CTX_set_params(c, params), 1);
+    ck_assert_int_eq(EVP_PKEY_keygen(c, &k), 1);
+    EVP_PKEY_CTX_free(c);
+    return k;
+}
+
+/* The X9.42 (DHX) SPKI of the public value of `k` with parameters p, g, q
+ * (q + dq, g replaced by `g` when g > 0): how pyca/cryptography writes FFDHE
+ * keys, and the same with a wrong g or q. */
+static size_t dhx_spki(EVP_PKEY *k, long g, int dq, uint8_t *out, size_t cap)
+{
+    BIGNUM *p = NULL, *q = NULL, *gg = NULL, *pub = NULL;
+    OSSL_PARAM_BLD *b = OSSL_PARAM_BLD_new();
+    OSSL_PARAM *params;
+    EVP_PKEY_CTX *c = EVP_PKEY_CTX_new_from_name(NULL, "DHX", NULL);
+    EVP_PKEY *x = NULL;
+    size_t n;
+    ck_assert_int_eq(EVP_PKEY_get_bn_param(k, OSSL_PKEY_PARAM_FFC_P, &p), 1);
+    ck_assert_int_eq(EVP_PKEY_get_bn_param(k, OSSL_PKEY_PARAM_FFC_Q, &q), 1);
+    ck_assert_int_eq(EVP_PKEY_get_bn_param(k, OSSL_PKEY_PARAM_FFC_G, &gg), 1);
+    ck_assert_int_eq(EVP_PKEY_get_bn_param(k, OSSL_PKEY_PARAM_PUB_KEY, &pub), 1);
+    if (g > 0)
+        ck_assert_int_eq(BN_set_word(gg, (BN_ULONG)g), 1);
+    if (dq != 0)
+        ck_assert_int_eq(dq > 0 ? BN_add_word(q, (BN_ULONG)dq) : BN_sub_word(q, (BN_ULONG)-dq), 1);
+    ck_assert_int_eq(OSSL_PARAM_BLD_push_BN(b, OSSL_PKEY_PARAM_FFC_P, p), 1);
+    ck_assert_int_eq(OSSL_PARAM_BLD_push_BN(b, OSSL_PKEY_PARAM_FFC_Q, q), 1);
+    ck_assert_int_eq(OSSL_PARAM_BLD_push_BN(b, OSSL_PKEY_PARAM_FFC_G, gg), 1);
+    ck_assert_int_eq(OSSL_PARAM_BLD_push_BN(b, OSSL_PKEY_PARAM_PUB_KEY, pub), 1);
+    params = OSSL_PARAM_BLD_to_param(b);
+    ck_assert_int_eq(EVP_PKEY_fromdata_init(c), 1);
+    ck_assert_int_eq(EVP_PKEY_fromdata(c, &x, EVP_PKEY_PUBLIC_KEY, params), 1);
+    ck_assert_int_eq(EVP_PKEY_is_a(x, "DHX"), 1);
+    n = spki_of(x, out, cap);
+    ck_assert_int_eq(out[8], 0x06); /* OID dhpublicnumber 1.2.840.10046.2.1 */
+    ck_assert_mem_eq(out + 10, "\x2a\x86\x48\xce\x3e\x02\x01", 7);
+    EVP_PKEY_free(x);
+    EVP_PKEY_CTX_free(c);
+    OSSL_PARAM_free(params);
+    OSSL_PARAM_BLD_free(b);
+    BN_free(p);
+    BN_free(q);
+    BN_free(gg);
+    BN_free(pub);
+    return n;
+}
+
+/* FFDHE: the raw secret is OpenSSL's, zero-padded to the prime's length,
+ * for a peer in the PKCS#3 form and in the X9.42 (DHX) form of the same
+ * public value; a DHX key with the group's prime but another g or q, one of
+ * another group and one of a non-RFC 7919 prime are refused. */
+START_TEST(test_ops_agree_raw_ffdhe_dhx)
+{
+    static uint8_t mine[2200], pk3[2200], dhx[2200], bad[2200], want[512];
+    size_t ml = 0, l3, lx, lb, wl, plen = dh_types[_i].type == KM_KEY_FFDHE2048 ? 256
+                                         : dh_types[_i].type == KM_KEY_FFDHE3072 ? 384 : 512;
+    EVP_PKEY *peer = dh_keygen("DH", dh_types[_i].group), *other, *modp;
+    km_key *k = agree_raw_key("dh", dh_types[_i].type);
+    km_secret *z = NULL, *z2 = NULL;
+
+    l3 = spki_of(peer, pk3, sizeof pk3);
+    lx = dhx_spki(peer, 0, 0, dhx, sizeof dhx);
+    OK(km_key_public_export(k, 0, KM_MATERIAL_SPKI_DER, mine, sizeof mine, &ml));
+    wl = ossl_agree(peer, mine, ml, want, sizeof want);
+    ck_assert_uint_eq(wl, plen);
+    OK(km_agree_raw(k, pk3, l3, &z));
+    ck_assert_uint_eq(km_secret_len(z), plen);
+    ck_assert_mem_eq(km_secret_data(z), want, plen);
+    OK(km_agree_raw(k, dhx, lx, &z2));
+    ck_assert_uint_eq(km_secret_len(z2), plen);
+    ck_assert_mem_eq(km_secret_data(z2), want, plen);
+    km_secret_free(z);
+    km_secret_free(z2);
+    z = NULL;
+    /* the derived agreement takes the DHX form too */
+    OK(km_agree(k, dhx, lx, NULL, 0, 32, &z));
+    km_secret_free(z);
+    z = NULL;
+    /* another generator, another subgroup order: refused, named */
+    lb = dhx_spki(peer, 5, 0, bad, sizeof bad);
+    ck_assert_int_eq(km_agree_raw(k, bad, lb, &z), KM_E_INVALID);
+    ck_assert_ptr_nonnull(strstr(km_error_last()->message, "generator"));
+    lb = dhx_spki(peer, 0, -2, bad, sizeof bad);
+    ck_assert_int_eq(km_agree_raw(k, bad, lb, &z), KM_E_INVALID);
+    ck_assert_ptr_nonnull(strstr(km_error_last()->message, "subgroup order"));
+    ck_assert_int_eq(km_agree(k, bad, lb, NULL, 0, 32, &z), KM_E_INVALID);
+    ck_assert_ptr_null(z);
+    /* a DHX key of another RFC 7919 group, and of an RFC 3526 MODP group */
+    other = dh_keygen("DH", dh_types[(_i + 1) % 3].group);
+    lb = dhx_spki(other, 0, 0, bad, sizeof bad);
+    ck_assert_int_eq(km_agree_raw(k, bad, lb, &z), KM_E_INVALID);
+    modp = dh_keygen("DHX", "modp_2048");
+    lb = spki_of(modp, bad, sizeof bad);
+    ck_assert_int_eq(km_agree_raw(k, bad, lb, &z), KM_E_INVALID);
+    ck_assert_ptr_nonnull(strstr(km_error_last()->message, "RFC 7919"));
+    ck_assert_ptr_null(z);
+    EVP_PKEY_free(other);
+    EVP_PKEY_free(modp);
+    EVP_PKEY_free(peer);
+    if (_i == 0) {
+        /* a peer whose secret starts with a zero byte (1 in 256): OpenSSL's plain derive
+         * drops it, km_agree_raw keeps the prime's length, km_agree hashes it as before */
+        uint8_t hk[32];
+        size_t hl = sizeof hk, tries;
+        for (tries = 0; tries < 5000; tries++) {
+            EVP_PKEY_CTX *c;
+            size_t n = sizeof want;
+            peer = dh_keygen("DH", "ffdhe2048");
+            c = EVP_PKEY_CTX_new(peer, NULL);
+            {
+                const unsigned char *pp = mine;
+                EVP_PKEY *me = d2i_PUBKEY(NULL, &pp, (long)ml);
+                ck_assert_int_eq(EVP_PKEY_derive_init(c), 1);
+                ck_assert_int_eq(EVP_PKEY_derive_set_peer(c, me), 1);
+                ck_assert_int_eq(EVP_PKEY_derive(c, want, &n), 1);
+                EVP_PKEY_free(me);
+            }
+            EVP_PKEY_CTX_free(c);
+            if (n < plen) {
+                wl = n;
+                break;
+            }
+            EVP_PKEY_free(peer);
+            peer = NULL;
+        }
+        ck_assert_ptr_nonnull(peer);
+        l3 = spki_of(peer, pk3, sizeof pk3);
+        OK(km_agree_raw(k, pk3, l3, &z));
+        ck_assert_uint_eq(km_secret_len(z), plen);
+        ck_assert_uint_eq(km_secret_data(z)[0], 0);
+        ck_assert_mem_eq(km_secret_data(z) + (plen - wl), want, wl);
+        km_secret_free(z);
+        z = NULL;
+        OK(km_agree(k, pk3, l3, NULL, 0, 32, &z));
+        {
+            EVP_PKEY_CTX *h = EVP_PKEY_CTX_new_id(EVP_PKEY_HKDF, NULL);
+            ck_assert_int_eq(EVP_PKEY_derive_init(h), 1);
+            ck_assert_int_eq(EVP_PKEY_CTX_set_hkdf_md(h, EVP_sha256()), 1);
+            ck_assert_int_eq(EVP_PKEY_CTX_set1_hkdf_key(h, want, (int)wl), 1);
+            ck_assert_int_eq(EVP_PKEY_derive(h, hk, &hl), 1);
+            EVP_PKEY_CTX_free(h);
+        }
+        ck_assert_mem_eq(km_secret_data(z), hk, 32);
+        km_secret_free(z);
+        EVP_PKEY_free(peer);
+    }
+    km_key_free(k);
+}
+END_TEST
+
+/* ------------------------------------------ policy: PKCS#1 v1.5 signatures */
+
+/* operations.rsa-pkcs1v15-sign false: PKCS#1 v1.5 signing (whole messages,
+ * digests, batches) is refused naming the rule, RSA-PSS still signs, old
+ * PKCS#1 v1.5 signatures still verify; a key's own policy may forbid it for
+ * that key, never re-allow it under a vault that forbids it, nor drop the rule
+ * with km_key_set. */
+START_TEST(test_ops_policy_pkcs1_sign)
+{
+    static const char forbid[] = "{\"version\": 1, \"operations\": {\"rsa-pkcs1v15-sign\": false}}";
+    km_key_options o = KM_KEY_OPTIONS_INIT;
+    km_key_settings set = KM_KEY_SETTINGS_INIT;
+    uint8_t sig[600], sig2[600], dg[32] = { 1 };
+    size_t sl = 0, sl2 = 0;
+    km_key *k = NULL, *own = NULL;
+    km_batch_item it[1];
+
+    OK(km_key_create(&k, ctx, "rsa", KM_KEY_RSA_2048, NULL));
+    OK(km_sign(k, KM_SIG_PKCS1, (const uint8_t *)"m", 1, sig, sizeof sig, &sl));
+    OK(km_policy_set(ctx, forbid, sizeof forbid - 1));
+    km_key_free(k);
+    OK(km_key_open(&k, ctx, "rsa"));
+    ck_assert_int_eq(km_sign(k, KM_SIG_PKCS1, (const uint8_t *)"m", 1, sig2, sizeof sig2, &sl2),
+                     KM_E_POLICY);
+    ck_assert_ptr_nonnull(strstr(km_error_last()->message, "operations.rsa-pkcs1v15-sign"));
+    ck_assert_int_eq(km_sign_digest(k, 0, KM_SIG_PKCS1, "SHA256", dg, 32, sig2, sizeof sig2,
+                                    &sl2), KM_E_POLICY);
+    memset(it, 0, sizeof it);
+    it[0].in = (const uint8_t *)"m";
+    it[0].in_len = 1;
+    it[0].out = sig2;
+    it[0].out_cap = sizeof sig2;
+    ck_assert_int_ne(km_batch(k, KM_BATCH_SIGN, KM_SIG_PKCS1, it, 1), KM_OK);
+    ck_assert_int_eq(it[0].result, KM_E_POLICY);
+    OK(km_sign(k, 0, (const uint8_t *)"m", 1, sig2, sizeof sig2, &sl2));  /* PSS */
+    OK(km_verify(k, 0, KM_SIG_PKCS1, (const uint8_t *)"m", 1, sig, sl));     /* old data */
+    o.policy = "{\"version\": 1, \"operations\": {\"rsa-pkcs1v15-sign\": true}}";
+    ck_assert_int_eq(km_key_create(&own, ctx, "loose", KM_KEY_RSA_2048, &o), KM_E_POLICY);
+    ck_assert_ptr_nonnull(strstr(km_error_last()->message, "loosens"));
+
+    /* the vault allows it again: a key's own policy forbids it for that key only */
+    OK(km_policy_set(ctx, "{\"version\": 1}", 14));
+    o.policy = forbid;
+    OK(km_key_create(&own, ctx, "own", KM_KEY_RSA_2048, &o));
+    ck_assert_int_eq(km_sign(own, KM_SIG_PKCS1, (const uint8_t *)"m", 1, sig2, sizeof sig2, &sl2),
+                     KM_E_POLICY);
+    km_key_free(k);
+    OK(km_key_open(&k, ctx, "rsa"));
+    OK(km_sign(k, KM_SIG_PKCS1, (const uint8_t *)"m", 1, sig2, sizeof sig2, &sl2));
+    OK(km_sign_digest(k, 0, KM_SIG_PKCS1, "SHA256", dg, 32, sig2, sizeof sig2, &sl2));
+    /* dropping the rule from the key's policy loosens it: refused */
+    set.fields = KM_SET_POLICY;
+    set.policy = "{\"version\": 1}";
+    ck_assert_int_eq(km_key_set(own, &set), KM_E_POLICY);
+    ck_assert_int_eq(km_sign(own, KM_SIG_PKCS1, (const uint8_t *)"m", 1, sig2, sizeof sig2, &sl2),
+                     KM_E_POLICY);
+    km_key_free(own);
+    km_key_free(k);
+}
+END_TEST
+
 static Suite *ops_suite(void)
 {
     TCase *tc;
@@ -1084,6 +1547,11 @@ static Suite *ops_suite(void)
     tcase_add_loop_test(tc, test_ops_jwk_round_trip, 0, sizeof jwk_types / sizeof jwk_types[0]);
     tcase_add_test(tc, test_ops_jwk_refused);
     tcase_add_test(tc, test_ops_ec_explicit_parameters_refused);
+    tcase_add_loop_test(tc, test_ops_agree_raw_matches_peer, 0,
+                        sizeof raw_types / sizeof raw_types[0]);
+    tcase_add_test(tc, test_ops_agree_raw_refused);
+    tcase_add_loop_test(tc, test_ops_agree_raw_ffdhe_dhx, 0, sizeof dh_types / sizeof dh_types[0]);
+    tcase_add_test(tc, test_ops_policy_pkcs1_sign);
     return s;
 }
 

@@ -78,7 +78,12 @@ START_TEST(test_prim_keytype_table)
             ck_assert(kt->group != NULL && kt->md != NULL && kt->field == (kt->bits + 7) / 8);
         if (kt->family == KM__FAM_HMAC)
             ck_assert_ptr_nonnull(kt->md);
-        ck_assert_uint_eq(km__type_usage((km_key_type)t), kt->usages);
+        ck_assert_uint_eq(km__type_usage((km_key_type)t), kt->default_usage);
+        ck_assert_uint_eq(km__type_usage_allowed((km_key_type)t), kt->usages);
+        /* agree-raw is never a default usage; the agreement types may be given it */
+        ck_assert_uint_eq(kt->default_usage & KM_USAGE_AGREE_RAW, 0);
+        ck_assert_uint_eq(kt->usages, kt->default_usage | ((kt->usages & KM_USAGE_AGREE)
+                                                           ? KM_USAGE_AGREE_RAW : 0));
         ck_assert_int_eq(km__type_family((km_key_type)t), kt->family);
     }
     for (kt = km__keytype_next(NULL); kt != NULL; kt = km__keytype_next(kt))

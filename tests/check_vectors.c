@@ -18,6 +18,9 @@
  *    the key, km_rsa_oaep_decrypt, and km_rsa_oaep_encrypt back.
  *  - AES-SIV (aes_siv_cmac_test.json): the software backend's aead_seal / aead_open with an
  *    aes-*-siv key (as AES-GCM above).
+ *  - ECDH P-256 (ecdh_secp256r1_test.json), X25519 (x25519_test.json): km_key_import of the
+ *    private key (PKCS#8, raw) with the usage agree-raw, then km_agree_raw with the peer's
+ *    SubjectPublicKeyInfo; an all-zero X25519 secret must never come out.
  *  - AES-GCM: the software backend's aead_seal / aead_open (what km_encrypt / km_decrypt call);
  *    libkm takes no caller nonce, so this is the only way to reach a known nonce.
  *  - AES-KWP, HKDF: km__kwp_wrap / km__kwp_unwrap and km__hkdf_sha256 (what the vault uses).
@@ -1405,6 +1408,151 @@ END_TEST
 
 /* ------------------------------------------------------------------- suite */
 
+/* ------------------------------------------------- raw agreement (ECDH, X25519) */
+
+/* PKCS#8 of a P-256 private scalar without the public key (OpenSSL computes it): the fixed
+ * prefix, then the scalar as 32 bytes. */
+static const char p256_pkcs8_prefix[] =
+    "308141020100301306072a8648ce3d020106082a8648ce3d030107042730250201010420";
+/* SubjectPublicKeyInfo of a raw X25519 public key: the prefix, then the 32 bytes. */
+static const uint8_t x25519_spki_prefix[12] = { 0x30, 0x2a, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65,
+                                                0x6e, 0x03, 0x21, 0x00 };
+
+static int all_zero(const uint8_t *p, size_t n)
+{
+    uint8_t acc = 0;
+    while (n--)
+        acc |= p[n];
+    return acc == 0;
+}
+
+/* One agreement case through km_key_import + km_agree_raw: a valid case must give `shared`,
+ * an invalid one must be refused with KM_E_INVALID; an acceptable one may go either way but,
+ * accepted, must give `shared`; an all-zero X25519 secret (a low-order peer, RFC 7748 section
+ * 6.1) must never come out (an ECDH x-coordinate of 0 is a valid secret: tcId 3). */
+static void agree_case(vstats *s, km_ctx *ctx, km_key_type type, long tc, int r,
+                       const uint8_t *priv, size_t plen, const uint8_t *peer, size_t peer_len,
+                       const uint8_t *shared, size_t slen)
+{
+    km_key_options o = KM_KEY_OPTIONS_INIT;
+    km_key *k = NULL;
+    km_secret *z = NULL;
+    char name[160];
+    int rc, right;
+
+    o.usage = KM_USAGE_AGREE_RAW;
+    /* one key per private key (the ECDH file uses 34 for 612 cases): named by its material */
+    ck_assert_uint_ge(plen, 32); /* the scalar is the material's last 32 bytes */
+    snprintf(name, sizeof name, "agree-%d-", (int)type);
+    for (size_t i = plen - 32; i < plen; i++)
+        snprintf(name + strlen(name), 3, "%02x", priv[i]);
+    if (km_key_open(&k, ctx, name) != KM_OK) {
+        rc = km_key_import(&k, ctx, name, type, type == KM_KEY_X25519 ? KM_MATERIAL_RAW
+                                                                       : KM_MATERIAL_PKCS8_DER,
+                           priv, plen, KM_IMPORT_ALLOW_RAW, &o);
+        ck_assert_msg(rc == KM_OK, "%s: tcId %ld: import: %s", s->file, tc,
+                      km_error_last()->message);
+    }
+    s->n++;
+    rc = km_agree_raw(k, peer, peer_len, &z);
+    right = rc == KM_OK && km_secret_len(z) == slen && memcmp(km_secret_data(z), shared, slen) == 0;
+    if (rc == KM_OK && type == KM_KEY_X25519 && all_zero(km_secret_data(z), km_secret_len(z)))
+        vfail(s, tc, "an all-zero shared secret was given out");
+    if (r == R_VALID) {
+        count_valid(s, right);
+        if (!right)
+            vfail(s, tc, "valid case: %s", km_err_name(rc));
+    } else if (r == R_INVALID) {
+        count_invalid(s, rc == KM_E_INVALID);
+        if (rc == KM_OK)
+            vfail(s, tc, "INVALID PEER ACCEPTED");
+        else if (rc != KM_E_INVALID)
+            vfail(s, tc, "refused with %s, not KM_E_INVALID", km_err_name(rc));
+    } else {
+        count_acceptable(s, rc == KM_OK);
+        if (rc == KM_OK && !right)
+            vfail(s, tc, "acceptable case accepted with a wrong secret");
+        else if (rc != KM_OK && rc != KM_E_INVALID)
+            vfail(s, tc, "refused with %s, not KM_E_INVALID", km_err_name(rc));
+    }
+    km_secret_free(z);
+    km_key_free(k);
+}
+
+/* Every case of an agreement file (ECDH P-256 with SPKI peers, or X25519 with raw keys). */
+static void run_agree_file(const char *file, km_key_type type)
+{
+    json_t *root = load_json(file), *g, *t;
+    char *dir = tu_tmpdir();
+    km_ctx *ctx = tu_vault(dir);
+    size_t gi, ti, prefix_len = 0;
+    uint8_t *prefix = tu_unhex(p256_pkcs8_prefix, &prefix_len);
+    unsigned zero = 0;
+    vstats s;
+
+    vs_init(&s, file);
+    json_array_foreach(jarr(root, "testGroups"), gi, g) {
+        ck_assert_str_eq(jstr(g, "curve"), type == KM_KEY_X25519 ? "curve25519" : "secp256r1");
+        json_array_foreach(jarr(g, "tests"), ti, t) {
+            size_t plen, klen, slen;
+            uint8_t *pub = jhex(t, "public", &plen), *d = jhex(t, "private", &klen),
+                    *shared = jhex(t, "shared", &slen), pk8[128], spki[44];
+            const uint8_t *dd = d;
+            if (type == KM_KEY_X25519) {
+                /* raw 32-byte keys: the peer into a SubjectPublicKeyInfo */
+                ck_assert_uint_eq(plen, 32);
+                ck_assert_uint_eq(klen, 32);
+                memcpy(spki, x25519_spki_prefix, sizeof x25519_spki_prefix);
+                memcpy(spki + sizeof x25519_spki_prefix, pub, 32);
+                zero += all_zero(shared, slen);
+                agree_case(&s, ctx, type, jint(t, "tcId"), jresult(t), d, klen, spki,
+                           sizeof spki, shared, slen);
+            } else {
+                /* the scalar (a signed big-endian integer in the file) as 32 bytes of PKCS#8 */
+                ck_assert_str_eq(jstr(g, "encoding"), "asn");
+                while (klen > 32 && *dd == 0) {
+                    dd++;
+                    klen--;
+                }
+                ck_assert_uint_le(klen, 32);
+                memcpy(pk8, prefix, prefix_len);
+                memset(pk8 + prefix_len, 0, 32 - klen);
+                memcpy(pk8 + prefix_len + 32 - klen, dd, klen);
+                agree_case(&s, ctx, type, jint(t, "tcId"), jresult(t), pk8, prefix_len + 32, pub,
+                           plen, shared, slen);
+            }
+            free(pub);
+            free(d);
+            free(shared);
+        }
+    }
+    if (type == KM_KEY_X25519)
+        vnote(&s, "through km_key_import (raw) and km_agree_raw; %u cases whose secret is all "
+                  "zero (low-order peers) must be refused", zero);
+    else
+        vnote(&s, "through km_key_import (PKCS#8) and km_agree_raw; the acceptable cases are "
+                  "alternative ASN.1 encodings, compressed points, unused or explicit parameters "
+                  "(explicit curves are refused, issue 23 item 6)");
+    vs_report(&s, (unsigned)jint(root, "numberOfTests"));
+    free(prefix);
+    km_close(ctx);
+    tu_rmtree(dir);
+    free(dir);
+    json_decref(root);
+}
+
+START_TEST(test_vectors_ecdh_secp256r1)
+{
+    run_agree_file("ecdh_secp256r1_test.json", KM_KEY_EC_P256);
+}
+END_TEST
+
+START_TEST(test_vectors_x25519)
+{
+    run_agree_file("x25519_test.json", KM_KEY_X25519);
+}
+END_TEST
+
 static Suite *vectors_suite(void)
 {
     TCase *tc;
@@ -1427,6 +1575,10 @@ static Suite *vectors_suite(void)
     tcase_add_test(tc, test_vectors_rsa_oaep_2048_sha384);
     tcase_add_test(tc, test_vectors_rsa_oaep_2048_sha512);
     tcase_add_test(tc, test_vectors_aes_siv_cmac);
+    /* a key import and an audited call per case: a longer timeout for valgrind */
+    tc = tu_tcase(s, "agreement", 600, NULL, NULL);
+    tcase_add_test(tc, test_vectors_ecdh_secp256r1);
+    tcase_add_test(tc, test_vectors_x25519);
     return s;
 }
 

@@ -226,4 +226,125 @@ printf '{"kty":"EC","crv":"P-256","x":"AQ","y":"AQ","d":"AQ"}' >priv.jwk
 t 1 "import a private JWK" - key import jp --type ec-p256 --raw priv.jwk --format jwk
 t 8 "key public --jwk of an AES key" - key public kek --jwk
 
+# ---------------------------------------------------------------- agree (--raw)
+# The peers are made by pyca/cryptography, which also computes the expected secrets
+# (FFDHE: its X9.42 "DHX" encoding of the RFC 7919 groups).
+"$PY" -c 'import cryptography' 2>/dev/null || lib_die "python3-cryptography is needed"
+peer() { # peer TYPE MYPUB.der -> peer.der (public, SPKI DER) and want.hex (the shared secret)
+    "$PY" - "$@" <<'PYEOF'
+import sys
+from cryptography.hazmat.primitives import serialization as s
+from cryptography.hazmat.primitives.asymmetric import ec, x25519, dh
+ty, mine = sys.argv[1], s.load_der_public_key(open(sys.argv[2], "rb").read())
+if ty == "x25519":
+    k = x25519.X25519PrivateKey.generate()
+elif ty.startswith("ec-"):
+    k = ec.generate_private_key({"ec-p256": ec.SECP256R1(), "ec-p384": ec.SECP384R1()}[ty])
+else:
+    k = dh.DHParameterNumbers(mine.public_numbers().parameter_numbers.p,
+                              mine.public_numbers().parameter_numbers.g,
+                              (mine.public_numbers().parameter_numbers.p - 1) // 2).parameters().generate_private_key()
+z = k.exchange(ec.ECDH(), mine) if ty.startswith("ec-") else k.exchange(mine)
+open("peer.der", "wb").write(k.public_key().public_bytes(s.Encoding.DER, s.PublicFormat.SubjectPublicKeyInfo))
+open("peer.pem", "wb").write(k.public_key().public_bytes(s.Encoding.PEM, s.PublicFormat.SubjectPublicKeyInfo))
+open("want.hex", "w").write(z.hex())
+if ty.startswith("ffdhe"):
+    # the X9.42 form (OID dhpublicnumber 1.2.840.10046.2.1, DomainParameters p, g, q; RFC 3279
+    # 2.3.3) of the same public value, as pyca/cryptography >= 40 writes FFDHE keys (Debian's
+    # 38 writes the PKCS#3 form above)
+    def der(tag, body):
+        n = len(body)
+        ln = bytes([n]) if n < 128 else bytes([0x80 | ((n.bit_length() + 7) // 8)]) + n.to_bytes((n.bit_length() + 7) // 8, "big")
+        return bytes([tag]) + ln + body
+    def integer(v):
+        return der(0x02, v.to_bytes(v.bit_length() // 8 + 1, "big"))
+    pn = k.public_key().public_numbers()
+    p, g = pn.parameter_numbers.p, pn.parameter_numbers.g
+    alg = der(0x30, der(0x06, bytes.fromhex("2a8648ce3e0201")) + der(0x30, integer(p) + integer(g) + integer((p - 1) // 2)))
+    open("peer-dhx.der", "wb").write(der(0x30, alg + der(0x03, b"\0" + integer(pn.y))))
+PYEOF
+}
+for ty in ec-p256 ec-p384 x25519 ffdhe2048; do
+    t 0 "create $ty with agree-raw" - key create ag$ty --type $ty --usage agree,agree-raw
+    t 0 "key public --der ($ty)" - key public ag$ty --der
+    cp out mine.der
+    peer $ty mine.der || bad "pyca/cryptography made no $ty peer"
+    cp peer.der peer-$ty.der
+    t 0 "agree --raw ($ty)" - agree ag$ty peer.der --raw
+    check "the raw secret is pyca/cryptography's ($ty)" [ "$(hex out)" = "$(cat want.hex)" ]
+    t 0 "agree --raw --hex with a PEM peer ($ty)" - agree ag$ty peer.pem --raw --hex
+    check "agree --hex prints the secret in hex ($ty)" [ "$(cat out)" = "$(cat want.hex)" ]
+    t 0 "agree --raw --json ($ty)" - agree ag$ty peer.der --raw --json
+    check "agree --json: secret_hex, raw, length ($ty)" "$PY" -c 'import json, sys
+d = json.load(open("out"))
+sys.exit(not (d["secret_hex"] == open("want.hex").read() and d["raw"] is True and d["key"] == sys.argv[1]
+              and d["length"] == len(d["secret_hex"]) // 2))' ag$ty
+    t 0 "agree (derived, 48 bytes, --info)" - agree ag$ty peer.der --length 48 --info ctx --hex
+    check "the derived secret is HKDF-SHA-256 of the raw one ($ty)" "$PY" -c 'import sys
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+from cryptography.hazmat.primitives import hashes
+z = bytes.fromhex(open("want.hex").read())
+if sys.argv[1].startswith("ffdhe"):  # km_agree takes the FFDHE secret without leading zeros
+    z = z.lstrip(b"\0")
+w = HKDF(hashes.SHA256(), 48, None, b"ctx").derive(z)
+sys.exit(open("out").read().strip() != w.hex())' $ty
+done
+openssl asn1parse -inform DER -in peer-dhx.der >asn1 2>&1
+check "the DHX peer is X9.42 (OID dhpublicnumber)" grep -q 'X9.42 DH' asn1
+t 0 "agree --raw with the X9.42 (DHX) peer" - agree agffdhe2048 peer-dhx.der --raw
+check "the DHX peer gives pyca/cryptography's secret too" [ "$(hex out)" = "$(cat want.hex)" ]
+"$PY" -c 'import sys; d = bytearray(open("peer-dhx.der", "rb").read()); i = d.rfind(bytes.fromhex("020102")); d[i + 2] = 5; open("dhx-g5.der", "wb").write(d)'
+t 1 "agree --raw with a DHX peer whose generator is not the group's" - agree agffdhe2048 dhx-g5.der --raw
+check "the refusal names the generator" grep -q "generator" err
+t 0 "create ec-p256 without agree-raw" - key create agplain --type ec-p256
+t 4 "agree --raw without the agree-raw usage" - agree agplain peer-ec-p256.der --raw
+check "the refusal names agree-raw" grep -q "agree-raw" err
+t 1 "agree --raw --length" - agree agec-p256 peer-ec-p256.der --raw --length 16
+t 1 "agree --length 0" - agree agec-p256 peer-ec-p256.der --length 0
+printf 'not a key' >junk.der
+t 1 "agree with a peer that is not a key" - agree agec-p256 junk.der --raw
+t 1 "agree with a peer of another curve" - agree agec-p256 mine.der --raw
+check "nothing is written on a refusal" [ ! -s out ]
+t 0 "agree.raw is in the audit log" - audit show --json
+check "audit: agree.raw entries, no secret in them" "$PY" -c 'import json, sys
+e = [x for x in json.load(open("out"))["entries"] if x["op"] == "agree.raw"]
+w = open("want.hex").read()
+sys.exit(not (len(e) >= 10 and all(w not in json.dumps(x) for x in e)))'
+# a principal: all ordinary permissions, no agree-raw grant; then the grant
+printf 'cred of ua\n' >"$tmp/cred-ua"; chmod 600 "$tmp/cred-ua"
+t 0 "principal add (user)" - principal add ua --role user --credential-file "$tmp/cred-ua"
+t 0 "grant all" - key grant agec-p256 ua --perms all
+"$KMCTL" --principal ua --passphrase-file "$tmp/cred-ua" agree agec-p256 peer-ec-p256.der --raw >out 2>err
+check "a principal without the agree-raw grant is denied (exit 4)" [ $? -eq 4 ]
+check "the refusal names agree-raw" grep -q "agree-raw" err
+t 0 "grant agree-raw" - key grant agec-p256 ua --perms all,agree-raw
+t 0 "key grants shows agree-raw" - key grants agec-p256
+check "key grants lists agree-raw" grep -q "agree-raw" out
+"$KMCTL" --principal ua --passphrase-file "$tmp/cred-ua" agree agec-p256 peer-ec-p256.der --raw >out 2>err
+check "with the grant the principal agrees raw" [ $? -eq 0 ] && [ "$(wc -c <out)" -eq 32 ]
+# policy: operations.agree-raw false, and operations.rsa-pkcs1v15-sign false
+printf '{"version": 1, "operations": {"agree-raw": false, "rsa-pkcs1v15-sign": false}}' >ops.json
+t 0 "create rsa-2048 for the PKCS#1 v1.5 rule" - key create agrsa --type rsa-2048
+t 0 "sign --pkcs1 while the policy allows it" msg sign agrsa --pkcs1
+cp out p1.sig
+t 0 "policy set: agree-raw and PKCS#1 v1.5 signing forbidden" - policy set ops.json
+t 0 "policy show" - policy show
+check "policy show spells the operations out" grep -q '"rsa-pkcs1v15-sign": false' out
+t 4 "agree --raw under a policy that forbids it" - agree agec-p256 peer-ec-p256.der --raw
+check "the refusal names operations.agree-raw" grep -q "operations.agree-raw" err
+t 0 "agree (derived) still works" - agree agec-p256 peer-ec-p256.der
+t 4 "sign --pkcs1 under a policy that forbids it" msg sign agrsa --pkcs1
+check "the refusal names operations.rsa-pkcs1v15-sign" grep -q "operations.rsa-pkcs1v15-sign" err
+t 0 "sign (PSS) still works" msg sign agrsa
+t 0 "verify --pkcs1 of an earlier signature still works" msg verify agrsa p1.sig --pkcs1
+printf '{"version": 1, "operations": {"agree-raw": true}}' >loose.json
+t 0 "create x25519 with agree-raw alone" - key create agloose --type x25519 --usage agree-raw
+t 4 "a key policy may not re-allow agree-raw" - key set agloose --policy loose.json
+check "the refusal says it loosens" grep -q "loosens" err
+printf '{"version": 1}' >open.json
+t 0 "policy set: open again" - policy set open.json
+t 0 "key set --policy forbidding PKCS#1 v1.5 for one key" - key set agrsa --policy ops.json
+t 4 "sign --pkcs1 under the key's own policy" msg sign agrsa --pkcs1
+t 0 "agree --raw is back for the other key" - agree agec-p256 peer-ec-p256.der --raw
+
 lib_summary

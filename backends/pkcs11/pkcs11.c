@@ -253,7 +253,7 @@ static int p11_generate(void *state, const km_backend_keyspec *spec, km_secret *
     CK_BBOOL yes = CK_TRUE, no = CK_FALSE, extractable;
     CK_OBJECT_CLASS sec = CKO_SECRET_KEY;
     CK_KEY_TYPE aes = CKK_AES, gen = CKK_GENERIC_SECRET;
-    CK_BBOOL derive = (spec != NULL && (spec->usage & KM_USAGE_AGREE)) ? CK_TRUE : CK_FALSE;
+    CK_BBOOL derive = (spec != NULL && (spec->usage & (KM_USAGE_AGREE | KM_USAGE_AGREE_RAW))) ? CK_TRUE : CK_FALSE;
     CK_BBOOL sign = (spec != NULL && (spec->usage & KM_USAGE_SIGN)) ? CK_TRUE : CK_FALSE;
     CK_BBOOL decrypt = (spec != NULL && (spec->usage & KM_USAGE_UNWRAP)) ? CK_TRUE : CK_FALSE;
     CK_ULONG value_len, bits;

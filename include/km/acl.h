@@ -45,7 +45,10 @@ extern "C" {
 #define KM_PERM_MAC     0x10u   /**< km_mac */
 #define KM_PERM_DERIVE  0x20u   /**< km_derive, km_agree */
 #define KM_PERM_EXPORT  0x40u   /**< km_key_export_wrapped */
-#define KM_PERM_ALL     0x7fu
+#define KM_PERM_ALL     0x7fu   /**< every permission above; not KM_PERM_AGREE_RAW */
+/** km_agree_raw: only by an explicit grant (not in KM_PERM_ALL, not implied by owning
+ *  the key); the vault owner has it. */
+#define KM_PERM_AGREE_RAW 0x80u
 
 /**
  * Adds a principal with `roles` and its own passphrase keyslot (the
@@ -111,8 +114,9 @@ KM_EXTERN int km_whoami(km_ctx *ctx, char *name, size_t name_cap, uint32_t *role
 KM_EXTERN int km_key_grant(km_key *key, const char *grantee, uint32_t perms);
 
 /**
- * The permissions this context's principal has on `key` (KM_PERM_ALL for
- * the owner, and for a principal on a key it owns).
+ * The permissions this context's principal has on `key` (KM_PERM_ALL |
+ * KM_PERM_AGREE_RAW for the vault owner; KM_PERM_ALL and its grants for a
+ * principal on a key it owns).
  * @return KM_OK or KM_E_INVALID.
  */
 KM_EXTERN int km_key_perms(km_key *key, uint32_t *perms);

@@ -62,6 +62,10 @@ typedef enum km_key_type {
 #define KM_USAGE_UNWRAP     0x080u
 #define KM_USAGE_DERIVE     0x100u
 #define KM_USAGE_AGREE      0x200u
+/** km_agree_raw(): the raw shared secret leaves libkm (AWS DeriveSharedSecret). Never
+ *  part of a type's default usage (usage 0): a key has it only when asked for at
+ *  creation or import; EC, X25519 and FFDHE keys. */
+#define KM_USAGE_AGREE_RAW  0x400u
 
 /** Key flags (km_key_options::flags). */
 #define KM_KEY_EXPORTABLE   0x1u /**< material may leave libkm, wrapped */
@@ -88,7 +92,8 @@ typedef enum km_key_state {
 /** Options of km_key_create() and km_key_import(). */
 typedef struct km_key_options {
     uint32_t version;        /**< KM_KEY_OPTIONS_VERSION */
-    uint32_t usage;          /**< KM_USAGE_* mask; 0 = every usage the type supports */
+    uint32_t usage;          /**< KM_USAGE_* mask; 0 = every usage the type supports but
+                                  KM_USAGE_AGREE_RAW (which must be named) */
     uint32_t flags;          /**< KM_KEY_* */
     const char *protection;  /**< backend holding the material; NULL = "software" */
     /* ---- version 2 ---- */

@@ -316,7 +316,7 @@ int km_key_grant(km_key *key, const char *grantee, uint32_t perms)
     uint32_t role = 0;
     int rc;
 
-    if (key == NULL || grantee == NULL || (perms & ~KM_PERM_ALL) != 0)
+    if (key == NULL || grantee == NULL || (perms & ~(KM_PERM_ALL | KM_PERM_AGREE_RAW)) != 0)
         return km__err(KM_E_INVALID, "km_key_grant: bad arguments");
     if (strncmp(grantee, "role:", 5) == 0) {
         const char *r = grantee + 5;
@@ -377,7 +377,7 @@ int km_key_perms(km_key *key, uint32_t *perms)
     if ((rc = km__key_use(key, &k)) != KM_OK)
         return rc;
     if (!k->ctx->is_principal || k->session)
-        *perms = KM_PERM_ALL;
+        *perms = KM_PERM_ALL | KM_PERM_AGREE_RAW;
     else
         rc = km__acl_perms_read(k->ctx, k->id, perms);
     return rc;

@@ -417,6 +417,9 @@ static int protect_tagged(km_key *key, int mac, uint32_t flags, const uint8_t *m
     lk = km__kobj_dp_rdlock(k);
     if ((rc = km__key_protect_check(k, mac ? KM_USAGE_MAC : KM_USAGE_SIGN,
                                     mac ? "compute MACs" : "sign", 0, &v)) != KM_OK
+        || ((flags & KM_SIG_PKCS1)
+            && (rc = km__policy_op_allowed(k->ops_forbidden, KM__POLICY_OP_RSA_PKCS1V15_SIGN))
+                   != KM_OK)
         || (rc = km__ver_obj(k, v, &obj)) != KM_OK)
         goto out;
     if (mac)
@@ -525,6 +528,9 @@ int km_sign_digest(km_key *key, uint32_t version, uint32_t flags, const char *di
 
     pthread_rwlock_rdlock(&k->lock);
     if ((rc = km__key_protect_check(k, KM_USAGE_SIGN, "sign", version, &v)) != KM_OK
+        || ((flags & KM_SIG_PKCS1)
+            && (rc = km__policy_op_allowed(k->ops_forbidden, KM__POLICY_OP_RSA_PKCS1V15_SIGN))
+                   != KM_OK)
         || (rc = km__ver_obj(k, v, &obj)) != KM_OK)
         goto out;
     rc = k->be->ops.sign(obj, flags | dflag, dgst, dgst_len, sig, sig_cap, &n);

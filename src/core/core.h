@@ -134,6 +134,7 @@ typedef struct km__kobj {
     /* from the vault policy at the last refresh */
     int policy_rc;               /* KM_OK, or KM_E_POLICY: the algorithm may not protect */
     char policy_msg[200];
+    uint32_t ops_forbidden;      /* KM__POLICY_OP_* the key's effective policy forbids */
     uint64_t usage_limit;        /* invocations per version; KM__NO_LIMIT = none */
     uint64_t rotate_at;          /* rotate when the primary reached this; 0 = never */
     int replace_unusable;        /* rotation.replace_unusable_primary of its policy */

@@ -309,6 +309,7 @@ static void kobj_apply_policy(km__kobj *k)
     if (rc != KM_OK)
         snprintf(k->policy_msg, sizeof k->policy_msg, "%s", km_error_last()->message);
     k->policy_rc = rc;
+    k->ops_forbidden = km__policy_ops_forbidden(p);
     km__policy_usage_limit(p, k->type, &limit, &rotate_at);
     k->replace_unusable = km__policy_replace_unusable(p);
     km__policy_free(own);
@@ -763,7 +764,7 @@ fail:
 int km__key_protect_check(km__kobj *k, uint32_t usage, const char *what, uint32_t version,
                           km__ver **out)
 {
-    int derive = usage == KM_USAGE_DERIVE || usage == KM_USAGE_AGREE;
+    int derive = usage == KM_USAGE_DERIVE || usage == KM_USAGE_AGREE || usage == KM_USAGE_AGREE_RAW;
 
     if (!(k->usage & usage))
         return km__err(KM_E_USAGE, "key '%s' (%s) may not %s", k->name,
@@ -1064,8 +1065,8 @@ static int check_key_options(const char *fn, km_key_type type, const km_key_opti
     uint32_t allowed;
     if (!km__type_is_valid((int)type))
         return km__err(KM_E_INVALID, "%s: unknown key type %d", fn, (int)type);
-    allowed = km__type_usage(type);
-    *usage = allowed;
+    allowed = km__type_usage_allowed(type);
+    *usage = km__type_usage(type);
     *flags = 0;
     *prot = "software";
     if (o == NULL)

@@ -347,6 +347,7 @@ static const struct {
     { "encrypt", KM_PERM_ENCRYPT }, { "decrypt", KM_PERM_DECRYPT }, { "sign", KM_PERM_SIGN },
     { "verify", KM_PERM_VERIFY },   { "mac", KM_PERM_MAC },         { "derive", KM_PERM_DERIVE },
     { "export", KM_PERM_EXPORT },   { "all", KM_PERM_ALL },         { "none", 0 },
+    { "agree-raw", KM_PERM_AGREE_RAW },
 };
 
 int kmctl_cmd_key_grant(struct kmctl *k, const struct kmctl_args *a)
@@ -367,7 +368,7 @@ int kmctl_cmd_key_grant(struct kmctl *k, const struct kmctl_args *a)
         if (i == sizeof perm_names / sizeof perm_names[0])
             return kmctl_error(KMCTL_EXIT_USAGE, "--perms: unknown permission '%s' (encrypt, "
                                                  "decrypt, sign, verify, mac, derive, export, "
-                                                 "all, none)", tok);
+                                                 "all, none, agree-raw)", tok);
         perms |= perm_names[i].bit;
     }
     if ((rc = kmctl_open_key(k, a->pos[0], &key)) != KMCTL_EXIT_OK)

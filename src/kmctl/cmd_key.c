@@ -27,6 +27,7 @@ static const struct {
     { KM_USAGE_MAC, "mac" },         { KM_USAGE_MAC_VERIFY, "mac-verify" },
     { KM_USAGE_WRAP, "wrap" },       { KM_USAGE_UNWRAP, "unwrap" },
     { KM_USAGE_DERIVE, "derive" },   { KM_USAGE_AGREE, "agree" },
+    { KM_USAGE_AGREE_RAW, "agree-raw" },
 };
 
 static const struct {
@@ -94,7 +95,7 @@ static int parse_usage(const char *s, uint32_t *out)
         if (i == COUNT(usage_names))
             return kmctl_error(KMCTL_EXIT_USAGE,
                                "--usage: unknown usage '%.*s' (encrypt, decrypt, sign, verify, mac, "
-                               "mac-verify, wrap, unwrap, derive, agree)", (int)n, p);
+                               "mac-verify, wrap, unwrap, derive, agree, agree-raw)", (int)n, p);
         *out |= usage_names[i].bit;
         p += n;
         if (*p == ',')

@@ -577,6 +577,7 @@ static const struct {
     { KM_PERM_ENCRYPT, "encrypt" }, { KM_PERM_DECRYPT, "decrypt" }, { KM_PERM_SIGN, "sign" },
     { KM_PERM_VERIFY, "verify" },   { KM_PERM_MAC, "mac" },         { KM_PERM_DERIVE, "derive" },
     { KM_PERM_EXPORT, "export" },
+    { KM_PERM_AGREE_RAW, "agree-raw" },
 };
 
 struct grants_out {

@@ -1,6 +1,7 @@
 /* cmd_ops.c - kmctl commands of the operations added by issue 23: random,
  * rsa-encrypt and rsa-decrypt (RSA-OAEP with a label), --oaep-digest,
- * datakey decrypt, datakey-pair, --batch (JSON lines). */
+ * datakey decrypt, datakey-pair, --batch (JSON lines), agree (derived or,
+ * with --raw, the raw shared secret). */
 #ifdef HAVE_CONFIG_H
 #include "config.h"
 #endif
@@ -14,6 +15,7 @@
 #include <jansson.h>
 
 #include "kmctl.h"
+#include "kmctl_json.h"
 
 /* ------------------------------------------------------------- random */
 
@@ -463,5 +465,116 @@ out:
         km_memzero(in.p, in.len);
     kmctl_buf_free(&in);
     km_key_free(key);
+    return rc;
+}
+
+/* ---------------------------------------------------------------- agree */
+
+/* The peer key file: SPKI DER as is, or the DER inside a PEM "PUBLIC KEY"
+ * block (standard base64). Rewrites b in place; KMCTL_EXIT_USAGE naming the
+ * file when a PEM block does not decode. */
+static int peer_der(struct kmctl_buf *b, const char *path)
+{
+    static const char begin[] = "-----BEGIN PUBLIC KEY-----", end[] = "-----END PUBLIC KEY-----";
+    const char *s = (const char *)b->p, *from, *to;
+    size_t n = 0, bits = 0;
+    uint32_t acc = 0;
+
+    if (b->len == 0 || b->p[0] == 0x30)
+        return KMCTL_EXIT_OK;
+    from = memmem(s, b->len, begin, sizeof begin - 1);
+    to = from != NULL ? memmem(from, b->len - (size_t)(from - s), end, sizeof end - 1) : NULL;
+    if (to == NULL)
+        return kmctl_error(KMCTL_EXIT_USAGE, "agree: '%s' is neither SPKI DER nor a PEM PUBLIC "
+                           "KEY", path);
+    for (from += sizeof begin - 1; from < to; from++) {
+        int c = (unsigned char)*from, v;
+        v = c >= 'A' && c <= 'Z' ? c - 'A' : c >= 'a' && c <= 'z' ? c - 'a' + 26
+          : c >= '0' && c <= '9' ? c - '0' + 52 : c == '+' ? 62 : c == '/' ? 63 : -1;
+        if (v < 0) {
+            if (c == '=' || c == '\n' || c == '\r' || c == ' ' || c == '\t')
+                continue;
+            return kmctl_error(KMCTL_EXIT_USAGE, "agree: '%s': bad base64 in the PEM block", path);
+        }
+        acc = (acc << 6) | (uint32_t)v;
+        bits += 6;
+        if (bits >= 8) {
+            bits -= 8;
+            b->p[n++] = (uint8_t)(acc >> bits); /* n stays behind the read position */
+        }
+    }
+    b->len = n;
+    return KMCTL_EXIT_OK;
+}
+
+/* kmctl agree NAME PEERFILE [--raw] [--length N] [--info TEXT] [--hex|--text|--json]:
+ * km_agree (HKDF-SHA-256 of the shared secret, N bytes, default 32) or with
+ * --raw km_agree_raw (the key needs the agree-raw usage, a principal the
+ * agree-raw grant, the policy must allow it). The peer: SPKI DER or PEM. */
+int kmctl_cmd_agree(struct kmctl *k, const struct kmctl_args *a)
+{
+    struct kmctl_buf peer = { NULL, 0, 0 };
+    const char *info = a->val[OPT_INFO];
+    int raw = a->val[OPT_RAW] != NULL;
+    size_t len = a->val[OPT_LENGTH] != NULL ? (size_t)a->num[OPT_LENGTH] : 32;
+    km_secret *out = NULL;
+    km_key *key = NULL;
+    json_t *j = NULL;
+    char *hex = NULL;
+    int rc;
+
+    if (raw && (a->val[OPT_LENGTH] != NULL || info != NULL))
+        return kmctl_error(KMCTL_EXIT_USAGE, "agree: --raw gives the shared secret itself: no "
+                           "--length or --info");
+    if (len == 0)
+        return kmctl_error(KMCTL_EXIT_USAGE, "agree: --length must be 1 to %u bytes",
+                           (unsigned)KM_DERIVE_MAX);
+    if ((rc = kmctl_read_file(a->pos[1], 1u << 16, &peer)) != KMCTL_EXIT_OK
+        || (rc = peer_der(&peer, a->pos[1])) != KMCTL_EXIT_OK)
+        goto out;
+    if ((rc = kmctl_open_key(k, a->pos[0], &key)) != KMCTL_EXIT_OK)
+        goto out;
+    rc = raw ? km_agree_raw(key, peer.p, peer.len, &out)
+             : km_agree(key, peer.p, peer.len, (const uint8_t *)info,
+                        info != NULL ? strlen(info) : 0, len, &out);
+    if (rc != KM_OK) {
+        rc = kmctl_lib_error(rc, "%s with key '%s' and the peer key in '%s'",
+                             raw ? "raw key agreement" : "key agreement", a->pos[0], a->pos[1]);
+        goto out;
+    }
+    len = km_secret_len(out);
+    if (a->val[OPT_JSON] != NULL || a->val[OPT_HEX] != NULL) {
+        if ((hex = malloc(2 * len + 2)) == NULL) {
+            rc = kmctl_error(KMCTL_EXIT_OTHER, "agree: out of memory");
+            goto out;
+        }
+        kmctl_hex(km_secret_data(out), len, hex);
+    }
+    if (a->val[OPT_JSON] != NULL) {
+        j = json_object();
+        if (j == NULL || kmctl_json_set(j, "key", json_string(a->pos[0])) != 0
+            || kmctl_json_set(j, "raw", json_boolean(raw)) != 0
+            || kmctl_json_set(j, "length", json_integer((json_int_t)len)) != 0
+            || kmctl_json_set(j, "secret_hex", json_string(hex)) != 0) {
+            json_decref(j);
+            rc = kmctl_error(KMCTL_EXIT_OTHER, "agree: out of memory");
+            goto out;
+        }
+        rc = kmctl_json_emit(j);
+    } else if (hex != NULL) {
+        hex[2 * len] = '\n';
+        rc = kmctl_write(hex, 2 * len + 1);
+    } else {
+        rc = a->val[OPT_TEXT] != NULL ? kmctl_text_write(km_secret_data(out), len)
+                                      : kmctl_write(km_secret_data(out), len);
+    }
+out:
+    if (hex != NULL) {
+        km_memzero(hex, 2 * len + 2);
+        free(hex);
+    }
+    km_secret_free(out);
+    km_key_free(key);
+    kmctl_buf_free(&peer);
     return rc;
 }

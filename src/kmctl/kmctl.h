@@ -101,6 +101,7 @@ enum kmctl_opt_id {
     OPT_INFO,
     OPT_DIGEST,
     OPT_CERT_ID,
+    OPT_LENGTH,
     OPT__COUNT
 };
 
@@ -276,5 +277,7 @@ int kmctl_secret_file(const char *path, const uint8_t *p, size_t n);
 /* cmd_data.c: derive (HKDF from an HMAC key) and sign-digest (kmctl parity, issue 23 item 8) */
 int kmctl_cmd_derive(struct kmctl *k, const struct kmctl_args *a);
 int kmctl_cmd_sign_digest(struct kmctl *k, const struct kmctl_args *a);
+/* cmd_ops.c: agree NAME PEERFILE [--raw] (km_agree, km_agree_raw) */
+int kmctl_cmd_agree(struct kmctl *k, const struct kmctl_args *a);
 
 #endif /* KMCTL_H */

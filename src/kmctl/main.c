@@ -204,6 +204,10 @@ static const struct kmctl_optspec o_derive[] = {
 static const struct kmctl_optspec o_sign_digest[] = {
     { "digest", "sha256|sha384|sha512", ARG_STR, 1, OPT_DIGEST, 0 }, O_VERSION, O_P1363, O_PKCS1,
     O_HEX, O_TEXT, O_JSON, O_END };
+static const struct kmctl_optspec o_agree[] = {
+    { "raw", NULL, ARG_NONE, 0, OPT_RAW, 0 }, { "length", "N", ARG_UINT, 0, OPT_LENGTH, KM_DERIVE_MAX },
+    { "info", "TEXT", ARG_STR, 0, OPT_INFO, 0 }, O_HEX, O_TEXT,
+    O_JSON, O_END };
 
 static int cmd_version(struct kmctl *k, const struct kmctl_args *a);
 static int cmd_help(struct kmctl *k, const struct kmctl_args *a);
@@ -379,6 +383,8 @@ static const struct kmctl_cmd commands[] = {
       VAULT_NONE, "", "list a module's certificate-bound keys: CERT-ID<tab>LABEL<tab>TOKEN (no vault)" },
     { "key link", "NAME", 1, o_key_link, NULL, kmctl_cmd_key_link, VAULT_OPEN, "",
       "enter a card's certificate-bound key as key NAME (sign, verify; prints its id)" },
+    { "agree", "NAME PEERFILE", 2, o_agree, NULL, kmctl_cmd_agree, VAULT_OPEN, "> secret",
+      "key agreement with a peer public key (SPKI DER or PEM): N bytes of HKDF-SHA-256, or with --raw the shared secret (usage agree-raw)" },
     { "version", "", 0, o_json, NULL, cmd_version, VAULT_NONE, "", "print the kmctl and libkm versions" },
     { "help", "", 0, o_none, NULL, cmd_help, VAULT_NONE, "", "print this help" },
 };

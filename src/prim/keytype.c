@@ -11,7 +11,8 @@
 #define U_MAC (KM_USAGE_MAC | KM_USAGE_MAC_VERIFY | KM_USAGE_DERIVE)
 #define U_CMAC (KM_USAGE_MAC | KM_USAGE_MAC_VERIFY)
 #define U_SIGN (KM_USAGE_SIGN | KM_USAGE_VERIFY)
-#define U_AGREE KM_USAGE_AGREE
+/* agree-raw may be asked for at creation; never in a default usage */
+#define U_AGREE (KM_USAGE_AGREE | KM_USAGE_AGREE_RAW)
 
 #define SD KM__PCLASS_SYMMETRIC_DATA
 #define SW KM__PCLASS_SYMMETRIC_WRAPPING
@@ -36,7 +37,8 @@
 /* An asymmetric row. */
 #define ASYM(t, n, fam, b, fld, grp, dig, u, cls, str, fip, hdr, be)                            \
     [t] = { .id = t, .name = n, .family = fam, .bits = b, .field = fld, .group = grp,           \
-            .md = dig, .usages = u, .default_usage = u, .pclass = cls, .strength = str,          \
+            .md = dig, .usages = u, .default_usage = (u) & ~KM_USAGE_AGREE_RAW, .pclass = cls,   \
+            .strength = str,                                                                     \
             .fips = fip, .hdr_alg = hdr, .backends = be }
 
 const km__keytype km__keytypes[KM__KEYTYPE_MAX + 1] = {
@@ -142,6 +144,12 @@ size_t km__type_mac_len(km_key_type type)
 }
 
 uint32_t km__type_usage(km_key_type type)
+{
+    const km__keytype *kt = km__keytype_get((int)type);
+    return kt != NULL ? kt->default_usage : 0;
+}
+
+uint32_t km__type_usage_allowed(km_key_type type)
 {
     const km__keytype *kt = km__keytype_get((int)type);
     return kt != NULL ? kt->usages : 0;

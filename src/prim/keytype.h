@@ -113,8 +113,12 @@ size_t km__type_key_len(km_key_type type);
 /* The length of a MAC type's full tag: the digest length for HMAC, 16 for
  * AES-CMAC; 0 for other types. Pure. */
 size_t km__type_mac_len(km_key_type type);
-/* The usage bits a type can have (0 for a non-type). Pure. */
+/* The usage bits a key of the type gets by default (usage 0; 0 for a
+ * non-type). Pure. */
 uint32_t km__type_usage(km_key_type type);
+/* Every usage bit a type can have: the default ones and those given only on
+ * request (KM_USAGE_AGREE_RAW). Pure. */
+uint32_t km__type_usage_allowed(km_key_type type);
 /* The family of a type (KM__FAM_NONE for a non-type). Pure. */
 static inline km__family km__type_family(km_key_type type)
 {

@@ -233,7 +233,10 @@ typedef struct evp_pkey_st km__pkey;
 void km__pkey_free(km__pkey *k);
 /* Decodes SubjectPublicKeyInfo DER, the whole input and nothing else; an EC
  * key whose curve is given by explicit parameters (not a named curve OID) is
- * refused (Wycheproof ecdh_secp256r1 tcId 361). KM_E_INVALID. */
+ * refused (Wycheproof ecdh_secp256r1 tcId 361). An X9.42 DH key (OID
+ * dhpublicnumber, "DHX") comes back as the PKCS#3 DH key on its RFC 7919
+ * group (ffdhe2048/3072/4096) when its p, g and q are that group's, and is
+ * refused otherwise. KM_E_INVALID (KM_E_CRYPTO: OpenSSL cannot set up a group). */
 int km__pkey_from_spki(km__pkey **out, const uint8_t *der, size_t len);
 /* The public key of an X.509 certificate (DER, the whole input).
  * KM_E_CORRUPT when it does not decode. */

@@ -37,10 +37,89 @@ void km__pkey_free(km__pkey *k)
     EVP_PKEY_free(k);
 }
 
+/* The DH public key `pub` on the RFC 7919 group `group` (PKCS#3 DH, the
+ * group named), or NULL. */
+static EVP_PKEY *dh_named(const char *group, const BIGNUM *pub)
+{
+    OSSL_PARAM_BLD *b = OSSL_PARAM_BLD_new();
+    OSSL_PARAM *params = NULL;
+    EVP_PKEY_CTX *c = NULL;
+    EVP_PKEY *k = NULL;
+
+    if (b != NULL
+        && OSSL_PARAM_BLD_push_utf8_string(b, OSSL_PKEY_PARAM_GROUP_NAME, group, 0) == 1
+        && (pub == NULL || OSSL_PARAM_BLD_push_BN(b, OSSL_PKEY_PARAM_PUB_KEY, pub) == 1)
+        && (params = OSSL_PARAM_BLD_to_param(b)) != NULL
+        && (c = EVP_PKEY_CTX_new_from_name(NULL, "DH", NULL)) != NULL
+        && EVP_PKEY_fromdata_init(c) == 1)
+        (void)EVP_PKEY_fromdata(c, &k, pub != NULL ? EVP_PKEY_PUBLIC_KEY
+                                                   : EVP_PKEY_KEY_PARAMETERS, params);
+    EVP_PKEY_CTX_free(c);
+    OSSL_PARAM_free(params);
+    OSSL_PARAM_BLD_free(b);
+    return k;
+}
+
+/* 1 when the FFC parameter `name` of a and b is the same number. */
+static int ffc_param_eq(const EVP_PKEY *a, const EVP_PKEY *b, const char *name)
+{
+    BIGNUM *x = NULL, *y = NULL;
+    int eq = EVP_PKEY_get_bn_param(a, name, &x) == 1 && EVP_PKEY_get_bn_param(b, name, &y) == 1
+             && BN_cmp(x, y) == 0;
+    BN_free(x);
+    BN_free(y);
+    return eq;
+}
+
+/* An X9.42 DH public key (OID dhpublicnumber, OpenSSL's DHX; pyca/cryptography
+ * writes FFDHE keys so) whose p, g and q are those of an RFC 7919 group, as
+ * the same public value in the PKCS#3 form on the named group, which the
+ * FFDHE key types use. Any other parameters are refused: only the prime
+ * matching is not enough (a wrong g or q would move the key to another
+ * subgroup). Replaces *pk on success. */
+static int dhx_to_named_group(EVP_PKEY **pk)
+{
+    static const char *const groups[] = { "ffdhe2048", "ffdhe3072", "ffdhe4096" };
+    EVP_PKEY *ref = NULL, *named = NULL;
+    BIGNUM *pub = NULL;
+    size_t i;
+    int rc = KM_OK;
+
+    for (i = 0; i < sizeof groups / sizeof groups[0]; i++) {
+        if ((ref = dh_named(groups[i], NULL)) == NULL)
+            return km__err_ossl(KM_E_CRYPTO, "cannot set up the DH group %s", groups[i]);
+        if (ffc_param_eq(*pk, ref, OSSL_PKEY_PARAM_FFC_P))
+            break;
+        EVP_PKEY_free(ref);
+        ref = NULL;
+    }
+    if (ref == NULL)
+        return km__err(KM_E_INVALID, "an X9.42 (DHX) public key whose prime is not that of an "
+                       "RFC 7919 group (ffdhe2048, ffdhe3072, ffdhe4096) is refused");
+    if (!ffc_param_eq(*pk, ref, OSSL_PKEY_PARAM_FFC_G)
+        || !ffc_param_eq(*pk, ref, OSSL_PKEY_PARAM_FFC_Q))
+        rc = km__err(KM_E_INVALID, "an X9.42 (DHX) public key with the %s prime but another %s "
+                     "is refused", groups[i],
+                     ffc_param_eq(*pk, ref, OSSL_PKEY_PARAM_FFC_G) ? "subgroup order q"
+                                                                   : "generator g");
+    else if (EVP_PKEY_get_bn_param(*pk, OSSL_PKEY_PARAM_PUB_KEY, &pub) != 1
+             || (named = dh_named(groups[i], pub)) == NULL)
+        rc = km__err_ossl(KM_E_INVALID, "the X9.42 (DHX) public key on %s does not convert",
+                          groups[i]);
+    BN_free(pub);
+    EVP_PKEY_free(ref);
+    if (rc == KM_OK) {
+        EVP_PKEY_free(*pk);
+        *pk = named;
+    }
+    return rc;
+}
+
 int km__pkey_from_spki(km__pkey **out, const uint8_t *der, size_t len)
 {
     const unsigned char *p = der;
     EVP_PKEY *pkey;
+    int rc;
 
     *out = NULL;
     if (der == NULL || len == 0 || len > PKEY_DER_MAX)
@@ -56,6 +135,10 @@ int km__pkey_from_spki(km__pkey **out, const uint8_t *der, size_t len)
         EVP_PKEY_free(pkey);
         return km__err(KM_E_INVALID, "an EC key with explicit curve parameters is refused: "
                        "only named curves");
+    }
+    if (EVP_PKEY_is_a(pkey, "DHX") && (rc = dhx_to_named_group(&pkey)) != KM_OK) {
+        EVP_PKEY_free(pkey);
+        return rc;
     }
     *out = pkey;
     return KM_OK;

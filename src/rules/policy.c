@@ -47,6 +47,15 @@ static const char *const op_names[N_OPS] = {
     "destroy", "export", "import-raw", "policy-change", "principal-change"
 };
 
+/* operations.<name>: operations a policy may forbid (bit i of km__policy::ops_forbidden
+ * is pop_names[i]; the KM__POLICY_OP_* values of policy.h) */
+#define N_POPS 2
+static const char *const pop_names[N_POPS] = { "rsa-pkcs1v15-sign", "agree-raw" };
+static const char *const pop_what[N_POPS] = {
+    "RSA PKCS#1 v1.5 signatures (use RSA-PSS)",
+    "the raw shared secret of a key agreement (km_agree derives a key from it instead)"
+};
+
 typedef struct palg {
     int allowed;
     uint32_t min_bits;
@@ -69,6 +78,7 @@ struct km__policy {
     uint32_t tombstone_days;     /* a destroyed key's record kept at least this long */
     uint32_t approvals[N_OPS];
     int caller_clock;               /* testing.caller_clock */
+    uint32_t ops_forbidden;         /* operations.<name> false: KM__POLICY_OP_* */
 };
 
 /* ------------------------------------------------------------------ dates */
@@ -251,7 +261,7 @@ int km__policy_equal(const km__policy *a, const km__policy *b)
         a->rot_replace_unusable != b->rot_replace_unusable ||
         a->gcm_limit != b->gcm_limit || a->grace_min != b->grace_min ||
         a->grace_max != b->grace_max || a->caller_clock != b->caller_clock
-        || a->tombstone_days != b->tombstone_days)
+        || a->tombstone_days != b->tombstone_days || a->ops_forbidden != b->ops_forbidden)
         return 0;
     for (t = 1; t <= KM__KEYTYPE_MAX; t++)
         if (a->alg[t].allowed != b->alg[t].allowed || a->alg[t].min_bits != b->alg[t].min_bits ||
@@ -731,6 +741,32 @@ static int parse_testing(pctx *c, json_t *obj, km__policy *p)
     return KM_OK;
 }
 
+static int parse_operations(pctx *c, json_t *obj, km__policy *p)
+{
+    const char *k;
+    json_t *v;
+    int i, allowed = 1, rc;
+    if ((rc = get_object(c, obj)) != KM_OK)
+        return rc;
+    json_object_foreach(obj, k, v) {
+        push(c, k);
+        for (i = 0; i < N_POPS && strcmp(k, pop_names[i]) != 0; i++)
+            ;
+        if (i == N_POPS)
+            rc = perr(c, 1, "unknown field (expected rsa-pkcs1v15-sign, agree-raw)");
+        else if ((rc = get_bool(c, v, &allowed)) == KM_OK) {
+            if (allowed)
+                p->ops_forbidden &= ~(1u << i);
+            else
+                p->ops_forbidden |= 1u << i;
+        }
+        pop(c);
+        if (rc != KM_OK)
+            return rc;
+    }
+    return KM_OK;
+}
+
 static int parse_destruction(pctx *c, json_t *obj, km__policy *p)
 {
     const char *k;
@@ -944,6 +980,9 @@ static int check_tighter(pctx *c, const km__policy *p, const km__policy *b)
                          num(y, p->approvals[t], 0));
     if (p->caller_clock && !b->caller_clock)
         return loose(c, "testing", "caller_clock", NULL, "false", "true");
+    for (t = 0; t < N_POPS; t++)
+        if ((b->ops_forbidden & (1u << t)) && !(p->ops_forbidden & (1u << t)))
+            return loose(c, "operations", pop_names[t], NULL, "false", "true");
     return KM_OK;
 }
 
@@ -998,7 +1037,7 @@ int km__policy_parse(km__policy **out, const char *json, size_t len, const km__p
 {
     static const char sections[] = "version, profile, algorithms, security_strength, "
                                    "cryptoperiods, rotation, usage_limits, destruction, dual_control, "
-                                   "testing";
+                                   "testing, operations";
     json_error_t e;
     json_t *root = NULL, *v;
     km__policy *p = NULL;
@@ -1052,6 +1091,8 @@ int km__policy_parse(km__policy **out, const char *json, size_t len, const km__p
             rc = parse_dual(&c, v, p);
         else if (strcmp(k, "testing") == 0)
             rc = parse_testing(&c, v, p);
+        else if (strcmp(k, "operations") == 0)
+            rc = parse_operations(&c, v, p);
         else
             rc = perr(&c, 1, "unknown field (expected %s)", sections);
         pop(&c);
@@ -1178,6 +1219,12 @@ char *km__policy_to_json(const km__policy *p)
         if ((o = child(root, "testing")) == NULL)
             goto nomem;
         ok &= set(o, "caller_clock", json_true());
+    }
+    if (ok && p->ops_forbidden != 0) { /* likewise only when one is forbidden */
+        if ((o = child(root, "operations")) == NULL)
+            goto nomem;
+        for (t = 0; t < N_POPS; t++)
+            ok &= set(o, pop_names[t], json_boolean(!(p->ops_forbidden & (1u << t))));
     }
     if (!ok)
         goto nomem;
@@ -1472,6 +1519,21 @@ int km__policy_key_out_of_policy(const km__policy *p, km_key_type type, int64_t 
                 rotate_days != 0 ? "rotation" : "rotation.max_days",
                 (long long)((now - primary_activated) / DAY_SECONDS), every);
     return w.n > 0;
+}
+
+uint32_t km__policy_ops_forbidden(const km__policy *p)
+{
+    return p != NULL ? p->ops_forbidden : 0;
+}
+
+int km__policy_op_allowed(uint32_t forbidden, uint32_t op)
+{
+    int i;
+    for (i = 0; i < N_POPS; i++)
+        if ((op & (1u << i)) && (forbidden & (1u << i)))
+            return km__err(KM_E_POLICY, "policy rule operations.%s: the policy forbids %s",
+                           pop_names[i], pop_what[i]);
+    return KM_OK;
 }
 
 uint32_t km__policy_tombstone_days(const km__policy *p)

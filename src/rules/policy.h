@@ -134,4 +134,15 @@ int km__policy_key_out_of_policy(const km__policy *p, km_key_type type, int64_t 
  * km_key_purge may remove it: destruction.tombstone_days (UINT32_MAX for NULL). */
 uint32_t km__policy_tombstone_days(const km__policy *p);
 
+/* Operations a policy may forbid (operations.<name>: false); a key's own
+ * policy may forbid more, never re-allow one. Allowed by default. */
+#define KM__POLICY_OP_RSA_PKCS1V15_SIGN 0x1u /* operations.rsa-pkcs1v15-sign: KM_SIG_PKCS1 signing */
+#define KM__POLICY_OP_AGREE_RAW         0x2u /* operations.agree-raw: km_agree_raw */
+/* The KM__POLICY_OP_* bits the policy forbids (0 for NULL). */
+uint32_t km__policy_ops_forbidden(const km__policy *p);
+/* KM_OK when none of the bits in `op` is in `forbidden` (a mask from
+ * km__policy_ops_forbidden(), as the core caches it); else KM_E_POLICY
+ * "policy rule operations.<name>: the policy forbids ...". */
+int km__policy_op_allowed(uint32_t forbidden, uint32_t op);
+
 #endif /* KM_INT_POLICY_H */

@@ -19,6 +19,7 @@ uint32_t km__rules_op_perm(int op)
     case KM__OP_MAC: return KM_PERM_MAC;
     case KM__OP_DERIVE: case KM__OP_AGREE: return KM_PERM_DERIVE;
     case KM__OP_EXPORT: return KM_PERM_EXPORT;
+    case KM__OP_AGREE_RAW: return KM_PERM_AGREE_RAW;
     default: return 0;
     }
 }
@@ -28,7 +29,7 @@ static const char *perm_name(uint32_t p)
     return p == KM_PERM_ENCRYPT ? "encrypt" : p == KM_PERM_DECRYPT ? "decrypt"
          : p == KM_PERM_SIGN ? "sign" : p == KM_PERM_VERIFY ? "verify"
          : p == KM_PERM_MAC ? "mac" : p == KM_PERM_DERIVE ? "derive"
-         : p == KM_PERM_EXPORT ? "export" : "?";
+         : p == KM_PERM_EXPORT ? "export" : p == KM_PERM_AGREE_RAW ? "agree-raw" : "?";
 }
 
 uint32_t km__rules_op_role(int op)

@@ -44,6 +44,7 @@ static const char *const op_names[KM__OP__COUNT] = {
     [KM__OP_BACKUP] = "vault.backup",
     [KM__OP_MAINTAIN] = "vault.maintain",
     [KM__OP_KEY_META] = "key.meta",
+    [KM__OP_AGREE_RAW] = "agree.raw",
 };
 
 const char *km__op_name(int op)

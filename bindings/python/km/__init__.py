@@ -42,7 +42,7 @@ maintain, rekey/compact/backup (km.restore), add_passphrase/add_backend_slot/
 add_shares/remove_passphrases, set_backend, principals and dual control
 (add_principal, whoami, request/approve), audit (audit_entries, audit_verify,
 audit_head, audit_level, sinks). Key: encrypt/decrypt, sign/verify,
-sign_digest, mac/mac_verify, generate_data_key, derive, agree, rsa_decrypt,
+sign_digest, mac/mac_verify, generate_data_key, derive, agree, agree_raw, rsa_decrypt,
 export_wrapped, public_key, rotate, info/versions, lifecycle (activate,
 suspend, resume, revoke, schedule_destroy, cancel_destroy), grant/perms.
 A key after creation (km/_keymeta.py): Key.rename, add_alias (move=),
@@ -94,11 +94,12 @@ KEY_TYPES = tuple(n for n in (lib.km_key_type_name(i) for i in range(1, 64)) if 
 #: usage names and their KM_USAGE_* bits
 USAGES = {"encrypt": 0x001, "decrypt": 0x002, "sign": 0x004, "verify": 0x008, "mac": 0x010,
           "mac-verify": 0x020, "wrap": 0x040, "unwrap": 0x080, "derive": 0x100,
-          "agree": 0x200}
+          "agree": 0x200, "agree-raw": 0x400}
 _KEY_FLAGS = {"exportable": _ffi.KM_KEY_EXPORTABLE, "public-only": _ffi.KM_KEY_PUBLIC_ONLY,
               "deletion-protected": _ffi.KM_KEY_DELETION_PROTECTED}
 _WRAP_FORMATS = {"kwp": _ffi.KM_WRAP_KWP, "rsa-oaep-kwp": _ffi.KM_WRAP_RSA_OAEP_KWP}
 DERIVE_MAX = _ffi.KM_DERIVE_MAX
+AGREE_RAW_MAX = _ffi.KM_AGREE_RAW_MAX
 DATAKEY_LEN = _ffi.KM_DATAKEY_LEN
 DATAKEY_WRAPPED_LEN = lib.km_datakey_wrapped_len()
 SHARES_MAX = _ffi.KM_SHARES_MAX
@@ -107,7 +108,7 @@ SHARES_MAX = _ffi.KM_SHARES_MAX
 ROLES = {"admin": 0x1, "custodian": 0x2, "user": 0x4, "auditor": 0x8}
 #: key permissions for grants (km/acl.h KM_PERM_*)
 PERMS = {"encrypt": 0x01, "decrypt": 0x02, "sign": 0x04, "verify": 0x08, "mac": 0x10,
-         "derive": 0x20, "export": 0x40}
+         "derive": 0x20, "export": 0x40, "agree-raw": 0x80}
 #: operations under dual control (km/quorum.h km_request_op)
 REQUEST_OPS = {"destroy": 1, "export": 2, "import-raw": 3, "policy-change": 4,
                "principal-change": 5}
@@ -673,8 +674,8 @@ class Vault(_VaultMeta):
 
         type: a type name ("aes-256-gcm", "ec-p256", ...; see km.KEY_TYPES).
         Keyword options (km_key_options):
-          usage: None (every usage the type supports), a KM_USAGE_* mask or
-            names from km.USAGES;  exportable: bool;
+          usage: None (every usage the type supports but "agree-raw", which
+            must be named), a KM_USAGE_* mask or names from km.USAGES;  exportable: bool;
           protection: backend name (None = "software");
           activate_at: epoch seconds or datetime (a future date creates the
             version PRE_ACTIVE; None = now);
@@ -1584,6 +1585,20 @@ class Key(_KeyMeta):
         sp = _ffi.SECRET_P()
         with _Use(self._h) as k:
             lib.km_agree(k, peer, pn, i, iname, int(length), ctypes.byref(sp))
+        return _take_secret(sp, self.vault)
+
+    def agree_raw(self, peer_public_key):
+        """The raw shared secret with a peer's public key (SPKI DER or PEM; FFDHE
+        also in the X9.42 form pyca/cryptography writes), for protocols with
+        their own KDF: the ECDH x-coordinate, 32 bytes for X25519, the prime's
+        length for FFDHE; a km.Secret. Needs the key's usage "agree-raw"
+        (never a default), for a principal the "agree-raw" grant, and a policy
+        without "operations": {"agree-raw": false}; audited (agree.raw).
+        Raises UsageError, AccessDenied, PolicyError, InvalidArgument."""
+        peer, pn = _ffi.in_data(_pem_to_der(peer_public_key), "peer_public_key")
+        sp = _ffi.SECRET_P()
+        with _Use(self._h) as k:
+            lib.km_agree_raw(k, peer, pn, ctypes.byref(sp))
         return _take_secret(sp, self.vault)
 
     def rsa_decrypt(self, data, *, version=0):

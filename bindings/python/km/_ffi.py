@@ -302,6 +302,7 @@ KM_BATCH_VERIFY, KM_BATCH_MAC, KM_BATCH_MAC_VERIFY = 4, 5, 6
 KM_WRAP_KWP = 1
 KM_WRAP_RSA_OAEP_KWP = 2
 KM_DERIVE_MAX = 8160
+KM_AGREE_RAW_MAX = 512
 KM_DATAKEY_LEN = 32
 KM_DATAKEY_WRAPPED_LEN = 84
 KM_DECRYPT_ALLOW_COMPROMISED = 0x1
@@ -571,6 +572,7 @@ _FUNCTIONS = {
     # derive.h
     "km_derive": (_int, [KEY_P, U8_P, _size, U8_P, _size, _size, ctypes.POINTER(SECRET_P)], _check),
     "km_agree": (_int, [KEY_P, U8_P, _size, U8_P, _size, _size, ctypes.POINTER(SECRET_P)], _check),
+    "km_agree_raw": (_int, [KEY_P, U8_P, _size, ctypes.POINTER(SECRET_P)], _check),
     "km_session_key_create": (_int, [ctypes.POINTER(KEY_P), CTX_P, _int], _check),
     # envelope.h
     "km_datakey_wrapped_len": (_size, [], None),

@@ -33,7 +33,7 @@ def test_options_versions_and_constants_match_the_headers():
                  "KM_SIG_RAW", "KM_SIG_P1363", "KM_SIG_PKCS1", "KM_DERIVE_MAX",
                  "KM_DATAKEY_LEN", "KM_DATAKEY_WRAPPED_LEN", "KM_KDF_COST_DEFAULT",
                  "KM_KDF_COST_MIN", "KM_KDF_COST_MAX", "KM_DECRYPT_ALLOW_COMPROMISED",
-                 "KM_CIPHERTEXT_HEADER", "KM_TAG_HEADER"):
+                 "KM_CIPHERTEXT_HEADER", "KM_TAG_HEADER", "KM_AGREE_RAW_MAX"):
         assert getattr(_ffi, name) == header_define(name), name
     assert km.DATAKEY_WRAPPED_LEN == _ffi.KM_DATAKEY_WRAPPED_LEN
     # the ctypes structs end with the newest version's last member

@@ -81,7 +81,7 @@ def test_rsa_oaep_label_digest_and_empty(vault, tmp_path):
     with pytest.raises(km.InvalidArgument):
         k.rsa_oaep_encrypt(b"x" * 159)
     # openssl encrypts to the public key with the same parameters
-    (tmp_path / "pub.pem").write_bytes(k.public_key())
+    (tmp_path / "pub.pem").write_bytes(k.public_key("der"))
     (tmp_path / "m").write_bytes(b"from openssl")
     subprocess.run(["openssl", "pkeyutl", "-encrypt", "-pubin", "-inkey", str(tmp_path / "pub.pem"),
                     "-in", str(tmp_path / "m"), "-out", str(tmp_path / "c"),
@@ -226,3 +226,122 @@ def test_jwk_x25519_exported(vault):
     import json
     d = json.loads(vault.create_key("x", "x25519").public_key(format="jwk"))
     assert d["kty"] == "OKP" and d["crv"] == "X25519" and len(d["x"]) == 43
+
+
+# ---------------------------------------------------------------- raw agreement (agree-raw)
+
+def _dhx_spki(public_key):
+    """The X9.42 SubjectPublicKeyInfo (OID dhpublicnumber, DomainParameters p, g, q) of a
+    pyca/cryptography DH public key: what pyca/cryptography >= 40 writes for FFDHE groups
+    (Debian's 38 writes the PKCS#3 form); `g` and `dq` alter the parameters."""
+    def der(tag, body):
+        n = len(body)
+        ln = bytes([n]) if n < 128 else bytes([0x80 | ((n.bit_length() + 7) // 8)]) + \
+            n.to_bytes((n.bit_length() + 7) // 8, "big")
+        return bytes([tag]) + ln + body
+
+    def integer(v):
+        return der(0x02, v.to_bytes(v.bit_length() // 8 + 1, "big"))
+
+    pn = public_key.public_numbers()
+    p, g = pn.parameter_numbers.p, pn.parameter_numbers.g
+    alg = der(0x30, der(0x06, bytes.fromhex("2a8648ce3e0201"))
+              + der(0x30, integer(p) + integer(g) + integer((p - 1) // 2)))
+    return der(0x30, alg + der(0x03, b"\0" + integer(pn.y)))
+
+
+def _peer(ktype, mine_der):
+    """A pyca/cryptography peer for a libkm key: (its SPKI DER, the shared secret it computes)."""
+    from cryptography.hazmat.primitives import serialization as s
+    from cryptography.hazmat.primitives.asymmetric import dh, ec, x25519
+    mine = s.load_der_public_key(mine_der)
+    if ktype == "x25519":
+        k = x25519.X25519PrivateKey.generate()
+        z = k.exchange(mine)
+    elif ktype.startswith("ec-"):
+        k = ec.generate_private_key({"ec-p256": ec.SECP256R1(), "ec-p384": ec.SECP384R1(),
+                                     "ec-p521": ec.SECP521R1()}[ktype])
+        z = k.exchange(ec.ECDH(), mine)
+    else:
+        pn = mine.public_numbers().parameter_numbers
+        k = dh.DHParameterNumbers(pn.p, pn.g, (pn.p - 1) // 2).parameters().generate_private_key()
+        z = k.exchange(mine)
+        z = z.rjust(pn.p.bit_length() // 8, b"\0")  # the prime's length (older pyca strips)
+    return k, k.public_key().public_bytes(s.Encoding.DER, s.PublicFormat.SubjectPublicKeyInfo), z
+
+
+@pytest.mark.parametrize("ktype", ["ec-p256", "ec-p384", "ec-p521", "x25519", "ffdhe2048",
+                                   "ffdhe3072"])
+def test_agree_raw_matches_pyca(vault, ktype):
+    k = vault.create_key("a", ktype, usage=["agree", "agree-raw"])
+    priv, peer, want = _peer(ktype, k.public_key("der"))
+    z = k.agree_raw(peer)
+    assert bytes(z) == want
+    if ktype.startswith("ffdhe"):
+        assert bytes(k.agree_raw(_dhx_spki(priv.public_key()))) == want   # the X9.42 form
+    entries = [e for e in vault.audit_entries() if e["op"] == "agree.raw"]
+    assert len(entries) >= 1 and all(want.hex() not in str(e) for e in entries)
+
+
+def test_agree_raw_refused(tmp_path):
+    from conftest import COST, openv
+    path = tmp_path / "v"
+    with openv(path) as v:
+        plain = v.create_key("plain", "x25519")             # default usage: no agree-raw
+        assert "agree-raw" not in plain.info()["usage"]
+        _, peer, _ = _peer("x25519", plain.public_key("der"))
+        with pytest.raises(km.UsageError):
+            plain.agree_raw(peer)
+        k = v.create_key("k", "x25519", usage=["agree", "agree-raw"])
+        with pytest.raises(km.InvalidArgument):
+            k.agree_raw(b"not a key")
+        with pytest.raises(km.InvalidArgument):             # another curve
+            k.agree_raw(v.create_key("p", "ec-p256").public_key("der"))
+        with pytest.raises(km.InvalidArgument):
+            v.create_key("aes", "aes-256-gcm", usage=["encrypt", "agree-raw"])
+        v.add_principal("uma", ["user"], b"uma's passphrase", kdf_cost=COST)
+        k.grant("uma", ["derive", "encrypt", "decrypt", "sign", "verify", "mac", "export"])
+    with km.Vault.open(path, passphrase=b"uma's passphrase", principal="uma") as u:
+        with pytest.raises(km.AccessDenied):
+            u.key("k").agree_raw(peer)
+        assert len(u.key("k").agree(peer)) == 32             # the derived form: derive suffices
+    with openv(path, create=False) as v:
+        v.key("k").grant("uma", ["derive", "agree-raw"])
+        v.set_policy('{"version": 1, "operations": {"agree-raw": false}}')
+        with pytest.raises(km.PolicyError, match="operations.agree-raw"):
+            v.key("k").agree_raw(peer)
+        assert '"agree-raw": false' in v.policy_json()
+        with pytest.raises(km.PolicyError, match="loosens"):
+            v.create_key("loose", "x25519", usage=["agree-raw"],
+                         policy='{"version": 1, "operations": {"agree-raw": true}}')
+        v.set_policy('{"version": 1}')
+    with km.Vault.open(path, passphrase=b"uma's passphrase", principal="uma") as u:
+        assert "agree-raw" in u.key("k").perms()
+        assert len(u.key("k").agree_raw(peer)) == 32
+
+
+def test_ffdhe_dhx_with_other_parameters_refused(vault):
+    k = vault.create_key("d", "ffdhe2048", usage=["agree-raw"])
+    priv, _, _ = _peer("ffdhe2048", k.public_key("der"))
+    good = _dhx_spki(priv.public_key())
+    i = good.rfind(bytes.fromhex("020102"))                  # g = 2 -> 5
+    bad = good[:i + 2] + b"\x05" + good[i + 3:]
+    with pytest.raises(km.InvalidArgument, match="generator"):
+        k.agree_raw(bad)
+
+
+def test_policy_forbids_pkcs1_signatures(vault):
+    k = vault.create_key("r", "rsa-2048")
+    old = k.sign(b"m", pkcs1=True)
+    vault.set_policy('{"version": 1, "operations": {"rsa-pkcs1v15-sign": false}}')
+    k = vault.key("r")
+    with pytest.raises(km.PolicyError, match="operations.rsa-pkcs1v15-sign"):
+        k.sign(b"m", pkcs1=True)
+    assert k.verify(b"m", k.sign(b"m"))                       # PSS still signs
+    assert k.verify(b"m", old, pkcs1=True)                    # old signatures still verify
+    vault.set_policy('{"version": 1}')
+    own = vault.create_key("own", "rsa-2048",
+                           policy='{"version": 1, "operations": {"rsa-pkcs1v15-sign": false}}')
+    with pytest.raises(km.PolicyError):
+        own.sign(b"m", pkcs1=True)
+    assert vault.key("r").verify(b"m", vault.key("r").sign(b"m", pkcs1=True), pkcs1=True)
