@@ -171,6 +171,7 @@ static int pad_ffdhe(km__kobj *k, km_secret **z)
 
 int km_agree_raw(km_key *key, const uint8_t *peer, size_t peer_len, km_secret **out)
 {
+    KM__REMOTE_KEY(key, KM__KC_AGREE_RAW, key, peer, peer_len, out);
     km_secret *z = NULL;
     km__kobj *k = NULL;
     uint8_t fp[32];

@@ -406,6 +406,7 @@ static int run(vcall *c, uint32_t fn)
         return km_derive(K(0), P(1), L(1), P(2), L(2), (size_t)c->a[3].n, OP(4, km_secret **));
     case KM__KC_AGREE:
         return km_agree(K(0), P(1), L(1), P(2), L(2), (size_t)c->a[3].n, OP(4, km_secret **));
+    case KM__KC_AGREE_RAW: return km_agree_raw(K(0), P(1), L(1), OP(2, km_secret **));
     case KM__KC_ACTIVATE: return km_key_activate(K(0), U(1));
     case KM__KC_SUSPEND: return km_key_suspend(K(0), U(1));
     case KM__KC_RESUME: return km_key_resume(K(0), U(1));

@@ -758,6 +758,7 @@ static const struct kcall_sig {
     { KM__KC_REWRAP_EX, "km_rewrap_ex", "ubbkbB" },
     { KM__KC_DERIVE, "km_derive", "kbbzS" },
     { KM__KC_AGREE, "km_agree", "kbbzS" },
+    { KM__KC_AGREE_RAW, "km_agree_raw", "kbS" },
     { KM__KC_ACTIVATE, "km_key_activate", "ku" },
     { KM__KC_SUSPEND, "km_key_suspend", "ku" },
     { KM__KC_RESUME, "km_key_resume", "ku" },
