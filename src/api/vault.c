@@ -273,7 +273,7 @@ static int policy_open(struct km_ctx *ctx, int fips)
     if (rc != KM_OK)
         return rc;
     ctx->policy_required = format >= KM__FORMAT_POLICY_STORED;
-    if ((rc = km__ctx_policy_load(ctx, &none)) != KM_OK || format >= KM__FORMAT_CURRENT)
+    if ((rc = km__ctx_policy_load(ctx, &none)) != KM_OK || format >= KM__FORMAT_CHAIN)
         return rc;
     /* store the policy in force (or the FIPS profile), and the feature */
     if ((rc = km__wtxn_begin(ctx, &t)) != KM_OK)
@@ -289,8 +289,16 @@ static int policy_open(struct km_ctx *ctx, int fips)
             rc = km__ctx_policy_put(ctx, t, json, strlen(json));
         audited = fips;
     }
-    if (rc == KM_OK)
-        rc = km__store_format_upgrade(t, ctx->sealer, ctx->master, KM__FORMAT_CURRENT);
+    if (rc == KM_OK) {
+        /* a vault without keys (a new one) goes straight to the newest
+         * format; one with keys to 4, then to 5 by km__vault_format5 */
+        uint64_t nkeys = 0, nvrecs = 0;
+        if ((rc = km__table_count(t, KM__T_KEYS, &nkeys)) == KM_OK
+            && (rc = km__table_count(t, KM__T_VMETA, &nvrecs)) == KM_OK)
+            rc = km__store_format_upgrade(t, ctx->sealer, ctx->master,
+                                          nkeys == 0 && nvrecs == 0 ? KM__FORMAT_CURRENT
+                                                                    : KM__FORMAT_CHAIN);
+    }
     /* from format 4 on the audit chain explains every record: the upgrade's
      * entry is the first catalog checkpoint (docs/SECURITY.md) */
     if (rc == KM_OK)
@@ -406,6 +414,8 @@ int km_open(km_ctx **out, const char *uri, const km_open_options *opts)
     master = NULL;
     atomic_store(&ctx->policy_checked_ms, km__mono_ms());
     rc = policy_open(ctx, (opts->flags & KM_OPEN_FIPS) != 0);
+    if (rc == KM_OK)
+        rc = km__vault_format5(ctx);
     if (rc == KM_OK)
         rc = km__ctx_ready(ctx);
     if (rc == KM_OK) {

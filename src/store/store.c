@@ -28,8 +28,9 @@
  * stored (a missing policy record is refused: km__store_format_upgrade moves a
  * format-1 vault up at its first open); 3: every keyslot carries its MAC
  * (keyslot.c), checked at every open. Older libkm refuses a newer format
- * with KM_E_UNSUPPORTED. 4: audit entries explain the catalog (store.h). */
-#define VAULT_FORMAT 4
+ * with KM_E_UNSUPPORTED. 4: audit entries explain the catalog (store.h). 5: the
+ * version records live in the key records (src/core/key_format.c). */
+#define VAULT_FORMAT 5
 
 #define REC_FORMAT 1
 #define REC_NONCE 12

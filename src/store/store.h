@@ -422,7 +422,12 @@ void km__fault_step(void);
 /* 4 (KM__FORMAT_CHAIN): every state change's audit entry lists the records
  * it wrote (or a catalog checkpoint); the upgrade's entry is a checkpoint. */
 #define KM__FORMAT_CHAIN 4u
-#define KM__FORMAT_CURRENT KM__FORMAT_CHAIN
+/* 5 (KM__FORMAT_VERSIONS): the version records live in their key record
+ * (tag 19); a vault of format 4 is moved up by km_open in audited batches
+ * (src/core/key_format.c), a fresh or keyless one in its first open's
+ * transaction. */
+#define KM__FORMAT_VERSIONS 5u
+#define KM__FORMAT_CURRENT KM__FORMAT_VERSIONS
 /* The format of the vault of t (checked against its sealed copy at open). */
 int km__store_format(km__txn *t, uint32_t *format);
 /* Moves the vault of t (a write transaction) up to `format` (never down:
