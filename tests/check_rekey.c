@@ -607,6 +607,14 @@ static uint32_t slot_type(uint32_t id)
     return type;
 }
 
+static int conv_entry(const km_audit_entry *e, void *arg)
+{
+    if (strcmp(e->op, "vault.maintain") == 0
+        && strstr(e->detail, "keyslot 200 of the older form rewritten as a key-pair slot") != NULL)
+        (*(int *)arg)++;
+    return 0;
+}
+
 /* A slot of the older form cannot be re-wrapped without its passphrase: the
  * rotation refuses, naming it, and drops nothing; one open with it converts
  * it to a key-pair slot (type 4), after which the rotation keeps it. */
@@ -630,6 +638,13 @@ START_TEST(test_rekey_rotation_converts_older_slots)
     OK(open_check(TU_USER, TU_USER_PASS, sh, ct, ct_len));   /* nothing removed */
     OK(open_check(NULL, "an older passphrase", sh, ct, ct_len));
     ck_assert_uint_eq(slot_type(200), 4);                    /* converted at that open */
+    {   /* and audited, in its own entry */
+        int seen = 0;
+        OK(open_pass(&c, TU_PASS, 0));
+        OK(km_audit_foreach(c, 1, conv_entry, &seen));
+        ck_assert_int_eq(seen, 1);
+        km_close(c);
+    }
     OK(open_pass(&c, TU_PASS, 0));
     OK(km_principal_remove(c, TU_USER, KM_PRINCIPAL_ROTATE_MASTER | KM_PRINCIPAL_REVOKE_KEYS));
     km_close(c);

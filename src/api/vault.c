@@ -332,12 +332,37 @@ static int slot_unseal(void *arg, const char *backend, const char *config, const
     return km__backend_slot_unseal(backend, config, blob, blob_len, master);
 }
 
+/* The keyslot of the older form that just opened the vault, rewritten as a
+ * key-pair slot (docs/SECURITY.md) in an audited write transaction of its
+ * own. Best effort, as it always was: a failure (a full or read-only store)
+ * leaves the slot as it was, converted at a later open. */
+static void slot_convert_audited(struct km_ctx *ctx, const km__slot_conv *cv)
+{
+    km__txn *t = NULL;
+    char d[96];
+    int rc;
+
+    if (cv->kek == NULL)
+        return;
+    if ((rc = km__wtxn_begin(ctx, &t)) == KM_OK
+        && (rc = km__store_slot_convert(t, ctx->master, cv)) == KM_OK) {
+        snprintf(d, sizeof d, "keyslot %u of the older form rewritten as a key-pair slot at "
+                 "its open", cv->id);
+        rc = km__wtxn_commit(ctx, t, KM__OP_MAINTAIN, NULL, 0, d);
+        t = NULL;
+    }
+    km__wtxn_abort(t);
+    if (rc != KM_OK)
+        km_error_clear();
+}
+
 int km_open(km_ctx **out, const char *uri, const km_open_options *opts)
 {
     struct km_ctx *ctx = NULL;
     km_secret *master = NULL;
     const km__store_ops *store = NULL;
-    const km__slot_unsealer unsealer = { slot_unseal, NULL };
+    km__slot_conv conv = { 0, NULL };
+    const km__slot_unsealer unsealer = { slot_unseal, NULL, &conv };
     const char *path = NULL;
     int rc;
 
@@ -417,12 +442,15 @@ int km_open(km_ctx **out, const char *uri, const km_open_options *opts)
     if (rc == KM_OK)
         rc = km__vault_format5(ctx);
     if (rc == KM_OK)
+        slot_convert_audited(ctx, &conv);
+    if (rc == KM_OK)
         rc = km__ctx_ready(ctx);
     if (rc == KM_OK) {
         *out = ctx;
         ctx = NULL;
     }
 out:
+    km_secret_free(conv.kek);
     km_secret_free(master);
     km__ctx_discard(ctx);
     return rc;

@@ -746,11 +746,12 @@ void km__cache_unlock(struct km_ctx *ctx)
     pthread_rwlock_unlock(&ctx->cache_lock);
 }
 
-int km__kobj_get(struct km_ctx *ctx, const uint8_t id[16], km__kobj **out)
+/* km__kobj_get reading in the caller's read transaction `in` (NULL: one of its own). */
+static int kobj_get(struct km_ctx *ctx, const uint8_t id[16], km__txn *in, km__kobj **out)
 {
     km__kobj *k, *other;
-    km__txn *t = NULL;
-    int rc;
+    km__txn *t = in;
+    int rc = KM_OK;
 
     *out = NULL;
     pthread_rwlock_rdlock(&ctx->cache_lock);
@@ -773,10 +774,12 @@ int km__kobj_get(struct km_ctx *ctx, const uint8_t id[16], km__kobj **out)
     pthread_rwlock_init(&k->lock, NULL);
     k->loaded_gen = km__wtxn_gen();
     k->checked_ms = km__mono_ms();
-    rc = km__txn_begin(ctx->env, 0, &t);
+    if (in == NULL)
+        rc = km__txn_begin(ctx->env, 0, &t);
     if (rc == KM_OK) {
         rc = kobj_read(k, t, 0);
-        km__txn_abort(t);
+        if (in == NULL)
+            km__txn_abort(t);
     }
     if (rc == KM_OK)
         rc = km__backend_get(ctx, k->protection, &k->be);
@@ -798,6 +801,11 @@ int km__kobj_get(struct km_ctx *ctx, const uint8_t id[16], km__kobj **out)
     pthread_rwlock_unlock(&ctx->cache_lock);
     *out = k;
     return KM_OK;
+}
+
+int km__kobj_get(struct km_ctx *ctx, const uint8_t id[16], km__kobj **out)
+{
+    return kobj_get(ctx, id, NULL, out);
 }
 
 void km__cache_clear(struct km_ctx *ctx)
@@ -1075,13 +1083,14 @@ int km_key_open(km_key **out, km_ctx *ctx, const char *name)
     *out = NULL;
     if ((rc = ctx_arg("km_key_open", ctx)) != KM_OK || (rc = km__key_name_check("km_key_open", name, &len)) != KM_OK)
         return rc;
+    /* the name index and the key record (with its versions) in one snapshot */
     if ((rc = km__txn_begin(ctx->env, 0, &t)) != KM_OK)
         return rc;
     rc = km__key_lookup_name(ctx, t, name, len, id);
+    if (rc == KM_OK)
+        rc = kobj_get(ctx, id, t, &k);
     km__txn_abort(t);
     if (rc != KM_OK)
-        return rc;
-    if ((rc = km__kobj_get(ctx, id, &k)) != KM_OK)
         return rc;
     if (strcmp(k->name, name) != 0 && (rc = name_points_at(ctx, name, len, k)) != KM_OK) {
         km__kobj_unref(k);

@@ -1065,6 +1065,11 @@ static void slot_convert(km__store *st, const km_secret *master, const km__slot_
         km_error_clear();
 }
 
+int km__store_slot_convert(km__txn *t, const km_secret *master, const km__slot_conv *cv)
+{
+    return km__slot_convert(t, master, cv);
+}
+
 /* Unlocks an existing vault. */
 static int vault_unlock(km__store *st, const km_open_options *o, const km__slot_unsealer *unseal,
                         km_secret **master_out, uint8_t vault_id[16], uint8_t pid[16],
@@ -1163,8 +1168,12 @@ int km__store_open(km__store **out, const km__store_ops *ops, const char *locati
     }
     if (rc == KM_OK && master == NULL)
         rc = km__err(KM_E_INTERNAL, "vault creation raced twice");
-    if (rc == KM_OK)
+    if (rc == KM_OK && unseal != NULL && unseal->defer != NULL) {
+        *unseal->defer = conv;       /* the caller converts it, audited */
+        conv.kek = NULL;
+    } else if (rc == KM_OK) {
         slot_convert(st, master, &conv);
+    }
     km_secret_free(conv.kek);
     if (rc != KM_OK) {
         km_secret_free(master);
