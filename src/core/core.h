@@ -589,6 +589,8 @@ int km__keyrec_ver(const uint8_t *rec, size_t n, uint32_t version, km__ver *v);
  * count + 1. */
 int km__keyrec_ver_put(struct km_ctx *ctx, km__txn *t, const uint8_t id[16], const uint8_t *rec,
                        size_t n, const km__ver *v);
+/* key_meta.c: km__rec_del that takes a missing record as deleted. */
+int km__rec_del_opt(km__txn *t, km__table tbl, const uint8_t *key, size_t len);
 /* key_format.c: moves a vault of format 4 to 5 (the version records into
  * the key records), in audited batches that each leave a vault that opens;
  * resumes an interrupted move. Called by km_open. */

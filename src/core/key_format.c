@@ -157,31 +157,25 @@ out:
     return rc;
 }
 
-static int del_opt(km__txn *t, km__table tbl, const uint8_t *key, size_t len)
-{
-    int rc = km__rec_del(t, tbl, key, len);
-    if (rc == KM_E_NOTFOUND) {
-        km_error_clear();
-        rc = KM_OK;
-    }
-    return rc;
-}
-
-static int marker_present(struct km_ctx *ctx, int *present)
+/* The vault's format and whether the move's marker is there, in one read
+ * transaction. */
+static int read_state(struct km_ctx *ctx, uint32_t *format, int *present)
 {
     km__txn *t = NULL;
     km_secret *rec = NULL;
     int rc = km__txn_begin(ctx->env, 0, &t);
     if (rc != KM_OK)
         return rc;
-    rc = km__rec_get(t, ctx->sealer, KM__T_META, MARKER, sizeof MARKER - 1, &rec);
+    if ((rc = km__store_format(t, format)) == KM_OK && *format >= KM__FORMAT_VERSIONS) {
+        rc = km__rec_get(t, ctx->sealer, KM__T_META, MARKER, sizeof MARKER - 1, &rec);
+        *present = rc == KM_OK;
+        if (rc == KM_E_NOTFOUND) {
+            km_error_clear();
+            rc = KM_OK;
+        }
+    }
     km__txn_abort(t);
     km_secret_free(rec);
-    *present = rc == KM_OK;
-    if (rc == KM_E_NOTFOUND) {
-        km_error_clear();
-        rc = KM_OK;
-    }
     return rc;
 }
 
@@ -195,16 +189,9 @@ int km__vault_format5(struct km_ctx *ctx)
     char d[KM__AUDIT_DETAIL_MAX];
     static const uint8_t one = 1;
 
-    if ((rc = km__txn_begin(ctx->env, 0, &t)) != KM_OK)
-        return rc;
-    rc = km__store_format(t, &format);
-    km__txn_abort(t);
-    t = NULL;
-    if (rc != KM_OK)
-        return rc;
-    if (format >= KM__FORMAT_VERSIONS && ((rc = marker_present(ctx, &present)) != KM_OK
-                                          || !present))
-        return rc;    /* the common case: one read */
+    if ((rc = read_state(ctx, &format, &present)) != KM_OK
+        || (format >= KM__FORMAT_VERSIONS && !present))
+        return rc;    /* the common case: one read transaction */
     if ((rc = gather(ctx, &keys, &vrecs)) != KM_OK)
         goto out;
 
@@ -249,7 +236,7 @@ int km__vault_format5(struct km_ctx *ctx)
         if ((rc = km__wtxn_begin(ctx, &t)) != KM_OK)
             goto out;
         for (j = i; j < vrecs.n && j < i + DEL_BATCH && rc == KM_OK; j++)
-            rc = del_opt(t, KM__T_VMETA, vrecs.id[j], 20);
+            rc = km__rec_del_opt(t, KM__T_VMETA, vrecs.id[j], 20);
         if (rc != KM_OK) {
             km__wtxn_abort(t);
             goto out;
@@ -263,7 +250,7 @@ int km__vault_format5(struct km_ctx *ctx)
     if (keys.n > 0 || vrecs.n > 0 || present) {
         if ((rc = km__wtxn_begin(ctx, &t)) != KM_OK)
             goto out;
-        rc = del_opt(t, KM__T_META, MARKER, sizeof MARKER - 1);
+        rc = km__rec_del_opt(t, KM__T_META, MARKER, sizeof MARKER - 1);
         snprintf(d, sizeof d, "vault format 5: the move is complete (%zu key record(s) "
                  "converted by this open)", moved);
         if (rc != KM_OK)

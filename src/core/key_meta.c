@@ -985,7 +985,7 @@ static int del_prefixed(struct km_ctx *ctx, km__txn *t, const char *pfx, const u
 }
 
 /* Deletes a record that may be absent. */
-static int del_opt(km__txn *t, km__table tbl, const uint8_t *key, size_t len)
+int km__rec_del_opt(km__txn *t, km__table tbl, const uint8_t *key, size_t len)
 {
     int rc = km__rec_del(t, tbl, key, len);
     if (rc == KM_E_NOTFOUND) {
@@ -1074,16 +1074,16 @@ int km__key_purge(km__kobj *k)
     }
     /* the names, the versions' records, the grants and the owner, the key */
     if ((rc = km__sealer_name_hash(ctx->sealer, name, strlen(name), h)) != KM_OK
-        || (rc = del_opt(t, KM__T_NAMES, h, 32)) != KM_OK)
+        || (rc = km__rec_del_opt(t, KM__T_NAMES, h, 32)) != KM_OK)
         goto fail;
     for (i = 0; i < m.naliases; i++)
         if ((rc = km__sealer_name_hash(ctx->sealer, m.aliases[i], strlen(m.aliases[i]), h)) != KM_OK
-            || (rc = del_opt(t, KM__T_NAMES, h, 32)) != KM_OK)
+            || (rc = km__rec_del_opt(t, KM__T_NAMES, h, 32)) != KM_OK)
             goto fail;
     for (ver = 1; ver <= nvers; ver++) {
         km__vkey(vk, k->id, ver);
-        if ((rc = del_opt(t, KM__T_MATERIAL, vk, 20)) != KM_OK
-            || (rc = del_opt(t, KM__T_COUNTERS, vk, 20)) != KM_OK)
+        if ((rc = km__rec_del_opt(t, KM__T_MATERIAL, vk, 20)) != KM_OK
+            || (rc = km__rec_del_opt(t, KM__T_COUNTERS, vk, 20)) != KM_OK)
             goto fail;
     }
     if ((rc = del_prefixed(ctx, t, KM__PFX_GRANT, k->id)) != KM_OK
