@@ -104,23 +104,6 @@ static void format_of(km_ctx *c, uint32_t *format, uint64_t *vrecs, int *marker)
     km__txn_abort(t);
 }
 
-static km_key_state state_of(km_key *k, uint32_t version)
-{
-    km_keyinfo *info = NULL;
-    km_version_info vi;
-    OK(km_key_info(&info, k));
-    OK(km_keyinfo_version(info, version - 1, &vi, sizeof vi));
-    km_keyinfo_free(info);
-    return vi.state;
-}
-
-static int count_fn(const km_audit_entry *e, void *arg)
-{
-    if (strstr(e->detail, "vault format 5") != NULL)
-        (*(int *)arg)++;
-    return 0;
-}
-
 /* Everything the old vault held, as it held it. */
 static void check_contents(km_ctx *c, const cts *ct)
 {
@@ -138,9 +121,9 @@ static void check_contents(km_ctx *c, const cts *ct)
         ck_assert_uint_eq(n, strlen(want));
         ck_assert(memcmp(pt, want, n) == 0);
     }
-    ck_assert_int_eq(state_of(k, 1), KM_STATE_DEACTIVATED);
-    ck_assert_int_eq(state_of(k, 2), KM_STATE_ACTIVE);
-    ck_assert_int_eq(state_of(k, 3), KM_STATE_ACTIVE);
+    ck_assert_int_eq(tu_version_state(k, 1), KM_STATE_DEACTIVATED);
+    ck_assert_int_eq(tu_version_state(k, 2), KM_STATE_ACTIVE);
+    ck_assert_int_eq(tu_version_state(k, 3), KM_STATE_ACTIVE);
     OK(km_key_info(&info, k));
     ck_assert_uint_eq(km_keyinfo_version_count(info), 3);
     ck_assert_uint_eq(km_keyinfo_primary(info), 3);
@@ -159,7 +142,7 @@ static void check_contents(km_ctx *c, const cts *ct)
     OK(km_verify(k, 0, 0, (const uint8_t *)"m", 1, sig, n));
     km_key_free(k);
     OK(km_key_open(&k, c, "pending"));
-    ck_assert_int_eq(state_of(k, 1), KM_STATE_DESTROY_PENDING);
+    ck_assert_int_eq(tu_version_state(k, 1), KM_STATE_DESTROY_PENDING);
     km_key_free(k);
     OK(km_audit_verify(c, NULL, NULL, NULL));
 }
@@ -183,7 +166,7 @@ START_TEST(test_format5_opens_v4_vault)
     ck_assert_uint_eq(format, 5);
     ck_assert_uint_eq(vrecs, 0);
     ck_assert_int_eq(marker, 0);
-    OK(km_audit_foreach(c, 1, count_fn, &entries));
+    entries = tu_audit_count(c, "vault.maintain", "vault format 5");
     ck_assert_int_ge(entries, 4); /* begin, key records, version records, done */
     check_contents(c, &ct);
     OK(km_audit_head_get(c, &h));
@@ -202,8 +185,8 @@ START_TEST(test_format5_opens_v4_vault)
     format_of(c, &format, &vrecs, &marker);
     ck_assert_uint_eq(vrecs, 0);
     OK(km_key_open(&k, c, "aes"));
-    ck_assert_int_eq(state_of(k, 2), KM_STATE_SUSPENDED);
-    ck_assert_int_eq(state_of(k, 4), KM_STATE_ACTIVE);
+    ck_assert_int_eq(tu_version_state(k, 2), KM_STATE_SUSPENDED);
+    ck_assert_int_eq(tu_version_state(k, 4), KM_STATE_ACTIVE);
     km_key_free(k);
     OK(km_audit_verify(c, NULL, NULL, NULL));
     km_close(c);
@@ -233,7 +216,7 @@ START_TEST(test_format5_crash_every_step)
     for (k = 1; k <= steps + 1; k++) {
         uint32_t format = 0;
         uint64_t vrecs = 0;
-        int st = 0, marker = 0;
+        int killed, marker = 0;
         pid_t pid;
 
         snprintf(d, sizeof d, "%s/s%lu", dir, k);
@@ -249,14 +232,8 @@ START_TEST(test_format5_crash_every_step)
             km_close(cc);
             _exit(rc == KM_OK ? 0 : 4);
         }
-        ck_assert_int_eq(waitpid(pid, &st, 0), pid);
-        if (WIFSIGNALED(st)) {
-            ck_assert_int_eq(WTERMSIG(st), SIGKILL);
-            crashes++;
-        } else {
-            ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 0, "step %lu: exit %d", k,
-                          WEXITSTATUS(st));
-        }
+        killed = tu_wait_killed(pid, k);
+        crashes += killed;
         /* what the kill left, seen raw: an interrupted move is at format 5
          * with its marker (or still at 4) */
         {
@@ -288,7 +265,7 @@ START_TEST(test_format5_crash_every_step)
                       (unsigned long long)vrecs, marker);
         check_contents(c, &ct);
         km_close(c);
-        if (!WIFSIGNALED(st))
+        if (!killed)
             break;
     }
     printf("format5: open of a format-4 vault: %lu write steps, %d kills, %d left mid-move\n",
