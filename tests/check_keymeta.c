@@ -671,16 +671,6 @@ static void window(km_key *k, uint32_t fields, uint32_t min_process, uint32_t mi
     RC(want, km_key_set(k, &st));
 }
 
-static km_key_state vstate(km_key *k, uint32_t version)
-{
-    km_keyinfo *info = NULL;
-    km_version_info v;
-    OK(km_key_info(&info, k));
-    OK(km_keyinfo_version(info, version - 1, &v, sizeof v));
-    km_keyinfo_free(info);
-    return v.state;
-}
-
 START_TEST(test_window_min_versions)
 {
     km_key *k = mk("windowed", KM_KEY_AES_256_GCM);
@@ -738,9 +728,9 @@ START_TEST(test_window_trim)
     RC(KM_E_POLICY, km_key_trim(k, 1, &n)); /* below the policy's destruction window */
     OK(km_key_trim(k, 7, &n));
     ck_assert_uint_eq(n, 2);
-    ck_assert_int_eq(vstate(k, 1), KM_STATE_DESTROY_PENDING);
-    ck_assert_int_eq(vstate(k, 2), KM_STATE_DESTROY_PENDING);
-    ck_assert_int_eq(vstate(k, 3), KM_STATE_ACTIVE);
+    ck_assert_int_eq(tu_version_state(k, 1), KM_STATE_DESTROY_PENDING);
+    ck_assert_int_eq(tu_version_state(k, 2), KM_STATE_DESTROY_PENDING);
+    ck_assert_int_eq(tu_version_state(k, 3), KM_STATE_ACTIVE);
     OK(km_key_trim(k, 0, &n)); /* nothing left to do */
     ck_assert_uint_eq(n, 0);
     /* never the primary: version 2 suspended, the primary is version 1 */
@@ -749,14 +739,14 @@ START_TEST(test_window_trim)
     window(r, KM_SET_MIN_PROCESS_VERSION, 2, 0, KM_OK);
     RC(KM_E_STATE, km_key_trim(r, 7, &n));
     ck_assert_ptr_nonnull(strstr(km_error_last()->message, "primary"));
-    ck_assert_int_eq(vstate(r, 1), KM_STATE_ACTIVE);
+    ck_assert_int_eq(tu_version_state(r, 1), KM_STATE_ACTIVE);
     /* nor under deletion protection */
     o.flags = KM_KEY_DELETION_PROTECTED;
     OK(km_key_create(&p, ctx, "protected", KM_KEY_AES_256_GCM, &o));
     OK(km_key_rotate(p, NULL));
     window(p, KM_SET_MIN_PROCESS_VERSION, 2, 0, KM_OK);
     RC(KM_E_STATE, km_key_trim(p, 7, &n));
-    ck_assert_int_eq(vstate(p, 1), KM_STATE_ACTIVE); /* nothing done on the way */
+    ck_assert_int_eq(tu_version_state(p, 1), KM_STATE_ACTIVE); /* nothing done on the way */
     km_key_free(p);
     km_key_free(r);
     km_key_free(k);

@@ -630,6 +630,11 @@ START_TEST(test_rekey_rotation_converts_older_slots)
     OK(open_check(TU_USER, TU_USER_PASS, sh, ct, ct_len));   /* nothing removed */
     OK(open_check(NULL, "an older passphrase", sh, ct, ct_len));
     ck_assert_uint_eq(slot_type(200), 4);                    /* converted at that open */
+    OK(open_pass(&c, TU_PASS, 0));                          /* and audited, in its own entry */
+    ck_assert_int_eq(tu_audit_count(c, "vault.maintain",
+                                    "keyslot 200 of the older form rewritten as a key-pair slot"),
+                     1);
+    km_close(c);
     OK(open_pass(&c, TU_PASS, 0));
     OK(km_principal_remove(c, TU_USER, KM_PRINCIPAL_ROTATE_MASTER | KM_PRINCIPAL_REVOKE_KEYS));
     km_close(c);
@@ -668,7 +673,7 @@ START_TEST(test_rekey_rotation_crash_every_step)
     ck_assert_uint_gt(steps, 4);
     for (k = 1; k <= steps + 1; k++) {
         pid_t pid;
-        int st = 0, rc;
+        int killed, rc;
 
         snprintf(cmd, sizeof cmd, "rm -rf '%s' && cp -a '%s' '%s'", work, base, work);
         ck_assert_int_eq(system(cmd), 0);
@@ -684,14 +689,8 @@ START_TEST(test_rekey_rotation_crash_every_step)
             km_close(cc);
             _exit(rc == KM_OK ? 0 : 4);
         }
-        ck_assert_int_eq(waitpid(pid, &st, 0), pid);
-        if (WIFSIGNALED(st)) {
-            ck_assert_int_eq(WTERMSIG(st), SIGKILL);
-            crashes++;
-        } else {
-            ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 0, "step %lu: exit %d", k,
-                          WEXITSTATUS(st));
-        }
+        killed = tu_wait_killed(pid, k);
+        crashes += killed;
         OK(open_pass(&c, TU_PASS, 0));
         master_of(c, m);
         OK(km_audit_verify(c, NULL, NULL, NULL));
@@ -706,7 +705,7 @@ START_TEST(test_rekey_rotation_crash_every_step)
         }
         OK(open_check(TU_ADMIN, TU_ADMIN_PASS, sh, ct, ct_len));
         OK(open_check(NULL, NULL, sh, ct, ct_len));
-        if (!WIFSIGNALED(st))
+        if (!killed)
             break;
     }
     printf("rekey: principal remove --rotate-master: %lu steps, %d crashes, old %d, new %d, "

@@ -554,7 +554,7 @@ START_TEST(test_store_device_keyslot_opens_through_the_callback)
 {
     struct vault v;
     struct device dev;
-    km__slot_unsealer u = { device_unseal, &dev };
+    km__slot_unsealer u = { device_unseal, &dev, NULL };
     km_open_options o = KM_OPEN_OPTIONS_INIT;
     km__store *st = NULL;
     km__txn *t = NULL;

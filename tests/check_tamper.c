@@ -771,10 +771,18 @@ START_TEST(test_tamper_record_swap_material)
 }
 END_TEST
 
+/* Vault format 5 keeps the version records inside the key records
+ * (docs/FORMATS.md): the vmeta table is empty and nothing reads it, so a
+ * record planted there (key a's sealed record copied in as if it were b's
+ * version 1) changes nothing. Another key's record moved under b's id is
+ * test_tamper_record_swap_keys; a list that disagrees with its count is
+ * format5:test_format5_record_disagrees. */
 START_TEST(test_tamper_record_swap_vmeta)
 {
     km_key *a = make_key("a", KM_KEY_AES_256_GCM), *b = make_key("b", KM_KEY_AES_256_GCM);
-    uint8_t ida[16], idb[16], a1[20], a2[20], b1[20];
+    uint8_t ida[16], idb[16], b1[20], *rec;
+    size_t len = 0;
+    km_keyinfo *info = NULL;
     tu_raw r;
 
     memcpy(ida, km_key_id(a), 16);
@@ -784,17 +792,20 @@ START_TEST(test_tamper_record_swap_vmeta)
     km_key_free(b);
     km_close(ctx);
     ctx = NULL;
-    tu_raw_vkey(a1, ida, 1);
-    tu_raw_vkey(a2, ida, 2);
     tu_raw_vkey(b1, idb, 1);
 
     raw_begin(&r);
-    raw_copy(&r, "vmeta", a1, b1, 20); /* another key's version record */
-    raw_copy(&r, "vmeta", a2, a1, 20); /* another version's record */
+    rec = tu_raw_get(&r, "keys", ida, 16, &len);
+    tu_raw_put(&r, "vmeta", b1, 20, rec, len);
+    free(rec);
     tu_raw_end(&r);
     reopen();
-    assert_key_corrupt("b", "vmeta of a/v1 under b/v1");
-    assert_key_corrupt("a", "vmeta of a/v2 under a/v1");
+    OK(km_key_open(&b, ctx, "b"));
+    OK(km_key_info(&info, b));
+    ck_assert_uint_eq(km_keyinfo_version_count(info), 1);
+    km_keyinfo_free(info);
+    ck_assert_int_eq(tu_version_state(b, 1), KM_STATE_ACTIVE);
+    km_key_free(b);
 }
 END_TEST
 

@@ -521,12 +521,12 @@ START_TEST(test_vault_newer_format_is_unsupported)
     tu_raw r;
     km__env *env = NULL;
     km_secret *m = NULL;
-    uint8_t id[16], five = 5, zero = 0;
+    uint8_t id[16], newer = 6, zero = 0;
 
     vault_up(&v, KM_OPEN_CREATE);
     vault_down(&v);
     tu_raw_begin(&r, vdir, 0, 0);
-    tu_raw_put(&r, "meta", "format", 6, &five, 1);
+    tu_raw_put(&r, "meta", "format", 6, &newer, 1);
     tu_raw_end(&r);
     ck_assert_int_eq(vopen(TU_PASS, 0, &env, &m, id), KM_E_UNSUPPORTED);
     ck_assert_int_eq(vopen(TU_PASS, KM_OPEN_CREATE, &env, &m, id), KM_E_UNSUPPORTED);

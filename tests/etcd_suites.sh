@@ -23,7 +23,7 @@ base=$tmp
 lib_on_exit "\"$B/tests/etcd_cluster\" stop \"$base/cluster\"; [ \"$base\" = \"$tmp\" ] || rm -rf \"$base\""
 KM_TEST_ETCD=$("$B/tests/etcd_cluster" start "$base/cluster" 3) || lib_die "cannot start etcd"
 export KM_TEST_ETCD
-for s in check_vault check_api check_lifecycle; do
+for s in check_vault check_api check_lifecycle check_format5; do
     if "$B/tests/$s" >"$tmp/$s.out" 2>&1; then
         ok "$s against etcd ($(tail -1 "$tmp/$s.out"))"
     else

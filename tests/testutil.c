@@ -14,6 +14,8 @@
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/types.h>
+#include <sys/wait.h>
+#include <signal.h>
 
 char *tu_tmpdir(void)
 {
@@ -396,4 +398,27 @@ int tu_audit_count(km_ctx *c, const char *op, const char *detail)
     const char *want[3] = { op, detail, (const char *)(uintptr_t)&n };
     OK(km_audit_foreach(c, 1, audit_count_fn, want));
     return n;
+}
+
+int tu_wait_killed(int pid, unsigned long step)
+{
+    int st = 0;
+    ck_assert_int_eq(waitpid((pid_t)pid, &st, 0), pid);
+    if (WIFSIGNALED(st)) {
+        ck_assert_int_eq(WTERMSIG(st), SIGKILL);
+        return 1;
+    }
+    ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 0, "step %lu: exit %d", step,
+                  WEXITSTATUS(st));
+    return 0;
+}
+
+km_key_state tu_version_state(km_key *k, uint32_t version)
+{
+    km_keyinfo *info = NULL;
+    km_version_info v;
+    OK(km_key_info(&info, k));
+    OK(km_keyinfo_version(info, version - 1, &v, sizeof v));
+    km_keyinfo_free(info);
+    return v.state;
 }

@@ -216,4 +216,11 @@ void tu_swtpm_tools(const tu_swtpm *t, const char *args);
  * test when the log does not read). */
 int tu_audit_count(km_ctx *c, const char *op, const char *detail);
 
+/* Waits for child `pid` of a kill-at-every-step test (km__fault_arm): it
+ * must exit 0 or die of SIGKILL (fails the test naming `step` otherwise).
+ * 1 when it was killed. */
+int tu_wait_killed(int pid, unsigned long step);
+/* The state of version `version` (1-based) of key k, read now. */
+km_key_state tu_version_state(km_key *k, uint32_t version);
+
 #endif

@@ -91,16 +91,20 @@ static int read_payload(km__kobj *k, kbuf *out, uint32_t *nv)
                         || km__tlv_get_u32(km_secret_data(rec), km_secret_len(rec),
                                            KM__K_NVERSIONS, &n) != KM_OK || n > KM__VERSIONS_MAX))
         rc = km__err(KM_E_CORRUPT, "key record: bad version count");
+    /* the version records: the key record's own list (vault format 5), in
+     * the payload's layout */
+    if (rc == KM_OK && (rc = km__keyrec_vers(km_secret_data(rec), km_secret_len(rec), NULL, NULL))
+                           == KM_OK) {
+        const uint8_t *l = NULL;
+        size_t ll = 0;
+        (void)km__tlv_find(km_secret_data(rec), km_secret_len(rec), KM__K_VERSIONS, &l, &ll);
+        kb_put(&vers, l, ll);
+    }
     for (i = 1; rc == KM_OK && i <= n; i++) {
         uint8_t vk[20];
         km_secret *r = NULL;
         km__vkey(vk, k->id, i);
-        rc = km__rec_get(t, k->ctx->sealer, KM__T_VMETA, vk, 20, &r);
-        if (rc == KM_OK) {
-            kb_u32(&vers, (uint32_t)km_secret_len(r));
-            kb_put(&vers, km_secret_data(r), km_secret_len(r));
-            km_secret_free(r);
-            r = NULL;
+        {
             rc = km__rec_get(t, k->ctx->sealer, KM__T_MATERIAL, vk, 20, &r);
             if (rc == KM_OK) {
                 kb_u32(&mats, i);
@@ -343,11 +347,10 @@ static int open_backup(km_ctx *ctx, const uint8_t *b, size_t n, const uint8_t *p
 static int restore_write(km_ctx *ctx, const uint8_t id[16], const kplain *p, const char *name,
                          uint32_t nvers, const uint8_t src_vault[16])
 {
-    static const uint8_t drop[] = { KM__K_NAME, KM__K_ALIASES };
+    static const uint8_t drop[] = { KM__K_NAME, KM__K_ALIASES, KM__K_VERSIONS };
     km__txn *t = NULL;
     uint8_t h[32], vk[20], *kb = NULL;
-    size_t off, kl = p->key_n + strlen(name) + 16;
-    uint32_t i;
+    size_t off, kl = p->key_n + p->vers_n + strlen(name) + 32;
     km__tlv_w w;
     int rc;
 
@@ -356,7 +359,12 @@ static int restore_write(km_ctx *ctx, const uint8_t id[16], const kplain *p, con
     km__tlv_init(&w, kb, kl);
     km__tlv_copy_except(&w, p->key, p->key_n, drop, sizeof drop);
     km__tlv_put_str(&w, KM__K_NAME, name);
+    /* the versions into the record's own list (vault format 5), whichever
+     * format the backup's key record came from */
+    km__tlv_put(&w, KM__K_VERSIONS, p->vers, p->vers_n);
+    (void)nvers;
     if ((rc = km__tlv_end(&w)) != KM_OK
+        || (rc = km__keyrec_vers(kb, w.len, NULL, NULL)) != KM_OK
         || (rc = km__sealer_name_hash(ctx->sealer, name, strlen(name), h)) != KM_OK
         || (rc = km__wtxn_begin(ctx, &t)) != KM_OK)
         goto out;
@@ -368,14 +376,6 @@ static int restore_write(km_ctx *ctx, const uint8_t id[16], const kplain *p, con
         rc = km__rec_put(t, ctx->sealer, KM__T_KEYS, id, 16, kb, w.len, KM__PUT_NOOVERWRITE);
         if (rc == KM_E_EXISTS)
             rc = km__err(KM_E_EXISTS, "this key (its id) is in this vault already");
-    }
-    for (i = 1, off = 0; rc == KM_OK && i <= nvers; i++) {
-        uint32_t l = 0;
-        km__vkey(vk, id, i);
-        if ((rc = get_u32(p->vers, p->vers_n, &off, &l)) == KM_OK)
-            rc = km__rec_put(t, ctx->sealer, KM__T_VMETA, vk, 20, p->vers + off, l,
-                             KM__PUT_NOOVERWRITE);
-        off += l;
     }
     for (off = 0; rc == KM_OK && off < p->mats_n;) {
         uint32_t v = 0, l = 0;

@@ -280,7 +280,7 @@ static int policy_open(struct km_ctx *ctx, int fips)
     if (rc != KM_OK)
         return rc;
     ctx->policy_required = format >= KM__FORMAT_POLICY_STORED;
-    if ((rc = km__ctx_policy_load(ctx, &none)) != KM_OK || format >= KM__FORMAT_CURRENT)
+    if ((rc = km__ctx_policy_load(ctx, &none)) != KM_OK || format >= KM__FORMAT_CHAIN)
         return rc;
     /* store the policy in force (or the FIPS profile), and the feature */
     if ((rc = km__wtxn_begin(ctx, &t)) != KM_OK)
@@ -296,8 +296,16 @@ static int policy_open(struct km_ctx *ctx, int fips)
             rc = km__ctx_policy_put(ctx, t, json, strlen(json));
         audited = fips;
     }
-    if (rc == KM_OK)
-        rc = km__store_format_upgrade(t, ctx->sealer, ctx->master, KM__FORMAT_CURRENT);
+    if (rc == KM_OK) {
+        /* a vault without keys (a new one) goes straight to the newest
+         * format; one with keys to 4, then to 5 by km__vault_format5 */
+        uint64_t nkeys = 0, nvrecs = 0;
+        if ((rc = km__table_count(t, KM__T_KEYS, &nkeys)) == KM_OK
+            && (rc = km__table_count(t, KM__T_VMETA, &nvrecs)) == KM_OK)
+            rc = km__store_format_upgrade(t, ctx->sealer, ctx->master,
+                                          nkeys == 0 && nvrecs == 0 ? KM__FORMAT_CURRENT
+                                                                    : KM__FORMAT_CHAIN);
+    }
     /* from format 4 on the audit chain explains every record: the upgrade's
      * entry is the first catalog checkpoint (docs/SECURITY.md) */
     if (rc == KM_OK)
@@ -331,12 +339,37 @@ static int slot_unseal(void *arg, const char *backend, const char *config, const
     return km__backend_slot_unseal(backend, config, blob, blob_len, master);
 }
 
+/* The keyslot of the older form that just opened the vault, rewritten as a
+ * key-pair slot (docs/SECURITY.md) in an audited write transaction of its
+ * own. Best effort, as it always was: a failure (a full or read-only store)
+ * leaves the slot as it was, converted at a later open. */
+static void slot_convert_audited(struct km_ctx *ctx, const km__slot_conv *cv)
+{
+    km__txn *t = NULL;
+    char d[96];
+    int rc;
+
+    if (cv->kek == NULL)
+        return;
+    if ((rc = km__wtxn_begin(ctx, &t)) == KM_OK
+        && (rc = km__store_slot_convert(t, ctx->master, cv)) == KM_OK) {
+        snprintf(d, sizeof d, "keyslot %u of the older form rewritten as a key-pair slot at "
+                 "its open", cv->id);
+        rc = km__wtxn_commit(ctx, t, KM__OP_MAINTAIN, NULL, 0, d);
+        t = NULL;
+    }
+    km__wtxn_abort(t);
+    if (rc != KM_OK)
+        km_error_clear();
+}
+
 int km_open(km_ctx **out, const char *uri, const km_open_options *opts)
 {
     struct km_ctx *ctx = NULL;
     km_secret *master = NULL;
     const km__store_ops *store = NULL;
-    const km__slot_unsealer unsealer = { slot_unseal, NULL };
+    km__slot_conv conv = { 0, NULL };
+    const km__slot_unsealer unsealer = { slot_unseal, NULL, &conv };
     const char *path = NULL;
     int rc;
 
@@ -416,12 +449,17 @@ int km_open(km_ctx **out, const char *uri, const km_open_options *opts)
     atomic_store(&ctx->policy_checked_ms, km__mono_ms());
     rc = policy_open(ctx, (opts->flags & KM_OPEN_FIPS) != 0);
     if (rc == KM_OK)
+        rc = km__vault_format5(ctx);
+    if (rc == KM_OK)
+        slot_convert_audited(ctx, &conv);
+    if (rc == KM_OK)
         rc = km__ctx_ready(ctx);
     if (rc == KM_OK) {
         *out = ctx;
         ctx = NULL;
     }
 out:
+    km_secret_free(conv.kek);
     km_secret_free(master);
     km__ctx_discard(ctx);
     return rc;

@@ -41,7 +41,8 @@ enum {
     /* key_meta.c: written after creation, absent in older records */
     KM__K_DESCRIPTION = 13, KM__K_ALIASES = 14, KM__K_TAGS = 15,
     KM__K_MIN_PROCESS = 16, KM__K_MIN_PROTECT = 17, /* the version window; absent = 0 */
-    KM__K_OAEP_DIGEST = 18  /* RSA-OAEP digest (ops, issue 23) */
+    KM__K_OAEP_DIGEST = 18, /* RSA-OAEP digest (ops, issue 23) */
+    KM__K_VERSIONS = 19     /* vault format 5: the version records (key.c, km__keyrec_vers) */
 };
 enum {
     KM__V_STATE = 1, KM__V_CREATED = 2, KM__V_ACTIVATED = 3, KM__V_PROTECT_STOP = 4,
@@ -622,6 +623,25 @@ void km__version_init(km__ver *v, const km__kobj *k, uint32_t version, int64_t n
 void km__vkey(uint8_t out[20], const uint8_t id[16], uint32_t version);
 int km__vmeta_encode(const km__ver *v, uint8_t *buf, size_t cap, size_t *len);
 int km__vmeta_decode(const uint8_t *b, size_t n, km__ver *v);
+/* key.c: the version list of a key record (tag 19, vault format 5). Calls
+ * fn(version, record, length, arg) for each version of key record rec[0..n)
+ * in order (fn NULL: only checks); KM_E_CORRUPT when the list is missing,
+ * malformed or holds another number of versions than the record's count. */
+typedef int (*km__vrec_fn)(uint32_t version, const uint8_t *b, size_t n, void *arg);
+int km__keyrec_vers(const uint8_t *rec, size_t n, km__vrec_fn fn, void *arg);
+/* Version `version` of key record rec decoded into v (KM_E_NOTFOUND). */
+int km__keyrec_ver(const uint8_t *rec, size_t n, uint32_t version, km__ver *v);
+/* Writes key id's record rec[0..n) back in t with version v->version's
+ * entry replaced by v, or v appended (and the count raised) when it is the
+ * count + 1. */
+int km__keyrec_ver_put(struct km_ctx *ctx, km__txn *t, const uint8_t id[16], const uint8_t *rec,
+                       size_t n, const km__ver *v);
+/* key_meta.c: km__rec_del that takes a missing record as deleted. */
+int km__rec_del_opt(km__txn *t, km__table tbl, const uint8_t *key, size_t len);
+/* key_format.c: moves a vault of format 4 to 5 (the version records into
+ * the key records), in audited batches that each leave a vault that opens;
+ * resumes an interrupted move. Called by km_open. */
+int km__vault_format5(struct km_ctx *ctx);
 
 /* key.c: the facts of a version the lifecycle rules decide on. */
 static inline km__vstate km__ver_vstate(const km__ver *v)

@@ -357,6 +357,7 @@ void km__ctx_slot_check(struct km_ctx *ctx, km__slot_unsealer *out)
 {
     out->fn = slot_check_unseal;
     out->arg = ctx;
+    out->defer = NULL;
 }
 
 void km__progress(struct km_ctx *ctx, const char *what, uint64_t done, uint64_t total)

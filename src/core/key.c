@@ -116,9 +116,171 @@ int km__vmeta_decode(const uint8_t *b, size_t n, km__ver *v)
     return KM_OK;
 }
 
-static int encode_key(const km__kobj *k, uint32_t nvers, uint8_t *buf, size_t cap, size_t *len)
+/* ------------------------------------------------- the version list (tag 19)
+ *
+ * From vault format 5 the metadata of every version lives in its key record
+ * (tag 19: entries of BE32 length || version record, versions 1..n in order),
+ * so that loading a key reads one sealed record (docs/FORMATS.md). */
+
+/* Calls fn for each entry of the version list of key record rec[0..n), in
+ * order; the list must hold exactly the record's version count (tag 7). */
+int km__keyrec_vers(const uint8_t *rec, size_t n, km__vrec_fn fn, void *arg)
 {
+    const uint8_t *l;
+    size_t ll, off = 0;
+    uint32_t nvers = 0, i = 0;
+    int rc;
+
+    if (km__tlv_get_u32(rec, n, KM__K_NVERSIONS, &nvers) != KM_OK || nvers == 0
+        || nvers > KM__VERSIONS_MAX)
+        return km__err(KM_E_CORRUPT, "key record: bad version count");
+    if (!km__tlv_find(rec, n, KM__K_VERSIONS, &l, &ll))
+        return km__err(KM_E_CORRUPT, "key record: no version list (a record of a vault format "
+                                     "before 5 in a format-5 vault)");
+    while (off < ll) {
+        uint32_t el;
+        if (ll - off < 4 || (el = km__be32_get(l + off)) > ll - off - 4 || ++i > nvers)
+            break;
+        if (fn != NULL && (rc = fn(i, l + off + 4, el, arg)) != KM_OK)
+            return rc;
+        off += 4 + (size_t)el;
+    }
+    if (off != ll || i != nvers)
+        return km__err(KM_E_CORRUPT, "key record: its version list disagrees with its version "
+                                     "count (%u)", nvers);
+    return KM_OK;
+}
+
+struct ver_one {
+    uint32_t want;
+    km__ver *v;
+    int found;
+};
+
+static int ver_one_fn(uint32_t version, const uint8_t *b, size_t n, void *arg)
+{
+    struct ver_one *o = arg;
+    if (version != o->want)
+        return KM_OK;
+    o->found = 1;
+    o->v->version = version;
+    return km__vmeta_decode(b, n, o->v);
+}
+
+int km__keyrec_ver(const uint8_t *rec, size_t n, uint32_t version, km__ver *v)
+{
+    struct ver_one o = { version, v, 0 };
+    int rc = km__keyrec_vers(rec, n, ver_one_fn, &o);
+    if (rc == KM_OK && !o.found)
+        rc = km__err(KM_E_NOTFOUND, "the key has no version %u", version);
+    return rc;
+}
+
+/* Appends entry v to a version list being built in buf (cap bytes). */
+static int vlist_add(uint8_t *buf, size_t cap, size_t *off, const km__ver *v)
+{
+    size_t len = 0;
+    int rc;
+    if (cap - *off < 4)
+        return km__err(KM_E_INTERNAL, "version list too long");
+    if ((rc = km__vmeta_encode(v, buf + *off + 4, cap - *off - 4, &len)) != KM_OK)
+        return rc;
+    km__be32_put(buf + *off, (uint32_t)len);
+    *off += 4 + len;
+    return KM_OK;
+}
+
+/* Appends to version list buf (cap bytes, *off used) versions from..to-1 of
+ * a key, whose material was never imported, as destroyed (so that version
+ * numbers stay those of the source key), then v (version `to`). */
+static int vlist_add_new(uint8_t *buf, size_t cap, size_t *off, uint32_t from, const km__ver *v,
+                         int64_t now)
+{
+    uint32_t i;
+    int rc = KM_OK;
+    for (i = from; i < v->version && rc == KM_OK; i++) {
+        km__ver d;
+        memset(&d, 0, sizeof d);
+        d.version = i;
+        d.state = KM_STATE_DESTROYED;
+        d.created = d.destroyed = now;
+        rc = vlist_add(buf, cap, off, &d);
+    }
+    return rc == KM_OK ? vlist_add(buf, cap, off, v) : rc;
+}
+
+struct vput {
+    const km__ver *v;
+    uint8_t *buf;
+    size_t cap, off;
+};
+
+static int vput_fn(uint32_t version, const uint8_t *b, size_t n, void *arg)
+{
+    struct vput *p = arg;
+    if (version == p->v->version)
+        return vlist_add(p->buf, p->cap, &p->off, p->v);
+    if (p->cap - p->off < 4 + n)
+        return km__err(KM_E_INTERNAL, "version list too long");
+    km__be32_put(p->buf + p->off, (uint32_t)n);
+    memcpy(p->buf + p->off + 4, b, n);
+    p->off += 4 + n;
+    return KM_OK;
+}
+
+int km__keyrec_ver_put(struct km_ctx *ctx, km__txn *t, const uint8_t id[16], const uint8_t *rec,
+                       size_t n, const km__ver *v)
+{
+    static const uint8_t drop[] = { KM__K_VERSIONS, KM__K_NVERSIONS };
+    uint32_t nvers = 0;
+    struct vput p;
+    uint8_t *out = NULL;
     km__tlv_w w;
+    int rc;
+
+    if (km__tlv_get_u32(rec, n, KM__K_NVERSIONS, &nvers) != KM_OK)
+        return km__err(KM_E_CORRUPT, "key record: bad version count");
+    if (v->version == 0 || v->version > nvers + 1 || (v->version > nvers
+                                                      && nvers >= KM__VERSIONS_MAX))
+        return km__err(KM_E_INTERNAL, "version %u of a key with %u", v->version, nvers);
+    memset(&p, 0, sizeof p);
+    p.v = v;
+    p.cap = n + 512;
+    if ((p.buf = malloc(p.cap)) == NULL || (out = malloc(p.cap + 64)) == NULL) {
+        rc = km__err(KM_E_NOMEM, "out of memory");
+        goto out;
+    }
+    if ((rc = km__keyrec_vers(rec, n, vput_fn, &p)) != KM_OK)
+        goto out;
+    if (v->version == nvers + 1 && (rc = vlist_add(p.buf, p.cap, &p.off, v)) != KM_OK)
+        goto out;
+    km__tlv_init(&w, out, p.cap + 64);
+    km__tlv_copy_except(&w, rec, n, drop, sizeof drop);
+    km__tlv_put_u32(&w, KM__K_NVERSIONS, v->version > nvers ? v->version : nvers);
+    km__tlv_put(&w, KM__K_VERSIONS, p.buf, p.off);
+    if ((rc = km__tlv_end(&w)) == KM_OK)
+        rc = km__rec_put(t, ctx->sealer, KM__T_KEYS, id, 16, out, w.len, 0);
+out:
+    free(p.buf);
+    free(out);
+    return rc;
+}
+
+/* A new key's record: nvers versions, 1..nvers-1 destroyed (never
+ * imported) and v the last (`now` for the destroyed ones' dates). */
+static int encode_key(const km__kobj *k, uint32_t nvers, const km__ver *v, int64_t now,
+                      uint8_t *buf, size_t cap, size_t *len)
+{
+    size_t lcap = (size_t)nvers * 160, off = 0;
+    uint8_t *list = malloc(lcap);
+    km__tlv_w w;
+    int rc;
+    if (list == NULL)
+        return km__err(KM_E_NOMEM, "out of memory");
+    if ((rc = vlist_add_new(list, lcap, &off, 1, v, now)) != KM_OK) {
+        free(list);
+        return rc;
+    }
     km__tlv_init(&w, buf, cap);
     km__tlv_put_str(&w, KM__K_NAME, k->name);
     km__tlv_put_u32(&w, KM__K_TYPE, (uint32_t)k->type);
@@ -135,6 +297,8 @@ static int encode_key(const km__kobj *k, uint32_t nvers, uint8_t *buf, size_t ca
         km__tlv_put_str(&w, KM__K_POLICY, k->policy_json);
     if (k->oaep_digest != 0 && k->oaep_digest != 256)
         km__tlv_put_u32(&w, KM__K_OAEP_DIGEST, k->oaep_digest);
+    km__tlv_put(&w, KM__K_VERSIONS, list, off);
+    free(list);
     *len = w.len;
     return km__tlv_end(&w);
 }
@@ -328,6 +492,16 @@ static void kobj_apply_policy(km__kobj *k)
  * usage-based rotation) are read for every version with `all_counters`, else
  * only for the primary of a key with usage-based rotation: a cold open reads
  * three records (name, key, version) instead of four. */
+static int kobj_ver_fn(uint32_t version, const uint8_t *b, size_t n, void *arg)
+{
+    km__kobj *k = arg;
+    km__ver *v = k->vers[version - 1];
+    int rc = km__vmeta_decode(b, n, v);
+    v->below_min_process = version < k->min_process;
+    v->below_min_protect = version < k->min_protect;
+    return rc;
+}
+
 static int kobj_read(km__kobj *k, km__txn *t, int all_counters)
 {
     struct km_ctx *ctx = k->ctx;
@@ -420,27 +594,21 @@ static int kobj_read(km__kobj *k, km__txn *t, int all_counters)
         }
         k->nvers = r.nvers;
     }
-    for (i = 0; i < k->nvers; i++) {
+    /* the versions: from the key record's own list (format 5), one record */
+    if (r.nvers < k->nvers) {
+        rc = km__err(KM_E_CORRUPT, "key record lost versions (%u, was %u)", r.nvers, k->nvers);
+        goto out;
+    }
+    if ((rc = km__keyrec_vers(km_secret_data(rec), km_secret_len(rec), kobj_ver_fn, k)) != KM_OK)
+        goto out;
+    for (i = 0; all_counters && i < k->nvers; i++) {
         uint8_t vk[20];
-        km_secret *vr = NULL;
-        uint64_t bytes;
+        uint64_t seen = 0, bytes = 0;
         km__vkey(vk, k->id, i + 1);
-        rc = km__rec_get(t, ctx->sealer, KM__T_VMETA, vk, 20, &vr);
-        if (rc == KM_E_NOTFOUND)
-            rc = km__err(KM_E_CORRUPT, "version %u of a key has no record", i + 1);
-        if (rc == KM_OK)
-            rc = km__vmeta_decode(km_secret_data(vr), km_secret_len(vr), k->vers[i]);
-        km_secret_free(vr);
-        k->vers[i]->below_min_process = i + 1 < k->min_process;
-        k->vers[i]->below_min_protect = i + 1 < k->min_protect;
-        if (rc == KM_OK && all_counters) {
-            uint64_t seen = 0;
-            rc = read_counters(t, ctx->sealer, vk, &seen, &bytes);
-            atomic_store(&k->vers[i]->reserved_seen, seen);
-            atomic_store(&k->vers[i]->bytes_seen, bytes);
-        }
-        if (rc != KM_OK)
+        if ((rc = read_counters(t, ctx->sealer, vk, &seen, &bytes)) != KM_OK)
             goto out;
+        atomic_store(&k->vers[i]->reserved_seen, seen);
+        atomic_store(&k->vers[i]->bytes_seen, bytes);
     }
     k->primary = km__primary(k, km__now(ctx));
     kobj_apply_policy(k);
@@ -585,12 +753,13 @@ void km__cache_unlock(struct km_ctx *ctx)
     km__br_rdunlock(&ctx->cache_lock, km__thread_index() % KM__BR_STRIPES);
 }
 
-int km__kobj_get(struct km_ctx *ctx, const uint8_t id[16], km__kobj **out)
+/* km__kobj_get reading in the caller's read transaction `in` (NULL: one of its own). */
+static int kobj_get(struct km_ctx *ctx, const uint8_t id[16], km__txn *in, km__kobj **out)
 {
     km__kobj *k, *other;
-    km__txn *t = NULL;
+    km__txn *t = in;
     unsigned st;
-    int rc;
+    int rc = KM_OK;
 
     *out = NULL;
     st = km__br_rdlock(&ctx->cache_lock);
@@ -613,10 +782,12 @@ int km__kobj_get(struct km_ctx *ctx, const uint8_t id[16], km__kobj **out)
     pthread_rwlock_init(&k->lock, NULL);
     k->loaded_gen = km__wtxn_gen();
     k->checked_ms = km__mono_ms();
-    rc = km__txn_begin(ctx->env, 0, &t);
+    if (in == NULL)
+        rc = km__txn_begin(ctx->env, 0, &t);
     if (rc == KM_OK) {
         rc = kobj_read(k, t, 0);
-        km__txn_abort(t);
+        if (in == NULL)
+            km__txn_abort(t);
     }
     if (rc == KM_OK)
         rc = km__backend_get(ctx, k->protection, &k->be);
@@ -638,6 +809,11 @@ int km__kobj_get(struct km_ctx *ctx, const uint8_t id[16], km__kobj **out)
     km__br_wrunlock(&ctx->cache_lock);
     *out = k;
     return KM_OK;
+}
+
+int km__kobj_get(struct km_ctx *ctx, const uint8_t id[16], km__kobj **out)
+{
+    return kobj_get(ctx, id, NULL, out);
 }
 
 void km__cache_clear(struct km_ctx *ctx)
@@ -1010,13 +1186,14 @@ int km_key_open(km_key **out, km_ctx *ctx, const char *name)
     *out = NULL;
     if ((rc = ctx_arg("km_key_open", ctx)) != KM_OK || (rc = km__key_name_check("km_key_open", name, &len)) != KM_OK)
         return rc;
+    /* the name index and the key record (with its versions) in one snapshot */
     if ((rc = km__txn_begin(ctx->env, 0, &t)) != KM_OK)
         return rc;
     rc = km__key_lookup_name(ctx, t, name, len, id);
+    if (rc == KM_OK)
+        rc = kobj_get(ctx, id, t, &k);
     km__txn_abort(t);
     if (rc != KM_OK)
-        return rc;
-    if ((rc = km__kobj_get(ctx, id, &k)) != KM_OK)
         return rc;
     if (strcmp(k->name, name) != 0 && (rc = name_points_at(ctx, name, len, k)) != KM_OK) {
         km__kobj_unref(k);
@@ -1205,47 +1382,42 @@ static int policy_for_new_key(km_ctx *ctx, km_key_type type, uint32_t key_bits,
     return rc;
 }
 
-/* Writes key record rec (as stored) back with only its version count set to
- * n: the metadata (key_meta.c) and fields of a newer libkm stay. */
-static int put_nversions(km_ctx *ctx, km__txn *t, const uint8_t id[16], const km_secret *rec,
-                         uint32_t n)
+/* Writes key record rec (as stored) back with versions nvers+1..v->version-1
+ * (destroyed, never imported) and v appended, the count set to v->version:
+ * the metadata (key_meta.c) and fields of a newer libkm stay. */
+static int put_new_version(km_ctx *ctx, km__txn *t, const uint8_t id[16], const km_secret *rec,
+                           uint32_t nvers, const km__ver *v, int64_t now)
 {
-    static const uint8_t nvers_tag = KM__K_NVERSIONS;
-    size_t len = km_secret_len(rec) + 16;
-    uint8_t *b = malloc(len);
+    static const uint8_t drop[] = { KM__K_NVERSIONS, KM__K_VERSIONS };
+    const uint8_t *l = NULL;
+    size_t ll = 0, cap, off;
+    uint8_t *b, *list;
     km__tlv_w w;
     int rc;
 
-    if (b == NULL)
+    if ((rc = km__keyrec_vers(km_secret_data(rec), km_secret_len(rec), NULL, NULL)) != KM_OK)
+        return rc;
+    (void)km__tlv_find(km_secret_data(rec), km_secret_len(rec), KM__K_VERSIONS, &l, &ll);
+    cap = ll + (size_t)(v->version - nvers) * 160;
+    list = malloc(cap);
+    b = malloc(km_secret_len(rec) + cap + 32);
+    if (list == NULL || b == NULL) {
+        free(list);
+        free(b);
         return km__err(KM_E_NOMEM, "out of memory");
-    km__tlv_init(&w, b, len);
-    km__tlv_copy_except(&w, km_secret_data(rec), km_secret_len(rec), &nvers_tag, 1);
-    km__tlv_put_u32(&w, KM__K_NVERSIONS, n);
-    if ((rc = km__tlv_end(&w)) == KM_OK)
-        rc = km__rec_put(t, ctx->sealer, KM__T_KEYS, id, 16, b, w.len, 0);
-    free(b);
-    return rc;
-}
-
-/* Records versions from..to-1 of key id, whose material was never imported,
- * as destroyed (so that version numbers stay those of the source key). */
-static int put_skipped(km_ctx *ctx, km__txn *t, const uint8_t id[16], uint32_t from, uint32_t to,
-                       int64_t now)
-{
-    uint8_t vk[20], buf[256];
-    size_t len;
-    uint32_t i;
-    int rc = KM_OK;
-    for (i = from; i < to && rc == KM_OK; i++) {
-        km__ver v;
-        memset(&v, 0, sizeof v);
-        v.version = i;
-        v.state = KM_STATE_DESTROYED;
-        v.created = v.destroyed = now;
-        km__vkey(vk, id, i);
-        if ((rc = km__vmeta_encode(&v, buf, sizeof buf, &len)) == KM_OK)
-            rc = km__rec_put(t, ctx->sealer, KM__T_VMETA, vk, 20, buf, len, KM__PUT_NOOVERWRITE);
     }
+    memcpy(list, l, ll);
+    off = ll;
+    if ((rc = vlist_add_new(list, cap, &off, nvers + 1, v, now)) == KM_OK) {
+        km__tlv_init(&w, b, km_secret_len(rec) + cap + 32);
+        km__tlv_copy_except(&w, km_secret_data(rec), km_secret_len(rec), drop, sizeof drop);
+        km__tlv_put_u32(&w, KM__K_NVERSIONS, v->version);
+        km__tlv_put(&w, KM__K_VERSIONS, list, off);
+        if ((rc = km__tlv_end(&w)) == KM_OK)
+            rc = km__rec_put(t, ctx->sealer, KM__T_KEYS, id, 16, b, w.len, 0);
+    }
+    free(list);
+    free(b);
     return rc;
 }
 
@@ -1262,8 +1434,8 @@ static int store_new_key(km_ctx *ctx, int op, const char *name, size_t name_len,
     km__txn *t = NULL;
     km__kobj tmp;
     km__ver v;
-    uint8_t h[32], vk[20], buf[KM__KEY_POLICY_MAX + 1024];
-    size_t len;
+    uint8_t h[32], vk[20], *buf = NULL;
+    size_t len = 0, cap;
     int64_t now = km__now(ctx);
     uint32_t first;
     int rc;
@@ -1295,11 +1467,13 @@ static int store_new_key(km_ctx *ctx, int op, const char *name, size_t name_len,
     }
     if (rc != KM_OK)
         goto fail;
-    if ((rc = encode_key(&tmp, first, buf, sizeof buf, &len)) != KM_OK
+    cap = KM__KEY_POLICY_MAX + 1024 + (size_t)first * 160;
+    if ((buf = malloc(cap)) == NULL) {
+        rc = km__err(KM_E_NOMEM, "out of memory");
+        goto fail;
+    }
+    if ((rc = encode_key(&tmp, first, &v, now, buf, cap, &len)) != KM_OK
         || (rc = km__rec_put(t, ctx->sealer, KM__T_KEYS, id_out, 16, buf, len, KM__PUT_NOOVERWRITE)) != KM_OK
-        || (rc = put_skipped(ctx, t, id_out, 1, first, now)) != KM_OK
-        || (rc = km__vmeta_encode(&v, buf, sizeof buf, &len)) != KM_OK
-        || (rc = km__rec_put(t, ctx->sealer, KM__T_VMETA, vk, 20, buf, len, KM__PUT_NOOVERWRITE)) != KM_OK
         || (rc = km__rec_put(t, ctx->sealer, KM__T_MATERIAL, vk, 20, km_secret_data(ref),
                              km_secret_len(ref), KM__PUT_NOOVERWRITE)) != KM_OK)
         goto fail;
@@ -1311,9 +1485,11 @@ static int store_new_key(km_ctx *ctx, int op, const char *name, size_t name_len,
     {
         char d[120];
         snprintf(d, sizeof d, "'%.64s' %s, %s", name, km__type_name(type), prot);
+        free(buf);
         return km__wtxn_commit(ctx, t, op, id_out, first, d);
     }
 fail:
+    free(buf);
     km__wtxn_abort(t);
     return rc;
 }
@@ -1419,9 +1595,8 @@ static int import_version(km__kobj *k, const char *name, km_key_type type, const
     km_secret *ref = NULL, *rec = NULL;
     km__txn *t = NULL;
     km__ver v;
-    uint8_t vk[20], buf[256];
+    uint8_t vk[20];
     uint32_t nvers = 0;
-    size_t len;
     int rc, committing = 0;
 
     if (strcmp(k->name, name) != 0)
@@ -1470,13 +1645,9 @@ static int import_version(km__kobj *k, const char *name, km_key_type type, const
                                   "version must be newer", k->name, version, nvers);
         goto fail;
     }
-    if ((rc = put_nversions(ctx, t, k->id, rec, version)) != KM_OK)
-        goto fail;
     km__version_init(&v, k, version, km__now(ctx), 0);
     km__vkey(vk, k->id, version);
-    if ((rc = put_skipped(ctx, t, k->id, nvers + 1, version, km__now(ctx))) != KM_OK
-        || (rc = km__vmeta_encode(&v, buf, sizeof buf, &len)) != KM_OK
-        || (rc = km__rec_put(t, ctx->sealer, KM__T_VMETA, vk, 20, buf, len, KM__PUT_NOOVERWRITE)) != KM_OK
+    if ((rc = put_new_version(ctx, t, k->id, rec, nvers, &v, km__now(ctx))) != KM_OK
         || (rc = km__rec_put(t, ctx->sealer, KM__T_MATERIAL, vk, 20, km_secret_data(ref),
                              km_secret_len(ref), KM__PUT_NOOVERWRITE)) != KM_OK)
         goto fail;
@@ -1656,8 +1827,7 @@ static int kobj_rotate_stored(km__kobj *k, uint32_t *new_version)
     km__txn *t = NULL;
     km__ver v;
     keyrec r;
-    uint8_t vk[20], buf[KM__KEY_POLICY_MAX + 1024];
-    size_t len;
+    uint8_t vk[20];
     uint32_t nv;
     int rc, committing = 0;
 
@@ -1714,13 +1884,11 @@ static int kobj_rotate_stored(km__kobj *k, uint32_t *new_version)
             }
             km__version_init(&v, &tmp, nv, km__now(k->ctx), 0);
         }
-        if ((rc = put_nversions(k->ctx, t, k->id, rec, nv)) != KM_OK)
+        if ((rc = put_new_version(k->ctx, t, k->id, rec, r.nvers, &v, km__now(k->ctx))) != KM_OK)
             goto fail;
     }
     km__vkey(vk, k->id, nv);
-    if ((rc = km__vmeta_encode(&v, buf, sizeof buf, &len)) != KM_OK
-        || (rc = km__rec_put(t, k->ctx->sealer, KM__T_VMETA, vk, 20, buf, len, KM__PUT_NOOVERWRITE)) != KM_OK
-        || (rc = km__rec_put(t, k->ctx->sealer, KM__T_MATERIAL, vk, 20, km_secret_data(ref),
+    if ((rc = km__rec_put(t, k->ctx->sealer, KM__T_MATERIAL, vk, 20, km_secret_data(ref),
                              km_secret_len(ref), KM__PUT_NOOVERWRITE)) != KM_OK)
         goto fail;
     {

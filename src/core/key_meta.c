@@ -616,28 +616,29 @@ static int tag_matches(const km__keymeta *m, const char *want)
     return 0;
 }
 
-/* 1 when a version of the key is in `state` (read in the listing's snapshot). */
-static int has_state(struct flist *l, const uint8_t id[16], uint32_t nvers, km_key_state state,
-                     int *rc)
+struct state_find {
+    km_key_state state;
+    int found;
+};
+
+static int state_find_fn(uint32_t version, const uint8_t *b, size_t n, void *arg)
 {
-    uint32_t i;
-    for (i = 1; i <= nvers; i++) {
-        uint8_t vk[20];
-        km_secret *vr = NULL;
-        km__ver v;
-        km__vkey(vk, id, i);
-        *rc = km__rec_get(l->t, l->ctx->sealer, KM__T_VMETA, vk, 20, &vr);
-        if (*rc == KM_E_NOTFOUND)
-            *rc = km__err(KM_E_CORRUPT, "version %u of a key has no record", i);
-        if (*rc == KM_OK)
-            *rc = km__vmeta_decode(km_secret_data(vr), km_secret_len(vr), &v);
-        km_secret_free(vr);
-        if (*rc != KM_OK)
-            return 0;
-        if (v.state == state)
-            return 1;
-    }
-    return 0;
+    struct state_find *f = arg;
+    km__ver v;
+    int rc;
+    memset(&v, 0, sizeof v);
+    v.version = version;
+    if ((rc = km__vmeta_decode(b, n, &v)) == KM_OK && v.state == f->state)
+        f->found = 1;
+    return rc;
+}
+
+/* 1 when a version of key record rec is in `state`. */
+static int has_state(const uint8_t *rec, size_t n, km_key_state state, int *rc)
+{
+    struct state_find f = { state, 0 };
+    *rc = km__keyrec_vers(rec, n, state_find_fn, &f);
+    return *rc == KM_OK && f.found;
 }
 
 static int flist_one(const uint8_t *key, size_t key_len, const uint8_t *val, size_t val_len,
@@ -678,7 +679,7 @@ static int flist_one(const uint8_t *key, size_t key_len, const uint8_t *val, siz
             if (!match)
                 return 0;
         }
-        if (f->state != 0 && !has_state(l, key, nvers, f->state, &rc))
+        if (f->state != 0 && !has_state(val, val_len, f->state, &rc))
             return rc != KM_OK ? rc : 0;
     }
     if (l->n == l->cap) {
@@ -984,7 +985,7 @@ static int del_prefixed(struct km_ctx *ctx, km__txn *t, const char *pfx, const u
 }
 
 /* Deletes a record that may be absent. */
-static int del_opt(km__txn *t, km__table tbl, const uint8_t *key, size_t len)
+int km__rec_del_opt(km__txn *t, km__table tbl, const uint8_t *key, size_t len)
 {
     int rc = km__rec_del(t, tbl, key, len);
     if (rc == KM_E_NOTFOUND) {
@@ -992,6 +993,29 @@ static int del_opt(km__txn *t, km__table tbl, const uint8_t *key, size_t len)
         rc = KM_OK;
     }
     return rc;
+}
+
+struct purge_scan {
+    const char *name;
+    int64_t last;       /* the last destruction */
+};
+
+static int purge_scan_fn(uint32_t version, const uint8_t *b, size_t n, void *arg)
+{
+    struct purge_scan *p = arg;
+    km__ver vs;
+    int rc;
+    memset(&vs, 0, sizeof vs);
+    if ((rc = km__vmeta_decode(b, n, &vs)) != KM_OK)
+        return rc;
+    if (vs.state != KM_STATE_DESTROYED)
+        return km__err(KM_E_STATE, "key '%s' version %u is %s: only a key whose versions are all "
+                                   "destroyed is purged", p->name, version, km_state_name(vs.state));
+    if (vs.destroyed > p->last)
+        p->last = vs.destroyed;
+    else if (vs.destroyed == 0 && vs.destroy_after > p->last) /* older records */
+        p->last = vs.destroy_after;
+    return KM_OK;
 }
 
 int km__key_purge(km__kobj *k)
@@ -1024,27 +1048,11 @@ int km__key_purge(km__kobj *k)
         rc = km__err(KM_E_STATE, "key '%s' is protected against deletion: it is not purged", name);
         goto fail;
     }
-    for (ver = 1; ver <= nvers; ver++) {
-        km_secret *vr = NULL;
-        km__ver vs;
-        km__vkey(vk, k->id, ver);
-        rc = km__rec_get(t, ctx->sealer, KM__T_VMETA, vk, 20, &vr);
-        if (rc == KM_OK)
-            rc = km__vmeta_decode(km_secret_data(vr), km_secret_len(vr), &vs);
-        km_secret_free(vr);
-        if (rc == KM_E_NOTFOUND)
-            rc = km__err(KM_E_CORRUPT, "version %u of a key has no record", ver);
-        if (rc != KM_OK)
+    {
+        struct purge_scan ps = { name, 0 };
+        if ((rc = km__keyrec_vers(b, bl, purge_scan_fn, &ps)) != KM_OK)
             goto fail;
-        if (vs.state != KM_STATE_DESTROYED) {
-            rc = km__err(KM_E_STATE, "key '%s' version %u is %s: only a key whose versions are all "
-                                     "destroyed is purged", name, ver, km_state_name(vs.state));
-            goto fail;
-        }
-        if (vs.destroyed > last)
-            last = vs.destroyed;
-        else if (vs.destroyed == 0 && vs.destroy_after > last) /* older records */
-            last = vs.destroy_after;
+        last = ps.last;
     }
     /* the retention of the policy in force for the key (its own may lengthen it) */
     if (km__tlv_find(b, bl, KM__K_POLICY, &v, &vl) && (own = dup_checked(v, vl, &rc)) == NULL)
@@ -1066,17 +1074,16 @@ int km__key_purge(km__kobj *k)
     }
     /* the names, the versions' records, the grants and the owner, the key */
     if ((rc = km__sealer_name_hash(ctx->sealer, name, strlen(name), h)) != KM_OK
-        || (rc = del_opt(t, KM__T_NAMES, h, 32)) != KM_OK)
+        || (rc = km__rec_del_opt(t, KM__T_NAMES, h, 32)) != KM_OK)
         goto fail;
     for (i = 0; i < m.naliases; i++)
         if ((rc = km__sealer_name_hash(ctx->sealer, m.aliases[i], strlen(m.aliases[i]), h)) != KM_OK
-            || (rc = del_opt(t, KM__T_NAMES, h, 32)) != KM_OK)
+            || (rc = km__rec_del_opt(t, KM__T_NAMES, h, 32)) != KM_OK)
             goto fail;
     for (ver = 1; ver <= nvers; ver++) {
         km__vkey(vk, k->id, ver);
-        if ((rc = del_opt(t, KM__T_VMETA, vk, 20)) != KM_OK
-            || (rc = del_opt(t, KM__T_MATERIAL, vk, 20)) != KM_OK
-            || (rc = del_opt(t, KM__T_COUNTERS, vk, 20)) != KM_OK)
+        if ((rc = km__rec_del_opt(t, KM__T_MATERIAL, vk, 20)) != KM_OK
+            || (rc = km__rec_del_opt(t, KM__T_COUNTERS, vk, 20)) != KM_OK)
             goto fail;
     }
     if ((rc = del_prefixed(ctx, t, KM__PFX_GRANT, k->id)) != KM_OK

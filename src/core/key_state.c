@@ -114,8 +114,7 @@ int km__key_transition(km__kobj *k, uint32_t version, const km__lc_arg *a)
     km__txn *t = NULL;
     km__ver v;
     km_key_state to, from_state;
-    uint8_t vk[20], buf[256];
-    size_t len;
+    uint8_t vk[20];
     int64_t now = km__now(ctx);
     int rc;
 
@@ -126,9 +125,9 @@ int km__key_transition(km__kobj *k, uint32_t version, const km__lc_arg *a)
         return rc;
     memset(&v, 0, sizeof v);
     v.version = version;
-    rc = km__rec_get(t, ctx->sealer, KM__T_VMETA, vk, 20, &rec);
+    rc = km__rec_get(t, ctx->sealer, KM__T_KEYS, k->id, 16, &rec);
     if (rc == KM_OK)
-        rc = km__vmeta_decode(km_secret_data(rec), km_secret_len(rec), &v);
+        rc = km__keyrec_ver(km_secret_data(rec), km_secret_len(rec), version, &v);
     if (rc == KM_OK)
         rc = lc_apply(k, k->name, &v, a, now, &from_state);
     if (rc != KM_OK)
@@ -163,8 +162,8 @@ int km__key_transition(km__kobj *k, uint32_t version, const km__lc_arg *a)
         if (rc != KM_OK)
             goto fail;
     }
-    if ((rc = km__vmeta_encode(&v, buf, sizeof buf, &len)) != KM_OK
-        || (rc = km__rec_put(t, ctx->sealer, KM__T_VMETA, vk, 20, buf, len, 0)) != KM_OK)
+    if ((rc = km__keyrec_ver_put(ctx, t, k->id, km_secret_data(rec), km_secret_len(rec), &v))
+        != KM_OK)
         goto fail;
     if (a->op == KM__LC_SCHEDULE_DESTROY) {
         /* dual control: consumes an approved request in this transaction */
@@ -366,10 +365,9 @@ int km__key_revoke_all_in(struct km_ctx *ctx, km__txn *t, const uint8_t id[16], 
     km_secret *rec = NULL;
     km_key_state from;
     const uint8_t *nm;
-    uint8_t vk[20], buf[256];
     uint32_t i, n = 0;
     int64_t now = km__now(ctx);
-    size_t len, nl = 0;
+    size_t nl = 0;
     char d[160], name[KM_KEY_NAME_MAX + 1];
     km__ver v;
     int rc;
@@ -390,28 +388,29 @@ int km__key_revoke_all_in(struct km_ctx *ctx, km__txn *t, const uint8_t id[16], 
         memcpy(name, nm, nl);
         name[nl] = '\0';
     }
-    km_secret_free(rec);
-    rec = NULL;
     for (i = 1; rc == KM_OK && i <= n; i++) {
-        km__vkey(vk, id, i);
+        /* the record as this transaction last wrote it */
+        if (i > 1) {
+            km_secret_free(rec);
+            rec = NULL;
+            if ((rc = km__rec_get(t, ctx->sealer, KM__T_KEYS, id, 16, &rec)) != KM_OK)
+                break;
+        }
         memset(&v, 0, sizeof v);
         v.version = i;
-        rc = km__rec_get(t, ctx->sealer, KM__T_VMETA, vk, 20, &rec);
-        if (rc == KM_OK)
-            rc = km__vmeta_decode(km_secret_data(rec), km_secret_len(rec), &v);
-        km_secret_free(rec);
-        rec = NULL;
+        rc = km__keyrec_ver(km_secret_data(rec), km_secret_len(rec), i, &v);
         if (rc != KM_OK || (v.state != KM_STATE_ACTIVE && v.state != KM_STATE_SUSPENDED))
             continue;
         if ((rc = lc_apply(NULL, name, &v, &a, now, &from)) != KM_OK
-            || (rc = km__vmeta_encode(&v, buf, sizeof buf, &len)) != KM_OK
-            || (rc = km__rec_put(t, ctx->sealer, KM__T_VMETA, vk, 20, buf, len, 0)) != KM_OK)
+            || (rc = km__keyrec_ver_put(ctx, t, id, km_secret_data(rec), km_secret_len(rec), &v))
+                   != KM_OK)
             break;
         lc_detail(d, sizeof d, name, &a, from, v.state);
         if ((rc = km__audit_append(ctx, t, KM__OP_KEY_STATE, id, i, KM_OK, d)) == KM_OK
             && count != NULL)
             (*count)++;
     }
+    km_secret_free(rec);
     return rc;
 }
 

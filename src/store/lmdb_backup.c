@@ -37,7 +37,7 @@
 #include <lmdb.h>
 
 /* As in src/store/store.c and docs/FORMATS.md: the unsealed meta entries. */
-#define BK_VAULT_FORMAT 4   /* the newest vault format (src/store/store.c) */
+#define BK_VAULT_FORMAT 5   /* the newest vault format (src/store/store.c) */
 #define BK_MAXDBS 16
 static const char BK_META[] = "meta";
 static const char BK_SLOTS[] = "slots";

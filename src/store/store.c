@@ -28,8 +28,9 @@
  * stored (a missing policy record is refused: km__store_format_upgrade moves a
  * format-1 vault up at its first open); 3: every keyslot carries its MAC
  * (keyslot.c), checked at every open. Older libkm refuses a newer format
- * with KM_E_UNSUPPORTED. 4: audit entries explain the catalog (store.h). */
-#define VAULT_FORMAT 4
+ * with KM_E_UNSUPPORTED. 4: audit entries explain the catalog (store.h). 5: the
+ * version records live in the key records (src/core/key_format.c). */
+#define VAULT_FORMAT 5
 
 #define REC_FORMAT 1
 #define REC_NONCE 12
@@ -1064,6 +1065,11 @@ static void slot_convert(km__store *st, const km_secret *master, const km__slot_
         km_error_clear();
 }
 
+int km__store_slot_convert(km__txn *t, const km_secret *master, const km__slot_conv *cv)
+{
+    return km__slot_convert(t, master, cv);
+}
+
 /* Unlocks an existing vault. */
 static int vault_unlock(km__store *st, const km_open_options *o, const km__slot_unsealer *unseal,
                         km_secret **master_out, uint8_t vault_id[16], uint8_t pid[16],
@@ -1162,8 +1168,12 @@ int km__store_open(km__store **out, const km__store_ops *ops, const char *locati
     }
     if (rc == KM_OK && master == NULL)
         rc = km__err(KM_E_INTERNAL, "vault creation raced twice");
-    if (rc == KM_OK)
+    if (rc == KM_OK && unseal != NULL && unseal->defer != NULL) {
+        *unseal->defer = conv;       /* the caller converts it, audited */
+        conv.kek = NULL;
+    } else if (rc == KM_OK) {
         slot_convert(st, master, &conv);
+    }
     km_secret_free(conv.kek);
     if (rc != KM_OK) {
         km_secret_free(master);

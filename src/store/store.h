@@ -200,10 +200,25 @@ int km__store_find(const char *uri, const km__store_ops **ops, const char **loca
  * the blob; any other error stops the unlock. */
 typedef int (*km__slot_unseal_fn)(void *arg, const char *backend, const char *config,
                                   const uint8_t *blob, size_t blob_len, km_secret **master);
+/* A keyslot of the older form that opened the vault (its master key wrapped
+ * under the credential's key itself): its id, and that key while it is at
+ * hand, to rewrite it as a key-pair slot (docs/SECURITY.md); kek NULL: none. */
+typedef struct km__slot_conv {
+    uint32_t id;
+    km_secret *kek;
+} km__slot_conv;
 typedef struct km__slot_unsealer {
     km__slot_unseal_fn fn;
     void *arg;
+    /* not NULL: the store leaves an older slot's conversion to the caller,
+     * in *defer (km__store_slot_convert in an audited transaction; the
+     * caller frees defer->kek); NULL: the store converts it itself, in a
+     * transaction of its own */
+    km__slot_conv *defer;
 } km__slot_unsealer;
+/* Rewrites the slot cv names as a key-pair slot in the write transaction t
+ * (nothing when cv names none, or the slot changed meanwhile). */
+int km__store_slot_convert(km__txn *t, const km_secret *master, const km__slot_conv *cv);
 
 /* Opens (or creates) the store at `location` with `ops`, and unlocks the
  * vault in it with what `o` carries (passphrase, principal, shares, or a
@@ -422,7 +437,12 @@ void km__fault_step(void);
 /* 4 (KM__FORMAT_CHAIN): every state change's audit entry lists the records
  * it wrote (or a catalog checkpoint); the upgrade's entry is a checkpoint. */
 #define KM__FORMAT_CHAIN 4u
-#define KM__FORMAT_CURRENT KM__FORMAT_CHAIN
+/* 5 (KM__FORMAT_VERSIONS): the version records live in their key record
+ * (tag 19); a vault of format 4 is moved up by km_open in audited batches
+ * (src/core/key_format.c), a fresh or keyless one in its first open's
+ * transaction. */
+#define KM__FORMAT_VERSIONS 5u
+#define KM__FORMAT_CURRENT KM__FORMAT_VERSIONS
 /* The format of the vault of t (checked against its sealed copy at open). */
 int km__store_format(km__txn *t, uint32_t *format);
 /* Moves the vault of t (a write transaction) up to `format` (never down:

@@ -41,10 +41,7 @@ int km__txn_writable(const char *fn, km__txn *t);
 /* conv (may be NULL): when the slot that opened is of the older form (its
  * master key wrapped under the credential's key itself), its id and that
  * key, for km__slot_convert (the caller frees conv->kek); else kek NULL. */
-typedef struct km__slot_conv {
-    uint32_t id;
-    km_secret *kek;
-} km__slot_conv;
+/* (km__slot_conv: store.h) */
 int km__slots_open(km__txn *t, const km_open_options *o, const km__slot_unsealer *unseal,
                    km_secret **master, uint8_t pid[16], km__slot_conv *conv);
 /* keyslot.c: rewrites the slot km__slots_open named in cv as a key-pair

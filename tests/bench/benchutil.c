@@ -174,6 +174,11 @@ void bench_rmtree(const char *path)
 
 km_ctx *bench_vault_open(const char *dir, uint64_t map_size)
 {
+    return bench_vault_open_cache(dir, map_size, 0);
+}
+
+km_ctx *bench_vault_open_cache(const char *dir, uint64_t map_size, uint32_t key_cache_max)
+{
     km_open_options o = KM_OPEN_OPTIONS_INIT;
     km_ctx *ctx = NULL;
     o.flags = KM_OPEN_CREATE;
@@ -181,6 +186,7 @@ km_ctx *bench_vault_open(const char *dir, uint64_t map_size)
     o.passphrase_len = sizeof BENCH_PASSPHRASE - 1;
     o.kdf_cost = KM_KDF_COST_MIN;
     o.map_size = map_size;
+    o.key_cache_max = key_cache_max;
     BENCH_CHECK(km_open(&ctx, dir, &o));
     return ctx;
 }

@@ -43,6 +43,8 @@ void bench_rmtree(const char *path);
 /* Opens (creating if needed) the vault in `dir` with the cheapest scrypt
  * cost; `map_size` 0 = libkm's default. */
 km_ctx *bench_vault_open(const char *dir, uint64_t map_size);
+/* The same with the context's key cache holding up to key_cache_max keys (0: libkm's default). */
+km_ctx *bench_vault_open_cache(const char *dir, uint64_t map_size, uint32_t key_cache_max);
 
 /* What a read-only look at a closed vault's LMDB environment finds. */
 typedef struct bench_dbstat {

@@ -65,11 +65,25 @@ static void record_of(km__table tbl, const uint8_t *key, size_t kl, km_secret **
     km__txn_abort(t);
 }
 
+/* Version 1's record of key record krec: the first entry of its version
+ * list (tag 19, vault format 5). */
+static void version1_of(const km_secret *krec, km_secret **out)
+{
+    const uint8_t *l = NULL;
+    size_t ll = 0;
+    if (!km__tlv_find(km_secret_data(krec), km_secret_len(krec), KM__K_VERSIONS, &l, &ll)
+        || ll < 4 || km__be32_get(l) > ll - 4) {
+        fprintf(stderr, "gen_corpus: a key record without its version list\n");
+        exit(1);
+    }
+    CHECK(km_secret_from(out, l + 4, km__be32_get(l)));
+}
+
 int main(int argc, char **argv)
 {
     const uint8_t *msg = (const uint8_t *)FZ_MSG;
     size_t ml = strlen(FZ_MSG), n;
-    uint8_t ct[256], sig[KM_SIGNATURE_MAX], wk[KM_DATAKEY_WRAPPED_LEN], vk[20], buf[8192];
+    uint8_t ct[256], sig[KM_SIGNATURE_MAX], wk[KM_DATAKEY_WRAPPED_LEN], buf[8192];
     km_secret *krec = NULL, *vrec = NULL;
     km__policy *p = NULL;
     char *json;
@@ -126,8 +140,7 @@ int main(int argc, char **argv)
 
     /* vault records: the AES key's record and its version 1 record */
     record_of(KM__T_KEYS, km_key_id(fz.aes), 16, &krec);
-    km__vkey(vk, km_key_id(fz.aes), 1);
-    record_of(KM__T_VMETA, vk, 20, &vrec);
+    version1_of(krec, &vrec);
     put("tlv", "keyrec", km_secret_data(krec), km_secret_len(krec));
     put("tlv", "vmeta", km_secret_data(vrec), km_secret_len(vrec));
     put("tlv", "empty", "", 0);
@@ -140,8 +153,7 @@ int main(int argc, char **argv)
     km_secret_free(krec);
     km_secret_free(vrec);
     record_of(KM__T_KEYS, km_key_id(fz.ec), 16, &krec);
-    km__vkey(vk, km_key_id(fz.ec), 1);
-    record_of(KM__T_VMETA, vk, 20, &vrec);
+    version1_of(krec, &vrec);
     n = km_secret_len(krec);
     buf[0] = (uint8_t)(n >> 8);
     buf[1] = (uint8_t)n;
