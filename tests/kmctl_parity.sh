@@ -248,7 +248,7 @@ check "the data-path entry reaches the file" grep -q '"op":"key.use\|"op":"encry
 t 0 "audit level counters again" - audit level counters
 
 t 0 "key perms of the owner" - key perms aes
-check "the owner may do everything" test "$(cat out)" = "encrypt,decrypt,sign,verify,mac,derive,export"
+check "the owner may do everything (agree-raw too: the owner holds it, it is not in all)" test "$(cat out)" = "encrypt,decrypt,sign,verify,mac,derive,export,agree-raw"
 printf 'uma credential\n' >cred-uma
 chmod 600 cred-uma
 t 0 "a user principal" - principal add uma --role user --credential-file cred-uma
