@@ -189,6 +189,9 @@ static uint8_t *recv_msg(int fd, size_t *len)
 typedef struct res {
     uint32_t status, reason;
     char uid[64];
+    char msg[256];
+    uint8_t raw[2048];   /* the whole response (its first bytes) */
+    size_t raw_len;
     uint8_t data[256];
     size_t data_len;
     uint8_t iv[32];
@@ -211,6 +214,9 @@ static void parse(const uint8_t *b, size_t n, res *r)
     ck_assert_uint_eq(resp.n, 1);
     r->status = resp.items[0].status;
     r->reason = resp.items[0].reason;
+    if (resp.items[0].message != NULL)
+        snprintf(r->msg, sizeof r->msg, "%.*s", (int)resp.items[0].message_len,
+                 resp.items[0].message);
     pl = resp.items[0].payload;
     if (pl >= 0 && km__ttlv_get_text(&t, pl, T(UNIQUE_IDENTIFIER), &s, &l) == KM_OK
         && l < sizeof r->uid) {
@@ -264,7 +270,21 @@ static void roundtrip(int fd, km__ttlv_enc *e, res *r)
         return;
     }
     parse(rb, rn, r);
+    r->raw_len = rn < sizeof r->raw ? rn : sizeof r->raw;
+    memcpy(r->raw, rb, r->raw_len);
     free(rb);
+}
+
+/* Whether a response holds a Link of `type` to `uid` (its Link Type enum
+ * followed by the Linked Object Identifier). */
+static int has_link(const res *r, uint32_t type, const char *uid)
+{
+    uint8_t pat[12] = { 0x42, 0x00, 0x4B, 0x05, 0, 0, 0, 4, 0, 0, 0, 0 };
+    const uint8_t *p;
+    pat[10] = (uint8_t)(type >> 8);
+    pat[11] = (uint8_t)type;
+    p = memmem(r->raw, r->raw_len, pat, sizeof pat);
+    return p != NULL && memmem(p, r->raw_len - (size_t)(p - r->raw), uid, strlen(uid)) != NULL;
 }
 
 /* Requests with one batch item. `uid` may be NULL. */
@@ -427,7 +447,7 @@ START_TEST(test_kmd_pykmip_client)
     for (v = 0; v < 2; v++) {
         snprintf(steps, sizeof steps,
                  "discover query create:a%d:AES:256 locate:a%d attrs:a%d activate:a%d attrs:a%d "
-                 "gcm:a%d:hello create:h%d:HMAC_SHA256:256 activate:h%d mac:h%d:hi "
+                 "gcm:a%d:hello create:h%d:HMAC_SHA256:256:MAC_GENERATE,MAC_VERIFY activate:h%d mac:h%d:hi "
                  "sign:signer:msg revoke:a%d attrs:a%d destroy:a%d attrs:a%d gcm:a%d:late "
                  "locate:nothing", v, v, v, v, v, v, v, v, v, v, v, v, v, v);
         pykmip(versions[v], steps, out, sizeof out);
@@ -1159,12 +1179,15 @@ START_TEST(test_kmd_sealed_start_unseal)
 }
 END_TEST
 
-/* ReKey rotates the key: new ciphertexts use the new version, one made
- * before decrypts still (its IV names its version); a user without the
- * admin role may not rekey. */
+/* ReKey makes a new managed object (the key's next version, "<id>-v2"),
+ * linked to the one rekeyed: Encrypt by the new identifier uses the new
+ * version, the old object no longer protects but still decrypts what it
+ * made (and only that: an IV of the other version is refused); the old
+ * object is not rekeyed twice; a user without the admin role may not
+ * rekey. */
 START_TEST(test_kmd_rekey)
 {
-    char uid[33];
+    char uid[33], v2[40];
     res enc1, enc2, r;
     int fd;
     km_key *k = NULL;
@@ -1177,14 +1200,41 @@ START_TEST(test_kmd_rekey)
     ck_assert_uint_eq(enc1.status, KM__KMIP_STATUS_SUCCESS);
     do_simple(fd, 0x04, uid, &r);
     ck_assert_uint_eq(r.status, KM__KMIP_STATUS_SUCCESS);
-    ck_assert_str_eq(r.uid, uid);
-    do_encrypt(fd, uid, "after", NULL, &enc2);
+    snprintf(v2, sizeof v2, "%s-v2", uid);
+    ck_assert_str_eq(r.uid, v2);
+    do_encrypt(fd, v2, "after", NULL, &enc2);
     ck_assert_uint_eq(enc2.status, KM__KMIP_STATUS_SUCCESS);
+    ck_assert_str_eq(enc2.uid, v2);
     ck_assert_uint_eq(enc1.iv[3], 1);   /* the version, big-endian */
     ck_assert_uint_eq(enc2.iv[3], 2);
+    /* the replaced object protects no more, and names its replacement */
+    do_encrypt(fd, uid, "stale", NULL, &r);
+    ck_assert_uint_eq(r.reason, KM__KMIP_REASON_ILLEGAL_OPERATION);
+    ck_assert_msg(strstr(r.msg, v2) != NULL, "%s", r.msg);
     do_decrypt(fd, uid, &enc1, NULL, &r);
     ck_assert_uint_eq(r.status, KM__KMIP_STATUS_SUCCESS);
     ck_assert_mem_eq(r.data, "before", 6);
+    do_decrypt(fd, v2, &enc2, NULL, &r);
+    ck_assert_uint_eq(r.status, KM__KMIP_STATUS_SUCCESS);
+    ck_assert_mem_eq(r.data, "after", 5);
+    do_decrypt(fd, uid, &enc2, NULL, &r);   /* not this object's ciphertext */
+    ck_assert_uint_eq(r.reason, KM__KMIP_REASON_CRYPTOGRAPHIC_FAILURE);
+    /* the Links: the old object's Replacement Object is the new one, the
+     * new one's Replaced Object the old */
+    do_simple(fd, KM__KMIP_OP_GET_ATTRIBUTES, uid, &r);
+    ck_assert_uint_eq(r.status, KM__KMIP_STATUS_SUCCESS);
+    ck_assert(has_link(&r, 0x10A, v2));
+    ck_assert(!has_link(&r, 0x10B, v2));
+    do_simple(fd, KM__KMIP_OP_GET_ATTRIBUTES, v2, &r);
+    ck_assert(has_link(&r, 0x10B, uid));
+    ck_assert(!has_link(&r, 0x10A, uid));
+    do_simple(fd, 0x04, uid, &r);           /* already replaced */
+    ck_assert_uint_eq(r.reason, KM__KMIP_REASON_ILLEGAL_OPERATION);
+    do_simple(fd, KM__KMIP_OP_GET_ATTRIBUTES, "00000000000000000000000000000000-v2", &r);
+    ck_assert_uint_eq(r.reason, KM__KMIP_REASON_ITEM_NOT_FOUND);
+    snprintf(v2, sizeof v2, "%s-v3", uid);  /* no such version */
+    do_simple(fd, KM__KMIP_OP_GET_ATTRIBUTES, v2, &r);
+    ck_assert_uint_eq(r.reason, KM__KMIP_REASON_ITEM_NOT_FOUND);
     close(fd);
     OK(km_key_open(&k, owner, "k"));
     OK(km_key_info(&info, k));
@@ -1194,13 +1244,110 @@ START_TEST(test_kmd_rekey)
     kmd_stop(SIGTERM);
     kmd_start(TU_USER, NULL);
     fd = connect_kmd();
-    do_simple(fd, 0x04, uid, &r);
+    snprintf(v2, sizeof v2, "%s-v2", uid);
+    do_simple(fd, 0x04, v2, &r);
     ck_assert_uint_eq(r.reason, KM__KMIP_REASON_PERMISSION_DENIED);
     close(fd);
 }
 END_TEST
 
-/* A free TCP port on 127.0.0.1. */
+/* The issue's deviations closed, driven by PyKMIP's client: ReKey -> Encrypt
+ * by the new identifier, the Link attributes both ways; the Cryptographic
+ * Usage Mask made the key's usage (an HMAC key with Encrypt refused, the
+ * mask reported back); Locate by State, Cryptographic Length and Object
+ * Group; Get of a secret key wrapped with a key-wrapping key the principal
+ * may use, unwrapped here to the registered bytes; a key not exportable and
+ * an export under dual control without approval refused. */
+START_TEST(test_kmd_pykmip_rekey_wrap_mask_locate)
+{
+    static const char *const versions[2] = { "1.4", "2.0" };
+    char out[8192], steps[2048];
+    km_key *k = NULL;
+    int v;
+
+    kmd_start(TU_ADMIN, NULL);
+    for (v = 0; v < 2; v++) {
+        snprintf(steps, sizeof steps,
+                 "create:r%d:AES:256 activate:r%d gcm:r%d:one rekey:r%d:r%dn gcm:r%dn:two "
+                 "gcm:r%d:old attrs:r%dn "
+                 "create:m%d:HMAC_SHA256:256:MAC_GENERATE,MAC_VERIFY mask:m%d mask:r%d "
+                 "create:bad%d:HMAC_SHA256:256:ENCRYPT,DECRYPT",
+                 v, v, v, v, v, v, v, v, v, v, v, v);
+        pykmip(versions[v], steps, out, sizeof out);
+        expect_step(out, "gcm:r", v, ":one: one 16 CRYPTOGRAPHIC_FAILURE");
+        expect_step(out, "gcm:r", v, "n:two: two 16 CRYPTOGRAPHIC_FAILURE");
+        expect_step(out, "gcm:r", v, ":old: FAIL ");   /* replaced: protects no more */
+        expect_step(out, "attrs:r", v, "n: 256 ACTIVE");
+        expect_step(out, "mask:m", v, ": MAC_GENERATE,MAC_VERIFY\n");
+        expect_step(out, "mask:r", v, ": ENCRYPT,DECRYPT\n");
+        expect_step(out, "create:bad", v, ":HMAC_SHA256:256:ENCRYPT,DECRYPT: FAIL INVALID_FIELD");
+    }
+    /* the new object's identifier is the old one's with -v2 (the Links:
+     * test_kmd_rekey; PyKMIP cannot decode a Link attribute) */
+    {
+        const char *p = strstr(out, "rekey:r1:r1n: ");
+        ck_assert_ptr_nonnull(p);
+        ck_assert_int_eq(strncmp(p + strlen("rekey:r1:r1n: ") + 32, "-v2\n", 4), 0);
+    }
+    /* Locate by State (r0 r1 replaced and new: 4 Active ...), Length, Group */
+    pykmip("1.4", "locateattr:state:PRE_ACTIVE locateattr:state:ACTIVE locateattr:length:256",
+           out, sizeof out);
+    expect_line(out, "locateattr:state:PRE_ACTIVE: 2\n");   /* m0 m1 */
+    expect_line(out, "locateattr:state:ACTIVE: 4\n");       /* r0 r0n r1 r1n */
+    expect_line(out, "locateattr:length:256: 6\n");
+    OK(km_key_create(&k, owner, "grouped", KM_KEY_AES_128_GCM, NULL));
+    OK(km_key_set_tag(k, "kmip.object-group", "payments"));
+    OK(km_key_grant(k, TU_ADMIN, KM_PERM_ALL));
+    km_key_free(k);
+    pykmip("2.0", "locateattr:group:payments locateattr:group:none locateattr:length:128", out,
+           sizeof out);
+    expect_line(out, "locateattr:group:payments: 1\n");
+    expect_line(out, "locateattr:group:none: 0\n");
+    expect_line(out, "locateattr:length:128: 1\n");
+    /* Get wrapped: an exportable key under a key-wrapping key, unwrapped
+     * with RFC 5649 here to the registered bytes; a non-exportable one and
+     * a secret Get without wrapping refused */
+    pykmip("1.4", "registerkek:kek:" K32 " registerexp:exp:000102030405060708090a0b0c0d0e0f "
+                  "activate:kek activate:exp getwrapped:exp:kek:" K32 " create:plain:AES:256 getwrapped:plain:kek get:exp "
+                  "getwrapped:exp:plain mask:exp mask:kek",
+           out, sizeof out);
+    expect_line(out, "getwrapped:exp:kek:" K32 ": SymmetricKey 24 True "
+                     "000102030405060708090a0b0c0d0e0f\n");
+    expect_line(out, "getwrapped:plain:kek: FAIL PERMISSION_DENIED");
+    expect_line(out, "get:exp: FAIL PERMISSION_DENIED");
+    expect_line(out, "getwrapped:exp:plain: FAIL INVALID_FIELD");
+    expect_line(out, "mask:exp: ENCRYPT,DECRYPT,EXPORT\n");
+    expect_line(out, "mask:kek: WRAP_KEY,UNWRAP_KEY\n");
+    /* the export's dual control: refused until a custodian approved the
+     * principal's request */
+    {
+        static const char pol[] = "{\"version\": 1, \"dual_control\": {\"principal-change\": 1, "
+                                  "\"policy-change\": 1, \"export\": 1}}";
+        km_ctx *admin, *cust;
+        km_key *kek = NULL;
+        uint8_t id[16];
+        OK(km_policy_set(owner, pol, strlen(pol)));
+        pykmip("2.0", "getwrapped:exp:kek", out, sizeof out);
+        expect_line(out, "getwrapped:exp:kek: FAIL PERMISSION_DENIED");
+        admin = tu_as(dir, TU_ADMIN, TU_ADMIN_PASS);
+        cust = tu_as(dir, TU_CUST1, TU_CUST1_PASS);
+        OK(km_key_open(&kek, owner, "kek"));
+        OK(km_request_create(admin, KM_REQ_EXPORT, "exp", km_key_id(kek), 16, 3600, id));
+        pykmip("2.0", "getwrapped:exp:kek", out, sizeof out);   /* not yet approved */
+        expect_line(out, "getwrapped:exp:kek: FAIL PERMISSION_DENIED");
+        OK(km_request_approve(cust, id));
+        pykmip("2.0", "getwrapped:exp:kek:" K32, out, sizeof out);
+        expect_line(out, "getwrapped:exp:kek:" K32 ": SymmetricKey 24 True "
+                         "000102030405060708090a0b0c0d0e0f\n");
+        pykmip("2.0", "getwrapped:exp:kek", out, sizeof out);   /* the approval is spent */
+        expect_line(out, "getwrapped:exp:kek: FAIL PERMISSION_DENIED");
+        km_key_free(kek);
+        km_close(admin);
+        km_close(cust);
+    }
+}
+END_TEST
+
 static int free_port(void)
 {
     struct sockaddr_in a;
@@ -1305,5 +1452,6 @@ int main(void)
     tcase_add_test(tc, test_kmd_sealed_start_unseal);
     tcase_add_test(tc, test_kmd_rekey);
     tcase_add_test(tc, test_kmd_tls);
+    tcase_add_test(tc, test_kmd_pykmip_rekey_wrap_mask_locate);
     return tu_run(s);
 }
