@@ -25,6 +25,8 @@
 #include <sys/stat.h>
 #include <sys/un.h>
 #include <sys/wait.h>
+#include <dirent.h>
+#include <grp.h>
 #include <netinet/in.h>
 #include <arpa/inet.h>
 #include <time.h>
@@ -391,6 +393,27 @@ static void owner_key(const char *name, const char *grantee, uint32_t perms, cha
         OK(km_key_grant(k, grantee, perms));
     km_key_free(k);
     uid_of(name, uid);
+}
+
+/* Get of `uid` wrapped under `kek` (Key Wrapping Specification, Encrypt). */
+static void build_get_wrapped(km__ttlv_enc *e, const char *uid, const char *kek)
+{
+    req_begin(e, KM__KMIP_OP_GET);
+    put_uid(e, uid);
+    km__ttlv_begin(e, 0x420047);               /* Key Wrapping Specification */
+    km__ttlv_put_enum(e, 0x42009E, 1);         /* Wrapping Method: Encrypt */
+    km__ttlv_begin(e, 0x420036);               /* Encryption Key Information */
+    km__ttlv_put_text(e, T(UNIQUE_IDENTIFIER), kek, strlen(kek));
+    km__ttlv_end(e);
+    km__ttlv_end(e);
+    req_end(e);
+}
+
+static void get_wrapped(int fd, const char *uid, const char *kek, res *r)
+{
+    km__ttlv_enc e;
+    build_get_wrapped(&e, uid, kek);
+    roundtrip(fd, &e, r);
 }
 
 /* ------------------------------------------------------------ PyKMIP */
@@ -1434,6 +1457,253 @@ START_TEST(test_kmd_tls)
 }
 END_TEST
 
+/* ------------------------------------------------- the boundary, attacked */
+
+/* Item 4 of issue 20: every attack of the security issue (docs/SECURITY.md's
+ * findings) that needed the vault files or the master key, re-run by a
+ * principal that reaches only kmd's socket: a child process that setuid()s
+ * to nobody (65534, mapped to uma-user in kmd's configuration) while the
+ * vault directory is root's, mode 0700. The tests run as root. Each test is
+ * named after the finding it re-runs. */
+
+#define NOBODY 65534
+static char rundir[64];
+
+/* The attack case's fixture: the vault directory root's and 0700, kmd's
+ * socket in a directory of its own that nobody may enter (0755). */
+static void setup_attacks(void)
+{
+    setup();
+    ck_assert_msg(geteuid() == 0 || getenv("CI") == NULL,
+                  "the boundary attacks need root (setuid to nobody)");
+    ck_assert_int_eq(chmod(dir, 0700), 0);
+    snprintf(rundir, sizeof rundir, "/tmp/kmd-run-XXXXXX");
+    ck_assert_ptr_nonnull(mkdtemp(rundir));
+    ck_assert_int_eq(chmod(rundir, 0755), 0);
+    snprintf(sock, sizeof sock, "%s/kmd.sock", rundir);
+}
+
+static void teardown_attacks(void)
+{
+    teardown();
+    unlink(sock);
+    rmdir(rundir);
+}
+
+#define ATTACKER_CONF "socket_mode = 0666\nprincipal.65534 = " TU_USER "\n"
+
+/* What the attacker's child reports: NULL (every attack refused) or why not. */
+typedef const char *(*attack_fn)(void *arg);
+
+/* Runs fn in a child that is nobody (uid and gid 65534, no groups); the
+ * child's verdict in msg. 0 when every attack was refused. */
+static int as_nobody(attack_fn fn, void *arg, char *msg, size_t cap)
+{
+    int p[2], st = 0;
+    pid_t pid;
+    ssize_t n;
+
+    if (geteuid() != 0) {
+        snprintf(msg, cap, "skipped: not root");
+        return 0;
+    }
+    ck_assert_int_eq(pipe(p), 0);
+    pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        const char *why;
+        close(p[0]);
+        if (setgroups(0, NULL) != 0 || setgid(NOBODY) != 0 || setuid(NOBODY) != 0
+            || getuid() != NOBODY || setuid(0) == 0)
+            why = "could not become nobody for good";
+        else
+            why = fn(arg);
+        if (why != NULL && write(p[1], why, strlen(why)) < 0)
+            _exit(2);
+        _exit(why != NULL);
+    }
+    close(p[1]);
+    n = read(p[0], msg, cap - 1);
+    msg[n > 0 ? n : 0] = '\0';
+    close(p[0]);
+    ck_assert_int_eq(waitpid(pid, &st, 0), pid);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : 128;
+}
+
+#define ATTACK(fn, arg)                                                                        \
+    do {                                                                                       \
+        char why_[512];                                                                        \
+        ck_assert_msg(as_nobody(fn, arg, why_, sizeof why_) == 0, "%s", why_);                 \
+    } while (0)
+
+/* A refusal the child expects: returns its reason when not refused. */
+#define REFUSED(cond, what)                                                                    \
+    do {                                                                                       \
+        if (!(cond))                                                                           \
+            return "not refused: " what;                                                       \
+    } while (0)
+
+/* The vault files: not even listed, read or written by the principal. */
+static const char *try_vault_files(void *arg)
+{
+    char p[700];
+    int fd;
+    km_ctx *c = NULL;
+    km_open_options o = KM_OPEN_OPTIONS_INIT;
+    (void)arg;
+    snprintf(p, sizeof p, "%s/vault/data.mdb", dir);
+    errno = 0;
+    fd = open(p, O_RDONLY);
+    REFUSED(fd < 0 && errno == EACCES, "reading data.mdb");
+    fd = open(p, O_RDWR);
+    REFUSED(fd < 0 && errno == EACCES, "opening data.mdb for writing");
+    snprintf(p, sizeof p, "%s/vault/lock.mdb", dir);
+    fd = open(p, O_RDWR);
+    REFUSED(fd < 0 && errno == EACCES, "opening lock.mdb");
+    REFUSED(opendir(dir) == NULL && errno == EACCES, "listing the vault's directory");
+    snprintf(p, sizeof p, "%s/pass", dir);
+    REFUSED(open(p, O_RDONLY) < 0, "reading kmd's passphrase file");
+    /* its own passphrase opens nothing: the vault is out of reach */
+    snprintf(p, sizeof p, "lmdb:%s/vault", dir);
+    o.principal = TU_USER;
+    o.passphrase = (const uint8_t *)TU_USER_PASS;
+    o.passphrase_len = strlen(TU_USER_PASS);
+    REFUSED(km_open(&c, p, &o) != KM_OK, "km_open of the vault with the principal's passphrase");
+    return NULL;
+}
+
+/* Findings "keyslot records not authenticated: a file edit promotes a
+ * principal", "every principal's slot unwraps the same master key" and
+ * "single records rolled back": each needs the vault files; a principal of
+ * kmd cannot list, read or write them, nor open the vault with its own
+ * passphrase. */
+START_TEST(test_kmd_attacks_vault_files_out_of_reach)
+{
+    struct stat st;
+    kmd_start(NULL, ATTACKER_CONF);
+    /* the premise first: the directory is root's and nobody else's */
+    ck_assert_int_eq(stat(dir, &st), 0);
+    ck_assert_uint_eq(st.st_uid, 0);
+    ck_assert_uint_eq(st.st_mode & 0777, 0700);
+    ATTACK(try_vault_files, NULL);
+}
+END_TEST
+
+/* Acting as another principal: the principal comes from the kernel's
+ * SO_PEERCRED uid, never from the request; KMIP credentials in the header
+ * (an admin's name and passphrase) are not read. */
+static const char *try_other_principal(void *arg)
+{
+    const char *uid = arg;
+    km__ttlv_enc e;
+    res r;
+    int fd = connect_kmd();
+
+    km__ttlv_enc_init(&e, 0);
+    km__ttlv_begin(&e, T(REQUEST_MESSAGE));
+    km__ttlv_begin(&e, T(REQUEST_HEADER));
+    km__ttlv_begin(&e, T(PROTOCOL_VERSION));
+    km__ttlv_put_int(&e, T(PROTOCOL_VERSION_MAJOR), 1);
+    km__ttlv_put_int(&e, T(PROTOCOL_VERSION_MINOR), 4);
+    km__ttlv_end(&e);
+    km__ttlv_begin(&e, 0x42000C);                    /* Authentication */
+    km__ttlv_begin(&e, 0x420023);                    /* Credential */
+    km__ttlv_put_enum(&e, 0x420024, 1);              /* Username and Password */
+    km__ttlv_begin(&e, 0x420025);
+    km__ttlv_put_text(&e, 0x420099, TU_ADMIN, strlen(TU_ADMIN));
+    km__ttlv_put_text(&e, 0x4200A1, TU_ADMIN_PASS, strlen(TU_ADMIN_PASS));
+    km__ttlv_end(&e);
+    km__ttlv_end(&e);
+    km__ttlv_end(&e);
+    km__ttlv_put_int(&e, T(BATCH_COUNT), 1);
+    km__ttlv_end(&e);
+    km__ttlv_begin(&e, T(BATCH_ITEM));
+    km__ttlv_put_enum(&e, T(OPERATION), KM__KMIP_OP_DESTROY);
+    km__ttlv_begin(&e, T(REQUEST_PAYLOAD));
+    km__ttlv_put_text(&e, T(UNIQUE_IDENTIFIER), uid, strlen(uid));
+    km__ttlv_end(&e);
+    km__ttlv_end(&e);
+    km__ttlv_end(&e);
+    roundtrip(fd, &e, &r);
+    REFUSED(r.reason == KM__KMIP_REASON_PERMISSION_DENIED, "Destroy with an admin's credential");
+    do_create(fd, "as-admin", &r);
+    REFUSED(r.reason == KM__KMIP_REASON_PERMISSION_DENIED, "Create (admin only)");
+    close(fd);
+    return NULL;
+}
+
+START_TEST(test_kmd_attacks_act_as_another_principal)
+{
+    char uid[33], expect[96];
+    km_key *k = NULL;
+    owner_key("victim", TU_ADMIN, KM_PERM_ALL, uid);
+    kmd_start(NULL, ATTACKER_CONF);
+    ATTACK(try_other_principal, uid);
+    /* the refusals are audited as uma-user via uid:65534, not the admin */
+    {
+        who_seen w;
+        memset(&w, 0, sizeof w);
+        snprintf(expect, sizeof expect, "%s via uid:%d", TU_USER, NOBODY);
+        w.principal = expect;
+        OK(km_audit_foreach(owner, 1, count_principal, &w));
+        ck_assert_int_gt(w.n, 0);
+    }
+    OK(km_key_open(&k, owner, "victim"));
+    km_key_free(k);
+}
+END_TEST
+
+/* Keys outside the principal's grants: encrypt-only means no decrypt, no
+ * key it has no grant on at all, no export of a key not granted export,
+ * no wrapping under a key-wrapping key it may not use. */
+typedef struct grants_arg {
+    char enc_only[33], none[33], exportable[33], kek[33];
+} grants_arg;
+
+static const char *try_outside_grants(void *arg)
+{
+    grants_arg *g = arg;
+    res enc, r;
+    int fd = connect_kmd();
+    do_encrypt(fd, g->enc_only, "pan", NULL, &enc);
+    REFUSED(enc.status == KM__KMIP_STATUS_SUCCESS, "(the granted Encrypt failed)");
+    do_decrypt(fd, g->enc_only, &enc, NULL, &r);
+    REFUSED(r.reason == KM__KMIP_REASON_PERMISSION_DENIED, "Decrypt with an Encrypt grant");
+    do_encrypt(fd, g->none, "pan", NULL, &r);
+    REFUSED(r.reason == KM__KMIP_REASON_PERMISSION_DENIED, "Encrypt with no grant");
+    do_simple(fd, KM__KMIP_OP_REVOKE, g->enc_only, &r);
+    REFUSED(r.reason == KM__KMIP_REASON_PERMISSION_DENIED, "Revoke");
+    do_simple(fd, 0x04, g->enc_only, &r);
+    REFUSED(r.reason == KM__KMIP_REASON_PERMISSION_DENIED, "ReKey");
+    do_simple(fd, KM__KMIP_OP_GET, g->enc_only, &r);
+    REFUSED(r.reason == KM__KMIP_REASON_PERMISSION_DENIED, "Get of a secret key in the clear");
+    get_wrapped(fd, g->exportable, g->kek, &r);
+    REFUSED(r.reason == KM__KMIP_REASON_PERMISSION_DENIED,
+            "Get wrapped under a wrapping key the principal may not use");
+    close(fd);
+    return NULL;
+}
+
+START_TEST(test_kmd_attacks_key_outside_grants)
+{
+    grants_arg g;
+    km_key *k = NULL;
+    km_key_options o = KM_KEY_OPTIONS_INIT;
+    owner_key("enc-only", TU_USER, KM_PERM_ENCRYPT, g.enc_only);
+    owner_key("none", NULL, 0, g.none);
+    o.flags = KM_KEY_EXPORTABLE;
+    OK(km_key_create(&k, owner, "exportable", KM_KEY_AES_256_GCM, &o));
+    OK(km_key_grant(k, TU_USER, KM_PERM_EXPORT));
+    km_key_free(k);
+    uid_of("exportable", g.exportable);
+    OK(km_key_create(&k, owner, "kek", KM_KEY_AES_256_KWP, NULL));   /* no grant */
+    km_key_free(k);
+    uid_of("kek", g.kek);
+    kmd_start(NULL, ATTACKER_CONF);
+    ATTACK(try_outside_grants, &g);
+}
+END_TEST
+
 int main(void)
 {
     TCase *tc;
@@ -1453,5 +1723,9 @@ int main(void)
     tcase_add_test(tc, test_kmd_rekey);
     tcase_add_test(tc, test_kmd_tls);
     tcase_add_test(tc, test_kmd_pykmip_rekey_wrap_mask_locate);
+    tc = tu_tcase(s, "attacks", 120, setup_attacks, teardown_attacks);
+    tcase_add_test(tc, test_kmd_attacks_vault_files_out_of_reach);
+    tcase_add_test(tc, test_kmd_attacks_act_as_another_principal);
+    tcase_add_test(tc, test_kmd_attacks_key_outside_grants);
     return tu_run(s);
 }

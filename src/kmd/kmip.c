@@ -836,6 +836,18 @@ static int get_wrapped(req *q, int pl, km_key *k, uint32_t ver, int spec, result
                     "no Encryption Key Information with the wrapping key's Unique Identifier");
     if (key_of_text(q, s, n, &kek, &kver, &kpub, r) != 0)
         return -1;
+    /* the wrapping key must be one the principal may protect with (libkm
+     * checks only the right to export the key wrapped) */
+    {
+        uint32_t perms = 0;
+        if ((rc = km_key_perms(kek, &perms)) != KM_OK || !(perms & KM_PERM_ENCRYPT)) {
+            km_key_free(kek);
+            return rc != KM_OK ? km_fail(r, rc)
+                               : fail(r, KM__KMIP_REASON_PERMISSION_DENIED,
+                                      "the wrapping key is not one this principal may use "
+                                      "(Encrypt)");
+        }
+    }
     if (kpub) {
         rc = km_key_public_export(kek, kver, KM_MATERIAL_SPKI_DER, spki, sizeof spki, &spki_len);
         if (rc == KM_OK)
