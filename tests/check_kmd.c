@@ -1497,7 +1497,8 @@ typedef const char *(*attack_fn)(void *arg);
 
 /* Runs fn in a child that is nobody (uid and gid 65534, no groups); the
  * child's verdict in msg. 0 when every attack was refused. */
-static int as_nobody(attack_fn fn, void *arg, char *msg, size_t cap)
+static int as_nobody_with(attack_fn fn, void *arg, void (*parent)(void *), char *msg,
+                          size_t cap)
 {
     int p[2], st = 0;
     pid_t pid;
@@ -1523,11 +1524,18 @@ static int as_nobody(attack_fn fn, void *arg, char *msg, size_t cap)
         _exit(why != NULL);
     }
     close(p[1]);
+    if (parent != NULL)
+        parent(arg);
     n = read(p[0], msg, cap - 1);
     msg[n > 0 ? n : 0] = '\0';
     close(p[0]);
     ck_assert_int_eq(waitpid(pid, &st, 0), pid);
     return WIFEXITED(st) ? WEXITSTATUS(st) : 128;
+}
+
+static int as_nobody(attack_fn fn, void *arg, char *msg, size_t cap)
+{
+    return as_nobody_with(fn, arg, NULL, msg, cap);
 }
 
 #define ATTACK(fn, arg)                                                                        \
@@ -1704,6 +1712,295 @@ START_TEST(test_kmd_attacks_key_outside_grants)
 }
 END_TEST
 
+/* Dual control through the socket: the export waits for an approval; the
+ * requester approving its own request counts for nothing; once a custodian
+ * approved, the export goes through once, and the very same request bytes
+ * sent again are refused (the approval is spent). */
+typedef struct dual_arg {
+    char exp[33], kek[33];
+    int to_child[2], to_parent[2];
+    uint8_t id[16];
+} dual_arg;
+
+static char sync_wait(int fd)
+{
+    char c = 0;
+    return read(fd, &c, 1) == 1 ? c : 0;
+}
+
+static void sync_say(int fd, char c)
+{
+    ck_assert_int_eq(write(fd, &c, 1), 1);
+}
+
+static const char *try_dual_control(void *arg)
+{
+    dual_arg *d = arg;
+    km__ttlv_enc e;
+    const uint8_t *m;
+    uint8_t msg[1024];
+    size_t n;
+    res r;
+    int fd = connect_kmd();
+
+    close(d->to_child[1]);
+    close(d->to_parent[0]);
+    get_wrapped(fd, d->exp, d->kek, &r);
+    REFUSED(r.reason == KM__KMIP_REASON_PERMISSION_DENIED, "an export with no request");
+    sync_say(d->to_parent[1], 'a');   /* the parent makes the request, self-approved */
+    REFUSED(sync_wait(d->to_child[0]) == 'b', "(no word from the parent)");
+    get_wrapped(fd, d->exp, d->kek, &r);
+    REFUSED(r.reason == KM__KMIP_REASON_PERMISSION_DENIED, "an export its requester approved");
+    sync_say(d->to_parent[1], 'c');   /* the parent has a custodian approve */
+    REFUSED(sync_wait(d->to_child[0]) == 'd', "(no word from the parent)");
+    build_get_wrapped(&e, d->exp, d->kek);
+    if (km__ttlv_enc_finish(&e, &m, &n) != KM_OK || n > sizeof msg)
+        return "(cannot build the request)";
+    memcpy(msg, m, n);
+    km__ttlv_enc_free(&e);
+    send_all(fd, msg, n);   /* the approved export: served once */
+    {
+        size_t rn;
+        uint8_t *rb = recv_msg(fd, &rn);
+        parse(rb, rn, &r);
+        free(rb);
+    }
+    REFUSED(r.status == KM__KMIP_STATUS_SUCCESS, "(the approved export failed)");
+    send_all(fd, msg, n);   /* the same bytes again */
+    {
+        size_t rn;
+        uint8_t *rb = recv_msg(fd, &rn);
+        parse(rb, rn, &r);
+        free(rb);
+    }
+    REFUSED(r.reason == KM__KMIP_REASON_PERMISSION_DENIED, "the approved request replayed");
+    close(fd);
+    return NULL;
+}
+
+static void parent_dual_control(void *arg)
+{
+    dual_arg *d = arg;
+    km_ctx *admin, *cust;
+    km_key *kek = NULL;
+    close(d->to_child[0]);
+    close(d->to_parent[1]);
+    ck_assert_int_eq(sync_wait(d->to_parent[0]), 'a');
+    admin = tu_as(dir, TU_ADMIN, TU_ADMIN_PASS);
+    OK(km_key_open(&kek, owner, "kek"));
+    OK(km_request_create(admin, KM_REQ_EXPORT, "exp", km_key_id(kek), 16, 3600, d->id));
+    ck_assert_int_eq(km_request_approve(admin, d->id), KM_E_DENIED);   /* its own: no */
+    sync_say(d->to_child[1], 'b');
+    ck_assert_int_eq(sync_wait(d->to_parent[0]), 'c');
+    cust = tu_as(dir, TU_CUST1, TU_CUST1_PASS);
+    OK(km_request_approve(cust, d->id));
+    sync_say(d->to_child[1], 'd');
+    km_key_free(kek);
+    km_close(cust);
+    km_close(admin);
+}
+
+/* Findings "dual-control bypass: a consumed request's record restored" and
+ * the self-quorum ones: from the socket, an admin gets an export only with
+ * a custodian's approval, its own approval is refused, and the spent
+ * approval does not serve a replayed request. */
+START_TEST(test_kmd_attacks_own_approval_and_replayed_request)
+{
+    static const char pol[] = "{\"version\": 1, \"dual_control\": {\"principal-change\": 1, "
+                              "\"policy-change\": 1, \"export\": 1}}";
+    dual_arg d;
+    km_key *k = NULL;
+    km_key_options o = KM_KEY_OPTIONS_INIT;
+    char why[512];
+
+    memset(&d, 0, sizeof d);
+    o.flags = KM_KEY_EXPORTABLE;
+    OK(km_key_create(&k, owner, "exp", KM_KEY_AES_256_GCM, &o));
+    OK(km_key_grant(k, TU_ADMIN, KM_PERM_EXPORT));
+    km_key_free(k);
+    OK(km_key_create(&k, owner, "kek", KM_KEY_AES_256_KWP, NULL));
+    OK(km_key_grant(k, TU_ADMIN, KM_PERM_ENCRYPT));
+    km_key_free(k);
+    uid_of("exp", d.exp);
+    uid_of("kek", d.kek);
+    OK(km_policy_set(owner, pol, strlen(pol)));
+    /* a policy whose principal-change is below the export quorum (one
+     * principal could add custodians of its own) is refused anyway */
+    {
+        static const char low[] = "{\"version\": 1, \"dual_control\": {\"export\": 2}}";
+        ck_assert_int_eq(km_policy_set(owner, low, strlen(low)), KM_E_POLICY);
+    }
+    ck_assert_int_eq(pipe(d.to_child), 0);
+    ck_assert_int_eq(pipe(d.to_parent), 0);
+    kmd_start(NULL, "socket_mode = 0666\nprincipal.65534 = " TU_ADMIN "\n");
+    ck_assert_msg(as_nobody_with(try_dual_control, &d, parent_dual_control, why, sizeof why) == 0,
+                  "%s", why);
+    close(d.to_child[1]);
+    close(d.to_parent[0]);
+}
+END_TEST
+
+/* A request header with a Time Stamp of `ts` (KMIP's own clock field). */
+static void req_begin_at(km__ttlv_enc *e, uint32_t op, int64_t ts)
+{
+    km__ttlv_enc_init(e, 0);
+    km__ttlv_begin(e, T(REQUEST_MESSAGE));
+    km__ttlv_begin(e, T(REQUEST_HEADER));
+    km__ttlv_begin(e, T(PROTOCOL_VERSION));
+    km__ttlv_put_int(e, T(PROTOCOL_VERSION_MAJOR), 1);
+    km__ttlv_put_int(e, T(PROTOCOL_VERSION_MINOR), 4);
+    km__ttlv_end(e);
+    km__ttlv_put_datetime(e, T(TIME_STAMP), ts);
+    km__ttlv_put_int(e, T(BATCH_COUNT), 1);
+    km__ttlv_end(e);
+    km__ttlv_begin(e, T(BATCH_ITEM));
+    km__ttlv_put_enum(e, T(OPERATION), op);
+    km__ttlv_begin(e, T(REQUEST_PAYLOAD));
+}
+
+static void req_end_at(km__ttlv_enc *e)
+{
+    km__ttlv_end(e);
+    km__ttlv_end(e);
+    km__ttlv_end(e);
+}
+
+typedef struct clock_arg {
+    char exp[33], kek[33], later[33];
+    int64_t then;
+} clock_arg;
+
+static const char *try_caller_clock(void *arg)
+{
+    clock_arg *c = arg;
+    km__ttlv_enc e;
+    res r;
+    int fd = connect_kmd();
+    /* an approval that expired, with a request dated back when it was live */
+    req_begin_at(&e, KM__KMIP_OP_GET, c->then);
+    put_uid(&e, c->exp);
+    km__ttlv_begin(&e, 0x420047);
+    km__ttlv_put_enum(&e, 0x42009E, 1);
+    km__ttlv_begin(&e, 0x420036);
+    km__ttlv_put_text(&e, T(UNIQUE_IDENTIFIER), c->kek, strlen(c->kek));
+    km__ttlv_end(&e);
+    km__ttlv_end(&e);
+    req_end_at(&e);
+    roundtrip(fd, &e, &r);
+    REFUSED(r.reason == KM__KMIP_REASON_PERMISSION_DENIED,
+            "an expired approval used with a request dated back");
+    /* a key activating in 2100, with a request dated 2101 */
+    req_begin_at(&e, KM__KMIP_OP_ENCRYPT, (int64_t)4133980800);
+    put_uid(&e, c->later);
+    km__ttlv_put_bytes(&e, T(DATA), (const uint8_t *)"x", 1);
+    req_end_at(&e);
+    roundtrip(fd, &e, &r);
+    REFUSED(r.reason == KM__KMIP_REASON_ILLEGAL_OPERATION,
+            "Encrypt with a Pre-Active key by a request dated after its activation");
+    close(fd);
+    return NULL;
+}
+
+/* Findings "the caller's clock drives time-driven decisions" and "a
+ * caller-chosen refresh_ms": a socket principal has no clock but the
+ * request header's Time Stamp, which kmd does not read (kmd's clock and
+ * refresh_ms are its own configuration): an approval past its expiry stays
+ * expired, a key before its activation date stays Pre-Active. */
+START_TEST(test_kmd_attacks_caller_clock_and_refresh)
+{
+    static const char pol[] = "{\"version\": 1, \"dual_control\": {\"principal-change\": 1, "
+                              "\"policy-change\": 1, \"export\": 1}}";
+    clock_arg c;
+    km_key *k = NULL, *kek = NULL;
+    km_key_options o = KM_KEY_OPTIONS_INIT;
+    km_ctx *admin, *cust;
+    uint8_t id[16];
+
+    o.flags = KM_KEY_EXPORTABLE;
+    OK(km_key_create(&k, owner, "exp", KM_KEY_AES_256_GCM, &o));
+    OK(km_key_grant(k, TU_ADMIN, KM_PERM_EXPORT));
+    km_key_free(k);
+    OK(km_key_create(&kek, owner, "kek", KM_KEY_AES_256_KWP, NULL));
+    OK(km_key_grant(kek, TU_ADMIN, KM_PERM_ENCRYPT));
+    o = (km_key_options)KM_KEY_OPTIONS_INIT;
+    o.activate_at = (int64_t)4102444800;
+    OK(km_key_create(&k, owner, "later", KM_KEY_AES_256_GCM, &o));
+    OK(km_key_grant(k, TU_ADMIN, KM_PERM_ENCRYPT));
+    km_key_free(k);
+    uid_of("exp", c.exp);
+    uid_of("kek", c.kek);
+    uid_of("later", c.later);
+    OK(km_policy_set(owner, pol, strlen(pol)));
+    admin = tu_as(dir, TU_ADMIN, TU_ADMIN_PASS);
+    cust = tu_as(dir, TU_CUST1, TU_CUST1_PASS);
+    c.then = (int64_t)time(NULL);
+    OK(km_request_create(admin, KM_REQ_EXPORT, "exp", km_key_id(kek), 16, 1, id));
+    OK(km_request_approve(cust, id));
+    km_close(cust);
+    km_close(admin);
+    km_key_free(kek);
+    tu_sleep_ms(2200);   /* the request expired */
+    kmd_start(NULL, "socket_mode = 0666\nprincipal.65534 = " TU_ADMIN "\n");
+    ATTACK(try_caller_clock, &c);
+}
+END_TEST
+
+/* A removed principal: refused on its open connection at its next request
+ * and closed on a new one, at once (no rights cached in kmd). */
+typedef struct removed_arg {
+    char uid[33];
+    int to_child[2], to_parent[2];
+} removed_arg;
+
+static const char *try_after_removal(void *arg)
+{
+    removed_arg *d = arg;
+    res r;
+    int fd = connect_kmd(), fd2;
+    close(d->to_child[1]);
+    close(d->to_parent[0]);
+    do_encrypt(fd, d->uid, "before", NULL, &r);
+    REFUSED(r.status == KM__KMIP_STATUS_SUCCESS, "(Encrypt before the removal failed)");
+    sync_say(d->to_parent[1], 'a');
+    REFUSED(sync_wait(d->to_child[0]) == 'b', "(no word from the parent)");
+    do_encrypt(fd, d->uid, "after", NULL, &r);
+    REFUSED(r.closed || r.reason == KM__KMIP_REASON_PERMISSION_DENIED,
+            "the removed principal's next request on its open connection");
+    close(fd);
+    fd2 = connect_kmd();
+    REFUSED(closed_within(fd2, 3000), "a new connection of the removed principal");
+    close(fd2);
+    return NULL;
+}
+
+static void parent_remove(void *arg)
+{
+    removed_arg *d = arg;
+    close(d->to_child[0]);
+    close(d->to_parent[1]);
+    ck_assert_int_eq(sync_wait(d->to_parent[0]), 'a');
+    OK(km_principal_remove(owner, TU_USER, 0));
+    sync_say(d->to_child[1], 'b');   /* at once: no wait for refresh_ms */
+}
+
+/* Finding "offboarding: roles read once at open", from the socket. */
+START_TEST(test_kmd_attacks_removed_principal_no_cached_rights)
+{
+    removed_arg d;
+    char why[512];
+    owner_key("orders", TU_USER, KM_PERM_ENCRYPT, d.uid);
+    ck_assert_int_eq(pipe(d.to_child), 0);
+    ck_assert_int_eq(pipe(d.to_parent), 0);
+    /* refresh_ms of kmd is 10 here; the removal is written by another
+     * process (this one), which kmd sees by its refresh */
+    kmd_start(NULL, ATTACKER_CONF);
+    ck_assert_msg(as_nobody_with(try_after_removal, &d, parent_remove, why, sizeof why) == 0,
+                  "%s", why);
+    close(d.to_child[1]);
+    close(d.to_parent[0]);
+}
+END_TEST
+
 int main(void)
 {
     TCase *tc;
@@ -1727,5 +2024,8 @@ int main(void)
     tcase_add_test(tc, test_kmd_attacks_vault_files_out_of_reach);
     tcase_add_test(tc, test_kmd_attacks_act_as_another_principal);
     tcase_add_test(tc, test_kmd_attacks_key_outside_grants);
+    tcase_add_test(tc, test_kmd_attacks_own_approval_and_replayed_request);
+    tcase_add_test(tc, test_kmd_attacks_caller_clock_and_refresh);
+    tcase_add_test(tc, test_kmd_attacks_removed_principal_no_cached_rights);
     return tu_run(s);
 }
