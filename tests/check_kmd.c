@@ -1457,6 +1457,116 @@ START_TEST(test_kmd_tls)
 }
 END_TEST
 
+static double mono_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* A sender of one byte per second (the issue's slow client) holds only its
+ * own connection: while it dribbles, another client's requests are each
+ * answered at once, and the slow one is cut off at request_timeout_ms. */
+START_TEST(test_kmd_slow_sender_one_byte_per_second)
+{
+    char uid[33];
+    km__ttlv_enc e;
+    const uint8_t *m;
+    size_t n;
+    int slow, fd, i, sent = 0, closed = 0;
+    double t0;
+
+    owner_key("k", TU_ADMIN, KM_PERM_ALL, uid);
+    kmd_start(TU_ADMIN, "request_timeout_ms = 3000\n");
+    slow = connect_kmd();
+    fd = connect_kmd();
+    req_begin(&e, KM__KMIP_OP_GET_ATTRIBUTES);
+    put_uid(&e, uid);
+    req_end(&e);
+    ck_assert_int_eq(km__ttlv_enc_finish(&e, &m, &n), KM_OK);
+    t0 = mono_s();
+    while (!closed && mono_s() - t0 < 8) {
+        res r, enc;
+        double a;
+        if (send(slow, m + sent, 1, MSG_NOSIGNAL) != 1) {
+            closed = 1;
+            break;
+        }
+        sent++;
+        /* meanwhile: the other client, answered at once */
+        for (i = 0; i < 5; i++) {
+            a = mono_s();
+            do_encrypt(fd, uid, "fast", NULL, &enc);
+            ck_assert_uint_eq(enc.status, KM__KMIP_STATUS_SUCCESS);
+            ck_assert_msg(mono_s() - a < 0.9, "a request waited %.2f s behind a slow sender",
+                          mono_s() - a);
+            (void)r;
+        }
+        {
+            struct pollfd p = { slow, POLLIN, 0 };
+            if (poll(&p, 1, 1000) > 0) {   /* kmd closed it (maybe with an answer first) */
+                uint8_t b[512];
+                ssize_t k = recv(slow, b, sizeof b, MSG_DONTWAIT);
+                closed = k == 0 || (k < 0 && errno != EAGAIN) || closed_within(slow, 500);
+            }
+        }
+    }
+    ck_assert_msg(closed, "the slow sender was not cut off");
+    ck_assert_int_lt(sent, (int)n);
+    ck_assert_msg(mono_s() - t0 > 2.5, "cut off before request_timeout_ms");
+    km__ttlv_enc_free(&e);
+    close(slow);
+    close(fd);
+}
+END_TEST
+
+/* A client that sends requests and never reads the answers: kmd's answers
+ * fill the socket, its send gives up after 5 s and the connection is
+ * closed; another client is served all along. */
+START_TEST(test_kmd_client_not_reading_cut_off)
+{
+    char uid[33];
+    km__ttlv_enc e;
+    const uint8_t *m;
+    size_t n;
+    int hog, i, stuck = 0;
+    res r;
+    double t0;
+
+    owner_key("k", TU_ADMIN, KM_PERM_ALL, uid);
+    kmd_start(TU_ADMIN, NULL);
+    hog = connect_kmd();
+    req_begin(&e, KM__KMIP_OP_GET_ATTRIBUTES);
+    put_uid(&e, uid);
+    req_end(&e);
+    ck_assert_int_eq(km__ttlv_enc_finish(&e, &m, &n), KM_OK);
+    /* until both directions are full (kmd blocked in its send) */
+    for (i = 0; i < 200000 && stuck < 50; i++) {
+        if (send(hog, m, n, MSG_NOSIGNAL | MSG_DONTWAIT) != (ssize_t)n) {
+            stuck++;
+            tu_sleep_ms(20);
+        }
+    }
+    ck_assert_int_ge(stuck, 50);
+    km__ttlv_enc_free(&e);
+    still_serving(uid);
+    t0 = mono_s();
+    {
+        int fd = connect_kmd();
+        do_encrypt(fd, uid, "other", NULL, &r);
+        ck_assert_uint_eq(r.status, KM__KMIP_STATUS_SUCCESS);
+        close(fd);
+    }
+    /* not read for longer than kmd's send waits (5 s): then drained, the
+     * connection ends (kmd gave up on it, the queued requests unserved) */
+    tu_sleep_ms(6000);
+    ck_assert_msg(closed_within(hog, 5000), "a client that never reads was not cut off");
+    ck_assert(mono_s() - t0 < 12);
+    close(hog);
+    still_serving(uid);
+}
+END_TEST
+
 /* ------------------------------------------------- the boundary, attacked */
 
 /* Item 4 of issue 20: every attack of the security issue (docs/SECURITY.md's
@@ -2020,6 +2130,9 @@ int main(void)
     tcase_add_test(tc, test_kmd_rekey);
     tcase_add_test(tc, test_kmd_tls);
     tcase_add_test(tc, test_kmd_pykmip_rekey_wrap_mask_locate);
+    tc = tu_tcase(s, "faults", 120, setup, teardown);
+    tcase_add_test(tc, test_kmd_slow_sender_one_byte_per_second);
+    tcase_add_test(tc, test_kmd_client_not_reading_cut_off);
     tc = tu_tcase(s, "attacks", 120, setup_attacks, teardown_attacks);
     tcase_add_test(tc, test_kmd_attacks_vault_files_out_of_reach);
     tcase_add_test(tc, test_kmd_attacks_act_as_another_principal);

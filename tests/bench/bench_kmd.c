@@ -162,7 +162,7 @@ static double kmd_one(void *arg, double secs)
 }
 
 /* The echo server: answers each message with itself, one thread per
- * connection (as kmd). */
+ * connection, in a process of its own (as kmd). */
 static void *echo_conn(void *arg)
 {
     int fd = (int)(intptr_t)arg;
@@ -364,7 +364,7 @@ int main(void)
     char *dir = bench_mkdtemp("kmd"), uri[600], echo_path[108];
     km_ctx *ctx = NULL;
     km_key *key = NULL;
-    pthread_t echo_th;
+    pid_t echo_pid;
     uint64_t *counts;
     pid_t kmd;
     int i, fd, efd, lfd;
@@ -399,8 +399,15 @@ int main(void)
     lfd = socket(AF_UNIX, SOCK_STREAM, 0);
     if (lfd < 0 || bind(lfd, (struct sockaddr *)&a, sizeof a) != 0 || listen(lfd, 8) != 0)
         bench_die("echo socket");
-    pthread_create(&echo_th, NULL, echo_main, &lfd);
-    pthread_detach(echo_th);
+    /* in a process of its own, as kmd is */
+    if ((echo_pid = fork()) < 0)
+        bench_die("fork failed");
+    if (echo_pid == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        echo_main(&lfd);
+        _exit(0);
+    }
+    close(lfd);
 
     printf("# rounds=%d round_s=%.2f request=%zu bytes: km and raw interleaved, median of "
            "rounds, ratio = km/raw\n", g_rounds, g_round_s, g_req_len);
@@ -442,6 +449,8 @@ int main(void)
     bench_print_load();
     kill(kmd, SIGTERM);
     waitpid(kmd, NULL, 0);
+    kill(echo_pid, SIGKILL);
+    waitpid(echo_pid, NULL, 0);
     km_key_free(key);
     km_close(ctx);
     bench_rmtree(dir);
