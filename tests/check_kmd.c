@@ -1822,6 +1822,27 @@ START_TEST(test_kmd_attacks_key_outside_grants)
 }
 END_TEST
 
+/* An exportable key "exp" and a key-wrapping key "kek" the admin may use
+ * (Export on exp, Encrypt on kek), with the vault policy's export under
+ * dual control (one approval); their identifiers in exp and kek. */
+static void export_under_dual_control(char exp[33], char kek[33])
+{
+    static const char pol[] = "{\"version\": 1, \"dual_control\": {\"principal-change\": 1, "
+                              "\"policy-change\": 1, \"export\": 1}}";
+    km_key *k = NULL;
+    km_key_options o = KM_KEY_OPTIONS_INIT;
+    o.flags = KM_KEY_EXPORTABLE;
+    OK(km_key_create(&k, owner, "exp", KM_KEY_AES_256_GCM, &o));
+    OK(km_key_grant(k, TU_ADMIN, KM_PERM_EXPORT));
+    km_key_free(k);
+    OK(km_key_create(&k, owner, "kek", KM_KEY_AES_256_KWP, NULL));
+    OK(km_key_grant(k, TU_ADMIN, KM_PERM_ENCRYPT));
+    km_key_free(k);
+    uid_of("exp", exp);
+    uid_of("kek", kek);
+    OK(km_policy_set(owner, pol, strlen(pol)));
+}
+
 /* Dual control through the socket: the export waits for an approval; the
  * requester approving its own request counts for nothing; once a custodian
  * approved, the export goes through once, and the very same request bytes
@@ -1916,24 +1937,11 @@ static void parent_dual_control(void *arg)
  * approval does not serve a replayed request. */
 START_TEST(test_kmd_attacks_own_approval_and_replayed_request)
 {
-    static const char pol[] = "{\"version\": 1, \"dual_control\": {\"principal-change\": 1, "
-                              "\"policy-change\": 1, \"export\": 1}}";
     dual_arg d;
-    km_key *k = NULL;
-    km_key_options o = KM_KEY_OPTIONS_INIT;
     char why[512];
 
     memset(&d, 0, sizeof d);
-    o.flags = KM_KEY_EXPORTABLE;
-    OK(km_key_create(&k, owner, "exp", KM_KEY_AES_256_GCM, &o));
-    OK(km_key_grant(k, TU_ADMIN, KM_PERM_EXPORT));
-    km_key_free(k);
-    OK(km_key_create(&k, owner, "kek", KM_KEY_AES_256_KWP, NULL));
-    OK(km_key_grant(k, TU_ADMIN, KM_PERM_ENCRYPT));
-    km_key_free(k);
-    uid_of("exp", d.exp);
-    uid_of("kek", d.kek);
-    OK(km_policy_set(owner, pol, strlen(pol)));
+    export_under_dual_control(d.exp, d.kek);
     /* a policy whose principal-change is below the export quorum (one
      * principal could add custodians of its own) is refused anyway */
     {
@@ -2018,29 +2026,19 @@ static const char *try_caller_clock(void *arg)
  * expired, a key before its activation date stays Pre-Active. */
 START_TEST(test_kmd_attacks_caller_clock_and_refresh)
 {
-    static const char pol[] = "{\"version\": 1, \"dual_control\": {\"principal-change\": 1, "
-                              "\"policy-change\": 1, \"export\": 1}}";
     clock_arg c;
     km_key *k = NULL, *kek = NULL;
     km_key_options o = KM_KEY_OPTIONS_INIT;
     km_ctx *admin, *cust;
     uint8_t id[16];
 
-    o.flags = KM_KEY_EXPORTABLE;
-    OK(km_key_create(&k, owner, "exp", KM_KEY_AES_256_GCM, &o));
-    OK(km_key_grant(k, TU_ADMIN, KM_PERM_EXPORT));
-    km_key_free(k);
-    OK(km_key_create(&kek, owner, "kek", KM_KEY_AES_256_KWP, NULL));
-    OK(km_key_grant(kek, TU_ADMIN, KM_PERM_ENCRYPT));
-    o = (km_key_options)KM_KEY_OPTIONS_INIT;
     o.activate_at = (int64_t)4102444800;
     OK(km_key_create(&k, owner, "later", KM_KEY_AES_256_GCM, &o));
     OK(km_key_grant(k, TU_ADMIN, KM_PERM_ENCRYPT));
     km_key_free(k);
-    uid_of("exp", c.exp);
-    uid_of("kek", c.kek);
     uid_of("later", c.later);
-    OK(km_policy_set(owner, pol, strlen(pol)));
+    export_under_dual_control(c.exp, c.kek);
+    OK(km_key_open(&kek, owner, "kek"));
     admin = tu_as(dir, TU_ADMIN, TU_ADMIN_PASS);
     cust = tu_as(dir, TU_CUST1, TU_CUST1_PASS);
     c.then = (int64_t)time(NULL);

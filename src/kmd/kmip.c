@@ -19,7 +19,6 @@
 #include <sys/random.h>
 #include <time.h>
 
-#include "keytype.h"   /* km__type_usage: the usages a key type has */
 #include "kmip_ttlv.h"
 
 #include <km/sys/server.h>
@@ -599,10 +598,9 @@ static km_key_type wrapping_type(km_key_type ty, const kextra *x, const km_key_o
     return ty;
 }
 
-/* The Cryptographic Usage Mask onto a key being made: its usages those of
- * the mask that the key's type has (PyKMIP's client adds Encrypt and
- * Decrypt to every Create's mask, an HMAC key's too), refused when none is
- * left; Export makes it exportable. *ty may become aes-256-kwp. */
+/* The Cryptographic Usage Mask onto a key being made (libkm refuses a
+ * usage its type lacks); Export makes it exportable. *ty may become
+ * aes-256-kwp. */
 static int apply_extra(const kextra *x, km_key_type *ty, km_key_options *o, result *r)
 {
     if (!x->has_mask)
@@ -610,13 +608,21 @@ static int apply_extra(const kextra *x, km_key_type *ty, km_key_options *o, resu
     if (usage_of_mask(x->mask, o, r) != 0)
         return -1;
     *ty = wrapping_type(*ty, x, o);
-    if ((o->usage &= km__type_usage(*ty)) == 0) {
-        char m[160];
-        snprintf(m, sizeof m, "Cryptographic Usage Mask 0x%x: no usage a key of this algorithm "
-                 "has", (unsigned)x->mask);
-        return fail(r, KM__KMIP_REASON_INVALID_FIELD, m);
-    }
     return 0;
+}
+
+/* km_key_create with the mask's usages. PyKMIP's client adds Encrypt and
+ * Decrypt to every Create's mask (an HMAC or EC key's too): when the type
+ * refuses the mask and other usages are in it, the key is made with those. */
+static int create_key(req *q, km_key **k, const char *name, km_key_type ty, km_key_options *o)
+{
+    const uint32_t aead = KM_USAGE_ENCRYPT | KM_USAGE_DECRYPT;
+    int rc = km_key_create(k, q->ctx, name, ty, o);
+    if (rc == KM_E_INVALID && (o->usage & aead) && (o->usage & ~aead)) {
+        o->usage &= ~aead;
+        rc = km_key_create(k, q->ctx, name, ty, o);
+    }
+    return rc;
 }
 
 /* After the key is made: its Object Group as the libkm tag GROUP_TAG. */
@@ -727,7 +733,7 @@ static int op_create_key_pair(req *q, int pl, result *r)
     o.activate_at = (int64_t)4102444800; /* Pre-Active, as Create */
     if (apply_extra(&x, &ty, &o, r) != 0)
         return -1;
-    if ((rc = km_key_create(&k, q->ctx, name, ty, &o)) != KM_OK)
+    if ((rc = create_key(q, &k, name, ty, &o)) != KM_OK)
         return km_fail(r, rc);
     if (group_set(k, &x, r) != 0) {
         km_key_free(k);
@@ -991,7 +997,7 @@ static int op_create(req *q, int pl, result *r)
     o.activate_at = (int64_t)4102444800; /* 2100-01-01 */
     if (apply_extra(&x, &ty, &o, r) != 0)
         return -1;
-    if ((rc = km_key_create(&k, q->ctx, name, ty, &o)) != KM_OK)
+    if ((rc = create_key(q, &k, name, ty, &o)) != KM_OK)
         return km_fail(r, rc);
     if (group_set(k, &x, r) != 0) {
         km_key_free(k);
