@@ -1258,16 +1258,36 @@ START_TEST(test_kmd_rekey)
     snprintf(v2, sizeof v2, "%s-v3", uid);  /* no such version */
     do_simple(fd, KM__KMIP_OP_GET_ATTRIBUTES, v2, &r);
     ck_assert_uint_eq(r.reason, KM__KMIP_REASON_ITEM_NOT_FOUND);
+    snprintf(v2, sizeof v2, "%s-v1", uid);  /* version 1 has one name: the bare id */
+    do_simple(fd, KM__KMIP_OP_GET_ATTRIBUTES, v2, &r);
+    ck_assert_uint_eq(r.reason, KM__KMIP_REASON_ITEM_NOT_FOUND);
+    {
+        /* versions of two digits (rotated by the owner, seen by kmd) */
+        int i;
+        OK(km_key_open(&k, owner, "k"));
+        for (i = 3; i <= 10; i++)
+            OK(km_key_rotate(k, NULL));
+        km_key_free(k);
+        k = NULL;
+        tu_sleep_ms(50);
+        snprintf(v2, sizeof v2, "%s-v10", uid);
+        do_encrypt(fd, v2, "ten", NULL, &r);
+        ck_assert_uint_eq(r.status, KM__KMIP_STATUS_SUCCESS);
+        ck_assert_uint_eq(r.iv[3], 10);
+        snprintf(v2, sizeof v2, "%s-v010", uid);
+        do_simple(fd, KM__KMIP_OP_GET_ATTRIBUTES, v2, &r);
+        ck_assert_uint_eq(r.reason, KM__KMIP_REASON_ITEM_NOT_FOUND);
+    }
     close(fd);
     OK(km_key_open(&k, owner, "k"));
     OK(km_key_info(&info, k));
-    ck_assert_uint_eq(km_keyinfo_version_count(info), 2);
+    ck_assert_uint_eq(km_keyinfo_version_count(info), 10);
     km_keyinfo_free(info);
     km_key_free(k);
     kmd_stop(SIGTERM);
     kmd_start(TU_USER, NULL);
     fd = connect_kmd();
-    snprintf(v2, sizeof v2, "%s-v2", uid);
+    snprintf(v2, sizeof v2, "%s-v10", uid);
     do_simple(fd, 0x04, v2, &r);
     ck_assert_uint_eq(r.reason, KM__KMIP_REASON_PERMISSION_DENIED);
     close(fd);

@@ -189,11 +189,11 @@ static int key_of_text(req *q, const char *s, size_t n, km_key **k, uint32_t *ve
         n -= 4;
     }
     if (n > UID_LEN + 2 && n <= UID_LEN + 8 && s[UID_LEN] == '-' && s[UID_LEN + 1] == 'v'
-        && s[UID_LEN + 2] >= '2' && s[UID_LEN + 2] <= '9') {
+        && s[UID_LEN + 2] >= '1' && s[UID_LEN + 2] <= '9') {   /* no leading zero */
         uint32_t v = 0;
         for (i = UID_LEN + 2; i < n && s[i] >= '0' && s[i] <= '9'; i++)
             v = v * 10 + (uint32_t)(s[i] - '0');
-        if (i == n) {
+        if (i == n && v >= 2) {   /* version 1 is the bare id, one name per object */
             *ver = v;
             n = UID_LEN;
         }
@@ -261,8 +261,9 @@ static int made(req *q, km_key *k, uint32_t ver)
     return 0;
 }
 
-/* The version `ver` of k's metadata into *vi (info may be NULL: read here).
- * 0, or -1 with Item Not Found when the key has no such version. */
+/* The version `ver` of k's metadata into *vi, with the key's version count
+ * and primary (either may be NULL). 0, or -1 with Item Not Found when the
+ * key has no such version. */
 static int version_of(km_key *k, uint32_t ver, km_version_info *vi, uint32_t *count,
                       uint32_t *primary, result *r)
 {
@@ -287,13 +288,13 @@ static int version_of(km_key *k, uint32_t ver, km_version_info *vi, uint32_t *co
 static int protects(km_key *k, uint32_t ver, result *r)
 {
     km_version_info vi;
-    uint32_t count = 0, primary = 0;
+    uint32_t primary = 0;
     char uid[UID_CAP], m[200];
-    if (version_of(k, ver, &vi, &count, &primary, r) != 0)
+    if (version_of(k, ver, &vi, NULL, &primary, r) != 0)
         return -1;
-    if (ver == primary)
+    if (ver == primary || primary == 0)   /* none protects: libkm says why */
         return 0;
-    uid_fmt(km_key_id(k), primary ? primary : count, 0, uid);
+    uid_fmt(km_key_id(k), primary, 0, uid);
     snprintf(m, sizeof m, "this object was replaced (ReKey): it still decrypts and verifies, "
                           "but protects no more; use %s", uid);
     return fail(r, REASON_WRONG_STATE, m);
@@ -333,6 +334,19 @@ static int item_u32(const req *q, int idx, uint8_t type, uint32_t *out)
         return KM_E_CORRUPT;
     *out = (uint32_t)it->val[0] << 24 | (uint32_t)it->val[1] << 16 | (uint32_t)it->val[2] << 8
            | it->val[3];
+    return KM_OK;
+}
+
+/* A Text String attribute item as a C string (1 to cap - 1 bytes, no NUL):
+ * KM_OK, KM_E_CORRUPT otherwise. */
+static int item_text(const req *q, int idx, char *out, size_t cap)
+{
+    const km__ttlv_item *it = &q->t->items[idx];
+    if (it->type != KM__TTLV_TEXT || it->len == 0 || it->len >= cap
+        || memchr(it->val, 0, it->len) != NULL)
+        return KM_E_CORRUPT;
+    memcpy(out, it->val, it->len);
+    out[it->len] = '\0';
     return KM_OK;
 }
 
@@ -654,15 +668,10 @@ static int key_attrs(const req *q, const int *where, size_t nwhere, uint32_t *al
                 return fail(r, KM__KMIP_REASON_INVALID_FIELD, "bad Cryptographic Usage Mask");
             x->has_mask = x->mask != 0;   /* 0: none stated (PyKMIP's Register) */
         }
-        if (x->group[0] == '\0' && (v = attr_find(q, where[i], "Object Group",
-                                                  TAG_OBJECT_GROUP)) >= 0) {
-            const km__ttlv_item *it = &q->t->items[v];
-            if (it->type != KM__TTLV_TEXT || it->len == 0 || it->len >= sizeof x->group
-                || memchr(it->val, 0, it->len) != NULL)
-                return fail(r, KM__KMIP_REASON_INVALID_FIELD, "bad Object Group");
-            memcpy(x->group, it->val, it->len);
-            x->group[it->len] = '\0';
-        }
+        if (x->group[0] == '\0'
+            && (v = attr_find(q, where[i], "Object Group", TAG_OBJECT_GROUP)) >= 0
+            && item_text(q, v, x->group, sizeof x->group) != KM_OK)
+            return fail(r, KM__KMIP_REASON_INVALID_FIELD, "bad Object Group");
         if (*alg == 0 && (v = attr_find(q, where[i], "Cryptographic Algorithm",
                                         T(CRYPTOGRAPHIC_ALGORITHM))) >= 0
             && item_u32(q, v, KM__TTLV_ENUM, alg) != KM_OK)
@@ -1033,12 +1042,8 @@ static int op_locate(req *q, int pl, result *r)
         && (item_u32(q, v, KM__TTLV_ENUM, &l.state) != KM_OK || l.state == 0))
         return fail(r, KM__KMIP_REASON_INVALID_FIELD, "bad State");
     if ((v = attr_find(q, pl, "Object Group", TAG_OBJECT_GROUP)) >= 0) {
-        const km__ttlv_item *it = &q->t->items[v];
-        if (it->type != KM__TTLV_TEXT || it->len == 0 || it->len >= sizeof group
-            || memchr(it->val, 0, it->len) != NULL)
+        if (item_text(q, v, group, sizeof group) != KM_OK)
             return fail(r, KM__KMIP_REASON_INVALID_FIELD, "bad Object Group");
-        memcpy(group, it->val, it->len);
-        group[it->len] = '\0';
         l.group = group;
     }
     l.max = max > 0 ? (uint32_t)max : 1000;
