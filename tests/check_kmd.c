@@ -25,6 +25,8 @@
 #include <sys/stat.h>
 #include <sys/un.h>
 #include <sys/wait.h>
+#include <dirent.h>
+#include <grp.h>
 #include <netinet/in.h>
 #include <arpa/inet.h>
 #include <time.h>
@@ -189,6 +191,9 @@ static uint8_t *recv_msg(int fd, size_t *len)
 typedef struct res {
     uint32_t status, reason;
     char uid[64];
+    char msg[256];
+    uint8_t raw[2048];   /* the whole response (its first bytes) */
+    size_t raw_len;
     uint8_t data[256];
     size_t data_len;
     uint8_t iv[32];
@@ -211,6 +216,9 @@ static void parse(const uint8_t *b, size_t n, res *r)
     ck_assert_uint_eq(resp.n, 1);
     r->status = resp.items[0].status;
     r->reason = resp.items[0].reason;
+    if (resp.items[0].message != NULL)
+        snprintf(r->msg, sizeof r->msg, "%.*s", (int)resp.items[0].message_len,
+                 resp.items[0].message);
     pl = resp.items[0].payload;
     if (pl >= 0 && km__ttlv_get_text(&t, pl, T(UNIQUE_IDENTIFIER), &s, &l) == KM_OK
         && l < sizeof r->uid) {
@@ -264,7 +272,21 @@ static void roundtrip(int fd, km__ttlv_enc *e, res *r)
         return;
     }
     parse(rb, rn, r);
+    r->raw_len = rn < sizeof r->raw ? rn : sizeof r->raw;
+    memcpy(r->raw, rb, r->raw_len);
     free(rb);
+}
+
+/* Whether a response holds a Link of `type` to `uid` (its Link Type enum
+ * followed by the Linked Object Identifier). */
+static int has_link(const res *r, uint32_t type, const char *uid)
+{
+    uint8_t pat[12] = { 0x42, 0x00, 0x4B, 0x05, 0, 0, 0, 4, 0, 0, 0, 0 };
+    const uint8_t *p;
+    pat[10] = (uint8_t)(type >> 8);
+    pat[11] = (uint8_t)type;
+    p = memmem(r->raw, r->raw_len, pat, sizeof pat);
+    return p != NULL && memmem(p, r->raw_len - (size_t)(p - r->raw), uid, strlen(uid)) != NULL;
 }
 
 /* Requests with one batch item. `uid` may be NULL. */
@@ -373,6 +395,27 @@ static void owner_key(const char *name, const char *grantee, uint32_t perms, cha
     uid_of(name, uid);
 }
 
+/* Get of `uid` wrapped under `kek` (Key Wrapping Specification, Encrypt). */
+static void build_get_wrapped(km__ttlv_enc *e, const char *uid, const char *kek)
+{
+    req_begin(e, KM__KMIP_OP_GET);
+    put_uid(e, uid);
+    km__ttlv_begin(e, 0x420047);               /* Key Wrapping Specification */
+    km__ttlv_put_enum(e, 0x42009E, 1);         /* Wrapping Method: Encrypt */
+    km__ttlv_begin(e, 0x420036);               /* Encryption Key Information */
+    km__ttlv_put_text(e, T(UNIQUE_IDENTIFIER), kek, strlen(kek));
+    km__ttlv_end(e);
+    km__ttlv_end(e);
+    req_end(e);
+}
+
+static void get_wrapped(int fd, const char *uid, const char *kek, res *r)
+{
+    km__ttlv_enc e;
+    build_get_wrapped(&e, uid, kek);
+    roundtrip(fd, &e, r);
+}
+
 /* ------------------------------------------------------------ PyKMIP */
 
 /* Runs tests/kmd/pykmip_unix.py with `steps`; its output in out. */
@@ -427,7 +470,7 @@ START_TEST(test_kmd_pykmip_client)
     for (v = 0; v < 2; v++) {
         snprintf(steps, sizeof steps,
                  "discover query create:a%d:AES:256 locate:a%d attrs:a%d activate:a%d attrs:a%d "
-                 "gcm:a%d:hello create:h%d:HMAC_SHA256:256 activate:h%d mac:h%d:hi "
+                 "gcm:a%d:hello create:h%d:HMAC_SHA256:256:MAC_GENERATE,MAC_VERIFY activate:h%d mac:h%d:hi "
                  "sign:signer:msg revoke:a%d attrs:a%d destroy:a%d attrs:a%d gcm:a%d:late "
                  "locate:nothing", v, v, v, v, v, v, v, v, v, v, v, v, v, v);
         pykmip(versions[v], steps, out, sizeof out);
@@ -1159,12 +1202,15 @@ START_TEST(test_kmd_sealed_start_unseal)
 }
 END_TEST
 
-/* ReKey rotates the key: new ciphertexts use the new version, one made
- * before decrypts still (its IV names its version); a user without the
- * admin role may not rekey. */
+/* ReKey makes a new managed object (the key's next version, "<id>-v2"),
+ * linked to the one rekeyed: Encrypt by the new identifier uses the new
+ * version, the old object no longer protects but still decrypts what it
+ * made (and only that: an IV of the other version is refused); the old
+ * object is not rekeyed twice; a user without the admin role may not
+ * rekey. */
 START_TEST(test_kmd_rekey)
 {
-    char uid[33];
+    char uid[33], v2[40];
     res enc1, enc2, r;
     int fd;
     km_key *k = NULL;
@@ -1177,30 +1223,174 @@ START_TEST(test_kmd_rekey)
     ck_assert_uint_eq(enc1.status, KM__KMIP_STATUS_SUCCESS);
     do_simple(fd, 0x04, uid, &r);
     ck_assert_uint_eq(r.status, KM__KMIP_STATUS_SUCCESS);
-    ck_assert_str_eq(r.uid, uid);
-    do_encrypt(fd, uid, "after", NULL, &enc2);
+    snprintf(v2, sizeof v2, "%s-v2", uid);
+    ck_assert_str_eq(r.uid, v2);
+    do_encrypt(fd, v2, "after", NULL, &enc2);
     ck_assert_uint_eq(enc2.status, KM__KMIP_STATUS_SUCCESS);
+    ck_assert_str_eq(enc2.uid, v2);
     ck_assert_uint_eq(enc1.iv[3], 1);   /* the version, big-endian */
     ck_assert_uint_eq(enc2.iv[3], 2);
+    /* the replaced object protects no more, and names its replacement */
+    do_encrypt(fd, uid, "stale", NULL, &r);
+    ck_assert_uint_eq(r.reason, KM__KMIP_REASON_ILLEGAL_OPERATION);
+    ck_assert_msg(strstr(r.msg, v2) != NULL, "%s", r.msg);
     do_decrypt(fd, uid, &enc1, NULL, &r);
     ck_assert_uint_eq(r.status, KM__KMIP_STATUS_SUCCESS);
     ck_assert_mem_eq(r.data, "before", 6);
+    do_decrypt(fd, v2, &enc2, NULL, &r);
+    ck_assert_uint_eq(r.status, KM__KMIP_STATUS_SUCCESS);
+    ck_assert_mem_eq(r.data, "after", 5);
+    do_decrypt(fd, uid, &enc2, NULL, &r);   /* not this object's ciphertext */
+    ck_assert_uint_eq(r.reason, KM__KMIP_REASON_CRYPTOGRAPHIC_FAILURE);
+    /* the Links: the old object's Replacement Object is the new one, the
+     * new one's Replaced Object the old */
+    do_simple(fd, KM__KMIP_OP_GET_ATTRIBUTES, uid, &r);
+    ck_assert_uint_eq(r.status, KM__KMIP_STATUS_SUCCESS);
+    ck_assert(has_link(&r, 0x10A, v2));
+    ck_assert(!has_link(&r, 0x10B, v2));
+    do_simple(fd, KM__KMIP_OP_GET_ATTRIBUTES, v2, &r);
+    ck_assert(has_link(&r, 0x10B, uid));
+    ck_assert(!has_link(&r, 0x10A, uid));
+    do_simple(fd, 0x04, uid, &r);           /* already replaced */
+    ck_assert_uint_eq(r.reason, KM__KMIP_REASON_ILLEGAL_OPERATION);
+    do_simple(fd, KM__KMIP_OP_GET_ATTRIBUTES, "00000000000000000000000000000000-v2", &r);
+    ck_assert_uint_eq(r.reason, KM__KMIP_REASON_ITEM_NOT_FOUND);
+    snprintf(v2, sizeof v2, "%s-v3", uid);  /* no such version */
+    do_simple(fd, KM__KMIP_OP_GET_ATTRIBUTES, v2, &r);
+    ck_assert_uint_eq(r.reason, KM__KMIP_REASON_ITEM_NOT_FOUND);
+    snprintf(v2, sizeof v2, "%s-v1", uid);  /* version 1 has one name: the bare id */
+    do_simple(fd, KM__KMIP_OP_GET_ATTRIBUTES, v2, &r);
+    ck_assert_uint_eq(r.reason, KM__KMIP_REASON_ITEM_NOT_FOUND);
+    {
+        /* versions of two digits (rotated by the owner, seen by kmd) */
+        int i;
+        OK(km_key_open(&k, owner, "k"));
+        for (i = 3; i <= 10; i++)
+            OK(km_key_rotate(k, NULL));
+        km_key_free(k);
+        k = NULL;
+        tu_sleep_ms(50);
+        snprintf(v2, sizeof v2, "%s-v10", uid);
+        do_encrypt(fd, v2, "ten", NULL, &r);
+        ck_assert_uint_eq(r.status, KM__KMIP_STATUS_SUCCESS);
+        ck_assert_uint_eq(r.iv[3], 10);
+        snprintf(v2, sizeof v2, "%s-v010", uid);
+        do_simple(fd, KM__KMIP_OP_GET_ATTRIBUTES, v2, &r);
+        ck_assert_uint_eq(r.reason, KM__KMIP_REASON_ITEM_NOT_FOUND);
+    }
     close(fd);
     OK(km_key_open(&k, owner, "k"));
     OK(km_key_info(&info, k));
-    ck_assert_uint_eq(km_keyinfo_version_count(info), 2);
+    ck_assert_uint_eq(km_keyinfo_version_count(info), 10);
     km_keyinfo_free(info);
     km_key_free(k);
     kmd_stop(SIGTERM);
     kmd_start(TU_USER, NULL);
     fd = connect_kmd();
-    do_simple(fd, 0x04, uid, &r);
+    snprintf(v2, sizeof v2, "%s-v10", uid);
+    do_simple(fd, 0x04, v2, &r);
     ck_assert_uint_eq(r.reason, KM__KMIP_REASON_PERMISSION_DENIED);
     close(fd);
 }
 END_TEST
 
-/* A free TCP port on 127.0.0.1. */
+/* The issue's deviations closed, driven by PyKMIP's client: ReKey -> Encrypt
+ * by the new identifier, the Link attributes both ways; the Cryptographic
+ * Usage Mask made the key's usage (an HMAC key with Encrypt refused, the
+ * mask reported back); Locate by State, Cryptographic Length and Object
+ * Group; Get of a secret key wrapped with a key-wrapping key the principal
+ * may use, unwrapped here to the registered bytes; a key not exportable and
+ * an export under dual control without approval refused. */
+START_TEST(test_kmd_pykmip_rekey_wrap_mask_locate)
+{
+    static const char *const versions[2] = { "1.4", "2.0" };
+    char out[8192], steps[2048];
+    km_key *k = NULL;
+    int v;
+
+    kmd_start(TU_ADMIN, NULL);
+    for (v = 0; v < 2; v++) {
+        snprintf(steps, sizeof steps,
+                 "create:r%d:AES:256 activate:r%d gcm:r%d:one rekey:r%d:r%dn gcm:r%dn:two "
+                 "gcm:r%d:old attrs:r%dn "
+                 "create:m%d:HMAC_SHA256:256:MAC_GENERATE,MAC_VERIFY mask:m%d mask:r%d "
+                 "create:bad%d:HMAC_SHA256:256:ENCRYPT,DECRYPT",
+                 v, v, v, v, v, v, v, v, v, v, v, v);
+        pykmip(versions[v], steps, out, sizeof out);
+        expect_step(out, "gcm:r", v, ":one: one 16 CRYPTOGRAPHIC_FAILURE");
+        expect_step(out, "gcm:r", v, "n:two: two 16 CRYPTOGRAPHIC_FAILURE");
+        expect_step(out, "gcm:r", v, ":old: FAIL ");   /* replaced: protects no more */
+        expect_step(out, "attrs:r", v, "n: 256 ACTIVE");
+        expect_step(out, "mask:m", v, ": MAC_GENERATE,MAC_VERIFY\n");
+        expect_step(out, "mask:r", v, ": ENCRYPT,DECRYPT\n");
+        expect_step(out, "create:bad", v, ":HMAC_SHA256:256:ENCRYPT,DECRYPT: FAIL INVALID_FIELD");
+    }
+    /* the new object's identifier is the old one's with -v2 (the Links:
+     * test_kmd_rekey; PyKMIP cannot decode a Link attribute) */
+    {
+        const char *p = strstr(out, "rekey:r1:r1n: ");
+        ck_assert_ptr_nonnull(p);
+        ck_assert_int_eq(strncmp(p + strlen("rekey:r1:r1n: ") + 32, "-v2\n", 4), 0);
+    }
+    /* Locate by State (r0 r1 replaced and new: 4 Active ...), Length, Group */
+    pykmip("1.4", "locateattr:state:PRE_ACTIVE locateattr:state:ACTIVE locateattr:length:256",
+           out, sizeof out);
+    expect_line(out, "locateattr:state:PRE_ACTIVE: 2\n");   /* m0 m1 */
+    expect_line(out, "locateattr:state:ACTIVE: 4\n");       /* r0 r0n r1 r1n */
+    expect_line(out, "locateattr:length:256: 6\n");
+    OK(km_key_create(&k, owner, "grouped", KM_KEY_AES_128_GCM, NULL));
+    OK(km_key_set_tag(k, "kmip.object-group", "payments"));
+    OK(km_key_grant(k, TU_ADMIN, KM_PERM_ALL));
+    km_key_free(k);
+    pykmip("2.0", "locateattr:group:payments locateattr:group:none locateattr:length:128", out,
+           sizeof out);
+    expect_line(out, "locateattr:group:payments: 1\n");
+    expect_line(out, "locateattr:group:none: 0\n");
+    expect_line(out, "locateattr:length:128: 1\n");
+    /* Get wrapped: an exportable key under a key-wrapping key, unwrapped
+     * with RFC 5649 here to the registered bytes; a non-exportable one and
+     * a secret Get without wrapping refused */
+    pykmip("1.4", "registerkek:kek:" K32 " registerexp:exp:000102030405060708090a0b0c0d0e0f "
+                  "activate:kek activate:exp getwrapped:exp:kek:" K32 " create:plain:AES:256 getwrapped:plain:kek get:exp "
+                  "getwrapped:exp:plain mask:exp mask:kek",
+           out, sizeof out);
+    expect_line(out, "getwrapped:exp:kek:" K32 ": SymmetricKey 24 True "
+                     "000102030405060708090a0b0c0d0e0f\n");
+    expect_line(out, "getwrapped:plain:kek: FAIL PERMISSION_DENIED");
+    expect_line(out, "get:exp: FAIL PERMISSION_DENIED");
+    expect_line(out, "getwrapped:exp:plain: FAIL INVALID_FIELD");
+    expect_line(out, "mask:exp: ENCRYPT,DECRYPT,EXPORT\n");
+    expect_line(out, "mask:kek: WRAP_KEY,UNWRAP_KEY\n");
+    /* the export's dual control: refused until a custodian approved the
+     * principal's request */
+    {
+        static const char pol[] = "{\"version\": 1, \"dual_control\": {\"principal-change\": 1, "
+                                  "\"policy-change\": 1, \"export\": 1}}";
+        km_ctx *admin, *cust;
+        km_key *kek = NULL;
+        uint8_t id[16];
+        OK(km_policy_set(owner, pol, strlen(pol)));
+        pykmip("2.0", "getwrapped:exp:kek", out, sizeof out);
+        expect_line(out, "getwrapped:exp:kek: FAIL PERMISSION_DENIED");
+        admin = tu_as(dir, TU_ADMIN, TU_ADMIN_PASS);
+        cust = tu_as(dir, TU_CUST1, TU_CUST1_PASS);
+        OK(km_key_open(&kek, owner, "kek"));
+        OK(km_request_create(admin, KM_REQ_EXPORT, "exp", km_key_id(kek), 16, 3600, id));
+        pykmip("2.0", "getwrapped:exp:kek", out, sizeof out);   /* not yet approved */
+        expect_line(out, "getwrapped:exp:kek: FAIL PERMISSION_DENIED");
+        OK(km_request_approve(cust, id));
+        pykmip("2.0", "getwrapped:exp:kek:" K32, out, sizeof out);
+        expect_line(out, "getwrapped:exp:kek:" K32 ": SymmetricKey 24 True "
+                         "000102030405060708090a0b0c0d0e0f\n");
+        pykmip("2.0", "getwrapped:exp:kek", out, sizeof out);   /* the approval is spent */
+        expect_line(out, "getwrapped:exp:kek: FAIL PERMISSION_DENIED");
+        km_key_free(kek);
+        km_close(admin);
+        km_close(cust);
+    }
+}
+END_TEST
+
 static int free_port(void)
 {
     struct sockaddr_in a;
@@ -1287,6 +1477,658 @@ START_TEST(test_kmd_tls)
 }
 END_TEST
 
+static double mono_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* A sender of one byte per second (the issue's slow client) holds only its
+ * own connection: while it dribbles, another client's requests are each
+ * answered at once, and the slow one is cut off at request_timeout_ms. */
+START_TEST(test_kmd_slow_sender_one_byte_per_second)
+{
+    char uid[33];
+    km__ttlv_enc e;
+    const uint8_t *m;
+    size_t n;
+    int slow, fd, i, sent = 0, closed = 0;
+    double t0;
+
+    owner_key("k", TU_ADMIN, KM_PERM_ALL, uid);
+    kmd_start(TU_ADMIN, "request_timeout_ms = 3000\n");
+    slow = connect_kmd();
+    fd = connect_kmd();
+    req_begin(&e, KM__KMIP_OP_GET_ATTRIBUTES);
+    put_uid(&e, uid);
+    req_end(&e);
+    ck_assert_int_eq(km__ttlv_enc_finish(&e, &m, &n), KM_OK);
+    t0 = mono_s();
+    while (!closed && mono_s() - t0 < 8) {
+        res r, enc;
+        double a;
+        if (send(slow, m + sent, 1, MSG_NOSIGNAL) != 1) {
+            closed = 1;
+            break;
+        }
+        sent++;
+        /* meanwhile: the other client, answered at once */
+        for (i = 0; i < 5; i++) {
+            a = mono_s();
+            do_encrypt(fd, uid, "fast", NULL, &enc);
+            ck_assert_uint_eq(enc.status, KM__KMIP_STATUS_SUCCESS);
+            ck_assert_msg(mono_s() - a < 0.9, "a request waited %.2f s behind a slow sender",
+                          mono_s() - a);
+            (void)r;
+        }
+        {
+            struct pollfd p = { slow, POLLIN, 0 };
+            if (poll(&p, 1, 1000) > 0) {   /* kmd closed it (maybe with an answer first) */
+                uint8_t b[512];
+                ssize_t k = recv(slow, b, sizeof b, MSG_DONTWAIT);
+                closed = k == 0 || (k < 0 && errno != EAGAIN) || closed_within(slow, 500);
+            }
+        }
+    }
+    ck_assert_msg(closed, "the slow sender was not cut off");
+    ck_assert_int_lt(sent, (int)n);
+    ck_assert_msg(mono_s() - t0 > 2.5, "cut off before request_timeout_ms");
+    km__ttlv_enc_free(&e);
+    close(slow);
+    close(fd);
+}
+END_TEST
+
+/* A client that sends requests and never reads the answers: kmd's answers
+ * fill the socket, its send gives up after 5 s and the connection is
+ * closed; another client is served all along. */
+START_TEST(test_kmd_client_not_reading_cut_off)
+{
+    char uid[33];
+    km__ttlv_enc e;
+    const uint8_t *m;
+    size_t n;
+    int hog, i, stuck = 0;
+    res r;
+    double t0;
+
+    owner_key("k", TU_ADMIN, KM_PERM_ALL, uid);
+    kmd_start(TU_ADMIN, NULL);
+    hog = connect_kmd();
+    req_begin(&e, KM__KMIP_OP_GET_ATTRIBUTES);
+    put_uid(&e, uid);
+    req_end(&e);
+    ck_assert_int_eq(km__ttlv_enc_finish(&e, &m, &n), KM_OK);
+    /* until both directions are full (kmd blocked in its send) */
+    for (i = 0; i < 200000 && stuck < 50; i++) {
+        if (send(hog, m, n, MSG_NOSIGNAL | MSG_DONTWAIT) != (ssize_t)n) {
+            stuck++;
+            tu_sleep_ms(20);
+        }
+    }
+    ck_assert_int_ge(stuck, 50);
+    km__ttlv_enc_free(&e);
+    still_serving(uid);
+    t0 = mono_s();
+    {
+        int fd = connect_kmd();
+        do_encrypt(fd, uid, "other", NULL, &r);
+        ck_assert_uint_eq(r.status, KM__KMIP_STATUS_SUCCESS);
+        close(fd);
+    }
+    /* not read for longer than kmd's send waits (5 s): then drained, the
+     * connection ends (kmd gave up on it, the queued requests unserved) */
+    tu_sleep_ms(6000);
+    ck_assert_msg(closed_within(hog, 5000), "a client that never reads was not cut off");
+    ck_assert(mono_s() - t0 < 12);
+    close(hog);
+    still_serving(uid);
+}
+END_TEST
+
+/* ------------------------------------------------- the boundary, attacked */
+
+/* Item 4 of issue 20: every attack of the security issue (docs/SECURITY.md's
+ * findings) that needed the vault files or the master key, re-run by a
+ * principal that reaches only kmd's socket: a child process that setuid()s
+ * to nobody (65534, mapped to uma-user in kmd's configuration) while the
+ * vault directory is root's, mode 0700. The tests run as root. Each test is
+ * named after the finding it re-runs. */
+
+#define NOBODY 65534
+static char rundir[64];
+
+/* The attack case's fixture: the vault directory root's and 0700, kmd's
+ * socket in a directory of its own that nobody may enter (0755). */
+static void setup_attacks(void)
+{
+    setup();
+    ck_assert_msg(geteuid() == 0 || getenv("CI") == NULL,
+                  "the boundary attacks need root (setuid to nobody)");
+    ck_assert_int_eq(chmod(dir, 0700), 0);
+    snprintf(rundir, sizeof rundir, "/tmp/kmd-run-XXXXXX");
+    ck_assert_ptr_nonnull(mkdtemp(rundir));
+    ck_assert_int_eq(chmod(rundir, 0755), 0);
+    snprintf(sock, sizeof sock, "%s/kmd.sock", rundir);
+}
+
+static void teardown_attacks(void)
+{
+    teardown();
+    unlink(sock);
+    rmdir(rundir);
+}
+
+#define ATTACKER_CONF "socket_mode = 0666\nprincipal.65534 = " TU_USER "\n"
+
+/* What the attacker's child reports: NULL (every attack refused) or why not. */
+typedef const char *(*attack_fn)(void *arg);
+
+/* Runs fn in a child that is nobody (uid and gid 65534, no groups); the
+ * child's verdict in msg. 0 when every attack was refused. */
+static int as_nobody_with(attack_fn fn, void *arg, void (*parent)(void *), char *msg,
+                          size_t cap)
+{
+    int p[2], st = 0;
+    pid_t pid;
+    ssize_t n;
+
+    if (geteuid() != 0) {
+        snprintf(msg, cap, "skipped: not root");
+        return 0;
+    }
+    ck_assert_int_eq(pipe(p), 0);
+    pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        const char *why;
+        close(p[0]);
+        if (setgroups(0, NULL) != 0 || setgid(NOBODY) != 0 || setuid(NOBODY) != 0
+            || getuid() != NOBODY || setuid(0) == 0)
+            why = "could not become nobody for good";
+        else
+            why = fn(arg);
+        if (why != NULL && write(p[1], why, strlen(why)) < 0)
+            _exit(2);
+        _exit(why != NULL);
+    }
+    close(p[1]);
+    if (parent != NULL)
+        parent(arg);
+    n = read(p[0], msg, cap - 1);
+    msg[n > 0 ? n : 0] = '\0';
+    close(p[0]);
+    ck_assert_int_eq(waitpid(pid, &st, 0), pid);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : 128;
+}
+
+static int as_nobody(attack_fn fn, void *arg, char *msg, size_t cap)
+{
+    return as_nobody_with(fn, arg, NULL, msg, cap);
+}
+
+#define ATTACK(fn, arg)                                                                        \
+    do {                                                                                       \
+        char why_[512];                                                                        \
+        ck_assert_msg(as_nobody(fn, arg, why_, sizeof why_) == 0, "%s", why_);                 \
+    } while (0)
+
+/* A refusal the child expects: returns its reason when not refused. */
+#define REFUSED(cond, what)                                                                    \
+    do {                                                                                       \
+        if (!(cond))                                                                           \
+            return "not refused: " what;                                                       \
+    } while (0)
+
+/* The vault files: not even listed, read or written by the principal. */
+static const char *try_vault_files(void *arg)
+{
+    char p[700];
+    int fd;
+    km_ctx *c = NULL;
+    km_open_options o = KM_OPEN_OPTIONS_INIT;
+    (void)arg;
+    snprintf(p, sizeof p, "%s/vault/data.mdb", dir);
+    errno = 0;
+    fd = open(p, O_RDONLY);
+    REFUSED(fd < 0 && errno == EACCES, "reading data.mdb");
+    fd = open(p, O_RDWR);
+    REFUSED(fd < 0 && errno == EACCES, "opening data.mdb for writing");
+    snprintf(p, sizeof p, "%s/vault/lock.mdb", dir);
+    fd = open(p, O_RDWR);
+    REFUSED(fd < 0 && errno == EACCES, "opening lock.mdb");
+    REFUSED(opendir(dir) == NULL && errno == EACCES, "listing the vault's directory");
+    snprintf(p, sizeof p, "%s/pass", dir);
+    REFUSED(open(p, O_RDONLY) < 0, "reading kmd's passphrase file");
+    /* its own passphrase opens nothing: the vault is out of reach */
+    snprintf(p, sizeof p, "lmdb:%s/vault", dir);
+    o.principal = TU_USER;
+    o.passphrase = (const uint8_t *)TU_USER_PASS;
+    o.passphrase_len = strlen(TU_USER_PASS);
+    REFUSED(km_open(&c, p, &o) != KM_OK, "km_open of the vault with the principal's passphrase");
+    return NULL;
+}
+
+/* Findings "keyslot records not authenticated: a file edit promotes a
+ * principal", "every principal's slot unwraps the same master key" and
+ * "single records rolled back": each needs the vault files; a principal of
+ * kmd cannot list, read or write them, nor open the vault with its own
+ * passphrase. */
+START_TEST(test_kmd_attacks_vault_files_out_of_reach)
+{
+    struct stat st;
+    kmd_start(NULL, ATTACKER_CONF);
+    /* the premise first: the directory is root's and nobody else's */
+    ck_assert_int_eq(stat(dir, &st), 0);
+    ck_assert_uint_eq(st.st_uid, 0);
+    ck_assert_uint_eq(st.st_mode & 0777, 0700);
+    ATTACK(try_vault_files, NULL);
+}
+END_TEST
+
+/* Acting as another principal: the principal comes from the kernel's
+ * SO_PEERCRED uid, never from the request; KMIP credentials in the header
+ * (an admin's name and passphrase) are not read. */
+static const char *try_other_principal(void *arg)
+{
+    const char *uid = arg;
+    km__ttlv_enc e;
+    res r;
+    int fd = connect_kmd();
+
+    km__ttlv_enc_init(&e, 0);
+    km__ttlv_begin(&e, T(REQUEST_MESSAGE));
+    km__ttlv_begin(&e, T(REQUEST_HEADER));
+    km__ttlv_begin(&e, T(PROTOCOL_VERSION));
+    km__ttlv_put_int(&e, T(PROTOCOL_VERSION_MAJOR), 1);
+    km__ttlv_put_int(&e, T(PROTOCOL_VERSION_MINOR), 4);
+    km__ttlv_end(&e);
+    km__ttlv_begin(&e, 0x42000C);                    /* Authentication */
+    km__ttlv_begin(&e, 0x420023);                    /* Credential */
+    km__ttlv_put_enum(&e, 0x420024, 1);              /* Username and Password */
+    km__ttlv_begin(&e, 0x420025);
+    km__ttlv_put_text(&e, 0x420099, TU_ADMIN, strlen(TU_ADMIN));
+    km__ttlv_put_text(&e, 0x4200A1, TU_ADMIN_PASS, strlen(TU_ADMIN_PASS));
+    km__ttlv_end(&e);
+    km__ttlv_end(&e);
+    km__ttlv_end(&e);
+    km__ttlv_put_int(&e, T(BATCH_COUNT), 1);
+    km__ttlv_end(&e);
+    km__ttlv_begin(&e, T(BATCH_ITEM));
+    km__ttlv_put_enum(&e, T(OPERATION), KM__KMIP_OP_DESTROY);
+    km__ttlv_begin(&e, T(REQUEST_PAYLOAD));
+    km__ttlv_put_text(&e, T(UNIQUE_IDENTIFIER), uid, strlen(uid));
+    km__ttlv_end(&e);
+    km__ttlv_end(&e);
+    km__ttlv_end(&e);
+    roundtrip(fd, &e, &r);
+    REFUSED(r.reason == KM__KMIP_REASON_PERMISSION_DENIED, "Destroy with an admin's credential");
+    do_create(fd, "as-admin", &r);
+    REFUSED(r.reason == KM__KMIP_REASON_PERMISSION_DENIED, "Create (admin only)");
+    close(fd);
+    return NULL;
+}
+
+START_TEST(test_kmd_attacks_act_as_another_principal)
+{
+    char uid[33], expect[96];
+    km_key *k = NULL;
+    owner_key("victim", TU_ADMIN, KM_PERM_ALL, uid);
+    kmd_start(NULL, ATTACKER_CONF);
+    ATTACK(try_other_principal, uid);
+    /* the refusals are audited as uma-user via uid:65534, not the admin */
+    {
+        who_seen w;
+        memset(&w, 0, sizeof w);
+        snprintf(expect, sizeof expect, "%s via uid:%d", TU_USER, NOBODY);
+        w.principal = expect;
+        OK(km_audit_foreach(owner, 1, count_principal, &w));
+        ck_assert_int_gt(w.n, 0);
+    }
+    OK(km_key_open(&k, owner, "victim"));
+    km_key_free(k);
+}
+END_TEST
+
+/* Keys outside the principal's grants: encrypt-only means no decrypt, no
+ * key it has no grant on at all, no export of a key not granted export,
+ * no wrapping under a key-wrapping key it may not use. */
+typedef struct grants_arg {
+    char enc_only[33], none[33], exportable[33], kek[33];
+} grants_arg;
+
+static const char *try_outside_grants(void *arg)
+{
+    grants_arg *g = arg;
+    res enc, r;
+    int fd = connect_kmd();
+    do_encrypt(fd, g->enc_only, "pan", NULL, &enc);
+    REFUSED(enc.status == KM__KMIP_STATUS_SUCCESS, "(the granted Encrypt failed)");
+    do_decrypt(fd, g->enc_only, &enc, NULL, &r);
+    REFUSED(r.reason == KM__KMIP_REASON_PERMISSION_DENIED, "Decrypt with an Encrypt grant");
+    do_encrypt(fd, g->none, "pan", NULL, &r);
+    REFUSED(r.reason == KM__KMIP_REASON_PERMISSION_DENIED, "Encrypt with no grant");
+    do_simple(fd, KM__KMIP_OP_REVOKE, g->enc_only, &r);
+    REFUSED(r.reason == KM__KMIP_REASON_PERMISSION_DENIED, "Revoke");
+    do_simple(fd, 0x04, g->enc_only, &r);
+    REFUSED(r.reason == KM__KMIP_REASON_PERMISSION_DENIED, "ReKey");
+    do_simple(fd, KM__KMIP_OP_GET, g->enc_only, &r);
+    REFUSED(r.reason == KM__KMIP_REASON_PERMISSION_DENIED, "Get of a secret key in the clear");
+    get_wrapped(fd, g->exportable, g->kek, &r);
+    REFUSED(r.reason == KM__KMIP_REASON_PERMISSION_DENIED,
+            "Get wrapped under a wrapping key the principal may not use");
+    close(fd);
+    return NULL;
+}
+
+START_TEST(test_kmd_attacks_key_outside_grants)
+{
+    grants_arg g;
+    km_key *k = NULL;
+    km_key_options o = KM_KEY_OPTIONS_INIT;
+    owner_key("enc-only", TU_USER, KM_PERM_ENCRYPT, g.enc_only);
+    owner_key("none", NULL, 0, g.none);
+    o.flags = KM_KEY_EXPORTABLE;
+    OK(km_key_create(&k, owner, "exportable", KM_KEY_AES_256_GCM, &o));
+    OK(km_key_grant(k, TU_USER, KM_PERM_EXPORT));
+    km_key_free(k);
+    uid_of("exportable", g.exportable);
+    OK(km_key_create(&k, owner, "kek", KM_KEY_AES_256_KWP, NULL));   /* no grant */
+    km_key_free(k);
+    uid_of("kek", g.kek);
+    kmd_start(NULL, ATTACKER_CONF);
+    ATTACK(try_outside_grants, &g);
+}
+END_TEST
+
+/* An exportable key "exp" and a key-wrapping key "kek" the admin may use
+ * (Export on exp, Encrypt on kek), with the vault policy's export under
+ * dual control (one approval); their identifiers in exp and kek. */
+static void export_under_dual_control(char exp[33], char kek[33])
+{
+    static const char pol[] = "{\"version\": 1, \"dual_control\": {\"principal-change\": 1, "
+                              "\"policy-change\": 1, \"export\": 1}}";
+    km_key *k = NULL;
+    km_key_options o = KM_KEY_OPTIONS_INIT;
+    o.flags = KM_KEY_EXPORTABLE;
+    OK(km_key_create(&k, owner, "exp", KM_KEY_AES_256_GCM, &o));
+    OK(km_key_grant(k, TU_ADMIN, KM_PERM_EXPORT));
+    km_key_free(k);
+    OK(km_key_create(&k, owner, "kek", KM_KEY_AES_256_KWP, NULL));
+    OK(km_key_grant(k, TU_ADMIN, KM_PERM_ENCRYPT));
+    km_key_free(k);
+    uid_of("exp", exp);
+    uid_of("kek", kek);
+    OK(km_policy_set(owner, pol, strlen(pol)));
+}
+
+/* Dual control through the socket: the export waits for an approval; the
+ * requester approving its own request counts for nothing; once a custodian
+ * approved, the export goes through once, and the very same request bytes
+ * sent again are refused (the approval is spent). */
+typedef struct dual_arg {
+    char exp[33], kek[33];
+    int to_child[2], to_parent[2];
+    uint8_t id[16];
+} dual_arg;
+
+static char sync_wait(int fd)
+{
+    char c = 0;
+    return read(fd, &c, 1) == 1 ? c : 0;
+}
+
+static void sync_say(int fd, char c)
+{
+    ck_assert_int_eq(write(fd, &c, 1), 1);
+}
+
+static const char *try_dual_control(void *arg)
+{
+    dual_arg *d = arg;
+    km__ttlv_enc e;
+    const uint8_t *m;
+    uint8_t msg[1024];
+    size_t n;
+    res r;
+    int fd = connect_kmd();
+
+    close(d->to_child[1]);
+    close(d->to_parent[0]);
+    get_wrapped(fd, d->exp, d->kek, &r);
+    REFUSED(r.reason == KM__KMIP_REASON_PERMISSION_DENIED, "an export with no request");
+    sync_say(d->to_parent[1], 'a');   /* the parent makes the request, self-approved */
+    REFUSED(sync_wait(d->to_child[0]) == 'b', "(no word from the parent)");
+    get_wrapped(fd, d->exp, d->kek, &r);
+    REFUSED(r.reason == KM__KMIP_REASON_PERMISSION_DENIED, "an export its requester approved");
+    sync_say(d->to_parent[1], 'c');   /* the parent has a custodian approve */
+    REFUSED(sync_wait(d->to_child[0]) == 'd', "(no word from the parent)");
+    build_get_wrapped(&e, d->exp, d->kek);
+    if (km__ttlv_enc_finish(&e, &m, &n) != KM_OK || n > sizeof msg)
+        return "(cannot build the request)";
+    memcpy(msg, m, n);
+    km__ttlv_enc_free(&e);
+    send_all(fd, msg, n);   /* the approved export: served once */
+    {
+        size_t rn;
+        uint8_t *rb = recv_msg(fd, &rn);
+        parse(rb, rn, &r);
+        free(rb);
+    }
+    REFUSED(r.status == KM__KMIP_STATUS_SUCCESS, "(the approved export failed)");
+    send_all(fd, msg, n);   /* the same bytes again */
+    {
+        size_t rn;
+        uint8_t *rb = recv_msg(fd, &rn);
+        parse(rb, rn, &r);
+        free(rb);
+    }
+    REFUSED(r.reason == KM__KMIP_REASON_PERMISSION_DENIED, "the approved request replayed");
+    close(fd);
+    return NULL;
+}
+
+static void parent_dual_control(void *arg)
+{
+    dual_arg *d = arg;
+    km_ctx *admin, *cust;
+    km_key *kek = NULL;
+    close(d->to_child[0]);
+    close(d->to_parent[1]);
+    ck_assert_int_eq(sync_wait(d->to_parent[0]), 'a');
+    admin = tu_as(dir, TU_ADMIN, TU_ADMIN_PASS);
+    OK(km_key_open(&kek, owner, "kek"));
+    OK(km_request_create(admin, KM_REQ_EXPORT, "exp", km_key_id(kek), 16, 3600, d->id));
+    ck_assert_int_eq(km_request_approve(admin, d->id), KM_E_DENIED);   /* its own: no */
+    sync_say(d->to_child[1], 'b');
+    ck_assert_int_eq(sync_wait(d->to_parent[0]), 'c');
+    cust = tu_as(dir, TU_CUST1, TU_CUST1_PASS);
+    OK(km_request_approve(cust, d->id));
+    sync_say(d->to_child[1], 'd');
+    km_key_free(kek);
+    km_close(cust);
+    km_close(admin);
+}
+
+/* Findings "dual-control bypass: a consumed request's record restored" and
+ * the self-quorum ones: from the socket, an admin gets an export only with
+ * a custodian's approval, its own approval is refused, and the spent
+ * approval does not serve a replayed request. */
+START_TEST(test_kmd_attacks_own_approval_and_replayed_request)
+{
+    dual_arg d;
+    char why[512];
+
+    memset(&d, 0, sizeof d);
+    export_under_dual_control(d.exp, d.kek);
+    /* a policy whose principal-change is below the export quorum (one
+     * principal could add custodians of its own) is refused anyway */
+    {
+        static const char low[] = "{\"version\": 1, \"dual_control\": {\"export\": 2}}";
+        ck_assert_int_eq(km_policy_set(owner, low, strlen(low)), KM_E_POLICY);
+    }
+    ck_assert_int_eq(pipe(d.to_child), 0);
+    ck_assert_int_eq(pipe(d.to_parent), 0);
+    kmd_start(NULL, "socket_mode = 0666\nprincipal.65534 = " TU_ADMIN "\n");
+    ck_assert_msg(as_nobody_with(try_dual_control, &d, parent_dual_control, why, sizeof why) == 0,
+                  "%s", why);
+    close(d.to_child[1]);
+    close(d.to_parent[0]);
+}
+END_TEST
+
+/* A request header with a Time Stamp of `ts` (KMIP's own clock field). */
+static void req_begin_at(km__ttlv_enc *e, uint32_t op, int64_t ts)
+{
+    km__ttlv_enc_init(e, 0);
+    km__ttlv_begin(e, T(REQUEST_MESSAGE));
+    km__ttlv_begin(e, T(REQUEST_HEADER));
+    km__ttlv_begin(e, T(PROTOCOL_VERSION));
+    km__ttlv_put_int(e, T(PROTOCOL_VERSION_MAJOR), 1);
+    km__ttlv_put_int(e, T(PROTOCOL_VERSION_MINOR), 4);
+    km__ttlv_end(e);
+    km__ttlv_put_datetime(e, T(TIME_STAMP), ts);
+    km__ttlv_put_int(e, T(BATCH_COUNT), 1);
+    km__ttlv_end(e);
+    km__ttlv_begin(e, T(BATCH_ITEM));
+    km__ttlv_put_enum(e, T(OPERATION), op);
+    km__ttlv_begin(e, T(REQUEST_PAYLOAD));
+}
+
+static void req_end_at(km__ttlv_enc *e)
+{
+    km__ttlv_end(e);
+    km__ttlv_end(e);
+    km__ttlv_end(e);
+}
+
+typedef struct clock_arg {
+    char exp[33], kek[33], later[33];
+    int64_t then;
+} clock_arg;
+
+static const char *try_caller_clock(void *arg)
+{
+    clock_arg *c = arg;
+    km__ttlv_enc e;
+    res r;
+    int fd = connect_kmd();
+    /* an approval that expired, with a request dated back when it was live */
+    req_begin_at(&e, KM__KMIP_OP_GET, c->then);
+    put_uid(&e, c->exp);
+    km__ttlv_begin(&e, 0x420047);
+    km__ttlv_put_enum(&e, 0x42009E, 1);
+    km__ttlv_begin(&e, 0x420036);
+    km__ttlv_put_text(&e, T(UNIQUE_IDENTIFIER), c->kek, strlen(c->kek));
+    km__ttlv_end(&e);
+    km__ttlv_end(&e);
+    req_end_at(&e);
+    roundtrip(fd, &e, &r);
+    REFUSED(r.reason == KM__KMIP_REASON_PERMISSION_DENIED,
+            "an expired approval used with a request dated back");
+    /* a key activating in 2100, with a request dated 2101 */
+    req_begin_at(&e, KM__KMIP_OP_ENCRYPT, (int64_t)4133980800);
+    put_uid(&e, c->later);
+    km__ttlv_put_bytes(&e, T(DATA), (const uint8_t *)"x", 1);
+    req_end_at(&e);
+    roundtrip(fd, &e, &r);
+    REFUSED(r.reason == KM__KMIP_REASON_ILLEGAL_OPERATION,
+            "Encrypt with a Pre-Active key by a request dated after its activation");
+    close(fd);
+    return NULL;
+}
+
+/* Findings "the caller's clock drives time-driven decisions" and "a
+ * caller-chosen refresh_ms": a socket principal has no clock but the
+ * request header's Time Stamp, which kmd does not read (kmd's clock and
+ * refresh_ms are its own configuration): an approval past its expiry stays
+ * expired, a key before its activation date stays Pre-Active. */
+START_TEST(test_kmd_attacks_caller_clock_and_refresh)
+{
+    clock_arg c;
+    km_key *k = NULL, *kek = NULL;
+    km_key_options o = KM_KEY_OPTIONS_INIT;
+    km_ctx *admin, *cust;
+    uint8_t id[16];
+
+    o.activate_at = (int64_t)4102444800;
+    OK(km_key_create(&k, owner, "later", KM_KEY_AES_256_GCM, &o));
+    OK(km_key_grant(k, TU_ADMIN, KM_PERM_ENCRYPT));
+    km_key_free(k);
+    uid_of("later", c.later);
+    export_under_dual_control(c.exp, c.kek);
+    OK(km_key_open(&kek, owner, "kek"));
+    admin = tu_as(dir, TU_ADMIN, TU_ADMIN_PASS);
+    cust = tu_as(dir, TU_CUST1, TU_CUST1_PASS);
+    c.then = (int64_t)time(NULL);
+    OK(km_request_create(admin, KM_REQ_EXPORT, "exp", km_key_id(kek), 16, 1, id));
+    OK(km_request_approve(cust, id));
+    km_close(cust);
+    km_close(admin);
+    km_key_free(kek);
+    tu_sleep_ms(2200);   /* the request expired */
+    kmd_start(NULL, "socket_mode = 0666\nprincipal.65534 = " TU_ADMIN "\n");
+    ATTACK(try_caller_clock, &c);
+}
+END_TEST
+
+/* A removed principal: refused on its open connection at its next request
+ * and closed on a new one, at once (no rights cached in kmd). */
+typedef struct removed_arg {
+    char uid[33];
+    int to_child[2], to_parent[2];
+} removed_arg;
+
+static const char *try_after_removal(void *arg)
+{
+    removed_arg *d = arg;
+    res r;
+    int fd = connect_kmd(), fd2;
+    close(d->to_child[1]);
+    close(d->to_parent[0]);
+    do_encrypt(fd, d->uid, "before", NULL, &r);
+    REFUSED(r.status == KM__KMIP_STATUS_SUCCESS, "(Encrypt before the removal failed)");
+    sync_say(d->to_parent[1], 'a');
+    REFUSED(sync_wait(d->to_child[0]) == 'b', "(no word from the parent)");
+    do_encrypt(fd, d->uid, "after", NULL, &r);
+    REFUSED(r.closed || r.reason == KM__KMIP_REASON_PERMISSION_DENIED,
+            "the removed principal's next request on its open connection");
+    close(fd);
+    fd2 = connect_kmd();
+    REFUSED(closed_within(fd2, 3000), "a new connection of the removed principal");
+    close(fd2);
+    return NULL;
+}
+
+static void parent_remove(void *arg)
+{
+    removed_arg *d = arg;
+    close(d->to_child[0]);
+    close(d->to_parent[1]);
+    ck_assert_int_eq(sync_wait(d->to_parent[0]), 'a');
+    OK(km_principal_remove(owner, TU_USER, 0));
+    sync_say(d->to_child[1], 'b');   /* at once: no wait for refresh_ms */
+}
+
+/* Finding "offboarding: roles read once at open", from the socket. */
+START_TEST(test_kmd_attacks_removed_principal_no_cached_rights)
+{
+    removed_arg d;
+    char why[512];
+    owner_key("orders", TU_USER, KM_PERM_ENCRYPT, d.uid);
+    ck_assert_int_eq(pipe(d.to_child), 0);
+    ck_assert_int_eq(pipe(d.to_parent), 0);
+    /* refresh_ms of kmd is 10 here; the removal is written by another
+     * process (this one), which kmd sees by its refresh */
+    kmd_start(NULL, ATTACKER_CONF);
+    ck_assert_msg(as_nobody_with(try_after_removal, &d, parent_remove, why, sizeof why) == 0,
+                  "%s", why);
+    close(d.to_child[1]);
+    close(d.to_parent[0]);
+}
+END_TEST
+
 int main(void)
 {
     TCase *tc;
@@ -1305,5 +2147,16 @@ int main(void)
     tcase_add_test(tc, test_kmd_sealed_start_unseal);
     tcase_add_test(tc, test_kmd_rekey);
     tcase_add_test(tc, test_kmd_tls);
+    tcase_add_test(tc, test_kmd_pykmip_rekey_wrap_mask_locate);
+    tc = tu_tcase(s, "faults", 120, setup, teardown);
+    tcase_add_test(tc, test_kmd_slow_sender_one_byte_per_second);
+    tcase_add_test(tc, test_kmd_client_not_reading_cut_off);
+    tc = tu_tcase(s, "attacks", 120, setup_attacks, teardown_attacks);
+    tcase_add_test(tc, test_kmd_attacks_vault_files_out_of_reach);
+    tcase_add_test(tc, test_kmd_attacks_act_as_another_principal);
+    tcase_add_test(tc, test_kmd_attacks_key_outside_grants);
+    tcase_add_test(tc, test_kmd_attacks_own_approval_and_replayed_request);
+    tcase_add_test(tc, test_kmd_attacks_caller_clock_and_refresh);
+    tcase_add_test(tc, test_kmd_attacks_removed_principal_no_cached_rights);
     return tu_run(s);
 }

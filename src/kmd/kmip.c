@@ -42,8 +42,30 @@ enum {
     TAG_PUBLIC_KEY_TEMPLATE_ATTRIBUTE = 0x42006E,
     TAG_COMMON_ATTRIBUTES = 0x420126,
     TAG_PRIVATE_KEY_ATTRIBUTES = 0x420127,
-    TAG_PUBLIC_KEY_ATTRIBUTES = 0x420128
+    TAG_PUBLIC_KEY_ATTRIBUTES = 0x420128,
+    TAG_LINK = 0x42004A,
+    TAG_LINK_TYPE = 0x42004B,
+    TAG_LINKED_OBJECT_IDENTIFIER = 0x42004C,
+    TAG_OBJECT_GROUP = 0x420056,
+    TAG_KEY_WRAPPING_DATA = 0x420046,
+    TAG_KEY_WRAPPING_SPECIFICATION = 0x420047,
+    TAG_ENCRYPTION_KEY_INFORMATION = 0x420036,
+    TAG_WRAPPING_METHOD = 0x42009E
 };
+enum { LINK_PUBLIC_KEY = 0x102, LINK_PRIVATE_KEY = 0x103, LINK_REPLACEMENT = 0x10A,
+       LINK_REPLACED = 0x10B };
+enum { WRAP_METHOD_ENCRYPT = 1, FORMAT_PKCS8 = 0x04, MODE_AES_KWP = 0x0C, PADDING_OAEP = 0x02,
+       HASH_SHA256 = 0x04 };
+/* Cryptographic Usage Mask bits and the libkm usages they are (Export: the
+ * key is made exportable, wrapped only) */
+static const struct { uint32_t kmip, usage; } usage_bits[] = {
+    { 0x0001, KM_USAGE_SIGN }, { 0x0002, KM_USAGE_VERIFY }, { 0x0004, KM_USAGE_ENCRYPT },
+    { 0x0008, KM_USAGE_DECRYPT }, { 0x0010, KM_USAGE_WRAP }, { 0x0020, KM_USAGE_UNWRAP },
+    { 0x0080, KM_USAGE_MAC }, { 0x0100, KM_USAGE_MAC_VERIFY }, { 0x0200, KM_USAGE_DERIVE },
+    { 0x0800, KM_USAGE_AGREE }
+};
+#define MASK_EXPORT 0x0040u
+#define GROUP_TAG "kmip.object-group"   /* the libkm tag holding the Object Group */
 enum {
     OP_CREATE_KEY_PAIR = 0x02,
     OP_REKEY = 0x04,
@@ -59,6 +81,7 @@ enum { ALG_HMAC_SHA256 = 0x09, ALG_HMAC_SHA384 = 0x0A, ALG_HMAC_SHA512 = 0x0B, A
 enum { FORMAT_X509 = 0x05 };   /* Key Format Type X.509: SubjectPublicKeyInfo DER */
 
 #define UID_LEN 32
+#define UID_CAP 56   /* hex id, "-v" and a version, "-pub" */
 #define RNG_MAX 1024
 
 static const uint32_t supported_ops[] = {
@@ -81,7 +104,7 @@ typedef struct req {
     const kmd_limits *lim;
     const km__ttlv_tree *t;
     int major, minor;
-    char placeholder[UID_LEN + 1];  /* the ID Placeholder: the last object made */
+    char placeholder[UID_CAP];      /* the ID Placeholder: the last object made */
     km__ttlv_enc *e;                /* the response being built */
 } req;
 
@@ -128,18 +151,53 @@ static void uid_of(const uint8_t id[16], char out[UID_LEN + 1])
     out[UID_LEN] = '\0';
 }
 
+static uint32_t be32(const uint8_t *b)
+{
+    return (uint32_t)b[0] << 24 | (uint32_t)b[1] << 16 | (uint32_t)b[2] << 8 | b[3];
+}
+
 static int hexval(char c)
 {
     return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
 }
 
-/* The key of identifier s (n bytes: the key id in hex). */
-static int key_of_text(req *q, const char *s, size_t n, km_key **k, result *r)
+/* A managed object's identifier: each version of a libkm key is one managed
+ * object (ReKey makes the next), "<key id hex>" for version 1 and
+ * "<key id hex>-v<N>" for version N >= 2; a key pair's public half adds
+ * "-pub". */
+static void uid_fmt(const uint8_t id[16], uint32_t ver, int pub, char out[UID_CAP])
+{
+    uid_of(id, out);
+    if (ver >= 2)
+        snprintf(out + UID_LEN, UID_CAP - UID_LEN, "-v%u", (unsigned)ver);
+    if (pub)
+        strcat(out, "-pub");
+}
+
+/* The key and version of identifier s (n bytes, uid_fmt's form). */
+static int key_of_text(req *q, const char *s, size_t n, km_key **k, uint32_t *ver, int *pub,
+                       result *r)
 {
     uint8_t id[16];
     size_t i;
     int rc;
 
+    *ver = 1;
+    *pub = 0;
+    if (n >= UID_LEN + 4 && memcmp(s + n - 4, "-pub", 4) == 0) {
+        *pub = 1;
+        n -= 4;
+    }
+    if (n > UID_LEN + 2 && n <= UID_LEN + 8 && s[UID_LEN] == '-' && s[UID_LEN + 1] == 'v'
+        && s[UID_LEN + 2] >= '1' && s[UID_LEN + 2] <= '9') {   /* no leading zero */
+        uint32_t v = 0;
+        for (i = UID_LEN + 2; i < n && s[i] >= '0' && s[i] <= '9'; i++)
+            v = v * 10 + (uint32_t)(s[i] - '0');
+        if (i == n && v >= 2) {   /* version 1 is the bare id, one name per object */
+            *ver = v;
+            n = UID_LEN;
+        }
+    }
     if (n != UID_LEN)
         return fail(r, KM__KMIP_REASON_ITEM_NOT_FOUND, "no object with this identifier");
     for (i = 0; i < 16; i++) {
@@ -153,49 +211,93 @@ static int key_of_text(req *q, const char *s, size_t n, km_key **k, result *r)
     return 0;
 }
 
-/* The payload's Unique Identifier (or the ID Placeholder) opened as a key;
- * `pub` (may be NULL) is set when it names a key pair's public half. */
-static int key_of_pub(req *q, int pl, km_key **k, int *pub, result *r)
+/* The payload's Unique Identifier (or the ID Placeholder) opened as a key
+ * and version; `pub` (NULL: such an identifier is refused) is set when it
+ * names a key pair's public half. */
+static int key_of_pub(req *q, int pl, km_key **k, uint32_t *ver, int *pub, result *r)
 {
     const char *s;
     size_t n;
-    int rc = km__ttlv_get_text(q->t, pl, T(UNIQUE_IDENTIFIER), &s, &n);
+    int rc = km__ttlv_get_text(q->t, pl, T(UNIQUE_IDENTIFIER), &s, &n), p = 0;
 
-    if (pub != NULL)
-        *pub = 0;
     if (rc == KM_E_NOTFOUND && q->placeholder[0] != '\0') {
         s = q->placeholder;
-        n = UID_LEN;
+        n = strlen(q->placeholder);
     } else if (rc != KM_OK) {
         return fail(r, KM__KMIP_REASON_MISSING_DATA, "no Unique Identifier");
     }
-    if (pub != NULL && n == UID_LEN + 4 && memcmp(s + UID_LEN, "-pub", 4) == 0) {
-        *pub = 1;
-        n = UID_LEN;
+    if (key_of_text(q, s, n, k, ver, &p, r) != 0)
+        return -1;
+    if (p && pub == NULL) {
+        km_key_free(*k);
+        *k = NULL;
+        return fail(r, KM__KMIP_REASON_ITEM_NOT_FOUND,
+                    "a public key object does not do this: use the private key's identifier");
     }
-    return key_of_text(q, s, n, k, r);
+    if (pub != NULL)
+        *pub = p;
+    return 0;
 }
 
-static int key_of(req *q, int pl, km_key **k, result *r)
+static int key_of(req *q, int pl, km_key **k, uint32_t *ver, result *r)
 {
-    return key_of_pub(q, pl, k, NULL, r);
+    return key_of_pub(q, pl, k, ver, NULL, r);
 }
 
-static void put_uid(req *q, km_key *k)
+static void put_uid(req *q, km_key *k, uint32_t ver)
 {
-    char uid[UID_LEN + 1];
-    uid_of(km_key_id(k), uid);
-    km__ttlv_put_text(q->e, T(UNIQUE_IDENTIFIER), uid, UID_LEN);
+    char uid[UID_CAP];
+    uid_fmt(km_key_id(k), ver, 0, uid);
+    km__ttlv_put_text(q->e, T(UNIQUE_IDENTIFIER), uid, strlen(uid));
 }
 
-/* A key this request made: its identifier in the response, the ID
+/* A key version this request made: its identifier in the response, the ID
  * Placeholder of the next batch items; frees the handle. */
-static int made(req *q, km_key *k)
+static int made(req *q, km_key *k, uint32_t ver)
 {
-    put_uid(q, k);
-    uid_of(km_key_id(k), q->placeholder);
+    put_uid(q, k, ver);
+    uid_fmt(km_key_id(k), ver, 0, q->placeholder);
     km_key_free(k);
     return 0;
+}
+
+/* The version `ver` of k's metadata into *vi, with the key's version count
+ * and primary (either may be NULL). 0, or -1 with Item Not Found when the
+ * key has no such version. */
+static int version_of(km_key *k, uint32_t ver, km_version_info *vi, uint32_t *count,
+                      uint32_t *primary, result *r)
+{
+    km_keyinfo *info = NULL;
+    int rc = km_key_info(&info, k);
+    if (rc != KM_OK)
+        return km_fail(r, rc);
+    if (count != NULL)
+        *count = km_keyinfo_version_count(info);
+    if (primary != NULL)
+        *primary = km_keyinfo_primary(info);
+    rc = ver >= 1 && ver <= km_keyinfo_version_count(info)
+             ? km_keyinfo_version(info, ver - 1, vi, sizeof *vi) : KM_E_NOTFOUND;
+    km_keyinfo_free(info);
+    if (rc != KM_OK)
+        return fail(r, KM__KMIP_REASON_ITEM_NOT_FOUND, "no object with this identifier");
+    return 0;
+}
+
+/* Whether version `ver` protects (Encrypt, Sign, MAC): libkm protects with
+ * the key's primary version only, so a replaced object (ReKey) does not. */
+static int protects(km_key *k, uint32_t ver, result *r)
+{
+    km_version_info vi;
+    uint32_t primary = 0;
+    char uid[UID_CAP], m[200];
+    if (version_of(k, ver, &vi, NULL, &primary, r) != 0)
+        return -1;
+    if (ver == primary || primary == 0)   /* none protects: libkm says why */
+        return 0;
+    uid_fmt(km_key_id(k), primary, 0, uid);
+    snprintf(m, sizeof m, "this object was replaced (ReKey): it still decrypts and verifies, "
+                          "but protects no more; use %s", uid);
+    return fail(r, REASON_WRONG_STATE, m);
 }
 
 /* An attribute's value in a payload, in either form: KMIP 1.x (Attribute
@@ -232,6 +334,19 @@ static int item_u32(const req *q, int idx, uint8_t type, uint32_t *out)
         return KM_E_CORRUPT;
     *out = (uint32_t)it->val[0] << 24 | (uint32_t)it->val[1] << 16 | (uint32_t)it->val[2] << 8
            | it->val[3];
+    return KM_OK;
+}
+
+/* A Text String attribute item as a C string (1 to cap - 1 bytes, no NUL):
+ * KM_OK, KM_E_CORRUPT otherwise. */
+static int item_text(const req *q, int idx, char *out, size_t cap)
+{
+    const km__ttlv_item *it = &q->t->items[idx];
+    if (it->type != KM__TTLV_TEXT || it->len == 0 || it->len >= cap
+        || memchr(it->val, 0, it->len) != NULL)
+        return KM_E_CORRUPT;
+    memcpy(out, it->val, it->len);
+    out[it->len] = '\0';
     return KM_OK;
 }
 
@@ -272,6 +387,7 @@ static int kmip_type(km_key_type ty, uint32_t *obj, uint32_t *alg, int32_t *len)
     case KM_KEY_AES_128_GCM: *alg = KM__KMIP_ALG_AES; *len = 128; return 0;
     case KM_KEY_AES_192_GCM: *alg = KM__KMIP_ALG_AES; *len = 192; return 0;
     case KM_KEY_AES_256_GCM: *alg = KM__KMIP_ALG_AES; *len = 256; return 0;
+    case KM_KEY_AES_256_KWP: *alg = KM__KMIP_ALG_AES; *len = 256; return 0;
     case KM_KEY_HMAC_SHA256: *alg = ALG_HMAC_SHA256; *len = 256; return 0;
     case KM_KEY_HMAC_SHA384: *alg = ALG_HMAC_SHA384; *len = 384; return 0;
     case KM_KEY_HMAC_SHA512: *alg = ALG_HMAC_SHA512; *len = 512; return 0;
@@ -357,17 +473,24 @@ typedef struct locate {
     req *q;
     const char *name;
     uint32_t obj, alg;   /* Object Type, Cryptographic Algorithm filters; 0 = any */
+    int32_t len;         /* Cryptographic Length; 0 = any */
+    uint32_t state;      /* State (KMIP); 0 = any */
+    const char *group;   /* Object Group; NULL = any */
     uint32_t max;
     uint32_t n;
 } locate;
 
+/* One key of the vault: every version of it that matches is a managed
+ * object found (a key the principal may not open is not listed). */
 static int locate_one(const char *name, const uint8_t id[16], km_key_type type, void *arg)
 {
     locate *l = arg;
-    char uid[UID_LEN + 5];
-    uint32_t obj = 0, alg = 0;
-    int32_t len;
-    size_t n = UID_LEN;
+    char uid[UID_CAP];
+    uint32_t obj = 0, alg = 0, i, count;
+    int32_t len = 0;
+    km_key *k = NULL;
+    km_keyinfo *info = NULL;
+    int stop = 0;
 
     if (l->name != NULL && strcmp(l->name, name) != 0)
         return 0;
@@ -379,15 +502,36 @@ static int locate_one(const char *name, const uint8_t id[16], km_key_type type, 
     if (l->obj != 0 && !(l->obj == obj
                          || (l->obj == KM__KMIP_OBJ_PUBLIC_KEY && obj == KM__KMIP_OBJ_PRIVATE_KEY)))
         return 0;
-    if (l->alg != 0 && l->alg != alg)
+    if ((l->alg != 0 && l->alg != alg) || (l->len != 0 && l->len != len))
         return 0;
-    uid_of(id, uid);
-    if (l->obj == KM__KMIP_OBJ_PUBLIC_KEY) {
-        memcpy(uid + UID_LEN, "-pub", 5);
-        n += 4;
+    if (km_key_open_id(&k, l->q->ctx, id) != KM_OK || km_key_info(&info, k) != KM_OK) {
+        km_key_free(k);
+        return 0;
     }
-    km__ttlv_put_text(l->q->e, T(UNIQUE_IDENTIFIER), uid, n);
-    return ++l->n >= l->max;
+    if (l->group != NULL) {
+        uint32_t t, nt = km_keyinfo_tag_count(info);
+        const char *tk, *tv;
+        for (t = 0; t < nt; t++)
+            if (km_keyinfo_tag(info, t, &tk, &tv) == KM_OK && strcmp(tk, GROUP_TAG) == 0
+                && strcmp(tv, l->group) == 0)
+                break;
+        if (t == nt)
+            goto done;
+    }
+    count = km_keyinfo_version_count(info);
+    for (i = 0; i < count && !stop; i++) {
+        km_version_info vi;
+        if (km_keyinfo_version(info, i, &vi, sizeof vi) != KM_OK
+            || (l->state != 0 && kmip_state(vi.state) != l->state))
+            continue;
+        uid_fmt(id, i + 1, l->obj == KM__KMIP_OBJ_PUBLIC_KEY, uid);
+        km__ttlv_put_text(l->q->e, T(UNIQUE_IDENTIFIER), uid, strlen(uid));
+        stop = ++l->n >= l->max;
+    }
+done:
+    km_keyinfo_free(info);
+    km_key_free(k);
+    return stop;
 }
 
 /* The libkm type of a KMIP algorithm and length for Create / Register
@@ -416,18 +560,118 @@ static int libkm_type(uint32_t alg, int32_t len, int asym, km_key_type *ty)
     return -1;
 }
 
-/* Algorithm, length and Name of a Create / Register / CreateKeyPair, read
- * from the payload (and, for a key pair, its common and private parts). */
+/* The other attributes kmd honours at Create / Register / CreateKeyPair. */
+typedef struct kextra {
+    int has_mask;
+    uint32_t mask;                            /* Cryptographic Usage Mask */
+    char group[KM_KEY_TAG_VALUE_MAX + 1];     /* Object Group ("" = none) */
+} kextra;
+
+/* A Cryptographic Usage Mask as libkm usages and flags: every bit must have
+ * a libkm counterpart (usage_bits, Export); whether the key type can do
+ * them is libkm's to say (km_key_create refuses a usage the type lacks). */
+static int usage_of_mask(uint32_t mask, km_key_options *o, result *r)
+{
+    size_t i;
+    uint32_t left = mask;
+    char m[160];
+    o->usage = 0;
+    for (i = 0; i < sizeof usage_bits / sizeof usage_bits[0]; i++)
+        if (mask & usage_bits[i].kmip) {
+            o->usage |= usage_bits[i].usage;
+            left &= ~usage_bits[i].kmip;
+        }
+    if (mask & MASK_EXPORT) {
+        o->flags |= KM_KEY_EXPORTABLE;
+        left &= ~MASK_EXPORT;
+    }
+    if (left != 0 || o->usage == 0) {
+        snprintf(m, sizeof m, "Cryptographic Usage Mask 0x%x: %s", (unsigned)mask,
+                 left ? "bits libkm keys have no usage for" : "no usage");
+        return fail(r, KM__KMIP_REASON_INVALID_FIELD, m);
+    }
+    return 0;
+}
+
+static uint32_t mask_of_usage(uint32_t usage, uint32_t flags)
+{
+    size_t i;
+    uint32_t mask = flags & KM_KEY_EXPORTABLE ? MASK_EXPORT : 0;
+    for (i = 0; i < sizeof usage_bits / sizeof usage_bits[0]; i++)
+        if (usage & usage_bits[i].usage)
+            mask |= usage_bits[i].kmip;
+    return mask;
+}
+
+/* An AES-256 key whose mask only wraps and unwraps is libkm's aes-256-kwp. */
+static km_key_type wrapping_type(km_key_type ty, const kextra *x, const km_key_options *o)
+{
+    if (ty == KM_KEY_AES_256_GCM && x->has_mask && (o->usage & (KM_USAGE_WRAP | KM_USAGE_UNWRAP))
+        && !(o->usage & (KM_USAGE_ENCRYPT | KM_USAGE_DECRYPT)))
+        return KM_KEY_AES_256_KWP;
+    return ty;
+}
+
+/* The Cryptographic Usage Mask onto a key being made (libkm refuses a
+ * usage its type lacks); Export makes it exportable. *ty may become
+ * aes-256-kwp. */
+static int apply_extra(const kextra *x, km_key_type *ty, km_key_options *o, result *r)
+{
+    if (!x->has_mask)
+        return 0;
+    if (usage_of_mask(x->mask, o, r) != 0)
+        return -1;
+    *ty = wrapping_type(*ty, x, o);
+    return 0;
+}
+
+/* km_key_create with the mask's usages. PyKMIP's client adds Encrypt and
+ * Decrypt to every Create's mask (an HMAC or EC key's too): when the type
+ * refuses the mask and other usages are in it, the key is made with those. */
+static int create_key(req *q, km_key **k, const char *name, km_key_type ty, km_key_options *o)
+{
+    const uint32_t aead = KM_USAGE_ENCRYPT | KM_USAGE_DECRYPT;
+    int rc = km_key_create(k, q->ctx, name, ty, o);
+    if (rc == KM_E_INVALID && (o->usage & aead) && (o->usage & ~aead)) {
+        o->usage &= ~aead;
+        rc = km_key_create(k, q->ctx, name, ty, o);
+    }
+    return rc;
+}
+
+/* After the key is made: its Object Group as the libkm tag GROUP_TAG. */
+static int group_set(km_key *k, const kextra *x, result *r)
+{
+    int rc;
+    if (x->group[0] == '\0' || (rc = km_key_set_tag(k, GROUP_TAG, x->group)) == KM_OK)
+        return 0;
+    return km_fail(r, rc);
+}
+
+/* Algorithm, length, Name, Usage Mask and Object Group of a Create /
+ * Register / CreateKeyPair, read from the payload (and, for a key pair, its
+ * common and private parts). */
 static int key_attrs(const req *q, const int *where, size_t nwhere, uint32_t *alg, int32_t *len,
-                     char *name, size_t cap, result *r)
+                     char *name, size_t cap, kextra *x, result *r)
 {
     size_t i;
     int v, have_name = 0;
     *alg = 0;
     *len = 0;
+    memset(x, 0, sizeof *x);
     for (i = 0; i < nwhere; i++) {
         if (where[i] < 0)
             continue;
+        if (!x->has_mask && (v = attr_find(q, where[i], "Cryptographic Usage Mask",
+                                           T(CRYPTOGRAPHIC_USAGE_MASK))) >= 0) {
+            if (item_u32(q, v, KM__TTLV_INTEGER, &x->mask) != KM_OK)
+                return fail(r, KM__KMIP_REASON_INVALID_FIELD, "bad Cryptographic Usage Mask");
+            x->has_mask = x->mask != 0;   /* 0: none stated (PyKMIP's Register) */
+        }
+        if (x->group[0] == '\0'
+            && (v = attr_find(q, where[i], "Object Group", TAG_OBJECT_GROUP)) >= 0
+            && item_text(q, v, x->group, sizeof x->group) != KM_OK)
+            return fail(r, KM__KMIP_REASON_INVALID_FIELD, "bad Object Group");
         if (*alg == 0 && (v = attr_find(q, where[i], "Cryptographic Algorithm",
                                         T(CRYPTOGRAPHIC_ALGORITHM))) >= 0
             && item_u32(q, v, KM__TTLV_ENUM, alg) != KM_OK)
@@ -460,13 +704,14 @@ static int op_create_key_pair(req *q, int pl, result *r)
     km_key_type ty;
     km_key_options o = KM_KEY_OPTIONS_INIT;
     km_key *k = NULL;
+    kextra x;
     int rc;
 
     where[0] = km__ttlv_child(q->t, pl, TAG_COMMON_TEMPLATE_ATTRIBUTE, 0);
     where[1] = km__ttlv_child(q->t, pl, TAG_PRIVATE_KEY_TEMPLATE_ATTRIBUTE, 0);
     where[2] = km__ttlv_child(q->t, pl, TAG_COMMON_ATTRIBUTES, 0);
     where[3] = km__ttlv_child(q->t, pl, TAG_PRIVATE_KEY_ATTRIBUTES, 0);
-    if (key_attrs(q, where, 2, &alg, &len, name, sizeof name, r) != 0)
+    if (key_attrs(q, where, 2, &alg, &len, name, sizeof name, &x, r) != 0)
         return -1;
     if (alg == 0) {
         /* the 2.0 form: the tagged attributes in Common / Private Key Attributes */
@@ -495,8 +740,14 @@ static int op_create_key_pair(req *q, int pl, result *r)
         return fail(r, KM__KMIP_REASON_FEATURE_NOT_SUPPORTED,
                     "CreateKeyPair: EC (P-256, P-384, P-521), Ed25519, RSA (2048, 3072, 4096)");
     o.activate_at = (int64_t)4102444800; /* Pre-Active, as Create */
-    if ((rc = km_key_create(&k, q->ctx, name, ty, &o)) != KM_OK)
+    if (apply_extra(&x, &ty, &o, r) != 0)
+        return -1;
+    if ((rc = create_key(q, &k, name, ty, &o)) != KM_OK)
         return km_fail(r, rc);
+    if (group_set(k, &x, r) != 0) {
+        km_key_free(k);
+        return -1;
+    }
     uid_of(km_key_id(k), uid);
     km__ttlv_put_text(q->e, TAG_PRIVATE_KEY_UNIQUE_IDENTIFIER, uid, UID_LEN);
     memcpy(uid + UID_LEN, "-pub", 5);
@@ -520,6 +771,7 @@ static int op_register(req *q, int pl, result *r)
     km_key_type ty;
     km_key_options o = KM_KEY_OPTIONS_INIT;
     km_key *k = NULL;
+    kextra x;
 
     if (km__ttlv_get_enum(q->t, pl, T(OBJECT_TYPE), &obj) != KM_OK)
         return fail(r, KM__KMIP_REASON_MISSING_DATA, "no Object Type");
@@ -543,7 +795,7 @@ static int op_register(req *q, int pl, result *r)
     {
         uint32_t a2 = 0;
         int32_t l2 = 0;
-        if (key_attrs(q, where, 1, &a2, &l2, name, sizeof name, r) != 0)
+        if (key_attrs(q, where, 1, &a2, &l2, name, sizeof name, &x, r) != 0)
             return -1;
         if (alg == 0)
             alg = a2;
@@ -556,48 +808,161 @@ static int op_register(req *q, int pl, result *r)
         return fail(r, KM__KMIP_REASON_FEATURE_NOT_SUPPORTED,
                     "Register: an algorithm and length kmd has no key type for");
     o.activate_at = (int64_t)4102444800;
+    if (apply_extra(&x, &ty, &o, r) != 0)
+        return -1;
     rc = km_key_import(&k, q->ctx, name, ty,
                        obj == KM__KMIP_OBJ_SYMMETRIC_KEY ? KM_MATERIAL_RAW : KM_MATERIAL_SPKI_DER,
                        mat, mat_len, KM_IMPORT_ALLOW_RAW, &o);
     if (rc != KM_OK)
         return km_fail(r, rc);
-    return made(q, k);
+    if (group_set(k, &x, r) != 0) {
+        km_key_free(k);
+        return -1;
+    }
+    return made(q, k, 1);
 }
 
-/* Get: the public key of an asymmetric key (its "-pub" identifier, or the
- * key's own); secret and private key material never leaves kmd in the clear
- * (wrapped export is not served yet). */
+/* Get with a Key Wrapping Specification: the secret or private key of
+ * version `ver`, wrapped (km_key_export_wrapped: the key must be exportable,
+ * the export's dual control approved, and the principal allowed to use the
+ * wrapping key). Wrapping Method Encrypt with an Encryption Key Information
+ * naming an aes-256-kwp key (AES Key Wrap with Padding, RFC 5649: the Key
+ * Value is its output) or an RSA key pair's public half (RSA-OAEP + AES-KWP,
+ * CKM_RSA_AES_KEY_WRAP). */
+static int get_wrapped(req *q, int pl, km_key *k, uint32_t ver, int spec, result *r)
+{
+    uint32_t method = 0, obj, alg, kver;
+    int32_t len;
+    int eki, kpub, rc;
+    const char *s;
+    size_t n, out_len = 0;
+    km_key *kek = NULL;
+    uint8_t out[8192], spki[2048];
+    size_t spki_len = 0;
+    char uid[UID_CAP];
+
+    (void)pl;
+    if (km__ttlv_get_enum(q->t, spec, TAG_WRAPPING_METHOD, &method) != KM_OK
+        || method != WRAP_METHOD_ENCRYPT)
+        return fail(r, KM__KMIP_REASON_FEATURE_NOT_SUPPORTED, "Wrapping Method Encrypt only");
+    if ((eki = km__ttlv_child(q->t, spec, TAG_ENCRYPTION_KEY_INFORMATION, 0)) < 0
+        || km__ttlv_get_text(q->t, eki, T(UNIQUE_IDENTIFIER), &s, &n) != KM_OK)
+        return fail(r, KM__KMIP_REASON_MISSING_DATA,
+                    "no Encryption Key Information with the wrapping key's Unique Identifier");
+    if (key_of_text(q, s, n, &kek, &kver, &kpub, r) != 0)
+        return -1;
+    /* the wrapping key must be one the principal may protect with (libkm
+     * checks only the right to export the key wrapped) */
+    {
+        uint32_t perms = 0;
+        if ((rc = km_key_perms(kek, &perms)) != KM_OK || !(perms & KM_PERM_ENCRYPT)) {
+            km_key_free(kek);
+            return rc != KM_OK ? km_fail(r, rc)
+                               : fail(r, KM__KMIP_REASON_PERMISSION_DENIED,
+                                      "the wrapping key is not one this principal may use "
+                                      "(Encrypt)");
+        }
+    }
+    if (kpub) {
+        rc = km_key_public_export(kek, kver, KM_MATERIAL_SPKI_DER, spki, sizeof spki, &spki_len);
+        if (rc == KM_OK)
+            rc = km_key_export_wrapped(k, ver, KM_WRAP_RSA_OAEP_KWP, NULL, spki, spki_len, out,
+                                       sizeof out, &out_len);
+    } else if (km_key_get_type(kek) != KM_KEY_AES_256_KWP) {
+        km_key_free(kek);
+        return fail(r, KM__KMIP_REASON_INVALID_FIELD, "the wrapping key must be an AES-256 key "
+                    "wrapping keys (Cryptographic Usage Mask Wrap Key / Unwrap Key only) or an "
+                    "RSA public key");
+    } else {
+        rc = km_key_export_wrapped(k, ver, KM_WRAP_KWP, kek, NULL, 0, out, sizeof out, &out_len);
+        /* the header names the KEK version used: it must be the object named */
+        if (rc == KM_OK && (out_len <= 24 || be32(out + 20) != kver)) {
+            km_memzero(out, out_len);
+            km_key_free(kek);
+            return fail(r, REASON_WRONG_STATE, "the wrapping key object was replaced (ReKey): "
+                        "wrap with its replacement");
+        }
+    }
+    if (rc != KM_OK) {
+        km_key_free(kek);
+        return km_fail(r, rc);
+    }
+    (void)kmip_type(km_key_get_type(k), &obj, &alg, &len);
+    km__ttlv_put_enum(q->e, T(OBJECT_TYPE), obj);
+    put_uid(q, k, ver);
+    km__ttlv_begin(q->e, obj == KM__KMIP_OBJ_SYMMETRIC_KEY ? T(SYMMETRIC_KEY) : T(PRIVATE_KEY));
+    km__ttlv_begin(q->e, T(KEY_BLOCK));
+    km__ttlv_put_enum(q->e, T(KEY_FORMAT_TYPE), obj == KM__KMIP_OBJ_SYMMETRIC_KEY
+                                                    ? KM__KMIP_FORMAT_RAW : FORMAT_PKCS8);
+    /* the wrapped bytes as the Key Material of a Key Value structure (as the
+     * PyKMIP server and client have it; RFC 5649's output without libkm's
+     * 24-byte header) */
+    km__ttlv_begin(q->e, T(KEY_VALUE));
+    km__ttlv_put_bytes(q->e, T(KEY_MATERIAL), kpub ? out : out + 24,
+                       kpub ? out_len : out_len - 24);
+    km__ttlv_end(q->e);
+    km__ttlv_put_enum(q->e, T(CRYPTOGRAPHIC_ALGORITHM), alg);
+    km__ttlv_put_int(q->e, T(CRYPTOGRAPHIC_LENGTH), len);
+    km__ttlv_begin(q->e, TAG_KEY_WRAPPING_DATA);
+    km__ttlv_put_enum(q->e, TAG_WRAPPING_METHOD, WRAP_METHOD_ENCRYPT);
+    km__ttlv_begin(q->e, TAG_ENCRYPTION_KEY_INFORMATION);
+    uid_fmt(km_key_id(kek), kver, kpub, uid);
+    km__ttlv_put_text(q->e, T(UNIQUE_IDENTIFIER), uid, strlen(uid));
+    km__ttlv_begin(q->e, T(CRYPTOGRAPHIC_PARAMETERS));
+    if (kpub) {   /* RSA-OAEP (SHA-256) of an AES key, then AES-KWP */
+        km__ttlv_put_enum(q->e, T(PADDING_METHOD), PADDING_OAEP);
+        km__ttlv_put_enum(q->e, T(HASHING_ALGORITHM), HASH_SHA256);
+        km__ttlv_put_enum(q->e, T(CRYPTOGRAPHIC_ALGORITHM), KM__KMIP_ALG_RSA);
+    } else {
+        km__ttlv_put_enum(q->e, T(BLOCK_CIPHER_MODE), MODE_AES_KWP);
+        km__ttlv_put_enum(q->e, T(CRYPTOGRAPHIC_ALGORITHM), KM__KMIP_ALG_AES);
+    }
+    km__ttlv_end(q->e);
+    km__ttlv_end(q->e);
+    km__ttlv_end(q->e);
+    km__ttlv_end(q->e);
+    km__ttlv_end(q->e);
+    km_memzero(out, sizeof out);
+    km_key_free(kek);
+    return 0;
+}
+
+/* Get: the public key of a key pair (its "-pub" identifier, or the key's
+ * own), or with a Key Wrapping Specification a secret or private key
+ * wrapped (get_wrapped); secret and private key material never leaves kmd
+ * in the clear. */
 static int op_get(req *q, int pl, result *r)
 {
     km_key *k = NULL;
-    int pub;
-    uint32_t obj, alg;
+    int pub, spec;
+    uint32_t obj, alg, ver;
     int32_t len;
     uint8_t spki[2048];
     size_t spki_len = 0;
+    char uid[UID_CAP];
     int rc;
 
-    rc = key_of_pub(q, pl, &k, &pub, r);
-    if (rc != 0)
+    if (key_of_pub(q, pl, &k, &ver, &pub, r) != 0)
         return -1;
+    if ((spec = km__ttlv_child(q->t, pl, TAG_KEY_WRAPPING_SPECIFICATION, 0)) >= 0 && !pub) {
+        rc = get_wrapped(q, pl, k, ver, spec, r);
+        km_key_free(k);
+        return rc;
+    }
     if (kmip_type(km_key_get_type(k), &obj, &alg, &len) != 0 || obj == KM__KMIP_OBJ_SYMMETRIC_KEY) {
         km_key_free(k);
         return fail(r, KM__KMIP_REASON_PERMISSION_DENIED,
-                    "kmd never returns secret key material in the clear (wrapped export is not "
-                    "served yet)");
+                    "kmd never returns secret key material in the clear: Get it wrapped (a Key "
+                    "Wrapping Specification)");
     }
-    if ((rc = km_key_public_export(k, 0, KM_MATERIAL_SPKI_DER, spki, sizeof spki, &spki_len))
+    if ((rc = km_key_public_export(k, ver, KM_MATERIAL_SPKI_DER, spki, sizeof spki, &spki_len))
         != KM_OK) {
         km_key_free(k);
         return km_fail(r, rc);
     }
     km__ttlv_put_enum(q->e, T(OBJECT_TYPE), KM__KMIP_OBJ_PUBLIC_KEY);
-    {
-        char uid[UID_LEN + 5];
-        uid_of(km_key_id(k), uid);
-        memcpy(uid + UID_LEN, "-pub", 5);
-        km__ttlv_put_text(q->e, T(UNIQUE_IDENTIFIER), uid, UID_LEN + 4);
-    }
+    uid_fmt(km_key_id(k), ver, 1, uid);
+    km__ttlv_put_text(q->e, T(UNIQUE_IDENTIFIER), uid, strlen(uid));
     km__ttlv_begin(q->e, TAG_PUBLIC_KEY);
     km__ttlv_begin(q->e, T(KEY_BLOCK));
     km__ttlv_put_enum(q->e, T(KEY_FORMAT_TYPE), FORMAT_X509);
@@ -621,13 +986,14 @@ static int op_create(req *q, int pl, result *r)
     km_key_type ty;
     km_key_options o = KM_KEY_OPTIONS_INIT;
     km_key *k = NULL;
+    kextra x;
 
     if (km__ttlv_get_enum(q->t, pl, T(OBJECT_TYPE), &obj) != KM_OK)
         return fail(r, KM__KMIP_REASON_MISSING_DATA, "no Object Type");
     if (obj != KM__KMIP_OBJ_SYMMETRIC_KEY)
         return fail(r, KM__KMIP_REASON_FEATURE_NOT_SUPPORTED,
                     "Create makes symmetric keys only (CreateKeyPair the others)");
-    if (key_attrs(q, &pl, 1, &alg, &len, name, sizeof name, r) != 0)
+    if (key_attrs(q, &pl, 1, &alg, &len, name, sizeof name, &x, r) != 0)
         return -1;
     if (alg == 0)
         return fail(r, KM__KMIP_REASON_MISSING_DATA, "no Cryptographic Algorithm");
@@ -635,20 +1001,27 @@ static int op_create(req *q, int pl, result *r)
         return fail(r, KM__KMIP_REASON_FEATURE_NOT_SUPPORTED,
                     "Create: AES (128, 192, 256) and HMAC-SHA-256/384/512 only");
     /* KMIP objects are made Pre-Active; Activate makes them Active. The
-     * Cryptographic Usage Mask is not narrowed onto the key (docs/KMD.md). */
+     * Cryptographic Usage Mask becomes the key's libkm usage (an AES-256 key
+     * that only wraps and unwraps is libkm's aes-256-kwp). */
     o.activate_at = (int64_t)4102444800; /* 2100-01-01 */
-    if ((rc = km_key_create(&k, q->ctx, name, ty, &o)) != KM_OK)
+    if (apply_extra(&x, &ty, &o, r) != 0)
+        return -1;
+    if ((rc = create_key(q, &k, name, ty, &o)) != KM_OK)
         return km_fail(r, rc);
+    if (group_set(k, &x, r) != 0) {
+        km_key_free(k);
+        return -1;
+    }
     km__ttlv_put_enum(q->e, T(OBJECT_TYPE), KM__KMIP_OBJ_SYMMETRIC_KEY);
-    return made(q, k);
+    return made(q, k, 1);
 }
 
 static int op_locate(req *q, int pl, result *r)
 {
-    char name[KM_KEY_NAME_MAX + 1];
+    char name[KM_KEY_NAME_MAX + 1], group[KM_KEY_TAG_VALUE_MAX + 1];
     locate l;
     int32_t max = 0;
-    int rc = attr_name(q, pl, name, sizeof name);
+    int v, rc = attr_name(q, pl, name, sizeof name);
 
     if (rc == KM_E_CORRUPT)
         return fail(r, KM__KMIP_REASON_INVALID_FIELD, "bad Name");
@@ -656,17 +1029,25 @@ static int op_locate(req *q, int pl, result *r)
     memset(&l, 0, sizeof l);
     l.q = q;
     l.name = rc == KM_OK ? name : NULL;
-    {
-        int v;
-        if ((v = attr_find(q, pl, "Object Type", T(OBJECT_TYPE))) >= 0
-            && item_u32(q, v, KM__TTLV_ENUM, &l.obj) != KM_OK)
-            return fail(r, KM__KMIP_REASON_INVALID_FIELD, "bad Object Type");
-        if ((v = attr_find(q, pl, "Cryptographic Algorithm", T(CRYPTOGRAPHIC_ALGORITHM))) >= 0
-            && item_u32(q, v, KM__TTLV_ENUM, &l.alg) != KM_OK)
-            return fail(r, KM__KMIP_REASON_INVALID_FIELD, "bad Cryptographic Algorithm");
+    if ((v = attr_find(q, pl, "Object Type", T(OBJECT_TYPE))) >= 0
+        && item_u32(q, v, KM__TTLV_ENUM, &l.obj) != KM_OK)
+        return fail(r, KM__KMIP_REASON_INVALID_FIELD, "bad Object Type");
+    if ((v = attr_find(q, pl, "Cryptographic Algorithm", T(CRYPTOGRAPHIC_ALGORITHM))) >= 0
+        && item_u32(q, v, KM__TTLV_ENUM, &l.alg) != KM_OK)
+        return fail(r, KM__KMIP_REASON_INVALID_FIELD, "bad Cryptographic Algorithm");
+    if ((v = attr_find(q, pl, "Cryptographic Length", T(CRYPTOGRAPHIC_LENGTH))) >= 0
+        && (item_u32(q, v, KM__TTLV_INTEGER, (uint32_t *)&l.len) != KM_OK || l.len <= 0))
+        return fail(r, KM__KMIP_REASON_INVALID_FIELD, "bad Cryptographic Length");
+    if ((v = attr_find(q, pl, "State", T(STATE))) >= 0
+        && (item_u32(q, v, KM__TTLV_ENUM, &l.state) != KM_OK || l.state == 0))
+        return fail(r, KM__KMIP_REASON_INVALID_FIELD, "bad State");
+    if ((v = attr_find(q, pl, "Object Group", TAG_OBJECT_GROUP)) >= 0) {
+        if (item_text(q, v, group, sizeof group) != KM_OK)
+            return fail(r, KM__KMIP_REASON_INVALID_FIELD, "bad Object Group");
+        l.group = group;
     }
     l.max = max > 0 ? (uint32_t)max : 1000;
-    if ((rc = km_key_list(q->ctx, locate_one, &l)) != KM_OK)
+    if ((rc = km_key_list_filtered(q->ctx, NULL, locate_one, &l)) != KM_OK)
         return km_fail(r, rc);
     return 0;
 }
@@ -689,6 +1070,19 @@ static void attr_end(req *q)
 static uint32_t vtag(req *q, uint32_t tag2)
 {
     return q->major < 2 ? (uint32_t)T(ATTRIBUTE_VALUE) : tag2;
+}
+
+/* A Link attribute to version `ver` of key `id` (its public half: pub). */
+static void put_link(req *q, uint32_t type, const uint8_t id[16], uint32_t ver, int pub)
+{
+    char uid[UID_CAP];
+    uid_fmt(id, ver, pub, uid);
+    attr_begin(q, "Link");
+    km__ttlv_begin(q->e, vtag(q, TAG_LINK));
+    km__ttlv_put_enum(q->e, TAG_LINK_TYPE, type);
+    km__ttlv_put_text(q->e, TAG_LINKED_OBJECT_IDENTIFIER, uid, strlen(uid));
+    km__ttlv_end(q->e);
+    attr_end(q);
 }
 
 /* Whether the request asks for attribute `name` (none asked: all). */
@@ -717,35 +1111,50 @@ static int op_get_attributes(req *q, int pl, result *r, int list_only)
     km_key *k = NULL;
     km_keyinfo *info = NULL;
     km_version_info vi;
-    uint32_t obj, alg, st = KM__KMIP_STATE_DEACTIVATED, idx;
+    uint32_t obj, alg, st, ver, count, t, nt;
     int32_t len;
-    int rc;
+    int rc, pub;
+    char uid[UID_CAP];
+    const char *group = NULL, *tk, *tv;
 
-    if (key_of(q, pl, &k, r) != 0)
+    if (key_of_pub(q, pl, &k, &ver, &pub, r) != 0)
         return -1;
     if ((rc = km_key_info(&info, k)) != KM_OK) {
         km_key_free(k);
         return km_fail(r, rc);
+    }
+    count = km_keyinfo_version_count(info);
+    if (ver > count || km_keyinfo_version(info, ver - 1, &vi, sizeof vi) != KM_OK) {
+        km_keyinfo_free(info);
+        km_key_free(k);
+        return fail(r, KM__KMIP_REASON_ITEM_NOT_FOUND, "no object with this identifier");
     }
     if (kmip_type(km_keyinfo_type(info), &obj, &alg, &len) != 0) {
         obj = KM__KMIP_OBJ_PUBLIC_KEY;
         alg = 0;
         len = 0;
     }
-    /* the state of the primary, else of the newest version */
-    idx = km_keyinfo_primary(info) ? km_keyinfo_primary(info) - 1
-                                   : km_keyinfo_version_count(info) - 1;
-    if (km_keyinfo_version_count(info) > 0
-        && km_keyinfo_version(info, idx, &vi, sizeof vi) == KM_OK)
-        st = kmip_state(vi.state);
-    put_uid(q, k);
+    if (pub)
+        obj = KM__KMIP_OBJ_PUBLIC_KEY;
+    /* the object is one version: its own state */
+    st = kmip_state(vi.state);
+    nt = km_keyinfo_tag_count(info);
+    for (t = 0; t < nt; t++)
+        if (km_keyinfo_tag(info, t, &tk, &tv) == KM_OK && strcmp(tk, GROUP_TAG) == 0)
+            group = tv;
+    uid_fmt(km_key_id(k), ver, pub, uid);
+    km__ttlv_put_text(q->e, T(UNIQUE_IDENTIFIER), uid, strlen(uid));
     if (list_only) {
         static const char *const names[] = { "Unique Identifier", "Name", "Object Type",
                                              "Cryptographic Algorithm", "Cryptographic Length",
-                                             "State" };
+                                             "State", "Cryptographic Usage Mask" };
         size_t i;
         for (i = 0; i < sizeof names / sizeof names[0]; i++)
             km__ttlv_put_text(q->e, T(ATTRIBUTE_NAME), names[i], strlen(names[i]));
+        if (group != NULL)
+            km__ttlv_put_text(q->e, T(ATTRIBUTE_NAME), "Object Group", 12);
+        if (count > 1 || obj != KM__KMIP_OBJ_SYMMETRIC_KEY)
+            km__ttlv_put_text(q->e, T(ATTRIBUTE_NAME), "Link", 4);
     } else {
         if (q->major >= 2)
             km__ttlv_begin(q->e, T(ATTRIBUTES));
@@ -778,6 +1187,27 @@ static int op_get_attributes(req *q, int pl, result *r, int list_only)
             km__ttlv_put_enum(q->e, vtag(q, T(STATE)), st);
             attr_end(q);
         }
+        if (wanted(q, pl, "Cryptographic Usage Mask", T(CRYPTOGRAPHIC_USAGE_MASK))) {
+            attr_begin(q, "Cryptographic Usage Mask");
+            km__ttlv_put_int(q->e, vtag(q, T(CRYPTOGRAPHIC_USAGE_MASK)),
+                             (int32_t)mask_of_usage(km_keyinfo_usage(info),
+                                                    km_keyinfo_flags(info)));
+            attr_end(q);
+        }
+        if (group != NULL && wanted(q, pl, "Object Group", TAG_OBJECT_GROUP)) {
+            attr_begin(q, "Object Group");
+            km__ttlv_put_text(q->e, vtag(q, TAG_OBJECT_GROUP), group, strlen(group));
+            attr_end(q);
+        }
+        if (wanted(q, pl, "Link", TAG_LINK)) {
+            /* ReKey's chain (version N-1 replaced by N) and a key pair's halves */
+            if (ver > 1)
+                put_link(q, LINK_REPLACED, km_key_id(k), ver - 1, pub);
+            if (ver < count)
+                put_link(q, LINK_REPLACEMENT, km_key_id(k), ver + 1, pub);
+            if (obj != KM__KMIP_OBJ_SYMMETRIC_KEY && alg != 0)
+                put_link(q, pub ? LINK_PRIVATE_KEY : LINK_PUBLIC_KEY, km_key_id(k), ver, !pub);
+        }
         if (q->major >= 2)
             km__ttlv_end(q->e);
     }
@@ -801,91 +1231,87 @@ static uint32_t min_grace(km_ctx *ctx)
     return d >= 1 && d <= 3650 ? (uint32_t)d : 7;
 }
 
-/* Activate, Revoke, Destroy: a lifecycle change of the key's versions. */
+/* Activate, Revoke, Destroy: a lifecycle change of the object's version. */
 static int op_lifecycle(req *q, int pl, uint32_t op, result *r)
 {
     km_key *k = NULL;
-    km_keyinfo *info = NULL;
     km_version_info vi;
-    uint32_t i, n, done = 0;
+    uint32_t ver;
     int rc = KM_OK;
 
-    if (key_of(q, pl, &k, r) != 0)
+    if (key_of(q, pl, &k, &ver, r) != 0)
         return -1;
+    if (version_of(k, ver, &vi, NULL, NULL, r) != 0) {
+        km_key_free(k);
+        return -1;
+    }
     if (op == KM__KMIP_OP_ACTIVATE) {
-        rc = km_key_activate(k, 0);
+        rc = km_key_activate(k, ver);
     } else if (op == KM__KMIP_OP_REVOKE) {
         int rr = km__ttlv_child(q->t, pl, T(REVOCATION_REASON), 0);
         uint32_t code = KM__KMIP_REVOKE_UNSPECIFIED;
         int64_t when = 0;
+        int compromise;
         if (rr >= 0)
             (void)km__ttlv_get_enum(q->t, rr, T(REVOCATION_REASON_CODE), &code);
-        if (code == KM__KMIP_REVOKE_KEY_COMPROMISE || code == 3) {
-            if (km__ttlv_get_datetime(q->t, pl, T(COMPROMISE_OCCURRENCE_DATE), &when) != KM_OK)
-                when = (int64_t)time(NULL);
+        compromise = code == KM__KMIP_REVOKE_KEY_COMPROMISE || code == 3;
+        if (compromise
+            && km__ttlv_get_datetime(q->t, pl, T(COMPROMISE_OCCURRENCE_DATE), &when) != KM_OK)
+            when = (int64_t)time(NULL);
+        if (compromise ? vi.state > KM_STATE_DEACTIVATED
+                       : !(vi.state == KM_STATE_ACTIVE || vi.state == KM_STATE_SUSPENDED)) {
+            km_key_free(k);
+            return fail(r, REASON_WRONG_STATE, "the object is not in a state this applies to");
         }
-        /* every live version */
-        if ((rc = km_key_info(&info, k)) == KM_OK) {
-            n = km_keyinfo_version_count(info);
-            for (i = 0; i < n && rc == KM_OK; i++) {
-                if (km_keyinfo_version(info, i, &vi, sizeof vi) != KM_OK)
-                    continue;
-                int compromise = code == KM__KMIP_REVOKE_KEY_COMPROMISE || code == 3;
-                if (compromise ? vi.state <= KM_STATE_DEACTIVATED
-                               : (vi.state == KM_STATE_ACTIVE || vi.state == KM_STATE_SUSPENDED)) {
-                    /* KMIP's revocation reason codes are libkm's */
-                    rc = km_key_revoke(k, vi.version,
-                                       code >= 1 && code <= 7 ? (km_revoke_reason)code
-                                                              : KM_REVOKE_UNSPECIFIED,
-                                       compromise ? when : 0);
-                    done++;
-                }
-            }
-            if (rc == KM_OK && done == 0)
-                rc = KM_E_STATE;
-        }
-    } else {   /* Destroy: every version, after the policy's grace */
-        if ((rc = km_key_info(&info, k)) == KM_OK) {
-            n = km_keyinfo_version_count(info);
-            for (i = 0; i < n && rc == KM_OK; i++) {
-                if (km_keyinfo_version(info, i, &vi, sizeof vi) != KM_OK)
-                    continue;
-                /* libkm decides: the principal's right first, then the
-                 * state (an Active version is never destroyed directly) */
-                if (vi.state != KM_STATE_DESTROY_PENDING && vi.state != KM_STATE_DESTROYED)
-                    rc = km_key_schedule_destroy(k, vi.version, min_grace(q->ctx));
-            }
-        }
-    }
-    km_keyinfo_free(info);
-    if (rc == KM_E_STATE && done == 0 && op == KM__KMIP_OP_REVOKE) {
-        km_key_free(k);
-        return fail(r, REASON_WRONG_STATE, "no version in a state this applies to");
+        /* KMIP's revocation reason codes are libkm's */
+        rc = km_key_revoke(k, ver, code >= 1 && code <= 7 ? (km_revoke_reason)code
+                                                           : KM_REVOKE_UNSPECIFIED,
+                           compromise ? when : 0);
+    } else if (vi.state != KM_STATE_DESTROY_PENDING && vi.state != KM_STATE_DESTROYED) {
+        /* Destroy, after the policy's grace; libkm decides: the principal's
+         * right first, then the state (an Active version is never destroyed
+         * directly) */
+        rc = km_key_schedule_destroy(k, ver, min_grace(q->ctx));
     }
     if (rc != KM_OK) {
         km_key_free(k);
         return km_fail(r, rc);
     }
-    put_uid(q, k);
+    put_uid(q, k, ver);
     km_key_free(k);
     return 0;
 }
 
-/* ReKey: km_key_rotate. The new version becomes the key's primary; the
- * object keeps its identifier (docs/KMD.md), and Decrypt of what older
- * versions made still works (the IV names the version). */
+/* ReKey: km_key_rotate. The new version is a new managed object, linked to
+ * the one rekeyed (Link Replaced Object / Replacement Object); it becomes
+ * the key's primary, so Encrypt by it uses it, and what older versions
+ * encrypted still decrypts by their own identifiers. Only the newest object
+ * is rekeyed (libkm's versions are one chain). */
 static int op_rekey(req *q, int pl, result *r)
 {
     km_key *k = NULL;
+    km_version_info vi;
+    uint32_t ver, count = 0, nv = 0;
     int rc;
 
-    if (key_of(q, pl, &k, r) != 0)
+    if (key_of(q, pl, &k, &ver, r) != 0)
         return -1;
-    if ((rc = km_key_rotate(k, NULL)) != KM_OK) {
+    if (version_of(k, ver, &vi, &count, NULL, r) != 0) {
+        km_key_free(k);
+        return -1;
+    }
+    if (ver != count) {
+        char uid[UID_CAP], m[160];
+        uid_fmt(km_key_id(k), ver + 1, 0, uid);
+        km_key_free(k);
+        snprintf(m, sizeof m, "this object was already replaced by %s: rekey the newest", uid);
+        return fail(r, REASON_WRONG_STATE, m);
+    }
+    if ((rc = km_key_rotate(k, &nv)) != KM_OK) {
         km_key_free(k);
         return km_fail(r, rc);
     }
-    return made(q, k);
+    return made(q, k, nv);
 }
 
 /* The Cryptographic Parameters: a GCM / AES check, and whether the tag goes
@@ -917,6 +1343,7 @@ static int op_encrypt(req *q, int pl, result *r)
     size_t pt_len, aad_len = 0, ct_len = 0;
     uint8_t *ct;
     km_key *k = NULL;
+    uint32_t ver;
     int apart, rc;
 
     if (gcm_params(q, pl, &apart, r) != 0)
@@ -926,15 +1353,24 @@ static int op_encrypt(req *q, int pl, result *r)
     if (km__ttlv_child(q->t, pl, T(IV_COUNTER_NONCE), 0) >= 0)
         return fail(r, KM__KMIP_REASON_FEATURE_NOT_SUPPORTED, "kmd draws every nonce: leave IV/Counter/Nonce out");
     (void)km__ttlv_get_bytes(q->t, pl, T(AE_ADDITIONAL_DATA), &aad, &aad_len);
-    if (key_of(q, pl, &k, r) != 0)
+    if (key_of(q, pl, &k, &ver, r) != 0)
         return -1;
     if ((ct = malloc(pt_len + KM_CIPHERTEXT_OVERHEAD)) == NULL) {
         km_key_free(k);
         return fail(r, KM__KMIP_REASON_GENERAL_FAILURE, "out of memory");
     }
     rc = km_encrypt(k, pt, pt_len, aad, aad_len, ct, pt_len + KM_CIPHERTEXT_OVERHEAD, &ct_len);
+    if (rc == KM_OK && be32(ct + 20) != ver) {
+        /* the primary made it: this object is not the primary (replaced) */
+        km_memzero(ct, ct_len);
+        free(ct);
+        rc = protects(k, ver, r);
+        km_key_free(k);
+        return rc == 0 ? fail(r, KM__KMIP_REASON_GENERAL_FAILURE, "encrypted by another version")
+                       : -1;
+    }
     if (rc == KM_OK) {
-        put_uid(q, k);
+        put_uid(q, k, ver);
         if (apart) {
             km__ttlv_put_bytes(q->e, T(DATA), ct + 36, ct_len - 52);
             km__ttlv_put_bytes(q->e, T(IV_COUNTER_NONCE), ct + 20, 16);
@@ -955,6 +1391,7 @@ static int op_decrypt(req *q, int pl, result *r)
     size_t data_len, iv_len, tag_len = 0, aad_len = 0, n = 0, ct_len;
     uint8_t *ct, *pt;
     km_key *k = NULL;
+    uint32_t ver;
     int apart, rc;
 
     if (gcm_params(q, pl, &apart, r) != 0)
@@ -967,8 +1404,14 @@ static int op_decrypt(req *q, int pl, result *r)
     (void)km__ttlv_get_bytes(q->t, pl, T(AE_ADDITIONAL_DATA), &aad, &aad_len);
     if (tag != NULL ? tag_len != 16 : data_len < 16)
         return fail(r, KM__KMIP_REASON_INVALID_FIELD, "the GCM tag must be 16 bytes");
-    if (key_of(q, pl, &k, r) != 0)
+    if (key_of(q, pl, &k, &ver, r) != 0)
         return -1;
+    if (be32(iv) != ver) {   /* the IV names the version that encrypted */
+        km_key_free(k);
+        return fail(r, KM__KMIP_REASON_CRYPTOGRAPHIC_FAILURE,
+                    "this IV was made by another object (another version of the key): decrypt "
+                    "by the identifier that encrypted");
+    }
     /* the libkm ciphertext again: header (magic, format, algorithm, key id,
      * then the IV's version and nonce), data, tag */
     ct_len = 36 + data_len + (tag != NULL ? 16 : 0);
@@ -992,7 +1435,7 @@ static int op_decrypt(req *q, int pl, result *r)
     }
     rc = km_decrypt_key(k, 0, ct, ct_len, aad, aad_len, pt, ct_len, &n);
     if (rc == KM_OK) {
-        put_uid(q, k);
+        put_uid(q, k, ver);
         km__ttlv_put_bytes(q->e, T(DATA), pt, n);
     }
     km_memzero(pt, ct_len);
@@ -1009,7 +1452,8 @@ static int op_tagged(req *q, int pl, uint32_t op, result *r)
     size_t data_len, sig_len, n = 0;
     uint8_t out[KM_SIGNATURE_MAX];
     km_key *k = NULL;
-    int rc, mac = op == KM__KMIP_OP_MAC || op == OP_MAC_VERIFY;
+    uint32_t ver;
+    int rc, pub, mac = op == KM__KMIP_OP_MAC || op == OP_MAC_VERIFY;
     int verify = op == KM__KMIP_OP_SIGNATURE_VERIFY || op == OP_MAC_VERIFY;
     uint32_t sig_tag = mac ? T(MAC_DATA) : T(SIGNATURE_DATA);
 
@@ -1018,16 +1462,22 @@ static int op_tagged(req *q, int pl, uint32_t op, result *r)
     if (verify && km__ttlv_get_bytes(q->t, pl, sig_tag, &sig, &sig_len) != KM_OK)
         return fail(r, KM__KMIP_REASON_MISSING_DATA, mac ? "no MAC Data"
                                                                 : "no Signature Data");
-    if (key_of(q, pl, &k, r) != 0)
+    if (key_of_pub(q, pl, &k, &ver, &pub, r) != 0)
         return -1;
+    if ((pub && !verify) || (!verify && protects(k, ver, r) != 0)) {
+        km_key_free(k);
+        return pub ? fail(r, KM__KMIP_REASON_ITEM_NOT_FOUND,
+                          "a public key object does not sign: use the private key's identifier")
+                   : -1;
+    }
     if (verify)
-        rc = mac ? km_mac_verify(k, 0, KM_SIG_RAW, data, data_len, sig, sig_len)
-                 : km_verify(k, 0, KM_SIG_RAW, data, data_len, sig, sig_len);
+        rc = mac ? km_mac_verify(k, ver, KM_SIG_RAW, data, data_len, sig, sig_len)
+                 : km_verify(k, ver, KM_SIG_RAW, data, data_len, sig, sig_len);
     else
         rc = mac ? km_mac(k, KM_SIG_RAW, data, data_len, out, sizeof out, &n)
                  : km_sign(k, KM_SIG_RAW, data, data_len, out, sizeof out, &n);
     if (rc == KM_OK || (verify && rc == KM_E_VERIFY)) {
-        put_uid(q, k);
+        put_uid(q, k, ver);
         if (verify)
             km__ttlv_put_enum(q->e, TAG_VALIDITY_INDICATOR, rc == KM_OK ? VALID : INVALID);
         else

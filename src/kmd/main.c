@@ -1,7 +1,11 @@
 /* main.c - kmd: start-up (configuration, the vault opened as its owner or
  * with a device keyslot), the Unix socket, one thread per connection
  * (SO_PEERCRED uid -> principal -> a delegated context, km/sys/server.h),
- * the framing of KMIP messages with their limits. docs/KMD.md. */
+ * the framing of KMIP messages with their limits. docs/KMD.md.
+ *
+ * Connections share nothing but the server context (libkm's own locking) and
+ * the seal state: each thread blocks in its own recv() and serves its
+ * requests without any kmd-wide lock (docs/PERFORMANCE.md, kmd). */
 #define _GNU_SOURCE 1   /* accept4, struct ucred */
 #include "kmd.h"
 
@@ -351,58 +355,87 @@ static int listen_tls(void)
 
 /* ---------------------------------------------------------- connections */
 
+#define RBUF 16384
+
 typedef struct conn {
     int fd;
     uid_t uid;
     int tls;          /* from the TLS listener */
     void *ssl;        /* after the handshake */
+    size_t rpos, rlen; /* bytes received ahead, rbuf[rpos..rlen) */
+    uint8_t rbuf[RBUF];
 } conn;
 
-/* Waits until fd is readable or the deadline (monotonic ms) passes, in
- * slices, so that a stopping kmd ends every connection. 1 readable, 0 not. */
-static int wait_readable(const conn *c, int64_t deadline)
+/* One receive into the connection's buffer (or straight into `direct`, of
+ * `cap` bytes, when the caller wants that many): blocks in slices of 200 ms
+ * (SO_RCVTIMEO, or the TLS read's own deadline) so that a stopping kmd ends
+ * every connection, until bytes come or the deadline (monotonic ms) passes.
+ * No poll() before it: a request already waiting costs one system call.
+ * The bytes received, or -1 (closed, timed out, stopping). */
+static ssize_t fill(conn *c, uint8_t *direct, size_t cap, int64_t deadline)
 {
-    if (c->ssl != NULL)   /* bytes may wait decrypted in the TLS session: the
-                             read itself waits, in slices (read_full) */
-        return deadline > now_ms() && !stopping;
-    for (;;) {
-        struct pollfd p = { c->fd, POLLIN, 0 };
-        int64_t left = deadline - now_ms();
-        int r;
-        if (left <= 0 || stopping)
-            return 0;
-        r = poll(&p, 1, left > 200 ? 200 : (int)left);
-        if (r > 0)
-            return 1;
-        if (r < 0 && errno != EINTR)
-            return 0;
+    uint8_t *b = direct;
+    if (b == NULL) {
+        if (c->rpos == c->rlen)
+            c->rpos = c->rlen = 0;
+        b = c->rbuf + c->rlen;
+        cap = RBUF - c->rlen;
     }
-}
-
-/* Reads exactly n bytes before the deadline. 0, or -1 (closed, timed out). */
-static int read_full(const conn *c, uint8_t *b, size_t n, int64_t deadline)
-{
-    size_t got = 0;
-    while (got < n) {
+    for (;;) {
+        int64_t now = now_ms();
         ssize_t r;
-        if (!wait_readable(c, deadline))
+        if (stopping || now >= deadline)
             return -1;
-        r = c->ssl != NULL ? kmd_tls_read(c->ssl, b + got, n - got,
-                                          deadline < now_ms() + 200 ? deadline : now_ms() + 200)
-                           : recv(c->fd, b + got, n - got, 0);
+        r = c->ssl != NULL
+                ? kmd_tls_read(c->ssl, b, cap, deadline < now + 200 ? deadline : now + 200)
+                : recv(c->fd, b, cap, 0);
         if (r == 0)
             return -1;
         if (r < 0) {
-            if (errno == EINTR || errno == EAGAIN)
+            if (errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK)
                 continue;
             return -1;
         }
-        got += (size_t)r;
+        if (direct == NULL)
+            c->rlen += (size_t)r;
+        return r;
+    }
+}
+
+/* Waits for the first byte of the next request until the deadline: 1 when
+ * one is there, 0 not. */
+static int wait_readable(conn *c, int64_t deadline)
+{
+    return c->rpos < c->rlen || fill(c, NULL, 0, deadline) > 0;
+}
+
+/* Reads exactly n bytes before the deadline: what the buffer holds first,
+ * then receives (large remainders straight into b). 0, or -1. */
+static int read_full(conn *c, uint8_t *b, size_t n, int64_t deadline)
+{
+    size_t got = 0;
+    while (got < n) {
+        size_t have = c->rlen - c->rpos;
+        if (have > 0) {
+            size_t take = have < n - got ? have : n - got;
+            memcpy(b + got, c->rbuf + c->rpos, take);
+            c->rpos += take;
+            got += take;
+            continue;
+        }
+        if (n - got >= RBUF) {
+            ssize_t r = fill(c, b + got, n - got, deadline);
+            if (r < 0)
+                return -1;
+            got += (size_t)r;
+        } else if (fill(c, NULL, 0, deadline) < 0) {
+            return -1;
+        }
     }
     return 0;
 }
 
-static int write_full(const conn *c, const uint8_t *b, size_t n)
+static int write_full(conn *c, const uint8_t *b, size_t n)
 {
     while (n > 0) {
         ssize_t w = c->ssl != NULL
@@ -426,13 +459,15 @@ static void serve(conn *c, km_ctx *ctx, const char *principal, const char *who)
     kmd_limits lim;
     uint8_t head[8], *buf = NULL, *resp = NULL;
     size_t total, resp_len = 0;
-    struct timeval tv = { 5, 0 };
+    struct timeval tv = { 5, 0 }, slice = { 0, 200000 };
 
     lim.max_message = cfg.max_message;
     lim.peer = who;
     lim.unseal = cfg.unseal ? unseal_share : NULL;
-    if (c->fd >= 0)   /* a TLS connection's writes have their own deadline */
+    if (c->fd >= 0) {  /* a TLS connection's I/O has its own deadlines */
         (void)setsockopt(c->fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+        (void)setsockopt(c->fd, SOL_SOCKET, SO_RCVTIMEO, &slice, sizeof slice);
+    }
     for (;;) {
         int64_t deadline;
         int bad;
@@ -525,6 +560,7 @@ static void *conn_main(void *arg)
     kmd_tls_free(c->ssl);
     if (c->fd >= 0)
         close(c->fd);
+    km_memzero(c->rbuf, sizeof c->rbuf);   /* requests may carry key material */
     free(c);
     atomic_fetch_sub(&active, 1);
     return NULL;

@@ -7,6 +7,10 @@
  *   kmd-encrypt-64-8clients km: the same from 8 client processes at once
  *                           (aggregate); raw: embedded km_encrypt of 64 bytes
  *                           in 8 threads of one process, on the same cores
+ *   kmd-encrypt-64-8clients-echo
+ *                           km: the same 8 client processes against kmd;
+ *                           raw: against the echo server (a thread per
+ *                           connection): the shared transport's limit
  *   kmip-server             PyKMIP's own client doing GCM Encrypts of 64 bytes:
  *                           km against kmd, raw against the PyKMIP server
  *                           (tests/kmd/bench_pykmip.py; skipped= when PyKMIP
@@ -19,6 +23,7 @@
  * yet: the client here sends the KMIP request itself.) */
 #define _GNU_SOURCE 1
 #include <errno.h>
+#include <stdint.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -156,25 +161,37 @@ static double kmd_one(void *arg, double secs)
     return rate_of(n, t0);
 }
 
-/* The echo server: answers each message with itself. */
+/* The echo server: answers each message with itself, one thread per
+ * connection, in a process of its own (as kmd). */
+static void *echo_conn(void *arg)
+{
+    int fd = (int)(intptr_t)arg;
+    uint8_t b[4096];
+    for (;;) {
+        size_t total, got = 0;
+        ssize_t r;
+        while (got < 8 && (r = recv(fd, b + got, 8 - got, 0)) > 0)
+            got += (size_t)r;
+        if (got < 8 || km__ttlv_peek_len(b, 8, sizeof b, &total) != KM_OK)
+            break;
+        while (got < total && (r = recv(fd, b + got, total - got, 0)) > 0)
+            got += (size_t)r;
+        if (got < total || send(fd, b, total, MSG_NOSIGNAL) != (ssize_t)total)
+            break;
+    }
+    close(fd);
+    return NULL;
+}
+
 static void *echo_main(void *arg)
 {
     int lfd = *(int *)arg, fd;
-    uint8_t b[4096];
     while ((fd = accept(lfd, NULL, NULL)) >= 0) {
-        for (;;) {
-            size_t total, got = 0;
-            ssize_t r;
-            while (got < 8 && (r = recv(fd, b + got, 8 - got, 0)) > 0)
-                got += (size_t)r;
-            if (got < 8 || km__ttlv_peek_len(b, 8, sizeof b, &total) != KM_OK)
-                break;
-            while (got < total && (r = recv(fd, b + got, total - got, 0)) > 0)
-                got += (size_t)r;
-            if (got < total || send(fd, b, total, MSG_NOSIGNAL) != (ssize_t)total)
-                break;
-        }
-        close(fd);
+        pthread_t th;
+        if (pthread_create(&th, NULL, echo_conn, (void *)(intptr_t)fd) != 0)
+            close(fd);
+        else
+            pthread_detach(th);
     }
     return NULL;
 }
@@ -197,9 +214,16 @@ static double echo_one(void *arg, double secs)
 
 /* 8 client processes, each on its own connection, for `secs`: the total
  * rate (each child writes its count into shared memory). */
-static double kmd_many(void *arg, double secs)
+typedef struct many {
+    uint64_t *counts;
+    const char *path;   /* kmd's socket, or the echo server's */
+    int echo;
+} many;
+
+static double clients_many(void *arg, double secs)
 {
-    uint64_t *counts = arg;
+    many *m = arg;
+    uint64_t *counts = m->counts;
     pid_t pids[NCLIENTS];
     double t0;
     int i, st;
@@ -210,11 +234,20 @@ static double kmd_many(void *arg, double secs)
         if ((pids[i] = fork()) < 0)
             bench_die("fork failed");
         if (pids[i] == 0) {
-            int fd = connect_to(g_sock);
+            int fd = connect_to(m->path);
             uint64_t n = 0;
             double c0 = bench_now();
             do {
-                requests(fd, 32);
+                if (m->echo) {
+                    uint8_t b[4096];
+                    int j;
+                    for (j = 0; j < 32; j++) {
+                        io_all(fd, g_req, g_req_len, 1);
+                        (void)recv_msg(fd, b, sizeof b);
+                    }
+                } else {
+                    requests(fd, 32);
+                }
                 n += 32;
             } while (bench_now() - c0 < secs);
             counts[i] = n;
@@ -331,7 +364,7 @@ int main(void)
     char *dir = bench_mkdtemp("kmd"), uri[600], echo_path[108];
     km_ctx *ctx = NULL;
     km_key *key = NULL;
-    pthread_t echo_th;
+    pid_t echo_pid;
     uint64_t *counts;
     pid_t kmd;
     int i, fd, efd, lfd;
@@ -366,8 +399,15 @@ int main(void)
     lfd = socket(AF_UNIX, SOCK_STREAM, 0);
     if (lfd < 0 || bind(lfd, (struct sockaddr *)&a, sizeof a) != 0 || listen(lfd, 8) != 0)
         bench_die("echo socket");
-    pthread_create(&echo_th, NULL, echo_main, &lfd);
-    pthread_detach(echo_th);
+    /* in a process of its own, as kmd is */
+    if ((echo_pid = fork()) < 0)
+        bench_die("fork failed");
+    if (echo_pid == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        echo_main(&lfd);
+        _exit(0);
+    }
+    close(lfd);
 
     printf("# rounds=%d round_s=%.2f request=%zu bytes: km and raw interleaved, median of "
            "rounds, ratio = km/raw\n", g_rounds, g_round_s, g_req_len);
@@ -380,7 +420,14 @@ int main(void)
                   MAP_SHARED | MAP_ANONYMOUS, -1, 0);
     if (counts == MAP_FAILED)
         bench_die("mmap failed");
-    pair("kmd-encrypt-64-8clients", kmd_many, counts, embedded_many, key);
+    {
+        many km_side = { counts, g_sock, 0 }, echo_side = { counts, echo_path, 1 };
+        pair("kmd-encrypt-64-8clients", clients_many, &km_side, embedded_many, key);
+        /* the same 8 clients against the echo server: how close kmd comes to
+         * the transport's limit when it is shared (a bare echo has no work
+         * to spread over the cores) */
+        pair("kmd-encrypt-64-8clients-echo", clients_many, &km_side, clients_many, &echo_side);
+    }
     /* the same PyKMIP client against kmd and against the PyKMIP server */
     if (access("/usr/bin/pykmip-server", X_OK) != 0
         || system("/usr/bin/python3 -c 'import kmip.pie.client' 2>/dev/null") != 0) {
@@ -402,6 +449,8 @@ int main(void)
     bench_print_load();
     kill(kmd, SIGTERM);
     waitpid(kmd, NULL, 0);
+    kill(echo_pid, SIGKILL);
+    waitpid(echo_pid, NULL, 0);
     km_key_free(key);
     km_close(ctx);
     bench_rmtree(dir);

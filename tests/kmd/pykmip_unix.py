@@ -14,7 +14,8 @@ certificate) and DIR/ca.crt; a connection that fails prints "open: ERROR ...".
 
 VERSION is 1.4 or 2.0. SCRIPT is a list of steps, each printed on its own
 line as "step: result" ("step: FAIL <ResultReason>" for a refused one):
-    discover | query | create:NAME:ALG:LEN | locate:NAME | attrs:NAME
+    discover | query | create:NAME:ALG:LEN[:USAGE,USAGE...] (CryptographicUsageMask
+    names; PyKMIP's default is ENCRYPT,DECRYPT) | locate:NAME | attrs:NAME
     locatetype:OBJECT_TYPE | locatealg:ALG (counts of the objects Locate finds)
     activate:NAME | revoke:NAME | destroy:NAME | gcm:NAME:TEXT | mac:NAME:TEXT
     sign:NAME:TEXT | pair:NAME:ALG:LEN (CreateKeyPair) | getpub:NAME (Get of the
@@ -22,6 +23,11 @@ line as "step: result" ("step: FAIL <ResultReason>" for a refused one):
     | get:NAME (Get of the key itself) | gcmlocal:NAME:HEX:TEXT (Encrypt through
     kmd, then decrypt here with the key bytes HEX and the `cryptography` package:
     the registered bytes are the key, and the fields are libkm's format v1)
+    | rekey:NAME:NEW (ReKey: NEW names the new object) | mask:NAME (its Cryptographic Usage Mask names) | locateattr:KIND:VALUE
+    (count Locate finds by state / length / group) | registerkek:NAME:HEX (an AES-256
+    key that only wraps: usage WRAP_KEY,UNWRAP_KEY) | registerexp:NAME:HEX (an exportable
+    AES key: ENCRYPT,DECRYPT,EXPORT) | getwrapped:NAME:KEK[:KEKHEX] (Get wrapped with KEK;
+    with KEKHEX unwrapped here (RFC 5649) and printed in hex)
 NAME is looked up with Locate first (create prints the new identifier).
 """
 import socket
@@ -109,8 +115,55 @@ def main():
                     out = str(len(r.operations))
                 elif a[0] == "create":
                     alg = getattr(enums.CryptographicAlgorithm, a[2])
-                    uids[a[1]] = c.create(alg, int(a[3]), name=a[1])
+                    mask = None
+                    if len(a) > 4:
+                        mask = [getattr(enums.CryptographicUsageMask, m) for m in a[4].split(",")]
+                    uids[a[1]] = c.create(alg, int(a[3]), name=a[1],
+                                          cryptographic_usage_mask=mask)
                     out = uids[a[1]]
+                elif a[0] == "rekey":
+                    uids[a[2]] = c.rekey(uid(a[1]))
+                    out = uids[a[2]]
+                elif a[0] == "mask":
+                    _, attrs = c.get_attributes(uid(a[1]), ["Cryptographic Usage Mask"])
+                    m = attrs[0].attribute_value.value
+                    out = ",".join(e.name for e in enums.CryptographicUsageMask if m & e.value)
+                elif a[0] == "locateattr":
+                    f = c.attribute_factory
+                    kind = {"state": (enums.AttributeType.STATE,
+                                      lambda v: getattr(enums.State, v)),
+                            "length": (enums.AttributeType.CRYPTOGRAPHIC_LENGTH, int),
+                            "group": (enums.AttributeType.OBJECT_GROUP, str)}[a[1]]
+                    out = str(len(c.locate(attributes=[f.create_attribute(kind[0],
+                                                                          kind[1](a[2]))])))
+                elif a[0] in ("registerkek", "registerexp"):
+                    mask = ([enums.CryptographicUsageMask.WRAP_KEY,
+                             enums.CryptographicUsageMask.UNWRAP_KEY] if a[0] == "registerkek"
+                            else [enums.CryptographicUsageMask.ENCRYPT,
+                                  enums.CryptographicUsageMask.DECRYPT,
+                                  enums.CryptographicUsageMask.EXPORT])
+                    key = objects.SymmetricKey(enums.CryptographicAlgorithm.AES,
+                                               len(a[2]) * 4, bytes.fromhex(a[2]), mask,
+                                               name=a[1])
+                    uids[a[1]] = c.register(key)
+                    out = uids[a[1]]
+                elif a[0] == "getwrapped":
+                    spec = {"wrapping_method": enums.WrappingMethod.ENCRYPT,
+                            "encryption_key_information": {
+                                "unique_identifier": uid(a[2]),
+                                "cryptographic_parameters": {
+                                    "block_cipher_mode":
+                                        enums.BlockCipherMode.AES_KEY_WRAP_PADDING}},
+                            "encoding_option": enums.EncodingOption.NO_ENCODING}
+                    k = c.get(uid(a[1]), key_wrapping_specification=spec)
+                    out = "%s %d %s" % (type(k).__name__, len(k.value),
+                                        k.key_wrapping_data["encryption_key_information"]
+                                        ["unique_identifier"] == uid(a[2]))
+                    if len(a) > 3:
+                        from cryptography.hazmat.primitives.keywrap import \
+                            aes_key_unwrap_with_padding
+                        out += " " + aes_key_unwrap_with_padding(bytes.fromhex(a[3]),
+                                                                 k.value).hex()
                 elif a[0] == "locatetype":
                     f = c.attribute_factory
                     out = str(len(c.locate(attributes=[
