@@ -31,9 +31,12 @@ extern "C" {
 /** Largest caller aad. */
 #define KM_AAD_MAX (1u << 20)
 
-/** Function twins of the size constants, for FFI. */
+/* Function twins of the size constants, for FFI (bindings/python/km/_ffi.py). */
+/** Returns KM_CIPHERTEXT_OVERHEAD. Never fails; thread-safe. */
 KM_EXTERN size_t km_ciphertext_overhead(void);
+/** Returns KM_SIGNATURE_MAX. Never fails; thread-safe. */
 KM_EXTERN size_t km_signature_max(void);
+/** Returns KM_MAC_MAX. Never fails; thread-safe. */
 KM_EXTERN size_t km_mac_max(void);
 
 /** km_sign() / km_verify() / km_mac() flags. */
@@ -83,7 +86,9 @@ KM_EXTERN int km_decrypt(km_ctx *ctx, uint32_t flags, const uint8_t *ct, size_t 
 
 /**
  * As km_decrypt(), with the key given: a ciphertext of another key is
- * refused with KM_E_INTEGRITY before any decryption.
+ * refused with KM_E_INTEGRITY before any decryption. The only way to decrypt
+ * with a session key (km_session_key_create()).
+ * @return as km_decrypt() (KM_E_INVALID for a NULL key).
  */
 KM_EXTERN int km_decrypt_key(km_key *key, uint32_t flags, const uint8_t *ct, size_t ct_len,
                              const uint8_t *aad, size_t aad_len,

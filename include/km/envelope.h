@@ -26,7 +26,7 @@ extern "C" {
 /** Bytes of a wrapped data key (a 36-byte header, the key, a 16-byte tag). */
 #define KM_DATAKEY_WRAPPED_LEN 84
 
-/** Function twin of KM_DATAKEY_WRAPPED_LEN, for FFI. */
+/** Returns KM_DATAKEY_WRAPPED_LEN (the function twin, for FFI). Never fails. */
 KM_EXTERN size_t km_datakey_wrapped_len(void);
 
 /**

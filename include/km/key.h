@@ -202,7 +202,7 @@ KM_EXTERN int km_session_key_create(km_key **out, km_ctx *ctx, km_key_type type)
  */
 KM_EXTERN int km_key_open(km_key **out, km_ctx *ctx, const char *name);
 
-/** Opens a key by its 16-byte id. Errors as km_key_open(). */
+/** Opens a key by its 16-byte id. @return as km_key_open(). */
 KM_EXTERN int km_key_open_id(km_key **out, km_ctx *ctx, const uint8_t id[16]);
 
 /** Releases a key handle (the key stays in the vault). Accepts NULL. */
@@ -276,23 +276,23 @@ KM_EXTERN int km_key_info(km_keyinfo **out, km_key *key);
 
 /** Releases an info snapshot. Accepts NULL. */
 KM_EXTERN void km_keyinfo_free(km_keyinfo *info);
-/** The key's name (borrowed from the snapshot). */
+/** Returns the key's name (borrowed from the snapshot). */
 KM_EXTERN const char *km_keyinfo_name(const km_keyinfo *info);
-/** The key's 16-byte id (borrowed from the snapshot). */
+/** Returns the key's 16-byte id (borrowed from the snapshot). */
 KM_EXTERN const uint8_t *km_keyinfo_id(const km_keyinfo *info);
-/** The key's type. */
+/** Returns the key's type. */
 KM_EXTERN km_key_type km_keyinfo_type(const km_keyinfo *info);
-/** The key's usage mask (KM_USAGE_*). */
+/** Returns the key's usage mask (KM_USAGE_*). */
 KM_EXTERN uint32_t km_keyinfo_usage(const km_keyinfo *info);
-/** The key's flags (KM_KEY_*). */
+/** Returns the key's flags (KM_KEY_*). */
 KM_EXTERN uint32_t km_keyinfo_flags(const km_keyinfo *info);
-/** The key's protection ("software", ...), borrowed. */
+/** Returns the key's protection ("software", ...), borrowed from the snapshot. */
 KM_EXTERN const char *km_keyinfo_protection(const km_keyinfo *info);
-/** The key's creation time (seconds since the epoch). */
+/** Returns the key's creation time (seconds since the epoch). */
 KM_EXTERN int64_t km_keyinfo_created(const km_keyinfo *info);
-/** The primary version number (0 when no version may protect). */
+/** Returns the primary version number (0 when no version may protect). */
 KM_EXTERN uint32_t km_keyinfo_primary(const km_keyinfo *info);
-/** The number of versions. */
+/** Returns the number of versions. */
 KM_EXTERN uint32_t km_keyinfo_version_count(const km_keyinfo *info);
 /**
  * Copies the metadata of the version at `index` (0 = version 1) into `out`.
@@ -380,13 +380,13 @@ KM_EXTERN int km_key_set_description(km_key *key, const char *text);
  */
 KM_EXTERN int km_key_set_tag(km_key *key, const char *tag, const char *value);
 
-/** The key's description (borrowed from the snapshot), or NULL when none. */
+/** Returns the key's description (borrowed from the snapshot), or NULL when none. */
 KM_EXTERN const char *km_keyinfo_description(const km_keyinfo *info);
-/** The number of the key's aliases. */
+/** Returns the number of the key's aliases. */
 KM_EXTERN uint32_t km_keyinfo_alias_count(const km_keyinfo *info);
-/** Alias `index` (in the order they were added; borrowed), or NULL past the last. */
+/** Returns alias `index` (in the order they were added; borrowed), or NULL past the last. */
 KM_EXTERN const char *km_keyinfo_alias(const km_keyinfo *info, uint32_t index);
-/** The number of the key's tags. */
+/** Returns the number of the key's tags. */
 KM_EXTERN uint32_t km_keyinfo_tag_count(const km_keyinfo *info);
 /**
  * Tag `index` (tags are sorted by key): its key and value, borrowed.
@@ -505,10 +505,10 @@ KM_EXTERN int km_key_trim(km_key *key, uint32_t grace_days, uint32_t *count);
  */
 KM_EXTERN int km_key_purge(km_key *key);
 
-/** The key's owner: a principal's name, or "owner" (the vault owner); borrowed. */
+/** Returns the key's owner: a principal's name, or "owner" (the vault owner); borrowed. */
 KM_EXTERN const char *km_keyinfo_owner(const km_keyinfo *info);
 
-/** The key's own policy document (JSON, borrowed), or NULL when it has none. */
+/** Returns the key's own policy document (JSON, borrowed), or NULL when it has none. */
 KM_EXTERN const char *km_keyinfo_policy(const km_keyinfo *info);
 
 #ifdef __cplusplus

@@ -59,11 +59,17 @@ KM_EXTERN int km_key_activate(km_key *key, uint32_t version);
 
 /**
  * ACTIVE → SUSPENDED: the version stops protecting and still processes.
- * `version` 0 = the primary. Errors as km_key_activate().
+ * `version` 0 = the primary.
+ * @return as km_key_activate() (KM_E_STATE: the version is not ACTIVE, or the
+ *         key has no primary). kmctl: key suspend.
  */
 KM_EXTERN int km_key_suspend(km_key *key, uint32_t version);
 
-/** SUSPENDED → ACTIVE. `version` 0 = the newest SUSPENDED version. Errors as km_key_activate(). */
+/**
+ * SUSPENDED → ACTIVE. `version` 0 = the newest SUSPENDED version.
+ * @return as km_key_activate() (KM_E_STATE: the version is not SUSPENDED).
+ *         kmctl: key resume.
+ */
 KM_EXTERN int km_key_resume(km_key *key, uint32_t version);
 
 /**
@@ -89,7 +95,10 @@ KM_EXTERN int km_key_revoke(km_key *key, uint32_t version, km_revoke_reason reas
  */
 KM_EXTERN int km_key_schedule_destroy(km_key *key, uint32_t version, uint32_t grace_days);
 
-/** DESTROY_PENDING → the state it came from. Errors as km_key_activate(). */
+/**
+ * DESTROY_PENDING → the state it came from.
+ * @return as km_key_activate() (KM_E_STATE: the version is not DESTROY_PENDING).
+ */
 KM_EXTERN int km_key_cancel_destroy(km_key *key, uint32_t version);
 
 /** What km_maintain() did. Opaque. */
@@ -113,7 +122,7 @@ typedef struct km_maintain_report km_maintain_report;
  */
 KM_EXTERN int km_maintain(km_ctx *ctx, km_maintain_report **out);
 
-/** The number of actions in the report. */
+/** Returns the number of actions in the report (0 for NULL). */
 KM_EXTERN size_t km_maintain_report_count(const km_maintain_report *r);
 /**
  * One action: the key's name, its version, and what happened ("activated",

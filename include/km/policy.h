@@ -52,7 +52,7 @@ typedef struct km_policy_findings km_policy_findings;
  * @return KM_OK (also when every key is within policy); KM_E_INVALID; KM_E_IO.
  */
 KM_EXTERN int km_policy_report(km_ctx *ctx, km_policy_findings **out);
-/** The number of keys out of policy. */
+/** Returns the number of keys out of policy (0 for NULL). */
 KM_EXTERN size_t km_policy_findings_count(const km_policy_findings *f);
 /**
  * One finding: the key's name and the reasons, each starting with the rule's

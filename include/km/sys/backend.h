@@ -209,8 +209,8 @@ KM_EXTERN int km_backend_unregister(const char *name);
 KM_EXTERN int km_backend_names(char (*names)[KM_BACKEND_NAME_MAX + 1], size_t cap, size_t *n);
 
 /**
- * Records an error with the backend's native code for km_error_last(), and
- * returns `code`, so that a backend can `return km_backend_error(...)`.
+ * Records an error with the backend's native code for km_error_last().
+ * Returns `code`, so that a backend can `return km_backend_error(...)`.
  * The message is a printf format; it must never contain secrets.
  */
 KM_EXTERN int km_backend_error(int code, km_native_kind kind, unsigned long native,
