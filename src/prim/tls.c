@@ -363,16 +363,33 @@ static int tls_new(km__tls_ctx *ctx, int fd, km__tls **out)
     t->ctx = ctx;
     t->fd = fd;
     t->pid = getpid();
+    ERR_clear_error();
+    t->ssl = SSL_new(ctx->ssl_ctx);
+    if (t->ssl == NULL) {
+        int rc = ossl_fail(ctx->label, KM_E_CRYPTO, "SSL_new failed");
+        km__tls_free(t, 0);
+        return rc;
+    }
     *out = t;
     return KM_OK;
 }
 
-static int tls_handshake(km__tls *t, long long deadline)
+/* Runs the handshake of a connection from tls_new(): *out = t, or t freed. */
+static int tls_handshake(km__tls *t, long long deadline, km__tls **out)
 {
+    int rc;
+
     ERR_clear_error();
     if (SSL_set_fd(t->ssl, t->fd) != 1)
-        return ossl_fail(t->ctx->label, KM_E_CRYPTO, "SSL_set_fd failed");
-    return ssl_run(t, OP_HANDSHAKE, NULL, NULL, 0, NULL, deadline);
+        rc = ossl_fail(t->ctx->label, KM_E_CRYPTO, "SSL_set_fd failed");
+    else
+        rc = ssl_run(t, OP_HANDSHAKE, NULL, NULL, 0, NULL, deadline);
+    if (rc != KM_OK) {
+        km__tls_free(t, 0);
+        return rc;
+    }
+    *out = t;
+    return KM_OK;
 }
 
 /* ------------------------------------------------------------------ client */
@@ -439,12 +456,6 @@ int km__tls_connect(km__tls_ctx *ctx, const char *host, const char *port, long l
     if (rc != KM_OK)
         return rc;
     snprintf(t->peer, sizeof t->peer, "%s:%s", host, port);
-    ERR_clear_error();
-    t->ssl = SSL_new(ctx->ssl_ctx);
-    if (t->ssl == NULL) {
-        rc = ossl_fail(ctx->label, KM_E_CRYPTO, "SSL_new failed");
-        goto fail;
-    }
     is_ip = inet_pton(AF_INET, host, addr) == 1 || inet_pton(AF_INET6, host, addr) == 1;
     if (is_ip) {
         if (X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(t->ssl), host) != 1) {
@@ -455,11 +466,7 @@ int km__tls_connect(km__tls_ctx *ctx, const char *host, const char *port, long l
         rc = ossl_fail(ctx->label, KM_E_INVALID, "the server host name is not accepted");
         goto fail;
     }
-    rc = tls_handshake(t, deadline);
-    if (rc != KM_OK)
-        goto fail;
-    *out = t;
-    return KM_OK;
+    return tls_handshake(t, deadline, out);
 fail:
     km__tls_free(t, 0);
     return rc;
@@ -502,17 +509,7 @@ int km__tls_accept(km__tls_ctx *ctx, int fd, long long deadline, km__tls **out)
         else if (ss.ss_family == AF_UNIX)
             snprintf(t->peer, sizeof t->peer, "a local client");
     }
-    ERR_clear_error();
-    t->ssl = SSL_new(ctx->ssl_ctx);
-    if (t->ssl == NULL) {
-        rc = ossl_fail(ctx->label, KM_E_CRYPTO, "SSL_new failed");
-        goto fail;
-    }
-    rc = tls_handshake(t, deadline);
-    if (rc != KM_OK)
-        goto fail;
-    *out = t;
-    return KM_OK;
+    return tls_handshake(t, deadline, out);
 fail:
     km__tls_free(t, 0);
     return rc;
