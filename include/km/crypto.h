@@ -184,12 +184,20 @@ KM_EXTERN int km_rsa_oaep_decrypt(km_key *key, uint32_t version, const uint8_t *
  * protect operation of the key (KM_USAGE_WRAP or KM_USAGE_UNWRAP, a version
  * that may protect).
  *
- * @param[in]  version  0 = the primary.
+ * @param[in]  version  0 = the primary; another version only if it is the
+ *                      primary (a version that may protect).
+ * @param[in]  label    may be NULL when label_len is 0; at most KM_AAD_MAX bytes.
  * @param[in]  in       at most the modulus size - 2 * digest - 2 bytes; may be empty.
- * @param[out] out      the modulus size in bytes.
- * @return KM_OK; KM_E_INVALID (NULL, too long); KM_E_BUFFER (*out_len: the size
- *         needed); KM_E_USAGE (not RSA, usage mask); KM_E_STATE; KM_E_UNSUPPORTED;
- *         KM_E_FORK; KM_E_BACKEND.
+ * @param[out] out      the caller's buffer: the modulus size in bytes.
+ * @param[out] out_len  the bytes written (the size needed with KM_E_BUFFER).
+ * @return KM_OK; KM_E_INVALID (NULL out_len, key, in or label; label longer than
+ *         KM_AAD_MAX; a plaintext too long for the modulus); KM_E_BUFFER
+ *         (*out_len: the size needed); KM_E_USAGE (not RSA, neither wrap nor
+ *         unwrap usage); KM_E_POLICY (the key is out of policy); KM_E_STATE (no
+ *         version that may protect, `version` not the primary); KM_E_DENIED (a
+ *         principal without the encrypt permission); KM_E_UNSUPPORTED (the
+ *         backend gives no public key); KM_E_FORK; KM_E_BACKEND; KM_E_CRYPTO.
+ * Audited as an encryption. Thread-safe. kmctl: rsa-encrypt.
  */
 KM_EXTERN int km_rsa_oaep_encrypt(km_key *key, uint32_t version, const uint8_t *label,
                                   size_t label_len, const uint8_t *in, size_t in_len,
@@ -242,10 +250,13 @@ KM_EXTERN int km_mac_verify(km_key *key, uint32_t version, uint32_t flags,
  *                         with the vault's configuration of it.
  * @param[out] out         `len` bytes.
  * @param[in]  len         1..KM_RANDOM_MAX.
- * @return KM_OK; KM_E_INVALID (NULL, len 0 or above KM_RANDOM_MAX);
+ * @return KM_OK; KM_E_INVALID (NULL ctx or out, len 0 or above KM_RANDOM_MAX);
  *         KM_E_UNSUPPORTED (no such backend, or it has no random generator);
- *         KM_E_FORK; KM_E_BACKEND; KM_E_CRYPTO. On error `out` is zeroed.
- * Thread-safe.
+ *         KM_E_STATE (the vault was closed); KM_E_FORK (a handle from before
+ *         fork()); KM_E_NOMEM; KM_E_BACKEND (the device failed, or failed to
+ *         open: its own code when it gives one); KM_E_CRYPTO (the DRBG failed).
+ *         On error `out` is zeroed (when out and len were valid).
+ * Not audited (no key is used). Thread-safe. kmctl: random N [--protection].
  */
 KM_EXTERN int km_random(km_ctx *ctx, const char *protection, uint8_t *out, size_t len) KM_WUR;
 
@@ -289,11 +300,21 @@ typedef struct km_batch_item {
  *
  * @param[in] flags  as the single call takes: KM_SIG_* (sign, verify, mac,
  *                   mac-verify), KM_DECRYPT_ALLOW_COMPROMISED (decrypt), 0 (encrypt).
- * @return KM_OK when every item succeeded; otherwise the first failed item's
- *         code (KM_E_VERIFY when a signature or MAC was invalid); KM_E_INVALID
- *         for a NULL key or items, an unknown op or more than KM_BATCH_MAX items
- *         (then no item is touched).
- * Thread-safe.
+ * @param[in,out] items  the caller's array (and the buffers it points to): the
+ *                   call fills each item's out, out_len, result and detail;
+ *                   libkm keeps no pointer into it. NULL only when count is 0.
+ * @param[in] count  0..KM_BATCH_MAX.
+ * @return KM_OK when every item succeeded (also for count 0); otherwise the
+ *         first failed item's code, as the single call returns it (KM_E_VERIFY
+ *         when a signature or MAC was invalid; KM_E_BUFFER, KM_E_INTEGRITY, ...).
+ *         When the key refuses an encryption (KM_E_DENIED, KM_E_USAGE,
+ *         KM_E_STATE, KM_E_POLICY, KM_E_FORK) every item gets that code and
+ *         detail. KM_E_INVALID, with no item touched, for a NULL key or items,
+ *         an unknown op, flags with KM_BATCH_ENCRYPT, or more than KM_BATCH_MAX
+ *         items. An item that failed has out_len 0 (the size needed with
+ *         KM_E_BUFFER) and, for encrypt and decrypt, a zeroed out.
+ * Thread-safe (two threads must not share one items array).
+ * kmctl: encrypt, decrypt, sign, verify, mac, mac-verify with --batch.
  */
 KM_EXTERN int km_batch(km_key *key, km_batch_op op, uint32_t flags, km_batch_item *items,
                        size_t count);

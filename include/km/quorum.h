@@ -100,11 +100,16 @@ KM_EXTERN int km_request_info(km_ctx *ctx, const uint8_t id[16], km_request_stat
  * document in full; the name and roles of a principal change. A request made
  * by an older libkm says that its parameters were not recorded.
  *
- * @param[out] out      the text; NULL with cap 0 to ask for the size.
+ * @param[out] out      the caller's buffer for the text; NULL with cap 0 to
+ *                      ask for the size.
  * @param[in]  cap      bytes at out.
  * @param[out] out_len  the bytes the text needs, its NUL included.
  * @return KM_OK; KM_E_BUFFER (cap too small; *out_len says how much);
- *         KM_E_NOTFOUND; KM_E_INVALID. Thread-safe.
+ *         KM_E_NOTFOUND (no such request); KM_E_INVALID (NULL ctx, id or
+ *         out_len, out NULL with cap > 0); KM_E_STATE (the vault was closed);
+ *         KM_E_FORK; KM_E_CORRUPT (the request record fails to open); KM_E_IO.
+ * Any principal may read it (no role needed); not audited. Thread-safe.
+ * kmctl: request show ID.
  */
 KM_EXTERN int km_request_describe(km_ctx *ctx, const uint8_t id[16], char *out, size_t cap,
                                   size_t *out_len);

@@ -408,12 +408,17 @@ KM_EXTERN int km_vault_backup(km_ctx *ctx, const char *path) KM_WUR;
  * "vault copy to SCHEME:LOCATION" (the audit entry's text). Recorded in the
  * audit log before the snapshot (the copy holds that entry).
  * @return KM_OK;
- *         KM_E_INVALID for a NULL argument or an unknown URI scheme;
+ *         KM_E_INVALID for a NULL or empty argument, dst_opts of an unknown
+ *         version, an unknown URI scheme (etcd:// in a build without etcd) or
+ *         a bad location;
  *         KM_E_DENIED without the role or the approvals;
  *         KM_E_EXISTS when the destination holds records (nothing written);
  *         KM_E_CORRUPT when the copy differs from the source;
- *         KM_E_FULL, KM_E_IO for a storage error of either store.
- * Thread-safe.
+ *         KM_E_STATE (the vault was closed); KM_E_FORK;
+ *         KM_E_BUSY (etcd: a transaction lost a race); KM_E_NOMEM;
+ *         KM_E_FULL, KM_E_IO for a storage error of either store (etcd
+ *         unreachable, TLS refused).
+ * Thread-safe. kmctl: vault copy SRC DST (the vault opened from SRC).
  */
 KM_EXTERN int km_vault_copy(km_ctx *ctx, const char *dst_uri,
                             const km_open_options *dst_opts) KM_WUR;
