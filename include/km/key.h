@@ -443,7 +443,8 @@ typedef struct km_key_filter {
  * is called after the snapshot is read, so it may call libkm.
  * @return KM_OK (also when `fn` stopped early); KM_E_INVALID (NULL ctx or fn,
  *         a bad filter version, state, type or an empty tag); KM_E_NOMEM;
- *         KM_E_CORRUPT; KM_E_IO. Any principal may list (as km_key_list()).
+ *         KM_E_CORRUPT; KM_E_FORK (the store, in a forked child); KM_E_IO.
+ *         Any principal may list (as km_key_list()).
  * Thread-safe. kmctl: key list [--type] [--state] [--protection] [--tag].
  */
 KM_EXTERN int km_key_list_filtered(km_ctx *ctx, const km_key_filter *filter, km_key_list_fn fn,
