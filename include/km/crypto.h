@@ -60,6 +60,7 @@ KM_EXTERN size_t km_mac_max(void);
  *         KM_E_USAGE (type or usage mask); KM_E_STATE (no version may protect);
  *         KM_E_LIMIT (the version's invocation limit); KM_E_FORK; KM_E_BACKEND.
  * On error nothing is left in `out`. Thread-safe, also on one shared handle.
+ * kmctl: encrypt.
  */
 KM_EXTERN int km_encrypt(km_key *key, const uint8_t *pt, size_t pt_len,
                          const uint8_t *aad, size_t aad_len,
@@ -79,6 +80,7 @@ KM_EXTERN int km_encrypt(km_key *key, const uint8_t *pt, size_t pt_len,
  *         KM_E_NOTFOUND (no such key or version); KM_E_STATE (the version may not
  *         process); KM_E_USAGE; KM_E_INTEGRITY (altered data, header or aad); KM_E_BUFFER.
  * On any error the first min(out_cap, ct_len) bytes of `out` are zero.
+ * kmctl: decrypt.
  */
 KM_EXTERN int km_decrypt(km_ctx *ctx, uint32_t flags, const uint8_t *ct, size_t ct_len,
                          const uint8_t *aad, size_t aad_len,
@@ -105,6 +107,7 @@ KM_EXTERN int km_decrypt_key(km_key *key, uint32_t flags, const uint8_t *ct, siz
  * @param[in]  flags    KM_SIG_RAW, KM_SIG_P1363.
  * @param[out] sig      at least KM_SIGNATURE_MAX bytes is always enough.
  * @return KM_OK; KM_E_INVALID; KM_E_USAGE; KM_E_STATE; KM_E_BUFFER; KM_E_FORK; KM_E_BACKEND.
+ * kmctl: sign.
  */
 KM_EXTERN int km_sign(km_key *key, uint32_t flags, const uint8_t *msg, size_t msg_len,
                       uint8_t *sig, size_t sig_cap, size_t *sig_len);
@@ -173,6 +176,7 @@ KM_EXTERN int km_rsa_decrypt(km_key *key, uint32_t version, const uint8_t *in, s
  *         length); KM_E_BUFFER (*out_len: the size needed); KM_E_UNSUPPORTED (a
  *         backend that decrypts only without a label with SHA-256); KM_E_FORK;
  *         KM_E_BACKEND. On error other than KM_E_BUFFER, `out` is zeroed.
+ * kmctl: rsa-decrypt.
  */
 KM_EXTERN int km_rsa_oaep_decrypt(km_key *key, uint32_t version, const uint8_t *label,
                                   size_t label_len, const uint8_t *in, size_t in_len,
@@ -211,6 +215,7 @@ KM_EXTERN int km_rsa_oaep_encrypt(km_key *key, uint32_t version, const uint8_t *
  * @return KM_OK when valid; KM_E_VERIFY when not; KM_E_INVALID (NULL, malformed
  *         header, a header naming another key or algorithm); KM_E_NOTFOUND (version);
  *         KM_E_STATE; KM_E_USAGE.
+ * kmctl: verify.
  */
 KM_EXTERN int km_verify(km_key *key, uint32_t version, uint32_t flags,
                         const uint8_t *msg, size_t msg_len,
@@ -222,6 +227,7 @@ KM_EXTERN int km_verify(km_key *key, uint32_t version, uint32_t flags,
  * bytes) for aes-*-cmac keys.
  * @param[out] tag  at least KM_MAC_MAX bytes is always enough.
  * @return as km_sign().
+ * kmctl: mac.
  */
 KM_EXTERN int km_mac(km_key *key, uint32_t flags, const uint8_t *msg, size_t msg_len,
                      uint8_t *tag, size_t tag_cap, size_t *tag_len);
@@ -231,6 +237,7 @@ KM_EXTERN int km_mac(km_key *key, uint32_t flags, const uint8_t *msg, size_t msg
  * truncated to no fewer than 16 bytes (the leftmost bytes, as RFC 2104
  * allows); a CMAC tag is always its full 16 bytes.
  * @return KM_OK when valid; KM_E_VERIFY when not; other errors as km_verify().
+ * kmctl: mac-verify.
  */
 KM_EXTERN int km_mac_verify(km_key *key, uint32_t version, uint32_t flags,
                             const uint8_t *msg, size_t msg_len,

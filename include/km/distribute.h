@@ -43,6 +43,7 @@ typedef enum km_wrap_format {
  *         KM_E_UNSUPPORTED (a public-only key, or a backend whose material cannot
  *         leave it); KM_E_STATE (destroyed version, or a KEK that may not protect);
  *         KM_E_USAGE (the KEK may not wrap); KM_E_BUFFER.
+ * kmctl: export.
  */
 KM_EXTERN int km_key_export_wrapped(km_key *key, uint32_t version, km_wrap_format format,
                                     km_key *kek, const uint8_t *recipient_spki,
@@ -73,6 +74,7 @@ KM_EXTERN int km_key_import_wrapped(km_key **out, km_ctx *ctx, const char *name,
  * in the vault under the reserved name "km:import-wrapping-key".
  * @param[in] format  KM_MATERIAL_PEM or KM_MATERIAL_SPKI_DER.
  * @return KM_OK; KM_E_INVALID; KM_E_BUFFER (with *out_len the size needed).
+ * kmctl: wrapping-key.
  */
 KM_EXTERN int km_vault_wrapping_key(km_ctx *ctx, km_material_format format, uint8_t *out,
                                     size_t out_cap, size_t *out_len);

@@ -166,6 +166,7 @@ KM_EXTERN const char *km_state_name(km_key_state state);
  *         KM_E_UNSUPPORTED for an unknown protection; KM_E_BACKEND, KM_E_IO.
  * Nothing is written to the vault on error. Thread-safe.
  * Names beginning with "km:" are libkm's own and refused (KM_E_INVALID).
+ * kmctl: key create.
  */
 KM_EXTERN int km_key_create(km_key **out, km_ctx *ctx, const char *name,
                             km_key_type type, const km_key_options *opts);
@@ -248,6 +249,7 @@ KM_EXTERN int km_key_list(km_ctx *ctx, km_key_list_fn fn, void *arg);
  * @param[out] new_version  the new version number; may be NULL.
  * @return KM_OK; KM_E_INVALID; KM_E_UNSUPPORTED for imported public-only keys;
  *         KM_E_LIMIT past 100,000 versions; KM_E_BACKEND; KM_E_IO.
+ * kmctl: key rotate.
  */
 KM_EXTERN int km_key_rotate(km_key *key, uint32_t *new_version);
 
@@ -281,6 +283,7 @@ typedef struct km_version_info {
  * Reads a fresh snapshot of the key's metadata from the vault.
  * @param[out] out  free with km_keyinfo_free().
  * @return KM_OK; KM_E_INVALID; KM_E_NOTFOUND if the key was removed; KM_E_CORRUPT; KM_E_IO.
+ * kmctl: key info.
  */
 KM_EXTERN int km_key_info(km_keyinfo **out, km_key *key);
 
@@ -531,6 +534,7 @@ KM_EXTERN void km_keyinfo_window(const km_keyinfo *info, uint32_t *min_process_v
  *         it would reach the primary version, or under deletion protection;
  *         KM_E_POLICY (the grace window); KM_E_DENIED; KM_E_IO. Versions
  *         scheduled before an error stay scheduled.
+ * kmctl: key trim.
  */
 KM_EXTERN int km_key_trim(km_key *key, uint32_t grace_days, uint32_t *count);
 
@@ -543,6 +547,7 @@ KM_EXTERN int km_key_trim(km_key *key, uint32_t grace_days, uint32_t *count);
  * refers to nothing (KM_E_NOTFOUND); free it.
  * @return KM_OK; KM_E_STATE (a version not destroyed, the retention not over,
  *         deletion protection); KM_E_DENIED; KM_E_IO.
+ * kmctl: key purge.
  */
 KM_EXTERN int km_key_purge(km_key *key);
 

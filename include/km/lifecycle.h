@@ -54,6 +54,7 @@ KM_EXTERN int km_revoke_reason_from_name(const char *name, km_revoke_reason *out
  * @return KM_OK; KM_E_INVALID (NULL key); KM_E_NOTFOUND (no such version);
  *         KM_E_STATE (the version is not PRE_ACTIVE); KM_E_IO.
  * Thread-safe; the change is durable when the call returns.
+ * kmctl: key activate.
  */
 KM_EXTERN int km_key_activate(km_key *key, uint32_t version);
 
@@ -82,6 +83,7 @@ KM_EXTERN int km_key_resume(km_key *key, uint32_t version);
  * @return KM_OK; KM_E_INVALID (bad reason, missing or future compromise
  *         date, or a date given with a non-compromise reason); KM_E_NOTFOUND;
  *         KM_E_STATE; KM_E_IO.
+ * kmctl: key revoke.
  */
 KM_EXTERN int km_key_revoke(km_key *key, uint32_t version, km_revoke_reason reason,
                             int64_t compromise_date);
@@ -92,12 +94,14 @@ KM_EXTERN int km_key_revoke(km_key *key, uint32_t version, km_revoke_reason reas
  * @param[in] grace_days  1 to 3650 days.
  * @return KM_OK; KM_E_INVALID (grace out of range); KM_E_NOTFOUND;
  *         KM_E_STATE (an ACTIVE or SUSPENDED version is never destroyed directly); KM_E_IO.
+ * kmctl: key destroy.
  */
 KM_EXTERN int km_key_schedule_destroy(km_key *key, uint32_t version, uint32_t grace_days);
 
 /**
  * DESTROY_PENDING → the state it came from.
  * @return as km_key_activate() (KM_E_STATE: the version is not DESTROY_PENDING).
+ * kmctl: key cancel-destroy.
  */
 KM_EXTERN int km_key_cancel_destroy(km_key *key, uint32_t version);
 
@@ -119,6 +123,7 @@ typedef struct km_maintain_report km_maintain_report;
  * @return KM_OK; KM_E_INVALID; KM_E_DENIED (not the owner or an admin, audited);
  *         KM_E_IO; KM_E_BACKEND (a failed destroy; the version stays
  *         DESTROY_PENDING and the next run retries).
+ * kmctl: maintain.
  */
 KM_EXTERN int km_maintain(km_ctx *ctx, km_maintain_report **out);
 

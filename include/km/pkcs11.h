@@ -69,6 +69,7 @@ typedef enum km_pkcs11_field {
  *         NULL argument; KM_E_BACKEND when the module does not load or fails
  *         (the CK_RV in km_error_last()); KM_E_NOMEM.
  * Needs no PIN. Thread-safe.
+ * kmctl: backend tokens.
  */
 KM_EXTERN int km_pkcs11_tokens(km_pkcs11_list **out, const char *module);
 

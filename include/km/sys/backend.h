@@ -205,6 +205,7 @@ KM_EXTERN int km_backend_unregister(const char *name);
  *                    again with a larger array)
  * @return KM_OK; KM_E_INVALID when n is NULL, or names is NULL with cap > 0.
  * Thread-safe.
+ * kmctl: backend list.
  */
 KM_EXTERN int km_backend_names(char (*names)[KM_BACKEND_NAME_MAX + 1], size_t cap, size_t *n);
 

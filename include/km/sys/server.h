@@ -129,6 +129,7 @@ KM_EXTERN int km_server_audit(km_ctx *srv, const char *detail) KM_WUR;
  *         KM_E_STATE when kmd is not sealed;
  *         KM_E_DENIED when kmd refused this peer (uid not mapped).
  *         km_error_last() carries kmd's message.
+ * kmctl: unseal.
  */
 KM_EXTERN int km_server_unseal(const char *socket_path, const char *share, unsigned *have,
                                unsigned *need) KM_WUR;
