@@ -41,7 +41,7 @@ KM_EXTERN size_t km_datakey_wrapped_len(void);
  * @return KM_OK; KM_E_INVALID; KM_E_BUFFER; and the errors of km_encrypt()
  *         (KM_E_USAGE, KM_E_STATE, KM_E_POLICY, KM_E_LIMIT, ...).
  * Thread-safe.
- * kmctl: datakey.
+ * kmctl: datakey (which calls km_datakey_generate_type()).
  */
 KM_EXTERN int km_datakey_generate(km_key *kek, const uint8_t *aad, size_t aad_len,
                                   km_secret **plain, uint8_t *wrapped, size_t wrapped_cap,
@@ -72,7 +72,7 @@ KM_EXTERN int km_datakey_decrypt(km_ctx *ctx, const uint8_t *wrapped, size_t wra
  * @return KM_OK; the errors of km_decrypt() for the input (KM_E_INTEGRITY,
  *         KM_E_STATE, ...) and of km_encrypt() for the output; KM_E_BUFFER.
  * On error `out` is zeroed.
- * kmctl: rewrap.
+ * kmctl: rewrap (which calls km_rewrap_ex()).
  */
 KM_EXTERN int km_rewrap(km_ctx *ctx, const uint8_t *in, size_t in_len, const uint8_t *aad,
                         size_t aad_len, uint8_t *out, size_t out_cap, size_t *out_len) KM_WUR;
@@ -174,7 +174,7 @@ KM_EXTERN int km_datakey_pair_decrypt(km_ctx *ctx, const uint8_t *wrapped, size_
  * grant on the source key (decrypt), sealed by its grant on `to` (encrypt,
  * datakey): both are checked; `to` must be of a type that encrypts.
  * @return as km_rewrap(); KM_E_USAGE (`to` does not encrypt); KM_E_DENIED.
- * kmctl: rewrap --to NAME [--new-aad TEXT].
+ * kmctl: rewrap --to NAME [--new-aad TEXT] (which calls km_rewrap_ex()).
  */
 KM_EXTERN int km_rewrap_to(km_ctx *ctx, const uint8_t *in, size_t in_len, const uint8_t *aad,
                            size_t aad_len, km_key *to, const uint8_t *new_aad, size_t new_aad_len,
