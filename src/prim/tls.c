@@ -529,6 +529,19 @@ static X509 *verified_peer(km__tls *t)
     return x;
 }
 
+/* Copies `n` bytes of the peer's `what` (its certificate CN, its subject) as
+ * a string into out[cap], or KM_E_BUFFER. */
+static int peer_text(const km__tls *t, const char *what, const void *src, size_t n, char *out,
+                     size_t cap)
+{
+    if (n >= cap)
+        return km__err(KM_E_BUFFER, "%s: the %s of %s is longer than %zu bytes", t->ctx->label,
+                       what, t->peer, cap ? cap - 1 : 0);
+    memcpy(out, src, n);
+    out[n] = '\0';
+    return KM_OK;
+}
+
 int km__tls_peer_cn(km__tls *t, char *cn, size_t cap)
 {
     X509 *x;
@@ -557,13 +570,8 @@ int km__tls_peer_cn(km__tls *t, char *cn, size_t cap)
     if (i < n)
         rc = km__err(KM_E_AUTH, "%s: the certificate CN of %s holds a character that is not "
                      "printable ASCII", t->ctx->label, t->peer);
-    else if ((size_t)n >= cap)
-        rc = km__err(KM_E_BUFFER, "%s: the certificate CN of %s is longer than %zu bytes",
-                     t->ctx->label, t->peer, cap ? cap - 1 : 0);
-    else {
-        memcpy(cn, u, (size_t)n);
-        cn[n] = '\0';
-    }
+    else
+        rc = peer_text(t, "certificate CN", u, (size_t)n, cn, cap);
     OPENSSL_free(u);
     return rc;
 }
@@ -587,13 +595,9 @@ int km__tls_peer_subject(km__tls *t, char *out, size_t cap)
         return ossl_fail(t->ctx->label, KM_E_NOMEM, "the subject does not print");
     }
     n = BIO_get_mem_data(b, &p);
-    if (n < 0 || (size_t)n >= cap)
-        rc = km__err(KM_E_BUFFER, "%s: the subject of %s is longer than %zu bytes",
-                     t->ctx->label, t->peer, cap ? cap - 1 : 0);
-    else {
-        memcpy(out, p, (size_t)n);
-        out[n] = '\0';
-    }
+    rc = n < 0 ? km__err(KM_E_BUFFER, "%s: the subject of %s does not print", t->ctx->label,
+                         t->peer)
+               : peer_text(t, "subject", p, (size_t)n, out, cap);
     BIO_free(b);
     return rc;
 }
