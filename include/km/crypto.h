@@ -314,7 +314,7 @@ typedef struct km_batch_item {
  * @return KM_OK when every item succeeded (also for count 0); otherwise the
  *         first failed item's code, as the single call returns it (KM_E_VERIFY
  *         when a signature or MAC was invalid; KM_E_BUFFER, KM_E_INTEGRITY, ...).
- *         When the key refuses an encryption (KM_E_DENIED, KM_E_USAGE,
+ *         When the key refuses an encryption (KM_E_DENIED, KM_E_USAGE, KM_E_UNSUPPORTED,
  *         KM_E_STATE, KM_E_POLICY, KM_E_FORK) every item gets that code and
  *         detail. KM_E_INVALID, with no item touched, for a NULL key or items,
  *         an unknown op, flags with KM_BATCH_ENCRYPT, or more than KM_BATCH_MAX
