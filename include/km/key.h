@@ -360,8 +360,9 @@ KM_EXTERN int km_key_public_export(km_key *key, uint32_t version, km_material_fo
  * ciphertexts, grants and aliases are unaffected (they name the key's id).
  * @return KM_OK (also when new_name is the current name); KM_E_INVALID for a
  *         bad name, a "km:" name, or a key of libkm's own; KM_E_EXISTS when
- *         new_name is taken by a key or an alias; KM_E_DENIED; KM_E_IO; KM_E_UNSUPPORTED (a session key);
- *         KM_E_NOTFOUND (the key was removed); KM_E_CORRUPT; KM_E_NOMEM; KM_E_FORK.
+ *         new_name is taken by a key or an alias; KM_E_DENIED; KM_E_IO;
+ *         KM_E_UNSUPPORTED (a session key); KM_E_NOTFOUND (the key was
+ *         removed); KM_E_CORRUPT; KM_E_NOMEM; KM_E_FORK.
  * Thread-safe. kmctl: key rename NAME NEWNAME.
  */
 KM_EXTERN int km_key_rename(km_key *key, const char *new_name);
@@ -377,8 +378,9 @@ KM_EXTERN int km_key_rename(km_key *key, const char *new_name);
  * @return KM_OK (also when the key already has this alias); KM_E_INVALID for
  *         a bad or "km:" alias or unknown flags; KM_E_EXISTS when it is a
  *         key's name, or another key's alias without KM_ALIAS_MOVE;
- *         KM_E_LIMIT past KM_KEY_ALIASES_MAX; KM_E_DENIED; KM_E_IO; KM_E_UNSUPPORTED (a session key);
- *         KM_E_NOTFOUND (the key was removed); KM_E_CORRUPT; KM_E_NOMEM; KM_E_FORK.
+ *         KM_E_LIMIT past KM_KEY_ALIASES_MAX; KM_E_DENIED; KM_E_IO;
+ *         KM_E_UNSUPPORTED (a session key); KM_E_NOTFOUND (the key was
+ *         removed); KM_E_CORRUPT; KM_E_NOMEM; KM_E_FORK.
  * Thread-safe. kmctl: key alias NAME ALIAS [--move].
  */
 KM_EXTERN int km_key_alias_add(km_key *key, const char *alias, uint32_t flags);
