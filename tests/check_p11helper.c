@@ -674,7 +674,9 @@ START_TEST(test_p11helper_fork_child)
             status = km_sign(k, KM_SIG_RAW, (const uint8_t *)"m", 1, sig, sizeof sig, &sig_len)
                              != KM_E_FORK ? 3 : found == 1 ? 0 : 4;
         }
-        free(id); /* the child's copy: under valgrind its _exit checks for leaks too */
+        /* the child's copies: under valgrind its _exit checks for leaks too */
+        free(id);
+        X509_free(x);
         _exit(status);
     }
     ck_assert_int_eq(waitpid(pid, &st, 0), pid);
