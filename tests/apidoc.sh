@@ -76,28 +76,25 @@ if [ $# -gt 0 ]; then
 fi
 
 tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
-# self-test 1: a declaration with no comment at all
-cp -r "$top_srcdir/include" "$tmp/a"
-printf '\nKM_EXTERN int km_apidoc_planted(void);\n' >> "$tmp/a/km/key.h"
-if out=$(check "$tmp/a"); then
-  echo "apidoc: self-test: an undocumented declaration was not caught"; exit 1
-fi
-echo "$out" | grep -q 'km/key.h:[0-9]*: km_apidoc_planted has no doc comment' \
-  || { echo "apidoc: self-test: wrong message for an undocumented declaration: $out"; exit 1; }
-# self-test 2: a doc comment that does not say what the function returns
-cp -r "$top_srcdir/include" "$tmp/b"
-printf '\n/** Does something. */\nKM_EXTERN int km_apidoc_planted(void);\n' >> "$tmp/b/km/sys/server.h"
-if out=$(check "$tmp/b"); then
-  echo "apidoc: self-test: a doc comment without Returns was not caught"; exit 1
-fi
-echo "$out" | grep -q 'km/sys/server.h:[0-9]*: km_apidoc_planted: its doc comment says nothing' \
-  || { echo "apidoc: self-test: wrong message for a missing Returns: $out"; exit 1; }
-# self-test 3: a plain (non-doc) comment does not count
-cp -r "$top_srcdir/include" "$tmp/c"
-printf '\n/* Returns 0. */\nKM_EXTERN int km_apidoc_planted(void);\n' >> "$tmp/c/km/vault.h"
-if check "$tmp/c" >/dev/null; then
-  echo "apidoc: self-test: a /* */ comment was taken for a doc comment"; exit 1
-fi
+# plant WHAT HEADER TEXT EXPECT: TEXT appended to HEADER in a copy of the
+# headers must make the check fail with a line matching EXPECT
+plant() {
+  rm -rf "$tmp/inc"
+  cp -r "$top_srcdir/include" "$tmp/inc"
+  printf '%b' "$3" >> "$tmp/inc/$2"
+  if out=$(check "$tmp/inc"); then
+    echo "apidoc: self-test: $1 was not caught"; exit 1
+  fi
+  echo "$out" | grep -q "$4" || { echo "apidoc: self-test: wrong message for $1: $out"; exit 1; }
+}
+plant "an undocumented declaration" km/key.h '\nKM_EXTERN int km_apidoc_planted(void);\n' \
+  'km/key.h:[0-9]*: km_apidoc_planted has no doc comment'
+plant "a doc comment without Returns" km/sys/server.h \
+  '\n/** Does something. */\nKM_EXTERN int km_apidoc_planted(void);\n' \
+  'km/sys/server.h:[0-9]*: km_apidoc_planted: its doc comment says nothing'
+plant "a /* */ comment taken for a doc comment" km/vault.h \
+  '\n/* Returns 0. */\nKM_EXTERN int km_apidoc_planted(void);\n' \
+  'km/vault.h:[0-9]*: km_apidoc_planted has no doc comment'
 
 check "$top_srcdir/include"
 n=$(cat "$top_srcdir"/include/km/*.h "$top_srcdir"/include/km/sys/*.h | grep -c '^KM_EXTERN[ 	]')
