@@ -198,8 +198,9 @@ START_TEST(test_backup_under_load_restores_every_acknowledged_change)
         w[i].failed = 0;
         ck_assert_int_eq(pthread_create(&th[i], NULL, writer_thread, &w[i]), 0);
     }
-    /* let all three writers get going */
-    for (i = 0; i < 400 && (p_acked < 20 || atomic_load(&w[0].acked) < 20
+    /* let all three writers get going: up to 60 s (they take well under 4 s
+     * natively; under valgrind each write is some 50 times slower) */
+    for (i = 0; i < 6000 && (p_acked < 20 || atomic_load(&w[0].acked) < 20
                             || atomic_load(&w[WRITER_THREADS - 1].acked) < 20); i++) {
         usleep(10000);
         p_acked = drain(fds[0], p_acked);
@@ -213,8 +214,8 @@ START_TEST(test_backup_under_load_restores_every_acknowledged_change)
     rc = km_vault_backup(ctx, backup);
     ck_assert_msg(rc == KM_OK, "km_vault_backup: %s (%s)", km_err_name(rc), km_error_last()->message);
     /* the writers were not blocked: each acknowledges more writes after the
-     * backup started (waiting up to 10 s on a loaded machine) */
-    for (i = 0; i < 1000; i++) {
+     * backup started (waiting up to 60 s on a loaded machine or under valgrind) */
+    for (i = 0; i < 6000; i++) {
         p_after = drain(fds[0], p_after > p_acked ? p_after : p_acked);
         if (p_after > p_acked && atomic_load(&w[0].acked) > t_acked[0]
             && atomic_load(&w[WRITER_THREADS - 1].acked) > t_acked[WRITER_THREADS - 1])

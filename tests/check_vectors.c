@@ -203,6 +203,42 @@ static void count_acceptable(vstats *s, int accepted)
         s->acc_refused++;
 }
 
+/* Counts a case of any result: `ok` means libkm gave the expected answer (for an acceptable
+ * case: that it accepted). */
+static void count_result(vstats *s, int r, int ok)
+{
+    if (r == R_VALID)
+        count_valid(s, ok);
+    else if (r == R_INVALID)
+        count_invalid(s, ok);
+    else
+        count_acceptable(s, ok);
+}
+
+/* One case of a Wycheproof file: its group `g` and test `t`; it counts itself in `s`. */
+typedef void (*vcase_fn)(vstats *s, json_t *g, json_t *t, void *arg);
+/* After the last case: the file's note lines, from what `arg` gathered. */
+typedef void (*vnotes_fn)(vstats *s, void *arg);
+
+/* Runs `each` on every test of every group of `file`, then `notes` (may be NULL), and prints
+ * and checks the file's line against its numberOfTests. */
+static void run_file(const char *file, vcase_fn each, vnotes_fn notes, void *arg)
+{
+    json_t *root = load_json(file), *g, *t;
+    size_t gi, ti;
+    vstats s;
+
+    vs_init(&s, file);
+    json_array_foreach(jarr(root, "testGroups"), gi, g) {
+        json_array_foreach(jarr(g, "tests"), ti, t)
+            each(&s, g, t, arg);
+    }
+    if (notes != NULL)
+        notes(&s, arg);
+    vs_report(&s, (unsigned)jint(root, "numberOfTests"));
+    json_decref(root);
+}
+
 /* --------------------------------------------------------------- signatures */
 
 static int sig_refusal(int rc)
@@ -352,12 +388,7 @@ static void hmac_case(vstats *s, km_ctx *ctx, km_key_type type, size_t full_len,
     if (rc != KM_OK) {
         if (klen >= HMAC_KEY_MIN && klen <= HMAC_KEY_MAX) {
             vfail(s, tc, "HMAC key of %zu bytes refused: %s", klen, km_err_name(rc));
-            if (r == R_VALID)
-                count_valid(s, 0);
-            else if (r == R_INVALID)
-                count_invalid(s, 0);
-            else
-                count_acceptable(s, 0);
+            count_result(s, r, 0);
             return;
         }
         /* too short for libkm (14 bytes minimum) or for the policy (112 bits) */
@@ -409,40 +440,64 @@ out:
     km_key_free(k);
 }
 
-START_TEST(test_vectors_hmac_sha256)
-{
-    const char *file = "hmac_sha256_test.json";
-    json_t *root = load_json(file), *g, *t;
-    char *dir = tu_tmpdir();
-    km_ctx *ctx = tu_vault(dir);
-    size_t gi, ti;
-    unsigned truncated = 0;
-    vstats s;
+/* One AES-CMAC case (below). */
+static void cmac_case(vstats *s, km_ctx *ctx, long tc, int r, const uint8_t *key, size_t klen,
+                      const uint8_t *msg, size_t mlen, const uint8_t *tag, size_t tlen);
 
-    vs_init(&s, file);
-    json_array_foreach(jarr(root, "testGroups"), gi, g) {
-        json_array_foreach(jarr(g, "tests"), ti, t) {
-            size_t klen, mlen, tlen;
-            uint8_t *key = jhex(t, "key", &klen), *msg = jhex(t, "msg", &mlen),
-                    *tag = jhex(t, "tag", &tlen);
-            if (tlen < 32)
-                truncated++;
-            hmac_case(&s, ctx, KM_KEY_HMAC_SHA256, 32, jint(t, "tcId"), jresult(t), key, klen, msg,
-                      mlen, tag, tlen);
-            free(key);
-            free(msg);
-            free(tag);
-        }
+/* A MAC file's run (HMAC or AES-CMAC): its vault, and what it counted. */
+typedef struct mac_run {
+    km_ctx *ctx;
+    int cmac;            /* aes_cmac_test.json: keySize checked, cmac_case */
+    unsigned truncated;  /* HMAC tags shorter than the digest */
+} mac_run;
+
+/* A MAC file's case: key, msg and tag; `arg` is the mac_run. */
+static void mac_each(vstats *s, json_t *g, json_t *t, void *arg)
+{
+    mac_run *m = arg;
+    size_t klen, mlen, tlen;
+    uint8_t *key = jhex(t, "key", &klen), *msg = jhex(t, "msg", &mlen),
+            *tag = jhex(t, "tag", &tlen);
+    if (m->cmac) {
+        ck_assert_uint_eq((size_t)jint(g, "keySize"), 8 * klen);
+        cmac_case(s, m->ctx, jint(t, "tcId"), jresult(t), key, klen, msg, mlen, tag, tlen);
+    } else {
+        if (tlen < 32)
+            m->truncated++;
+        hmac_case(s, m->ctx, KM_KEY_HMAC_SHA256, 32, jint(t, "tcId"), jresult(t), key, klen, msg,
+                  mlen, tag, tlen);
     }
-    vnote(&s, "%u cases carry a truncated tag (verified through km_mac_verify only)", truncated);
-    if (s.unsup)
-        vnote(&s, "unsupported = valid tags < 16 bytes or keys outside 14..1024 bytes (libkm "
-                  "refuses both by design)");
-    vs_report(&s, (unsigned)jint(root, "numberOfTests"));
-    km_close(ctx);
+    free(key);
+    free(msg);
+    free(tag);
+}
+
+static void hmac_notes(vstats *s, void *arg)
+{
+    const mac_run *m = arg;
+    vnote(s, "%u cases carry a truncated tag (verified through km_mac_verify only)",
+          m->truncated);
+    if (s->unsup)
+        vnote(s, "unsupported = valid tags < 16 bytes or keys outside 14..1024 bytes (libkm "
+                 "refuses both by design)");
+}
+
+/* A MAC file through the public API, in a vault of its own. */
+static void run_mac_file(const char *file, int cmac)
+{
+    char *dir = tu_tmpdir();
+    mac_run m = { NULL, cmac, 0 };
+
+    m.ctx = tu_vault(dir);
+    run_file(file, mac_each, cmac ? NULL : hmac_notes, &m);
+    km_close(m.ctx);
     tu_rmtree(dir);
     free(dir);
-    json_decref(root);
+}
+
+START_TEST(test_vectors_hmac_sha256)
+{
+    run_mac_file("hmac_sha256_test.json", 0);
 }
 END_TEST
 
@@ -488,31 +543,7 @@ static void cmac_case(vstats *s, km_ctx *ctx, long tc, int r, const uint8_t *key
 
 START_TEST(test_vectors_aes_cmac)
 {
-    const char *file = "aes_cmac_test.json";
-    json_t *root = load_json(file), *g, *t;
-    char *dir = tu_tmpdir();
-    km_ctx *ctx = tu_vault(dir);
-    size_t gi, ti;
-    vstats s;
-
-    vs_init(&s, file);
-    json_array_foreach(jarr(root, "testGroups"), gi, g) {
-        json_array_foreach(jarr(g, "tests"), ti, t) {
-            size_t klen, mlen, tlen;
-            uint8_t *key = jhex(t, "key", &klen), *msg = jhex(t, "msg", &mlen),
-                    *tag = jhex(t, "tag", &tlen);
-            ck_assert_uint_eq((size_t)jint(g, "keySize"), 8 * klen);
-            cmac_case(&s, ctx, jint(t, "tcId"), jresult(t), key, klen, msg, mlen, tag, tlen);
-            free(key);
-            free(msg);
-            free(tag);
-        }
-    }
-    vs_report(&s, (unsigned)jint(root, "numberOfTests"));
-    km_close(ctx);
-    tu_rmtree(dir);
-    free(dir);
-    json_decref(root);
+    run_mac_file("aes_cmac_test.json", 1);
 }
 END_TEST
 
@@ -785,64 +816,63 @@ static int gcm_case(vstats *s, long tc, int r, const uint8_t *key, size_t klen,
     return ok;
 }
 
+/* What the GCM file's cases libkm cannot express were. */
+typedef struct gcm_run {
+    unsigned other_iv, other_tag;
+} gcm_run;
+
+static void gcm_each(vstats *s, json_t *g, json_t *t, void *arg)
+{
+    gcm_run *gr = arg;
+    long ivbits = jint(g, "ivSize"), tagbits = jint(g, "tagSize");
+    long tc = jint(t, "tcId");
+    int r = jresult(t), ok;
+    size_t klen, ivlen, alen, mlen, clen, tlen;
+    uint8_t *key, *iv, *aad, *msg, *ct, *tag;
+
+    s->n++;
+    if (ivbits != 96 || tagbits != 128) {
+        /* libkm never takes a caller nonce and always writes 12-byte nonces and
+         * 16-byte tags: such a ciphertext cannot even be expressed in format v1. */
+        if (ivbits != 96)
+            gr->other_iv++;
+        else
+            gr->other_tag++;
+        s->unsup++;
+        return;
+    }
+    key = jhex(t, "key", &klen);
+    iv = jhex(t, "iv", &ivlen);
+    aad = jhex(t, "aad", &alen);
+    msg = jhex(t, "msg", &mlen);
+    ct = jhex(t, "ct", &clen);
+    tag = jhex(t, "tag", &tlen);
+    ck_assert_uint_eq(ivlen, 12);
+    ck_assert_uint_eq(tlen, 16);
+    ok = gcm_case(s, tc, r == R_ACCEPTABLE ? R_VALID : r, key, klen, iv, aad, alen, msg, mlen, ct,
+                  clen, tag);
+    count_result(s, r, ok);
+    free(key);
+    free(iv);
+    free(aad);
+    free(msg);
+    free(ct);
+    free(tag);
+}
+
+static void gcm_notes(vstats *s, void *arg)
+{
+    const gcm_run *gr = arg;
+    vnote(s, "unsupported = %u cases with an IV other than 96 bits, %u with a tag other than "
+             "128 bits: libkm draws its own 96-bit nonce and km_decrypt reads it only from "
+             "its 36-byte header",
+          gr->other_iv, gr->other_tag);
+}
+
 START_TEST(test_vectors_aes_gcm)
 {
-    const char *file = "aes_gcm_test.json";
-    json_t *root = load_json(file), *g, *t;
-    size_t gi, ti;
-    unsigned other_iv = 0, other_tag = 0;
-    vstats s;
-
-    vs_init(&s, file);
-    json_array_foreach(jarr(root, "testGroups"), gi, g) {
-        long ivbits = jint(g, "ivSize"), tagbits = jint(g, "tagSize");
-        json_array_foreach(jarr(g, "tests"), ti, t) {
-            long tc = jint(t, "tcId");
-            int r = jresult(t), ok;
-            size_t klen, ivlen, alen, mlen, clen, tlen;
-            uint8_t *key, *iv, *aad, *msg, *ct, *tag;
-
-            s.n++;
-            if (ivbits != 96 || tagbits != 128) {
-                /* libkm never takes a caller nonce and always writes 12-byte nonces and
-                 * 16-byte tags: such a ciphertext cannot even be expressed in format v1. */
-                if (ivbits != 96)
-                    other_iv++;
-                else
-                    other_tag++;
-                s.unsup++;
-                continue;
-            }
-            key = jhex(t, "key", &klen);
-            iv = jhex(t, "iv", &ivlen);
-            aad = jhex(t, "aad", &alen);
-            msg = jhex(t, "msg", &mlen);
-            ct = jhex(t, "ct", &clen);
-            tag = jhex(t, "tag", &tlen);
-            ck_assert_uint_eq(ivlen, 12);
-            ck_assert_uint_eq(tlen, 16);
-            ok = gcm_case(&s, tc, r == R_ACCEPTABLE ? R_VALID : r, key, klen, iv, aad, alen, msg,
-                          mlen, ct, clen, tag);
-            if (r == R_VALID)
-                count_valid(&s, ok);
-            else if (r == R_INVALID)
-                count_invalid(&s, ok);
-            else
-                count_acceptable(&s, ok);
-            free(key);
-            free(iv);
-            free(aad);
-            free(msg);
-            free(ct);
-            free(tag);
-        }
-    }
-    vnote(&s, "unsupported = %u cases with an IV other than 96 bits, %u with a tag other than "
-              "128 bits: libkm draws its own 96-bit nonce and km_decrypt reads it only from "
-              "its 36-byte header",
-          other_iv, other_tag);
-    vs_report(&s, (unsigned)jint(root, "numberOfTests"));
-    json_decref(root);
+    gcm_run gr = { 0, 0 };
+    run_file("aes_gcm_test.json", gcm_each, gcm_notes, &gr);
 }
 END_TEST
 
@@ -853,104 +883,104 @@ END_TEST
  * as the first (and only) S2V string: what km_encrypt / km_decrypt call with the header as
  * that string. Wycheproof's ct is V || C; libkm's aead output is C and tag V. Keys of other
  * sizes must be refused at load (invalid cases). */
+static void siv_each(vstats *s, json_t *g, json_t *t, void *arg)
+{
+    size_t klen, alen, mlen, clen;
+    uint8_t *key = jhex(t, "key", &klen), *aad = jhex(t, "aad", &alen),
+            *msg = jhex(t, "msg", &mlen), *ct = jhex(t, "ct", &clen);
+    uint8_t *out = malloc(mlen + clen + 1), tag[16];
+    long tc = jint(t, "tcId");
+    int r = jresult(t), rc;
+    km_key_type type = klen == 32 ? KM_KEY_AES_128_SIV : klen == 48 ? KM_KEY_AES_192_SIV
+                       : klen == 64 ? KM_KEY_AES_256_SIV : (km_key_type)0;
+    km_backend_keyspec spec;
+    km_secret *ref = NULL;
+    void *obj = NULL;
+    static const uint8_t zero_id[16];
+
+    (void)g;
+    (void)arg;
+    s->n++;
+    memset(&spec, 0, sizeof spec);
+    spec.version = 1;
+    spec.type = type != 0 ? type : KM_KEY_AES_256_SIV;
+    spec.usage = KM_USAGE_ENCRYPT | KM_USAGE_DECRYPT;
+    spec.key_id = zero_id;
+    spec.key_version = 1;
+    ck_assert_int_eq(km_secret_new(&ref, klen + 1), KM_OK);
+    km_secret_data(ref)[0] = (unsigned char)KM_MATERIAL_RAW;
+    if (klen > 0)
+        memcpy(km_secret_data(ref) + 1, key, klen);
+    rc = km__software_backend.load(NULL, &spec, km_secret_data(ref), klen + 1, &obj);
+    if (type == 0) {
+        if (rc == KM_OK)
+            vfail(s, tc, "a %zu-byte AES-SIV key was loaded", klen);
+        if (r == R_VALID)
+            count_valid(s, 0);
+        else
+            count_invalid(s, rc == KM_E_INVALID);
+    } else if (rc != KM_OK) {
+        vfail(s, tc, "load: %s", km_err_name(rc));
+        if (r == R_VALID)
+            count_valid(s, 0);
+        else
+            count_invalid(s, 0);
+    } else if (r == R_VALID && mlen == 0) {
+        /* OpenSSL 3.0's AES-SIV cannot finish an empty message: refused cleanly */
+        rc = km__software_backend.aead_seal(obj, zero_id, aad, alen, NULL, 0, msg, 0,
+                                            out, tag);
+        if (rc != KM_E_UNSUPPORTED)
+            vfail(s, tc, "empty message: %s, not KM_E_UNSUPPORTED", km_err_name(rc));
+        s->unsup++;
+    } else if (r == R_VALID) {
+        int ok;
+        rc = km__software_backend.aead_seal(obj, zero_id, aad, alen, NULL, 0, msg, mlen,
+                                            out, tag);
+        ok = rc == KM_OK && clen == mlen + 16 && memcmp(tag, ct, 16) == 0
+             && (mlen == 0 || memcmp(out, ct + 16, mlen) == 0);
+        if (!ok)
+            vfail(s, tc, "seal does not give the ciphertext: %s", km_err_name(rc));
+        rc = km__software_backend.aead_open(obj, zero_id, aad, alen, NULL, 0, ct + 16,
+                                            clen - 16, ct, out);
+        if (rc != KM_OK || (mlen > 0 && memcmp(out, msg, mlen) != 0)) {
+            ok = 0;
+            vfail(s, tc, "open: %s", km_err_name(rc));
+        }
+        count_valid(s, ok);
+    } else {
+        /* a ciphertext shorter than V cannot be opened at all */
+        rc = clen < 16 ? KM_E_INTEGRITY
+             : km__software_backend.aead_open(obj, zero_id, aad, alen, NULL, 0, ct + 16,
+                                              clen - 16, ct, out);
+        /* an empty message's V is refused as unsupported (above) */
+        if (clen == 16 && rc == KM_E_UNSUPPORTED)
+            rc = KM_E_INTEGRITY;
+        count_invalid(s, rc == KM_E_INTEGRITY);
+        if (rc == KM_OK)
+            vfail(s, tc, "INVALID CIPHERTEXT ACCEPTED");
+        else if (rc != KM_E_INTEGRITY)
+            vfail(s, tc, "refused with %s, not KM_E_INTEGRITY", km_err_name(rc));
+    }
+    if (obj != NULL)
+        km__software_backend.unload(NULL, obj);
+    km_secret_free(ref);
+    free(out);
+    free(key);
+    free(aad);
+    free(msg);
+    free(ct);
+}
+
+static void siv_notes(vstats *s, void *arg)
+{
+    (void)arg;
+    vnote(s, "unsupported = the valid empty messages: OpenSSL 3.0's AES-SIV cannot finish "
+             "one, libkm refuses them (KM_E_UNSUPPORTED)");
+}
+
 START_TEST(test_vectors_aes_siv_cmac)
 {
-    const char *file = "aes_siv_cmac_test.json";
-    json_t *root = load_json(file), *g, *t;
-    size_t gi, ti;
-    vstats s;
-
-    vs_init(&s, file);
-    json_array_foreach(jarr(root, "testGroups"), gi, g) {
-        json_array_foreach(jarr(g, "tests"), ti, t) {
-            size_t klen, alen, mlen, clen;
-            uint8_t *key = jhex(t, "key", &klen), *aad = jhex(t, "aad", &alen),
-                    *msg = jhex(t, "msg", &mlen), *ct = jhex(t, "ct", &clen);
-            uint8_t *out = malloc(mlen + clen + 1), tag[16];
-            long tc = jint(t, "tcId");
-            int r = jresult(t), rc;
-            km_key_type type = klen == 32 ? KM_KEY_AES_128_SIV : klen == 48 ? KM_KEY_AES_192_SIV
-                               : klen == 64 ? KM_KEY_AES_256_SIV : (km_key_type)0;
-            km_backend_keyspec spec;
-            km_secret *ref = NULL;
-            void *obj = NULL;
-            static const uint8_t zero_id[16];
-
-            s.n++;
-            memset(&spec, 0, sizeof spec);
-            spec.version = 1;
-            spec.type = type != 0 ? type : KM_KEY_AES_256_SIV;
-            spec.usage = KM_USAGE_ENCRYPT | KM_USAGE_DECRYPT;
-            spec.key_id = zero_id;
-            spec.key_version = 1;
-            ck_assert_int_eq(km_secret_new(&ref, klen + 1), KM_OK);
-            km_secret_data(ref)[0] = (unsigned char)KM_MATERIAL_RAW;
-            if (klen > 0)
-                memcpy(km_secret_data(ref) + 1, key, klen);
-            rc = km__software_backend.load(NULL, &spec, km_secret_data(ref), klen + 1, &obj);
-            if (type == 0) {
-                if (rc == KM_OK)
-                    vfail(&s, tc, "a %zu-byte AES-SIV key was loaded", klen);
-                if (r == R_VALID)
-                    count_valid(&s, 0);
-                else
-                    count_invalid(&s, rc == KM_E_INVALID);
-            } else if (rc != KM_OK) {
-                vfail(&s, tc, "load: %s", km_err_name(rc));
-                if (r == R_VALID)
-                    count_valid(&s, 0);
-                else
-                    count_invalid(&s, 0);
-            } else if (r == R_VALID && mlen == 0) {
-                /* OpenSSL 3.0's AES-SIV cannot finish an empty message: refused cleanly */
-                rc = km__software_backend.aead_seal(obj, zero_id, aad, alen, NULL, 0, msg, 0,
-                                                    out, tag);
-                if (rc != KM_E_UNSUPPORTED)
-                    vfail(&s, tc, "empty message: %s, not KM_E_UNSUPPORTED", km_err_name(rc));
-                s.unsup++;
-            } else if (r == R_VALID) {
-                int ok;
-                rc = km__software_backend.aead_seal(obj, zero_id, aad, alen, NULL, 0, msg, mlen,
-                                                    out, tag);
-                ok = rc == KM_OK && clen == mlen + 16 && memcmp(tag, ct, 16) == 0
-                     && (mlen == 0 || memcmp(out, ct + 16, mlen) == 0);
-                if (!ok)
-                    vfail(&s, tc, "seal does not give the ciphertext: %s", km_err_name(rc));
-                rc = km__software_backend.aead_open(obj, zero_id, aad, alen, NULL, 0, ct + 16,
-                                                    clen - 16, ct, out);
-                if (rc != KM_OK || (mlen > 0 && memcmp(out, msg, mlen) != 0)) {
-                    ok = 0;
-                    vfail(&s, tc, "open: %s", km_err_name(rc));
-                }
-                count_valid(&s, ok);
-            } else {
-                /* a ciphertext shorter than V cannot be opened at all */
-                rc = clen < 16 ? KM_E_INTEGRITY
-                     : km__software_backend.aead_open(obj, zero_id, aad, alen, NULL, 0, ct + 16,
-                                                      clen - 16, ct, out);
-                /* an empty message's V is refused as unsupported (above) */
-                if (clen == 16 && rc == KM_E_UNSUPPORTED)
-                    rc = KM_E_INTEGRITY;
-                count_invalid(&s, rc == KM_E_INTEGRITY);
-                if (rc == KM_OK)
-                    vfail(&s, tc, "INVALID CIPHERTEXT ACCEPTED");
-                else if (rc != KM_E_INTEGRITY)
-                    vfail(&s, tc, "refused with %s, not KM_E_INTEGRITY", km_err_name(rc));
-            }
-            if (obj != NULL)
-                km__software_backend.unload(NULL, obj);
-            km_secret_free(ref);
-            free(out);
-            free(key);
-            free(aad);
-            free(msg);
-            free(ct);
-        }
-    }
-    vnote(&s, "unsupported = the valid empty messages: OpenSSL 3.0's AES-SIV cannot finish "
-              "one, libkm refuses them (KM_E_UNSUPPORTED)");
-    vs_report(&s, (unsigned)jint(root, "numberOfTests"));
-    json_decref(root);
+    run_file("aes_siv_cmac_test.json", siv_each, siv_notes, NULL);
 }
 END_TEST
 
@@ -1003,36 +1033,26 @@ static int kwp_case(vstats *s, long tc, int r, const uint8_t *kek, size_t kek_le
     return ok;
 }
 
+static void kwp_each(vstats *s, json_t *g, json_t *t, void *arg)
+{
+    long tc = jint(t, "tcId");
+    int r = jresult(t), ok;
+    size_t klen, mlen, clen;
+    uint8_t *key = jhex(t, "key", &klen), *msg = jhex(t, "msg", &mlen),
+            *ct = jhex(t, "ct", &clen);
+    (void)g;
+    (void)arg;
+    s->n++;
+    ok = kwp_case(s, tc, r == R_ACCEPTABLE ? R_VALID : r, key, klen, msg, mlen, ct, clen);
+    count_result(s, r, ok);
+    free(key);
+    free(msg);
+    free(ct);
+}
+
 START_TEST(test_vectors_aes_kwp)
 {
-    const char *file = "aes_kwp_test.json";
-    json_t *root = load_json(file), *g, *t;
-    size_t gi, ti;
-    vstats s;
-
-    vs_init(&s, file);
-    json_array_foreach(jarr(root, "testGroups"), gi, g) {
-        json_array_foreach(jarr(g, "tests"), ti, t) {
-            long tc = jint(t, "tcId");
-            int r = jresult(t), ok;
-            size_t klen, mlen, clen;
-            uint8_t *key = jhex(t, "key", &klen), *msg = jhex(t, "msg", &mlen),
-                    *ct = jhex(t, "ct", &clen);
-            s.n++;
-            ok = kwp_case(&s, tc, r == R_ACCEPTABLE ? R_VALID : r, key, klen, msg, mlen, ct, clen);
-            if (r == R_VALID)
-                count_valid(&s, ok);
-            else if (r == R_INVALID)
-                count_invalid(&s, ok);
-            else
-                count_acceptable(&s, ok);
-            free(key);
-            free(msg);
-            free(ct);
-        }
-    }
-    vs_report(&s, (unsigned)jint(root, "numberOfTests"));
-    json_decref(root);
+    run_file("aes_kwp_test.json", kwp_each, NULL, NULL);
 }
 END_TEST
 
@@ -1058,32 +1078,31 @@ static unsigned kw_cross_check(vstats *s, long tc, const uint8_t *kek, size_t kl
     return rc != KM_OK;
 }
 
+static void wrap_each(vstats *s, json_t *g, json_t *t, void *arg)
+{
+    unsigned *refused = arg;
+    size_t klen, clen;
+    uint8_t *key = jhex(t, "key", &klen), *ct = jhex(t, "ct", &clen);
+    (void)g;
+    (void)jresult(t);
+    s->n++;
+    s->unsup++;
+    *refused += kw_cross_check(s, jint(t, "tcId"), key, klen, ct, clen);
+    free(key);
+    free(ct);
+}
+
+static void wrap_notes(vstats *s, void *arg)
+{
+    vnote(s, "all cases unsupported: libkm has no unpadded AES-KW (RFC 3394) API; "
+             "cross-mode check: %u/%u KW blobs refused by KWP unwrap",
+          *(const unsigned *)arg, s->n);
+}
+
 START_TEST(test_vectors_aes_wrap)
 {
-    const char *file = "aes_wrap_test.json";
-    json_t *root = load_json(file), *g, *t;
-    size_t gi, ti;
     unsigned refused = 0;
-    vstats s;
-
-    vs_init(&s, file);
-    json_array_foreach(jarr(root, "testGroups"), gi, g) {
-        json_array_foreach(jarr(g, "tests"), ti, t) {
-            size_t klen, clen;
-            uint8_t *key = jhex(t, "key", &klen), *ct = jhex(t, "ct", &clen);
-            (void)jresult(t);
-            s.n++;
-            s.unsup++;
-            refused += kw_cross_check(&s, jint(t, "tcId"), key, klen, ct, clen);
-            free(key);
-            free(ct);
-        }
-    }
-    vnote(&s, "all cases unsupported: libkm has no unpadded AES-KW (RFC 3394) API; "
-              "cross-mode check: %u/%u KW blobs refused by KWP unwrap",
-          refused, s.n);
-    vs_report(&s, (unsigned)jint(root, "numberOfTests"));
-    json_decref(root);
+    run_file("aes_wrap_test.json", wrap_each, wrap_notes, &refused);
 }
 END_TEST
 
@@ -1151,49 +1170,46 @@ static int hkdf_case(vstats *s, long tc, int r, const uint8_t *ikm, size_t ilen,
     return ok;
 }
 
+static void hkdf_each(vstats *s, json_t *g, json_t *t, void *arg)
+{
+    long tc = jint(t, "tcId");
+    int r = jresult(t), ok;
+    size_t ilen, slen, nlen, olen;
+    uint8_t *ikm = jhex(t, "ikm", &ilen), *salt = jhex(t, "salt", &slen),
+            *info = jhex(t, "info", &nlen), *okm = jhex(t, "okm", &olen);
+    long size = jint(t, "size");
+    (void)g;
+    (void)arg;
+    ck_assert_int_ge(size, 0);
+    s->n++;
+    ok = hkdf_case(s, tc, r == R_ACCEPTABLE ? R_VALID : r, ikm, ilen, salt, slen, info, nlen,
+                   (size_t)size, okm, olen);
+    count_result(s, r, ok);
+    free(ikm);
+    free(salt);
+    free(info);
+    free(okm);
+}
+
+/* Printed before the file's line, as it was: the cases also run through km_derive. */
+static void hkdf_notes(vstats *s, void *arg)
+{
+    (void)arg;
+    printf("vectors: %s: %zu cases also through km_derive (ikm imported as an HMAC key; "
+           "shorter ikm than 14 bytes cannot be an HMAC key)\n", s->file, hkdf_api_cases);
+}
+
 START_TEST(test_vectors_hkdf_sha256)
 {
-    const char *file = "hkdf_sha256_test.json";
-    json_t *root = load_json(file), *g, *t;
-    size_t gi, ti;
-    vstats s;
     char *vdir = tu_tmpdir();
 
     hkdf_ctx = tu_vault(vdir);
     hkdf_api_cases = 0;
-    vs_init(&s, file);
-    json_array_foreach(jarr(root, "testGroups"), gi, g) {
-        json_array_foreach(jarr(g, "tests"), ti, t) {
-            long tc = jint(t, "tcId");
-            int r = jresult(t), ok;
-            size_t ilen, slen, nlen, olen;
-            uint8_t *ikm = jhex(t, "ikm", &ilen), *salt = jhex(t, "salt", &slen),
-                    *info = jhex(t, "info", &nlen), *okm = jhex(t, "okm", &olen);
-            long size = jint(t, "size");
-            ck_assert_int_ge(size, 0);
-            s.n++;
-            ok = hkdf_case(&s, tc, r == R_ACCEPTABLE ? R_VALID : r, ikm, ilen, salt, slen, info,
-                           nlen, (size_t)size, okm, olen);
-            if (r == R_VALID)
-                count_valid(&s, ok);
-            else if (r == R_INVALID)
-                count_invalid(&s, ok);
-            else
-                count_acceptable(&s, ok);
-            free(ikm);
-            free(salt);
-            free(info);
-            free(okm);
-        }
-    }
-    printf("vectors: %s: %zu cases also through km_derive (ikm imported as an HMAC key; "
-           "shorter ikm than 14 bytes cannot be an HMAC key)\n", file, hkdf_api_cases);
+    run_file("hkdf_sha256_test.json", hkdf_each, hkdf_notes, NULL);
     km_close(hkdf_ctx);
     hkdf_ctx = NULL;
     tu_rmtree(vdir);
     free(vdir);
-    vs_report(&s, (unsigned)jint(root, "numberOfTests"));
-    json_decref(root);
 }
 END_TEST
 

@@ -56,6 +56,7 @@ extern "C" {
  * Needs the admin role (or the owner). Audited.
  * @return KM_OK; KM_E_INVALID (name 1..64 printable bytes, roles, passphrase);
  *         KM_E_EXISTS; KM_E_DENIED; KM_E_IO.
+ * kmctl: principal add.
  */
 KM_EXTERN int km_principal_add(km_ctx *ctx, const char *name, uint32_t roles,
                                const uint8_t *passphrase, size_t passphrase_len,
@@ -82,6 +83,7 @@ KM_EXTERN int km_principal_add(km_ctx *ctx, const char *name, uint32_t roles,
  * vault now (see km_vault_remove_passphrases()).
  * @return KM_OK; KM_E_NOTFOUND; KM_E_DENIED; KM_E_STATE (it is the caller, a
  *         slot of the older form); KM_E_INVALID (unknown flags); KM_E_IO.
+ * kmctl: principal remove.
  */
 KM_EXTERN int km_principal_remove(km_ctx *ctx, const char *name, int flags);
 
@@ -95,6 +97,7 @@ typedef int (*km_principal_fn)(const char *name, uint32_t roles, int64_t created
 
 /**
  * Lists the principals. Any principal may list. @return KM_OK or an error.
+ * kmctl: principal list.
  */
 KM_EXTERN int km_principal_list(km_ctx *ctx, km_principal_fn fn, void *arg);
 
@@ -102,6 +105,7 @@ KM_EXTERN int km_principal_list(km_ctx *ctx, km_principal_fn fn, void *arg);
  * Who opened this context: writes its name ("owner", a principal's name,
  * "shares", "backend:NAME") and roles (all four for the owner).
  * @return KM_OK; KM_E_BUFFER; KM_E_INVALID.
+ * kmctl: whoami.
  */
 KM_EXTERN int km_whoami(km_ctx *ctx, char *name, size_t name_cap, uint32_t *roles);
 
@@ -110,6 +114,7 @@ KM_EXTERN int km_whoami(km_ctx *ctx, char *name, size_t name_cap, uint32_t *role
  * or to a role (`grantee` = "role:user", "role:admin", ...), replacing an
  * earlier grant to the same grantee; perms 0 removes it. Needs admin. Audited.
  * @return KM_OK; KM_E_INVALID; KM_E_NOTFOUND (no such principal); KM_E_DENIED.
+ * kmctl: key grant.
  */
 KM_EXTERN int km_key_grant(km_key *key, const char *grantee, uint32_t perms);
 
@@ -130,6 +135,7 @@ typedef int (*km_grant_fn)(const char *grantee, uint32_t perms, void *arg);
  * order). The vault owner, an admin and an auditor see every grant; another
  * principal sees the grants that apply to it (its own and its roles').
  * @return KM_OK (also when fn stopped); KM_E_INVALID; KM_E_CORRUPT; KM_E_IO.
+ * kmctl: key grants.
  */
 KM_EXTERN int km_key_grants(km_key *key, km_grant_fn fn, void *arg);
 

@@ -81,6 +81,7 @@ typedef int (*km_audit_fn)(const km_audit_entry *entry, void *arg);
 /**
  * Sets the data-path audit level of the vault (stored in it, audited).
  * @return KM_OK; KM_E_INVALID; KM_E_DENIED; KM_E_IO.
+ * kmctl: audit level.
  */
 KM_EXTERN int km_audit_set_level(km_ctx *ctx, km_audit_level level);
 
@@ -98,6 +99,7 @@ KM_EXTERN int km_audit_flush(km_ctx *ctx);
  * Reads the head of the log (after flushing the queue), to be kept outside
  * the vault and passed to km_audit_verify() later.
  * @return KM_OK; KM_E_DENIED; KM_E_CORRUPT; KM_E_IO.
+ * kmctl: audit head.
  */
 KM_EXTERN int km_audit_head_get(km_ctx *ctx, km_audit_head *head);
 
@@ -115,6 +117,7 @@ KM_EXTERN int km_audit_head_get(km_ctx *ctx, km_audit_head *head);
  * @return KM_OK when whole; KM_E_INTEGRITY naming the first bad entry (edited,
  *         deleted, reordered, inserted, or the tail truncated);
  *         KM_E_DENIED; KM_E_IO.
+ * kmctl: audit verify.
  */
 KM_EXTERN int km_audit_verify(km_ctx *ctx, const km_audit_head *anchor, uint64_t *count,
                               uint64_t *bad_seq);
@@ -123,6 +126,7 @@ KM_EXTERN int km_audit_verify(km_ctx *ctx, const km_audit_head *anchor, uint64_t
  * Calls `fn` for each entry from sequence `from` (1 = the first) in order.
  * Entries are verified as they are read; a bad one stops with KM_E_INTEGRITY.
  * @return KM_OK; the callback's negative value; KM_E_INTEGRITY; KM_E_DENIED.
+ * kmctl: audit show.
  */
 KM_EXTERN int km_audit_foreach(km_ctx *ctx, uint64_t from, km_audit_fn fn, void *arg);
 
@@ -144,6 +148,7 @@ typedef int (*km_audit_alert_fn)(const km_audit_entry *entry, const char *why, v
  * "use of a compromised key version" (always recorded, whatever the level),
  * and "a ciphertext failed authentication" (at the level "every").
  * @return as km_audit_foreach().
+ * kmctl: audit alerts.
  */
 KM_EXTERN int km_audit_alerts(km_ctx *ctx, uint64_t from, km_audit_alert_fn fn, void *arg);
 

@@ -36,6 +36,7 @@ extern "C" {
  * Returns the version string of the linked library ("0.1.0").
  *
  * The string is static; never free it. Thread-safe.
+ * kmctl: version.
  */
 KM_EXTERN const char *km_version(void);
 

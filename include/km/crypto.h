@@ -31,9 +31,12 @@ extern "C" {
 /** Largest caller aad. */
 #define KM_AAD_MAX (1u << 20)
 
-/** Function twins of the size constants, for FFI. */
+/* Function twins of the size constants, for FFI (bindings/python/km/_ffi.py). */
+/** Returns KM_CIPHERTEXT_OVERHEAD. Never fails; thread-safe. */
 KM_EXTERN size_t km_ciphertext_overhead(void);
+/** Returns KM_SIGNATURE_MAX. Never fails; thread-safe. */
 KM_EXTERN size_t km_signature_max(void);
+/** Returns KM_MAC_MAX. Never fails; thread-safe. */
 KM_EXTERN size_t km_mac_max(void);
 
 /** km_sign() / km_verify() / km_mac() flags. */
@@ -57,6 +60,7 @@ KM_EXTERN size_t km_mac_max(void);
  *         KM_E_USAGE (type or usage mask); KM_E_STATE (no version may protect);
  *         KM_E_LIMIT (the version's invocation limit); KM_E_FORK; KM_E_BACKEND.
  * On error nothing is left in `out`. Thread-safe, also on one shared handle.
+ * kmctl: encrypt.
  */
 KM_EXTERN int km_encrypt(km_key *key, const uint8_t *pt, size_t pt_len,
                          const uint8_t *aad, size_t aad_len,
@@ -76,6 +80,7 @@ KM_EXTERN int km_encrypt(km_key *key, const uint8_t *pt, size_t pt_len,
  *         KM_E_NOTFOUND (no such key or version); KM_E_STATE (the version may not
  *         process); KM_E_USAGE; KM_E_INTEGRITY (altered data, header or aad); KM_E_BUFFER.
  * On any error the first min(out_cap, ct_len) bytes of `out` are zero.
+ * kmctl: decrypt.
  */
 KM_EXTERN int km_decrypt(km_ctx *ctx, uint32_t flags, const uint8_t *ct, size_t ct_len,
                          const uint8_t *aad, size_t aad_len,
@@ -83,7 +88,9 @@ KM_EXTERN int km_decrypt(km_ctx *ctx, uint32_t flags, const uint8_t *ct, size_t 
 
 /**
  * As km_decrypt(), with the key given: a ciphertext of another key is
- * refused with KM_E_INTEGRITY before any decryption.
+ * refused with KM_E_INTEGRITY before any decryption. The only way to decrypt
+ * with a session key (km_session_key_create()).
+ * @return as km_decrypt() (KM_E_INVALID for a NULL key).
  */
 KM_EXTERN int km_decrypt_key(km_key *key, uint32_t flags, const uint8_t *ct, size_t ct_len,
                              const uint8_t *aad, size_t aad_len,
@@ -100,6 +107,7 @@ KM_EXTERN int km_decrypt_key(km_key *key, uint32_t flags, const uint8_t *ct, siz
  * @param[in]  flags    KM_SIG_RAW, KM_SIG_P1363.
  * @param[out] sig      at least KM_SIGNATURE_MAX bytes is always enough.
  * @return KM_OK; KM_E_INVALID; KM_E_USAGE; KM_E_STATE; KM_E_BUFFER; KM_E_FORK; KM_E_BACKEND.
+ * kmctl: sign.
  */
 KM_EXTERN int km_sign(km_key *key, uint32_t flags, const uint8_t *msg, size_t msg_len,
                       uint8_t *sig, size_t sig_cap, size_t *sig_len);
@@ -168,6 +176,7 @@ KM_EXTERN int km_rsa_decrypt(km_key *key, uint32_t version, const uint8_t *in, s
  *         length); KM_E_BUFFER (*out_len: the size needed); KM_E_UNSUPPORTED (a
  *         backend that decrypts only without a label with SHA-256); KM_E_FORK;
  *         KM_E_BACKEND. On error other than KM_E_BUFFER, `out` is zeroed.
+ * kmctl: rsa-decrypt.
  */
 KM_EXTERN int km_rsa_oaep_decrypt(km_key *key, uint32_t version, const uint8_t *label,
                                   size_t label_len, const uint8_t *in, size_t in_len,
@@ -179,12 +188,20 @@ KM_EXTERN int km_rsa_oaep_decrypt(km_key *key, uint32_t version, const uint8_t *
  * protect operation of the key (KM_USAGE_WRAP or KM_USAGE_UNWRAP, a version
  * that may protect).
  *
- * @param[in]  version  0 = the primary.
+ * @param[in]  version  0 = the primary; another version only if it is the
+ *                      primary (a version that may protect).
+ * @param[in]  label    may be NULL when label_len is 0; at most KM_AAD_MAX bytes.
  * @param[in]  in       at most the modulus size - 2 * digest - 2 bytes; may be empty.
- * @param[out] out      the modulus size in bytes.
- * @return KM_OK; KM_E_INVALID (NULL, too long); KM_E_BUFFER (*out_len: the size
- *         needed); KM_E_USAGE (not RSA, usage mask); KM_E_STATE; KM_E_UNSUPPORTED;
- *         KM_E_FORK; KM_E_BACKEND.
+ * @param[out] out      the caller's buffer: the modulus size in bytes.
+ * @param[out] out_len  the bytes written (the size needed with KM_E_BUFFER).
+ * @return KM_OK; KM_E_INVALID (NULL out_len, key, in or label; label longer than
+ *         KM_AAD_MAX; a plaintext too long for the modulus); KM_E_BUFFER
+ *         (*out_len: the size needed); KM_E_USAGE (not RSA, neither wrap nor
+ *         unwrap usage); KM_E_POLICY (the key is out of policy); KM_E_STATE (no
+ *         version that may protect, `version` not the primary); KM_E_DENIED (a
+ *         principal without the encrypt permission); KM_E_UNSUPPORTED (the
+ *         backend gives no public key); KM_E_FORK; KM_E_BACKEND; KM_E_CRYPTO.
+ * Audited as an encryption. Thread-safe. kmctl: rsa-encrypt.
  */
 KM_EXTERN int km_rsa_oaep_encrypt(km_key *key, uint32_t version, const uint8_t *label,
                                   size_t label_len, const uint8_t *in, size_t in_len,
@@ -198,6 +215,7 @@ KM_EXTERN int km_rsa_oaep_encrypt(km_key *key, uint32_t version, const uint8_t *
  * @return KM_OK when valid; KM_E_VERIFY when not; KM_E_INVALID (NULL, malformed
  *         header, a header naming another key or algorithm); KM_E_NOTFOUND (version);
  *         KM_E_STATE; KM_E_USAGE.
+ * kmctl: verify.
  */
 KM_EXTERN int km_verify(km_key *key, uint32_t version, uint32_t flags,
                         const uint8_t *msg, size_t msg_len,
@@ -209,6 +227,7 @@ KM_EXTERN int km_verify(km_key *key, uint32_t version, uint32_t flags,
  * bytes) for aes-*-cmac keys.
  * @param[out] tag  at least KM_MAC_MAX bytes is always enough.
  * @return as km_sign().
+ * kmctl: mac.
  */
 KM_EXTERN int km_mac(km_key *key, uint32_t flags, const uint8_t *msg, size_t msg_len,
                      uint8_t *tag, size_t tag_cap, size_t *tag_len);
@@ -218,6 +237,7 @@ KM_EXTERN int km_mac(km_key *key, uint32_t flags, const uint8_t *msg, size_t msg
  * truncated to no fewer than 16 bytes (the leftmost bytes, as RFC 2104
  * allows); a CMAC tag is always its full 16 bytes.
  * @return KM_OK when valid; KM_E_VERIFY when not; other errors as km_verify().
+ * kmctl: mac-verify.
  */
 KM_EXTERN int km_mac_verify(km_key *key, uint32_t version, uint32_t flags,
                             const uint8_t *msg, size_t msg_len,
@@ -237,10 +257,13 @@ KM_EXTERN int km_mac_verify(km_key *key, uint32_t version, uint32_t flags,
  *                         with the vault's configuration of it.
  * @param[out] out         `len` bytes.
  * @param[in]  len         1..KM_RANDOM_MAX.
- * @return KM_OK; KM_E_INVALID (NULL, len 0 or above KM_RANDOM_MAX);
+ * @return KM_OK; KM_E_INVALID (NULL ctx or out, len 0 or above KM_RANDOM_MAX);
  *         KM_E_UNSUPPORTED (no such backend, or it has no random generator);
- *         KM_E_FORK; KM_E_BACKEND; KM_E_CRYPTO. On error `out` is zeroed.
- * Thread-safe.
+ *         KM_E_STATE (the vault was closed); KM_E_FORK (a handle from before
+ *         fork()); KM_E_NOMEM; KM_E_BACKEND (the device failed, or failed to
+ *         open: its own code when it gives one); KM_E_CRYPTO (the DRBG failed).
+ *         On error `out` is zeroed (when out and len were valid).
+ * Not audited (no key is used). Thread-safe. kmctl: random N [--protection].
  */
 KM_EXTERN int km_random(km_ctx *ctx, const char *protection, uint8_t *out, size_t len) KM_WUR;
 
@@ -284,11 +307,21 @@ typedef struct km_batch_item {
  *
  * @param[in] flags  as the single call takes: KM_SIG_* (sign, verify, mac,
  *                   mac-verify), KM_DECRYPT_ALLOW_COMPROMISED (decrypt), 0 (encrypt).
- * @return KM_OK when every item succeeded; otherwise the first failed item's
- *         code (KM_E_VERIFY when a signature or MAC was invalid); KM_E_INVALID
- *         for a NULL key or items, an unknown op or more than KM_BATCH_MAX items
- *         (then no item is touched).
- * Thread-safe.
+ * @param[in,out] items  the caller's array (and the buffers it points to): the
+ *                   call fills each item's out, out_len, result and detail;
+ *                   libkm keeps no pointer into it. NULL only when count is 0.
+ * @param[in] count  0..KM_BATCH_MAX.
+ * @return KM_OK when every item succeeded (also for count 0); otherwise the
+ *         first failed item's code, as the single call returns it (KM_E_VERIFY
+ *         when a signature or MAC was invalid; KM_E_BUFFER, KM_E_INTEGRITY, ...).
+ *         When the key refuses an encryption (KM_E_DENIED, KM_E_USAGE, KM_E_UNSUPPORTED,
+ *         KM_E_STATE, KM_E_POLICY, KM_E_FORK) every item gets that code and
+ *         detail. KM_E_INVALID, with no item touched, for a NULL key or items,
+ *         an unknown op, flags with KM_BATCH_ENCRYPT, or more than KM_BATCH_MAX
+ *         items. An item that failed has out_len 0 (the size needed with
+ *         KM_E_BUFFER) and, for encrypt and decrypt, a zeroed out.
+ * Thread-safe (two threads must not share one items array).
+ * kmctl: encrypt, decrypt, sign, verify, mac, mac-verify with --batch.
  */
 KM_EXTERN int km_batch(km_key *key, km_batch_op op, uint32_t flags, km_batch_item *items,
                        size_t count);

@@ -43,6 +43,7 @@ typedef enum km_wrap_format {
  *         KM_E_UNSUPPORTED (a public-only key, or a backend whose material cannot
  *         leave it); KM_E_STATE (destroyed version, or a KEK that may not protect);
  *         KM_E_USAGE (the KEK may not wrap); KM_E_BUFFER.
+ * kmctl: export.
  */
 KM_EXTERN int km_key_export_wrapped(km_key *key, uint32_t version, km_wrap_format format,
                                     km_key *kek, const uint8_t *recipient_spki,
@@ -73,6 +74,7 @@ KM_EXTERN int km_key_import_wrapped(km_key **out, km_ctx *ctx, const char *name,
  * in the vault under the reserved name "km:import-wrapping-key".
  * @param[in] format  KM_MATERIAL_PEM or KM_MATERIAL_SPKI_DER.
  * @return KM_OK; KM_E_INVALID; KM_E_BUFFER (with *out_len the size needed).
+ * kmctl: wrapping-key.
  */
 KM_EXTERN int km_vault_wrapping_key(km_ctx *ctx, km_material_format format, uint8_t *out,
                                     size_t out_cap, size_t *out_len);
@@ -91,9 +93,19 @@ KM_EXTERN int km_vault_wrapping_key(km_ctx *ctx, km_material_format format, uint
  * As for km_key_export_wrapped: only an exportable software key, under the
  * key's export dual control (params = the recipient public key bytes, or the
  * 10 bytes "passphrase"); audited (key.export, "backup").
- * @param[out] out  buffer, or NULL to ask for the size (KM_E_BUFFER, *out_len).
- * @return KM_OK; KM_E_INVALID; KM_E_POLICY (not exportable); KM_E_UNSUPPORTED
- *         (not a software key); KM_E_DENIED; KM_E_BUFFER; KM_E_IO.
+ * @param[out] out      the caller's buffer, or NULL to ask for the size
+ *                      (KM_E_BUFFER, *out_len). The output is not secret (it is
+ *                      encrypted) and is written only after the dual control
+ *                      and the audit entry succeed.
+ * @return KM_OK; KM_E_INVALID (NULL key or out_len; both or neither of
+ *         recipient and pass; a passphrase of a bad length; a recipient that
+ *         is not an RSA public key); KM_E_POLICY (not exportable);
+ *         KM_E_UNSUPPORTED (not a software key, a session key); KM_E_DENIED
+ *         (no export permission, or approvals missing); KM_E_BUFFER
+ *         (*out_len: the size needed); KM_E_CORRUPT (the key's records);
+ *         KM_E_FORK; KM_E_NOMEM; KM_E_IO.
+ * Thread-safe. kmctl: key backup NAME (--wrap-with PUBKEY.pem |
+ * --backup-passphrase-file FILE).
  */
 KM_EXTERN int km_key_backup(km_key *key, const uint8_t *recipient, size_t recipient_len,
                             const uint8_t *pass, size_t pass_len, uint8_t *out, size_t out_cap,
@@ -104,12 +116,18 @@ KM_EXTERN int km_key_backup(km_key *key, const uint8_t *recipient, size_t recipi
  * versions, states, dates and counters, under `name` (NULL: the name it had;
  * its aliases are not restored). `pass` for a passphrase backup, NULL for
  * one wrapped to this vault. Audited (key.import, "restored").
- * @param[out] out  a handle on the restored key; may be NULL.
- * @return KM_OK; KM_E_INVALID (not a backup, a malformed one); KM_E_INTEGRITY
- *         (altered, a wrong passphrase, or wrapped to another vault);
- *         KM_E_EXISTS (the name is taken, or the key is here already);
- *         KM_E_POLICY (its own policy is looser than this vault's);
- *         KM_E_DENIED; KM_E_IO.
+ * @param[out] out  a handle on the restored key (free with km_key_free());
+ *                  may be NULL.
+ * @return KM_OK; KM_E_INVALID (NULL ctx or blob, not a backup, a truncated
+ *         or malformed one, a bad or "km:" name, a passphrase missing for a
+ *         passphrase backup); KM_E_UNSUPPORTED (a future backup format, a
+ *         key of another backend); KM_E_INTEGRITY (altered, a wrong
+ *         passphrase, or wrapped to another vault); KM_E_EXISTS (the name is
+ *         taken, or the key is here already); KM_E_POLICY (its own policy is
+ *         looser than this vault's, or its type or periods out of policy);
+ *         KM_E_DENIED (no import permission); KM_E_STATE, KM_E_FORK (the
+ *         vault handle); KM_E_NOMEM; KM_E_IO. Nothing is written on error.
+ * Thread-safe. kmctl: key restore FILE [--name NAME] [--backup-passphrase-file FILE].
  */
 KM_EXTERN int km_key_restore(km_ctx *ctx, const uint8_t *blob, size_t blob_len,
                              const uint8_t *pass, size_t pass_len, const char *name,

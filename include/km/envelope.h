@@ -26,7 +26,7 @@ extern "C" {
 /** Bytes of a wrapped data key (a 36-byte header, the key, a 16-byte tag). */
 #define KM_DATAKEY_WRAPPED_LEN 84
 
-/** Function twin of KM_DATAKEY_WRAPPED_LEN, for FFI. */
+/** Returns KM_DATAKEY_WRAPPED_LEN (the function twin, for FFI). Never fails. */
 KM_EXTERN size_t km_datakey_wrapped_len(void);
 
 /**
@@ -41,6 +41,7 @@ KM_EXTERN size_t km_datakey_wrapped_len(void);
  * @return KM_OK; KM_E_INVALID; KM_E_BUFFER; and the errors of km_encrypt()
  *         (KM_E_USAGE, KM_E_STATE, KM_E_POLICY, KM_E_LIMIT, ...).
  * Thread-safe.
+ * kmctl: datakey (which calls km_datakey_generate_type()).
  */
 KM_EXTERN int km_datakey_generate(km_key *kek, const uint8_t *aad, size_t aad_len,
                                   km_secret **plain, uint8_t *wrapped, size_t wrapped_cap,
@@ -55,6 +56,7 @@ KM_EXTERN int km_datakey_generate(km_key *kek, const uint8_t *aad, size_t aad_le
  * @return KM_OK; KM_E_INVALID (not a wrapped data key, wrong length);
  *         KM_E_NOTFOUND (no such KEK or version); KM_E_STATE; KM_E_USAGE;
  *         KM_E_INTEGRITY (altered, or wrong aad); KM_E_UNSUPPORTED (future format).
+ * kmctl: datakey decrypt.
  */
 KM_EXTERN int km_datakey_decrypt(km_ctx *ctx, const uint8_t *wrapped, size_t wrapped_len,
                                  const uint8_t *aad, size_t aad_len, km_secret **out) KM_WUR;
@@ -70,6 +72,7 @@ KM_EXTERN int km_datakey_decrypt(km_ctx *ctx, const uint8_t *wrapped, size_t wra
  * @return KM_OK; the errors of km_decrypt() for the input (KM_E_INTEGRITY,
  *         KM_E_STATE, ...) and of km_encrypt() for the output; KM_E_BUFFER.
  * On error `out` is zeroed.
+ * kmctl: rewrap (which calls km_rewrap_ex()).
  */
 KM_EXTERN int km_rewrap(km_ctx *ctx, const uint8_t *in, size_t in_len, const uint8_t *aad,
                         size_t aad_len, uint8_t *out, size_t out_cap, size_t *out_len) KM_WUR;
@@ -106,6 +109,7 @@ KM_EXTERN int km_rewrap_batch(km_ctx *ctx, size_t count, const uint8_t *const *i
  * @return as km_datakey_generate(); KM_E_INVALID for a type that is not
  *         symmetric (or aes-256-kwp); KM_E_POLICY when the vault policy
  *         refuses `type`.
+ * kmctl: datakey.
  */
 KM_EXTERN int km_datakey_generate_type(km_key *kek, km_key_type type, const uint8_t *aad,
                                        size_t aad_len, km_secret **plain, uint8_t *wrapped,
@@ -125,14 +129,20 @@ KM_EXTERN int km_datakey_generate_type(km_key *kek, km_key_type type, const uint
  * `K` `P` (docs/FORMATS.md): never decrypted by km_decrypt() or
  * km_datakey_decrypt(), only by km_datakey_pair_decrypt().
  *
- * @param[out] private_pkcs8  the private key in secure memory, or NULL to get
- *                            only the wrapped form (GenerateDataKeyPairWithoutPlaintext).
- * @param[out] wrapped        KM_DATAKEY_PAIR_WRAPPED_MAX bytes are enough.
- * @param[out] public_spki    KM_DATAKEY_PAIR_PUBLIC_MAX bytes are enough.
- * @return KM_OK; KM_E_INVALID (NULL, not such a type); KM_E_POLICY (the vault
- *         policy refuses the type); KM_E_BUFFER (*wrapped_len and *public_len:
- *         the sizes needed); and the errors of km_encrypt() for the KEK.
- * Thread-safe.
+ * @param[out] private_pkcs8  the private key in secure memory (the caller frees
+ *                            it with km_secret_free()), or NULL to get only the
+ *                            wrapped form (GenerateDataKeyPairWithoutPlaintext).
+ * @param[out] wrapped        the caller's buffer: KM_DATAKEY_PAIR_WRAPPED_MAX
+ *                            bytes are enough; zeroed on error.
+ * @param[out] public_spki    the caller's buffer: KM_DATAKEY_PAIR_PUBLIC_MAX
+ *                            bytes are enough.
+ * @return KM_OK; KM_E_INVALID (a NULL kek, wrapped, public_spki, wrapped_len or
+ *         public_len; a type that is not a key pair type); KM_E_POLICY (the
+ *         vault or KEK policy refuses the type); KM_E_BUFFER (*wrapped_len or
+ *         *public_len: the size needed); KM_E_CRYPTO (generation failed); and
+ *         the errors of km_encrypt() for the KEK (KM_E_USAGE, KM_E_STATE,
+ *         KM_E_DENIED, KM_E_FORK, ...). Audited as the KEK's data key use.
+ * Thread-safe. kmctl: datakey-pair NAME --type TYPE --public-out FILE.
  */
 KM_EXTERN int km_datakey_pair_generate(km_key *kek, km_key_type type, const uint8_t *aad,
                                        size_t aad_len, km_secret **private_pkcs8,
@@ -142,8 +152,14 @@ KM_EXTERN int km_datakey_pair_generate(km_key *kek, km_key_type type, const uint
 
 /**
  * Unwraps the private key of a data key pair (PKCS#8 DER, secure memory).
- * @return KM_OK; KM_E_INVALID (not a wrapped private key); the errors of
- *         km_datakey_decrypt().
+ * @param[out] private_pkcs8  set to the private key (free with
+ *                            km_secret_free()), or NULL on error.
+ * @return KM_OK; KM_E_INVALID (NULL ctx, wrapped or private_pkcs8, a bad aad,
+ *         a length out of range, not a `K` `P` wrapped private key: a
+ *         ciphertext or a wrapped data key); the errors of km_datakey_decrypt()
+ *         (KM_E_NOTFOUND, KM_E_STATE, KM_E_USAGE, KM_E_DENIED, KM_E_INTEGRITY,
+ *         KM_E_UNSUPPORTED, KM_E_FORK); KM_E_NOMEM.
+ * Thread-safe. kmctl: datakey decrypt (it recognises the kind).
  */
 KM_EXTERN int km_datakey_pair_decrypt(km_ctx *ctx, const uint8_t *wrapped, size_t wrapped_len,
                                       const uint8_t *aad, size_t aad_len,
@@ -158,6 +174,7 @@ KM_EXTERN int km_datakey_pair_decrypt(km_ctx *ctx, const uint8_t *wrapped, size_
  * grant on the source key (decrypt), sealed by its grant on `to` (encrypt,
  * datakey): both are checked; `to` must be of a type that encrypts.
  * @return as km_rewrap(); KM_E_USAGE (`to` does not encrypt); KM_E_DENIED.
+ * kmctl: rewrap --to NAME [--new-aad TEXT] (which calls km_rewrap_ex()).
  */
 KM_EXTERN int km_rewrap_to(km_ctx *ctx, const uint8_t *in, size_t in_len, const uint8_t *aad,
                            size_t aad_len, km_key *to, const uint8_t *new_aad, size_t new_aad_len,
@@ -169,7 +186,17 @@ KM_EXTERN int km_rewrap_to(km_ctx *ctx, const uint8_t *in, size_t in_len, const 
  * under a COMPROMISED version to the primary version (recovery without
  * handing out the plaintext), audited as km_decrypt() with that flag.
  * @param[in] flags  0 or KM_DECRYPT_ALLOW_COMPROMISED.
- * @return as km_rewrap_to(); KM_E_INVALID (unknown flag bits).
+ * @param[out] out   the caller's buffer, at least in_len bytes, not overlapping
+ *                   `in`; zeroed on error.
+ * @return as km_rewrap_to(): KM_OK; KM_E_INVALID (NULL arguments, unknown flag
+ *         bits, a bad new_aad, out overlapping in, `to` from another vault
+ *         handle, a malformed input); KM_E_BUFFER (*out_len = in_len); the
+ *         errors of km_decrypt() for the input (KM_E_NOTFOUND, KM_E_STATE: a
+ *         compromised version without the flag, KM_E_INTEGRITY,
+ *         KM_E_UNSUPPORTED) and of km_encrypt() for the output (KM_E_USAGE,
+ *         KM_E_STATE, KM_E_POLICY); KM_E_DENIED (either grant missing);
+ *         KM_E_FORK; KM_E_NOMEM.
+ * Thread-safe. kmctl: rewrap [--to NAME] [--new-aad TEXT] [--allow-compromised].
  */
 KM_EXTERN int km_rewrap_ex(km_ctx *ctx, uint32_t flags, const uint8_t *in, size_t in_len,
                            const uint8_t *aad, size_t aad_len, km_key *to,
@@ -183,9 +210,15 @@ KM_EXTERN int km_rewrap_ex(km_ctx *ctx, uint32_t flags, const uint8_t *in, size_
  * Each item is rewrapped as km_rewrap_ex() with `flags`; the others are still
  * attempted after a failure.
  * @param[in] flags  0 or KM_DECRYPT_ALLOW_COMPROMISED.
- * @return KM_OK when every item was rewrapped; otherwise the first failed
- *         item's code; KM_E_INVALID (NULL ctx or items, unknown flags, more
- *         than KM_BATCH_MAX items: then no item is touched).
+ * @param[in,out] items  the caller's array and buffers (libkm keeps no pointer
+ *                   into them); NULL only when count is 0.
+ * @return KM_OK when every item was rewrapped (also for count 0); otherwise the
+ *         first failed item's code (each item's as km_rewrap_ex() returns it);
+ *         KM_E_INVALID (NULL ctx or items, unknown flags, more than
+ *         KM_BATCH_MAX items: then no item is touched). Progress is reported
+ *         to the vault's progress callback every 256 items.
+ * Thread-safe (two threads must not share one items array). kmctl: none
+ * (kmctl rewrap takes one input; the Python binding exposes it).
  */
 KM_EXTERN int km_rewrap_batch_ex(km_ctx *ctx, uint32_t flags, km_batch_item *items,
                                  size_t count);

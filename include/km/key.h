@@ -171,6 +171,7 @@ KM_EXTERN const char *km_state_name(km_key_state state);
  *         KM_E_UNSUPPORTED for an unknown protection; KM_E_BACKEND, KM_E_IO.
  * Nothing is written to the vault on error. Thread-safe.
  * Names beginning with "km:" are libkm's own and refused (KM_E_INVALID).
+ * kmctl: key create.
  */
 KM_EXTERN int km_key_create(km_key **out, km_ctx *ctx, const char *name,
                             km_key_type type, const km_key_options *opts);
@@ -181,10 +182,20 @@ KM_EXTERN int km_key_create(km_key **out, km_ctx *ctx, const char *name,
  * Requires KM_IMPORT_ALLOW_RAW in `flags`. A public key (SPKI) gives a
  * verify-only key with KM_KEY_PUBLIC_ONLY set.
  *
+ * With KM_MATERIAL_JWK only a public JWK is taken (a verify-only key); a
+ * private JWK ("d" present) is refused.
+ *
+ * @param[out] out      the new key's handle (free with km_key_free()); may be NULL.
  * @param[in] material  the key bytes; copied, never kept. The caller wipes them.
  * @return KM_OK; KM_E_INVALID for a bad argument, missing flag, a wrong length
  *         for the type, material that does not parse or whose algorithm or
- *         curve differs from `type`; KM_E_EXISTS; KM_E_IO.
+ *         curve differs from `type` (a JWK: not a JSON object, a private JWK,
+ *         a point not on the curve, more than 64 KiB); KM_E_EXISTS;
+ *         KM_E_POLICY (the vault policy refuses the type or size);
+ *         KM_E_DENIED (no import permission, or the import-raw approvals
+ *         missing); KM_E_UNSUPPORTED (an unknown protection); KM_E_BACKEND;
+ *         KM_E_IO. Thread-safe. kmctl: key import NAME --type --raw FILE
+ *         [--format raw|pkcs8|spki|pem|jwk].
  */
 KM_EXTERN int km_key_import(km_key **out, km_ctx *ctx, const char *name, km_key_type type,
                             km_material_format format, const uint8_t *material,
@@ -207,7 +218,7 @@ KM_EXTERN int km_session_key_create(km_key **out, km_ctx *ctx, km_key_type type)
  */
 KM_EXTERN int km_key_open(km_key **out, km_ctx *ctx, const char *name);
 
-/** Opens a key by its 16-byte id. Errors as km_key_open(). */
+/** Opens a key by its 16-byte id. @return as km_key_open(). */
 KM_EXTERN int km_key_open_id(km_key **out, km_ctx *ctx, const uint8_t id[16]);
 
 /** Releases a key handle (the key stays in the vault). Accepts NULL. */
@@ -243,6 +254,7 @@ KM_EXTERN int km_key_list(km_ctx *ctx, km_key_list_fn fn, void *arg);
  * @param[out] new_version  the new version number; may be NULL.
  * @return KM_OK; KM_E_INVALID; KM_E_UNSUPPORTED for imported public-only keys;
  *         KM_E_LIMIT past 100,000 versions; KM_E_BACKEND; KM_E_IO.
+ * kmctl: key rotate.
  */
 KM_EXTERN int km_key_rotate(km_key *key, uint32_t *new_version);
 
@@ -276,28 +288,29 @@ typedef struct km_version_info {
  * Reads a fresh snapshot of the key's metadata from the vault.
  * @param[out] out  free with km_keyinfo_free().
  * @return KM_OK; KM_E_INVALID; KM_E_NOTFOUND if the key was removed; KM_E_CORRUPT; KM_E_IO.
+ * kmctl: key info.
  */
 KM_EXTERN int km_key_info(km_keyinfo **out, km_key *key);
 
 /** Releases an info snapshot. Accepts NULL. */
 KM_EXTERN void km_keyinfo_free(km_keyinfo *info);
-/** The key's name (borrowed from the snapshot). */
+/** Returns the key's name (borrowed from the snapshot). */
 KM_EXTERN const char *km_keyinfo_name(const km_keyinfo *info);
-/** The key's 16-byte id (borrowed from the snapshot). */
+/** Returns the key's 16-byte id (borrowed from the snapshot). */
 KM_EXTERN const uint8_t *km_keyinfo_id(const km_keyinfo *info);
-/** The key's type. */
+/** Returns the key's type. */
 KM_EXTERN km_key_type km_keyinfo_type(const km_keyinfo *info);
-/** The key's usage mask (KM_USAGE_*). */
+/** Returns the key's usage mask (KM_USAGE_*). */
 KM_EXTERN uint32_t km_keyinfo_usage(const km_keyinfo *info);
-/** The key's flags (KM_KEY_*). */
+/** Returns the key's flags (KM_KEY_*). */
 KM_EXTERN uint32_t km_keyinfo_flags(const km_keyinfo *info);
-/** The key's protection ("software", ...), borrowed. */
+/** Returns the key's protection ("software", ...), borrowed from the snapshot. */
 KM_EXTERN const char *km_keyinfo_protection(const km_keyinfo *info);
-/** The key's creation time (seconds since the epoch). */
+/** Returns the key's creation time (seconds since the epoch). */
 KM_EXTERN int64_t km_keyinfo_created(const km_keyinfo *info);
-/** The primary version number (0 when no version may protect). */
+/** Returns the primary version number (0 when no version may protect). */
 KM_EXTERN uint32_t km_keyinfo_primary(const km_keyinfo *info);
-/** The number of versions. */
+/** Returns the number of versions. */
 KM_EXTERN uint32_t km_keyinfo_version_count(const km_keyinfo *info);
 /**
  * Copies the metadata of the version at `index` (0 = version 1) into `out`.
@@ -312,12 +325,21 @@ KM_EXTERN int km_keyinfo_version(const km_keyinfo *info, uint32_t index,
 /**
  * Exports the public key of an asymmetric key version.
  *
- * @param[in]  version  0 = the primary version.
- * @param[in]  format   KM_MATERIAL_SPKI_DER or KM_MATERIAL_PEM.
- * @param[out] out      buffer; may be NULL to ask for the length.
+ * @param[in]  version  0 = the primary version (the newest when none is primary).
+ * @param[in]  format   KM_MATERIAL_SPKI_DER, KM_MATERIAL_PEM or KM_MATERIAL_JWK
+ *                      (RFC 7517 JSON text, NUL-terminated: *out_len counts
+ *                      the text without its NUL, and includes it with
+ *                      KM_E_BUFFER; EC, RSA, Ed25519 and X25519
+ *                      keys; no "kid", "alg" or "use" member).
+ * @param[out] out      the caller's buffer; may be NULL to ask for the length.
  * @param[out] out_len  the bytes written, or needed when KM_E_BUFFER is returned.
- * @return KM_OK; KM_E_INVALID; KM_E_UNSUPPORTED for a symmetric key;
- *         KM_E_NOTFOUND for an unknown version; KM_E_BUFFER.
+ * @return KM_OK; KM_E_INVALID (NULL key or out_len, another format);
+ *         KM_E_UNSUPPORTED for a symmetric key, a backend that gives no public
+ *         key, or a JWK of a type JWK has no form for in libkm (FFDHE);
+ *         KM_E_NOTFOUND for an unknown version; KM_E_STATE for a destroyed
+ *         version; KM_E_BUFFER; KM_E_FORK; KM_E_BACKEND; KM_E_CRYPTO.
+ * Not audited (public data). Thread-safe. kmctl: key public NAME [--der|--jwk]
+ * [--version N].
  */
 KM_EXTERN int km_key_public_export(km_key *key, uint32_t version, km_material_format format,
                                    uint8_t *out, size_t out_cap, size_t *out_len);
@@ -343,7 +365,10 @@ KM_EXTERN int km_key_public_export(km_key *key, uint32_t version, km_material_fo
  * ciphertexts, grants and aliases are unaffected (they name the key's id).
  * @return KM_OK (also when new_name is the current name); KM_E_INVALID for a
  *         bad name, a "km:" name, or a key of libkm's own; KM_E_EXISTS when
- *         new_name is taken by a key or an alias; KM_E_DENIED; KM_E_IO.
+ *         new_name is taken by a key or an alias; KM_E_DENIED; KM_E_IO;
+ *         KM_E_UNSUPPORTED (a session key); KM_E_NOTFOUND (the key was
+ *         removed); KM_E_CORRUPT; KM_E_NOMEM; KM_E_FORK.
+ * Thread-safe. kmctl: key rename NAME NEWNAME.
  */
 KM_EXTERN int km_key_rename(km_key *key, const char *new_name);
 
@@ -358,21 +383,30 @@ KM_EXTERN int km_key_rename(km_key *key, const char *new_name);
  * @return KM_OK (also when the key already has this alias); KM_E_INVALID for
  *         a bad or "km:" alias or unknown flags; KM_E_EXISTS when it is a
  *         key's name, or another key's alias without KM_ALIAS_MOVE;
- *         KM_E_LIMIT past KM_KEY_ALIASES_MAX; KM_E_DENIED; KM_E_IO.
+ *         KM_E_LIMIT past KM_KEY_ALIASES_MAX; KM_E_DENIED; KM_E_IO;
+ *         KM_E_UNSUPPORTED (a session key); KM_E_NOTFOUND (the key was
+ *         removed); KM_E_CORRUPT; KM_E_NOMEM; KM_E_FORK.
+ * Thread-safe. kmctl: key alias NAME ALIAS [--move].
  */
 KM_EXTERN int km_key_alias_add(km_key *key, const char *alias, uint32_t flags);
 
 /**
  * Removes an alias (of whichever key has it).
  * @return KM_OK; KM_E_NOTFOUND when no key has it; KM_E_INVALID when it is a
- *         key's name (rename the key instead); KM_E_DENIED; KM_E_IO.
+ *         key's name (rename the key instead), NULL ctx or alias; KM_E_DENIED;
+ *         KM_E_CORRUPT; KM_E_NOMEM; KM_E_STATE (the vault was closed);
+ *         KM_E_FORK; KM_E_IO.
+ * Thread-safe. kmctl: key unalias ALIAS.
  */
 KM_EXTERN int km_key_alias_remove(km_ctx *ctx, const char *alias);
 
 /**
  * Sets the key's description (printable UTF-8, no control character, at
  * most KM_KEY_DESCRIPTION_MAX bytes); NULL or "" removes it.
- * @return KM_OK; KM_E_INVALID; KM_E_DENIED; KM_E_IO.
+ * @return KM_OK; KM_E_INVALID (NULL key, a bad or too long text); KM_E_DENIED;
+ *         KM_E_IO; KM_E_UNSUPPORTED (a session key);
+ *         KM_E_NOTFOUND (the key was removed); KM_E_CORRUPT; KM_E_NOMEM; KM_E_FORK.
+ * Thread-safe. kmctl: key describe NAME TEXT.
  */
 KM_EXTERN int km_key_set_description(km_key *key, const char *text);
 
@@ -381,17 +415,19 @@ KM_EXTERN int km_key_set_description(km_key *key, const char *text);
  * is NULL.
  * @return KM_OK; KM_E_INVALID for a bad tag or value; KM_E_NOTFOUND when
  *         removing a tag the key does not have; KM_E_LIMIT past
- *         KM_KEY_TAGS_MAX; KM_E_DENIED; KM_E_IO.
+ *         KM_KEY_TAGS_MAX; KM_E_DENIED; KM_E_IO; KM_E_UNSUPPORTED (a session key);
+ *         KM_E_NOTFOUND (the key was removed); KM_E_CORRUPT; KM_E_NOMEM; KM_E_FORK.
+ * Thread-safe. kmctl: key tag NAME TAG=VALUE, key untag NAME TAG.
  */
 KM_EXTERN int km_key_set_tag(km_key *key, const char *tag, const char *value);
 
-/** The key's description (borrowed from the snapshot), or NULL when none. */
+/** Returns the key's description (borrowed from the snapshot), or NULL when none. */
 KM_EXTERN const char *km_keyinfo_description(const km_keyinfo *info);
-/** The number of the key's aliases. */
+/** Returns the number of the key's aliases. */
 KM_EXTERN uint32_t km_keyinfo_alias_count(const km_keyinfo *info);
-/** Alias `index` (in the order they were added; borrowed), or NULL past the last. */
+/** Returns alias `index` (in the order they were added; borrowed), or NULL past the last. */
 KM_EXTERN const char *km_keyinfo_alias(const km_keyinfo *info, uint32_t index);
-/** The number of the key's tags. */
+/** Returns the number of the key's tags. */
 KM_EXTERN uint32_t km_keyinfo_tag_count(const km_keyinfo *info);
 /**
  * Tag `index` (tags are sorted by key): its key and value, borrowed.
@@ -415,8 +451,11 @@ typedef struct km_key_filter {
  * Lists the keys that match `filter` (NULL: every key), sorted by name
  * (bytewise), read from one consistent snapshot. Unlike km_key_list(), `fn`
  * is called after the snapshot is read, so it may call libkm.
- * @return KM_OK (also when `fn` stopped early); KM_E_INVALID (a bad filter
- *         version, state or type); KM_E_NOMEM; KM_E_CORRUPT; KM_E_IO.
+ * @return KM_OK (also when `fn` stopped early); KM_E_INVALID (NULL ctx or fn,
+ *         a bad filter version, state, type or an empty tag); KM_E_NOMEM;
+ *         KM_E_CORRUPT; KM_E_FORK (the store, in a forked child); KM_E_IO.
+ *         Any principal may list (as km_key_list()).
+ * Thread-safe. kmctl: key list [--type] [--state] [--protection] [--tag].
  */
 KM_EXTERN int km_key_list_filtered(km_ctx *ctx, const km_key_filter *filter, km_key_list_fn fn,
                                    void *arg);
@@ -462,11 +501,18 @@ typedef struct km_key_settings {
  * (km_request_create(KM_REQ_POLICY_CHANGE, key name, params): params = the
  * policy JSON, or the 23 bytes "deletion-protection=off"). The key's periods
  * must fit the policy that results.
- * @return KM_OK; KM_E_INVALID (bad version or fields, a usage the key lacks,
- *         a policy that does not parse); KM_E_POLICY (exportable back on, a
- *         looser policy, a rotation period the policy refuses); KM_E_DENIED
- *         (the admin role, or approvals missing); KM_E_UNSUPPORTED (a session
- *         key); KM_E_IO.
+ * @return KM_OK; KM_E_INVALID (NULL settings or key, bad version or fields,
+ *         a usage the key lacks, a rotation period above 36500 days, a policy
+ *         that is empty, too long or does not parse, a minimum version above
+ *         the number of versions or a min_protect_version below
+ *         min_process_version); KM_E_POLICY (exportable back on, a looser
+ *         policy, a rotation period the policy refuses); KM_E_DENIED (the
+ *         admin role, or approvals missing); KM_E_UNSUPPORTED (a session
+ *         key); KM_E_NOTFOUND (the key was removed); KM_E_CORRUPT (its record
+ *         fails to open); KM_E_FORK; KM_E_NOMEM; KM_E_IO. Nothing changes on error.
+ * Thread-safe. kmctl: key set NAME [--rotate-every] [--usage] [--not-exportable]
+ * [--policy FILE] [--deletion-protection on|off] [--min-decryption-version N]
+ * [--min-encryption-version N].
  */
 KM_EXTERN int km_key_set(km_key *key, const km_key_settings *settings);
 
@@ -495,6 +541,7 @@ KM_EXTERN void km_keyinfo_window(const km_keyinfo *info, uint32_t *min_process_v
  *         it would reach the primary version, or under deletion protection;
  *         KM_E_POLICY (the grace window); KM_E_DENIED; KM_E_IO. Versions
  *         scheduled before an error stay scheduled.
+ * kmctl: key trim.
  */
 KM_EXTERN int km_key_trim(km_key *key, uint32_t grace_days, uint32_t *count);
 
@@ -507,13 +554,14 @@ KM_EXTERN int km_key_trim(km_key *key, uint32_t grace_days, uint32_t *count);
  * refers to nothing (KM_E_NOTFOUND); free it.
  * @return KM_OK; KM_E_STATE (a version not destroyed, the retention not over,
  *         deletion protection); KM_E_DENIED; KM_E_IO.
+ * kmctl: key purge.
  */
 KM_EXTERN int km_key_purge(km_key *key);
 
-/** The key's owner: a principal's name, or "owner" (the vault owner); borrowed. */
+/** Returns the key's owner: a principal's name, or "owner" (the vault owner); borrowed. */
 KM_EXTERN const char *km_keyinfo_owner(const km_keyinfo *info);
 
-/** The key's own policy document (JSON, borrowed), or NULL when it has none. */
+/** Returns the key's own policy document (JSON, borrowed), or NULL when it has none. */
 KM_EXTERN const char *km_keyinfo_policy(const km_keyinfo *info);
 
 #ifdef __cplusplus

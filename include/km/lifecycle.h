@@ -54,16 +54,23 @@ KM_EXTERN int km_revoke_reason_from_name(const char *name, km_revoke_reason *out
  * @return KM_OK; KM_E_INVALID (NULL key); KM_E_NOTFOUND (no such version);
  *         KM_E_STATE (the version is not PRE_ACTIVE); KM_E_IO.
  * Thread-safe; the change is durable when the call returns.
+ * kmctl: key activate.
  */
 KM_EXTERN int km_key_activate(km_key *key, uint32_t version);
 
 /**
  * ACTIVE → SUSPENDED: the version stops protecting and still processes.
- * `version` 0 = the primary. Errors as km_key_activate().
+ * `version` 0 = the primary.
+ * @return as km_key_activate() (KM_E_STATE: the version is not ACTIVE, or the
+ *         key has no primary). kmctl: key suspend.
  */
 KM_EXTERN int km_key_suspend(km_key *key, uint32_t version);
 
-/** SUSPENDED → ACTIVE. `version` 0 = the newest SUSPENDED version. Errors as km_key_activate(). */
+/**
+ * SUSPENDED → ACTIVE. `version` 0 = the newest SUSPENDED version.
+ * @return as km_key_activate() (KM_E_STATE: the version is not SUSPENDED).
+ *         kmctl: key resume.
+ */
 KM_EXTERN int km_key_resume(km_key *key, uint32_t version);
 
 /**
@@ -76,6 +83,7 @@ KM_EXTERN int km_key_resume(km_key *key, uint32_t version);
  * @return KM_OK; KM_E_INVALID (bad reason, missing or future compromise
  *         date, or a date given with a non-compromise reason); KM_E_NOTFOUND;
  *         KM_E_STATE; KM_E_IO.
+ * kmctl: key revoke.
  */
 KM_EXTERN int km_key_revoke(km_key *key, uint32_t version, km_revoke_reason reason,
                             int64_t compromise_date);
@@ -86,10 +94,15 @@ KM_EXTERN int km_key_revoke(km_key *key, uint32_t version, km_revoke_reason reas
  * @param[in] grace_days  1 to 3650 days.
  * @return KM_OK; KM_E_INVALID (grace out of range); KM_E_NOTFOUND;
  *         KM_E_STATE (an ACTIVE or SUSPENDED version is never destroyed directly); KM_E_IO.
+ * kmctl: key destroy.
  */
 KM_EXTERN int km_key_schedule_destroy(km_key *key, uint32_t version, uint32_t grace_days);
 
-/** DESTROY_PENDING → the state it came from. Errors as km_key_activate(). */
+/**
+ * DESTROY_PENDING → the state it came from.
+ * @return as km_key_activate() (KM_E_STATE: the version is not DESTROY_PENDING).
+ * kmctl: key cancel-destroy.
+ */
 KM_EXTERN int km_key_cancel_destroy(km_key *key, uint32_t version);
 
 /** What km_maintain() did. Opaque. */
@@ -110,10 +123,11 @@ typedef struct km_maintain_report km_maintain_report;
  * @return KM_OK; KM_E_INVALID; KM_E_DENIED (not the owner or an admin, audited);
  *         KM_E_IO; KM_E_BACKEND (a failed destroy; the version stays
  *         DESTROY_PENDING and the next run retries).
+ * kmctl: maintain.
  */
 KM_EXTERN int km_maintain(km_ctx *ctx, km_maintain_report **out);
 
-/** The number of actions in the report. */
+/** Returns the number of actions in the report (0 for NULL). */
 KM_EXTERN size_t km_maintain_report_count(const km_maintain_report *r);
 /**
  * One action: the key's name, its version, and what happened ("activated",

@@ -69,6 +69,7 @@ typedef enum km_pkcs11_field {
  *         NULL argument; KM_E_BACKEND when the module does not load or fails
  *         (the CK_RV in km_error_last()); KM_E_NOMEM.
  * Needs no PIN. Thread-safe.
+ * kmctl: backend tokens.
  */
 KM_EXTERN int km_pkcs11_tokens(km_pkcs11_list **out, const char *module);
 
@@ -84,13 +85,13 @@ KM_EXTERN int km_pkcs11_tokens(km_pkcs11_list **out, const char *module);
  */
 KM_EXTERN int km_pkcs11_certificates(km_pkcs11_list **out, const char *module);
 
-/** The number of entries of a list (0 for NULL). */
+/** Returns the number of entries of a list (0 for NULL). */
 KM_EXTERN size_t km_pkcs11_list_count(const km_pkcs11_list *list);
 
 /**
- * A field of entry `index`, borrowed from the list (valid until it is freed);
- * blank padding removed. NULL for a NULL list, an index out of range or an
- * unknown field.
+ * Returns a field of entry `index`, borrowed from the list (valid until it is
+ * freed); blank padding removed. NULL for a NULL list, an index out of range
+ * or an unknown field.
  */
 KM_EXTERN const char *km_pkcs11_list_get(const km_pkcs11_list *list, size_t index,
                                          km_pkcs11_field field);

@@ -31,6 +31,7 @@ extern "C" {
  *         keep working for processing; km_policy_report() lists them.
  * The change is durable and seen by this process at once and by other
  * processes within their refresh interval. Thread-safe.
+ * kmctl: policy set.
  */
 KM_EXTERN int km_policy_set(km_ctx *ctx, const char *json, size_t json_len);
 
@@ -40,6 +41,7 @@ KM_EXTERN int km_policy_set(km_ctx *ctx, const char *json, size_t json_len);
  * @param[out] out_len  characters written without the NUL, or the size needed
  *                      (with the NUL) when KM_E_BUFFER is returned.
  * @return KM_OK; KM_E_INVALID; KM_E_BUFFER; KM_E_NOMEM.
+ * kmctl: policy show.
  */
 KM_EXTERN int km_policy_get(km_ctx *ctx, char *out, size_t out_cap, size_t *out_len);
 
@@ -50,9 +52,10 @@ typedef struct km_policy_findings km_policy_findings;
  * Lists every key of the vault that is out of policy, and why.
  * @param[out] out  free with km_policy_findings_free().
  * @return KM_OK (also when every key is within policy); KM_E_INVALID; KM_E_IO.
+ * kmctl: policy check.
  */
 KM_EXTERN int km_policy_report(km_ctx *ctx, km_policy_findings **out);
-/** The number of keys out of policy. */
+/** Returns the number of keys out of policy (0 for NULL). */
 KM_EXTERN size_t km_policy_findings_count(const km_policy_findings *f);
 /**
  * One finding: the key's name and the reasons, each starting with the rule's

@@ -71,6 +71,7 @@ typedef struct km_request_status {
  * @param ttl_s  lifetime in seconds; 0 = KM_REQUEST_TTL_DEFAULT.
  * @param[out] id the request id, 16 bytes, to hand to the custodians.
  * @return KM_OK; KM_E_INVALID; KM_E_NOTFOUND (no such key); KM_E_DENIED; KM_E_IO.
+ * kmctl: request create.
  */
 KM_EXTERN int km_request_create(km_ctx *ctx, km_request_op op, const char *key_name,
                                 const uint8_t *params, size_t params_len, uint32_t ttl_s,
@@ -82,12 +83,14 @@ KM_EXTERN int km_request_create(km_ctx *ctx, km_request_op op, const char *key_n
  * @return KM_OK; KM_E_NOTFOUND; KM_E_DENIED (not a custodian, self-approval);
  *         KM_E_EXISTS (already approved by this principal); KM_E_STATE
  *         (expired or consumed); KM_E_IO.
+ * kmctl: request approve.
  */
 KM_EXTERN int km_request_approve(km_ctx *ctx, const uint8_t id[16]);
 
 /**
  * Reads a request's state.
  * @return KM_OK; KM_E_NOTFOUND; KM_E_INVALID.
+ * kmctl: request show.
  */
 KM_EXTERN int km_request_info(km_ctx *ctx, const uint8_t id[16], km_request_status *out);
 
@@ -100,11 +103,16 @@ KM_EXTERN int km_request_info(km_ctx *ctx, const uint8_t id[16], km_request_stat
  * document in full; the name and roles of a principal change. A request made
  * by an older libkm says that its parameters were not recorded.
  *
- * @param[out] out      the text; NULL with cap 0 to ask for the size.
+ * @param[out] out      the caller's buffer for the text; NULL with cap 0 to
+ *                      ask for the size.
  * @param[in]  cap      bytes at out.
  * @param[out] out_len  the bytes the text needs, its NUL included.
  * @return KM_OK; KM_E_BUFFER (cap too small; *out_len says how much);
- *         KM_E_NOTFOUND; KM_E_INVALID. Thread-safe.
+ *         KM_E_NOTFOUND (no such request); KM_E_INVALID (NULL ctx, id or
+ *         out_len, out NULL with cap > 0); KM_E_STATE (the vault was closed);
+ *         KM_E_FORK; KM_E_CORRUPT (the request record fails to open); KM_E_IO.
+ * Any principal may read it (no role needed); not audited. Thread-safe.
+ * kmctl: request show ID.
  */
 KM_EXTERN int km_request_describe(km_ctx *ctx, const uint8_t id[16], char *out, size_t cap,
                                   size_t *out_len);

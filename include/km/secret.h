@@ -32,7 +32,8 @@ KM_EXTERN int km_secret_new(km_secret **out, size_t len);
 /**
  * Allocates a secret holding a copy of `len` bytes at `data`.
  *
- * The caller still owns and should wipe `data`. Errors as km_secret_new().
+ * The caller still owns and should wipe `data`.
+ * @return as km_secret_new(); KM_E_INVALID also when data is NULL.
  */
 KM_EXTERN int km_secret_from(km_secret **out, const void *data, size_t len);
 

@@ -177,6 +177,7 @@ KM_EXTERN int km_vault_add_passphrase(km_ctx *ctx, const uint8_t *passphrase,
  * @return KM_OK; KM_E_INVALID; KM_E_UNSUPPORTED (no such backend, or it
  *         cannot hold keyslots); KM_E_BACKEND / KM_E_AUTH from the device;
  *         KM_E_DENIED without the right; KM_E_IO.
+ * kmctl: keyslot add kmip, keyslot add tpm2.
  */
 KM_EXTERN int km_vault_add_backend_slot(km_ctx *ctx, const char *backend, const char *config);
 
@@ -199,6 +200,7 @@ KM_EXTERN int km_vault_add_backend_slot(km_ctx *ctx, const char *backend, const 
  *
  * @return KM_OK; KM_E_INVALID unless 2 <= m <= n <= KM_SHARES_MAX;
  *         KM_E_DENIED; KM_E_IO.
+ * kmctl: keyslot add shares.
  */
 KM_EXTERN int km_vault_add_shares(km_ctx *ctx, unsigned m, unsigned n, km_secret **shares);
 
@@ -213,6 +215,7 @@ KM_EXTERN int km_vault_add_shares(km_ctx *ctx, unsigned m, unsigned n, km_secret
  * approvals (km/quorum.h: a KM_REQ_PRINCIPAL_CHANGE request with params "keyslot-remove:passphrases",
  * consumed in the same transaction).
  * @return KM_OK; KM_E_STATE; KM_E_DENIED; KM_E_IO.
+ * kmctl: keyslot remove passphrases.
  */
 KM_EXTERN int km_vault_remove_passphrases(km_ctx *ctx);
 
@@ -243,6 +246,7 @@ KM_EXTERN int km_set_progress(km_ctx *ctx, km_progress_fn fn, void *arg);
  * until the vault is reopened.
  * @return KM_OK; KM_E_INVALID (bad name, empty or > 64 KiB config, "software");
  *         KM_E_UNSUPPORTED (no such backend built in or registered); KM_E_IO.
+ * kmctl: backend add kmip, backend add pkcs11, backend add tpm2.
  */
 KM_EXTERN int km_vault_backend_set(km_ctx *ctx, const char *name, const char *config);
 
@@ -318,6 +322,7 @@ KM_EXTERN int km_vault_id(const km_ctx *ctx, uint8_t out[16]);
  * Thread-safe; rekeys of one context are serialised. It holds the vault's
  * write lock (all processes) for the whole operation, including one scrypt
  * run at `kdf_cost`.
+ * kmctl: vault rekey.
  */
 KM_EXTERN int km_vault_rekey(km_ctx *ctx, const uint8_t *passphrase, size_t passphrase_len,
                              uint32_t kdf_cost) KM_WUR;
@@ -358,6 +363,7 @@ KM_EXTERN int km_vault_rekey(km_ctx *ctx, const uint8_t *passphrase, size_t pass
  *         KM_E_IO: close it and open the vault again.
  *
  * Thread-safe with respect to this context's other threads (they wait).
+ * kmctl: vault compact.
  */
 KM_EXTERN int km_vault_compact(km_ctx *ctx) KM_WUR;
 
@@ -397,6 +403,7 @@ KM_EXTERN int km_vault_compact(km_ctx *ctx) KM_WUR;
  * not blocked, but the vault file cannot reuse pages freed meanwhile); a
  * km_vault_compact() of this context meanwhile waits for it, up to its 2 s
  * limit (then KM_E_BUSY).
+ * kmctl: backup.
  */
 KM_EXTERN int km_vault_backup(km_ctx *ctx, const char *path) KM_WUR;
 
@@ -425,12 +432,17 @@ KM_EXTERN int km_vault_backup(km_ctx *ctx, const char *path) KM_WUR;
  * "vault copy to SCHEME:LOCATION" (the audit entry's text). Recorded in the
  * audit log before the snapshot (the copy holds that entry).
  * @return KM_OK;
- *         KM_E_INVALID for a NULL argument or an unknown URI scheme;
+ *         KM_E_INVALID for a NULL or empty argument, dst_opts of an unknown
+ *         version, an unknown URI scheme (etcd:// in a build without etcd) or
+ *         a bad location;
  *         KM_E_DENIED without the role or the approvals;
  *         KM_E_EXISTS when the destination holds records (nothing written);
  *         KM_E_CORRUPT when the copy differs from the source;
- *         KM_E_FULL, KM_E_IO for a storage error of either store.
- * Thread-safe.
+ *         KM_E_STATE (the vault was closed); KM_E_FORK;
+ *         KM_E_BUSY (etcd: a transaction lost a race); KM_E_NOMEM;
+ *         KM_E_FULL, KM_E_IO for a storage error of either store (etcd
+ *         unreachable, TLS refused).
+ * Thread-safe. kmctl: vault copy SRC DST (the vault opened from SRC).
  */
 KM_EXTERN int km_vault_copy(km_ctx *ctx, const char *dst_uri,
                             const km_open_options *dst_opts) KM_WUR;
@@ -465,6 +477,7 @@ KM_EXTERN int km_vault_copy(km_ctx *ctx, const char *dst_uri,
  *         km_error_last()); nothing is left at `dir`/data.mdb then.
  *
  * Thread-safe; it does not touch any open vault.
+ * kmctl: restore.
  */
 KM_EXTERN int km_vault_restore(const char *backup, const char *dir) KM_WUR;
 

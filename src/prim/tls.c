@@ -363,16 +363,33 @@ static int tls_new(km__tls_ctx *ctx, int fd, km__tls **out)
     t->ctx = ctx;
     t->fd = fd;
     t->pid = getpid();
+    ERR_clear_error();
+    t->ssl = SSL_new(ctx->ssl_ctx);
+    if (t->ssl == NULL) {
+        int rc = ossl_fail(ctx->label, KM_E_CRYPTO, "SSL_new failed");
+        km__tls_free(t, 0);
+        return rc;
+    }
     *out = t;
     return KM_OK;
 }
 
-static int tls_handshake(km__tls *t, long long deadline)
+/* Runs the handshake of a connection from tls_new(): *out = t, or t freed. */
+static int tls_handshake(km__tls *t, long long deadline, km__tls **out)
 {
+    int rc;
+
     ERR_clear_error();
     if (SSL_set_fd(t->ssl, t->fd) != 1)
-        return ossl_fail(t->ctx->label, KM_E_CRYPTO, "SSL_set_fd failed");
-    return ssl_run(t, OP_HANDSHAKE, NULL, NULL, 0, NULL, deadline);
+        rc = ossl_fail(t->ctx->label, KM_E_CRYPTO, "SSL_set_fd failed");
+    else
+        rc = ssl_run(t, OP_HANDSHAKE, NULL, NULL, 0, NULL, deadline);
+    if (rc != KM_OK) {
+        km__tls_free(t, 0);
+        return rc;
+    }
+    *out = t;
+    return KM_OK;
 }
 
 /* ------------------------------------------------------------------ client */
@@ -439,12 +456,6 @@ int km__tls_connect(km__tls_ctx *ctx, const char *host, const char *port, long l
     if (rc != KM_OK)
         return rc;
     snprintf(t->peer, sizeof t->peer, "%s:%s", host, port);
-    ERR_clear_error();
-    t->ssl = SSL_new(ctx->ssl_ctx);
-    if (t->ssl == NULL) {
-        rc = ossl_fail(ctx->label, KM_E_CRYPTO, "SSL_new failed");
-        goto fail;
-    }
     is_ip = inet_pton(AF_INET, host, addr) == 1 || inet_pton(AF_INET6, host, addr) == 1;
     if (is_ip) {
         if (X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(t->ssl), host) != 1) {
@@ -455,11 +466,7 @@ int km__tls_connect(km__tls_ctx *ctx, const char *host, const char *port, long l
         rc = ossl_fail(ctx->label, KM_E_INVALID, "the server host name is not accepted");
         goto fail;
     }
-    rc = tls_handshake(t, deadline);
-    if (rc != KM_OK)
-        goto fail;
-    *out = t;
-    return KM_OK;
+    return tls_handshake(t, deadline, out);
 fail:
     km__tls_free(t, 0);
     return rc;
@@ -502,17 +509,7 @@ int km__tls_accept(km__tls_ctx *ctx, int fd, long long deadline, km__tls **out)
         else if (ss.ss_family == AF_UNIX)
             snprintf(t->peer, sizeof t->peer, "a local client");
     }
-    ERR_clear_error();
-    t->ssl = SSL_new(ctx->ssl_ctx);
-    if (t->ssl == NULL) {
-        rc = ossl_fail(ctx->label, KM_E_CRYPTO, "SSL_new failed");
-        goto fail;
-    }
-    rc = tls_handshake(t, deadline);
-    if (rc != KM_OK)
-        goto fail;
-    *out = t;
-    return KM_OK;
+    return tls_handshake(t, deadline, out);
 fail:
     km__tls_free(t, 0);
     return rc;
@@ -530,6 +527,19 @@ static X509 *verified_peer(km__tls *t)
         return NULL;
     }
     return x;
+}
+
+/* Copies `n` bytes of the peer's `what` (its certificate CN, its subject) as
+ * a string into out[cap], or KM_E_BUFFER. */
+static int peer_text(const km__tls *t, const char *what, const void *src, size_t n, char *out,
+                     size_t cap)
+{
+    if (n >= cap)
+        return km__err(KM_E_BUFFER, "%s: the %s of %s is longer than %zu bytes", t->ctx->label,
+                       what, t->peer, cap ? cap - 1 : 0);
+    memcpy(out, src, n);
+    out[n] = '\0';
+    return KM_OK;
 }
 
 int km__tls_peer_cn(km__tls *t, char *cn, size_t cap)
@@ -560,13 +570,8 @@ int km__tls_peer_cn(km__tls *t, char *cn, size_t cap)
     if (i < n)
         rc = km__err(KM_E_AUTH, "%s: the certificate CN of %s holds a character that is not "
                      "printable ASCII", t->ctx->label, t->peer);
-    else if ((size_t)n >= cap)
-        rc = km__err(KM_E_BUFFER, "%s: the certificate CN of %s is longer than %zu bytes",
-                     t->ctx->label, t->peer, cap ? cap - 1 : 0);
-    else {
-        memcpy(cn, u, (size_t)n);
-        cn[n] = '\0';
-    }
+    else
+        rc = peer_text(t, "certificate CN", u, (size_t)n, cn, cap);
     OPENSSL_free(u);
     return rc;
 }
@@ -590,13 +595,9 @@ int km__tls_peer_subject(km__tls *t, char *out, size_t cap)
         return ossl_fail(t->ctx->label, KM_E_NOMEM, "the subject does not print");
     }
     n = BIO_get_mem_data(b, &p);
-    if (n < 0 || (size_t)n >= cap)
-        rc = km__err(KM_E_BUFFER, "%s: the subject of %s is longer than %zu bytes",
-                     t->ctx->label, t->peer, cap ? cap - 1 : 0);
-    else {
-        memcpy(out, p, (size_t)n);
-        out[n] = '\0';
-    }
+    rc = n < 0 ? km__err(KM_E_BUFFER, "%s: the subject of %s does not print", t->ctx->label,
+                         t->peer)
+               : peer_text(t, "subject", p, (size_t)n, out, cap);
     BIO_free(b);
     return rc;
 }

@@ -68,7 +68,7 @@ struct km__policy {
     uint32_t strength_min;          /* security_strength.minimum */
     int64_t until_112;              /* security_strength.protect_112_until */
     int periods_required;           /* cryptoperiods.required */
-    struct { uint32_t protect, process; } cls[KM__PCLASS__COUNT]; /* 0 = no maximum */
+    struct pperiods { uint32_t protect, process; } cls[KM__PCLASS__COUNT]; /* 0 = no maximum */
     int rot_required;
     uint32_t rot_max_days;
     double usage_fraction;
@@ -554,54 +554,16 @@ static int get_date(pctx *c, json_t *v, int64_t *out)
     return KM_OK;
 }
 
-static int parse_alg(pctx *c, json_t *obj, const ptype *pt, palg *a)
-{
-    const char *k;
-    json_t *v;
-    int rc;
-    uint32_t lo = (pt->family == KM__FAM_HMAC) ? HMAC_MIN_BITS : 1;
+/* Every section of a policy is an object of fields, parsed the same way:
+ * `field` is called for each field in document order, with the field's name
+ * on the error path, and the first error stops the parse. A field function
+ * returns KM_OK or the error it recorded with perr() (an unknown field:
+ * perr(c, 1, "unknown field (expected ...)")). A new rule is one more branch
+ * in its section's field function; a new section, one more field function
+ * and its line in section_fields[] (and its name in sections[]). */
+typedef int (*field_fn)(pctx *c, const char *k, json_t *v, void *arg);
 
-    if ((rc = get_object(c, obj)) != KM_OK)
-        return rc;
-    json_object_foreach(obj, k, v) {
-        push(c, k);
-        if (strcmp(k, "allowed") == 0)
-            rc = get_bool(c, v, &a->allowed);
-        else if (strcmp(k, "min_bits") == 0)
-            rc = get_u32(c, v, lo, BITS_MAX, 0, &a->min_bits);
-        else if (strcmp(k, "protect_until") == 0)
-            rc = get_date(c, v, &a->until);
-        else
-            rc = perr(c, 1, "unknown field (expected allowed, min_bits, protect_until)");
-        pop(c);
-        if (rc != KM_OK)
-            return rc;
-    }
-    return KM_OK;
-}
-
-static int parse_algorithms(pctx *c, json_t *obj, km__policy *p)
-{
-    const char *k;
-    json_t *v;
-    int rc;
-    if ((rc = get_object(c, obj)) != KM_OK)
-        return rc;
-    json_object_foreach(obj, k, v) {
-        const ptype *pt = km__keytype_by_name(k);
-        push(c, k);
-        if (pt == NULL)
-            rc = perr(c, 1, "unknown key type (expected a key type name such as aes-256-gcm)");
-        else
-            rc = parse_alg(c, v, pt, &p->alg[pt->id]);
-        pop(c);
-        if (rc != KM_OK)
-            return rc;
-    }
-    return KM_OK;
-}
-
-static int parse_strength(pctx *c, json_t *obj, km__policy *p)
+static int parse_fields(pctx *c, json_t *obj, field_fn field, void *arg)
 {
     const char *k;
     json_t *v;
@@ -610,16 +572,7 @@ static int parse_strength(pctx *c, json_t *obj, km__policy *p)
         return rc;
     json_object_foreach(obj, k, v) {
         push(c, k);
-        if (strcmp(k, "minimum") == 0) {
-            rc = get_u32(c, v, 112, 256, 0, &p->strength_min);
-            if (rc == KM_OK && p->strength_min != 112 && p->strength_min != 128 &&
-                p->strength_min != 192 && p->strength_min != 256)
-                rc = perr(c, 0, "expected 112, 128, 192 or 256");
-        } else if (strcmp(k, "protect_112_until") == 0) {
-            rc = get_date(c, v, &p->until_112);
-        } else {
-            rc = perr(c, 1, "unknown field (expected minimum, protect_112_until)");
-        }
+        rc = field(c, k, v, arg);
         pop(c);
         if (rc != KM_OK)
             return rc;
@@ -627,169 +580,144 @@ static int parse_strength(pctx *c, json_t *obj, km__policy *p)
     return KM_OK;
 }
 
-static int parse_cryptoperiods(pctx *c, json_t *obj, km__policy *p)
+/* algorithms.<type>: the rules of one key type */
+typedef struct alg_arg {
+    const ptype *pt;
+    palg *a;
+} alg_arg;
+
+static int field_alg(pctx *c, const char *k, json_t *v, void *arg)
 {
-    const char *k, *k2;
-    json_t *v, *v2;
-    int rc, cl;
-    if ((rc = get_object(c, obj)) != KM_OK)
-        return rc;
-    json_object_foreach(obj, k, v) {
-        push(c, k);
-        for (cl = 0; cl < KM__PCLASS__COUNT; cl++)
-            if (strcmp(k, class_names[cl]) == 0)
-                break;
-        if (strcmp(k, "required") == 0) {
-            rc = get_bool(c, v, &p->periods_required);
-        } else if (cl == KM__PCLASS__COUNT) {
-            rc = perr(c, 1, "unknown field (expected required, symmetric-data, symmetric-wrapping, "
-                            "hmac, signature-private, key-agreement)");
-        } else if ((rc = get_object(c, v)) == KM_OK) {
-            json_object_foreach(v, k2, v2) {
-                push(c, k2);
-                if (strcmp(k2, "protect_days") == 0)
-                    rc = get_u32(c, v2, 1, DAYS_MAX, 1, &p->cls[cl].protect);
-                else if (strcmp(k2, "process_days") == 0)
-                    rc = get_u32(c, v2, 1, DAYS_MAX, 1, &p->cls[cl].process);
-                else
-                    rc = perr(c, 1, "unknown field (expected protect_days, process_days)");
-                pop(c);
-                if (rc != KM_OK)
-                    break;
-            }
-        }
-        pop(c);
-        if (rc != KM_OK)
-            return rc;
-    }
-    return KM_OK;
+    const alg_arg *x = arg;
+    uint32_t lo = (x->pt->family == KM__FAM_HMAC) ? HMAC_MIN_BITS : 1;
+    if (strcmp(k, "allowed") == 0)
+        return get_bool(c, v, &x->a->allowed);
+    if (strcmp(k, "min_bits") == 0)
+        return get_u32(c, v, lo, BITS_MAX, 0, &x->a->min_bits);
+    if (strcmp(k, "protect_until") == 0)
+        return get_date(c, v, &x->a->until);
+    return perr(c, 1, "unknown field (expected allowed, min_bits, protect_until)");
 }
 
-static int parse_rotation(pctx *c, json_t *obj, km__policy *p)
+static int field_algorithms(pctx *c, const char *k, json_t *v, void *arg)
 {
-    const char *k;
-    json_t *v;
+    km__policy *p = arg;
+    const ptype *pt = km__keytype_by_name(k);
+    alg_arg x;
+    if (pt == NULL)
+        return perr(c, 1, "unknown key type (expected a key type name such as aes-256-gcm)");
+    x.pt = pt;
+    x.a = &p->alg[pt->id];
+    return parse_fields(c, v, field_alg, &x);
+}
+
+static int field_strength(pctx *c, const char *k, json_t *v, void *arg)
+{
+    km__policy *p = arg;
     int rc;
-    if ((rc = get_object(c, obj)) != KM_OK)
+    if (strcmp(k, "minimum") == 0) {
+        rc = get_u32(c, v, 112, 256, 0, &p->strength_min);
+        if (rc == KM_OK && p->strength_min != 112 && p->strength_min != 128 &&
+            p->strength_min != 192 && p->strength_min != 256)
+            rc = perr(c, 0, "expected 112, 128, 192 or 256");
         return rc;
-    json_object_foreach(obj, k, v) {
-        push(c, k);
-        if (strcmp(k, "required") == 0) {
-            rc = get_bool(c, v, &p->rot_required);
-        } else if (strcmp(k, "max_days") == 0) {
-            rc = get_u32(c, v, 1, DAYS_MAX, 0, &p->rot_max_days);
-        } else if (strcmp(k, "usage_fraction") == 0) {
-            if (!json_is_number(v)) {
-                rc = perr(c, 0, "expected a number, got %s", jtype(v));
-            } else {
-                double f = json_number_value(v);
-                if (!(f > 0.0 && f <= 1.0))
-                    rc = perr(c, 0, "expected a fraction greater than 0 and at most 1");
-                else
-                    p->usage_fraction = f;
-            }
-        } else if (strcmp(k, "replace_unusable_primary") == 0) {
-            rc = get_bool(c, v, &p->rot_replace_unusable);
-        } else {
-            rc = perr(c, 1, "unknown field (expected required, max_days, usage_fraction, "
+    }
+    if (strcmp(k, "protect_112_until") == 0)
+        return get_date(c, v, &p->until_112);
+    return perr(c, 1, "unknown field (expected minimum, protect_112_until)");
+}
+
+/* cryptoperiods.<class>: the periods of one class */
+static int field_class(pctx *c, const char *k, json_t *v, void *arg)
+{
+    struct pperiods *cls = arg;
+    if (strcmp(k, "protect_days") == 0)
+        return get_u32(c, v, 1, DAYS_MAX, 1, &cls->protect);
+    if (strcmp(k, "process_days") == 0)
+        return get_u32(c, v, 1, DAYS_MAX, 1, &cls->process);
+    return perr(c, 1, "unknown field (expected protect_days, process_days)");
+}
+
+static int field_cryptoperiods(pctx *c, const char *k, json_t *v, void *arg)
+{
+    km__policy *p = arg;
+    int cl;
+    if (strcmp(k, "required") == 0)
+        return get_bool(c, v, &p->periods_required);
+    for (cl = 0; cl < KM__PCLASS__COUNT; cl++)
+        if (strcmp(k, class_names[cl]) == 0)
+            return parse_fields(c, v, field_class, &p->cls[cl]);
+    return perr(c, 1, "unknown field (expected required, symmetric-data, symmetric-wrapping, "
+                      "hmac, signature-private, key-agreement)");
+}
+
+static int field_rotation(pctx *c, const char *k, json_t *v, void *arg)
+{
+    km__policy *p = arg;
+    if (strcmp(k, "required") == 0)
+        return get_bool(c, v, &p->rot_required);
+    if (strcmp(k, "max_days") == 0)
+        return get_u32(c, v, 1, DAYS_MAX, 0, &p->rot_max_days);
+    if (strcmp(k, "usage_fraction") == 0) {
+        double f;
+        if (!json_is_number(v))
+            return perr(c, 0, "expected a number, got %s", jtype(v));
+        f = json_number_value(v);
+        if (!(f > 0.0 && f <= 1.0))
+            return perr(c, 0, "expected a fraction greater than 0 and at most 1");
+        p->usage_fraction = f;
+        return KM_OK;
+    }
+    if (strcmp(k, "replace_unusable_primary") == 0)
+        return get_bool(c, v, &p->rot_replace_unusable);
+    return perr(c, 1, "unknown field (expected required, max_days, usage_fraction, "
                       "replace_unusable_primary)");
-        }
-        pop(c);
-        if (rc != KM_OK)
-            return rc;
-    }
-    return KM_OK;
 }
 
-static int parse_limits(pctx *c, json_t *obj, km__policy *p)
+static int field_limits(pctx *c, const char *k, json_t *v, void *arg)
 {
-    const char *k;
-    json_t *v;
-    int rc;
-    if ((rc = get_object(c, obj)) != KM_OK)
-        return rc;
-    json_object_foreach(obj, k, v) {
-        push(c, k);
-        if (strcmp(k, "aes-gcm-invocations") == 0)
-            rc = get_uint(c, v, 1, GCM_LIMIT_MAX, 0, &p->gcm_limit);
-        else
-            rc = perr(c, 1, "unknown field (expected aes-gcm-invocations)");
-        pop(c);
-        if (rc != KM_OK)
-            return rc;
-    }
-    return KM_OK;
+    km__policy *p = arg;
+    if (strcmp(k, "aes-gcm-invocations") == 0)
+        return get_uint(c, v, 1, GCM_LIMIT_MAX, 0, &p->gcm_limit);
+    return perr(c, 1, "unknown field (expected aes-gcm-invocations)");
 }
 
-static int parse_testing(pctx *c, json_t *obj, km__policy *p)
+static int field_testing(pctx *c, const char *k, json_t *v, void *arg)
 {
-    const char *k;
-    json_t *v;
-    int rc;
-    if ((rc = get_object(c, obj)) != KM_OK)
-        return rc;
-    json_object_foreach(obj, k, v) {
-        push(c, k);
-        if (strcmp(k, "caller_clock") == 0)
-            rc = get_bool(c, v, &p->caller_clock);
-        else
-            rc = perr(c, 1, "unknown field (expected caller_clock)");
-        pop(c);
-        if (rc != KM_OK)
-            return rc;
-    }
-    return KM_OK;
+    km__policy *p = arg;
+    if (strcmp(k, "caller_clock") == 0)
+        return get_bool(c, v, &p->caller_clock);
+    return perr(c, 1, "unknown field (expected caller_clock)");
 }
 
-static int parse_operations(pctx *c, json_t *obj, km__policy *p)
+/* operations.<name>: false forbids it (pop_names[]) */
+static int field_operations(pctx *c, const char *k, json_t *v, void *arg)
 {
-    const char *k;
-    json_t *v;
+    km__policy *p = arg;
     int i, allowed = 1, rc;
-    if ((rc = get_object(c, obj)) != KM_OK)
+    for (i = 0; i < N_POPS && strcmp(k, pop_names[i]) != 0; i++)
+        ;
+    if (i == N_POPS)
+        return perr(c, 1, "unknown field (expected rsa-pkcs1v15-sign, agree-raw)");
+    if ((rc = get_bool(c, v, &allowed)) != KM_OK)
         return rc;
-    json_object_foreach(obj, k, v) {
-        push(c, k);
-        for (i = 0; i < N_POPS && strcmp(k, pop_names[i]) != 0; i++)
-            ;
-        if (i == N_POPS)
-            rc = perr(c, 1, "unknown field (expected rsa-pkcs1v15-sign, agree-raw)");
-        else if ((rc = get_bool(c, v, &allowed)) == KM_OK) {
-            if (allowed)
-                p->ops_forbidden &= ~(1u << i);
-            else
-                p->ops_forbidden |= 1u << i;
-        }
-        pop(c);
-        if (rc != KM_OK)
-            return rc;
-    }
+    if (allowed)
+        p->ops_forbidden &= ~(1u << i);
+    else
+        p->ops_forbidden |= 1u << i;
     return KM_OK;
 }
 
-static int parse_destruction(pctx *c, json_t *obj, km__policy *p)
+static int field_destruction(pctx *c, const char *k, json_t *v, void *arg)
 {
-    const char *k;
-    json_t *v;
-    int rc;
-    if ((rc = get_object(c, obj)) != KM_OK)
-        return rc;
-    json_object_foreach(obj, k, v) {
-        push(c, k);
-        if (strcmp(k, "min_grace_days") == 0)
-            rc = get_u32(c, v, 1, GRACE_MAX, 0, &p->grace_min);
-        else if (strcmp(k, "max_grace_days") == 0)
-            rc = get_u32(c, v, 1, GRACE_MAX, 0, &p->grace_max);
-        else if (strcmp(k, "tombstone_days") == 0)
-            rc = get_u32(c, v, 0, 36500, 0, &p->tombstone_days);
-        else
-            rc = perr(c, 1, "unknown field (expected min_grace_days, max_grace_days, "
-                            "tombstone_days)");
-        pop(c);
-        if (rc != KM_OK)
-            return rc;
-    }
-    return KM_OK;
+    km__policy *p = arg;
+    if (strcmp(k, "min_grace_days") == 0)
+        return get_u32(c, v, 1, GRACE_MAX, 0, &p->grace_min);
+    if (strcmp(k, "max_grace_days") == 0)
+        return get_u32(c, v, 1, GRACE_MAX, 0, &p->grace_max);
+    if (strcmp(k, "tombstone_days") == 0)
+        return get_u32(c, v, 0, 36500, 0, &p->tombstone_days);
+    return perr(c, 1, "unknown field (expected min_grace_days, max_grace_days, tombstone_days)");
 }
 
 static int op_index(const char *op)
@@ -801,26 +729,42 @@ static int op_index(const char *op)
     return -1;
 }
 
-static int parse_dual(pctx *c, json_t *obj, km__policy *p)
+static int field_dual(pctx *c, const char *k, json_t *v, void *arg)
 {
-    const char *k;
-    json_t *v;
-    int rc, i;
-    if ((rc = get_object(c, obj)) != KM_OK)
-        return rc;
-    json_object_foreach(obj, k, v) {
-        push(c, k);
-        i = op_index(k);
-        if (i < 0)
-            rc = perr(c, 1, "unknown operation (expected destroy, export, import-raw, "
-                            "policy-change, principal-change)");
-        else
-            rc = get_u32(c, v, 0, APPROVALS_MAX, 0, &p->approvals[i]);
-        pop(c);
-        if (rc != KM_OK)
-            return rc;
-    }
-    return KM_OK;
+    km__policy *p = arg;
+    int i = op_index(k);
+    if (i < 0)
+        return perr(c, 1, "unknown operation (expected destroy, export, import-raw, "
+                          "policy-change, principal-change)");
+    return get_u32(c, v, 0, APPROVALS_MAX, 0, &p->approvals[i]);
+}
+
+static const char sections[] = "version, profile, algorithms, security_strength, "
+                               "cryptoperiods, rotation, usage_limits, destruction, dual_control, "
+                               "testing, operations";
+
+/* The sections of the document's top level, and their field functions */
+static const struct {
+    const char *name;
+    field_fn field;
+} section_fields[] = {
+    { "algorithms", field_algorithms },   { "security_strength", field_strength },
+    { "cryptoperiods", field_cryptoperiods }, { "rotation", field_rotation },
+    { "usage_limits", field_limits },     { "destruction", field_destruction },
+    { "dual_control", field_dual },       { "testing", field_testing },
+    { "operations", field_operations },
+};
+
+/* The document's top level: version and profile are parsed first, apart */
+static int field_root(pctx *c, const char *k, json_t *v, void *arg)
+{
+    size_t i;
+    if (strcmp(k, "version") == 0 || strcmp(k, "profile") == 0)
+        return KM_OK;
+    for (i = 0; i < sizeof section_fields / sizeof section_fields[0]; i++)
+        if (strcmp(k, section_fields[i].name) == 0)
+            return parse_fields(c, v, section_fields[i].field, arg);
+    return perr(c, 1, "unknown field (expected %s)", sections);
 }
 
 /* Rules that involve more than one field. */
@@ -1035,13 +979,9 @@ static int parse_profile(pctx *c, json_t *root, const km__policy *base, km__poli
 
 int km__policy_parse(km__policy **out, const char *json, size_t len, const km__policy *base)
 {
-    static const char sections[] = "version, profile, algorithms, security_strength, "
-                                   "cryptoperiods, rotation, usage_limits, destruction, dual_control, "
-                                   "testing, operations";
     json_error_t e;
-    json_t *root = NULL, *v;
+    json_t *root = NULL;
     km__policy *p = NULL;
-    const char *k;
     pctx c;
     int rc;
 
@@ -1071,34 +1011,8 @@ int km__policy_parse(km__policy **out, const char *json, size_t len, const km__p
     if ((rc = parse_version(&c, root)) != KM_OK || (rc = parse_profile(&c, root, base, p)) != KM_OK)
         goto out;
 
-    json_object_foreach(root, k, v) {
-        if (strcmp(k, "version") == 0 || strcmp(k, "profile") == 0)
-            continue;
-        push(&c, k);
-        if (strcmp(k, "algorithms") == 0)
-            rc = parse_algorithms(&c, v, p);
-        else if (strcmp(k, "security_strength") == 0)
-            rc = parse_strength(&c, v, p);
-        else if (strcmp(k, "cryptoperiods") == 0)
-            rc = parse_cryptoperiods(&c, v, p);
-        else if (strcmp(k, "rotation") == 0)
-            rc = parse_rotation(&c, v, p);
-        else if (strcmp(k, "usage_limits") == 0)
-            rc = parse_limits(&c, v, p);
-        else if (strcmp(k, "destruction") == 0)
-            rc = parse_destruction(&c, v, p);
-        else if (strcmp(k, "dual_control") == 0)
-            rc = parse_dual(&c, v, p);
-        else if (strcmp(k, "testing") == 0)
-            rc = parse_testing(&c, v, p);
-        else if (strcmp(k, "operations") == 0)
-            rc = parse_operations(&c, v, p);
-        else
-            rc = perr(&c, 1, "unknown field (expected %s)", sections);
-        pop(&c);
-        if (rc != KM_OK)
-            goto out;
-    }
+    if ((rc = parse_fields(&c, root, field_root, p)) != KM_OK)
+        goto out;
     /* looser than the vault first: a key policy re-allowing x25519 under a
      * fips vault is a loosening, not a malformed document */
     if (base != NULL && (rc = check_tighter(&c, p, base)) != KM_OK)

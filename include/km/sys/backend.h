@@ -205,12 +205,13 @@ KM_EXTERN int km_backend_unregister(const char *name);
  *                    again with a larger array)
  * @return KM_OK; KM_E_INVALID when n is NULL, or names is NULL with cap > 0.
  * Thread-safe.
+ * kmctl: backend list.
  */
 KM_EXTERN int km_backend_names(char (*names)[KM_BACKEND_NAME_MAX + 1], size_t cap, size_t *n);
 
 /**
- * Records an error with the backend's native code for km_error_last(), and
- * returns `code`, so that a backend can `return km_backend_error(...)`.
+ * Records an error with the backend's native code for km_error_last().
+ * Returns `code`, so that a backend can `return km_backend_error(...)`.
  * The message is a printf format; it must never contain secrets.
  */
 KM_EXTERN int km_backend_error(int code, km_native_kind kind, unsigned long native,

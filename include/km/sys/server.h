@@ -64,7 +64,7 @@ extern "C" {
  * @param[in]  peer       who is connected, as the server authenticated it:
  *                        1 to KM_PEER_MAX printable ASCII bytes, e.g.
  *                        "uid:1000" or "tls:CN=app1"; never a secret.
- * @param[out] out        the new context, NULL on error.
+ * @param[out] out        the new context (close it with km_close()), NULL on error.
  * @return KM_OK;
  *         KM_E_INVALID for a NULL argument, a bad principal name or peer;
  *         KM_E_DENIED when `srv` is a principal's or a delegated context;
@@ -73,6 +73,7 @@ extern "C" {
  *         KM_E_NOMEM; KM_E_CORRUPT, KM_E_IO from the vault.
  *
  * Thread-safe: many threads may delegate from one `srv` at once.
+ * kmctl: none (kmd calls it for each authenticated connection).
  */
 KM_EXTERN int km_ctx_delegate(km_ctx *srv, const char *principal, const char *peer,
                               km_ctx **out) KM_WUR;
@@ -86,8 +87,11 @@ KM_EXTERN int km_ctx_delegate(km_ctx *srv, const char *principal, const char *pe
  * @param[in] srv     the server's context.
  * @param[in] detail  1 to 200 printable ASCII bytes, never a secret (name the
  *                    peer in it, e.g. "unseal share 1 of 3 from uid:1000").
- * @return KM_OK; KM_E_INVALID; KM_E_DENIED (a principal's or delegated
- *         context); KM_E_STATE; KM_E_IO.
+ * @return KM_OK; KM_E_INVALID (NULL, an empty, too long or non-printable
+ *         detail); KM_E_DENIED (a principal's or delegated context);
+ *         KM_E_STATE (srv was closed); KM_E_FORK; KM_E_NOMEM; KM_E_FULL,
+ *         KM_E_IO (the entry could not be written).
+ * Thread-safe. kmctl: none (kmd writes its unseal events with it).
  */
 KM_EXTERN int km_server_audit(km_ctx *srv, const char *detail) KM_WUR;
 
@@ -125,6 +129,7 @@ KM_EXTERN int km_server_audit(km_ctx *srv, const char *detail) KM_WUR;
  *         KM_E_STATE when kmd is not sealed;
  *         KM_E_DENIED when kmd refused this peer (uid not mapped).
  *         km_error_last() carries kmd's message.
+ * kmctl: unseal.
  */
 KM_EXTERN int km_server_unseal(const char *socket_path, const char *share, unsigned *have,
                                unsigned *need) KM_WUR;
