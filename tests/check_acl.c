@@ -384,6 +384,62 @@ static int count_principal(const char *name, uint32_t roles, int64_t created, vo
 }
 
 /* Principals are listed with their roles, by any principal. */
+/* Wrapping under a KEK is encrypting with it and unwrapping is decrypting:
+ * the export right on a key does not let a principal wrap it under a KEK it
+ * has no right on, nor does the import role let one unwrap under it (the
+ * grant on the KEK decides, as kmd's Get wrapped does). */
+START_TEST(test_acl_wrap_needs_rights_on_kek)
+{
+    km_key_options o = KM_KEY_OPTIONS_INIT;
+    km_key *d = NULL, *kek = NULL, *ud = NULL, *uk = NULL, *x = NULL;
+    km_ctx *u, *a;
+    uint8_t blob[256];
+    size_t n = 0;
+
+    o.flags = KM_KEY_EXPORTABLE;
+    OK(km_key_create(&d, owner, "data", KM_KEY_AES_256_GCM, &o));
+    OK(km_key_create(&kek, owner, "kek", KM_KEY_AES_256_KWP, NULL));
+    OK(km_key_grant(d, TU_USER, KM_PERM_EXPORT));
+
+    u = tu_as(dir, TU_USER, TU_USER_PASS);
+    OK(km_key_open(&ud, u, "data"));
+    OK(km_key_open(&uk, u, "kek"));
+    memset(blob, 0xa5, sizeof blob);
+    RC(KM_E_DENIED, km_key_export_wrapped(ud, 0, KM_WRAP_KWP, uk, NULL, 0, blob, sizeof blob, &n));
+    ck_assert_ptr_nonnull(strstr(km_error_last()->message, "encrypt"));
+    ck_assert(tu_all_zero(blob, sizeof blob));
+    ck_assert_uint_eq(n, 0);
+    ck_assert_int_ge(denials_of(TU_USER, NULL, 0), 1);
+    km_key_free(ud);
+    km_key_free(uk);
+    km_close(u);
+
+    OK(km_key_grant(kek, TU_USER, KM_PERM_ENCRYPT));
+    u = tu_as(dir, TU_USER, TU_USER_PASS);
+    OK(km_key_open(&ud, u, "data"));
+    OK(km_key_open(&uk, u, "kek"));
+    OK(km_key_export_wrapped(ud, 0, KM_WRAP_KWP, uk, NULL, 0, blob, sizeof blob, &n));
+    km_key_free(ud);
+    km_key_free(uk);
+    km_close(u);
+
+    /* the admin may import, but not unwrap under a KEK it has no decrypt right on */
+    a = tu_as(dir, TU_ADMIN, TU_ADMIN_PASS);
+    RC(KM_E_DENIED, km_key_import_wrapped(&x, a, "copy", KM_KEY_AES_256_GCM, KM_WRAP_KWP, blob, n,
+                                          NULL));
+    ck_assert_ptr_nonnull(strstr(km_error_last()->message, "decrypt"));
+    ck_assert_ptr_null(x);
+    km_close(a);
+    OK(km_key_grant(kek, TU_ADMIN, KM_PERM_DECRYPT));
+    a = tu_as(dir, TU_ADMIN, TU_ADMIN_PASS);
+    OK(km_key_import_wrapped(&x, a, "copy", KM_KEY_AES_256_GCM, KM_WRAP_KWP, blob, n, NULL));
+    km_key_free(x);
+    km_close(a);
+    km_key_free(d);
+    km_key_free(kek);
+}
+END_TEST
+
 START_TEST(test_acl_principal_list)
 {
     uint32_t seen[3] = { 0, 0, 0 };
@@ -518,6 +574,7 @@ static Suite *acl_suite(void)
     tcase_add_test(tc, test_acl_principal_remove_offboards);
     tcase_add_test(tc, test_acl_principal_remove_keeps_keys_without_revoke);
     tcase_add_test(tc, test_acl_principal_remove_needs_admin);
+    tcase_add_test(tc, test_acl_wrap_needs_rights_on_kek);
     return s;
 }
 

@@ -139,6 +139,10 @@ int km_key_export_wrapped(km_key *key, uint32_t version, km_wrap_format format, 
         rc = km__err(KM_E_USAGE, "key '%s' is not an aes-256-kwp key that may wrap", w->name);
         goto out;
     }
+    /* wrapping under the KEK is encrypting with it: a principal needs that
+     * right on the KEK too, not only the export right on the key */
+    if ((rc = km__acl_check(w->ctx, KM__OP_ENCRYPT, w)) != KM_OK)
+        goto out;
     if (w->be->ops.wrap == NULL) {
         rc = km__err(KM_E_UNSUPPORTED, "backend '%s' cannot wrap", w->be->ops.name);
         goto out;
@@ -193,6 +197,9 @@ static int unwrap_blob(km_ctx *ctx, km_wrap_format format, const uint8_t *blob, 
         if (rc == KM_OK && (w->type != KM_KEY_AES_256_KWP || alg != (uint8_t)w->type
                             || !(w->usage & KM_USAGE_UNWRAP)))
             rc = km__err(KM_E_INVALID, "the blob's KEK is not an aes-256-kwp key that may unwrap");
+        /* unwrapping is decrypting with the KEK: the principal needs that right */
+        if (rc == KM_OK)
+            rc = km__acl_check(ctx, KM__OP_DECRYPT, w);
         if (rc == KM_OK && w->be->ops.unwrap == NULL)
             rc = km__err(KM_E_UNSUPPORTED, "backend '%s' cannot unwrap", w->be->ops.name);
         if (rc == KM_OK) {

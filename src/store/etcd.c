@@ -110,6 +110,8 @@ typedef struct etcd_store {
     atomic_int stop;
     atomic_int watch_up;
     CURLM *wm;
+    void *watch_mem;              /* the watch thread's line buffer, reachable from here:
+                                   * a forked child (no watch thread) keeps a reference */
 } etcd_store;
 
 typedef struct held {
@@ -1281,6 +1283,7 @@ static size_t on_watch(char *d, size_t sz, size_t nm, void *arg)
 
     if (on_body(d, sz, nm, &w->b) != n)
         return 0;
+    w->s->watch_mem = w->b.p;
     while ((nl = memchr(w->b.p, '\n', w->b.n)) != NULL) {
         *nl = '\0';
         watch_line(w, w->b.p);
@@ -1342,6 +1345,7 @@ static void *watch_main(void *arg)
             sleep_ms(WATCH_RETRY_MS);
     }
     free(w.b.p);
+    s->watch_mem = NULL;
     return NULL;
 }
 
