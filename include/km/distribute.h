@@ -42,7 +42,9 @@ typedef enum km_wrap_format {
  *         is not RSA >= 2048); KM_E_POLICY (the key is not exportable);
  *         KM_E_UNSUPPORTED (a public-only key, or a backend whose material cannot
  *         leave it); KM_E_STATE (destroyed version, or a KEK that may not protect);
- *         KM_E_USAGE (the KEK may not wrap); KM_E_BUFFER.
+ *         KM_E_USAGE (the KEK may not wrap); KM_E_DENIED (a principal without
+ *         the export right on the key, or without the encrypt right on the
+ *         KEK: wrapping under it is encrypting with it); KM_E_BUFFER.
  * kmctl: export.
  */
 KM_EXTERN int km_key_export_wrapped(km_key *key, uint32_t version, km_wrap_format format,
@@ -59,6 +61,8 @@ KM_EXTERN int km_key_export_wrapped(km_key *key, uint32_t version, km_wrap_forma
  * @return KM_OK; KM_E_INVALID (malformed blob or material of another type);
  *         KM_E_INTEGRITY (a blob that does not unwrap: altered, or wrapped to
  *         another key); KM_E_NOTFOUND (the KEK is not in this vault);
+ *         KM_E_DENIED (a principal without the import role, or without the
+ *         decrypt right on the KEK: unwrapping under it is decrypting with it);
  *         KM_E_EXISTS; KM_E_POLICY.
  * Nothing is stored and nothing released on error.
  */
