@@ -6,9 +6,12 @@ PyKMIP server (TLS 1.2 on 127.0.0.1; the client sends a 12-byte nonce, which tha
 needs), same client code otherwise. Starts the PyKMIP server itself in SCRATCH (certificates
 and configuration from tests/kmip/pykmip.sh) and stops it by its PID.
 
-    bench_pykmip.py KMD_SOCKET KMD_UID SCRATCH KMIP_TESTDIR SECONDS ROUNDS
+    bench_pykmip.py KMD_SOCKET KMD_UID SCRATCH KMIP_TESTDIR SECONDS ROUNDS [KMD_PID]
 
-prints "kmd=<ops/s> pykmip=<ops/s>" (median of ROUNDS interleaved rounds of SECONDS each).
+prints "kmd=<ops/s> pykmip=<ops/s>" (median of ROUNDS interleaved rounds of SECONDS each),
+and with KMD_PID " kmd_us=<us> pykmip_us=<us>": each server's own CPU time per request (all
+its threads, from /proc/PID/task/*/schedstat, summed over the rounds and divided by the
+requests): the server's cost without the client's, which bounds the ops/s of both sides.
 """
 import os
 import signal
@@ -51,6 +54,29 @@ def encrypts(proxy, uid, seconds, with_iv):
     return n / (time.monotonic() - t0)
 
 
+def cpu_ns(pid):
+    """CPU time of every thread of process `pid` so far (ns); threads gone are not counted."""
+    total = 0
+    for t in os.listdir("/proc/%d/task" % pid):
+        try:
+            with open("/proc/%d/task/%s/schedstat" % (pid, t)) as f:
+                total += int(f.read().split()[0])
+        except (OSError, ValueError, IndexError):
+            pass
+    return total
+
+
+def timed(proxy, uid, seconds, with_iv, pid, acc):
+    """encrypts(), adding the server's CPU ns and the request count to acc when pid is set."""
+    c0 = cpu_ns(pid) if pid else 0
+    t0 = time.monotonic()
+    rate = encrypts(proxy, uid, seconds, with_iv)
+    if pid:
+        acc[0] += cpu_ns(pid) - c0
+        acc[1] += rate * (time.monotonic() - t0)
+    return rate
+
+
 def free_port():
     s = socket.socket()
     s.bind(("127.0.0.1", 0))
@@ -62,6 +88,7 @@ def free_port():
 def main():
     sock, kuid, scratch, testdir, seconds, rounds = sys.argv[1:7]
     seconds, rounds = float(seconds), int(rounds)
+    kpid = int(sys.argv[7]) if len(sys.argv) > 7 else 0
     pki = os.path.join(scratch, "pykmip")
     os.makedirs(pki, exist_ok=True)
     port = free_port()
@@ -95,13 +122,16 @@ def main():
                                                kmip_version=enums.KMIPVersion.KMIP_1_4)
             local.proxy.open = types.MethodType(unix_open, local.proxy)
             with local:
-                k, p = [], []
+                k, p, kc, pc = [], [], [0, 0.0], [0, 0.0]
                 encrypts(local.proxy, kuid, 0.1, False)
                 encrypts(tls.proxy, puid, 0.1, True)
                 for _ in range(rounds):
-                    k.append(encrypts(local.proxy, kuid, seconds, False))
-                    p.append(encrypts(tls.proxy, puid, seconds, True))
-        print("kmd=%.1f pykmip=%.1f" % (statistics.median(k), statistics.median(p)))
+                    k.append(timed(local.proxy, kuid, seconds, False, kpid, kc))
+                    p.append(timed(tls.proxy, puid, seconds, True, kpid and server.pid, pc))
+        line = "kmd=%.1f pykmip=%.1f" % (statistics.median(k), statistics.median(p))
+        if kpid and kc[1] > 0 and pc[1] > 0:
+            line += " kmd_us=%.2f pykmip_us=%.2f" % (kc[0] / kc[1] / 1e3, pc[0] / pc[1] / 1e3)
+        print(line)
     finally:
         os.kill(server.pid, signal.SIGTERM)
         try:
