@@ -1085,8 +1085,8 @@ static int std_tagged(km_key *key, int mac, uint32_t flags, const uint8_t *msg, 
 
     if (k == NULL || ver == 0 || (flags != 0 && flags != KM_SIG_RAW) || sig_len == NULL
         || sig == NULL || (msg == NULL && msg_len > 0) || msg_len > KM_PLAINTEXT_MAX
-        || sig_cap < hdr + (mac ? KM_MAC_MAX : KM_SIGNATURE_MAX))
-        return STD_VENDOR;
+        || sig_cap + KM_TAG_HEADER - hdr < (mac ? KM_MAC_MAX : KM_SIGNATURE_MAX))
+        return STD_VENDOR;   /* KM_MAC_MAX and KM_SIGNATURE_MAX count the header */
     *sig_len = 0;
     std_begin(&e, mac ? KM__KMIP_OP_MAC : KM__KMIP_OP_SIGN, k->id, ver, 0);
     km__ttlv_put_bytes(&e, TG(DATA), msg != NULL ? msg : (const uint8_t *)"", msg_len);
