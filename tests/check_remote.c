@@ -600,7 +600,7 @@ END_TEST
  * what the client says it did. */
 
 static pid_t proxy_pid;
-static char psock[120], plog[700], puri[140];
+static char psock[100], plog[700], puri[140];
 
 static int io_full(int fd, uint8_t *b, size_t n, int out)
 {
@@ -636,7 +636,7 @@ static void proxy_relay(int c)
 {
     struct sockaddr_un a;
     int up = socket(AF_UNIX, SOCK_STREAM, 0);
-    FILE *log;
+    FILE *lf;
     memset(&a, 0, sizeof a);
     a.sun_family = AF_UNIX;
     snprintf(a.sun_path, sizeof a.sun_path, "%s", sock);
@@ -649,7 +649,7 @@ static void proxy_relay(int c)
         if (m == NULL)
             _exit(0);
         memset(&t, 0, sizeof t);
-        if (km__ttlv_decode(m, len, NULL, &t) == KM_OK && (log = fopen(plog, "a")) != NULL) {
+        if (km__ttlv_decode(m, len, NULL, &t) == KM_OK && (lf = fopen(plog, "a")) != NULL) {
             int bi;
             for (i = 0; (bi = km__ttlv_child(&t, 0, KM__KMIP_TAG_BATCH_ITEM, (int)i)) >= 0; i++) {
                 uint32_t op = 0;
@@ -663,9 +663,9 @@ static void proxy_relay(int c)
                     uid = "-";
                     ul = 1;
                 }
-                fprintf(log, "%x %.*s\n", op, (int)ul, uid);
+                fprintf(lf, "%x %.*s\n", op, (int)ul, uid);
             }
-            fclose(log);
+            fclose(lf);
         }
         km__ttlv_tree_free(&t);
         if (io_full(up, m, len, 1) != 0)
@@ -952,7 +952,7 @@ START_TEST(test_std_rotated)
     uint8_t ct1[64], ct2[64], ct3[64], pt[16];
     size_t l1 = 0, l2 = 0, l3 = 0, pl = 0;
     uint32_t v = 0;
-    char log[1024], want[256], id[33];
+    char got[1024], want[256], id[33];
     int n0;
 
     proxy_start(TU_ADMIN);
@@ -976,9 +976,9 @@ START_TEST(test_std_rotated)
     ck_assert_mem_eq(pt, "one", 3);
     OK(km_decrypt(owner, 0, ct2, l2, NULL, 0, pt, sizeof pt, &pl));
     ck_assert_mem_eq(pt, "two", 3);
-    log_from(n0, log, sizeof log);
+    log_from(n0, got, sizeof got);
     snprintf(want, sizeof want, "1f %s,80000002 -,1f %s-v2,20 %s-v2,20 %s", id, id, id, id);
-    ck_assert_str_eq(log, want);
+    ck_assert_str_eq(got, want);
     km_key_free(a);
     km_key_free(oa);
     km_close(c);
