@@ -590,6 +590,401 @@ START_TEST(test_remote_tls)
 }
 END_TEST
 
+/* ------------------------------------------------ the standard operations */
+/* km_encrypt, km_decrypt, km_sign / km_verify, km_mac / km_mac_verify and
+ * km_random go over KMIP's own Encrypt, Decrypt, Sign, SignatureVerify, MAC,
+ * MACVerify and RNGRetrieve (src/api/remote.c, docs/KMD.md "Which calls take
+ * which path"); what they cannot carry falls back to the libkm call. A
+ * proxy between client and kmd logs each request's operation and Unique
+ * Identifier ("<op hex> <uid or ->" per line): what went over the wire, not
+ * what the client says it did. */
+
+static pid_t proxy_pid;
+static char psock[100], plog[700], puri[140];
+
+static int io_full(int fd, uint8_t *b, size_t n, int out)
+{
+    while (n > 0) {
+        ssize_t k = out ? send(fd, b, n, MSG_NOSIGNAL) : recv(fd, b, n, 0);
+        if (k <= 0)
+            return -1;
+        b += k;
+        n -= (size_t)k;
+    }
+    return 0;
+}
+
+/* One message from `from` (malloc'd), or NULL at its end. */
+static uint8_t *msg_read(int from, size_t *len)
+{
+    uint8_t head[8], *m;
+    size_t total = 0;
+    if (io_full(from, head, 8, 0) != 0 || km__ttlv_peek_len(head, 8, 64u << 20, &total) != KM_OK
+        || (m = malloc(total)) == NULL)
+        return NULL;
+    memcpy(m, head, 8);
+    if (io_full(from, m + 8, total - 8, 0) != 0) {
+        free(m);
+        return NULL;
+    }
+    *len = total;
+    return m;
+}
+
+/* The relay of one client connection: each request logged, then passed on. */
+static void proxy_relay(int c)
+{
+    struct sockaddr_un a;
+    int up = socket(AF_UNIX, SOCK_STREAM, 0);
+    FILE *lf;
+    memset(&a, 0, sizeof a);
+    a.sun_family = AF_UNIX;
+    snprintf(a.sun_path, sizeof a.sun_path, "%s", sock);
+    if (connect(up, (struct sockaddr *)&a, sizeof a) != 0)
+        _exit(1);
+    for (;;) {
+        km__ttlv_tree t;
+        size_t len = 0, i;
+        uint8_t *m = msg_read(c, &len);
+        if (m == NULL)
+            _exit(0);
+        memset(&t, 0, sizeof t);
+        if (km__ttlv_decode(m, len, NULL, &t) == KM_OK && (lf = fopen(plog, "a")) != NULL) {
+            int bi;
+            for (i = 0; (bi = km__ttlv_child(&t, 0, KM__KMIP_TAG_BATCH_ITEM, (int)i)) >= 0; i++) {
+                uint32_t op = 0;
+                int pl = -1;
+                const char *uid = "-";
+                size_t ul = 1;
+                (void)km__ttlv_get_enum(&t, bi, KM__KMIP_TAG_OPERATION, &op);
+                if (km__ttlv_get_struct(&t, bi, KM__KMIP_TAG_REQUEST_PAYLOAD, &pl) == KM_OK
+                    && km__ttlv_get_text(&t, pl, KM__KMIP_TAG_UNIQUE_IDENTIFIER, &uid, &ul)
+                           != KM_OK) {
+                    uid = "-";
+                    ul = 1;
+                }
+                fprintf(lf, "%x %.*s\n", op, (int)ul, uid);
+            }
+            fclose(lf);
+        }
+        km__ttlv_tree_free(&t);
+        if (io_full(up, m, len, 1) != 0)
+            _exit(1);
+        free(m);
+        if ((m = msg_read(up, &len)) == NULL || io_full(c, m, len, 1) != 0)
+            _exit(1);
+        free(m);
+    }
+}
+
+/* kmd as `who`, and the proxy in front of it at puri. */
+static void proxy_start(const char *who)
+{
+    struct sockaddr_un a;
+    int ls;
+
+    kmd_start(who, NULL);
+    snprintf(psock, sizeof psock, "%s/proxy.sock", dir);
+    snprintf(puri, sizeof puri, "kmd:%s", psock);
+    snprintf(plog, sizeof plog, "%s/proxy.log", dir);
+    ls = socket(AF_UNIX, SOCK_STREAM, 0);
+    memset(&a, 0, sizeof a);
+    a.sun_family = AF_UNIX;
+    snprintf(a.sun_path, sizeof a.sun_path, "%s", psock);
+    ck_assert_int_eq(bind(ls, (struct sockaddr *)&a, sizeof a), 0);
+    ck_assert_int_eq(listen(ls, 8), 0);
+    proxy_pid = fork();
+    ck_assert_int_ge(proxy_pid, 0);
+    if (proxy_pid == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        signal(SIGCHLD, SIG_IGN);
+        for (;;) {
+            int c = accept(ls, NULL, NULL);
+            if (c < 0)
+                continue;
+            if (fork() == 0) {
+                prctl(PR_SET_PDEATHSIG, SIGKILL);
+                close(ls);
+                proxy_relay(c);
+            }
+            close(c);
+        }
+    }
+    close(ls);
+}
+
+static void std_teardown(void)
+{
+    if (proxy_pid > 0) {
+        kill(proxy_pid, SIGKILL);
+        waitpid(proxy_pid, NULL, 0);
+        proxy_pid = 0;
+    }
+    teardown();
+}
+
+/* The proxy's log from line `from` on, joined with ',' ("1f 0123…,20 …"). */
+static void log_from(int from, char *out, size_t cap)
+{
+    char line[200];
+    FILE *f = fopen(plog, "r");
+    int n = 0;
+    out[0] = '\0';
+    if (f == NULL)
+        return;
+    while (fgets(line, sizeof line, f) != NULL) {
+        line[strcspn(line, "\n")] = '\0';
+        if (n++ >= from)
+            snprintf(out + strlen(out), cap - strlen(out), "%s%s", out[0] ? "," : "", line);
+    }
+    fclose(f);
+}
+
+static int log_lines(void)
+{
+    char all[65536], *p;
+    int n = 0;
+    log_from(0, all, sizeof all);
+    for (p = all; *p != '\0'; p++)
+        n += *p == ',';
+    return all[0] != '\0' ? n + 1 : 0;
+}
+
+/* The operations (hex) of the log from line `from`, joined with ','. */
+static void ops_from(int from, char *out, size_t cap)
+{
+    char all[65536], *save = NULL, *tok;
+    out[0] = '\0';
+    log_from(from, all, sizeof all);
+    for (tok = strtok_r(all, ",", &save); tok != NULL; tok = strtok_r(NULL, ",", &save)) {
+        tok[strcspn(tok, " ")] = '\0';
+        snprintf(out + strlen(out), cap - strlen(out), "%s%s", out[0] ? "," : "", tok);
+    }
+}
+
+static void hex_id(const uint8_t id[16], char out[33])
+{
+    int i;
+    for (i = 0; i < 16; i++)
+        sprintf(out + 2 * i, "%02x", id[i]);
+}
+
+/* Each data call over its standard operation (the wire shows it), the same
+ * bytes as the embedded mode; the calls they cannot carry (a flag, another
+ * signature format, an output too small) take the libkm call. */
+START_TEST(test_std_data_path)
+{
+    km_ctx *c;
+    km_key *a = NULL, *m = NULL, *s = NULL, *oa = NULL, *om = NULL, *os = NULL;
+    uint8_t ct[128], ct2[128], pt[64], tag[KM_MAC_MAX], otag[KM_MAC_MAX], sig[KM_SIGNATURE_MAX],
+        rnd[32], small[8];
+    size_t ctl = 0, ct2l = 0, ptl = 0, tl = 0, otl = 0, sl = 0;
+    char ops[4096], want[256], id[33];
+    int n0;
+
+    proxy_start(TU_ADMIN);
+    OK(km_open(&c, puri, NULL));
+    OK(km_key_create(&a, c, "sa", KM_KEY_AES_256_GCM, NULL));
+    OK(km_key_create(&m, c, "sm", KM_KEY_HMAC_SHA256, NULL));
+    OK(km_key_create(&s, c, "ss", KM_KEY_EC_P256, NULL));
+    OK(km_key_open(&oa, owner, "sa"));
+    OK(km_key_open(&om, owner, "sm"));
+    OK(km_key_open(&os, owner, "ss"));
+
+    n0 = log_lines();
+    OK(km_encrypt(a, (const uint8_t *)"standard", 8, (const uint8_t *)"ad", 2, ct, sizeof ct, &ctl));
+    ck_assert_uint_eq(ctl, 8 + KM_CIPHERTEXT_OVERHEAD);
+    /* format v1 as docs/FORMATS.md has it: 'K' 'M' 1, the type, the key id, version 1 */
+    ck_assert_int_eq(ct[0], 'K');
+    ck_assert_int_eq(ct[1], 'M');
+    ck_assert_int_eq(ct[2], 1);
+    ck_assert_int_eq(ct[3], KM_KEY_AES_256_GCM);
+    ck_assert_mem_eq(ct + 4, km_key_id(a), 16);
+    ck_assert_int_eq(ct[23], 1);
+    /* the embedded mode opens it, and the other way round */
+    OK(km_decrypt(owner, 0, ct, ctl, (const uint8_t *)"ad", 2, pt, sizeof pt, &ptl));
+    ck_assert_mem_eq(pt, "standard", 8);
+    OK(km_encrypt(oa, (const uint8_t *)"embedded", 8, NULL, 0, ct2, sizeof ct2, &ct2l));
+    OK(km_decrypt(c, 0, ct2, ct2l, NULL, 0, pt, sizeof pt, &ptl));
+    ck_assert_uint_eq(ptl, 8);
+    ck_assert_mem_eq(pt, "embedded", 8);
+    OK(km_decrypt_key(a, 0, ct, ctl, (const uint8_t *)"ad", 2, pt, sizeof pt, &ptl));
+    ck_assert_mem_eq(pt, "standard", 8);
+    /* the wrong AAD: libkm's code and message */
+    expect_err(km_decrypt(c, 0, ct, ctl, (const uint8_t *)"AD", 2, pt, sizeof pt, &ptl),
+               KM_E_INTEGRITY, "failed authentication");
+    ck_assert_uint_eq(ptl, 0);
+    /* an altered algorithm byte is libkm's to refuse (kmd rebuilds the header) */
+    ct[3] = KM_KEY_AES_128_GCM;
+    ck_assert_int_ne(km_decrypt(c, 0, ct, ctl, (const uint8_t *)"ad", 2, pt, sizeof pt, &ptl),
+                     KM_OK);
+    ct[3] = KM_KEY_AES_256_GCM;
+    /* an HMAC tag: the same bytes as the embedded mode's */
+    OK(km_mac(m, 0, (const uint8_t *)"msg", 3, tag, sizeof tag, &tl));
+    OK(km_mac(om, 0, (const uint8_t *)"msg", 3, otag, sizeof otag, &otl));
+    ck_assert_uint_eq(tl, otl);
+    ck_assert_mem_eq(tag, otag, tl);
+    OK(km_mac_verify(m, 0, 0, (const uint8_t *)"msg", 3, tag, tl));
+    tag[tl - 1] ^= 1;
+    expect_err(km_mac_verify(m, 0, 0, (const uint8_t *)"msg", 3, tag, tl), KM_E_VERIFY,
+               "MAC does not verify");
+    /* a signature verifies in the embedded mode, and a tampered one nowhere */
+    OK(km_sign(s, 0, (const uint8_t *)"msg", 3, sig, sizeof sig, &sl));
+    OK(km_verify(os, 0, 0, (const uint8_t *)"msg", 3, sig, sl));
+    OK(km_verify(s, 0, 0, (const uint8_t *)"msg", 3, sig, sl));
+    expect_err(km_verify(s, 0, 0, (const uint8_t *)"msG", 3, sig, sl), KM_E_VERIFY,
+               "signature does not verify");
+    OK(km_sign(s, KM_SIG_RAW, (const uint8_t *)"msg", 3, sig, sizeof sig, &sl));
+    OK(km_verify(os, 1, KM_SIG_RAW, (const uint8_t *)"msg", 3, sig, sl));
+    OK(km_random(c, NULL, rnd, sizeof rnd));
+    ops_from(n0, ops, sizeof ops);
+    /* Encrypt, Decrypt x3, the altered header by the libkm call (the client
+     * cannot vouch for it), MAC, MACVerify x2, Sign, SignatureVerify x2,
+     * Sign, RNGRetrieve */
+    ck_assert_str_eq(ops, "1f,20,20,20,80000002,23,24,24,21,22,22,21,25");
+    hex_id(km_key_id(a), id);
+    log_from(n0, want, sizeof want);
+    ck_assert_msg(strncmp(want, "1f ", 3) == 0 && strncmp(want + 3, id, 32) == 0
+                  && want[35] == ',', "Encrypt named '%s', not the key's version 1", want);
+
+    /* what the standard operations cannot carry: the libkm call */
+    n0 = log_lines();
+    OK(km_decrypt(c, KM_DECRYPT_ALLOW_COMPROMISED, ct, ctl, (const uint8_t *)"ad", 2, pt,
+                  sizeof pt, &ptl));
+    ck_assert_mem_eq(pt, "standard", 8);
+    OK(km_sign(s, KM_SIG_P1363, (const uint8_t *)"msg", 3, sig, sizeof sig, &sl));
+    ck_assert_uint_eq(sl, KM_TAG_HEADER + 64);
+    expect_err(km_encrypt(a, (const uint8_t *)"standard", 8, NULL, 0, small, sizeof small, &ctl),
+               KM_E_BUFFER, NULL);
+    ck_assert_uint_eq(ctl, 8 + KM_CIPHERTEXT_OVERHEAD);
+    ck_assert_int_eq(km_random(c, NULL, rnd, 0), KM_E_INVALID);
+    ops_from(n0, ops, sizeof ops);
+    ck_assert_str_eq(ops, "80000002,80000002,80000002,80000002");
+
+    km_key_free(a);
+    km_key_free(m);
+    km_key_free(s);
+    km_key_free(oa);
+    km_key_free(om);
+    km_key_free(os);
+    km_close(c);
+}
+END_TEST
+
+/* Errors over the standard operations keep libkm's code and message: a key
+ * of the wrong type, a principal without the right, a suspended key; each
+ * the same as the embedded mode gives the same principal, and over the
+ * standard operation (the wire shows it). */
+START_TEST(test_std_errors)
+{
+    km_ctx *c, *ue;
+    km_key *a = NULL, *oa = NULL, *ua = NULL, *d = NULL, *od = NULL;
+    uint8_t out[128], tag[KM_MAC_MAX];
+    size_t n = 0;
+    char local[400], ops[512];
+    int rc, n0;
+
+    proxy_start(TU_USER);
+    OK(km_key_create(&oa, owner, "ea", KM_KEY_AES_256_GCM, NULL));
+    OK(km_key_grant(oa, TU_USER, KM_PERM_ENCRYPT | KM_PERM_MAC));
+    OK(km_key_create(&od, owner, "ed", KM_KEY_AES_256_GCM, NULL));
+    OK(km_key_grant(od, TU_USER, KM_PERM_DECRYPT));
+    ue = tu_as(dir, TU_USER, TU_USER_PASS);   /* the same principal, embedded */
+    OK(km_key_open(&ua, ue, "ea"));
+    OK(km_open(&c, puri, NULL));
+    OK(km_key_open(&a, c, "ea"));
+    OK(km_key_open(&d, c, "ed"));
+    n0 = log_lines();
+
+    /* the wrong key type: an AES key computes no MAC */
+    rc = km_mac(ua, 0, (const uint8_t *)"m", 1, tag, sizeof tag, &n);
+    ck_assert_int_eq(rc, KM_E_USAGE);
+    snprintf(local, sizeof local, "%s", km_error_last()->message);
+    expect_err(km_mac(a, 0, (const uint8_t *)"m", 1, tag, sizeof tag, &n), KM_E_USAGE, NULL);
+    ck_assert_str_eq(km_error_last()->message, local);
+
+    /* denied: a decrypt-only grant does not encrypt */
+    {
+        km_key *ud = NULL;
+        OK(km_key_open(&ud, ue, "ed"));
+        rc = km_encrypt(ud, (const uint8_t *)"x", 1, NULL, 0, out, sizeof out, &n);
+        ck_assert_int_eq(rc, KM_E_DENIED);
+        snprintf(local, sizeof local, "%s", km_error_last()->message);
+        km_key_free(ud);
+    }
+    expect_err(km_encrypt(d, (const uint8_t *)"x", 1, NULL, 0, out, sizeof out, &n), KM_E_DENIED,
+               NULL);
+    ck_assert_str_eq(km_error_last()->message, local);
+    ck_assert_uint_eq(n, 0);
+
+    /* a suspended key encrypts no more: KM_E_STATE, not a Permission Denied's code */
+    OK(km_key_suspend(oa, 0));
+    tu_sleep_ms(50);   /* kmd's refresh_ms is 10 */
+    rc = km_encrypt(oa, (const uint8_t *)"x", 1, NULL, 0, out, sizeof out, &n);
+    ck_assert_int_eq(rc, KM_E_STATE);
+    snprintf(local, sizeof local, "%s", km_error_last()->message);
+    expect_err(km_encrypt(a, (const uint8_t *)"x", 1, NULL, 0, out, sizeof out, &n), KM_E_STATE,
+               NULL);
+    ck_assert_str_eq(km_error_last()->message, local);
+    ck_assert_ptr_null(strstr(local, "KM_E_"));
+
+    ops_from(n0, ops, sizeof ops);
+    ck_assert_str_eq(ops, "23,1f,1f");
+    km_key_free(a);
+    km_key_free(d);
+    km_key_free(ua);
+    km_key_free(oa);
+    km_key_free(od);
+    km_close(c);
+    km_close(ue);
+}
+END_TEST
+
+/* A key rotated elsewhere: the client's next Encrypt names the replaced
+ * version 1 object, kmd refuses it (its own refusal, not libkm's), the libkm
+ * call encrypts with version 2, and from then on Encrypt names "<id>-v2";
+ * a version 2 ciphertext decrypts through the "-v2" object, version 1's
+ * through the bare id. */
+START_TEST(test_std_rotated)
+{
+    km_ctx *c;
+    km_key *a = NULL, *oa = NULL;
+    uint8_t ct1[64], ct2[64], ct3[64], pt[16];
+    size_t l1 = 0, l2 = 0, l3 = 0, pl = 0;
+    uint32_t v = 0;
+    char got[1024], want[256], id[33];
+    int n0;
+
+    proxy_start(TU_ADMIN);
+    OK(km_open(&c, puri, NULL));
+    OK(km_key_create(&a, c, "ra", KM_KEY_AES_256_GCM, NULL));
+    OK(km_encrypt(a, (const uint8_t *)"one", 3, NULL, 0, ct1, sizeof ct1, &l1));
+    OK(km_key_open(&oa, owner, "ra"));
+    OK(km_key_rotate(oa, &v));
+    ck_assert_uint_eq(v, 2);
+    tu_sleep_ms(50);   /* kmd's refresh_ms is 10 */
+    hex_id(km_key_id(a), id);
+
+    n0 = log_lines();
+    OK(km_encrypt(a, (const uint8_t *)"two", 3, NULL, 0, ct2, sizeof ct2, &l2));
+    ck_assert_int_eq(ct2[23], 2);
+    OK(km_encrypt(a, (const uint8_t *)"three", 5, NULL, 0, ct3, sizeof ct3, &l3));
+    ck_assert_int_eq(ct3[23], 2);
+    OK(km_decrypt(c, 0, ct3, l3, NULL, 0, pt, sizeof pt, &pl));
+    ck_assert_mem_eq(pt, "three", 5);
+    OK(km_decrypt(c, 0, ct1, l1, NULL, 0, pt, sizeof pt, &pl));
+    ck_assert_mem_eq(pt, "one", 3);
+    OK(km_decrypt(owner, 0, ct2, l2, NULL, 0, pt, sizeof pt, &pl));
+    ck_assert_mem_eq(pt, "two", 3);
+    log_from(n0, got, sizeof got);
+    snprintf(want, sizeof want, "1f %s,80000002 -,1f %s-v2,20 %s-v2,20 %s", id, id, id, id);
+    ck_assert_str_eq(got, want);
+    km_key_free(a);
+    km_key_free(oa);
+    km_close(c);
+}
+END_TEST
+
 int main(void)
 {
     TCase *tc;
@@ -601,5 +996,9 @@ int main(void)
     tcase_add_test(tc, test_remote_malformed);
     tcase_add_test(tc, test_remote_kmd_gone);
     tcase_add_test(tc, test_remote_tls);
+    tc = tu_tcase(s, "standard", 120, setup, std_teardown);
+    tcase_add_test(tc, test_std_data_path);
+    tcase_add_test(tc, test_std_errors);
+    tcase_add_test(tc, test_std_rotated);
     return tu_run(s);
 }

@@ -1,7 +1,9 @@
 /* remote.c - libkm's client mode (docs/KMD.md): km_open() of `kmd:/path`
  * (kmd's Unix socket) or `kmip://host:port` (kmd's mutual TLS listener)
  * gives a context that holds no vault. Every public function starts with
- * KM__REMOTE (core.h), which sends it here: one KMIP request of kmd's vendor
+ * KM__REMOTE (core.h), which sends it here. The data path goes over KMIP's
+ * standard operations where they carry the call exactly ("standard KMIP
+ * operations" below); every other call is one KMIP request of kmd's vendor
  * operation KM_KMD_OP_CALL (km/sys/server.h), the function and its
  * arguments encoded by the signature table of the primitives' KMIP codec
  * (kmip_ttlv.h, shared with kmd's src/kmd/vendor.c), and kmd runs it as the
@@ -33,6 +35,8 @@
 #define REMOTE_TIMEOUT_MS 60000
 /* The largest response accepted. */
 #define REMOTE_MAX_RESPONSE (64u << 20)
+/* Key types remembered for km_decrypt (the most recent handles' keys). */
+#define REMOTE_TYPES 64
 
 typedef struct km__remote km__remote;
 struct km__remote {
@@ -44,6 +48,11 @@ struct km__remote {
     km__tls *tls;
     int fd;                      /* the Unix socket, or -1 */
     int timeout_ms;
+    /* the key types of the handles this context made (make_key), by key id:
+     * km_decrypt's standard Decrypt needs the ciphertext key's type (below) */
+    pthread_mutex_t tmu;
+    struct { uint8_t id[16]; uint8_t type; } types[REMOTE_TYPES];
+    unsigned ntypes;             /* entries filled; the next goes at ntypes % REMOTE_TYPES */
 };
 
 /* ---------------------------------------------------------------- transport */
@@ -448,7 +457,35 @@ static int64_t long_at(const rtree *r, int st, int n)
     return v;
 }
 
-/* A key handle of the remote context from kmd's {id, name, type}. */
+static void remember_type(km__remote *r, const uint8_t id[16], km_key_type type)
+{
+    unsigned i, n;
+    pthread_mutex_lock(&r->tmu);
+    n = r->ntypes < REMOTE_TYPES ? r->ntypes : REMOTE_TYPES;
+    for (i = 0; i < n && memcmp(r->types[i].id, id, 16) != 0; i++)
+        ;
+    if (i == n)
+        i = r->ntypes++ % REMOTE_TYPES;
+    memcpy(r->types[i].id, id, 16);
+    r->types[i].type = (uint8_t)type;
+    pthread_mutex_unlock(&r->tmu);
+}
+
+/* The type of key `id` if a handle of this context showed it, else -1. */
+static int known_type(km__remote *r, const uint8_t id[16])
+{
+    unsigned i, n;
+    int type = -1;
+    pthread_mutex_lock(&r->tmu);
+    n = r->ntypes < REMOTE_TYPES ? r->ntypes : REMOTE_TYPES;
+    for (i = 0; i < n && type < 0; i++)
+        if (memcmp(r->types[i].id, id, 16) == 0)
+            type = r->types[i].type;
+    pthread_mutex_unlock(&r->tmu);
+    return type;
+}
+
+/* A key handle of the remote context from kmd's {id, name, type, primary}. */
 static int make_key(struct km_ctx *ctx, const rtree *r, int st, km_key **out)
 {
     const uint8_t *id;
@@ -467,6 +504,10 @@ static int make_key(struct km_ctx *ctx, const rtree *r, int st, km_key **out)
     }
     memcpy(k->id, id, 16);
     k->type = (km_key_type)long_at(r, st, 2);
+    /* the primary version kmd saw at open (0: an older kmd, unknown): the
+     * managed object of the standard Encrypt, Sign and MAC (below) */
+    k->primary = nth(r, st, 3) >= 0 ? (uint32_t)long_at(r, st, 3) : 0;
+    remember_type(ctx->remote, id, k->type);
     k->session = 1;         /* nothing of it is in this process's vault */
     pthread_rwlock_init(&k->lock, NULL);
     atomic_init(&k->refs, 1);
@@ -777,6 +818,411 @@ out:
     return rc;
 }
 
+/* ---------------------------------------------- standard KMIP operations */
+/*
+ * The data path goes over KMIP's own operations where they carry libkm's
+ * call exactly (docs/KMD.md, "Which calls take which path"): km_encrypt,
+ * km_decrypt and km_decrypt_key (flags 0) as Encrypt / Decrypt (AES-GCM
+ * parameters, AAD, the tag apart), km_sign and km_mac (flags 0 or
+ * KM_SIG_RAW) as Sign / MAC, km_verify and km_mac_verify as SignatureVerify
+ * / MACVerify, km_random (software, up to 1024 bytes) as RNGRetrieve. kmd
+ * runs the same libkm function for each (src/kmd/kmip.c); the client puts
+ * libkm's format v1 bytes together again from the answer and the key's id,
+ * type and version (docs/FORMATS.md: the same bytes whichever mode made
+ * them). A managed object is one key version ("<id hex>", "<id hex>-v<N>"):
+ * Encrypt, Sign and MAC name the handle's primary version as kmd last told
+ * it, Decrypt and the verifications the version in the ciphertext or tag.
+ *
+ * Each std_* returns STD_VENDOR, before sending anything, for a call the
+ * standard operation cannot express (flags, other formats, arguments libkm
+ * refuses or answers KM_E_BUFFER, a key type or version the client does not
+ * know), and after a refusal that is kmd's own rather than libkm's (a
+ * replaced object after a rotation elsewhere, an identifier not found):
+ * remote_call then sends the libkm call, which answers as the embedded mode
+ * does. A libkm error comes back with its code and message: kmd's Result
+ * Message is "KM_E_<NAME>: <libkm's message>" (kmip.c km_fail), since a
+ * Result Reason alone merges codes (Permission Denied is KM_E_DENIED,
+ * KM_E_AUTH, KM_E_USAGE and KM_E_POLICY).
+ */
+#define STD_VENDOR 1
+#define TG(name) KM__KMIP_TAG_##name
+
+typedef struct std_ans {
+    km__ttlv_tree t;
+    uint8_t *buf;
+    size_t len;
+    int pl;                      /* the Response Payload */
+} std_ans;
+
+static void std_ans_free(std_ans *a)
+{
+    km__ttlv_tree_free(&a->t);
+    if (a->buf != NULL) {
+        km_memzero(a->buf, a->len);
+        free(a->buf);
+    }
+}
+
+/* Starts a one-item request of `op` on the managed object of key id's
+ * version ver (id NULL: none), with AES-GCM's Cryptographic Parameters when
+ * gcm. */
+static void std_begin(km__ttlv_enc *e, uint32_t op, const uint8_t *id, uint32_t ver, int gcm)
+{
+    char uid[KM__KMIP_UID_CAP];
+    km__ttlv_enc_init(e, 0);
+    km__kmip_req_begin(e, 2, 0, 1);
+    km__kmip_item_begin(e, op, NULL, 0);
+    if (id != NULL) {
+        km__kmip_uid(id, ver, 0, uid);
+        km__ttlv_put_text(e, TG(UNIQUE_IDENTIFIER), uid, strlen(uid));
+    }
+    if (gcm) {
+        km__ttlv_begin(e, TG(CRYPTOGRAPHIC_PARAMETERS));
+        km__ttlv_put_enum(e, TG(BLOCK_CIPHER_MODE), KM__KMIP_MODE_GCM);
+        km__ttlv_put_enum(e, TG(CRYPTOGRAPHIC_ALGORITHM), KM__KMIP_ALG_AES);
+        km__ttlv_put_int(e, TG(TAG_LENGTH), 16);
+        km__ttlv_end(e);
+    }
+}
+
+/* A failed item: libkm's code and message from kmd's Result Message, or
+ * STD_VENDOR (kmd's own refusal; KM_E_NOTFOUND, whose embedded message
+ * names the call). */
+static int std_failure(const km__kmip_result *it)
+{
+    size_t n = it->message != NULL ? it->message_len : 0, k = 0;
+    int code;
+    for (code = -1; code >= KM_E__LAST; code--) {
+        const char *name = km_err_name(code);
+        k = strlen(name);
+        if (n > k + 2 && memcmp(it->message, name, k) == 0 && it->message[k] == ':'
+            && it->message[k + 1] == ' ')
+            break;
+    }
+    if (code < KM_E__LAST || code == KM_E_NOTFOUND)
+        return STD_VENDOR;
+    return km__err(code, "%.*s", (int)(n - k - 2), it->message + k + 2);
+}
+
+/* Ends and sends the request in e (freed); KM_OK with the answer's payload
+ * in a (free with std_ans_free whatever the result), a libkm error, or
+ * STD_VENDOR. */
+static int std_send(struct km_ctx *ctx, km__ttlv_enc *e, const char *fn, std_ans *a)
+{
+    km__remote *r = ctx->remote;
+    km__ttlv_limits lim = { REMOTE_MAX_RESPONSE, KM__TTLV_DEFAULT_MAX_DEPTH, 256 };
+    km__kmip_response resp;
+    const uint8_t *req;
+    size_t req_len;
+    int rc;
+
+    memset(a, 0, sizeof *a);
+    a->pl = -1;
+    km__kmip_item_end(e);
+    km__kmip_req_end(e);
+    if (km__ttlv_enc_finish(e, &req, &req_len) != KM_OK) {
+        km__ttlv_enc_free(e);
+        return STD_VENDOR;   /* too large: the libkm call says so */
+    }
+    pthread_mutex_lock(&r->mu);
+    rc = roundtrip(r, req, req_len, &a->buf, &a->len, fn);
+    pthread_mutex_unlock(&r->mu);
+    km__ttlv_enc_free(e);
+    if (rc != KM_OK)
+        return rc;
+    if (km__ttlv_decode(a->buf, a->len, &lim, &a->t) != KM_OK
+        || km__kmip_response_parse(&a->t, &resp) != KM_OK || resp.n != 1)
+        return km__err(KM_E_IO, "kmd: %s: the answer is no KMIP response", fn);
+    if (resp.items[0].status != KM__KMIP_STATUS_SUCCESS)
+        return std_failure(&resp.items[0]);
+    if ((a->pl = resp.items[0].payload) < 0)
+        return km__err(KM_E_IO, "kmd: %s: kmd's answer does not match the call", fn);
+    return KM_OK;
+}
+
+/* The answer's bytes `tag`, exactly `want` long (0: 1 to want). */
+static const uint8_t *std_bytes(const std_ans *a, uint32_t tag, size_t want, size_t *n)
+{
+    const uint8_t *p = NULL;
+    size_t len = 0;
+    if (km__ttlv_get_bytes(&a->t, a->pl, tag, &p, &len) != KM_OK || len > want
+        || (n == NULL && len != want) || (n != NULL && len == 0))
+        return NULL;
+    if (n != NULL)
+        *n = len;
+    return p;
+}
+
+static int std_mismatch(const char *fn)
+{
+    return km__err(KM_E_IO, "kmd: %s: kmd's answer does not match the call", fn);
+}
+
+static int is_gcm(int type)
+{
+    return type > 0 && km__type_family((km_key_type)type) == KM__FAM_AES_GCM;
+}
+
+static uint32_t primary_of(const km__kobj *k)
+{
+    return __atomic_load_n(&k->primary, __ATOMIC_RELAXED);
+}
+
+static void primary_set(km__kobj *k, uint32_t v)
+{
+    __atomic_store_n(&k->primary, v, __ATOMIC_RELAXED);
+}
+
+static int std_encrypt(km_key *key, const uint8_t *pt, size_t pt_len, const uint8_t *aad,
+                       size_t aad_len, uint8_t *out, size_t out_cap, size_t *out_len)
+{
+    km__kobj *k = key != NULL ? key->k : NULL;
+    uint32_t ver = k != NULL ? primary_of(k) : 0;
+    const uint8_t *d, *iv, *tag;
+    km__ttlv_enc e;
+    std_ans a;
+    int rc;
+
+    if (k == NULL || ver == 0 || !is_gcm(k->type) || out_len == NULL || out == NULL
+        || (pt == NULL && pt_len > 0) || (aad == NULL && aad_len > 0) || pt_len > KM_PLAINTEXT_MAX
+        || aad_len > KM_AAD_MAX || out_cap < pt_len + KM_CIPHERTEXT_OVERHEAD
+        || km__buf_overlaps(pt, pt_len, out, pt_len + KM_CIPHERTEXT_OVERHEAD))
+        return STD_VENDOR;
+    *out_len = 0;
+    std_begin(&e, KM__KMIP_OP_ENCRYPT, k->id, ver, 1);
+    km__ttlv_put_bytes(&e, TG(DATA), pt != NULL ? pt : (const uint8_t *)"", pt_len);
+    if (aad_len > 0)
+        km__ttlv_put_bytes(&e, TG(AE_ADDITIONAL_DATA), aad, aad_len);
+    if ((rc = std_send(k->ctx, &e, "km_encrypt", &a)) == KM_OK) {
+        size_t dn = 0;
+        d = pt_len > 0 ? std_bytes(&a, TG(DATA), pt_len, &dn) : NULL;
+        iv = std_bytes(&a, TG(IV_COUNTER_NONCE), 16, NULL);
+        tag = std_bytes(&a, TG(AE_TAG), 16, NULL);
+        if ((pt_len > 0 && (d == NULL || dn != pt_len)) || iv == NULL || tag == NULL
+            || km__be32_get(iv) != ver) {
+            rc = std_mismatch("km_encrypt");
+        } else {
+            /* format v1: 'K' 'M', 1, algorithm, key id, version and nonce, data, tag */
+            out[0] = KM__CT_MAGIC0;
+            out[1] = KM__CT_MAGIC1;
+            out[2] = KM__FORMAT_V1;
+            out[3] = (uint8_t)k->type;
+            memcpy(out + 4, k->id, 16);
+            memcpy(out + 20, iv, 16);
+            if (pt_len > 0)
+                memcpy(out + KM_CIPHERTEXT_HEADER, d, pt_len);
+            memcpy(out + KM_CIPHERTEXT_HEADER + pt_len, tag, 16);
+            *out_len = pt_len + KM_CIPHERTEXT_OVERHEAD;
+        }
+    }
+    if (rc != KM_OK && rc != STD_VENDOR)
+        km_memzero(out, pt_len + KM_CIPHERTEXT_OVERHEAD);
+    std_ans_free(&a);
+    return rc;
+}
+
+/* km_decrypt (key NULL: the ciphertext's key, by its id) and km_decrypt_key. */
+static int std_decrypt(struct km_ctx *ctx, km_key *key, uint32_t flags, const uint8_t *ct,
+                       size_t ct_len, const uint8_t *aad, size_t aad_len, uint8_t *out,
+                       size_t out_cap, size_t *out_len)
+{
+    const char *fn = key != NULL ? "km_decrypt_key" : "km_decrypt";
+    size_t n = ct_len >= KM_CIPHERTEXT_OVERHEAD ? ct_len - KM_CIPHERTEXT_OVERHEAD : 0, dn = 0;
+    const uint8_t *d;
+    km__ttlv_enc e;
+    std_ans a;
+    uint32_t ver = 0;
+    int type, rc;
+
+    if (flags != 0 || ct == NULL || out == NULL || out_len == NULL
+        || ct_len < KM_CIPHERTEXT_OVERHEAD || n > KM_PLAINTEXT_MAX
+        || (aad == NULL && aad_len > 0) || aad_len > KM_AAD_MAX || out_cap < n
+        || km__buf_overlaps(ct, ct_len, out, n) || ct[0] != KM__CT_MAGIC0
+        || ct[1] != KM__CT_MAGIC1 || ct[2] != KM__FORMAT_V1 || (ver = km__be32_get(ct + 20)) == 0)
+        return STD_VENDOR;
+    if (key != NULL)
+        type = memcmp(ct + 4, key->k->id, 16) == 0 ? (int)key->k->type : -1;
+    else
+        type = known_type(ctx->remote, ct + 4);
+    /* kmd puts the header together again from the object: the client vouches
+     * for the bytes it does not send (the algorithm, the key id) */
+    if (type != ct[3] || !is_gcm(type))
+        return STD_VENDOR;
+    *out_len = 0;
+    std_begin(&e, KM__KMIP_OP_DECRYPT, ct + 4, ver, 1);
+    km__ttlv_put_bytes(&e, TG(DATA), ct + KM_CIPHERTEXT_HEADER, n);
+    km__ttlv_put_bytes(&e, TG(IV_COUNTER_NONCE), ct + 20, 16);
+    km__ttlv_put_bytes(&e, TG(AE_TAG), ct + KM_CIPHERTEXT_HEADER + n, 16);
+    if (aad_len > 0)
+        km__ttlv_put_bytes(&e, TG(AE_ADDITIONAL_DATA), aad, aad_len);
+    if ((rc = std_send(ctx, &e, fn, &a)) == KM_OK) {
+        if (km__ttlv_get_bytes(&a.t, a.pl, TG(DATA), &d, &dn) != KM_OK || dn != n)
+            rc = std_mismatch(fn);
+        else {
+            if (n > 0)
+                memcpy(out, d, n);
+            *out_len = n;
+        }
+    }
+    if (rc != KM_OK && rc != STD_VENDOR)
+        km_memzero(out, out_cap < ct_len ? out_cap : ct_len);
+    std_ans_free(&a);
+    return rc;
+}
+
+/* km_sign and km_mac. */
+static int std_tagged(km_key *key, int mac, uint32_t flags, const uint8_t *msg, size_t msg_len,
+                      uint8_t *sig, size_t sig_cap, size_t *sig_len)
+{
+    const char *fn = mac ? "km_mac" : "km_sign";
+    size_t hdr = flags == KM_SIG_RAW ? 0 : KM_TAG_HEADER, n = 0;
+    km__kobj *k = key != NULL ? key->k : NULL;
+    uint32_t ver = k != NULL ? primary_of(k) : 0;
+    const uint8_t *d;
+    km__ttlv_enc e;
+    std_ans a;
+    int rc;
+
+    if (k == NULL || ver == 0 || (flags != 0 && flags != KM_SIG_RAW) || sig_len == NULL
+        || sig == NULL || (msg == NULL && msg_len > 0) || msg_len > KM_PLAINTEXT_MAX
+        || sig_cap + KM_TAG_HEADER - hdr < (mac ? KM_MAC_MAX : KM_SIGNATURE_MAX))
+        return STD_VENDOR;   /* KM_MAC_MAX and KM_SIGNATURE_MAX count the header */
+    *sig_len = 0;
+    std_begin(&e, mac ? KM__KMIP_OP_MAC : KM__KMIP_OP_SIGN, k->id, ver, 0);
+    km__ttlv_put_bytes(&e, TG(DATA), msg != NULL ? msg : (const uint8_t *)"", msg_len);
+    if ((rc = std_send(k->ctx, &e, fn, &a)) == KM_OK) {
+        if ((d = std_bytes(&a, mac ? TG(MAC_DATA) : TG(SIGNATURE_DATA), sig_cap - hdr, &n))
+            == NULL)
+            rc = std_mismatch(fn);
+        else {
+            if (hdr)
+                km__tag_header_write(sig, mac ? KM__MAC_MAGIC1 : KM__SIG_MAGIC1,
+                                     (uint8_t)k->type, k->id, ver);
+            memcpy(sig + hdr, d, n);
+            *sig_len = hdr + n;
+        }
+    }
+    if (rc != KM_OK && rc != STD_VENDOR)
+        km_memzero(sig, sig_cap);
+    std_ans_free(&a);
+    return rc;
+}
+
+/* km_verify and km_mac_verify. */
+static int std_verify(km_key *key, int mac, uint32_t version, uint32_t flags, const uint8_t *msg,
+                      size_t msg_len, const uint8_t *sig, size_t sig_len)
+{
+    km__kobj *k = key != NULL ? key->k : NULL;
+    uint32_t ver = version, v = 0;
+    km__ttlv_enc e;
+    std_ans a;
+    int rc;
+
+    if (k == NULL || sig == NULL || (flags != 0 && flags != KM_SIG_RAW)
+        || (msg == NULL && msg_len > 0) || msg_len > KM_PLAINTEXT_MAX)
+        return STD_VENDOR;
+    if (flags == 0) {   /* the tag header: libkm's checks of it stay libkm's */
+        if (sig_len <= KM_TAG_HEADER || sig[0] != KM__CT_MAGIC0
+            || sig[1] != (mac ? KM__MAC_MAGIC1 : KM__SIG_MAGIC1) || sig[2] != KM__FORMAT_V1
+            || sig[3] != (uint8_t)k->type || memcmp(sig + 4, k->id, 16) != 0)
+            return STD_VENDOR;
+        ver = km__be32_get(sig + 20);
+        if ((version != 0 && version != ver)
+            || (mac && sig_len - KM_TAG_HEADER != km__type_mac_len(k->type)))
+            return STD_VENDOR;   /* a tagged MAC is full length; MACVerify takes a cut one */
+        sig += KM_TAG_HEADER;
+        sig_len -= KM_TAG_HEADER;
+    }
+    if (ver == 0 || sig_len == 0)
+        return STD_VENDOR;
+    std_begin(&e, mac ? KM__KMIP_OP_MAC_VERIFY : KM__KMIP_OP_SIGNATURE_VERIFY, k->id, ver, 0);
+    km__ttlv_put_bytes(&e, TG(DATA), msg != NULL ? msg : (const uint8_t *)"", msg_len);
+    km__ttlv_put_bytes(&e, mac ? TG(MAC_DATA) : TG(SIGNATURE_DATA), sig, sig_len);
+    if ((rc = std_send(k->ctx, &e, mac ? "km_mac_verify" : "km_verify", &a)) == KM_OK) {
+        if (km__ttlv_get_enum(&a.t, a.pl, TG(VALIDITY_INDICATOR), &v) != KM_OK
+            || (v != KM__KMIP_VALID && v != KM__KMIP_INVALID))
+            rc = std_mismatch(mac ? "km_mac_verify" : "km_verify");
+        else if (v == KM__KMIP_INVALID)   /* crypto.c process_tagged's words */
+            rc = km__err(KM_E_VERIFY, mac ? "MAC does not verify" : "signature does not verify");
+    }
+    std_ans_free(&a);
+    return rc;
+}
+
+static int std_random(struct km_ctx *ctx, const char *protection, uint8_t *out, size_t len)
+{
+    const uint8_t *d;
+    km__ttlv_enc e;
+    std_ans a;
+    int rc;
+
+    if (out == NULL || len == 0 || len > 1024
+        || (protection != NULL && strcmp(protection, "software") != 0))
+        return STD_VENDOR;
+    std_begin(&e, KM__KMIP_OP_RNG_RETRIEVE, NULL, 0, 0);
+    km__ttlv_put_int(&e, TG(DATA_LENGTH), (int32_t)len);
+    if ((rc = std_send(ctx, &e, "km_random", &a)) == KM_OK) {
+        if ((d = std_bytes(&a, TG(DATA), len, NULL)) == NULL)
+            rc = std_mismatch("km_random");
+        else
+            memcpy(out, d, len);
+    }
+    if (rc != KM_OK && rc != STD_VENDOR)
+        km_memzero(out, len);
+    std_ans_free(&a);
+    return rc;
+}
+
+/* The standard operation of call fn (its arguments a, by the table's
+ * format), or STD_VENDOR. */
+static int std_call(struct km_ctx *ctx, uint32_t fn, const rarg *a)
+{
+    km_key *key = (km_key *)(uintptr_t)a[0].p;
+    switch (fn) {
+    case KM__KC_ENCRYPT:        /* kbbB */
+        return std_encrypt(key, a[1].p, a[1].len, a[2].p, a[2].len, a[3].out, a[3].cap,
+                           a[3].lenp);
+    case KM__KC_DECRYPT:        /* ubbB */
+        return std_decrypt(ctx, NULL, (uint32_t)a[0].n, a[1].p, a[1].len, a[2].p, a[2].len,
+                           a[3].out, a[3].cap, a[3].lenp);
+    case KM__KC_DECRYPT_KEY:    /* kubbB */
+        return key == NULL ? STD_VENDOR
+                           : std_decrypt(ctx, key, (uint32_t)a[1].n, a[2].p, a[2].len, a[3].p,
+                                         a[3].len, a[4].out, a[4].cap, a[4].lenp);
+    case KM__KC_SIGN:           /* kubB */
+    case KM__KC_MAC:
+        return std_tagged(key, fn == KM__KC_MAC, (uint32_t)a[1].n, a[2].p, a[2].len, a[3].out,
+                          a[3].cap, a[3].lenp);
+    case KM__KC_VERIFY:         /* kuubb */
+    case KM__KC_MAC_VERIFY:
+        return std_verify(key, fn == KM__KC_MAC_VERIFY, (uint32_t)a[1].n, (uint32_t)a[2].n,
+                          a[3].p, a[3].len, a[4].p, a[4].len);
+    case KM__KC_RANDOM:         /* sR */
+        return std_random(ctx, a[0].p, a[1].out, a[1].cap);
+    default:
+        return STD_VENDOR;
+    }
+}
+
+/* After a libkm call that succeeded: what it tells of the handle's primary
+ * version (the header of a ciphertext or tag it made; a rotation: unknown,
+ * until the next libkm call shows it). */
+static void std_learn(uint32_t fn, const rarg *a)
+{
+    km_key *key = (km_key *)(uintptr_t)a[0].p;
+    if (key == NULL || key->k == NULL)
+        return;
+    if (fn == KM__KC_ENCRYPT && a[3].lenp != NULL && *a[3].lenp >= KM_CIPHERTEXT_OVERHEAD)
+        primary_set(key->k, km__be32_get((const uint8_t *)a[3].out + 20));
+    else if ((fn == KM__KC_SIGN || fn == KM__KC_MAC) && !(a[1].n & KM_SIG_RAW)
+             && a[3].lenp != NULL && *a[3].lenp > KM_TAG_HEADER)
+        primary_set(key->k, km__be32_get((const uint8_t *)a[3].out + 20));
+    else if (fn == KM__KC_KEY_ROTATE)
+        primary_set(key->k, 0);
+}
+
+#undef TG
+
 /* km_rewrap_batch_ex through kmd: each item one km_rewrap_ex call, with the
  * item's result and detail (km_batch's items: km__batch_each, crypto.c). */
 static int rewrap_batch(km_ctx *ctx, uint32_t flags, km_batch_item *items, size_t count)
@@ -833,7 +1279,11 @@ static int remote_call(struct km_ctx *ctx, uint32_t fn, ...)
     va_start(ap, fn);
     na = collect(f, ap, a);
     va_end(ap);
+    if ((rc = std_call(ctx, fn, a)) != STD_VENDOR)
+        return rc;
     rc = call_once(ctx, fn, a, na, &last, &stopped);
+    if (rc == KM_OK)
+        std_learn(fn, a);
     /* a long audit log comes in parts: ask again after the last entry */
     while (rc == KM_OK && stopped == 0 && (fn == KM__KC_AUDIT_FOREACH || fn == KM__KC_AUDIT_ALERTS)
            && last >= (uint64_t)a[0].n && last - (uint64_t)a[0].n + 1 >= KM__KC_LIST_MAX) {
@@ -861,6 +1311,7 @@ static void remote_close(struct km_ctx *ctx)
     conn_drop(r);
     km__tls_ctx_free(r->tctx);
     pthread_mutex_destroy(&r->mu);
+    pthread_mutex_destroy(&r->tmu);
     free(r);
     ctx->remote = NULL;
 }
@@ -935,9 +1386,11 @@ int km__remote_open(km_ctx **out, const char *uri, const km_open_options *o)
     if (env != NULL && atoi(env) >= 100 && atoi(env) <= 600000)
         r->timeout_ms = atoi(env);
     pthread_mutex_init(&r->mu, NULL);
+    pthread_mutex_init(&r->tmu, NULL);
     if ((rc = parse_uri(r, uri, o)) != KM_OK || (ctx = km__ctx_alloc()) == NULL) {
         km__tls_ctx_free(r->tctx);
         pthread_mutex_destroy(&r->mu);
+        pthread_mutex_destroy(&r->tmu);
         free(r);
         return rc != KM_OK ? rc : km__err(KM_E_NOMEM, "out of memory");
     }

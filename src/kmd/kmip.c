@@ -81,7 +81,7 @@ enum { ALG_HMAC_SHA256 = 0x09, ALG_HMAC_SHA384 = 0x0A, ALG_HMAC_SHA512 = 0x0B, A
 enum { FORMAT_X509 = 0x05 };   /* Key Format Type X.509: SubjectPublicKeyInfo DER */
 
 #define UID_LEN 32
-#define UID_CAP 56   /* hex id, "-v" and a version, "-pub" */
+#define UID_CAP KM__KMIP_UID_CAP   /* hex id, "-v" and a version, "-pub" */
 #define RNG_MAX 1024
 
 static const uint32_t supported_ops[] = {
@@ -96,7 +96,8 @@ static const uint32_t supported_ops[] = {
 /* One batch item's outcome. */
 typedef struct result {
     uint32_t reason;          /* 0 = success */
-    char msg[240];
+    char msg[320];            /* "KM_E_<NAME>: " and libkm's whole message (client mode
+                               * maps it back, src/api/remote.c) */
 } result;
 
 typedef struct req {
@@ -167,11 +168,7 @@ static int hexval(char c)
  * "-pub". */
 static void uid_fmt(const uint8_t id[16], uint32_t ver, int pub, char out[UID_CAP])
 {
-    uid_of(id, out);
-    if (ver >= 2)
-        snprintf(out + UID_LEN, UID_CAP - UID_LEN, "-v%u", (unsigned)ver);
-    if (pub)
-        strcat(out, "-pub");
+    km__kmip_uid(id, ver, pub, out);
 }
 
 /* The key and version of identifier s (n bytes, uid_fmt's form). */

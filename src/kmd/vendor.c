@@ -470,6 +470,19 @@ static int run(vcall *c, uint32_t fn)
 
 /* ------------------------------------------------------------ outputs */
 
+/* A key handle's fourth field: its primary version (0 when unknown), the
+ * managed object client mode's standard Encrypt, Sign and MAC name
+ * (src/api/remote.c; a client of an older kmd reads none: unknown). */
+static void put_primary(km__ttlv_enc *e, km_key *k)
+{
+    km_keyinfo *ki = NULL;
+    uint32_t primary = 0;
+    if (km_key_info(&ki, k) == KM_OK)
+        primary = km_keyinfo_primary(ki);
+    km_keyinfo_free(ki);
+    km__ttlv_put_long(e, OUTT, primary);
+}
+
 static void put_keyinfo(km__ttlv_enc *e, const km_keyinfo *in)
 {
     uint32_t r = 0, p = 0, pr = 0, g = 0, mp = 0, mt = 0, i;
@@ -570,6 +583,7 @@ static void outputs(vcall *c, int rc)
                 km__ttlv_put_bytes(e, OUTT, km_key_id(pv), 16);
                 put_str(e, km_key_name(pv));
                 km__ttlv_put_long(e, OUTT, km_key_get_type(pv));
+                put_primary(e, pv);
             }
             km__ttlv_end(e);
             break;

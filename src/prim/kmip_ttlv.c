@@ -811,6 +811,35 @@ static const struct kcall_sig *kcall_sig(uint32_t fn)
     return NULL;
 }
 
+void km__kmip_uid(const uint8_t id[16], uint32_t ver, int pub, char out[KM__KMIP_UID_CAP])
+{
+    static const char hx[] = "0123456789abcdef";
+    size_t n = 32;
+    int i;
+
+    for (i = 0; i < 16; i++) {
+        out[2 * i] = hx[id[i] >> 4];
+        out[2 * i + 1] = hx[id[i] & 15];
+    }
+    if (ver >= 2) {   /* "-v" and the decimal version */
+        char d[10];
+        int k = 0;
+        out[n++] = '-';
+        out[n++] = 'v';
+        while (ver > 0) {
+            d[k++] = (char)('0' + ver % 10);
+            ver /= 10;
+        }
+        while (k > 0)
+            out[n++] = d[--k];
+    }
+    if (pub) {
+        memcpy(out + n, "-pub", 4);
+        n += 4;
+    }
+    out[n] = '\0';
+}
+
 const char *km__kcall_name(uint32_t fn)
 {
     const struct kcall_sig *s = kcall_sig(fn);

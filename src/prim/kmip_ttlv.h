@@ -139,7 +139,9 @@ enum km__ttlv_type {
     X(MASK_GENERATOR_HASHING_ALGORITHM, 0x420102)              \
     X(COMMON_ATTRIBUTES, 0x420126)                             \
     X(PRIVATE_KEY_ATTRIBUTES, 0x420127)                        \
-    X(PUBLIC_KEY_ATTRIBUTES, 0x420128)
+    X(PUBLIC_KEY_ATTRIBUTES, 0x420128)                         \
+    X(VALIDITY_INDICATOR, 0x42009B)                            \
+    X(DATA_LENGTH, 0x4200C4)
 
 enum km__kmip_tag {
 #define KM__KMIP_TAG_ENUM_(name, value) KM__KMIP_TAG_##name = value,
@@ -169,8 +171,12 @@ enum km__kmip_operation {
     KM__KMIP_OP_DECRYPT = 0x20,
     KM__KMIP_OP_SIGN = 0x21,
     KM__KMIP_OP_SIGNATURE_VERIFY = 0x22,
-    KM__KMIP_OP_MAC = 0x23
+    KM__KMIP_OP_MAC = 0x23,
+    KM__KMIP_OP_MAC_VERIFY = 0x24,
+    KM__KMIP_OP_RNG_RETRIEVE = 0x25
 };
+
+enum km__kmip_validity { KM__KMIP_VALID = 1, KM__KMIP_INVALID = 2 };
 
 enum km__kmip_result_status {
     KM__KMIP_STATUS_SUCCESS = 0,
@@ -487,6 +493,13 @@ enum km__kcall_fn {
 /* The most records one listing answers with (a longer listing is cut and
  * says so; km_audit_foreach asks again from where it stopped). */
 #define KM__KC_LIST_MAX 4096
+
+/* kmd's managed-object identifier of a libkm key version (docs/KMD.md
+ * "Protocol"): the key id in lower-case hex (32 characters), "-v<N>" added
+ * for a version N >= 2, "-pub" for a key pair's public half. Shared by kmd
+ * (src/kmd/kmip.c) and client mode's standard operations (src/api/remote.c). */
+#define KM__KMIP_UID_CAP 56
+void km__kmip_uid(const uint8_t id[16], uint32_t ver, int pub, char out[KM__KMIP_UID_CAP]);
 
 /* A function's name ("km_encrypt") and format, or NULL for an unknown id. */
 const char *km__kcall_name(uint32_t fn);

@@ -4,6 +4,10 @@
  *                           socket, one client, one persistent connection;
  *                           raw: the transport's own limit, a bare echo of a
  *                           message of the same size over a Unix socket
+ *   kmd-encrypt-64-client   km: km_encrypt of 64 bytes in libkm's client mode
+ *                           (a "kmd:" context: the standard Encrypt, the
+ *                           ciphertext put together again; src/api/remote.c);
+ *                           raw: the same echo as kmd-encrypt-64
  *   kmd-encrypt-64-8clients km: the same from 8 client processes at once
  *                           (aggregate); raw: embedded km_encrypt of 64 bytes
  *                           in 8 threads of one process, on the same cores
@@ -163,6 +167,25 @@ static double kmd_one(void *arg, double secs)
     double t0 = bench_now();
     do {
         requests(fd, 64);
+        n += 64;
+    } while (bench_now() - t0 < secs);
+    return rate_of(n, t0);
+}
+
+/* km_encrypt through client mode, on the handle `arg`. */
+static double client_one(void *arg, double secs)
+{
+    km_key *k = arg;
+    uint8_t pt[64], ct[64 + KM_CIPHERTEXT_OVERHEAD];
+    uint64_t n = 0;
+    double t0 = bench_now();
+    memset(pt, 0x5a, sizeof pt);
+    do {
+        int i;
+        for (i = 0; i < 64; i++) {
+            size_t len = 0;
+            BENCH_CHECK(km_encrypt(k, pt, sizeof pt, NULL, 0, ct, sizeof ct, &len));
+        }
         n += 64;
     } while (bench_now() - t0 < secs);
     return rate_of(n, t0);
@@ -422,6 +445,17 @@ int main(void)
     efd = connect_to(echo_path);
     pair("kmd-encrypt-64", kmd_one, &fd, echo_one, &efd);
     close(fd);
+    {
+        km_ctx *cc = NULL;
+        km_key *ck = NULL;
+        char curi[140];
+        snprintf(curi, sizeof curi, "kmd:%s", g_sock);
+        BENCH_CHECK(km_open(&cc, curi, NULL));
+        BENCH_CHECK(km_key_open(&ck, cc, "bench"));
+        pair("kmd-encrypt-64-client", client_one, ck, echo_one, &efd);
+        km_key_free(ck);
+        km_close(cc);
+    }
     close(efd);
     counts = mmap(NULL, sizeof(uint64_t) * NCLIENTS, PROT_READ | PROT_WRITE,
                   MAP_SHARED | MAP_ANONYMOUS, -1, 0);
