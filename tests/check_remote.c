@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <grp.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -985,6 +986,359 @@ START_TEST(test_std_rotated)
 }
 END_TEST
 
+/* ------------------------------------------ dual control, through the socket */
+
+/* Issue 20 item 4 for dual control: the attacks of check_quorum.c (approving
+ * one's own request, a self-quorum policy, a spent request replayed, a
+ * custodian approving twice, a principal without the custodian role
+ * approving) re-run through kmd's socket. Every actor, the requester and each
+ * approver, is a child process that setuid()s for good to a uid of its own
+ * (64001..64005, mapped in kmd's configuration), so the principal comes from
+ * the kernel (SO_PEERCRED), never from the request; the vault's directory is
+ * root's, mode 0700: the children reach only the socket. The vault policy
+ * asks two approvals for destroy and for the changes that could get round
+ * them (the self-quorum rule). The tests run as root (CI: required). */
+
+#define Q_ADMIN 64001   /* alice-admin: the requester */
+#define Q_CUST1 64002   /* carol-custodian */
+#define Q_CUST2 64003   /* dave-custodian */
+#define Q_USER 64004    /* uma-user */
+#define Q_BOTH 64005    /* bob-both: admin and custodian */
+#define Q_BOTH_NAME "bob-both"
+#define Q_CONF "socket_mode = 0666\nprincipal.64001 = " TU_ADMIN "\nprincipal.64002 = " TU_CUST1  \
+               "\nprincipal.64003 = " TU_CUST2 "\nprincipal.64004 = " TU_USER                     \
+               "\nprincipal.64005 = " Q_BOTH_NAME "\n"
+
+static const char q_policy[] = "{\"version\": 1, \"dual_control\": {\"destroy\": 2, "
+                               "\"principal-change\": 2, \"policy-change\": 2}}";
+/* KM_REQ_DESTROY params: BE32 version 1, BE32 grace 7 days */
+static const uint8_t q_destroy_1_7[8] = { 0, 0, 0, 1, 0, 0, 0, 7 };
+static char q_rundir[64];
+
+/* What one child did through kmd. */
+typedef enum {
+    Q_CREATE,            /* km_request_create: destroy "old" v1, 7 days' grace */
+    Q_APPROVE,           /* km_request_approve(id) */
+    Q_DESTROY,           /* km_key_schedule_destroy("old", 1, 7) */
+    Q_CANCEL,            /* km_key_cancel_destroy("old", 1) */
+    Q_INFO,              /* km_request_info(id) */
+    Q_POLICY_REQUEST,    /* km_request_create: policy change to text */
+    Q_POLICY_SET,        /* km_policy_set(text) */
+    Q_PRINCIPAL_REQUEST, /* km_request_create: principal change, params text */
+    Q_PRINCIPAL_ADD,     /* km_principal_add(text, custodian) */
+    Q_OPEN_AS            /* km_open naming principal text */
+} q_op;
+
+typedef struct q_res {
+    int rc;              /* the call's code; -1: the child could not make it */
+    char msg[320];       /* its km_error_last() message, or why the child failed */
+    char who[80];        /* km_whoami of the child's connection */
+    uint8_t id[16];      /* a new request's id */
+    uint32_t approvals;  /* Q_INFO */
+    int consumed;        /* Q_INFO */
+} q_res;
+
+static const char *q_name(uid_t uid)
+{
+    switch (uid) {
+    case Q_ADMIN: return TU_ADMIN;
+    case Q_CUST1: return TU_CUST1;
+    case Q_CUST2: return TU_CUST2;
+    case Q_USER: return TU_USER;
+    default: return Q_BOTH_NAME;
+    }
+}
+
+/* The child's side: uid for good, no way to the vault's files, then op
+ * through kmd. */
+static void q_child(uid_t uid, q_op op, const uint8_t id[16], const char *text, q_res *r)
+{
+    km_open_options o = KM_OPEN_OPTIONS_INIT;
+    km_request_status st;
+    km_ctx *c = NULL;
+    km_key *k = NULL;
+    char path[700];
+    int rc = KM_OK, fd;
+
+    r->rc = -1;
+    if (setgroups(0, NULL) != 0 || setgid(uid) != 0 || setuid(uid) != 0 || getuid() != uid
+        || setuid(0) == 0) {
+        snprintf(r->msg, sizeof r->msg, "could not become uid %u for good", (unsigned)uid);
+        return;
+    }
+    snprintf(path, sizeof path, "%s/vault/data.mdb", dir);
+    if ((fd = open(path, O_RDONLY)) >= 0) {
+        close(fd);
+        snprintf(r->msg, sizeof r->msg, "uid %u can read the vault file", (unsigned)uid);
+        return;
+    }
+    o.principal = op == Q_OPEN_AS ? text : NULL;
+    if ((rc = km_open(&c, uri, &o)) == KM_OK && (rc = km_whoami(c, r->who, sizeof r->who, NULL))
+        == KM_OK) {
+        switch (op) {
+        case Q_CREATE:
+            rc = km_request_create(c, KM_REQ_DESTROY, "old", q_destroy_1_7, sizeof q_destroy_1_7,
+                                   3600, r->id);
+            break;
+        case Q_APPROVE: rc = km_request_approve(c, id); break;
+        case Q_DESTROY:
+        case Q_CANCEL:
+            if ((rc = km_key_open(&k, c, "old")) == KM_OK)
+                rc = op == Q_DESTROY ? km_key_schedule_destroy(k, 1, 7)
+                                     : km_key_cancel_destroy(k, 1);
+            break;
+        case Q_INFO:
+            if ((rc = km_request_info(c, id, &st)) == KM_OK) {
+                r->approvals = st.approvals;
+                r->consumed = st.consumed;
+            }
+            break;
+        case Q_POLICY_REQUEST:
+        case Q_PRINCIPAL_REQUEST:
+            rc = km_request_create(c, op == Q_POLICY_REQUEST ? KM_REQ_POLICY_CHANGE
+                                                             : KM_REQ_PRINCIPAL_CHANGE, NULL,
+                                   (const uint8_t *)text, strlen(text), 3600, r->id);
+            break;
+        case Q_POLICY_SET: rc = km_policy_set(c, text, strlen(text)); break;
+        case Q_PRINCIPAL_ADD:
+            rc = km_principal_add(c, text, KM_ROLE_CUSTODIAN, (const uint8_t *)"pm", 2,
+                                  KM_KDF_COST_MIN);
+            break;
+        case Q_OPEN_AS: break;
+        }
+    }
+    r->rc = rc;
+    if (rc != KM_OK)
+        snprintf(r->msg, sizeof r->msg, "%s", km_error_last()->message);
+    km_key_free(k);
+    km_close(c);
+}
+
+/* Runs op in a child that is `uid`; fails the test unless the call returned
+ * want (and, when part is not NULL, its message holds part) as the principal
+ * kmd maps uid to. */
+static q_res q_as(uid_t uid, q_op op, const uint8_t id[16], const char *text, int want,
+                  const char *part)
+{
+    q_res r;
+    int p[2], st = 0;
+    pid_t pid;
+
+    memset(&r, 0, sizeof r);
+    ck_assert_int_eq(pipe(p), 0);
+    pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        close(p[0]);
+        q_child(uid, op, id, text, &r);
+        _exit(write(p[1], &r, sizeof r) == (ssize_t)sizeof r ? 0 : 2);
+    }
+    close(p[1]);
+    ck_assert_int_eq(read(p[0], &r, sizeof r), (ssize_t)sizeof r);
+    close(p[0]);
+    ck_assert_int_eq(waitpid(pid, &st, 0), pid);
+    ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 0, "the child of uid %u died",
+                  (unsigned)uid);
+    ck_assert_msg(r.rc != -1, "uid %u: %s", (unsigned)uid, r.msg);
+    ck_assert_msg(r.rc == want, "uid %u, step %d: %s, expected %s (%s)", (unsigned)uid, (int)op,
+                  km_err_name(r.rc), km_err_name(want), r.msg);
+    if (part != NULL)
+        ck_assert_msg(strstr(r.msg, part) != NULL, "'%s' not in '%s'", part, r.msg);
+    if (op != Q_OPEN_AS)
+        ck_assert_str_eq(r.who, q_name(uid));   /* the kernel's uid named it */
+    return r;
+}
+
+/* A request's approvals and whether it was spent, read by the requester. */
+static q_res q_info(const uint8_t id[16])
+{
+    return q_as(Q_ADMIN, Q_INFO, id, NULL, KM_OK, NULL);
+}
+
+typedef struct q_seen {
+    char principal[100];
+    const char *detail;
+    int n;
+} q_seen;
+
+static int q_seen_fn(const km_audit_entry *e, void *arg)
+{
+    q_seen *q = arg;
+    if (strcmp(e->principal, q->principal) == 0 && strcmp(e->op, "denied") == 0
+        && strstr(e->detail, q->detail) != NULL)
+        q->n++;
+    return 0;
+}
+
+/* The refusals kmd audited as uid's principal via uid, whose detail holds part. */
+static int q_audited(uid_t uid, const char *part)
+{
+    q_seen q;
+    memset(&q, 0, sizeof q);
+    snprintf(q.principal, sizeof q.principal, "%s via uid:%u", q_name(uid), (unsigned)uid);
+    q.detail = part;
+    OK(km_audit_foreach(owner, 1, q_seen_fn, &q));
+    return q.n;
+}
+
+static void setup_quorum(void)
+{
+    km_ctx *admin;
+    km_key *old = NULL;
+
+    setup();
+    ck_assert_msg(geteuid() == 0 || getenv("CI") == NULL,
+                  "dual control through kmd needs root (setuid to the actors' uids)");
+    OK(tu_principal_add(owner, Q_BOTH_NAME, KM_ROLE_ADMIN | KM_ROLE_CUSTODIAN, "pb"));
+    OK(km_policy_set(owner, q_policy, sizeof q_policy - 1));
+    /* the admin's key "old": version 1 deactivated, so destroyable */
+    admin = tu_as(dir, TU_ADMIN, TU_ADMIN_PASS);
+    OK(km_key_create(&old, admin, "old", KM_KEY_AES_256_GCM, NULL));
+    OK(km_key_rotate(old, NULL));
+    OK(km_key_revoke(old, 1, KM_REVOKE_SUPERSEDED, 0));
+    km_key_free(old);
+    km_close(admin);
+    /* the vault root's and 0700; kmd's socket in a directory anyone may enter */
+    ck_assert_int_eq(chmod(dir, 0700), 0);
+    snprintf(q_rundir, sizeof q_rundir, "/tmp/kmd-quorum-XXXXXX");
+    ck_assert_ptr_nonnull(mkdtemp(q_rundir));
+    ck_assert_int_eq(chmod(q_rundir, 0755), 0);
+    snprintf(sock, sizeof sock, "%s/kmd.sock", q_rundir);
+    snprintf(uri, sizeof uri, "kmd:%s", sock);
+    /* our own uid (root) is the auditor's */
+    kmd_start(TU_AUDITOR, Q_CONF);
+}
+
+static void teardown_quorum(void)
+{
+    teardown();
+    unlink(sock);
+    rmdir(q_rundir);
+}
+
+/* A requester who is also a custodian approving its own request: refused
+ * and audited as that principal via its uid; its approval never counts. */
+START_TEST(test_remote_quorum_own_approval_refused)
+{
+    q_res r;
+    if (geteuid() != 0)
+        return;
+    r = q_as(Q_BOTH, Q_CREATE, NULL, NULL, KM_OK, NULL);
+    q_as(Q_BOTH, Q_APPROVE, r.id, NULL, KM_E_DENIED, "its own request");
+    ck_assert_uint_eq(q_info(r.id).approvals, 0);
+    ck_assert_int_eq(q_audited(Q_BOTH, "its own request"), 1);
+    q_as(Q_CUST1, Q_APPROVE, r.id, NULL, KM_OK, NULL);
+    q_as(Q_BOTH, Q_DESTROY, NULL, NULL, KM_E_DENIED, "not yet approved");
+    q_as(Q_CUST2, Q_APPROVE, r.id, NULL, KM_OK, NULL);
+    q_as(Q_BOTH, Q_DESTROY, NULL, NULL, KM_OK, NULL);
+}
+END_TEST
+
+/* The self-quorum: a policy whose principal-change or policy-change quorum
+ * is below destroy's (one principal could add custodians of its own, or
+ * lower the count) is refused from the socket, even with both custodians'
+ * approval of that very policy; and a principal who is admin and custodian
+ * does not add a custodian of its own by approving its own request. */
+START_TEST(test_remote_quorum_self_quorum_refused)
+{
+    static const char no_pc[] = "{\"version\": 1, \"dual_control\": {\"destroy\": 2, "
+                                "\"policy-change\": 2}}";
+    static const char no_pol[] = "{\"version\": 1, \"dual_control\": {\"destroy\": 2, "
+                                 "\"principal-change\": 2}}";
+    static const char add_own[] = "add:mallory:custodian";
+    char before[4096], after[4096];
+    size_t n = 0;
+    q_res r;
+
+    if (geteuid() != 0)
+        return;
+    OK(km_policy_get(owner, before, sizeof before, &n));
+    q_as(Q_ADMIN, Q_POLICY_SET, NULL, no_pc, KM_E_POLICY, "add custodians of its own");
+    q_as(Q_ADMIN, Q_POLICY_SET, NULL, no_pol, KM_E_POLICY, "lower the count");
+    r = q_as(Q_ADMIN, Q_POLICY_REQUEST, NULL, no_pc, KM_OK, NULL);
+    q_as(Q_CUST1, Q_APPROVE, r.id, NULL, KM_OK, NULL);
+    q_as(Q_CUST2, Q_APPROVE, r.id, NULL, KM_OK, NULL);
+    q_as(Q_ADMIN, Q_POLICY_SET, NULL, no_pc, KM_E_POLICY, "alone");
+    ck_assert_int_eq(q_info(r.id).consumed, 0);
+    OK(km_policy_get(owner, after, sizeof after, &n));
+    ck_assert_str_eq(after, before);
+    /* custodians of one's own */
+    r = q_as(Q_BOTH, Q_PRINCIPAL_REQUEST, NULL, add_own, KM_OK, NULL);
+    q_as(Q_BOTH, Q_APPROVE, r.id, NULL, KM_E_DENIED, "its own request");
+    q_as(Q_BOTH, Q_PRINCIPAL_ADD, NULL, "mallory", KM_E_DENIED, "approv");
+    q_as(Q_ADMIN, Q_PRINCIPAL_ADD, NULL, "mallory", KM_E_DENIED, "approv");
+    ck_assert_uint_eq(q_info(r.id).approvals, 0);
+}
+END_TEST
+
+/* A spent request replayed: the destroy it approved goes through once; the
+ * same call again (a new process, a new connection, and after kmd
+ * restarted) is refused, and so is a late approval. */
+START_TEST(test_remote_quorum_spent_request_replayed)
+{
+    q_res r;
+    if (geteuid() != 0)
+        return;
+    r = q_as(Q_ADMIN, Q_CREATE, NULL, NULL, KM_OK, NULL);
+    q_as(Q_CUST1, Q_APPROVE, r.id, NULL, KM_OK, NULL);
+    q_as(Q_CUST2, Q_APPROVE, r.id, NULL, KM_OK, NULL);
+    q_as(Q_ADMIN, Q_DESTROY, NULL, NULL, KM_OK, NULL);
+    ck_assert_int_eq(q_info(r.id).consumed, 1);
+    q_as(Q_ADMIN, Q_CANCEL, NULL, NULL, KM_OK, NULL);
+    q_as(Q_ADMIN, Q_DESTROY, NULL, NULL, KM_E_DENIED, NULL);
+    q_as(Q_CUST1, Q_APPROVE, r.id, NULL, KM_E_STATE, "already been used");
+    kmd_stop(SIGTERM);
+    kmd_start(TU_AUDITOR, Q_CONF);
+    q_as(Q_ADMIN, Q_DESTROY, NULL, NULL, KM_E_DENIED, NULL);
+    ck_assert_int_eq(q_info(r.id).consumed, 1);
+}
+END_TEST
+
+/* A custodian approving twice, from another process and connection of its
+ * uid: refused (KM_E_EXISTS), counted once; the call stays one approval
+ * short until the second custodian approves. */
+START_TEST(test_remote_quorum_custodian_twice_counts_once)
+{
+    q_res r;
+    if (geteuid() != 0)
+        return;
+    r = q_as(Q_ADMIN, Q_CREATE, NULL, NULL, KM_OK, NULL);
+    q_as(Q_CUST1, Q_APPROVE, r.id, NULL, KM_OK, NULL);
+    q_as(Q_CUST1, Q_APPROVE, r.id, NULL, KM_E_EXISTS, "twice");
+    ck_assert_uint_eq(q_info(r.id).approvals, 1);
+    ck_assert_int_eq(q_audited(Q_CUST1, "twice"), 1);
+    q_as(Q_ADMIN, Q_DESTROY, NULL, NULL, KM_E_DENIED, "not yet approved");
+    q_as(Q_CUST2, Q_APPROVE, r.id, NULL, KM_OK, NULL);
+    q_as(Q_ADMIN, Q_DESTROY, NULL, NULL, KM_OK, NULL);
+}
+END_TEST
+
+/* Principals without the custodian role approving: a user, the requester
+ * (an admin), an auditor (this process's uid) are refused; a user's
+ * connection that names a custodian is refused at open. Nothing counts. */
+START_TEST(test_remote_quorum_non_custodian_refused)
+{
+    km_ctx *c;
+    char name[80];
+    q_res r;
+
+    if (geteuid() != 0)
+        return;
+    r = q_as(Q_ADMIN, Q_CREATE, NULL, NULL, KM_OK, NULL);
+    q_as(Q_USER, Q_APPROVE, r.id, NULL, KM_E_DENIED, "custodian");
+    q_as(Q_ADMIN, Q_APPROVE, r.id, NULL, KM_E_DENIED, "custodian");
+    c = client();
+    OK(km_whoami(c, name, sizeof name, NULL));
+    ck_assert_str_eq(name, TU_AUDITOR);
+    expect_err(km_request_approve(c, r.id), KM_E_DENIED, "custodian");
+    km_close(c);
+    q_as(Q_USER, Q_OPEN_AS, NULL, TU_CUST1, KM_E_DENIED, "cannot name another");
+    ck_assert_uint_eq(q_info(r.id).approvals, 0);
+    ck_assert_int_eq(q_audited(Q_USER, "without the custodian role"), 1);
+    q_as(Q_ADMIN, Q_DESTROY, NULL, NULL, KM_E_DENIED, NULL);
+}
+END_TEST
+
 int main(void)
 {
     TCase *tc;
@@ -1000,5 +1354,11 @@ int main(void)
     tcase_add_test(tc, test_std_data_path);
     tcase_add_test(tc, test_std_errors);
     tcase_add_test(tc, test_std_rotated);
+    tc = tu_tcase(s, "quorum", 120, setup_quorum, teardown_quorum);
+    tcase_add_test(tc, test_remote_quorum_own_approval_refused);
+    tcase_add_test(tc, test_remote_quorum_self_quorum_refused);
+    tcase_add_test(tc, test_remote_quorum_spent_request_replayed);
+    tcase_add_test(tc, test_remote_quorum_custodian_twice_counts_once);
+    tcase_add_test(tc, test_remote_quorum_non_custodian_refused);
     return tu_run(s);
 }

@@ -347,4 +347,101 @@ t 0 "key set --policy forbidding PKCS#1 v1.5 for one key" - key set agrsa --poli
 t 4 "sign --pkcs1 under the key's own policy" msg sign agrsa --pkcs1
 t 0 "agree --raw is back for the other key" - agree agec-p256 peer-ec-p256.der --raw
 
+# ---------------------------------------------------------------- random --json
+t 0 "random --json" - random 24 --json
+check "random --json: bytes 24 and 48 hex digits" "$PY" -c 'import json, sys
+d = json.load(open("out"))
+bytes.fromhex(d["hex"])
+sys.exit(not (d["bytes"] == 24 and len(d["hex"]) == 48 and set(d) == {"bytes", "hex"}))'
+cp out rj1
+t 0 "random --json again" - random 24 --json
+check "two --json draws differ" differ out rj1
+t 0 "random --json --protection software" - random 1 --json --protection software
+check "random 1 --json: two hex digits" "$PY" -c 'import json, sys; sys.exit(len(json.load(open("out"))["hex"]) != 2)'
+t 1 "random 0 --json" - random 0 --json
+check "a refused random --json prints nothing" [ ! -s out ]
+t 8 "random --json from a backend that is not registered" - random 8 --json --protection nonesuch
+check "nothing is printed on a refusal" [ ! -s out ]
+
+# ---------------------------------------------------------------- rewrap --batch
+t 0 "create the rewrap key" - key create rwk --type aes-256-gcm
+printf '%s\n' '{"plaintext":"first","aad":"a"}' '{"plaintext":"second"}' '{"plaintext":"third","aad":"c"}' >rwp.jsonl
+t 0 "encrypt --batch three for rewrap" rwp.jsonl encrypt rwk --batch
+cp out rwc.out
+t 0 "rotate the rewrap key" - key rotate rwk
+# a ciphertext of another vault (its key is unknown here)
+t 0 "init another vault" - --vault "$tmp/vault2" init --kdf-cost 14
+t 0 "a key of the other vault" - --vault "$tmp/vault2" key create rwk --type aes-256-gcm
+t 0 "encrypt in the other vault" card --vault "$tmp/vault2" encrypt rwk --text --aad a
+cp out other.txt
+"$PY" -c 'import json
+c = [json.loads(l)["ciphertext_km1"] for l in open("rwc.out")]
+other = open("other.txt").read().strip()
+for d in ({"ciphertext_km1": c[0], "aad": "a"}, {"ciphertext_km1": c[1]}):
+    print(json.dumps(d))
+print("not json")
+print(json.dumps({"ciphertext_km1": c[2], "aad": "c", "new_aad_": "x"}))
+print(json.dumps({"ciphertext_km1": other, "aad": "a"}))
+print(json.dumps({"ciphertext_km1": c[2], "aad": "wrong"}))
+print(json.dumps({"ciphertext_km1": 5}))
+print(json.dumps({"aad": "a"}))' >rw.jsonl
+t 1 "rewrap --batch with bad lines (first failure: the malformed line)" rw.jsonl rewrap --batch
+cp out rw.out
+check "rewrap --batch: one result per line" [ "$(wc -l <rw.out)" -eq 8 ]
+check "the malformed line fails alone, with its detail" grep -q '"index":2,"error":"KM_E_INVALID","detail":"line 3 is not a JSON object' rw.out
+check "an unknown member fails its line, named" grep -q '"index":3,"error":"KM_E_INVALID","detail":"unknown member \\"new_aad_\\"' rw.out
+check "another vault's ciphertext fails alone: its key is not found" grep -q '"index":4,"error":"KM_E_NOTFOUND","detail":".' rw.out
+check "the wrong aad fails alone" grep -q '"index":5,"error":"KM_E_INTEGRITY","detail":".' rw.out
+check "a ciphertext that is no string fails alone" grep -q '"index":6,"error":"KM_E_INVALID","detail":"\\"ciphertext_km1\\" must be a km1: string' rw.out
+check "a line without a ciphertext fails alone" grep -q '"index":7,"error":"KM_E_INVALID","detail":"\\"ciphertext\\" (or \\"ciphertext_km1\\") is missing' rw.out
+"$PY" -c 'import base64, json, sys
+c = [json.loads(l)["ciphertext_km1"] for l in open("rwc.out")]
+r = [json.loads(l) for l in open("rw.out")]
+def ver(t):  # the key version of a km1: ciphertext (FORMATS.md: bytes 20..23)
+    b = base64.urlsafe_b64decode(t[4:] + "=" * (-len(t[4:]) % 4))
+    return int.from_bytes(b[20:24], "big")
+sys.exit(not ([ver(x) for x in c[:2]] == [1, 1] and [ver(x["ciphertext_km1"]) for x in r[:2]] == [2, 2]
+              and set(r[0]) == {"index", "ciphertext_km1"}))'
+check "the good lines are rewrapped under the key's version 2" [ $? -eq 0 ]
+"$PY" -c 'import json
+r = [json.loads(l) for l in open("rw.out")]
+print(json.dumps({"ciphertext_km1": r[0]["ciphertext_km1"], "aad": "a"}))
+print(json.dumps({"ciphertext_km1": r[1]["ciphertext_km1"]}))' >rwd.jsonl
+t 0 "decrypt --batch of the rewrapped" rwd.jsonl decrypt --batch
+check "the rewrapped ciphertexts decrypt to the plaintexts" "$PY" -c 'import json, sys
+sys.exit([json.loads(l).get("plaintext") for l in open("out")] != ["first", "second"])'
+# --to and new_aad: each item through km_rewrap_ex
+"$PY" -c 'import json
+c = [json.loads(l)["ciphertext_km1"] for l in open("rwc.out")]
+print(json.dumps({"ciphertext_km1": c[0], "aad": "a", "new_aad": "n0"}))
+print(json.dumps({"ciphertext_km1": c[1]}))
+print(json.dumps({"ciphertext_km1": c[2], "aad": "c", "new_aad": ""}))
+print(json.dumps({"ciphertext_km1": c[2], "aad": "wrong", "new_aad": "n3"}))' >rwt.jsonl
+t 6 "rewrap --batch --to kek2 with new aads, one wrong aad" rwt.jsonl rewrap --batch --to kek2
+cp out rwt.out
+check "rewrap --batch --to: the wrong aad fails alone" grep -q '"index":3,"error":"KM_E_INTEGRITY"' rwt.out
+check "rewrap --batch --to: three rewrapped" [ "$(grep -c ciphertext_km1 rwt.out)" -eq 3 ]
+"$PY" -c 'import json
+r = [json.loads(l) for l in open("rwt.out")]
+for i, a in ((0, "n0"), (1, None), (2, None), (0, "a")):
+    d = {"ciphertext_km1": r[i]["ciphertext_km1"]}
+    if a is not None:
+        d["aad"] = a
+    print(json.dumps(d))' >rwtd.jsonl
+t 6 "decrypt --batch of the --to results (the last with the old aad)" rwtd.jsonl decrypt --batch
+check "new aads and kek2 open them" "$PY" -c 'import json, sys
+r = [json.loads(l) for l in open("out")]
+sys.exit([x.get("plaintext") for x in r[:3]] != ["first", "second", "third"])' 
+check "the old aad no longer opens a line given a new one" grep -q '"index":3,"error":"KM_E_INTEGRITY"' out
+t 4 "rewrap --batch --to a key that does not encrypt" rwt.jsonl rewrap --batch --to ec
+check "every good item says why (usage)" [ "$(grep -c KM_E_USAGE out)" -eq 3 ]
+t 2 "rewrap --batch --to a key that does not exist" rwt.jsonl rewrap --batch --to nokey
+check "nothing is printed when --to is not found" [ ! -s out ]
+t 1 "rewrap --batch --aad (the lines give it)" rwt.jsonl rewrap --batch --aad a
+t 1 "rewrap --batch --new-aad (the lines give it)" rwt.jsonl rewrap --batch --new-aad a
+t 0 "rewrap --batch of no lines" - rewrap --batch
+check "no lines, no output" [ ! -s out ]
+t 0 "help shows rewrap --batch" - help
+check "the synopsis has rewrap ... [--batch]" grep -q 'kmctl rewrap .*\[--batch\]' out
+
 lib_summary

@@ -217,8 +217,8 @@ KM_EXTERN int km_rewrap_ex(km_ctx *ctx, uint32_t flags, const uint8_t *in, size_
  *         KM_E_INVALID (NULL ctx or items, unknown flags, more than
  *         KM_BATCH_MAX items: then no item is touched). Progress is reported
  *         to the vault's progress callback every 256 items.
- * Thread-safe (two threads must not share one items array). kmctl: none
- * (kmctl rewrap takes one input; the Python binding exposes it).
+ * Thread-safe (two threads must not share one items array). kmctl: rewrap --batch
+ * (JSON lines; with --to or a line's new aad each item goes through km_rewrap_ex()).
  */
 KM_EXTERN int km_rewrap_batch_ex(km_ctx *ctx, uint32_t flags, km_batch_item *items,
                                  size_t count);

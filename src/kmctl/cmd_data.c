@@ -266,7 +266,7 @@ int kmctl_cmd_datakey(struct kmctl *k, const struct kmctl_args *a)
 /* ------------------------------------------------------------- rewrap */
 
 /* kmctl rewrap [--aad TEXT] [--to NAME] [--new-aad TEXT] [--allow-compromised] < old > new: the same kind and form (binary or
- * km1: text) as the input, under the key's primary version. */
+ * km1: text) as the input, under the key's primary version; --batch: kmctl_batch (cmd_ops.c). */
 int kmctl_cmd_rewrap(struct kmctl *k, const struct kmctl_args *a)
 {
     struct kmctl_buf in = { NULL, 0, 0 };
@@ -276,6 +276,8 @@ int kmctl_cmd_rewrap(struct kmctl *k, const struct kmctl_args *a)
     km_key *to = NULL;
     int text, rc;
 
+    if (a->val[OPT_BATCH] != NULL)
+        return kmctl_batch(k, a, KMCTL_BATCH_REWRAP);
     aad_of(a, &aad, &aad_len);
     if ((rc = kmctl_read_fd(STDIN_FILENO, "the ciphertext", KMCTL_CIPHERTEXT_TEXT_MAX, &in)) != KMCTL_EXIT_OK)
         goto out;

@@ -1,7 +1,7 @@
 /* cmd_ops.c - kmctl commands of the operations added by issue 23: random,
  * rsa-encrypt and rsa-decrypt (RSA-OAEP with a label), --oaep-digest,
- * datakey decrypt, datakey-pair, --batch (JSON lines), agree (derived or,
- * with --raw, the raw shared secret). */
+ * datakey decrypt, datakey-pair, --batch (JSON lines; rewrap --batch too),
+ * agree (derived or, with --raw, the raw shared secret). */
 #ifdef HAVE_CONFIG_H
 #include "config.h"
 #endif
@@ -19,6 +19,7 @@
 
 /* ------------------------------------------------------------- random */
 
+/* kmctl random N [--protection BACKEND] [--hex|--text|--json] > bytes */
 int kmctl_cmd_random(struct kmctl *k, const struct kmctl_args *a)
 {
     uint64_t n = 0;
@@ -39,13 +40,24 @@ int kmctl_cmd_random(struct kmctl *k, const struct kmctl_args *a)
                                                             : "the DRBG");
         goto out;
     }
-    if (a->val[OPT_HEX] != NULL) {
+    if (a->val[OPT_JSON] != NULL || a->val[OPT_HEX] != NULL) {
         hex = malloc(2 * (size_t)n + 2);
         if (hex == NULL) {
             rc = kmctl_error(KMCTL_EXIT_OTHER, "random: out of memory");
             goto out;
         }
         kmctl_hex(buf, (size_t)n, hex);
+    }
+    if (a->val[OPT_JSON] != NULL) {
+        /* {"bytes": N, "hex": "..."} (as agree --json and derive --json, --json wins) */
+        json_t *j = json_object();
+        if (j != NULL && (kmctl_json_set(j, "bytes", json_integer((json_int_t)n)) != 0
+                          || kmctl_json_set(j, "hex", json_string(hex)) != 0)) {
+            json_decref(j);
+            j = NULL;
+        }
+        rc = kmctl_json_emit(j);
+    } else if (hex != NULL) {
         hex[2 * n] = '\n';
         rc = kmctl_write(hex, 2 * (size_t)n + 1);
     } else {
@@ -264,6 +276,36 @@ static int batch_field(json_t *o, const char *name, int required, uint8_t **p, s
     return *p == NULL ? -1 : 0;
 }
 
+/* Whether a line gives the binary field "<name>" (or "<name>_km1"). */
+static int batch_has(json_t *o, const char *name)
+{
+    char k1[48];
+    snprintf(k1, sizeof k1, "%s_km1", name);
+    return json_object_get(o, name) != NULL || json_object_get(o, k1) != NULL;
+}
+
+/* rewrap --batch: -1 and why for a member that is none of rewrap's (a misspelt "new_aad"
+ * would otherwise keep the old aad without a word). */
+static int batch_unknown(json_t *o, char *why, size_t why_cap)
+{
+    static const char *const known[] = { "ciphertext", "ciphertext_km1", "aad", "aad_km1",
+                                         "new_aad", "new_aad_km1" };
+    const char *name;
+    json_t *v;
+    size_t i;
+
+    json_object_foreach(o, name, v) {
+        for (i = 0; i < sizeof known / sizeof known[0] && strcmp(name, known[i]) != 0; i++)
+            ;
+        if (i == sizeof known / sizeof known[0]) {
+            snprintf(why, why_cap, "unknown member \"%.60s\" (rewrap takes ciphertext_km1, aad, "
+                     "new_aad)", name);
+            return -1;
+        }
+    }
+    return 0;
+}
+
 /* Adds "<name>_km1" (and "<name>" when the bytes are printable UTF-8 text
  * without NUL, for plaintexts) to o. */
 static void batch_put(json_t *o, const char *name, const uint8_t *p, size_t n, int text_too)
@@ -294,9 +336,13 @@ static void batch_error(json_t *o, int rc, const char *detail)
 }
 
 /* kmctl encrypt NAME --batch, decrypt --batch, sign NAME --batch, mac NAME --batch,
- * verify NAME - --batch, mac-verify NAME - --batch: stdin holds one JSON object per line:
+ * verify NAME - --batch, mac-verify NAME - --batch, rewrap [--to NAME] --batch: stdin holds
+ * one JSON object per line:
  *   encrypt:             {"plaintext": TEXT | "plaintext_km1": "km1:...", "aad": TEXT}
  *   decrypt:             {"ciphertext_km1": "km1:...", "aad": TEXT}
+ *   rewrap:              {"ciphertext_km1": "km1:...", "aad": TEXT, "new_aad": TEXT} (no
+ *                        new_aad: the same aad; "" none); without --to and new_aad in one
+ *                        km_rewrap_batch_ex call, else each with km_rewrap_ex
  *   sign, mac:           {"message": TEXT | "message_km1": ...}
  *   verify, mac-verify:  {"message": ..., "signature_km1" / "tag_km1": "km1:..."}
  * and stdout one per input line, in order: {"index": N, "ciphertext_km1" | "plaintext" and
@@ -306,13 +352,16 @@ static void batch_error(json_t *o, int rc, const char *detail)
 int kmctl_batch(struct kmctl *k, const struct kmctl_args *a, km_batch_op op)
 {
     struct kmctl_buf in = { NULL, 0, 0 };
-    int verify = op == KM_BATCH_VERIFY || op == KM_BATCH_MAC_VERIFY, has_key = op != KM_BATCH_DECRYPT;
-    const char *out_name = op == KM_BATCH_ENCRYPT ? "ciphertext" : op == KM_BATCH_DECRYPT
+    int verify = op == KM_BATCH_VERIFY || op == KM_BATCH_MAC_VERIFY, rewrap = op == KMCTL_BATCH_REWRAP;
+    int has_key = op != KM_BATCH_DECRYPT && !rewrap, each = op == KM_BATCH_DECRYPT;
+    const char *out_name = op == KM_BATCH_ENCRYPT || rewrap ? "ciphertext" : op == KM_BATCH_DECRYPT
                            ? "plaintext" : op == KM_BATCH_SIGN ? "signature" : "tag";
-    const char *in_name = op == KM_BATCH_ENCRYPT ? "plaintext" : op == KM_BATCH_DECRYPT
-                          ? "ciphertext" : "message";
-    const char *sig_name = op == KM_BATCH_VERIFY ? "signature" : "tag";
-    uint32_t flags = (op == KM_BATCH_ENCRYPT || op == KM_BATCH_DECRYPT) ? 0 : kmctl_sig_flags(a);
+    const char *in_name = op == KM_BATCH_ENCRYPT ? "plaintext"
+                          : op == KM_BATCH_DECRYPT || rewrap ? "ciphertext" : "message";
+    /* the third field of a line: a signature or tag, or rewrap's new aad (in the item's sig) */
+    const char *sig_name = op == KM_BATCH_VERIFY ? "signature" : rewrap ? "new_aad" : "tag";
+    uint32_t flags = (op == KM_BATCH_ENCRYPT || op == KM_BATCH_DECRYPT || rewrap)
+                     ? 0 : kmctl_sig_flags(a);
     km_batch_item *items = NULL;
     uint8_t **bufs = NULL;        /* per item: in, aad, sig, out (4 pointers) */
     char (*why)[KM_BATCH_DETAIL] = NULL;
@@ -323,10 +372,19 @@ int kmctl_batch(struct kmctl *k, const struct kmctl_args *a, km_batch_op op)
     if (verify && strcmp(a->pos[1], "-") != 0)
         return kmctl_error(KMCTL_EXIT_USAGE, "%s --batch: the signatures come in the input lines; "
                            "give - for the file", a->cmd);
-    if (op == KM_BATCH_DECRYPT && a->val[OPT_ALLOW_COMPROMISED] != NULL)
+    if (rewrap && (a->val[OPT_AAD] != NULL || a->val[OPT_NEW_AAD] != NULL))
+        return kmctl_error(KMCTL_EXIT_USAGE, "rewrap --batch: each line gives its \"aad\" and "
+                           "\"new_aad\"; no --aad or --new-aad");
+    if ((op == KM_BATCH_DECRYPT || rewrap) && a->val[OPT_ALLOW_COMPROMISED] != NULL)
         flags = KM_DECRYPT_ALLOW_COMPROMISED;
     if (has_key && (rc = kmctl_open_key(k, a->pos[0], &key)) != KMCTL_EXIT_OK)
         return rc;
+    /* rewrap --to NAME: every item under NAME, each with km_rewrap_ex */
+    if (rewrap && a->val[OPT_TO] != NULL) {
+        if ((rc = kmctl_open_key(k, a->val[OPT_TO], &key)) != KMCTL_EXIT_OK)
+            return rc;
+        each = 1;
+    }
     if ((rc = kmctl_read_fd(STDIN_FILENO, "the batch", KMCTL_BATCH_INPUT_MAX, &in)) != KMCTL_EXIT_OK)
         goto out;
     /* one item per non-empty line */
@@ -378,11 +436,13 @@ int kmctl_batch(struct kmctl *k, const struct kmctl_args *a, km_batch_op op)
             json_decref(o);
             continue;
         }
-        if (batch_field(o, in_name, 1, &bufs[4 * (n - 1)], &it->in_len, w, KM_BATCH_DETAIL) != 0
+        if ((rewrap && batch_unknown(o, w, KM_BATCH_DETAIL) != 0)
+            || batch_field(o, in_name, 1, &bufs[4 * (n - 1)], &it->in_len, w, KM_BATCH_DETAIL) != 0
             || batch_field(o, "aad", 0, &bufs[4 * (n - 1) + 1], &it->aad_len, w,
                            KM_BATCH_DETAIL) != 0
-            || (verify && batch_field(o, sig_name, 1, &bufs[4 * (n - 1) + 2], &it->sig_len, w,
-                                      KM_BATCH_DETAIL) != 0)) {
+            || ((verify || (rewrap && batch_has(o, sig_name)))
+                && batch_field(o, sig_name, 1, &bufs[4 * (n - 1) + 2], &it->sig_len, w,
+                               KM_BATCH_DETAIL) != 0)) {
             if (w[0] == '\0')
                 snprintf(w, KM_BATCH_DETAIL, "out of memory");
             json_decref(o);
@@ -392,9 +452,11 @@ int kmctl_batch(struct kmctl *k, const struct kmctl_args *a, km_batch_op op)
         it->in = bufs[4 * (n - 1)];
         it->aad = bufs[4 * (n - 1) + 1];
         it->sig = bufs[4 * (n - 1) + 2];
+        if (rewrap && it->sig != NULL)
+            each = 1;   /* a new aad: km_rewrap_batch_ex keeps each item's */
         if (!verify) {
             it->out_cap = op == KM_BATCH_ENCRYPT ? it->in_len + KM_CIPHERTEXT_OVERHEAD
-                          : op == KM_BATCH_DECRYPT ? (it->in_len > 0 ? it->in_len : 1)
+                          : op == KM_BATCH_DECRYPT || rewrap ? (it->in_len > 0 ? it->in_len : 1)
                           : op == KM_BATCH_SIGN ? KM_SIGNATURE_MAX : KM_MAC_MAX;
             if ((bufs[4 * (n - 1) + 3] = malloc(it->out_cap)) == NULL) {
                 snprintf(w, KM_BATCH_DETAIL, "out of memory");
@@ -403,27 +465,35 @@ int kmctl_batch(struct kmctl *k, const struct kmctl_args *a, km_batch_op op)
             it->out = bufs[4 * (n - 1) + 3];
         }
     }
-    /* the well-formed items through libkm: in one km_batch call (decrypt: each with
-     * the key its header names), the malformed ones answered as such */
-    for (i = 0; i < n; i++) {
+    /* the well-formed items through libkm: in one km_batch (km_rewrap_batch_ex) call, or
+     * each alone (decrypt: with the key its header names; rewrap to --to or a new aad),
+     * the malformed ones answered as such */
+    for (i = 0; each && i < n; i++) {
+        km_batch_item *it = &items[i];
         if (why[i][0] != '\0')
             continue;
-        if (op == KM_BATCH_DECRYPT) {
-            items[i].result = km_decrypt(k->ctx, flags, items[i].in, items[i].in_len,
-                                         items[i].aad, items[i].aad_len, items[i].out,
-                                         items[i].out_cap, &items[i].out_len);
-            snprintf(items[i].detail, sizeof items[i].detail, "%s",
-                     items[i].result == KM_OK ? "" : km_error_last()->message);
-        }
+        if (op == KM_BATCH_DECRYPT)
+            it->result = km_decrypt(k->ctx, flags, it->in, it->in_len, it->aad, it->aad_len,
+                                    it->out, it->out_cap, &it->out_len);
+        else
+            it->result = km_rewrap_ex(k->ctx, flags, it->in, it->in_len, it->aad, it->aad_len,
+                                      key, it->sig, it->sig_len, it->out, it->out_cap,
+                                      &it->out_len);
+        snprintf(it->detail, sizeof it->detail, "%s",
+                 it->result == KM_OK ? "" : km_error_last()->message);
     }
-    if (op != KM_BATCH_DECRYPT) {
+    if (!each) {
         /* malformed items are given to libkm as calls it refuses, so one call does all */
         for (i = 0; i < n; i++)
             if (why[i][0] != '\0') {
                 items[i].in = NULL;
                 items[i].in_len = 1;
             }
-        (void)km_batch(key, op, flags, items, n); /* the outcomes are per item */
+        /* the outcomes are per item */
+        if (rewrap)
+            (void)km_rewrap_batch_ex(k->ctx, flags, items, n);
+        else
+            (void)km_batch(key, op, flags, items, n);
     }
     for (i = 0; i < n; i++) {
         json_t *o = json_object();

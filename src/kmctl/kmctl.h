@@ -268,8 +268,10 @@ int kmctl_cmd_rsa_decrypt(struct kmctl *k, const struct kmctl_args *a);
 int kmctl_oaep_digest(const struct kmctl_args *a, km_key_options *o);
 int kmctl_cmd_datakey_decrypt(struct kmctl *k, const struct kmctl_args *a);
 int kmctl_cmd_datakey_pair(struct kmctl *k, const struct kmctl_args *a);
-/* --batch of encrypt, decrypt, sign, verify, mac, mac-verify: JSON lines in, JSON lines out. */
+/* --batch of encrypt, decrypt, sign, verify, mac, mac-verify: JSON lines in, JSON lines out;
+ * and of rewrap (op KMCTL_BATCH_REWRAP, no key: km_rewrap_batch_ex, km_rewrap_ex). */
 int kmctl_batch(struct kmctl *k, const struct kmctl_args *a, km_batch_op op);
+#define KMCTL_BATCH_REWRAP ((km_batch_op)0) /* not a km_batch_op of libkm's (they start at 1) */
 /* cmd_data.c: the KM_SIG_* flags of --raw, --p1363, --pkcs1. */
 uint32_t kmctl_sig_flags(const struct kmctl_args *a);
 /* cmd_data.c: writes secret bytes to a new file of mode 0600 (never an existing one). */

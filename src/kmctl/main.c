@@ -184,14 +184,14 @@ static const struct kmctl_optspec o_rsa[] = {
     { "label", "TEXT", ARG_STR, 0, OPT_LABEL, 0 }, O_VERSION, O_END };
 static const struct kmctl_optspec o_rewrap[] = {
     O_AAD, { "to", "NAME", ARG_STR, 0, OPT_TO, 0 }, { "new-aad", "TEXT", ARG_STR, 0, OPT_NEW_AAD, 0 },
-    { "allow-compromised", NULL, ARG_NONE, 0, OPT_ALLOW_COMPROMISED, 0 }, O_END };
+    { "allow-compromised", NULL, ARG_NONE, 0, OPT_ALLOW_COMPROMISED, 0 }, O_BATCH, O_END };
 static const struct kmctl_optspec o_datakey_decrypt[] = {
     O_AAD, { "plaintext-file", "FILE", ARG_STR, 0, OPT_PLAINTEXT_FILE, 0 }, O_END };
 static const struct kmctl_optspec o_datakey_pair[] = {
     O_TYPE_REQ, { "public-out", "FILE", ARG_STR, 1, OPT_PUBLIC_OUT, 0 }, O_AAD, O_TEXT,
     { "plaintext-file", "FILE", ARG_STR, 0, OPT_PLAINTEXT_FILE, 0 }, O_END };
 static const struct kmctl_optspec o_random[] = {
-    O_PROTECTION, { "hex", NULL, ARG_NONE, 0, OPT_HEX, 0 }, O_TEXT, O_END };
+    O_PROTECTION, { "hex", NULL, ARG_NONE, 0, OPT_HEX, 0 }, O_TEXT, O_JSON, O_END };
 #define O_HEX { "hex", NULL, ARG_NONE, 0, OPT_HEX, 0 }
 static const struct kmctl_optspec o_add_passphrase[] = {
     { "new-passphrase-file", "FILE", ARG_STR, 1, OPT_NEW_PASS_FILE, 0 },
@@ -261,7 +261,8 @@ static const struct kmctl_cmd commands[] = {
     { "datakey", "NAME", 1, o_datakey, NULL, kmctl_cmd_datakey, VAULT_OPEN, "> wrapped",
       "a new data key (AES-256, or the size of --type) wrapped under NAME (plaintext: --plaintext-file)" },
     { "rewrap", "", 0, o_rewrap, NULL, kmctl_cmd_rewrap, VAULT_OPEN, "< old > new",
-      "re-encrypt under its key's primary version, or under --to NAME and/or with --new-aad" },
+      "re-encrypt under its key's primary version, or under --to NAME and/or with --new-aad "
+      "(--batch: JSON lines)" },
     { "export", "NAME", 1, o_export, kmctl_check_export, kmctl_cmd_export, VAULT_OPEN, "> blob",
       "export a key version wrapped to a public key (--wrap-with) or under a KEK of this vault (--kek)" },
     { "wrapping-key", "", 0, o_none, NULL, kmctl_cmd_wrapping_key, VAULT_OPEN, "> vault-import-pub.pem",
