@@ -651,7 +651,7 @@ t 5 "and not with the old one" - --vault "$tmp/vault-rekey" key list
 
 # ---------------------------------------------------------------- backup and restore
 t 0 "backup" - backup "$tmp/vault.bak"
-check "the backup is a private file" [ -f "$tmp/vault.bak" ] && [ "$(stat -c %a "$tmp/vault.bak")" = 600 ]
+check "the backup is a private file" eval '[ -f "$tmp/vault.bak" ] && [ "$(stat -c %a "$tmp/vault.bak")" = 600 ]'
 check "the backup holds no plaintext key name" sh -c '! grep -q "movable" "$1"' - "$tmp/vault.bak"
 t 3 "backup over an existing file" - backup "$tmp/vault.bak"
 t 1 "restore without a directory" - restore "$tmp/vault.bak"

@@ -630,8 +630,9 @@ static int outputs(struct km_ctx *ctx, const rtree *r, int pl, const rarg *a, si
         if (x->c == 'B') {
             if (get_long(r, nth(r, c, 0), &v) != KM_OK || v < 0)
                 return bad(r);
-            if (x->lenp != NULL && (rc == KM_OK || rc == KM_E_BUFFER))
-                *x->lenp = (size_t)v;
+            /* the size made or needed; 0 after any other failure, as embedded */
+            if (x->lenp != NULL)
+                *x->lenp = (rc == KM_OK || rc == KM_E_BUFFER) ? (size_t)v : 0;
             if (rc == KM_OK && x->out != NULL) {
                 if (get_data(r, nth(r, c, 1), KM__TTLV_BYTES, &p, &n) != KM_OK || n > x->cap
                     || n != (size_t)v)
