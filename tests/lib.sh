@@ -109,6 +109,20 @@ lib_cleanup() {
     return 0
 }
 
+# lib_san_env: sets SAN_ENV, the environment an uninstrumented program (openssl)
+# needs to load a module of a sanitizer build (make check exports KM_SAN_FLAGS):
+# the runtimes preloaded into that program only (not into grep or mktemp, which
+# never free). Empty otherwise. Use: env "${SAN_ENV[@]}" PROGRAM ...
+lib_san_env() {
+    SAN_ENV=()
+    case "${KM_SAN_FLAGS:-}" in
+    *-fsanitize=address*)
+        local cc=${CC:-cc}
+        SAN_ENV=("LD_PRELOAD=$($cc -print-file-name=libasan.so) $($cc -print-file-name=libubsan.so)")
+        ;;
+    esac
+}
+
 lib_tmpdir() {
     tmp=$(mktemp -d "${TMPDIR:-/tmp}/km-$lib_name.XXXXXX") || lib_die "mktemp failed"
     trap lib_cleanup EXIT

@@ -34,16 +34,11 @@ command -v "$OPENSSL" >/dev/null 2>&1 || { echo "FAIL - no openssl tool on PATH 
 [ -x "$KMCTL" ] || { echo "FAIL - $KMCTL is not built"; exit 1; }
 [ -f "$MODDIR/km.so" ] || { echo "FAIL - $MODDIR/km.so is not built"; exit 1; }
 
-# A sanitizer build: openssl is not instrumented, so the runtime is preloaded,
-# into openssl only (not into grep or mktemp, which never free). Leak detection
-# stays as the caller set it (quickstart: on): the provider frees everything at
-# teardown, and the openssl commands used here do too.
-case "${KM_SAN_FLAGS:-}" in
-*-fsanitize=address*)
-    cc=${CC:-cc}
-    SAN_ENV=("LD_PRELOAD=$($cc -print-file-name=libasan.so) $($cc -print-file-name=libubsan.so)")
-    ;;
-esac
+# A sanitizer build: openssl is not instrumented, so the runtime is preloaded
+# into openssl only (lib_san_env). Leak detection stays as the caller set it
+# (quickstart: on): the provider frees everything at teardown, and the openssl
+# commands used here do too.
+lib_san_env
 
 lib_tmpdir
 SERVER_PID=

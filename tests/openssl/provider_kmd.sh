@@ -18,7 +18,9 @@ MODDIR="$top_builddir/bindings/openssl/.libs"
 OPENSSL=${OPENSSL:-openssl}
 . "$(cd "$(dirname "$0")/.." && pwd)/lib.sh"
 lib_init provider_kmd
-ossl() { timeout 60 "$OPENSSL" "$@"; }
+# a sanitizer build: the runtimes preloaded into openssl only (lib.sh)
+lib_san_env
+ossl() { timeout 60 env "${SAN_ENV[@]}" "$OPENSSL" "$@"; }
 
 command -v "$OPENSSL" >/dev/null 2>&1 || { echo "FAIL - no openssl tool on PATH (apt-get install openssl)"; exit 1; }
 [ -x "$KMCTL" ] || { echo "FAIL - $KMCTL is not built"; exit 1; }
