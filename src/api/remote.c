@@ -1210,7 +1210,12 @@ static int std_call(struct km_ctx *ctx, uint32_t fn, const rarg *a)
  * until the next libkm call shows it). */
 static void std_learn(uint32_t fn, const rarg *a)
 {
-    km_key *key = (km_key *)(uintptr_t)a[0].p;
+    km_key *key;
+    /* only these calls take a key handle first: any other's first argument
+     * is something else (a context, a request id) and is not read as one */
+    if (fn != KM__KC_ENCRYPT && fn != KM__KC_SIGN && fn != KM__KC_MAC && fn != KM__KC_KEY_ROTATE)
+        return;
+    key = (km_key *)(uintptr_t)a[0].p;
     if (key == NULL || key->k == NULL)
         return;
     if (fn == KM__KC_ENCRYPT && a[3].lenp != NULL && *a[3].lenp >= KM_CIPHERTEXT_OVERHEAD)
