@@ -109,16 +109,16 @@ lib_cleanup() {
     return 0
 }
 
-# lib_san_env: sets SAN_ENV, the environment an uninstrumented program (openssl)
-# needs to load a module of a sanitizer build (make check exports KM_SAN_FLAGS):
-# the runtimes preloaded into that program only (not into grep or mktemp, which
-# never free). Empty otherwise. Use: env "${SAN_ENV[@]}" PROGRAM ...
-lib_san_env() {
-    SAN_ENV=()
+# lib_san_preload: sets SAN_PRELOAD to the sanitizer runtimes an uninstrumented
+# program (openssl) needs preloaded to load a module of a sanitizer build (make
+# check exports KM_SAN_FLAGS), into that program only (not into grep or mktemp,
+# which never free); empty otherwise. POSIX sh (lib.sh is also read by dash).
+# Use: env ${SAN_PRELOAD:+"LD_PRELOAD=$SAN_PRELOAD"} PROGRAM ...
+lib_san_preload() {
+    SAN_PRELOAD=
     case "${KM_SAN_FLAGS:-}" in
     *-fsanitize=address*)
-        local cc=${CC:-cc}
-        SAN_ENV=("LD_PRELOAD=$($cc -print-file-name=libasan.so) $($cc -print-file-name=libubsan.so)")
+        SAN_PRELOAD="$(${CC:-cc} -print-file-name=libasan.so) $(${CC:-cc} -print-file-name=libubsan.so)"
         ;;
     esac
 }

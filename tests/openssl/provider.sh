@@ -28,17 +28,18 @@ lib_init provider
 
 SAN_ENV=()
 # every openssl run is bounded: a hang is a failure, never a stuck make check
-ossl() { timeout 60 env "${SAN_ENV[@]}" "$OPENSSL" "$@"; }
+ossl() { timeout 60 env ${SAN_PRELOAD:+"LD_PRELOAD=$SAN_PRELOAD"} "$OPENSSL" "$@"; }
 
 command -v "$OPENSSL" >/dev/null 2>&1 || { echo "FAIL - no openssl tool on PATH (apt-get install openssl)"; exit 1; }
 [ -x "$KMCTL" ] || { echo "FAIL - $KMCTL is not built"; exit 1; }
 [ -f "$MODDIR/km.so" ] || { echo "FAIL - $MODDIR/km.so is not built"; exit 1; }
 
 # A sanitizer build: openssl is not instrumented, so the runtime is preloaded
-# into openssl only (lib_san_env). Leak detection stays as the caller set it
+# into openssl only (lib_san_preload). Leak detection stays as the caller set it
 # (quickstart: on): the provider frees everything at teardown, and the openssl
 # commands used here do too.
-lib_san_env
+lib_san_preload
+if [ -n "$SAN_PRELOAD" ]; then SAN_ENV=("LD_PRELOAD=$SAN_PRELOAD"); fi
 
 lib_tmpdir
 SERVER_PID=

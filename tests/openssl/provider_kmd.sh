@@ -19,8 +19,8 @@ OPENSSL=${OPENSSL:-openssl}
 . "$(cd "$(dirname "$0")/.." && pwd)/lib.sh"
 lib_init provider_kmd
 # a sanitizer build: the runtimes preloaded into openssl only (lib.sh)
-lib_san_env
-ossl() { timeout 60 env "${SAN_ENV[@]}" "$OPENSSL" "$@"; }
+lib_san_preload
+ossl() { timeout 60 env ${SAN_PRELOAD:+"LD_PRELOAD=$SAN_PRELOAD"} "$OPENSSL" "$@"; }
 
 command -v "$OPENSSL" >/dev/null 2>&1 || { echo "FAIL - no openssl tool on PATH (apt-get install openssl)"; exit 1; }
 [ -x "$KMCTL" ] || { echo "FAIL - $KMCTL is not built"; exit 1; }
