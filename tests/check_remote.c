@@ -60,7 +60,6 @@ static void kmd_start(const char *who, const char *extra)
     char path[700], conf[700], bin[700];
     const char *b = getenv("top_builddir");
     FILE *f;
-    int i;
 
     snprintf(path, sizeof path, "%s/pass", dir);
     f = fopen(path, "w");
@@ -76,31 +75,7 @@ static void kmd_start(const char *who, const char *extra)
             extra != NULL ? extra : "");
     fclose(f);
     snprintf(bin, sizeof bin, "%s/src/kmd/kmd", b != NULL ? b : ".");
-    unlink(sock);
-    kmd_pid = fork();
-    ck_assert_int_ge(kmd_pid, 0);
-    if (kmd_pid == 0) {
-        char log[700];
-        int fd;
-        prctl(PR_SET_PDEATHSIG, SIGKILL);
-        snprintf(log, sizeof log, "%s/kmd.log", dir);
-        if ((fd = open(log, O_WRONLY | O_CREAT | O_APPEND, 0600)) >= 0)
-            dup2(fd, 2);
-        execl(bin, "kmd", "--config", conf, (char *)NULL);
-        _exit(127);
-    }
-    for (i = 0; i < 200; i++) {
-        struct stat st;
-        int status;
-        if (stat(sock, &st) == 0)
-            return;
-        if (waitpid(kmd_pid, &status, WNOHANG) == kmd_pid) {
-            kmd_pid = 0;
-            ck_abort_msg("kmd exited at start (see %s/kmd.log)", dir);
-        }
-        tu_sleep_ms(50);
-    }
-    ck_abort_msg("kmd did not make its socket in 10 s");
+    tu_kmd_spawn(bin, conf, dir, sock, &kmd_pid);
 }
 
 static void setup(void)

@@ -16,6 +16,8 @@
 #include <sys/types.h>
 #include <sys/wait.h>
 #include <signal.h>
+#include <fcntl.h>
+#include <sys/prctl.h>
 
 char *tu_tmpdir(void)
 {
@@ -382,6 +384,37 @@ void tu_swtpm_tools(const tu_swtpm *t, const char *args)
 /* The devices' code (testdev.c, free of Check so that the benchmarks use it
  * too) is compiled here, as part of this file: every suite's source list,
  * some of them in the backends' make fragments, names testutil.c alone. */
+void tu_kmd_spawn(const char *bin, const char *conf, const char *dir, const char *sock,
+                  pid_t *pid)
+{
+    int i;
+    unlink(sock);
+    *pid = fork();
+    ck_assert_int_ge(*pid, 0);
+    if (*pid == 0) {
+        char log[700];
+        int fd;
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        snprintf(log, sizeof log, "%s/kmd.log", dir);
+        if ((fd = open(log, O_WRONLY | O_CREAT | O_APPEND, 0600)) >= 0)
+            dup2(fd, 2);
+        execl(bin, "kmd", "--config", conf, (char *)NULL);
+        _exit(127);
+    }
+    for (i = 0; i < 200; i++) {
+        struct stat st;
+        int status;
+        if (stat(sock, &st) == 0)
+            return;
+        if (waitpid(*pid, &status, WNOHANG) == *pid) {
+            *pid = 0;
+            ck_abort_msg("kmd exited at start (see %s/kmd.log)", dir);
+        }
+        tu_sleep_ms(50);
+    }
+    ck_abort_msg("kmd did not make its socket in 10 s");
+}
+
 #include "testdev.c"
 
 static int audit_count_fn(const km_audit_entry *e, void *arg)

@@ -66,6 +66,13 @@ int tu_all_zero(const uint8_t *p, size_t len);
 /* Sleeps `ms` milliseconds. */
 void tu_sleep_ms(long ms);
 
+/* Starts kmd (the binary `bin`) with configuration `conf`, its stderr
+ * appended to DIR/kmd.log, and waits up to 10 s for its socket `sock`: *pid
+ * is its pid (it dies with the test process). The test fails if kmd exits at
+ * start (*pid is then 0: already reaped) or makes no socket. */
+void tu_kmd_spawn(const char *bin, const char *conf, const char *dir, const char *sock,
+                  pid_t *pid);
+
 /* A buffer whose last byte sits right before a PROT_NONE page: a read or
  * write past [p, p + len) faults. */
 typedef struct tu_guard {
