@@ -10,11 +10,15 @@
  *                     vault, raw = of the LMDB vault (the data path does no
  *                     I/O: about 1.0)
  *   etcd-create       km = key creates/s with 3 members, raw = with 1
- *   etcd-propagation  from a rotation acknowledged in this process until
- *                     another process (refresh interval 5 s: only the watch
- *                     tells it) first encrypts under the new version (may be
- *                     below 0: the rotate call reads the key again after its
- *                     commit, rotate_p50_ms is the call's own time):
+ *   etcd-propagation  from the start of a km_key_rotate call in this process
+ *                     until another process (refresh interval 5 s: only the
+ *                     watch tells it) first encrypts under the new version:
+ *                     an upper bound of the propagation that includes the
+ *                     rotation's own commit, never below 0 (measured from the
+ *                     call's return it was: the call reads the key again
+ *                     after its commit, and the other process may already
+ *                     have used the new version); rotate_p50_ms is the
+ *                     call's own time:
  *                     BENCH etcd-propagation p50_ms=.. p99_ms=.. rotate_p50_ms=.. n=..
  */
 #define _GNU_SOURCE 1
@@ -164,7 +168,7 @@ static void bench_propagation(const char *uri)
             if (read(fds[0], msg, sizeof msg) != (ssize_t)sizeof msg)
                 bench_die("etcd-propagation: the other process died");
         } while (msg[0] < v);
-        lat[i] = (msg[1] - t) * 1000.0;
+        lat[i] = (msg[1] - t0) * 1000.0; /* bench_now: CLOCK_MONOTONIC, one clock for both */
         usleep(20000);
     }
     kill(p, SIGKILL);
