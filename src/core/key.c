@@ -43,16 +43,72 @@ static void put_i64(km__tlv_w *w, uint8_t tag, int64_t v)
     km__tlv_put_u64(w, tag, (uint64_t)v);
 }
 
-static int get_i64(const uint8_t *b, size_t n, uint8_t tag, int64_t *out)
+/* One pass over a record: where the first entry of each tag below 32 is
+ * (what km__tlv_find would answer for it), so that decoding a record of n
+ * entries reads it once instead of once per field. */
+typedef struct tlvix {
+    const uint8_t *v[32];
+    uint32_t l[32];
+    uint32_t seen;
+} tlvix;
+
+static void tlvix_build(tlvix *x, const uint8_t *b, size_t n)
+{
+    size_t off = 0;
+    x->seen = 0;
+    while (off + 5 <= n) {
+        uint32_t l = km__be32_get(b + off + 1);
+        uint8_t tag = b[off];
+        if (n - off - 5 < l)
+            break;
+        if (tag < 32 && !(x->seen & (1u << tag))) {
+            x->seen |= 1u << tag;
+            x->v[tag] = b + off + 5;
+            x->l[tag] = l;
+        }
+        off += 5 + (size_t)l;
+    }
+}
+
+static int ix_find(const tlvix *x, uint8_t tag, const uint8_t **v, size_t *l)
+{
+    if (tag >= 32 || !(x->seen & (1u << tag)))
+        return 0;
+    *v = x->v[tag];
+    *l = x->l[tag];
+    return 1;
+}
+
+/* As km__tlv_get_u32 / _u64: KM_E_NOTFOUND (quiet), KM_E_CORRUPT on a bad length. */
+static int ix_uint(const tlvix *x, uint8_t tag, size_t width, uint64_t *out)
+{
+    const uint8_t *v;
+    size_t vl;
+    if (!ix_find(x, tag, &v, &vl))
+        return KM_E_NOTFOUND;
+    if (vl != width)
+        return km__err(KM_E_CORRUPT, "record: entry %u has length %zu, expected %zu",
+                       (unsigned)tag, vl, width);
+    *out = width == 4 ? km__be32_get(v) : km__be64_get(v);
+    return KM_OK;
+}
+
+static int ix_u32(const tlvix *x, uint8_t tag, uint32_t *out)
 {
     uint64_t v = 0;
-    int rc = km__tlv_get_u64(b, n, tag, &v);
-    if (rc == KM_E_NOTFOUND) {
-        *out = 0;
-        return KM_OK;
-    }
-    *out = (int64_t)v;
+    int rc = ix_uint(x, tag, 4, &v);
+    if (rc == KM_OK)
+        *out = (uint32_t)v;
     return rc;
+}
+
+/* An optional time: 0 when absent. */
+static int ix_i64(const tlvix *x, uint8_t tag, int64_t *out)
+{
+    uint64_t v = 0;
+    int rc = ix_uint(x, tag, 8, &v);
+    *out = rc == KM_OK ? (int64_t)v : 0;
+    return rc == KM_E_NOTFOUND ? KM_OK : rc;
 }
 
 void km__vkey(uint8_t out[20], const uint8_t id[16], uint32_t version)
@@ -88,29 +144,31 @@ int km__vmeta_encode(const km__ver *v, uint8_t *buf, size_t cap, size_t *len)
 int km__vmeta_decode(const uint8_t *b, size_t n, km__ver *v)
 {
     uint32_t st = 0;
+    tlvix x;
     int rc = km__tlv_check(b, n);
     if (rc != KM_OK)
         return rc;
-    if (km__tlv_get_u32(b, n, KM__V_STATE, &st) != KM_OK || st < KM_STATE_PRE_ACTIVE
+    tlvix_build(&x, b, n);
+    if (ix_u32(&x, KM__V_STATE, &st) != KM_OK || st < KM_STATE_PRE_ACTIVE
         || st > KM_STATE_DESTROYED)
         return km__err(KM_E_CORRUPT, "version record: bad state");
     v->state = (km_key_state)st;
-    if ((rc = get_i64(b, n, KM__V_CREATED, &v->created)) != KM_OK
-        || (rc = get_i64(b, n, KM__V_ACTIVATED, &v->activated)) != KM_OK
-        || (rc = get_i64(b, n, KM__V_PROTECT_STOP, &v->protect_stop)) != KM_OK
-        || (rc = get_i64(b, n, KM__V_PROCESS_STOP, &v->process_stop)) != KM_OK
-        || (rc = get_i64(b, n, KM__V_DESTROY_AFTER, &v->destroy_after)) != KM_OK
-        || (rc = get_i64(b, n, KM__V_COMPROMISE_DATE, &v->compromise_date)) != KM_OK
-        || (rc = get_i64(b, n, KM__V_DEACTIVATED, &v->deactivated)) != KM_OK
-        || (rc = get_i64(b, n, KM__V_DESTROYED, &v->destroyed)) != KM_OK)
+    if ((rc = ix_i64(&x, KM__V_CREATED, &v->created)) != KM_OK
+        || (rc = ix_i64(&x, KM__V_ACTIVATED, &v->activated)) != KM_OK
+        || (rc = ix_i64(&x, KM__V_PROTECT_STOP, &v->protect_stop)) != KM_OK
+        || (rc = ix_i64(&x, KM__V_PROCESS_STOP, &v->process_stop)) != KM_OK
+        || (rc = ix_i64(&x, KM__V_DESTROY_AFTER, &v->destroy_after)) != KM_OK
+        || (rc = ix_i64(&x, KM__V_COMPROMISE_DATE, &v->compromise_date)) != KM_OK
+        || (rc = ix_i64(&x, KM__V_DEACTIVATED, &v->deactivated)) != KM_OK
+        || (rc = ix_i64(&x, KM__V_DESTROYED, &v->destroyed)) != KM_OK)
         return rc;
     st = 0;
-    rc = km__tlv_get_u32(b, n, KM__V_PREV_STATE, &st);
+    rc = ix_u32(&x, KM__V_PREV_STATE, &st);
     if (rc == KM_E_CORRUPT || (rc == KM_OK && (st < KM_STATE_PRE_ACTIVE || st > KM_STATE_COMPROMISED)))
         return km__err(KM_E_CORRUPT, "version record: bad previous state");
     v->prev_state = rc == KM_OK ? (km_key_state)st : (km_key_state)0;
     v->revoke_reason = 0;
-    rc = km__tlv_get_u32(b, n, KM__V_REVOKE_REASON, &v->revoke_reason);
+    rc = ix_u32(&x, KM__V_REVOKE_REASON, &v->revoke_reason);
     if (rc == KM_E_CORRUPT)
         return rc;
     return KM_OK;
@@ -129,12 +187,14 @@ int km__keyrec_vers(const uint8_t *rec, size_t n, km__vrec_fn fn, void *arg)
     const uint8_t *l;
     size_t ll, off = 0;
     uint32_t nvers = 0, i = 0;
+    tlvix x;
     int rc;
 
-    if (km__tlv_get_u32(rec, n, KM__K_NVERSIONS, &nvers) != KM_OK || nvers == 0
+    tlvix_build(&x, rec, n);
+    if (ix_u32(&x, KM__K_NVERSIONS, &nvers) != KM_OK || nvers == 0
         || nvers > KM__VERSIONS_MAX)
         return km__err(KM_E_CORRUPT, "key record: bad version count");
-    if (!km__tlv_find(rec, n, KM__K_VERSIONS, &l, &ll))
+    if (!ix_find(&x, KM__K_VERSIONS, &l, &ll))
         return km__err(KM_E_CORRUPT, "key record: no version list (a record of a vault format "
                                      "before 5 in a format-5 vault)");
     while (off < ll) {
@@ -321,62 +381,68 @@ static int decode_key(const uint8_t *b, size_t n, keyrec *r)
 {
     const uint8_t *p;
     size_t pl;
+    tlvix x;
     int rc = km__tlv_check(b, n);
     if (rc != KM_OK)
         return rc;
     memset(r, 0, sizeof *r);
-    if (!km__tlv_find(b, n, KM__K_NAME, &r->name, &r->name_len) || r->name_len == 0
+    tlvix_build(&x, b, n);
+    if (!ix_find(&x, KM__K_NAME, &r->name, &r->name_len) || r->name_len == 0
         || r->name_len > KM_KEY_NAME_MAX || memchr(r->name, 0, r->name_len) != NULL)
         return km__err(KM_E_CORRUPT, "key record: bad name");
-    if (km__tlv_get_u32(b, n, KM__K_TYPE, &r->type) != KM_OK || !km__type_is_valid((int)r->type))
+    if (ix_u32(&x, KM__K_TYPE, &r->type) != KM_OK || !km__type_is_valid((int)r->type))
         return km__err(KM_E_CORRUPT, "key record: bad type");
-    if (km__tlv_get_u32(b, n, KM__K_USAGE, &r->usage) != KM_OK
-        || km__tlv_get_u32(b, n, KM__K_FLAGS, &r->flags) != KM_OK
-        || km__tlv_get_u32(b, n, KM__K_NVERSIONS, &r->nvers) != KM_OK || r->nvers == 0
+    if (ix_u32(&x, KM__K_USAGE, &r->usage) != KM_OK
+        || ix_u32(&x, KM__K_FLAGS, &r->flags) != KM_OK
+        || ix_u32(&x, KM__K_NVERSIONS, &r->nvers) != KM_OK || r->nvers == 0
         || r->nvers > KM__VERSIONS_MAX)
         return km__err(KM_E_CORRUPT, "key record: bad usage, flags or version count");
-    if (!km__tlv_find(b, n, KM__K_PROTECTION, &p, &pl) || pl == 0 || pl >= sizeof r->protection
+    if (!ix_find(&x, KM__K_PROTECTION, &p, &pl) || pl == 0 || pl >= sizeof r->protection
         || memchr(p, 0, pl) != NULL)
         return km__err(KM_E_CORRUPT, "key record: bad protection");
     memcpy(r->protection, p, pl);
     r->protection[pl] = '\0';
     r->grace_days = 30;
-    if (km__tlv_find(b, n, KM__K_POLICY, &r->policy, &r->policy_len)
+    if (ix_find(&x, KM__K_POLICY, &r->policy, &r->policy_len)
         && (r->policy_len == 0 || r->policy_len > KM__KEY_POLICY_MAX
             || memchr(r->policy, 0, r->policy_len) != NULL))
         return km__err(KM_E_CORRUPT, "key record: bad policy");
-    if ((km__tlv_get_u32(b, n, KM__K_ROTATE_DAYS, &r->rotate_days) == KM_E_CORRUPT)
-        || (km__tlv_get_u32(b, n, KM__K_PROTECT_DAYS, &r->protect_days) == KM_E_CORRUPT)
-        || (km__tlv_get_u32(b, n, KM__K_PROCESS_DAYS, &r->process_days) == KM_E_CORRUPT)
-        || (km__tlv_get_u32(b, n, KM__K_GRACE_DAYS, &r->grace_days) == KM_E_CORRUPT)
-        || (km__tlv_get_u32(b, n, KM__K_MIN_PROCESS, &r->min_process) == KM_E_CORRUPT)
-        || (km__tlv_get_u32(b, n, KM__K_MIN_PROTECT, &r->min_protect) == KM_E_CORRUPT))
+    if ((ix_u32(&x, KM__K_ROTATE_DAYS, &r->rotate_days) == KM_E_CORRUPT)
+        || (ix_u32(&x, KM__K_PROTECT_DAYS, &r->protect_days) == KM_E_CORRUPT)
+        || (ix_u32(&x, KM__K_PROCESS_DAYS, &r->process_days) == KM_E_CORRUPT)
+        || (ix_u32(&x, KM__K_GRACE_DAYS, &r->grace_days) == KM_E_CORRUPT)
+        || (ix_u32(&x, KM__K_MIN_PROCESS, &r->min_process) == KM_E_CORRUPT)
+        || (ix_u32(&x, KM__K_MIN_PROTECT, &r->min_protect) == KM_E_CORRUPT))
         return KM_E_CORRUPT;
     r->oaep_digest = 256;
-    if (km__tlv_get_u32(b, n, KM__K_OAEP_DIGEST, &r->oaep_digest) == KM_E_CORRUPT
+    if (ix_u32(&x, KM__K_OAEP_DIGEST, &r->oaep_digest) == KM_E_CORRUPT
         || (r->oaep_digest != 256 && r->oaep_digest != 384 && r->oaep_digest != 512)
         || (r->oaep_digest != 256 && km__type_family((km_key_type)r->type) != KM__FAM_RSA))
         return km__err(KM_E_CORRUPT, "key record: bad RSA-OAEP digest");
-    return get_i64(b, n, KM__K_CREATED, &r->created);
+    return ix_i64(&x, KM__K_CREATED, &r->created);
 }
 
+/* The persisted usage counters of a version; 0 when it has none yet (a key
+ * never used: the common case of a cold open, which records no error). */
 static int read_counters(km__txn *t, const km__sealer *s, const uint8_t vk[20], uint64_t *inv,
                          uint64_t *bytes)
 {
-    km_secret *rec = NULL;
-    int rc = km__rec_get(t, s, KM__T_COUNTERS, vk, 20, &rec);
+    uint8_t rec[64];
+    size_t len = 0;
+    int rc = km__rec_read(t, s, KM__T_COUNTERS, vk, 20, rec, sizeof rec, &len);
     *inv = 0;
     *bytes = 0;
     if (rc == KM_E_NOTFOUND)
         return KM_OK;
-    if (rc != KM_OK)
-        return rc;
-    rc = km__tlv_check(km_secret_data(rec), km_secret_len(rec));
+    if (rc == KM_E_BUFFER)
+        rc = km__err(KM_E_CORRUPT, "counter record of %zu bytes", len);
     if (rc == KM_OK)
-        rc = km__tlv_get_u64(km_secret_data(rec), km_secret_len(rec), KM__C_INVOCATIONS, inv);
+        rc = km__tlv_check(rec, len);
     if (rc == KM_OK)
-        rc = km__tlv_get_u64(km_secret_data(rec), km_secret_len(rec), KM__C_BYTES, bytes);
-    km_secret_free(rec);
+        rc = km__tlv_get_u64(rec, len, KM__C_INVOCATIONS, inv);
+    if (rc == KM_OK)
+        rc = km__tlv_get_u64(rec, len, KM__C_BYTES, bytes);
+    km_memzero(rec, sizeof rec);
     if (rc == KM_E_NOTFOUND)
         rc = km__err(KM_E_CORRUPT, "counter record incomplete");
     return rc;
@@ -462,16 +528,21 @@ static void kobj_apply_policy(km__kobj *k)
     km__policy *own = NULL;
     km_error saved = *km_error_last();
     uint64_t limit = 0, rotate_at = 0;
-    int rc;
+    int rc, recorded = 0;
     /* the key's own policy tightens the vault's; if it no longer parses
      * against the vault's (the vault's was tightened past it), the vault's
      * applies and km_policy_report() shows the key */
-    if (k->policy_json != NULL
-        && km__policy_parse(&own, k->policy_json, strlen(k->policy_json), p) == KM_OK)
-        p = own;
+    if (k->policy_json != NULL) {
+        if (km__policy_parse(&own, k->policy_json, strlen(k->policy_json), p) == KM_OK)
+            p = own;
+        else
+            recorded = 1;
+    }
     rc = km__policy_check_protect(p, k->type, km__now(k->ctx));
-    if (rc != KM_OK)
+    if (rc != KM_OK) {
         snprintf(k->policy_msg, sizeof k->policy_msg, "%s", km_error_last()->message);
+        recorded = 1;
+    }
     k->policy_rc = rc;
     k->ops_forbidden = km__policy_ops_forbidden(p);
     km__policy_usage_limit(p, k->type, &limit, &rotate_at);
@@ -480,6 +551,10 @@ static void kobj_apply_policy(km__kobj *k)
     km__policy_release(k->ctx);
     k->usage_limit = limit ? limit : KM__NO_LIMIT;
     k->rotate_at = rotate_at;
+    /* the thread's last error is the caller's: put back only when one of the
+     * calls above recorded another (formatting it again costs) */
+    if (!recorded)
+        return;
     if (saved.code != KM_OK)
         km__err_native(saved.code, saved.native_kind, saved.native, "%s", saved.message);
     else
@@ -502,22 +577,47 @@ static int kobj_ver_fn(uint32_t version, const uint8_t *b, size_t n, void *arg)
     return rc;
 }
 
+static int kobj_read_rec(km__kobj *k, km__txn *t, int all_counters, const uint8_t *rec,
+                         size_t rec_len);
+
+/* The key record is unsealed into a stack buffer (catalog metadata, no key
+ * material; wiped after), into secure memory only when it is larger. */
+#define KEYREC_STACK 2048
+
 static int kobj_read(km__kobj *k, km__txn *t, int all_counters)
 {
-    struct km_ctx *ctx = k->ctx;
-    km_secret *rec = NULL;
-    keyrec r;
-    uint32_t i;
+    uint8_t buf[KEYREC_STACK];
+    km_secret *big = NULL;
+    size_t len = 0;
     int rc;
 
-    rc = km__rec_get(t, ctx->sealer, KM__T_KEYS, k->id, 16, &rec);
+    rc = km__rec_read(t, k->ctx->sealer, KM__T_KEYS, k->id, 16, buf, sizeof buf, &len);
+    if (rc == KM_E_BUFFER) {
+        rc = km__rec_get(t, k->ctx->sealer, KM__T_KEYS, k->id, 16, &big);
+        if (rc == KM_OK)
+            rc = kobj_read_rec(k, t, all_counters, km_secret_data(big), km_secret_len(big));
+        km_secret_free(big);
+        return rc;
+    }
     if (rc == KM_E_NOTFOUND) {
         k->removed = 1;
         return km__err(KM_E_NOTFOUND, "the key no longer exists");
     }
-    if (rc != KM_OK)
-        return rc;
-    rc = decode_key(km_secret_data(rec), km_secret_len(rec), &r);
+    if (rc == KM_OK)
+        rc = kobj_read_rec(k, t, all_counters, buf, len);
+    km_memzero(buf, len < sizeof buf ? len : sizeof buf);
+    return rc;
+}
+
+static int kobj_read_rec(km__kobj *k, km__txn *t, int all_counters, const uint8_t *rec,
+                         size_t rec_len)
+{
+    struct km_ctx *ctx = k->ctx;
+    keyrec r;
+    uint32_t i;
+    int rc;
+
+    rc = decode_key(rec, rec_len, &r);
     if (rc != KM_OK)
         goto out;
     if (k->name == NULL) {
@@ -599,7 +699,7 @@ static int kobj_read(km__kobj *k, km__txn *t, int all_counters)
         rc = km__err(KM_E_CORRUPT, "key record lost versions (%u, was %u)", r.nvers, k->nvers);
         goto out;
     }
-    if ((rc = km__keyrec_vers(km_secret_data(rec), km_secret_len(rec), kobj_ver_fn, k)) != KM_OK)
+    if ((rc = km__keyrec_vers(rec, rec_len, kobj_ver_fn, k)) != KM_OK)
         goto out;
     for (i = 0; all_counters && i < k->nvers; i++) {
         uint8_t vk[20];
@@ -621,7 +721,6 @@ static int kobj_read(km__kobj *k, km__txn *t, int all_counters)
         atomic_store(&k->vers[k->primary - 1]->reserved_seen, seen);
     }
 out:
-    km_secret_free(rec);
     return rc;
 }
 
@@ -1126,21 +1225,19 @@ static int ctx_arg(const char *fn, km_ctx *ctx)
 
 int km__key_lookup_name(km_ctx *ctx, km__txn *t, const char *name, size_t len, uint8_t id[16])
 {
-    uint8_t h[32];
-    km_secret *rec = NULL;
+    uint8_t h[32], rec[16];
+    size_t rl = 0;
     int rc = km__sealer_name_hash(ctx->sealer, name, len, h);
     if (rc != KM_OK)
         return rc;
-    rc = km__rec_get(t, ctx->sealer, KM__T_NAMES, h, 32, &rec);
+    rc = km__rec_read(t, ctx->sealer, KM__T_NAMES, h, 32, rec, sizeof rec, &rl);
     if (rc == KM_E_NOTFOUND)
         return km__err(KM_E_NOTFOUND, "no key with this name");
-    if (rc == KM_OK) {
-        if (km_secret_len(rec) != 16)
-            rc = km__err(KM_E_CORRUPT, "name record: bad length");
-        else
-            memcpy(id, km_secret_data(rec), 16);
-    }
-    km_secret_free(rec);
+    if (rc == KM_E_BUFFER || (rc == KM_OK && rl != 16))
+        rc = km__err(KM_E_CORRUPT, "name record: bad length");
+    if (rc == KM_OK)
+        memcpy(id, rec, 16);
+    km_memzero(rec, sizeof rec);
     return rc;
 }
 

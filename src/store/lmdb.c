@@ -37,6 +37,7 @@
 
 #define DEFAULT_MAP_SIZE ((uint64_t)1 << 30)
 #define RESIZE_WAIT_S 2
+#define RD_KEPT 8                   /* read transactions kept per environment */
 
 typedef struct km__env_lmdb km__env_lmdb;
 
@@ -65,6 +66,15 @@ struct km__env_lmdb {
     /* Added to LMDB's last transaction id for the change generation: grown
      * by each compaction of this handle (the compacted copy's ids restart). */
     _Atomic uint64_t gen_base;
+    /* Read transactions kept for reuse (rd_take, rd_give): reset, so they
+     * hold no snapshot (mdb_txn_reset: no page is pinned, nothing can be
+     * read through them) until mdb_txn_renew takes the newest one; a
+     * thread uses the slot of its index, taken and returned with one
+     * atomic exchange. Aborted before the environment is closed (rd_drain). */
+    struct {
+        _Atomic(MDB_txn *) txn;
+        char pad[64 - sizeof(void *)];
+    } rd[RD_KEPT];
 };
 
 typedef struct lmdb_txn {
@@ -244,10 +254,23 @@ static void reg_init(void)
     (void)pthread_atfork(reg_lock, reg_unlock, reg_unlock);
 }
 
+/* Aborts the kept read transactions; no transaction of e is running (the
+ * environment is being closed, or compaction holds every new one back). */
+static void rd_drain(km__env_lmdb *e)
+{
+    int i;
+    for (i = 0; i < RD_KEPT; i++) {
+        MDB_txn *t = atomic_exchange(&e->rd[i].txn, NULL);
+        if (t != NULL)
+            mdb_txn_abort(t);
+    }
+}
+
 static void env_destroy(km__env_lmdb *e)
 {
     if (e == NULL)
         return;
+    rd_drain(e);
     if (e->mdb != NULL)
         mdb_env_close(e->mdb);
     if (e->lock_fd >= 0)
@@ -514,6 +537,15 @@ static int lmdb_txn_begin(km__store *st, int write, km__txn *t)
                                 "close the vault and open it again");
     for (tries = 0;; tries++) {
         env_enter(env);
+        if (!write) { /* a kept one, renewed: the newest snapshot, as a new one */
+            MDB_txn *kept = atomic_exchange(&env->rd[km__thread_index() % RD_KEPT].txn, NULL);
+            if (kept != NULL && mdb_txn_renew(kept) == 0) {
+                lt->txn = kept;
+                break;
+            }
+            if (kept != NULL)
+                mdb_txn_abort(kept);
+        }
         mrc = mdb_txn_begin(env->mdb, NULL, write ? 0 : MDB_RDONLY, &lt->txn);
         if (mrc == 0)
             break;
@@ -566,8 +598,19 @@ static int lmdb_txn_commit(km__txn *t)
 
 static void lmdb_txn_abort(km__txn *t)
 {
-    mdb_txn_abort(txn_of(t));
-    env_leave(env_of(t->st));
+    km__env_lmdb *e = env_of(t->st);
+    MDB_txn *txn = txn_of(t), *empty = NULL;
+
+    if (t->write) {
+        mdb_txn_abort(txn);
+    } else {
+        /* kept for the next read of this thread's slot, holding no snapshot */
+        mdb_txn_reset(txn);
+        if (!atomic_compare_exchange_strong(&e->rd[km__thread_index() % RD_KEPT].txn, &empty,
+                                            txn))
+            mdb_txn_abort(txn);
+    }
+    env_leave(e);
 }
 
 /* Looks the directory up, creating it (0700) with KM_OPEN_CREATE. Without
@@ -819,6 +862,7 @@ static int lmdb_compact(km__store *st)
     }
     /* Closing our environment drops LMDB's shared lock on lock.mdb (byte 0,
      * F_RDLCK, held by every process with the environment open). */
+    rd_drain(e);
     mdb_env_close(e->mdb);
     e->mdb = NULL;
     if (e->lock_fd >= 0) {

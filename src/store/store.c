@@ -637,6 +637,29 @@ int km__rec_get(km__txn *t, const km__sealer *s, km__table tbl, const uint8_t *k
     return KM_OK;
 }
 
+int km__rec_read(km__txn *t, const km__sealer *s, km__table tbl, const uint8_t *key,
+                 size_t key_len, uint8_t *buf, size_t cap, size_t *len)
+{
+    const uint8_t *v;
+    size_t vlen;
+    int rc;
+
+    *len = 0;
+    if ((rc = rec_args("km__rec_read", t, tbl, key, key_len)) != KM_OK)
+        return rc;
+    if (s == NULL || tbl == KM__T_SLOTS)
+        return km__err(KM_E_INVALID, "km__rec_read: no sealer, or a keyslot table");
+    rc = km__raw_get(t, tbl, key, key_len, &v, &vlen);
+    if (rc != KM_OK) /* KM_E_NOTFOUND quietly: the caller says what was missing */
+        return rc;
+    if ((rc = rec_shape(tbl, v, vlen)) != KM_OK)
+        return rc;
+    *len = vlen - REC_OVERHEAD;
+    if (*len > cap)
+        return KM_E_BUFFER;
+    return rec_unseal(s, tbl, key, key_len, v, vlen, buf);
+}
+
 int km__rec_put(km__txn *t, const km__sealer *s, km__table tbl, const uint8_t *key,
                 size_t key_len, const uint8_t *val, size_t val_len, unsigned flags)
 {

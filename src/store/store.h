@@ -340,6 +340,14 @@ void km__sealer_retire(km__sealer *new_s, km__sealer *old_s, km_secret *old_mast
 /* Reads and unseals a record into secure memory. KM_E_NOTFOUND, KM_E_CORRUPT. */
 int km__rec_get(km__txn *t, const km__sealer *s, km__table tbl, const uint8_t *key,
                 size_t key_len, km_secret **out);
+/* Reads and unseals a record of catalog metadata (never key material) into
+ * the caller's buffer buf[0..cap), which the caller wipes after use; *len is
+ * the plaintext length. KM_E_NOTFOUND without recording an error (a lookup
+ * that may miss: the caller reports it), KM_E_BUFFER (nothing read) when
+ * *len > cap, KM_E_CORRUPT. The read path of km_key_open (no secure page per
+ * record). */
+int km__rec_read(km__txn *t, const km__sealer *s, km__table tbl, const uint8_t *key,
+                 size_t key_len, uint8_t *buf, size_t cap, size_t *len);
 /* Seals and writes. flags: KM__PUT_NOOVERWRITE -> KM_E_EXISTS if present. */
 #define KM__PUT_NOOVERWRITE 1
 int km__rec_put(km__txn *t, const km__sealer *s, km__table tbl, const uint8_t *key,

@@ -472,6 +472,44 @@ static void cold_scan_rec(const uint8_t *key, size_t key_len, size_t val_len, vo
     cs->sizes[cs->n++] = val_len;
 }
 
+/* The km side's vault: nkeys AES-256-GCM keys, one durable transaction each;
+ * k is ready to measure (a fresh context, the names shuffled). */
+static void cold_vault_make(km_cold *k, const char *vdir, size_t nkeys)
+{
+    km_ctx *keeper;
+    size_t i;
+    double t0;
+
+    memset(k, 0, sizeof *k);
+    k->names = calloc(nkeys, sizeof *k->names);
+    k->perm = calloc(nkeys, sizeof *k->perm);
+    if (k->names == NULL || k->perm == NULL)
+        bench_die("out of memory");
+    t0 = bench_now();
+    keeper = bench_vault_open(vdir, 0);
+    for (i = 0; i < nkeys; i++) {
+        if (asprintf(&k->names[i], "cold-%06zu", i) < 0)
+            bench_die("out of memory");
+        BENCH_CHECK(km_key_create(NULL, keeper, k->names[i], KM_KEY_AES_256_GCM, NULL));
+        k->perm[i] = i;
+    }
+    km_close(keeper);
+    printf("# open-cold: %zu keys created in %.1f s (%.0f/s)\n", nkeys, bench_now() - t0,
+           (double)nkeys / (bench_now() - t0));
+    k->dir = vdir;
+    k->n = nkeys;
+    k->pos = 0;
+}
+
+static void cold_vault_free(km_cold *k)
+{
+    size_t i;
+    for (i = 0; i < k->n; i++)
+        free(k->names[i]);
+    free(k->names);
+    free(k->perm);
+}
+
 static void bench_open_cold(size_t nkeys)
 {
     char *vdir = bench_mkdtemp("bench-cold"), *rdir = bench_mkdtemp("bench-raw");
@@ -482,32 +520,17 @@ static void bench_open_cold(size_t nkeys)
     MDB_txn *txn;
     uint8_t key[32];
     size_t i, sum = 0;
-    double t0;
 
-    memset(&k, 0, sizeof k);
     memset(&r, 0, sizeof r);
     memset(&cs, 0, sizeof cs);
-    k.names = calloc(nkeys, sizeof *k.names);
-    k.perm = calloc(nkeys, sizeof *k.perm);
     r.perm = calloc(nkeys, sizeof *r.perm);
     cs.ids = calloc(nkeys, sizeof *cs.ids);
     cs.sizes = calloc(nkeys, sizeof *cs.sizes);
-    if (k.names == NULL || k.perm == NULL || r.perm == NULL || cs.ids == NULL || cs.sizes == NULL)
+    if (r.perm == NULL || cs.ids == NULL || cs.sizes == NULL)
         bench_die("out of memory");
-
-    /* the vault: nkeys AES-256-GCM keys, one durable transaction each */
-    t0 = bench_now();
-    keeper = bench_vault_open(vdir, 0);
-    for (i = 0; i < nkeys; i++) {
-        if (asprintf(&k.names[i], "cold-%06zu", i) < 0)
-            bench_die("out of memory");
-        BENCH_CHECK(km_key_create(NULL, keeper, k.names[i], KM_KEY_AES_256_GCM, NULL));
-        k.perm[i] = i;
+    for (i = 0; i < nkeys; i++)
         r.perm[i] = i;
-    }
-    km_close(keeper);
-    printf("# open-cold: %zu keys created in %.1f s (%.0f/s)\n", nkeys, bench_now() - t0,
-           (double)nkeys / (bench_now() - t0));
+    cold_vault_make(&k, vdir, nkeys);
 
     /* the raw twin: the same LMDB keys, values of the same sealed sizes */
     cs.cap = nkeys;
@@ -559,9 +582,6 @@ static void bench_open_cold(size_t nkeys)
            (double)sum / (double)nkeys);
 
     keeper = bench_vault_open(vdir, 0);
-    k.dir = vdir;
-    k.n = nkeys;
-    k.pos = 0;
     k.ctx = bench_vault_open(vdir, 0);
     shuffle(k.perm, nkeys);
     pair("open-cold", km_open_n, &k, &k.excluded, raw_open_n, &r, NULL);
@@ -570,10 +590,7 @@ static void bench_open_cold(size_t nkeys)
 
     EVP_CIPHER_CTX_free(r.c);
     mdb_env_close(r.env);
-    for (i = 0; i < nkeys; i++)
-        free(k.names[i]);
-    free(k.names);
-    free(k.perm);
+    cold_vault_free(&k);
     free(r.perm);
     free(cs.ids);
     free(cs.sizes);
@@ -848,7 +865,7 @@ static void check_names(int argc, char **argv)
 }
 
 /* --profile PAIR [S]: the km side only, for S seconds, for a profiler. */
-static int profile(km_ctx *ctx, km_key *aes, const char *name, double secs)
+static int profile(km_ctx *ctx, km_key *aes, const char *name, double secs, size_t cold_keys)
 {
     double ops;
     if (strcmp(name, "encrypt-64") == 0 || strcmp(name, "encrypt-4k") == 0
@@ -875,10 +892,25 @@ static int profile(km_ctx *ctx, km_key *aes, const char *name, double secs)
         ops = threads_rate(dec ? km_decrypt_n : km_encrypt_n, args, 2, secs);
         km_gcm_free(&k[0]);
         km_gcm_free(&k[1]);
+    } else if (strcmp(name, "open-cold") == 0) {
+        /* BENCH_COLD_KEYS keys (fewer make a quicker set-up under callgrind:
+         * --toggle-collect=km_key_open --toggle-collect=km_key_free) */
+        char *vdir = bench_mkdtemp("bench-cold");
+        km_ctx *keeper;
+        km_cold k;
+        cold_vault_make(&k, vdir, cold_keys);
+        keeper = bench_vault_open(vdir, 0);
+        k.ctx = bench_vault_open(vdir, 0);
+        shuffle(k.perm, k.n);
+        ops = rate(km_open_n, &k, secs, &k.excluded);
+        km_close(k.ctx);
+        km_close(keeper);
+        cold_vault_free(&k);
+        bench_rmtree(vdir);
+        free(vdir);
     } else {
         bench_die("--profile supports encrypt-*, decrypt-*, sign-*, encrypt-64-2threads, "
-                  "decrypt-64-2threads "
-                  "(open-cold: run 'bench open-cold')");
+                  "decrypt-64-2threads, open-cold");
     }
     printf("# profile %s: km side only, %.0f ops/s over %.1f s\n", name, ops, secs);
     return 0;
@@ -907,7 +939,7 @@ int main(int argc, char **argv)
     BENCH_CHECK(km_key_create(&aes, ctx, "bench-aes", KM_KEY_AES_256_GCM, NULL));
 
     if (argc >= 3 && strcmp(argv[1], "--profile") == 0) {
-        rc = profile(ctx, aes, argv[2], argc >= 4 ? atof(argv[3]) : 5.0);
+        rc = profile(ctx, aes, argv[2], argc >= 4 ? atof(argv[3]) : 5.0, cold_keys);
         goto done;
     }
     check_names(argc, argv);
