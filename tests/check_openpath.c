@@ -6,6 +6,9 @@
  * are dropped before the environment closes or is compacted; and a
  * successful open leaves the caller's last error as it was. */
 #include <check.h>
+#include <lmdb.h>
+#include <pthread.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -129,6 +132,64 @@ END_TEST
 
 /* A successful open (key record read, its counters record missing: a key
  * never used) leaves the thread's last error as the caller left it. */
+/* The LMDB reader table is shared by every process on the vault: when
+ * another process holds every free slot, a read on a new thread of this one
+ * gives back the slots this process keeps idle and goes on (without that, it
+ * failed: "cannot begin a vault transaction"). */
+static void *lookup_thread(void *arg)
+{
+    return (void *)(intptr_t)lookup(arg, "full");
+}
+
+START_TEST(test_openpath_readers_full_gives_back_kept)
+{
+    km_ctx *c = tu_vault(dir);
+    km_key *k = NULL;
+    int up[2], down[2], st = 0;
+    char b = 0;
+    pid_t pid;
+    pthread_t th;
+    void *res = NULL;
+
+    ck_assert_int_eq(pipe(up), 0);
+    ck_assert_int_eq(pipe(down), 0);
+    ck_assert_int_eq(km_key_create(NULL, c, "full", KM_KEY_AES_256_GCM, NULL), KM_OK);
+    ck_assert_int_eq(km_key_open(&k, c, "full"), KM_OK); /* this thread's slot now kept */
+    km_key_free(k);
+    pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) { /* takes every free reader slot, holds them until told */
+        MDB_env *e = NULL;
+        MDB_txn *t = NULL;
+        char v[4096];
+        int n = 0;
+        snprintf(v, sizeof v, "%s/vault", dir);
+        if (mdb_env_create(&e) != 0 || mdb_env_set_maxdbs(e, 32) != 0
+            || mdb_env_open(e, v, MDB_NOTLS | MDB_RDONLY, 0600) != 0)
+            _exit(2);
+        while (mdb_txn_begin(e, NULL, MDB_RDONLY, &t) == 0)
+            n++;
+        b = n > 0 ? 'y' : 'n';
+        if (write(up[1], &b, 1) != 1 || read(down[0], &b, 1) != 1)
+            _exit(3);
+        _exit(0);
+    }
+    ck_assert_int_eq(read(up[0], &b, 1), 1);
+    ck_assert_int_eq(b, 'y');
+    ck_assert_int_eq(pthread_create(&th, NULL, lookup_thread, c), 0);
+    ck_assert_int_eq(pthread_join(th, &res), 0);
+    ck_assert_int_eq(write(down[1], "x", 1), 1);
+    ck_assert_int_eq(waitpid(pid, &st, 0), pid);
+    ck_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    ck_assert_int_eq((int)(intptr_t)res, KM_OK);
+    close(up[0]);
+    close(up[1]);
+    close(down[0]);
+    close(down[1]);
+    km_close(c);
+}
+END_TEST
+
 START_TEST(test_openpath_open_keeps_last_error)
 {
     km_ctx *c = tu_vault(dir), *c2;
@@ -155,5 +216,6 @@ int main(void)
     tcase_add_test(tc, test_openpath_kept_txn_sees_commits);
     tcase_add_test(tc, test_openpath_kept_txn_dropped_at_close_and_compaction);
     tcase_add_test(tc, test_openpath_open_keeps_last_error);
+    tcase_add_test(tc, test_openpath_readers_full_gives_back_kept);
     return tu_run(s);
 }

@@ -254,7 +254,9 @@ static void reg_init(void)
     (void)pthread_atfork(reg_lock, reg_unlock, reg_unlock);
 }
 
-/* Aborts the kept read transactions; no transaction of e is running (the
+/* Aborts the kept read transactions (each taken from its slot by exchange: one
+ * in use is not in its slot): when the reader table is full, and when no
+ * transaction of e is running (the
  * environment is being closed, or compaction holds every new one back). */
 static void rd_drain(km__env_lmdb *e)
 {
@@ -553,6 +555,12 @@ static int lmdb_txn_begin(km__store *st, int write, km__txn *t)
         if (mrc == MDB_MAP_RESIZED && tries < 3) {
             if ((rc = env_adopt_mapsize(env)) != KM_OK)
                 return rc;
+            continue;
+        }
+        if (mrc == MDB_READERS_FULL && tries < 3) {
+            /* the reader table is shared by every process on the vault: give
+             * back the slots this process keeps idle, then try again */
+            rd_drain(env);
             continue;
         }
         return lmdb_err(mrc, "cannot begin a vault transaction");
