@@ -369,14 +369,119 @@ static int siv_run(km__skey *k, int enc, const uint8_t *aad1, size_t aad1_len,
     return ok ? KM_OK : KM_E_CRYPTO;
 }
 
+/* Sets the 12-byte nonce of a keyed GCM context (made by pool_node_new) and,
+ * when opening, the expected tag. OpenSSL 3.0's EVP_CipherInit_ex looks the
+ * IV length up by name several times per call (a third of a 64-byte
+ * message's cost); the provider's "tlsivfixed" parameter with the length -1
+ * sets the whole IV and a fresh IV state as the init does (the long-standing
+ * "restore the whole IV" case of EVP_CTRL_AEAD_SET_IV_FIXED). That shortcut is
+ * used only once fast_iv_works() has seen it give the init's results in this
+ * process; otherwise the init is used. */
+static int fast_iv_usable = -1;   /* -1 unknown, 0 no, 1 yes (set once) */
+static pthread_once_t fast_iv_once = PTHREAD_ONCE_INIT;
+
+static int gcm_set_nonce(EVP_CIPHER_CTX *c, int enc, int fast, const uint8_t nonce[12],
+                         uint8_t tag[16])
+{
+    uint8_t iv[12];
+    OSSL_PARAM p[3] = { OSSL_PARAM_octet_string(OSSL_CIPHER_PARAM_AEAD_TLS1_IV_FIXED, iv,
+                                                (size_t)-1),
+                        OSSL_PARAM_octet_string(OSSL_CIPHER_PARAM_AEAD_TAG, tag, 16),
+                        OSSL_PARAM_END };
+    if (!fast) {
+        p[0] = p[1];
+        p[1] = p[2];
+        if (EVP_CipherInit_ex(c, NULL, NULL, NULL, nonce, enc) != 1)
+            return 0;
+        return enc || EVP_CIPHER_CTX_set_params(c, p) == 1;
+    }
+    memcpy(iv, nonce, sizeof iv);
+    if (enc)
+        p[1] = p[2];
+    return EVP_CIPHER_CTX_set_params(c, p) == 1;
+}
+
+/* One AES-GCM message on a keyed context c: enc seals `in` into out and writes
+ * the tag, else opens into out and checks tag. Straight to the provider's
+ * cipher function with EVP_Cipher (OpenSSL 3: the input is AAD when out is
+ * NULL; in == NULL is the final step, which computes or checks the tag), and
+ * the tag moved with one prebuilt parameter: EVP_CipherUpdate/Final and
+ * EVP_CIPHER_CTX_ctrl look parameters up by name on every call. The provider
+ * refuses to cipher again after a final step until a nonce is set, so a
+ * context never reuses one. Returns 1 on success, 0 when the tag does not
+ * match (opening), -1 on any other failure; `out` is written before the tag
+ * is checked: the caller wipes it on failure. */
+static int gcm_run_with(EVP_CIPHER_CTX *c, int enc, int fast, const uint8_t nonce[12],
+                        const uint8_t *aad1, size_t aad1_len, const uint8_t *aad2,
+                        size_t aad2_len, const uint8_t *in, size_t in_len, uint8_t *out,
+                        uint8_t tag[16])
+{
+    OSSL_PARAM p[2] = { OSSL_PARAM_octet_string(OSSL_CIPHER_PARAM_AEAD_TAG, tag, 16),
+                        OSSL_PARAM_END };
+
+    if (!gcm_set_nonce(c, enc, fast, nonce, tag)
+        || (aad1_len > 0 && EVP_Cipher(c, NULL, aad1, (unsigned)aad1_len) != (int)aad1_len)
+        || (aad2_len > 0 && EVP_Cipher(c, NULL, aad2, (unsigned)aad2_len) != (int)aad2_len)
+        || (in_len > 0 && EVP_Cipher(c, out, in, (unsigned)in_len) != (int)in_len))
+        return -1;
+    if (EVP_Cipher(c, NULL, NULL, 0) < 0)
+        return enc ? -1 : 0;
+    if (enc && EVP_CIPHER_CTX_get_params(c, p) != 1)
+        return -1;
+    return 1;
+}
+
+/* Seals two messages under two nonces with the shortcut and with the init on
+ * contexts keyed alike, and opens the first with the shortcut: the shortcut
+ * is used only if all agree (and a wrong tag is refused). */
+static void fast_iv_probe(void)
+{
+    static const uint8_t key[32] = { 1, 2, 3 }, n1[12] = { 9 }, n2[12] = { 8, 7 };
+    static const uint8_t aad[5] = { 'h', 'e', 'a', 'd' }, msg[20] = { 'm', 's', 'g' };
+    uint8_t a[2][20], b[2][20], ta[2][16], tb[2][16], back[20];
+    EVP_CIPHER *ciph = EVP_CIPHER_fetch(NULL, "AES-256-GCM", NULL);
+    EVP_CIPHER_CTX *e = EVP_CIPHER_CTX_new(), *d = EVP_CIPHER_CTX_new();
+    int ok = ciph != NULL && e != NULL && d != NULL;
+    int i;
+
+    ok = ok && EVP_CipherInit_ex(e, ciph, NULL, key, n1, 1) == 1
+         && EVP_CipherInit_ex(d, ciph, NULL, key, n1, 0) == 1;
+    for (i = 0; ok && i < 2; i++)
+        ok = gcm_run_with(e, 1, 1, i ? n2 : n1, aad, sizeof aad, NULL, 0, msg, sizeof msg,
+                          a[i], ta[i]) == 1
+             && gcm_run_with(e, 1, 0, i ? n2 : n1, aad, sizeof aad, NULL, 0, msg, sizeof msg,
+                             b[i], tb[i]) == 1;
+    ok = ok && memcmp(a, b, sizeof a) == 0 && memcmp(ta, tb, sizeof ta) == 0
+         && memcmp(a[0], a[1], sizeof a[0]) != 0
+         && gcm_run_with(d, 0, 1, n1, aad, sizeof aad, NULL, 0, a[0], sizeof a[0], back,
+                         ta[0]) == 1
+         && memcmp(back, msg, sizeof msg) == 0;
+    ta[1][0] ^= 1;
+    ok = ok && gcm_run_with(d, 0, 1, n2, aad, sizeof aad, NULL, 0, a[1], sizeof a[1], back,
+                            ta[1]) == 0;
+    EVP_CIPHER_CTX_free(e);
+    EVP_CIPHER_CTX_free(d);
+    EVP_CIPHER_free(ciph);
+    ERR_clear_error();
+    fast_iv_usable = ok;
+}
+
+static int gcm_run(EVP_CIPHER_CTX *c, int enc, const uint8_t nonce[12], const uint8_t *aad1,
+                   size_t aad1_len, const uint8_t *aad2, size_t aad2_len, const uint8_t *in,
+                   size_t in_len, uint8_t *out, uint8_t tag[16])
+{
+    pthread_once(&fast_iv_once, fast_iv_probe);
+    return gcm_run_with(c, enc, fast_iv_usable == 1, nonce, aad1, aad1_len, aad2, aad2_len,
+                        in, in_len, out, tag);
+}
+
 int km__skey_seal(km__skey *k, const uint8_t nonce[12], const uint8_t *aad1, size_t aad1_len,
                   const uint8_t *aad2, size_t aad2_len, const uint8_t *in, size_t in_len,
                   uint8_t *out, uint8_t tag[16])
 {
     km__ctxnode *n = NULL;
     EVP_CIPHER_CTX *c;
-    uint8_t fin[16];
-    int len = 0, rc;
+    int rc;
 
     if ((rc = gcm_args(k, aad1_len, aad2_len, in_len)) != KM_OK)
         return rc;
@@ -395,17 +500,7 @@ int km__skey_seal(km__skey *k, const uint8_t nonce[12], const uint8_t *aad1, siz
         return rc;
     c = n->item;
     rc = KM_E_CRYPTO;
-    if (EVP_EncryptInit_ex(c, NULL, NULL, NULL, nonce) != 1)
-        goto out;
-    if (aad1_len > 0 && EVP_EncryptUpdate(c, NULL, &len, aad1, (int)aad1_len) != 1)
-        goto out;
-    if (aad2_len > 0 && EVP_EncryptUpdate(c, NULL, &len, aad2, (int)aad2_len) != 1)
-        goto out;
-    if (in_len > 0 && (EVP_EncryptUpdate(c, out, &len, in, (int)in_len) != 1
-                       || (size_t)len != in_len))
-        goto out;
-    if (EVP_EncryptFinal_ex(c, fin, &len) != 1 || len != 0
-        || EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_AEAD_GET_TAG, 16, tag) != 1)
+    if (gcm_run(c, 1, nonce, aad1, aad1_len, aad2, aad2_len, in, in_len, out, tag) != 1)
         goto out;
     rc = KM_OK;
 out:
@@ -426,8 +521,8 @@ int km__skey_open(km__skey *k, const uint8_t nonce[12], const uint8_t *aad1, siz
 {
     km__ctxnode *n = NULL;
     EVP_CIPHER_CTX *c;
-    uint8_t t[16], fin[16];
-    int len = 0, rc;
+    uint8_t t[16];
+    int rc;
 
     if ((rc = gcm_args(k, aad1_len, aad2_len, in_len)) != KM_OK
         || (k->kind == KM__SKEY_GCM && (rc = pool_take(k, POOL_DEC, &n)) != KM_OK)) {
@@ -450,20 +545,9 @@ int km__skey_open(km__skey *k, const uint8_t nonce[12], const uint8_t *aad1, siz
     }
     c = n->item;
     memcpy(t, tag, 16);
-    rc = KM_E_CRYPTO;
-    if (EVP_DecryptInit_ex(c, NULL, NULL, NULL, nonce) != 1)
-        goto out;
-    if (aad1_len > 0 && EVP_DecryptUpdate(c, NULL, &len, aad1, (int)aad1_len) != 1)
-        goto out;
-    if (aad2_len > 0 && EVP_DecryptUpdate(c, NULL, &len, aad2, (int)aad2_len) != 1)
-        goto out;
-    if (in_len > 0 && (EVP_DecryptUpdate(c, out, &len, in, (int)in_len) != 1
-                       || (size_t)len != in_len))
-        goto out;
-    if (EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_AEAD_SET_TAG, 16, t) != 1)
-        goto out;
-    if (EVP_DecryptFinal_ex(c, fin, &len) != 1) {
-        rc = KM_E_INTEGRITY;
+    rc = gcm_run(c, 0, nonce, aad1, aad1_len, aad2, aad2_len, in, in_len, out, t);
+    if (rc != 1) {
+        rc = rc == 0 ? KM_E_INTEGRITY : KM_E_CRYPTO;
         goto out;
     }
     rc = KM_OK;
