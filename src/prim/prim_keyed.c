@@ -147,9 +147,37 @@ struct km__skey {
     km__ctxpool pools[POOL__COUNT];
 };
 
-static void cipher_ctx_free(void *c)
+/* A pooled AES-GCM context with its parameters built once: the nonce, the
+ * tag and the parameter arrays that point at them (prim_keyed.c gcm_run). */
+typedef struct gcm_item {
+    EVP_CIPHER_CTX *c;
+    uint8_t iv[12], tag[16];
+    OSSL_PARAM set[3];     /* the whole IV, the expected tag (opening), end */
+    OSSL_PARAM set_iv[2];  /* the whole IV, end (sealing) */
+    OSSL_PARAM tagp[2];    /* the tag, end */
+} gcm_item;
+
+static void gcm_item_init(gcm_item *g, EVP_CIPHER_CTX *c)
 {
-    EVP_CIPHER_CTX_free(c);
+    memset(g, 0, sizeof *g);
+    g->c = c;
+    /* the length -1: "tlsivfixed" sets the whole IV (gcm_set_nonce) */
+    g->set[0] = OSSL_PARAM_construct_octet_string(OSSL_CIPHER_PARAM_AEAD_TLS1_IV_FIXED, g->iv,
+                                                  (size_t)-1);
+    g->set[1] = OSSL_PARAM_construct_octet_string(OSSL_CIPHER_PARAM_AEAD_TAG, g->tag, 16);
+    g->set[2] = OSSL_PARAM_construct_end();
+    g->set_iv[0] = g->set[0];
+    g->set_iv[1] = g->set[2];
+    g->tagp[0] = g->set[1];
+    g->tagp[1] = g->set[2];
+}
+
+static void cipher_ctx_free(void *item)
+{
+    gcm_item *g = item;
+    EVP_CIPHER_CTX_free(g->c);
+    km_memzero(g, sizeof *g);
+    free(g);
 }
 
 static void mac_ctx_free(void *m)
@@ -182,13 +210,18 @@ static int pool_node_new(km__skey *k, int which, km__ctxnode **out)
         ok = m != NULL && EVP_MAC_init(m, k->key, k->key_len, params) == 1;
     } else {
         EVP_CIPHER_CTX *c;
+        gcm_item *g = malloc(sizeof *g);
         int enc = which == POOL_ENC;
 
-        c = EVP_CIPHER_CTX_new();
+        c = g != NULL ? EVP_CIPHER_CTX_new() : NULL;
         ok = c != NULL && EVP_CipherInit_ex(c, k->cipher, NULL, NULL, NULL, enc) == 1
              && EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_AEAD_SET_IVLEN, 12, NULL) == 1
              && EVP_CipherInit_ex(c, NULL, NULL, k->key, NULL, enc) == 1;
-        n->item = c;
+        if (g != NULL) {
+            gcm_item_init(g, c);
+            n->item = g;
+        } else
+            EVP_CIPHER_CTX_free(c);
     }
     km__osslmem_end();
     if (!ok) {
@@ -380,54 +413,47 @@ static int siv_run(km__skey *k, int enc, const uint8_t *aad1, size_t aad1_len,
 static int fast_iv_usable = -1;   /* -1 unknown, 0 no, 1 yes (set once) */
 static pthread_once_t fast_iv_once = PTHREAD_ONCE_INIT;
 
-static int gcm_set_nonce(EVP_CIPHER_CTX *c, int enc, int fast, const uint8_t nonce[12],
-                         uint8_t tag[16])
+static int gcm_set_nonce(gcm_item *g, int enc, int fast, const uint8_t nonce[12],
+                         const uint8_t tag[16])
 {
-    uint8_t iv[12];
-    OSSL_PARAM p[3] = { OSSL_PARAM_octet_string(OSSL_CIPHER_PARAM_AEAD_TLS1_IV_FIXED, iv,
-                                                (size_t)-1),
-                        OSSL_PARAM_octet_string(OSSL_CIPHER_PARAM_AEAD_TAG, tag, 16),
-                        OSSL_PARAM_END };
-    if (!fast) {
-        p[0] = p[1];
-        p[1] = p[2];
-        if (EVP_CipherInit_ex(c, NULL, NULL, NULL, nonce, enc) != 1)
-            return 0;
-        return enc || EVP_CIPHER_CTX_set_params(c, p) == 1;
-    }
-    memcpy(iv, nonce, sizeof iv);
-    if (enc)
-        p[1] = p[2];
-    return EVP_CIPHER_CTX_set_params(c, p) == 1;
+    if (!enc)
+        memcpy(g->tag, tag, 16);
+    if (!fast)
+        return EVP_CipherInit_ex(g->c, NULL, NULL, NULL, nonce, enc) == 1
+               && (enc || EVP_CIPHER_CTX_set_params(g->c, g->tagp) == 1);
+    memcpy(g->iv, nonce, 12);
+    return EVP_CIPHER_CTX_set_params(g->c, enc ? g->set_iv : g->set) == 1;
 }
 
-/* One AES-GCM message on a keyed context c: enc seals `in` into out and writes
- * the tag, else opens into out and checks tag. Straight to the provider's
- * cipher function with EVP_Cipher (OpenSSL 3: the input is AAD when out is
- * NULL; in == NULL is the final step, which computes or checks the tag), and
- * the tag moved with one prebuilt parameter: EVP_CipherUpdate/Final and
- * EVP_CIPHER_CTX_ctrl look parameters up by name on every call. The provider
- * refuses to cipher again after a final step until a nonce is set, so a
- * context never reuses one. Returns 1 on success, 0 when the tag does not
- * match (opening), -1 on any other failure; `out` is written before the tag
- * is checked: the caller wipes it on failure. */
-static int gcm_run_with(EVP_CIPHER_CTX *c, int enc, int fast, const uint8_t nonce[12],
-                        const uint8_t *aad1, size_t aad1_len, const uint8_t *aad2,
-                        size_t aad2_len, const uint8_t *in, size_t in_len, uint8_t *out,
-                        uint8_t tag[16])
+/* One AES-GCM message on a pooled context g: enc seals `in` into out and
+ * writes the tag, else opens into out and checks tag. Straight to the
+ * provider's cipher function with EVP_Cipher (OpenSSL 3: the input is AAD when
+ * out is NULL; in == NULL is the final step, which computes or checks the
+ * tag), and the tag moved with the item's prebuilt parameter:
+ * EVP_CipherUpdate/Final and EVP_CIPHER_CTX_ctrl build and look parameters up
+ * by name on every call. The provider refuses to cipher again after a final
+ * step until a nonce is set, so a context never reuses one. Returns 1 on
+ * success, 0 when the tag does not match (opening), -1 on any other failure;
+ * `out` is written before the tag is checked: the caller wipes it on failure. */
+static inline int gcm_run_with(gcm_item *g, int enc, int fast, const uint8_t nonce[12],
+                               const uint8_t *aad1, size_t aad1_len, const uint8_t *aad2,
+                               size_t aad2_len, const uint8_t *in, size_t in_len, uint8_t *out,
+                               uint8_t tag[16])
 {
-    OSSL_PARAM p[2] = { OSSL_PARAM_octet_string(OSSL_CIPHER_PARAM_AEAD_TAG, tag, 16),
-                        OSSL_PARAM_END };
+    EVP_CIPHER_CTX *c = g->c;
 
-    if (!gcm_set_nonce(c, enc, fast, nonce, tag)
+    if (!gcm_set_nonce(g, enc, fast, nonce, tag)
         || (aad1_len > 0 && EVP_Cipher(c, NULL, aad1, (unsigned)aad1_len) != (int)aad1_len)
         || (aad2_len > 0 && EVP_Cipher(c, NULL, aad2, (unsigned)aad2_len) != (int)aad2_len)
         || (in_len > 0 && EVP_Cipher(c, out, in, (unsigned)in_len) != (int)in_len))
         return -1;
     if (EVP_Cipher(c, NULL, NULL, 0) < 0)
         return enc ? -1 : 0;
-    if (enc && EVP_CIPHER_CTX_get_params(c, p) != 1)
-        return -1;
+    if (enc) {
+        if (EVP_CIPHER_CTX_get_params(c, g->tagp) != 1)
+            return -1;
+        memcpy(tag, g->tag, 16);
+    }
     return 1;
 }
 
@@ -440,12 +466,15 @@ static void fast_iv_probe(void)
     static const uint8_t aad[5] = { 'h', 'e', 'a', 'd' }, msg[20] = { 'm', 's', 'g' };
     uint8_t a[2][20], b[2][20], ta[2][16], tb[2][16], back[20];
     EVP_CIPHER *ciph = EVP_CIPHER_fetch(NULL, "AES-256-GCM", NULL);
-    EVP_CIPHER_CTX *e = EVP_CIPHER_CTX_new(), *d = EVP_CIPHER_CTX_new();
-    int ok = ciph != NULL && e != NULL && d != NULL;
+    EVP_CIPHER_CTX *ec = EVP_CIPHER_CTX_new(), *dc = EVP_CIPHER_CTX_new();
+    gcm_item ei, di, *e = &ei, *d = &di;
+    int ok = ciph != NULL && ec != NULL && dc != NULL;
     int i;
 
-    ok = ok && EVP_CipherInit_ex(e, ciph, NULL, key, n1, 1) == 1
-         && EVP_CipherInit_ex(d, ciph, NULL, key, n1, 0) == 1;
+    gcm_item_init(e, ec);
+    gcm_item_init(d, dc);
+    ok = ok && EVP_CipherInit_ex(ec, ciph, NULL, key, n1, 1) == 1
+         && EVP_CipherInit_ex(dc, ciph, NULL, key, n1, 0) == 1;
     for (i = 0; ok && i < 2; i++)
         ok = gcm_run_with(e, 1, 1, i ? n2 : n1, aad, sizeof aad, NULL, 0, msg, sizeof msg,
                           a[i], ta[i]) == 1
@@ -459,14 +488,14 @@ static void fast_iv_probe(void)
     ta[1][0] ^= 1;
     ok = ok && gcm_run_with(d, 0, 1, n2, aad, sizeof aad, NULL, 0, a[1], sizeof a[1], back,
                             ta[1]) == 0;
-    EVP_CIPHER_CTX_free(e);
-    EVP_CIPHER_CTX_free(d);
+    EVP_CIPHER_CTX_free(ec);
+    EVP_CIPHER_CTX_free(dc);
     EVP_CIPHER_free(ciph);
     ERR_clear_error();
     fast_iv_usable = ok;
 }
 
-static int gcm_run(EVP_CIPHER_CTX *c, int enc, const uint8_t nonce[12], const uint8_t *aad1,
+static int gcm_run(gcm_item *c, int enc, const uint8_t nonce[12], const uint8_t *aad1,
                    size_t aad1_len, const uint8_t *aad2, size_t aad2_len, const uint8_t *in,
                    size_t in_len, uint8_t *out, uint8_t tag[16])
 {
@@ -480,7 +509,7 @@ int km__skey_seal(km__skey *k, const uint8_t nonce[12], const uint8_t *aad1, siz
                   uint8_t *out, uint8_t tag[16])
 {
     km__ctxnode *n = NULL;
-    EVP_CIPHER_CTX *c;
+    gcm_item *c;
     int rc;
 
     if ((rc = gcm_args(k, aad1_len, aad2_len, in_len)) != KM_OK)
@@ -520,7 +549,7 @@ int km__skey_open(km__skey *k, const uint8_t nonce[12], const uint8_t *aad1, siz
                   const uint8_t tag[16], uint8_t *out)
 {
     km__ctxnode *n = NULL;
-    EVP_CIPHER_CTX *c;
+    gcm_item *c;
     uint8_t t[16];
     int rc;
 
