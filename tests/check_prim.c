@@ -4,6 +4,7 @@
 #include <check.h>
 #include <pthread.h>
 #include <sched.h>
+#include <stdatomic.h>
 #include <unistd.h>
 #include <stdlib.h>
 #include <string.h>
@@ -475,6 +476,46 @@ START_TEST(test_prim_brlock_excludes_writer)
 }
 END_TEST
 
+static atomic_int brw_in;
+
+static void *br_writer(void *arg)
+{
+    km__br_wrlock(arg);
+    atomic_store(&brw_in, 1);
+    km__br_wrunlock(arg);
+    return NULL;
+}
+
+/* A reader may read-lock again while a writer waits (readers are preferred, as
+ * with glibc's default rwlock: km__brlock replaced one): no deadlock, and the
+ * writer gets in only once both holds are released. */
+START_TEST(test_prim_brlock_reader_reenters_with_writer_waiting)
+{
+    km__brlock b;
+    pthread_t w;
+    unsigned s1, s2;
+    int i;
+
+    km__br_init(&b);
+    atomic_store(&brw_in, 0);
+    s1 = km__br_rdlock(&b);
+    ck_assert_int_eq(pthread_create(&w, NULL, br_writer, &b), 0);
+    for (i = 0; i < 50; i++) {
+        sched_yield();
+        s2 = km__br_rdlock(&b); /* the writer is waiting: this must not block */
+        ck_assert_uint_eq(s1, s2);
+        ck_assert_int_eq(atomic_load(&brw_in), 0);
+        km__br_rdunlock(&b, s2);
+    }
+    usleep(20000);
+    ck_assert_int_eq(atomic_load(&brw_in), 0);
+    km__br_rdunlock(&b, s1);
+    pthread_join(w, NULL);
+    ck_assert_int_eq(atomic_load(&brw_in), 1);
+    km__br_destroy(&b);
+}
+END_TEST
+
 static Suite *prim_suite(void)
 {
     Suite *s = suite_create("prim");
@@ -488,6 +529,7 @@ static Suite *prim_suite(void)
     tcase_add_test(tc, test_prim_x25519_rfc7748_and_wrap);
     tcase_add_test(tc, test_prim_brlock_excludes_writer);
     tcase_add_test(tc, test_prim_skey_gcm_reused_context_nonces);
+    tcase_add_test(tc, test_prim_brlock_reader_reenters_with_writer_waiting);
     suite_add_tcase(s, tc);
     return s;
 }
