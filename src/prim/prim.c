@@ -29,12 +29,13 @@ int km__random(void *out, size_t len)
 }
 
 /*
- * Nonces come from a per-thread buffer of DRBG output refilled in 4 KiB
- * blocks: one RAND_bytes call per 341 nonces instead of one per nonce
+ * Nonces come from a per-thread buffer of DRBG output refilled in 16 KiB
+ * blocks: one RAND_bytes call per 1365 nonces instead of one per nonce
  * (docs/PLATFORM.md). The buffer is discarded in a forked child (the fork
  * generation changes) and wiped when the thread exits.
  */
-#define KM__NONCE_BUF 4092 /* a multiple of 12 */
+#define KM__NONCE_BUF 16380 /* a multiple of 12; per nonce ~37 instructions of DRBG
+                              * output, against ~52 with 4 KiB requests */
 
 struct nonce_stream {
     uint8_t buf[KM__NONCE_BUF];
