@@ -8,6 +8,7 @@
 #include "km_int.h"
 
 #include <limits.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -408,9 +409,9 @@ static int siv_run(km__skey *k, int enc, const uint8_t *aad1, size_t aad1_len,
  * message's cost); the provider's "tlsivfixed" parameter with the length -1
  * sets the whole IV and a fresh IV state as the init does (the long-standing
  * "restore the whole IV" case of EVP_CTRL_AEAD_SET_IV_FIXED). That shortcut is
- * used only once fast_iv_works() has seen it give the init's results in this
+ * used only once fast_iv_probe() has seen it give the init's results in this
  * process; otherwise the init is used. */
-static int fast_iv_usable = -1;   /* -1 unknown, 0 no, 1 yes (set once) */
+static atomic_int fast_iv_usable = -1;   /* -1 unknown, 0 no, 1 yes (set once) */
 static pthread_once_t fast_iv_once = PTHREAD_ONCE_INIT;
 
 static int gcm_set_nonce(gcm_item *g, int enc, int fast, const uint8_t nonce[12],
@@ -492,16 +493,21 @@ static void fast_iv_probe(void)
     EVP_CIPHER_CTX_free(dc);
     EVP_CIPHER_free(ciph);
     ERR_clear_error();
-    fast_iv_usable = ok;
+    atomic_store(&fast_iv_usable, ok);
 }
 
-static int gcm_run(gcm_item *c, int enc, const uint8_t nonce[12], const uint8_t *aad1,
-                   size_t aad1_len, const uint8_t *aad2, size_t aad2_len, const uint8_t *in,
-                   size_t in_len, uint8_t *out, uint8_t tag[16])
+static inline __attribute__((always_inline)) int
+gcm_run(gcm_item *c, int enc, const uint8_t nonce[12], const uint8_t *aad1, size_t aad1_len,
+        const uint8_t *aad2, size_t aad2_len, const uint8_t *in, size_t in_len, uint8_t *out,
+        uint8_t tag[16])
 {
-    pthread_once(&fast_iv_once, fast_iv_probe);
-    return gcm_run_with(c, enc, fast_iv_usable == 1, nonce, aad1, aad1_len, aad2, aad2_len,
-                        in, in_len, out, tag);
+    int fast = atomic_load_explicit(&fast_iv_usable, memory_order_acquire);
+    if (fast < 0) {
+        pthread_once(&fast_iv_once, fast_iv_probe);
+        fast = atomic_load(&fast_iv_usable);
+    }
+    return gcm_run_with(c, enc, fast == 1, nonce, aad1, aad1_len, aad2, aad2_len, in, in_len,
+                        out, tag);
 }
 
 int km__skey_seal(km__skey *k, const uint8_t nonce[12], const uint8_t *aad1, size_t aad1_len,
