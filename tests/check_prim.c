@@ -2,8 +2,10 @@
  * prim_keyed.c km__skey, prim_pkey.c km__pkey): they agree with the one-shot
  * primitives and with the software backend on the same keys. */
 #include <check.h>
+#include <time.h>
 #include <pthread.h>
 #include <sched.h>
+#include <stdatomic.h>
 #include <unistd.h>
 #include <stdlib.h>
 #include <string.h>
@@ -96,6 +98,65 @@ START_TEST(test_prim_keytype_table)
     ck_assert(km__type_on_backend(KM_KEY_AES_256_KWP, KM__KT_TPM2));
     ck_assert(!km__type_on_backend(KM_KEY_AES_256_KWP, KM__KT_PKCS11));
     ck_assert(!km__type_on_backend((km_key_type)0, KM__KT_TPM2));
+}
+END_TEST
+
+/* The keyed GCM context is reused call after call, its nonce set by the
+ * provider's parameter rather than an init (prim_keyed.c gcm_set_nonce): each
+ * sealing under a new nonce equals the one-shot (an init per call) and the
+ * SP 800-38D/GCM spec test case 16; a context that failed a tag check, an
+ * empty message and an empty AAD leave the next call sound. Fails if a reused
+ * context kept the previous nonce or state. */
+START_TEST(test_prim_skey_gcm_reused_context_nonces)
+{
+    size_t kl, nl, pl, al, cl, tl;
+    uint8_t *key = tu_unhex("feffe9928665731c6d6a8f9467308308feffe9928665731c6d6a8f9467308308",
+                            &kl);
+    uint8_t *iv = tu_unhex("cafebabefacedbaddecaf888", &nl);
+    uint8_t *pt = tu_unhex("d9313225f88406e5a55909c5aff5269a86a7a9531534f7da2e4c303d8a318a72"
+                           "1c3c0c95956809532fcf0e2449a6b525b16aedf5aa0de657ba637b39", &pl);
+    uint8_t *aad = tu_unhex("feedfacedeadbeeffeedfacedeadbeefabaddad2", &al);
+    uint8_t *kct = tu_unhex("522dc1f099567d07f47f37a32a84427d643a8cdcbfe5c0c97598a2bd2555d1aa"
+                            "8cb08e48590dbb3da7b08b1056828838c5f61e6393ba7a0abcc9f662", &cl);
+    uint8_t *ktag = tu_unhex("76fc6ece0f4e1768cddf8853bb2d551b", &tl);
+    uint8_t nonce[12], ct[64], ct2[64], out[64], tag[16], tag2[16];
+    km__skey *g = NULL;
+    int i;
+
+    ck_assert(km__osslmem_hooked()); /* else no context is kept: nothing reused */
+    ck_assert_int_eq(km__skey_new(&g, KM__SKEY_GCM, "AES-256-GCM", key, kl), KM_OK);
+    for (i = 0; i < 6; i++) {
+        size_t n = i == 3 ? 0 : pl, a = i == 4 ? 0 : al;
+        memcpy(nonce, iv, sizeof nonce);
+        nonce[11] ^= (uint8_t)i; /* i == 0: the spec's nonce */
+        ck_assert_int_eq(km__skey_seal(g, nonce, aad, a, NULL, 0, pt, n, ct, tag), KM_OK);
+        ck_assert_int_eq(km__gcm_seal(key, nonce, aad, a, pt, n, ct2, tag2), KM_OK);
+        ck_assert_mem_eq(ct, ct2, n);
+        ck_assert_mem_eq(tag, tag2, 16);
+        if (i == 0) {
+            ck_assert_mem_eq(ct, kct, cl);
+            ck_assert_mem_eq(tag, ktag, tl);
+        }
+        ck_assert_int_eq(km__skey_open(g, nonce, aad, a, NULL, 0, ct, n, tag, out), KM_OK);
+        ck_assert_mem_eq(out, pt, n);
+        tag[i % 16] ^= 0x40;
+        ck_assert_int_eq(km__skey_open(g, nonce, aad, a, NULL, 0, ct, n, tag, out),
+                         KM_E_INTEGRITY);
+        ck_assert(tu_all_zero(out, n));
+        tag[i % 16] ^= 0x40;
+        if (n > 0) {
+            ct[n - 1] ^= 1;
+            ck_assert_int_eq(km__skey_open(g, nonce, aad, a, NULL, 0, ct, n, tag, out),
+                             KM_E_INTEGRITY);
+        }
+    }
+    km__skey_free(g);
+    free(key);
+    free(iv);
+    free(pt);
+    free(aad);
+    free(kct);
+    free(ktag);
 }
 END_TEST
 
@@ -416,6 +477,83 @@ START_TEST(test_prim_brlock_excludes_writer)
 }
 END_TEST
 
+static atomic_int brw_in;
+
+static void *br_writer(void *arg)
+{
+    km__br_wrlock(arg);
+    atomic_store(&brw_in, 1);
+    km__br_wrunlock(arg);
+    return NULL;
+}
+
+/* A reader may read-lock again while a writer waits (readers are preferred, as
+ * with glibc's default rwlock: km__brlock replaced one): no deadlock, and the
+ * writer gets in only once both holds are released. */
+START_TEST(test_prim_brlock_reader_reenters_with_writer_waiting)
+{
+    km__brlock b;
+    pthread_t w;
+    unsigned s1, s2;
+    int i;
+
+    km__br_init(&b);
+    atomic_store(&brw_in, 0);
+    s1 = km__br_rdlock(&b);
+    ck_assert_int_eq(pthread_create(&w, NULL, br_writer, &b), 0);
+    for (i = 0; i < 50; i++) {
+        sched_yield();
+        s2 = km__br_rdlock(&b); /* the writer is waiting: this must not block */
+        ck_assert_uint_eq(s1, s2);
+        ck_assert_int_eq(atomic_load(&brw_in), 0);
+        km__br_rdunlock(&b, s2);
+    }
+    usleep(20000);
+    ck_assert_int_eq(atomic_load(&brw_in), 0);
+    km__br_rdunlock(&b, s1);
+    pthread_join(w, NULL);
+    ck_assert_int_eq(atomic_load(&brw_in), 1);
+    km__br_destroy(&b);
+}
+END_TEST
+
+static double brw_cpu_s;
+
+static void *br_writer_cpu(void *arg)
+{
+    struct timespec a, b;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &a);
+    km__br_wrlock(arg);
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &b);
+    atomic_store(&brw_in, 1);
+    km__br_wrunlock(arg);
+    brw_cpu_s = (double)(b.tv_sec - a.tv_sec) + (double)(b.tv_nsec - a.tv_nsec) * 1e-9;
+    return NULL;
+}
+
+/* A reader holding the lock for long (a slow HSM or TPM call under a key's
+ * data-path lock) does not make the waiting writer burn a CPU: the writer
+ * backs off to sleeps. It waited 600 ms; spinning it used about all of it. */
+START_TEST(test_prim_brlock_waiting_writer_sleeps)
+{
+    km__brlock b;
+    pthread_t w;
+    unsigned s;
+
+    km__br_init(&b);
+    atomic_store(&brw_in, 0);
+    s = km__br_rdlock(&b);
+    ck_assert_int_eq(pthread_create(&w, NULL, br_writer_cpu, &b), 0);
+    usleep(600000);
+    ck_assert_int_eq(atomic_load(&brw_in), 0);
+    km__br_rdunlock(&b, s);
+    pthread_join(w, NULL);
+    ck_assert_int_eq(atomic_load(&brw_in), 1);
+    ck_assert_msg(brw_cpu_s < 0.15, "the waiting writer used %.3f s of CPU in 0.6 s", brw_cpu_s);
+    km__br_destroy(&b);
+}
+END_TEST
+
 static Suite *prim_suite(void)
 {
     Suite *s = suite_create("prim");
@@ -428,6 +566,9 @@ static Suite *prim_suite(void)
     tcase_add_test(tc, test_prim_rsa_key_from_modulus_verifies_pss);
     tcase_add_test(tc, test_prim_x25519_rfc7748_and_wrap);
     tcase_add_test(tc, test_prim_brlock_excludes_writer);
+    tcase_add_test(tc, test_prim_skey_gcm_reused_context_nonces);
+    tcase_add_test(tc, test_prim_brlock_reader_reenters_with_writer_waiting);
+    tcase_add_test(tc, test_prim_brlock_waiting_writer_sleeps);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -137,10 +137,12 @@ static int seal_key_checks(km__kobj *k, uint8_t magic1)
 }
 
 /* One sealing under version v (loaded as obj), k->lock held: the count, the
- * nonce (none for AES-SIV), the header, the backend. */
-static int seal_one(km__kobj *k, km__ver *v, void *obj, uint8_t magic1, const uint8_t *pt,
-                    size_t pt_len, const uint8_t *aad, size_t aad_len, uint8_t *out,
-                    size_t *out_len)
+ * nonce (none for AES-SIV), the header, the backend. Inlined into its one
+ * caller: a call layer of ten arguments is ~30 instructions of a 64-byte
+ * message's ~3,300. */
+static inline __attribute__((always_inline)) int
+seal_one(km__kobj *k, km__ver *v, void *obj, uint8_t magic1, const uint8_t *pt, size_t pt_len,
+         const uint8_t *aad, size_t aad_len, uint8_t *out, size_t *out_len)
 {
     km__ct_header h;
     int rc;

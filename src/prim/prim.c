@@ -5,7 +5,9 @@
 
 #include <limits.h>
 #include <stdlib.h>
+#include <sched.h>
 #include <string.h>
+#include <time.h>
 
 #include <openssl/core_names.h>
 #include <openssl/bn.h>
@@ -28,12 +30,13 @@ int km__random(void *out, size_t len)
 }
 
 /*
- * Nonces come from a per-thread buffer of DRBG output refilled in 4 KiB
- * blocks: one RAND_bytes call per 341 nonces instead of one per nonce
+ * Nonces come from a per-thread buffer of DRBG output refilled in 16 KiB
+ * blocks: one RAND_bytes call per 1365 nonces instead of one per nonce
  * (docs/PLATFORM.md). The buffer is discarded in a forked child (the fork
  * generation changes) and wiped when the thread exits.
  */
-#define KM__NONCE_BUF 4092 /* a multiple of 12 */
+#define KM__NONCE_BUF 16380 /* a multiple of 12; per nonce ~37 instructions of DRBG
+                              * output, against ~52 with 4 KiB requests */
 
 struct nonce_stream {
     uint8_t buf[KM__NONCE_BUF];
@@ -78,41 +81,76 @@ unsigned km__thread_index(void)
 void km__br_init(km__brlock *b)
 {
     int i;
-    for (i = 0; i < KM__BR_STRIPES; i++)
-        pthread_rwlock_init(&b->s[i].l, NULL);
+    for (i = 0; i < KM__BR_STRIPES; i++) {
+        atomic_init(&b->s[i].readers, 0);
+        atomic_init(&b->s[i].writer, 0);
+    }
+    pthread_mutex_init(&b->wmu, NULL);
 }
 
 void km__br_destroy(km__brlock *b)
 {
-    int i;
-    for (i = 0; i < KM__BR_STRIPES; i++)
-        pthread_rwlock_destroy(&b->s[i].l);
+    pthread_mutex_destroy(&b->wmu);
 }
 
+/* Both sides announce themselves, then look at the other (sequentially
+ * consistent): a reader and a writer arriving at once cannot both miss the
+ * other; whichever sees the other steps back. */
 unsigned km__br_rdlock(km__brlock *b)
 {
     unsigned s = km__thread_index() % KM__BR_STRIPES;
-    pthread_rwlock_rdlock(&b->s[s].l);
-    return s;
+    for (;;) {
+        atomic_fetch_add(&b->s[s].readers, 1);
+        if (atomic_load(&b->s[s].writer) == 0)
+            return s;
+        atomic_fetch_sub_explicit(&b->s[s].readers, 1, memory_order_release);
+        while (atomic_load_explicit(&b->s[s].writer, memory_order_relaxed) != 0)
+            sched_yield();
+    }
 }
 
 void km__br_rdunlock(km__brlock *b, unsigned stripe)
 {
-    pthread_rwlock_unlock(&b->s[stripe].l);
+    atomic_fetch_sub_explicit(&b->s[stripe].readers, 1, memory_order_release);
+}
+
+/* A writer that finds readers yields a few times, then sleeps, 1 us doubling
+ * up to 1 ms: a reader may hold the lock for a slow backend call (an HSM or
+ * TPM signature takes milliseconds), which a spinning writer would burn a CPU
+ * waiting for. */
+static void br_backoff(unsigned tries)
+{
+    struct timespec ts = { 0, 0 };
+    if (tries < 16) {
+        sched_yield();
+        return;
+    }
+    ts.tv_nsec = tries - 16 < 10 ? 1000L << (tries - 16) : 1000000L;
+    nanosleep(&ts, NULL);
 }
 
 void km__br_wrlock(km__brlock *b)
 {
     int i;
-    for (i = 0; i < KM__BR_STRIPES; i++)
-        pthread_rwlock_wrlock(&b->s[i].l);
+    pthread_mutex_lock(&b->wmu);
+    for (i = 0; i < KM__BR_STRIPES; i++) {
+        unsigned tries = 0;
+        for (;;) {
+            atomic_store(&b->s[i].writer, 1);
+            if (atomic_load(&b->s[i].readers) == 0)
+                break;
+            atomic_store(&b->s[i].writer, 0); /* a reader holds it: let it finish */
+            br_backoff(tries++);
+        }
+    }
 }
 
 void km__br_wrunlock(km__brlock *b)
 {
     int i;
     for (i = KM__BR_STRIPES - 1; i >= 0; i--)
-        pthread_rwlock_unlock(&b->s[i].l);
+        atomic_store_explicit(&b->s[i].writer, 0, memory_order_release);
+    pthread_mutex_unlock(&b->wmu);
 }
 
 int km__nonce12(uint8_t out[12])

@@ -8,6 +8,7 @@
 #include "km_int.h"
 
 #include <limits.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -147,9 +148,37 @@ struct km__skey {
     km__ctxpool pools[POOL__COUNT];
 };
 
-static void cipher_ctx_free(void *c)
+/* A pooled AES-GCM context with its parameters built once: the nonce, the
+ * tag and the parameter arrays that point at them (prim_keyed.c gcm_run). */
+typedef struct gcm_item {
+    EVP_CIPHER_CTX *c;
+    uint8_t iv[12], tag[16];
+    OSSL_PARAM set[3];     /* the whole IV, the expected tag (opening), end */
+    OSSL_PARAM set_iv[2];  /* the whole IV, end (sealing) */
+    OSSL_PARAM tagp[2];    /* the tag, end */
+} gcm_item;
+
+static void gcm_item_init(gcm_item *g, EVP_CIPHER_CTX *c)
 {
-    EVP_CIPHER_CTX_free(c);
+    memset(g, 0, sizeof *g);
+    g->c = c;
+    /* the length -1: "tlsivfixed" sets the whole IV (gcm_set_nonce) */
+    g->set[0] = OSSL_PARAM_construct_octet_string(OSSL_CIPHER_PARAM_AEAD_TLS1_IV_FIXED, g->iv,
+                                                  (size_t)-1);
+    g->set[1] = OSSL_PARAM_construct_octet_string(OSSL_CIPHER_PARAM_AEAD_TAG, g->tag, 16);
+    g->set[2] = OSSL_PARAM_construct_end();
+    g->set_iv[0] = g->set[0];
+    g->set_iv[1] = g->set[2];
+    g->tagp[0] = g->set[1];
+    g->tagp[1] = g->set[2];
+}
+
+static void cipher_ctx_free(void *item)
+{
+    gcm_item *g = item;
+    EVP_CIPHER_CTX_free(g->c);
+    km_memzero(g, sizeof *g);
+    free(g);
 }
 
 static void mac_ctx_free(void *m)
@@ -182,13 +211,18 @@ static int pool_node_new(km__skey *k, int which, km__ctxnode **out)
         ok = m != NULL && EVP_MAC_init(m, k->key, k->key_len, params) == 1;
     } else {
         EVP_CIPHER_CTX *c;
+        gcm_item *g = malloc(sizeof *g);
         int enc = which == POOL_ENC;
 
-        c = EVP_CIPHER_CTX_new();
+        c = g != NULL ? EVP_CIPHER_CTX_new() : NULL;
         ok = c != NULL && EVP_CipherInit_ex(c, k->cipher, NULL, NULL, NULL, enc) == 1
              && EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_AEAD_SET_IVLEN, 12, NULL) == 1
              && EVP_CipherInit_ex(c, NULL, NULL, k->key, NULL, enc) == 1;
-        n->item = c;
+        if (g != NULL) {
+            gcm_item_init(g, c);
+            n->item = g;
+        } else
+            EVP_CIPHER_CTX_free(c);
     }
     km__osslmem_end();
     if (!ok) {
@@ -369,14 +403,120 @@ static int siv_run(km__skey *k, int enc, const uint8_t *aad1, size_t aad1_len,
     return ok ? KM_OK : KM_E_CRYPTO;
 }
 
+/* Sets the 12-byte nonce of a keyed GCM context (made by pool_node_new) and,
+ * when opening, the expected tag. OpenSSL 3.0's EVP_CipherInit_ex looks the
+ * IV length up by name several times per call (a third of a 64-byte
+ * message's cost); the provider's "tlsivfixed" parameter with the length -1
+ * sets the whole IV and a fresh IV state as the init does (the long-standing
+ * "restore the whole IV" case of EVP_CTRL_AEAD_SET_IV_FIXED). That shortcut is
+ * used only once fast_iv_probe() has seen it give the init's results in this
+ * process; otherwise the init is used. */
+static atomic_int fast_iv_usable = -1;   /* -1 unknown, 0 no, 1 yes (set once) */
+static pthread_once_t fast_iv_once = PTHREAD_ONCE_INIT;
+
+static int gcm_set_nonce(gcm_item *g, int enc, int fast, const uint8_t nonce[12],
+                         const uint8_t tag[16])
+{
+    if (!enc)
+        memcpy(g->tag, tag, 16);
+    if (!fast)
+        return EVP_CipherInit_ex(g->c, NULL, NULL, NULL, nonce, enc) == 1
+               && (enc || EVP_CIPHER_CTX_set_params(g->c, g->tagp) == 1);
+    memcpy(g->iv, nonce, 12);
+    return EVP_CIPHER_CTX_set_params(g->c, enc ? g->set_iv : g->set) == 1;
+}
+
+/* One AES-GCM message on a pooled context g: enc seals `in` into out and
+ * writes the tag, else opens into out and checks tag. Straight to the
+ * provider's cipher function with EVP_Cipher (OpenSSL 3: the input is AAD when
+ * out is NULL; in == NULL is the final step, which computes or checks the
+ * tag), and the tag moved with the item's prebuilt parameter:
+ * EVP_CipherUpdate/Final and EVP_CIPHER_CTX_ctrl build and look parameters up
+ * by name on every call. The provider refuses to cipher again after a final
+ * step until a nonce is set, so a context never reuses one. Returns 1 on
+ * success, 0 when the tag does not match (opening), -1 on any other failure;
+ * `out` is written before the tag is checked: the caller wipes it on failure. */
+static inline int gcm_run_with(gcm_item *g, int enc, int fast, const uint8_t nonce[12],
+                               const uint8_t *aad1, size_t aad1_len, const uint8_t *aad2,
+                               size_t aad2_len, const uint8_t *in, size_t in_len, uint8_t *out,
+                               uint8_t tag[16])
+{
+    EVP_CIPHER_CTX *c = g->c;
+
+    if (!gcm_set_nonce(g, enc, fast, nonce, tag)
+        || (aad1_len > 0 && EVP_Cipher(c, NULL, aad1, (unsigned)aad1_len) != (int)aad1_len)
+        || (aad2_len > 0 && EVP_Cipher(c, NULL, aad2, (unsigned)aad2_len) != (int)aad2_len)
+        || (in_len > 0 && EVP_Cipher(c, out, in, (unsigned)in_len) != (int)in_len))
+        return -1;
+    if (EVP_Cipher(c, NULL, NULL, 0) < 0)
+        return enc ? -1 : 0;
+    if (enc) {
+        if (EVP_CIPHER_CTX_get_params(c, g->tagp) != 1)
+            return -1;
+        memcpy(tag, g->tag, 16);
+    }
+    return 1;
+}
+
+/* Seals two messages under two nonces with the shortcut and with the init on
+ * contexts keyed alike, and opens the first with the shortcut: the shortcut
+ * is used only if all agree (and a wrong tag is refused). */
+static void fast_iv_probe(void)
+{
+    static const uint8_t key[32] = { 1, 2, 3 }, n1[12] = { 9 }, n2[12] = { 8, 7 };
+    static const uint8_t aad[5] = { 'h', 'e', 'a', 'd' }, msg[20] = { 'm', 's', 'g' };
+    uint8_t a[2][20], b[2][20], ta[2][16], tb[2][16], back[20];
+    EVP_CIPHER *ciph = EVP_CIPHER_fetch(NULL, "AES-256-GCM", NULL);
+    EVP_CIPHER_CTX *ec = EVP_CIPHER_CTX_new(), *dc = EVP_CIPHER_CTX_new();
+    gcm_item ei, di, *e = &ei, *d = &di;
+    int ok = ciph != NULL && ec != NULL && dc != NULL;
+    int i;
+
+    gcm_item_init(e, ec);
+    gcm_item_init(d, dc);
+    ok = ok && EVP_CipherInit_ex(ec, ciph, NULL, key, n1, 1) == 1
+         && EVP_CipherInit_ex(dc, ciph, NULL, key, n1, 0) == 1;
+    for (i = 0; ok && i < 2; i++)
+        ok = gcm_run_with(e, 1, 1, i ? n2 : n1, aad, sizeof aad, NULL, 0, msg, sizeof msg,
+                          a[i], ta[i]) == 1
+             && gcm_run_with(e, 1, 0, i ? n2 : n1, aad, sizeof aad, NULL, 0, msg, sizeof msg,
+                             b[i], tb[i]) == 1;
+    ok = ok && memcmp(a, b, sizeof a) == 0 && memcmp(ta, tb, sizeof ta) == 0
+         && memcmp(a[0], a[1], sizeof a[0]) != 0
+         && gcm_run_with(d, 0, 1, n1, aad, sizeof aad, NULL, 0, a[0], sizeof a[0], back,
+                         ta[0]) == 1
+         && memcmp(back, msg, sizeof msg) == 0;
+    ta[1][0] ^= 1;
+    ok = ok && gcm_run_with(d, 0, 1, n2, aad, sizeof aad, NULL, 0, a[1], sizeof a[1], back,
+                            ta[1]) == 0;
+    EVP_CIPHER_CTX_free(ec);
+    EVP_CIPHER_CTX_free(dc);
+    EVP_CIPHER_free(ciph);
+    ERR_clear_error();
+    atomic_store(&fast_iv_usable, ok);
+}
+
+static inline __attribute__((always_inline)) int
+gcm_run(gcm_item *c, int enc, const uint8_t nonce[12], const uint8_t *aad1, size_t aad1_len,
+        const uint8_t *aad2, size_t aad2_len, const uint8_t *in, size_t in_len, uint8_t *out,
+        uint8_t tag[16])
+{
+    int fast = atomic_load_explicit(&fast_iv_usable, memory_order_acquire);
+    if (fast < 0) {
+        pthread_once(&fast_iv_once, fast_iv_probe);
+        fast = atomic_load(&fast_iv_usable);
+    }
+    return gcm_run_with(c, enc, fast == 1, nonce, aad1, aad1_len, aad2, aad2_len, in, in_len,
+                        out, tag);
+}
+
 int km__skey_seal(km__skey *k, const uint8_t nonce[12], const uint8_t *aad1, size_t aad1_len,
                   const uint8_t *aad2, size_t aad2_len, const uint8_t *in, size_t in_len,
                   uint8_t *out, uint8_t tag[16])
 {
     km__ctxnode *n = NULL;
-    EVP_CIPHER_CTX *c;
-    uint8_t fin[16];
-    int len = 0, rc;
+    gcm_item *c;
+    int rc;
 
     if ((rc = gcm_args(k, aad1_len, aad2_len, in_len)) != KM_OK)
         return rc;
@@ -395,17 +535,7 @@ int km__skey_seal(km__skey *k, const uint8_t nonce[12], const uint8_t *aad1, siz
         return rc;
     c = n->item;
     rc = KM_E_CRYPTO;
-    if (EVP_EncryptInit_ex(c, NULL, NULL, NULL, nonce) != 1)
-        goto out;
-    if (aad1_len > 0 && EVP_EncryptUpdate(c, NULL, &len, aad1, (int)aad1_len) != 1)
-        goto out;
-    if (aad2_len > 0 && EVP_EncryptUpdate(c, NULL, &len, aad2, (int)aad2_len) != 1)
-        goto out;
-    if (in_len > 0 && (EVP_EncryptUpdate(c, out, &len, in, (int)in_len) != 1
-                       || (size_t)len != in_len))
-        goto out;
-    if (EVP_EncryptFinal_ex(c, fin, &len) != 1 || len != 0
-        || EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_AEAD_GET_TAG, 16, tag) != 1)
+    if (gcm_run(c, 1, nonce, aad1, aad1_len, aad2, aad2_len, in, in_len, out, tag) != 1)
         goto out;
     rc = KM_OK;
 out:
@@ -425,9 +555,9 @@ int km__skey_open(km__skey *k, const uint8_t nonce[12], const uint8_t *aad1, siz
                   const uint8_t tag[16], uint8_t *out)
 {
     km__ctxnode *n = NULL;
-    EVP_CIPHER_CTX *c;
-    uint8_t t[16], fin[16];
-    int len = 0, rc;
+    gcm_item *c;
+    uint8_t t[16];
+    int rc;
 
     if ((rc = gcm_args(k, aad1_len, aad2_len, in_len)) != KM_OK
         || (k->kind == KM__SKEY_GCM && (rc = pool_take(k, POOL_DEC, &n)) != KM_OK)) {
@@ -450,20 +580,9 @@ int km__skey_open(km__skey *k, const uint8_t nonce[12], const uint8_t *aad1, siz
     }
     c = n->item;
     memcpy(t, tag, 16);
-    rc = KM_E_CRYPTO;
-    if (EVP_DecryptInit_ex(c, NULL, NULL, NULL, nonce) != 1)
-        goto out;
-    if (aad1_len > 0 && EVP_DecryptUpdate(c, NULL, &len, aad1, (int)aad1_len) != 1)
-        goto out;
-    if (aad2_len > 0 && EVP_DecryptUpdate(c, NULL, &len, aad2, (int)aad2_len) != 1)
-        goto out;
-    if (in_len > 0 && (EVP_DecryptUpdate(c, out, &len, in, (int)in_len) != 1
-                       || (size_t)len != in_len))
-        goto out;
-    if (EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_AEAD_SET_TAG, 16, t) != 1)
-        goto out;
-    if (EVP_DecryptFinal_ex(c, fin, &len) != 1) {
-        rc = KM_E_INTEGRITY;
+    rc = gcm_run(c, 0, nonce, aad1, aad1_len, aad2, aad2_len, in, in_len, out, t);
+    if (rc != 1) {
+        rc = rc == 0 ? KM_E_INTEGRITY : KM_E_CRYPTO;
         goto out;
     }
     rc = KM_OK;
