@@ -12,7 +12,11 @@
 #include <unistd.h>
 
 #define QUEUE_AGE_MS 200
-#define QUEUE_HARD_MAX (4 * KM_AUDIT_BATCH)
+/* The queue's bound: what a commit's sync (a few ms) lets a fast caller
+ * queue meanwhile at some millions of calls a second, so that the caller
+ * rarely writes the queue itself (issue 24); it also bounds what a crash
+ * can lose (docs/SECURITY.md) to this and the batch being committed. */
+#define QUEUE_HARD_MAX (16 * KM_AUDIT_BATCH)
 #define FLUSH_MIN 256          /* entries that wake the flusher at once */
 
 static const uint8_t level_key[] = KM__AUDIT_LEVEL_KEY;
@@ -58,14 +62,18 @@ static int flush(struct km_ctx *ctx)
     batch = ctx->audit.q;
     n = ctx->audit.qn;
     cap = ctx->audit.qcap;
-    ctx->audit.q = NULL;
-    ctx->audit.qn = ctx->audit.qcap = 0;
-    pthread_mutex_unlock(&ctx->audit.mu);
     if (n == 0) {
-        free(batch);
+        pthread_mutex_unlock(&ctx->audit.mu);
         pthread_mutex_unlock(&ctx->audit.fmu);
         return KM_OK;
     }
+    /* the callers go on in the spare queue (kept from the last batch) */
+    ctx->audit.q = ctx->audit.spare;
+    ctx->audit.qcap = ctx->audit.spare_cap;
+    ctx->audit.qn = 0;
+    ctx->audit.spare = NULL;
+    ctx->audit.spare_cap = 0;
+    pthread_mutex_unlock(&ctx->audit.mu);
     if ((in = malloc(n * sizeof *in)) == NULL) {
         rc = km__err(KM_E_NOMEM, "audit: out of memory");
     } else {
@@ -93,6 +101,13 @@ static int flush(struct km_ctx *ctx)
     }
     free(in);
     if (rc == KM_OK) {
+        pthread_mutex_lock(&ctx->audit.mu);
+        if (ctx->audit.spare == NULL) {
+            ctx->audit.spare = batch;   /* the next flush's spare queue */
+            ctx->audit.spare_cap = cap;
+            batch = NULL;
+        }
+        pthread_mutex_unlock(&ctx->audit.mu);
         free(batch);
         atomic_store(&ctx->audit.failed, KM_OK);
         pthread_mutex_unlock(&ctx->audit.fmu);
@@ -100,14 +115,20 @@ static int flush(struct km_ctx *ctx)
     }
     /* put the batch back in front of what was queued meanwhile */
     pthread_mutex_lock(&ctx->audit.mu);
-    if (cap >= n + ctx->audit.qn
-        || (batch = realloc(batch, (n + ctx->audit.qn) * sizeof *batch)) != NULL) {
-        if (ctx->audit.qn > 0)
-            memcpy(batch + n, ctx->audit.q, ctx->audit.qn * sizeof *batch);
-        free(ctx->audit.q);
-        ctx->audit.q = batch;
-        ctx->audit.qcap = cap >= n + ctx->audit.qn ? cap : n + ctx->audit.qn;
-        ctx->audit.qn += n;
+    {
+        struct km__audit_pending *nb = cap >= n + ctx->audit.qn
+                                           ? batch
+                                           : realloc(batch, (n + ctx->audit.qn) * sizeof *batch);
+        if (nb != NULL) {
+            if (ctx->audit.qn > 0)
+                memcpy(nb + n, ctx->audit.q, ctx->audit.qn * sizeof *nb);
+            free(ctx->audit.q);
+            ctx->audit.q = nb;
+            ctx->audit.qcap = cap >= n + ctx->audit.qn ? cap : n + ctx->audit.qn;
+            ctx->audit.qn += n;
+        } else {
+            free(batch);   /* out of memory: the batch is lost, the error stays */
+        }
     }
     pthread_mutex_unlock(&ctx->audit.mu);
     atomic_store(&ctx->audit.failed, rc);
@@ -295,6 +316,9 @@ void km__audit_close(struct km_ctx *ctx)
     free(ctx->audit.q);
     ctx->audit.q = NULL;
     ctx->audit.qn = ctx->audit.qcap = 0;
+    free(ctx->audit.spare);
+    ctx->audit.spare = NULL;
+    ctx->audit.spare_cap = 0;
     pthread_mutex_unlock(&ctx->audit.mu);
     pthread_mutex_lock(&ctx->audit.kmu);
     if (ctx->audit.fd >= 0)
