@@ -18,6 +18,9 @@
  * can lose (docs/SECURITY.md) to this and the batch being committed. */
 #define QUEUE_HARD_MAX (16 * KM_AUDIT_BATCH)
 #define FLUSH_MIN 256          /* entries that wake the flusher at once */
+/* Entries per transaction: two batch records (docs/FORMATS.md), 512 KiB,
+ * well under etcd's 1.5 MiB request limit once sealed and encoded. */
+#define FLUSH_TXN_MAX (8 * KM_AUDIT_BATCH)
 
 static const uint8_t level_key[] = KM__AUDIT_LEVEL_KEY;
 
@@ -45,17 +48,18 @@ int km__audit_event(struct km_ctx *ctx, int op, const uint8_t *key_id, uint32_t 
     return km__wtxn_commit_event(ctx, t, op, key_id, version, result, detail);
 }
 
-/* Writes the queued data-path entries in one transaction. The batch is taken
- * out of the queue under mu, which is released before the write lock is
- * taken; on failure it goes back to the front. Flushes are serialised by fmu
- * so that batches reach the log in queue order. */
+/* Writes the queued data-path entries, in transactions of at most
+ * FLUSH_TXN_MAX entries. The batch is taken out of the queue under mu, which
+ * is released before the write lock is taken; on failure what was not
+ * written goes back to the front. Flushes are serialised by fmu so that
+ * batches reach the log in queue order. */
 static int flush(struct km_ctx *ctx)
 {
     struct km__audit_pending *batch;
     entry_in *in = NULL;
-    size_t n, cap, i;
+    size_t n, cap, i, done = 0;
     km__txn *t = NULL;
-    int rc;
+    int rc = KM_OK;
 
     pthread_mutex_lock(&ctx->audit.fmu);
     pthread_mutex_lock(&ctx->audit.mu);
@@ -74,30 +78,33 @@ static int flush(struct km_ctx *ctx)
     ctx->audit.spare = NULL;
     ctx->audit.spare_cap = 0;
     pthread_mutex_unlock(&ctx->audit.mu);
-    if ((in = malloc(n * sizeof *in)) == NULL) {
+    if ((in = malloc((n < FLUSH_TXN_MAX ? n : FLUSH_TXN_MAX) * sizeof *in)) == NULL)
         rc = km__err(KM_E_NOMEM, "audit: out of memory");
-    } else {
-        for (i = 0; i < n; i++) {
-            in[i].time = batch[i].time;
-            in[i].op = batch[i].op;
-            in[i].result = batch[i].result;
-            in[i].has_key = batch[i].has_key;
-            in[i].key_id = batch[i].key_id;
-            in[i].version = batch[i].version;
+    while (rc == KM_OK && done < n) {
+        size_t m = n - done < FLUSH_TXN_MAX ? n - done : FLUSH_TXN_MAX;
+        const struct km__audit_pending *b = batch + done;
+        for (i = 0; i < m; i++) {
+            in[i].time = b[i].time;
+            in[i].op = b[i].op;
+            in[i].result = b[i].result;
+            in[i].has_key = b[i].has_key;
+            in[i].key_id = b[i].key_id;
+            in[i].version = b[i].version;
             in[i].detail = NULL;
         }
-        rc = km__txn_begin(ctx->env, 1, &t); /* not km__wtxn_begin: it flushes */
-    }
-    if (rc == KM_OK) {
-        /* a batch of entries in one record: appended here, committed by the
-         * write path without a generation bump (nothing a handle caches) */
+        if ((rc = km__txn_begin(ctx->env, 1, &t)) != KM_OK) /* not km__wtxn_begin: it flushes */
+            break;
+        /* batch records appended here, committed by the write path without
+         * a generation bump (nothing a handle caches) */
         pthread_mutex_lock(&ctx->audit.kmu);
-        rc = km__audit_append_entries(ctx, t, ctx->sealer, in, n);
+        rc = km__audit_append_entries(ctx, t, ctx->sealer, in, m);
         pthread_mutex_unlock(&ctx->audit.kmu);
         if (rc == KM_OK)
             rc = km__wtxn_commit_plain(t, 0);
         else
             km__wtxn_abort(t);
+        if (rc == KM_OK)
+            done += m;
     }
     free(in);
     if (rc == KM_OK) {
@@ -112,6 +119,11 @@ static int flush(struct km_ctx *ctx)
         atomic_store(&ctx->audit.failed, KM_OK);
         pthread_mutex_unlock(&ctx->audit.fmu);
         return KM_OK;
+    }
+    /* what was written is out of the batch */
+    if (done > 0) {
+        memmove(batch, batch + done, (n - done) * sizeof *batch);
+        n -= done;
     }
     /* put the batch back in front of what was queued meanwhile */
     pthread_mutex_lock(&ctx->audit.mu);
