@@ -371,27 +371,43 @@ static void raw_open(tu_raw *r, const char *d, MDB_dbi *audit)
     *audit = tu_raw_dbi(r, "audit");
 }
 
-/* A raw edit: a byte flipped in the middle of batch A's sealed value. */
-START_TEST(audit_batch_tamper_edit_raw)
+/* Rewrites the sealed value of the record keyed `seq` as an attacker with
+ * the files: f edits a copy in place (its length in *len). */
+static void raw_edit(const char *d, uint64_t seq, void (*f)(uint8_t *v, size_t *len))
 {
     tu_raw r;
     MDB_dbi a;
-    MDB_val k, v;
-    uint8_t kb[8], *copy;
+    uint8_t kb[8], *v;
+    size_t len;
+
+    raw_open(&r, d, &a);
+    km__be64_put(kb, seq);
+    v = tu_raw_get(&r, "audit", kb, 8, &len);
+    f(v, &len);
+    tu_raw_put(&r, "audit", kb, 8, v, len);
+    tu_raw_end(&r);
+    free(v);
+}
+
+static void flip_middle(uint8_t *v, size_t *len)
+{
+    v[*len / 2] ^= 0x20;
+}
+
+static void cut_half(uint8_t *v, size_t *len)
+{
+    (void)v;
+    *len /= 2;
+}
+
+/* A raw edit: a byte flipped in the middle of batch A's sealed value. */
+START_TEST(audit_batch_tamper_edit_raw)
+{
     uint64_t sa, sb, bad;
     km_audit_head h;
 
     two_batches(tmp, &sa, &sb, &h);
-    raw_open(&r, tmp, &a);
-    k = seqkey(kb, sa);
-    ck_assert_int_eq(mdb_get(r.txn, a, &k, &v), 0);
-    copy = malloc(v.mv_size);
-    memcpy(copy, v.mv_data, v.mv_size);
-    copy[v.mv_size / 2] ^= 0x20;
-    v.mv_data = copy;
-    ck_assert_int_eq(mdb_put(r.txn, a, &k, &v, 0), 0);
-    tu_raw_end(&r);
-    free(copy);
+    raw_edit(tmp, sa, flip_middle);
     ck_assert_int_eq(verify_dir(tmp, NULL, &bad), KM_E_INTEGRITY);
     ck_assert_uint_eq(bad, sa);
 }
@@ -421,24 +437,11 @@ END_TEST
 /* Cut mid-batch: the sealed value shortened fails to open. */
 START_TEST(audit_batch_truncate_mid_batch_raw)
 {
-    tu_raw r;
-    MDB_dbi a;
-    MDB_val k, v;
-    uint8_t kb[8], *copy;
     uint64_t sa, sb, bad;
     km_audit_head h;
 
     two_batches(tmp, &sa, &sb, &h);
-    raw_open(&r, tmp, &a);
-    k = seqkey(kb, sa);
-    ck_assert_int_eq(mdb_get(r.txn, a, &k, &v), 0);
-    copy = malloc(v.mv_size);
-    memcpy(copy, v.mv_data, v.mv_size);
-    v.mv_data = copy;
-    v.mv_size /= 2;
-    ck_assert_int_eq(mdb_put(r.txn, a, &k, &v, 0), 0);
-    tu_raw_end(&r);
-    free(copy);
+    raw_edit(tmp, sa, cut_half);
     ck_assert_int_eq(verify_dir(tmp, NULL, &bad), KM_E_INTEGRITY);
     ck_assert_uint_eq(bad, sa);
 }
@@ -525,14 +528,35 @@ START_TEST(audit_batch_resealed_edits_fail_the_mac)
 }
 END_TEST
 
+/* Copies of the sealed values at two record keys. */
+static void raw_get2(const char *d, const uint8_t k1[8], uint8_t **v1, size_t *l1,
+                     const uint8_t k2[8], uint8_t **v2, size_t *l2)
+{
+    tu_raw r;
+    MDB_dbi a;
+    raw_open(&r, d, &a);
+    *v1 = tu_raw_get(&r, "audit", k1, 8, l1);
+    *v2 = tu_raw_get(&r, "audit", k2, 8, l2);
+    tu_raw_end(&r);
+}
+
+/* Writes sealed values at two record keys. */
+static void raw_put2(const char *d, const uint8_t k1[8], const uint8_t *v1, size_t l1,
+                     const uint8_t k2[8], const uint8_t *v2, size_t l2)
+{
+    tu_raw r;
+    MDB_dbi a;
+    raw_open(&r, d, &a);
+    tu_raw_put(&r, "audit", k1, 8, v1, l1);
+    tu_raw_put(&r, "audit", k2, 8, v2, l2);
+    tu_raw_end(&r);
+}
+
 /* Replayed: batch B's sealed value put at A's place fails to open (a record
  * is sealed to its key); resealed there, its first sequence is not the
  * key's. Moved: A and B swapped fail too. */
 START_TEST(audit_batch_replay_and_reorder)
 {
-    tu_raw r;
-    MDB_dbi a;
-    MDB_val ka, kb_, va, vb;
     uint8_t b1[8], b2[8], *ca, *cb;
     size_t la, lb;
     uint64_t sa, sb, bad;
@@ -542,43 +566,17 @@ START_TEST(audit_batch_replay_and_reorder)
     km_secret *rec = NULL;
 
     two_batches(tmp, &sa, &sb, &h);
-    raw_open(&r, tmp, &a);
-    ka = seqkey(b1, sa);
-    kb_ = seqkey(b2, sb);
-    ck_assert_int_eq(mdb_get(r.txn, a, &ka, &va), 0);
-    ck_assert_int_eq(mdb_get(r.txn, a, &kb_, &vb), 0);
-    la = va.mv_size;
-    lb = vb.mv_size;
-    ca = malloc(la);
-    cb = malloc(lb);
-    memcpy(ca, va.mv_data, la);
-    memcpy(cb, vb.mv_data, lb);
-    va.mv_data = cb;   /* swapped */
-    va.mv_size = lb;
-    vb.mv_data = ca;
-    vb.mv_size = la;
-    ck_assert_int_eq(mdb_put(r.txn, a, &ka, &va, 0), 0);
-    ck_assert_int_eq(mdb_put(r.txn, a, &kb_, &vb, 0), 0);
-    tu_raw_end(&r);
+    km__be64_put(b1, sa);
+    km__be64_put(b2, sb);
+    raw_get2(tmp, b1, &ca, &la, b2, &cb, &lb);
+    raw_put2(tmp, b1, cb, lb, b2, ca, la);   /* swapped */
     ck_assert_int_eq(verify_dir(tmp, NULL, &bad), KM_E_INTEGRITY);
     ck_assert_uint_eq(bad, sa);
-    /* B replayed at A's place (and B's own back) */
-    raw_open(&r, tmp, &a);
-    va.mv_data = cb;
-    va.mv_size = lb;
-    vb.mv_data = cb;
-    vb.mv_size = lb;
-    ck_assert_int_eq(mdb_put(r.txn, a, &kb_, &vb, 0), 0);
-    ck_assert_int_eq(mdb_put(r.txn, a, &ka, &va, 0), 0);
-    tu_raw_end(&r);
+    raw_put2(tmp, b1, cb, lb, b2, cb, lb);   /* B replayed at A's place, B's own back */
     ck_assert_int_eq(verify_dir(tmp, NULL, &bad), KM_E_INTEGRITY);
     ck_assert_uint_eq(bad, sa);
     /* resealed at A's key by one holding the vault key: A's own back first */
-    raw_open(&r, tmp, &a);
-    va.mv_data = ca;
-    va.mv_size = la;
-    ck_assert_int_eq(mdb_put(r.txn, a, &ka, &va, 0), 0);
-    tu_raw_end(&r);
+    raw_put2(tmp, b1, ca, la, b2, cb, lb);
     ck_assert_int_eq(verify_dir(tmp, NULL, &bad), KM_OK);
     c = open_dir(tmp, 0);
     OK(km__txn_begin(c->env, 1, &t));
