@@ -208,7 +208,7 @@ START_TEST(audit_batch_split_records)
         in[i].op = i % 3 == 0 ? KM__OP_DECRYPT : KM__OP_ENCRYPT;
         in[i].result = i % 11 == 0 ? KM_E_INTEGRITY : KM_OK;
         in[i].has_key = i % 13 != 5;
-        in[i].key_id = ids[i % KEYS];
+        memcpy(in[i].key_id, ids[i % KEYS], 16);
         in[i].version = (uint32_t)(i % 5 + 1);
         in[i].detail = NULL;
     }

@@ -821,7 +821,8 @@ int km__audit_append_sealed(struct km_ctx *ctx, km__txn *t, const km__sealer *s,
     p.op = op;
     p.result = result;
     p.has_key = key_id != NULL;
-    p.key_id = key_id;
+    if (key_id != NULL)
+        memcpy(p.key_id, key_id, 16);
     p.version = key_id != NULL ? version : 0;
     p.detail = d;
     /* kmu is innermost: taken with the LMDB write lock held, never the other way */

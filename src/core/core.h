@@ -156,16 +156,16 @@ struct km_key {
 };
 
 
-struct km__audit_pending;
+struct km__audit_entry_in;
 
 /* A context's audit state (audit.c). Lock order: fmu, then the LMDB write
  * lock, then kmu; mu (the queue) is never held while a transaction begins. */
 typedef struct km__audit_ctx {
     atomic_int level;                /* km_audit_level */
     pthread_mutex_t mu;              /* the data-path queue and the flusher's state */
-    struct km__audit_pending *q;
+    struct km__audit_entry_in *q;    /* the data-path entries queued (detail NULL) */
     size_t qn, qcap;
-    struct km__audit_pending *spare; /* an empty queue for the next flush to swap in */
+    struct km__audit_entry_in *spare; /* an empty queue for the next flush to swap in */
     size_t spare_cap;
     pthread_cond_t cv;               /* wakes the flusher */
     pthread_t thread;                /* the flusher, started at the first queued entry */
@@ -362,9 +362,9 @@ void km__progress(struct km_ctx *ctx, const char *what, uint64_t done, uint64_t 
 typedef struct km__audit_entry_in {
     int64_t time;
     int op, result, has_key;
-    const uint8_t *key_id;
     uint32_t version;
-    const char *detail;
+    uint8_t key_id[16];
+    const char *detail;   /* NULL: a data-path entry (a batch record's, docs/FORMATS.md) */
 } km__audit_entry_in;
 /* Appends `count` entries as one sealed record in the write transaction t,
  * sealed with s, and sends each to the sinks. Call with ctx->audit.kmu held.
