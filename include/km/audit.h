@@ -25,8 +25,9 @@
  * the counters every key version keeps), or every call. Every-call entries are
  * group-committed: queued in the context and written in batches (sealed
  * records of up to 16384 entries, one transaction per 32768) by a flusher
- * thread of the context, at once when 256 are queued and at least every
- * 100 ms, and by km_audit_flush() and km_close(). When the queue holds
+ * thread of the context, at least every 100 ms, soon after 256 are queued
+ * (under a steady load one transaction per 25 ms at the most, unless 32768
+ * wait), and by km_audit_flush() and km_close(). When the queue holds
  * 16 x KM_AUDIT_BATCH entries the calling thread writes it itself, and a
  * queue that cannot be written makes data-path calls fail (fail closed). A
  * crash can lose the queued entries of calls that returned in the last
