@@ -11,9 +11,11 @@
  * successful open.
  *
  * Each entry carries its sequence number, time, principal, operation, key id
- * and version, result and a short detail, never a secret. Each entry holds the
- * SHA-256 of the previous entry and an HMAC-SHA-256 under a key derived from
- * the master key (kept across km_vault_rekey), and is sealed like every
+ * and version, result and a short detail, never a secret. Each entry is
+ * chained to the hash of the previous one and covered by an HMAC-SHA-256
+ * under a key derived from the master key (kept across km_vault_rekey): a
+ * state change's entry by a MAC of its own, data-path entries by one MAC per
+ * batch record (docs/FORMATS.md, layout 2); records are sealed like every
  * record. km_audit_verify() names the first bad entry; the head (sequence and
  * hash of the last entry) can be exported and later passed back to
  * km_audit_verify(), so that a truncated tail shows.
@@ -21,13 +23,16 @@
  * Data-path operations (encrypt, decrypt, sign, ...) are audited at the level
  * km_audit_set_level() chooses: none, per-key usage counters (the default:
  * the counters every key version keeps), or every call. Every-call entries are
- * group-committed: queued in the context and written in batches (one sealed
- * record and one transaction per batch) by a flusher thread of the context,
- * at least every 100 ms, and by km_audit_flush() and km_close(). When the queue
- * holds 4 x KM_AUDIT_BATCH entries the calling thread writes it itself, and a
+ * group-committed: queued in the context and written in batches (sealed
+ * records of up to 16384 entries, one transaction per 32768) by a flusher
+ * thread of the context, at least every 100 ms, soon after 256 are queued
+ * (under a steady load one transaction per 25 ms at the most, unless 32768
+ * wait), and by km_audit_flush() and km_close(). When the queue holds
+ * 16 x KM_AUDIT_BATCH entries the calling thread writes it itself, and a
  * queue that cannot be written makes data-path calls fail (fail closed). A
  * crash can lose the queued entries of calls that returned in the last
- * ~100 ms, never a state change's entry.
+ * ~100 ms and those of the commit under way (at most the queue's bound and
+ * one transaction's), never a state change's entry.
  *
  * Entries can also be copied to syslog and to a JSON-lines file for a SIEM,
  * each once its transaction has committed (never an entry of a change that
@@ -52,7 +57,7 @@ typedef enum km_audit_level {
     KM_AUDIT_DATA_EVERY = 2     /**< an entry for every call, group-committed */
 } km_audit_level;
 
-/** Data-path entries per batch the flusher aims at (the queue holds at most 4x). */
+/** Data-path entries per batch the flusher aims at (the queue holds at most 16x). */
 #define KM_AUDIT_BATCH 4096
 
 /** The head of the log: the last entry's sequence number and SHA-256. */

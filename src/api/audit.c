@@ -95,55 +95,43 @@ typedef struct walk {
     km__audit_chain *chain;   /* km_audit_verify's: the catalog check */
 } walk;
 
-/* Checks one entry against the walk's expectations; calls w->fn. */
-static int walk_entry(walk *w, km__mac *m, const km_audit_head *anchor, uint64_t s,
-                      const uint8_t *b, size_t n, uint8_t want_prev[32])
+/* Checks one entry (decoded, its MAC checked) against the walk's
+ * expectations: it chains to the entry before, the anchor, the catalog;
+ * calls w->fn. */
+typedef struct walk_raw_arg {
+    walk *w;
+    const km_audit_head *anchor;
+    uint8_t want_prev[32];
+} walk_raw_arg;
+
+static int walk_raw(const km__audit_item *it, void *arg)
 {
-    km_audit_entry e;
-    uint8_t prev[32];
-    char pbuf[128], dbuf[DETAIL_MAX + 1];
+    walk_raw_arg *a = arg;
+    walk *w = a->w;
+    uint64_t s = it->e.seq;
     int r;
 
-    r = km__audit_entry_decode(m, b, n, &e, prev, pbuf, dbuf);
-    if (r != KM_OK || e.seq != s) {
-        w->bad = s;
-        return km__err(KM_E_INTEGRITY, "audit entry %llu has a bad MAC or sequence",
-                       (unsigned long long)s);
-    }
-    if (!km_ct_equal(prev, want_prev, 32)) {
+    if (!km_ct_equal(it->prev, a->want_prev, 32)) {
         w->bad = s;
         return km__err(KM_E_INTEGRITY,
                        "audit entry %llu does not chain to entry %llu (reordered or replaced)",
                        (unsigned long long)s, (unsigned long long)(s - 1));
     }
-    memcpy(want_prev, e.hash, 32);
-    if (anchor != NULL && anchor->seq == s && !km_ct_equal(anchor->hash, e.hash, 32)) {
+    memcpy(a->want_prev, it->e.hash, 32);
+    if (a->anchor != NULL && a->anchor->seq == s && !km_ct_equal(a->anchor->hash, it->e.hash, 32)) {
         w->bad = s;
         return km__err(KM_E_INTEGRITY, "audit entry %llu differs from the exported head",
                        (unsigned long long)s);
     }
     w->count++;
-    if (w->chain != NULL && (r = km__audit_chain_entry(w->chain, s, b, n)) != KM_OK) {
+    if (w->chain != NULL && it->raw != NULL
+        && (r = km__audit_chain_entry(w->chain, s, it->raw, it->raw_len)) != KM_OK) {
         w->bad = s;
         return r;
     }
-    if (w->fn != NULL && s >= w->from && (r = w->fn(&e, w->arg)) != 0)
+    if (w->fn != NULL && s >= w->from && (r = w->fn(&it->e, w->arg)) != 0)
         return r < 0 ? r : 1;
     return KM_OK;
-}
-
-/* walk_entry with the walk's MAC context, anchor and chain, for km__audit_records. */
-typedef struct walk_raw_arg {
-    walk *w;
-    km__mac *m;
-    const km_audit_head *anchor;
-    uint8_t want_prev[32];
-} walk_raw_arg;
-
-static int walk_raw(uint64_t s, const uint8_t *b, size_t n, void *arg)
-{
-    walk_raw_arg *a = arg;
-    return walk_entry(a->w, a->m, a->anchor, s, b, n, a->want_prev);
 }
 
 /* Reads entries 1..head in order (records keyed by their first entry's
@@ -154,6 +142,7 @@ static int audit_walk(struct km_ctx *ctx, const km_audit_head *anchor, walk *w)
     km_audit_head h;
     km__audit_walked wk;
     walk_raw_arg a;
+    km__mac *m = NULL;
     uint64_t s, stored = 0, records;
     int rc;
 
@@ -175,9 +164,9 @@ static int audit_walk(struct km_ctx *ctx, const km_audit_head *anchor, walk *w)
     }
     if (rc != KM_OK)
         goto out;
-    if (ctx->audit.key != NULL && (rc = km__mac_new(&a.m, km_secret_data(ctx->audit.key), 32)))
+    if (ctx->audit.key != NULL && (rc = km__mac_new(&m, km_secret_data(ctx->audit.key), 32)))
         goto out;
-    rc = km__audit_records(ctx, t, 1, h.seq, walk_raw, &a, &wk);
+    rc = km__audit_records(ctx, t, m, 1, h.seq, walk_raw, &a, &wk);
     if (wk.bad != 0)
         w->bad = wk.bad;
     if (rc == 1) {
@@ -224,7 +213,7 @@ static int audit_walk(struct km_ctx *ctx, const km_audit_head *anchor, walk *w)
             w->bad = bad;
     }
 out:
-    km__mac_free(a.m);
+    km__mac_free(m);
     km__txn_abort(t);
     return rc;
 }

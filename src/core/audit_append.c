@@ -6,13 +6,17 @@
  * get an entry once its transaction has committed (km__txn_on_done), never
  * one of a change that was rolled back.
  *
- * An entry is a TLV whose last field is the HMAC-SHA-256 (under the vault's
- * audit key) of everything before it, and which holds the SHA-256 of the
- * previous entry. Entries are stored in sealed records of KM__T_AUDIT keyed
- * by the BE64 sequence number of their first entry: one entry per record for
- * a state change (appended in the caller's transaction), a batch per record
- * for the group-committed data-path entries. The head (last sequence, its
- * SHA-256) is a sealed meta record written in the same transaction.
+ * Entries are stored in sealed records of KM__T_AUDIT keyed by the BE64
+ * sequence number of their first entry, in one of two layouts
+ * (docs/FORMATS.md): layout 1, entries each a TLV whose last field is the
+ * HMAC-SHA-256 (under the vault's audit key) of everything before it and
+ * which holds the SHA-256 of the previous entry - one entry per record for a
+ * state change (appended in the caller's transaction); layout 2, a batch of
+ * data-path entries (no detail, no catalog field) in 16 bytes each behind
+ * one header, with one SHA-256 and one MAC for the whole record (the
+ * group-committed data-path entries: issue 24). Logs written before layout 2
+ * hold only layout 1, with batches of it. The head (last sequence, its hash)
+ * is a sealed meta record written in the same transaction.
  */
 #include "core.h"
 
@@ -222,7 +226,29 @@ int km__audit_entry_catalog(const uint8_t *b, size_t n, const uint8_t **writes,
     return KM_OK;
 }
 
-/* Decodes and checks one entry's own MAC. */
+/* pbuf (128) = the principal's name, and " via peer" for an entry made
+ * through a delegated context (km_ctx_delegate), cut at 127 bytes. */
+static void principal_join(char *pbuf, const uint8_t *name, size_t nl, const uint8_t *peer,
+                           size_t pl)
+{
+    size_t at;
+
+    nl = nl > 127 ? 127 : nl;
+    memcpy(pbuf, name, nl);
+    pbuf[nl] = '\0';
+    at = strlen(pbuf);
+    if (pl == 0)
+        return;
+    if (at + 5 + pl > 127)
+        pl = at + 5 < 127 ? 127 - at - 5 : 0;
+    if (pl > 0) {
+        memcpy(pbuf + at, " via ", 5);
+        memcpy(pbuf + at + 5, peer, pl);
+        pbuf[at + 5 + pl] = '\0';
+    }
+}
+
+/* Decodes and checks one entry's own MAC (layout 1). */
 int km__audit_entry_decode(km__mac *m, const uint8_t *b, size_t n, km_audit_entry *e,
                         uint8_t prev[32], char *pbuf, char *dbuf)
 {
@@ -261,21 +287,11 @@ int km__audit_entry_decode(km__mac *m, const uint8_t *b, size_t n, km_audit_entr
     }
     pbuf[0] = dbuf[0] = '\0';
     if (km__tlv_find(b, n, A_PRINCIPAL, &v, &vl)) {
-        vl = vl > 127 ? 127 : vl;
-        for (i = 0; i < vl; i++)
-            pbuf[i] = (char)v[i];
-        pbuf[vl] = '\0';
-        /* made through a delegated context (km_ctx_delegate): "name via peer" */
-        if (km__tlv_find(b, n, A_PEER, &v, &vl) && vl > 0) {
-            size_t at = strlen(pbuf);
-            if (at + 5 + vl > 127)
-                vl = at + 5 < 127 ? 127 - at - 5 : 0;
-            if (vl > 0) {
-                memcpy(pbuf + at, " via ", 5);
-                memcpy(pbuf + at + 5, v, vl);
-                pbuf[at + 5 + vl] = '\0';
-            }
-        }
+        const uint8_t *peer = NULL;
+        size_t peer_len = 0;
+        if (!km__tlv_find(b, n, A_PEER, &peer, &peer_len))
+            peer_len = 0;
+        principal_join(pbuf, v, vl, peer, peer_len);
     }
     if (km__tlv_find(b, n, A_DETAIL, &v, &vl)) {
         vl = vl > DETAIL_MAX ? DETAIL_MAX : vl;
@@ -286,6 +302,154 @@ int km__audit_entry_decode(km__mac *m, const uint8_t *b, size_t n, km_audit_entr
     e->principal = pbuf;
     e->detail = dbuf;
     return KM_OK;
+}
+
+/* ------------------------------------------------ layout 2: the batch */
+
+/* A batch record (docs/FORMATS.md, "Audit entry"): B_MAGIC, first sequence
+ * (8), count (4), the previous entry's hash (32), base time (8), principal
+ * (length 1, bytes), peer (length 1, bytes; 0 when none), count x B_ENTRY
+ * entries [time after the base (4), operation (2), result (4), key index (2;
+ * B_NOKEY when none), version (4)], key table [count (2), ids (16 each)], MAC
+ * (32). The record's hash is SHA-256 of every byte before the MAC, the MAC
+ * HMAC-SHA-256 of that hash under the audit key; entry `seq` of the record
+ * has the hash SHA-256(record hash || BE64 seq). A layout-1 record begins
+ * with the BE32 length of an entry (at most ENTRY_MAX: a 0 byte first). */
+#define B_MAGIC 0xA2
+#define B_HDR 53
+#define B_ENTRY 16
+#define B_NOKEY 0xFFFF
+#define B_KEYS_MAX 1024        /* keys per record; a record closes at the next */
+#define B_ENTRIES_MAX 16384    /* entries per record: 256 KiB (an etcd request is <= 1.5 MiB) */
+#define B_SLOTS 2048           /* the key table's index, a power of two > 1.5 x B_KEYS_MAX */
+#define B_RECORD_MAX (B_HDR + 2 + 2 * 255 + B_ENTRY * B_ENTRIES_MAX + 2 + 16 * B_KEYS_MAX + 32)
+#define B_SCRATCH ((B_RECORD_MAX + 63) & ~63)   /* where batch_append's key table starts */
+
+static uint32_t be16_get(const uint8_t *p)
+{
+    return (uint32_t)p[0] << 8 | p[1];
+}
+
+static void be16_put(uint8_t *p, uint32_t v)
+{
+    p[0] = (uint8_t)(v >> 8);
+    p[1] = (uint8_t)v;
+}
+
+/* A batch record opened by batch_open: its fields, its hash checked. */
+typedef struct batch_view {
+    uint64_t first;
+    uint32_t count, nkeys;
+    const uint8_t *prev, *ents, *keys;
+    int64_t base;
+    uint8_t hash[32];          /* the record's hash */
+} batch_view;
+
+static int is_batch(const uint8_t *b, size_t n)
+{
+    return n > 0 && b[0] == B_MAGIC;
+}
+
+/* The hash of entry seq of a record whose hash is rh. */
+static int batch_entry_hash(km__mac *m, const uint8_t rh[32], uint64_t seq, uint8_t out[32])
+{
+    uint8_t b[40];
+    memcpy(b, rh, 32);
+    km__be64_put(b + 32, seq);
+    return km__mac_sha256(m, b, sizeof b, out);
+}
+
+/* Checks a batch record's framing and MAC; pbuf (128) gets its principal. */
+static int batch_open(km__mac *m, const uint8_t *b, size_t n, batch_view *v, char *pbuf)
+{
+    const uint8_t *name, *peer;
+    size_t at = B_HDR, nl, pl;
+    uint8_t mac[32];
+
+    memset(v, 0, sizeof *v);
+    if (n < B_HDR + 2 + 2 + 32 || b[0] != B_MAGIC)
+        return KM_E_INTEGRITY;
+    v->first = km__be64_get(b + 1);
+    v->count = km__be32_get(b + 9);
+    v->prev = b + 13;
+    v->base = (int64_t)km__be64_get(b + 45);
+    nl = b[at++];
+    name = b + at;
+    at += nl;
+    if (at >= n)
+        return KM_E_INTEGRITY;
+    pl = b[at++];
+    peer = b + at;
+    at += pl;
+    if (v->count == 0 || v->count > B_ENTRIES_MAX || n - 32 < at
+        || (n - 32 - at) < (size_t)v->count * B_ENTRY + 2)
+        return KM_E_INTEGRITY;
+    v->ents = b + at;
+    at += (size_t)v->count * B_ENTRY;
+    v->nkeys = be16_get(b + at);
+    at += 2;
+    v->keys = b + at;
+    if (v->nkeys > B_KEYS_MAX || n - 32 - at != (size_t)v->nkeys * 16)
+        return KM_E_INTEGRITY;
+    if (km__mac_sha256(m, b, n - 32, v->hash) != KM_OK
+        || km__mac_compute(m, v->hash, 32, mac) != KM_OK || !km_ct_equal(mac, b + n - 32, 32))
+        return KM_E_INTEGRITY;
+    principal_join(pbuf, name, nl, peer, pl);
+    return KM_OK;
+}
+
+/* Entry i of an opened batch (its principal in pbuf, its detail ""). */
+static int batch_entry(km__mac *m, const batch_view *v, uint32_t i, const char *pbuf,
+                       km_audit_entry *e)
+{
+    const uint8_t *p = v->ents + (size_t)i * B_ENTRY;
+    uint32_t ki = be16_get(p + 10);
+
+    memset(e, 0, sizeof *e);
+    e->seq = v->first + i;
+    e->time = v->base + (int64_t)km__be32_get(p);
+    e->op = km__op_name((int)be16_get(p + 4));
+    e->result = (int)km__be32_get(p + 6);
+    if (ki != B_NOKEY) {
+        if (ki >= v->nkeys)
+            return KM_E_INTEGRITY;
+        e->has_key = 1;
+        memcpy(e->key_id, v->keys + (size_t)ki * 16, 16);
+        e->version = km__be32_get(p + 12);
+    }
+    e->principal = pbuf;
+    e->detail = "";
+    return batch_entry_hash(m, v->hash, e->seq, e->hash) == KM_OK ? KM_OK : KM_E_INTEGRITY;
+}
+
+/* Data-path entries only (no detail, an operation that fits): layout 2. */
+static int batchable(const entry_in *p, size_t count)
+{
+    size_t i;
+    for (i = 0; i < count; i++)
+        if (p[i].detail != NULL || p[i].op <= 0 || p[i].op >= B_NOKEY)
+            return 0;
+    return count > 0;
+}
+
+/* The index of key id in the record's key table (added when new), or
+ * B_NOKEY when the table is full. */
+static uint32_t batch_key(uint8_t (*keys)[16], uint32_t *nkeys, uint16_t *slots,
+                          const uint8_t id[16])
+{
+    uint32_t h = km__be32_get(id) & (B_SLOTS - 1);
+
+    for (;; h = (h + 1) & (B_SLOTS - 1)) {
+        if (slots[h] == B_NOKEY) {
+            if (*nkeys == B_KEYS_MAX)
+                return B_NOKEY;
+            memcpy(keys[*nkeys], id, 16);
+            slots[h] = (uint16_t)*nkeys;
+            return (*nkeys)++;
+        }
+        if (memcmp(keys[slots[h]], id, 16) == 0)
+            return slots[h];
+    }
 }
 
 /* --------------------------------------------------------------- sinks */
@@ -346,19 +510,14 @@ int km_audit_entry_json(const km_audit_entry *e, char *out, size_t cap, size_t *
     return KM_OK;
 }
 
-/* Sends one encoded entry to the context's sinks; KM_E_IO when one fails. */
-static int sinks_write(struct km_ctx *ctx, const uint8_t *b, size_t n)
+/* Sends one entry to the context's sinks; KM_E_IO when one fails. */
+static int sinks_emit(struct km_ctx *ctx, const km_audit_entry *e)
 {
-    km_audit_entry e;
-    uint8_t prev[32];
-    char pbuf[128], dbuf[DETAIL_MAX + 1], line[2048];
+    char line[2048];
     size_t len = 0;
     ssize_t w;
 
-    if (!ctx->audit.syslog && ctx->audit.fd < 0)
-        return KM_OK;
-    if (km__audit_entry_decode(ctx->audit.mac, b, n, &e, prev, pbuf, dbuf) != KM_OK
-        || km_audit_entry_json(&e, line, sizeof line - 1, &len) != KM_OK)
+    if (km_audit_entry_json(e, line, sizeof line - 1, &len) != KM_OK)
         return km__err(KM_E_INTERNAL, "audit: cannot format an entry for the sinks");
     if (ctx->audit.syslog)
         syslog(LOG_AUTHPRIV | LOG_NOTICE, "libkm audit %s", line);
@@ -371,10 +530,40 @@ static int sinks_write(struct km_ctx *ctx, const uint8_t *b, size_t n)
     return KM_OK;
 }
 
+/* Sends a layout-1 entry, or every entry of a batch record, to the sinks;
+ * on failure *failed_at is the entry that failed (KM_E_IO). */
+static int sinks_write(struct km_ctx *ctx, const uint8_t *b, size_t n, uint64_t *failed_at)
+{
+    km_audit_entry e;
+    uint8_t prev[32];
+    char pbuf[128], dbuf[DETAIL_MAX + 1];
+    batch_view v;
+    uint32_t i;
+    int rc;
+
+    *failed_at = 1;
+    if (!is_batch(b, n)) {
+        if (km__audit_entry_decode(ctx->audit.mac, b, n, &e, prev, pbuf, dbuf) != KM_OK)
+            return km__err(KM_E_INTERNAL, "audit: cannot format an entry for the sinks");
+        *failed_at = e.seq;
+        return sinks_emit(ctx, &e);
+    }
+    if (batch_open(ctx->audit.mac, b, n, &v, pbuf) != KM_OK)
+        return km__err(KM_E_INTERNAL, "audit: cannot format an entry for the sinks");
+    for (i = 0; i < v.count; i++) {
+        *failed_at = v.first + i;
+        if (batch_entry(ctx->audit.mac, &v, i, pbuf, &e) != KM_OK)
+            return km__err(KM_E_INTERNAL, "audit: cannot format an entry for the sinks");
+        if ((rc = sinks_emit(ctx, &e)) != KM_OK)
+            return rc;
+    }
+    return KM_OK;
+}
+
 /* The entries a transaction appended, for the sinks once it commits. */
 typedef struct sink_batch {
     struct km_ctx *ctx;
-    uint8_t *buf;        /* n x (BE32 length || entry) */
+    uint8_t *buf;        /* n x (BE32 length || layout-1 entry or layout-2 record) */
     size_t len, cap;
 } sink_batch;
 
@@ -383,21 +572,17 @@ static void sinks_after(void *arg, int committed)
     sink_batch *b = arg;
     struct km_ctx *ctx = b->ctx;
     size_t at = 0, n;
+    uint64_t failed_at;
 
     if (committed) {
         pthread_mutex_lock(&ctx->audit.kmu);
         while (at + 4 <= b->len) {
             n = km__be32_get(b->buf + at);
-            if (ctx->audit.sink_failed == 0 && sinks_write(ctx, b->buf + at + 4, n) != KM_OK) {
-                km_audit_entry e;
-                uint8_t prev[32];
-                char pbuf[128], dbuf[DETAIL_MAX + 1];
-                /* the change stands (its entry is in the vault's log); the
-                 * next change is refused until the sink is set again */
-                ctx->audit.sink_failed = km__audit_entry_decode(ctx->audit.mac, b->buf + at + 4,
-                                                                n, &e, prev, pbuf, dbuf) == KM_OK
-                                             ? e.seq : 1;
-            }
+            /* the change stands (its entry is in the vault's log); the next
+             * change is refused until the sink is set again */
+            if (ctx->audit.sink_failed == 0 && (ctx->audit.syslog || ctx->audit.fd >= 0)
+                && sinks_write(ctx, b->buf + at + 4, n, &failed_at) != KM_OK)
+                ctx->audit.sink_failed = failed_at;
             at += 4 + n;
         }
         pthread_mutex_unlock(&ctx->audit.kmu);
@@ -446,15 +631,126 @@ static int sinks_queue(struct km_ctx *ctx, km__txn *t, const uint8_t *e, size_t 
 
 /* --------------------------------------------------------------- appending */
 
-/* Appends `count` entries as ONE sealed record in the caller's write
- * transaction (record: n x (BE32 length || entry)), for the sinks once it
- * commits. Called with kmu held. */
+/* The context's encoding buffer, kept between batches (no secrets in it):
+ * at least `need` bytes from `at` on. */
+static int buf_reserve(struct km_ctx *ctx, size_t at, size_t need)
+{
+    size_t ncap;
+    uint8_t *nb;
+
+    if (ctx->audit.bufcap - at >= need)
+        return KM_OK;
+    ncap = ctx->audit.bufcap ? ctx->audit.bufcap * 2 : 64 * 1024;
+    while (ncap - at < need)
+        ncap *= 2;
+    if ((nb = realloc(ctx->audit.buf, ncap)) == NULL)
+        return km__err(KM_E_NOMEM, "audit: out of memory");
+    ctx->audit.buf = nb;
+    ctx->audit.bufcap = ncap;
+    return KM_OK;
+}
+
+/* Puts the record of entries from `first` (ctx->audit.buf, len bytes) and
+ * keeps it for the sinks. */
+static int record_put(struct km_ctx *ctx, km__txn *t, const km__sealer *s, uint64_t first,
+                      size_t len)
+{
+    uint8_t seqb[8];
+    int rc;
+
+    km__be64_put(seqb, first);
+    rc = km__rec_put(t, s, KM__T_AUDIT, seqb, 8, ctx->audit.buf, len, KM__PUT_NOOVERWRITE);
+    if (rc == KM_E_EXISTS)
+        rc = km__err(KM_E_CORRUPT, "audit entry %llu exists beyond the stored head",
+                     (unsigned long long)first);
+    if (rc == KM_OK && is_batch(ctx->audit.buf, len))
+        rc = sinks_queue(ctx, t, ctx->audit.buf, len);
+    return rc;
+}
+
+/* Layout 2: the data-path entries p[0..count) as records of at most
+ * B_ENTRIES_MAX entries and B_KEYS_MAX keys, each with one hash and one MAC,
+ * chained to h (which moves to the last entry); *last: the time floor. */
+static int batch_append(struct km_ctx *ctx, km__txn *t, const km__sealer *s, const entry_in *p,
+                        size_t count, km_audit_head *h, int64_t *last)
+{
+    uint8_t (*keys)[16];
+    uint16_t *slots;
+    size_t i = 0, j, at, nl, pl;
+    uint32_t nkeys;
+    uint8_t *b, *e;
+    int64_t base;
+    int rc;
+
+    /* the record, then the key table and its index (the context's buffer) */
+    if ((rc = buf_reserve(ctx, 0, B_SCRATCH + 16 * B_KEYS_MAX + 2 * B_SLOTS)) != KM_OK)
+        return rc;
+    b = ctx->audit.buf;
+    keys = (uint8_t (*)[16])(void *)(b + B_SCRATCH);
+    slots = (uint16_t *)(void *)(b + B_SCRATCH + 16 * B_KEYS_MAX);
+    nl = strlen(ctx->principal_name);
+    pl = ctx->delegated ? strlen(ctx->peer) : 0;
+    nl = nl > 255 ? 255 : nl;
+    pl = pl > 255 ? 255 : pl;
+    while (i < count) {
+        b[0] = B_MAGIC;
+        km__be64_put(b + 1, h->seq + 1);
+        memcpy(b + 13, h->hash, 32);
+        base = p[i].time < *last ? *last : p[i].time;
+        km__be64_put(b + 45, (uint64_t)base);
+        at = B_HDR;
+        b[at++] = (uint8_t)nl;
+        memcpy(b + at, ctx->principal_name, nl);
+        at += nl;
+        b[at++] = (uint8_t)pl;
+        memcpy(b + at, ctx->peer, pl);
+        at += pl;
+        nkeys = 0;
+        memset(slots, 0xff, 2 * B_SLOTS);
+        for (j = i; j < count && j - i < B_ENTRIES_MAX; j++) {
+            /* audit time never goes back: an entry is never older than the
+             * one before it, whatever clock the caller had */
+            int64_t tm = p[j].time < *last ? *last : p[j].time;
+            uint32_t ki = B_NOKEY;
+            if ((uint64_t)(tm - base) > UINT32_MAX)
+                break;
+            if (p[j].has_key && (ki = batch_key(keys, &nkeys, slots, p[j].key_id)) == B_NOKEY)
+                break;
+            e = b + at;
+            km__be32_put(e, (uint32_t)(tm - base));
+            be16_put(e + 4, (uint32_t)p[j].op);
+            km__be32_put(e + 6, (uint32_t)p[j].result);
+            be16_put(e + 10, ki);
+            km__be32_put(e + 12, ki != B_NOKEY ? p[j].version : 0);
+            at += B_ENTRY;
+            *last = tm;
+        }
+        km__be32_put(b + 9, (uint32_t)(j - i));
+        be16_put(b + at, nkeys);
+        memcpy(b + at + 2, keys, (size_t)nkeys * 16);
+        at += 2 + (size_t)nkeys * 16;
+        if ((rc = km__mac_sha256(ctx->audit.mac, b, at, h->hash)) != KM_OK
+            || (rc = km__mac_compute(ctx->audit.mac, h->hash, 32, b + at)) != KM_OK)
+            return rc;
+        at += 32;
+        h->seq += j - i;
+        if ((rc = batch_entry_hash(ctx->audit.mac, h->hash, h->seq, h->hash)) != KM_OK
+            || (rc = record_put(ctx, t, s, h->seq - (j - i) + 1, at)) != KM_OK)
+            return rc;
+        i = j;
+    }
+    return KM_OK;
+}
+
+/* Appends `count` entries in the caller's write transaction, for the sinks
+ * once it commits: data-path entries (no detail: the queue's) in layout-2
+ * records, others as ONE layout-1 record (n x (BE32 length || entry)).
+ * Called with kmu held. */
 int km__audit_append_entries(struct km_ctx *ctx, km__txn *t, const km__sealer *s,
                           const entry_in *p, size_t count)
 {
     km_audit_head h;
     wfield wf;
-    uint8_t seqb[8], *rec;
     size_t i, len, at = 0;
     uint64_t first;
     int64_t last;
@@ -473,41 +769,30 @@ int km__audit_append_entries(struct km_ctx *ctx, km__txn *t, const km__sealer *s
             return rc;
     }
     first = h.seq + 1;
-    for (i = 0; i < count; i++) {
-        entry_in in = p[i];
-        uint8_t *e;
-        /* audit time never goes back: an entry is never older than the one
-         * before it, whatever clock the caller had */
-        if (in.time < last)
-            in.time = last;
-        last = in.time;
-        /* the context's encoding buffer, kept between batches (no secrets in it) */
-        if (ctx->audit.bufcap - at < ENTRY_MAX + 4) {
-            size_t ncap = ctx->audit.bufcap ? ctx->audit.bufcap * 2 : 64 * 1024;
-            uint8_t *nb;
-            while (ncap - at < ENTRY_MAX + 4)
-                ncap *= 2;
-            if ((nb = realloc(ctx->audit.buf, ncap)) == NULL)
-                return km__err(KM_E_NOMEM, "audit: out of memory");
-            ctx->audit.buf = nb;
-            ctx->audit.bufcap = ncap;
+    if (!wf.checkpoint && wf.writes_len == 0 && batchable(p, count)) {
+        rc = batch_append(ctx, t, s, p, count, &h, &last);
+    } else {
+        for (i = 0; i < count; i++) {
+            entry_in in = p[i];
+            uint8_t *e;
+            /* audit time never goes back (as in batch_append) */
+            if (in.time < last)
+                in.time = last;
+            last = in.time;
+            if ((rc = buf_reserve(ctx, at, ENTRY_MAX + 4)) != KM_OK)
+                return rc;
+            e = ctx->audit.buf + at + 4;
+            if ((rc = entry_encode(ctx, h.seq + 1, &in, i + 1 == count ? &wf : NULL, h.hash, e,
+                                   &len, h.hash)) != KM_OK)
+                return rc;
+            km__be32_put(ctx->audit.buf + at, (uint32_t)len);
+            if ((rc = sinks_queue(ctx, t, e, len)) != KM_OK)
+                return rc;
+            at += 4 + len;
+            h.seq++;
         }
-        rec = ctx->audit.buf;
-        e = rec + at + 4;
-        if ((rc = entry_encode(ctx, h.seq + 1, &in, i + 1 == count ? &wf : NULL, h.hash, e, &len,
-                               h.hash)) != KM_OK)
-            return rc;
-        km__be32_put(rec + at, (uint32_t)len);
-        if ((rc = sinks_queue(ctx, t, e, len)) != KM_OK)
-            return rc;
-        at += 4 + len;
-        h.seq++;
+        rc = record_put(ctx, t, s, first, at);
     }
-    km__be64_put(seqb, first);
-    rc = km__rec_put(t, s, KM__T_AUDIT, seqb, 8, ctx->audit.buf, at, KM__PUT_NOOVERWRITE);
-    if (rc == KM_E_EXISTS)
-        rc = km__err(KM_E_CORRUPT, "audit entry %llu exists beyond the stored head",
-                     (unsigned long long)first);
     if (rc == KM_OK)
         rc = head_write(s, t, &h, last);
     if (rc == KM_OK)
@@ -536,7 +821,8 @@ int km__audit_append_sealed(struct km_ctx *ctx, km__txn *t, const km__sealer *s,
     p.op = op;
     p.result = result;
     p.has_key = key_id != NULL;
-    p.key_id = key_id;
+    if (key_id != NULL)
+        memcpy(p.key_id, key_id, 16);
     p.version = key_id != NULL ? version : 0;
     p.detail = d;
     /* kmu is innermost: taken with the LMDB write lock held, never the other way */
@@ -549,7 +835,54 @@ int km__audit_append_sealed(struct km_ctx *ctx, km__txn *t, const km__sealer *s,
 
 /* ------------------------------------------------------------- scanning */
 
-int km__audit_records(struct km_ctx *ctx, km__txn *t, uint64_t from, uint64_t to,
+/* One entry of a layout-1 record: decoded, its MAC checked. */
+static int walk_v1(km__mac *m, uint64_t s, const uint8_t *b, size_t n, km__audit_raw_fn fn,
+                   void *arg)
+{
+    km__audit_item it;
+    char pbuf[128], dbuf[DETAIL_MAX + 1];
+
+    it.raw = b;
+    it.raw_len = n;
+    if (km__audit_entry_decode(m, b, n, &it.e, it.prev, pbuf, dbuf) != KM_OK || it.e.seq != s)
+        return km__err(KM_E_INTEGRITY, "audit entry %llu is malformed or fails its MAC",
+                       (unsigned long long)s);
+    return fn(&it, arg);
+}
+
+/* Every entry of a layout-2 record keyed `s` (its MAC checked once);
+ * *next: the sequence after it, or the entry fn stopped at. */
+static int walk_batch(km__mac *m, uint64_t s, const uint8_t *b, size_t n, km__audit_raw_fn fn,
+                      void *arg, uint64_t *next)
+{
+    km__audit_item it;
+    batch_view v;
+    char pbuf[128];
+    uint32_t i;
+    int rc;
+
+    *next = s;
+    if (batch_open(m, b, n, &v, pbuf) != KM_OK || v.first != s)
+        return km__err(KM_E_INTEGRITY, "audit record %llu (a batch) is malformed or fails its "
+                                       "MAC", (unsigned long long)s);
+    it.raw = NULL;
+    it.raw_len = 0;
+    memcpy(it.prev, v.prev, 32);
+    for (i = 0; i < v.count; i++) {
+        *next = s + i;
+        if (batch_entry(m, &v, i, pbuf, &it.e) != KM_OK)
+            return km__err(KM_E_INTEGRITY, "audit entry %llu (in the batch of record %llu) is "
+                                           "malformed", (unsigned long long)(s + i),
+                           (unsigned long long)s);
+        if ((rc = fn(&it, arg)) != KM_OK)
+            return rc;
+        memcpy(it.prev, it.e.hash, 32);
+    }
+    *next = s + v.count;
+    return KM_OK;
+}
+
+int km__audit_records(struct km_ctx *ctx, km__txn *t, km__mac *m, uint64_t from, uint64_t to,
                       km__audit_raw_fn fn, void *arg, km__audit_walked *wk)
 {
     km_secret *rec = NULL;
@@ -577,6 +910,12 @@ int km__audit_records(struct km_ctx *ctx, km__txn *t, uint64_t from, uint64_t to
         wk->records++;
         p = km_secret_data(rec);
         left = km_secret_len(rec);
+        if (is_batch(p, left)) {
+            rc = walk_batch(m, s, p, left, fn, arg, &s);
+            if (rc != KM_OK)
+                goto stopped;
+            left = 0;
+        }
         while (left > 0) {
             if (left < 4 || (len = km__be32_get(p)) == 0 || len > left - 4 || len > ENTRY_MAX) {
                 wk->bad = s;
@@ -584,12 +923,8 @@ int km__audit_records(struct km_ctx *ctx, km__txn *t, uint64_t from, uint64_t to
                              (unsigned long long)first, (unsigned long long)s);
                 goto out;
             }
-            if ((rc = fn(s, p + 4, len, arg)) != KM_OK) {
-                wk->next = s;
-                if (rc > 0)
-                    rc = 1;   /* fn stopped the walk */
-                goto out;
-            }
+            if ((rc = walk_v1(m, s, p + 4, len, fn, arg)) != KM_OK)
+                goto stopped;
             p += 4 + len;
             left -= 4 + len;
             s++;
@@ -603,29 +938,29 @@ int km__audit_records(struct km_ctx *ctx, km__txn *t, uint64_t from, uint64_t to
         }
     }
     wk->next = s;
+    goto out;
+stopped:
+    /* a bad entry, or fn stopped the walk (> 0) or failed (< 0) at s */
+    wk->next = s;
+    if (rc == KM_E_INTEGRITY && wk->bad == 0)
+        wk->bad = s;
+    if (rc > 0)
+        rc = 1;
 out:
     km_secret_free(rec);
     return rc;
 }
 
-/* km__audit_scan's step: each entry decoded, its MAC checked. */
+/* km__audit_scan's step. */
 typedef struct scan_arg {
-    km__mac *m;
     km__audit_scan_fn fn;
     void *arg;
 } scan_arg;
 
-static int scan_entry(uint64_t s, const uint8_t *b, size_t n, void *arg)
+static int scan_entry(const km__audit_item *it, void *arg)
 {
     scan_arg *a = arg;
-    km_audit_entry e;
-    uint8_t prev[32];
-    char pbuf[128], dbuf[DETAIL_MAX + 1];
-
-    if (km__audit_entry_decode(a->m, b, n, &e, prev, pbuf, dbuf) != KM_OK || e.seq != s)
-        return km__err(KM_E_INTEGRITY, "audit entry %llu is malformed or fails its MAC",
-                       (unsigned long long)s);
-    return a->fn(&e, a->arg);
+    return a->fn(&it->e, a->arg);
 }
 
 int km__audit_scan(struct km_ctx *ctx, km__txn *t, uint64_t from, km__audit_scan_fn fn,
@@ -633,7 +968,8 @@ int km__audit_scan(struct km_ctx *ctx, km__txn *t, uint64_t from, km__audit_scan
 {
     km_audit_head h;
     km__audit_walked wk;
-    scan_arg a = { NULL, fn, arg };
+    scan_arg a = { fn, arg };
+    km__mac *m = NULL;
     int rc;
 
     if ((rc = km__audit_head_read(ctx->sealer, t, &h)) != KM_OK)
@@ -645,12 +981,12 @@ int km__audit_scan(struct km_ctx *ctx, km__txn *t, uint64_t from, km__audit_scan
     pthread_mutex_lock(&ctx->audit.kmu);
     rc = akey_load(ctx, t, ctx->sealer);
     if (rc == KM_OK)
-        rc = km__mac_new(&a.m, km_secret_data(ctx->audit.key), 32);
+        rc = km__mac_new(&m, km_secret_data(ctx->audit.key), 32);
     pthread_mutex_unlock(&ctx->audit.kmu);
     if (rc != KM_OK)
         return rc == KM_E_NOTFOUND
                    ? km__err(KM_E_INTEGRITY, "audit log: the MAC key record is missing") : rc;
-    rc = km__audit_records(ctx, t, from, h.seq, scan_entry, &a, &wk);
-    km__mac_free(a.m);
+    rc = km__audit_records(ctx, t, m, from, h.seq, scan_entry, &a, &wk);
+    km__mac_free(m);
     return rc < 0 ? rc : KM_OK;
 }

@@ -12,19 +12,18 @@
 #include <unistd.h>
 
 #define QUEUE_AGE_MS 200
-#define QUEUE_HARD_MAX (4 * KM_AUDIT_BATCH)
+/* The queue's bound: what a commit's sync (a few ms) lets a fast caller
+ * queue meanwhile at some millions of calls a second, so that the caller
+ * rarely writes the queue itself (issue 24); it also bounds what a crash
+ * can lose (docs/SECURITY.md) to this and the batch being committed. */
+#define QUEUE_HARD_MAX (16 * KM_AUDIT_BATCH)
 #define FLUSH_MIN 256          /* entries that wake the flusher at once */
+/* Entries per transaction: two batch records (docs/FORMATS.md), 512 KiB,
+ * well under etcd's 1.5 MiB request limit once sealed and encoded. */
+#define FLUSH_TXN_MAX (8 * KM_AUDIT_BATCH)
+#define FLUSH_GAP_MS 25        /* between transactions under load (flusher) */
 
 static const uint8_t level_key[] = KM__AUDIT_LEVEL_KEY;
-
-/* A data-path call waiting in the queue. */
-struct km__audit_pending {
-    int64_t time;
-    int32_t op, result;
-    uint32_t version;
-    uint8_t has_key;
-    uint8_t key_id[16];
-};
 
 typedef km__audit_entry_in entry_in;
 
@@ -41,73 +40,85 @@ int km__audit_event(struct km_ctx *ctx, int op, const uint8_t *key_id, uint32_t 
     return km__wtxn_commit_event(ctx, t, op, key_id, version, result, detail);
 }
 
-/* Writes the queued data-path entries in one transaction. The batch is taken
- * out of the queue under mu, which is released before the write lock is
- * taken; on failure it goes back to the front. Flushes are serialised by fmu
- * so that batches reach the log in queue order. */
+/* Writes the queued data-path entries, in transactions of at most
+ * FLUSH_TXN_MAX entries. The batch is taken out of the queue under mu, which
+ * is released before the write lock is taken; on failure what was not
+ * written goes back to the front. Flushes are serialised by fmu so that
+ * batches reach the log in queue order. */
 static int flush(struct km_ctx *ctx)
 {
-    struct km__audit_pending *batch;
-    entry_in *in = NULL;
-    size_t n, cap, i;
+    entry_in *batch;
+    size_t n, cap, done = 0;
     km__txn *t = NULL;
-    int rc;
+    int rc = KM_OK;
 
     pthread_mutex_lock(&ctx->audit.fmu);
     pthread_mutex_lock(&ctx->audit.mu);
     batch = ctx->audit.q;
     n = ctx->audit.qn;
     cap = ctx->audit.qcap;
-    ctx->audit.q = NULL;
-    ctx->audit.qn = ctx->audit.qcap = 0;
-    pthread_mutex_unlock(&ctx->audit.mu);
     if (n == 0) {
-        free(batch);
+        pthread_mutex_unlock(&ctx->audit.mu);
         pthread_mutex_unlock(&ctx->audit.fmu);
         return KM_OK;
     }
-    if ((in = malloc(n * sizeof *in)) == NULL) {
-        rc = km__err(KM_E_NOMEM, "audit: out of memory");
-    } else {
-        for (i = 0; i < n; i++) {
-            in[i].time = batch[i].time;
-            in[i].op = batch[i].op;
-            in[i].result = batch[i].result;
-            in[i].has_key = batch[i].has_key;
-            in[i].key_id = batch[i].key_id;
-            in[i].version = batch[i].version;
-            in[i].detail = NULL;
-        }
-        rc = km__txn_begin(ctx->env, 1, &t); /* not km__wtxn_begin: it flushes */
-    }
-    if (rc == KM_OK) {
-        /* a batch of entries in one record: appended here, committed by the
-         * write path without a generation bump (nothing a handle caches) */
+    /* the callers go on in the spare queue (kept from the last batch) */
+    ctx->audit.q = ctx->audit.spare;
+    ctx->audit.qcap = ctx->audit.spare_cap;
+    ctx->audit.qn = 0;
+    ctx->audit.spare = NULL;
+    ctx->audit.spare_cap = 0;
+    pthread_mutex_unlock(&ctx->audit.mu);
+    while (rc == KM_OK && done < n) {
+        size_t m = n - done < FLUSH_TXN_MAX ? n - done : FLUSH_TXN_MAX;
+        if ((rc = km__txn_begin(ctx->env, 1, &t)) != KM_OK) /* not km__wtxn_begin: it flushes */
+            break;
+        /* batch records appended here, committed by the write path without
+         * a generation bump (nothing a handle caches) */
         pthread_mutex_lock(&ctx->audit.kmu);
-        rc = km__audit_append_entries(ctx, t, ctx->sealer, in, n);
+        rc = km__audit_append_entries(ctx, t, ctx->sealer, batch + done, m);
         pthread_mutex_unlock(&ctx->audit.kmu);
         if (rc == KM_OK)
             rc = km__wtxn_commit_plain(t, 0);
         else
             km__wtxn_abort(t);
+        if (rc == KM_OK)
+            done += m;
     }
-    free(in);
     if (rc == KM_OK) {
+        pthread_mutex_lock(&ctx->audit.mu);
+        if (ctx->audit.spare == NULL) {
+            ctx->audit.spare = batch;   /* the next flush's spare queue */
+            ctx->audit.spare_cap = cap;
+            batch = NULL;
+        }
+        pthread_mutex_unlock(&ctx->audit.mu);
         free(batch);
         atomic_store(&ctx->audit.failed, KM_OK);
         pthread_mutex_unlock(&ctx->audit.fmu);
         return KM_OK;
     }
+    /* what was written is out of the batch */
+    if (done > 0) {
+        memmove(batch, batch + done, (n - done) * sizeof *batch);
+        n -= done;
+    }
     /* put the batch back in front of what was queued meanwhile */
     pthread_mutex_lock(&ctx->audit.mu);
-    if (cap >= n + ctx->audit.qn
-        || (batch = realloc(batch, (n + ctx->audit.qn) * sizeof *batch)) != NULL) {
-        if (ctx->audit.qn > 0)
-            memcpy(batch + n, ctx->audit.q, ctx->audit.qn * sizeof *batch);
-        free(ctx->audit.q);
-        ctx->audit.q = batch;
-        ctx->audit.qcap = cap >= n + ctx->audit.qn ? cap : n + ctx->audit.qn;
-        ctx->audit.qn += n;
+    {
+        entry_in *nb = cap >= n + ctx->audit.qn
+                                           ? batch
+                                           : realloc(batch, (n + ctx->audit.qn) * sizeof *batch);
+        if (nb != NULL) {
+            if (ctx->audit.qn > 0)
+                memcpy(nb + n, ctx->audit.q, ctx->audit.qn * sizeof *nb);
+            free(ctx->audit.q);
+            ctx->audit.q = nb;
+            ctx->audit.qcap = cap >= n + ctx->audit.qn ? cap : n + ctx->audit.qn;
+            ctx->audit.qn += n;
+        } else {
+            free(batch);   /* out of memory: the batch is lost, the error stays */
+        }
     }
     pthread_mutex_unlock(&ctx->audit.mu);
     atomic_store(&ctx->audit.failed, rc);
@@ -115,30 +126,51 @@ static int flush(struct km_ctx *ctx)
     return rc;
 }
 
-/* The flusher thread: writes the queue when a batch is ready or the oldest
- * entry is QUEUE_AGE_MS old. */
+/* *ts = from + ms. */
+static void ts_add_ms(struct timespec *ts, const struct timespec *from, long ms)
+{
+    *ts = *from;
+    ts->tv_sec += ms / 1000;
+    ts->tv_nsec += ms % 1000 * 1000000L;
+    if (ts->tv_nsec >= 1000000000L) {
+        ts->tv_sec++;
+        ts->tv_nsec -= 1000000000L;
+    }
+}
+
+/* The flusher thread: writes the queue when FLUSH_MIN entries wait or the
+ * oldest is QUEUE_AGE_MS / 2 old; under a steady load, a transaction at
+ * most every FLUSH_GAP_MS unless FLUSH_TXN_MAX entries wait (each commit's
+ * sync costs the same, whatever it holds: fewer, larger ones burn less of
+ * the CPU the callers share; issue 24). */
 static void *flusher(void *arg)
 {
     struct km_ctx *ctx = arg;
-    struct timespec ts;
+    struct timespec ts, now, last = { 0, 0 };
 
     pthread_mutex_lock(&ctx->audit.mu);
     while (!ctx->audit.stop) {
-        /* a batch as soon as one is ready; a short queue at least every
-         * QUEUE_AGE_MS / 2 */
         if (ctx->audit.qn < FLUSH_MIN) {
-            clock_gettime(CLOCK_MONOTONIC, &ts);
-            ts.tv_nsec += QUEUE_AGE_MS / 2 * 1000000L;
-            if (ts.tv_nsec >= 1000000000L) {
-                ts.tv_sec++;
-                ts.tv_nsec -= 1000000000L;
-            }
+            clock_gettime(CLOCK_MONOTONIC, &now);
+            ts_add_ms(&ts, &now, QUEUE_AGE_MS / 2);
             ctx->audit.waiting = 1;
             (void)pthread_cond_timedwait(&ctx->audit.cv, &ctx->audit.mu, &ts);
             ctx->audit.waiting = 0;
+            if (ctx->audit.qn >= FLUSH_MIN)
+                continue;   /* a batch is ready: the gap below applies */
+        } else if (ctx->audit.qn < FLUSH_TXN_MAX) {
+            clock_gettime(CLOCK_MONOTONIC, &now);
+            ts_add_ms(&ts, &last, FLUSH_GAP_MS);
+            if (now.tv_sec < ts.tv_sec || (now.tv_sec == ts.tv_sec && now.tv_nsec < ts.tv_nsec)) {
+                ctx->audit.waiting = 1;
+                (void)pthread_cond_timedwait(&ctx->audit.cv, &ctx->audit.mu, &ts);
+                ctx->audit.waiting = 0;
+                continue;
+            }
         }
         if (ctx->audit.qn == 0 || ctx->audit.stop)
             continue;
+        clock_gettime(CLOCK_MONOTONIC, &last);
         pthread_mutex_unlock(&ctx->audit.mu);
         (void)flush(ctx);   /* a failure stays queued; callers fail closed once full */
         pthread_mutex_lock(&ctx->audit.mu);
@@ -172,7 +204,7 @@ static int flusher_start(struct km_ctx *ctx)
 int km__audit_data(struct km_ctx *ctx, int op, const uint8_t *key_id, uint32_t version,
                    int result)
 {
-    struct km__audit_pending *p;
+    entry_in *p;
     int rc;
 
     if (atomic_load_explicit(&ctx->audit.level, memory_order_relaxed) != KM_AUDIT_DATA_EVERY)
@@ -191,7 +223,7 @@ int km__audit_data(struct km_ctx *ctx, int op, const uint8_t *key_id, uint32_t v
     }
     if (ctx->audit.qn == ctx->audit.qcap) {
         size_t ncap = ctx->audit.qcap ? ctx->audit.qcap * 2 : 1024;
-        struct km__audit_pending *nq = realloc(ctx->audit.q, ncap * sizeof *nq);
+        entry_in *nq = realloc(ctx->audit.q, ncap * sizeof *nq);
         if (nq == NULL) {
             pthread_mutex_unlock(&ctx->audit.mu);
             return km__err(KM_E_NOMEM, "audit: out of memory");
@@ -207,7 +239,8 @@ int km__audit_data(struct km_ctx *ctx, int op, const uint8_t *key_id, uint32_t v
     if (key_id != NULL)
         memcpy(p->key_id, key_id, 16);
     p->version = version;
-    if (ctx->audit.qn >= FLUSH_MIN && ctx->audit.waiting)
+    p->detail = NULL;   /* a data-path entry: batch layout */
+    if ((ctx->audit.qn == FLUSH_MIN || ctx->audit.qn == FLUSH_TXN_MAX) && ctx->audit.waiting)
         pthread_cond_signal(&ctx->audit.cv);
     pthread_mutex_unlock(&ctx->audit.mu);
     return KM_OK;
@@ -295,6 +328,9 @@ void km__audit_close(struct km_ctx *ctx)
     free(ctx->audit.q);
     ctx->audit.q = NULL;
     ctx->audit.qn = ctx->audit.qcap = 0;
+    free(ctx->audit.spare);
+    ctx->audit.spare = NULL;
+    ctx->audit.spare_cap = 0;
     pthread_mutex_unlock(&ctx->audit.mu);
     pthread_mutex_lock(&ctx->audit.kmu);
     if (ctx->audit.fd >= 0)

@@ -156,15 +156,17 @@ struct km_key {
 };
 
 
-struct km__audit_pending;
+struct km__audit_entry_in;
 
 /* A context's audit state (audit.c). Lock order: fmu, then the LMDB write
  * lock, then kmu; mu (the queue) is never held while a transaction begins. */
 typedef struct km__audit_ctx {
     atomic_int level;                /* km_audit_level */
     pthread_mutex_t mu;              /* the data-path queue and the flusher's state */
-    struct km__audit_pending *q;
+    struct km__audit_entry_in *q;    /* the data-path entries queued (detail NULL) */
     size_t qn, qcap;
+    struct km__audit_entry_in *spare; /* an empty queue for the next flush to swap in */
+    size_t spare_cap;
     pthread_cond_t cv;               /* wakes the flusher */
     pthread_t thread;                /* the flusher, started at the first queued entry */
     int thread_on, stop, waiting;
@@ -360,9 +362,9 @@ void km__progress(struct km_ctx *ctx, const char *what, uint64_t done, uint64_t 
 typedef struct km__audit_entry_in {
     int64_t time;
     int op, result, has_key;
-    const uint8_t *key_id;
     uint32_t version;
-    const char *detail;
+    uint8_t key_id[16];
+    const char *detail;   /* NULL: a data-path entry (a batch record's, docs/FORMATS.md) */
 } km__audit_entry_in;
 /* Appends `count` entries as one sealed record in the write transaction t,
  * sealed with s, and sends each to the sinks. Call with ctx->audit.kmu held.
@@ -427,18 +429,28 @@ void km__audit_chain_free(km__audit_chain *c);
  * returns 0 to go on, > 0 to stop (KM_OK), < 0 an error returned as is.
  * KM_E_INTEGRITY for a missing, unopenable or malformed entry. */
 typedef int (*km__audit_scan_fn)(const km_audit_entry *e, void *arg);
-/* The raw walk under km__audit_scan and km_audit_verify: the records from
+/* The walk under km__audit_scan and km_audit_verify: the records from
  * sequence `from` (a record's first) while the next sequence is <= `to`,
- * every entry of each (its framing checked, not its MAC) to fn(seq, entry,
- * length, arg): 0 goes on, > 0 stops (returns 1), < 0 is returned as is.
- * wk: the sequence after the last entry given (or the one fn stopped at),
- * the records read, and the sequence a framing error names (0: none).
- * KM_E_INTEGRITY for a missing, unopenable, malformed or empty record. */
-typedef int (*km__audit_raw_fn)(uint64_t seq, const uint8_t *entry, size_t len, void *arg);
+ * every entry of each decoded and its MAC (a layout-2 record's, once)
+ * checked with m, to fn(item, arg): 0 goes on, > 0 stops (returns 1), < 0 is
+ * returned as is. An item: the entry (its strings valid during the call),
+ * the hash it chains to, and for a layout-1 entry its bytes (for
+ * km__audit_entry_catalog; NULL for a batch entry, which has no catalog
+ * field). wk: the sequence after the last entry given (or the one fn
+ * stopped at), the records read, and the sequence a bad entry or record
+ * names (0: none). KM_E_INTEGRITY for a missing, unopenable, malformed or
+ * empty record, an entry that fails its MAC or is out of sequence. */
+typedef struct km__audit_item {
+    km_audit_entry e;
+    uint8_t prev[32];
+    const uint8_t *raw;
+    size_t raw_len;
+} km__audit_item;
+typedef int (*km__audit_raw_fn)(const km__audit_item *it, void *arg);
 typedef struct km__audit_walked {
     uint64_t next, records, bad;
 } km__audit_walked;
-int km__audit_records(struct km_ctx *ctx, km__txn *t, uint64_t from, uint64_t to,
+int km__audit_records(struct km_ctx *ctx, km__txn *t, km__mac *m, uint64_t from, uint64_t to,
                       km__audit_raw_fn fn, void *arg, km__audit_walked *wk);
 int km__audit_scan(struct km_ctx *ctx, km__txn *t, uint64_t from, km__audit_scan_fn fn,
                    void *arg);
