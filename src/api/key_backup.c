@@ -36,7 +36,7 @@ typedef struct kbuf {
 
 static void kb_put(kbuf *b, const void *d, size_t n)
 {
-    if (b->oom)
+    if (b->oom || n == 0) /* an empty part may have no buffer: memcpy from NULL */
         return;
     if (b->cap - b->n < n) {
         size_t cap = b->cap ? b->cap : 1024;

@@ -424,7 +424,9 @@ unsigned km__kobj_dp_rdlock(km__kobj *k)
     km__brlock *b = atomic_load_explicit(&k->dplock, memory_order_acquire);
     if (b == NULL) {
         pthread_rwlock_wrlock(&k->lock);
-        if ((b = atomic_load(&k->dplock)) == NULL && (b = aligned_alloc(64, sizeof *b)) != NULL) {
+        /* aligned_alloc wants a size that is a multiple of the alignment */
+        if ((b = atomic_load(&k->dplock)) == NULL
+            && (b = aligned_alloc(64, (sizeof *b + 63) / 64 * 64)) != NULL) {
             km__br_init(b);
             atomic_store_explicit(&k->dplock, b, memory_order_release);
         }
