@@ -577,9 +577,12 @@ static void sw_unload(void *state, void *obj)
 
 /* ------------------------------------------------------------------ AES-GCM */
 
-static int aead_args(const char *fn, sw_obj *o, const uint8_t *nonce, const uint8_t *aad1,
-                     size_t aad1_len, const uint8_t *aad2, size_t aad2_len, const uint8_t *in,
-                     size_t in_len, const uint8_t *out, const uint8_t *tag)
+/* Inlined into its two callers (the data path's seal and open): a call layer
+ * of eleven arguments is ~20 instructions of a 64-byte message's ~3,300. */
+static inline __attribute__((always_inline)) int
+aead_args(const char *fn, sw_obj *o, const uint8_t *nonce, const uint8_t *aad1,
+          size_t aad1_len, const uint8_t *aad2, size_t aad2_len, const uint8_t *in,
+          size_t in_len, const uint8_t *out, const uint8_t *tag)
 {
     if (o == NULL || nonce == NULL || tag == NULL)
         return km__err(KM_E_INVALID, "software backend %s: %s is NULL", fn,

@@ -95,8 +95,9 @@ static int find_version(km__kobj *k, uint32_t version, km__ver **out)
 /* ---------------------------------------------------------- encrypt */
 
 /* The argument checks of one sealing (fn: the name in messages). */
-static int seal_args(const char *fn, const uint8_t *pt, size_t pt_len, const uint8_t *aad,
-                     size_t aad_len, uint8_t *out, size_t out_cap, size_t *out_len)
+static inline __attribute__((always_inline)) int
+seal_args(const char *fn, const uint8_t *pt, size_t pt_len, const uint8_t *aad,
+          size_t aad_len, uint8_t *out, size_t out_cap, size_t *out_len)
 {
     if (out_len == NULL)
         return km__err(KM_E_INVALID, "%s: out_len is NULL", fn);
@@ -121,7 +122,8 @@ static int seal_args(const char *fn, const uint8_t *pt, size_t pt_len, const uin
 }
 
 /* The key-level checks of a sealing: access, type, backend. */
-static int seal_key_checks(km__kobj *k, uint8_t magic1)
+static inline __attribute__((always_inline)) int
+seal_key_checks(km__kobj *k, uint8_t magic1)
 {
     int rc;
     if (k->ctx->is_principal
