@@ -108,8 +108,8 @@ static void raw_gcm_init(raw_gcm *s, size_t len, size_t npool)
     s->len = len;
     s->npool = npool;
     s->c = EVP_CIPHER_CTX_new();
-    s->pt = calloc(1, len);
-    s->out = malloc(len + 28);
+    s->pt = bench_line_alloc(len);
+    s->out = bench_line_alloc(len + 28);
     if (s->c == NULL || s->pt == NULL || s->out == NULL)
         bench_die("out of memory");
     ossl_check(RAND_bytes(key, sizeof key), "RAND_bytes");
@@ -223,8 +223,8 @@ static void km_gcm_init(km_gcm *s, km_ctx *ctx, km_key *key, size_t len, size_t 
     s->len = len;
     s->cap = len + KM_CIPHERTEXT_OVERHEAD;
     s->npool = npool;
-    s->pt = calloc(1, len);
-    s->out = malloc(s->cap);
+    s->pt = bench_line_alloc(len);
+    s->out = bench_line_alloc(s->cap);
     s->pool = calloc(npool, sizeof *s->pool);
     if (s->pt == NULL || s->out == NULL || s->pool == NULL)
         bench_die("out of memory");

@@ -275,3 +275,13 @@ void bench_vault_scan(const char *dir, const char *table, bench_rec_fn fn, void 
     mdb_txn_abort(txn);
     mdb_env_close(env);
 }
+
+void *bench_line_alloc(size_t n)
+{
+    size_t sz = (n + 63) / 64 * 64;
+    void *p = aligned_alloc(64, sz > 0 ? sz : 64);
+    if (p == NULL)
+        bench_die("out of memory");
+    memset(p, 0, sz > 0 ? sz : 64);
+    return p;
+}

@@ -37,6 +37,10 @@ void bench_print_load(void);
 
 /* A fresh scratch directory under $BENCH_DIR, $TMPDIR or /tmp (malloc'ed path). */
 char *bench_mkdtemp(const char *tag);
+/* Zeroed memory of n bytes on cache lines of its own (64-byte aligned, the
+ * size rounded up to 64): the buffers two threads write, so that no line is
+ * shared between them by the allocator's placement (false sharing). */
+void *bench_line_alloc(size_t n);
 /* Removes a directory tree (unless BENCH_KEEP=1). */
 void bench_rmtree(const char *path);
 
