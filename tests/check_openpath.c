@@ -192,6 +192,7 @@ END_TEST
 
 START_TEST(test_openpath_open_keeps_last_error)
 {
+    static const char no128[] = "{\"version\": 1, \"algorithms\": {\"aes-128-gcm\": {\"allowed\": false}}}";
     km_ctx *c = tu_vault(dir), *c2;
     km_key *k = NULL;
     char msg[256];
@@ -201,6 +202,20 @@ START_TEST(test_openpath_open_keeps_last_error)
     RC(KM_E_NOTFOUND, km_key_open(&k, c2, "missing"));
     snprintf(msg, sizeof msg, "%s", km_error_last()->message);
     OK(km_key_open(&k, c2, "x"));
+    ck_assert_int_eq(km_error_last()->code, KM_E_NOTFOUND);
+    ck_assert_str_eq(km_error_last()->message, msg);
+    km_key_free(k);
+    k = NULL;
+    /* a key whose type the policy no longer lets protect: loading it records
+     * the policy's verdict (an error of its own), then puts the caller's
+     * back, text and all (it put back the code with the policy's text) */
+    OK(km_key_create(NULL, c, "old128", KM_KEY_AES_128_GCM, NULL));
+    OK(km_policy_set(c, no128, sizeof no128 - 1));
+    km_close(c2);
+    c2 = tu_vault(dir);
+    RC(KM_E_NOTFOUND, km_key_open(&k, c2, "missing"));
+    snprintf(msg, sizeof msg, "%s", km_error_last()->message);
+    OK(km_key_open(&k, c2, "old128"));
     ck_assert_int_eq(km_error_last()->code, KM_E_NOTFOUND);
     ck_assert_str_eq(km_error_last()->message, msg);
     km_key_free(k);

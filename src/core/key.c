@@ -527,8 +527,13 @@ static void kobj_apply_policy(km__kobj *k)
     const km__policy *p = km__policy_acquire(k->ctx);
     km__policy *own = NULL;
     km_error saved = *km_error_last();
+    char saved_msg[256]; /* the size of error.c's message buffer */
     uint64_t limit = 0, rotate_at = 0;
     int rc, recorded = 0;
+    /* saved.message points into the thread's error buffer, which an error
+     * recorded below overwrites: keep its text (only when there is one) */
+    if (saved.code != KM_OK)
+        snprintf(saved_msg, sizeof saved_msg, "%s", saved.message != NULL ? saved.message : "");
     /* the key's own policy tightens the vault's; if it no longer parses
      * against the vault's (the vault's was tightened past it), the vault's
      * applies and km_policy_report() shows the key */
@@ -556,7 +561,7 @@ static void kobj_apply_policy(km__kobj *k)
     if (!recorded)
         return;
     if (saved.code != KM_OK)
-        km__err_native(saved.code, saved.native_kind, saved.native, "%s", saved.message);
+        km__err_native(saved.code, saved.native_kind, saved.native, "%s", saved_msg);
     else
         km_error_clear();
 }
