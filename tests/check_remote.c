@@ -454,6 +454,17 @@ static long long ms_now(void)
 /* kmd stopped (SIGSTOP) mid-session: the call fails with KM_E_IO after the
  * timeout, no hang; kmd killed: KM_E_IO at once; kmd back: the same context
  * connects again. */
+/* Stops kmd and waits until it is stopped: kill() only queues SIGSTOP, and a
+ * connection thread woken by a request before the group stop reached it
+ * could still answer (the test's "no answer in time" then read KM_OK). */
+static void kmd_pause(void)
+{
+    int st = 0;
+    ck_assert_int_eq(kill(kmd_pid, SIGSTOP), 0);
+    ck_assert_int_eq(waitpid(kmd_pid, &st, WUNTRACED), kmd_pid);
+    ck_assert(WIFSTOPPED(st));
+}
+
 START_TEST(test_remote_kmd_gone)
 {
     km_ctx *c;
@@ -466,7 +477,7 @@ START_TEST(test_remote_kmd_gone)
     kmd_start(TU_ADMIN, NULL);
     c = client();
     OK(km_key_create(&k, c, "g", KM_KEY_AES_256_GCM, NULL));
-    kill(kmd_pid, SIGSTOP);
+    kmd_pause();
     t0 = ms_now();
     expect_err(km_encrypt(k, (const uint8_t *)"a", 1, NULL, 0, ct, sizeof ct, &ct_len), KM_E_IO,
                "in time");
@@ -486,7 +497,7 @@ START_TEST(test_remote_kmd_gone)
     setenv("KM_KMD_TIMEOUT_MS", "30000", 1);
     c = client();
     OK(km_key_open(&k, c, "g"));
-    kill(kmd_pid, SIGSTOP);
+    kmd_pause();
     {
         pid_t killer = fork(), dead = kmd_pid;
         ck_assert_int_ge(killer, 0);
